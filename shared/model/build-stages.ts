@@ -1,0 +1,64 @@
+import type { ModelConfig } from './config.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, type FileEntry, type StageEntry, type StageManifest } from './manifest.js';
+import { type Partition, resolvePartition } from './partition.js';
+import type { TensorInfo } from './safetensors.js';
+import { sha256Hex } from './sha256.js';
+import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
+import { checkAllWeights, WeightReader } from './weights.js';
+
+export interface BuildInput {
+  readonly modelId: string;
+  readonly config: ModelConfig;
+  /** The checkpoint's tensors and the file they came from (for errors). */
+  readonly weightsFile: string;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly tokenizerJson: Uint8Array;
+  readonly tokenizerConfigJson: Uint8Array | null;
+  readonly partition: Partition;
+}
+
+export interface BuildOutput {
+  readonly manifest: StageManifest;
+  /** File name → bytes, for every file the manifest names. */
+  readonly files: ReadonlyMap<string, Uint8Array>;
+}
+
+async function entry(file: string, bytes: Uint8Array): Promise<FileEntry> {
+  return { file, sizeBytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
+}
+
+/**
+ * Cuts a checkpoint into stage graphs and describes them in a manifest.
+ * Pure: bytes in, bytes out; the caller reads and writes files.
+ */
+export async function buildStages(input: BuildInput): Promise<BuildOutput> {
+  const { config } = input;
+  const weights = new WeightReader(input.weightsFile, input.tensors);
+  checkAllWeights(config, weights);
+  const ranges = resolvePartition(config.numLayers, input.partition);
+  const files = new Map<string, Uint8Array>();
+  const stages: StageEntry[] = [];
+  for (const [index, layers] of ranges.entries()) {
+    const spec = { index, count: ranges.length, layers };
+    const bytes = buildStageGraph(config, weights, spec);
+    const file = `stage-${index}.onnx`;
+    files.set(file, bytes);
+    stages.push({ ...(await entry(file, bytes)), index, layers, inputs: stageInputs(config, spec), outputs: stageOutputs(config, spec) });
+  }
+  files.set('tokenizer.json', input.tokenizerJson);
+  let tokenizerConfig: FileEntry | null = null;
+  if (input.tokenizerConfigJson !== null) {
+    files.set('tokenizer_config.json', input.tokenizerConfigJson);
+    tokenizerConfig = await entry('tokenizer_config.json', input.tokenizerConfigJson);
+  }
+  const manifest: StageManifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    modelId: input.modelId,
+    model: config,
+    tokenizer: await entry('tokenizer.json', input.tokenizerJson),
+    tokenizerConfig,
+    stages,
+  };
+  return { manifest, files };
+}

@@ -1,0 +1,134 @@
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+/** A dimension: a fixed size or a named dynamic axis. */
+export type Dim = number | string;
+export type ElemType = 'float32' | 'int64';
+
+export interface ValueSpec {
+  readonly name: string;
+  readonly dtype: ElemType;
+  readonly shape: readonly Dim[];
+}
+
+const DATA_TYPE: Record<ElemType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  int64: onnx.TensorProto.DataType.INT64,
+};
+
+type AttrValue = number | readonly number[] | { readonly float: number } | { readonly tensor: Float32Array };
+
+/**
+ * Builds one ONNX graph node by node. Names of intermediate values are
+ * generated; small int64 constants are shared. Opset 17, which both
+ * onnxruntime-web (WASM and WebGPU) and onnxruntime-node load.
+ */
+export class GraphBuilder {
+  static readonly OPSET = 17;
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly constCache = new Map<string, string>();
+  private counter = 0;
+
+  private fresh(hint: string): string {
+    this.counter += 1;
+    return `${hint}_${this.counter}`;
+  }
+
+  /** Adds a float32 initializer (a weight) and returns its name. */
+  weight(name: string, dims: readonly number[], data: Float32Array): string {
+    this.initializers.push({
+      name,
+      dataType: DATA_TYPE.float32,
+      dims: [...dims],
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
+  /** An int64 constant tensor; a scalar when `scalar` is set. Shared by value. */
+  ints(values: readonly number[], scalar = false): string {
+    const key = `i:${scalar}:${values.join(',')}`;
+    const hit = this.constCache.get(key);
+    if (hit !== undefined) return hit;
+    const name = this.fresh('const_i64');
+    const data = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.initializers.push({
+      name,
+      dataType: DATA_TYPE.int64,
+      dims: scalar ? [] : [values.length],
+      rawData: new Uint8Array(data.buffer),
+    });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  /** A float32 scalar constant. Shared by value. */
+  float(value: number): string {
+    const key = `f:${value}`;
+    const hit = this.constCache.get(key);
+    if (hit !== undefined) return hit;
+    const name = this.fresh('const_f32');
+    this.initializers.push({ name, dataType: DATA_TYPE.float32, dims: [], rawData: new Uint8Array(new Float32Array([value]).buffer) });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  /** Adds a node with one output; `output` names it (for graph outputs), else it is generated. */
+  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, output?: string): string {
+    const out = output ?? this.fresh(opType.toLowerCase());
+    this.nodes.push({
+      opType,
+      input: [...inputs],
+      output: [out],
+      name: this.fresh(`n_${opType}`),
+      attribute: Object.entries(attrs).map(([name, v]) => attribute(name, v)),
+    });
+    return out;
+  }
+
+  /** Serialises the graph as an ONNX model. */
+  toBytes(graphName: string, inputs: readonly ValueSpec[], outputs: readonly ValueSpec[], docString: string): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'webswarm',
+      producerVersion: '1',
+      docString,
+      opsetImport: [{ domain: '', version: GraphBuilder.OPSET }],
+      graph: {
+        name: graphName,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: inputs.map(valueInfo),
+        output: outputs.map(valueInfo),
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}
+
+function attribute(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'number') return { name, type: T.INT, i: v };
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: [...(v as readonly number[])] };
+  if ('float' in v) return { name, type: T.FLOAT, f: v.float };
+  const t = v.tensor;
+  return {
+    name,
+    type: T.TENSOR,
+    t: { dataType: DATA_TYPE.float32, dims: [], rawData: new Uint8Array(t.buffer, t.byteOffset, t.byteLength) },
+  };
+}
+
+function valueInfo(v: ValueSpec): onnxProto.onnx.IValueInfoProto {
+  return {
+    name: v.name,
+    type: {
+      tensorType: {
+        elemType: DATA_TYPE[v.dtype],
+        shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}

@@ -1,0 +1,138 @@
+import type { ModelConfig } from './config.js';
+import type { StageManifest } from './manifest.js';
+import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
+import { STAGE_IO } from './stage-graph.js';
+
+/** A tensor as it crosses the runtime boundary. */
+export type TensorData =
+  | { readonly dtype: 'float32'; readonly dims: readonly number[]; readonly data: Float32Array }
+  | { readonly dtype: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
+
+export type Feeds = Record<string, TensorData>;
+
+/** Runs one stage's graph: the reference runner, a worker, or a volunteer implements it. */
+export interface StageExecutor {
+  run(stage: number, feeds: Feeds): Promise<Feeds>;
+}
+
+function emptyKv(cfg: ModelConfig): TensorData {
+  return { dtype: 'float32', dims: [1, cfg.numKvHeads, 0, cfg.headDim], data: new Float32Array(0) };
+}
+
+/** One stage's KV cache: its layers' present keys and values, fed back as past. */
+export class KvCache {
+  private readonly tensors = new Map<string, TensorData>();
+
+  constructor(
+    private readonly cfg: ModelConfig,
+    private readonly layers: { start: number; end: number },
+  ) {}
+
+  /** Number of positions cached. */
+  get length(): number {
+    const t = this.tensors.get(STAGE_IO.presentKey(this.layers.start));
+    return t === undefined ? 0 : (t.dims[2] as number);
+  }
+
+  feeds(): Feeds {
+    const f: Feeds = {};
+    for (let l = this.layers.start; l < this.layers.end; l++) {
+      f[STAGE_IO.pastKey(l)] = this.tensors.get(STAGE_IO.presentKey(l)) ?? emptyKv(this.cfg);
+      f[STAGE_IO.pastValue(l)] = this.tensors.get(STAGE_IO.presentValue(l)) ?? emptyKv(this.cfg);
+    }
+    return f;
+  }
+
+  update(outputs: Feeds): void {
+    for (let l = this.layers.start; l < this.layers.end; l++) {
+      for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {
+        const t = outputs[name];
+        if (t === undefined) throw new Error(`stage output ${name} is missing`);
+        this.tensors.set(name, t);
+      }
+    }
+  }
+}
+
+/**
+ * Runs tokens through every stage in order, keeping each stage's KV cache:
+ * the loop that the swarm distributes, in one place.
+ */
+export class PipelineSession {
+  private readonly caches: KvCache[];
+
+  constructor(
+    private readonly manifest: StageManifest,
+    private readonly executor: StageExecutor,
+  ) {
+    this.caches = manifest.stages.map((s) => new KvCache(manifest.model, s.layers));
+  }
+
+  /** Positions processed so far. */
+  get length(): number {
+    return this.caches[0]?.length ?? 0;
+  }
+
+  /** Feeds `ids` (appended after what came before) and returns logits [ids.length, vocab]. */
+  async forward(ids: readonly number[]): Promise<Float32Array> {
+    if (ids.length === 0) throw new Error('forward needs at least one token');
+    const vocab = this.manifest.model.vocabSize;
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${vocab})`);
+    }
+    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+    for (const [i, stage] of this.manifest.stages.entries()) {
+      const cache = this.caches[i] as KvCache;
+      const input = i === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+      const out = await this.executor.run(i, { [input]: carry, ...cache.feeds() });
+      cache.update(out);
+      const last = i === this.manifest.stages.length - 1;
+      const next = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
+      if (next === undefined || next.dtype !== 'float32') throw new Error(`stage ${stage.index} returned no float32 ${last ? 'logits' : 'hidden states'}`);
+      carry = next;
+    }
+    return carry.data as Float32Array;
+  }
+}
+
+export interface GenerateOptions {
+  readonly promptIds: readonly number[];
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** Stop when this token is produced (it is not included); null = never. */
+  readonly eosTokenId: number | null;
+  readonly onToken?: (token: number, index: number) => void;
+}
+
+export interface GenerateResult {
+  readonly tokens: number[];
+  readonly finishReason: 'stop' | 'length';
+  /** Wall time of each forward pass, prompt first, in ms. */
+  readonly stepMs: number[];
+}
+
+/** Generates with a KV cache: the prompt once, then one token per step. */
+export async function generate(session: PipelineSession, manifest: StageManifest, o: GenerateOptions): Promise<GenerateResult> {
+  const vocab = manifest.model.vocabSize;
+  const limit = manifest.model.maxPositions;
+  if (o.promptIds.length === 0) throw new Error('the prompt is empty');
+  if (o.promptIds.length + o.maxTokens > limit) {
+    throw new RangeError(`prompt (${o.promptIds.length} tokens) + max tokens (${o.maxTokens}) exceeds the model's ${limit} positions`);
+  }
+  const random = seededRandom(o.sampling.seed);
+  const tokens: number[] = [];
+  const stepMs: number[] = [];
+  let input: readonly number[] = o.promptIds;
+  while (tokens.length < o.maxTokens) {
+    const t0 = performance.now();
+    const logits = await session.forward(input);
+    stepMs.push(performance.now() - t0);
+    const row = logits.subarray((input.length - 1) * vocab, input.length * vocab);
+    const next = sampleToken(row, o.sampling, random);
+    if (next === o.eosTokenId) return { tokens, finishReason: 'stop', stepMs };
+    tokens.push(next);
+    o.onToken?.(next, tokens.length - 1);
+    input = [next];
+  }
+  return { tokens, finishReason: 'length', stepMs };
+}

@@ -1,0 +1,78 @@
+/** Sampling settings of a generation. temperature 0 = greedy (argmax, first index on ties). */
+export interface SamplingParams {
+  readonly temperature: number;
+  /** Keep the k most likely tokens; 0 = no limit. */
+  readonly topK: number;
+  /** Keep the smallest set of tokens whose probability reaches p; 1 = no limit. */
+  readonly topP: number;
+  readonly seed: number;
+}
+
+export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+
+/** Checks sampling settings; returns a message naming the bad field, or null. */
+export function samplingError(p: SamplingParams): string | null {
+  if (!Number.isFinite(p.temperature) || p.temperature < 0 || p.temperature > 100) return 'temperature must be in [0, 100]';
+  if (!Number.isInteger(p.topK) || p.topK < 0) return 'top_k must be an integer ≥ 0';
+  if (!Number.isFinite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top_p must be in (0, 1]';
+  if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) return 'seed must be an integer in [0, 2^32)';
+  return null;
+}
+
+/**
+ * A small seeded generator (mulberry32): the same seed gives the same tokens on
+ * the server, the reference runner and in a browser.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function argmax(logits: ArrayLike<number>): number {
+  let best = 0;
+  let bestV = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i] as number;
+    if (v > bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Picks the next token from one row of logits. `random` is drawn from once per sampled token. */
+export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, random: () => number): number {
+  if (p.temperature === 0) return argmax(logits);
+  const order = Array.from({ length: logits.length }, (_, i) => i).filter((i) => Number.isFinite(logits[i] as number));
+  if (order.length === 0) throw new Error('no finite logits to sample from');
+  order.sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
+  const kept = p.topK > 0 ? order.slice(0, p.topK) : order;
+  const top = logits[kept[0] as number] as number;
+  const weights = kept.map((i) => Math.exp(((logits[i] as number) - top) / p.temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let cut = kept.length;
+  if (p.topP < 1) {
+    let acc = 0;
+    for (let j = 0; j < kept.length; j++) {
+      acc += (weights[j] as number) / total;
+      if (acc >= p.topP) {
+        cut = j + 1;
+        break;
+      }
+    }
+  }
+  const mass = weights.slice(0, cut).reduce((a, b) => a + b, 0);
+  let r = random() * mass;
+  for (let j = 0; j < cut; j++) {
+    r -= weights[j] as number;
+    if (r < 0) return kept[j] as number;
+  }
+  return kept[cut - 1] as number;
+}

@@ -1,0 +1,194 @@
+import type { ModelConfig } from './config.js';
+import { GraphBuilder, type ValueSpec } from './onnx-graph.js';
+import { layerWeightNames, type WeightReader } from './weights.js';
+
+/** A half-open range of decoder layers [start, end). */
+export interface LayerRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface StageSpec {
+  readonly index: number;
+  readonly count: number;
+  readonly layers: LayerRange;
+}
+
+/** Names of a stage's inputs and outputs: one convention for builder, runner and volunteers. */
+export const STAGE_IO = {
+  inputIds: 'input_ids',
+  hiddenIn: 'hidden_states_in',
+  hiddenOut: 'hidden_states',
+  logits: 'logits',
+  pastKey: (layer: number): string => `past.${layer}.key`,
+  pastValue: (layer: number): string => `past.${layer}.value`,
+  presentKey: (layer: number): string => `present.${layer}.key`,
+  presentValue: (layer: number): string => `present.${layer}.value`,
+} as const;
+
+const B = 'batch';
+const S = 'sequence';
+const P = 'past_sequence';
+const T = 'total_sequence';
+
+export function stageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+  const first: ValueSpec =
+    stage.index === 0
+      ? { name: STAGE_IO.inputIds, dtype: 'int64', shape: [B, S] }
+      : { name: STAGE_IO.hiddenIn, dtype: 'float32', shape: [B, S, cfg.hiddenSize] };
+  const kv: ValueSpec[] = [];
+  for (let l = stage.layers.start; l < stage.layers.end; l++) {
+    kv.push({ name: STAGE_IO.pastKey(l), dtype: 'float32', shape: [B, cfg.numKvHeads, P, cfg.headDim] });
+    kv.push({ name: STAGE_IO.pastValue(l), dtype: 'float32', shape: [B, cfg.numKvHeads, P, cfg.headDim] });
+  }
+  return [first, ...kv];
+}
+
+export function stageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+  const last = stage.index === stage.count - 1;
+  const first: ValueSpec = last
+    ? { name: STAGE_IO.logits, dtype: 'float32', shape: [B, S, cfg.vocabSize] }
+    : { name: STAGE_IO.hiddenOut, dtype: 'float32', shape: [B, S, cfg.hiddenSize] };
+  const kv: ValueSpec[] = [];
+  for (let l = stage.layers.start; l < stage.layers.end; l++) {
+    kv.push({ name: STAGE_IO.presentKey(l), dtype: 'float32', shape: [B, cfg.numKvHeads, T, cfg.headDim] });
+    kv.push({ name: STAGE_IO.presentValue(l), dtype: 'float32', shape: [B, cfg.numKvHeads, T, cfg.headDim] });
+  }
+  return [first, ...kv];
+}
+
+/** Transposes a row-major [rows, cols] matrix (a Linear weight [out, in] → MatMul's [in, out]). */
+function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c] as number;
+  return out;
+}
+
+/** x @ W^T (+ b) for a Hugging Face Linear weight of shape [outF, inF]. */
+function linear(g: GraphBuilder, w: WeightReader, x: string, name: string, outF: number, inF: number, bias?: string): string {
+  const weight = w.get(name, [outF, inF]);
+  let y = g.op('MatMul', [x, g.weight(name, [inF, outF], transpose(weight.data, outF, inF))]);
+  if (bias !== undefined) y = g.op('Add', [y, g.weight(bias, [outF], w.get(bias, [outF]).data)]);
+  return y;
+}
+
+/** RMSNorm: x / sqrt(mean(x²) + eps) · weight, in float32 like transformers' LlamaRMSNorm. */
+function rmsNorm(g: GraphBuilder, w: WeightReader, x: string, name: string, dim: number, eps: number): string {
+  const meanSq = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSq, g.float(eps)])])]);
+  return g.op('Mul', [g.op('Mul', [x, inv]), g.weight(name, [dim], w.get(name, [dim]).data)]);
+}
+
+/** [B, S, heads·hd] → [B, heads, S, hd] */
+function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  return g.op('Transpose', [g.op('Reshape', [x, g.ints([0, 0, heads, headDim])])], { perm: [0, 2, 1, 3] });
+}
+
+/** Rotary positions, transformers' rotate-half form: x·cos + rotate_half(x)·sin. */
+function rope(g: GraphBuilder, x: string, cos: string, sin: string, headDim: number): string {
+  const half = headDim / 2;
+  const x1 = g.op('Slice', [x, g.ints([0]), g.ints([half]), g.ints([-1])]);
+  const x2 = g.op('Slice', [x, g.ints([half]), g.ints([headDim]), g.ints([-1])]);
+  const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
+  return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])]);
+}
+
+/** [B, kvHeads, T, hd] → [B, heads, T, hd] by repeating each kv head (grouped-query attention). */
+function repeatKv(g: GraphBuilder, x: string, cfg: ModelConfig): string {
+  const rep = cfg.numHeads / cfg.numKvHeads;
+  if (rep === 1) return x;
+  const expanded = g.op('Expand', [g.op('Unsqueeze', [x, g.ints([2])]), g.ints([1, 1, rep, 1, 1])]);
+  return g.op('Reshape', [expanded, g.ints([0, cfg.numHeads, -1, cfg.headDim])]);
+}
+
+function decoderLayer(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, l: number, x: string, cos: string, sin: string, mask: string): string {
+  const n = layerWeightNames(l);
+  const d = cfg.hiddenSize;
+  const hd = cfg.headDim;
+  const qDim = cfg.numHeads * hd;
+  const kvDim = cfg.numKvHeads * hd;
+  const h = rmsNorm(g, w, x, n.inputNorm, d, cfg.rmsNormEps);
+  const q = linear(g, w, h, n.q, qDim, d, cfg.qkvBias ? n.qBias : undefined);
+  const k = linear(g, w, h, n.k, kvDim, d, cfg.qkvBias ? n.kBias : undefined);
+  const v = linear(g, w, h, n.v, kvDim, d, cfg.qkvBias ? n.vBias : undefined);
+  const qr = rope(g, splitHeads(g, q, cfg.numHeads, hd), cos, sin, hd);
+  const kr = rope(g, splitHeads(g, k, cfg.numKvHeads, hd), cos, sin, hd);
+  const vh = splitHeads(g, v, cfg.numKvHeads, hd);
+  const keys = g.op('Concat', [STAGE_IO.pastKey(l), kr], { axis: 2 }, STAGE_IO.presentKey(l));
+  const values = g.op('Concat', [STAGE_IO.pastValue(l), vh], { axis: 2 }, STAGE_IO.presentValue(l));
+  const kAll = repeatKv(g, keys, cfg);
+  const vAll = repeatKv(g, values, cfg);
+  const scores = g.op('Add', [
+    g.op('Mul', [g.op('MatMul', [qr, g.op('Transpose', [kAll], { perm: [0, 1, 3, 2] })]), g.float(1 / Math.sqrt(hd))]),
+    mask,
+  ]);
+  const attn = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), vAll]);
+  const merged = g.op('Reshape', [g.op('Transpose', [attn], { perm: [0, 2, 1, 3] }), g.ints([0, 0, qDim])]);
+  const o = linear(g, w, merged, n.o, d, qDim, cfg.oBias ? n.oBias : undefined);
+  const x2 = g.op('Add', [x, o]);
+  const h2 = rmsNorm(g, w, x2, n.postNorm, d, cfg.rmsNormEps);
+  const gate = linear(g, w, h2, n.gate, cfg.intermediateSize, d);
+  const up = linear(g, w, h2, n.up, cfg.intermediateSize, d);
+  const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+  return g.op('Add', [x2, linear(g, w, act, n.down, d, cfg.intermediateSize)]);
+}
+
+/**
+ * Builds the ONNX graph of one stage straight from the checkpoint's weights.
+ * Positions come from the length of the first layer's past keys, so the same
+ * graph serves the prompt (past length 0) and every decoding step.
+ */
+export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageSpec): Uint8Array {
+  const g = new GraphBuilder();
+  const first = stage.index === 0;
+  const last = stage.index === stage.count - 1;
+  const d = cfg.hiddenSize;
+  const hd = cfg.headDim;
+
+  let x: string;
+  let seqLen: string;
+  if (first) {
+    const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
+    x = g.op('Gather', [g.weight('model.embed_tokens.weight', [cfg.vocabSize, d], table.data), STAGE_IO.inputIds], { axis: 0 });
+    seqLen = g.op('Gather', [g.op('Shape', [STAGE_IO.inputIds]), g.ints([1], true)], { axis: 0 });
+  } else {
+    x = STAGE_IO.hiddenIn;
+    seqLen = g.op('Gather', [g.op('Shape', [STAGE_IO.hiddenIn]), g.ints([1], true)], { axis: 0 });
+  }
+  const pastLen = g.op('Gather', [g.op('Shape', [STAGE_IO.pastKey(stage.layers.start)]), g.ints([2], true)], { axis: 0 });
+  const totalLen = g.op('Add', [pastLen, seqLen]);
+  const positions = g.op('Range', [pastLen, totalLen, g.ints([1], true)]);
+
+  // Rotary tables [S, hd]; inverse frequencies as transformers computes them in float32.
+  const invFreq = new Float32Array(hd / 2);
+  for (let i = 0; i < hd / 2; i++) invFreq[i] = 1 / cfg.ropeTheta ** ((2 * i) / hd);
+  const freqs = g.op('Mul', [
+    g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 }), g.ints([1])]),
+    g.weight('rope.inv_freq', [1, hd / 2], invFreq),
+  ]);
+  const emb = g.op('Concat', [freqs, freqs], { axis: -1 });
+  const cos = g.op('Cos', [emb]);
+  const sin = g.op('Sin', [emb]);
+
+  // Causal mask [S, T]: query i (at position past+i) sees keys 0..past+i.
+  const keyPos = g.op('Range', [g.ints([0], true), totalLen, g.ints([1], true)]);
+  const future = g.op('Greater', [g.op('Unsqueeze', [keyPos, g.ints([0])]), g.op('Unsqueeze', [positions, g.ints([1])])]);
+  const mask = g.op('Where', [future, g.float(-3.4028234663852886e38), g.float(0)]);
+
+  for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask);
+
+  if (last) {
+    const normed = rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps);
+    const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+    const head = w.get(headName, [cfg.vocabSize, d]);
+    g.op('MatMul', [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))], {}, STAGE_IO.logits);
+  } else {
+    g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
+  }
+  return g.toBytes(
+    `stage_${stage.index}`,
+    stageInputs(cfg, stage),
+    stageOutputs(cfg, stage),
+    `webswarm stage ${stage.index + 1}/${stage.count}, layers [${stage.layers.start}, ${stage.layers.end})`,
+  );
+}

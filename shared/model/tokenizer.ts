@@ -1,0 +1,49 @@
+import { TokenizerLoader } from '@lenml/tokenizers';
+import { ModelError } from './errors.js';
+
+/**
+ * A Hugging Face tokenizer.json, encoded and decoded by @lenml/tokenizers
+ * (a maintained port of transformers.js's tokenizers) rather than by hand.
+ */
+export class Tokenizer {
+  private readonly inner: ReturnType<typeof TokenizerLoader.fromPreTrained>;
+
+  private constructor(inner: ReturnType<typeof TokenizerLoader.fromPreTrained>) {
+    this.inner = inner;
+  }
+
+  /** Builds from the texts of tokenizer.json and (optionally) tokenizer_config.json. */
+  static fromJson(file: string, tokenizerJson: string, tokenizerConfigJson: string | null): Tokenizer {
+    let json: unknown;
+    let config: unknown = {};
+    try {
+      json = JSON.parse(tokenizerJson);
+      if (tokenizerConfigJson !== null) config = JSON.parse(tokenizerConfigJson);
+    } catch (e) {
+      throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, `not JSON (${(e as Error).message})`);
+    }
+    if (typeof json !== 'object' || json === null || typeof (json as { model?: unknown }).model !== 'object') {
+      throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, 'has no "model" section; is it a Hugging Face tokenizer.json?');
+    }
+    try {
+      return new Tokenizer(
+        TokenizerLoader.fromPreTrained({
+          tokenizerJSON: json as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerJSON'],
+          tokenizerConfig: config as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerConfig'],
+        }),
+      );
+    } catch (e) {
+      throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, `cannot be loaded (${(e as Error).message})`);
+    }
+  }
+
+  /** Token ids of `text`, without special tokens added around it. */
+  encode(text: string): number[] {
+    return this.inner.encode(text, { add_special_tokens: false });
+  }
+
+  /** Text of `ids`; special tokens are kept so that nothing is hidden. */
+  decode(ids: readonly number[]): string {
+    return this.inner.decode([...ids], { skip_special_tokens: false });
+  }
+}

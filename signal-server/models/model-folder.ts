@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { buildStages } from '../../shared/model/build-stages.js';
+import { type ModelConfig, parseModelConfig } from '../../shared/model/config.js';
+import { ModelError } from '../../shared/model/errors.js';
+import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
+import { type Partition, resolvePartition } from '../../shared/model/partition.js';
+import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
+import { sha256Hex } from '../../shared/model/sha256.js';
+
+/** A Hugging Face model folder, read and checked. */
+export interface ModelFolder {
+  readonly dir: string;
+  readonly modelId: string;
+  readonly config: ModelConfig;
+  readonly weightsFile: string;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly tokenizerJson: Uint8Array;
+  readonly tokenizerConfigJson: Uint8Array | null;
+  /** sha256 over config, weights and tokenizer: what a stage cache was built from. */
+  readonly sourceHash: string;
+}
+
+function readRequired(dir: string, name: string): Uint8Array {
+  const path = join(dir, name);
+  if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, `${name} is missing from the model folder`);
+  return readFileSync(path);
+}
+
+function parseJsonFile(path: string, bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ModelError('ERR_MODEL_BAD_JSON', path, `is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Reads config.json, model.safetensors and tokenizer.json (+ tokenizer_config.json if present). */
+export function readModelFolder(dirIn: string): ModelFolder {
+  const dir = resolve(dirIn);
+  if (!existsSync(dir)) throw new ModelError('ERR_MODEL_FILE_MISSING', dir, 'model folder does not exist');
+  const configBytes = readRequired(dir, 'config.json');
+  const config = parseModelConfig(join(dir, 'config.json'), parseJsonFile(join(dir, 'config.json'), configBytes));
+  const weightsFile = join(dir, 'model.safetensors');
+  const weightBytes = readRequired(dir, 'model.safetensors');
+  const tensors = parseSafetensors(weightsFile, weightBytes);
+  const tokenizerJson = readRequired(dir, 'tokenizer.json');
+  parseJsonFile(join(dir, 'tokenizer.json'), tokenizerJson);
+  const tcPath = join(dir, 'tokenizer_config.json');
+  const tokenizerConfigJson = existsSync(tcPath) ? readFileSync(tcPath) : null;
+  if (tokenizerConfigJson !== null) parseJsonFile(tcPath, tokenizerConfigJson);
+  const h = createHash('sha256');
+  for (const b of [configBytes, weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) h.update(b);
+  return {
+    dir,
+    modelId: basename(dir),
+    config,
+    weightsFile,
+    tensors,
+    tokenizerJson,
+    tokenizerConfigJson,
+    sourceHash: h.digest('hex'),
+  };
+}
+
+/** Key of a partition in file names: "s3" or "r0-2_2-4_4-6". */
+export function partitionKey(numLayers: number, p: Partition): string {
+  const ranges = resolvePartition(numLayers, p);
+  return `r${ranges.map((r) => `${r.start}-${r.end}`).join('_')}`;
+}
+
+/** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
+export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string): Promise<StageManifest> {
+  const { manifest, files } = await buildStages({
+    modelId: model.modelId,
+    config: model.config,
+    weightsFile: model.weightsFile,
+    tensors: model.tensors,
+    tokenizerJson: model.tokenizerJson,
+    tokenizerConfigJson: model.tokenizerConfigJson,
+    partition,
+  });
+  const tmp = `${outDir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  for (const [name, bytes] of files) writeFileSync(join(tmp, name), bytes);
+  writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
+  writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash })}\n`);
+  rmSync(outDir, { recursive: true, force: true });
+  renameSync(tmp, outDir);
+  return manifest;
+}
+
+/**
+ * The stages of a model for a partition, built once into
+ * `<cacheRoot>/<modelId>/<partition>/` and rebuilt when the model files change.
+ */
+export async function ensureStages(modelDir: string, partition: Partition, cacheRoot: string): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
+  const model = readModelFolder(modelDir);
+  const dir = join(resolve(cacheRoot), model.modelId, partitionKey(model.config.numLayers, partition));
+  const sourcePath = join(dir, 'source.json');
+  if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json'))) {
+    const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
+    if (source.sourceHash === model.sourceHash) return { dir, manifest: (await loadStageSet(dir)).manifest, built: false };
+  }
+  return { dir, manifest: await buildStagesToDir(model, partition, dir), built: true };
+}
+
+/** A stage directory, read and verified: every file present, of the right size and sha256. */
+export interface StageSet {
+  readonly dir: string;
+  readonly manifest: StageManifest;
+  readonly stageBytes: readonly Uint8Array[];
+  readonly tokenizerJson: string;
+  readonly tokenizerConfigJson: string | null;
+}
+
+async function readVerified(dir: string, entry: { file: string; sizeBytes: number; sha256: string }): Promise<Uint8Array> {
+  const path = join(dir, entry.file);
+  if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, 'named in manifest.json but missing');
+  const bytes = readFileSync(path);
+  if (bytes.byteLength !== entry.sizeBytes) {
+    throw new ModelError('ERR_MANIFEST_SIZE', path, `is ${bytes.byteLength} bytes, manifest.json says ${entry.sizeBytes}`);
+  }
+  const sha = await sha256Hex(bytes);
+  if (sha !== entry.sha256) throw new ModelError('ERR_MANIFEST_SHA256', path, `sha256 is ${sha}, manifest.json says ${entry.sha256}`);
+  return bytes;
+}
+
+export async function loadStageSet(dirIn: string): Promise<StageSet> {
+  const dir = resolve(dirIn);
+  const manifestPath = join(dir, 'manifest.json');
+  const manifest = parseManifest(manifestPath, parseJsonFile(manifestPath, readRequired(dir, 'manifest.json')));
+  const stageBytes: Uint8Array[] = [];
+  for (const s of manifest.stages) stageBytes.push(await readVerified(dir, s));
+  const dec = new TextDecoder();
+  const tokenizerJson = dec.decode(await readVerified(dir, manifest.tokenizer));
+  const tokenizerConfigJson = manifest.tokenizerConfig === null ? null : dec.decode(await readVerified(dir, manifest.tokenizerConfig));
+  return { dir, manifest, stageBytes, tokenizerJson, tokenizerConfigJson };
+}

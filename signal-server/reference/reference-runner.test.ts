@@ -1,0 +1,72 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Partition } from '../../shared/model/partition.js';
+import { GREEDY } from '../../shared/model/sampling.js';
+import { GOLDEN_MODELS, maxAbsDiff, readGolden } from '../testing/golden.js';
+import { readModelFolder } from '../models/model-folder.js';
+import { ReferenceRunner } from './reference-runner.js';
+
+/** The issue's bound: stage chains must give PyTorch's logits within 1e-4. */
+const LOGIT_TOLERANCE = 1e-4;
+const cacheRoot = mkdtempSync(join(tmpdir(), 'webswarm-stages-'));
+afterAll(() => rmSync(cacheRoot, { recursive: true, force: true }));
+
+function partitionsFor(numLayers: number): { label: string; partition: Partition }[] {
+  return [
+    { label: '1 stage', partition: { stages: 1 } },
+    { label: '2 stages', partition: { stages: 2 } },
+    { label: '3 stages', partition: { stages: 3 } },
+    { label: 'one layer per stage', partition: { stages: numLayers } },
+  ];
+}
+
+const modelIds = Object.keys(GOLDEN_MODELS).filter((id) => existsSync(GOLDEN_MODELS[id] as string));
+
+describe.each(modelIds)('reference runner on %s', (modelId) => {
+  const golden = readGolden(modelId);
+  const dir = GOLDEN_MODELS[modelId] as string;
+  const numLayers = readModelFolder(dir).config.numLayers;
+
+  it.each(partitionsFor(numLayers))('$label: PyTorch logits within 1e-4 and its greedy tokens', async ({ label, partition }) => {
+    const runner = await ReferenceRunner.fromModelDir(dir, partition, cacheRoot);
+    try {
+      expect(runner.manifest.stages.length, label).toBe('stages' in partition ? partition.stages : 0);
+      for (const p of golden.prompts) {
+        const logits = await runner.session().forward(p.ids);
+        expect(logits.length).toBe(p.shape[0] * p.shape[1]);
+        expect(maxAbsDiff(logits, p.logits), `${label}: "${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
+        const r = await runner.generateIds(p.ids, p.greedy.length, GREEDY);
+        expect(r.tokens, `${label}: greedy after "${p.text}"`).toEqual(p.greedy);
+      }
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it('incremental decoding with the KV cache equals full recomputation', async () => {
+    const runner = await ReferenceRunner.fromModelDir(dir, { stages: 2 }, cacheRoot);
+    try {
+      const vocab = runner.manifest.model.vocabSize;
+      const p = golden.prompts[0] as (typeof golden.prompts)[number];
+      const all = [...p.ids, ...p.greedy];
+      const full = await runner.session().forward(all);
+      const inc = runner.session();
+      // Prompt in one pass, then one token at a time.
+      const rows: Float32Array[] = [await inc.forward(p.ids)];
+      for (const t of p.greedy) rows.push(await inc.forward([t]));
+      expect(inc.length).toBe(all.length);
+      const joined = new Float32Array(full.length);
+      let off = 0;
+      for (const r of rows) {
+        joined.set(r, off);
+        off += r.length;
+      }
+      expect(off).toBe(all.length * vocab);
+      expect(maxAbsDiff(joined, full)).toBeLessThan(LOGIT_TOLERANCE);
+    } finally {
+      await runner.close();
+    }
+  });
+});
