@@ -17,7 +17,9 @@ runCli(async () => {
   const manifest = await buildStagesToDir(model, partition, out);
   const ms = performance.now() - t0;
   for (const s of manifest.stages) {
-    process.stdout.write(`${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`);
+    process.stdout.write(
+      `${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`,
+    );
   }
   process.stdout.write(`built ${manifest.stages.length} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
 });

@@ -1,28 +1,24 @@
-import { parseArgs } from 'node:util';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { type Partition, parseRanges } from '../shared/model/partition.js';
 
-export const DEFAULT_MODEL = 'austen-2m';
-export const DEFAULT_STAGES = 3;
-export const STAGE_CACHE = '.cache/stages';
+import { DEFAULT_STAGES } from '../signal-server/defaults.js';
 
-/** Resolves --model: a folder path, or the id of a model under models/. */
-export function modelDir(model: string): string {
-  return model.includes('/') ? model : `models/${model}`;
-}
+export { DEFAULT_MODEL, modelDir, STAGE_CACHE } from '../signal-server/defaults.js';
 
 /** --stages N or --layers 0-2,2-4,... */
 export function partitionFrom(values: { stages?: string | undefined; layers?: string | undefined }): Partition {
   if (values.layers !== undefined) return { ranges: parseRanges(values.layers) };
   const n = Number(values.stages ?? DEFAULT_STAGES);
-  if (!Number.isInteger(n) || n < 1) throw new ModelError('ERR_MODEL_BAD_PARTITION', '--stages', `"${values.stages}" is not a positive integer`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ModelError('ERR_MODEL_BAD_PARTITION', '--stages', `"${values.stages}" is not a positive integer`);
   return { stages: n };
 }
 
 /** Parses argv with node's parseArgs; prints the error and usage, and exits 2, on bad flags. */
-export function cliArgs<T extends Parameters<typeof parseArgs>[0]['options']>(options: T, usage: string) {
+export function cliArgs<const O extends ParseArgsOptionsConfig>(options: O, usage: string) {
   try {
-    return parseArgs({ options: options as NonNullable<T>, allowPositionals: false, strict: true }).values;
+    return parseArgs({ options, allowPositionals: false, strict: true }).values;
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n\n${usage}\n`);
     process.exit(2);

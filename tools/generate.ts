@@ -65,13 +65,17 @@ runCli(async () => {
     onText: v.json ? undefined : (piece) => process.stdout.write(piece),
   });
   if (v.json) {
-    process.stdout.write(`${JSON.stringify({ prompt_tokens: r.promptTokens, tokens: r.tokens, text: r.text, finish_reason: r.finishReason })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ prompt_tokens: r.promptTokens, tokens: r.tokens, text: r.text, finish_reason: r.finishReason })}\n`,
+    );
   } else {
     process.stdout.write('\n');
   }
   if (v.timing) {
     const decode = r.stepMs.slice(1).sort((a, b) => a - b);
     const median = decode.length > 0 ? (decode[Math.floor(decode.length / 2)] as number) : Number.NaN;
-    process.stderr.write(`prompt ${r.stepMs[0]?.toFixed(2)} ms; decode median ${median.toFixed(3)} ms/token over ${decode.length} tokens\n`);
+    process.stderr.write(
+      `prompt ${r.stepMs[0]?.toFixed(2)} ms; decode median ${median.toFixed(3)} ms/token over ${decode.length} tokens\n`,
+    );
   }
 });

@@ -1,5 +1,5 @@
 import type { ModelConfig } from './config.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type FileEntry, type StageEntry, type StageManifest } from './manifest.js';
+import { type FileEntry, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry, type StageManifest } from './manifest.js';
 import { type Partition, resolvePartition } from './partition.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';

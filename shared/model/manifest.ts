@@ -41,7 +41,8 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     return v as Obj;
   };
   const int = (v: unknown, where: string, min = 0): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(`${where} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw bad(`${where} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
     return v;
   };
   const str = (v: unknown, where: string): string => {
@@ -63,7 +64,10 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
       const o = obj(e, `${where}[${i}]`);
       const dtype = o.dtype;
       if (dtype !== 'float32' && dtype !== 'int64') throw bad(`${where}[${i}].dtype must be float32 or int64`);
-      if (!Array.isArray(o.shape) || !o.shape.every((d) => (typeof d === 'number' && Number.isInteger(d) && d > 0) || (typeof d === 'string' && d.length > 0))) {
+      if (
+        !Array.isArray(o.shape) ||
+        !o.shape.every((d) => (typeof d === 'number' && Number.isInteger(d) && d > 0) || (typeof d === 'string' && d.length > 0))
+      ) {
         throw bad(`${where}[${i}].shape must list positive sizes or axis names`);
       }
       return { name: str(o.name, `${where}[${i}].name`), dtype: dtype as ElemType, shape: o.shape as Dim[] };
@@ -76,7 +80,8 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
   const modelId = str(m.modelId, 'modelId');
   const mc = obj(m.model, 'model');
   const arch = mc.architecture;
-  if (arch !== 'llama' && arch !== 'qwen2') throw new ModelError('ERR_MODEL_UNSUPPORTED', file, `architecture ${JSON.stringify(arch)} is not supported`);
+  if (arch !== 'llama' && arch !== 'qwen2')
+    throw new ModelError('ERR_MODEL_UNSUPPORTED', file, `architecture ${JSON.stringify(arch)} is not supported`);
   const optId = (v: unknown, where: string): number | null => (v === null ? null : int(v, where));
   const num = (v: unknown, where: string): number => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(`${where} must be a positive number`);

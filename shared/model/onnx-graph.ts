@@ -17,7 +17,7 @@ const DATA_TYPE: Record<ElemType, number> = {
   int64: onnx.TensorProto.DataType.INT64,
 };
 
-type AttrValue = number | readonly number[] | { readonly float: number } | { readonly tensor: Float32Array };
+type AttrValue = number | readonly number[] | { readonly float: number };
 
 /**
  * Builds one ONNX graph node by node. Names of intermediate values are
@@ -111,14 +111,8 @@ export class GraphBuilder {
 function attribute(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
   if (typeof v === 'number') return { name, type: T.INT, i: v };
-  if (Array.isArray(v)) return { name, type: T.INTS, ints: [...(v as readonly number[])] };
   if ('float' in v) return { name, type: T.FLOAT, f: v.float };
-  const t = v.tensor;
-  return {
-    name,
-    type: T.TENSOR,
-    t: { dataType: DATA_TYPE.float32, dims: [], rawData: new Uint8Array(t.buffer, t.byteOffset, t.byteLength) },
-  };
+  return { name, type: T.INTS, ints: [...v] };
 }
 
 function valueInfo(v: ValueSpec): onnxProto.onnx.IValueInfoProto {

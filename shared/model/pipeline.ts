@@ -88,7 +88,8 @@ export class PipelineSession {
       cache.update(out);
       const last = i === this.manifest.stages.length - 1;
       const next = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-      if (next === undefined || next.dtype !== 'float32') throw new Error(`stage ${stage.index} returned no float32 ${last ? 'logits' : 'hidden states'}`);
+      if (next === undefined || next.dtype !== 'float32')
+        throw new Error(`stage ${stage.index} returned no float32 ${last ? 'logits' : 'hidden states'}`);
       carry = next;
     }
     return carry.data as Float32Array;

@@ -45,11 +45,7 @@ export function parseSafetensors(file: string, data: Uint8Array): Map<string, Te
     if (typeof entry !== 'object' || entry === null) throw bad(`entry ${name} is not an object`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (!isWeightDtype(dtype)) {
-      throw new ModelError(
-        'ERR_MODEL_TENSOR_DTYPE',
-        file,
-        `tensor ${name} has dtype ${String(dtype)}; supported: F32, F16, BF16`,
-      );
+      throw new ModelError('ERR_MODEL_TENSOR_DTYPE', file, `tensor ${name} has dtype ${String(dtype)}; supported: F32, F16, BF16`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw bad(`tensor ${name} has an invalid shape ${JSON.stringify(shape)}`);
@@ -65,8 +61,10 @@ export function parseSafetensors(file: string, data: Uint8Array): Map<string, Te
     }
     const [start, end] = offsets as [number, number];
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
-    if ((end - start) !== elements * BYTES_PER_ELEMENT[dtype]) {
-      throw bad(`tensor ${name} holds ${end - start} bytes, but ${dtype}${JSON.stringify(shape)} needs ${elements * BYTES_PER_ELEMENT[dtype]}`);
+    if (end - start !== elements * BYTES_PER_ELEMENT[dtype]) {
+      throw bad(
+        `tensor ${name} holds ${end - start} bytes, but ${dtype}${JSON.stringify(shape)} needs ${elements * BYTES_PER_ELEMENT[dtype]}`,
+      );
     }
     out.set(name, { name, dtype, shape: shape as number[], bytes: body.subarray(start, end) });
   }

@@ -101,7 +101,16 @@ function repeatKv(g: GraphBuilder, x: string, cfg: ModelConfig): string {
   return g.op('Reshape', [expanded, g.ints([0, cfg.numHeads, -1, cfg.headDim])]);
 }
 
-function decoderLayer(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, l: number, x: string, cos: string, sin: string, mask: string): string {
+function decoderLayer(
+  g: GraphBuilder,
+  w: WeightReader,
+  cfg: ModelConfig,
+  l: number,
+  x: string,
+  cos: string,
+  sin: string,
+  mask: string,
+): string {
   const n = layerWeightNames(l);
   const d = cfg.hiddenSize;
   const hd = cfg.headDim;
@@ -181,7 +190,12 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
     const normed = rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps);
     const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     const head = w.get(headName, [cfg.vocabSize, d]);
-    g.op('MatMul', [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))], {}, STAGE_IO.logits);
+    g.op(
+      'MatMul',
+      [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))],
+      {},
+      STAGE_IO.logits,
+    );
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }

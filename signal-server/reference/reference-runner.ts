@@ -3,10 +3,9 @@ import type { Partition } from '../../shared/model/partition.js';
 import { type GenerateResult, generate, PipelineSession } from '../../shared/model/pipeline.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
+import { STAGE_CACHE } from '../defaults.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { OrtExecutor } from './ort-executor.js';
-
-export const STAGE_CACHE_DIR = '.cache/stages';
 
 /** A model's stages loaded (verified) into one process: the swarm's oracle. */
 export class ReferenceRunner {
@@ -24,7 +23,7 @@ export class ReferenceRunner {
   }
 
   /** Builds (or reuses) the stages of a Hugging Face model folder, then opens them. */
-  static async fromModelDir(modelDir: string, partition: Partition, cacheRoot = STAGE_CACHE_DIR): Promise<ReferenceRunner> {
+  static async fromModelDir(modelDir: string, partition: Partition, cacheRoot = STAGE_CACHE): Promise<ReferenceRunner> {
     const { dir } = await ensureStages(modelDir, partition, cacheRoot);
     return ReferenceRunner.fromStageDir(dir);
   }
@@ -34,7 +33,12 @@ export class ReferenceRunner {
     return new PipelineSession(this.manifest, this.executor);
   }
 
-  async generateIds(promptIds: readonly number[], maxTokens: number, sampling: SamplingParams, onToken?: (t: number) => void): Promise<GenerateResult> {
+  async generateIds(
+    promptIds: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    onToken?: (t: number) => void,
+  ): Promise<GenerateResult> {
     return generate(this.session(), this.manifest, {
       promptIds,
       maxTokens,

@@ -1,0 +1,89 @@
+/**
+ * npm run bench: the reference runner's speed, printed as tables of medians.
+ * Not part of npm test. Later issues add the swarm's rows beside these.
+ *
+ *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { StageExecutor } from '../shared/model/pipeline.js';
+import { PipelineSession } from '../shared/model/pipeline.js';
+import { argmax } from '../shared/model/sampling.js';
+import { Tokenizer } from '../shared/model/tokenizer.js';
+import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
+import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
+import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
+import { median, printTable } from './table.js';
+
+const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
+const tokens = Number(process.env.BENCH_TOKENS ?? 64);
+const repeats = Number(process.env.BENCH_REPEATS ?? 5);
+const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune';
+const WARMUP_TOKENS = 128;
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'webswarm-bench-'));
+  try {
+    const folder = readModelFolder(modelDir(model));
+    const buildRows: string[][] = [];
+    const decodeRows: string[][] = [];
+    for (const stages of [1, 3, folder.config.numLayers]) {
+      const builds: number[] = [];
+      for (let i = 0; i < repeats; i++) {
+        const t0 = performance.now();
+        await buildStagesToDir(folder, { stages }, join(work, `s${stages}`));
+        builds.push(performance.now() - t0);
+      }
+      const set = await loadStageSet(join(work, `s${stages}`));
+      const sizeMb = set.stageBytes.reduce((a, b) => a + b.byteLength, 0) / 1e6;
+      buildRows.push([String(stages), sizeMb.toFixed(2), median(builds).toFixed(1)]);
+
+      const ort = await OrtExecutor.create(set.stageBytes, 1);
+      const perStage: number[][] = set.manifest.stages.map(() => []);
+      let timing = false;
+      const timed: StageExecutor = {
+        async run(stage, feeds) {
+          const t0 = performance.now();
+          const out = await ort.run(stage, feeds);
+          if (timing) perStage[stage]?.push(performance.now() - t0);
+          return out;
+        },
+      };
+      const promptIds = Tokenizer.fromJson('tokenizer.json', set.tokenizerJson, set.tokenizerConfigJson).encode(PROMPT);
+      const totals: number[] = [];
+      // Warm up: WASM tiers up over the first ~100 tokens.
+      for (let r = -1; r < repeats; r++) {
+        const session = new PipelineSession(set.manifest, timed);
+        let logits = await session.forward(promptIds);
+        let next = argmax(logits.subarray(logits.length - set.manifest.model.vocabSize));
+        const n = r < 0 ? WARMUP_TOKENS : tokens;
+        timing = r >= 0;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          logits = await session.forward([next]);
+          next = argmax(logits);
+        }
+        if (r >= 0) totals.push((performance.now() - t0) / n);
+        timing = false;
+      }
+      await ort.release();
+      const stageMs = perStage.map((xs) => median(xs).toFixed(3)).join(' / ');
+      const tok = median(totals);
+      decodeRows.push([String(stages), stageMs, tok.toFixed(3), (1000 / tok).toFixed(0)]);
+    }
+    printTable(`stage build of ${model} (median of ${repeats})`, ['stages', 'MB', 'build ms'], buildRows);
+    printTable(
+      `reference runner decode, onnxruntime-web WASM in Node, 1 thread (median of ${repeats} runs × ${tokens} tokens, after ${WARMUP_TOKENS} warm-up tokens)`,
+      ['stages', 'ms per token per stage', 'ms/token', 'tokens/s'],
+      decodeRows,
+    );
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,5 @@
+import { buildWebApp } from './harness.js';
+
+export default function setup(): void {
+  buildWebApp();
+}

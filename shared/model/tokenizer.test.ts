@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { GOLDEN_MODELS, readGolden } from '../../signal-server/testing/golden.js';
+import { ModelError } from './errors.js';
+import { Tokenizer } from './tokenizer.js';
+
+const dir = GOLDEN_MODELS['tiny-untied'] as string;
+const tokenizer = Tokenizer.fromJson(
+  'tokenizer.json',
+  readFileSync(`${dir}/tokenizer.json`, 'utf8'),
+  readFileSync(`${dir}/tokenizer_config.json`, 'utf8'),
+);
+
+describe('tokenizer', () => {
+  it('gives the ids of the Python BPE that trained it', () => {
+    for (const p of readGolden('tiny-untied').prompts) expect(tokenizer.encode(p.text)).toEqual(p.ids);
+  });
+
+  it.each([
+    'Emma Woodhouse, handsome, clever, and rich,',
+    '  two  spaces,\nnew lines\n\n and ünïcödé — “quotes” 123',
+    'end of text <|endoftext|> inside',
+  ])('round-trips %j', (text) => {
+    expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
+  });
+
+  it('keeps the special end-of-text token whole', () => {
+    expect(tokenizer.encode('a<|endoftext|>b')).toContain(0);
+  });
+
+  it('refuses a file that is not a tokenizer', () => {
+    expect(() => Tokenizer.fromJson('t.json', '{"vocab": {}}', null)).toThrowError(ModelError);
+    expect(() => Tokenizer.fromJson('t.json', 'not json', null)).toThrowError(/t.json: not JSON/);
+  });
+});

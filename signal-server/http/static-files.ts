@@ -1,0 +1,77 @@
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+/**
+ * Headers on every response: cross-origin isolation lets onnxruntime-web use
+ * threads (SharedArrayBuffer) and precise timers in the pages.
+ */
+export const ISOLATION_HEADERS: Record<string, string> = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+  'x-content-type-options': 'nosniff',
+};
+
+/** Resolves `urlPath` inside `root`, or null when it would leave it. */
+export function safeJoin(root: string, urlPath: string): string | null {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  if (decoded.includes('\0')) return null;
+  const base = resolve(root);
+  const full = normalize(join(base, decoded));
+  return full === base || full.startsWith(base + sep) ? full : null;
+}
+
+/** Streams a file with its content type, or returns false when there is no such file. */
+export function sendFile(res: ServerResponse, path: string, cacheControl: string): boolean {
+  if (!existsSync(path)) return false;
+  const st = statSync(path);
+  if (!st.isFile()) return false;
+  res.writeHead(200, {
+    ...ISOLATION_HEADERS,
+    'content-type': MIME[extname(path)] ?? 'application/octet-stream',
+    'content-length': String(st.size),
+    'cache-control': cacheControl,
+  });
+  createReadStream(path).pipe(res);
+  return true;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...ISOLATION_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+  });
+  res.end(text);
+}
+
+/** Serves the built web app: /name → name/index.html for the app's pages, hashed assets cached long. */
+export function serveWebApp(res: ServerResponse, webRoot: string, urlPath: string): boolean {
+  const path = safeJoin(webRoot, urlPath);
+  if (path === null) return false;
+  if (existsSync(path) && statSync(path).isDirectory()) return sendFile(res, join(path, 'index.html'), 'no-cache');
+  if (extname(path) === '' && existsSync(join(path, 'index.html'))) return sendFile(res, join(path, 'index.html'), 'no-cache');
+  const immutable = urlPath.startsWith('/assets/');
+  return sendFile(res, path, immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+}

@@ -1,0 +1,211 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ModelError, type ModelErrorCode } from '../../shared/model/errors.js';
+import { parseSafetensors } from '../../shared/model/safetensors.js';
+import { type RawTensor, writeSafetensors } from '../testing/safetensors-writer.js';
+import { buildStagesToDir, ensureStages, loadStageSet, readModelFolder } from './model-folder.js';
+
+const SOURCE = 'fixtures/models/tiny-untied';
+let work: string;
+let model: string;
+
+beforeEach(() => {
+  work = mkdtempSync(join(tmpdir(), 'webswarm-folder-'));
+  model = join(work, 'tiny');
+  cpSync(SOURCE, model, { recursive: true });
+});
+afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+/** Runs `f` and returns the ModelError it throws, failing if it throws nothing or something else. */
+async function refusal(f: () => unknown): Promise<ModelError> {
+  try {
+    await f();
+  } catch (e) {
+    if (e instanceof ModelError) return e;
+    throw e;
+  }
+  throw new Error('expected a ModelError, but nothing was thrown');
+}
+
+async function expectRefused(f: () => unknown, code: ModelErrorCode, file: string, detail: RegExp): Promise<void> {
+  const e = await refusal(f);
+  expect(e.code).toBe(code);
+  expect(e.file.endsWith(file), `${e.file} should name ${file}`).toBe(true);
+  expect(e.message).toMatch(detail);
+}
+
+function editConfig(edit: (c: Record<string, unknown>) => void): void {
+  const path = join(model, 'config.json');
+  const c = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  edit(c);
+  writeFileSync(path, JSON.stringify(c));
+}
+
+function editTensors(edit: (t: Map<string, RawTensor>) => void): void {
+  const path = join(model, 'model.safetensors');
+  const parsed = parseSafetensors(path, readFileSync(path));
+  const tensors = new Map<string, RawTensor>([...parsed].map(([k, v]) => [k, { dtype: v.dtype, shape: v.shape, bytes: v.bytes }]));
+  edit(tensors);
+  writeFileSync(path, writeSafetensors(tensors));
+}
+
+describe('a model folder is refused with a named error', () => {
+  it.each(['config.json', 'model.safetensors', 'tokenizer.json'])('when %s is missing', async (file) => {
+    unlinkSync(join(model, file));
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', file, /missing/);
+  });
+
+  it('when config.json is not JSON', async () => {
+    writeFileSync(join(model, 'config.json'), '{"hidden_size": 48,');
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_JSON', 'config.json', /not valid JSON/);
+  });
+
+  it('when the architecture is not llama-family', async () => {
+    editConfig((c) => {
+      c.architectures = ['GPT2LMHeadModel'];
+    });
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_UNSUPPORTED', 'config.json', /GPT2LMHeadModel is not supported/);
+  });
+
+  it('when rope scaling is asked for', async () => {
+    editConfig((c) => {
+      c.rope_scaling = { type: 'linear', factor: 2 };
+    });
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_UNSUPPORTED', 'config.json', /rope_scaling/);
+  });
+
+  it('when a dimension is nonsense', async () => {
+    editConfig((c) => {
+      c.num_key_value_heads = 4;
+    });
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_CONFIG', 'config.json', /not a multiple of num_key_value_heads 4/);
+  });
+
+  it('when a tensor has the wrong shape', async () => {
+    editTensors((t) => {
+      const w = t.get('model.layers.1.mlp.up_proj.weight') as RawTensor;
+      t.set('model.layers.1.mlp.up_proj.weight', { ...w, shape: [48, 128] });
+    });
+    await expectRefused(
+      () => buildStagesToDir(readModelFolder(model), { stages: 1 }, join(work, 'out')),
+      'ERR_MODEL_TENSOR_SHAPE',
+      'model.safetensors',
+      /model\.layers\.1\.mlp\.up_proj\.weight has shape \[48, 128\], expected \[128, 48\]/,
+    );
+  });
+
+  it('when a tensor is missing', async () => {
+    editTensors((t) => t.delete('lm_head.weight'));
+    await expectRefused(
+      () => buildStagesToDir(readModelFolder(model), { stages: 1 }, join(work, 'out')),
+      'ERR_MODEL_TENSOR_MISSING',
+      'model.safetensors',
+      /lm_head\.weight is missing/,
+    );
+  });
+
+  it('when a tensor has an unsupported dtype', async () => {
+    editTensors((t) => {
+      const w = t.get('model.norm.weight') as RawTensor;
+      t.set('model.norm.weight', { ...w, dtype: 'I16' });
+    });
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_TENSOR_DTYPE', 'model.safetensors', /model\.norm\.weight has dtype I16/);
+  });
+
+  it('when model.safetensors is truncated', async () => {
+    const path = join(model, 'model.safetensors');
+    writeFileSync(path, readFileSync(path).subarray(0, 5000));
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_SAFETENSORS', 'model.safetensors', /outside|does not fit/);
+  });
+
+  it('when the partition does not fit the model', async () => {
+    await expectRefused(
+      () => buildStagesToDir(readModelFolder(model), { ranges: [{ start: 0, end: 1 }, { start: 2, end: 3 }] }, join(work, 'out')),
+      'ERR_MODEL_BAD_PARTITION',
+      'partition',
+      /consecutive/,
+    );
+    await expectRefused(() => buildStagesToDir(readModelFolder(model), { stages: 4 }, join(work, 'out')), 'ERR_MODEL_BAD_PARTITION', 'partition', /4 stages/);
+  });
+});
+
+describe('a stage directory is verified against its manifest', () => {
+  let stages: string;
+  beforeEach(async () => {
+    stages = join(work, 'stages');
+    await buildStagesToDir(readModelFolder(model), { stages: 3 }, stages);
+  });
+
+  it('loads when intact', async () => {
+    const set = await loadStageSet(stages);
+    expect(set.stageBytes).toHaveLength(3);
+    expect(set.manifest.stages.map((s) => s.layers)).toEqual([
+      { start: 0, end: 1 },
+      { start: 1, end: 2 },
+      { start: 2, end: 3 },
+    ]);
+  });
+
+  it('refuses a stage file whose bytes changed', async () => {
+    const path = join(stages, 'stage-1.onnx');
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 0xff;
+    writeFileSync(path, bytes);
+    await expectRefused(() => loadStageSet(stages), 'ERR_MANIFEST_SHA256', 'stage-1.onnx', /sha256 is [0-9a-f]{64}, manifest.json says/);
+  });
+
+  it('refuses a stage file of the wrong size', async () => {
+    const path = join(stages, 'stage-2.onnx');
+    writeFileSync(path, readFileSync(path).subarray(0, 100));
+    await expectRefused(() => loadStageSet(stages), 'ERR_MANIFEST_SIZE', 'stage-2.onnx', /is 100 bytes/);
+  });
+
+  it('refuses a missing stage file', async () => {
+    unlinkSync(join(stages, 'stage-0.onnx'));
+    await expectRefused(() => loadStageSet(stages), 'ERR_MODEL_FILE_MISSING', 'stage-0.onnx', /missing/);
+  });
+
+  type StageEdit = (stage: Record<string, unknown>[]) => void;
+  const cases: [string, StageEdit, RegExp][] = [
+    ['a file name that leaves the folder', (s) => Object.assign(s[1] as object, { file: '../x.onnx' }), /not a plain file name/],
+    ['a gap between layer ranges', (s) => Object.assign(s[1] as object, { layers: { start: 2, end: 2 } }), /does not continue/],
+    ['a bad sha256', (s) => Object.assign(s[0] as object, { sha256: 'abc' }), /64 hex digits/],
+  ];
+  it.each(cases)('refuses a manifest with %s', async (_label, edit, detail) => {
+    const path = join(stages, 'manifest.json');
+    const m = JSON.parse(readFileSync(path, 'utf8')) as { stages: Record<string, unknown>[] };
+    edit(m.stages);
+    writeFileSync(path, JSON.stringify(m));
+    await expectRefused(() => loadStageSet(stages), 'ERR_MANIFEST_INVALID', 'manifest.json', detail);
+  });
+
+  it('refuses a manifest of an unsupported architecture', async () => {
+    const path = join(stages, 'manifest.json');
+    const m = JSON.parse(readFileSync(path, 'utf8')) as { model: { architecture: string } };
+    m.model.architecture = 'gpt2';
+    writeFileSync(path, JSON.stringify(m));
+    await expectRefused(() => loadStageSet(stages), 'ERR_MODEL_UNSUPPORTED', 'manifest.json', /gpt2/);
+  });
+});
+
+describe('the stage cache', () => {
+  it('reuses built stages and rebuilds when the model changes', async () => {
+    const cache = join(work, 'cache');
+    const first = await ensureStages(model, { stages: 2 }, cache);
+    expect(first.built).toBe(true);
+    const again = await ensureStages(model, { stages: 2 }, cache);
+    expect(again.built).toBe(false);
+    expect(again.manifest.stages.map((s) => s.sha256)).toEqual(first.manifest.stages.map((s) => s.sha256));
+    editTensors((t) => {
+      const w = t.get('model.norm.weight') as RawTensor;
+      const bytes = new Uint8Array(w.bytes);
+      bytes[0] = (bytes[0] as number) ^ 1;
+      t.set('model.norm.weight', { ...w, bytes });
+    });
+    const rebuilt = await ensureStages(model, { stages: 2 }, cache);
+    expect(rebuilt.built).toBe(true);
+    expect(rebuilt.manifest.stages[1]?.sha256).not.toBe(first.manifest.stages[1]?.sha256);
+  });
+});

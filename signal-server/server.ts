@@ -1,0 +1,119 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { StageManifest } from '../shared/model/manifest.js';
+import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
+
+/** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
+export interface ServedStages {
+  readonly manifest: StageManifest;
+  /** The stage directory (manifest.json + the files it names). */
+  readonly dir: string;
+  /** The partition's key, e.g. "r0-2_2-4_4-6". */
+  readonly key: string;
+}
+
+export interface SignalServerOptions {
+  /** 0 = any free port (tests). */
+  readonly port: number;
+  readonly host: string;
+  /** The built web app (vite build's outDir), or null to serve no pages. */
+  readonly webRoot: string | null;
+  readonly models: readonly ServedStages[];
+  readonly log?: (line: string) => void;
+}
+
+export interface SignalServer {
+  /** Resolves once the server listens. */
+  readonly ready: Promise<void>;
+  address(): { host: string; port: number; url: string };
+  close(): Promise<void>;
+}
+
+/** The HTTP listing of served models, as the pages read it. */
+export interface ModelListing {
+  readonly modelId: string;
+  readonly stages: number;
+  readonly baseUrl: string;
+}
+
+/**
+ * The webswarm server: the web app, the model files and the API on one port.
+ * A factory: it reads no environment and listens where it is told.
+ */
+export function createSignalServer(opts: SignalServerOptions): SignalServer {
+  const log = opts.log ?? (() => {});
+  const listings: ModelListing[] = opts.models.map((m) => ({
+    modelId: m.manifest.modelId,
+    stages: m.manifest.stages.length,
+    baseUrl: `/models/${encodeURIComponent(m.manifest.modelId)}/${m.key}`,
+  }));
+  // Only files that a manifest names (and the manifest itself) are served from a stage directory.
+  const modelFiles = new Map<string, string>();
+  for (const [i, m] of opts.models.entries()) {
+    const base = listings[i]?.baseUrl as string;
+    const names = ['manifest.json', m.manifest.tokenizer.file, ...m.manifest.stages.map((s) => s.file)];
+    if (m.manifest.tokenizerConfig !== null) names.push(m.manifest.tokenizerConfig.file);
+    for (const name of names) {
+      const path = safeJoin(m.dir, name);
+      if (path !== null) modelFiles.set(`${base}/${name}`, path);
+    }
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${url.pathname}` } });
+      return;
+    }
+    if (url.pathname === '/healthz') {
+      sendJson(res, 200, { status: 'ok', models: listings.length });
+      return;
+    }
+    if (url.pathname === '/api/models') {
+      sendJson(res, 200, listings);
+      return;
+    }
+    if (url.pathname.startsWith('/models/')) {
+      const path = modelFiles.get(url.pathname);
+      // Stage files are content-addressed by the manifest's sha256: safe to cache; the manifest is not.
+      if (path !== undefined && sendFile(res, path, url.pathname.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
+      log(`404 ${url.pathname}`);
+      sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} is not a served model file` } });
+      return;
+    }
+    if (opts.webRoot !== null && serveWebApp(res, opts.webRoot, url.pathname)) return;
+    log(`404 ${url.pathname}`);
+    sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} not found` } });
+  };
+
+  const server = createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (e) {
+      log(`error serving ${req.url}: ${(e as Error).message}`);
+      if (!res.headersSent) sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
+      else res.destroy();
+    }
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    ready,
+    address() {
+      const a = server.address() as AddressInfo;
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      return { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
+    },
+    close() {
+      return new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+    },
+  };
+}

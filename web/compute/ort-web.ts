@@ -1,0 +1,80 @@
+// The only browser module that imports onnxruntime-web. The webgpu build also
+// carries the WASM backend, so one import serves both.
+import * as ort from 'onnxruntime-web/webgpu';
+import type { Feeds, TensorData } from '../../shared/model/pipeline.js';
+import type { Backend } from './messages.js';
+import { webgpuAdapter } from './webgpu.js';
+
+export class ComputeError extends Error {
+  constructor(
+    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function toOrt(t: TensorData): ort.Tensor {
+  return t.dtype === 'float32' ? new ort.Tensor('float32', t.data, [...t.dims]) : new ort.Tensor('int64', t.data, [...t.dims]);
+}
+
+/** Stage sessions on one backend, created one at a time. */
+export class StageSessions {
+  private readonly sessions = new Map<number, ort.InferenceSession>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly backend: Backend) {}
+
+  static async create(backend: Backend, stages: readonly { index: number; bytes: ArrayBuffer }[]): Promise<StageSessions> {
+    if (backend === 'webgpu' && (await webgpuAdapter()) === null) {
+      throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'WebGPU was asked for, but this browser gives no adapter');
+    }
+    // One thread: multi-threaded WASM inside a module worker never finished
+    // creating its session here (Chromium 156, ORT 1.30), and a volunteer's
+    // stage is small; several tabs share the cores anyway.
+    ort.env.wasm.numThreads = 1;
+    ort.env.logLevel = 'error';
+    const s = new StageSessions(backend);
+    for (const { index, bytes } of stages) {
+      try {
+        s.sessions.set(
+          index,
+          await ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: [backend], logSeverityLevel: 3 }),
+        );
+      } catch (e) {
+        throw new ComputeError('ERR_SESSION_CREATE', `stage ${index} on ${backend}: ${(e as Error).message}`);
+      }
+    }
+    return s;
+  }
+
+  /** Runs one stage; runs are serialised, since one session must not run twice at once. */
+  run(stage: number, feeds: Feeds): Promise<Feeds> {
+    const next = this.queue.then(() => this.runNow(stage, feeds));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runNow(stage: number, feeds: Feeds): Promise<Feeds> {
+    const session = this.sessions.get(stage);
+    if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
+    const inputs: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) inputs[k] = toOrt(v);
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await session.run(inputs);
+    } catch (e) {
+      throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
+    }
+    const result: Feeds = {};
+    for (const [k, v] of Object.entries(out)) {
+      // getData copies GPU outputs back; for CPU tensors it returns the data as is.
+      const data = await v.getData();
+      if (v.type === 'float32') result[k] = { dtype: 'float32', dims: [...v.dims], data: data as Float32Array };
+      else if (v.type === 'int64') result[k] = { dtype: 'int64', dims: [...v.dims], data: data as BigInt64Array };
+      else throw new ComputeError('ERR_RUN', `output ${k} has unexpected type ${v.type}`);
+      v.dispose();
+    }
+    return result;
+  }
+}

@@ -1,0 +1,53 @@
+/// <reference lib="webworker" />
+// Runs stage sessions off the main thread. The handler is registered at once,
+// before any await, so that no message is lost while the module starts.
+import type { Feeds } from '../../shared/model/pipeline.js';
+import type { FromWorker, ToWorker } from './messages.js';
+import { ComputeError, StageSessions } from './ort-web.js';
+import { webgpuAdapter } from './webgpu.js';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+let sessions: StageSessions | null = null;
+
+function reply(m: FromWorker, transfer: Transferable[] = []): void {
+  scope.postMessage(m, transfer);
+}
+
+function fail(id: number, e: unknown): void {
+  const code = e instanceof ComputeError ? e.code : 'ERR_RUN';
+  reply({ type: 'error', id, code, message: e instanceof Error ? e.message : String(e) });
+}
+
+function transferables(f: Feeds): Transferable[] {
+  return Object.values(f).map((t) => t.data.buffer as ArrayBuffer);
+}
+
+scope.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  switch (m.type) {
+    case 'load':
+      StageSessions.create(m.backend, m.stages)
+        .then(async (s) => {
+          sessions = s;
+          reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
+        })
+        .catch((e: unknown) => fail(m.id, e));
+      return;
+    case 'run': {
+      if (sessions === null) {
+        fail(m.id, new ComputeError('ERR_NO_STAGE', 'no stages are loaded'));
+        return;
+      }
+      const t0 = performance.now();
+      sessions
+        .run(m.stage, m.feeds)
+        .then((outputs) => reply({ type: 'result', id: m.id, outputs, computeMs: performance.now() - t0 }, transferables(outputs)))
+        .catch((e: unknown) => fail(m.id, e));
+      return;
+    }
+    default: {
+      const never: never = m;
+      reply({ type: 'error', id: -1, code: 'ERR_BAD_MESSAGE', message: `unknown message ${JSON.stringify(never)}` });
+    }
+  }
+};
