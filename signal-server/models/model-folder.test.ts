@@ -131,6 +131,29 @@ describe('a model folder is refused with a named error', () => {
   });
 });
 
+describe('sharded checkpoints', () => {
+  it('reads the shards that model.safetensors.index.json lists, with the same result', async () => {
+    const whole = await buildStagesToDir(readModelFolder(model), { stages: 2 }, join(work, 'whole'));
+    const path = join(model, 'model.safetensors');
+    const parsed = parseSafetensors(path, readFileSync(path));
+    const names = [...parsed.keys()];
+    const halves = [names.slice(0, 10), names.slice(10)];
+    const weightMap: Record<string, string> = {};
+    halves.forEach((part, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      const tensors = new Map(part.map((n) => [n, parsed.get(n) as RawTensor]));
+      writeFileSync(join(model, file), writeSafetensors(tensors));
+      for (const n of part) weightMap[n] = file;
+    });
+    unlinkSync(path);
+    writeFileSync(join(model, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    const sharded = await buildStagesToDir(readModelFolder(model), { stages: 2 }, join(work, 'sharded'));
+    expect(sharded.stages.map((s) => s.sha256)).toEqual(whole.stages.map((s) => s.sha256));
+    unlinkSync(join(model, 'model-00002-of-00002.safetensors'));
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', 'model-00002-of-00002.safetensors', /missing/);
+  });
+});
+
 describe('a stage directory is verified against its manifest', () => {
   let stages: string;
   beforeEach(async () => {

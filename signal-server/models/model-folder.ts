@@ -36,22 +36,47 @@ function parseJsonFile(path: string, bytes: Uint8Array): unknown {
   }
 }
 
+const SHARD_INDEX = 'model.safetensors.index.json';
+
+/** model.safetensors, or the shards that model.safetensors.index.json lists. */
+function readWeights(dir: string): { weightsFile: string; tensors: Map<string, TensorInfo>; weightBytes: Uint8Array[] } {
+  const single = join(dir, 'model.safetensors');
+  const indexPath = join(dir, SHARD_INDEX);
+  if (existsSync(single) || !existsSync(indexPath)) {
+    const bytes = readRequired(dir, 'model.safetensors');
+    return { weightsFile: single, tensors: parseSafetensors(single, bytes), weightBytes: [bytes] };
+  }
+  const index = parseJsonFile(indexPath, readFileSync(indexPath)) as { weight_map?: unknown };
+  const map = index.weight_map;
+  if (typeof map !== 'object' || map === null) throw new ModelError('ERR_MODEL_BAD_JSON', indexPath, 'has no weight_map object');
+  const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+  const tensors = new Map<string, TensorInfo>();
+  const weightBytes: Uint8Array[] = [];
+  for (const shard of shards) {
+    if (typeof shard !== 'string' || !/^[A-Za-z0-9._-]+\.safetensors$/.test(shard)) {
+      throw new ModelError('ERR_MODEL_BAD_JSON', indexPath, `weight_map names ${JSON.stringify(shard)}, not a safetensors file beside it`);
+    }
+    const bytes = readRequired(dir, shard);
+    weightBytes.push(bytes);
+    for (const [name, t] of parseSafetensors(join(dir, shard), bytes)) tensors.set(name, t);
+  }
+  return { weightsFile: indexPath, tensors, weightBytes };
+}
+
 /** Reads config.json, model.safetensors and tokenizer.json (+ tokenizer_config.json if present). */
 export function readModelFolder(dirIn: string): ModelFolder {
   const dir = resolve(dirIn);
   if (!existsSync(dir)) throw new ModelError('ERR_MODEL_FILE_MISSING', dir, 'model folder does not exist');
   const configBytes = readRequired(dir, 'config.json');
   const config = parseModelConfig(join(dir, 'config.json'), parseJsonFile(join(dir, 'config.json'), configBytes));
-  const weightsFile = join(dir, 'model.safetensors');
-  const weightBytes = readRequired(dir, 'model.safetensors');
-  const tensors = parseSafetensors(weightsFile, weightBytes);
+  const { weightsFile, tensors, weightBytes } = readWeights(dir);
   const tokenizerJson = readRequired(dir, 'tokenizer.json');
   parseJsonFile(join(dir, 'tokenizer.json'), tokenizerJson);
   const tcPath = join(dir, 'tokenizer_config.json');
   const tokenizerConfigJson = existsSync(tcPath) ? readFileSync(tcPath) : null;
   if (tokenizerConfigJson !== null) parseJsonFile(tcPath, tokenizerConfigJson);
   const h = createHash('sha256');
-  for (const b of [configBytes, weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) h.update(b);
+  for (const b of [configBytes, ...weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) h.update(b);
   return {
     dir,
     modelId: basename(dir),

@@ -1,0 +1,14 @@
+/** Error codes that travel on the wire: a closed union, never free text alone. */
+export type WireErrorCode =
+  | 'ERR_PROTOCOL_VERSION'
+  | 'ERR_BAD_HANDSHAKE'
+  | 'ERR_BAD_MESSAGE'
+  | 'ERR_NOT_LINKED'
+  | 'ERR_NOT_ASSIGNED'
+  | 'ERR_UNKNOWN_SESSION'
+  | 'ERR_RATE_LIMITED';
+
+export interface WireError {
+  readonly code: WireErrorCode;
+  readonly message: string;
+}

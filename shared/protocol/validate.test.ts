@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_SIGNAL_BYTES, parseHandshake, parseHello, parseReady, parseSignal } from './validate.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+describe('message validation', () => {
+  it('checks the protocol version and role in the handshake', () => {
+    expect(parseHandshake({ protocol: PROTOCOL_VERSION, role: 'volunteer' })).toEqual({
+      ok: true,
+      value: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
+    });
+    expect(parseHandshake({ protocol: PROTOCOL_VERSION + 1, role: 'volunteer' })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/protocol/),
+    });
+    expect(parseHandshake({ protocol: PROTOCOL_VERSION, role: 'admin' })).toMatchObject({ ok: false });
+    expect(parseHandshake(null)).toMatchObject({ ok: false });
+  });
+
+  it('accepts a well-formed hello and refuses the rest', () => {
+    expect(parseHello({ backend: 'webgpu', adapter: 'google swiftshader' }).ok).toBe(true);
+    expect(parseHello({ backend: 'wasm', adapter: null }).ok).toBe(true);
+    for (const m of [
+      { backend: 'cuda', adapter: null },
+      { backend: 'wasm' },
+      { backend: 'wasm', adapter: 'x'.repeat(300) },
+      'hello',
+      [1],
+    ]) {
+      expect(parseHello(m).ok, JSON.stringify(m).slice(0, 40)).toBe(false);
+    }
+  });
+
+  it('bounds stage numbers and timings', () => {
+    expect(parseReady({ modelId: 'austen-2m', stage: 2, stepMs: 1.5 }).ok).toBe(true);
+    for (const m of [
+      { modelId: 'austen-2m', stage: -1, stepMs: 1 },
+      { modelId: 'austen-2m', stage: 1.5, stepMs: 1 },
+      { modelId: 'austen-2m', stage: 1, stepMs: Number.NaN },
+      { modelId: '', stage: 1, stepMs: 1 },
+    ]) {
+      expect(parseReady(m).ok).toBe(false);
+    }
+  });
+
+  it('bounds signalling payloads', () => {
+    expect(parseSignal({ to: 'peer-1', data: { type: 'offer', sdp: 'v=0' } }).ok).toBe(true);
+    expect(parseSignal({ to: 'peer-1', data: 'x'.repeat(MAX_SIGNAL_BYTES + 1) })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/over/),
+    });
+    expect(parseSignal({ to: '', data: 1 }).ok).toBe(false);
+    expect(parseSignal({ to: 'peer-1' }).ok).toBe(false);
+  });
+});

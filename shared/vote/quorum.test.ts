@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { agreeLogits, agreeTensors, majority, Quorum, type ReplicaOutcome } from './quorum.js';
+
+const base = new Float32Array([1, -2, 0.5, 3]);
+const near = new Float32Array([1.0005, -2.0004, 0.5, 3.0006]); // within 1e-3 · 3
+const far = new Float32Array([1, -2, 0.5, 3.5]);
+const nan = new Float32Array([Number.NaN, -2, 0.5, 3]);
+const ok = (replica: string, value: Float32Array): ReplicaOutcome<Float32Array> => ({ status: 'fulfilled', replica, value });
+
+describe('quorum', () => {
+  it('needs a strict majority', () => {
+    expect([1, 2, 3, 4, 5].map(majority)).toEqual([1, 2, 2, 3, 3]);
+  });
+
+  it('agrees on the first two of three without waiting for the third', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', base));
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('b', near));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['a', 'b'], disagreeing: [] });
+    expect(q.state.kind === 'agreed' && q.state.value).toBe(base);
+    expect(q.missing).toEqual(['c']);
+  });
+
+  it('outvotes a liar and records it as disagreeing when it arrives late', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', far));
+    q.add(ok('b', base));
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('c', near));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['b', 'c'], disagreeing: ['a'] });
+  });
+
+  it('keeps the decided value when a late liar arrives', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', base));
+    q.add(ok('b', base));
+    q.add(ok('c', far));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['a', 'b'], disagreeing: ['c'] });
+  });
+
+  it('has no majority when every replica says something else', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', base));
+    q.add(ok('b', far));
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('c', new Float32Array([9, 9, 9, 9])));
+    expect(q.state).toEqual({ kind: 'no-majority', clusters: [['a'], ['b'], ['c']], failed: [] });
+  });
+
+  it('a tie is no majority, not a coin toss', () => {
+    const q = new Quorum(['a', 'b', 'c', 'd'], agreeTensors);
+    for (const o of [ok('a', base), ok('b', base), ok('c', far), ok('d', far)]) q.add(o);
+    expect(q.state.kind).toBe('no-majority');
+  });
+
+  it('NaN agrees with nothing, not even NaN', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', nan));
+    q.add(ok('b', nan));
+    q.add(ok('c', base));
+    expect(q.state.kind).toBe('no-majority');
+  });
+
+  it('counts timeouts and errors against the majority', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add({ status: 'timeout', replica: 'a' });
+    q.add(ok('b', base));
+    expect(q.state.kind).toBe('pending');
+    q.add({ status: 'disconnected', replica: 'c' });
+    expect(q.state).toEqual({ kind: 'no-majority', clusters: [['b']], failed: ['a', 'c'] });
+    const r = new Quorum(['a', 'b', 'c'], agreeTensors);
+    r.add({ status: 'rejected', replica: 'a', reason: 'wrong shape' });
+    r.add(ok('b', base));
+    r.add(ok('c', near));
+    expect(r.state).toMatchObject({ kind: 'agreed', agreeing: ['b', 'c'], disagreeing: ['a'] });
+  });
+
+  it('ignores unknown replicas and second answers', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    expect(q.add(ok('a', base))).toBe(true);
+    expect(q.add(ok('a', base))).toBe(false);
+    expect(q.add(ok('mallory', base))).toBe(false);
+    expect(q.state.kind).toBe('pending');
+  });
+
+  it('logits must also pick the same token', () => {
+    const a = new Float32Array([5, 4.9999, 0]);
+    const b = new Float32Array([4.9999, 5, 0]);
+    expect(agreeTensors(a, b)).toBe(true);
+    expect(agreeLogits(a, b)).toBe(false);
+    expect(agreeLogits(a, a)).toBe(true);
+  });
+});
