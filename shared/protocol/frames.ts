@@ -76,7 +76,7 @@ export function encodeFrame(f: ActivationFrame, maxMessageBytes = MAX_MESSAGE_BY
     v.setUint16(22, count, true);
     v.setUint32(24, payload.byteLength, true);
     v.setUint32(28, sum, true);
-    f.dims.forEach((d, j) => v.setUint32(FIXED_HEADER_BYTES + 4 * j, d, true));
+    for (const [j, d] of f.dims.entries()) v.setUint32(FIXED_HEADER_BYTES + 4 * j, d, true);
     msg.set(part, head);
     out.push(msg);
   }
