@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
+import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
 
 /** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
 export interface ServedStages {
@@ -19,14 +21,21 @@ export interface SignalServerOptions {
   /** The built web app (vite build's outDir), or null to serve no pages. */
   readonly webRoot: string | null;
   readonly models: readonly ServedStages[];
+  /** Replicas per stage the coordinator aims for (default 3). */
+  readonly redundancy?: number;
   readonly log?: (line: string) => void;
 }
+
+/** Largest Socket.IO message accepted from a client. */
+export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
 
 export interface SignalServer {
   /** Resolves once the server listens. */
   readonly ready: Promise<void>;
   address(): { host: string; port: number; url: string };
   close(): Promise<void>;
+  /** The coordinator of the first served model (null when none is served). */
+  readonly coordinator: SwarmCoordinator | null;
 }
 
 /** The HTTP listing of served models, as the pages read it. */
@@ -95,6 +104,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       else res.destroy();
     }
   });
+  const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
+  const first = listings[0];
+  const coordinator =
+    first === undefined
+      ? null
+      : new SwarmCoordinator(io, { modelId: first.modelId, numStages: first.stages, baseUrl: first.baseUrl }, opts.redundancy ?? 3, log);
   const ready = new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -104,6 +119,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   return {
     ready,
+    coordinator,
     address() {
       const a = server.address() as AddressInfo;
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
@@ -111,6 +127,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     close() {
       return new Promise((resolve) => {
+        io.close();
         server.closeAllConnections();
         server.close(() => resolve());
       });

@@ -1,0 +1,127 @@
+// Integration: a real server on port 0 and real socket.io-client sockets in Node.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { io as connect, type Socket } from 'socket.io-client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { WireError } from '../shared/protocol/errors.js';
+import type { ClientToServerEvents, ServerToClientEvents, SignalIn, StageAssignment } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { ensureStages, partitionKey } from './models/model-folder.js';
+import { createSignalServer, type SignalServer } from './server.js';
+
+type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
+const EVENT_TIMEOUT_MS = 5000;
+
+let cache: string;
+let server: SignalServer;
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-io-'));
+  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 3 }, cache);
+  server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages: 3 }) }],
+    redundancy: 2,
+  });
+  await server.ready;
+});
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.disconnect();
+  // Each test starts with an empty registry.
+  await expect.poll(() => server.coordinator?.registry.size).toBe(0);
+});
+
+afterAll(async () => {
+  await server.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+function client(auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, role: 'volunteer' }): Client {
+  const c: Client = connect(server.address().url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+  clients.push(c);
+  return c;
+}
+
+function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'server:error' | 'signal'): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
+    (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssignment }> {
+  const c = client();
+  const welcome = next<{ volunteerId: string }>(c, 'volunteer:welcome');
+  const assign = next<StageAssignment>(c, 'volunteer:assign');
+  c.emit('volunteer:hello', { backend: 'wasm', adapter: null });
+  return { c, id: (await welcome).volunteerId, assign: await assign };
+}
+
+describe('volunteers over Socket.IO', () => {
+  it('register and get stages that fill every stage in turn', async () => {
+    const vs = [];
+    for (let i = 0; i < 6; i++) vs.push(await volunteer());
+    expect(vs.map((v) => v.assign.stage)).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(vs[0]?.assign.baseUrl).toMatch(/^\/models\/tiny-untied\//);
+    expect(new Set(vs.map((v) => v.id)).size).toBe(6);
+    expect(server.coordinator?.registry.replicasPerStage()).toEqual([2, 2, 2]);
+  });
+
+  it('re-balances when a volunteer leaves', async () => {
+    const vs = [];
+    for (let i = 0; i < 4; i++) vs.push(await volunteer()); // stages 0 1 2 0
+    const moved = next<StageAssignment>(vs[3]?.c as Client, 'volunteer:assign');
+    vs[1]?.c.disconnect(); // stage 1 now has none
+    expect((await moved).stage).toBe(1);
+    await expect.poll(() => server.coordinator?.registry.replicasPerStage()).toEqual([1, 1, 1]);
+  });
+
+  it('refuses another protocol version by name', async () => {
+    const c = client({ protocol: PROTOCOL_VERSION + 1, role: 'volunteer' });
+    const err = await new Promise<Error & { data?: { code: string } }>((resolve) => c.once('connect_error', resolve));
+    expect(err.data?.code).toBe('ERR_PROTOCOL_VERSION');
+  });
+
+  it('answers malformed and out-of-protocol messages with named errors, and keeps serving', async () => {
+    const c = client();
+    const cases: [() => void, string][] = [
+      [() => c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: 0, stepMs: 1 }), 'ERR_NOT_ASSIGNED'],
+      [() => c.emit('volunteer:hello', { backend: 'cuda', adapter: null } as never), 'ERR_BAD_MESSAGE'],
+      [() => (c as unknown as { emit: (e: string, m: unknown) => void }).emit('steal:tokens', {}), 'ERR_BAD_MESSAGE'],
+      [() => c.emit('signal', { to: 'someone', data: {} }), 'ERR_NOT_LINKED'],
+    ];
+    for (const [send, code] of cases) {
+      const e = next<WireError>(c, 'server:error');
+      send();
+      expect((await e).code).toBe(code);
+    }
+    const v = await volunteer();
+    const wrongStage = next<WireError>(v.c, 'server:error');
+    v.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: (v.assign.stage + 1) % 3, stepMs: 1 });
+    expect((await wrongStage).code).toBe('ERR_NOT_ASSIGNED');
+  });
+
+  it('relays signals only between linked peers, with the sender id set by the server', async () => {
+    const a = await volunteer();
+    const b = await volunteer();
+    const c = await volunteer();
+    const refused = next<WireError>(a.c, 'server:error');
+    a.c.emit('signal', { to: b.id, data: { sdp: 'offer' } });
+    expect((await refused).code).toBe('ERR_NOT_LINKED');
+    server.coordinator?.links.link(a.id, b.id);
+    const got = next<SignalIn>(b.c, 'signal');
+    a.c.emit('signal', { to: b.id, data: { sdp: 'offer' } });
+    expect(await got).toEqual({ from: a.id, data: { sdp: 'offer' } });
+    const stillRefused = next<WireError>(c.c, 'server:error');
+    c.c.emit('signal', { to: b.id, data: { sdp: 'forged' } });
+    expect((await stillRefused).code).toBe('ERR_NOT_LINKED');
+  });
+});
