@@ -14,6 +14,8 @@ export default defineConfig({
       input: {
         index: 'web/index.html',
         check: 'web/check/index.html',
+        volunteer: 'web/volunteer/index.html',
+        chat: 'web/chat/index.html',
       },
     },
   },

@@ -1,27 +1,10 @@
 // End-to-end harness: Debian's Chromium through playwright-core, and a real
 // webswarm server on port 0 serving the built web app and real stage files.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
 import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
 import { createSignalServer, type ServedStages, type SignalServer } from '../signal-server/server.js';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-/** Flags measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked. */
-export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
-  const args = [
-    '--no-sandbox',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-quic',
-  ];
-  if (opts.webgpu) args.push('--enable-unsafe-webgpu');
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
-}
+export { launchChromium } from '../tools/local-swarm.js';
 
 /** Builds the web app once per test run (vite build into dist/). */
 export function buildWebApp(): void {

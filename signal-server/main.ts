@@ -1,7 +1,7 @@
 /**
  * Starts the webswarm server from the environment:
  *   PORT (default 8080), HOST (default 127.0.0.1), MODEL (default austen-2m; an id under models/ or a folder),
- *   STAGES (default 3), WEB_ROOT (default dist), STAGE_CACHE (default .cache/stages)
+ *   STAGES (default 3), WEB_ROOT (default dist), STAGE_CACHE (default .cache/stages), REDUNDANCY (default 3)
  */
 import { existsSync } from 'node:fs';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
@@ -15,6 +15,7 @@ export interface StartOptions {
   readonly stages: number;
   readonly webRoot: string;
   readonly stageCache: string;
+  readonly redundancy: number;
 }
 
 export function optionsFromEnv(env: NodeJS.ProcessEnv): StartOptions {
@@ -32,6 +33,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): StartOptions {
     stages: int('STAGES', DEFAULT_STAGES, 1),
     webRoot: env.WEB_ROOT || 'dist',
     stageCache: env.STAGE_CACHE || STAGE_CACHE,
+    redundancy: int('REDUNDANCY', 3, 1),
   };
 }
 
@@ -48,6 +50,7 @@ export async function startServer(o: StartOptions, log: (line: string) => void):
     host: o.host,
     webRoot: o.webRoot,
     models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition) }],
+    redundancy: o.redundancy,
     log,
   });
   await server.ready;

@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
+import { Tokenizer } from '../shared/model/tokenizer.js';
+import { handleCompletions } from './api/completions.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
 import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
 
@@ -23,6 +27,12 @@ export interface SignalServerOptions {
   readonly models: readonly ServedStages[];
   /** Replicas per stage the coordinator aims for (default 3). */
   readonly redundancy?: number;
+  /** How long a request waits for a ready replica of every stage (default 30 s). */
+  readonly routeWaitMs?: number;
+  /** How long a session waits for its replicas' data channels (default 30 s). */
+  readonly joinTimeoutMs?: number;
+  /** How long one step waits for a majority of the last stage (default 30 s). */
+  readonly stepTimeoutMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -43,6 +53,15 @@ export interface ModelListing {
   readonly modelId: string;
   readonly stages: number;
   readonly baseUrl: string;
+}
+
+function tokenizerOf(m: ServedStages): Tokenizer {
+  const read = (file: string) => readFileSync(join(m.dir, file), 'utf8');
+  return Tokenizer.fromJson(
+    join(m.dir, m.manifest.tokenizer.file),
+    read(m.manifest.tokenizer.file),
+    m.manifest.tokenizerConfig === null ? null : read(m.manifest.tokenizerConfig.file),
+  );
 }
 
 /**
@@ -70,6 +89,16 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/v1/completions') {
+      if (coordinator === null)
+        sendJson(res, 503, { error: { type: 'server_error', code: 'ERR_NO_ROUTE', message: 'no model is served' } });
+      else handleCompletions(req, res, coordinator, first?.modelId ?? '', log);
+      return;
+    }
+    if (url.pathname === '/api/swarm') {
+      sendJson(res, 200, coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] });
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${url.pathname}` } });
       return;
@@ -106,10 +135,26 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
   const first = listings[0];
+  const firstModel = opts.models[0];
   const coordinator =
-    first === undefined
+    first === undefined || firstModel === undefined
       ? null
-      : new SwarmCoordinator(io, { modelId: first.modelId, numStages: first.stages, baseUrl: first.baseUrl }, opts.redundancy ?? 3, log);
+      : new SwarmCoordinator(
+          io,
+          {
+            modelId: first.modelId,
+            numStages: first.stages,
+            baseUrl: first.baseUrl,
+            manifest: firstModel.manifest,
+            tokenizer: tokenizerOf(firstModel),
+          },
+          {
+            redundancy: opts.redundancy ?? 3,
+            routeWaitMs: opts.routeWaitMs ?? 30_000,
+            timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
+          },
+          log,
+        );
   const ready = new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

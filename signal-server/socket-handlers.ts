@@ -1,8 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
+import type { StageManifest } from '../shared/model/manifest.js';
+import type { SamplingParams } from '../shared/model/sampling.js';
+import type { Tokenizer } from '../shared/model/tokenizer.js';
 import type { WireErrorCode } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.js';
-import { parseHandshake, parseHello, parseReady, parseSignal } from '../shared/protocol/validate.js';
+import type { ClientToServerEvents, ServerToClientEvents, StageVote } from '../shared/protocol/messages.js';
+import {
+  parseDigest,
+  parseFailure,
+  parseGenerate,
+  parseHandshake,
+  parseHello,
+  parseLogits,
+  parseReady,
+  parseSessionRef,
+  parseSignal,
+} from '../shared/protocol/validate.js';
+import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
 import { Links } from './coordinator/links.js';
 import { Registry } from './coordinator/registry.js';
 
@@ -14,12 +28,52 @@ interface SocketData {
 export type SwarmServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type SwarmSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-const KNOWN_EVENTS = new Set<string>(['volunteer:hello', 'volunteer:ready', 'signal']);
+const KNOWN_EVENTS = new Set<string>([
+  'volunteer:hello',
+  'volunteer:ready',
+  'signal',
+  'session:joined',
+  'step:digest',
+  'step:logits',
+  'step:failed',
+  'chat:generate',
+]);
 
 export interface ServedModelInfo {
   readonly modelId: string;
   readonly numStages: number;
   readonly baseUrl: string;
+  readonly manifest: StageManifest;
+  readonly tokenizer: Tokenizer;
+}
+
+export interface CompletionRequest {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+}
+
+export interface TokenUpdate {
+  readonly index: number;
+  readonly token: number;
+  readonly text: string;
+  readonly votes: readonly StageVote[];
+  readonly route: readonly (readonly string[])[];
+}
+
+export interface Completion {
+  readonly promptTokens: number[];
+  readonly tokens: number[];
+  readonly text: string;
+  readonly finishReason: 'stop' | 'length';
+  readonly route: readonly (readonly string[])[];
+}
+
+export interface CoordinatorOptions {
+  readonly redundancy: number;
+  /** How long a request waits for every stage to have a ready replica. */
+  readonly routeWaitMs: number;
+  readonly timeouts: SessionTimeouts;
 }
 
 /**
@@ -32,14 +86,18 @@ export class SwarmCoordinator {
   readonly registry: Registry;
   readonly links = new Links();
   private readonly sockets = new Map<string, SwarmSocket>();
+  private readonly sessions = new Map<number, GenerationSession>();
+  /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
+  private readonly finished = new Set<number>();
+  private nextSessionId = 1;
 
   constructor(
-    io: SwarmServer,
+    private readonly io: SwarmServer,
     private readonly model: ServedModelInfo,
-    redundancy: number,
+    private readonly options: CoordinatorOptions,
     private readonly log: (line: string) => void,
   ) {
-    this.registry = new Registry(model.modelId, model.numStages, redundancy);
+    this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
     io.use((socket, next) => {
       const auth = parseHandshake(socket.handshake.auth);
       if (!auth.ok) {
@@ -99,11 +157,55 @@ export class SwarmCoordinator {
         return this.refuse(socket, 'ERR_NOT_LINKED', `signal: not linked to ${m.value.to}`);
       target.emit('signal', { from, data: m.value.data });
     });
+    socket.on('session:joined', (raw: unknown) => {
+      const m = parseSessionRef(raw);
+      const id = socket.data.volunteerId;
+      if (!m.ok || id === null) return this.refuse(socket, 'ERR_BAD_MESSAGE', `session:joined: ${m.ok ? 'not a volunteer' : m.reason}`);
+      this.member(socket, id, m.value.sessionId)?.onJoined(id);
+    });
+    socket.on('step:digest', (raw: unknown) => {
+      const m = parseDigest(raw);
+      const id = socket.data.volunteerId;
+      if (!m.ok || id === null) return this.refuse(socket, 'ERR_BAD_MESSAGE', `step:digest: ${m.ok ? 'not a volunteer' : m.reason}`);
+      const session = this.member(socket, id, m.value.sessionId);
+      if (session !== undefined && session.stageOf(id) !== m.value.stage)
+        return this.refuse(socket, 'ERR_NOT_ASSIGNED', `step:digest: stage ${m.value.stage} is not yours`);
+      session?.onDigest(id, m.value.step, [...m.value.digest]);
+    });
+    socket.on('step:logits', (raw: unknown) => {
+      const m = parseLogits(raw, this.model.manifest.model.vocabSize);
+      const id = socket.data.volunteerId;
+      if (!m.ok || id === null) return this.refuse(socket, 'ERR_BAD_MESSAGE', `step:logits: ${m.ok ? 'not a volunteer' : m.reason}`);
+      this.member(socket, id, m.value.sessionId)?.onLogits(id, m.value.step, m.value.logits);
+    });
+    socket.on('step:failed', (raw: unknown) => {
+      const m = parseFailure(raw);
+      const id = socket.data.volunteerId;
+      if (!m.ok || id === null) return this.refuse(socket, 'ERR_BAD_MESSAGE', `step:failed: ${m.ok ? 'not a volunteer' : m.reason}`);
+      this.log(`volunteer ${id} failed step ${m.value.step} of session ${m.value.sessionId}: ${m.value.code} ${m.value.message}`);
+      this.member(socket, id, m.value.sessionId)?.onFailure(id, m.value.step, m.value.code, m.value.message);
+    });
+    socket.on('chat:generate', (raw: unknown) => {
+      if (socket.data.role !== 'requester') return this.refuse(socket, 'ERR_BAD_MESSAGE', 'chat:generate: only requesters generate');
+      const m = parseGenerate(raw);
+      if (!m.ok) return this.refuse(socket, 'ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
+      const r = m.value;
+      const sampling = { temperature: r.temperature, topK: 0, topP: r.topP, seed: r.seed };
+      this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling }, (u) =>
+        socket.emit('chat:token', { requestId: r.requestId, ...u }),
+      )
+        .then((c) => socket.emit('chat:done', { requestId: r.requestId, finishReason: c.finishReason, tokens: c.tokens, text: c.text }))
+        .catch((e: unknown) => {
+          const code = e instanceof GenerationError ? e.code : 'ERR_BAD_REQUEST';
+          socket.emit('chat:error', { requestId: r.requestId, code, message: (e as Error).message });
+        });
+    });
     socket.on('disconnect', () => {
       const id = socket.data.volunteerId;
       if (id === null) return;
       this.sockets.delete(id);
       this.links.drop(id);
+      for (const s of this.sessions.values()) s.onLeft(id);
       for (const move of this.registry.leave(id)) {
         this.sockets
           .get(move.volunteer)
@@ -111,6 +213,94 @@ export class SwarmCoordinator {
         this.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
       }
       this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
+      this.io.emit('swarm:status', this.status());
     });
+  }
+
+  /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
+  private member(socket: SwarmSocket, volunteer: string, sessionId: number): GenerationSession | undefined {
+    const s = this.sessions.get(sessionId);
+    if (s === undefined && this.finished.has(sessionId)) return undefined;
+    if (s === undefined || s.stageOf(volunteer) === undefined) {
+      this.refuse(socket, 'ERR_UNKNOWN_SESSION', `session ${sessionId} is not one of yours`);
+      return undefined;
+    }
+    return s;
+  }
+
+  /** Up to `redundancy` ready replicas per stage, waiting up to routeWaitMs for each stage to have one. */
+  private async pickRoute(): Promise<string[][]> {
+    const deadline = Date.now() + this.options.routeWaitMs;
+    for (;;) {
+      const route = Array.from({ length: this.model.numStages }, (_, s) =>
+        this.registry
+          .readyReplicas(s)
+          .slice(0, this.options.redundancy)
+          .map((v) => v.id),
+      );
+      const lacking = route.findIndex((ids) => ids.length === 0);
+      if (lacking < 0) return route;
+      if (Date.now() >= deadline) {
+        const counts = this.registry.replicasPerStage();
+        throw new GenerationError(
+          'ERR_NO_ROUTE',
+          `stage ${lacking} of ${this.model.modelId} has no ready volunteer (${counts[lacking]} assigned, ${this.options.redundancy} wanted); waited ${this.options.routeWaitMs} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
+  async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    const { tokenizer, manifest } = this.model;
+    const promptTokens = tokenizer.encode(req.prompt);
+    if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
+    if (promptTokens.length + req.maxTokens > manifest.model.maxPositions) {
+      throw new GenerationError(
+        'ERR_BAD_REQUEST',
+        `prompt (${promptTokens.length} tokens) + max_tokens (${req.maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+      );
+    }
+    const route = await this.pickRoute();
+    const sessionId = this.nextSessionId++;
+    for (let s = 0; s + 1 < route.length; s++)
+      for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
+    const session = new GenerationSession(
+      sessionId,
+      route,
+      manifest,
+      {
+        open: (v, m) => this.sockets.get(v)?.emit('session:open', m),
+        input: (v, m) => this.sockets.get(v)?.emit('step:input', m),
+        close: (v, id) => this.sockets.get(v)?.emit('session:close', { sessionId: id }),
+      },
+      this.options.timeouts,
+    );
+    this.sessions.set(sessionId, session);
+    let shown = '';
+    const sofar: number[] = [];
+    try {
+      const r = await session.run(promptTokens, req.maxTokens, req.sampling, (token, rec) => {
+        sofar.push(token);
+        const text = tokenizer.decode(sofar);
+        // Hold back a piece that ends inside a multi-byte character until it is whole.
+        const piece = text.endsWith('\uFFFD') || !text.startsWith(shown) ? '' : text.slice(shown.length);
+        shown += piece;
+        onToken?.({ index: sofar.length - 1, token, text: piece, votes: rec.votes, route });
+      });
+      const text = tokenizer.decode(r.tokens);
+      this.log(`session ${sessionId}: ${r.tokens.length} tokens, ${r.finishReason}`);
+      return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route };
+    } finally {
+      this.sessions.delete(sessionId);
+      this.finished.add(sessionId);
+      if (this.finished.size > 1024) this.finished.delete(this.finished.values().next().value as number);
+    }
+  }
+
+  /** Volunteers online and replicas per stage, for the landing page. */
+  status(): { volunteers: number; replicasPerStage: number[] } {
+    return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage() };
   }
 }

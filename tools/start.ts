@@ -1,22 +1,44 @@
 /**
- * npm start: builds the web app, builds (or reuses) the default model's stages,
- * and starts the server. Settings come from the environment (see signal-server/main.ts).
+ * npm start [-- --volunteers N]: builds the web app, builds (or reuses) the
+ * default model's stages, starts the server and a local swarm of headless
+ * Chromium volunteer tabs (by default enough for every stage to reach its
+ * redundancy; 0 for none). Settings come from the environment (signal-server/main.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { optionsFromEnv, startServer } from '../signal-server/main.js';
-import { runCli } from './cli-args.js';
+import { cliArgs, runCli } from './cli-args.js';
+import { startLocalSwarm } from './local-swarm.js';
+
+const USAGE = 'usage: npm start [-- --volunteers N]';
 
 runCli(async () => {
+  const v = cliArgs({ volunteers: { type: 'string' } }, USAGE);
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const options = optionsFromEnv(process.env);
+  const volunteers = v.volunteers === undefined ? options.stages * options.redundancy : Number(v.volunteers);
+  if (!Number.isInteger(volunteers) || volunteers < 0 || volunteers > 64)
+    throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
   log('building the web app (vite build)…');
   const build = spawnSync(process.execPath, ['node_modules/vite/bin/vite.js', 'build', '--logLevel', 'warn'], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error(`vite build failed with exit code ${build.status}`);
   const server = await startServer(options, log);
   const { url } = server.address();
-  log(`webswarm is running at ${url}/`);
-  log(`run the model in a browser tab: ${url}/check`);
-  const stop = () => void server.close().then(() => process.exit(0));
+  log(`webswarm is listening at ${url}/`);
+  let swarm: Awaited<ReturnType<typeof startLocalSwarm>> | null = null;
+  if (volunteers > 0) {
+    log(`starting ${volunteers} headless Chromium volunteer tab(s)…`);
+    swarm = await startLocalSwarm({ serverUrl: url, volunteers, log });
+    log(`${volunteers} volunteer(s) ready`);
+  }
+  log(`chat with the swarm: ${url}/chat`);
+  log(`volunteer a tab: ${url}/volunteer   ·   run the model alone in a tab: ${url}/check`);
+  const stop = () => {
+    void (async () => {
+      await swarm?.close();
+      await server.close();
+      process.exit(0);
+    })();
+  };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 });

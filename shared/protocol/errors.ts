@@ -6,7 +6,11 @@ export type WireErrorCode =
   | 'ERR_NOT_LINKED'
   | 'ERR_NOT_ASSIGNED'
   | 'ERR_UNKNOWN_SESSION'
-  | 'ERR_RATE_LIMITED';
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_NO_QUORUM'
+  | 'ERR_NO_ROUTE'
+  | 'ERR_STEP_TIMEOUT'
+  | 'ERR_BAD_REQUEST';
 
 export interface WireError {
   readonly code: WireErrorCode;

@@ -47,15 +47,105 @@ export interface StageAssignment {
   readonly baseUrl: string;
 }
 
+/** The coordinator opens a generation session on a replica: its place in the route. */
+export interface SessionOpen {
+  readonly sessionId: number;
+  readonly stage: number;
+  /** This replica's index among its stage's replicas in the route (goes in frame headers). */
+  readonly replica: number;
+  /** Volunteer ids of the previous stage's replicas, in replica order (empty for stage 0). */
+  readonly prev: readonly string[];
+  /** Volunteer ids of the next stage's replicas (empty for the last stage). */
+  readonly next: readonly string[];
+}
+
+/** Token ids for stage 0: the prompt at step 0, then one sampled token per step. */
+export interface StepInput {
+  readonly sessionId: number;
+  readonly step: number;
+  readonly tokens: readonly number[];
+}
+
+/** A compact fingerprint of a replica's output for one step, for the coordinator's audit. */
+export interface StepDigest {
+  readonly sessionId: number;
+  readonly step: number;
+  readonly stage: number;
+  /** Values of the output at fixed sampled positions, then its L2 norm. */
+  readonly digest: readonly number[];
+  readonly computeMs: number;
+}
+
+/** The last stage's logits for the last position of a step. */
+export interface StepLogits {
+  readonly sessionId: number;
+  readonly step: number;
+  readonly logits: ArrayBuffer;
+}
+
+export interface StepFailure {
+  readonly sessionId: number;
+  readonly step: number;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** A requester's generation request over Socket.IO (the chat page). */
+export interface GenerateRequest {
+  readonly requestId: string;
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly seed: number;
+}
+
+/** How each stage voted on one step. */
+export interface StageVote {
+  readonly stage: number;
+  readonly agreed: number;
+  readonly replicas: number;
+}
+
+export interface TokenEvent {
+  readonly requestId: string;
+  readonly index: number;
+  readonly token: number;
+  /** The text this token adds. */
+  readonly text: string;
+  readonly votes: readonly StageVote[];
+  /** Volunteer ids per stage that computed this session. */
+  readonly route: readonly (readonly string[])[];
+}
+
+export interface GenerateDone {
+  readonly requestId: string;
+  readonly finishReason: 'stop' | 'length';
+  readonly tokens: readonly number[];
+  readonly text: string;
+}
+
 export interface ClientToServerEvents {
   'volunteer:hello': (m: VolunteerHello) => void;
   'volunteer:ready': (m: StageReady) => void;
   signal: (m: SignalOut) => void;
+  'session:joined': (m: { readonly sessionId: number }) => void;
+  'step:digest': (m: StepDigest) => void;
+  'step:logits': (m: StepLogits) => void;
+  'step:failed': (m: StepFailure) => void;
+  'chat:generate': (m: GenerateRequest) => void;
 }
 
 export interface ServerToClientEvents {
   'volunteer:welcome': (m: { readonly volunteerId: string }) => void;
   'volunteer:assign': (m: StageAssignment) => void;
   signal: (m: SignalIn) => void;
+  'session:open': (m: SessionOpen) => void;
+  'session:close': (m: { readonly sessionId: number }) => void;
+  'step:input': (m: StepInput) => void;
+  'chat:token': (m: TokenEvent) => void;
+  'chat:done': (m: GenerateDone) => void;
+  'chat:error': (m: WireError & { readonly requestId: string }) => void;
+  'swarm:status': (m: { readonly volunteers: number; readonly replicasPerStage: readonly number[] }) => void;
   'server:error': (e: WireError) => void;
 }

@@ -3,7 +3,7 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
-import type { HandshakeAuth, SignalOut, StageReady, VolunteerHello } from './messages.js';
+import type { GenerateRequest, HandshakeAuth, SignalOut, StageReady, StepDigest, StepFailure, VolunteerHello } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
@@ -60,4 +60,78 @@ export function parseSignal(raw: unknown): Parsed<SignalOut> {
   }
   if (size > MAX_SIGNAL_BYTES) return bad(`signal.data is ${size} bytes, over ${MAX_SIGNAL_BYTES}`);
   return ok({ to: raw.to, data: raw.data });
+}
+
+const MAX_SESSION_ID = 0xffffffff;
+const MAX_STEPS = 1 << 20;
+
+function uint(v: unknown, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+export function parseSessionRef(raw: unknown): Parsed<{ sessionId: number }> {
+  if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID)) return bad('sessionId must be an unsigned 32-bit integer');
+  return ok({ sessionId: raw.sessionId });
+}
+
+/** Longest digest accepted (the sampled positions plus the norm). */
+export const MAX_DIGEST_VALUES = 64;
+
+export function parseDigest(raw: unknown): Parsed<StepDigest> {
+  if (!isObject(raw)) return bad('digest must be an object');
+  if (!uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS) || !uint(raw.stage, 4096))
+    return bad('sessionId, step and stage must be unsigned integers');
+  const d = raw.digest;
+  if (!Array.isArray(d) || d.length === 0 || d.length > MAX_DIGEST_VALUES || !d.every((x) => typeof x === 'number')) {
+    return bad(`digest must be 1..${MAX_DIGEST_VALUES} numbers`);
+  }
+  if (typeof raw.computeMs !== 'number' || !(raw.computeMs >= 0)) return bad('computeMs must be a number ≥ 0');
+  return ok({ sessionId: raw.sessionId, step: raw.step, stage: raw.stage, digest: d as number[], computeMs: raw.computeMs });
+}
+
+/**
+ * Logits arrive as binary (Node's Buffer on the server). `vocabSize` is the
+ * served model's: any other length is refused.
+ */
+export function parseLogits(raw: unknown, vocabSize: number): Parsed<{ sessionId: number; step: number; logits: Float32Array }> {
+  if (!isObject(raw)) return bad('logits message must be an object');
+  if (!uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('sessionId and step must be unsigned integers');
+  const b = raw.logits;
+  const bytes =
+    b instanceof ArrayBuffer ? new Uint8Array(b) : ArrayBuffer.isView(b) ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : null;
+  if (bytes === null) return bad('logits must be binary');
+  if (bytes.byteLength !== vocabSize * 4)
+    return bad(`logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32)`);
+  return ok({ sessionId: raw.sessionId, step: raw.step, logits: new Float32Array(bytes.slice().buffer) });
+}
+
+export function parseFailure(raw: unknown): Parsed<StepFailure> {
+  if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('failure needs sessionId and step');
+  if (!shortString(raw.code)) return bad('failure code must be a short string');
+  const message = typeof raw.message === 'string' ? raw.message.slice(0, 1000) : '';
+  return ok({ sessionId: raw.sessionId, step: raw.step, code: raw.code, message });
+}
+
+/** Bounds of a generation request, shared by the chat page and the HTTP API. */
+export const MAX_PROMPT_CHARS = 8000;
+export const MAX_GENERATE_TOKENS = 512;
+
+export function parseGenerate(raw: unknown): Parsed<GenerateRequest> {
+  if (!isObject(raw)) return bad('request must be an object');
+  if (!shortString(raw.requestId)) return bad('requestId must be a short string');
+  if (typeof raw.prompt !== 'string' || raw.prompt.length === 0 || raw.prompt.length > MAX_PROMPT_CHARS)
+    return bad(`prompt must be 1..${MAX_PROMPT_CHARS} characters`);
+  if (!uint(raw.maxTokens, MAX_GENERATE_TOKENS) || raw.maxTokens < 1)
+    return bad(`maxTokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`);
+  if (typeof raw.temperature !== 'number' || !(raw.temperature >= 0 && raw.temperature <= 2)) return bad('temperature must be in [0, 2]');
+  if (typeof raw.topP !== 'number' || !(raw.topP > 0 && raw.topP <= 1)) return bad('topP must be in (0, 1]');
+  if (!uint(raw.seed, 0xffffffff)) return bad('seed must be an unsigned 32-bit integer');
+  return ok({
+    requestId: raw.requestId,
+    prompt: raw.prompt,
+    maxTokens: raw.maxTokens,
+    temperature: raw.temperature,
+    topP: raw.topP,
+    seed: raw.seed,
+  });
 }

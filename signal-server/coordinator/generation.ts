@@ -1,0 +1,209 @@
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { SessionOpen, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import { agreeLogits, agreeTensors, majority, Quorum } from '../../shared/vote/quorum.js';
+
+/** What a session needs from the transport: send to one volunteer. */
+export interface SessionTransport {
+  open(volunteer: string, m: SessionOpen): void;
+  input(volunteer: string, m: StepInput): void;
+  close(volunteer: string, sessionId: number): void;
+}
+
+export class GenerationError extends Error {
+  constructor(
+    readonly code: WireErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SessionTimeouts {
+  /** Until every replica of the route has its data channels open. */
+  readonly joinMs: number;
+  /** Until the last stage's logits reach a majority for one step. */
+  readonly stepMs: number;
+}
+
+export interface StepRecord {
+  readonly token: number;
+  readonly votes: StageVote[];
+  readonly ms: number;
+}
+
+interface StepWait {
+  readonly logits: Quorum<Float32Array>;
+  readonly digests: Quorum<number[]>[];
+  resolve: () => void;
+}
+
+/**
+ * One generation through the swarm: the coordinator's side of the data path.
+ * Token ids go to stage 0's replicas; each stage's replicas pass their output
+ * to the next stage's; the last stage's replicas send logits here, where the
+ * first majority that agrees is taken, a token sampled (seeded) and fed back.
+ */
+export class GenerationSession {
+  private readonly members = new Map<string, number>();
+  private readonly joined = new Set<string>();
+  private joinedAll: (() => void) | null = null;
+  private wait: { step: number; w: StepWait } | null = null;
+
+  constructor(
+    readonly sessionId: number,
+    readonly route: readonly (readonly string[])[],
+    private readonly manifest: StageManifest,
+    private readonly transport: SessionTransport,
+    private readonly timeouts: SessionTimeouts,
+  ) {
+    route.forEach((ids, stage) => {
+      for (const id of ids) this.members.set(id, stage);
+    });
+  }
+
+  /** The stage a volunteer holds in this session, or undefined when it is not a member. */
+  stageOf(volunteer: string): number | undefined {
+    return this.members.get(volunteer);
+  }
+
+  onJoined(volunteer: string): void {
+    if (!this.members.has(volunteer)) return;
+    this.joined.add(volunteer);
+    if (this.joined.size === this.members.size) this.joinedAll?.();
+  }
+
+  onDigest(volunteer: string, step: number, digest: number[]): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined || this.wait === null || this.wait.step !== step) return;
+    this.wait.w.digests[stage]?.add({ status: 'fulfilled', replica: volunteer, value: digest });
+  }
+
+  onLogits(volunteer: string, step: number, logits: Float32Array): void {
+    if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null || this.wait.step !== step) return;
+    const q = this.wait.w.logits;
+    q.add({ status: 'fulfilled', replica: volunteer, value: logits });
+    if (q.state.kind !== 'pending') this.wait.w.resolve();
+  }
+
+  onFailure(volunteer: string, step: number, code: string, message: string): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined) return;
+    if (stage === this.route.length - 1 && this.wait !== null && this.wait.step === step) {
+      this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason: `${code}: ${message}` });
+      if (this.wait.w.logits.state.kind !== 'pending') this.wait.w.resolve();
+    }
+  }
+
+  /** A member left: the session cannot be trusted to finish on this route. */
+  onLeft(volunteer: string): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined) return;
+    if (this.wait !== null && stage === this.route.length - 1) {
+      this.wait.w.logits.add({ status: 'disconnected', replica: volunteer });
+      if (this.wait.w.logits.state.kind !== 'pending') this.wait.w.resolve();
+    }
+  }
+
+  private async join(): Promise<void> {
+    const all = new Promise<void>((resolve) => {
+      this.joinedAll = resolve;
+    });
+    for (const [stage, ids] of this.route.entries()) {
+      ids.forEach((id, replica) => {
+        this.transport.open(id, {
+          sessionId: this.sessionId,
+          stage,
+          replica,
+          prev: this.route[stage - 1] ?? [],
+          next: this.route[stage + 1] ?? [],
+        });
+      });
+    }
+    await this.within(all, this.timeouts.joinMs, () => {
+      const missing = [...this.members.keys()].filter((id) => !this.joined.has(id));
+      return new GenerationError(
+        'ERR_NO_ROUTE',
+        `${missing.length} replica(s) did not connect within ${this.timeouts.joinMs} ms: ${missing.join(', ')}`,
+      );
+    });
+  }
+
+  private within(p: Promise<void>, ms: number, onTimeout: () => GenerationError): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(onTimeout()), ms);
+      p.then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Runs the generation; `onToken` is called with each verified token as it is accepted. */
+  async run(
+    promptIds: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    onToken: (token: number, record: StepRecord) => void,
+  ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
+    const eos = this.manifest.model.eosTokenId;
+    const random = seededRandom(sampling.seed);
+    const tokens: number[] = [];
+    try {
+      await this.join();
+      let input: readonly number[] = promptIds;
+      for (let step = 0; step < maxTokens; step++) {
+        const t0 = performance.now();
+        const last = this.route.length - 1;
+        const w: StepWait = {
+          logits: new Quorum(this.route[last] as string[], agreeLogits),
+          digests: this.route.map(
+            (ids) => new Quorum([...ids], (a: number[], b: number[]) => agreeTensors(Float32Array.from(a), Float32Array.from(b))),
+          ),
+          resolve: () => {},
+        };
+        const decided = new Promise<void>((resolve) => {
+          w.resolve = resolve;
+        });
+        this.wait = { step, w };
+        for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
+        await this.within(
+          decided,
+          this.timeouts.stepMs,
+          () =>
+            new GenerationError(
+              'ERR_STEP_TIMEOUT',
+              `step ${step}: no majority of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
+            ),
+        );
+        const state = w.logits.state;
+        if (state.kind !== 'agreed') {
+          throw new GenerationError(
+            'ERR_NO_QUORUM',
+            `step ${step}: the ${this.route[last]?.length} replicas of stage ${last} did not agree (a majority of ${majority(this.route[last]?.length ?? 0)} is needed)`,
+          );
+        }
+        const token = sampleToken(state.value, sampling, random);
+        if (token === eos) return { tokens, finishReason: 'stop' };
+        const votes: StageVote[] = this.route.map((ids, stage) => {
+          const q = stage === last ? w.logits.state : w.digests[stage]?.state;
+          return { stage, agreed: q?.kind === 'agreed' ? q.agreeing.length : 0, replicas: ids.length };
+        });
+        tokens.push(token);
+        onToken(token, { token, votes, ms: performance.now() - t0 });
+        input = [token];
+      }
+      return { tokens, finishReason: 'length' };
+    } finally {
+      this.wait = null;
+      for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
+    }
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * A local swarm: headless Chromium tabs that volunteer for a server, one
+ * browser context each (separate storage, separate WebRTC stack), driven by
+ * playwright-core with Debian's Chromium.
+ */
+import { existsSync } from 'node:fs';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const READY_TIMEOUT_MS = 120_000;
+
+/** Flags measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked. */
+export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  const args = [
+    '--no-sandbox',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-quic',
+  ];
+  if (opts.webgpu) args.push('--enable-unsafe-webgpu');
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+}
+
+export interface LocalSwarm {
+  readonly pages: Page[];
+  /** Opens one more volunteer tab (for churn tests and `npm run swarm`). */
+  add(backend?: 'wasm' | 'webgpu'): Promise<Page>;
+  close(): Promise<void>;
+}
+
+export interface SwarmOptions {
+  readonly serverUrl: string;
+  readonly volunteers: number;
+  /** Backend per volunteer index; WASM when not given. */
+  readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
+  readonly log?: (line: string) => void;
+}
+
+async function waitReady(page: Page): Promise<void> {
+  await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready' || window.webswarmVolunteer?.state === 'error', null, {
+    timeout: READY_TIMEOUT_MS,
+  });
+  const state = await page.evaluate(() => window.webswarmVolunteer);
+  if (state?.state !== 'ready') throw new Error(`volunteer failed: ${state?.lastError ?? 'unknown error'}`);
+}
+
+export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
+  const backendOf = o.backendOf ?? (() => 'wasm');
+  const needsGpu = Array.from({ length: o.volunteers }, (_, i) => backendOf(i)).includes('webgpu');
+  const browser = await launchChromium({ webgpu: needsGpu });
+  const contexts: BrowserContext[] = [];
+  const pages: Page[] = [];
+  let opened = 0;
+  const add = async (backend: 'wasm' | 'webgpu' = backendOf(opened)): Promise<Page> => {
+    const index = opened++;
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (e) => o.log?.(`[volunteer ${index}] ${e.message}`));
+    await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}`);
+    pages.push(page);
+    return page;
+  };
+  try {
+    // Open one at a time so that stages fill in order; then wait for all to load.
+    for (let i = 0; i < o.volunteers; i++) await add();
+    await Promise.all(pages.map(waitReady));
+  } catch (e) {
+    await browser.close();
+    throw e;
+  }
+  return {
+    pages,
+    async add(backend) {
+      const page = await add(backend);
+      await waitReady(page);
+      return page;
+    },
+    async close() {
+      for (const c of contexts) await c.close().catch(() => {});
+      await browser.close();
+    },
+  };
+}

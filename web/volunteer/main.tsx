@@ -1,0 +1,7 @@
+import { createRoot } from 'react-dom/client';
+import { VolunteerApp } from './volunteer-app.js';
+import '../style.css';
+
+const root = document.getElementById('root');
+if (root === null) throw new Error('#root is missing');
+createRoot(root).render(<VolunteerApp />);
