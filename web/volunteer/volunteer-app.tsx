@@ -17,8 +17,9 @@ async function chooseBackend(asked: string | null): Promise<{ backend: Backend; 
   return adapter === null ? { backend: 'wasm', adapter: null } : { backend: 'webgpu', adapter };
 }
 
+const params = new URLSearchParams(location.search);
+
 export function VolunteerApp() {
-  const params = new URLSearchParams(location.search);
   // The local swarm launcher consents for the headless tabs it starts itself.
   const [consented, setConsented] = useState(params.get('autostart') === '1');
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
@@ -42,8 +43,6 @@ export function VolunteerApp() {
       replica.current?.leave();
       replica.current = null;
     };
-    // params are read once at mount
-    // eslint-disable-next-line
   }, [consented]);
 
   if (!consented) {
