@@ -12,7 +12,11 @@ export function buildWebApp(): void {
   if (r.status !== 0) throw new Error(`vite build failed (${r.status})`);
 }
 
-export async function startTestServer(models: readonly { dir: string; stages: number }[], cacheRoot: string): Promise<SignalServer> {
+export async function startTestServer(
+  models: readonly { dir: string; stages: number }[],
+  cacheRoot: string,
+  extra: { redundancy?: number } = {},
+): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
     const partition = { stages: m.stages };
@@ -24,6 +28,7 @@ export async function startTestServer(models: readonly { dir: string; stages: nu
     host: '127.0.0.1',
     webRoot: 'dist',
     models: served,
+    redundancy: extra.redundancy ?? 3,
     log: (l) => process.stderr.write(`[server] ${l}\n`),
   });
   await server.ready;

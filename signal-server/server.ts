@@ -96,7 +96,13 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       return;
     }
     if (url.pathname === '/api/swarm') {
-      sendJson(res, 200, coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] });
+      sendJson(
+        res,
+        200,
+        coordinator === null
+          ? { volunteers: 0, replicasPerStage: [], list: [] }
+          : { ...coordinator.status(), list: coordinator.volunteers() },
+      );
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

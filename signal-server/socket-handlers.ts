@@ -16,6 +16,7 @@ import {
   parseSessionRef,
   parseSignal,
 } from '../shared/protocol/validate.js';
+import { Audit } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
 import { Links } from './coordinator/links.js';
 import { Registry } from './coordinator/registry.js';
@@ -85,10 +86,11 @@ export interface CoordinatorOptions {
 export class SwarmCoordinator {
   readonly registry: Registry;
   readonly links = new Links();
+  readonly audit = new Audit();
   private readonly sockets = new Map<string, SwarmSocket>();
   private readonly sessions = new Map<number, GenerationSession>();
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
-  private readonly finished = new Set<number>();
+  private readonly finished = new Map<number, GenerationSession>();
   private nextSessionId = 1;
 
   constructor(
@@ -219,8 +221,7 @@ export class SwarmCoordinator {
 
   /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
   private member(socket: SwarmSocket, volunteer: string, sessionId: number): GenerationSession | undefined {
-    const s = this.sessions.get(sessionId);
-    if (s === undefined && this.finished.has(sessionId)) return undefined;
+    const s = this.sessions.get(sessionId) ?? this.finished.get(sessionId);
     if (s === undefined || s.stageOf(volunteer) === undefined) {
       this.refuse(socket, 'ERR_UNKNOWN_SESSION', `session ${sessionId} is not one of yours`);
       return undefined;
@@ -276,6 +277,7 @@ export class SwarmCoordinator {
         close: (v, id) => this.sockets.get(v)?.emit('session:close', { sessionId: id }),
       },
       this.options.timeouts,
+      this.audit,
     );
     this.sessions.set(sessionId, session);
     let shown = '';
@@ -294,13 +296,18 @@ export class SwarmCoordinator {
       return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route };
     } finally {
       this.sessions.delete(sessionId);
-      this.finished.add(sessionId);
-      if (this.finished.size > 1024) this.finished.delete(this.finished.values().next().value as number);
+      this.finished.set(sessionId, session);
+      if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
     }
   }
 
   /** Volunteers online and replicas per stage, for the landing page. */
   status(): { volunteers: number; replicasPerStage: number[] } {
     return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage() };
+  }
+
+  /** Every volunteer with its stage, backend and audit counts. */
+  volunteers(): { id: string; stage: number; backend: string; ready: boolean; agreed: number; disagreed: number }[] {
+    return this.registry.all().map((v) => ({ id: v.id, stage: v.stage, backend: v.backend, ready: v.ready, ...this.audit.get(v.id) }));
   }
 }

@@ -3,6 +3,7 @@ import { type SamplingParams, sampleToken, seededRandom } from '../../shared/mod
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { SessionOpen, StageVote, StepInput } from '../../shared/protocol/messages.js';
 import { agreeLogits, agreeTensors, majority, Quorum } from '../../shared/vote/quorum.js';
+import type { Audit } from './audit.js';
 
 /** What a session needs from the transport: send to one volunteer. */
 export interface SessionTransport {
@@ -35,9 +36,13 @@ export interface StepRecord {
 
 interface StepWait {
   readonly logits: Quorum<Float32Array>;
-  readonly digests: Quorum<number[]>[];
   resolve: () => void;
 }
+
+const agreeDigests = (a: number[], b: number[]): boolean => agreeTensors(Float32Array.from(a), Float32Array.from(b));
+
+/** How many steps' digest votes are kept for stragglers' late reports. */
+const KEPT_STEPS = 64;
 
 /**
  * One generation through the swarm: the coordinator's side of the data path.
@@ -50,6 +55,8 @@ export class GenerationSession {
   private readonly joined = new Set<string>();
   private joinedAll: (() => void) | null = null;
   private wait: { step: number; w: StepWait } | null = null;
+  /** Digest votes per step and stage, kept after the step for late reports. */
+  private readonly digestVotes = new Map<number, Quorum<number[]>[]>();
 
   constructor(
     readonly sessionId: number,
@@ -57,6 +64,7 @@ export class GenerationSession {
     private readonly manifest: StageManifest,
     private readonly transport: SessionTransport,
     private readonly timeouts: SessionTimeouts,
+    private readonly audit: Audit,
   ) {
     route.forEach((ids, stage) => {
       for (const id of ids) this.members.set(id, stage);
@@ -74,17 +82,40 @@ export class GenerationSession {
     if (this.joined.size === this.members.size) this.joinedAll?.();
   }
 
+  private digestsOf(step: number): Quorum<number[]>[] {
+    let qs = this.digestVotes.get(step);
+    if (qs === undefined) {
+      qs = this.route.map((ids) => new Quorum([...ids], agreeDigests));
+      this.digestVotes.set(step, qs);
+      for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
+    }
+    return qs;
+  }
+
+  /** A replica's fingerprint of its output for a step: evidence for the audit, also after the step. */
   onDigest(volunteer: string, step: number, digest: number[]): void {
     const stage = this.members.get(volunteer);
-    if (stage === undefined || this.wait === null || this.wait.step !== step) return;
-    this.wait.w.digests[stage]?.add({ status: 'fulfilled', replica: volunteer, value: digest });
+    if (stage === undefined || step > this.currentStep) return;
+    const q = this.digestsOf(step)[stage];
+    if (q === undefined) return;
+    q.add({ status: 'fulfilled', replica: volunteer, value: digest });
+    this.audit.observe(q);
+    this.checkDecided();
   }
+
+  /** A step is decided once the last stage's logits and every stage's fingerprints have a majority (or cannot). */
+  private checkDecided(): void {
+    if (this.wait === null) return;
+    const digests = this.digestVotes.get(this.wait.step) ?? [];
+    if (this.wait.w.logits.state.kind !== 'pending' && digests.every((q) => q.state.kind !== 'pending')) this.wait.w.resolve();
+  }
+
+  private currentStep = -1;
 
   onLogits(volunteer: string, step: number, logits: Float32Array): void {
     if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null || this.wait.step !== step) return;
-    const q = this.wait.w.logits;
-    q.add({ status: 'fulfilled', replica: volunteer, value: logits });
-    if (q.state.kind !== 'pending') this.wait.w.resolve();
+    this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
+    this.checkDecided();
   }
 
   onFailure(volunteer: string, step: number, code: string, message: string): void {
@@ -92,18 +123,20 @@ export class GenerationSession {
     if (stage === undefined) return;
     if (stage === this.route.length - 1 && this.wait !== null && this.wait.step === step) {
       this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason: `${code}: ${message}` });
-      if (this.wait.w.logits.state.kind !== 'pending') this.wait.w.resolve();
     }
+    if (this.wait !== null && this.wait.step === step)
+      this.digestVotes.get(step)?.[stage]?.add({ status: 'rejected', replica: volunteer, reason: code });
+    this.checkDecided();
   }
 
   /** A member left: the session cannot be trusted to finish on this route. */
   onLeft(volunteer: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
-    if (this.wait !== null && stage === this.route.length - 1) {
-      this.wait.w.logits.add({ status: 'disconnected', replica: volunteer });
-      if (this.wait.w.logits.state.kind !== 'pending') this.wait.w.resolve();
-    }
+    if (this.wait === null) return;
+    if (stage === this.route.length - 1) this.wait.w.logits.add({ status: 'disconnected', replica: volunteer });
+    this.digestVotes.get(this.wait.step)?.[stage]?.add({ status: 'disconnected', replica: volunteer });
+    this.checkDecided();
   }
 
   private async join(): Promise<void> {
@@ -162,13 +195,9 @@ export class GenerationSession {
       for (let step = 0; step < maxTokens; step++) {
         const t0 = performance.now();
         const last = this.route.length - 1;
-        const w: StepWait = {
-          logits: new Quorum(this.route[last] as string[], agreeLogits),
-          digests: this.route.map(
-            (ids) => new Quorum([...ids], (a: number[], b: number[]) => agreeTensors(Float32Array.from(a), Float32Array.from(b))),
-          ),
-          resolve: () => {},
-        };
+        const w: StepWait = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
+        this.currentStep = step;
+        const digests = this.digestsOf(step);
         const decided = new Promise<void>((resolve) => {
           w.resolve = resolve;
         });
@@ -190,10 +219,17 @@ export class GenerationSession {
             `step ${step}: the ${this.route[last]?.length} replicas of stage ${last} did not agree (a majority of ${majority(this.route[last]?.length ?? 0)} is needed)`,
           );
         }
+        const split = digests.findIndex((q) => q.state.kind !== 'agreed');
+        if (split >= 0) {
+          throw new GenerationError(
+            'ERR_NO_QUORUM',
+            `step ${step}: the ${this.route[split]?.length} replicas of stage ${split} did not agree on their outputs`,
+          );
+        }
         const token = sampleToken(state.value, sampling, random);
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
-          const q = stage === last ? w.logits.state : w.digests[stage]?.state;
+          const q = stage === last ? w.logits.state : digests[stage]?.state;
           return { stage, agreed: q?.kind === 'agreed' ? q.agreeing.length : 0, replicas: ids.length };
         });
         tokens.push(token);

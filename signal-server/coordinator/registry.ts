@@ -80,6 +80,10 @@ export class Registry {
     return [...this.volunteers.values()].filter((v) => v.stage === stage && v.ready).sort((a, b) => a.joinedAt - b.joinedAt);
   }
 
+  all(): Volunteer[] {
+    return [...this.volunteers.values()];
+  }
+
   get size(): number {
     return this.volunteers.size;
   }

@@ -1,0 +1,131 @@
+// The swarm end to end: a real server on port 0, nine Chromium volunteer
+// contexts (3 stages × 3 replicas on WASM) joined by WebRTC data channels, a
+// requester through /chat and through POST /v1/completions; the reference
+// runner's tokens are the oracle.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import { ensureStages } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import type { SignalServer } from '../signal-server/server.js';
+import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
+import { startTestServer } from './harness.js';
+
+const MODEL = existsSync(GOLDEN_MODELS['austen-2m'] as string) ? 'austen-2m' : 'tiny-gqa-bias';
+const STAGES = 3;
+const REDUNDANCY = 3;
+const PROMPT = 'It is a truth universally acknowledged, that a single man';
+const TOKENS = 24;
+const CHAT_TIMEOUT_MS = 120_000;
+
+let cache: string;
+let server: SignalServer;
+let swarm: LocalSwarm;
+let reference: ReferenceRunner;
+
+interface CompletionResponse {
+  choices: { text: string; finish_reason: string }[];
+  usage: { prompt_tokens: number; completion_tokens: number };
+  webswarm: {
+    tokens: number[];
+    route: string[][];
+    votes: { token: number; votes: { stage: number; agreed: number; replicas: number }[] }[];
+  };
+}
+
+async function complete(body: Record<string, unknown>): Promise<{ status: number; json: CompletionResponse }> {
+  const res = await fetch(`${server.address().url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as CompletionResponse };
+}
+
+async function referenceTokens(sampling: SamplingParams): Promise<number[]> {
+  const r = await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, sampling);
+  return r.tokens;
+}
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-swarm-'));
+  const dir = GOLDEN_MODELS[MODEL] as string;
+  server = await startTestServer([{ dir, stages: STAGES }], cache, { redundancy: REDUNDANCY });
+  reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: STAGES }, cache)).dir);
+  swarm = await startLocalSwarm({
+    serverUrl: server.address().url,
+    volunteers: STAGES * REDUNDANCY,
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
+});
+
+afterAll(async () => {
+  await swarm?.close();
+  await reference?.close();
+  await server?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on WASM`, () => {
+  it('gives the reference runner’s greedy tokens through POST /v1/completions, every step voted', async () => {
+    const expected = await referenceTokens(GREEDY);
+    const { status, json } = await complete({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
+    expect(status).toBe(200);
+    expect(json.webswarm.tokens).toEqual(expected);
+    expect(json.choices[0]?.text).toBe(reference.tokenizer.decode(expected));
+    expect(json.choices[0]?.finish_reason).toBe('length');
+    expect(json.usage.completion_tokens).toBe(TOKENS);
+    expect(json.webswarm.route.map((ids) => ids.length)).toEqual([REDUNDANCY, REDUNDANCY, REDUNDANCY]);
+    expect(new Set(json.webswarm.route.flat()).size).toBe(STAGES * REDUNDANCY);
+    for (const t of json.webswarm.votes) {
+      for (const v of t.votes) expect(v.agreed * 2, `token ${t.token} stage ${v.stage}`).toBeGreaterThan(v.replicas);
+    }
+  });
+
+  it('reproduces seeded sampling exactly', async () => {
+    const sampling = { temperature: 0.8, topK: 0, topP: 0.95, seed: 7 };
+    const expected = await referenceTokens(sampling);
+    const { json } = await complete({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0.8, top_p: 0.95, seed: 7 });
+    expect(json.webswarm.tokens).toEqual(expected);
+    expect(expected).not.toEqual(await referenceTokens(GREEDY));
+  });
+
+  it('streams verified tokens to the chat page', async () => {
+    const expected = await referenceTokens(GREEDY);
+    const browser: Browser = await launchChromium({ webgpu: false });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${server.address().url}/chat`);
+      await expect.poll(() => page.getByTestId('swarm').textContent()).toContain(`${STAGES * REDUNDANCY} volunteers online`);
+      await page.getByTestId('prompt').fill(PROMPT);
+      await page.getByLabel('Max tokens').fill(String(TOKENS));
+      await page.getByTestId('send').click();
+      await page.getByTestId('run-state').filter({ hasText: 'done' }).waitFor({ timeout: CHAT_TIMEOUT_MS });
+      const shown = await page.locator('[data-token]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token'))));
+      expect(shown).toEqual(expected);
+      expect(await page.locator('.token.verified').count()).toBe(TOKENS);
+      expect(await page.getByTestId('run-state').textContent()).toContain(`${TOKENS} tokens, ${TOKENS} verified`);
+      expect(await page.locator('table tr').count()).toBe(STAGES);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('refuses bad requests with OpenAI-shaped errors', async () => {
+    const cases: [Record<string, unknown>, number, RegExp][] = [
+      [{ prompt: '', max_tokens: 4 }, 400, /prompt/],
+      [{ prompt: 'x', max_tokens: 0 }, 400, /max_tokens/],
+      [{ prompt: 'x', temperature: -1 }, 400, /temperature/],
+      [{ model: 'gpt-4', prompt: 'x' }, 404, /not served/],
+    ];
+    for (const [body, status, message] of cases) {
+      const r = await complete(body);
+      expect(r.status).toBe(status);
+      expect((r.json as unknown as { error: { message: string } }).error.message).toMatch(message);
+    }
+  });
+});

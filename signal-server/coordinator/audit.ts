@@ -1,0 +1,55 @@
+import type { Quorum } from '../../shared/vote/quorum.js';
+
+/** Per-volunteer evidence from the votes: how often its output agreed with the majority. */
+export interface AuditCounts {
+  agreed: number;
+  disagreed: number;
+}
+
+/**
+ * Classifies each replica's report once its step's vote is decided, also for
+ * reports that arrive after the token was accepted (stragglers). Agreement is
+ * always with the majority of the others, never with a volunteer's own claim.
+ */
+export class Audit {
+  private readonly counts = new Map<string, AuditCounts>();
+  private readonly classified = new WeakMap<object, Set<string>>();
+
+  /** Call after each report added to `q`: classifies the replicas not yet counted. */
+  observe<T>(q: Quorum<T>): void {
+    const s = q.state;
+    if (s.kind !== 'agreed') return;
+    let seen = this.classified.get(q);
+    if (seen === undefined) {
+      seen = new Set();
+      this.classified.set(q, seen);
+    }
+    for (const id of s.agreeing)
+      if (!seen.has(id)) {
+        seen.add(id);
+        this.of(id).agreed += 1;
+      }
+    for (const id of s.disagreeing)
+      if (!seen.has(id)) {
+        seen.add(id);
+        this.of(id).disagreed += 1;
+      }
+  }
+
+  of(volunteer: string): AuditCounts {
+    let c = this.counts.get(volunteer);
+    if (c === undefined) {
+      c = { agreed: 0, disagreed: 0 };
+      this.counts.set(volunteer, c);
+    }
+    return c;
+  }
+
+  get(volunteer: string): AuditCounts {
+    return { ...(this.counts.get(volunteer) ?? { agreed: 0, disagreed: 0 }) };
+  }
+
+  forget(volunteer: string): void {
+    this.counts.delete(volunteer);
+  }
+}
