@@ -1,8 +1,9 @@
 /**
- * npm run bench: the reference runner's speed, printed as tables of medians.
- * Not part of npm test. Later issues add the swarm's rows beside these.
+ * npm run bench: stage building, the reference runner and the swarm, printed
+ * as tables of medians measured side by side in one run. Not part of npm test.
  *
- *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5)
+ *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
+ *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
+import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 
 const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
       ['stages', 'ms per token per stage', 'ms/token', 'tokens/s'],
       decodeRows,
     );
+    if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

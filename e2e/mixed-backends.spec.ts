@@ -63,7 +63,8 @@ describe('mixed backends', () => {
     expect(json.webswarm.tokens).toEqual(expected);
     expect(json.webswarm.route[1]).toContain(gpu?.volunteerId);
     // The slow GPU replica's fingerprints may land after the token was accepted; the audit still counts them.
-    const audit = async () => ((await (await fetch(`${server.address().url}/api/swarm`)).json()) as SwarmListing).list.find((v) => v.id === gpu?.volunteerId);
+    const audit = async () =>
+      ((await (await fetch(`${server.address().url}/api/swarm`)).json()) as SwarmListing).list.find((v) => v.id === gpu?.volunteerId);
     await expect.poll(audit, { timeout: 60_000 }).toMatchObject({ backend: 'webgpu', agreed: TOKENS, disagreed: 0 });
     const all = ((await (await fetch(`${server.address().url}/api/swarm`)).json()) as SwarmListing).list;
     expect(all.every((v) => v.disagreed === 0)).toBe(true);

@@ -60,6 +60,9 @@ export interface TokenUpdate {
   readonly text: string;
   readonly votes: readonly StageVote[];
   readonly route: readonly (readonly string[])[];
+  /** Time of this step in the swarm and the fastest compute per stage, in ms. */
+  readonly stepMs: number;
+  readonly computeMs: readonly number[];
 }
 
 export interface Completion {
@@ -172,7 +175,7 @@ export class SwarmCoordinator {
       const session = this.member(socket, id, m.value.sessionId);
       if (session !== undefined && session.stageOf(id) !== m.value.stage)
         return this.refuse(socket, 'ERR_NOT_ASSIGNED', `step:digest: stage ${m.value.stage} is not yours`);
-      session?.onDigest(id, m.value.step, [...m.value.digest]);
+      session?.onDigest(id, m.value.step, [...m.value.digest], m.value.computeMs);
     });
     socket.on('step:logits', (raw: unknown) => {
       const m = parseLogits(raw, this.model.manifest.model.vocabSize);
@@ -289,7 +292,7 @@ export class SwarmCoordinator {
         // Hold back a piece that ends inside a multi-byte character until it is whole.
         const piece = text.endsWith('\uFFFD') || !text.startsWith(shown) ? '' : text.slice(shown.length);
         shown += piece;
-        onToken?.({ index: sofar.length - 1, token, text: piece, votes: rec.votes, route });
+        onToken?.({ index: sofar.length - 1, token, text: piece, votes: rec.votes, route, stepMs: rec.ms, computeMs: rec.computeMs });
       });
       const text = tokenizer.decode(r.tokens);
       this.log(`session ${sessionId}: ${r.tokens.length} tokens, ${r.finishReason}`);

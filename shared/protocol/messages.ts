@@ -116,6 +116,9 @@ export interface TokenEvent {
   readonly votes: readonly StageVote[];
   /** Volunteer ids per stage that computed this session. */
   readonly route: readonly (readonly string[])[];
+  /** Time of this step in the swarm, and the fastest compute time per stage, in ms. */
+  readonly stepMs: number;
+  readonly computeMs: readonly number[];
 }
 
 export interface GenerateDone {

@@ -31,7 +31,10 @@ export interface SessionTimeouts {
 export interface StepRecord {
   readonly token: number;
   readonly votes: StageVote[];
+  /** From sending the input to stage 0 until the token was accepted. */
   readonly ms: number;
+  /** Per stage, the fastest compute time a replica reported for this step. */
+  readonly computeMs: number[];
 }
 
 interface StepWait {
@@ -93,9 +96,10 @@ export class GenerationSession {
   }
 
   /** A replica's fingerprint of its output for a step: evidence for the audit, also after the step. */
-  onDigest(volunteer: string, step: number, digest: number[]): void {
+  onDigest(volunteer: string, step: number, digest: number[], computeMs = 0): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined || step > this.currentStep) return;
+    if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
     if (q === undefined) return;
     q.add({ status: 'fulfilled', replica: volunteer, value: digest });
@@ -111,6 +115,7 @@ export class GenerationSession {
   }
 
   private currentStep = -1;
+  private stepCompute: number[] = [];
 
   onLogits(volunteer: string, step: number, logits: Float32Array): void {
     if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null || this.wait.step !== step) return;
@@ -197,6 +202,7 @@ export class GenerationSession {
         const last = this.route.length - 1;
         const w: StepWait = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
         this.currentStep = step;
+        this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         const digests = this.digestsOf(step);
         const decided = new Promise<void>((resolve) => {
           w.resolve = resolve;
@@ -233,7 +239,7 @@ export class GenerationSession {
           return { stage, agreed: q?.kind === 'agreed' ? q.agreeing.length : 0, replicas: ids.length };
         });
         tokens.push(token);
-        onToken(token, { token, votes, ms: performance.now() - t0 });
+        onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute] });
         input = [token];
       }
       return { tokens, finishReason: 'length' };

@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react';
+import { connectSwarm } from '../net/socket.js';
 
 interface ModelListing {
   readonly modelId: string;
@@ -6,20 +7,48 @@ interface ModelListing {
   readonly baseUrl: string;
 }
 
+interface SwarmStatus {
+  readonly volunteers: number;
+  readonly replicasPerStage: readonly number[];
+}
+
 export function Landing() {
   const [models, setModels] = useState<ModelListing[] | null>(null);
+  const [swarm, setSwarm] = useState<SwarmStatus | null>(null);
   useEffect(() => {
     fetch('/api/models')
       .then((r) => (r.ok ? (r.json() as Promise<ModelListing[]>) : []))
       .then(setModels)
       .catch(() => setModels([]));
+    fetch('/api/swarm')
+      .then((r) => r.json() as Promise<SwarmStatus>)
+      .then(setSwarm)
+      .catch(() => {});
+    const socket = connectSwarm('requester');
+    socket.on('swarm:status', setSwarm);
+    return () => {
+      socket.disconnect();
+    };
   }, []);
   return (
     <main>
       <h1>webswarm</h1>
       <p>
         Language-model inference on donated browser GPUs. Each block of a model's layers runs on several volunteers' tabs, and an answer is
-        accepted only where a majority of them agree.
+        accepted only where a majority of them agree, so one lying or broken volunteer cannot change it.
+      </p>
+      <p data-testid="online">
+        {swarm === null
+          ? 'Connecting to the swarm…'
+          : `${swarm.volunteers} volunteer${swarm.volunteers === 1 ? '' : 's'} online; replicas per stage: ${swarm.replicasPerStage.join(' / ') || '—'}`}
+      </p>
+      <p className="row">
+        <a className="button" href="/chat">
+          Ask the swarm
+        </a>
+        <a className="button" href="/volunteer">
+          Volunteer this tab
+        </a>
       </p>
       <h2>Models served here</h2>
       {models === null ? (
@@ -31,7 +60,7 @@ export function Landing() {
           {models.map((m) => (
             <li key={m.baseUrl}>
               {m.modelId}, cut into {m.stages} stages (<a href={`${m.baseUrl}/manifest.json`}>manifest</a>) —{' '}
-              <a href={`/check?model=${encodeURIComponent(m.modelId)}`}>run it in this tab</a>
+              <a href={`/check?model=${encodeURIComponent(m.modelId)}`}>run it alone in this tab</a>
             </li>
           ))}
         </ul>
