@@ -115,6 +115,28 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     }
   });
 
+  it('shows the swarm on the landing page', async () => {
+    const browser: Browser = await launchChromium({ webgpu: false });
+    try {
+      const page = await browser.newPage();
+      await page.goto(server.address().url);
+      await expect.poll(() => page.getByTestId('online').textContent()).toContain(`${STAGES * REDUNDANCY} volunteers online`);
+      expect(await page.locator('a[href="/chat"]').count()).toBe(1);
+      expect(await page.locator('a[href="/volunteer"]').count()).toBe(1);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('a reloaded volunteer takes its stage from the browser cache', async () => {
+    const page = swarm.pages[0];
+    if (page === undefined) throw new Error('no volunteer page');
+    await page.reload();
+    await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 60_000 });
+    const status = await page.evaluate(() => window.webswarmVolunteer);
+    expect(status?.progress?.fromCache).toBe(true);
+  });
+
   it('refuses bad requests with OpenAI-shaped errors', async () => {
     const cases: [Record<string, unknown>, number, RegExp][] = [
       [{ prompt: '', max_tokens: 4 }, 400, /prompt/],
