@@ -2,7 +2,8 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { SessionOpen, StageVote, StepInput } from '../../shared/protocol/messages.js';
-import { agreeLogits, agreeTensors, majority, Quorum } from '../../shared/vote/quorum.js';
+import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
+import { agreeLogits, majority, Quorum } from '../../shared/vote/quorum.js';
 import type { Audit } from './audit.js';
 
 /** What a session needs from the transport: send to one volunteer. */
@@ -41,8 +42,6 @@ interface StepWait {
   readonly logits: Quorum<Float32Array>;
   resolve: () => void;
 }
-
-const agreeDigests = (a: number[], b: number[]): boolean => agreeTensors(Float32Array.from(a), Float32Array.from(b));
 
 /** How many steps' digest votes are kept for stragglers' late reports. */
 const KEPT_STEPS = 64;
@@ -88,7 +87,7 @@ export class GenerationSession {
   private digestsOf(step: number): Quorum<number[]>[] {
     let qs = this.digestVotes.get(step);
     if (qs === undefined) {
-      qs = this.route.map((ids) => new Quorum([...ids], agreeDigests));
+      qs = this.route.map((ids) => new Quorum<number[]>([...ids], agreeFingerprints));
       this.digestVotes.set(step, qs);
       for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
     }

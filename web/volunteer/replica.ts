@@ -1,10 +1,8 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
-import { encodeFrame, FrameAssembler } from '../../shared/protocol/frames.js';
-import type { SessionOpen, StageAssignment, StepInput } from '../../shared/protocol/messages.js';
-import { fingerprint } from '../../shared/vote/fingerprint.js';
-import { agreeTensors, Quorum } from '../../shared/vote/quorum.js';
+import type { SessionOpen, StageAssignment } from '../../shared/protocol/messages.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
@@ -26,18 +24,6 @@ export interface ReplicaStatus {
   readonly lastError: string | null;
 }
 
-interface SessionState {
-  readonly open: SessionOpen;
-  readonly cache: KvCache;
-  /** Agreed inputs waiting for their turn, by step. */
-  readonly ready: Map<number, TensorData>;
-  readonly votes: Map<number, Quorum<Float32Array>>;
-  nextStep: number;
-  running: boolean;
-}
-
-const MAX_SESSIONS = 16;
-
 /**
  * A volunteer's replica of one stage: loads the stage it is assigned, and for
  * each session computes every step on the input its previous stage's replicas
@@ -47,10 +33,8 @@ const MAX_SESSIONS = 16;
 export class VolunteerReplica {
   private status: ReplicaStatus;
   private compute: ComputeClient | null = null;
-  private manifest: StageManifest | null = null;
+  private core: ReplicaCore | null = null;
   private mesh: PeerMesh | null = null;
-  private readonly assemblers = new Map<string, FrameAssembler>();
-  private readonly sessions = new Map<number, SessionState>();
   private loading: Promise<void> = Promise.resolve();
 
   constructor(
@@ -77,9 +61,8 @@ export class VolunteerReplica {
       this.mesh = new PeerMesh(
         volunteerId,
         (to, data) => socket.emit('signal', { to, data }),
-        (from, bytes) => this.onFrame(from, bytes),
+        (from, bytes) => this.core?.frame(from, bytes),
       );
-      this.sessions.clear();
       this.update({ volunteerId, state: 'waiting' });
     });
     socket.on('volunteer:assign', (a) => {
@@ -87,8 +70,8 @@ export class VolunteerReplica {
     });
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
     socket.on('session:open', (m) => void this.openSession(m));
-    socket.on('session:close', ({ sessionId }) => this.sessions.delete(sessionId));
-    socket.on('step:input', (m) => this.onInput(m));
+    socket.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    socket.on('step:input', (m) => this.core?.input(m));
     socket.on('server:error', (e) => this.update({ lastError: `${e.code}: ${e.message}` }));
     socket.on('disconnect', () => this.update({ state: 'connecting' }));
   }
@@ -110,7 +93,22 @@ export class VolunteerReplica {
       const compute = new ComputeClient();
       await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
       this.compute = compute;
-      this.manifest = manifest;
+      const socket = this.socket;
+      this.core = new ReplicaCore(
+        manifest,
+        a.stage,
+        compute,
+        {
+          frames: (to, messages) => this.mesh?.send(to, messages),
+          digest: (m) => socket.emit('step:digest', m),
+          logits: (m) => socket.emit('step:logits', m),
+          failed: (m) => socket.emit('step:failed', m),
+          computed: () => this.update({ stepsComputed: this.status.stepsComputed + 1 }),
+          rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
+        },
+        null,
+        () => compute.lastComputeMs,
+      );
       const stepMs = await this.measure(manifest, a.stage);
       this.update({ state: 'ready' });
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
@@ -136,127 +134,13 @@ export class VolunteerReplica {
   }
 
   private async openSession(m: SessionOpen): Promise<void> {
-    const manifest = this.manifest;
-    const entry = manifest?.stages[m.stage];
-    if (manifest === null || entry === undefined || m.stage !== this.status.stage) {
-      this.socket.emit('step:failed', {
-        sessionId: m.sessionId,
-        step: 0,
-        code: 'ERR_NOT_ASSIGNED',
-        message: `stage ${m.stage} is not loaded here`,
-      });
-      return;
-    }
-    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as number);
-    this.sessions.set(m.sessionId, {
-      open: m,
-      cache: new KvCache(manifest.model, entry.layers),
-      ready: new Map(),
-      votes: new Map(),
-      nextStep: 0,
-      running: false,
-    });
+    if (this.core === null || !this.core.open(m)) return;
     try {
       await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message: (e as Error).message });
     }
-  }
-
-  private onInput(m: StepInput): void {
-    const s = this.sessions.get(m.sessionId);
-    if (s === undefined || s.open.stage !== 0) return;
-    s.ready.set(m.step, { dtype: 'int64', dims: [1, m.tokens.length], data: BigInt64Array.from(m.tokens, (t) => BigInt(t)) });
-    void this.drain(s);
-  }
-
-  private onFrame(from: string, bytes: Uint8Array): void {
-    let a = this.assemblers.get(from);
-    if (a === undefined) {
-      a = new FrameAssembler();
-      this.assemblers.set(from, a);
-    }
-    const r = a.push(bytes);
-    if (r.kind === 'partial') return;
-    if (r.kind === 'rejected') {
-      this.update({ framesRejected: this.status.framesRejected + 1 });
-      return;
-    }
-    const f = r.frame;
-    const s = this.sessions.get(f.sessionId);
-    // Only frames from the previous stage's replica that the route names, for a step still to come.
-    if (s === undefined || f.stage !== s.open.stage - 1 || s.open.prev[f.replica] !== from || f.step < s.nextStep) {
-      this.update({ framesRejected: this.status.framesRejected + 1 });
-      return;
-    }
-    let q = s.votes.get(f.step);
-    if (q === undefined) {
-      q = new Quorum(s.open.prev, agreeTensors);
-      s.votes.set(f.step, q);
-    }
-    const before = q.state.kind;
-    q.add({ status: 'fulfilled', replica: from, value: f.data });
-    const after = q.state;
-    if (before === 'pending' && after.kind === 'agreed') {
-      s.ready.set(f.step, { dtype: 'float32', dims: f.dims, data: after.value });
-      void this.drain(s);
-    } else if (before === 'pending' && after.kind === 'no-majority') {
-      this.socket.emit('step:failed', {
-        sessionId: f.sessionId,
-        step: f.step,
-        code: 'ERR_NO_QUORUM',
-        message: `stage ${s.open.stage}: the inputs from stage ${f.stage} do not agree`,
-      });
-    }
-  }
-
-  /** Computes the agreed inputs of a session in step order, one at a time. */
-  private async drain(s: SessionState): Promise<void> {
-    if (s.running) return;
-    s.running = true;
-    try {
-      for (let input = s.ready.get(s.nextStep); input !== undefined; input = s.ready.get(s.nextStep)) {
-        const step = s.nextStep;
-        s.ready.delete(step);
-        s.votes.delete(step);
-        await this.computeStep(s, step, input);
-        s.nextStep = step + 1;
-      }
-    } catch (e) {
-      this.socket.emit('step:failed', {
-        sessionId: s.open.sessionId,
-        step: s.nextStep,
-        code: 'ERR_COMPUTE',
-        message: (e as Error).message,
-      });
-      this.update({ lastError: (e as Error).message });
-    } finally {
-      s.running = false;
-    }
-  }
-
-  private async computeStep(s: SessionState, step: number, input: TensorData): Promise<void> {
-    const manifest = this.manifest;
-    const compute = this.compute;
-    if (manifest === null || compute === null) throw new Error('no stage loaded');
-    const { stage, sessionId, replica } = s.open;
-    const last = stage === manifest.stages.length - 1;
-    const name = stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
-    const out = await compute.run(stage, { [name]: input, ...s.cache.feeds() });
-    s.cache.update(out);
-    const main = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-    if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${stage} returned no output`);
-    this.socket.emit('step:digest', { sessionId, step, stage, digest: fingerprint(main.data), computeMs: compute.lastComputeMs });
-    if (last) {
-      const vocab = manifest.model.vocabSize;
-      const rows = main.data.length / vocab;
-      this.socket.emit('step:logits', { sessionId, step, logits: main.data.slice((rows - 1) * vocab).buffer });
-    } else {
-      const frames = encodeFrame({ sessionId, step, stage, replica, dims: main.dims, data: main.data });
-      for (const id of s.open.next) this.mesh?.send(id, frames);
-    }
-    this.update({ stepsComputed: this.status.stepsComputed + 1 });
   }
 
   leave(): void {

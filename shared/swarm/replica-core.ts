@@ -1,0 +1,187 @@
+import type { StageManifest } from '../model/manifest.js';
+import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
+import { STAGE_IO } from '../model/stage-graph.js';
+import { encodeFrame, FrameAssembler } from '../protocol/frames.js';
+import type { SessionOpen, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
+import { fingerprint } from '../vote/fingerprint.js';
+import { agreeTensors, Quorum } from '../vote/quorum.js';
+
+/** Where a replica's results go: the data channels and the coordinator. */
+export interface ReplicaOutputs {
+  frames(to: string, messages: readonly Uint8Array[]): void;
+  digest(m: StepDigest): void;
+  logits(m: StepLogits): void;
+  failed(m: StepFailure): void;
+  /** A step was computed (for the page's counters). */
+  computed(): void;
+  /** A frame was dropped at the boundary, with the reason. */
+  rejected(reason: string): void;
+}
+
+/** Optionally changes an output before it leaves: fault injection for tests and demos, never in production. */
+export type OutputFilter = (step: number, data: Float32Array) => Float32Array;
+
+interface SessionState {
+  readonly open: SessionOpen;
+  readonly cache: KvCache;
+  readonly ready: Map<number, TensorData>;
+  readonly votes: Map<number, Quorum<Float32Array>>;
+  nextStep: number;
+  running: boolean;
+}
+
+const MAX_SESSIONS = 16;
+/** How far ahead of the next step a frame may be (anything further is dropped, not buffered). */
+const MAX_STEPS_AHEAD = 4;
+
+/**
+ * One replica of one stage, free of browser and transport: for each session it
+ * computes every step on the input its previous stage's replicas agree on (the
+ * first majority), sends its output to the next stage's replicas and a
+ * fingerprint to the coordinator. Used by the volunteer page and by tests.
+ */
+export class ReplicaCore {
+  private readonly assemblers = new Map<string, FrameAssembler>();
+  private readonly sessions = new Map<number, SessionState>();
+
+  constructor(
+    private readonly manifest: StageManifest,
+    readonly stage: number,
+    private readonly executor: StageExecutor,
+    private readonly out: ReplicaOutputs,
+    private readonly filter: OutputFilter | null = null,
+    private readonly computeMs: () => number = () => 0,
+  ) {}
+
+  /** Starts a session; false when it is for another stage. */
+  open(m: SessionOpen): boolean {
+    const entry = this.manifest.stages[m.stage];
+    if (entry === undefined || m.stage !== this.stage) {
+      this.out.failed({
+        sessionId: m.sessionId,
+        step: 0,
+        code: 'ERR_NOT_ASSIGNED',
+        message: `stage ${m.stage} is not loaded here (stage ${this.stage} is)`,
+      });
+      return false;
+    }
+    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as number);
+    this.sessions.set(m.sessionId, {
+      open: m,
+      cache: new KvCache(this.manifest.model, entry.layers),
+      ready: new Map(),
+      votes: new Map(),
+      nextStep: 0,
+      running: false,
+    });
+    return true;
+  }
+
+  close(sessionId: number): void {
+    this.sessions.delete(sessionId);
+  }
+
+  /** Token ids from the coordinator (stage 0 only). */
+  input(m: StepInput): void {
+    const s = this.sessions.get(m.sessionId);
+    if (s === undefined || this.stage !== 0 || m.step < s.nextStep) return;
+    s.ready.set(m.step, { dtype: 'int64', dims: [1, m.tokens.length], data: BigInt64Array.from(m.tokens, (t) => BigInt(t)) });
+    void this.drain(s);
+  }
+
+  /** A data-channel message from peer `from`. */
+  frame(from: string, bytes: Uint8Array): void {
+    let a = this.assemblers.get(from);
+    if (a === undefined) {
+      a = new FrameAssembler();
+      this.assemblers.set(from, a);
+    }
+    const r = a.push(bytes);
+    if (r.kind === 'partial') return;
+    if (r.kind === 'rejected') {
+      this.out.rejected(r.reason);
+      return;
+    }
+    const f = r.frame;
+    const s = this.sessions.get(f.sessionId);
+    // Only frames from the previous stage's replica the route names, for a step still to come.
+    if (s === undefined) {
+      this.out.rejected(`ERR_UNKNOWN_SESSION ${f.sessionId}`);
+      return;
+    }
+    if (f.stage !== this.stage - 1 || s.open.prev[f.replica] !== from) {
+      this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
+      return;
+    }
+    if (f.step < s.nextStep || f.step > s.nextStep + MAX_STEPS_AHEAD) {
+      this.out.rejected(`ERR_STALE_STEP ${f.step}`);
+      return;
+    }
+    const hidden = this.manifest.model.hiddenSize;
+    if (f.dims.length !== 3 || f.dims[0] !== 1 || f.dims[2] !== hidden) {
+      this.out.rejected(`ERR_FRAME_SHAPE [${f.dims.join(', ')}]`);
+      return;
+    }
+    let q = s.votes.get(f.step);
+    if (q === undefined) {
+      q = new Quorum(s.open.prev, agreeTensors);
+      s.votes.set(f.step, q);
+    }
+    const before = q.state.kind;
+    q.add({ status: 'fulfilled', replica: from, value: f.data });
+    const after = q.state;
+    if (before !== 'pending') return;
+    if (after.kind === 'agreed') {
+      const winner = after.value;
+      s.ready.set(f.step, { dtype: 'float32', dims: [1, winner.length / hidden, hidden], data: winner });
+      void this.drain(s);
+    } else if (after.kind === 'no-majority') {
+      this.out.failed({
+        sessionId: f.sessionId,
+        step: f.step,
+        code: 'ERR_NO_QUORUM',
+        message: `stage ${this.stage}: the inputs from stage ${f.stage} do not agree`,
+      });
+    }
+  }
+
+  /** Computes the agreed inputs of a session in step order, one at a time. */
+  private async drain(s: SessionState): Promise<void> {
+    if (s.running) return;
+    s.running = true;
+    try {
+      for (let input = s.ready.get(s.nextStep); input !== undefined; input = s.ready.get(s.nextStep)) {
+        const step = s.nextStep;
+        s.ready.delete(step);
+        s.votes.delete(step);
+        await this.compute(s, step, input);
+        s.nextStep = step + 1;
+      }
+    } catch (e) {
+      this.out.failed({ sessionId: s.open.sessionId, step: s.nextStep, code: 'ERR_COMPUTE', message: (e as Error).message });
+    } finally {
+      s.running = false;
+    }
+  }
+
+  private async compute(s: SessionState, step: number, input: TensorData): Promise<void> {
+    const { sessionId, replica } = s.open;
+    const last = this.stage === this.manifest.stages.length - 1;
+    const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+    const result = await this.executor.run(this.stage, { [name]: input, ...s.cache.feeds() });
+    s.cache.update(result);
+    const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
+    if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
+    const data = this.filter === null ? main.data : this.filter(step, main.data);
+    this.out.digest({ sessionId, step, stage: this.stage, digest: fingerprint(data), computeMs: this.computeMs() });
+    if (last) {
+      const vocab = this.manifest.model.vocabSize;
+      const rows = data.length / vocab;
+      this.out.logits({ sessionId, step, logits: data.slice((rows - 1) * vocab).buffer });
+    } else {
+      const frames = encodeFrame({ sessionId, step, stage: this.stage, replica, dims: main.dims, data });
+      for (const id of s.open.next) this.out.frames(id, frames);
+    }
+    this.out.computed();
+  }
+}

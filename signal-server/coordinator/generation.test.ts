@@ -1,0 +1,151 @@
+// The data path of a token with real stages, real onnxruntime sessions, real
+// replicas (ReplicaCore, the same code the volunteer page runs) and the real
+// coordinator session, joined in one process: frames and reports are passed
+// by direct calls instead of WebRTC and Socket.IO, which the e2e tests cover.
+// This is where lying and vanishing replicas are tested quickly and seeded.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
+import { type OutputFilter, ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { ensureStages, loadStageSet } from '../models/model-folder.js';
+import { OrtExecutor } from '../reference/ort-executor.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import { GOLDEN_MODELS } from '../testing/golden.js';
+import { Audit } from './audit.js';
+import { type GenerationError, GenerationSession } from './generation.js';
+
+const STAGES = 3;
+const R = 3;
+const TOKENS = 10;
+const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
+
+let cache: string;
+let manifest: StageManifest;
+let stageBytes: readonly Uint8Array[];
+let reference: ReferenceRunner;
+let promptIds: number[];
+let expected: number[];
+const executors: OrtExecutor[] = [];
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
+  const { dir } = await ensureStages(GOLDEN_MODELS['tiny-gqa-bias'] as string, { stages: STAGES }, cache);
+  const set = await loadStageSet(dir);
+  manifest = set.manifest;
+  stageBytes = set.stageBytes;
+  reference = await ReferenceRunner.fromStageDir(dir);
+  promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
+  expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
+  for (let i = 0; i < STAGES * R; i++) executors.push(await OrtExecutor.create(stageBytes));
+});
+
+afterAll(async () => {
+  for (const e of executors) await e.release();
+  await reference.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+/** Adds seeded noise to every output: a replica that lies. */
+function noise(seed: number, scale = 0.5): OutputFilter {
+  const r = seededRandom(seed);
+  return (_step, data) => data.map((v) => v + (r() - 0.5) * scale);
+}
+
+/** Runs one generation on a route of 3 × 3 replicas; `filters` makes chosen replicas lie, `silent` never answer. */
+async function runSwarm(filters: Record<string, OutputFilter> = {}, silent: string[] = []) {
+  const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
+  const audit = new Audit();
+  const cores = new Map<string, ReplicaCore>();
+  let session: GenerationSession | null = null;
+  const later = (f: () => void) => setImmediate(f);
+  for (const [stage, ids] of route.entries()) {
+    for (const [i, id] of ids.entries()) {
+      const executor = executors[stage * R + i] as OrtExecutor;
+      const quiet = silent.includes(id);
+      const core = new ReplicaCore(
+        manifest,
+        stage,
+        executor,
+        {
+          frames: (to, msgs) => {
+            if (!quiet)
+              later(() => {
+                for (const m of msgs) cores.get(to)?.frame(id, m);
+              });
+          },
+          digest: (m) => quiet || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
+          logits: (m) => quiet || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
+          failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
+          computed: () => {},
+          rejected: () => {},
+        },
+        filters[id] ?? null,
+      );
+      cores.set(id, core);
+    }
+  }
+  session = new GenerationSession(
+    1,
+    route,
+    manifest,
+    {
+      open: (v, m) => {
+        cores.get(v)?.open(m);
+        later(() => session?.onJoined(v));
+      },
+      input: (v, m) => later(() => cores.get(v)?.input(m)),
+      close: (v, id) => cores.get(v)?.close(id),
+    },
+    TIMEOUTS,
+    audit,
+  );
+  const streamed: number[] = [];
+  const votes: number[][] = [];
+  try {
+    const r = await session.run(promptIds, TOKENS, GREEDY, (t, rec) => {
+      streamed.push(t);
+      votes.push(rec.votes.map((v) => v.agreed));
+    });
+    return { ...r, streamed, votes, audit, error: null };
+  } catch (e) {
+    return { tokens: [], finishReason: null, streamed, votes, audit, error: e as GenerationError };
+  } finally {
+    // Let stragglers' late reports reach the audit.
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('a generation through replicas', () => {
+  it('honest replicas give the reference tokens, all agreeing', async () => {
+    const r = await runSwarm();
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    for (const v of r.votes) for (const agreed of v) expect(agreed).toBeGreaterThanOrEqual(2);
+    expect(r.audit.get('s1r2')).toEqual({ agreed: TOKENS, disagreed: 0 });
+  });
+
+  it.each([0, 1, 2])('one noisy replica in stage %i is outvoted and shows in the audit', async (stage) => {
+    const liar = `s${stage}r1`;
+    const r = await runSwarm({ [liar]: noise(stage + 1) });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.audit.get(liar).disagreed).toBeGreaterThan(0);
+    expect(r.audit.get(liar).agreed).toBe(0);
+    expect(r.audit.get(`s${stage}r0`)).toEqual({ agreed: TOKENS, disagreed: 0 });
+  });
+
+  it('a silent replica does not hold up the steps', async () => {
+    const r = await runSwarm({}, ['s1r0']);
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+  });
+
+  it('two liars in one stage that disagree with each other: no majority, no token', async () => {
+    const r = await runSwarm({ s1r0: noise(11), s1r2: noise(12) });
+    expect(r.error?.code).toBe('ERR_NO_QUORUM');
+    expect(r.streamed).toEqual([]);
+  });
+});
