@@ -76,12 +76,19 @@ export function VolunteerApp() {
           <dd>{status.stage === null ? '—' : `${status.modelId} stage ${status.stage}`}</dd>
           <dt>Download</dt>
           <dd>
-            {status.progress === null
-              ? '—'
-              : `${status.progress.file}: ${Math.round((100 * status.progress.loadedBytes) / status.progress.totalBytes)}%${status.progress.fromCache ? ' (from cache)' : ''}`}
+            {status.progress === null ? (
+              '—'
+            ) : (
+              <>
+                <progress max={status.progress.totalBytes} value={status.progress.loadedBytes} /> {status.progress.file}{' '}
+                {(status.progress.totalBytes / 1e6).toFixed(1)} MB{status.progress.fromCache ? ' (from the browser cache)' : ''}
+              </>
+            )}
           </dd>
           <dt>Steps computed</dt>
           <dd data-testid="steps">{status.stepsComputed}</dd>
+          <dt>Frames refused</dt>
+          <dd>{status.framesRejected}</dd>
           {status.lastError !== null && (
             <>
               <dt>Last error</dt>
