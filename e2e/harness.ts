@@ -15,7 +15,7 @@ export function buildWebApp(): void {
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
   cacheRoot: string,
-  extra: { redundancy?: number } = {},
+  extra: { redundancy?: number; allowFaults?: boolean } = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
@@ -29,6 +29,7 @@ export async function startTestServer(
     webRoot: 'dist',
     models: served,
     redundancy: extra.redundancy ?? 3,
+    allowFaults: extra.allowFaults ?? false,
     log: (l) => process.stderr.write(`[server] ${l}\n`),
   });
   await server.ready;

@@ -1,7 +1,8 @@
 /**
  * Starts the webswarm server from the environment:
  *   PORT (default 8080), HOST (default 127.0.0.1), MODEL (default austen-2m; an id under models/ or a folder),
- *   STAGES (default 3), WEB_ROOT (default dist), STAGE_CACHE (default .cache/stages), REDUNDANCY (default 3)
+ *   STAGES (default 3), WEB_ROOT (default dist), STAGE_CACHE (default .cache/stages), REDUNDANCY (default 3),
+ *   WEBSWARM_MODE (production | demo | test; default production, which refuses fault-injecting volunteers)
  */
 import { existsSync } from 'node:fs';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
@@ -16,6 +17,14 @@ export interface StartOptions {
   readonly webRoot: string;
   readonly stageCache: string;
   readonly redundancy: number;
+  /** production (default) refuses volunteers that inject faults; demo and test accept them. */
+  readonly mode: 'production' | 'demo' | 'test';
+}
+
+function modeOf(raw: string | undefined): StartOptions['mode'] {
+  if (raw === undefined || raw === '' || raw === 'production') return 'production';
+  if (raw === 'demo' || raw === 'test') return raw;
+  throw new Error(`WEBSWARM_MODE must be production, demo or test, got "${raw}"`);
 }
 
 export function optionsFromEnv(env: NodeJS.ProcessEnv): StartOptions {
@@ -34,6 +43,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): StartOptions {
     webRoot: env.WEB_ROOT || 'dist',
     stageCache: env.STAGE_CACHE || STAGE_CACHE,
     redundancy: int('REDUNDANCY', 3, 1),
+    mode: modeOf(env.WEBSWARM_MODE),
   };
 }
 
@@ -51,6 +61,7 @@ export async function startServer(o: StartOptions, log: (line: string) => void):
     webRoot: o.webRoot,
     models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition) }],
     redundancy: o.redundancy,
+    allowFaults: o.mode !== 'production',
     log,
   });
   await server.ready;

@@ -27,6 +27,8 @@ export interface SignalServerOptions {
   readonly models: readonly ServedStages[];
   /** Replicas per stage the coordinator aims for (default 3). */
   readonly redundancy?: number;
+  /** Accept volunteers that inject faults: test and demo servers only (default false). */
+  readonly allowFaults?: boolean;
   /** How long a request waits for a ready replica of every stage (default 30 s). */
   readonly routeWaitMs?: number;
   /** How long a session waits for its replicas' data channels (default 30 s). */
@@ -156,6 +158,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           },
           {
             redundancy: opts.redundancy ?? 3,
+            allowFaults: opts.allowFaults ?? false,
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
           },

@@ -75,6 +75,8 @@ export interface Completion {
 
 export interface CoordinatorOptions {
   readonly redundancy: number;
+  /** Test and demo servers accept volunteers that inject faults; production refuses them. */
+  readonly allowFaults: boolean;
   /** How long a request waits for every stage to have a ready replica. */
   readonly routeWaitMs: number;
   readonly timeouts: SessionTimeouts;
@@ -132,6 +134,11 @@ export class SwarmCoordinator {
       if (!m.ok) return this.refuse(socket, 'ERR_BAD_MESSAGE', `hello: ${m.reason}`);
       if (socket.data.role !== 'volunteer') return this.refuse(socket, 'ERR_BAD_MESSAGE', 'hello: only volunteers say hello');
       if (socket.data.volunteerId !== null) return this.refuse(socket, 'ERR_BAD_MESSAGE', 'hello: already registered');
+      if (m.value.fault !== null && !this.options.allowFaults) {
+        this.refuse(socket, 'ERR_FAULTS_REFUSED', `hello: this server does not accept injected faults (${m.value.fault})`);
+        socket.disconnect(true);
+        return;
+      }
       // The id is the server's, never the client's: nobody can claim another volunteer's id.
       const id = randomUUID();
       socket.data.volunteerId = id;
@@ -140,7 +147,7 @@ export class SwarmCoordinator {
       socket.emit('volunteer:welcome', { volunteerId: id });
       socket.emit('volunteer:assign', { modelId: this.model.modelId, stage, baseUrl: this.model.baseUrl });
       this.log(
-        `volunteer ${id} (${m.value.backend}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
+        `volunteer ${id} (${m.value.backend}${m.value.fault === null ? '' : `, fault ${m.value.fault}`}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
       );
     });
     socket.on('volunteer:ready', (raw: unknown) => {

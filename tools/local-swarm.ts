@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { FAULT_KINDS, type FaultKind, isFaultKind } from '../shared/swarm/faults.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const READY_TIMEOUT_MS = 120_000;
@@ -36,6 +37,8 @@ export interface SwarmOptions {
   readonly volunteers: number;
   /** Backend per volunteer index; WASM when not given. */
   readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
+  /** A fault to inject per volunteer index (the server must be in test or demo mode), or null. */
+  readonly faultOf?: (index: number) => FaultKind | null;
   readonly log?: (line: string) => void;
 }
 
@@ -60,7 +63,8 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     contexts.push(context);
     const page = await context.newPage();
     page.on('pageerror', (e) => o.log?.(`[volunteer ${index}] ${e.message}`));
-    await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}`);
+    const fault = o.faultOf?.(index) ?? null;
+    await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
     pages.push(page);
     return page;
   };
@@ -84,4 +88,13 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
       await browser.close();
     },
   };
+}
+
+/** Parses --faulty N --fault KIND: the first N volunteers inject KIND. */
+export function faultsFromArgs(faulty: string | undefined, fault: string | undefined): (index: number) => FaultKind | null {
+  const n = faulty === undefined ? 0 : Number(faulty);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--faulty must be an integer ≥ 0, got "${faulty}"`);
+  if (n === 0) return () => null;
+  if (!isFaultKind(fault)) throw new Error(`--fault must be one of ${FAULT_KINDS.join(', ')}, got "${fault ?? ''}"`);
+  return (i) => (i < n ? fault : null);
 }

@@ -7,14 +7,20 @@
 import { spawnSync } from 'node:child_process';
 import { optionsFromEnv, startServer } from '../signal-server/main.js';
 import { cliArgs, runCli } from './cli-args.js';
-import { startLocalSwarm } from './local-swarm.js';
+import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
 
-const USAGE = 'usage: npm start [-- --volunteers N]';
+const USAGE = 'usage: npm start [-- --volunteers N] [--faulty N --fault KIND]';
 
 runCli(async () => {
-  const v = cliArgs({ volunteers: { type: 'string' } }, USAGE);
+  const v = cliArgs({ volunteers: { type: 'string' }, faulty: { type: 'string' }, fault: { type: 'string' } }, USAGE);
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const options = optionsFromEnv(process.env);
+  const faultOf = faultsFromArgs(v.faulty, v.fault);
+  const env = { ...process.env };
+  if (faultOf(0) !== null && (env.WEBSWARM_MODE ?? 'production') === 'production') {
+    log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
+    env.WEBSWARM_MODE = 'demo';
+  }
+  const options = optionsFromEnv(env);
   const volunteers = v.volunteers === undefined ? options.stages * options.redundancy : Number(v.volunteers);
   if (!Number.isInteger(volunteers) || volunteers < 0 || volunteers > 64)
     throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
@@ -27,7 +33,7 @@ runCli(async () => {
   let swarm: Awaited<ReturnType<typeof startLocalSwarm>> | null = null;
   if (volunteers > 0) {
     log(`starting ${volunteers} headless Chromium volunteer tab(s)…`);
-    swarm = await startLocalSwarm({ serverUrl: url, volunteers, log });
+    swarm = await startLocalSwarm({ serverUrl: url, volunteers, faultOf, log });
     log(`${volunteers} volunteer(s) ready`);
   }
   log(`chat with the swarm: ${url}/chat`);

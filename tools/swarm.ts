@@ -1,8 +1,8 @@
 /** npm run swarm -- --server URL --volunteers N [--backend wasm|webgpu]: adds headless volunteer tabs to a running server. */
 import { cliArgs, runCli } from './cli-args.js';
-import { startLocalSwarm } from './local-swarm.js';
+import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
 
-const USAGE = 'usage: npm run swarm -- --server http://127.0.0.1:8080 --volunteers N [--backend wasm|webgpu]';
+const USAGE = 'usage: npm run swarm -- --server http://127.0.0.1:8080 --volunteers N [--backend wasm|webgpu] [--faulty N --fault KIND]';
 
 runCli(async () => {
   const v = cliArgs(
@@ -10,6 +10,8 @@ runCli(async () => {
       server: { type: 'string', default: 'http://127.0.0.1:8080' },
       volunteers: { type: 'string', default: '3' },
       backend: { type: 'string', default: 'wasm' },
+      faulty: { type: 'string' },
+      fault: { type: 'string' },
     },
     USAGE,
   );
@@ -17,10 +19,12 @@ runCli(async () => {
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--volunteers must be an integer in [1, 64]\n${USAGE}`);
   if (v.backend !== 'wasm' && v.backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu\n${USAGE}`);
   const backend = v.backend;
+  const faultOf = faultsFromArgs(v.faulty, v.fault);
   const swarm = await startLocalSwarm({
     serverUrl: v.server,
     volunteers: n,
     backendOf: () => backend,
+    faultOf,
     log: (l) => process.stderr.write(`${l}\n`),
   });
   process.stdout.write(`${n} volunteer tab(s) ready on ${v.server}; Ctrl-C to stop\n`);

@@ -10,7 +10,8 @@ export type WireErrorCode =
   | 'ERR_NO_QUORUM'
   | 'ERR_NO_ROUTE'
   | 'ERR_STEP_TIMEOUT'
-  | 'ERR_BAD_REQUEST';
+  | 'ERR_BAD_REQUEST'
+  | 'ERR_FAULTS_REFUSED';
 
 export interface WireError {
   readonly code: WireErrorCode;

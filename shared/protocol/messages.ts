@@ -4,6 +4,7 @@
  * io() as Socket<ServerToClientEvents, ClientToServerEvents>).
  * README.md beside this file is the prose specification.
  */
+import type { FaultKind } from '../swarm/faults.js';
 import type { WireError } from './errors.js';
 
 export type Backend = 'wasm' | 'webgpu';
@@ -20,6 +21,8 @@ export interface VolunteerHello {
   readonly backend: Backend;
   /** The GPU adapter's description, or null on WASM. */
   readonly adapter: string | null;
+  /** A fault injected on purpose (test and demo servers only), or null. */
+  readonly fault: FaultKind | null;
 }
 
 /** A volunteer has loaded (and verified) the stage it was assigned. */

@@ -17,7 +17,12 @@ describe('message validation', () => {
   });
 
   it('accepts a well-formed hello and refuses the rest', () => {
-    expect(parseHello({ backend: 'webgpu', adapter: 'google swiftshader' }).ok).toBe(true);
+    expect(parseHello({ backend: 'webgpu', adapter: 'google swiftshader' })).toEqual({
+      ok: true,
+      value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null },
+    });
+    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'noise' }).ok).toBe(true);
+    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'meltdown' }).ok).toBe(false);
     expect(parseHello({ backend: 'wasm', adapter: null }).ok).toBe(true);
     for (const m of [
       { backend: 'cuda', adapter: null },

@@ -3,6 +3,7 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
+import { FAULT_KINDS, isFaultKind } from '../swarm/faults.js';
 import type { GenerateRequest, HandshakeAuth, SignalOut, StageReady, StepDigest, StepFailure, VolunteerHello } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -35,7 +36,9 @@ export function parseHello(raw: unknown): Parsed<VolunteerHello> {
   if (!isObject(raw)) return bad('hello must be an object');
   if (raw.backend !== 'wasm' && raw.backend !== 'webgpu') return bad('backend must be wasm or webgpu');
   if (raw.adapter !== null && !shortString(raw.adapter)) return bad(`adapter must be null or a string of at most ${MAX_STRING} characters`);
-  return ok({ backend: raw.backend, adapter: raw.adapter });
+  const fault = raw.fault ?? null;
+  if (fault !== null && !isFaultKind(fault)) return bad(`fault must be null or one of ${FAULT_KINDS.join(', ')}`);
+  return ok({ backend: raw.backend, adapter: raw.adapter, fault });
 }
 
 export function parseReady(raw: unknown): Parsed<StageReady> {

@@ -18,8 +18,7 @@ export interface ReplicaOutputs {
   rejected(reason: string): void;
 }
 
-/** Optionally changes an output before it leaves: fault injection for tests and demos, never in production. */
-export type OutputFilter = (step: number, data: Float32Array) => Float32Array;
+import type { FaultBehaviour } from './faults.js';
 
 interface SessionState {
   readonly open: SessionOpen;
@@ -49,7 +48,8 @@ export class ReplicaCore {
     readonly stage: number,
     private readonly executor: StageExecutor,
     private readonly out: ReplicaOutputs,
-    private readonly filter: OutputFilter | null = null,
+    /** Fault injection for tests and demos; null for an honest replica. */
+    private readonly fault: FaultBehaviour | null = null,
     private readonly computeMs: () => number = () => 0,
   ) {}
 
@@ -168,20 +168,23 @@ export class ReplicaCore {
     const { sessionId, replica } = s.open;
     const last = this.stage === this.manifest.stages.length - 1;
     const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+    if (this.fault !== null && this.fault.delayMs > 0) await new Promise((r) => setTimeout(r, this.fault?.delayMs));
     const result = await this.executor.run(this.stage, { [name]: input, ...s.cache.feeds() });
     s.cache.update(result);
     const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
     if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
-    const data = this.filter === null ? main.data : this.filter(step, main.data);
+    const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
+    this.out.computed();
+    if (data === null) return;
     this.out.digest({ sessionId, step, stage: this.stage, digest: fingerprint(data), computeMs: this.computeMs() });
     if (last) {
       const vocab = this.manifest.model.vocabSize;
-      const rows = data.length / vocab;
+      const rows = Math.max(1, Math.floor(data.length / vocab));
       this.out.logits({ sessionId, step, logits: data.slice((rows - 1) * vocab).buffer });
     } else {
-      const frames = encodeFrame({ sessionId, step, stage: this.stage, replica, dims: main.dims, data });
+      const dims = data.length === main.data.length ? main.dims : [data.length];
+      const frames = encodeFrame({ sessionId, step, stage: this.stage, replica, dims, data });
       for (const id of s.open.next) this.out.frames(id, frames);
     }
-    this.out.computed();
   }
 }

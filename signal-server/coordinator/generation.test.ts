@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
-import { type OutputFilter, ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { GREEDY } from '../../shared/model/sampling.js';
+import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
@@ -48,14 +49,12 @@ afterAll(async () => {
   rmSync(cache, { recursive: true, force: true });
 });
 
-/** Adds seeded noise to every output: a replica that lies. */
-function noise(seed: number, scale = 0.5): OutputFilter {
-  const r = seededRandom(seed);
-  return (_step, data) => data.map((v) => v + (r() - 0.5) * scale);
+function fault(kind: FaultKind, seed = 1): FaultBehaviour {
+  return faultBehaviour(kind, seed);
 }
 
 /** Runs one generation on a route of 3 × 3 replicas; `filters` makes chosen replicas lie, `silent` never answer. */
-async function runSwarm(filters: Record<string, OutputFilter> = {}, silent: string[] = []) {
+async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = []) {
   const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
   const audit = new Audit();
   const cores = new Map<string, ReplicaCore>();
@@ -82,7 +81,7 @@ async function runSwarm(filters: Record<string, OutputFilter> = {}, silent: stri
           computed: () => {},
           rejected: () => {},
         },
-        filters[id] ?? null,
+        faults[id] ?? null,
       );
       cores.set(id, core);
     }
@@ -119,6 +118,20 @@ async function runSwarm(filters: Record<string, OutputFilter> = {}, silent: stri
 }
 
 describe('a generation through replicas', () => {
+  it.each<[FaultKind, string]>([
+    ['nan', 's1r2'],
+    ['wrong-shape', 's0r0'],
+    ['wrong-shape', 's2r1'],
+    ['stale', 's1r1'],
+    ['wrong-token', 's2r0'],
+    ['silent', 's2r2'],
+    ['slow', 's1r0'],
+  ])('a %s replica (%s) does not change a token', async (kind, who) => {
+    const r = await runSwarm({ [who]: fault(kind) });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+  });
+
   it('honest replicas give the reference tokens, all agreeing', async () => {
     const r = await runSwarm();
     expect(r.error).toBeNull();
@@ -129,7 +142,7 @@ describe('a generation through replicas', () => {
 
   it.each([0, 1, 2])('one noisy replica in stage %i is outvoted and shows in the audit', async (stage) => {
     const liar = `s${stage}r1`;
-    const r = await runSwarm({ [liar]: noise(stage + 1) });
+    const r = await runSwarm({ [liar]: fault('noise', stage + 1) });
     expect(r.error).toBeNull();
     expect(r.tokens).toEqual(expected);
     expect(r.audit.get(liar).disagreed).toBeGreaterThan(0);
@@ -144,7 +157,7 @@ describe('a generation through replicas', () => {
   });
 
   it('two liars in one stage that disagree with each other: no majority, no token', async () => {
-    const r = await runSwarm({ s1r0: noise(11), s1r2: noise(12) });
+    const r = await runSwarm({ s1r0: fault('noise', 11), s1r2: fault('noise', 12) });
     expect(r.error?.code).toBe('ERR_NO_QUORUM');
     expect(r.streamed).toEqual([]);
   });

@@ -2,6 +2,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import type { SessionOpen, StageAssignment } from '../../shared/protocol/messages.js';
+import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
@@ -42,6 +43,8 @@ export class VolunteerReplica {
     backend: Backend,
     adapter: string | null,
     private readonly onStatus: (s: ReplicaStatus) => void,
+    /** A fault to inject (test and demo servers only), or null. */
+    private readonly fault: FaultKind | null = null,
   ) {
     this.status = {
       state: 'connecting',
@@ -55,7 +58,7 @@ export class VolunteerReplica {
       framesRejected: 0,
       lastError: null,
     };
-    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter }));
+    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
       this.mesh?.close();
       this.mesh = new PeerMesh(
@@ -103,10 +106,13 @@ export class VolunteerReplica {
           digest: (m) => socket.emit('step:digest', m),
           logits: (m) => socket.emit('step:logits', m),
           failed: (m) => socket.emit('step:failed', m),
-          computed: () => this.update({ stepsComputed: this.status.stepsComputed + 1 }),
+          computed: () => {
+            this.update({ stepsComputed: this.status.stepsComputed + 1 });
+            this.maybeFail();
+          },
           rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
         },
-        null,
+        this.fault === null ? null : faultBehaviour(this.fault, this.status.stage ?? 0),
         () => compute.lastComputeMs,
       );
       const stepMs = await this.measure(manifest, a.stage);
@@ -140,6 +146,19 @@ export class VolunteerReplica {
       this.socket.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message: (e as Error).message });
+    }
+  }
+
+  /** crash: the tab goes away; disconnect: the network drops and comes back. */
+  private maybeFail(): void {
+    if (this.status.stepsComputed !== FAULT_AFTER_STEPS) return;
+    if (this.fault === 'crash') {
+      this.leave();
+      location.replace('about:blank');
+    } else if (this.fault === 'disconnect') {
+      this.mesh?.close();
+      this.socket.disconnect();
+      setTimeout(() => this.socket.connect(), 2_000);
     }
   }
 

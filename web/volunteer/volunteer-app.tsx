@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
+import { isFaultKind } from '../../shared/swarm/faults.js';
 import type { Backend } from '../compute/messages.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 import { connectSwarm } from '../net/socket.js';
@@ -32,10 +33,17 @@ export function VolunteerApp() {
     chooseBackend(params.get('backend'))
       .then(({ backend, adapter }) => {
         if (!live) return;
-        replica.current = new VolunteerReplica(connectSwarm('volunteer'), backend, adapter, (s) => {
-          window.webswarmVolunteer = s;
-          setStatus(s);
-        });
+        const fault = params.get('fault');
+        replica.current = new VolunteerReplica(
+          connectSwarm('volunteer'),
+          backend,
+          adapter,
+          (s) => {
+            window.webswarmVolunteer = s;
+            setStatus(s);
+          },
+          isFaultKind(fault) ? fault : null,
+        );
       })
       .catch((e: unknown) => setFailure((e as Error).message));
     return () => {

@@ -1,0 +1,73 @@
+import { seededRandom } from '../model/sampling.js';
+
+/**
+ * Ways a volunteer can misbehave, injected on purpose in tests and demos.
+ * A production server refuses volunteers that announce one.
+ */
+export const FAULT_KINDS = ['crash', 'disconnect', 'slow', 'silent', 'noise', 'wrong-shape', 'nan', 'stale', 'wrong-token'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export function isFaultKind(v: unknown): v is FaultKind {
+  return typeof v === 'string' && (FAULT_KINDS as readonly string[]).includes(v);
+}
+
+/** What a faulty replica does to its outputs. The page handles crash and disconnect itself. */
+export interface FaultBehaviour {
+  /** A changed output, or null to send nothing (silent). */
+  output(step: number, data: Float32Array, isLogits: boolean): Float32Array | null;
+  /** Delay before each step's compute, in ms (slow). */
+  readonly delayMs: number;
+}
+
+/** Steps a `crash` or `disconnect` volunteer computes before it goes. */
+export const FAULT_AFTER_STEPS = 3;
+/** The delay of a `slow` volunteer per step. */
+export const SLOW_DELAY_MS = 200;
+
+export function faultBehaviour(kind: FaultKind, seed: number): FaultBehaviour {
+  const random = seededRandom(seed);
+  let previous: Float32Array | null = null;
+  const honest: FaultBehaviour = { output: (_s, d) => d, delayMs: 0 };
+  switch (kind) {
+    case 'crash':
+    case 'disconnect':
+      return honest;
+    case 'slow':
+      return { ...honest, delayMs: SLOW_DELAY_MS };
+    case 'silent':
+      return { output: () => null, delayMs: 0 };
+    case 'noise':
+      return { output: (_s, d) => d.map((v) => v + (random() - 0.5)), delayMs: 0 };
+    case 'nan':
+      return { output: (_s, d) => d.map((v, i) => (i % 3 === 0 ? Number.NaN : v)), delayMs: 0 };
+    case 'wrong-shape':
+      // One value short: the frame's shape no longer fits the model.
+      return { output: (_s, d) => d.slice(0, Math.max(1, d.length - 1)), delayMs: 0 };
+    case 'stale':
+      return {
+        output: (_s, d) => {
+          const out = previous !== null && previous.length === d.length ? previous : d.map((v) => -v);
+          previous = d;
+          return out;
+        },
+        delayMs: 0,
+      };
+    case 'wrong-token':
+      // A last-stage liar: makes the runner-up the most likely token; other stages pass through.
+      return {
+        output: (_s, d, isLogits) => {
+          if (!isLogits) return d;
+          const out = d.slice();
+          let best = 0;
+          for (let i = 1; i < out.length; i++) if ((out[i] as number) > (out[best] as number)) best = i;
+          out[best] = (out[best] as number) - 1000;
+          return out;
+        },
+        delayMs: 0,
+      };
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown fault ${String(never)}`);
+    }
+  }
+}
