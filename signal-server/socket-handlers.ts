@@ -217,7 +217,7 @@ export class SwarmCoordinator {
       if (id === null) return;
       this.sockets.delete(id);
       this.links.drop(id);
-      for (const s of this.sessions.values()) s.onLeft(id);
+      for (const s of this.sessions.values()) this.failOver(s, id);
       for (const move of this.registry.leave(id)) {
         this.sockets
           .get(move.volunteer)
@@ -227,6 +227,29 @@ export class SwarmCoordinator {
       this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
       this.io.emit('swarm:status', this.status());
     });
+  }
+
+  /**
+   * A replica of a running session left: a ready volunteer of the same stage
+   * that is not in the route takes its place (rebuilding its KV cache from the
+   * agreed inputs); with none, the step goes on with the replicas that remain.
+   */
+  private failOver(session: GenerationSession, left: string): void {
+    const stage = session.stageOf(left);
+    if (stage === undefined) return;
+    const inRoute = new Set(session.route.flat());
+    const spare = this.registry.readyReplicas(stage).find((v) => !inRoute.has(v.id));
+    if (spare === undefined) {
+      session.onLeft(left);
+      this.log(
+        `session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${(session.route[stage]?.length ?? 1) - 1} replicas`,
+      );
+      return;
+    }
+    for (const p of session.route[stage - 1] ?? []) this.links.link(p, spare.id);
+    for (const n of session.route[stage + 1] ?? []) this.links.link(spare.id, n);
+    session.replace(left, spare.id);
+    this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare.id} takes its place`);
   }
 
   /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
@@ -283,6 +306,7 @@ export class SwarmCoordinator {
       manifest,
       {
         open: (v, m) => this.sockets.get(v)?.emit('session:open', m),
+        update: (v, m) => this.sockets.get(v)?.emit('session:update', m),
         input: (v, m) => this.sockets.get(v)?.emit('step:input', m),
         close: (v, id) => this.sockets.get(v)?.emit('session:close', { sessionId: id }),
       },

@@ -60,6 +60,21 @@ export interface SessionOpen {
   readonly prev: readonly string[];
   /** Volunteer ids of the next stage's replicas (empty for the last stage). */
   readonly next: readonly string[];
+  /**
+   * Steps before this one are a replay (a replacement rebuilding its KV cache
+   * from the agreed inputs): computed and fingerprinted, not passed on. 0 for a
+   * replica that is there from the start.
+   */
+  readonly replayTo: number;
+}
+
+/** The route of a session changed (a replica was replaced): new neighbours, and to whom to resend past outputs. */
+export interface SessionUpdate {
+  readonly sessionId: number;
+  readonly prev: readonly string[];
+  readonly next: readonly string[];
+  /** Send every output of this session so far to these (new) next-stage replicas. */
+  readonly resendTo: readonly string[];
 }
 
 /** Token ids for stage 0: the prompt at step 0, then one sampled token per step. */
@@ -148,6 +163,7 @@ export interface ServerToClientEvents {
   signal: (m: SignalIn) => void;
   'session:open': (m: SessionOpen) => void;
   'session:close': (m: { readonly sessionId: number }) => void;
+  'session:update': (m: SessionUpdate) => void;
   'step:input': (m: StepInput) => void;
   'chat:token': (m: TokenEvent) => void;
   'chat:done': (m: GenerateDone) => void;

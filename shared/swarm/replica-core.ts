@@ -2,7 +2,7 @@ import type { StageManifest } from '../model/manifest.js';
 import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
 import { STAGE_IO } from '../model/stage-graph.js';
 import { encodeFrame, FrameAssembler } from '../protocol/frames.js';
-import type { SessionOpen, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
+import type { SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, Quorum } from '../vote/quorum.js';
 
@@ -22,6 +22,11 @@ import type { FaultBehaviour } from './faults.js';
 
 interface SessionState {
   readonly open: SessionOpen;
+  /** Neighbours, which change when a replica of the route is replaced. */
+  prev: readonly string[];
+  next: readonly string[];
+  /** This replica's outputs so far, kept to bring a replacement downstream up to date. */
+  readonly history: Map<number, { dims: readonly number[]; data: Float32Array }>;
   readonly cache: KvCache;
   readonly ready: Map<number, TensorData>;
   readonly votes: Map<number, Quorum<Float32Array>>;
@@ -30,6 +35,8 @@ interface SessionState {
 }
 
 const MAX_SESSIONS = 16;
+/** Outputs kept per session for replays (a session has at most this many steps). */
+const MAX_HISTORY_STEPS = 1024;
 /** How far ahead of the next step a frame may be (anything further is dropped, not buffered). */
 const MAX_STEPS_AHEAD = 4;
 
@@ -68,6 +75,9 @@ export class ReplicaCore {
     if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as number);
     this.sessions.set(m.sessionId, {
       open: m,
+      prev: m.prev,
+      next: m.next,
+      history: new Map(),
       cache: new KvCache(this.manifest.model, entry.layers),
       ready: new Map(),
       votes: new Map(),
@@ -75,6 +85,30 @@ export class ReplicaCore {
       running: false,
     });
     return true;
+  }
+
+  /** New neighbours after a replacement; resends this session's outputs to the new next-stage replicas. */
+  update(m: SessionUpdate): void {
+    const s = this.sessions.get(m.sessionId);
+    if (s === undefined) return;
+    const gone = s.prev.filter((id) => !m.prev.includes(id));
+    const added = m.prev.filter((id) => !s.prev.includes(id));
+    // A newcomer answers in the place of the replica it replaces, in votes still open.
+    for (const [i, old] of gone.entries()) {
+      const neu = added[i];
+      if (neu !== undefined) for (const q of s.votes.values()) q.substitute(old, neu);
+    }
+    s.prev = m.prev;
+    s.next = m.next;
+    for (const to of m.resendTo) {
+      if (!s.next.includes(to)) continue;
+      for (const [step, out] of [...s.history].sort((a, b) => a[0] - b[0])) {
+        this.out.frames(
+          to,
+          encodeFrame({ sessionId: m.sessionId, step, stage: this.stage, replica: s.open.replica, dims: out.dims, data: out.data }),
+        );
+      }
+    }
   }
 
   close(sessionId: number): void {
@@ -109,11 +143,11 @@ export class ReplicaCore {
       this.out.rejected(`ERR_UNKNOWN_SESSION ${f.sessionId}`);
       return;
     }
-    if (f.stage !== this.stage - 1 || s.open.prev[f.replica] !== from) {
+    if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from) {
       this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
       return;
     }
-    if (f.step < s.nextStep || f.step > s.nextStep + MAX_STEPS_AHEAD) {
+    if (f.step < s.nextStep || f.step > Math.max(s.nextStep, s.open.replayTo) + MAX_STEPS_AHEAD) {
       this.out.rejected(`ERR_STALE_STEP ${f.step}`);
       return;
     }
@@ -124,7 +158,7 @@ export class ReplicaCore {
     }
     let q = s.votes.get(f.step);
     if (q === undefined) {
-      q = new Quorum(s.open.prev, agreeTensors);
+      q = new Quorum(s.prev, agreeTensors);
       s.votes.set(f.step, q);
     }
     const before = q.state.kind;
@@ -178,13 +212,16 @@ export class ReplicaCore {
     if (data === null) return;
     this.out.digest({ sessionId, step, stage: this.stage, digest: fingerprint(data), computeMs: this.computeMs() });
     if (last) {
+      if (step < s.open.replayTo) return; // a replay only rebuilds the cache
       const vocab = this.manifest.model.vocabSize;
       const rows = Math.max(1, Math.floor(data.length / vocab));
       this.out.logits({ sessionId, step, logits: data.slice((rows - 1) * vocab).buffer });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];
+      if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });
+      if (step < s.open.replayTo) return; // downstream already has the replayed steps
       const frames = encodeFrame({ sessionId, step, stage: this.stage, replica, dims, data });
-      for (const id of s.open.next) this.out.frames(id, frames);
+      for (const id of s.next) this.out.frames(id, frames);
     }
   }
 }

@@ -84,6 +84,16 @@ describe('quorum', () => {
     expect(q.state.kind).toBe('pending');
   });
 
+  it('a replacement answers in the place of a replica that left before answering', () => {
+    const q = new Quorum(['a', 'b', 'c'], agreeTensors);
+    q.add(ok('a', base));
+    expect(q.substitute('b', 'd')).toBe(true);
+    expect(q.add(ok('b', base))).toBe(false);
+    q.add(ok('d', near));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['a', 'd'] });
+    expect(q.substitute('a', 'e')).toBe(false); // a already answered
+  });
+
   it('logits must also pick the same token', () => {
     const a = new Float32Array([5, 4.9999, 0]);
     const b = new Float32Array([4.9999, 5, 0]);

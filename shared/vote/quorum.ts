@@ -89,6 +89,16 @@ export class Quorum<T> {
     }
   }
 
+  /**
+   * Puts `replacement` in the place of `replica` when that one has not
+   * answered yet (it left): the newcomer's answer then counts in its place.
+   */
+  substitute(replica: string, replacement: string): boolean {
+    if (!this.pending.delete(replica)) return false;
+    this.pending.add(replacement);
+    return true;
+  }
+
   /** Replicas that have not answered yet (late or missing once the step is over). */
   get missing(): readonly string[] {
     return [...this.pending];

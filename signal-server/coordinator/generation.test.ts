@@ -40,7 +40,7 @@ beforeAll(async () => {
   reference = await ReferenceRunner.fromStageDir(dir);
   promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
   expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
-  for (let i = 0; i < STAGES * R; i++) executors.push(await OrtExecutor.create(stageBytes));
+  for (let i = 0; i < STAGES * (R + 1); i++) executors.push(await OrtExecutor.create(stageBytes));
 });
 
 afterAll(async () => {
@@ -53,32 +53,55 @@ function fault(kind: FaultKind, seed = 1): FaultBehaviour {
   return faultBehaviour(kind, seed);
 }
 
-/** Runs one generation on a route of 3 × 3 replicas; `filters` makes chosen replicas lie, `silent` never answer. */
-async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = []) {
+interface Crash {
+  /** The replica that goes away after computing `afterSteps` steps… */
+  readonly who: string;
+  readonly afterSteps: number;
+  /** …and the spare of its stage that the coordinator puts in its place (or none). */
+  readonly spare: string | null;
+}
+
+/**
+ * Runs one generation on a route of 3 × 3 replicas (plus one spare per stage);
+ * `faults` makes chosen replicas misbehave, `silent` never answer, `crash` leave mid-generation.
+ */
+async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = [], crash: Crash | null = null) {
   const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
+  const spares = Array.from({ length: STAGES }, (_, s) => `s${s}spare`);
+  const computedBy = new Map<string, number>();
+  const gone = new Set<string>();
   const audit = new Audit();
   const cores = new Map<string, ReplicaCore>();
   let session: GenerationSession | null = null;
   const later = (f: () => void) => setImmediate(f);
   for (const [stage, ids] of route.entries()) {
-    for (const [i, id] of ids.entries()) {
-      const executor = executors[stage * R + i] as OrtExecutor;
-      const quiet = silent.includes(id);
+    for (const [i, id] of [...ids, spares[stage] as string].entries()) {
+      const executor = executors[stage * (R + 1) + i] as OrtExecutor;
+      const silenced = silent.includes(id);
+      const quiet = () => silenced || gone.has(id);
       const core = new ReplicaCore(
         manifest,
         stage,
         executor,
         {
           frames: (to, msgs) => {
-            if (!quiet)
+            if (!quiet())
               later(() => {
                 for (const m of msgs) cores.get(to)?.frame(id, m);
               });
           },
-          digest: (m) => quiet || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
-          logits: (m) => quiet || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
+          digest: (m) => quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
+          logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
           failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
-          computed: () => {},
+          computed: () => {
+            const n = (computedBy.get(id) ?? 0) + 1;
+            computedBy.set(id, n);
+            if (crash?.who === id && n === crash.afterSteps) {
+              // The tab closes: nothing more comes from it, and the coordinator hears it left.
+              gone.add(id);
+              later(() => (crash.spare === null ? session?.onLeft(id) : session?.replace(id, crash.spare)));
+            }
+          },
           rejected: () => {},
         },
         faults[id] ?? null,
@@ -95,6 +118,7 @@ async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: str
         cores.get(v)?.open(m);
         later(() => session?.onJoined(v));
       },
+      update: (v, m) => later(() => cores.get(v)?.update(m)),
       input: (v, m) => later(() => cores.get(v)?.input(m)),
       close: (v, id) => cores.get(v)?.close(id),
     },
@@ -108,9 +132,18 @@ async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: str
       streamed.push(t);
       votes.push(rec.votes.map((v) => v.agreed));
     });
-    return { ...r, streamed, votes, audit, error: null };
+    return { ...r, streamed, votes, audit, computedBy, replacements: session.replacements, error: null };
   } catch (e) {
-    return { tokens: [], finishReason: null, streamed, votes, audit, error: e as GenerationError };
+    return {
+      tokens: [],
+      finishReason: null,
+      streamed,
+      votes,
+      audit,
+      computedBy,
+      replacements: session.replacements,
+      error: e as GenerationError,
+    };
   } finally {
     // Let stragglers' late reports reach the audit.
     await new Promise((r) => setTimeout(r, 50));
@@ -152,6 +185,30 @@ describe('a generation through replicas', () => {
 
   it('a silent replica does not hold up the steps', async () => {
     const r = await runSwarm({}, ['s1r0']);
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+  });
+
+  it.each([0, 1, 2])(
+    'a replica of stage %i crashes mid-generation: a spare takes over from the agreed inputs, same tokens',
+    async (stage) => {
+      const who = `s${stage}r1`;
+      const spare = `s${stage}spare`;
+      const r = await runSwarm({}, [], { who, afterSteps: 4, spare });
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected);
+      expect(r.replacements).toEqual([{ stage, left: who, joined: spare, atStep: expect.any(Number) }]);
+      // The spare replayed every step so far to rebuild its KV cache, then went on to the end.
+      expect(r.computedBy.get(spare)).toBe(TOKENS);
+      expect(r.computedBy.get(who)).toBe(4);
+      // Its outputs agreed with the others' from the step it joined.
+      expect(r.audit.get(spare).disagreed).toBe(0);
+      expect(r.audit.get(spare).agreed).toBeGreaterThan(0);
+    },
+  );
+
+  it('a crash with no spare: the two that remain still form a majority', async () => {
+    const r = await runSwarm({}, [], { who: 's2r0', afterSteps: 3, spare: null });
     expect(r.error).toBeNull();
     expect(r.tokens).toEqual(expected);
   });

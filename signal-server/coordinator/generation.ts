@@ -1,7 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import type { SessionOpen, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
 import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { agreeLogits, majority, Quorum } from '../../shared/vote/quorum.js';
 import type { Audit } from './audit.js';
@@ -9,6 +9,7 @@ import type { Audit } from './audit.js';
 /** What a session needs from the transport: send to one volunteer. */
 export interface SessionTransport {
   open(volunteer: string, m: SessionOpen): void;
+  update(volunteer: string, m: SessionUpdate): void;
   input(volunteer: string, m: StepInput): void;
   close(volunteer: string, sessionId: number): void;
 }
@@ -54,6 +55,12 @@ const KEPT_STEPS = 64;
  */
 export class GenerationSession {
   private readonly members = new Map<string, number>();
+  /** The route, changed in place when a replica is replaced. */
+  private readonly current: string[][];
+  /** Token ids sent to stage 0 at each step, replayed to a stage-0 replacement. */
+  private readonly inputs: number[][] = [];
+  /** Replicas that joined mid-generation, in the order they came. */
+  readonly replacements: { readonly stage: number; readonly left: string; readonly joined: string; readonly atStep: number }[] = [];
   private readonly joined = new Set<string>();
   private joinedAll: (() => void) | null = null;
   private wait: { step: number; w: StepWait } | null = null;
@@ -62,15 +69,52 @@ export class GenerationSession {
 
   constructor(
     readonly sessionId: number,
-    readonly route: readonly (readonly string[])[],
+    route: readonly (readonly string[])[],
     private readonly manifest: StageManifest,
     private readonly transport: SessionTransport,
     private readonly timeouts: SessionTimeouts,
     private readonly audit: Audit,
   ) {
-    route.forEach((ids, stage) => {
-      for (const id of ids) this.members.set(id, stage);
-    });
+    this.current = route.map((ids) => [...ids]);
+    for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
+  }
+
+  /** Volunteer ids per stage, as the route stands now. */
+  get route(): readonly (readonly string[])[] {
+    return this.current;
+  }
+
+  /**
+   * Puts `replacement` in the place of `left` (a replica that went away): its
+   * neighbours learn of it, the previous stage resends its outputs so far (or,
+   * for stage 0, the coordinator resends the token ids), and the newcomer
+   * rebuilds its KV cache from the agreed inputs before it takes part.
+   */
+  replace(left: string, replacement: string): boolean {
+    const stage = this.members.get(left);
+    if (stage === undefined || this.members.has(replacement)) return false;
+    const ids = this.current[stage] as string[];
+    const slot = ids.indexOf(left);
+    ids[slot] = replacement;
+    this.members.delete(left);
+    this.members.set(replacement, stage);
+    this.joined.add(replacement);
+    const step = Math.max(0, this.currentStep);
+    this.replacements.push({ stage, left, joined: replacement, atStep: step });
+    if (this.wait !== null) {
+      if (stage === this.current.length - 1) this.wait.w.logits.substitute(left, replacement);
+      this.digestVotes.get(this.wait.step)?.[stage]?.substitute(left, replacement);
+    }
+    const prev = this.current[stage - 1] ?? [];
+    const next = this.current[stage + 1] ?? [];
+    this.transport.open(replacement, { sessionId: this.sessionId, stage, replica: slot, prev, next, replayTo: step });
+    for (const p of prev)
+      this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [replacement] });
+    for (const n of next)
+      this.transport.update(n, { sessionId: this.sessionId, prev: ids, next: this.current[stage + 2] ?? [], resendTo: [] });
+    if (stage === 0)
+      for (const [s, tokens] of this.inputs.entries()) this.transport.input(replacement, { sessionId: this.sessionId, step: s, tokens });
+    return true;
   }
 
   /** The stage a volunteer holds in this session, or undefined when it is not a member. */
@@ -155,6 +199,7 @@ export class GenerationSession {
           replica,
           prev: this.route[stage - 1] ?? [],
           next: this.route[stage + 1] ?? [],
+          replayTo: 0,
         });
       });
     }
@@ -207,6 +252,7 @@ export class GenerationSession {
           w.resolve = resolve;
         });
         this.wait = { step, w };
+        this.inputs[step] = [...input];
         for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
         await this.within(
           decided,

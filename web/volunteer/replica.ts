@@ -74,6 +74,12 @@ export class VolunteerReplica {
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
     socket.on('session:open', (m) => void this.openSession(m));
     socket.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    socket.on('session:update', (m) => {
+      // Connect to the new neighbours first: the resend needs their data channels.
+      Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)))
+        .then(() => this.core?.update(m))
+        .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
+    });
     socket.on('step:input', (m) => this.core?.input(m));
     socket.on('server:error', (e) => this.update({ lastError: `${e.code}: ${e.message}` }));
     socket.on('disconnect', () => this.update({ state: 'connecting' }));
