@@ -323,11 +323,19 @@ export class SwarmCoordinator {
         // Hold back a piece that ends inside a multi-byte character until it is whole.
         const piece = text.endsWith('\uFFFD') || !text.startsWith(shown) ? '' : text.slice(shown.length);
         shown += piece;
-        onToken?.({ index: sofar.length - 1, token, text: piece, votes: rec.votes, route, stepMs: rec.ms, computeMs: rec.computeMs });
+        onToken?.({
+          index: sofar.length - 1,
+          token,
+          text: piece,
+          votes: rec.votes,
+          route: session.route.map((ids) => [...ids]),
+          stepMs: rec.ms,
+          computeMs: rec.computeMs,
+        });
       });
       const text = tokenizer.decode(r.tokens);
       this.log(`session ${sessionId}: ${r.tokens.length} tokens, ${r.finishReason}`);
-      return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route };
+      return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route: session.route.map((ids) => [...ids]) };
     } finally {
       this.sessions.delete(sessionId);
       this.finished.set(sessionId, session);
