@@ -1,11 +1,12 @@
 // Lying volunteers in real tabs: one noisy replica in every stage of a
 // 3 × 3 swarm (a test-mode server accepts fault injection). The answer must be
-// the reference runner's, and the audit must single out the liars.
+// the reference runner's; the liars lose reputation and are evicted.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
+import { EVICT_AFTER_DISAGREEMENTS } from '../signal-server/coordinator/reputation.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
@@ -49,7 +50,7 @@ interface SwarmListing {
 }
 
 describe('one noisy replica in every stage', () => {
-  it('does not change a token, and each liar disagrees with its stage on every step', async () => {
+  it('does not change a token; each liar loses reputation, is evicted, and is refused when it comes back', async () => {
     const liars = await Promise.all(swarm.pages.slice(0, STAGES).map((p) => p.evaluate(() => window.webswarmVolunteer?.volunteerId)));
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
     const res = await fetch(`${server.address().url}/v1/completions`, {
@@ -61,11 +62,21 @@ describe('one noisy replica in every stage', () => {
     expect(res.status).toBe(200);
     expect(json.webswarm.tokens).toEqual(expected);
     for (const [stage, id] of liars.entries()) expect(json.webswarm.route[stage]).toContain(id);
-    const listing = async () => ((await (await fetch(`${server.address().url}/api/swarm`)).json()) as SwarmListing).list;
-    await expect
-      .poll(async () => (await listing()).filter((v) => liars.includes(v.id)).map((v) => v.disagreed), { timeout: 30_000 })
-      .toEqual([TOKENS, TOKENS, TOKENS]);
-    const honest = (await listing()).filter((v) => !liars.includes(v.id));
-    expect(honest.every((v) => v.disagreed === 0 && v.agreed === TOKENS)).toBe(true);
+    // Each liar disagreed with its stage's majority step after step, and was evicted.
+    for (const page of swarm.pages.slice(0, STAGES)) {
+      await page.waitForFunction(() => window.webswarmVolunteer?.state === 'evicted', null, { timeout: 30_000 });
+      const status = await page.evaluate(() => window.webswarmVolunteer);
+      expect(status?.score?.disagreed).toBeGreaterThanOrEqual(EVICT_AFTER_DISAGREEMENTS);
+      expect(status?.score?.reputation).toBeLessThan(0.5);
+    }
+    const listing = ((await (await fetch(`${server.address().url}/api/swarm`)).json()) as SwarmListing).list;
+    expect(listing.some((v) => liars.includes(v.id))).toBe(false);
+    expect(listing).toHaveLength(STAGES * (REDUNDANCY - 1));
+    expect(listing.every((v) => v.disagreed === 0 && v.agreed > 0)).toBe(true);
+    // An evicted volunteer that comes back (same browser, same key) is refused.
+    const liarPage = swarm.pages[0];
+    await liarPage?.reload();
+    await liarPage?.waitForFunction(() => window.webswarmVolunteer?.state === 'evicted', null, { timeout: 30_000 });
+    expect(await liarPage?.evaluate(() => window.webswarmVolunteer?.lastError)).toMatch(/ERR_BANNED/);
   });
 });

@@ -61,7 +61,7 @@ async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssign
   const c = client();
   const welcome = next<{ volunteerId: string }>(c, 'volunteer:welcome');
   const assign = next<StageAssignment>(c, 'volunteer:assign');
-  c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null });
+  c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
   return { c, id: (await welcome).volunteerId, assign: await assign };
 }
 
@@ -94,7 +94,7 @@ describe('volunteers over Socket.IO', () => {
     const c = client();
     const cases: [() => void, string][] = [
       [() => c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: 0, stepMs: 1 }), 'ERR_NOT_ASSIGNED'],
-      [() => c.emit('volunteer:hello', { backend: 'cuda', adapter: null, fault: null } as never), 'ERR_BAD_MESSAGE'],
+      [() => c.emit('volunteer:hello', { backend: 'cuda', adapter: null, fault: null, clientKey: null } as never), 'ERR_BAD_MESSAGE'],
       [() => (c as unknown as { emit: (e: string, m: unknown) => void }).emit('steal:tokens', {}), 'ERR_BAD_MESSAGE'],
       [() => c.emit('signal', { to: 'someone', data: {} }), 'ERR_NOT_LINKED'],
     ];
@@ -112,7 +112,7 @@ describe('volunteers over Socket.IO', () => {
   it('a production server refuses a volunteer that injects faults', async () => {
     const c = client();
     const refused = next<WireError>(c, 'server:error');
-    c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: 'noise' });
+    c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: 'noise', clientKey: null });
     expect((await refused).code).toBe('ERR_FAULTS_REFUSED');
     await expect.poll(() => c.connected).toBe(false);
     expect(server.coordinator?.registry.size).toBe(0);

@@ -16,10 +16,11 @@ import {
   parseSessionRef,
   parseSignal,
 } from '../shared/protocol/validate.js';
-import { Audit } from './coordinator/audit.js';
+import { Audit, type AuditCounts } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
 import { Links } from './coordinator/links.js';
 import { Registry } from './coordinator/registry.js';
+import { BanList, reputation, shouldEvict } from './coordinator/reputation.js';
 
 interface SocketData {
   role: 'volunteer' | 'requester';
@@ -91,7 +92,9 @@ export interface CoordinatorOptions {
 export class SwarmCoordinator {
   readonly registry: Registry;
   readonly links = new Links();
-  readonly audit = new Audit();
+  readonly audit = new Audit((id, counts) => this.judge(id, counts));
+  private readonly bans = new BanList();
+  private readonly clientKeys = new Map<string, string>();
   private readonly sockets = new Map<string, SwarmSocket>();
   private readonly sessions = new Map<number, GenerationSession>();
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
@@ -139,10 +142,16 @@ export class SwarmCoordinator {
         socket.disconnect(true);
         return;
       }
+      if (m.value.clientKey !== null && this.bans.banned(m.value.clientKey)) {
+        this.refuse(socket, 'ERR_BANNED', 'hello: this volunteer was evicted for disagreeing with the majority; try again later');
+        socket.disconnect(true);
+        return;
+      }
       // The id is the server's, never the client's: nobody can claim another volunteer's id.
       const id = randomUUID();
       socket.data.volunteerId = id;
       this.sockets.set(id, socket);
+      if (m.value.clientKey !== null) this.clientKeys.set(id, m.value.clientKey);
       const stage = this.registry.join(id, m.value.backend, m.value.adapter);
       socket.emit('volunteer:welcome', { volunteerId: id });
       socket.emit('volunteer:assign', { modelId: this.model.modelId, stage, baseUrl: this.model.baseUrl });
@@ -216,6 +225,7 @@ export class SwarmCoordinator {
       const id = socket.data.volunteerId;
       if (id === null) return;
       this.sockets.delete(id);
+      this.clientKeys.delete(id);
       this.links.drop(id);
       for (const s of this.sessions.values()) this.failOver(s, id);
       for (const move of this.registry.leave(id)) {
@@ -227,6 +237,20 @@ export class SwarmCoordinator {
       this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
       this.io.emit('swarm:status', this.status());
     });
+  }
+
+  /** Tells a volunteer its score; evicts (and bans its key) after repeated disagreement. */
+  private judge(id: string, counts: AuditCounts): void {
+    const socket = this.sockets.get(id);
+    if (socket === undefined) return;
+    socket.emit('volunteer:score', { ...counts, reputation: reputation(counts) });
+    if (!shouldEvict(counts)) return;
+    const key = this.clientKeys.get(id);
+    if (key !== undefined) this.bans.ban(key);
+    this.log(`volunteer ${id} evicted: ${counts.disagreed} disagreements, ${counts.agreed} agreements`);
+    this.refuse(socket, 'ERR_EVICTED', `evicted after ${counts.disagreed} outputs that disagreed with the majority`);
+    // The disconnect handler fails its sessions over and re-balances the stages.
+    queueMicrotask(() => socket.disconnect(true));
   }
 
   /**
@@ -350,6 +374,9 @@ export class SwarmCoordinator {
 
   /** Every volunteer with its stage, backend and audit counts. */
   volunteers(): { id: string; stage: number; backend: string; ready: boolean; agreed: number; disagreed: number }[] {
-    return this.registry.all().map((v) => ({ id: v.id, stage: v.stage, backend: v.backend, ready: v.ready, ...this.audit.get(v.id) }));
+    return this.registry.all().map((v) => {
+      const counts = this.audit.get(v.id);
+      return { id: v.id, stage: v.stage, backend: v.backend, ready: v.ready, ...counts, reputation: reputation(counts) };
+    });
   }
 }

@@ -11,7 +11,9 @@ export type WireErrorCode =
   | 'ERR_NO_ROUTE'
   | 'ERR_STEP_TIMEOUT'
   | 'ERR_BAD_REQUEST'
-  | 'ERR_FAULTS_REFUSED';
+  | 'ERR_FAULTS_REFUSED'
+  | 'ERR_EVICTED'
+  | 'ERR_BANNED';
 
 export interface WireError {
   readonly code: WireErrorCode;

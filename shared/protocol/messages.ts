@@ -23,6 +23,16 @@ export interface VolunteerHello {
   readonly adapter: string | null;
   /** A fault injected on purpose (test and demo servers only), or null. */
   readonly fault: FaultKind | null;
+  /** A random key the browser keeps (localStorage): an evicted volunteer's key is refused for a while. */
+  readonly clientKey: string | null;
+}
+
+/** How the coordinator judges a volunteer: its outputs against the majority of the others'. */
+export interface VolunteerScore {
+  readonly agreed: number;
+  readonly disagreed: number;
+  /** (agreed + 1) / (agreed + disagreed + 2) */
+  readonly reputation: number;
 }
 
 /** A volunteer has loaded (and verified) the stage it was assigned. */
@@ -160,6 +170,7 @@ export interface ClientToServerEvents {
 export interface ServerToClientEvents {
   'volunteer:welcome': (m: { readonly volunteerId: string }) => void;
   'volunteer:assign': (m: StageAssignment) => void;
+  'volunteer:score': (m: VolunteerScore) => void;
   signal: (m: SignalIn) => void;
   'session:open': (m: SessionOpen) => void;
   'session:close': (m: { readonly sessionId: number }) => void;

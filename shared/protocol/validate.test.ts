@@ -19,10 +19,12 @@ describe('message validation', () => {
   it('accepts a well-formed hello and refuses the rest', () => {
     expect(parseHello({ backend: 'webgpu', adapter: 'google swiftshader' })).toEqual({
       ok: true,
-      value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null },
+      value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null, clientKey: null },
     });
     expect(parseHello({ backend: 'wasm', adapter: null, fault: 'noise' }).ok).toBe(true);
     expect(parseHello({ backend: 'wasm', adapter: null, fault: 'meltdown' }).ok).toBe(false);
+    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '3f1c2a9e-77aa-4b1e' }).ok).toBe(true);
+    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '../../etc' }).ok).toBe(false);
     expect(parseHello({ backend: 'wasm', adapter: null }).ok).toBe(true);
     for (const m of [
       { backend: 'cuda', adapter: null },

@@ -38,7 +38,10 @@ export function parseHello(raw: unknown): Parsed<VolunteerHello> {
   if (raw.adapter !== null && !shortString(raw.adapter)) return bad(`adapter must be null or a string of at most ${MAX_STRING} characters`);
   const fault = raw.fault ?? null;
   if (fault !== null && !isFaultKind(fault)) return bad(`fault must be null or one of ${FAULT_KINDS.join(', ')}`);
-  return ok({ backend: raw.backend, adapter: raw.adapter, fault });
+  const clientKey = raw.clientKey ?? null;
+  if (clientKey !== null && (typeof clientKey !== 'string' || !/^[A-Za-z0-9-]{8,64}$/.test(clientKey)))
+    return bad('clientKey must be null or 8..64 letters, digits and dashes');
+  return ok({ backend: raw.backend, adapter: raw.adapter, fault, clientKey });
 }
 
 export function parseReady(raw: unknown): Parsed<StageReady> {

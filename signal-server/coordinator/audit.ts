@@ -15,6 +15,9 @@ export class Audit {
   private readonly counts = new Map<string, AuditCounts>();
   private readonly classified = new WeakMap<object, Set<string>>();
 
+  /** `onChange` hears of every new classification (the coordinator judges reputation there). */
+  constructor(private readonly onChange: (volunteer: string, counts: AuditCounts) => void = () => {}) {}
+
   /** Call after each report added to `q`: classifies the replicas not yet counted. */
   observe<T>(q: Quorum<T>): void {
     const s = q.state;
@@ -24,19 +27,21 @@ export class Audit {
       seen = new Set();
       this.classified.set(q, seen);
     }
-    for (const id of s.agreeing)
-      if (!seen.has(id)) {
-        seen.add(id);
-        this.of(id).agreed += 1;
-      }
-    for (const id of s.disagreeing)
-      if (!seen.has(id)) {
-        seen.add(id);
-        this.of(id).disagreed += 1;
-      }
+    for (const id of s.agreeing) {
+      if (seen.has(id)) continue;
+      seen.add(id);
+      this.of(id).agreed += 1;
+      this.onChange(id, this.get(id));
+    }
+    for (const id of s.disagreeing) {
+      if (seen.has(id)) continue;
+      seen.add(id);
+      this.of(id).disagreed += 1;
+      this.onChange(id, this.get(id));
+    }
   }
 
-  of(volunteer: string): AuditCounts {
+  private of(volunteer: string): AuditCounts {
     let c = this.counts.get(volunteer);
     if (c === undefined) {
       c = { agreed: 0, disagreed: 0 };

@@ -1,7 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
-import type { SessionOpen, StageAssignment } from '../../shared/protocol/messages.js';
+import type { SessionOpen, StageAssignment, VolunteerScore } from '../../shared/protocol/messages.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
@@ -10,7 +10,7 @@ import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-lo
 import { PeerMesh } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 
-export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'error';
+export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'error' | 'evicted';
 
 export interface ReplicaStatus {
   readonly state: ReplicaState;
@@ -22,7 +22,24 @@ export interface ReplicaStatus {
   readonly progress: Progress | null;
   readonly stepsComputed: number;
   readonly framesRejected: number;
+  readonly score: VolunteerScore | null;
   readonly lastError: string | null;
+}
+
+const CLIENT_KEY = 'webswarm-client-key';
+
+/** A random key kept in this browser, so that the coordinator can refuse a volunteer it evicted. */
+function clientKey(): string | null {
+  try {
+    let key = localStorage.getItem(CLIENT_KEY);
+    if (key === null) {
+      key = crypto.randomUUID();
+      localStorage.setItem(CLIENT_KEY, key);
+    }
+    return key;
+  } catch {
+    return null; // storage denied
+  }
 }
 
 /**
@@ -56,9 +73,11 @@ export class VolunteerReplica {
       progress: null,
       stepsComputed: 0,
       framesRejected: 0,
+      score: null,
       lastError: null,
     };
-    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault }));
+    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault, clientKey: clientKey() }));
+    socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
       this.mesh?.close();
       this.mesh = new PeerMesh(
@@ -81,8 +100,13 @@ export class VolunteerReplica {
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
     socket.on('step:input', (m) => this.core?.input(m));
-    socket.on('server:error', (e) => this.update({ lastError: `${e.code}: ${e.message}` }));
-    socket.on('disconnect', () => this.update({ state: 'connecting' }));
+    socket.on('server:error', (e) => {
+      this.update({ lastError: `${e.code}: ${e.message}` });
+      if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
+    });
+    socket.on('disconnect', () => {
+      if (this.status.state !== 'evicted') this.update({ state: 'connecting' });
+    });
   }
 
   private update(patch: Partial<ReplicaStatus>): void {

@@ -95,6 +95,12 @@ export function VolunteerApp() {
           </dd>
           <dt>Steps computed</dt>
           <dd data-testid="steps">{status.stepsComputed}</dd>
+          <dt>Agreement</dt>
+          <dd data-testid="score">
+            {status.score === null
+              ? '—'
+              : `${status.score.agreed} agreed, ${status.score.disagreed} disagreed with the majority; reputation ${status.score.reputation.toFixed(2)}`}
+          </dd>
           <dt>Frames refused</dt>
           <dd>{status.framesRejected}</dd>
           {status.lastError !== null && (
