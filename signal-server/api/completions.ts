@@ -24,15 +24,18 @@ function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.byteLength;
       if (size > MAX_BODY_BYTES) {
-        reject(new Error(`body is over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
+        // Stop keeping the body but let it drain, so that the 413 reaches the client.
+        req.off('data', onData);
+        req.resume();
+        reject(new Error(`the body is over ${MAX_BODY_BYTES} bytes`));
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -82,6 +85,7 @@ export async function handleCompletions(
     }
     body = typeof raw === 'symbol' ? 'the body is not valid JSON' : parseCompletionBody(raw, modelId);
   } catch (e) {
+    res.setHeader('connection', 'close');
     sendJson(res, 413, errorBody('invalid_request_error', 'body_too_large', (e as Error).message));
     return;
   }
