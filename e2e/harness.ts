@@ -15,7 +15,7 @@ export function buildWebApp(): void {
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
   cacheRoot: string,
-  extra: { redundancy?: number; allowFaults?: boolean } = {},
+  extra: { redundancy?: number; allowFaults?: boolean; port?: number } = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
@@ -24,7 +24,7 @@ export async function startTestServer(
     served.push({ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) });
   }
   const server = createSignalServer({
-    port: 0,
+    port: extra.port ?? 0,
     host: '127.0.0.1',
     webRoot: 'dist',
     models: served,

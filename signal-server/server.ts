@@ -179,8 +179,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
       return { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
     },
-    close() {
-      return new Promise((resolve) => {
+    async close() {
+      coordinator?.shutdown();
+      // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.
+      await new Promise((r) => setTimeout(r, 100));
+      await new Promise<void>((resolve) => {
         io.close();
         server.closeAllConnections();
         server.close(() => resolve());

@@ -309,8 +309,18 @@ export class SwarmCoordinator {
     }
   }
 
+  private closing = false;
+
+  /** Fails the generations in flight with a clear error and refuses new ones: the server is going away. */
+  shutdown(): void {
+    this.closing = true;
+    const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
+    for (const s of this.sessions.values()) s.abort(e);
+  }
+
   /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
   async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { tokenizer, manifest } = this.model;
     const promptTokens = tokenizer.encode(req.prompt);
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');

@@ -13,7 +13,8 @@ export type WireErrorCode =
   | 'ERR_BAD_REQUEST'
   | 'ERR_FAULTS_REFUSED'
   | 'ERR_EVICTED'
-  | 'ERR_BANNED';
+  | 'ERR_BANNED'
+  | 'ERR_SHUTTING_DOWN';
 
 export interface WireError {
   readonly code: WireErrorCode;

@@ -212,9 +212,26 @@ export class GenerationSession {
     });
   }
 
+  private aborted: GenerationError | null = null;
+  private onAbort: ((e: GenerationError) => void) | null = null;
+
+  /** Ends the generation with `e` at once (the server is shutting down). */
+  abort(e: GenerationError): void {
+    this.aborted ??= e;
+    this.onAbort?.(e);
+  }
+
   private within(p: Promise<void>, ms: number, onTimeout: () => GenerationError): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      if (this.aborted !== null) {
+        reject(this.aborted);
+        return;
+      }
       const timer = setTimeout(() => reject(onTimeout()), ms);
+      this.onAbort = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
       p.then(
         () => {
           clearTimeout(timer);

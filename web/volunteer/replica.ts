@@ -104,8 +104,15 @@ export class VolunteerReplica {
       this.update({ lastError: `${e.code}: ${e.message}` });
       if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
     });
-    socket.on('disconnect', () => {
-      if (this.status.state !== 'evicted') this.update({ state: 'connecting' });
+    socket.on('disconnect', (reason) => {
+      if (this.status.state === 'evicted') return;
+      this.update({ state: 'connecting' });
+      // Socket.IO retries by itself after a lost connection, but not when the server ended
+      // the session (a restart): then retry here, with back-off and jitter.
+      if (reason === 'io server disconnect') this.reconnectLater();
+    });
+    socket.on('connect', () => {
+      this.retries = 0;
     });
   }
 
@@ -177,6 +184,16 @@ export class VolunteerReplica {
     } catch (e) {
       this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message: (e as Error).message });
     }
+  }
+
+  private retries = 0;
+
+  private reconnectLater(): void {
+    const delayMs = Math.min(30_000, 500 * 2 ** this.retries) * (0.5 + Math.random() / 2);
+    this.retries += 1;
+    setTimeout(() => {
+      if (!this.socket.connected && this.status.state !== 'evicted') this.socket.connect();
+    }, delayMs);
   }
 
   /** crash: the tab goes away; disconnect: the network drops and comes back. */
