@@ -15,6 +15,7 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
+import { benchFaults } from './faults.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
       ['stages', 'ms per token per stage', 'ms/token', 'tokens/s'],
       decodeRows,
     );
+    await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
     rmSync(work, { recursive: true, force: true });

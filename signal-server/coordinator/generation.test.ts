@@ -7,16 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StageManifest } from '../../shared/model/manifest.js';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
-import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
-import { OrtExecutor } from '../reference/ort-executor.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { GOLDEN_MODELS } from '../testing/golden.js';
-import { Audit } from './audit.js';
-import { type GenerationError, GenerationSession } from './generation.js';
+import { type Crash, createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess } from '../testing/in-process-swarm.js';
 
 const STAGES = 3;
 const R = 3;
@@ -24,27 +20,23 @@ const TOKENS = 10;
 const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
 
 let cache: string;
-let manifest: StageManifest;
-let stageBytes: readonly Uint8Array[];
+let swarm: InProcessSwarm;
 let reference: ReferenceRunner;
 let promptIds: number[];
 let expected: number[];
-const executors: OrtExecutor[] = [];
 
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
   const { dir } = await ensureStages(GOLDEN_MODELS['tiny-gqa-bias'] as string, { stages: STAGES }, cache);
   const set = await loadStageSet(dir);
-  manifest = set.manifest;
-  stageBytes = set.stageBytes;
+  swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
   reference = await ReferenceRunner.fromStageDir(dir);
   promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
   expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
-  for (let i = 0; i < STAGES * (R + 1); i++) executors.push(await OrtExecutor.create(stageBytes));
 });
 
 afterAll(async () => {
-  for (const e of executors) await e.release();
+  await releaseInProcessSwarm(swarm);
   await reference.close();
   rmSync(cache, { recursive: true, force: true });
 });
@@ -53,101 +45,8 @@ function fault(kind: FaultKind, seed = 1): FaultBehaviour {
   return faultBehaviour(kind, seed);
 }
 
-interface Crash {
-  /** The replica that goes away after computing `afterSteps` steps… */
-  readonly who: string;
-  readonly afterSteps: number;
-  /** …and the spare of its stage that the coordinator puts in its place (or none). */
-  readonly spare: string | null;
-}
-
-/**
- * Runs one generation on a route of 3 × 3 replicas (plus one spare per stage);
- * `faults` makes chosen replicas misbehave, `silent` never answer, `crash` leave mid-generation.
- */
-async function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = [], crash: Crash | null = null) {
-  const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
-  const spares = Array.from({ length: STAGES }, (_, s) => `s${s}spare`);
-  const computedBy = new Map<string, number>();
-  const gone = new Set<string>();
-  const audit = new Audit();
-  const cores = new Map<string, ReplicaCore>();
-  let session: GenerationSession | null = null;
-  const later = (f: () => void) => setImmediate(f);
-  for (const [stage, ids] of route.entries()) {
-    for (const [i, id] of [...ids, spares[stage] as string].entries()) {
-      const executor = executors[stage * (R + 1) + i] as OrtExecutor;
-      const silenced = silent.includes(id);
-      const quiet = () => silenced || gone.has(id);
-      const core = new ReplicaCore(
-        manifest,
-        stage,
-        executor,
-        {
-          frames: (to, msgs) => {
-            if (!quiet())
-              later(() => {
-                for (const m of msgs) cores.get(to)?.frame(id, m);
-              });
-          },
-          digest: (m) => quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
-          logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
-          failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
-          computed: () => {
-            const n = (computedBy.get(id) ?? 0) + 1;
-            computedBy.set(id, n);
-            if (crash?.who === id && n === crash.afterSteps) {
-              // The tab closes: nothing more comes from it, and the coordinator hears it left.
-              gone.add(id);
-              later(() => (crash.spare === null ? session?.onLeft(id) : session?.replace(id, crash.spare)));
-            }
-          },
-          rejected: () => {},
-        },
-        faults[id] ?? null,
-      );
-      cores.set(id, core);
-    }
-  }
-  session = new GenerationSession(
-    1,
-    route,
-    manifest,
-    {
-      open: (v, m) => {
-        cores.get(v)?.open(m);
-        later(() => session?.onJoined(v));
-      },
-      update: (v, m) => later(() => cores.get(v)?.update(m)),
-      input: (v, m) => later(() => cores.get(v)?.input(m)),
-      close: (v, id) => cores.get(v)?.close(id),
-    },
-    TIMEOUTS,
-    audit,
-  );
-  const streamed: number[] = [];
-  const votes: number[][] = [];
-  try {
-    const r = await session.run(promptIds, TOKENS, GREEDY, (t, rec) => {
-      streamed.push(t);
-      votes.push(rec.votes.map((v) => v.agreed));
-    });
-    return { ...r, streamed, votes, audit, computedBy, replacements: session.replacements, error: null };
-  } catch (e) {
-    return {
-      tokens: [],
-      finishReason: null,
-      streamed,
-      votes,
-      audit,
-      computedBy,
-      replacements: session.replacements,
-      error: e as GenerationError,
-    };
-  } finally {
-    // Let stragglers' late reports reach the audit.
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = [], crash: Crash | null = null) {
+  return runInProcess(swarm, promptIds, TOKENS, faults, silent, crash);
 }
 
 describe('a generation through replicas', () => {
@@ -211,6 +110,15 @@ describe('a generation through replicas', () => {
     const r = await runSwarm({}, [], { who: 's2r0', afterSteps: 3, spare: null });
     expect(r.error).toBeNull();
     expect(r.tokens).toEqual(expected);
+  });
+
+  it('a slow replica (200 ms a step) is not waited for', async () => {
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const clean = await runSwarm();
+    const slow = await runSwarm({ s1r2: fault('slow') });
+    expect(slow.tokens).toEqual(expected);
+    // Generous: the slow replica alone would add 200 ms to every step.
+    expect(median(slow.stepMs)).toBeLessThan(1.5 * median(clean.stepMs) + 20);
   });
 
   it('two liars in one stage that disagree with each other: no majority, no token', async () => {

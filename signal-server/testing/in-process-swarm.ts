@@ -1,0 +1,172 @@
+// An in-process swarm for tests and benchmarks: real stages, real onnxruntime
+// sessions, real replicas (ReplicaCore, the code the volunteer page runs) and
+// the real coordinator session, joined by direct calls in place of WebRTC and
+// Socket.IO (the e2e tests cover those). Fast and seeded: where lying,
+// vanishing and slow replicas are exercised by the thousand.
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
+import type { FaultBehaviour } from '../../shared/swarm/faults.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { Audit } from '../coordinator/audit.js';
+import { type GenerationError, GenerationSession, type SessionTimeouts } from '../coordinator/generation.js';
+import { OrtExecutor } from '../reference/ort-executor.js';
+
+export interface InProcessSwarm {
+  readonly manifest: StageManifest;
+  readonly redundancy: number;
+  /** One executor per replica slot: R per stage plus one spare per stage. */
+  readonly executors: readonly OrtExecutor[];
+  readonly timeouts: SessionTimeouts;
+}
+
+export interface InProcessResult {
+  readonly tokens: number[];
+  readonly finishReason: 'stop' | 'length' | null;
+  readonly streamed: number[];
+  readonly votes: number[][];
+  readonly audit: Audit;
+  readonly computedBy: Map<string, number>;
+  readonly replacements: GenerationSession['replacements'];
+  /** Per accepted token, ms from its input to its acceptance. */
+  readonly stepMs: number[];
+  readonly totalMs: number;
+  readonly error: GenerationError | null;
+}
+
+export async function createInProcessSwarm(
+  manifest: StageManifest,
+  stageBytes: readonly Uint8Array[],
+  redundancy: number,
+  timeouts: SessionTimeouts = { joinMs: 5_000, stepMs: 10_000 },
+): Promise<InProcessSwarm> {
+  const executors: OrtExecutor[] = [];
+  for (let i = 0; i < manifest.stages.length * (redundancy + 1); i++) executors.push(await OrtExecutor.create(stageBytes));
+  return { manifest, redundancy, executors, timeouts };
+}
+
+export async function releaseInProcessSwarm(s: InProcessSwarm): Promise<void> {
+  for (const e of s.executors) await e.release();
+}
+
+export interface Crash {
+  /** The replica that goes away after computing `afterSteps` steps… */
+  readonly who: string;
+  readonly afterSteps: number;
+  /** …and the spare of its stage that the coordinator puts in its place (or none). */
+  readonly spare: string | null;
+}
+
+/**
+ * Runs one generation on a route of 3 × 3 replicas (plus one spare per stage);
+ * `faults` makes chosen replicas misbehave, `silent` never answer, `crash` leave mid-generation.
+ */
+export async function runInProcess(
+  swarm: InProcessSwarm,
+  promptIds: readonly number[],
+  tokens: number,
+  faults: Record<string, FaultBehaviour> = {},
+  silent: readonly string[] = [],
+  crash: Crash | null = null,
+  sampling: SamplingParams = GREEDY,
+): Promise<InProcessResult> {
+  const { manifest, executors } = swarm;
+  const STAGES = manifest.stages.length;
+  const R = swarm.redundancy;
+  const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
+  const spares = Array.from({ length: STAGES }, (_, s) => `s${s}spare`);
+  const computedBy = new Map<string, number>();
+  const gone = new Set<string>();
+  const audit = new Audit();
+  const cores = new Map<string, ReplicaCore>();
+  let session: GenerationSession | null = null;
+  const later = (f: () => void) => setImmediate(f);
+  for (const [stage, ids] of route.entries()) {
+    for (const [i, id] of [...ids, spares[stage] as string].entries()) {
+      const executor = executors[stage * (R + 1) + i] as OrtExecutor;
+      const silenced = silent.includes(id);
+      const quiet = () => silenced || gone.has(id);
+      const core = new ReplicaCore(
+        manifest,
+        stage,
+        executor,
+        {
+          frames: (to, msgs) => {
+            if (!quiet())
+              later(() => {
+                for (const m of msgs) cores.get(to)?.frame(id, m);
+              });
+          },
+          digest: (m) => quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
+          logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
+          failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
+          computed: () => {
+            const n = (computedBy.get(id) ?? 0) + 1;
+            computedBy.set(id, n);
+            if (crash?.who === id && n === crash.afterSteps) {
+              // The tab closes: nothing more comes from it, and the coordinator hears it left.
+              gone.add(id);
+              later(() => (crash.spare === null ? session?.onLeft(id) : session?.replace(id, crash.spare)));
+            }
+          },
+          rejected: () => {},
+        },
+        faults[id] ?? null,
+      );
+      cores.set(id, core);
+    }
+  }
+  session = new GenerationSession(
+    1,
+    route,
+    manifest,
+    {
+      open: (v, m) => {
+        cores.get(v)?.open(m);
+        later(() => session?.onJoined(v));
+      },
+      update: (v, m) => later(() => cores.get(v)?.update(m)),
+      input: (v, m) => later(() => cores.get(v)?.input(m)),
+      close: (v, id) => cores.get(v)?.close(id),
+    },
+    swarm.timeouts,
+    audit,
+  );
+  const streamed: number[] = [];
+  const stepMs: number[] = [];
+  const votes: number[][] = [];
+  try {
+    const t0 = performance.now();
+    const r = await session.run(promptIds, tokens, sampling, (t, rec) => {
+      stepMs.push(rec.ms);
+      streamed.push(t);
+      votes.push(rec.votes.map((v) => v.agreed));
+    });
+    return {
+      ...r,
+      streamed,
+      votes,
+      audit,
+      computedBy,
+      replacements: session.replacements,
+      stepMs,
+      totalMs: performance.now() - t0,
+      error: null,
+    };
+  } catch (e) {
+    return {
+      tokens: [],
+      finishReason: null,
+      streamed,
+      votes,
+      audit,
+      computedBy,
+      replacements: session.replacements,
+      stepMs,
+      totalMs: 0,
+      error: e as GenerationError,
+    };
+  } finally {
+    // Let stragglers' late reports reach the audit.
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
