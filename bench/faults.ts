@@ -69,9 +69,11 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
       const rows: string[][] = [];
       for (const kind of FAULT_KINDS) {
         let r: InProcessResult;
+        // A wrong token can only come from the last stage.
+        const faulty = kind === 'wrong-token' ? `s${o.stages - 1}r1` : who;
         if (kind === 'crash' || kind === 'disconnect')
           r = await runInProcess(swarm, promptIds, o.tokens, {}, [], { who, afterSteps: 3, spare });
-        else r = await runInProcess(swarm, promptIds, o.tokens, { [who]: faultBehaviour(kind, 7) });
+        else r = await runInProcess(swarm, promptIds, o.tokens, { [faulty]: faultBehaviour(kind, 7) });
         const correct = r.streamed.filter((t, i) => t === expected[i]).length;
         const wrongVerified = r.streamed.filter((t, i) => t !== expected[i]).length;
         const counts = r.audit.get(faulty);
