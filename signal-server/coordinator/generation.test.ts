@@ -7,12 +7,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
+import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { GOLDEN_MODELS } from '../testing/golden.js';
-import { type Crash, createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess } from '../testing/in-process-swarm.js';
+import {
+  type Crash,
+  createInProcessSwarm,
+  type InProcessSwarm,
+  releaseInProcessSwarm,
+  runInProcess,
+  type Wire,
+} from '../testing/in-process-swarm.js';
 
 const STAGES = 3;
 const R = 3;
@@ -119,6 +126,51 @@ describe('a generation through replicas', () => {
     expect(slow.tokens).toEqual(expected);
     // Generous: the slow replica alone would add 200 ms to every step.
     expect(median(slow.stepMs)).toBeLessThan(1.5 * median(clean.stepMs) + 20);
+  });
+
+  it('a seeded fuzzer on the data channels: thousands of junk, forged and replayed frames change nothing', async () => {
+    // A data channel authenticates its peer (DTLS), so nobody can send as another
+    // peer: forged frames come from strangers (not linked to the receiver), while
+    // the genuine sender's channel also carries junk, truncated copies and replays.
+    const r = seededRandom(424242);
+    const counts = { junk: 0, forgedByStrangers: 0, replayed: 0, truncated: 0 };
+    const seen: Uint8Array[] = [];
+    const wire: Wire = (from, to, bytes) => {
+      const out = [{ from, bytes }];
+      seen.push(bytes);
+      const strangers = ['mallory', to];
+      for (let k = 0; k < 40; k++) {
+        const pick = Math.floor(r() * 4);
+        if (pick === 0) {
+          counts.junk++;
+          out.push({ from, bytes: Uint8Array.from({ length: Math.floor(r() * 300) }, () => Math.floor(r() * 256)) });
+        } else if (pick === 1) {
+          // A valid frame re-labelled (session, step, stage or replica), sent by a stranger.
+          counts.forgedByStrangers++;
+          const f = bytes.slice();
+          const v = new DataView(f.buffer);
+          const field = Math.floor(r() * 4);
+          if (field === 0) v.setUint32(8, v.getUint32(8, true) + 1, true);
+          if (field === 1) v.setUint32(12, v.getUint32(12, true) + Math.floor(r() * 3), true);
+          if (field === 2) v.setUint16(16, Math.floor(r() * 4), true);
+          if (field === 3) v.setUint16(18, Math.floor(r() * 3), true);
+          out.push({ from: strangers[Math.floor(r() * strangers.length)] as string, bytes: f });
+        } else if (pick === 2) {
+          counts.replayed++;
+          out.push({ from, bytes: seen[Math.floor(r() * seen.length)] as Uint8Array });
+        } else {
+          counts.truncated++;
+          out.push({ from, bytes: bytes.slice(0, Math.floor(r() * bytes.length)) });
+        }
+      }
+      return out.reverse();
+    };
+    const result = await runInProcess(swarm, promptIds, TOKENS, {}, [], null, GREEDY, wire);
+    const total = counts.junk + counts.forgedByStrangers + counts.replayed + counts.truncated;
+    process.stdout.write(`data-channel fuzzer: ${total} hostile messages ${JSON.stringify(counts)}\n`);
+    expect(total).toBeGreaterThan(2000);
+    expect(result.error).toBeNull();
+    expect(result.tokens).toEqual(expected);
   });
 
   it('two liars in one stage that disagree with each other: no majority, no token', async () => {

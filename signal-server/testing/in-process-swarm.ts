@@ -48,6 +48,9 @@ export async function releaseInProcessSwarm(s: InProcessSwarm): Promise<void> {
   for (const e of s.executors) await e.release();
 }
 
+/** A man in the middle of the data channels: what actually arrives at `to` for each message `from` sent. */
+export type Wire = (from: string, to: string, bytes: Uint8Array) => { from: string; bytes: Uint8Array }[];
+
 export interface Crash {
   /** The replica that goes away after computing `afterSteps` steps… */
   readonly who: string;
@@ -68,6 +71,7 @@ export async function runInProcess(
   silent: readonly string[] = [],
   crash: Crash | null = null,
   sampling: SamplingParams = GREEDY,
+  wire: Wire | null = null,
 ): Promise<InProcessResult> {
   const { manifest, executors } = swarm;
   const STAGES = manifest.stages.length;
@@ -91,10 +95,13 @@ export async function runInProcess(
         executor,
         {
           frames: (to, msgs) => {
-            if (!quiet())
-              later(() => {
-                for (const m of msgs) cores.get(to)?.frame(id, m);
-              });
+            if (quiet()) return;
+            later(() => {
+              for (const m of msgs) {
+                if (wire === null) cores.get(to)?.frame(id, m);
+                else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
+              }
+            });
           },
           digest: (m) => quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
           logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
