@@ -8,4 +8,4 @@ declare const performance: { now(): number };
 declare class TextDecoder {
   decode(input?: Uint8Array): string;
 }
-declare function setTimeout(callback: () => void, ms?: number): unknown;
+declare function setTimeout(callback: (...args: unknown[]) => void, ms?: number): unknown;
