@@ -37,8 +37,8 @@ interface SessionState {
 const MAX_SESSIONS = 16;
 /** Outputs kept per session for replays (a session has at most this many steps). */
 const MAX_HISTORY_STEPS = 1024;
-/** How far ahead of the next step a frame may be (anything further is dropped, not buffered). */
-const MAX_STEPS_AHEAD = 4;
+/** How far ahead of the next step a frame may be (further is dropped, not buffered): a slow replica (WebGPU on SwiftShader) lags many steps behind. */
+const MAX_STEPS_AHEAD = 64;
 
 /**
  * One replica of one stage, free of browser and transport: for each session it
