@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agrees, maxAbs, maxAbsDifference } from '../shared/vote/tolerance.js';
+import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import type { SignalServer } from '../signal-server/server.js';
 import { GOLDEN_MODELS, readGolden } from '../signal-server/testing/golden.js';
 import { launchChromium, startTestServer } from './harness.js';
@@ -91,6 +91,8 @@ describe('WebGPU against WASM', () => {
         absDiff = Math.max(absDiff, d);
         rel = Math.max(rel, d / Math.max(1, maxAbs(b)));
         expect(agrees(a, b), `stage ${s}, prompt ${p}`).toBe(true);
+        // The vote's tolerance must sit well above what backends differ by.
+        expect(d / Math.max(1, maxAbs(b)), `stage ${s}, prompt ${p}`).toBeLessThan(RELATIVE_TOLERANCE / 5);
       }
       rows.push(
         `stage ${s} (${s === STAGES - 1 ? 'logits' : 'hidden'}): max |webgpu − wasm| = ${absDiff.toExponential(2)}, relative ${rel.toExponential(2)}`,
