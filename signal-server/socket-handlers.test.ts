@@ -26,6 +26,7 @@ beforeAll(async () => {
     webRoot: null,
     models: [{ dir, manifest, key: partitionKey(3, { stages: 3 }) }],
     redundancy: 2,
+    routeWaitMs: 300,
   });
   await server.ready;
 });
@@ -116,6 +117,18 @@ describe('volunteers over Socket.IO', () => {
     expect((await refused).code).toBe('ERR_FAULTS_REFUSED');
     await expect.poll(() => c.connected).toBe(false);
     expect(server.coordinator?.registry.size).toBe(0);
+  });
+
+  it('a request with no ready volunteer for a stage fails after the deadline, naming the stage', async () => {
+    await volunteer(); // assigned stage 0, never ready
+    const res = await fetch(`${server.address().url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ prompt: 'Emma', max_tokens: 4 }),
+    });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('ERR_NO_ROUTE');
+    expect(body.error.message).toMatch(/stage 0 of tiny-untied has no ready volunteer \(1 assigned, 2 wanted\); waited 300 ms/);
   });
 
   it('relays signals only between linked peers, with the sender id set by the server', async () => {
