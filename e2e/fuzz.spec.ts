@@ -44,7 +44,8 @@ let reference: ReferenceRunner;
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-fuzz-'));
   const dir = GOLDEN_MODELS['tiny-gqa-bias'] as string;
-  server = await startTestServer([{ dir, stages: 3 }], cache, { redundancy: 1 });
+  // Quiet: the server logs a reason for every one of the fuzzer's thousands of refusals.
+  server = await startTestServer([{ dir, stages: 3 }], cache, { redundancy: 1, quiet: true });
   reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: 3 }, cache)).dir);
   swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: 3 });
 });

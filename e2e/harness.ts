@@ -15,7 +15,7 @@ export function buildWebApp(): void {
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
   cacheRoot: string,
-  extra: { redundancy?: number; allowFaults?: boolean; port?: number } = {},
+  extra: { redundancy?: number; allowFaults?: boolean; port?: number; quiet?: boolean } = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
@@ -30,7 +30,7 @@ export async function startTestServer(
     models: served,
     redundancy: extra.redundancy ?? 3,
     allowFaults: extra.allowFaults ?? false,
-    log: (l) => process.stderr.write(`[server] ${l}\n`),
+    log: extra.quiet === true ? () => {} : (l) => process.stderr.write(`[server] ${l}\n`),
   });
   await server.ready;
   return server;
