@@ -346,6 +346,18 @@ export class SwarmCoordinator {
       },
       this.options.timeouts,
       this.audit,
+      {
+        spares: (stage, exclude) =>
+          this.registry
+            .readyReplicas(stage)
+            .filter((v) => !exclude.has(v.id))
+            .sort((a, b) => reputation(this.audit.get(b.id)) - reputation(this.audit.get(a.id)))
+            .map((v) => v.id),
+        link: (stage, id) => {
+          for (const p of session.route[stage - 1] ?? []) this.links.link(p, id);
+          for (const n of session.route[stage + 1] ?? []) this.links.link(id, n);
+        },
+      },
     );
     this.sessions.set(sessionId, session);
     let shown = '';

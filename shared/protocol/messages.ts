@@ -85,6 +85,8 @@ export interface SessionUpdate {
   readonly next: readonly string[];
   /** Send every output of this session so far to these (new) next-stage replicas. */
   readonly resendTo: readonly string[];
+  /** Forget the votes on inputs from this step on: the previous stage is being recomputed by new replicas. */
+  readonly resetFrom?: number;
 }
 
 /** Token ids for stage 0: the prompt at step 0, then one sampled token per step. */

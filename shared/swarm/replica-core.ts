@@ -98,6 +98,9 @@ export class ReplicaCore {
       const neu = added[i];
       if (neu !== undefined) for (const q of s.votes.values()) q.substitute(old, neu);
     }
+    if (m.resetFrom !== undefined) {
+      for (const step of [...s.votes.keys()]) if (step >= m.resetFrom) s.votes.delete(step);
+    }
     s.prev = m.prev;
     s.next = m.next;
     for (const to of m.resendTo) {

@@ -28,6 +28,7 @@ const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
 
 let cache: string;
 let swarm: InProcessSwarm;
+let stageBytes: readonly Uint8Array[];
 let reference: ReferenceRunner;
 let promptIds: number[];
 let expected: number[];
@@ -36,6 +37,7 @@ beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
   const { dir } = await ensureStages(GOLDEN_MODELS['tiny-gqa-bias'] as string, { stages: STAGES }, cache);
   const set = await loadStageSet(dir);
+  stageBytes = set.stageBytes;
   swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
   reference = await ReferenceRunner.fromStageDir(dir);
   promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
@@ -173,9 +175,23 @@ describe('a generation through replicas', () => {
     expect(result.tokens).toEqual(expected);
   });
 
-  it('two liars in one stage that disagree with each other: no majority, no token', async () => {
+  it('two liars in one stage that disagree with each other, one spare: no majority, no token, a named error', async () => {
     const r = await runSwarm({ s1r0: fault('noise', 11), s1r2: fault('noise', 12) });
     expect(r.error?.code).toBe('ERR_NO_QUORUM');
+    expect(r.error?.message).toMatch(/stage 1 did not agree/);
     expect(r.streamed).toEqual([]);
+  });
+
+  it('two liars in one stage, two spares: the step is retried on the spares and the tokens are right', async () => {
+    const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
+    try {
+      const r = await runInProcess(roomy, promptIds, TOKENS, { s1r0: fault('noise', 11), s1r2: fault('noise', 12) });
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected);
+      expect(r.replacements.map((x) => x.joined).sort()).toEqual(['s1spare', 's1spare2']);
+      expect(r.replacements.every((x) => x.atStep === 0 && x.stage === 1)).toBe(true);
+    } finally {
+      await releaseInProcessSwarm(roomy);
+    }
   });
 });

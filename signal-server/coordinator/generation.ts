@@ -14,6 +14,17 @@ export interface SessionTransport {
   close(volunteer: string, sessionId: number): void;
 }
 
+/** Where a session finds spare replicas to retry a stage that lost its majority. */
+export interface RetryHooks {
+  /** Ready volunteers of `stage` that are not in `exclude`, best first. */
+  spares(stage: number, exclude: ReadonlySet<string>): string[];
+  /** Called before `volunteer` joins `stage` of the route (link it to its neighbours). */
+  link(stage: number, volunteer: string): void;
+}
+
+/** How often one step may be retried on other replicas. */
+export const MAX_STEP_RETRIES = 2;
+
 export class GenerationError extends Error {
   constructor(
     readonly code: WireErrorCode,
@@ -74,6 +85,7 @@ export class GenerationSession {
     private readonly transport: SessionTransport,
     private readonly timeouts: SessionTimeouts,
     private readonly audit: Audit,
+    private readonly retry: RetryHooks | null = null,
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
@@ -90,7 +102,7 @@ export class GenerationSession {
    * for stage 0, the coordinator resends the token ids), and the newcomer
    * rebuilds its KV cache from the agreed inputs before it takes part.
    */
-  replace(left: string, replacement: string): boolean {
+  replace(left: string, replacement: string, resetFrom?: number): boolean {
     const stage = this.members.get(left);
     if (stage === undefined || this.members.has(replacement)) return false;
     const ids = this.current[stage] as string[];
@@ -111,9 +123,43 @@ export class GenerationSession {
     for (const p of prev)
       this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [replacement] });
     for (const n of next)
-      this.transport.update(n, { sessionId: this.sessionId, prev: ids, next: this.current[stage + 2] ?? [], resendTo: [] });
+      this.transport.update(n, {
+        sessionId: this.sessionId,
+        prev: ids,
+        next: this.current[stage + 2] ?? [],
+        resendTo: [],
+        ...(resetFrom === undefined ? {} : { resetFrom }),
+      });
     if (stage === 0)
       for (const [s, tokens] of this.inputs.entries()) this.transport.input(replacement, { sessionId: this.sessionId, step: s, tokens });
+    return true;
+  }
+
+  /**
+   * A stage lost its majority at `step`: replace a majority of its replicas by
+   * spares (the ones with the worst record first), which rebuild their KV
+   * caches and recompute the step; the next stage forgets its votes on it.
+   */
+  private retryStage(stage: number, step: number): boolean {
+    if (this.retry === null) return false;
+    const ids = this.current[stage] as string[];
+    const need = majority(ids.length);
+    const spares = this.retry.spares(stage, new Set(this.current.flat()));
+    if (spares.length < need) return false;
+    const worstFirst = [...ids].sort((a, b) => {
+      const ca = this.audit.get(a);
+      const cb = this.audit.get(b);
+      return cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
+    });
+    for (const [i, old] of worstFirst.slice(0, need).entries()) {
+      const neu = spares[i] as string;
+      this.retry.link(stage, neu);
+      this.replace(old, neu, step);
+      this.transport.close(old, this.sessionId);
+    }
+    // Votes on this step from this stage on start again.
+    const qs = this.digestsOf(step);
+    for (let k = stage; k < qs.length; k++) qs[k] = new Quorum<number[]>([...(this.current[k] as string[])], agreeFingerprints);
     return true;
   }
 
@@ -154,7 +200,8 @@ export class GenerationSession {
   private checkDecided(): void {
     if (this.wait === null) return;
     const digests = this.digestVotes.get(this.wait.step) ?? [];
-    if (this.wait.w.logits.state.kind !== 'pending' && digests.every((q) => q.state.kind !== 'pending')) this.wait.w.resolve();
+    const split = digests.some((q) => q.state.kind === 'no-majority');
+    if (split || (this.wait.w.logits.state.kind !== 'pending' && digests.every((q) => q.state.kind !== 'pending'))) this.wait.w.resolve();
   }
 
   private currentStep = -1;
@@ -168,7 +215,9 @@ export class GenerationSession {
 
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
-    if (stage === undefined) return;
+    // "My inputs had no majority" is evidence about the previous stage, which the
+    // coordinator sees in that stage's own fingerprints, not a failure of this replica.
+    if (stage === undefined || code === 'ERR_NO_QUORUM') return;
     if (stage === this.route.length - 1 && this.wait !== null && this.wait.step === step) {
       this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason: `${code}: ${message}` });
     }
@@ -261,39 +310,44 @@ export class GenerationSession {
       for (let step = 0; step < maxTokens; step++) {
         const t0 = performance.now();
         const last = this.route.length - 1;
-        const w: StepWait = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
         this.currentStep = step;
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
-        const digests = this.digestsOf(step);
-        const decided = new Promise<void>((resolve) => {
-          w.resolve = resolve;
-        });
-        this.wait = { step, w };
         this.inputs[step] = [...input];
-        for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
-        await this.within(
-          decided,
-          this.timeouts.stepMs,
-          () =>
-            new GenerationError(
-              'ERR_STEP_TIMEOUT',
-              `step ${step}: no majority of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
-            ),
-        );
+        let w: StepWait = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
+        for (let attempt = 0; ; attempt++) {
+          const decided = new Promise<void>((resolve) => {
+            w.resolve = resolve;
+          });
+          this.wait = { step, w };
+          if (attempt === 0)
+            for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
+          this.checkDecided();
+          await this.within(
+            decided,
+            this.timeouts.stepMs,
+            () =>
+              new GenerationError(
+                'ERR_STEP_TIMEOUT',
+                `step ${step}: no majority of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
+              ),
+          );
+          const digestStates = this.digestsOf(step).map((q) => q.state.kind);
+          let failing = digestStates.indexOf('no-majority');
+          if (failing < 0 && w.logits.state.kind !== 'agreed') failing = last;
+          if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
+          if (failing < 0) break;
+          if (attempt >= MAX_STEP_RETRIES || !this.retryStage(failing, step)) {
+            const n = this.route[failing]?.length ?? 0;
+            throw new GenerationError(
+              'ERR_NO_QUORUM',
+              `step ${step}: the ${n} replicas of stage ${failing} did not agree (a majority of ${majority(n)} is needed), and no spare replicas could retry it`,
+            );
+          }
+          w = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
+        }
+        const digests = this.digestsOf(step);
         const state = w.logits.state;
-        if (state.kind !== 'agreed') {
-          throw new GenerationError(
-            'ERR_NO_QUORUM',
-            `step ${step}: the ${this.route[last]?.length} replicas of stage ${last} did not agree (a majority of ${majority(this.route[last]?.length ?? 0)} is needed)`,
-          );
-        }
-        const split = digests.findIndex((q) => q.state.kind !== 'agreed');
-        if (split >= 0) {
-          throw new GenerationError(
-            'ERR_NO_QUORUM',
-            `step ${step}: the ${this.route[split]?.length} replicas of stage ${split} did not agree on their outputs`,
-          );
-        }
+        if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
         const token = sampleToken(state.value, sampling, random);
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {

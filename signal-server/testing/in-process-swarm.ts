@@ -14,7 +14,9 @@ import { OrtExecutor } from '../reference/ort-executor.js';
 export interface InProcessSwarm {
   readonly manifest: StageManifest;
   readonly redundancy: number;
-  /** One executor per replica slot: R per stage plus one spare per stage. */
+  /** Spare replicas per stage, ready to replace or retry. */
+  readonly sparesPerStage: number;
+  /** One executor per replica slot: R + spares per stage. */
   readonly executors: readonly OrtExecutor[];
   readonly timeouts: SessionTimeouts;
 }
@@ -38,10 +40,11 @@ export async function createInProcessSwarm(
   stageBytes: readonly Uint8Array[],
   redundancy: number,
   timeouts: SessionTimeouts = { joinMs: 5_000, stepMs: 10_000 },
+  sparesPerStage = 1,
 ): Promise<InProcessSwarm> {
   const executors: OrtExecutor[] = [];
-  for (let i = 0; i < manifest.stages.length * (redundancy + 1); i++) executors.push(await OrtExecutor.create(stageBytes));
-  return { manifest, redundancy, executors, timeouts };
+  for (let i = 0; i < manifest.stages.length * (redundancy + sparesPerStage); i++) executors.push(await OrtExecutor.create(stageBytes));
+  return { manifest, redundancy, sparesPerStage, executors, timeouts };
 }
 
 export async function releaseInProcessSwarm(s: InProcessSwarm): Promise<void> {
@@ -77,7 +80,10 @@ export async function runInProcess(
   const STAGES = manifest.stages.length;
   const R = swarm.redundancy;
   const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
-  const spares = Array.from({ length: STAGES }, (_, s) => `s${s}spare`);
+  // The first spare of a stage is `s<k>spare`, further ones `s<k>spare2`, `s<k>spare3`…
+  const spares = Array.from({ length: STAGES }, (_, s) =>
+    Array.from({ length: swarm.sparesPerStage }, (_, j) => (j === 0 ? `s${s}spare` : `s${s}spare${j + 1}`)),
+  );
   const computedBy = new Map<string, number>();
   const gone = new Set<string>();
   const audit = new Audit();
@@ -85,8 +91,8 @@ export async function runInProcess(
   let session: GenerationSession | null = null;
   const later = (f: () => void) => setImmediate(f);
   for (const [stage, ids] of route.entries()) {
-    for (const [i, id] of [...ids, spares[stage] as string].entries()) {
-      const executor = executors[stage * (R + 1) + i] as OrtExecutor;
+    for (const [i, id] of [...ids, ...(spares[stage] as string[])].entries()) {
+      const executor = executors[stage * (R + swarm.sparesPerStage) + i] as OrtExecutor;
       const silenced = silent.includes(id);
       const quiet = () => silenced || gone.has(id);
       const core = new ReplicaCore(
@@ -137,6 +143,10 @@ export async function runInProcess(
     },
     swarm.timeouts,
     audit,
+    {
+      spares: (stage, exclude) => (spares[stage] ?? []).filter((id) => !exclude.has(id) && !gone.has(id)),
+      link: () => {},
+    },
   );
   const streamed: number[] = [];
   const stepMs: number[] = [];
