@@ -53,7 +53,7 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
         ['run', 'ms/token', '× clean'],
         [
           ['clean', clean.toFixed(2), '1.00'],
-          ['one slow replica (200 ms per step)', median(runs.slow).toFixed(2), (median(runs.slow) / clean).toFixed(2)],
+          ['one slow replica (1 s per step)', median(runs.slow).toFixed(2), (median(runs.slow) / clean).toFixed(2)],
           [
             'one replica crashes mid-generation, a spare takes over',
             median(runs.crash).toFixed(2),

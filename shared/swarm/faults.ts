@@ -22,7 +22,7 @@ export interface FaultBehaviour {
 /** Steps a `crash` or `disconnect` volunteer computes before it goes. */
 export const FAULT_AFTER_STEPS = 3;
 /** The delay of a `slow` volunteer per step. */
-export const SLOW_DELAY_MS = 200;
+export const SLOW_DELAY_MS = 1000;
 
 export function faultBehaviour(kind: FaultKind, seed: number): FaultBehaviour {
   const random = seededRandom(seed);

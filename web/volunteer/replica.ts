@@ -149,7 +149,8 @@ export class VolunteerReplica {
           },
           rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
         },
-        this.fault === null ? null : faultBehaviour(this.fault, this.status.stage ?? 0),
+        // A random seed: two faulty tabs must not tell the same lie by accident (that would be collusion).
+        this.fault === null ? null : faultBehaviour(this.fault, Math.floor(Math.random() * 2 ** 31)),
         () => compute.lastComputeMs,
       );
       const stepMs = await this.measure(manifest, a.stage);
