@@ -1,7 +1,7 @@
 import type { StageManifest } from '../model/manifest.js';
 import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
 import { STAGE_IO } from '../model/stage-graph.js';
-import { encodeFrame, FrameAssembler } from '../protocol/frames.js';
+import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type { SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, Quorum } from '../vote/quorum.js';
@@ -25,6 +25,8 @@ interface SessionState {
   /** Neighbours, which change when a replica of the route is replaced. */
   prev: readonly string[];
   next: readonly string[];
+  /** Frames from peers the route does not (yet) name, until the next route update. */
+  readonly strays: { from: string; frame: ActivationFrame }[];
   /** This replica's outputs so far, kept to bring a replacement downstream up to date. */
   readonly history: Map<number, { dims: readonly number[]; data: Float32Array }>;
   readonly cache: KvCache;
@@ -39,6 +41,8 @@ const MAX_SESSIONS = 16;
 const MAX_HISTORY_STEPS = 1024;
 /** How far ahead of the next step a frame may be (further is dropped, not buffered): a slow replica (WebGPU on SwiftShader) lags many steps behind. */
 const MAX_STEPS_AHEAD = 64;
+/** Frames kept per session from peers not yet named by the route. */
+const MAX_STRAYS = 16;
 
 /**
  * One replica of one stage, free of browser and transport: for each session it
@@ -78,6 +82,7 @@ export class ReplicaCore {
       prev: m.prev,
       next: m.next,
       history: new Map(),
+      strays: [],
       cache: new KvCache(this.manifest.model, entry.layers),
       ready: new Map(),
       votes: new Map(),
@@ -103,6 +108,10 @@ export class ReplicaCore {
     }
     s.prev = m.prev;
     s.next = m.next;
+    for (const x of s.strays.splice(0)) {
+      if (s.prev[x.frame.replica] === x.from) this.accept(s, x.from, x.frame);
+      else this.out.rejected(`ERR_NOT_LINKED stage ${x.frame.stage} replica ${x.frame.replica}`);
+    }
     for (const to of m.resendTo) {
       if (!s.next.includes(to)) continue;
       for (const [step, out] of [...s.history].sort((a, b) => a[0] - b[0])) {
@@ -147,9 +156,17 @@ export class ReplicaCore {
       return;
     }
     if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from) {
-      this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
+      // A replacement's frame can overtake the route update that names it: keep a
+      // few frames of the previous stage until the update comes, then look again.
+      if (f.stage === this.stage - 1 && s.strays.length < MAX_STRAYS) s.strays.push({ from, frame: f });
+      else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
       return;
     }
+    this.accept(s, from, f);
+  }
+
+  /** A frame from a linked peer of the previous stage: checked, then counted in its step's vote. */
+  private accept(s: SessionState, from: string, f: ActivationFrame): void {
     if (f.step < s.nextStep || f.step > Math.max(s.nextStep, s.open.replayTo) + MAX_STEPS_AHEAD) {
       this.out.rejected(`ERR_STALE_STEP ${f.step}`);
       return;
@@ -174,7 +191,7 @@ export class ReplicaCore {
       void this.drain(s);
     } else if (after.kind === 'no-majority') {
       this.out.failed({
-        sessionId: f.sessionId,
+        sessionId: s.open.sessionId,
         step: f.step,
         code: 'ERR_NO_QUORUM',
         message: `stage ${this.stage}: the inputs from stage ${f.stage} do not agree`,
