@@ -3,19 +3,11 @@
 // honest generation runs through real volunteer tabs. Nothing may crash, the
 // honest answer must still be the reference runner's, and the server must
 // still serve afterwards.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY, seededRandom } from '../shared/model/sampling.js';
+import { seededRandom } from '../shared/model/sampling.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { ensureStages } from '../signal-server/models/model-folder.js';
-import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
-import { startTestServer } from './harness.js';
+import { type E2eSwarm, startE2eSwarm } from './harness.js';
 
 const SEED = 20261124;
 const MESSAGES = 3000;
@@ -36,26 +28,12 @@ const EVENTS = [
   '',
 ];
 
-let cache: string;
-let server: SignalServer;
-let swarm: LocalSwarm;
-let reference: ReferenceRunner;
-
+let e: E2eSwarm;
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-fuzz-'));
-  const dir = GOLDEN_MODELS['tiny-gqa-bias'] as string;
   // Quiet: the server logs a reason for every one of the fuzzer's thousands of refusals.
-  server = await startTestServer([{ dir, stages: 3 }], cache, { redundancy: 1, quiet: true });
-  reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: 3 }, cache)).dir);
-  swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: 3 });
+  e = await startE2eSwarm({ model: 'tiny-gqa-bias', redundancy: 1, volunteers: 3, quiet: true });
 });
-
-afterAll(async () => {
-  await swarm?.close();
-  await reference?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => e?.close());
 
 /** A random value of many shapes: the fuzzer's vocabulary. */
 function junk(r: () => number, ids: readonly string[], depth = 0): unknown {
@@ -116,9 +94,9 @@ function junk(r: () => number, ids: readonly string[], depth = 0): unknown {
 
 describe('a seeded fuzzer against a running swarm', () => {
   it('crashes nothing, leaks nothing into an honest generation, and the server serves on', async () => {
-    const url = server.address().url;
+    const url = e.server.address().url;
     const ids = ((await (await fetch(`${url}/api/swarm`)).json()) as { list: { id: string }[] }).list.map((v) => v.id);
-    const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+    const expected = await e.expected(PROMPT, TOKENS);
     const r = seededRandom(SEED);
     const counts = { sent: 0, refusals: 0, connectErrors: 0, disconnects: 0 };
     const sockets: Socket[] = [];

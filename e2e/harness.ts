@@ -1,8 +1,16 @@
 // End-to-end harness: Debian's Chromium through playwright-core, and a real
 // webswarm server on port 0 serving the built web app and real stage files.
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import type { FaultKind } from '../shared/swarm/faults.js';
 import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { createSignalServer, type ServedStages, type SignalServer } from '../signal-server/server.js';
+import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 
 export { launchChromium } from '../tools/local-swarm.js';
 
@@ -34,4 +42,82 @@ export async function startTestServer(
   });
   await server.ready;
   return server;
+}
+
+/** The model the swarm specs run: the default model (it ships in the repository). */
+export const E2E_MODEL = existsSync(GOLDEN_MODELS['austen-2m'] as string) ? 'austen-2m' : 'tiny-gqa-bias';
+
+/** A server, a local swarm of volunteer tabs and the reference runner on the same stages: the oracle. */
+export interface E2eSwarm {
+  readonly server: SignalServer;
+  readonly swarm: LocalSwarm;
+  readonly reference: ReferenceRunner;
+  /** The reference runner's tokens after `prompt`. */
+  expected(prompt: string, tokens: number, sampling?: SamplingParams): Promise<number[]>;
+  /** POST /v1/completions on this server. */
+  complete(body: Record<string, unknown>): Promise<{ status: number; json: CompletionJson }>;
+  close(): Promise<void>;
+}
+
+export interface CompletionJson {
+  readonly choices: { text: string; finish_reason: string }[];
+  readonly usage: { prompt_tokens: number; completion_tokens: number };
+  readonly webswarm: {
+    tokens: number[];
+    route: string[][];
+    votes: { token: number; votes: { stage: number; agreed: number; replicas: number }[] }[];
+  };
+  readonly error?: { code: string; message: string };
+}
+
+export interface E2eSwarmOptions {
+  readonly model?: string;
+  readonly stages?: number;
+  readonly redundancy?: number;
+  readonly volunteers: number;
+  readonly allowFaults?: boolean;
+  readonly quiet?: boolean;
+  readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
+  readonly faultOf?: (index: number) => FaultKind | null;
+}
+
+export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-e2e-'));
+  const dir = GOLDEN_MODELS[o.model ?? E2E_MODEL] as string;
+  const stages = o.stages ?? 3;
+  const server = await startTestServer([{ dir, stages }], cache, {
+    redundancy: o.redundancy ?? 3,
+    allowFaults: o.allowFaults ?? false,
+    quiet: o.quiet ?? false,
+  });
+  const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
+  const swarm = await startLocalSwarm({
+    serverUrl: server.address().url,
+    volunteers: o.volunteers,
+    ...(o.backendOf === undefined ? {} : { backendOf: o.backendOf }),
+    ...(o.faultOf === undefined ? {} : { faultOf: o.faultOf }),
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
+  return {
+    server,
+    swarm,
+    reference,
+    async expected(prompt, tokens, sampling = GREEDY) {
+      return (await reference.generateIds(reference.tokenizer.encode(prompt), tokens, sampling)).tokens;
+    },
+    async complete(body) {
+      const res = await fetch(`${server.address().url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as CompletionJson };
+    },
+    async close() {
+      await swarm.close();
+      await reference.close();
+      await server.close();
+      rmSync(cache, { recursive: true, force: true });
+    },
+  };
 }

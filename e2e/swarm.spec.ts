@@ -2,73 +2,27 @@
 // contexts (3 stages × 3 replicas on WASM) joined by WebRTC data channels, a
 // requester through /chat and through POST /v1/completions; the reference
 // runner's tokens are the oracle.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
-import { ensureStages } from '../signal-server/models/model-folder.js';
-import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
-import { startTestServer } from './harness.js';
+import { launchChromium } from '../tools/local-swarm.js';
+import { E2E_MODEL, type E2eSwarm, startE2eSwarm } from './harness.js';
 
-const MODEL = existsSync(GOLDEN_MODELS['austen-2m'] as string) ? 'austen-2m' : 'tiny-gqa-bias';
+const MODEL = E2E_MODEL;
 const STAGES = 3;
 const REDUNDANCY = 3;
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
 const TOKENS = 24;
 const CHAT_TIMEOUT_MS = 120_000;
 
-let cache: string;
-let server: SignalServer;
-let swarm: LocalSwarm;
-let reference: ReferenceRunner;
-
-interface CompletionResponse {
-  choices: { text: string; finish_reason: string }[];
-  usage: { prompt_tokens: number; completion_tokens: number };
-  webswarm: {
-    tokens: number[];
-    route: string[][];
-    votes: { token: number; votes: { stage: number; agreed: number; replicas: number }[] }[];
-  };
-}
-
-async function complete(body: Record<string, unknown>): Promise<{ status: number; json: CompletionResponse }> {
-  const res = await fetch(`${server.address().url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as CompletionResponse };
-}
-
-async function referenceTokens(sampling: SamplingParams): Promise<number[]> {
-  const r = await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, sampling);
-  return r.tokens;
-}
-
+let e: E2eSwarm;
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-swarm-'));
-  const dir = GOLDEN_MODELS[MODEL] as string;
-  server = await startTestServer([{ dir, stages: STAGES }], cache, { redundancy: REDUNDANCY });
-  reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: STAGES }, cache)).dir);
-  swarm = await startLocalSwarm({
-    serverUrl: server.address().url,
-    volunteers: STAGES * REDUNDANCY,
-    log: (l) => process.stderr.write(`${l}\n`),
-  });
+  e = await startE2eSwarm({ volunteers: STAGES * REDUNDANCY, stages: STAGES, redundancy: REDUNDANCY });
 });
+afterAll(() => e?.close());
 
-afterAll(async () => {
-  await swarm?.close();
-  await reference?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+const referenceTokens = (sampling: SamplingParams) => e.expected(PROMPT, TOKENS, sampling);
+const complete = (body: Record<string, unknown>) => e.complete(body);
 
 describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on WASM`, () => {
   it('gives the reference runner’s greedy tokens through POST /v1/completions, every step voted', async () => {
@@ -76,7 +30,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     const { status, json } = await complete({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
     expect(status).toBe(200);
     expect(json.webswarm.tokens).toEqual(expected);
-    expect(json.choices[0]?.text).toBe(reference.tokenizer.decode(expected));
+    expect(json.choices[0]?.text).toBe(e.reference.tokenizer.decode(expected));
     expect(json.choices[0]?.finish_reason).toBe('length');
     expect(json.usage.completion_tokens).toBe(TOKENS);
     expect(json.webswarm.route.map((ids) => ids.length)).toEqual([REDUNDANCY, REDUNDANCY, REDUNDANCY]);
@@ -99,7 +53,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     const browser: Browser = await launchChromium({ webgpu: false });
     try {
       const page = await browser.newPage();
-      await page.goto(`${server.address().url}/chat`);
+      await page.goto(`${e.server.address().url}/chat`);
       await expect.poll(() => page.getByTestId('swarm').textContent()).toContain(`${STAGES * REDUNDANCY} volunteers online`);
       await page.getByTestId('prompt').fill(PROMPT);
       await page.getByLabel('Max tokens').fill(String(TOKENS));
@@ -119,7 +73,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     const browser: Browser = await launchChromium({ webgpu: false });
     try {
       const page = await browser.newPage();
-      await page.goto(server.address().url);
+      await page.goto(e.server.address().url);
       await expect.poll(() => page.getByTestId('online').textContent()).toContain(`${STAGES * REDUNDANCY} volunteers online`);
       expect(await page.locator('a[href="/chat"]').count()).toBe(1);
       expect(await page.locator('a[href="/volunteer"]').count()).toBe(1);
@@ -129,7 +83,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
   });
 
   it('a reloaded volunteer takes its stage from the browser cache', async () => {
-    const page = swarm.pages[0];
+    const page = e.swarm.pages[0];
     if (page === undefined) throw new Error('no volunteer page');
     await page.reload();
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 60_000 });
@@ -147,7 +101,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     for (const [body, status, message] of cases) {
       const r = await complete(body);
       expect(r.status).toBe(status);
-      expect((r.json as unknown as { error: { message: string } }).error.message).toMatch(message);
+      expect(r.json.error?.message).toMatch(message);
     }
   });
 });

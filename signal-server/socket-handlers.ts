@@ -4,7 +4,7 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import type { SamplingParams } from '../shared/model/sampling.js';
 import type { Tokenizer } from '../shared/model/tokenizer.js';
 import type { WireErrorCode } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, StageVote } from '../shared/protocol/messages.js';
+import type { ClientToServerEvents, ServerToClientEvents, TokenEvent } from '../shared/protocol/messages.js';
 import {
   parseDigest,
   parseFailure,
@@ -55,16 +55,8 @@ export interface CompletionRequest {
   readonly sampling: SamplingParams;
 }
 
-export interface TokenUpdate {
-  readonly index: number;
-  readonly token: number;
-  readonly text: string;
-  readonly votes: readonly StageVote[];
-  readonly route: readonly (readonly string[])[];
-  /** Time of this step in the swarm and the fastest compute per stage, in ms. */
-  readonly stepMs: number;
-  readonly computeMs: readonly number[];
-}
+/** One verified token as the coordinator streams it (the chat event without its request id). */
+export type TokenUpdate = Omit<TokenEvent, 'requestId'>;
 
 export interface Completion {
   readonly promptTokens: number[];

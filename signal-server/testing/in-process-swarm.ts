@@ -151,37 +151,27 @@ export async function runInProcess(
   const streamed: number[] = [];
   const stepMs: number[] = [];
   const votes: number[][] = [];
+  const result = (r: { tokens: number[]; finishReason: 'stop' | 'length' | null }, totalMs: number, error: GenerationError | null) => ({
+    ...r,
+    streamed,
+    votes,
+    audit,
+    computedBy,
+    replacements: session.replacements,
+    stepMs,
+    totalMs,
+    error,
+  });
+  const t0 = performance.now();
   try {
-    const t0 = performance.now();
     const r = await session.run(promptIds, tokens, sampling, (t, rec) => {
       stepMs.push(rec.ms);
       streamed.push(t);
       votes.push(rec.votes.map((v) => v.agreed));
     });
-    return {
-      ...r,
-      streamed,
-      votes,
-      audit,
-      computedBy,
-      replacements: session.replacements,
-      stepMs,
-      totalMs: performance.now() - t0,
-      error: null,
-    };
+    return result(r, performance.now() - t0, null);
   } catch (e) {
-    return {
-      tokens: [],
-      finishReason: null,
-      streamed,
-      votes,
-      audit,
-      computedBy,
-      replacements: session.replacements,
-      stepMs,
-      totalMs: 0,
-      error: e as GenerationError,
-    };
+    return result({ tokens: [], finishReason: null }, 0, e as GenerationError);
   } finally {
     // Let stragglers' late reports reach the audit.
     await new Promise((r) => setTimeout(r, 50));
