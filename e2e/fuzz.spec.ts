@@ -6,6 +6,7 @@
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../shared/model/sampling.js';
+import { CLIENT_EVENTS } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
 
@@ -14,19 +15,7 @@ const MESSAGES = 3000;
 const FUZZERS = 6;
 const TOKENS = 24;
 const PROMPT = 'It is a truth universally acknowledged';
-const EVENTS = [
-  'volunteer:hello',
-  'volunteer:ready',
-  'signal',
-  'session:joined',
-  'step:digest',
-  'step:logits',
-  'step:failed',
-  'chat:generate',
-  'admin:shutdown',
-  '__proto__',
-  '',
-];
+const EVENTS: readonly string[] = [...CLIENT_EVENTS, 'admin:shutdown', '__proto__', ''];
 
 let e: E2eSwarm;
 beforeAll(async () => {

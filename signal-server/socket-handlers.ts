@@ -4,7 +4,7 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import type { SamplingParams } from '../shared/model/sampling.js';
 import type { Tokenizer } from '../shared/model/tokenizer.js';
 import type { WireErrorCode } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, TokenEvent } from '../shared/protocol/messages.js';
+import { CLIENT_EVENTS, type ClientToServerEvents, type ServerToClientEvents, type TokenEvent } from '../shared/protocol/messages.js';
 import {
   parseDigest,
   parseFailure,
@@ -30,16 +30,7 @@ interface SocketData {
 export type SwarmServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type SwarmSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-const KNOWN_EVENTS = new Set<string>([
-  'volunteer:hello',
-  'volunteer:ready',
-  'signal',
-  'session:joined',
-  'step:digest',
-  'step:logits',
-  'step:failed',
-  'chat:generate',
-]);
+const KNOWN_EVENTS = new Set<string>(CLIENT_EVENTS);
 
 export interface ServedModelInfo {
   readonly modelId: string;

@@ -158,6 +158,18 @@ export interface GenerateDone {
   readonly text: string;
 }
 
+/** The names of every client-to-server event, for checks at runtime (anything else is refused). */
+export const CLIENT_EVENTS = [
+  'volunteer:hello',
+  'volunteer:ready',
+  'signal',
+  'session:joined',
+  'step:digest',
+  'step:logits',
+  'step:failed',
+  'chat:generate',
+] as const satisfies readonly (keyof ClientToServerEvents)[];
+
 export interface ClientToServerEvents {
   'volunteer:hello': (m: VolunteerHello) => void;
   'volunteer:ready': (m: StageReady) => void;
