@@ -72,6 +72,7 @@ function tokenizerOf(m: ServedStages): Tokenizer {
  */
 export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const log = opts.log ?? (() => {});
+  const startedAt = Math.floor(Date.now() / 1000);
   const listings: ModelListing[] = opts.models.map((m) => ({
     modelId: m.manifest.modelId,
     stages: m.manifest.stages.length,
@@ -95,6 +96,14 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       if (coordinator === null)
         sendJson(res, 503, { error: { type: 'server_error', code: 'ERR_NO_ROUTE', message: 'no model is served' } });
       else handleCompletions(req, res, coordinator, first?.modelId ?? '', log);
+      return;
+    }
+    if (url.pathname === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // OpenAI's model list, so that existing clients can discover what is served.
+      sendJson(res, 200, {
+        object: 'list',
+        data: listings.map((m) => ({ id: m.modelId, object: 'model', created: startedAt, owned_by: 'webswarm' })),
+      });
       return;
     }
     if (url.pathname === '/api/swarm') {

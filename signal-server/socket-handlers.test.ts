@@ -131,6 +131,14 @@ describe('volunteers over Socket.IO', () => {
     expect(body.error.message).toMatch(/stage 0 of tiny-untied has no ready volunteer \(1 assigned, 2 wanted\); waited 300 ms/);
   });
 
+  it("lists the served model in OpenAI's shape", async () => {
+    const res = await fetch(`${server.address().url}/v1/models`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { object: string; data: { id: string; object: string; owned_by: string }[] };
+    expect(body.object).toBe('list');
+    expect(body.data.map((m) => [m.id, m.object, m.owned_by])).toEqual([['tiny-untied', 'model', 'webswarm']]);
+  });
+
   it('relays signals only between linked peers, with the sender id set by the server', async () => {
     const a = await volunteer();
     const b = await volunteer();
