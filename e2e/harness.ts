@@ -1,6 +1,5 @@
 // End-to-end harness: Debian's Chromium through playwright-core, and a real
 // webswarm server on port 0 serving the built web app and real stage files.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,13 +11,8 @@ import { createSignalServer, type ServedStages, type SignalServer } from '../sig
 import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
 import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 
+export { buildWebApp } from '../tools/build-web.js';
 export { launchChromium } from '../tools/local-swarm.js';
-
-/** Builds the web app once per test run (vite build into dist/). */
-export function buildWebApp(): void {
-  const r = spawnSync(process.execPath, ['node_modules/vite/bin/vite.js', 'build', '--logLevel', 'warn'], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`vite build failed (${r.status})`);
-}
 
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],

@@ -4,8 +4,8 @@
  * Chromium volunteer tabs (by default enough for every stage to reach its
  * redundancy; 0 for none). Settings come from the environment (signal-server/main.ts).
  */
-import { spawnSync } from 'node:child_process';
 import { optionsFromEnv, startServer } from '../signal-server/main.js';
+import { buildWebApp } from './build-web.js';
 import { cliArgs, runCli } from './cli-args.js';
 import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
 
@@ -25,8 +25,7 @@ runCli(async () => {
   if (!Number.isInteger(volunteers) || volunteers < 0 || volunteers > 64)
     throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
   log('building the web app (vite build)…');
-  const build = spawnSync(process.execPath, ['node_modules/vite/bin/vite.js', 'build', '--logLevel', 'warn'], { stdio: 'inherit' });
-  if (build.status !== 0) throw new Error(`vite build failed with exit code ${build.status}`);
+  buildWebApp();
   const server = await startServer(options, log);
   const { url } = server.address();
   log(`webswarm is listening at ${url}/`);
