@@ -211,6 +211,8 @@ export class SwarmCoordinator {
       this.clientKeys.delete(id);
       this.links.drop(id);
       for (const s of this.sessions.values()) this.failOver(s, id);
+      // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned).
+      this.audit.forget(id);
       for (const move of this.registry.leave(id)) {
         this.sockets
           .get(move.volunteer)

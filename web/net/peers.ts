@@ -44,10 +44,6 @@ export class PeerMesh {
     return true;
   }
 
-  isConnected(remote: string): boolean {
-    return this.peers.get(remote)?.peer.connected ?? false;
-  }
-
   close(): void {
     for (const e of this.peers.values()) e.peer.destroy();
     this.peers.clear();
