@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
+import { createLogger, silentLogger } from '../signal-server/log.js';
 import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { createSignalServer, type ServedStages, type SignalServer } from '../signal-server/server.js';
@@ -17,7 +18,7 @@ export { launchChromium } from '../tools/local-swarm.js';
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
   cacheRoot: string,
-  extra: { redundancy?: number; allowFaults?: boolean; port?: number; quiet?: boolean } = {},
+  extra: { redundancy?: number; allowFaults?: boolean; port?: number; quiet?: boolean; apiKeys?: string[]; ratePerMinute?: number } = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
@@ -32,7 +33,10 @@ export async function startTestServer(
     models: served,
     redundancy: extra.redundancy ?? 3,
     allowFaults: extra.allowFaults ?? false,
-    log: extra.quiet === true ? () => {} : (l) => process.stderr.write(`[server] ${l}\n`),
+    // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
+    ratePerMinute: extra.ratePerMinute ?? 0,
+    apiKeys: extra.apiKeys ?? [],
+    logger: extra.quiet === true ? silentLogger : createLogger('info', process.stderr),
   });
   await server.ready;
   return server;

@@ -1,13 +1,14 @@
 /**
- * Starts the webswarm server from the environment:
- *   PORT (default 8080), HOST (default 127.0.0.1), MODEL (default austen-2m; an id under models/ or a folder),
- *   STAGES (default 3), WEB_ROOT (default dist), STAGE_CACHE (default .cache/stages), REDUNDANCY (default 3),
- *   WEBSWARM_MODE (production | demo | test; default production, which refuses fault-injecting volunteers)
+ * Starts the webswarm server. Every setting comes from a flag or the
+ * environment (the flag wins); SETTINGS below is the list, with defaults,
+ * and README's table is made from it.
  */
 import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
-import { createSignalServer, type SignalServer } from './server.js';
+import { createSignalServer, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
   readonly port: number;
@@ -19,35 +20,107 @@ export interface StartOptions {
   readonly redundancy: number;
   /** production (default) refuses volunteers that inject faults; demo and test accept them. */
   readonly mode: 'production' | 'demo' | 'test';
+  readonly apiKeys: readonly string[];
+  readonly ratePerMinute: number;
+  readonly maxBodyBytes: number;
+  readonly logLevel: LogLevel;
 }
 
-function modeOf(raw: string | undefined): StartOptions['mode'] {
-  if (raw === undefined || raw === '' || raw === 'production') return 'production';
-  if (raw === 'demo' || raw === 'test') return raw;
-  throw new Error(`WEBSWARM_MODE must be production, demo or test, got "${raw}"`);
+interface Setting {
+  readonly env: string;
+  readonly flag: string;
+  readonly fallback: string;
+  readonly help: string;
 }
 
-export function optionsFromEnv(env: NodeJS.ProcessEnv): StartOptions {
-  const int = (name: string, fallback: number, min: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+/** Every server setting: environment variable, flag, default and meaning. */
+export const SETTINGS = {
+  port: { env: 'PORT', flag: 'port', fallback: '8080', help: 'HTTP port (0 = any free port)' },
+  host: { env: 'HOST', flag: 'host', fallback: '127.0.0.1', help: 'address to listen on (0.0.0.0 for every interface)' },
+  model: {
+    env: 'MODEL',
+    flag: 'model',
+    fallback: DEFAULT_MODEL,
+    help: 'model: a folder name under models/, or a path to a Hugging Face folder',
+  },
+  stages: { env: 'STAGES', flag: 'stages', fallback: String(DEFAULT_STAGES), help: 'pipeline stages the model is split into' },
+  redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
+  webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
+  stageCache: { env: 'STAGE_CACHE', flag: 'stage-cache', fallback: STAGE_CACHE, help: 'where built stage files are kept' },
+  mode: {
+    env: 'WEBSWARM_MODE',
+    flag: 'mode',
+    fallback: 'production',
+    help: 'production refuses fault-injecting volunteers; demo and test accept them',
+  },
+  apiKeys: {
+    env: 'API_KEYS',
+    flag: 'api-keys',
+    fallback: '',
+    help: 'comma-separated keys for the /v1 API (Authorization: Bearer); empty = open',
+  },
+  ratePerMinute: {
+    env: 'RATE_LIMIT_PER_MINUTE',
+    flag: 'rate-limit',
+    fallback: '60',
+    help: 'API requests per minute per key (per address when open); 0 = no limit',
+  },
+  maxBodyBytes: {
+    env: 'MAX_BODY_BYTES',
+    flag: 'max-body-bytes',
+    fallback: String(DEFAULT_MAX_BODY_BYTES),
+    help: 'largest API request body',
+  },
+  logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
+} as const satisfies Record<keyof StartOptions, Setting>;
+
+/** The settings as parseArgs options (all strings), for CLIs that take them as flags. */
+export const SETTING_FLAGS = Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }])) as Record<
+  (typeof SETTINGS)[keyof typeof SETTINGS]['flag'],
+  { type: 'string' }
+>;
+
+/** Reads the settings: a flag's value, else the environment's, else the default; a bad value throws naming it. */
+export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<string, string | boolean | undefined>> = {}): StartOptions {
+  const raw = (s: Setting): { value: string; from: string } => {
+    const f = flags[s.flag];
+    if (typeof f === 'string') return { value: f, from: `--${s.flag}` };
+    const e = env[s.env];
+    if (e !== undefined && e !== '') return { value: e, from: s.env };
+    return { value: s.fallback, from: `the default of ${s.env}` };
+  };
+  const int = (s: Setting, min: number): number => {
+    const { value, from } = raw(s);
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${from} must be an integer ≥ ${min}, got "${value}"`);
     return n;
   };
+  const oneOf = <T extends string>(s: Setting, allowed: readonly T[]): T => {
+    const { value, from } = raw(s);
+    if (!(allowed as readonly string[]).includes(value)) throw new Error(`${from} must be one of ${allowed.join(', ')}, got "${value}"`);
+    return value as T;
+  };
   return {
-    port: int('PORT', 8080, 0),
-    host: env.HOST || '127.0.0.1',
-    model: env.MODEL || DEFAULT_MODEL,
-    stages: int('STAGES', DEFAULT_STAGES, 1),
-    webRoot: env.WEB_ROOT || 'dist',
-    stageCache: env.STAGE_CACHE || STAGE_CACHE,
-    redundancy: int('REDUNDANCY', 3, 1),
-    mode: modeOf(env.WEBSWARM_MODE),
+    port: int(SETTINGS.port, 0),
+    host: raw(SETTINGS.host).value,
+    model: raw(SETTINGS.model).value,
+    stages: int(SETTINGS.stages, 1),
+    webRoot: raw(SETTINGS.webRoot).value,
+    stageCache: raw(SETTINGS.stageCache).value,
+    redundancy: int(SETTINGS.redundancy, 1),
+    mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
+    apiKeys: raw(SETTINGS.apiKeys)
+      .value.split(',')
+      .map((k) => k.trim())
+      .filter((k) => k !== ''),
+    ratePerMinute: int(SETTINGS.ratePerMinute, 0),
+    maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
+    logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
   };
 }
 
-export async function startServer(o: StartOptions, log: (line: string) => void): Promise<SignalServer> {
+export async function startServer(o: StartOptions, logger: Logger = createLogger(o.logLevel)): Promise<SignalServer> {
+  const log = (line: string) => logger.info(line);
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
@@ -62,7 +135,10 @@ export async function startServer(o: StartOptions, log: (line: string) => void):
     models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition) }],
     redundancy: o.redundancy,
     allowFaults: o.mode !== 'production',
-    log,
+    apiKeys: o.apiKeys,
+    ratePerMinute: o.ratePerMinute,
+    maxBodyBytes: o.maxBodyBytes,
+    logger,
   });
   await server.ready;
   return server;
@@ -70,15 +146,23 @@ export async function startServer(o: StartOptions, log: (line: string) => void):
 
 const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
 if (isMain) {
-  const log = (line: string) => process.stdout.write(`${line}\n`);
-  startServer(optionsFromEnv(process.env), log)
+  let options: StartOptions;
+  try {
+    options = optionsFrom(process.env, parseArgs({ options: SETTING_FLAGS, strict: true }).values);
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(options.logLevel);
+  startServer(options, logger)
     .then((s) => {
-      log(`webswarm listening on ${s.address().url}`);
+      logger.info({ url: s.address().url }, `webswarm listening on ${s.address().url}`);
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     })
     .catch((e: unknown) => {
+      logger.fatal(e instanceof Error ? e.message : String(e));
       process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);
     });

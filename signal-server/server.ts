@@ -5,8 +5,12 @@ import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
-import { handleCompletions } from './api/completions.js';
+import { AccessControl } from './api/access.js';
+import { handleOpenAiGeneration, sendApiError } from './api/completions.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
+import { type Logger, silentLogger } from './log.js';
+import { SwarmMetrics } from './metrics.js';
 import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
 
 /** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
@@ -35,8 +39,18 @@ export interface SignalServerOptions {
   readonly joinTimeoutMs?: number;
   /** How long one step waits for a majority of the last stage (default 30 s). */
   readonly stepTimeoutMs?: number;
-  readonly log?: (line: string) => void;
+  /** Accepted `Authorization: Bearer` keys for /v1; empty or absent = the API is open. */
+  readonly apiKeys?: readonly string[];
+  /** API requests per minute per key (or per client address when open); 0 = no limit (default 60). */
+  readonly ratePerMinute?: number;
+  /** Largest API request body (default 64 KiB). */
+  readonly maxBodyBytes?: number;
+  /** Structured logs (pino); silent by default. */
+  readonly logger?: Logger;
 }
+
+/** Default largest API request body. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
@@ -71,7 +85,8 @@ function tokenizerOf(m: ServedStages): Tokenizer {
  * A factory: it reads no environment and listens where it is told.
  */
 export function createSignalServer(opts: SignalServerOptions): SignalServer {
-  const log = opts.log ?? (() => {});
+  const logger = opts.logger ?? silentLogger;
+  const log = (line: string) => logger.info(line);
   const startedAt = Math.floor(Date.now() / 1000);
   const listings: ModelListing[] = opts.models.map((m) => ({
     modelId: m.manifest.modelId,
@@ -92,18 +107,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/v1/completions') {
-      if (coordinator === null)
-        sendJson(res, 503, { error: { type: 'server_error', code: 'ERR_NO_ROUTE', message: 'no model is served' } });
-      else handleCompletions(req, res, coordinator, first?.modelId ?? '', log);
+    if (url.pathname.startsWith('/v1/')) {
+      handleApi(req, res, url.pathname);
       return;
     }
-    if (url.pathname === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
-      // OpenAI's model list, so that existing clients can discover what is served.
-      sendJson(res, 200, {
-        object: 'list',
-        data: listings.map((m) => ({ id: m.modelId, object: 'model', created: startedAt, owned_by: 'webswarm' })),
-      });
+    if (url.pathname === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-cache' });
+          res.end(text);
+        },
+        (e: unknown) => sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: `metrics failed: ${(e as Error).message}` } }),
+      );
       return;
     }
     if (url.pathname === '/api/swarm') {
@@ -141,6 +156,58 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} not found` } });
   };
 
+  // The OpenAI-compatible API: CORS-open (its callers are other sites and tools), keys and rate limits in front.
+  const handleApi = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+    res.setHeader('access-control-allow-origin', '*');
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'access-control-allow-methods': 'GET, POST, OPTIONS',
+        'access-control-allow-headers':
+          'authorization, content-type, openai-organization, openai-project, x-stainless-os, x-stainless-lang',
+        'access-control-max-age': '600',
+      });
+      res.end();
+      return;
+    }
+    const t0 = performance.now();
+    res.once('finish', () => {
+      metrics.httpRequests.inc({ route: path.length <= 32 ? path : 'other', status: String(res.statusCode) });
+      logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
+    });
+    if (path === '/v1/completions' || path === '/v1/chat/completions') {
+      void handleOpenAiGeneration(req, res, path === '/v1/completions' ? 'completion' : 'chat', api);
+      return;
+    }
+    if (path === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
+      const admitted = access.admit(req);
+      if (!admitted.ok) {
+        if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
+        sendApiError(
+          res,
+          admitted.status,
+          admitted.status === 401 ? 'authentication_error' : 'rate_limit_error',
+          admitted.code,
+          admitted.message,
+        );
+        return;
+      }
+      // OpenAI's model list, so that existing clients can discover what is served.
+      sendJson(res, 200, {
+        object: 'list',
+        data: listings.map((m) => ({ id: m.modelId, object: 'model', created: startedAt, owned_by: 'webswarm' })),
+      });
+      return;
+    }
+    const known = ['/v1/models', '/v1/completions', '/v1/chat/completions'].includes(path);
+    sendApiError(
+      res,
+      known ? 405 : 404,
+      'invalid_request_error',
+      known ? 'method_not_allowed' : 'not_found',
+      known ? `${req.method} is not allowed on ${path}` : `${path} is not an endpoint of this server`,
+    );
+  };
+
   const server = createServer((req, res) => {
     try {
       handle(req, res);
@@ -173,6 +240,24 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           },
           log,
         );
+  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
+  const api = {
+    coordinator,
+    modelIds: listings.map((m) => m.modelId),
+    access,
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    log,
+  };
+  const metrics = new SwarmMetrics(coordinator);
+  const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
+  io.on('connection', (socket) => {
+    let subscribed = false;
+    socket.on('dashboard:subscribe', () => {
+      if (subscribed || feed === null) return;
+      subscribed = true;
+      feed.subscribe(socket);
+    });
+  });
   const ready = new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -190,6 +275,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     async close() {
       coordinator?.shutdown();
+      feed?.close();
       // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.
       await new Promise((r) => setTimeout(r, 100));
       await new Promise<void>((resolve) => {

@@ -2,9 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import type { SamplingParams } from '../shared/model/sampling.js';
-import type { Tokenizer } from '../shared/model/tokenizer.js';
+import type { ChatMessage, Tokenizer } from '../shared/model/tokenizer.js';
 import type { WireErrorCode } from '../shared/protocol/errors.js';
-import { CLIENT_EVENTS, type ClientToServerEvents, type ServerToClientEvents, type TokenEvent } from '../shared/protocol/messages.js';
+import {
+  CLIENT_EVENTS,
+  type ClientToServerEvents,
+  type ServerToClientEvents,
+  type TokenEvent,
+  type VolunteerView,
+} from '../shared/protocol/messages.js';
 import {
   parseDigest,
   parseFailure,
@@ -19,8 +25,10 @@ import {
 import { Audit, type AuditCounts } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
 import { Links } from './coordinator/links.js';
+import type { SwarmObserver } from './coordinator/observer.js';
 import { Registry } from './coordinator/registry.js';
 import { BanList, reputation, shouldEvict } from './coordinator/reputation.js';
+import { TextStream } from './coordinator/text-stream.js';
 
 interface SocketData {
   role: 'volunteer' | 'requester';
@@ -44,6 +52,10 @@ export interface CompletionRequest {
   readonly prompt: string;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
+  /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */
+  readonly stop?: readonly string[];
+  /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
+  readonly signal?: AbortSignal;
 }
 
 /** One verified token as the coordinator streams it (the chat event without its request id). */
@@ -83,6 +95,7 @@ export class SwarmCoordinator {
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
   private readonly finished = new Map<number, GenerationSession>();
   private nextSessionId = 1;
+  private readonly observers: SwarmObserver[] = [];
 
   constructor(
     private readonly io: SwarmServer,
@@ -303,6 +316,21 @@ export class SwarmCoordinator {
     for (const s of this.sessions.values()) s.abort(e);
   }
 
+  /** Adds an observer of tokens and generations (metrics, the dashboard). */
+  observe(o: SwarmObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Generations running now. */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** The prompt for a chat, by the model's chat template. */
+  chatPrompt(messages: readonly ChatMessage[]): string {
+    return this.model.tokenizer.chatPrompt(messages);
+  }
+
   /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
   async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
     if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
@@ -315,7 +343,13 @@ export class SwarmCoordinator {
         `prompt (${promptTokens.length} tokens) + max_tokens (${req.maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
-    const route = await this.pickRoute();
+    let route: string[][];
+    try {
+      route = await this.pickRoute();
+    } catch (e) {
+      for (const o of this.observers) o.onGeneration?.(e instanceof GenerationError ? e.code : 'ERR_INTERNAL', 0);
+      throw e;
+    }
     const sessionId = this.nextSessionId++;
     for (let s = 0; s + 1 < route.length; s++)
       for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
@@ -345,15 +379,15 @@ export class SwarmCoordinator {
       },
     );
     this.sessions.set(sessionId, session);
-    let shown = '';
+    const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
+    if (req.signal?.aborted === true) cancel();
+    req.signal?.addEventListener('abort', cancel, { once: true });
+    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
     const sofar: number[] = [];
     try {
       const r = await session.run(promptTokens, req.maxTokens, req.sampling, (token, rec) => {
         sofar.push(token);
-        const text = tokenizer.decode(sofar);
-        // Hold back a piece that ends inside a multi-byte character until it is whole.
-        const piece = text.endsWith('\uFFFD') || !text.startsWith(shown) ? '' : text.slice(shown.length);
-        shown += piece;
+        const piece = stream.push(sofar);
         onToken?.({
           index: sofar.length - 1,
           token,
@@ -363,11 +397,20 @@ export class SwarmCoordinator {
           stepMs: rec.ms,
           computeMs: rec.computeMs,
         });
+        for (const o of this.observers) o.onToken?.(rec.ms, rec.votes);
+        return stream.stopped;
       });
-      const text = tokenizer.decode(r.tokens);
+      stream.finish(r.tokens);
+      const text = stream.text;
       this.log(`session ${sessionId}: ${r.tokens.length} tokens, ${r.finishReason}`);
+      for (const o of this.observers) o.onGeneration?.('ok', r.tokens.length);
       return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route: session.route.map((ids) => [...ids]) };
+    } catch (e) {
+      const outcome = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
+      for (const o of this.observers) o.onGeneration?.(outcome, sofar.length);
+      throw e;
     } finally {
+      req.signal?.removeEventListener('abort', cancel);
       this.sessions.delete(sessionId);
       this.finished.set(sessionId, session);
       if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
@@ -379,11 +422,27 @@ export class SwarmCoordinator {
     return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage() };
   }
 
-  /** Every volunteer with its stage, backend and audit counts. */
-  volunteers(): { id: string; stage: number; backend: string; ready: boolean; agreed: number; disagreed: number }[] {
+  /** Every volunteer with its stage, backend, state and audit counts. */
+  volunteers(): VolunteerView[] {
+    const busy = new Set<string>();
+    for (const s of this.sessions.values()) for (const id of s.route.flat()) busy.add(id);
     return this.registry.all().map((v) => {
       const counts = this.audit.get(v.id);
-      return { id: v.id, stage: v.stage, backend: v.backend, ready: v.ready, ...counts, reputation: reputation(counts) };
+      const state = !v.ready ? 'loading' : busy.has(v.id) ? 'busy' : 'ready';
+      return {
+        id: v.id,
+        stage: v.stage,
+        backend: v.backend,
+        adapter: v.adapter,
+        state,
+        ready: v.ready,
+        ...counts,
+        reputation: reputation(counts),
+      };
     });
+  }
+
+  get modelInfo(): { modelId: string; stages: number; redundancy: number } {
+    return { modelId: this.model.modelId, stages: this.model.numStages, redundancy: this.options.redundancy };
   }
 }

@@ -1,6 +1,12 @@
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { ModelError } from './errors.js';
 
+/** One message of a chat, as OpenAI's chat completions take it. */
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
 /**
  * A Hugging Face tokenizer.json, encoded and decoded by @lenml/tokenizers
  * (a maintained port of transformers.js's tokenizers) rather than by hand.
@@ -40,6 +46,26 @@ export class Tokenizer {
   /** Token ids of `text`, without special tokens added around it. */
   encode(text: string): number[] {
     return this.inner.encode(text, { add_special_tokens: false });
+  }
+
+  /**
+   * The prompt for a chat: the tokenizer_config.json's Jinja `chat_template` when the model has one,
+   * else a plain "role: content" transcript; ends where the assistant's reply begins.
+   */
+  chatPrompt(messages: readonly ChatMessage[]): string {
+    if (this.inner.chat_template === undefined || this.inner.chat_template === null) {
+      return `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}\nassistant:`;
+    }
+    try {
+      const out = this.inner.apply_chat_template(
+        messages.map((m) => ({ role: m.role, content: m.content })),
+        { tokenize: false, add_generation_prompt: true },
+      );
+      if (typeof out !== 'string') throw new Error('the template did not give text');
+      return out;
+    } catch (e) {
+      throw new ModelError('ERR_MODEL_BAD_TOKENIZER', 'tokenizer_config.json', `chat_template failed: ${(e as Error).message}`);
+    }
   }
 
   /** Text of `ids`; special tokens are kept so that nothing is hidden. */

@@ -14,7 +14,8 @@ export type WireErrorCode =
   | 'ERR_FAULTS_REFUSED'
   | 'ERR_EVICTED'
   | 'ERR_BANNED'
-  | 'ERR_SHUTTING_DOWN';
+  | 'ERR_SHUTTING_DOWN'
+  | 'ERR_CANCELLED';
 
 export interface WireError {
   readonly code: WireErrorCode;

@@ -133,7 +133,10 @@ export interface GenerateRequest {
 /** How each stage voted on one step. */
 export interface StageVote {
   readonly stage: number;
+  /** Replicas whose output agreed with the accepted one when the token was accepted. */
   readonly agreed: number;
+  /** Replicas whose output had arrived and disagreed (or failed); the rest had not answered yet. */
+  readonly disagreed: number;
   readonly replicas: number;
 }
 
@@ -168,6 +171,7 @@ export const CLIENT_EVENTS = [
   'step:logits',
   'step:failed',
   'chat:generate',
+  'dashboard:subscribe',
 ] as const satisfies readonly (keyof ClientToServerEvents)[];
 
 export interface ClientToServerEvents {
@@ -179,6 +183,8 @@ export interface ClientToServerEvents {
   'step:logits': (m: StepLogits) => void;
   'step:failed': (m: StepFailure) => void;
   'chat:generate': (m: GenerateRequest) => void;
+  /** Joins the dashboard's feed: a snapshot now, an update every second. */
+  'dashboard:subscribe': () => void;
 }
 
 export interface ServerToClientEvents {
@@ -195,4 +201,47 @@ export interface ServerToClientEvents {
   'chat:error': (m: WireError & { readonly requestId: string }) => void;
   'swarm:status': (m: { readonly volunteers: number; readonly replicasPerStage: readonly number[] }) => void;
   'server:error': (e: WireError) => void;
+  'dashboard:snapshot': (m: DashboardSnapshot) => void;
+  'dashboard:update': (m: DashboardUpdate) => void;
+}
+
+/** One volunteer as the dashboard and /api/swarm show it. */
+export interface VolunteerView {
+  readonly id: string;
+  readonly stage: number;
+  readonly backend: Backend;
+  readonly adapter: string | null;
+  /** loading its stage, ready for a session, or computing one now. */
+  readonly state: 'loading' | 'ready' | 'busy';
+  readonly ready: boolean;
+  readonly agreed: number;
+  readonly disagreed: number;
+  readonly reputation: number;
+}
+
+/** The swarm over one sampling interval. */
+export interface DashboardSample {
+  /** ms since the epoch at the end of the interval. */
+  readonly t: number;
+  readonly tokensPerS: number;
+  readonly volunteers: number;
+  /** Replica outputs when each token was accepted. */
+  readonly agreed: number;
+  readonly disagreed: number;
+  readonly missing: number;
+}
+
+export interface DashboardUpdate {
+  readonly sample: DashboardSample;
+  readonly volunteers: readonly VolunteerView[];
+  readonly sessions: number;
+}
+
+export interface DashboardSnapshot extends DashboardUpdate {
+  readonly modelId: string;
+  readonly stages: number;
+  readonly redundancy: number;
+  readonly intervalMs: number;
+  /** The samples so far, oldest first (at most the last five minutes). */
+  readonly history: readonly DashboardSample[];
 }

@@ -1,36 +1,54 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { GenerationError } from '../coordinator/generation.js';
-import { sendJson } from '../http/static-files.js';
-import type { SwarmCoordinator } from '../socket-handlers.js';
+import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
+import type { Completion, SwarmCoordinator, TokenUpdate } from '../socket-handlers.js';
+import type { AccessControl } from './access.js';
+import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 
-/** Largest request body accepted. */
-export const MAX_BODY_BYTES = 64 * 1024;
-
-interface CompletionBody {
-  readonly prompt: string;
-  readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP: number;
-  readonly seed: number;
+/** What the OpenAI-compatible endpoints need from the server. */
+export interface ApiContext {
+  readonly coordinator: SwarmCoordinator | null;
+  readonly modelIds: readonly string[];
+  readonly access: AccessControl;
+  readonly maxBodyBytes: number;
+  readonly log: (line: string) => void;
 }
 
-function errorBody(type: string, code: string, message: string) {
-  return { error: { type, code, message } };
+type ErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
+
+/** An error in OpenAI's shape: { error: { message, type, param, code } }. */
+export function sendApiError(
+  res: ServerResponse,
+  status: number,
+  type: ErrorType,
+  code: string,
+  message: string,
+  param: string | null = null,
+): void {
+  sendJson(res, status, { error: { message, type, param, code } });
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+class BodyTooLarge extends Error {}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      reject(new BodyTooLarge(`the body is ${declared} bytes; at most ${limit}`));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (c: Buffer) => {
       size += c.byteLength;
-      if (size > MAX_BODY_BYTES) {
+      if (size > limit) {
         // Stop keeping the body but let it drain, so that the 413 reaches the client.
         req.off('data', onData);
         req.resume();
-        reject(new Error(`the body is over ${MAX_BODY_BYTES} bytes`));
+        reject(new BodyTooLarge(`the body is over ${limit} bytes`));
         return;
       }
       chunks.push(c);
@@ -41,90 +59,184 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-/** Checks a completion body in OpenAI's shape; returns the values or a message naming the bad field. */
-export function parseCompletionBody(raw: unknown, modelId: string): CompletionBody | string {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'the body must be a JSON object';
-  const b = raw as Record<string, unknown>;
-  if (b.model !== undefined && b.model !== modelId) return `model ${JSON.stringify(b.model)} is not served here (served: ${modelId})`;
-  if (typeof b.prompt !== 'string' || b.prompt.length === 0 || b.prompt.length > MAX_PROMPT_CHARS)
-    return `prompt must be a string of 1..${MAX_PROMPT_CHARS} characters`;
-  const maxTokens = b.max_tokens ?? 16;
-  if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_GENERATE_TOKENS)
-    return `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`;
-  const temperature = b.temperature ?? 1;
-  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2)) return 'temperature must be a number in [0, 2]';
-  const topP = b.top_p ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) return 'top_p must be a number in (0, 1]';
-  const seed = b.seed ?? 0;
-  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) return 'seed must be an integer in [0, 2^32)';
-  if (b.stream === true) return 'stream is not supported yet on this endpoint';
-  if (b.n !== undefined && b.n !== 1) return 'n must be 1';
-  return { prompt: b.prompt, maxTokens, temperature, topP, seed };
+/** HTTP status of a generation failure: the client's fault 400, the swarm's state 503. */
+export function statusOfGenerationError(code: WireErrorCode | 'ERR_INTERNAL'): number {
+  if (code === 'ERR_BAD_REQUEST') return 400;
+  if (code === 'ERR_NO_ROUTE' || code === 'ERR_NO_QUORUM' || code === 'ERR_STEP_TIMEOUT' || code === 'ERR_SHUTTING_DOWN') return 503;
+  return 500;
 }
 
-/** POST /v1/completions: a minimal OpenAI-compatible completion through the swarm. */
-export async function handleCompletions(
+/** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
+function voteOf(u: TokenUpdate) {
+  return { index: u.index, token: u.token, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
+}
+
+/** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
+class EventStream {
+  private started = false;
+  constructor(private readonly res: ServerResponse) {}
+  send(data: unknown): void {
+    if (!this.started) {
+      this.started = true;
+      this.res.writeHead(200, {
+        ...ISOLATION_HEADERS,
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      });
+    }
+    this.res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  }
+  get isStarted(): boolean {
+    return this.started;
+  }
+}
+
+/** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
+export async function handleOpenAiGeneration(
   req: IncomingMessage,
   res: ServerResponse,
-  coordinator: SwarmCoordinator,
-  modelId: string,
-  log: (l: string) => void,
+  kind: 'completion' | 'chat',
+  ctx: ApiContext,
 ): Promise<void> {
-  if (req.method !== 'POST') {
-    sendJson(res, 405, errorBody('invalid_request_error', 'method_not_allowed', 'use POST'));
-    return;
+  if (req.method !== 'POST') return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
+  const admitted = ctx.access.admit(req);
+  if (!admitted.ok) {
+    if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
+    req.resume();
+    return sendApiError(
+      res,
+      admitted.status,
+      admitted.status === 401 ? 'authentication_error' : 'rate_limit_error',
+      admitted.code,
+      admitted.message,
+    );
   }
-  let body: CompletionBody | string;
+  let text: string;
   try {
-    const text = await readBody(req);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      raw = Symbol('not json');
-    }
-    body = typeof raw === 'symbol' ? 'the body is not valid JSON' : parseCompletionBody(raw, modelId);
+    text = await readBody(req, ctx.maxBodyBytes);
   } catch (e) {
     res.setHeader('connection', 'close');
-    sendJson(res, 413, errorBody('invalid_request_error', 'body_too_large', (e as Error).message));
-    return;
+    if (e instanceof BodyTooLarge) return sendApiError(res, 413, 'invalid_request_error', 'body_too_large', e.message);
+    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
   }
-  if (typeof body === 'string') {
-    sendJson(
-      res,
-      body.includes('is not served') ? 404 : 400,
-      errorBody('invalid_request_error', body.includes('is not served') ? 'model_not_found' : 'invalid_request', body),
-    );
-    return;
-  }
+  let raw: unknown;
   try {
-    const votes: unknown[] = [];
+    raw = JSON.parse(text);
+  } catch {
+    return sendApiError(res, 400, 'invalid_request_error', 'invalid_json', 'the body is not valid JSON');
+  }
+  const p: CompletionParams | ChatParams | BodyError =
+    kind === 'chat' ? parseChatBody(raw, ctx.modelIds) : parseCompletionBody(raw, ctx.modelIds);
+  if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
+  const coordinator = ctx.coordinator;
+  if (coordinator === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
+  const modelId = ctx.modelIds[0] as string;
+  let prompt: string;
+  try {
+    prompt = p.kind === 'chat' ? coordinator.chatPrompt(p.messages) : p.prompt;
+  } catch (e) {
+    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
+  }
+
+  const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  const object = kind === 'chat' ? (p.stream ? 'chat.completion.chunk' : 'chat.completion') : 'text_completion';
+  const head = { id, object, created, model: modelId, ...(kind === 'chat' ? { system_fingerprint: null } : {}) };
+  const choiceOf = (piece: string, finish: 'stop' | 'length' | null, first: boolean) =>
+    kind === 'chat'
+      ? {
+          index: 0,
+          delta: finish !== null ? {} : first ? { role: 'assistant', content: piece } : { content: piece },
+          logprobs: null,
+          finish_reason: finish,
+        }
+      : { index: 0, text: piece, logprobs: null, finish_reason: finish };
+  const usageOf = (c: Completion) => ({
+    prompt_tokens: c.promptTokens.length,
+    completion_tokens: c.tokens.length,
+    total_tokens: c.promptTokens.length + c.tokens.length,
+  });
+
+  // A client that goes away cancels its generation, so that the swarm does not compute for nobody.
+  const cancel = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) cancel.abort();
+  });
+  const events = p.stream ? new EventStream(res) : null;
+  const votes: ReturnType<typeof voteOf>[] = [];
+  let sent = '';
+  const t0 = performance.now();
+  try {
     const c = await coordinator.complete(
       {
-        prompt: body.prompt,
-        maxTokens: body.maxTokens,
-        sampling: { temperature: body.temperature, topK: 0, topP: body.topP, seed: body.seed },
+        prompt,
+        maxTokens: p.maxTokens,
+        sampling: { temperature: p.temperature, topK: 0, topP: p.topP, seed: p.seed },
+        stop: p.stop,
+        signal: cancel.signal,
       },
-      (u) => votes.push({ token: u.token, votes: u.votes }),
+      (u) => {
+        const v = voteOf(u);
+        votes.push(v);
+        if (events === null) return;
+        events.send({
+          ...head,
+          choices: [choiceOf(u.text, null, sent === '' && v.index === 0)],
+          ...(p.streamUsage ? { usage: null } : {}),
+          webswarm: v,
+        });
+        sent += u.text;
+      },
     );
-    sendJson(res, 200, {
-      id: `cmpl-${randomUUID()}`,
-      object: 'text_completion',
-      created: Math.floor(Date.now() / 1000),
-      model: modelId,
-      choices: [{ index: 0, text: c.text, logprobs: null, finish_reason: c.finishReason }],
-      usage: {
-        prompt_tokens: c.promptTokens.length,
-        completion_tokens: c.tokens.length,
-        total_tokens: c.promptTokens.length + c.tokens.length,
-      },
-      // webswarm's extension: the token ids, the route and every token's vote.
-      webswarm: { prompt_tokens: c.promptTokens, tokens: c.tokens, route: c.route, votes },
+    ctx.log(
+      `${kind} ${id}: ${c.tokens.length} tokens, ${c.finishReason}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
+    );
+    if (events === null) {
+      const choice =
+        kind === 'chat'
+          ? { index: 0, message: { role: 'assistant', content: c.text, refusal: null }, logprobs: null, finish_reason: c.finishReason }
+          : { index: 0, text: c.text, logprobs: null, finish_reason: c.finishReason };
+      sendJson(res, 200, {
+        ...head,
+        choices: [choice],
+        usage: usageOf(c),
+        // webswarm's extension: the token ids, the route and every token's vote.
+        webswarm: { prompt_tokens: c.promptTokens, tokens: c.tokens, route: c.route, votes },
+      });
+      return;
+    }
+    // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
+    if (c.text.length > sent.length)
+      events.send({
+        ...head,
+        choices: [choiceOf(c.text.slice(sent.length), null, sent === '')],
+        ...(p.streamUsage ? { usage: null } : {}),
+      });
+    events.send({
+      ...head,
+      choices: [choiceOf('', c.finishReason, false)],
+      ...(p.streamUsage ? { usage: null } : {}),
+      webswarm: { route: c.route },
     });
+    if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(c) });
+    events.send('[DONE]');
+    res.end();
   } catch (e) {
     const code = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
-    const status = code === 'ERR_BAD_REQUEST' ? 400 : code === 'ERR_INTERNAL' ? 500 : 503;
-    log(`completion failed: ${code} ${(e as Error).message}`);
-    sendJson(res, status, errorBody(status === 400 ? 'invalid_request_error' : 'server_error', code, (e as Error).message));
+    const message = e instanceof GenerationError ? e.message : 'internal error';
+    if (code === 'ERR_CANCELLED') {
+      ctx.log(`${kind} ${id}: cancelled by the client after ${votes.length} tokens`);
+      res.destroy();
+      return;
+    }
+    ctx.log(`${kind} ${id}: failed with ${code}: ${(e as Error).message}`);
+    const status = statusOfGenerationError(code);
+    const type = status === 400 ? 'invalid_request_error' : 'server_error';
+    if (events?.isStarted === true) {
+      // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
+      events.send({ error: { message, type, param: null, code } });
+      res.end();
+    } else sendApiError(res, status, type, code, message);
   }
 }

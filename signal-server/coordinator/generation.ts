@@ -299,7 +299,8 @@ export class GenerationSession {
     promptIds: readonly number[],
     maxTokens: number,
     sampling: SamplingParams,
-    onToken: (token: number, record: StepRecord) => void,
+    /** Returns true to end the generation after this token (a stop sequence appeared). */
+    onToken: (token: number, record: StepRecord) => unknown,
   ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
     const eos = this.manifest.model.eosTokenId;
     const random = seededRandom(sampling.seed);
@@ -352,10 +353,13 @@ export class GenerationSession {
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
-          return { stage, agreed: q?.kind === 'agreed' ? q.agreeing.length : 0, replicas: ids.length };
+          return q?.kind === 'agreed'
+            ? { stage, agreed: q.agreeing.length, disagreed: q.disagreeing.length, replicas: ids.length }
+            : { stage, agreed: 0, disagreed: 0, replicas: ids.length };
         });
         tokens.push(token);
-        onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute] });
+        if (onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute] }) === true)
+          return { tokens, finishReason: 'stop' };
         input = [token];
       }
       return { tokens, finishReason: 'length' };

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { AccessControl } from './access.js';
+
+describe('AccessControl', () => {
+  it('is open without keys and refuses a missing or wrong key when keys are set', () => {
+    expect(new AccessControl({ apiKeys: [], ratePerMinute: 0 }).checkKey(null, '1.2.3.4')).toEqual({ ok: true, identity: 'addr:1.2.3.4' });
+    const a = new AccessControl({ apiKeys: ['k1', 'k2'], ratePerMinute: 0 });
+    expect(a.checkKey(null, 'x')).toMatchObject({ ok: false, status: 401 });
+    expect(a.checkKey('k3', 'x')).toMatchObject({ ok: false, status: 401, message: 'the API key is not valid' });
+    expect(a.checkKey('k2', 'x')).toEqual({ ok: true, identity: 'key:k2' });
+  });
+
+  it('lets a minute’s allowance through, refuses the next with a retry time, and refills with time', () => {
+    let t = 0;
+    const a = new AccessControl({ apiKeys: [], ratePerMinute: 3 }, () => t);
+    for (let i = 0; i < 3; i++) expect(a.take('a').ok).toBe(true);
+    const refused = a.take('a');
+    expect(refused).toMatchObject({ ok: false, status: 429, retryAfterS: 20 });
+    // Another identity has its own allowance.
+    expect(a.take('b').ok).toBe(true);
+    t += 19_000;
+    expect(a.take('a').ok).toBe(false);
+    t += 21_000;
+    expect(a.take('a').ok).toBe(true);
+    expect(a.take('a').ok).toBe(false);
+  });
+});

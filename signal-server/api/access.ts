@@ -1,0 +1,88 @@
+import type { IncomingMessage } from 'node:http';
+
+/** Who may call the HTTP API and how often. */
+export interface AccessOptions {
+  /** Accepted `Authorization: Bearer` keys; empty = the API is open. */
+  readonly apiKeys: readonly string[];
+  /** Requests per minute per key (or per client address when the API is open); 0 = no limit. */
+  readonly ratePerMinute: number;
+}
+
+export type AccessDecision =
+  | { readonly ok: true; readonly identity: string }
+  | { readonly ok: false; readonly status: 401 | 429; readonly code: string; readonly message: string; readonly retryAfterS?: number };
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** Most identities tracked at once; the least recently seen are dropped beyond it. */
+const MAX_BUCKETS = 10_000;
+
+/**
+ * API keys and per-key rate limits: a token bucket per identity that holds a
+ * minute's allowance and refills continuously, so bursts up to the allowance
+ * pass and a steady excess is refused with 429 and Retry-After.
+ */
+export class AccessControl {
+  private readonly keys: ReadonlySet<string>;
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly o: AccessOptions,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.keys = new Set(o.apiKeys);
+  }
+
+  get requiresKey(): boolean {
+    return this.keys.size > 0;
+  }
+
+  /** Checks a key as given (null = none); on success returns the identity to rate-limit. */
+  checkKey(key: string | null, address: string): AccessDecision {
+    if (this.keys.size === 0) return { ok: true, identity: `addr:${address}` };
+    if (key === null)
+      return { ok: false, status: 401, code: 'invalid_api_key', message: 'an API key is required (Authorization: Bearer <key>)' };
+    if (!this.keys.has(key)) return { ok: false, status: 401, code: 'invalid_api_key', message: 'the API key is not valid' };
+    return { ok: true, identity: `key:${key}` };
+  }
+
+  /** Takes one request from `identity`'s allowance. */
+  take(identity: string): AccessDecision {
+    const limit = this.o.ratePerMinute;
+    if (limit <= 0) return { ok: true, identity };
+    const t = this.now();
+    let b = this.buckets.get(identity);
+    if (b === undefined) {
+      b = { tokens: limit, at: t };
+      if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value as string);
+    } else {
+      b.tokens = Math.min(limit, b.tokens + ((t - b.at) / 60_000) * limit);
+      b.at = t;
+      this.buckets.delete(identity);
+    }
+    this.buckets.set(identity, b);
+    if (b.tokens < 1) {
+      const retryAfterS = Math.ceil(((1 - b.tokens) / limit) * 60);
+      return {
+        ok: false,
+        status: 429,
+        code: 'rate_limit_exceeded',
+        message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
+        retryAfterS,
+      };
+    }
+    b.tokens -= 1;
+    return { ok: true, identity };
+  }
+
+  /** The key check and the rate limit for one HTTP request. */
+  admit(req: IncomingMessage): AccessDecision {
+    const auth = req.headers.authorization;
+    const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
+    const who = this.checkKey(m?.[1] ?? null, req.socket.remoteAddress ?? 'unknown');
+    return who.ok ? this.take(who.identity) : who;
+  }
+}

@@ -1,0 +1,165 @@
+// Integration: the OpenAI-compatible API of a real server on port 0, called
+// with the official `openai` npm client (and raw fetch where the client hides
+// the wire). No volunteers here: what needs a swarm is in e2e/openai-client.spec.ts.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+
+let cache: string;
+const servers: SignalServer[] = [];
+
+async function server(extra: { apiKeys?: string[]; ratePerMinute?: number; maxBodyBytes?: number } = {}): Promise<SignalServer> {
+  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
+  const s = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages: 2 }) }],
+    redundancy: 2,
+    routeWaitMs: 200,
+    ratePerMinute: 0,
+    ...extra,
+  });
+  await s.ready;
+  servers.push(s);
+  return s;
+}
+
+const client = (s: SignalServer, apiKey = 'none') => new OpenAI({ baseURL: `${s.address().url}/v1`, apiKey, maxRetries: 0 });
+
+beforeAll(() => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-api-'));
+});
+afterAll(async () => {
+  for (const s of servers) await s.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+describe('the OpenAI-compatible API', () => {
+  it('lists the served model to the openai client', async () => {
+    const s = await server();
+    const models = await client(s).models.list();
+    expect(models.data.map((m) => [m.id, m.object, m.owned_by])).toEqual([['tiny-untied', 'model', 'webswarm']]);
+  });
+
+  it('answers bad requests with OpenAI’s error shape and status, naming the field', async () => {
+    const s = await server();
+    const c = client(s);
+    const cases: [() => Promise<unknown>, number, string, string | null][] = [
+      [() => c.completions.create({ model: 'gpt-4', prompt: 'Emma' }), 404, 'model_not_found', 'model'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'invalid_request', 'n'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 3 }), 400, 'invalid_request', 'temperature'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', max_tokens: 0 }), 400, 'invalid_request', 'max_tokens'],
+      [
+        () => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', stop: ['a', 'b', 'c', 'd', 'e'] }),
+        400,
+        'invalid_request',
+        'stop',
+      ],
+      [() => c.chat.completions.create({ model: 'tiny-untied', messages: [] }), 400, 'invalid_request', 'messages'],
+      [
+        () => c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }),
+        400,
+        'invalid_request',
+        'messages[0].role',
+      ],
+    ];
+    for (const [call, status, code, param] of cases) {
+      const e = await call().then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(e, code).toBeInstanceOf(OpenAI.APIError);
+      const apiError = e as InstanceType<typeof OpenAI.APIError>;
+      expect([apiError.status, apiError.code, apiError.param]).toEqual([status, code, param]);
+      expect(apiError.message.length).toBeGreaterThan(10);
+    }
+    const raw = await fetch(`${s.address().url}/v1/chat/completions`, { method: 'POST', body: '{"messages": [' });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { error: { type: string; code: string } }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_json',
+    });
+  });
+
+  it('refuses a body over the limit with 413', async () => {
+    const s = await server({ maxBodyBytes: 2048 });
+    const res = await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'x'.repeat(4096) }) });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('body_too_large');
+  });
+
+  it('names the stage without volunteers in a 503, streaming or not', async () => {
+    const s = await server();
+    for (const stream of [false, true]) {
+      const e = await client(s)
+        .chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'user', content: 'Hello' }], stream })
+        .then(
+          () => null,
+          (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+        );
+      expect(e?.status).toBe(503);
+      expect(e?.code).toBe('ERR_NO_ROUTE');
+      expect(e?.message).toMatch(/stage 0 of tiny-untied has no ready volunteer/);
+    }
+  });
+
+  it('checks API keys when they are set', async () => {
+    const s = await server({ apiKeys: ['sk-one', 'sk-two'] });
+    await expect(client(s, 'sk-wrong').models.list()).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
+    const noKey = await fetch(`${s.address().url}/v1/models`);
+    expect(noKey.status).toBe(401);
+    expect((await client(s, 'sk-two').models.list()).data).toHaveLength(1);
+  });
+
+  it('rate-limits each key with 429 and Retry-After', async () => {
+    const s = await server({ apiKeys: ['sk-a', 'sk-b'], ratePerMinute: 2 });
+    const c = client(s, 'sk-a');
+    await c.models.list();
+    await c.models.list();
+    await expect(c.models.list()).rejects.toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
+    const res = await fetch(`${s.address().url}/v1/models`, { headers: { authorization: 'Bearer sk-a' } });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Another key has its own allowance.
+    expect((await client(s, 'sk-b').models.list()).data).toHaveLength(1);
+  });
+
+  it('answers CORS preflights so that other sites can call it', async () => {
+    const s = await server();
+    const res = await fetch(`${s.address().url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://example.test', 'access-control-request-method': 'POST' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-headers')).toContain('authorization');
+  });
+
+  it('serves /metrics in Prometheus text format, and its counters move with requests', async () => {
+    const s = await server();
+    const read = async () => {
+      const res = await fetch(`${s.address().url}/metrics`);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      return res.text();
+    };
+    const before = await read();
+    expect(before).toMatch(/^# HELP webswarm_tokens_total /m);
+    expect(before).toMatch(/^webswarm_tokens_total 0$/m);
+    expect(before).toMatch(/^# TYPE webswarm_step_seconds histogram$/m);
+    expect(before).toMatch(/^webswarm_sessions_active 0$/m);
+    await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: '{"prompt": 1}' });
+    await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: '{"prompt": "Emma"}' });
+    const after = await read();
+    expect(after).toMatch(/^webswarm_http_requests_total\{route="\/v1\/completions",status="400"\} 1$/m);
+    expect(after).toMatch(/^webswarm_http_requests_total\{route="\/v1\/completions",status="503"\} 1$/m);
+    expect(after).toMatch(/^webswarm_generations_total\{outcome="ERR_NO_ROUTE"\} 1$/m);
+    // Every sample line parses: name{labels} value.
+    for (const line of after.split('\n').filter((l) => l !== '' && !l.startsWith('#')))
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.e+-]+|NaN|[+-]Inf$/);
+  });
+});

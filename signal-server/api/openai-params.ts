@@ -1,0 +1,127 @@
+import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+
+/** OpenAI allows up to 4 stop sequences. */
+export const MAX_STOP_SEQUENCES = 4;
+export const MAX_STOP_CHARS = 64;
+export const MAX_CHAT_MESSAGES = 64;
+
+/** What both endpoints take, checked. */
+export interface GenerationParams {
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly seed: number;
+  readonly stop: readonly string[];
+  readonly stream: boolean;
+  /** stream_options.include_usage: a last chunk with the usage counts. */
+  readonly streamUsage: boolean;
+}
+
+export interface CompletionParams extends GenerationParams {
+  readonly kind: 'completion';
+  readonly prompt: string;
+}
+
+export interface ChatParams extends GenerationParams {
+  readonly kind: 'chat';
+  readonly messages: readonly ChatMessage[];
+}
+
+/** A refused body: the message names the field; `param` is OpenAI's field name. */
+export interface BodyError {
+  readonly status: 400 | 404;
+  readonly code: 'invalid_request' | 'model_not_found';
+  readonly param: string | null;
+  readonly message: string;
+}
+
+const bad = (param: string, message: string): BodyError => ({ status: 400, code: 'invalid_request', param, message });
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function common(b: Record<string, unknown>, modelIds: readonly string[]): GenerationParams | BodyError {
+  if (b.model !== undefined && (typeof b.model !== 'string' || !modelIds.includes(b.model)))
+    return {
+      status: 404,
+      code: 'model_not_found',
+      param: 'model',
+      message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
+    };
+  const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? 16;
+  if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_GENERATE_TOKENS)
+    return bad('max_tokens', `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`);
+  const temperature = b.temperature ?? 1;
+  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2))
+    return bad('temperature', 'temperature must be a number in [0, 2]');
+  const topP = b.top_p ?? 1;
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) return bad('top_p', 'top_p must be a number in (0, 1]');
+  const seed = b.seed ?? 0;
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    return bad('seed', 'seed must be an integer in [0, 2^32)');
+  if (b.n !== undefined && b.n !== null && b.n !== 1) return bad('n', 'n must be 1: the swarm generates one choice per request');
+  const rawStop = b.stop ?? [];
+  const stop = typeof rawStop === 'string' ? [rawStop] : rawStop;
+  if (
+    !Array.isArray(stop) ||
+    stop.length > MAX_STOP_SEQUENCES ||
+    !stop.every((s): s is string => typeof s === 'string' && s.length > 0 && s.length <= MAX_STOP_CHARS)
+  )
+    return bad('stop', `stop must be a string or up to ${MAX_STOP_SEQUENCES} strings of 1..${MAX_STOP_CHARS} characters`);
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') return bad('stream', 'stream must be a boolean');
+  const so = b.stream_options ?? null;
+  if (so !== null && (!isObject(so) || (so.include_usage !== undefined && typeof so.include_usage !== 'boolean')))
+    return bad('stream_options', 'stream_options must be an object with an optional boolean include_usage');
+  const stream = b.stream === true;
+  if (so !== null && !stream) return bad('stream_options', 'stream_options is only allowed with stream: true');
+  return { maxTokens, temperature, topP, seed, stop, stream, streamUsage: so?.include_usage === true };
+}
+
+/** POST /v1/completions's body. */
+export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): CompletionParams | BodyError {
+  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  const c = common(raw, modelIds);
+  if ('status' in c) return c;
+  const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
+  if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
+    return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
+  return { ...c, kind: 'completion', prompt: p };
+}
+
+function contentText(c: unknown): string | null {
+  if (typeof c === 'string') return c;
+  // The list form: text parts only (the model reads text).
+  if (!Array.isArray(c)) return null;
+  let out = '';
+  for (const part of c) {
+    if (!isObject(part) || part.type !== 'text' || typeof part.text !== 'string') return null;
+    out += part.text;
+  }
+  return out;
+}
+
+/** POST /v1/chat/completions's body. */
+export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatParams | BodyError {
+  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  const c = common(raw, modelIds);
+  if ('status' in c) return c;
+  if (!Array.isArray(raw.messages) || raw.messages.length === 0 || raw.messages.length > MAX_CHAT_MESSAGES)
+    return bad('messages', `messages must be a list of 1..${MAX_CHAT_MESSAGES} messages`);
+  const messages: ChatMessage[] = [];
+  let chars = 0;
+  for (const [i, m] of raw.messages.entries()) {
+    if (!isObject(m)) return bad(`messages[${i}]`, `messages[${i}] must be an object`);
+    // "developer" is OpenAI's newer name for the system role.
+    const role = m.role === 'developer' ? 'system' : m.role;
+    if (role !== 'system' && role !== 'user' && role !== 'assistant')
+      return bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user or assistant`);
+    const content = contentText(m.content);
+    if (content === null) return bad(`messages[${i}].content`, `messages[${i}].content must be a string or a list of text parts`);
+    chars += content.length;
+    messages.push({ role, content });
+  }
+  if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
+  return { ...c, kind: 'chat', messages };
+}

@@ -1,0 +1,81 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { StageVote } from '../shared/protocol/messages.js';
+import type { GenerationOutcome, SwarmObserver } from './coordinator/observer.js';
+import type { SwarmCoordinator } from './socket-handlers.js';
+
+/**
+ * The server's Prometheus metrics (prom-client), one registry per server so
+ * that several servers in one process (tests) keep theirs apart.
+ */
+export class SwarmMetrics implements SwarmObserver {
+  readonly registry = new Registry();
+  private readonly tokens: Counter;
+  private readonly votes: Counter<'outcome'>;
+  private readonly generations: Counter<'outcome'>;
+  private readonly step: Histogram;
+  readonly httpRequests: Counter<'route' | 'status'>;
+
+  constructor(coordinator: SwarmCoordinator | null) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'webswarm_process_' });
+    this.tokens = new Counter({ name: 'webswarm_tokens_total', help: 'Verified tokens generated', registers });
+    this.votes = new Counter({
+      name: 'webswarm_votes_total',
+      help: 'Replica outputs at the moment each token was accepted: agreed with the majority, disagreed, or missing (not yet answered)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.generations = new Counter({
+      name: 'webswarm_generations_total',
+      help: 'Generations by outcome: ok, or the error code',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.step = new Histogram({
+      name: 'webswarm_step_seconds',
+      help: 'Time from a step’s input to its verified token',
+      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'webswarm_http_requests_total',
+      help: 'API requests by route and status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    new Gauge({
+      name: 'webswarm_volunteers',
+      help: 'Volunteers online by backend, stage and state',
+      labelNames: ['backend', 'stage', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of coordinator?.volunteers() ?? [])
+          this.inc({ backend: v.backend, stage: String(v.stage), state: v.ready ? 'ready' : 'loading' });
+      },
+    });
+    new Gauge({
+      name: 'webswarm_sessions_active',
+      help: 'Generations running now',
+      registers,
+      collect() {
+        this.set(coordinator?.activeSessions ?? 0);
+      },
+    });
+    coordinator?.observe(this);
+  }
+
+  onToken(stepMs: number, votes: readonly StageVote[]): void {
+    this.tokens.inc();
+    this.step.observe(stepMs / 1000);
+    for (const v of votes) {
+      this.votes.inc({ outcome: 'agreed' }, v.agreed);
+      this.votes.inc({ outcome: 'disagreed' }, v.disagreed);
+      this.votes.inc({ outcome: 'missing' }, Math.max(0, v.replicas - v.agreed - v.disagreed));
+    }
+  }
+
+  onGeneration(outcome: GenerationOutcome): void {
+    this.generations.inc({ outcome });
+  }
+}
