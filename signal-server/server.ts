@@ -126,8 +126,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
         res,
         200,
         coordinator === null
-          ? { volunteers: 0, replicasPerStage: [], list: [] }
-          : { ...coordinator.status(), list: coordinator.volunteers() },
+          ? { volunteers: 0, replicasPerStage: [], list: [], apiKeyRequired: access.requiresKey }
+          : { ...coordinator.status(), list: coordinator.volunteers(), apiKeyRequired: access.requiresKey },
       );
       return;
     }
@@ -218,6 +218,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     }
   });
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
+  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
   const first = listings[0];
   const firstModel = opts.models[0];
   const coordinator =
@@ -237,10 +238,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             allowFaults: opts.allowFaults ?? false,
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
+            access,
           },
           log,
         );
-  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
   const api = {
     coordinator,
     modelIds: listings.map((m) => m.modelId),

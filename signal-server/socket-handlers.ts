@@ -22,6 +22,7 @@ import {
   parseSessionRef,
   parseSignal,
 } from '../shared/protocol/validate.js';
+import type { AccessControl } from './api/access.js';
 import { Audit, type AuditCounts } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
 import { Links } from './coordinator/links.js';
@@ -76,6 +77,8 @@ export interface CoordinatorOptions {
   /** How long a request waits for every stage to have a ready replica. */
   readonly routeWaitMs: number;
   readonly timeouts: SessionTimeouts;
+  /** Keys and rate limits for generations asked over Socket.IO (the chat page), as for the HTTP API. */
+  readonly access?: AccessControl;
 }
 
 /**
@@ -207,6 +210,15 @@ export class SwarmCoordinator {
       const m = parseGenerate(raw);
       if (!m.ok) return this.refuse(socket, 'ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
       const r = m.value;
+      if (this.options.access !== undefined) {
+        const who = this.options.access.checkKey(r.apiKey, socket.handshake.address);
+        const admitted = who.ok ? this.options.access.take(who.identity) : who;
+        if (!admitted.ok) {
+          const code = admitted.status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_RATE_LIMITED';
+          socket.emit('chat:error', { requestId: r.requestId, code, message: admitted.message });
+          return;
+        }
+      }
       const sampling = { temperature: r.temperature, topK: 0, topP: r.topP, seed: r.seed };
       this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling }, (u) =>
         socket.emit('chat:token', { requestId: r.requestId, ...u }),

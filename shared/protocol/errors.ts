@@ -15,7 +15,8 @@ export type WireErrorCode =
   | 'ERR_EVICTED'
   | 'ERR_BANNED'
   | 'ERR_SHUTTING_DOWN'
-  | 'ERR_CANCELLED';
+  | 'ERR_CANCELLED'
+  | 'ERR_UNAUTHORIZED';
 
 export interface WireError {
   readonly code: WireErrorCode;

@@ -123,6 +123,8 @@ export interface StepFailure {
 /** A requester's generation request over Socket.IO (the chat page). */
 export interface GenerateRequest {
   readonly requestId: string;
+  /** The API key, where the server asks for one (API_KEYS); null otherwise. */
+  readonly apiKey: string | null;
   readonly prompt: string;
   readonly maxTokens: number;
   readonly temperature: number;

@@ -132,7 +132,10 @@ export function parseGenerate(raw: unknown): Parsed<GenerateRequest> {
   if (typeof raw.temperature !== 'number' || !(raw.temperature >= 0 && raw.temperature <= 2)) return bad('temperature must be in [0, 2]');
   if (typeof raw.topP !== 'number' || !(raw.topP > 0 && raw.topP <= 1)) return bad('topP must be in (0, 1]');
   if (!uint(raw.seed, 0xffffffff)) return bad('seed must be an unsigned 32-bit integer');
+  const apiKey = raw.apiKey ?? null;
+  if (apiKey !== null && !shortString(apiKey)) return bad('apiKey must be null or a short string');
   return ok({
+    apiKey,
     requestId: raw.requestId,
     prompt: raw.prompt,
     maxTokens: raw.maxTokens,

@@ -5,7 +5,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 
@@ -114,6 +117,34 @@ describe('the OpenAI-compatible API', () => {
     const noKey = await fetch(`${s.address().url}/v1/models`);
     expect(noKey.status).toBe(401);
     expect((await client(s, 'sk-two').models.list()).data).toHaveLength(1);
+  });
+
+  it('asks the chat page’s Socket.IO requests for the same keys', async () => {
+    const s = await server({ apiKeys: ['sk-one'] });
+    const sock: Socket<ServerToClientEvents, ClientToServerEvents> = connect(s.address().url, {
+      auth: { protocol: PROTOCOL_VERSION, role: 'requester' },
+      transports: ['websocket'],
+      forceNew: true,
+    });
+    try {
+      const ask = (apiKey: string | null) =>
+        new Promise<{ code: string; message: string }>((resolve) => {
+          const requestId = `r-${apiKey}`;
+          const on = (e: { requestId: string; code: string; message: string }) => {
+            if (e.requestId !== requestId) return;
+            sock.off('chat:error', on);
+            resolve(e);
+          };
+          sock.on('chat:error', on);
+          sock.emit('chat:generate', { requestId, apiKey, prompt: 'Emma', maxTokens: 2, temperature: 0, topP: 1, seed: 0 });
+        });
+      expect(await ask(null)).toMatchObject({ code: 'ERR_UNAUTHORIZED' });
+      expect(await ask('sk-wrong')).toMatchObject({ code: 'ERR_UNAUTHORIZED' });
+      // With the key it is let through, and fails only because no volunteer holds stage 0.
+      expect(await ask('sk-one')).toMatchObject({ code: 'ERR_NO_ROUTE' });
+    } finally {
+      sock.disconnect();
+    }
   });
 
   it('rate-limits each key with 429 and Retry-After', async () => {

@@ -15,6 +15,8 @@ function verified(t: TokenEvent): boolean {
 export function ChatApp() {
   const socket = useRef<SwarmSocket | null>(null);
   const [swarm, setSwarm] = useState<{ volunteers: number; replicasPerStage: readonly number[] } | null>(null);
+  const [keyRequired, setKeyRequired] = useState(false);
+  const [apiKey, setApiKey] = useState(() => sessionStorage.getItem('webswarm.apiKey') ?? '');
   const [prompt, setPrompt] = useState('It is a truth universally acknowledged, that');
   const [maxTokens, setMaxTokens] = useState(32);
   const [temperature, setTemperature] = useState(0);
@@ -38,8 +40,11 @@ export function ChatApp() {
     });
     s.on('server:error', (e) => setRun({ kind: 'failed', code: e.code, message: e.message }));
     fetch('/api/swarm')
-      .then((r) => r.json() as Promise<{ volunteers: number; replicasPerStage: number[] }>)
-      .then(setSwarm)
+      .then((r) => r.json() as Promise<{ volunteers: number; replicasPerStage: number[]; apiKeyRequired: boolean }>)
+      .then((j) => {
+        setSwarm(j);
+        setKeyRequired(j.apiKeyRequired);
+      })
       .catch(() => {});
     return () => {
       s.disconnect();
@@ -51,7 +56,16 @@ export function ChatApp() {
     current.current = requestId;
     setTokens([]);
     setRun({ kind: 'running', requestId });
-    socket.current?.emit('chat:generate', { requestId, prompt, maxTokens, temperature, topP: 1, seed });
+    sessionStorage.setItem('webswarm.apiKey', apiKey);
+    socket.current?.emit('chat:generate', {
+      requestId,
+      prompt,
+      maxTokens,
+      temperature,
+      topP: 1,
+      seed,
+      apiKey: apiKey === '' ? null : apiKey,
+    });
   };
 
   const last = tokens.at(-1);
@@ -78,6 +92,11 @@ export function ChatApp() {
         <label>
           Seed <input type="number" min={0} value={seed} onChange={(e) => setSeed(Number(e.target.value))} />
         </label>
+        {keyRequired && (
+          <label>
+            API key <input type="password" autoComplete="off" value={apiKey} onChange={(e) => setApiKey(e.target.value)} />
+          </label>
+        )}
       </div>
       <button type="button" data-testid="send" disabled={run.kind === 'running'} onClick={send}>
         Generate
