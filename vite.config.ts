@@ -1,8 +1,9 @@
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
 
-// Multi-page app: / (landing) and /check (the model run in one tab). Later
-// issues add /volunteer, /chat, /dashboard and /embed here.
+// Multi-page app: / (landing), /check (the model run in one tab), /volunteer,
+// /chat, /dashboard and /embed (the widget's frame). embed.js is built apart
+// (vite.embed.config.ts).
 export default defineConfig({
   root: 'web',
   plugins: [react()],
@@ -16,6 +17,7 @@ export default defineConfig({
         check: 'web/check/index.html',
         volunteer: 'web/volunteer/index.html',
         chat: 'web/chat/index.html',
+        embed: 'web/embed/index.html',
       },
     },
   },

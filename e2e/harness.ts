@@ -18,7 +18,15 @@ export { launchChromium } from '../tools/local-swarm.js';
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
   cacheRoot: string,
-  extra: { redundancy?: number; allowFaults?: boolean; port?: number; quiet?: boolean; apiKeys?: string[]; ratePerMinute?: number } = {},
+  extra: {
+    redundancy?: number;
+    allowFaults?: boolean;
+    port?: number;
+    quiet?: boolean;
+    apiKeys?: string[];
+    ratePerMinute?: number;
+    routeWaitMs?: number;
+  } = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
@@ -36,6 +44,7 @@ export async function startTestServer(
     // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
     ratePerMinute: extra.ratePerMinute ?? 0,
     apiKeys: extra.apiKeys ?? [],
+    ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),
     logger: extra.quiet === true ? silentLogger : createLogger('info', process.stderr),
   });
   await server.ready;

@@ -151,6 +151,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} is not a served model file` } });
       return;
     }
+    // embed.js is loaded by other sites' pages: it must be loadable cross-origin.
+    if (url.pathname === '/embed.js' && opts.webRoot !== null) {
+      if (sendFile(res, join(opts.webRoot, 'embed.js'), 'no-cache', { 'cross-origin-resource-policy': 'cross-origin' })) return;
+    }
     if (opts.webRoot !== null && serveWebApp(res, opts.webRoot, url.pathname)) return;
     log(`404 ${url.pathname}`);
     sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} not found` } });

@@ -42,7 +42,7 @@ export function safeJoin(root: string, urlPath: string): string | null {
 }
 
 /** Streams a file with its content type, or returns false when there is no such file. */
-export function sendFile(res: ServerResponse, path: string, cacheControl: string): boolean {
+export function sendFile(res: ServerResponse, path: string, cacheControl: string, headers: Record<string, string> = {}): boolean {
   if (!existsSync(path)) return false;
   const st = statSync(path);
   if (!st.isFile()) return false;
@@ -51,6 +51,7 @@ export function sendFile(res: ServerResponse, path: string, cacheControl: string
     'content-type': MIME[extname(path)] ?? 'application/octet-stream',
     'content-length': String(st.size),
     'cache-control': cacheControl,
+    ...headers,
   });
   createReadStream(path).pipe(res);
   return true;

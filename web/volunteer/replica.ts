@@ -2,6 +2,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import type { SessionOpen, StageAssignment, VolunteerScore } from '../../shared/protocol/messages.js';
+import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
@@ -10,7 +11,7 @@ import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-lo
 import { PeerMesh } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 
-export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'error' | 'evicted';
+export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'paused' | 'left' | 'error' | 'evicted';
 
 export interface ReplicaStatus {
   readonly state: ReplicaState;
@@ -24,6 +25,15 @@ export interface ReplicaStatus {
   readonly framesRejected: number;
   readonly score: VolunteerScore | null;
   readonly lastError: string | null;
+  /** The most of wall time this tab computes (1 = all it can). */
+  readonly share: number;
+}
+
+export interface ReplicaOptions {
+  /** A fault to inject (test and demo servers only), or null. */
+  readonly fault?: FaultKind | null;
+  /** Keep compute to this share of wall time (DutyCycle); default 1. */
+  readonly share?: number;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -54,15 +64,18 @@ export class VolunteerReplica {
   private core: ReplicaCore | null = null;
   private mesh: PeerMesh | null = null;
   private loading: Promise<void> = Promise.resolve();
+  private readonly fault: FaultKind | null;
+  private readonly duty: DutyCycle;
 
   constructor(
     private readonly socket: SwarmSocket,
     backend: Backend,
     adapter: string | null,
     private readonly onStatus: (s: ReplicaStatus) => void,
-    /** A fault to inject (test and demo servers only), or null. */
-    private readonly fault: FaultKind | null = null,
+    options: ReplicaOptions = {},
   ) {
+    this.fault = options.fault ?? null;
+    this.duty = new DutyCycle(options.share ?? 1);
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -75,8 +88,9 @@ export class VolunteerReplica {
       framesRejected: 0,
       score: null,
       lastError: null,
+      share: this.duty.share,
     };
-    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault, clientKey: clientKey() }));
+    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey() }));
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
       this.mesh?.close();
@@ -105,7 +119,7 @@ export class VolunteerReplica {
       if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
     });
     socket.on('disconnect', (reason) => {
-      if (this.status.state === 'evicted') return;
+      if (this.status.state === 'evicted' || this.status.state === 'paused' || this.status.state === 'left') return;
       this.update({ state: 'connecting' });
       // Socket.IO retries by itself after a lost connection, but not when the server ended
       // the session (a restart): then retry here, with back-off and jitter.
@@ -122,22 +136,26 @@ export class VolunteerReplica {
   }
 
   private async load(a: StageAssignment): Promise<void> {
+    // A pause or leave while loading makes this load moot.
+    const epoch = this.epoch;
     try {
       this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null });
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
       const bytes = await fetchVerified(a.baseUrl, entry, (progress) => this.update({ progress }));
+      if (epoch !== this.epoch) return;
       this.update({ state: 'loading' });
       this.compute?.terminate();
       const compute = new ComputeClient();
-      await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
       this.compute = compute;
+      await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
+      if (epoch !== this.epoch) return;
       const socket = this.socket;
       this.core = new ReplicaCore(
         manifest,
         a.stage,
-        compute,
+        this.duty.wrap(compute),
         {
           frames: (to, messages) => this.mesh?.send(to, messages),
           digest: (m) => socket.emit('step:digest', m),
@@ -154,10 +172,11 @@ export class VolunteerReplica {
         () => compute.lastComputeMs,
       );
       const stepMs = await this.measure(manifest, a.stage);
+      if (epoch !== this.epoch) return;
       this.update({ state: 'ready' });
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
     } catch (e) {
-      this.update({ state: 'error', lastError: (e as Error).message });
+      if (epoch === this.epoch) this.update({ state: 'error', lastError: (e as Error).message });
     }
   }
 
@@ -193,7 +212,7 @@ export class VolunteerReplica {
     const delayMs = Math.min(30_000, 500 * 2 ** this.retries) * (0.5 + Math.random() / 2);
     this.retries += 1;
     setTimeout(() => {
-      if (!this.socket.connected && this.status.state !== 'evicted') this.socket.connect();
+      if (!this.socket.connected && this.status.state === 'connecting') this.socket.connect();
     }, delayMs);
   }
 
@@ -210,9 +229,39 @@ export class VolunteerReplica {
     }
   }
 
+  /**
+   * Stops computing now: leaves the swarm (the coordinator hands this tab's
+   * sessions to other replicas) and frees the worker; the weights stay in the
+   * browser's cache, so resuming is quick.
+   */
+  pause(): void {
+    if (this.status.state === 'evicted' || this.status.state === 'left') return;
+    this.stop();
+    this.update({ state: 'paused', progress: null });
+  }
+
+  /** Joins the swarm again after a pause. */
+  resume(): void {
+    if (this.status.state !== 'paused') return;
+    this.update({ state: 'connecting' });
+    this.socket.connect();
+  }
+
+  /** Leaves for good (the tab stays open). */
   leave(): void {
+    this.stop();
+    this.update({ state: 'left' });
+  }
+
+  private epoch = 0;
+
+  private stop(): void {
+    this.epoch += 1;
     this.mesh?.close();
+    this.mesh = null;
+    this.core = null;
     this.compute?.terminate();
+    this.compute = null;
     this.socket.disconnect();
   }
 }

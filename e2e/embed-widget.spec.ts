@@ -1,0 +1,158 @@
+// The embed widget on a host page from another origin (another port, and
+// "localhost" against the swarm's "127.0.0.1") that sends a strict CSP
+// allowing only itself and the swarm: nothing runs before consent; after it a
+// volunteer registers and computes a real generation (checked against the
+// reference runner); pause takes it out of the swarm; the host page's own
+// script keeps running and no CSP rule is broken.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY } from '../shared/model/sampling.js';
+import { ensureStages } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import type { SignalServer } from '../signal-server/server.js';
+import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { E2E_MODEL, launchChromium, startTestServer } from './harness.js';
+
+const PROMPT = 'Mr. Darcy';
+const TOKENS = 6;
+
+let cache: string;
+let swarm: SignalServer;
+let reference: ReferenceRunner;
+let host: Server;
+let hostUrl: string;
+let browser: Browser;
+
+const HOST_SCRIPT = `
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
+let ticks = 0;
+setInterval(() => { ticks += 1; document.getElementById('ticks').textContent = String(ticks); }, 50);
+document.getElementById('host-button').addEventListener('click', () => { document.getElementById('clicked').textContent = 'yes'; });
+`;
+
+function hostPage(swarmUrl: string): string {
+  return `<!doctype html><html><head><title>A host site</title></head><body>
+<h1>Someone else's site</h1><p>ticks: <span id="ticks">0</span></p>
+<button id="host-button">host button</button> <span id="clicked">no</span>
+<script src="/host.js"></script>
+<script src="${swarmUrl}/embed.js" data-model="${E2E_MODEL}" data-backend="wasm" data-max-share="1" data-position="bottom-left" data-theme="dark" async></script>
+</body></html>`;
+}
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-embed-'));
+  const dir = GOLDEN_MODELS[E2E_MODEL] as string;
+  swarm = await startTestServer([{ dir, stages: 1 }], cache, { redundancy: 1, quiet: true, routeWaitMs: 1500 });
+  reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: 1 }, cache)).dir);
+  const swarmUrl = swarm.address().url;
+  host = createServer((req, res) => {
+    const csp = `default-src 'none'; script-src 'self' ${swarmUrl}; frame-src ${swarmUrl}; style-src 'self'; connect-src 'self'; img-src 'self'`;
+    if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(HOST_SCRIPT);
+    else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp }).end(hostPage(swarmUrl));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
+  hostUrl = `http://localhost:${(host.address() as AddressInfo).port}`;
+  browser = await launchChromium({ webgpu: false });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((r) => host?.close(r));
+  await reference?.close();
+  await swarm?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+async function complete(): Promise<{ status: number; tokens?: number[] }> {
+  const res = await fetch(`${swarm.address().url}/v1/completions`, {
+    method: 'POST',
+    body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
+  });
+  const j = (await res.json()) as { webswarm?: { tokens: number[] } };
+  return { status: res.status, ...(j.webswarm === undefined ? {} : { tokens: j.webswarm.tokens }) };
+}
+
+const ticks = async (page: Page) => Number(await page.locator('#ticks').textContent());
+
+describe('the embed widget on a cross-origin host page with a strict CSP', () => {
+  it('asks first, volunteers after consent, pauses, and leaves the host page alone', async () => {
+    const page = await browser.newPage();
+    const swarmRequests: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().startsWith(swarm.address().url)) swarmRequests.push(new URL(r.url()).pathname);
+    });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(hostUrl);
+
+    // Before consent: the card, and nothing else from the swarm than embed.js.
+    const donate = page.getByRole('button', { name: 'Donate', exact: true });
+    await expect.poll(() => donate.isVisible()).toBe(true);
+    await expect
+      .poll(() => page.getByRole('region', { name: 'webswarm: donate compute' }).textContent())
+      .toContain("Donate this tab's GPU to webswarm?");
+    await page.waitForTimeout(1000);
+    expect(swarmRequests).toEqual(['/embed.js']);
+    expect(await page.locator('iframe').count()).toBe(0);
+    expect(swarm.coordinator?.registry.size).toBe(0);
+    // The widget's styles apply inside its shadow root (adopted style sheets pass style-src 'self').
+    const position = await page.locator('[data-webswarm-widget]').evaluate((e) => getComputedStyle(e).position);
+    expect(position).toBe('fixed');
+
+    // Consent: a volunteer frame from the swarm's origin registers and becomes ready.
+    await donate.click();
+    const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Computing');
+    expect(swarm.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+
+    // It computes a real generation: the reference runner's tokens.
+    const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+    expect(await complete()).toEqual({ status: 200, tokens: expected });
+    await expect.poll(() => frame.getByTestId('embed-steps').textContent()).toBe(String(TOKENS));
+    // The host page hears the count by postMessage.
+    await expect.poll(() => page.locator('[data-webswarm-widget]').getAttribute('data-steps')).toBe(String(TOKENS));
+
+    // The host page's own script kept running, and its button still works.
+    const t0 = await ticks(page);
+    await page.waitForTimeout(300);
+    expect(await ticks(page)).toBeGreaterThan(t0);
+    await page.locator('#host-button').click();
+    expect(await page.locator('#clicked').textContent()).toBe('yes');
+
+    // Pause: out of the swarm, so a request finds no volunteer for the stage.
+    await frame.getByTestId('embed-pause').click();
+    await expect.poll(() => frame.getByTestId('embed-state').textContent()).toBe('Paused');
+    await expect.poll(() => swarm.coordinator?.registry.size).toBe(0);
+    expect((await complete()).status).toBe(503);
+    expect(await frame.getByTestId('embed-steps').textContent()).toBe(String(TOKENS));
+
+    // The host page's script can resume it through the widget's handle.
+    await page.evaluate(() => window.webswarmWidget?.resume());
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Computing');
+    expect(await complete()).toEqual({ status: 200, tokens: expected });
+
+    expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('goes away on "No thanks" without loading anything', async () => {
+    const page = await browser.newPage();
+    const swarmRequests: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().startsWith(swarm.address().url)) swarmRequests.push(new URL(r.url()).pathname);
+    });
+    await page.goto(hostUrl);
+    await page.getByRole('button', { name: 'No thanks' }).click();
+    await expect.poll(() => page.locator('[data-webswarm-widget]').count()).toBe(0);
+    expect(swarmRequests).toEqual(['/embed.js']);
+    await page.close();
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { DutyCycle } from './duty-cycle.js';
+
+describe('DutyCycle', () => {
+  it('keeps compute to the share of wall time', async () => {
+    let t = 0;
+    const d = new DutyCycle(0.25, () => t);
+    const slept: number[] = [];
+    const exec = d.wrap(
+      {
+        run: async () => {
+          t += 10; // every run computes for 10 ms
+          return {};
+        },
+      },
+      async (ms) => {
+        slept.push(ms);
+        t += ms;
+      },
+    );
+    for (let i = 0; i < 4; i++) await exec.run(0, {});
+    // 10 ms of compute, then 30 ms idle before the next: 25 %.
+    expect(slept).toEqual([30, 30, 30]);
+    expect(t).toBe(4 * 10 + 3 * 30);
+  });
+
+  it('does not wait at a share of 1, nor when the time has passed anyway', () => {
+    let t = 0;
+    const full = new DutyCycle(1, () => t);
+    full.ran(50);
+    expect(full.waitMs()).toBe(0);
+    const half = new DutyCycle(0.5, () => t);
+    half.ran(20);
+    expect(half.waitMs()).toBe(20);
+    t += 25;
+    expect(half.waitMs()).toBe(0);
+  });
+
+  it('refuses a share out of range', () => {
+    expect(() => new DutyCycle(0)).toThrow(RangeError);
+    expect(() => new DutyCycle(1.5)).toThrow(/share must be in/);
+  });
+});

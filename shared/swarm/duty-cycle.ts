@@ -1,0 +1,47 @@
+import type { Feeds, StageExecutor } from '../model/pipeline.js';
+
+/** Smallest share a volunteer may set (below it, a step would wait tens of times its compute time). */
+export const MIN_SHARE = 0.05;
+
+/**
+ * Keeps a volunteer's compute to at most `share` of wall time, as BOINC's CPU
+ * throttle does: after a run of t ms the next one may start only t·(1−share)/share
+ * ms after it ended. A throttled replica is a slow one, which the quorum never
+ * waits for; share 1 runs at full speed.
+ */
+export class DutyCycle {
+  private readyAt = 0;
+
+  constructor(
+    readonly share: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    if (!(share >= MIN_SHARE && share <= 1)) throw new RangeError(`share must be in [${MIN_SHARE}, 1], got ${share}`);
+  }
+
+  /** How long to wait before the next run may start. */
+  waitMs(): number {
+    return Math.max(0, this.readyAt - this.now());
+  }
+
+  /** A run took `ms` and ended now. */
+  ran(ms: number): void {
+    this.readyAt = this.now() + (ms * (1 - this.share)) / this.share;
+  }
+
+  /** Wraps an executor so that its runs keep to the share. */
+  wrap(inner: StageExecutor, sleep: (ms: number) => Promise<void> = (ms) => new Promise<void>((r) => setTimeout(() => r(), ms))): StageExecutor {
+    return {
+      run: async (stage: number, feeds: Feeds) => {
+        const wait = this.waitMs();
+        if (wait > 0) await sleep(wait);
+        const t0 = this.now();
+        try {
+          return await inner.run(stage, feeds);
+        } finally {
+          this.ran(this.now() - t0);
+        }
+      },
+    };
+  }
+}

@@ -1,0 +1,90 @@
+import { useEffect, useState } from 'react';
+import { parseShare, useVolunteer } from '../volunteer/use-volunteer.js';
+import { EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
+
+const params = new URLSearchParams(location.search);
+/** Opened by embed.js after the visitor agreed on the host page; opened alone, it asks first. */
+const framed = window.parent !== window;
+const SETTINGS = {
+  backend: params.get('backend'),
+  fault: null,
+  share: parseShare(params.get('share'), 0.5),
+  autoPause: params.get('autopause') !== '0',
+};
+
+/** The volunteer inside the embed widget's frame: compact status with pause and resume. */
+export function EmbedApp() {
+  const [consented, setConsented] = useState(framed);
+  const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
+
+  // Pause and resume from the host page's widget: only from the window that framed this one.
+  useEffect(() => {
+    const onMessage = (ev: MessageEvent) => {
+      if (ev.source !== window.parent || !isHostToFrame(ev.data)) return;
+      if (ev.data.type === 'pause') pause();
+      else resume();
+    };
+    window.addEventListener('message', onMessage);
+    return () => window.removeEventListener('message', onMessage);
+  }, [pause, resume]);
+
+  // The host page hears the state and step count (nothing else leaves this frame).
+  useEffect(() => {
+    if (!framed || status === null) return;
+    const m: FrameStatus = {
+      source: EMBED_SOURCE,
+      type: 'status',
+      state: status.state,
+      steps: status.stepsComputed,
+      stage: status.stage,
+      backend: status.backend,
+      reputation: status.score?.reputation ?? null,
+    };
+    window.parent.postMessage(m, '*');
+  }, [status]);
+
+  if (!consented)
+    return (
+      <div className="embed">
+        <button type="button" className="primary" onClick={() => setConsented(true)}>
+          Donate this tab's GPU to webswarm
+        </button>
+      </div>
+    );
+  const state = status?.state;
+  return (
+    <div className="embed">
+      <p className="embed-line" aria-live="polite">
+        <span className={`dot state-${state ?? 'connecting'}`} aria-hidden="true" />
+        <span data-testid="embed-state">
+          {failure !== null
+            ? `Cannot start: ${failure}`
+            : state === undefined
+              ? 'Starting…'
+              : state === 'ready'
+                ? 'Computing'
+                : state === 'paused'
+                  ? 'Paused'
+                  : state === 'downloading' || state === 'loading'
+                    ? 'Loading the model…'
+                    : state}
+        </span>
+        <span className="small">
+          {' · '}
+          <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
+          {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
+          {status?.score != null && ` · reputation ${status.score.reputation.toFixed(2)}`}
+        </span>
+      </p>
+      {state === 'paused' ? (
+        <button type="button" className="primary" data-testid="embed-resume" onClick={resume}>
+          Resume
+        </button>
+      ) : (
+        <button type="button" data-testid="embed-pause" onClick={pause} disabled={state === undefined || state === 'evicted'}>
+          Pause
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,84 @@
+import type { ReplicaStatus } from './replica.js';
+import { agreementRate } from './use-volunteer.js';
+
+const STATE_TEXT: Record<ReplicaStatus['state'], string> = {
+  connecting: 'Connecting to the swarm…',
+  waiting: 'Waiting for a stage',
+  downloading: 'Downloading weights',
+  loading: 'Loading the model',
+  ready: 'Computing for the swarm',
+  paused: 'Paused',
+  left: 'Left the swarm',
+  error: 'Stopped by an error',
+  evicted: 'Evicted',
+};
+
+/** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
+export function StatusView({ status }: { status: ReplicaStatus }) {
+  const rate = agreementRate(status);
+  const p = status.progress;
+  return (
+    <>
+      <p className={`badge state-${status.state}`} data-testid="state" data-state={status.state}>
+        {STATE_TEXT[status.state]}
+      </p>
+      <div className="cards" data-testid="volunteer-status">
+        <section className="card">
+          <h2>Backend</h2>
+          <p className="big">{status.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}</p>
+          <p className="small">{status.adapter ?? 'CPU (no GPU adapter used)'}</p>
+        </section>
+        <section className="card">
+          <h2>Stage held</h2>
+          <p className="big">{status.stage === null ? '—' : `stage ${status.stage}`}</p>
+          <p className="small">{status.modelId ?? 'not assigned yet'}</p>
+        </section>
+        <section className="card">
+          <h2>Weights</h2>
+          {p === null ? (
+            <p className="big">—</p>
+          ) : (
+            <>
+              <progress max={p.totalBytes} value={p.loadedBytes} aria-label="download progress" />
+              <p className="small" data-testid="download">
+                {(p.totalBytes / 1e6).toFixed(1)} MB {p.fromCache ? 'reused from the browser cache' : 'downloaded'}
+              </p>
+            </>
+          )}
+        </section>
+        <section className="card">
+          <h2>Steps computed</h2>
+          <p className="big" data-testid="steps">
+            {status.stepsComputed}
+          </p>
+          <p className="small">{status.share < 1 ? `at most ${Math.round(status.share * 100)} % of the time` : 'at full speed'}</p>
+        </section>
+        <section className="card">
+          <h2>Agreement</h2>
+          <p className="big" data-testid="agreement">
+            {rate === null ? '—' : `${(rate * 100).toFixed(1)} %`}
+          </p>
+          <p className="small" data-testid="score">
+            {status.score === null
+              ? 'no votes yet'
+              : `${status.score.agreed} agreed, ${status.score.disagreed} disagreed with the majority`}
+          </p>
+        </section>
+        <section className="card">
+          <h2>Reputation</h2>
+          <p className="big" data-testid="reputation">
+            {status.score === null ? '—' : status.score.reputation.toFixed(2)}
+          </p>
+          <p className="small">
+            {status.framesRejected > 0 ? `${status.framesRejected} bad frames refused` : 'from the coordinator’s votes'}
+          </p>
+        </section>
+      </div>
+      {status.lastError !== null && (
+        <p className="small" role="status">
+          Last error: {status.lastError}
+        </p>
+      )}
+    </>
+  );
+}

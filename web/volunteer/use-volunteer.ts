@@ -1,0 +1,102 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import type { FaultKind } from '../../shared/swarm/faults.js';
+import type { Backend } from '../compute/messages.js';
+import { webgpuAdapter } from '../compute/webgpu.js';
+import { connectSwarm } from '../net/socket.js';
+import { type ReplicaStatus, VolunteerReplica } from './replica.js';
+
+declare global {
+  interface Window {
+    /** The replica's latest status: lets scripts (and tests) watch this page. */
+    webswarmVolunteer?: ReplicaStatus;
+  }
+}
+
+export interface VolunteerSettings {
+  /** "wasm", "webgpu", or null to use WebGPU where the browser has an adapter. */
+  readonly backend: string | null;
+  readonly fault: FaultKind | null;
+  /** The most of wall time to compute, in (0, 1]. */
+  readonly share: number;
+  /** Pause while the page is hidden (another tab in front, the window minimised). */
+  readonly autoPause: boolean;
+}
+
+async function chooseBackend(asked: string | null): Promise<{ backend: Backend; adapter: string | null }> {
+  const adapter = asked === 'wasm' ? null : await webgpuAdapter();
+  if (asked === 'webgpu' && adapter === null) throw new Error('WebGPU was asked for (?backend=webgpu), but this browser gives no adapter');
+  return adapter === null ? { backend: 'wasm', adapter: null } : { backend: 'webgpu', adapter };
+}
+
+/** Runs a volunteer replica while `active` (after consent): its status, and pause / resume / leave. */
+export function useVolunteer(active: boolean, settings: VolunteerSettings) {
+  const [status, setStatus] = useState<ReplicaStatus | null>(null);
+  const [failure, setFailure] = useState<string | null>(null);
+  const replica = useRef<VolunteerReplica | null>(null);
+  const { backend, fault, share, autoPause } = settings;
+
+  useEffect(() => {
+    if (!active) return;
+    let live = true;
+    chooseBackend(backend)
+      .then(({ backend: b, adapter }) => {
+        if (!live) return;
+        replica.current = new VolunteerReplica(
+          connectSwarm('volunteer'),
+          b,
+          adapter,
+          (s) => {
+            window.webswarmVolunteer = s;
+            setStatus(s);
+          },
+          { fault, share },
+        );
+        if (autoPause && document.visibilityState === 'hidden') replica.current.pause();
+      })
+      .catch((e: unknown) => setFailure((e as Error).message));
+    return () => {
+      live = false;
+      replica.current?.leave();
+      replica.current = null;
+    };
+  }, [active, backend, fault, share, autoPause]);
+
+  // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
+  const pausedByHiding = useRef(false);
+  useEffect(() => {
+    if (!active || !autoPause) return;
+    const onVisibility = () => {
+      const r = replica.current;
+      if (r === null) return;
+      if (document.visibilityState === 'hidden' && window.webswarmVolunteer?.state !== 'paused') {
+        pausedByHiding.current = true;
+        r.pause();
+      } else if (document.visibilityState === 'visible' && pausedByHiding.current) {
+        pausedByHiding.current = false;
+        r.resume();
+      }
+    };
+    document.addEventListener('visibilitychange', onVisibility);
+    return () => document.removeEventListener('visibilitychange', onVisibility);
+  }, [active, autoPause]);
+
+  const pause = useCallback(() => {
+    pausedByHiding.current = false;
+    replica.current?.pause();
+  }, []);
+  const resume = useCallback(() => replica.current?.resume(), []);
+  const leave = useCallback(() => replica.current?.leave(), []);
+  return { status, failure, pause, resume, leave };
+}
+
+/** Share of outputs that agreed with the majority, or null before any vote. */
+export function agreementRate(s: ReplicaStatus): number | null {
+  if (s.score === null || s.score.agreed + s.score.disagreed === 0) return null;
+  return s.score.agreed / (s.score.agreed + s.score.disagreed);
+}
+
+/** Reads a share from a URL or data attribute: a number in [0.05, 1], else the fallback. */
+export function parseShare(raw: string | null | undefined, fallback: number): number {
+  const n = raw === null || raw === undefined || raw === '' ? Number.NaN : Number(raw);
+  return Number.isFinite(n) && n >= 0.05 && n <= 1 ? n : fallback;
+}
