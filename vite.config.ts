@@ -18,6 +18,7 @@ export default defineConfig({
         volunteer: 'web/volunteer/index.html',
         chat: 'web/chat/index.html',
         embed: 'web/embed/index.html',
+        dashboard: 'web/dashboard/index.html',
       },
     },
   },

@@ -30,7 +30,10 @@ export class DutyCycle {
   }
 
   /** Wraps an executor so that its runs keep to the share. */
-  wrap(inner: StageExecutor, sleep: (ms: number) => Promise<void> = (ms) => new Promise<void>((r) => setTimeout(() => r(), ms))): StageExecutor {
+  wrap(
+    inner: StageExecutor,
+    sleep: (ms: number) => Promise<void> = (ms) => new Promise<void>((r) => setTimeout(() => r(), ms)),
+  ): StageExecutor {
     return {
       run: async (stage: number, feeds: Feeds) => {
         const wait = this.waitMs();

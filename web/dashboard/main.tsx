@@ -1,0 +1,4 @@
+import { mount } from '../mount.js';
+import { DashboardApp } from './dashboard-app.js';
+
+mount(DashboardApp);
