@@ -388,6 +388,7 @@ export class SwarmCoordinator {
           for (const p of session.route[stage - 1] ?? []) this.links.link(p, id);
           for (const n of session.route[stage + 1] ?? []) this.links.link(id, n);
         },
+        log: (line) => this.log(line),
       },
     );
     this.sessions.set(sessionId, session);

@@ -108,9 +108,11 @@ export class ReplicaCore {
     }
     s.prev = m.prev;
     s.next = m.next;
-    for (const x of s.strays.splice(0)) {
+    // Frames the new route names are counted now; the others stay (bounded) for a later update.
+    const waiting = s.strays.splice(0);
+    for (const x of waiting) {
       if (s.prev[x.frame.replica] === x.from) this.accept(s, x.from, x.frame);
-      else this.out.rejected(`ERR_NOT_LINKED stage ${x.frame.stage} replica ${x.frame.replica}`);
+      else s.strays.push(x);
     }
     for (const to of m.resendTo) {
       if (!s.next.includes(to)) continue;
@@ -158,8 +160,14 @@ export class ReplicaCore {
     if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from) {
       // A replacement's frame can overtake the route update that names it: keep a
       // few frames of the previous stage until the update comes, then look again.
-      if (f.stage === this.stage - 1 && s.strays.length < MAX_STRAYS) s.strays.push({ from, frame: f });
-      else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
+      if (f.stage === this.stage - 1 && f.step >= s.nextStep) {
+        s.strays.push({ from, frame: f });
+        // The oldest goes when too many wait: a stranger cannot fill the memory.
+        if (s.strays.length > MAX_STRAYS) {
+          const dropped = s.strays.shift();
+          this.out.rejected(`ERR_NOT_LINKED stage ${dropped?.frame.stage} replica ${dropped?.frame.replica}`);
+        }
+      } else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
       return;
     }
     this.accept(s, from, f);

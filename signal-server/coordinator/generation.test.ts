@@ -194,4 +194,17 @@ describe('a generation through replicas', () => {
       await releaseInProcessSwarm(roomy);
     }
   });
+
+  it('a retry still works when the route update reaches the next stage after the spares’ frames (as over WebRTC)', async () => {
+    const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
+    try {
+      const liars = { s1r0: fault('noise', 21), s1r1: fault('noise', 22) };
+      const r = await runInProcess(roomy, promptIds, TOKENS, liars, [], null, GREEDY, null, 200);
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected);
+      expect(r.replacements.map((x) => x.joined).sort()).toEqual(['s1spare', 's1spare2']);
+    } finally {
+      await releaseInProcessSwarm(roomy);
+    }
+  });
 });

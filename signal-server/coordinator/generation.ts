@@ -20,6 +20,8 @@ export interface RetryHooks {
   spares(stage: number, exclude: ReadonlySet<string>): string[];
   /** Called before `volunteer` joins `stage` of the route (link it to its neighbours). */
   link(stage: number, volunteer: string): void;
+  /** Hears what a retry did, for the server's log. */
+  log?(line: string): void;
 }
 
 /** How often one step may be retried on other replicas. */
@@ -103,25 +105,46 @@ export class GenerationSession {
    * rebuilds its KV cache from the agreed inputs before it takes part.
    */
   replace(left: string, replacement: string, resetFrom?: number): boolean {
+    const stage = this.swap(left, replacement);
+    if (stage === undefined) return false;
+    this.announce(stage, [replacement], resetFrom);
+    return true;
+  }
+
+  /** Puts `replacement` in `left`'s place in the route and in the open votes; returns the stage, or undefined. */
+  private swap(left: string, replacement: string): number | undefined {
     const stage = this.members.get(left);
-    if (stage === undefined || this.members.has(replacement)) return false;
+    if (stage === undefined || this.members.has(replacement)) return undefined;
     const ids = this.current[stage] as string[];
-    const slot = ids.indexOf(left);
-    ids[slot] = replacement;
+    ids[ids.indexOf(left)] = replacement;
     this.members.delete(left);
     this.members.set(replacement, stage);
     this.joined.add(replacement);
-    const step = Math.max(0, this.currentStep);
-    this.replacements.push({ stage, left, joined: replacement, atStep: step });
+    this.replacements.push({ stage, left, joined: replacement, atStep: Math.max(0, this.currentStep) });
     if (this.wait !== null) {
       if (stage === this.current.length - 1) this.wait.w.logits.substitute(left, replacement);
       this.digestVotes.get(this.wait.step)?.[stage]?.substitute(left, replacement);
     }
+    return stage;
+  }
+
+  /**
+   * Tells everyone concerned of the newcomers in `stage`, in one message each:
+   * the newcomers open the session and replay it; the previous stage resends
+   * its outputs to them (for stage 0 the coordinator resends the token ids);
+   * the next stage learns its new inputs (and, after a retry, forgets its votes
+   * from `resetFrom` on). One update per neighbour: several in a row could
+   * reach a replica out of step with the frames they announce.
+   */
+  private announce(stage: number, newcomers: readonly string[], resetFrom?: number): void {
+    const ids = this.current[stage] as string[];
+    const step = Math.max(0, this.currentStep);
     const prev = this.current[stage - 1] ?? [];
     const next = this.current[stage + 1] ?? [];
-    this.transport.open(replacement, { sessionId: this.sessionId, stage, replica: slot, prev, next, replayTo: step });
+    for (const id of newcomers)
+      this.transport.open(id, { sessionId: this.sessionId, stage, replica: ids.indexOf(id), prev, next, replayTo: step });
     for (const p of prev)
-      this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [replacement] });
+      this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [...newcomers] });
     for (const n of next)
       this.transport.update(n, {
         sessionId: this.sessionId,
@@ -131,8 +154,8 @@ export class GenerationSession {
         ...(resetFrom === undefined ? {} : { resetFrom }),
       });
     if (stage === 0)
-      for (const [s, tokens] of this.inputs.entries()) this.transport.input(replacement, { sessionId: this.sessionId, step: s, tokens });
-    return true;
+      for (const id of newcomers)
+        for (const [s, tokens] of this.inputs.entries()) this.transport.input(id, { sessionId: this.sessionId, step: s, tokens });
   }
 
   /**
@@ -151,12 +174,18 @@ export class GenerationSession {
       const cb = this.audit.get(b);
       return cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
     });
+    const newcomers: string[] = [];
     for (const [i, old] of worstFirst.slice(0, need).entries()) {
       const neu = spares[i] as string;
       this.retry.link(stage, neu);
-      this.replace(old, neu, step);
+      if (this.swap(old, neu) === undefined) continue;
+      newcomers.push(neu);
       this.transport.close(old, this.sessionId);
     }
+    this.announce(stage, newcomers, step);
+    this.retry.log?.(
+      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${worstFirst.slice(0, need).join(', ')}`,
+    );
     // Votes on this step from this stage on start again.
     const qs = this.digestsOf(step);
     for (let k = stage; k < qs.length; k++) qs[k] = new Quorum<number[]>([...(this.current[k] as string[])], agreeFingerprints);

@@ -75,6 +75,11 @@ export async function runInProcess(
   crash: Crash | null = null,
   sampling: SamplingParams = GREEDY,
   wire: Wire | null = null,
+  /**
+   * Delivers the updates that tell a stage of new inputs this much later than
+   * the newcomers' frames, as a browser can while it opens their data channels.
+   */
+  updateDelayMs = 0,
 ): Promise<InProcessResult> {
   const { manifest, executors } = swarm;
   const STAGES = manifest.stages.length;
@@ -133,11 +138,16 @@ export async function runInProcess(
     route,
     manifest,
     {
+      // Copied when sent, as Socket.IO serialises them: a later change to the route must not reach an earlier message.
       open: (v, m) => {
-        cores.get(v)?.open(m);
+        cores.get(v)?.open(structuredClone(m));
         later(() => session?.onJoined(v));
       },
-      update: (v, m) => later(() => cores.get(v)?.update(m)),
+      update: (v, sent) => {
+        const m = structuredClone(sent);
+        if (updateDelayMs > 0 && m.resendTo.length === 0) setTimeout(() => cores.get(v)?.update(m), updateDelayMs);
+        else later(() => cores.get(v)?.update(m));
+      },
       input: (v, m) => later(() => cores.get(v)?.input(m)),
       close: (v, id) => cores.get(v)?.close(id),
     },
