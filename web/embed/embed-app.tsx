@@ -54,28 +54,29 @@ export function EmbedApp() {
   const state = status?.state;
   return (
     <div className="embed">
-      <p className="embed-line" aria-live="polite">
-        <span className={`dot state-${state ?? 'connecting'}`} aria-hidden="true" />
-        <span data-testid="embed-state">
-          {failure !== null
-            ? `Cannot start: ${failure}`
-            : state === undefined
-              ? 'Starting…'
-              : state === 'ready'
-                ? 'Computing'
-                : state === 'paused'
-                  ? 'Paused'
-                  : state === 'downloading' || state === 'loading'
-                    ? 'Loading the model…'
-                    : state}
-        </span>
-        <span className="small">
-          {' · '}
+      <div aria-live="polite">
+        <p className="embed-line">
+          <span className={`dot state-${state ?? 'connecting'}`} aria-hidden="true" />
+          <span data-testid="embed-state">
+            {failure !== null
+              ? `Cannot start: ${failure}`
+              : state === undefined
+                ? 'Starting…'
+                : state === 'ready'
+                  ? 'Computing'
+                  : state === 'paused'
+                    ? 'Paused'
+                    : state === 'downloading' || state === 'loading'
+                      ? 'Loading the model…'
+                      : state}
+          </span>
+        </p>
+        <p className="small embed-line">
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
           {status?.score != null && ` · reputation ${status.score.reputation.toFixed(2)}`}
-        </span>
-      </p>
+        </p>
+      </div>
       {state === 'paused' ? (
         <button type="button" className="primary" data-testid="embed-resume" onClick={resume}>
           Resume

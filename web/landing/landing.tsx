@@ -49,7 +49,18 @@ export function Landing() {
         <a className="button" href="/volunteer">
           Volunteer this tab
         </a>
+        <a className="button" href="/dashboard">
+          Dashboard
+        </a>
       </p>
+      <h2>Use it</h2>
+      <p>
+        An OpenAI-compatible API: <code>POST {location.origin}/v1/chat/completions</code>, <code>/v1/completions</code>,{' '}
+        <code>GET /v1/models</code> — existing clients work with <code>baseURL = {location.origin}/v1</code>. Every token carries the vote
+        that verified it.
+      </p>
+      <p>Let your site's visitors volunteer with one script tag (they are asked first):</p>
+      <pre data-testid="embed-snippet">{`<script src="${location.origin}/embed.js" data-model="${models?.[0]?.modelId ?? 'MODEL'}" async></script>`}</pre>
       <h2>Models served here</h2>
       {models === null ? (
         <p>Loading…</p>

@@ -80,7 +80,7 @@ p { margin: 0 0 10px; color: var(--muted); font-size: 13px; }
 button { font: inherit; border-radius: 6px; padding: 5px 12px; cursor: pointer; border: 1px solid var(--line); background: transparent; color: var(--fg); }
 button.yes { background: var(--accent); border-color: var(--accent); color: #fff; }
 button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
-iframe { display: block; width: 100%; height: 44px; border: 0; color-scheme: normal; }
+iframe { display: block; width: 100%; height: 56px; border: 0; color-scheme: normal; }
 .bar { display: flex; justify-content: space-between; align-items: center; font-size: 12px; color: var(--muted); }
 `;
 
