@@ -71,10 +71,9 @@ export function EmbedApp() {
                       : state}
           </span>
         </p>
-        <p className="small embed-line">
+        <p className="small embed-line" title={status?.score == null ? undefined : `reputation ${status.score.reputation.toFixed(2)}`}>
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
-          {status?.score != null && ` · reputation ${status.score.reputation.toFixed(2)}`}
         </p>
       </div>
       {state === 'paused' ? (
