@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GREEDY } from '../shared/model/sampling.js';
-import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
+import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import { createSignalServer } from '../signal-server/server.js';
 import type { TokenUpdate } from '../signal-server/socket-handlers.js';
+import { startLocalServer } from '../tools/local-server.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
 import { median, printTable } from './table.js';
 
@@ -41,14 +41,7 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
     const refMedian = median(refMs);
     rows.push(['reference runner (1 process)', '—', refMedian.toFixed(2), (1000 / refMedian).toFixed(0), '1.00']);
     for (const r of [1, 3]) {
-      const server = createSignalServer({
-        port: 0,
-        host: '127.0.0.1',
-        webRoot: 'dist',
-        models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) }],
-        redundancy: r,
-      });
-      await server.ready;
+      const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: r });
       const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * r });
       try {
         const coordinator = server.coordinator;

@@ -6,14 +6,16 @@ import { join } from 'node:path';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
 import { createLogger, silentLogger } from '../signal-server/log.js';
-import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
+import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import { createSignalServer, type ServedStages, type SignalServer } from '../signal-server/server.js';
+import type { SignalServer } from '../signal-server/server.js';
 import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
 import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 
 export { buildWebApp } from '../tools/build-web.js';
 export { launchChromium } from '../tools/local-swarm.js';
+
+import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
   models: readonly { dir: string; stages: number }[],
@@ -28,27 +30,16 @@ export async function startTestServer(
     routeWaitMs?: number;
   } = {},
 ): Promise<SignalServer> {
-  const served: ServedStages[] = [];
-  for (const m of models) {
-    const partition = { stages: m.stages };
-    const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot);
-    served.push({ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) });
-  }
-  const server = createSignalServer({
-    port: extra.port ?? 0,
-    host: '127.0.0.1',
-    webRoot: 'dist',
-    models: served,
+  return startLocalServer(models, cacheRoot, {
     redundancy: extra.redundancy ?? 3,
     allowFaults: extra.allowFaults ?? false,
     // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
     ratePerMinute: extra.ratePerMinute ?? 0,
     apiKeys: extra.apiKeys ?? [],
+    ...(extra.port === undefined ? {} : { port: extra.port }),
     ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),
     logger: extra.quiet === true ? silentLogger : createLogger('info', process.stderr),
   });
-  await server.ready;
-  return server;
 }
 
 /** The model the swarm specs run: the default model (it ships in the repository). */

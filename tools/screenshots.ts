@@ -9,10 +9,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
-import { createSignalServer } from '../signal-server/server.js';
 import { buildWebApp } from './build-web.js';
 import { DEFAULT_MODEL, modelDir, runCli } from './cli-args.js';
+import { startLocalServer } from './local-server.js';
 import { launchChromium, startLocalSwarm } from './local-swarm.js';
 
 const OUT = 'docs/screenshots';
@@ -23,16 +22,8 @@ runCli(async () => {
   mkdirSync(OUT, { recursive: true });
   buildWebApp();
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-shots-'));
-  const partition = { stages: STAGES };
-  const { dir, manifest } = await ensureStages(modelDir(DEFAULT_MODEL), partition, cache);
-  const server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: 'dist',
-    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) }],
-    redundancy: REDUNDANCY,
-  });
-  await server.ready;
+  const server = await startLocalServer([{ dir: modelDir(DEFAULT_MODEL), stages: STAGES }], cache, { redundancy: REDUNDANCY });
+  const modelId = server.coordinator?.modelInfo.modelId ?? DEFAULT_MODEL;
   const url = server.address().url;
   // One tab short of the full grid: the widget's volunteer takes the free place, so it computes in its screenshot.
   const swarm = await startLocalSwarm({ serverUrl: url, volunteers: STAGES * REDUNDANCY - 1, log: (l) => process.stderr.write(`${l}\n`) });
@@ -43,7 +34,7 @@ runCli(async () => {
 <h1>The Mansfield Gazette</h1><p>News from the parish: the assembly rooms will reopen on Thursday, and Mrs. Norris wishes it known that the
 donation of a pianoforte to the school was entirely her own idea.</p><p>This page embeds the webswarm widget with one script tag; the visitor
 is asked before anything runs.</p>
-<script src="${url}/embed.js" data-model="${manifest.modelId}" data-backend="wasm" async></script></body></html>`);
+<script src="${url}/embed.js" data-model="${modelId}" data-backend="wasm" async></script></body></html>`);
   });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
   const hostUrl = `http://localhost:${(host.address() as AddressInfo).port}`;
