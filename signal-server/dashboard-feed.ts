@@ -1,5 +1,5 @@
 import type { DashboardSample, DashboardSnapshot, DashboardUpdate, StageVote } from '../shared/protocol/messages.js';
-import type { SwarmObserver } from './coordinator/observer.js';
+import { type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { SwarmCoordinator, SwarmServer } from './socket-handlers.js';
 
 /** Samples kept for the dashboard's plots: five minutes at one a second. */
@@ -31,11 +31,10 @@ export class DashboardFeed implements SwarmObserver {
 
   onToken(_stepMs: number, votes: readonly StageVote[]): void {
     this.tokens += 1;
-    for (const v of votes) {
-      this.agreed += v.agreed;
-      this.disagreed += v.disagreed;
-      this.missing += Math.max(0, v.replicas - v.agreed - v.disagreed);
-    }
+    const c = voteCounts(votes);
+    this.agreed += c.agreed;
+    this.disagreed += c.disagreed;
+    this.missing += c.missing;
   }
 
   /** A socket asked for the feed: it gets the snapshot now and every update after. */

@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { StageVote } from '../shared/protocol/messages.js';
-import type { GenerationOutcome, SwarmObserver } from './coordinator/observer.js';
+import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { SwarmCoordinator } from './socket-handlers.js';
 
 /**
@@ -68,11 +68,7 @@ export class SwarmMetrics implements SwarmObserver {
   onToken(stepMs: number, votes: readonly StageVote[]): void {
     this.tokens.inc();
     this.step.observe(stepMs / 1000);
-    for (const v of votes) {
-      this.votes.inc({ outcome: 'agreed' }, v.agreed);
-      this.votes.inc({ outcome: 'disagreed' }, v.disagreed);
-      this.votes.inc({ outcome: 'missing' }, Math.max(0, v.replicas - v.agreed - v.disagreed));
-    }
+    for (const [outcome, n] of Object.entries(voteCounts(votes))) this.votes.inc({ outcome }, n);
   }
 
   onGeneration(outcome: GenerationOutcome): void {

@@ -6,7 +6,7 @@ import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
-import { handleOpenAiGeneration, sendApiError } from './api/completions.js';
+import { admitOrRefuse, handleOpenAiGeneration, sendApiError } from './api/completions.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
 import { type Logger, silentLogger } from './log.js';
@@ -48,6 +48,8 @@ export interface SignalServerOptions {
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
 }
+
+const API_ROUTES = ['/v1/models', '/v1/completions', '/v1/chat/completions'];
 
 /** Default largest API request body. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
@@ -174,8 +176,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       return;
     }
     const t0 = performance.now();
+    const known = API_ROUTES.includes(path);
     res.once('finish', () => {
-      metrics.httpRequests.inc({ route: path.length <= 32 ? path : 'other', status: String(res.statusCode) });
+      // Only known routes become labels: a label per unknown path would let anyone grow the metrics without bound.
+      metrics.httpRequests.inc({ route: known ? path : 'other', status: String(res.statusCode) });
       logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
     });
     if (path === '/v1/completions' || path === '/v1/chat/completions') {
@@ -183,18 +187,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       return;
     }
     if (path === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
-      const admitted = access.admit(req);
-      if (!admitted.ok) {
-        if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
-        sendApiError(
-          res,
-          admitted.status,
-          admitted.status === 401 ? 'authentication_error' : 'rate_limit_error',
-          admitted.code,
-          admitted.message,
-        );
-        return;
-      }
+      if (!admitOrRefuse(req, res, access)) return;
       // OpenAI's model list, so that existing clients can discover what is served.
       sendJson(res, 200, {
         object: 'list',
@@ -202,7 +195,6 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       });
       return;
     }
-    const known = ['/v1/models', '/v1/completions', '/v1/chat/completions'].includes(path);
     sendApiError(
       res,
       known ? 405 : 404,

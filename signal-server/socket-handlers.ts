@@ -211,8 +211,7 @@ export class SwarmCoordinator {
       if (!m.ok) return this.refuse(socket, 'ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
       const r = m.value;
       if (this.options.access !== undefined) {
-        const who = this.options.access.checkKey(r.apiKey, socket.handshake.address);
-        const admitted = who.ok ? this.options.access.take(who.identity) : who;
+        const admitted = this.options.access.admitKey(r.apiKey, socket.handshake.address);
         if (!admitted.ok) {
           const code = admitted.status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_RATE_LIMITED';
           socket.emit('chat:error', { requestId: r.requestId, code, message: admitted.message });
@@ -220,9 +219,14 @@ export class SwarmCoordinator {
         }
       }
       const sampling = { temperature: r.temperature, topK: 0, topP: r.topP, seed: r.seed };
-      this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling }, (u) =>
+      // A requester that goes away (the chat page closed) cancels its generation.
+      const gone = new AbortController();
+      const onGone = () => gone.abort();
+      socket.once('disconnect', onGone);
+      this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal }, (u) =>
         socket.emit('chat:token', { requestId: r.requestId, ...u }),
       )
+        .finally(() => socket.off('disconnect', onGone))
         .then((c) => socket.emit('chat:done', { requestId: r.requestId, finishReason: c.finishReason, tokens: c.tokens, text: c.text }))
         .catch((e: unknown) => {
           const code = e instanceof GenerationError ? e.code : 'ERR_BAD_REQUEST';
@@ -345,6 +349,17 @@ export class SwarmCoordinator {
 
   /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
   async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    try {
+      const c = await this.generate(req, onToken);
+      for (const o of this.observers) o.onGeneration?.('ok');
+      return c;
+    } catch (e) {
+      for (const o of this.observers) o.onGeneration?.(e instanceof GenerationError ? e.code : 'ERR_INTERNAL');
+      throw e;
+    }
+  }
+
+  private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
     if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { tokenizer, manifest } = this.model;
     const promptTokens = tokenizer.encode(req.prompt);
@@ -355,13 +370,7 @@ export class SwarmCoordinator {
         `prompt (${promptTokens.length} tokens) + max_tokens (${req.maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
-    let route: string[][];
-    try {
-      route = await this.pickRoute();
-    } catch (e) {
-      for (const o of this.observers) o.onGeneration?.(e instanceof GenerationError ? e.code : 'ERR_INTERNAL', 0);
-      throw e;
-    }
+    const route = await this.pickRoute();
     const sessionId = this.nextSessionId++;
     for (let s = 0; s + 1 < route.length; s++)
       for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
@@ -416,12 +425,7 @@ export class SwarmCoordinator {
       stream.finish(r.tokens);
       const text = stream.text;
       this.log(`session ${sessionId}: ${r.tokens.length} tokens, ${r.finishReason}`);
-      for (const o of this.observers) o.onGeneration?.('ok', r.tokens.length);
       return { promptTokens, tokens: r.tokens, text, finishReason: r.finishReason, route: session.route.map((ids) => [...ids]) };
-    } catch (e) {
-      const outcome = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
-      for (const o of this.observers) o.onGeneration?.(outcome, sofar.length);
-      throw e;
     } finally {
       req.signal?.removeEventListener('abort', cancel);
       this.sessions.delete(sessionId);

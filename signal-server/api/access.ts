@@ -78,11 +78,16 @@ export class AccessControl {
     return { ok: true, identity };
   }
 
-  /** The key check and the rate limit for one HTTP request. */
+  /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */
+  admitKey(key: string | null, address: string): AccessDecision {
+    const who = this.checkKey(key, address);
+    return who.ok ? this.take(who.identity) : who;
+  }
+
+  /** The same for an HTTP request (Authorization: Bearer). */
   admit(req: IncomingMessage): AccessDecision {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
-    const who = this.checkKey(m?.[1] ?? null, req.socket.remoteAddress ?? 'unknown');
-    return who.ok ? this.take(who.identity) : who;
+    return this.admitKey(m?.[1] ?? null, req.socket.remoteAddress ?? 'unknown');
   }
 }

@@ -30,6 +30,22 @@ export function sendApiError(
   sendJson(res, status, { error: { message, type, param, code } });
 }
 
+/** Checks the key and the rate limit; on refusal answers 401 or 429 (with Retry-After) and returns false. */
+export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl): boolean {
+  const admitted = access.admit(req);
+  if (admitted.ok) return true;
+  if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
+  req.resume();
+  sendApiError(
+    res,
+    admitted.status,
+    admitted.status === 401 ? 'authentication_error' : 'rate_limit_error',
+    admitted.code,
+    admitted.message,
+  );
+  return false;
+}
+
 class BodyTooLarge extends Error {}
 
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
@@ -100,18 +116,7 @@ export async function handleOpenAiGeneration(
   ctx: ApiContext,
 ): Promise<void> {
   if (req.method !== 'POST') return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
-  const admitted = ctx.access.admit(req);
-  if (!admitted.ok) {
-    if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
-    req.resume();
-    return sendApiError(
-      res,
-      admitted.status,
-      admitted.status === 401 ? 'authentication_error' : 'rate_limit_error',
-      admitted.code,
-      admitted.message,
-    );
-  }
+  if (!admitOrRefuse(req, res, ctx.access)) return;
   let text: string;
   try {
     text = await readBody(req, ctx.maxBodyBytes);

@@ -185,12 +185,16 @@ describe('the OpenAI-compatible API', () => {
     expect(before).toMatch(/^webswarm_sessions_active 0$/m);
     await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: '{"prompt": 1}' });
     await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: '{"prompt": "Emma"}' });
+    for (const junk of ['/v1/a', '/v1/b', '/v1/c']) await fetch(`${s.address().url}${junk}`);
     const after = await read();
     expect(after).toMatch(/^webswarm_http_requests_total\{route="\/v1\/completions",status="400"\} 1$/m);
     expect(after).toMatch(/^webswarm_http_requests_total\{route="\/v1\/completions",status="503"\} 1$/m);
     expect(after).toMatch(/^webswarm_generations_total\{outcome="ERR_NO_ROUTE"\} 1$/m);
+    // Unknown paths share one label, so that nobody can grow the metrics without bound.
+    expect(after).toMatch(/^webswarm_http_requests_total\{route="other",status="404"\} 3$/m);
+    expect(after).not.toMatch(/route="\/v1\/a"/);
     // Every sample line parses: name{labels} value.
     for (const line of after.split('\n').filter((l) => l !== '' && !l.startsWith('#')))
-      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.e+-]+|NaN|[+-]Inf$/);
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/);
   });
 });

@@ -8,5 +8,18 @@ export type GenerationOutcome = 'ok' | WireErrorCode | 'ERR_INTERNAL';
 export interface SwarmObserver {
   /** One verified token: the step's time and every stage's vote. */
   onToken?(stepMs: number, votes: readonly StageVote[]): void;
-  onGeneration?(outcome: GenerationOutcome, tokens: number): void;
+  onGeneration?(outcome: GenerationOutcome): void;
+}
+
+/** Replica outputs of one token's votes: agreed with the majority, disagreed, or not yet answered when it was accepted. */
+export function voteCounts(votes: readonly StageVote[]): { agreed: number; disagreed: number; missing: number } {
+  let agreed = 0;
+  let disagreed = 0;
+  let missing = 0;
+  for (const v of votes) {
+    agreed += v.agreed;
+    disagreed += v.disagreed;
+    missing += Math.max(0, v.replicas - v.agreed - v.disagreed);
+  }
+  return { agreed, disagreed, missing };
 }
