@@ -63,6 +63,11 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     contexts.push(context);
     const page = await context.newPage();
     page.on('pageerror', (e) => o.log?.(`[volunteer ${index}] ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') o.log?.(`[volunteer ${index}] console: ${m.text()}`);
+    });
+    page.on('requestfailed', (r) => o.log?.(`[volunteer ${index}] request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+    page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
     await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
     pages.push(page);

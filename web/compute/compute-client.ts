@@ -30,7 +30,9 @@ export class ComputeClient implements StageExecutor {
       else p.resolve(ev.data);
     };
     this.worker.onerror = (ev) => {
-      for (const p of this.pending.values()) p.reject(new WorkerError('ERR_RUN', `compute worker failed: ${ev.message}`));
+      // An ErrorEvent for an exception in the worker; a plain Event when its script did not load.
+      const why = ev.message ? `${ev.message} (${ev.filename}:${ev.lineno})` : 'its script did not load, or it was stopped';
+      for (const p of this.pending.values()) p.reject(new WorkerError('ERR_RUN', `compute worker failed: ${why}`));
       this.pending.clear();
     };
   }

@@ -37,6 +37,9 @@ export interface ReplicaOptions {
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
+/** Tries at loading a stage before the volunteer shows an error, and the wait after the first (doubling). */
+const LOAD_ATTEMPTS = 3;
+const LOAD_RETRY_MS = 2_000;
 
 /** A random key kept in this browser, so that the coordinator can refuse a volunteer it evicted. */
 function clientKey(): string | null {
@@ -64,6 +67,8 @@ export class VolunteerReplica {
   private core: ReplicaCore | null = null;
   private mesh: PeerMesh | null = null;
   private loading: Promise<void> = Promise.resolve();
+  /** The latest stage assignment: a load for an older one gives up. */
+  private assignment: StageAssignment | null = null;
   private readonly fault: FaultKind | null;
   private readonly duty: DutyCycle;
 
@@ -102,6 +107,7 @@ export class VolunteerReplica {
       this.update({ volunteerId, state: 'waiting' });
     });
     socket.on('volunteer:assign', (a) => {
+      this.assignment = a;
       this.loading = this.loading.then(() => this.load(a));
     });
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
@@ -135,22 +141,43 @@ export class VolunteerReplica {
     this.onStatus(this.status);
   }
 
+  /**
+   * Loads the assigned stage, trying again after a short wait when a try fails
+   * (a download cut off, a compute worker that did not start): one bad moment
+   * must not cost the swarm a volunteer for good.
+   */
   private async load(a: StageAssignment): Promise<void> {
-    // A pause or leave while loading makes this load moot.
     const epoch = this.epoch;
+    for (let attempt = 1; ; attempt++) {
+      const error = await this.loadOnce(a, epoch);
+      // Done, or moot: paused, left, or assigned another stage meanwhile.
+      if (error === null || epoch !== this.epoch || this.assignment !== a) return;
+      if (attempt >= LOAD_ATTEMPTS) {
+        this.update({ state: 'error', lastError: error });
+        return;
+      }
+      this.update({ lastError: `${error} (try ${attempt} of ${LOAD_ATTEMPTS}; trying again)` });
+      await new Promise((r) => setTimeout(r, LOAD_RETRY_MS * attempt));
+      if (epoch !== this.epoch || this.assignment !== a) return;
+    }
+  }
+
+  /** One try at loading a stage: null when it is ready (or moot), else why it failed. */
+  private async loadOnce(a: StageAssignment, epoch: number): Promise<string | null> {
+    // A pause or leave while loading makes this load moot.
     try {
       this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null });
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
       const bytes = await fetchVerified(a.baseUrl, entry, (progress) => this.update({ progress }));
-      if (epoch !== this.epoch) return;
+      if (epoch !== this.epoch) return null;
       this.update({ state: 'loading' });
       this.compute?.terminate();
       const compute = new ComputeClient();
       this.compute = compute;
       await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
-      if (epoch !== this.epoch) return;
+      if (epoch !== this.epoch) return null;
       const socket = this.socket;
       this.core = new ReplicaCore(
         manifest,
@@ -172,11 +199,12 @@ export class VolunteerReplica {
         () => compute.lastComputeMs,
       );
       const stepMs = await this.measure(manifest, a.stage);
-      if (epoch !== this.epoch) return;
-      this.update({ state: 'ready' });
+      if (epoch !== this.epoch) return null;
+      this.update({ state: 'ready', lastError: null });
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
+      return null;
     } catch (e) {
-      if (epoch === this.epoch) this.update({ state: 'error', lastError: (e as Error).message });
+      return (e as Error).message;
     }
   }
 

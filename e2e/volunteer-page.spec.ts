@@ -1,0 +1,118 @@
+// The volunteer page on its own, in Chromium against a real server: a load
+// that fails once is tried again, and auto-pause takes a hidden tab out of the
+// swarm and brings it back when it shows again.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SignalServer } from '../signal-server/server.js';
+import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { E2E_MODEL, launchChromium, startTestServer } from './harness.js';
+
+const READY_MS = 90_000;
+let cache: string;
+let server: SignalServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-volunteer-'));
+  server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 1 }], cache, { redundancy: 1, quiet: true });
+  browser = await launchChromium({ webgpu: false });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+async function volunteersOnline(): Promise<number> {
+  const res = await fetch(`${server.address().url}/api/swarm`);
+  return ((await res.json()) as { volunteers: number }).volunteers;
+}
+
+const state = (page: Page) => page.evaluate(() => window.webswarmVolunteer?.state ?? null);
+
+describe('the volunteer page', () => {
+  it('tries the load again when its compute worker does not start the first time', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // The network cuts off the compute worker's script once, as a flaky connection might.
+    const workerRequests: string[] = [];
+    await page.route(/\/assets\/worker-[^/]*\.js$/, async (route) => {
+      workerRequests.push(route.request().url());
+      if (workerRequests.length === 1) await route.abort('connectionreset');
+      else await route.continue();
+    });
+    const errors: string[] = [];
+    const seen = setInterval(() => {
+      page
+        .evaluate(() => window.webswarmVolunteer?.lastError ?? null)
+        .then((e) => {
+          if (e !== null && !errors.includes(e)) errors.push(e);
+        })
+        .catch(() => undefined);
+    }, 100);
+    try {
+      await page.goto(`${server.address().url}/volunteer?autostart=1&backend=wasm`);
+      await page.waitForFunction(() => ['ready', 'error'].includes(window.webswarmVolunteer?.state ?? ''), null, { timeout: READY_MS });
+    } finally {
+      clearInterval(seen);
+    }
+    expect(await state(page)).toBe('ready');
+    expect(workerRequests).toHaveLength(2);
+    // What the page said while it waited to try again.
+    expect(errors.some((e) => e.includes('compute worker failed') && e.includes('try 1 of 3'))).toBe(true);
+    expect(await page.evaluate(() => window.webswarmVolunteer?.lastError)).toBeNull();
+    expect(await volunteersOnline()).toBe(1);
+    await context.close();
+    await expect.poll(volunteersOnline).toBe(0);
+  });
+
+  it('auto-pause takes a hidden tab out of the swarm and brings it back when it shows', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // Headless Chromium never hides a page by itself, so the test stands in for the
+    // browser: it overrides document.visibilityState and fires the event a real
+    // tab switch fires. Everything after that (pause, leaving, reloading) is real.
+    await page.addInitScript(() => {
+      let hidden = false;
+      Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+      Object.defineProperty(document, 'hidden', { get: () => hidden });
+      (window as unknown as { setHidden: (h: boolean) => void }).setHidden = (h) => {
+        hidden = h;
+        document.dispatchEvent(new Event('visibilitychange'));
+      };
+    });
+    const setHidden = (h: boolean) => page.evaluate((v) => (window as unknown as { setHidden: (h: boolean) => void }).setHidden(v), h);
+    await page.goto(`${server.address().url}/volunteer?autostart=1&backend=wasm&autopause=1`);
+    await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    await expect.poll(volunteersOnline).toBe(1);
+
+    await setHidden(true);
+    await expect.poll(() => state(page)).toBe('paused');
+    await expect.poll(volunteersOnline).toBe(0);
+
+    await setHidden(false);
+    await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    await expect.poll(volunteersOnline).toBe(1);
+    // Back in the swarm for real: it computes a request.
+    const res = await fetch(`${server.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Emma', max_tokens: 3, temperature: 0 }),
+    });
+    expect(res.status).toBe(200);
+    expect(await page.evaluate(() => window.webswarmVolunteer?.stepsComputed)).toBe(3);
+
+    // A pause by hand is not undone by the page showing again.
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => state(page)).toBe('paused');
+    await setHidden(true);
+    await setHidden(false);
+    await page.waitForTimeout(500);
+    expect(await state(page)).toBe('paused');
+    await context.close();
+  });
+});
