@@ -1,6 +1,9 @@
-// The only browser module that imports onnxruntime-web. The webgpu build also
-// carries the WASM backend, so one import serves both.
-import * as ort from 'onnxruntime-web/webgpu';
+// The only browser module that imports onnxruntime-web. A WASM volunteer
+// loads the plain WASM build (a 14 MB binary); only a WebGPU volunteer loads
+// the WebGPU build (27 MB, its asyncify binary is slower to start and to run
+// on the CPU). Both builds' CPU kernels are the same code, so replicas on
+// either agree.
+import type * as Ort from 'onnxruntime-web';
 import type { Feeds, TensorData } from '../../shared/model/pipeline.js';
 import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
@@ -14,16 +17,25 @@ export class ComputeError extends Error {
   }
 }
 
-function toOrt(t: TensorData): ort.Tensor {
+type OrtModule = typeof Ort;
+
+function ortFor(backend: Backend): Promise<OrtModule> {
+  return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
+}
+
+function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
   return t.dtype === 'float32' ? new ort.Tensor('float32', t.data, [...t.dims]) : new ort.Tensor('int64', t.data, [...t.dims]);
 }
 
 /** Stage sessions on one backend, created one at a time. */
 export class StageSessions {
-  private readonly sessions = new Map<number, ort.InferenceSession>();
+  private readonly sessions = new Map<number, Ort.InferenceSession>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly backend: Backend) {}
+  private constructor(
+    readonly backend: Backend,
+    private readonly ort: OrtModule,
+  ) {}
 
   static async create(backend: Backend, stages: readonly { index: number; bytes: ArrayBuffer }[]): Promise<StageSessions> {
     if (backend === 'webgpu' && (await webgpuAdapter()) === null) {
@@ -32,9 +44,10 @@ export class StageSessions {
     // One thread: multi-threaded WASM inside a module worker never finished
     // creating its session here (Chromium 156, ORT 1.30), and a volunteer's
     // stage is small; several tabs share the cores anyway.
+    const ort = await ortFor(backend);
     ort.env.wasm.numThreads = 1;
     ort.env.logLevel = 'error';
-    const s = new StageSessions(backend);
+    const s = new StageSessions(backend, ort);
     for (const { index, bytes } of stages) {
       try {
         s.sessions.set(
@@ -58,9 +71,9 @@ export class StageSessions {
   private async runNow(stage: number, feeds: Feeds): Promise<Feeds> {
     const session = this.sessions.get(stage);
     if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
-    const inputs: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) inputs[k] = toOrt(v);
-    let out: ort.InferenceSession.OnnxValueMapType;
+    const inputs: Record<string, Ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) inputs[k] = toOrt(this.ort, v);
+    let out: Ort.InferenceSession.OnnxValueMapType;
     try {
       out = await session.run(inputs);
     } catch (e) {
