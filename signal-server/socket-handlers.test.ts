@@ -48,7 +48,10 @@ function client(auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, ro
   return c;
 }
 
-function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'server:error' | 'signal'): Promise<T> {
+function next<T>(
+  c: Client,
+  event: 'volunteer:assign' | 'volunteer:welcome' | 'server:error' | 'signal' | 'session:open' | 'session:close',
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
     (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
@@ -137,6 +140,23 @@ describe('volunteers over Socket.IO', () => {
     const body = (await res.json()) as { object: string; data: { id: string; object: string; owned_by: string }[] };
     expect(body.object).toBe('list');
     expect(body.data.map((m) => [m.id, m.object, m.owned_by])).toEqual([['tiny-untied', 'model', 'webswarm']]);
+  });
+
+  it('cancels a chat generation when its requester goes away, and closes the session on every replica', async () => {
+    // 3 stages × 2: ready volunteers that open the session but never join it, so the
+    // generation waits in its join phase (30 s deadline) until something ends it.
+    const vs = await Promise.all(Array.from({ length: 6 }, () => volunteer()));
+    const opened = vs.map((v) => next<{ sessionId: number }>(v.c, 'session:open'));
+    const closed = vs.map((v) => next<{ sessionId: number }>(v.c, 'session:close'));
+    for (const v of vs) v.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: v.assign.stage, stepMs: 1 });
+    const requester = client({ protocol: PROTOCOL_VERSION, role: 'requester' });
+    requester.emit('chat:generate', { requestId: 'r1', apiKey: null, prompt: 'Emma', maxTokens: 8, temperature: 0, topP: 1, seed: 0 });
+    const sessions = new Set((await Promise.all(opened)).map((m) => m.sessionId));
+    expect(sessions.size).toBe(1);
+    requester.disconnect();
+    // Within seconds, not at the 30 s join deadline: the disconnect cancelled it.
+    const closes = await Promise.all(closed);
+    expect(new Set(closes.map((m) => m.sessionId))).toEqual(sessions);
   });
 
   it('relays signals only between linked peers, with the sender id set by the server', async () => {
