@@ -1,34 +1,20 @@
 // The live dashboard in Chromium against a real server: a volunteer tab
 // joining appears in the stages × replicas grid, a generation moves the plots
 // and the volunteer's record, and the volunteer leaving takes it off.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { E2E_MODEL, launchChromium, startTestServer } from './harness.js';
+import { type OneStageRig, startOneStageRig } from './harness.js';
 
 const TOKENS = 8;
-let cache: string;
-let server: SignalServer;
-let browser: Browser;
+let rig: OneStageRig;
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-dash-'));
-  server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 1 }], cache, { redundancy: 1, quiet: true });
-  browser = await launchChromium({ webgpu: false });
+  rig = await startOneStageRig();
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
 describe('the dashboard', () => {
   it('shows a volunteer joining, computing and leaving, live', async () => {
+    const { server, browser } = rig;
     const url = server.address().url;
     const dash = await browser.newPage();
     await dash.goto(`${url}/dashboard`);

@@ -4,29 +4,23 @@
 // volunteer registers and computes a real generation (checked against the
 // reference runner); pause takes it out of the swarm; the host page's own
 // script keeps running and no CSP rule is broken.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import type { SignalServer } from '../signal-server/server.js';
 import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { E2E_MODEL, launchChromium, startTestServer } from './harness.js';
+import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
 
 const PROMPT = 'Mr. Darcy';
 const TOKENS = 6;
 
-let cache: string;
-let swarm: SignalServer;
+let rig: OneStageRig;
 let reference: ReferenceRunner;
 let host: Server;
 let hostUrl: string;
-let browser: Browser;
 
 const HOST_SCRIPT = `
 window.cspViolations = [];
@@ -46,11 +40,9 @@ function hostPage(swarmUrl: string): string {
 }
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-embed-'));
-  const dir = GOLDEN_MODELS[E2E_MODEL] as string;
-  swarm = await startTestServer([{ dir, stages: 1 }], cache, { redundancy: 1, quiet: true, routeWaitMs: 1500 });
-  reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages: 1 }, cache)).dir);
-  const swarmUrl = swarm.address().url;
+  rig = await startOneStageRig({ routeWaitMs: 1500 });
+  reference = await ReferenceRunner.fromStageDir((await ensureStages(GOLDEN_MODELS[E2E_MODEL] as string, { stages: 1 }, rig.cache)).dir);
+  const swarmUrl = rig.server.address().url;
   host = createServer((req, res) => {
     const csp = `default-src 'none'; script-src 'self' ${swarmUrl}; frame-src ${swarmUrl}; style-src 'self'; connect-src 'self'; img-src 'self'`;
     if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(HOST_SCRIPT);
@@ -59,19 +51,16 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
   hostUrl = `http://localhost:${(host.address() as AddressInfo).port}`;
-  browser = await launchChromium({ webgpu: false });
 });
 
 afterAll(async () => {
-  await browser?.close();
   await new Promise((r) => host?.close(r));
   await reference?.close();
-  await swarm?.close();
-  rmSync(cache, { recursive: true, force: true });
+  await rig?.close();
 });
 
 async function complete(): Promise<{ status: number; tokens?: number[] }> {
-  const res = await fetch(`${swarm.address().url}/v1/completions`, {
+  const res = await fetch(`${rig.server.address().url}/v1/completions`, {
     method: 'POST',
     body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
   });
@@ -83,10 +72,10 @@ const ticks = async (page: Page) => Number(await page.locator('#ticks').textCont
 
 describe('the embed widget on a cross-origin host page with a strict CSP', () => {
   it('asks first, volunteers after consent, pauses, and leaves the host page alone', async () => {
-    const page = await browser.newPage();
+    const page = await rig.browser.newPage();
     const swarmRequests: string[] = [];
     page.on('request', (r) => {
-      if (r.url().startsWith(swarm.address().url)) swarmRequests.push(new URL(r.url()).pathname);
+      if (r.url().startsWith(rig.server.address().url)) swarmRequests.push(new URL(r.url()).pathname);
     });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -101,7 +90,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await page.waitForTimeout(1000);
     expect(swarmRequests).toEqual(['/embed.js']);
     expect(await page.locator('iframe').count()).toBe(0);
-    expect(swarm.coordinator?.registry.size).toBe(0);
+    expect(rig.server.coordinator?.registry.size).toBe(0);
     // The widget's styles apply inside its shadow root (adopted style sheets pass style-src 'self').
     const position = await page.locator('[data-webswarm-widget]').evaluate((e) => getComputedStyle(e).position);
     expect(position).toBe('fixed');
@@ -110,7 +99,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await donate.click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Computing');
-    expect(swarm.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+    expect(rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
 
     // It computes a real generation: the reference runner's tokens.
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
@@ -129,7 +118,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     // Pause: out of the swarm, so a request finds no volunteer for the stage.
     await frame.getByTestId('embed-pause').click();
     await expect.poll(() => frame.getByTestId('embed-state').textContent()).toBe('Paused');
-    await expect.poll(() => swarm.coordinator?.registry.size).toBe(0);
+    await expect.poll(() => rig.server.coordinator?.registry.size).toBe(0);
     expect((await complete()).status).toBe(503);
     expect(await frame.getByTestId('embed-steps').textContent()).toBe(String(TOKENS));
 
@@ -144,10 +133,10 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
   });
 
   it('goes away on "No thanks" without loading anything', async () => {
-    const page = await browser.newPage();
+    const page = await rig.browser.newPage();
     const swarmRequests: string[] = [];
     page.on('request', (r) => {
-      if (r.url().startsWith(swarm.address().url)) swarmRequests.push(new URL(r.url()).pathname);
+      if (r.url().startsWith(rig.server.address().url)) swarmRequests.push(new URL(r.url()).pathname);
     });
     await page.goto(hostUrl);
     await page.getByRole('button', { name: 'No thanks' }).click();

@@ -3,6 +3,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
 import { createLogger, silentLogger } from '../signal-server/log.js';
@@ -10,10 +11,10 @@ import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
 import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
+import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
 
 export { buildWebApp } from '../tools/build-web.js';
-export { launchChromium } from '../tools/local-swarm.js';
+export { launchChromium };
 
 import { startLocalServer } from '../tools/local-server.js';
 
@@ -44,6 +45,35 @@ export async function startTestServer(
 
 /** The model the swarm specs run: the default model (it ships in the repository). */
 export const E2E_MODEL = existsSync(GOLDEN_MODELS['austen-2m'] as string) ? 'austen-2m' : 'tiny-gqa-bias';
+
+/** A quiet server whose model is one stage wanting one replica, a Chromium, and a stage cache: for the specs of single pages. */
+export interface OneStageRig {
+  readonly server: SignalServer;
+  readonly browser: Browser;
+  /** The stage cache (a temporary folder, removed by close). */
+  readonly cache: string;
+  close(): Promise<void>;
+}
+
+export async function startOneStageRig(extra: { routeWaitMs?: number } = {}): Promise<OneStageRig> {
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-page-'));
+  const server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 1 }], cache, {
+    redundancy: 1,
+    quiet: true,
+    ...extra,
+  });
+  const browser = await launchChromium({ webgpu: false });
+  return {
+    server,
+    browser,
+    cache,
+    async close() {
+      await browser.close();
+      await server.close();
+      rmSync(cache, { recursive: true, force: true });
+    },
+  };
+}
 
 /** A server, a local swarm of volunteer tabs and the reference runner on the same stages: the oracle. */
 export interface E2eSwarm {

@@ -1,34 +1,20 @@
 // The volunteer page on its own, in Chromium against a real server: a load
 // that fails once is tried again, and auto-pause takes a hidden tab out of the
 // swarm and brings it back when it shows again.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
-import { E2E_MODEL, launchChromium, startTestServer } from './harness.js';
+import { type OneStageRig, startOneStageRig } from './harness.js';
 
 const READY_MS = 90_000;
-let cache: string;
-let server: SignalServer;
-let browser: Browser;
+let rig: OneStageRig;
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-volunteer-'));
-  server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 1 }], cache, { redundancy: 1, quiet: true });
-  browser = await launchChromium({ webgpu: false });
+  rig = await startOneStageRig();
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
 async function volunteersOnline(): Promise<number> {
-  const res = await fetch(`${server.address().url}/api/swarm`);
+  const res = await fetch(`${rig.server.address().url}/api/swarm`);
   return ((await res.json()) as { volunteers: number }).volunteers;
 }
 
@@ -36,7 +22,7 @@ const state = (page: Page) => page.evaluate(() => window.webswarmVolunteer?.stat
 
 describe('the volunteer page', () => {
   it('tries the load again when its compute worker does not start the first time', async () => {
-    const context = await browser.newContext();
+    const context = await rig.browser.newContext();
     const page = await context.newPage();
     // The network cuts off the compute worker's script once, as a flaky connection might.
     const workerRequests: string[] = [];
@@ -55,7 +41,7 @@ describe('the volunteer page', () => {
         .catch(() => undefined);
     }, 100);
     try {
-      await page.goto(`${server.address().url}/volunteer?autostart=1&backend=wasm`);
+      await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm`);
       await page.waitForFunction(() => ['ready', 'error'].includes(window.webswarmVolunteer?.state ?? ''), null, { timeout: READY_MS });
     } finally {
       clearInterval(seen);
@@ -71,7 +57,7 @@ describe('the volunteer page', () => {
   });
 
   it('auto-pause takes a hidden tab out of the swarm and brings it back when it shows', async () => {
-    const context = await browser.newContext();
+    const context = await rig.browser.newContext();
     const page = await context.newPage();
     // Headless Chromium never hides a page by itself, so the test stands in for the
     // browser: it overrides document.visibilityState and fires the event a real
@@ -86,7 +72,7 @@ describe('the volunteer page', () => {
       };
     });
     const setHidden = (h: boolean) => page.evaluate((v) => (window as unknown as { setHidden: (h: boolean) => void }).setHidden(v), h);
-    await page.goto(`${server.address().url}/volunteer?autostart=1&backend=wasm&autopause=1`);
+    await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm&autopause=1`);
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     await expect.poll(volunteersOnline).toBe(1);
 
@@ -98,7 +84,7 @@ describe('the volunteer page', () => {
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     await expect.poll(volunteersOnline).toBe(1);
     // Back in the swarm for real: it computes a request.
-    const res = await fetch(`${server.address().url}/v1/completions`, {
+    const res = await fetch(`${rig.server.address().url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'Emma', max_tokens: 3, temperature: 0 }),
