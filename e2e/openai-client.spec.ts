@@ -91,16 +91,18 @@ describe(`the openai client against a swarm of ${MODEL}`, () => {
       stream_options: { include_usage: true },
     });
     let text = '';
-    let role: string | undefined;
+    // The role comes once, on the first chunk.
+    const roles: (string | undefined)[] = [];
     let usage: OpenAI.CompletionUsage | null | undefined;
     let finish: string | null = null;
     for await (const chunk of stream) {
-      role ??= chunk.choices[0]?.delta.role;
+      if (chunk.choices[0] !== undefined) roles.push(chunk.choices[0].delta.role);
       text += chunk.choices[0]?.delta.content ?? '';
       finish = chunk.choices[0]?.finish_reason ?? finish;
       usage = chunk.usage ?? usage;
     }
-    expect(role).toBe('assistant');
+    expect(roles[0]).toBe('assistant');
+    expect(roles.filter((r) => r !== undefined)).toEqual(['assistant']);
     expect(text).toBe(decode(expected));
     expect(finish).toBe('length');
     expect(usage?.completion_tokens).toBe(TOKENS);

@@ -152,7 +152,7 @@ export async function handleOpenAiGeneration(
     kind === 'chat'
       ? {
           index: 0,
-          delta: finish !== null ? {} : first ? { role: 'assistant', content: piece } : { content: piece },
+          delta: first ? { role: 'assistant', content: piece } : finish !== null ? {} : { content: piece },
           logprobs: null,
           finish_reason: finish,
         }
@@ -169,6 +169,14 @@ export async function handleOpenAiGeneration(
     if (!res.writableFinished) cancel.abort();
   });
   const events = p.stream ? new EventStream(res) : null;
+  /** One chunk of the stream; the first one sent carries the assistant's role. */
+  const sendChunk = (stream: EventStream, piece: string, finish: 'stop' | 'length' | null, extra: Record<string, unknown> = {}) =>
+    stream.send({
+      ...head,
+      choices: [choiceOf(piece, finish, !stream.isStarted)],
+      ...(p.streamUsage ? { usage: null } : {}),
+      ...extra,
+    });
   const votes: ReturnType<typeof voteOf>[] = [];
   let sent = '';
   const t0 = performance.now();
@@ -185,12 +193,7 @@ export async function handleOpenAiGeneration(
         const v = voteOf(u);
         votes.push(v);
         if (events === null) return;
-        events.send({
-          ...head,
-          choices: [choiceOf(u.text, null, sent === '' && v.index === 0)],
-          ...(p.streamUsage ? { usage: null } : {}),
-          webswarm: v,
-        });
+        sendChunk(events, u.text, null, { webswarm: v });
         sent += u.text;
       },
     );
@@ -212,18 +215,8 @@ export async function handleOpenAiGeneration(
       return;
     }
     // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
-    if (c.text.length > sent.length)
-      events.send({
-        ...head,
-        choices: [choiceOf(c.text.slice(sent.length), null, sent === '')],
-        ...(p.streamUsage ? { usage: null } : {}),
-      });
-    events.send({
-      ...head,
-      choices: [choiceOf('', c.finishReason, false)],
-      ...(p.streamUsage ? { usage: null } : {}),
-      webswarm: { route: c.route },
-    });
+    if (c.text.length > sent.length) sendChunk(events, c.text.slice(sent.length), null);
+    sendChunk(events, '', c.finishReason, { webswarm: { route: c.route } });
     if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(c) });
     events.send('[DONE]');
     res.end();
