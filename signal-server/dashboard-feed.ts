@@ -1,9 +1,13 @@
-import type { DashboardSample, DashboardSnapshot, DashboardUpdate, StageVote } from '../shared/protocol/messages.js';
+import {
+  DASHBOARD_HISTORY,
+  type DashboardSample,
+  type DashboardSnapshot,
+  type DashboardUpdate,
+  type StageVote,
+} from '../shared/protocol/messages.js';
 import { type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { SwarmCoordinator, SwarmServer } from './socket-handlers.js';
 
-/** Samples kept for the dashboard's plots: five minutes at one a second. */
-export const DASHBOARD_HISTORY = 300;
 const ROOM = 'dashboard';
 
 /**

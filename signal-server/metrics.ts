@@ -45,13 +45,12 @@ export class SwarmMetrics implements SwarmObserver {
     });
     new Gauge({
       name: 'webswarm_volunteers',
-      help: 'Volunteers online by backend, stage and state',
+      help: 'Volunteers online by backend, stage and state (loading, ready, busy)',
       labelNames: ['backend', 'stage', 'state'],
       registers,
       collect() {
         this.reset();
-        for (const v of coordinator?.volunteers() ?? [])
-          this.inc({ backend: v.backend, stage: String(v.stage), state: v.ready ? 'ready' : 'loading' });
+        for (const v of coordinator?.volunteers() ?? []) this.inc({ backend: v.backend, stage: String(v.stage), state: v.state });
       },
     });
     new Gauge({

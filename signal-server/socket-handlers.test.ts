@@ -77,6 +77,16 @@ describe('volunteers over Socket.IO', () => {
     expect(vs[0]?.assign.baseUrl).toMatch(/^\/models\/tiny-untied\//);
     expect(new Set(vs.map((v) => v.id)).size).toBe(6);
     expect(server.coordinator?.registry.replicasPerStage()).toEqual([2, 2, 2]);
+    // /metrics counts them by stage and state: loading until they say they are ready.
+    const gauge = async (stage: number, state: string) => {
+      const text = await (await fetch(`${server.address().url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`webswarm_volunteers{backend="wasm",stage="${stage}",state="${state}"}`));
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    expect(await gauge(0, 'loading')).toBe(2);
+    vs[0]?.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: 0, stepMs: 1 });
+    await expect.poll(() => gauge(0, 'ready')).toBe(1);
+    expect(await gauge(0, 'loading')).toBe(1);
   });
 
   it('re-balances when a volunteer leaves', async () => {

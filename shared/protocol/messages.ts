@@ -221,6 +221,9 @@ export interface VolunteerView {
   readonly reputation: number;
 }
 
+/** Samples the dashboard keeps and plots: five minutes at one a second. */
+export const DASHBOARD_HISTORY = 300;
+
 /** The swarm over one sampling interval. */
 export interface DashboardSample {
   /** ms since the epoch at the end of the interval. */

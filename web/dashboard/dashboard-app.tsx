@@ -1,9 +1,7 @@
 import { useEffect, useState } from 'react';
-import type { DashboardSample, DashboardSnapshot, VolunteerView } from '../../shared/protocol/messages.js';
+import { DASHBOARD_HISTORY, type DashboardSample, type DashboardSnapshot, type VolunteerView } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { Plot } from './plot.js';
-
-const HISTORY = 300;
 
 interface View {
   readonly info: Pick<DashboardSnapshot, 'modelId' | 'stages' | 'redundancy' | 'intervalMs'>;
@@ -39,7 +37,9 @@ export function DashboardApp() {
     );
     s.on('dashboard:update', (m) =>
       setView((v) =>
-        v === null ? v : { ...v, history: [...v.history, m.sample].slice(-HISTORY), volunteers: m.volunteers, sessions: m.sessions },
+        v === null
+          ? v
+          : { ...v, history: [...v.history, m.sample].slice(-DASHBOARD_HISTORY), volunteers: m.volunteers, sessions: m.sessions },
       ),
     );
     return () => {
@@ -57,7 +57,7 @@ export function DashboardApp() {
   }
   const { info, history, volunteers } = view;
   const stages = Array.from({ length: info.stages }, (_, s) => volunteers.filter((v) => v.stage === s));
-  const span = Math.round((HISTORY * info.intervalMs) / 1000);
+  const span = Math.round((DASHBOARD_HISTORY * info.intervalMs) / 1000);
   const last = history.at(-1);
   return (
     <main className="wide">
