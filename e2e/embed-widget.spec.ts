@@ -30,12 +30,12 @@ setInterval(() => { ticks += 1; document.getElementById('ticks').textContent = S
 document.getElementById('host-button').addEventListener('click', () => { document.getElementById('clicked').textContent = 'yes'; });
 `;
 
-function hostPage(swarmUrl: string): string {
+function hostPage(swarmUrl: string, model: string = E2E_MODEL): string {
   return `<!doctype html><html><head><title>A host site</title></head><body>
 <h1>Someone else's site</h1><p>ticks: <span id="ticks">0</span></p>
 <button id="host-button">host button</button> <span id="clicked">no</span>
 <script src="/host.js"></script>
-<script src="${swarmUrl}/embed.js" data-model="${E2E_MODEL}" data-backend="wasm" data-max-share="1" data-position="bottom-left" data-theme="dark" async></script>
+<script src="${swarmUrl}/embed.js" data-model="${model}" data-backend="wasm" data-max-share="1" data-position="bottom-left" data-theme="dark" async></script>
 </body></html>`;
 }
 
@@ -46,7 +46,10 @@ beforeAll(async () => {
   host = createServer((req, res) => {
     const csp = `default-src 'none'; script-src 'self' ${swarmUrl}; frame-src ${swarmUrl}; style-src 'self'; connect-src 'self'; img-src 'self'`;
     if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(HOST_SCRIPT);
-    else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp }).end(hostPage(swarmUrl));
+    else if (req.url === '/' || req.url === '/unknown-model')
+      res
+        .writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp })
+        .end(hostPage(swarmUrl, req.url === '/' ? E2E_MODEL : 'gpt-4'));
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
@@ -142,6 +145,18 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await page.getByRole('button', { name: 'No thanks' }).click();
     await expect.poll(() => page.locator('[data-webswarm-widget]').count()).toBe(0);
     expect(swarmRequests).toEqual(['/embed.js']);
+    await page.close();
+  });
+
+  it('says so, and computes nothing, when data-model names a model the swarm does not serve', async () => {
+    const page = await rig.browser.newPage();
+    await page.goto(`${hostUrl}/unknown-model`);
+    await page.getByRole('button', { name: 'Donate' }).click();
+    const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
+    await expect
+      .poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 30_000 })
+      .toBe(`Cannot start: this swarm serves ${E2E_MODEL}, not "gpt-4"`);
+    expect(rig.server.coordinator?.registry.size).toBe(0);
     await page.close();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DutyCycle } from './duty-cycle.js';
+import { DutyCycle, MIN_SHARE, parseShare } from './duty-cycle.js';
 
 describe('DutyCycle', () => {
   it('keeps compute to the share of wall time', async () => {
@@ -39,5 +39,13 @@ describe('DutyCycle', () => {
   it('refuses a share out of range', () => {
     expect(() => new DutyCycle(0)).toThrow(RangeError);
     expect(() => new DutyCycle(1.5)).toThrow(/share must be in/);
+  });
+
+  it('reads a share from a URL or data attribute, keeping to [MIN_SHARE, 1]', () => {
+    expect(parseShare('0.25', 0.5)).toBe(0.25);
+    expect(parseShare('1', 0.5)).toBe(1);
+    expect(parseShare(String(MIN_SHARE), 0.5)).toBe(MIN_SHARE);
+    for (const bad of [null, undefined, '', 'half', '0', '0.01', '1.5', '-1', 'NaN', 'Infinity'])
+      expect(parseShare(bad, 0.5), String(bad)).toBe(0.5);
   });
 });

@@ -3,6 +3,12 @@ import type { Feeds, StageExecutor } from '../model/pipeline.js';
 /** Smallest share a volunteer may set (below it, a step would wait tens of times its compute time). */
 export const MIN_SHARE = 0.05;
 
+/** Reads a share from a URL or a data attribute: a number in [MIN_SHARE, 1], else the fallback. */
+export function parseShare(raw: string | null | undefined, fallback: number): number {
+  const n = raw === null || raw === undefined || raw === '' ? Number.NaN : Number(raw);
+  return Number.isFinite(n) && n >= MIN_SHARE && n <= 1 ? n : fallback;
+}
+
 /**
  * Keeps a volunteer's compute to at most `share` of wall time, as BOINC's CPU
  * throttle does: after a run of t ms the next one may start only t·(1−share)/share

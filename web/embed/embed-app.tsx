@@ -1,14 +1,16 @@
 import { useEffect, useState } from 'react';
-import { parseShare, useVolunteer } from '../volunteer/use-volunteer.js';
-import { EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
+import { parseShare } from '../../shared/swarm/duty-cycle.js';
+import { useVolunteer } from '../volunteer/use-volunteer.js';
+import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
 /** Opened by embed.js after the visitor agreed on the host page; opened alone, it asks first. */
 const framed = window.parent !== window;
 const SETTINGS = {
   backend: params.get('backend'),
+  model: params.get('model'),
   fault: null,
-  share: parseShare(params.get('share'), 0.5),
+  share: parseShare(params.get('share'), EMBED_DEFAULT_SHARE),
   autoPause: params.get('autopause') !== '0',
 };
 

@@ -4,6 +4,9 @@
  */
 export const EMBED_SOURCE = 'webswarm';
 
+/** The share of time an embedded volunteer computes unless data-max-share says otherwise. */
+export const EMBED_DEFAULT_SHARE = 0.5;
+
 export type HostToFrame = { readonly source: typeof EMBED_SOURCE; readonly type: 'pause' | 'resume' };
 
 export interface FrameStatus {

@@ -20,6 +20,17 @@ export interface VolunteerSettings {
   readonly share: number;
   /** Pause while the page is hidden (another tab in front, the window minimised). */
   readonly autoPause: boolean;
+  /** The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves. */
+  readonly model: string | null;
+}
+
+/** Refuses to start for a model the swarm does not serve, naming what it serves. */
+async function checkModelServed(model: string | null): Promise<void> {
+  if (model === null) return;
+  const res = await fetch('/api/models');
+  if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
+  const served = ((await res.json()) as { modelId: string }[]).map((m) => m.modelId);
+  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not "${model}"`);
 }
 
 async function chooseBackend(asked: string | null): Promise<{ backend: Backend; adapter: string | null }> {
@@ -33,12 +44,13 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause } = settings;
+  const { backend, fault, share, autoPause, model } = settings;
 
   useEffect(() => {
     if (!active) return;
     let live = true;
-    chooseBackend(backend)
+    checkModelServed(model)
+      .then(() => chooseBackend(backend))
       .then(({ backend: b, adapter }) => {
         if (!live) return;
         replica.current = new VolunteerReplica(
@@ -59,7 +71,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause]);
+  }, [active, backend, fault, share, autoPause, model]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);
@@ -93,10 +105,4 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
 export function agreementRate(s: ReplicaStatus): number | null {
   if (s.score === null || s.score.agreed + s.score.disagreed === 0) return null;
   return s.score.agreed / (s.score.agreed + s.score.disagreed);
-}
-
-/** Reads a share from a URL or data attribute: a number in [0.05, 1], else the fallback. */
-export function parseShare(raw: string | null | undefined, fallback: number): number {
-  const n = raw === null || raw === undefined || raw === '' ? Number.NaN : Number(raw);
-  return Number.isFinite(n) && n >= 0.05 && n <= 1 ? n : fallback;
 }

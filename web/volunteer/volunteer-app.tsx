@@ -1,12 +1,14 @@
 import { useState } from 'react';
+import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
 import { StatusView } from './status-view.js';
-import { parseShare, useVolunteer } from './use-volunteer.js';
+import { useVolunteer } from './use-volunteer.js';
 
 const params = new URLSearchParams(location.search);
 const fault = params.get('fault');
 const SETTINGS = {
   backend: params.get('backend'),
+  model: params.get('model'),
   fault: isFaultKind(fault) ? fault : null,
   share: parseShare(params.get('share'), 1),
   autoPause: params.get('autopause') === '1',

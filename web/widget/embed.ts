@@ -16,7 +16,8 @@
  * most of the time to compute, 0.05–1, default 0.5), data-backend (wasm,
  * webgpu; default: WebGPU where there is an adapter).
  */
-import { EMBED_SOURCE, type HostToFrame, isFrameStatus } from '../embed/messages.js';
+import { parseShare } from '../../shared/swarm/duty-cycle.js';
+import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type HostToFrame, isFrameStatus } from '../embed/messages.js';
 
 const POSITIONS = ['bottom-right', 'bottom-left', 'top-right', 'top-left'] as const;
 type Position = (typeof POSITIONS)[number];
@@ -51,14 +52,13 @@ function optionsOf(script: HTMLScriptElement): WidgetOptions {
   const d = script.dataset;
   const position = POSITIONS.find((p) => p === d.position) ?? 'bottom-right';
   const theme = d.theme === 'dark' || d.theme === 'light' ? d.theme : 'auto';
-  const share = Number(d.maxShare);
   return {
     origin: new URL(script.src, location.href).origin,
     model: d.model ?? null,
     position,
     theme,
     autoPause: d.autoPause !== 'false',
-    maxShare: Number.isFinite(share) && share >= 0.05 && share <= 1 ? share : 0.5,
+    maxShare: parseShare(d.maxShare, EMBED_DEFAULT_SHARE),
     backend: d.backend === 'wasm' || d.backend === 'webgpu' ? d.backend : null,
   };
 }
