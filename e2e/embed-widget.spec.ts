@@ -119,7 +119,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     expect(await page.locator('#clicked').textContent()).toBe('yes');
 
     // Pause: out of the swarm, so a request finds no volunteer for the stage.
-    await frame.getByTestId('embed-pause').click();
+    await frame.getByTestId('pause').click();
     await expect.poll(() => frame.getByTestId('embed-state').textContent()).toBe('Paused');
     await expect.poll(() => rig.server.coordinator?.registry.size).toBe(0);
     expect((await complete()).status).toBe(503);

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
+import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
@@ -78,15 +79,7 @@ export function EmbedApp() {
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
         </p>
       </div>
-      {state === 'paused' ? (
-        <button type="button" className="primary" data-testid="embed-resume" onClick={resume}>
-          Resume
-        </button>
-      ) : (
-        <button type="button" data-testid="embed-pause" onClick={pause} disabled={state === undefined || state === 'evicted'}>
-          Pause
-        </button>
-      )}
+      <PauseToggle state={state} pause={pause} resume={resume} />
     </div>
   );
 }

@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
+import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
 
@@ -41,15 +42,7 @@ export function VolunteerApp() {
       {failure !== null && <p role="alert">Cannot start: {failure}</p>}
       {status !== null && <StatusView status={status} />}
       <p className="row">
-        {state === 'paused' ? (
-          <button type="button" className="primary" onClick={resume}>
-            Resume
-          </button>
-        ) : (
-          <button type="button" onClick={pause} disabled={state === undefined || state === 'left' || state === 'evicted'}>
-            Pause
-          </button>
-        )}
+        <PauseToggle state={state} pause={pause} resume={resume} />
         {state === 'left' ? (
           <a className="button" href="/">
             Back to webswarm
