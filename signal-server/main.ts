@@ -1,7 +1,7 @@
 /**
  * Starts the webswarm server. Every setting comes from a flag or the
- * environment (the flag wins); SETTINGS below is the list, with defaults,
- * and README's table is made from it.
+ * environment (the flag wins); SETTINGS below is the list, with defaults.
+ * README's table lists the same (main.test.ts keeps the two equal).
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -1,0 +1,37 @@
+// The server's settings: flags over the environment over the defaults, bad
+// values named, and README's settings table the same as SETTINGS.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { optionsFrom, SETTINGS } from './main.js';
+
+describe('server settings', () => {
+  it('take a flag over the environment, and the environment over the default', () => {
+    expect(optionsFrom({}).port).toBe(8080);
+    expect(optionsFrom({ PORT: '9000' }).port).toBe(9000);
+    expect(optionsFrom({ PORT: '9000' }, { port: '9100' }).port).toBe(9100);
+    expect(optionsFrom({ API_KEYS: ' sk-a, ,sk-b ' }).apiKeys).toEqual(['sk-a', 'sk-b']);
+    expect(optionsFrom({ WEBSWARM_MODE: '' }).mode).toBe('production');
+  });
+
+  it('name the flag or variable a bad value came from', () => {
+    expect(() => optionsFrom({ REDUNDANCY: '0' })).toThrow('REDUNDANCY must be an integer ≥ 1, got "0"');
+    expect(() => optionsFrom({}, { 'rate-limit': 'fast' })).toThrow('--rate-limit must be an integer ≥ 0, got "fast"');
+    expect(() => optionsFrom({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error, .*, got "loud"/);
+    expect(() => optionsFrom({ WEBSWARM_MODE: 'prod' })).toThrow('WEBSWARM_MODE must be one of production, demo, test, got "prod"');
+  });
+
+  it("match README's settings table row for row", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const rows = readme
+      .split('\n')
+      .filter((l) => /^\| `[A-Z_]+` +\| `--/.test(l))
+      .map((l) => l.split('|').map((c) => c.trim()));
+    const fromReadme = rows.map(([, env, flag, fallback]) => [env, flag, fallback]);
+    const fromCode = Object.values(SETTINGS).map((s) => [
+      `\`${s.env}\``,
+      `\`--${s.flag}\``,
+      s.fallback === '' ? '(empty)' : `\`${s.fallback}\``,
+    ]);
+    expect(fromReadme).toEqual(fromCode);
+  });
+});
