@@ -22,6 +22,7 @@ import {
   parseSessionRef,
   parseSignal,
 } from '../shared/protocol/validate.js';
+import { majority } from '../shared/vote/quorum.js';
 import type { AccessControl } from './api/access.js';
 import { Audit, type AuditCounts } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type SessionTimeouts } from './coordinator/generation.js';
@@ -59,8 +60,11 @@ export interface CompletionRequest {
   readonly signal?: AbortSignal;
 }
 
-/** One verified token as the coordinator streams it (the chat event without its request id). */
-export type TokenUpdate = Omit<TokenEvent, 'requestId'>;
+/** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */
+export type TokenUpdate = Omit<TokenEvent, 'requestId'> & {
+  /** The agreed logits of the last position (for log-probabilities); never sent to the chat page. */
+  readonly logits: Float32Array;
+};
 
 export interface Completion {
   readonly promptTokens: number[];
@@ -223,7 +227,7 @@ export class SwarmCoordinator {
       const gone = new AbortController();
       const onGone = () => gone.abort();
       socket.once('disconnect', onGone);
-      this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal }, (u) =>
+      this.complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal }, ({ logits: _, ...u }) =>
         socket.emit('chat:token', { requestId: r.requestId, ...u }),
       )
         .finally(() => socket.off('disconnect', onGone))
@@ -415,6 +419,9 @@ export class SwarmCoordinator {
           token,
           text: piece,
           votes: rec.votes,
+          verified: this.options.redundancy >= 2 && rec.votes.every((v) => v.agreed >= majority(this.options.redundancy)),
+          redundancy: this.options.redundancy,
+          logits: rec.logits,
           route: session.route.map((ids) => [...ids]),
           stepMs: rec.ms,
           computeMs: rec.computeMs,

@@ -137,8 +137,11 @@ export interface StageVote {
   readonly stage: number;
   /** Replicas whose output agreed with the accepted one when the token was accepted. */
   readonly agreed: number;
-  /** Replicas whose output had arrived and disagreed (or failed); the rest had not answered yet. */
+  /** Replicas whose output had arrived and disagreed (or failed). */
   readonly disagreed: number;
+  /** Replicas that had not answered when the token was accepted (late or gone): not a dissent. */
+  readonly missing: number;
+  /** Replicas of this stage in the route: the configured redundancy r. */
   readonly replicas: number;
 }
 
@@ -149,6 +152,13 @@ export interface TokenEvent {
   /** The text this token adds. */
   readonly text: string;
   readonly votes: readonly StageVote[];
+  /**
+   * True when every stage's accepted output was agreed by a majority (⌊r/2⌋+1)
+   * of the configured redundancy r, with r ≥ 2. With r = 1 nothing is verified.
+   */
+  readonly verified: boolean;
+  /** The configured redundancy r: replicas per stage that vote. */
+  readonly redundancy: number;
   /** Volunteer ids per stage that computed this session. */
   readonly route: readonly (readonly string[])[];
   /** Time of this step in the swarm, and the fastest compute time per stage, in ms. */

@@ -50,6 +50,8 @@ export interface StepRecord {
   readonly ms: number;
   /** Per stage, the fastest compute time a replica reported for this step. */
   readonly computeMs: number[];
+  /** The agreed logits the token was sampled from (the last position). */
+  readonly logits: Float32Array;
 }
 
 interface StepWait {
@@ -383,11 +385,17 @@ export class GenerationSession {
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
           return q?.kind === 'agreed'
-            ? { stage, agreed: q.agreeing.length, disagreed: q.disagreeing.length, replicas: ids.length }
-            : { stage, agreed: 0, disagreed: 0, replicas: ids.length };
+            ? {
+                stage,
+                agreed: q.agreeing.length,
+                disagreed: q.disagreeing.length,
+                missing: ids.length - q.agreeing.length - q.disagreeing.length,
+                replicas: ids.length,
+              }
+            : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: ids.length };
         });
         tokens.push(token);
-        if (onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute] }) === true)
+        if (onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
           return { tokens, finishReason: 'stop' };
         input = [token];
       }
