@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { agreeLogits, agreeTensors, majority, Quorum, type ReplicaOutcome } from './quorum.js';
+import { agreeLogits, agreeTensors, majority, medianOf, Quorum, type ReplicaOutcome } from './quorum.js';
 
 const base = new Float32Array([1, -2, 0.5, 3]);
 const near = new Float32Array([1.0005, -2.0004, 0.5, 3.0006]); // within 1e-3 · 3
@@ -100,5 +100,65 @@ describe('quorum', () => {
     expect(agreeTensors(a, b)).toBe(true);
     expect(agreeLogits(a, b)).toBe(false);
     expect(agreeLogits(a, a)).toBe(true);
+  });
+});
+
+describe('quorum: the majority of r, newcomers and values a minority cannot move', () => {
+  it('counts the majority of the configured redundancy, not of the replicas that answer', () => {
+    // r = 3 but only two replicas are in the vote: both must agree (2 of 3), one alone is never enough.
+    const q = new Quorum(['a', 'b'], agreeTensors, { needed: majority(3) });
+    q.add(ok('a', base));
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('b', far));
+    expect(q.state.kind).toBe('no-majority');
+    const one = new Quorum(['a'], agreeTensors, { needed: majority(3) });
+    one.add(ok('a', base));
+    expect(one.state.kind).toBe('no-majority');
+  });
+
+  it('two newcomers never outvote an established replica', () => {
+    const established = (r: string) => r === 'e';
+    const q = new Quorum(['e', 'n1', 'n2'], agreeTensors, { established });
+    q.add(ok('n1', far));
+    q.add(ok('n2', far));
+    // The newcomers agree, but the established replica has not answered: no decision yet.
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('e', base));
+    expect(q.state.kind).toBe('no-majority');
+  });
+
+  it('newcomers agreeing with an established replica win as usual', () => {
+    const established = (r: string) => r === 'e';
+    const q = new Quorum(['e', 'n1', 'n2'], agreeTensors, { established });
+    q.add(ok('n1', base));
+    q.add(ok('e', base));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['n1', 'e'] });
+  });
+
+  it('an established replica that went away does not block the newcomers', () => {
+    const established = (r: string) => r === 'e';
+    const q = new Quorum(['e', 'n1', 'n2'], agreeTensors, { established });
+    q.add({ status: 'disconnected', replica: 'e' });
+    q.add(ok('n1', base));
+    q.add(ok('n2', base));
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['n1', 'n2'] });
+  });
+
+  it('a nudge inside the tolerance cannot move a value two identical replicas agree on', () => {
+    const nudged = new Float32Array([1.0009, -2.0009, 0.5009, 3.0009]);
+    const q = new Quorum(['liar', 'a', 'b'], agreeTensors, { combine: medianOf });
+    q.add(ok('liar', nudged));
+    q.add(ok('a', base));
+    // Liar and one honest replica agree within the tolerance: accepted, but not settled.
+    expect(q.state).toMatchObject({ kind: 'agreed', settled: false });
+    q.add(ok('b', new Float32Array(base)));
+    expect(q.state).toMatchObject({ kind: 'agreed', settled: true });
+    expect(q.state.kind === 'agreed' && [...q.state.value]).toEqual([...base]);
+  });
+
+  it('without identical values the element-wise median is taken', () => {
+    const m = medianOf([new Float32Array([1, 5]), new Float32Array([3, 4]), new Float32Array([2, 9])], 2);
+    expect(m.exact).toBe(false);
+    expect([...m.value]).toEqual([2, 5]);
   });
 });

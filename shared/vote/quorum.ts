@@ -12,7 +12,14 @@ export type QuorumState<T> =
   | { readonly kind: 'pending' }
   | {
       readonly kind: 'agreed';
+      /** The accepted value: the first agreeing value, or what `combine` makes of every agreeing value so far. */
       readonly value: T;
+      /**
+       * Whether more answers can no longer move the value: there is no `combine`, or
+       * a majority of identical values, or every replica has answered. A consumer
+       * that must not be steered waits a little for an unsettled vote to settle.
+       */
+      readonly settled: boolean;
       /** Replicas whose value agreed with the winner, in arrival order. */
       readonly agreeing: readonly string[];
       /** Replicas whose value disagreed, or who answered with an error. */
@@ -21,6 +28,22 @@ export type QuorumState<T> =
   | { readonly kind: 'no-majority'; readonly clusters: readonly (readonly string[])[]; readonly failed: readonly string[] };
 
 export type AgreeFn<T> = (a: T, b: T) => boolean;
+
+export interface QuorumOptions<T> {
+  /** Agreeing answers needed; default ⌊replicas/2⌋+1. The coordinator passes the majority of the configured redundancy. */
+  readonly needed?: number;
+  /** Makes the accepted value from every agreeing value (in arrival order); default: the first one. */
+  readonly combine?: Combine<T>;
+  /**
+   * Replicas with an established record. When the vote has any, a group made
+   * only of newcomers cannot win while an established replica is still to answer
+   * or has answered something else: newcomers never outvote an established replica.
+   */
+  readonly established?: (replica: string) => boolean;
+}
+
+/** Makes one value from agreeing values; `exact` says a majority of them were identical (nothing could move it). */
+export type Combine<T> = (values: readonly T[], needed: number) => { readonly value: T; readonly exact: boolean };
 
 /** ⌊r/2⌋ + 1: the smallest strict majority of r replicas. */
 export function majority(replicas: number): number {
@@ -42,14 +65,29 @@ export class Quorum<T> {
   private decided: QuorumState<T> = { kind: 'pending' };
   private winner: { value: T; members: string[] } | null = null;
 
+  private readonly combine: Combine<T> | null;
+  private readonly established: ((replica: string) => boolean) | null;
+  private readonly values = new Map<string, T>();
+
   constructor(
     replicas: readonly string[],
     private readonly agree: AgreeFn<T>,
+    options: QuorumOptions<T> = {},
   ) {
     if (replicas.length === 0) throw new RangeError('a vote needs at least one replica');
     this.pending = new Set(replicas);
     if (this.pending.size !== replicas.length) throw new RangeError('replica ids must be distinct');
-    this.needed = majority(replicas.length);
+    this.needed = options.needed ?? majority(replicas.length);
+    if (!Number.isInteger(this.needed) || this.needed < 1)
+      throw new RangeError(`a vote needs at least one agreeing answer, not ${this.needed}`);
+    this.combine = options.combine ?? null;
+    const established = options.established;
+    this.established = established !== undefined && replicas.some((r) => established(r)) ? established : null;
+  }
+
+  /** Agreeing answers this vote needs. */
+  get threshold(): number {
+    return this.needed;
   }
 
   get state(): QuorumState<T> {
@@ -62,6 +100,7 @@ export class Quorum<T> {
     if (outcome.status !== 'fulfilled') {
       this.failed.push(outcome.replica);
     } else {
+      this.values.set(outcome.replica, outcome.value);
       const home = this.clusters.find((c) => this.agree(outcome.value, c.value));
       if (home === undefined) this.clusters.push({ value: outcome.value, members: [outcome.replica] });
       else home.members.push(outcome.replica);
@@ -70,21 +109,54 @@ export class Quorum<T> {
     return true;
   }
 
+  /**
+   * Whether a group may win: a group with an established member may; one of
+   * newcomers only when no established replica is still to answer or stands
+   * in another group.
+   */
+  private eligible(c: { members: string[] }): boolean {
+    const est = this.established;
+    if (est === null || c.members.some(est)) return true;
+    if ([...this.pending].some(est)) return false;
+    return !this.clusters.some((o) => o !== c && o.members.some(est));
+  }
+
+  /** Whether a group could still win once the pending replicas answer. */
+  private possible(c: { members: string[] } | null): boolean {
+    const size = c?.members.length ?? 0;
+    if (size + this.pending.size < this.needed) return false;
+    const est = this.established;
+    if (est === null || c === null || c.members.some(est)) return true;
+    // A newcomers' group still wins if a pending established replica can join it and none stands elsewhere.
+    return !this.clusters.some((o) => o !== c && o.members.some(est));
+  }
+
   private update(): void {
     if (this.decided.kind === 'no-majority') return;
-    this.winner ??= this.clusters.find((c) => c.members.length >= this.needed) ?? null;
+    this.winner ??= this.clusters.find((c) => c.members.length >= this.needed && this.eligible(c)) ?? null;
     const winner = this.winner;
     if (winner !== null) {
+      let value = winner.value;
+      let settled = true;
+      if (this.combine !== null) {
+        const made = this.combine(
+          winner.members.map((m) => this.values.get(m) as T),
+          this.needed,
+        );
+        value = made.value;
+        settled = made.exact || this.pending.size === 0;
+      }
       this.decided = {
         kind: 'agreed',
-        value: winner.value,
+        value,
+        settled,
         agreeing: [...winner.members],
         disagreeing: [...this.clusters.filter((c) => c !== winner).flatMap((c) => c.members), ...this.failed],
       };
       return;
     }
-    const best = Math.max(0, ...this.clusters.map((c) => c.members.length));
-    if (best + this.pending.size < this.needed) {
+    const hope = this.clusters.some((c) => this.possible(c)) || this.possible(null);
+    if (!hope) {
       this.decided = { kind: 'no-majority', clusters: this.clusters.map((c) => [...c.members]), failed: [...this.failed] };
     }
   }
@@ -103,6 +175,40 @@ export class Quorum<T> {
   get missing(): readonly string[] {
     return [...this.pending];
   }
+}
+
+/**
+ * The value a minority cannot move: when a majority (`needed`) of the agreeing
+ * values are bit-identical (honest replicas on the same backend are), that
+ * value; otherwise the element-wise median of all of them. A liar inside the
+ * tolerance can then shift nothing (identical majority) or, with fewer than a
+ * majority identical, no further than the honest values around it.
+ */
+export const medianOf: Combine<Float32Array> = (values, needed) => {
+  const first = values[0];
+  if (first === undefined) throw new RangeError('nothing to combine');
+  for (const v of values) {
+    let same = 0;
+    for (const w of values) if (identical(v, w)) same += 1;
+    if (same >= needed) return { value: v, exact: true };
+  }
+  const n = first.length;
+  const out = new Float32Array(n);
+  const column = new Float64Array(values.length);
+  for (let i = 0; i < n; i++) {
+    for (const [j, v] of values.entries()) column[j] = v[i] as number;
+    column.sort();
+    const mid = column.length >> 1;
+    out[i] = column.length % 2 === 1 ? (column[mid] as number) : ((column[mid - 1] as number) + (column[mid] as number)) / 2;
+  }
+  return { value: out, exact: false };
+};
+
+function identical(a: Float32Array, b: Float32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Agreement of two float tensors (hidden states) under the measured tolerance. */
