@@ -9,3 +9,4 @@ declare class TextDecoder {
   decode(input?: Uint8Array): string;
 }
 declare function setTimeout(callback: (...args: unknown[]) => void, ms?: number): unknown;
+declare function clearTimeout(handle: unknown): void;

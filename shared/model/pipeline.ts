@@ -43,6 +43,19 @@ export class KvCache {
     return f;
   }
 
+  /** Keeps only the first `length` positions: a step computed on an input that was later found wrong is undone. */
+  truncate(length: number): void {
+    if (length >= this.length) return;
+    for (const [name, t] of this.tensors) {
+      const [b, heads, seq, dim] = t.dims as [number, number, number, number];
+      if (t.dtype !== 'float32') throw new Error(`KV tensor ${name} is not float32`);
+      const keep = Math.max(0, length);
+      const out = new Float32Array(b * heads * keep * dim);
+      for (let bh = 0; bh < b * heads; bh++) out.set(t.data.subarray(bh * seq * dim, bh * seq * dim + keep * dim), bh * keep * dim);
+      this.tensors.set(name, { dtype: 'float32', dims: [b, heads, keep, dim], data: out });
+    }
+  }
+
   update(outputs: Feeds): void {
     for (let l = this.layers.start; l < this.layers.end; l++) {
       for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {

@@ -1,22 +1,41 @@
-/** Error codes that travel on the wire: a closed union, never free text alone. */
-export type WireErrorCode =
-  | 'ERR_PROTOCOL_VERSION'
-  | 'ERR_BAD_HANDSHAKE'
-  | 'ERR_BAD_MESSAGE'
-  | 'ERR_NOT_LINKED'
-  | 'ERR_NOT_ASSIGNED'
-  | 'ERR_UNKNOWN_SESSION'
-  | 'ERR_RATE_LIMITED'
-  | 'ERR_NO_QUORUM'
-  | 'ERR_NO_ROUTE'
-  | 'ERR_STEP_TIMEOUT'
-  | 'ERR_BAD_REQUEST'
-  | 'ERR_FAULTS_REFUSED'
-  | 'ERR_EVICTED'
-  | 'ERR_BANNED'
-  | 'ERR_SHUTTING_DOWN'
-  | 'ERR_CANCELLED'
-  | 'ERR_UNAUTHORIZED';
+/**
+ * Error codes that travel on the wire: a closed union, never free text alone.
+ * Among them: ERR_BUSY (the swarm has no room for another session now: try
+ * again after the Retry-After), ERR_REPLICA_FULL (a replica cannot keep another
+ * session open), ERR_CHALLENGE_FAILED (a volunteer's answer to a challenge step
+ * was wrong or late), ERR_EQUIVOCATION (a replica's frames to the next stage
+ * differ from what it reported to the coordinator).
+ */
+export const WIRE_ERROR_CODES = [
+  'ERR_PROTOCOL_VERSION',
+  'ERR_BAD_HANDSHAKE',
+  'ERR_BAD_MESSAGE',
+  'ERR_NOT_LINKED',
+  'ERR_NOT_ASSIGNED',
+  'ERR_UNKNOWN_SESSION',
+  'ERR_RATE_LIMITED',
+  'ERR_NO_QUORUM',
+  'ERR_NO_ROUTE',
+  'ERR_STEP_TIMEOUT',
+  'ERR_BAD_REQUEST',
+  'ERR_FAULTS_REFUSED',
+  'ERR_EVICTED',
+  'ERR_BANNED',
+  'ERR_SHUTTING_DOWN',
+  'ERR_CANCELLED',
+  'ERR_UNAUTHORIZED',
+  'ERR_BUSY',
+  'ERR_REPLICA_FULL',
+  'ERR_CHALLENGE_FAILED',
+  'ERR_EQUIVOCATION',
+  'ERR_COMPUTE',
+] as const;
+
+export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+
+export function isWireErrorCode(v: unknown): v is WireErrorCode {
+  return typeof v === 'string' && (WIRE_ERROR_CODES as readonly string[]).includes(v);
+}
 
 export interface WireError {
   readonly code: WireErrorCode;

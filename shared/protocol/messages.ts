@@ -5,7 +5,7 @@
  * README.md beside this file is the prose specification.
  */
 import type { FaultKind } from '../swarm/faults.js';
-import type { WireError } from './errors.js';
+import type { WireError, WireErrorCode } from './errors.js';
 
 export type Backend = 'wasm' | 'webgpu';
 export type Role = 'volunteer' | 'requester';
@@ -96,6 +96,12 @@ export interface StepInput {
   readonly tokens: readonly number[];
 }
 
+/** What a replica received from one replica of the previous stage for a step: the fingerprint of that frame. */
+export interface ReceivedReport {
+  readonly from: string;
+  readonly digest: readonly number[];
+}
+
 /** A compact fingerprint of a replica's output for one step, for the coordinator's audit. */
 export interface StepDigest {
   readonly sessionId: number;
@@ -103,7 +109,36 @@ export interface StepDigest {
   readonly stage: number;
   /** Values of the output at fixed sampled positions, then its L2 norm. */
   readonly digest: readonly number[];
+  /** The fingerprint of the input it computed on (stage 0: of the token ids): binds the output to the input. */
+  readonly input: readonly number[];
+  /**
+   * The fingerprints of the frames it counted from each previous-stage replica
+   * (empty for stage 0): a sender whose frames differ from its own report is equivocating.
+   */
+  readonly received: readonly ReceivedReport[];
+  /** How many session updates with `resetFrom` this replica had applied: a report from before a roll-back is stale. */
+  readonly resets: number;
   readonly computeMs: number;
+}
+
+/**
+ * A step whose right answer the coordinator knows (its own reference runner
+ * computed it): before a volunteer counts as ready, and now and then after.
+ * The input is fresh and random, so an answer cannot be replayed.
+ */
+export interface StageChallenge {
+  readonly challengeId: number;
+  readonly stage: number;
+  /** Stage 0: token ids. */
+  readonly tokens: readonly number[];
+  /** Other stages: hidden states [1, positions, hidden] as float32 bytes (empty for stage 0). */
+  readonly hidden: ArrayBuffer;
+}
+
+/** A volunteer's answer to a challenge: the fingerprint of its stage's output on the challenge input (fresh KV cache). */
+export interface ChallengeProof {
+  readonly challengeId: number;
+  readonly digest: readonly number[];
 }
 
 /** The last stage's logits for the last position of a step. */
@@ -116,7 +151,7 @@ export interface StepLogits {
 export interface StepFailure {
   readonly sessionId: number;
   readonly step: number;
-  readonly code: string;
+  readonly code: WireErrorCode;
   readonly message: string;
 }
 
@@ -177,6 +212,7 @@ export interface GenerateDone {
 export const CLIENT_EVENTS = [
   'volunteer:hello',
   'volunteer:ready',
+  'volunteer:proof',
   'signal',
   'session:joined',
   'step:digest',
@@ -189,6 +225,7 @@ export const CLIENT_EVENTS = [
 export interface ClientToServerEvents {
   'volunteer:hello': (m: VolunteerHello) => void;
   'volunteer:ready': (m: StageReady) => void;
+  'volunteer:proof': (m: ChallengeProof) => void;
   signal: (m: SignalOut) => void;
   'session:joined': (m: { readonly sessionId: number }) => void;
   'step:digest': (m: StepDigest) => void;
@@ -203,6 +240,7 @@ export interface ServerToClientEvents {
   'volunteer:welcome': (m: { readonly volunteerId: string }) => void;
   'volunteer:assign': (m: StageAssignment) => void;
   'volunteer:score': (m: VolunteerScore) => void;
+  'volunteer:challenge': (m: StageChallenge) => void;
   signal: (m: SignalIn) => void;
   'session:open': (m: SessionOpen) => void;
   'session:close': (m: { readonly sessionId: number }) => void;

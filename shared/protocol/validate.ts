@@ -4,7 +4,18 @@
  */
 
 import { FAULT_KINDS, isFaultKind } from '../swarm/faults.js';
-import type { GenerateRequest, HandshakeAuth, SignalOut, StageReady, StepDigest, StepFailure, VolunteerHello } from './messages.js';
+import { isWireErrorCode } from './errors.js';
+import type {
+  ChallengeProof,
+  GenerateRequest,
+  HandshakeAuth,
+  ReceivedReport,
+  SignalOut,
+  StageReady,
+  StepDigest,
+  StepFailure,
+  VolunteerHello,
+} from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
@@ -88,11 +99,43 @@ export function parseDigest(raw: unknown): Parsed<StepDigest> {
   if (!uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS) || !uint(raw.stage, 4096))
     return bad('sessionId, step and stage must be unsigned integers');
   const d = raw.digest;
-  if (!Array.isArray(d) || d.length === 0 || d.length > MAX_DIGEST_VALUES || !d.every((x) => typeof x === 'number')) {
-    return bad(`digest must be 1..${MAX_DIGEST_VALUES} numbers`);
+  if (!isFingerprint(d)) return bad(`digest must be 1..${MAX_DIGEST_VALUES} numbers`);
+  if (!isFingerprint(raw.input)) return bad(`input must be 1..${MAX_DIGEST_VALUES} numbers`);
+  const r = raw.received;
+  if (!Array.isArray(r) || r.length > MAX_RECEIVED_REPORTS)
+    return bad(`received must be a list of at most ${MAX_RECEIVED_REPORTS} reports`);
+  const received: ReceivedReport[] = [];
+  for (const x of r) {
+    if (!isObject(x) || !shortString(x.from) || !isFingerprint(x.digest))
+      return bad('each received report needs from (a peer id) and digest (numbers)');
+    received.push({ from: x.from, digest: x.digest });
   }
+  if (!uint(raw.resets, MAX_STEPS)) return bad('resets must be an unsigned integer');
   if (typeof raw.computeMs !== 'number' || !(raw.computeMs >= 0)) return bad('computeMs must be a number ≥ 0');
-  return ok({ sessionId: raw.sessionId, step: raw.step, stage: raw.stage, digest: d as number[], computeMs: raw.computeMs });
+  return ok({
+    resets: raw.resets,
+    sessionId: raw.sessionId,
+    step: raw.step,
+    stage: raw.stage,
+    digest: d,
+    input: raw.input,
+    received,
+    computeMs: raw.computeMs,
+  });
+}
+
+/** Most reports of received frames in one digest: one per previous-stage replica. */
+export const MAX_RECEIVED_REPORTS = 16;
+
+function isFingerprint(d: unknown): d is number[] {
+  return Array.isArray(d) && d.length > 0 && d.length <= MAX_DIGEST_VALUES && d.every((x) => typeof x === 'number');
+}
+
+/** A volunteer's answer to a challenge step. */
+export function parseProof(raw: unknown): Parsed<ChallengeProof> {
+  if (!isObject(raw) || !uint(raw.challengeId, MAX_SESSION_ID)) return bad('challengeId must be an unsigned 32-bit integer');
+  if (!isFingerprint(raw.digest)) return bad(`digest must be 1..${MAX_DIGEST_VALUES} numbers`);
+  return ok({ challengeId: raw.challengeId, digest: raw.digest });
 }
 
 /**
@@ -113,7 +156,7 @@ export function parseLogits(raw: unknown, vocabSize: number): Parsed<{ sessionId
 
 export function parseFailure(raw: unknown): Parsed<StepFailure> {
   if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('failure needs sessionId and step');
-  if (!shortString(raw.code)) return bad('failure code must be a short string');
+  if (!isWireErrorCode(raw.code)) return bad('failure code must be one of the wire error codes');
   const message = typeof raw.message === 'string' ? raw.message.slice(0, 1000) : '';
   return ok({ sessionId: raw.sessionId, step: raw.step, code: raw.code, message });
 }

@@ -1,10 +1,23 @@
 import { seededRandom } from '../model/sampling.js';
+import { RELATIVE_TOLERANCE } from '../vote/tolerance.js';
 
 /**
  * Ways a volunteer can misbehave, injected on purpose in tests and demos.
  * A production server refuses volunteers that announce one.
  */
-export const FAULT_KINDS = ['crash', 'disconnect', 'slow', 'silent', 'noise', 'wrong-shape', 'nan', 'stale', 'wrong-token'] as const;
+export const FAULT_KINDS = [
+  'crash',
+  'disconnect',
+  'slow',
+  'silent',
+  'noise',
+  'wrong-shape',
+  'nan',
+  'stale',
+  'wrong-token',
+  'nudge',
+  'equivocate',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export function isFaultKind(v: unknown): v is FaultKind {
@@ -17,7 +30,12 @@ export interface FaultBehaviour {
   output(step: number, data: Float32Array, isLogits: boolean): Float32Array | null;
   /** Delay before each step's compute, in ms (slow). */
   readonly delayMs: number;
+  /** What is sent to the next stage when it differs from what is reported (equivocation); absent = the output. */
+  readonly frames?: (step: number, data: Float32Array) => Float32Array;
 }
+
+/** How far a `nudge` liar moves each value: inside the vote's tolerance, so it is always "in agreement". */
+export const NUDGE_FRACTION_OF_TOLERANCE = 0.9;
 
 /** Steps a `crash` or `disconnect` volunteer computes before it goes. */
 export const FAULT_AFTER_STEPS = 3;
@@ -65,6 +83,27 @@ export function faultBehaviour(kind: FaultKind, seed: number): FaultBehaviour {
         },
         delayMs: 0,
       };
+    case 'nudge':
+      // Inside the tolerance (so never outvoted), in a direction of its own choosing:
+      // on the logits it lifts a seeded half of the vocabulary to steer sampling.
+      return {
+        output: (_s, d) => {
+          let top = 1;
+          for (const v of d) top = Math.max(top, Math.abs(v));
+          const by = NUDGE_FRACTION_OF_TOLERANCE * RELATIVE_TOLERANCE * top;
+          const sign = seededRandom(seed);
+          return d.map((v) => v + (sign() < 0.5 ? by : -by));
+        },
+        delayMs: 0,
+      };
+    case 'equivocate': {
+      // Reports its honest output to the coordinator, but sends the next stage other hidden states.
+      return {
+        output: (_s, d) => d,
+        delayMs: 0,
+        frames: (_s, d) => d.map((v, i) => (i % 2 === 0 ? -v : v * 1.5 + 0.25)),
+      };
+    }
     default: {
       const never: never = kind;
       throw new Error(`unknown fault ${String(never)}`);

@@ -2,9 +2,18 @@ import type { StageManifest } from '../model/manifest.js';
 import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
 import { STAGE_IO } from '../model/stage-graph.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
-import type { SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
+import type {
+  ReceivedReport,
+  SessionOpen,
+  SessionUpdate,
+  StageChallenge,
+  StepDigest,
+  StepFailure,
+  StepInput,
+  StepLogits,
+} from '../protocol/messages.js';
 import { fingerprint } from '../vote/fingerprint.js';
-import { agreeTensors, Quorum } from '../vote/quorum.js';
+import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
 
 /** Where a replica's results go: the data channels and the coordinator. */
 export interface ReplicaOutputs {
@@ -32,11 +41,28 @@ interface SessionState {
   readonly cache: KvCache;
   readonly ready: Map<number, TensorData>;
   readonly votes: Map<number, Quorum<Float32Array>>;
+  /** Per step, the fingerprint of each counted frame by sender: reported with the digest. */
+  readonly received: Map<number, ReceivedReport[]>;
+  /** Per step, a timer that takes an agreed but unsettled input after SETTLE_MS. */
+  readonly settling: Map<number, ReturnType<typeof setTimeout>>;
   nextStep: number;
   running: boolean;
+  /** The KV cache's length before each step, to roll back to. */
+  readonly lengths: Map<number, number>;
+  /** Bumped by a roll-back: a compute that began before it is discarded. */
+  epoch: number;
+  /** Updates with resetFrom applied, reported with each digest. */
+  resets: number;
 }
 
-const MAX_SESSIONS = 16;
+/** Sessions a replica keeps open at once; the coordinator never routes more to one replica (a further open is refused, not another dropped). */
+export const MAX_SESSIONS_PER_REPLICA = 16;
+/**
+ * How long a replica waits, after a majority of its inputs agree without a
+ * majority of identical values, for the remaining replicas before it takes the
+ * median of what came: waiting lets a liar's nudge be outvoted, not averaged in.
+ */
+export const SETTLE_MS = 250;
 /** Outputs kept per session for replays (a session has at most this many steps). */
 const MAX_HISTORY_STEPS = 1024;
 /** How far ahead of the next step a frame may be (further is dropped, not buffered): a slow replica (WebGPU on SwiftShader) lags many steps behind. */
@@ -76,7 +102,15 @@ export class ReplicaCore {
       });
       return false;
     }
-    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as number);
+    if (this.sessions.size >= MAX_SESSIONS_PER_REPLICA && !this.sessions.has(m.sessionId)) {
+      this.out.failed({
+        sessionId: m.sessionId,
+        step: 0,
+        code: 'ERR_REPLICA_FULL',
+        message: `this replica keeps ${MAX_SESSIONS_PER_REPLICA} sessions open already`,
+      });
+      return false;
+    }
     this.sessions.set(m.sessionId, {
       open: m,
       prev: m.prev,
@@ -86,8 +120,13 @@ export class ReplicaCore {
       cache: new KvCache(this.manifest.model, entry.layers),
       ready: new Map(),
       votes: new Map(),
+      received: new Map(),
+      settling: new Map(),
       nextStep: 0,
       running: false,
+      lengths: new Map(),
+      epoch: 0,
+      resets: 0,
     });
     return true;
   }
@@ -104,15 +143,17 @@ export class ReplicaCore {
       if (neu !== undefined) for (const q of s.votes.values()) q.substitute(old, neu);
     }
     if (m.resetFrom !== undefined) {
-      for (const step of [...s.votes.keys()]) if (step >= m.resetFrom) s.votes.delete(step);
+      for (const step of [...s.votes.keys()]) if (step >= m.resetFrom) this.forgetVote(s, step);
+      this.rollBack(s, m.resetFrom);
+      s.resets += 1;
     }
     s.prev = m.prev;
     s.next = m.next;
     // Frames the new route names are counted now; the others stay (bounded) for a later update.
     const waiting = s.strays.splice(0);
     for (const x of waiting) {
-      if (s.prev[x.frame.replica] === x.from) this.accept(s, x.from, x.frame);
-      else s.strays.push(x);
+      if (s.prev[x.frame.replica] === x.from && x.frame.step >= s.nextStep) this.accept(s, x.from, x.frame);
+      else if (x.frame.step >= s.nextStep || s.prev[x.frame.replica] !== x.from) s.strays.push(x);
     }
     for (const to of m.resendTo) {
       if (!s.next.includes(to)) continue;
@@ -126,7 +167,70 @@ export class ReplicaCore {
   }
 
   close(sessionId: number): void {
+    const s = this.sessions.get(sessionId);
+    if (s === undefined) return;
+    for (const t of s.settling.values()) clearTimeout(t);
     this.sessions.delete(sessionId);
+  }
+
+  /** Sessions open now (the volunteer keeps data channels only to their peers). */
+  get openSessions(): readonly SessionOpen[] {
+    return [...this.sessions.values()].map((s) => ({ ...s.open, prev: s.prev, next: s.next }));
+  }
+
+  /**
+   * Undoes the steps from `step` on (an earlier stage's output for them was
+   * found wrong after this replica computed on it): the KV cache goes back to
+   * its length before that step, and the step is computed again on the new
+   * agreed input.
+   */
+  private rollBack(s: SessionState, step: number): void {
+    if (step >= s.nextStep) return;
+    const length = s.lengths.get(step);
+    if (length === undefined) return;
+    s.epoch += 1;
+    s.cache.truncate(length);
+    for (const k of [...s.history.keys()]) if (k >= step) s.history.delete(k);
+    for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
+    for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
+    s.nextStep = step;
+  }
+
+  private forgetVote(s: SessionState, step: number): void {
+    s.votes.delete(step);
+    s.received.delete(step);
+    const t = s.settling.get(step);
+    if (t !== undefined) clearTimeout(t);
+    s.settling.delete(step);
+  }
+
+  /**
+   * A challenge: this stage on a fresh KV cache over the given input; returns
+   * the fingerprint of its output. Faults are not injected here: a liar that
+   * answers challenges honestly is what the votes are for.
+   */
+  async challenge(m: StageChallenge): Promise<number[]> {
+    if (m.stage !== this.stage) throw new Error(`stage ${m.stage} is not loaded here (stage ${this.stage} is)`);
+    const entry = this.manifest.stages[this.stage];
+    if (entry === undefined) throw new Error(`the manifest has no stage ${this.stage}`);
+    const hidden = this.manifest.model.hiddenSize;
+    let input: TensorData;
+    if (this.stage === 0) {
+      if (m.tokens.length === 0) throw new Error('a stage-0 challenge needs tokens');
+      input = { dtype: 'int64', dims: [1, m.tokens.length], data: BigInt64Array.from(m.tokens, (t) => BigInt(t)) };
+    } else {
+      const data = new Float32Array(m.hidden.slice(0));
+      if (data.length === 0 || data.length % hidden !== 0)
+        throw new Error(`a challenge's hidden states hold ${data.length} values, not a multiple of ${hidden}`);
+      input = { dtype: 'float32', dims: [1, data.length / hidden, hidden], data };
+    }
+    const cache = new KvCache(this.manifest.model, entry.layers);
+    const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+    const result = await this.executor.run(this.stage, { [name]: input, ...cache.feeds() });
+    const last = this.stage === this.manifest.stages.length - 1;
+    const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
+    if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
+    return fingerprint(main.data);
   }
 
   /** Token ids from the coordinator (stage 0 only). */
@@ -157,10 +261,11 @@ export class ReplicaCore {
       this.out.rejected(`ERR_UNKNOWN_SESSION ${f.sessionId}`);
       return;
     }
-    if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from) {
-      // A replacement's frame can overtake the route update that names it: keep a
+    if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from || f.step < s.nextStep) {
+      // A replacement's frame can overtake the route update that names it, and a
+      // recomputed step's frame the update that rolls this replica back: keep a
       // few frames of the previous stage until the update comes, then look again.
-      if (f.stage === this.stage - 1 && f.step >= s.nextStep) {
+      if (f.stage === this.stage - 1) {
         s.strays.push({ from, frame: f });
         // The oldest goes when too many wait: a stranger cannot fill the memory.
         if (s.strays.length > MAX_STRAYS) {
@@ -186,18 +291,27 @@ export class ReplicaCore {
     }
     let q = s.votes.get(f.step);
     if (q === undefined) {
-      q = new Quorum(s.prev, agreeTensors);
+      q = new Quorum(s.prev, agreeTensors, { combine: medianOf });
       s.votes.set(f.step, q);
     }
+    if (s.ready.has(f.step)) return; // already taken (a late frame): nothing more to decide
     const before = q.state.kind;
-    q.add({ status: 'fulfilled', replica: from, value: f.data });
+    if (!q.add({ status: 'fulfilled', replica: from, value: f.data })) return;
+    let got = s.received.get(f.step);
+    if (got === undefined) {
+      got = [];
+      s.received.set(f.step, got);
+    }
+    got.push({ from, digest: fingerprint(f.data) });
     const after = q.state;
-    if (before !== 'pending') return;
     if (after.kind === 'agreed') {
-      const winner = after.value;
-      s.ready.set(f.step, { dtype: 'float32', dims: [1, winner.length / hidden, hidden], data: winner });
-      void this.drain(s);
-    } else if (after.kind === 'no-majority') {
+      if (after.settled) this.take(s, f.step);
+      else if (!s.settling.has(f.step))
+        s.settling.set(
+          f.step,
+          setTimeout(() => this.take(s, f.step), SETTLE_MS),
+        );
+    } else if (before === 'pending' && after.kind === 'no-majority') {
       this.out.failed({
         sessionId: s.open.sessionId,
         step: f.step,
@@ -207,6 +321,20 @@ export class ReplicaCore {
     }
   }
 
+  /** Takes a step's agreed input (once): the value its majority settled on, or the median of what came. */
+  private take(s: SessionState, step: number): void {
+    const q = s.votes.get(step);
+    if (q === undefined || q.state.kind !== 'agreed' || s.ready.has(step) || step < s.nextStep || this.sessions.get(s.open.sessionId) !== s)
+      return;
+    const t = s.settling.get(step);
+    if (t !== undefined) clearTimeout(t);
+    s.settling.delete(step);
+    const winner = q.state.value;
+    const hidden = this.manifest.model.hiddenSize;
+    s.ready.set(step, { dtype: 'float32', dims: [1, winner.length / hidden, hidden], data: winner });
+    void this.drain(s);
+  }
+
   /** Computes the agreed inputs of a session in step order, one at a time. */
   private async drain(s: SessionState): Promise<void> {
     if (s.running) return;
@@ -214,10 +342,14 @@ export class ReplicaCore {
     try {
       for (let input = s.ready.get(s.nextStep); input !== undefined; input = s.ready.get(s.nextStep)) {
         const step = s.nextStep;
+        const epoch = s.epoch;
         s.ready.delete(step);
-        s.votes.delete(step);
-        await this.compute(s, step, input);
-        s.nextStep = step + 1;
+        const received = s.received.get(step) ?? [];
+        this.forgetVote(s, step);
+        s.lengths.set(step, s.cache.length);
+        await this.compute(s, step, input, received, epoch);
+        // Rolled back meanwhile: nextStep was set by the roll-back.
+        if (epoch === s.epoch) s.nextStep = step + 1;
       }
     } catch (e) {
       this.out.failed({ sessionId: s.open.sessionId, step: s.nextStep, code: 'ERR_COMPUTE', message: (e as Error).message });
@@ -226,19 +358,36 @@ export class ReplicaCore {
     }
   }
 
-  private async compute(s: SessionState, step: number, input: TensorData): Promise<void> {
+  private async compute(
+    s: SessionState,
+    step: number,
+    input: TensorData,
+    received: readonly ReceivedReport[],
+    epoch: number,
+  ): Promise<void> {
     const { sessionId, replica } = s.open;
     const last = this.stage === this.manifest.stages.length - 1;
     const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
     if (this.fault !== null && this.fault.delayMs > 0) await new Promise((r) => setTimeout(r, this.fault?.delayMs));
     const result = await this.executor.run(this.stage, { [name]: input, ...s.cache.feeds() });
+    if (epoch !== s.epoch) return; // rolled back while it computed: its result is moot
     s.cache.update(result);
     const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
     if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
     if (data === null) return;
-    this.out.digest({ sessionId, step, stage: this.stage, digest: fingerprint(data), computeMs: this.computeMs() });
+    const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
+    this.out.digest({
+      sessionId,
+      step,
+      stage: this.stage,
+      digest: fingerprint(data),
+      input: inputPrint,
+      received,
+      resets: s.resets,
+      computeMs: this.computeMs(),
+    });
     if (last) {
       if (step < s.open.replayTo) return; // a replay only rebuilds the cache
       const vocab = this.manifest.model.vocabSize;
@@ -248,7 +397,16 @@ export class ReplicaCore {
       const dims = data.length === main.data.length ? main.dims : [data.length];
       if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });
       if (step < s.open.replayTo) return; // downstream already has the replayed steps
-      const frames = encodeFrame({ sessionId, step, stage: this.stage, replica, dims, data });
+      // An equivocating fault sends the next stage something else than it reported.
+      const sent = this.fault?.frames?.(step, data) ?? data;
+      const frames = encodeFrame({
+        sessionId,
+        step,
+        stage: this.stage,
+        replica,
+        dims: sent.length === data.length ? dims : [sent.length],
+        data: sent,
+      });
       for (const id of s.next) this.out.frames(id, frames);
     }
   }

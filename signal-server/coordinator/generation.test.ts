@@ -208,3 +208,57 @@ describe('a generation through replicas', () => {
     }
   });
 });
+
+describe('a generation against liars inside the rules', () => {
+  const SEEDED = { temperature: 1, topK: 0, topP: 1, seed: 7 };
+
+  it('a liar nudging its logits inside the tolerance cannot steer seeded sampling: the reference tokens', async () => {
+    const want = (await reference.generateIds(promptIds, TOKENS, SEEDED)).tokens;
+    // s2r0 answers first in this swarm: with the first agreeing value taken, its nudge would be sampled from.
+    for (const seed of [1, 2, 3]) {
+      const r = await runInProcess(swarm, promptIds, TOKENS, { s2r0: fault('nudge', seed) }, [], null, SEEDED);
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(want);
+    }
+  });
+
+  it('a nudge inside the tolerance on hidden states changes no token either', async () => {
+    const r = await runSwarm({ s0r0: fault('nudge', 5), s1r0: fault('nudge', 6) });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+  });
+
+  it('two colluding stage-0 replicas that send other hidden states than they report are caught at the first step', async () => {
+    const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
+    try {
+      const r = await runInProcess(roomy, promptIds, TOKENS, { s0r0: fault('equivocate'), s0r1: fault('equivocate') });
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected);
+      expect(r.equivocators.map((e) => `${e.volunteer}@${e.step}`).sort()).toEqual(['s0r0@0', 's0r1@0']);
+      expect(r.equivocators.every((e) => e.step === 0 && e.stage === 0)).toBe(true);
+      // Both were put out of the route at that step, by the spares.
+      expect(
+        r.replacements
+          .filter((x) => x.atStep === 0)
+          .map((x) => x.left)
+          .sort(),
+      ).toEqual(['s0r0', 's0r1']);
+    } finally {
+      await releaseInProcessSwarm(roomy);
+    }
+  });
+
+  it('equivocators and no spares: a named error, never their answer', async () => {
+    const r = await runSwarm({ s1r0: fault('equivocate'), s1r2: fault('equivocate') });
+    expect(r.error?.code).toBe('ERR_NO_QUORUM');
+    expect(r.error?.message).toMatch(/sent the next stage other outputs than they reported/);
+    expect(r.streamed).toEqual([]);
+  });
+
+  it('one equivocator among honest senders is outvoted by the receivers and reported', async () => {
+    const r = await runSwarm({ s1r1: fault('equivocate') });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.equivocators.map((e) => e.volunteer)).toEqual(['s1r1']);
+  });
+});

@@ -1,9 +1,10 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
-import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
-import { agreeLogits, majority, Quorum } from '../../shared/vote/quorum.js';
+import type { ReceivedReport, SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
+import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
+import { agreeLogits, majority, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import type { Audit } from './audit.js';
 
 /** What a session needs from the transport: send to one volunteer. */
@@ -14,18 +15,34 @@ export interface SessionTransport {
   close(volunteer: string, sessionId: number): void;
 }
 
-/** Where a session finds spare replicas to retry a stage that lost its majority. */
+/** Where a session finds spare replicas, and whom it reports misbehaviour to. */
 export interface RetryHooks {
-  /** Ready volunteers of `stage` that are not in `exclude`, best first. */
-  spares(stage: number, exclude: ReadonlySet<string>): string[];
+  /** Ready volunteers of `stage` that may join it next to `alongside` (not in `exclude`), best first. */
+  spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[];
   /** Called before `volunteer` joins `stage` of the route (link it to its neighbours). */
   link(stage: number, volunteer: string): void;
   /** Hears what a retry did, for the server's log. */
   log?(line: string): void;
+  /** A replica did not join the session in time (or refused it): counts against its record. */
+  noShow?(volunteer: string): void;
+  /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
+  evict?(volunteer: string, code: WireErrorCode, reason: string): void;
+}
+
+/** How the votes are counted. */
+export interface VotePolicy {
+  /** The configured redundancy r: every stage needs ⌊r/2⌋+1 agreeing replicas, whatever the route holds. */
+  readonly redundancy: number;
+  /** Replicas with an established record: newcomers never outvote them. */
+  established(volunteer: string): boolean;
 }
 
 /** How often one step may be retried on other replicas. */
 export const MAX_STEP_RETRIES = 2;
+/** After every stage has a majority joined, how much longer the others are waited for before spares take their places. */
+export const JOIN_GRACE_MS = 2_000;
+/** Rounds of replacing replicas that did not join. */
+const JOIN_ROUNDS = 3;
 
 export class GenerationError extends Error {
   constructor(
@@ -54,9 +71,20 @@ export interface StepRecord {
   readonly logits: Float32Array;
 }
 
+/** What a replica reported for a step: the fingerprints of its output and of the input it computed on. */
+interface StageReport {
+  readonly out: number[];
+  readonly input: number[];
+}
+
+const agreeReports = (a: StageReport, b: StageReport) => agreeFingerprints(a.out, b.out) && agreeFingerprints(a.input, b.input);
+
 interface StepWait {
   readonly logits: Quorum<Float32Array>;
   resolve: () => void;
+  /** Set once the logits had SETTLE_MS to settle after their majority. */
+  settleExpired: boolean;
+  settleTimer: ReturnType<typeof setTimeout> | null;
 }
 
 /** How many steps' digest votes are kept for stragglers' late reports. */
@@ -66,7 +94,8 @@ const KEPT_STEPS = 64;
  * One generation through the swarm: the coordinator's side of the data path.
  * Token ids go to stage 0's replicas; each stage's replicas pass their output
  * to the next stage's; the last stage's replicas send logits here, where the
- * first majority that agrees is taken, a token sampled (seeded) and fed back.
+ * first majority (of the configured redundancy) that agrees is taken, a token
+ * sampled (seeded) from a value no minority can move, and fed back.
  */
 export class GenerationSession {
   private readonly members = new Map<string, number>();
@@ -76,11 +105,19 @@ export class GenerationSession {
   private readonly inputs: number[][] = [];
   /** Replicas that joined mid-generation, in the order they came. */
   readonly replacements: { readonly stage: number; readonly left: string; readonly joined: string; readonly atStep: number }[] = [];
+  /** Replicas proven to have equivocated, with the step. */
+  readonly equivocators: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
   private readonly joined = new Set<string>();
-  private joinedAll: (() => void) | null = null;
+  private joinChanged: (() => void) | null = null;
   private wait: { step: number; w: StepWait } | null = null;
   /** Digest votes per step and stage, kept after the step for late reports. */
-  private readonly digestVotes = new Map<number, Quorum<number[]>[]>();
+  private readonly digestVotes = new Map<number, Quorum<StageReport>[]>();
+  /** Per step: each replica's own fingerprint of its output, and what receivers said they got from it. */
+  private readonly own = new Map<number, Map<string, number[][]>>();
+  private readonly heard = new Map<number, Map<string, { receiver: string; digest: readonly number[] }[]>>();
+  private readonly needed: number;
+  /** Updates with resetFrom sent to each replica: its digests must have applied as many. */
+  private readonly resetsSent = new Map<string, number>();
 
   constructor(
     readonly sessionId: number,
@@ -90,14 +127,28 @@ export class GenerationSession {
     private readonly timeouts: SessionTimeouts,
     private readonly audit: Audit,
     private readonly retry: RetryHooks | null = null,
+    private readonly policy: VotePolicy = { redundancy: route[0]?.length ?? 1, established: () => false },
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
+    this.needed = majority(policy.redundancy);
   }
 
   /** Volunteer ids per stage, as the route stands now. */
   get route(): readonly (readonly string[])[] {
     return this.current;
+  }
+
+  private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
+    return new Quorum<StageReport>([...ids], agreeReports, { needed: this.needed, established: (id) => this.policy.established(id) });
+  }
+
+  private logitsQuorum(): Quorum<Float32Array> {
+    return new Quorum(this.current[this.current.length - 1] as string[], agreeLogits, {
+      needed: this.needed,
+      combine: medianOf,
+      established: (id) => this.policy.established(id),
+    });
   }
 
   /**
@@ -114,14 +165,15 @@ export class GenerationSession {
   }
 
   /** Puts `replacement` in `left`'s place in the route and in the open votes; returns the stage, or undefined. */
-  private swap(left: string, replacement: string): number | undefined {
+  private swap(left: string, replacement: string, joinedAlready = true): number | undefined {
     const stage = this.members.get(left);
     if (stage === undefined || this.members.has(replacement)) return undefined;
     const ids = this.current[stage] as string[];
     ids[ids.indexOf(left)] = replacement;
     this.members.delete(left);
+    this.joined.delete(left);
     this.members.set(replacement, stage);
-    this.joined.add(replacement);
+    if (joinedAlready) this.joined.add(replacement);
     this.replacements.push({ stage, left, joined: replacement, atStep: Math.max(0, this.currentStep) });
     if (this.wait !== null) {
       if (stage === this.current.length - 1) this.wait.w.logits.substitute(left, replacement);
@@ -147,7 +199,8 @@ export class GenerationSession {
       this.transport.open(id, { sessionId: this.sessionId, stage, replica: ids.indexOf(id), prev, next, replayTo: step });
     for (const p of prev)
       this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [...newcomers] });
-    for (const n of next)
+    for (const n of next) {
+      if (resetFrom !== undefined) this.resetsSent.set(n, (this.resetsSent.get(n) ?? 0) + 1);
       this.transport.update(n, {
         sessionId: this.sessionId,
         prev: ids,
@@ -155,6 +208,7 @@ export class GenerationSession {
         resendTo: [],
         ...(resetFrom === undefined ? {} : { resetFrom }),
       });
+    }
     if (stage === 0)
       for (const id of newcomers)
         for (const [s, tokens] of this.inputs.entries()) this.transport.input(id, { sessionId: this.sessionId, step: s, tokens });
@@ -162,22 +216,25 @@ export class GenerationSession {
 
   /**
    * A stage lost its majority at `step`: replace a majority of its replicas by
-   * spares (the ones with the worst record first), which rebuild their KV
-   * caches and recompute the step; the next stage forgets its votes on it.
+   * spares (proven equivocators, then the ones with the worst record, first),
+   * which rebuild their KV caches and recompute the step; the next stage forgets
+   * its votes on it.
    */
-  private retryStage(stage: number, step: number): boolean {
+  private retryStage(stage: number, step: number, culprits: ReadonlySet<string> = new Set()): boolean {
     if (this.retry === null) return false;
     const ids = this.current[stage] as string[];
-    const need = majority(ids.length);
-    const spares = this.retry.spares(stage, new Set(this.current.flat()));
-    if (spares.length < need) return false;
+    const count = Math.max(majority(ids.length), culprits.size);
     const worstFirst = [...ids].sort((a, b) => {
       const ca = this.audit.get(a);
       const cb = this.audit.get(b);
-      return cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
+      return Number(culprits.has(b)) - Number(culprits.has(a)) || cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
     });
+    const leaving = worstFirst.slice(0, count);
+    const staying = ids.filter((id) => !leaving.includes(id));
+    const spares = this.retry.spares(stage, new Set(this.current.flat()), staying);
+    if (spares.length < count) return false;
     const newcomers: string[] = [];
-    for (const [i, old] of worstFirst.slice(0, need).entries()) {
+    for (const [i, old] of leaving.entries()) {
       const neu = spares[i] as string;
       this.retry.link(stage, neu);
       if (this.swap(old, neu) === undefined) continue;
@@ -185,12 +242,25 @@ export class GenerationSession {
       this.transport.close(old, this.sessionId);
     }
     this.announce(stage, newcomers, step);
+    // Stages after the next computed on what is now found wrong, too: they roll back as well.
+    for (let k = stage + 2; k < this.current.length; k++)
+      for (const id of this.current[k] as string[]) {
+        this.resetsSent.set(id, (this.resetsSent.get(id) ?? 0) + 1);
+        this.transport.update(id, {
+          sessionId: this.sessionId,
+          prev: this.current[k - 1] as string[],
+          next: this.current[k + 1] ?? [],
+          resendTo: [],
+          resetFrom: step,
+        });
+      }
     this.retry.log?.(
-      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${worstFirst.slice(0, need).join(', ')}`,
+      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
     );
-    // Votes on this step from this stage on start again.
+    // Votes on this step from this stage on start again, and so does the evidence of what was sent.
+    for (const id of new Set(this.current.slice(stage).flat().concat(leaving))) this.heard.get(step)?.delete(id);
     const qs = this.digestsOf(step);
-    for (let k = stage; k < qs.length; k++) qs[k] = new Quorum<number[]>([...(this.current[k] as string[])], agreeFingerprints);
+    for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
     return true;
   }
 
@@ -202,37 +272,122 @@ export class GenerationSession {
   onJoined(volunteer: string): void {
     if (!this.members.has(volunteer)) return;
     this.joined.add(volunteer);
-    if (this.joined.size === this.members.size) this.joinedAll?.();
+    this.joinChanged?.();
   }
 
-  private digestsOf(step: number): Quorum<number[]>[] {
+  private digestsOf(step: number): Quorum<StageReport>[] {
     let qs = this.digestVotes.get(step);
     if (qs === undefined) {
-      qs = this.route.map((ids) => new Quorum<number[]>([...ids], agreeFingerprints));
+      qs = this.route.map((ids) => this.digestQuorum(ids));
       this.digestVotes.set(step, qs);
       for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
+      for (const m of [this.own, this.heard]) for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
     }
     return qs;
   }
 
-  /** A replica's fingerprint of its output for a step: evidence for the audit, also after the step. */
-  onDigest(volunteer: string, step: number, digest: number[], computeMs = 0): void {
+  /**
+   * A replica's report of a step: the fingerprints of its output and of the
+   * input it computed on, and of each frame it counted. Evidence for the audit,
+   * also after the step.
+   */
+  onDigest(
+    volunteer: string,
+    step: number,
+    digest: number[],
+    computeMs = 0,
+    input: number[] = [],
+    received: readonly ReceivedReport[] = [],
+    resets = 0,
+  ): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined || step > this.currentStep) return;
+    // Computed before a roll-back that this replica has since been told of: stale evidence.
+    if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
     if (q === undefined) return;
-    q.add({ status: 'fulfilled', replica: volunteer, value: digest });
+    if (!q.add({ status: 'fulfilled', replica: volunteer, value: { out: digest, input } })) return;
+    let own = this.own.get(step);
+    if (own === undefined) {
+      own = new Map();
+      this.own.set(step, own);
+    }
+    // Every output it reported for the step, also before a retry: a frame that arrives late from an earlier attempt is no lie.
+    own.set(volunteer, [...(own.get(volunteer) ?? []), digest]);
+    let heard = this.heard.get(step);
+    if (heard === undefined) {
+      heard = new Map();
+      this.heard.set(step, heard);
+    }
+    const senders = new Set(this.current[stage - 1] ?? []);
+    for (const r of received) {
+      // Only reports about this stage's own senders, one per sender: a receiver cannot accuse strangers or accuse twice.
+      if (!senders.has(r.from)) continue;
+      const list = heard.get(r.from) ?? [];
+      if (list.some((x) => x.receiver === volunteer)) continue;
+      list.push({ receiver: volunteer, digest: r.digest });
+      heard.set(r.from, list);
+    }
     this.audit.observe(q);
     this.checkDecided();
   }
 
-  /** A step is decided once the last stage's logits and every stage's fingerprints have a majority (or cannot). */
+  /**
+   * Replicas of `stage` whose frames, as a majority (of r) of the next stage's
+   * receivers report them, differ from what they reported here: equivocators.
+   */
+  private equivocatorsOf(stage: number, step: number): Set<string> {
+    const out = new Set<string>();
+    const own = this.own.get(step);
+    const heard = this.heard.get(step);
+    if (own === undefined || heard === undefined) return out;
+    for (const sender of this.current[stage] ?? []) {
+      const said = own.get(sender);
+      if (said === undefined) continue;
+      const mismatches = (heard.get(sender) ?? []).filter((r) => !said.some((d) => agreeFingerprints([...r.digest], d))).length;
+      if (mismatches >= this.needed) out.add(sender);
+    }
+    return out;
+  }
+
+  /**
+   * The stage whose output the next stage did not compute on, or -1: each
+   * stage's agreed input must agree with the previous stage's agreed output
+   * (stage 0's with the token ids sent). Binds what is sent to what is reported.
+   */
+  private brokenLink(step: number): number {
+    const qs = this.digestsOf(step);
+    for (const [k, q] of qs.entries()) {
+      const s = q.state;
+      if (s.kind !== 'agreed') continue;
+      if (k === 0) {
+        const sent = this.inputs[step];
+        if (sent !== undefined && s.value.input.length > 0 && !agreeFingerprints(s.value.input, fingerprint(sent))) return 0;
+        continue;
+      }
+      const before = qs[k - 1]?.state;
+      if (before?.kind === 'agreed' && !agreeFingerprints(s.value.input, before.value.out)) return k - 1;
+    }
+    return -1;
+  }
+
+  /** A step is decided once the last stage's logits (settled) and every stage's fingerprints have a majority (or cannot). */
   private checkDecided(): void {
     if (this.wait === null) return;
+    const w = this.wait.w;
     const digests = this.digestVotes.get(this.wait.step) ?? [];
     const split = digests.some((q) => q.state.kind === 'no-majority');
-    if (split || (this.wait.w.logits.state.kind !== 'pending' && digests.every((q) => q.state.kind !== 'pending'))) this.wait.w.resolve();
+    const logits = w.logits.state;
+    // Agreed logits that may still move (a majority, but not of identical values) get SETTLE_MS for the others to come.
+    if (logits.kind === 'agreed' && !logits.settled && !w.settleExpired && w.settleTimer === null) {
+      w.settleTimer = setTimeout(() => {
+        w.settleExpired = true;
+        this.checkDecided();
+      }, SETTLE_MS);
+    }
+    const logitsDone = logits.kind === 'no-majority' || (logits.kind === 'agreed' && (logits.settled || w.settleExpired));
+    if (split || (logitsDone && digests.every((q) => q.state.kind !== 'pending'))) w.resolve();
   }
 
   private currentStep = -1;
@@ -249,6 +404,12 @@ export class GenerationSession {
     // "My inputs had no majority" is evidence about the previous stage, which the
     // coordinator sees in that stage's own fingerprints, not a failure of this replica.
     if (stage === undefined || code === 'ERR_NO_QUORUM') return;
+    if (this.currentStep < 0 && !this.joined.has(volunteer)) {
+      // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
+      this.refused.add(volunteer);
+      this.joinChanged?.();
+      return;
+    }
     if (stage === this.route.length - 1 && this.wait !== null && this.wait.step === step) {
       this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason: `${code}: ${message}` });
     }
@@ -257,20 +418,35 @@ export class GenerationSession {
     this.checkDecided();
   }
 
+  private readonly refused = new Set<string>();
+
   /** A member left: the session cannot be trusted to finish on this route. */
   onLeft(volunteer: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
+    if (this.currentStep < 0) {
+      this.refused.add(volunteer);
+      this.joinChanged?.();
+    }
     if (this.wait === null) return;
     if (stage === this.route.length - 1) this.wait.w.logits.add({ status: 'disconnected', replica: volunteer });
     this.digestVotes.get(this.wait.step)?.[stage]?.add({ status: 'disconnected', replica: volunteer });
     this.checkDecided();
   }
 
+  /** Joined replicas per stage. */
+  private joinedPerStage(): number[] {
+    return this.current.map((ids) => ids.filter((id) => this.joined.has(id)).length);
+  }
+
+  /**
+   * Opens the session on every replica and waits until all have joined, or
+   * until every stage has a majority joined and JOIN_GRACE_MS more have
+   * passed, or joinMs. Replicas that did not join (or refused) are no-shows:
+   * spares take their places, in up to JOIN_ROUNDS rounds. Fails only when a
+   * stage cannot reach a majority of r joined.
+   */
   private async join(): Promise<void> {
-    const all = new Promise<void>((resolve) => {
-      this.joinedAll = resolve;
-    });
     for (const [stage, ids] of this.route.entries()) {
       ids.forEach((id, replica) => {
         this.transport.open(id, {
@@ -283,12 +459,69 @@ export class GenerationSession {
         });
       });
     }
-    await this.within(all, this.timeouts.joinMs, () => {
+    const tried = new Set(this.members.keys());
+    for (let round = 0; ; round++) {
+      await this.joinRound();
       const missing = [...this.members.keys()].filter((id) => !this.joined.has(id));
-      return new GenerationError(
+      if (missing.length === 0) return;
+      if (round + 1 >= JOIN_ROUNDS) break;
+      let replaced = 0;
+      for (const id of missing) {
+        const stage = this.members.get(id) as number;
+        this.retry?.noShow?.(id);
+        const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
+        const spare = this.retry?.spares(stage, new Set([...tried, ...this.members.keys()]), staying)[0];
+        if (spare === undefined) continue;
+        tried.add(spare);
+        this.retry?.link(stage, spare);
+        if (this.swap(id, spare, false) === undefined) continue;
+        this.transport.close(id, this.sessionId);
+        this.announce(stage, [spare]);
+        this.retry?.log?.(`session ${this.sessionId}: ${id} of stage ${stage} did not join; ${spare} takes its place`);
+        replaced += 1;
+      }
+      if (replaced === 0) break;
+    }
+    const short = this.joinedPerStage().findIndex((n) => n < this.needed);
+    if (short >= 0) {
+      const missing = (this.current[short] as string[]).filter((id) => !this.joined.has(id));
+      throw new GenerationError(
         'ERR_NO_ROUTE',
-        `${missing.length} replica(s) did not connect within ${this.timeouts.joinMs} ms: ${missing.join(', ')}`,
+        `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.needed} needed; ${missing.join(', ')} did not)`,
       );
+    }
+  }
+
+  /** One round of waiting for replicas to join (see join). */
+  private joinRound(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let grace: ReturnType<typeof setTimeout> | null = null;
+      const done = () => {
+        clearTimeout(timer);
+        if (grace !== null) clearTimeout(grace);
+        this.joinChanged = null;
+        this.onAbort = null;
+        resolve();
+      };
+      const check = () => {
+        const waiting = [...this.members.keys()].filter((id) => !this.joined.has(id) && !this.refused.has(id));
+        if (waiting.length === 0) return done();
+        if (grace === null && this.joinedPerStage().every((n) => n >= this.needed)) grace = setTimeout(done, JOIN_GRACE_MS);
+      };
+      const timer = setTimeout(done, this.timeouts.joinMs);
+      this.joinChanged = check;
+      if (this.aborted !== null) {
+        clearTimeout(timer);
+        reject(this.aborted);
+        return;
+      }
+      this.onAbort = (e) => {
+        clearTimeout(timer);
+        if (grace !== null) clearTimeout(grace);
+        this.joinChanged = null;
+        reject(e);
+      };
+      check();
     });
   }
 
@@ -325,6 +558,41 @@ export class GenerationSession {
     });
   }
 
+  /** The stage to retry at this step and whom to replace first, or null when every vote holds. */
+  private failingStage(step: number, w: StepWait): { stage: number; culprits: Set<string> } | null {
+    const last = this.route.length - 1;
+    const digestStates = this.digestsOf(step).map((q) => q.state.kind);
+    let failing = digestStates.indexOf('no-majority');
+    if (failing < 0 && w.logits.state.kind !== 'agreed') failing = last;
+    if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
+    if (failing >= 0) return { stage: failing, culprits: new Set() };
+    const broken = this.brokenLink(step);
+    // Every sender whose frames differ from its report is an equivocator, also where the majority held.
+    for (let k = 0; k < last; k++) {
+      for (const v of this.equivocatorsOf(k, step)) {
+        if (this.equivocators.some((e) => e.volunteer === v) || this.reported.some((e) => e.volunteer === v)) continue;
+        this.equivocators.push({ volunteer: v, stage: k, step });
+      }
+    }
+    if (broken < 0) return null;
+    return { stage: broken, culprits: this.equivocatorsOf(broken, step) };
+  }
+
+  /** Tells the coordinator of the equivocators found so far (after they left the route). */
+  private reportEquivocators(): void {
+    for (const e of this.equivocators.splice(0)) {
+      this.retry?.evict?.(
+        e.volunteer,
+        'ERR_EQUIVOCATION',
+        `session ${this.sessionId} step ${e.step}: its frames to stage ${e.stage + 1} differ from the output it reported`,
+      );
+      this.reported.push(e);
+    }
+  }
+
+  /** Equivocators reported to the coordinator. */
+  readonly reported: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
+
   /** Runs the generation; `onToken` is called with each verified token as it is accepted. */
   async run(
     promptIds: readonly number[],
@@ -336,6 +604,7 @@ export class GenerationSession {
     const eos = this.manifest.model.eosTokenId;
     const random = seededRandom(sampling.seed);
     const tokens: number[] = [];
+    const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {
       await this.join();
       let input: readonly number[] = promptIds;
@@ -345,7 +614,7 @@ export class GenerationSession {
         this.currentStep = step;
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
-        let w: StepWait = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
+        let w = fresh();
         for (let attempt = 0; ; attempt++) {
           const decided = new Promise<void>((resolve) => {
             w.resolve = resolve;
@@ -360,23 +629,26 @@ export class GenerationSession {
             () =>
               new GenerationError(
                 'ERR_STEP_TIMEOUT',
-                `step ${step}: no majority of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
+                `step ${step}: no majority (${this.needed} of ${this.policy.redundancy}) of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
               ),
           );
-          const digestStates = this.digestsOf(step).map((q) => q.state.kind);
-          let failing = digestStates.indexOf('no-majority');
-          if (failing < 0 && w.logits.state.kind !== 'agreed') failing = last;
-          if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
-          if (failing < 0) break;
-          if (attempt >= MAX_STEP_RETRIES || !this.retryStage(failing, step)) {
-            const n = this.route[failing]?.length ?? 0;
+          if (w.settleTimer !== null) clearTimeout(w.settleTimer);
+          const failing = this.failingStage(step, w);
+          if (failing === null) break;
+          const retried = attempt < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
+          this.reportEquivocators();
+          if (!retried) {
+            const n = this.route[failing.stage]?.length ?? 0;
             throw new GenerationError(
               'ERR_NO_QUORUM',
-              `step ${step}: the ${n} replicas of stage ${failing} did not agree (a majority of ${majority(n)} is needed), and no spare replicas could retry it`,
+              failing.culprits.size > 0
+                ? `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`
+                : `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`,
             );
           }
-          w = { logits: new Quorum(this.route[last] as string[], agreeLogits), resolve: () => {} };
+          w = fresh();
         }
+        this.reportEquivocators();
         const digests = this.digestsOf(step);
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
@@ -384,15 +656,16 @@ export class GenerationSession {
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
+          const r = this.policy.redundancy;
           return q?.kind === 'agreed'
             ? {
                 stage,
                 agreed: q.agreeing.length,
                 disagreed: q.disagreeing.length,
-                missing: ids.length - q.agreeing.length - q.disagreeing.length,
-                replicas: ids.length,
+                missing: Math.max(0, ids.length - q.agreeing.length - q.disagreeing.length),
+                replicas: r,
               }
-            : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: ids.length };
+            : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r };
         });
         tokens.push(token);
         if (onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
@@ -401,6 +674,7 @@ export class GenerationSession {
       }
       return { tokens, finishReason: 'length' };
     } finally {
+      if (this.wait?.w.settleTimer != null) clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
       for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
     }

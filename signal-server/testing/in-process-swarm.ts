@@ -29,6 +29,8 @@ export interface InProcessResult {
   readonly audit: Audit;
   readonly computedBy: Map<string, number>;
   readonly replacements: GenerationSession['replacements'];
+  /** Replicas proven to equivocate, as the session reported them for eviction. */
+  readonly equivocators: GenerationSession['reported'];
   /** Per accepted token, ms from its input to its acceptance. */
   readonly stepMs: number[];
   readonly totalMs: number;
@@ -114,7 +116,8 @@ export async function runInProcess(
               }
             });
           },
-          digest: (m) => quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs)),
+          digest: (m) =>
+            quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs, [...m.input], m.received, m.resets)),
           logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
           failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
           computed: () => {
@@ -168,6 +171,7 @@ export async function runInProcess(
     audit,
     computedBy,
     replacements: session.replacements,
+    equivocators: session.reported,
     stepMs,
     totalMs,
     error,
