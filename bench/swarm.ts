@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import type { TokenUpdate } from '../signal-server/socket-handlers.js';
+import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
 import { median, printTable } from './table.js';

@@ -5,8 +5,9 @@ import {
   type DashboardUpdate,
   type StageVote,
 } from '../shared/protocol/messages.js';
+import type { Coordinator } from './coordinator/coordinator.js';
 import { type SwarmObserver, voteCounts } from './coordinator/observer.js';
-import type { SwarmCoordinator, SwarmServer } from './socket-handlers.js';
+import type { SwarmServer } from './socket-handlers.js';
 
 const ROOM = 'dashboard';
 
@@ -25,7 +26,7 @@ export class DashboardFeed implements SwarmObserver {
 
   constructor(
     private readonly io: SwarmServer,
-    private readonly coordinator: SwarmCoordinator,
+    private readonly coordinator: Coordinator,
     private readonly intervalMs = 1000,
   ) {
     coordinator.observe(this);

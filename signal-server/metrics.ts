@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { StageVote } from '../shared/protocol/messages.js';
+import type { Coordinator } from './coordinator/coordinator.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
-import type { SwarmCoordinator } from './socket-handlers.js';
 
 /**
  * The server's Prometheus metrics (prom-client), one registry per server so
@@ -15,7 +15,7 @@ export class SwarmMetrics implements SwarmObserver {
   private readonly step: Histogram;
   readonly httpRequests: Counter<'route' | 'status'>;
 
-  constructor(coordinator: SwarmCoordinator | null) {
+  constructor(coordinator: Coordinator | null) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'webswarm_process_' });
     this.tokens = new Counter({ name: 'webswarm_tokens_total', help: 'Verified tokens generated', registers });

@@ -7,11 +7,15 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
 import { admitOrRefuse, handleOpenAiGeneration, sendApiError } from './api/completions.js';
+import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
+import { Coordinator } from './coordinator/coordinator.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
 import { type Logger, silentLogger } from './log.js';
 import { SwarmMetrics } from './metrics.js';
-import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
+import { loadStageSet } from './models/model-folder.js';
+import { OrtExecutor } from './reference/ort-executor.js';
+import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
 
 /** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
 export interface ServedStages {
@@ -47,6 +51,16 @@ export interface SignalServerOptions {
   readonly maxBodyBytes?: number;
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
+  /** Fraction of a replica's sessions after which it is spot-checked with a challenge step (default 0.1). */
+  readonly spotCheckRate?: number;
+  /** How long a volunteer has to answer a challenge step (default 60 s). */
+  readonly challengeTimeoutMs?: number;
+  /** Requests that may wait for a route at once; more are refused at once with 503 (default 64). */
+  readonly maxQueued?: number;
+  /** Addresses whose volunteers are told apart by client key alone: this machine's (the local swarm). */
+  readonly localAddresses?: readonly string[];
+  /** Random source for routes and spot checks (tests seed it). */
+  readonly random?: () => number;
 }
 
 const API_ROUTES = ['/v1/models', '/v1/completions', '/v1/chat/completions'];
@@ -63,7 +77,7 @@ export interface SignalServer {
   address(): { host: string; port: number; url: string };
   close(): Promise<void>;
   /** The coordinator of the first served model (null when none is served). */
-  readonly coordinator: SwarmCoordinator | null;
+  readonly coordinator: Coordinator | null;
 }
 
 /** The HTTP listing of served models, as the pages read it. */
@@ -71,6 +85,20 @@ export interface ModelListing {
   readonly modelId: string;
   readonly stages: number;
   readonly baseUrl: string;
+}
+
+/**
+ * The server's own runner of the served stages, made on first use: it computes
+ * the challenge steps whose answers volunteers must match to count as ready.
+ */
+function lazyOracle(m: ServedStages): ChallengeOracle {
+  let oracle: Promise<ReferenceOracle> | null = null;
+  return {
+    make: (stage) => {
+      oracle ??= loadStageSet(m.dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
+      return oracle.then((o) => o.make(stage));
+    },
+  };
 }
 
 function tokenizerOf(m: ServedStages): Tokenizer {
@@ -220,8 +248,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const coordinator =
     first === undefined || firstModel === undefined
       ? null
-      : new SwarmCoordinator(
-          io,
+      : new Coordinator(
           {
             modelId: first.modelId,
             numStages: first.stages,
@@ -234,10 +261,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             allowFaults: opts.allowFaults ?? false,
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
-            access,
+            oracle: lazyOracle(firstModel),
+            statusChanged: () => io.emit('swarm:status', coordinatorStatus()),
+            ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
+            ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
+            ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
+            ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
+            ...(opts.random === undefined ? {} : { random: opts.random }),
           },
           log,
         );
+  const coordinatorStatus = () => coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] };
+  if (coordinator !== null) bindSocketServer(io, coordinator, log, access);
   const api = {
     coordinator,
     modelIds: listings.map((m) => m.modelId),

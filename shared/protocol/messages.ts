@@ -267,6 +267,8 @@ export interface VolunteerView {
   readonly agreed: number;
   readonly disagreed: number;
   readonly reputation: number;
+  /** Has an established record (passed its challenge, enough agreement): newcomers never outvote it. */
+  readonly established: boolean;
 }
 
 /** Samples the dashboard keeps and plots: five minutes at one a second. */

@@ -131,6 +131,35 @@ function isFingerprint(d: unknown): d is number[] {
   return Array.isArray(d) && d.length > 0 && d.length <= MAX_DIGEST_VALUES && d.every((x) => typeof x === 'number');
 }
 
+/** A challenge as a volunteer receives it: hidden states as floats (Node's socket.io client hands binary over as a Buffer). */
+export interface ParsedChallenge {
+  readonly challengeId: number;
+  readonly stage: number;
+  readonly tokens: readonly number[];
+  readonly hidden: Float32Array;
+}
+
+/** Longest challenge input, in positions. */
+export const MAX_CHALLENGE_POSITIONS = 64;
+
+export function parseChallenge(raw: unknown, hiddenSize: number, vocabSize: number): Parsed<ParsedChallenge> {
+  if (!isObject(raw) || !uint(raw.challengeId, MAX_SESSION_ID) || !uint(raw.stage, 4096))
+    return bad('challenge needs challengeId and stage');
+  const t = raw.tokens;
+  if (!Array.isArray(t) || t.length > MAX_CHALLENGE_POSITIONS || !t.every((x) => uint(x, vocabSize - 1)))
+    return bad(`tokens must be at most ${MAX_CHALLENGE_POSITIONS} token ids below ${vocabSize}`);
+  const b = raw.hidden;
+  const bytes =
+    b instanceof ArrayBuffer ? new Uint8Array(b) : ArrayBuffer.isView(b) ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : null;
+  if (bytes === null) return bad('hidden must be binary');
+  if (bytes.byteLength % (4 * hiddenSize) !== 0 || bytes.byteLength > 4 * hiddenSize * MAX_CHALLENGE_POSITIONS)
+    return bad(
+      `hidden holds ${bytes.byteLength} bytes: not a whole number of ${hiddenSize}-float positions (at most ${MAX_CHALLENGE_POSITIONS})`,
+    );
+  if ((t.length === 0) === (bytes.byteLength === 0)) return bad('a challenge has either tokens (stage 0) or hidden states');
+  return ok({ challengeId: raw.challengeId, stage: raw.stage, tokens: t as number[], hidden: new Float32Array(bytes.slice().buffer) });
+}
+
 /** A volunteer's answer to a challenge step. */
 export function parseProof(raw: unknown): Parsed<ChallengeProof> {
   if (!isObject(raw) || !uint(raw.challengeId, MAX_SESSION_ID)) return bad('challengeId must be an unsigned 32-bit integer');

@@ -2,16 +2,8 @@ import type { StageManifest } from '../model/manifest.js';
 import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
 import { STAGE_IO } from '../model/stage-graph.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
-import type {
-  ReceivedReport,
-  SessionOpen,
-  SessionUpdate,
-  StageChallenge,
-  StepDigest,
-  StepFailure,
-  StepInput,
-  StepLogits,
-} from '../protocol/messages.js';
+import type { ReceivedReport, SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
+import type { ParsedChallenge } from '../protocol/validate.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
 
@@ -209,7 +201,7 @@ export class ReplicaCore {
    * the fingerprint of its output. Faults are not injected here: a liar that
    * answers challenges honestly is what the votes are for.
    */
-  async challenge(m: StageChallenge): Promise<number[]> {
+  async challenge(m: ParsedChallenge): Promise<number[]> {
     if (m.stage !== this.stage) throw new Error(`stage ${m.stage} is not loaded here (stage ${this.stage} is)`);
     const entry = this.manifest.stages[this.stage];
     if (entry === undefined) throw new Error(`the manifest has no stage ${this.stage}`);
@@ -219,7 +211,7 @@ export class ReplicaCore {
       if (m.tokens.length === 0) throw new Error('a stage-0 challenge needs tokens');
       input = { dtype: 'int64', dims: [1, m.tokens.length], data: BigInt64Array.from(m.tokens, (t) => BigInt(t)) };
     } else {
-      const data = new Float32Array(m.hidden.slice(0));
+      const data = m.hidden;
       if (data.length === 0 || data.length % hidden !== 0)
         throw new Error(`a challenge's hidden states hold ${data.length} values, not a multiple of ${hidden}`);
       input = { dtype: 'float32', dims: [1, data.length / hidden, hidden], data };

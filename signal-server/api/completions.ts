@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { Completion, Coordinator, TokenUpdate } from '../coordinator/coordinator.js';
 import { GenerationError } from '../coordinator/generation.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
-import type { Completion, SwarmCoordinator, TokenUpdate } from '../socket-handlers.js';
 import type { AccessControl } from './access.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 /** What the OpenAI-compatible endpoints need from the server. */
 export interface ApiContext {
-  readonly coordinator: SwarmCoordinator | null;
+  readonly coordinator: Coordinator | null;
   readonly modelIds: readonly string[];
   readonly access: AccessControl;
   readonly maxBodyBytes: number;
@@ -78,13 +78,23 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 /** HTTP status of a generation failure: the client's fault 400, the swarm's state 503. */
 export function statusOfGenerationError(code: WireErrorCode | 'ERR_INTERNAL'): number {
   if (code === 'ERR_BAD_REQUEST') return 400;
-  if (code === 'ERR_NO_ROUTE' || code === 'ERR_NO_QUORUM' || code === 'ERR_STEP_TIMEOUT' || code === 'ERR_SHUTTING_DOWN') return 503;
+  if (
+    code === 'ERR_NO_ROUTE' ||
+    code === 'ERR_NO_QUORUM' ||
+    code === 'ERR_STEP_TIMEOUT' ||
+    code === 'ERR_SHUTTING_DOWN' ||
+    code === 'ERR_BUSY'
+  )
+    return 503;
   return 500;
 }
 
+/** Seconds a client should wait before sending again after a 503: the swarm is busy or short of volunteers. */
+export const RETRY_AFTER_S = 5;
+
 /** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
 function voteOf(u: TokenUpdate) {
-  return { index: u.index, token: u.token, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
+  return { index: u.index, token: u.token, verified: u.verified, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
 }
 
 /** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
@@ -210,13 +220,20 @@ export async function handleOpenAiGeneration(
         choices: [choice],
         usage: usageOf(c),
         // webswarm's extension: the token ids, the route and every token's vote.
-        webswarm: { prompt_tokens: c.promptTokens, tokens: c.tokens, route: c.route, votes },
+        webswarm: {
+          redundancy: c.redundancy,
+          verified: c.verified,
+          prompt_tokens: c.promptTokens,
+          tokens: c.tokens,
+          route: c.route,
+          votes,
+        },
       });
       return;
     }
     // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
     if (c.text.length > sent.length) sendChunk(events, c.text.slice(sent.length), null);
-    sendChunk(events, '', c.finishReason, { webswarm: { route: c.route } });
+    sendChunk(events, '', c.finishReason, { webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route } });
     if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(c) });
     events.send('[DONE]');
     res.end();
@@ -230,6 +247,7 @@ export async function handleOpenAiGeneration(
     }
     ctx.log(`${kind} ${id}: failed with ${code}: ${(e as Error).message}`);
     const status = statusOfGenerationError(code);
+    if (status === 503 && !res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
     const type = status === 400 ? 'invalid_request_error' : 'server_error';
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.

@@ -1,0 +1,68 @@
+/**
+ * Challenge steps: inputs whose right output the coordinator knows because its
+ * own reference runner computed it from the stage files it serves. A
+ * volunteer counts as ready only after answering one for its stage, and is
+ * spot-checked the same way now and then. Inputs are fresh random tokens (and,
+ * past stage 0, the hidden states the reference computes from them), so an
+ * answer cannot be replayed or guessed.
+ */
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { KvCache, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { fingerprint } from '../../shared/vote/fingerprint.js';
+
+/** Positions of a challenge's input: several, so that attention over the KV cache is exercised. */
+export const CHALLENGE_POSITIONS = 4;
+
+export interface Challenge {
+  readonly stage: number;
+  /** Stage 0's input (token ids); empty for other stages. */
+  readonly tokens: number[];
+  /** Other stages' input: hidden states [1, positions, hidden]; empty for stage 0. */
+  readonly hidden: Float32Array;
+  /** The fingerprint of the stage's right output on that input. */
+  readonly expected: number[];
+}
+
+/** Makes challenges with known answers. */
+export interface ChallengeOracle {
+  make(stage: number): Promise<Challenge>;
+}
+
+/** Challenges computed by the server's own runner of the served stage files. */
+export class ReferenceOracle implements ChallengeOracle {
+  /** One run at a time: a runtime session is not re-entrant. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly manifest: StageManifest,
+    private readonly executor: StageExecutor,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  make(stage: number): Promise<Challenge> {
+    const run = this.queue.then(() => this.compute(stage));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async compute(stage: number): Promise<Challenge> {
+    const { model, stages } = this.manifest;
+    if (stages[stage] === undefined) throw new RangeError(`no stage ${stage}`);
+    const tokens = Array.from({ length: CHALLENGE_POSITIONS }, () => Math.floor(this.random() * model.vocabSize));
+    let carry: TensorData = { dtype: 'int64', dims: [1, tokens.length], data: BigInt64Array.from(tokens, (t) => BigInt(t)) };
+    let hidden = new Float32Array(0);
+    for (let k = 0; k <= stage; k++) {
+      const entry = stages[k];
+      if (entry === undefined) throw new RangeError(`no stage ${k}`);
+      if (k === stage && k > 0 && carry.dtype === 'float32') hidden = carry.data.slice();
+      const cache = new KvCache(model, entry.layers);
+      const out = await this.executor.run(k, { [k === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn]: carry, ...cache.feeds() });
+      const last = k === stages.length - 1;
+      const next = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
+      if (next === undefined || next.dtype !== 'float32') throw new Error(`stage ${k} returned no output`);
+      carry = next;
+    }
+    return { stage, tokens: stage === 0 ? tokens : [], hidden, expected: fingerprint(carry.data as Float32Array) };
+  }
+}

@@ -1,0 +1,625 @@
+import { randomUUID } from 'node:crypto';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type {
+  Backend,
+  ChallengeProof,
+  ServerToClientEvents,
+  StageReady,
+  StepDigest,
+  StepFailure,
+  TokenEvent,
+  VolunteerHello,
+  VolunteerView,
+} from '../../shared/protocol/messages.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
+import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
+import { majority } from '../../shared/vote/quorum.js';
+import { Audit, type AuditCounts } from './audit.js';
+import type { ChallengeOracle } from './challenge.js';
+import { GenerationError, GenerationSession, type SessionTimeouts } from './generation.js';
+import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
+import { Links } from './links.js';
+import type { SwarmObserver } from './observer.js';
+import { Registry } from './registry.js';
+import { BanList, reputation, shouldEvict } from './reputation.js';
+import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import { TextStream } from './text-stream.js';
+
+/** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
+export interface VolunteerLink {
+  send<E extends keyof ServerToClientEvents>(event: E, ...args: Parameters<ServerToClientEvents[E]>): void;
+  /** Ends the connection (after an eviction); the transport then calls `left`. */
+  disconnect(): void;
+}
+
+export interface ServedModelInfo {
+  readonly modelId: string;
+  readonly numStages: number;
+  readonly baseUrl: string;
+  readonly manifest: StageManifest;
+  readonly tokenizer: Tokenizer;
+}
+
+export interface CompletionRequest {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */
+  readonly stop?: readonly string[];
+  /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
+  readonly signal?: AbortSignal;
+}
+
+/** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */
+export type TokenUpdate = Omit<TokenEvent, 'requestId'> & {
+  /** The agreed logits of the last position (for log-probabilities); never sent to the chat page. */
+  readonly logits: Float32Array;
+};
+
+export interface Completion {
+  readonly promptTokens: number[];
+  readonly tokens: number[];
+  readonly text: string;
+  readonly finishReason: 'stop' | 'length';
+  readonly route: readonly (readonly string[])[];
+  /** The configured redundancy r, and whether every token was verified by a majority of it. */
+  readonly redundancy: number;
+  readonly verified: boolean;
+}
+
+export interface CoordinatorOptions {
+  readonly redundancy: number;
+  /** Test and demo servers accept volunteers that inject faults; production refuses them. */
+  readonly allowFaults: boolean;
+  /** How long a request waits for every stage to have r ready replicas with room. */
+  readonly routeWaitMs: number;
+  readonly timeouts: SessionTimeouts;
+  /** Computes challenge steps; null: volunteers are taken at their word (tests of other things only). */
+  readonly oracle: ChallengeOracle | null;
+  /** Fraction of a replica's sessions after which it is spot-checked with a new challenge (0..1). */
+  readonly spotCheckRate?: number;
+  /** How long a volunteer has to answer a challenge. */
+  readonly challengeTimeoutMs?: number;
+  /** Requests that may wait for a route at once; more are refused at once with ERR_BUSY. */
+  readonly maxQueued?: number;
+  /** Addresses whose volunteers are told apart by client key alone (this machine's local swarm). */
+  readonly localAddresses?: readonly string[];
+  /** Random source for routes and spot checks (seeded in tests). */
+  readonly random?: () => number;
+  /** Hears that volunteers or their states changed (the landing page's status). */
+  readonly statusChanged?: () => void;
+}
+
+/** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
+export const ESTABLISHED_AFTER = 10;
+export const ESTABLISHED_REPUTATION = 0.8;
+/** Sessions not joined (or refused) before a volunteer is evicted. */
+export const MAX_NO_SHOWS = 3;
+export const DEFAULT_CHALLENGE_TIMEOUT_MS = 60_000;
+export const DEFAULT_SPOT_CHECK_RATE = 0.1;
+export const DEFAULT_MAX_QUEUED = 64;
+/** How often a waiting request looks for a route again. */
+const ROUTE_POLL_MS = 50;
+
+interface Member {
+  readonly id: string;
+  readonly link: VolunteerLink;
+  readonly keys: readonly string[];
+  readonly fault: string | null;
+  /** Passed a challenge since its stage was assigned. */
+  proven: boolean;
+  challenge: {
+    readonly id: number;
+    readonly expected: number[];
+    readonly sentAt: number;
+    readonly timer: ReturnType<typeof setTimeout> | null;
+  } | null;
+  noShows: number;
+}
+
+/**
+ * The coordinator, apart from any transport: volunteer registration and stage
+ * assignment, earned readiness (challenges), route choice, sessions with
+ * fail-over, reputation and eviction, admission control. The Socket.IO binding
+ * (../socket-handlers.ts) parses each event and calls the method of the same name.
+ */
+export class Coordinator {
+  readonly registry: Registry;
+  readonly links = new Links();
+  readonly audit = new Audit((id, counts) => this.judge(id, counts));
+  private readonly bans = new BanList();
+  private readonly members = new Map<string, Member>();
+  private readonly sessions = new Map<number, GenerationSession>();
+  /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
+  private readonly finished = new Map<number, GenerationSession>();
+  private nextSessionId = 1;
+  private nextChallengeId = 1;
+  private queued = 0;
+  private closing = false;
+  private readonly observers: SwarmObserver[] = [];
+  private readonly random: () => number;
+  private readonly localAddresses: readonly string[];
+
+  constructor(
+    private readonly model: ServedModelInfo,
+    private readonly options: CoordinatorOptions,
+    private readonly log: (line: string) => void,
+  ) {
+    this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
+    this.random = options.random ?? Math.random;
+    this.localAddresses = options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+  }
+
+  get vocabSize(): number {
+    return this.model.manifest.model.vocabSize;
+  }
+
+  private refuse(id: string, code: WireErrorCode, message: string): void {
+    this.log(`${id}: ${code} ${message}`);
+    this.members.get(id)?.link.send('server:error', { code, message });
+  }
+
+  /** A volunteer says hello: registered under an id of the server's, assigned a stage; or refused (faults, bans). */
+  hello(link: VolunteerLink, address: string, m: VolunteerHello): string | null {
+    const refuse = (code: WireErrorCode, message: string) => {
+      this.log(`refused volunteer from ${address}: ${code} ${message}`);
+      link.send('server:error', { code, message });
+      link.disconnect();
+      return null;
+    };
+    if (m.fault !== null && !this.options.allowFaults)
+      return refuse('ERR_FAULTS_REFUSED', `this server does not accept injected faults (${m.fault})`);
+    const keys = identityKeys(m.clientKey, address, this.localAddresses);
+    if (keys.some((k) => this.bans.banned(k)))
+      return refuse('ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
+    // The id is the server's, never the client's: nobody can claim another volunteer's id.
+    const id = randomUUID();
+    this.members.set(id, { id, link, keys, fault: m.fault, proven: false, challenge: null, noShows: 0 });
+    const stage = this.registry.join(id, m.backend, m.adapter);
+    link.send('volunteer:welcome', { volunteerId: id });
+    link.send('volunteer:assign', { modelId: this.model.modelId, stage, baseUrl: this.model.baseUrl });
+    this.log(
+      `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
+    );
+    this.options.statusChanged?.();
+    return id;
+  }
+
+  /**
+   * A volunteer says it loaded its stage. Its word is not enough: it is sent a
+   * challenge step and counts as ready once its answer matches the reference.
+   */
+  ready(id: string, m: StageReady): void {
+    const v = this.registry.get(id);
+    const member = this.members.get(id);
+    if (v === undefined || member === undefined) return;
+    if (m.modelId !== this.model.modelId || v.stage !== m.stage) {
+      this.refuse(id, 'ERR_NOT_ASSIGNED', `ready: ${m.modelId} stage ${m.stage} is not the stage assigned`);
+      return;
+    }
+    if (v.ready || member.challenge !== null) return;
+    if (this.options.oracle === null) {
+      this.registry.markReady(id, m.stage, m.stepMs);
+      this.options.statusChanged?.();
+      return;
+    }
+    void this.sendChallenge(member, m.stage);
+  }
+
+  private async sendChallenge(member: Member, stage: number): Promise<void> {
+    const oracle = this.options.oracle;
+    if (oracle === null || member.challenge !== null) return;
+    const challengeId = this.nextChallengeId++;
+    // Claimed at once, so that a second `ready` does not start another.
+    member.challenge = { id: challengeId, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };
+    let made: Awaited<ReturnType<ChallengeOracle['make']>>;
+    try {
+      made = await oracle.make(stage);
+    } catch (e) {
+      member.challenge = null;
+      this.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
+      return;
+    }
+    if (this.members.get(member.id) !== member || this.registry.get(member.id)?.stage !== stage) {
+      member.challenge = null;
+      return;
+    }
+    const timeoutMs = this.options.challengeTimeoutMs ?? DEFAULT_CHALLENGE_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (member.challenge?.id !== challengeId) return;
+      member.challenge = null;
+      this.expel(member.id, 'ERR_CHALLENGE_FAILED', `no answer to a challenge step within ${timeoutMs} ms`, false);
+    }, timeoutMs);
+    member.challenge = { id: challengeId, expected: made.expected, sentAt: performance.now(), timer };
+    const hidden = made.hidden.buffer.slice(made.hidden.byteOffset, made.hidden.byteOffset + made.hidden.byteLength) as ArrayBuffer;
+    member.link.send('volunteer:challenge', { challengeId, stage, tokens: made.tokens, hidden });
+  }
+
+  /** A volunteer's answer to its challenge: right, and it is ready (or stays so); wrong, and it is evicted. */
+  proof(id: string, m: ChallengeProof): void {
+    const member = this.members.get(id);
+    const v = this.registry.get(id);
+    const c = member?.challenge;
+    if (member === undefined || v === undefined || c === null || c === undefined || c.id !== m.challengeId || c.timer === null) {
+      this.refuse(id, 'ERR_BAD_MESSAGE', `proof: challenge ${m.challengeId} is not open for you`);
+      return;
+    }
+    clearTimeout(c.timer);
+    member.challenge = null;
+    if (!agreeFingerprints([...m.digest], c.expected)) {
+      this.expel(id, 'ERR_CHALLENGE_FAILED', `its answer to a challenge step of stage ${v.stage} is wrong`, true);
+      return;
+    }
+    member.proven = true;
+    if (!v.ready) {
+      // Its time per step as measured here, never as it says.
+      this.registry.markReady(id, v.stage, performance.now() - c.sentAt);
+      this.log(`volunteer ${id} passed its challenge for stage ${v.stage}: ready`);
+      this.options.statusChanged?.();
+    }
+  }
+
+  /** May `from` send signalling to `to`? Only between peers linked by a session. */
+  relay(from: string, to: string, data: unknown): boolean {
+    const target = this.members.get(to);
+    if (target === undefined || !this.links.linked(from, to)) return false;
+    target.link.send('signal', { from, data });
+    return true;
+  }
+
+  /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
+  private member(volunteer: string, sessionId: number): GenerationSession | undefined {
+    const s = this.sessions.get(sessionId) ?? this.finished.get(sessionId);
+    if (s === undefined || s.stageOf(volunteer) === undefined) {
+      this.refuse(volunteer, 'ERR_UNKNOWN_SESSION', `session ${sessionId} is not one of yours`);
+      return undefined;
+    }
+    return s;
+  }
+
+  joined(id: string, sessionId: number): void {
+    this.member(id, sessionId)?.onJoined(id);
+  }
+
+  digest(id: string, m: StepDigest): void {
+    const session = this.member(id, m.sessionId);
+    if (session === undefined) return;
+    if (session.stageOf(id) !== m.stage) {
+      this.refuse(id, 'ERR_NOT_ASSIGNED', `step:digest: stage ${m.stage} is not yours`);
+      return;
+    }
+    session.onDigest(id, m.step, [...m.digest], m.computeMs, [...m.input], m.received, m.resets);
+  }
+
+  logits(id: string, sessionId: number, step: number, logits: Float32Array): void {
+    this.member(id, sessionId)?.onLogits(id, step, logits);
+  }
+
+  failed(id: string, m: StepFailure): void {
+    this.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
+    this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message);
+  }
+
+  /** A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. */
+  left(id: string): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
+    this.members.delete(id);
+    this.links.drop(id);
+    for (const s of this.sessions.values()) this.failOver(s, id);
+    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned).
+    this.audit.forget(id);
+    for (const move of this.registry.leave(id)) {
+      const moved = this.members.get(move.volunteer);
+      if (moved !== undefined) {
+        moved.proven = false;
+        moved.link.send('volunteer:assign', { modelId: this.model.modelId, stage: move.to, baseUrl: this.model.baseUrl });
+      }
+      this.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
+    }
+    this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
+    this.options.statusChanged?.();
+  }
+
+  /** Evicts a volunteer: tells it why, bans its keys when `ban`, and ends its connection. */
+  private expel(id: string, code: WireErrorCode, reason: string, ban: boolean): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    if (ban) for (const k of member.keys) this.bans.ban(k);
+    this.log(`volunteer ${id} evicted (${code}): ${reason}`);
+    this.refuse(id, code === 'ERR_CHALLENGE_FAILED' || code === 'ERR_EQUIVOCATION' ? code : 'ERR_EVICTED', `evicted: ${reason}`);
+    // The transport's disconnect handler calls left(): sessions fail over, stages re-balance.
+    queueMicrotask(() => member.link.disconnect());
+  }
+
+  /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
+  private judge(id: string, counts: AuditCounts): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    member.link.send('volunteer:score', { ...counts, reputation: reputation(counts) });
+    if (shouldEvict(counts))
+      this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
+  }
+
+  /** Has an established record: proven, and enough agreement. Newcomers never outvote it. */
+  established(id: string): boolean {
+    const c = this.audit.get(id);
+    return this.members.get(id)?.proven === true && c.agreed >= ESTABLISHED_AFTER && reputation(c) >= ESTABLISHED_REPUTATION;
+  }
+
+  /** Sessions each volunteer is in now. */
+  private load(): Map<string, number> {
+    const n = new Map<string, number>();
+    for (const s of this.sessions.values()) for (const id of s.route.flat()) n.set(id, (n.get(id) ?? 0) + 1);
+    return n;
+  }
+
+  /** Ready replicas of a stage with room for another session, as route candidates. */
+  private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
+    return this.registry
+      .readyReplicas(stage)
+      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < MAX_SESSIONS_PER_REPLICA)
+      .map((v) => this.candidate(v.id));
+  }
+
+  private candidate(id: string): Candidate {
+    const member = this.members.get(id);
+    return {
+      id,
+      keys: member?.keys ?? [],
+      established: this.established(id),
+      weight: reputation(this.audit.get(id)) / (1 + (member?.noShows ?? 0)),
+    };
+  }
+
+  /** Spares for a stage of a running session, chosen by the route rules next to the replicas that stay. */
+  private spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[] {
+    const beside = alongside.map((id) => this.candidate(id));
+    return chooseReplicas(this.candidates(stage, exclude), this.options.redundancy, this.random, beside).map((c) => c.id);
+  }
+
+  /**
+   * A replica of a running session left: a ready volunteer of the same stage
+   * that is not in the route takes its place (rebuilding its KV cache from the
+   * agreed inputs); with none, the step goes on with the replicas that remain.
+   */
+  private failOver(session: GenerationSession, left: string): void {
+    const stage = session.stageOf(left);
+    if (stage === undefined) return;
+    const staying = (session.route[stage] ?? []).filter((id) => id !== left);
+    const spare = this.spares(stage, new Set(session.route.flat()), staying)[0];
+    if (spare === undefined) {
+      session.onLeft(left);
+      this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`);
+      return;
+    }
+    for (const p of session.route[stage - 1] ?? []) this.links.link(p, spare);
+    for (const n of session.route[stage + 1] ?? []) this.links.link(spare, n);
+    session.replace(left, spare);
+    this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
+  }
+
+  /**
+   * r ready replicas per stage with room for another session, chosen by the
+   * route rules; waits up to routeWaitMs. Beyond maxQueued waiting requests,
+   * refuses at once (ERR_BUSY).
+   */
+  private async pickRoute(signal?: AbortSignal): Promise<string[][]> {
+    const r = this.options.redundancy;
+    if (this.queued >= (this.options.maxQueued ?? DEFAULT_MAX_QUEUED))
+      throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
+    this.queued += 1;
+    try {
+      const deadline = Date.now() + this.options.routeWaitMs;
+      for (;;) {
+        if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
+        if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+        const load = this.load();
+        const choice = chooseRoute(
+          Array.from({ length: this.model.numStages }, (_, s) => this.candidates(s, new Set(), load)),
+          r,
+          this.random,
+        );
+        if (choice.ok) return choice.route;
+        if (Date.now() >= deadline) {
+          const ready = this.registry.readyReplicas(choice.stage).length;
+          // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.
+          const unloaded = chooseReplicas(this.candidates(choice.stage, new Set(), new Map()), r, this.random).length;
+          throw new GenerationError(
+            unloaded >= r ? 'ERR_BUSY' : 'ERR_NO_ROUTE',
+            unloaded >= r
+              ? `stage ${choice.stage} of ${this.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${this.options.routeWaitMs} ms`
+              : `stage ${choice.stage} of ${this.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.registry.replicasPerStage()[choice.stage]} assigned); waited ${this.options.routeWaitMs} ms`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));
+      }
+    } finally {
+      this.queued -= 1;
+    }
+  }
+
+  /** Fails the generations in flight with a clear error and refuses new ones: the server is going away. */
+  shutdown(): void {
+    this.closing = true;
+    const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
+    for (const s of this.sessions.values()) s.abort(e);
+    for (const m of this.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
+  }
+
+  /** Adds an observer of tokens and generations (metrics, the dashboard). */
+  observe(o: SwarmObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Generations running now. */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** Requests waiting for a route now. */
+  get waitingRequests(): number {
+    return this.queued;
+  }
+
+  /** The prompt for a chat, by the model's chat template. */
+  chatPrompt(messages: readonly ChatMessage[]): string {
+    return this.model.tokenizer.chatPrompt(messages);
+  }
+
+  /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
+  async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    try {
+      const c = await this.generate(req, onToken);
+      for (const o of this.observers) o.onGeneration?.('ok');
+      return c;
+    } catch (e) {
+      for (const o of this.observers) o.onGeneration?.(e instanceof GenerationError ? e.code : 'ERR_INTERNAL');
+      throw e;
+    }
+  }
+
+  private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const { tokenizer, manifest } = this.model;
+    const r = this.options.redundancy;
+    const promptTokens = tokenizer.encode(req.prompt);
+    if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
+    if (promptTokens.length + req.maxTokens > manifest.model.maxPositions) {
+      throw new GenerationError(
+        'ERR_BAD_REQUEST',
+        `prompt (${promptTokens.length} tokens) + max_tokens (${req.maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+      );
+    }
+    const route = await this.pickRoute(req.signal);
+    const sessionId = this.nextSessionId++;
+    for (let s = 0; s + 1 < route.length; s++)
+      for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
+    const send = (v: string) => this.members.get(v)?.link;
+    const session = new GenerationSession(
+      sessionId,
+      route,
+      manifest,
+      {
+        open: (v, m) => send(v)?.send('session:open', m),
+        update: (v, m) => send(v)?.send('session:update', m),
+        input: (v, m) => send(v)?.send('step:input', m),
+        close: (v, id) => send(v)?.send('session:close', { sessionId: id }),
+      },
+      this.options.timeouts,
+      this.audit,
+      {
+        spares: (stage, exclude, alongside) => this.spares(stage, exclude, alongside),
+        link: (stage, id) => {
+          for (const p of session.route[stage - 1] ?? []) this.links.link(p, id);
+          for (const n of session.route[stage + 1] ?? []) this.links.link(id, n);
+        },
+        log: (line) => this.log(line),
+        noShow: (id) => this.noShow(id, sessionId),
+        evict: (id, code, reason) => this.expel(id, code, reason, true),
+      },
+      { redundancy: r, established: (id) => this.established(id) },
+    );
+    this.sessions.set(sessionId, session);
+    const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
+    if (req.signal?.aborted === true) cancel();
+    req.signal?.addEventListener('abort', cancel, { once: true });
+    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
+    const sofar: number[] = [];
+    let verified = true;
+    try {
+      const result = await session.run(promptTokens, req.maxTokens, req.sampling, (token, rec) => {
+        sofar.push(token);
+        const piece = stream.push(sofar);
+        const ok = r >= 2 && rec.votes.every((v) => v.agreed >= majority(r));
+        verified &&= ok;
+        onToken?.({
+          index: sofar.length - 1,
+          token,
+          text: piece,
+          votes: rec.votes,
+          verified: ok,
+          redundancy: r,
+          logits: rec.logits,
+          route: session.route.map((ids) => [...ids]),
+          stepMs: rec.ms,
+          computeMs: rec.computeMs,
+        });
+        for (const o of this.observers) o.onToken?.(rec.ms, rec.votes);
+        return stream.stopped;
+      });
+      stream.finish(result.tokens);
+      this.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
+      return {
+        promptTokens,
+        tokens: result.tokens,
+        text: stream.text,
+        finishReason: result.finishReason,
+        route: session.route.map((ids) => [...ids]),
+        redundancy: r,
+        verified: verified && r >= 2,
+      };
+    } finally {
+      req.signal?.removeEventListener('abort', cancel);
+      this.sessions.delete(sessionId);
+      this.finished.set(sessionId, session);
+      if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
+      this.spotCheck(session.route.flat());
+    }
+  }
+
+  /** A replica did not join a session: a strike; MAX_NO_SHOWS strikes evict it. */
+  private noShow(id: string, sessionId: number): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    member.noShows += 1;
+    this.log(`volunteer ${id} did not join session ${sessionId} (${member.noShows} of ${MAX_NO_SHOWS} no-shows)`);
+    if (member.noShows >= MAX_NO_SHOWS) this.expel(id, 'ERR_EVICTED', `${member.noShows} sessions assigned and not joined`, true);
+  }
+
+  /** After a session, each of its replicas is challenged again with probability spotCheckRate. */
+  private spotCheck(ids: readonly string[]): void {
+    const rate = this.options.spotCheckRate ?? DEFAULT_SPOT_CHECK_RATE;
+    if (this.closing || rate <= 0) return;
+    for (const id of new Set(ids)) {
+      const member = this.members.get(id);
+      const v = this.registry.get(id);
+      if (member === undefined || v === undefined || !v.ready || member.challenge !== null) continue;
+      if (this.random() < rate) void this.sendChallenge(member, v.stage);
+    }
+  }
+
+  /** Volunteers online and replicas per stage, for the landing page. */
+  status(): { volunteers: number; replicasPerStage: number[] } {
+    return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage() };
+  }
+
+  /** Every volunteer with its stage, backend, state and audit counts. */
+  volunteers(): VolunteerView[] {
+    const busy = new Set<string>();
+    for (const s of this.sessions.values()) for (const id of s.route.flat()) busy.add(id);
+    return this.registry.all().map((v) => {
+      const counts = this.audit.get(v.id);
+      const state = !v.ready ? 'loading' : busy.has(v.id) ? 'busy' : 'ready';
+      return {
+        id: v.id,
+        stage: v.stage,
+        backend: v.backend as Backend,
+        adapter: v.adapter,
+        state,
+        ready: v.ready,
+        ...counts,
+        reputation: reputation(counts),
+        established: this.established(v.id),
+      };
+    });
+  }
+
+  get modelInfo(): { modelId: string; stages: number; redundancy: number } {
+    return { modelId: this.model.modelId, stages: this.model.numStages, redundancy: this.options.redundancy };
+  }
+}

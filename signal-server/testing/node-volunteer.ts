@@ -1,0 +1,147 @@
+// A volunteer in Node for integration tests, benchmarks and attacks: a real
+// socket.io client speaking the real protocol to a real server, the real
+// replica (ReplicaCore) on real onnxruntime sessions of the stage file it
+// downloads from the server and checks by sha256. One thing differs from a
+// browser tab, and only because Node has no WebRTC here: activation frames
+// travel as `signal` messages through the server's relay (which relays only
+// between linked peers, exactly as for WebRTC signalling). The e2e specs cover
+// the data channels. Options turn it hostile: wrong or no challenge answers,
+// sessions taken and never joined, outputs changed — without announcing a
+// fault, as an attacker would not.
+import { createHash } from 'node:crypto';
+import { io, type Socket } from 'socket.io-client';
+import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
+import type { ClientToServerEvents, ServerToClientEvents, StageChallenge } from '../../shared/protocol/messages.js';
+import { parseChallenge } from '../../shared/protocol/validate.js';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import type { FaultBehaviour } from '../../shared/swarm/faults.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { OrtExecutor } from '../reference/ort-executor.js';
+
+export type NodeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export interface NodeVolunteerOptions {
+  /** The address to connect from (127.0.0.x: distinct clients on one machine). */
+  readonly localAddress?: string;
+  readonly clientKey?: string | null;
+  /** How it answers challenge steps: computed, a made-up fingerprint, or never. */
+  readonly challenges?: 'honest' | 'garbage' | 'never';
+  /** False: takes sessions but never says it joined (a silent joiner). */
+  readonly joins?: boolean;
+  /** Changes its outputs (not announced to the server). */
+  readonly fault?: FaultBehaviour | null;
+  /** Says it is ready right after its assignment, without downloading anything. */
+  readonly readyAtOnce?: boolean;
+}
+
+/** Frames relayed as signalling: { f: base64 of one data-channel message }. */
+interface RelayedFrame {
+  readonly f: string;
+}
+
+function isRelayedFrame(d: unknown): d is RelayedFrame {
+  return typeof d === 'object' && d !== null && typeof (d as { f?: unknown }).f === 'string';
+}
+
+export class NodeVolunteer {
+  readonly socket: NodeSocket;
+  id: string | null = null;
+  stage: number | null = null;
+  ready = false;
+  steps = 0;
+  readonly errors: { code: string; message: string }[] = [];
+  private core: ReplicaCore | null = null;
+  private manifest: StageManifest | null = null;
+  private executor: OrtExecutor | null = null;
+
+  constructor(
+    readonly url: string,
+    private readonly options: NodeVolunteerOptions = {},
+  ) {
+    this.socket = io(url, {
+      auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    }) as NodeSocket;
+    const s = this.socket;
+    s.on('connect', () => s.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: options.clientKey ?? null }));
+    s.on('volunteer:welcome', ({ volunteerId }) => {
+      this.id = volunteerId;
+    });
+    s.on('volunteer:assign', (a) => void this.load(a.baseUrl, a.stage, a.modelId));
+    s.on('volunteer:challenge', (raw) => void this.answer(raw));
+    s.on('server:error', (e) => this.errors.push(e));
+    s.on('session:open', (m) => {
+      if (this.core === null || !this.core.open(m)) return;
+      if (options.joins !== false) s.emit('session:joined', { sessionId: m.sessionId });
+    });
+    s.on('session:update', (m) => this.core?.update(m));
+    s.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    s.on('step:input', (m) => this.core?.input(m));
+    s.on('signal', ({ from, data }) => {
+      if (isRelayedFrame(data)) this.core?.frame(from, new Uint8Array(Buffer.from(data.f, 'base64')));
+    });
+  }
+
+  private async load(baseUrl: string, stage: number, modelId: string): Promise<void> {
+    this.stage = stage;
+    this.ready = false;
+    if (this.options.readyAtOnce === true) {
+      this.socket.emit('volunteer:ready', { modelId, stage, stepMs: 0.01 });
+      return;
+    }
+    const base = new URL(baseUrl, this.url).toString();
+    const manifest: StageManifest = parseManifest('manifest.json', await (await fetch(`${base}/manifest.json`)).json());
+    const entry = manifest.stages[stage];
+    if (entry === undefined) throw new Error(`no stage ${stage}`);
+    const bytes = new Uint8Array(await (await fetch(`${base}/${entry.file}`)).arrayBuffer());
+    if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) throw new Error(`stage ${stage}: sha256 mismatch`);
+    this.manifest = manifest;
+    await this.executor?.release();
+    // A one-stage executor answering for the stage index the replica asks for.
+    const single = await OrtExecutor.create([bytes]);
+    this.executor = single;
+    const socket = this.socket;
+    this.core = new ReplicaCore(
+      manifest,
+      stage,
+      { run: (_stage, feeds) => single.run(0, feeds) },
+      {
+        frames: (to, messages) => {
+          for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
+        },
+        digest: (m) => socket.emit('step:digest', m),
+        logits: (m) => socket.emit('step:logits', m),
+        failed: (m) => socket.emit('step:failed', m),
+        computed: () => {
+          this.steps += 1;
+        },
+        rejected: () => {},
+      },
+      this.options.fault ?? null,
+    );
+    socket.emit('volunteer:ready', { modelId, stage, stepMs: 1 });
+    this.ready = true;
+  }
+
+  private async answer(raw: StageChallenge): Promise<void> {
+    const how = this.options.challenges ?? 'honest';
+    if (how === 'never') return;
+    if (how === 'garbage' || this.core === null || this.manifest === null) {
+      this.socket.emit('volunteer:proof', { challengeId: raw.challengeId, digest: Array.from({ length: 33 }, (_, i) => i) });
+      return;
+    }
+    const m = parseChallenge(raw, this.manifest.model.hiddenSize, this.manifest.model.vocabSize);
+    if (!m.ok) throw new Error(`challenge: ${m.reason}`);
+    const digest = await this.core.challenge(m.value);
+    this.socket.emit('volunteer:proof', { challengeId: m.value.challengeId, digest });
+  }
+
+  async close(): Promise<void> {
+    this.socket.disconnect();
+    await this.executor?.release();
+    this.executor = null;
+  }
+}

@@ -1,0 +1,307 @@
+// Attacks on the vote, the route and readiness, by hostile clients that speak
+// the real protocol to a real server on port 0 (real socket.io clients, real
+// onnxruntime sessions of the stage files they download). Distinct clients on
+// one machine connect from distinct loopback addresses (127.0.0.x); the
+// server's local addresses (npm start's own tabs) are only 127.0.0.1 and ::1.
+// Frames travel through the server's signalling relay (see node-volunteer.ts);
+// the browser specs cover the data channels.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY, seededRandom } from '../shared/model/sampling.js';
+import type { FaultBehaviour } from '../shared/swarm/faults.js';
+import { faultBehaviour } from '../shared/swarm/faults.js';
+import { ensureStages, partitionKey } from './models/model-folder.js';
+import { ReferenceRunner } from './reference/reference-runner.js';
+import { createSignalServer, type SignalServer } from './server.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from './testing/node-volunteer.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const PROMPT = 'It is a truth universally acknowledged';
+const TOKENS = 6;
+const WAIT_MS = 20_000;
+
+let cache: string;
+const servers: SignalServer[] = [];
+const volunteers: NodeVolunteer[] = [];
+const references = new Map<number, { runner: ReferenceRunner; tokens: number[] }>();
+
+beforeAll(() => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-trust-'));
+});
+
+afterEach(async () => {
+  for (const v of volunteers.splice(0)) await v.close();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+afterAll(async () => {
+  for (const r of references.values()) await r.runner.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+async function start(stages: number, redundancy: number, extra: Partial<Parameters<typeof createSignalServer>[0]> = {}) {
+  const { dir, manifest } = await ensureStages(MODEL, { stages }, cache);
+  const server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages }) }],
+    redundancy,
+    routeWaitMs: 3_000,
+    joinTimeoutMs: 5_000,
+    stepTimeoutMs: 10_000,
+    ratePerMinute: 0,
+    spotCheckRate: 0,
+    random: seededRandom(99),
+    ...extra,
+  });
+  await server.ready;
+  servers.push(server);
+  let ref = references.get(stages);
+  if (ref === undefined) {
+    const runner = await ReferenceRunner.fromStageDir(dir);
+    ref = { runner, tokens: (await runner.generateIds(runner.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens };
+    references.set(stages, ref);
+  }
+  return { server, url: server.address().url, expected: ref.tokens, tokenizer: ref.runner.tokenizer };
+}
+
+function volunteer(url: string, address: string, options: NodeVolunteerOptions = {}): NodeVolunteer {
+  const v = new NodeVolunteer(url, {
+    localAddress: address,
+    clientKey: `client-${address.replaceAll('.', '-')}-${volunteers.length}`,
+    ...options,
+  });
+  volunteers.push(v);
+  return v;
+}
+
+interface SwarmView {
+  list: { id: string; stage: number; ready: boolean; established: boolean }[];
+}
+
+async function swarm(url: string): Promise<SwarmView> {
+  return (await (await fetch(`${url}/api/swarm`)).json()) as SwarmView;
+}
+
+async function readyCount(url: string): Promise<number> {
+  return (await swarm(url)).list.filter((v) => v.ready).length;
+}
+
+interface CompletionBody {
+  choices?: { text: string }[];
+  error?: { code: string; message: string };
+  webswarm?: {
+    tokens: number[];
+    redundancy: number;
+    verified: boolean;
+    votes: { verified: boolean; votes: { agreed: number; replicas: number }[] }[];
+  };
+}
+
+async function complete(
+  url: string,
+  maxTokens = TOKENS,
+): Promise<{ status: number; body: CompletionBody; retryAfter: string | null; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as CompletionBody,
+    retryAfter: res.headers.get('retry-after'),
+    ms: performance.now() - t0,
+  };
+}
+
+/** Logits that spell the attackers' own tokens: one-hot on a token of their choosing at every step. */
+function sentence(tokens: readonly number[]): FaultBehaviour {
+  return {
+    delayMs: 0,
+    output: (step, d, isLogits) => {
+      if (!isLogits) return d;
+      const out = new Float32Array(d.length).fill(-50);
+      out[(tokens[step] ?? 1) % d.length] = 50;
+      return out;
+    },
+  };
+}
+
+describe('the majority is that of the redundancy, never of the route', () => {
+  it('liars ready first: the request waits for r ready replicas and fails with a named 503, never their text', async () => {
+    const { url } = await start(1, 3, { routeWaitMs: 1_500 });
+    // Three liars that compute (and pass their challenges) but always lie, one honest volunteer.
+    for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${20 + i}`, { fault: faultBehaviour('noise', i + 1) });
+    volunteer(url, '127.0.0.30');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    // Only 3 ready and r = 3: the route holds all three, the two liars disagree with each other and with the honest one.
+    const r = await complete(url);
+    expect(r.status).toBe(503);
+    expect(r.body.error?.code).toBe('ERR_NO_QUORUM');
+    expect(r.retryAfter).not.toBeNull();
+  });
+
+  it('two of three ready: no route of two; the 503 names the stage and "2 of 3 ready"', async () => {
+    const { url } = await start(1, 3, { routeWaitMs: 1_000 });
+    volunteer(url, '127.0.0.21');
+    volunteer(url, '127.0.0.22');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    const r = await complete(url);
+    expect(r.status).toBe(503);
+    expect(r.body.error?.code).toBe('ERR_NO_ROUTE');
+    expect(r.body.error?.message).toMatch(/stage 0 of tiny-untied: 2 of 3 replicas ready/);
+  });
+
+  it('r = 1 is allowed, and every response says it is not verified', async () => {
+    const { url, expected } = await start(1, 1);
+    volunteer(url, '127.0.0.21');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(r.body.webswarm?.redundancy).toBe(1);
+    expect(r.body.webswarm?.verified).toBe(false);
+    expect(r.body.webswarm?.votes.every((v) => v.verified === false)).toBe(true);
+  });
+});
+
+describe('readiness is earned', () => {
+  it('sockets that say ready without computing never count; a wrong answer is evicted and its address banned', async () => {
+    const { url } = await start(1, 3);
+    const lazy = volunteer(url, '127.0.0.66', { readyAtOnce: true, challenges: 'never' });
+    const liar = volunteer(url, '127.0.0.67', { readyAtOnce: true, challenges: 'garbage' });
+    await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_CHALLENGE_FAILED');
+    expect((await swarm(url)).list.filter((v) => v.ready)).toEqual([]);
+    expect(lazy.errors).toEqual([]);
+    // Back at once, with no client key, from the same address: refused.
+    const again = volunteer(url, '127.0.0.67', { clientKey: null });
+    await expect.poll(() => again.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
+  });
+
+  it('a newcomer becomes established only after enough agreement', async () => {
+    const { url, expected } = await start(1, 3);
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${40 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect((await swarm(url)).list.every((v) => !v.established)).toBe(true);
+    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    await expect.poll(async () => (await swarm(url)).list.every((v) => v.established), { timeout: WAIT_MS }).toBe(true);
+  });
+});
+
+describe('sybils', () => {
+  it('two sockets of one client never hold two replicas of a stage: the attackers never decide a token', async () => {
+    const { url, expected, tokenizer } = await start(1, 3, { routeWaitMs: 1_000 });
+    const attackers = tokenizer.encode(' I am the captain now and so on');
+    // Two sockets from one address, each with its own client key, honest on challenges, lying in sessions.
+    const sybils = [
+      volunteer(url, '127.0.0.66', { fault: sentence(attackers) }),
+      volunteer(url, '127.0.0.66', { fault: sentence(attackers) }),
+    ];
+    const first = volunteer(url, '127.0.0.11');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    // One honest tab and the two sybils: three ready, but not three clients. No route, never their sentence.
+    const r = await complete(url);
+    expect(r.status).toBe(503);
+    expect(r.body.error?.message).toMatch(/2 of 3 replicas ready \(from distinct clients/);
+    // More honest tabs come: at most one sybil per route, always outvoted, then evicted for disagreeing.
+    volunteer(url, '127.0.0.12');
+    volunteer(url, '127.0.0.13');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    for (let i = 0; i < 6; i++) {
+      const ok = await complete(url);
+      expect(ok.status).toBe(200);
+      expect(ok.body.webswarm?.tokens).toEqual(expected);
+    }
+    expect(first.errors).toEqual([]);
+    expect(sybils.flatMap((s) => s.errors.map((e) => e.code))).toContain('ERR_EVICTED');
+  });
+
+  it('two newcomers cannot outvote an established replica', async () => {
+    const { url, expected, tokenizer } = await start(1, 3, { routeWaitMs: 1_000 });
+    const attackers = tokenizer.encode(' I am the captain now and so on');
+    const honest = [volunteer(url, '127.0.0.11'), volunteer(url, '127.0.0.12'), volunteer(url, '127.0.0.13')];
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    await expect.poll(async () => (await swarm(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
+    // Two honest leave; two colluding newcomers from two addresses join: a route of one established and two newcomers.
+    for (const h of honest.slice(1)) await h.close();
+    volunteer(url, '127.0.0.77', { fault: sentence(attackers) });
+    volunteer(url, '127.0.0.78', { fault: sentence(attackers) });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const r = await complete(url);
+    expect(r.status).toBe(503);
+    expect(r.body.error?.code).toBe('ERR_NO_QUORUM');
+    expect(JSON.stringify(r.body)).not.toContain(tokenizer.decode(attackers.slice(0, 2)));
+  });
+});
+
+describe('equivocation', () => {
+  it('stage-0 replicas that send other frames than they report are caught at the first step and evicted', async () => {
+    const { url, expected } = await start(2, 3);
+    // Stages are handed out in turn: volunteers 0, 2, 4, 6, 8 hold stage 0. Two of them equivocate (only a sender can).
+    const all: NodeVolunteer[] = [];
+    for (let i = 0; i < 10; i++) {
+      const v = volunteer(url, `127.0.0.${50 + i}`, i === 0 || i === 2 ? { fault: faultBehaviour('equivocate', 1) } : {});
+      all.push(v);
+      await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
+    }
+    expect(all.map((v) => v.stage)).toEqual([0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    expect(all.flatMap((v) => v.errors)).toEqual([]);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(10);
+    const liars = [all[0], all[2]] as NodeVolunteer[];
+    for (let i = 0; i < 8 && !liars.every((l) => l.errors.some((e) => e.code === 'ERR_EQUIVOCATION')); i++) {
+      const r = await complete(url);
+      // Every answer is the reference's, or a named error: never the equivocators' doing.
+      if (r.status === 200) expect(r.body.webswarm?.tokens).toEqual(expected);
+      else expect(r.body.error?.code).toMatch(/^ERR_/);
+    }
+    for (const l of liars) expect(l.errors.map((e) => e.code)).toContain('ERR_EQUIVOCATION');
+    const after = await complete(url);
+    expect(after.status).toBe(200);
+    expect(after.body.webswarm?.tokens).toEqual(expected);
+  });
+});
+
+describe('denial of service', () => {
+  it('a silent joiner is replaced by a spare without failing requests, then evicted after repeated no-shows', async () => {
+    const { url, expected } = await start(1, 3, { joinTimeoutMs: 20_000 });
+    const silent = volunteer(url, '127.0.0.90', { joins: false });
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${91 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    for (let i = 0; i < 12 && !silent.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      // Far below the 20 s join timeout: the spare took over after the grace period.
+      expect(r.ms).toBeLessThan(10_000);
+    }
+    expect(silent.errors.map((e) => e.code)).toContain('ERR_EVICTED');
+  });
+
+  it('a burst of 50 requests: answered, or refused at once with 503 and Retry-After; none time out', async () => {
+    const { url, expected } = await start(1, 3, { maxQueued: 8, routeWaitMs: 20_000 });
+    // Slow replicas (200 ms a step), so that sessions pile up as they would on a real swarm.
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${100 + i}`, { fault: { delayMs: 200, output: (_s, d) => d } });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const results = await Promise.all(Array.from({ length: 50 }, () => complete(url, 4)));
+    const answered = results.filter((r) => r.status === 200);
+    const refused = results.filter((r) => r.status === 503 && r.body.error?.code === 'ERR_BUSY');
+    process.stdout.write(
+      `burst of 50: ${answered.length} answered, ${refused.length} refused (slowest refusal ${Math.max(0, ...refused.map((r) => r.ms)).toFixed(0)} ms)\n`,
+    );
+    expect(answered.length + refused.length).toBe(50);
+    for (const r of answered) expect(r.body.webswarm?.tokens).toEqual(expected.slice(0, 4));
+    // 16 sessions per replica run at once and 8 wait: the rest are told to come back, quickly.
+    expect(answered.length).toBeGreaterThanOrEqual(24);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(r.retryAfter).not.toBeNull();
+      expect(r.ms).toBeLessThan(5_000);
+    }
+  });
+});
