@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, SignalIn, StageAssignment } from '../shared/protocol/messages.js';
+import type { ClientToServerEvents, ServerToClientEvents, SignalIn, StageAssignment, StageChallenge } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
+import { NodeVolunteer } from './testing/node-volunteer.js';
 
 type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 const EVENT_TIMEOUT_MS = 5000;
@@ -16,6 +17,7 @@ const EVENT_TIMEOUT_MS = 5000;
 let cache: string;
 let server: SignalServer;
 const clients: Client[] = [];
+const nodes: NodeVolunteer[] = [];
 
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-io-'));
@@ -33,6 +35,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.disconnect();
+  for (const n of nodes.splice(0)) await n.close();
   // Each test starts with an empty registry.
   await expect.poll(() => server.coordinator?.registry.size).toBe(0);
 });
@@ -50,7 +53,7 @@ function client(auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, ro
 
 function next<T>(
   c: Client,
-  event: 'volunteer:assign' | 'volunteer:welcome' | 'server:error' | 'signal' | 'session:open' | 'session:close',
+  event: 'volunteer:assign' | 'volunteer:welcome' | 'volunteer:challenge' | 'server:error' | 'signal' | 'session:open' | 'session:close',
 ): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
@@ -84,9 +87,18 @@ describe('volunteers over Socket.IO', () => {
       return line === undefined ? 0 : Number(line.split(' ').at(-1));
     };
     expect(await gauge(0, 'loading')).toBe(2);
+    // Saying it is ready is not enough: it is sent a challenge step and stays loading until it answers it right.
+    const challenge = next<StageChallenge>(vs[0]?.c as Client, 'volunteer:challenge');
     vs[0]?.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: 0, stepMs: 1 });
-    await expect.poll(() => gauge(0, 'ready')).toBe(1);
-    expect(await gauge(0, 'loading')).toBe(1);
+    expect((await challenge).stage).toBe(0);
+    expect(await gauge(0, 'ready')).toBe(0);
+    const evicted = next<WireError>(vs[0]?.c as Client, 'server:error');
+    vs[0]?.c.emit('volunteer:proof', { challengeId: (await challenge).challengeId, digest: [1, 2, 3] });
+    expect((await evicted).code).toBe('ERR_CHALLENGE_FAILED');
+    // A volunteer that computes the challenge (the real replica, over the stage file it downloads) becomes ready.
+    const real = new NodeVolunteer(server.address().url);
+    nodes.push(real);
+    await expect.poll(() => gauge(0, 'ready'), { timeout: 15_000 }).toBe(1);
   });
 
   it('re-balances when a volunteer leaves', async () => {
@@ -141,7 +153,9 @@ describe('volunteers over Socket.IO', () => {
     expect(res.status).toBe(503);
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('ERR_NO_ROUTE');
-    expect(body.error.message).toMatch(/stage 0 of tiny-untied has no ready volunteer \(1 assigned, 2 wanted\); waited 300 ms/);
+    expect(body.error.message).toMatch(
+      /stage 0 of tiny-untied: 0 of 2 replicas ready \(from distinct clients; 0 ready, 1 assigned\); waited 300 ms/,
+    );
   });
 
   it("lists the served model in OpenAI's shape", async () => {
@@ -153,12 +167,13 @@ describe('volunteers over Socket.IO', () => {
   });
 
   it('cancels a chat generation when its requester goes away, and closes the session on every replica', async () => {
-    // 3 stages × 2: ready volunteers that open the session but never join it, so the
-    // generation waits in its join phase (30 s deadline) until something ends it.
-    const vs = await Promise.all(Array.from({ length: 6 }, () => volunteer()));
-    const opened = vs.map((v) => next<{ sessionId: number }>(v.c, 'session:open'));
-    const closed = vs.map((v) => next<{ sessionId: number }>(v.c, 'session:close'));
-    for (const v of vs) v.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: v.assign.stage, stepMs: 1 });
+    // 3 stages × 2: ready volunteers (they pass their challenges) that open the session but never
+    // join it, so the generation waits in its join phase (30 s deadline) until something ends it.
+    const vs = Array.from({ length: 6 }, () => new NodeVolunteer(server.address().url, { joins: false }));
+    nodes.push(...vs);
+    await expect.poll(() => server.coordinator?.volunteers().filter((v) => v.ready).length, { timeout: 15_000 }).toBe(6);
+    const opened = vs.map((v) => next<{ sessionId: number }>(v.socket as unknown as Client, 'session:open'));
+    const closed = vs.map((v) => next<{ sessionId: number }>(v.socket as unknown as Client, 'session:close'));
     const requester = client({ protocol: PROTOCOL_VERSION, role: 'requester' });
     requester.emit('chat:generate', { requestId: 'r1', apiKey: null, prompt: 'Emma', maxTokens: 8, temperature: 0, topP: 1, seed: 0 });
     const sessions = new Set((await Promise.all(opened)).map((m) => m.sessionId));

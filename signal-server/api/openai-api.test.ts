@@ -107,7 +107,7 @@ describe('the OpenAI-compatible API', () => {
         );
       expect(e?.status).toBe(503);
       expect(e?.code).toBe('ERR_NO_ROUTE');
-      expect(e?.message).toMatch(/stage 0 of tiny-untied has no ready volunteer/);
+      expect(e?.message).toMatch(/stage 0 of tiny-untied: 0 of 2 replicas ready/);
     }
   });
 

@@ -1,7 +1,8 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
-import type { SessionOpen, StageAssignment, VolunteerScore } from '../../shared/protocol/messages.js';
+import type { SessionOpen, StageAssignment, StageChallenge, VolunteerScore } from '../../shared/protocol/messages.js';
+import { parseChallenge } from '../../shared/protocol/validate.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
@@ -65,6 +66,7 @@ export class VolunteerReplica {
   private status: ReplicaStatus;
   private compute: ComputeClient | null = null;
   private core: ReplicaCore | null = null;
+  private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
   private loading: Promise<void> = Promise.resolve();
   /** The latest stage assignment: a load for an older one gives up. */
@@ -120,6 +122,8 @@ export class VolunteerReplica {
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
     socket.on('step:input', (m) => this.core?.input(m));
+    // A challenge step: the server counts this tab as ready once its answer matches the server's own runner.
+    socket.on('volunteer:challenge', (raw) => void this.answerChallenge(raw));
     socket.on('server:error', (e) => {
       this.update({ lastError: `${e.code}: ${e.message}` });
       if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
@@ -179,6 +183,7 @@ export class VolunteerReplica {
       await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
       if (epoch !== this.epoch) return null;
       const socket = this.socket;
+      this.manifest = manifest;
       this.core = new ReplicaCore(
         manifest,
         a.stage,
@@ -231,6 +236,22 @@ export class VolunteerReplica {
       this.socket.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message: (e as Error).message });
+    }
+  }
+
+  private async answerChallenge(raw: StageChallenge): Promise<void> {
+    const core = this.core;
+    const manifest = this.manifest;
+    if (core === null || manifest === null) return;
+    const m = parseChallenge(raw, manifest.model.hiddenSize, manifest.model.vocabSize);
+    if (!m.ok) {
+      this.update({ lastError: `a challenge from the server was refused: ${m.reason}` });
+      return;
+    }
+    try {
+      this.socket.emit('volunteer:proof', { challengeId: m.value.challengeId, digest: await core.challenge(m.value) });
+    } catch (e) {
+      this.update({ lastError: `challenge step failed: ${(e as Error).message}` });
     }
   }
 
