@@ -160,9 +160,31 @@ describe('the chat page', () => {
     await page.keyboard.press('Enter');
     await expect.poll(() => page.getByTestId('vote-panel').getAttribute('data-index')).toBe('4');
     expect(await panelRows()).toEqual(expected(events[4]));
+    await tokens.nth(1).focus();
+    await page.keyboard.press('Space');
+    await expect.poll(() => page.getByTestId('vote-panel').getAttribute('data-index')).toBe('1');
     await page.getByTestId('vote-panel').getByRole('button', { name: 'Close' }).click();
     expect(await page.getByTestId('vote-panel').count()).toBe(0);
     await page.close();
+  });
+
+  it('opens a token’s votes with a tap on a phone', async () => {
+    const phone = await rig.browser.newContext({ viewport: PHONE, hasTouch: true, isMobile: true });
+    try {
+      const page = await phone.newPage();
+      await page.goto(`${rig.server.address().url}/chat`);
+      await expect.poll(() => page.getByTestId('swarm').textContent(), { timeout: 10_000 }).toContain('1 volunteer');
+      await page.getByLabel('Max tokens').fill(String(TOKENS));
+      await page.getByTestId('prompt').fill('Emma');
+      await page.getByTestId('send').tap();
+      await done(page);
+      await page.locator('[data-token]').nth(3).tap();
+      await page.getByTestId('vote-panel').waitFor();
+      expect(await page.getByTestId('vote-panel').getAttribute('data-index')).toBe('3');
+      expect(await page.getByTestId('vote-panel').locator('tr[data-stage]').count()).toBe(1);
+    } finally {
+      await phone.close();
+    }
   });
 
   it('with redundancy 1 marks no token green and says “not verified” wherever tokens are shown', async () => {

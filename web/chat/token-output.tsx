@@ -2,8 +2,8 @@ import type { TokenEvent } from '../../shared/protocol/messages.js';
 import { isVerified, legendText, stageVoteText, verdictText } from './votes.js';
 
 /**
- * A run's prompt and its tokens. Each token is a button (tap, click or
- * keyboard) that opens its votes; verified tokens are green, the others carry
+ * A run's prompt and its tokens. Each token is focusable and opens its votes
+ * on a tap, a click, Enter or Space; verified tokens are green, the others carry
  * the unverified style and say "not verified" in their title.
  */
 export function TokenOutput(props: {
@@ -21,8 +21,12 @@ export function TokenOutput(props: {
         {props.tokens.map((t) => {
           const ok = isVerified(t);
           return (
-            <button
-              type="button"
+            // A span, not a <button>: a button is an atomic inline box, so the text would break lines between
+            // tokens (inside words) and begin lines with a token's space. Focusable, and Enter or Space opens it.
+            // biome-ignore lint/a11y/useSemanticElements: see above; it has the button role, a tab stop and key handling.
+            <span
+              role="button"
+              tabIndex={0}
               key={t.index}
               className={ok ? 'token verified' : 'token unverified'}
               data-token={t.token}
@@ -30,9 +34,14 @@ export function TokenOutput(props: {
               aria-controls={props.selected === t.index ? 'vote-panel' : undefined}
               title={[verdictText(t), ...t.votes.map(stageVoteText)].join('\n')}
               onClick={() => props.onSelect(t.index)}
+              onKeyDown={(e) => {
+                if (e.key !== 'Enter' && e.key !== ' ') return;
+                e.preventDefault();
+                props.onSelect(t.index);
+              }}
             >
               {t.text}
-            </button>
+            </span>
           );
         })}
       </p>
