@@ -1,8 +1,9 @@
 /**
  * npm run screenshots: takes README's screenshots (docs/screenshots/) from a
  * real run: the default model, a local swarm of 3 stages × 2 replicas, a
- * generation on /chat, the dashboard after it, the volunteer page on a phone
- * and a desktop, and the embed widget on a host page from another origin.
+ * generation on /chat with one token's votes open, the dashboard after it, the
+ * volunteer page on a phone and a desktop, the embed widget on a host page from
+ * another origin, and the landing page on a phone.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -42,14 +43,6 @@ is asked before anything runs.</p>
     const desktop = { width: 1280, height: 800 };
     const phone = { width: 390, height: 844 };
 
-    const chat = await browser.newPage({ viewport: desktop });
-    await chat.goto(`${url}/chat`);
-    await chat.getByTestId('prompt').fill('It is a truth universally acknowledged, that');
-    await chat.getByLabel('Max tokens').fill('48');
-    await chat.getByTestId('send').click();
-    await chat.getByTestId('run-state').filter({ hasText: 'done' }).waitFor({ timeout: 120_000 });
-    await chat.screenshot({ path: `${OUT}/chat.png` });
-
     const volunteer = swarm.pages[0];
     if (volunteer === undefined) throw new Error('no volunteer page');
     await volunteer.setViewportSize(desktop);
@@ -70,6 +63,28 @@ is asked before anything runs.</p>
     await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Emma', max_tokens: 32 }) });
     await site.waitForTimeout(1000);
     await site.screenshot({ path: `${OUT}/widget-running.png` });
+
+    const chat = await browser.newPage({ viewport: desktop });
+    await chat.goto(`${url}/chat`);
+    // The full grid (the widget's volunteer included), so every stage votes with r replicas.
+    await chat
+      .getByTestId('swarm')
+      .filter({ hasText: `${STAGES * REDUNDANCY} volunteers online` })
+      .waitFor({ timeout: 30_000 });
+    await chat.getByTestId('prompt').fill('It is a truth universally acknowledged, that');
+    await chat.getByLabel('Max tokens').fill('48');
+    await chat.getByTestId('send').click();
+    await chat.getByTestId('run-state').filter({ hasText: 'done' }).waitFor({ timeout: 120_000 });
+    await chat.locator('[data-token]').nth(5).click();
+    await chat.getByTestId('vote-panel').waitFor();
+    await chat.screenshot({ path: `${OUT}/chat.png`, fullPage: true });
+    const landing = await browser.newPage({ viewport: phone });
+    await landing.goto(url);
+    await landing
+      .getByTestId('online')
+      .filter({ hasText: `${STAGES * REDUNDANCY} volunteers online` })
+      .waitFor({ timeout: 30_000 });
+    await landing.screenshot({ path: `${OUT}/landing-phone.png`, fullPage: true });
     const dash = await browser.newPage({ viewport: desktop });
     await dash.goto(`${url}/dashboard`);
     await dash.getByTestId('grid').waitFor();

@@ -1,15 +1,22 @@
-import { useEffect, useRef, useState } from 'react';
+import { type KeyboardEvent, useEffect, useRef, useState } from 'react';
 import type { TokenEvent } from '../../shared/protocol/messages.js';
 import { connectSwarm, type SwarmSocket } from '../net/socket.js';
+import { promptKeyAction } from './prompt-keys.js';
+import { TokenOutput } from './token-output.js';
+import { VotePanel } from './vote-panel.js';
+import { isVerified } from './votes.js';
 
-type Run =
-  | { readonly kind: 'idle' }
-  | { readonly kind: 'running'; readonly requestId: string }
+type RunState =
+  | { readonly kind: 'running' }
   | { readonly kind: 'done'; readonly finishReason: string }
   | { readonly kind: 'failed'; readonly code: string; readonly message: string };
 
-function verified(t: TokenEvent): boolean {
-  return t.votes.every((v) => v.agreed * 2 > v.replicas);
+/** One generation: the prompt it was asked (kept with its output, whatever the box says later), its tokens and state. */
+interface Run {
+  readonly requestId: string;
+  readonly prompt: string;
+  readonly tokens: readonly TokenEvent[];
+  readonly state: RunState;
 }
 
 export function ChatApp() {
@@ -21,24 +28,23 @@ export function ChatApp() {
   const [maxTokens, setMaxTokens] = useState(32);
   const [temperature, setTemperature] = useState(0);
   const [seed, setSeed] = useState(0);
-  const [tokens, setTokens] = useState<TokenEvent[]>([]);
-  const [run, setRun] = useState<Run>({ kind: 'idle' });
-  const current = useRef<string | null>(null);
+  const [run, setRun] = useState<Run | null>(null);
+  const [serverError, setServerError] = useState<{ code: string; message: string } | null>(null);
+  const [selected, setSelected] = useState<number | null>(null);
 
   useEffect(() => {
     const s = connectSwarm('requester');
     socket.current = s;
+    // Events of an earlier request (one replaced by a newer run) are ignored.
+    const update = (requestId: string, f: (r: Run) => Run) => setRun((r) => (r !== null && r.requestId === requestId ? f(r) : r));
     s.on('swarm:status', setSwarm);
-    s.on('chat:token', (t) => {
-      if (t.requestId === current.current) setTokens((xs) => [...xs, t]);
+    s.on('chat:token', (t) => update(t.requestId, (r) => ({ ...r, tokens: [...r.tokens, t] })));
+    s.on('chat:done', (d) => update(d.requestId, (r) => ({ ...r, state: { kind: 'done', finishReason: d.finishReason } })));
+    s.on('chat:error', (e) => update(e.requestId, (r) => ({ ...r, state: { kind: 'failed', code: e.code, message: e.message } })));
+    s.on('server:error', (e) => {
+      setServerError({ code: e.code, message: e.message });
+      setRun((r) => (r?.state.kind === 'running' ? { ...r, state: { kind: 'failed', code: e.code, message: e.message } } : r));
     });
-    s.on('chat:done', (d) => {
-      if (d.requestId === current.current) setRun({ kind: 'done', finishReason: d.finishReason });
-    });
-    s.on('chat:error', (e) => {
-      if (e.requestId === current.current) setRun({ kind: 'failed', code: e.code, message: e.message });
-    });
-    s.on('server:error', (e) => setRun({ kind: 'failed', code: e.code, message: e.message }));
     fetch('/api/swarm')
       .then((r) => r.json() as Promise<{ volunteers: number; replicasPerStage: number[]; apiKeyRequired: boolean }>)
       .then((j) => {
@@ -51,11 +57,13 @@ export function ChatApp() {
     };
   }, []);
 
+  const running = run?.state.kind === 'running';
   const send = () => {
+    if (running) return;
     const requestId = crypto.randomUUID();
-    current.current = requestId;
-    setTokens([]);
-    setRun({ kind: 'running', requestId });
+    setRun({ requestId, prompt, tokens: [], state: { kind: 'running' } });
+    setSelected(null);
+    setServerError(null);
     sessionStorage.setItem('webswarm.apiKey', apiKey);
     socket.current?.emit('chat:generate', {
       requestId,
@@ -67,19 +75,36 @@ export function ChatApp() {
       apiKey: apiKey === '' ? null : apiKey,
     });
   };
+  const onPromptKey = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (
+      promptKeyAction({ key: e.key, shiftKey: e.shiftKey, isComposing: e.nativeEvent.isComposing, keyCode: e.nativeEvent.keyCode }) !==
+      'send'
+    )
+      return;
+    e.preventDefault();
+    send();
+  };
 
+  const tokens = run?.tokens ?? [];
+  const verifiedCount = tokens.filter(isVerified).length;
   const last = tokens.at(-1);
+  const chosen = selected === null ? undefined : tokens[selected];
   return (
     <main>
       <h1>webswarm chat</h1>
       <p data-testid="swarm">
-        {swarm === null
-          ? 'Connecting…'
-          : `${swarm.volunteers} volunteers online; replicas per stage: ${swarm.replicasPerStage.join(' / ')}`}
+        {swarm === null ? (
+          'Connecting…'
+        ) : (
+          <>
+            {swarm.volunteers} volunteer{swarm.volunteers === 1 ? '' : 's'} online; replicas per stage:{' '}
+            <span className="nowrap">{swarm.replicasPerStage.join(' / ')}</span>
+          </>
+        )}
       </p>
       <label>
-        Prompt
-        <textarea data-testid="prompt" value={prompt} onChange={(e) => setPrompt(e.target.value)} rows={3} />
+        Prompt <span className="small">(Enter sends, Shift+Enter for a new line)</span>
+        <textarea data-testid="prompt" value={prompt} onChange={(e) => setPrompt(e.target.value)} onKeyDown={onPromptKey} rows={3} />
       </label>
       <div className="row">
         <label>
@@ -98,41 +123,40 @@ export function ChatApp() {
           </label>
         )}
       </div>
-      <button type="button" data-testid="send" disabled={run.kind === 'running'} onClick={send}>
+      <button type="button" data-testid="send" disabled={running} onClick={send}>
         Generate
       </button>
-      <p className="output" data-testid="output">
-        <span className="prompt">{prompt}</span>
-        {tokens.map((t) => (
-          <span
-            key={t.index}
-            className={verified(t) ? 'token verified' : 'token'}
-            data-token={t.token}
-            title={t.votes.map((v) => `stage ${v.stage}: ${v.agreed}/${v.replicas} agreed`).join('\n')}
-          >
-            {t.text}
-          </span>
-        ))}
-      </p>
+      <TokenOutput
+        prompt={run?.prompt ?? ''}
+        tokens={tokens}
+        selected={selected}
+        onSelect={(i) => setSelected((s) => (s === i ? null : i))}
+      />
+      {chosen !== undefined && <VotePanel token={chosen} onClose={() => setSelected(null)} />}
       <p data-testid="run-state">
-        {run.kind === 'running' && `generating… ${tokens.length} tokens`}
-        {run.kind === 'done' &&
-          `done (${run.finishReason}): ${tokens.length} tokens, ${tokens.filter(verified).length} verified by a majority at every stage`}
-        {run.kind === 'failed' && `failed: ${run.code}: ${run.message}`}
+        {run?.state.kind === 'running' && `generating… ${tokens.length} tokens`}
+        {run?.state.kind === 'done' &&
+          `done (${run.state.finishReason}): ${tokens.length} tokens, ${verifiedCount} verified by a majority at every stage` +
+            (verifiedCount < tokens.length ? `; ${tokens.length - verifiedCount} not verified` : '')}
+        {run?.state.kind === 'failed' && `failed: ${run.state.code}: ${run.state.message}`}
+        {run === null && serverError !== null && `failed: ${serverError.code}: ${serverError.message}`}
       </p>
       {last !== undefined && (
         <table>
           <caption>Route: who computed each stage, and the last token's vote</caption>
           <tbody>
-            {last.route.map((ids, stage) => (
-              <tr key={ids.join()}>
-                <th>stage {stage}</th>
-                <td>{ids.map((id) => id.slice(0, 8)).join(', ')}</td>
-                <td>
-                  {last.votes[stage]?.agreed}/{last.votes[stage]?.replicas} agreed
-                </td>
-              </tr>
-            ))}
+            {last.route.map((ids, stage) => {
+              const v = last.votes[stage];
+              return (
+                <tr key={ids.join()}>
+                  <th>stage {stage}</th>
+                  <td>{ids.map((id) => id.slice(0, 8)).join(', ')}</td>
+                  <td>
+                    {v === undefined ? 'no vote' : `${v.agreed} agreed · ${v.disagreed} disagreed · ${v.missing} late, of ${v.replicas}`}
+                  </td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       )}

@@ -38,9 +38,14 @@ export function Landing() {
         accepted only where a majority of them agree, so one lying or broken volunteer cannot change it.
       </p>
       <p data-testid="online">
-        {swarm === null
-          ? 'Connecting to the swarm…'
-          : `${swarm.volunteers} volunteer${swarm.volunteers === 1 ? '' : 's'} online; replicas per stage: ${swarm.replicasPerStage.join(' / ') || '—'}`}
+        {swarm === null ? (
+          'Connecting to the swarm…'
+        ) : (
+          <>
+            {swarm.volunteers} volunteer{swarm.volunteers === 1 ? '' : 's'} online; replicas per stage:{' '}
+            <span className="nowrap">{swarm.replicasPerStage.join(' / ') || '—'}</span>
+          </>
+        )}
       </p>
       <p className="row">
         <a className="button" href="/chat">

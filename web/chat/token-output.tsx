@@ -1,0 +1,54 @@
+import type { TokenEvent } from '../../shared/protocol/messages.js';
+import { isVerified, legendText, stageVoteText, verdictText } from './votes.js';
+
+/**
+ * A run's prompt and its tokens. Each token is focusable and opens its votes
+ * on a tap, a click, Enter or Space; verified tokens are green, the others carry
+ * the unverified style and say "not verified" in their title.
+ */
+export function TokenOutput(props: {
+  readonly prompt: string;
+  readonly tokens: readonly TokenEvent[];
+  readonly selected: number | null;
+  readonly onSelect: (index: number) => void;
+}) {
+  const redundancy = props.tokens[0]?.redundancy ?? null;
+  const legend = legendText(redundancy);
+  return (
+    <>
+      <p className="output" data-testid="output">
+        <span className="prompt">{props.prompt}</span>
+        {props.tokens.map((t) => {
+          const ok = isVerified(t);
+          return (
+            // A span, not a <button>: a button is an atomic inline box, so the text would break lines between
+            // tokens (inside words) and begin lines with a token's space. Focusable, and Enter or Space opens it.
+            // biome-ignore lint/a11y/useSemanticElements: see above; it has the button role, a tab stop and key handling.
+            <span
+              role="button"
+              tabIndex={0}
+              key={t.index}
+              className={ok ? 'token verified' : 'token unverified'}
+              data-token={t.token}
+              aria-expanded={props.selected === t.index}
+              aria-controls={props.selected === t.index ? 'vote-panel' : undefined}
+              title={[verdictText(t), ...t.votes.map(stageVoteText)].join('\n')}
+              onClick={() => props.onSelect(t.index)}
+              onKeyDown={(e) => {
+                if (e.key !== 'Enter' && e.key !== ' ') return;
+                e.preventDefault();
+                props.onSelect(t.index);
+              }}
+            >
+              {t.text}
+            </span>
+          );
+        })}
+      </p>
+      <p className="legend small" data-testid="legend">
+        <span className="swatch verified">green</span>: {legend.green}. <span className="swatch unverified">dashed</span>:{' '}
+        {legend.unverified}. Click or tap a token to see its votes.
+      </p>
+    </>
+  );
+}
