@@ -3,6 +3,16 @@ import type { StageVote } from '../shared/protocol/messages.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { SwarmCoordinator } from './socket-handlers.js';
 
+/** Node.js and process metrics (prom-client's defaults) under this prefix: webswarm_process_cpu_seconds_total, … */
+export const DEFAULT_METRICS_PREFIX = 'webswarm_';
+
+/**
+ * prom-client's default gauges whose names end in `_total`, which Prometheus
+ * keeps for counters (`promtool check metrics` refuses them); each is the sum
+ * of its labelled sibling without the suffix (webswarm_nodejs_active_handles{type}).
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /**
  * The server's Prometheus metrics (prom-client), one registry per server so
  * that several servers in one process (tests) keep theirs apart.
@@ -17,7 +27,8 @@ export class SwarmMetrics implements SwarmObserver {
 
   constructor(coordinator: SwarmCoordinator | null) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'webswarm_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(DEFAULT_METRICS_PREFIX + name);
     this.tokens = new Counter({ name: 'webswarm_tokens_total', help: 'Verified tokens generated', registers });
     this.votes = new Counter({
       name: 'webswarm_votes_total',
