@@ -1,7 +1,14 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { StageVote } from '../shared/protocol/messages.js';
+import type { StageVote, VolunteerView } from '../shared/protocol/messages.js';
+import type { ApiRoute } from './api/api-routes.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
-import type { SwarmCoordinator } from './socket-handlers.js';
+
+/** What the metrics read from the coordinator (declared here, so that the coordinator can move freely). */
+export interface MetricsSource {
+  volunteers(): readonly Pick<VolunteerView, 'backend' | 'stage' | 'state'>[];
+  readonly activeSessions: number;
+  observe(o: SwarmObserver): void;
+}
 
 /** Node.js and process metrics (prom-client's defaults) under this prefix: webswarm_process_cpu_seconds_total, … */
 export const DEFAULT_METRICS_PREFIX = 'webswarm_';
@@ -23,9 +30,9 @@ export class SwarmMetrics implements SwarmObserver {
   private readonly votes: Counter<'outcome'>;
   private readonly generations: Counter<'outcome'>;
   private readonly step: Histogram;
-  readonly httpRequests: Counter<'route' | 'status'>;
+  private readonly httpRequests: Counter<'route' | 'status'>;
 
-  constructor(coordinator: SwarmCoordinator | null) {
+  constructor(coordinator: MetricsSource | null) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
     for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(DEFAULT_METRICS_PREFIX + name);
@@ -73,6 +80,11 @@ export class SwarmMetrics implements SwarmObserver {
       },
     });
     coordinator?.observe(this);
+  }
+
+  /** Counts one answered API request. */
+  countRequest(route: ApiRoute, status: number): void {
+    this.httpRequests.inc({ route, status: String(status) });
   }
 
   onToken(stepMs: number, votes: readonly StageVote[]): void {

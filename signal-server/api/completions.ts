@@ -3,13 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { GenerationError } from '../coordinator/generation.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
-import type { Completion, SwarmCoordinator, TokenUpdate } from '../socket-handlers.js';
 import type { AccessControl } from './access.js';
+import type { ApiCompletion, ApiSwarm, ApiTokenUpdate } from './api-swarm.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 /** What the OpenAI-compatible endpoints need from the server. */
 export interface ApiContext {
-  readonly coordinator: SwarmCoordinator | null;
+  readonly swarm: ApiSwarm | null;
   readonly modelIds: readonly string[];
   readonly access: AccessControl;
   readonly maxBodyBytes: number;
@@ -83,7 +83,7 @@ export function statusOfGenerationError(code: WireErrorCode | 'ERR_INTERNAL'): n
 }
 
 /** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
-function voteOf(u: TokenUpdate) {
+function voteOf(u: ApiTokenUpdate) {
   return { index: u.index, token: u.token, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
 }
 
@@ -134,12 +134,12 @@ export async function handleOpenAiGeneration(
   const p: CompletionParams | ChatParams | BodyError =
     kind === 'chat' ? parseChatBody(raw, ctx.modelIds) : parseCompletionBody(raw, ctx.modelIds);
   if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
-  const coordinator = ctx.coordinator;
-  if (coordinator === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
+  const swarm = ctx.swarm;
+  if (swarm === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
   const modelId = ctx.modelIds[0] as string;
   let prompt: string;
   try {
-    prompt = p.kind === 'chat' ? coordinator.chatPrompt(p.messages) : p.prompt;
+    prompt = p.kind === 'chat' ? swarm.chatPrompt(p.messages) : p.prompt;
   } catch (e) {
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
   }
@@ -157,7 +157,7 @@ export async function handleOpenAiGeneration(
           finish_reason: finish,
         }
       : { index: 0, text: piece, logprobs: null, finish_reason: finish };
-  const usageOf = (c: Completion) => ({
+  const usageOf = (c: ApiCompletion) => ({
     prompt_tokens: c.promptTokens.length,
     completion_tokens: c.tokens.length,
     total_tokens: c.promptTokens.length + c.tokens.length,
@@ -181,7 +181,7 @@ export async function handleOpenAiGeneration(
   let sent = '';
   const t0 = performance.now();
   try {
-    const c = await coordinator.complete(
+    const c = await swarm.complete(
       {
         prompt,
         maxTokens: p.maxTokens,

@@ -1,0 +1,67 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson } from '../http/static-files.js';
+import type { Logger } from '../log.js';
+import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
+
+/** The API's routes as metric labels: a fixed set, so that nobody can grow the metrics without bound. */
+export type ApiRoute = '/v1/models' | '/v1/completions' | '/v1/chat/completions' | 'other';
+
+export interface ApiRoutesContext extends ApiContext {
+  /** Unix seconds: the `created` of every served model. */
+  readonly createdS: number;
+  /** Counts one answered request (the metrics). */
+  readonly countRequest: (route: ApiRoute, status: number) => void;
+  readonly logger: Logger;
+}
+
+/** The route a path is. */
+export function apiRouteOf(path: string): ApiRoute {
+  if (path === '/v1/models' || path === '/v1/completions' || path === '/v1/chat/completions') return path;
+  return 'other';
+}
+
+/** OpenAI's model object. */
+function modelObject(id: string, createdS: number) {
+  return { id, object: 'model', created: createdS, owned_by: 'webswarm' };
+}
+
+/**
+ * The OpenAI-compatible API under /v1: CORS-open (its callers are other
+ * sites and tools), keys and rate limits in front of every route.
+ */
+export function handleApi(req: IncomingMessage, res: ServerResponse, path: string, ctx: ApiRoutesContext): void {
+  res.setHeader('access-control-allow-origin', '*');
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': 'authorization, content-type, openai-organization, openai-project, x-stainless-os, x-stainless-lang',
+      'access-control-max-age': '600',
+    });
+    res.end();
+    return;
+  }
+  const t0 = performance.now();
+  const route = apiRouteOf(path);
+  res.once('finish', () => {
+    ctx.countRequest(route, res.statusCode);
+    ctx.logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
+  });
+  if (route === '/v1/completions' || route === '/v1/chat/completions') {
+    void handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx);
+    return;
+  }
+  if (route === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
+    if (!admitOrRefuse(req, res, ctx.access)) return;
+    // OpenAI's model list, so that existing clients can discover what is served.
+    sendJson(res, 200, { object: 'list', data: ctx.modelIds.map((id) => modelObject(id, ctx.createdS)) });
+    return;
+  }
+  const known = route !== 'other';
+  sendApiError(
+    res,
+    known ? 405 : 404,
+    'invalid_request_error',
+    known ? 'method_not_allowed' : 'not_found',
+    known ? `${req.method} is not allowed on ${path}` : `${path} is not an endpoint of this server`,
+  );
+}
