@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../http/static-files.js';
 import type { Logger } from '../log.js';
 import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
+import { answerPreflight, setCorsHeaders } from './cors.js';
 
 /** The API's routes as metric labels: a fixed set, so that nobody can grow the metrics without bound. */
 export type ApiRoute = '/v1/models' | '/v1/completions' | '/v1/chat/completions' | 'other';
@@ -30,14 +31,9 @@ function modelObject(id: string, createdS: number) {
  * sites and tools), keys and rate limits in front of every route.
  */
 export function handleApi(req: IncomingMessage, res: ServerResponse, path: string, ctx: ApiRoutesContext): void {
-  res.setHeader('access-control-allow-origin', '*');
+  setCorsHeaders(res);
   if (req.method === 'OPTIONS') {
-    res.writeHead(204, {
-      'access-control-allow-methods': 'GET, POST, OPTIONS',
-      'access-control-allow-headers': 'authorization, content-type, openai-organization, openai-project, x-stainless-os, x-stainless-lang',
-      'access-control-max-age': '600',
-    });
-    res.end();
+    answerPreflight(req, res);
     return;
   }
   const t0 = performance.now();

@@ -160,15 +160,27 @@ describe('the OpenAI-compatible API', () => {
     expect((await client(s, 'sk-b').models.list()).data).toHaveLength(1);
   });
 
-  it('answers CORS preflights so that other sites can call it', async () => {
+  it('answers CORS preflights so that other sites can call it, with the headers their client sends', async () => {
     const s = await server();
-    const res = await fetch(`${s.address().url}/v1/chat/completions`, {
-      method: 'OPTIONS',
-      headers: { origin: 'http://example.test', 'access-control-request-method': 'POST' },
-    });
+    const preflight = (headers: Record<string, string>) =>
+      fetch(`${s.address().url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://example.test', 'access-control-request-method': 'POST', ...headers },
+      });
+    const plain = await preflight({});
+    expect(plain.status).toBe(204);
+    expect(plain.headers.get('access-control-allow-origin')).toBe('*');
+    expect(plain.headers.get('access-control-allow-headers')).toContain('authorization');
+    // The openai package in a browser asks for its x-stainless-* headers, a list that grows with its versions.
+    const asked = 'authorization,content-type,x-stainless-runtime-version,x-stainless-some-future-header';
+    const res = await preflight({ 'access-control-request-headers': asked });
     expect(res.status).toBe(204);
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    expect(res.headers.get('access-control-allow-headers')).toContain('authorization');
+    expect(res.headers.get('access-control-allow-headers')).toBe(asked.split(',').join(', '));
+    expect(res.headers.get('vary')).toBe('Access-Control-Request-Headers');
+    // Every answer can be read cross-origin, errors and their Retry-After included.
+    const answer = await fetch(`${s.address().url}/v1/nothing`, { headers: { origin: 'http://example.test' } });
+    expect(answer.headers.get('access-control-allow-origin')).toBe('*');
+    expect(answer.headers.get('access-control-expose-headers')).toBe('retry-after');
   });
 
   it('serves /metrics in Prometheus text format, and its counters move with requests', async () => {
