@@ -2,7 +2,8 @@
 // (http://localhost:PORT, against the swarm's http://127.0.0.1:PORT), bundled
 // for the browser by Vite at test time. Its requests carry x-stainless-*
 // headers, so each is preceded by a CORS preflight that must allow them. A
-// chat completes, streamed and not, with the reference runner's tokens.
+// chat completes, streamed and not, with the reference runner's tokens; the
+// model is retrieved, and an unknown one gives the client's own error.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -41,10 +42,17 @@ window.runClient = async ({ baseURL, model, messages, maxTokens }) => {
   let streamed = '';
   const stream = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0, stream: true });
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? '';
+  const retrieved = await client.models.retrieve(model);
+  const unknown = await client.models.retrieve('gpt-4').then(
+    () => null,
+    (e) => ({ name: e.constructor.name, status: e.status, code: e.code }),
+  );
   return {
     content: whole.choices[0].message.content,
     tokens: whole.webswarm.tokens,
     streamed,
+    retrieved: retrieved.id,
+    unknown,
   };
 };
 window.clientReady = true;
@@ -54,6 +62,8 @@ interface ClientResult {
   readonly content: string;
   readonly tokens: number[];
   readonly streamed: string;
+  readonly retrieved: string;
+  readonly unknown: { name: string; status: number; code: string } | null;
 }
 type ClientWindow = {
   runClient(a: { baseURL: string; model: string; messages: typeof MESSAGES; maxTokens: number }): Promise<ClientResult>;
@@ -106,6 +116,8 @@ describe('the openai package in a page of another origin', () => {
     expect(r.tokens).toEqual(expected);
     expect(r.content).toBe(e.reference.tokenizer.decode(expected));
     expect(r.streamed).toBe(r.content);
+    expect(r.retrieved).toBe(E2E_MODEL);
+    expect(r.unknown).toEqual({ name: 'NotFoundError', status: 404, code: 'model_not_found' });
     expect(pageErrors).toEqual([]);
   });
 });

@@ -49,6 +49,26 @@ describe('the OpenAI-compatible API', () => {
     expect(models.data.map((m) => [m.id, m.object, m.owned_by])).toEqual([['tiny-untied', 'model', 'webswarm']]);
   });
 
+  it('retrieves a served model, and answers 404 in OpenAI’s shape for another', async () => {
+    const s = await server();
+    const c = client(s);
+    const m = await c.models.retrieve('tiny-untied');
+    expect([m.id, m.object, m.owned_by]).toEqual(['tiny-untied', 'model', 'webswarm']);
+    expect(m.created).toBe((await c.models.list()).data[0]?.created);
+    const e = await c.models.retrieve('gpt-4').then(
+      () => null,
+      (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+    );
+    expect([e?.status, e?.code, e?.param, e?.type]).toEqual([404, 'model_not_found', 'model', 'invalid_request_error']);
+    expect(e?.message).toMatch(/"gpt-4" does not exist/);
+    // A percent-encoded id is decoded; a bad encoding is an unknown model, not a crash.
+    expect((await fetch(`${s.address().url}/v1/models/tiny%2Duntied`)).status).toBe(200);
+    expect((await fetch(`${s.address().url}/v1/models/%E0%A4%A`)).status).toBe(404);
+    const metrics = await (await fetch(`${s.address().url}/metrics`)).text();
+    expect(metrics).toMatch(/^webswarm_http_requests_total\{route="\/v1\/models\/\{id\}",status="200"\} 2$/m);
+    expect(metrics).toMatch(/^webswarm_http_requests_total\{route="\/v1\/models\/\{id\}",status="404"\} 2$/m);
+  });
+
   it('answers bad requests with OpenAI’s error shape and status, naming the field', async () => {
     const s = await server();
     const c = client(s);
@@ -178,7 +198,7 @@ describe('the OpenAI-compatible API', () => {
     expect(res.headers.get('access-control-allow-headers')).toBe(asked.split(',').join(', '));
     expect(res.headers.get('vary')).toBe('Access-Control-Request-Headers');
     // Every answer can be read cross-origin, errors and their Retry-After included.
-    const answer = await fetch(`${s.address().url}/v1/nothing`, { headers: { origin: 'http://example.test' } });
+    const answer = await fetch(`${s.address().url}/v1/models/none`, { headers: { origin: 'http://example.test' } });
     expect(answer.headers.get('access-control-allow-origin')).toBe('*');
     expect(answer.headers.get('access-control-expose-headers')).toBe('retry-after');
   });
