@@ -74,7 +74,24 @@ describe('the OpenAI-compatible API', () => {
     const c = client(s);
     const cases: [() => Promise<unknown>, number, string, string | null][] = [
       [() => c.completions.create({ model: 'gpt-4', prompt: 'Emma' }), 404, 'model_not_found', 'model'],
-      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'invalid_request', 'n'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'unsupported_value', 'n'],
+      [
+        () =>
+          c.chat.completions.create({
+            model: 'tiny-untied',
+            messages: [{ role: 'user', content: 'Hello' }],
+            tools: [{ type: 'function', function: { name: 'weather' } }],
+          }),
+        400,
+        'unsupported_parameter',
+        'tools',
+      ],
+      [
+        () => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', frequency_penalty: 0.5 }),
+        400,
+        'unsupported_value',
+        'frequency_penalty',
+      ],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 3 }), 400, 'invalid_request', 'temperature'],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', max_tokens: 0 }), 400, 'invalid_request', 'max_tokens'],
       [

@@ -1,5 +1,6 @@
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+import { type Endpoint, unsupportedField } from './openai-unsupported.js';
 
 /** OpenAI allows up to 4 stop sequences. */
 export const MAX_STOP_SEQUENCES = 4;
@@ -31,7 +32,7 @@ export interface ChatParams extends GenerationParams {
 /** A refused body: the message names the field; `param` is OpenAI's field name. */
 export interface BodyError {
   readonly status: 400 | 404;
-  readonly code: 'invalid_request' | 'model_not_found';
+  readonly code: 'invalid_request' | 'model_not_found' | 'unsupported_parameter' | 'unsupported_value';
   readonly param: string | null;
   readonly message: string;
 }
@@ -42,7 +43,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function common(b: Record<string, unknown>, modelIds: readonly string[]): GenerationParams | BodyError {
+function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): GenerationParams | BodyError {
   if (b.model !== undefined && (typeof b.model !== 'string' || !modelIds.includes(b.model)))
     return {
       status: 404,
@@ -50,6 +51,8 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
       param: 'model',
       message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
     };
+  const unsupported = unsupportedField(b, endpoint);
+  if (unsupported !== null) return { status: 400, ...unsupported };
   const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? 16;
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_GENERATE_TOKENS)
     return bad('max_tokens', `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`);
@@ -61,7 +64,6 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
   const seed = b.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     return bad('seed', 'seed must be an integer in [0, 2^32)');
-  if (b.n !== undefined && b.n !== null && b.n !== 1) return bad('n', 'n must be 1: the swarm generates one choice per request');
   const rawStop = b.stop ?? [];
   const stop = typeof rawStop === 'string' ? [rawStop] : rawStop;
   if (
@@ -82,7 +84,7 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
 /** POST /v1/completions's body. */
 export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): CompletionParams | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
-  const c = common(raw, modelIds);
+  const c = common(raw, modelIds, 'completion');
   if ('status' in c) return c;
   const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
   if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
@@ -105,7 +107,7 @@ function contentText(c: unknown): string | null {
 /** POST /v1/chat/completions's body. */
 export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatParams | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
-  const c = common(raw, modelIds);
+  const c = common(raw, modelIds, 'chat');
   if ('status' in c) return c;
   if (!Array.isArray(raw.messages) || raw.messages.length === 0 || raw.messages.length > MAX_CHAT_MESSAGES)
     return bad('messages', `messages must be a list of 1..${MAX_CHAT_MESSAGES} messages`);
