@@ -38,7 +38,7 @@ const HOST_SCRIPT = `
 import OpenAI from '/openai.js';
 window.runClient = async ({ baseURL, model, messages, maxTokens }) => {
   const client = new OpenAI({ baseURL, apiKey: 'none', dangerouslyAllowBrowser: true, maxRetries: 0 });
-  const whole = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0 });
+  const whole = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0, logprobs: true });
   let streamed = '';
   const stream = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0, stream: true });
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? '';
@@ -50,6 +50,7 @@ window.runClient = async ({ baseURL, model, messages, maxTokens }) => {
   return {
     content: whole.choices[0].message.content,
     tokens: whole.webswarm.tokens,
+    logprobs: whole.choices[0].logprobs.content.length,
     streamed,
     retrieved: retrieved.id,
     unknown,
@@ -61,6 +62,7 @@ window.clientReady = true;
 interface ClientResult {
   readonly content: string;
   readonly tokens: number[];
+  readonly logprobs: number;
   readonly streamed: string;
   readonly retrieved: string;
   readonly unknown: { name: string; status: number; code: string } | null;
@@ -116,6 +118,7 @@ describe('the openai package in a page of another origin', () => {
     expect(r.tokens).toEqual(expected);
     expect(r.content).toBe(e.reference.tokenizer.decode(expected));
     expect(r.streamed).toBe(r.content);
+    expect(r.logprobs).toBe(TOKENS);
     expect(r.retrieved).toBe(E2E_MODEL);
     expect(r.unknown).toEqual({ name: 'NotFoundError', status: 404, code: 'model_not_found' });
     expect(pageErrors).toEqual([]);

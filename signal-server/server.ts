@@ -7,6 +7,7 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
+import { TokenTexts } from './api/token-text.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
 import { type Logger, silentLogger } from './log.js';
@@ -66,13 +67,16 @@ export interface SignalServer {
   readonly coordinator: SwarmCoordinator | null;
 }
 
-function tokenizerOf(m: ServedStages): Tokenizer {
+/** The model's tokenizer, and each token's text and bytes (for log-probabilities), from its stage directory. */
+function tokenizerOf(m: ServedStages): { tokenizer: Tokenizer; texts: TokenTexts } {
   const read = (file: string) => readFileSync(join(m.dir, file), 'utf8');
-  return Tokenizer.fromJson(
+  const json = read(m.manifest.tokenizer.file);
+  const tokenizer = Tokenizer.fromJson(
     join(m.dir, m.manifest.tokenizer.file),
-    read(m.manifest.tokenizer.file),
+    json,
     m.manifest.tokenizerConfig === null ? null : read(m.manifest.tokenizerConfig.file),
   );
+  return { tokenizer, texts: TokenTexts.fromTokenizerJson(json, (ids) => tokenizer.decode(ids)) };
 }
 
 /**
@@ -95,8 +99,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
   const first = listings[0];
   const firstModel = opts.models[0];
+  const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
   const coordinator =
-    first === undefined || firstModel === undefined
+    first === undefined || firstModel === undefined || tokens === null
       ? null
       : new SwarmCoordinator(
           io,
@@ -105,7 +110,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             numStages: first.stages,
             baseUrl: first.baseUrl,
             manifest: firstModel.manifest,
-            tokenizer: tokenizerOf(firstModel),
+            tokenizer: tokens.tokenizer,
           },
           {
             redundancy: opts.redundancy ?? 3,
@@ -127,6 +132,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     metrics,
     webRoot: opts.webRoot,
     modelFiles: modelFilesOf(opts.models, listings),
+    tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     startedS: Math.floor(Date.now() / 1000),
     logger,

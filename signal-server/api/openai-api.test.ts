@@ -92,6 +92,12 @@ describe('the OpenAI-compatible API', () => {
         'unsupported_value',
         'frequency_penalty',
       ],
+      [
+        () => c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'user', content: 'Hello' }], top_logprobs: 3 }),
+        400,
+        'invalid_request',
+        'top_logprobs',
+      ],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 3 }), 400, 'invalid_request', 'temperature'],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', max_tokens: 0 }), 400, 'invalid_request', 'max_tokens'],
       [

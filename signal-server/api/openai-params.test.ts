@@ -8,7 +8,7 @@ const COMPLETION = { model: 'austen-2m', prompt: 'Emma' };
 const chat = (extra: Record<string, unknown>) => parseChatBody({ ...CHAT, ...extra }, MODELS);
 const completion = (extra: Record<string, unknown>) => parseCompletionBody({ ...COMPLETION, ...extra }, MODELS);
 const refusal = (r: ReturnType<typeof chat> | ReturnType<typeof completion>) =>
-  'status' in r ? [r.status, r.code, r.param] : ['accepted'];
+  'status' in r ? [r.status, r.code, r.param] : ['accepted', r.logprobs];
 
 describe('parameters the swarm does not support are refused by name (400)', () => {
   // [field, a value that is refused, the error code, a value that changes nothing and is accepted]
@@ -48,20 +48,20 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     it(`${param}: ${JSON.stringify(value)} (chat and completions)`, () => {
       expect(refusal(chat({ [param]: value }))).toEqual([400, code, param]);
       expect(refusal(completion({ [param]: value }))).toEqual([400, code, param]);
-      expect(refusal(chat({ [param]: harmless }))).toEqual(['accepted']);
-      expect(refusal(completion({ [param]: harmless }))).toEqual(['accepted']);
+      expect(refusal(chat({ [param]: harmless }))).toEqual(['accepted', null]);
+      expect(refusal(completion({ [param]: harmless }))).toEqual(['accepted', null]);
     });
   }
   for (const [param, value, code, harmless] of chatOnly) {
     it(`${param}: ${JSON.stringify(value)} (chat)`, () => {
       expect(refusal(chat({ [param]: value }))).toEqual([400, code, param]);
-      expect(refusal(chat({ [param]: harmless }))).toEqual(['accepted']);
+      expect(refusal(chat({ [param]: harmless }))).toEqual(['accepted', null]);
     });
   }
   for (const [param, value, code, harmless] of completionOnly) {
     it(`${param}: ${JSON.stringify(value)} (completions)`, () => {
       expect(refusal(completion({ [param]: value }))).toEqual([400, code, param]);
-      expect(refusal(completion({ [param]: harmless }))).toEqual(['accepted']);
+      expect(refusal(completion({ [param]: harmless }))).toEqual(['accepted', null]);
     });
   }
 
@@ -71,6 +71,32 @@ describe('parameters the swarm does not support are refused by name (400)', () =
   });
 
   it('accepts fields that change nothing in the answer (user, metadata, store)', () => {
-    expect(refusal(chat({ user: 'u1', metadata: { a: 'b' }, store: false }))).toEqual(['accepted']);
+    expect(refusal(chat({ user: 'u1', metadata: { a: 'b' }, store: false }))).toEqual(['accepted', null]);
+  });
+});
+
+describe('log-probabilities', () => {
+  it('chat: logprobs true lists the generated token; top_logprobs 0..20 adds that many alternatives', () => {
+    expect(refusal(chat({}))).toEqual(['accepted', null]);
+    expect(refusal(chat({ logprobs: false }))).toEqual(['accepted', null]);
+    expect(refusal(chat({ logprobs: true }))).toEqual(['accepted', 0]);
+    expect(refusal(chat({ logprobs: true, top_logprobs: 20 }))).toEqual(['accepted', 20]);
+    expect(refusal(chat({ logprobs: true, top_logprobs: null }))).toEqual(['accepted', 0]);
+  });
+
+  it('chat: refuses top_logprobs out of range, not an integer, or without logprobs', () => {
+    expect(refusal(chat({ logprobs: true, top_logprobs: 21 }))).toEqual([400, 'invalid_request', 'top_logprobs']);
+    expect(refusal(chat({ logprobs: true, top_logprobs: -1 }))).toEqual([400, 'invalid_request', 'top_logprobs']);
+    expect(refusal(chat({ logprobs: true, top_logprobs: 2.5 }))).toEqual([400, 'invalid_request', 'top_logprobs']);
+    expect(refusal(chat({ top_logprobs: 3 }))).toEqual([400, 'invalid_request', 'top_logprobs']);
+    expect(refusal(chat({ logprobs: 5 }))).toEqual([400, 'invalid_request', 'logprobs']);
+  });
+
+  it('completions: logprobs is an integer 0..5', () => {
+    expect(refusal(completion({ logprobs: 0 }))).toEqual(['accepted', 0]);
+    expect(refusal(completion({ logprobs: 5 }))).toEqual(['accepted', 5]);
+    expect(refusal(completion({ logprobs: null }))).toEqual(['accepted', null]);
+    for (const bad of [6, -1, 1.5, true, '2'])
+      expect(refusal(completion({ logprobs: bad })), JSON.stringify(bad)).toEqual([400, 'invalid_request', 'logprobs']);
   });
 });

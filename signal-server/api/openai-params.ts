@@ -1,5 +1,6 @@
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+import { MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS } from './logprobs.js';
 import { type Endpoint, unsupportedField } from './openai-unsupported.js';
 
 /** OpenAI allows up to 4 stop sequences. */
@@ -17,6 +18,12 @@ export interface GenerationParams {
   readonly stream: boolean;
   /** stream_options.include_usage: a last chunk with the usage counts. */
   readonly streamUsage: boolean;
+  /**
+   * Log-probabilities asked for: how many of the most likely tokens to list at
+   * each position (chat: `top_logprobs` with `logprobs: true`; completions:
+   * `logprobs`), or null for none.
+   */
+  readonly logprobs: number | null;
 }
 
 export interface CompletionParams extends GenerationParams {
@@ -43,7 +50,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): GenerationParams | BodyError {
+type Common = Omit<GenerationParams, 'logprobs'>;
+
+function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): Common | BodyError {
   if (b.model !== undefined && (typeof b.model !== 'string' || !modelIds.includes(b.model)))
     return {
       status: 404,
@@ -86,10 +95,16 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
   const c = common(raw, modelIds, 'completion');
   if ('status' in c) return c;
+  const logprobs = raw.logprobs ?? null;
+  if (
+    logprobs !== null &&
+    (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_COMPLETION_LOGPROBS)
+  )
+    return bad('logprobs', `logprobs must be an integer in [0, ${MAX_COMPLETION_LOGPROBS}]`);
   const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
   if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
     return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
-  return { ...c, kind: 'completion', prompt: p };
+  return { ...c, kind: 'completion', prompt: p, logprobs };
 }
 
 function contentText(c: unknown): string | null {
@@ -109,6 +124,8 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
   const c = common(raw, modelIds, 'chat');
   if ('status' in c) return c;
+  const logprobs = chatLogprobs(raw);
+  if (typeof logprobs === 'object' && logprobs !== null) return logprobs;
   if (!Array.isArray(raw.messages) || raw.messages.length === 0 || raw.messages.length > MAX_CHAT_MESSAGES)
     return bad('messages', `messages must be a list of 1..${MAX_CHAT_MESSAGES} messages`);
   const messages: ChatMessage[] = [];
@@ -125,5 +142,17 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
     messages.push({ role, content });
   }
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
-  return { ...c, kind: 'chat', messages };
+  return { ...c, kind: 'chat', messages, logprobs };
+}
+
+/** Chat's `logprobs` (a boolean) and `top_logprobs` (0..20, only with logprobs: true). */
+function chatLogprobs(b: Record<string, unknown>): number | null | BodyError {
+  const on = b.logprobs ?? false;
+  if (typeof on !== 'boolean') return bad('logprobs', 'logprobs must be a boolean');
+  const top = b.top_logprobs ?? null;
+  if (top === null) return on ? 0 : null;
+  if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS)
+    return bad('top_logprobs', `top_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
+  if (!on) return bad('top_logprobs', 'top_logprobs needs logprobs: true');
+  return top;
 }

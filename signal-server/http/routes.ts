@@ -4,6 +4,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
+import type { TokenTexts } from '../api/token-text.js';
 import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './static-files.js';
@@ -26,6 +27,8 @@ export interface RoutesContext {
   readonly webRoot: string | null;
   /** URL path → file, for the model files that manifests name (modelFilesOf). */
   readonly modelFiles: ReadonlyMap<string, string>;
+  /** Each token's text and bytes of the first served model (null when none is served). */
+  readonly tokenTexts: TokenTexts | null;
   readonly maxBodyBytes: number;
   /** Unix seconds when the server started: the `created` of the served models. */
   readonly startedS: number;
@@ -57,6 +60,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
   const api: ApiRoutesContext = {
     swarm: ctx.swarm,
     modelIds: ctx.listings.map((m) => m.modelId),
+    tokenTexts: ctx.tokenTexts,
     access: ctx.access,
     maxBodyBytes: ctx.maxBodyBytes,
     log,
