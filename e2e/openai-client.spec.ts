@@ -157,8 +157,9 @@ describe(`the openai client against a swarm of ${MODEL}`, () => {
         chunks += 1;
         if (chunks === 3) ac.abort();
       }
-    } catch {
-      // The client may end the iteration quietly or with an abort error: either is a client gone away.
+    } catch (err) {
+      // The client may end the iteration quietly or with its abort error: either is a client gone away; nothing else is.
+      expect(err).toBeInstanceOf(OpenAI.APIUserAbortError);
     }
     expect(chunks).toBeLessThan(10);
     await expect.poll(() => metric('webswarm_sessions_active'), { timeout: 10_000 }).toBe(0);

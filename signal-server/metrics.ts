@@ -1,7 +1,24 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { StageVote } from '../shared/protocol/messages.js';
-import type { Coordinator } from './coordinator/coordinator.js';
+import type { StageVote, VolunteerView } from '../shared/protocol/messages.js';
+import type { ApiRoute } from './api/api-routes.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
+
+/** What the metrics read from the coordinator (declared here, so that the coordinator can move freely). */
+export interface MetricsSource {
+  volunteers(): readonly Pick<VolunteerView, 'backend' | 'stage' | 'state'>[];
+  readonly activeSessions: number;
+  observe(o: SwarmObserver): void;
+}
+
+/** Node.js and process metrics (prom-client's defaults) under this prefix: webswarm_process_cpu_seconds_total, … */
+export const DEFAULT_METRICS_PREFIX = 'webswarm_';
+
+/**
+ * prom-client's default gauges whose names end in `_total`, which Prometheus
+ * keeps for counters (`promtool check metrics` refuses them); each is the sum
+ * of its labelled sibling without the suffix (webswarm_nodejs_active_handles{type}).
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 /**
  * The server's Prometheus metrics (prom-client), one registry per server so
@@ -13,11 +30,12 @@ export class SwarmMetrics implements SwarmObserver {
   private readonly votes: Counter<'outcome'>;
   private readonly generations: Counter<'outcome'>;
   private readonly step: Histogram;
-  readonly httpRequests: Counter<'route' | 'status'>;
+  private readonly httpRequests: Counter<'route' | 'status'>;
 
-  constructor(coordinator: Coordinator | null) {
+  constructor(coordinator: MetricsSource | null) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'webswarm_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(DEFAULT_METRICS_PREFIX + name);
     this.tokens = new Counter({ name: 'webswarm_tokens_total', help: 'Verified tokens generated', registers });
     this.votes = new Counter({
       name: 'webswarm_votes_total',
@@ -62,6 +80,11 @@ export class SwarmMetrics implements SwarmObserver {
       },
     });
     coordinator?.observe(this);
+  }
+
+  /** Counts one answered API request. */
+  countRequest(route: ApiRoute, status: number): void {
+    this.httpRequests.inc({ route, status: String(status) });
   }
 
   onToken(stepMs: number, votes: readonly StageVote[]): void {

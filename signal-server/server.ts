@@ -1,21 +1,24 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
-import { admitOrRefuse, handleOpenAiGeneration, sendApiError } from './api/completions.js';
+import type { ApiSwarm } from './api/api-swarm.js';
+import { TokenTexts } from './api/token-text.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import { DashboardFeed } from './dashboard-feed.js';
-import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
+import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
 import { type Logger, silentLogger } from './log.js';
-import { SwarmMetrics } from './metrics.js';
+import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { loadStageSet } from './models/model-folder.js';
 import { OrtExecutor } from './reference/ort-executor.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
+
+export type { ModelListing } from './http/routes.js';
 
 /** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
 export interface ServedStages {
@@ -63,8 +66,6 @@ export interface SignalServerOptions {
   readonly random?: () => number;
 }
 
-const API_ROUTES = ['/v1/models', '/v1/completions', '/v1/chat/completions'];
-
 /** Default largest API request body. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
@@ -78,13 +79,6 @@ export interface SignalServer {
   close(): Promise<void>;
   /** The coordinator of the first served model (null when none is served). */
   readonly coordinator: Coordinator | null;
-}
-
-/** The HTTP listing of served models, as the pages read it. */
-export interface ModelListing {
-  readonly modelId: string;
-  readonly stages: number;
-  readonly baseUrl: string;
 }
 
 /**
@@ -101,13 +95,16 @@ function lazyOracle(m: ServedStages): ChallengeOracle {
   };
 }
 
-function tokenizerOf(m: ServedStages): Tokenizer {
+/** The model's tokenizer, and each token's text and bytes (for log-probabilities), from its stage directory. */
+function tokenizerOf(m: ServedStages): { tokenizer: Tokenizer; texts: TokenTexts } {
   const read = (file: string) => readFileSync(join(m.dir, file), 'utf8');
-  return Tokenizer.fromJson(
+  const json = read(m.manifest.tokenizer.file);
+  const tokenizer = Tokenizer.fromJson(
     join(m.dir, m.manifest.tokenizer.file),
-    read(m.manifest.tokenizer.file),
+    json,
     m.manifest.tokenizerConfig === null ? null : read(m.manifest.tokenizerConfig.file),
   );
+  return { tokenizer, texts: TokenTexts.fromTokenizerJson(json, (ids) => tokenizer.decode(ids)) };
 }
 
 /**
@@ -117,136 +114,22 @@ function tokenizerOf(m: ServedStages): Tokenizer {
 export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
-  const startedAt = Math.floor(Date.now() / 1000);
   const listings: ModelListing[] = opts.models.map((m) => ({
     modelId: m.manifest.modelId,
     stages: m.manifest.stages.length,
     baseUrl: `/models/${encodeURIComponent(m.manifest.modelId)}/${m.key}`,
   }));
-  // Only files that a manifest names (and the manifest itself) are served from a stage directory.
-  const modelFiles = new Map<string, string>();
-  for (const [i, m] of opts.models.entries()) {
-    const base = listings[i]?.baseUrl as string;
-    const names = ['manifest.json', m.manifest.tokenizer.file, ...m.manifest.stages.map((s) => s.file)];
-    if (m.manifest.tokenizerConfig !== null) names.push(m.manifest.tokenizerConfig.file);
-    for (const name of names) {
-      const path = safeJoin(m.dir, name);
-      if (path !== null) modelFiles.set(`${base}/${name}`, path);
-    }
-  }
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname.startsWith('/v1/')) {
-      handleApi(req, res, url.pathname);
-      return;
-    }
-    if (url.pathname === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
-      metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-cache' });
-          res.end(text);
-        },
-        (e: unknown) => sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: `metrics failed: ${(e as Error).message}` } }),
-      );
-      return;
-    }
-    if (url.pathname === '/api/swarm') {
-      sendJson(
-        res,
-        200,
-        coordinator === null
-          ? { volunteers: 0, replicasPerStage: [], list: [], apiKeyRequired: access.requiresKey }
-          : { ...coordinator.status(), list: coordinator.volunteers(), apiKeyRequired: access.requiresKey },
-      );
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${url.pathname}` } });
-      return;
-    }
-    if (url.pathname === '/healthz') {
-      sendJson(res, 200, { status: 'ok', models: listings.length });
-      return;
-    }
-    if (url.pathname === '/api/models') {
-      sendJson(res, 200, listings);
-      return;
-    }
-    if (url.pathname.startsWith('/models/')) {
-      const path = modelFiles.get(url.pathname);
-      // Stage files are content-addressed by the manifest's sha256: safe to cache; the manifest is not.
-      if (path !== undefined && sendFile(res, path, url.pathname.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
-      log(`404 ${url.pathname}`);
-      sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} is not a served model file` } });
-      return;
-    }
-    // embed.js is loaded by other sites' pages: it must be loadable cross-origin.
-    if (url.pathname === '/embed.js' && opts.webRoot !== null) {
-      if (sendFile(res, join(opts.webRoot, 'embed.js'), 'no-cache', { 'cross-origin-resource-policy': 'cross-origin' })) return;
-    }
-    if (opts.webRoot !== null && serveWebApp(res, opts.webRoot, url.pathname)) return;
-    log(`404 ${url.pathname}`);
-    sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `${url.pathname} not found` } });
-  };
-
-  // The OpenAI-compatible API: CORS-open (its callers are other sites and tools), keys and rate limits in front.
-  const handleApi = (req: IncomingMessage, res: ServerResponse, path: string): void => {
-    res.setHeader('access-control-allow-origin', '*');
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, {
-        'access-control-allow-methods': 'GET, POST, OPTIONS',
-        'access-control-allow-headers':
-          'authorization, content-type, openai-organization, openai-project, x-stainless-os, x-stainless-lang',
-        'access-control-max-age': '600',
-      });
-      res.end();
-      return;
-    }
-    const t0 = performance.now();
-    const known = API_ROUTES.includes(path);
-    res.once('finish', () => {
-      // Only known routes become labels: a label per unknown path would let anyone grow the metrics without bound.
-      metrics.httpRequests.inc({ route: known ? path : 'other', status: String(res.statusCode) });
-      logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
-    });
-    if (path === '/v1/completions' || path === '/v1/chat/completions') {
-      void handleOpenAiGeneration(req, res, path === '/v1/completions' ? 'completion' : 'chat', api);
-      return;
-    }
-    if (path === '/v1/models' && (req.method === 'GET' || req.method === 'HEAD')) {
-      if (!admitOrRefuse(req, res, access)) return;
-      // OpenAI's model list, so that existing clients can discover what is served.
-      sendJson(res, 200, {
-        object: 'list',
-        data: listings.map((m) => ({ id: m.modelId, object: 'model', created: startedAt, owned_by: 'webswarm' })),
-      });
-      return;
-    }
-    sendApiError(
-      res,
-      known ? 405 : 404,
-      'invalid_request_error',
-      known ? 'method_not_allowed' : 'not_found',
-      known ? `${req.method} is not allowed on ${path}` : `${path} is not an endpoint of this server`,
-    );
-  };
-
-  const server = createServer((req, res) => {
-    try {
-      handle(req, res);
-    } catch (e) {
-      log(`error serving ${req.url}: ${(e as Error).message}`);
-      if (!res.headersSent) sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
-      else res.destroy();
-    }
-  });
+  // Socket.IO wraps the request listeners the server has when it attaches (passing on all but its own
+  // path), so the listener is there first; the routes it calls need the coordinator, which needs Socket.IO.
+  let routes: RequestListener | null = null;
+  const server = createServer((req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)));
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
   const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
   const first = listings[0];
   const firstModel = opts.models[0];
+  const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
   const coordinator =
-    first === undefined || firstModel === undefined
+    first === undefined || firstModel === undefined || tokens === null
       ? null
       : new Coordinator(
           {
@@ -254,7 +137,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             numStages: first.stages,
             baseUrl: first.baseUrl,
             manifest: firstModel.manifest,
-            tokenizer: tokenizerOf(firstModel),
+            tokenizer: tokens.tokenizer,
           },
           {
             redundancy: opts.redundancy ?? 3,
@@ -273,14 +156,22 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
         );
   const coordinatorStatus = () => coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] };
   if (coordinator !== null) bindSocketServer(io, coordinator, log, access);
-  const api = {
-    coordinator,
-    modelIds: listings.map((m) => m.modelId),
+  // The routes and the metrics see the coordinator only through these interfaces.
+  const swarm: ApiSwarm | null = coordinator;
+  const metricsSource: MetricsSource | null = coordinator;
+  const metrics = new SwarmMetrics(metricsSource);
+  routes = createRequestHandler({
+    swarm,
+    listings,
     access,
+    metrics,
+    webRoot: opts.webRoot,
+    modelFiles: modelFilesOf(opts.models, listings),
+    tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
-    log,
-  };
-  const metrics = new SwarmMetrics(coordinator);
+    startedS: Math.floor(Date.now() / 1000),
+    logger,
+  });
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
   io.on('connection', (socket) => {
     let subscribed = false;

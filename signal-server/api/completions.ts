@@ -1,16 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import type { Completion, Coordinator, TokenUpdate } from '../coordinator/coordinator.js';
 import { GenerationError } from '../coordinator/generation.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
+import type { ApiCompletion, ApiSwarm, ApiTokenUpdate } from './api-swarm.js';
+import {
+  appendCompletionLogprobs,
+  type ChatLogprob,
+  type CompletionLogprobs,
+  CompletionLogprobsBuilder,
+  chatLogprob,
+  emptyCompletionLogprobs,
+} from './logprob-shapes.js';
+import { tokenLogprob } from './logprobs.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
+import type { TokenTexts } from './token-text.js';
 
 /** What the OpenAI-compatible endpoints need from the server. */
 export interface ApiContext {
-  readonly coordinator: Coordinator | null;
+  readonly swarm: ApiSwarm | null;
   readonly modelIds: readonly string[];
+  /** Each token's text and bytes, for log-probabilities (null: no model served). */
+  readonly tokenTexts: TokenTexts | null;
   readonly access: AccessControl;
   readonly maxBodyBytes: number;
   readonly log: (line: string) => void;
@@ -93,9 +105,12 @@ export function statusOfGenerationError(code: WireErrorCode | 'ERR_INTERNAL'): n
 export const RETRY_AFTER_S = 5;
 
 /** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
-function voteOf(u: TokenUpdate) {
+function voteOf(u: ApiTokenUpdate) {
   return { index: u.index, token: u.token, verified: u.verified, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
 }
+
+/** A chunk's or a choice's `logprobs`: chat's entries, completions' arrays, or null when not asked for (or no token). */
+type ChunkLogprobs = { content: ChatLogprob[]; refusal: null } | CompletionLogprobs | null;
 
 /** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
 class EventStream {
@@ -144,12 +159,13 @@ export async function handleOpenAiGeneration(
   const p: CompletionParams | ChatParams | BodyError =
     kind === 'chat' ? parseChatBody(raw, ctx.modelIds) : parseCompletionBody(raw, ctx.modelIds);
   if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
-  const coordinator = ctx.coordinator;
-  if (coordinator === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
+  const swarm = ctx.swarm;
+  const texts = ctx.tokenTexts;
+  if (swarm === null || texts === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
   const modelId = ctx.modelIds[0] as string;
   let prompt: string;
   try {
-    prompt = p.kind === 'chat' ? coordinator.chatPrompt(p.messages) : p.prompt;
+    prompt = p.kind === 'chat' ? swarm.chatPrompt(p.messages) : p.prompt;
   } catch (e) {
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
   }
@@ -158,16 +174,16 @@ export async function handleOpenAiGeneration(
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? (p.stream ? 'chat.completion.chunk' : 'chat.completion') : 'text_completion';
   const head = { id, object, created, model: modelId, ...(kind === 'chat' ? { system_fingerprint: null } : {}) };
-  const choiceOf = (piece: string, finish: 'stop' | 'length' | null, first: boolean) =>
+  const choiceOf = (piece: string, finish: 'stop' | 'length' | null, first: boolean, logprobs: ChunkLogprobs) =>
     kind === 'chat'
       ? {
           index: 0,
           delta: first ? { role: 'assistant', content: piece } : finish !== null ? {} : { content: piece },
-          logprobs: null,
+          logprobs,
           finish_reason: finish,
         }
-      : { index: 0, text: piece, logprobs: null, finish_reason: finish };
-  const usageOf = (c: Completion) => ({
+      : { index: 0, text: piece, logprobs, finish_reason: finish };
+  const usageOf = (c: ApiCompletion) => ({
     prompt_tokens: c.promptTokens.length,
     completion_tokens: c.tokens.length,
     total_tokens: c.promptTokens.length + c.tokens.length,
@@ -180,18 +196,43 @@ export async function handleOpenAiGeneration(
   });
   const events = p.stream ? new EventStream(res) : null;
   /** One chunk of the stream; the first one sent carries the assistant's role. */
-  const sendChunk = (stream: EventStream, piece: string, finish: 'stop' | 'length' | null, extra: Record<string, unknown> = {}) =>
+  const sendChunk = (
+    stream: EventStream,
+    piece: string,
+    finish: 'stop' | 'length' | null,
+    extra: Record<string, unknown> = {},
+    logprobs: ChunkLogprobs = null,
+  ) =>
     stream.send({
       ...head,
-      choices: [choiceOf(piece, finish, !stream.isStarted)],
+      choices: [choiceOf(piece, finish, !stream.isStarted, logprobs)],
       ...(p.streamUsage ? { usage: null } : {}),
       ...extra,
     });
   const votes: ReturnType<typeof voteOf>[] = [];
+  // Log-probabilities, when asked for: chat's entries, or completions' arrays (offsets count the prompt).
+  const chatEntries: ChatLogprob[] = [];
+  const completionArrays = emptyCompletionLogprobs();
+  const offsets = new CompletionLogprobsBuilder(texts, prompt.length);
+  /** This token's log-probabilities in the request's shape (null when none were asked for). */
+  const logprobsOf = (u: ApiTokenUpdate): ChunkLogprobs => {
+    if (p.logprobs === null) return null;
+    const lp = tokenLogprob(u.logits, u.token, p.logprobs);
+    if (kind === 'chat') {
+      const entry = chatLogprob(lp, texts);
+      chatEntries.push(entry);
+      return { content: [entry], refusal: null };
+    }
+    const arrays = offsets.next(lp);
+    appendCompletionLogprobs(completionArrays, arrays);
+    return arrays;
+  };
+  const wholeLogprobs = (): ChunkLogprobs =>
+    p.logprobs === null ? null : kind === 'chat' ? { content: chatEntries, refusal: null } : completionArrays;
   let sent = '';
   const t0 = performance.now();
   try {
-    const c = await coordinator.complete(
+    const c = await swarm.complete(
       {
         prompt,
         maxTokens: p.maxTokens,
@@ -202,8 +243,9 @@ export async function handleOpenAiGeneration(
       (u) => {
         const v = voteOf(u);
         votes.push(v);
+        const logprobs = logprobsOf(u);
         if (events === null) return;
-        sendChunk(events, u.text, null, { webswarm: v });
+        sendChunk(events, u.text, null, { webswarm: v }, logprobs);
         sent += u.text;
       },
     );
@@ -213,8 +255,13 @@ export async function handleOpenAiGeneration(
     if (events === null) {
       const choice =
         kind === 'chat'
-          ? { index: 0, message: { role: 'assistant', content: c.text, refusal: null }, logprobs: null, finish_reason: c.finishReason }
-          : { index: 0, text: c.text, logprobs: null, finish_reason: c.finishReason };
+          ? {
+              index: 0,
+              message: { role: 'assistant', content: c.text, refusal: null },
+              logprobs: wholeLogprobs(),
+              finish_reason: c.finishReason,
+            }
+          : { index: 0, text: c.text, logprobs: wholeLogprobs(), finish_reason: c.finishReason };
       sendJson(res, 200, {
         ...head,
         choices: [choice],

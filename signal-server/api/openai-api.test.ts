@@ -49,12 +49,55 @@ describe('the OpenAI-compatible API', () => {
     expect(models.data.map((m) => [m.id, m.object, m.owned_by])).toEqual([['tiny-untied', 'model', 'webswarm']]);
   });
 
+  it('retrieves a served model, and answers 404 in OpenAI’s shape for another', async () => {
+    const s = await server();
+    const c = client(s);
+    const m = await c.models.retrieve('tiny-untied');
+    expect([m.id, m.object, m.owned_by]).toEqual(['tiny-untied', 'model', 'webswarm']);
+    expect(m.created).toBe((await c.models.list()).data[0]?.created);
+    const e = await c.models.retrieve('gpt-4').then(
+      () => null,
+      (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+    );
+    expect([e?.status, e?.code, e?.param, e?.type]).toEqual([404, 'model_not_found', 'model', 'invalid_request_error']);
+    expect(e?.message).toMatch(/"gpt-4" does not exist/);
+    // A percent-encoded id is decoded; a bad encoding is an unknown model, not a crash.
+    expect((await fetch(`${s.address().url}/v1/models/tiny%2Duntied`)).status).toBe(200);
+    expect((await fetch(`${s.address().url}/v1/models/%E0%A4%A`)).status).toBe(404);
+    const metrics = await (await fetch(`${s.address().url}/metrics`)).text();
+    expect(metrics).toMatch(/^webswarm_http_requests_total\{route="\/v1\/models\/\{id\}",status="200"\} 2$/m);
+    expect(metrics).toMatch(/^webswarm_http_requests_total\{route="\/v1\/models\/\{id\}",status="404"\} 2$/m);
+  });
+
   it('answers bad requests with OpenAI’s error shape and status, naming the field', async () => {
     const s = await server();
     const c = client(s);
     const cases: [() => Promise<unknown>, number, string, string | null][] = [
       [() => c.completions.create({ model: 'gpt-4', prompt: 'Emma' }), 404, 'model_not_found', 'model'],
-      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'invalid_request', 'n'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'unsupported_value', 'n'],
+      [
+        () =>
+          c.chat.completions.create({
+            model: 'tiny-untied',
+            messages: [{ role: 'user', content: 'Hello' }],
+            tools: [{ type: 'function', function: { name: 'weather' } }],
+          }),
+        400,
+        'unsupported_parameter',
+        'tools',
+      ],
+      [
+        () => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', frequency_penalty: 0.5 }),
+        400,
+        'unsupported_value',
+        'frequency_penalty',
+      ],
+      [
+        () => c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'user', content: 'Hello' }], top_logprobs: 3 }),
+        400,
+        'invalid_request',
+        'top_logprobs',
+      ],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 3 }), 400, 'invalid_request', 'temperature'],
       [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', max_tokens: 0 }), 400, 'invalid_request', 'max_tokens'],
       [
@@ -160,15 +203,27 @@ describe('the OpenAI-compatible API', () => {
     expect((await client(s, 'sk-b').models.list()).data).toHaveLength(1);
   });
 
-  it('answers CORS preflights so that other sites can call it', async () => {
+  it('answers CORS preflights so that other sites can call it, with the headers their client sends', async () => {
     const s = await server();
-    const res = await fetch(`${s.address().url}/v1/chat/completions`, {
-      method: 'OPTIONS',
-      headers: { origin: 'http://example.test', 'access-control-request-method': 'POST' },
-    });
+    const preflight = (headers: Record<string, string>) =>
+      fetch(`${s.address().url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://example.test', 'access-control-request-method': 'POST', ...headers },
+      });
+    const plain = await preflight({});
+    expect(plain.status).toBe(204);
+    expect(plain.headers.get('access-control-allow-origin')).toBe('*');
+    expect(plain.headers.get('access-control-allow-headers')).toContain('authorization');
+    // The openai package in a browser asks for its x-stainless-* headers, a list that grows with its versions.
+    const asked = 'authorization,content-type,x-stainless-runtime-version,x-stainless-some-future-header';
+    const res = await preflight({ 'access-control-request-headers': asked });
     expect(res.status).toBe(204);
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    expect(res.headers.get('access-control-allow-headers')).toContain('authorization');
+    expect(res.headers.get('access-control-allow-headers')).toBe(asked.split(',').join(', '));
+    expect(res.headers.get('vary')).toBe('Access-Control-Request-Headers');
+    // Every answer can be read cross-origin, errors and their Retry-After included.
+    const answer = await fetch(`${s.address().url}/v1/models/none`, { headers: { origin: 'http://example.test' } });
+    expect(answer.headers.get('access-control-allow-origin')).toBe('*');
+    expect(answer.headers.get('access-control-expose-headers')).toBe('retry-after');
   });
 
   it('serves /metrics in Prometheus text format, and its counters move with requests', async () => {

@@ -1,5 +1,7 @@
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+import { MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS } from './logprobs.js';
+import { type Endpoint, unsupportedField } from './openai-unsupported.js';
 
 /** OpenAI allows up to 4 stop sequences. */
 export const MAX_STOP_SEQUENCES = 4;
@@ -16,6 +18,12 @@ export interface GenerationParams {
   readonly stream: boolean;
   /** stream_options.include_usage: a last chunk with the usage counts. */
   readonly streamUsage: boolean;
+  /**
+   * Log-probabilities asked for: how many of the most likely tokens to list at
+   * each position (chat: `top_logprobs` with `logprobs: true`; completions:
+   * `logprobs`), or null for none.
+   */
+  readonly logprobs: number | null;
 }
 
 export interface CompletionParams extends GenerationParams {
@@ -31,7 +39,7 @@ export interface ChatParams extends GenerationParams {
 /** A refused body: the message names the field; `param` is OpenAI's field name. */
 export interface BodyError {
   readonly status: 400 | 404;
-  readonly code: 'invalid_request' | 'model_not_found';
+  readonly code: 'invalid_request' | 'model_not_found' | 'unsupported_parameter' | 'unsupported_value';
   readonly param: string | null;
   readonly message: string;
 }
@@ -42,7 +50,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function common(b: Record<string, unknown>, modelIds: readonly string[]): GenerationParams | BodyError {
+type Common = Omit<GenerationParams, 'logprobs'>;
+
+function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): Common | BodyError {
   if (b.model !== undefined && (typeof b.model !== 'string' || !modelIds.includes(b.model)))
     return {
       status: 404,
@@ -50,6 +60,8 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
       param: 'model',
       message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
     };
+  const unsupported = unsupportedField(b, endpoint);
+  if (unsupported !== null) return { status: 400, ...unsupported };
   const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? 16;
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_GENERATE_TOKENS)
     return bad('max_tokens', `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`);
@@ -61,7 +73,6 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
   const seed = b.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     return bad('seed', 'seed must be an integer in [0, 2^32)');
-  if (b.n !== undefined && b.n !== null && b.n !== 1) return bad('n', 'n must be 1: the swarm generates one choice per request');
   const rawStop = b.stop ?? [];
   const stop = typeof rawStop === 'string' ? [rawStop] : rawStop;
   if (
@@ -82,12 +93,18 @@ function common(b: Record<string, unknown>, modelIds: readonly string[]): Genera
 /** POST /v1/completions's body. */
 export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): CompletionParams | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
-  const c = common(raw, modelIds);
+  const c = common(raw, modelIds, 'completion');
   if ('status' in c) return c;
+  const logprobs = raw.logprobs ?? null;
+  if (
+    logprobs !== null &&
+    (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_COMPLETION_LOGPROBS)
+  )
+    return bad('logprobs', `logprobs must be an integer in [0, ${MAX_COMPLETION_LOGPROBS}]`);
   const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
   if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
     return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
-  return { ...c, kind: 'completion', prompt: p };
+  return { ...c, kind: 'completion', prompt: p, logprobs };
 }
 
 function contentText(c: unknown): string | null {
@@ -105,8 +122,10 @@ function contentText(c: unknown): string | null {
 /** POST /v1/chat/completions's body. */
 export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatParams | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
-  const c = common(raw, modelIds);
+  const c = common(raw, modelIds, 'chat');
   if ('status' in c) return c;
+  const logprobs = chatLogprobs(raw);
+  if (typeof logprobs === 'object' && logprobs !== null) return logprobs;
   if (!Array.isArray(raw.messages) || raw.messages.length === 0 || raw.messages.length > MAX_CHAT_MESSAGES)
     return bad('messages', `messages must be a list of 1..${MAX_CHAT_MESSAGES} messages`);
   const messages: ChatMessage[] = [];
@@ -123,5 +142,17 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
     messages.push({ role, content });
   }
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
-  return { ...c, kind: 'chat', messages };
+  return { ...c, kind: 'chat', messages, logprobs };
+}
+
+/** Chat's `logprobs` (a boolean) and `top_logprobs` (0..20, only with logprobs: true). */
+function chatLogprobs(b: Record<string, unknown>): number | null | BodyError {
+  const on = b.logprobs ?? false;
+  if (typeof on !== 'boolean') return bad('logprobs', 'logprobs must be a boolean');
+  const top = b.top_logprobs ?? null;
+  if (top === null) return on ? 0 : null;
+  if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS)
+    return bad('top_logprobs', `top_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
+  if (!on) return bad('top_logprobs', 'top_logprobs needs logprobs: true');
+  return top;
 }

@@ -593,9 +593,9 @@ export class Coordinator {
     }
   }
 
-  /** Volunteers online and replicas per stage, for the landing page. */
-  status(): { volunteers: number; replicasPerStage: number[] } {
-    return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage() };
+  /** Volunteers online, replicas per stage and the redundancy r, for the landing page. */
+  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number } {
+    return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage(), redundancy: this.options.redundancy };
   }
 
   /** Every volunteer with its stage, backend, state and audit counts. */

@@ -1,0 +1,90 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson } from '../http/static-files.js';
+import type { Logger } from '../log.js';
+import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
+import { answerPreflight, setCorsHeaders } from './cors.js';
+
+/** The API's routes as metric labels: a fixed set, so that nobody can grow the metrics without bound. */
+export type ApiRoute = '/v1/models' | '/v1/models/{id}' | '/v1/completions' | '/v1/chat/completions' | 'other';
+
+export interface ApiRoutesContext extends ApiContext {
+  /** Unix seconds: the `created` of every served model. */
+  readonly createdS: number;
+  /** Counts one answered request (the metrics). */
+  readonly countRequest: (route: ApiRoute, status: number) => void;
+  readonly logger: Logger;
+}
+
+const MODEL_PREFIX = '/v1/models/';
+
+/** The route a path is, and the model id of /v1/models/{id} (URL-decoded; null when it does not decode). */
+export function apiRouteOf(path: string): { route: ApiRoute; modelId: string | null } {
+  if (path === '/v1/models' || path === '/v1/completions' || path === '/v1/chat/completions') return { route: path, modelId: null };
+  if (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length) {
+    try {
+      return { route: '/v1/models/{id}', modelId: decodeURIComponent(path.slice(MODEL_PREFIX.length)) };
+    } catch {
+      return { route: '/v1/models/{id}', modelId: null };
+    }
+  }
+  return { route: 'other', modelId: null };
+}
+
+/** OpenAI's model object. */
+function modelObject(id: string, createdS: number) {
+  return { id, object: 'model', created: createdS, owned_by: 'webswarm' };
+}
+
+/**
+ * The OpenAI-compatible API under /v1: CORS-open (its callers are other
+ * sites and tools), keys and rate limits in front of every route.
+ */
+export function handleApi(req: IncomingMessage, res: ServerResponse, path: string, ctx: ApiRoutesContext): void {
+  setCorsHeaders(res);
+  if (req.method === 'OPTIONS') {
+    answerPreflight(req, res);
+    return;
+  }
+  const t0 = performance.now();
+  const { route, modelId } = apiRouteOf(path);
+  res.once('finish', () => {
+    ctx.countRequest(route, res.statusCode);
+    ctx.logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
+  });
+  if (route === '/v1/completions' || route === '/v1/chat/completions') {
+    void handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx);
+    return;
+  }
+  const get = req.method === 'GET' || req.method === 'HEAD';
+  if (route === '/v1/models' && get) {
+    if (!admitOrRefuse(req, res, ctx.access)) return;
+    // OpenAI's model list, so that existing clients can discover what is served.
+    sendJson(res, 200, { object: 'list', data: ctx.modelIds.map((id) => modelObject(id, ctx.createdS)) });
+    return;
+  }
+  if (route === '/v1/models/{id}' && get) {
+    if (!admitOrRefuse(req, res, ctx.access)) return;
+    if (modelId !== null && ctx.modelIds.includes(modelId)) {
+      sendJson(res, 200, modelObject(modelId, ctx.createdS));
+      return;
+    }
+    const shown = (modelId ?? path.slice(MODEL_PREFIX.length)).slice(0, 100);
+    sendApiError(
+      res,
+      404,
+      'invalid_request_error',
+      'model_not_found',
+      `The model ${JSON.stringify(shown)} does not exist here (served: ${ctx.modelIds.join(', ')})`,
+      'model',
+    );
+    return;
+  }
+  const known = route !== 'other';
+  sendApiError(
+    res,
+    known ? 405 : 404,
+    'invalid_request_error',
+    known ? 'method_not_allowed' : 'not_found',
+    known ? `${req.method} is not allowed on ${path}` : `${path} is not an endpoint of this server`,
+  );
+}

@@ -1,0 +1,54 @@
+import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import type { StageVote, VolunteerView } from '../../shared/protocol/messages.js';
+
+/**
+ * What the HTTP routes ask of the coordinator, declared here rather than
+ * imported from it: the coordinator can move or grow without the API
+ * changing, and server.ts (which wires the two) checks that it still fits.
+ */
+export interface ApiSwarm {
+  /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
+  complete(req: ApiGenerationRequest, onToken?: (u: ApiTokenUpdate) => void): Promise<ApiCompletion>;
+  /** The prompt for a chat, by the model's chat template (throws on a template error). */
+  chatPrompt(messages: readonly ChatMessage[]): string;
+  /** Volunteers online and replicas per stage. */
+  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number };
+  /** Every volunteer with its stage, backend, state and record. */
+  volunteers(): VolunteerView[];
+}
+
+export interface ApiGenerationRequest {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** The text ends before the first of these. */
+  readonly stop?: readonly string[];
+  /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
+  readonly signal?: AbortSignal;
+}
+
+/** One accepted token. */
+export interface ApiTokenUpdate {
+  readonly index: number;
+  readonly token: number;
+  /** The text this token adds now (maybe "": held back while it could be part of a stop sequence or a character). */
+  readonly text: string;
+  readonly votes: readonly StageVote[];
+  /** Every stage agreed by a majority of the configured redundancy r (r ≥ 2). */
+  readonly verified: boolean;
+  readonly stepMs: number;
+  /** The agreed logits of the last position, which the token was sampled from (unscaled by temperature). */
+  readonly logits: Float32Array;
+}
+
+export interface ApiCompletion {
+  readonly promptTokens: readonly number[];
+  readonly tokens: readonly number[];
+  readonly text: string;
+  readonly finishReason: 'stop' | 'length';
+  readonly route: readonly (readonly string[])[];
+  /** The configured redundancy r, and whether every token was verified by a majority of it. */
+  readonly redundancy: number;
+  readonly verified: boolean;
+}

@@ -1,0 +1,73 @@
+// OpenAI's two shapes of log-probabilities: chat's list of entries, and the
+// legacy completions' parallel arrays with character offsets.
+import type { TokenLogprob } from './logprobs.js';
+import type { TokenTexts } from './token-text.js';
+
+/** One token of chat's `choices[].logprobs.content`. */
+export interface ChatLogprob {
+  readonly token: string;
+  readonly logprob: number;
+  readonly bytes: readonly number[];
+  readonly top_logprobs: readonly { token: string; logprob: number; bytes: readonly number[] }[];
+}
+
+export function chatLogprob(lp: TokenLogprob, texts: TokenTexts): ChatLogprob {
+  const own = texts.of(lp.token);
+  return {
+    token: own.token,
+    logprob: lp.logprob,
+    bytes: own.bytes,
+    top_logprobs: lp.top.map((t) => {
+      const x = texts.of(t.token);
+      return { token: x.token, logprob: t.logprob, bytes: x.bytes };
+    }),
+  };
+}
+
+/** `choices[].logprobs` of /v1/completions (for a whole response, or the tokens of one chunk). */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  /** The `logprobs` most likely tokens at each position, and the generated one (so up to logprobs + 1). */
+  top_logprobs: Record<string, number>[];
+  /** Where each token's text starts, in characters from the start of the prompt. */
+  text_offset: number[];
+}
+
+/** Builds completions' log-probabilities token by token; the offsets count the text before each token. */
+export class CompletionLogprobsBuilder {
+  /** Holds back a character split across tokens until its last byte, as the text does. */
+  private readonly decoder = new TextDecoder('utf-8');
+  private offset: number;
+
+  constructor(
+    private readonly texts: TokenTexts,
+    promptChars: number,
+  ) {
+    this.offset = promptChars;
+  }
+
+  /** The arrays for the next generated token (append them for a whole response). */
+  next(lp: TokenLogprob): CompletionLogprobs {
+    const own = this.texts.of(lp.token);
+    // No prototype: a token may be spelled "__proto__".
+    const top = Object.create(null) as Record<string, number>;
+    for (const t of lp.top) top[this.texts.of(t.token).token] = t.logprob;
+    top[own.token] = lp.logprob;
+    const out = { tokens: [own.token], token_logprobs: [lp.logprob], top_logprobs: [top], text_offset: [this.offset] };
+    this.offset += this.decoder.decode(Uint8Array.from(own.bytes), { stream: true }).length;
+    return out;
+  }
+}
+
+export function emptyCompletionLogprobs(): CompletionLogprobs {
+  return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+}
+
+/** Appends `more` to `into`. */
+export function appendCompletionLogprobs(into: CompletionLogprobs, more: CompletionLogprobs): void {
+  into.tokens.push(...more.tokens);
+  into.token_logprobs.push(...more.token_logprobs);
+  into.top_logprobs.push(...more.top_logprobs);
+  into.text_offset.push(...more.text_offset);
+}

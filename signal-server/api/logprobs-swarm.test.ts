@@ -1,0 +1,170 @@
+// Integration: log-probabilities from a real server on port 0 whose two
+// volunteers are socket.io-clients in Node running the real replica
+// (ReplicaCore) on onnxruntime-web's WASM backend (testing/node-volunteer.ts),
+// one stage each (one stage needs no data channels). The reference runner's logits are the oracle.
+// The default model (austen-2m), so that the answers are text whose tokens
+// are whole characters (token-text.test.ts covers tokens that split one).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+
+const MODEL = 'austen-2m';
+const PROMPT = 'It is a truth universally acknowledged';
+const MESSAGES = [{ role: 'user' as const, content: 'Good morning. Is your sister at home?' }];
+const TOKENS = 8;
+const READY_TIMEOUT_MS = 10_000;
+/** The API's logits come from the same WASM kernels as the reference's: equal to float32 rounding. */
+const TOLERANCE = 1e-5;
+
+let cache: string;
+let server: SignalServer;
+let reference: ReferenceRunner;
+let client: OpenAI;
+const volunteers: NodeVolunteer[] = [];
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-logprobs-'));
+  const { dir, manifest } = await ensureStages(`models/${MODEL}`, { stages: 1 }, cache);
+  server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
+    redundancy: 2,
+    routeWaitMs: READY_TIMEOUT_MS,
+    ratePerMinute: 0,
+  });
+  await server.ready;
+  for (let i = 0; i < 2; i++) volunteers.push(new NodeVolunteer(server.address().url));
+  await expect.poll(() => server.coordinator?.volunteers().filter((v) => v.ready).length, { timeout: READY_TIMEOUT_MS }).toBe(2);
+  reference = await ReferenceRunner.fromStageDir(dir);
+  client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
+});
+
+afterAll(async () => {
+  for (const v of volunteers) await v.close();
+  await reference?.close();
+  await server?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+/** Independently of the server's code: log(exp(x_t) / Σ exp(x_j)) of each row the reference gives after prompt + tokens. */
+async function referenceLogprobs(prompt: string, tokens: readonly number[]): Promise<((t: number) => number)[]> {
+  const vocab = reference.manifest.model.vocabSize;
+  const session = reference.session();
+  const rows: ((t: number) => number)[] = [];
+  let input = reference.tokenizer.encode(prompt);
+  for (const t of tokens) {
+    const all = await session.forward(input);
+    const row = Array.from(all.subarray((input.length - 1) * vocab, input.length * vocab));
+    const total = row.reduce((s, v) => s + Math.exp(v), 0);
+    rows.push((id) => Math.log(Math.exp(row[id] as number) / total));
+    input = [t];
+  }
+  return rows;
+}
+
+const greedy = async (prompt: string) =>
+  (await reference.generateIds(reference.tokenizer.encode(prompt), TOKENS, { temperature: 0, topK: 0, topP: 1, seed: 0 })).tokens;
+const tokensOf = (r: unknown) => (r as { webswarm: { tokens: number[] } }).webswarm.tokens;
+const utf8 = new TextDecoder();
+
+describe('log-probabilities through a swarm of two replicas', () => {
+  it('chat: each greedy token has the top log-probability, equal to the reference’s, with its alternatives and bytes', async () => {
+    const prompt = server.coordinator?.chatPrompt(MESSAGES) as string;
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: MESSAGES,
+      max_tokens: TOKENS,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 5,
+    });
+    const tokens = tokensOf(r);
+    expect(tokens).toEqual(await greedy(prompt));
+    const content = r.choices[0]?.logprobs?.content ?? [];
+    expect(content).toHaveLength(TOKENS);
+    const want = await referenceLogprobs(prompt, tokens);
+    for (const [i, e] of content.entries()) {
+      expect(e.top_logprobs).toHaveLength(5);
+      expect(e.top_logprobs[0]).toEqual({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+      for (let j = 1; j < 5; j++) expect(e.top_logprobs[j]?.logprob).toBeLessThanOrEqual(e.top_logprobs[j - 1]?.logprob as number);
+      expect(Math.abs(e.logprob - (want[i]?.(tokens[i] as number) as number))).toBeLessThan(TOLERANCE);
+    }
+    // The tokens' bytes make up the answer.
+    expect(utf8.decode(Uint8Array.from(content.flatMap((e) => e.bytes ?? [])))).toBe(r.choices[0]?.message.content);
+  });
+
+  it('chat: a sampled token gets the model’s log-probability (temperature 1), not the tempered one; streamed chunks carry the same', async () => {
+    const body = { model: MODEL, messages: MESSAGES, max_tokens: TOKENS, temperature: 0.7, seed: 11, logprobs: true } as const;
+    const r = await client.chat.completions.create(body);
+    const tokens = tokensOf(r);
+    const want = await referenceLogprobs(server.coordinator?.chatPrompt(MESSAGES) as string, tokens);
+    const content = r.choices[0]?.logprobs?.content ?? [];
+    for (const [i, e] of content.entries()) {
+      expect(e.top_logprobs).toEqual([]);
+      expect(Math.abs(e.logprob - (want[i]?.(tokens[i] as number) as number))).toBeLessThan(TOLERANCE);
+    }
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+      const lp = chunk.choices[0]?.logprobs?.content;
+      if (lp !== undefined && lp !== null) {
+        expect(lp).toHaveLength(1);
+        streamed.push(...lp);
+      }
+    }
+    expect(streamed).toEqual(content);
+  });
+
+  it('completions: tokens, their log-probabilities, the top 3 plus the generated one, and offsets from the prompt’s start', async () => {
+    const r = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, logprobs: 3 });
+    const tokens = tokensOf(r);
+    expect(tokens).toEqual(await greedy(PROMPT));
+    const lp = r.choices[0]?.logprobs;
+    const text = r.choices[0]?.text as string;
+    expect(lp?.tokens?.join('')).toBe(text);
+    expect(lp?.text_offset?.[0]).toBe(PROMPT.length);
+    for (let i = 1; i < TOKENS; i++) expect(lp?.text_offset?.[i]).toBe(PROMPT.length + (lp?.tokens?.slice(0, i).join('').length ?? 0));
+    const want = await referenceLogprobs(PROMPT, tokens);
+    for (let i = 0; i < TOKENS; i++) {
+      const top = lp?.top_logprobs?.[i] ?? {};
+      const own = lp?.token_logprobs?.[i] as number;
+      expect(Math.abs(own - (want[i]?.(tokens[i] as number) as number))).toBeLessThan(TOLERANCE);
+      // Greedy: the generated token is the most likely, so it is one of the 3.
+      expect(Object.keys(top)).toHaveLength(3);
+      expect(top[lp?.tokens?.[i] as string]).toBe(own);
+      expect(Math.max(...Object.values(top))).toBe(own);
+    }
+    // Streamed: one token per chunk, the same arrays when joined.
+    const joined = { tokens: [] as string[], token_logprobs: [] as number[], text_offset: [] as number[] };
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0,
+      logprobs: 3,
+      stream: true,
+    });
+    for await (const chunk of stream) {
+      const c = chunk.choices[0]?.logprobs;
+      if (c === null || c === undefined) continue;
+      joined.tokens.push(...(c.tokens ?? []));
+      joined.token_logprobs.push(...(c.token_logprobs ?? []));
+      joined.text_offset.push(...(c.text_offset ?? []));
+    }
+    expect(joined).toEqual({ tokens: lp?.tokens, token_logprobs: lp?.token_logprobs, text_offset: lp?.text_offset });
+  });
+
+  it('leaves logprobs null when they are not asked for', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 2, temperature: 0 });
+    expect(r.choices[0]?.logprobs).toBeNull();
+    const c = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0 });
+    expect(c.choices[0]?.logprobs).toBeNull();
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * OpenAI parameters that the swarm does not implement. Ignoring them would
+ * give a client an answer it did not ask for (no tool call, no JSON, no
+ * penalty), so each is refused by name unless its value is the one that
+ * changes nothing. Penalties and logit_bias would also have to be used by the
+ * reference runner, which is the swarm's oracle; they are refused instead.
+ */
+
+/** A refused field: `param` is OpenAI's name for it. */
+export interface Unsupported {
+  readonly code: 'unsupported_parameter' | 'unsupported_value' | 'invalid_request';
+  readonly param: string;
+  readonly message: string;
+}
+
+export type Endpoint = 'chat' | 'completion';
+
+const absent = (v: unknown) => v === undefined || v === null;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const notSupported = (param: string, what: string): Unsupported => ({
+  code: 'unsupported_parameter',
+  param,
+  message: `${param} is not supported: ${what}`,
+});
+
+const notThisValue = (param: string, message: string): Unsupported => ({ code: 'unsupported_value', param, message });
+
+/** Fields no value of which (other than null) the swarm can honour. */
+const NEVER: Record<Endpoint, Record<string, string>> = {
+  chat: {
+    tools: 'the swarm does not call tools',
+    functions: 'the swarm does not call functions',
+    audio: 'the swarm answers in text only',
+    prediction: 'predicted outputs are not used',
+    reasoning_effort: 'the model does not reason in hidden steps',
+    web_search_options: 'the swarm does not search the web',
+  },
+  completion: {},
+};
+
+function penalty(b: Record<string, unknown>, param: 'frequency_penalty' | 'presence_penalty'): Unsupported | null {
+  const v = b[param];
+  if (absent(v)) return null;
+  if (typeof v !== 'number' || !(v >= -2 && v <= 2))
+    return { code: 'invalid_request', param, message: `${param} must be a number in [-2, 2]` };
+  return v === 0 ? null : notThisValue(param, `${param} must be 0: the swarm samples without penalties`);
+}
+
+function countOne(b: Record<string, unknown>, param: 'n' | 'best_of', what: string): Unsupported | null {
+  const v = b[param];
+  if (absent(v) || v === 1) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    return { code: 'invalid_request', param, message: `${param} must be a positive integer` };
+  return notThisValue(param, `${param} must be 1: ${what}`);
+}
+
+/** The first field of a request body that asks for something the swarm does not do, or null. */
+export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
+  for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
+  const found =
+    penalty(b, 'frequency_penalty') ?? penalty(b, 'presence_penalty') ?? countOne(b, 'n', 'the swarm generates one choice per request');
+  if (found !== null) return found;
+  if (!absent(b.logit_bias)) {
+    if (!isObject(b.logit_bias))
+      return { code: 'invalid_request', param: 'logit_bias', message: 'logit_bias must be an object of token ids to biases' };
+    if (Object.keys(b.logit_bias).length > 0)
+      return notThisValue('logit_bias', 'logit_bias must be empty: the swarm samples from the logits as they are');
+  }
+  return endpoint === 'chat' ? chatOnly(b) : completionOnly(b);
+}
+
+function chatOnly(b: Record<string, unknown>): Unsupported | null {
+  // "none" asks for what the swarm does anyway: no call.
+  for (const param of ['tool_choice', 'function_call'] as const) {
+    const v = b[param];
+    if (!absent(v) && v !== 'none') return notThisValue(param, `${param} must be "none": the swarm does not call tools`);
+  }
+  if (b.parallel_tool_calls === true) return notThisValue('parallel_tool_calls', 'the swarm does not call tools');
+  const rf = b.response_format;
+  if (!absent(rf) && !(isObject(rf) && rf.type === 'text'))
+    return notThisValue('response_format', 'response_format must be {"type": "text"}: the swarm does not constrain its output to JSON');
+  const m = b.modalities;
+  if (!absent(m) && !(Array.isArray(m) && m.every((x) => x === 'text')))
+    return notThisValue('modalities', 'modalities must be ["text"]: the swarm answers in text only');
+  return null;
+}
+
+function completionOnly(b: Record<string, unknown>): Unsupported | null {
+  const best = countOne(b, 'best_of', 'the swarm generates one candidate per request');
+  if (best !== null) return best;
+  if (!absent(b.echo) && b.echo !== false)
+    return notThisValue('echo', 'echo must be false: the prompt is not returned with the completion');
+  if (!absent(b.suffix) && b.suffix !== '') return notSupported('suffix', 'the model does not insert text before a suffix');
+  return null;
+}

@@ -1,0 +1,140 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { AccessControl } from '../api/access.js';
+import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
+import type { ApiSwarm } from '../api/api-swarm.js';
+import type { TokenTexts } from '../api/token-text.js';
+import type { Logger } from '../log.js';
+import type { SwarmMetrics } from '../metrics.js';
+import { safeJoin, sendFile, sendJson, serveWebApp } from './static-files.js';
+
+/** The HTTP listing of served models, as the pages read it. */
+export interface ModelListing {
+  readonly modelId: string;
+  readonly stages: number;
+  readonly baseUrl: string;
+}
+
+/** Everything the HTTP routes serve from; server.ts builds it. */
+export interface RoutesContext {
+  /** The coordinator of the first served model (null when none is served). */
+  readonly swarm: ApiSwarm | null;
+  readonly listings: readonly ModelListing[];
+  readonly access: AccessControl;
+  readonly metrics: SwarmMetrics;
+  /** The built web app (vite build's outDir), or null to serve no pages. */
+  readonly webRoot: string | null;
+  /** URL path → file, for the model files that manifests name (modelFilesOf). */
+  readonly modelFiles: ReadonlyMap<string, string>;
+  /** Each token's text and bytes of the first served model (null when none is served). */
+  readonly tokenTexts: TokenTexts | null;
+  readonly maxBodyBytes: number;
+  /** Unix seconds when the server started: the `created` of the served models. */
+  readonly startedS: number;
+  readonly logger: Logger;
+}
+
+/** Only files that a manifest names (and the manifest itself) are served from a stage directory: URL path → file. */
+export function modelFilesOf(
+  models: readonly { readonly manifest: StageManifest; readonly dir: string }[],
+  listings: readonly ModelListing[],
+): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const [i, m] of models.entries()) {
+    const base = listings[i]?.baseUrl;
+    if (base === undefined) continue;
+    const names = ['manifest.json', m.manifest.tokenizer.file, ...m.manifest.stages.map((s) => s.file)];
+    if (m.manifest.tokenizerConfig !== null) names.push(m.manifest.tokenizerConfig.file);
+    for (const name of names) {
+      const path = safeJoin(m.dir, name);
+      if (path !== null) files.set(`${base}/${name}`, path);
+    }
+  }
+  return files;
+}
+
+/** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
+export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
+  const log = (line: string) => ctx.logger.info(line);
+  const api: ApiRoutesContext = {
+    swarm: ctx.swarm,
+    modelIds: ctx.listings.map((m) => m.modelId),
+    tokenTexts: ctx.tokenTexts,
+    access: ctx.access,
+    maxBodyBytes: ctx.maxBodyBytes,
+    log,
+    createdS: ctx.startedS,
+    countRequest: (route, status) => ctx.metrics.countRequest(route, status),
+    logger: ctx.logger,
+  };
+  const notFound = (res: ServerResponse, path: string, message: string) => {
+    log(`404 ${path}`);
+    sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message } });
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    if (path.startsWith('/v1/')) {
+      handleApi(req, res, path, api);
+      return;
+    }
+    if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      ctx.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType, 'cache-control': 'no-cache' });
+          res.end(text);
+        },
+        (e: unknown) => sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: `metrics failed: ${(e as Error).message}` } }),
+      );
+      return;
+    }
+    if (path === '/api/swarm') {
+      const apiKeyRequired = ctx.access.requiresKey;
+      sendJson(
+        res,
+        200,
+        ctx.swarm === null
+          ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired }
+          : { ...ctx.swarm.status(), list: ctx.swarm.volunteers(), apiKeyRequired },
+      );
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${path}` } });
+      return;
+    }
+    if (path === '/healthz') {
+      sendJson(res, 200, { status: 'ok', models: ctx.listings.length });
+      return;
+    }
+    if (path === '/api/models') {
+      sendJson(res, 200, ctx.listings);
+      return;
+    }
+    if (path.startsWith('/models/')) {
+      const file = ctx.modelFiles.get(path);
+      // Stage files are content-addressed by the manifest's sha256: safe to cache; the manifest is not.
+      if (file !== undefined && sendFile(res, file, path.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
+      notFound(res, path, `${path} is not a served model file`);
+      return;
+    }
+    // embed.js is loaded by other sites' pages: it must be loadable cross-origin.
+    if (path === '/embed.js' && ctx.webRoot !== null) {
+      if (sendFile(res, join(ctx.webRoot, 'embed.js'), 'no-cache', { 'cross-origin-resource-policy': 'cross-origin' })) return;
+    }
+    if (ctx.webRoot !== null && serveWebApp(res, ctx.webRoot, path)) return;
+    notFound(res, path, `${path} not found`);
+  };
+
+  return (req, res) => {
+    try {
+      handle(req, res);
+    } catch (e) {
+      log(`error serving ${req.url}: ${(e as Error).message}`);
+      if (!res.headersSent) sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
+      else res.destroy();
+    }
+  };
+}
