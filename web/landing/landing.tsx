@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { connectSwarm } from '../net/socket.js';
+import { ReadinessLine } from './readiness-line.js';
 
 interface ModelListing {
   readonly modelId: string;
@@ -42,6 +43,7 @@ export function Landing() {
           ? 'Connecting to the swarm…'
           : `${swarm.volunteers} volunteer${swarm.volunteers === 1 ? '' : 's'} online; replicas per stage: ${swarm.replicasPerStage.join(' / ') || '—'}`}
       </p>
+      <ReadinessLine />
       <p className="row">
         <a className="button" href="/chat">
           Ask the swarm
