@@ -7,11 +7,14 @@
  * server's settings come from flags or the environment (SETTINGS in
  * signal-server/main.ts).
  */
+import { createLogger, type LineSink, resolveLogFormat } from '../signal-server/log.js';
 import { optionsFrom, SETTING_FLAGS, startServer } from '../signal-server/main.js';
 import { buildWebApp } from './build-web.js';
 import { cliArgs, runCli } from './cli-args.js';
 import { ensureChromium } from './ensure-chromium.js';
 import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
+import { watchProgress } from './start-progress.js';
+import { StatusLine } from './status-line.js';
 
 const USAGE = 'usage: npm start [-- --volunteers N] [--faulty N --fault KIND] [--port N --redundancy N --api-keys K1,K2 ... (see README)]';
 
@@ -20,7 +23,11 @@ const seconds = () => `${(performance.now() / 1000).toFixed(0)} s`;
 runCli(async () => {
   const v = cliArgs({ ...SETTING_FLAGS, volunteers: { type: 'string' }, faulty: { type: 'string' }, fault: { type: 'string' } }, USAGE);
   let options = optionsFrom(process.env, v);
-  const log = (line: string) => void process.stdout.write(`${line}\n`);
+  // On a terminal: short human lines and a progress line; anywhere else: plain lines and pino's JSON.
+  const format = resolveLogFormat(options.logFormat, process.stdout.isTTY);
+  const status = format === 'pretty' ? new StatusLine(process.stdout) : null;
+  const out: LineSink & { isTTY?: boolean } = status ?? process.stdout;
+  const log = (line: string) => void out.write(`${line}\n`);
   const faultOf = faultsFromArgs(v.faulty, v.fault);
   if (faultOf(0) !== null && options.mode === 'production') {
     log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
@@ -39,14 +46,21 @@ runCli(async () => {
     }
   }
   log('building the web app (vite build)…');
-  buildWebApp();
-  const server = await startServer(options);
+  buildWebApp(out);
+  const server = await startServer(options, createLogger(options.logLevel, status ?? undefined, format));
   const { url } = server.address();
   log(`webswarm is listening at ${url}/`);
   let swarm: Awaited<ReturnType<typeof startLocalSwarm>> | null = null;
   if (volunteers > 0) {
     log(`starting ${volunteers} headless Chromium volunteer tab(s)…`);
-    swarm = await startLocalSwarm({ serverUrl: url, volunteers, faultOf, log });
+    const progress =
+      status === null ? null : watchProgress(url, { expected: volunteers, redundancy: options.redundancy }, (l) => status.set(l));
+    try {
+      swarm = await startLocalSwarm({ serverUrl: url, volunteers, faultOf, log });
+    } finally {
+      progress?.stop();
+      status?.clear();
+    }
     log(`${volunteers} volunteer(s) ready, ${seconds()} after start`);
   }
   log(`chat with the swarm: ${url}/chat`);
