@@ -23,9 +23,10 @@ const seconds = () => `${(performance.now() / 1000).toFixed(0)} s`;
 runCli(async () => {
   const v = cliArgs({ ...SETTING_FLAGS, volunteers: { type: 'string' }, faulty: { type: 'string' }, fault: { type: 'string' } }, USAGE);
   let options = optionsFrom(process.env, v);
-  // On a terminal: short human lines and a progress line; anywhere else: plain lines and pino's JSON.
+  // On a terminal: short human lines and a progress line; anywhere else: plain lines and pino's JSON
+  // (or, with LOG_FORMAT=pretty, human lines without the progress line's escape codes).
   const format = resolveLogFormat(options.logFormat, process.stdout.isTTY);
-  const status = format === 'pretty' ? new StatusLine(process.stdout) : null;
+  const status = format === 'pretty' && process.stdout.isTTY ? new StatusLine(process.stdout) : null;
   const out: LineSink & { isTTY?: boolean } = status ?? process.stdout;
   const log = (line: string) => void out.write(`${line}\n`);
   const faultOf = faultsFromArgs(v.faulty, v.fault);
