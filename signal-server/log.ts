@@ -5,8 +5,51 @@ export type Logger = pino.Logger;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** Structured logs: one JSON object a line on stdout (pino), at `level`. */
-export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
+/** json: one pino object a line; pretty: one short human line a record; auto: pretty on a terminal, json otherwise. */
+export const LOG_FORMATS = ['json', 'pretty', 'auto'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** What `auto` means for an output: pretty only where a person reads it (a terminal). */
+export function resolveLogFormat(format: LogFormat, isTTY: boolean | undefined): 'json' | 'pretty' {
+  return format === 'auto' ? (isTTY === true ? 'pretty' : 'json') : format;
+}
+
+/** Anything a line can be written to: a stream, or a status line that keeps itself below the logs. */
+export interface LineSink {
+  write(chunk: string): unknown;
+}
+
+const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+/** pino's own fields, not shown as extras in a pretty line. */
+const OWN_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'v']);
+
+/** One of pino's JSON lines as `HH:MM:SS LEVEL message key=value…`; a line that is not such JSON is passed through. */
+export function formatLogLine(jsonLine: string): string {
+  let record: unknown;
+  try {
+    record = JSON.parse(jsonLine);
+  } catch {
+    return jsonLine.endsWith('\n') ? jsonLine : `${jsonLine}\n`;
+  }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) return `${jsonLine.trimEnd()}\n`;
+  const r = record as Record<string, unknown>;
+  const time = typeof r.time === 'number' ? new Date(r.time).toTimeString().slice(0, 8) : '--:--:--';
+  const level = (typeof r.level === 'number' ? LEVEL_NAMES[r.level] : undefined) ?? String(r.level);
+  const extras = Object.entries(r)
+    .filter(([k]) => !OWN_FIELDS.has(k))
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return `${[time, level.padEnd(5), typeof r.msg === 'string' ? r.msg : '', ...extras].join(' ').trimEnd()}\n`;
+}
+
+/**
+ * Structured logs at `level`: pino's JSON lines on `destination` (stdout by
+ * default), or with format `pretty` one human line per record.
+ */
+export function createLogger(level: LogLevel, destination?: LineSink, format: 'json' | 'pretty' = 'json'): Logger {
+  if (format === 'pretty') {
+    const out = destination ?? process.stdout;
+    return pino({ name: 'webswarm', level }, { write: (line: string) => void out.write(formatLogLine(line)) });
+  }
   return destination === undefined ? pino({ name: 'webswarm', level }) : pino({ name: 'webswarm', level }, destination);
 }
 

@@ -11,6 +11,8 @@ describe('server settings', () => {
     expect(optionsFrom({ PORT: '9000' }, { port: '9100' }).port).toBe(9100);
     expect(optionsFrom({ API_KEYS: ' sk-a, ,sk-b ' }).apiKeys).toEqual(['sk-a', 'sk-b']);
     expect(optionsFrom({ WEBSWARM_MODE: '' }).mode).toBe('production');
+    expect(optionsFrom({}).logFormat).toBe('auto');
+    expect(optionsFrom({ LOG_FORMAT: 'json' }, { 'log-format': 'pretty' }).logFormat).toBe('pretty');
   });
 
   it('name the flag or variable a bad value came from', () => {
@@ -18,6 +20,7 @@ describe('server settings', () => {
     expect(() => optionsFrom({}, { 'rate-limit': 'fast' })).toThrow('--rate-limit must be an integer ≥ 0, got "fast"');
     expect(() => optionsFrom({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error, .*, got "loud"/);
     expect(() => optionsFrom({ WEBSWARM_MODE: 'prod' })).toThrow('WEBSWARM_MODE must be one of production, demo, test, got "prod"');
+    expect(() => optionsFrom({ LOG_FORMAT: 'human' })).toThrow('LOG_FORMAT must be one of json, pretty, auto, got "human"');
   });
 
   it("match README's settings table row for row", () => {

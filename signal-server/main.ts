@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
@@ -24,6 +24,7 @@ export interface StartOptions {
   readonly ratePerMinute: number;
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 interface Setting {
@@ -72,6 +73,12 @@ export const SETTINGS = {
     help: 'largest API request body',
   },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
+  logFormat: {
+    env: 'LOG_FORMAT',
+    flag: 'log-format',
+    fallback: 'auto',
+    help: 'json (pino lines), pretty (one human line a record), or auto: pretty on a terminal, json otherwise',
+  },
 } as const satisfies Record<keyof StartOptions, Setting>;
 
 /** The settings as parseArgs options (all strings), for CLIs that take them as flags. */
@@ -116,10 +123,16 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
+    logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
   };
 }
 
-export async function startServer(o: StartOptions, logger: Logger = createLogger(o.logLevel)): Promise<SignalServer> {
+/** The logger a setting asks for, on stdout: `auto` is pretty when stdout is a terminal. */
+export function loggerFor(o: Pick<StartOptions, 'logLevel' | 'logFormat'>): Logger {
+  return createLogger(o.logLevel, undefined, resolveLogFormat(o.logFormat, process.stdout.isTTY));
+}
+
+export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)): Promise<SignalServer> {
   const log = (line: string) => logger.info(line);
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
@@ -153,7 +166,7 @@ if (isMain) {
     process.stderr.write(`error: ${(e as Error).message}\n`);
     process.exit(2);
   }
-  const logger = createLogger(options.logLevel);
+  const logger = loggerFor(options);
   startServer(options, logger)
     .then((s) => {
       logger.info({ url: s.address().url }, `webswarm listening on ${s.address().url}`);

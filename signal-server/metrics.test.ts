@@ -1,6 +1,6 @@
 // /metrics of a real server on port 0, checked by Prometheus's own linter
 // (`promtool check metrics`). promtool comes from Debian's prometheus package:
-// .ci/install-promtool.sh puts it in .cache/tools/bin (CI runs it first).
+// tools/install-promtool.sh puts it in .cache/tools/bin (npm test runs it first).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,12 +11,12 @@ import { createSignalServer, type SignalServer } from './server.js';
 
 const PROMTOOL_TIMEOUT_MS = 20_000;
 
-/** promtool on PATH, or where .ci/install-promtool.sh puts it. */
+/** promtool on PATH, or where tools/install-promtool.sh puts it. */
 function promtool(): string {
   const cached = resolve('.cache/tools/bin/promtool');
   if (existsSync(cached)) return cached;
   if (spawnSync('promtool', ['--version']).status === 0) return 'promtool';
-  throw new Error('promtool not found: run .ci/install-promtool.sh (it takes promtool out of Debian’s prometheus package)');
+  throw new Error('promtool not found: run tools/install-promtool.sh (it takes promtool out of Debian’s prometheus package)');
 }
 
 function checkMetrics(text: string): { status: number | null; output: string } {

@@ -3,16 +3,19 @@
  * browser context each (separate storage, separate WebRTC stack), driven by
  * playwright-core with Debian's Chromium.
  */
-import { existsSync } from 'node:fs';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { FAULT_KINDS, type FaultKind, isFaultKind } from '../shared/swarm/faults.js';
+import { findChromium } from './ensure-chromium.js';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const READY_TIMEOUT_MS = 120_000;
 
-/** Flags measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked. */
+/**
+ * Launches CHROMIUM_PATH, else `chromium` from PATH (tools/ensure-chromium.ts installs it), with the flags
+ * measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked.
+ */
 export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  const found = findChromium(process.env);
+  if (!found.ok) throw new Error(found.message);
   const args = [
     '--no-sandbox',
     '--no-first-run',
@@ -22,7 +25,7 @@ export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser
     '--disable-quic',
   ];
   if (opts.webgpu) args.push('--enable-unsafe-webgpu');
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  return chromium.launch({ executablePath: found.path, headless: true, args });
 }
 
 export interface LocalSwarm {

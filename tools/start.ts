@@ -1,42 +1,79 @@
 /**
- * npm start [-- --volunteers N]: builds the web app, builds (or reuses) the
- * default model's stages, starts the server and a local swarm of headless
- * Chromium volunteer tabs (by default enough for every stage to reach its
- * redundancy; 0 for none). The server's settings come from flags or the
- * environment (SETTINGS in signal-server/main.ts).
+ * npm start [-- --volunteers N]: checks for Chromium (installing Debian's when
+ * it can), builds the web app, builds (or reuses) the default model's stages,
+ * starts the server and a local swarm of headless Chromium volunteer tabs (by
+ * default enough for every stage to reach its redundancy; 0 for none). Without
+ * a Chromium it still starts the server and says how to add volunteers. The
+ * server's settings come from flags or the environment (SETTINGS in
+ * signal-server/main.ts).
  */
+import { createLogger, type LineSink, resolveLogFormat } from '../signal-server/log.js';
 import { optionsFrom, SETTING_FLAGS, startServer } from '../signal-server/main.js';
 import { buildWebApp } from './build-web.js';
 import { cliArgs, runCli } from './cli-args.js';
+import { ensureChromium } from './ensure-chromium.js';
 import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
+import { watchProgress } from './start-progress.js';
+import { StatusLine } from './status-line.js';
 
 const USAGE = 'usage: npm start [-- --volunteers N] [--faulty N --fault KIND] [--port N --redundancy N --api-keys K1,K2 ... (see README)]';
 
+const seconds = () => `${(performance.now() / 1000).toFixed(0)} s`;
+
 runCli(async () => {
   const v = cliArgs({ ...SETTING_FLAGS, volunteers: { type: 'string' }, faulty: { type: 'string' }, fault: { type: 'string' } }, USAGE);
-  const log = (line: string) => process.stdout.write(`${line}\n`);
-  const faultOf = faultsFromArgs(v.faulty, v.fault);
   let options = optionsFrom(process.env, v);
+  // On a terminal: short human lines and a progress line; anywhere else: plain lines and pino's JSON
+  // (or, with LOG_FORMAT=pretty, human lines without the progress line's escape codes).
+  const format = resolveLogFormat(options.logFormat, process.stdout.isTTY);
+  const status = format === 'pretty' && process.stdout.isTTY ? new StatusLine(process.stdout) : null;
+  const out: LineSink & { isTTY?: boolean } = status ?? process.stdout;
+  const log = (line: string) => void out.write(`${line}\n`);
+  const faultOf = faultsFromArgs(v.faulty, v.fault);
   if (faultOf(0) !== null && options.mode === 'production') {
     log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
     options = { ...options, mode: 'demo' };
   }
-  const volunteers = v.volunteers === undefined ? options.stages * options.redundancy : Number(v.volunteers);
-  if (!Number.isInteger(volunteers) || volunteers < 0 || volunteers > 64)
-    throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
+  const wanted = v.volunteers === undefined ? options.stages * options.redundancy : Number(v.volunteers);
+  if (!Number.isInteger(wanted) || wanted < 0 || wanted > 64) throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
+  // Chromium first, before minutes of work: without it the server still starts, with no local tabs.
+  let volunteers = wanted;
+  if (volunteers > 0) {
+    const chromium = ensureChromium(log);
+    if (!chromium.ok) {
+      log(`${chromium.message}`);
+      log('Starting the server without local volunteer tabs (`npm start -- --volunteers 0` asks for that on purpose).');
+      volunteers = 0;
+    }
+  }
   log('building the web app (vite build)…');
-  buildWebApp();
-  const server = await startServer(options);
+  buildWebApp(out);
+  const server = await startServer(options, createLogger(options.logLevel, status ?? undefined, format));
   const { url } = server.address();
   log(`webswarm is listening at ${url}/`);
   let swarm: Awaited<ReturnType<typeof startLocalSwarm>> | null = null;
   if (volunteers > 0) {
     log(`starting ${volunteers} headless Chromium volunteer tab(s)…`);
-    swarm = await startLocalSwarm({ serverUrl: url, volunteers, faultOf, log });
-    log(`${volunteers} volunteer(s) ready`);
+    const progress =
+      status === null ? null : watchProgress(url, { expected: volunteers, redundancy: options.redundancy }, (l) => status.set(l));
+    try {
+      swarm = await startLocalSwarm({ serverUrl: url, volunteers, faultOf, log });
+    } finally {
+      progress?.stop();
+      status?.clear();
+    }
+    log(`${volunteers} volunteer(s) ready, ${seconds()} after start`);
   }
   log(`chat with the swarm: ${url}/chat`);
-  log(`volunteer a tab: ${url}/volunteer   ·   run the model alone in a tab: ${url}/check`);
+  if (volunteers < wanted) {
+    log(
+      `no local volunteers: open ${url}/volunteer in any browser, one tab per volunteer ` +
+        `(${options.stages} stages × ${options.redundancy} replicas = ${options.stages * options.redundancy} tabs for a full vote), ` +
+        'or install Chromium and run npm start again for the headless local swarm',
+    );
+  } else {
+    log(`volunteer a tab: ${url}/volunteer   ·   run the model alone in a tab: ${url}/check`);
+  }
   const stop = () => {
     void (async () => {
       await swarm?.close();

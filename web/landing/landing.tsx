@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { connectSwarm } from '../net/socket.js';
+import { ReadinessLine } from './readiness-line.js';
 
 interface ModelListing {
   readonly modelId: string;
@@ -47,6 +48,7 @@ export function Landing() {
           </>
         )}
       </p>
+      <ReadinessLine />
       <p className="row">
         <a className="button" href="/chat">
           Ask the swarm

@@ -1,0 +1,40 @@
+// Log formats: pino's JSON lines for machines, one short line a record for a
+// person at a terminal, and `auto` choosing by whether the output is a terminal.
+import { describe, expect, it } from 'vitest';
+import { createLogger, formatLogLine, resolveLogFormat } from './log.js';
+
+function capture(): { lines: string[]; write(chunk: string): void } {
+  const lines: string[] = [];
+  return { lines, write: (chunk: string) => void lines.push(chunk) };
+}
+
+describe('log formats', () => {
+  it('auto is pretty on a terminal and JSON anywhere else; json and pretty are what they say', () => {
+    expect(resolveLogFormat('auto', true)).toBe('pretty');
+    expect(resolveLogFormat('auto', false)).toBe('json');
+    expect(resolveLogFormat('auto', undefined)).toBe('json');
+    expect(resolveLogFormat('json', true)).toBe('json');
+    expect(resolveLogFormat('pretty', false)).toBe('pretty');
+  });
+
+  it('pretty writes time, level, message and the extra fields on one line, without pino’s own fields', () => {
+    const time = new Date(2026, 0, 2, 13, 4, 5).getTime();
+    const line = formatLogLine(
+      `${JSON.stringify({ level: 40, time, pid: 7, hostname: 'h', name: 'webswarm', msg: 'slow replica', stage: 2, ids: ['a'] })}\n`,
+    );
+    expect(line).toBe('13:04:05 WARN  slow replica stage=2 ids=["a"]\n');
+    expect(formatLogLine('not json')).toBe('not json\n');
+  });
+
+  it('a pretty logger writes human lines and a json logger JSON lines to the same kind of sink', () => {
+    const pretty = capture();
+    createLogger('info', pretty, 'pretty').info({ url: 'http://127.0.0.1:1' }, 'listening');
+    expect(pretty.lines).toHaveLength(1);
+    expect(pretty.lines[0]).toMatch(/^\d\d:\d\d:\d\d INFO {2}listening url=http:\/\/127\.0\.0\.1:1\n$/);
+
+    const json = capture();
+    createLogger('info', json, 'json').info({ url: 'http://127.0.0.1:1' }, 'listening');
+    expect(json.lines).toHaveLength(1);
+    expect(JSON.parse(json.lines[0] ?? '')).toMatchObject({ level: 30, msg: 'listening', url: 'http://127.0.0.1:1' });
+  });
+});
