@@ -41,7 +41,8 @@ describe('the volunteer page', () => {
         .catch(() => undefined);
     }, 100);
     try {
-      await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm`);
+      await page.goto(`${rig.server.address().url}/volunteer?backend=wasm`);
+      await page.getByTestId('consent').click();
       await page.waitForFunction(() => ['ready', 'error'].includes(window.webswarmVolunteer?.state ?? ''), null, { timeout: READY_MS });
     } finally {
       clearInterval(seen);
@@ -72,7 +73,8 @@ describe('the volunteer page', () => {
       };
     });
     const setHidden = (h: boolean) => page.evaluate((v) => (window as unknown as { setHidden: (h: boolean) => void }).setHidden(v), h);
-    await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm&autopause=1`);
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&autopause=1`);
+    await page.getByTestId('consent').click();
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     await expect.poll(volunteersOnline).toBe(1);
 

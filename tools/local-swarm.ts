@@ -9,6 +9,8 @@ import { FAULT_KINDS, type FaultKind, isFaultKind } from '../shared/swarm/faults
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const READY_TIMEOUT_MS = 120_000;
+/** The consent button is enabled once the page has checked for a GPU and shown it for half a second. */
+const CONSENT_TIMEOUT_MS = 30_000;
 
 /** Flags measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked. */
 export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser> {
@@ -69,7 +71,9 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('requestfailed', (r) => o.log?.(`[volunteer ${index}] request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
-    await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    // A trusted click, as a visitor's: the page starts nothing without one (web/volunteer/consent.ts).
+    await page.getByTestId('consent').click({ timeout: CONSENT_TIMEOUT_MS });
     pages.push(page);
     return page;
   };
