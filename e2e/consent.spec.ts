@@ -167,7 +167,7 @@ describe('consent cannot be skipped', () => {
     // The visitor's own click inside the frame does start it.
     await frame.getByTestId('consent').click();
     await expect.poll(registered, { timeout: READY_MS, interval: 500 }).toBe(1);
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
     await closeAndWaitGone(p);
   });
 
@@ -213,7 +213,7 @@ describe('consent cannot be skipped', () => {
     await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
     expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
     await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
     const res = await fetch(`${swarmUrl}/api/swarm`);
     expect(((await res.json()) as { list: { backend: string; state: string }[] }).list.map((v) => [v.backend, v.state])).toEqual([
       ['wasm', 'ready'],

@@ -106,10 +106,11 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await expect.poll(() => frame.getByTestId('plan').textContent()).toBe('Runs on the CPU (WebAssembly)');
     await page.waitForTimeout(1000);
     expect(rig.server.coordinator?.registry.size).toBe(0);
-    // Consent, inside the frame: it registers and becomes ready.
+    // Consent, inside the frame: it registers and becomes ready, waiting for work.
     await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Waiting for work');
     expect(rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+    expect(await frame.getByTestId('embed-steps').locator('..').textContent()).toContain('CPU · WebAssembly');
 
     // It computes a real generation: the reference runner's tokens.
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
@@ -134,7 +135,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
 
     // The host page's script can resume it through the widget's handle.
     await page.evaluate(() => window.webswarmWidget?.resume());
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
     expect(await complete()).toEqual({ status: 200, tokens: expected });
 
     expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);

@@ -4,6 +4,7 @@ import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
+import { shortStateText, usesText } from '../volunteer/wording.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -63,20 +64,15 @@ export function EmbedApp() {
           <span data-testid="embed-state">
             {failure !== null
               ? `Cannot start: ${failure}`
-              : state === undefined
+              : status === null
                 ? 'Starting…'
-                : state === 'ready'
-                  ? 'Computing'
-                  : state === 'paused'
-                    ? 'Paused'
-                    : state === 'downloading' || state === 'loading'
-                      ? 'Loading the model…'
-                      : state}
+                : shortStateText(status.state, status.openSessions)}
           </span>
         </p>
         <p className="small embed-line" title={status?.score == null ? undefined : `reputation ${status.score.reputation.toFixed(2)}`}>
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
+          {status != null && ` · ${usesText(status.backend)}`}
         </p>
       </div>
       <PauseToggle state={state} pause={pause} resume={resume} />

@@ -1,8 +1,12 @@
 /**
  * What the volunteer page and the widget's frame say, as pure functions: what
- * the tab will use, said before the click.
+ * the tab will use before the click, what it uses after, and whether it is
+ * computing or only waiting for work.
  */
+import type { Backend } from '../compute/messages.js';
+import type { Progress } from '../compute/stage-loader.js';
 import type { BackendPlan } from './backend-plan.js';
+import type { ReplicaState } from './replica.js';
 
 /** The consent button: names the hardware the tab will really use. */
 export function consentLabel(plan: BackendPlan): string {
@@ -52,4 +56,54 @@ export function planShortText(plan: BackendPlan): string {
     default:
       return plan satisfies never;
   }
+}
+
+/** After the click: what the tab computes on. */
+export function usesText(backend: Backend): string {
+  return backend === 'webgpu' ? 'GPU · WebGPU' : 'CPU · WebAssembly';
+}
+
+const STATE_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
+  connecting: 'Connecting to the swarm…',
+  waiting: 'Waiting for a stage',
+  downloading: 'Downloading weights',
+  loading: 'Loading the model',
+  paused: 'Paused',
+  left: 'Left the swarm',
+  error: 'Stopped by an error',
+  evicted: 'Evicted',
+};
+
+/** The volunteer page's badge: "computing" only while a session runs on this tab. */
+export function stateText(state: ReplicaState, openSessions: number): string {
+  if (state !== 'ready') return STATE_TEXT[state];
+  return openSessions > 0 ? 'Computing for the swarm' : 'Ready, waiting for work';
+}
+
+const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
+  connecting: 'Connecting…',
+  waiting: 'Waiting for a stage',
+  downloading: 'Loading the model…',
+  loading: 'Loading the model…',
+  paused: 'Paused',
+  left: 'Left the swarm',
+  error: 'Stopped by an error',
+  evicted: 'Evicted',
+};
+
+/** The widget frame's one-line state. */
+export function shortStateText(state: ReplicaState, openSessions: number): string {
+  if (state !== 'ready') return SHORT_TEXT[state];
+  return openSessions > 0 ? 'Computing' : 'Waiting for work';
+}
+
+/** The Weights card: the download, its reuse from the cache, and while paused what the cache keeps. */
+export function weightsText(p: Progress, state: ReplicaState): string {
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+  if (p.loadedBytes < p.totalBytes)
+    return state === 'paused'
+      ? `download stopped at ${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`
+      : `${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`;
+  if (state === 'paused') return `${mb(p.totalBytes)} MB in the browser cache, kept for resuming`;
+  return `${mb(p.totalBytes)} MB ${p.fromCache ? 'reused from the browser cache' : 'downloaded'}`;
 }
