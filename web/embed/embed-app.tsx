@@ -4,7 +4,7 @@ import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
-import { shortStateText, usesText } from '../volunteer/wording.js';
+import { hardwareText, shortStateText } from '../volunteer/wording.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -72,7 +72,7 @@ export function EmbedApp() {
         <p className="small embed-line" title={status?.score == null ? undefined : `reputation ${status.score.reputation.toFixed(2)}`}>
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
-          {status != null && ` · ${usesText(status.backend)}`}
+          {status != null && ` · ${hardwareText(status.backend)}`}
         </p>
       </div>
       <PauseToggle state={state} pause={pause} resume={resume} />

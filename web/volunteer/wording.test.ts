@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { consentLabel, planShortText, planText, shortStateText, stateText, usesText, weightsText } from './wording.js';
+import { consentLabel, hardwareText, planShortText, planText, shortStateText, stateText, usesText, weightsText } from './wording.js';
 
 describe('what the volunteer page says', () => {
   it('names the hardware on the button: the GPU only when there is a WebGPU adapter', () => {
@@ -22,6 +22,8 @@ describe('what the volunteer page says', () => {
   it('says after the click what it computes on', () => {
     expect(usesText('webgpu')).toBe('GPU · WebGPU');
     expect(usesText('wasm')).toBe('CPU · WebAssembly');
+    expect(hardwareText('webgpu')).toBe('GPU');
+    expect(hardwareText('wasm')).toBe('CPU');
   });
 
   it('says "computing" only while a session runs, "waiting for work" before', () => {

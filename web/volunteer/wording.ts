@@ -63,6 +63,11 @@ export function usesText(backend: Backend): string {
   return backend === 'webgpu' ? 'GPU · WebGPU' : 'CPU · WebAssembly';
 }
 
+/** usesText for the widget's one line: the hardware alone. */
+export function hardwareText(backend: Backend): 'GPU' | 'CPU' {
+  return backend === 'webgpu' ? 'GPU' : 'CPU';
+}
+
 const STATE_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   connecting: 'Connecting to the swarm…',
   waiting: 'Waiting for a stage',
