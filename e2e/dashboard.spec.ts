@@ -24,7 +24,8 @@ describe('the dashboard', () => {
 
     const context = await browser.newContext();
     const tab = await context.newPage();
-    await tab.goto(`${url}/volunteer?autostart=1&backend=wasm`);
+    await tab.goto(`${url}/volunteer?backend=wasm`);
+    await tab.getByTestId('consent').click();
     await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 90_000 });
     const id = (await tab.evaluate(() => window.webswarmVolunteer?.volunteerId)) as string;
     const cell = dash.locator(`[data-volunteer="${id}"]`);

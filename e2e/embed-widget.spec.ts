@@ -1,9 +1,11 @@
 // The embed widget on a host page from another origin (another port, and
 // "localhost" against the swarm's "127.0.0.1") that sends a strict CSP
-// allowing only itself and the swarm: nothing runs before consent; after it a
+// allowing only itself and the swarm: nothing runs before consent (the card's
+// Continue, then the Donate button inside the swarm's frame); after it a
 // volunteer registers and computes a real generation (checked against the
 // reference runner); pause takes it out of the swarm; the host page's own
-// script keeps running and no CSP rule is broken.
+// script keeps running and no CSP rule is broken. consent.spec.ts tries to
+// get around the frame's button.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Page } from 'playwright-core';
@@ -85,11 +87,11 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await page.goto(hostUrl);
 
     // Before consent: the card, and nothing else from the swarm than embed.js.
-    const donate = page.getByRole('button', { name: 'Donate', exact: true });
-    await expect.poll(() => donate.isVisible()).toBe(true);
+    const proceed = page.getByRole('button', { name: 'Continue', exact: true });
+    await expect.poll(() => proceed.isVisible()).toBe(true);
     await expect
       .poll(() => page.getByRole('region', { name: 'webswarm: donate compute' }).textContent())
-      .toContain("Donate this tab's GPU to webswarm?");
+      .toContain("Donate this tab's computing power to webswarm?");
     await page.waitForTimeout(1000);
     expect(swarmRequests).toEqual(['/embed.js']);
     expect(await page.locator('iframe').count()).toBe(0);
@@ -98,11 +100,17 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     const position = await page.locator('[data-webswarm-widget]').evaluate((e) => getComputedStyle(e).position);
     expect(position).toBe('fixed');
 
-    // Consent: a volunteer frame from the swarm's origin registers and becomes ready.
-    await donate.click();
+    // Continue opens the swarm's frame, which says what it would use and still asks.
+    await proceed.click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('plan').textContent()).toBe('Runs on the CPU (WebAssembly)');
+    await page.waitForTimeout(1000);
+    expect(rig.server.coordinator?.registry.size).toBe(0);
+    // Consent, inside the frame: it registers and becomes ready, waiting for work.
+    await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Waiting for work');
     expect(rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+    expect(await frame.getByTestId('embed-steps').locator('..').textContent()).toBe('0 steps · stage 0 · CPU');
 
     // It computes a real generation: the reference runner's tokens.
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
@@ -127,7 +135,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
 
     // The host page's script can resume it through the widget's handle.
     await page.evaluate(() => window.webswarmWidget?.resume());
-    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Computing');
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
     expect(await complete()).toEqual({ status: 200, tokens: expected });
 
     expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
@@ -151,8 +159,9 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
   it('says so, and computes nothing, when data-model names a model the swarm does not serve', async () => {
     const page = await rig.browser.newPage();
     await page.goto(`${hostUrl}/unknown-model`);
-    await page.getByRole('button', { name: 'Donate' }).click();
+    await page.getByRole('button', { name: 'Continue' }).click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
+    await frame.getByTestId('consent').click();
     await expect
       .poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 30_000 })
       .toBe(`Cannot start: this swarm serves ${E2E_MODEL}, not "gpt-4"`);

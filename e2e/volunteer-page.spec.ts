@@ -1,6 +1,8 @@
-// The volunteer page on its own, in Chromium against a real server: a load
-// that fails once is tried again, and auto-pause takes a hidden tab out of the
-// swarm and brings it back when it shows again.
+// The volunteer page on its own, in Chromium against a real server: it says
+// what it will compute on before the click and what it computes on after,
+// "waiting for work" until a session runs, and keeps the weights shown while
+// paused; a load that fails once is tried again, and auto-pause takes a hidden
+// tab out of the swarm and brings it back when it shows again.
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type OneStageRig, startOneStageRig } from './harness.js';
@@ -21,6 +23,54 @@ async function volunteersOnline(): Promise<number> {
 const state = (page: Page) => page.evaluate(() => window.webswarmVolunteer?.state ?? null);
 
 describe('the volunteer page', () => {
+  it('says what it will use before the click, what it uses after, and whether it computes or waits', async () => {
+    const context = await rig.browser.newContext();
+    const page = await context.newPage();
+    // Asked for WebAssembly: it says so.
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm`);
+    await expect.poll(() => page.getByTestId('plan').textContent()).toBe('It will compute on the CPU with WebAssembly, as asked.');
+    // Not asked, in a browser without a WebGPU adapter: the CPU, and why; never "GPU" on the button.
+    await page.goto(`${rig.server.address().url}/volunteer`);
+    await expect.poll(() => page.getByTestId('plan').textContent()).toContain('no WebGPU adapter');
+    expect(await page.getByTestId('plan').textContent()).toContain('CPU with WebAssembly');
+    expect(await page.getByTestId('consent').textContent()).toBe("Donate this tab's CPU");
+    await page.getByTestId('consent').click();
+    await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    expect(await page.getByTestId('backend').textContent()).toBe('CPU · WebAssembly');
+    expect(await page.getByTestId('state').textContent()).toBe('Ready, waiting for work');
+    expect(await page.getByTestId('steps').textContent()).toBe('0');
+
+    // Every text the badge shows during a generation.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { badges: string[] }).badges = seen;
+      new MutationObserver(() => {
+        const t = document.querySelector('[data-testid="state"]')?.textContent ?? '';
+        if (seen[seen.length - 1] !== t) seen.push(t);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    const res = await fetch(`${rig.server.address().url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ prompt: 'Emma', max_tokens: 8, temperature: 0 }),
+    });
+    expect(res.status).toBe(200);
+    await expect.poll(() => page.getByTestId('state').textContent()).toBe('Ready, waiting for work');
+    expect(await page.evaluate(() => (window as unknown as { badges: string[] }).badges)).toEqual([
+      'Computing for the swarm',
+      'Ready, waiting for work',
+    ]);
+    expect(await page.getByTestId('steps').textContent()).toBe('8');
+
+    // Paused: the weights stay shown, as what the cache keeps.
+    const weights = (await page.getByTestId('download').textContent()) ?? '';
+    expect(weights).toMatch(/^\d+\.\d MB downloaded$/);
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => state(page)).toBe('paused');
+    expect(await page.getByTestId('download').textContent()).toBe(weights.replace('downloaded', 'in the browser cache, kept for resuming'));
+    await context.close();
+    await expect.poll(volunteersOnline).toBe(0);
+  });
+
   it('tries the load again when its compute worker does not start the first time', async () => {
     const context = await rig.browser.newContext();
     const page = await context.newPage();
@@ -41,7 +91,8 @@ describe('the volunteer page', () => {
         .catch(() => undefined);
     }, 100);
     try {
-      await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm`);
+      await page.goto(`${rig.server.address().url}/volunteer?backend=wasm`);
+      await page.getByTestId('consent').click();
       await page.waitForFunction(() => ['ready', 'error'].includes(window.webswarmVolunteer?.state ?? ''), null, { timeout: READY_MS });
     } finally {
       clearInterval(seen);
@@ -72,7 +123,8 @@ describe('the volunteer page', () => {
       };
     });
     const setHidden = (h: boolean) => page.evaluate((v) => (window as unknown as { setHidden: (h: boolean) => void }).setHidden(v), h);
-    await page.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm&autopause=1`);
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&autopause=1`);
+    await page.getByTestId('consent').click();
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     await expect.poll(volunteersOnline).toBe(1);
 

@@ -8,6 +8,8 @@ import { FAULT_KINDS, type FaultKind, isFaultKind } from '../shared/swarm/faults
 import { findChromium } from './ensure-chromium.js';
 
 const READY_TIMEOUT_MS = 120_000;
+/** The consent button is enabled once the page has checked for a GPU and shown it for half a second. */
+const CONSENT_TIMEOUT_MS = 30_000;
 
 /**
  * Launches CHROMIUM_PATH, else `chromium` from PATH (tools/ensure-chromium.ts installs it), with the flags
@@ -72,7 +74,9 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('requestfailed', (r) => o.log?.(`[volunteer ${index}] request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
-    await page.goto(`${o.serverUrl}/volunteer?autostart=1&backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    // A trusted click, as a visitor's: the page starts nothing without one (web/volunteer/consent.ts).
+    await page.getByTestId('consent').click({ timeout: CONSENT_TIMEOUT_MS });
     pages.push(page);
     return page;
   };

@@ -52,14 +52,13 @@ is asked before anything runs.</p>
 
     const site = await browser.newPage({ viewport: { width: 1024, height: 640 } });
     await site.goto(hostUrl);
-    await site.getByRole('button', { name: 'Donate', exact: true }).waitFor();
+    await site.getByRole('button', { name: 'Continue', exact: true }).waitFor();
     await site.screenshot({ path: `${OUT}/widget-consent.png` });
-    await site.getByRole('button', { name: 'Donate', exact: true }).click();
-    await site
-      .frameLocator('iframe[title="webswarm volunteer"]')
-      .getByTestId('embed-state')
-      .filter({ hasText: 'Computing' })
-      .waitFor({ timeout: 120_000 });
+    await site.getByRole('button', { name: 'Continue', exact: true }).click();
+    const frame = site.frameLocator('iframe[title="webswarm volunteer"]');
+    // The consent inside the swarm's frame, a trusted click as a visitor's.
+    await frame.getByTestId('consent').click({ timeout: 30_000 });
+    await frame.getByTestId('embed-state').filter({ hasText: 'Waiting for work' }).waitFor({ timeout: 120_000 });
     await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Emma', max_tokens: 32 }) });
     await site.waitForTimeout(1000);
     await site.screenshot({ path: `${OUT}/widget-running.png` });

@@ -42,7 +42,12 @@ beforeAll(async () => {
   });
   await server.ready;
   for (let i = 0; i < 2; i++) volunteers.push(new NodeVolunteer(server.address().url));
-  await expect.poll(() => server.coordinator?.volunteers().filter((v) => v.ready).length, { timeout: READY_TIMEOUT_MS }).toBe(2);
+  // Ready once both have answered their challenge steps.
+  const until = Date.now() + READY_TIMEOUT_MS;
+  while ((server.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) < 2) {
+    if (Date.now() > until) throw new Error(`2 volunteers not ready within ${READY_TIMEOUT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   reference = await ReferenceRunner.fromStageDir(dir);
   client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
 });

@@ -1,6 +1,6 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, join, normalize, relative, resolve, sep } from 'node:path';
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -26,6 +26,35 @@ export const ISOLATION_HEADERS: Record<string, string> = {
   'cross-origin-resource-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
 };
+
+/**
+ * The app's pages refuse to be framed by another origin, so that no other
+ * site can show /volunteer (or /chat, /dashboard, /) inside its own page and
+ * steer a visitor's clicks: CSP frame-ancestors, and X-Frame-Options for
+ * browsers without it.
+ */
+export const SAME_ORIGIN_FRAMING: Record<string, string> = {
+  'content-security-policy': "frame-ancestors 'self'",
+  'x-frame-options': 'SAMEORIGIN',
+};
+
+/**
+ * The widget's frame (/embed), which any site may frame: that is what
+ * embed.js does. No frame-ancestors, and CORP cross-origin so that a host page
+ * that is itself cross-origin isolated (COEP require-corp) may embed it too.
+ * Being framed starts nothing: consent is a trusted click on its own button
+ * while the frame is visible (web/volunteer/consent.ts).
+ */
+export const ANY_ORIGIN_FRAMING: Record<string, string> = { 'cross-origin-resource-policy': 'cross-origin' };
+
+/** The pages (relative to the web root) that other origins may frame. */
+const FRAMABLE_PAGES: ReadonlySet<string> = new Set(['embed/index.html']);
+
+/** The framing headers for a file of the web app at `relPath` (relative to its root, '/'-separated). */
+export function framingHeaders(relPath: string): Record<string, string> {
+  if (FRAMABLE_PAGES.has(relPath)) return ANY_ORIGIN_FRAMING;
+  return extname(relPath) === '.html' ? SAME_ORIGIN_FRAMING : {};
+}
 
 /** Resolves `urlPath` inside `root`, or null when it would leave it. */
 export function safeJoin(root: string, urlPath: string): string | null {
@@ -71,8 +100,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 export function serveWebApp(res: ServerResponse, webRoot: string, urlPath: string): boolean {
   const path = safeJoin(webRoot, urlPath);
   if (path === null) return false;
-  if (existsSync(path) && statSync(path).isDirectory()) return sendFile(res, join(path, 'index.html'), 'no-cache');
-  if (extname(path) === '' && existsSync(join(path, 'index.html'))) return sendFile(res, join(path, 'index.html'), 'no-cache');
+  const send = (file: string, cacheControl: string) =>
+    sendFile(res, file, cacheControl, framingHeaders(relative(resolve(webRoot), file).split(sep).join('/')));
+  if (existsSync(path) && statSync(path).isDirectory()) return send(join(path, 'index.html'), 'no-cache');
+  if (extname(path) === '' && existsSync(join(path, 'index.html'))) return send(join(path, 'index.html'), 'no-cache');
   const immutable = urlPath.startsWith('/assets/');
-  return sendFile(res, path, immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+  return send(path, immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
 }

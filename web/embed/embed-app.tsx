@@ -1,11 +1,13 @@
 import { useEffect, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
+import { useBackendPlan } from '../volunteer/backend-plan.js';
+import { ConsentBox } from '../volunteer/consent-box.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
+import { hardwareText, shortStateText } from '../volunteer/wording.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
-/** Opened by embed.js after the visitor agreed on the host page; opened alone, it asks first. */
 const framed = window.parent !== window;
 const SETTINGS = {
   backend: params.get('backend'),
@@ -15,12 +17,18 @@ const SETTINGS = {
   autoPause: params.get('autopause') !== '0',
 };
 
-/** The volunteer inside the embed widget's frame: compact status with pause and resume. */
+/**
+ * The volunteer inside the embed widget's frame: its own consent button, then
+ * compact status with pause and resume. Being framed is not consent: the host
+ * page's card is only a first step, and nothing the host page does (a message,
+ * a synthesised click, an invisible frame) can press this frame's button.
+ */
 export function EmbedApp() {
-  const [consented, setConsented] = useState(framed);
+  const [consented, setConsented] = useState(false);
+  const plan = useBackendPlan(SETTINGS.backend);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
 
-  // Pause and resume from the host page's widget: only from the window that framed this one.
+  // Pause and resume from the host page's widget: only from the window that framed this one, and only after consent here.
   useEffect(() => {
     const onMessage = (ev: MessageEvent) => {
       if (ev.source !== window.parent || !isHostToFrame(ev.data)) return;
@@ -46,14 +54,7 @@ export function EmbedApp() {
     window.parent.postMessage(m, '*');
   }, [status]);
 
-  if (!consented)
-    return (
-      <div className="embed">
-        <button type="button" className="primary" onClick={() => setConsented(true)}>
-          Donate this tab's GPU to webswarm
-        </button>
-      </div>
-    );
+  if (!consented) return <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="embed consent" compact />;
   const state = status?.state;
   return (
     <div className="embed">
@@ -63,20 +64,15 @@ export function EmbedApp() {
           <span data-testid="embed-state">
             {failure !== null
               ? `Cannot start: ${failure}`
-              : state === undefined
+              : status === null
                 ? 'Starting…'
-                : state === 'ready'
-                  ? 'Computing'
-                  : state === 'paused'
-                    ? 'Paused'
-                    : state === 'downloading' || state === 'loading'
-                      ? 'Loading the model…'
-                      : state}
+                : shortStateText(status.state, status.openSessions)}
           </span>
         </p>
         <p className="small embed-line" title={status?.score == null ? undefined : `reputation ${status.score.reputation.toFixed(2)}`}>
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
+          {status != null && ` · ${hardwareText(status.backend)}`}
         </p>
       </div>
       <PauseToggle state={state} pause={pause} resume={resume} />

@@ -23,6 +23,8 @@ export interface ReplicaStatus {
   readonly stage: number | null;
   readonly progress: Progress | null;
   readonly stepsComputed: number;
+  /** Sessions (generations) this tab is part of now: 0 while it waits for work. */
+  readonly openSessions: number;
   readonly framesRejected: number;
   readonly score: VolunteerScore | null;
   readonly lastError: string | null;
@@ -92,6 +94,7 @@ export class VolunteerReplica {
       stage: null,
       progress: null,
       stepsComputed: 0,
+      openSessions: 0,
       framesRejected: 0,
       score: null,
       lastError: null,
@@ -114,7 +117,10 @@ export class VolunteerReplica {
     });
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
     socket.on('session:open', (m) => void this.openSession(m));
-    socket.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    socket.on('session:close', ({ sessionId }) => {
+      this.core?.close(sessionId);
+      this.setSessions((s) => s.delete(sessionId));
+    });
     socket.on('session:update', (m) => {
       // Connect to the new neighbours first: the resend needs their data channels.
       Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)))
@@ -129,6 +135,7 @@ export class VolunteerReplica {
       if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
     });
     socket.on('disconnect', (reason) => {
+      this.setSessions((s) => s.clear());
       if (this.status.state === 'evicted' || this.status.state === 'paused' || this.status.state === 'left') return;
       this.update({ state: 'connecting' });
       // Socket.IO retries by itself after a lost connection, but not when the server ended
@@ -138,6 +145,14 @@ export class VolunteerReplica {
     socket.on('connect', () => {
       this.retries = 0;
     });
+  }
+
+  /** The sessions open on this tab, for "computing" against "waiting for work". */
+  private readonly sessions = new Set<number>();
+
+  private setSessions(change: (s: Set<number>) => void): void {
+    change(this.sessions);
+    if (this.sessions.size !== this.status.openSessions) this.update({ openSessions: this.sessions.size });
   }
 
   private update(patch: Partial<ReplicaStatus>): void {
@@ -178,6 +193,7 @@ export class VolunteerReplica {
       if (epoch !== this.epoch) return null;
       this.update({ state: 'loading' });
       this.compute?.terminate();
+      this.setSessions((s) => s.clear());
       const compute = new ComputeClient();
       this.compute = compute;
       await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
@@ -231,6 +247,7 @@ export class VolunteerReplica {
 
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
+    this.setSessions((s) => s.add(m.sessionId));
     try {
       await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });
@@ -281,12 +298,12 @@ export class VolunteerReplica {
   /**
    * Stops computing now: leaves the swarm (the coordinator hands this tab's
    * sessions to other replicas) and frees the worker; the weights stay in the
-   * browser's cache, so resuming is quick.
+   * browser's cache, so resuming is quick, and the page keeps showing them.
    */
   pause(): void {
     if (this.status.state === 'evicted' || this.status.state === 'left') return;
     this.stop();
-    this.update({ state: 'paused', progress: null });
+    this.update({ state: 'paused' });
   }
 
   /** Joins the swarm again after a pause. */
@@ -311,6 +328,7 @@ export class VolunteerReplica {
     this.core = null;
     this.compute?.terminate();
     this.compute = null;
+    this.setSessions((s) => s.clear());
     this.socket.disconnect();
   }
 }

@@ -1,17 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-
-const STATE_TEXT: Record<ReplicaStatus['state'], string> = {
-  connecting: 'Connecting to the swarm…',
-  waiting: 'Waiting for a stage',
-  downloading: 'Downloading weights',
-  loading: 'Loading the model',
-  ready: 'Computing for the swarm',
-  paused: 'Paused',
-  left: 'Left the swarm',
-  error: 'Stopped by an error',
-  evicted: 'Evicted',
-};
+import { stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status }: { status: ReplicaStatus }) {
@@ -20,13 +9,15 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
   return (
     <>
       <p className={`badge state-${status.state}`} data-testid="state" data-state={status.state}>
-        {STATE_TEXT[status.state]}
+        {stateText(status.state, status.openSessions)}
       </p>
       <div className="cards" data-testid="volunteer-status">
         <section className="card">
-          <h2>Backend</h2>
-          <p className="big">{status.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly'}</p>
-          <p className="small">{status.adapter ?? 'CPU (no GPU adapter used)'}</p>
+          <h2>Computes on</h2>
+          <p className="big" data-testid="backend">
+            {usesText(status.backend)}
+          </p>
+          <p className="small">{status.adapter ?? 'no GPU adapter used'}</p>
         </section>
         <section className="card">
           <h2>Stage held</h2>
@@ -41,7 +32,7 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
             <>
               <progress max={p.totalBytes} value={p.loadedBytes} aria-label="download progress" />
               <p className="small" data-testid="download">
-                {(p.totalBytes / 1e6).toFixed(1)} MB {p.fromCache ? 'reused from the browser cache' : 'downloaded'}
+                {weightsText(p, status.state)}
               </p>
             </>
           )}

@@ -1,8 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { FaultKind } from '../../shared/swarm/faults.js';
-import type { Backend } from '../compute/messages.js';
-import { webgpuAdapter } from '../compute/webgpu.js';
 import { connectSwarm } from '../net/socket.js';
+import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 
 declare global {
@@ -33,13 +32,7 @@ async function checkModelServed(model: string | null): Promise<void> {
   if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not "${model}"`);
 }
 
-async function chooseBackend(asked: string | null): Promise<{ backend: Backend; adapter: string | null }> {
-  const adapter = asked === 'wasm' ? null : await webgpuAdapter();
-  if (asked === 'webgpu' && adapter === null) throw new Error('WebGPU was asked for (?backend=webgpu), but this browser gives no adapter');
-  return adapter === null ? { backend: 'wasm', adapter: null } : { backend: 'webgpu', adapter };
-}
-
-/** Runs a volunteer replica while `active` (after consent): its status, and pause / resume / leave. */
+/** Runs a volunteer replica while `active` (after consent, use-consent.ts): its status, and pause / resume / leave. */
 export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);

@@ -1,6 +1,8 @@
 import { useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
+import { useBackendPlan } from './backend-plan.js';
+import { ConsentBox } from './consent-box.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
@@ -16,8 +18,9 @@ const SETTINGS = {
 };
 
 export function VolunteerApp() {
-  // The local swarm launcher consents for the headless tabs it starts itself.
-  const [consented, setConsented] = useState(params.get('autostart') === '1');
+  // Consent is the visitor's click on ConsentBox, nothing else: no URL parameter skips it.
+  const [consented, setConsented] = useState(false);
+  const plan = useBackendPlan(SETTINGS.backend);
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
 
   if (!consented) {
@@ -25,13 +28,11 @@ export function VolunteerApp() {
       <main>
         <h1>Volunteer this tab</h1>
         <p>
-          webswarm runs one block of a language model's layers in this tab, on your GPU (WebGPU) or CPU (WebAssembly), for other people's
-          prompts. It downloads a few megabytes of model weights once, keeps them in the browser's cache, and stops when you close the tab.
-          Several volunteers compute every block, and only what a majority agrees on is used.
+          webswarm runs one block of a language model's layers in this tab, for other people's prompts. It downloads a few megabytes of
+          model weights once, keeps them in the browser's cache, and stops when you close the tab. Several volunteers compute every block,
+          and only what a majority agrees on is used. Nothing runs until you click the button below.
         </p>
-        <button type="button" className="primary" onClick={() => setConsented(true)}>
-          Donate this tab's GPU to webswarm
-        </button>
+        <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="consent" />
       </main>
     );
   }

@@ -1,0 +1,223 @@
+// Consent cannot be skipped. Host pages on another origin ("localhost" and
+// another port, against the swarm's "127.0.0.1") try to make a visitor a
+// volunteer without the visitor's click on the swarm's own button: an
+// invisible 1×1 frame, a transparent frame over a decoy button, a visible
+// frame the host page "clicks" and messages, /volunteer?autostart=1, and
+// /volunteer framed by another site. None may register a volunteer, open a
+// socket, download a stage or start a worker. The trusted click inside the
+// swarm's visible frame, and the ordinary widget flow, still start one.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
+
+/** How long a page that must not start is watched. */
+const NO_START_MS = 5_000;
+const POLL_MS = 250;
+const READY_MS = 90_000;
+/** What a started volunteer requests: the socket, the manifest and stage, the compute worker, onnxruntime's wasm. */
+const STARTED = /^\/socket\.io\/|^\/models\/|^\/api\/models|\/assets\/worker-|\.wasm$/;
+
+let rig: OneStageRig;
+let swarmUrl: string;
+let host: Server;
+let hostUrl: string;
+
+/** The host page's attempts to press the frame's button for the visitor. */
+const FAKE_SCRIPT = `
+window.fakeConsent = () => {
+  const f = document.getElementById('f');
+  f.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true, view: window }));
+  f.dispatchEvent(new PointerEvent('pointerdown', { bubbles: true }));
+  f.focus();
+  for (const m of [{ source: 'webswarm', type: 'resume' }, { source: 'webswarm', type: 'consent' }, { source: 'webswarm', type: 'start' }, 'donate', { type: 'click' }])
+    f.contentWindow.postMessage(m, '*');
+  window.fakes = (window.fakes || 0) + 1;
+};
+document.getElementById('go').addEventListener('click', () => window.fakeConsent());
+`;
+
+function page(body: string, script = ''): string {
+  return `<!doctype html><html><head><title>A host site</title></head><body style="margin:0">
+<h1>Someone else's site</h1>${body}${script === '' ? '' : '<script src="/host.js"></script>'}</body></html>`;
+}
+
+function hostPages(): Record<string, string> {
+  const embed = `${swarmUrl}/embed?backend=wasm&share=1`;
+  return {
+    // (a) A frame nobody can see: 1×1 px.
+    '/tiny': page(`<iframe id="f" src="${embed}" style="position:absolute;left:0;top:0;width:1px;height:1px;border:0"></iframe>`),
+    // (a) Clickjacking: a full-size frame made transparent, over a button the visitor wants to press.
+    '/transparent': page(`<button id="decoy" style="position:absolute;left:20px;top:120px;width:320px;height:100px">Play the video</button>
+<iframe id="f" src="${embed}" style="position:absolute;left:20px;top:120px;width:320px;height:100px;border:0;opacity:0;z-index:2"></iframe>`),
+    // (b) A visible frame, and a host page that clicks it and messages it (also from its own trusted click).
+    '/visible': page(
+      `<button id="go">host button</button><br><iframe id="f" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`,
+      'fake',
+    ),
+    // (d) /volunteer framed by another site (refused), next to /embed (allowed).
+    '/frames-volunteer': page(`<iframe id="vol" src="${swarmUrl}/volunteer?backend=wasm" style="width:600px;height:300px"></iframe>
+<iframe id="emb" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`),
+    // (d) A cross-origin isolated host page (COEP require-corp) may still frame /embed.
+    '/isolated': page(`<iframe id="emb" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`),
+    // (e) The ordinary widget.
+    '/widget': page(`<script src="${swarmUrl}/embed.js" data-model="${E2E_MODEL}" data-backend="wasm" data-max-share="1" async></script>`),
+  };
+}
+
+beforeAll(async () => {
+  rig = await startOneStageRig();
+  swarmUrl = rig.server.address().url;
+  host = createServer((req, res) => {
+    const pages = hostPages();
+    const html = pages[req.url ?? ''];
+    if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(FAKE_SCRIPT);
+    else if (html === undefined) res.writeHead(404).end();
+    else if (req.url === '/isolated')
+      res
+        .writeHead(200, {
+          'content-type': 'text/html',
+          'cross-origin-opener-policy': 'same-origin',
+          'cross-origin-embedder-policy': 'require-corp',
+        })
+        .end(html);
+    else res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+  });
+  await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
+  hostUrl = `http://localhost:${(host.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((r) => host?.close(r));
+  await rig?.close();
+});
+
+async function registered(): Promise<number> {
+  const res = await fetch(`${swarmUrl}/api/swarm`);
+  return ((await res.json()) as { list: unknown[] }).list.length;
+}
+
+/** Every path the page (and its frames) asked the swarm for, sockets included. */
+function swarmRequests(p: Page): string[] {
+  const seen: string[] = [];
+  p.on('request', (r) => {
+    if (r.url().startsWith(swarmUrl)) seen.push(new URL(r.url()).pathname);
+  });
+  p.on('websocket', (ws) => seen.push(new URL(ws.url()).pathname));
+  return seen;
+}
+
+/** Watches for NO_START_MS: nobody registers, and nothing a volunteer needs is requested. */
+async function expectNothingStarts(seen: string[]): Promise<void> {
+  const until = Date.now() + NO_START_MS;
+  for (let i = 0; i < NO_START_MS / POLL_MS + 1 && Date.now() < until; i++) {
+    expect(await registered()).toBe(0);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  expect(await registered()).toBe(0);
+  expect(seen.filter((p) => STARTED.test(p))).toEqual([]);
+}
+
+async function closeAndWaitGone(p: Page): Promise<void> {
+  await p.context().close();
+  await expect.poll(registered, { timeout: 10_000 }).toBe(0);
+}
+
+describe('consent cannot be skipped', () => {
+  it('(a) an invisible 1×1 frame, or a transparent one clicked through a decoy, registers no volunteer', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/tiny`);
+    const tiny = p.frameLocator('#f');
+    await expect.poll(() => tiny.locator('button').count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    await expectNothingStarts(seen);
+    // The frame runs the app (so the refusal is the app's, not a broken page) and knows why it will not start.
+    expect(await tiny.getByTestId('consent-box').getAttribute('data-refusal')).toBe('ERR_FRAME_TOO_SMALL');
+
+    const seen2 = swarmRequests(p);
+    await p.goto(`${hostUrl}/transparent`);
+    const clear = p.frameLocator('#f');
+    await expect.poll(() => clear.locator('button').count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    await p.waitForTimeout(1_000);
+    // The visitor clicks "Play the video"; the clicks land on the frame's button, unseen.
+    const box = await clear.locator('button').first().boundingBox();
+    if (box === null) throw new Error('no button in the transparent frame');
+    for (let i = 0; i < 3; i++) await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await expectNothingStarts(seen2);
+    expect(await clear.getByTestId('consent-box').getAttribute('data-refusal')).toBe('ERR_NOT_SHOWN');
+    await closeAndWaitGone(p);
+  });
+
+  it('(b) a visible frame starts nothing when the host page clicks the frame element or messages it; a real click in it does', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/visible`);
+    const frame = p.frameLocator('#f');
+    // The frame is ready to ask: its button is enabled.
+    await expect.poll(() => frame.locator('button').first().isEnabled(), { timeout: 10_000 }).toBe(true);
+    await p.evaluate(() => (window as unknown as { fakeConsent: () => void }).fakeConsent());
+    // From inside a trusted click on the host page too (the host page has user activation, not the frame).
+    await p.locator('#go').click();
+    expect(await p.evaluate(() => (window as unknown as { fakes: number }).fakes)).toBe(2);
+    await expectNothingStarts(seen);
+    expect(await frame.getByTestId('consent').textContent()).toBe("Donate this tab's CPU");
+    expect(await frame.getByTestId('consent').isEnabled()).toBe(true);
+
+    // The visitor's own click inside the frame does start it.
+    await frame.getByTestId('consent').click();
+    await expect.poll(registered, { timeout: READY_MS, interval: 500 }).toBe(1);
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
+    await closeAndWaitGone(p);
+  });
+
+  it('(c) /volunteer?autostart=1 registers nobody until the button is clicked', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${swarmUrl}/volunteer?autostart=1&backend=wasm`);
+    await expect.poll(() => p.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    await expectNothingStarts(seen);
+    await p.getByTestId('consent').click();
+    await p.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    expect(await registered()).toBe(1);
+    await closeAndWaitGone(p);
+  });
+
+  it('(d) another origin cannot frame /volunteer (frame-ancestors); it can frame /embed, isolated or not', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    const messages: string[] = [];
+    p.on('console', (m) => messages.push(m.text()));
+    await p.goto(`${hostUrl}/frames-volunteer`);
+    // /embed next to it loads and asks.
+    await expect.poll(() => p.frameLocator('#emb').getByTestId('consent').isVisible(), { timeout: 10_000 }).toBe(true);
+    // /volunteer was requested and refused: no app in the frame, none of its scripts loaded.
+    expect(seen).toContain('/volunteer');
+    expect(await p.frameLocator('#vol').locator('#root').count()).toBe(0);
+    expect(seen.filter((s) => s.startsWith('/assets/volunteer-'))).toEqual([]);
+    await expect.poll(() => messages.some((t) => t.includes("frame-ancestors 'self'"))).toBe(true);
+    await expectNothingStarts(seen);
+
+    await p.goto(`${hostUrl}/isolated`);
+    expect(await p.evaluate(() => crossOriginIsolated)).toBe(true);
+    await expect.poll(() => p.frameLocator('#emb').getByTestId('consent').isVisible(), { timeout: 10_000 }).toBe(true);
+    await p.context().close();
+  });
+
+  it('(e) the widget: Continue on the card, then the click inside the frame, gives a registered, ready volunteer', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/widget`);
+    await p.getByRole('button', { name: 'Continue', exact: true }).click();
+    const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
+    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
+    await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
+    const res = await fetch(`${swarmUrl}/api/swarm`);
+    expect(((await res.json()) as { list: { backend: string; state: string }[] }).list.map((v) => [v.backend, v.state])).toEqual([
+      ['wasm', 'ready'],
+    ]);
+    await closeAndWaitGone(p);
+  });
+});

@@ -1,0 +1,46 @@
+import type { ReactNode } from 'react';
+import type { BackendPlan } from './backend-plan.js';
+import { useConsent } from './use-consent.js';
+import { consentLabel, planShortText, planText } from './wording.js';
+
+/**
+ * The swarm's own consent button, with what the tab will compute on: the only
+ * way to start a volunteer (the page and the widget's frame both use it). It
+ * stays disabled, saying why, while consent.ts refuses.
+ */
+export function ConsentBox({
+  plan,
+  onConsent,
+  className,
+  compact = false,
+  children,
+}: {
+  readonly plan: BackendPlan;
+  readonly onConsent: () => void;
+  readonly className?: string;
+  /** The widget's small frame: the short wording. */
+  readonly compact?: boolean;
+  readonly children?: ReactNode;
+}) {
+  const { ref, refusal, settling, clickRefusal, onClick } = useConsent(onConsent);
+  const why = clickRefusal ?? (settling ? null : refusal);
+  const ready = plan.kind === 'gpu' || plan.kind === 'cpu';
+  return (
+    <div ref={ref} className={className} data-testid="consent-box" data-refusal={refusal?.code ?? ''}>
+      <div>
+        {children}
+        <p className="small" data-testid="plan" title={planText(plan)}>
+          {compact ? planShortText(plan) : planText(plan)}
+        </p>
+        {why !== null && (
+          <p className="small" role="status" data-testid="consent-refusal" title={why.message}>
+            Not yet: {why.message}
+          </p>
+        )}
+      </div>
+      <button type="button" className="primary" data-testid="consent" disabled={!ready || refusal !== null} onClick={onClick}>
+        {consentLabel(plan)}
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { type ConsentFacts, consentRefusal, entryShown, MIN_SHOWN_MS } from './consent.js';
+
+const SHOWN_AT = 1_000;
+/** A visible, full-size page whose consent box has been on screen long enough. */
+const OK: ConsentFacts = {
+  pageVisible: true,
+  viewportPx: { width: 300, height: 80 },
+  shownSinceMs: SHOWN_AT,
+  nowMs: SHOWN_AT + MIN_SHOWN_MS,
+};
+const REAL_CLICK = { isTrusted: true, userActivation: true };
+
+const code = (facts: Partial<ConsentFacts>, click?: { isTrusted: boolean; userActivation: boolean | null }) =>
+  consentRefusal({ ...OK, ...facts }, click)?.code ?? null;
+
+describe('consentRefusal', () => {
+  it('accepts a trusted click with user activation on a visible, big enough box shown long enough', () => {
+    expect(code({}, REAL_CLICK)).toBeNull();
+    expect(code({})).toBeNull();
+  });
+
+  it('refuses a click a script made (dispatchEvent, element.click())', () => {
+    expect(code({}, { isTrusted: false, userActivation: true })).toBe('ERR_UNTRUSTED_CLICK');
+    expect(code({}, { isTrusted: false, userActivation: null })).toBe('ERR_UNTRUSTED_CLICK');
+  });
+
+  it('refuses a click without user activation, and trusts the click alone where the browser does not say', () => {
+    expect(code({}, { isTrusted: true, userActivation: false })).toBe('ERR_NO_USER_ACTIVATION');
+    expect(code({}, { isTrusted: true, userActivation: null })).toBeNull();
+  });
+
+  it('refuses while the page is hidden (a background tab)', () => {
+    expect(code({ pageVisible: false }, REAL_CLICK)).toBe('ERR_PAGE_HIDDEN');
+  });
+
+  it('refuses a frame under 100×60 px, and names its size', () => {
+    expect(code({ viewportPx: { width: 1, height: 1 } }, REAL_CLICK)).toBe('ERR_FRAME_TOO_SMALL');
+    expect(code({ viewportPx: { width: 99, height: 80 } })).toBe('ERR_FRAME_TOO_SMALL');
+    expect(code({ viewportPx: { width: 300, height: 59 } })).toBe('ERR_FRAME_TOO_SMALL');
+    expect(code({ viewportPx: { width: 100, height: 60 } })).toBeNull();
+    expect(consentRefusal({ ...OK, viewportPx: { width: 1, height: 1 } })?.message).toContain('1×1 px');
+  });
+
+  it('refuses a box that is not shown, or was shown only just now', () => {
+    expect(code({ shownSinceMs: null }, REAL_CLICK)).toBe('ERR_NOT_SHOWN');
+    expect(code({ nowMs: SHOWN_AT + MIN_SHOWN_MS - 1 }, REAL_CLICK)).toBe('ERR_SHOWN_TOO_BRIEFLY');
+    expect(code({ nowMs: SHOWN_AT }, REAL_CLICK)).toBe('ERR_SHOWN_TOO_BRIEFLY');
+  });
+});
+
+describe('entryShown', () => {
+  it('needs the box (almost) wholly in view', () => {
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 1 })).toBe(true);
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 0.96 })).toBe(true);
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 0.5 })).toBe(false);
+    expect(entryShown({ isIntersecting: false, intersectionRatio: 0 })).toBe(false);
+  });
+
+  it("takes IntersectionObserver v2's word on occlusion, opacity and filters where the browser gives it", () => {
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 1, isVisible: false })).toBe(false);
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 1, isVisible: true })).toBe(true);
+    expect(entryShown({ isIntersecting: true, intersectionRatio: 0.2, isVisible: true })).toBe(false);
+  });
+});

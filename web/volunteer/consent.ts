@@ -1,0 +1,86 @@
+/**
+ * The rules of consent: nothing computes until the visitor clicks the swarm's
+ * own button, in the swarm's own document, while that document is on screen
+ * and big enough to read. Another site that frames /embed can neither click it
+ * for the visitor (a synthesised event is not trusted, a postMessage is not a
+ * click) nor trick the visitor into clicking it unseen (a tiny, transparent,
+ * covered or off-screen frame is refused).
+ *
+ * Pure: the browser facts come in (use-consent.ts gathers them), a refusal
+ * with a code comes out, so every rule is unit-tested.
+ */
+
+/** The smallest viewport that can show what it asks: a frame below this is a hiding place, not a widget. */
+export const MIN_VIEWPORT_PX = { width: 100, height: 60 } as const;
+/** How long the button must have been on screen, unobscured, before a click counts (a frame shown just under the cursor does not). */
+export const MIN_SHOWN_MS = 500;
+/** The share of the button that must be inside the viewport. */
+export const MIN_SHOWN_RATIO = 0.95;
+
+export type ConsentRefusalCode =
+  | 'ERR_PAGE_HIDDEN'
+  | 'ERR_FRAME_TOO_SMALL'
+  | 'ERR_NOT_SHOWN'
+  | 'ERR_SHOWN_TOO_BRIEFLY'
+  | 'ERR_UNTRUSTED_CLICK'
+  | 'ERR_NO_USER_ACTIVATION';
+
+export interface ConsentRefusal {
+  readonly code: ConsentRefusalCode;
+  /** For the visitor: why the button does not start anything yet. */
+  readonly message: string;
+}
+
+/** What the page knows about itself, before any click. */
+export interface ConsentFacts {
+  /** document.visibilityState === 'visible'. */
+  readonly pageVisible: boolean;
+  /** This document's viewport (the frame's size, when framed). */
+  readonly viewportPx: { readonly width: number; readonly height: number };
+  /**
+   * Since when (performance.now() clock) the button has been fully in the
+   * viewport and, where the browser can tell (IntersectionObserver v2),
+   * neither covered, transparent nor filtered; null while it is not.
+   */
+  readonly shownSinceMs: number | null;
+  readonly nowMs: number;
+}
+
+/** The click itself. */
+export interface ConsentClick {
+  /** event.isTrusted: the browser made it from real input, not a script. */
+  readonly isTrusted: boolean;
+  /** navigator.userActivation.isActive, or null where the browser does not say. */
+  readonly userActivation: boolean | null;
+}
+
+/** Why the page may not start now, or null when it may; with a click, whether that click is consent. */
+export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): ConsentRefusal | null {
+  if (click !== undefined && !click.isTrusted)
+    return { code: 'ERR_UNTRUSTED_CLICK', message: 'that click came from a script, not from you' };
+  if (click !== undefined && click.userActivation === false)
+    return { code: 'ERR_NO_USER_ACTIVATION', message: 'the browser did not see you click this page' };
+  if (!facts.pageVisible) return { code: 'ERR_PAGE_HIDDEN', message: 'this page is not on screen' };
+  const { width, height } = facts.viewportPx;
+  if (width < MIN_VIEWPORT_PX.width || height < MIN_VIEWPORT_PX.height)
+    return {
+      code: 'ERR_FRAME_TOO_SMALL',
+      message: `this frame is ${Math.round(width)}×${Math.round(height)} px, too small to show what it asks (at least ${MIN_VIEWPORT_PX.width}×${MIN_VIEWPORT_PX.height})`,
+    };
+  if (facts.shownSinceMs === null) return { code: 'ERR_NOT_SHOWN', message: 'this button is covered, transparent or off screen' };
+  if (facts.nowMs - facts.shownSinceMs < MIN_SHOWN_MS) return { code: 'ERR_SHOWN_TOO_BRIEFLY', message: 'take a moment to read it first' };
+  return null;
+}
+
+/**
+ * One IntersectionObserver entry, as much as the rules need: whether the
+ * button counts as shown. `isVisible` is undefined where the browser has no
+ * IntersectionObserver v2; then only the geometry can be checked.
+ */
+export function entryShown(e: {
+  readonly isIntersecting: boolean;
+  readonly intersectionRatio: number;
+  readonly isVisible?: boolean;
+}): boolean {
+  return e.isIntersecting && e.intersectionRatio >= MIN_SHOWN_RATIO && e.isVisible !== false;
+}

@@ -1,0 +1,84 @@
+import { type MouseEvent, useCallback, useEffect, useState } from 'react';
+import { type ConsentFacts, type ConsentRefusal, consentRefusal, entryShown, MIN_SHOWN_MS, MIN_SHOWN_RATIO } from './consent.js';
+
+/** IntersectionObserver v2 (Chromium): reports occlusion, opacity and filters as `isVisible`. Not in TypeScript's DOM types yet. */
+interface VisibilityObserverInit extends IntersectionObserverInit {
+  readonly trackVisibility: boolean;
+  /** At least 100 ms when trackVisibility is on (the browser throws otherwise). */
+  readonly delay: number;
+}
+const VISIBILITY_DELAY_MS = 100;
+
+/**
+ * Gathers the facts consent.ts judges, for the element that holds the
+ * consent button and what it says: whether it has been on screen long enough,
+ * the page's visibility and the viewport's size; and judges the click.
+ * `ref` goes on that element (not on the button: a disabled button is drawn
+ * half-transparent, which IntersectionObserver v2 would count as not visible).
+ */
+export function useConsent(onConsent: () => void) {
+  const [box, setBox] = useState<HTMLElement | null>(null);
+  const [shownSinceMs, setShownSince] = useState<number | null>(null);
+  /** Whether the observer has reported at all: until then "not shown" only means "not measured yet". */
+  const [observed, setObserved] = useState(false);
+  const [clickRefusal, setClickRefusal] = useState<ConsentRefusal | null>(null);
+  const [, rerender] = useState(0);
+
+  useEffect(() => {
+    if (box === null) return;
+    // No observer at all (very old browsers): the geometry cannot be checked, only the rest.
+    if (typeof IntersectionObserver === 'undefined') {
+      setShownSince(performance.now());
+      setObserved(true);
+      return;
+    }
+    const options: VisibilityObserverInit = { threshold: [0, MIN_SHOWN_RATIO, 1], trackVisibility: true, delay: VISIBILITY_DELAY_MS };
+    const io = new IntersectionObserver((entries) => {
+      const e = entries[entries.length - 1];
+      if (e === undefined) return;
+      const shown = entryShown(e);
+      setShownSince((since) => (shown ? (since ?? e.time) : null));
+      setObserved(true);
+    }, options);
+    io.observe(box);
+    return () => io.disconnect();
+  }, [box]);
+
+  // The other facts change without a render: the page hidden or shown, the frame resized.
+  useEffect(() => {
+    const onChange = () => rerender((n) => n + 1);
+    document.addEventListener('visibilitychange', onChange);
+    window.addEventListener('resize', onChange);
+    return () => {
+      document.removeEventListener('visibilitychange', onChange);
+      window.removeEventListener('resize', onChange);
+    };
+  }, []);
+
+  const facts = (): ConsentFacts => ({
+    pageVisible: document.visibilityState === 'visible',
+    viewportPx: { width: window.innerWidth, height: window.innerHeight },
+    shownSinceMs,
+    nowMs: performance.now(),
+  });
+  const refusal = consentRefusal(facts());
+
+  // Enable the button once it has been shown for MIN_SHOWN_MS.
+  const waitMs =
+    refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' && shownSinceMs !== null ? MIN_SHOWN_MS - (performance.now() - shownSinceMs) : null;
+  useEffect(() => {
+    if (waitMs === null) return;
+    const t = setTimeout(() => rerender((n) => n + 1), Math.max(0, waitMs) + 10);
+    return () => clearTimeout(t);
+  }, [waitMs]);
+
+  const onClick = (e: MouseEvent<HTMLElement>) => {
+    const r = consentRefusal(facts(), { isTrusted: e.nativeEvent.isTrusted, userActivation: navigator.userActivation?.isActive ?? null });
+    setClickRefusal(r);
+    if (r === null) onConsent();
+  };
+  const ref = useCallback((el: HTMLElement | null) => setBox(el), []);
+  // Nothing to tell the visitor in the first half second (or before the first measurement).
+  const settling = refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' || (refusal?.code === 'ERR_NOT_SHOWN' && !observed);
+  return { ref, refusal, settling, clickRefusal, onClick };
+}

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { consentLabel, hardwareText, planShortText, planText, shortStateText, stateText, usesText, weightsText } from './wording.js';
+
+describe('what the volunteer page says', () => {
+  it('names the hardware on the button: the GPU only when there is a WebGPU adapter', () => {
+    expect(consentLabel({ kind: 'gpu', adapter: 'nvidia ampere' })).toBe("Donate this tab's GPU");
+    expect(consentLabel({ kind: 'cpu', why: 'no-adapter' })).toBe("Donate this tab's CPU");
+    expect(consentLabel({ kind: 'cpu', why: 'asked' })).toBe("Donate this tab's CPU");
+    expect(consentLabel({ kind: 'detecting' })).not.toContain('Donate');
+  });
+
+  it('says before the click what it will compute on, and why', () => {
+    expect(planText({ kind: 'gpu', adapter: 'nvidia ampere' })).toBe("It will compute on this tab's GPU with WebGPU (nvidia ampere).");
+    expect(planText({ kind: 'cpu', why: 'no-adapter' })).toContain('no WebGPU adapter');
+    expect(planText({ kind: 'cpu', why: 'no-adapter' })).toContain('CPU with WebAssembly');
+    expect(planText({ kind: 'cpu', why: 'asked' })).toBe('It will compute on the CPU with WebAssembly, as asked.');
+    expect(planText({ kind: 'failed', message: 'no adapter' })).toBe('Cannot start: no adapter');
+    expect(planShortText({ kind: 'cpu', why: 'no-adapter' })).toBe('No GPU here: runs on the CPU (WebAssembly)');
+    expect(planShortText({ kind: 'gpu', adapter: 'x' })).toBe("Runs on this tab's GPU (WebGPU)");
+  });
+
+  it('says after the click what it computes on', () => {
+    expect(usesText('webgpu')).toBe('GPU · WebGPU');
+    expect(usesText('wasm')).toBe('CPU · WebAssembly');
+    expect(hardwareText('webgpu')).toBe('GPU');
+    expect(hardwareText('wasm')).toBe('CPU');
+  });
+
+  it('says "computing" only while a session runs, "waiting for work" before', () => {
+    expect(stateText('ready', 0)).toBe('Ready, waiting for work');
+    expect(stateText('ready', 2)).toBe('Computing for the swarm');
+    expect(stateText('paused', 0)).toBe('Paused');
+    expect(shortStateText('ready', 0)).toBe('Waiting for work');
+    expect(shortStateText('ready', 1)).toBe('Computing');
+    expect(shortStateText('downloading', 0)).toBe('Loading the model…');
+  });
+
+  it('keeps showing the weights while paused: what the cache keeps, or where a download stopped', () => {
+    const done = { file: 'stage-0.onnx', loadedBytes: 2_500_000, totalBytes: 2_500_000, fromCache: false };
+    expect(weightsText(done, 'ready')).toBe('2.5 MB downloaded');
+    expect(weightsText({ ...done, fromCache: true }, 'ready')).toBe('2.5 MB reused from the browser cache');
+    expect(weightsText(done, 'paused')).toBe('2.5 MB in the browser cache, kept for resuming');
+    expect(weightsText({ ...done, loadedBytes: 1_000_000 }, 'paused')).toBe('download stopped at 1.0 of 2.5 MB');
+    expect(weightsText({ ...done, loadedBytes: 1_000_000 }, 'downloading')).toBe('1.0 of 2.5 MB');
+  });
+});

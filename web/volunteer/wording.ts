@@ -1,0 +1,114 @@
+/**
+ * What the volunteer page and the widget's frame say, as pure functions: what
+ * the tab will use before the click, what it uses after, and whether it is
+ * computing or only waiting for work.
+ */
+import type { Backend } from '../compute/messages.js';
+import type { Progress } from '../compute/stage-loader.js';
+import type { BackendPlan } from './backend-plan.js';
+import type { ReplicaState } from './replica.js';
+
+/** The consent button: names the hardware the tab will really use. */
+export function consentLabel(plan: BackendPlan): string {
+  switch (plan.kind) {
+    case 'detecting':
+      return 'Checking for a GPU…';
+    case 'gpu':
+      return "Donate this tab's GPU";
+    case 'cpu':
+      return "Donate this tab's CPU";
+    case 'failed':
+      return 'Cannot start';
+    default:
+      return plan satisfies never;
+  }
+}
+
+/** Before the click: what the tab will compute on, and why. */
+export function planText(plan: BackendPlan): string {
+  switch (plan.kind) {
+    case 'detecting':
+      return 'Checking whether this browser offers a GPU (WebGPU)…';
+    case 'gpu':
+      return `It will compute on this tab's GPU with WebGPU (${plan.adapter}).`;
+    case 'cpu':
+      return plan.why === 'asked'
+        ? 'It will compute on the CPU with WebAssembly, as asked.'
+        : 'This browser offers no GPU (no WebGPU adapter), so it will compute on the CPU with WebAssembly.';
+    case 'failed':
+      return `Cannot start: ${plan.message}`;
+    default:
+      return plan satisfies never;
+  }
+}
+
+/** planText for the widget's small frame. */
+export function planShortText(plan: BackendPlan): string {
+  switch (plan.kind) {
+    case 'detecting':
+      return 'Checking for a GPU…';
+    case 'gpu':
+      return "Runs on this tab's GPU (WebGPU)";
+    case 'cpu':
+      return plan.why === 'asked' ? 'Runs on the CPU (WebAssembly)' : 'No GPU here: runs on the CPU (WebAssembly)';
+    case 'failed':
+      return `Cannot start: ${plan.message}`;
+    default:
+      return plan satisfies never;
+  }
+}
+
+/** After the click: what the tab computes on. */
+export function usesText(backend: Backend): string {
+  return backend === 'webgpu' ? 'GPU · WebGPU' : 'CPU · WebAssembly';
+}
+
+/** usesText for the widget's one line: the hardware alone. */
+export function hardwareText(backend: Backend): 'GPU' | 'CPU' {
+  return backend === 'webgpu' ? 'GPU' : 'CPU';
+}
+
+const STATE_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
+  connecting: 'Connecting to the swarm…',
+  waiting: 'Waiting for a stage',
+  downloading: 'Downloading weights',
+  loading: 'Loading the model',
+  paused: 'Paused',
+  left: 'Left the swarm',
+  error: 'Stopped by an error',
+  evicted: 'Evicted',
+};
+
+/** The volunteer page's badge: "computing" only while a session runs on this tab. */
+export function stateText(state: ReplicaState, openSessions: number): string {
+  if (state !== 'ready') return STATE_TEXT[state];
+  return openSessions > 0 ? 'Computing for the swarm' : 'Ready, waiting for work';
+}
+
+const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
+  connecting: 'Connecting…',
+  waiting: 'Waiting for a stage',
+  downloading: 'Loading the model…',
+  loading: 'Loading the model…',
+  paused: 'Paused',
+  left: 'Left the swarm',
+  error: 'Stopped by an error',
+  evicted: 'Evicted',
+};
+
+/** The widget frame's one-line state. */
+export function shortStateText(state: ReplicaState, openSessions: number): string {
+  if (state !== 'ready') return SHORT_TEXT[state];
+  return openSessions > 0 ? 'Computing' : 'Waiting for work';
+}
+
+/** The Weights card: the download, its reuse from the cache, and while paused what the cache keeps. */
+export function weightsText(p: Progress, state: ReplicaState): string {
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+  if (p.loadedBytes < p.totalBytes)
+    return state === 'paused'
+      ? `download stopped at ${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`
+      : `${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`;
+  if (state === 'paused') return `${mb(p.totalBytes)} MB in the browser cache, kept for resuming`;
+  return `${mb(p.totalBytes)} MB ${p.fromCache ? 'reused from the browser cache' : 'downloaded'}`;
+}
