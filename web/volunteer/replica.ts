@@ -112,8 +112,12 @@ export class VolunteerReplica {
     });
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
     socket.on('session:open', (m) => void this.openSession(m));
-    socket.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    socket.on('session:close', ({ sessionId }) => {
+      this.core?.close(sessionId);
+      this.mesh?.endSession(sessionId); // channels no live session needs close a little later
+    });
     socket.on('session:update', (m) => {
+      this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
       // Connect to the new neighbours first: the resend needs their data channels.
       Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)))
         .then(() => this.core?.update(m))
@@ -226,6 +230,7 @@ export class VolunteerReplica {
 
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
+    this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
     try {
       await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });
