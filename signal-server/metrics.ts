@@ -14,6 +14,9 @@ export class SwarmMetrics implements SwarmObserver {
   private readonly generations: Counter<'outcome'>;
   private readonly step: Histogram;
   readonly httpRequests: Counter<'route' | 'status'>;
+  /** Socket.IO events over a socket's budget (dropped unanswered), and sockets disconnected for flooding. */
+  readonly socketEventsDropped: Counter;
+  readonly socketsRateLimited: Counter;
 
   constructor(coordinator: SwarmCoordinator | null) {
     const registers = [this.registry];
@@ -41,6 +44,16 @@ export class SwarmMetrics implements SwarmObserver {
       name: 'webswarm_http_requests_total',
       help: 'API requests by route and status',
       labelNames: ['route', 'status'],
+      registers,
+    });
+    this.socketEventsDropped = new Counter({
+      name: 'webswarm_socket_events_dropped_total',
+      help: 'Socket.IO events dropped unanswered because their socket was over its event budget',
+      registers,
+    });
+    this.socketsRateLimited = new Counter({
+      name: 'webswarm_sockets_rate_limited_total',
+      help: 'Sockets disconnected with ERR_RATE_LIMITED for flooding past their event budget',
       registers,
     });
     new Gauge({

@@ -7,9 +7,11 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
 import { admitOrRefuse, handleOpenAiGeneration, sendApiError } from './api/completions.js';
+import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './http/static-files.js';
 import { type Logger, silentLogger } from './log.js';
+import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { SwarmMetrics } from './metrics.js';
 import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
 
@@ -47,6 +49,8 @@ export interface SignalServerOptions {
   readonly maxBodyBytes?: number;
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
+  /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
+  readonly socketEventBudget?: EventBudgetOptions;
 }
 
 const API_ROUTES = ['/v1/models', '/v1/completions', '/v1/chat/completions'];
@@ -56,6 +60,9 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
+
+/** How long the connection of a socket cut off for flooding stays, unread, for ERR_RATE_LIMITED to reach it. */
+const RATE_LIMITED_LINGER_MS = 1_000;
 
 export interface SignalServer {
   /** Resolves once the server listens. */
@@ -80,6 +87,15 @@ function tokenizerOf(m: ServedStages): Tokenizer {
     read(m.manifest.tokenizer.file),
     m.manifest.tokenizerConfig === null ? null : read(m.manifest.tokenizerConfig.file),
   );
+}
+
+/**
+ * The sender a coordinator log line is about, when it reports one of that
+ * sender's messages refused ("<id>: ERR_… …") or failed ("volunteer <id> failed
+ * step …"): such lines are limited per sender. Null for every other line.
+ */
+function senderOf(line: string): string | null {
+  return /^(\S+): ERR_[A-Z_]+ /.exec(line)?.[1] ?? /^volunteer (\S+) failed step /.exec(line)?.[1] ?? null;
 }
 
 /**
@@ -215,6 +231,13 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
   const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
+  // One sender's refused messages write at most 10 lines per 10 s, then one "N more suppressed".
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
+  const coordinatorLog = (line: string) => {
+    const sender = senderOf(line);
+    if (sender === null) log(line);
+    else refusals.line(sender, line);
+  };
   const first = listings[0];
   const firstModel = opts.models[0];
   const coordinator =
@@ -236,7 +259,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
             access,
           },
-          log,
+          coordinatorLog,
         );
   const api = {
     coordinator,
@@ -247,12 +270,37 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   };
   const metrics = new SwarmMetrics(coordinator);
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
+  const budgetOptions = opts.socketEventBudget ?? SOCKET_EVENT_BUDGET;
   io.on('connection', (socket) => {
+    // Every inbound event spends from the socket's budget; over it the event is dropped unanswered,
+    // and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
+    const budget = new EventBudget(budgetOptions);
+    socket.use((_event, next) => {
+      const verdict = budget.take();
+      if (verdict === 'serve') return next();
+      metrics.socketEventsDropped.inc();
+      if (verdict === 'drop' || !socket.connected) return;
+      metrics.socketsRateLimited.inc();
+      const message = `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`;
+      log(`${socket.data.volunteerId ?? socket.id} (${socket.handshake.address}): ERR_RATE_LIMITED ${message}`);
+      socket.emit('server:error', { code: 'ERR_RATE_LIMITED', message });
+      socket.disconnect(true);
+      // Read none of what it still has in flight (a flood is thousands of frames), and let the connection go
+      // once the answer is out: the socket of a WebSocket connection is that of its upgrade request.
+      if (socket.conn.transport.name !== 'websocket') return;
+      const tcp = socket.request.socket;
+      tcp.pause();
+      setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
+    });
     let subscribed = false;
     socket.on('dashboard:subscribe', () => {
       if (subscribed || feed === null) return;
       subscribed = true;
       feed.subscribe(socket);
+    });
+    socket.on('disconnect', () => {
+      refusals.end(socket.id);
+      if (socket.data.volunteerId !== null) refusals.end(socket.data.volunteerId);
     });
   });
   const ready = new Promise<void>((resolve, reject) => {

@@ -1,0 +1,211 @@
+// Resource exhaustion, integration: a real server on port 0 and real
+// socket.io-client sockets in Node. A flooding socket is cut off without
+// flooding the log or slowing anyone else.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { io as connect, type Socket } from 'socket.io-client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { WireError } from '../shared/protocol/errors.js';
+import type { ClientToServerEvents, ServerToClientEvents, StageAssignment } from '../shared/protocol/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { createLogger } from './log.js';
+import { ensureStages, partitionKey } from './models/model-folder.js';
+import { createSignalServer, type SignalServer } from './server.js';
+
+type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
+const EVENT_TIMEOUT_MS = 5_000;
+const STAGES = 3;
+const FLOOD_EVENTS = 20_000;
+const FLOOD_BATCH = 1_000;
+/** The flood, the health checks and the polite volunteer's round trips all end by then. */
+const FLOOD_DEADLINE_MS = 20_000;
+
+let cache: string;
+let server: SignalServer;
+const logLines: string[] = [];
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-abuse-'));
+  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: STAGES }, cache);
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(line);
+      done();
+    },
+  });
+  server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(STAGES, { stages: STAGES }) }],
+    redundancy: 2,
+    logger: createLogger('info', sink),
+  });
+  await server.ready;
+});
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.disconnect();
+  await expect.poll(() => server.coordinator?.registry.size, { timeout: 10_000 }).toBe(0);
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+function client(role: 'volunteer' | 'requester' = 'volunteer'): Client {
+  const c: Client = connect(server.address().url, {
+    auth: { protocol: PROTOCOL_VERSION, role },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  });
+  clients.push(c);
+  return c;
+}
+
+function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome'): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
+    (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssignment }> {
+  const c = client();
+  const welcome = next<{ volunteerId: string }>(c, 'volunteer:welcome');
+  const assign = next<StageAssignment>(c, 'volunteer:assign');
+  c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
+  return { c, id: (await welcome).volunteerId, assign: await assign };
+}
+
+/**
+ * The flooder runs in a process of its own, as an attacker would: in this one
+ * its sending would hold up the very event loop whose answers are measured.
+ * It prints what the server told it and why it was disconnected.
+ */
+const FLOODER = `
+import { io } from 'socket.io-client';
+const [url, protocol, total, batch] = process.argv.slice(1);
+const s = io(url, { auth: { protocol: Number(protocol), role: 'volunteer' }, transports: ['websocket'], reconnection: false, forceNew: true });
+const codes = [];
+let sent = 0;
+const done = (reason) => { console.log(JSON.stringify({ codes, reason, sent })); process.exit(0); };
+s.on('server:error', (e) => codes.push(e.code));
+s.on('disconnect', (reason) => done(reason));
+s.on('connect_error', (e) => done('connect_error ' + e.message));
+setTimeout(() => done('deadline'), ${FLOOD_DEADLINE_MS}).unref();
+s.on('connect', async () => {
+  while (sent < Number(total) && s.connected) {
+    for (let i = 0; i < Number(batch); i++, sent++) {
+      if (sent % 3 === 0) s.emit('steal:tokens', { i: sent });
+      else if (sent % 3 === 1) s.emit('step:digest', 'junk');
+      else s.emit('signal', { to: 'peer-' + sent, data: sent });
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+});
+`;
+
+interface FloodReport {
+  readonly codes: string[];
+  readonly reason: string;
+  readonly sent: number;
+}
+
+function flood(): Promise<FloodReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', FLOODER, server.address().url, String(PROTOCOL_VERSION), String(FLOOD_EVENTS), String(FLOOD_BATCH)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
+    child.on('error', reject);
+    child.on('exit', () => {
+      try {
+        resolve(JSON.parse(out) as FloodReport);
+      } catch {
+        reject(new Error(`the flooder said ${JSON.stringify(out)}`));
+      }
+    });
+  });
+}
+
+function percentile(xs: readonly number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+describe('a socket flooding the server', () => {
+  it('is disconnected with ERR_RATE_LIMITED after its budget, writes few log lines, and slows no one else', async () => {
+    const polite = await volunteer();
+    const health = async () => {
+      const t0 = performance.now();
+      const res = await fetch(`${server.address().url}/healthz`);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+      return performance.now() - t0;
+    };
+    const politeRoundTrip = async () => {
+      const t0 = performance.now();
+      const answered = new Promise<WireError>((resolve) => polite.c.once('server:error', resolve));
+      polite.c.emit('signal', { to: 'nobody', data: {} });
+      expect((await answered).code).toBe('ERR_NOT_LINKED');
+      return performance.now() - t0;
+    };
+    await health(); // the first fetch of a process sets up its connection pool: not the server's time
+    const linesBefore = logLines.length;
+    const started = performance.now();
+    const cpuBefore = process.cpuUsage();
+    let over = false;
+    const flooding = flood().finally(() => {
+      over = true;
+    });
+    // Meanwhile: /healthz, and a well-behaved volunteer's messages, which are answered.
+    const healthMs: number[] = [];
+    const politeMs: number[] = [];
+    while (!over && performance.now() - started < FLOOD_DEADLINE_MS) {
+      healthMs.push(await health());
+      politeMs.push(await politeRoundTrip());
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const report = await flooding;
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    const floodMs = performance.now() - started;
+    polite.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: polite.assign.stage, stepMs: 1 });
+    await expect.poll(() => server.coordinator?.registry.readyReplicas(polite.assign.stage).map((v) => v.id)).toContain(polite.id);
+    await expect.poll(() => logLines.slice(linesBefore).some((l) => l.includes('more suppressed'))).toBe(true);
+
+    const lines = logLines.slice(linesBefore);
+    console.log(
+      `flood: ${report.sent} events sent, disconnected (${report.reason}) after ${Math.round(floodMs)} ms; ` +
+        `this process spent ${cpuMs.toFixed(0)} ms of CPU; ${lines.length} log lines (${lines.join('').length} bytes); ` +
+        `${report.codes.length} answers to the flooder; /healthz ${healthMs.length} checks, median ${percentile(healthMs, 50).toFixed(1)} ms, ` +
+        `p90 ${percentile(healthMs, 90).toFixed(1)} ms, worst ${Math.max(...healthMs).toFixed(1)} ms; ` +
+        `polite volunteer ${politeMs.length} round trips, worst ${Math.max(...politeMs).toFixed(1)} ms`,
+    );
+    expect(report.reason).toBe('io server disconnect');
+    expect(report.codes.filter((c) => c === 'ERR_RATE_LIMITED')).toHaveLength(1);
+    expect(report.codes.length).toBeLessThan(1_000); // the budget (400) and what came before the cut, not 20 000
+    expect(lines.length).toBeLessThan(50);
+    expect(lines.some((l) => l.includes('ERR_RATE_LIMITED'))).toBe(true);
+    expect(polite.c.connected).toBe(true);
+    // Answered within 100 ms. Nine in ten, not all: on a shared two-core machine a check now and then
+    // waits for another process's time slice (the worst is printed above; before the budget it was 0.4–0.6 s).
+    expect(healthMs.length).toBeGreaterThan(0);
+    expect(percentile(healthMs, 90)).toBeLessThan(100);
+    const metrics = await (await fetch(`${server.address().url}/metrics`)).text();
+    expect(metrics).toMatch(/^webswarm_sockets_rate_limited_total 1$/m);
+  });
+});
