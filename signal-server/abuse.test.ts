@@ -1,6 +1,7 @@
 // Resource exhaustion, integration: a real server on port 0 and real
 // socket.io-client sockets in Node. A flooding socket is cut off without
-// flooding the log or slowing anyone else.
+// flooding the log or slowing anyone else; swarm:status reaches only the pages
+// that asked for it, coalesced.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import { Writable } from 'node:stream';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, StageAssignment } from '../shared/protocol/messages.js';
+import type { ClientToServerEvents, ServerToClientEvents, StageAssignment, SwarmStatus } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
@@ -69,7 +70,7 @@ function client(role: 'volunteer' | 'requester' = 'volunteer'): Client {
   return c;
 }
 
-function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome'): Promise<T> {
+function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'swarm:status'): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
     (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
@@ -207,5 +208,48 @@ describe('a socket flooding the server', () => {
     expect(percentile(healthMs, 90)).toBeLessThan(100);
     const metrics = await (await fetch(`${server.address().url}/metrics`)).text();
     expect(metrics).toMatch(/^webswarm_sockets_rate_limited_total 1$/m);
+  });
+});
+
+describe('swarm:status', () => {
+  it('goes only to the sockets that subscribed, at most about once a second, and ends equal to the swarm', async () => {
+    const SUBSCRIBERS = 50;
+    const IDLE = 50;
+    const CHURN = 100;
+    const subscribers = Array.from({ length: SUBSCRIBERS }, () => client('requester'));
+    const last = new Map<Client, SwarmStatus>();
+    let received = 0;
+    await Promise.all(
+      subscribers.map(async (s) => {
+        const first = next<SwarmStatus>(s, 'swarm:status');
+        s.emit('status:subscribe');
+        last.set(s, await first); // the status at once
+        s.on('swarm:status', (m) => {
+          received += 1;
+          last.set(s, m);
+        });
+      }),
+    );
+    const idle = await Promise.all(Array.from({ length: IDLE }, () => volunteer()));
+    let idleReceived = 0;
+    for (const v of idle) v.c.on('swarm:status', () => (idleReceived += 1));
+
+    const started = performance.now();
+    for (let i = 0; i < CHURN; i++) {
+      const v = await volunteer();
+      v.c.disconnect();
+    }
+    // Everyone ends with the swarm as it is: the idle volunteers only.
+    await expect.poll(() => server.coordinator?.registry.size).toBe(IDLE);
+    const final = server.coordinator?.status();
+    expect(final?.volunteers).toBe(IDLE);
+    await expect.poll(() => subscribers.every((s) => JSON.stringify(last.get(s)) === JSON.stringify(final)), { timeout: 5_000 }).toBe(true);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(
+      `status: ${CHURN} joins and leaves in ${seconds.toFixed(1)} s: ${received} messages to ${SUBSCRIBERS} subscribers, ${idleReceived} to ${IDLE} idle volunteers`,
+    );
+    expect(idleReceived).toBe(0);
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThanOrEqual((Math.ceil(seconds) + 2) * SUBSCRIBERS);
   });
 });

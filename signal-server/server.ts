@@ -14,6 +14,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { SwarmMetrics } from './metrics.js';
 import { SwarmCoordinator, type SwarmServer } from './socket-handlers.js';
+import { StatusFeed } from './status-feed.js';
 
 /** A model's built stages, served to volunteers under /models/<modelId>/<key>/. */
 export interface ServedStages {
@@ -270,6 +271,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   };
   const metrics = new SwarmMetrics(coordinator);
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
+  const statusFeed = new StatusFeed(io, () => coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] });
+  // The coordinator announces a volunteer leaving with io.emit('swarm:status', …) to every socket, volunteers
+  // included. Until it calls statusFeed.changed() itself, that broadcast is turned into a change for the feed.
+  const broadcast = io.emit.bind(io) as (event: string, ...args: unknown[]) => boolean;
+  io.emit = ((event: string, ...args: unknown[]): boolean => {
+    if (event !== 'swarm:status') return broadcast(event, ...args);
+    statusFeed.changed();
+    return true;
+  }) as unknown as typeof io.emit;
   const budgetOptions = opts.socketEventBudget ?? SOCKET_EVENT_BUDGET;
   io.on('connection', (socket) => {
     // Every inbound event spends from the socket's budget; over it the event is dropped unanswered,
@@ -298,7 +308,16 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       subscribed = true;
       feed.subscribe(socket);
     });
+    let statusSubscribed = false;
+    socket.on('status:subscribe', () => {
+      if (statusSubscribed) return;
+      statusSubscribed = true;
+      statusFeed.subscribe(socket);
+    });
+    // A volunteer joining (the coordinator has registered it by now) or leaving changes the status.
+    socket.on('volunteer:hello', () => statusFeed.changed());
     socket.on('disconnect', () => {
+      if (socket.data.role === 'volunteer') statusFeed.changed();
       refusals.end(socket.id);
       if (socket.data.volunteerId !== null) refusals.end(socket.data.volunteerId);
     });
@@ -321,6 +340,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     async close() {
       coordinator?.shutdown();
       feed?.close();
+      statusFeed.close();
       // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.
       await new Promise((r) => setTimeout(r, 100));
       await new Promise<void>((resolve) => {

@@ -184,6 +184,7 @@ export const CLIENT_EVENTS = [
   'step:failed',
   'chat:generate',
   'dashboard:subscribe',
+  'status:subscribe',
 ] as const satisfies readonly (keyof ClientToServerEvents)[];
 
 export interface ClientToServerEvents {
@@ -197,6 +198,14 @@ export interface ClientToServerEvents {
   'chat:generate': (m: GenerateRequest) => void;
   /** Joins the dashboard's feed: a snapshot now, an update every second. */
   'dashboard:subscribe': () => void;
+  /** Asks for `swarm:status`: the status now, then at most one a second while volunteers come and go. */
+  'status:subscribe': () => void;
+}
+
+/** Volunteers online and replicas per stage, for the landing and chat pages. */
+export interface SwarmStatus {
+  readonly volunteers: number;
+  readonly replicasPerStage: readonly number[];
 }
 
 export interface ServerToClientEvents {
@@ -211,7 +220,8 @@ export interface ServerToClientEvents {
   'chat:token': (m: TokenEvent) => void;
   'chat:done': (m: GenerateDone) => void;
   'chat:error': (m: WireError & { readonly requestId: string }) => void;
-  'swarm:status': (m: { readonly volunteers: number; readonly replicasPerStage: readonly number[] }) => void;
+  /** Only to sockets that sent status:subscribe. */
+  'swarm:status': (m: SwarmStatus) => void;
   'server:error': (e: WireError) => void;
   'dashboard:snapshot': (m: DashboardSnapshot) => void;
   'dashboard:update': (m: DashboardUpdate) => void;

@@ -29,6 +29,7 @@ export function ChatApp() {
     const s = connectSwarm('requester');
     socket.current = s;
     s.on('swarm:status', setSwarm);
+    s.on('connect', () => s.emit('status:subscribe')); // again after each reconnect
     s.on('chat:token', (t) => {
       if (t.requestId === current.current) setTokens((xs) => [...xs, t]);
     });
