@@ -1,7 +1,7 @@
 // Resource exhaustion, integration: a real server on port 0 and real
 // socket.io-client sockets in Node. A flooding socket is cut off without
 // flooding the log or slowing anyone else; swarm:status reaches only the pages
-// that asked for it, coalesced.
+// that asked for it, coalesced; the dashboard's updates do not grow with the swarm.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,15 @@ import { Writable } from 'node:stream';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, StageAssignment, SwarmStatus } from '../shared/protocol/messages.js';
+import {
+  type ClientToServerEvents,
+  DASHBOARD_REPLICAS_SHOWN,
+  type DashboardSnapshot,
+  type DashboardUpdate,
+  type ServerToClientEvents,
+  type StageAssignment,
+  type SwarmStatus,
+} from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
@@ -23,6 +31,8 @@ const FLOOD_EVENTS = 20_000;
 const FLOOD_BATCH = 1_000;
 /** The flood, the health checks and the polite volunteer's round trips all end by then. */
 const FLOOD_DEADLINE_MS = 20_000;
+const DASHBOARD_VOLUNTEERS = 400;
+const MEASURE_MS = 5_000;
 
 let cache: string;
 let server: SignalServer;
@@ -70,7 +80,7 @@ function client(role: 'volunteer' | 'requester' = 'volunteer'): Client {
   return c;
 }
 
-function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'swarm:status'): Promise<T> {
+function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'swarm:status' | 'dashboard:snapshot'): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
     (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
@@ -87,6 +97,9 @@ async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssign
   c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
   return { c, id: (await welcome).volunteerId, assign: await assign };
 }
+
+/** The size of an event's payload as JSON: what it costs on the wire, give or take Socket.IO's framing. */
+const sizeOf = (m: unknown) => JSON.stringify(m).length;
 
 /**
  * The flooder runs in a process of its own, as an attacker would: in this one
@@ -251,5 +264,41 @@ describe('swarm:status', () => {
     expect(idleReceived).toBe(0);
     expect(received).toBeGreaterThan(0);
     expect(received).toBeLessThanOrEqual((Math.ceil(seconds) + 2) * SUBSCRIBERS);
+  });
+});
+
+describe('the dashboard feed with 400 idle volunteers', () => {
+  it('sends a bounded grid once, then samples without it until the grid changes', async () => {
+    for (let i = 0; i < DASHBOARD_VOLUNTEERS; i += 50) await Promise.all(Array.from({ length: 50 }, () => volunteer()));
+    const dash = client('requester');
+    const snapshot = next<DashboardSnapshot>(dash, 'dashboard:snapshot');
+    const updates: DashboardUpdate[] = [];
+    let updateBytes = 0;
+    dash.on('dashboard:update', (m) => {
+      updates.push(m);
+      updateBytes += sizeOf(m);
+    });
+    dash.emit('dashboard:subscribe');
+    const snap = await snapshot;
+    const snapshotBytes = sizeOf(snap);
+    expect(snap.grid.stages.reduce((n, s) => n + s.volunteers, 0)).toBe(DASHBOARD_VOLUNTEERS);
+    expect(snap.grid.stages.map((s) => s.volunteers)).toEqual(server.coordinator?.registry.replicasPerStage());
+    for (let s = 0; s < STAGES; s++) expect(snap.grid.volunteers.filter((v) => v.stage === s)).toHaveLength(DASHBOARD_REPLICAS_SHOWN);
+
+    await new Promise((r) => setTimeout(r, MEASURE_MS));
+    const idleUpdates = updates.length;
+    const idleBytes = updateBytes;
+    console.log(
+      `dashboard, ${DASHBOARD_VOLUNTEERS} idle volunteers: snapshot ${snapshotBytes} bytes; ${idleUpdates} updates in ${MEASURE_MS / 1000} s, ${idleBytes} bytes`,
+    );
+    expect(idleUpdates).toBeGreaterThanOrEqual(3);
+    expect(updates.every((u) => u.grid === null)).toBe(true);
+    expect(idleBytes).toBeLessThan(5 * 1024);
+    expect(snapshotBytes).toBeLessThan(STAGES * DASHBOARD_REPLICAS_SHOWN * 400);
+
+    // Ten leave: the next grid says so, within a few seconds.
+    for (const c of clients.slice(0, 10)) c.disconnect();
+    const lastGrid = () => updates.findLast((u) => u.grid !== null)?.grid;
+    await expect.poll(() => lastGrid()?.stages.reduce((n, s) => n + s.volunteers, 0), { timeout: 5_000 }).toBe(DASHBOARD_VOLUNTEERS - 10);
   });
 });

@@ -256,13 +256,33 @@ export interface DashboardSample {
   readonly missing: number;
 }
 
+/** Volunteers the grid lists per stage; the others are only counted. */
+export const DASHBOARD_REPLICAS_SHOWN = 64;
+
+/** One stage's volunteers, counted. */
+export interface StageCount {
+  readonly volunteers: number;
+  /** Of them, loaded and ready (or computing now). */
+  readonly ready: number;
+}
+
+/** The stages × replicas grid. */
+export interface DashboardGrid {
+  /** At most DASHBOARD_REPLICAS_SHOWN volunteers of each stage (computing first, then ready, then loading). */
+  readonly volunteers: readonly VolunteerView[];
+  /** Every stage's counts, the volunteers not listed included. */
+  readonly stages: readonly StageCount[];
+}
+
 export interface DashboardUpdate {
   readonly sample: DashboardSample;
-  readonly volunteers: readonly VolunteerView[];
+  /** The grid when it changed since the last one sent (at most every few seconds); null when it did not. */
+  readonly grid: DashboardGrid | null;
   readonly sessions: number;
 }
 
 export interface DashboardSnapshot extends DashboardUpdate {
+  readonly grid: DashboardGrid;
   readonly modelId: string;
   readonly stages: number;
   readonly redundancy: number;
