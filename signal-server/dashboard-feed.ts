@@ -1,9 +1,12 @@
 import {
   DASHBOARD_HISTORY,
+  DASHBOARD_REPLICAS_SHOWN,
+  type DashboardGrid,
   type DashboardSample,
   type DashboardSnapshot,
-  type DashboardUpdate,
+  type StageCount,
   type StageVote,
+  type VolunteerView,
 } from '../shared/protocol/messages.js';
 import type { Coordinator } from './coordinator/coordinator.js';
 import { type SwarmObserver, voteCounts } from './coordinator/observer.js';
@@ -11,10 +14,16 @@ import type { SwarmServer } from './socket-handlers.js';
 
 const ROOM = 'dashboard';
 
+/** The grid goes out at most this often, and only when it changed. */
+export const DASHBOARD_GRID_EVERY_MS = 2_000;
+
 /**
  * The live dashboard's data: counts tokens and votes as they happen, samples
- * them every interval, keeps the last five minutes and pushes each sample with
- * the volunteers' grid to the sockets that subscribed (a Socket.IO room).
+ * them every interval, keeps the last five minutes and pushes each sample to
+ * the sockets that subscribed (a Socket.IO room), with the volunteers' grid
+ * when it changed (at most every DASHBOARD_GRID_EVERY_MS). The grid lists at
+ * most DASHBOARD_REPLICAS_SHOWN volunteers per stage and counts the rest, so an
+ * update's size does not grow with the swarm.
  */
 export class DashboardFeed implements SwarmObserver {
   private tokens = 0;
@@ -23,11 +32,15 @@ export class DashboardFeed implements SwarmObserver {
   private missing = 0;
   private readonly history: DashboardSample[] = [];
   private readonly timer: ReturnType<typeof setInterval>;
+  /** The grid last sent to the room (as JSON), and when. */
+  private lastGrid = '';
+  private lastGridAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly io: SwarmServer,
     private readonly coordinator: Coordinator,
     private readonly intervalMs = 1000,
+    private readonly gridEveryMs = DASHBOARD_GRID_EVERY_MS,
   ) {
     coordinator.observe(this);
     this.timer = setInterval(() => this.tick(), intervalMs);
@@ -44,13 +57,19 @@ export class DashboardFeed implements SwarmObserver {
 
   /** A socket asked for the feed: it gets the snapshot now and every update after. */
   subscribe(socket: { join(room: string): unknown; emit(event: 'dashboard:snapshot', m: DashboardSnapshot): unknown }): void {
+    const alone = (this.io.sockets.adapter.rooms.get(ROOM)?.size ?? 0) === 0;
     void socket.join(ROOM);
+    const grid = this.grid();
+    // The first one watching has the grid now: updates carry it again only when it changes.
+    if (alone) this.lastGrid = JSON.stringify(grid);
     const info = this.coordinator.modelInfo;
     socket.emit('dashboard:snapshot', {
       ...info,
       intervalMs: this.intervalMs,
       history: [...this.history],
-      ...this.current(this.history.at(-1) ?? this.sample()),
+      sample: this.history.at(-1) ?? this.sample(),
+      grid,
+      sessions: this.coordinator.activeSessions,
     });
   }
 
@@ -65,8 +84,33 @@ export class DashboardFeed implements SwarmObserver {
     };
   }
 
-  private current(sample: DashboardSample): DashboardUpdate {
-    return { sample, volunteers: this.coordinator.volunteers(), sessions: this.coordinator.activeSessions };
+  /** Per stage, the volunteers that are ready or computing first (in the order they joined), then those loading. */
+  private grid(): DashboardGrid {
+    const stages = this.coordinator.modelInfo.stages;
+    const counts: { volunteers: number; ready: number }[] = Array.from({ length: stages }, () => ({ volunteers: 0, ready: 0 }));
+    const working: VolunteerView[][] = Array.from({ length: stages }, () => []);
+    const loading: VolunteerView[][] = Array.from({ length: stages }, () => []);
+    for (const v of this.coordinator.volunteers()) {
+      const c = counts[v.stage];
+      if (c === undefined) continue;
+      c.volunteers += 1;
+      if (v.state !== 'loading') c.ready += 1;
+      (v.state === 'loading' ? loading : working)[v.stage]?.push(v);
+    }
+    const volunteers = working.flatMap((w, s) => [...w, ...(loading[s] ?? [])].slice(0, DASHBOARD_REPLICAS_SHOWN));
+    return { volunteers, stages: counts satisfies StageCount[] };
+  }
+
+  /** The grid if it changed since the last one sent and that was long enough ago; else null. */
+  private changedGrid(): DashboardGrid | null {
+    const t = Date.now();
+    if (t - this.lastGridAt < this.gridEveryMs) return null;
+    const grid = this.grid();
+    const json = JSON.stringify(grid);
+    if (json === this.lastGrid) return null;
+    this.lastGrid = json;
+    this.lastGridAt = t;
+    return grid;
   }
 
   private tick(): void {
@@ -76,7 +120,7 @@ export class DashboardFeed implements SwarmObserver {
     if (this.history.length > DASHBOARD_HISTORY) this.history.shift();
     // Nobody watching: keep the history, skip building the grid.
     if ((this.io.sockets.adapter.rooms.get(ROOM)?.size ?? 0) === 0) return;
-    this.io.to(ROOM).emit('dashboard:update', this.current(sample));
+    this.io.to(ROOM).emit('dashboard:update', { sample, grid: this.changedGrid(), sessions: this.coordinator.activeSessions });
   }
 
   close(): void {

@@ -31,6 +31,9 @@ export class SwarmMetrics implements SwarmObserver {
   private readonly generations: Counter<'outcome'>;
   private readonly step: Histogram;
   private readonly httpRequests: Counter<'route' | 'status'>;
+  /** Socket.IO events over a socket's budget (dropped unanswered), and sockets disconnected for flooding. */
+  readonly socketEventsDropped: Counter;
+  readonly socketsRateLimited: Counter;
 
   constructor(coordinator: MetricsSource | null) {
     const registers = [this.registry];
@@ -59,6 +62,16 @@ export class SwarmMetrics implements SwarmObserver {
       name: 'webswarm_http_requests_total',
       help: 'API requests by route and status',
       labelNames: ['route', 'status'],
+      registers,
+    });
+    this.socketEventsDropped = new Counter({
+      name: 'webswarm_socket_events_dropped_total',
+      help: 'Socket.IO events dropped unanswered because their socket was over its event budget',
+      registers,
+    });
+    this.socketsRateLimited = new Counter({
+      name: 'webswarm_sockets_rate_limited_total',
+      help: 'Sockets disconnected with ERR_RATE_LIMITED for flooding past their event budget',
       registers,
     });
     new Gauge({

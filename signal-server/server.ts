@@ -10,13 +10,16 @@ import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
+import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
 import { type Logger, silentLogger } from './log.js';
+import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { loadStageSet } from './models/model-folder.js';
 import { OrtExecutor } from './reference/ort-executor.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
+import { StatusFeed } from './status-feed.js';
 
 export type { ModelListing } from './http/routes.js';
 
@@ -64,6 +67,8 @@ export interface SignalServerOptions {
   readonly localAddresses?: readonly string[];
   /** Random source for routes and spot checks (tests seed it). */
   readonly random?: () => number;
+  /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
+  readonly socketEventBudget?: EventBudgetOptions;
 }
 
 /** Default largest API request body. */
@@ -71,6 +76,9 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
+
+/** How long the connection of a socket cut off for flooding stays, unread, for ERR_RATE_LIMITED to reach it. */
+const RATE_LIMITED_LINGER_MS = 1_000;
 
 export interface SignalServer {
   /** Resolves once the server listens. */
@@ -108,6 +116,15 @@ function tokenizerOf(m: ServedStages): { tokenizer: Tokenizer; texts: TokenTexts
 }
 
 /**
+ * The sender a coordinator log line is about, when it reports one of that
+ * sender's messages refused ("<id>: ERR_… …") or failed ("volunteer <id> failed
+ * step …"): such lines are limited per sender. Null for every other line.
+ */
+function senderOf(line: string): string | null {
+  return /^(\S+): ERR_[A-Z_]+ /.exec(line)?.[1] ?? /^volunteer (\S+) failed step /.exec(line)?.[1] ?? null;
+}
+
+/**
  * The webswarm server: the web app, the model files and the API on one port.
  * A factory: it reads no environment and listens where it is told.
  */
@@ -125,6 +142,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const server = createServer((req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)));
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
   const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
+  // One sender's refused messages write at most 10 lines per 10 s, then one "N more suppressed".
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
+  const coordinatorLog = (line: string) => {
+    const sender = senderOf(line);
+    if (sender === null) log(line);
+    else refusals.line(sender, line);
+  };
+  // swarm:status goes to the sockets that asked for it (status:subscribe), at most once a second.
+  const statusFeed = new StatusFeed(io, () => coordinator?.status() ?? { volunteers: 0, replicasPerStage: [], redundancy: 0 });
   const first = listings[0];
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
@@ -145,17 +171,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
             oracle: lazyOracle(firstModel),
-            statusChanged: () => io.emit('swarm:status', coordinatorStatus()),
+            statusChanged: () => statusFeed.changed(),
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
           },
-          log,
+          coordinatorLog,
         );
-  const coordinatorStatus = () => coordinator?.status() ?? { volunteers: 0, replicasPerStage: [] };
-  if (coordinator !== null) bindSocketServer(io, coordinator, log, access);
   // The routes and the metrics see the coordinator only through these interfaces.
   const swarm: ApiSwarm | null = coordinator;
   const metricsSource: MetricsSource | null = coordinator;
@@ -173,14 +197,47 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     logger,
   });
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
+  const budgetOptions = opts.socketEventBudget ?? SOCKET_EVENT_BUDGET;
   io.on('connection', (socket) => {
+    // Every inbound event spends from the socket's budget; over it the event is dropped unanswered,
+    // and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
+    const budget = new EventBudget(budgetOptions);
+    socket.use((_event, next) => {
+      const verdict = budget.take();
+      if (verdict === 'serve') return next();
+      metrics.socketEventsDropped.inc();
+      if (verdict === 'drop' || !socket.connected) return;
+      metrics.socketsRateLimited.inc();
+      const message = `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`;
+      log(`${socket.data.volunteerId ?? socket.id} (${socket.handshake.address}): ERR_RATE_LIMITED ${message}`);
+      socket.emit('server:error', { code: 'ERR_RATE_LIMITED', message });
+      socket.disconnect(true);
+      // Read none of what it still has in flight (a flood is thousands of frames), and let the connection go
+      // once the answer is out: the socket of a WebSocket connection is that of its upgrade request.
+      if (socket.conn.transport.name !== 'websocket') return;
+      const tcp = socket.request.socket;
+      tcp.pause();
+      setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
+    });
     let subscribed = false;
     socket.on('dashboard:subscribe', () => {
       if (subscribed || feed === null) return;
       subscribed = true;
       feed.subscribe(socket);
     });
+    let statusSubscribed = false;
+    socket.on('status:subscribe', () => {
+      if (statusSubscribed) return;
+      statusSubscribed = true;
+      statusFeed.subscribe(socket);
+    });
+    socket.on('disconnect', () => {
+      refusals.end(socket.id);
+      if (socket.data.volunteerId !== null) refusals.end(socket.data.volunteerId);
+    });
   });
+  // After the budget's middleware: an event over budget is dropped before it is parsed.
+  if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access);
   const ready = new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -199,6 +256,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     async close() {
       coordinator?.shutdown();
       feed?.close();
+      statusFeed.close();
       // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.
       await new Promise((r) => setTimeout(r, 100));
       await new Promise<void>((resolve) => {

@@ -67,8 +67,10 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
     if (id === null) refuse('ERR_NOT_ASSIGNED', `${event}: say hello first`);
     return id;
   };
-  socket.onAny((event: string) => {
-    if (!KNOWN_EVENTS.has(event)) refuse('ERR_BAD_MESSAGE', `unknown event ${JSON.stringify(event).slice(0, 80)}`);
+  // Unknown events are refused (and dropped) as middleware, after the socket's event budget.
+  socket.use(([event], next) => {
+    if (KNOWN_EVENTS.has(String(event))) return next();
+    refuse('ERR_BAD_MESSAGE', `unknown event ${JSON.stringify(event).slice(0, 80)}`);
   });
   socket.on('volunteer:hello', (raw: unknown) => {
     const m = parseHello(raw);

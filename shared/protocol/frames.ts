@@ -29,7 +29,11 @@ export type FrameRejection =
   | 'ERR_FRAME_SHAPE'
   | 'ERR_FRAME_TOO_LARGE'
   | 'ERR_FRAME_CHUNK'
-  | 'ERR_FRAME_CHECKSUM';
+  | 'ERR_FRAME_CHECKSUM'
+  /** A frame no live session of this replica wants (the `accept` predicate said no): refused before anything is kept. */
+  | 'ERR_FRAME_UNWANTED'
+  /** The peer's reassembly budget (frames or bytes pending) is spent: the frame, or the oldest pending one, is dropped. */
+  | 'ERR_FRAME_BUDGET';
 
 /** FNV-1a over bytes: detects a broken reassembly, not tampering (the vote does that). */
 export function checksum(bytes: Uint8Array): number {
@@ -114,7 +118,8 @@ function parseChunk(msg: Uint8Array, maxPayloadBytes: number): ChunkHeader | Fra
   if (dims.some((d) => d === 0) || elements * 4 !== totalBytes) return 'ERR_FRAME_SHAPE';
   const index = v.getUint16(20, true);
   const count = v.getUint16(22, true);
-  if (count === 0 || index >= count) return 'ERR_FRAME_CHUNK';
+  // More chunks than 4-byte values would make empty chunks: a sparse table of 65 535 slots for a tiny frame.
+  if (count === 0 || index >= count || count > totalBytes / 4) return 'ERR_FRAME_CHUNK';
   const body = msg.subarray(head);
   if (body.byteLength > totalBytes || body.byteLength % 4 !== 0) return 'ERR_FRAME_CHUNK';
   return {
@@ -136,39 +141,103 @@ export type PushResult =
   | { readonly kind: 'partial' }
   | { readonly kind: 'rejected'; readonly reason: FrameRejection };
 
-interface Partial {
+interface Pending {
   readonly first: ChunkHeader;
   readonly parts: (Uint8Array | undefined)[];
   received: number;
   bytes: number;
 }
 
+/** What the chunks of a frame claim, for `accept` and for reports of dropped frames. */
+export interface FrameKey {
+  readonly sessionId: number;
+  readonly step: number;
+  readonly stage: number;
+  readonly replica: number;
+}
+
+/** How much one peer may have pending; every bound is on what a chunk's header declares, checked before bytes are kept. */
+export interface FrameLimits {
+  /** Frames being reassembled at once (a peer sends its frames one after another, so one is the honest case). */
+  readonly maxPendingFrames: number;
+  /** Largest frame: hiddenSize × maxPositions × 4 for hidden states, the largest a real frame can be. */
+  readonly maxFrameBytes: number;
+  /** Declared bytes of all pending frames together (at least maxFrameBytes; default 2 × maxFrameBytes). */
+  readonly maxPendingBytes: number;
+}
+
+export interface FrameAssemblerOptions extends Partial<FrameLimits> {
+  /**
+   * Asked on the first chunk of a frame, before anything is buffered: does a
+   * live session here want this (session, step, stage)? Default: every frame.
+   */
+  readonly accept?: (sessionId: number, step: number, stage: number) => boolean;
+  /** A pending frame was dropped to make room (ERR_FRAME_BUDGET): for the logs and counters. */
+  readonly onDrop?: (frame: FrameKey, reason: FrameRejection) => void;
+}
+
+/** The defaults until a caller passes the model's own bound (hiddenSize × maxPositions × 4). */
+export const DEFAULT_FRAME_LIMITS: FrameLimits = {
+  maxPendingFrames: 4,
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxPendingBytes: 32 * 1024 * 1024,
+};
+
 /**
- * Reassembles chunked frames from one peer. Memory is bounded: at most
- * `maxPending` frames in flight (the oldest is dropped) and `maxPayloadBytes`
- * per frame. Chunks are copied out of the transport's buffers (simple-peer
- * hands over views into a shared pool).
+ * Reassembles chunked frames from one peer. Memory is bounded by `FrameLimits`:
+ * a frame is admitted on its first chunk only if the `accept` predicate wants
+ * it and its declared size fits the peer's budget after dropping the oldest
+ * pending frames (each drop reported as ERR_FRAME_BUDGET); so what one peer
+ * can make this side hold is at most `maxPendingBytes`, whatever it sends.
+ * Chunks are copied out of the transport's buffers (simple-peer hands over
+ * views into a shared pool).
  */
 export class FrameAssembler {
-  private readonly pending = new Map<string, Partial>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly limits: FrameLimits;
+  private readonly accept: (sessionId: number, step: number, stage: number) => boolean;
+  private readonly onDrop: (frame: FrameKey, reason: FrameRejection) => void;
+  /** Sum of the declared sizes of the pending frames. */
+  private reservedBytes = 0;
+  private heldBytes = 0;
 
-  constructor(
-    private readonly maxPayloadBytes = 64 * 1024 * 1024,
-    private readonly maxPending = 16,
-  ) {}
+  constructor(options: FrameAssemblerOptions = {}) {
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_FRAME_LIMITS.maxFrameBytes;
+    this.limits = {
+      maxFrameBytes,
+      maxPendingFrames: options.maxPendingFrames ?? DEFAULT_FRAME_LIMITS.maxPendingFrames,
+      maxPendingBytes: options.maxPendingBytes ?? 2 * maxFrameBytes,
+    };
+    if (
+      !(this.limits.maxPendingFrames >= 1 && this.limits.maxFrameBytes >= 4 && this.limits.maxPendingBytes >= this.limits.maxFrameBytes)
+    ) {
+      throw new RangeError(
+        `frame limits need maxPendingFrames ≥ 1, maxFrameBytes ≥ 4 and maxPendingBytes ≥ maxFrameBytes (got ${JSON.stringify(this.limits)})`,
+      );
+    }
+    this.accept = options.accept ?? (() => true);
+    this.onDrop = options.onDrop ?? (() => {});
+  }
 
   push(msg: Uint8Array): PushResult {
-    const c = parseChunk(msg, this.maxPayloadBytes);
+    const c = parseChunk(msg, this.limits.maxFrameBytes);
     if (typeof c === 'string') return { kind: 'rejected', reason: c };
     const key = `${c.sessionId}/${c.step}/${c.stage}/${c.replica}`;
     let p = this.pending.get(key);
     if (p === undefined) {
-      if (this.pending.size >= this.maxPending) {
-        const oldest = this.pending.keys().next().value as string;
-        this.pending.delete(oldest);
+      // The first chunk seen of this frame: decide before keeping a byte of it.
+      if (!this.accept(c.sessionId, c.step, c.stage)) return { kind: 'rejected', reason: 'ERR_FRAME_UNWANTED' };
+      while (
+        this.pending.size > 0 &&
+        (this.pending.size >= this.limits.maxPendingFrames || this.reservedBytes + c.totalBytes > this.limits.maxPendingBytes)
+      ) {
+        const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
+        this.remove(oldestKey, oldest);
+        this.onDrop(keyOf(oldest.first), 'ERR_FRAME_BUDGET');
       }
       p = { first: c, parts: new Array(c.count), received: 0, bytes: 0 };
       this.pending.set(key, p);
+      this.reservedBytes += c.totalBytes;
     }
     const f = p.first;
     const same =
@@ -178,14 +247,15 @@ export class FrameAssembler {
       c.dims.length === f.dims.length &&
       c.dims.every((d, i) => d === f.dims[i]);
     if (!same || p.parts[c.index] !== undefined || p.bytes + c.body.byteLength > f.totalBytes) {
-      this.pending.delete(key);
+      this.remove(key, p);
       return { kind: 'rejected', reason: 'ERR_FRAME_CHUNK' };
     }
     p.parts[c.index] = c.body.slice();
     p.received += 1;
     p.bytes += c.body.byteLength;
+    this.heldBytes += c.body.byteLength;
     if (p.received < f.count) return { kind: 'partial' };
-    this.pending.delete(key);
+    this.remove(key, p);
     if (p.bytes !== f.totalBytes) return { kind: 'rejected', reason: 'ERR_FRAME_CHUNK' };
     const whole = new Uint8Array(f.totalBytes);
     let at = 0;
@@ -207,7 +277,33 @@ export class FrameAssembler {
     };
   }
 
+  /** Drops what is pending for a session that ended; returns how many frames went. */
+  forgetSession(sessionId: number): number {
+    let n = 0;
+    for (const [key, p] of [...this.pending]) {
+      if (p.first.sessionId !== sessionId) continue;
+      this.remove(key, p);
+      n += 1;
+    }
+    return n;
+  }
+
+  private remove(key: string, p: Pending): void {
+    if (!this.pending.delete(key)) return;
+    this.reservedBytes -= p.first.totalBytes;
+    this.heldBytes -= p.bytes;
+  }
+
   get pendingFrames(): number {
     return this.pending.size;
   }
+
+  /** Bytes of chunks held for frames not yet complete: what this peer costs in memory now. */
+  get pendingBytes(): number {
+    return this.heldBytes;
+  }
+}
+
+function keyOf(c: ChunkHeader): FrameKey {
+  return { sessionId: c.sessionId, step: c.step, stage: c.stage, replica: c.replica };
 }

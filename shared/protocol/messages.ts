@@ -220,6 +220,7 @@ export const CLIENT_EVENTS = [
   'step:failed',
   'chat:generate',
   'dashboard:subscribe',
+  'status:subscribe',
 ] as const satisfies readonly (keyof ClientToServerEvents)[];
 
 export interface ClientToServerEvents {
@@ -234,6 +235,14 @@ export interface ClientToServerEvents {
   'chat:generate': (m: GenerateRequest) => void;
   /** Joins the dashboard's feed: a snapshot now, an update every second. */
   'dashboard:subscribe': () => void;
+  /** Asks for `swarm:status`: the status now, then at most one a second while volunteers come and go. */
+  'status:subscribe': () => void;
+}
+
+/** Volunteers online and replicas per stage, for the landing and chat pages. */
+export interface SwarmStatus {
+  readonly volunteers: number;
+  readonly replicasPerStage: readonly number[];
 }
 
 export interface ServerToClientEvents {
@@ -249,7 +258,8 @@ export interface ServerToClientEvents {
   'chat:token': (m: TokenEvent) => void;
   'chat:done': (m: GenerateDone) => void;
   'chat:error': (m: WireError & { readonly requestId: string }) => void;
-  'swarm:status': (m: { readonly volunteers: number; readonly replicasPerStage: readonly number[] }) => void;
+  /** Only to sockets that sent status:subscribe. */
+  'swarm:status': (m: SwarmStatus) => void;
   'server:error': (e: WireError) => void;
   'dashboard:snapshot': (m: DashboardSnapshot) => void;
   'dashboard:update': (m: DashboardUpdate) => void;
@@ -286,13 +296,33 @@ export interface DashboardSample {
   readonly missing: number;
 }
 
+/** Volunteers the grid lists per stage; the others are only counted. */
+export const DASHBOARD_REPLICAS_SHOWN = 64;
+
+/** One stage's volunteers, counted. */
+export interface StageCount {
+  readonly volunteers: number;
+  /** Of them, loaded and ready (or computing now). */
+  readonly ready: number;
+}
+
+/** The stages × replicas grid. */
+export interface DashboardGrid {
+  /** At most DASHBOARD_REPLICAS_SHOWN volunteers of each stage (computing first, then ready, then loading). */
+  readonly volunteers: readonly VolunteerView[];
+  /** Every stage's counts, the volunteers not listed included. */
+  readonly stages: readonly StageCount[];
+}
+
 export interface DashboardUpdate {
   readonly sample: DashboardSample;
-  readonly volunteers: readonly VolunteerView[];
+  /** The grid when it changed since the last one sent (at most every few seconds); null when it did not. */
+  readonly grid: DashboardGrid | null;
   readonly sessions: number;
 }
 
 export interface DashboardSnapshot extends DashboardUpdate {
+  readonly grid: DashboardGrid;
   readonly modelId: string;
   readonly stages: number;
   readonly redundancy: number;

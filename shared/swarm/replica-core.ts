@@ -163,6 +163,12 @@ export class ReplicaCore {
     if (s === undefined) return;
     for (const t of s.settling.values()) clearTimeout(t);
     this.sessions.delete(sessionId);
+    // Partial frames of the session go, and so do the assemblers of peers no session names any more.
+    const named = new Set([...this.sessions.values()].flatMap((x) => [...x.prev]));
+    for (const [peer, a] of this.assemblers) {
+      a.forgetSession(sessionId);
+      if (!named.has(peer) && a.pendingFrames === 0) this.assemblers.delete(peer);
+    }
   }
 
   /** Sessions open now (the volunteer keeps data channels only to their peers). */
@@ -237,7 +243,16 @@ export class ReplicaCore {
   frame(from: string, bytes: Uint8Array): void {
     let a = this.assemblers.get(from);
     if (a === undefined) {
-      a = new FrameAssembler();
+      // Per peer: a few frames of at most the largest this model can send, only for a live session of the previous stage.
+      const m = this.manifest.model;
+      const maxFrameBytes = m.hiddenSize * m.maxPositions * 4;
+      a = new FrameAssembler({
+        maxPendingFrames: 4,
+        maxFrameBytes,
+        maxPendingBytes: 2 * maxFrameBytes,
+        accept: (sessionId, _step, stage) => this.sessions.has(sessionId) && stage === this.stage - 1,
+        onDrop: (f, reason) => this.out.rejected(`${reason} session ${f.sessionId} step ${f.step}`),
+      });
       this.assemblers.set(from, a);
     }
     const r = a.push(bytes);

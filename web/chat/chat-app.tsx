@@ -38,6 +38,7 @@ export function ChatApp() {
     // Events of an earlier request (one replaced by a newer run) are ignored.
     const update = (requestId: string, f: (r: Run) => Run) => setRun((r) => (r !== null && r.requestId === requestId ? f(r) : r));
     s.on('swarm:status', setSwarm);
+    s.on('connect', () => s.emit('status:subscribe')); // again after each reconnect
     s.on('chat:token', (t) => update(t.requestId, (r) => ({ ...r, tokens: [...r.tokens, t] })));
     s.on('chat:done', (d) => update(d.requestId, (r) => ({ ...r, state: { kind: 'done', finishReason: d.finishReason } })));
     s.on('chat:error', (e) => update(e.requestId, (r) => ({ ...r, state: { kind: 'failed', code: e.code, message: e.message } })));

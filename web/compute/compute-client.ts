@@ -3,41 +3,71 @@ import type { Backend, ComputeErrorCode, FromWorker, ToWorker } from './messages
 
 export class WorkerError extends Error {
   constructor(
-    readonly code: ComputeErrorCode | 'ERR_TIMEOUT',
+    readonly code: ComputeErrorCode | 'ERR_TIMEOUT' | 'ERR_TERMINATED',
     message: string,
   ) {
     super(message);
   }
 }
 
+/** What ComputeClient uses of a Worker: tests inject a fake one, so the client runs in Node. */
+export interface WorkerLike {
+  onmessage: ((ev: MessageEvent<FromWorker>) => void) | null;
+  onerror: ((ev: ErrorEvent) => void) | null;
+  postMessage(m: ToWorker, transfer: Transferable[]): void;
+  terminate(): void;
+}
+
+/** The compute worker of this app (Vite bundles worker.ts from this expression). */
+export function startComputeWorker(): WorkerLike {
+  return new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+}
+
+const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'error']);
+
 /** Stage execution in a dedicated Web Worker, as a StageExecutor for the pipeline. */
 export class ComputeClient implements StageExecutor {
-  private readonly worker: Worker;
+  private readonly worker: WorkerLike;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
+  private terminated = false;
   backend: Backend | null = null;
   adapter: string | null = null;
   /** Compute time of the last run, measured inside the worker. */
   lastComputeMs = 0;
 
-  constructor(private readonly timeoutMs = 120_000) {
-    this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+  constructor(
+    private readonly timeoutMs = 120_000,
+    createWorker: () => WorkerLike = startComputeWorker,
+  ) {
+    this.worker = createWorker();
     this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
-      const p = this.pending.get(ev.data.id);
+      const m: unknown = ev.data;
+      // Only answers to calls still waiting; anything else (late, unknown, malformed) is dropped.
+      if (typeof m !== 'object' || m === null) return;
+      const { id, type } = m as { id?: unknown; type?: unknown };
+      if (typeof id !== 'number' || typeof type !== 'string' || !FROM_WORKER_TYPES.has(type)) return;
+      const p = this.pending.get(id);
       if (p === undefined) return;
-      this.pending.delete(ev.data.id);
+      this.pending.delete(id);
       if (ev.data.type === 'error') p.reject(new WorkerError(ev.data.code, ev.data.message));
       else p.resolve(ev.data);
     };
     this.worker.onerror = (ev) => {
       // An ErrorEvent for an exception in the worker; a plain Event when its script did not load.
       const why = ev.message ? `${ev.message} (${ev.filename}:${ev.lineno})` : 'its script did not load, or it was stopped';
-      for (const p of this.pending.values()) p.reject(new WorkerError('ERR_RUN', `compute worker failed: ${why}`));
-      this.pending.clear();
+      this.failAll(new WorkerError('ERR_RUN', `compute worker failed: ${why}`));
     };
   }
 
+  private failAll(e: WorkerError): void {
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of waiting) p.reject(e);
+  }
+
   private call(m: ToWorker, transfer: Transferable[]): Promise<FromWorker> {
+    if (this.terminated) return Promise.reject(new WorkerError('ERR_TERMINATED', `compute worker was stopped before ${m.type}`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(m.id);
@@ -71,7 +101,11 @@ export class ComputeClient implements StageExecutor {
     return r.outputs;
   }
 
+  /** Stops the worker; calls still waiting fail now (ERR_TERMINATED) instead of at their timeout. */
   terminate(): void {
+    if (this.terminated) return;
+    this.terminated = true;
     this.worker.terminate();
+    this.failAll(new WorkerError('ERR_TERMINATED', 'compute worker was stopped'));
   }
 }

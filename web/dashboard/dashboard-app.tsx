@@ -1,12 +1,13 @@
 import { useEffect, useState } from 'react';
-import { DASHBOARD_HISTORY, type DashboardSample, type DashboardSnapshot, type VolunteerView } from '../../shared/protocol/messages.js';
+import { DASHBOARD_HISTORY, type DashboardGrid, type DashboardSample, type DashboardSnapshot } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { Plot } from './plot.js';
 
 interface View {
   readonly info: Pick<DashboardSnapshot, 'modelId' | 'stages' | 'redundancy' | 'intervalMs'>;
   readonly history: readonly DashboardSample[];
-  readonly volunteers: readonly VolunteerView[];
+  /** Up to 64 volunteers per stage, and every stage's counts. */
+  readonly grid: DashboardGrid;
   readonly sessions: number;
 }
 
@@ -31,7 +32,7 @@ export function DashboardApp() {
       setView({
         info: { modelId: m.modelId, stages: m.stages, redundancy: m.redundancy, intervalMs: m.intervalMs },
         history: m.history,
-        volunteers: m.volunteers,
+        grid: m.grid,
         sessions: m.sessions,
       }),
     );
@@ -39,7 +40,8 @@ export function DashboardApp() {
       setView((v) =>
         v === null
           ? v
-          : { ...v, history: [...v.history, m.sample].slice(-DASHBOARD_HISTORY), volunteers: m.volunteers, sessions: m.sessions },
+          : // The grid comes only when it changed.
+            { ...v, history: [...v.history, m.sample].slice(-DASHBOARD_HISTORY), grid: m.grid ?? v.grid, sessions: m.sessions },
       ),
     );
     return () => {
@@ -55,16 +57,17 @@ export function DashboardApp() {
       </main>
     );
   }
-  const { info, history, volunteers } = view;
-  const stages = Array.from({ length: info.stages }, (_, s) => volunteers.filter((v) => v.stage === s));
+  const { info, history, grid } = view;
+  const stages = Array.from({ length: info.stages }, (_, s) => grid.volunteers.filter((v) => v.stage === s));
+  const online = grid.stages.reduce((n, c) => n + c.volunteers, 0);
   const span = Math.round((DASHBOARD_HISTORY * info.intervalMs) / 1000);
   const last = history.at(-1);
   return (
     <main className="wide">
       <h1>webswarm dashboard</h1>
       <p data-testid="summary" className={connected ? '' : 'stale'}>
-        {info.modelId}: {info.stages} stages × {info.redundancy} replicas wanted · <strong>{volunteers.length}</strong> volunteer
-        {volunteers.length === 1 ? '' : 's'} online · {view.sessions} generation{view.sessions === 1 ? '' : 's'} running
+        {info.modelId}: {info.stages} stages × {info.redundancy} replicas wanted · <strong>{online}</strong> volunteer
+        {online === 1 ? '' : 's'} online · {view.sessions} generation{view.sessions === 1 ? '' : 's'} running
         {connected ? '' : ' · disconnected, retrying…'}
       </p>
       <section aria-label="stages and replicas">
@@ -77,7 +80,7 @@ export function DashboardApp() {
                   stage {s}
                   <br />
                   <span className="small">
-                    {vs.filter((v) => v.state !== 'loading').length}/{info.redundancy} ready
+                    {grid.stages[s]?.ready ?? 0}/{info.redundancy} ready
                   </span>
                 </th>
                 <td>
@@ -94,6 +97,11 @@ export function DashboardApp() {
                         </span>
                       </div>
                     ))}
+                    {(grid.stages[s]?.volunteers ?? 0) > vs.length && (
+                      <span className="small" data-testid="more">
+                        +{(grid.stages[s]?.volunteers ?? 0) - vs.length} more
+                      </span>
+                    )}
                   </div>
                 </td>
               </tr>

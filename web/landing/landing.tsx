@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react';
+import type { SwarmStatus } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { ReadinessLine } from './readiness-line.js';
 
@@ -6,11 +7,6 @@ interface ModelListing {
   readonly modelId: string;
   readonly stages: number;
   readonly baseUrl: string;
-}
-
-interface SwarmStatus {
-  readonly volunteers: number;
-  readonly replicasPerStage: readonly number[];
 }
 
 export function Landing() {
@@ -21,12 +17,10 @@ export function Landing() {
       .then((r) => (r.ok ? (r.json() as Promise<ModelListing[]>) : []))
       .then(setModels)
       .catch(() => setModels([]));
-    fetch('/api/swarm')
-      .then((r) => r.json() as Promise<SwarmStatus>)
-      .then(setSwarm)
-      .catch(() => {});
     const socket = connectSwarm('requester');
     socket.on('swarm:status', setSwarm);
+    // The status now and as volunteers come and go (at most once a second); again after each reconnect.
+    socket.on('connect', () => socket.emit('status:subscribe'));
     return () => {
       socket.disconnect();
     };

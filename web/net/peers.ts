@@ -4,41 +4,124 @@ import SimplePeer from 'simple-peer/simplepeer.min.js';
 export type SignalSender = (to: string, data: unknown) => void;
 export type DataHandler = (from: string, bytes: Uint8Array) => void;
 
+/** What PeerMesh uses of a simple-peer instance: tests inject a fake, so the mesh's logic runs without WebRTC. */
+export interface PeerLike {
+  readonly connected: boolean;
+  signal(data: unknown): void;
+  send(chunk: Uint8Array): void;
+  destroy(): void;
+  on(event: 'connect' | 'close', listener: () => void): unknown;
+  on(event: 'signal', listener: (data: unknown) => void): unknown;
+  on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+export type PeerFactory = (opts: { readonly initiator: boolean }) => PeerLike;
+
+/** Data channels over simple-peer; on loopback and LANs no STUN/TURN is needed. */
+export const simplePeerFactory: PeerFactory = ({ initiator }) => new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
+
+export interface PeerMeshOptions {
+  /** A channel closed that nobody released (the remote went away, or its network did). */
+  readonly onClose?: (id: string) => void;
+  readonly createPeer?: PeerFactory;
+  /** How long a channel no live session needs stays open, for the next session with the same neighbours (default 30 s). */
+  readonly lingerMs?: number;
+}
+
 interface PeerEntry {
-  readonly peer: SimplePeer.Instance;
-  connected: Promise<void>;
+  readonly peer: PeerLike;
+  readonly initiator: boolean;
   /** Messages sent before the data channel opened, in order; null once it has. */
   pending: Uint8Array[] | null;
+  /** The non-initiator has been given an offer: a second one means the remote started over. */
+  offered: boolean;
+}
+
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
 const CONNECT_TIMEOUT_MS = 20_000;
 /** Most messages held for a channel that is still opening (beyond it they are dropped, and reported). */
 const MAX_PENDING = 4096;
+const DEFAULT_LINGER_MS = 30_000;
+/** Sessions whose neighbours are remembered (the coordinator closes each; this bounds a volunteer that missed closes). */
+const MAX_SESSIONS = 64;
+/** Times a needed channel that closed is opened again before its waiters are told. */
+const MAX_REOPENS = 3;
+
+function isOffer(data: unknown): boolean {
+  return typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'offer';
+}
 
 /**
  * Data channels to the volunteers this one is linked with. Of each pair, the
  * volunteer with the smaller id starts the connection, so both sides agree
  * without asking. Signalling goes through the coordinator, which relays it
- * only between linked peers.
+ * only between linked peers. A channel is kept while a live session names the
+ * peer as a neighbour (`need`), and closed `lingerMs` after the last one ends
+ * (`endSession`), so a volunteer does not hold a channel to everyone it ever
+ * worked with.
  */
 export class PeerMesh {
   private readonly peers = new Map<string, PeerEntry>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  /** Each live session's neighbours. */
+  private readonly needs = new Map<number, ReadonlySet<string>>();
+  private readonly lingering = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly reopens = new Map<string, number>();
+  private readonly onClose: (id: string) => void;
+  private readonly createPeer: PeerFactory;
+  private readonly lingerMs: number;
+  private closed = false;
 
   constructor(
     private readonly myId: string,
     private readonly sendSignal: SignalSender,
     private readonly onData: DataHandler,
-    private readonly onClose: (id: string) => void = () => {},
-  ) {}
+    options: PeerMeshOptions = {},
+  ) {
+    this.onClose = options.onClose ?? (() => {});
+    this.createPeer = options.createPeer ?? simplePeerFactory;
+    this.lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
+  }
 
   /** Resolves when a data channel with `remote` is open (creating it when needed). */
   connect(remote: string): Promise<void> {
-    return this.entry(remote, this.myId < remote).connected;
+    const e = this.entry(remote);
+    if (e.pending === null && e.peer.connected) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.set(
+          remote,
+          (this.waiters.get(remote) ?? []).filter((w) => w.timer !== timer),
+        );
+        reject(new Error(`no data channel to ${remote} within ${CONNECT_TIMEOUT_MS} ms`));
+      }, CONNECT_TIMEOUT_MS);
+      const list = this.waiters.get(remote) ?? [];
+      list.push({ resolve, reject, timer });
+      this.waiters.set(remote, list);
+    });
   }
 
   /** A signalling message relayed from `from`. */
   signal(from: string, data: unknown): void {
-    this.entry(from, this.myId < from).peer.signal(data as SimplePeer.SignalData);
+    if (this.closed) return;
+    let e = this.entry(from);
+    if (isOffer(data) && !e.initiator) {
+      // A second offer: the remote closed its side and started over; this side's old connection is dead.
+      if (e.offered) {
+        this.drop(from, e);
+        e = this.entry(from);
+      }
+      e.offered = true;
+    }
+    e.peer.signal(data);
+    // A channel a neighbour opens before this side's session:open arrives must not stay forever if none does.
+    if (!this.needed(from)) this.linger(from);
   }
 
   /**
@@ -60,48 +143,127 @@ export class PeerMesh {
     return true;
   }
 
-  close(): void {
-    for (const e of this.peers.values()) e.peer.destroy();
-    this.peers.clear();
+  /** A session's neighbours now (at session:open and at each session:update). */
+  need(sessionId: number, peers: readonly string[]): void {
+    const before = this.needs.get(sessionId);
+    this.needs.delete(sessionId); // re-inserted last: the map's order is the order of use
+    this.needs.set(sessionId, new Set(peers));
+    if (this.needs.size > MAX_SESSIONS) this.endSession(this.needs.keys().next().value as number);
+    for (const p of peers) this.keep(p);
+    for (const p of before ?? []) if (!this.needed(p)) this.linger(p);
   }
 
-  private entry(remote: string, initiator: boolean): PeerEntry {
+  /** The session ended: channels no other live session needs close after `lingerMs`. */
+  endSession(sessionId: number): void {
+    const peers = this.needs.get(sessionId);
+    if (peers === undefined) return;
+    this.needs.delete(sessionId);
+    for (const p of peers) if (!this.needed(p)) this.linger(p);
+  }
+
+  /** Closes the channel to `remote` now; false when there was none. */
+  release(remote: string): boolean {
+    const e = this.peers.get(remote);
+    this.keep(remote);
+    this.reopens.delete(remote);
+    if (e === undefined) return false;
+    this.drop(remote, e);
+    this.settle(remote, new Error(`the channel to ${remote} was released`));
+    return true;
+  }
+
+  /** Peers with a channel, open or opening. */
+  get linked(): string[] {
+    return [...this.peers.keys()];
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const id of [...this.peers.keys()]) this.release(id);
+    this.needs.clear();
+  }
+
+  private needed(remote: string): boolean {
+    for (const peers of this.needs.values()) if (peers.has(remote)) return true;
+    return false;
+  }
+
+  private keep(remote: string): void {
+    const t = this.lingering.get(remote);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.lingering.delete(remote);
+  }
+
+  private linger(remote: string): void {
+    if (this.lingering.has(remote) || !this.peers.has(remote)) return;
+    const t = setTimeout(() => {
+      this.lingering.delete(remote);
+      if (!this.needed(remote)) this.release(remote);
+    }, this.lingerMs);
+    this.lingering.set(remote, t);
+  }
+
+  /** Forgets an entry and destroys its peer; its 'close' then finds it gone and does nothing. */
+  private drop(remote: string, e: PeerEntry): void {
+    if (this.peers.get(remote) === e) this.peers.delete(remote);
+    e.peer.destroy();
+  }
+
+  /** Resolves (no error) or rejects everyone waiting in connect(remote). */
+  private settle(remote: string, error: Error | null): void {
+    const list = this.waiters.get(remote);
+    if (list === undefined) return;
+    this.waiters.delete(remote);
+    for (const w of list) {
+      clearTimeout(w.timer);
+      if (error === null) w.resolve();
+      else w.reject(error);
+    }
+  }
+
+  private entry(remote: string, held: Uint8Array[] = []): PeerEntry {
     const known = this.peers.get(remote);
     if (known !== undefined) return known;
-    const peer = new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
-    const e: PeerEntry = { peer, connected: Promise.resolve(), pending: [] };
-    const connected = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no data channel to ${remote} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-      peer.once('connect', () => {
-        clearTimeout(timer);
-        // What was sent while the channel opened goes first, before anything sent from now on.
-        const held = e.pending ?? [];
-        e.pending = null;
-        for (const m of held) peer.send(m);
-        resolve();
-      });
-      peer.once('error', (err: Error) => {
-        clearTimeout(timer);
-        e.pending = null;
-        reject(err);
-      });
+    const initiator = this.myId < remote;
+    const peer = this.createPeer({ initiator });
+    const e: PeerEntry = { peer, initiator, pending: held, offered: false };
+    this.peers.set(remote, e);
+    const current = () => this.peers.get(remote) === e;
+    peer.on('connect', () => {
+      if (!current()) return;
+      // What was sent while the channel opened goes first, before anything sent from now on.
+      const queued = e.pending ?? [];
+      e.pending = null;
+      for (const m of queued) peer.send(m);
+      this.reopens.delete(remote);
+      this.settle(remote, null);
     });
-    connected.catch(() => {}); // a failure is reported to whoever awaits connect()
-    peer.on('signal', (data: unknown) => this.sendSignal(remote, data));
+    peer.on('signal', (data: unknown) => {
+      if (current()) this.sendSignal(remote, data);
+    });
     peer.on('data', (chunk: Uint8Array) => {
       // simple-peer hands over views into a shared pool: copy before keeping.
-      this.onData(remote, new Uint8Array(chunk));
+      if (current()) this.onData(remote, new Uint8Array(chunk));
     });
-    const gone = () => {
-      if (this.peers.get(remote)?.peer === peer) {
-        this.peers.delete(remote);
-        this.onClose(remote);
+    const gone = (err?: Error) => {
+      if (!current()) return; // released, or replaced by a newer connection
+      this.peers.delete(remote);
+      this.keep(remote);
+      this.onClose(remote);
+      // A neighbour a live session still needs: open again (the initiator offers, the other side waits),
+      // keeping what was queued for it; the remote does the same on its side.
+      const tries = this.reopens.get(remote) ?? 0;
+      if (!this.closed && this.needed(remote) && tries < MAX_REOPENS) {
+        this.reopens.set(remote, tries + 1);
+        this.entry(remote, e.pending ?? []);
+        return;
       }
+      this.reopens.delete(remote);
+      this.settle(remote, err ?? new Error(`the channel to ${remote} closed`));
     };
-    peer.on('close', gone);
-    peer.on('error', gone);
-    e.connected = connected;
-    this.peers.set(remote, e);
+    peer.on('close', () => gone());
+    peer.on('error', (err: Error) => gone(err));
     return e;
   }
 }

@@ -120,8 +120,10 @@ export class VolunteerReplica {
     socket.on('session:close', ({ sessionId }) => {
       this.core?.close(sessionId);
       this.setSessions((s) => s.delete(sessionId));
+      this.mesh?.endSession(sessionId); // channels no live session needs close a little later
     });
     socket.on('session:update', (m) => {
+      this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
       // Connect to the new neighbours first: the resend needs their data channels.
       Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)))
         .then(() => this.core?.update(m))
@@ -248,6 +250,7 @@ export class VolunteerReplica {
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
+    this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
     try {
       await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });

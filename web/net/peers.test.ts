@@ -1,0 +1,256 @@
+// PeerMesh's logic without WebRTC: the peer factory is injected, and FakePeer
+// pairs two meshes' peers through a relay that stands in for the coordinator.
+// (@roamhq/wrtc would give real data channels in Node, but it is not installed
+// here; the e2e specs cover the real ones in Chromium.) Timers are faked, so
+// lingering and timeouts are exact.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type PeerLike, PeerMesh } from './peers.js';
+
+const LINGER_MS = 1_000;
+
+type Handler = (...args: never[]) => void;
+
+interface Sdp {
+  readonly type: 'offer' | 'answer';
+  readonly peer: number;
+}
+
+/** A network of fake peers: an offer names its peer, the answer connects the two. */
+class FakeNet {
+  readonly peers: FakePeer[] = [];
+  /** How long a side takes to notice that the other destroyed the connection (a dead network is noticed late). */
+  remoteCloseMs = 0;
+
+  create(initiator: boolean): FakePeer {
+    const p = new FakePeer(this, this.peers.length, initiator);
+    this.peers.push(p);
+    return p;
+  }
+}
+
+class FakePeer implements PeerLike {
+  connected = false;
+  destroyed = false;
+  partner: FakePeer | null = null;
+  private readonly handlers = new Map<string, Handler[]>();
+
+  constructor(
+    private readonly net: FakeNet,
+    readonly id: number,
+    readonly initiator: boolean,
+  ) {
+    if (initiator) queueMicrotask(() => this.emit('signal', { type: 'offer', peer: id } satisfies Sdp));
+  }
+
+  on(event: string, listener: Handler): this {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), listener]);
+    return this;
+  }
+
+  private emit(event: string, ...args: unknown[]): void {
+    for (const h of this.handlers.get(event) ?? []) (h as (...a: unknown[]) => void)(...args);
+  }
+
+  signal(data: unknown): void {
+    if (this.destroyed) return;
+    const d = data as Sdp;
+    const other = this.net.peers[d.peer];
+    if (other === undefined || other.destroyed) return;
+    if (d.type === 'offer' && !this.initiator) {
+      this.partner = other;
+      queueMicrotask(() => this.emit('signal', { type: 'answer', peer: this.id } satisfies Sdp));
+    } else if (d.type === 'answer' && this.initiator && other.partner === this) {
+      this.partner = other;
+      queueMicrotask(() => {
+        if (this.destroyed || other.destroyed) return;
+        this.connected = other.connected = true;
+        this.emit('connect');
+        other.emit('connect');
+      });
+    }
+  }
+
+  send(chunk: Uint8Array): void {
+    if (!this.connected) throw new Error('send on a closed channel');
+    const to = this.partner as FakePeer;
+    queueMicrotask(() => to.emit('data', chunk));
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.connected = false;
+    queueMicrotask(() => this.emit('close'));
+    const p = this.partner;
+    if (p === null || p.partner !== this) return;
+    const noticed = () => {
+      if (p.destroyed) return;
+      p.destroyed = true;
+      p.connected = false;
+      p.emit('close');
+    };
+    if (this.net.remoteCloseMs === 0) queueMicrotask(noticed);
+    else setTimeout(noticed, this.net.remoteCloseMs);
+  }
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 50; i++) await Promise.resolve();
+}
+
+let net: FakeNet;
+let meshes: Map<string, PeerMesh>;
+let received: Map<string, string[]>;
+let closed: string[];
+
+/** A volunteer's mesh; signals go to the named volunteer's mesh asynchronously, as through the coordinator. */
+function mesh(id: string): PeerMesh {
+  const m = new PeerMesh(
+    id,
+    (to, data) => queueMicrotask(() => meshes.get(to)?.signal(id, data)),
+    (from, bytes) => received.set(id, [...(received.get(id) ?? []), `${from}:${new TextDecoder().decode(bytes)}`]),
+    { createPeer: ({ initiator }) => net.create(initiator), lingerMs: LINGER_MS, onClose: (remote) => closed.push(`${id}-${remote}`) },
+  );
+  meshes.set(id, m);
+  return m;
+}
+
+const msg = (s: string) => new TextEncoder().encode(s);
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  net = new FakeNet();
+  meshes = new Map();
+  received = new Map();
+  closed = [];
+});
+
+afterEach(() => {
+  for (const m of meshes.values()) m.close();
+  vi.useRealTimers();
+});
+
+describe('PeerMesh', () => {
+  it('opens one channel per pair, offered by the smaller id, and sends what was queued while it opened first, in order', async () => {
+    const a = mesh('a');
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    const opened = Promise.all([a.connect('b'), b.connect('a')]);
+    expect(a.send('b', [msg('1'), msg('2')])).toBe(true);
+    await opened;
+    expect(a.send('b', [msg('3')])).toBe(true);
+    await flush();
+    expect(received.get('b')).toEqual(['a:1', 'a:2', 'a:3']);
+    expect(net.peers.map((p) => p.initiator)).toEqual([true, false]);
+  });
+
+  it('closes a channel no live session needs, lingerMs after the last one ends, on both sides', async () => {
+    const [a, b, c] = [mesh('a'), mesh('b'), mesh('c')];
+    a.need(1, ['b', 'c']);
+    a.need(2, ['b']);
+    b.need(1, ['a']);
+    b.need(2, ['a']);
+    c.need(1, ['a']);
+    await Promise.all([a.connect('b'), a.connect('c'), b.connect('a'), c.connect('a')]);
+    for (const m of [a, b, c]) m.endSession(1);
+    await vi.advanceTimersByTimeAsync(LINGER_MS - 1);
+    expect(a.linked.sort()).toEqual(['b', 'c']);
+    await vi.advanceTimersByTimeAsync(1);
+    await flush();
+    expect(a.linked).toEqual(['b']); // session 2 still needs b
+    expect(c.linked).toEqual([]);
+    expect(b.linked).toEqual(['a']);
+    expect(a.send('c', [msg('late')])).toBe(false);
+    // Session 2 ends too: nothing is left open.
+    a.endSession(2);
+    b.endSession(2);
+    await vi.advanceTimersByTimeAsync(LINGER_MS);
+    await flush();
+    expect(a.linked).toEqual([]);
+    expect(b.linked).toEqual([]);
+    expect(net.peers.every((p) => p.destroyed)).toBe(true);
+  });
+
+  it('reuses the channel for a session that needs the same neighbour within the linger time', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    a.endSession(1);
+    b.endSession(1);
+    await vi.advanceTimersByTimeAsync(LINGER_MS / 2);
+    a.need(2, ['b']);
+    b.need(2, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    await vi.advanceTimersByTimeAsync(LINGER_MS * 2);
+    expect(a.linked).toEqual(['b']);
+    expect(net.peers).toHaveLength(2);
+  });
+
+  it('a neighbour that opens a channel for a session this side never joins does not keep it', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']); // b never hears of session 1
+    void a.connect('b').catch(() => {});
+    await flush();
+    expect(b.linked).toEqual(['a']);
+    await vi.advanceTimersByTimeAsync(LINGER_MS - 1);
+    expect(net.peers[1]?.destroyed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(net.peers[1]?.destroyed).toBe(true); // b's side, which no session of b's needs
+  });
+
+  it('a neighbour that still needs a released channel opens it again when the other side comes back', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    expect(a.release('b')).toBe(true);
+    await flush();
+    expect(closed).toEqual(['b-a']); // b was not asked: told through onClose, and waits for a new offer
+    expect(b.linked).toEqual(['a']);
+    a.need(2, ['b']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    b.send('a', [msg('again')]);
+    await flush();
+    expect(received.get('a')).toEqual(['b:again']);
+    expect(net.peers).toHaveLength(4);
+  });
+
+  it('takes a second offer as the remote starting over, even before the old channel is seen to close', async () => {
+    net.remoteCloseMs = 10_000;
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    a.release('b');
+    a.need(2, ['b']);
+    await a.connect('b');
+    a.send('b', [msg('fresh')]);
+    b.send('a', [msg('back')]);
+    await flush();
+    expect(received.get('b')).toEqual(['a:fresh']);
+    expect(received.get('a')).toEqual(['b:back']);
+    await vi.advanceTimersByTimeAsync(10_000); // the old connection's close arrives late and changes nothing
+    expect(b.linked).toEqual(['a']);
+    expect(closed).toEqual([]);
+  });
+
+  it('close() ends every channel and fails the waits for channels still opening', async () => {
+    const a = mesh('a');
+    a.need(1, ['z']); // z never answers
+    const waiting = a.connect('z');
+    a.close();
+    await expect(waiting).rejects.toThrow(/released/);
+    expect(a.linked).toEqual([]);
+  });
+
+  it('gives up on a channel that does not open within the connect timeout', async () => {
+    const a = mesh('a');
+    a.need(1, ['z']);
+    const waiting = a.connect('z');
+    const caught = expect(waiting).rejects.toThrow(/no data channel to z within 20000 ms/);
+    await vi.advanceTimersByTimeAsync(20_000);
+    await caught;
+  });
+});
