@@ -3,6 +3,7 @@
 // the reference runner's; the liars lose reputation and are evicted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVICT_AFTER_DISAGREEMENTS } from '../signal-server/coordinator/reputation.js';
+import { consent } from '../tools/local-swarm.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
 
 const STAGES = 3;
@@ -44,6 +45,7 @@ describe('one noisy replica in every stage', () => {
     // An evicted volunteer that comes back (same browser, same key) is refused.
     const liarPage = liarPages[0];
     await liarPage?.reload();
+    if (liarPage !== undefined) await consent(liarPage);
     await liarPage?.waitForFunction(() => window.webswarmVolunteer?.state === 'evicted', null, { timeout: 30_000 });
     expect(await liarPage?.evaluate(() => window.webswarmVolunteer?.lastError)).toMatch(/ERR_BANNED/);
   });

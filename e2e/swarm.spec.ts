@@ -5,7 +5,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
-import { launchChromium } from '../tools/local-swarm.js';
+import { consent, launchChromium } from '../tools/local-swarm.js';
 import { E2E_MODEL, type E2eSwarm, startE2eSwarm } from './harness.js';
 
 const MODEL = E2E_MODEL;
@@ -86,6 +86,7 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     const page = e.swarm.pages[0];
     if (page === undefined) throw new Error('no volunteer page');
     await page.reload();
+    await consent(page);
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 60_000 });
     const status = await page.evaluate(() => window.webswarmVolunteer);
     expect(status?.progress?.fromCache).toBe(true);

@@ -8,6 +8,11 @@ import { FAULT_KINDS, type FaultKind, isFaultKind } from '../shared/swarm/faults
 import { findChromium } from './ensure-chromium.js';
 
 const READY_TIMEOUT_MS = 120_000;
+/** A trusted click on the volunteer page's consent button, as a visitor's: the page starts nothing without one (web/volunteer/consent.ts). */
+export async function consent(page: Page): Promise<void> {
+  await page.getByTestId('consent').click({ timeout: CONSENT_TIMEOUT_MS });
+}
+
 /** The consent button is enabled once the page has checked for a GPU and shown it for half a second. */
 const CONSENT_TIMEOUT_MS = 30_000;
 
@@ -75,8 +80,7 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
     await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
-    // A trusted click, as a visitor's: the page starts nothing without one (web/volunteer/consent.ts).
-    await page.getByTestId('consent').click({ timeout: CONSENT_TIMEOUT_MS });
+    await consent(page);
     pages.push(page);
     return page;
   };
