@@ -77,14 +77,19 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
         const correct = r.streamed.filter((t, i) => t === expected[i]).length;
         const wrongVerified = r.streamed.filter((t, i) => t !== expected[i]).length;
         const counts = r.audit.get(faulty);
+        const equivocated = r.equivocators.find((e) => e.volunteer === faulty);
         const detected =
-          r.replacements.length > 0
-            ? 'replaced by a spare'
-            : counts.disagreed > 0
-              ? `${counts.disagreed} disagreements`
-              : kind === 'slow' || kind === 'silent'
-                ? 'late / missing'
-                : 'no';
+          equivocated !== undefined
+            ? `equivocation at step ${equivocated.step}`
+            : kind === 'nudge'
+              ? 'in agreement (moves nothing)'
+              : r.replacements.length > 0
+                ? 'replaced by a spare'
+                : counts.disagreed > 0
+                  ? `${counts.disagreed} disagreements`
+                  : kind === 'slow' || kind === 'silent'
+                    ? 'late / missing'
+                    : 'no';
         rows.push([kind, faulty, `${correct}/${o.tokens}`, String(wrongVerified), detected]);
       }
       printTable(

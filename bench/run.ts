@@ -3,7 +3,8 @@
  * as tables of medians measured side by side in one run. Not part of npm test.
  *
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
- *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium)
+ *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
+ *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
+import { benchAttacks } from './attacks.js';
 import { benchFaults } from './faults.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
@@ -82,6 +84,7 @@ async function main(): Promise<void> {
       decodeRows,
     );
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
     rmSync(work, { recursive: true, force: true });

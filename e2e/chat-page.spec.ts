@@ -9,6 +9,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TokenEvent } from '../shared/protocol/messages.js';
 import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { consent } from '../tools/local-swarm.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig, startTestServer } from './harness.js';
 
 const READY_MS = 90_000;
@@ -25,7 +26,8 @@ beforeAll(async () => {
   rig = await startOneStageRig();
   volunteer = await rig.browser.newContext();
   const tab = await volunteer.newPage();
-  await tab.goto(`${rig.server.address().url}/volunteer?autostart=1&backend=wasm`);
+  await tab.goto(`${rig.server.address().url}/volunteer?backend=wasm`);
+  await consent(tab);
   await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
 });
 afterAll(async () => {

@@ -29,6 +29,7 @@ export async function startTestServer(
     apiKeys?: string[];
     ratePerMinute?: number;
     routeWaitMs?: number;
+    random?: () => number;
   } = {},
 ): Promise<SignalServer> {
   return startLocalServer(models, cacheRoot, {
@@ -39,6 +40,7 @@ export async function startTestServer(
     apiKeys: extra.apiKeys ?? [],
     ...(extra.port === undefined ? {} : { port: extra.port }),
     ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),
+    ...(extra.random === undefined ? {} : { random: extra.random }),
     logger: extra.quiet === true ? silentLogger : createLogger('info', process.stderr),
   });
 }
@@ -107,6 +109,12 @@ export interface E2eSwarmOptions {
   readonly quiet?: boolean;
   readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
   readonly faultOf?: (index: number) => FaultKind | null;
+  /**
+   * The server's random source for route choice. Specs that name which tab is
+   * in a route and which is a spare pass `() => 0`: among equals, the first
+   * ready (the first opened) is then drawn each time.
+   */
+  readonly random?: () => number;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -117,6 +125,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     redundancy: o.redundancy ?? 3,
     allowFaults: o.allowFaults ?? false,
     quiet: o.quiet ?? false,
+    ...(o.random === undefined ? {} : { random: o.random }),
   });
   const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
   const swarm = await startLocalSwarm({

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents } from '../shared/protocol/messages.js';
 import { DASHBOARD_REPLICAS_SHOWN, type ServerToClientEvents } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { NodeVolunteer } from '../signal-server/testing/node-volunteer.js';
 import { type OneStageRig, startOneStageRig } from './harness.js';
 
 type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -70,18 +71,22 @@ describe('pages on the bounded feeds', () => {
     expect(await dash.locator('[data-stage="0"] [data-volunteer]').count()).toBe(DASHBOARD_REPLICAS_SHOWN);
     expect(await dash.locator('[data-stage="0"] [data-testid="more"]').textContent()).toBe(`+${MANY - DASHBOARD_REPLICAS_SHOWN} more`);
     expect(await dash.locator('[data-stage="0"] th').textContent()).toContain('0/1 ready');
-    // Two report ready and three leave: the counts follow, listed or not.
-    const manifest = (await (await fetch(`${rig.server.address().url}/api/models`)).json()) as { modelId: string }[];
-    for (const v of vs.slice(-2)) v.emit('volunteer:ready', { modelId: manifest[0]?.modelId ?? '', stage: 0, stepMs: 1 });
+    // Two that compute join and become ready (they answer their challenge steps), three leave: the counts follow, listed or not.
+    const computing = [new NodeVolunteer(rig.server.address().url), new NodeVolunteer(rig.server.address().url)];
     for (const v of vs.slice(0, 3)) v.disconnect();
-    await expect.poll(() => summary.textContent(), { timeout: SEEN_MS }).toContain(`${MANY - 3} volunteers online`);
-    await expect.poll(() => dash.locator('[data-stage="0"] th').textContent(), { timeout: SEEN_MS }).toContain('2/1 ready');
-    expect(await dash.locator('[data-stage="0"] [data-testid="more"]').textContent()).toBe(`+${MANY - 3 - DASHBOARD_REPLICAS_SHOWN} more`);
-    // The ready ones are listed first.
-    const firstIds = await dash
-      .locator('[data-stage="0"] [data-volunteer]')
-      .evaluateAll((els) => els.slice(0, 2).map((e) => e.textContent));
-    expect(firstIds.every((t) => t?.includes('ready'))).toBe(true);
+    const online = MANY + computing.length - 3;
+    try {
+      await expect.poll(() => summary.textContent(), { timeout: SEEN_MS }).toContain(`${online} volunteers online`);
+      await expect.poll(() => dash.locator('[data-stage="0"] th').textContent(), { timeout: SEEN_MS }).toContain('2/1 ready');
+      expect(await dash.locator('[data-stage="0"] [data-testid="more"]').textContent()).toBe(`+${online - DASHBOARD_REPLICAS_SHOWN} more`);
+      // The ready ones are listed first.
+      const firstIds = await dash
+        .locator('[data-stage="0"] [data-volunteer]')
+        .evaluateAll((els) => els.slice(0, 2).map((e) => e.textContent));
+      expect(firstIds.every((t) => t?.includes('ready'))).toBe(true);
+    } finally {
+      for (const v of computing) await v.close();
+    }
     await dash.close();
   });
 });
