@@ -75,6 +75,7 @@ describe('tabs close or lose their network mid-generation', () => {
       { timeout: 60_000 },
     );
     const newId = (await status(DISCONNECTING))?.volunteerId;
-    expect(e.server.coordinator?.volunteers().find((v) => v.id === newId)?.ready).toBe(true);
+    // Ready for the server once it has answered its challenge step.
+    await expect.poll(() => e.server.coordinator?.volunteers().find((v) => v.id === newId)?.ready, { timeout: 30_000 }).toBe(true);
   });
 });
