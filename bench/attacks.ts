@@ -116,6 +116,7 @@ export async function benchAttacks(o: { modelDir: string; tokens: number; reques
     r: Rig & { dir: string },
     attackers: NodeVolunteer[],
     sampling: SamplingParams = GREEDY,
+    undetected = 'never evicted',
   ): Promise<void> => {
     const expected = await refOf(r.dir, sampling);
     let wrong = 0;
@@ -134,7 +135,7 @@ export async function benchAttacks(o: { modelDir: string; tokens: number; reques
     rows.push([
       name,
       String(wrong),
-      detectedAt === '' ? 'not evicted (outvoted every step)' : detectedAt,
+      detectedAt === '' ? undetected : detectedAt,
       `${evicted}/${attackers.length}`,
       `${lost}/${o.requests}`,
     ]);
@@ -176,7 +177,7 @@ export async function benchAttacks(o: { modelDir: string; tokens: number; reques
       const nudger = add(r, '127.0.0.70', { fault: faultBehaviour('nudge', 3) });
       for (let i = 0; i < 2; i++) add(r, `127.0.0.${71 + i}`);
       await until('3 ready', () => readyCount(r) === 3);
-      await attack('nudger inside the tolerance (seeded, temperature 1)', r, [nudger], SEEDED);
+      await attack('nudger inside the tolerance (seeded, temperature 1)', r, [nudger], SEEDED, 'never: it agrees, and moves nothing');
       await close(r);
     }
     {
