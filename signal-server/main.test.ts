@@ -21,6 +21,8 @@ describe('server settings', () => {
     expect(() => optionsFrom({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error, .*, got "loud"/);
     expect(() => optionsFrom({ WEBSWARM_MODE: 'prod' })).toThrow('WEBSWARM_MODE must be one of production, demo, test, got "prod"');
     expect(() => optionsFrom({ LOG_FORMAT: 'human' })).toThrow('LOG_FORMAT must be one of json, pretty, auto, got "human"');
+    expect(() => optionsFrom({ SPOT_CHECK_RATE: '2' })).toThrow('SPOT_CHECK_RATE must be a number from 0 to 1, got "2"');
+    expect(optionsFrom({ LOCAL_ADDRESSES: ' 10.0.0.1 , ::1 ' }).localAddresses).toEqual(['10.0.0.1', '::1']);
   });
 
   it("match README's settings table row for row", () => {

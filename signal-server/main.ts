@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
@@ -25,6 +26,12 @@ export interface StartOptions {
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** Fraction of sessions after which each replica is challenged again (0..1). */
+  readonly spotCheckRate: number;
+  /** Requests that may wait for a route at once; more get 503 ERR_BUSY at once. */
+  readonly maxQueued: number;
+  /** This machine's addresses: its volunteers are told apart by client key alone. */
+  readonly localAddresses: readonly string[];
 }
 
 interface Setting {
@@ -72,6 +79,19 @@ export const SETTINGS = {
     fallback: String(DEFAULT_MAX_BODY_BYTES),
     help: 'largest API request body',
   },
+  spotCheckRate: {
+    env: 'SPOT_CHECK_RATE',
+    flag: 'spot-check-rate',
+    fallback: '0.1',
+    help: 'chance (0–1) that a replica is challenged again after a session',
+  },
+  maxQueued: { env: 'MAX_QUEUED', flag: 'max-queued', fallback: '64', help: 'requests waiting for a route at once; more get 503' },
+  localAddresses: {
+    env: 'LOCAL_ADDRESSES',
+    flag: 'local-addresses',
+    fallback: DEFAULT_LOCAL_ADDRESSES.join(','),
+    help: "this machine's addresses: volunteers from them are told apart by key alone",
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
   logFormat: {
     env: 'LOG_FORMAT',
@@ -102,6 +122,13 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     if (!Number.isInteger(n) || n < min) throw new Error(`${from} must be an integer ≥ ${min}, got "${value}"`);
     return n;
   };
+  const fraction = (s: Setting): number => {
+    const { value, from } = raw(s);
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1)
+      throw new Error(`${from} must be a number from 0 to 1, got "${value}"`);
+    return n;
+  };
   const oneOf = <T extends string>(s: Setting, allowed: readonly T[]): T => {
     const { value, from } = raw(s);
     if (!(allowed as readonly string[]).includes(value)) throw new Error(`${from} must be one of ${allowed.join(', ')}, got "${value}"`);
@@ -124,6 +151,12 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
     logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
+    spotCheckRate: fraction(SETTINGS.spotCheckRate),
+    maxQueued: int(SETTINGS.maxQueued, 0),
+    localAddresses: raw(SETTINGS.localAddresses)
+      .value.split(',')
+      .map((a) => a.trim())
+      .filter((a) => a !== ''),
   };
 }
 
@@ -151,6 +184,9 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     apiKeys: o.apiKeys,
     ratePerMinute: o.ratePerMinute,
     maxBodyBytes: o.maxBodyBytes,
+    spotCheckRate: o.spotCheckRate,
+    maxQueued: o.maxQueued,
+    localAddresses: o.localAddresses,
     logger,
   });
   await server.ready;
