@@ -4,8 +4,9 @@
  * io() as Socket<ServerToClientEvents, ClientToServerEvents>).
  * README.md beside this file is the prose specification.
  */
-import type { FaultKind } from '../swarm/faults.js';
+
 import type { WireError, WireErrorCode } from './errors.js';
+import type { FaultKind } from './faults.js';
 
 export type Backend = 'wasm' | 'webgpu';
 export type Role = 'volunteer' | 'requester';

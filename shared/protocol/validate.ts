@@ -3,8 +3,8 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
-import { FAULT_KINDS, isFaultKind } from '../swarm/faults.js';
 import { isWireErrorCode } from './errors.js';
+import { FAULT_KINDS, isFaultKind } from './faults.js';
 import type {
   ChallengeProof,
   GenerateRequest,

@@ -1,28 +1,8 @@
 import { seededRandom } from '../model/sampling.js';
+import type { FaultKind } from '../protocol/faults.js';
 import { RELATIVE_TOLERANCE } from '../vote/tolerance.js';
 
-/**
- * Ways a volunteer can misbehave, injected on purpose in tests and demos.
- * A production server refuses volunteers that announce one.
- */
-export const FAULT_KINDS = [
-  'crash',
-  'disconnect',
-  'slow',
-  'silent',
-  'noise',
-  'wrong-shape',
-  'nan',
-  'stale',
-  'wrong-token',
-  'nudge',
-  'equivocate',
-] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-export function isFaultKind(v: unknown): v is FaultKind {
-  return typeof v === 'string' && (FAULT_KINDS as readonly string[]).includes(v);
-}
+export { FAULT_KINDS, type FaultKind, isFaultKind } from '../protocol/faults.js';
 
 /** What a faulty replica does to its outputs. The page handles crash and disconnect itself. */
 export interface FaultBehaviour {

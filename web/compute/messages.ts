@@ -1,7 +1,9 @@
 import type { Feeds } from '../../shared/model/pipeline.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */
-export type Backend = 'wasm' | 'webgpu';
+export type { Backend } from '../../shared/protocol/messages.js';
+
+import type { Backend } from '../../shared/protocol/messages.js';
 
 /** Main thread → compute worker. */
 export type ToWorker =
