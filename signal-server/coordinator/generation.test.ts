@@ -255,6 +255,13 @@ describe('a generation against liars inside the rules', () => {
     expect(r.streamed).toEqual([]);
   });
 
+  it('a replica whose output is NaN is outvoted, not taken for an equivocator (its frames are what it reported)', async () => {
+    const r = await runSwarm({ s1r1: fault('nan') });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.equivocators).toEqual([]);
+  });
+
   it('one equivocator among honest senders is outvoted by the receivers and reported', async () => {
     const r = await runSwarm({ s1r1: fault('equivocate') });
     expect(r.error).toBeNull();

@@ -87,6 +87,11 @@ interface StepWait {
   settleTimer: ReturnType<typeof setTimeout> | null;
 }
 
+/** A receiver's fingerprint of a frame is the sender's own: the same bytes (NaN included), or within the tolerance. */
+function sameFrame(a: readonly number[], b: readonly number[]): boolean {
+  return (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) || agreeFingerprints([...a], [...b]);
+}
+
 /** How many steps' digest votes are kept for stragglers' late reports. */
 const KEPT_STEPS = 64;
 
@@ -345,7 +350,7 @@ export class GenerationSession {
     for (const sender of this.current[stage] ?? []) {
       const said = own.get(sender);
       if (said === undefined) continue;
-      const mismatches = (heard.get(sender) ?? []).filter((r) => !said.some((d) => agreeFingerprints([...r.digest], d))).length;
+      const mismatches = (heard.get(sender) ?? []).filter((r) => !said.some((d) => sameFrame(r.digest, d))).length;
       if (mismatches >= this.needed) out.add(sender);
     }
     return out;
