@@ -76,7 +76,9 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
         else r = await runInProcess(swarm, promptIds, o.tokens, { [faulty]: faultBehaviour(kind, 7) });
         const correct = r.streamed.filter((t, i) => t === expected[i]).length;
         const wrongVerified = r.streamed.filter((t, i) => t !== expected[i]).length;
-        const counts = r.audit.get(faulty);
+        // Its last score as it was told (an eviction forgets the audit).
+        const counts = r.scores.get(faulty) ?? r.audit.get(faulty);
+        const evicted = r.evicted.get(faulty);
         const equivocated = r.equivocators.find((e) => e.volunteer === faulty);
         const detected =
           equivocated !== undefined

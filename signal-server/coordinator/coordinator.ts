@@ -19,7 +19,7 @@ import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { Audit, type AuditCounts } from './audit.js';
 import type { ChallengeOracle } from './challenge.js';
-import { GenerationError, GenerationSession, type SessionTimeouts } from './generation.js';
+import { GenerationError, GenerationSession, type SessionTimeouts, type StepRecord } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
 import type { SwarmObserver } from './observer.js';
@@ -40,7 +40,8 @@ export interface ServedModelInfo {
   readonly numStages: number;
   readonly baseUrl: string;
   readonly manifest: StageManifest;
-  readonly tokenizer: Tokenizer;
+  /** Null where only token ids are sent (the in-process test swarm). */
+  readonly tokenizer: Tokenizer | null;
 }
 
 export interface CompletionRequest {
@@ -91,6 +92,8 @@ export interface CoordinatorOptions {
   readonly random?: () => number;
   /** Hears that volunteers or their states changed (the landing page's status). */
   readonly statusChanged?: () => void;
+  /** Makes volunteer ids (default: random UUIDs); the in-process test swarm names them itself. */
+  readonly newId?: () => string;
 }
 
 /** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
@@ -176,7 +179,8 @@ export class Coordinator {
     if (keys.some((k) => this.bans.banned(k)))
       return refuse('ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
-    const id = randomUUID();
+    const id = this.options.newId?.() ?? randomUUID();
+    if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     this.members.set(id, { id, link, keys, fault: m.fault, proven: false, challenge: null, noShows: 0 });
     const stage = this.registry.join(id, m.backend, m.adapter);
     link.send('volunteer:welcome', { volunteerId: id });
@@ -391,7 +395,7 @@ export class Coordinator {
     const stage = session.stageOf(left);
     if (stage === undefined) return;
     const staying = (session.route[stage] ?? []).filter((id) => id !== left);
-    const spare = this.spares(stage, new Set(session.route.flat()), staying)[0];
+    const spare = this.spares(stage, session.notCandidates(), staying)[0];
     if (spare === undefined) {
       session.onLeft(left);
       this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`);
@@ -468,7 +472,7 @@ export class Coordinator {
 
   /** The prompt for a chat, by the model's chat template. */
   chatPrompt(messages: readonly ChatMessage[]): string {
-    return this.model.tokenizer.chatPrompt(messages);
+    return this.tokenizer().chatPrompt(messages);
   }
 
   /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
@@ -485,17 +489,67 @@ export class Coordinator {
 
   private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
     if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
-    const { tokenizer, manifest } = this.model;
+    const tokenizer = this.tokenizer();
     const r = this.options.redundancy;
     const promptTokens = tokenizer.encode(req.prompt);
+    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
+    const sofar: number[] = [];
+    let verified = true;
+    const { result, route } = await this.runIds(promptTokens, req.maxTokens, req.sampling, req.signal, (token, rec, session) => {
+      sofar.push(token);
+      const piece = stream.push(sofar);
+      const ok = r >= 2 && rec.votes.every((v) => v.agreed >= majority(r));
+      verified &&= ok;
+      onToken?.({
+        index: sofar.length - 1,
+        token,
+        text: piece,
+        votes: rec.votes,
+        verified: ok,
+        redundancy: r,
+        logits: rec.logits,
+        route: session.route.map((ids) => [...ids]),
+        stepMs: rec.ms,
+        computeMs: rec.computeMs,
+      });
+      return stream.stopped;
+    });
+    stream.finish(result.tokens);
+    return {
+      promptTokens,
+      tokens: result.tokens,
+      text: stream.text,
+      finishReason: result.finishReason,
+      route,
+      redundancy: r,
+      verified: verified && r >= 2,
+    };
+  }
+
+  /**
+   * Runs token ids through a route of the swarm, with every rule of a request
+   * (admission, route choice, fail-over, eviction): the in-process test swarm
+   * and the benchmarks call it without a tokenizer. `onStep` returns true to
+   * stop after that token.
+   */
+  async runIds(
+    promptTokens: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    signal: AbortSignal | undefined,
+    onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+    if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const { manifest } = this.model;
+    const r = this.options.redundancy;
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
-    if (promptTokens.length + req.maxTokens > manifest.model.maxPositions) {
+    if (promptTokens.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
-        `prompt (${promptTokens.length} tokens) + max_tokens (${req.maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+        `prompt (${promptTokens.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
-    const route = await this.pickRoute(req.signal);
+    const route = await this.pickRoute(signal);
     const sessionId = this.nextSessionId++;
     for (let s = 0; s + 1 < route.length; s++)
       for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
@@ -526,50 +580,29 @@ export class Coordinator {
     );
     this.sessions.set(sessionId, session);
     const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
-    if (req.signal?.aborted === true) cancel();
-    req.signal?.addEventListener('abort', cancel, { once: true });
-    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
-    const sofar: number[] = [];
-    let verified = true;
+    if (signal?.aborted === true) cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
     try {
-      const result = await session.run(promptTokens, req.maxTokens, req.sampling, (token, rec) => {
-        sofar.push(token);
-        const piece = stream.push(sofar);
-        const ok = r >= 2 && rec.votes.every((v) => v.agreed >= majority(r));
-        verified &&= ok;
-        onToken?.({
-          index: sofar.length - 1,
-          token,
-          text: piece,
-          votes: rec.votes,
-          verified: ok,
-          redundancy: r,
-          logits: rec.logits,
-          route: session.route.map((ids) => [...ids]),
-          stepMs: rec.ms,
-          computeMs: rec.computeMs,
-        });
+      const result = await session.run(promptTokens, maxTokens, sampling, (token, rec) => {
+        const stop = onStep(token, rec, session);
         for (const o of this.observers) o.onToken?.(rec.ms, rec.votes);
-        return stream.stopped;
+        return stop;
       });
-      stream.finish(result.tokens);
       this.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
-      return {
-        promptTokens,
-        tokens: result.tokens,
-        text: stream.text,
-        finishReason: result.finishReason,
-        route: session.route.map((ids) => [...ids]),
-        redundancy: r,
-        verified: verified && r >= 2,
-      };
+      return { result, route: session.route.map((ids) => [...ids]), session };
     } finally {
-      req.signal?.removeEventListener('abort', cancel);
+      signal?.removeEventListener('abort', cancel);
       this.sessions.delete(sessionId);
       this.finished.set(sessionId, session);
       if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
       this.spotCheck(session.route.flat());
     }
+  }
+
+  private tokenizer(): Tokenizer {
+    const t = this.model.tokenizer;
+    if (t === null) throw new GenerationError('ERR_BAD_REQUEST', 'this coordinator has no tokenizer: send token ids');
+    return t;
   }
 
   /** A replica did not join a session: a strike; MAX_NO_SHOWS strikes evict it. */

@@ -1,6 +1,6 @@
 // The data path of a token with real stages, real onnxruntime sessions, real
 // replicas (ReplicaCore, the same code the volunteer page runs) and the real
-// coordinator session, joined in one process: frames and reports are passed
+// coordinator (its challenges, routes, fail-over and eviction), joined in one process: frames and reports are passed
 // by direct calls instead of WebRTC and Socket.IO, which the e2e tests cover.
 // This is where lying and vanishing replicas are tested quickly and seeded.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -86,8 +86,11 @@ describe('a generation through replicas', () => {
     const r = await runSwarm({ [liar]: fault('noise', stage + 1) });
     expect(r.error).toBeNull();
     expect(r.tokens).toEqual(expected);
-    expect(r.audit.get(liar).disagreed).toBeGreaterThan(0);
-    expect(r.audit.get(liar).agreed).toBe(0);
+    // It was told its score: disagreements only, until the coordinator evicted it and a spare took its place.
+    expect(r.scores.get(liar)?.disagreed).toBeGreaterThan(0);
+    expect(r.scores.get(liar)?.agreed).toBe(0);
+    expect(r.evicted.get(liar)).toBe('ERR_EVICTED');
+    expect(r.replacements.map((x) => [x.left, x.joined])).toEqual([[liar, `s${stage}spare`]]);
     expect(r.audit.get(`s${stage}r0`)).toEqual({ agreed: TOKENS, disagreed: 0 });
   });
 

@@ -236,7 +236,7 @@ export class GenerationSession {
     });
     const leaving = worstFirst.slice(0, count);
     const staying = ids.filter((id) => !leaving.includes(id));
-    const spares = this.retry.spares(stage, new Set(this.current.flat()), staying);
+    const spares = this.retry.spares(stage, this.notCandidates(), staying);
     if (spares.length < count) return false;
     const newcomers: string[] = [];
     for (const [i, old] of leaving.entries()) {
@@ -267,6 +267,11 @@ export class GenerationSession {
     const qs = this.digestsOf(step);
     for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
     return true;
+  }
+
+  /** Replicas that may not join this session: its members, and those that left it (retried out, gone). */
+  notCandidates(): Set<string> {
+    return new Set([...this.current.flat(), ...this.replacements.map((r) => r.left)]);
   }
 
   /** The stage a volunteer holds in this session, or undefined when it is not a member. */
@@ -475,7 +480,7 @@ export class GenerationSession {
         const stage = this.members.get(id) as number;
         this.retry?.noShow?.(id);
         const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
-        const spare = this.retry?.spares(stage, new Set([...tried, ...this.members.keys()]), staying)[0];
+        const spare = this.retry?.spares(stage, new Set([...tried, ...this.notCandidates()]), staying)[0];
         if (spare === undefined) continue;
         tried.add(spare);
         this.retry?.link(stage, spare);

@@ -1,14 +1,25 @@
 // An in-process swarm for tests and benchmarks: real stages, real onnxruntime
 // sessions, real replicas (ReplicaCore, the code the volunteer page runs) and
-// the real coordinator session, joined by direct calls in place of WebRTC and
-// Socket.IO (the e2e tests cover those). Fast and seeded: where lying,
-// vanishing and slow replicas are exercised by the thousand.
+// the real coordinator (registration, challenge steps, route choice, fail-over,
+// eviction), joined by direct calls in place of WebRTC and Socket.IO (the e2e
+// tests and the hostile-client tests cover those). Fast and seeded: where
+// lying, vanishing and slow replicas are exercised by the thousand.
+//
+// Volunteers are named by the order they join, which is also how the
+// coordinator hands out stages (the fewest replicas first): s<k>r<i> for the
+// r replicas of stage k, then s<k>spare, s<k>spare2, … The coordinator draws
+// routes with a random source that returns 0, so a route is the first r ready
+// replicas of each stage and a replacement the first spare.
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
+import type { ServerToClientEvents } from '../../shared/protocol/messages.js';
+import { parseChallenge } from '../../shared/protocol/validate.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
-import { Audit } from '../coordinator/audit.js';
-import { type GenerationError, GenerationSession, type SessionTimeouts } from '../coordinator/generation.js';
+import type { Audit, AuditCounts } from '../coordinator/audit.js';
+import { ReferenceOracle } from '../coordinator/challenge.js';
+import { Coordinator, type VolunteerLink } from '../coordinator/coordinator.js';
+import { GenerationError, type GenerationSession, type SessionTimeouts } from '../coordinator/generation.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
 export interface InProcessSwarm {
@@ -16,8 +27,9 @@ export interface InProcessSwarm {
   readonly redundancy: number;
   /** Spare replicas per stage, ready to replace or retry. */
   readonly sparesPerStage: number;
-  /** One executor per replica slot: R + spares per stage. */
+  /** One executor per volunteer: R + spares per stage, and one for the coordinator's challenge steps. */
   readonly executors: readonly OrtExecutor[];
+  readonly oracle: OrtExecutor;
   readonly timeouts: SessionTimeouts;
 }
 
@@ -25,8 +37,13 @@ export interface InProcessResult {
   readonly tokens: number[];
   readonly finishReason: 'stop' | 'length' | null;
   readonly streamed: number[];
+  /** Per accepted token, each stage's agreeing replicas. */
   readonly votes: number[][];
   readonly audit: Audit;
+  /** The last score each volunteer was told (it outlives an eviction, which forgets the audit). */
+  readonly scores: ReadonlyMap<string, AuditCounts>;
+  /** Volunteers the coordinator evicted, with the code it gave. */
+  readonly evicted: ReadonlyMap<string, string>;
   readonly computedBy: Map<string, number>;
   readonly replacements: GenerationSession['replacements'];
   /** Replicas proven to equivocate, as the session reported them for eviction. */
@@ -46,11 +63,12 @@ export async function createInProcessSwarm(
 ): Promise<InProcessSwarm> {
   const executors: OrtExecutor[] = [];
   for (let i = 0; i < manifest.stages.length * (redundancy + sparesPerStage); i++) executors.push(await OrtExecutor.create(stageBytes));
-  return { manifest, redundancy, sparesPerStage, executors, timeouts };
+  return { manifest, redundancy, sparesPerStage, executors, oracle: await OrtExecutor.create(stageBytes), timeouts };
 }
 
 export async function releaseInProcessSwarm(s: InProcessSwarm): Promise<void> {
   for (const e of s.executors) await e.release();
+  await s.oracle.release();
 }
 
 /** A man in the middle of the data channels: what actually arrives at `to` for each message `from` sent. */
@@ -60,12 +78,21 @@ export interface Crash {
   /** The replica that goes away after computing `afterSteps` steps… */
   readonly who: string;
   readonly afterSteps: number;
-  /** …and the spare of its stage that the coordinator puts in its place (or none). */
+  /** …with its stage's spares there to take its place, or none (`null`: they left before the request). */
   readonly spare: string | null;
 }
 
+/** The name of the i-th volunteer to join (see the file's comment). */
+function nameOf(i: number, stages: number, r: number): string {
+  const stage = i % stages;
+  const k = Math.floor(i / stages);
+  if (k < r) return `s${stage}r${k}`;
+  const j = k - r;
+  return j === 0 ? `s${stage}spare` : `s${stage}spare${j + 1}`;
+}
+
 /**
- * Runs one generation on a route of 3 × 3 replicas (plus one spare per stage);
+ * Runs one generation on a route of r replicas per stage (plus spares);
  * `faults` makes chosen replicas misbehave, `silent` never answer, `crash` leave mid-generation.
  */
 export async function runInProcess(
@@ -86,108 +113,154 @@ export async function runInProcess(
   const { manifest, executors } = swarm;
   const STAGES = manifest.stages.length;
   const R = swarm.redundancy;
-  const route = Array.from({ length: STAGES }, (_, s) => Array.from({ length: R }, (_, i) => `s${s}r${i}`));
-  // The first spare of a stage is `s<k>spare`, further ones `s<k>spare2`, `s<k>spare3`…
-  const spares = Array.from({ length: STAGES }, (_, s) =>
-    Array.from({ length: swarm.sparesPerStage }, (_, j) => (j === 0 ? `s${s}spare` : `s${s}spare${j + 1}`)),
-  );
   const computedBy = new Map<string, number>();
+  const scores = new Map<string, AuditCounts>();
+  const evicted = new Map<string, string>();
   const gone = new Set<string>();
-  const audit = new Audit();
   const cores = new Map<string, ReplicaCore>();
-  let session: GenerationSession | null = null;
   const later = (f: () => void) => setImmediate(f);
-  for (const [stage, ids] of route.entries()) {
-    for (const [i, id] of [...ids, ...(spares[stage] as string[])].entries()) {
-      const executor = executors[stage * (R + swarm.sparesPerStage) + i] as OrtExecutor;
-      const silenced = silent.includes(id);
-      const quiet = () => silenced || gone.has(id);
-      const core = new ReplicaCore(
-        manifest,
-        stage,
-        executor,
-        {
-          frames: (to, msgs) => {
-            if (quiet()) return;
-            later(() => {
-              for (const m of msgs) {
-                if (wire === null) cores.get(to)?.frame(id, m);
-                else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
-              }
-            });
-          },
-          digest: (m) =>
-            quiet() || later(() => session?.onDigest(id, m.step, [...m.digest], m.computeMs, [...m.input], m.received, m.resets)),
-          logits: (m) => quiet() || later(() => session?.onLogits(id, m.step, new Float32Array(m.logits))),
-          failed: (m) => later(() => session?.onFailure(id, m.step, m.code, m.message)),
-          computed: () => {
-            const n = (computedBy.get(id) ?? 0) + 1;
-            computedBy.set(id, n);
-            if (crash?.who === id && n === crash.afterSteps) {
-              // The tab closes: nothing more comes from it, and the coordinator hears it left.
-              gone.add(id);
-              later(() => (crash.spare === null ? session?.onLeft(id) : session?.replace(id, crash.spare)));
-            }
-          },
-          rejected: () => {},
-        },
-        faults[id] ?? null,
-      );
-      cores.set(id, core);
-    }
-  }
-  session = new GenerationSession(
-    1,
-    route,
-    manifest,
+  let joined = 0;
+  const coordinator: Coordinator = new Coordinator(
+    { modelId: manifest.modelId, numStages: STAGES, baseUrl: '/in-process', manifest, tokenizer: null },
     {
-      // Copied when sent, as Socket.IO serialises them: a later change to the route must not reach an earlier message.
-      open: (v, m) => {
-        cores.get(v)?.open(structuredClone(m));
-        later(() => session?.onJoined(v));
-      },
-      update: (v, sent) => {
-        const m = structuredClone(sent);
-        if (updateDelayMs > 0 && m.resendTo.length === 0) setTimeout(() => cores.get(v)?.update(m), updateDelayMs);
-        else later(() => cores.get(v)?.update(m));
-      },
-      input: (v, m) => later(() => cores.get(v)?.input(m)),
-      close: (v, id) => cores.get(v)?.close(id),
+      redundancy: R,
+      allowFaults: true,
+      routeWaitMs: 5_000,
+      timeouts: swarm.timeouts,
+      oracle: new ReferenceOracle(manifest, swarm.oracle),
+      spotCheckRate: 0,
+      random: () => 0,
+      newId: () => nameOf(joined++, STAGES, R),
     },
-    swarm.timeouts,
-    audit,
-    {
-      spares: (stage, exclude) => (spares[stage] ?? []).filter((id) => !exclude.has(id) && !gone.has(id)),
-      link: () => {},
-    },
+    () => {},
   );
+
+  /** One volunteer: the coordinator's messages to it, dispatched as the page does. */
+  const volunteer = (index: number): void => {
+    const executor = executors[index] as OrtExecutor;
+    let id = '';
+    const quiet = () => silent.includes(id) || gone.has(id);
+    const handlers: { [E in keyof ServerToClientEvents]?: (...args: Parameters<ServerToClientEvents[E]>) => void } = {
+      'volunteer:welcome': (m) => {
+        id = m.volunteerId;
+      },
+      'volunteer:assign': (a) => {
+        const core = new ReplicaCore(
+          manifest,
+          a.stage,
+          executor,
+          {
+            frames: (to, msgs) => {
+              if (quiet()) return;
+              later(() => {
+                for (const m of msgs) {
+                  if (wire === null) cores.get(to)?.frame(id, m);
+                  else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
+                }
+              });
+            },
+            digest: (m) => quiet() || later(() => coordinator.digest(id, m)),
+            logits: (m) => quiet() || later(() => coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits))),
+            failed: (m) => later(() => coordinator.failed(id, m)),
+            computed: () => {
+              const n = (computedBy.get(id) ?? 0) + 1;
+              computedBy.set(id, n);
+              if (crash?.who === id && n === crash.afterSteps) {
+                // The tab closes: nothing more comes from it, and the coordinator hears it left.
+                gone.add(id);
+                later(() => coordinator.left(id));
+              }
+            },
+            rejected: () => {},
+          },
+          faults[id] ?? null,
+        );
+        cores.set(id, core);
+        later(() => coordinator.ready(id, { modelId: a.modelId, stage: a.stage, stepMs: 1 }));
+      },
+      'volunteer:challenge': (raw) => {
+        const core = cores.get(id);
+        const m = parseChallenge(raw, manifest.model.hiddenSize, manifest.model.vocabSize);
+        if (core === undefined || !m.ok) return;
+        void core.challenge(m.value).then((digest) => coordinator.proof(id, { challengeId: m.value.challengeId, digest }));
+      },
+      'volunteer:score': (s) => scores.set(id, { agreed: s.agreed, disagreed: s.disagreed }),
+      'server:error': (e) => {
+        if (/^ERR_(EVICTED|EQUIVOCATION|CHALLENGE_FAILED)$/.test(e.code)) evicted.set(id, e.code);
+      },
+      // Copied when sent, as Socket.IO serialises them: a later change to the route must not reach an earlier message.
+      'session:open': (sent) => {
+        const m = structuredClone(sent);
+        if (cores.get(id)?.open(m) === true) later(() => coordinator.joined(id, m.sessionId));
+      },
+      'session:update': (sent) => {
+        const m = structuredClone(sent);
+        if (updateDelayMs > 0 && m.resendTo.length === 0) setTimeout(() => cores.get(id)?.update(m), updateDelayMs);
+        else later(() => cores.get(id)?.update(m));
+      },
+      'step:input': (m) => later(() => cores.get(id)?.input(structuredClone(m))),
+      'session:close': ({ sessionId }) => cores.get(id)?.close(sessionId),
+    };
+    const link: VolunteerLink = {
+      send: (event, ...args) => {
+        const h = handlers[event] as ((...a: typeof args) => void) | undefined;
+        h?.(...args);
+      },
+      disconnect: () => {
+        gone.add(id);
+        later(() => coordinator.left(id));
+      },
+    };
+    coordinator.hello(link, '127.0.0.1', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
+  };
+
+  for (let i = 0; i < STAGES * (R + swarm.sparesPerStage); i++) volunteer(i);
+  const total = STAGES * (R + swarm.sparesPerStage);
+  for (const until = Date.now() + 30_000; coordinator.volunteers().filter((v) => v.ready).length < total; ) {
+    if (Date.now() > until) throw new Error('the in-process volunteers did not pass their challenges within 30 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  if (crash !== null && crash.spare === null) {
+    // No spare for the crashing replica's stage: its spares leave before the request.
+    const stage = Number(crash.who.slice(1, crash.who.indexOf('r')));
+    for (const v of coordinator.volunteers()) if (v.stage === stage && v.id.includes('spare')) coordinator.left(v.id);
+  }
+
   const streamed: number[] = [];
   const stepMs: number[] = [];
   const votes: number[][] = [];
+  let session: GenerationSession | null = null;
   const result = (r: { tokens: number[]; finishReason: 'stop' | 'length' | null }, totalMs: number, error: GenerationError | null) => ({
     ...r,
     streamed,
     votes,
-    audit,
+    audit: coordinator.audit,
+    scores,
+    evicted,
     computedBy,
-    replacements: session.replacements,
-    equivocators: session.reported,
+    replacements: session?.replacements ?? [],
+    equivocators: session?.reported ?? [],
     stepMs,
     totalMs,
     error,
   });
   const t0 = performance.now();
   try {
-    const r = await session.run(promptIds, tokens, sampling, (t, rec) => {
+    const run = await coordinator.runIds(promptIds, tokens, sampling, undefined, (t, rec, s) => {
+      session = s;
       stepMs.push(rec.ms);
       streamed.push(t);
       votes.push(rec.votes.map((v) => v.agreed));
+      return undefined;
     });
-    return result(r, performance.now() - t0, null);
+    session = run.session;
+    return result(run.result, performance.now() - t0, null);
   } catch (e) {
-    return result({ tokens: [], finishReason: null }, 0, e as GenerationError);
+    if (!(e instanceof GenerationError)) throw e;
+    return result({ tokens: [], finishReason: null }, 0, e);
   } finally {
     // Let stragglers' late reports reach the audit.
     await new Promise((r) => setTimeout(r, 50));
+    coordinator.shutdown();
   }
 }
