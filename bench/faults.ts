@@ -85,13 +85,15 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
             ? `equivocation at step ${equivocated.step}`
             : kind === 'nudge'
               ? 'in agreement (moves nothing)'
-              : r.replacements.length > 0
-                ? 'replaced by a spare'
-                : counts.disagreed > 0
-                  ? `${counts.disagreed} disagreements`
-                  : kind === 'slow' || kind === 'silent'
-                    ? 'late / missing'
-                    : 'no';
+              : evicted !== undefined
+                ? `${counts.disagreed} disagreements, evicted (${evicted}), a spare took over`
+                : r.replacements.length > 0
+                  ? 'replaced by a spare'
+                  : counts.disagreed > 0
+                    ? `${counts.disagreed} disagreements`
+                    : kind === 'slow' || kind === 'silent'
+                      ? 'late / missing'
+                      : 'no';
         rows.push([kind, faulty, `${correct}/${o.tokens}`, String(wrongVerified), detected]);
       }
       printTable(
