@@ -2,12 +2,14 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { StageVote, VolunteerView } from '../shared/protocol/messages.js';
 import type { ApiRoute } from './api/api-routes.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
+import type { ServiceStatus, WindowFigures } from './coordinator/service-stats.js';
 
 /** What the metrics read from the coordinator (declared here, so that the coordinator can move freely). */
 export interface MetricsSource {
   volunteers(): readonly Pick<VolunteerView, 'backend' | 'stage' | 'state'>[];
   readonly activeSessions: number;
   observe(o: SwarmObserver): void;
+  serviceStatus(): ServiceStatus;
 }
 
 /** Node.js and process metrics (prom-client's defaults) under this prefix: webswarm_process_cpu_seconds_total, … */
@@ -82,6 +84,43 @@ export class SwarmMetrics implements SwarmObserver {
       collect() {
         this.reset();
         for (const v of coordinator?.volunteers() ?? []) this.inc({ backend: v.backend, stage: String(v.stage), state: v.state });
+      },
+    });
+    // The figures of /api/status, per window (5 min, 1 h): the service a status page shows.
+    const windowed = (name: string, help: string, pick: (w: WindowFigures) => Record<string, number | null>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['window', 'quantile'],
+        registers,
+        collect() {
+          this.reset();
+          for (const w of coordinator?.serviceStatus().windows ?? [])
+            for (const [quantile, v] of Object.entries(pick(w))) if (v !== null) this.set({ window: `${w.windowS}s`, quantile }, v);
+        },
+      });
+    windowed('webswarm_time_to_first_token_ms', 'Time to first token over the window (p50, p95, p99)', (w) => ({ ...w.ttftMs }));
+    windowed('webswarm_ms_per_token', 'ms per token after the first over the window (p50, p95, p99)', (w) => ({ ...w.msPerToken }));
+    new Gauge({
+      name: 'webswarm_requests_answered_ratio',
+      help: 'Share of requests answered over the window (not counting bad or cancelled requests)',
+      labelNames: ['window'],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of coordinator?.serviceStatus().windows ?? [])
+          if (w.answered !== null) this.set({ window: `${w.windowS}s` }, w.answered);
+      },
+    });
+    new Gauge({
+      name: 'webswarm_tokens_verified_ratio',
+      help: 'Share of tokens verified by a majority of r volunteers at every stage, over the window',
+      labelNames: ['window'],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of coordinator?.serviceStatus().windows ?? [])
+          if (w.verifiedByVolunteers !== null) this.set({ window: `${w.windowS}s` }, w.verifiedByVolunteers);
       },
     });
     new Gauge({

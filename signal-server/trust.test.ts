@@ -166,7 +166,25 @@ describe('the majority is that of the redundancy, never of the route', () => {
     expect(r.body.webswarm?.tokens).toEqual(expected);
     expect(r.body.webswarm?.redundancy).toBe(1);
     expect(r.body.webswarm?.verified).toBe(false);
-    expect(r.body.webswarm?.votes.every((v) => v.verified === false)).toBe(true);
+    expect(r.body.webswarm?.votes.map((v) => v.verified)).toEqual(expected.map(() => false));
+    // GET /api/status counts it: answered, its time to first token, and none of its tokens verified.
+    const status = (await (await fetch(`${url}/api/status`)).json()) as {
+      redundancy: number;
+      readyPerStage: number[];
+      windows: {
+        windowS: number;
+        requests: number;
+        answered: number;
+        tokens: number;
+        verifiedByVolunteers: number;
+        ttftMs: { p50: number };
+      }[];
+    };
+    expect(status.redundancy).toBe(1);
+    expect(status.readyPerStage).toEqual([1]);
+    expect(status.windows.map((w) => w.windowS)).toEqual([300, 3600]);
+    expect(status.windows[0]).toMatchObject({ requests: 1, answered: 1, tokens: expected.length, verifiedByVolunteers: 0 });
+    expect(status.windows[0]?.ttftMs.p50).toBeGreaterThan(0);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import type { StageVote, VolunteerView } from '../../shared/protocol/messages.js';
+import type { ServiceStatus } from '../coordinator/service-stats.js';
 
 /**
  * What the HTTP routes ask of the coordinator, declared here rather than
@@ -16,6 +17,8 @@ export interface ApiSwarm {
   status(): { volunteers: number; replicasPerStage: number[]; redundancy: number };
   /** Every volunteer with its stage, backend, state and record. */
   volunteers(): VolunteerView[];
+  /** Service figures over the last 5 minutes and hour (GET /api/status). */
+  serviceStatus(): ServiceStatus;
 }
 
 export interface ApiGenerationRequest {

@@ -26,6 +26,7 @@ import type { SwarmObserver } from './observer.js';
 import { Registry } from './registry.js';
 import { BanList, reputation, shouldEvict } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import { ServiceStats, type ServiceStatus } from './service-stats.js';
 import { TextStream } from './text-stream.js';
 
 /** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
@@ -143,6 +144,7 @@ export class Coordinator {
   private queued = 0;
   private closing = false;
   private readonly observers: SwarmObserver[] = [];
+  private readonly stats = new ServiceStats();
   private readonly random: () => number;
   private readonly localAddresses: readonly string[];
 
@@ -477,14 +479,44 @@ export class Coordinator {
 
   /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
   async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    const t0 = performance.now();
+    let ttftMs: number | null = null;
+    const msPerToken: number[] = [];
+    let tokens = 0;
+    let verifiedTokens = 0;
+    const seen = (u: TokenUpdate) => {
+      if (ttftMs === null) ttftMs = performance.now() - t0;
+      else msPerToken.push(u.stepMs);
+      tokens += 1;
+      if (u.verified) verifiedTokens += 1;
+      onToken?.(u);
+    };
     try {
-      const c = await this.generate(req, onToken);
+      const c = await this.generate(req, seen);
       for (const o of this.observers) o.onGeneration?.('ok');
+      this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens });
       return c;
     } catch (e) {
-      for (const o of this.observers) o.onGeneration?.(e instanceof GenerationError ? e.code : 'ERR_INTERNAL');
+      const code = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
+      for (const o of this.observers) o.onGeneration?.(code);
+      // The client's own doing (a bad request, a cancel) is no failure of the service.
+      if (code !== 'ERR_BAD_REQUEST' && code !== 'ERR_CANCELLED')
+        this.stats.record({ ok: false, ttftMs, msPerToken, tokens, verifiedTokens });
       throw e;
     }
+  }
+
+  /** What the service achieved over the last 5 minutes and hour, and the volunteers ready per stage now: for /api/status. */
+  serviceStatus(): ServiceStatus {
+    const ready = new Array<number>(this.model.numStages).fill(0);
+    for (const v of this.registry.all()) if (v.ready) ready[v.stage] = (ready[v.stage] ?? 0) + 1;
+    return {
+      modelId: this.model.modelId,
+      redundancy: this.options.redundancy,
+      volunteers: this.registry.size,
+      readyPerStage: ready,
+      windows: this.stats.windows(),
+    };
   }
 
   private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {

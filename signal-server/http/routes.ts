@@ -101,6 +101,13 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       );
       return;
     }
+    if (path === '/api/status' && (req.method === 'GET' || req.method === 'HEAD')) {
+      // A public status page reads it from anywhere.
+      res.setHeader('access-control-allow-origin', '*');
+      if (ctx.swarm === null) sendJson(res, 503, { error: { code: 'ERR_NO_ROUTE', message: 'no model is served' } });
+      else sendJson(res, 200, ctx.swarm.serviceStatus());
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${path}` } });
       return;
