@@ -1,7 +1,7 @@
 import type { ModelConfig } from './config.js';
 import type { StageManifest } from './manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
-import { STAGE_IO } from './stage-graph.js';
+import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 
 /** A tensor as it crosses the runtime boundary. */
 export type TensorData =
@@ -9,6 +9,14 @@ export type TensorData =
   | { readonly dtype: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
 
 export type Feeds = Record<string, TensorData>;
+
+/** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
+export function mainOutput(outputs: Feeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
+  const name = stageOutputName(stage, numStages);
+  const t = outputs[name];
+  if (t === undefined || t.dtype !== 'float32') throw new Error(`stage ${stage} returned no float32 ${name}`);
+  return t;
+}
 
 /** Runs one stage's graph: the reference runner, a worker, or a volunteer implements it. */
 export interface StageExecutor {
@@ -94,16 +102,11 @@ export class PipelineSession {
       if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${vocab})`);
     }
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-    for (const [i, stage] of this.manifest.stages.entries()) {
+    for (let i = 0; i < this.manifest.stages.length; i++) {
       const cache = this.caches[i] as KvCache;
-      const input = i === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
-      const out = await this.executor.run(i, { [input]: carry, ...cache.feeds() });
+      const out = await this.executor.run(i, { [stageInputName(i)]: carry, ...cache.feeds() });
       cache.update(out);
-      const last = i === this.manifest.stages.length - 1;
-      const next = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-      if (next === undefined || next.dtype !== 'float32')
-        throw new Error(`stage ${stage.index} returned no float32 ${last ? 'logits' : 'hidden states'}`);
-      carry = next;
+      carry = mainOutput(out, i, this.manifest.stages.length);
     }
     return carry.data as Float32Array;
   }

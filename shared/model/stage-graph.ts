@@ -26,6 +26,16 @@ export const STAGE_IO = {
   presentValue: (layer: number): string => `present.${layer}.value`,
 } as const;
 
+/** A stage's main input: token ids for stage 0, hidden states for the others. */
+export function stageInputName(stage: number): string {
+  return stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+}
+
+/** A stage's main output: logits for the last stage, hidden states for the others. */
+export function stageOutputName(stage: number, numStages: number): string {
+  return stage === numStages - 1 ? STAGE_IO.logits : STAGE_IO.hiddenOut;
+}
+
 const B = 'batch';
 const S = 'sequence';
 const P = 'past_sequence';

@@ -1,6 +1,6 @@
 import type { StageManifest } from '../model/manifest.js';
-import { KvCache, type StageExecutor, type TensorData } from '../model/pipeline.js';
-import { STAGE_IO } from '../model/stage-graph.js';
+import { KvCache, mainOutput, type StageExecutor, type TensorData } from '../model/pipeline.js';
+import { stageInputName } from '../model/stage-graph.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type { ReceivedReport, SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
 import type { ParsedChallenge } from '../protocol/validate.js';
@@ -223,12 +223,8 @@ export class ReplicaCore {
       input = { dtype: 'float32', dims: [1, data.length / hidden, hidden], data };
     }
     const cache = new KvCache(this.manifest.model, entry.layers);
-    const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
-    const result = await this.executor.run(this.stage, { [name]: input, ...cache.feeds() });
-    const last = this.stage === this.manifest.stages.length - 1;
-    const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-    if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
-    return fingerprint(main.data);
+    const result = await this.executor.run(this.stage, { [stageInputName(this.stage)]: input, ...cache.feeds() });
+    return fingerprint(mainOutput(result, this.stage, this.manifest.stages.length).data);
   }
 
   /** Token ids from the coordinator (stage 0 only). */
@@ -374,13 +370,12 @@ export class ReplicaCore {
   ): Promise<void> {
     const { sessionId, replica } = s.open;
     const last = this.stage === this.manifest.stages.length - 1;
-    const name = this.stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+    const name = stageInputName(this.stage);
     if (this.fault !== null && this.fault.delayMs > 0) await new Promise((r) => setTimeout(r, this.fault?.delayMs));
     const result = await this.executor.run(this.stage, { [name]: input, ...s.cache.feeds() });
     if (epoch !== s.epoch) return; // rolled back while it computed: its result is moot
     s.cache.update(result);
-    const main = result[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-    if (main === undefined || main.dtype !== 'float32') throw new Error(`stage ${this.stage} returned no output`);
+    const main = mainOutput(result, this.stage, this.manifest.stages.length);
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
     if (data === null) return;

@@ -1,3 +1,4 @@
+import { argmax } from '../model/sampling.js';
 import { agrees } from './tolerance.js';
 
 /** How one replica's answer to a step ended (fed straight into the vote). */
@@ -214,11 +215,5 @@ function identical(a: Float32Array, b: Float32Array): boolean {
 /** Agreement of two float tensors (hidden states) under the measured tolerance. */
 export const agreeTensors: AgreeFn<Float32Array> = (a, b) => agrees(a, b);
 
-function argmaxOf(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if ((a[i] as number) > (a[best] as number)) best = i;
-  return best;
-}
-
 /** Logits agree when within tolerance and their most likely token is the same. */
-export const agreeLogits: AgreeFn<Float32Array> = (a, b) => agrees(a, b) && argmaxOf(a) === argmaxOf(b);
+export const agreeLogits: AgreeFn<Float32Array> = (a, b) => agrees(a, b) && argmax(a) === argmax(b);

@@ -7,8 +7,8 @@
  * answer cannot be replayed or guessed.
  */
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { KvCache, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
-import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { KvCache, mainOutput, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { stageInputName } from '../../shared/model/stage-graph.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 
 /** Positions of a challenge's input: several, so that attention over the KV cache is exercised. */
@@ -57,11 +57,8 @@ export class ReferenceOracle implements ChallengeOracle {
       if (entry === undefined) throw new RangeError(`no stage ${k}`);
       if (k === stage && k > 0 && carry.dtype === 'float32') hidden = carry.data.slice();
       const cache = new KvCache(model, entry.layers);
-      const out = await this.executor.run(k, { [k === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn]: carry, ...cache.feeds() });
-      const last = k === stages.length - 1;
-      const next = out[last ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-      if (next === undefined || next.dtype !== 'float32') throw new Error(`stage ${k} returned no output`);
-      carry = next;
+      const out = await this.executor.run(k, { [stageInputName(k)]: carry, ...cache.feeds() });
+      carry = mainOutput(out, k, stages.length);
     }
     return { stage, tokens: stage === 0 ? tokens : [], hidden, expected: fingerprint(carry.data as Float32Array) };
   }

@@ -1,7 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { generate, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
+import { generate, mainOutput, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
 import { GREEDY } from '../../shared/model/sampling.js';
-import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
@@ -50,8 +49,7 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
       const recorder: StageExecutor = {
         async run(stage, feeds) {
           const out = await client.run(stage, feeds);
-          const main = out[stage === manifest.stages.length - 1 ? STAGE_IO.logits : STAGE_IO.hiddenOut];
-          if (main !== undefined) outputs.push(Array.from(main.data as Float32Array));
+          outputs.push(Array.from(mainOutput(out, stage, manifest.stages.length).data));
           return out;
         },
       };

@@ -1,6 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
-import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { stageInputName } from '../../shared/model/stage-graph.js';
 import type { SessionOpen, StageAssignment, StageChallenge, VolunteerScore } from '../../shared/protocol/messages.js';
 import { parseChallenge } from '../../shared/protocol/validate.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
@@ -240,7 +240,7 @@ export class VolunteerReplica {
       stage === 0
         ? { dtype: 'int64', dims: [1, 1], data: new BigInt64Array(1) }
         : { dtype: 'float32', dims: [1, 1, manifest.model.hiddenSize], data: new Float32Array(manifest.model.hiddenSize) };
-    const name = stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
+    const name = stageInputName(stage);
     await this.compute.run(stage, { [name]: input, ...cache.feeds() });
     const t0 = performance.now();
     await this.compute.run(stage, { [name]: input, ...cache.feeds() });
