@@ -10,11 +10,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GREEDY, type SamplingParams, seededRandom } from '../shared/model/sampling.js';
-import { type FaultBehaviour, faultBehaviour } from '../shared/swarm/faults.js';
+import { faultBehaviour } from '../shared/swarm/faults.js';
 import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../signal-server/server.js';
-import { NodeVolunteer, type NodeVolunteerOptions } from '../signal-server/testing/node-volunteer.js';
+import { NodeVolunteer, type NodeVolunteerOptions, spellingLogits } from '../signal-server/testing/node-volunteer.js';
 import { printTable } from './table.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
@@ -33,18 +33,6 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-function oneHot(tokens: readonly number[]): FaultBehaviour {
-  return {
-    delayMs: 0,
-    output: (step, d, isLogits) => {
-      if (!isLogits) return d;
-      const out = new Float32Array(d.length).fill(-50);
-      out[(tokens[step] ?? 1) % d.length] = 50;
-      return out;
-    },
-  };
 }
 
 export async function benchAttacks(o: { modelDir: string; tokens: number; requests: number }): Promise<void> {
@@ -145,7 +133,7 @@ export async function benchAttacks(o: { modelDir: string; tokens: number; reques
     {
       const r = await rig(1);
       const sentence = (await tokenizerOf(r.dir)).encode(' I am the captain now and forever more, said the sybil');
-      const sybils = [add(r, '127.0.0.66', { fault: oneHot(sentence) }), add(r, '127.0.0.66', { fault: oneHot(sentence) })];
+      const sybils = [add(r, '127.0.0.66', { fault: spellingLogits(sentence) }), add(r, '127.0.0.66', { fault: spellingLogits(sentence) })];
       for (let i = 0; i < 3; i++) add(r, `127.0.0.${11 + i}`);
       await until('5 ready', () => readyCount(r) === 5);
       await attack('sybil pair (two sockets, one address, one-hot logits)', r, sybils);

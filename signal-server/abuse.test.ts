@@ -7,15 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
 import {
-  type ClientToServerEvents,
   DASHBOARD_REPLICAS_SHOWN,
   type DashboardSnapshot,
   type DashboardUpdate,
-  type ServerToClientEvents,
   type StageAssignment,
   type SwarmStatus,
 } from '../shared/protocol/messages.js';
@@ -23,9 +20,8 @@ import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
+import { type Client, connectClient, helloVolunteer, next } from './testing/socket-client.js';
 
-type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
-const EVENT_TIMEOUT_MS = 5_000;
 const STAGES = 3;
 const FLOOD_EVENTS = 20_000;
 const FLOOD_BATCH = 1_000;
@@ -70,32 +66,13 @@ afterAll(async () => {
 });
 
 function client(role: 'volunteer' | 'requester' = 'volunteer'): Client {
-  const c: Client = connect(server.address().url, {
-    auth: { protocol: PROTOCOL_VERSION, role },
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-  });
+  const c = connectClient(server.address().url, { protocol: PROTOCOL_VERSION, role });
   clients.push(c);
   return c;
 }
 
-function next<T>(c: Client, event: 'volunteer:assign' | 'volunteer:welcome' | 'swarm:status' | 'dashboard:snapshot'): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
-    (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
-      clearTimeout(timer);
-      resolve(m);
-    });
-  });
-}
-
 async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssignment }> {
-  const c = client();
-  const welcome = next<{ volunteerId: string }>(c, 'volunteer:welcome');
-  const assign = next<StageAssignment>(c, 'volunteer:assign');
-  c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
-  return { c, id: (await welcome).volunteerId, assign: await assign };
+  return helloVolunteer(client());
 }
 
 /** The size of an event's payload as JSON: what it costs on the wire, give or take Socket.IO's framing. */

@@ -2,17 +2,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
-import type { ClientToServerEvents, ServerToClientEvents, SignalIn, StageAssignment, StageChallenge } from '../shared/protocol/messages.js';
+import type { SignalIn, StageAssignment, StageChallenge } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
 import { NodeVolunteer } from './testing/node-volunteer.js';
-
-type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
-const EVENT_TIMEOUT_MS = 5000;
+import { type Client, connectClient, helloVolunteer, next } from './testing/socket-client.js';
 
 let cache: string;
 let server: SignalServer;
@@ -46,30 +43,13 @@ afterAll(async () => {
 });
 
 function client(auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, role: 'volunteer' }): Client {
-  const c: Client = connect(server.address().url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+  const c = connectClient(server.address().url, auth);
   clients.push(c);
   return c;
 }
 
-function next<T>(
-  c: Client,
-  event: 'volunteer:assign' | 'volunteer:welcome' | 'volunteer:challenge' | 'server:error' | 'signal' | 'session:open' | 'session:close',
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${EVENT_TIMEOUT_MS} ms`)), EVENT_TIMEOUT_MS);
-    (c as unknown as { once: (e: string, f: (m: T) => void) => void }).once(event, (m: T) => {
-      clearTimeout(timer);
-      resolve(m);
-    });
-  });
-}
-
 async function volunteer(): Promise<{ c: Client; id: string; assign: StageAssignment }> {
-  const c = client();
-  const welcome = next<{ volunteerId: string }>(c, 'volunteer:welcome');
-  const assign = next<StageAssignment>(c, 'volunteer:assign');
-  c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
-  return { c, id: (await welcome).volunteerId, assign: await assign };
+  return helloVolunteer(client());
 }
 
 describe('volunteers over Socket.IO', () => {

@@ -10,12 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../shared/model/sampling.js';
-import type { FaultBehaviour } from '../shared/swarm/faults.js';
 import { faultBehaviour } from '../shared/swarm/faults.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from './server.js';
-import { NodeVolunteer, type NodeVolunteerOptions } from './testing/node-volunteer.js';
+import { NodeVolunteer, type NodeVolunteerOptions, spellingLogits } from './testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
@@ -119,19 +118,6 @@ async function complete(
   };
 }
 
-/** Logits that spell the attackers' own tokens: one-hot on a token of their choosing at every step. */
-function sentence(tokens: readonly number[]): FaultBehaviour {
-  return {
-    delayMs: 0,
-    output: (step, d, isLogits) => {
-      if (!isLogits) return d;
-      const out = new Float32Array(d.length).fill(-50);
-      out[(tokens[step] ?? 1) % d.length] = 50;
-      return out;
-    },
-  };
-}
-
 describe('the majority is that of the redundancy, never of the route', () => {
   it('liars ready first: the request waits for r ready replicas and fails with a named 503, never their text', async () => {
     const { url } = await start(1, 3, { routeWaitMs: 1_500 });
@@ -217,8 +203,8 @@ describe('sybils', () => {
     const attackers = tokenizer.encode(' I am the captain now and so on');
     // Two sockets from one address, each with its own client key, honest on challenges, lying in sessions.
     const sybils = [
-      volunteer(url, '127.0.0.66', { fault: sentence(attackers) }),
-      volunteer(url, '127.0.0.66', { fault: sentence(attackers) }),
+      volunteer(url, '127.0.0.66', { fault: spellingLogits(attackers) }),
+      volunteer(url, '127.0.0.66', { fault: spellingLogits(attackers) }),
     ];
     const first = volunteer(url, '127.0.0.11');
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
@@ -248,8 +234,8 @@ describe('sybils', () => {
     await expect.poll(async () => (await swarm(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
     // Two honest leave; two colluding newcomers from two addresses join: a route of one established and two newcomers.
     for (const h of honest.slice(1)) await h.close();
-    volunteer(url, '127.0.0.77', { fault: sentence(attackers) });
-    volunteer(url, '127.0.0.78', { fault: sentence(attackers) });
+    volunteer(url, '127.0.0.77', { fault: spellingLogits(attackers) });
+    volunteer(url, '127.0.0.78', { fault: spellingLogits(attackers) });
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
     const r = await complete(url);
     expect(r.status).toBe(503);

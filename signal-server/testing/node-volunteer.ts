@@ -18,6 +18,19 @@ import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
+/** A liar's outputs: the logits of the last stage spell `tokens`, one-hot, whatever the input (other stages pass through). */
+export function spellingLogits(tokens: readonly number[]): FaultBehaviour {
+  return {
+    delayMs: 0,
+    output: (step, d, isLogits) => {
+      if (!isLogits) return d;
+      const out = new Float32Array(d.length).fill(-50);
+      out[(tokens[step] ?? 1) % d.length] = 50;
+      return out;
+    },
+  };
+}
+
 export type NodeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 export interface NodeVolunteerOptions {
