@@ -96,9 +96,9 @@ export interface SignalServer {
 function lazyOracle(m: ServedStages): ChallengeOracle {
   let oracle: Promise<ReferenceOracle> | null = null;
   return {
-    make: (stage) => {
+    make: (stage, wanted) => {
       oracle ??= loadStageSet(m.dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
-      return oracle.then((o) => o.make(stage));
+      return oracle.then((o) => o.make(stage, wanted));
     },
   };
 }

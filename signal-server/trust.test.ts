@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../shared/model/sampling.js';
+import type { StepDigest } from '../shared/protocol/messages.js';
 import { faultBehaviour } from '../shared/swarm/faults.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
@@ -271,7 +272,39 @@ describe('equivocation', () => {
   });
 });
 
+describe('framing', () => {
+  it('two receivers that lie about what they received cannot get honest senders evicted', async () => {
+    const { url, expected } = await start(2, 3);
+    // Stages in turn: 0, 2, 4 hold stage 0 (honest); 1, 3, 5 stage 1, of which 1 and 3 forge their received reports.
+    const forge = (m: StepDigest): StepDigest => ({
+      ...m,
+      received: m.received.map((r) => ({ ...r, digest: r.digest.map((x) => x + 1000) })),
+    });
+    const all: NodeVolunteer[] = [];
+    for (let i = 0; i < 6; i++) {
+      const v = volunteer(url, `127.0.0.${120 + i}`, i === 1 || i === 3 ? { tamper: forge } : {});
+      all.push(v);
+      await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
+    }
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    for (let i = 0; i < 3; i++) {
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+    }
+    // Every link held (stage 1 computed on stage 0's majority output): nobody is evicted on the receivers' word.
+    expect(all.flatMap((v) => v.errors.map((e) => e.code))).toEqual([]);
+  });
+});
+
 describe('denial of service', () => {
+  it('one address holds at most 16 volunteers: a flood of sockets registers no further', async () => {
+    const { url } = await start(1, 3);
+    const flood = Array.from({ length: 20 }, () => volunteer(url, '127.0.0.150', { readyAtOnce: true, challenges: 'never' }));
+    await expect.poll(() => flood.filter((v) => v.errors.some((e) => e.code === 'ERR_RATE_LIMITED')).length, { timeout: WAIT_MS }).toBe(4);
+    expect((await swarm(url)).list).toHaveLength(16);
+  });
+
   it('a silent joiner is replaced by a spare without failing requests, then evicted after repeated no-shows', async () => {
     const { url, expected } = await start(1, 3, { joinTimeoutMs: 20_000 });
     const silent = volunteer(url, '127.0.0.90', { joins: false });

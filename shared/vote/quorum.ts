@@ -69,6 +69,12 @@ export class Quorum<T> {
   private readonly combine: Combine<T> | null;
   private readonly established: ((replica: string) => boolean) | null;
   private readonly values = new Map<string, T>();
+  private readonly outcomes = new Map<string, ReplicaOutcome<T>>();
+
+  /** What `replica` answered, if it has (a retry carries the answers of replicas that stay into the new vote). */
+  outcome(replica: string): ReplicaOutcome<T> | undefined {
+    return this.outcomes.get(replica);
+  }
 
   constructor(
     replicas: readonly string[],
@@ -98,6 +104,7 @@ export class Quorum<T> {
   /** Records one replica's outcome; outcomes from unknown or already-counted replicas are ignored (returns false). */
   add(outcome: ReplicaOutcome<T>): boolean {
     if (!this.pending.delete(outcome.replica)) return false;
+    this.outcomes.set(outcome.replica, outcome);
     if (outcome.status !== 'fulfilled') {
       this.failed.push(outcome.replica);
     } else {

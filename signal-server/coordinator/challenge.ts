@@ -26,8 +26,12 @@ export interface Challenge {
 
 /** Makes challenges with known answers. */
 export interface ChallengeOracle {
-  make(stage: number): Promise<Challenge>;
+  /** A challenge for `stage`; `wanted` is asked when its turn comes, so that nothing is computed for a volunteer gone meanwhile. */
+  make(stage: number, wanted?: () => boolean): Promise<Challenge>;
 }
+
+/** The volunteer a challenge was for left before its turn: nothing was computed. */
+export class ChallengeMoot extends Error {}
 
 /** Challenges computed by the server's own runner of the served stage files. */
 export class ReferenceOracle implements ChallengeOracle {
@@ -40,8 +44,11 @@ export class ReferenceOracle implements ChallengeOracle {
     private readonly random: () => number = Math.random,
   ) {}
 
-  make(stage: number): Promise<Challenge> {
-    const run = this.queue.then(() => this.compute(stage));
+  make(stage: number, wanted: () => boolean = () => true): Promise<Challenge> {
+    const run = this.queue.then(() => {
+      if (!wanted()) throw new ChallengeMoot(`the challenge for stage ${stage} is no longer wanted`);
+      return this.compute(stage);
+    });
     this.queue = run.catch(() => {});
     return run;
   }

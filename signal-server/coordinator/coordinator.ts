@@ -18,7 +18,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { Audit, type AuditCounts } from './audit.js';
-import type { ChallengeOracle } from './challenge.js';
+import { ChallengeMoot, type ChallengeOracle } from './challenge.js';
 import { GenerationError, GenerationSession, type SessionTimeouts, type StepRecord } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
@@ -100,6 +100,8 @@ export interface CoordinatorOptions {
 /** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
 export const ESTABLISHED_AFTER = 10;
 export const ESTABLISHED_REPUTATION = 0.8;
+/** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
+export const MAX_VOLUNTEERS_PER_ADDRESS = 16;
 /** Sessions not joined (or refused) before a volunteer is evicted. */
 export const MAX_NO_SHOWS = 3;
 export const DEFAULT_CHALLENGE_TIMEOUT_MS = 60_000;
@@ -137,6 +139,8 @@ export class Coordinator {
   private readonly bans = new BanList();
   private readonly members = new Map<string, Member>();
   private readonly sessions = new Map<number, GenerationSession>();
+  /** Each live session's way of linking two peers (it unlinks them when it ends). */
+  private readonly sessionLinks = new Map<number, (a: string, b: string) => void>();
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
   private readonly finished = new Map<number, GenerationSession>();
   private nextSessionId = 1;
@@ -180,6 +184,17 @@ export class Coordinator {
     const keys = identityKeys(m.clientKey, address, this.localAddresses);
     if (keys.some((k) => this.bans.banned(k)))
       return refuse('ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
+    // One address (not this machine's) holds a bounded number of volunteers: a flood of sockets registers no further.
+    const addressKey = keys.find((k) => k.startsWith('addr:'));
+    if (addressKey !== undefined) {
+      let same = 0;
+      for (const other of this.members.values()) if (other.keys.includes(addressKey)) same += 1;
+      if (same >= MAX_VOLUNTEERS_PER_ADDRESS)
+        return refuse(
+          'ERR_RATE_LIMITED',
+          `${same} volunteers are connected from this address already (at most ${MAX_VOLUNTEERS_PER_ADDRESS})`,
+        );
+    }
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
@@ -223,10 +238,11 @@ export class Coordinator {
     member.challenge = { id: challengeId, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };
     let made: Awaited<ReturnType<ChallengeOracle['make']>>;
     try {
-      made = await oracle.make(stage);
+      // Asked again when its turn comes: nothing is computed for a volunteer that left (a flood of hello-ready-leave).
+      made = await oracle.make(stage, () => this.members.get(member.id) === member && this.registry.get(member.id)?.stage === stage);
     } catch (e) {
       member.challenge = null;
-      this.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
+      if (!(e instanceof ChallengeMoot)) this.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
       return;
     }
     if (this.members.get(member.id) !== member || this.registry.get(member.id)?.stage !== stage) {
@@ -403,8 +419,9 @@ export class Coordinator {
       this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`);
       return;
     }
-    for (const p of session.route[stage - 1] ?? []) this.links.link(p, spare);
-    for (const n of session.route[stage + 1] ?? []) this.links.link(spare, n);
+    const link = this.sessionLinks.get(session.sessionId);
+    for (const p of session.route[stage - 1] ?? []) link?.(p, spare);
+    for (const n of session.route[stage + 1] ?? []) link?.(spare, n);
     session.replace(left, spare);
     this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
   }
@@ -583,8 +600,14 @@ export class Coordinator {
     }
     const route = await this.pickRoute(signal);
     const sessionId = this.nextSessionId++;
-    for (let s = 0; s + 1 < route.length; s++)
-      for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) this.links.link(a, b);
+    // Signalling is relayed between these pairs while the session lives, and no longer.
+    const linked: [string, string][] = [];
+    const link = (a: string, b: string) => {
+      this.links.link(a, b);
+      linked.push([a, b]);
+    };
+    this.sessionLinks.set(sessionId, link);
+    for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
     const send = (v: string) => this.members.get(v)?.link;
     const session = new GenerationSession(
       sessionId,
@@ -601,8 +624,8 @@ export class Coordinator {
       {
         spares: (stage, exclude, alongside) => this.spares(stage, exclude, alongside),
         link: (stage, id) => {
-          for (const p of session.route[stage - 1] ?? []) this.links.link(p, id);
-          for (const n of session.route[stage + 1] ?? []) this.links.link(id, n);
+          for (const p of session.route[stage - 1] ?? []) link(p, id);
+          for (const n of session.route[stage + 1] ?? []) link(id, n);
         },
         log: (line) => this.log(line),
         noShow: (id) => this.noShow(id, sessionId),
@@ -625,6 +648,8 @@ export class Coordinator {
     } finally {
       signal?.removeEventListener('abort', cancel);
       this.sessions.delete(sessionId);
+      this.sessionLinks.delete(sessionId);
+      for (const [a, b] of linked) this.links.unlink(a, b);
       this.finished.set(sessionId, session);
       if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
       this.spotCheck(session.route.flat());

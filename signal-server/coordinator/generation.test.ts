@@ -265,10 +265,12 @@ describe('a generation against liars inside the rules', () => {
     expect(r.equivocators).toEqual([]);
   });
 
-  it('one equivocator among honest senders is outvoted by the receivers and reported', async () => {
+  it('one equivocator among honest senders is outvoted by the receivers, suspected but not evicted on their word alone', async () => {
     const r = await runSwarm({ s1r1: fault('equivocate') });
     expect(r.error).toBeNull();
     expect(r.tokens).toEqual(expected);
-    expect(r.equivocators.map((e) => e.volunteer)).toEqual(['s1r1']);
+    // Every link held (the receivers computed on the honest majority's output): receivers could be framing it.
+    expect(r.equivocators).toEqual([]);
+    expect(r.suspects.map((e) => e.volunteer)).toEqual(['s1r1']);
   });
 });

@@ -229,10 +229,12 @@ export class GenerationSession {
     if (this.retry === null) return false;
     const ids = this.current[stage] as string[];
     const count = Math.max(majority(ids.length), culprits.size);
+    // Proven equivocators first, then newcomers before established replicas, then the worst record.
+    const est = (id: string) => Number(this.policy.established(id));
     const worstFirst = [...ids].sort((a, b) => {
       const ca = this.audit.get(a);
       const cb = this.audit.get(b);
-      return Number(culprits.has(b)) - Number(culprits.has(a)) || cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
+      return Number(culprits.has(b)) - Number(culprits.has(a)) || est(a) - est(b) || cb.disagreed - ca.disagreed || ca.agreed - cb.agreed;
     });
     const leaving = worstFirst.slice(0, count);
     const staying = ids.filter((id) => !leaving.includes(id));
@@ -265,7 +267,13 @@ export class GenerationSession {
     // Votes on this step from this stage on start again, and so does the evidence of what was sent.
     for (const id of new Set(this.current.slice(stage).flat().concat(leaving))) this.heard.get(step)?.delete(id);
     const qs = this.digestsOf(step);
+    const before = qs[stage];
     for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
+    // The replicas of this stage that stay do not compute again: their answers count in the new vote.
+    for (const id of staying) {
+      const o = before?.outcome(id);
+      if (o !== undefined) qs[stage]?.add(o);
+    }
     return true;
   }
 
@@ -351,11 +359,16 @@ export class GenerationSession {
     const out = new Set<string>();
     const own = this.own.get(step);
     const heard = this.heard.get(step);
-    if (own === undefined || heard === undefined) return out;
+    const receivers = this.digestsOf(step)[stage + 1]?.state;
+    if (own === undefined || heard === undefined || receivers?.kind !== 'agreed') return out;
+    // Only receivers in their own stage's agreed group accuse: a minority of liars cannot frame a sender.
+    const accusers = new Set(receivers.agreeing);
     for (const sender of this.current[stage] ?? []) {
       const said = own.get(sender);
       if (said === undefined) continue;
-      const mismatches = (heard.get(sender) ?? []).filter((r) => !said.some((d) => sameFrame(r.digest, d))).length;
+      const mismatches = (heard.get(sender) ?? []).filter(
+        (r) => accusers.has(r.receiver) && !said.some((d) => sameFrame(r.digest, d)),
+      ).length;
       if (mismatches >= this.needed) out.add(sender);
     }
     return out;
@@ -577,15 +590,26 @@ export class GenerationSession {
     if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
     if (failing >= 0) return { stage: failing, culprits: new Set() };
     const broken = this.brokenLink(step);
-    // Every sender whose frames differ from its report is an equivocator, also where the majority held.
+    // Where every link holds, receivers' word alone convicts nobody (colluding receivers could frame an
+    // honest sender whose report is in its stage's majority): a sender they accuse is only suspected.
     for (let k = 0; k < last; k++) {
+      if (k === broken) continue;
       for (const v of this.equivocatorsOf(k, step)) {
-        if (this.equivocators.some((e) => e.volunteer === v) || this.reported.some((e) => e.volunteer === v)) continue;
-        this.equivocators.push({ volunteer: v, stage: k, step });
+        if (this.suspects.some((x) => x.volunteer === v)) continue;
+        this.suspects.push({ volunteer: v, stage: k, step });
+        this.retry?.log?.(
+          `session ${this.sessionId} step ${step}: receivers say ${v} of stage ${k} sent other frames than it reported (suspected; every link held)`,
+        );
       }
     }
     if (broken < 0) return null;
-    return { stage: broken, culprits: this.equivocatorsOf(broken, step) };
+    // A broken link is proof that the next stage's majority computed on something else than this stage's
+    // majority reported: those of its senders whose frames, as that majority received them, differ from their reports.
+    const culprits = this.equivocatorsOf(broken, step);
+    for (const v of culprits)
+      if (!this.equivocators.some((e) => e.volunteer === v) && !this.reported.some((e) => e.volunteer === v))
+        this.equivocators.push({ volunteer: v, stage: broken, step });
+    return { stage: broken, culprits };
   }
 
   /** Tells the coordinator of the equivocators found so far (after they left the route). */
@@ -599,6 +623,9 @@ export class GenerationSession {
       this.reported.push(e);
     }
   }
+
+  /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
+  readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
 
   /** Equivocators reported to the coordinator. */
   readonly reported: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -645,6 +672,8 @@ export class GenerationSession {
           if (w.settleTimer !== null) clearTimeout(w.settleTimer);
           const failing = this.failingStage(step, w);
           if (failing === null) break;
+          // Logits of last-stage replicas that stay are carried into the new vote when the last stage is retried.
+          const kept = failing.stage === last ? (this.route[last] ?? []).map((id) => w.logits.outcome(id)) : [];
           const retried = attempt < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
           this.reportEquivocators();
           if (!retried) {
@@ -657,6 +686,7 @@ export class GenerationSession {
             );
           }
           w = fresh();
+          for (const o of kept) if (o !== undefined && this.members.get(o.replica) === last) w.logits.add(o);
         }
         this.reportEquivocators();
         const digests = this.digestsOf(step);

@@ -48,6 +48,8 @@ export interface InProcessResult {
   readonly replacements: GenerationSession['replacements'];
   /** Replicas proven to equivocate, as the session reported them for eviction. */
   readonly equivocators: GenerationSession['reported'];
+  /** Replicas receivers accused where every link held: suspected, not evicted. */
+  readonly suspects: GenerationSession['suspects'];
   /** Per accepted token, ms from its input to its acceptance. */
   readonly stepMs: number[];
   readonly totalMs: number;
@@ -240,6 +242,7 @@ export async function runInProcess(
     computedBy,
     replacements: session?.replacements ?? [],
     equivocators: session?.reported ?? [],
+    suspects: session?.suspects ?? [],
     stepMs,
     totalMs,
     error,

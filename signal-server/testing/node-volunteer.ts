@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
-import type { ClientToServerEvents, ServerToClientEvents, StageChallenge } from '../../shared/protocol/messages.js';
+import type { ClientToServerEvents, ServerToClientEvents, StageChallenge, StepDigest } from '../../shared/protocol/messages.js';
 import { parseChallenge } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
@@ -45,6 +45,8 @@ export interface NodeVolunteerOptions {
   readonly fault?: FaultBehaviour | null;
   /** Says it is ready right after its assignment, without downloading anything. */
   readonly readyAtOnce?: boolean;
+  /** Changes its reports to the coordinator before they are sent (a liar about what it received, say). */
+  readonly tamper?: (m: StepDigest) => StepDigest;
 }
 
 /** Frames relayed as signalling: { f: base64 of one data-channel message }. */
@@ -125,7 +127,7 @@ export class NodeVolunteer {
         frames: (to, messages) => {
           for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
         },
-        digest: (m) => socket.emit('step:digest', m),
+        digest: (m) => socket.emit('step:digest', this.options.tamper?.(m) ?? m),
         logits: (m) => socket.emit('step:logits', m),
         failed: (m) => socket.emit('step:failed', m),
         computed: () => {
