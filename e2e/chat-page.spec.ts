@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TokenEvent } from '../shared/protocol/messages.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { GOLDEN_MODELS } from '../testing/golden.js';
 import { consent } from '../tools/local-swarm.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig, startTestServer } from './harness.js';
 

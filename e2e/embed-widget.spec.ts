@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { GOLDEN_MODELS } from '../testing/golden.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
 
 const PROMPT = 'Mr. Darcy';

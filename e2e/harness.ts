@@ -10,7 +10,7 @@ import { createLogger, silentLogger } from '../signal-server/log.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { GOLDEN_MODELS } from '../testing/golden.js';
 import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
 
 export { buildWebApp } from '../tools/build-web.js';

@@ -9,7 +9,7 @@ import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { GOLDEN_MODELS } from '../testing/golden.js';
 import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 import { startTestServer } from './harness.js';
 

@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS, readGolden } from '../signal-server/testing/golden.js';
+import { GOLDEN_MODELS, readGolden } from '../testing/golden.js';
 import { launchChromium, startTestServer } from './harness.js';
 
 /** WASM is the same kernels as the Node reference: the 1e-4 bound holds. */

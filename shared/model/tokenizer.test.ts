@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GOLDEN_MODELS, readGolden } from '../../signal-server/testing/golden.js';
+import { GOLDEN_MODELS, readGolden } from '../../testing/golden.js';
 import { ModelError } from './errors.js';
 import { Tokenizer } from './tokenizer.js';
 

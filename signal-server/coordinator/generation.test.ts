@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
+import { GOLDEN_MODELS } from '../../testing/golden.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
-import { GOLDEN_MODELS } from '../testing/golden.js';
 import {
   type Crash,
   createInProcessSwarm,

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Partition } from '../../shared/model/partition.js';
 import { GREEDY } from '../../shared/model/sampling.js';
+import { GOLDEN_MODELS, maxAbsDiff, readGolden } from '../../testing/golden.js';
 import { readModelFolder } from '../models/model-folder.js';
-import { GOLDEN_MODELS, maxAbsDiff, readGolden } from '../testing/golden.js';
 import { ReferenceRunner } from './reference-runner.js';
 
 /** The bound: stage chains must give PyTorch's logits within 1e-4. */
