@@ -9,11 +9,11 @@ import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../testing/golden.js';
+import { goldenModelDir } from '../testing/golden.js';
 import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 import { startTestServer } from './harness.js';
 
-const MODEL_DIR = GOLDEN_MODELS['tiny-gqa-bias'] as string;
+const MODEL_DIR = goldenModelDir('tiny-gqa-bias');
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 16;
 const BACK_TIMEOUT_MS = 60_000;

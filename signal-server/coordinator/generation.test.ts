@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
-import { GOLDEN_MODELS } from '../../testing/golden.js';
+import { goldenModelDir } from '../../testing/golden.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import {
@@ -35,7 +35,7 @@ let expected: number[];
 
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
-  const { dir } = await ensureStages(GOLDEN_MODELS['tiny-gqa-bias'] as string, { stages: STAGES }, cache);
+  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: STAGES }, cache);
   const set = await loadStageSet(dir);
   stageBytes = set.stageBytes;
   swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
