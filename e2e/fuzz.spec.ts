@@ -123,7 +123,10 @@ describe('a seeded fuzzer against a running swarm', () => {
     process.stdout.write(`fuzzer: ${JSON.stringify({ ...counts, httpStatuses: statuses })}\n`);
     expect(res.status).toBe(200);
     expect(json.webswarm.tokens).toEqual(expected);
-    expect(statuses.every((st) => st === 400 || st === 413)).toBe(true);
+    expect(
+      statuses.filter((st) => st !== 400 && st !== 413),
+      'HTTP statuses other than 400 and 413',
+    ).toEqual([]);
     expect(counts.refusals).toBeGreaterThan(MESSAGES / 10);
     expect(counts.connectErrors).toBe(1);
     // The server still serves, and a fresh generation is still right.

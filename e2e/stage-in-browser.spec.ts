@@ -61,7 +61,7 @@ describe.each(['wasm', 'webgpu'] as const)(`${MODEL} in Chromium on %s`, (backen
       const logits = outs[STAGES - 1] as number[];
       const diff = maxAbsDifference(logits, p.logits);
       if (backend === 'wasm') expect(diff, `"${p.text}"`).toBeLessThan(WASM_LOGIT_TOLERANCE);
-      else expect(agrees(logits, p.logits), `"${p.text}": max diff ${diff}`).toBe(true);
+      else expect(agrees(logits, p.logits), `"${p.text}": max diff ${diff}, max |PyTorch| ${maxAbs(p.logits)}`).toBe(true);
     }
     // Greedy decoding with the KV cache in the tab gives PyTorch's tokens.
     const first = golden.prompts[0] as (typeof golden.prompts)[number];
@@ -90,7 +90,7 @@ describe('WebGPU against WASM', () => {
         const d = maxAbsDifference(a, b);
         absDiff = Math.max(absDiff, d);
         rel = Math.max(rel, d / Math.max(1, maxAbs(b)));
-        expect(agrees(a, b), `stage ${s}, prompt ${p}`).toBe(true);
+        expect(agrees(a, b), `stage ${s}, prompt ${p}: max diff ${d}, max |wasm| ${maxAbs(b)}`).toBe(true);
         // The vote's tolerance must sit well above what backends differ by.
         expect(d / Math.max(1, maxAbs(b)), `stage ${s}, prompt ${p}`).toBeLessThan(RELATIVE_TOLERANCE / 5);
       }
