@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../shared/model/sampling.js';
 import { CLIENT_EVENTS } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
 
 /** Seeds the fuzzer always runs. */
@@ -92,7 +93,7 @@ function junk(r: () => number, ids: readonly string[], depth = 0): unknown {
 describe('a seeded fuzzer against a running swarm', () => {
   it.each(SEEDS)('seed %i: crashes nothing, leaks nothing into an honest generation, and the server serves on', async (seed) => {
     const url = e.server.address().url;
-    const ids = ((await (await fetch(`${url}/api/swarm`)).json()) as { list: { id: string }[] }).list.map((v) => v.id);
+    const ids = (await fetchSwarmListing(url)).list.map((v) => v.id);
     const expected = await e.expected(PROMPT, TOKENS);
     const r = seededRandom(seed);
     const counts = { sent: 0, refusals: 0, connectErrors: 0, disconnects: 0 };
