@@ -1,7 +1,7 @@
 import { type Clock, REAL_CLOCK, type TimerHandle } from '../../shared/clock.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
-import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { WireError, WireErrorCode } from '../../shared/protocol/errors.js';
 import type { ReceivedReport, SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
@@ -52,6 +52,18 @@ export class GenerationError extends Error {
   ) {
     super(message);
   }
+}
+
+/** What a requester is told of an error that is not a GenerationError: its details are for the server's log only. */
+export const INTERNAL_ERROR_MESSAGE = 'internal error';
+
+/**
+ * The wire error for whatever a generation threw, the same for Socket.IO
+ * (chat:error) and HTTP: a GenerationError keeps its code and message,
+ * anything else is ERR_INTERNAL.
+ */
+export function wireErrorOf(e: unknown): WireError {
+  return e instanceof GenerationError ? { code: e.code, message: e.message } : { code: 'ERR_INTERNAL', message: INTERNAL_ERROR_MESSAGE };
 }
 
 export interface SessionTimeouts {

@@ -1,5 +1,6 @@
 // The status routes write the shapes shared/protocol/http.ts types and the
-// pages parse.
+// pages parse; a generation's error reaches an HTTP client with the code that
+// wireErrorOf gives it, the one Socket.IO's chat:error uses too.
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import { goldenModelDir } from '../../testing/golden.js';
 import { AccessControl } from '../api/access.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
 import { TokenTexts } from '../api/token-text.js';
+import { GenerationError, wireErrorOf } from '../coordinator/generation.js';
 import { silentLogger } from '../log.js';
 import { SwarmMetrics } from '../metrics.js';
 import { createRequestHandler, type ModelListing } from './routes.js';
@@ -43,7 +45,7 @@ const VOLUNTEERS: VolunteerView[] = [
 const LISTINGS: ModelListing[] = [{ modelId: 'm', stages: 2, baseUrl: '/models/m/2-stages' }];
 
 /** What the next generation throws. */
-const failure: unknown = null;
+let failure: unknown = null;
 
 /**
  * A swarm whose generations fail with `failure`: the one way to make a
@@ -112,5 +114,32 @@ describe('the status routes', () => {
   it('GET /api/models is a list of ModelListing', async () => {
     expect(parseModelListings(await getJson('/api/models'))).toEqual({ ok: true, value: LISTINGS });
     expect(parseModelListings(await getJson('/api/models', emptyUrl))).toEqual({ ok: true, value: [] });
+  });
+});
+
+describe('errors of a generation', () => {
+  it('wireErrorOf keeps a GenerationError and makes anything else ERR_INTERNAL, without its details', () => {
+    expect(wireErrorOf(new GenerationError('ERR_NO_QUORUM', 'step 3: no majority'))).toEqual({
+      code: 'ERR_NO_QUORUM',
+      message: 'step 3: no majority',
+    });
+    for (const e of [new TypeError("Cannot read properties of undefined (reading 'x')"), 'a string', null])
+      expect(wireErrorOf(e)).toEqual({ code: 'ERR_INTERNAL', message: 'internal error' });
+  });
+
+  it.each([
+    [new TypeError('secret detail'), 500, { code: 'ERR_INTERNAL', message: 'internal error', type: 'server_error' }],
+    [new GenerationError('ERR_NO_QUORUM', 'step 0: no majority'), 503, { code: 'ERR_NO_QUORUM', message: 'step 0: no majority' }],
+    [new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens'), 400, { code: 'ERR_BAD_REQUEST', type: 'invalid_request_error' }],
+  ])('POST /v1/completions when the generation throws %s: HTTP %i with the code wireErrorOf gives', async (thrown, status, error) => {
+    failure = thrown;
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'm', prompt: 'Emma', max_tokens: 2 }),
+    });
+    expect(res.status).toBe(status);
+    const body = (await res.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject(error);
+    expect(body.error.code).toBe(wireErrorOf(thrown).code);
   });
 });
