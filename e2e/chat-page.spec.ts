@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TokenEvent } from '../shared/protocol/messages.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { goldenModelDir } from '../testing/golden.js';
 import { consent } from '../tools/local-swarm.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig, startTestServer } from './harness.js';
 
@@ -241,7 +241,7 @@ describe('a three-stage swarm’s status on a 390 px phone', () => {
 
   it('shows the replicas-per-stage figure on one line, on the landing page and the chat page', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'webswarm-phone-'));
-    const server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 3 }], cache, { quiet: true });
+    const server = await startTestServer([{ dir: goldenModelDir(E2E_MODEL), stages: 3 }], cache, { quiet: true });
     try {
       const page = await rig.browser.newPage({ viewport: PHONE });
       await page.goto(server.address().url);

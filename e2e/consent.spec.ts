@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
 
 /** How long a page that must not start is watched. */
@@ -94,8 +95,7 @@ afterAll(async () => {
 });
 
 async function registered(): Promise<number> {
-  const res = await fetch(`${swarmUrl}/api/swarm`);
-  return ((await res.json()) as { list: unknown[] }).list.length;
+  return (await fetchSwarmListing(swarmUrl)).list.length;
 }
 
 /** Every path the page (and its frames) asked the swarm for, sockets included. */
@@ -195,7 +195,7 @@ describe('consent cannot be skipped', () => {
     expect(seen).toContain('/volunteer');
     expect(await p.frameLocator('#vol').locator('#root').count()).toBe(0);
     expect(seen.filter((s) => s.startsWith('/assets/volunteer-'))).toEqual([]);
-    await expect.poll(() => messages.some((t) => t.includes("frame-ancestors 'self'"))).toBe(true);
+    await expect.poll(() => messages).toContainEqual(expect.stringContaining("frame-ancestors 'self'"));
     await expectNothingStarts(seen);
 
     await p.goto(`${hostUrl}/isolated`);
@@ -214,10 +214,7 @@ describe('consent cannot be skipped', () => {
     expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
     await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
-    const res = await fetch(`${swarmUrl}/api/swarm`);
-    expect(((await res.json()) as { list: { backend: string; state: string }[] }).list.map((v) => [v.backend, v.state])).toEqual([
-      ['wasm', 'ready'],
-    ]);
+    expect((await fetchSwarmListing(swarmUrl)).list.map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
     await closeAndWaitGone(p);
   });
 });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { goldenModelDir } from '../testing/golden.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
 
 const PROMPT = 'Mr. Darcy';
@@ -43,7 +43,7 @@ function hostPage(swarmUrl: string, model: string = E2E_MODEL): string {
 
 beforeAll(async () => {
   rig = await startOneStageRig({ routeWaitMs: 1500 });
-  reference = await ReferenceRunner.fromStageDir((await ensureStages(GOLDEN_MODELS[E2E_MODEL] as string, { stages: 1 }, rig.cache)).dir);
+  reference = await ReferenceRunner.fromStageDir((await ensureStages(goldenModelDir(E2E_MODEL), { stages: 1 }, rig.cache)).dir);
   const swarmUrl = rig.server.address().url;
   host = createServer((req, res) => {
     const csp = `default-src 'none'; script-src 'self' ${swarmUrl}; frame-src ${swarmUrl}; style-src 'self'; connect-src 'self'; img-src 'self'`;

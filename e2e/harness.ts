@@ -1,6 +1,6 @@
 // End-to-end harness: Debian's Chromium through playwright-core, and a real
 // webswarm server on port 0 serving the built web app and real stage files.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -10,7 +10,7 @@ import { createLogger, silentLogger } from '../signal-server/log.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { goldenModelDir } from '../testing/golden.js';
 import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
 
 export { buildWebApp } from '../tools/build-web.js';
@@ -46,7 +46,7 @@ export async function startTestServer(
 }
 
 /** The model the swarm specs run: the default model (it ships in the repository). */
-export const E2E_MODEL = existsSync(GOLDEN_MODELS['austen-2m'] as string) ? 'austen-2m' : 'tiny-gqa-bias';
+export const E2E_MODEL = 'austen-2m';
 
 /** A quiet server whose model is one stage wanting one replica, a Chromium, and a stage cache: for the specs of single pages. */
 export interface OneStageRig {
@@ -59,7 +59,7 @@ export interface OneStageRig {
 
 export async function startOneStageRig(extra: { routeWaitMs?: number } = {}): Promise<OneStageRig> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-page-'));
-  const server = await startTestServer([{ dir: GOLDEN_MODELS[E2E_MODEL] as string, stages: 1 }], cache, {
+  const server = await startTestServer([{ dir: goldenModelDir(E2E_MODEL), stages: 1 }], cache, {
     redundancy: 1,
     quiet: true,
     ...extra,
@@ -119,7 +119,7 @@ export interface E2eSwarmOptions {
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-e2e-'));
-  const dir = GOLDEN_MODELS[o.model ?? E2E_MODEL] as string;
+  const dir = goldenModelDir(o.model ?? E2E_MODEL);
   const stages = o.stages ?? 3;
   const server = await startTestServer([{ dir, stages }], cache, {
     redundancy: o.redundancy ?? 3,

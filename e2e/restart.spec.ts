@@ -9,11 +9,12 @@ import { GREEDY } from '../shared/model/sampling.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
-import { GOLDEN_MODELS } from '../signal-server/testing/golden.js';
+import { goldenModelDir } from '../testing/golden.js';
+import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { type LocalSwarm, startLocalSwarm } from '../tools/local-swarm.js';
 import { startTestServer } from './harness.js';
 
-const MODEL_DIR = GOLDEN_MODELS['tiny-gqa-bias'] as string;
+const MODEL_DIR = goldenModelDir('tiny-gqa-bias');
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 16;
 const BACK_TIMEOUT_MS = 60_000;
@@ -56,13 +57,10 @@ describe('a server restart', () => {
 
     server = await startTestServer([{ dir: MODEL_DIR, stages: 3 }], cache, { redundancy: 1, port });
     await expect
-      .poll(
-        async () => ((await (await fetch(`${url}/api/swarm`)).json()) as { list: { ready: boolean }[] }).list.filter((v) => v.ready).length,
-        {
-          timeout: BACK_TIMEOUT_MS,
-          interval: 500,
-        },
-      )
+      .poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.ready).length, {
+        timeout: BACK_TIMEOUT_MS,
+        interval: 500,
+      })
       .toBe(3);
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
     const res = await complete(url, TOKENS);

@@ -100,7 +100,10 @@ describe('the volunteer page', () => {
     expect(await state(page)).toBe('ready');
     expect(workerRequests).toHaveLength(2);
     // What the page said while it waited to try again.
-    expect(errors.some((e) => e.includes('compute worker failed') && e.includes('try 1 of 3'))).toBe(true);
+    expect(
+      errors.some((e) => e.includes('compute worker failed') && e.includes('try 1 of 3')),
+      `a "compute worker failed … try 1 of 3" message among ${JSON.stringify(errors)}`,
+    ).toBe(true);
     expect(await page.evaluate(() => window.webswarmVolunteer?.lastError)).toBeNull();
     expect(await volunteersOnline()).toBe(1);
     await context.close();

@@ -178,7 +178,7 @@ describe('a socket flooding the server', () => {
     const challenged = new Promise<number>((resolve) => polite.c.once('volunteer:challenge', (m) => resolve(m.stage)));
     polite.c.emit('volunteer:ready', { modelId: 'tiny-untied', stage: polite.assign.stage, stepMs: 1 });
     expect(await challenged).toBe(polite.assign.stage);
-    await expect.poll(() => logLines.slice(linesBefore).some((l) => l.includes('more suppressed'))).toBe(true);
+    await expect.poll(() => logLines.slice(linesBefore)).toContainEqual(expect.stringContaining('more suppressed'));
 
     const lines = logLines.slice(linesBefore);
     console.log(
@@ -192,7 +192,7 @@ describe('a socket flooding the server', () => {
     expect(report.codes.filter((c) => c === 'ERR_RATE_LIMITED')).toHaveLength(1);
     expect(report.codes.length).toBeLessThan(1_000); // the budget (400) and what came before the cut, not 20 000
     expect(lines.length).toBeLessThan(50);
-    expect(lines.some((l) => l.includes('ERR_RATE_LIMITED'))).toBe(true);
+    expect(lines).toContainEqual(expect.stringContaining('ERR_RATE_LIMITED'));
     expect(polite.c.connected).toBe(true);
     // Answered within 100 ms. Nine in ten, not all: on a shared two-core machine a check now and then
     // waits for another process's time slice (the worst is printed above; before the budget it was 0.4–0.6 s).
@@ -235,7 +235,9 @@ describe('swarm:status', () => {
     await expect.poll(() => server.coordinator?.registry.size).toBe(IDLE);
     const final = server.coordinator?.status();
     expect(final?.volunteers).toBe(IDLE);
-    await expect.poll(() => subscribers.every((s) => JSON.stringify(last.get(s)) === JSON.stringify(final)), { timeout: 5_000 }).toBe(true);
+    await expect
+      .poll(() => subscribers.map((s) => last.get(s)).filter((seen) => JSON.stringify(seen) !== JSON.stringify(final)), { timeout: 5_000 })
+      .toEqual([]);
     const seconds = (performance.now() - started) / 1000;
     console.log(
       `status: ${CHURN} joins and leaves in ${seconds.toFixed(1)} s: ${received} messages to ${SUBSCRIBERS} subscribers, ${idleReceived} to ${IDLE} idle volunteers`,
@@ -271,7 +273,10 @@ describe('the dashboard feed with 400 idle volunteers', () => {
       `dashboard, ${DASHBOARD_VOLUNTEERS} idle volunteers: snapshot ${snapshotBytes} bytes; ${idleUpdates} updates in ${MEASURE_MS / 1000} s, ${idleBytes} bytes`,
     );
     expect(idleUpdates).toBeGreaterThanOrEqual(3);
-    expect(updates.every((u) => u.grid === null)).toBe(true);
+    expect(
+      updates.filter((u) => u.grid !== null),
+      'updates that carried the grid again',
+    ).toEqual([]);
     expect(idleBytes).toBeLessThan(5 * 1024);
     expect(snapshotBytes).toBeLessThan(STAGES * DASHBOARD_REPLICAS_SHOWN * 400);
 

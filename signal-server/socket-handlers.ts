@@ -21,7 +21,7 @@ import {
 } from '../shared/protocol/validate.js';
 import type { AccessControl } from './api/access.js';
 import type { Coordinator, VolunteerLink } from './coordinator/coordinator.js';
-import { GenerationError } from './coordinator/generation.js';
+import { wireErrorOf } from './coordinator/generation.js';
 
 interface SocketData {
   role: 'volunteer' | 'requester';
@@ -153,8 +153,10 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
       .finally(() => socket.off('disconnect', onGone))
       .then((c) => socket.emit('chat:done', { requestId: r.requestId, finishReason: c.finishReason, tokens: c.tokens, text: c.text }))
       .catch((e: unknown) => {
-        const code = e instanceof GenerationError ? e.code : 'ERR_BAD_REQUEST';
-        socket.emit('chat:error', { requestId: r.requestId, code, message: (e as Error).message });
+        // The same mapping as the HTTP API: a GenerationError keeps its code, anything else is ERR_INTERNAL.
+        const { code, message } = wireErrorOf(e);
+        if (code === 'ERR_INTERNAL') log(`chat ${r.requestId} failed: ${(e as Error).message}`);
+        socket.emit('chat:error', { requestId: r.requestId, code, message });
       });
   });
   socket.on('disconnect', () => {

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../shared/model/sampling.js';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { faultBehaviour } from '../shared/swarm/faults.js';
+import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from './server.js';
@@ -78,16 +79,8 @@ function volunteer(url: string, address: string, options: NodeVolunteerOptions =
   return v;
 }
 
-interface SwarmView {
-  list: { id: string; stage: number; ready: boolean; established: boolean }[];
-}
-
-async function swarm(url: string): Promise<SwarmView> {
-  return (await (await fetch(`${url}/api/swarm`)).json()) as SwarmView;
-}
-
 async function readyCount(url: string): Promise<number> {
-  return (await swarm(url)).list.filter((v) => v.ready).length;
+  return (await fetchSwarmListing(url)).list.filter((v) => v.ready).length;
 }
 
 interface CompletionBody {
@@ -181,7 +174,7 @@ describe('readiness is earned', () => {
     const lazy = volunteer(url, '127.0.0.66', { readyAtOnce: true, challenges: 'never' });
     const liar = volunteer(url, '127.0.0.67', { readyAtOnce: true, challenges: 'garbage' });
     await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_CHALLENGE_FAILED');
-    expect((await swarm(url)).list.filter((v) => v.ready)).toEqual([]);
+    expect((await fetchSwarmListing(url)).list.filter((v) => v.ready)).toEqual([]);
     expect(lazy.errors).toEqual([]);
     // Back at once, with no client key, from the same address: refused.
     const again = volunteer(url, '127.0.0.67', { clientKey: null });
@@ -192,9 +185,12 @@ describe('readiness is earned', () => {
     const { url, expected } = await start(1, 3);
     for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${40 + i}`);
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    expect((await swarm(url)).list.every((v) => !v.established)).toBe(true);
+    expect(
+      (await fetchSwarmListing(url)).list.filter((v) => v.established),
+      'established before any agreement',
+    ).toEqual([]);
     for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
-    await expect.poll(async () => (await swarm(url)).list.every((v) => v.established), { timeout: WAIT_MS }).toBe(true);
+    await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => !v.established), { timeout: WAIT_MS }).toEqual([]);
   });
 });
 
@@ -232,7 +228,7 @@ describe('sybils', () => {
     const honest = [volunteer(url, '127.0.0.11'), volunteer(url, '127.0.0.12'), volunteer(url, '127.0.0.13')];
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
     for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
-    await expect.poll(async () => (await swarm(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
+    await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
     // Two honest leave; two colluding newcomers from two addresses join: a route of one established and two newcomers.
     for (const h of honest.slice(1)) await h.close();
     volunteer(url, '127.0.0.77', { fault: spellingLogits(attackers) });
@@ -302,7 +298,7 @@ describe('denial of service', () => {
     const { url } = await start(1, 3);
     const flood = Array.from({ length: 20 }, () => volunteer(url, '127.0.0.150', { readyAtOnce: true, challenges: 'never' }));
     await expect.poll(() => flood.filter((v) => v.errors.some((e) => e.code === 'ERR_RATE_LIMITED')).length, { timeout: WAIT_MS }).toBe(4);
-    expect((await swarm(url)).list).toHaveLength(16);
+    expect((await fetchSwarmListing(url)).list).toHaveLength(16);
   });
 
   it('a silent joiner is replaced by a spare without failing requests, then evicted after repeated no-shows', async () => {

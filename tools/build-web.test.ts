@@ -29,11 +29,11 @@ describe('runVite', () => {
     runVite(['build', '--logLevel', 'warn'], log, project);
     expect(log.text()).toContain('[EVAL]');
     expect(log.text()).toContain('Use of direct `eval`');
-    expect(log.text().includes(ESC), 'no escape code in a non-terminal log').toBe(false);
+    expect(log.text(), 'no escape code in a non-terminal log').not.toContain(ESC);
 
     const terminal = output(true);
     runVite(['build', '--logLevel', 'warn'], terminal, project);
-    expect(terminal.text().includes(ESC), 'rolldown colours its warnings: the terminal keeps them').toBe(true);
+    expect(terminal.text(), 'rolldown colours its warnings: the terminal keeps them').toContain(ESC);
   });
 
   it('throws when the build fails, after writing why (stripped)', () => {
@@ -41,6 +41,6 @@ describe('runVite', () => {
     const log = output(false);
     expect(() => runVite(['build', '--logLevel', 'warn'], log, project)).toThrow(/vite build --logLevel warn failed with exit code 1/);
     expect(log.text()).toContain('"two" is not exported by "two.js"');
-    expect(log.text().includes(ESC), 'no escape code in a non-terminal log').toBe(false);
+    expect(log.text(), 'no escape code in a non-terminal log').not.toContain(ESC);
   });
 });

@@ -27,7 +27,7 @@ describe('finding Chromium', () => {
   it('takes the first executable `chromium` on PATH, skipping one that is not executable', () => {
     const found = findChromium({ PATH: `${withoutChromium}:${withChromium}` });
     expect(found).toEqual({ ok: true, path: join(withChromium, 'chromium'), pinned: false });
-    expect(findChromium({ PATH: withoutChromium }).ok).toBe(false);
+    expect(findChromium({ PATH: withoutChromium })).toMatchObject({ ok: false });
   });
 
   it('takes CHROMIUM_PATH over PATH, and names it, with why, when it points at nothing usable', () => {
@@ -45,7 +45,7 @@ describe('finding Chromium', () => {
   it('does not install over a CHROMIUM_PATH that points nowhere', () => {
     const lines: string[] = [];
     const r = ensureChromium((l) => lines.push(l), { ...thisMachine({ PATH: '', CHROMIUM_PATH: '/nonexistent' }), isRoot: true });
-    expect(r.ok).toBe(false);
+    expect(r).toMatchObject({ ok: false });
     expect(lines).toEqual([]);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { writeSafetensors } from '../../signal-server/testing/safetensors-writer.js';
+import { writeSafetensors } from '../../testing/safetensors-writer.js';
 import { ModelError } from './errors.js';
 import { halfToFloat, parseSafetensors, toFloat32 } from './safetensors.js';
 

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GOLDEN_MODELS, readGolden } from '../../signal-server/testing/golden.js';
+import { goldenModelDir, readGolden } from '../../testing/golden.js';
 import { ModelError } from './errors.js';
 import { Tokenizer } from './tokenizer.js';
 
-const dir = GOLDEN_MODELS['tiny-untied'] as string;
+const dir = goldenModelDir('tiny-untied');
 const tokenizer = Tokenizer.fromJson(
   'tokenizer.json',
   readFileSync(`${dir}/tokenizer.json`, 'utf8'),

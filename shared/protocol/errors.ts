@@ -4,7 +4,9 @@
  * again after the Retry-After), ERR_REPLICA_FULL (a replica cannot keep another
  * session open), ERR_CHALLENGE_FAILED (a volunteer's answer to a challenge step
  * was wrong or late), ERR_EQUIVOCATION (a replica's frames to the next stage
- * differ from what it reported to the coordinator).
+ * differ from what it reported to the coordinator), ERR_INTERNAL (a failure of
+ * the server itself, the same over Socket.IO and HTTP: the details stay in the
+ * server's log).
  */
 export const WIRE_ERROR_CODES = [
   'ERR_PROTOCOL_VERSION',
@@ -29,6 +31,7 @@ export const WIRE_ERROR_CODES = [
   'ERR_CHALLENGE_FAILED',
   'ERR_EQUIVOCATION',
   'ERR_COMPUTE',
+  'ERR_INTERNAL',
 ] as const;
 
 export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];

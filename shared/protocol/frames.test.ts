@@ -34,7 +34,7 @@ describe('activation frames', () => {
     const a = new FrameAssembler();
     const order = [...msgs.keys()].reverse();
     const results = order.map((i) => a.push(msgs[i] as Uint8Array));
-    expect(results.slice(0, -1).every((r) => r.kind === 'partial')).toBe(true);
+    expect(results.slice(0, -1).map((r) => r.kind)).toEqual(Array(msgs.length - 1).fill('partial'));
     const last = results.at(-1);
     expect(last?.kind).toBe('complete');
     if (last?.kind === 'complete') expect(last.frame.data).toEqual(f.data);

@@ -21,11 +21,11 @@ describe('message validation', () => {
       ok: true,
       value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null, clientKey: null },
     });
-    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'noise' }).ok).toBe(true);
-    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'meltdown' }).ok).toBe(false);
-    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '3f1c2a9e-77aa-4b1e' }).ok).toBe(true);
-    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '../../etc' }).ok).toBe(false);
-    expect(parseHello({ backend: 'wasm', adapter: null }).ok).toBe(true);
+    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'noise' })).toMatchObject({ ok: true });
+    expect(parseHello({ backend: 'wasm', adapter: null, fault: 'meltdown' })).toMatchObject({ ok: false });
+    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '3f1c2a9e-77aa-4b1e' })).toMatchObject({ ok: true });
+    expect(parseHello({ backend: 'wasm', adapter: null, clientKey: '../../etc' })).toMatchObject({ ok: false });
+    expect(parseHello({ backend: 'wasm', adapter: null })).toMatchObject({ ok: true });
     for (const m of [
       { backend: 'cuda', adapter: null },
       { backend: 'wasm' },
@@ -33,29 +33,29 @@ describe('message validation', () => {
       'hello',
       [1],
     ]) {
-      expect(parseHello(m).ok, JSON.stringify(m).slice(0, 40)).toBe(false);
+      expect(parseHello(m), JSON.stringify(m).slice(0, 40)).toMatchObject({ ok: false });
     }
   });
 
   it('bounds stage numbers and timings', () => {
-    expect(parseReady({ modelId: 'austen-2m', stage: 2, stepMs: 1.5 }).ok).toBe(true);
+    expect(parseReady({ modelId: 'austen-2m', stage: 2, stepMs: 1.5 })).toMatchObject({ ok: true });
     for (const m of [
       { modelId: 'austen-2m', stage: -1, stepMs: 1 },
       { modelId: 'austen-2m', stage: 1.5, stepMs: 1 },
       { modelId: 'austen-2m', stage: 1, stepMs: Number.NaN },
       { modelId: '', stage: 1, stepMs: 1 },
     ]) {
-      expect(parseReady(m).ok).toBe(false);
+      expect(parseReady(m)).toMatchObject({ ok: false });
     }
   });
 
   it('bounds signalling payloads', () => {
-    expect(parseSignal({ to: 'peer-1', data: { type: 'offer', sdp: 'v=0' } }).ok).toBe(true);
+    expect(parseSignal({ to: 'peer-1', data: { type: 'offer', sdp: 'v=0' } })).toMatchObject({ ok: true });
     expect(parseSignal({ to: 'peer-1', data: 'x'.repeat(MAX_SIGNAL_BYTES + 1) })).toMatchObject({
       ok: false,
       reason: expect.stringMatching(/over/),
     });
-    expect(parseSignal({ to: '', data: 1 }).ok).toBe(false);
-    expect(parseSignal({ to: 'peer-1' }).ok).toBe(false);
+    expect(parseSignal({ to: '', data: 1 })).toMatchObject({ ok: false });
+    expect(parseSignal({ to: 'peer-1' })).toMatchObject({ ok: false });
   });
 });

@@ -1,20 +1,35 @@
 // Reading GET /api/swarm into volunteers ready per stage: what npm start's
-// progress line and the landing page show; malformed bodies are refused by name.
+// progress line and the landing page show; malformed bodies are refused by name
+// (parseSwarmListing, shared/protocol/http.test.ts, checks every field).
 import { describe, expect, it } from 'vitest';
+import type { VolunteerView } from '../protocol/messages.js';
 import { parseSwarmReadiness } from './readiness.js';
 
-const volunteer = (stage: number, state: string) => ({ id: `v${stage}${state}`, stage, state, ready: state !== 'loading' });
+const volunteer = (stage: number, state: VolunteerView['state']): VolunteerView => ({
+  id: `v${stage}${state}`,
+  stage,
+  backend: 'wasm',
+  adapter: null,
+  state,
+  ready: state !== 'loading',
+  agreed: 0,
+  disagreed: 0,
+  reputation: 0.5,
+  established: false,
+});
+
+const body = (replicasPerStage: number[], list: VolunteerView[]) => ({
+  volunteers: list.length,
+  replicasPerStage,
+  redundancy: 3,
+  list,
+  apiKeyRequired: false,
+});
 
 describe('parseSwarmReadiness', () => {
   it('counts ready (and busy) and loading volunteers per stage; the swarm answers once every stage has one ready', () => {
-    const body = {
-      volunteers: 5,
-      replicasPerStage: [2, 2, 1],
-      list: [volunteer(0, 'ready'), volunteer(0, 'busy'), volunteer(1, 'loading'), volunteer(1, 'ready'), volunteer(2, 'loading')],
-      apiKeyRequired: false,
-    };
-    const r = parseSwarmReadiness(body);
-    expect(r).toEqual({
+    const list = [volunteer(0, 'ready'), volunteer(0, 'busy'), volunteer(1, 'loading'), volunteer(1, 'ready'), volunteer(2, 'loading')];
+    expect(parseSwarmReadiness(body([2, 2, 1], list))).toEqual({
       ok: true,
       value: {
         stages: [
@@ -27,14 +42,13 @@ describe('parseSwarmReadiness', () => {
         canAnswer: false,
       },
     });
-    const [, , , , last] = body.list;
-    if (last !== undefined) last.state = 'ready';
-    expect(parseSwarmReadiness(body)).toMatchObject({ ok: true, value: { ready: 4, canAnswer: true } });
+    list[4] = volunteer(2, 'ready');
+    expect(parseSwarmReadiness(body([2, 2, 1], list))).toMatchObject({ ok: true, value: { ready: 4, canAnswer: true } });
   });
 
   it('an empty swarm, and a server with no model, cannot answer', () => {
-    expect(parseSwarmReadiness({ replicasPerStage: [0, 0], list: [] })).toMatchObject({ ok: true, value: { ready: 0, canAnswer: false } });
-    expect(parseSwarmReadiness({ replicasPerStage: [], list: [] })).toMatchObject({ ok: true, value: { stages: [], canAnswer: false } });
+    expect(parseSwarmReadiness(body([0, 0], []))).toMatchObject({ ok: true, value: { ready: 0, canAnswer: false } });
+    expect(parseSwarmReadiness(body([], []))).toMatchObject({ ok: true, value: { stages: [], canAnswer: false } });
   });
 
   it('refuses a body that is not the listing, naming the field', () => {
@@ -43,14 +57,7 @@ describe('parseSwarmReadiness', () => {
       return r.ok ? 'accepted' : r.reason;
     };
     expect(reason(null)).toBe('/api/swarm: the body must be an object');
-    expect(reason({ replicasPerStage: 3, list: [] })).toBe('/api/swarm: replicasPerStage must be an array');
-    expect(reason({ replicasPerStage: [1], list: {} })).toBe('/api/swarm: list must be an array');
-    expect(reason({ replicasPerStage: [1], list: [volunteer(1, 'ready')] })).toBe(
-      '/api/swarm: list[0].stage must be a stage index below 1',
-    );
-    expect(reason({ replicasPerStage: [1], list: [{ stage: 0.5, state: 'ready' }] })).toMatch(/list\[0\]\.stage/);
-    expect(reason({ replicasPerStage: [1], list: [volunteer(0, 'asleep')] })).toBe(
-      '/api/swarm: list[0].state must be loading, ready or busy',
-    );
+    expect(reason(body([1], [volunteer(1, 'ready')]))).toBe('/api/swarm: list[0].stage must be a stage index below 1');
+    expect(reason({ ...body([1], []), list: {} })).toBe('/api/swarm: list must be an array');
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import { GenerationError } from '../coordinator/generation.js';
+import { wireErrorOf } from '../coordinator/generation.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
 import type { ApiCompletion, ApiSwarm, ApiTokenUpdate } from './api-swarm.js';
@@ -88,7 +88,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 /** HTTP status of a generation failure: the client's fault 400, the swarm's state 503. */
-export function statusOfGenerationError(code: WireErrorCode | 'ERR_INTERNAL'): number {
+export function statusOfGenerationError(code: WireErrorCode): number {
   if (code === 'ERR_BAD_REQUEST') return 400;
   if (
     code === 'ERR_NO_ROUTE' ||
@@ -285,8 +285,7 @@ export async function handleOpenAiGeneration(
     events.send('[DONE]');
     res.end();
   } catch (e) {
-    const code = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
-    const message = e instanceof GenerationError ? e.message : 'internal error';
+    const { code, message } = wireErrorOf(e);
     if (code === 'ERR_CANCELLED') {
       ctx.log(`${kind} ${id}: cancelled by the client after ${votes.length} tokens`);
       res.destroy();

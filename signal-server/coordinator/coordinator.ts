@@ -19,7 +19,7 @@ import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { Audit, type AuditCounts } from './audit.js';
 import { ChallengeMoot, type ChallengeOracle } from './challenge.js';
-import { GenerationError, GenerationSession, type SessionTimeouts, type StepRecord } from './generation.js';
+import { GenerationError, GenerationSession, type SessionTimeouts, type StepRecord, wireErrorOf } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
 import type { SwarmObserver } from './observer.js';
@@ -514,7 +514,7 @@ export class Coordinator {
       this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens });
       return c;
     } catch (e) {
-      const code = e instanceof GenerationError ? e.code : 'ERR_INTERNAL';
+      const code = wireErrorOf(e).code;
       for (const o of this.observers) o.onGeneration?.(code);
       // The client's own doing (a bad request, a cancel) is no failure of the service.
       if (code !== 'ERR_BAD_REQUEST' && code !== 'ERR_CANCELLED')

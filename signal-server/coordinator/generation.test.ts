@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
+import { goldenModelDir } from '../../testing/golden.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
-import { GOLDEN_MODELS } from '../testing/golden.js';
 import {
   type Crash,
   createInProcessSwarm,
@@ -35,7 +35,7 @@ let expected: number[];
 
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
-  const { dir } = await ensureStages(GOLDEN_MODELS['tiny-gqa-bias'] as string, { stages: STAGES }, cache);
+  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: STAGES }, cache);
   const set = await loadStageSet(dir);
   stageBytes = set.stageBytes;
   swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
@@ -56,6 +56,68 @@ function fault(kind: FaultKind, seed = 1): FaultBehaviour {
 
 function runSwarm(faults: Record<string, FaultBehaviour> = {}, silent: string[] = [], crash: Crash | null = null) {
   return runInProcess(swarm, promptIds, TOKENS, faults, silent, crash);
+}
+
+/** Seeds the data-channel fuzzer always runs. */
+const PINNED_FUZZ_SEEDS = [424242, 7, 31337];
+/**
+ * Seeds that once found a bug: add one here (with a comment naming the bug)
+ * when a fuzzer run fails, so that it is run from then on.
+ */
+const REGRESSION_FUZZ_SEEDS: number[] = [];
+const DATA_CHANNEL_FUZZ_SEEDS = [...PINNED_FUZZ_SEEDS, ...REGRESSION_FUZZ_SEEDS];
+/**
+ * Hostile messages sent along with each genuine one: a generation here carries
+ * 180 genuine frames, so a seed sends 1 800 (the one seed of old sent 40 a frame).
+ */
+const HOSTILE_PER_FRAME = 10;
+const MIN_HOSTILE_PER_SEED = 1_000;
+
+/**
+ * A wire that mixes junk, forged, replayed and truncated frames into every
+ * genuine one. A data channel authenticates its peer (DTLS), so nobody can send
+ * as another peer: forged frames come from strangers (not linked to the
+ * receiver), while the genuine sender's channel also carries junk, truncated
+ * copies and replays.
+ */
+function hostileWire(seed: number): {
+  wire: Wire;
+  counts: { junk: number; forgedByStrangers: number; replayed: number; truncated: number };
+} {
+  const r = seededRandom(seed);
+  const counts = { junk: 0, forgedByStrangers: 0, replayed: 0, truncated: 0 };
+  const seen: Uint8Array[] = [];
+  const wire: Wire = (from, to, bytes) => {
+    const out = [{ from, bytes }];
+    seen.push(bytes);
+    const strangers = ['mallory', to];
+    for (let k = 0; k < HOSTILE_PER_FRAME; k++) {
+      const pick = Math.floor(r() * 4);
+      if (pick === 0) {
+        counts.junk++;
+        out.push({ from, bytes: Uint8Array.from({ length: Math.floor(r() * 300) }, () => Math.floor(r() * 256)) });
+      } else if (pick === 1) {
+        // A valid frame re-labelled (session, step, stage or replica), sent by a stranger.
+        counts.forgedByStrangers++;
+        const f = bytes.slice();
+        const v = new DataView(f.buffer);
+        const field = Math.floor(r() * 4);
+        if (field === 0) v.setUint32(8, v.getUint32(8, true) + 1, true);
+        if (field === 1) v.setUint32(12, v.getUint32(12, true) + Math.floor(r() * 3), true);
+        if (field === 2) v.setUint16(16, Math.floor(r() * 4), true);
+        if (field === 3) v.setUint16(18, Math.floor(r() * 3), true);
+        out.push({ from: strangers[Math.floor(r() * strangers.length)] as string, bytes: f });
+      } else if (pick === 2) {
+        counts.replayed++;
+        out.push({ from, bytes: seen[Math.floor(r() * seen.length)] as Uint8Array });
+      } else {
+        counts.truncated++;
+        out.push({ from, bytes: bytes.slice(0, Math.floor(r() * bytes.length)) });
+      }
+    }
+    return out.reverse();
+  };
+  return { wire, counts };
 }
 
 describe('a generation through replicas', () => {
@@ -133,50 +195,18 @@ describe('a generation through replicas', () => {
     expect(median(slow.stepMs)).toBeLessThan(1.5 * median(clean.stepMs) + 20);
   });
 
-  it('a seeded fuzzer on the data channels: thousands of junk, forged and replayed frames change nothing', async () => {
-    // A data channel authenticates its peer (DTLS), so nobody can send as another
-    // peer: forged frames come from strangers (not linked to the receiver), while
-    // the genuine sender's channel also carries junk, truncated copies and replays.
-    const r = seededRandom(424242);
-    const counts = { junk: 0, forgedByStrangers: 0, replayed: 0, truncated: 0 };
-    const seen: Uint8Array[] = [];
-    const wire: Wire = (from, to, bytes) => {
-      const out = [{ from, bytes }];
-      seen.push(bytes);
-      const strangers = ['mallory', to];
-      for (let k = 0; k < 40; k++) {
-        const pick = Math.floor(r() * 4);
-        if (pick === 0) {
-          counts.junk++;
-          out.push({ from, bytes: Uint8Array.from({ length: Math.floor(r() * 300) }, () => Math.floor(r() * 256)) });
-        } else if (pick === 1) {
-          // A valid frame re-labelled (session, step, stage or replica), sent by a stranger.
-          counts.forgedByStrangers++;
-          const f = bytes.slice();
-          const v = new DataView(f.buffer);
-          const field = Math.floor(r() * 4);
-          if (field === 0) v.setUint32(8, v.getUint32(8, true) + 1, true);
-          if (field === 1) v.setUint32(12, v.getUint32(12, true) + Math.floor(r() * 3), true);
-          if (field === 2) v.setUint16(16, Math.floor(r() * 4), true);
-          if (field === 3) v.setUint16(18, Math.floor(r() * 3), true);
-          out.push({ from: strangers[Math.floor(r() * strangers.length)] as string, bytes: f });
-        } else if (pick === 2) {
-          counts.replayed++;
-          out.push({ from, bytes: seen[Math.floor(r() * seen.length)] as Uint8Array });
-        } else {
-          counts.truncated++;
-          out.push({ from, bytes: bytes.slice(0, Math.floor(r() * bytes.length)) });
-        }
-      }
-      return out.reverse();
-    };
-    const result = await runInProcess(swarm, promptIds, TOKENS, {}, [], null, GREEDY, wire);
-    const total = counts.junk + counts.forgedByStrangers + counts.replayed + counts.truncated;
-    process.stdout.write(`data-channel fuzzer: ${total} hostile messages ${JSON.stringify(counts)}\n`);
-    expect(total).toBeGreaterThan(2000);
-    expect(result.error).toBeNull();
-    expect(result.tokens).toEqual(expected);
-  });
+  it.each(DATA_CHANNEL_FUZZ_SEEDS)(
+    'a seeded fuzzer on the data channels (seed %i): over a thousand junk, forged and replayed frames change nothing',
+    async (seed) => {
+      const { wire, counts } = hostileWire(seed);
+      const result = await runInProcess(swarm, promptIds, TOKENS, {}, [], null, GREEDY, wire);
+      const total = counts.junk + counts.forgedByStrangers + counts.replayed + counts.truncated;
+      process.stdout.write(`data-channel fuzzer, seed ${seed}: ${total} hostile messages ${JSON.stringify(counts)}\n`);
+      expect(total).toBeGreaterThan(MIN_HOSTILE_PER_SEED);
+      expect(result.error).toBeNull();
+      expect(result.tokens).toEqual(expected);
+    },
+  );
 
   it('two liars in one stage that disagree with each other, one spare: no majority, no token, a named error', async () => {
     const r = await runSwarm({ s1r0: fault('noise', 11), s1r2: fault('noise', 12) });
@@ -192,7 +222,10 @@ describe('a generation through replicas', () => {
       expect(r.error).toBeNull();
       expect(r.tokens).toEqual(expected);
       expect(r.replacements.map((x) => x.joined).sort()).toEqual(['s1spare', 's1spare2']);
-      expect(r.replacements.every((x) => x.atStep === 0 && x.stage === 1)).toBe(true);
+      expect(
+        r.replacements.filter((x) => x.atStep !== 0 || x.stage !== 1),
+        'replacements outside stage 1 at step 0',
+      ).toEqual([]);
     } finally {
       await releaseInProcessSwarm(roomy);
     }
@@ -238,7 +271,10 @@ describe('a generation against liars inside the rules', () => {
       expect(r.error).toBeNull();
       expect(r.tokens).toEqual(expected);
       expect(r.equivocators.map((e) => `${e.volunteer}@${e.step}`).sort()).toEqual(['s0r0@0', 's0r1@0']);
-      expect(r.equivocators.every((e) => e.step === 0 && e.stage === 0)).toBe(true);
+      expect(
+        r.equivocators.filter((e) => e.step !== 0 || e.stage !== 0),
+        'equivocators outside stage 0 at step 0',
+      ).toEqual([]);
       // Both were put out of the route at that step, by the spares.
       expect(
         r.replacements

@@ -1,6 +1,7 @@
+import { type Clock, REAL_CLOCK, type TimerHandle } from '../../shared/clock.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
-import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { WireError, WireErrorCode } from '../../shared/protocol/errors.js';
 import type { ReceivedReport, SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
@@ -53,6 +54,18 @@ export class GenerationError extends Error {
   }
 }
 
+/** What a requester is told of an error that is not a GenerationError: its details are for the server's log only. */
+export const INTERNAL_ERROR_MESSAGE = 'internal error';
+
+/**
+ * The wire error for whatever a generation threw, the same for Socket.IO
+ * (chat:error) and HTTP: a GenerationError keeps its code and message,
+ * anything else is ERR_INTERNAL.
+ */
+export function wireErrorOf(e: unknown): WireError {
+  return e instanceof GenerationError ? { code: e.code, message: e.message } : { code: 'ERR_INTERNAL', message: INTERNAL_ERROR_MESSAGE };
+}
+
 export interface SessionTimeouts {
   /** Until every replica of the route has its data channels open. */
   readonly joinMs: number;
@@ -84,7 +97,7 @@ interface StepWait {
   resolve: () => void;
   /** Set once the logits had SETTLE_MS to settle after their majority. */
   settleExpired: boolean;
-  settleTimer: ReturnType<typeof setTimeout> | null;
+  settleTimer: TimerHandle | null;
 }
 
 /** A receiver's fingerprint of a frame is the sender's own: the same bytes (NaN included), or within the tolerance. */
@@ -133,6 +146,8 @@ export class GenerationSession {
     private readonly audit: Audit,
     private readonly retry: RetryHooks | null = null,
     private readonly policy: VotePolicy = { redundancy: route[0]?.length ?? 1, established: () => false },
+    /** Every timeout and duration of the session: the real clock, or a test's. */
+    private readonly clock: Clock = REAL_CLOCK,
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
@@ -404,7 +419,7 @@ export class GenerationSession {
     const logits = w.logits.state;
     // Agreed logits that may still move (a majority, but not of identical values) get SETTLE_MS for the others to come.
     if (logits.kind === 'agreed' && !logits.settled && !w.settleExpired && w.settleTimer === null) {
-      w.settleTimer = setTimeout(() => {
+      w.settleTimer = this.clock.setTimeout(() => {
         w.settleExpired = true;
         this.checkDecided();
       }, SETTLE_MS);
@@ -518,10 +533,10 @@ export class GenerationSession {
   /** One round of waiting for replicas to join (see join). */
   private joinRound(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let grace: ReturnType<typeof setTimeout> | null = null;
+      let grace: TimerHandle | null = null;
       const done = () => {
-        clearTimeout(timer);
-        if (grace !== null) clearTimeout(grace);
+        this.clock.clearTimeout(timer);
+        if (grace !== null) this.clock.clearTimeout(grace);
         this.joinChanged = null;
         this.onAbort = null;
         resolve();
@@ -529,18 +544,18 @@ export class GenerationSession {
       const check = () => {
         const waiting = [...this.members.keys()].filter((id) => !this.joined.has(id) && !this.refused.has(id));
         if (waiting.length === 0) return done();
-        if (grace === null && this.joinedPerStage().every((n) => n >= this.needed)) grace = setTimeout(done, JOIN_GRACE_MS);
+        if (grace === null && this.joinedPerStage().every((n) => n >= this.needed)) grace = this.clock.setTimeout(done, JOIN_GRACE_MS);
       };
-      const timer = setTimeout(done, this.timeouts.joinMs);
+      const timer = this.clock.setTimeout(done, this.timeouts.joinMs);
       this.joinChanged = check;
       if (this.aborted !== null) {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         reject(this.aborted);
         return;
       }
       this.onAbort = (e) => {
-        clearTimeout(timer);
-        if (grace !== null) clearTimeout(grace);
+        this.clock.clearTimeout(timer);
+        if (grace !== null) this.clock.clearTimeout(grace);
         this.joinChanged = null;
         reject(e);
       };
@@ -563,18 +578,18 @@ export class GenerationSession {
         reject(this.aborted);
         return;
       }
-      const timer = setTimeout(() => reject(onTimeout()), ms);
+      const timer = this.clock.setTimeout(() => reject(onTimeout()), ms);
       this.onAbort = (e) => {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         reject(e);
       };
       p.then(
         () => {
-          clearTimeout(timer);
+          this.clock.clearTimeout(timer);
           resolve();
         },
         (e: unknown) => {
-          clearTimeout(timer);
+          this.clock.clearTimeout(timer);
           reject(e);
         },
       );
@@ -646,7 +661,7 @@ export class GenerationSession {
       await this.join();
       let input: readonly number[] = promptIds;
       for (let step = 0; step < maxTokens; step++) {
-        const t0 = performance.now();
+        const t0 = this.clock.now();
         const last = this.route.length - 1;
         this.currentStep = step;
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
@@ -669,7 +684,7 @@ export class GenerationSession {
                 `step ${step}: no majority (${this.needed} of ${this.policy.redundancy}) of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
               ),
           );
-          if (w.settleTimer !== null) clearTimeout(w.settleTimer);
+          if (w.settleTimer !== null) this.clock.clearTimeout(w.settleTimer);
           const failing = this.failingStage(step, w);
           if (failing === null) break;
           // Logits of last-stage replicas that stay are carried into the new vote when the last stage is retried.
@@ -708,13 +723,13 @@ export class GenerationSession {
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r };
         });
         tokens.push(token);
-        if (onToken(token, { token, votes, ms: performance.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
+        if (onToken(token, { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
           return { tokens, finishReason: 'stop' };
         input = [token];
       }
       return { tokens, finishReason: 'length' };
     } finally {
-      if (this.wait?.w.settleTimer != null) clearTimeout(this.wait.w.settleTimer);
+      if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
       for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
     }

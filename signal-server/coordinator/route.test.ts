@@ -15,7 +15,7 @@ describe('route choice', () => {
       3,
       random,
     );
-    expect(ok.ok).toBe(true);
+    expect(ok).toMatchObject({ ok: true });
     const lacking = chooseRoute([[c('a', ['ka']), c('b', ['kb']), c('x', ['kx'])], [c('d', ['kd'])]], 3, random);
     expect(lacking).toEqual({ ok: false, stage: 1, have: 1 });
   });

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
+import type { ModelListing, SwarmListing } from '../../shared/protocol/http.js';
 import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
@@ -9,12 +10,7 @@ import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { safeJoin, sendFile, sendJson, serveWebApp } from './static-files.js';
 
-/** The HTTP listing of served models, as the pages read it. */
-export interface ModelListing {
-  readonly modelId: string;
-  readonly stages: number;
-  readonly baseUrl: string;
-}
+export type { ModelListing } from '../../shared/protocol/http.js';
 
 /** Everything the HTTP routes serve from; server.ts builds it. */
 export interface RoutesContext {
@@ -92,13 +88,11 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     }
     if (path === '/api/swarm') {
       const apiKeyRequired = ctx.access.requiresKey;
-      sendJson(
-        res,
-        200,
+      const body: SwarmListing =
         ctx.swarm === null
           ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired }
-          : { ...ctx.swarm.status(), list: ctx.swarm.volunteers(), apiKeyRequired },
-      );
+          : { ...ctx.swarm.status(), list: ctx.swarm.volunteers(), apiKeyRequired };
+      sendJson(res, 200, body);
       return;
     }
     if (path === '/api/status' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -117,7 +111,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       return;
     }
     if (path === '/api/models') {
-      sendJson(res, 200, ctx.listings);
+      const body: readonly ModelListing[] = ctx.listings;
+      sendJson(res, 200, body);
       return;
     }
     if (path.startsWith('/models/')) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ModelError, type ModelErrorCode } from '../../shared/model/errors.js';
 import { parseSafetensors } from '../../shared/model/safetensors.js';
-import { type RawTensor, writeSafetensors } from '../testing/safetensors-writer.js';
+import { type RawTensor, writeSafetensors } from '../../testing/safetensors-writer.js';
 import { buildStagesToDir, ensureStages, loadStageSet, readModelFolder } from './model-folder.js';
 
 const SOURCE = 'fixtures/models/tiny-untied';

@@ -1,5 +1,6 @@
 import { type KeyboardEvent, useEffect, useRef, useState } from 'react';
-import type { TokenEvent } from '../../shared/protocol/messages.js';
+import { parseSwarmListing } from '../../shared/protocol/http.js';
+import type { SwarmStatus, TokenEvent } from '../../shared/protocol/messages.js';
 import { connectSwarm, type SwarmSocket } from '../net/socket.js';
 import { promptKeyAction } from './prompt-keys.js';
 import { TokenOutput } from './token-output.js';
@@ -21,7 +22,7 @@ interface Run {
 
 export function ChatApp() {
   const socket = useRef<SwarmSocket | null>(null);
-  const [swarm, setSwarm] = useState<{ volunteers: number; replicasPerStage: readonly number[] } | null>(null);
+  const [swarm, setSwarm] = useState<SwarmStatus | null>(null);
   const [keyRequired, setKeyRequired] = useState(false);
   const [apiKey, setApiKey] = useState(() => sessionStorage.getItem('webswarm.apiKey') ?? '');
   const [prompt, setPrompt] = useState('It is a truth universally acknowledged, that');
@@ -47,10 +48,12 @@ export function ChatApp() {
       setRun((r) => (r?.state.kind === 'running' ? { ...r, state: { kind: 'failed', code: e.code, message: e.message } } : r));
     });
     fetch('/api/swarm')
-      .then((r) => r.json() as Promise<{ volunteers: number; replicasPerStage: number[]; apiKeyRequired: boolean }>)
-      .then((j) => {
-        setSwarm(j);
-        setKeyRequired(j.apiKeyRequired);
+      .then((r) => r.json() as Promise<unknown>)
+      .then((raw) => {
+        const parsed = parseSwarmListing(raw);
+        if (!parsed.ok) return console.error(parsed.reason);
+        setSwarm(parsed.value);
+        setKeyRequired(parsed.value.apiKeyRequired);
       })
       .catch(() => {});
     return () => {

@@ -1,12 +1,7 @@
 import { useEffect, useState } from 'react';
+import { parseModelListings } from '../../shared/protocol/http.js';
 import type { Progress } from '../compute/stage-loader.js';
 import { type LocalModel, loadLocalModel, pickBackend } from './run-model.js';
-
-interface ModelListing {
-  readonly modelId: string;
-  readonly stages: number;
-  readonly baseUrl: string;
-}
 
 type Status =
   | { readonly kind: 'loading'; readonly progress: Progress | null }
@@ -24,9 +19,10 @@ async function start(onProgress: (p: Progress) => void): Promise<LocalModel> {
   const params = new URLSearchParams(location.search);
   const res = await fetch('/api/models');
   if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
-  const models = (await res.json()) as ModelListing[];
+  const models = parseModelListings(await res.json());
+  if (!models.ok) throw new Error(models.reason);
   const wanted = params.get('model');
-  const listing = models.find((m) => wanted === null || m.modelId === wanted);
+  const listing = models.value.find((m) => wanted === null || m.modelId === wanted);
   if (listing === undefined) throw new Error(`model ${wanted ?? '(any)'} is not served here`);
   return loadLocalModel(listing.baseUrl, await pickBackend(params.get('backend')), onProgress);
 }

@@ -1,21 +1,20 @@
 import { useEffect, useState } from 'react';
+import { type ModelListing, parseModelListings } from '../../shared/protocol/http.js';
 import type { SwarmStatus } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { ReadinessLine } from './readiness-line.js';
 
-interface ModelListing {
-  readonly modelId: string;
-  readonly stages: number;
-  readonly baseUrl: string;
-}
-
 export function Landing() {
-  const [models, setModels] = useState<ModelListing[] | null>(null);
+  const [models, setModels] = useState<readonly ModelListing[] | null>(null);
   const [swarm, setSwarm] = useState<SwarmStatus | null>(null);
   useEffect(() => {
     fetch('/api/models')
-      .then((r) => (r.ok ? (r.json() as Promise<ModelListing[]>) : []))
-      .then(setModels)
+      .then((r) => (r.ok ? (r.json() as Promise<unknown>) : []))
+      .then((raw) => {
+        const parsed = parseModelListings(raw);
+        if (!parsed.ok) console.error(parsed.reason);
+        setModels(parsed.ok ? parsed.value : []);
+      })
       .catch(() => setModels([]));
     const socket = connectSwarm('requester');
     socket.on('swarm:status', setSwarm);

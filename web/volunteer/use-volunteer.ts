@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
+import { parseModelListings } from '../../shared/protocol/http.js';
 import type { FaultKind } from '../../shared/swarm/faults.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
@@ -28,7 +29,9 @@ async function checkModelServed(model: string | null): Promise<void> {
   if (model === null) return;
   const res = await fetch('/api/models');
   if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
-  const served = ((await res.json()) as { modelId: string }[]).map((m) => m.modelId);
+  const listings = parseModelListings(await res.json());
+  if (!listings.ok) throw new Error(listings.reason);
+  const served = listings.value.map((m) => m.modelId);
   if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not "${model}"`);
 }
 

@@ -1,0 +1,108 @@
+/**
+ * The JSON bodies of the server's status routes, typed once: the server
+ * (signal-server/http/routes.ts) writes them, the pages and tools read them
+ * through these parsers, which refuse a body that is not the shape, naming
+ * the field.
+ */
+import type { SwarmStatus, VolunteerView } from './messages.js';
+import type { Parsed } from './validate.js';
+
+/** `GET /api/models`: one entry per served model. */
+export interface ModelListing {
+  readonly modelId: string;
+  /** How many stages the model is cut into. */
+  readonly stages: number;
+  /** Where its manifest.json and stage files are: `${baseUrl}/manifest.json`. */
+  readonly baseUrl: string;
+}
+
+/** `GET /api/swarm`: the swarm as it stands. */
+export interface SwarmListing extends SwarmStatus {
+  /** The configured replicas per stage r (0 when no model is served). */
+  readonly redundancy: number;
+  /** Every volunteer online, with its stage, backend, state and record. */
+  readonly list: readonly VolunteerView[];
+  /** Generations need an API key (`API_KEYS` is set). */
+  readonly apiKeyRequired: boolean;
+}
+
+/** More entries than any listing this code reads (the server allows far fewer). */
+const MAX_LISTED = 100_000;
+/** Longest string field read from a listing (ids, adapter names, URLs). */
+const MAX_FIELD = 2048;
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const bad = <T>(reason: string): Parsed<T> => ({ ok: false, reason });
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_FIELD;
+
+/** Reads `GET /api/models`'s body. */
+export function parseModelListings(raw: unknown): Parsed<ModelListing[]> {
+  if (!Array.isArray(raw) || raw.length > MAX_LISTED) return bad('/api/models: the body must be an array');
+  const out: ModelListing[] = [];
+  for (const [i, m] of raw.entries()) {
+    const at = `/api/models: [${i}]`;
+    if (!isObject(m)) return bad(`${at} must be an object`);
+    if (!isText(m.modelId)) return bad(`${at}.modelId must be a non-empty string`);
+    if (!isCount(m.stages) || m.stages === 0) return bad(`${at}.stages must be an integer ≥ 1`);
+    if (!isText(m.baseUrl)) return bad(`${at}.baseUrl must be a non-empty string`);
+    out.push({ modelId: m.modelId, stages: m.stages, baseUrl: m.baseUrl });
+  }
+  return ok(out);
+}
+
+function parseVolunteer(v: unknown, at: string, stages: number): Parsed<VolunteerView> {
+  if (!isObject(v)) return bad(`${at} must be an object`);
+  if (!isText(v.id)) return bad(`${at}.id must be a non-empty string`);
+  if (!isCount(v.stage) || v.stage >= stages) return bad(`${at}.stage must be a stage index below ${stages}`);
+  if (v.backend !== 'wasm' && v.backend !== 'webgpu') return bad(`${at}.backend must be wasm or webgpu`);
+  if (v.adapter !== null && !isText(v.adapter)) return bad(`${at}.adapter must be null or a string`);
+  if (v.state !== 'loading' && v.state !== 'ready' && v.state !== 'busy') return bad(`${at}.state must be loading, ready or busy`);
+  if (typeof v.ready !== 'boolean') return bad(`${at}.ready must be a boolean`);
+  if (!isCount(v.agreed)) return bad(`${at}.agreed must be a count`);
+  if (!isCount(v.disagreed)) return bad(`${at}.disagreed must be a count`);
+  if (typeof v.reputation !== 'number' || !Number.isFinite(v.reputation)) return bad(`${at}.reputation must be a number`);
+  if (typeof v.established !== 'boolean') return bad(`${at}.established must be a boolean`);
+  return ok({
+    id: v.id,
+    stage: v.stage,
+    backend: v.backend,
+    adapter: v.adapter,
+    state: v.state,
+    ready: v.ready,
+    agreed: v.agreed,
+    disagreed: v.disagreed,
+    reputation: v.reputation,
+    established: v.established,
+  });
+}
+
+/** Reads `GET /api/swarm`'s body: every volunteer's stage must be one of `replicasPerStage`'s. */
+export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
+  if (!isObject(raw)) return bad('/api/swarm: the body must be an object');
+  if (!isCount(raw.volunteers)) return bad('/api/swarm: volunteers must be a count');
+  const perStage = raw.replicasPerStage;
+  if (!Array.isArray(perStage) || perStage.length > MAX_LISTED || !perStage.every(isCount))
+    return bad('/api/swarm: replicasPerStage must be an array of counts');
+  if (!isCount(raw.redundancy)) return bad('/api/swarm: redundancy must be a count');
+  if (typeof raw.apiKeyRequired !== 'boolean') return bad('/api/swarm: apiKeyRequired must be a boolean');
+  const list = raw.list;
+  if (!Array.isArray(list) || list.length > MAX_LISTED) return bad('/api/swarm: list must be an array');
+  const volunteers: VolunteerView[] = [];
+  for (const [i, v] of list.entries()) {
+    const parsed = parseVolunteer(v, `/api/swarm: list[${i}]`, perStage.length);
+    if (!parsed.ok) return parsed;
+    volunteers.push(parsed.value);
+  }
+  return ok({
+    volunteers: raw.volunteers,
+    replicasPerStage: perStage,
+    redundancy: raw.redundancy,
+    list: volunteers,
+    apiKeyRequired: raw.apiKeyRequired,
+  });
+}

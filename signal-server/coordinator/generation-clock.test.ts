@@ -1,0 +1,152 @@
+// A GenerationSession on a manual clock: its timeouts (the join grace, a
+// step's) and its step durations, checked to the millisecond without waiting
+// real seconds. The replicas are the test: it answers for them through the
+// session's own inbound calls (onJoined, onDigest, onLogits).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { GREEDY } from '../../shared/model/sampling.js';
+import type { SessionOpen, StepInput } from '../../shared/protocol/messages.js';
+import { fingerprint } from '../../shared/vote/fingerprint.js';
+import { goldenModelDir } from '../../testing/golden.js';
+import { ManualClock } from '../../testing/manual-clock.js';
+import { ensureStages } from '../models/model-folder.js';
+import { Audit } from './audit.js';
+import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
+
+const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
+/** The whole file runs on the manual clock: far below the JOIN_GRACE_MS + stepMs it simulates. */
+const REAL_MS_BOUND = 5_000;
+
+let cache: string;
+let manifest: StageManifest;
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-clock-'));
+  // One stage: its replicas send the logits, and the route is one list.
+  manifest = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 1 }, cache)).manifest;
+});
+afterAll(() => rmSync(cache, { recursive: true, force: true }));
+
+/** What the session sent, per volunteer. */
+function recordingTransport(): SessionTransport & { opened: string[]; inputs: { to: string; m: StepInput }[]; closed: string[] } {
+  const opened: string[] = [];
+  const inputs: { to: string; m: StepInput }[] = [];
+  const closed: string[] = [];
+  return {
+    opened,
+    inputs,
+    closed,
+    open: (v: string, _m: SessionOpen) => opened.push(v),
+    update: () => {},
+    input: (v, m) => inputs.push({ to: v, m }),
+    close: (v) => closed.push(v),
+  };
+}
+
+function spareHooks(spares: readonly string[]): RetryHooks & { noShows: string[] } {
+  const noShows: string[] = [];
+  return {
+    noShows,
+    spares: (_stage, exclude) => spares.filter((id) => !exclude.has(id)),
+    link: () => {},
+    noShow: (v) => noShows.push(v),
+  };
+}
+
+/** Logits over the model's vocabulary whose argmax is `token`. */
+function logitsFor(token: number): Float32Array {
+  const l = new Float32Array(manifest.model.vocabSize);
+  l[token] = 10;
+  return l;
+}
+
+describe('a generation session on a manual clock', () => {
+  it('replaces a no-show by a spare JOIN_GRACE_MS after a majority joined, not a millisecond before; then times the step out', async () => {
+    const started = performance.now();
+    const clock = new ManualClock();
+    const transport = recordingTransport();
+    const hooks = spareHooks(['spare']);
+    const session = new GenerationSession(
+      1,
+      [['a', 'b', 'c']],
+      manifest,
+      transport,
+      TIMEOUTS,
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false },
+      clock,
+    );
+    const outcome = session
+      .run([1, 2, 3], 4, GREEDY, () => {})
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(transport.opened).toEqual(['a', 'b', 'c']);
+    session.onJoined('a');
+    await clock.advance(1_000);
+    session.onJoined('b');
+    // A majority (2 of 3) has joined at t = 1 000 ms: c gets JOIN_GRACE_MS more.
+    await clock.advance(JOIN_GRACE_MS - 1);
+    expect(hooks.noShows).toEqual([]);
+    expect(transport.opened).toEqual(['a', 'b', 'c']);
+    await clock.advance(1);
+    expect(hooks.noShows).toEqual(['c']);
+    expect(transport.closed).toEqual(['c']);
+    expect(transport.opened).toEqual(['a', 'b', 'c', 'spare']);
+    expect(session.route).toEqual([['a', 'b', 'spare']]);
+    expect(session.replacements).toEqual([{ stage: 0, left: 'c', joined: 'spare', atStep: 0 }]);
+    // The spare joins: step 0 starts, on the route as it now stands.
+    session.onJoined('spare');
+    await clock.advance(0);
+    expect(transport.inputs.map((x) => [x.to, x.m.step, x.m.tokens])).toEqual([
+      ['a', 0, [1, 2, 3]],
+      ['b', 0, [1, 2, 3]],
+      ['spare', 0, [1, 2, 3]],
+    ]);
+    // No replica answers: the step times out at stepMs, not before.
+    await clock.advance(TIMEOUTS.stepMs - 1);
+    expect(transport.closed).toEqual(['c']);
+    await clock.advance(1);
+    const e = await outcome;
+    expect(e).toBeInstanceOf(GenerationError);
+    expect(e).toMatchObject({
+      code: 'ERR_STEP_TIMEOUT',
+      message: `step 0: no majority (2 of 3) of stage 0's logits within ${TIMEOUTS.stepMs} ms`,
+    });
+    expect(transport.closed.sort()).toEqual(['a', 'b', 'c', 'spare']);
+    expect(clock.now()).toBe(1_000 + JOIN_GRACE_MS + TIMEOUTS.stepMs);
+    expect(clock.pending, 'timers left behind').toBe(0);
+    expect(performance.now() - started).toBeLessThan(REAL_MS_BOUND);
+  });
+
+  it('times a step by the clock: the record says how long the majority took', async () => {
+    const clock = new ManualClock();
+    const transport = recordingTransport();
+    const session = new GenerationSession(2, [['a', 'b', 'c']], manifest, transport, TIMEOUTS, new Audit(), null, undefined, clock);
+    const records: { token: number; ms: number }[] = [];
+    const done = session.run([1, 2, 3], 1, GREEDY, (token, r) => {
+      records.push({ token, ms: r.ms });
+    });
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    expect(transport.inputs.map((x) => x.to)).toEqual(['a', 'b', 'c']);
+    const logits = logitsFor(5);
+    // What a replica reports: the fingerprints of its output and of the input it computed on (the token ids sent).
+    const report = (v: string) => session.onDigest(v, 0, fingerprint(logits), 3, fingerprint([1, 2, 3]));
+    // Two replicas answer 7 ms and 12 ms after the input went out: the majority is there at 12 ms.
+    await clock.advance(7);
+    report('a');
+    session.onLogits('a', 0, logits);
+    await clock.advance(5);
+    report('b');
+    session.onLogits('b', 0, logits);
+    // c never answers: identical logits are settled, so it is not waited for.
+    expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
+    expect(records).toEqual([{ token: 5, ms: 12 }]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+});
