@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { FaultKind } from '../../shared/swarm/faults.js';
+import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
@@ -8,6 +9,8 @@ declare global {
   interface Window {
     /** The replica's latest status: lets scripts (and tests) watch this page. */
     webswarmVolunteer?: ReplicaStatus;
+    /** Each open data channel's selected candidate pair (local type relay = through TURN). */
+    webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
   }
 }
 
@@ -56,7 +59,9 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           },
           { fault, share },
         );
-        if (autoPause && document.visibilityState === 'hidden') replica.current.pause();
+        const r = replica.current;
+        window.webswarmIceStats = () => r.iceStats();
+        if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
       .catch((e: unknown) => setFailure((e as Error).message));
     return () => {
