@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
-import { createLogger, silentLogger } from '../signal-server/log.js';
+import type { IceOptions } from '../signal-server/ice-config.js';
+import { createLogger, type LineSink, silentLogger } from '../signal-server/log.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
@@ -30,6 +31,10 @@ export async function startTestServer(
     ratePerMinute?: number;
     routeWaitMs?: number;
     random?: () => number;
+    /** ICE_SERVERS, TURN_SECRET, TURN_TTL_S and ICE_TRANSPORT_POLICY. */
+    ice?: IceOptions;
+    /** Where the server's log lines go (default stderr; none when quiet). */
+    logSink?: LineSink;
   } = {},
 ): Promise<SignalServer> {
   return startLocalServer(models, cacheRoot, {
@@ -41,7 +46,8 @@ export async function startTestServer(
     ...(extra.port === undefined ? {} : { port: extra.port }),
     ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),
     ...(extra.random === undefined ? {} : { random: extra.random }),
-    logger: extra.quiet === true ? silentLogger : createLogger('info', process.stderr),
+    ...(extra.ice === undefined ? {} : { ice: extra.ice }),
+    logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
 }
 
@@ -115,6 +121,10 @@ export interface E2eSwarmOptions {
    * ready (the first opened) is then drawn each time.
    */
   readonly random?: () => number;
+  /** The server's ICE settings (ICE_SERVERS, TURN_SECRET, TURN_TTL_S, ICE_TRANSPORT_POLICY); none by default. */
+  readonly ice?: IceOptions;
+  /** Where the server's log lines go (default stderr). */
+  readonly logSink?: LineSink;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -126,6 +136,8 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     allowFaults: o.allowFaults ?? false,
     quiet: o.quiet ?? false,
     ...(o.random === undefined ? {} : { random: o.random }),
+    ...(o.ice === undefined ? {} : { ice: o.ice }),
+    ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
   });
   const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
   const swarm = await startLocalSwarm({

@@ -25,6 +25,30 @@ describe('server settings', () => {
     expect(optionsFrom({ LOCAL_ADDRESSES: ' 10.0.0.1 , ::1 ' }).localAddresses).toEqual(['10.0.0.1', '::1']);
   });
 
+  it('check the ICE settings at start, naming the setting and never quoting the secret', () => {
+    const turn = JSON.stringify([{ urls: 'turn:127.0.0.1:3478' }]);
+    const o = optionsFrom({ ICE_SERVERS: turn, TURN_SECRET: 'north-wind', ICE_TRANSPORT_POLICY: 'relay' });
+    expect(o).toMatchObject({ turnSecret: 'north-wind', turnTtlS: 3600, iceTransportPolicy: 'relay' });
+    expect(o.iceServers).toEqual([{ urls: ['turn:127.0.0.1:3478'] }]);
+    expect(optionsFrom({})).toMatchObject({ iceServers: [], turnSecret: null, iceTransportPolicy: 'all' });
+    expect(() => optionsFrom({ ICE_SERVERS: '[{"urls": stun}]' })).toThrow(/^ICE_SERVERS must be JSON/);
+    expect(() => optionsFrom({}, { 'ice-servers': '[{"urls":"https://x"}]' })).toThrow(/^--ice-servers server 0: "https:\/\/x" is not/);
+    expect(() => optionsFrom({ ICE_TRANSPORT_POLICY: 'turn' })).toThrow('ICE_TRANSPORT_POLICY must be one of all, relay, got "turn"');
+    expect(() => optionsFrom({ ICE_TRANSPORT_POLICY: 'relay' })).toThrow(/relay needs a turn: or turns: URL in ICE_SERVERS/);
+    expect(() => optionsFrom({ ICE_SERVERS: turn })).toThrow(/TURN URL but no username and credential, and TURN_SECRET is not set/);
+    expect(() => optionsFrom({ ICE_SERVERS: turn, TURN_SECRET: 'north-wind', TURN_TTL_S: '5' })).toThrow(
+      'TURN_TTL_S must be an integer ≥ 60, got "5"',
+    );
+    let message = '';
+    try {
+      optionsFrom({ TURN_SECRET: 'north-wind' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/TURN_SECRET is set but ICE_SERVERS has no turn/);
+    expect(message).not.toContain('north-wind');
+  });
+
   it("match README's settings table row for row", () => {
     const readme = readFileSync('README.md', 'utf8');
     const rows = readme

@@ -5,8 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
+import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
@@ -32,6 +34,13 @@ export interface StartOptions {
   readonly maxQueued: number;
   /** This machine's addresses: its volunteers are told apart by client key alone. */
   readonly localAddresses: readonly string[];
+  /** STUN/TURN servers handed to volunteers (RTCIceServer[]). */
+  readonly iceServers: readonly IceServer[];
+  /** coturn's static-auth-secret: TURN credentials are made per volunteer with it; null = none. Never logged. */
+  readonly turnSecret: string | null;
+  /** Lifetime of those credentials; fresh ones are sent at half of it. */
+  readonly turnTtlS: number;
+  readonly iceTransportPolicy: IceTransportPolicy;
 }
 
 interface Setting {
@@ -92,6 +101,25 @@ export const SETTINGS = {
     fallback: DEFAULT_LOCAL_ADDRESSES.join(','),
     help: "this machine's addresses: volunteers from them are told apart by key alone",
   },
+  iceServers: {
+    env: 'ICE_SERVERS',
+    flag: 'ice-servers',
+    fallback: '[]',
+    help: 'STUN/TURN servers for volunteers, JSON RTCIceServer[]; [] = peers reach each other only on one host or LAN',
+  },
+  turnSecret: {
+    env: 'TURN_SECRET',
+    flag: 'turn-secret',
+    fallback: '',
+    help: "coturn's static-auth-secret: short-lived TURN credentials per volunteer (use-auth-secret); never logged",
+  },
+  turnTtlS: { env: 'TURN_TTL_S', flag: 'turn-ttl', fallback: String(DEFAULT_TURN_TTL_S), help: 'lifetime of TURN credentials in seconds' },
+  iceTransportPolicy: {
+    env: 'ICE_TRANSPORT_POLICY',
+    flag: 'ice-transport-policy',
+    fallback: 'all',
+    help: 'all: any candidate; relay: data channels only through TURN',
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
   logFormat: {
     env: 'LOG_FORMAT',
@@ -134,7 +162,18 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     if (!(allowed as readonly string[]).includes(value)) throw new Error(`${from} must be one of ${allowed.join(', ')}, got "${value}"`);
     return value as T;
   };
+  const secret = raw(SETTINGS.turnSecret).value;
+  const servers = raw(SETTINGS.iceServers);
+  const ice = {
+    iceServers: parseIceServersSetting(servers.value, servers.from),
+    turnSecret: secret === '' ? null : secret,
+    turnTtlS: int(SETTINGS.turnTtlS, 60),
+    iceTransportPolicy: oneOf(SETTINGS.iceTransportPolicy, ICE_TRANSPORT_POLICIES),
+  };
+  const iceProblem = iceOptionsProblem({ ...ice, transportPolicy: ice.iceTransportPolicy });
+  if (iceProblem !== null) throw new Error(iceProblem);
   return {
+    ...ice,
     port: int(SETTINGS.port, 0),
     host: raw(SETTINGS.host).value,
     model: raw(SETTINGS.model).value,
@@ -187,6 +226,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     spotCheckRate: o.spotCheckRate,
     maxQueued: o.maxQueued,
     localAddresses: o.localAddresses,
+    ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     logger,
   });
   await server.ready;

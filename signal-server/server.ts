@@ -13,6 +13,8 @@ import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
+import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
+import { IceFeed } from './ice-feed.js';
 import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
@@ -69,6 +71,8 @@ export interface SignalServerOptions {
   readonly random?: () => number;
   /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
   readonly socketEventBudget?: EventBudgetOptions;
+  /** The ICE servers (and TURN credentials) volunteers are handed (default LOCAL_ICE: none, any candidate). */
+  readonly ice?: IceOptions;
 }
 
 /** Default largest API request body. */
@@ -129,6 +133,10 @@ function senderOf(line: string): string | null {
  * A factory: it reads no environment and listens where it is told.
  */
 export function createSignalServer(opts: SignalServerOptions): SignalServer {
+  const ice = opts.ice ?? LOCAL_ICE;
+  const iceProblem = iceOptionsProblem(ice);
+  if (iceProblem !== null) throw new Error(iceProblem);
+  const iceFeed = new IceFeed(ice);
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
@@ -219,6 +227,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       tcp.pause();
       setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
     });
+    iceFeed.attach(socket);
     let subscribed = false;
     socket.on('dashboard:subscribe', () => {
       if (subscribed || feed === null) return;

@@ -36,6 +36,29 @@ export interface VolunteerScore {
   readonly reputation: number;
 }
 
+/** One STUN or TURN server for a volunteer's peer connections: RTCIceServer's shape (shared/ has no DOM types), `urls` always a list. */
+export interface IceServer {
+  /** `stun:`, `stuns:`, `turn:` or `turns:` URLs. */
+  readonly urls: readonly string[];
+  /** For TURN: a user name and password (with TURN_SECRET, short-lived ones made for this volunteer). */
+  readonly username?: string;
+  readonly credential?: string;
+}
+
+/** Which candidates a peer connection may use: any, or only TURN relays (RTCIceTransportPolicy). */
+export const ICE_TRANSPORT_POLICIES = ['all', 'relay'] as const;
+export type IceTransportPolicy = (typeof ICE_TRANSPORT_POLICIES)[number];
+
+/**
+ * How a volunteer's peer connections find each other: sent after
+ * `volunteer:welcome`, and again at half the TURN credentials' lifetime.
+ * Each applies to the connections made after it.
+ */
+export interface IceConfig {
+  readonly iceServers: readonly IceServer[];
+  readonly iceTransportPolicy: IceTransportPolicy;
+}
+
 /** A volunteer has loaded (and verified) the stage it was assigned. */
 export interface StageReady {
   readonly modelId: string;
@@ -248,6 +271,8 @@ export interface SwarmStatus {
 
 export interface ServerToClientEvents {
   'volunteer:welcome': (m: { readonly volunteerId: string }) => void;
+  /** The volunteer's ICE servers and transport policy (with fresh TURN credentials before the last ones expire). */
+  'volunteer:ice': (m: IceConfig) => void;
   'volunteer:assign': (m: StageAssignment) => void;
   'volunteer:score': (m: VolunteerScore) => void;
   'volunteer:challenge': (m: StageChallenge) => void;

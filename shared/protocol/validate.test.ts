@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_SIGNAL_BYTES, parseHandshake, parseHello, parseReady, parseSignal } from './validate.js';
+import { MAX_ICE_SERVERS, MAX_SIGNAL_BYTES, parseHandshake, parseHello, parseIceConfig, parseReady, parseSignal } from './validate.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 describe('message validation', () => {
@@ -57,5 +57,29 @@ describe('message validation', () => {
     });
     expect(parseSignal({ to: '', data: 1 })).toMatchObject({ ok: false });
     expect(parseSignal({ to: 'peer-1' })).toMatchObject({ ok: false });
+  });
+
+  it('takes an ICE configuration a browser accepts, and refuses the rest by name', () => {
+    const turn = { urls: 'turn:127.0.0.1:3478', username: '1700003600:v1', credential: 'V6ssquM7NVwRBRpPASU3/FuNRuw=' };
+    expect(parseIceConfig({ iceServers: [{ urls: 'stun:a.example' }, turn], iceTransportPolicy: 'relay' })).toEqual({
+      ok: true,
+      value: { iceServers: [{ urls: ['stun:a.example'] }, { ...turn, urls: ['turn:127.0.0.1:3478'] }], iceTransportPolicy: 'relay' },
+    });
+    expect(parseIceConfig({ iceServers: [], iceTransportPolicy: 'all' }).ok).toBe(true);
+    const cases: [unknown, RegExp][] = [
+      [null, /must be an object/],
+      [{ iceServers: [], iceTransportPolicy: 'none' }, /iceTransportPolicy must be one of all, relay/],
+      [{ iceServers: {}, iceTransportPolicy: 'all' }, /iceServers must be a list/],
+      [{ iceServers: [{ urls: [] }], iceTransportPolicy: 'all' }, /urls must be a URL or a list of 1\.\.8 URLs/],
+      [{ iceServers: [{ urls: 'javascript:alert(1)' }], iceTransportPolicy: 'all' }, /is not a stun:, stuns:, turn: or turns: URL/],
+      [{ iceServers: [{ urls: 'turn:a.example' }], iceTransportPolicy: 'all' }, /server 0 has a TURN URL but no username and credential/],
+      [{ iceServers: [{ ...turn, username: 'x'.repeat(300) }], iceTransportPolicy: 'all' }, /username must be a string of 1\.\.256/],
+      [{ iceServers: Array(MAX_ICE_SERVERS + 1).fill({ urls: 'stun:a' }), iceTransportPolicy: 'all' }, /more than 16/],
+    ];
+    for (const [m, reason] of cases) {
+      const r = parseIceConfig(m);
+      expect(r.ok, JSON.stringify(m)?.slice(0, 60)).toBe(false);
+      if (!r.ok) expect(r.reason).toMatch(reason);
+    }
   });
 });

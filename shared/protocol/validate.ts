@@ -5,16 +5,19 @@
 
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
-import type {
-  ChallengeProof,
-  GenerateRequest,
-  HandshakeAuth,
-  ReceivedReport,
-  SignalOut,
-  StageReady,
-  StepDigest,
-  StepFailure,
-  VolunteerHello,
+import {
+  type ChallengeProof,
+  type GenerateRequest,
+  type HandshakeAuth,
+  ICE_TRANSPORT_POLICIES,
+  type IceConfig,
+  type IceServer,
+  type ReceivedReport,
+  type SignalOut,
+  type StageReady,
+  type StepDigest,
+  type StepFailure,
+  type VolunteerHello,
 } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -215,4 +218,64 @@ export function parseGenerate(raw: unknown): Parsed<GenerateRequest> {
     topP: raw.topP,
     seed: raw.seed,
   });
+}
+
+/** Most ICE servers, and URLs per server, accepted (a deployment names a handful). */
+export const MAX_ICE_SERVERS = 16;
+export const MAX_ICE_URLS = 8;
+
+const ICE_URL = /^(stun|stuns|turn|turns):[^\s]+$/;
+
+/** A `turn:` or `turns:` URL: the ones that take a user name and credential. */
+export function isTurnUrl(url: string): boolean {
+  return url.startsWith('turn:') || url.startsWith('turns:');
+}
+
+/**
+ * A list of RTCIceServer-shaped objects (`urls` a string or a list of
+ * `stun:`/`stuns:`/`turn:`/`turns:` URLs, optional `username` and
+ * `credential`); `urls` comes out as a list. Reasons never quote a user name
+ * or credential.
+ */
+export function parseIceServers(raw: unknown): Parsed<IceServer[]> {
+  if (!Array.isArray(raw)) return bad('must be a list of {urls, username?, credential?}');
+  if (raw.length > MAX_ICE_SERVERS) return bad(`has ${raw.length} servers, more than ${MAX_ICE_SERVERS}`);
+  const servers: IceServer[] = [];
+  for (const [i, s] of raw.entries()) {
+    if (!isObject(s)) return bad(`server ${i} must be an object {urls, username?, credential?}`);
+    const extra = Object.keys(s).find((k) => k !== 'urls' && k !== 'username' && k !== 'credential');
+    if (extra !== undefined) return bad(`server ${i} has an unknown field ${JSON.stringify(extra.slice(0, 40))}`);
+    const urls = typeof s.urls === 'string' ? [s.urls] : s.urls;
+    if (!Array.isArray(urls) || urls.length === 0 || urls.length > MAX_ICE_URLS)
+      return bad(`server ${i}: urls must be a URL or a list of 1..${MAX_ICE_URLS} URLs`);
+    for (const u of urls)
+      if (typeof u !== 'string' || u.length > MAX_STRING || !ICE_URL.test(u))
+        return bad(`server ${i}: ${JSON.stringify(String(u).slice(0, 80))} is not a stun:, stuns:, turn: or turns: URL`);
+    const server: { urls: string[]; username?: string; credential?: string } = { urls: urls as string[] };
+    for (const k of ['username', 'credential'] as const) {
+      const v = s[k];
+      if (v === undefined) continue;
+      if (!shortString(v)) return bad(`server ${i}: ${k} must be a string of 1..${MAX_STRING} characters`);
+      server[k] = v;
+    }
+    servers.push(server);
+  }
+  return ok(servers);
+}
+
+/**
+ * The ICE configuration a volunteer is sent (`volunteer:ice`). Every server
+ * with a TURN URL must carry a user name and credential: a browser refuses
+ * to make a peer connection with one that does not.
+ */
+export function parseIceConfig(raw: unknown): Parsed<IceConfig> {
+  if (!isObject(raw)) return bad('ICE configuration must be an object');
+  const servers = parseIceServers(raw.iceServers);
+  if (!servers.ok) return bad(`iceServers ${servers.reason}`);
+  const policy = raw.iceTransportPolicy;
+  if (!(ICE_TRANSPORT_POLICIES as readonly unknown[]).includes(policy))
+    return bad(`iceTransportPolicy must be one of ${ICE_TRANSPORT_POLICIES.join(', ')}`);
+  const bare = servers.value.findIndex((s) => s.urls.some(isTurnUrl) && (s.username === undefined || s.credential === undefined));
+  if (bare !== -1) return bad(`iceServers: server ${bare} has a TURN URL but no username and credential`);
+  return ok({ iceServers: servers.value, iceTransportPolicy: policy as IceConfig['iceTransportPolicy'] });
 }

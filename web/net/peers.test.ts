@@ -4,7 +4,9 @@
 // here; the e2e specs cover the real ones in Chromium.) Timers are faked, so
 // lingering and timeouts are exact.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type PeerLike, PeerMesh } from './peers.js';
+import type { IceConfig } from '../../shared/protocol/messages.js';
+import { ERR_ICE_NO_CANDIDATES } from './ice-watch.js';
+import { LOCAL_ICE_CONFIG, type PeerLike, PeerMesh, type SelectedPair } from './peers.js';
 
 const LINGER_MS = 1_000;
 
@@ -20,9 +22,11 @@ class FakeNet {
   readonly peers: FakePeer[] = [];
   /** How long a side takes to notice that the other destroyed the connection (a dead network is noticed late). */
   remoteCloseMs = 0;
+  /** What every peer says of its ICE (describeIce), as a browser's connection would. */
+  ice = 'ICE (any candidate): candidates 1 host; gathering complete, connection checking';
 
-  create(initiator: boolean): FakePeer {
-    const p = new FakePeer(this, this.peers.length, initiator);
+  create(initiator: boolean, ice: IceConfig, owner: string): FakePeer {
+    const p = new FakePeer(this, this.peers.length, initiator, ice, owner);
     this.peers.push(p);
     return p;
   }
@@ -38,6 +42,8 @@ class FakePeer implements PeerLike {
     private readonly net: FakeNet,
     readonly id: number,
     readonly initiator: boolean,
+    readonly ice: IceConfig,
+    readonly owner: string,
   ) {
     if (initiator) queueMicrotask(() => this.emit('signal', { type: 'offer', peer: id } satisfies Sdp));
   }
@@ -45,6 +51,20 @@ class FakePeer implements PeerLike {
   on(event: string, listener: Handler): this {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), listener]);
     return this;
+  }
+
+  describeIce(): string {
+    return this.net.ice;
+  }
+
+  async selectedPair(): Promise<SelectedPair | null> {
+    return this.connected ? { local: 'relay', remote: 'relay', protocol: 'udp', relayProtocol: 'udp' } : null;
+  }
+
+  /** The connection fails (as simple-peer's does when ICE gives up): an error, then the close. */
+  fail(err: Error): void {
+    this.emit('error', err);
+    this.destroy();
   }
 
   private emit(event: string, ...args: unknown[]): void {
@@ -104,12 +124,17 @@ let received: Map<string, string[]>;
 let closed: string[];
 
 /** A volunteer's mesh; signals go to the named volunteer's mesh asynchronously, as through the coordinator. */
-function mesh(id: string): PeerMesh {
+function mesh(id: string, ice?: IceConfig): PeerMesh {
   const m = new PeerMesh(
     id,
     (to, data) => queueMicrotask(() => meshes.get(to)?.signal(id, data)),
     (from, bytes) => received.set(id, [...(received.get(id) ?? []), `${from}:${new TextDecoder().decode(bytes)}`]),
-    { createPeer: ({ initiator }) => net.create(initiator), lingerMs: LINGER_MS, onClose: (remote) => closed.push(`${id}-${remote}`) },
+    {
+      createPeer: ({ initiator, ice }) => net.create(initiator, ice, id),
+      lingerMs: LINGER_MS,
+      onClose: (remote) => closed.push(`${id}-${remote}`),
+      ...(ice === undefined ? {} : { ice }),
+    },
   );
   meshes.set(id, m);
   return m;
@@ -252,5 +277,92 @@ describe('PeerMesh', () => {
     const caught = expect(waiting).rejects.toThrow(/no data channel to z within 20000 ms/);
     await vi.advanceTimersByTimeAsync(20_000);
     await caught;
+  });
+});
+
+describe('PeerMesh and ICE', () => {
+  const relay = (credential: string): IceConfig => ({
+    iceServers: [{ urls: ['turn:127.0.0.1:3478'], username: '1700000000:a', credential }],
+    iceTransportPolicy: 'relay',
+  });
+
+  it('makes each connection with the ICE configuration of the moment: a renewal applies to the connections made after', async () => {
+    const a = mesh('a', relay('first'));
+    const [b, c] = [mesh('b'), mesh('c')];
+    a.need(1, ['b', 'c']);
+    b.need(1, ['a']);
+    c.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    a.setIce(relay('renewed'));
+    await Promise.all([a.connect('c'), c.connect('a')]);
+    const of = (owner: string) => net.peers.filter((p) => p.owner === owner).map((p) => p.ice);
+    expect(of('a')).toEqual([relay('first'), relay('renewed')]);
+    expect(of('b')).toEqual([LOCAL_ICE_CONFIG]); // no configuration from the server yet: no STUN/TURN, any candidate
+    expect(a.linked.sort()).toEqual(['b', 'c']); // the renewal closed nothing
+  });
+
+  it('names what ICE did when a channel does not open within the connect timeout', async () => {
+    net.ice = 'ICE (relay only): no relay candidate from the TURN servers; TURN turn:127.0.0.1:3478 answered 401 Unauthorized';
+    const a = mesh('a', relay('wrong'));
+    a.need(1, ['z']); // z never answers
+    const caught = expect(a.connect('z')).rejects.toThrow(/^no data channel to z within 20000 ms: ICE \(relay only\).*401 Unauthorized/);
+    await vi.advanceTimersByTimeAsync(20_000);
+    await caught;
+  });
+
+  it('passes on why a channel failed, after its reopens, with what ICE did', async () => {
+    net.ice = 'ICE (relay only): no relay candidate from the TURN servers; gathering complete, connection new';
+    const a = mesh('a', relay('wrong'));
+    a.need(1, ['z']);
+    const caught = expect(a.connect('z')).rejects.toThrow(
+      /^the channel to z failed: Ice connection failed\.; ICE \(relay only\): no relay candidate from the TURN servers; gathering complete, connection new$/,
+    );
+    // The first connection and its three reopens all fail; the last one's error and ICE are told.
+    for (let i = 0; i < 4; i++) {
+      net.peers[i]?.fail(new Error(i < 3 ? net.ice : 'Ice connection failed.'));
+      await flush();
+    }
+    expect(net.peers).toHaveLength(4);
+    await caught;
+  });
+
+  it('does not repeat ICE in the error when the failure itself is what ICE said', async () => {
+    net.ice = 'ICE (relay only): no relay candidate from the TURN servers; gathering complete, connection closed';
+    const a = mesh('a', relay('wrong'));
+    a.need(1, ['z']);
+    const caught = expect(a.connect('z')).rejects.toThrow(
+      /^the channel to z failed: ICE \(relay only\): no relay candidate from the TURN servers; gathering complete, connection new$/,
+    );
+    for (let i = 0; i < 4; i++) {
+      net.peers[i]?.fail(new Error('ICE (relay only): no relay candidate from the TURN servers; gathering complete, connection new'));
+      await flush();
+    }
+    await caught;
+  });
+
+  it('does not open again a connection that gathered no candidate, and names that failure when a later try times out', async () => {
+    const noCandidate = 'ICE (relay only): no relay candidate from the TURN servers; TURN turn:127.0.0.1:3478 answered 401 Unauthorized';
+    net.ice = 'ICE (relay only): no relay candidate from the TURN servers; gathering new, connection new';
+    const a = mesh('a', relay('wrong'));
+    a.need(1, ['z']);
+    const first = expect(a.connect('z')).rejects.toThrow(`the channel to z failed: ${noCandidate}`);
+    net.peers[0]?.fail(Object.assign(new Error(noCandidate), { code: ERR_ICE_NO_CANDIDATES }));
+    await first;
+    expect(net.peers).toHaveLength(1); // given up at once: the same servers would refuse again
+    // The next try (the next session) waits for an answer that never comes: its timeout names the refusal before it.
+    const second = expect(a.connect('z')).rejects.toThrow(
+      `no data channel to z within 20000 ms: ${net.ice}; before that, the channel to z failed: ${noCandidate}`,
+    );
+    await vi.advanceTimersByTimeAsync(20_000);
+    await second;
+  });
+
+  it('gives the selected candidate pair of each open channel, and none for one still opening', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b', 'z']);
+    b.need(1, ['a']);
+    void a.connect('z').catch(() => {});
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    expect(await a.iceStats()).toEqual([{ peer: 'b', pair: { local: 'relay', remote: 'relay', protocol: 'udp', relayProtocol: 'udp' } }]);
   });
 });

@@ -1,5 +1,9 @@
 // The only module that imports simple-peer: WebRTC data channels between volunteers.
 import SimplePeer from 'simple-peer/simplepeer.min.js';
+import type { IceConfig } from '../../shared/protocol/messages.js';
+import { ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
+
+export type { SelectedPair } from './ice-watch.js';
 
 export type SignalSender = (to: string, data: unknown) => void;
 export type DataHandler = (from: string, bytes: Uint8Array) => void;
@@ -14,12 +18,35 @@ export interface PeerLike {
   on(event: 'signal', listener: (data: unknown) => void): unknown;
   on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
+  /** What ICE gathered and what the STUN/TURN servers said, in words (named in connection errors). */
+  describeIce?(): string;
+  /** The candidate pair the open channel uses. */
+  selectedPair?(): Promise<SelectedPair | null>;
 }
 
-export type PeerFactory = (opts: { readonly initiator: boolean }) => PeerLike;
+export type PeerFactory = (opts: { readonly initiator: boolean; readonly ice: IceConfig }) => PeerLike;
 
-/** Data channels over simple-peer; on loopback and LANs no STUN/TURN is needed. */
-export const simplePeerFactory: PeerFactory = ({ initiator }) => new SimplePeer({ initiator, trickle: true, config: { iceServers: [] } });
+/** No STUN or TURN, any candidate: enough on one host or a LAN (mDNS host candidates), until the server says otherwise. */
+export const LOCAL_ICE_CONFIG: IceConfig = { iceServers: [], iceTransportPolicy: 'all' };
+
+/**
+ * Data channels over simple-peer, with the ICE servers and policy the server
+ * handed out. A connection that gathered no candidate (every TURN server
+ * refused, under a relay-only policy) is destroyed at once with the reason.
+ */
+export const simplePeerFactory: PeerFactory = ({ initiator, ice }) => {
+  const peer = new SimplePeer({
+    initiator,
+    trickle: true,
+    config: { iceServers: ice.iceServers.map((s) => ({ ...s, urls: [...s.urls] })), iceTransportPolicy: ice.iceTransportPolicy },
+  });
+  // simple-peer keeps its RTCPeerConnection in _pc (not in its typings); it is there from the constructor on.
+  const pc = (peer as unknown as { _pc: RTCPeerConnection })._pc;
+  const watch = new IceWatch(pc, ice.iceTransportPolicy, (why) =>
+    peer.destroy(Object.assign(new Error(why), { code: ERR_ICE_NO_CANDIDATES })),
+  );
+  return Object.assign(peer, { describeIce: () => watch.describe(), selectedPair: () => selectedPair(pc) });
+};
 
 export interface PeerMeshOptions {
   /** A channel closed that nobody released (the remote went away, or its network did). */
@@ -27,6 +54,8 @@ export interface PeerMeshOptions {
   readonly createPeer?: PeerFactory;
   /** How long a channel no live session needs stays open, for the next session with the same neighbours (default 30 s). */
   readonly lingerMs?: number;
+  /** ICE servers and policy for new connections (default LOCAL_ICE_CONFIG); setIce changes them. */
+  readonly ice?: IceConfig;
 }
 
 interface PeerEntry {
@@ -52,6 +81,8 @@ const DEFAULT_LINGER_MS = 30_000;
 const MAX_SESSIONS = 64;
 /** Times a needed channel that closed is opened again before its waiters are told. */
 const MAX_REOPENS = 3;
+/** Peers whose last failure is remembered (to name it when a later try times out). */
+const MAX_FAILURES_KEPT = 64;
 
 function isOffer(data: unknown): boolean {
   return typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'offer';
@@ -73,9 +104,12 @@ export class PeerMesh {
   private readonly needs = new Map<number, ReadonlySet<string>>();
   private readonly lingering = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly reopens = new Map<string, number>();
+  /** Why the last connection to each peer failed: a later try that times out names it. */
+  private readonly failures = new Map<string, string>();
   private readonly onClose: (id: string) => void;
   private readonly createPeer: PeerFactory;
   private readonly lingerMs: number;
+  private ice: IceConfig;
   private closed = false;
 
   constructor(
@@ -87,6 +121,18 @@ export class PeerMesh {
     this.onClose = options.onClose ?? (() => {});
     this.createPeer = options.createPeer ?? simplePeerFactory;
     this.lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
+    this.ice = options.ice ?? LOCAL_ICE_CONFIG;
+  }
+
+  /** ICE servers and policy for the connections made from now on (open ones keep theirs). */
+  setIce(ice: IceConfig): void {
+    this.ice = ice;
+  }
+
+  /** Each open channel's selected candidate pair (null where the browser does not say). */
+  async iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
+    const open = [...this.peers].filter(([, e]) => e.pending === null && e.peer.connected);
+    return Promise.all(open.map(async ([peer, e]) => ({ peer, pair: (await e.peer.selectedPair?.()) ?? null })));
   }
 
   /** Resolves when a data channel with `remote` is open (creating it when needed). */
@@ -99,7 +145,10 @@ export class PeerMesh {
           remote,
           (this.waiters.get(remote) ?? []).filter((w) => w.timer !== timer),
         );
-        reject(new Error(`no data channel to ${remote} within ${CONNECT_TIMEOUT_MS} ms`));
+        const ice = this.peers.get(remote)?.peer.describeIce?.();
+        const last = this.failures.get(remote);
+        const why = [ice, last === undefined ? undefined : `before that, ${last}`].filter((w) => w !== undefined);
+        reject(new Error(`no data channel to ${remote} within ${CONNECT_TIMEOUT_MS} ms${why.length === 0 ? '' : `: ${why.join('; ')}`}`));
       }, CONNECT_TIMEOUT_MS);
       const list = this.waiters.get(remote) ?? [];
       list.push({ resolve, reject, timer });
@@ -204,6 +253,12 @@ export class PeerMesh {
     this.lingering.set(remote, t);
   }
 
+  private remember(remote: string, why: string): void {
+    this.failures.delete(remote); // re-inserted last: the oldest goes first
+    this.failures.set(remote, why);
+    if (this.failures.size > MAX_FAILURES_KEPT) this.failures.delete(this.failures.keys().next().value as string);
+  }
+
   /** Forgets an entry and destroys its peer; its 'close' then finds it gone and does nothing. */
   private drop(remote: string, e: PeerEntry): void {
     if (this.peers.get(remote) === e) this.peers.delete(remote);
@@ -226,7 +281,7 @@ export class PeerMesh {
     const known = this.peers.get(remote);
     if (known !== undefined) return known;
     const initiator = this.myId < remote;
-    const peer = this.createPeer({ initiator });
+    const peer = this.createPeer({ initiator, ice: this.ice });
     const e: PeerEntry = { peer, initiator, pending: held, offered: false };
     this.peers.set(remote, e);
     const current = () => this.peers.get(remote) === e;
@@ -237,6 +292,7 @@ export class PeerMesh {
       e.pending = null;
       for (const m of queued) peer.send(m);
       this.reopens.delete(remote);
+      this.failures.delete(remote);
       this.settle(remote, null);
     });
     peer.on('signal', (data: unknown) => {
@@ -251,16 +307,23 @@ export class PeerMesh {
       this.peers.delete(remote);
       this.keep(remote);
       this.onClose(remote);
+      // Name what ICE did (unless the error already does): a channel that never opened is most often a STUN/TURN problem.
+      const closed = err === undefined ? `the channel to ${remote} closed` : `the channel to ${remote} failed: ${err.message}`;
+      const ice = peer.describeIce?.();
+      const why = ice === undefined || /\bICE\b/.test(closed) ? closed : `${closed}; ${ice}`;
+      if (err !== undefined) this.remember(remote, why);
       // A neighbour a live session still needs: open again (the initiator offers, the other side waits),
-      // keeping what was queued for it; the remote does the same on its side.
+      // keeping what was queued for it; the remote does the same on its side. Not when no candidate
+      // could be gathered: the same servers would refuse again.
+      const futile = (err as { code?: unknown } | undefined)?.code === ERR_ICE_NO_CANDIDATES;
       const tries = this.reopens.get(remote) ?? 0;
-      if (!this.closed && this.needed(remote) && tries < MAX_REOPENS) {
+      if (!this.closed && !futile && this.needed(remote) && tries < MAX_REOPENS) {
         this.reopens.set(remote, tries + 1);
         this.entry(remote, e.pending ?? []);
         return;
       }
       this.reopens.delete(remote);
-      this.settle(remote, err ?? new Error(`the channel to ${remote} closed`));
+      this.settle(remote, new Error(why));
     };
     peer.on('close', () => gone());
     peer.on('error', (err: Error) => gone(err));

@@ -1,15 +1,15 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { stageInputName } from '../../shared/model/stage-graph.js';
-import type { SessionOpen, StageAssignment, StageChallenge, VolunteerScore } from '../../shared/protocol/messages.js';
-import { parseChallenge } from '../../shared/protocol/validate.js';
+import type { IceConfig, SessionOpen, StageAssignment, StageChallenge, VolunteerScore } from '../../shared/protocol/messages.js';
+import { parseChallenge, parseIceConfig } from '../../shared/protocol/validate.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
-import { PeerMesh } from '../net/peers.js';
+import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 
 export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'paused' | 'left' | 'error' | 'evicted';
@@ -70,6 +70,8 @@ export class VolunteerReplica {
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
+  /** The ICE servers and policy the server handed out (volunteer:ice), for the peer connections made after. */
+  private ice: IceConfig = LOCAL_ICE_CONFIG;
   private loading: Promise<void> = Promise.resolve();
   /** The latest stage assignment: a load for an older one gives up. */
   private assignment: StageAssignment | null = null;
@@ -108,8 +110,15 @@ export class VolunteerReplica {
         volunteerId,
         (to, data) => socket.emit('signal', { to, data }),
         (from, bytes) => this.core?.frame(from, bytes),
+        { ice: this.ice },
       );
       this.update({ volunteerId, state: 'waiting' });
+    });
+    socket.on('volunteer:ice', (raw) => {
+      const m = parseIceConfig(raw);
+      if (!m.ok) return this.update({ lastError: `the ICE configuration from the server was refused: ${m.reason}` });
+      this.ice = m.value;
+      this.mesh?.setIce(m.value);
     });
     socket.on('volunteer:assign', (a) => {
       this.assignment = a;
@@ -255,7 +264,9 @@ export class VolunteerReplica {
       await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
-      this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message: (e as Error).message });
+      const message = (e as Error).message;
+      this.update({ lastError: `session ${m.sessionId}: ${message}` });
+      this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message });
     }
   }
 
@@ -273,6 +284,11 @@ export class VolunteerReplica {
     } catch (e) {
       this.update({ lastError: `challenge step failed: ${(e as Error).message}` });
     }
+  }
+
+  /** Each open data channel's selected candidate pair (relay = through TURN): for tests and diagnostics. */
+  iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
+    return this.mesh?.iceStats() ?? Promise.resolve([]);
   }
 
   private retries = 0;

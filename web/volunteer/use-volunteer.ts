@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseModelListings } from '../../shared/protocol/http.js';
 import type { FaultKind } from '../../shared/swarm/faults.js';
+import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
@@ -9,6 +10,8 @@ declare global {
   interface Window {
     /** The replica's latest status: lets scripts (and tests) watch this page. */
     webswarmVolunteer?: ReplicaStatus;
+    /** Each open data channel's selected candidate pair (local type relay = through TURN). */
+    webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
   }
 }
 
@@ -59,7 +62,9 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           },
           { fault, share },
         );
-        if (autoPause && document.visibilityState === 'hidden') replica.current.pause();
+        const r = replica.current;
+        window.webswarmIceStats = () => r.iceStats();
+        if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
       .catch((e: unknown) => setFailure((e as Error).message));
     return () => {

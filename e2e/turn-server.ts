@@ -1,0 +1,141 @@
+// Debian's coturn on loopback for the relayed-mesh spec: a generated config
+// (REST-API secret, no TLS, relaying between loopback peers) on a free port,
+// started and stopped by PID. tools/install-coturn.sh installs it.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** How long turnserver has to answer a STUN binding request after it starts. */
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+const PORT_TRIES = 10;
+
+export interface TurnServer {
+  readonly port: number;
+  /** `turn:127.0.0.1:<port>?transport=udp` */
+  readonly url: string;
+  /** What turnserver wrote so far (its log goes to stdout). */
+  output(): string;
+  close(): Promise<void>;
+}
+
+function turnserverPath(): string {
+  const found = spawnSync('sh', ['-c', 'command -v turnserver'], { encoding: 'utf8' });
+  const path = found.stdout.trim();
+  if (found.status !== 0 || path === '')
+    throw new Error(
+      'turnserver (coturn) is not installed: run `bash tools/install-coturn.sh` as root, or `sudo apt-get install -y coturn`',
+    );
+  return path;
+}
+
+/** A port free on 127.0.0.1 for both TCP and UDP (turnserver listens on both). */
+async function freePort(): Promise<number> {
+  for (let i = 0; i < PORT_TRIES; i++) {
+    const tcp = createServer();
+    const port = await new Promise<number>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
+    });
+    const udp = createSocket('udp4');
+    const udpFree = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(port, '127.0.0.1', () => resolve(true));
+    });
+    udp.close();
+    await new Promise((resolve) => tcp.close(resolve));
+    if (udpFree) return port;
+  }
+  throw new Error(`no port free for both TCP and UDP on 127.0.0.1 in ${PORT_TRIES} tries`);
+}
+
+/** True once a STUN binding request to the port gets any answer. */
+async function answersStun(port: number, timeoutMs: number): Promise<boolean> {
+  const socket = createSocket('udp4');
+  // Binding request: type 0x0001, length 0, the magic cookie, a 12-byte transaction id.
+  const request = Buffer.concat([Buffer.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]), randomBytes(12)]);
+  try {
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      socket.once('message', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      socket.once('error', () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+      socket.send(request, port, '127.0.0.1');
+    });
+  } finally {
+    socket.close();
+  }
+}
+
+/**
+ * Starts turnserver with coturn's REST-API authentication (`use-auth-secret`,
+ * `static-auth-secret`): it accepts user names `expiry:anything` whose
+ * password is base64(HMAC-SHA1(secret, user name)).
+ */
+export async function startTurnServer(secret: string): Promise<TurnServer> {
+  const bin = turnserverPath();
+  const dir = mkdtempSync(join(tmpdir(), 'webswarm-turn-'));
+  const port = await freePort();
+  const config = [
+    'listening-ip=127.0.0.1',
+    'relay-ip=127.0.0.1',
+    `listening-port=${port}`,
+    'realm=webswarm.test',
+    'use-auth-secret',
+    `static-auth-secret=${secret}`,
+    'fingerprint',
+    'no-tls',
+    'no-dtls',
+    'no-cli',
+    // coturn refuses peers on loopback by default; here both peers' relay addresses are 127.0.0.1.
+    'allow-loopback-peers',
+    'allowed-peer-ip=127.0.0.1',
+    `pidfile=${join(dir, 'turnserver.pid')}`,
+    `userdb=${join(dir, 'turndb')}`,
+    'log-file=stdout',
+    'simple-log',
+  ];
+  const conf = join(dir, 'turnserver.conf');
+  writeFileSync(conf, `${config.join('\n')}\n`);
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
+  const close = async () => {
+    if (!exited && child.pid !== undefined) {
+      process.kill(child.pid, 'SIGTERM');
+      const stopped = await Promise.race([exit.then(() => true), new Promise((r) => setTimeout(() => r(false), STOP_TIMEOUT_MS))]);
+      if (!stopped && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      await exit;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!(await answersStun(port, 250))) {
+    if (exited || Date.now() > deadline) {
+      await close();
+      throw new Error(`turnserver did not answer on 127.0.0.1:${port} within ${START_TIMEOUT_MS} ms:\n${out.slice(-2000)}`);
+    }
+  }
+  return { port, url: `turn:127.0.0.1:${port}?transport=udp`, output: () => out, close };
+}
