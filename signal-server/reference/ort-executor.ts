@@ -1,7 +1,8 @@
 // The one Node module that imports onnxruntime-web: its WASM backend runs the
 // same kernels in Node as in a volunteer's tab, which is what an oracle wants.
 import * as ort from 'onnxruntime-web';
-import type { Feeds, StageExecutor, TensorData } from '../../shared/model/pipeline.js';
+import type { Feeds, StageExecutor } from '../../shared/model/pipeline.js';
+import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 
 let configured = false;
 
@@ -12,15 +13,7 @@ function configure(threads: number): void {
   configured = true;
 }
 
-function toOrt(t: TensorData): ort.Tensor {
-  return t.dtype === 'float32' ? new ort.Tensor('float32', t.data, [...t.dims]) : new ort.Tensor('int64', t.data, [...t.dims]);
-}
-
-function fromOrt(name: string, t: ort.Tensor): TensorData {
-  if (t.type === 'float32') return { dtype: 'float32', dims: [...t.dims], data: t.data as Float32Array };
-  if (t.type === 'int64') return { dtype: 'int64', dims: [...t.dims], data: t.data as BigInt64Array };
-  throw new Error(`output ${name} has unexpected type ${t.type}`);
-}
+const Tensor = ort.Tensor as unknown as RuntimeTensorClass<ort.Tensor>;
 
 /** Runs stage graphs with onnxruntime-web's WASM backend in this process. */
 export class OrtExecutor implements StageExecutor {
@@ -40,10 +33,10 @@ export class OrtExecutor implements StageExecutor {
     const session = this.sessions[stage];
     if (session === undefined) throw new RangeError(`no stage ${stage}`);
     const inputs: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) inputs[k] = toOrt(v);
+    for (const [k, v] of Object.entries(feeds)) inputs[k] = toRuntime(Tensor, v);
     const out = await session.run(inputs);
     const result: Feeds = {};
-    for (const [k, v] of Object.entries(out)) result[k] = fromOrt(k, v);
+    for (const [k, v] of Object.entries(out)) result[k] = fromRuntime(k, v.type, v.dims, v.data);
     return result;
   }
 

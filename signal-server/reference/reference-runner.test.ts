@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Partition } from '../../shared/model/partition.js';
 import { GREEDY } from '../../shared/model/sampling.js';
-import { GOLDEN_MODEL_IDS, goldenModelDir, maxAbsDiff, readGolden } from '../../testing/golden.js';
+import { maxAbsDifference } from '../../shared/vote/tolerance.js';
+import { GOLDEN_MODEL_IDS, goldenModelDir, readGolden } from '../../testing/golden.js';
 import { readModelFolder } from '../models/model-folder.js';
 import { ReferenceRunner } from './reference-runner.js';
 
@@ -35,7 +36,7 @@ describe.each(GOLDEN_MODEL_IDS)('reference runner on %s', (modelId) => {
       for (const p of golden.prompts) {
         const logits = await runner.session().forward(p.ids);
         expect(logits.length).toBe(p.shape[0] * p.shape[1]);
-        expect(maxAbsDiff(logits, p.logits), `${label}: "${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
+        expect(maxAbsDifference(logits, p.logits), `${label}: "${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
         const r = await runner.generateIds(p.ids, p.greedy.length, GREEDY);
         expect(r.tokens, `${label}: greedy after "${p.text}"`).toEqual(p.greedy);
       }
@@ -63,7 +64,7 @@ describe.each(GOLDEN_MODEL_IDS)('reference runner on %s', (modelId) => {
         off += r.length;
       }
       expect(off).toBe(all.length * vocab);
-      expect(maxAbsDiff(joined, full)).toBeLessThan(LOGIT_TOLERANCE);
+      expect(maxAbsDifference(joined, full)).toBeLessThan(LOGIT_TOLERANCE);
     } finally {
       await runner.close();
     }

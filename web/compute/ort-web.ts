@@ -5,6 +5,7 @@
 // either agree.
 import type * as Ort from 'onnxruntime-web';
 import type { Feeds, TensorData } from '../../shared/model/pipeline.js';
+import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
@@ -24,7 +25,7 @@ function ortFor(backend: Backend): Promise<OrtModule> {
 }
 
 function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
-  return t.dtype === 'float32' ? new ort.Tensor('float32', t.data, [...t.dims]) : new ort.Tensor('int64', t.data, [...t.dims]);
+  return toRuntime(ort.Tensor as unknown as RuntimeTensorClass<Ort.Tensor>, t);
 }
 
 /** Stage sessions on one backend, created one at a time. */
@@ -83,9 +84,11 @@ export class StageSessions {
     for (const [k, v] of Object.entries(out)) {
       // getData copies GPU outputs back; for CPU tensors it returns the data as is.
       const data = await v.getData();
-      if (v.type === 'float32') result[k] = { dtype: 'float32', dims: [...v.dims], data: data as Float32Array };
-      else if (v.type === 'int64') result[k] = { dtype: 'int64', dims: [...v.dims], data: data as BigInt64Array };
-      else throw new ComputeError('ERR_RUN', `output ${k} has unexpected type ${v.type}`);
+      try {
+        result[k] = fromRuntime(k, v.type, v.dims, data);
+      } catch (e) {
+        throw new ComputeError('ERR_RUN', (e as Error).message);
+      }
       v.dispose();
     }
     return result;
