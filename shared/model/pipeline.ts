@@ -23,6 +23,75 @@ export interface StageExecutor {
   run(stage: number, feeds: Feeds): Promise<Feeds>;
 }
 
+export type Float32Tensor = Extract<TensorData, { dtype: 'float32' }>;
+
+/**
+ * The tensor with data that owns its whole buffer, so that the buffer can be
+ * transferred to another thread without detaching anything else (a runtime may
+ * hand out outputs that are views into one buffer).
+ */
+export function ownBuffer<T extends TensorData>(t: T): T {
+  const d = t.data;
+  if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) return t;
+  return { ...t, data: d.slice() } as T;
+}
+
+/**
+ * Runs the steps of sessions whose KV caches it keeps itself, where the
+ * compute is: a volunteer's worker keeps them, so only the step's input and
+ * main output cross between threads, never the cache.
+ */
+export interface SessionExecutor {
+  /** Runs `stage` on `input` (appended after what the session holds); returns its main output. */
+  step(session: number, stage: number, input: TensorData): Promise<Float32Tensor>;
+  /** Keeps the first `positions` positions of the session's cache (a roll-back). */
+  truncate(session: number, positions: number): Promise<void>;
+  /** Forgets the session's cache. */
+  release(session: number): void;
+}
+
+/** A SessionExecutor over a StageExecutor: one KV cache per session and stage, in this thread. */
+export class CachingExecutor implements SessionExecutor {
+  private readonly caches = new Map<string, KvCache>();
+
+  constructor(
+    private readonly manifest: StageManifest,
+    private readonly inner: StageExecutor,
+  ) {}
+
+  private cache(session: number, stage: number): KvCache {
+    const key = `${session}/${stage}`;
+    let c = this.caches.get(key);
+    if (c === undefined) {
+      const entry = this.manifest.stages[stage];
+      if (entry === undefined) throw new RangeError(`no stage ${stage}`);
+      c = new KvCache(this.manifest.model, entry.layers);
+      this.caches.set(key, c);
+    }
+    return c;
+  }
+
+  async step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+    const cache = this.cache(session, stage);
+    const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds() });
+    cache.update(out);
+    return mainOutput(out, stage, this.manifest.stages.length);
+  }
+
+  async truncate(session: number, positions: number): Promise<void> {
+    for (const [key, c] of this.caches) if (key.startsWith(`${session}/`)) c.truncate(positions);
+  }
+
+  release(session: number): void {
+    for (const key of [...this.caches.keys()]) if (key.startsWith(`${session}/`)) this.caches.delete(key);
+  }
+
+  /** Sessions with a cache now (tests check that closed ones are forgotten). */
+  get sessions(): number {
+    return new Set([...this.caches.keys()].map((k) => k.split('/')[0])).size;
+  }
+}
+
 function emptyKv(cfg: ModelConfig): TensorData {
   return { dtype: 'float32', dims: [1, cfg.numKvHeads, 0, cfg.headDim], data: new Float32Array(0) };
 }

@@ -1,4 +1,4 @@
-import type { Feeds, StageExecutor } from '../model/pipeline.js';
+import type { Feeds, SessionExecutor, StageExecutor } from '../model/pipeline.js';
 
 /** Smallest share a volunteer may set (below it, a step would wait tens of times its compute time). */
 export const MIN_SHARE = 0.05;
@@ -33,6 +33,27 @@ export class DutyCycle {
   /** A run took `ms` and ended now. */
   ran(ms: number): void {
     this.readyAt = this.now() + (ms * (1 - this.share)) / this.share;
+  }
+
+  /** Wraps a session executor so that its steps keep to the share (its truncations and releases are not throttled). */
+  wrapSessions(
+    inner: SessionExecutor,
+    sleep: (ms: number) => Promise<void> = (ms) => new Promise<void>((r) => setTimeout(() => r(), ms)),
+  ): SessionExecutor {
+    return {
+      step: async (session, stage, input) => {
+        const wait = this.waitMs();
+        if (wait > 0) await sleep(wait);
+        const t0 = this.now();
+        try {
+          return await inner.step(session, stage, input);
+        } finally {
+          this.ran(this.now() - t0);
+        }
+      },
+      truncate: (session, positions) => inner.truncate(session, positions),
+      release: (session) => inner.release(session),
+    };
   }
 
   /** Wraps an executor so that its runs keep to the share. */

@@ -1,6 +1,5 @@
 import type { StageManifest } from '../model/manifest.js';
-import { KvCache, mainOutput, type StageExecutor, type TensorData } from '../model/pipeline.js';
-import { stageInputName } from '../model/stage-graph.js';
+import type { SessionExecutor, TensorData } from '../model/pipeline.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type { ReceivedReport, SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
 import type { ParsedChallenge } from '../protocol/validate.js';
@@ -30,7 +29,8 @@ interface SessionState {
   readonly strays: { from: string; frame: ActivationFrame }[];
   /** This replica's outputs so far, kept to bring a replacement downstream up to date. */
   readonly history: Map<number, { dims: readonly number[]; data: Float32Array }>;
-  readonly cache: KvCache;
+  /** Positions in this session's KV cache (which the executor keeps). */
+  positions: number;
   readonly ready: Map<number, TensorData>;
   readonly votes: Map<number, Quorum<Float32Array>>;
   /** Per step, the fingerprint of each counted frame by sender: reported with the digest. */
@@ -39,6 +39,8 @@ interface SessionState {
   readonly settling: Map<number, ReturnType<typeof setTimeout>>;
   nextStep: number;
   running: boolean;
+  /** Closed by the coordinator: the cache is released once the steps being computed are done. */
+  closed: boolean;
   /** The KV cache's length before each step, to roll back to. */
   readonly lengths: Map<number, number>;
   /** Bumped by a roll-back: a compute that began before it is discarded. */
@@ -70,12 +72,13 @@ const MAX_STRAYS = 16;
  */
 export class ReplicaCore {
   private readonly assemblers = new Map<string, FrameAssembler>();
+  private challenges = 0;
   private readonly sessions = new Map<number, SessionState>();
 
   constructor(
     private readonly manifest: StageManifest,
     readonly stage: number,
-    private readonly executor: StageExecutor,
+    private readonly executor: SessionExecutor,
     private readonly out: ReplicaOutputs,
     /** Fault injection for tests and demos; null for an honest replica. */
     private readonly fault: FaultBehaviour | null = null,
@@ -109,13 +112,14 @@ export class ReplicaCore {
       next: m.next,
       history: new Map(),
       strays: [],
-      cache: new KvCache(this.manifest.model, entry.layers),
+      positions: 0,
       ready: new Map(),
       votes: new Map(),
       received: new Map(),
       settling: new Map(),
       nextStep: 0,
       running: false,
+      closed: false,
       lengths: new Map(),
       epoch: 0,
       resets: 0,
@@ -163,6 +167,10 @@ export class ReplicaCore {
     if (s === undefined) return;
     for (const t of s.settling.values()) clearTimeout(t);
     this.sessions.delete(sessionId);
+    // A slow replica still computes the inputs it had taken (its late reports still count in the
+    // audit): its cache goes when that is done, not under it.
+    s.closed = true;
+    if (!s.running) this.executor.release(sessionId);
     // Partial frames of the session go, and so do the assemblers of peers no session names any more.
     const named = new Set([...this.sessions.values()].flatMap((x) => [...x.prev]));
     for (const [peer, a] of this.assemblers) {
@@ -187,7 +195,8 @@ export class ReplicaCore {
     const length = s.lengths.get(step);
     if (length === undefined) return;
     s.epoch += 1;
-    s.cache.truncate(length);
+    s.positions = length;
+    void this.executor.truncate(s.open.sessionId, length);
     for (const k of [...s.history.keys()]) if (k >= step) s.history.delete(k);
     for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
     for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
@@ -222,9 +231,13 @@ export class ReplicaCore {
         throw new Error(`a challenge's hidden states hold ${data.length} values, not a multiple of ${hidden}`);
       input = { dtype: 'float32', dims: [1, data.length / hidden, hidden], data };
     }
-    const cache = new KvCache(this.manifest.model, entry.layers);
-    const result = await this.executor.run(this.stage, { [stageInputName(this.stage)]: input, ...cache.feeds() });
-    return fingerprint(mainOutput(result, this.stage, this.manifest.stages.length).data);
+    // A session of its own, with an empty cache, forgotten at once.
+    const session = -++this.challenges;
+    try {
+      return fingerprint((await this.executor.step(session, this.stage, input)).data);
+    } finally {
+      this.executor.release(session);
+    }
   }
 
   /** Token ids from the coordinator (stage 0 only). */
@@ -349,7 +362,7 @@ export class ReplicaCore {
         s.ready.delete(step);
         const received = s.received.get(step) ?? [];
         this.forgetVote(s, step);
-        s.lengths.set(step, s.cache.length);
+        s.lengths.set(step, s.positions);
         await this.compute(s, step, input, received, epoch);
         // Rolled back meanwhile: nextStep was set by the roll-back.
         if (epoch === s.epoch) s.nextStep = step + 1;
@@ -358,6 +371,7 @@ export class ReplicaCore {
       this.out.failed({ sessionId: s.open.sessionId, step: s.nextStep, code: 'ERR_COMPUTE', message: (e as Error).message });
     } finally {
       s.running = false;
+      if (s.closed) this.executor.release(s.open.sessionId);
     }
   }
 
@@ -370,16 +384,20 @@ export class ReplicaCore {
   ): Promise<void> {
     const { sessionId, replica } = s.open;
     const last = this.stage === this.manifest.stages.length - 1;
-    const name = stageInputName(this.stage);
     if (this.fault !== null && this.fault.delayMs > 0) await new Promise((r) => setTimeout(r, this.fault?.delayMs));
-    const result = await this.executor.run(this.stage, { [name]: input, ...s.cache.feeds() });
-    if (epoch !== s.epoch) return; // rolled back while it computed: its result is moot
-    s.cache.update(result);
-    const main = mainOutput(result, this.stage, this.manifest.stages.length);
+    // Taken before the step: the executor may take the input's buffer (a transfer to the worker).
+    const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
+    const positions = input.dims[1] as number;
+    const main = await this.executor.step(sessionId, this.stage, input);
+    if (epoch !== s.epoch) {
+      // Rolled back while it computed: its result is moot, and the cache goes back again past it.
+      await this.executor.truncate(sessionId, s.positions);
+      return;
+    }
+    s.positions += positions;
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
     if (data === null) return;
-    const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
     this.out.digest({
       sessionId,
       step,

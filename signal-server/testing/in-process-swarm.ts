@@ -11,6 +11,7 @@
 // routes with a random source that returns 0, so a route is the first r ready
 // replicas of each stage and a replacement the first spare.
 import type { StageManifest } from '../../shared/model/manifest.js';
+import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import type { ServerToClientEvents } from '../../shared/protocol/messages.js';
 import { parseChallenge } from '../../shared/protocol/validate.js';
@@ -150,7 +151,7 @@ export async function runInProcess(
         const core = new ReplicaCore(
           manifest,
           a.stage,
-          executor,
+          new CachingExecutor(manifest, executor),
           {
             frames: (to, msgs) => {
               if (quiet()) return;

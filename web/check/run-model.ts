@@ -35,7 +35,7 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   const client = new ComputeClient();
-  await client.load(backend, stages);
+  await client.load(backend, manifest, stages);
   return {
     manifest,
     backend,

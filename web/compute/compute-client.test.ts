@@ -1,6 +1,7 @@
 // ComputeClient with an injected worker: the request/answer bookkeeping, the
 // timeouts and the failure paths, without a browser or onnxruntime.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { StageManifest } from '../../shared/model/manifest.js';
 import { ComputeClient, type WorkerLike } from './compute-client.js';
 import type { FromWorker, ToWorker } from './messages.js';
 
@@ -11,10 +12,12 @@ class FakeWorker implements WorkerLike {
   onmessage: ((ev: MessageEvent<FromWorker>) => void) | null = null;
   onerror: ((ev: ErrorEvent) => void) | null = null;
   readonly sent: ToWorker[] = [];
+  readonly transfers: Transferable[][] = [];
   terminated = false;
 
-  postMessage(m: ToWorker): void {
+  postMessage(m: ToWorker, transfer: Transferable[] = []): void {
     this.sent.push(m);
+    this.transfers.push(transfer);
   }
 
   terminate(): void {
@@ -25,6 +28,9 @@ class FakeWorker implements WorkerLike {
     this.onmessage?.({ data: m } as MessageEvent<FromWorker>);
   }
 }
+
+/** The fake worker never reads the manifest: only that it travels with the load. */
+const MANIFEST = { modelId: 'fake' } as unknown as StageManifest;
 
 const feeds = { hidden: { dtype: 'float32' as const, dims: [1, 1, 2], data: new Float32Array([1, 2]) } };
 
@@ -42,8 +48,25 @@ afterEach(() => {
 });
 
 describe('ComputeClient', () => {
+  it('a session step sends only its input, transferred (not copied), and gets only the main output back', async () => {
+    const input = { dtype: 'float32' as const, dims: [1, 1, 2], data: new Float32Array([3, 4]) };
+    const stepped = client.step(7, 1, input);
+    expect(worker.sent[0]).toEqual({ type: 'step', id: 1, session: 7, stage: 1, input });
+    expect(worker.transfers[0]).toEqual([input.data.buffer]);
+    const output = { dtype: 'float32' as const, dims: [1, 1, 2], data: new Float32Array([5, 6]) };
+    worker.answer({ type: 'stepped', id: 1, output, computeMs: 1.5 });
+    expect(await stepped).toBe(output);
+    expect(client.lastComputeMs).toBe(1.5);
+    const cut = client.truncate(7, 3);
+    expect(worker.sent[1]).toEqual({ type: 'truncate', id: 2, session: 7, positions: 3 });
+    worker.answer({ type: 'done', id: 2 });
+    await cut;
+    client.release(7);
+    expect(worker.sent[2]).toEqual({ type: 'release', id: 3, session: 7 });
+  });
+
   it('matches answers to calls by id, in any order', async () => {
-    const load = client.load('wasm', []);
+    const load = client.load('wasm', MANIFEST, []);
     expect(worker.sent[0]).toMatchObject({ type: 'load', id: 1, backend: 'wasm' });
     worker.answer({ type: 'loaded', id: 1, backend: 'wasm', adapter: null });
     await load;

@@ -1,4 +1,12 @@
-import type { Feeds, StageExecutor } from '../../shared/model/pipeline.js';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import {
+  type Feeds,
+  type Float32Tensor,
+  ownBuffer,
+  type SessionExecutor,
+  type StageExecutor,
+  type TensorData,
+} from '../../shared/model/pipeline.js';
 import type { Backend, ComputeErrorCode, FromWorker, ToWorker } from './messages.js';
 
 export class WorkerError extends Error {
@@ -23,10 +31,14 @@ export function startComputeWorker(): WorkerLike {
   return new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
 }
 
-const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'error']);
+const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'stepped', 'done', 'error']);
 
-/** Stage execution in a dedicated Web Worker, as a StageExecutor for the pipeline. */
-export class ComputeClient implements StageExecutor {
+/**
+ * Stage execution in a dedicated Web Worker: a StageExecutor for the pipeline,
+ * and a SessionExecutor whose KV caches live in the worker, so a step sends
+ * only its input there (transferred, not copied) and gets only its main output back.
+ */
+export class ComputeClient implements StageExecutor, SessionExecutor {
   private readonly worker: WorkerLike;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
@@ -87,11 +99,30 @@ export class ComputeClient implements StageExecutor {
     });
   }
 
-  async load(backend: Backend, stages: { index: number; bytes: ArrayBuffer }[]): Promise<void> {
-    const r = await this.call({ type: 'load', id: this.nextId++, backend, stages }, []);
+  async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[]): Promise<void> {
+    const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages }, []);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;
+  }
+
+  async step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+    const own = ownBuffer(input);
+    const r = await this.call({ type: 'step', id: this.nextId++, session, stage, input: own }, [own.data.buffer as ArrayBuffer]);
+    if (r.type !== 'stepped') throw new WorkerError('ERR_BAD_MESSAGE', `expected stepped, got ${r.type}`);
+    this.lastComputeMs = r.computeMs;
+    return r.output;
+  }
+
+  async truncate(session: number, positions: number): Promise<void> {
+    const r = await this.call({ type: 'truncate', id: this.nextId++, session, positions }, []);
+    if (r.type !== 'done') throw new WorkerError('ERR_BAD_MESSAGE', `expected done, got ${r.type}`);
+  }
+
+  release(session: number): void {
+    if (this.terminated) return;
+    // Fire and forget: nothing waits on it, and a worker that is gone has no cache to free.
+    this.call({ type: 'release', id: this.nextId++, session }, []).catch(() => {});
   }
 
   async run(stage: number, feeds: Feeds): Promise<Feeds> {

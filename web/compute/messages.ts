@@ -1,4 +1,5 @@
-import type { Feeds } from '../../shared/model/pipeline.js';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeline.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */
 export type { Backend } from '../../shared/protocol/messages.js';
@@ -11,14 +12,22 @@ export type ToWorker =
       readonly type: 'load';
       readonly id: number;
       readonly backend: Backend;
+      /** The model the stages belong to: the worker keeps sessions' KV caches by its layers. */
+      readonly manifest: StageManifest;
       readonly stages: readonly { readonly index: number; readonly bytes: ArrayBuffer }[];
     }
-  | { readonly type: 'run'; readonly id: number; readonly stage: number; readonly feeds: Feeds };
+  | { readonly type: 'run'; readonly id: number; readonly stage: number; readonly feeds: Feeds }
+  /** One step of a session whose KV cache the worker keeps: only the input and the main output cross. */
+  | { readonly type: 'step'; readonly id: number; readonly session: number; readonly stage: number; readonly input: TensorData }
+  | { readonly type: 'truncate'; readonly id: number; readonly session: number; readonly positions: number }
+  | { readonly type: 'release'; readonly id: number; readonly session: number };
 
 /** Compute worker → main thread. */
 export type FromWorker =
   | { readonly type: 'loaded'; readonly id: number; readonly backend: Backend; readonly adapter: string | null }
   | { readonly type: 'result'; readonly id: number; readonly outputs: Feeds; readonly computeMs: number }
+  | { readonly type: 'stepped'; readonly id: number; readonly output: Float32Tensor; readonly computeMs: number }
+  | { readonly type: 'done'; readonly id: number }
   | { readonly type: 'error'; readonly id: number; readonly code: ComputeErrorCode; readonly message: string };
 
 export type ComputeErrorCode = 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_BAD_MESSAGE';

@@ -1,13 +1,15 @@
 /// <reference lib="webworker" />
 // Runs stage sessions off the main thread. The handler is registered at once,
 // before any await, so that no message is lost while the module starts.
-import type { Feeds } from '../../shared/model/pipeline.js';
+import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
 import { webgpuAdapter } from './webgpu.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let sessions: StageSessions | null = null;
+/** Each session's KV caches, here where the compute is (see CachingExecutor). */
+let caches: CachingExecutor | null = null;
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
@@ -29,6 +31,7 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       StageSessions.create(m.backend, m.stages)
         .then(async (s) => {
           sessions = s;
+          caches = new CachingExecutor(m.manifest, s);
           reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
         })
         .catch((e: unknown) => fail(m.id, e));
@@ -45,6 +48,33 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
         .catch((e: unknown) => fail(m.id, e));
       return;
     }
+    case 'step': {
+      if (caches === null) {
+        fail(m.id, new ComputeError('ERR_NO_STAGE', 'no stages are loaded'));
+        return;
+      }
+      const t0 = performance.now();
+      caches
+        .step(m.session, m.stage, m.input)
+        .then((out) => {
+          // The cache keeps the other outputs: transfer only a buffer that is the main output's alone.
+          const output = ownBuffer(out);
+          reply({ type: 'stepped', id: m.id, output, computeMs: performance.now() - t0 }, [output.data.buffer as ArrayBuffer]);
+        })
+        .catch((e: unknown) => fail(m.id, e));
+      return;
+    }
+    case 'truncate':
+      caches
+        ?.truncate(m.session, m.positions)
+        .then(() => reply({ type: 'done', id: m.id }))
+        .catch((e: unknown) => fail(m.id, e));
+      if (caches === null) reply({ type: 'done', id: m.id });
+      return;
+    case 'release':
+      caches?.release(m.session);
+      reply({ type: 'done', id: m.id });
+      return;
     default: {
       const never: never = m;
       reply({ type: 'error', id: -1, code: 'ERR_BAD_MESSAGE', message: `unknown message ${JSON.stringify(never)}` });

@@ -207,14 +207,15 @@ export class VolunteerReplica {
       this.setSessions((s) => s.clear());
       const compute = new ComputeClient();
       this.compute = compute;
-      await compute.load(this.status.backend, [{ index: a.stage, bytes }]);
+      await compute.load(this.status.backend, manifest, [{ index: a.stage, bytes }]);
       if (epoch !== this.epoch) return null;
       const socket = this.socket;
       this.manifest = manifest;
       this.core = new ReplicaCore(
         manifest,
         a.stage,
-        this.duty.wrap(compute),
+        // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
+        this.duty.wrapSessions(compute),
         {
           frames: (to, messages) => this.mesh?.send(to, messages),
           digest: (m) => socket.emit('step:digest', m),
