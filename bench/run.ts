@@ -4,7 +4,8 @@
  *
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
- *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server)
+ *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
+ *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
+import { benchCapacity } from './capacity.js';
 import { benchFaults } from './faults.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
       decodeRows,
     );
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
