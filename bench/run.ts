@@ -5,7 +5,8 @@
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
- *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers)
+ *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers),
+ *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchCapacity } from './capacity.js';
 import { benchFaults } from './faults.js';
+import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 
@@ -87,6 +89,8 @@ async function main(): Promise<void> {
     );
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();
+    const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
+    if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
