@@ -101,28 +101,30 @@ export class SwarmMetrics implements SwarmObserver {
       });
     windowed('webswarm_time_to_first_token_ms', 'Time to first token over the window (p50, p95, p99)', (w) => ({ ...w.ttftMs }));
     windowed('webswarm_ms_per_token', 'ms per token after the first over the window (p50, p95, p99)', (w) => ({ ...w.msPerToken }));
-    new Gauge({
-      name: 'webswarm_requests_answered_ratio',
-      help: 'Share of requests answered over the window (not counting bad or cancelled requests)',
-      labelNames: ['window'],
-      registers,
-      collect() {
-        this.reset();
-        for (const w of coordinator?.serviceStatus().windows ?? [])
-          if (w.answered !== null) this.set({ window: `${w.windowS}s` }, w.answered);
-      },
-    });
-    new Gauge({
-      name: 'webswarm_tokens_verified_ratio',
-      help: 'Share of tokens verified by a majority of r volunteers at every stage, over the window',
-      labelNames: ['window'],
-      registers,
-      collect() {
-        this.reset();
-        for (const w of coordinator?.serviceStatus().windows ?? [])
-          if (w.verifiedByVolunteers !== null) this.set({ window: `${w.windowS}s` }, w.verifiedByVolunteers);
-      },
-    });
+    const ratio = (name: string, help: string, pick: (w: WindowFigures) => number | null) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['window'],
+        registers,
+        collect() {
+          this.reset();
+          for (const w of coordinator?.serviceStatus().windows ?? []) {
+            const v = pick(w);
+            if (v !== null) this.set({ window: `${w.windowS}s` }, v);
+          }
+        },
+      });
+    ratio(
+      'webswarm_requests_answered_ratio',
+      'Share of requests answered over the window (not counting bad or cancelled requests)',
+      (w) => w.answered,
+    );
+    ratio(
+      'webswarm_tokens_verified_ratio',
+      'Share of tokens verified by a majority of r volunteers at every stage, over the window',
+      (w) => w.verifiedByVolunteers,
+    );
     new Gauge({
       name: 'webswarm_sessions_active',
       help: 'Generations running now',
