@@ -181,6 +181,22 @@ describe('readiness is earned', () => {
     await expect.poll(() => again.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
   });
 
+  it('spot checks: a volunteer that answers its first challenge and not the next is evicted after a session', async () => {
+    const { url, expected } = await start(1, 3, { spotCheckRate: 1 });
+    const turncoat = volunteer(url, '127.0.0.44', { challenges: 'honest-once' });
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${45 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    // Routes take 3 of the 4 at random; after each session every replica of it is challenged again.
+    for (let i = 0; i < 8 && !turncoat.errors.some((e) => e.code === 'ERR_CHALLENGE_FAILED'); i++) {
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(turncoat.errors.map((e) => e.code)).toContain('ERR_CHALLENGE_FAILED');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+  });
+
   it('a newcomer becomes established only after enough agreement', async () => {
     const { url, expected } = await start(1, 3);
     for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${40 + i}`);

@@ -68,7 +68,6 @@ export class Quorum<T> {
 
   private readonly combine: Combine<T> | null;
   private readonly established: ((replica: string) => boolean) | null;
-  private readonly values = new Map<string, T>();
   private readonly outcomes = new Map<string, ReplicaOutcome<T>>();
 
   /** What `replica` answered, if it has (a retry carries the answers of replicas that stay into the new vote). */
@@ -108,7 +107,6 @@ export class Quorum<T> {
     if (outcome.status !== 'fulfilled') {
       this.failed.push(outcome.replica);
     } else {
-      this.values.set(outcome.replica, outcome.value);
       const home = this.clusters.find((c) => this.agree(outcome.value, c.value));
       if (home === undefined) this.clusters.push({ value: outcome.value, members: [outcome.replica] });
       else home.members.push(outcome.replica);
@@ -148,7 +146,7 @@ export class Quorum<T> {
       let settled = true;
       if (this.combine !== null) {
         const made = this.combine(
-          winner.members.map((m) => this.values.get(m) as T),
+          winner.members.map((m) => (this.outcomes.get(m) as { value: T }).value),
           this.needed,
         );
         value = made.value;

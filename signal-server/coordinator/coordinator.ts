@@ -79,8 +79,8 @@ export interface CoordinatorOptions {
   /** How long a request waits for every stage to have r ready replicas with room. */
   readonly routeWaitMs: number;
   readonly timeouts: SessionTimeouts;
-  /** Computes challenge steps; null: volunteers are taken at their word (tests of other things only). */
-  readonly oracle: ChallengeOracle | null;
+  /** Computes the challenge steps a volunteer must answer before it counts as ready. */
+  readonly oracle: ChallengeOracle;
   /** Fraction of a replica's sessions after which it is spot-checked with a new challenge (0..1). */
   readonly spotCheckRate?: number;
   /** How long a volunteer has to answer a challenge. */
@@ -222,17 +222,12 @@ export class Coordinator {
       return;
     }
     if (v.ready || member.challenge !== null) return;
-    if (this.options.oracle === null) {
-      this.registry.markReady(id, m.stage, m.stepMs);
-      this.options.statusChanged?.();
-      return;
-    }
     void this.sendChallenge(member, m.stage);
   }
 
   private async sendChallenge(member: Member, stage: number): Promise<void> {
     const oracle = this.options.oracle;
-    if (oracle === null || member.challenge !== null) return;
+    if (member.challenge !== null) return;
     const challengeId = this.nextChallengeId++;
     // Claimed at once, so that a second `ready` does not start another.
     member.challenge = { id: challengeId, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };

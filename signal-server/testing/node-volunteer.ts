@@ -38,8 +38,8 @@ export interface NodeVolunteerOptions {
   /** The address to connect from (127.0.0.x: distinct clients on one machine). */
   readonly localAddress?: string;
   readonly clientKey?: string | null;
-  /** How it answers challenge steps: computed, a made-up fingerprint, or never. */
-  readonly challenges?: 'honest' | 'garbage' | 'never';
+  /** How it answers challenge steps: computed, a made-up fingerprint, never, or computed only the first time. */
+  readonly challenges?: 'honest' | 'garbage' | 'never' | 'honest-once';
   /** False: takes sessions but never says it joined (a silent joiner). */
   readonly joins?: boolean;
   /** Changes its outputs (not announced to the server). */
@@ -68,6 +68,7 @@ export class NodeVolunteer {
   readonly errors: { code: string; message: string }[] = [];
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
+  private challengesAnswered = 0;
   private executor: OrtExecutor | null = null;
 
   constructor(
@@ -145,7 +146,9 @@ export class NodeVolunteer {
   private async answer(raw: StageChallenge): Promise<void> {
     const how = this.options.challenges ?? 'honest';
     if (how === 'never') return;
-    if (how === 'garbage' || this.core === null || this.manifest === null) {
+    this.challengesAnswered += 1;
+    const lie = how === 'garbage' || (how === 'honest-once' && this.challengesAnswered > 1);
+    if (lie || this.core === null || this.manifest === null) {
       this.socket.emit('volunteer:proof', { challengeId: raw.challengeId, digest: Array.from({ length: 33 }, (_, i) => i) });
       return;
     }
