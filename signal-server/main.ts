@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
+import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
@@ -41,6 +42,10 @@ export interface StartOptions {
   /** Lifetime of those credentials; fresh ones are sent at half of it. */
   readonly turnTtlS: number;
   readonly iceTransportPolicy: IceTransportPolicy;
+  /** Where a stage is short of volunteers: off (fail), stage (the server computes it), whole (the server computes the request). */
+  readonly fallback: FallbackMode;
+  /** Sessions the server computes stages of at once; more are refused at once (503). */
+  readonly fallbackMaxSessions: number;
 }
 
 interface Setting {
@@ -120,6 +125,18 @@ export const SETTINGS = {
     fallback: 'all',
     help: 'all: any candidate; relay: data channels only through TURN',
   },
+  fallback: {
+    env: 'FALLBACK',
+    flag: 'fallback',
+    fallback: 'stage',
+    help: 'a stage short of volunteers: off = the request fails (503); stage = the server computes that stage; whole = the server computes the whole request. Such tokens say so',
+  },
+  fallbackMaxSessions: {
+    env: 'FALLBACK_MAX_SESSIONS',
+    flag: 'fallback-max-sessions',
+    fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
+    help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
   logFormat: {
     env: 'LOG_FORMAT',
@@ -192,6 +209,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
     spotCheckRate: fraction(SETTINGS.spotCheckRate),
     maxQueued: int(SETTINGS.maxQueued, 0),
+    fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
+    fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
     localAddresses: raw(SETTINGS.localAddresses)
       .value.split(',')
       .map((a) => a.trim())
@@ -225,6 +244,8 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     maxBodyBytes: o.maxBodyBytes,
     spotCheckRate: o.spotCheckRate,
     maxQueued: o.maxQueued,
+    fallback: o.fallback,
+    fallbackMaxSessions: o.fallbackMaxSessions,
     localAddresses: o.localAddresses,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     logger,

@@ -11,6 +11,7 @@ import { TokenTexts } from './api/token-text.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
+import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
@@ -73,6 +74,14 @@ export interface SignalServerOptions {
   readonly socketEventBudget?: EventBudgetOptions;
   /** The ICE servers (and TURN credentials) volunteers are handed (default LOCAL_ICE: none, any candidate). */
   readonly ice?: IceOptions;
+  /**
+   * Where a stage is short of volunteers, the server computes it with its own
+   * runner (stage) or computes the whole request (whole); off fails the request
+   * (503). Default off here; the server's FALLBACK setting defaults to stage.
+   */
+  readonly fallback?: FallbackMode;
+  /** Sessions the fallback computes at once (default 4); more are refused at once with 503 ERR_BUSY. */
+  readonly fallbackMaxSessions?: number;
 }
 
 /** Default largest API request body. */
@@ -105,6 +114,11 @@ function lazyOracle(m: ServedStages): ChallengeOracle {
       return oracle.then((o) => o.make(stage, wanted));
     },
   };
+}
+
+/** The server's runner of the served stages for the fallback, made on first use. */
+function stageRunner(m: ServedStages): () => Promise<OrtExecutor> {
+  return () => loadStageSet(m.dir).then((set) => OrtExecutor.create(set.stageBytes));
 }
 
 /** The model's tokenizer, and each token's text and bytes (for log-probabilities), from its stage directory. */
@@ -185,6 +199,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
+            ...(opts.fallback === undefined || opts.fallback === 'off'
+              ? {}
+              : {
+                  fallback: {
+                    mode: opts.fallback,
+                    maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
+                    executor: stageRunner(firstModel),
+                  },
+                }),
           },
           coordinatorLog,
         );

@@ -10,6 +10,7 @@ import { CLIENT_EVENTS, type ClientToServerEvents, type ServerToClientEvents } f
 import {
   parseDigest,
   parseFailure,
+  parseFrameMessage,
   parseGenerate,
   parseHandshake,
   parseHello,
@@ -103,6 +104,14 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
     const m = parseSignal(raw);
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `signal: ${m.reason}`);
     if (!coordinator.relay(from, m.value.to, m.value.data)) refuse('ERR_NOT_LINKED', `signal: not linked to ${m.value.to}`);
+  });
+  socket.on('frame', (raw: unknown) => {
+    const from = socket.data.volunteerId;
+    if (from === null) return refuse('ERR_NOT_LINKED', 'frame: say hello first');
+    const m = parseFrameMessage(raw, 'to');
+    if (!m.ok) return refuse('ERR_BAD_MESSAGE', `frame: ${m.reason}`);
+    // Refused (and told) by the coordinator unless a live session links the two.
+    coordinator.frame(from, m.value.peer, m.value.data);
   });
   socket.on('session:joined', (raw: unknown) => {
     const m = parseSessionRef(raw);

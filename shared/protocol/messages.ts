@@ -77,6 +77,32 @@ export interface SignalIn {
   readonly data: unknown;
 }
 
+/**
+ * Peer ids of the server's own replicas (the fallback), one per stage:
+ * "server:<stage>". Volunteer ids are the server's UUIDs and never start so.
+ */
+export const SERVER_PEER_PREFIX = 'server:';
+
+export function serverPeerId(stage: number): string {
+  return `${SERVER_PEER_PREFIX}${stage}`;
+}
+
+/** Whether a route's peer is the server's own replica (frames to it go over the socket, not a data channel). */
+export function isServerPeer(id: string): boolean {
+  return id.startsWith(SERVER_PEER_PREFIX);
+}
+
+/** One data-channel message for a server replica of the route, over the socket (binary). */
+export interface FrameOut {
+  readonly to: string;
+  readonly data: ArrayBuffer | Uint8Array;
+}
+/** One data-channel message from a server replica of the route. */
+export interface FrameIn {
+  readonly from: string;
+  readonly data: ArrayBuffer | Uint8Array;
+}
+
 export interface StageAssignment {
   readonly modelId: string;
   readonly stage: number;
@@ -202,6 +228,11 @@ export interface StageVote {
   readonly missing: number;
   /** Replicas of this stage in the route: the configured redundancy r. */
   readonly replicas: number;
+  /**
+   * Computed by the server's own runner (the fallback: the stage was short of
+   * volunteers), not by volunteers; such a stage is not verified by a vote.
+   */
+  readonly server: boolean;
 }
 
 export interface TokenEvent {
@@ -238,6 +269,7 @@ export const CLIENT_EVENTS = [
   'volunteer:ready',
   'volunteer:proof',
   'signal',
+  'frame',
   'session:joined',
   'step:digest',
   'step:logits',
@@ -252,6 +284,8 @@ export interface ClientToServerEvents {
   'volunteer:ready': (m: StageReady) => void;
   'volunteer:proof': (m: ChallengeProof) => void;
   signal: (m: SignalOut) => void;
+  /** A frame's messages for a server replica of the route (the fallback), which has no data channel. */
+  frame: (m: FrameOut) => void;
   'session:joined': (m: { readonly sessionId: number }) => void;
   'step:digest': (m: StepDigest) => void;
   'step:logits': (m: StepLogits) => void;
@@ -277,6 +311,8 @@ export interface ServerToClientEvents {
   'volunteer:score': (m: VolunteerScore) => void;
   'volunteer:challenge': (m: StageChallenge) => void;
   signal: (m: SignalIn) => void;
+  /** A frame's messages from a server replica of the route. */
+  frame: (m: FrameIn) => void;
   'session:open': (m: SessionOpen) => void;
   'session:close': (m: { readonly sessionId: number }) => void;
   'session:update': (m: SessionUpdate) => void;

@@ -5,6 +5,7 @@
 
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
+import { MAX_MESSAGE_BYTES } from './frames.js';
 import {
   type ChallengeProof,
   type GenerateRequest,
@@ -12,6 +13,7 @@ import {
   ICE_TRANSPORT_POLICIES,
   type IceConfig,
   type IceServer,
+  isServerPeer,
   type ReceivedReport,
   type SignalOut,
   type StageReady,
@@ -80,6 +82,29 @@ export function parseSignal(raw: unknown): Parsed<SignalOut> {
   }
   if (size > MAX_SIGNAL_BYTES) return bad(`signal.data is ${size} bytes, over ${MAX_SIGNAL_BYTES}`);
   return ok({ to: raw.to, data: raw.data });
+}
+
+/** Binary data as Socket.IO delivers it (an ArrayBuffer in a browser, a Buffer in Node), as bytes. */
+function bytesOf(b: unknown): Uint8Array | null {
+  if (b instanceof ArrayBuffer) return new Uint8Array(b);
+  if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  return null;
+}
+
+/**
+ * One data-channel message between a volunteer and a server replica (the
+ * fallback), sent over the socket: `peer` is `to` or `from`, which must name a
+ * server replica; the bytes are at most one frame message.
+ */
+export function parseFrameMessage(raw: unknown, peer: 'to' | 'from'): Parsed<{ peer: string; data: Uint8Array }> {
+  if (!isObject(raw)) return bad('frame must be an object');
+  const id = raw[peer];
+  if (!shortString(id) || !isServerPeer(id)) return bad(`frame.${peer} must name a server replica`);
+  const data = bytesOf(raw.data);
+  if (data === null) return bad('frame.data must be binary');
+  if (data.byteLength === 0 || data.byteLength > MAX_MESSAGE_BYTES)
+    return bad(`frame.data is ${data.byteLength} bytes; a frame message holds 1 to ${MAX_MESSAGE_BYTES}`);
+  return ok({ peer: id, data });
 }
 
 const MAX_SESSION_ID = 0xffffffff;
@@ -177,9 +202,7 @@ export function parseProof(raw: unknown): Parsed<ChallengeProof> {
 export function parseLogits(raw: unknown, vocabSize: number): Parsed<{ sessionId: number; step: number; logits: Float32Array }> {
   if (!isObject(raw)) return bad('logits message must be an object');
   if (!uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('sessionId and step must be unsigned integers');
-  const b = raw.logits;
-  const bytes =
-    b instanceof ArrayBuffer ? new Uint8Array(b) : ArrayBuffer.isView(b) ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : null;
+  const bytes = bytesOf(raw.logits);
   if (bytes === null) return bad('logits must be binary');
   if (bytes.byteLength !== vocabSize * 4)
     return bad(`logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32)`);

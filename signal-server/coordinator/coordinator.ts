@@ -3,22 +3,25 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import type {
-  Backend,
-  ChallengeProof,
-  ServerToClientEvents,
-  StageReady,
-  StepDigest,
-  StepFailure,
-  TokenEvent,
-  VolunteerHello,
-  VolunteerView,
+import {
+  type Backend,
+  type ChallengeProof,
+  isServerPeer,
+  type ServerToClientEvents,
+  type StageReady,
+  type StepDigest,
+  type StepFailure,
+  serverPeerId,
+  type TokenEvent,
+  type VolunteerHello,
+  type VolunteerView,
 } from '../../shared/protocol/messages.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { Audit, type AuditCounts } from './audit.js';
 import { ChallengeMoot, type ChallengeOracle } from './challenge.js';
+import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import { GenerationError, GenerationSession, type SessionTimeouts, type StepRecord, wireErrorOf } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
@@ -95,6 +98,8 @@ export interface CoordinatorOptions {
   readonly statusChanged?: () => void;
   /** Makes volunteer ids (default: random UUIDs); the in-process test swarm names them itself. */
   readonly newId?: () => string;
+  /** The server computes stages short of volunteers itself (FALLBACK); absent = never. */
+  readonly fallback?: FallbackOptions;
 }
 
 /** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
@@ -151,6 +156,8 @@ export class Coordinator {
   private readonly stats = new ServiceStats();
   private readonly random: () => number;
   private readonly localAddresses: readonly string[];
+  /** The server's own replicas, where the operator allows the fallback. */
+  private readonly fallback: ServerReplicas | null;
 
   constructor(
     private readonly model: ServedModelInfo,
@@ -160,6 +167,19 @@ export class Coordinator {
     this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
     this.random = options.random ?? Math.random;
     this.localAddresses = options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+    // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
+    const later = (f: () => void) => setImmediate(f);
+    this.fallback =
+      options.fallback === undefined
+        ? null
+        : new ServerReplicas(model.manifest, options.fallback, {
+            frame: (from, to, bytes) => later(() => this.deliverFrame(from, to, bytes)),
+            joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
+            digest: (from, m) => later(() => this.digest(from, m)),
+            logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits))),
+            failed: (from, m) => later(() => this.failed(from, m)),
+            rejected: (from, reason) => this.log(`${from}: ERR_BAD_FRAME ${reason}`),
+          });
   }
 
   get vocabSize(): number {
@@ -287,6 +307,30 @@ export class Coordinator {
     return true;
   }
 
+  /**
+   * One data-channel message from volunteer `from` for the server replica `to`
+   * (the fallback has no data channel): only between peers a live session links.
+   */
+  frame(from: string, to: string, bytes: Uint8Array): boolean {
+    if (this.fallback === null || !isServerPeer(to) || !this.links.linked(from, to)) {
+      this.refuse(from, 'ERR_NOT_LINKED', `frame: ${to} is not a server replica of any session of yours`);
+      return false;
+    }
+    return this.fallback.frame(from, to, bytes);
+  }
+
+  /** A server replica's message for `to`: another server replica's, or a volunteer's over its socket. */
+  private deliverFrame(from: string, to: string, bytes: Uint8Array): void {
+    if (!this.links.linked(from, to)) return;
+    if (isServerPeer(to)) this.fallback?.frame(from, to, bytes);
+    else this.members.get(to)?.link.send('frame', { from, data: bytes });
+  }
+
+  /** How to reach a route's member: a volunteer's link, or the server replica's. */
+  private linkOf(id: string): VolunteerLink | undefined {
+    return isServerPeer(id) ? this.fallback?.link(id) : this.members.get(id)?.link;
+  }
+
   /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
   private member(volunteer: string, sessionId: number): GenerationSession | undefined {
     const s = this.sessions.get(sessionId) ?? this.finished.get(sessionId);
@@ -362,8 +406,9 @@ export class Coordinator {
       this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
   }
 
-  /** Has an established record: proven, and enough agreement. Newcomers never outvote it. */
+  /** Has an established record: proven, and enough agreement (the server's own replicas always). Newcomers never outvote it. */
   established(id: string): boolean {
+    if (isServerPeer(id)) return true;
     const c = this.audit.get(id);
     return this.members.get(id)?.proven === true && c.agreed >= ESTABLISHED_AFTER && reputation(c) >= ESTABLISHED_REPUTATION;
   }
@@ -410,6 +455,8 @@ export class Coordinator {
     const staying = (session.route[stage] ?? []).filter((id) => id !== left);
     const spare = this.spares(stage, session.notCandidates(), staying)[0];
     if (spare === undefined) {
+      // Too few left for a majority: the server computes the stage, where the operator allows it.
+      if (staying.length < majority(this.options.redundancy) && session.serve(stage, `replica ${left} left and no spare is ready`)) return;
       session.onLeft(left);
       this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`);
       return;
@@ -421,12 +468,50 @@ export class Coordinator {
     this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
   }
 
+  /** The server replica of `stage` for a session, where the fallback is allowed and has room for it; null otherwise. */
+  private serverReplica(sessionId: number, stage: number): string | null {
+    if (this.fallback === null || !this.fallback.admit(sessionId)) return null;
+    return serverPeerId(stage);
+  }
+
+  /**
+   * With the fallback: a route where the stages short of r ready volunteers
+   * (from distinct clients, busy or not) are the server's (FALLBACK=stage), or
+   * every stage is (FALLBACK=whole). Null when no stage is short, or another
+   * stage's volunteers are busy (the request waits); ERR_BUSY when the
+   * fallback has no room for another session.
+   */
+  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | null {
+    const fallback = this.fallback;
+    if (fallback === null) return null;
+    const r = this.options.redundancy;
+    const stages = Array.from({ length: this.model.numStages }, (_, s) => s);
+    const short = stages.filter((s) => chooseReplicas(this.candidates(s, new Set(), new Map()), r, this.random).length < r);
+    if (short.length === 0) return null;
+    const route: string[][] = [];
+    for (const s of stages) {
+      if (fallback.mode === 'whole' || short.includes(s)) route.push([serverPeerId(s)]);
+      else {
+        const chosen = chooseReplicas(this.candidates(s, new Set(), load), r, this.random);
+        if (chosen.length < r) return null;
+        route.push(chosen.map((c) => c.id));
+      }
+    }
+    if (!fallback.admit(sessionId))
+      throw new GenerationError(
+        'ERR_BUSY',
+        `stage ${short[0]} of ${this.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}); try again shortly`,
+      );
+    return route;
+  }
+
   /**
    * r ready replicas per stage with room for another session, chosen by the
-   * route rules; waits up to routeWaitMs. Beyond maxQueued waiting requests,
+   * route rules, or the server's replicas for stages short of volunteers (the
+   * fallback); waits up to routeWaitMs. Beyond maxQueued waiting requests,
    * refuses at once (ERR_BUSY).
    */
-  private async pickRoute(signal?: AbortSignal): Promise<string[][]> {
+  private async pickRoute(sessionId: number, signal?: AbortSignal): Promise<string[][]> {
     const r = this.options.redundancy;
     if (this.queued >= (this.options.maxQueued ?? DEFAULT_MAX_QUEUED))
       throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
@@ -443,6 +528,8 @@ export class Coordinator {
           this.random,
         );
         if (choice.ok) return choice.route;
+        const served = this.fallbackRoute(sessionId, load);
+        if (served !== null) return served;
         if (Date.now() >= deadline) {
           const ready = this.registry.readyReplicas(choice.stage).length;
           // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.
@@ -593,8 +680,14 @@ export class Coordinator {
         `prompt (${promptTokens.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
-    const route = await this.pickRoute(signal);
     const sessionId = this.nextSessionId++;
+    let route: string[][];
+    try {
+      route = await this.pickRoute(sessionId, signal);
+    } catch (e) {
+      this.fallback?.release(sessionId);
+      throw e;
+    }
     // Signalling is relayed between these pairs while the session lives, and no longer.
     const linked: [string, string][] = [];
     const link = (a: string, b: string) => {
@@ -603,7 +696,7 @@ export class Coordinator {
     };
     this.sessionLinks.set(sessionId, link);
     for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
-    const send = (v: string) => this.members.get(v)?.link;
+    const send = (v: string) => this.linkOf(v);
     const session = new GenerationSession(
       sessionId,
       route,
@@ -625,8 +718,9 @@ export class Coordinator {
         log: (line) => this.log(line),
         noShow: (id) => this.noShow(id, sessionId),
         evict: (id, code, reason) => this.expel(id, code, reason, true),
+        serve: (stage) => this.serverReplica(sessionId, stage),
       },
-      { redundancy: r, established: (id) => this.established(id) },
+      { redundancy: r, established: (id) => this.established(id), trusted: isServerPeer },
     );
     this.sessions.set(sessionId, session);
     const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
@@ -644,6 +738,7 @@ export class Coordinator {
       signal?.removeEventListener('abort', cancel);
       this.sessions.delete(sessionId);
       this.sessionLinks.delete(sessionId);
+      this.fallback?.release(sessionId);
       for (const [a, b] of linked) this.links.unlink(a, b);
       this.finished.set(sessionId, session);
       if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);

@@ -28,6 +28,11 @@ export interface RetryHooks {
   noShow?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
   evict?(volunteer: string, code: WireErrorCode, reason: string): void;
+  /**
+   * The server's own replica of `stage` (the fallback), for a stage short of
+   * volunteers; null where the operator does not allow it or it has no room.
+   */
+  serve?(stage: number): string | null;
 }
 
 /** How the votes are counted. */
@@ -36,6 +41,8 @@ export interface VotePolicy {
   readonly redundancy: number;
   /** Replicas with an established record: newcomers never outvote them. */
   established(volunteer: string): boolean;
+  /** The server's own replicas: a stage one of them computes is its alone, and its answer needs no vote. */
+  trusted?(volunteer: string): boolean;
 }
 
 /** How often one step may be retried on other replicas. */
@@ -93,7 +100,8 @@ interface StageReport {
 const agreeReports = (a: StageReport, b: StageReport) => agreeFingerprints(a.out, b.out) && agreeFingerprints(a.input, b.input);
 
 interface StepWait {
-  readonly logits: Quorum<Float32Array>;
+  /** Made anew when the server takes over a stage mid-step. */
+  logits: Quorum<Float32Array>;
   resolve: () => void;
   /** Set once the logits had SETTLE_MS to settle after their majority. */
   settleExpired: boolean;
@@ -159,13 +167,28 @@ export class GenerationSession {
     return this.current;
   }
 
+  /** Whether the server's own replica computes these replicas' stage (the fallback). */
+  private served(ids: readonly string[]): boolean {
+    const trusted = this.policy.trusted;
+    return trusted !== undefined && ids.length > 0 && ids.every((id) => trusted(id));
+  }
+
+  /** Agreeing answers a stage needs: a majority of r, or the server's one where it computes the stage. */
+  private neededAt(stage: number): number {
+    return this.served(this.current[stage] ?? []) ? 1 : this.needed;
+  }
+
   private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
-    return new Quorum<StageReport>([...ids], agreeReports, { needed: this.needed, established: (id) => this.policy.established(id) });
+    return new Quorum<StageReport>([...ids], agreeReports, {
+      needed: this.served(ids) ? 1 : this.needed,
+      established: (id) => this.policy.established(id),
+    });
   }
 
   private logitsQuorum(): Quorum<Float32Array> {
-    return new Quorum(this.current[this.current.length - 1] as string[], agreeLogits, {
-      needed: this.needed,
+    const last = this.current.length - 1;
+    return new Quorum(this.current[last] as string[], agreeLogits, {
+      needed: this.neededAt(last),
       combine: medianOf,
       established: (id) => this.policy.established(id),
     });
@@ -243,6 +266,8 @@ export class GenerationSession {
   private retryStage(stage: number, step: number, culprits: ReadonlySet<string> = new Set()): boolean {
     if (this.retry === null) return false;
     const ids = this.current[stage] as string[];
+    // The server's own replica failed: nobody can do better.
+    if (this.served(ids)) return false;
     const count = Math.max(majority(ids.length), culprits.size);
     // Proven equivocators first, then newcomers before established replicas, then the worst record.
     const est = (id: string) => Number(this.policy.established(id));
@@ -254,7 +279,7 @@ export class GenerationSession {
     const leaving = worstFirst.slice(0, count);
     const staying = ids.filter((id) => !leaving.includes(id));
     const spares = this.retry.spares(stage, this.notCandidates(), staying);
-    if (spares.length < count) return false;
+    if (spares.length < count) return this.serve(stage, `step ${step}: stage ${stage} had no majority and too few spares are ready`);
     const newcomers: string[] = [];
     for (const [i, old] of leaving.entries()) {
       const neu = spares[i] as string;
@@ -264,7 +289,21 @@ export class GenerationSession {
       this.transport.close(old, this.sessionId);
     }
     this.announce(stage, newcomers, step);
-    // Stages after the next computed on what is now found wrong, too: they roll back as well.
+    this.resetBeyond(stage, step);
+    this.retry.log?.(
+      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
+    );
+    const before = this.revote(stage, step, leaving);
+    // The replicas of this stage that stay do not compute again: their answers count in the new vote.
+    for (const id of staying) {
+      const o = before?.outcome(id);
+      if (o !== undefined) this.digestsOf(step)[stage]?.add(o);
+    }
+    return true;
+  }
+
+  /** Stages after the one after `stage` computed on what is now redone, too: they roll back to before `step` as well. */
+  private resetBeyond(stage: number, step: number): void {
     for (let k = stage + 2; k < this.current.length; k++)
       for (const id of this.current[k] as string[]) {
         this.resetsSent.set(id, (this.resetsSent.get(id) ?? 0) + 1);
@@ -276,18 +315,53 @@ export class GenerationSession {
           resetFrom: step,
         });
       }
-    this.retry.log?.(
-      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
-    );
-    // Votes on this step from this stage on start again, and so does the evidence of what was sent.
+  }
+
+  /** Votes on `step` from `stage` on start again, and so does the evidence of what was sent; returns the stage's old vote. */
+  private revote(stage: number, step: number, leaving: readonly string[]): Quorum<StageReport> | undefined {
     for (const id of new Set(this.current.slice(stage).flat().concat(leaving))) this.heard.get(step)?.delete(id);
     const qs = this.digestsOf(step);
     const before = qs[stage];
     for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
-    // The replicas of this stage that stay do not compute again: their answers count in the new vote.
-    for (const id of staying) {
-      const o = before?.outcome(id);
-      if (o !== undefined) qs[stage]?.add(o);
+    return before;
+  }
+
+  /**
+   * The server takes `stage` over (the fallback, where a stage is short of
+   * volunteers): its replica replaces every volunteer of the stage, rebuilds
+   * its KV cache from the agreed inputs and computes the step in flight; the
+   * later stages roll back to before that step. False where the server may
+   * not (FALLBACK=off, or the fallback has no room).
+   */
+  serve(stage: number, why: string): boolean {
+    const ids = this.current[stage];
+    if (ids === undefined || this.served(ids)) return false;
+    const server = this.retry?.serve?.(stage) ?? null;
+    if (server === null || this.members.has(server)) return false;
+    this.retry?.link(stage, server);
+    const started = this.currentStep >= 0;
+    const step = Math.max(0, this.currentStep);
+    const leaving = [...ids];
+    for (const id of leaving) {
+      this.members.delete(id);
+      this.joined.delete(id);
+      this.transport.close(id, this.sessionId);
+      this.replacements.push({ stage, left: id, joined: server, atStep: step });
+    }
+    this.current[stage] = [server];
+    this.members.set(server, stage);
+    this.joined.add(server);
+    this.announce(stage, [server], started ? step : undefined);
+    if (started) this.resetBeyond(stage, step);
+    this.retry?.log?.(`session ${this.sessionId}: ${why}; the server computes stage ${stage} from step ${step} on (fallback)`);
+    const wait = this.wait;
+    if (wait !== null) {
+      this.revote(stage, wait.step, leaving);
+      if (wait.w.settleTimer !== null) this.clock.clearTimeout(wait.w.settleTimer);
+      wait.w.settleTimer = null;
+      wait.w.settleExpired = false;
+      wait.w.logits = this.logitsQuorum();
+      this.checkDecided();
     }
     return true;
   }
@@ -384,7 +458,7 @@ export class GenerationSession {
       const mismatches = (heard.get(sender) ?? []).filter(
         (r) => accusers.has(r.receiver) && !said.some((d) => sameFrame(r.digest, d)),
       ).length;
-      if (mismatches >= this.needed) out.add(sender);
+      if (mismatches >= this.neededAt(stage + 1)) out.add(sender);
     }
     return out;
   }
@@ -520,12 +594,15 @@ export class GenerationSession {
       }
       if (replaced === 0) break;
     }
-    const short = this.joinedPerStage().findIndex((n) => n < this.needed);
+    // A stage still short of a majority joined: the server computes it, where the operator allows.
+    for (const [stage, n] of this.joinedPerStage().entries())
+      if (n < this.neededAt(stage)) this.serve(stage, `stage ${stage}: only ${n} of ${this.policy.redundancy} replicas joined`);
+    const short = this.joinedPerStage().findIndex((n, stage) => n < this.neededAt(stage));
     if (short >= 0) {
       const missing = (this.current[short] as string[]).filter((id) => !this.joined.has(id));
       throw new GenerationError(
         'ERR_NO_ROUTE',
-        `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.needed} needed; ${missing.join(', ')} did not)`,
+        `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.neededAt(short)} needed; ${missing.join(', ')} did not)`,
       );
     }
   }
@@ -544,7 +621,8 @@ export class GenerationSession {
       const check = () => {
         const waiting = [...this.members.keys()].filter((id) => !this.joined.has(id) && !this.refused.has(id));
         if (waiting.length === 0) return done();
-        if (grace === null && this.joinedPerStage().every((n) => n >= this.needed)) grace = this.clock.setTimeout(done, JOIN_GRACE_MS);
+        if (grace === null && this.joinedPerStage().every((n, stage) => n >= this.neededAt(stage)))
+          grace = this.clock.setTimeout(done, JOIN_GRACE_MS);
       };
       const timer = this.clock.setTimeout(done, this.timeouts.joinMs);
       this.joinChanged = check;
@@ -594,6 +672,13 @@ export class GenerationSession {
         },
       );
     });
+  }
+
+  /** The server takes over the first stage without a majority at `step` (its replicas went silent); false where it may not. */
+  private serveLagging(step: number, w: StepWait): boolean {
+    let stage = this.digestsOf(step).findIndex((q) => q.state.kind !== 'agreed');
+    if (stage < 0 && w.logits.state.kind !== 'agreed') stage = this.current.length - 1;
+    return stage >= 0 && this.serve(stage, `step ${step}: stage ${stage} had no majority within ${this.timeouts.stepMs} ms`);
   }
 
   /** The stage to retry at this step and whom to replace first, or null when every vote holds. */
@@ -675,15 +760,21 @@ export class GenerationSession {
           if (attempt === 0)
             for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
           this.checkDecided();
-          await this.within(
-            decided,
-            this.timeouts.stepMs,
-            () =>
-              new GenerationError(
-                'ERR_STEP_TIMEOUT',
-                `step ${step}: no majority (${this.needed} of ${this.policy.redundancy}) of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
-              ),
-          );
+          try {
+            await this.within(
+              decided,
+              this.timeouts.stepMs,
+              () =>
+                new GenerationError(
+                  'ERR_STEP_TIMEOUT',
+                  `step ${step}: no majority (${this.needed} of ${this.policy.redundancy}) of stage ${last}'s logits within ${this.timeouts.stepMs} ms`,
+                ),
+            );
+          } catch (e) {
+            // A stage whose replicas went silent: the server computes it, where the operator allows, and the step goes on.
+            if (e instanceof GenerationError && e.code === 'ERR_STEP_TIMEOUT' && this.serveLagging(step, w)) continue;
+            throw e;
+          }
           if (w.settleTimer !== null) this.clock.clearTimeout(w.settleTimer);
           const failing = this.failingStage(step, w);
           if (failing === null) break;
@@ -719,8 +810,9 @@ export class GenerationSession {
                 disagreed: q.disagreeing.length,
                 missing: Math.max(0, ids.length - q.agreeing.length - q.disagreeing.length),
                 replicas: r,
+                server: this.served(ids),
               }
-            : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r };
+            : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
         tokens.push(token);
         if (onToken(token, { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)

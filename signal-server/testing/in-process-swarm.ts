@@ -13,13 +13,14 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
-import type { ServerToClientEvents } from '../../shared/protocol/messages.js';
+import { isServerPeer, type ServerToClientEvents } from '../../shared/protocol/messages.js';
 import { parseChallenge } from '../../shared/protocol/validate.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import type { Audit, AuditCounts } from '../coordinator/audit.js';
 import { ReferenceOracle } from '../coordinator/challenge.js';
 import { Coordinator, type VolunteerLink } from '../coordinator/coordinator.js';
+import type { FallbackOptions } from '../coordinator/fallback.js';
 import { GenerationError, type GenerationSession, type SessionTimeouts } from '../coordinator/generation.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
@@ -32,6 +33,8 @@ export interface InProcessSwarm {
   readonly executors: readonly OrtExecutor[];
   readonly oracle: OrtExecutor;
   readonly timeouts: SessionTimeouts;
+  /** The server's own replicas for stages short of volunteers, or null (FALLBACK=off). */
+  readonly fallback: FallbackOptions | null;
 }
 
 export interface InProcessResult {
@@ -40,6 +43,8 @@ export interface InProcessResult {
   readonly streamed: number[];
   /** Per accepted token, each stage's agreeing replicas. */
   readonly votes: number[][];
+  /** Per accepted token, the stages the server computed (the fallback). */
+  readonly serverStages: number[][];
   readonly audit: Audit;
   /** The last score each volunteer was told (it outlives an eviction, which forgets the audit). */
   readonly scores: ReadonlyMap<string, AuditCounts>;
@@ -63,10 +68,25 @@ export async function createInProcessSwarm(
   redundancy: number,
   timeouts: SessionTimeouts = { joinMs: 5_000, stepMs: 10_000 },
   sparesPerStage = 1,
+  /** The fallback (the server computes stages short of volunteers with its own runner), or off. */
+  fallback: { readonly mode: FallbackOptions['mode']; readonly maxSessions?: number } | null = null,
 ): Promise<InProcessSwarm> {
   const executors: OrtExecutor[] = [];
   for (let i = 0; i < manifest.stages.length * (redundancy + sparesPerStage); i++) executors.push(await OrtExecutor.create(stageBytes));
-  return { manifest, redundancy, sparesPerStage, executors, oracle: await OrtExecutor.create(stageBytes), timeouts };
+  const oracle = await OrtExecutor.create(stageBytes);
+  return {
+    manifest,
+    redundancy,
+    sparesPerStage,
+    executors,
+    oracle,
+    timeouts,
+    // The server's runner of the stages, made on first use as the server makes it.
+    fallback:
+      fallback === null
+        ? null
+        : { mode: fallback.mode, maxSessions: fallback.maxSessions ?? 4, executor: () => OrtExecutor.create(stageBytes) },
+  };
 }
 
 export async function releaseInProcessSwarm(s: InProcessSwarm): Promise<void> {
@@ -104,7 +124,8 @@ export async function runInProcess(
   tokens: number,
   faults: Record<string, FaultBehaviour> = {},
   silent: readonly string[] = [],
-  crash: Crash | null = null,
+  /** One replica that goes away, or several (each of a stage: the stage is lost). */
+  crashes: Crash | readonly Crash[] | null = null,
   sampling: SamplingParams = GREEDY,
   wire: Wire | null = null,
   /**
@@ -114,6 +135,7 @@ export async function runInProcess(
   updateDelayMs = 0,
 ): Promise<InProcessResult> {
   const { manifest, executors } = swarm;
+  const crashList: readonly Crash[] = crashes === null ? [] : 'who' in crashes ? [crashes] : crashes;
   const STAGES = manifest.stages.length;
   const R = swarm.redundancy;
   const computedBy = new Map<string, number>();
@@ -134,6 +156,7 @@ export async function runInProcess(
       spotCheckRate: 0,
       random: () => 0,
       newId: () => nameOf(joined++, STAGES, R),
+      ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
     },
     () => {},
   );
@@ -157,7 +180,9 @@ export async function runInProcess(
               if (quiet()) return;
               later(() => {
                 for (const m of msgs) {
-                  if (wire === null) cores.get(to)?.frame(id, m);
+                  // The server's own replica (the fallback) gets its frames through the coordinator, as over a socket.
+                  if (isServerPeer(to)) coordinator.frame(id, to, m);
+                  else if (wire === null) cores.get(to)?.frame(id, m);
                   else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
                 }
               });
@@ -168,7 +193,7 @@ export async function runInProcess(
             computed: () => {
               const n = (computedBy.get(id) ?? 0) + 1;
               computedBy.set(id, n);
-              if (crash?.who === id && n === crash.afterSteps) {
+              if (crashList.some((c) => c.who === id && n === c.afterSteps)) {
                 // The tab closes: nothing more comes from it, and the coordinator hears it left.
                 gone.add(id);
                 later(() => coordinator.left(id));
@@ -202,6 +227,11 @@ export async function runInProcess(
         else later(() => cores.get(id)?.update(m));
       },
       'step:input': (m) => later(() => cores.get(id)?.input(structuredClone(m))),
+      frame: ({ from, data }) => {
+        if (quiet()) return;
+        const bytes = new Uint8Array(data instanceof ArrayBuffer ? data.slice(0) : data.slice());
+        later(() => cores.get(id)?.frame(from, bytes));
+      },
       'session:close': ({ sessionId }) => cores.get(id)?.close(sessionId),
     };
     const link: VolunteerLink = {
@@ -223,7 +253,8 @@ export async function runInProcess(
     if (Date.now() > until) throw new Error('the in-process volunteers did not pass their challenges within 30 s');
     await new Promise((r) => setTimeout(r, 5));
   }
-  if (crash !== null && crash.spare === null) {
+  for (const crash of crashList) {
+    if (crash.spare !== null) continue;
     // No spare for the crashing replica's stage: its spares leave before the request.
     const stage = Number(crash.who.slice(1, crash.who.indexOf('r')));
     for (const v of coordinator.volunteers()) if (v.stage === stage && v.id.includes('spare')) coordinator.left(v.id);
@@ -232,11 +263,13 @@ export async function runInProcess(
   const streamed: number[] = [];
   const stepMs: number[] = [];
   const votes: number[][] = [];
+  const serverStages: number[][] = [];
   let session: GenerationSession | null = null;
   const result = (r: { tokens: number[]; finishReason: 'stop' | 'length' | null }, totalMs: number, error: GenerationError | null) => ({
     ...r,
     streamed,
     votes,
+    serverStages,
     audit: coordinator.audit,
     scores,
     evicted,
@@ -255,6 +288,7 @@ export async function runInProcess(
       stepMs.push(rec.ms);
       streamed.push(t);
       votes.push(rec.votes.map((v) => v.agreed));
+      serverStages.push(rec.votes.filter((v) => v.server).map((v) => v.stage));
       return undefined;
     });
     session = run.session;

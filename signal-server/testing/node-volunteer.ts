@@ -12,8 +12,14 @@ import { createHash } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
-import type { ClientToServerEvents, ServerToClientEvents, StageChallenge, StepDigest } from '../../shared/protocol/messages.js';
-import { parseChallenge } from '../../shared/protocol/validate.js';
+import {
+  type ClientToServerEvents,
+  isServerPeer,
+  type ServerToClientEvents,
+  type StageChallenge,
+  type StepDigest,
+} from '../../shared/protocol/messages.js';
+import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
@@ -100,6 +106,11 @@ export class NodeVolunteer {
     s.on('signal', ({ from, data }) => {
       if (isRelayedFrame(data)) this.core?.frame(from, new Uint8Array(Buffer.from(data.f, 'base64')));
     });
+    // The server's own replica of a neighbouring stage (the fallback) sends its frames as the page gets them.
+    s.on('frame', (raw) => {
+      const m = parseFrameMessage(raw, 'from');
+      if (m.ok) this.core?.frame(m.value.peer, new Uint8Array(m.value.data));
+    });
   }
 
   private async load(baseUrl: string, stage: number, modelId: string): Promise<void> {
@@ -127,7 +138,9 @@ export class NodeVolunteer {
       new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, feeds) }),
       {
         frames: (to, messages) => {
-          for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
+          for (const m of messages)
+            if (isServerPeer(to)) socket.emit('frame', { to, data: m });
+            else socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
         },
         digest: (m) => socket.emit('step:digest', this.options.tamper?.(m) ?? m),
         logits: (m) => socket.emit('step:logits', m),

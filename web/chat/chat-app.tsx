@@ -5,7 +5,7 @@ import { connectSwarm, type SwarmSocket } from '../net/socket.js';
 import { promptKeyAction } from './prompt-keys.js';
 import { TokenOutput } from './token-output.js';
 import { VotePanel } from './vote-panel.js';
-import { isVerified } from './votes.js';
+import { isVerified, serverStages } from './votes.js';
 
 type RunState =
   | { readonly kind: 'running' }
@@ -91,6 +91,7 @@ export function ChatApp() {
 
   const tokens = run?.tokens ?? [];
   const verifiedCount = tokens.filter(isVerified).length;
+  const serverCount = tokens.filter((t) => serverStages(t).length > 0).length;
   const last = tokens.at(-1);
   const chosen = selected === null ? undefined : tokens[selected];
   return (
@@ -141,7 +142,8 @@ export function ChatApp() {
         {run?.state.kind === 'running' && `generating… ${tokens.length} tokens`}
         {run?.state.kind === 'done' &&
           `done (${run.state.finishReason}): ${tokens.length} tokens, ${verifiedCount} verified by a majority at every stage` +
-            (verifiedCount < tokens.length ? `; ${tokens.length - verifiedCount} not verified` : '')}
+            (verifiedCount < tokens.length ? `; ${tokens.length - verifiedCount} not verified` : '') +
+            (serverCount > 0 ? ` (${serverCount} computed in part by the server: too few volunteers)` : '')}
         {run?.state.kind === 'failed' && `failed: ${run.state.code}: ${run.state.message}`}
         {run === null && serverError !== null && `failed: ${serverError.code}: ${serverError.message}`}
       </p>
@@ -156,7 +158,11 @@ export function ChatApp() {
                   <th>stage {stage}</th>
                   <td>{ids.map((id) => id.slice(0, 8)).join(', ')}</td>
                   <td>
-                    {v === undefined ? 'no vote' : `${v.agreed} agreed · ${v.disagreed} disagreed · ${v.missing} late, of ${v.replicas}`}
+                    {v === undefined
+                      ? 'no vote'
+                      : v.server
+                        ? 'computed by the server (fallback), not by volunteers'
+                        : `${v.agreed} agreed · ${v.disagreed} disagreed · ${v.missing} late, of ${v.replicas}`}
                   </td>
                 </tr>
               );

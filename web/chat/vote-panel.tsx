@@ -25,6 +25,7 @@ export function VotePanel(props: { readonly token: TokenEvent; readonly onClose:
             <th title="replicas whose output arrived and differed, or failed">disagreed</th>
             <th title="replicas that had not answered when the token was accepted: not a dissent">late</th>
             <th title="replicas of the stage that vote (the redundancy r)">of r</th>
+            <th title="who computed the stage: volunteers, or the server itself (the fallback)">by</th>
           </tr>
         </thead>
         <tbody>
@@ -35,6 +36,7 @@ export function VotePanel(props: { readonly token: TokenEvent; readonly onClose:
               <td data-field="disagreed">{v.disagreed}</td>
               <td data-field="late">{v.missing}</td>
               <td data-field="replicas">{v.replicas}</td>
+              <td data-field="by">{v.server ? 'server (fallback)' : 'volunteers'}</td>
             </tr>
           ))}
         </tbody>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { StageVote } from '../../shared/protocol/messages.js';
-import { isVerified, legendText, majorityOf, stageVoteText, verdictText } from './votes.js';
+import { isVerified, legendText, majorityOf, serverStages, stageVoteText, verdictText } from './votes.js';
 
 const vote = (stage: number, agreed: number, disagreed: number, missing: number, replicas: number): StageVote => ({
   stage,
@@ -8,6 +8,23 @@ const vote = (stage: number, agreed: number, disagreed: number, missing: number,
   disagreed,
   missing,
   replicas,
+  server: false,
+});
+
+describe('tokens the server computed (the fallback)', () => {
+  const served = (stage: number): StageVote => ({ stage, agreed: 1, disagreed: 0, missing: 0, replicas: 3, server: true });
+  it('are never green, and say which stages the server computed', () => {
+    const t = { verified: false, redundancy: 3, votes: [vote(0, 3, 0, 0, 3), served(1), served(2)] };
+    expect(isVerified(t)).toBe(false);
+    expect(serverStages(t)).toEqual([1, 2]);
+    expect(verdictText(t)).toBe('not verified by volunteers: the server computed stages 1, 2 itself (fallback: too few volunteers)');
+    expect(stageVoteText(served(1))).toBe('stage 1: computed by the server (fallback), not by volunteers');
+  });
+  it('are not green even when the server says verified and the counts would do with r = 1', () => {
+    const t = { verified: true, redundancy: 1, votes: [{ ...served(0), replicas: 1 }] };
+    expect(isVerified(t)).toBe(false);
+    expect(verdictText(t)).toContain('the server computed stage 0');
+  });
 });
 
 describe('majorityOf', () => {

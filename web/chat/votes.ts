@@ -11,15 +11,22 @@ export function majorityOf(redundancy: number): number {
  * Whether the page may mark a token verified (green). The server's `verified`
  * flag is necessary but not trusted alone: the page also checks that r ≥ 2 and
  * that every stage's agreed count reaches the majority of r, so a route
- * shorter than r (one replica voting "1 of 1") is never shown green.
+ * shorter than r (one replica voting "1 of 1") is never shown green, nor is
+ * a token a stage of which the server computed (the fallback).
  */
 export function isVerified(t: Pick<TokenEvent, 'verified' | 'redundancy' | 'votes'>): boolean {
   const m = majorityOf(t.redundancy);
-  return t.verified && t.redundancy >= 2 && t.votes.length > 0 && t.votes.every((v) => v.agreed >= m);
+  return t.verified && t.redundancy >= 2 && t.votes.length > 0 && t.votes.every((v) => !v.server && v.agreed >= m);
+}
+
+/** The stages the server computed itself for this token (the fallback: too few volunteers), not volunteers. */
+export function serverStages(t: Pick<TokenEvent, 'votes'>): number[] {
+  return t.votes.filter((v) => v.server).map((v) => v.stage);
 }
 
 /** One stage's vote in words: agreed, disagreed and late kept apart (a late replica is not a dissent). */
 export function stageVoteText(v: StageVote): string {
+  if (v.server) return `stage ${v.stage}: computed by the server (fallback), not by volunteers`;
   return `stage ${v.stage}: ${v.agreed} agreed, ${v.disagreed} disagreed, ${v.missing} late, of ${v.replicas}`;
 }
 
@@ -28,6 +35,9 @@ export function verdictText(t: Pick<TokenEvent, 'verified' | 'redundancy' | 'vot
   const r = t.redundancy;
   const m = majorityOf(r);
   if (isVerified(t)) return `verified: agreed by a majority (${m} of ${r}) of the replicas at every stage`;
+  const server = serverStages(t);
+  if (server.length > 0)
+    return `not verified by volunteers: the server computed stage${server.length > 1 ? 's' : ''} ${server.join(', ')} itself (fallback: too few volunteers)`;
   if (r < 2) return `not verified: redundancy is ${r}, so no other replica checked this token`;
   const short = t.votes.find((v) => v.agreed < m);
   if (short !== undefined) return `not verified: stage ${short.stage} had ${short.agreed} agreeing of ${r}, a majority needs ${m}`;

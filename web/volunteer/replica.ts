@@ -1,8 +1,15 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
 import { stageInputName } from '../../shared/model/stage-graph.js';
-import type { IceConfig, SessionOpen, StageAssignment, StageChallenge, VolunteerScore } from '../../shared/protocol/messages.js';
-import { parseChallenge, parseIceConfig } from '../../shared/protocol/validate.js';
+import {
+  type IceConfig,
+  isServerPeer,
+  type SessionOpen,
+  type StageAssignment,
+  type StageChallenge,
+  type VolunteerScore,
+} from '../../shared/protocol/messages.js';
+import { parseChallenge, parseFrameMessage, parseIceConfig } from '../../shared/protocol/validate.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
@@ -11,6 +18,11 @@ import type { Backend } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
+
+/** The route's peers this tab opens data channels to: the server's own replicas (the fallback) are reached over the socket. */
+function volunteerPeers(ids: readonly string[]): string[] {
+  return ids.filter((id) => !isServerPeer(id));
+}
 
 export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'paused' | 'left' | 'error' | 'evicted';
 
@@ -125,6 +137,13 @@ export class VolunteerReplica {
       this.loading = this.loading.then(() => this.load(a));
     });
     socket.on('signal', ({ from, data }) => this.mesh?.signal(from, data));
+    // Frames from the server's own replica of a neighbouring stage (the fallback): over the socket, not a data channel.
+    socket.on('frame', (raw) => {
+      const m = parseFrameMessage(raw, 'from');
+      if (!m.ok)
+        this.update({ framesRejected: this.status.framesRejected + 1, lastError: `a frame from the server was refused: ${m.reason}` });
+      else this.core?.frame(m.value.peer, m.value.data);
+    });
     socket.on('session:open', (m) => void this.openSession(m));
     socket.on('session:close', ({ sessionId }) => {
       this.core?.close(sessionId);
@@ -132,9 +151,10 @@ export class VolunteerReplica {
       this.mesh?.endSession(sessionId); // channels no live session needs close a little later
     });
     socket.on('session:update', (m) => {
-      this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
+      const peers = volunteerPeers([...m.prev, ...m.next]);
+      this.mesh?.need(m.sessionId, peers);
       // Connect to the new neighbours first: the resend needs their data channels.
-      Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)))
+      Promise.all(peers.map((id) => this.mesh?.connect(id)))
         .then(() => this.core?.update(m))
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
@@ -217,7 +237,10 @@ export class VolunteerReplica {
         // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
         this.duty.wrapSessions(compute),
         {
-          frames: (to, messages) => this.mesh?.send(to, messages),
+          frames: (to, messages) => {
+            if (!isServerPeer(to)) this.mesh?.send(to, messages);
+            else for (const data of messages) socket.emit('frame', { to, data });
+          },
           digest: (m) => socket.emit('step:digest', m),
           logits: (m) => socket.emit('step:logits', m),
           failed: (m) => socket.emit('step:failed', m),
@@ -260,9 +283,10 @@ export class VolunteerReplica {
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
-    this.mesh?.need(m.sessionId, [...m.prev, ...m.next]);
+    const peers = volunteerPeers([...m.prev, ...m.next]);
+    this.mesh?.need(m.sessionId, peers);
     try {
-      await Promise.all([...m.prev, ...m.next].map((id) => this.mesh?.connect(id)));
+      await Promise.all(peers.map((id) => this.mesh?.connect(id)));
       this.socket.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       const message = (e as Error).message;

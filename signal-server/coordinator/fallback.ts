@@ -1,0 +1,171 @@
+/**
+ * The fallback: the server's own replicas, one per stage, which the
+ * coordinator puts in a route where a stage is short of volunteers. They run
+ * the code a volunteer's tab runs (ReplicaCore) on the server's runner of the
+ * same stage files, and reach the volunteers of the neighbouring stages over
+ * their sockets (`frame` events) instead of data channels. A stage the server
+ * computes is the server's alone, and every token says so.
+ */
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { CachingExecutor, type Feeds, type StageExecutor } from '../../shared/model/pipeline.js';
+import {
+  isServerPeer,
+  type ServerToClientEvents,
+  type StepDigest,
+  type StepFailure,
+  type StepLogits,
+  serverPeerId,
+} from '../../shared/protocol/messages.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import type { VolunteerLink } from './coordinator.js';
+
+/** off: never; stage: the server computes the stages short of volunteers; whole: it computes every stage of such a request. */
+export const FALLBACK_MODES = ['off', 'stage', 'whole'] as const;
+export type FallbackMode = (typeof FALLBACK_MODES)[number];
+
+export function isFallbackMode(v: string): v is FallbackMode {
+  return (FALLBACK_MODES as readonly string[]).includes(v);
+}
+
+/** Sessions the server computes stages of at once, by default. */
+export const DEFAULT_FALLBACK_MAX_SESSIONS = 4;
+
+export interface FallbackOptions {
+  readonly mode: Exclude<FallbackMode, 'off'>;
+  /** Sessions the server computes stages of at once; a request that would need one more is refused at once (ERR_BUSY). */
+  readonly maxSessions: number;
+  /** The server's runner of the served stage files (made on first use). */
+  readonly executor: () => Promise<StageExecutor>;
+}
+
+/** What the server replicas send, delivered by the coordinator as a volunteer's messages would be. */
+export interface ServerReplicaOutputs {
+  frame(from: string, to: string, bytes: Uint8Array): void;
+  joined(from: string, sessionId: number): void;
+  digest(from: string, m: StepDigest): void;
+  logits(from: string, m: StepLogits): void;
+  failed(from: string, m: StepFailure): void;
+  rejected(from: string, reason: string): void;
+}
+
+/**
+ * One run at a time on the server's runner, made on first use: a runtime
+ * session is not re-entrant, and the fallback's compute is bounded by the
+ * sessions admitted, not by how many steps arrive at once.
+ */
+class SerialExecutor implements StageExecutor {
+  private queue: Promise<unknown> = Promise.resolve();
+  private inner: Promise<StageExecutor> | null = null;
+
+  constructor(private readonly make: () => Promise<StageExecutor>) {}
+
+  run(stage: number, feeds: Feeds): Promise<Feeds> {
+    this.inner ??= this.make();
+    const inner = this.inner;
+    const run = this.queue.then(async () => (await inner).run(stage, feeds));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+}
+
+/** The stage a server replica's id names, or null for any other id. */
+export function serverStageOf(id: string, stages: number): number | null {
+  if (!isServerPeer(id)) return null;
+  const stage = Number(id.slice(id.indexOf(':') + 1));
+  return Number.isInteger(stage) && stage >= 0 && stage < stages && serverPeerId(stage) === id ? stage : null;
+}
+
+export class ServerReplicas {
+  private readonly cores = new Map<number, ReplicaCore>();
+  private readonly admitted = new Set<number>();
+  private readonly executor: SerialExecutor;
+
+  constructor(
+    private readonly manifest: StageManifest,
+    readonly options: FallbackOptions,
+    private readonly out: ServerReplicaOutputs,
+  ) {
+    this.executor = new SerialExecutor(options.executor);
+  }
+
+  get mode(): FallbackOptions['mode'] {
+    return this.options.mode;
+  }
+
+  /** Sessions using the server replicas now. */
+  get busy(): number {
+    return this.admitted.size;
+  }
+
+  /** A seat for `sessionId` (it may have one already), or false: maxSessions sessions hold one. */
+  admit(sessionId: number): boolean {
+    if (this.admitted.has(sessionId)) return true;
+    if (this.admitted.size >= this.options.maxSessions) return false;
+    this.admitted.add(sessionId);
+    return true;
+  }
+
+  release(sessionId: number): void {
+    this.admitted.delete(sessionId);
+  }
+
+  uses(sessionId: number): boolean {
+    return this.admitted.has(sessionId);
+  }
+
+  private core(stage: number): ReplicaCore {
+    let core = this.cores.get(stage);
+    if (core === undefined) {
+      const id = serverPeerId(stage);
+      const out = this.out;
+      core = new ReplicaCore(
+        this.manifest,
+        stage,
+        // Its own caches per stage: closing a session at one stage must not drop another stage's.
+        new CachingExecutor(this.manifest, this.executor),
+        {
+          frames: (to, messages) => {
+            for (const m of messages) out.frame(id, to, m);
+          },
+          digest: (m) => out.digest(id, m),
+          logits: (m) => out.logits(id, m),
+          failed: (m) => out.failed(id, m),
+          computed: () => {},
+          rejected: (reason) => out.rejected(id, reason),
+        },
+      );
+      this.cores.set(stage, core);
+    }
+    return core;
+  }
+
+  /** How the coordinator's sessions reach the server replica `id`, as they reach a volunteer; undefined for another id. */
+  link(id: string): VolunteerLink | undefined {
+    const stage = serverStageOf(id, this.manifest.stages.length);
+    if (stage === null) return undefined;
+    const handlers: { [E in keyof ServerToClientEvents]?: (...args: Parameters<ServerToClientEvents[E]>) => void } = {
+      'session:open': (m) => {
+        if (this.core(stage).open(m)) this.out.joined(id, m.sessionId);
+      },
+      'session:update': (m) => this.core(stage).update(m),
+      'step:input': (m) => this.core(stage).input(m),
+      'session:close': ({ sessionId }) => this.core(stage).close(sessionId),
+    };
+    return {
+      send: (event, ...args) => {
+        const h = handlers[event] as ((...a: typeof args) => void) | undefined;
+        // Copied, as a socket would: a later change to the route must not reach an earlier message.
+        if (h !== undefined) h(...(structuredClone(args) as typeof args));
+      },
+      disconnect: () => {},
+    };
+  }
+
+  /** One data-channel message for the server replica `to`; false when `to` is none. */
+  frame(from: string, to: string, bytes: Uint8Array): boolean {
+    const stage = serverStageOf(to, this.manifest.stages.length);
+    if (stage === null) return false;
+    this.core(stage).frame(from, bytes);
+    return true;
+  }
+}
