@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
+import type { FallbackMode } from '../signal-server/coordinator/fallback.js';
 import type { IceOptions } from '../signal-server/ice-config.js';
 import { createLogger, type LineSink, silentLogger } from '../signal-server/log.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
@@ -35,6 +36,8 @@ export async function startTestServer(
     ice?: IceOptions;
     /** Where the server's log lines go (default stderr; none when quiet). */
     logSink?: LineSink;
+    /** FALLBACK (default off, as the factory's). */
+    fallback?: FallbackMode;
   } = {},
 ): Promise<SignalServer> {
   return startLocalServer(models, cacheRoot, {
@@ -47,6 +50,7 @@ export async function startTestServer(
     ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),
     ...(extra.random === undefined ? {} : { random: extra.random }),
     ...(extra.ice === undefined ? {} : { ice: extra.ice }),
+    ...(extra.fallback === undefined ? {} : { fallback: extra.fallback }),
     logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
 }
@@ -101,7 +105,8 @@ export interface CompletionJson {
   readonly webswarm: {
     tokens: number[];
     route: string[][];
-    votes: { token: number; votes: { stage: number; agreed: number; replicas: number }[] }[];
+    server_stages: number[];
+    votes: { token: number; server_stages: number[]; votes: { stage: number; agreed: number; replicas: number; server: boolean }[] }[];
   };
   readonly error?: { code: string; message: string };
 }
@@ -125,6 +130,8 @@ export interface E2eSwarmOptions {
   readonly ice?: IceOptions;
   /** Where the server's log lines go (default stderr). */
   readonly logSink?: LineSink;
+  /** The server's FALLBACK (default off). */
+  readonly fallback?: FallbackMode;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -138,6 +145,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.random === undefined ? {} : { random: o.random }),
     ...(o.ice === undefined ? {} : { ice: o.ice }),
     ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
+    ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
   });
   const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
   const swarm = await startLocalSwarm({

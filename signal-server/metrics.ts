@@ -125,6 +125,19 @@ export class SwarmMetrics implements SwarmObserver {
       'Share of tokens verified by a majority of r volunteers at every stage, over the window',
       (w) => w.verifiedByVolunteers,
     );
+    ratio(
+      'webswarm_tokens_fallback_ratio',
+      'Share of tokens a stage of which the server computed itself (the fallback: too few volunteers), over the window',
+      (w) => w.computedByServer,
+    );
+    new Gauge({
+      name: 'webswarm_fallback_sessions',
+      help: 'Generations the server computes stages of now (the fallback)',
+      registers,
+      collect() {
+        this.set(coordinator?.serviceStatus().fallback.sessions ?? 0);
+      },
+    });
     new Gauge({
       name: 'webswarm_sessions_active',
       help: 'Generations running now',

@@ -5,112 +5,14 @@
 // server's local addresses (npm start's own tabs) are only 127.0.0.1 and ::1.
 // Frames travel through the server's signalling relay (see node-volunteer.ts);
 // the browser specs cover the data channels.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY, seededRandom } from '../shared/model/sampling.js';
+import { describe, expect, it } from 'vitest';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { faultBehaviour } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
-import { ReferenceRunner } from './reference/reference-runner.js';
-import { createSignalServer, type SignalServer } from './server.js';
-import { NodeVolunteer, type NodeVolunteerOptions, spellingLogits } from './testing/node-volunteer.js';
+import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
+import { type NodeVolunteer, spellingLogits } from './testing/node-volunteer.js';
 
-const MODEL = 'fixtures/models/tiny-untied';
-const PROMPT = 'It is a truth universally acknowledged';
-const TOKENS = 6;
-const WAIT_MS = 20_000;
-
-let cache: string;
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
-const references = new Map<number, { runner: ReferenceRunner; tokens: number[] }>();
-
-beforeAll(() => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-trust-'));
-});
-
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-
-afterAll(async () => {
-  for (const r of references.values()) await r.runner.close();
-  rmSync(cache, { recursive: true, force: true });
-});
-
-async function start(stages: number, redundancy: number, extra: Partial<Parameters<typeof createSignalServer>[0]> = {}) {
-  const { dir, manifest } = await ensureStages(MODEL, { stages }, cache);
-  const server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(3, { stages }) }],
-    redundancy,
-    routeWaitMs: 3_000,
-    joinTimeoutMs: 5_000,
-    stepTimeoutMs: 10_000,
-    ratePerMinute: 0,
-    spotCheckRate: 0,
-    random: seededRandom(99),
-    ...extra,
-  });
-  await server.ready;
-  servers.push(server);
-  let ref = references.get(stages);
-  if (ref === undefined) {
-    const runner = await ReferenceRunner.fromStageDir(dir);
-    ref = { runner, tokens: (await runner.generateIds(runner.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens };
-    references.set(stages, ref);
-  }
-  return { server, url: server.address().url, expected: ref.tokens, tokenizer: ref.runner.tokenizer };
-}
-
-function volunteer(url: string, address: string, options: NodeVolunteerOptions = {}): NodeVolunteer {
-  const v = new NodeVolunteer(url, {
-    localAddress: address,
-    clientKey: `client-${address.replaceAll('.', '-')}-${volunteers.length}`,
-    ...options,
-  });
-  volunteers.push(v);
-  return v;
-}
-
-async function readyCount(url: string): Promise<number> {
-  return (await fetchSwarmListing(url)).list.filter((v) => v.ready).length;
-}
-
-interface CompletionBody {
-  choices?: { text: string }[];
-  error?: { code: string; message: string };
-  webswarm?: {
-    tokens: number[];
-    redundancy: number;
-    verified: boolean;
-    votes: { verified: boolean; votes: { agreed: number; replicas: number }[] }[];
-  };
-}
-
-async function complete(
-  url: string,
-  maxTokens = TOKENS,
-): Promise<{ status: number; body: CompletionBody; retryAfter: string | null; ms: number }> {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
-  });
-  return {
-    status: res.status,
-    body: (await res.json()) as CompletionBody,
-    retryAfter: res.headers.get('retry-after'),
-    ms: performance.now() - t0,
-  };
-}
+const { start, volunteer, readyCount, complete } = httpSwarm('trust');
 
 describe('the majority is that of the redundancy, never of the route', () => {
   it('liars ready first: the request waits for r ready replicas and fails with a named 503, never their text', async () => {

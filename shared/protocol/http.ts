@@ -26,6 +26,40 @@ export interface SwarmListing extends SwarmStatus {
   readonly apiKeyRequired: boolean;
 }
 
+/** `GET /api/status`: p50 / p95 / p99 of one figure over a window (null with no data). */
+export interface Percentiles {
+  readonly p50: number | null;
+  readonly p95: number | null;
+  readonly p99: number | null;
+}
+
+export interface WindowFigures {
+  readonly windowS: number;
+  readonly requests: number;
+  /** Share of requests answered (null with no request). */
+  readonly answered: number | null;
+  readonly ttftMs: Percentiles;
+  readonly msPerToken: Percentiles;
+  readonly tokens: number;
+  /** Share of tokens verified by volunteers (null with no token). */
+  readonly verifiedByVolunteers: number | null;
+  /** Share of tokens a stage of which the server computed itself, the fallback (null with no token). */
+  readonly computedByServer: number | null;
+}
+
+/** GET /api/status: the figures a public status page shows. */
+export interface ServiceStatus {
+  readonly modelId: string;
+  readonly redundancy: number;
+  readonly volunteers: number;
+  /** Volunteers ready (challenge passed) per stage now. */
+  readonly readyPerStage: readonly number[];
+  /** The fallback: its mode (FALLBACK), the sessions it may compute at once, and those it computes now. */
+  readonly fallback: { readonly mode: 'off' | 'stage' | 'whole'; readonly maxSessions: number; readonly sessions: number };
+  /** Over the last 5 minutes, then the last hour. */
+  readonly windows: readonly WindowFigures[];
+}
+
 /** More entries than any listing this code reads (the server allows far fewer). */
 const MAX_LISTED = 100_000;
 /** Longest string field read from a listing (ids, adapter names, URLs). */
@@ -104,5 +138,57 @@ export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
     redundancy: raw.redundancy,
     list: volunteers,
     apiKeyRequired: raw.apiKeyRequired,
+  });
+}
+
+const isShare = (v: unknown): v is number | null => v === null || (typeof v === 'number' && v >= 0 && v <= 1);
+const isMs = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
+
+function parsePercentiles(v: unknown, at: string): Parsed<Percentiles> {
+  if (!isObject(v) || !isMs(v.p50) || !isMs(v.p95) || !isMs(v.p99)) return bad(`${at} must hold p50, p95 and p99 (ms or null)`);
+  return ok({ p50: v.p50, p95: v.p95, p99: v.p99 });
+}
+
+/** Reads `GET /api/status`'s body (the dashboard's service figures, a status page's). */
+export function parseServiceStatus(raw: unknown): Parsed<ServiceStatus> {
+  if (!isObject(raw)) return bad('/api/status: the body must be an object');
+  if (!isText(raw.modelId)) return bad('/api/status: modelId must be a non-empty string');
+  if (!isCount(raw.redundancy) || !isCount(raw.volunteers)) return bad('/api/status: redundancy and volunteers must be counts');
+  const ready = raw.readyPerStage;
+  if (!Array.isArray(ready) || ready.length > MAX_LISTED || !ready.every(isCount))
+    return bad('/api/status: readyPerStage must be an array of counts');
+  const f = raw.fallback;
+  if (!isObject(f) || (f.mode !== 'off' && f.mode !== 'stage' && f.mode !== 'whole') || !isCount(f.maxSessions) || !isCount(f.sessions))
+    return bad('/api/status: fallback must hold mode (off, stage or whole), maxSessions and sessions');
+  if (!Array.isArray(raw.windows) || raw.windows.length > 16) return bad('/api/status: windows must be an array');
+  const windows: WindowFigures[] = [];
+  for (const [i, w] of raw.windows.entries()) {
+    const at = `/api/status: windows[${i}]`;
+    if (!isObject(w) || !isCount(w.windowS) || !isCount(w.requests) || !isCount(w.tokens))
+      return bad(`${at} must hold windowS, requests and tokens (counts)`);
+    if (!isShare(w.answered) || !isShare(w.verifiedByVolunteers) || !isShare(w.computedByServer))
+      return bad(`${at}: answered, verifiedByVolunteers and computedByServer must be shares (0–1) or null`);
+    const ttft = parsePercentiles(w.ttftMs, `${at}.ttftMs`);
+    if (!ttft.ok) return ttft;
+    const perToken = parsePercentiles(w.msPerToken, `${at}.msPerToken`);
+    if (!perToken.ok) return perToken;
+    windows.push({
+      windowS: w.windowS,
+      requests: w.requests,
+      answered: w.answered,
+      ttftMs: ttft.value,
+      msPerToken: perToken.value,
+      tokens: w.tokens,
+      verifiedByVolunteers: w.verifiedByVolunteers,
+      computedByServer: w.computedByServer,
+    });
+  }
+  return ok({
+    modelId: raw.modelId,
+    redundancy: raw.redundancy,
+    volunteers: raw.volunteers,
+    readyPerStage: ready,
+    fallback: { mode: f.mode, maxSessions: f.maxSessions, sessions: f.sessions },
+    windows,
   });
 }

@@ -106,7 +106,20 @@ export const RETRY_AFTER_S = 5;
 
 /** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
 function voteOf(u: ApiTokenUpdate) {
-  return { index: u.index, token: u.token, verified: u.verified, votes: u.votes, step_ms: Math.round(u.stepMs * 100) / 100 };
+  return {
+    index: u.index,
+    token: u.token,
+    verified: u.verified,
+    votes: u.votes,
+    // The stages the server computed itself for this token (the fallback), not volunteers.
+    server_stages: u.votes.filter((v) => v.server).map((v) => v.stage),
+    step_ms: Math.round(u.stepMs * 100) / 100,
+  };
+}
+
+/** The stages the server computed for any token of a completion (the fallback). */
+function serverStagesOf(votes: readonly ReturnType<typeof voteOf>[]): number[] {
+  return [...new Set(votes.flatMap((v) => v.server_stages))].sort((a, b) => a - b);
 }
 
 /** A chunk's or a choice's `logprobs`: chat's entries, completions' arrays, or null when not asked for (or no token). */
@@ -273,6 +286,7 @@ export async function handleOpenAiGeneration(
           prompt_tokens: c.promptTokens,
           tokens: c.tokens,
           route: c.route,
+          server_stages: serverStagesOf(votes),
           votes,
         },
       });
@@ -280,7 +294,9 @@ export async function handleOpenAiGeneration(
     }
     // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
     if (c.text.length > sent.length) sendChunk(events, c.text.slice(sent.length), null);
-    sendChunk(events, '', c.finishReason, { webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route } });
+    sendChunk(events, '', c.finishReason, {
+      webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route, server_stages: serverStagesOf(votes) },
+    });
     if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(c) });
     events.send('[DONE]');
     res.end();

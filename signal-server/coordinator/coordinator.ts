@@ -583,24 +583,26 @@ export class Coordinator {
     const msPerToken: number[] = [];
     let tokens = 0;
     let verifiedTokens = 0;
+    let serverTokens = 0;
     const seen = (u: TokenUpdate) => {
       if (ttftMs === null) ttftMs = performance.now() - t0;
       else msPerToken.push(u.stepMs);
       tokens += 1;
       if (u.verified) verifiedTokens += 1;
+      if (u.votes.some((v) => v.server)) serverTokens += 1;
       onToken?.(u);
     };
     try {
       const c = await this.generate(req, seen);
       for (const o of this.observers) o.onGeneration?.('ok');
-      this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens });
+      this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
       return c;
     } catch (e) {
       const code = wireErrorOf(e).code;
       for (const o of this.observers) o.onGeneration?.(code);
       // The client's own doing (a bad request, a cancel) is no failure of the service.
       if (code !== 'ERR_BAD_REQUEST' && code !== 'ERR_CANCELLED')
-        this.stats.record({ ok: false, ttftMs, msPerToken, tokens, verifiedTokens });
+        this.stats.record({ ok: false, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
       throw e;
     }
   }
@@ -614,6 +616,11 @@ export class Coordinator {
       redundancy: this.options.redundancy,
       volunteers: this.registry.size,
       readyPerStage: ready,
+      fallback: {
+        mode: this.fallback?.mode ?? 'off',
+        maxSessions: this.fallback?.options.maxSessions ?? 0,
+        sessions: this.fallback?.busy ?? 0,
+      },
       windows: this.stats.windows(),
     };
   }
@@ -629,7 +636,7 @@ export class Coordinator {
     const { result, route } = await this.runIds(promptTokens, req.maxTokens, req.sampling, req.signal, (token, rec, session) => {
       sofar.push(token);
       const piece = stream.push(sofar);
-      const ok = r >= 2 && rec.votes.every((v) => v.agreed >= majority(r));
+      const ok = r >= 2 && rec.votes.every((v) => !v.server && v.agreed >= majority(r));
       verified &&= ok;
       onToken?.({
         index: sofar.length - 1,

@@ -1,9 +1,12 @@
 /**
  * Figures people can hold the swarm to, over the last 5 minutes and the last
  * hour: time to first token and ms per token (p50 / p95 / p99), the share of
- * requests answered, and the share of tokens verified by a majority of
- * volunteers. Pure: fed by the coordinator, clock injected.
+ * requests answered, and the shares of tokens verified by a majority of
+ * volunteers and computed in part by the server (the fallback). Pure: fed by the coordinator, clock injected.
  */
+import type { Percentiles, WindowFigures } from '../../shared/protocol/http.js';
+
+export type { Percentiles, ServiceStatus, WindowFigures } from '../../shared/protocol/http.js';
 
 /** One request as it ended. */
 export interface RequestRecord {
@@ -17,35 +20,8 @@ export interface RequestRecord {
   readonly tokens: number;
   /** Tokens verified by a majority of r volunteers at every stage. */
   readonly verifiedTokens: number;
-}
-
-export interface Percentiles {
-  readonly p50: number | null;
-  readonly p95: number | null;
-  readonly p99: number | null;
-}
-
-export interface WindowFigures {
-  readonly windowS: number;
-  readonly requests: number;
-  /** Share of requests answered (null with no request). */
-  readonly answered: number | null;
-  readonly ttftMs: Percentiles;
-  readonly msPerToken: Percentiles;
-  readonly tokens: number;
-  /** Share of tokens verified by volunteers (null with no token). */
-  readonly verifiedByVolunteers: number | null;
-}
-
-/** GET /api/status: the figures a public status page shows. */
-export interface ServiceStatus {
-  readonly modelId: string;
-  readonly redundancy: number;
-  readonly volunteers: number;
-  /** Volunteers ready (challenge passed) per stage now. */
-  readonly readyPerStage: readonly number[];
-  /** Over the last 5 minutes, then the last hour. */
-  readonly windows: readonly WindowFigures[];
+  /** Tokens a stage of which the server computed (the fallback). */
+  readonly serverTokens: number;
 }
 
 /** The windows reported: 5 minutes and an hour. */
@@ -84,6 +60,7 @@ export class ServiceStats {
     const rs = this.records.filter((r) => r.at >= since);
     const tokens = rs.reduce((a, r) => a + r.tokens, 0);
     const verified = rs.reduce((a, r) => a + r.verifiedTokens, 0);
+    const served = rs.reduce((a, r) => a + r.serverTokens, 0);
     return {
       windowS,
       requests: rs.length,
@@ -92,6 +69,7 @@ export class ServiceStats {
       msPerToken: percentiles(rs.flatMap((r) => [...r.msPerToken])),
       tokens,
       verifiedByVolunteers: tokens === 0 ? null : verified / tokens,
+      computedByServer: tokens === 0 ? null : served / tokens,
     };
   }
 

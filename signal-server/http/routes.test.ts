@@ -56,7 +56,14 @@ const failingSwarm: ApiSwarm = {
   chatPrompt: (messages) => messages.map((m) => m.content).join('\n'),
   status: () => ({ volunteers: VOLUNTEERS.length, replicasPerStage: [1, 1], redundancy: 1 }),
   volunteers: () => VOLUNTEERS,
-  serviceStatus: () => ({ modelId: 'm', redundancy: 1, volunteers: VOLUNTEERS.length, readyPerStage: [1, 1], windows: [] }),
+  serviceStatus: () => ({
+    modelId: 'm',
+    redundancy: 1,
+    volunteers: VOLUNTEERS.length,
+    readyPerStage: [1, 1],
+    fallback: { mode: 'off', maxSessions: 0, sessions: 0 },
+    windows: [],
+  }),
 };
 
 /** A real model's token texts (the API reads them for every completion). */

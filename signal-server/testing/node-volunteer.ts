@@ -71,11 +71,19 @@ export class NodeVolunteer {
   stage: number | null = null;
   ready = false;
   steps = 0;
+  /** Why its last stage load failed, if it did. */
+  loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private challengesAnswered = 0;
   private executor: OrtExecutor | null = null;
+  private leaveAt: number | null = null;
+
+  /** Leaves (its socket disconnects) once it has computed `steps` more session steps. */
+  leaveAfter(steps: number): void {
+    this.leaveAt = this.steps + steps;
+  }
 
   constructor(
     readonly url: string,
@@ -93,7 +101,12 @@ export class NodeVolunteer {
     s.on('volunteer:welcome', ({ volunteerId }) => {
       this.id = volunteerId;
     });
-    s.on('volunteer:assign', (a) => void this.load(a.baseUrl, a.stage, a.modelId));
+    // A load cut off (the server closed while it downloaded) is kept, not thrown into nowhere.
+    s.on('volunteer:assign', (a) =>
+      this.load(a.baseUrl, a.stage, a.modelId).catch((e: unknown) => {
+        this.loadError = (e as Error).message;
+      }),
+    );
     s.on('volunteer:challenge', (raw) => void this.answer(raw));
     s.on('server:error', (e) => this.errors.push(e));
     s.on('session:open', (m) => {
@@ -147,6 +160,8 @@ export class NodeVolunteer {
         failed: (m) => socket.emit('step:failed', m),
         computed: () => {
           this.steps += 1;
+          // The tab closes: its socket goes, and nothing more comes from it.
+          if (this.leaveAt !== null && this.steps >= this.leaveAt) this.socket.disconnect();
         },
         rejected: () => {},
       },

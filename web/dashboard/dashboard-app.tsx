@@ -2,6 +2,7 @@ import { useEffect, useState } from 'react';
 import { DASHBOARD_HISTORY, type DashboardGrid, type DashboardSample, type DashboardSnapshot } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { Plot } from './plot.js';
+import { ServiceFigures } from './service-figures.js';
 
 interface View {
   readonly info: Pick<DashboardSnapshot, 'modelId' | 'stages' | 'redundancy' | 'intervalMs'>;
@@ -109,6 +110,7 @@ export function DashboardApp() {
           </tbody>
         </table>
       </section>
+      <ServiceFigures />
       <section className="plots" aria-label="over time">
         <Plot
           title="Tokens per second"

@@ -1,0 +1,120 @@
+// The fallback over the real protocol: a real server on port 0, Node
+// volunteers that compute with onnxruntime and speak Socket.IO (frames to and
+// from the server's own replica travel as `frame` events, as a browser sends
+// them; see node-volunteer.ts), requests over the HTTP API. The browser's path
+// is in e2e/fallback.spec.ts.
+import { describe, expect, it } from 'vitest';
+import { parseServiceStatus } from '../shared/protocol/http.js';
+import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
+
+const { start, volunteer, readyCount, complete } = httpSwarm('fallback');
+
+/** Nine volunteers for 3 stages × r = 3, from nine addresses; resolves once all are ready, with stage 1's three. */
+async function fullSwarm(url: string) {
+  const vs = Array.from({ length: 9 }, (_, i) => volunteer(url, `127.0.0.${40 + i}`));
+  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(9);
+  return vs.filter((v) => v.stage === 1);
+}
+
+describe('the fallback over Socket.IO', () => {
+  it('a stage loses every volunteer mid-generation: the answer is the reference, the tokens after the loss say the server computed stage 1', async () => {
+    const { url, expected } = await start(3, 3, { fallback: 'stage', joinTimeoutMs: 3_000, stepTimeoutMs: 3_000 });
+    const stage1 = await fullSwarm(url);
+    expect(stage1).toHaveLength(3);
+    for (const v of stage1) v.leaveAfter(2);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    const perToken = r.body.webswarm?.votes.map((v) => v.server_stages) ?? [];
+    expect(perToken).toHaveLength(TOKENS);
+    expect(perToken[0]).toEqual([]);
+    expect(perToken.at(-1)).toEqual([1]);
+    expect(r.body.webswarm?.server_stages).toEqual([1]);
+    expect(r.body.webswarm?.verified).toBe(false);
+    // The labelled tokens are never called verified; the vote says who computed the stage.
+    for (const v of r.body.webswarm?.votes ?? [])
+      if (v.server_stages.length > 0) {
+        expect(v.verified).toBe(false);
+        expect(v.votes[1]).toMatchObject({ server: true, agreed: 1 });
+      }
+    // GET /api/status counts it: answered, and some tokens computed in part by the server.
+    const status = parseServiceStatus(await (await fetch(`${url}/api/status`)).json());
+    if (!status.ok) throw new Error(status.reason);
+    expect(status.value.fallback).toEqual({ mode: 'stage', maxSessions: 4, sessions: 0 });
+    expect(status.value.windows[0]?.answered).toBe(1);
+    expect(status.value.windows[0]?.computedByServer).toBeGreaterThan(0);
+    expect(status.value.windows[0]?.computedByServer).toBeLessThan(1);
+  });
+
+  it('with FALLBACK=off the same loss fails with the named error', async () => {
+    const { url } = await start(3, 3, { fallback: 'off', joinTimeoutMs: 3_000, stepTimeoutMs: 3_000 });
+    for (const v of await fullSwarm(url)) v.leaveAfter(2);
+    const r = await complete(url);
+    expect(r.status).toBe(503);
+    expect(r.body.error?.code).toMatch(/^ERR_(NO_QUORUM|STEP_TIMEOUT)$/);
+    expect(r.retryAfter).not.toBeNull();
+  });
+
+  it('a stage short at the start (2 of r = 2 ready elsewhere, 1 here): the server computes it for every token at once, never waiting', async () => {
+    const { url, expected } = await start(2, 2, { fallback: 'stage', routeWaitMs: 30_000 });
+    const vs = Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${60 + i}`));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const short = [0, 1].find((s) => vs.filter((v) => v.stage === s).length < 2) as number;
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    // Far under the 30 s the request would otherwise wait for a route.
+    expect(r.ms).toBeLessThan(15_000);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(r.body.webswarm?.votes.map((v) => v.server_stages)).toEqual(expected.map(() => [short]));
+    // The lone volunteer of the short stage computed nothing for it.
+    expect(vs.find((v) => v.stage === short)?.steps).toBe(0);
+  });
+
+  it('FALLBACK=whole: a request that finds a stage short is the server’s at every stage', async () => {
+    const { url, expected } = await start(2, 2, { fallback: 'whole' });
+    const vs = Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(r.body.webswarm?.server_stages).toEqual([0, 1]);
+    expect(vs.map((v) => v.steps)).toEqual([0, 0, 0]);
+  });
+
+  it('under load the fallback refuses at once with 503 ERR_BUSY and Retry-After, and serves what it admitted', async () => {
+    const { url } = await start(2, 2, { fallback: 'stage', fallbackMaxSessions: 1 });
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${80 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const results = await Promise.all(Array.from({ length: 4 }, () => complete(url, 24)));
+    const busy = results.filter((r) => r.status === 503);
+    expect(results.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(1);
+    expect(busy.length).toBeGreaterThanOrEqual(1);
+    for (const r of busy) {
+      expect(r.body.error?.code).toBe('ERR_BUSY');
+      expect(r.body.error?.message).toMatch(/fallback computes 1 sessions already \(at most 1\)/);
+      expect(r.retryAfter).not.toBeNull();
+      expect(r.ms).toBeLessThan(2_000);
+    }
+  });
+});
+
+describe('hostile frames for the server replicas', () => {
+  it('a volunteer that no session links is refused; a frame for anyone but a server replica is a bad message', async () => {
+    const { url } = await start(2, 2, { fallback: 'stage' });
+    const hostile = volunteer(url, '127.0.0.90', { readyAtOnce: true, challenges: 'never' });
+    await expect.poll(() => hostile.stage, { timeout: WAIT_MS }).not.toBeNull();
+    const emit = hostile.socket.emit.bind(hostile.socket) as (event: string, m: unknown) => void;
+    const bytes = new Uint8Array(64).fill(7);
+    emit('frame', { to: 'server:0', data: bytes });
+    emit('frame', { to: 'server:1', data: bytes });
+    emit('frame', { to: 'someone', data: bytes });
+    emit('frame', { to: 'server:0', data: 'not binary' });
+    emit('frame', { to: 'server:0', data: new Uint8Array(300 * 1024) });
+    await expect.poll(() => hostile.errors.length, { timeout: 5_000 }).toBe(5);
+    const said = hostile.errors.map((e) => `${e.code}: ${e.message}`);
+    expect(said.slice(0, 2).every((e) => e.startsWith('ERR_NOT_LINKED: frame: server:'))).toBe(true);
+    expect(said.slice(2).every((e) => e.startsWith('ERR_BAD_MESSAGE: frame: '))).toBe(true);
+    // The server still serves.
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+});
