@@ -27,6 +27,7 @@ export const DASHBOARD_GRID_EVERY_MS = 2_000;
  */
 export class DashboardFeed implements SwarmObserver {
   private tokens = 0;
+  private serverTokens = 0;
   private agreed = 0;
   private disagreed = 0;
   private missing = 0;
@@ -49,6 +50,7 @@ export class DashboardFeed implements SwarmObserver {
 
   onToken(_stepMs: number, votes: readonly StageVote[]): void {
     this.tokens += 1;
+    if (votes.some((v) => v.server)) this.serverTokens += 1;
     const c = voteCounts(votes);
     this.agreed += c.agreed;
     this.disagreed += c.disagreed;
@@ -77,6 +79,7 @@ export class DashboardFeed implements SwarmObserver {
     return {
       t: Date.now(),
       tokensPerS: (this.tokens * 1000) / this.intervalMs,
+      serverTokensPerS: (this.serverTokens * 1000) / this.intervalMs,
       volunteers: this.coordinator.registry.size,
       agreed: this.agreed,
       disagreed: this.disagreed,
@@ -115,7 +118,7 @@ export class DashboardFeed implements SwarmObserver {
 
   private tick(): void {
     const sample = this.sample();
-    this.tokens = this.agreed = this.disagreed = this.missing = 0;
+    this.tokens = this.serverTokens = this.agreed = this.disagreed = this.missing = 0;
     this.history.push(sample);
     if (this.history.length > DASHBOARD_HISTORY) this.history.shift();
     // Nobody watching: keep the history, skip building the grid.

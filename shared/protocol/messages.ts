@@ -351,6 +351,8 @@ export interface DashboardSample {
   /** ms since the epoch at the end of the interval. */
   readonly t: number;
   readonly tokensPerS: number;
+  /** Of those, tokens a stage of which the server computed itself (the fallback). */
+  readonly serverTokensPerS: number;
   readonly volunteers: number;
   /** Replica outputs when each token was accepted. */
   readonly agreed: number;

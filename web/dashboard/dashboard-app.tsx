@@ -115,7 +115,10 @@ export function DashboardApp() {
         <Plot
           title="Tokens per second"
           span={span}
-          series={[{ name: 'tokens/s', color: '#3b6fd8', values: history.map((h) => h.tokensPerS) }]}
+          series={[
+            { name: 'tokens/s', color: '#3b6fd8', values: history.map((h) => h.tokensPerS) },
+            { name: 'computed in part by the server', color: '#d9a300', values: history.map((h) => h.serverTokensPerS) },
+          ]}
         />
         <Plot
           title="Volunteers online"
