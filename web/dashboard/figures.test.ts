@@ -18,7 +18,7 @@ describe('the dashboard figures', () => {
   it('name windows and format shares and percentiles, with a dash where nothing was counted', () => {
     expect([windowName(300), windowName(3600)]).toEqual(['5 min', '1 h']);
     expect([percent(null), percent(1), percent(0.1234)]).toEqual(['–', '100.0 %', '12.3 %']);
-    expect(percentilesText({ p50: 3.14159, p95: 120.4, p99: null })).toBe('3.1 / 120 / –');
+    expect(percentilesText({ p50: 3.04, p95: 120.4, p99: null })).toBe('3.0 / 120 / –');
   });
 
   it('give one cell per window for every figure, fallback share included', () => {
