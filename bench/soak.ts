@@ -128,7 +128,8 @@ async function soakOnce(o: { modelDir: string; seconds: number; ratePerS: number
               text += new TextDecoder().decode(value);
             }
             const failed = /"error"/.test(text);
-            results.push({ ok: !failed, ms: performance.now() - s, ttftMs, code: failed ? 'stream error' : null });
+            const code = /"code":"(ERR_[A-Z_]+)"/.exec(text)?.[1] ?? '?';
+            results.push({ ok: !failed, ms: performance.now() - s, ttftMs, code: failed ? `${code} in the stream` : null });
           } catch (e) {
             results.push({ ok: false, ms: performance.now() - s, ttftMs, code: (e as Error).message });
           }

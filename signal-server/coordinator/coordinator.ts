@@ -380,6 +380,8 @@ export class Coordinator {
         moved.proven = false;
         moved.link.send('volunteer:assign', { modelId: this.model.modelId, stage: move.to, baseUrl: this.model.baseUrl });
       }
+      // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.
+      for (const s of this.sessions.values()) this.failOver(s, move.volunteer);
       this.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
     }
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
