@@ -5,6 +5,7 @@
 // is in e2e/fallback.spec.ts.
 import { describe, expect, it } from 'vitest';
 import { parseServiceStatus } from '../shared/protocol/http.js';
+import { packFrameMessages } from '../shared/protocol/messages.js';
 import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('fallback');
@@ -105,15 +106,20 @@ describe('hostile frames for the server replicas', () => {
     await expect.poll(() => hostile.stage, { timeout: WAIT_MS }).not.toBeNull();
     const emit = hostile.socket.emit.bind(hostile.socket) as (event: string, m: unknown) => void;
     const bytes = new Uint8Array(64).fill(7);
-    emit('frame', { to: 'server:0', data: bytes });
-    emit('frame', { to: 'server:1', data: bytes });
-    emit('frame', { to: 'someone', data: bytes });
-    emit('frame', { to: 'server:0', data: 'not binary' });
-    emit('frame', { to: 'server:0', data: new Uint8Array(300 * 1024) });
-    await expect.poll(() => hostile.errors.length, { timeout: 5_000 }).toBe(5);
+    emit('frame', { to: 'server:0', data: packFrameMessages([bytes]) });
+    emit('frame', { to: 'server:1', data: packFrameMessages([bytes, bytes]) });
+    emit('frame', { to: 'someone', data: packFrameMessages([bytes]) });
+    emit('frame', { to: 'server:0', data: [bytes] });
+    emit('frame', { to: 'server:0', data: packFrameMessages([bytes]).slice(0, 30) });
+    emit('frame', { to: 'server:0', data: packFrameMessages([new Uint8Array(300 * 1024)]) });
+    // The largest batches a volunteer sends reach the parser (and are refused here only for want of a session).
+    emit('frame', { to: 'server:0', data: packFrameMessages(Array.from({ length: 256 }, () => bytes)) });
+    emit('frame', { to: 'server:0', data: packFrameMessages(Array.from({ length: 4 }, () => new Uint8Array(190 * 1024))) });
+    await expect.poll(() => hostile.errors.length, { timeout: 5_000 }).toBe(8);
+    expect(hostile.errors.slice(6).map((e) => e.code)).toEqual(['ERR_NOT_LINKED', 'ERR_NOT_LINKED']);
     const said = hostile.errors.map((e) => `${e.code}: ${e.message}`);
     expect(said.slice(0, 2).every((e) => e.startsWith('ERR_NOT_LINKED: frame: server:'))).toBe(true);
-    expect(said.slice(2).every((e) => e.startsWith('ERR_BAD_MESSAGE: frame: '))).toBe(true);
+    expect(said.slice(2, 6).every((e) => e.startsWith('ERR_BAD_MESSAGE: frame: '))).toBe(true);
     // The server still serves.
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });

@@ -92,16 +92,39 @@ export function isServerPeer(id: string): boolean {
   return id.startsWith(SERVER_PEER_PREFIX);
 }
 
-/** One data-channel message for a server replica of the route, over the socket (binary). */
+/**
+ * Data-channel messages for a server replica of the route, over the socket, in
+ * order: batched into one binary (each message as a little-endian u32 length
+ * and its bytes; see packFrameMessages), so that a replay of a long session is
+ * a few events and not one per step, each with one binary attachment.
+ */
 export interface FrameOut {
   readonly to: string;
   readonly data: ArrayBuffer | Uint8Array;
 }
-/** One data-channel message from a server replica of the route. */
+/** Data-channel messages from a server replica of the route, packed the same way. */
 export interface FrameIn {
   readonly from: string;
   readonly data: ArrayBuffer | Uint8Array;
 }
+
+/** One `frame` event's binary: each message as a little-endian u32 length and its bytes. */
+export function packFrameMessages(messages: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(messages.reduce((n, m) => n + 4 + m.byteLength, 0));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const m of messages) {
+    view.setUint32(at, m.byteLength, true);
+    out.set(m, at + 4);
+    at += 4 + m.byteLength;
+  }
+  return out;
+}
+
+/** Messages in one `frame` event at most. */
+export const MAX_FRAME_BATCH = 256;
+/** Bytes of messages in one `frame` event at most (below the server's 1 MiB Socket.IO message limit). */
+export const MAX_FRAME_BATCH_BYTES = 768 * 1024;
 
 export interface StageAssignment {
   readonly modelId: string;

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_ICE_SERVERS, MAX_SIGNAL_BYTES, parseHandshake, parseHello, parseIceConfig, parseReady, parseSignal } from './validate.js';
+import { MAX_MESSAGE_BYTES } from './frames.js';
+import { MAX_FRAME_BATCH, packFrameMessages } from './messages.js';
+import {
+  MAX_ICE_SERVERS,
+  MAX_SIGNAL_BYTES,
+  parseFrameMessage,
+  parseHandshake,
+  parseHello,
+  parseIceConfig,
+  parseReady,
+  parseSignal,
+} from './validate.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 describe('message validation', () => {
@@ -81,5 +92,34 @@ describe('message validation', () => {
       expect(r.ok, JSON.stringify(m)?.slice(0, 60)).toBe(false);
       if (!r.ok) expect(r.reason).toMatch(reason);
     }
+  });
+});
+
+describe('parseFrameMessage (frames for the server replicas, packed)', () => {
+  const m = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
+  it('unpacks the messages in order', () => {
+    const r = parseFrameMessage({ to: 'server:2', data: packFrameMessages([m(3, 1), m(5, 2)]) }, 'to');
+    expect(r.ok && r.value.peer).toBe('server:2');
+    expect(r.ok && r.value.data.map((d) => [...d])).toEqual([
+      [1, 1, 1],
+      [2, 2, 2, 2, 2],
+    ]);
+  });
+  it('refuses other peers, non-binary data, truncated or empty packs, oversized messages and too many of them', () => {
+    const reason = (raw: unknown) => {
+      const r = parseFrameMessage(raw, 'to');
+      return r.ok ? 'ok' : r.reason;
+    };
+    expect(reason({ to: 'someone', data: packFrameMessages([m(1)]) })).toMatch(/must name a server replica/);
+    expect(reason({ to: 'server:0', data: [m(1)] })).toMatch(/must be binary/);
+    expect(reason({ to: 'server:0', data: packFrameMessages([m(10)]).slice(0, 8) })).toMatch(/runs past the end/);
+    expect(reason({ to: 'server:0', data: new Uint8Array(2) })).toMatch(/ends inside a length/);
+    expect(reason({ to: 'server:0', data: new Uint8Array(0) })).toMatch(/packs no message/);
+    expect(reason({ to: 'server:0', data: packFrameMessages([m(0)]) })).toMatch(/holds 1 to/);
+    expect(reason({ to: 'server:0', data: packFrameMessages([m(MAX_MESSAGE_BYTES + 1)]) })).toMatch(/holds 1 to/);
+    expect(reason({ to: 'server:0', data: packFrameMessages(Array.from({ length: MAX_FRAME_BATCH + 1 }, () => m(1))) })).toMatch(
+      /more than 256 messages/,
+    );
+    expect(reason({ to: 'server:0', data: packFrameMessages(Array.from({ length: 4 }, () => m(250 * 1024))) })).toMatch(/over/);
   });
 });

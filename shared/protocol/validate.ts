@@ -14,6 +14,8 @@ import {
   type IceConfig,
   type IceServer,
   isServerPeer,
+  MAX_FRAME_BATCH,
+  MAX_FRAME_BATCH_BYTES,
   type ReceivedReport,
   type SignalOut,
   type StageReady,
@@ -92,18 +94,32 @@ function bytesOf(b: unknown): Uint8Array | null {
 }
 
 /**
- * One data-channel message between a volunteer and a server replica (the
+ * Data-channel messages between a volunteer and a server replica (the
  * fallback), sent over the socket: `peer` is `to` or `from`, which must name a
- * server replica; the bytes are at most one frame message.
+ * server replica; `data` holds 1 to MAX_FRAME_BATCH messages of at most one
+ * frame message each, MAX_FRAME_BATCH_BYTES in all.
  */
-export function parseFrameMessage(raw: unknown, peer: 'to' | 'from'): Parsed<{ peer: string; data: Uint8Array }> {
+export function parseFrameMessage(raw: unknown, peer: 'to' | 'from'): Parsed<{ peer: string; data: Uint8Array[] }> {
   if (!isObject(raw)) return bad('frame must be an object');
   const id = raw[peer];
   if (!shortString(id) || !isServerPeer(id)) return bad(`frame.${peer} must name a server replica`);
-  const data = bytesOf(raw.data);
-  if (data === null) return bad('frame.data must be binary');
-  if (data.byteLength === 0 || data.byteLength > MAX_MESSAGE_BYTES)
-    return bad(`frame.data is ${data.byteLength} bytes; a frame message holds 1 to ${MAX_MESSAGE_BYTES}`);
+  const packed = bytesOf(raw.data);
+  if (packed === null) return bad('frame.data must be binary (packed messages)');
+  if (packed.byteLength > MAX_FRAME_BATCH_BYTES + 4 * MAX_FRAME_BATCH)
+    return bad(`frame.data is ${packed.byteLength} bytes, over ${MAX_FRAME_BATCH_BYTES + 4 * MAX_FRAME_BATCH}`);
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  const data: Uint8Array[] = [];
+  for (let at = 0; at < packed.byteLength; ) {
+    if (data.length >= MAX_FRAME_BATCH) return bad(`frame.data packs more than ${MAX_FRAME_BATCH} messages`);
+    if (at + 4 > packed.byteLength) return bad(`frame.data ends inside a length at byte ${at}`);
+    const length = view.getUint32(at, true);
+    if (length === 0 || length > MAX_MESSAGE_BYTES)
+      return bad(`frame.data[${data.length}] is ${length} bytes; a frame message holds 1 to ${MAX_MESSAGE_BYTES}`);
+    if (at + 4 + length > packed.byteLength) return bad(`frame.data[${data.length}] runs past the end`);
+    data.push(packed.slice(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  if (data.length === 0) return bad('frame.data packs no message');
   return ok({ peer: id, data });
 }
 

@@ -60,7 +60,7 @@ export const SETTLE_MS = 250;
 /** Outputs kept per session for replays (a session has at most this many steps). */
 const MAX_HISTORY_STEPS = 1024;
 /** How far ahead of the next step a frame may be (further is dropped, not buffered): a slow replica (WebGPU on SwiftShader) lags many steps behind. */
-const MAX_STEPS_AHEAD = 64;
+export const MAX_STEPS_AHEAD = 64;
 /** Frames kept per session from peers not yet named by the route. */
 const MAX_STRAYS = 16;
 
@@ -83,6 +83,8 @@ export class ReplicaCore {
     /** Fault injection for tests and demos; null for an honest replica. */
     private readonly fault: FaultBehaviour | null = null,
     private readonly computeMs: () => number = () => 0,
+    /** How far ahead of the next step a frame may be (the server's own replicas keep less). */
+    private readonly maxStepsAhead = MAX_STEPS_AHEAD,
   ) {}
 
   /** Starts a session; false when it is for another stage. */
@@ -296,7 +298,7 @@ export class ReplicaCore {
 
   /** A frame from a linked peer of the previous stage: checked, then counted in its step's vote. */
   private accept(s: SessionState, from: string, f: ActivationFrame): void {
-    if (f.step < s.nextStep || f.step > Math.max(s.nextStep, s.open.replayTo) + MAX_STEPS_AHEAD) {
+    if (f.step < s.nextStep || f.step > Math.max(s.nextStep, s.open.replayTo) + this.maxStepsAhead) {
       this.out.rejected(`ERR_STALE_STEP ${f.step}`);
       return;
     }

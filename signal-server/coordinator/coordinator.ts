@@ -7,6 +7,7 @@ import {
   type Backend,
   type ChallengeProof,
   isServerPeer,
+  packFrameMessages,
   type ServerToClientEvents,
   type StageReady,
   type StepDigest,
@@ -173,12 +174,15 @@ export class Coordinator {
       options.fallback === undefined
         ? null
         : new ServerReplicas(model.manifest, options.fallback, {
-            frame: (from, to, bytes) => later(() => this.deliverFrame(from, to, bytes)),
+            frame: (from, to, messages) => later(() => this.deliverFrame(from, to, messages)),
             joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
             digest: (from, m) => later(() => this.digest(from, m)),
             logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits))),
             failed: (from, m) => later(() => this.failed(from, m)),
-            rejected: (from, reason) => this.log(`${from}: ERR_BAD_FRAME ${reason}`),
+            // Late or early honest frames are no news; what a stranger or a broken peer sends is.
+            rejected: (from, reason) => {
+              if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.log(`${from}: ERR_BAD_FRAME ${reason}`);
+            },
           });
   }
 
@@ -311,19 +315,20 @@ export class Coordinator {
    * One data-channel message from volunteer `from` for the server replica `to`
    * (the fallback has no data channel): only between peers a live session links.
    */
-  frame(from: string, to: string, bytes: Uint8Array): boolean {
+  frame(from: string, to: string, messages: readonly Uint8Array[]): boolean {
     if (this.fallback === null || !isServerPeer(to) || !this.links.linked(from, to)) {
       this.refuse(from, 'ERR_NOT_LINKED', `frame: ${to} is not a server replica of any session of yours`);
       return false;
     }
-    return this.fallback.frame(from, to, bytes);
+    for (const m of messages) this.fallback.frame(from, to, m);
+    return true;
   }
 
-  /** A server replica's message for `to`: another server replica's, or a volunteer's over its socket. */
-  private deliverFrame(from: string, to: string, bytes: Uint8Array): void {
+  /** A server replica's messages for `to`: another server replica's, or a volunteer's over its socket. */
+  private deliverFrame(from: string, to: string, messages: readonly Uint8Array[]): void {
     if (!this.links.linked(from, to)) return;
-    if (isServerPeer(to)) this.fallback?.frame(from, to, bytes);
-    else this.members.get(to)?.link.send('frame', { from, data: bytes });
+    if (isServerPeer(to)) for (const m of messages) this.fallback?.frame(from, to, m);
+    else this.members.get(to)?.link.send('frame', { from, data: packFrameMessages(messages) });
   }
 
   /** How to reach a route's member: a volunteer's link, or the server replica's. */
@@ -454,7 +459,8 @@ export class Coordinator {
   private failOver(session: GenerationSession, left: string): void {
     const stage = session.stageOf(left);
     if (stage === undefined) return;
-    const staying = (session.route[stage] ?? []).filter((id) => id !== left);
+    // Replicas that left before (the session went on without them) do not count as staying.
+    const staying = (session.route[stage] ?? []).filter((id) => id !== left && (this.members.has(id) || isServerPeer(id)));
     const spare = this.spares(stage, session.notCandidates(), staying)[0];
     if (spare === undefined) {
       // Too few left for a majority: the server computes the stage, where the operator allows it.

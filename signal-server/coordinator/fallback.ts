@@ -27,6 +27,9 @@ export function isFallbackMode(v: string): v is FallbackMode {
   return (FALLBACK_MODES as readonly string[]).includes(v);
 }
 
+/** How far ahead of its next step the server's replica keeps a frame (volunteers keep MAX_STEPS_AHEAD, for slow peers). */
+export const SERVER_STEPS_AHEAD = 2;
+
 /** Sessions the server computes stages of at once, by default. */
 export const DEFAULT_FALLBACK_MAX_SESSIONS = 4;
 
@@ -40,7 +43,8 @@ export interface FallbackOptions {
 
 /** What the server replicas send, delivered by the coordinator as a volunteer's messages would be. */
 export interface ServerReplicaOutputs {
-  frame(from: string, to: string, bytes: Uint8Array): void;
+  /** One frame's messages (a replay's frames come one call each, in order). */
+  frame(from: string, to: string, messages: readonly Uint8Array[]): void;
   joined(from: string, sessionId: number): void;
   digest(from: string, m: StepDigest): void;
   logits(from: string, m: StepLogits): void;
@@ -124,15 +128,17 @@ export class ServerReplicas {
         // Its own caches per stage: closing a session at one stage must not drop another stage's.
         new CachingExecutor(this.manifest, this.executor),
         {
-          frames: (to, messages) => {
-            for (const m of messages) out.frame(id, to, m);
-          },
+          frames: (to, messages) => out.frame(id, to, messages),
           digest: (m) => out.digest(id, m),
           logits: (m) => out.logits(id, m),
           failed: (m) => out.failed(id, m),
           computed: () => {},
           rejected: (reason) => out.rejected(id, reason),
         },
+        null,
+        () => 0,
+        // Its inputs come from volunteers, in step with the coordinator: a frame far ahead is a stranger's memory, not theirs.
+        SERVER_STEPS_AHEAD,
       );
       this.cores.set(stage, core);
     }

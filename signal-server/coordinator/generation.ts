@@ -388,7 +388,7 @@ export class GenerationSession {
       qs = this.route.map((ids) => this.digestQuorum(ids));
       this.digestVotes.set(step, qs);
       for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
-      for (const m of [this.own, this.heard]) for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
+      for (const m of [this.own, this.heard, this.noQuorum]) for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
     }
     return qs;
   }
@@ -513,9 +513,24 @@ export class GenerationSession {
 
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
-    // "My inputs had no majority" is evidence about the previous stage, which the
-    // coordinator sees in that stage's own fingerprints, not a failure of this replica.
-    if (stage === undefined || code === 'ERR_NO_QUORUM') return;
+    if (stage === undefined) return;
+    // "My inputs had no majority" is evidence about the previous stage, not a failure of this
+    // replica. A majority of the stage saying so, at the step in flight, and the previous stage
+    // cannot feed it (a sender that left, one that sends other frames than it reports): the
+    // server takes the previous stage over, where the operator allows.
+    if (code === 'ERR_NO_QUORUM') {
+      if (this.wait?.step !== step || stage === 0) return;
+      let said = this.noQuorum.get(step);
+      if (said === undefined) {
+        said = new Set();
+        this.noQuorum.set(step, said);
+      }
+      said.add(volunteer);
+      const count = (this.current[stage] ?? []).filter((id) => said.has(id)).length;
+      if (count >= this.neededAt(stage))
+        this.serve(stage - 1, `step ${step}: ${count} replicas of stage ${stage} had no majority of inputs`);
+      return;
+    }
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {
       // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
       this.refused.add(volunteer);
@@ -531,6 +546,8 @@ export class GenerationSession {
   }
 
   private readonly refused = new Set<string>();
+  /** Per step, the replicas that said their inputs had no majority. */
+  private readonly noQuorum = new Map<number, Set<string>>();
 
   /** A member left: the session cannot be trusted to finish on this route. */
   onLeft(volunteer: string): void {

@@ -14,7 +14,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import { isServerPeer, type ServerToClientEvents } from '../../shared/protocol/messages.js';
-import { parseChallenge } from '../../shared/protocol/validate.js';
+import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import type { Audit, AuditCounts } from '../coordinator/audit.js';
@@ -181,7 +181,7 @@ export async function runInProcess(
               later(() => {
                 for (const m of msgs) {
                   // The server's own replica (the fallback) gets its frames through the coordinator, as over a socket.
-                  if (isServerPeer(to)) coordinator.frame(id, to, m);
+                  if (isServerPeer(to)) coordinator.frame(id, to, [m]);
                   else if (wire === null) cores.get(to)?.frame(id, m);
                   else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
                 }
@@ -229,8 +229,12 @@ export async function runInProcess(
       'step:input': (m) => later(() => cores.get(id)?.input(structuredClone(m))),
       frame: ({ from, data }) => {
         if (quiet()) return;
-        const bytes = new Uint8Array(data instanceof ArrayBuffer ? data.slice(0) : data.slice());
-        later(() => cores.get(id)?.frame(from, bytes));
+        const m = parseFrameMessage({ from, data }, 'from');
+        if (!m.ok) throw new Error(`the coordinator sent a bad frame event: ${m.reason}`);
+        const copies = m.value.data;
+        later(() => {
+          for (const bytes of copies) cores.get(id)?.frame(from, bytes);
+        });
       },
       'session:close': ({ sessionId }) => cores.get(id)?.close(sessionId),
     };

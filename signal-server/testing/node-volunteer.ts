@@ -15,6 +15,7 @@ import { CachingExecutor } from '../../shared/model/pipeline.js';
 import {
   type ClientToServerEvents,
   isServerPeer,
+  packFrameMessages,
   type ServerToClientEvents,
   type StageChallenge,
   type StepDigest,
@@ -22,6 +23,7 @@ import {
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
+import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
@@ -79,6 +81,8 @@ export class NodeVolunteer {
   private challengesAnswered = 0;
   private executor: OrtExecutor | null = null;
   private leaveAt: number | null = null;
+  /** Frames for the server's replicas, batched as the page batches them. */
+  private readonly toServer = new FrameBatcher((to, batch) => this.socket.emit('frame', { to, data: packFrameMessages(batch) }));
 
   /** Leaves (its socket disconnects) once it has computed `steps` more session steps. */
   leaveAfter(steps: number): void {
@@ -122,7 +126,7 @@ export class NodeVolunteer {
     // The server's own replica of a neighbouring stage (the fallback) sends its frames as the page gets them.
     s.on('frame', (raw) => {
       const m = parseFrameMessage(raw, 'from');
-      if (m.ok) this.core?.frame(m.value.peer, new Uint8Array(m.value.data));
+      if (m.ok) for (const d of m.value.data) this.core?.frame(m.value.peer, new Uint8Array(d));
     });
   }
 
@@ -151,9 +155,8 @@ export class NodeVolunteer {
       new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, feeds) }),
       {
         frames: (to, messages) => {
-          for (const m of messages)
-            if (isServerPeer(to)) socket.emit('frame', { to, data: m });
-            else socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
+          if (isServerPeer(to)) this.toServer.push(to, messages);
+          else for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
         },
         digest: (m) => socket.emit('step:digest', this.options.tamper?.(m) ?? m),
         logits: (m) => socket.emit('step:logits', m),

@@ -4,6 +4,7 @@ import { stageInputName } from '../../shared/model/stage-graph.js';
 import {
   type IceConfig,
   isServerPeer,
+  packFrameMessages,
   type SessionOpen,
   type StageAssignment,
   type StageChallenge,
@@ -12,6 +13,7 @@ import {
 import { parseChallenge, parseFrameMessage, parseIceConfig } from '../../shared/protocol/validate.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
+import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
@@ -142,7 +144,7 @@ export class VolunteerReplica {
       const m = parseFrameMessage(raw, 'from');
       if (!m.ok)
         this.update({ framesRejected: this.status.framesRejected + 1, lastError: `a frame from the server was refused: ${m.reason}` });
-      else this.core?.frame(m.value.peer, m.value.data);
+      else for (const d of m.value.data) this.core?.frame(m.value.peer, d);
     });
     socket.on('session:open', (m) => void this.openSession(m));
     socket.on('session:close', ({ sessionId }) => {
@@ -177,6 +179,9 @@ export class VolunteerReplica {
       this.retries = 0;
     });
   }
+
+  /** Frames for the server's replicas (the fallback), sent over the socket in batches: a replay is a few events. */
+  private readonly toServer = new FrameBatcher((to, batch) => this.socket.emit('frame', { to, data: packFrameMessages(batch) }));
 
   /** The sessions open on this tab, for "computing" against "waiting for work". */
   private readonly sessions = new Set<number>();
@@ -239,7 +244,7 @@ export class VolunteerReplica {
         {
           frames: (to, messages) => {
             if (!isServerPeer(to)) this.mesh?.send(to, messages);
-            else for (const data of messages) socket.emit('frame', { to, data });
+            else this.toServer.push(to, messages);
           },
           digest: (m) => socket.emit('step:digest', m),
           logits: (m) => socket.emit('step:logits', m),
