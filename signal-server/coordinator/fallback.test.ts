@@ -79,6 +79,20 @@ describe('the fallback, in process', () => {
     expect(r.serverStages.every((s) => s.length === 1 && s[0] === 2)).toBe(true);
   });
 
+  it('an equivocating sender and one that left: the receivers can take no majority, so the server takes the senders’ stage', async () => {
+    const r = await runInProcess(
+      noSpares,
+      promptIds,
+      TOKENS,
+      { s0r0: faultBehaviour('equivocate', 1) },
+      [],
+      [{ who: 's0r1', afterSteps: 3, spare: null }],
+    );
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.serverStages.at(-1)).toEqual([0]);
+  });
+
   it('a stage of three liars with no spare: the server takes it over, never their tokens', async () => {
     const liars = { s1r0: faultBehaviour('noise', 1), s1r1: faultBehaviour('noise', 2), s1r2: faultBehaviour('noise', 3) };
     const r = await runInProcess(noSpares, promptIds, TOKENS, liars);

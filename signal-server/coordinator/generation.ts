@@ -546,6 +546,8 @@ export class GenerationSession {
   }
 
   private readonly refused = new Set<string>();
+  /** Members that left and stayed in the route (no spare took their place). */
+  private readonly departed = new Set<string>();
   /** Per step, the replicas that said their inputs had no majority. */
   private readonly noQuorum = new Map<number, Set<string>>();
 
@@ -553,6 +555,7 @@ export class GenerationSession {
   onLeft(volunteer: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
+    this.departed.add(volunteer);
     if (this.currentStep < 0) {
       this.refused.add(volunteer);
       this.joinChanged?.();
@@ -695,6 +698,10 @@ export class GenerationSession {
   private serveLagging(step: number, w: StepWait): boolean {
     let stage = this.digestsOf(step).findIndex((q) => q.state.kind !== 'agreed');
     if (stage < 0 && w.logits.state.kind !== 'agreed') stage = this.current.length - 1;
+    // A stage whose senders are short (one left, and the ones that stay do not agree on what they send)
+    // cannot take a majority of its inputs, nor could the server in its place: the server takes the senders' stage.
+    if (stage > 0 && (this.current[stage - 1] ?? []).some((id) => this.departed.has(id)) && !this.served(this.current[stage - 1] ?? []))
+      stage -= 1;
     return stage >= 0 && this.serve(stage, `step ${step}: stage ${stage} had no majority within ${this.timeouts.stepMs} ms`);
   }
 
