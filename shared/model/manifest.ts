@@ -1,6 +1,7 @@
 import type { ModelConfig } from './config.js';
 import { ModelError } from './errors.js';
 import type { Dim, ElemType, ValueSpec } from './onnx-graph.js';
+import { parseRopeScaling } from './rope.js';
 import type { LayerRange } from './stage-graph.js';
 
 export const MANIFEST_FORMAT = 'webswarm-stages';
@@ -103,6 +104,7 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     maxPositions: int(mc.maxPositions, 'model.maxPositions', 1),
     rmsNormEps: num(mc.rmsNormEps, 'model.rmsNormEps'),
     ropeTheta: num(mc.ropeTheta, 'model.ropeTheta'),
+    ropeScaling: manifestRopeScaling(file, mc.ropeScaling),
     tieWordEmbeddings: bool(mc.tieWordEmbeddings, 'model.tieWordEmbeddings'),
     qkvBias: bool(mc.qkvBias, 'model.qkvBias'),
     oBias: bool(mc.oBias, 'model.oBias'),
@@ -138,4 +140,20 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     tokenizerConfig: m.tokenizerConfig === null || m.tokenizerConfig === undefined ? null : fileEntry(m.tokenizerConfig, 'tokenizerConfig'),
     stages,
   };
+}
+
+/** The manifest's ropeScaling: the parsed form, checked by the same rules as config.json's. */
+function manifestRopeScaling(file: string, raw: unknown): ModelConfig['ropeScaling'] {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new ModelError('ERR_MANIFEST_INVALID', file, 'model.ropeScaling must be an object or null');
+  const r = raw as Record<string, unknown>;
+  const asConfig = {
+    rope_type: r.type,
+    factor: r.factor,
+    low_freq_factor: r.lowFreqFactor,
+    high_freq_factor: r.highFreqFactor,
+    original_max_position_embeddings: r.originalMaxPositions,
+  };
+  return parseRopeScaling(file, asConfig, 'model.ropeScaling');
 }

@@ -1,5 +1,6 @@
 import type { ModelConfig } from './config.js';
 import { GraphBuilder, type ValueSpec } from './onnx-graph.js';
+import { ropeInverseFrequencies } from './rope.js';
 import { layerWeightNames, type WeightReader } from './weights.js';
 
 /** A half-open range of decoder layers [start, end). */
@@ -178,9 +179,8 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   const totalLen = g.op('Add', [pastLen, seqLen]);
   const positions = g.op('Range', [pastLen, totalLen, g.ints([1], true)]);
 
-  // Rotary tables [S, hd]; inverse frequencies as transformers computes them in float32.
-  const invFreq = new Float32Array(hd / 2);
-  for (let i = 0; i < hd / 2; i++) invFreq[i] = 1 / cfg.ropeTheta ** ((2 * i) / hd);
+  // Rotary tables [S, hd]; inverse frequencies as transformers computes them, rope_scaling included.
+  const invFreq = ropeInverseFrequencies(cfg);
   const freqs = g.op('Mul', [
     g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 }), g.ints([1])]),
     g.weight('rope.inv_freq', [1, hd / 2], invFreq),
