@@ -1,6 +1,7 @@
 import type { ModelConfig } from './config.js';
 import { ModelError } from './errors.js';
 import type { Dim, ElemType, ValueSpec } from './onnx-graph.js';
+import { isWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecision } from './quantize.js';
 import { parseRopeScaling } from './rope.js';
 import type { LayerRange } from './stage-graph.js';
 
@@ -27,6 +28,11 @@ export interface StageManifest {
   readonly version: typeof MANIFEST_VERSION;
   readonly modelId: string;
   readonly model: ModelConfig;
+  /**
+   * How every stage stores its weights (f32, f16, q8, q4): one precision for
+   * the whole stage set, so all replicas of a stage run the same file.
+   */
+  readonly weights: WeightPrecision;
   readonly tokenizer: FileEntry;
   readonly tokenizerConfig: FileEntry | null;
   readonly stages: readonly StageEntry[];
@@ -111,6 +117,9 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     eosTokenId: optId(mc.eosTokenId, 'model.eosTokenId'),
     bosTokenId: optId(mc.bosTokenId, 'model.bosTokenId'),
   };
+  // Manifests written before precisions existed are float32.
+  const weights = m.weights ?? 'f32';
+  if (!isWeightPrecision(weights)) throw bad(`weights must be one of ${WEIGHT_PRECISIONS.join(', ')}, got ${JSON.stringify(weights)}`);
   if (!Array.isArray(m.stages) || m.stages.length === 0) throw bad('stages must be a non-empty array');
   let nextLayer = 0;
   const stages = m.stages.map((s, i): StageEntry => {
@@ -136,6 +145,7 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     version: MANIFEST_VERSION,
     modelId,
     model,
+    weights,
     tokenizer: fileEntry(m.tokenizer, 'tokenizer'),
     tokenizerConfig: m.tokenizerConfig === null || m.tokenizerConfig === undefined ? null : fileEntry(m.tokenizerConfig, 'tokenizerConfig'),
     stages,
