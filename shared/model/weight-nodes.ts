@@ -62,8 +62,11 @@ export function matMulWeight(
 
 /**
  * Rows of the embedding table [vocab, dim] for `ids`: float32 for f32 stages,
- * else the table is stored as float16 and only the gathered rows are cast
- * (a quantised Gather is not worth its error on a table this size).
+ * else the table is stored as float16 and cast whole before the Gather (a
+ * quantised Gather is not worth its error on a table this size). The cast
+ * comes first because WebGPU without `shader-f16` (SwiftShader, many
+ * adapters) cannot run a float16 Gather; a cast of an initializer is folded
+ * into a float32 table when the session is created, on every provider.
  */
 export function gatherEmbedding(
   g: GraphBuilder,
@@ -76,5 +79,5 @@ export function gatherEmbedding(
 ): string {
   if (precision === 'f32') return g.op('Gather', [g.weight(name, [vocab, dim], table), ids], { axis: 0 });
   const half = g.raw(`${name}.f16`, 'float16', [vocab, dim], bytesOf(toFloat16(table)));
-  return g.op('Cast', [g.op('Gather', [half, ids], { axis: 0 })], { to: CAST_TO_FLOAT });
+  return g.op('Gather', [g.op('Cast', [half], { to: CAST_TO_FLOAT }), ids], { axis: 0 });
 }
