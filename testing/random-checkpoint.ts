@@ -33,7 +33,7 @@ export const SMOLLM_135M: HfConfig = {
   rope_scaling: null,
   rope_theta: 10000.0,
   tie_word_embeddings: true,
-  torch_dtype: 'float32',
+  torch_dtype: 'bfloat16',
   transformers_version: '4.40.1',
   use_cache: true,
   vocab_size: 2048,

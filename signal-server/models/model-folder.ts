@@ -9,6 +9,7 @@ import { type Partition, resolvePartition } from '../../shared/model/partition.j
 import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
+import { readWholeFile } from './read-whole-file.js';
 
 /** A Hugging Face model folder, read and checked. */
 export interface ModelFolder {
@@ -26,7 +27,7 @@ export interface ModelFolder {
 function readRequired(dir: string, name: string): Uint8Array {
   const path = join(dir, name);
   if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, `${name} is missing from the model folder`);
-  return readFileSync(path);
+  return readWholeFile(path);
 }
 
 function parseJsonFile(path: string, bytes: Uint8Array): unknown {
@@ -38,6 +39,7 @@ function parseJsonFile(path: string, bytes: Uint8Array): unknown {
 }
 
 const SHARD_INDEX = 'model.safetensors.index.json';
+const HASH_PIECE_BYTES = 1 << 30;
 
 /** model.safetensors, or the shards that model.safetensors.index.json lists. */
 function readWeights(dir: string): { weightsFile: string; tensors: Map<string, TensorInfo>; weightBytes: Uint8Array[] } {
@@ -77,7 +79,10 @@ export function readModelFolder(dirIn: string): ModelFolder {
   const tokenizerConfigJson = existsSync(tcPath) ? readFileSync(tcPath) : null;
   if (tokenizerConfigJson !== null) parseJsonFile(tcPath, tokenizerConfigJson);
   const h = createHash('sha256');
-  for (const b of [configBytes, ...weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) h.update(b);
+  // In pieces: a hash takes at most 2 GiB per update, and checkpoints are bigger.
+  for (const b of [configBytes, ...weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) {
+    for (let at = 0; at < b.byteLength; at += HASH_PIECE_BYTES) h.update(b.subarray(at, at + HASH_PIECE_BYTES));
+  }
   return {
     dir,
     modelId: basename(dir),
@@ -160,7 +165,7 @@ export interface StageSet {
 async function readVerified(dir: string, entry: { file: string; sizeBytes: number; sha256: string }): Promise<Uint8Array> {
   const path = join(dir, entry.file);
   if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, 'named in manifest.json but missing');
-  const bytes = readFileSync(path);
+  const bytes = readWholeFile(path);
   if (bytes.byteLength !== entry.sizeBytes) {
     throw new ModelError('ERR_MANIFEST_SIZE', path, `is ${bytes.byteLength} bytes, manifest.json says ${entry.sizeBytes}`);
   }
