@@ -38,6 +38,8 @@ export const SMOLLM_135M_FULL: HfConfig = {
   intermediate_size: 1536,
   num_hidden_layers: 30,
   vocab_size: 2048,
+  // Stored as float32, so that the f32 stages hold exactly the weights the other precisions are measured against.
+  torch_dtype: 'float32',
 };
 
 /** The random SmolLM-135M-shaped checkpoint, written once into the cache (seeded: the same bytes every time). */
@@ -76,55 +78,75 @@ function stageMemoryMb(stageDir: string, stage: number): number {
   return Number(out.trim()) / 1e6;
 }
 
-async function measure(
-  dir: string,
-  p: WeightPrecision,
-  o: PrecisionBenchOptions,
-  cache: string,
-  f32?: { ids: number[]; tokens: number[]; logits: Float32Array },
-): Promise<{ row: Row; ids: number[]; tokens: number[]; logits: Float32Array }> {
-  const { dir: stageDir, manifest } = await ensureStages(dir, { stages: o.stages }, cache, p);
+interface Opened {
+  readonly precision: WeightPrecision;
+  readonly runner: ReferenceRunner;
+  readonly sizes: number[];
+  readonly memoryMb: number;
+  readonly stepMs: number[];
+}
+
+async function open(dir: string, p: WeightPrecision, stages: number, cache: string): Promise<Opened> {
+  const { dir: stageDir, manifest } = await ensureStages(dir, { stages }, cache, p);
   const sizes = manifest.stages.map((s) => s.sizeBytes);
-  const largest = sizes.indexOf(Math.max(...sizes));
-  const memoryMb = stageMemoryMb(stageDir, largest);
-  const runner = await ReferenceRunner.fromStageDir(stageDir);
+  const memoryMb = stageMemoryMb(stageDir, sizes.indexOf(Math.max(...sizes)));
+  return { precision: p, runner: await ReferenceRunner.fromStageDir(stageDir), sizes, memoryMb, stepMs: [] };
+}
+
+/** Logits of the positions that predict each of `tokens`, teacher-forced in one pass: [tokens.length · vocab]. */
+async function teacherForced(runner: ReferenceRunner, ids: readonly number[], tokens: readonly number[]): Promise<Float32Array> {
+  const all = await runner.session().forward([...ids, ...tokens.slice(0, -1)]);
+  return all.slice((ids.length - 1) * runner.manifest.model.vocabSize);
+}
+
+async function benchModel(dir: string, o: PrecisionBenchOptions, cache: string): Promise<Row[]> {
+  const opened: Opened[] = [];
   try {
-    const ids = f32?.ids ?? runner.tokenizer.encode(PROMPT);
-    await runner.generateIds(ids, WARMUP_TOKENS, GREEDY);
-    const runs = [];
-    for (let i = 0; i < o.repeats; i++) runs.push(await runner.generateIds(ids, o.tokens, GREEDY));
-    const tokens = (runs[0] as (typeof runs)[number]).tokens;
-    const reference = f32 ?? { ids, tokens, logits: new Float32Array(0) };
-    // Teacher-forced: the prompt and f32's tokens in one pass; one row of logits per position that predicts a token.
-    const all = await runner.session().forward([...ids, ...reference.tokens.slice(0, -1)]);
-    const vocab = manifest.model.vocabSize;
-    const logits = all.subarray((ids.length - 1) * vocab);
-    let rel = 0;
-    let topOne = 0;
-    for (let t = 0; t < reference.tokens.length; t++) {
-      const row = logits.subarray(t * vocab, (t + 1) * vocab);
-      if (f32 !== undefined) {
-        const base = f32.logits.subarray(t * vocab, (t + 1) * vocab);
-        rel = Math.max(rel, maxAbsDifference(row, base) / Math.max(1, maxAbs(base)));
+    for (const p of WEIGHT_PRECISIONS) opened.push(await open(dir, p, o.stages, cache));
+    const f32 = opened[0] as Opened;
+    const ids = f32.runner.tokenizer.encode(PROMPT);
+    for (const x of opened) await x.runner.generateIds(ids, WARMUP_TOKENS, GREEDY);
+    // Interleaved, so that a busy moment of a shared machine falls on every precision alike.
+    const free = new Map<WeightPrecision, number[]>();
+    for (let r = 0; r < o.repeats; r++) {
+      for (const x of opened) {
+        const run = await x.runner.generateIds(ids, o.tokens, GREEDY);
+        x.stepMs.push(median(run.stepMs.slice(1)));
+        if (r === 0) free.set(x.precision, run.tokens);
       }
-      if (argmax(row) === reference.tokens[t]) topOne++;
     }
-    let prefix = 0;
-    while (prefix < reference.tokens.length && tokens[prefix] === reference.tokens[prefix]) prefix++;
-    const row: Row = {
-      precision: p,
-      totalMb: sizes.reduce((a, b) => a + b, 0) / 1e6,
-      largestMb: (sizes[largest] as number) / 1e6,
-      memoryMb,
-      msPerToken: median(runs.map((r) => median(r.stepMs.slice(1)))),
-      relLogits: rel,
-      topOne,
-      prefix,
-      compared: reference.tokens.length,
-    };
-    return { row, ids, tokens, logits: logits.slice() };
+    const reference = free.get('f32') as number[];
+    const vocab = f32.runner.manifest.model.vocabSize;
+    const base = await teacherForced(f32.runner, ids, reference);
+    const rows: Row[] = [];
+    for (const x of opened) {
+      const logits = x === f32 ? base : await teacherForced(x.runner, ids, reference);
+      let rel = 0;
+      let topOne = 0;
+      for (let t = 0; t < reference.length; t++) {
+        const row = logits.subarray(t * vocab, (t + 1) * vocab);
+        const b = base.subarray(t * vocab, (t + 1) * vocab);
+        rel = Math.max(rel, maxAbsDifference(row, b) / Math.max(1, maxAbs(b)));
+        if (argmax(row) === reference[t]) topOne++;
+      }
+      const tokens = free.get(x.precision) as number[];
+      let prefix = 0;
+      while (prefix < reference.length && tokens[prefix] === reference[prefix]) prefix++;
+      rows.push({
+        precision: x.precision,
+        totalMb: x.sizes.reduce((a, b) => a + b, 0) / 1e6,
+        largestMb: Math.max(...x.sizes) / 1e6,
+        memoryMb: x.memoryMb,
+        msPerToken: median(x.stepMs),
+        relLogits: rel,
+        topOne,
+        prefix,
+        compared: reference.length,
+      });
+    }
+    return rows;
   } finally {
-    await runner.close();
+    for (const x of opened) await x.runner.close();
   }
 }
 
@@ -139,17 +161,17 @@ export async function benchPrecision(o: PrecisionBenchOptions): Promise<void> {
       await warm.close();
     }
     for (const m of o.models) {
-      const base = await measure(m.dir, 'f32', o, cache);
-      const rows: Row[] = [base.row];
-      for (const p of WEIGHT_PRECISIONS.filter((q) => q !== 'f32')) rows.push((await measure(m.dir, p, o, cache, base)).row);
+      const rows = await benchModel(m.dir, o, cache);
+      const f32Ms = rows[0]?.msPerToken ?? Number.NaN;
       printTable(
-        `weight precisions of ${m.label}, ${o.stages} stages (onnxruntime-web WASM in Node, 1 thread; median of ${o.repeats} × ${o.tokens} greedy tokens after a ${WARMUP_TOKENS}-token warm-up)`,
+        `weight precisions of ${m.label}, ${o.stages} stages (onnxruntime-web WASM in Node, 1 thread; median of ${o.repeats} interleaved runs × ${o.tokens} greedy tokens after a ${WARMUP_TOKENS}-token warm-up)`,
         [
           'weights',
           'stage files MB',
           'largest stage MB',
           'its memory MB',
           'ms/token',
+          '× f32',
           'max rel. logit diff vs f32',
           'top-1 = f32',
           'same greedy prefix',
@@ -160,6 +182,7 @@ export async function benchPrecision(o: PrecisionBenchOptions): Promise<void> {
           r.largestMb.toFixed(1),
           r.memoryMb.toFixed(0),
           r.msPerToken.toFixed(1),
+          (r.msPerToken / f32Ms).toFixed(2),
           r.precision === 'f32' ? '—' : r.relLogits.toExponential(1),
           `${r.topOne}/${r.compared}`,
           `${r.prefix}/${r.compared}`,
