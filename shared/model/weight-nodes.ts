@@ -61,12 +61,16 @@ export function matMulWeight(
 }
 
 /**
- * Rows of the embedding table [vocab, dim] for `ids`: float32 for f32 stages,
- * else the table is stored as float16 and cast whole before the Gather (a
- * quantised Gather is not worth its error on a table this size). The cast
- * comes first because WebGPU without `shader-f16` (SwiftShader, many
- * adapters) cannot run a float16 Gather; a cast of an initializer is folded
- * into a float32 table when the session is created, on every provider.
+ * Rows of the embedding table [vocab, dim] for `ids`, in the stage's precision:
+ * - f32: Gather on the table;
+ * - f16: the table stored as float16 and cast whole before the Gather
+ *   (WebGPU without `shader-f16`, SwiftShader and many adapters, cannot run a
+ *   float16 Gather; the cast of an initializer is folded into a float32 table
+ *   when the session is created, so in memory it is float32 again);
+ * - q8 and q4: the table quantised to 8 bits in blocks of 32 along each row
+ *   (4 bits would cost more than it saves on a table read a row at a time);
+ *   the rows, their scales and zero points are gathered as they are, and
+ *   only the gathered rows are dequantised, so the table stays 8-bit in memory.
  */
 export function gatherEmbedding(
   g: GraphBuilder,
@@ -77,7 +81,31 @@ export function gatherEmbedding(
   dim: number,
   precision: WeightPrecision,
 ): string {
-  if (precision === 'f32') return g.op('Gather', [g.weight(name, [vocab, dim], table), ids], { axis: 0 });
-  const half = g.raw(`${name}.f16`, 'float16', [vocab, dim], bytesOf(toFloat16(table)));
-  return g.op('Gather', [g.op('Cast', [half], { to: CAST_TO_FLOAT }), ids], { axis: 0 });
+  switch (precision) {
+    case 'f32':
+      return g.op('Gather', [g.weight(name, [vocab, dim], table), ids], { axis: 0 });
+    case 'f16': {
+      const half = g.raw(`${name}.f16`, 'float16', [vocab, dim], bytesOf(toFloat16(table)));
+      return g.op('Gather', [g.op('Cast', [half], { to: CAST_TO_FLOAT }), ids], { axis: 0 });
+    }
+    case 'q8':
+    case 'q4': {
+      const q = quantizeBlockwise(table, vocab, dim, 8, QUANT_BLOCK_SIZE);
+      const rows = g.raw(`${name}.q8`, 'uint8', [vocab, q.kBlocks, QUANT_BLOCK_SIZE], q.data);
+      const scales = g.raw(`${name}.scales`, 'float32', [vocab, q.kBlocks, 1], bytesOf(q.scales));
+      const zeros = g.raw(`${name}.zero_points`, 'uint8', [vocab, q.kBlocks, 1], q.zeroPoints);
+      const gather = (t: string): string => g.op('Gather', [t, ids], { axis: 0 });
+      // [B, S, kBlocks, 32] − [B, S, kBlocks, 1], times [B, S, kBlocks, 1]
+      const centred = g.op('Sub', [
+        g.op('Cast', [gather(rows)], { to: CAST_TO_FLOAT }),
+        g.op('Cast', [gather(zeros)], { to: CAST_TO_FLOAT }),
+      ]);
+      const flat = g.op('Reshape', [g.op('Mul', [centred, gather(scales)]), g.ints([0, 0, q.kBlocks * QUANT_BLOCK_SIZE])]);
+      return q.kBlocks * QUANT_BLOCK_SIZE === dim ? flat : g.op('Slice', [flat, g.ints([0]), g.ints([dim]), g.ints([-1])]);
+    }
+    default: {
+      const never: never = precision;
+      throw new Error(`unreachable precision ${String(never)}`);
+    }
+  }
 }
