@@ -6,7 +6,9 @@
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
  *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers),
- *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
+ *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second),
+ *   BENCH_PRECISION (default 1; 0 skips the weight precisions: f32, f16, q8, q4 on austen-2m and a
+ *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchCapacity } from './capacity.js';
 import { benchFaults } from './faults.js';
+import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
@@ -88,6 +91,13 @@ async function main(): Promise<void> {
       decodeRows,
     );
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_PRECISION !== '0') {
+      const models = [
+        { label: model, dir: modelDir(model) },
+        { label: 'a SmolLM-135M-shaped random checkpoint', dir: smollmShapedCheckpoint() },
+      ];
+      await benchPrecision({ models, stages: 3, tokens, repeats: Math.min(repeats, 3) });
+    }
     if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();
     const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
     if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });

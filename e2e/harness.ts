@@ -1,9 +1,11 @@
 // End-to-end harness: Debian's Chromium through playwright-core, and a real
 // webswarm server on port 0 serving the built web app and real stage files.
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
+import type { WeightPrecision } from '../shared/model/quantize.js';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
 import type { FallbackMode } from '../signal-server/coordinator/fallback.js';
@@ -21,7 +23,7 @@ export { launchChromium };
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
-  models: readonly { dir: string; stages: number }[],
+  models: readonly { dir: string; stages: number; weights?: WeightPrecision }[],
   cacheRoot: string,
   extra: {
     redundancy?: number;

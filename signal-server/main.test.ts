@@ -12,6 +12,8 @@ describe('server settings', () => {
     expect(optionsFrom({ API_KEYS: ' sk-a, ,sk-b ' }).apiKeys).toEqual(['sk-a', 'sk-b']);
     expect(optionsFrom({ WEBSWARM_MODE: '' }).mode).toBe('production');
     expect(optionsFrom({}).logFormat).toBe('auto');
+    expect(optionsFrom({}).weights).toBe('f32');
+    expect(optionsFrom({ WEIGHTS: 'q8' }, { weights: 'q4' }).weights).toBe('q4');
     expect(optionsFrom({ LOG_FORMAT: 'json' }, { 'log-format': 'pretty' }).logFormat).toBe('pretty');
   });
 
@@ -19,6 +21,7 @@ describe('server settings', () => {
     expect(() => optionsFrom({ REDUNDANCY: '0' })).toThrow('REDUNDANCY must be an integer ≥ 1, got "0"');
     expect(() => optionsFrom({}, { 'rate-limit': 'fast' })).toThrow('--rate-limit must be an integer ≥ 0, got "fast"');
     expect(() => optionsFrom({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error, .*, got "loud"/);
+    expect(() => optionsFrom({ WEIGHTS: 'int4' })).toThrow('WEIGHTS must be one of f32, f16, q8, q4, got "int4"');
     expect(() => optionsFrom({ WEBSWARM_MODE: 'prod' })).toThrow('WEBSWARM_MODE must be one of production, demo, test, got "prod"');
     expect(() => optionsFrom({ LOG_FORMAT: 'human' })).toThrow('LOG_FORMAT must be one of json, pretty, auto, got "human"');
     expect(() => optionsFrom({ SPOT_CHECK_RATE: '2' })).toThrow('SPOT_CHECK_RATE must be a number from 0 to 1, got "2"');

@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
@@ -19,6 +20,8 @@ export interface StartOptions {
   readonly host: string;
   readonly model: string;
   readonly stages: number;
+  /** How the stages store their weights, for the whole swarm: f32, f16, q8 or q4. */
+  readonly weights: WeightPrecision;
   readonly webRoot: string;
   readonly stageCache: string;
   readonly redundancy: number;
@@ -66,6 +69,12 @@ export const SETTINGS = {
     help: 'model: a folder name under models/, or a path to a Hugging Face folder',
   },
   stages: { env: 'STAGES', flag: 'stages', fallback: String(DEFAULT_STAGES), help: 'pipeline stages the model is split into' },
+  weights: {
+    env: 'WEIGHTS',
+    flag: 'weights',
+    fallback: 'f32',
+    help: `weight precision of every stage: ${WEIGHT_PRECISIONS.join(', ')} (f16 halves downloads; q8, q4 are MatMulNBits blocks of 32)`,
+  },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
   stageCache: { env: 'STAGE_CACHE', flag: 'stage-cache', fallback: STAGE_CACHE, help: 'where built stage files are kept' },
@@ -195,6 +204,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     host: raw(SETTINGS.host).value,
     model: raw(SETTINGS.model).value,
     stages: int(SETTINGS.stages, 1),
+    weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     redundancy: int(SETTINGS.redundancy, 1),
@@ -228,15 +238,15 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
-  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache);
+  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, o.weights);
   log(
-    `${built ? 'built' : 'reused'} ${manifest.stages.length} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
+    `${built ? 'built' : 'reused'} ${manifest.stages.length} ${manifest.weights} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
   );
   const server = createSignalServer({
     port: o.port,
     host: o.host,
     webRoot: o.webRoot,
-    models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition) }],
+    models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition, manifest.weights) }],
     redundancy: o.redundancy,
     allowFaults: o.mode !== 'production',
     apiKeys: o.apiKeys,

@@ -1,25 +1,32 @@
-/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--out DIR] */
+/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--out DIR] */
 import { join } from 'node:path';
 import { buildStagesToDir, partitionKey, readModelFolder } from '../signal-server/models/model-folder.js';
-import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE } from './cli-args.js';
+import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE, weightsFrom } from './cli-args.js';
 
-const USAGE = 'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--out DIR]';
+const USAGE = 'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--out DIR]';
 
 runCli(async () => {
   const v = cliArgs(
-    { model: { type: 'string', default: 'austen-2m' }, stages: { type: 'string' }, layers: { type: 'string' }, out: { type: 'string' } },
+    {
+      model: { type: 'string', default: 'austen-2m' },
+      stages: { type: 'string' },
+      layers: { type: 'string' },
+      weights: { type: 'string' },
+      out: { type: 'string' },
+    },
     USAGE,
   );
   const t0 = performance.now();
   const model = readModelFolder(modelDir(v.model as string));
   const partition = partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined });
-  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, partitionKey(model.config.numLayers, partition));
-  const manifest = await buildStagesToDir(model, partition, out);
+  const weights = weightsFrom(v.weights as string | undefined);
+  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, partitionKey(model.config.numLayers, partition, weights));
+  const manifest = await buildStagesToDir(model, partition, out, weights);
   const ms = performance.now() - t0;
   for (const s of manifest.stages) {
     process.stdout.write(
       `${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`,
     );
   }
-  process.stdout.write(`built ${manifest.stages.length} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
+  process.stdout.write(`built ${manifest.stages.length} ${weights} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
 });

@@ -1,6 +1,7 @@
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { type Partition, parseRanges } from '../shared/model/partition.js';
+import { isWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 
 import { DEFAULT_STAGES } from '../signal-server/defaults.js';
 
@@ -13,6 +14,14 @@ export function partitionFrom(values: { stages?: string | undefined; layers?: st
   if (!Number.isInteger(n) || n < 1)
     throw new ModelError('ERR_MODEL_BAD_PARTITION', '--stages', `"${values.stages}" is not a positive integer`);
   return { stages: n };
+}
+
+/** --weights f32|f16|q8|q4 (f32 when absent). */
+export function weightsFrom(value: string | undefined): WeightPrecision {
+  const v = value ?? 'f32';
+  if (!isWeightPrecision(v))
+    throw new ModelError('ERR_MODEL_BAD_CONFIG', '--weights', `"${v}" is not one of ${WEIGHT_PRECISIONS.join(', ')}`);
+  return v;
 }
 
 /** Parses argv with node's parseArgs; prints the error and usage, and exits 2, on bad flags. */

@@ -3,15 +3,15 @@
  * each stage's KV cache. The oracle of the swarm's end-to-end tests.
  *
  * npm run generate -- --prompt "TEXT" --max-tokens N [--model ID] [--stages N]
- *   [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]
+ *   [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]
  */
 import { GREEDY, type SamplingParams, samplingError } from '../shared/model/sampling.js';
 import { generateText } from '../signal-server/reference/reference-runner.js';
-import { cliArgs, DEFAULT_MODEL, modelDir, partitionFrom, runCli } from './cli-args.js';
+import { cliArgs, DEFAULT_MODEL, modelDir, partitionFrom, runCli, weightsFrom } from './cli-args.js';
 
 const USAGE =
   'usage: npm run generate -- --prompt "TEXT" --max-tokens N [--model ID] [--stages N | --layers 0-2,2-4]\n' +
-  '         [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]';
+  '         [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]';
 
 function num(name: string, v: unknown, fallback: number): number {
   if (v === undefined) return fallback;
@@ -31,6 +31,7 @@ runCli(async () => {
       model: { type: 'string', default: DEFAULT_MODEL },
       stages: { type: 'string' },
       layers: { type: 'string' },
+      weights: { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },
@@ -59,6 +60,7 @@ runCli(async () => {
   const r = await generateText({
     modelDir: modelDir(v.model as string),
     partition: partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined }),
+    weights: weightsFrom(v.weights as string | undefined),
     prompt: v.prompt,
     maxTokens,
     sampling,

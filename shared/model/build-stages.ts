@@ -1,6 +1,7 @@
 import type { ModelConfig } from './config.js';
 import { type FileEntry, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry, type StageManifest } from './manifest.js';
 import { type Partition, resolvePartition } from './partition.js';
+import type { WeightPrecision } from './quantize.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
@@ -15,6 +16,8 @@ export interface BuildInput {
   readonly tokenizerJson: Uint8Array;
   readonly tokenizerConfigJson: Uint8Array | null;
   readonly partition: Partition;
+  /** How the stages store their weights; float32 when absent. */
+  readonly weights?: WeightPrecision;
 }
 
 export interface BuildOutput {
@@ -36,11 +39,12 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
   const weights = new WeightReader(input.weightsFile, input.tensors);
   checkAllWeights(config, weights);
   const ranges = resolvePartition(config.numLayers, input.partition);
+  const precision = input.weights ?? 'f32';
   const files = new Map<string, Uint8Array>();
   const stages: StageEntry[] = [];
   for (const [index, layers] of ranges.entries()) {
     const spec = { index, count: ranges.length, layers };
-    const bytes = buildStageGraph(config, weights, spec);
+    const bytes = buildStageGraph(config, weights, spec, precision);
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
     stages.push({ ...(await entry(file, bytes)), index, layers, inputs: stageInputs(config, spec), outputs: stageOutputs(config, spec) });
@@ -56,6 +60,7 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
     version: MANIFEST_VERSION,
     modelId: input.modelId,
     model: config,
+    weights: precision,
     tokenizer: await entry('tokenizer.json', input.tokenizerJson),
     tokenizerConfig,
     stages,

@@ -1,4 +1,5 @@
 import { ModelError } from './errors.js';
+import { parseRopeScaling, type RopeScaling } from './rope.js';
 
 /** The llama-family dimensions and options that the stage builder needs, read from Hugging Face's config.json. */
 export interface ModelConfig {
@@ -13,6 +14,8 @@ export interface ModelConfig {
   readonly maxPositions: number;
   readonly rmsNormEps: number;
   readonly ropeTheta: number;
+  /** config.json's rope_scaling (llama3, as in Llama-3.2); null for plain rotary positions. */
+  readonly ropeScaling: RopeScaling | null;
   readonly tieWordEmbeddings: boolean;
   /** Biases on the q, k and v projections (Qwen2, or llama with attention_bias). */
   readonly qkvBias: boolean;
@@ -67,9 +70,7 @@ export function parseModelConfig(file: string, raw: unknown): ModelConfig {
   if (headDim % 2 !== 0) throw bad(`head_dim ${headDim} must be even for rotary positions`);
   const act = c.hidden_act ?? 'silu';
   if (act !== 'silu') throw unsupported(`hidden_act ${String(act)} is not supported (only silu)`);
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null) {
-    throw unsupported(`rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported`);
-  }
+  const ropeScaling = parseRopeScaling(file, c.rope_scaling);
   if (c.mlp_bias === true) throw unsupported('mlp_bias is not supported');
   if (c.use_sliding_window === true) throw unsupported('sliding-window attention is not supported');
   const attentionBias = c.attention_bias === true;
@@ -85,6 +86,7 @@ export function parseModelConfig(file: string, raw: unknown): ModelConfig {
     maxPositions: int('max_position_embeddings', 2048),
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta: num('rope_theta', 10000),
+    ropeScaling,
     // transformers' LlamaConfig and Qwen2Config default to untied.
     tieWordEmbeddings: c.tie_word_embeddings === true,
     qkvBias: architecture === 'qwen2' || attentionBias,

@@ -1,6 +1,8 @@
 import type { ModelConfig } from './config.js';
 import { ModelError } from './errors.js';
 import type { Dim, ElemType, ValueSpec } from './onnx-graph.js';
+import { isWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecision } from './quantize.js';
+import { parseRopeScaling } from './rope.js';
 import type { LayerRange } from './stage-graph.js';
 
 export const MANIFEST_FORMAT = 'webswarm-stages';
@@ -26,6 +28,11 @@ export interface StageManifest {
   readonly version: typeof MANIFEST_VERSION;
   readonly modelId: string;
   readonly model: ModelConfig;
+  /**
+   * How every stage stores its weights (f32, f16, q8, q4): one precision for
+   * the whole stage set, so all replicas of a stage run the same file.
+   */
+  readonly weights: WeightPrecision;
   readonly tokenizer: FileEntry;
   readonly tokenizerConfig: FileEntry | null;
   readonly stages: readonly StageEntry[];
@@ -103,12 +110,16 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     maxPositions: int(mc.maxPositions, 'model.maxPositions', 1),
     rmsNormEps: num(mc.rmsNormEps, 'model.rmsNormEps'),
     ropeTheta: num(mc.ropeTheta, 'model.ropeTheta'),
+    ropeScaling: manifestRopeScaling(file, mc.ropeScaling),
     tieWordEmbeddings: bool(mc.tieWordEmbeddings, 'model.tieWordEmbeddings'),
     qkvBias: bool(mc.qkvBias, 'model.qkvBias'),
     oBias: bool(mc.oBias, 'model.oBias'),
     eosTokenId: optId(mc.eosTokenId, 'model.eosTokenId'),
     bosTokenId: optId(mc.bosTokenId, 'model.bosTokenId'),
   };
+  // Manifests written before precisions existed are float32.
+  const weights = m.weights ?? 'f32';
+  if (!isWeightPrecision(weights)) throw bad(`weights must be one of ${WEIGHT_PRECISIONS.join(', ')}, got ${JSON.stringify(weights)}`);
   if (!Array.isArray(m.stages) || m.stages.length === 0) throw bad('stages must be a non-empty array');
   let nextLayer = 0;
   const stages = m.stages.map((s, i): StageEntry => {
@@ -134,8 +145,25 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     version: MANIFEST_VERSION,
     modelId,
     model,
+    weights,
     tokenizer: fileEntry(m.tokenizer, 'tokenizer'),
     tokenizerConfig: m.tokenizerConfig === null || m.tokenizerConfig === undefined ? null : fileEntry(m.tokenizerConfig, 'tokenizerConfig'),
     stages,
   };
+}
+
+/** The manifest's ropeScaling: the parsed form, checked by the same rules as config.json's. */
+function manifestRopeScaling(file: string, raw: unknown): ModelConfig['ropeScaling'] {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new ModelError('ERR_MANIFEST_INVALID', file, 'model.ropeScaling must be an object or null');
+  const r = raw as Record<string, unknown>;
+  const asConfig = {
+    rope_type: r.type,
+    factor: r.factor,
+    low_freq_factor: r.lowFreqFactor,
+    high_freq_factor: r.highFreqFactor,
+    original_max_position_embeddings: r.originalMaxPositions,
+  };
+  return parseRopeScaling(file, asConfig, 'model.ropeScaling');
 }

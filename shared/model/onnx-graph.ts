@@ -19,6 +19,17 @@ const DATA_TYPE: Record<ElemType, number> = {
 
 type AttrValue = number | readonly number[] | { readonly float: number };
 
+/** Element types of raw initializers (weights stored in another precision than float32). */
+export type InitializerType = 'float32' | 'float16' | 'uint8';
+const INITIALIZER_TYPE: Record<InitializerType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  float16: onnx.TensorProto.DataType.FLOAT16,
+  uint8: onnx.TensorProto.DataType.UINT8,
+};
+
+/** onnxruntime's contrib operators (MatMulNBits). */
+export const MS_DOMAIN = 'com.microsoft';
+
 /**
  * Builds one ONNX graph node by node. Names of intermediate values are
  * generated; small int64 constants are shared. Opset 17, which both
@@ -29,6 +40,7 @@ export class GraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private readonly constCache = new Map<string, string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   private fresh(hint: string): string {
@@ -44,6 +56,12 @@ export class GraphBuilder {
       dims: [...dims],
       rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     });
+    return name;
+  }
+
+  /** Adds an initializer of any element type from its little-endian bytes, and returns its name. */
+  raw(name: string, type: InitializerType, dims: readonly number[], bytes: Uint8Array): string {
+    this.initializers.push({ name, dataType: INITIALIZER_TYPE[type], dims: [...dims], rawData: bytes });
     return name;
   }
 
@@ -76,10 +94,12 @@ export class GraphBuilder {
   }
 
   /** Adds a node with one output; `output` names it (for graph outputs), else it is generated. */
-  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, output?: string): string {
+  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, output?: string, domain = ''): string {
     const out = output ?? this.fresh(opType.toLowerCase());
+    if (domain !== '') this.domains.add(domain);
     this.nodes.push({
       opType,
+      ...(domain === '' ? {} : { domain }),
       input: [...inputs],
       output: [out],
       name: this.fresh(`n_${opType}`),
@@ -95,7 +115,7 @@ export class GraphBuilder {
       producerName: 'webswarm',
       producerVersion: '1',
       docString,
-      opsetImport: [{ domain: '', version: GraphBuilder.OPSET }],
+      opsetImport: [{ domain: '', version: GraphBuilder.OPSET }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       graph: {
         name: graphName,
         node: this.nodes,

@@ -1,5 +1,8 @@
 import type { ModelConfig } from './config.js';
 import { GraphBuilder, type ValueSpec } from './onnx-graph.js';
+import type { WeightPrecision } from './quantize.js';
+import { ropeInverseFrequencies } from './rope.js';
+import { gatherEmbedding, matMulWeight } from './weight-nodes.js';
 import { layerWeightNames, type WeightReader } from './weights.js';
 
 /** A half-open range of decoder layers [start, end). */
@@ -67,17 +70,18 @@ export function stageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
   return [first, ...kv];
 }
 
-/** Transposes a row-major [rows, cols] matrix (a Linear weight [out, in] → MatMul's [in, out]). */
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c] as number;
-  return out;
-}
-
-/** x @ W^T (+ b) for a Hugging Face Linear weight of shape [outF, inF]. */
-function linear(g: GraphBuilder, w: WeightReader, x: string, name: string, outF: number, inF: number, bias?: string): string {
-  const weight = w.get(name, [outF, inF]);
-  let y = g.op('MatMul', [x, g.weight(name, [inF, outF], transpose(weight.data, outF, inF))]);
+/** x @ W^T (+ b) for a Hugging Face Linear weight of shape [outF, inF], W stored in the stage's precision. */
+function linear(
+  g: GraphBuilder,
+  w: WeightReader,
+  x: string,
+  name: string,
+  outF: number,
+  inF: number,
+  precision: WeightPrecision,
+  bias?: string,
+): string {
+  let y = matMulWeight(g, x, name, w.get(name, [outF, inF]).data, outF, inF, precision);
   if (bias !== undefined) y = g.op('Add', [y, g.weight(bias, [outF], w.get(bias, [outF]).data)]);
   return y;
 }
@@ -120,6 +124,7 @@ function decoderLayer(
   cos: string,
   sin: string,
   mask: string,
+  precision: WeightPrecision,
 ): string {
   const n = layerWeightNames(l);
   const d = cfg.hiddenSize;
@@ -127,9 +132,9 @@ function decoderLayer(
   const qDim = cfg.numHeads * hd;
   const kvDim = cfg.numKvHeads * hd;
   const h = rmsNorm(g, w, x, n.inputNorm, d, cfg.rmsNormEps);
-  const q = linear(g, w, h, n.q, qDim, d, cfg.qkvBias ? n.qBias : undefined);
-  const k = linear(g, w, h, n.k, kvDim, d, cfg.qkvBias ? n.kBias : undefined);
-  const v = linear(g, w, h, n.v, kvDim, d, cfg.qkvBias ? n.vBias : undefined);
+  const q = linear(g, w, h, n.q, qDim, d, precision, cfg.qkvBias ? n.qBias : undefined);
+  const k = linear(g, w, h, n.k, kvDim, d, precision, cfg.qkvBias ? n.kBias : undefined);
+  const v = linear(g, w, h, n.v, kvDim, d, precision, cfg.qkvBias ? n.vBias : undefined);
   const qr = rope(g, splitHeads(g, q, cfg.numHeads, hd), cos, sin, hd);
   const kr = rope(g, splitHeads(g, k, cfg.numKvHeads, hd), cos, sin, hd);
   const vh = splitHeads(g, v, cfg.numKvHeads, hd);
@@ -143,13 +148,13 @@ function decoderLayer(
   ]);
   const attn = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), vAll]);
   const merged = g.op('Reshape', [g.op('Transpose', [attn], { perm: [0, 2, 1, 3] }), g.ints([0, 0, qDim])]);
-  const o = linear(g, w, merged, n.o, d, qDim, cfg.oBias ? n.oBias : undefined);
+  const o = linear(g, w, merged, n.o, d, qDim, precision, cfg.oBias ? n.oBias : undefined);
   const x2 = g.op('Add', [x, o]);
   const h2 = rmsNorm(g, w, x2, n.postNorm, d, cfg.rmsNormEps);
-  const gate = linear(g, w, h2, n.gate, cfg.intermediateSize, d);
-  const up = linear(g, w, h2, n.up, cfg.intermediateSize, d);
+  const gate = linear(g, w, h2, n.gate, cfg.intermediateSize, d, precision);
+  const up = linear(g, w, h2, n.up, cfg.intermediateSize, d, precision);
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-  return g.op('Add', [x2, linear(g, w, act, n.down, d, cfg.intermediateSize)]);
+  return g.op('Add', [x2, linear(g, w, act, n.down, d, cfg.intermediateSize, precision)]);
 }
 
 /**
@@ -157,7 +162,7 @@ function decoderLayer(
  * Positions come from the length of the first layer's past keys, so the same
  * graph serves the prompt (past length 0) and every decoding step.
  */
-export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageSpec): Uint8Array {
+export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageSpec, precision: WeightPrecision = 'f32'): Uint8Array {
   const g = new GraphBuilder();
   const first = stage.index === 0;
   const last = stage.index === stage.count - 1;
@@ -168,7 +173,7 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   let seqLen: string;
   if (first) {
     const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
-    x = g.op('Gather', [g.weight('model.embed_tokens.weight', [cfg.vocabSize, d], table.data), STAGE_IO.inputIds], { axis: 0 });
+    x = gatherEmbedding(g, STAGE_IO.inputIds, 'model.embed_tokens.weight', table.data, cfg.vocabSize, d, precision);
     seqLen = g.op('Gather', [g.op('Shape', [STAGE_IO.inputIds]), g.ints([1], true)], { axis: 0 });
   } else {
     x = STAGE_IO.hiddenIn;
@@ -178,9 +183,8 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   const totalLen = g.op('Add', [pastLen, seqLen]);
   const positions = g.op('Range', [pastLen, totalLen, g.ints([1], true)]);
 
-  // Rotary tables [S, hd]; inverse frequencies as transformers computes them in float32.
-  const invFreq = new Float32Array(hd / 2);
-  for (let i = 0; i < hd / 2; i++) invFreq[i] = 1 / cfg.ropeTheta ** ((2 * i) / hd);
+  // Rotary tables [S, hd]; inverse frequencies as transformers computes them, rope_scaling included.
+  const invFreq = ropeInverseFrequencies(cfg);
   const freqs = g.op('Mul', [
     g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 }), g.ints([1])]),
     g.weight('rope.inv_freq', [1, hd / 2], invFreq),
@@ -194,18 +198,13 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   const future = g.op('Greater', [g.op('Unsqueeze', [keyPos, g.ints([0])]), g.op('Unsqueeze', [positions, g.ints([1])])]);
   const mask = g.op('Where', [future, g.float(-3.4028234663852886e38), g.float(0)]);
 
-  for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask);
+  for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask, precision);
 
   if (last) {
     const normed = rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps);
     const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     const head = w.get(headName, [cfg.vocabSize, d]);
-    g.op(
-      'MatMul',
-      [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))],
-      {},
-      STAGE_IO.logits,
-    );
+    matMulWeight(g, normed, 'lm_head.transposed', head.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }

@@ -6,8 +6,10 @@ import { type ModelConfig, parseModelConfig } from '../../shared/model/config.js
 import { ModelError } from '../../shared/model/errors.js';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
 import { type Partition, resolvePartition } from '../../shared/model/partition.js';
+import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
+import { readWholeFile } from './read-whole-file.js';
 
 /** A Hugging Face model folder, read and checked. */
 export interface ModelFolder {
@@ -25,7 +27,7 @@ export interface ModelFolder {
 function readRequired(dir: string, name: string): Uint8Array {
   const path = join(dir, name);
   if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, `${name} is missing from the model folder`);
-  return readFileSync(path);
+  return readWholeFile(path);
 }
 
 function parseJsonFile(path: string, bytes: Uint8Array): unknown {
@@ -37,6 +39,7 @@ function parseJsonFile(path: string, bytes: Uint8Array): unknown {
 }
 
 const SHARD_INDEX = 'model.safetensors.index.json';
+const HASH_PIECE_BYTES = 1 << 30;
 
 /** model.safetensors, or the shards that model.safetensors.index.json lists. */
 function readWeights(dir: string): { weightsFile: string; tensors: Map<string, TensorInfo>; weightBytes: Uint8Array[] } {
@@ -76,7 +79,10 @@ export function readModelFolder(dirIn: string): ModelFolder {
   const tokenizerConfigJson = existsSync(tcPath) ? readFileSync(tcPath) : null;
   if (tokenizerConfigJson !== null) parseJsonFile(tcPath, tokenizerConfigJson);
   const h = createHash('sha256');
-  for (const b of [configBytes, ...weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) h.update(b);
+  // In pieces: a hash takes at most 2 GiB per update, and checkpoints are bigger.
+  for (const b of [configBytes, ...weightBytes, tokenizerJson, tokenizerConfigJson ?? new Uint8Array()]) {
+    for (let at = 0; at < b.byteLength; at += HASH_PIECE_BYTES) h.update(b.subarray(at, at + HASH_PIECE_BYTES));
+  }
   return {
     dir,
     modelId: basename(dir),
@@ -89,14 +95,19 @@ export function readModelFolder(dirIn: string): ModelFolder {
   };
 }
 
-/** Key of a partition in file names: "s3" or "r0-2_2-4_4-6". */
-export function partitionKey(numLayers: number, p: Partition): string {
+/** Key of a partition (and a weight precision other than f32) in file names: "r0-2_2-4_4-6", "r0-3_3-6-q4". */
+export function partitionKey(numLayers: number, p: Partition, weights: WeightPrecision = 'f32'): string {
   const ranges = resolvePartition(numLayers, p);
-  return `r${ranges.map((r) => `${r.start}-${r.end}`).join('_')}`;
+  return `r${ranges.map((r) => `${r.start}-${r.end}`).join('_')}${weights === 'f32' ? '' : `-${weights}`}`;
 }
 
 /** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
-export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string): Promise<StageManifest> {
+export async function buildStagesToDir(
+  model: ModelFolder,
+  partition: Partition,
+  outDir: string,
+  weights: WeightPrecision = 'f32',
+): Promise<StageManifest> {
   const { manifest, files } = await buildStages({
     modelId: model.modelId,
     config: model.config,
@@ -105,6 +116,7 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
     tokenizerJson: model.tokenizerJson,
     tokenizerConfigJson: model.tokenizerConfigJson,
     partition,
+    weights,
   });
   const tmp = `${outDir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -118,18 +130,27 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
 }
 
 /**
- * The stages of a model for a partition, built once into
- * `<cacheRoot>/<modelId>/<partition>/` and rebuilt when the model files change.
+ * The stages of a model for a partition and weight precision, built once into
+ * `<cacheRoot>/<modelId>/<partition>[-<precision>]/` and rebuilt when the model files change.
  */
-export async function ensureStages(modelDir: string, partition: Partition, cacheRoot: string): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
+export async function ensureStages(
+  modelDir: string,
+  partition: Partition,
+  cacheRoot: string,
+  weights: WeightPrecision = 'f32',
+): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
   const model = readModelFolder(modelDir);
-  const dir = join(resolve(cacheRoot), model.modelId, partitionKey(model.config.numLayers, partition));
+  const dir = join(resolve(cacheRoot), model.modelId, partitionKey(model.config.numLayers, partition, weights));
   const sourcePath = join(dir, 'source.json');
   if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json'))) {
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
-    if (source.sourceHash === model.sourceHash) return { dir, manifest: (await loadStageSet(dir)).manifest, built: false };
+    if (source.sourceHash === model.sourceHash) {
+      const { manifest } = await loadStageSet(dir);
+      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision.
+      if (manifest.weights === weights) return { dir, manifest, built: false };
+    }
   }
-  return { dir, manifest: await buildStagesToDir(model, partition, dir), built: true };
+  return { dir, manifest: await buildStagesToDir(model, partition, dir, weights), built: true };
 }
 
 /** A stage directory, read and verified: every file present, of the right size and sha256. */
@@ -144,7 +165,7 @@ export interface StageSet {
 async function readVerified(dir: string, entry: { file: string; sizeBytes: number; sha256: string }): Promise<Uint8Array> {
   const path = join(dir, entry.file);
   if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, 'named in manifest.json but missing');
-  const bytes = readFileSync(path);
+  const bytes = readWholeFile(path);
   if (bytes.byteLength !== entry.sizeBytes) {
     throw new ModelError('ERR_MANIFEST_SIZE', path, `is ${bytes.byteLength} bytes, manifest.json says ${entry.sizeBytes}`);
   }

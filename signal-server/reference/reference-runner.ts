@@ -1,6 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Partition } from '../../shared/model/partition.js';
 import { type GenerateResult, generate, PipelineSession } from '../../shared/model/pipeline.js';
+import type { WeightPrecision } from '../../shared/model/quantize.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { STAGE_CACHE } from '../defaults.js';
@@ -23,8 +24,13 @@ export class ReferenceRunner {
   }
 
   /** Builds (or reuses) the stages of a Hugging Face model folder, then opens them. */
-  static async fromModelDir(modelDir: string, partition: Partition, cacheRoot = STAGE_CACHE): Promise<ReferenceRunner> {
-    const { dir } = await ensureStages(modelDir, partition, cacheRoot);
+  static async fromModelDir(
+    modelDir: string,
+    partition: Partition,
+    cacheRoot = STAGE_CACHE,
+    weights: WeightPrecision = 'f32',
+  ): Promise<ReferenceRunner> {
+    const { dir } = await ensureStages(modelDir, partition, cacheRoot, weights);
     return ReferenceRunner.fromStageDir(dir);
   }
 
@@ -56,6 +62,8 @@ export class ReferenceRunner {
 export interface GenerateTextOptions {
   readonly modelDir: string;
   readonly partition: Partition;
+  /** Weight precision of the stages (f32 when absent). */
+  readonly weights?: WeightPrecision;
   readonly prompt: string;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
@@ -69,7 +77,7 @@ export interface GenerateTextResult extends GenerateResult {
 }
 
 export async function generateText(o: GenerateTextOptions): Promise<GenerateTextResult> {
-  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition);
+  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition, STAGE_CACHE, o.weights ?? 'f32');
   try {
     const promptTokens = runner.tokenizer.encode(o.prompt);
     let shown = '';

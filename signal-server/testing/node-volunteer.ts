@@ -56,6 +56,8 @@ export interface NodeVolunteerOptions {
   readonly readyAtOnce?: boolean;
   /** Changes its reports to the coordinator before they are sent (a liar about what it received, say). */
   readonly tamper?: (m: StepDigest) => StepDigest;
+  /** Runs these stage bytes instead of the file it downloaded (another weight precision, say), and says nothing. */
+  readonly stageFile?: (stage: number) => Uint8Array;
 }
 
 /** Frames relayed as signalling: { f: base64 of one data-channel message }. */
@@ -146,7 +148,7 @@ export class NodeVolunteer {
     this.manifest = manifest;
     await this.executor?.release();
     // A one-stage executor answering for the stage index the replica asks for.
-    const single = await OrtExecutor.create([bytes]);
+    const single = await OrtExecutor.create([this.options.stageFile?.(stage) ?? bytes]);
     this.executor = single;
     const socket = this.socket;
     this.core = new ReplicaCore(
