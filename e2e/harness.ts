@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
 import type { IceOptions } from '../signal-server/ice-config.js';
 import { createLogger, type LineSink, silentLogger } from '../signal-server/log.js';
@@ -20,7 +21,7 @@ export { launchChromium };
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
-  models: readonly { dir: string; stages: number }[],
+  models: readonly { dir: string; stages: number; graph?: GraphForm }[],
   cacheRoot: string,
   extra: {
     redundancy?: number;

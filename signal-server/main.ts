@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
@@ -18,6 +19,8 @@ export interface StartOptions {
   readonly host: string;
   readonly model: string;
   readonly stages: number;
+  /** The stage graphs' form for the whole swarm: plain operators (the reference) or onnxruntime's fused ones. */
+  readonly graph: GraphForm;
   readonly webRoot: string;
   readonly stageCache: string;
   readonly redundancy: number;
@@ -61,6 +64,12 @@ export const SETTINGS = {
     help: 'model: a folder name under models/, or a path to a Hugging Face folder',
   },
   stages: { env: 'STAGES', flag: 'stages', fallback: String(DEFAULT_STAGES), help: 'pipeline stages the model is split into' },
+  graph: {
+    env: 'GRAPH',
+    flag: 'graph',
+    fallback: 'plain',
+    help: "stage graphs' form: plain ONNX operators, or fused (onnxruntime's GroupQueryAttention, SkipSimplifiedLayerNormalization; faster)",
+  },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
   stageCache: { env: 'STAGE_CACHE', flag: 'stage-cache', fallback: STAGE_CACHE, help: 'where built stage files are kept' },
@@ -178,6 +187,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     host: raw(SETTINGS.host).value,
     model: raw(SETTINGS.model).value,
     stages: int(SETTINGS.stages, 1),
+    graph: oneOf(SETTINGS.graph, GRAPH_FORMS),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     redundancy: int(SETTINGS.redundancy, 1),
@@ -209,9 +219,9 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
-  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache);
+  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, o.graph);
   log(
-    `${built ? 'built' : 'reused'} ${manifest.stages.length} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
+    `${built ? 'built' : 'reused'} ${manifest.stages.length} ${o.graph} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
   );
   const server = createSignalServer({
     port: o.port,

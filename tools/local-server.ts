@@ -3,18 +3,19 @@
  * built web app (dist/) and the stages of the given model folders (built into
  * `cacheRoot`, or reused from it), on port 0 unless told otherwise.
  */
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
 import { createSignalServer, type ServedStages, type SignalServer, type SignalServerOptions } from '../signal-server/server.js';
 
 export async function startLocalServer(
-  models: readonly { dir: string; stages: number }[],
+  models: readonly { dir: string; stages: number; graph?: GraphForm }[],
   cacheRoot: string,
   options: Partial<Omit<SignalServerOptions, 'models'>> = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
     const partition = { stages: m.stages };
-    const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot);
+    const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot, m.graph ?? 'plain');
     served.push({ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) });
   }
   const server = createSignalServer({ port: 0, host: '127.0.0.1', webRoot: 'dist', ...options, models: served });

@@ -4,6 +4,7 @@ import { type Partition, resolvePartition } from './partition.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
+import { buildFusedStageGraph, fusedStageInputs, type GraphForm } from './stage-graph-fused.js';
 import { checkAllWeights, WeightReader } from './weights.js';
 
 export interface BuildInput {
@@ -15,6 +16,8 @@ export interface BuildInput {
   readonly tokenizerJson: Uint8Array;
   readonly tokenizerConfigJson: Uint8Array | null;
   readonly partition: Partition;
+  /** The graphs' form (default plain, the reference). */
+  readonly graph?: GraphForm;
 }
 
 export interface BuildOutput {
@@ -36,14 +39,17 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
   const weights = new WeightReader(input.weightsFile, input.tensors);
   checkAllWeights(config, weights);
   const ranges = resolvePartition(config.numLayers, input.partition);
+  const graph = input.graph ?? 'plain';
+  const fused = graph === 'fused';
   const files = new Map<string, Uint8Array>();
   const stages: StageEntry[] = [];
   for (const [index, layers] of ranges.entries()) {
     const spec = { index, count: ranges.length, layers };
-    const bytes = buildStageGraph(config, weights, spec);
+    const bytes = fused ? buildFusedStageGraph(config, weights, spec) : buildStageGraph(config, weights, spec);
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
-    stages.push({ ...(await entry(file, bytes)), index, layers, inputs: stageInputs(config, spec), outputs: stageOutputs(config, spec) });
+    const inputs = fused ? fusedStageInputs(config, spec) : stageInputs(config, spec);
+    stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs: stageOutputs(config, spec) });
   }
   files.set('tokenizer.json', input.tokenizerJson);
   let tokenizerConfig: FileEntry | null = null;
@@ -56,6 +62,7 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
     version: MANIFEST_VERSION,
     modelId: input.modelId,
     model: config,
+    graph,
     tokenizer: await entry('tokenizer.json', input.tokenizerJson),
     tokenizerConfig,
     stages,

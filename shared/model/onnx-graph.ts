@@ -4,7 +4,7 @@ const { onnx } = onnxProto;
 
 /** A dimension: a fixed size or a named dynamic axis. */
 export type Dim = number | string;
-export type ElemType = 'float32' | 'int64';
+export type ElemType = 'float32' | 'int64' | 'int32';
 
 export interface ValueSpec {
   readonly name: string;
@@ -15,7 +15,11 @@ export interface ValueSpec {
 const DATA_TYPE: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
 };
+
+/** onnxruntime's contrib operators (GroupQueryAttention, SkipSimplifiedLayerNormalization, …). */
+export const MS_DOMAIN = 'com.microsoft';
 
 type AttrValue = number | readonly number[] | { readonly float: number };
 
@@ -29,6 +33,7 @@ export class GraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private readonly constCache = new Map<string, string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   private fresh(hint: string): string {
@@ -88,6 +93,30 @@ export class GraphBuilder {
     return out;
   }
 
+  /**
+   * Adds a node with several outputs: `outputs` names them; '' skips an
+   * optional one, null generates a name. `domain` selects contrib operators.
+   */
+  opN(
+    opType: string,
+    inputs: readonly string[],
+    outputs: readonly (string | null)[],
+    attrs: Record<string, AttrValue> = {},
+    domain = '',
+  ): string[] {
+    const outs = outputs.map((o) => o ?? this.fresh(opType.toLowerCase()));
+    if (domain !== '') this.domains.add(domain);
+    this.nodes.push({
+      opType,
+      domain,
+      input: [...inputs],
+      output: outs,
+      name: this.fresh(`n_${opType}`),
+      attribute: Object.entries(attrs).map(([name, v]) => attribute(name, v)),
+    });
+    return outs;
+  }
+
   /** Serialises the graph as an ONNX model. */
   toBytes(graphName: string, inputs: readonly ValueSpec[], outputs: readonly ValueSpec[], docString: string): Uint8Array {
     const model = onnx.ModelProto.create({
@@ -95,7 +124,7 @@ export class GraphBuilder {
       producerName: 'webswarm',
       producerVersion: '1',
       docString,
-      opsetImport: [{ domain: '', version: GraphBuilder.OPSET }],
+      opsetImport: [{ domain: '', version: GraphBuilder.OPSET }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       graph: {
         name: graphName,
         node: this.nodes,

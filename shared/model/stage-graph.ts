@@ -68,14 +68,14 @@ export function stageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
 }
 
 /** Transposes a row-major [rows, cols] matrix (a Linear weight [out, in] → MatMul's [in, out]). */
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c] as number;
   return out;
 }
 
 /** x @ W^T (+ b) for a Hugging Face Linear weight of shape [outF, inF]. */
-function linear(g: GraphBuilder, w: WeightReader, x: string, name: string, outF: number, inF: number, bias?: string): string {
+export function linear(g: GraphBuilder, w: WeightReader, x: string, name: string, outF: number, inF: number, bias?: string): string {
   const weight = w.get(name, [outF, inF]);
   let y = g.op('MatMul', [x, g.weight(name, [inF, outF], transpose(weight.data, outF, inF))]);
   if (bias !== undefined) y = g.op('Add', [y, g.weight(bias, [outF], w.get(bias, [outF]).data)]);
@@ -152,6 +152,39 @@ function decoderLayer(
   return g.op('Add', [x2, linear(g, w, act, n.down, d, cfg.intermediateSize)]);
 }
 
+/** Rotary inverse frequencies [hd/2], as transformers computes them in float32. */
+export function ropeInverseFrequencies(cfg: ModelConfig): Float32Array {
+  const hd = cfg.headDim;
+  const invFreq = new Float32Array(hd / 2);
+  for (let i = 0; i < hd / 2; i++) invFreq[i] = 1 / cfg.ropeTheta ** ((2 * i) / hd);
+  return invFreq;
+}
+
+/** Stage 0's token embedding: a Gather from the embedding table. */
+export function embedTokens(g: GraphBuilder, w: WeightReader, cfg: ModelConfig): string {
+  const d = cfg.hiddenSize;
+  const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
+  return g.op('Gather', [g.weight('model.embed_tokens.weight', [cfg.vocabSize, d], table.data), STAGE_IO.inputIds], { axis: 0 });
+}
+
+/** The last stage's LM head on normed hidden states, writing the logits output. */
+export function lmHead(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, normed: string): string {
+  const d = cfg.hiddenSize;
+  const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  const head = w.get(headName, [cfg.vocabSize, d]);
+  return g.op(
+    'MatMul',
+    [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))],
+    {},
+    STAGE_IO.logits,
+  );
+}
+
+/** A stage graph's description (its doc string). */
+export function stageDoc(stage: StageSpec, form = ''): string {
+  return `webswarm stage ${stage.index + 1}/${stage.count}${form}, layers [${stage.layers.start}, ${stage.layers.end})`;
+}
+
 /**
  * Builds the ONNX graph of one stage straight from the checkpoint's weights.
  * Positions come from the length of the first layer's past keys, so the same
@@ -167,8 +200,7 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   let x: string;
   let seqLen: string;
   if (first) {
-    const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
-    x = g.op('Gather', [g.weight('model.embed_tokens.weight', [cfg.vocabSize, d], table.data), STAGE_IO.inputIds], { axis: 0 });
+    x = embedTokens(g, w, cfg);
     seqLen = g.op('Gather', [g.op('Shape', [STAGE_IO.inputIds]), g.ints([1], true)], { axis: 0 });
   } else {
     x = STAGE_IO.hiddenIn;
@@ -178,9 +210,8 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   const totalLen = g.op('Add', [pastLen, seqLen]);
   const positions = g.op('Range', [pastLen, totalLen, g.ints([1], true)]);
 
-  // Rotary tables [S, hd]; inverse frequencies as transformers computes them in float32.
-  const invFreq = new Float32Array(hd / 2);
-  for (let i = 0; i < hd / 2; i++) invFreq[i] = 1 / cfg.ropeTheta ** ((2 * i) / hd);
+  // Rotary tables [S, hd].
+  const invFreq = ropeInverseFrequencies(cfg);
   const freqs = g.op('Mul', [
     g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 }), g.ints([1])]),
     g.weight('rope.inv_freq', [1, hd / 2], invFreq),
@@ -197,22 +228,9 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask);
 
   if (last) {
-    const normed = rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps);
-    const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-    const head = w.get(headName, [cfg.vocabSize, d]);
-    g.op(
-      'MatMul',
-      [normed, g.weight('lm_head.transposed', [d, cfg.vocabSize], transpose(head.data, cfg.vocabSize, d))],
-      {},
-      STAGE_IO.logits,
-    );
+    lmHead(g, w, cfg, rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps));
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }
-  return g.toBytes(
-    `stage_${stage.index}`,
-    stageInputs(cfg, stage),
-    stageOutputs(cfg, stage),
-    `webswarm stage ${stage.index + 1}/${stage.count}, layers [${stage.layers.start}, ${stage.layers.end})`,
-  );
+  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage), stageOutputs(cfg, stage), stageDoc(stage));
 }

@@ -8,6 +8,7 @@ import { parseManifest, type StageManifest } from '../../shared/model/manifest.j
 import { type Partition, resolvePartition } from '../../shared/model/partition.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
+import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 
 /** A Hugging Face model folder, read and checked. */
 export interface ModelFolder {
@@ -96,8 +97,9 @@ export function partitionKey(numLayers: number, p: Partition): string {
 }
 
 /** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
-export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string): Promise<StageManifest> {
+export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string, graph: GraphForm = 'plain'): Promise<StageManifest> {
   const { manifest, files } = await buildStages({
+    graph,
     modelId: model.modelId,
     config: model.config,
     weightsFile: model.weightsFile,
@@ -119,17 +121,27 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
 
 /**
  * The stages of a model for a partition, built once into
- * `<cacheRoot>/<modelId>/<partition>/` and rebuilt when the model files change.
+ * `<cacheRoot>/<modelId>/<partition>/` (`<partition>-fused/` for the fused
+ * form) and rebuilt when the model files change.
  */
-export async function ensureStages(modelDir: string, partition: Partition, cacheRoot: string): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
+export async function ensureStages(
+  modelDir: string,
+  partition: Partition,
+  cacheRoot: string,
+  graph: GraphForm = 'plain',
+): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
   const model = readModelFolder(modelDir);
-  const dir = join(resolve(cacheRoot), model.modelId, partitionKey(model.config.numLayers, partition));
+  const key = partitionKey(model.config.numLayers, partition);
+  const dir = join(resolve(cacheRoot), model.modelId, graph === 'plain' ? key : `${key}-${graph}`);
   const sourcePath = join(dir, 'source.json');
   if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json'))) {
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
-    if (source.sourceHash === model.sourceHash) return { dir, manifest: (await loadStageSet(dir)).manifest, built: false };
+    if (source.sourceHash === model.sourceHash) {
+      const { manifest } = await loadStageSet(dir);
+      if (manifest.graph === graph) return { dir, manifest, built: false };
+    }
   }
-  return { dir, manifest: await buildStagesToDir(model, partition, dir), built: true };
+  return { dir, manifest: await buildStagesToDir(model, partition, dir, graph), built: true };
 }
 
 /** A stage directory, read and verified: every file present, of the right size and sha256. */

@@ -1,7 +1,8 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Partition } from '../../shared/model/partition.js';
-import { type GenerateResult, generate, PipelineSession } from '../../shared/model/pipeline.js';
+import { type GenerateResult, generate, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { STAGE_CACHE } from '../defaults.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
@@ -22,9 +23,19 @@ export class ReferenceRunner {
     return new ReferenceRunner(set.manifest, tokenizer, await OrtExecutor.create(set.stageBytes, threads));
   }
 
+  /** The stages' executor (for callers that keep KV caches themselves, e.g. a CachingExecutor). */
+  get stageExecutor(): StageExecutor {
+    return this.executor;
+  }
+
   /** Builds (or reuses) the stages of a Hugging Face model folder, then opens them. */
-  static async fromModelDir(modelDir: string, partition: Partition, cacheRoot = STAGE_CACHE): Promise<ReferenceRunner> {
-    const { dir } = await ensureStages(modelDir, partition, cacheRoot);
+  static async fromModelDir(
+    modelDir: string,
+    partition: Partition,
+    cacheRoot = STAGE_CACHE,
+    graph: GraphForm = 'plain',
+  ): Promise<ReferenceRunner> {
+    const { dir } = await ensureStages(modelDir, partition, cacheRoot, graph);
     return ReferenceRunner.fromStageDir(dir);
   }
 
@@ -56,6 +67,7 @@ export class ReferenceRunner {
 export interface GenerateTextOptions {
   readonly modelDir: string;
   readonly partition: Partition;
+  readonly graph?: GraphForm;
   readonly prompt: string;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
@@ -69,7 +81,7 @@ export interface GenerateTextResult extends GenerateResult {
 }
 
 export async function generateText(o: GenerateTextOptions): Promise<GenerateTextResult> {
-  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition);
+  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition, STAGE_CACHE, o.graph ?? 'plain');
   try {
     const promptTokens = runner.tokenizer.encode(o.prompt);
     let shown = '';

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, hostOnly } from '../../shared/model/pipeline.js';
 import type { ClientToServerEvents, ServerToClientEvents, StageChallenge, StepDigest } from '../../shared/protocol/messages.js';
 import { parseChallenge } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
@@ -124,7 +124,7 @@ export class NodeVolunteer {
     this.core = new ReplicaCore(
       manifest,
       stage,
-      new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, feeds) }),
+      new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, hostOnly(feeds)) }),
       {
         frames: (to, messages) => {
           for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });

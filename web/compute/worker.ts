@@ -28,10 +28,11 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   switch (m.type) {
     case 'load':
-      StageSessions.create(m.backend, m.stages)
+      StageSessions.create(m.backend, m.stages, m.manifest)
         .then(async (s) => {
           sessions = s;
-          caches = new CachingExecutor(m.manifest, s);
+          // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions).
+          caches = new CachingExecutor(m.manifest, { run: (stage, feeds) => s.runKv(stage, feeds) });
           reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
         })
         .catch((e: unknown) => fail(m.id, e));

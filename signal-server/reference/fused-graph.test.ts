@@ -1,0 +1,134 @@
+// The fused-operator stage graphs against the plain ones (the reference), on
+// onnxruntime-web's WASM backend in Node: every stage's output, PyTorch's
+// logits, greedy tokens, and the KV cache's roll-back and close.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CachingExecutor, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { argmax, GREEDY } from '../../shared/model/sampling.js';
+import { maxAbsDifference } from '../../shared/vote/tolerance.js';
+import { GOLDEN_MODEL_IDS, goldenModelDir, readGolden } from '../../testing/golden.js';
+import { readModelFolder } from '../models/model-folder.js';
+import { ReferenceRunner } from './reference-runner.js';
+
+/** Fused vs PyTorch: the same bound as the plain graph's (measured: ≤ 2e-5). */
+const LOGIT_TOLERANCE = 1e-4;
+/** Fused vs plain, per stage, relative to the tensor's largest value (measured: ≤ 3e-6). */
+const STAGE_RELATIVE_TOLERANCE = 2e-5;
+const STAGES = 3;
+
+const cacheRoot = mkdtempSync(join(tmpdir(), 'webswarm-fused-'));
+afterAll(() => rmSync(cacheRoot, { recursive: true, force: true }));
+
+/** Each stage's main output for `ids` in a fresh session. */
+async function trace(runner: ReferenceRunner, ids: readonly number[]): Promise<Float32Array[]> {
+  const outs: Float32Array[] = [];
+  const n = runner.manifest.stages.length;
+  const recorder: StageExecutor = {
+    async run(stage, feeds) {
+      const out = await runner.stageExecutor.run(stage, feeds);
+      outs.push(mainOutput(out, stage, n).data.slice());
+      return out;
+    },
+  };
+  await new PipelineSession(runner.manifest, recorder).forward(ids);
+  return outs;
+}
+
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/** Golden models whose head_dim onnxruntime's GroupQueryAttention takes (a multiple of 16). */
+const FUSED_MODELS = GOLDEN_MODEL_IDS.filter((id) => id !== 'tiny-untied');
+
+it('a model whose head_dim GroupQueryAttention cannot take is refused by name, not built wrong', async () => {
+  expect(readModelFolder(goldenModelDir('tiny-untied')).config.headDim).toBe(8);
+  await expect(ReferenceRunner.fromModelDir(goldenModelDir('tiny-untied'), { stages: 1 }, cacheRoot, 'fused')).rejects.toMatchObject({
+    code: 'ERR_MODEL_UNSUPPORTED',
+    message: expect.stringContaining('head_dim 8 is not a multiple of 16'),
+  });
+});
+
+describe.each(FUSED_MODELS)('fused stage graphs of %s', (modelId) => {
+  const dir = goldenModelDir(modelId);
+  const golden = readGolden(modelId);
+  let plain: ReferenceRunner;
+  let fused: ReferenceRunner;
+
+  beforeAll(async () => {
+    plain = await ReferenceRunner.fromModelDir(dir, { stages: STAGES }, cacheRoot, 'plain');
+    fused = await ReferenceRunner.fromModelDir(dir, { stages: STAGES }, cacheRoot, 'fused');
+  });
+  afterAll(async () => {
+    await plain?.close();
+    await fused?.close();
+  });
+
+  it('are a different file set, marked fused in the manifest', () => {
+    expect(plain.manifest.graph).toBe('plain');
+    expect(fused.manifest.graph).toBe('fused');
+    for (let s = 0; s < STAGES; s++) expect(fused.manifest.stages[s]?.sha256).not.toBe(plain.manifest.stages[s]?.sha256);
+  });
+
+  it("agree with the plain graphs stage by stage, give PyTorch's logits and its greedy tokens", async () => {
+    for (const p of golden.prompts) {
+      const a = await trace(plain, p.ids);
+      const b = await trace(fused, p.ids);
+      for (let s = 0; s < STAGES; s++) {
+        const x = a[s] as Float32Array;
+        const y = b[s] as Float32Array;
+        expect(y.length).toBe(x.length);
+        expect(maxAbsDifference(y, x) / Math.max(1, maxAbs(x)), `stage ${s}, "${p.text}"`).toBeLessThan(STAGE_RELATIVE_TOLERANCE);
+      }
+      expect(maxAbsDifference(b[STAGES - 1] as Float32Array, p.logits), `"${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
+      const r = await fused.generateIds(p.ids, p.greedy.length, GREEDY);
+      expect(r.tokens, `greedy after "${p.text}"`).toEqual(p.greedy);
+    }
+  });
+
+  it('roll back by count alone: a wrong step cut off and redone, several tokens after a past, a closed session', async () => {
+    const p = golden.prompts[0] as (typeof golden.prompts)[number];
+    const expected = p.greedy.slice(0, 8);
+    const vocab = fused.manifest.model.vocabSize;
+    const caches = new CachingExecutor(fused.manifest, fused.stageExecutor);
+    const ids = (tokens: readonly number[]): TensorData => ({
+      dtype: 'int64',
+      dims: [1, tokens.length],
+      data: BigInt64Array.from(tokens, (t) => BigInt(t)),
+    });
+    const forward = async (session: number, tokens: readonly number[]): Promise<Float32Array> => {
+      let carry = ids(tokens);
+      for (let s = 0; s < STAGES; s++) carry = await caches.step(session, s, carry);
+      return (carry as Extract<TensorData, { dtype: 'float32' }>).data;
+    };
+    const last = (logits: Float32Array) => argmax(logits.subarray(logits.length - vocab));
+
+    // Session 1: the prompt, 3 tokens; then a wrong token, cut off, and the right one.
+    const got: number[] = [last(await forward(1, p.ids))];
+    for (let i = 0; i < 2; i++) got.push(last(await forward(1, [got[i] as number])));
+    await forward(1, [(got[2] as number) === 7 ? 8 : 7]);
+    await caches.truncate(1, p.ids.length + 2);
+    for (let i = 2; i < 5; i++) got.push(last(await forward(1, [got[i] as number])));
+    // Two tokens in one step after a past (a replay), and the rest one by one.
+    await caches.truncate(1, p.ids.length + 3);
+    got.splice(4);
+    got.push(last(await forward(1, [got[3] as number, ...[]])));
+    const two = await forward(1, [got[4] as number, p.greedy[5] as number]);
+    got.push(last(two.subarray(0, vocab)), last(two));
+    got.push(last(await forward(1, [p.greedy[6] as number])));
+    expect(got).toEqual(expected);
+
+    // Closed: the same session id starts from nothing.
+    caches.release(1);
+    expect(caches.sessions).toBe(0);
+    expect(last(await forward(1, p.ids))).toBe(expected[0]);
+    // A roll-back to nothing, then the prompt again.
+    await caches.truncate(1, 0);
+    expect(last(await forward(1, p.ids))).toBe(expected[0]);
+    caches.release(1);
+  });
+});
