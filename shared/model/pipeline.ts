@@ -35,7 +35,7 @@ export interface KvStageExecutor {
 }
 
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
-export function mainOutput(outputs: Feeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
+export function mainOutput(outputs: KvFeeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
   const name = stageOutputName(stage, numStages);
   const t = outputs[name];
   if (t === undefined || t.dtype !== 'float32') throw new Error(`stage ${stage} returned no float32 ${name}`);
@@ -105,7 +105,7 @@ export class CachingExecutor implements SessionExecutor {
     const n = sequenceLength(input);
     const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
     cache.update(out, n);
-    return mainOutput(hostOnly(out, stageOutputName(stage, this.manifest.stages.length)), stage, this.manifest.stages.length);
+    return mainOutput(out, stage, this.manifest.stages.length);
   }
 
   async truncate(session: number, positions: number): Promise<void> {
@@ -123,6 +123,23 @@ export class CachingExecutor implements SessionExecutor {
   /** Sessions with a cache now (tests check that closed ones are forgotten). */
   get sessions(): number {
     return new Set([...this.caches.keys()].map((k) => k.split('/')[0])).size;
+  }
+
+  /** Where the caches' KV tensors are now: on the device (GPU buffers) or on the host. */
+  get kvTensors(): { device: number; host: number } {
+    const n = { device: 0, host: 0 };
+    for (const c of this.caches.values()) {
+      const p = c.placement;
+      n.device += p.device;
+      n.host += p.host;
+    }
+    return n;
+  }
+
+  /** Forgets every session, freeing device tensors. */
+  dispose(): void {
+    for (const c of this.caches.values()) c.dispose();
+    this.caches.clear();
   }
 }
 
@@ -172,6 +189,13 @@ export class KvCache {
   /** Number of positions cached. */
   get length(): number {
     return this.positions;
+  }
+
+  /** How many of its tensors are on the device and on the host. */
+  get placement(): { device: number; host: number } {
+    let device = 0;
+    for (const t of this.tensors.values()) if (t.dtype === 'device') device++;
+    return { device, host: this.tensors.size - device };
   }
 
   /** The past.* feeds for a step of `newPositions` positions (and, for the fused form, its int32 position inputs). */

@@ -1,9 +1,9 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { generate, mainOutput, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
+import { generate, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
-import type { Backend } from '../compute/messages.js';
+import type { Backend, WorkerStats } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 
@@ -19,6 +19,17 @@ export interface LocalModel {
   trace(ids: number[]): Promise<number[][]>;
   /** Greedy tokens after `ids`. */
   greedy(ids: number[], maxTokens: number): Promise<{ tokens: number[]; msPerToken: number }>;
+  /**
+   * One step of `session` through every stage, its KV caches kept in the
+   * worker (on the GPU on WebGPU), as a volunteer runs: the last position's logits.
+   */
+  step(session: number, ids: number[]): Promise<number[]>;
+  /** Rolls `session` back to its first `positions` positions. */
+  truncate(session: number, positions: number): Promise<void>;
+  /** Closes `session`, freeing its caches. */
+  release(session: number): Promise<void>;
+  /** What the worker holds now. */
+  stats(): Promise<WorkerStats>;
 }
 
 export async function pickBackend(asked: string | null): Promise<Backend> {
@@ -66,5 +77,17 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
       const decode = r.stepMs.slice(1).sort((a, b) => a - b);
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },
+    async step(session, ids) {
+      let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+      for (let s = 0; s < manifest.stages.length; s++) carry = await client.step(session, s, carry);
+      const vocab = manifest.model.vocabSize;
+      return Array.from(carry.data.subarray(carry.data.length - vocab) as Float32Array);
+    },
+    truncate: (session, positions) => client.truncate(session, positions),
+    async release(session) {
+      client.release(session);
+      await client.stats(); // the worker answers in order: the release is done
+    },
+    stats: () => client.stats(),
   };
 }
