@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mainOutput, PipelineSession, type StageExecutor } from '../shared/model/pipeline.js';
 import { argmax } from '../shared/model/sampling.js';
 import type { GraphForm } from '../shared/model/stage-graph-fused.js';
-import { agrees, maxAbsDifference } from '../shared/vote/tolerance.js';
+import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
@@ -36,7 +37,12 @@ let cacheRoot: string;
 const servers = new Map<GraphForm, SignalServer>();
 const expected = new Map<GraphForm, Expected>();
 let browser: Browser;
-const prompt = (readGolden(MODEL).prompts[0] as { ids: number[] }).ids;
+const golden = readGolden(MODEL);
+const prompt = (golden.prompts[0] as { ids: number[] }).ids;
+/** The plain graphs' output of every stage for each golden prompt (the reference runner): [prompt][stage]. */
+let plainTraces: Float32Array[][] = [];
+/** WASM is the reference's kernels: PyTorch's logits within the reference runner's own bound. */
+const WASM_LOGIT_TOLERANCE = 1e-4;
 const KV_TENSORS = 2 * 6; // keys and values of austen-2m's 6 layers, over its 3 stages
 
 async function referenceOf(dir: string): Promise<Expected> {
@@ -57,12 +63,35 @@ async function referenceOf(dir: string): Promise<Expected> {
   }
 }
 
+async function tracesOf(dir: string): Promise<Float32Array[][]> {
+  const runner = await ReferenceRunner.fromStageDir(dir);
+  try {
+    const traces: Float32Array[][] = [];
+    for (const p of golden.prompts) {
+      const outs: Float32Array[] = [];
+      const recorder: StageExecutor = {
+        async run(stage, feeds) {
+          const out = await runner.stageExecutor.run(stage, feeds);
+          outs.push(mainOutput(out, stage, STAGES).data.slice());
+          return out;
+        },
+      };
+      await new PipelineSession(runner.manifest, recorder).forward(p.ids);
+      traces.push(outs);
+    }
+    return traces;
+  } finally {
+    await runner.close();
+  }
+}
+
 beforeAll(async () => {
   cacheRoot = mkdtempSync(join(tmpdir(), 'webswarm-gpukv-'));
   for (const graph of ['plain', 'fused'] as const) {
     servers.set(graph, await startTestServer([{ dir: goldenModelDir(MODEL), stages: STAGES, graph }], cacheRoot, { quiet: true }));
     const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cacheRoot, graph);
     expected.set(graph, await referenceOf(dir));
+    if (graph === 'plain') plainTraces = await tracesOf(dir);
   }
   browser = await launchChromium({ webgpu: true });
 });
@@ -146,6 +175,26 @@ describe.each([
     await page.evaluate(() => (window.webswarmCheck as Check).release(1));
     expect(await stats(page)).toEqual({ sessions: 0, kvOnDevice: 0, kvOnHost: 0 });
     agree(await step(page, 1, prompt), 0);
+
+    // Stage by stage against the plain graphs of the reference runner, and PyTorch's logits.
+    const worst = Array.from({ length: STAGES }, () => 0);
+    for (const [pi, p] of golden.prompts.entries()) {
+      const outs = await page.evaluate((ids) => (window.webswarmCheck as Check).trace(ids), p.ids);
+      for (let s = 0; s < STAGES; s++) {
+        const got = outs[s] as number[];
+        const want = (plainTraces[pi] as Float32Array[])[s] as Float32Array;
+        const d = maxAbsDifference(got, want);
+        worst[s] = Math.max(worst[s] as number, d / Math.max(1, maxAbs(want)));
+        expect(agrees(got, want), `stage ${s}, "${p.text}": max diff ${d}`).toBe(true);
+        expect(d / Math.max(1, maxAbs(want)), `stage ${s}, "${p.text}"`).toBeLessThan(RELATIVE_TOLERANCE / 5);
+      }
+      const logits = outs[STAGES - 1] as number[];
+      if (backend === 'wasm') expect(maxAbsDifference(logits, p.logits), `"${p.text}"`).toBeLessThan(WASM_LOGIT_TOLERANCE);
+      else expect(agrees(logits, p.logits), `"${p.text}": max diff ${maxAbsDifference(logits, p.logits)}`).toBe(true);
+    }
+    process.stdout.write(
+      `${graph} on ${backend} vs the plain graphs on WASM in Node, relative per stage: ${worst.map((x) => x.toExponential(1)).join(' / ')}\n`,
+    );
     await page.close();
   });
 });

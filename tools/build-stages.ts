@@ -1,25 +1,36 @@
-/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--out DIR] */
+/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--graph plain|fused] [--out DIR] */
 import { join } from 'node:path';
+import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { buildStagesToDir, partitionKey, readModelFolder } from '../signal-server/models/model-folder.js';
 import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE } from './cli-args.js';
 
-const USAGE = 'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--out DIR]';
+const USAGE = 'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--graph plain|fused] [--out DIR]';
 
 runCli(async () => {
   const v = cliArgs(
-    { model: { type: 'string', default: 'austen-2m' }, stages: { type: 'string' }, layers: { type: 'string' }, out: { type: 'string' } },
+    {
+      model: { type: 'string', default: 'austen-2m' },
+      stages: { type: 'string' },
+      layers: { type: 'string' },
+      graph: { type: 'string', default: 'plain' },
+      out: { type: 'string' },
+    },
     USAGE,
   );
+  const graph = v.graph as string;
+  if (!(GRAPH_FORMS as readonly string[]).includes(graph))
+    throw new Error(`--graph must be one of ${GRAPH_FORMS.join(', ')}, got "${graph}"`);
   const t0 = performance.now();
   const model = readModelFolder(modelDir(v.model as string));
   const partition = partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined });
-  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, partitionKey(model.config.numLayers, partition));
-  const manifest = await buildStagesToDir(model, partition, out);
+  const key = partitionKey(model.config.numLayers, partition);
+  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, graph === 'plain' ? key : `${key}-${graph}`);
+  const manifest = await buildStagesToDir(model, partition, out, graph as GraphForm);
   const ms = performance.now() - t0;
   for (const s of manifest.stages) {
     process.stdout.write(
       `${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`,
     );
   }
-  process.stdout.write(`built ${manifest.stages.length} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
+  process.stdout.write(`built ${manifest.stages.length} ${graph} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
 });

@@ -12,9 +12,9 @@ import { GOLDEN_MODEL_IDS, goldenModelDir, readGolden } from '../../testing/gold
 import { readModelFolder } from '../models/model-folder.js';
 import { ReferenceRunner } from './reference-runner.js';
 
-/** Fused vs PyTorch: the same bound as the plain graph's (measured: ≤ 2e-5). */
+/** Fused vs PyTorch: the plain graph's bound (measured: 1.3e-5 austen-2m, 5.3e-5 tiny-gqa-bias; plain 1.3e-5, 5.1e-5). */
 const LOGIT_TOLERANCE = 1e-4;
-/** Fused vs plain, per stage, relative to the tensor's largest value (measured: ≤ 3e-6). */
+/** Fused vs plain, per stage, relative to the largest value (measured: ≤ 8.1e-7 austen-2m, ≤ 1.8e-6 tiny-gqa-bias). */
 const STAGE_RELATIVE_TOLERANCE = 2e-5;
 const STAGES = 3;
 

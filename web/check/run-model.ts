@@ -1,6 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { generate, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
-import { GREEDY } from '../../shared/model/sampling.js';
+import { argmax, GREEDY } from '../../shared/model/sampling.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
@@ -30,6 +30,12 @@ export interface LocalModel {
   release(session: number): Promise<void>;
   /** What the worker holds now. */
   stats(): Promise<WorkerStats>;
+  /**
+   * Greedy decoding in a fresh `session` through the worker's caches, timed
+   * in the page: the ms of each token after the prompt (index i is position
+   * ids.length + i). The session is closed after.
+   */
+  timeSteps(session: number, ids: number[], tokens: number): Promise<number[]>;
 }
 
 export async function pickBackend(asked: string | null): Promise<Backend> {
@@ -47,6 +53,16 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   const client = new ComputeClient();
   await client.load(backend, manifest, stages);
+  /** One step of a session through every stage, caches in the worker: the last position's logits. */
+  const step = async (session: number, ids: number[]): Promise<Float32Array> => {
+    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+    for (let s = 0; s < manifest.stages.length; s++) carry = await client.step(session, s, carry);
+    return (carry.data as Float32Array).subarray(carry.data.length - manifest.model.vocabSize);
+  };
+  const release = async (session: number): Promise<void> => {
+    client.release(session);
+    await client.stats(); // the worker answers in order: the release is done
+  };
   return {
     manifest,
     backend,
@@ -77,17 +93,20 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
       const decode = r.stepMs.slice(1).sort((a, b) => a - b);
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },
-    async step(session, ids) {
-      let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-      for (let s = 0; s < manifest.stages.length; s++) carry = await client.step(session, s, carry);
-      const vocab = manifest.model.vocabSize;
-      return Array.from(carry.data.subarray(carry.data.length - vocab) as Float32Array);
-    },
+    step: async (session, ids) => Array.from(await step(session, ids)),
     truncate: (session, positions) => client.truncate(session, positions),
-    async release(session) {
-      client.release(session);
-      await client.stats(); // the worker answers in order: the release is done
-    },
+    release,
     stats: () => client.stats(),
+    async timeSteps(session, ids, tokens) {
+      const ms: number[] = [];
+      let logits = await step(session, ids);
+      for (let i = 0; i < tokens; i++) {
+        const t0 = performance.now();
+        logits = await step(session, [argmax(logits)]);
+        ms.push(performance.now() - t0);
+      }
+      await release(session);
+      return ms;
+    },
   };
 }
