@@ -90,7 +90,7 @@ async function main(): Promise<void> {
       decodeRows,
     );
     if (process.env.BENCH_GRAPHS !== '0') {
-      await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats: Math.min(repeats, 3), browser: process.env.BENCH_SWARM !== '0' });
+      await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats, browser: process.env.BENCH_SWARM !== '0' });
     }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();

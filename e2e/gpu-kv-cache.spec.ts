@@ -164,6 +164,13 @@ describe.each([
         // The plain graph's cut reads its tensors back once; the fused graph's only lowers a count.
         expect(cut.kvOnDevice).toBe(onGpu && graph === 'fused' ? KV_TENSORS : 0);
       }
+      if (i === WRONG_AT + 2 && i + 1 < TOKENS) {
+        // Two positions in one step after a past (a replacement replays a session's inputs this way).
+        logits = await step(page, 1, [tokens[i - 1] as number, ref.tokens[i] as number]);
+        agree(logits, i + 1);
+        tokens.push(ref.tokens[i] as number, argmax(logits));
+        continue;
+      }
       logits = await step(page, 1, [tokens[i - 1] as number]);
       agree(logits, i);
       tokens.push(argmax(logits));
