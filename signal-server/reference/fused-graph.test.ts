@@ -7,9 +7,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CachingExecutor, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
 import { argmax, GREEDY } from '../../shared/model/sampling.js';
+import { faultBehaviour } from '../../shared/swarm/faults.js';
 import { maxAbsDifference } from '../../shared/vote/tolerance.js';
 import { GOLDEN_MODEL_IDS, goldenModelDir, readGolden } from '../../testing/golden.js';
-import { readModelFolder } from '../models/model-folder.js';
+import { ensureStages, loadStageSet, readModelFolder } from '../models/model-folder.js';
+import { createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess } from '../testing/in-process-swarm.js';
 import { ReferenceRunner } from './reference-runner.js';
 
 /** Fused vs PyTorch: the plain graph's bound (measured: 1.3e-5 austen-2m, 5.3e-5 tiny-gqa-bias; plain 1.3e-5, 5.1e-5). */
@@ -130,5 +132,44 @@ describe.each(FUSED_MODELS)('fused stage graphs of %s', (modelId) => {
     await caches.truncate(1, 0);
     expect(last(await forward(1, p.ids))).toBe(expected[0]);
     caches.release(1);
+  });
+});
+
+describe('a swarm of fused stages (in process: real replicas, real coordinator)', () => {
+  const TOKENS = 10;
+  let swarm: InProcessSwarm;
+  let reference: ReferenceRunner;
+  let promptIds: number[];
+  let expected: number[];
+
+  beforeAll(async () => {
+    const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: STAGES }, cacheRoot, 'fused');
+    const set = await loadStageSet(dir);
+    swarm = await createInProcessSwarm(set.manifest, set.stageBytes, 3, { joinMs: 5_000, stepMs: 10_000 }, 2);
+    reference = await ReferenceRunner.fromStageDir(dir);
+    promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
+    expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
+  });
+  afterAll(async () => {
+    await releaseInProcessSwarm(swarm);
+    await reference?.close();
+  });
+
+  it("a crash mid-generation: the spare replays the agreed inputs into its fused cache, and the tokens are the reference's", async () => {
+    const r = await runInProcess(swarm, promptIds, TOKENS, {}, [], { who: 's1r1', afterSteps: 4, spare: 's1spare' });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.computedBy.get('s1spare')).toBe(TOKENS);
+    expect(r.audit.get('s1spare').disagreed).toBe(0);
+  });
+
+  it('equivocators caught at a step: the stages after roll their fused caches back, and the tokens do not change', async () => {
+    const r = await runInProcess(swarm, promptIds, TOKENS, {
+      s0r0: faultBehaviour('equivocate', 1),
+      s0r1: faultBehaviour('equivocate', 1),
+    });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(expected);
+    expect(r.equivocators.length).toBeGreaterThan(0);
   });
 });
