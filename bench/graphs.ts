@@ -33,7 +33,12 @@ export interface GraphsBenchOptions {
   readonly repeats: number;
   /** Also in one Chromium tab (needs a built web app). */
   readonly browser: boolean;
+  /** Also on WebGPU in that tab (SwiftShader without a GPU: slow), short context only. */
+  readonly webgpu: boolean;
 }
+
+/** Decode tokens timed per WebGPU row. */
+const WEBGPU_TOKENS = 8;
 
 /**
  * Each window's median per run (index i of a run is position
@@ -75,6 +80,46 @@ async function nodeRuns(dir: string, repeats: number): Promise<number[][]> {
   }
 }
 
+let gpuAdapter = 'no adapter';
+
+/**
+ * One graph form on WebGPU: the worker's session path (present.* stay GPU
+ * buffers) against the page's PipelineSession over plain runs (every KV
+ * tensor read back and posted to the page each step, as before).
+ */
+async function webgpuRow(opening: Promise<Page>, url: string, modelId: string, graph: string, ids: number[]): Promise<string[]> {
+  const page = await opening;
+  try {
+    await page.goto(`${url}/check?model=${modelId}&backend=webgpu`);
+    await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
+      timeout: 120_000,
+    });
+    if ((await page.locator('[role=alert]').count()) > 0) return [graph, 'WebGPU unavailable', ''];
+    gpuAdapter = (await page.evaluate(() => window.webswarmCheck?.adapter)) ?? 'unknown adapter';
+    const onGpu = () =>
+      page.evaluate(([i, t]) => (window.webswarmCheck as NonNullable<typeof window.webswarmCheck>).timeSteps(1, [...i], t), [
+        ids,
+        WEBGPU_TOKENS,
+      ] as const);
+    const readBack = () =>
+      page.evaluate(([i, t]) => (window.webswarmCheck as NonNullable<typeof window.webswarmCheck>).greedy([...i], t + 1), [
+        ids,
+        WEBGPU_TOKENS,
+      ] as const);
+    // Warm-up (shader compilation for the prompt's and a token's shapes), then the two paths in turn, twice.
+    await onGpu();
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let r = 0; r < 2; r++) {
+      a.push(median(await onGpu()));
+      b.push((await readBack()).msPerToken);
+    }
+    return [graph, Math.min(...a).toFixed(0), Math.min(...b).toFixed(0)];
+  } finally {
+    await page.close();
+  }
+}
+
 async function tabRuns(page: Page, ids: number[], repeats: number): Promise<number[][]> {
   const runs: number[][] = [];
   for (let r = -1; r < repeats; r++) {
@@ -90,6 +135,7 @@ async function tabRuns(page: Page, ids: number[], repeats: number): Promise<numb
 export async function benchGraphs(o: GraphsBenchOptions): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-graphs-'));
   const rows: string[][] = [];
+  const gpuRows: string[][] = [];
   const row = (where: string, graph: string, w: { near: number; far: number }) =>
     rows.push([where, graph, w.near.toFixed(2), w.far.toFixed(2), (w.far / w.near).toFixed(2)]);
   try {
@@ -97,7 +143,7 @@ export async function benchGraphs(o: GraphsBenchOptions): Promise<void> {
     for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(o.modelDir, { stages: o.stages }, cache, graph)).dir);
     for (const graph of GRAPH_FORMS) row('WASM in Node', graph, windows(await nodeRuns(dirs.get(graph) as string, o.repeats)));
     if (o.browser) {
-      const browser = await launchChromium({ webgpu: false });
+      const browser = await launchChromium({ webgpu: o.webgpu });
       try {
         for (const graph of GRAPH_FORMS) {
           const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages, graph }], cache, { redundancy: 1 });
@@ -111,6 +157,7 @@ export async function benchGraphs(o: GraphsBenchOptions): Promise<void> {
             await page.waitForFunction(() => window.webswarmCheck !== undefined, null, { timeout: 120_000 });
             row('Chromium tab, WASM', graph, windows(await tabRuns(page, ids, o.repeats)));
             await page.close();
+            if (o.webgpu) gpuRows.push(await webgpuRow(browser.newPage(), server.address().url, modelId, graph, ids));
           } finally {
             await server.close();
           }
@@ -124,6 +171,13 @@ export async function benchGraphs(o: GraphsBenchOptions): Promise<void> {
       ['where', 'graph', `ms/token at ${NEAR}`, `ms/token at ${FAR}`, 'growth'],
       rows,
     );
+    if (gpuRows.length > 0) {
+      printTable(
+        `one Chromium tab on WebGPU (${gpuAdapter}), ${o.stages} stages, median ms per token over ${WEBGPU_TOKENS} tokens after the prompt, the quieter of 2 runs each after a warm-up run`,
+        ['graph', 'KV cache on the GPU (the worker)', 'KV read back every step'],
+        gpuRows,
+      );
+    }
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }
