@@ -110,6 +110,8 @@ export interface CompletionJson {
 export interface E2eSwarmOptions {
   readonly model?: string;
   readonly stages?: number;
+  /** The stage graphs' form (GRAPH), plain by default. */
+  readonly graph?: GraphForm;
   readonly redundancy?: number;
   readonly volunteers: number;
   readonly allowFaults?: boolean;
@@ -132,7 +134,8 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-e2e-'));
   const dir = goldenModelDir(o.model ?? E2E_MODEL);
   const stages = o.stages ?? 3;
-  const server = await startTestServer([{ dir, stages }], cache, {
+  const graph = o.graph ?? 'plain';
+  const server = await startTestServer([{ dir, stages, graph }], cache, {
     redundancy: o.redundancy ?? 3,
     allowFaults: o.allowFaults ?? false,
     quiet: o.quiet ?? false,
@@ -140,7 +143,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.ice === undefined ? {} : { ice: o.ice }),
     ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
   });
-  const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
+  const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache, graph)).dir);
   const swarm = await startLocalSwarm({
     serverUrl: server.address().url,
     volunteers: o.volunteers,
