@@ -82,6 +82,8 @@ export interface SessionExecutor {
  */
 export class CachingExecutor implements SessionExecutor {
   private readonly caches = new Map<string, KvCache>();
+  /** Each session's last operation: steps, cuts and closes of one session run one after another. */
+  private readonly tails = new Map<number, Promise<unknown>>();
 
   constructor(
     private readonly manifest: StageManifest,
@@ -100,24 +102,48 @@ export class CachingExecutor implements SessionExecutor {
     return c;
   }
 
-  async step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
-    const cache = this.cache(session, stage);
-    const n = sequenceLength(input);
-    const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
-    cache.update(out, n);
-    return mainOutput(out, stage, this.manifest.stages.length);
+  /**
+   * Runs `f` after the session's operations before it. A roll-back can come
+   * while a step computes: cutting (or freeing) device tensors that step
+   * reads must wait for it; the cut then applies to what the step left.
+   */
+  private serial<T>(session: number, f: () => Promise<T>): Promise<T> {
+    const next = (this.tails.get(session) ?? Promise.resolve()).then(f);
+    const tail = next.catch(() => undefined);
+    this.tails.set(session, tail);
+    void tail.then(() => {
+      if (this.tails.get(session) === tail) this.tails.delete(session);
+    });
+    return next;
   }
 
-  async truncate(session: number, positions: number): Promise<void> {
-    for (const [key, c] of this.caches) if (key.startsWith(`${session}/`)) await c.truncate(positions);
+  step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+    return this.serial(session, async () => {
+      const cache = this.cache(session, stage);
+      const n = sequenceLength(input);
+      const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
+      cache.update(out, n);
+      return mainOutput(out, stage, this.manifest.stages.length);
+    });
+  }
+
+  truncate(session: number, positions: number): Promise<void> {
+    return this.serial(session, async () => {
+      for (const [key, c] of this.caches) if (key.startsWith(`${session}/`)) await c.truncate(positions);
+    });
   }
 
   release(session: number): void {
-    for (const [key, c] of [...this.caches]) {
-      if (!key.startsWith(`${session}/`)) continue;
-      c.dispose();
-      this.caches.delete(key);
-    }
+    const drop = () => {
+      for (const [key, c] of [...this.caches]) {
+        if (!key.startsWith(`${session}/`)) continue;
+        c.dispose();
+        this.caches.delete(key);
+      }
+    };
+    // At once when nothing of the session is in flight; else after it, so that no step writes into a freed cache.
+    if (this.tails.has(session)) void this.serial(session, async () => drop());
+    else drop();
   }
 
   /** Sessions with a cache now (tests check that closed ones are forgotten). */

@@ -133,6 +133,30 @@ describe.each(FUSED_MODELS)('fused stage graphs of %s', (modelId) => {
     expect(last(await forward(1, p.ids))).toBe(expected[0]);
     caches.release(1);
   });
+
+  it.each(['plain', 'fused'] as const)('%s: a cut that arrives while a step computes applies after it', async (graph) => {
+    const runner = graph === 'plain' ? plain : fused;
+    const p = golden.prompts[0] as (typeof golden.prompts)[number];
+    const caches = new CachingExecutor(runner.manifest, runner.stageExecutor);
+    const input = (tokens: readonly number[]): TensorData => ({
+      dtype: 'int64',
+      dims: [1, tokens.length],
+      data: BigInt64Array.from(tokens, (t) => BigInt(t)),
+    });
+    await caches.step(1, 0, input(p.ids));
+    // The step of a wrong token is still computing when the roll-back comes (as in ReplicaCore.rollBack).
+    const moot = caches.step(1, 0, input([7]));
+    const cut = caches.truncate(1, p.ids.length);
+    await Promise.all([moot, cut]);
+    // Stage 0 again with the right token: the same hidden states as a fresh session's.
+    const again = await caches.step(1, 0, input([p.greedy[0] as number]));
+    const fresh = new CachingExecutor(runner.manifest, runner.stageExecutor);
+    await fresh.step(2, 0, input(p.ids));
+    const want = await fresh.step(2, 0, input([p.greedy[0] as number]));
+    expect(maxAbsDifference(again.data, want.data)).toBe(0);
+    caches.release(1);
+    fresh.release(2);
+  });
 });
 
 describe('a swarm of fused stages (in process: real replicas, real coordinator)', () => {
