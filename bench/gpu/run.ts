@@ -12,6 +12,7 @@
  *                      SmolLM-135M-shaped checkpoint, written into .cache/bench-models)
  *   BENCH_GPU_STAGES   stages to cut it into (default 3)
  *   BENCH_GPU_TOKENS   decode tokens timed per row (default 32; 3 on SwiftShader)
+ *   BENCH_GPU_ROUNDS   rounds of rows, the forms in turn, the quickest kept (default 3; SwiftShader rows once)
  *   BENCH_GPU_SWIFTSHADER  auto (default): without a GPU adapter, run the WebGPU rows
  *                      on Chromium's SwiftShader Vulkan driver when it is there
  *                      (correctness, not speed); off: never
@@ -202,16 +203,29 @@ async function main(): Promise<void> {
       : `WebGPU adapter: ${adapter}${swiftshader ? " — Chromium's SwiftShader Vulkan driver on the CPU, not a GPU: right numbers, not a GPU's speed" : ''}\n`,
   );
   const tokens = Number(process.env.BENCH_GPU_TOKENS ?? (swiftshader ? 3 : 32));
+  const rounds = Number(process.env.BENCH_GPU_ROUNDS ?? 3);
+  // SwiftShader is minutes a row: once.
+  const gpuRounds = swiftshader ? 1 : rounds;
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
-  for (const ep of adapter === null ? (['cpu'] as const) : (['cpu', 'webgpu'] as const)) {
+  const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu'];
+  // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
+  const best = new Map<string, RowResult | string>();
+  for (let round = 0; round < rounds; round++) {
+    for (const ep of eps) {
+      if (ep === 'webgpu' && round >= gpuRounds) continue;
+      for (const graph of GRAPH_FORMS) {
+        const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
+        const r = runRow(ep, dirs.get(graph) as string, n, ep === 'webgpu' ? gpuEnv : process.env);
+        const key = `${ep} ${graph}`;
+        const kept = best.get(key);
+        if (kept === undefined || typeof kept === 'string' || (typeof r !== 'string' && r.tokenMs < kept.tokenMs)) best.set(key, r);
+      }
+    }
+  }
+  for (const ep of eps) {
     for (const graph of GRAPH_FORMS) {
-      const r = runRow(
-        ep,
-        dirs.get(graph) as string,
-        ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens,
-        ep === 'webgpu' ? gpuEnv : process.env,
-      );
+      const r = best.get(`${ep} ${graph}`) as RowResult | string;
       if (typeof r === 'string') {
         rows.push([ep, graph, r, '', '', '', '']);
         continue;
@@ -230,7 +244,7 @@ async function main(): Promise<void> {
   }
   const model = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, number>;
   printTable(
-    `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens, medians over the timed tokens`,
+    `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens; medians over the timed tokens, the quickest of ${rounds} rounds${adapter === null ? '' : ` (WebGPU: ${gpuRounds})`}`,
     ['provider', 'graph', 'ms per stage', 'ms/token', 'prompt ms', 'nodes on CPU', 'tokens'],
     rows,
   );
