@@ -87,7 +87,7 @@ interface Opened {
 }
 
 async function open(dir: string, p: WeightPrecision, stages: number, cache: string): Promise<Opened> {
-  const { dir: stageDir, manifest } = await ensureStages(dir, { stages }, cache, p);
+  const { dir: stageDir, manifest } = await ensureStages(dir, { stages }, cache, { weights: p });
   const sizes = manifest.stages.map((s) => s.sizeBytes);
   const memoryMb = stageMemoryMb(stageDir, sizes.indexOf(Math.max(...sizes)));
   return { precision: p, runner: await ReferenceRunner.fromStageDir(stageDir), sizes, memoryMb, stepMs: [] };
@@ -155,7 +155,7 @@ export async function benchPrecision(o: PrecisionBenchOptions): Promise<void> {
   try {
     const first = o.models[0];
     if (first !== undefined) {
-      const { dir } = await ensureStages(first.dir, { stages: o.stages }, cache, 'f32');
+      const { dir } = await ensureStages(first.dir, { stages: o.stages }, cache, { weights: 'f32' });
       const warm = await ReferenceRunner.fromStageDir(dir);
       await warm.generateIds(warm.tokenizer.encode(PROMPT), PROCESS_WARMUP_TOKENS, GREEDY);
       await warm.close();

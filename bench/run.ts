@@ -4,6 +4,8 @@
  *
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
+ *   BENCH_GRAPHS (default 1; 0 skips plain vs fused graphs and context growth; BENCH_SWARM=0 keeps them out of Chromium),
+ *   BENCH_WEBGPU (default 1; 0 skips the WebGPU tab rows: SwiftShader without a GPU, slow),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
  *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second),
@@ -23,6 +25,7 @@ import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchCapacity } from './capacity.js';
 import { benchFaults } from './faults.js';
+import { benchGraphs } from './graphs.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
@@ -90,6 +93,10 @@ async function main(): Promise<void> {
       ['stages', 'ms per token per stage', 'ms/token', 'tokens/s'],
       decodeRows,
     );
+    if (process.env.BENCH_GRAPHS !== '0') {
+      const browser = process.env.BENCH_SWARM !== '0';
+      await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats, browser, webgpu: browser && process.env.BENCH_WEBGPU !== '0' });
+    }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
       const models = [

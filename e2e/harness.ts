@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import type { WeightPrecision } from '../shared/model/quantize.js';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import type { FaultKind } from '../shared/swarm/faults.js';
 import type { FallbackMode } from '../signal-server/coordinator/fallback.js';
 import type { IceOptions } from '../signal-server/ice-config.js';
@@ -23,7 +24,7 @@ export { launchChromium };
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
-  models: readonly { dir: string; stages: number; weights?: WeightPrecision }[],
+  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm }[],
   cacheRoot: string,
   extra: {
     redundancy?: number;
@@ -116,6 +117,8 @@ export interface CompletionJson {
 export interface E2eSwarmOptions {
   readonly model?: string;
   readonly stages?: number;
+  /** The stage graphs' form (GRAPH), plain by default. */
+  readonly graph?: GraphForm;
   readonly redundancy?: number;
   readonly volunteers: number;
   readonly allowFaults?: boolean;
@@ -140,7 +143,8 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-e2e-'));
   const dir = goldenModelDir(o.model ?? E2E_MODEL);
   const stages = o.stages ?? 3;
-  const server = await startTestServer([{ dir, stages }], cache, {
+  const graph = o.graph ?? 'plain';
+  const server = await startTestServer([{ dir, stages, graph }], cache, {
     redundancy: o.redundancy ?? 3,
     allowFaults: o.allowFaults ?? false,
     quiet: o.quiet ?? false,
@@ -149,7 +153,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
     ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
   });
-  const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache)).dir);
+  const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache, { graph })).dir);
   const swarm = await startLocalSwarm({
     serverUrl: server.address().url,
     volunteers: o.volunteers,

@@ -61,7 +61,7 @@ describe.each(['f16', 'q8', 'q4'] as WeightPrecision[])(`${MODEL} with %s weight
 
   it('runs on WASM as the reference runner does, and on WebGPU within a fifth of the vote tolerance of WASM', async () => {
     const prompts = readGolden(MODEL).prompts.map((p) => p.ids);
-    const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cache, weights);
+    const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cache, { weights: weights });
     const reference = await ReferenceRunner.fromStageDir(dir);
     expect(reference.manifest.weights).toBe(weights);
     const wasm = await trace(server, 'wasm', prompts);

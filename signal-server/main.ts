@@ -6,13 +6,14 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
+import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
+import { ensureStages, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
@@ -22,6 +23,8 @@ export interface StartOptions {
   readonly stages: number;
   /** How the stages store their weights, for the whole swarm: f32, f16, q8 or q4. */
   readonly weights: WeightPrecision;
+  /** The stage graphs' form for the whole swarm: plain operators (the reference) or onnxruntime's fused ones. */
+  readonly graph: GraphForm;
   readonly webRoot: string;
   readonly stageCache: string;
   readonly redundancy: number;
@@ -74,6 +77,12 @@ export const SETTINGS = {
     flag: 'weights',
     fallback: 'f32',
     help: `weight precision of every stage: ${WEIGHT_PRECISIONS.join(', ')} (f16 halves downloads; q8, q4 are MatMulNBits blocks of 32)`,
+  },
+  graph: {
+    env: 'GRAPH',
+    flag: 'graph',
+    fallback: 'plain',
+    help: "stage graphs' form: plain ONNX operators, or fused (onnxruntime's GroupQueryAttention, SkipSimplifiedLayerNormalization; faster)",
   },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
@@ -205,6 +214,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     model: raw(SETTINGS.model).value,
     stages: int(SETTINGS.stages, 1),
     weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
+    graph: oneOf(SETTINGS.graph, GRAPH_FORMS),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     redundancy: int(SETTINGS.redundancy, 1),
@@ -238,15 +248,16 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
-  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, o.weights);
+  const choice = { weights: o.weights, graph: o.graph };
+  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice);
   log(
-    `${built ? 'built' : 'reused'} ${manifest.stages.length} ${manifest.weights} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
+    `${built ? 'built' : 'reused'} ${manifest.stages.length} ${manifest.weights} ${manifest.graph} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
   );
   const server = createSignalServer({
     port: o.port,
     host: o.host,
     webRoot: o.webRoot,
-    models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition, manifest.weights) }],
+    models: [{ manifest, dir, key: stageDirName(manifest.model.numLayers, partition, choice) }],
     redundancy: o.redundancy,
     allowFaults: o.mode !== 'production',
     apiKeys: o.apiKeys,

@@ -33,7 +33,7 @@ afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
 /** A one-stage swarm of austen-2m in `weights`. */
 async function swarm(weights: WeightPrecision): Promise<string> {
-  const { dir, manifest } = await ensureStages(MODEL, { stages: 1 }, cache, weights);
+  const { dir, manifest } = await ensureStages(MODEL, { stages: 1 }, cache, { weights: weights });
   const server = createSignalServer({
     port: 0,
     host: '127.0.0.1',
@@ -51,7 +51,7 @@ async function swarm(weights: WeightPrecision): Promise<string> {
 
 /** The stage file of austen-2m in another precision. */
 async function stageIn(weights: WeightPrecision): Promise<Uint8Array> {
-  const { dir, manifest } = await ensureStages(MODEL, { stages: 1 }, cache, weights);
+  const { dir, manifest } = await ensureStages(MODEL, { stages: 1 }, cache, { weights: weights });
   return readFileSync(join(dir, (manifest.stages[0] as { file: string }).file));
 }
 

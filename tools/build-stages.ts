@@ -1,9 +1,11 @@
-/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--out DIR] */
+/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--out DIR] */
 import { join } from 'node:path';
-import { buildStagesToDir, partitionKey, readModelFolder } from '../signal-server/models/model-folder.js';
+import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
+import { buildStagesToDir, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
 import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE, weightsFrom } from './cli-args.js';
 
-const USAGE = 'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--out DIR]';
+const USAGE =
+  'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--graph plain|fused] [--out DIR]';
 
 runCli(async () => {
   const v = cliArgs(
@@ -12,21 +14,28 @@ runCli(async () => {
       stages: { type: 'string' },
       layers: { type: 'string' },
       weights: { type: 'string' },
+      graph: { type: 'string', default: 'plain' },
       out: { type: 'string' },
     },
     USAGE,
   );
+  const graph = v.graph as string;
+  if (!(GRAPH_FORMS as readonly string[]).includes(graph))
+    throw new Error(`--graph must be one of ${GRAPH_FORMS.join(', ')}, got "${graph}"`);
   const t0 = performance.now();
   const model = readModelFolder(modelDir(v.model as string));
   const partition = partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined });
   const weights = weightsFrom(v.weights as string | undefined);
-  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, partitionKey(model.config.numLayers, partition, weights));
-  const manifest = await buildStagesToDir(model, partition, out, weights);
+  const out =
+    (v.out as string | undefined) ??
+    join(STAGE_CACHE, model.modelId, stageDirName(model.config.numLayers, partition, { weights, graph: graph as GraphForm }));
+  const manifest = await buildStagesToDir(model, partition, out, { weights, graph: graph as GraphForm });
   const ms = performance.now() - t0;
   for (const s of manifest.stages) {
     process.stdout.write(
       `${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`,
     );
   }
-  process.stdout.write(`built ${manifest.stages.length} ${weights} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms\n`);
+  process.stdout.write(`built ${manifest.stages.length} ${weights} ${graph} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms
+`);
 });

@@ -4,19 +4,21 @@
  * `cacheRoot`, or reused from it), on port 0 unless told otherwise.
  */
 import type { WeightPrecision } from '../shared/model/quantize.js';
-import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
+import { ensureStages, stageDirName } from '../signal-server/models/model-folder.js';
 import { createSignalServer, type ServedStages, type SignalServer, type SignalServerOptions } from '../signal-server/server.js';
 
 export async function startLocalServer(
-  models: readonly { dir: string; stages: number; weights?: WeightPrecision }[],
+  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm }[],
   cacheRoot: string,
   options: Partial<Omit<SignalServerOptions, 'models'>> = {},
 ): Promise<SignalServer> {
   const served: ServedStages[] = [];
   for (const m of models) {
     const partition = { stages: m.stages };
-    const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot, m.weights ?? 'f32');
-    served.push({ dir, manifest, key: partitionKey(manifest.model.numLayers, partition, manifest.weights) });
+    const choice = { weights: m.weights ?? 'f32', graph: m.graph ?? 'plain' } as const;
+    const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot, choice);
+    served.push({ dir, manifest, key: stageDirName(manifest.model.numLayers, partition, choice) });
   }
   const server = createSignalServer({ port: 0, host: '127.0.0.1', webRoot: 'dist', ...options, models: served });
   await server.ready;

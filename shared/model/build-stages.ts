@@ -5,6 +5,7 @@ import type { WeightPrecision } from './quantize.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
+import { buildFusedStageGraph, fusedStageInputs, type GraphForm } from './stage-graph-fused.js';
 import { checkAllWeights, WeightReader } from './weights.js';
 
 export interface BuildInput {
@@ -18,6 +19,8 @@ export interface BuildInput {
   readonly partition: Partition;
   /** How the stages store their weights; float32 when absent. */
   readonly weights?: WeightPrecision;
+  /** The graphs' form (default plain, the reference). */
+  readonly graph?: GraphForm;
 }
 
 export interface BuildOutput {
@@ -40,14 +43,17 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
   checkAllWeights(config, weights);
   const ranges = resolvePartition(config.numLayers, input.partition);
   const precision = input.weights ?? 'f32';
+  const graph = input.graph ?? 'plain';
+  const fused = graph === 'fused';
   const files = new Map<string, Uint8Array>();
   const stages: StageEntry[] = [];
   for (const [index, layers] of ranges.entries()) {
     const spec = { index, count: ranges.length, layers };
-    const bytes = buildStageGraph(config, weights, spec, precision);
+    const bytes = fused ? buildFusedStageGraph(config, weights, spec, precision) : buildStageGraph(config, weights, spec, precision);
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
-    stages.push({ ...(await entry(file, bytes)), index, layers, inputs: stageInputs(config, spec), outputs: stageOutputs(config, spec) });
+    const inputs = fused ? fusedStageInputs(config, spec) : stageInputs(config, spec);
+    stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs: stageOutputs(config, spec) });
   }
   files.set('tokenizer.json', input.tokenizerJson);
   let tokenizerConfig: FileEntry | null = null;
@@ -61,6 +67,7 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
     modelId: input.modelId,
     model: config,
     weights: precision,
+    graph,
     tokenizer: await entry('tokenizer.json', input.tokenizerJson),
     tokenizerConfig,
     stages,

@@ -4,6 +4,7 @@ import type { Dim, ElemType, ValueSpec } from './onnx-graph.js';
 import { isWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecision } from './quantize.js';
 import { parseRopeScaling } from './rope.js';
 import type { LayerRange } from './stage-graph.js';
+import { GRAPH_FORMS, type GraphForm } from './stage-graph-fused.js';
 
 export const MANIFEST_FORMAT = 'webswarm-stages';
 export const MANIFEST_VERSION = 1;
@@ -33,6 +34,11 @@ export interface StageManifest {
    * the whole stage set, so all replicas of a stage run the same file.
    */
   readonly weights: WeightPrecision;
+  /**
+   * The stage graphs' form: plain operators or onnxruntime's fused ones. Every
+   * replica of a stage runs the same file, so the same form (its sha256 covers it).
+   */
+  readonly graph: GraphForm;
   readonly tokenizer: FileEntry;
   readonly tokenizerConfig: FileEntry | null;
   readonly stages: readonly StageEntry[];
@@ -70,7 +76,7 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     return v.map((e, i) => {
       const o = obj(e, `${where}[${i}]`);
       const dtype = o.dtype;
-      if (dtype !== 'float32' && dtype !== 'int64') throw bad(`${where}[${i}].dtype must be float32 or int64`);
+      if (dtype !== 'float32' && dtype !== 'int64' && dtype !== 'int32') throw bad(`${where}[${i}].dtype must be float32, int64 or int32`);
       if (
         !Array.isArray(o.shape) ||
         !o.shape.every((d) => (typeof d === 'number' && Number.isInteger(d) && d > 0) || (typeof d === 'string' && d.length > 0))
@@ -140,12 +146,17 @@ export function parseManifest(file: string, raw: unknown): StageManifest {
     };
   });
   if (nextLayer !== model.numLayers) throw bad(`stages cover layers [0, ${nextLayer}) but the model has ${model.numLayers}`);
+  // Manifests written before the fused form have no graph field: they are plain.
+  const graph = m.graph ?? 'plain';
+  if (!(GRAPH_FORMS as readonly unknown[]).includes(graph))
+    throw bad(`graph must be one of ${GRAPH_FORMS.join(', ')}, got ${JSON.stringify(graph)}`);
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     modelId,
     model,
     weights,
+    graph: graph as GraphForm,
     tokenizer: fileEntry(m.tokenizer, 'tokenizer'),
     tokenizerConfig: m.tokenizerConfig === null || m.tokenizerConfig === undefined ? null : fileEntry(m.tokenizerConfig, 'tokenizerConfig'),
     stages,

@@ -4,7 +4,7 @@ const { onnx } = onnxProto;
 
 /** A dimension: a fixed size or a named dynamic axis. */
 export type Dim = number | string;
-export type ElemType = 'float32' | 'int64';
+export type ElemType = 'float32' | 'int64' | 'int32';
 
 export interface ValueSpec {
   readonly name: string;
@@ -15,7 +15,11 @@ export interface ValueSpec {
 const DATA_TYPE: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
 };
+
+/** onnxruntime's contrib operators (MatMulNBits, GroupQueryAttention, SkipSimplifiedLayerNormalization, …). */
+export const MS_DOMAIN = 'com.microsoft';
 
 type AttrValue = number | readonly number[] | { readonly float: number };
 
@@ -26,9 +30,6 @@ const INITIALIZER_TYPE: Record<InitializerType, number> = {
   float16: onnx.TensorProto.DataType.FLOAT16,
   uint8: onnx.TensorProto.DataType.UINT8,
 };
-
-/** onnxruntime's contrib operators (MatMulNBits). */
-export const MS_DOMAIN = 'com.microsoft';
 
 /**
  * Builds one ONNX graph node by node. Names of intermediate values are
@@ -106,6 +107,30 @@ export class GraphBuilder {
       attribute: Object.entries(attrs).map(([name, v]) => attribute(name, v)),
     });
     return out;
+  }
+
+  /**
+   * Adds a node with several outputs: `outputs` names them; '' skips an
+   * optional one, null generates a name. `domain` selects contrib operators.
+   */
+  opN(
+    opType: string,
+    inputs: readonly string[],
+    outputs: readonly (string | null)[],
+    attrs: Record<string, AttrValue> = {},
+    domain = '',
+  ): string[] {
+    const outs = outputs.map((o) => o ?? this.fresh(opType.toLowerCase()));
+    if (domain !== '') this.domains.add(domain);
+    this.nodes.push({
+      opType,
+      domain,
+      input: [...inputs],
+      output: outs,
+      name: this.fresh(`n_${opType}`),
+      attribute: Object.entries(attrs).map(([name, v]) => attribute(name, v)),
+    });
+    return outs;
   }
 
   /** Serialises the graph as an ONNX model. */

@@ -2,16 +2,40 @@ import type { ModelConfig } from './config.js';
 import type { StageManifest } from './manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
+import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
 
 /** A tensor as it crosses the runtime boundary. */
 export type TensorData =
   | { readonly dtype: 'float32'; readonly dims: readonly number[]; readonly data: Float32Array }
-  | { readonly dtype: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array };
+  | { readonly dtype: 'int64'; readonly dims: readonly number[]; readonly data: BigInt64Array }
+  | { readonly dtype: 'int32'; readonly dims: readonly number[]; readonly data: Int32Array };
 
 export type Feeds = Record<string, TensorData>;
 
+/**
+ * A float32 tensor that the runtime keeps on its device (a WebGPU buffer): a
+ * KV cache lives there between steps, and is fed back without a copy. Opaque
+ * here; read back only when a plain graph's cache is cut (a roll-back).
+ */
+export interface DeviceTensor {
+  readonly dtype: 'device';
+  readonly dims: readonly number[];
+  /** Copies the tensor to the host. */
+  read(): Promise<Float32Array>;
+  /** Frees its device memory; it must not be used after. */
+  dispose(): void;
+}
+
+/** Feeds and outputs that may stay on the device (KV tensors only). */
+export type KvFeeds = Record<string, TensorData | DeviceTensor>;
+
+/** Runs one stage on feeds whose KV tensors may be on the device, and may leave its present.* outputs there. */
+export interface KvStageExecutor {
+  run(stage: number, feeds: KvFeeds): Promise<KvFeeds>;
+}
+
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
-export function mainOutput(outputs: Feeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
+export function mainOutput(outputs: KvFeeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
   const name = stageOutputName(stage, numStages);
   const t = outputs[name];
   if (t === undefined || t.dtype !== 'float32') throw new Error(`stage ${stage} returned no float32 ${name}`);
@@ -50,13 +74,20 @@ export interface SessionExecutor {
   release(session: number): void;
 }
 
-/** A SessionExecutor over a StageExecutor: one KV cache per session and stage, in this thread. */
+/**
+ * A SessionExecutor over a stage executor: one KV cache per session and
+ * stage, in this thread. With a KvStageExecutor that leaves present.* on the
+ * GPU, the caches stay there: each step feeds them back as past.* and frees
+ * the tensors they replace.
+ */
 export class CachingExecutor implements SessionExecutor {
   private readonly caches = new Map<string, KvCache>();
+  /** Each session's last operation: steps, cuts and closes of one session run one after another. */
+  private readonly tails = new Map<number, Promise<unknown>>();
 
   constructor(
     private readonly manifest: StageManifest,
-    private readonly inner: StageExecutor,
+    private readonly inner: KvStageExecutor,
   ) {}
 
   private cache(session: number, stage: number): KvCache {
@@ -65,30 +96,76 @@ export class CachingExecutor implements SessionExecutor {
     if (c === undefined) {
       const entry = this.manifest.stages[stage];
       if (entry === undefined) throw new RangeError(`no stage ${stage}`);
-      c = new KvCache(this.manifest.model, entry.layers);
+      c = new KvCache(this.manifest.model, entry.layers, this.manifest.graph);
       this.caches.set(key, c);
     }
     return c;
   }
 
-  async step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
-    const cache = this.cache(session, stage);
-    const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds() });
-    cache.update(out);
-    return mainOutput(out, stage, this.manifest.stages.length);
+  /**
+   * Runs `f` after the session's operations before it. A roll-back can come
+   * while a step computes: cutting (or freeing) device tensors that step
+   * reads must wait for it; the cut then applies to what the step left.
+   */
+  private serial<T>(session: number, f: () => Promise<T>): Promise<T> {
+    const next = (this.tails.get(session) ?? Promise.resolve()).then(f);
+    const tail = next.catch(() => undefined);
+    this.tails.set(session, tail);
+    void tail.then(() => {
+      if (this.tails.get(session) === tail) this.tails.delete(session);
+    });
+    return next;
   }
 
-  async truncate(session: number, positions: number): Promise<void> {
-    for (const [key, c] of this.caches) if (key.startsWith(`${session}/`)) c.truncate(positions);
+  step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+    return this.serial(session, async () => {
+      const cache = this.cache(session, stage);
+      const n = sequenceLength(input);
+      const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
+      cache.update(out, n);
+      return mainOutput(out, stage, this.manifest.stages.length);
+    });
+  }
+
+  truncate(session: number, positions: number): Promise<void> {
+    return this.serial(session, async () => {
+      for (const [key, c] of this.caches) if (key.startsWith(`${session}/`)) await c.truncate(positions);
+    });
   }
 
   release(session: number): void {
-    for (const key of [...this.caches.keys()]) if (key.startsWith(`${session}/`)) this.caches.delete(key);
+    const drop = () => {
+      for (const [key, c] of [...this.caches]) {
+        if (!key.startsWith(`${session}/`)) continue;
+        c.dispose();
+        this.caches.delete(key);
+      }
+    };
+    // At once when nothing of the session is in flight; else after it, so that no step writes into a freed cache.
+    if (this.tails.has(session)) void this.serial(session, async () => drop());
+    else drop();
   }
 
   /** Sessions with a cache now (tests check that closed ones are forgotten). */
   get sessions(): number {
     return new Set([...this.caches.keys()].map((k) => k.split('/')[0])).size;
+  }
+
+  /** Where the caches' KV tensors are now: on the device (GPU buffers) or on the host. */
+  get kvTensors(): { device: number; host: number } {
+    const n = { device: 0, host: 0 };
+    for (const c of this.caches.values()) {
+      const p = c.placement;
+      n.device += p.device;
+      n.host += p.host;
+    }
+    return n;
+  }
+
+  /** Forgets every session, freeing device tensors. */
+  dispose(): void {
+    for (const c of this.caches.values()) c.dispose();
+    this.caches.clear();
   }
 }
 
@@ -96,51 +173,118 @@ function emptyKv(cfg: ModelConfig): TensorData {
   return { dtype: 'float32', dims: [1, cfg.numKvHeads, 0, cfg.headDim], data: new Float32Array(0) };
 }
 
-/** One stage's KV cache: its layers' present keys and values, fed back as past. */
+/** Positions in a stage input: token ids [B, S] or hidden states [B, S, d]. */
+export function sequenceLength(input: TensorData): number {
+  const s = input.dims[1];
+  if (s === undefined || s < 1) throw new RangeError(`stage input of shape [${input.dims.join(', ')}] has no positions`);
+  return s;
+}
+
+/** The feeds as host tensors; a device tensor among them is an error naming it (a host runtime cannot take it). */
+export function hostOnly(f: KvFeeds, what = 'feeds'): Feeds {
+  for (const [k, v] of Object.entries(f)) if (v.dtype === 'device') throw new Error(`${what}: ${k} is on the device, not the host`);
+  return f as Feeds;
+}
+
+/** The feeds of a stage's first step in a new session: `input`, empty past keys and values, and the fused form's positions. */
+export function freshFeeds(manifest: StageManifest, stage: number, input: TensorData): Feeds {
+  const entry = manifest.stages[stage];
+  if (entry === undefined) throw new RangeError(`no stage ${stage}`);
+  return {
+    [stageInputName(stage)]: input,
+    ...hostOnly(new KvCache(manifest.model, entry.layers, manifest.graph).feeds(sequenceLength(input))),
+  };
+}
+
+/**
+ * One stage's KV cache: its layers' present keys and values, fed back as
+ * past, on the host or on the device. The plain graph's tensors hold exactly
+ * the positions cached; the fused graph's are buffers that may hold a stale
+ * tail past them (see stage-graph-fused.ts), so the count is kept here.
+ */
 export class KvCache {
-  private readonly tensors = new Map<string, TensorData>();
+  private readonly tensors = new Map<string, Float32Tensor | DeviceTensor>();
+  private positions = 0;
 
   constructor(
     private readonly cfg: ModelConfig,
     private readonly layers: { start: number; end: number },
+    private readonly form: GraphForm = 'plain',
   ) {}
 
   /** Number of positions cached. */
   get length(): number {
-    const t = this.tensors.get(STAGE_IO.presentKey(this.layers.start));
-    return t === undefined ? 0 : (t.dims[2] as number);
+    return this.positions;
   }
 
-  feeds(): Feeds {
-    const f: Feeds = {};
+  /** How many of its tensors are on the device and on the host. */
+  get placement(): { device: number; host: number } {
+    let device = 0;
+    for (const t of this.tensors.values()) if (t.dtype === 'device') device++;
+    return { device, host: this.tensors.size - device };
+  }
+
+  /** The past.* feeds for a step of `newPositions` positions (and, for the fused form, its int32 position inputs). */
+  feeds(newPositions = 1): KvFeeds {
+    const f: KvFeeds = {};
     for (let l = this.layers.start; l < this.layers.end; l++) {
       f[STAGE_IO.pastKey(l)] = this.tensors.get(STAGE_IO.presentKey(l)) ?? emptyKv(this.cfg);
       f[STAGE_IO.pastValue(l)] = this.tensors.get(STAGE_IO.presentValue(l)) ?? emptyKv(this.cfg);
     }
+    if (this.form === 'fused') {
+      const total = this.positions + newPositions;
+      f[FUSED_IO.seqlensK] = { dtype: 'int32', dims: [1], data: Int32Array.of(total - 1) };
+      f[FUSED_IO.totalSequenceLength] = { dtype: 'int32', dims: [], data: Int32Array.of(total) };
+    }
     return f;
   }
 
-  /** Keeps only the first `length` positions: a step computed on an input that was later found wrong is undone. */
-  truncate(length: number): void {
-    if (length >= this.length) return;
-    for (const [name, t] of this.tensors) {
-      const [b, heads, seq, dim] = t.dims as [number, number, number, number];
-      if (t.dtype !== 'float32') throw new Error(`KV tensor ${name} is not float32`);
-      const keep = Math.max(0, length);
-      const out = new Float32Array(b * heads * keep * dim);
-      for (let bh = 0; bh < b * heads; bh++) out.set(t.data.subarray(bh * seq * dim, bh * seq * dim + keep * dim), bh * keep * dim);
-      this.tensors.set(name, { dtype: 'float32', dims: [b, heads, keep, dim], data: out });
+  /**
+   * Keeps only the first `length` positions: a step computed on an input that
+   * was later found wrong is undone. The fused form only lowers the count;
+   * the plain form cuts its tensors, reading device ones back once (a
+   * roll-back is rare) and handing them to the runtime again at the next step.
+   */
+  async truncate(length: number): Promise<void> {
+    const keep = Math.max(0, length);
+    if (keep >= this.positions) return;
+    if (keep === 0) {
+      this.dispose();
+      return;
     }
+    if (this.form === 'plain') {
+      for (const [name, t] of [...this.tensors]) {
+        const data = t.dtype === 'device' ? await t.read() : t.data;
+        const [b, heads, seq, dim] = t.dims as [number, number, number, number];
+        const out = new Float32Array(b * heads * keep * dim);
+        for (let bh = 0; bh < b * heads; bh++) out.set(data.subarray(bh * seq * dim, bh * seq * dim + keep * dim), bh * keep * dim);
+        if (t.dtype === 'device') t.dispose();
+        this.tensors.set(name, { dtype: 'float32', dims: [b, heads, keep, dim], data: out });
+      }
+    }
+    this.positions = keep;
   }
 
-  update(outputs: Feeds): void {
+  /** Takes a step's present.* as the cache (freeing device tensors they replace); the step added `newPositions`. */
+  update(outputs: KvFeeds, newPositions = 1): void {
     for (let l = this.layers.start; l < this.layers.end; l++) {
       for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {
         const t = outputs[name];
         if (t === undefined) throw new Error(`stage output ${name} is missing`);
+        if (t.dtype !== 'float32' && t.dtype !== 'device') throw new Error(`stage output ${name} is ${t.dtype}, not float32`);
+        const old = this.tensors.get(name);
+        if (old !== undefined && old !== t && old.dtype === 'device') old.dispose();
         this.tensors.set(name, t);
       }
     }
+    this.positions += newPositions;
+  }
+
+  /** Forgets every position, freeing device tensors. */
+  dispose(): void {
+    for (const t of this.tensors.values()) if (t.dtype === 'device') t.dispose();
+    this.tensors.clear();
+    this.positions = 0;
   }
 }
 
@@ -155,7 +299,7 @@ export class PipelineSession {
     private readonly manifest: StageManifest,
     private readonly executor: StageExecutor,
   ) {
-    this.caches = manifest.stages.map((s) => new KvCache(manifest.model, s.layers));
+    this.caches = manifest.stages.map((s) => new KvCache(manifest.model, s.layers, manifest.graph));
   }
 
   /** Positions processed so far. */
@@ -173,8 +317,8 @@ export class PipelineSession {
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
     for (let i = 0; i < this.manifest.stages.length; i++) {
       const cache = this.caches[i] as KvCache;
-      const out = await this.executor.run(i, { [stageInputName(i)]: carry, ...cache.feeds() });
-      cache.update(out);
+      const out = await this.executor.run(i, { [stageInputName(i)]: carry, ...hostOnly(cache.feeds(ids.length)) });
+      cache.update(out, ids.length);
       carry = mainOutput(out, i, this.manifest.stages.length);
     }
     return carry.data as Float32Array;

@@ -71,7 +71,7 @@ export function stageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
 }
 
 /** x @ W^T (+ b) for a Hugging Face Linear weight of shape [outF, inF], W stored in the stage's precision. */
-function linear(
+export function linear(
   g: GraphBuilder,
   w: WeightReader,
   x: string,
@@ -157,6 +157,28 @@ function decoderLayer(
   return g.op('Add', [x2, linear(g, w, act, n.down, d, cfg.intermediateSize, precision)]);
 }
 
+export { ropeInverseFrequencies } from './rope.js';
+
+/** Stage 0's token embedding: a Gather from the embedding table, stored in the stage's precision. */
+export function embedTokens(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, precision: WeightPrecision): string {
+  const d = cfg.hiddenSize;
+  const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
+  return gatherEmbedding(g, STAGE_IO.inputIds, 'model.embed_tokens.weight', table.data, cfg.vocabSize, d, precision);
+}
+
+/** The last stage's LM head on normed hidden states, writing the logits output, in the stage's precision. */
+export function lmHead(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, normed: string, precision: WeightPrecision): string {
+  const d = cfg.hiddenSize;
+  const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  const head = w.get(headName, [cfg.vocabSize, d]);
+  return matMulWeight(g, normed, 'lm_head.transposed', head.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
+}
+
+/** A stage graph's description (its doc string). */
+export function stageDoc(stage: StageSpec, form = ''): string {
+  return `webswarm stage ${stage.index + 1}/${stage.count}${form}, layers [${stage.layers.start}, ${stage.layers.end})`;
+}
+
 /**
  * Builds the ONNX graph of one stage straight from the checkpoint's weights.
  * Positions come from the length of the first layer's past keys, so the same
@@ -172,8 +194,7 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   let x: string;
   let seqLen: string;
   if (first) {
-    const table = w.get('model.embed_tokens.weight', [cfg.vocabSize, d]);
-    x = gatherEmbedding(g, STAGE_IO.inputIds, 'model.embed_tokens.weight', table.data, cfg.vocabSize, d, precision);
+    x = embedTokens(g, w, cfg, precision);
     seqLen = g.op('Gather', [g.op('Shape', [STAGE_IO.inputIds]), g.ints([1], true)], { axis: 0 });
   } else {
     x = STAGE_IO.hiddenIn;
@@ -201,17 +222,9 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask, precision);
 
   if (last) {
-    const normed = rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps);
-    const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-    const head = w.get(headName, [cfg.vocabSize, d]);
-    matMulWeight(g, normed, 'lm_head.transposed', head.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
+    lmHead(g, w, cfg, rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps), precision);
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }
-  return g.toBytes(
-    `stage_${stage.index}`,
-    stageInputs(cfg, stage),
-    stageOutputs(cfg, stage),
-    `webswarm stage ${stage.index + 1}/${stage.count}, layers [${stage.layers.start}, ${stage.layers.end})`,
-  );
+  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage), stageOutputs(cfg, stage), stageDoc(stage));
 }

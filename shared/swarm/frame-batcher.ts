@@ -15,7 +15,7 @@ export class FrameBatcher {
 
   constructor(
     private readonly send: (to: string, batch: Uint8Array[]) => void,
-    private readonly schedule: (f: () => void) => void = queueMicrotask,
+    private readonly schedule: (f: () => void) => void = (f) => void Promise.resolve().then(f),
   ) {}
 
   push(to: string, messages: readonly Uint8Array[]): void {

@@ -7,8 +7,7 @@
  * answer cannot be replayed or guessed.
  */
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { KvCache, mainOutput, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
-import { stageInputName } from '../../shared/model/stage-graph.js';
+import { freshFeeds, mainOutput, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 
 /** Positions of a challenge's input: several, so that attention over the KV cache is exercised. */
@@ -63,8 +62,7 @@ export class ReferenceOracle implements ChallengeOracle {
       const entry = stages[k];
       if (entry === undefined) throw new RangeError(`no stage ${k}`);
       if (k === stage && k > 0 && carry.dtype === 'float32') hidden = carry.data.slice();
-      const cache = new KvCache(model, entry.layers);
-      const out = await this.executor.run(k, { [stageInputName(k)]: carry, ...cache.feeds() });
+      const out = await this.executor.run(k, freshFeeds(this.manifest, k, carry));
       carry = mainOutput(out, k, stages.length);
     }
     return { stage, tokens: stage === 0 ? tokens : [], hidden, expected: fingerprint(carry.data as Float32Array) };

@@ -211,6 +211,17 @@ describe('a stage directory is verified against its manifest', () => {
     writeFileSync(path, JSON.stringify(m));
     await expectRefused(() => loadStageSet(stages), 'ERR_MODEL_UNSUPPORTED', 'manifest.json', /gpt2/);
   });
+
+  it('reads a manifest written before graph forms as plain, and refuses an unknown form', async () => {
+    const path = join(stages, 'manifest.json');
+    const m = JSON.parse(readFileSync(path, 'utf8')) as { graph?: string };
+    expect(m.graph).toBe('plain');
+    delete m.graph;
+    writeFileSync(path, JSON.stringify(m));
+    expect((await loadStageSet(stages)).manifest.graph).toBe('plain');
+    writeFileSync(path, JSON.stringify({ ...m, graph: 'turbo' }));
+    await expectRefused(() => loadStageSet(stages), 'ERR_MANIFEST_INVALID', 'manifest.json', /graph must be one of plain, fused, got "turbo"/);
+  });
 });
 
 describe('the stage cache', () => {
@@ -230,5 +241,20 @@ describe('the stage cache', () => {
     const rebuilt = await ensureStages(model, { stages: 2 }, cache);
     expect(rebuilt.built).toBe(true);
     expect(rebuilt.manifest.stages[1]?.sha256).not.toBe(first.manifest.stages[1]?.sha256);
+  });
+
+  it('keeps the fused form beside the plain one, each reused as itself', async () => {
+    const cache = join(work, 'cache');
+    // tiny-untied's head size (8) has no fused form: a model whose 16 has one.
+    const model = join(work, 'gqa');
+    cpSync('fixtures/models/tiny-gqa-bias', model, { recursive: true });
+    const plain = await ensureStages(model, { stages: 2 }, cache, { graph: 'plain' });
+    const fused = await ensureStages(model, { stages: 2 }, cache, { graph: 'fused' });
+    expect(fused.built).toBe(true);
+    expect(fused.dir).toBe(`${plain.dir}-fused`);
+    expect([plain.manifest.graph, fused.manifest.graph]).toEqual(['plain', 'fused']);
+    expect(fused.manifest.stages[0]?.inputs.map((i) => `${i.name}:${i.dtype}`)).toContain('seqlens_k:int32');
+    expect((await ensureStages(model, { stages: 2 }, cache, { graph: 'fused' })).built).toBe(false);
+    expect((await ensureStages(model, { stages: 2 }, cache, { graph: 'plain' })).built).toBe(false);
   });
 });

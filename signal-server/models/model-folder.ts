@@ -10,6 +10,7 @@ import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
 import { readWholeFile } from './read-whole-file.js';
+import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 
 /** A Hugging Face model folder, read and checked. */
 export interface ModelFolder {
@@ -101,14 +102,24 @@ export function partitionKey(numLayers: number, p: Partition, weights: WeightPre
   return `r${ranges.map((r) => `${r.start}-${r.end}`).join('_')}${weights === 'f32' ? '' : `-${weights}`}`;
 }
 
+/** How stages are built: the weights' precision (default f32) and the graphs' form (default plain). */
+export interface BuildChoice {
+  readonly weights?: WeightPrecision;
+  readonly graph?: GraphForm;
+}
+
+/** A stage set's directory name: the partition's key, then the precision (not f32) and the form (not plain). */
+export function stageDirName(numLayers: number, p: Partition, choice: BuildChoice = {}): string {
+  const key = partitionKey(numLayers, p, choice.weights ?? 'f32');
+  return (choice.graph ?? 'plain') === 'plain' ? key : `${key}-${choice.graph}`;
+}
+
 /** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
-export async function buildStagesToDir(
-  model: ModelFolder,
-  partition: Partition,
-  outDir: string,
-  weights: WeightPrecision = 'f32',
-): Promise<StageManifest> {
+export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string, choice: BuildChoice = {}): Promise<StageManifest> {
+  const weights = choice.weights ?? 'f32';
+  const graph = choice.graph ?? 'plain';
   const { manifest, files } = await buildStages({
+    graph,
     modelId: model.modelId,
     config: model.config,
     weightsFile: model.weightsFile,
@@ -130,27 +141,30 @@ export async function buildStagesToDir(
 }
 
 /**
- * The stages of a model for a partition and weight precision, built once into
- * `<cacheRoot>/<modelId>/<partition>[-<precision>]/` and rebuilt when the model files change.
+ * The stages of a model for a partition, weight precision and graph form,
+ * built once into `<cacheRoot>/<modelId>/<partition>[-<precision>][-fused]/`
+ * and rebuilt when the model files change.
  */
 export async function ensureStages(
   modelDir: string,
   partition: Partition,
   cacheRoot: string,
-  weights: WeightPrecision = 'f32',
+  choice: BuildChoice = {},
 ): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
+  const weights = choice.weights ?? 'f32';
+  const graph = choice.graph ?? 'plain';
   const model = readModelFolder(modelDir);
-  const dir = join(resolve(cacheRoot), model.modelId, partitionKey(model.config.numLayers, partition, weights));
+  const dir = join(resolve(cacheRoot), model.modelId, stageDirName(model.config.numLayers, partition, choice));
   const sourcePath = join(dir, 'source.json');
   if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json'))) {
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
     if (source.sourceHash === model.sourceHash) {
       const { manifest } = await loadStageSet(dir);
-      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision.
-      if (manifest.weights === weights) return { dir, manifest, built: false };
+      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or form.
+      if (manifest.weights === weights && manifest.graph === graph) return { dir, manifest, built: false };
     }
   }
-  return { dir, manifest: await buildStagesToDir(model, partition, dir, weights), built: true };
+  return { dir, manifest: await buildStagesToDir(model, partition, dir, choice), built: true };
 }
 
 /** A stage directory, read and verified: every file present, of the right size and sha256. */

@@ -3,6 +3,7 @@
 import * as ort from 'onnxruntime-web';
 import type { Feeds, StageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
+import { stageSessionOptions } from '../../shared/model/session-options.js';
 
 let configured = false;
 
@@ -24,7 +25,8 @@ export class OrtExecutor implements StageExecutor {
     configure(threads);
     const sessions: ort.InferenceSession[] = [];
     for (const bytes of stageBytes) {
-      sessions.push(await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }));
+      // A volunteer's WASM options (nothing is left on a device).
+      sessions.push(await ort.InferenceSession.create(bytes, stageSessionOptions('wasm', { outputs: [] })));
     }
     return new OrtExecutor(sessions);
   }

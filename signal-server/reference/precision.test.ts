@@ -121,12 +121,12 @@ describe('austen-2m stages in each precision', () => {
   it('are cached apart, recorded in the manifest, and smaller the fewer the bits', async () => {
     const sizes: number[] = [];
     for (const p of WEIGHT_PRECISIONS) {
-      const { dir: stageDir, manifest, built } = await ensureStages(dir, { stages: 3 }, work, p);
+      const { dir: stageDir, manifest, built } = await ensureStages(dir, { stages: 3 }, work, { weights: p });
       expect(built).toBe(true);
       expect(manifest.weights).toBe(p);
       expect(stageDir.endsWith(p === 'f32' ? 'r0-2_2-4_4-6' : `r0-2_2-4_4-6-${p}`)).toBe(true);
       expect((await loadStageSet(stageDir)).manifest.weights).toBe(p);
-      expect((await ensureStages(dir, { stages: 3 }, work, p)).built).toBe(false);
+      expect((await ensureStages(dir, { stages: 3 }, work, { weights: p })).built).toBe(false);
       sizes.push(manifest.stages.reduce((a, s) => a + s.sizeBytes, 0));
     }
     const [f32, f16, q8, q4] = sizes as [number, number, number, number];
@@ -137,8 +137,8 @@ describe('austen-2m stages in each precision', () => {
   });
 
   it.each(['f16', 'q8', 'q4'] as const)('%s: logits near the f32 stages, within the measured bound', async (p) => {
-    const f32 = await ReferenceRunner.fromModelDir(dir, { stages: 3 }, work, 'f32');
-    const low = await ReferenceRunner.fromModelDir(dir, { stages: 3 }, work, p);
+    const f32 = await ReferenceRunner.fromModelDir(dir, { stages: 3 }, work, { weights: 'f32' });
+    const low = await ReferenceRunner.fromModelDir(dir, { stages: 3 }, work, { weights: p });
     try {
       let rel = 0;
       for (const prompt of golden.prompts) {

@@ -1,11 +1,12 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Partition } from '../../shared/model/partition.js';
-import { type GenerateResult, generate, PipelineSession } from '../../shared/model/pipeline.js';
+import { type GenerateResult, generate, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
 import type { WeightPrecision } from '../../shared/model/quantize.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { STAGE_CACHE } from '../defaults.js';
-import { ensureStages, loadStageSet } from '../models/model-folder.js';
+import { type BuildChoice, ensureStages, loadStageSet } from '../models/model-folder.js';
 import { OrtExecutor } from './ort-executor.js';
 
 /** A model's stages loaded (verified) into one process: the swarm's oracle. */
@@ -23,14 +24,19 @@ export class ReferenceRunner {
     return new ReferenceRunner(set.manifest, tokenizer, await OrtExecutor.create(set.stageBytes, threads));
   }
 
+  /** The stages' executor (for callers that keep KV caches themselves, e.g. a CachingExecutor). */
+  get stageExecutor(): StageExecutor {
+    return this.executor;
+  }
+
   /** Builds (or reuses) the stages of a Hugging Face model folder, then opens them. */
   static async fromModelDir(
     modelDir: string,
     partition: Partition,
     cacheRoot = STAGE_CACHE,
-    weights: WeightPrecision = 'f32',
+    choice: BuildChoice = {},
   ): Promise<ReferenceRunner> {
-    const { dir } = await ensureStages(modelDir, partition, cacheRoot, weights);
+    const { dir } = await ensureStages(modelDir, partition, cacheRoot, choice);
     return ReferenceRunner.fromStageDir(dir);
   }
 
@@ -64,6 +70,7 @@ export interface GenerateTextOptions {
   readonly partition: Partition;
   /** Weight precision of the stages (f32 when absent). */
   readonly weights?: WeightPrecision;
+  readonly graph?: GraphForm;
   readonly prompt: string;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
@@ -77,7 +84,10 @@ export interface GenerateTextResult extends GenerateResult {
 }
 
 export async function generateText(o: GenerateTextOptions): Promise<GenerateTextResult> {
-  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition, STAGE_CACHE, o.weights ?? 'f32');
+  const runner = await ReferenceRunner.fromModelDir(o.modelDir, o.partition, STAGE_CACHE, {
+    ...(o.weights === undefined ? {} : { weights: o.weights }),
+    ...(o.graph === undefined ? {} : { graph: o.graph }),
+  });
   try {
     const promptTokens = runner.tokenizer.encode(o.prompt);
     let shown = '';

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, hostOnly } from '../../shared/model/pipeline.js';
 import {
   type ClientToServerEvents,
   isServerPeer,
@@ -154,7 +154,7 @@ export class NodeVolunteer {
     this.core = new ReplicaCore(
       manifest,
       stage,
-      new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, feeds) }),
+      new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, hostOnly(feeds)) }),
       {
         frames: (to, messages) => {
           if (isServerPeer(to)) this.toServer.push(to, messages);

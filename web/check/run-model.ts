@@ -1,9 +1,9 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { generate, mainOutput, PipelineSession, type StageExecutor } from '../../shared/model/pipeline.js';
-import { GREEDY } from '../../shared/model/sampling.js';
+import { generate, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { argmax, GREEDY } from '../../shared/model/sampling.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
-import type { Backend } from '../compute/messages.js';
+import type { Backend, WorkerStats } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 
@@ -19,6 +19,23 @@ export interface LocalModel {
   trace(ids: number[]): Promise<number[][]>;
   /** Greedy tokens after `ids`. */
   greedy(ids: number[], maxTokens: number): Promise<{ tokens: number[]; msPerToken: number }>;
+  /**
+   * One step of `session` through every stage, its KV caches kept in the
+   * worker (on the GPU on WebGPU), as a volunteer runs: the last position's logits.
+   */
+  step(session: number, ids: number[]): Promise<number[]>;
+  /** Rolls `session` back to its first `positions` positions. */
+  truncate(session: number, positions: number): Promise<void>;
+  /** Closes `session`, freeing its caches. */
+  release(session: number): Promise<void>;
+  /** What the worker holds now. */
+  stats(): Promise<WorkerStats>;
+  /**
+   * Greedy decoding in a fresh `session` through the worker's caches, timed
+   * in the page: the ms of each token after the prompt (index i is position
+   * ids.length + i). The session is closed after.
+   */
+  timeSteps(session: number, ids: number[], tokens: number): Promise<number[]>;
 }
 
 export async function pickBackend(asked: string | null): Promise<Backend> {
@@ -36,6 +53,16 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   const client = new ComputeClient();
   await client.load(backend, manifest, stages);
+  /** One step of a session through every stage, caches in the worker: the last position's logits. */
+  const step = async (session: number, ids: number[]): Promise<Float32Array> => {
+    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+    for (let s = 0; s < manifest.stages.length; s++) carry = await client.step(session, s, carry);
+    return (carry.data as Float32Array).subarray(carry.data.length - manifest.model.vocabSize);
+  };
+  const release = async (session: number): Promise<void> => {
+    client.release(session);
+    await client.stats(); // the worker answers in order: the release is done
+  };
   return {
     manifest,
     backend,
@@ -65,6 +92,21 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
       });
       const decode = r.stepMs.slice(1).sort((a, b) => a - b);
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
+    },
+    step: async (session, ids) => Array.from(await step(session, ids)),
+    truncate: (session, positions) => client.truncate(session, positions),
+    release,
+    stats: () => client.stats(),
+    async timeSteps(session, ids, tokens) {
+      const ms: number[] = [];
+      let logits = await step(session, ids);
+      for (let i = 0; i < tokens; i++) {
+        const t0 = performance.now();
+        logits = await step(session, [argmax(logits)]);
+        ms.push(performance.now() - t0);
+      }
+      await release(session);
+      return ms;
     },
   };
 }

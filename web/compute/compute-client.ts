@@ -7,7 +7,7 @@ import {
   type StageExecutor,
   type TensorData,
 } from '../../shared/model/pipeline.js';
-import type { Backend, ComputeErrorCode, FromWorker, ToWorker } from './messages.js';
+import type { Backend, ComputeErrorCode, FromWorker, ToWorker, WorkerStats } from './messages.js';
 
 export class WorkerError extends Error {
   constructor(
@@ -31,7 +31,7 @@ export function startComputeWorker(): WorkerLike {
   return new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
 }
 
-const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'stepped', 'done', 'error']);
+const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'stepped', 'done', 'stats', 'error']);
 
 /**
  * Stage execution in a dedicated Web Worker: a StageExecutor for the pipeline,
@@ -123,6 +123,13 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     if (this.terminated) return;
     // Fire and forget: nothing waits on it, and a worker that is gone has no cache to free.
     this.call({ type: 'release', id: this.nextId++, session }, []).catch(() => {});
+  }
+
+  /** Sessions the worker keeps caches for, and where their KV tensors are. */
+  async stats(): Promise<WorkerStats> {
+    const r = await this.call({ type: 'stats', id: this.nextId++ }, []);
+    if (r.type !== 'stats') throw new WorkerError('ERR_BAD_MESSAGE', `expected stats, got ${r.type}`);
+    return r.stats;
   }
 
   async run(stage: number, feeds: Feeds): Promise<Feeds> {

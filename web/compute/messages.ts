@@ -20,7 +20,9 @@ export type ToWorker =
   /** One step of a session whose KV cache the worker keeps: only the input and the main output cross. */
   | { readonly type: 'step'; readonly id: number; readonly session: number; readonly stage: number; readonly input: TensorData }
   | { readonly type: 'truncate'; readonly id: number; readonly session: number; readonly positions: number }
-  | { readonly type: 'release'; readonly id: number; readonly session: number };
+  | { readonly type: 'release'; readonly id: number; readonly session: number }
+  /** What the worker holds: sessions with a cache, and where their KV tensors are. */
+  | { readonly type: 'stats'; readonly id: number };
 
 /** Compute worker → main thread. */
 export type FromWorker =
@@ -28,6 +30,14 @@ export type FromWorker =
   | { readonly type: 'result'; readonly id: number; readonly outputs: Feeds; readonly computeMs: number }
   | { readonly type: 'stepped'; readonly id: number; readonly output: Float32Tensor; readonly computeMs: number }
   | { readonly type: 'done'; readonly id: number }
+  | { readonly type: 'stats'; readonly id: number; readonly stats: WorkerStats }
   | { readonly type: 'error'; readonly id: number; readonly code: ComputeErrorCode; readonly message: string };
+
+export interface WorkerStats {
+  readonly sessions: number;
+  /** KV tensors kept as GPU buffers (WebGPU) and on the host (WASM, or after a plain graph's roll-back). */
+  readonly kvOnDevice: number;
+  readonly kvOnHost: number;
+}
 
 export type ComputeErrorCode = 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_BAD_MESSAGE';

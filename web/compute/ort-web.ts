@@ -4,8 +4,10 @@
 // on the CPU). Both builds' CPU kernels are the same code, so replicas on
 // either agree.
 import type * as Ort from 'onnxruntime-web';
-import type { Feeds, TensorData } from '../../shared/model/pipeline.js';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { DeviceTensor, Feeds, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
+import { stageSessionOptions } from '../../shared/model/session-options.js';
 import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
@@ -28,6 +30,26 @@ function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
   return toRuntime(ort.Tensor as unknown as RuntimeTensorClass<Ort.Tensor>, t);
 }
 
+/** An output onnxruntime left in a GPU buffer (a KV tensor): fed back as it is, read back only on a roll-back. */
+class OrtDeviceTensor implements DeviceTensor {
+  readonly dtype = 'device';
+  readonly dims: readonly number[];
+
+  constructor(readonly tensor: Ort.Tensor) {
+    this.dims = tensor.dims;
+  }
+
+  async read(): Promise<Float32Array> {
+    const data = await this.tensor.getData();
+    if (!(data instanceof Float32Array)) throw new ComputeError('ERR_RUN', `a KV tensor on the GPU is ${this.tensor.type}, not float32`);
+    return data;
+  }
+
+  dispose(): void {
+    this.tensor.dispose();
+  }
+}
+
 /** Stage sessions on one backend, created one at a time. */
 export class StageSessions {
   private readonly sessions = new Map<number, Ort.InferenceSession>();
@@ -38,7 +60,11 @@ export class StageSessions {
     private readonly ort: OrtModule,
   ) {}
 
-  static async create(backend: Backend, stages: readonly { index: number; bytes: ArrayBuffer }[]): Promise<StageSessions> {
+  static async create(
+    backend: Backend,
+    stages: readonly { index: number; bytes: ArrayBuffer }[],
+    manifest: StageManifest,
+  ): Promise<StageSessions> {
     if (backend === 'webgpu' && (await webgpuAdapter()) === null) {
       throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'WebGPU was asked for, but this browser gives no adapter');
     }
@@ -50,11 +76,10 @@ export class StageSessions {
     ort.env.logLevel = 'error';
     const s = new StageSessions(backend, ort);
     for (const { index, bytes } of stages) {
+      const entry = manifest.stages[index];
+      if (entry === undefined) throw new ComputeError('ERR_NO_STAGE', `the manifest has no stage ${index}`);
       try {
-        s.sessions.set(
-          index,
-          await ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: [backend], logSeverityLevel: 3 }),
-        );
+        s.sessions.set(index, await ort.InferenceSession.create(new Uint8Array(bytes), stageSessionOptions(backend, entry)));
       } catch (e) {
         throw new ComputeError('ERR_SESSION_CREATE', `stage ${index} on ${backend}: ${(e as Error).message}`);
       }
@@ -62,26 +87,46 @@ export class StageSessions {
     return s;
   }
 
-  /** Runs one stage; runs are serialised, since one session must not run twice at once. */
+  /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */
   run(stage: number, feeds: Feeds): Promise<Feeds> {
-    const next = this.queue.then(() => this.runNow(stage, feeds));
+    return this.enqueue(() => this.runNow(stage, feeds, false) as Promise<Feeds>);
+  }
+
+  /**
+   * Runs one stage leaving the outputs that live on the GPU (present.* on
+   * WebGPU) there, as DeviceTensors the caller owns; feeds may be such tensors.
+   */
+  runKv(stage: number, feeds: KvFeeds): Promise<KvFeeds> {
+    return this.enqueue(() => this.runNow(stage, feeds, true));
+  }
+
+  private enqueue<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(f);
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  private async runNow(stage: number, feeds: Feeds): Promise<Feeds> {
+  private async runNow(stage: number, feeds: KvFeeds, keepOnDevice: boolean): Promise<KvFeeds> {
     const session = this.sessions.get(stage);
     if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
     const inputs: Record<string, Ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) inputs[k] = toOrt(this.ort, v);
+    for (const [k, v] of Object.entries(feeds)) {
+      if (v.dtype !== 'device') inputs[k] = toOrt(this.ort, v);
+      else if (v instanceof OrtDeviceTensor) inputs[k] = v.tensor;
+      else throw new ComputeError('ERR_RUN', `feed ${k} is a device tensor of another runtime`);
+    }
     let out: Ort.InferenceSession.OnnxValueMapType;
     try {
       out = await session.run(inputs);
     } catch (e) {
       throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
     }
-    const result: Feeds = {};
+    const result: KvFeeds = {};
     for (const [k, v] of Object.entries(out)) {
+      if (keepOnDevice && v.location === 'gpu-buffer') {
+        result[k] = new OrtDeviceTensor(v);
+        continue;
+      }
       // getData copies GPU outputs back; for CPU tensors it returns the data as is.
       const data = await v.getData();
       try {

@@ -28,10 +28,12 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   switch (m.type) {
     case 'load':
-      StageSessions.create(m.backend, m.stages)
+      StageSessions.create(m.backend, m.stages, m.manifest)
         .then(async (s) => {
+          caches?.dispose();
           sessions = s;
-          caches = new CachingExecutor(m.manifest, s);
+          // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions).
+          caches = new CachingExecutor(m.manifest, { run: (stage, feeds) => s.runKv(stage, feeds) });
           reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
         })
         .catch((e: unknown) => fail(m.id, e));
@@ -75,6 +77,11 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       caches?.release(m.session);
       reply({ type: 'done', id: m.id });
       return;
+    case 'stats': {
+      const kv = caches?.kvTensors ?? { device: 0, host: 0 };
+      reply({ type: 'stats', id: m.id, stats: { sessions: caches?.sessions ?? 0, kvOnDevice: kv.device, kvOnHost: kv.host } });
+      return;
+    }
     default: {
       const never: never = m;
       reply({ type: 'error', id: -1, code: 'ERR_BAD_MESSAGE', message: `unknown message ${JSON.stringify(never)}` });

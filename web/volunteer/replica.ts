@@ -1,6 +1,5 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { KvCache, type TensorData } from '../../shared/model/pipeline.js';
-import { stageInputName } from '../../shared/model/stage-graph.js';
+import { freshFeeds, type TensorData } from '../../shared/model/pipeline.js';
 import {
   type IceConfig,
   isServerPeer,
@@ -273,15 +272,13 @@ export class VolunteerReplica {
   private async measure(manifest: StageManifest, stage: number): Promise<number> {
     const entry = manifest.stages[stage];
     if (entry === undefined || this.compute === null) return 0;
-    const cache = new KvCache(manifest.model, entry.layers);
     const input: TensorData =
       stage === 0
         ? { dtype: 'int64', dims: [1, 1], data: new BigInt64Array(1) }
         : { dtype: 'float32', dims: [1, 1, manifest.model.hiddenSize], data: new Float32Array(manifest.model.hiddenSize) };
-    const name = stageInputName(stage);
-    await this.compute.run(stage, { [name]: input, ...cache.feeds() });
+    await this.compute.run(stage, freshFeeds(manifest, stage, input));
     const t0 = performance.now();
-    await this.compute.run(stage, { [name]: input, ...cache.feeds() });
+    await this.compute.run(stage, freshFeeds(manifest, stage, input));
     return performance.now() - t0;
   }
 

@@ -1,0 +1,265 @@
+/**
+ * npm run bench:gpu: a model's stages in Node through onnxruntime-node's
+ * WebGPU execution provider (the kernels of a WebGPU volunteer's
+ * onnxruntime-web), with exactly the session options the volunteer's worker
+ * uses (stageSessionOptions: the KV cache stays on the GPU), both graph
+ * forms, and onnxruntime-node's CPU provider side by side.
+ *
+ * onnxruntime-node and webgpu (Dawn for Node, to name the adapter) live in
+ * bench/gpu/node_modules, installed by this script only: nobody else pays for them.
+ *
+ *   BENCH_GPU_MODEL    a Hugging Face model folder (default: a seeded random
+ *                      SmolLM-135M-shaped checkpoint, written into .cache/bench-models)
+ *   BENCH_GPU_STAGES   stages to cut it into (default 3)
+ *   BENCH_GPU_TOKENS   decode tokens timed per row (default 32; 3 on SwiftShader)
+ *   BENCH_GPU_ROUNDS   rounds of rows, the forms in turn, the quickest kept (default 3; SwiftShader rows once)
+ *   BENCH_GPU_SWIFTSHADER  auto (default): without a GPU adapter, run the WebGPU rows
+ *                      on Chromium's SwiftShader Vulkan driver when it is there
+ *                      (correctness, not speed); off: never
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import type * as Ort from 'onnxruntime-web';
+import { parseManifest } from '../../shared/model/manifest.js';
+import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { fromRuntime } from '../../shared/model/runtime-tensors.js';
+import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
+import { STAGE_CACHE } from '../../signal-server/defaults.js';
+import { ensureStages } from '../../signal-server/models/model-folder.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../random-checkpoint.js';
+import { median, printTable } from '../table.js';
+
+const HERE = resolve('bench/gpu');
+const require = createRequire(join(HERE, 'package.json'));
+/** Chromium's Vulkan driver on the CPU (Debian's chromium package): a WebGPU adapter on a machine without a GPU. */
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const PROMPT_TOKENS = 16;
+const WARMUP_TOKENS = 2;
+
+type Ep = 'cpu' | 'webgpu';
+
+interface RowResult {
+  readonly stageMs: number[];
+  readonly tokenMs: number;
+  readonly promptMs: number;
+  /** Nodes onnxruntime placed on the CPU provider / all nodes (WebGPU only). */
+  readonly cpuNodes: number | null;
+  readonly nodes: number | null;
+  readonly tokens: number[];
+}
+
+/** An onnxruntime-node output left in a GPU buffer. */
+class NodeDeviceTensor implements DeviceTensor {
+  readonly dtype = 'device';
+  readonly dims: readonly number[];
+  constructor(readonly tensor: Ort.Tensor) {
+    this.dims = tensor.dims;
+  }
+  async read(): Promise<Float32Array> {
+    return (await this.tensor.getData()) as Float32Array;
+  }
+  dispose(): void {
+    this.tensor.dispose();
+  }
+}
+
+/** One row, in a child process (own memory; the WebGPU environment it was started with). */
+async function child(ep: Ep, dir: string, tokens: number): Promise<void> {
+  const ort = require('onnxruntime-node') as typeof Ort;
+  const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
+  const sessions: Ort.InferenceSession[] = [];
+  for (const s of manifest.stages) {
+    const bytes = readFileSync(join(dir, s.file));
+    if (ep === 'webgpu') {
+      // Where each node runs, from onnxruntime's verbose log (a probe session; the measured ones are below).
+      const probe = await ort.InferenceSession.create(bytes, { ...stageSessionOptions(ep, s), logSeverityLevel: 0, logVerbosityLevel: 0 });
+      await probe.release();
+    }
+    // Exactly a volunteer's options.
+    sessions.push(await ort.InferenceSession.create(bytes, stageSessionOptions(ep, s)));
+  }
+  const stageMs: number[][] = manifest.stages.map(() => []);
+  let timing = false;
+  const executor: KvStageExecutor = {
+    async run(stage, feeds) {
+      const inputs: Record<string, Ort.Tensor> = {};
+      for (const [k, v] of Object.entries(feeds)) {
+        inputs[k] = v.dtype === 'device' ? (v as NodeDeviceTensor).tensor : new ort.Tensor(v.dtype, v.data, [...v.dims]);
+      }
+      const t0 = performance.now();
+      const out = await (sessions[stage] as Ort.InferenceSession).run(inputs);
+      const result: KvFeeds = {};
+      for (const [k, v] of Object.entries(out)) {
+        result[k] = v.location === 'gpu-buffer' ? new NodeDeviceTensor(v) : fromRuntime(k, v.type, v.dims, v.data);
+      }
+      if (timing) stageMs[stage]?.push(performance.now() - t0);
+      return result;
+    },
+  };
+  const caches = new CachingExecutor(manifest, executor);
+  const vocab = manifest.model.vocabSize;
+  const forward = async (ids: number[]): Promise<number> => {
+    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(1, s, carry);
+    const row = (carry.data as Float32Array).subarray(carry.data.length - vocab);
+    let best = 0;
+    for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i;
+    return best;
+  };
+  const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => (i * 131 + 7) % vocab);
+  const t0 = performance.now();
+  let next = await forward(prompt);
+  const promptMs = performance.now() - t0;
+  const out = [next];
+  for (let i = 0; i < WARMUP_TOKENS; i++) {
+    next = await forward([next]);
+    out.push(next);
+  }
+  timing = true;
+  const tokenMs: number[] = [];
+  for (let i = 0; i < tokens; i++) {
+    const t = performance.now();
+    next = await forward([next]);
+    tokenMs.push(performance.now() - t);
+    out.push(next);
+  }
+  caches.release(1);
+  const result: RowResult = {
+    stageMs: stageMs.map((xs) => median(xs)),
+    tokenMs: median(tokenMs),
+    promptMs,
+    cpuNodes: null,
+    nodes: null,
+    tokens: out,
+  };
+  process.stdout.write(`\nRESULT ${JSON.stringify(result)}\n`);
+}
+
+/** Counts, from onnxruntime's verbose log, the nodes placed on the CPU provider and all nodes. */
+function placement(log: string): { cpuNodes: number; nodes: number } {
+  let cpuNodes = 0;
+  let nodes = 0;
+  for (const m of log.matchAll(/(All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/g)) {
+    const n = Number(m[3]);
+    nodes += n;
+    if (m[2] === 'CPUExecutionProvider') cpuNodes += n;
+  }
+  return { cpuNodes, nodes };
+}
+
+function adapterIn(env: NodeJS.ProcessEnv): string | null {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu/run.ts', '--adapter'], { env, encoding: 'utf8', timeout: 60_000 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('ADAPTER '));
+  return line === undefined || line === 'ADAPTER null' ? null : line.slice('ADAPTER '.length);
+}
+
+async function adapterChild(): Promise<void> {
+  const { create, globals } = require('webgpu') as { create: (o: string[]) => GPU; globals: object };
+  Object.assign(globalThis, globals);
+  const adapter = await create([]).requestAdapter();
+  const i = adapter?.info;
+  const name = i === undefined ? null : [i.vendor, i.architecture, i.device, i.description].filter((s) => s !== '').join(' ');
+  process.stdout.write(`ADAPTER ${name ?? 'null'}\n`);
+  process.exit(0);
+}
+
+function runRow(ep: Ep, dir: string, tokens: number, env: NodeJS.ProcessEnv): RowResult | string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu/run.ts', '--row', ep, dir, String(tokens)], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+    timeout: 3_600_000,
+  });
+  const log = `${r.stdout}\n${r.stderr}`;
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (line === undefined) return `failed (exit ${r.status}): ${r.stderr.split('\n').filter(Boolean).slice(-3).join(' / ')}`;
+  const row = JSON.parse(line.slice('RESULT '.length)) as RowResult;
+  return ep === 'webgpu' ? { ...row, ...placement(log) } : row;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(HERE, 'node_modules/onnxruntime-node'))) {
+    throw new Error('onnxruntime-node is not installed in bench/gpu: run npm run bench:gpu (it installs it there)');
+  }
+  const modelDir = process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models', SMOLLM_135M_SHAPE);
+  const stages = Number(process.env.BENCH_GPU_STAGES ?? 3);
+  const dirs = new Map<GraphForm, string>();
+  for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(modelDir, { stages }, STAGE_CACHE, { graph: graph })).dir);
+
+  let gpuEnv: NodeJS.ProcessEnv = process.env;
+  let adapter = adapterIn(gpuEnv);
+  let swiftshader = false;
+  if (adapter === null && process.env.BENCH_GPU_SWIFTSHADER !== 'off' && existsSync(SWIFTSHADER_ICD)) {
+    gpuEnv = { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER_ICD, LD_LIBRARY_PATH: '/usr/lib/chromium' };
+    adapter = adapterIn(gpuEnv);
+    swiftshader = adapter !== null;
+  }
+  process.stdout.write(
+    adapter === null
+      ? 'WebGPU: no adapter on this machine (onnxruntime-node has its WebGPU provider, Dawn found no GPU): CPU rows only\n'
+      : `WebGPU adapter: ${adapter}${swiftshader ? " — Chromium's SwiftShader Vulkan driver on the CPU, not a GPU: right numbers, not a GPU's speed" : ''}\n`,
+  );
+  const tokens = Number(process.env.BENCH_GPU_TOKENS ?? (swiftshader ? 3 : 32));
+  const rounds = Number(process.env.BENCH_GPU_ROUNDS ?? 3);
+  // SwiftShader is minutes a row: once.
+  const gpuRounds = swiftshader ? 1 : rounds;
+  const rows: string[][] = [];
+  const answers = new Map<string, number[]>();
+  const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu'];
+  // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
+  const best = new Map<string, RowResult | string>();
+  for (let round = 0; round < rounds; round++) {
+    for (const ep of eps) {
+      if (ep === 'webgpu' && round >= gpuRounds) continue;
+      for (const graph of GRAPH_FORMS) {
+        const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
+        const r = runRow(ep, dirs.get(graph) as string, n, ep === 'webgpu' ? gpuEnv : process.env);
+        const key = `${ep} ${graph}`;
+        const kept = best.get(key);
+        if (kept === undefined || typeof kept === 'string' || (typeof r !== 'string' && r.tokenMs < kept.tokenMs)) best.set(key, r);
+      }
+    }
+  }
+  for (const ep of eps) {
+    for (const graph of GRAPH_FORMS) {
+      const r = best.get(`${ep} ${graph}`) as RowResult | string;
+      if (typeof r === 'string') {
+        rows.push([ep, graph, r, '', '', '', '']);
+        continue;
+      }
+      answers.set(`${ep} ${graph}`, r.tokens);
+      rows.push([
+        ep === 'cpu' ? 'CPU (onnxruntime-node)' : `WebGPU${swiftshader ? ' (SwiftShader)' : ''}`,
+        graph,
+        r.stageMs.map((x) => x.toFixed(1)).join(' / '),
+        r.tokenMs.toFixed(1),
+        r.promptMs.toFixed(0),
+        r.nodes === null ? '' : `${r.cpuNodes} of ${r.nodes}`,
+        String(r.tokens.length),
+      ]);
+    }
+  }
+  const model = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, number>;
+  printTable(
+    `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens; medians over the timed tokens, the quickest of ${rounds} rounds${adapter === null ? '' : ` (WebGPU: ${gpuRounds})`}`,
+    ['provider', 'graph', 'ms per stage', 'ms/token', 'prompt ms', 'nodes on CPU', 'tokens'],
+    rows,
+  );
+  // Greedy tokens of a random model are a weak oracle, but a broken row shows in them.
+  const first = [...answers.values()][0];
+  for (const [k, v] of answers) {
+    const n = Math.min(v.length, first?.length ?? 0);
+    if (first !== undefined && v.slice(0, n).join() !== first.slice(0, n).join())
+      process.stdout.write(`note: ${k} gave other greedy tokens\n`);
+  }
+}
+
+const [flag, ...rest] = process.argv.slice(2);
+const run = flag === '--row' ? child(rest[0] as Ep, rest[1] as string, Number(rest[2])) : flag === '--adapter' ? adapterChild() : main();
+run.catch((e: unknown) => {
+  process.stderr.write(`bench:gpu failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});

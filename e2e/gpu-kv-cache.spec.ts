@@ -1,0 +1,213 @@
+// A session's KV cache where the compute is: in a real Chromium tab, the
+// worker keeps each session's present.* outputs as GPU buffers on WebGPU
+// (SwiftShader here) and feeds them back as past.*; WASM keeps them on the
+// host as before. Both graph forms, against the reference runner (WASM in
+// Node) over a generation with a wrong step rolled back and a session closed.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mainOutput, PipelineSession, type StageExecutor } from '../shared/model/pipeline.js';
+import { argmax } from '../shared/model/sampling.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
+import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
+import { ensureStages } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import type { SignalServer } from '../signal-server/server.js';
+import { goldenModelDir, readGolden } from '../testing/golden.js';
+import type { WorkerStats } from '../web/compute/messages.js';
+import { launchChromium, startTestServer } from './harness.js';
+
+const MODEL = 'austen-2m';
+const STAGES = 3;
+/** Tokens generated per run (SwiftShader takes ≈ 0.3 s a token for the three stages). */
+const TOKENS = 8;
+/** The step at which a wrong token is fed, then rolled back. */
+const WRONG_AT = 3;
+const LOAD_TIMEOUT_MS = 120_000;
+
+interface Expected {
+  readonly tokens: number[];
+  /** The last position's logits after the prompt and after each token fed. */
+  readonly logits: Float32Array[];
+}
+
+let cacheRoot: string;
+const servers = new Map<GraphForm, SignalServer>();
+const expected = new Map<GraphForm, Expected>();
+let browser: Browser;
+const golden = readGolden(MODEL);
+const prompt = (golden.prompts[0] as { ids: number[] }).ids;
+/** The plain graphs' output of every stage for each golden prompt (the reference runner): [prompt][stage]. */
+let plainTraces: Float32Array[][] = [];
+/** WASM is the reference's kernels: PyTorch's logits within the reference runner's own bound. */
+const WASM_LOGIT_TOLERANCE = 1e-4;
+const KV_TENSORS = 2 * 6; // keys and values of austen-2m's 6 layers, over its 3 stages
+
+async function referenceOf(dir: string): Promise<Expected> {
+  const runner = await ReferenceRunner.fromStageDir(dir);
+  try {
+    const vocab = runner.manifest.model.vocabSize;
+    const session = runner.session();
+    const last = (l: Float32Array) => l.slice(l.length - vocab);
+    const logits = [last(await session.forward(prompt))];
+    const tokens = [argmax(logits[0] as Float32Array)];
+    while (tokens.length < TOKENS) {
+      logits.push(last(await session.forward([tokens[tokens.length - 1] as number])));
+      tokens.push(argmax(logits[logits.length - 1] as Float32Array));
+    }
+    return { tokens, logits };
+  } finally {
+    await runner.close();
+  }
+}
+
+async function tracesOf(dir: string): Promise<Float32Array[][]> {
+  const runner = await ReferenceRunner.fromStageDir(dir);
+  try {
+    const traces: Float32Array[][] = [];
+    for (const p of golden.prompts) {
+      const outs: Float32Array[] = [];
+      const recorder: StageExecutor = {
+        async run(stage, feeds) {
+          const out = await runner.stageExecutor.run(stage, feeds);
+          outs.push(mainOutput(out, stage, STAGES).data.slice());
+          return out;
+        },
+      };
+      await new PipelineSession(runner.manifest, recorder).forward(p.ids);
+      traces.push(outs);
+    }
+    return traces;
+  } finally {
+    await runner.close();
+  }
+}
+
+beforeAll(async () => {
+  cacheRoot = mkdtempSync(join(tmpdir(), 'webswarm-gpukv-'));
+  for (const graph of ['plain', 'fused'] as const) {
+    servers.set(graph, await startTestServer([{ dir: goldenModelDir(MODEL), stages: STAGES, graph }], cacheRoot, { quiet: true }));
+    const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cacheRoot, { graph: graph });
+    expected.set(graph, await referenceOf(dir));
+    if (graph === 'plain') plainTraces = await tracesOf(dir);
+  }
+  browser = await launchChromium({ webgpu: true });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  for (const s of servers.values()) await s.close();
+  rmSync(cacheRoot, { recursive: true, force: true });
+});
+
+async function openCheck(graph: GraphForm, backend: 'wasm' | 'webgpu'): Promise<Page> {
+  const page = await browser.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') process.stderr.write(`[${graph} ${backend} page] ${m.text()}\n`);
+  });
+  await page.goto(`${servers.get(graph)?.address().url}/check?model=${MODEL}&backend=${backend}`);
+  await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
+    timeout: LOAD_TIMEOUT_MS,
+  });
+  if ((await page.locator('[role=alert]').count()) > 0) throw new Error(`page failed: ${await page.locator('[role=alert]').textContent()}`);
+  return page;
+}
+
+type Check = NonNullable<typeof window.webswarmCheck>;
+
+async function step(page: Page, session: number, ids: number[]): Promise<Float32Array> {
+  return Float32Array.from(await page.evaluate(([s, i]) => (window.webswarmCheck as Check).step(s, [...i]), [session, ids] as const));
+}
+
+async function stats(page: Page): Promise<WorkerStats> {
+  return page.evaluate(() => (window.webswarmCheck as Check).stats());
+}
+
+describe.each([
+  ['plain', 'wasm'],
+  ['plain', 'webgpu'],
+  ['fused', 'wasm'],
+  ['fused', 'webgpu'],
+] as const)('%s stage graphs on %s', (graph, backend) => {
+  it("the worker's session caches give the reference's tokens through a roll-back and a close", async () => {
+    const ref = expected.get(graph) as Expected;
+    const page = await openCheck(graph, backend);
+    const onGpu = backend === 'webgpu';
+    const agree = (got: Float32Array, i: number) => {
+      const want = ref.logits[i] as Float32Array;
+      expect(agrees(got, want), `step ${i}: max diff ${maxAbsDifference(got, want)}`).toBe(true);
+    };
+
+    let logits = await step(page, 1, prompt);
+    agree(logits, 0);
+    const tokens = [argmax(logits)];
+    // A second session alongside, closed at once.
+    agree(await step(page, 2, prompt), 0);
+    expect(await stats(page)).toEqual({
+      sessions: 2,
+      kvOnDevice: onGpu ? 2 * KV_TENSORS : 0,
+      kvOnHost: onGpu ? 0 : 2 * KV_TENSORS,
+    });
+    await page.evaluate(() => (window.webswarmCheck as Check).release(2));
+    expect((await stats(page)).sessions).toBe(1);
+
+    while (tokens.length < TOKENS) {
+      const i = tokens.length;
+      if (i === WRONG_AT) {
+        // A step on an input later found wrong, undone.
+        const wrong = ((tokens[i - 1] as number) + 1) % 2048;
+        await step(page, 1, [wrong]);
+        await page.evaluate(([s, p]) => (window.webswarmCheck as Check).truncate(s, p), [1, prompt.length + i - 1] as const);
+        const cut = await stats(page);
+        // The plain graph's cut reads its tensors back once; the fused graph's only lowers a count.
+        expect(cut.kvOnDevice).toBe(onGpu && graph === 'fused' ? KV_TENSORS : 0);
+      }
+      if (i === WRONG_AT + 2 && i + 1 < TOKENS) {
+        // Two positions in one step after a past (a replacement replays a session's inputs this way).
+        logits = await step(page, 1, [tokens[i - 1] as number, ref.tokens[i] as number]);
+        agree(logits, i + 1);
+        tokens.push(ref.tokens[i] as number, argmax(logits));
+        continue;
+      }
+      logits = await step(page, 1, [tokens[i - 1] as number]);
+      agree(logits, i);
+      tokens.push(argmax(logits));
+    }
+    expect(tokens).toEqual(ref.tokens);
+    expect(await stats(page)).toEqual({ sessions: 1, kvOnDevice: onGpu ? KV_TENSORS : 0, kvOnHost: onGpu ? 0 : KV_TENSORS });
+
+    // Closed: its buffers are freed, and the same id starts from nothing.
+    await page.evaluate(() => (window.webswarmCheck as Check).release(1));
+    expect(await stats(page)).toEqual({ sessions: 0, kvOnDevice: 0, kvOnHost: 0 });
+    agree(await step(page, 1, prompt), 0);
+
+    // Stage by stage against the plain graphs of the reference runner, and PyTorch's logits.
+    const worst = Array.from({ length: STAGES }, () => 0);
+    for (const [pi, p] of golden.prompts.entries()) {
+      const outs = await page.evaluate((ids) => (window.webswarmCheck as Check).trace(ids), p.ids);
+      for (let s = 0; s < STAGES; s++) {
+        const got = outs[s] as number[];
+        const want = (plainTraces[pi] as Float32Array[])[s] as Float32Array;
+        const d = maxAbsDifference(got, want);
+        worst[s] = Math.max(worst[s] as number, d / Math.max(1, maxAbs(want)));
+        expect(agrees(got, want), `stage ${s}, "${p.text}": max diff ${d}`).toBe(true);
+        expect(d / Math.max(1, maxAbs(want)), `stage ${s}, "${p.text}"`).toBeLessThan(RELATIVE_TOLERANCE / 5);
+      }
+      const logits = outs[STAGES - 1] as number[];
+      if (backend === 'wasm') expect(maxAbsDifference(logits, p.logits), `"${p.text}"`).toBeLessThan(WASM_LOGIT_TOLERANCE);
+      else expect(agrees(logits, p.logits), `"${p.text}": max diff ${maxAbsDifference(logits, p.logits)}`).toBe(true);
+    }
+    process.stdout.write(
+      `${graph} on ${backend} vs the plain graphs on WASM in Node, relative per stage: ${worst.map((x) => x.toExponential(1)).join(' / ')}\n`,
+    );
+    await page.close();
+  });
+});
+
+describe('the two graph forms', () => {
+  it('give the same greedy tokens', () => {
+    expect(expected.get('fused')?.tokens).toEqual(expected.get('plain')?.tokens);
+  });
+});

@@ -1,0 +1,31 @@
+// The options every stage session is created with, in one place: a
+// volunteer's worker (onnxruntime-web), the reference runner, and
+// `npm run bench:gpu` (onnxruntime-node's WebGPU provider) use exactly these.
+import type { Backend } from '../protocol/messages.js';
+import type { StageEntry } from './manifest.js';
+
+/** The subset of onnxruntime's InferenceSession.SessionOptions that stages set (plain data, no runtime import). */
+export interface StageSessionOptions {
+  readonly executionProviders: string[];
+  readonly graphOptimizationLevel: 'all';
+  readonly logSeverityLevel: 3;
+  /** On WebGPU: each present.* output stays a GPU buffer, fed back as past.* next step; the rest is read back. */
+  readonly preferredOutputLocation?: Record<string, 'gpu-buffer'>;
+}
+
+/** True for a stage's KV outputs (present.<layer>.key / .value). */
+export function isPresentOutput(name: string): boolean {
+  return name.startsWith('present.');
+}
+
+/**
+ * Session options for one stage on a backend (`cpu` is onnxruntime-node's own
+ * provider, for benchmarks). On WebGPU the KV cache stays on the GPU: only the
+ * stage's main output (hidden states or logits) is copied back.
+ */
+export function stageSessionOptions(backend: Backend | 'cpu', stage: Pick<StageEntry, 'outputs'>): StageSessionOptions {
+  const base = { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: 3 } as const;
+  if (backend !== 'webgpu') return { ...base, executionProviders: [backend] };
+  const kv = stage.outputs.filter((o) => isPresentOutput(o.name)).map((o) => [o.name, 'gpu-buffer'] as const);
+  return { ...base, executionProviders: [backend], preferredOutputLocation: Object.fromEntries(kv) };
+}
