@@ -41,6 +41,8 @@ export interface StartOptions {
   /** Lifetime of those credentials; fresh ones are sent at half of it. */
   readonly turnTtlS: number;
   readonly iceTransportPolicy: IceTransportPolicy;
+  /** Redis shared by several server processes of one swarm; null = this process alone. */
+  readonly redisUrl: string | null;
 }
 
 interface Setting {
@@ -120,6 +122,12 @@ export const SETTINGS = {
     fallback: 'all',
     help: 'all: any candidate; relay: data channels only through TURN',
   },
+  redisUrl: {
+    env: 'REDIS_URL',
+    flag: 'redis-url',
+    fallback: '',
+    help: 'Redis (redis://host:port) shared by several server processes behind one URL; empty = one process alone',
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
   logFormat: {
     env: 'LOG_FORMAT',
@@ -172,7 +180,11 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   };
   const iceProblem = iceOptionsProblem({ ...ice, transportPolicy: ice.iceTransportPolicy });
   if (iceProblem !== null) throw new Error(iceProblem);
+  const redis = raw(SETTINGS.redisUrl);
+  if (redis.value !== '' && !/^rediss?:\/\/\S+$/.test(redis.value))
+    throw new Error(`${redis.from} must be a redis:// or rediss:// URL, got "${redis.value}"`);
   return {
+    redisUrl: redis.value === '' ? null : redis.value,
     ...ice,
     port: int(SETTINGS.port, 0),
     host: raw(SETTINGS.host).value,
@@ -227,6 +239,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     maxQueued: o.maxQueued,
     localAddresses: o.localAddresses,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
+    ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),
     logger,
   });
   await server.ready;

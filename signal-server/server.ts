@@ -8,6 +8,7 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
+import { Cluster, type ClusterOptions } from './cluster/cluster.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
@@ -73,6 +74,10 @@ export interface SignalServerOptions {
   readonly socketEventBudget?: EventBudgetOptions;
   /** The ICE servers (and TURN credentials) volunteers are handed (default LOCAL_ICE: none, any candidate). */
   readonly ice?: IceOptions;
+  /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
+  readonly redisUrl?: string;
+  /** The cluster's key prefix and timings (tests shorten them). */
+  readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
 }
 
 /** Default largest API request body. */
@@ -162,6 +167,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const first = listings[0];
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
+  const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
   const coordinator =
     first === undefined || firstModel === undefined || tokens === null
       ? null
@@ -185,6 +191,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
+            ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
           },
           coordinatorLog,
         );
@@ -247,13 +254,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
   if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access);
-  const ready = new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // In a cluster, the server listens once it has joined: its sessions need the process number in their ids.
+  const joined = cluster === null || coordinator === null ? Promise.resolve() : cluster.start(coordinator);
+  const ready = joined.then(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, opts.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+  );
   return {
     ready,
     coordinator,
@@ -264,6 +276,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     async close() {
       coordinator?.shutdown();
+      await cluster?.stop().catch(() => {});
       feed?.close();
       statusFeed.close();
       // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.

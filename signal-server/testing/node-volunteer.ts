@@ -48,7 +48,15 @@ export interface NodeVolunteerOptions {
   readonly readyAtOnce?: boolean;
   /** Changes its reports to the coordinator before they are sent (a liar about what it received, say). */
   readonly tamper?: (m: StepDigest) => StepDigest;
+  /**
+   * Where to connect again when the server goes away (as a page behind a load balancer
+   * reconnects to another server of a cluster); null or absent: it stays away.
+   */
+  readonly reconnect?: () => string | null;
 }
+
+/** How long a volunteer whose server went away waits before connecting again. */
+const RECONNECT_DELAY_MS = 200;
 
 /** Frames relayed as signalling: { f: base64 of one data-channel message }. */
 interface RelayedFrame {
@@ -60,7 +68,9 @@ function isRelayedFrame(d: unknown): d is RelayedFrame {
 }
 
 export class NodeVolunteer {
-  readonly socket: NodeSocket;
+  socket: NodeSocket;
+  /** Connections made after the first (its server went away). */
+  reconnections = 0;
   id: string | null = null;
   stage: number | null = null;
   ready = false;
@@ -71,18 +81,35 @@ export class NodeVolunteer {
   private challengesAnswered = 0;
   private executor: OrtExecutor | null = null;
 
+  private closed = false;
+
   constructor(
-    readonly url: string,
+    public url: string,
     private readonly options: NodeVolunteerOptions = {},
   ) {
-    this.socket = io(url, {
+    this.socket = this.connect(url);
+  }
+
+  private connect(url: string): NodeSocket {
+    const options = this.options;
+    const socket = io(url, {
       auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     }) as NodeSocket;
-    const s = this.socket;
+    const s = socket;
+    s.on('disconnect', (reason) => {
+      const next = reason === 'io client disconnect' || this.closed ? null : (options.reconnect?.() ?? null);
+      if (next === null) return;
+      setTimeout(() => {
+        if (this.closed) return;
+        this.reconnections += 1;
+        this.url = next;
+        this.socket = this.connect(next);
+      }, RECONNECT_DELAY_MS);
+    });
     s.on('connect', () => s.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: options.clientKey ?? null }));
     s.on('volunteer:welcome', ({ volunteerId }) => {
       this.id = volunteerId;
@@ -100,6 +127,7 @@ export class NodeVolunteer {
     s.on('signal', ({ from, data }) => {
       if (isRelayedFrame(data)) this.core?.frame(from, new Uint8Array(Buffer.from(data.f, 'base64')));
     });
+    return socket;
   }
 
   private async load(baseUrl: string, stage: number, modelId: string): Promise<void> {
@@ -110,6 +138,7 @@ export class NodeVolunteer {
       return;
     }
     const base = new URL(baseUrl, this.url).toString();
+    const socket = this.socket;
     const manifest: StageManifest = parseManifest('manifest.json', await (await fetch(`${base}/manifest.json`)).json());
     const entry = manifest.stages[stage];
     if (entry === undefined) throw new Error(`no stage ${stage}`);
@@ -120,7 +149,6 @@ export class NodeVolunteer {
     // A one-stage executor answering for the stage index the replica asks for.
     const single = await OrtExecutor.create([bytes]);
     this.executor = single;
-    const socket = this.socket;
     this.core = new ReplicaCore(
       manifest,
       stage,
@@ -159,6 +187,7 @@ export class NodeVolunteer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.socket.disconnect();
     await this.executor?.release();
     this.executor = null;
