@@ -46,13 +46,15 @@ export interface ClusterOptions {
   readonly prefix?: string;
   /** How often a process renews its heartbeat and looks at the others' (default 1 s). */
   readonly heartbeatMs?: number;
-  /** A process whose heartbeat is this old is dead (default 3 s). */
+  /** A process whose heartbeat is this old is dead (default 6 s: a loaded machine can hold a process's timers for seconds). */
   readonly deadAfterMs?: number;
   /** How often a process publishes what changed about its volunteers (default 200 ms). */
   readonly publishMs?: number;
   readonly log: (line: string) => void;
 }
 
+/** A process whose heartbeat is this old is dead. */
+export const DEFAULT_DEAD_AFTER_MS = 6_000;
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
@@ -174,7 +176,7 @@ export class Cluster implements ClusterSeam {
 
   private async heartbeat(): Promise<void> {
     if (this.closed) return;
-    const deadAfterMs = this.options.deadAfterMs ?? 3000;
+    const deadAfterMs = this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
     const before = await this.pub.set(this.key('alive', this.proc), String(Date.now()), {
       expiration: { type: 'PX', value: deadAfterMs },
       GET: true,
@@ -190,7 +192,9 @@ export class Cluster implements ClusterSeam {
   /** Finds processes that started (mirrors their volunteers) and processes that died (drops theirs). */
   private async lookAround(): Promise<void> {
     if (this.closed) return;
-    const procs = (await this.pub.sMembers(this.key('procs'))).map(Number).filter((p) => Number.isInteger(p) && p !== this.proc);
+    // The processes we know of too: another survivor may have taken a dead one off the set already.
+    const listed = (await this.pub.sMembers(this.key('procs'))).map(Number);
+    const procs = [...new Set([...listed, ...this.peers.keys()])].filter((p) => Number.isInteger(p) && p >= 1 && p !== this.proc);
     if (procs.length === 0) return;
     const alive = await this.pub.mGet(procs.map((p) => this.key('alive', p)));
     for (const [i, p] of procs.entries()) {

@@ -27,6 +27,7 @@ const TOKENS = 48;
 const KILL_AT = 3;
 const START_TIMEOUT_MS = 60_000;
 const WAIT_MS = 45_000;
+const TEST_TIMEOUT_MS = 300_000;
 /** Errors a client may retry (503 with Retry-After on the HTTP API): the swarm was short for a moment. */
 const RETRYABLE = ['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE', 'ERR_BUSY'];
 
@@ -163,66 +164,70 @@ async function stream(p: ServerProcess, maxTokens: number, onToken: (n: number) 
 }
 
 describe('three server processes and a redis-server', () => {
-  it('serve one swarm; a requester on one is served by volunteers of the others; a ban holds on all; one killed mid-generation', async () => {
-    const [a, b, c] = [await spawnServer(), await spawnServer(), await spawnServer()] as [ServerProcess, ServerProcess, ServerProcess];
-    const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-    // Pages behind a load balancer connect again to a server that is up: here a and b in turn.
-    let turn = 0;
-    const reconnect = () => ([a, b].filter(alive)[turn++ % 2] ?? a).url;
-    const join = async (p: ServerProcess, n: number) => {
-      for (let i = 0; i < n; i++) {
-        volunteers.push(new NodeVolunteer(p.url, { clientKey: `client-${volunteers.length}`, reconnect }));
-        // One at a time, so that each server assigns stages knowing the others' volunteers.
-        await new Promise((r) => setTimeout(r, 300));
-      }
-    };
+  it(
+    'serve one swarm; a requester on one is served by volunteers of the others; a ban holds on all; one killed mid-generation',
+    async () => {
+      const [a, b, c] = [await spawnServer(), await spawnServer(), await spawnServer()] as [ServerProcess, ServerProcess, ServerProcess];
+      const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+      // Pages behind a load balancer connect again to a server that is up: here a and b in turn.
+      let turn = 0;
+      const reconnect = () => ([a, b].filter(alive)[turn++ % 2] ?? a).url;
+      const join = async (p: ServerProcess, n: number) => {
+        for (let i = 0; i < n; i++) {
+          volunteers.push(new NodeVolunteer(p.url, { clientKey: `client-${volunteers.length}`, reconnect }));
+          // One at a time, so that each server assigns stages knowing the others' volunteers.
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      };
 
-    // 1. Volunteers on b and c only; the requester on a.
-    await join(b, 5);
-    await join(c, 4);
-    await until('a sees 9 ready volunteers', async () => (await readyOn(a)) === 9);
-    const served = await stream(a, 8);
-    expect(served.code).toBeNull();
-    expect(served.tokens).toEqual(expected.slice(0, 8));
-    const onA = (await fetchSwarmListing(a.url)).list.length;
-    expect(onA).toBe(9);
+      // 1. Volunteers on b and c only; the requester on a.
+      await join(b, 5);
+      await join(c, 4);
+      await until('a sees 9 ready volunteers', async () => (await readyOn(a)) === 9);
+      const served = await stream(a, 8);
+      expect(served.code).toBeNull();
+      expect(served.tokens).toEqual(expected.slice(0, 8));
+      const onA = (await fetchSwarmListing(a.url)).list.length;
+      expect(onA).toBe(9);
 
-    // 2. A ban made on one process holds on another.
-    const liar = new NodeVolunteer(b.url, { clientKey: 'client-liar', challenges: 'garbage' });
-    volunteers.push(liar);
-    await until('the liar is evicted on b', () => liar.errors.some((e) => e.code === 'ERR_CHALLENGE_FAILED'));
-    const again = new NodeVolunteer(a.url, { clientKey: 'client-liar' });
-    volunteers.push(again);
-    await until('a refuses the same client', () => again.errors.some((e) => e.code === 'ERR_BANNED'));
+      // 2. A ban made on one process holds on another.
+      const liar = new NodeVolunteer(b.url, { clientKey: 'client-liar', challenges: 'garbage' });
+      volunteers.push(liar);
+      await until('the liar is evicted on b', () => liar.errors.some((e) => e.code === 'ERR_CHALLENGE_FAILED'));
+      const again = new NodeVolunteer(a.url, { clientKey: 'client-liar' });
+      volunteers.push(again);
+      await until('a refuses the same client', () => again.errors.some((e) => e.code === 'ERR_BANNED'));
 
-    // 3. Three spares on a, then c is killed after the KILL_AT-th token of a generation on a.
-    await join(a, 3);
-    await until('a sees 12 ready volunteers', async () => (await readyOn(a)) === 12);
-    const onC = volunteers.filter((v) => v.url === c.url && v.id !== null).map((v) => v.id as string);
-    expect(onC).toHaveLength(4);
-    let killedAt: number | null = null;
-    const during = await stream(a, TOKENS, (n) => {
-      if (n === KILL_AT && killedAt === null) {
-        killedAt = n;
-        process.kill(c.pid, 'SIGKILL');
-      }
-    });
-    expect(killedAt).toBe(KILL_AT);
-    // Nine of twelve volunteers were in the route: at least one of c's four.
-    if (during.code === null) expect(during.tokens).toEqual(expected);
-    else expect(RETRYABLE).toContain(during.code);
-    if (during.route !== null) expect(during.route.flat().some((id) => onC.includes(id))).toBe(false);
+      // 3. Three spares on a, then c is killed after the KILL_AT-th token of a generation on a.
+      await join(a, 3);
+      await until('a sees 12 ready volunteers', async () => (await readyOn(a)) === 12);
+      const onC = volunteers.filter((v) => v.url === c.url && v.id !== null).map((v) => v.id as string);
+      expect(onC).toHaveLength(4);
+      let killedAt: number | null = null;
+      const during = await stream(a, TOKENS, (n) => {
+        if (n === KILL_AT && killedAt === null) {
+          killedAt = n;
+          process.kill(c.pid, 'SIGKILL');
+        }
+      });
+      expect(killedAt).toBe(KILL_AT);
+      // Nine of twelve volunteers were in the route: at least one of c's four.
+      if (during.code === null) expect(during.tokens).toEqual(expected);
+      else expect(RETRYABLE).toContain(during.code);
+      if (during.route !== null) expect(during.route.flat().some((id) => onC.includes(id))).toBe(false);
 
-    // 4. c's volunteers are back on a and b; the next request gives the reference tokens.
-    await until(
-      "c's volunteers are back on a and b",
-      () =>
-        volunteers.filter((v) => v.reconnections > 0).every((v) => v.id !== null && !onC.includes(v.id)) &&
-        volunteers.filter((v) => v.reconnections > 0).length === 4,
-    );
-    await until('12 ready again', async () => (await readyOn(a)) === 12 && (await readyOn(b)) === 12);
-    const after = await stream(b, TOKENS);
-    expect(after.code).toBeNull();
-    expect(after.tokens).toEqual(expected);
-  });
+      // 4. c's volunteers are back on a and b; the next request gives the reference tokens.
+      await until(
+        "c's volunteers are back on a and b",
+        () =>
+          volunteers.filter((v) => v.reconnections > 0).every((v) => v.id !== null && !onC.includes(v.id)) &&
+          volunteers.filter((v) => v.reconnections > 0).length === 4,
+      );
+      await until('12 ready again', async () => (await readyOn(a)) === 12 && (await readyOn(b)) === 12);
+      const after = await stream(b, TOKENS);
+      expect(after.code).toBeNull();
+      expect(after.tokens).toEqual(expected);
+    },
+    TEST_TIMEOUT_MS,
+  );
 });
