@@ -103,6 +103,19 @@ async function complete(
 }
 
 describe('several servers, one swarm', () => {
+  it('refuses to start, naming Redis, when Redis cannot be reached', async () => {
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+      redisUrl: 'redis://127.0.0.1:1',
+    });
+    await expect(server.ready).rejects.toThrow('cannot reach Redis at redis://127.0.0.1:1');
+    await server.close();
+  });
+
   it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {
     const [a, b, c] = (await cluster(3)) as [SignalServer, SignalServer, SignalServer];
     // 5 volunteers on b, 4 on c, none on a; each waits until a sees the one before (stages are balanced over all).

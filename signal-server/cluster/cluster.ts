@@ -59,6 +59,10 @@ export const DEFAULT_DEAD_AFTER_MS = 6_000;
 export const RECORD_TTL_S = 24 * 3600;
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
 const MAX_TRACKED_SESSIONS = 10_000;
+/** Longest wait between two attempts to reach a lost Redis. */
+const MAX_RECONNECT_MS = 2_000;
+/** At most one line about Redis's problems this often. */
+const PROBLEM_LOG_MS = 5_000;
 /** Bans read from Redis at start, at most. */
 const MAX_LOADED_BANS = 100_000;
 
@@ -93,9 +97,29 @@ export class Cluster implements ClusterSeam {
 
   constructor(private readonly options: ClusterOptions) {
     this.prefix = options.prefix ?? 'webswarm';
-    this.pub = createClient({ url: options.url });
+    // Unreachable at start: the server does not start (a clear error). Lost later: reconnect with back-off.
+    const reconnectStrategy = (retries: number, cause: Error) =>
+      this.connected ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS) : new Error(`cannot reach Redis at ${options.url}: ${cause.message}`);
+    this.pub = createClient({ url: options.url, socket: { reconnectStrategy } });
     this.sub = this.pub.duplicate();
-    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.options.log(`redis: ${e.message}`));
+    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${e.message}`));
+  }
+
+  private connected = false;
+  private lastProblemAt = Number.NEGATIVE_INFINITY;
+  private problemsSuppressed = 0;
+
+  /** Logs a problem with Redis at most once per PROBLEM_LOG_MS (an outage fails every message). */
+  private problem(line: string): void {
+    const now = Date.now();
+    if (now - this.lastProblemAt < PROBLEM_LOG_MS) {
+      this.problemsSuppressed += 1;
+      return;
+    }
+    this.lastProblemAt = now;
+    const more = this.problemsSuppressed > 0 ? ` (${this.problemsSuppressed} more since the last line)` : '';
+    this.problemsSuppressed = 0;
+    this.options.log(`cluster: ${line}${more}`);
   }
 
   private key(...parts: (string | number)[]): string {
@@ -114,6 +138,7 @@ export class Cluster implements ClusterSeam {
     this.coordinator = coordinator;
     await this.pub.connect();
     await this.sub.connect();
+    this.connected = true;
     this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
     await this.heartbeat();
     const now = Date.now();
@@ -142,7 +167,7 @@ export class Cluster implements ClusterSeam {
           void this.heartbeat()
             .then(() => this.lookAround())
             .then(() => (this.closed ? undefined : coordinator.rebalance()))
-            .catch((e: Error) => this.options.log(`cluster: heartbeat failed: ${e.message}`)),
+            .catch((e: Error) => this.problem(`heartbeat failed: ${e.message}`)),
         heartbeatMs,
       ),
     );
@@ -171,7 +196,7 @@ export class Cluster implements ClusterSeam {
 
   private publish(channel: string, m: BusMessage | InboxMessage): void {
     if (this.closed) return;
-    this.pub.publish(channel, JSON.stringify(m)).catch((e: Error) => this.options.log(`cluster: publish failed: ${e.message}`));
+    this.pub.publish(channel, JSON.stringify(m)).catch((e: Error) => this.problem(`publish failed: ${e.message}`));
   }
 
   private async heartbeat(): Promise<void> {
@@ -423,7 +448,7 @@ export class Cluster implements ClusterSeam {
       .hSet(k, { agreed: String(counts.agreed), disagreed: String(counts.disagreed) })
       .expire(k, RECORD_TTL_S)
       .exec()
-      .catch((e: Error) => this.options.log(`cluster: record of ${volunteer} not written: ${e.message}`));
+      .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
   challenge(volunteer: string): void {
