@@ -6,6 +6,7 @@
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
  *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers),
+ *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
