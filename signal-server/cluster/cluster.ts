@@ -19,6 +19,7 @@
  *   drop its volunteers (their sessions fail over to spares), the links its
  *   sessions made, and close its sessions on their own volunteers.
  */
+import { Worker } from 'node:worker_threads';
 import { createClient } from 'redis';
 import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
 import type { AuditCounts } from '../coordinator/audit.js';
@@ -46,7 +47,7 @@ export interface ClusterOptions {
   readonly prefix?: string;
   /** How often a process renews its heartbeat and looks at the others' (default 1 s). */
   readonly heartbeatMs?: number;
-  /** A process whose heartbeat is this old is dead (default 6 s: a loaded machine can hold a process's timers for seconds). */
+  /** A process whose heartbeat is this old is dead (default 5 s; a heartbeat thread renews it while the main thread is held). */
   readonly deadAfterMs?: number;
   /** How often a process publishes what changed about its volunteers (default 200 ms). */
   readonly publishMs?: number;
@@ -54,7 +55,9 @@ export interface ClusterOptions {
 }
 
 /** A process whose heartbeat is this old is dead. */
-export const DEFAULT_DEAD_AFTER_MS = 6_000;
+export const DEFAULT_DEAD_AFTER_MS = 5_000;
+/** A process whose main thread has not beaten for this long is let die (its heartbeat thread stops renewing). */
+export const STALL_LIMIT_MS = 30_000;
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
@@ -90,8 +93,17 @@ export class Cluster implements ClusterSeam {
   private readonly owner = new Map<string, number>();
   /** Our volunteers as last published. */
   private readonly published = new Map<string, string>();
+  /** Sessions of other processes open on each of our volunteers. */
+  private readonly elsewhere = new Map<string, number>();
+  /** Sessions each mirrored volunteer is in, as its process last published. */
+  private readonly mirroredSessions = new Map<string, number>();
+  /** Volunteers of a process that died, being dropped. */
+  private readonly going = new Set<string>();
   private readonly restored = new Set<string>();
   private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** The main thread's last beat (seconds), read by the heartbeat thread. */
+  private readonly beat = new Int32Array(new SharedArrayBuffer(4));
+  private worker: Worker | null = null;
   private closed = false;
   private readonly prefix: string;
 
@@ -156,6 +168,20 @@ export class Cluster implements ClusterSeam {
       for (const p of new Set([this.owner.get(a), this.owner.get(b)]))
         if (p !== undefined) this.publish(this.key('proc', p), { t, proc: this.proc, a, b });
     };
+    // The heartbeat thread keeps this process alive in the others' eyes while its main thread is held up to
+    // STALL_LIMIT_MS; it stops with the process.
+    this.worker = new Worker(new URL('./heartbeat-worker.mjs', import.meta.url), {
+      workerData: {
+        url: this.options.url,
+        key: this.key('alive', this.proc),
+        intervalMs: this.options.heartbeatMs ?? 1000,
+        deadAfterMs: this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS,
+        stallLimitMs: STALL_LIMIT_MS,
+        beat: this.beat.buffer,
+      },
+    });
+    this.worker.on('error', (e: Error) => this.problem(`heartbeat thread: ${e.message}`));
+    this.worker.unref();
     await this.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
     await this.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m));
     await this.lookAround();
@@ -180,6 +206,7 @@ export class Cluster implements ClusterSeam {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    await this.worker?.terminate();
     if (!this.pub.isOpen) return;
     try {
       await this.pub
@@ -202,6 +229,7 @@ export class Cluster implements ClusterSeam {
   private async heartbeat(): Promise<void> {
     if (this.closed) return;
     const deadAfterMs = this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+    Atomics.store(this.beat, 0, Math.floor(Date.now() / 1000));
     const before = await this.pub.set(this.key('alive', this.proc), String(Date.now()), {
       expiration: { type: 'PX', value: deadAfterMs },
       GET: true,
@@ -259,15 +287,23 @@ export class Cluster implements ClusterSeam {
       .catch(() => {});
     if (peer === undefined || c === null) return;
     this.options.log(`cluster: process ${p} is gone (${why}): dropping its ${peer.volunteers.size} volunteers`);
+    // None of them is a spare for another that goes before it.
+    for (const id of peer.volunteers) this.going.add(id);
     for (const id of peer.volunteers) {
+      this.going.delete(id);
       this.owner.delete(id);
+      this.mirroredSessions.delete(id);
       c.left(id);
     }
     for (const [pair, n] of peer.links) {
       const [a = '', b = ''] = pair.split('\n');
       for (let i = 0; i < n; i++) this.links.unlinkFromPeer(a, b);
     }
-    for (const [sessionId, ids] of peer.sessions) for (const id of ids) c.localLink(id)?.send('session:close', { sessionId });
+    for (const [sessionId, ids] of peer.sessions)
+      for (const id of ids) {
+        this.countElsewhere(id, -1);
+        c.localLink(id)?.send('session:close', { sessionId });
+      }
   }
 
   private mirror(p: number, v: VolunteerState): void {
@@ -276,6 +312,7 @@ export class Cluster implements ClusterSeam {
     const was = this.owner.get(v.id);
     if (was !== undefined && was !== p) return;
     this.owner.set(v.id, p);
+    this.mirroredSessions.set(v.id, v.sessions);
     this.peer(p).volunteers.add(v.id);
     const link: VolunteerLink = {
       send: (event, ...args) =>
@@ -300,6 +337,7 @@ export class Cluster implements ClusterSeam {
       case 'gone': {
         if (this.owner.get(m.id) !== m.proc) return;
         this.owner.delete(m.id);
+        this.mirroredSessions.delete(m.id);
         this.peers.get(m.proc)?.volunteers.delete(m.id);
         c.left(m.id);
         return;
@@ -381,13 +419,18 @@ export class Cluster implements ClusterSeam {
     }
     const sessions = this.peer(m.proc).sessions;
     if (m.event === 'session:open') {
-      if (sessions.size >= MAX_TRACKED_SESSIONS) sessions.delete(sessions.keys().next().value as number);
+      if (sessions.size >= MAX_TRACKED_SESSIONS) {
+        const oldest = sessions.keys().next().value as number;
+        for (const id of sessions.get(oldest) ?? []) this.countElsewhere(id, -1);
+        sessions.delete(oldest);
+      }
       const ids = sessions.get(sessionId) ?? new Set<string>();
+      if (!ids.has(m.to)) this.countElsewhere(m.to, 1);
       ids.add(m.to);
       sessions.set(sessionId, ids);
     } else if (m.event === 'session:close') {
       const ids = sessions.get(sessionId);
-      ids?.delete(m.to);
+      if (ids?.delete(m.to) === true) this.countElsewhere(m.to, -1);
       if (ids?.size === 0) sessions.delete(sessionId);
     }
     // The volunteer's own parsers check the rest, as for messages of its own server.
@@ -451,6 +494,19 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
+  sessionsOf(volunteer: string, here: number): number {
+    if (this.going.has(volunteer)) return Number.POSITIVE_INFINITY;
+    const mirrored = this.mirroredSessions.get(volunteer);
+    // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
+    return mirrored === undefined ? here + (this.elsewhere.get(volunteer) ?? 0) : Math.max(here, mirrored);
+  }
+
+  private countElsewhere(volunteer: string, by: number): void {
+    const n = (this.elsewhere.get(volunteer) ?? 0) + by;
+    if (n > 0) this.elsewhere.set(volunteer, n);
+    else this.elsewhere.delete(volunteer);
+  }
+
   challenge(volunteer: string): void {
     const p = this.owner.get(volunteer);
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'challenge', proc: this.proc, id: volunteer });
@@ -486,6 +542,7 @@ export class Cluster implements ClusterSeam {
     const c = this.coordinator;
     if (c === null || this.closed) return;
     const seen = new Set<string>();
+    const here = c.sessionsHere();
     for (const v of c.registry.all()) {
       const member = c.localMember(v.id);
       if (member === undefined) continue;
@@ -507,6 +564,7 @@ export class Cluster implements ClusterSeam {
         joinedAt: v.joinedAt,
         agreed: counts.agreed,
         disagreed: counts.disagreed,
+        sessions: this.sessionsOf(v.id, here.get(v.id) ?? 0),
       };
       const json = JSON.stringify(state);
       if (this.published.get(v.id) === json) continue;
@@ -518,6 +576,7 @@ export class Cluster implements ClusterSeam {
       if (seen.has(id)) continue;
       this.published.delete(id);
       this.restored.delete(id);
+      this.elsewhere.delete(id);
       void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
       this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
     }

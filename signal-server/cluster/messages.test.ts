@@ -22,6 +22,7 @@ const state = {
   joinedAt: 1_700_000_000_000,
   agreed: 12,
   disagreed: 1,
+  sessions: 2,
 };
 
 describe("the cluster's messages", () => {
@@ -40,6 +41,7 @@ describe("the cluster's messages", () => {
     expect(parseVolunteerState({ ...state, keys: ['a', 'b', 'c', 'd', 'e'] })).toBeNull();
     expect(parseVolunteerState({ ...state, stage: -1 })).toBeNull();
     expect(parseVolunteerState({ ...state, agreed: 1.5 })).toBeNull();
+    expect(parseVolunteerState({ ...state, sessions: -1 })).toBeNull();
     expect(parseVolunteerState({ ...state, id: 'x'.repeat(300) })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 0, v: state })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 70_000, v: state })).toBeNull();

@@ -27,6 +27,8 @@ export interface VolunteerState {
   readonly joinedAt: number;
   readonly agreed: number;
   readonly disagreed: number;
+  /** Sessions it is in, on every server its own server knows of (a replica holds 16). */
+  readonly sessions: number;
 }
 
 /** Broadcast to every server (channel `<prefix>:bus`). */
@@ -85,13 +87,13 @@ function proc(v: unknown): v is number {
 
 export function parseVolunteerState(raw: unknown): VolunteerState | null {
   if (!isObject(raw)) return null;
-  const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed } = raw;
+  const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions } = raw;
   if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
   if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
   if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
   if (!(stepMs === null || (typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs >= 0))) return null;
-  if (!uint(agreed) || !uint(disagreed)) return null;
-  return { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed };
+  if (!uint(agreed) || !uint(disagreed) || !uint(sessions, 1_000_000)) return null;
+  return { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions };
 }
 
 export function parseBusMessage(raw: unknown): BusMessage | null {

@@ -23,6 +23,8 @@ const MODEL = 'fixtures/models/tiny-untied';
 const STAGES = 3;
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 48;
+/** Agreements after which a volunteer is established (ESTABLISHED_AFTER = 10): the first request's length. */
+const ESTABLISHING = 12;
 /** The token after which a server process is killed. */
 const KILL_AT = 3;
 const START_TIMEOUT_MS = 60_000;
@@ -34,7 +36,7 @@ const RETRYABLE = ['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE', 'ERR_BUS
 interface ServerProcess {
   readonly child: ChildProcess;
   readonly pid: number;
-  readonly url: string;
+  url: string;
 }
 
 let redis: RedisServer;
@@ -61,10 +63,14 @@ async function spawnServer(): Promise<ServerProcess> {
       SPOT_CHECK_RATE: '0',
       REDIS_URL: redis.url,
       LOG_FORMAT: 'json',
-      LOG_LEVEL: process.env.CLUSTER_TEST_LOGS === '1' ? 'info' : 'warn',
+      // The URL comes in the info line "webswarm listening on …"; CLUSTER_TEST_LOGS=1 shows every line.
+      LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // Stopped in afterAll by its PID, also when it never listens.
+  const started = { child, pid: child.pid as number, url: '' };
+  processes.push(started);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`a server process did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -78,9 +84,8 @@ async function spawnServer(): Promise<ServerProcess> {
       }
     });
   });
-  const p = { child, pid: child.pid as number, url };
-  processes.push(p);
-  return p;
+  started.url = url;
+  return started;
 }
 
 function alive(p: ServerProcess): boolean {
@@ -113,8 +118,16 @@ afterAll(async () => {
   rmSync(webRoot, { recursive: true, force: true });
 });
 
+/** Polls `test`; a poll that throws (a connection reset on a machine starved of CPU) counts as not yet. */
 async function until(what: string, test: () => Promise<boolean> | boolean): Promise<void> {
-  for (const deadline = Date.now() + WAIT_MS; !(await test()); ) {
+  const attempt = async () => {
+    try {
+      return await test();
+    } catch {
+      return false;
+    }
+  };
+  for (const deadline = Date.now() + WAIT_MS; !(await attempt()); ) {
     if (Date.now() > deadline) throw new Error(`not within ${WAIT_MS} ms: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -184,9 +197,10 @@ describe('three server processes and a redis-server', () => {
       await join(b, 5);
       await join(c, 4);
       await until('a sees 9 ready volunteers', async () => (await readyOn(a)) === 9);
-      const served = await stream(a, 8);
+      // Every one of the nine is in the route: ESTABLISHING agreements each, counted by a, kept by b and c.
+      const served = await stream(a, ESTABLISHING);
       expect(served.code).toBeNull();
-      expect(served.tokens).toEqual(expected.slice(0, 8));
+      expect(served.tokens).toEqual(expected.slice(0, ESTABLISHING));
       const onA = (await fetchSwarmListing(a.url)).list.length;
       expect(onA).toBe(9);
 
@@ -201,7 +215,11 @@ describe('three server processes and a redis-server', () => {
       // 3. Three spares on a, then c is killed after the KILL_AT-th token of a generation on a.
       await join(a, 3);
       await until('a sees 12 ready volunteers', async () => (await readyOn(a)) === 12);
-      const onC = volunteers.filter((v) => v.url === c.url && v.id !== null).map((v) => v.id as string);
+      const fromC = volunteers.filter((v) => v.url === c.url && v.id !== null);
+      const onC = fromC.map((v) => v.id as string);
+      const established = async (ids: readonly string[]) =>
+        (await fetchSwarmListing(a.url)).list.filter((v) => ids.includes(v.id) && v.established).length;
+      await until("a sees c's volunteers established", async () => (await established(onC)) === 4);
       expect(onC).toHaveLength(4);
       let killedAt: number | null = null;
       const during = await stream(a, TOKENS, (n) => {
@@ -211,10 +229,10 @@ describe('three server processes and a redis-server', () => {
         }
       });
       expect(killedAt).toBe(KILL_AT);
-      // Nine of twelve volunteers were in the route: at least one of c's four.
+      // Nine of twelve volunteers were in the route: at least one of c's four was lost mid-generation (the stages go on
+      // with a majority of 2 of 3, or a spare takes the place once c is known dead).
       if (during.code === null) expect(during.tokens).toEqual(expected);
       else expect(RETRYABLE).toContain(during.code);
-      if (during.route !== null) expect(during.route.flat().some((id) => onC.includes(id))).toBe(false);
 
       // 4. c's volunteers are back on a and b; the next request gives the reference tokens.
       await until(
@@ -224,6 +242,8 @@ describe('three server processes and a redis-server', () => {
           volunteers.filter((v) => v.reconnections > 0).length === 4,
       );
       await until('12 ready again', async () => (await readyOn(a)) === 12 && (await readyOn(b)) === 12);
+      // Their records followed them (client keys): established again once they passed their challenges.
+      expect(await established(fromC.map((v) => v.id as string))).toBe(4);
       const after = await stream(b, TOKENS);
       expect(after.code).toBeNull();
       expect(after.tokens).toEqual(expected);

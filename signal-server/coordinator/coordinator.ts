@@ -124,6 +124,8 @@ export interface ClusterSeam {
   recorded(volunteer: string, counts: AuditCounts): void;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
+  /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
+  sessionsOf(volunteer: string, here: number): number;
 }
 
 /** A volunteer of another server, as that server publishes it. */
@@ -447,8 +449,14 @@ export class Coordinator {
   private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
     return this.registry
       .readyReplicas(stage)
-      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < MAX_SESSIONS_PER_REPLICA)
+      .filter((v) => !exclude.has(v.id) && this.sessionsOf(v.id, load) < MAX_SESSIONS_PER_REPLICA)
       .map((v) => this.candidate(v.id));
+  }
+
+  /** Sessions a volunteer is in: here, or on every server of a cluster (a replica holds MAX_SESSIONS_PER_REPLICA). */
+  private sessionsOf(id: string, load: ReadonlyMap<string, number>): number {
+    const here = load.get(id) ?? 0;
+    return this.cluster?.sessionsOf(id, here) ?? here;
   }
 
   private candidate(id: string): Candidate {
@@ -802,6 +810,11 @@ export class Coordinator {
   localLink(id: string): VolunteerLink | undefined {
     const m = this.members.get(id);
     return m === undefined || m.remote ? undefined : m.link;
+  }
+
+  /** Sessions each volunteer is in on this server now (a cluster publishes its own volunteers'). */
+  sessionsHere(): Map<string, number> {
+    return this.load();
   }
 
   /** Is this volunteer one of another server's, mirrored here? */

@@ -67,6 +67,20 @@ function isRelayedFrame(d: unknown): d is RelayedFrame {
   return typeof d === 'object' && d !== null && typeof (d as { f?: unknown }).f === 'string';
 }
 
+/** Downloads tried this many times: a reused keep-alive connection may be reset on a machine starved of CPU. */
+const FETCH_ATTEMPTS = 3;
+
+async function fetchRetrying(url: string): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url);
+    } catch (e) {
+      if (attempt >= FETCH_ATTEMPTS) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
 export class NodeVolunteer {
   socket: NodeSocket;
   /** Connections made after the first (its server went away). */
@@ -139,10 +153,10 @@ export class NodeVolunteer {
     }
     const base = new URL(baseUrl, this.url).toString();
     const socket = this.socket;
-    const manifest: StageManifest = parseManifest('manifest.json', await (await fetch(`${base}/manifest.json`)).json());
+    const manifest: StageManifest = parseManifest('manifest.json', await (await fetchRetrying(`${base}/manifest.json`)).json());
     const entry = manifest.stages[stage];
     if (entry === undefined) throw new Error(`no stage ${stage}`);
-    const bytes = new Uint8Array(await (await fetch(`${base}/${entry.file}`)).arrayBuffer());
+    const bytes = new Uint8Array(await (await fetchRetrying(`${base}/${entry.file}`)).arrayBuffer());
     if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) throw new Error(`stage ${stage}: sha256 mismatch`);
     this.manifest = manifest;
     await this.executor?.release();
