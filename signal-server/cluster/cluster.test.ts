@@ -151,6 +151,24 @@ describe('several servers, one swarm', () => {
     expect(again.tokens).toEqual(expected);
   });
 
+  it('closes within seconds when its Redis has gone away', async () => {
+    const own = await startRedisServer();
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+      redisUrl: own.url,
+      cluster: { prefix: 'alone', ...TIMINGS },
+    });
+    await server.ready;
+    await own.stop();
+    const t0 = performance.now();
+    await server.close();
+    expect(performance.now() - t0).toBeLessThan(5_000);
+  });
+
   it('keeps a ban made on one server on the others, and on a server that joins later', async () => {
     const [a, b] = (await cluster(2)) as [SignalServer, SignalServer];
     // A volunteer answers its challenge with garbage on a: evicted, its client key banned.

@@ -64,6 +64,8 @@ export const RECORD_TTL_S = 24 * 3600;
 const MAX_TRACKED_SESSIONS = 10_000;
 /** Longest wait between two attempts to reach a lost Redis. */
 const MAX_RECONNECT_MS = 2_000;
+/** How long a closing process tries to tell the others. */
+const STOP_TIMEOUT_MS = 2_000;
 /** At most one line about Redis's problems this often. */
 const PROBLEM_LOG_MS = 5_000;
 /** Bans read from Redis at start, at most. */
@@ -209,12 +211,15 @@ export class Cluster implements ClusterSeam {
     await this.worker?.terminate();
     if (!this.pub.isOpen) return;
     try {
-      await this.pub
+      // Said within STOP_TIMEOUT_MS or not at all (Redis may be the thing that is gone): the others then wait for the heartbeat.
+      const bye = this.pub
         .multi()
         .publish(this.key('bus'), JSON.stringify({ t: 'bye', proc: this.proc }))
         .del([this.key('alive', this.proc), this.key('vols', this.proc)])
         .sRem(this.key('procs'), String(this.proc))
         .exec();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([bye, new Promise((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]).finally(() => clearTimeout(timer));
     } finally {
       this.sub.destroy();
       this.pub.destroy();
