@@ -21,6 +21,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { createClient } from 'redis';
+import { isWireErrorCode } from '../../shared/protocol/errors.js';
 import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
@@ -413,8 +414,8 @@ export class Cluster implements ClusterSeam {
       return;
     }
     if (m.event === 'server:error') {
-      if (typeof m.m.code !== 'string' || typeof m.m.message !== 'string') return;
-      link.send('server:error', m.m as never);
+      if (!isWireErrorCode(m.m.code) || typeof m.m.message !== 'string') return;
+      link.send('server:error', { code: m.m.code, message: m.m.message.slice(0, 1000) });
       return;
     }
     const sessionId = m.m.sessionId;
