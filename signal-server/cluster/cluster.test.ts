@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
@@ -49,18 +50,21 @@ afterAll(async () => {
 });
 
 /** `n` servers of one cluster (a key prefix of their own: the tests do not see each other's). */
-async function cluster(n: number): Promise<SignalServer[]> {
+async function cluster(
+  n: number,
+  shape: { stages: number; redundancy: number; routeWaitMs: number } = { stages: STAGES, redundancy: 3, routeWaitMs: 10_000 },
+): Promise<SignalServer[]> {
   const prefix = `test${++prefixes}`;
-  const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  const { dir, manifest } = await ensureStages(MODEL, { stages: shape.stages }, cache);
   const started: SignalServer[] = [];
   for (let i = 0; i < n; i++) {
     const server = createSignalServer({
       port: 0,
       host: '127.0.0.1',
       webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
-      redundancy: 3,
-      routeWaitMs: 10_000,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
+      redundancy: shape.redundancy,
+      routeWaitMs: shape.routeWaitMs,
       joinTimeoutMs: 5_000,
       stepTimeoutMs: 10_000,
       ratePerMinute: 0,
@@ -92,11 +96,12 @@ const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.r
 
 async function complete(
   s: SignalServer,
+  maxTokens = TOKENS,
 ): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
   const res = await fetch(`${s.address().url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
+    body: JSON.stringify({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
   });
   const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
   return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
@@ -167,6 +172,22 @@ describe('several servers, one swarm', () => {
     const t0 = performance.now();
     await server.close();
     expect(performance.now() - t0).toBeLessThan(5_000);
+  });
+
+  it("counts a replica's sessions over every server: one full with another's sessions is not routed (no no-show)", async () => {
+    const [a, b] = (await cluster(2, { stages: 1, redundancy: 1, routeWaitMs: 1_500 })) as [SignalServer, SignalServer];
+    // One volunteer on b, 50 ms a step: a's sixteen 40-token generations hold it for about 2 s.
+    const slow = volunteer(b, 'client-slow', { fault: { delayMs: 50, output: (_step, d) => d } });
+    await until('a sees it ready', () => ready(a) === 1);
+    const full = Array.from({ length: MAX_SESSIONS_PER_REPLICA }, () => complete(a, 40));
+    await new Promise((r) => setTimeout(r, 500)); // b hears from the volunteer's own process (b) that it is full
+    const refused = await complete(b, 4);
+    // Busy, after the route wait: never routed to a replica that would refuse the session.
+    expect(refused.code).toBe('ERR_BUSY');
+    for (const r of await Promise.all(full)) expect(r.code).toBeUndefined();
+    expect(slow.errors).toEqual([]);
+    // And once they are done, b routes it again.
+    expect((await complete(b, 4)).code).toBeUndefined();
   });
 
   it('keeps a ban made on one server on the others, and on a server that joins later', async () => {

@@ -438,8 +438,20 @@ export class Coordinator {
     return this.members.get(id)?.proven === true && c.agreed >= ESTABLISHED_AFTER && reputation(c) >= ESTABLISHED_REPUTATION;
   }
 
-  /** Sessions each volunteer is in now. */
+  /** Sessions each volunteer is in now (in a cluster, on every server: a replica holds MAX_SESSIONS_PER_REPLICA). */
   private load(): Map<string, number> {
+    const n = this.sessionsHere();
+    const cluster = this.cluster;
+    if (cluster === null) return n;
+    for (const v of this.registry.all()) {
+      const all = cluster.sessionsOf(v.id, n.get(v.id) ?? 0);
+      if (all > 0) n.set(v.id, all);
+    }
+    return n;
+  }
+
+  /** Sessions each volunteer is in on this server now (a cluster publishes its own volunteers'). */
+  sessionsHere(): Map<string, number> {
     const n = new Map<string, number>();
     for (const s of this.sessions.values()) for (const id of s.route.flat()) n.set(id, (n.get(id) ?? 0) + 1);
     return n;
@@ -449,14 +461,8 @@ export class Coordinator {
   private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
     return this.registry
       .readyReplicas(stage)
-      .filter((v) => !exclude.has(v.id) && this.sessionsOf(v.id, load) < MAX_SESSIONS_PER_REPLICA)
+      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < MAX_SESSIONS_PER_REPLICA)
       .map((v) => this.candidate(v.id));
-  }
-
-  /** Sessions a volunteer is in: here, or on every server of a cluster (a replica holds MAX_SESSIONS_PER_REPLICA). */
-  private sessionsOf(id: string, load: ReadonlyMap<string, number>): number {
-    const here = load.get(id) ?? 0;
-    return this.cluster?.sessionsOf(id, here) ?? here;
   }
 
   private candidate(id: string): Candidate {
@@ -810,11 +816,6 @@ export class Coordinator {
   localLink(id: string): VolunteerLink | undefined {
     const m = this.members.get(id);
     return m === undefined || m.remote ? undefined : m.link;
-  }
-
-  /** Sessions each volunteer is in on this server now (a cluster publishes its own volunteers'). */
-  sessionsHere(): Map<string, number> {
-    return this.load();
   }
 
   /** Is this volunteer one of another server's, mirrored here? */
