@@ -66,7 +66,7 @@ async function cluster(
       redundancy: shape.redundancy,
       routeWaitMs: shape.routeWaitMs,
       joinTimeoutMs: 5_000,
-      stepTimeoutMs: 10_000,
+      stepTimeoutMs: 30_000,
       ratePerMinute: 0,
       spotCheckRate: 0,
       redisUrl: redis.url,
@@ -176,11 +176,12 @@ describe('several servers, one swarm', () => {
 
   it("counts a replica's sessions over every server: one full with another's sessions is not routed (no no-show)", async () => {
     const [a, b] = (await cluster(2, { stages: 1, redundancy: 1, routeWaitMs: 1_500 })) as [SignalServer, SignalServer];
-    // One volunteer on b, 50 ms a step: a's sixteen 40-token generations hold it for about 2 s.
-    const slow = volunteer(b, 'client-slow', { fault: { delayMs: 50, output: (_step, d) => d } });
+    // One volunteer on b, 100 ms a step: a's sixteen 20-token generations hold it for about 2 s.
+    const slow = volunteer(b, 'client-slow', { fault: { delayMs: 100, output: (_step, d) => d } });
     await until('a sees it ready', () => ready(a) === 1);
-    const full = Array.from({ length: MAX_SESSIONS_PER_REPLICA }, () => complete(a, 40));
-    await new Promise((r) => setTimeout(r, 500)); // b hears from the volunteer's own process (b) that it is full
+    const full = Array.from({ length: MAX_SESSIONS_PER_REPLICA }, () => complete(a, 20));
+    await until('a runs all sixteen', () => a.coordinator?.activeSessions === MAX_SESSIONS_PER_REPLICA);
+    await new Promise((r) => setTimeout(r, 300)); // their session:open reach the volunteer's own process, b
     const refused = await complete(b, 4);
     // Busy, after the route wait: never routed to a replica that would refuse the session.
     expect(refused.code).toBe('ERR_BUSY');
