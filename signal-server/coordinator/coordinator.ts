@@ -389,7 +389,8 @@ export class Coordinator {
     this.members.delete(id);
     this.links.drop(id);
     for (const s of this.sessions.values()) this.failOver(s, id);
-    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned).
+    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
+    // its record stays in Redis under its client key (../cluster/), and follows it to any server.
     this.audit.forget(id);
     this.move(this.registry.leave(id));
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
