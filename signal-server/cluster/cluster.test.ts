@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
@@ -20,7 +21,7 @@ const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 8;
 const WAIT_MS = 30_000;
 /** Short heartbeats: a server that is gone is noticed within a second. */
-const TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50 };
+const TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
 
 let redis: RedisServer;
 let cache: string;
@@ -189,6 +190,36 @@ describe('several servers, one swarm', () => {
     expect(slow.errors).toEqual([]);
     // And once they are done, b routes it again.
     expect((await complete(b, 4)).code).toBeUndefined();
+  });
+
+  it('drops a mirrored volunteer that its process no longer lists (a message lost on the way)', async () => {
+    const [a, b] = (await cluster(2)) as [SignalServer, SignalServer];
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      // A volunteer said to be b's or a's (whichever process is listed first) that no process's hash holds.
+      const [proc] = (await client.sMembers(`test${prefixes}:procs`)).map(Number);
+      const ghost = {
+        id: 'ghost',
+        keys: [],
+        backend: 'wasm',
+        adapter: null,
+        stage: 0,
+        ready: true,
+        stepMs: 1,
+        proven: true,
+        joinedAt: 1,
+        agreed: 0,
+        disagreed: 0,
+        sessions: 0,
+      };
+      await client.publish(`test${prefixes}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
+      const seen = () => (a.coordinator?.status().volunteers ?? 0) + (b.coordinator?.status().volunteers ?? 0);
+      await until('the other process mirrors it', () => seen() === 1);
+      await until('the next resync drops it', () => seen() === 0);
+    } finally {
+      client.destroy();
+    }
   });
 
   it('keeps a ban made on one server on the others, and on a server that joins later', async () => {

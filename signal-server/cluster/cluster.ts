@@ -52,9 +52,15 @@ export interface ClusterOptions {
   readonly deadAfterMs?: number;
   /** How often a process publishes what changed about its volunteers (default 200 ms). */
   readonly publishMs?: number;
+  /** How often a process reads the others' volunteers again in full (default 30 s). */
+  readonly resyncMs?: number;
   readonly log: (line: string) => void;
 }
 
+/** How long a volunteer that left is remembered as gone. */
+const GONE_MEMORY_MS = 60_000;
+/** How often the others' volunteers are read again in full. */
+export const DEFAULT_RESYNC_MS = 30_000;
 /** A process whose heartbeat is this old is dead. */
 export const DEFAULT_DEAD_AFTER_MS = 5_000;
 /** A process whose main thread has not beaten for this long is let die (its heartbeat thread stops renewing). */
@@ -100,6 +106,8 @@ export class Cluster implements ClusterSeam {
   private readonly elsewhere = new Map<string, number>();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
+  /** Mirrored volunteers that left, and when (a resync never brings them back). */
+  private readonly gone = new Map<string, number>();
   /** Volunteers of a process that died, being dropped. */
   private readonly going = new Set<string>();
   private readonly restored = new Set<string>();
@@ -201,6 +209,11 @@ export class Cluster implements ClusterSeam {
       ),
     );
     this.timers.push(setInterval(() => this.publishVolunteers(), this.options.publishMs ?? 200));
+    const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
+    this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
+    // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
+    this.pub.on('ready', () => this.published.clear());
+    this.sub.on('ready', resync);
     this.options.log(`cluster: process ${this.proc} joined through ${this.options.url} (${this.peers.size} other processes)`);
   }
 
@@ -328,6 +341,40 @@ export class Cluster implements ClusterSeam {
     c.mirror(link, { ...v, counts: { agreed: v.agreed, disagreed: v.disagreed } });
   }
 
+  /** A mirrored volunteer of process `p` left it. */
+  private forget(p: number, id: string): void {
+    if (this.owner.get(id) !== p) return;
+    this.gone.set(id, Date.now());
+    this.owner.delete(id);
+    this.mirroredSessions.delete(id);
+    this.peers.get(p)?.volunteers.delete(id);
+    this.coordinator?.left(id);
+  }
+
+  /**
+   * Reads every known process's volunteers again: pub/sub delivers at most once, so a message lost while a
+   * connection was down (a volunteer that came or went) is made good here, after a reconnection and every RESYNC_MS.
+   */
+  private async resync(): Promise<void> {
+    const now = Date.now();
+    for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
+    for (const p of [...this.peers.keys()]) {
+      // Only those mirrored before the read can be stale: one that came meanwhile may be missing from it.
+      const before = new Set(this.peers.get(p)?.volunteers ?? []);
+      const vols = await this.pub.hGetAll(this.key('vols', p));
+      if (this.closed) return;
+      const present = new Set<string>();
+      for (const raw of Object.values(vols)) {
+        const v = decode(raw, parseVolunteerState);
+        if (v === null) continue;
+        present.add(v.id);
+        // One that went meanwhile may still be in it: never brought back.
+        if (!this.gone.has(v.id)) this.mirror(p, v);
+      }
+      for (const id of before) if (!present.has(id)) this.forget(p, id);
+    }
+  }
+
   private onBus(raw: string): void {
     const m = decode(raw, parseBusMessage);
     const c = this.coordinator;
@@ -340,14 +387,9 @@ export class Cluster implements ClusterSeam {
       case 'vol':
         this.mirror(m.proc, m.v);
         return;
-      case 'gone': {
-        if (this.owner.get(m.id) !== m.proc) return;
-        this.owner.delete(m.id);
-        this.mirroredSessions.delete(m.id);
-        this.peers.get(m.proc)?.volunteers.delete(m.id);
-        c.left(m.id);
+      case 'gone':
+        this.forget(m.proc, m.id);
         return;
-      }
       case 'ban':
         this.bans.banUntil(m.key, m.untilMs);
         return;
