@@ -1,8 +1,9 @@
 /**
  * The server of the capacity benchmark, in a process of its own so that its
  * memory and CPU are its own: austen-2m in 3 stages, no web app, no volunteer
- * challenged (the simulated volunteers never say they are ready). Prints its
- * URL on the first line of stdout and runs until killed.
+ * challenged (the simulated volunteers never say they are ready). With
+ * REDIS_URL it is one process of a cluster (CAPACITY_PREFIX: its keys). Prints
+ * its URL on the first line of stdout and runs until killed.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,9 @@ const server = createSignalServer({
   webRoot: null,
   models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 3 }) }],
   ratePerMinute: 0,
+  ...(process.env.REDIS_URL === undefined
+    ? {}
+    : { redisUrl: process.env.REDIS_URL, cluster: { prefix: process.env.CAPACITY_PREFIX ?? 'capacity' } }),
 });
 await server.ready;
 process.stdout.write(`${server.address().url}\n`);

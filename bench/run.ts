@@ -11,6 +11,8 @@
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second),
  *   BENCH_PRECISION (default 1; 0 skips the weight precisions: f32, f16, q8, q4 on austen-2m and a
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
+ *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
+ *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -52,6 +52,8 @@ export interface StartOptions {
   readonly fallback: FallbackMode;
   /** Sessions the server computes stages of at once; more are refused at once (503). */
   readonly fallbackMaxSessions: number;
+  /** Redis shared by several server processes of one swarm; null = this process alone. */
+  readonly redisUrl: string | null;
 }
 
 interface Setting {
@@ -155,6 +157,12 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  redisUrl: {
+    env: 'REDIS_URL',
+    flag: 'redis-url',
+    fallback: '',
+    help: 'Redis (redis://host:port) shared by several server processes behind one URL; empty = one process alone',
+  },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level', fallback: 'info', help: `log level: ${LOG_LEVELS.join(', ')}` },
   logFormat: {
     env: 'LOG_FORMAT',
@@ -207,7 +215,11 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   };
   const iceProblem = iceOptionsProblem({ ...ice, transportPolicy: ice.iceTransportPolicy });
   if (iceProblem !== null) throw new Error(iceProblem);
+  const redis = raw(SETTINGS.redisUrl);
+  if (redis.value !== '' && !/^rediss?:\/\/\S+$/.test(redis.value))
+    throw new Error(`${redis.from} must be a redis:// or rediss:// URL, got "${redis.value}"`);
   return {
+    redisUrl: redis.value === '' ? null : redis.value,
     ...ice,
     port: int(SETTINGS.port, 0),
     host: raw(SETTINGS.host).value,
@@ -269,6 +281,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallbackMaxSessions: o.fallbackMaxSessions,
     localAddresses: o.localAddresses,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
+    ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),
     logger,
   });
   await server.ready;

@@ -8,6 +8,7 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
+import { Cluster, type ClusterOptions } from './cluster/cluster.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
@@ -82,6 +83,10 @@ export interface SignalServerOptions {
   readonly fallback?: FallbackMode;
   /** Sessions the fallback computes at once (default 4); more are refused at once with 503 ERR_BUSY. */
   readonly fallbackMaxSessions?: number;
+  /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
+  readonly redisUrl?: string;
+  /** The cluster's key prefix and timings (tests shorten them). */
+  readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
 }
 
 /** Default largest API request body. */
@@ -176,6 +181,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const first = listings[0];
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
+  const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
+  if (cluster !== null && opts.fallback !== undefined && opts.fallback !== 'off')
+    log(`FALLBACK=${opts.fallback} is not used with REDIS_URL: a stage short of volunteers fails the request (503) as with FALLBACK=off`);
   const coordinator =
     first === undefined || firstModel === undefined || tokens === null
       ? null
@@ -199,7 +207,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
-            ...(opts.fallback === undefined || opts.fallback === 'off'
+            // Not with several servers yet: the server's replica would need the frames of volunteers on other processes.
+            ...(opts.fallback === undefined || opts.fallback === 'off' || cluster !== null
               ? {}
               : {
                   fallback: {
@@ -208,6 +217,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                     executor: stageRunner(firstModel),
                   },
                 }),
+            ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
           },
           coordinatorLog,
         );
@@ -270,13 +280,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
   if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access);
-  const ready = new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // In a cluster, the server listens once it has joined: its sessions need the process number in their ids.
+  const joined = cluster === null || coordinator === null ? Promise.resolve() : cluster.start(coordinator);
+  const ready = joined.then(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, opts.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+  );
   return {
     ready,
     coordinator,
@@ -287,6 +302,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     async close() {
       coordinator?.shutdown();
+      await cluster?.stop().catch(() => {});
       feed?.close();
       statusFeed.close();
       // Let the answers to requests in flight (503, ERR_SHUTTING_DOWN) go out first.

@@ -15,8 +15,8 @@ export class Audit {
   private readonly counts = new Map<string, AuditCounts>();
   private readonly classified = new WeakMap<object, Set<string>>();
 
-  /** `onChange` hears of every new classification (the coordinator judges reputation there). */
-  constructor(private readonly onChange: (volunteer: string, counts: AuditCounts) => void = () => {}) {}
+  /** `onChange` hears of every new classification, and which (the coordinator judges reputation there). */
+  constructor(private readonly onChange: (volunteer: string, counts: AuditCounts, agreed: boolean) => void = () => {}) {}
 
   /** Call after each report added to `q`: classifies the replicas not yet counted. */
   observe<T>(q: Quorum<T>): void {
@@ -30,15 +30,26 @@ export class Audit {
     for (const id of s.agreeing) {
       if (seen.has(id)) continue;
       seen.add(id);
-      this.of(id).agreed += 1;
-      this.onChange(id, this.get(id));
+      this.credit(id, true);
     }
     for (const id of s.disagreeing) {
       if (seen.has(id)) continue;
       seen.add(id);
-      this.of(id).disagreed += 1;
-      this.onChange(id, this.get(id));
+      this.credit(id, false);
     }
+  }
+
+  /** Counts one classification of a volunteer's output (made here, or by another server of a cluster). */
+  credit(volunteer: string, agreed: boolean): void {
+    const c = this.of(volunteer);
+    if (agreed) c.agreed += 1;
+    else c.disagreed += 1;
+    this.onChange(volunteer, this.get(volunteer), agreed);
+  }
+
+  /** Sets a volunteer's counts as the server that keeps its record says (a cluster), without judging it here. */
+  set(volunteer: string, counts: AuditCounts): void {
+    this.counts.set(volunteer, { agreed: counts.agreed, disagreed: counts.disagreed });
   }
 
   private of(volunteer: string): AuditCounts {

@@ -30,6 +30,7 @@ import type { SwarmObserver } from './observer.js';
 import { Registry } from './registry.js';
 import { BanList, reputation, shouldEvict } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import type { Move } from './scheduler.js';
 import { ServiceStats, type ServiceStatus } from './service-stats.js';
 import { TextStream } from './text-stream.js';
 
@@ -101,6 +102,50 @@ export interface CoordinatorOptions {
   readonly newId?: () => string;
   /** The server computes stages short of volunteers itself (FALLBACK); absent = never. */
   readonly fallback?: FallbackOptions;
+  /** Makes session ids (default 1, 2, 3…); a cluster of servers makes them unique among its servers. */
+  readonly newSessionId?: () => number;
+  /** The bans (default: this process's own); a cluster shares them among its servers. */
+  readonly bans?: BanList;
+  /** Who may signal whom (default: this process's own); a cluster tells the servers of linked volunteers. */
+  readonly links?: Links;
+}
+
+/** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
+export type SessionReport =
+  | { readonly event: 'session:joined'; readonly m: { readonly sessionId: number } }
+  | { readonly event: 'step:digest'; readonly m: StepDigest }
+  | { readonly event: 'step:logits'; readonly m: { readonly sessionId: number; readonly step: number; readonly logits: Float32Array } }
+  | { readonly event: 'step:failed'; readonly m: StepFailure };
+
+/**
+ * What a cluster of servers (../cluster/) adds to a coordinator: volunteers of
+ * other servers are mirrored here as members whose records those servers keep.
+ */
+export interface ClusterSeam {
+  /** A report of a volunteer of this server about a session another server coordinates: true once sent there. */
+  forward(volunteer: string, report: SessionReport): boolean;
+  /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
+  audited(volunteer: string, agreed: boolean): void;
+  /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
+  recorded(volunteer: string, counts: AuditCounts): void;
+  /** A volunteer of another server is due a spot check: its server challenges it. */
+  challenge(volunteer: string): void;
+  /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
+  sessionsOf(volunteer: string, here: number): number;
+}
+
+/** A volunteer of another server, as that server publishes it. */
+export interface MirroredVolunteer {
+  readonly id: string;
+  readonly keys: readonly string[];
+  readonly backend: Backend;
+  readonly adapter: string | null;
+  readonly stage: number;
+  readonly ready: boolean;
+  readonly stepMs: number | null;
+  readonly proven: boolean;
+  readonly joinedAt: number;
+  readonly counts: AuditCounts;
 }
 
 /** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
@@ -121,6 +166,8 @@ interface Member {
   readonly link: VolunteerLink;
   readonly keys: readonly string[];
   readonly fault: string | null;
+  /** A volunteer of another server of the cluster, mirrored here (its server challenges and judges it). */
+  readonly remote: boolean;
   /** Passed a challenge since its stage was assigned. */
   proven: boolean;
   challenge: {
@@ -140,9 +187,11 @@ interface Member {
  */
 export class Coordinator {
   readonly registry: Registry;
-  readonly links = new Links();
-  readonly audit = new Audit((id, counts) => this.judge(id, counts));
-  private readonly bans = new BanList();
+  readonly links: Links;
+  readonly audit = new Audit((id, counts, agreed) => this.judge(id, counts, agreed));
+  /** Set by a cluster of servers (../cluster/); null for a server alone. */
+  cluster: ClusterSeam | null = null;
+  private readonly bans: BanList;
   private readonly members = new Map<string, Member>();
   private readonly sessions = new Map<number, GenerationSession>();
   /** Each live session's way of linking two peers (it unlinks them when it ends). */
@@ -184,6 +233,8 @@ export class Coordinator {
               if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.log(`${from}: ERR_BAD_FRAME ${reason}`);
             },
           });
+    this.links = options.links ?? new Links();
+    this.bans = options.bans ?? new BanList();
   }
 
   get vocabSize(): number {
@@ -222,7 +273,7 @@ export class Coordinator {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
-    this.members.set(id, { id, link, keys, fault: m.fault, proven: false, challenge: null, noShows: 0 });
+    this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, challenge: null, noShows: 0 });
     const stage = this.registry.join(id, m.backend, m.adapter);
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', { modelId: this.model.modelId, stage, baseUrl: this.model.baseUrl });
@@ -346,11 +397,19 @@ export class Coordinator {
     return s;
   }
 
+  /** Another server coordinates the session: the cluster sends the report there. */
+  private forwarded(id: string, report: SessionReport): boolean {
+    const sid = report.m.sessionId;
+    return !this.sessions.has(sid) && !this.finished.has(sid) && this.cluster?.forward(id, report) === true;
+  }
+
   joined(id: string, sessionId: number): void {
+    if (this.forwarded(id, { event: 'session:joined', m: { sessionId } })) return;
     this.member(id, sessionId)?.onJoined(id);
   }
 
   digest(id: string, m: StepDigest): void {
+    if (this.forwarded(id, { event: 'step:digest', m })) return;
     const session = this.member(id, m.sessionId);
     if (session === undefined) return;
     if (session.stageOf(id) !== m.stage) {
@@ -361,10 +420,12 @@ export class Coordinator {
   }
 
   logits(id: string, sessionId: number, step: number, logits: Float32Array): void {
+    if (this.forwarded(id, { event: 'step:logits', m: { sessionId, step, logits } })) return;
     this.member(id, sessionId)?.onLogits(id, step, logits);
   }
 
   failed(id: string, m: StepFailure): void {
+    if (this.forwarded(id, { event: 'step:failed', m })) return;
     this.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
     this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message);
   }
@@ -377,9 +438,16 @@ export class Coordinator {
     this.members.delete(id);
     this.links.drop(id);
     for (const s of this.sessions.values()) this.failOver(s, id);
-    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned).
+    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
+    // its record stays in Redis under its client key (../cluster/), and follows it to any server.
     this.audit.forget(id);
-    for (const move of this.registry.leave(id)) {
+    this.move(this.registry.leave(id));
+    this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
+    this.options.statusChanged?.();
+  }
+
+  private move(moves: readonly Move[]): void {
+    for (const move of moves) {
       const moved = this.members.get(move.volunteer);
       if (moved !== undefined) {
         moved.proven = false;
@@ -389,8 +457,6 @@ export class Coordinator {
       for (const s of this.sessions.values()) this.failOver(s, move.volunteer);
       this.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
     }
-    this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
-    this.options.statusChanged?.();
   }
 
   /** Evicts a volunteer: tells it why, bans its keys when `ban`, and ends its connection. */
@@ -405,9 +471,14 @@ export class Coordinator {
   }
 
   /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
-  private judge(id: string, counts: AuditCounts): void {
+  private judge(id: string, counts: AuditCounts, agreed: boolean): void {
     const member = this.members.get(id);
     if (member === undefined) return;
+    if (member.remote) {
+      this.cluster?.audited(id, agreed);
+      return;
+    }
+    this.cluster?.recorded(id, counts);
     member.link.send('volunteer:score', { ...counts, reputation: reputation(counts) });
     if (shouldEvict(counts))
       this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
@@ -420,8 +491,20 @@ export class Coordinator {
     return this.members.get(id)?.proven === true && c.agreed >= ESTABLISHED_AFTER && reputation(c) >= ESTABLISHED_REPUTATION;
   }
 
-  /** Sessions each volunteer is in now. */
+  /** Sessions each volunteer is in now (in a cluster, on every server: a replica holds MAX_SESSIONS_PER_REPLICA). */
   private load(): Map<string, number> {
+    const n = this.sessionsHere();
+    const cluster = this.cluster;
+    if (cluster === null) return n;
+    for (const v of this.registry.all()) {
+      const all = cluster.sessionsOf(v.id, n.get(v.id) ?? 0);
+      if (all > 0) n.set(v.id, all);
+    }
+    return n;
+  }
+
+  /** Sessions each volunteer is in on this server now (a cluster publishes its own volunteers'). */
+  sessionsHere(): Map<string, number> {
     const n = new Map<string, number>();
     for (const s of this.sessions.values()) for (const id of s.route.flat()) n.set(id, (n.get(id) ?? 0) + 1);
     return n;
@@ -695,7 +778,7 @@ export class Coordinator {
         `prompt (${promptTokens.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
-    const sessionId = this.nextSessionId++;
+    const sessionId = this.options.newSessionId?.() ?? this.nextSessionId++;
     let route: string[][];
     try {
       route = await this.pickRoute(sessionId, signal);
@@ -784,7 +867,9 @@ export class Coordinator {
       const member = this.members.get(id);
       const v = this.registry.get(id);
       if (member === undefined || v === undefined || !v.ready || member.challenge !== null) continue;
-      if (this.random() < rate) void this.sendChallenge(member, v.stage);
+      if (this.random() >= rate) continue;
+      if (member.remote) this.cluster?.challenge(id);
+      else void this.sendChallenge(member, v.stage);
     }
   }
 
@@ -816,5 +901,54 @@ export class Coordinator {
 
   get modelInfo(): { modelId: string; stages: number; redundancy: number } {
     return { modelId: this.model.modelId, stages: this.model.numStages, redundancy: this.options.redundancy };
+  }
+
+  // The seams of a cluster of servers (../cluster/): volunteers of other servers mirrored here.
+
+  /** Adds or updates a volunteer of another server: a route candidate here, reached through `link`. */
+  mirror(link: VolunteerLink, v: MirroredVolunteer): void {
+    const member = this.members.get(v.id);
+    if (member !== undefined && !member.remote) return;
+    if (member === undefined) {
+      this.members.set(v.id, { id: v.id, link, keys: v.keys, fault: null, remote: true, proven: v.proven, challenge: null, noShows: 0 });
+    } else member.proven = v.proven;
+    this.registry.mirror({ ...v, remote: true });
+    this.audit.set(v.id, v.counts);
+    this.options.statusChanged?.();
+  }
+
+  /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */
+  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean } | undefined {
+    const m = this.members.get(id);
+    return m === undefined || m.remote ? undefined : { keys: m.keys, proven: m.proven };
+  }
+
+  /** How this server reaches one of its own volunteers; undefined for volunteers of other servers. */
+  localLink(id: string): VolunteerLink | undefined {
+    const m = this.members.get(id);
+    return m === undefined || m.remote ? undefined : m.link;
+  }
+
+  /** Is this volunteer one of another server's, mirrored here? */
+  isRemote(id: string): boolean {
+    return this.members.get(id)?.remote === true;
+  }
+
+  /**
+   * Moves volunteers of this server to stages short of replicas, counting those of the
+   * others: volunteers that joined several servers at once may have picked the same stage.
+   */
+  rebalance(): void {
+    const moves = this.registry.rebalanceNow();
+    this.move(moves);
+    if (moves.length > 0) this.options.statusChanged?.();
+  }
+
+  /** Another server asks for a spot check of a volunteer of this server. */
+  challengeAgain(id: string): void {
+    const member = this.members.get(id);
+    const v = this.registry.get(id);
+    if (member === undefined || member.remote || v === undefined || !v.ready || member.challenge !== null || this.closing) return;
+    void this.sendChallenge(member, v.stage);
   }
 }

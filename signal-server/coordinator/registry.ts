@@ -10,6 +10,8 @@ export interface Volunteer {
   ready: boolean;
   stepMs: number | null;
   readonly joinedAt: number;
+  /** A volunteer of another server of a cluster, mirrored here: only its own server assigns it a stage. */
+  readonly remote?: boolean;
 }
 
 /**
@@ -50,9 +52,30 @@ export class Registry {
     return this.rebalance();
   }
 
+  /**
+   * Adds or updates a volunteer of another server (a cluster) as that server publishes it. With
+   * such volunteers the stages are balanced over all of them, and each server moves only its own.
+   */
+  mirror(v: Volunteer): void {
+    const had = this.volunteers.get(v.id);
+    if (had !== undefined && had.remote !== true) return;
+    this.volunteers.set(v.id, { ...v, remote: true });
+  }
+
+  /** The moves that re-balance the stages now (a cluster asks from time to time: its servers assign stages at once). */
+  rebalanceNow(): Move[] {
+    return this.rebalance();
+  }
+
   private rebalance(): Move[] {
-    const assignment = new Map([...this.volunteers.values()].map((v) => [v.id, v.stage]));
-    const moves = planRebalance(assignment, this.numStages, this.redundancy);
+    const all = [...this.volunteers.values()];
+    const mirrored = all.some((v) => v.remote === true);
+    // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
+    if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const assignment = new Map(all.map((v) => [v.id, v.stage]));
+    const moves = planRebalance(assignment, this.numStages, this.redundancy).filter(
+      (m) => this.volunteers.get(m.volunteer)?.remote !== true,
+    );
     for (const m of moves) {
       const v = this.volunteers.get(m.volunteer);
       if (v !== undefined) {

@@ -26,7 +26,12 @@ export class BanList {
   private readonly until = new Map<string, number>();
 
   ban(key: string, now = Date.now()): void {
-    this.until.set(key, now + BAN_MS);
+    this.banUntil(key, now + BAN_MS);
+  }
+
+  /** Refuses `key` until `untilMs` (ms since the epoch), or longer if it is banned longer already. */
+  banUntil(key: string, untilMs: number): void {
+    this.until.set(key, Math.max(untilMs, this.until.get(key) ?? 0));
   }
 
   banned(key: string, now = Date.now()): boolean {

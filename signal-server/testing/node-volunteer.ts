@@ -58,7 +58,15 @@ export interface NodeVolunteerOptions {
   readonly tamper?: (m: StepDigest) => StepDigest;
   /** Runs these stage bytes instead of the file it downloaded (another weight precision, say), and says nothing. */
   readonly stageFile?: (stage: number) => Uint8Array;
+  /**
+   * Where to connect again when the server goes away (as a page behind a load balancer
+   * reconnects to another server of a cluster); null or absent: it stays away.
+   */
+  readonly reconnect?: () => string | null;
 }
+
+/** How long a volunteer whose server went away waits before connecting again. */
+const RECONNECT_DELAY_MS = 200;
 
 /** Frames relayed as signalling: { f: base64 of one data-channel message }. */
 interface RelayedFrame {
@@ -69,8 +77,24 @@ function isRelayedFrame(d: unknown): d is RelayedFrame {
   return typeof d === 'object' && d !== null && typeof (d as { f?: unknown }).f === 'string';
 }
 
+/** Downloads tried this many times: a reused keep-alive connection may be reset on a machine starved of CPU. */
+const FETCH_ATTEMPTS = 3;
+
+async function fetchRetrying(url: string): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url);
+    } catch (e) {
+      if (attempt >= FETCH_ATTEMPTS) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
 export class NodeVolunteer {
-  readonly socket: NodeSocket;
+  socket: NodeSocket;
+  /** Connections made after the first (its server went away). */
+  reconnections = 0;
   id: string | null = null;
   stage: number | null = null;
   ready = false;
@@ -91,18 +115,35 @@ export class NodeVolunteer {
     this.leaveAt = this.steps + steps;
   }
 
+  private closed = false;
+
   constructor(
-    readonly url: string,
+    public url: string,
     private readonly options: NodeVolunteerOptions = {},
   ) {
-    this.socket = io(url, {
+    this.socket = this.connect(url);
+  }
+
+  private connect(url: string): NodeSocket {
+    const options = this.options;
+    const socket = io(url, {
       auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     }) as NodeSocket;
-    const s = this.socket;
+    const s = socket;
+    s.on('disconnect', (reason) => {
+      const next = reason === 'io client disconnect' || this.closed ? null : (options.reconnect?.() ?? null);
+      if (next === null) return;
+      setTimeout(() => {
+        if (this.closed) return;
+        this.reconnections += 1;
+        this.url = next;
+        this.socket = this.connect(next);
+      }, RECONNECT_DELAY_MS);
+    });
     s.on('connect', () => s.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: options.clientKey ?? null }));
     s.on('volunteer:welcome', ({ volunteerId }) => {
       this.id = volunteerId;
@@ -130,6 +171,7 @@ export class NodeVolunteer {
       const m = parseFrameMessage(raw, 'from');
       if (m.ok) for (const d of m.value.data) this.core?.frame(m.value.peer, new Uint8Array(d));
     });
+    return socket;
   }
 
   private async load(baseUrl: string, stage: number, modelId: string): Promise<void> {
@@ -140,17 +182,17 @@ export class NodeVolunteer {
       return;
     }
     const base = new URL(baseUrl, this.url).toString();
-    const manifest: StageManifest = parseManifest('manifest.json', await (await fetch(`${base}/manifest.json`)).json());
+    const socket = this.socket;
+    const manifest: StageManifest = parseManifest('manifest.json', await (await fetchRetrying(`${base}/manifest.json`)).json());
     const entry = manifest.stages[stage];
     if (entry === undefined) throw new Error(`no stage ${stage}`);
-    const bytes = new Uint8Array(await (await fetch(`${base}/${entry.file}`)).arrayBuffer());
+    const bytes = new Uint8Array(await (await fetchRetrying(`${base}/${entry.file}`)).arrayBuffer());
     if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) throw new Error(`stage ${stage}: sha256 mismatch`);
     this.manifest = manifest;
     await this.executor?.release();
     // A one-stage executor answering for the stage index the replica asks for.
     const single = await OrtExecutor.create([this.options.stageFile?.(stage) ?? bytes]);
     this.executor = single;
-    const socket = this.socket;
     this.core = new ReplicaCore(
       manifest,
       stage,
@@ -192,6 +234,7 @@ export class NodeVolunteer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.socket.disconnect();
     await this.executor?.release();
     this.executor = null;

@@ -43,6 +43,22 @@ export function ChatApp() {
     s.on('chat:token', (t) => update(t.requestId, (r) => ({ ...r, tokens: [...r.tokens, t] })));
     s.on('chat:done', (d) => update(d.requestId, (r) => ({ ...r, state: { kind: 'done', finishReason: d.finishReason } })));
     s.on('chat:error', (e) => update(e.requestId, (r) => ({ ...r, state: { kind: 'failed', code: e.code, message: e.message } })));
+    // The server went away mid-generation (it restarted, or it was one of a cluster and died): that run cannot
+    // finish there; the page reconnects (to another server behind the same URL) and the prompt can be sent again.
+    s.on('disconnect', () =>
+      setRun((r) =>
+        r?.state.kind === 'running'
+          ? {
+              ...r,
+              state: {
+                kind: 'failed',
+                code: 'ERR_SHUTTING_DOWN',
+                message: 'the connection to the server was lost mid-generation; send the prompt again',
+              },
+            }
+          : r,
+      ),
+    );
     s.on('server:error', (e) => {
       setServerError({ code: e.code, message: e.message });
       setRun((r) => (r?.state.kind === 'running' ? { ...r, state: { kind: 'failed', code: e.code, message: e.message } } : r));

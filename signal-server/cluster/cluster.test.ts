@@ -1,0 +1,260 @@
+// Several servers, one swarm: real servers on port 0 in this process, joined
+// by a real redis-server on loopback (tools/install-redis.sh), with node
+// volunteers (real socket.io clients computing with onnxruntime) connected to
+// chosen servers. The crash of a server process is e2e/cluster.spec.ts's.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient } from 'redis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY } from '../../shared/model/sampling.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
+import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const STAGES = 3;
+const PROMPT = 'It is a truth universally acknowledged';
+const TOKENS = 8;
+const WAIT_MS = 30_000;
+/** Short heartbeats: a server that is gone is noticed within a second. */
+const TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
+
+let redis: RedisServer;
+let cache: string;
+let reference: ReferenceRunner;
+let expected: number[];
+let prefixes = 0;
+const servers: SignalServer[] = [];
+const volunteers: NodeVolunteer[] = [];
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-'));
+  const { dir } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  reference = await ReferenceRunner.fromStageDir(dir);
+  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+});
+
+afterEach(async () => {
+  for (const v of volunteers.splice(0)) await v.close();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+afterAll(async () => {
+  await reference?.close();
+  await redis?.stop();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+/** `n` servers of one cluster (a key prefix of their own: the tests do not see each other's). */
+async function cluster(
+  n: number,
+  shape: { stages: number; redundancy: number; routeWaitMs: number } = { stages: STAGES, redundancy: 3, routeWaitMs: 10_000 },
+): Promise<SignalServer[]> {
+  const prefix = `test${++prefixes}`;
+  const { dir, manifest } = await ensureStages(MODEL, { stages: shape.stages }, cache);
+  const started: SignalServer[] = [];
+  for (let i = 0; i < n; i++) {
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
+      redundancy: shape.redundancy,
+      routeWaitMs: shape.routeWaitMs,
+      joinTimeoutMs: 5_000,
+      stepTimeoutMs: 30_000,
+      ratePerMinute: 0,
+      spotCheckRate: 0,
+      redisUrl: redis.url,
+      cluster: { prefix, ...TIMINGS },
+    });
+    await server.ready;
+    servers.push(server);
+    started.push(server);
+  }
+  return started;
+}
+
+function volunteer(server: SignalServer, key: string, options: NodeVolunteerOptions = {}): NodeVolunteer {
+  const v = new NodeVolunteer(server.address().url, { clientKey: key, ...options });
+  volunteers.push(v);
+  return v;
+}
+
+async function until(what: string, test: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + WAIT_MS; !test(); ) {
+    if (Date.now() > deadline) throw new Error(`not within ${WAIT_MS} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+
+async function complete(
+  s: SignalServer,
+  maxTokens = TOKENS,
+): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
+  const res = await fetch(`${s.address().url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
+  });
+  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
+  return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+}
+
+describe('several servers, one swarm', () => {
+  it('refuses to start, naming Redis, when Redis cannot be reached', async () => {
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+      redisUrl: 'redis://127.0.0.1:1',
+    });
+    await expect(server.ready).rejects.toThrow('cannot reach Redis at redis://127.0.0.1:1');
+    await server.close();
+  });
+
+  it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {
+    const [a, b, c] = (await cluster(3)) as [SignalServer, SignalServer, SignalServer];
+    // 5 volunteers on b, 4 on c, none on a; each waits until a sees the one before (stages are balanced over all).
+    for (let i = 0; i < 9; i++) {
+      volunteer(i < 5 ? b : c, `client-${i}`, { reconnect: () => c.address().url });
+      await until(`a sees volunteer ${i}`, () => (a.coordinator?.status().volunteers ?? 0) === i + 1);
+    }
+    await until('a sees 9 ready volunteers', () => ready(a) === 9);
+    expect(a.coordinator?.status().replicasPerStage).toEqual([3, 3, 3]);
+    const first = await complete(a);
+    expect(first.code).toBeUndefined();
+    expect(first.tokens).toEqual(expected);
+    const onB = new Set(volunteers.slice(0, 5).map((v) => v.id));
+    const onC = new Set(volunteers.slice(5).map((v) => v.id));
+    const route = (first.route ?? []).flat();
+    expect(route).toHaveLength(9);
+    expect(route.every((id) => onB.has(id) || onC.has(id))).toBe(true);
+    expect(route.some((id) => onB.has(id)) && route.some((id) => onC.has(id))).toBe(true);
+    // Every one of them agreed at every step: a record of TOKENS agreements each, kept by its own server.
+    const record = (id: string) => c.coordinator?.audit.get(id).agreed ?? 0;
+    const moved = volunteers[0] as NodeVolunteer;
+    await until("c sees b's volunteers' records", () => record(moved.id as string) === TOKENS);
+
+    // b goes: its volunteers connect to c again, where their records follow them (their client keys).
+    await b.close();
+    servers.splice(servers.indexOf(b), 1);
+    await until("b's volunteers are back, on c", () =>
+      volunteers.slice(0, 5).every((v) => v.reconnections === 1 && v.id !== null && !onB.has(v.id)),
+    );
+    await until('9 ready again', () => ready(a) === 9);
+    expect(record(moved.id as string)).toBe(TOKENS);
+    const again = await complete(a);
+    expect(again.tokens).toEqual(expected);
+  });
+
+  it('closes within seconds when its Redis has gone away', async () => {
+    const own = await startRedisServer();
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+      redisUrl: own.url,
+      cluster: { prefix: 'alone', ...TIMINGS },
+    });
+    await server.ready;
+    await own.stop();
+    const t0 = performance.now();
+    await server.close();
+    expect(performance.now() - t0).toBeLessThan(5_000);
+  });
+
+  it("counts a replica's sessions over every server: one full with another's sessions is not routed (no no-show)", async () => {
+    const [a, b] = (await cluster(2, { stages: 1, redundancy: 1, routeWaitMs: 1_500 })) as [SignalServer, SignalServer];
+    // One volunteer on b, 100 ms a step: a's sixteen 20-token generations hold it for about 2 s.
+    const slow = volunteer(b, 'client-slow', { fault: { delayMs: 100, output: (_step, d) => d } });
+    await until('a sees it ready', () => ready(a) === 1);
+    const full = Array.from({ length: MAX_SESSIONS_PER_REPLICA }, () => complete(a, 20));
+    await until('a runs all sixteen', () => a.coordinator?.activeSessions === MAX_SESSIONS_PER_REPLICA);
+    await new Promise((r) => setTimeout(r, 300)); // their session:open reach the volunteer's own process, b
+    const refused = await complete(b, 4);
+    // Busy, after the route wait: never routed to a replica that would refuse the session.
+    expect(refused.code).toBe('ERR_BUSY');
+    for (const r of await Promise.all(full)) expect(r.code).toBeUndefined();
+    expect(slow.errors).toEqual([]);
+    // And once they are done, b routes it again.
+    expect((await complete(b, 4)).code).toBeUndefined();
+  });
+
+  it('drops a mirrored volunteer that its process no longer lists (a message lost on the way)', async () => {
+    const [a, b] = (await cluster(2)) as [SignalServer, SignalServer];
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      // A volunteer said to be b's or a's (whichever process is listed first) that no process's hash holds.
+      const [proc] = (await client.sMembers(`test${prefixes}:procs`)).map(Number);
+      const ghost = {
+        id: 'ghost',
+        keys: [],
+        backend: 'wasm',
+        adapter: null,
+        stage: 0,
+        ready: true,
+        stepMs: 1,
+        proven: true,
+        joinedAt: 1,
+        agreed: 0,
+        disagreed: 0,
+        sessions: 0,
+      };
+      await client.publish(`test${prefixes}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
+      const seen = () => (a.coordinator?.status().volunteers ?? 0) + (b.coordinator?.status().volunteers ?? 0);
+      await until('the other process mirrors it', () => seen() === 1);
+      await until('the next resync drops it', () => seen() === 0);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('keeps a ban made on one server on the others, and on a server that joins later', async () => {
+    const [a, b] = (await cluster(2)) as [SignalServer, SignalServer];
+    // A volunteer answers its challenge with garbage on a: evicted, its client key banned.
+    const liar = volunteer(a, 'client-liar', { challenges: 'garbage' });
+    await until('the liar is evicted', () => liar.errors.some((e) => e.code === 'ERR_CHALLENGE_FAILED'));
+    const again = volunteer(b, 'client-liar');
+    await until('b refuses the same client', () => again.errors.some((e) => e.code === 'ERR_BANNED'));
+    const later = await joinLater(a);
+    const third = volunteer(later, 'client-liar');
+    await until('a server that joined later refuses it too', () => third.errors.some((e) => e.code === 'ERR_BANNED'));
+    // An honest client is welcome everywhere.
+    const honest = volunteer(b, 'client-honest');
+    await until('an honest client is welcome', () => honest.id !== null);
+    expect(honest.errors).toEqual([]);
+  });
+});
+
+/** One more server in the cluster of `peer` (same Redis, same prefix). */
+async function joinLater(peer: SignalServer): Promise<SignalServer> {
+  const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  const server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+    redundancy: 3,
+    ratePerMinute: 0,
+    spotCheckRate: 0,
+    redisUrl: redis.url,
+    cluster: { prefix: `test${prefixes}`, ...TIMINGS },
+  });
+  await server.ready;
+  servers.push(server);
+  expect(peer.coordinator).not.toBeNull();
+  return server;
+}

@@ -1,0 +1,632 @@
+/**
+ * Several server processes, one swarm (REDIS_URL). Every process runs its own
+ * coordinator; this module joins them through Redis:
+ *
+ * - Each process publishes its own volunteers (identity keys, stage, readiness,
+ *   proof, record) to the bus and to its hash in Redis; the others mirror them
+ *   as remote members of their coordinators, so a request on any process is
+ *   routed over the volunteers of all of them.
+ * - What a coordinator sends a remote volunteer goes to the owning process's
+ *   inbox channel, which emits it on the volunteer's socket; the volunteer's
+ *   reports about that session come back the same way. Session ids carry the
+ *   number of the process that coordinates them, so a report needs no lookup.
+ *   One publishing connection per process keeps both directions in order (a
+ *   link grant reaches the owner before the session:open that needs it).
+ * - Bans are written to Redis and broadcast; each volunteer's record (agreed /
+ *   disagreed) is kept by its own process and written through to Redis under
+ *   its client key, so it survives a reconnection to any process.
+ * - Each process keeps a heartbeat key; one whose key expires is dead: the others
+ *   drop its volunteers (their sessions fail over to spares), the links its
+ *   sessions made, and close its sessions on their own volunteers.
+ */
+import { Worker } from 'node:worker_threads';
+import { createClient } from 'redis';
+import { isWireErrorCode } from '../../shared/protocol/errors.js';
+import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
+import type { AuditCounts } from '../coordinator/audit.js';
+import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
+import {
+  type BusMessage,
+  base64ToArrayBuffer,
+  decode,
+  floatsToBase64,
+  type InboxMessage,
+  MAX_PROC,
+  parseBusMessage,
+  parseInboxMessage,
+  parseVolunteerState,
+  procOfSession,
+  SESSIONS_PER_PROC,
+  type VolunteerState,
+} from './messages.js';
+import { ClusterLinks, SharedBans } from './shared-state.js';
+
+export interface ClusterOptions {
+  /** redis://host:port */
+  readonly url: string;
+  /** Prefix of every Redis key and channel (default "webswarm"): several swarms can share one Redis. */
+  readonly prefix?: string;
+  /** How often a process renews its heartbeat and looks at the others' (default 1 s). */
+  readonly heartbeatMs?: number;
+  /** A process whose heartbeat is this old is dead (default 5 s; a heartbeat thread renews it while the main thread is held). */
+  readonly deadAfterMs?: number;
+  /** How often a process publishes what changed about its volunteers (default 200 ms). */
+  readonly publishMs?: number;
+  /** How often a process reads the others' volunteers again in full (default 30 s). */
+  readonly resyncMs?: number;
+  readonly log: (line: string) => void;
+}
+
+/** How long a volunteer that left is remembered as gone. */
+const GONE_MEMORY_MS = 60_000;
+/** How often the others' volunteers are read again in full. */
+export const DEFAULT_RESYNC_MS = 30_000;
+/** A process whose heartbeat is this old is dead. */
+export const DEFAULT_DEAD_AFTER_MS = 5_000;
+/** A process whose main thread has not beaten for this long is let die (its heartbeat thread stops renewing). */
+export const STALL_LIMIT_MS = 30_000;
+/** How long a volunteer's record is kept in Redis after its last change. */
+export const RECORD_TTL_S = 24 * 3600;
+/** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
+const MAX_TRACKED_SESSIONS = 10_000;
+/** Longest wait between two attempts to reach a lost Redis. */
+const MAX_RECONNECT_MS = 2_000;
+/** How long a closing process tries to tell the others. */
+const STOP_TIMEOUT_MS = 2_000;
+/** At most one line about Redis's problems this often. */
+const PROBLEM_LOG_MS = 5_000;
+/** Bans read from Redis at start, at most. */
+const MAX_LOADED_BANS = 100_000;
+
+interface Peer {
+  readonly volunteers: Set<string>;
+  /** Links its sessions made with our volunteers: "a\nb" → count. */
+  readonly links: Map<string, number>;
+  /** Its sessions open on our volunteers. */
+  readonly sessions: Map<number, Set<string>>;
+}
+
+type RedisClient = ReturnType<typeof createClient>;
+
+export class Cluster implements ClusterSeam {
+  readonly bans = new SharedBans();
+  readonly links = new ClusterLinks();
+  /** This process's number in the cluster (1 … 65535), once started. */
+  proc = 0;
+  private nextSession = 0;
+  private readonly pub: RedisClient;
+  private readonly sub: RedisClient;
+  private coordinator: Coordinator | null = null;
+  private readonly peers = new Map<number, Peer>();
+  /** Mirrored volunteer → the process it is connected to. */
+  private readonly owner = new Map<string, number>();
+  /** Our volunteers as last published. */
+  private readonly published = new Map<string, string>();
+  /** Sessions of other processes open on each of our volunteers. */
+  private readonly elsewhere = new Map<string, number>();
+  /** Sessions each mirrored volunteer is in, as its process last published. */
+  private readonly mirroredSessions = new Map<string, number>();
+  /** Mirrored volunteers that left, and when (a resync never brings them back). */
+  private readonly gone = new Map<string, number>();
+  /** Volunteers of a process that died, being dropped. */
+  private readonly going = new Set<string>();
+  private readonly restored = new Set<string>();
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** The main thread's last beat (seconds), read by the heartbeat thread. */
+  private readonly beat = new Int32Array(new SharedArrayBuffer(4));
+  private worker: Worker | null = null;
+  private closed = false;
+  private readonly prefix: string;
+
+  constructor(private readonly options: ClusterOptions) {
+    this.prefix = options.prefix ?? 'webswarm';
+    // Unreachable at start: the server does not start (a clear error). Lost later: reconnect with back-off.
+    const reconnectStrategy = (retries: number, cause: Error) =>
+      this.connected ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS) : new Error(`cannot reach Redis at ${options.url}: ${cause.message}`);
+    this.pub = createClient({ url: options.url, socket: { reconnectStrategy } });
+    this.sub = this.pub.duplicate();
+    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${e.message}`));
+  }
+
+  private connected = false;
+  private lastProblemAt = Number.NEGATIVE_INFINITY;
+  private problemsSuppressed = 0;
+
+  /** Logs a problem with Redis at most once per PROBLEM_LOG_MS (an outage fails every message). */
+  private problem(line: string): void {
+    const now = Date.now();
+    if (now - this.lastProblemAt < PROBLEM_LOG_MS) {
+      this.problemsSuppressed += 1;
+      return;
+    }
+    this.lastProblemAt = now;
+    const more = this.problemsSuppressed > 0 ? ` (${this.problemsSuppressed} more since the last line)` : '';
+    this.problemsSuppressed = 0;
+    this.options.log(`cluster: ${line}${more}`);
+  }
+
+  private key(...parts: (string | number)[]): string {
+    return [this.prefix, ...parts].join(':');
+  }
+
+  /** Unique among the cluster's processes: the process's number in the high bits. */
+  nextSessionId(): number {
+    const n = this.nextSession;
+    this.nextSession = (this.nextSession + 1) % SESSIONS_PER_PROC;
+    return this.proc * SESSIONS_PER_PROC + n;
+  }
+
+  /** Connects, takes a number, loads the bans and the other processes' volunteers, and starts publishing. */
+  async start(coordinator: Coordinator): Promise<void> {
+    this.coordinator = coordinator;
+    await this.pub.connect();
+    await this.sub.connect();
+    this.connected = true;
+    this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
+    await this.heartbeat();
+    const now = Date.now();
+    let loaded = 0;
+    for (const [k, v] of Object.entries(await this.pub.hGetAll(this.key('bans')))) {
+      const until = Number(v);
+      if (!Number.isFinite(until) || until <= now) void this.pub.hDel(this.key('bans'), k);
+      else if (loaded++ < MAX_LOADED_BANS) this.bans.banUntil(k, until);
+    }
+    this.bans.share = (k, until) => {
+      void this.pub.hSet(this.key('bans'), k, String(until));
+      this.publish(this.key('bus'), { t: 'ban', proc: this.proc, key: k, untilMs: until });
+    };
+    this.links.tell = (t, a, b) => {
+      for (const p of new Set([this.owner.get(a), this.owner.get(b)]))
+        if (p !== undefined) this.publish(this.key('proc', p), { t, proc: this.proc, a, b });
+    };
+    // The heartbeat thread keeps this process alive in the others' eyes while its main thread is held up to
+    // STALL_LIMIT_MS; it stops with the process.
+    this.worker = new Worker(new URL('./heartbeat-worker.mjs', import.meta.url), {
+      workerData: {
+        url: this.options.url,
+        key: this.key('alive', this.proc),
+        intervalMs: this.options.heartbeatMs ?? 1000,
+        deadAfterMs: this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS,
+        stallLimitMs: STALL_LIMIT_MS,
+        beat: this.beat.buffer,
+      },
+    });
+    this.worker.on('error', (e: Error) => this.problem(`heartbeat thread: ${e.message}`));
+    this.worker.unref();
+    await this.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
+    await this.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m));
+    await this.lookAround();
+    coordinator.cluster = this;
+    const heartbeatMs = this.options.heartbeatMs ?? 1000;
+    this.timers.push(
+      setInterval(
+        () =>
+          void this.heartbeat()
+            .then(() => this.lookAround())
+            .then(() => (this.closed ? undefined : coordinator.rebalance()))
+            .catch((e: Error) => this.problem(`heartbeat failed: ${e.message}`)),
+        heartbeatMs,
+      ),
+    );
+    this.timers.push(setInterval(() => this.publishVolunteers(), this.options.publishMs ?? 200));
+    const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
+    this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
+    // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
+    this.pub.on('ready', () => this.published.clear());
+    this.sub.on('ready', resync);
+    this.options.log(`cluster: process ${this.proc} joined through ${this.options.url} (${this.peers.size} other processes)`);
+  }
+
+  /** Leaves the cluster: the others drop this process's volunteers at once. */
+  async stop(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.worker?.terminate();
+    if (!this.pub.isOpen) return;
+    try {
+      // Said within STOP_TIMEOUT_MS or not at all (Redis may be the thing that is gone): the others then wait for the heartbeat.
+      const bye = this.pub
+        .multi()
+        .publish(this.key('bus'), JSON.stringify({ t: 'bye', proc: this.proc }))
+        .del([this.key('alive', this.proc), this.key('vols', this.proc)])
+        .sRem(this.key('procs'), String(this.proc))
+        .exec();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([bye, new Promise((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]).finally(() => clearTimeout(timer));
+    } finally {
+      this.sub.destroy();
+      this.pub.destroy();
+    }
+  }
+
+  private publish(channel: string, m: BusMessage | InboxMessage): void {
+    if (this.closed) return;
+    this.pub.publish(channel, JSON.stringify(m)).catch((e: Error) => this.problem(`publish failed: ${e.message}`));
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.closed) return;
+    const deadAfterMs = this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+    Atomics.store(this.beat, 0, Math.floor(Date.now() / 1000));
+    const before = await this.pub.set(this.key('alive', this.proc), String(Date.now()), {
+      expiration: { type: 'PX', value: deadAfterMs },
+      GET: true,
+    });
+    await this.pub.sAdd(this.key('procs'), String(this.proc));
+    // Our heartbeat had lapsed: the others may have dropped our volunteers; publish them all again.
+    if (before === null && this.published.size > 0) {
+      this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
+      this.published.clear();
+    }
+  }
+
+  /** Finds processes that started (mirrors their volunteers) and processes that died (drops theirs). */
+  private async lookAround(): Promise<void> {
+    if (this.closed) return;
+    // The processes we know of too: another survivor may have taken a dead one off the set already.
+    const listed = (await this.pub.sMembers(this.key('procs'))).map(Number);
+    const procs = [...new Set([...listed, ...this.peers.keys()])].filter((p) => Number.isInteger(p) && p >= 1 && p !== this.proc);
+    if (procs.length === 0) return;
+    const alive = await this.pub.mGet(procs.map((p) => this.key('alive', p)));
+    for (const [i, p] of procs.entries()) {
+      if (alive[i] === null) {
+        this.dead(p, 'its heartbeat stopped');
+        continue;
+      }
+      if (this.peers.has(p)) continue;
+      this.peer(p);
+      const vols = await this.pub.hGetAll(this.key('vols', p));
+      for (const raw of Object.values(vols)) {
+        const v = decode(raw, parseVolunteerState);
+        if (v !== null) this.mirror(p, v);
+      }
+    }
+  }
+
+  private peer(p: number): Peer {
+    let peer = this.peers.get(p);
+    if (peer === undefined) {
+      peer = { volunteers: new Set(), links: new Map(), sessions: new Map() };
+      this.peers.set(p, peer);
+    }
+    return peer;
+  }
+
+  /** A process died or left: its volunteers go (their sessions here fail over), its links and sessions end. */
+  private dead(p: number, why: string): void {
+    const c = this.coordinator;
+    const peer = this.peers.get(p);
+    this.peers.delete(p);
+    void this.pub
+      .multi()
+      .sRem(this.key('procs'), String(p))
+      .del(this.key('vols', p))
+      .exec()
+      .catch(() => {});
+    if (peer === undefined || c === null) return;
+    this.options.log(`cluster: process ${p} is gone (${why}): dropping its ${peer.volunteers.size} volunteers`);
+    // None of them is a spare for another that goes before it.
+    for (const id of peer.volunteers) this.going.add(id);
+    for (const id of peer.volunteers) {
+      this.going.delete(id);
+      this.owner.delete(id);
+      this.mirroredSessions.delete(id);
+      c.left(id);
+    }
+    for (const [pair, n] of peer.links) {
+      const [a = '', b = ''] = pair.split('\n');
+      for (let i = 0; i < n; i++) this.links.unlinkFromPeer(a, b);
+    }
+    for (const [sessionId, ids] of peer.sessions)
+      for (const id of ids) {
+        this.countElsewhere(id, -1);
+        c.localLink(id)?.send('session:close', { sessionId });
+      }
+  }
+
+  private mirror(p: number, v: VolunteerState): void {
+    const c = this.coordinator;
+    if (c === null || c.localMember(v.id) !== undefined) return;
+    const was = this.owner.get(v.id);
+    if (was !== undefined && was !== p) return;
+    this.owner.set(v.id, p);
+    this.mirroredSessions.set(v.id, v.sessions);
+    this.peer(p).volunteers.add(v.id);
+    const link: VolunteerLink = {
+      send: (event, ...args) =>
+        this.publish(this.key('proc', p), { t: 'send', proc: this.proc, to: v.id, event, m: args[0] } as InboxMessage),
+      disconnect: () => this.publish(this.key('proc', p), { t: 'disconnect', proc: this.proc, id: v.id }),
+    };
+    c.mirror(link, { ...v, counts: { agreed: v.agreed, disagreed: v.disagreed } });
+  }
+
+  /** A mirrored volunteer of process `p` left it. */
+  private forget(p: number, id: string): void {
+    if (this.owner.get(id) !== p) return;
+    this.gone.set(id, Date.now());
+    this.owner.delete(id);
+    this.mirroredSessions.delete(id);
+    this.peers.get(p)?.volunteers.delete(id);
+    this.coordinator?.left(id);
+  }
+
+  /**
+   * Reads every known process's volunteers again: pub/sub delivers at most once, so a message lost while a
+   * connection was down (a volunteer that came or went) is made good here, after a reconnection and every RESYNC_MS.
+   */
+  private async resync(): Promise<void> {
+    const now = Date.now();
+    for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
+    for (const p of [...this.peers.keys()]) {
+      // Only those mirrored before the read can be stale: one that came meanwhile may be missing from it.
+      const before = new Set(this.peers.get(p)?.volunteers ?? []);
+      const vols = await this.pub.hGetAll(this.key('vols', p));
+      if (this.closed) return;
+      const present = new Set<string>();
+      for (const raw of Object.values(vols)) {
+        const v = decode(raw, parseVolunteerState);
+        if (v === null) continue;
+        present.add(v.id);
+        // One that went meanwhile may still be in it: never brought back.
+        if (!this.gone.has(v.id)) this.mirror(p, v);
+      }
+      for (const id of before) if (!present.has(id)) this.forget(p, id);
+    }
+  }
+
+  private onBus(raw: string): void {
+    const m = decode(raw, parseBusMessage);
+    const c = this.coordinator;
+    if (m === null) {
+      this.options.log('cluster: dropped a malformed bus message');
+      return;
+    }
+    if (m.proc === this.proc || c === null) return;
+    switch (m.t) {
+      case 'vol':
+        this.mirror(m.proc, m.v);
+        return;
+      case 'gone':
+        this.forget(m.proc, m.id);
+        return;
+      case 'ban':
+        this.bans.banUntil(m.key, m.untilMs);
+        return;
+      case 'bye':
+        this.dead(m.proc, 'it closed');
+        return;
+      default:
+        m satisfies never;
+    }
+  }
+
+  private onInbox(raw: string): void {
+    const m = decode(raw, parseInboxMessage);
+    const c = this.coordinator;
+    if (m === null) {
+      this.options.log('cluster: dropped a malformed inbox message');
+      return;
+    }
+    if (c === null || this.closed) return;
+    switch (m.t) {
+      case 'send':
+        this.deliver(c, m);
+        return;
+      case 'disconnect':
+        c.localLink(m.id)?.disconnect();
+        return;
+      case 'link':
+      case 'unlink': {
+        if (c.localMember(m.a) === undefined && c.localMember(m.b) === undefined) return;
+        const links = this.peer(m.proc).links;
+        const pair = `${m.a}\n${m.b}`;
+        const n = links.get(pair) ?? 0;
+        if (m.t === 'link') {
+          this.links.linkFromPeer(m.a, m.b);
+          links.set(pair, n + 1);
+        } else if (n > 0) {
+          this.links.unlinkFromPeer(m.a, m.b);
+          if (n > 1) links.set(pair, n - 1);
+          else links.delete(pair);
+        }
+        return;
+      }
+      case 'report':
+        this.report(c, m);
+        return;
+      case 'audit':
+        if (c.localMember(m.id) !== undefined) c.audit.credit(m.id, m.agreed);
+        return;
+      case 'challenge':
+        c.challengeAgain(m.id);
+        return;
+      default:
+        m satisfies never;
+    }
+  }
+
+  /** Emits another process's message to our volunteer, if it is ours and the message is that process's to send. */
+  private deliver(c: Coordinator, m: Extract<InboxMessage, { t: 'send' }>): void {
+    const link = c.localLink(m.to);
+    if (link === undefined) return;
+    if (m.event === 'signal') {
+      if (typeof m.m.from !== 'string' || !c.links.linked(m.m.from, m.to)) return;
+      link.send('signal', { from: m.m.from, data: m.m.data });
+      return;
+    }
+    if (m.event === 'server:error') {
+      if (!isWireErrorCode(m.m.code) || typeof m.m.message !== 'string') return;
+      link.send('server:error', { code: m.m.code, message: m.m.message.slice(0, 1000) });
+      return;
+    }
+    const sessionId = m.m.sessionId;
+    if (typeof sessionId !== 'number' || procOfSession(sessionId) !== m.proc) {
+      this.options.log(`cluster: process ${m.proc} sent ${m.event} for a session that is not its own`);
+      return;
+    }
+    const sessions = this.peer(m.proc).sessions;
+    if (m.event === 'session:open') {
+      if (sessions.size >= MAX_TRACKED_SESSIONS) {
+        const oldest = sessions.keys().next().value as number;
+        for (const id of sessions.get(oldest) ?? []) this.countElsewhere(id, -1);
+        sessions.delete(oldest);
+      }
+      const ids = sessions.get(sessionId) ?? new Set<string>();
+      if (!ids.has(m.to)) this.countElsewhere(m.to, 1);
+      ids.add(m.to);
+      sessions.set(sessionId, ids);
+    } else if (m.event === 'session:close') {
+      const ids = sessions.get(sessionId);
+      if (ids?.delete(m.to) === true) this.countElsewhere(m.to, -1);
+      if (ids?.size === 0) sessions.delete(sessionId);
+    }
+    // The volunteer's own parsers check the rest, as for messages of its own server.
+    (link.send as (event: string, m: unknown) => void)(m.event, m.m);
+  }
+
+  /** A report of another process's volunteer about one of our sessions: parsed again, then the coordinator's. */
+  private report(c: Coordinator, m: Extract<InboxMessage, { t: 'report' }>): void {
+    if (this.owner.get(m.from) !== m.proc) return;
+    const from = m.from;
+    switch (m.event) {
+      case 'session:joined': {
+        const r = parseSessionRef(m.m);
+        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.joined(from, r.value.sessionId);
+        return;
+      }
+      case 'step:digest': {
+        const r = parseDigest(m.m);
+        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.digest(from, r.value);
+        return;
+      }
+      case 'step:logits': {
+        const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
+        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.logits(from, r.value.sessionId, r.value.step, r.value.logits);
+        return;
+      }
+      case 'step:failed': {
+        const r = parseFailure(m.m);
+        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.failed(from, r.value);
+        return;
+      }
+      default:
+        m.event satisfies never;
+    }
+  }
+
+  // ClusterSeam: what the coordinator asks of the cluster.
+
+  forward(volunteer: string, report: SessionReport): boolean {
+    const p = procOfSession(report.m.sessionId);
+    if (p === this.proc || !this.peers.has(p)) return false;
+    const m: Record<string, unknown> =
+      report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
+    this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
+    return true;
+  }
+
+  audited(volunteer: string, agreed: boolean): void {
+    const p = this.owner.get(volunteer);
+    if (p !== undefined) this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed });
+  }
+
+  recorded(volunteer: string, counts: AuditCounts): void {
+    const k = this.recordKey(volunteer);
+    if (k === null || this.closed) return;
+    void this.pub
+      .multi()
+      .hSet(k, { agreed: String(counts.agreed), disagreed: String(counts.disagreed) })
+      .expire(k, RECORD_TTL_S)
+      .exec()
+      .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
+  }
+
+  sessionsOf(volunteer: string, here: number): number {
+    if (this.going.has(volunteer)) return Number.POSITIVE_INFINITY;
+    const mirrored = this.mirroredSessions.get(volunteer);
+    // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
+    return mirrored === undefined ? here + (this.elsewhere.get(volunteer) ?? 0) : Math.max(here, mirrored);
+  }
+
+  private countElsewhere(volunteer: string, by: number): void {
+    const n = (this.elsewhere.get(volunteer) ?? 0) + by;
+    if (n > 0) this.elsewhere.set(volunteer, n);
+    else this.elsewhere.delete(volunteer);
+  }
+
+  challenge(volunteer: string): void {
+    const p = this.owner.get(volunteer);
+    if (p !== undefined) this.publish(this.key('proc', p), { t: 'challenge', proc: this.proc, id: volunteer });
+  }
+
+  /** A volunteer's record is kept under its client key (its address is shared by many). */
+  private recordKey(volunteer: string): string | null {
+    const key = this.coordinator?.localMember(volunteer)?.keys.find((k) => k.startsWith('key:'));
+    return key === undefined ? null : this.key('record', key.slice(4));
+  }
+
+  /** A volunteer that comes back (to this process or after another died) finds its record again. */
+  private restore(id: string): void {
+    const k = this.recordKey(id);
+    if (k === null) return;
+    this.pub
+      .hGetAll(k)
+      .then((h) => {
+        const agreed = Number(h.agreed);
+        const disagreed = Number(h.disagreed);
+        const c = this.coordinator;
+        if (c === null || !Number.isSafeInteger(agreed) || !Number.isSafeInteger(disagreed) || agreed < 0 || disagreed < 0) return;
+        const now = c.audit.get(id);
+        if (c.localMember(id) === undefined || now.agreed + now.disagreed > 0) return;
+        c.audit.set(id, { agreed, disagreed });
+        this.options.log(`cluster: volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed)`);
+      })
+      .catch(() => {});
+  }
+
+  /** Publishes what changed about our volunteers since the last time. */
+  private publishVolunteers(): void {
+    const c = this.coordinator;
+    if (c === null || this.closed) return;
+    const seen = new Set<string>();
+    const here = c.sessionsHere();
+    for (const v of c.registry.all()) {
+      const member = c.localMember(v.id);
+      if (member === undefined) continue;
+      seen.add(v.id);
+      if (!this.restored.has(v.id)) {
+        this.restored.add(v.id);
+        this.restore(v.id);
+      }
+      const counts = c.audit.get(v.id);
+      const state: VolunteerState = {
+        id: v.id,
+        keys: member.keys,
+        backend: v.backend,
+        adapter: v.adapter,
+        stage: v.stage,
+        ready: v.ready,
+        stepMs: v.stepMs,
+        proven: member.proven,
+        joinedAt: v.joinedAt,
+        agreed: counts.agreed,
+        disagreed: counts.disagreed,
+        sessions: this.sessionsOf(v.id, here.get(v.id) ?? 0),
+      };
+      const json = JSON.stringify(state);
+      if (this.published.get(v.id) === json) continue;
+      this.published.set(v.id, json);
+      void this.pub.hSet(this.key('vols', this.proc), v.id, json).catch(() => {});
+      this.publish(this.key('bus'), { t: 'vol', proc: this.proc, v: state });
+    }
+    for (const id of this.published.keys()) {
+      if (seen.has(id)) continue;
+      this.published.delete(id);
+      this.restored.delete(id);
+      this.elsewhere.delete(id);
+      void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
+      this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import {
+  base64ToArrayBuffer,
+  decode,
+  floatsToBase64,
+  parseBusMessage,
+  parseInboxMessage,
+  parseVolunteerState,
+  procOfSession,
+  SESSIONS_PER_PROC,
+} from './messages.js';
+
+const state = {
+  id: 'v1',
+  keys: ['key:abc', 'addr:10.0.0.1'],
+  backend: 'wasm',
+  adapter: null,
+  stage: 2,
+  ready: true,
+  stepMs: 1.5,
+  proven: true,
+  joinedAt: 1_700_000_000_000,
+  agreed: 12,
+  disagreed: 1,
+  sessions: 2,
+};
+
+describe("the cluster's messages", () => {
+  it('reads what a server publishes', () => {
+    expect(parseVolunteerState(state)).toEqual(state);
+    expect(parseBusMessage({ t: 'vol', proc: 3, v: state })).toEqual({ t: 'vol', proc: 3, v: state });
+    expect(parseBusMessage({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 })).toEqual({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 });
+    expect(
+      parseInboxMessage({ t: 'send', proc: 2, to: 'v1', event: 'step:input', m: { sessionId: 1, step: 0, tokens: [1] } }),
+    ).not.toBeNull();
+    expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: false })).toEqual({ t: 'audit', proc: 2, id: 'v1', agreed: false });
+  });
+
+  it('refuses any other shape, field by field', () => {
+    expect(parseVolunteerState({ ...state, backend: 'cuda' })).toBeNull();
+    expect(parseVolunteerState({ ...state, keys: ['a', 'b', 'c', 'd', 'e'] })).toBeNull();
+    expect(parseVolunteerState({ ...state, stage: -1 })).toBeNull();
+    expect(parseVolunteerState({ ...state, agreed: 1.5 })).toBeNull();
+    expect(parseVolunteerState({ ...state, sessions: -1 })).toBeNull();
+    expect(parseVolunteerState({ ...state, id: 'x'.repeat(300) })).toBeNull();
+    expect(parseBusMessage({ t: 'vol', proc: 0, v: state })).toBeNull();
+    expect(parseBusMessage({ t: 'vol', proc: 70_000, v: state })).toBeNull();
+    expect(parseBusMessage({ t: 'nope', proc: 1 })).toBeNull();
+    expect(parseBusMessage([1, 2])).toBeNull();
+    // Only the events a coordinator sends a volunteer in a session are relayed: never a challenge or an assignment.
+    expect(parseInboxMessage({ t: 'send', proc: 2, to: 'v1', event: 'volunteer:assign', m: {} })).toBeNull();
+    expect(parseInboxMessage({ t: 'send', proc: 2, to: 'v1', event: 'volunteer:challenge', m: {} })).toBeNull();
+    expect(parseInboxMessage({ t: 'send', proc: 2, to: 'v1', event: 'step:input', m: 'text' })).toBeNull();
+    expect(parseInboxMessage({ t: 'report', proc: 2, from: 'v1', event: 'chat:generate', m: {} })).toBeNull();
+    expect(parseInboxMessage({ t: 'link', proc: 2, a: 'v1', b: 'v1' })).toBeNull();
+    expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: 'yes' })).toBeNull();
+  });
+
+  it('decodes JSON only, within a size', () => {
+    expect(decode('{"t":"bye","proc":4}', parseBusMessage)).toEqual({ t: 'bye', proc: 4 });
+    expect(decode('{"t":"bye",', parseBusMessage)).toBeNull();
+    expect(decode(`{"t":"bye","proc":4,"x":"${'a'.repeat(5 * 1024 * 1024)}"}`, parseBusMessage)).toBeNull();
+  });
+
+  it('carries logits as base64 and session ids with their process', () => {
+    const f = new Float32Array([1.5, -2, 3.25]);
+    expect(new Float32Array(base64ToArrayBuffer(floatsToBase64(f)) as ArrayBuffer)).toEqual(f);
+    expect(base64ToArrayBuffer(42)).toBeNull();
+    expect(procOfSession(7 * SESSIONS_PER_PROC + 123)).toBe(7);
+    expect(procOfSession(5)).toBe(0);
+  });
+});

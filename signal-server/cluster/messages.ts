@@ -1,0 +1,172 @@
+/**
+ * What the servers of a cluster tell each other through Redis: one union per
+ * channel, a parser for each (another process's message is data to check, never
+ * a shape to trust), and the JSON codec. Volunteers' own reports keep their
+ * protocol parsers (shared/protocol/validate.ts): the server that coordinates a
+ * session parses them again when they arrive from the volunteer's server.
+ */
+import type { Backend } from '../../shared/protocol/messages.js';
+
+/** Longest message read from Redis (the largest is a forwarded step:logits). */
+export const MAX_CLUSTER_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Longest id, key or event name accepted. */
+const MAX_STRING = 256;
+/** Identity keys per volunteer (its client key and its address). */
+const MAX_KEYS = 4;
+
+/** A volunteer as its own server publishes it (to the bus and to its hash in Redis). */
+export interface VolunteerState {
+  readonly id: string;
+  readonly keys: readonly string[];
+  readonly backend: Backend;
+  readonly adapter: string | null;
+  readonly stage: number;
+  readonly ready: boolean;
+  readonly stepMs: number | null;
+  readonly proven: boolean;
+  readonly joinedAt: number;
+  readonly agreed: number;
+  readonly disagreed: number;
+  /** Sessions it is in, on every server its own server knows of (a replica holds 16). */
+  readonly sessions: number;
+}
+
+/** Broadcast to every server (channel `<prefix>:bus`). */
+export type BusMessage =
+  | { readonly t: 'vol'; readonly proc: number; readonly v: VolunteerState }
+  | { readonly t: 'gone'; readonly proc: number; readonly id: string }
+  | { readonly t: 'ban'; readonly proc: number; readonly key: string; readonly untilMs: number }
+  /** A server closing: its volunteers are gone, its sessions over. */
+  | { readonly t: 'bye'; readonly proc: number };
+
+/** Server → volunteer events one server asks another to emit to a volunteer of its own. */
+export const RELAYED_EVENTS = ['session:open', 'session:update', 'session:close', 'step:input', 'signal', 'server:error'] as const;
+export type RelayedEvent = (typeof RELAYED_EVENTS)[number];
+
+/** Volunteer → coordinator reports forwarded to the server that coordinates the session. */
+export const REPORT_EVENTS = ['session:joined', 'step:digest', 'step:logits', 'step:failed'] as const;
+export type ReportEvent = (typeof REPORT_EVENTS)[number];
+
+/** To one server (channel `<prefix>:proc:<n>`); `proc` is the sender's number. */
+export type InboxMessage =
+  /** Emit `event` with `m` to `to`, a volunteer of the receiving server. */
+  | { readonly t: 'send'; readonly proc: number; readonly to: string; readonly event: RelayedEvent; readonly m: Record<string, unknown> }
+  /** Disconnect `id` (evicted by the sender). */
+  | { readonly t: 'disconnect'; readonly proc: number; readonly id: string }
+  /** A session of the sender links (or unlinks) `a` and `b` for signalling. */
+  | { readonly t: 'link' | 'unlink'; readonly proc: number; readonly a: string; readonly b: string }
+  /** A report of `from`, a volunteer of the sender, about a session of the receiver (logits as base64). */
+  | { readonly t: 'report'; readonly proc: number; readonly from: string; readonly event: ReportEvent; readonly m: Record<string, unknown> }
+  /** A vote of the sender classified `id`, a volunteer of the receiver. */
+  | { readonly t: 'audit'; readonly proc: number; readonly id: string; readonly agreed: boolean }
+  /** Spot-check `id`, a volunteer of the receiver. */
+  | { readonly t: 'challenge'; readonly proc: number; readonly id: string };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING;
+}
+
+function uint(v: unknown, max = Number.MAX_SAFE_INTEGER): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[]): v is T {
+  return typeof v === 'string' && (allowed as readonly string[]).includes(v);
+}
+
+/** A server's number: 1 … MAX_PROC. */
+export const MAX_PROC = 0xffff;
+
+function proc(v: unknown): v is number {
+  return uint(v, MAX_PROC) && v >= 1;
+}
+
+export function parseVolunteerState(raw: unknown): VolunteerState | null {
+  if (!isObject(raw)) return null;
+  const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions } = raw;
+  if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
+  if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
+  if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
+  if (!(stepMs === null || (typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs >= 0))) return null;
+  if (!uint(agreed) || !uint(disagreed) || !uint(sessions, 1_000_000)) return null;
+  return { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions };
+}
+
+export function parseBusMessage(raw: unknown): BusMessage | null {
+  if (!isObject(raw) || !proc(raw.proc)) return null;
+  const p = raw.proc;
+  switch (raw.t) {
+    case 'vol': {
+      const v = parseVolunteerState(raw.v);
+      return v === null ? null : { t: 'vol', proc: p, v };
+    }
+    case 'gone':
+      return str(raw.id) ? { t: 'gone', proc: p, id: raw.id } : null;
+    case 'ban':
+      return str(raw.key) && uint(raw.untilMs) ? { t: 'ban', proc: p, key: raw.key, untilMs: raw.untilMs } : null;
+    case 'bye':
+      return { t: 'bye', proc: p };
+    default:
+      return null;
+  }
+}
+
+export function parseInboxMessage(raw: unknown): InboxMessage | null {
+  if (!isObject(raw) || !proc(raw.proc)) return null;
+  const p = raw.proc;
+  switch (raw.t) {
+    case 'send':
+      return str(raw.to) && oneOf(raw.event, RELAYED_EVENTS) && isObject(raw.m)
+        ? { t: 'send', proc: p, to: raw.to, event: raw.event, m: raw.m }
+        : null;
+    case 'disconnect':
+    case 'challenge':
+      return str(raw.id) ? { t: raw.t, proc: p, id: raw.id } : null;
+    case 'link':
+    case 'unlink':
+      return str(raw.a) && str(raw.b) && raw.a !== raw.b ? { t: raw.t, proc: p, a: raw.a, b: raw.b } : null;
+    case 'report':
+      return str(raw.from) && oneOf(raw.event, REPORT_EVENTS) && isObject(raw.m)
+        ? { t: 'report', proc: p, from: raw.from, event: raw.event, m: raw.m }
+        : null;
+    case 'audit':
+      return str(raw.id) && typeof raw.agreed === 'boolean' ? { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed } : null;
+    default:
+      return null;
+  }
+}
+
+/** Parses one Redis message with `parse`; null for anything too long, not JSON, or not of the shape. */
+export function decode<T>(message: string, parse: (raw: unknown) => T | null): T | null {
+  if (message.length > MAX_CLUSTER_MESSAGE_BYTES) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(message);
+  } catch {
+    return null;
+  }
+  return parse(raw);
+}
+
+/** Float32 bytes as base64, for a forwarded step:logits. */
+export function floatsToBase64(f: Float32Array): string {
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
+}
+
+/** The bytes of a forwarded step:logits back as an ArrayBuffer (what parseLogits takes). */
+export function base64ToArrayBuffer(b64: unknown): ArrayBuffer | null {
+  if (typeof b64 !== 'string' || b64.length > MAX_CLUSTER_MESSAGE_BYTES) return null;
+  const bytes = Buffer.from(b64, 'base64');
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** Session ids carry the number of the server that coordinates them: no lookup is needed to route a report. */
+export const SESSIONS_PER_PROC = 0x10000;
+
+export function procOfSession(sessionId: number): number {
+  return Math.floor(sessionId / SESSIONS_PER_PROC);
+}
