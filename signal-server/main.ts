@@ -217,7 +217,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     port: o.port,
     host: o.host,
     webRoot: o.webRoot,
-    models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition) }],
+    models: [{ manifest, dir, key: partitionKey(manifest.model.numLayers, partition), modelDir: modelDir(o.model) }],
     redundancy: o.redundancy,
     allowFaults: o.mode !== 'production',
     apiKeys: o.apiKeys,

@@ -7,7 +7,7 @@ import { ensureStages, partitionKey } from '../signal-server/models/model-folder
 import { createSignalServer, type ServedStages, type SignalServer, type SignalServerOptions } from '../signal-server/server.js';
 
 export async function startLocalServer(
-  models: readonly { dir: string; stages: number }[],
+  models: readonly { dir: string; stages: number; weightsUrl?: string }[],
   cacheRoot: string,
   options: Partial<Omit<SignalServerOptions, 'models'>> = {},
 ): Promise<SignalServer> {
@@ -15,7 +15,13 @@ export async function startLocalServer(
   for (const m of models) {
     const partition = { stages: m.stages };
     const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot);
-    served.push({ dir, manifest, key: partitionKey(manifest.model.numLayers, partition) });
+    served.push({
+      dir,
+      manifest,
+      key: partitionKey(manifest.model.numLayers, partition),
+      modelDir: m.dir,
+      ...(m.weightsUrl === undefined ? {} : { weightsUrl: m.weightsUrl }),
+    });
   }
   const server = createSignalServer({ port: 0, host: '127.0.0.1', webRoot: 'dist', ...options, models: served });
   await server.ready;
