@@ -20,7 +20,7 @@ export { launchChromium };
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
-  models: readonly { dir: string; stages: number }[],
+  models: readonly { dir: string; stages: number; weightsUrl?: string }[],
   cacheRoot: string,
   extra: {
     redundancy?: number;

@@ -5,6 +5,7 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
+import { fetchStageWeights } from '../compute/stage-weights.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 
 /** Every stage of one model in this tab: the browser's self-check, and a way to try a model alone. */
@@ -28,14 +29,18 @@ export async function pickBackend(asked: string | null): Promise<Backend> {
 
 export async function loadLocalModel(baseUrl: string, backend: Backend, onProgress: (p: Progress) => void): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
-  const stages: { index: number; bytes: ArrayBuffer }[] = [];
-  for (const s of manifest.stages) stages.push({ index: s.index, bytes: await fetchVerified(baseUrl, s, onProgress) });
+  const weights = await fetchStageWeights(
+    baseUrl,
+    manifest,
+    manifest.stages.map((s) => s.index),
+    onProgress,
+  );
   const dec = new TextDecoder();
   const tokJson = dec.decode(await fetchVerified(baseUrl, manifest.tokenizer, onProgress));
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   const client = new ComputeClient();
-  await client.load(backend, manifest, stages);
+  await client.build(backend, manifest, weights.stages);
   return {
     manifest,
     backend,

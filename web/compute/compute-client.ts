@@ -8,6 +8,7 @@ import {
   type TensorData,
 } from '../../shared/model/pipeline.js';
 import type { Backend, ComputeErrorCode, FromWorker, ToWorker } from './messages.js';
+import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {
   constructor(
@@ -101,6 +102,20 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
 
   async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[]): Promise<void> {
     const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages }, []);
+    if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
+    this.backend = r.backend;
+    this.adapter = r.adapter;
+  }
+
+  /**
+   * Like load, but the worker builds each stage from the checkpoint tensors
+   * (transferred, not copied: the caller must not use them after) and checks
+   * it against the manifest's sha256 before creating its session.
+   */
+  async build(backend: Backend, manifest: StageManifest, stages: readonly StageTensors[]): Promise<void> {
+    const buffers = new Set<ArrayBuffer>();
+    for (const s of stages) for (const t of s.tensors) buffers.add(t.bytes.buffer as ArrayBuffer);
+    const r = await this.call({ type: 'build', id: this.nextId++, backend, manifest, stages }, [...buffers]);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;

@@ -11,7 +11,7 @@ import { webgpuAdapter } from './webgpu.js';
 
 export class ComputeError extends Error {
   constructor(
-    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE',
+    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_STAGE_BUILD' | 'ERR_STAGE_MISMATCH',
     message: string,
   ) {
     super(message);

@@ -4,6 +4,7 @@
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
+import { buildVerifiedStage } from './stage-build.js';
 import { webgpuAdapter } from './webgpu.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -24,17 +25,32 @@ function transferables(f: Feeds): Transferable[] {
   return Object.values(f).map((t) => t.data.buffer as ArrayBuffer);
 }
 
+function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise<{ index: number; bytes: ArrayBuffer }[]>): void {
+  stages
+    .then((built) => StageSessions.create(m.backend, built))
+    .then(async (s) => {
+      sessions = s;
+      caches = new CachingExecutor(m.manifest, s);
+      reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
+    })
+    .catch((e: unknown) => fail(m.id, e));
+}
+
+/** Each stage built from its tensors, one at a time (so that one stage's float32 copies are freed before the next). */
+async function buildAll(m: Extract<ToWorker, { type: 'build' }>): Promise<{ index: number; bytes: ArrayBuffer }[]> {
+  const out: { index: number; bytes: ArrayBuffer }[] = [];
+  for (const stage of m.stages) out.push(await buildVerifiedStage(m.manifest, stage));
+  return out;
+}
+
 scope.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   switch (m.type) {
     case 'load':
-      StageSessions.create(m.backend, m.stages)
-        .then(async (s) => {
-          sessions = s;
-          caches = new CachingExecutor(m.manifest, s);
-          reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
-        })
-        .catch((e: unknown) => fail(m.id, e));
+      start(m, Promise.resolve([...m.stages]));
+      return;
+    case 'build':
+      start(m, buildAll(m));
       return;
     case 'run': {
       if (sessions === null) {

@@ -6,9 +6,10 @@ import { parseChallenge, parseIceConfig } from '../../shared/protocol/validate.j
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
-import { ComputeClient } from '../compute/compute-client.js';
+import { ComputeClient, WorkerError } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
-import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
+import { fetchManifest, type Progress } from '../compute/stage-loader.js';
+import { fetchStageWeights } from '../compute/stage-weights.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 
@@ -200,14 +201,16 @@ export class VolunteerReplica {
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
-      const bytes = await fetchVerified(a.baseUrl, entry, (progress) => this.update({ progress }));
+      // Only this stage's tensors, by range requests from the model folder, each checked against the swarm's sha256.
+      const weights = await fetchStageWeights(a.baseUrl, manifest, [a.stage], (progress) => this.update({ progress }));
       if (epoch !== this.epoch) return null;
       this.update({ state: 'loading' });
       this.compute?.terminate();
       this.setSessions((s) => s.clear());
       const compute = new ComputeClient();
       this.compute = compute;
-      await compute.load(this.status.backend, manifest, [{ index: a.stage, bytes }]);
+      // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
+      await compute.build(this.status.backend, manifest, weights.stages);
       if (epoch !== this.epoch) return null;
       const socket = this.socket;
       this.manifest = manifest;
@@ -237,7 +240,8 @@ export class VolunteerReplica {
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
       return null;
     } catch (e) {
-      return (e as Error).message;
+      // The worker's errors carry their code apart from the message (ERR_STAGE_MISMATCH, ERR_SESSION_CREATE, …): name it.
+      return e instanceof WorkerError ? `${e.code}: ${e.message}` : (e as Error).message;
     }
   }
 
