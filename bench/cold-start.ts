@@ -6,7 +6,7 @@
  * reload), for the default model and a SmolLM-135M-shaped random checkpoint.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { sha256Hex } from '../shared/model/sha256.js';
@@ -63,6 +63,7 @@ async function bytesPerStage(modelDir: string, cache: string): Promise<string[][
         `[${s.layers.start}, ${s.layers.end})`,
         mb(folder.bytesSent),
         String(folder.log.length),
+        mb(s.sizeBytes),
         mb(checkpoint),
         `${((100 * folder.bytesSent) / checkpoint).toFixed(1)} %`,
         mb(target),
@@ -188,7 +189,7 @@ export async function benchColdStart(o: ColdStartBenchOptions): Promise<void> {
     const bytes = [...(await bytesPerStage(o.defaultModelDir, cache)), ...(await bytesPerStage(smollm, cache))];
     printTable(
       `bytes a volunteer downloads for its stage (${STAGES} stages; range requests counted at the server; target: a third of the checkpoint plus the embedding)`,
-      ['model', 'stage', 'layers', 'downloaded MB', 'requests', 'checkpoint MB', 'share', 'target MB', 'within'],
+      ['model', 'stage', 'layers', 'downloaded MB', 'requests', 'stage file MB (before)', 'checkpoint MB', 'share', 'target MB', 'within'],
       bytes,
     );
     const browser = await launchChromium({ webgpu: false });
@@ -198,7 +199,11 @@ export async function benchColdStart(o: ColdStartBenchOptions): Promise<void> {
         ...(await coldStarts(browser, smollm, cache, o.repeats)),
       ];
       printTable(
-        `volunteer cold start in Chromium on WASM, loopback, median of ${o.repeats} per stage: page open → ready, consent click → ready, fetch (tensors fetched or taken from the cache, verified), build (stage graph built and checked in the worker, session created, one step measured)`,
+        `volunteer cold start in Chromium on WASM, loopback, median of ${o.repeats} per stage (load average ${loadavg()
+          .map((x) => x.toFixed(1))
+          .join(
+            ' ',
+          )} on ${cpus().length} cores at the end): page open → ready, consent click → ready, fetch (tensors fetched or taken from the cache, verified), build (stage graph built and checked in the worker, session created, one step measured)`,
         ['model', 'cache', 'stage', 'open → ready ms', 'click → ready ms', 'fetch ms', 'build ms', 'from cache'],
         rows,
       );

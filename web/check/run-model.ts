@@ -29,6 +29,9 @@ export async function pickBackend(asked: string | null): Promise<Backend> {
 
 export async function loadLocalModel(baseUrl: string, backend: Backend, onProgress: (p: Progress) => void): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
+  const client = new ComputeClient();
+  // The runtime starts (WebAssembly compilation) while the weights download.
+  const prepared = client.prepare(backend);
   const weights = await fetchStageWeights(
     baseUrl,
     manifest,
@@ -39,7 +42,7 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
   const tokJson = dec.decode(await fetchVerified(baseUrl, manifest.tokenizer, onProgress));
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
-  const client = new ComputeClient();
+  await prepared;
   await client.build(backend, manifest, weights.stages);
   return {
     manifest,

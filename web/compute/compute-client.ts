@@ -107,6 +107,12 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     this.adapter = r.adapter;
   }
 
+  /** Starts the backend's runtime in the worker now (a second or two of WebAssembly compilation), so that load or build is quick later. */
+  async prepare(backend: Backend): Promise<void> {
+    const r = await this.call({ type: 'prepare', id: this.nextId++, backend }, []);
+    if (r.type !== 'done') throw new WorkerError('ERR_BAD_MESSAGE', `expected done, got ${r.type}`);
+  }
+
   /**
    * Like load, but the worker builds each stage from the checkpoint tensors
    * (transferred, not copied: the caller must not use them after) and checks

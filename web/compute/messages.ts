@@ -25,6 +25,8 @@ export type ToWorker =
       readonly manifest: StageManifest;
       readonly stages: readonly StageTensors[];
     }
+  /** Start the backend's runtime now (answered with done), while the weights download. */
+  | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }
   | { readonly type: 'run'; readonly id: number; readonly stage: number; readonly feeds: Feeds }
   /** One step of a session whose KV cache the worker keeps: only the input and the main output cross. */
   | { readonly type: 'step'; readonly id: number; readonly session: number; readonly stage: number; readonly input: TensorData }

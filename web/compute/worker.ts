@@ -52,6 +52,11 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
     case 'build':
       start(m, buildAll(m));
       return;
+    case 'prepare':
+      StageSessions.prepare(m.backend)
+        .then(() => reply({ type: 'done', id: m.id }))
+        .catch((e: unknown) => fail(m.id, e));
+      return;
     case 'run': {
       if (sessions === null) {
         fail(m.id, new ComputeError('ERR_NO_STAGE', 'no stages are loaded'));

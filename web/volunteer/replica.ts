@@ -68,6 +68,8 @@ function clientKey(): string | null {
 export class VolunteerReplica {
   private status: ReplicaStatus;
   private compute: ComputeClient | null = null;
+  /** A compute worker whose runtime starts before a stage is assigned (see prepareCompute). */
+  private prepared: ComputeClient | null = null;
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
@@ -103,6 +105,7 @@ export class VolunteerReplica {
       lastError: null,
       share: this.duty.share,
     };
+    this.prepared = this.prepareCompute();
     socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey() }));
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
@@ -193,8 +196,21 @@ export class VolunteerReplica {
     }
   }
 
+  /**
+   * A compute worker that starts its runtime at once (a second or two of
+   * WebAssembly compilation), meanwhile the tab joins and fetches its
+   * weights. A failed start is ignored here: the build that follows reports it.
+   */
+  private prepareCompute(): ComputeClient {
+    const compute = new ComputeClient();
+    compute.prepare(this.status.backend).catch(() => {});
+    return compute;
+  }
+
   /** One try at loading a stage: null when it is ready (or moot), else why it failed. */
   private async loadOnce(a: StageAssignment, epoch: number): Promise<string | null> {
+    const compute = this.prepared ?? this.prepareCompute();
+    this.prepared = null;
     // A pause or leave while loading makes this load moot.
     try {
       this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null });
@@ -203,11 +219,13 @@ export class VolunteerReplica {
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
       // Only this stage's tensors, by range requests from the model folder, each checked against the swarm's sha256.
       const weights = await fetchStageWeights(a.baseUrl, manifest, [a.stage], (progress) => this.update({ progress }));
-      if (epoch !== this.epoch) return null;
+      if (epoch !== this.epoch) {
+        compute.terminate();
+        return null;
+      }
       this.update({ state: 'loading' });
       this.compute?.terminate();
       this.setSessions((s) => s.clear());
-      const compute = new ComputeClient();
       this.compute = compute;
       // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
       await compute.build(this.status.backend, manifest, weights.stages);
@@ -240,6 +258,7 @@ export class VolunteerReplica {
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
       return null;
     } catch (e) {
+      if (this.compute !== compute) compute.terminate();
       // The worker's errors carry their code apart from the message (ERR_STAGE_MISMATCH, ERR_SESSION_CREATE, …): name it.
       return e instanceof WorkerError ? `${e.code}: ${e.message}` : (e as Error).message;
     }
@@ -352,6 +371,8 @@ export class VolunteerReplica {
     this.core = null;
     this.compute?.terminate();
     this.compute = null;
+    this.prepared?.terminate();
+    this.prepared = null;
     this.setSessions((s) => s.clear());
     this.socket.disconnect();
   }
