@@ -82,6 +82,10 @@ describe('the model folder, served with range requests', () => {
       expect(res.status, path).toBe(404);
       await res.arrayBuffer();
     }
+    // Stage files are the server's own (its oracle runs them); volunteers build theirs from the folder.
+    const stageFile = await fetch(`${stageBase}/stage-0.onnx`);
+    expect(stageFile.status).toBe(404);
+    await stageFile.arrayBuffer();
     for (const f of ['config.json', 'tokenizer.json']) {
       const res = await fetch(`${base}/models/${MODEL}/files/${f}`);
       expect(res.status, f).toBe(200);

@@ -37,7 +37,11 @@ export interface RoutesContext {
   readonly logger: Logger;
 }
 
-/** Only files that a manifest names (and the manifest itself) are served from a stage directory: URL path → file. */
+/**
+ * What browsers read of a stage directory: the manifest and the tokenizer it
+ * names (URL path → file). Not the stage files: volunteers build their stage
+ * from the model folder's tensors (folderFilesOf, tensorIndexesOf).
+ */
 export function modelFilesOf(
   models: readonly { readonly manifest: StageManifest; readonly dir: string }[],
   listings: readonly ModelListing[],
@@ -46,7 +50,7 @@ export function modelFilesOf(
   for (const [i, m] of models.entries()) {
     const base = listings[i]?.baseUrl;
     if (base === undefined) continue;
-    const names = ['manifest.json', m.manifest.tokenizer.file, ...m.manifest.stages.map((s) => s.file)];
+    const names = ['manifest.json', m.manifest.tokenizer.file];
     if (m.manifest.tokenizerConfig !== null) names.push(m.manifest.tokenizerConfig.file);
     for (const name of names) {
       const path = safeJoin(m.dir, name);
@@ -176,7 +180,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       // A model folder's files are named by the checkpoint, not by content: revalidated, never kept stale.
       if (folderFile !== undefined && sendFileRanged(req, res, folderFile, 'no-cache', MODEL_FOLDER_CORS)) return;
       const file = ctx.modelFiles.get(path);
-      // Stage files are content-addressed by the manifest's sha256: safe to cache; the manifest is not.
+      // The tokenizer is named with its sha256 by the manifest: safe to cache a while; the manifest is not.
       if (file !== undefined && sendFile(res, file, path.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
       notFound(res, path, `${path} is not a served model file`);
       return;
