@@ -203,7 +203,11 @@ export class VolunteerReplica {
    */
   private prepareCompute(): ComputeClient {
     const compute = new ComputeClient();
-    compute.prepare(this.status.backend).catch(() => {});
+    // A User Timing mark: when the runtime was ready, for the cold-start benchmark and the browser's profiler.
+    compute.prepare(this.status.backend).then(
+      () => performance.mark('webswarm:runtime-ready'),
+      () => {},
+    );
     return compute;
   }
 
