@@ -45,6 +45,17 @@ const CLIENT_KEY = 'webswarm-client-key';
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
 
+/** A compute worker started ahead of its stage, and why its start failed, once it has. */
+interface PreparedCompute {
+  readonly compute: ComputeClient;
+  failure: string | null;
+}
+
+/** An error as the page shows it: the worker's errors carry their code apart from the message (ERR_STAGE_MISMATCH, …). */
+function errorText(e: unknown): string {
+  return e instanceof WorkerError ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
+
 /** A random key kept in this browser, so that the coordinator can refuse a volunteer it evicted. */
 function clientKey(): string | null {
   try {
@@ -69,7 +80,7 @@ export class VolunteerReplica {
   private status: ReplicaStatus;
   private compute: ComputeClient | null = null;
   /** A compute worker whose runtime starts before a stage is assigned (see prepareCompute). */
-  private prepared: ComputeClient | null = null;
+  private prepared: PreparedCompute | null = null;
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
@@ -201,19 +212,22 @@ export class VolunteerReplica {
    * WebAssembly compilation), meanwhile the tab joins and fetches its
    * weights. A failed start is ignored here: the build that follows reports it.
    */
-  private prepareCompute(): ComputeClient {
-    const compute = new ComputeClient();
-    // A User Timing mark: when the runtime was ready, for the cold-start benchmark and the browser's profiler.
-    compute.prepare(this.status.backend).then(
+  private prepareCompute(): PreparedCompute {
+    const p: PreparedCompute = { compute: new ComputeClient(), failure: null };
+    p.compute.prepare(this.status.backend).then(
+      // A User Timing mark: when the runtime was ready, for the cold-start benchmark and the browser's profiler.
       () => performance.mark('webswarm:runtime-ready'),
-      () => {},
+      (e: unknown) => {
+        p.failure = errorText(e);
+      },
     );
-    return compute;
+    return p;
   }
 
   /** One try at loading a stage: null when it is ready (or moot), else why it failed. */
   private async loadOnce(a: StageAssignment, epoch: number): Promise<string | null> {
-    const compute = this.prepared ?? this.prepareCompute();
+    const prepared = this.prepared ?? this.prepareCompute();
+    const { compute } = prepared;
     this.prepared = null;
     // A pause or leave while loading makes this load moot.
     try {
@@ -227,6 +241,8 @@ export class VolunteerReplica {
         compute.terminate();
         return null;
       }
+      // A worker that did not start (its script cut off) answers nothing more: this try fails, the next starts another.
+      if (prepared.failure !== null) throw new Error(prepared.failure);
       this.update({ state: 'loading' });
       this.compute?.terminate();
       this.setSessions((s) => s.clear());
@@ -263,8 +279,7 @@ export class VolunteerReplica {
       return null;
     } catch (e) {
       if (this.compute !== compute) compute.terminate();
-      // The worker's errors carry their code apart from the message (ERR_STAGE_MISMATCH, ERR_SESSION_CREATE, …): name it.
-      return e instanceof WorkerError ? `${e.code}: ${e.message}` : (e as Error).message;
+      return errorText(e);
     }
   }
 
@@ -375,7 +390,7 @@ export class VolunteerReplica {
     this.core = null;
     this.compute?.terminate();
     this.compute = null;
-    this.prepared?.terminate();
+    this.prepared?.compute.terminate();
     this.prepared = null;
     this.setSessions((s) => s.clear());
     this.socket.disconnect();
