@@ -17,14 +17,9 @@ import { WeightReader } from '../../shared/model/weights.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { type RawTensor, writeSafetensors } from '../../testing/safetensors-writer.js';
 import { type StaticFolderOptions, type StaticFolderServer, startStaticFolderServer } from '../../testing/static-folder-server.js';
-import {
-  fetchStageTensors,
-  LAYER_FETCH_LIMITS,
-  LayerFetchError,
-  type LayerFetchErrorCode,
-  memoryStore,
-  type TensorStore,
-} from './layer-fetch.js';
+import { fetchStageTensors } from './layer-fetch.js';
+import { LAYER_FETCH_LIMITS, LayerFetchError, type LayerFetchErrorCode } from './range-fetch.js';
+import { memoryStore, type TensorStore } from './tensor-store.js';
 
 const STAGES = 3;
 

@@ -4,9 +4,11 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { TensorInfo } from '../../shared/model/safetensors.js';
 import { stageTensorNames } from '../../shared/model/tensor-index.js';
-import { cacheApiStore, fetchStageTensors, fetchTensorIndex, LayerFetchError, type TensorStore } from './layer-fetch.js';
+import { fetchStageTensors, fetchTensorIndex } from './layer-fetch.js';
+import { LayerFetchError } from './range-fetch.js';
 import type { StageTensors } from './stage-build.js';
 import type { Progress } from './stage-loader.js';
+import { cacheApiStore, type TensorStore } from './tensor-store.js';
 
 export interface StageWeights {
   readonly stages: StageTensors[];
