@@ -9,7 +9,7 @@ import type { ApiSwarm } from '../api/api-swarm.js';
 import type { TokenTexts } from '../api/token-text.js';
 import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
-import { modelFolderFiles, readTensorIndex, TENSOR_INDEX_FILE } from '../models/model-folder.js';
+import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
 import { MODEL_FOLDER_CORS, safeJoin, sendFile, sendFileRanged, sendJson, sendPreflight, serveWebApp } from './static-files.js';
 
 export type { ModelListing } from '../../shared/protocol/http.js';
@@ -64,7 +64,7 @@ export function modelFilesOf(
 export interface RoutedModel {
   readonly manifest: StageManifest;
   readonly dir: string;
-  /** The Hugging Face model folder, served under /models/<id>/files/ (absent: not served here). */
+  /** The Hugging Face model folder, served under /models/<id>/files/ (absent: the one the stages were built from, if it is still there). */
   readonly modelDir?: string;
   /** Where volunteers fetch the model folder from instead (a mirror with range requests and CORS). */
   readonly weightsUrl?: string;
@@ -79,9 +79,10 @@ export function folderUrlOf(modelId: string): string {
 export function folderFilesOf(models: readonly RoutedModel[]): Map<string, string> {
   const files = new Map<string, string>();
   for (const m of models) {
-    if (m.modelDir === undefined) continue;
-    for (const name of modelFolderFiles(m.modelDir)) {
-      const path = safeJoin(m.modelDir, name);
+    const folder = m.modelDir ?? sourceFolderOf(m.dir);
+    if (folder === null) continue;
+    for (const name of modelFolderFiles(folder)) {
+      const path = safeJoin(folder, name);
       if (path !== null) files.set(`${folderUrlOf(m.manifest.modelId)}${name}`, path);
     }
   }
@@ -94,7 +95,7 @@ export function tensorIndexesOf(models: readonly RoutedModel[], listings: readon
   for (const [i, m] of models.entries()) {
     const base = listings[i]?.baseUrl;
     if (base === undefined) continue;
-    const weightsUrl = m.weightsUrl ?? (m.modelDir === undefined ? null : folderUrlOf(m.manifest.modelId));
+    const weightsUrl = m.weightsUrl ?? ((m.modelDir ?? sourceFolderOf(m.dir)) === null ? null : folderUrlOf(m.manifest.modelId));
     out.set(`${base}/${TENSOR_INDEX_FILE}`, { ...readTensorIndex(m.dir), weightsUrl });
   }
   return out;

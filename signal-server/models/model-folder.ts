@@ -48,6 +48,16 @@ export function readTensorIndex(stageDir: string): TensorIndex {
   return parseTensorIndex(path, parseJsonFile(path, readRequired(stageDir, TENSOR_INDEX_FILE)));
 }
 
+/** The model folder a stage directory was built from (its source.json), or null when it does not say or is gone. */
+export function sourceFolderOf(stageDir: string): string | null {
+  try {
+    const source = JSON.parse(readFileSync(join(stageDir, 'source.json'), 'utf8')) as { modelDir?: unknown };
+    return typeof source.modelDir === 'string' && existsSync(source.modelDir) ? source.modelDir : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Files of a Hugging Face model folder that volunteers may read: config, tokenizer, and the weights (one file, or the index and its shards). */
 export function modelFolderFiles(dirIn: string): string[] {
   const dir = resolve(dirIn);
@@ -136,7 +146,8 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   // Each checkpoint tensor's sha256: what volunteers that fetch their layers from the model folder check against.
   const tensorIndex = await buildTensorIndex(model.modelId, basename(model.weightsFile) as WeightsEntryFile, model.tensors);
   writeFileSync(join(tmp, TENSOR_INDEX_FILE), `${JSON.stringify(tensorIndex)}\n`);
-  writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash })}\n`);
+  // What the stages were built from: the hash decides whether to rebuild; the folder is what the server serves to volunteers.
+  writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash, modelDir: model.dir })}\n`);
   rmSync(outDir, { recursive: true, force: true });
   renameSync(tmp, outDir);
   return manifest;
@@ -152,7 +163,7 @@ export async function ensureStages(modelDir: string, partition: Partition, cache
   const sourcePath = join(dir, 'source.json');
   if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json')) && existsSync(join(dir, TENSOR_INDEX_FILE))) {
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
-    if (source.sourceHash === model.sourceHash) return { dir, manifest: (await loadStageSet(dir)).manifest, built: false };
+    if (source.sourceHash === model.sourceHash && sourceFolderOf(dir) === model.dir) return { dir, manifest: (await loadStageSet(dir)).manifest, built: false };
   }
   return { dir, manifest: await buildStagesToDir(model, partition, dir), built: true };
 }
