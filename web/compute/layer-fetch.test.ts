@@ -17,7 +17,7 @@ import { WeightReader } from '../../shared/model/weights.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { type RawTensor, writeSafetensors } from '../../testing/safetensors-writer.js';
 import { type StaticFolderOptions, type StaticFolderServer, startStaticFolderServer } from '../../testing/static-folder-server.js';
-import { fetchStageTensors } from './layer-fetch.js';
+import { fetchStageTensors, fetchTensorIndex } from './layer-fetch.js';
 import { LAYER_FETCH_LIMITS, LayerFetchError, type LayerFetchErrorCode } from './range-fetch.js';
 import { memoryStore, type TensorStore } from './tensor-store.js';
 
@@ -229,6 +229,23 @@ describe('bad input from the weights server', () => {
     for (const [name, t] of all) swapped.set(name, name === 'model.norm.weight' ? { ...t, shape: [1, ...t.shape] } : t);
     const server = await serve(hostileFolder(writeSafetensors(swapped)));
     expect(await refusal(load(austen, server, STAGES - 1, null))).toBe('ERR_TENSOR_MISMATCH');
+  });
+
+  it('refuses an index over its bound, and a weight map that names files outside the folder', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'webswarm-index-'));
+    tmp.push(dir);
+    writeFileSync(join(dir, 'tensors.json'), JSON.stringify({ pad: 'x'.repeat(4096) }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { 'model.norm.weight': '../model.safetensors' } }),
+    );
+    const server = await serve(dir);
+    expect(await refusal(fetchTensorIndex(`${server.url}tensors.json`, { ...LAYER_FETCH_LIMITS, indexBytes: 1024 }))).toBe(
+      'ERR_WEIGHTS_INDEX',
+    );
+    expect(await refusal(fetchTensorIndex(`${server.url}tensors.json`))).toBe('ERR_WEIGHTS_INDEX');
+    const sharded = { ...austen, index: { ...austen.index, weightsFile: 'model.safetensors.index.json' as const } };
+    expect(await refusal(load(sharded, server, STAGES - 1, null))).toBe('ERR_WEIGHTS_INDEX');
   });
 
   it('refuses a folder without the checkpoint', async () => {

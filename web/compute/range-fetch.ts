@@ -62,7 +62,8 @@ export async function readBody(
   const cap = limit.exactBytes ?? limit.maxBytes ?? 0;
   if (res.body === null) throw new LayerFetchError('ERR_WEIGHTS_HTTP', `${url}: the response has no body`);
   const reader = res.body.getReader();
-  const buf = new Uint8Array(cap);
+  // An exact size is allocated at once; a mere bound (a JSON file) grows with what arrives.
+  let buf = new Uint8Array(limit.exactBytes ?? Math.min(cap, 64 * 1024));
   let got = 0;
   for (;;) {
     const { done, value } = await reader.read();
@@ -73,6 +74,11 @@ export async function readBody(
         ? new LayerFetchError('ERR_WEIGHTS_INDEX', `${url} is larger than ${cap} bytes`)
         : new LayerFetchError('ERR_WEIGHTS_RANGE', `${url} sent more than the ${cap} bytes asked for`);
     }
+    if (got + value.byteLength > buf.byteLength) {
+      const grown = new Uint8Array(Math.min(cap, Math.max(2 * buf.byteLength, got + value.byteLength)));
+      grown.set(buf.subarray(0, got));
+      buf = grown;
+    }
     buf.set(value, got);
     got += value.byteLength;
     onChunk?.(value.byteLength);
@@ -80,7 +86,7 @@ export async function readBody(
   if (limit.exactBytes !== undefined && got !== limit.exactBytes) {
     throw new LayerFetchError('ERR_WEIGHTS_RANGE', `${url} sent ${got} bytes, ${limit.exactBytes} were asked for`);
   }
-  return got === cap ? buf : buf.slice(0, got);
+  return got === buf.byteLength ? buf : buf.slice(0, got);
 }
 
 export async function get(url: string, init: RequestInit): Promise<Response> {
