@@ -214,7 +214,8 @@ describe('consent cannot be skipped', () => {
     expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
     await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
-    expect((await fetchSwarmListing(swarmUrl)).list.map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+    // Counted ready once its challenge step is answered: a round trip after the frame says so.
+    await expect.poll(async () => (await fetchSwarmListing(swarmUrl)).list.map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
     await closeAndWaitGone(p);
   });
 });

@@ -109,7 +109,8 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     // Consent, inside the frame: it registers and becomes ready, waiting for work.
     await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Waiting for work');
-    expect(rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
+    // The frame says ready as it tells the server, which counts it once its challenge step is answered: a round trip later.
+    await expect.poll(() => rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
     expect(await frame.getByTestId('embed-steps').locator('..').textContent()).toBe('0 steps · stage 0 · CPU');
 
     // It computes a real generation: the reference runner's tokens.
