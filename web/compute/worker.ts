@@ -25,9 +25,21 @@ function transferables(f: Feeds): Transferable[] {
   return Object.values(f).map((t) => t.data.buffer as ArrayBuffer);
 }
 
+/**
+ * The runtime's warm-up (prepare), until it is over: a stage's session waits
+ * for it, since onnxruntime's WebGPU provider refuses to create two sessions
+ * at once ("another WebGPU EP inference session is being created").
+ */
+let preparing: Promise<void> = Promise.resolve();
+
 function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise<{ index: number; bytes: ArrayBuffer }[]>): void {
+  // A failed warm-up is answered to prepare; the stage's own session creation reports its own failure.
+  const warmedUp = preparing.catch(() => {});
   stages
-    .then((built) => StageSessions.create(m.backend, built, m.manifest))
+    .then(async (built) => {
+      await warmedUp;
+      return StageSessions.create(m.backend, built, m.manifest);
+    })
     .then(async (s) => {
       caches?.dispose();
       sessions = s;
@@ -55,9 +67,8 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       start(m, buildAll(m));
       return;
     case 'prepare':
-      StageSessions.prepare(m.backend)
-        .then(() => reply({ type: 'done', id: m.id }))
-        .catch((e: unknown) => fail(m.id, e));
+      preparing = StageSessions.prepare(m.backend);
+      preparing.then(() => reply({ type: 'done', id: m.id })).catch((e: unknown) => fail(m.id, e));
       return;
     case 'run': {
       if (sessions === null) {
