@@ -13,6 +13,8 @@
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
+ *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
+ *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +28,7 @@ import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-serve
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchCapacity } from './capacity.js';
+import { benchColdStart } from './cold-start.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
@@ -111,6 +114,9 @@ async function main(): Promise<void> {
     const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
     if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });
+    if (process.env.BENCH_COLD_START !== '0') {
+      await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
+    }
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -24,7 +24,7 @@ export { launchChromium };
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
-  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm }[],
+  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm; weightsUrl?: string }[],
   cacheRoot: string,
   extra: {
     redundancy?: number;

@@ -26,6 +26,12 @@ describe('server settings', () => {
     expect(() => optionsFrom({ LOG_FORMAT: 'human' })).toThrow('LOG_FORMAT must be one of json, pretty, auto, got "human"');
     expect(() => optionsFrom({ SPOT_CHECK_RATE: '2' })).toThrow('SPOT_CHECK_RATE must be a number from 0 to 1, got "2"');
     expect(optionsFrom({ LOCAL_ADDRESSES: ' 10.0.0.1 , ::1 ' }).localAddresses).toEqual(['10.0.0.1', '::1']);
+    expect(optionsFrom({}).weightsUrl).toBeNull();
+    expect(optionsFrom({ WEIGHTS_URL: 'https://mirror.example/SmolLM-135M' }).weightsUrl).toBe('https://mirror.example/SmolLM-135M/');
+    expect(optionsFrom({}, { 'weights-url': '/weights/' }).weightsUrl).toBe('/weights/');
+    expect(() => optionsFrom({ WEIGHTS_URL: 'ftp://x/' })).toThrow(
+      'WEIGHTS_URL must be an http(s) URL or a path starting with /, got "ftp://x/"',
+    );
   });
 
   it('check the ICE settings at start, naming the setting and never quoting the secret', () => {

@@ -27,6 +27,8 @@ export interface StartOptions {
   readonly graph: GraphForm;
   readonly webRoot: string;
   readonly stageCache: string;
+  /** Where volunteers fetch the model folder's weights from (a mirror with range requests and CORS); null = this server. */
+  readonly weightsUrl: string | null;
   readonly redundancy: number;
   /** production (default) refuses volunteers that inject faults; demo and test accept them. */
   readonly mode: 'production' | 'demo' | 'test';
@@ -89,6 +91,12 @@ export const SETTINGS = {
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
   stageCache: { env: 'STAGE_CACHE', flag: 'stage-cache', fallback: STAGE_CACHE, help: 'where built stage files are kept' },
+  weightsUrl: {
+    env: 'WEIGHTS_URL',
+    flag: 'weights-url',
+    fallback: '',
+    help: "where volunteers fetch the model folder's weights by range requests (any static server with CORS); empty = this server",
+  },
   mode: {
     env: 'WEBSWARM_MODE',
     flag: 'mode',
@@ -178,6 +186,19 @@ export const SETTING_FLAGS = Object.fromEntries(Object.values(SETTINGS).map((s) 
   { type: 'string' }
 >;
 
+/** WEIGHTS_URL: empty, an http(s) URL of a folder, or a path on this server; ending with '/' so that file names resolve inside it. */
+function weightsUrlSetting({ value, from }: { value: string; from: string }): string | null {
+  if (value === '') return null;
+  let ok = value.startsWith('/') && !value.startsWith('//');
+  try {
+    ok ||= ['http:', 'https:'].includes(new URL(value).protocol);
+  } catch {
+    // not an absolute URL
+  }
+  if (!ok) throw new Error(`${from} must be an http(s) URL or a path starting with /, got "${value}"`);
+  return value.endsWith('/') ? value : `${value}/`;
+}
+
 /** Reads the settings: a flag's value, else the environment's, else the default; a bad value throws naming it. */
 export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<string, string | boolean | undefined>> = {}): StartOptions {
   const raw = (s: Setting): { value: string; from: string } => {
@@ -229,6 +250,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     graph: oneOf(SETTINGS.graph, GRAPH_FORMS),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
+    weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
     redundancy: int(SETTINGS.redundancy, 1),
     mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
     apiKeys: raw(SETTINGS.apiKeys)
@@ -269,7 +291,15 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     port: o.port,
     host: o.host,
     webRoot: o.webRoot,
-    models: [{ manifest, dir, key: stageDirName(manifest.model.numLayers, partition, choice) }],
+    models: [
+      {
+        manifest,
+        dir,
+        key: stageDirName(manifest.model.numLayers, partition, choice),
+        modelDir: modelDir(o.model),
+        ...(o.weightsUrl === null ? {} : { weightsUrl: o.weightsUrl }),
+      },
+    ],
     redundancy: o.redundancy,
     allowFaults: o.mode !== 'production',
     apiKeys: o.apiKeys,

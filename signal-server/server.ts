@@ -14,7 +14,7 @@ import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
 import { DashboardFeed } from './dashboard-feed.js';
-import { createRequestHandler, type ModelListing, modelFilesOf } from './http/routes.js';
+import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
 import { type Logger, silentLogger } from './log.js';
@@ -34,6 +34,10 @@ export interface ServedStages {
   readonly dir: string;
   /** The partition's key, e.g. "r0-2_2-4_4-6". */
   readonly key: string;
+  /** The Hugging Face model folder the stages were cut from: served under /models/<id>/files/ with range requests, for volunteers to fetch their layers. */
+  readonly modelDir?: string;
+  /** Where volunteers fetch the model folder from instead of this server (any static server with range requests and CORS). */
+  readonly weightsUrl?: string;
 }
 
 export interface SignalServerOptions {
@@ -232,6 +236,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     metrics,
     webRoot: opts.webRoot,
     modelFiles: modelFilesOf(opts.models, listings),
+    folderFiles: folderFilesOf(opts.models),
+    tensorIndexes: tensorIndexesOf(opts.models, listings),
     tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     startedS: Math.floor(Date.now() / 1000),

@@ -1,8 +1,9 @@
-// Test helper: seeded random checkpoints in the shapes people download. Each
-// config carries the real config.json's key set of its model (values as
-// published, except the sizes, cut down so tests stay fast), so that loading
-// is tested against what those folders contain.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+// Test and bench helper: seeded random checkpoints in the shapes people
+// download. Each config carries the real config.json's key set of its model
+// (values as published, except the sizes, cut down so tests stay fast), so
+// that loading is tested against what those folders contain; benches write
+// full-size ones (ensureRandomCheckpoint) under .cache/, never committed.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlainConfig } from './plain-llama.js';
 import { type RawTensor, writeSafetensors } from './safetensors-writer.js';
@@ -228,20 +229,76 @@ export function randomCheckpoint(config: HfConfig, seed: number): RandomCheckpoi
 /**
  * Writes a Hugging Face folder: config.json, model.safetensors in the config's
  * torch_dtype (bfloat16 values are rounded in `ckpt.weights` too, so they stay
- * exactly what is stored) and a tokenizer.json.
+ * exactly what is stored) and a tokenizer.json. `nameOrder` writes the tensors
+ * sorted by name, as transformers does (model.layers.1.* then
+ * model.layers.10.*, so a stage's layers are not one byte range).
  */
-export function writeCheckpointFolder(dir: string, ckpt: RandomCheckpoint): void {
+export function writeCheckpointFolder(
+  dir: string,
+  ckpt: RandomCheckpoint,
+  options: { nameOrder?: boolean; tokenizer?: string } = {},
+): void {
   mkdirSync(dir, { recursive: true });
   const bf16 = ckpt.config.torch_dtype === 'bfloat16';
+  const shapes = checkpointTensorShapes(ckpt.config);
+  if (options.nameOrder === true) shapes.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const tensors = new Map<string, RawTensor>();
-  for (const [name, shape] of checkpointTensorShapes(ckpt.config)) {
+  for (const [name, shape] of shapes) {
     const v = ckpt.weights.get(name) as Float32Array;
     const bytes = bf16 ? new Uint8Array(roundToBf16(v).buffer) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     tensors.set(name, { dtype: bf16 ? 'BF16' : 'F32', shape, bytes });
   }
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(ckpt.config, null, 2)}\n`);
   writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(tensors));
-  copyFileSync(TOKENIZER_SOURCE, join(dir, 'tokenizer.json'));
+  copyFileSync(options.tokenizer ?? TOKENIZER_SOURCE, join(dir, 'tokenizer.json'));
+}
+
+/** A llama checkpoint's size, for benches that want a real model's shape rather than a cut-down config. */
+export interface CheckpointShape {
+  readonly layers: number;
+  readonly hidden: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly intermediate: number;
+  readonly vocab: number;
+}
+
+/** SmolLM-135M's shape (30 layers, hidden 576, 9 query and 3 key/value heads, SwiGLU 1536, tied embeddings), its vocabulary cut to the default tokenizer's 2048. */
+export const SMOLLM_135M_SHAPE: CheckpointShape = { layers: 30, hidden: 576, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 2048 };
+
+/** SMOLLM_135M's config.json at `shape`'s sizes, stored as bfloat16. */
+export function shapedConfig(shape: CheckpointShape): HfConfig {
+  return {
+    ...SMOLLM_135M,
+    hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads,
+    num_hidden_layers: shape.layers,
+    vocab_size: shape.vocab,
+  };
+}
+
+/**
+ * Writes the folder `dir` (tensors in name order, bfloat16) for `shape` and
+ * `seed` unless it is already there (seed.json records what it holds);
+ * written beside and renamed, so an interrupted write is never taken for a
+ * checkpoint. Returns `dir`.
+ */
+export function ensureRandomCheckpoint(dir: string, shape: CheckpointShape, seed: number, tokenizerDir = 'models/austen-2m'): string {
+  const stamp = JSON.stringify({ shape, seed, dtype: 'BF16', generator: 'randomCheckpoint' });
+  const stampPath = join(dir, 'seed.json');
+  if (existsSync(stampPath) && readFileSync(stampPath, 'utf8') === stamp) return dir;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  writeCheckpointFolder(tmp, randomCheckpoint(shapedConfig(shape), seed), {
+    nameOrder: true,
+    tokenizer: join(tokenizerDir, 'tokenizer.json'),
+  });
+  writeFileSync(join(tmp, 'seed.json'), stamp);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+  return dir;
 }
 
 /** Seeded random token ids in [0, vocab). */

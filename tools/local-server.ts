@@ -9,7 +9,7 @@ import { ensureStages, stageDirName } from '../signal-server/models/model-folder
 import { createSignalServer, type ServedStages, type SignalServer, type SignalServerOptions } from '../signal-server/server.js';
 
 export async function startLocalServer(
-  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm }[],
+  models: readonly { dir: string; stages: number; weights?: WeightPrecision; graph?: GraphForm; weightsUrl?: string }[],
   cacheRoot: string,
   options: Partial<Omit<SignalServerOptions, 'models'>> = {},
 ): Promise<SignalServer> {
@@ -18,7 +18,13 @@ export async function startLocalServer(
     const partition = { stages: m.stages };
     const choice = { weights: m.weights ?? 'f32', graph: m.graph ?? 'plain' } as const;
     const { dir, manifest } = await ensureStages(m.dir, partition, cacheRoot, choice);
-    served.push({ dir, manifest, key: stageDirName(manifest.model.numLayers, partition, choice) });
+    served.push({
+      dir,
+      manifest,
+      key: stageDirName(manifest.model.numLayers, partition, choice),
+      modelDir: m.dir,
+      ...(m.weightsUrl === undefined ? {} : { weightsUrl: m.weightsUrl }),
+    });
   }
   const server = createSignalServer({ port: 0, host: '127.0.0.1', webRoot: 'dist', ...options, models: served });
   await server.ready;

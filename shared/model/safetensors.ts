@@ -1,4 +1,5 @@
 import { ModelError } from './errors.js';
+import { headerLength, parseSafetensorsHeader } from './safetensors-header.js';
 
 /** Element types a safetensors checkpoint of the llama family may use for weights. */
 export type WeightDtype = 'F32' | 'F16' | 'BF16';
@@ -11,12 +12,7 @@ export interface TensorInfo {
   readonly bytes: Uint8Array;
 }
 
-const BYTES_PER_ELEMENT: Record<WeightDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-
-function isWeightDtype(v: unknown): v is WeightDtype {
-  return v === 'F32' || v === 'F16' || v === 'BF16';
-}
 
 /**
  * Parses a safetensors file: 8-byte little-endian header length, a JSON header
@@ -26,47 +22,14 @@ function isWeightDtype(v: unknown): v is WeightDtype {
 export function parseSafetensors(file: string, data: Uint8Array): Map<string, TensorInfo> {
   const bad = (detail: string): ModelError => new ModelError('ERR_MODEL_BAD_SAFETENSORS', file, detail);
   if (data.byteLength < 8) throw bad(`file is ${data.byteLength} bytes, too short for a safetensors header`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const headerLen = Number(view.getBigUint64(0, true));
+  const headerLen = headerLength(data);
   if (headerLen <= 0 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > data.byteLength) {
     throw bad(`header length ${headerLen} does not fit a file of ${data.byteLength} bytes`);
   }
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder().decode(data.subarray(8, 8 + headerLen)));
-  } catch (e) {
-    throw bad(`header is not JSON (${(e as Error).message})`);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object');
   const body = data.subarray(8 + headerLen);
   const out = new Map<string, TensorInfo>();
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') continue;
-    if (typeof entry !== 'object' || entry === null) throw bad(`entry ${name} is not an object`);
-    const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-    if (!isWeightDtype(dtype)) {
-      throw new ModelError('ERR_MODEL_TENSOR_DTYPE', file, `tensor ${name} has dtype ${String(dtype)}; supported: F32, F16, BF16`);
-    }
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw bad(`tensor ${name} has an invalid shape ${JSON.stringify(shape)}`);
-    }
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !offsets.every((o) => Number.isInteger(o) && o >= 0) ||
-      offsets[0] > offsets[1] ||
-      offsets[1] > body.byteLength
-    ) {
-      throw bad(`tensor ${name} has data offsets ${JSON.stringify(offsets)} outside the ${body.byteLength}-byte body`);
-    }
-    const [start, end] = offsets as [number, number];
-    const elements = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (end - start !== elements * BYTES_PER_ELEMENT[dtype]) {
-      throw bad(
-        `tensor ${name} holds ${end - start} bytes, but ${dtype}${JSON.stringify(shape)} needs ${elements * BYTES_PER_ELEMENT[dtype]}`,
-      );
-    }
-    out.set(name, { name, dtype, shape: shape as number[], bytes: body.subarray(start, end) });
+  for (const [name, e] of parseSafetensorsHeader(file, data.subarray(8, 8 + headerLen), body.byteLength)) {
+    out.set(name, { name, dtype: e.dtype, shape: e.shape, bytes: body.subarray(e.start, e.end) });
   }
   return out;
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
+import type { TensorIndex } from '../../shared/model/tensor-index.js';
 import type { ModelListing, SwarmListing } from '../../shared/protocol/http.js';
 import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
@@ -8,7 +9,8 @@ import type { ApiSwarm } from '../api/api-swarm.js';
 import type { TokenTexts } from '../api/token-text.js';
 import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
-import { safeJoin, sendFile, sendJson, serveWebApp } from './static-files.js';
+import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
+import { MODEL_FOLDER_CORS, safeJoin, sendFile, sendFileRanged, sendJson, sendPreflight, serveWebApp } from './static-files.js';
 
 export type { ModelListing } from '../../shared/protocol/http.js';
 
@@ -23,6 +25,10 @@ export interface RoutesContext {
   readonly webRoot: string | null;
   /** URL path → file, for the model files that manifests name (modelFilesOf). */
   readonly modelFiles: ReadonlyMap<string, string>;
+  /** URL path → file, for the Hugging Face model folders, served with range requests and CORS (folderFilesOf). */
+  readonly folderFiles?: ReadonlyMap<string, string>;
+  /** URL path → tensor index (tensors.json beside each manifest), with where volunteers fetch the weights (tensorIndexesOf). */
+  readonly tensorIndexes?: ReadonlyMap<string, TensorIndex>;
   /** Each token's text and bytes of the first served model (null when none is served). */
   readonly tokenTexts: TokenTexts | null;
   readonly maxBodyBytes: number;
@@ -31,7 +37,11 @@ export interface RoutesContext {
   readonly logger: Logger;
 }
 
-/** Only files that a manifest names (and the manifest itself) are served from a stage directory: URL path → file. */
+/**
+ * What browsers read of a stage directory: the manifest and the tokenizer it
+ * names (URL path → file). Not the stage files: volunteers build their stage
+ * from the model folder's tensors (folderFilesOf, tensorIndexesOf).
+ */
 export function modelFilesOf(
   models: readonly { readonly manifest: StageManifest; readonly dir: string }[],
   listings: readonly ModelListing[],
@@ -40,7 +50,7 @@ export function modelFilesOf(
   for (const [i, m] of models.entries()) {
     const base = listings[i]?.baseUrl;
     if (base === undefined) continue;
-    const names = ['manifest.json', m.manifest.tokenizer.file, ...m.manifest.stages.map((s) => s.file)];
+    const names = ['manifest.json', m.manifest.tokenizer.file];
     if (m.manifest.tokenizerConfig !== null) names.push(m.manifest.tokenizerConfig.file);
     for (const name of names) {
       const path = safeJoin(m.dir, name);
@@ -48,6 +58,47 @@ export function modelFilesOf(
     }
   }
   return files;
+}
+
+/** What routes need of a served model: its stage directory and, for volunteers that fetch their layers, its model folder. */
+export interface RoutedModel {
+  readonly manifest: StageManifest;
+  readonly dir: string;
+  /** The Hugging Face model folder, served under /models/<id>/files/ (absent: the one the stages were built from, if it is still there). */
+  readonly modelDir?: string;
+  /** Where volunteers fetch the model folder from instead (a mirror with range requests and CORS). */
+  readonly weightsUrl?: string;
+}
+
+/** Where a model's folder is served on this server. */
+export function folderUrlOf(modelId: string): string {
+  return `/models/${encodeURIComponent(modelId)}/files/`;
+}
+
+/** The model folders' files that volunteers read, with range requests: URL path → file. */
+export function folderFilesOf(models: readonly RoutedModel[]): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const m of models) {
+    const folder = m.modelDir ?? sourceFolderOf(m.dir);
+    if (folder === null) continue;
+    for (const name of modelFolderFiles(folder)) {
+      const path = safeJoin(folder, name);
+      if (path !== null) files.set(`${folderUrlOf(m.manifest.modelId)}${name}`, path);
+    }
+  }
+  return files;
+}
+
+/** Each stage set's tensor index (read from its directory), telling volunteers where the weights are: URL path → index. */
+export function tensorIndexesOf(models: readonly RoutedModel[], listings: readonly ModelListing[]): Map<string, TensorIndex> {
+  const out = new Map<string, TensorIndex>();
+  for (const [i, m] of models.entries()) {
+    const base = listings[i]?.baseUrl;
+    if (base === undefined) continue;
+    const weightsUrl = m.weightsUrl ?? ((m.modelDir ?? sourceFolderOf(m.dir)) === null ? null : folderUrlOf(m.manifest.modelId));
+    out.set(`${base}/${TENSOR_INDEX_FILE}`, { ...readTensorIndex(m.dir), weightsUrl });
+  }
+  return out;
 }
 
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
@@ -102,6 +153,10 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       else sendJson(res, 200, ctx.swarm.serviceStatus());
       return;
     }
+    if (req.method === 'OPTIONS' && ctx.folderFiles?.has(path) === true) {
+      sendPreflight(res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} is not allowed on ${path}` } });
       return;
@@ -116,8 +171,17 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       return;
     }
     if (path.startsWith('/models/')) {
+      const index = ctx.tensorIndexes?.get(path);
+      if (index !== undefined) {
+        res.setHeader('cache-control', 'no-cache');
+        sendJson(res, 200, index);
+        return;
+      }
+      const folderFile = ctx.folderFiles?.get(path);
+      // A model folder's files are named by the checkpoint, not by content: revalidated, never kept stale.
+      if (folderFile !== undefined && sendFileRanged(req, res, folderFile, 'no-cache', MODEL_FOLDER_CORS)) return;
       const file = ctx.modelFiles.get(path);
-      // Stage files are content-addressed by the manifest's sha256: safe to cache; the manifest is not.
+      // The tokenizer is named with its sha256 by the manifest: safe to cache a while; the manifest is not.
       if (file !== undefined && sendFile(res, file, path.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
       notFound(res, path, `${path} is not a served model file`);
       return;

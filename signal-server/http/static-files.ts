@@ -1,5 +1,5 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, relative, resolve, sep } from 'node:path';
 
 const MIME: Record<string, string> = {
@@ -106,4 +106,88 @@ export function serveWebApp(res: ServerResponse, webRoot: string, urlPath: strin
   if (extname(path) === '' && existsSync(join(path, 'index.html'))) return send(join(path, 'index.html'), 'no-cache');
   const immutable = urlPath.startsWith('/assets/');
   return send(path, immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+}
+
+/**
+ * Headers that let any origin read a model folder's files by range requests:
+ * a volunteer page (this origin, or a swarm elsewhere using this server as its
+ * weights mirror) must read Content-Range.
+ */
+export const MODEL_FOLDER_CORS: Record<string, string> = {
+  'access-control-allow-origin': '*',
+  'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
+  'cross-origin-resource-policy': 'cross-origin',
+};
+
+/** The answer to a CORS preflight for a model folder's file (a Range header that is not a simple one triggers it). */
+export function sendPreflight(res: ServerResponse): void {
+  res.writeHead(204, {
+    ...MODEL_FOLDER_CORS,
+    'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+    'access-control-allow-headers': 'Range',
+    'access-control-max-age': '86400',
+  });
+  res.end();
+}
+
+/** A parsed Range header for a file of `size` bytes: one byte range, 'unsatisfiable' (416), or null to send the whole file. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | null {
+  if (header === undefined) return null;
+  // One range only; anything else (several ranges, other units, bad syntax) is ignored, as RFC 9110 allows.
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim());
+  if (m === null || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (m[2] !== '' && Number(m[2]) < start) return null;
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * Streams a file, or the one byte range its Range header asks for (206 with
+ * Content-Range; 416 when the range starts past the end), with `headers`.
+ * False when there is no such file.
+ */
+export function sendFileRanged(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  cacheControl: string,
+  headers: Record<string, string> = {},
+): boolean {
+  if (!existsSync(path)) return false;
+  const st = statSync(path);
+  if (!st.isFile()) return false;
+  const base = {
+    ...ISOLATION_HEADERS,
+    'content-type': MIME[extname(path)] ?? 'application/octet-stream',
+    'cache-control': cacheControl,
+    'accept-ranges': 'bytes',
+    ...headers,
+  };
+  const range = parseRange(req.headers.range, st.size);
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, { ...base, 'content-range': `bytes */${st.size}`, 'content-length': '0' });
+    res.end();
+    return true;
+  }
+  if (range === null) {
+    res.writeHead(200, { ...base, 'content-length': String(st.size) });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(path).pipe(res);
+    return true;
+  }
+  res.writeHead(206, {
+    ...base,
+    'content-range': `bytes ${range.start}-${range.end}/${st.size}`,
+    'content-length': String(range.end - range.start + 1),
+  });
+  if (req.method === 'HEAD') res.end();
+  else createReadStream(path, { start: range.start, end: range.end }).pipe(res);
+  return true;
 }

@@ -11,6 +11,7 @@ import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensor
 import { sha256Hex } from '../../shared/model/sha256.js';
 import { readWholeFile } from './read-whole-file.js';
 import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
+import { buildTensorIndex, parseTensorIndex, type TensorIndex, type WeightsEntryFile } from '../../shared/model/tensor-index.js';
 
 /** A Hugging Face model folder, read and checked. */
 export interface ModelFolder {
@@ -41,6 +42,37 @@ function parseJsonFile(path: string, bytes: Uint8Array): unknown {
 
 const SHARD_INDEX = 'model.safetensors.index.json';
 const HASH_PIECE_BYTES = 1 << 30;
+
+/** The tensor index (per-tensor sha256) written beside a stage set's manifest. */
+export const TENSOR_INDEX_FILE = 'tensors.json';
+
+/** The tensor index of a stage directory, read and validated. */
+export function readTensorIndex(stageDir: string): TensorIndex {
+  const path = join(stageDir, TENSOR_INDEX_FILE);
+  return parseTensorIndex(path, parseJsonFile(path, readRequired(stageDir, TENSOR_INDEX_FILE)));
+}
+
+/** The model folder a stage directory was built from (its source.json), or null when it does not say or is gone. */
+export function sourceFolderOf(stageDir: string): string | null {
+  try {
+    const source = JSON.parse(readFileSync(join(stageDir, 'source.json'), 'utf8')) as { modelDir?: unknown };
+    return typeof source.modelDir === 'string' && existsSync(source.modelDir) ? source.modelDir : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Files of a Hugging Face model folder that volunteers may read: config, tokenizer, and the weights (one file, or the index and its shards). */
+export function modelFolderFiles(dirIn: string): string[] {
+  const dir = resolve(dirIn);
+  const files = ['config.json', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => existsSync(join(dir, f)));
+  if (existsSync(join(dir, 'model.safetensors')) || !existsSync(join(dir, SHARD_INDEX))) return [...files, 'model.safetensors'];
+  const index = parseJsonFile(join(dir, SHARD_INDEX), readFileSync(join(dir, SHARD_INDEX))) as { weight_map?: unknown };
+  const map = index.weight_map;
+  const shards = typeof map === 'object' && map !== null ? Object.values(map as Record<string, unknown>) : [];
+  const names = new Set(shards.filter((f): f is string => typeof f === 'string' && /^[A-Za-z0-9._-]+\.safetensors$/.test(f)));
+  return [...files, SHARD_INDEX, ...names];
+}
 
 /** model.safetensors, or the shards that model.safetensors.index.json lists. */
 function readWeights(dir: string): { weightsFile: string; tensors: Map<string, TensorInfo>; weightBytes: Uint8Array[] } {
@@ -134,7 +166,11 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   mkdirSync(tmp, { recursive: true });
   for (const [name, bytes] of files) writeFileSync(join(tmp, name), bytes);
   writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
-  writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash })}\n`);
+  // Each checkpoint tensor's sha256: what volunteers that fetch their layers from the model folder check against.
+  const tensorIndex = await buildTensorIndex(model.modelId, basename(model.weightsFile) as WeightsEntryFile, model.tensors);
+  writeFileSync(join(tmp, TENSOR_INDEX_FILE), `${JSON.stringify(tensorIndex)}\n`);
+  // What the stages were built from: the hash decides whether to rebuild; the folder is what the server serves to volunteers.
+  writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash, modelDir: model.dir })}\n`);
   rmSync(outDir, { recursive: true, force: true });
   renameSync(tmp, outDir);
   return manifest;
@@ -156,9 +192,9 @@ export async function ensureStages(
   const model = readModelFolder(modelDir);
   const dir = join(resolve(cacheRoot), model.modelId, stageDirName(model.config.numLayers, partition, choice));
   const sourcePath = join(dir, 'source.json');
-  if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json'))) {
+  if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json')) && existsSync(join(dir, TENSOR_INDEX_FILE))) {
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
-    if (source.sourceHash === model.sourceHash) {
+    if (source.sourceHash === model.sourceHash && sourceFolderOf(dir) === model.dir) {
       const { manifest } = await loadStageSet(dir);
       // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or form.
       if (manifest.weights === weights && manifest.graph === graph) return { dir, manifest, built: false };

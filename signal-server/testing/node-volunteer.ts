@@ -1,14 +1,15 @@
 // A volunteer in Node for integration tests, benchmarks and attacks: a real
 // socket.io client speaking the real protocol to a real server, the real
-// replica (ReplicaCore) on real onnxruntime sessions of the stage file it
-// downloads from the server and checks by sha256. One thing differs from a
+// replica (ReplicaCore) on real onnxruntime sessions of the stage it builds
+// as a browser tab does (web/compute/: only its tensors, fetched from the model
+// folder by range requests and checked by sha256; the stage checked against
+// the manifest). One thing differs from a
 // browser tab, and only because Node has no WebRTC here: activation frames
 // travel as `signal` messages through the server's relay (which relays only
 // between linked peers, exactly as for WebRTC signalling). The e2e specs cover
 // the data channels. Options turn it hostile: wrong or no challenge answers,
 // sessions taken and never joined, outputs changed — without announcing a
 // fault, as an attacker would not.
-import { createHash } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, hostOnly } from '../../shared/model/pipeline.js';
@@ -25,6 +26,8 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { buildVerifiedStage, type StageTensors } from '../../web/compute/stage-build.js';
+import { fetchStageWeights } from '../../web/compute/stage-weights.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
 /** A liar's outputs: the logits of the last stage spell `tokens`, one-hot, whatever the input (other stages pass through). */
@@ -186,12 +189,13 @@ export class NodeVolunteer {
     const manifest: StageManifest = parseManifest('manifest.json', await (await fetchRetrying(`${base}/manifest.json`)).json());
     const entry = manifest.stages[stage];
     if (entry === undefined) throw new Error(`no stage ${stage}`);
-    const bytes = new Uint8Array(await (await fetchRetrying(`${base}/${entry.file}`)).arrayBuffer());
-    if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) throw new Error(`stage ${stage}: sha256 mismatch`);
+    // As a browser volunteer does: only the stage's tensors from the model folder, verified, built and checked against the manifest.
+    const weights = await fetchStageWeights(base, manifest, [stage], undefined, null);
+    const { bytes } = await buildVerifiedStage(manifest, weights.stages[0] as StageTensors);
     this.manifest = manifest;
     await this.executor?.release();
-    // A one-stage executor answering for the stage index the replica asks for.
-    const single = await OrtExecutor.create([this.options.stageFile?.(stage) ?? bytes]);
+    // A one-stage executor answering for the stage index the replica asks for (a test may swap in a file of its own).
+    const single = await OrtExecutor.create([this.options.stageFile?.(stage) ?? new Uint8Array(bytes)]);
     this.executor = single;
     this.core = new ReplicaCore(
       manifest,

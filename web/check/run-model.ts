@@ -5,6 +5,7 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
+import { fetchStageWeights } from '../compute/stage-weights.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 
 /** Every stage of one model in this tab: the browser's self-check, and a way to try a model alone. */
@@ -45,14 +46,21 @@ export async function pickBackend(asked: string | null): Promise<Backend> {
 
 export async function loadLocalModel(baseUrl: string, backend: Backend, onProgress: (p: Progress) => void): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
-  const stages: { index: number; bytes: ArrayBuffer }[] = [];
-  for (const s of manifest.stages) stages.push({ index: s.index, bytes: await fetchVerified(baseUrl, s, onProgress) });
+  const client = new ComputeClient();
+  // The runtime starts (WebAssembly compilation) while the weights download.
+  const prepared = client.prepare(backend);
+  const weights = await fetchStageWeights(
+    baseUrl,
+    manifest,
+    manifest.stages.map((s) => s.index),
+    onProgress,
+  );
   const dec = new TextDecoder();
   const tokJson = dec.decode(await fetchVerified(baseUrl, manifest.tokenizer, onProgress));
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
-  const client = new ComputeClient();
-  await client.load(backend, manifest, stages);
+  await prepared;
+  await client.build(backend, manifest, weights.stages);
   /** One step of a session through every stage, caches in the worker: the last position's logits. */
   const step = async (session: number, ids: number[]): Promise<Float32Array> => {
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };

@@ -8,6 +8,7 @@ import {
   type TensorData,
 } from '../../shared/model/pipeline.js';
 import type { Backend, ComputeErrorCode, FromWorker, ToWorker, WorkerStats } from './messages.js';
+import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {
   constructor(
@@ -101,6 +102,26 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
 
   async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[]): Promise<void> {
     const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages }, []);
+    if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
+    this.backend = r.backend;
+    this.adapter = r.adapter;
+  }
+
+  /** Starts the backend's runtime in the worker now (a second or two of WebAssembly compilation), so that load or build is quick later. */
+  async prepare(backend: Backend): Promise<void> {
+    const r = await this.call({ type: 'prepare', id: this.nextId++, backend }, []);
+    if (r.type !== 'done') throw new WorkerError('ERR_BAD_MESSAGE', `expected done, got ${r.type}`);
+  }
+
+  /**
+   * Like load, but the worker builds each stage from the checkpoint tensors
+   * (transferred, not copied: the caller must not use them after) and checks
+   * it against the manifest's sha256 before creating its session.
+   */
+  async build(backend: Backend, manifest: StageManifest, stages: readonly StageTensors[]): Promise<void> {
+    const buffers = new Set<ArrayBuffer>();
+    for (const s of stages) for (const t of s.tensors) buffers.add(t.bytes.buffer as ArrayBuffer);
+    const r = await this.call({ type: 'build', id: this.nextId++, backend, manifest, stages }, [...buffers]);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;

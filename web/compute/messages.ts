@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeline.js';
+import type { StageTensors } from './stage-build.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */
 export type { Backend } from '../../shared/protocol/messages.js';
@@ -16,6 +17,16 @@ export type ToWorker =
       readonly manifest: StageManifest;
       readonly stages: readonly { readonly index: number; readonly bytes: ArrayBuffer }[];
     }
+  /** Like load, but the worker builds each stage's graph from the checkpoint tensors its volunteer fetched. */
+  | {
+      readonly type: 'build';
+      readonly id: number;
+      readonly backend: Backend;
+      readonly manifest: StageManifest;
+      readonly stages: readonly StageTensors[];
+    }
+  /** Start the backend's runtime now (answered with done), while the weights download. */
+  | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }
   | { readonly type: 'run'; readonly id: number; readonly stage: number; readonly feeds: Feeds }
   /** One step of a session whose KV cache the worker keeps: only the input and the main output cross. */
   | { readonly type: 'step'; readonly id: number; readonly session: number; readonly stage: number; readonly input: TensorData }
@@ -40,4 +51,13 @@ export interface WorkerStats {
   readonly kvOnHost: number;
 }
 
-export type ComputeErrorCode = 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_BAD_MESSAGE';
+export type ComputeErrorCode =
+  | 'ERR_BACKEND_UNAVAILABLE'
+  | 'ERR_SESSION_CREATE'
+  | 'ERR_RUN'
+  | 'ERR_NO_STAGE'
+  | 'ERR_BAD_MESSAGE'
+  /** The fetched tensors do not make the stage (a tensor missing or misshapen). */
+  | 'ERR_STAGE_BUILD'
+  /** The stage built in the worker is not byte-identical to the server's (its manifest sha256). */
+  | 'ERR_STAGE_MISMATCH';

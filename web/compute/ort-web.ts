@@ -5,6 +5,7 @@
 // either agree.
 import type * as Ort from 'onnxruntime-web';
 import type { StageManifest } from '../../shared/model/manifest.js';
+import { GraphBuilder } from '../../shared/model/onnx-graph.js';
 import type { DeviceTensor, Feeds, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageSessionOptions } from '../../shared/model/session-options.js';
@@ -13,7 +14,7 @@ import { webgpuAdapter } from './webgpu.js';
 
 export class ComputeError extends Error {
   constructor(
-    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE',
+    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_STAGE_BUILD' | 'ERR_STAGE_MISMATCH',
     message: string,
   ) {
     super(message);
@@ -24,6 +25,29 @@ type OrtModule = typeof Ort;
 
 function ortFor(backend: Backend): Promise<OrtModule> {
   return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
+}
+
+/** The backend's onnxruntime-web build, set up once. */
+async function runtimeFor(backend: Backend): Promise<OrtModule> {
+  // One thread: multi-threaded WASM inside a module worker never finished
+  // creating its session here (Chromium 156, ORT 1.30), and a volunteer's
+  // stage is small; several tabs share the cores anyway.
+  const ort = await ortFor(backend);
+  ort.env.wasm.numThreads = 1;
+  ort.env.logLevel = 'error';
+  return ort;
+}
+
+/** A one-node graph (y = x): its session makes onnxruntime-web compile and start its WebAssembly. */
+function warmUpGraph(): Uint8Array {
+  const g = new GraphBuilder();
+  g.op('Identity', ['x'], {}, 'y');
+  return g.toBytes(
+    'warm_up',
+    [{ name: 'x', dtype: 'float32', shape: [1] }],
+    [{ name: 'y', dtype: 'float32', shape: [1] }],
+    'runtime warm-up',
+  );
 }
 
 function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
@@ -68,12 +92,7 @@ export class StageSessions {
     if (backend === 'webgpu' && (await webgpuAdapter()) === null) {
       throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'WebGPU was asked for, but this browser gives no adapter');
     }
-    // One thread: multi-threaded WASM inside a module worker never finished
-    // creating its session here (Chromium 156, ORT 1.30), and a volunteer's
-    // stage is small; several tabs share the cores anyway.
-    const ort = await ortFor(backend);
-    ort.env.wasm.numThreads = 1;
-    ort.env.logLevel = 'error';
+    const ort = await runtimeFor(backend);
     const s = new StageSessions(backend, ort);
     for (const { index, bytes } of stages) {
       const entry = manifest.stages[index];
@@ -85,6 +104,21 @@ export class StageSessions {
       }
     }
     return s;
+  }
+
+  /**
+   * Starts the backend's runtime (its first session costs 1–2 s of WebAssembly
+   * compilation) with a one-node session: called while the stage's weights
+   * download, so that the stage's own session is quick.
+   */
+  static async prepare(backend: Backend): Promise<void> {
+    const ort = await runtimeFor(backend);
+    try {
+      const session = await ort.InferenceSession.create(warmUpGraph(), { executionProviders: [backend], logSeverityLevel: 3 });
+      await session.release();
+    } catch (e) {
+      throw new ComputeError('ERR_SESSION_CREATE', `warm-up on ${backend}: ${(e as Error).message}`);
+    }
   }
 
   /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */

@@ -4,6 +4,7 @@
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
+import { buildVerifiedStage } from './stage-build.js';
 import { webgpuAdapter } from './webgpu.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -24,19 +25,50 @@ function transferables(f: Feeds): Transferable[] {
   return Object.values(f).map((t) => t.data.buffer as ArrayBuffer);
 }
 
+/**
+ * The runtime's warm-up (prepare), until it is over: a stage's session waits
+ * for it, since onnxruntime's WebGPU provider refuses to create two sessions
+ * at once ("another WebGPU EP inference session is being created").
+ */
+let preparing: Promise<void> = Promise.resolve();
+
+function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise<{ index: number; bytes: ArrayBuffer }[]>): void {
+  // A failed warm-up is answered to prepare; the stage's own session creation reports its own failure.
+  const warmedUp = preparing.catch(() => {});
+  stages
+    .then(async (built) => {
+      await warmedUp;
+      return StageSessions.create(m.backend, built, m.manifest);
+    })
+    .then(async (s) => {
+      caches?.dispose();
+      sessions = s;
+      // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions).
+      caches = new CachingExecutor(m.manifest, { run: (stage, feeds) => s.runKv(stage, feeds) });
+      reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
+    })
+    .catch((e: unknown) => fail(m.id, e));
+}
+
+/** Each stage built from its tensors, one at a time (so that one stage's float32 copies are freed before the next). */
+async function buildAll(m: Extract<ToWorker, { type: 'build' }>): Promise<{ index: number; bytes: ArrayBuffer }[]> {
+  const out: { index: number; bytes: ArrayBuffer }[] = [];
+  for (const stage of m.stages) out.push(await buildVerifiedStage(m.manifest, stage));
+  return out;
+}
+
 scope.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   switch (m.type) {
     case 'load':
-      StageSessions.create(m.backend, m.stages, m.manifest)
-        .then(async (s) => {
-          caches?.dispose();
-          sessions = s;
-          // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions).
-          caches = new CachingExecutor(m.manifest, { run: (stage, feeds) => s.runKv(stage, feeds) });
-          reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
-        })
-        .catch((e: unknown) => fail(m.id, e));
+      start(m, Promise.resolve([...m.stages]));
+      return;
+    case 'build':
+      start(m, buildAll(m));
+      return;
+    case 'prepare':
+      preparing = StageSessions.prepare(m.backend);
+      preparing.then(() => reply({ type: 'done', id: m.id })).catch((e: unknown) => fail(m.id, e));
       return;
     case 'run': {
       if (sessions === null) {

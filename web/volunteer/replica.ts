@@ -14,9 +14,10 @@ import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
-import { ComputeClient } from '../compute/compute-client.js';
+import { ComputeClient, WorkerError } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
-import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
+import { fetchManifest, type Progress } from '../compute/stage-loader.js';
+import { fetchStageWeights } from '../compute/stage-weights.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 
@@ -57,6 +58,17 @@ const CLIENT_KEY = 'webswarm-client-key';
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
 
+/** A compute worker started ahead of its stage, and why its start failed, once it has. */
+interface PreparedCompute {
+  readonly compute: ComputeClient;
+  failure: string | null;
+}
+
+/** An error as the page shows it: the worker's errors carry their code apart from the message (ERR_STAGE_MISMATCH, …). */
+function errorText(e: unknown): string {
+  return e instanceof WorkerError ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
+
 /** A random key kept in this browser, so that the coordinator can refuse a volunteer it evicted. */
 function clientKey(): string | null {
   try {
@@ -80,6 +92,8 @@ function clientKey(): string | null {
 export class VolunteerReplica {
   private status: ReplicaStatus;
   private compute: ComputeClient | null = null;
+  /** A compute worker whose runtime starts before a stage is assigned (see prepareCompute). */
+  private prepared: PreparedCompute | null = null;
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
@@ -115,6 +129,7 @@ export class VolunteerReplica {
       lastError: null,
       share: this.duty.share,
     };
+    this.prepared = this.prepareCompute();
     socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey() }));
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
@@ -216,22 +231,48 @@ export class VolunteerReplica {
     }
   }
 
+  /**
+   * A compute worker that starts its runtime at once (a second or two of
+   * WebAssembly compilation), meanwhile the tab joins and fetches its
+   * weights. A failed start is ignored here: the build that follows reports it.
+   */
+  private prepareCompute(): PreparedCompute {
+    const p: PreparedCompute = { compute: new ComputeClient(), failure: null };
+    p.compute.prepare(this.status.backend).then(
+      // A User Timing mark: when the runtime was ready, for the cold-start benchmark and the browser's profiler.
+      () => performance.mark('webswarm:runtime-ready'),
+      (e: unknown) => {
+        p.failure = errorText(e);
+      },
+    );
+    return p;
+  }
+
   /** One try at loading a stage: null when it is ready (or moot), else why it failed. */
   private async loadOnce(a: StageAssignment, epoch: number): Promise<string | null> {
+    const prepared = this.prepared ?? this.prepareCompute();
+    const { compute } = prepared;
+    this.prepared = null;
     // A pause or leave while loading makes this load moot.
     try {
       this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null });
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
-      const bytes = await fetchVerified(a.baseUrl, entry, (progress) => this.update({ progress }));
-      if (epoch !== this.epoch) return null;
+      // Only this stage's tensors, by range requests from the model folder, each checked against the swarm's sha256.
+      const weights = await fetchStageWeights(a.baseUrl, manifest, [a.stage], (progress) => this.update({ progress }));
+      if (epoch !== this.epoch) {
+        compute.terminate();
+        return null;
+      }
+      // A worker that did not start (its script cut off) answers nothing more: this try fails, the next starts another.
+      if (prepared.failure !== null) throw new Error(prepared.failure);
       this.update({ state: 'loading' });
       this.compute?.terminate();
       this.setSessions((s) => s.clear());
-      const compute = new ComputeClient();
       this.compute = compute;
-      await compute.load(this.status.backend, manifest, [{ index: a.stage, bytes }]);
+      // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
+      await compute.build(this.status.backend, manifest, weights.stages);
       if (epoch !== this.epoch) return null;
       const socket = this.socket;
       this.manifest = manifest;
@@ -264,7 +305,8 @@ export class VolunteerReplica {
       this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
       return null;
     } catch (e) {
-      return (e as Error).message;
+      if (this.compute !== compute) compute.terminate();
+      return errorText(e);
     }
   }
 
@@ -374,6 +416,8 @@ export class VolunteerReplica {
     this.core = null;
     this.compute?.terminate();
     this.compute = null;
+    this.prepared?.compute.terminate();
+    this.prepared = null;
     this.setSessions((s) => s.clear());
     this.socket.disconnect();
   }
