@@ -2,9 +2,9 @@
 // folder on a second static server of another origin (a tiny node:http server,
 // not webswarm's), check each against the swarm's sha256, build their stage in
 // the compute worker, and answer like the reference runner. A reload takes the
-// tensors from the Cache API; a server that tampers with a tensor, or hides
+// tensors from the Cache API; a server that tampers with a tensor, claims a huge header, or hides
 // Content-Range from scripts, leaves the volunteer stopped with a named error.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -136,6 +136,24 @@ describe('a weights server that cannot be trusted', () => {
     );
     expect(named).not.toBeNull();
     expect(kept.map((k) => k.key)).not.toContain(named?.[1]);
+  });
+
+  it('a header longer than the bound: refused by name after one small probe', async () => {
+    const hostileDir = mkdtempSync(join(tmpdir(), 'webswarm-hostile-'));
+    cleanup.push(() => rmSync(hostileDir, { recursive: true, force: true }));
+    const bytes = new Uint8Array(1024);
+    new DataView(bytes.buffer).setBigUint64(0, 1n << 40n, true);
+    writeFileSync(join(hostileDir, 'model.safetensors'), bytes);
+    const hostile = await startStaticFolderServer(hostileDir);
+    cleanup.push(() => hostile.close());
+    const { page } = await volunteerAgainst(hostile);
+    const status = await page.evaluate(() => window.webswarmVolunteer);
+    expect(status?.lastError).toMatch(
+      /^ERR_HEADER_TOO_LARGE: http:\/\/127\.0\.0\.1:\d+\/model\.safetensors has a 1099511627776-byte header/,
+    );
+    // Three tries, one probe each: the claimed terabyte is never asked for.
+    expect(hostile.log).toHaveLength(3);
+    expect(hostile.bytesSent).toBe(3 * 1024);
   });
 
   it('a server that hides Content-Range from scripts (no Access-Control-Expose-Headers): refused by name', async () => {
