@@ -5,6 +5,7 @@
 // full-size ones (ensureRandomCheckpoint) under .cache/, never committed.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { seededRandom } from '../shared/model/sampling.js';
 import type { PlainConfig } from './plain-llama.js';
 import { type RawTensor, writeSafetensors } from './safetensors-writer.js';
 
@@ -145,18 +146,6 @@ export const CHECKPOINT_SHAPES: Readonly<Record<string, HfConfig>> = {
   'Llama-3.2-1B': LLAMA32_1B,
 };
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Rounds float32 values to bfloat16 (nearest, ties to even) in place; returns the 16-bit patterns. */
 function roundToBf16(v: Float32Array): Uint16Array {
   const bits = new Uint32Array(v.buffer, v.byteOffset, v.length);
@@ -209,7 +198,7 @@ export interface RandomCheckpoint {
  * norm weights near 1, biases small, embeddings in [−1, 1).
  */
 export function randomCheckpoint(config: HfConfig, seed: number): RandomCheckpoint {
-  const rnd = seeded(seed);
+  const rnd = seededRandom(seed);
   const weights = new Map<string, Float32Array>();
   for (const [name, shape] of checkpointTensorShapes(config)) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -303,6 +292,6 @@ export function ensureRandomCheckpoint(dir: string, shape: CheckpointShape, seed
 
 /** Seeded random token ids in [0, vocab). */
 export function randomIds(vocab: number, n: number, seed: number): number[] {
-  const rnd = seeded(seed);
+  const rnd = seededRandom(seed);
   return Array.from({ length: n }, () => Math.floor(rnd() * vocab));
 }
