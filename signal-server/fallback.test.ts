@@ -99,6 +99,34 @@ describe('the fallback over Socket.IO', () => {
   });
 });
 
+describe('hostile volunteers against the fallback', () => {
+  it('a stage-0 sender that equivocates while another leaves: the receivers can take no majority, the server takes stage 0, the reference tokens', async () => {
+    const { url, expected } = await start(2, 3, { fallback: 'stage', joinTimeoutMs: 3_000, stepTimeoutMs: 3_000 });
+    const liars = new Set<number>();
+    // Honest reports, and from step 3 on other frames than it reports (when it is the liar).
+    const vs = Array.from({ length: 6 }, (_, i) =>
+      volunteer(url, `127.0.0.${100 + i}`, {
+        fault: {
+          delayMs: 0,
+          output: (_step: number, d: Float32Array) => d,
+          frames: (step: number, d: Float32Array) => (liars.has(i) && step >= 3 ? new Float32Array(d.length).fill(3) : d),
+        },
+      }),
+    );
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    const stage0 = vs.map((v, i) => [v, i] as const).filter(([v]) => v.stage === 0);
+    expect(stage0).toHaveLength(3);
+    liars.add((stage0[0] as (typeof stage0)[number])[1]);
+    (stage0[1] as (typeof stage0)[number])[0].leaveAfter(3);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(r.body.webswarm?.server_stages).toEqual([0]);
+    // Stage 1's volunteers stayed in the route: the server took the senders' stage, not theirs.
+    expect(r.body.webswarm?.votes.at(-1)?.server_stages).toEqual([0]);
+  });
+});
+
 describe('hostile frames for the server replicas', () => {
   it('a volunteer that no session links is refused; a frame for anyone but a server replica is a bad message', async () => {
     const { url } = await start(2, 2, { fallback: 'stage' });

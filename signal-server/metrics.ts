@@ -8,6 +8,8 @@ import type { ServiceStatus, WindowFigures } from './coordinator/service-stats.j
 export interface MetricsSource {
   volunteers(): readonly Pick<VolunteerView, 'backend' | 'stage' | 'state'>[];
   readonly activeSessions: number;
+  /** Generations the server computes stages of now (the fallback). */
+  readonly fallbackSessions: number;
   observe(o: SwarmObserver): void;
   serviceStatus(): ServiceStatus;
 }
@@ -135,7 +137,7 @@ export class SwarmMetrics implements SwarmObserver {
       help: 'Generations the server computes stages of now (the fallback)',
       registers,
       collect() {
-        this.set(coordinator?.serviceStatus().fallback.sessions ?? 0);
+        this.set(coordinator?.fallbackSessions ?? 0);
       },
     });
     new Gauge({

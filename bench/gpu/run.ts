@@ -29,8 +29,12 @@ import { stageSessionOptions } from '../../shared/model/session-options.js';
 import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
 import { ensureStages } from '../../signal-server/models/model-folder.js';
-import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../random-checkpoint.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
+
 import { median, printTable } from '../table.js';
+
+/** The random checkpoint's seed (any fixed one: the figures are of speed, the tokens are compared between rows). */
+const SMOLLM_SEED = 135;
 
 const HERE = resolve('bench/gpu');
 const require = createRequire(join(HERE, 'package.json'));
@@ -184,7 +188,8 @@ async function main(): Promise<void> {
   if (!existsSync(join(HERE, 'node_modules/onnxruntime-node'))) {
     throw new Error('onnxruntime-node is not installed in bench/gpu: run npm run bench:gpu (it installs it there)');
   }
-  const modelDir = process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models', SMOLLM_135M_SHAPE);
+  const modelDir =
+    process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models/smollm-135m-random', SMOLLM_135M_SHAPE, SMOLLM_SEED);
   const stages = Number(process.env.BENCH_GPU_STAGES ?? 3);
   const dirs = new Map<GraphForm, string>();
   for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(modelDir, { stages }, STAGE_CACHE, { graph: graph })).dir);

@@ -5,7 +5,7 @@
  * protocol parsers (shared/protocol/validate.ts): the server that coordinates a
  * session parses them again when they arrive from the volunteer's server.
  */
-import type { Backend } from '../../shared/protocol/messages.js';
+import type { MirroredVolunteer } from '../coordinator/coordinator.js';
 
 /** Longest message read from Redis (the largest is a forwarded step:logits). */
 export const MAX_CLUSTER_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -14,22 +14,16 @@ const MAX_STRING = 256;
 /** Identity keys per volunteer (its client key and its address). */
 const MAX_KEYS = 4;
 
-/** A volunteer as its own server publishes it (to the bus and to its hash in Redis). */
-export interface VolunteerState {
-  readonly id: string;
-  readonly keys: readonly string[];
-  readonly backend: Backend;
-  readonly adapter: string | null;
-  readonly stage: number;
-  readonly ready: boolean;
-  readonly stepMs: number | null;
-  readonly proven: boolean;
-  readonly joinedAt: number;
+/**
+ * A volunteer as its own server publishes it (to the bus and to its hash in
+ * Redis): what the others mirror, its record flattened, and its sessions.
+ */
+export type VolunteerState = Omit<MirroredVolunteer, 'counts'> & {
   readonly agreed: number;
   readonly disagreed: number;
   /** Sessions it is in, on every server its own server knows of (a replica holds 16). */
   readonly sessions: number;
-}
+};
 
 /** Broadcast to every server (channel `<prefix>:bus`). */
 export type BusMessage =

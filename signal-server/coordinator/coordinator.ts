@@ -652,6 +652,11 @@ export class Coordinator {
     this.observers.push(o);
   }
 
+  /** Generations the server computes stages of now (the fallback). */
+  get fallbackSessions(): number {
+    return this.fallback?.busy ?? 0;
+  }
+
   /** Generations running now. */
   get activeSessions(): number {
     return this.sessions.size;
@@ -710,7 +715,7 @@ export class Coordinator {
       fallback: {
         mode: this.fallback?.mode ?? 'off',
         maxSessions: this.fallback?.options.maxSessions ?? 0,
-        sessions: this.fallback?.busy ?? 0,
+        sessions: this.fallbackSessions,
       },
       windows: this.stats.windows(),
     };

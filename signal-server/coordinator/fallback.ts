@@ -113,10 +113,6 @@ export class ServerReplicas {
     this.admitted.delete(sessionId);
   }
 
-  uses(sessionId: number): boolean {
-    return this.admitted.has(sessionId);
-  }
-
   private core(stage: number): ReplicaCore {
     let core = this.cores.get(stage);
     if (core === undefined) {
