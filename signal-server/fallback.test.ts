@@ -4,9 +4,11 @@
 // them; see node-volunteer.ts), requests over the HTTP API. The browser's path
 // is in e2e/fallback.spec.ts.
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_FRAME_LIMITS, FrameAssembler } from '../shared/protocol/frames.js';
 import { parseServiceStatus } from '../shared/protocol/http.js';
 import { packFrameMessages } from '../shared/protocol/messages.js';
 import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('fallback');
 
@@ -124,6 +126,35 @@ describe('hostile volunteers against the fallback', () => {
     expect(r.body.webswarm?.server_stages).toEqual([0]);
     // Stage 1's volunteers stayed in the route: the server took the senders' stage, not theirs.
     expect(r.body.webswarm?.votes.at(-1)?.server_stages).toEqual([0]);
+  });
+});
+
+describe('hostile claims against the fallback', () => {
+  it('a majority of a stage that computes nothing and says its inputs had no majority moves stages to the server, and changes no token', async () => {
+    const { url, expected } = await start(2, 3, { fallback: 'stage', stepTimeoutMs: 2_000 });
+    const liars = new Set<number>();
+    const vs: NodeVolunteer[] = [];
+    for (let i = 0; i < 6; i++) {
+      // Silent when a liar: no frames, digests or logits.
+      const v = volunteer(url, `127.0.0.${110 + i}`, { fault: { delayMs: 0, output: (_s, d) => (liars.has(i) ? null : d) } });
+      // On each frame from stage 0, a liar claims that step's inputs had no majority.
+      const frames = new FrameAssembler(DEFAULT_FRAME_LIMITS);
+      v.socket.on('signal', ({ data }) => {
+        const f = (data as { f?: unknown }).f;
+        if (!liars.has(i) || typeof f !== 'string') return;
+        const r = frames.push(new Uint8Array(Buffer.from(f, 'base64')));
+        if (r.kind === 'complete')
+          v.socket.emit('step:failed', { sessionId: r.frame.sessionId, step: r.frame.step, code: 'ERR_NO_QUORUM', message: 'says who' });
+      });
+      vs.push(v);
+    }
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    for (const [i, v] of vs.entries()) if (v.stage === 1 && liars.size < 2) liars.add(i);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    // Their claim handed stage 0 to the server; their silence, stage 1.
+    expect(r.body.webswarm?.server_stages).toEqual([0, 1]);
   });
 });
 
