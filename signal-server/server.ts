@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
+import { MAX_NET_DELAY_MS } from '../shared/protocol/messages.js';
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
@@ -89,6 +90,13 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
   readonly redisUrl?: string;
+  /**
+   * A one-way delay (ms) on every message between the coordinator and its
+   * volunteers and on every data-channel message between volunteers, each
+   * delayed once by its sender, in order: a WAN on one machine, for the bench
+   * and tests only (no setting or environment variable turns it on). Default 0.
+   */
+  readonly netDelayMs?: number;
   /** The cluster's key prefix and timings (tests shorten them). */
   readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
 }
@@ -160,6 +168,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const iceProblem = iceOptionsProblem(ice);
   if (iceProblem !== null) throw new Error(iceProblem);
   const iceFeed = new IceFeed(ice);
+  const netDelayMs = opts.netDelayMs ?? 0;
+  if (!Number.isInteger(netDelayMs) || netDelayMs < 0 || netDelayMs > MAX_NET_DELAY_MS)
+    throw new Error(`netDelayMs must be an integer from 0 to ${MAX_NET_DELAY_MS}, got ${netDelayMs}`);
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
@@ -285,7 +296,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     });
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
-  if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access);
+  if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access, netDelayMs);
   // In a cluster, the server listens once it has joined: its sessions need the process number in their ids.
   const joined = cluster === null || coordinator === null ? Promise.resolve() : cluster.start(coordinator);
   const ready = joined.then(

@@ -20,6 +20,7 @@ import {
   parseSessionRef,
   parseSignal,
 } from '../shared/protocol/validate.js';
+import { DelayLine } from '../shared/swarm/delay-line.js';
 import type { AccessControl } from './api/access.js';
 import type { Coordinator, VolunteerLink } from './coordinator/coordinator.js';
 import { wireErrorOf } from './coordinator/generation.js';
@@ -41,6 +42,8 @@ export function bindSocketServer(
   log: (line: string) => void,
   /** Keys and rate limits for generations asked over Socket.IO (the chat page), as for the HTTP API. */
   access?: AccessControl,
+  /** The bench's one-way delay on every message to a volunteer (and told to it, for its own sends); 0 = none. */
+  netDelayMs = 0,
 ): void {
   io.use((socket, next) => {
     const auth = parseHandshake(socket.handshake.auth);
@@ -54,10 +57,16 @@ export function bindSocketServer(
     socket.data.volunteerId = null;
     next();
   });
-  io.on('connection', (socket) => bindSocket(socket, coordinator, log, access));
+  io.on('connection', (socket) => bindSocket(socket, coordinator, log, access, netDelayMs));
 }
 
-function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: string) => void, access?: AccessControl): void {
+function bindSocket(
+  socket: SwarmSocket,
+  coordinator: Coordinator,
+  log: (line: string) => void,
+  access: AccessControl | undefined,
+  netDelayMs: number,
+): void {
   const refuse = (code: WireErrorCode, message: string) => {
     log(`${socket.data.volunteerId ?? socket.id}: ${code} ${message}`);
     socket.emit('server:error', { code, message });
@@ -78,11 +87,21 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `hello: ${m.reason}`);
     if (socket.data.role !== 'volunteer') return refuse('ERR_BAD_MESSAGE', 'hello: only volunteers say hello');
     if (socket.data.volunteerId !== null) return refuse('ERR_BAD_MESSAGE', 'hello: already registered');
+    // The coordinator's messages to this volunteer, each `netDelayMs` late and in order (none without a delay).
+    const line = new DelayLine(netDelayMs);
+    socket.once('disconnect', () => line.close());
     const link: VolunteerLink = {
-      send: (event, ...args) => socket.emit(event, ...args),
-      disconnect: () => socket.disconnect(true),
+      send: (event, ...args) => {
+        if (!line.run(() => socket.emit(event, ...args))) log(`${socket.data.volunteerId ?? socket.id}: delay line full, ${event} dropped`);
+      },
+      // After what was sent before it (an eviction's reason); at once when the line is closed or full.
+      disconnect: () => {
+        if (!line.run(() => socket.disconnect(true))) socket.disconnect(true);
+      },
     };
     socket.data.volunteerId = coordinator.hello(link, socket.handshake.address, m.value);
+    // After the welcome (on the same line): the volunteer delays its own sends by as much, so each hop is delayed once.
+    if (socket.data.volunteerId !== null && netDelayMs > 0) link.send('volunteer:net', { delayMs: netDelayMs });
   });
   socket.on('volunteer:ready', (raw: unknown) => {
     const id = volunteer('ready');

@@ -59,6 +59,19 @@ export interface IceConfig {
   readonly iceTransportPolicy: IceTransportPolicy;
 }
 
+/**
+ * A one-way delay the volunteer puts on everything it sends after this (its
+ * Socket.IO messages and its data-channel messages): sent only by a server
+ * made with `netDelayMs` (benchmarks and tests of a WAN on one machine),
+ * after `volunteer:welcome`; never by a server started from the environment.
+ */
+export interface NetConditions {
+  readonly delayMs: number;
+}
+
+/** The largest NetConditions.delayMs: 10 s is beyond any WAN, and bounds what a delay line holds. */
+export const MAX_NET_DELAY_MS = 10_000;
+
 /** A volunteer has loaded (and verified) the stage it was assigned. */
 export interface StageReady {
   readonly modelId: string;
@@ -330,6 +343,8 @@ export interface ServerToClientEvents {
   'volunteer:welcome': (m: { readonly volunteerId: string }) => void;
   /** The volunteer's ICE servers and transport policy (with fresh TURN credentials before the last ones expire). */
   'volunteer:ice': (m: IceConfig) => void;
+  /** The bench's transport delay (NetConditions); absent on a real server. */
+  'volunteer:net': (m: NetConditions) => void;
   'volunteer:assign': (m: StageAssignment) => void;
   'volunteer:score': (m: VolunteerScore) => void;
   'volunteer:challenge': (m: StageChallenge) => void;

@@ -16,6 +16,8 @@ import {
   isServerPeer,
   MAX_FRAME_BATCH,
   MAX_FRAME_BATCH_BYTES,
+  MAX_NET_DELAY_MS,
+  type NetConditions,
   type ReceivedReport,
   type SignalOut,
   type StageReady,
@@ -300,6 +302,15 @@ export function parseIceServers(raw: unknown): Parsed<IceServer[]> {
     servers.push(server);
   }
   return ok(servers);
+}
+
+/** The bench's transport delay a volunteer is told (`volunteer:net`): whole milliseconds, 0 to MAX_NET_DELAY_MS. */
+export function parseNetConditions(raw: unknown): Parsed<NetConditions> {
+  if (!isObject(raw)) return bad('net conditions must be an object');
+  const d = raw.delayMs;
+  if (typeof d !== 'number' || !Number.isInteger(d) || d < 0 || d > MAX_NET_DELAY_MS)
+    return bad(`delayMs must be an integer from 0 to ${MAX_NET_DELAY_MS}`);
+  return ok({ delayMs: d });
 }
 
 /**

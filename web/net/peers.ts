@@ -1,6 +1,7 @@
 // The only module that imports simple-peer: WebRTC data channels between volunteers.
 import SimplePeer from 'simple-peer/simplepeer.min.js';
 import type { IceConfig } from '../../shared/protocol/messages.js';
+import type { DelayLine } from '../../shared/swarm/delay-line.js';
 import { ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
 
 export type { SelectedPair } from './ice-watch.js';
@@ -56,6 +57,8 @@ export interface PeerMeshOptions {
   readonly lingerMs?: number;
   /** ICE servers and policy for new connections (default LOCAL_ICE_CONFIG); setIce changes them. */
   readonly ice?: IceConfig;
+  /** The bench's one-way delay on what this side sends (volunteer:net), shared with the tab's socket; none when absent. */
+  readonly delay?: DelayLine;
 }
 
 interface PeerEntry {
@@ -110,6 +113,7 @@ export class PeerMesh {
   private readonly createPeer: PeerFactory;
   private readonly lingerMs: number;
   private ice: IceConfig;
+  private readonly delay: DelayLine | null;
   private closed = false;
 
   constructor(
@@ -122,6 +126,7 @@ export class PeerMesh {
     this.createPeer = options.createPeer ?? simplePeerFactory;
     this.lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
     this.ice = options.ice ?? LOCAL_ICE_CONFIG;
+    this.delay = options.delay ?? null;
   }
 
   /** ICE servers and policy for the connections made from now on (open ones keep theirs). */
@@ -180,6 +185,13 @@ export class PeerMesh {
    * up, and that output must not be lost. False when they were dropped.
    */
   send(remote: string, messages: readonly Uint8Array[]): boolean {
+    const delay = this.delay;
+    if (delay === null || (delay.delayMs === 0 && delay.pending === 0)) return this.sendNow(remote, messages);
+    // Delayed (the bench's WAN): whether the channel takes them is known only then.
+    return delay.run(() => void this.sendNow(remote, messages));
+  }
+
+  private sendNow(remote: string, messages: readonly Uint8Array[]): boolean {
     const e = this.peers.get(remote);
     if (e === undefined) return false; // not linked (connect() makes the entry when a session opens)
     if (e.pending === null) {

@@ -1,6 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { freshFeeds, type TensorData } from '../../shared/model/pipeline.js';
 import {
+  type ClientToServerEvents,
   type IceConfig,
   isServerPeer,
   packFrameMessages,
@@ -9,7 +10,8 @@ import {
   type StageChallenge,
   type VolunteerScore,
 } from '../../shared/protocol/messages.js';
-import { parseChallenge, parseFrameMessage, parseIceConfig } from '../../shared/protocol/validate.js';
+import { parseChallenge, parseFrameMessage, parseIceConfig, parseNetConditions } from '../../shared/protocol/validate.js';
+import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
@@ -104,6 +106,8 @@ export class VolunteerReplica {
   private assignment: StageAssignment | null = null;
   private readonly fault: FaultKind | null;
   private readonly duty: DutyCycle;
+  /** The bench's one-way delay (volunteer:net) on everything this tab sends, socket and data channels alike; 0 = none. */
+  private readonly net = new DelayLine();
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -136,9 +140,9 @@ export class VolunteerReplica {
       this.mesh?.close();
       this.mesh = new PeerMesh(
         volunteerId,
-        (to, data) => socket.emit('signal', { to, data }),
+        (to, data) => this.emit('signal', { to, data }),
         (from, bytes) => this.core?.frame(from, bytes),
-        { ice: this.ice },
+        { ice: this.ice, delay: this.net },
       );
       this.update({ volunteerId, state: 'waiting' });
     });
@@ -147,6 +151,11 @@ export class VolunteerReplica {
       if (!m.ok) return this.update({ lastError: `the ICE configuration from the server was refused: ${m.reason}` });
       this.ice = m.value;
       this.mesh?.setIce(m.value);
+    });
+    socket.on('volunteer:net', (raw) => {
+      const m = parseNetConditions(raw);
+      if (!m.ok) return this.update({ lastError: `the network conditions from the server were refused: ${m.reason}` });
+      this.net.setDelay(m.value.delayMs);
     });
     socket.on('volunteer:assign', (a) => {
       this.assignment = a;
@@ -195,7 +204,12 @@ export class VolunteerReplica {
   }
 
   /** Frames for the server's replicas (the fallback), sent over the socket in batches: a replay is a few events. */
-  private readonly toServer = new FrameBatcher((to, batch) => this.socket.emit('frame', { to, data: packFrameMessages(batch) }));
+  private readonly toServer = new FrameBatcher((to, batch) => this.emit('frame', { to, data: packFrameMessages(batch) }));
+
+  /** Sends to the coordinator, through the bench's delay line (at once when it has none). */
+  private emit<E extends keyof ClientToServerEvents>(event: E, ...args: Parameters<ClientToServerEvents[E]>): void {
+    this.net.run(() => this.socket.emit(event, ...args));
+  }
 
   /** The sessions open on this tab, for "computing" against "waiting for work". */
   private readonly sessions = new Set<number>();
@@ -274,7 +288,6 @@ export class VolunteerReplica {
       // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
       await compute.build(this.status.backend, manifest, weights.stages);
       if (epoch !== this.epoch) return null;
-      const socket = this.socket;
       this.manifest = manifest;
       this.core = new ReplicaCore(
         manifest,
@@ -286,9 +299,9 @@ export class VolunteerReplica {
             if (!isServerPeer(to)) this.mesh?.send(to, messages);
             else this.toServer.push(to, messages);
           },
-          digest: (m) => socket.emit('step:digest', m),
-          logits: (m) => socket.emit('step:logits', m),
-          failed: (m) => socket.emit('step:failed', m),
+          digest: (m) => this.emit('step:digest', m),
+          logits: (m) => this.emit('step:logits', m),
+          failed: (m) => this.emit('step:failed', m),
           computed: () => {
             this.update({ stepsComputed: this.status.stepsComputed + 1 });
             this.maybeFail();
@@ -302,7 +315,7 @@ export class VolunteerReplica {
       const stepMs = await this.measure(manifest, a.stage);
       if (epoch !== this.epoch) return null;
       this.update({ state: 'ready', lastError: null });
-      this.socket.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
+      this.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
       return null;
     } catch (e) {
       if (this.compute !== compute) compute.terminate();
@@ -331,11 +344,11 @@ export class VolunteerReplica {
     this.mesh?.need(m.sessionId, peers);
     try {
       await Promise.all(peers.map((id) => this.mesh?.connect(id)));
-      this.socket.emit('session:joined', { sessionId: m.sessionId });
+      this.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       const message = (e as Error).message;
       this.update({ lastError: `session ${m.sessionId}: ${message}` });
-      this.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message });
+      this.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NOT_LINKED', message });
     }
   }
 
@@ -349,7 +362,7 @@ export class VolunteerReplica {
       return;
     }
     try {
-      this.socket.emit('volunteer:proof', { challengeId: m.value.challengeId, digest: await core.challenge(m.value) });
+      this.emit('volunteer:proof', { challengeId: m.value.challengeId, digest: await core.challenge(m.value) });
     } catch (e) {
       this.update({ lastError: `challenge step failed: ${(e as Error).message}` });
     }
