@@ -15,6 +15,9 @@
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
+ *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
+ *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
+ *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +32,7 @@ import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
+import { benchDistribution } from './distribution.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
@@ -118,6 +122,14 @@ async function main(): Promise<void> {
       await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
     }
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DISTRIBUTION !== '0') {
+      await benchDistribution({
+        stages: 3,
+        tokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
+        repeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
+        warmup: 16,
+      });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -50,6 +50,8 @@ export interface SwarmOptions {
   /** A fault to inject per volunteer index (the server must be in test or demo mode), or null. */
   readonly faultOf?: (index: number) => FaultKind | null;
   readonly log?: (line: string) => void;
+  /** Pages stamp each step's path (?trace=1: window.webswarmTrace), for the bench. */
+  readonly trace?: boolean;
 }
 
 async function waitReady(page: Page): Promise<void> {
@@ -79,7 +81,8 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('requestfailed', (r) => o.log?.(`[volunteer ${index}] request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
-    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    const trace = o.trace === true ? '&trace=1' : '';
+    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}`);
     await consent(page);
     pages.push(page);
     return page;

@@ -22,6 +22,7 @@ import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { fetchStageWeights } from '../compute/stage-weights.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
+import type { StepTrace } from './step-trace.js';
 
 /** The route's peers this tab opens data channels to: the server's own replicas (the fallback) are reached over the socket. */
 function volunteerPeers(ids: readonly string[]): string[] {
@@ -53,6 +54,8 @@ export interface ReplicaOptions {
   readonly fault?: FaultKind | null;
   /** Keep compute to this share of wall time (DutyCycle); default 1. */
   readonly share?: number;
+  /** Stamps of each step's path, for the bench (?trace=1); none by default. */
+  readonly trace?: StepTrace | null;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -108,6 +111,7 @@ export class VolunteerReplica {
   private readonly duty: DutyCycle;
   /** The bench's one-way delay (volunteer:net) on everything this tab sends, socket and data channels alike; 0 = none. */
   private readonly net = new DelayLine();
+  private readonly trace: StepTrace | null;
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -118,6 +122,7 @@ export class VolunteerReplica {
   ) {
     this.fault = options.fault ?? null;
     this.duty = new DutyCycle(options.share ?? 1);
+    this.trace = options.trace ?? null;
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -141,7 +146,10 @@ export class VolunteerReplica {
       this.mesh = new PeerMesh(
         volunteerId,
         (to, data) => this.emit('signal', { to, data }),
-        (from, bytes) => this.core?.frame(from, bytes),
+        (from, bytes) => {
+          this.trace?.markFrame(bytes, 'recv');
+          this.core?.frame(from, bytes);
+        },
         { ice: this.ice, delay: this.net },
       );
       this.update({ volunteerId, state: 'waiting' });
@@ -183,7 +191,10 @@ export class VolunteerReplica {
         .then(() => this.core?.update(m))
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
-    socket.on('step:input', (m) => this.core?.input(m));
+    socket.on('step:input', (m) => {
+      this.trace?.mark(m.sessionId, m.step, 'input');
+      this.core?.input(m);
+    });
     // A challenge step: the server counts this tab as ready once its answer matches the server's own runner.
     socket.on('volunteer:challenge', (raw) => void this.answerChallenge(raw));
     socket.on('server:error', (e) => {
@@ -289,18 +300,27 @@ export class VolunteerReplica {
       await compute.build(this.status.backend, manifest, weights.stages);
       if (epoch !== this.epoch) return null;
       this.manifest = manifest;
+      const trace = this.trace;
+      const last = a.stage === manifest.stages.length - 1;
+      // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
+      const sessions = this.duty.wrapSessions(compute);
       this.core = new ReplicaCore(
         manifest,
         a.stage,
-        // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
-        this.duty.wrapSessions(compute),
+        trace === null ? sessions : trace.wrap(sessions, () => compute.lastComputeMs),
         {
           frames: (to, messages) => {
+            if (trace !== null && messages[0] !== undefined) trace.markFrame(messages[0], 'sent');
             if (!isServerPeer(to)) this.mesh?.send(to, messages);
             else this.toServer.push(to, messages);
           },
-          digest: (m) => this.emit('step:digest', m),
-          logits: (m) => this.emit('step:logits', m),
+          // A stage that feeds another sends its frames first (they are sent in the same turn, after this call):
+          // its digest is needed only once the last stage's logits are in, so it leaves the critical path.
+          digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
+          logits: (m) => {
+            this.trace?.mark(m.sessionId, m.step, 'sent');
+            this.emit('step:logits', m);
+          },
           failed: (m) => this.emit('step:failed', m),
           computed: () => {
             this.update({ stepsComputed: this.status.stepsComputed + 1 });

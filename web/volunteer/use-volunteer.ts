@@ -5,6 +5,7 @@ import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
+import { StepTrace, type TraceEntry } from './step-trace.js';
 
 declare global {
   interface Window {
@@ -12,6 +13,8 @@ declare global {
     webswarmVolunteer?: ReplicaStatus;
     /** Each open data channel's selected candidate pair (local type relay = through TURN). */
     webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
+    /** Stamps of each step's path (?trace=1 only): the bench's breakdown of a token's time. */
+    webswarmTrace?: readonly TraceEntry[];
   }
 }
 
@@ -25,6 +28,8 @@ export interface VolunteerSettings {
   readonly autoPause: boolean;
   /** The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves. */
   readonly model: string | null;
+  /** Stamp each step's path (?trace=1, for the bench); off by default. */
+  readonly trace?: boolean;
 }
 
 /** Refuses to start for a model the swarm does not serve, naming what it serves. */
@@ -43,7 +48,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model } = settings;
+  const { backend, fault, share, autoPause, model, trace } = settings;
 
   useEffect(() => {
     if (!active) return;
@@ -52,6 +57,8 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       .then(() => chooseBackend(backend))
       .then(({ backend: b, adapter }) => {
         if (!live) return;
+        const stamps = trace === true ? new StepTrace() : null;
+        if (stamps !== null) window.webswarmTrace = stamps.entries;
         replica.current = new VolunteerReplica(
           connectSwarm('volunteer'),
           b,
@@ -60,7 +67,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
             window.webswarmVolunteer = s;
             setStatus(s);
           },
-          { fault, share },
+          { fault, share, trace: stamps },
         );
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
@@ -72,7 +79,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model]);
+  }, [active, backend, fault, share, autoPause, model, trace]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

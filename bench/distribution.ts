@@ -1,0 +1,108 @@
+/**
+ * What distribution costs on a model that needs a swarm: a seeded random
+ * checkpoint shaped like SmolLM-135M (testing/random-checkpoint.ts, written
+ * under .cache/bench-models/, never committed) through the stage builder, the
+ * reference runner, one Chromium tab running every stage, and a swarm of one
+ * tab per stage (r = 1), side by side in one run, all on WASM.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GREEDY } from '../shared/model/sampling.js';
+import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
+import { buildStagesToDir, ensureStages, readModelFolder } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
+import { startLocalServer } from '../tools/local-server.js';
+import { launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
+import { median, printTable } from './table.js';
+
+/** The cold-start bench's checkpoint (same shape and seed): generated once, shared. */
+export const SMOLLM_SHAPED_DIR = '.cache/bench-models/smollm-135m-shaped';
+export const SMOLLM_SHAPED_SEED = 135;
+const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune';
+
+export interface DistributionBenchOptions {
+  readonly stages: number;
+  /** Decode tokens timed per run. */
+  readonly tokens: number;
+  readonly repeats: number;
+  /** Tokens decoded before timing, in every set-up. */
+  readonly warmup: number;
+}
+
+export async function benchDistribution(o: DistributionBenchOptions): Promise<void> {
+  const modelDir = ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED);
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-dist-'));
+  try {
+    const t0 = performance.now();
+    await buildStagesToDir(readModelFolder(modelDir), { stages: o.stages }, join(cache, 'build-timed'));
+    const buildMs = performance.now() - t0;
+    const { dir, manifest } = await ensureStages(modelDir, { stages: o.stages }, cache);
+
+    const reference = await ReferenceRunner.fromStageDir(dir);
+    const ids = reference.tokenizer.encode(PROMPT);
+    await reference.generateIds(ids, o.warmup, GREEDY);
+    const refMs: number[] = [];
+    let expected: number[] = [];
+    for (let i = 0; i < o.repeats; i++) {
+      const r = await reference.generateIds(ids, o.tokens, GREEDY);
+      refMs.push(median(r.stepMs.slice(1)));
+      expected = r.tokens;
+    }
+    await reference.close();
+
+    // One tab, every stage in one worker (the /check page), then one tab per stage.
+    const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1 });
+    const tabMs: number[] = [];
+    const swarmMs: number[] = [];
+    try {
+      const browser = await launchChromium({ webgpu: false });
+      try {
+        const page = await browser.newPage();
+        await page.goto(`${server.address().url}/check?model=${manifest.modelId}&backend=wasm`);
+        await page.waitForFunction(() => window.webswarmCheck !== undefined, null, { timeout: 300_000 });
+        const time = (n: number) =>
+          page.evaluate(([i, t]) => (window.webswarmCheck as NonNullable<typeof window.webswarmCheck>).timeSteps(1, [...i], t), [
+            ids,
+            n,
+          ] as const);
+        await time(o.warmup);
+        for (let i = 0; i < o.repeats; i++) tabMs.push(median(await time(o.tokens)));
+      } finally {
+        await browser.close();
+      }
+      const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages });
+      try {
+        const coordinator = server.coordinator;
+        if (coordinator === null) throw new Error('no coordinator');
+        await coordinator.complete({ prompt: PROMPT, maxTokens: o.warmup, sampling: { ...GREEDY } });
+        for (let i = 0; i < o.repeats; i++) {
+          const updates: TokenUpdate[] = [];
+          const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: { ...GREEDY } }, (u) => updates.push(u));
+          if (c.tokens.join() !== expected.join()) throw new Error("the swarm's tokens differ from the reference runner's");
+          swarmMs.push(median(updates.slice(1).map((u) => u.stepMs)));
+        }
+      } finally {
+        await swarm.close();
+      }
+    } finally {
+      await server.close();
+    }
+    const ref = median(refMs);
+    const tab = median(tabMs);
+    const sw = median(swarmMs);
+    const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];
+    printTable(
+      `distribution cost: a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED}), ${o.stages} stages, WASM, greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
+      ['setup', 'ms/token', 'tokens/s', 'tokens/s ÷ one tab'],
+      [
+        row('reference runner (Node, 1 thread)', ref),
+        row('one Chromium tab, every stage (the /check page)', tab),
+        row(`swarm, ${o.stages} tabs × r = 1`, sw),
+      ],
+    );
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Where a token's time goes along its path in a swarm of S stages × r = 1:
+ * the tabs' stamps (web/volunteer/step-trace.ts, ?trace=1) and the moment the
+ * coordinator accepted each token, all on this machine's wall clock, split
+ * into the legs of one decode step: the socket to stage 0, each stage's
+ * bookkeeping before and after its compute, the worker's round trip, the
+ * compute itself, each data-channel hop, and the way back to the coordinator.
+ */
+import type { TraceEntry } from '../web/volunteer/step-trace.js';
+import { median } from './table.js';
+
+export interface StageTrace {
+  readonly stage: number;
+  readonly entries: readonly TraceEntry[];
+}
+
+/** One run: every tab's stamps and, per step, when its token was accepted (epoch ms). */
+export interface TracedRun {
+  readonly tabs: readonly StageTrace[];
+  readonly tokenAt: ReadonlyMap<number, number>;
+}
+
+function index(entries: readonly TraceEntry[]): Map<string, TraceEntry> {
+  const m = new Map<string, TraceEntry>();
+  // The first stamp of each (step, phase): a replayed step would stamp again.
+  for (const e of entries) if (!m.has(`${e.step}:${e.phase}`)) m.set(`${e.step}:${e.phase}`, e);
+  return m;
+}
+
+/**
+ * Rows [leg, mean ms, share of the step's mean, median ms] over the decode
+ * steps of all runs: the means add up to the step's (the legs tile it), the
+ * medians show what is typical when a few slow steps pull a mean.
+ */
+export function stepPathRows(runs: readonly TracedRun[], stages: number): string[][] {
+  const legs = new Map<string, number[]>();
+  const add = (leg: string, ms: number | undefined) => {
+    if (ms === undefined || !Number.isFinite(ms)) return;
+    legs.set(leg, [...(legs.get(leg) ?? []), ms]);
+  };
+  const order: string[] = [];
+  const leg = (name: string) => {
+    if (!order.includes(name)) order.push(name);
+    return name;
+  };
+  for (const run of runs) {
+    const byStage = [...run.tabs].sort((a, b) => a.stage - b.stage).map((t) => index(t.entries));
+    if (byStage.length !== stages) throw new Error(`a trace per stage expected, got ${byStage.length}`);
+    const at = (s: number, step: number, phase: string) => byStage[s]?.get(`${step}:${phase}`);
+    // Step 0 is the prompt; the last step has no next input.
+    for (let k = 1; at(0, k + 1, 'input') !== undefined; k++) {
+      const start = at(0, k, 'input')?.t;
+      const next = at(0, k + 1, 'input')?.t;
+      if (start === undefined || next === undefined) continue;
+      for (let s = 0; s < stages; s++) {
+        const arrive = at(s, k, s === 0 ? 'input' : 'recv')?.t;
+        const runStart = at(s, k, 'run-start')?.t;
+        const runEnd = at(s, k, 'run-end');
+        const sent = at(s, k, 'sent')?.t;
+        if (arrive === undefined || runStart === undefined || runEnd === undefined || sent === undefined) continue;
+        const runMs = runEnd.runMs ?? 0;
+        add(leg(`stage ${s}: arrival → worker (frame assembly, checks, vote, input fingerprint)`), runStart - arrive);
+        add(leg(`stage ${s}: worker round trip (postMessage both ways, outside session.run)`), runEnd.t - runStart - runMs);
+        add(leg(`stage ${s}: session.run in the worker (compute)`), runMs);
+        add(leg(`stage ${s}: output → sent (fingerprint, digest, frame encode)`), sent - runEnd.t);
+        const recv = s + 1 < stages ? at(s + 1, k, 'recv')?.t : undefined;
+        if (recv !== undefined) add(leg(`hop ${s} → ${s + 1}: data channel`), recv - sent);
+      }
+      const lastSent = at(stages - 1, k, 'sent')?.t;
+      const token = run.tokenAt.get(k);
+      if (lastSent !== undefined && token !== undefined) {
+        add(leg(`stage ${stages - 1} → coordinator: socket, logits check, vote, sampling`), token - lastSent);
+        add(leg('coordinator → stage 0: the next step:input over the socket'), next - token);
+      }
+      add(leg('whole step (stage 0 input to the next)'), next - start);
+    }
+  }
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const total = mean(legs.get('whole step (stage 0 input to the next)') ?? []);
+  return order.map((name) => {
+    const xs = legs.get(name) ?? [];
+    return [name, mean(xs).toFixed(3), `${((100 * mean(xs)) / total).toFixed(0)} %`, median(xs).toFixed(3)];
+  });
+}
