@@ -32,6 +32,43 @@ export interface VolunteerSettings {
   readonly trace?: boolean;
 }
 
+/** The step counter is redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm computes on. */
+const COUNTER_RENDER_MS = 250;
+
+/** True when `b` differs from `a` in its step counter alone. */
+function onlyCounterMoved(a: ReplicaStatus, b: ReplicaStatus): boolean {
+  for (const k of Object.keys(b) as (keyof ReplicaStatus)[]) if (k !== 'stepsComputed' && a[k] !== b[k]) return false;
+  return true;
+}
+
+/**
+ * Hands each status to `show`, except that a status that only counts another
+ * step waits (the latest one) until COUNTER_RENDER_MS after the last shown:
+ * window.webswarmVolunteer, which scripts and tests read, is always the latest.
+ */
+function throttledStatus(show: (s: ReplicaStatus) => void): (s: ReplicaStatus) => void {
+  let shown: ReplicaStatus | null = null;
+  let shownAt = 0;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const flush = () => {
+    timer = null;
+    const s = window.webswarmVolunteer;
+    if (s === undefined || s === shown) return;
+    shown = s;
+    shownAt = performance.now();
+    show(s);
+  };
+  return (s) => {
+    window.webswarmVolunteer = s;
+    if (shown !== null && onlyCounterMoved(shown, s)) {
+      timer ??= setTimeout(flush, Math.max(0, shownAt + COUNTER_RENDER_MS - performance.now()));
+      return;
+    }
+    if (timer !== null) clearTimeout(timer);
+    flush();
+  };
+}
+
 /** Refuses to start for a model the swarm does not serve, naming what it serves. */
 async function checkModelServed(model: string | null): Promise<void> {
   if (model === null) return;
@@ -63,10 +100,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           connectSwarm('volunteer'),
           b,
           adapter,
-          (s) => {
-            window.webswarmVolunteer = s;
-            setStatus(s);
-          },
+          throttledStatus(setStatus),
           { fault, share, trace: stamps },
         );
         const r = replica.current;
