@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { GREEDY } from '../shared/model/sampling.js';
 import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
 import { buildStagesToDir, ensureStages, readModelFolder } from '../signal-server/models/model-folder.js';
-import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
+import { referenceDecode } from './swarm.js';
 import { median, printTable } from './table.js';
 
 /** The cold-start bench's checkpoint (same shape and seed): generated once, shared. */
@@ -40,17 +40,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
     const buildMs = performance.now() - t0;
     const { dir, manifest } = await ensureStages(modelDir, { stages: o.stages }, cache);
 
-    const reference = await ReferenceRunner.fromStageDir(dir);
-    const ids = reference.tokenizer.encode(PROMPT);
-    await reference.generateIds(ids, o.warmup, GREEDY);
-    const refMs: number[] = [];
-    let expected: number[] = [];
-    for (let i = 0; i < o.repeats; i++) {
-      const r = await reference.generateIds(ids, o.tokens, GREEDY);
-      refMs.push(median(r.stepMs.slice(1)));
-      expected = r.tokens;
-    }
-    await reference.close();
+    const { msPerToken: ref, tokens: expected, promptIds: ids } = await referenceDecode(dir, PROMPT, o.warmup, o.tokens, o.repeats);
 
     // One tab, every stage in one worker (the /check page), then one tab per stage.
     const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1 });
@@ -89,7 +79,6 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
     } finally {
       await server.close();
     }
-    const ref = median(refMs);
     const tab = median(tabMs);
     const sw = median(swarmMs);
     const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];

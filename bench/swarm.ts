@@ -95,24 +95,41 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
   }
 }
 
+/**
+ * The reference runner on a stage directory: a warm-up, then the median over
+ * `repeats` runs of each run's median decode ms, its greedy tokens (the
+ * swarm's oracle) and the prompt's ids.
+ */
+export async function referenceDecode(
+  dir: string,
+  prompt: string,
+  warmup: number,
+  tokens: number,
+  repeats: number,
+): Promise<{ msPerToken: number; tokens: number[]; promptIds: number[] }> {
+  const reference = await ReferenceRunner.fromStageDir(dir);
+  try {
+    const ids = reference.tokenizer.encode(prompt);
+    await reference.generateIds(ids, warmup, GREEDY);
+    const ms: number[] = [];
+    let out: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const r = await reference.generateIds(ids, tokens, GREEDY);
+      ms.push(median(r.stepMs.slice(1)));
+      out = r.tokens;
+    }
+    return { msPerToken: median(ms), tokens: out, promptIds: ids };
+  } finally {
+    await reference.close();
+  }
+}
+
 export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-swarm-'));
   try {
     const partition = { stages: o.stages };
     const { dir, manifest } = await ensureStages(o.modelDir, partition, cache);
-    const reference = await ReferenceRunner.fromStageDir(dir);
-    const promptIds = reference.tokenizer.encode(PROMPT);
-    // Warm-up, then the reference runner's decode time on the same prompt; its tokens are the oracle.
-    await reference.generateIds(promptIds, WARMUP_TOKENS, GREEDY);
-    const refMs: number[] = [];
-    let expected: number[] = [];
-    for (let i = 0; i < o.repeats; i++) {
-      const r = await reference.generateIds(promptIds, o.tokens, GREEDY);
-      refMs.push(median(r.stepMs.slice(1)));
-      expected = r.tokens;
-    }
-    await reference.close();
-    const refMedian = median(refMs);
+    const { msPerToken: refMedian, tokens: expected } = await referenceDecode(dir, PROMPT, WARMUP_TOKENS, o.tokens, o.repeats);
     const wanTokens = Math.min(o.tokens, 32);
     const wanRepeats = Math.min(o.repeats, 3);
     const r1 = await measure(o, cache, { r: 1, delayMs: 0, trace: true, tokens: o.tokens, repeats: o.repeats }, expected);
