@@ -25,9 +25,11 @@ import type { AccessControl } from './api/access.js';
 import type { Coordinator, VolunteerLink } from './coordinator/coordinator.js';
 import { wireErrorOf } from './coordinator/generation.js';
 
-interface SocketData {
+export interface SocketData {
   role: 'volunteer' | 'requester';
   volunteerId: string | null;
+  /** The client's address: the connection's, or a trusted proxy's X-Forwarded-For (set by the server first). */
+  address: string;
 }
 
 export type SwarmServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -49,7 +51,7 @@ export function bindSocketServer(
     const auth = parseHandshake(socket.handshake.auth);
     if (!auth.ok) {
       const code: WireErrorCode = /protocol/.test(auth.reason) ? 'ERR_PROTOCOL_VERSION' : 'ERR_BAD_HANDSHAKE';
-      log(`refused connection from ${socket.handshake.address}: ${auth.reason}`);
+      log(`refused connection from ${socket.data.address}: ${auth.reason}`);
       next(Object.assign(new Error(`${code}: ${auth.reason}`), { data: { code, message: auth.reason } }));
       return;
     }
@@ -99,7 +101,7 @@ function bindSocket(
         if (!line.run(() => socket.disconnect(true))) socket.disconnect(true);
       },
     };
-    socket.data.volunteerId = coordinator.hello(link, socket.handshake.address, m.value);
+    socket.data.volunteerId = coordinator.hello(link, socket.data.address, m.value);
     // After the welcome (on the same line): the volunteer delays its own sends by as much, so each hop is delayed once.
     if (socket.data.volunteerId !== null && netDelayMs > 0) link.send('volunteer:net', { delayMs: netDelayMs });
   });
@@ -162,7 +164,7 @@ function bindSocket(
     if (!m.ok) return refuse('ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
     const r = m.value;
     if (access !== undefined) {
-      const admitted = access.admitKey(r.apiKey, socket.handshake.address);
+      const admitted = access.admitKey(r.apiKey, socket.data.address);
       if (!admitted.ok) {
         const code = admitted.status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_RATE_LIMITED';
         socket.emit('chat:error', { requestId: r.requestId, code, message: admitted.message });
