@@ -96,13 +96,11 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
         if (!live) return;
         const stamps = trace === true ? new StepTrace() : null;
         if (stamps !== null) window.webswarmTrace = stamps.entries;
-        replica.current = new VolunteerReplica(
-          connectSwarm('volunteer'),
-          b,
-          adapter,
-          throttledStatus(setStatus),
-          { fault, share, trace: stamps },
-        );
+        replica.current = new VolunteerReplica(connectSwarm('volunteer'), b, adapter, throttledStatus(setStatus), {
+          fault,
+          share,
+          trace: stamps,
+        });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
         if (autoPause && document.visibilityState === 'hidden') r.pause();
