@@ -72,8 +72,14 @@ export function parseReady(raw: unknown): Parsed<StageReady> {
     return bad('stage must be an integer in [0, 4096]');
   if (typeof raw.stepMs !== 'number' || !Number.isFinite(raw.stepMs) || raw.stepMs < 0 || raw.stepMs > 600_000)
     return bad('stepMs must be a number of ms in [0, 600000]');
-  if (raw.partition !== undefined && !shortString(raw.partition)) return bad('partition must be a short string (the key of the assignment)');
-  return ok({ modelId: raw.modelId, stage: raw.stage, stepMs: raw.stepMs, ...(raw.partition === undefined ? {} : { partition: raw.partition }) });
+  if (raw.partition !== undefined && !shortString(raw.partition))
+    return bad('partition must be a short string (the key of the assignment)');
+  return ok({
+    modelId: raw.modelId,
+    stage: raw.stage,
+    stepMs: raw.stepMs,
+    ...(raw.partition === undefined ? {} : { partition: raw.partition }),
+  });
 }
 
 export function parseSignal(raw: unknown): Parsed<SignalOut> {
