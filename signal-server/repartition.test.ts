@@ -15,7 +15,7 @@ async function readyStages(url: string): Promise<number[]> {
 }
 
 describe('re-partition over Socket.IO', () => {
-  it('a volunteer leaves mid-generation and 3 stages × r = 2 cannot be kept: 2 stages, the running request answers the reference, and so do new ones', async () => {
+  it('a volunteer leaves mid-generation and 3 stages × r = 2 cannot be kept: 2 stages, the running request answers the reference, and so do new ones; a join brings the configured partition back', async () => {
     const { server, url, expected } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
     const coordinator = server.coordinator;
     if (coordinator === null) throw new Error('no coordinator');
@@ -47,5 +47,61 @@ describe('re-partition over Socket.IO', () => {
     expect(again.status).toBe(200);
     expect(again.body.webswarm?.tokens).toEqual(expected);
     expect(again.body.webswarm?.verified).toBe(true);
+    // A volunteer joins: 3 stages × r = 2 serve again, and the swarm goes back to the configured partition.
+    const back = volunteer(url, '127.0.0.26');
+    await expect.poll(() => coordinator.repartitions, { timeout: WAIT_MS }).toBe(2);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    expect(coordinator.modelInfo.stages).toBe(3);
+    for (const v of [...stayed, back]) expect(v.partition).toBe('r0-1_1-2_2-3');
+    const third = await complete(url);
+    expect(third.status).toBe(200);
+    expect(third.body.webswarm?.tokens).toEqual(expected);
+  });
+
+  it("hostile capacity reports: malformed is refused with the field named, absurd is clamped, and one client's sockets count once when the partition changes", async () => {
+    const { server, url, expected } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
+    const coordinator = server.coordinator;
+    if (coordinator === null) throw new Error('no coordinator');
+    const malformed = volunteer(url, '127.0.0.90', { capacity: { deviceMemoryGiB: 'lots' } });
+    await expect.poll(() => malformed.errors.length, { timeout: WAIT_MS }).toBeGreaterThan(0);
+    expect(malformed.errors[0]).toMatchObject({ code: 'ERR_BAD_MESSAGE' });
+    expect(malformed.errors[0]?.message).toContain('capacity.deviceMemoryGiB');
+    expect(malformed.id).toBeNull();
+    // One attacker, two sockets from one address, each claiming all the memory there is; four honest volunteers.
+    const absurd = { deviceMemoryGiB: 4096, maxBufferBytes: 2 ** 52, maxStorageBindingBytes: 2 ** 52 };
+    const attacker = [volunteer(url, '127.0.0.99', { capacity: absurd }), volunteer(url, '127.0.0.99', { capacity: absurd })];
+    const honest = Array.from({ length: 4 }, (_, i) =>
+      volunteer(url, `127.0.0.${30 + i}`, { capacity: { deviceMemoryGiB: 2, maxBufferBytes: null, maxStorageBindingBytes: null } }),
+    );
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    // Clamped: a WASM volunteer is counted on for no more than a WASM instance addresses.
+    for (const a of attacker) expect(coordinator.registry.get(a.id as string)?.memoryBytes).toBe(4 * 2 ** 30);
+    expect(coordinator.registry.get(honest[0]?.id as string)?.memoryBytes).toBe(2 ** 30);
+    const leaving = honest.find((v) => v.stage === 2) as NodeVolunteer;
+    leaving.leaveAfter(2);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(coordinator.repartitions).toBe(1);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    // 4 clients (the attacker's sockets are one): 2 stages, each with 2 distinct clients; no honest volunteer left out.
+    expect(coordinator.modelInfo.stages).toBe(2);
+    const stayed = honest.filter((v) => v !== leaving);
+    for (const v of stayed) expect(v.stage === 0 || v.stage === 1).toBe(true);
+    for (const s of [0, 1]) {
+      const clients = new Set([
+        ...stayed.filter((v) => v.stage === s).map((v) => v.id),
+        ...(attacker.some((a) => a.stage === s) ? ['attacker'] : []),
+      ]);
+      expect(clients.size).toBeGreaterThanOrEqual(2);
+    }
+    // The route rules still hold: never both of its sockets in one stage of a route.
+    for (let i = 0; i < 3; i++) {
+      const again = await complete(url);
+      expect(again.status).toBe(200);
+      expect(again.body.webswarm?.tokens).toEqual(expected);
+      const route = (again.body as { webswarm?: { route?: string[][] } }).webswarm?.route ?? [];
+      for (const stage of route) expect(stage.filter((id) => attacker.some((a) => a.id === id)).length).toBeLessThanOrEqual(1);
+    }
   });
 });

@@ -30,7 +30,7 @@ import { GenerationError, GenerationSession, type SessionTimeouts, type StepReco
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
 import type { SwarmObserver } from './observer.js';
-import { planPartition } from './partition-planner.js';
+import { type PlannedVolunteer, planPartition } from './partition-planner.js';
 import { Registry } from './registry.js';
 import {
   MAX_REPLAYS,
@@ -39,6 +39,7 @@ import {
   ReplayOnNewPartition,
   rangesOf,
   type ServedPartition,
+  sameRanges,
 } from './repartition.js';
 import { BanList, reputation, shouldEvict } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
@@ -234,6 +235,8 @@ export class Coordinator {
   private epoch = 0;
   /** A re-partition is being built (its stage files): no second one starts meanwhile. */
   private repartitioning = false;
+  /** The partition the operator configured: a re-partition returns to it once it serves again. */
+  private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
   repartitions = 0;
   replays = 0;
@@ -248,6 +251,7 @@ export class Coordinator {
     this.localAddresses = options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
     // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
     this.oracle = options.oracle;
+    this.operatorRanges = rangesOf(model.manifest);
     this.fallback = options.fallback === undefined ? null : this.serverReplicas(model.manifest, options.fallback);
     this.links = options.links ?? new Links();
     this.bans = options.bans ?? new BanList();
@@ -316,6 +320,7 @@ export class Coordinator {
     const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', this.assignment(stage));
+    this.considerRepartition(false);
     this.log(
       `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
     );
@@ -492,7 +497,7 @@ export class Coordinator {
     this.audit.forget(id);
     this.move(this.registry.leave(id));
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
-    this.considerRepartition();
+    this.considerRepartition(true);
     this.options.statusChanged?.();
   }
 
@@ -502,11 +507,25 @@ export class Coordinator {
    * the current partition volunteers move; otherwise the new partition's stage
    * files are built and the swarm switches to it (switchPartition).
    */
-  private considerRepartition(): void {
+  private considerRepartition(departure: boolean): void {
     const builder = this.options.repartition;
     const r = this.options.redundancy;
     if (builder === undefined || this.closing || this.repartitioning) return;
-    if (this.registry.replicasPerStage().every((n) => n >= r)) return;
+    const current = rangesOf(this.model.manifest);
+    if (!sameRanges(current, this.operatorRanges)) {
+      // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
+      const back = this.plan(builder, this.operatorRanges);
+      if (back.ok && back.kept) {
+        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition');
+        return;
+      }
+    }
+    // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
+    if (!departure) return;
+    // Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route).
+    const clients = Array.from({ length: this.model.numStages }, () => new Set<string>());
+    for (const v of this.plannerView()) clients[v.stage]?.add(v.client);
+    if (clients.every((c) => c.size >= r)) return;
     const plan = this.plan(builder, rangesOf(this.model.manifest));
     if (!plan.ok) {
       this.log(`re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`);
@@ -516,18 +535,23 @@ export class Coordinator {
       this.move(this.registry.assign(this.model.numStages, plan.stageOf, false));
       return;
     }
+    this.buildAndSwitch(builder, plan.ranges, `stages short (${this.registry.replicasPerStage().join('/')})`);
+  }
+
+  /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
+  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string): void {
     this.repartitioning = true;
-    const key = plan.ranges.map((x) => `${x.start}-${x.end}`).join(',');
-    this.log(`re-partition: stages short (${this.registry.replicasPerStage().join('/')}); building layers ${key}`);
+    const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
+    this.log(`re-partition: ${why}; building layers ${key}`);
     builder
-      .build(plan.ranges)
+      .build(ranges)
       .then((p) => {
         this.repartitioning = false;
         if (this.closing) return;
         // Volunteers may have come and gone while the files were built: placed as they are now.
         const again = this.plan(builder, rangesOf(p.manifest));
         if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
-        else this.considerRepartition();
+        else this.considerRepartition(true);
       })
       .catch((e: unknown) => {
         this.repartitioning = false;
@@ -535,15 +559,14 @@ export class Coordinator {
       });
   }
 
-  private plan(builder: PartitionBuilder, current: readonly LayerRange[]) {
+  /** This server's volunteers as the planner sees them. */
+  private plannerView(): PlannedVolunteer[] {
     const local = this.registry.all().filter((v) => v.remote !== true);
-    const volunteers = plannedVolunteers(
-      local,
-      rangesOf(this.model.manifest),
-      (id) => this.members.get(id)?.keys ?? [],
-      offeredBytes('wasm', null),
-    );
-    return planPartition({ sizes: builder.sizes, volunteers, redundancy: this.options.redundancy, current });
+    return plannedVolunteers(local, rangesOf(this.model.manifest), (id) => this.members.get(id)?.keys ?? [], offeredBytes('wasm', null));
+  }
+
+  private plan(builder: PartitionBuilder, current: readonly LayerRange[]) {
+    return planPartition({ sizes: builder.sizes, volunteers: this.plannerView(), redundancy: this.options.redundancy, current });
   }
 
   /**

@@ -47,6 +47,11 @@ export class ReplayOnNewPartition extends GenerationError {
   }
 }
 
+/** Do two partitions cut the layers alike? */
+export function sameRanges(a: readonly LayerRange[], b: readonly LayerRange[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
+}
+
 /** The layer ranges of a manifest's stages. */
 export function rangesOf(manifest: StageManifest): LayerRange[] {
   return manifest.stages.map((s) => ({ start: s.layers.start, end: s.layers.end }));
