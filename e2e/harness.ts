@@ -41,6 +41,8 @@ export async function startTestServer(
     logSink?: LineSink;
     /** FALLBACK (default off, as the factory's). */
     fallback?: FallbackMode;
+    /** REPARTITION (default off, as the factory's): new partitions are built into `cacheRoot`. */
+    repartition?: boolean;
   } = {},
 ): Promise<SignalServer> {
   return startLocalServer(models, cacheRoot, {
@@ -54,6 +56,7 @@ export async function startTestServer(
     ...(extra.random === undefined ? {} : { random: extra.random }),
     ...(extra.ice === undefined ? {} : { ice: extra.ice }),
     ...(extra.fallback === undefined ? {} : { fallback: extra.fallback }),
+    ...(extra.repartition === true ? { repartition: { stageCache: cacheRoot } } : {}),
     logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
 }
@@ -137,6 +140,8 @@ export interface E2eSwarmOptions {
   readonly logSink?: LineSink;
   /** The server's FALLBACK (default off). */
   readonly fallback?: FallbackMode;
+  /** The server's REPARTITION (default off). */
+  readonly repartition?: boolean;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -152,6 +157,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.ice === undefined ? {} : { ice: o.ice }),
     ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
     ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
+    ...(o.repartition === undefined ? {} : { repartition: o.repartition }),
   });
   const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache, { graph })).dir);
   const swarm = await startLocalSwarm({
