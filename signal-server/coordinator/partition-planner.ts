@@ -8,6 +8,7 @@
  * keeps the current partition when it still serves (moving is not free), and
  * balances stage times, Petals-style, giving faster volunteers more layers.
  */
+import { resolvePartition } from '../../shared/model/partition.js';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { assignStages, needBytes, type Stage } from './stage-assignment.js';
@@ -123,18 +124,6 @@ function balancedRanges(sizes: ModelSizes, groups: readonly { msPerLayer: number
   return cut(times[lo] as number);
 }
 
-/** Even ranges, extra layers first (as resolvePartition cuts { stages }). */
-function evenRanges(L: number, S: number): LayerRange[] {
-  const out: LayerRange[] = [];
-  let start = 0;
-  for (let i = 0; i < S; i++) {
-    const len = Math.floor(L / S) + (i < L % S ? 1 : 0);
-    out.push({ start, end: start + len });
-    start += len;
-  }
-  return out;
-}
-
 /** Chooses the partition and the volunteers of each stage, or says why none serves. */
 export function planPartition(input: PlanInput): Plan {
   const { sizes, volunteers, redundancy: r } = input;
@@ -191,7 +180,7 @@ export function planPartition(input: PlanInput): Plan {
       // The r-th largest offer of the group: r of its volunteers can hold what fits it.
       memoryBytes: [...g.map((v) => byId.get(v.id)?.memoryBytes ?? 0)].sort((a, b) => b - a)[r - 1] ?? 0,
     }));
-    for (const ranges of [balancedRanges(sizes, shape), evenRanges(L, S)]) {
+    for (const ranges of [balancedRanges(sizes, shape), resolvePartition(L, { stages: S })]) {
       if (ranges === null) continue;
       const c = evaluate(ranges, prefer, false);
       if (c !== null) candidates.push(c);

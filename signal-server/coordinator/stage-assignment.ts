@@ -26,14 +26,32 @@ export interface Holder {
   readonly memoryBytes: number;
 }
 
-/** Can volunteers of these offers give each stage of these needs `r` holders? */
-function feasible(offers: readonly number[], demands: readonly { need: number; count: number }[]): boolean {
-  const sorted = demands.filter((d) => d.count > 0).sort((a, b) => b.need - a.need);
+/** Offers at least `need` among offers sorted ascending (binary search). */
+function atLeast(sortedAsc: readonly number[], need: number): number {
+  let lo = 0;
+  let hi = sortedAsc.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((sortedAsc[mid] as number) >= need) hi = mid;
+    else lo = mid + 1;
+  }
+  return sortedAsc.length - lo;
+}
+
+/**
+ * Can volunteers of these offers (sorted ascending, less one offer `without`
+ * when given) give each demand its count of holders? Demands sorted by need, largest first.
+ */
+function feasible(
+  sortedAsc: readonly number[],
+  demands: readonly { need: number; count: number }[],
+  without: number | null = null,
+): boolean {
   let wanted = 0;
-  for (const d of sorted) {
+  for (const d of demands) {
+    if (d.count === 0) continue;
     wanted += d.count;
-    let able = 0;
-    for (const o of offers) if (o >= d.need) able += 1;
+    const able = atLeast(sortedAsc, d.need) - (without !== null && without >= d.need ? 1 : 0);
     if (able < wanted) return false;
   }
   return true;
@@ -52,35 +70,36 @@ export function assignStages(
   /** Further sockets of clients already among `volunteers`: placed only as spares (a client counts once towards r). */
   extras: readonly Holder[] = [],
 ): { stageOf: Map<string, number>; idle: string[] } | null {
-  const offers = (pool: readonly Holder[]) => pool.map((v) => v.memoryBytes);
+  const order = [...stages].sort((a, b) => b.needBytes - a.needBytes || a.index - b.index);
+  const offers = volunteers.map((v) => v.memoryBytes).sort((a, b) => a - b);
   if (
     !feasible(
-      offers(volunteers),
-      stages.map((s) => ({ need: s.needBytes, count: r })),
+      offers,
+      order.map((s) => ({ need: s.needBytes, count: r })),
     )
   )
     return null;
   const stageOf = new Map<string, number>();
-  let pool = [...volunteers];
-  const order = [...stages].sort((a, b) => b.needBytes - a.needBytes || a.index - b.index);
+  const taken = new Set<Holder>();
   for (const [k, stage] of order.entries()) {
+    // Preferred first, then the smallest offers: the big ones stay for the stages that need them.
+    const candidates = volunteers
+      .filter((v) => v.memoryBytes >= stage.needBytes)
+      .map((v) => ({ v, first: prefer.get(v.id) === stage.index ? 0 : 1 }))
+      .sort((a, b) => a.first - b.first || a.v.memoryBytes - b.v.memoryBytes || (a.v.id < b.v.id ? -1 : 1))
+      .map((c) => c.v);
+    const later = order.slice(k + 1).map((s) => ({ need: s.needBytes, count: r }));
     for (let slot = 0; slot < r; slot++) {
-      const rest = [{ need: stage.needBytes, count: r - slot - 1 }, ...order.slice(k + 1).map((s) => ({ need: s.needBytes, count: r }))];
-      const candidates = pool
-        .filter((v) => v.memoryBytes >= stage.needBytes)
-        .sort(
-          (a, b) =>
-            Number(prefer.get(b.id) === stage.index) - Number(prefer.get(a.id) === stage.index) ||
-            a.memoryBytes - b.memoryBytes ||
-            (a.id < b.id ? -1 : 1),
-        );
-      const chosen = candidates.find((c) => feasible(offers(pool.filter((v) => v !== c)), rest));
+      const rest = [{ need: stage.needBytes, count: r - slot - 1 }, ...later];
+      const chosen = candidates.find((c) => !taken.has(c) && feasible(offers, rest, c.memoryBytes));
       // Unreachable once the whole was feasible (the smallest eligible offer always keeps it so), kept as a guard.
       if (chosen === undefined) return null;
       stageOf.set(chosen.id, stage.index);
-      pool = pool.filter((v) => v !== chosen);
+      taken.add(chosen);
+      offers.splice(offers.indexOf(chosen.memoryBytes), 1);
     }
   }
+  const pool = volunteers.filter((v) => !taken.has(v));
   const idle: string[] = [];
   const count = new Map<number, number>(stages.map((s) => [s.index, r]));
   for (const v of [...pool, ...extras]) {
