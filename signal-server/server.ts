@@ -144,6 +144,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const iceProblem = iceOptionsProblem(ice);
   if (iceProblem !== null) throw new Error(iceProblem);
   const iceFeed = new IceFeed(ice);
+  // An empty path would build new partitions into the working directory.
+  if (opts.repartition !== undefined && opts.repartition.stageCache.trim() === '')
+    throw new Error('repartition.stageCache is empty: name the folder where new partitions are built');
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
