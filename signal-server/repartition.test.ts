@@ -4,7 +4,9 @@
 // during a generation until the partition must change.
 import { describe, expect, it } from 'vitest';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { httpSwarm } from './testing/http-swarm.js';
+import { ensureStages } from './models/model-folder.js';
+import { ReferenceRunner } from './reference/reference-runner.js';
+import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 import { connectClient, helloVolunteer } from './testing/socket-client.js';
 
@@ -140,4 +142,24 @@ describe('re-partition over Socket.IO', () => {
       c.disconnect();
     }
   });
+
+  it(
+    "seeded sampling: the replayed request goes on with the same draws, so its tokens are the reference runner's",
+    async () => {
+      const { server, url } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const sampling = { temperature: 1, topK: 0, topP: 1, seed: 5 };
+      const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 3 }, stageCache())).dir);
+      const expected = (await runner.generateIds(runner.tokenizer.encode(PROMPT), TOKENS, sampling)).tokens;
+      await runner.close();
+      const vs = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${50 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(6);
+      (vs.find((v) => v.stage === 1) as NodeVolunteer).leaveAfter(3);
+      const c = await coordinator.complete({ prompt: PROMPT, maxTokens: TOKENS, sampling });
+      expect(coordinator.replays).toBeGreaterThanOrEqual(1);
+      expect(c.tokens).toEqual(expected);
+    },
+    TEST_MS,
+  );
 });
