@@ -7,6 +7,7 @@
  *   BENCH_GRAPHS (default 1; 0 skips plain vs fused graphs and context growth; BENCH_SWARM=0 keeps them out of Chromium),
  *   BENCH_WEBGPU (default 1; 0 skips the WebGPU tab rows: SwiftShader without a GPU, slow),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
+ *   BENCH_REPARTITION (default 1; 0 skips the live re-partition: departure to serving again, requests lost),
  *   BENCH_CAPACITY (default 1; 0 skips the coordinator capacity table, 1 000 to 10 000 simulated volunteers),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second),
  *   BENCH_PRECISION (default 1; 0 skips the weight precisions: f32, f16, q8, q4 on austen-2m and a
@@ -36,6 +37,7 @@ import { benchDistribution } from './distribution.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
+import { benchRepartition } from './repartition.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
@@ -118,6 +120,8 @@ async function main(): Promise<void> {
     const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
     if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });
+    if (process.env.BENCH_REPARTITION !== '0')
+      await benchRepartition({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_COLD_START !== '0') {
       await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
     }

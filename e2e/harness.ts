@@ -43,6 +43,8 @@ export async function startTestServer(
     fallback?: FallbackMode;
     /** The bench's one-way transport delay (ms) on every message (SignalServerOptions.netDelayMs). */
     netDelayMs?: number;
+    /** REPARTITION (default off, as the factory's): new partitions are built into `cacheRoot`. */
+    repartition?: boolean;
   } = {},
 ): Promise<SignalServer> {
   return startLocalServer(models, cacheRoot, {
@@ -57,6 +59,7 @@ export async function startTestServer(
     ...(extra.ice === undefined ? {} : { ice: extra.ice }),
     ...(extra.fallback === undefined ? {} : { fallback: extra.fallback }),
     ...(extra.netDelayMs === undefined ? {} : { netDelayMs: extra.netDelayMs }),
+    ...(extra.repartition === true ? { repartition: { stageCache: cacheRoot } } : {}),
     logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
 }
@@ -142,6 +145,8 @@ export interface E2eSwarmOptions {
   readonly fallback?: FallbackMode;
   /** The bench's one-way transport delay (ms), on the server's sends and on every tab's. */
   readonly netDelayMs?: number;
+  /** The server's REPARTITION (default off). */
+  readonly repartition?: boolean;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -158,6 +163,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.logSink === undefined ? {} : { logSink: o.logSink }),
     ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
     ...(o.netDelayMs === undefined ? {} : { netDelayMs: o.netDelayMs }),
+    ...(o.repartition === undefined ? {} : { repartition: o.repartition }),
   });
   const reference = await ReferenceRunner.fromStageDir((await ensureStages(dir, { stages }, cache, { graph })).dir);
   const swarm = await startLocalSwarm({

@@ -57,6 +57,8 @@ export interface StartOptions {
   readonly fallback: FallbackMode;
   /** Sessions the server computes stages of at once; more are refused at once (503). */
   readonly fallbackMaxSessions: number;
+  /** Change the partition live when departures leave a stage short (on), or never (off). */
+  readonly repartition: 'on' | 'off';
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -174,6 +176,12 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  repartition: {
+    env: 'REPARTITION',
+    flag: 'repartition',
+    fallback: 'on',
+    help: 'on: when departures leave a stage short, volunteers move or the model is cut anew (requests in flight are replayed), and cut back once volunteers return; off: the partition never changes. Not with REDIS_URL',
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -282,6 +290,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxQueued: int(SETTINGS.maxQueued, 0),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
+    repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
     localAddresses: list(SETTINGS.localAddresses),
     trustedProxies: proxies,
   };
@@ -324,6 +333,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     maxQueued: o.maxQueued,
     fallback: o.fallback,
     fallbackMaxSessions: o.fallbackMaxSessions,
+    ...(o.repartition === 'on' ? { repartition: { stageCache: o.stageCache } } : {}),
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },

@@ -10,7 +10,6 @@ import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
 import { Cluster, type ClusterOptions } from './cluster/cluster.js';
-import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
@@ -23,9 +22,8 @@ import { IceFeed } from './ice-feed.js';
 import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
-import { loadStageSet } from './models/model-folder.js';
-import { OrtExecutor } from './reference/ort-executor.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
+import { lazyOracle, partitionBuilder, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
 
 export type { ModelListing } from './http/routes.js';
@@ -103,6 +101,11 @@ export interface SignalServerOptions {
   readonly netDelayMs?: number;
   /** The cluster's key prefix and timings (tests shorten them). */
   readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
+  /**
+   * Re-partition the model live where departures leave a stage short (REPARTITION): new partitions' stage
+   * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl.
+   */
+  readonly repartition?: { readonly stageCache: string };
 }
 
 /** Default largest API request body. */
@@ -121,25 +124,6 @@ export interface SignalServer {
   close(): Promise<void>;
   /** The coordinator of the first served model (null when none is served). */
   readonly coordinator: Coordinator | null;
-}
-
-/**
- * The server's own runner of the served stages, made on first use: it computes
- * the challenge steps whose answers volunteers must match to count as ready.
- */
-function lazyOracle(m: ServedStages): ChallengeOracle {
-  let oracle: Promise<ReferenceOracle> | null = null;
-  return {
-    make: (stage, wanted) => {
-      oracle ??= loadStageSet(m.dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
-      return oracle.then((o) => o.make(stage, wanted));
-    },
-  };
-}
-
-/** The server's runner of the served stages for the fallback, made on first use. */
-function stageRunner(m: ServedStages): () => Promise<OrtExecutor> {
-  return () => loadStageSet(m.dir).then((set) => OrtExecutor.create(set.stageBytes));
 }
 
 /** The model's tokenizer, and each token's text and bytes (for log-probabilities), from its stage directory. */
@@ -175,12 +159,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const netDelayMs = opts.netDelayMs ?? 0;
   if (!Number.isInteger(netDelayMs) || netDelayMs < 0 || netDelayMs > MAX_NET_DELAY_MS)
     throw new Error(`netDelayMs must be an integer from 0 to ${MAX_NET_DELAY_MS}, got ${netDelayMs}`);
+  // An empty path would build new partitions into the working directory.
+  if (opts.repartition !== undefined && opts.repartition.stageCache.trim() === '')
+    throw new Error('repartition.stageCache is empty: name the folder where new partitions are built');
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
     modelId: m.manifest.modelId,
     stages: m.manifest.stages.length,
-    baseUrl: `/models/${encodeURIComponent(m.manifest.modelId)}/${m.key}`,
+    baseUrl: stageBaseUrl(m.manifest.modelId, m.key),
   }));
   // Socket.IO wraps the request listeners the server has when it attaches (passing on all but its own
   // path), so the listener is there first; the routes it calls need the coordinator, which needs Socket.IO.
@@ -218,6 +205,28 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
   if (cluster !== null && opts.fallback !== undefined && opts.fallback !== 'off')
     log(`FALLBACK=${opts.fallback} is not used with REDIS_URL: a stage short of volunteers fails the request (503) as with FALLBACK=off`);
+  if (cluster !== null && opts.repartition !== undefined)
+    log('REPARTITION is not used with REDIS_URL: the servers of a cluster keep the partition they started with');
+  // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
+  const modelFiles = modelFilesOf(opts.models, listings);
+  const tensorIndexes = tensorIndexesOf(opts.models, listings);
+  const builder =
+    opts.repartition === undefined || cluster !== null || firstModel === undefined
+      ? null
+      : partitionBuilder(firstModel, opts.repartition.stageCache, (stages, baseUrl) => {
+          const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
+          const routed = [
+            {
+              ...stages,
+              ...(firstModel.modelDir === undefined ? {} : { modelDir: firstModel.modelDir }),
+              ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
+            },
+          ];
+          for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
+          for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
+        });
+  if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
+    log('REPARTITION is off: the model folder the stages were built from is not on this server');
   const coordinator =
     first === undefined || firstModel === undefined || tokens === null
       ? null
@@ -228,13 +237,14 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             baseUrl: first.baseUrl,
             manifest: firstModel.manifest,
             tokenizer: tokens.tokenizer,
+            partition: firstModel.key,
           },
           {
             redundancy: opts.redundancy ?? 3,
             allowFaults: opts.allowFaults ?? false,
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
-            oracle: lazyOracle(firstModel),
+            oracle: lazyOracle(firstModel.dir),
             statusChanged: () => statusFeed.changed(),
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
@@ -248,10 +258,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                   fallback: {
                     mode: opts.fallback,
                     maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
-                    executor: stageRunner(firstModel),
+                    executor: stageRunner(firstModel.dir),
                   },
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
+            ...(builder === null ? {} : { repartition: builder }),
           },
           coordinatorLog,
         );
@@ -265,9 +276,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     access,
     metrics,
     webRoot: opts.webRoot,
-    modelFiles: modelFilesOf(opts.models, listings),
+    modelFiles,
     folderFiles: folderFilesOf(opts.models),
-    tensorIndexes: tensorIndexesOf(opts.models, listings),
+    tensorIndexes,
     tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     startedS: Math.floor(Date.now() / 1000),

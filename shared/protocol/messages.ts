@@ -26,6 +26,22 @@ export interface VolunteerHello {
   readonly fault: FaultKind | null;
   /** A random key the browser keeps (localStorage): an evicted volunteer's key is refused for a while. */
   readonly clientKey: string | null;
+  /** What it can hold (null or absent: unknown, the server assumes the backend's default); its speed is measured, never reported. */
+  readonly capacity?: VolunteerCapacity | null;
+}
+
+/**
+ * What a volunteer says it can hold: facts of its browser, from which the
+ * server works out the memory it offers (shared/swarm/capacity.ts). A claim
+ * above what it holds only makes it fail to load, and be evicted.
+ */
+export interface VolunteerCapacity {
+  /** navigator.deviceMemory (GiB of RAM, rounded by the browser), or null where the browser does not say. */
+  readonly deviceMemoryGiB: number | null;
+  /** The WebGPU adapter's maxBufferSize in bytes, or null on WASM. */
+  readonly maxBufferBytes: number | null;
+  /** The WebGPU adapter's maxStorageBufferBindingSize in bytes, or null on WASM. */
+  readonly maxStorageBindingBytes: number | null;
 }
 
 /** How the coordinator judges a volunteer: its outputs against the majority of the others'. */
@@ -78,6 +94,8 @@ export interface StageReady {
   readonly stage: number;
   /** Measured time of one decode step of this stage on this volunteer, in ms. */
   readonly stepMs: number;
+  /** The partition of the assignment it loaded (StageAssignment.partition): a late ready for an older partition is ignored. */
+  readonly partition?: string;
 }
 
 /** WebRTC signalling data (SDP or ICE), relayed unread between linked peers. */
@@ -144,6 +162,8 @@ export interface StageAssignment {
   readonly stage: number;
   /** Where manifest.json and the stage files are served. */
   readonly baseUrl: string;
+  /** The partition's key ("r0-3_3-6"): it changes when the coordinator re-partitions the model; echoed in `volunteer:ready`. */
+  readonly partition?: string;
 }
 
 /** The coordinator opens a generation session on a replica: its place in the route. */

@@ -30,7 +30,7 @@ describe('message validation', () => {
   it('accepts a well-formed hello and refuses the rest', () => {
     expect(parseHello({ backend: 'webgpu', adapter: 'google swiftshader' })).toEqual({
       ok: true,
-      value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null, clientKey: null },
+      value: { backend: 'webgpu', adapter: 'google swiftshader', fault: null, clientKey: null, capacity: null },
     });
     expect(parseHello({ backend: 'wasm', adapter: null, fault: 'noise' })).toMatchObject({ ok: true });
     expect(parseHello({ backend: 'wasm', adapter: null, fault: 'meltdown' })).toMatchObject({ ok: false });

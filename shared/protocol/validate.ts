@@ -3,6 +3,7 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
+import { parseCapacity } from './capacity.js';
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
 import { MAX_MESSAGE_BYTES } from './frames.js';
@@ -61,7 +62,9 @@ export function parseHello(raw: unknown): Parsed<VolunteerHello> {
   const clientKey = raw.clientKey ?? null;
   if (clientKey !== null && (typeof clientKey !== 'string' || !/^[A-Za-z0-9-]{8,64}$/.test(clientKey)))
     return bad('clientKey must be null or 8..64 letters, digits and dashes');
-  return ok({ backend: raw.backend, adapter: raw.adapter, fault, clientKey });
+  const capacity = parseCapacity(raw.capacity);
+  if (!capacity.ok) return bad(capacity.reason);
+  return ok({ backend: raw.backend, adapter: raw.adapter, fault, clientKey, capacity: capacity.value });
 }
 
 export function parseReady(raw: unknown): Parsed<StageReady> {
@@ -71,7 +74,14 @@ export function parseReady(raw: unknown): Parsed<StageReady> {
     return bad('stage must be an integer in [0, 4096]');
   if (typeof raw.stepMs !== 'number' || !Number.isFinite(raw.stepMs) || raw.stepMs < 0 || raw.stepMs > 600_000)
     return bad('stepMs must be a number of ms in [0, 600000]');
-  return ok({ modelId: raw.modelId, stage: raw.stage, stepMs: raw.stepMs });
+  if (raw.partition !== undefined && !shortString(raw.partition))
+    return bad('partition must be a short string (the key of the assignment)');
+  return ok({
+    modelId: raw.modelId,
+    stage: raw.stage,
+    stepMs: raw.stepMs,
+    ...(raw.partition === undefined ? {} : { partition: raw.partition }),
+  });
 }
 
 export function parseSignal(raw: unknown): Parsed<SignalOut> {

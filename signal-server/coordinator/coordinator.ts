@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
+import { offeredBytes } from '../../shared/protocol/capacity.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import {
   type Backend,
@@ -9,6 +11,7 @@ import {
   isServerPeer,
   packFrameMessages,
   type ServerToClientEvents,
+  type StageAssignment,
   type StageReady,
   type StepDigest,
   type StepFailure,
@@ -27,7 +30,17 @@ import { GenerationError, GenerationSession, type SessionTimeouts, type StepReco
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
 import type { SwarmObserver } from './observer.js';
+import { type PlannedVolunteer, planPartition } from './partition-planner.js';
 import { Registry } from './registry.js';
+import {
+  MAX_REPLAYS,
+  type PartitionBuilder,
+  plannedVolunteers,
+  ReplayOnNewPartition,
+  rangesOf,
+  type ServedPartition,
+  sameRanges,
+} from './repartition.js';
 import { BanList, reputation, shouldEvict } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
 import type { Move } from './scheduler.js';
@@ -48,6 +61,8 @@ export interface ServedModelInfo {
   readonly manifest: StageManifest;
   /** Null where only token ids are sent (the in-process test swarm). */
   readonly tokenizer: Tokenizer | null;
+  /** The partition's key (sent with every assignment; a re-partition changes it); absent: the model id alone. */
+  readonly partition?: string;
 }
 
 export interface CompletionRequest {
@@ -108,6 +123,8 @@ export interface CoordinatorOptions {
   readonly bans?: BanList;
   /** Who may signal whom (default: this process's own); a cluster tells the servers of linked volunteers. */
   readonly links?: Links;
+  /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
+  readonly repartition?: PartitionBuilder;
 }
 
 /** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
@@ -158,6 +175,10 @@ export const MAX_NO_SHOWS = 3;
 export const DEFAULT_CHALLENGE_TIMEOUT_MS = 60_000;
 export const DEFAULT_SPOT_CHECK_RATE = 0.1;
 export const DEFAULT_MAX_QUEUED = 64;
+/** How long a replayed request waits for the new partition to serve (its volunteers load and prove their stages). */
+export const REPLAY_ROUTE_WAIT_MS = 60_000;
+/** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
+const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
 /** How often a waiting request looks for a route again. */
 const ROUTE_POLL_MS = 50;
 
@@ -206,11 +227,22 @@ export class Coordinator {
   private readonly stats = new ServiceStats();
   private readonly random: () => number;
   private readonly localAddresses: readonly string[];
-  /** The server's own replicas, where the operator allows the fallback. */
-  private readonly fallback: ServerReplicas | null;
+  /** The server's own replicas, where the operator allows the fallback (of the partition served now). */
+  private fallback: ServerReplicas | null;
+  /** Computes challenges for the partition served now. */
+  private oracle: ChallengeOracle;
+  /** Bumped by every re-partition: challenges made for an older partition are dropped. */
+  private epoch = 0;
+  /** A re-partition is being built (its stage files): no second one starts meanwhile. */
+  private repartitioning = false;
+  /** The partition the operator configured: a re-partition returns to it once it serves again. */
+  private readonly operatorRanges: readonly LayerRange[];
+  /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
+  repartitions = 0;
+  replays = 0;
 
   constructor(
-    private readonly model: ServedModelInfo,
+    private model: ServedModelInfo,
     private readonly options: CoordinatorOptions,
     private readonly log: (line: string) => void,
   ) {
@@ -218,23 +250,34 @@ export class Coordinator {
     this.random = options.random ?? Math.random;
     this.localAddresses = options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
     // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
-    const later = (f: () => void) => setImmediate(f);
-    this.fallback =
-      options.fallback === undefined
-        ? null
-        : new ServerReplicas(model.manifest, options.fallback, {
-            frame: (from, to, messages) => later(() => this.deliverFrame(from, to, messages)),
-            joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
-            digest: (from, m) => later(() => this.digest(from, m)),
-            logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits))),
-            failed: (from, m) => later(() => this.failed(from, m)),
-            // Late or early honest frames are no news; what a stranger or a broken peer sends is.
-            rejected: (from, reason) => {
-              if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.log(`${from}: ERR_BAD_FRAME ${reason}`);
-            },
-          });
+    this.oracle = options.oracle;
+    this.operatorRanges = rangesOf(model.manifest);
+    this.fallback = options.fallback === undefined ? null : this.serverReplicas(model.manifest, options.fallback);
     this.links = options.links ?? new Links();
     this.bans = options.bans ?? new BanList();
+  }
+
+  /** The server's replicas of a partition's stages, their messages delivered as a volunteer's would be. */
+  private serverReplicas(manifest: StageManifest, options: FallbackOptions): ServerReplicas {
+    // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
+    const later = (f: () => void) => setImmediate(f);
+    return new ServerReplicas(manifest, options, {
+      frame: (from, to, messages) => later(() => this.deliverFrame(from, to, messages)),
+      joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
+      digest: (from, m) => later(() => this.digest(from, m)),
+      logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits))),
+      failed: (from, m) => later(() => this.failed(from, m)),
+      // Late or early honest frames are no news; what a stranger or a broken peer sends is.
+      rejected: (from, reason) => {
+        if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.log(`${from}: ERR_BAD_FRAME ${reason}`);
+      },
+    });
+  }
+
+  /** An assignment to a stage of the partition served now. */
+  private assignment(stage: number): StageAssignment {
+    const { modelId, baseUrl, partition } = this.model;
+    return { modelId, stage, baseUrl, ...(partition === undefined ? {} : { partition }) };
   }
 
   get vocabSize(): number {
@@ -274,9 +317,10 @@ export class Coordinator {
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, challenge: null, noShows: 0 });
-    const stage = this.registry.join(id, m.backend, m.adapter);
+    const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
     link.send('volunteer:welcome', { volunteerId: id });
-    link.send('volunteer:assign', { modelId: this.model.modelId, stage, baseUrl: this.model.baseUrl });
+    link.send('volunteer:assign', this.assignment(stage));
+    this.considerRepartition(false);
     this.log(
       `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
     );
@@ -292,6 +336,11 @@ export class Coordinator {
     const v = this.registry.get(id);
     const member = this.members.get(id);
     if (v === undefined || member === undefined) return;
+    // A late ready for the partition before a re-partition: the volunteer is loading the new one.
+    if (m.partition !== undefined && this.model.partition !== undefined && m.partition !== this.model.partition) {
+      this.log(`volunteer ${id}: a ready for partition ${m.partition}, not ${this.model.partition}: ignored`);
+      return;
+    }
     if (m.modelId !== this.model.modelId || v.stage !== m.stage) {
       this.refuse(id, 'ERR_NOT_ASSIGNED', `ready: ${m.modelId} stage ${m.stage} is not the stage assigned`);
       return;
@@ -301,7 +350,8 @@ export class Coordinator {
   }
 
   private async sendChallenge(member: Member, stage: number): Promise<void> {
-    const oracle = this.options.oracle;
+    const oracle = this.oracle;
+    const epoch = this.epoch;
     if (member.challenge !== null) return;
     const challengeId = this.nextChallengeId++;
     // Claimed at once, so that a second `ready` does not start another.
@@ -309,13 +359,17 @@ export class Coordinator {
     let made: Awaited<ReturnType<ChallengeOracle['make']>>;
     try {
       // Asked again when its turn comes: nothing is computed for a volunteer that left (a flood of hello-ready-leave).
-      made = await oracle.make(stage, () => this.members.get(member.id) === member && this.registry.get(member.id)?.stage === stage);
+      made = await oracle.make(
+        stage,
+        () => this.members.get(member.id) === member && this.registry.get(member.id)?.stage === stage && this.epoch === epoch,
+      );
     } catch (e) {
       member.challenge = null;
       if (!(e instanceof ChallengeMoot)) this.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
       return;
     }
-    if (this.members.get(member.id) !== member || this.registry.get(member.id)?.stage !== stage) {
+    // Made for another partition (a re-partition came meanwhile), the challenge is no test of this one.
+    if (this.members.get(member.id) !== member || this.registry.get(member.id)?.stage !== stage || this.epoch !== epoch) {
       member.challenge = null;
       return;
     }
@@ -443,6 +497,108 @@ export class Coordinator {
     this.audit.forget(id);
     this.move(this.registry.leave(id));
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
+    this.considerRepartition(true);
+    this.options.statusChanged?.();
+  }
+
+  /**
+   * After a departure that re-balancing could not make good (a stage short of
+   * r volunteers): the planner's choice, by memory and measured speed. Within
+   * the current partition volunteers move; otherwise the new partition's stage
+   * files are built and the swarm switches to it (switchPartition).
+   */
+  private considerRepartition(departure: boolean): void {
+    const builder = this.options.repartition;
+    const r = this.options.redundancy;
+    if (builder === undefined || this.closing || this.repartitioning) return;
+    const current = rangesOf(this.model.manifest);
+    if (!sameRanges(current, this.operatorRanges)) {
+      // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
+      const back = this.plan(builder, this.operatorRanges);
+      if (back.ok && back.kept) {
+        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition');
+        return;
+      }
+    }
+    // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
+    if (!departure) return;
+    // Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route).
+    const clients = Array.from({ length: this.model.numStages }, () => new Set<string>());
+    for (const v of this.plannerView()) clients[v.stage]?.add(v.client);
+    if (clients.every((c) => c.size >= r)) return;
+    const plan = this.plan(builder, rangesOf(this.model.manifest));
+    if (!plan.ok) {
+      this.log(`re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`);
+      return;
+    }
+    if (plan.kept) {
+      this.move(this.registry.assign(this.model.numStages, plan.stageOf, false));
+      return;
+    }
+    this.buildAndSwitch(builder, plan.ranges, `stages short (${this.registry.replicasPerStage().join('/')})`);
+  }
+
+  /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
+  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string): void {
+    this.repartitioning = true;
+    const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
+    this.log(`re-partition: ${why}; building layers ${key}`);
+    builder
+      .build(ranges)
+      .then((p) => {
+        this.repartitioning = false;
+        if (this.closing) return;
+        // Volunteers may have come and gone while the files were built: placed as they are now.
+        const again = this.plan(builder, rangesOf(p.manifest));
+        if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
+        else this.considerRepartition(true);
+      })
+      .catch((e: unknown) => {
+        this.repartitioning = false;
+        this.log(`re-partition to layers ${key} failed: ${(e as Error).message}`);
+      });
+  }
+
+  /** This server's volunteers as the planner sees them. */
+  private plannerView(): PlannedVolunteer[] {
+    const local = this.registry.all().filter((v) => v.remote !== true);
+    return plannedVolunteers(local, rangesOf(this.model.manifest), (id) => this.members.get(id)?.keys ?? [], offeredBytes('wasm', null));
+  }
+
+  private plan(builder: PartitionBuilder, current: readonly LayerRange[]) {
+    return planPartition({ sizes: builder.sizes, volunteers: this.plannerView(), redundancy: this.options.redundancy, current });
+  }
+
+  /**
+   * Serves a new partition from now: new sessions route on it, sessions in
+   * flight are replayed on it (runIds), every volunteer is assigned its stage
+   * of it and must pass a challenge on that stage before it counts as ready.
+   */
+  private switchPartition(p: ServedPartition, stageOf: ReadonlyMap<string, number>): void {
+    const from =
+      this.model.partition ??
+      rangesOf(this.model.manifest)
+        .map((x) => `${x.start}-${x.end}`)
+        .join(',');
+    this.model = { ...this.model, numStages: p.manifest.stages.length, baseUrl: p.baseUrl, manifest: p.manifest, partition: p.key };
+    this.oracle = p.oracle;
+    this.epoch += 1;
+    this.repartitions += 1;
+    const fallback = this.options.fallback;
+    if (fallback !== undefined) this.fallback = this.serverReplicas(p.manifest, { ...fallback, executor: p.executor });
+    for (const member of this.members.values()) {
+      if (member.remote) continue;
+      if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
+      member.challenge = null;
+      member.proven = false;
+    }
+    const replay = new ReplayOnNewPartition(p.key);
+    for (const s of this.sessions.values()) s.abort(replay);
+    const moves = this.registry.assign(p.manifest.stages.length, stageOf, true);
+    for (const move of moves) this.members.get(move.volunteer)?.link.send('volunteer:assign', this.assignment(move.to));
+    this.log(
+      `re-partitioned ${this.model.modelId} from ${from} to ${p.key}: replicas per stage ${this.registry.replicasPerStage().join('/')}`,
+    );
     this.options.statusChanged?.();
   }
 
@@ -451,7 +607,7 @@ export class Coordinator {
       const moved = this.members.get(move.volunteer);
       if (moved !== undefined) {
         moved.proven = false;
-        moved.link.send('volunteer:assign', { modelId: this.model.modelId, stage: move.to, baseUrl: this.model.baseUrl });
+        moved.link.send('volunteer:assign', this.assignment(move.to));
       }
       // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.
       for (const s of this.sessions.values()) this.failOver(s, move.volunteer);
@@ -602,13 +758,13 @@ export class Coordinator {
    * fallback); waits up to routeWaitMs. Beyond maxQueued waiting requests,
    * refuses at once (ERR_BUSY).
    */
-  private async pickRoute(sessionId: number, signal?: AbortSignal): Promise<string[][]> {
+  private async pickRoute(sessionId: number, signal: AbortSignal | undefined, waitMs: number): Promise<string[][]> {
     const r = this.options.redundancy;
     if (this.queued >= (this.options.maxQueued ?? DEFAULT_MAX_QUEUED))
       throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
     this.queued += 1;
     try {
-      const deadline = Date.now() + this.options.routeWaitMs;
+      const deadline = Date.now() + waitMs;
       for (;;) {
         if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
         if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
@@ -628,8 +784,8 @@ export class Coordinator {
           throw new GenerationError(
             unloaded >= r ? 'ERR_BUSY' : 'ERR_NO_ROUTE',
             unloaded >= r
-              ? `stage ${choice.stage} of ${this.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${this.options.routeWaitMs} ms`
-              : `stage ${choice.stage} of ${this.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.registry.replicasPerStage()[choice.stage]} assigned); waited ${this.options.routeWaitMs} ms`,
+              ? `stage ${choice.stage} of ${this.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${waitMs} ms`
+              : `stage ${choice.stage} of ${this.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.registry.replicasPerStage()[choice.stage]} assigned); waited ${waitMs} ms`,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));
@@ -773,6 +929,48 @@ export class Coordinator {
     signal: AbortSignal | undefined,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+    const done: number[] = [];
+    for (let replays = 0; ; replays++) {
+      const epoch = this.epoch;
+      try {
+        const out = await this.runSession(
+          [...promptTokens, ...done],
+          maxTokens - done.length,
+          sampling,
+          signal,
+          done.length,
+          replays > 0,
+          (token, rec, session) => {
+            done.push(token);
+            return onStep(token, rec, session);
+          },
+        );
+        return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
+      } catch (e) {
+        // Re-partitioned under it, or failed by the departure that re-partitions the model: the same request
+        // again on the new partition, its tokens so far prefilled.
+        const replay =
+          e instanceof ReplayOnNewPartition ||
+          (e instanceof GenerationError && REPLAYED_FAILURES.has(e.code) && (this.repartitioning || this.epoch !== epoch));
+        if (!replay || replays >= MAX_REPLAYS || signal?.aborted === true || this.closing) throw e;
+        this.replays += 1;
+        this.log(
+          `replaying a request after ${done.length} tokens (${(e as Error).message}) on the new partition (replay ${replays + 1} of at most ${MAX_REPLAYS})`,
+        );
+      }
+    }
+  }
+
+  /** One session of a request: `sampledBefore` tokens of it came from sessions before (replays). */
+  private async runSession(
+    promptTokens: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    signal: AbortSignal | undefined,
+    sampledBefore: number,
+    replay: boolean,
+    onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     if (this.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.model;
     const r = this.options.redundancy;
@@ -786,7 +984,12 @@ export class Coordinator {
     const sessionId = this.options.newSessionId?.() ?? this.nextSessionId++;
     let route: string[][];
     try {
-      route = await this.pickRoute(sessionId, signal);
+      // A replay waits for the new partition's volunteers to load and prove their stages.
+      route = await this.pickRoute(
+        sessionId,
+        signal,
+        replay ? Math.max(this.options.routeWaitMs, REPLAY_ROUTE_WAIT_MS) : this.options.routeWaitMs,
+      );
     } catch (e) {
       this.fallback?.release(sessionId);
       throw e;
@@ -830,11 +1033,17 @@ export class Coordinator {
     if (signal?.aborted === true) cancel();
     signal?.addEventListener('abort', cancel, { once: true });
     try {
-      const result = await session.run(promptTokens, maxTokens, sampling, (token, rec) => {
-        const stop = onStep(token, rec, session);
-        for (const o of this.observers) o.onToken?.(rec.ms, rec.votes);
-        return stop;
-      });
+      const result = await session.run(
+        promptTokens,
+        maxTokens,
+        sampling,
+        (token, rec) => {
+          const stop = onStep(token, rec, session);
+          for (const o of this.observers) o.onToken?.(rec.ms, rec.votes);
+          return stop;
+        },
+        sampledBefore,
+      );
       this.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
       return { result, route: session.route.map((ids) => [...ids]), session };
     } finally {

@@ -761,9 +761,13 @@ export class GenerationSession {
     sampling: SamplingParams,
     /** Returns true to end the generation after this token (a stop sequence appeared). */
     onToken: (token: number, record: StepRecord) => unknown,
+    /** Tokens sampled before this session (a replay): the seeded generator goes on from where they left it. */
+    sampledBefore = 0,
   ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
     const eos = this.manifest.model.eosTokenId;
     const random = seededRandom(sampling.seed);
+    // sampleToken draws once per token, and only when it samples (temperature > 0).
+    if (sampling.temperature !== 0) for (let i = 0; i < sampledBefore; i++) random();
     const tokens: number[] = [];
     const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {

@@ -10,6 +10,8 @@ export interface Volunteer {
   ready: boolean;
   stepMs: number | null;
   readonly joinedAt: number;
+  /** Memory it offers for a stage (from its capacity report, clamped); absent for mirrored volunteers of a cluster. */
+  readonly memoryBytes?: number;
   /** A volunteer of another server of a cluster, mirrored here: only its own server assigns it a stage. */
   readonly remote?: boolean;
 }
@@ -23,18 +25,59 @@ export class Registry {
 
   constructor(
     readonly modelId: string,
-    readonly numStages: number,
+    private stages: number,
     readonly redundancy: number,
   ) {
     if (!Number.isInteger(redundancy) || redundancy < 1) throw new RangeError(`redundancy must be a positive integer, got ${redundancy}`);
   }
 
+  /** Stages of the partition served now (a re-partition changes it). */
+  get numStages(): number {
+    return this.stages;
+  }
+
   /** Registers a volunteer and returns the stage it should load. */
-  join(id: string, backend: Backend, adapter: string | null, now = Date.now()): number {
+  join(id: string, backend: Backend, adapter: string | null, now = Date.now(), memoryBytes?: number): number {
     if (this.volunteers.has(id)) throw new Error(`volunteer ${id} is already registered`);
     const stage = pickStage(this.replicasPerStage());
-    this.volunteers.set(id, { id, backend, adapter, stage, ready: false, stepMs: null, joinedAt: now });
+    this.volunteers.set(id, {
+      id,
+      backend,
+      adapter,
+      stage,
+      ready: false,
+      stepMs: null,
+      joinedAt: now,
+      ...(memoryBytes === undefined ? {} : { memoryBytes }),
+    });
     return stage;
+  }
+
+  /**
+   * Puts volunteers on the stages of a plan (of the same or a new partition of
+   * `numStages` stages): each one whose stage or partition changes must load
+   * and prove it again. Returns the moves; volunteers the plan leaves out stay
+   * where they are when that stage still exists, else take the emptiest.
+   */
+  assign(numStages: number, stageOf: ReadonlyMap<string, number>, newPartition: boolean): Move[] {
+    this.stages = numStages;
+    const counts = new Array<number>(numStages).fill(0);
+    for (const s of stageOf.values()) counts[s] = (counts[s] ?? 0) + 1;
+    const moves: Move[] = [];
+    for (const v of this.volunteers.values()) {
+      if (v.remote === true) continue;
+      let to = stageOf.get(v.id);
+      if (to === undefined) {
+        to = v.stage < numStages && !newPartition ? v.stage : pickStage(counts);
+        counts[to] = (counts[to] ?? 0) + 1;
+      }
+      if (to === v.stage && !newPartition) continue;
+      moves.push({ volunteer: v.id, from: v.stage, to });
+      v.stage = to;
+      v.ready = false;
+      v.stepMs = null;
+    }
+    return moves;
   }
 
   /** Marks a volunteer ready on its stage; false when it reports another stage than assigned. */
@@ -94,7 +137,7 @@ export class Registry {
   /** Volunteers assigned to each stage (ready or not). */
   replicasPerStage(): number[] {
     const counts = new Array<number>(this.numStages).fill(0);
-    for (const v of this.volunteers.values()) counts[v.stage] = (counts[v.stage] as number) + 1;
+    for (const v of this.volunteers.values()) if (v.stage < this.stages) counts[v.stage] = (counts[v.stage] as number) + 1;
     return counts;
   }
 

@@ -47,6 +47,8 @@ export interface HttpSwarm {
     redundancy: number,
     extra?: Partial<SignalServerOptions>,
   ): Promise<{ server: SignalServer; url: string; expected: number[]; tokenizer: Tokenizer }>;
+  /** The stage cache the servers' stages are built in (this file's own). */
+  stageCache(): string;
   /** A volunteer from `address` (127.0.0.x: a distinct client), with a client key of its own. */
   volunteer(url: string, address: string, options?: NodeVolunteerOptions): NodeVolunteer;
   readyCount(url: string): Promise<number>;
@@ -96,6 +98,7 @@ export function httpSwarm(name: string): HttpSwarm {
       }
       return { server, url: server.address().url, expected: ref.tokens, tokenizer: ref.runner.tokenizer };
     },
+    stageCache: () => cache,
     volunteer(url, address, options = {}) {
       const v = new NodeVolunteer(url, {
         localAddress: address,

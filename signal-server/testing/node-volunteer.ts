@@ -20,6 +20,7 @@ import {
   type ServerToClientEvents,
   type StageChallenge,
   type StepDigest,
+  type VolunteerCapacity,
 } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
@@ -68,6 +69,8 @@ export interface NodeVolunteerOptions {
    * reconnects to another server of a cluster); null or absent: it stays away.
    */
   readonly reconnect?: () => string | null;
+  /** The capacity report of its hello (absent: none, as a browser that says nothing); a hostile one may send anything. */
+  readonly capacity?: unknown;
 }
 
 /** How long a volunteer whose server went away waits before connecting again. */
@@ -108,6 +111,11 @@ export class NodeVolunteer {
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
   private core: ReplicaCore | null = null;
+  /** The partition of its last assignment (null: the server names none). */
+  partition: string | null = null;
+  /** Assignments received, and the chain of their loads. */
+  private assigned = 0;
+  private loading: Promise<void> = Promise.resolve();
   private manifest: StageManifest | null = null;
   private challengesAnswered = 0;
   private executor: OrtExecutor | null = null;
@@ -150,16 +158,31 @@ export class NodeVolunteer {
         this.socket = this.connect(next);
       }, RECONNECT_DELAY_MS);
     });
-    s.on('connect', () => s.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: options.clientKey ?? null }));
+    s.on('connect', () =>
+      s.emit('volunteer:hello', {
+        backend: 'wasm',
+        adapter: null,
+        fault: null,
+        clientKey: options.clientKey ?? null,
+        ...(options.capacity === undefined ? {} : { capacity: options.capacity as VolunteerCapacity }),
+      }),
+    );
     s.on('volunteer:welcome', ({ volunteerId }) => {
       this.id = volunteerId;
     });
     // A load cut off (the server closed while it downloaded) is kept, not thrown into nowhere.
-    s.on('volunteer:assign', (a) =>
-      this.load(a.baseUrl, a.stage, a.modelId).catch((e: unknown) => {
-        this.loadError = (e as Error).message;
-      }),
-    );
+    // One load after another, as a tab loads them: the last assignment wins (a re-partition sends a new one).
+    s.on('volunteer:assign', (a) => {
+      this.assigned += 1;
+      const mine = this.assigned;
+      this.loading = this.loading.then(() =>
+        mine !== this.assigned
+          ? undefined
+          : this.load(a.baseUrl, a.stage, a.modelId, a.partition).catch((e: unknown) => {
+              this.loadError = (e as Error).message;
+            }),
+      );
+    });
     s.on('volunteer:challenge', (raw) => void this.answer(raw));
     s.on('server:error', (e) => this.errors.push(e));
     s.on('session:open', (m) => {
@@ -180,11 +203,13 @@ export class NodeVolunteer {
     return socket;
   }
 
-  private async load(baseUrl: string, stage: number, modelId: string): Promise<void> {
+  private async load(baseUrl: string, stage: number, modelId: string, partition: string | undefined): Promise<void> {
     this.stage = stage;
     this.ready = false;
+    this.partition = partition ?? null;
+    const echo = partition === undefined ? {} : { partition };
     if (this.options.readyAtOnce === true) {
-      this.socket.emit('volunteer:ready', { modelId, stage, stepMs: 0.01 });
+      this.socket.emit('volunteer:ready', { modelId, stage, stepMs: 0.01, ...echo });
       return;
     }
     const base = new URL(baseUrl, this.url).toString();
@@ -221,7 +246,7 @@ export class NodeVolunteer {
       },
       this.options.fault ?? null,
     );
-    socket.emit('volunteer:ready', { modelId, stage, stepMs: 1 });
+    socket.emit('volunteer:ready', { modelId, stage, stepMs: 1, ...echo });
     this.ready = true;
   }
 

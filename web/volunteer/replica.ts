@@ -22,6 +22,7 @@ import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { fetchStageWeights } from '../compute/stage-weights.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
+import { browserCapacity } from './capacity.js';
 import type { StepTrace } from './step-trace.js';
 
 /** The route's peers this tab opens data channels to: the server's own replicas (the fallback) are reached over the socket. */
@@ -139,7 +140,15 @@ export class VolunteerReplica {
       share: this.duty.share,
     };
     this.prepared = this.prepareCompute();
-    socket.on('connect', () => socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey() }));
+    // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
+    const capacity = browserCapacity(backend).catch(() => null);
+    socket.on(
+      'connect',
+      () =>
+        void capacity.then((c) =>
+          socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey(), capacity: c }),
+        ),
+    );
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
       this.mesh?.close();
@@ -335,7 +344,13 @@ export class VolunteerReplica {
       const stepMs = await this.measure(manifest, a.stage);
       if (epoch !== this.epoch) return null;
       this.update({ state: 'ready', lastError: null });
-      this.emit('volunteer:ready', { modelId: a.modelId, stage: a.stage, stepMs });
+      // The partition is echoed: a ready for a partition the server has since replaced is ignored there.
+      this.emit('volunteer:ready', {
+        modelId: a.modelId,
+        stage: a.stage,
+        stepMs,
+        ...(a.partition === undefined ? {} : { partition: a.partition }),
+      });
       return null;
     } catch (e) {
       if (this.compute !== compute) compute.terminate();

@@ -1,0 +1,60 @@
+/**
+ * The server's own runners of a stage set (made on first use): the challenge
+ * oracle volunteers must match to count as ready, the fallback's executor, and
+ * for a re-partition both of these for any layer ranges, built into the stage cache.
+ */
+import { basename } from 'node:path';
+import type { StageManifest } from '../shared/model/manifest.js';
+import type { LayerRange } from '../shared/model/stage-graph.js';
+import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
+import type { PartitionBuilder, ServedPartition } from './coordinator/repartition.js';
+import { ensureStages, loadStageSet, readTensorIndex, sourceFolderOf } from './models/model-folder.js';
+import { modelSizesOf } from './models/model-sizes.js';
+import { OrtExecutor } from './reference/ort-executor.js';
+
+/** The server's runner of a stage set, computing the challenge steps whose answers volunteers must match. */
+export function lazyOracle(dir: string): ChallengeOracle {
+  let oracle: Promise<ReferenceOracle> | null = null;
+  return {
+    make: (stage, wanted) => {
+      oracle ??= loadStageSet(dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
+      return oracle.then((o) => o.make(stage, wanted));
+    },
+  };
+}
+
+/** The server's runner of a stage set for the fallback. */
+export function stageRunner(dir: string): () => Promise<OrtExecutor> {
+  return () => loadStageSet(dir).then((set) => OrtExecutor.create(set.stageBytes));
+}
+
+/** Where a stage set of a model is served: /models/<modelId>/<key>. */
+export function stageBaseUrl(modelId: string, key: string): string {
+  return `/models/${encodeURIComponent(modelId)}/${key}`;
+}
+
+/**
+ * Stage sets for any partition of the served model, built from its model
+ * folder into `stageCache` (as `npm start` builds the first) at the same
+ * precision and graph form, and served (`serve`) before volunteers are sent
+ * there. Null when the model folder is not on this server.
+ */
+export function partitionBuilder(
+  served: { readonly dir: string; readonly manifest: StageManifest; readonly modelDir?: string },
+  stageCache: string,
+  serve: (stages: { readonly dir: string; readonly manifest: StageManifest }, baseUrl: string) => void,
+): PartitionBuilder | null {
+  const folder = served.modelDir ?? sourceFolderOf(served.dir);
+  if (folder === null) return null;
+  const choice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  return {
+    sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers),
+    async build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
+      const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
+      const key = basename(dir);
+      const baseUrl = stageBaseUrl(manifest.modelId, key);
+      serve({ dir, manifest }, baseUrl);
+      return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+    },
+  };
+}
