@@ -54,6 +54,8 @@ export interface StartOptions {
   readonly fallback: FallbackMode;
   /** Sessions the server computes stages of at once; more are refused at once (503). */
   readonly fallbackMaxSessions: number;
+  /** The mesh loop: the last stage sends each token straight to stage 0; the coordinator verifies off the critical path. */
+  readonly meshLoop: boolean;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -165,6 +167,12 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  meshLoop: {
+    env: 'MESH_LOOP',
+    flag: 'mesh-loop',
+    fallback: 'on',
+    help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -265,6 +273,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxQueued: int(SETTINGS.maxQueued, 0),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
+    meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
     localAddresses: raw(SETTINGS.localAddresses)
       .value.split(',')
       .map((a) => a.trim())
@@ -309,6 +318,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     maxQueued: o.maxQueued,
     fallback: o.fallback,
     fallbackMaxSessions: o.fallbackMaxSessions,
+    meshLoop: o.meshLoop,
     localAddresses: o.localAddresses,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),

@@ -502,7 +502,8 @@ export class Cluster implements ClusterSeam {
       }
       case 'step:logits': {
         const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
-        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.logits(from, r.value.sessionId, r.value.step, r.value.logits);
+        if (r.ok && procOfSession(r.value.sessionId) === this.proc)
+          c.logits(from, r.value.sessionId, r.value.step, r.value.logits, r.value.resets);
         return;
       }
       case 'step:failed': {

@@ -105,6 +105,8 @@ export class NodeVolunteer {
   /** Why its last stage load failed, if it did. */
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
+  /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
+  readonly rejections: string[] = [];
   private core: ReplicaCore | null = null;
   private manifest: StageManifest | null = null;
   private challengesAnswered = 0;
@@ -214,7 +216,10 @@ export class NodeVolunteer {
           // The tab closes: its socket goes, and nothing more comes from it.
           if (this.leaveAt !== null && this.steps >= this.leaveAt) this.socket.disconnect();
         },
-        rejected: () => {},
+        rejected: (reason) => {
+          this.rejections.push(reason);
+          if (this.rejections.length > 200) this.rejections.shift();
+        },
       },
       this.options.fault ?? null,
     );
