@@ -25,6 +25,8 @@ export interface ReplicaOutputs {
   computed(): void;
   /** A frame was dropped at the boundary, with the reason. */
   rejected(reason: string): void;
+  /** Stage 0 began a step on the last stage's token, before the coordinator's (the mesh loop; for counters). */
+  meshStep?(sessionId: number, step: number): void;
 }
 
 import type { FaultBehaviour } from './faults.js';
@@ -501,7 +503,7 @@ export class ReplicaCore {
       for (let input = this.nextInput(s); input !== undefined; input = this.nextInput(s)) {
         const step = s.nextStep;
         const epoch = s.epoch;
-        s.ready.delete(step);
+        if (!s.ready.delete(step) && s.meshReady.has(step)) this.out.meshStep?.(s.open.sessionId, step);
         s.meshReady.delete(step);
         // Stage 0 reports what each last-stage replica sent it for this step: a liar's token is seen.
         const received = this.stage === 0 ? s.tokens.reports(step) : (s.received.get(step) ?? []);

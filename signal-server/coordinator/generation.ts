@@ -844,6 +844,11 @@ export class GenerationSession {
   /** Steps stage 0 computed (on the last stage's token) before the coordinator had verified that token. */
   private readonly ahead = new Set<number>();
 
+  /** Steps rolled back because stage 0 computed them on another token than the verified one. */
+  get meshRollBacks(): number {
+    return this.meshRolled.size;
+  }
+
   /** How many steps stage 0 began on a mesh token, ahead of the coordinator's verification. */
   get stepsAhead(): number {
     return this.ahead.size;

@@ -62,6 +62,10 @@ export interface InProcessResult {
   readonly stepMs: number[];
   /** Steps stage 0 began on the last stage's token before the coordinator verified it (the mesh loop). */
   readonly stepsAhead: number;
+  /** Steps stage-0 replicas began on the last stage's token, before the coordinator's (all replicas together). */
+  readonly meshSteps: number;
+  /** Steps rolled back because stage 0 computed them on an unverified token. */
+  readonly meshRollBacks: number;
   readonly totalMs: number;
   readonly error: GenerationError | null;
 }
@@ -149,6 +153,7 @@ export async function runInProcess(
   const cores = new Map<string, ReplicaCore>();
   const later = (f: () => void) => setImmediate(f);
   let joined = 0;
+  let meshSteps = 0;
   const coordinator: Coordinator = new Coordinator(
     { modelId: manifest.modelId, numStages: STAGES, baseUrl: '/in-process', manifest, tokenizer: null },
     {
@@ -193,6 +198,9 @@ export async function runInProcess(
                   else for (const d of wire(id, to, m)) cores.get(to)?.frame(d.from, d.bytes);
                 }
               });
+            },
+            meshStep: () => {
+              meshSteps += 1;
             },
             digest: (m) => quiet() || later(() => coordinator.digest(id, m)),
             logits: (m) => quiet() || later(() => coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
@@ -289,6 +297,8 @@ export async function runInProcess(
     equivocators: session?.reported ?? [],
     suspects: session?.suspects ?? [],
     stepsAhead: session?.stepsAhead ?? 0,
+    meshSteps,
+    meshRollBacks: session?.meshRollBacks ?? 0,
     stepMs,
     totalMs,
     error,
