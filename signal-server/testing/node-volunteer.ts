@@ -105,6 +105,8 @@ export class NodeVolunteer {
   /** Why its last stage load failed, if it did. */
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
+  /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
+  meshSteps = 0;
   /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
   readonly rejections: string[] = [];
   private core: ReplicaCore | null = null;
@@ -215,6 +217,9 @@ export class NodeVolunteer {
           this.steps += 1;
           // The tab closes: its socket goes, and nothing more comes from it.
           if (this.leaveAt !== null && this.steps >= this.leaveAt) this.socket.disconnect();
+        },
+        meshStep: () => {
+          this.meshSteps += 1;
         },
         rejected: (reason) => {
           this.rejections.push(reason);
