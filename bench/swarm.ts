@@ -1,6 +1,9 @@
 /**
  * The swarm against the reference runner, side by side in one run: a local
- * server, headless Chromium volunteers on WASM, r = 1 and r = 3.
+ * server, headless Chromium volunteers on WASM, r = 1 and r = 3, each with the
+ * mesh loop on (the default) and off (MESH_LOOP=off: every token through the
+ * coordinator). Alone: `node --import tsx bench/swarm.ts` (BENCH_MODEL,
+ * BENCH_TOKENS, BENCH_REPEATS as for npm run bench).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,8 +43,14 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
     }
     const refMedian = median(refMs);
     rows.push(['reference runner (1 process)', '—', refMedian.toFixed(2), (1000 / refMedian).toFixed(0), '1.00']);
-    for (const r of [1, 3]) {
-      const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: r });
+    for (const [r, meshLoop] of [
+      [1, true],
+      [1, false],
+      [3, true],
+      [3, false],
+    ] as const) {
+      const loop = meshLoop ? 'mesh loop' : 'MESH_LOOP=off';
+      const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: r, meshLoop });
       const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * r });
       try {
         const coordinator = server.coordinator;
@@ -61,7 +70,7 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
         }
         const ms = median(perRun);
         rows.push([
-          `swarm, ${o.stages} stages × r = ${r} (${o.stages * r} tabs)`,
+          `swarm, ${o.stages} stages × r = ${r} (${o.stages * r} tabs), ${loop}`,
           String(r),
           ms.toFixed(2),
           (1000 / ms).toFixed(0),
@@ -69,7 +78,7 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
         ]);
         const compute = median(steps.map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
         breakdown.push([
-          `r = ${r}`,
+          `r = ${r}, ${loop}`,
           ms.toFixed(2),
           `${compute.toFixed(2)} (${((100 * compute) / ms).toFixed(0)} %)`,
           `${(ms - compute).toFixed(2)} (${((100 * (ms - compute)) / ms).toFixed(0)} %)`,
@@ -86,11 +95,22 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
       rows,
     );
     printTable(
-      'where a token’s time goes (median per token): compute = sum over stages of the fastest replica’s session.run in its worker; the rest = WebRTC hops, the two Socket.IO legs, worker messaging, voting and sampling',
+      'where a token’s time goes (median per token): compute = sum over stages of the fastest replica’s session.run in its worker; the rest = WebRTC hops, the Socket.IO legs (two per token with MESH_LOOP=off; off the critical path with the mesh loop), worker messaging, voting and sampling',
       ['swarm', 'ms/token', 'compute ms', 'rest ms'],
       breakdown,
     );
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
+if (isMain) {
+  const { DEFAULT_MODEL, modelDir } = await import('../signal-server/defaults.js');
+  await benchSwarm({
+    modelDir: modelDir(process.env.BENCH_MODEL ?? DEFAULT_MODEL),
+    stages: 3,
+    tokens: Number(process.env.BENCH_TOKENS ?? 64),
+    repeats: Number(process.env.BENCH_REPEATS ?? 5),
+  });
 }

@@ -122,6 +122,15 @@ describe('the mesh loop, in process', () => {
     }
   });
 
+  it('two of three last-stage replicas send stage 0 the same wrong token: rolled back, the reference tokens, both evicted', async () => {
+    const r = await runInProcess(three, promptIds, TOKENS, { s2r0: wrongToken(), s2r1: wrongToken() });
+    expect(r.error).toBeNull();
+    expect(r.tokens).toEqual(greedy);
+    expect(r.streamed).toEqual(greedy);
+    expect(r.meshRollBacks).toBeGreaterThan(0);
+    expect(r.equivocators.map((e) => e.volunteer).sort()).toEqual(['s2r0', 's2r1']);
+  });
+
   it('a one-stage model (every replica first and last): the reference tokens, the replicas feeding each other', async () => {
     const ids = referenceOneStage.tokenizer.encode('It is a truth universally acknowledged');
     const want = (await referenceOneStage.generateIds(ids, TOKENS, SEEDED)).tokens;
