@@ -50,7 +50,9 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
       [3, false],
     ] as const) {
       const loop = meshLoop ? 'mesh loop' : 'MESH_LOOP=off';
-      const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: r, meshLoop });
+      // No spot checks: their challenge steps run on this process's onnxruntime, which the reference runner
+      // below also uses, and a session of it is not re-entrant (they failed each other mid-run).
+      const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: r, meshLoop, spotCheckRate: 0 });
       const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * r });
       try {
         const coordinator = server.coordinator;
