@@ -11,6 +11,7 @@ import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from 
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
+import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, stageDirName } from './models/model-folder.js';
@@ -43,6 +44,8 @@ export interface StartOptions {
   readonly maxQueued: number;
   /** This machine's addresses: its volunteers are told apart by client key alone. */
   readonly localAddresses: readonly string[];
+  /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client. */
+  readonly trustedProxies: readonly string[];
   /** STUN/TURN servers handed to volunteers (RTCIceServer[]). */
   readonly iceServers: readonly IceServer[];
   /** coturn's static-auth-secret: TURN credentials are made per volunteer with it; null = none. Never logged. */
@@ -135,6 +138,12 @@ export const SETTINGS = {
     flag: 'local-addresses',
     fallback: DEFAULT_LOCAL_ADDRESSES.join(','),
     help: "this machine's addresses: volunteers from them are told apart by key alone",
+  },
+  trustedProxies: {
+    env: 'TRUSTED_PROXIES',
+    flag: 'trusted-proxies',
+    fallback: '',
+    help: 'reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; empty = none',
   },
   iceServers: {
     env: 'ICE_SERVERS',
@@ -234,6 +243,17 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     if (!(allowed as readonly string[]).includes(value)) throw new Error(`${from} must be one of ${allowed.join(', ')}, got "${value}"`);
     return value as T;
   };
+  const list = (s: Setting): string[] =>
+    raw(s)
+      .value.split(',')
+      .map((k) => k.trim())
+      .filter((k) => k !== '');
+  const proxies = list(SETTINGS.trustedProxies);
+  try {
+    new TrustedProxies(proxies);
+  } catch (e) {
+    throw new Error(`${raw(SETTINGS.trustedProxies).from}: ${(e as Error).message}`);
+  }
   const secret = raw(SETTINGS.turnSecret).value;
   const servers = raw(SETTINGS.iceServers);
   const ice = {
@@ -261,10 +281,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
     redundancy: int(SETTINGS.redundancy, 1),
     mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
-    apiKeys: raw(SETTINGS.apiKeys)
-      .value.split(',')
-      .map((k) => k.trim())
-      .filter((k) => k !== ''),
+    apiKeys: list(SETTINGS.apiKeys),
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
@@ -274,10 +291,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
     meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
-    localAddresses: raw(SETTINGS.localAddresses)
-      .value.split(',')
-      .map((a) => a.trim())
-      .filter((a) => a !== ''),
+    localAddresses: list(SETTINGS.localAddresses),
+    trustedProxies: proxies,
   };
 }
 
@@ -320,6 +335,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallbackMaxSessions: o.fallbackMaxSessions,
     meshLoop: o.meshLoop,
     localAddresses: o.localAddresses,
+    trustedProxies: o.trustedProxies,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),
     logger,

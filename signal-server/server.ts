@@ -13,7 +13,9 @@ import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.j
 import { Coordinator } from './coordinator/coordinator.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
+import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DashboardFeed } from './dashboard-feed.js';
+import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
@@ -73,6 +75,8 @@ export interface SignalServerOptions {
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone: this machine's (the local swarm). */
   readonly localAddresses?: readonly string[];
+  /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
+  readonly trustedProxies?: readonly string[];
   /** Random source for routes and spot checks (tests seed it). */
   readonly random?: () => number;
   /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
@@ -174,7 +178,22 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   let routes: RequestListener | null = null;
   const server = createServer((req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)));
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
-  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60 });
+  const proxies = new TrustedProxies(opts.trustedProxies ?? []);
+  // Before every other middleware: what follows keys the client by this address.
+  const localAddresses = opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+  let toldOfProxy = false;
+  io.use((socket, next) => {
+    const forwarded = socket.handshake.headers['x-forwarded-for'];
+    socket.data.address = proxies.clientAddress(socket.handshake.address, forwarded);
+    if (!toldOfProxy && forwarded !== undefined && proxies.size === 0 && localAddresses.includes(socket.handshake.address)) {
+      toldOfProxy = true;
+      log(
+        `a connection from ${socket.handshake.address} (one of LOCAL_ADDRESSES) carries X-Forwarded-For: if a reverse proxy runs here, set TRUSTED_PROXIES=${socket.handshake.address}, or everyone behind it is told apart by client key alone`,
+      );
+    }
+    next();
+  });
+  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60, proxies });
   // One sender's refused messages write at most 10 lines per 10 s, then one "N more suppressed".
   const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
   const coordinatorLog = (line: string) => {
@@ -259,7 +278,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       if (verdict === 'drop' || !socket.connected) return;
       metrics.socketsRateLimited.inc();
       const message = `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`;
-      log(`${socket.data.volunteerId ?? socket.id} (${socket.handshake.address}): ERR_RATE_LIMITED ${message}`);
+      log(`${socket.data.volunteerId ?? socket.id} (${socket.data.address}): ERR_RATE_LIMITED ${message}`);
       socket.emit('server:error', { code: 'ERR_RATE_LIMITED', message });
       socket.disconnect(true);
       // Read none of what it still has in flight (a flood is thousands of frames), and let the connection go

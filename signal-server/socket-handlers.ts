@@ -24,9 +24,11 @@ import type { AccessControl } from './api/access.js';
 import type { Coordinator, VolunteerLink } from './coordinator/coordinator.js';
 import { wireErrorOf } from './coordinator/generation.js';
 
-interface SocketData {
+export interface SocketData {
   role: 'volunteer' | 'requester';
   volunteerId: string | null;
+  /** The client's address: the connection's, or a trusted proxy's X-Forwarded-For (set by the server first). */
+  address: string;
 }
 
 export type SwarmServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -46,7 +48,7 @@ export function bindSocketServer(
     const auth = parseHandshake(socket.handshake.auth);
     if (!auth.ok) {
       const code: WireErrorCode = /protocol/.test(auth.reason) ? 'ERR_PROTOCOL_VERSION' : 'ERR_BAD_HANDSHAKE';
-      log(`refused connection from ${socket.handshake.address}: ${auth.reason}`);
+      log(`refused connection from ${socket.data.address}: ${auth.reason}`);
       next(Object.assign(new Error(`${code}: ${auth.reason}`), { data: { code, message: auth.reason } }));
       return;
     }
@@ -82,7 +84,7 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
       send: (event, ...args) => socket.emit(event, ...args),
       disconnect: () => socket.disconnect(true),
     };
-    socket.data.volunteerId = coordinator.hello(link, socket.handshake.address, m.value);
+    socket.data.volunteerId = coordinator.hello(link, socket.data.address, m.value);
   });
   socket.on('volunteer:ready', (raw: unknown) => {
     const id = volunteer('ready');
@@ -143,7 +145,7 @@ function bindSocket(socket: SwarmSocket, coordinator: Coordinator, log: (line: s
     if (!m.ok) return refuse('ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
     const r = m.value;
     if (access !== undefined) {
-      const admitted = access.admitKey(r.apiKey, socket.handshake.address);
+      const admitted = access.admitKey(r.apiKey, socket.data.address);
       if (!admitted.ok) {
         const code = admitted.status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_RATE_LIMITED';
         socket.emit('chat:error', { requestId: r.requestId, code, message: admitted.message });

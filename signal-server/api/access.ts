@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { NO_PROXIES, type TrustedProxies } from '../http/client-address.js';
 
 /** Who may call the HTTP API and how often. */
 export interface AccessOptions {
@@ -6,6 +7,8 @@ export interface AccessOptions {
   readonly apiKeys: readonly string[];
   /** Requests per minute per key (or per client address when the API is open); 0 = no limit. */
   readonly ratePerMinute: number;
+  /** Proxies whose X-Forwarded-For names the client (its address is the identity of an open API). */
+  readonly proxies?: TrustedProxies;
 }
 
 export type AccessDecision =
@@ -88,6 +91,9 @@ export class AccessControl {
   admit(req: IncomingMessage): AccessDecision {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
-    return this.admitKey(m?.[1] ?? null, req.socket.remoteAddress ?? 'unknown');
+    return this.admitKey(
+      m?.[1] ?? null,
+      (this.o.proxies ?? NO_PROXIES).clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']),
+    );
   }
 }

@@ -20,14 +20,11 @@
  *   sessions made, and close its sessions on their own volunteers.
  */
 import { Worker } from 'node:worker_threads';
-import { createClient } from 'redis';
-import { isWireErrorCode } from '../../shared/protocol/errors.js';
-import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
+import { deliverToVolunteer, reportToCoordinator } from './inbox.js';
 import {
   type BusMessage,
-  base64ToArrayBuffer,
   decode,
   floatsToBase64,
   type InboxMessage,
@@ -39,6 +36,8 @@ import {
   SESSIONS_PER_PROC,
   type VolunteerState,
 } from './messages.js';
+import { RedisLink } from './redis-link.js';
+import { RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
 
 export interface ClusterOptions {
@@ -67,14 +66,8 @@ export const DEFAULT_DEAD_AFTER_MS = 5_000;
 export const STALL_LIMIT_MS = 30_000;
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
-/** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
-const MAX_TRACKED_SESSIONS = 10_000;
-/** Longest wait between two attempts to reach a lost Redis. */
-const MAX_RECONNECT_MS = 2_000;
 /** How long a closing process tries to tell the others. */
 const STOP_TIMEOUT_MS = 2_000;
-/** At most one line about Redis's problems this often. */
-const PROBLEM_LOG_MS = 5_000;
 /** Bans read from Redis at start, at most. */
 const MAX_LOADED_BANS = 100_000;
 
@@ -82,11 +75,7 @@ interface Peer {
   readonly volunteers: Set<string>;
   /** Links its sessions made with our volunteers: "a\nb" → count. */
   readonly links: Map<string, number>;
-  /** Its sessions open on our volunteers. */
-  readonly sessions: Map<number, Set<string>>;
 }
-
-type RedisClient = ReturnType<typeof createClient>;
 
 export class Cluster implements ClusterSeam {
   readonly bans = new SharedBans();
@@ -94,16 +83,15 @@ export class Cluster implements ClusterSeam {
   /** This process's number in the cluster (1 … 65535), once started. */
   proc = 0;
   private nextSession = 0;
-  private readonly pub: RedisClient;
-  private readonly sub: RedisClient;
+  private readonly redis: RedisLink;
   private coordinator: Coordinator | null = null;
   private readonly peers = new Map<number, Peer>();
   /** Mirrored volunteer → the process it is connected to. */
   private readonly owner = new Map<string, number>();
   /** Our volunteers as last published. */
   private readonly published = new Map<string, string>();
-  /** Sessions of other processes open on each of our volunteers. */
-  private readonly elsewhere = new Map<string, number>();
+  /** Sessions of other processes open on our volunteers. */
+  private readonly remote = new RemoteSessions();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
   /** Mirrored volunteers that left, and when (a resync never brings them back). */
@@ -115,38 +103,25 @@ export class Cluster implements ClusterSeam {
   /** The main thread's last beat (seconds), read by the heartbeat thread. */
   private readonly beat = new Int32Array(new SharedArrayBuffer(4));
   private worker: Worker | null = null;
-  private closed = false;
-  private readonly prefix: string;
 
   constructor(private readonly options: ClusterOptions) {
-    this.prefix = options.prefix ?? 'webswarm';
-    // Unreachable at start: the server does not start (a clear error). Lost later: reconnect with back-off.
-    const reconnectStrategy = (retries: number, cause: Error) =>
-      this.connected ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS) : new Error(`cannot reach Redis at ${options.url}: ${cause.message}`);
-    this.pub = createClient({ url: options.url, socket: { reconnectStrategy } });
-    this.sub = this.pub.duplicate();
-    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${e.message}`));
+    this.redis = new RedisLink(options.url, options.prefix ?? 'webswarm', options.log);
   }
 
-  private connected = false;
-  private lastProblemAt = Number.NEGATIVE_INFINITY;
-  private problemsSuppressed = 0;
+  private get pub() {
+    return this.redis.pub;
+  }
 
-  /** Logs a problem with Redis at most once per PROBLEM_LOG_MS (an outage fails every message). */
+  private get closed(): boolean {
+    return this.redis.closed;
+  }
+
   private problem(line: string): void {
-    const now = Date.now();
-    if (now - this.lastProblemAt < PROBLEM_LOG_MS) {
-      this.problemsSuppressed += 1;
-      return;
-    }
-    this.lastProblemAt = now;
-    const more = this.problemsSuppressed > 0 ? ` (${this.problemsSuppressed} more since the last line)` : '';
-    this.problemsSuppressed = 0;
-    this.options.log(`cluster: ${line}${more}`);
+    this.redis.problem(line);
   }
 
   private key(...parts: (string | number)[]): string {
-    return [this.prefix, ...parts].join(':');
+    return this.redis.key(...parts);
   }
 
   /** Unique among the cluster's processes: the process's number in the high bits. */
@@ -159,9 +134,7 @@ export class Cluster implements ClusterSeam {
   /** Connects, takes a number, loads the bans and the other processes' volunteers, and starts publishing. */
   async start(coordinator: Coordinator): Promise<void> {
     this.coordinator = coordinator;
-    await this.pub.connect();
-    await this.sub.connect();
-    this.connected = true;
+    await this.redis.connect();
     this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
     await this.heartbeat();
     const now = Date.now();
@@ -193,8 +166,8 @@ export class Cluster implements ClusterSeam {
     });
     this.worker.on('error', (e: Error) => this.problem(`heartbeat thread: ${e.message}`));
     this.worker.unref();
-    await this.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
-    await this.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m));
+    await this.redis.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
+    await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m));
     await this.lookAround();
     coordinator.cluster = this;
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
@@ -213,14 +186,14 @@ export class Cluster implements ClusterSeam {
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
-    this.sub.on('ready', resync);
+    this.redis.sub.on('ready', resync);
     this.options.log(`cluster: process ${this.proc} joined through ${this.options.url} (${this.peers.size} other processes)`);
   }
 
   /** Leaves the cluster: the others drop this process's volunteers at once. */
   async stop(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
+    this.redis.closed = true;
     for (const t of this.timers) clearInterval(t);
     await this.worker?.terminate();
     if (!this.pub.isOpen) return;
@@ -235,14 +208,12 @@ export class Cluster implements ClusterSeam {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([bye, new Promise((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]).finally(() => clearTimeout(timer));
     } finally {
-      this.sub.destroy();
-      this.pub.destroy();
+      this.redis.destroy();
     }
   }
 
   private publish(channel: string, m: BusMessage | InboxMessage): void {
-    if (this.closed) return;
-    this.pub.publish(channel, JSON.stringify(m)).catch((e: Error) => this.problem(`publish failed: ${e.message}`));
+    this.redis.publish(channel, m);
   }
 
   private async heartbeat(): Promise<void> {
@@ -287,7 +258,7 @@ export class Cluster implements ClusterSeam {
   private peer(p: number): Peer {
     let peer = this.peers.get(p);
     if (peer === undefined) {
-      peer = { volunteers: new Set(), links: new Map(), sessions: new Map() };
+      peer = { volunteers: new Set(), links: new Map() };
       this.peers.set(p, peer);
     }
     return peer;
@@ -304,7 +275,10 @@ export class Cluster implements ClusterSeam {
       .del(this.key('vols', p))
       .exec()
       .catch(() => {});
-    if (peer === undefined || c === null) return;
+    if (c === null) return;
+    // Its sessions on our volunteers end: it coordinated them.
+    for (const [sessionId, ids] of this.remote.endAll(p)) for (const id of ids) c.localLink(id)?.send('session:close', { sessionId });
+    if (peer === undefined) return;
     this.options.log(`cluster: process ${p} is gone (${why}): dropping its ${peer.volunteers.size} volunteers`);
     // None of them is a spare for another that goes before it.
     for (const id of peer.volunteers) this.going.add(id);
@@ -318,11 +292,6 @@ export class Cluster implements ClusterSeam {
       const [a = '', b = ''] = pair.split('\n');
       for (let i = 0; i < n; i++) this.links.unlinkFromPeer(a, b);
     }
-    for (const [sessionId, ids] of peer.sessions)
-      for (const id of ids) {
-        this.countElsewhere(id, -1);
-        c.localLink(id)?.send('session:close', { sessionId });
-      }
   }
 
   private mirror(p: number, v: VolunteerState): void {
@@ -411,7 +380,7 @@ export class Cluster implements ClusterSeam {
     if (c === null || this.closed) return;
     switch (m.t) {
       case 'send':
-        this.deliver(c, m);
+        deliverToVolunteer(c, m, this.remote, this.options.log);
         return;
       case 'disconnect':
         c.localLink(m.id)?.disconnect();
@@ -433,7 +402,7 @@ export class Cluster implements ClusterSeam {
         return;
       }
       case 'report':
-        this.report(c, m);
+        if (this.owner.get(m.from) === m.proc) reportToCoordinator(c, m, this.proc);
         return;
       case 'audit':
         if (c.localMember(m.id) !== undefined) c.audit.credit(m.id, m.agreed);
@@ -443,76 +412,6 @@ export class Cluster implements ClusterSeam {
         return;
       default:
         m satisfies never;
-    }
-  }
-
-  /** Emits another process's message to our volunteer, if it is ours and the message is that process's to send. */
-  private deliver(c: Coordinator, m: Extract<InboxMessage, { t: 'send' }>): void {
-    const link = c.localLink(m.to);
-    if (link === undefined) return;
-    if (m.event === 'signal') {
-      if (typeof m.m.from !== 'string' || !c.links.linked(m.m.from, m.to)) return;
-      link.send('signal', { from: m.m.from, data: m.m.data });
-      return;
-    }
-    if (m.event === 'server:error') {
-      if (!isWireErrorCode(m.m.code) || typeof m.m.message !== 'string') return;
-      link.send('server:error', { code: m.m.code, message: m.m.message.slice(0, 1000) });
-      return;
-    }
-    const sessionId = m.m.sessionId;
-    if (typeof sessionId !== 'number' || procOfSession(sessionId) !== m.proc) {
-      this.options.log(`cluster: process ${m.proc} sent ${m.event} for a session that is not its own`);
-      return;
-    }
-    const sessions = this.peer(m.proc).sessions;
-    if (m.event === 'session:open') {
-      if (sessions.size >= MAX_TRACKED_SESSIONS) {
-        const oldest = sessions.keys().next().value as number;
-        for (const id of sessions.get(oldest) ?? []) this.countElsewhere(id, -1);
-        sessions.delete(oldest);
-      }
-      const ids = sessions.get(sessionId) ?? new Set<string>();
-      if (!ids.has(m.to)) this.countElsewhere(m.to, 1);
-      ids.add(m.to);
-      sessions.set(sessionId, ids);
-    } else if (m.event === 'session:close') {
-      const ids = sessions.get(sessionId);
-      if (ids?.delete(m.to) === true) this.countElsewhere(m.to, -1);
-      if (ids?.size === 0) sessions.delete(sessionId);
-    }
-    // The volunteer's own parsers check the rest, as for messages of its own server.
-    (link.send as (event: string, m: unknown) => void)(m.event, m.m);
-  }
-
-  /** A report of another process's volunteer about one of our sessions: parsed again, then the coordinator's. */
-  private report(c: Coordinator, m: Extract<InboxMessage, { t: 'report' }>): void {
-    if (this.owner.get(m.from) !== m.proc) return;
-    const from = m.from;
-    switch (m.event) {
-      case 'session:joined': {
-        const r = parseSessionRef(m.m);
-        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.joined(from, r.value.sessionId);
-        return;
-      }
-      case 'step:digest': {
-        const r = parseDigest(m.m);
-        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.digest(from, r.value);
-        return;
-      }
-      case 'step:logits': {
-        const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
-        if (r.ok && procOfSession(r.value.sessionId) === this.proc)
-          c.logits(from, r.value.sessionId, r.value.step, r.value.logits, r.value.resets);
-        return;
-      }
-      case 'step:failed': {
-        const r = parseFailure(m.m);
-        if (r.ok && procOfSession(r.value.sessionId) === this.proc) c.failed(from, r.value);
-        return;
-      }
-      default:
-        m.event satisfies never;
     }
   }
 
@@ -547,13 +446,7 @@ export class Cluster implements ClusterSeam {
     if (this.going.has(volunteer)) return Number.POSITIVE_INFINITY;
     const mirrored = this.mirroredSessions.get(volunteer);
     // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
-    return mirrored === undefined ? here + (this.elsewhere.get(volunteer) ?? 0) : Math.max(here, mirrored);
-  }
-
-  private countElsewhere(volunteer: string, by: number): void {
-    const n = (this.elsewhere.get(volunteer) ?? 0) + by;
-    if (n > 0) this.elsewhere.set(volunteer, n);
-    else this.elsewhere.delete(volunteer);
+    return mirrored === undefined ? here + this.remote.of(volunteer) : Math.max(here, mirrored);
   }
 
   challenge(volunteer: string): void {
@@ -625,7 +518,7 @@ export class Cluster implements ClusterSeam {
       if (seen.has(id)) continue;
       this.published.delete(id);
       this.restored.delete(id);
-      this.elsewhere.delete(id);
+      this.remote.forget(id);
       void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
       this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
     }

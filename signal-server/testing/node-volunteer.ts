@@ -48,6 +48,8 @@ export type NodeSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export interface NodeVolunteerOptions {
   /** The address to connect from (127.0.0.x: distinct clients on one machine). */
   readonly localAddress?: string;
+  /** Headers of its WebSocket handshake (an X-Forwarded-For, say). */
+  readonly extraHeaders?: Readonly<Record<string, string>>;
   readonly clientKey?: string | null;
   /** How it answers challenge steps: computed, a made-up fingerprint, never, or computed only the first time. */
   readonly challenges?: 'honest' | 'garbage' | 'never' | 'honest-once';
@@ -139,6 +141,7 @@ export class NodeVolunteer {
       reconnection: false,
       forceNew: true,
       ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+      ...(options.extraHeaders === undefined ? {} : { extraHeaders: { ...options.extraHeaders } }),
     }) as NodeSocket;
     const s = socket;
     s.on('disconnect', (reason) => {

@@ -1,0 +1,67 @@
+// What another process sends this one (its inbox channel), past the parser:
+// messages for our volunteers, and our volunteers' reports back to it.
+import { isWireErrorCode } from '../../shared/protocol/errors.js';
+import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
+import type { Coordinator } from '../coordinator/coordinator.js';
+import { base64ToArrayBuffer, type InboxMessage, procOfSession } from './messages.js';
+import type { RemoteSessions } from './remote-sessions.js';
+
+/** Emits another process's message to our volunteer, if it is ours and the message is that process's to send. */
+export function deliverToVolunteer(
+  c: Coordinator,
+  m: Extract<InboxMessage, { t: 'send' }>,
+  remote: RemoteSessions,
+  log: (line: string) => void,
+): void {
+  const link = c.localLink(m.to);
+  if (link === undefined) return;
+  if (m.event === 'signal') {
+    if (typeof m.m.from !== 'string' || !c.links.linked(m.m.from, m.to)) return;
+    link.send('signal', { from: m.m.from, data: m.m.data });
+    return;
+  }
+  if (m.event === 'server:error') {
+    if (!isWireErrorCode(m.m.code) || typeof m.m.message !== 'string') return;
+    link.send('server:error', { code: m.m.code, message: m.m.message.slice(0, 1000) });
+    return;
+  }
+  const sessionId = m.m.sessionId;
+  if (typeof sessionId !== 'number' || procOfSession(sessionId) !== m.proc) {
+    log(`cluster: process ${m.proc} sent ${m.event} for a session that is not its own`);
+    return;
+  }
+  if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to);
+  else if (m.event === 'session:close') remote.closed(m.proc, sessionId, m.to);
+  // The volunteer's own parsers check the rest, as for messages of its own server.
+  (link.send as (event: string, m: unknown) => void)(m.event, m.m);
+}
+
+/** A report of another process's volunteer about one of our sessions (process `proc`): parsed again, then the coordinator's. */
+export function reportToCoordinator(c: Coordinator, m: Extract<InboxMessage, { t: 'report' }>, proc: number): void {
+  const from = m.from;
+  switch (m.event) {
+    case 'session:joined': {
+      const r = parseSessionRef(m.m);
+      if (r.ok && procOfSession(r.value.sessionId) === proc) c.joined(from, r.value.sessionId);
+      return;
+    }
+    case 'step:digest': {
+      const r = parseDigest(m.m);
+      if (r.ok && procOfSession(r.value.sessionId) === proc) c.digest(from, r.value);
+      return;
+    }
+    case 'step:logits': {
+      const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
+      if (r.ok && procOfSession(r.value.sessionId) === proc)
+        c.logits(from, r.value.sessionId, r.value.step, r.value.logits, r.value.resets);
+      return;
+    }
+    case 'step:failed': {
+      const r = parseFailure(m.m);
+      if (r.ok && procOfSession(r.value.sessionId) === proc) c.failed(from, r.value);
+      return;
+    }
+    default:
+      m.event satisfies never;
+  }
+}

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { RemoteSessions } from './remote-sessions.js';
+
+describe('RemoteSessions', () => {
+  it("counts each volunteer's sessions of other processes once, and ends a dead process's", () => {
+    const r = new RemoteSessions();
+    r.opened(2, 2_000_001, 'a');
+    r.opened(2, 2_000_001, 'a'); // a repeated open is one session
+    r.opened(2, 2_000_002, 'a');
+    r.opened(3, 3_000_001, 'a');
+    r.opened(2, 2_000_001, 'b');
+    expect([r.of('a'), r.of('b'), r.of('c')]).toEqual([3, 1, 0]);
+    r.closed(2, 2_000_002, 'a');
+    r.closed(2, 2_000_002, 'a'); // closed twice: counted once
+    r.closed(3, 2_000_001, 'b'); // another process's session id: not this one's
+    expect([r.of('a'), r.of('b')]).toEqual([2, 1]);
+    const ended = r.endAll(2);
+    expect(ended.map(([id, vs]) => [id, [...vs]])).toEqual([[2_000_001, ['a', 'b']]]);
+    expect([r.of('a'), r.of('b')]).toEqual([1, 0]);
+    expect(r.endAll(2)).toEqual([]);
+    r.forget('a');
+    expect(r.of('a')).toBe(0);
+  });
+
+  it('keeps at most 10 000 sessions of a process, dropping the oldest with its counts', () => {
+    const r = new RemoteSessions();
+    for (let i = 0; i < 10_001; i++) r.opened(4, i, i === 0 ? 'first' : 'v');
+    expect(r.of('first')).toBe(0);
+    expect(r.of('v')).toBe(10_000);
+  });
+});
