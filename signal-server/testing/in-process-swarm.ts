@@ -168,9 +168,7 @@ export async function runInProcess(
       ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
       ...(swarm.meshLoop === undefined ? {} : { meshLoop: swarm.meshLoop }),
     },
-    (line) => {
-      if (process.env.SWARM_LOG) console.log(line);
-    },
+    () => {},
   );
 
   /** One volunteer: the coordinator's messages to it, dispatched as the page does. */
