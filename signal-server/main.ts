@@ -59,6 +59,8 @@ export interface StartOptions {
   readonly fallbackMaxSessions: number;
   /** Change the partition live when departures leave a stage short (on), or never (off). */
   readonly repartition: 'on' | 'off';
+  /** The mesh loop: the last stage sends each token straight to stage 0; the coordinator verifies off the critical path. */
+  readonly meshLoop: boolean;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -182,6 +184,12 @@ export const SETTINGS = {
     fallback: 'on',
     help: 'on: when departures leave a stage short, volunteers move or the model is cut anew (requests in flight are replayed), and cut back once volunteers return; off: the partition never changes. Not with REDIS_URL',
   },
+  meshLoop: {
+    env: 'MESH_LOOP',
+    flag: 'mesh-loop',
+    fallback: 'on',
+    help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -291,6 +299,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
     repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
+    meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
     localAddresses: list(SETTINGS.localAddresses),
     trustedProxies: proxies,
   };
@@ -334,6 +343,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallback: o.fallback,
     fallbackMaxSessions: o.fallbackMaxSessions,
     ...(o.repartition === 'on' ? { repartition: { stageCache: o.stageCache } } : {}),
+    meshLoop: o.meshLoop,
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },

@@ -193,7 +193,8 @@ export class VolunteerReplica {
       this.mesh?.endSession(sessionId); // channels no live session needs close a little later
     });
     socket.on('session:update', (m) => {
-      const peers = volunteerPeers([...m.prev, ...m.next]);
+      const loop = m.loop ?? this.core?.openSessions.find((x) => x.sessionId === m.sessionId)?.loop?.peers ?? [];
+      const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...loop]))].filter((id) => id !== this.status.volunteerId);
       this.mesh?.need(m.sessionId, peers);
       // Connect to the new neighbours first: the resend needs their data channels.
       Promise.all(peers.map((id) => this.mesh?.connect(id)))
@@ -375,7 +376,10 @@ export class VolunteerReplica {
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
-    const peers = volunteerPeers([...m.prev, ...m.next]);
+    // The mesh loop's other end too (a one-stage model's replicas: each other, not this tab).
+    const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...(m.loop?.peers ?? [])]))].filter(
+      (id) => id !== this.status.volunteerId,
+    );
     this.mesh?.need(m.sessionId, peers);
     try {
       await Promise.all(peers.map((id) => this.mesh?.connect(id)));
