@@ -84,6 +84,12 @@ export interface CachingOptions {
    * 1 = off: every step is its own call, as soon as it comes.
    */
   readonly maxBatch?: number;
+  /**
+   * A batcher shared with other CachingExecutors over the same runner (the
+   * server's replicas of each stage): one queue for all, so that a batch
+   * moves from stage to stage whole (maxBatch is then the batcher's).
+   */
+  readonly batcher?: StepBatcher;
 }
 
 /**
@@ -107,7 +113,7 @@ export class CachingExecutor implements SessionExecutor {
   ) {
     const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
-    this.batcher = maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch) : null;
+    this.batcher = options.batcher ?? (maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch) : null);
   }
 
   /** Steps run, and how many of them shared a runtime call with another session's. */
@@ -243,6 +249,17 @@ export class KvCache {
   /** Number of positions cached. */
   get length(): number {
     return this.positions;
+  }
+
+  /**
+   * Its row in the batch its tensors came from (0 when they are its own):
+   * StepBatcher orders a batch by it, so that a batch that runs again feeds
+   * its last call's present.* as they are.
+   */
+  get batchRow(): number {
+    for (const t of this.tensors.values())
+      return t.dtype === 'device' || t.data.byteLength === 0 ? 0 : t.data.byteOffset / t.data.byteLength;
+    return 0;
   }
 
   /** How many of its tensors are on the device and on the host. */

@@ -60,13 +60,22 @@ export class StepBatcher {
   private readonly waiting: Waiting[] = [];
   private running = false;
   private counts = { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
+  /**
+   * The gathered pasts' arrays, reused from call to call: a runtime copies its
+   * inputs (onnxruntime-web into its WebAssembly memory) and the next call is
+   * gathered only once this one is over; allocating them afresh cost more than
+   * the copies into them.
+   */
+  private readonly scratch = new Map<string, Float32Array>();
 
   constructor(
     private readonly manifest: StageManifest,
     private readonly inner: KvStageExecutor,
-    /** The most steps one call runs (≥ 2; the caller runs steps directly when batching is off). */
+    /** The most steps one call runs (1: every step alone, still one call at a time). */
     private readonly maxBatch: number,
-  ) {}
+  ) {
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
+  }
 
   get stats(): BatchCounts {
     return { ...this.counts };
@@ -105,7 +114,8 @@ export class StepBatcher {
         this.waiting.splice(i, 1);
       } else i++;
     }
-    return group;
+    // Rows of one earlier batch in their old order: its outputs are then this call's pasts, uncopied (gatherFeeds).
+    return group.length > 1 ? group.sort((a, b) => a.cache.batchRow - b.cache.batchRow) : group;
   }
 
   private async runGroup(group: readonly Waiting[]): Promise<void> {
@@ -148,12 +158,25 @@ export class StepBatcher {
     return this.mainOf(out, w.stage);
   }
 
+  private reuse(name: string, length: number): Float32Array {
+    let a = this.scratch.get(name);
+    if (a === undefined || a.length < length) {
+      // With room to grow: the pasts grow by one position a step.
+      a = new Float32Array(Math.ceil(length * 1.5));
+      this.scratch.set(name, a);
+    }
+    return a.subarray(0, length);
+  }
+
   private async runTogether(group: readonly Waiting[]): Promise<void> {
     const stage = (group[0] as Waiting).stage;
     const entry = this.manifest.stages[stage];
     if (entry === undefined) throw new RangeError(`no stage ${stage}`);
     const cfg = this.manifest.model;
-    const out = await this.inner.run(stage, gatherFeeds(cfg, entry.layers, this.manifest.graph, stage, group));
+    const out = await this.inner.run(
+      stage,
+      gatherFeeds(cfg, entry.layers, this.manifest.graph, stage, group, (name, length) => this.reuse(name, length)),
+    );
     const rows = scatterOutputs(cfg, entry.layers, stage, this.manifest.stages.length, group, out);
     this.count(group.length);
     group.forEach((w, i) => {

@@ -8,10 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CachingExecutor, type Float32Tensor, type TensorData } from '../../shared/model/pipeline.js';
+import { CachingExecutor, DEFAULT_MAX_BATCH, type Float32Tensor, type TensorData } from '../../shared/model/pipeline.js';
 import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
+import { StepBatcher } from '../../shared/model/step-batcher.js';
 import { maxAbsDifference } from '../../shared/vote/tolerance.js';
 import { goldenModelDir, readGolden } from '../../testing/golden.js';
+import { SerialExecutor } from '../coordinator/fallback.js';
 import { ReferenceRunner } from './reference-runner.js';
 
 const STAGES = 3;
@@ -25,16 +27,18 @@ function ids(tokens: readonly number[]): TensorData {
   return { dtype: 'int64', dims: [1, tokens.length], data: BigInt64Array.from(tokens, (t) => BigInt(t)) };
 }
 
-/** Runs a session's script; returns every stage's output of every step, in order. */
-async function play(exec: CachingExecutor, session: number, script: readonly Op[]): Promise<Float32Array[]> {
+/** Runs a session's script on one executor, or one per stage; returns every stage's output of every step, in order. */
+async function play(on: CachingExecutor | readonly CachingExecutor[], session: number, script: readonly Op[]): Promise<Float32Array[]> {
+  const execs = Array.isArray(on) ? on : Array.from({ length: STAGES }, () => on as CachingExecutor);
+  const distinct = [...new Set(execs)];
   const outs: Float32Array[] = [];
   for (const op of script) {
-    if ('truncate' in op) await exec.truncate(session, op.truncate);
-    else if ('release' in op) exec.release(session);
+    if ('truncate' in op) for (const e of distinct) await e.truncate(session, op.truncate);
+    else if ('release' in op) for (const e of distinct) e.release(session);
     else {
       let carry: TensorData = ids(op.step);
       for (let s = 0; s < STAGES; s++) {
-        carry = await exec.step(session, s, carry);
+        carry = await (execs[s] as CachingExecutor).step(session, s, carry);
         outs.push((carry as Float32Tensor).data.slice());
       }
     }
@@ -82,33 +86,44 @@ describe.each([
     await runner?.close();
   });
 
-  it('share runtime calls and give each session bit for bit what it gets alone, through roll-backs and a close', async () => {
-    const all = scripts(prompts);
-    // The oracle: each session alone, one call per step.
-    const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });
-    const want: Float32Array[][] = [];
-    for (const [i, script] of all.entries()) want.push(await play(alone, i + 1, script));
+  it.each(['one executor for every stage (a tab)', "one per stage sharing a batcher (the server's replicas)"])(
+    '%s: share runtime calls and give each session bit for bit what it gets alone, through roll-backs and a close',
+    async (how) => {
+      const all = scripts(prompts);
+      // The oracle: each session alone, one call per step.
+      const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });
+      const want: Float32Array[][] = [];
+      for (const [i, script] of all.entries()) want.push(await play(alone, i + 1, script));
 
-    const together = new CachingExecutor(runner.manifest, runner.stageExecutor);
-    const got = await Promise.all(all.map((script, i) => play(together, i + 1, script)));
-    for (const [i, outs] of got.entries()) {
-      const w = want[i] as Float32Array[];
-      expect(outs.length).toBe(w.length);
-      for (const [k, out] of outs.entries()) expect(maxAbsDifference(out, w[k] as Float32Array), `session ${i + 1}, output ${k}`).toBe(0);
-    }
-    const counts = together.batching;
-    expect(counts.steps).toBe(alone.batching.steps);
-    // The fused graph: most decode steps shared a call (measured 156 of 171 in 48 calls); the prefills ran alone.
-    // The plain graph: only those of equal lengths (90 of 171 in 120 calls).
-    expect(counts.batchedSteps).toBeGreaterThan(counts.steps / (graph === 'fused' ? 2 : 3));
-    expect(counts.calls).toBeLessThan(counts.steps / (graph === 'fused' ? 2 : 1.3));
-    expect(counts.largestBatch).toBeGreaterThanOrEqual(graph === 'fused' ? 4 : 2);
-    expect(alone.batching).toMatchObject({ batchedSteps: 0, largestBatch: 1 });
-    // The closed session is forgotten; the rest are closed now.
-    expect(together.sessions).toBe(all.length - 1);
-    for (let i = 1; i <= all.length; i++) together.release(i);
-    expect(together.sessions).toBe(0);
-  });
+      const shared = new StepBatcher(runner.manifest, new SerialExecutor(async () => runner.stageExecutor), DEFAULT_MAX_BATCH);
+      const perStage = Array.from(
+        { length: STAGES },
+        () => new CachingExecutor(runner.manifest, runner.stageExecutor, { batcher: shared }),
+      );
+      const together = how.startsWith('one executor') ? new CachingExecutor(runner.manifest, runner.stageExecutor) : perStage;
+      const got = await Promise.all(all.map((script, i) => play(together, i + 1, script)));
+      for (const [i, outs] of got.entries()) {
+        const w = want[i] as Float32Array[];
+        expect(outs.length).toBe(w.length);
+        for (const [k, out] of outs.entries()) expect(maxAbsDifference(out, w[k] as Float32Array), `session ${i + 1}, output ${k}`).toBe(0);
+      }
+      const first = Array.isArray(together) ? (together[0] as CachingExecutor) : together;
+      const counts = first.batching;
+      expect(counts.steps).toBe(alone.batching.steps);
+      // The fused graph: most decode steps shared a call (measured 156 of 171 in 48 calls); the prefills ran alone.
+      // The plain graph: only those of equal lengths (90 of 171 in 120 calls).
+      expect(counts.batchedSteps).toBeGreaterThan(counts.steps / (graph === 'fused' ? 2 : 3));
+      expect(counts.calls).toBeLessThan(counts.steps / (graph === 'fused' ? 2 : 1.3));
+      expect(counts.largestBatch).toBeGreaterThanOrEqual(graph === 'fused' ? 4 : 2);
+      expect(alone.batching).toMatchObject({ batchedSteps: 0, largestBatch: 1 });
+      // The closed session is forgotten; the rest are closed now.
+      for (const e of Array.isArray(together) ? together : [together]) {
+        expect(e.sessions).toBe(all.length - 1);
+        for (let i = 1; i <= all.length; i++) e.release(i);
+        expect(e.sessions).toBe(0);
+      }
+    },
+  );
 
   it("a row of NaN and huge hidden states shares a call without reaching its neighbours' rows", async () => {
     const exec = new CachingExecutor(runner.manifest, runner.stageExecutor);
