@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
@@ -54,6 +55,8 @@ export interface StartOptions {
   readonly fallback: FallbackMode;
   /** Sessions the server computes stages of at once; more are refused at once (503). */
   readonly fallbackMaxSessions: number;
+  /** The most sessions' decode steps of a stage the fallback runs as one call; 1 = each step alone. */
+  readonly fallbackMaxBatch: number;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -165,6 +168,12 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  fallbackMaxBatch: {
+    env: 'FALLBACK_MAX_BATCH',
+    flag: 'fallback-max-batch',
+    fallback: String(DEFAULT_MAX_BATCH),
+    help: "the most sessions' decode steps of one stage the server's fallback runs as one onnxruntime call; 1 = every step alone",
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -265,6 +274,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxQueued: int(SETTINGS.maxQueued, 0),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
+    fallbackMaxBatch: int(SETTINGS.fallbackMaxBatch, 1),
     localAddresses: raw(SETTINGS.localAddresses)
       .value.split(',')
       .map((a) => a.trim())
@@ -309,6 +319,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     maxQueued: o.maxQueued,
     fallback: o.fallback,
     fallbackMaxSessions: o.fallbackMaxSessions,
+    fallbackMaxBatch: o.fallbackMaxBatch,
     localAddresses: o.localAddresses,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),

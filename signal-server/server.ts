@@ -87,6 +87,8 @@ export interface SignalServerOptions {
   readonly fallback?: FallbackMode;
   /** Sessions the fallback computes at once (default 4); more are refused at once with 503 ERR_BUSY. */
   readonly fallbackMaxSessions?: number;
+  /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
+  readonly fallbackMaxBatch?: number;
   /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
   readonly redisUrl?: string;
   /** The cluster's key prefix and timings (tests shorten them). */
@@ -219,6 +221,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                     mode: opts.fallback,
                     maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
                     executor: stageRunner(firstModel),
+                    ...(opts.fallbackMaxBatch === undefined ? {} : { maxBatch: opts.fallbackMaxBatch }),
                   },
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),

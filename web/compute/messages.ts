@@ -49,6 +49,11 @@ export interface WorkerStats {
   /** KV tensors kept as GPU buffers (WebGPU) and on the host (WASM, or after a plain graph's roll-back). */
   readonly kvOnDevice: number;
   readonly kvOnHost: number;
+  /** Session steps run since the stages loaded, and how many of them shared a runtime call with another session's. */
+  readonly steps: number;
+  readonly batchedSteps: number;
+  /** Runtime calls those steps took. */
+  readonly calls: number;
 }
 
 export type ComputeErrorCode =
