@@ -17,6 +17,7 @@ import { StepBatcher } from '../shared/model/step-batcher.js';
 import { SerialExecutor } from '../signal-server/coordinator/fallback.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { median, printTable } from './table.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife';
@@ -27,6 +28,11 @@ const SESSIONS = [1, 8] as const;
  * kernels (M > 1) are other code than a single row's.
  */
 const WARMUP_TOKENS = 96;
+
+/** A SmolLM-135M-shaped random checkpoint cut to 6 layers (hidden 576): big enough that a stage's compute, not its call, dominates. */
+export function smollmSixLayers(root = '.cache/bench-models'): string {
+  return ensureRandomCheckpoint(join(root, 'smollm-135m-6-layers'), { ...SMOLLM_135M_SHAPE, layers: 6 }, 135);
+}
 
 export interface BatchingBenchOptions {
   readonly models: readonly { readonly label: string; readonly dir: string }[];

@@ -13,6 +13,8 @@
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
+ *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off, austen-2m and a 6-layer
+ *   SmolLM-135M-shaped random checkpoint written into .cache/bench-models/),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  */
@@ -27,6 +29,7 @@ import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
+import { benchBatching, smollmSixLayers } from './batching.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
 import { benchFaults } from './faults.js';
@@ -101,6 +104,13 @@ async function main(): Promise<void> {
     if (process.env.BENCH_GRAPHS !== '0') {
       const browser = process.env.BENCH_SWARM !== '0';
       await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats, browser, webgpu: browser && process.env.BENCH_WEBGPU !== '0' });
+    }
+    if (process.env.BENCH_BATCHING !== '0') {
+      const models = [
+        { label: model, dir: modelDir(model) },
+        { label: 'SmolLM-135M-shaped, 6 layers', dir: smollmSixLayers() },
+      ];
+      await benchBatching({ models, stages: 3, tokens, repeats });
     }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
