@@ -14,7 +14,8 @@
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off, austen-2m and a 6-layer
- *   SmolLM-135M-shaped random checkpoint written into .cache/bench-models/),
+ *   SmolLM-135M-shaped random checkpoint written into .cache/bench-models/; and, unless BENCH_SWARM=0, 1 vs 8 requests
+ *   through a swarm of 3 tabs),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  */
@@ -30,6 +31,7 @@ import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-serve
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
 import { benchBatching, smollmSixLayers } from './batching.js';
+import { benchBatchingSwarm } from './batching-swarm.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
 import { benchFaults } from './faults.js';
@@ -128,6 +130,9 @@ async function main(): Promise<void> {
       await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
     }
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_BATCHING !== '0') {
+      await benchBatchingSwarm({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 32), repeats: Math.min(repeats, 3) });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

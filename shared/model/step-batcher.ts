@@ -61,10 +61,10 @@ export class StepBatcher {
   private running = false;
   private counts = { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
   /**
-   * The gathered pasts' arrays, reused from call to call: a runtime copies its
-   * inputs (onnxruntime-web into its WebAssembly memory) and the next call is
-   * gathered only once this one is over; allocating them afresh cost more than
-   * the copies into them.
+   * The gathered pasts' arrays, reused from call to call while steps keep
+   * coming (freed when none wait): a runtime copies its inputs (onnxruntime-web
+   * into its WebAssembly memory) and the next call is gathered only once this
+   * one is over; allocating them afresh cost more than the copies into them.
    */
   private readonly scratch = new Map<string, Float32Array>();
 
@@ -99,6 +99,7 @@ export class StepBatcher {
       }
     } finally {
       this.running = false;
+      this.scratch.clear();
     }
   }
 

@@ -125,6 +125,32 @@ describe.each([
     },
   );
 
+  it('a runtime that fails on a batch: each step is run again alone, and every session still gets its own result', async () => {
+    const all = scripts(prompts).slice(0, 3);
+    const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });
+    const want: Float32Array[][] = [];
+    for (const [i, script] of all.entries()) want.push(await play(alone, i + 1, script));
+    let refused = 0;
+    // As a runtime out of memory for B rows would: the call throws, and nothing of the caches has changed.
+    const failsOnBatches = {
+      run: async (stage: number, feeds: Parameters<typeof runner.stageExecutor.run>[1]) => {
+        if ((Object.values(feeds)[0]?.dims[0] ?? 1) > 1) {
+          refused++;
+          throw new Error('out of memory');
+        }
+        return runner.stageExecutor.run(stage, feeds);
+      },
+    };
+    const exec = new CachingExecutor(runner.manifest, failsOnBatches);
+    const got = await Promise.all(all.map((script, i) => play(exec, i + 1, script)));
+    for (const [i, outs] of got.entries()) {
+      for (const [k, out] of outs.entries()) expect(maxAbsDifference(out, (want[i] as Float32Array[])[k] as Float32Array)).toBe(0);
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(exec.batching).toMatchObject({ batchedSteps: 0, largestBatch: 1 });
+    exec.dispose();
+  });
+
   it("a row of NaN and huge hidden states shares a call without reaching its neighbours' rows", async () => {
     const exec = new CachingExecutor(runner.manifest, runner.stageExecutor);
     const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });
