@@ -49,6 +49,8 @@ export interface SwarmOptions {
   readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
   /** A fault to inject per volunteer index (the server must be in test or demo mode), or null. */
   readonly faultOf?: (index: number) => FaultKind | null;
+  /** False: the tabs run each session's step as its own call (batching across sessions off, ?batch=off); default true. */
+  readonly batching?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -79,7 +81,9 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('requestfailed', (r) => o.log?.(`[volunteer ${index}] request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
-    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}`);
+    await page.goto(
+      `${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${o.batching === false ? '&batch=off' : ''}`,
+    );
     await consent(page);
     pages.push(page);
     return page;

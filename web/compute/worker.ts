@@ -49,7 +49,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       caches = new CachingExecutor(
         m.manifest,
         { run: (stage, feeds) => s.runKv(stage, feeds) },
-        m.backend === 'webgpu' ? { maxBatch: 1 } : {},
+        m.backend === 'webgpu' || m.batching === false ? { maxBatch: 1 } : {},
       );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })

@@ -51,6 +51,8 @@ export interface ReplicaOptions {
   readonly fault?: FaultKind | null;
   /** Keep compute to this share of wall time (DutyCycle); default 1. */
   readonly share?: number;
+  /** False: each session's step is its own runtime call (batching across sessions off, for comparisons); default true. */
+  readonly batching?: boolean;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -104,6 +106,7 @@ export class VolunteerReplica {
   private assignment: StageAssignment | null = null;
   private readonly fault: FaultKind | null;
   private readonly duty: DutyCycle;
+  private readonly batching: boolean;
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -114,6 +117,7 @@ export class VolunteerReplica {
   ) {
     this.fault = options.fault ?? null;
     this.duty = new DutyCycle(options.share ?? 1);
+    this.batching = options.batching ?? true;
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -272,7 +276,7 @@ export class VolunteerReplica {
       this.setSessions((s) => s.clear());
       this.compute = compute;
       // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
-      await compute.build(this.status.backend, manifest, weights.stages);
+      await compute.build(this.status.backend, manifest, weights.stages, this.batching);
       if (epoch !== this.epoch) return null;
       const socket = this.socket;
       this.manifest = manifest;

@@ -25,6 +25,8 @@ export interface VolunteerSettings {
   readonly autoPause: boolean;
   /** The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves. */
   readonly model: string | null;
+  /** False (?batch=off): each session's step is its own runtime call, for comparisons; default true. */
+  readonly batching?: boolean;
 }
 
 /** Refuses to start for a model the swarm does not serve, naming what it serves. */
@@ -43,7 +45,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model } = settings;
+  const { backend, fault, share, autoPause, model, batching = true } = settings;
 
   useEffect(() => {
     if (!active) return;
@@ -60,7 +62,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
             window.webswarmVolunteer = s;
             setStatus(s);
           },
-          { fault, share },
+          { fault, share, batching },
         );
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
@@ -72,7 +74,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model]);
+  }, [active, backend, fault, share, autoPause, model, batching]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

@@ -15,6 +15,7 @@ const SETTINGS = {
   fault: isFaultKind(fault) ? fault : null,
   share: parseShare(params.get('share'), 1),
   autoPause: params.get('autopause') === '1',
+  batching: params.get('batch') !== 'off',
 };
 
 export function VolunteerApp() {
