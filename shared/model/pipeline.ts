@@ -90,6 +90,13 @@ export interface CachingOptions {
    * moves from stage to stage whole (maxBatch is then the batcher's).
    */
   readonly batcher?: StepBatcher;
+  /**
+   * Into how many calls the sessions' steps are split at most (StepBatcher):
+   * a volunteer that holds one of S stages, S, so that every stage of the
+   * pipeline has a group to compute; 1 (the default) where one runner
+   * computes every stage.
+   */
+  readonly microBatches?: number;
 }
 
 /**
@@ -113,7 +120,8 @@ export class CachingExecutor implements SessionExecutor {
   ) {
     const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
-    this.batcher = options.batcher ?? (maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch) : null);
+    this.batcher =
+      options.batcher ?? (maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch, options.microBatches ?? 1, () => this.sessions) : null);
   }
 
   /** Steps run, and how many of them shared a runtime call with another session's. */

@@ -73,6 +73,14 @@ export class StepBatcher {
     private readonly inner: KvStageExecutor,
     /** The most steps one call runs (1: every step alone, still one call at a time). */
     private readonly maxBatch: number,
+    /**
+     * Into how many calls the sessions' steps are split (see takeGroup): the
+     * stages of the pipeline a volunteer holds one of; 1 (the default) where
+     * one runner computes every stage, as the server's replicas do.
+     */
+    private readonly microBatches = 1,
+    /** How many sessions the executor holds now. */
+    private readonly sessions: () => number = () => 0,
   ) {
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
   }
@@ -103,12 +111,19 @@ export class StepBatcher {
     }
   }
 
-  /** The oldest waiting step and those that may share its call, in arrival order. */
+  /**
+   * The oldest waiting step and those that may share its call. In a pipeline
+   * of S stages on S machines a batch of all sessions would move from stage
+   * to stage whole, each stage idle while the others compute: a call takes at
+   * most 1/S of the sessions held, so that S groups keep every stage busy.
+   */
   private takeGroup(): Waiting[] {
     const head = this.waiting[0] as Waiting;
     const form = this.manifest.graph;
+    const cap =
+      this.microBatches > 1 ? Math.min(this.maxBatch, Math.max(1, Math.ceil(this.sessions() / this.microBatches))) : this.maxBatch;
     const group: Waiting[] = [];
-    for (let i = 0; i < this.waiting.length && group.length < this.maxBatch; ) {
+    for (let i = 0; i < this.waiting.length && group.length < cap; ) {
       const w = this.waiting[i] as Waiting;
       if (w === head || (w.stage === head.stage && canShareCall(form, head, w))) {
         group.push(w);

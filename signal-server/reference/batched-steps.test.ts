@@ -125,6 +125,22 @@ describe.each([
     },
   );
 
+  it('split for a pipeline (a volunteer holding one of 3 stages): a call takes at most a third of the sessions, each the same bit for bit', async () => {
+    const all = scripts(prompts);
+    const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });
+    const want: Float32Array[][] = [];
+    for (const [i, script] of all.entries()) want.push(await play(alone, i + 1, script));
+    const exec = new CachingExecutor(runner.manifest, runner.stageExecutor, { microBatches: STAGES });
+    const got = await Promise.all(all.map((script, i) => play(exec, i + 1, script)));
+    for (const [i, outs] of got.entries()) {
+      for (const [k, out] of outs.entries()) expect(maxAbsDifference(out, (want[i] as Float32Array[])[k] as Float32Array)).toBe(0);
+    }
+    // Six sessions, three groups: calls of at most two, and still shared.
+    expect(exec.batching.largestBatch).toBe(2);
+    expect(exec.batching.batchedSteps).toBeGreaterThan(0);
+    exec.dispose();
+  });
+
   it('a runtime that fails on a batch: each step is run again alone, and every session still gets its own result', async () => {
     const all = scripts(prompts).slice(0, 3);
     const alone = new CachingExecutor(runner.manifest, runner.stageExecutor, { maxBatch: 1 });

@@ -45,11 +45,13 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       sessions = s;
       // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), and each session's step is its own
       // call: a batch would first gather the sessions' buffers into one (README "Batching across sessions"). On WASM decode steps
-      // of sessions that wait together share a call.
+      // of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one of S stages.
       caches = new CachingExecutor(
         m.manifest,
         { run: (stage, feeds) => s.runKv(stage, feeds) },
-        m.backend === 'webgpu' || m.batching === false ? { maxBatch: 1 } : {},
+        m.backend === 'webgpu' || m.batching === false
+          ? { maxBatch: 1 }
+          : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
       );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
