@@ -7,8 +7,9 @@
 // different lengths share a call: the past is padded (with zeros) to the
 // longest, each row's new key and value are written at its own length, and
 // attention reads only that row's first seqlens_k + 1 positions. Each row's
-// present is cut back to its own positions, so the padding never reaches a
-// cache.
+// present is its block of the batch's output, possibly longer than what it
+// holds (the cache's count says how much); no position past a row's own is
+// ever read, so the padding never reaches a result.
 //
 // Plain graph: positions and the causal mask come from the past tensor's
 // length, one for the whole batch, so only rows of equal length share a call
