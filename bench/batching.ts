@@ -43,9 +43,9 @@ export interface BatchingBenchOptions {
 }
 
 /** One CachingExecutor per stage over one serial runner and, when on, one batcher: as the fallback's replicas (ServerReplicas). */
-function stageExecutors(manifest: StageManifest, runner: StageExecutor, maxBatch: number): CachingExecutor[] {
+function stageExecutors(manifest: StageManifest, runner: StageExecutor, maxBatch: number, sessions: number): CachingExecutor[] {
   const serial = new SerialExecutor(async () => runner);
-  const batcher = maxBatch > 1 ? new StepBatcher(manifest, serial, maxBatch) : null;
+  const batcher = maxBatch > 1 ? new StepBatcher(manifest, serial, maxBatch, 1, () => sessions) : null;
   return manifest.stages.map(() => new CachingExecutor(manifest, serial, batcher === null ? { maxBatch: 1 } : { batcher }));
 }
 
@@ -104,7 +104,7 @@ export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
             for (const maxBatch of [1, 16])
               await generateAll(
                 runner.manifest,
-                stageExecutors(runner.manifest, runner.stageExecutor, maxBatch),
+                stageExecutors(runner.manifest, runner.stageExecutor, maxBatch, n),
                 promptsOf(n),
                 WARMUP_TOKENS,
               );
@@ -117,7 +117,7 @@ export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
               for (const maxBatch of r % 2 === 0 ? [16, 1] : [1, 16]) {
                 const t = await generateAll(
                   runner.manifest,
-                  stageExecutors(runner.manifest, runner.stageExecutor, maxBatch),
+                  stageExecutors(runner.manifest, runner.stageExecutor, maxBatch, n),
                   promptsOf(n),
                   o.tokens,
                 );

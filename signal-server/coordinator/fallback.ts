@@ -96,7 +96,7 @@ export class ServerReplicas {
   ) {
     this.executor = new SerialExecutor(options.executor);
     const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
-    this.batcher = maxBatch > 1 ? new StepBatcher(manifest, this.executor, maxBatch) : null;
+    this.batcher = maxBatch > 1 ? new StepBatcher(manifest, this.executor, maxBatch, 1, () => this.admitted.size) : null;
   }
 
   /** Steps the server replicas ran, and how many shared a call with another session's. */
