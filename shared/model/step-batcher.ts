@@ -5,7 +5,8 @@
 // Steps wait while a call is in flight; before each call the batcher yields one
 // macrotask, so that the steps whose inputs arrive together (the sessions a
 // finished call resolved, a burst of messages) join the call instead of the
-// first of them running alone and the rest after it, again and again.
+// first of them running alone and the rest after it, again and again (a lone
+// session skips it: nobody could join).
 import type { StageManifest } from './manifest.js';
 import type { Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
 import { stageInputName, stageOutputName } from './stage-graph.js';
