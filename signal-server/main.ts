@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
@@ -61,6 +62,8 @@ export interface StartOptions {
   readonly repartition: 'on' | 'off';
   /** The mesh loop: the last stage sends each token straight to stage 0; the coordinator verifies off the critical path. */
   readonly meshLoop: boolean;
+  /** The most sessions' decode steps of a stage the fallback runs as one call; 1 = each step alone. */
+  readonly fallbackMaxBatch: number;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -190,6 +193,12 @@ export const SETTINGS = {
     fallback: 'on',
     help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
   },
+  fallbackMaxBatch: {
+    env: 'FALLBACK_MAX_BATCH',
+    flag: 'fallback-max-batch',
+    fallback: String(DEFAULT_MAX_BATCH),
+    help: "the most sessions' decode steps of one stage the server's fallback runs as one onnxruntime call; 1 = every step alone",
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -298,6 +307,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxQueued: int(SETTINGS.maxQueued, 0),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
+    fallbackMaxBatch: int(SETTINGS.fallbackMaxBatch, 1),
     repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
     meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
     localAddresses: list(SETTINGS.localAddresses),
@@ -344,6 +354,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallbackMaxSessions: o.fallbackMaxSessions,
     ...(o.repartition === 'on' ? { repartition: { stageCache: o.stageCache } } : {}),
     meshLoop: o.meshLoop,
+    fallbackMaxBatch: o.fallbackMaxBatch,
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },

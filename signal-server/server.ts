@@ -92,6 +92,8 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
+  /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
+  readonly fallbackMaxBatch?: number;
   /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
   readonly redisUrl?: string;
   /**
@@ -262,6 +264,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                     mode: opts.fallback,
                     maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
                     executor: stageRunner(firstModel.dir),
+                    ...(opts.fallbackMaxBatch === undefined ? {} : { maxBatch: opts.fallbackMaxBatch }),
                   },
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),

@@ -57,6 +57,8 @@ export interface ReplicaOptions {
   readonly share?: number;
   /** Stamps of each step's path, for the bench (?trace=1); none by default. */
   readonly trace?: StepTrace | null;
+  /** False: each session's step is its own runtime call (batching across sessions off, for comparisons); default true. */
+  readonly batching?: boolean;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -113,6 +115,7 @@ export class VolunteerReplica {
   /** The bench's one-way delay (volunteer:net) on everything this tab sends, socket and data channels alike; 0 = none. */
   private readonly net = new DelayLine();
   private readonly trace: StepTrace | null;
+  private readonly batching: boolean;
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -124,6 +127,7 @@ export class VolunteerReplica {
     this.fault = options.fault ?? null;
     this.duty = new DutyCycle(options.share ?? 1);
     this.trace = options.trace ?? null;
+    this.batching = options.batching ?? true;
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -307,7 +311,7 @@ export class VolunteerReplica {
       this.setSessions((s) => s.clear());
       this.compute = compute;
       // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
-      await compute.build(this.status.backend, manifest, weights.stages);
+      await compute.build(this.status.backend, manifest, weights.stages, this.batching);
       if (epoch !== this.epoch) return null;
       this.manifest = manifest;
       const trace = this.trace;
