@@ -181,6 +181,12 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  fallbackMaxBatch: {
+    env: 'FALLBACK_MAX_BATCH',
+    flag: 'fallback-max-batch',
+    fallback: String(DEFAULT_MAX_BATCH),
+    help: "the most sessions' decode steps of one stage the server's fallback runs as one onnxruntime call; 1 = every step alone",
+  },
   repartition: {
     env: 'REPARTITION',
     flag: 'repartition',
@@ -192,12 +198,6 @@ export const SETTINGS = {
     flag: 'mesh-loop',
     fallback: 'on',
     help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
-  },
-  fallbackMaxBatch: {
-    env: 'FALLBACK_MAX_BATCH',
-    flag: 'fallback-max-batch',
-    fallback: String(DEFAULT_MAX_BATCH),
-    help: "the most sessions' decode steps of one stage the server's fallback runs as one onnxruntime call; 1 = every step alone",
   },
   redisUrl: {
     env: 'REDIS_URL',
