@@ -49,7 +49,7 @@ async function until(check: () => boolean, what: string): Promise<void> {
 /** A quiet moment: whatever a frame set off has had time to run. */
 const settle = () => new Promise((r) => setTimeout(r, 100));
 
-function stageZero() {
+function stageZero(steps = 50) {
   const digests: StepDigest[] = [];
   const rejected: string[] = [];
   const sent: ActivationFrame[] = [];
@@ -78,7 +78,7 @@ function stageZero() {
     prev: [],
     next: ['n0'],
     replayTo: 0,
-    loop: { peers: LAST, sampling: GREEDY, steps: 50 },
+    loop: { peers: LAST, sampling: GREEDY, steps },
   });
   const send = (from: string, f: ActivationFrame) => {
     for (const m of encodeFrame(f)) core.frame(from, m);
@@ -164,5 +164,22 @@ describe("stage 0 takes the last stage's tokens only as the route and the vote a
     await until(() => z.digests.length === 5, 'step 2 again');
     expect(z.digests[4]).toMatchObject({ step: 2, input: tokenPrint(99), resets: 1 });
     expect(z.sent.at(-1)).toMatchObject({ step: 2, era: 1 });
+  });
+
+  it("a majority's token for a step past the generation's end (max_tokens) is dropped: nothing is computed beyond it", async () => {
+    const z = stageZero(3);
+    z.core.input({ sessionId: SESSION, step: 0, tokens: [1, 2, 3] });
+    await until(() => z.digests.length === 1, 'step 0');
+    // Steps 1 and 2 are the generation's last; step 3 is within MESH_AHEAD's reach but past its end.
+    for (const step of [1, 2, 3]) for (const i of [0, 1]) z.send(LAST[i] as string, z.token(step, i, 10 + step));
+    await until(() => z.digests.length === 3, 'steps 1 and 2');
+    z.core.input({ sessionId: SESSION, step: 1, tokens: [11] });
+    z.core.input({ sessionId: SESSION, step: 2, tokens: [12] });
+    await settle();
+    expect(z.digests.map((d) => d.step)).toEqual([0, 1, 2]);
+    expect(z.rejected).toEqual([
+      "ERR_STALE_STEP token for step 3: past the generation's 3 steps",
+      "ERR_STALE_STEP token for step 3: past the generation's 3 steps",
+    ]);
   });
 });

@@ -418,6 +418,12 @@ export class ReplicaCore {
       this.out.rejected(`ERR_STALE_STEP token for step ${f.step}`);
       return;
     }
+    // The generation has no such step (max_tokens): a liar's token there would only waste every stage's work.
+    const steps = s.loop?.steps ?? Number.POSITIVE_INFINITY;
+    if (f.step >= steps) {
+      this.out.rejected(`ERR_STALE_STEP token for step ${f.step}: past the generation's ${steps} steps`);
+      return;
+    }
     const agreed = s.tokens.add(f.step, from, token);
     if (agreed === null || s.ready.has(f.step) || s.meshReady.has(f.step)) return;
     s.meshReady.set(f.step, agreed);
