@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { SamplingParams } from '../shared/model/sampling.js';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import type { FaultBehaviour } from '../shared/swarm/faults.js';
-import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
+import { MESH_AHEAD, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, WAIT_MS } from './testing/http-swarm.js';
@@ -126,5 +126,24 @@ describe('the mesh loop against a hostile route member', () => {
     expect(plain.text).toBe(want);
     expect(plain.finish).toBe('stop');
     expect(ref.slice(0, plain.tokens?.length)).toEqual(plain.tokens);
+  }, 60_000);
+
+  it('r = 3: a stage-0 replica that says it computed on another token and that the last stage sent it: outvoted, nobody framed', async () => {
+    const { url, expected } = await start(3, 3, { stepTimeoutMs: 8_000 });
+    // Its reports claim another input than the verified token, and accuse every last-stage sender of having sent it.
+    const claim = (m: StepDigest): StepDigest =>
+      m.step === 0 ? m : { ...m, input: tokenPrint(7), received: m.received.map((x) => ({ from: x.from, digest: tokenPrint(7) })) };
+    const all = await volunteers(url, 9, 230, (i) => (i === 0 ? { tamper: claim } : {}));
+    const liar = all[0] as NodeVolunteer;
+    expect(liar.stage).toBe(0);
+    const r = await complete(url);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+    // Stage 0's honest majority computed on the verified token each step: the liar alone is outvoted.
+    const votes = r.body.webswarm?.votes ?? [];
+    expect(votes.slice(1).every((t) => (t.votes[0]?.agreed ?? 0) >= 2)).toBe(true);
+    expect(votes.slice(1).some((t) => t.votes[0]?.disagreed === 1)).toBe(true);
+    const honest = all.filter((v) => v !== liar);
+    expect(honest.flatMap((v) => v.errors.map((e) => e.code)).filter((c) => c !== 'ERR_NOT_LINKED')).toEqual([]);
   }, 60_000);
 });
