@@ -114,4 +114,16 @@ describe('the mesh loop under attack, in process', () => {
     expect(r.equivocators.map((e) => `${e.volunteer}@${e.stage}@${e.step}`)).toEqual(['s2r0@2@5']);
     expect(r.replacements.map((x) => x.joined)).toEqual(['s2spare']);
   });
+
+  it('r = 1, a roll-back racing a replacement: the liar lies at step 4 while a stage-0 or stage-1 replica leaves after its 4th step', async () => {
+    for (const who of ['s0r0', 's1r0']) {
+      const crash = { who, afterSteps: 4, spare: `${who.slice(0, 2)}spare` };
+      const r = await runInProcess(single, promptIds, TOKENS, { s2r0: lieWhen((step) => step === 4) }, [], crash, NUCLEUS);
+      expect(r.error, who).toBeNull();
+      expect(r.tokens, who).toEqual(nucleus);
+      expect(r.streamed, who).toEqual(nucleus);
+      expect(r.evicted.get('s2r0'), who).toBe('ERR_EQUIVOCATION');
+      expect(r.replacements.map((x) => x.joined).sort(), who).toEqual([crash.spare, 's2spare'].sort());
+    }
+  });
 });
