@@ -13,7 +13,7 @@ import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
-const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('meshhostile');
+const { start, complete, stageCache, joinAll: volunteers } = httpSwarm('meshhostile');
 const NUCLEUS: SamplingParams = { temperature: 1, topK: 0, topP: 0.9, seed: 5 };
 const MAX_TOKENS = 12;
 
@@ -66,18 +66,6 @@ async function referenceTokens(stages: number): Promise<number[]> {
   } finally {
     await runner.close();
   }
-}
-
-/** Volunteers from distinct addresses, each waited for until it has its stage. */
-async function volunteers(url: string, n: number, base: number, options: (i: number) => Parameters<typeof volunteer>[2] = () => ({})) {
-  const all: NodeVolunteer[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = volunteer(url, `127.0.0.${base + i}`, options(i));
-    all.push(v);
-    await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
-  }
-  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(n);
-  return all;
 }
 
 describe('the mesh loop against a hostile route member', () => {
