@@ -16,7 +16,7 @@ import { ReferenceRunner } from './reference/reference-runner.js';
 import { type CompletionBody, httpSwarm, MODEL, PROMPT, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
-const { start, volunteer, readyCount, complete } = httpSwarm('meshloop');
+const { start, volunteer, readyCount, complete, joinAll: volunteers } = httpSwarm('meshloop');
 const SEEDED: SamplingParams = { temperature: 1.3, topK: 0, topP: 1, seed: 77 };
 
 let cache: string;
@@ -46,18 +46,6 @@ async function sampled(url: string): Promise<{ status: number; body: CompletionB
     body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: TOKENS, temperature: SEEDED.temperature, seed: SEEDED.seed }),
   });
   return { status: res.status, body: (await res.json()) as CompletionBody };
-}
-
-/** Volunteers from distinct addresses, each waited for until it has its stage. */
-async function volunteers(url: string, n: number, base: number, options: (i: number) => Parameters<typeof volunteer>[2] = () => ({})) {
-  const all: NodeVolunteer[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = volunteer(url, `127.0.0.${base + i}`, options(i));
-    all.push(v);
-    await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
-  }
-  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(n);
-  return all;
 }
 
 describe('the mesh loop over Socket.IO', () => {

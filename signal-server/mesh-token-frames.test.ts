@@ -4,6 +4,10 @@
 // last-stage replicas. A token is taken only from a majority of the route's
 // last stage, for a step within reach, in the session's era; anything else is
 // dropped with a named reason and the step waits for the coordinator.
+// And a stage-1 replica's strays: frames that overtake the route update naming
+// or rolling back their sender wait (a bounded few per session) until it
+// comes; a sender flooding frames of a later era must not push the honest
+// senders' strays out, for the step would wait for frames never sent again.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +19,15 @@ import { type ActivationFrame, encodeFrame, FrameAssembler } from '../shared/pro
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD, tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
+import { fingerprint } from '../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../testing/golden.js';
 import { ensureStages, loadStageSet } from './models/model-folder.js';
 import { OrtExecutor } from './reference/ort-executor.js';
 
 const SESSION = 7;
 const LAST = ['L0', 'L1', 'L2'];
+const STRAY_SESSION = 9;
+const PREV = ['A', 'B', 'H'];
 
 let cache: string;
 let manifest: StageManifest;
@@ -49,7 +56,7 @@ async function until(check: () => boolean, what: string): Promise<void> {
 /** A quiet moment: whatever a frame set off has had time to run. */
 const settle = () => new Promise((r) => setTimeout(r, 100));
 
-function stageZero() {
+function stageZero(steps = 50) {
   const digests: StepDigest[] = [];
   const rejected: string[] = [];
   const sent: ActivationFrame[] = [];
@@ -78,7 +85,7 @@ function stageZero() {
     prev: [],
     next: ['n0'],
     replayTo: 0,
-    loop: { peers: LAST, sampling: GREEDY, steps: 50 },
+    loop: { peers: LAST, sampling: GREEDY, steps },
   });
   const send = (from: string, f: ActivationFrame) => {
     for (const m of encodeFrame(f)) core.frame(from, m);
@@ -164,5 +171,65 @@ describe("stage 0 takes the last stage's tokens only as the route and the vote a
     await until(() => z.digests.length === 5, 'step 2 again');
     expect(z.digests[4]).toMatchObject({ step: 2, input: tokenPrint(99), resets: 1 });
     expect(z.sent.at(-1)).toMatchObject({ step: 2, era: 1 });
+  });
+
+  it("a majority's token for a step past the generation's end (max_tokens) is dropped: nothing is computed beyond it", async () => {
+    const z = stageZero(3);
+    z.core.input({ sessionId: SESSION, step: 0, tokens: [1, 2, 3] });
+    await until(() => z.digests.length === 1, 'step 0');
+    // Steps 1 and 2 are the generation's last; step 3 is within MESH_AHEAD's reach but past its end.
+    for (const step of [1, 2, 3]) for (const i of [0, 1]) z.send(LAST[i] as string, z.token(step, i, 10 + step));
+    await until(() => z.digests.length === 3, 'steps 1 and 2');
+    z.core.input({ sessionId: SESSION, step: 1, tokens: [11] });
+    z.core.input({ sessionId: SESSION, step: 2, tokens: [12] });
+    await settle();
+    expect(z.digests.map((d) => d.step)).toEqual([0, 1, 2]);
+    expect(z.rejected).toEqual([
+      "ERR_STALE_STEP token for step 3: past the generation's 3 steps",
+      "ERR_STALE_STEP token for step 3: past the generation's 3 steps",
+    ]);
+  });
+});
+
+describe("a replica's strays of a later era (a roll-back's frames overtaking its update)", () => {
+  it("a sender flooding frames of a later era cannot push the honest senders' strays out before the update comes", async () => {
+    const digests: StepDigest[] = [];
+    const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
+      frames: () => {},
+      digest: (m) => digests.push(m),
+      logits: () => {},
+      failed: () => {},
+      computed: () => {},
+      rejected: () => {},
+    });
+    core.open({ sessionId: STRAY_SESSION, stage: 1, replica: 0, prev: PREV, next: ['n0'], replayTo: 0 });
+    const hidden = manifest.model.hiddenSize;
+    const positions = 3;
+    const data = Float32Array.from({ length: positions * hidden }, (_, i) => Math.sin(i));
+    const frame = (replica: number, era: number, step = 0, values = data): ActivationFrame => ({
+      sessionId: STRAY_SESSION,
+      step,
+      stage: 0,
+      replica,
+      dims: [1, values.length / hidden, hidden],
+      data: values,
+      era,
+    });
+    const send = (from: string, f: ActivationFrame) => {
+      for (const m of encodeFrame(f)) core.frame(from, m);
+    };
+    // The coordinator rolled the pipeline back (era 1): A and B recomputed step 0, and their frames overtake the update.
+    send('A', frame(0, 1));
+    send('B', frame(1, 1));
+    // H, hostile, floods frames of the new era for steps to come.
+    const junk = new Float32Array(hidden);
+    for (let i = 0; i < 64; i++) send('H', frame(2, 1, 1 + (i % 8), junk));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(digests).toEqual([]);
+    // The update comes: A's and B's frames, kept, are a majority.
+    core.update({ sessionId: STRAY_SESSION, prev: PREV, next: ['n0'], resendTo: [], era: 1 });
+    await until(() => digests.length === 1, 'step 0 on the honest strays');
+    expect(digests[0]).toMatchObject({ step: 0, input: fingerprint(data) });
+    core.close(STRAY_SESSION);
   });
 });

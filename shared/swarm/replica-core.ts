@@ -81,6 +81,16 @@ function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'olde
   return d === 0 ? 'same' : d < 128 ? 'newer' : 'older';
 }
 
+/** The index of the oldest stray of the peer with the most strays waiting (the first such peer on a tie). */
+function oldestOfBusiest(strays: readonly { from: string }[]): number {
+  const count = new Map<string, number>();
+  for (const x of strays) count.set(x.from, (count.get(x.from) ?? 0) + 1);
+  let busiest = '';
+  let most = 0;
+  for (const [from, n] of count) if (n > most) [busiest, most] = [from, n];
+  return strays.findIndex((x) => x.from === busiest);
+}
+
 /** Stage 0's input of token ids. */
 function tokenInput(tokens: readonly number[]): TensorData {
   return { dtype: 'int64', dims: [1, tokens.length], data: BigInt64Array.from(tokens, (t) => BigInt(t)) };
@@ -370,9 +380,10 @@ export class ReplicaCore {
       // few frames of the previous stage until the update comes, then look again.
       if (f.stage === this.stage - 1) {
         s.strays.push({ from, frame: f });
-        // The oldest goes when too many wait: a stranger cannot fill the memory.
+        // When too many wait, the oldest of the peer keeping the most goes: a stranger cannot fill the
+        // memory, nor a flooder push out the few strays of the honest senders (sent once, never again).
         if (s.strays.length > MAX_STRAYS) {
-          const dropped = s.strays.shift();
+          const [dropped] = s.strays.splice(oldestOfBusiest(s.strays), 1);
           this.out.rejected(`ERR_NOT_LINKED stage ${dropped?.frame.stage} replica ${dropped?.frame.replica}`);
         }
       } else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
@@ -405,6 +416,12 @@ export class ReplicaCore {
     }
     if (f.step === 0 || f.step < s.nextStep || f.step <= s.meshFloor || f.step > s.verified + MESH_AHEAD + 1) {
       this.out.rejected(`ERR_STALE_STEP token for step ${f.step}`);
+      return;
+    }
+    // The generation has no such step (max_tokens): a liar's token there would only waste every stage's work.
+    const steps = s.loop?.steps ?? Number.POSITIVE_INFINITY;
+    if (f.step >= steps) {
+      this.out.rejected(`ERR_STALE_STEP token for step ${f.step}: past the generation's ${steps} steps`);
       return;
     }
     const agreed = s.tokens.add(f.step, from, token);

@@ -487,7 +487,7 @@ export class GenerationSession {
     if (step > this.currentStep) {
       // Stage 0 computed this step before its token was verified here: the mesh loop at work.
       if (stage === 0 && this.meshLoop) this.ahead.add(step);
-      this.hold(step, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
+      this.hold(step, `digest ${volunteer}`, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
       return;
     }
     // Computed before a roll-back that this replica has since been told of: stale evidence.
@@ -590,7 +590,7 @@ export class GenerationSession {
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
     if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null) return;
     if (step > this.wait.step) {
-      this.hold(step, () => this.onLogits(volunteer, step, logits, resets));
+      this.hold(step, `logits ${volunteer}`, () => this.onLogits(volunteer, step, logits, resets));
       return;
     }
     // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
@@ -859,7 +859,7 @@ export class GenerationSession {
   }
 
   /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
-  private readonly early = new Map<number, (() => void)[]>();
+  private readonly early = new Map<number, Map<string, () => void>>();
   /** Steps rolled back once because stage 0 computed on a mesh token other than the verified one. */
   private readonly meshRolled = new Set<number>();
   /** Steps whose mesh tokens were judged. */
@@ -867,21 +867,26 @@ export class GenerationSession {
   /** Per step, the last-stage replicas whose logits were the very value the token was sampled from. */
   private readonly exactLogits = new Map<number, Set<string>>();
 
-  /** Keeps a report of a step still to come, within the mesh loop's reach (a replica cannot make this hold more). */
-  private hold(step: number, report: () => void): void {
+  /**
+   * Keeps a report of a step still to come, within the mesh loop's reach: one
+   * per replica and kind (`key`), the latest (a replica's recomputed step
+   * after a retry supersedes its earlier report), so a replica flooding
+   * reports of steps to come holds only its own place and cannot crowd out
+   * the others' (their reports are not sent again).
+   */
+  private hold(step: number, key: string, report: () => void): void {
     if (!this.meshLoop || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
     let held = this.early.get(step);
     if (held === undefined) {
-      held = [];
+      held = new Map();
       this.early.set(step, held);
     }
-    // Each replica sends one digest (and the last stage one logits) per step and roll-back.
-    if (held.length < 4 * this.members.size) held.push(report);
+    held.set(key, report);
   }
 
   /** Counts the held reports of `step`, which begins now. */
   private release(step: number): void {
-    const held = this.early.get(step) ?? [];
+    const held = [...(this.early.get(step)?.values() ?? [])];
     for (const k of [...this.early.keys()]) if (k <= step) this.early.delete(k);
     for (const report of held) report();
   }

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import type { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
@@ -52,6 +52,8 @@ export interface HttpSwarm {
   /** A volunteer from `address` (127.0.0.x: a distinct client), with a client key of its own. */
   volunteer(url: string, address: string, options?: NodeVolunteerOptions): NodeVolunteer;
   readyCount(url: string): Promise<number>;
+  /** `n` volunteers from 127.0.0.`base`…, each waited for until it has its stage, then all until ready. */
+  joinAll(url: string, n: number, base: number, options?: (i: number) => NodeVolunteerOptions): Promise<NodeVolunteer[]>;
   complete(url: string, maxTokens?: number): Promise<CompletionResult>;
 }
 
@@ -71,7 +73,7 @@ export function httpSwarm(name: string): HttpSwarm {
     for (const r of references.values()) await r.runner.close();
     rmSync(cache, { recursive: true, force: true });
   });
-  return {
+  const api: HttpSwarm = {
     async start(stages, redundancy, extra = {}) {
       const { dir, manifest } = await ensureStages(MODEL, { stages }, cache);
       const server = createSignalServer({
@@ -111,6 +113,16 @@ export function httpSwarm(name: string): HttpSwarm {
     async readyCount(url) {
       return (await fetchSwarmListing(url)).list.filter((v) => v.ready).length;
     },
+    async joinAll(url, n, base, options = () => ({})) {
+      const all: NodeVolunteer[] = [];
+      for (let i = 0; i < n; i++) {
+        const v = api.volunteer(url, `127.0.0.${base + i}`, options(i));
+        all.push(v);
+        await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
+      }
+      await expect.poll(() => api.readyCount(url), { timeout: WAIT_MS }).toBe(n);
+      return all;
+    },
     async complete(url, maxTokens = TOKENS) {
       const t0 = performance.now();
       const res = await fetch(`${url}/v1/completions`, {
@@ -126,4 +138,5 @@ export function httpSwarm(name: string): HttpSwarm {
       };
     },
   };
+  return api;
 }
