@@ -404,6 +404,8 @@ export class Coordinator {
       // Its time per step as measured here, never as it says.
       this.registry.markReady(id, v.stage, performance.now() - c.sentAt);
       this.log(`volunteer ${id} passed its challenge for stage ${v.stage}: ready`);
+      // Only a proven volunteer counts towards going back to the configured partition: now it may.
+      this.considerRepartition(false);
       this.options.statusChanged?.();
     }
   }
@@ -514,9 +516,11 @@ export class Coordinator {
     const current = rangesOf(this.model.manifest);
     if (!sameRanges(current, this.operatorRanges)) {
       // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
-      const back = this.plan(builder, this.operatorRanges);
+      // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
+      // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
+      const back = this.plan(builder, this.operatorRanges, true);
       if (back.ok && back.kept) {
-        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition');
+        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
         return;
       }
     }
@@ -539,7 +543,7 @@ export class Coordinator {
   }
 
   /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
-  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string): void {
+  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string, readyOnly = false): void {
     this.repartitioning = true;
     const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
     this.log(`re-partition: ${why}; building layers ${key}`);
@@ -549,7 +553,7 @@ export class Coordinator {
         this.repartitioning = false;
         if (this.closing) return;
         // Volunteers may have come and gone while the files were built: placed as they are now.
-        const again = this.plan(builder, rangesOf(p.manifest));
+        const again = this.plan(builder, rangesOf(p.manifest), readyOnly);
         if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
         else this.considerRepartition(true);
       })
@@ -559,14 +563,15 @@ export class Coordinator {
       });
   }
 
-  /** This server's volunteers as the planner sees them. */
-  private plannerView(): PlannedVolunteer[] {
-    const local = this.registry.all().filter((v) => v.remote !== true);
+  /** This server's volunteers as the planner sees them (`readyOnly`: those that passed their challenge). */
+  private plannerView(readyOnly = false): PlannedVolunteer[] {
+    const local = this.registry.all().filter((v) => v.remote !== true && (v.ready || !readyOnly));
     return plannedVolunteers(local, rangesOf(this.model.manifest), (id) => this.members.get(id)?.keys ?? [], offeredBytes('wasm', null));
   }
 
-  private plan(builder: PartitionBuilder, current: readonly LayerRange[]) {
-    return planPartition({ sizes: builder.sizes, volunteers: this.plannerView(), redundancy: this.options.redundancy, current });
+  private plan(builder: PartitionBuilder, current: readonly LayerRange[], readyOnly = false) {
+    const volunteers = this.plannerView(readyOnly);
+    return planPartition({ sizes: builder.sizes, volunteers, redundancy: this.options.redundancy, current });
   }
 
   /**

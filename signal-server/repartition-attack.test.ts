@@ -1,0 +1,72 @@
+// Hostile clients against live re-partition (REPARTITION), over the real
+// protocol: a real server on port 0, honest Node volunteers computing with
+// onnxruntime from distinct 127.0.0.x addresses, and a stranger's raw
+// Socket.IO client that says hello and nothing more. Requests go over the
+// HTTP API; tokens are compared with the reference runner's.
+import { io } from 'socket.io-client';
+import { describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { httpSwarm } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+import type { Client } from './testing/socket-client.js';
+
+const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('repartition-attack');
+
+/** How long a test waits for volunteers to load and prove their stages: generous, for 2 cores shared with other test runs. */
+const READY_MS = 90_000;
+const TEST_MS = 300_000;
+
+/** A stranger from `address` that says hello as a volunteer (claiming plenty of memory) and then nothing: it never loads, never says ready. */
+function silentStranger(url: string, address: string): Client {
+  const c = io(url, {
+    auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    // The Node transport's option (socket.io-client's types know only the browser's): connect from this address.
+    ...{ localAddress: address },
+  }) as Client;
+  c.on('connect', () =>
+    c.emit('volunteer:hello', {
+      backend: 'wasm',
+      adapter: null,
+      fault: null,
+      clientKey: `stranger-${address.replaceAll('.', '-')}`,
+      capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
+    }),
+  );
+  return c;
+}
+
+describe('re-partition under attack', () => {
+  it(
+    'a stranger whose hello is all it sends does not switch a shrunk swarm back to the configured partition (where its stage would lack r ready replicas)',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache() } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${60 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // One leaves: 3 clients cannot keep 2 stages × r = 2, so the swarm shrinks to one stage.
+      await (vs[0] as NodeVolunteer).close();
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(1);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+      expect(coordinator.modelInfo.stages).toBe(1);
+      const stranger = silentStranger(url, '127.0.0.77');
+      try {
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(4);
+        // Long enough for the operator's stage files (cached already) to be found and a switch to be made.
+        await new Promise((r) => setTimeout(r, 3_000));
+        const r = await complete(url);
+        expect(r.body.error).toBeUndefined();
+        expect(r.status).toBe(200);
+        expect(r.body.webswarm?.tokens).toEqual(expected);
+        expect(coordinator.repartitions).toBe(1);
+        expect(coordinator.modelInfo.stages).toBe(1);
+      } finally {
+        stranger.disconnect();
+      }
+    },
+    TEST_MS,
+  );
+});
