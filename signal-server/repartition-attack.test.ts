@@ -6,6 +6,7 @@
 import { io } from 'socket.io-client';
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { REPARTITION_HOLD_MS } from './coordinator/repartition.js';
 import { httpSwarm } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 import type { Client } from './testing/socket-client.js';
@@ -42,7 +43,8 @@ describe('re-partition under attack', () => {
   it(
     'a stranger whose hello is all it sends does not switch a shrunk swarm back to the configured partition (where its stage would lack r ready replicas)',
     async () => {
-      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache() } });
+      // No hold: what keeps the partition here is that the stranger never proved a stage.
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
       const coordinator = server.coordinator;
       if (coordinator === null) throw new Error('no coordinator');
       const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${60 + i}`));
@@ -66,6 +68,40 @@ describe('re-partition under attack', () => {
       } finally {
         stranger.disconnect();
       }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a client that leaves and comes back at once buys no switch back before the hold is over: the shrunk partition serves meanwhile',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache() } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));
+      const attacker = volunteer(url, '127.0.0.88');
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // Its departure leaves a stage short: the swarm shrinks to one stage, everyone is challenged again.
+      await attacker.close();
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 100 }).toBe(1);
+      const shrunk = performance.now();
+      // Back at once, computing honestly: with it the configured partition would serve again.
+      volunteer(url, '127.0.0.88');
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // Proven well within the hold (a tiny model), so only the hold can be what keeps the partition now.
+      expect(performance.now() - shrunk).toBeLessThan(REPARTITION_HOLD_MS);
+      expect(coordinator.repartitions).toBe(1);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      // Once the hold is over the swarm goes back by itself (nothing else happens to ask).
+      await expect.poll(() => coordinator.repartitions, { timeout: REPARTITION_HOLD_MS + READY_MS, interval: 100 }).toBe(2);
+      expect(performance.now() - shrunk).toBeGreaterThanOrEqual(REPARTITION_HOLD_MS - 1_000);
+      expect(coordinator.modelInfo.stages).toBe(2);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      const again = await complete(url);
+      expect(again.status).toBe(200);
+      expect(again.body.webswarm?.tokens).toEqual(expected);
     },
     TEST_MS,
   );

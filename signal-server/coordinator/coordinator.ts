@@ -36,6 +36,7 @@ import {
   MAX_REPLAYS,
   type PartitionBuilder,
   plannedVolunteers,
+  REPARTITION_HOLD_MS,
   ReplayOnNewPartition,
   rangesOf,
   type ServedPartition,
@@ -125,6 +126,8 @@ export interface CoordinatorOptions {
   readonly links?: Links;
   /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
   readonly repartition?: PartitionBuilder;
+  /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
+  readonly repartitionHoldMs?: number;
 }
 
 /** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
@@ -235,6 +238,10 @@ export class Coordinator {
   private epoch = 0;
   /** A re-partition is being built (its stage files): no second one starts meanwhile. */
   private repartitioning = false;
+  /** When the partition last changed (performance.now()): a switch back waits for the hold after it. */
+  private switchedAt = Number.NEGATIVE_INFINITY;
+  /** Looks again once the hold is over (nothing else may happen meanwhile to ask). */
+  private holdTimer: ReturnType<typeof setTimeout> | null = null;
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
@@ -519,7 +526,13 @@ export class Coordinator {
       // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
       // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
       const back = this.plan(builder, this.operatorRanges, true);
-      if (back.ok && back.kept) {
+      const wait = this.switchedAt + (this.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) - performance.now();
+      if (back.ok && back.kept && wait > 0) {
+        this.holdTimer ??= setTimeout(() => {
+          this.holdTimer = null;
+          this.considerRepartition(false);
+        }, wait);
+      } else if (back.ok && back.kept) {
         this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
         return;
       }
@@ -589,6 +602,7 @@ export class Coordinator {
     this.oracle = p.oracle;
     this.epoch += 1;
     this.repartitions += 1;
+    this.switchedAt = performance.now();
     const fallback = this.options.fallback;
     if (fallback !== undefined) this.fallback = this.serverReplicas(p.manifest, { ...fallback, executor: p.executor });
     for (const member of this.members.values()) {
@@ -806,6 +820,7 @@ export class Coordinator {
     const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
     for (const s of this.sessions.values()) s.abort(e);
     for (const m of this.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
   }
 
   /** Adds an observer of tokens and generations (metrics, the dashboard). */
