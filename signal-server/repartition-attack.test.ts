@@ -105,4 +105,30 @@ describe('re-partition under attack', () => {
     },
     TEST_MS,
   );
+
+  it(
+    'a stranger squatting a seat (hello, then nothing) does not stop a short stage from being re-partitioned: it is no replica until it proves one',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${80 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      const stranger = silentStranger(url, '127.0.0.78');
+      try {
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(5);
+        const seat = coordinator.registry.all().find((v) => !vs.some((h) => h.id === v.id))?.stage;
+        // An honest volunteer of the stranger's stage leaves: by count its stage still has 2 clients, but 1 of them computes.
+        await (vs.find((v) => v.stage === seat) as NodeVolunteer).close();
+        const r = await complete(url);
+        expect(r.body.error).toBeUndefined();
+        expect(r.status).toBe(200);
+        expect(r.body.webswarm?.tokens).toEqual(expected);
+        expect(coordinator.repartitions).toBe(1);
+      } finally {
+        stranger.disconnect();
+      }
+    },
+    TEST_MS,
+  );
 });

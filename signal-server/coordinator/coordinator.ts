@@ -194,6 +194,11 @@ interface Member {
   readonly remote: boolean;
   /** Passed a challenge since its stage was assigned. */
   proven: boolean;
+  /**
+   * Passed a challenge on this server once (a move or a re-partition does not take that back): only such
+   * volunteers count as a stage's replicas when re-partitioning, never one whose hello is all it sent.
+   */
+  vouched: boolean;
   challenge: {
     readonly id: number;
     readonly expected: number[];
@@ -323,7 +328,7 @@ export class Coordinator {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
-    this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, challenge: null, noShows: 0 });
+    this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
     const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', this.assignment(stage));
@@ -407,6 +412,7 @@ export class Coordinator {
       return;
     }
     member.proven = true;
+    member.vouched = true;
     if (!v.ready) {
       // Its time per step as measured here, never as it says.
       this.registry.markReady(id, v.stage, performance.now() - c.sentAt);
@@ -576,9 +582,13 @@ export class Coordinator {
       });
   }
 
-  /** This server's volunteers as the planner sees them (`readyOnly`: those that passed their challenge). */
+  /**
+   * This server's volunteers as the planner sees them: those that passed a challenge here once (moved ones
+   * still loading count; a stranger that never proved a stage would hold a seat it does not fill), or with
+   * `readyOnly` those ready now.
+   */
   private plannerView(readyOnly = false): PlannedVolunteer[] {
-    const local = this.registry.all().filter((v) => v.remote !== true && (v.ready || !readyOnly));
+    const local = this.registry.all().filter((v) => v.remote !== true && (readyOnly ? v.ready : this.members.get(v.id)?.vouched === true));
     return plannedVolunteers(local, rangesOf(this.model.manifest), (id) => this.members.get(id)?.keys ?? [], offeredBytes('wasm', null));
   }
 
@@ -1144,7 +1154,17 @@ export class Coordinator {
     const member = this.members.get(v.id);
     if (member !== undefined && !member.remote) return;
     if (member === undefined) {
-      this.members.set(v.id, { id: v.id, link, keys: v.keys, fault: null, remote: true, proven: v.proven, challenge: null, noShows: 0 });
+      this.members.set(v.id, {
+        id: v.id,
+        link,
+        keys: v.keys,
+        fault: null,
+        remote: true,
+        proven: v.proven,
+        vouched: v.proven,
+        challenge: null,
+        noShows: 0,
+      });
     } else member.proven = v.proven;
     this.registry.mirror({ ...v, remote: true });
     this.audit.set(v.id, v.counts);
