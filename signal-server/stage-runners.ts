@@ -47,14 +47,28 @@ export function partitionBuilder(
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
   const choice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  // One served partition per cut, kept: a swarm that switches back and forth (volunteers leaving and coming
+  // back) reuses its oracle, whose runner holds the whole model, instead of loading another at every switch.
+  const built = new Map<string, Promise<ServedPartition>>();
+  const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
+    const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
+    const key = basename(dir);
+    const baseUrl = stageBaseUrl(manifest.modelId, key);
+    serve({ dir, manifest }, baseUrl);
+    return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+  };
   return {
     sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers),
-    async build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
-      const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
-      const key = basename(dir);
-      const baseUrl = stageBaseUrl(manifest.modelId, key);
-      serve({ dir, manifest }, baseUrl);
-      return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+    build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
+      const cut = ranges.map((r) => `${r.start}-${r.end}`).join(',');
+      let p = built.get(cut);
+      if (p === undefined) {
+        p = make(ranges);
+        built.set(cut, p);
+        // A build that failed is tried again next time.
+        p.catch(() => built.delete(cut));
+      }
+      return p;
     },
   };
 }
