@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureStages } from './models/model-folder.js';
-import { partitionBuilder } from './stage-runners.js';
+import { KEPT_PARTITIONS, partitionBuilder } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
 const cache = mkdtempSync(join(tmpdir(), 'webswarm-stage-runners-'));
@@ -37,5 +37,23 @@ describe('partitionBuilder', () => {
     expect(again).toBe(a);
     expect(again.oracle).toBe(a.oracle);
     expect(urls).toEqual([a.baseUrl, b.baseUrl]);
+    // Cuts that vary are not all kept: with KEPT_PARTITIONS (3) others built since, the first is built anew.
+    expect(KEPT_PARTITIONS).toBe(3);
+    expect(await builder.build([{ start: 0, end: 3 }])).toBe(b);
+    await builder.build([
+      { start: 0, end: 1 },
+      { start: 1, end: 3 },
+    ]);
+    await builder.build([
+      { start: 0, end: 1 },
+      { start: 1, end: 2 },
+      { start: 2, end: 3 },
+    ]);
+    const rebuilt = await builder.build([
+      { start: 0, end: 2 },
+      { start: 2, end: 3 },
+    ]);
+    expect(rebuilt).not.toBe(a);
+    expect(rebuilt.key).toBe(a.key);
   });
 });
