@@ -131,4 +131,30 @@ describe('re-partition under attack', () => {
     },
     TEST_MS,
   );
+
+  it(
+    'strangers that say hello and leave in a loop make the server plan nothing: planning (seconds for a large swarm) waits for a proof or a departure of a proven volunteer',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${100 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      await (vs[0] as NodeVolunteer).close();
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(1);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+      const plans = coordinator.plans;
+      for (let i = 0; i < 10; i++) {
+        const stranger = silentStranger(url, `127.0.0.${110 + i}`);
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(4);
+        stranger.disconnect();
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(3);
+      }
+      expect(coordinator.plans).toBe(plans);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+    },
+    TEST_MS,
+  );
 });

@@ -252,6 +252,8 @@ export class Coordinator {
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
   repartitions = 0;
   replays = 0;
+  /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
+  plans = 0;
 
   constructor(
     private model: ServedModelInfo,
@@ -332,7 +334,7 @@ export class Coordinator {
     const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', this.assignment(stage));
-    this.considerRepartition(false);
+    // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
     this.log(
       `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
     );
@@ -510,9 +512,11 @@ export class Coordinator {
     // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
     // its record stays in Redis under its client key (../cluster/), and follows it to any server.
     this.audit.forget(id);
-    this.move(this.registry.leave(id));
+    const moves = this.registry.leave(id);
+    this.move(moves);
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
-    this.considerRepartition(true);
+    // One that never proved a stage changed nothing the planner counts (unless its going moved others).
+    if (member.vouched || moves.length > 0) this.considerRepartition(true);
     this.options.statusChanged?.();
   }
 
@@ -594,6 +598,7 @@ export class Coordinator {
 
   private plan(builder: PartitionBuilder, current: readonly LayerRange[], readyOnly = false) {
     const volunteers = this.plannerView(readyOnly);
+    this.plans += 1;
     return planPartition({ sizes: builder.sizes, volunteers, redundancy: this.options.redundancy, current });
   }
 
