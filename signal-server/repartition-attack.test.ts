@@ -39,21 +39,29 @@ function silentStranger(url: string, address: string): Client {
   return c;
 }
 
+/**
+ * 4 honest volunteers (from 127.0.0.`first`…) on 2 stages × r = 2, no hold; one leaves: 3 clients cannot keep
+ * 2 stages, so the swarm shrinks to one stage, and its 3 volunteers prove it.
+ */
+async function shrunkSwarm(first: number) {
+  const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+  const coordinator = server.coordinator;
+  if (coordinator === null) throw new Error('no coordinator');
+  const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${first + i}`));
+  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+  await (vs[0] as NodeVolunteer).close();
+  await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(1);
+  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+  expect(coordinator.modelInfo.stages).toBe(1);
+  return { coordinator, url, expected };
+}
+
 describe('re-partition under attack', () => {
   it(
     'a stranger whose hello is all it sends does not switch a shrunk swarm back to the configured partition (where its stage would lack r ready replicas)',
     async () => {
       // No hold: what keeps the partition here is that the stranger never proved a stage.
-      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
-      const coordinator = server.coordinator;
-      if (coordinator === null) throw new Error('no coordinator');
-      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${60 + i}`));
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
-      // One leaves: 3 clients cannot keep 2 stages × r = 2, so the swarm shrinks to one stage.
-      await (vs[0] as NodeVolunteer).close();
-      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(1);
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
-      expect(coordinator.modelInfo.stages).toBe(1);
+      const { coordinator, url, expected } = await shrunkSwarm(60);
       const stranger = silentStranger(url, '127.0.0.77');
       try {
         await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(4);
@@ -135,14 +143,7 @@ describe('re-partition under attack', () => {
   it(
     'strangers that say hello and leave in a loop make the server plan nothing: planning (seconds for a large swarm) waits for a proof or a departure of a proven volunteer',
     async () => {
-      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
-      const coordinator = server.coordinator;
-      if (coordinator === null) throw new Error('no coordinator');
-      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${100 + i}`));
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
-      await (vs[0] as NodeVolunteer).close();
-      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(1);
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+      const { coordinator, url, expected } = await shrunkSwarm(100);
       const plans = coordinator.plans;
       for (let i = 0; i < 10; i++) {
         const stranger = silentStranger(url, `127.0.0.${110 + i}`);
