@@ -182,6 +182,8 @@ export const DEFAULT_MAX_QUEUED = 64;
 export const REPLAY_ROUTE_WAIT_MS = 60_000;
 /** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
 const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
+/** How long after a proof the coordinator looks whether the configured partition serves again. */
+const PROOF_RECHECK_MS = 1_000;
 /** How often a waiting request looks for a route again. */
 const ROUTE_POLL_MS = 50;
 
@@ -245,8 +247,8 @@ export class Coordinator {
   private repartitioning = false;
   /** When the partition last changed (performance.now()): a switch back waits for the hold after it. */
   private switchedAt = Number.NEGATIVE_INFINITY;
-  /** Looks again once the hold is over (nothing else may happen meanwhile to ask). */
-  private holdTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
+  private recheckTimer: ReturnType<typeof setTimeout> | null = null;
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
@@ -419,8 +421,9 @@ export class Coordinator {
       // Its time per step as measured here, never as it says.
       this.registry.markReady(id, v.stage, performance.now() - c.sentAt);
       this.log(`volunteer ${id} passed its challenge for stage ${v.stage}: ready`);
-      // Only a proven volunteer counts towards going back to the configured partition: now it may.
-      this.considerRepartition(false);
+      // Only a proven volunteer counts towards going back to the configured partition: now it may
+      // (proofs come in bursts, each volunteer's after a switch: they are looked at together).
+      this.recheckLater(PROOF_RECHECK_MS);
       this.options.statusChanged?.();
     }
   }
@@ -535,16 +538,16 @@ export class Coordinator {
       // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
       // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
       // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
-      const back = this.plan(builder, this.operatorRanges, true);
+      // Not before the hold is over, and no plan (seconds for a large swarm) while too few clients are ready.
       const wait = this.switchedAt + (this.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) - performance.now();
-      if (back.ok && back.kept && wait > 0) {
-        this.holdTimer ??= setTimeout(() => {
-          this.holdTimer = null;
-          this.considerRepartition(false);
-        }, wait);
-      } else if (back.ok && back.kept) {
-        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
-        return;
+      const readyClients = new Set(this.plannerView(true).map((v) => v.client)).size;
+      if (wait > 0) this.recheckLater(wait);
+      else if (readyClients >= this.operatorRanges.length * r) {
+        const back = this.plan(builder, this.operatorRanges, true);
+        if (back.ok && back.kept) {
+          this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
+          return;
+        }
       }
     }
     // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
@@ -563,6 +566,14 @@ export class Coordinator {
       return;
     }
     this.buildAndSwitch(builder, plan.ranges, `stages short (${this.registry.replicasPerStage().join('/')})`);
+  }
+
+  /** Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile. */
+  private recheckLater(ms: number): void {
+    this.recheckTimer ??= setTimeout(() => {
+      this.recheckTimer = null;
+      this.considerRepartition(false);
+    }, ms);
   }
 
   /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
@@ -835,7 +846,7 @@ export class Coordinator {
     const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
     for (const s of this.sessions.values()) s.abort(e);
     for (const m of this.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
-    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
   }
 
   /** Adds an observer of tokens and generations (metrics, the dashboard). */
