@@ -43,7 +43,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
     const { msPerToken: ref, tokens: expected, promptIds: ids } = await referenceDecode(dir, PROMPT, o.warmup, o.tokens, o.repeats);
 
     // One tab, every stage in one worker (the /check page), then one tab per stage.
-    const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1 });
+    const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1, spotCheckRate: 0 });
     const tabMs: number[] = [];
     const swarmMs: number[] = [];
     try {

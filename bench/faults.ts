@@ -38,9 +38,23 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
     const spare = `s${mid}spare`;
     try {
       await runInProcess(swarm, promptIds, 128); // warm-up
-      const runs = { clean: [] as number[], slow: [] as number[], crash: [] as number[], crashStep: [] as number[] };
+      const runs = {
+        clean: [] as number[],
+        meshOff: [] as number[],
+        liar: [] as number[],
+        slow: [] as number[],
+        crash: [] as number[],
+        crashStep: [] as number[],
+      };
+      // A last-stage replica that computes and reports honestly but sends stage 0 another token (the mesh loop).
+      const liar = `s${o.stages - 1}r0`;
+      const lie = { output: (_s: number, d: Float32Array) => d, delayMs: 0, token: (_step: number, t: number) => (t === 0 ? 1 : t - 1) };
       for (let i = 0; i < o.repeats; i++) {
         runs.clean.push(median((await runInProcess(swarm, promptIds, o.tokens)).stepMs));
+        runs.meshOff.push(median((await runInProcess({ ...swarm, meshLoop: false }, promptIds, o.tokens)).stepMs));
+        const lied = await runInProcess(swarm, promptIds, o.tokens, { [liar]: lie });
+        if (lied.tokens.join() !== expected.join()) throw new Error('a lying last stage changed the tokens');
+        runs.liar.push(median(lied.stepMs));
         runs.slow.push(median((await runInProcess(swarm, promptIds, o.tokens, { [who]: faultBehaviour('slow', 1) })).stepMs));
         const crashed = await runInProcess(swarm, promptIds, o.tokens, {}, [], { who, afterSteps: Math.floor(o.tokens / 2), spare });
         runs.crash.push(median(crashed.stepMs));
@@ -52,7 +66,13 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
         `faults, in-process swarm of ${o.stages} stages × r = ${R} (median of ${o.repeats} runs × ${o.tokens} tokens; one replica of stage ${mid} misbehaves)`,
         ['run', 'ms/token', '× clean'],
         [
-          ['clean', clean.toFixed(2), '1.00'],
+          ['clean (mesh loop)', clean.toFixed(2), '1.00'],
+          ['clean, MESH_LOOP=off', median(runs.meshOff).toFixed(2), (median(runs.meshOff) / clean).toFixed(2)],
+          [
+            `one last-stage replica (${liar}) sends stage 0 wrong tokens (outvoted there)`,
+            median(runs.liar).toFixed(2),
+            (median(runs.liar) / clean).toFixed(2),
+          ],
           ['one slow replica (1 s per step)', median(runs.slow).toFixed(2), (median(runs.slow) / clean).toFixed(2)],
           [
             'one replica crashes mid-generation, a spare takes over',

@@ -14,6 +14,9 @@
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
+ *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off, austen-2m and a 6-layer
+ *   SmolLM-135M-shaped random checkpoint written into .cache/bench-models/; and, unless BENCH_SWARM=0, 1 vs 8 requests
+ *   through a swarm of 3 tabs),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
@@ -31,6 +34,8 @@ import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 import { benchAttacks } from './attacks.js';
+import { benchBatching, smollmSixLayers } from './batching.js';
+import { benchBatchingSwarm } from './batching-swarm.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
 import { benchDistribution } from './distribution.js';
@@ -108,6 +113,13 @@ async function main(): Promise<void> {
       const browser = process.env.BENCH_SWARM !== '0';
       await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats, browser, webgpu: browser && process.env.BENCH_WEBGPU !== '0' });
     }
+    if (process.env.BENCH_BATCHING !== '0') {
+      const models = [
+        { label: model, dir: modelDir(model) },
+        { label: 'SmolLM-135M-shaped, 6 layers', dir: smollmSixLayers() },
+      ];
+      await benchBatching({ models, stages: 3, tokens, repeats });
+    }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
       const models = [
@@ -133,6 +145,9 @@ async function main(): Promise<void> {
         repeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
         warmup: 16,
       });
+    }
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_BATCHING !== '0') {
+      await benchBatchingSwarm({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 32), repeats: Math.min(repeats, 3) });
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -2,7 +2,9 @@
  * The swarm against the reference runner, side by side in one run: a local
  * server, headless Chromium volunteers on WASM; r = 1 and r = 3 (wall time
  * and CPU time per token), r = 1 on a WAN (a one-way delay on every hop),
- * and where a token's time goes along its path (r = 1, stamped by the tabs).
+ * each with the mesh loop on (the default) and off (MESH_LOOP=off: every
+ * token through the coordinator), and where a token's time goes along its
+ * path (r = 1, loop off, stamped by the tabs).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,8 @@ export interface SwarmBenchOptions {
 
 interface Setup {
   readonly r: number;
+  /** The mesh loop (MESH_LOOP): the last stage sends each token straight to stage 0. */
+  readonly meshLoop: boolean;
   readonly delayMs: number;
   readonly trace: boolean;
   readonly tokens: number;
@@ -53,7 +57,14 @@ async function tabTrace(page: Page): Promise<StageTrace> {
 }
 
 export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, expected: readonly number[]): Promise<Measured> {
-  const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, { redundancy: s.r, netDelayMs: s.delayMs });
+  // No spot checks: their challenge steps run on this process's onnxruntime, which the reference runner
+  // also uses, and a session of it is not re-entrant (they failed each other mid-run).
+  const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, {
+    redundancy: s.r,
+    netDelayMs: s.delayMs,
+    meshLoop: s.meshLoop,
+    spotCheckRate: 0,
+  });
   const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * s.r, trace: s.trace });
   try {
     const coordinator = server.coordinator;
@@ -78,7 +89,7 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
       cpuMs += descendantsCpuMs() + selfCpuMs() - cpu0;
       counted += c.tokens.length;
       if (c.tokens.join() !== expected.slice(0, s.tokens).join())
-        throw new Error(`r = ${s.r}, ${s.delayMs} ms: the swarm's tokens differ from the reference runner's`);
+        throw new Error(`r = ${s.r}, ${s.delayMs} ms, mesh loop ${s.meshLoop}: the swarm's tokens differ from the reference runner's`);
       perRun.push(median(updates.slice(1).map((u) => u.stepMs)));
       steps.push(...updates.slice(1));
       if (s.trace) traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
@@ -132,11 +143,18 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
     const { msPerToken: refMedian, tokens: expected } = await referenceDecode(dir, PROMPT, WARMUP_TOKENS, o.tokens, o.repeats);
     const wanTokens = Math.min(o.tokens, 32);
     const wanRepeats = Math.min(o.repeats, 3);
-    const r1 = await measure(o, cache, { r: 1, delayMs: 0, trace: true, tokens: o.tokens, repeats: o.repeats }, expected);
-    const r3 = await measure(o, cache, { r: 3, delayMs: 0, trace: false, tokens: o.tokens, repeats: o.repeats }, expected);
-    const wan = await measure(o, cache, { r: 1, delayMs: WAN_DELAY_MS, trace: false, tokens: wanTokens, repeats: wanRepeats }, expected);
-    const row = (label: string, r: number, m: Measured) => [
-      label,
+    const full = { delayMs: 0, trace: false, tokens: o.tokens, repeats: o.repeats };
+    const wanRun = { delayMs: WAN_DELAY_MS, trace: false, tokens: wanTokens, repeats: wanRepeats };
+    // Each setup with the loop off and on, one right after the other.
+    const r1off = await measure(o, cache, { ...full, r: 1, meshLoop: false, trace: true }, expected);
+    const r1 = await measure(o, cache, { ...full, r: 1, meshLoop: true }, expected);
+    const r3off = await measure(o, cache, { ...full, r: 3, meshLoop: false }, expected);
+    const r3 = await measure(o, cache, { ...full, r: 3, meshLoop: true }, expected);
+    const wanOff = await measure(o, cache, { ...wanRun, r: 1, meshLoop: false }, expected);
+    const wan = await measure(o, cache, { ...wanRun, r: 1, meshLoop: true }, expected);
+    const loop = (on: boolean) => (on ? 'mesh loop' : 'MESH_LOOP=off');
+    const row = (r: number, on: boolean, m: Measured) => [
+      `swarm, ${o.stages} stages × r = ${r} (${o.stages * r} tabs), ${loop(on)}`,
       String(r),
       m.msPerToken.toFixed(2),
       (1000 / m.msPerToken).toFixed(0),
@@ -147,8 +165,10 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
       ['setup', 'r', 'ms/token', 'tokens/s', '× reference'],
       [
         ['reference runner (1 process)', '—', refMedian.toFixed(2), (1000 / refMedian).toFixed(0), '1.0'],
-        row(`swarm, ${o.stages} stages × r = 1 (${o.stages} tabs)`, 1, r1),
-        row(`swarm, ${o.stages} stages × r = 3 (${o.stages * 3} tabs)`, 3, r3),
+        row(1, false, r1off),
+        row(1, true, r1),
+        row(3, false, r3off),
+        row(3, true, r3),
       ],
     );
     const split = (label: string, m: Measured) => [
@@ -158,50 +178,60 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
       `${(m.msPerToken - m.computeMs).toFixed(2)} (${((100 * (m.msPerToken - m.computeMs)) / m.msPerToken).toFixed(0)} %)`,
     ];
     printTable(
-      'where a token’s time goes (median per token): compute = sum over stages of the fastest replica’s session.run in its worker; the rest = WebRTC hops, the two Socket.IO legs, worker messaging, voting and sampling',
+      'where a token’s time goes (median per token): compute = sum over stages of the fastest replica’s session.run in its worker; the rest = WebRTC hops, the Socket.IO legs, worker messaging, voting and sampling',
       ['swarm', 'ms/token', 'compute ms', 'rest ms'],
-      [split('r = 1', r1), split('r = 3', r3)],
-    );
-    printTable(
-      `a token's path, ${o.stages} stages × r = 1, stamped in the tabs (?trace=1) and at the coordinator on this machine's clock: ms per decode step over ${o.repeats} runs × ${o.tokens} tokens (the legs' means add up to the step's)`,
-      ['leg', 'mean ms', 'of the step', 'median ms'],
-      stepPathRows(r1.traced, o.stages),
-    );
-    printTable(
-      `redundancy: CPU time per token of the whole swarm (every Chromium process + the server process, from /proc and process.cpuUsage), ${o.repeats} runs × ${o.tokens} tokens`,
-      ['setup', 'tabs', 'CPU ms/token', 'wall ms/token', 'CPU × r = 1'],
       [
-        [`${o.stages} stages × r = 1`, String(o.stages), r1.cpuMsPerToken.toFixed(1), r1.msPerToken.toFixed(2), '1.00'],
-        [
-          `${o.stages} stages × r = 3`,
-          String(o.stages * 3),
-          r3.cpuMsPerToken.toFixed(1),
-          r3.msPerToken.toFixed(2),
-          (r3.cpuMsPerToken / r1.cpuMsPerToken).toFixed(2),
-        ],
+        split(`r = 1, ${loop(false)}`, r1off),
+        split(`r = 1, ${loop(true)}`, r1),
+        split(`r = 3, ${loop(false)}`, r3off),
+        split(`r = 3, ${loop(true)}`, r3),
       ],
     );
-    // Today's loop: coordinator → stage 0 (socket), a data-channel hop between each two stages, last stage → coordinator (socket).
-    const hops = o.stages + 1;
-    const bound = wan.computeMs + hops * WAN_DELAY_MS;
     printTable(
-      `latency on a WAN: ${WAN_DELAY_MS} ms one-way on every hop (netDelayMs: the server's messages to tabs, the tabs' to the server and to each other), ${o.stages} stages × r = 1, median of ${wanRepeats} runs × ${wanTokens} tokens; hops per token = ${hops} (socket, ${o.stages - 1} data channels, socket)`,
-      ['setup', 'ms/token', 'Σ stage compute ms', `Σ compute + ${hops} × ${WAN_DELAY_MS} ms`, 'ratio'],
+      `a token's path, ${o.stages} stages × r = 1, MESH_LOOP=off, stamped in the tabs (?trace=1) and at the coordinator on this machine's clock: ms per decode step over ${o.repeats} runs × ${o.tokens} tokens (the legs' means add up to the step's)`,
+      ['leg', 'mean ms', 'of the step', 'median ms'],
+      stepPathRows(r1off.traced, o.stages),
+    );
+    const cpu = (r: number, on: boolean, m: Measured, base: Measured) => [
+      `${o.stages} stages × r = ${r}, ${loop(on)}`,
+      String(o.stages * r),
+      m.cpuMsPerToken.toFixed(1),
+      m.msPerToken.toFixed(2),
+      (m.cpuMsPerToken / base.cpuMsPerToken).toFixed(2),
+    ];
+    printTable(
+      `redundancy: CPU time per token of the whole swarm (every Chromium process + the server process, from /proc and process.cpuUsage), ${o.repeats} runs × ${o.tokens} tokens`,
+      ['setup', 'tabs', 'CPU ms/token', 'wall ms/token', 'CPU × r = 1 (same loop)'],
+      [cpu(1, false, r1off, r1off), cpu(3, false, r3off, r1off), cpu(1, true, r1, r1), cpu(3, true, r3, r1)],
+    );
+    // Loop off: coordinator → stage 0 (socket), a data-channel hop between each two stages, last stage → coordinator
+    // (socket). Loop on: the last stage's token goes to stage 0 over a data channel; the coordinator is off the path.
+    const wanRow = (on: boolean, m: Measured) => {
+      const hops = on ? o.stages : o.stages + 1;
+      const bound = m.computeMs + hops * WAN_DELAY_MS;
+      return [
+        `${WAN_DELAY_MS} ms per hop, ${loop(on)}`,
+        String(hops),
+        m.msPerToken.toFixed(2),
+        m.computeMs.toFixed(2),
+        bound.toFixed(2),
+        (m.msPerToken / bound).toFixed(2),
+      ];
+    };
+    printTable(
+      `latency on a WAN: ${WAN_DELAY_MS} ms one-way on every hop (netDelayMs: the server's messages to tabs, the tabs' to the server and to each other), ${o.stages} stages × r = 1, median of ${wanRepeats} runs × ${wanTokens} tokens; hops per token: ${o.stages + 1} with the loop off (socket, ${o.stages - 1} data channels, socket), ${o.stages} with it on (${o.stages} data channels)`,
+      ['setup', 'hops', 'ms/token', 'Σ stage compute ms', `Σ compute + hops × ${WAN_DELAY_MS} ms`, 'ratio'],
       [
         [
-          'no delay (same run)',
+          'no delay (same run), mesh loop',
+          '—',
           r1.msPerToken.toFixed(2),
           r1.computeMs.toFixed(2),
           r1.computeMs.toFixed(2),
           (r1.msPerToken / r1.computeMs).toFixed(2),
         ],
-        [
-          `${WAN_DELAY_MS} ms per hop`,
-          wan.msPerToken.toFixed(2),
-          wan.computeMs.toFixed(2),
-          bound.toFixed(2),
-          (wan.msPerToken / bound).toFixed(2),
-        ],
+        wanRow(false, wanOff),
+        wanRow(true, wan),
       ],
     );
   } finally {

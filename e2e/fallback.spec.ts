@@ -36,8 +36,12 @@ describe('the fallback with browser volunteers', () => {
     expect(code).toBe(200);
     expect(json.webswarm.tokens).toEqual(expected);
     const labels = json.webswarm.votes.map((v) => v.server_stages);
-    // The tab computed FAULT_AFTER_STEPS steps (the prompt's among them) before it closed.
-    expect(labels[0]).toEqual([]);
+    // The tab computed FAULT_AFTER_STEPS steps (the prompt's among them) before it closed. With the mesh
+    // loop it computes up to MESH_AHEAD steps before the coordinator has verified them, so it may close
+    // before even step 0 is verified: the server then computes that step again, and its token says so.
+    const first = labels.findIndex((l) => l.length > 0);
+    expect(labels.slice(0, first).every((l) => l.length === 0)).toBe(true);
+    expect(labels.slice(first).every((l) => l.length === 1 && l[0] === 1)).toBe(true);
     expect(labels.at(-1)).toEqual([1]);
     expect(labels.filter((l) => l.length === 0).length).toBeLessThanOrEqual(FAULT_AFTER_STEPS);
     expect(json.webswarm.server_stages).toEqual([1]);

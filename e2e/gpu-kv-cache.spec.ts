@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mainOutput, PipelineSession, type StageExecutor } from '../shared/model/pipeline.js';
-import { argmax } from '../shared/model/sampling.js';
+import { argmax, GREEDY } from '../shared/model/sampling.js';
 import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
@@ -145,7 +145,7 @@ describe.each([
     const tokens = [argmax(logits)];
     // A second session alongside, closed at once.
     agree(await step(page, 2, prompt), 0);
-    expect(await stats(page)).toEqual({
+    expect(await stats(page)).toMatchObject({
       sessions: 2,
       kvOnDevice: onGpu ? 2 * KV_TENSORS : 0,
       kvOnHost: onGpu ? 0 : 2 * KV_TENSORS,
@@ -176,11 +176,11 @@ describe.each([
       tokens.push(argmax(logits));
     }
     expect(tokens).toEqual(ref.tokens);
-    expect(await stats(page)).toEqual({ sessions: 1, kvOnDevice: onGpu ? KV_TENSORS : 0, kvOnHost: onGpu ? 0 : KV_TENSORS });
+    expect(await stats(page)).toMatchObject({ sessions: 1, kvOnDevice: onGpu ? KV_TENSORS : 0, kvOnHost: onGpu ? 0 : KV_TENSORS });
 
     // Closed: its buffers are freed, and the same id starts from nothing.
     await page.evaluate(() => (window.webswarmCheck as Check).release(1));
-    expect(await stats(page)).toEqual({ sessions: 0, kvOnDevice: 0, kvOnHost: 0 });
+    expect(await stats(page)).toMatchObject({ sessions: 0, kvOnDevice: 0, kvOnHost: 0 });
     agree(await step(page, 1, prompt), 0);
 
     // Stage by stage against the plain graphs of the reference runner, and PyTorch's logits.
@@ -209,5 +209,65 @@ describe.each([
 describe('the two graph forms', () => {
   it('give the same greedy tokens', () => {
     expect(expected.get('fused')?.tokens).toEqual(expected.get('plain')?.tokens);
+  });
+});
+
+describe('batching across sessions in one tab', () => {
+  /** Prompts of three lengths, the first twice (the plain graph batches only equal lengths). */
+  const prompts = [0, 1, 2, 0].map((i) => (golden.prompts[i] as { ids: number[] }).ids);
+  /** The reference runner's greedy tokens for each prompt, per graph form. */
+  const greedy = new Map<GraphForm, number[][]>();
+
+  beforeAll(async () => {
+    for (const graph of ['plain', 'fused'] as const) {
+      const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cacheRoot, { graph });
+      const runner = await ReferenceRunner.fromStageDir(dir);
+      const tokens: number[][] = [];
+      for (const p of prompts) tokens.push((await runner.generateIds(p, TOKENS, GREEDY)).tokens);
+      await runner.close();
+      greedy.set(graph, tokens);
+    }
+  });
+
+  it.each([
+    ['fused', 'wasm'],
+    ['plain', 'wasm'],
+    ['fused', 'webgpu'],
+  ] as const)("%s on %s: concurrent sessions each get the reference runner's greedy tokens", async (graph, backend) => {
+    const page = await openCheck(graph, backend);
+    // Every session generates greedily at once, in the page: their steps reach the worker together.
+    const got = await page.evaluate(
+      async ([all, n]) => {
+        const check = window.webswarmCheck as Check;
+        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
+        return Promise.all(
+          all.map(async (ids, i) => {
+            const tokens: number[] = [];
+            let logits = await check.step(i + 1, ids);
+            while (tokens.length < n) {
+              tokens.push(argmaxOf(logits));
+              if (tokens.length < n) logits = await check.step(i + 1, [tokens[tokens.length - 1] as number]);
+            }
+            return tokens;
+          }),
+        );
+      },
+      [prompts, TOKENS] as const,
+    );
+    expect(got).toEqual(greedy.get(graph));
+    const s = await stats(page);
+    process.stdout.write(`batching, ${graph} on ${backend}: ${JSON.stringify(s)}\n`);
+    const steps = prompts.length * TOKENS * STAGES;
+    expect(s.steps).toBe(steps);
+    if (backend === 'webgpu') {
+      // Each session's KV cache stays in its own GPU buffers: no call is shared.
+      expect(s).toMatchObject({ batchedSteps: 0, calls: steps });
+    } else {
+      expect(s.batchedSteps).toBeGreaterThan(0);
+      expect(s.calls).toBeLessThan(steps);
+      // The fused graph batches sessions of any lengths: most decode steps share a call.
+      if (graph === 'fused') expect(s.batchedSteps).toBeGreaterThan(steps / 2);
+    }
+    await page.close();
   });
 });

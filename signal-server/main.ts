@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
@@ -59,6 +60,10 @@ export interface StartOptions {
   readonly fallbackMaxSessions: number;
   /** Change the partition live when departures leave a stage short (on), or never (off). */
   readonly repartition: 'on' | 'off';
+  /** The mesh loop: the last stage sends each token straight to stage 0; the coordinator verifies off the critical path. */
+  readonly meshLoop: boolean;
+  /** The most sessions' decode steps of a stage the fallback runs as one call; 1 = each step alone. */
+  readonly fallbackMaxBatch: number;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
   readonly redisUrl: string | null;
 }
@@ -176,11 +181,23 @@ export const SETTINGS = {
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
     help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
   },
+  fallbackMaxBatch: {
+    env: 'FALLBACK_MAX_BATCH',
+    flag: 'fallback-max-batch',
+    fallback: String(DEFAULT_MAX_BATCH),
+    help: "the most sessions' decode steps of one stage the server's fallback runs as one onnxruntime call; 1 = every step alone",
+  },
   repartition: {
     env: 'REPARTITION',
     flag: 'repartition',
     fallback: 'on',
     help: 'on: when departures leave a stage short, volunteers move or the model is cut anew (requests in flight are replayed), and cut back once volunteers return; off: the partition never changes. Not with REDIS_URL',
+  },
+  meshLoop: {
+    env: 'MESH_LOOP',
+    flag: 'mesh-loop',
+    fallback: 'on',
+    help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
   },
   redisUrl: {
     env: 'REDIS_URL',
@@ -290,7 +307,9 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     maxQueued: int(SETTINGS.maxQueued, 0),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
+    fallbackMaxBatch: int(SETTINGS.fallbackMaxBatch, 1),
     repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
+    meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
     localAddresses: list(SETTINGS.localAddresses),
     trustedProxies: proxies,
   };
@@ -334,6 +353,8 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallback: o.fallback,
     fallbackMaxSessions: o.fallbackMaxSessions,
     ...(o.repartition === 'on' ? { repartition: { stageCache: o.stageCache } } : {}),
+    meshLoop: o.meshLoop,
+    fallbackMaxBatch: o.fallbackMaxBatch,
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },

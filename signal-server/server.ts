@@ -90,6 +90,10 @@ export interface SignalServerOptions {
   readonly fallback?: FallbackMode;
   /** Sessions the fallback computes at once (default 4); more are refused at once with 503 ERR_BUSY. */
   readonly fallbackMaxSessions?: number;
+  /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
+  readonly meshLoop?: boolean;
+  /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
+  readonly fallbackMaxBatch?: number;
   /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
   readonly redisUrl?: string;
   /**
@@ -252,6 +256,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
+            ...(opts.meshLoop === undefined ? {} : { meshLoop: opts.meshLoop }),
             // Not with several servers yet: the server's replica would need the frames of volunteers on other processes.
             ...(opts.fallback === undefined || opts.fallback === 'off' || cluster !== null
               ? {}
@@ -260,6 +265,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                     mode: opts.fallback,
                     maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
                     executor: stageRunner(firstModel.dir),
+                    ...(opts.fallbackMaxBatch === undefined ? {} : { maxBatch: opts.fallbackMaxBatch }),
                   },
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),

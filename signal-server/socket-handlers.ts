@@ -150,7 +150,7 @@ function bindSocket(
     const m = parseLogits(raw, coordinator.vocabSize);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `step:logits: ${m.ok ? 'not a volunteer' : m.reason}`);
-    coordinator.logits(id, m.value.sessionId, m.value.step, m.value.logits);
+    coordinator.logits(id, m.value.sessionId, m.value.step, m.value.logits, m.value.resets);
   });
   socket.on('step:failed', (raw: unknown) => {
     const m = parseFailure(raw);

@@ -49,6 +49,8 @@ export interface SwarmOptions {
   readonly backendOf?: (index: number) => 'wasm' | 'webgpu';
   /** A fault to inject per volunteer index (the server must be in test or demo mode), or null. */
   readonly faultOf?: (index: number) => FaultKind | null;
+  /** False: the tabs run each session's step as its own call (batching across sessions off, ?batch=off); default true. */
+  readonly batching?: boolean;
   readonly log?: (line: string) => void;
   /** Pages stamp each step's path (?trace=1: window.webswarmTrace), for the bench. */
   readonly trace?: boolean;
@@ -82,7 +84,8 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     page.on('crash', () => o.log?.(`[volunteer ${index}] the page crashed`));
     const fault = o.faultOf?.(index) ?? null;
     const trace = o.trace === true ? '&trace=1' : '';
-    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}`);
+    const batch = o.batching === false ? '&batch=off' : '';
+    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}`);
     await consent(page);
     pages.push(page);
     return page;

@@ -3,6 +3,7 @@ import type { StageManifest } from './manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
+import { type BatchCounts, StepBatcher } from './step-batcher.js';
 
 /** A tensor as it crosses the runtime boundary. */
 export type TensorData =
@@ -74,21 +75,60 @@ export interface SessionExecutor {
   release(session: number): void;
 }
 
+/** The most sessions' steps one runtime call runs by default (a replica holds at most 16 sessions). */
+export const DEFAULT_MAX_BATCH = 16;
+
+export interface CachingOptions {
+  /**
+   * The most sessions' decode steps of one stage run as one call (batch B);
+   * 1 = off: every step is its own call, as soon as it comes.
+   */
+  readonly maxBatch?: number;
+  /**
+   * A batcher shared with other CachingExecutors over the same runner (the
+   * server's replicas of each stage): one queue for all, so that a batch
+   * moves from stage to stage whole (maxBatch is then the batcher's).
+   */
+  readonly batcher?: StepBatcher;
+  /**
+   * Into how many calls the sessions' steps are split at most (StepBatcher):
+   * a volunteer that holds one of S stages, S, so that every stage of the
+   * pipeline has a group to compute; 1 (the default) where one runner
+   * computes every stage.
+   */
+  readonly microBatches?: number;
+}
+
 /**
  * A SessionExecutor over a stage executor: one KV cache per session and
  * stage, in this thread. With a KvStageExecutor that leaves present.* on the
  * GPU, the caches stay there: each step feeds them back as past.* and frees
- * the tensors they replace.
+ * the tensors they replace. Decode steps of several sessions that wait
+ * together run as one call (StepBatcher), unless maxBatch is 1.
  */
 export class CachingExecutor implements SessionExecutor {
   private readonly caches = new Map<string, KvCache>();
   /** Each session's last operation: steps, cuts and closes of one session run one after another. */
   private readonly tails = new Map<number, Promise<unknown>>();
+  private readonly batcher: StepBatcher | null;
+  private unbatchedSteps = 0;
 
   constructor(
     private readonly manifest: StageManifest,
     private readonly inner: KvStageExecutor,
-  ) {}
+    options: CachingOptions = {},
+  ) {
+    const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
+    this.batcher =
+      options.batcher ?? (maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch, options.microBatches ?? 1, () => this.sessions) : null);
+  }
+
+  /** Steps run, and how many of them shared a runtime call with another session's. */
+  get batching(): BatchCounts {
+    if (this.batcher !== null) return this.batcher.stats;
+    return { steps: this.unbatchedSteps, batchedSteps: 0, calls: this.unbatchedSteps, largestBatch: Math.min(1, this.unbatchedSteps) };
+  }
 
   private cache(session: number, stage: number): KvCache {
     const key = `${session}/${stage}`;
@@ -120,9 +160,11 @@ export class CachingExecutor implements SessionExecutor {
   step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
     return this.serial(session, async () => {
       const cache = this.cache(session, stage);
+      if (this.batcher !== null) return this.batcher.step(stage, cache, input);
       const n = sequenceLength(input);
       const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
       cache.update(out, n);
+      this.unbatchedSteps++;
       return mainOutput(out, stage, this.manifest.stages.length);
     });
   }
@@ -215,6 +257,17 @@ export class KvCache {
   /** Number of positions cached. */
   get length(): number {
     return this.positions;
+  }
+
+  /**
+   * Its row in the batch its tensors came from (0 when they are its own):
+   * StepBatcher orders a batch by it, so that a batch that runs again feeds
+   * its last call's present.* as they are.
+   */
+  get batchRow(): number {
+    for (const t of this.tensors.values())
+      return t.dtype === 'device' || t.data.byteLength === 0 ? 0 : t.data.byteOffset / t.data.byteLength;
+    return 0;
   }
 
   /** How many of its tensors are on the device and on the host. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { argmax, GREEDY, type SamplingParams, sampleToken, samplingError, seededRandom } from './sampling.js';
+import { argmax, GREEDY, randomAt, type SamplingParams, sampleToken, samplingError, seededRandom } from './sampling.js';
 
 const logits = new Float32Array([1, 3, 2.5, -1, 3, 0]);
 
@@ -18,6 +18,14 @@ describe('sampling', () => {
     const p = { temperature: 1, topK: 0, topP: 1, seed: 42 };
     expect(draws(p, 50)).toEqual(draws(p, 50));
     expect(draws(p, 50)).not.toEqual(draws({ ...p, seed: 43 }, 50));
+  });
+
+  it("randomAt(seed, t) is the stream's t-th draw: a step's number is known from (seed, step) alone (the mesh loop, roll-backs)", () => {
+    for (const seed of [0, 1, 42, 0xffffffff, 0x9e3779b9]) {
+      const r = seededRandom(seed);
+      for (let t = 0; t < 300; t++) expect(randomAt(seed, t)).toBe(r());
+    }
+    expect(randomAt(7, 3)).not.toBe(randomAt(8, 3));
   });
 
   it('top-k keeps only the k most likely tokens', () => {

@@ -19,6 +19,16 @@ export function samplingError(p: SamplingParams): string | null {
   return null;
 }
 
+/** mulberry32's output for one state of its counter. */
+function mix(state: number): number {
+  let t = state >>> 0;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+const MULBERRY_STEP = 0x6d2b79f5;
+
 /**
  * A small seeded generator (mulberry32): the same seed gives the same tokens on
  * the server, the reference runner and in a browser.
@@ -26,12 +36,20 @@ export function samplingError(p: SamplingParams): string | null {
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    a = (a + MULBERRY_STEP) >>> 0;
+    return mix(a);
   };
+}
+
+/**
+ * The `index`-th draw (0-based) of `seededRandom(seed)`, without the draws
+ * before it: mulberry32's state is a counter, so step t's draw is known from
+ * (seed, t) alone. The mesh loop needs this: the last stage's replicas, the
+ * coordinator and a pipeline rolled back all draw step t's number, and agree
+ * with the reference runner, which draws once per token in order.
+ */
+export function randomAt(seed: number, index: number): number {
+  return mix((seed >>> 0) + Math.imul((index + 1) >>> 0, MULBERRY_STEP));
 }
 
 export function argmax(logits: ArrayLike<number>): number {

@@ -19,6 +19,12 @@ export interface ActivationFrame {
   readonly replica: number;
   readonly dims: readonly number[];
   readonly data: Float32Array;
+  /**
+   * The session's era (mod 256) the sender computed this in: the coordinator
+   * bumps it when it rolls the whole pipeline back, so a frame still in flight
+   * from the undone path is told from a new one. Absent = 0.
+   */
+  readonly era?: number;
 }
 
 export type FrameRejection =
@@ -71,7 +77,7 @@ export function encodeFrame(f: ActivationFrame, maxMessageBytes = MAX_MESSAGE_BY
     v.setUint8(4, FRAME_VERSION);
     v.setUint8(5, 1); // dtype: float32
     v.setUint8(6, rank);
-    v.setUint8(7, 0);
+    v.setUint8(7, (f.era ?? 0) & 0xff);
     v.setUint32(8, f.sessionId, true);
     v.setUint32(12, f.step, true);
     v.setUint16(16, f.stage, true);
@@ -88,6 +94,7 @@ export function encodeFrame(f: ActivationFrame, maxMessageBytes = MAX_MESSAGE_BY
 }
 
 interface ChunkHeader {
+  era: number;
   sessionId: number;
   step: number;
   stage: number;
@@ -123,6 +130,7 @@ function parseChunk(msg: Uint8Array, maxPayloadBytes: number): ChunkHeader | Fra
   const body = msg.subarray(head);
   if (body.byteLength > totalBytes || body.byteLength % 4 !== 0) return 'ERR_FRAME_CHUNK';
   return {
+    era: v.getUint8(7),
     sessionId: v.getUint32(8, true),
     step: v.getUint32(12, true),
     stage: v.getUint16(16, true),
@@ -222,7 +230,7 @@ export class FrameAssembler {
   push(msg: Uint8Array): PushResult {
     const c = parseChunk(msg, this.limits.maxFrameBytes);
     if (typeof c === 'string') return { kind: 'rejected', reason: c };
-    const key = `${c.sessionId}/${c.step}/${c.stage}/${c.replica}`;
+    const key = `${c.sessionId}/${c.step}/${c.stage}/${c.replica}/${c.era}`;
     let p = this.pending.get(key);
     if (p === undefined) {
       // The first chunk seen of this frame: decide before keeping a byte of it.
@@ -273,6 +281,7 @@ export class FrameAssembler {
         replica: f.replica,
         dims: f.dims,
         data: new Float32Array(whole.buffer),
+        ...(f.era === 0 ? {} : { era: f.era }),
       },
     };
   }

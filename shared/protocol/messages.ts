@@ -5,6 +5,7 @@
  * README.md beside this file is the prose specification.
  */
 
+import type { SamplingParams } from '../model/sampling.js';
 import type { WireError, WireErrorCode } from './errors.js';
 import type { FaultKind } from './faults.js';
 
@@ -182,6 +183,28 @@ export interface SessionOpen {
    * replica that is there from the start.
    */
   readonly replayTo: number;
+  /** The mesh loop of this session (absent: the coordinator alone feeds stage 0; see MeshLoop). */
+  readonly loop?: MeshLoop;
+  /** The session's era (see SessionUpdate.era); absent = 0. */
+  readonly era?: number;
+}
+
+/**
+ * The mesh loop: each last-stage replica samples its own logits (the session's
+ * seeded sampler, step t's draw) and sends the token to stage 0's replicas over
+ * the data channels, which take a token for step t + 1 once a majority of the
+ * last stage sent the same one. The coordinator still votes every step and
+ * feeds stage 0 the verified token; a step computed on another token is rolled back.
+ */
+export interface MeshLoop {
+  /** For the last stage: stage 0's replicas (where its tokens go); for stage 0: the last stage's (whose tokens count), in replica order. */
+  readonly peers: readonly string[];
+  /** The session's sampling settings (the last stage samples with them). */
+  readonly sampling: SamplingParams;
+  /** The generation's steps at most (max_tokens): no token is sent for a step beyond them. */
+  readonly steps: number;
+  /** The sampler's draws taken before this session's step 0 (a request replayed after a re-partition); absent = 0. */
+  readonly draws?: number;
 }
 
 /** The route of a session changed (a replica was replaced): new neighbours, and to whom to resend past outputs. */
@@ -193,6 +216,14 @@ export interface SessionUpdate {
   readonly resendTo: readonly string[];
   /** Forget the votes on inputs from this step on: the previous stage is being recomputed by new replicas. */
   readonly resetFrom?: number;
+  /** The mesh loop's peers after a replacement in stage 0 or the last stage (see MeshLoop.peers). */
+  readonly loop?: readonly string[];
+  /**
+   * The session's era after a roll-back of the whole pipeline (the mesh loop):
+   * frames are stamped with it, and one of an earlier era (in flight from the
+   * undone path) is dropped.
+   */
+  readonly era?: number;
 }
 
 /** Token ids for stage 0: the prompt at step 0, then one sampled token per step. */
@@ -252,6 +283,8 @@ export interface StepLogits {
   readonly sessionId: number;
   readonly step: number;
   readonly logits: ArrayBuffer;
+  /** As StepDigest.resets: logits computed before a roll-back (a speculative step of the mesh loop) are stale. */
+  readonly resets?: number;
 }
 
 export interface StepFailure {

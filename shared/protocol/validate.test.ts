@@ -8,6 +8,7 @@ import {
   parseHandshake,
   parseHello,
   parseIceConfig,
+  parseLogits,
   parseReady,
   parseSignal,
 } from './validate.js';
@@ -46,6 +47,18 @@ describe('message validation', () => {
     ]) {
       expect(parseHello(m), JSON.stringify(m).slice(0, 40)).toMatchObject({ ok: false });
     }
+  });
+
+  it("takes logits of the vocabulary's length with their roll-back count (absent: 0), and refuses a bad count by name", () => {
+    const logits = new Float32Array(4).buffer;
+    expect(parseLogits({ sessionId: 1, step: 2, logits, resets: 3 }, 4)).toMatchObject({ ok: true, value: { step: 2, resets: 3 } });
+    expect(parseLogits({ sessionId: 1, step: 2, logits }, 4)).toMatchObject({ ok: true, value: { resets: 0 } });
+    for (const resets of [-1, 1.5, '2', null])
+      expect(parseLogits({ sessionId: 1, step: 2, logits, resets }, 4)).toEqual({
+        ok: false,
+        reason: 'resets must be an unsigned integer',
+      });
+    expect(parseLogits({ sessionId: 1, step: 2, logits }, 5)).toMatchObject({ ok: false });
   });
 
   it('bounds stage numbers and timings', () => {

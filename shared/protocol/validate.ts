@@ -227,14 +227,23 @@ export function parseProof(raw: unknown): Parsed<ChallengeProof> {
  * Logits arrive as binary (Node's Buffer on the server). `vocabSize` is the
  * served model's: any other length is refused.
  */
-export function parseLogits(raw: unknown, vocabSize: number): Parsed<{ sessionId: number; step: number; logits: Float32Array }> {
+export function parseLogits(
+  raw: unknown,
+  vocabSize: number,
+): Parsed<{ sessionId: number; step: number; logits: Float32Array; resets: number }> {
   if (!isObject(raw)) return bad('logits message must be an object');
   if (!uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('sessionId and step must be unsigned integers');
+  if (raw.resets !== undefined && !uint(raw.resets, MAX_STEPS)) return bad('resets must be an unsigned integer');
   const bytes = bytesOf(raw.logits);
   if (bytes === null) return bad('logits must be binary');
   if (bytes.byteLength !== vocabSize * 4)
     return bad(`logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32)`);
-  return ok({ sessionId: raw.sessionId, step: raw.step, logits: new Float32Array(bytes.slice().buffer) });
+  return ok({
+    sessionId: raw.sessionId,
+    step: raw.step,
+    logits: new Float32Array(bytes.slice().buffer),
+    resets: typeof raw.resets === 'number' ? raw.resets : 0,
+  });
 }
 
 export function parseFailure(raw: unknown): Parsed<StepFailure> {

@@ -12,6 +12,8 @@ export interface FaultBehaviour {
   readonly delayMs: number;
   /** What is sent to the next stage when it differs from what is reported (equivocation); absent = the output. */
   readonly frames?: (step: number, data: Float32Array) => Float32Array;
+  /** The token a last-stage replica sends stage 0 over the mesh loop for `step` instead of the one it sampled; absent = the sampled one. */
+  readonly token?: (step: number, sampled: number) => number;
 }
 
 /** How far a `nudge` liar moves each value: inside the vote's tolerance, so it is always "in agreement". */

@@ -1,7 +1,16 @@
 import type { StageManifest } from '../model/manifest.js';
 import type { SessionExecutor, TensorData } from '../model/pipeline.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
-import type { ReceivedReport, SessionOpen, SessionUpdate, StepDigest, StepFailure, StepInput, StepLogits } from '../protocol/messages.js';
+import type {
+  MeshLoop,
+  ReceivedReport,
+  SessionOpen,
+  SessionUpdate,
+  StepDigest,
+  StepFailure,
+  StepInput,
+  StepLogits,
+} from '../protocol/messages.js';
 import type { ParsedChallenge } from '../protocol/validate.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
@@ -16,9 +25,12 @@ export interface ReplicaOutputs {
   computed(): void;
   /** A frame was dropped at the boundary, with the reason. */
   rejected(reason: string): void;
+  /** Stage 0 began a step on the last stage's token, before the coordinator's (the mesh loop; for counters). */
+  meshStep?(sessionId: number, step: number): void;
 }
 
 import type { FaultBehaviour } from './faults.js';
+import { MESH_AHEAD, sampleAt, TokenVotes, tokenFrame, tokenOf } from './mesh-loop.js';
 
 interface SessionState {
   readonly open: SessionOpen;
@@ -47,6 +59,31 @@ interface SessionState {
   epoch: number;
   /** Updates with resetFrom applied, reported with each digest. */
   resets: number;
+  /** The mesh loop (null: off): for the last stage where its tokens go, for stage 0 whose tokens count. */
+  loop: MeshLoop | null;
+  /** Stage 0: the last stage's tokens per step. */
+  readonly tokens: TokenVotes;
+  /** Stage 0: tokens a majority of the last stage sent, per step, until computed (or beyond MESH_AHEAD: until the coordinator catches up). */
+  readonly meshReady: Map<number, number>;
+  /** Stage 0: the highest step whose tokens came from the coordinator (verified), -1 before any. */
+  verified: number;
+  /** Stage 0: the coordinator's token ids of the last steps, restored by a roll-back (its input can overtake the update). */
+  readonly given: Map<number, readonly number[]>;
+  /** The session's era (mod 256): frames are stamped with it; one of an earlier era is from an undone path. */
+  era: number;
+  /** Stage 0: mesh tokens up to this step are ignored (after a roll-back, the ones in flight are from the undone path). */
+  meshFloor: number;
+}
+
+/** A frame's era against the session's: the same, a later one (this replica is behind) or an earlier one (stale). */
+function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'older' {
+  const d = ((f.era ?? 0) - s.era) & 0xff;
+  return d === 0 ? 'same' : d < 128 ? 'newer' : 'older';
+}
+
+/** Stage 0's input of token ids. */
+function tokenInput(tokens: readonly number[]): TensorData {
+  return { dtype: 'int64', dims: [1, tokens.length], data: BigInt64Array.from(tokens, (t) => BigInt(t)) };
 }
 
 /** Sessions a replica keeps open at once; the coordinator never routes more to one replica (a further open is refused, not another dropped). */
@@ -125,6 +162,13 @@ export class ReplicaCore {
       lengths: new Map(),
       epoch: 0,
       resets: 0,
+      loop: m.loop ?? null,
+      tokens: new TokenVotes(m.loop?.peers ?? []),
+      meshReady: new Map(),
+      verified: -1,
+      given: new Map(),
+      era: (m.era ?? 0) & 0xff,
+      meshFloor: -1,
     });
     return true;
   }
@@ -144,21 +188,40 @@ export class ReplicaCore {
       for (const step of [...s.votes.keys()]) if (step >= m.resetFrom) this.forgetVote(s, step);
       this.rollBack(s, m.resetFrom);
       s.resets += 1;
+      // Mesh tokens for these steps, held or in flight, came from the path being undone.
+      s.tokens.forget(m.resetFrom, 'from');
+      for (const k of [...s.meshReady.keys()]) if (k >= m.resetFrom) s.meshReady.delete(k);
+      s.meshFloor = Math.max(s.meshFloor, m.resetFrom + MESH_AHEAD + 1);
     }
+    if (m.era !== undefined) s.era = m.era & 0xff;
     s.prev = m.prev;
     s.next = m.next;
+    if (m.loop !== undefined && s.loop !== null) {
+      s.loop = { ...s.loop, peers: m.loop };
+      s.tokens.setSenders(m.loop);
+    }
     // Frames the new route names are counted now; the others stay (bounded) for a later update.
     const waiting = s.strays.splice(0);
     for (const x of waiting) {
-      if (s.prev[x.frame.replica] === x.from && x.frame.step >= s.nextStep) this.accept(s, x.from, x.frame);
-      else if (x.frame.step >= s.nextStep || s.prev[x.frame.replica] !== x.from) s.strays.push(x);
+      const era = eraOf(s, x.frame);
+      if (era === 'older') continue; // from a path since undone
+      if (era === 'same' && s.prev[x.frame.replica] === x.from && x.frame.step >= s.nextStep) this.accept(s, x.from, x.frame);
+      else if (era === 'newer' || x.frame.step >= s.nextStep || s.prev[x.frame.replica] !== x.from) s.strays.push(x);
     }
     for (const to of m.resendTo) {
       if (!s.next.includes(to)) continue;
       for (const [step, out] of [...s.history].sort((a, b) => a[0] - b[0])) {
         this.out.frames(
           to,
-          encodeFrame({ sessionId: m.sessionId, step, stage: this.stage, replica: s.open.replica, dims: out.dims, data: out.data }),
+          encodeFrame({
+            sessionId: m.sessionId,
+            step,
+            stage: this.stage,
+            replica: s.open.replica,
+            dims: out.dims,
+            data: out.data,
+            era: s.era,
+          }),
         );
       }
     }
@@ -193,7 +256,8 @@ export class ReplicaCore {
    * agreed input.
    */
   private rollBack(s: SessionState, step: number): void {
-    if (step >= s.nextStep) return;
+    // A step being computed now (running, at nextStep) is undone too: its result is discarded when it comes.
+    if (step > s.nextStep || (step === s.nextStep && !s.running)) return;
     const length = s.lengths.get(step);
     if (length === undefined) return;
     s.epoch += 1;
@@ -203,6 +267,9 @@ export class ReplicaCore {
     for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
     for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
     s.nextStep = step;
+    // Stage 0 computes the undone steps again on the coordinator's tokens, where it has them already.
+    for (const [k, tokens] of s.given) if (k >= step) s.ready.set(k, tokenInput(tokens));
+    if (this.stage === 0) void this.drain(s);
   }
 
   private forgetVote(s: SessionState, step: number): void {
@@ -245,8 +312,12 @@ export class ReplicaCore {
   /** Token ids from the coordinator (stage 0 only). */
   input(m: StepInput): void {
     const s = this.sessions.get(m.sessionId);
-    if (s === undefined || this.stage !== 0 || m.step < s.nextStep) return;
-    s.ready.set(m.step, { dtype: 'int64', dims: [1, m.tokens.length], data: BigInt64Array.from(m.tokens, (t) => BigInt(t)) });
+    if (s === undefined || this.stage !== 0) return;
+    // Verified up to here: mesh tokens may run MESH_AHEAD steps further.
+    s.verified = Math.max(s.verified, m.step);
+    s.given.set(m.step, [...m.tokens]);
+    for (const k of s.given.keys()) if (k < m.step - MESH_AHEAD - 2) s.given.delete(k);
+    if (m.step >= s.nextStep) s.ready.set(m.step, tokenInput(m.tokens));
     void this.drain(s);
   }
 
@@ -261,7 +332,10 @@ export class ReplicaCore {
         maxPendingFrames: 4,
         maxFrameBytes,
         maxPendingBytes: 2 * maxFrameBytes,
-        accept: (sessionId, _step, stage) => this.sessions.has(sessionId) && stage === this.stage - 1,
+        accept: (sessionId, _step, stage) => {
+          const s = this.sessions.get(sessionId);
+          return s !== undefined && (stage === this.stage - 1 || (this.loopsHere(s) && stage === this.manifest.stages.length - 1));
+        },
         onDrop: (f, reason) => this.out.rejected(`${reason} session ${f.sessionId} step ${f.step}`),
       });
       this.assemblers.set(from, a);
@@ -279,7 +353,18 @@ export class ReplicaCore {
       this.out.rejected(`ERR_UNKNOWN_SESSION ${f.sessionId}`);
       return;
     }
-    if (f.stage !== this.stage - 1 || s.prev[f.replica] !== from || f.step < s.nextStep) {
+    const era = eraOf(s, f);
+    if (era === 'older') {
+      this.out.rejected(`ERR_STALE_STEP era ${f.era ?? 0} step ${f.step}: from a path since rolled back`);
+      return;
+    }
+    if (this.loopsHere(s) && f.stage === this.manifest.stages.length - 1) {
+      // A token of a later era: this replica has not yet rolled back; the coordinator's token will do.
+      if (era === 'same') this.meshToken(s, from, f);
+      else this.out.rejected(`ERR_STALE_STEP era ${f.era ?? 0} token for step ${f.step}`);
+      return;
+    }
+    if (era === 'newer' || f.stage !== this.stage - 1 || s.prev[f.replica] !== from || f.step < s.nextStep) {
       // A replacement's frame can overtake the route update that names it, and a
       // recomputed step's frame the update that rolls this replica back: keep a
       // few frames of the previous stage until the update comes, then look again.
@@ -294,6 +379,63 @@ export class ReplicaCore {
       return;
     }
     this.accept(s, from, f);
+  }
+
+  /** Stage 0 of a session with the mesh loop: last-stage replicas' token frames are its to count. */
+  private loopsHere(s: SessionState): boolean {
+    return this.stage === 0 && s.loop !== null;
+  }
+
+  /**
+   * A last-stage replica's token for a step (the mesh loop): counted only from
+   * the route's replica it claims to be, for a step to come within reach; a
+   * majority's token is computed on once the step is at most MESH_AHEAD beyond
+   * the last one the coordinator verified. Anything else is dropped and the
+   * step waits for the coordinator's token.
+   */
+  private meshToken(s: SessionState, from: string, f: ActivationFrame): void {
+    if (!s.tokens.named(from, f.replica)) {
+      this.out.rejected(`ERR_NOT_LINKED token from ${from} as last-stage replica ${f.replica}`);
+      return;
+    }
+    const token = tokenOf(f, this.manifest.model.vocabSize);
+    if (typeof token === 'string') {
+      this.out.rejected(token);
+      return;
+    }
+    if (f.step === 0 || f.step < s.nextStep || f.step <= s.meshFloor || f.step > s.verified + MESH_AHEAD + 1) {
+      this.out.rejected(`ERR_STALE_STEP token for step ${f.step}`);
+      return;
+    }
+    const agreed = s.tokens.add(f.step, from, token);
+    if (agreed === null || s.ready.has(f.step) || s.meshReady.has(f.step)) return;
+    s.meshReady.set(f.step, agreed);
+    void this.drain(s);
+  }
+
+  /** The input of the next step: the coordinator's tokens, else (stage 0) a mesh token within MESH_AHEAD of them. */
+  private nextInput(s: SessionState): TensorData | undefined {
+    const ready = s.ready.get(s.nextStep);
+    if (ready !== undefined || this.stage !== 0 || s.nextStep > s.verified + MESH_AHEAD) return ready;
+    const token = s.meshReady.get(s.nextStep);
+    return token === undefined ? undefined : { dtype: 'int64', dims: [1, 1], data: BigInt64Array.of(BigInt(token)) };
+  }
+
+  /** The last stage's side of the mesh loop: step + 1's token, sampled from this replica's own logits, to stage 0's replicas. */
+  private sendToken(s: SessionState, step: number, row: Float32Array): void {
+    const loop = s.loop;
+    if (loop === null) return;
+    if (step + 1 >= loop.steps) return; // the generation ends with this step
+    const sampled = sampleAt(row, loop.sampling, (loop.draws ?? 0) + step);
+    // The coordinator ends the generation on end-of-sequence: nothing to compute after it.
+    if (sampled === this.manifest.model.eosTokenId) return;
+    const token = this.fault?.token?.(step + 1, sampled) ?? sampled;
+    const frame = { ...tokenFrame(s.open.sessionId, step + 1, this.stage, s.open.replica, token), era: s.era };
+    loop.peers.forEach((to, i) => {
+      // A one-stage model: this replica is one of stage 0's, and counts its own token without a channel.
+      if (this.stage === 0 && i === s.open.replica) this.meshToken(s, to, frame);
+      else this.out.frames(to, encodeFrame(frame));
+    });
   }
 
   /** A frame from a linked peer of the previous stage: checked, then counted in its step's vote. */
@@ -358,16 +500,21 @@ export class ReplicaCore {
     if (s.running) return;
     s.running = true;
     try {
-      for (let input = s.ready.get(s.nextStep); input !== undefined; input = s.ready.get(s.nextStep)) {
+      for (let input = this.nextInput(s); input !== undefined; input = this.nextInput(s)) {
         const step = s.nextStep;
         const epoch = s.epoch;
-        s.ready.delete(step);
-        const received = s.received.get(step) ?? [];
+        if (!s.ready.delete(step) && s.meshReady.has(step)) this.out.meshStep?.(s.open.sessionId, step);
+        s.meshReady.delete(step);
+        // Stage 0 reports what each last-stage replica sent it for this step: a liar's token is seen.
+        const received = this.stage === 0 ? s.tokens.reports(step) : (s.received.get(step) ?? []);
+        s.tokens.forget(step + 1, 'before');
         this.forgetVote(s, step);
         s.lengths.set(step, s.positions);
         await this.compute(s, step, input, received, epoch);
         // Rolled back meanwhile: nextStep was set by the roll-back.
         if (epoch === s.epoch) s.nextStep = step + 1;
+        // The coordinator's tokens for a step computed meanwhile on a mesh token: not needed any more.
+        for (const k of s.ready.keys()) if (k < s.nextStep) s.ready.delete(k);
       }
     } catch (e) {
       this.out.failed({ sessionId: s.open.sessionId, step: s.nextStep, code: 'ERR_COMPUTE', message: (e as Error).message });
@@ -414,7 +561,9 @@ export class ReplicaCore {
       if (step < s.open.replayTo) return; // a replay only rebuilds the cache
       const vocab = this.manifest.model.vocabSize;
       const rows = Math.max(1, Math.floor(data.length / vocab));
-      this.out.logits({ sessionId, step, logits: data.slice((rows - 1) * vocab).buffer });
+      const row = data.slice((rows - 1) * vocab);
+      this.sendToken(s, step, row);
+      this.out.logits({ sessionId, step, logits: row.slice().buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];
       if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });
@@ -428,6 +577,7 @@ export class ReplicaCore {
         replica,
         dims: sent.length === data.length ? dims : [sent.length],
         data: sent,
+        era: s.era,
       });
       for (const id of s.next) this.out.frames(id, frames);
     }

@@ -52,7 +52,8 @@ export function reportToCoordinator(c: Coordinator, m: Extract<InboxMessage, { t
     }
     case 'step:logits': {
       const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
-      if (r.ok && procOfSession(r.value.sessionId) === proc) c.logits(from, r.value.sessionId, r.value.step, r.value.logits);
+      if (r.ok && procOfSession(r.value.sessionId) === proc)
+        c.logits(from, r.value.sessionId, r.value.step, r.value.logits, r.value.resets);
       return;
     }
     case 'step:failed': {

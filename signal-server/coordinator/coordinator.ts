@@ -128,13 +128,22 @@ export interface CoordinatorOptions {
   readonly repartition?: PartitionBuilder;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
+  /**
+   * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
+   * sampled token straight to stage 0's, and the coordinator verifies every step
+   * off the critical path; false: the coordinator alone feeds stage 0.
+   */
+  readonly meshLoop?: boolean;
 }
 
 /** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
 export type SessionReport =
   | { readonly event: 'session:joined'; readonly m: { readonly sessionId: number } }
   | { readonly event: 'step:digest'; readonly m: StepDigest }
-  | { readonly event: 'step:logits'; readonly m: { readonly sessionId: number; readonly step: number; readonly logits: Float32Array } }
+  | {
+      readonly event: 'step:logits';
+      readonly m: { readonly sessionId: number; readonly step: number; readonly logits: Float32Array; readonly resets?: number };
+    }
   | { readonly event: 'step:failed'; readonly m: StepFailure };
 
 /**
@@ -281,7 +290,7 @@ export class Coordinator {
       frame: (from, to, messages) => later(() => this.deliverFrame(from, to, messages)),
       joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
       digest: (from, m) => later(() => this.digest(from, m)),
-      logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits))),
+      logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
       failed: (from, m) => later(() => this.failed(from, m)),
       // Late or early honest frames are no news; what a stranger or a broken peer sends is.
       rejected: (from, reason) => {
@@ -493,9 +502,9 @@ export class Coordinator {
     session.onDigest(id, m.step, [...m.digest], m.computeMs, [...m.input], m.received, m.resets);
   }
 
-  logits(id: string, sessionId: number, step: number, logits: Float32Array): void {
-    if (this.forwarded(id, { event: 'step:logits', m: { sessionId, step, logits } })) return;
-    this.member(id, sessionId)?.onLogits(id, step, logits);
+  logits(id: string, sessionId: number, step: number, logits: Float32Array, resets = 0): void {
+    if (this.forwarded(id, { event: 'step:logits', m: { sessionId, step, logits, resets } })) return;
+    this.member(id, sessionId)?.onLogits(id, step, logits, resets);
   }
 
   failed(id: string, m: StepFailure): void {
@@ -754,8 +763,7 @@ export class Coordinator {
       return;
     }
     const link = this.sessionLinks.get(session.sessionId);
-    for (const p of session.route[stage - 1] ?? []) link?.(p, spare);
-    for (const n of session.route[stage + 1] ?? []) link?.(spare, n);
+    if (link !== undefined) this.linkNeighbours(session, stage, spare, link, this.options.meshLoop ?? true);
     session.replace(left, spare);
     this.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
   }
@@ -1048,6 +1056,9 @@ export class Coordinator {
     };
     this.sessionLinks.set(sessionId, link);
     for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
+    const meshLoop = this.options.meshLoop ?? true;
+    // The mesh loop: the last stage's replicas reach stage 0's (a one-stage model's replicas reach each other).
+    if (meshLoop) for (const a of route[route.length - 1] ?? []) for (const b of route[0] ?? []) if (a !== b) link(a, b);
     const send = (v: string) => this.linkOf(v);
     const session = new GenerationSession(
       sessionId,
@@ -1063,16 +1074,15 @@ export class Coordinator {
       this.audit,
       {
         spares: (stage, exclude, alongside) => this.spares(stage, exclude, alongside),
-        link: (stage, id) => {
-          for (const p of session.route[stage - 1] ?? []) link(p, id);
-          for (const n of session.route[stage + 1] ?? []) link(id, n);
-        },
+        link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
         log: (line) => this.log(line),
         noShow: (id) => this.noShow(id, sessionId),
         evict: (id, code, reason) => this.expel(id, code, reason, true),
         serve: (stage) => this.serverReplica(sessionId, stage),
       },
       { redundancy: r, established: (id) => this.established(id), trusted: isServerPeer },
+      undefined,
+      meshLoop,
     );
     this.sessions.set(sessionId, session);
     const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
@@ -1108,6 +1118,23 @@ export class Coordinator {
     const t = this.model.tokenizer;
     if (t === null) throw new GenerationError('ERR_BAD_REQUEST', 'this coordinator has no tokenizer: send token ids');
     return t;
+  }
+
+  /** Links a replica joining `stage` of a session to its neighbours: the stages beside it, and the other end of the mesh loop. */
+  private linkNeighbours(
+    session: GenerationSession,
+    stage: number,
+    id: string,
+    link: (a: string, b: string) => void,
+    meshLoop: boolean,
+  ): void {
+    const route = session.route;
+    const last = route.length - 1;
+    for (const p of route[stage - 1] ?? []) link(p, id);
+    for (const n of route[stage + 1] ?? []) link(id, n);
+    if (!meshLoop) return;
+    if (stage === last) for (const f of route[0] ?? []) if (f !== id) link(id, f);
+    if (stage === 0 && last > 0) for (const l of route[last] ?? []) if (l !== id) link(l, id);
   }
 
   /** A replica did not join a session: a strike; MAX_NO_SHOWS strikes evict it. */

@@ -7,7 +7,8 @@
  * computes is the server's alone, and every token says so.
  */
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type Feeds, type StageExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, DEFAULT_MAX_BATCH, type Feeds, type StageExecutor } from '../../shared/model/pipeline.js';
+import { StepBatcher } from '../../shared/model/step-batcher.js';
 import {
   isServerPeer,
   type ServerToClientEvents,
@@ -39,6 +40,8 @@ export interface FallbackOptions {
   readonly maxSessions: number;
   /** The server's runner of the served stage files (made on first use). */
   readonly executor: () => Promise<StageExecutor>;
+  /** The most sessions' decode steps of a stage run as one call (DEFAULT_MAX_BATCH when absent); 1 = off. */
+  readonly maxBatch?: number;
 }
 
 /** What the server replicas send, delivered by the coordinator as a volunteer's messages would be. */
@@ -57,7 +60,7 @@ export interface ServerReplicaOutputs {
  * session is not re-entrant, and the fallback's compute is bounded by the
  * sessions admitted, not by how many steps arrive at once.
  */
-class SerialExecutor implements StageExecutor {
+export class SerialExecutor implements StageExecutor {
   private queue: Promise<unknown> = Promise.resolve();
   private inner: Promise<StageExecutor> | null = null;
 
@@ -83,6 +86,8 @@ export class ServerReplicas {
   private readonly cores = new Map<number, ReplicaCore>();
   private readonly admitted = new Set<number>();
   private readonly executor: SerialExecutor;
+  /** One queue for every stage's steps, so that a batch of sessions moves from stage to stage whole; null when batching is off. */
+  private readonly batcher: StepBatcher | null;
 
   constructor(
     private readonly manifest: StageManifest,
@@ -90,6 +95,13 @@ export class ServerReplicas {
     private readonly out: ServerReplicaOutputs,
   ) {
     this.executor = new SerialExecutor(options.executor);
+    const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.batcher = maxBatch > 1 ? new StepBatcher(manifest, this.executor, maxBatch, 1, () => this.admitted.size) : null;
+  }
+
+  /** Steps the server replicas ran, and how many shared a call with another session's. */
+  get batching(): StepBatcher['stats'] | null {
+    return this.batcher?.stats ?? null;
   }
 
   get mode(): FallbackOptions['mode'] {
@@ -122,7 +134,7 @@ export class ServerReplicas {
         this.manifest,
         stage,
         // Its own caches per stage: closing a session at one stage must not drop another stage's.
-        new CachingExecutor(this.manifest, this.executor),
+        new CachingExecutor(this.manifest, this.executor, this.batcher === null ? { maxBatch: 1 } : { batcher: this.batcher }),
         {
           frames: (to, messages) => out.frame(id, to, messages),
           digest: (m) => out.digest(id, m),

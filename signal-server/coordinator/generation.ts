@@ -1,8 +1,9 @@
 import { type Clock, REAL_CLOCK, type TimerHandle } from '../../shared/clock.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { type SamplingParams, sampleToken, seededRandom } from '../../shared/model/sampling.js';
+import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { WireError, WireErrorCode } from '../../shared/protocol/errors.js';
-import type { ReceivedReport, SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import type { MeshLoop, ReceivedReport, SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogits, majority, medianOf, Quorum } from '../../shared/vote/quorum.js';
@@ -113,6 +114,13 @@ function sameFrame(a: readonly number[], b: readonly number[]): boolean {
   return (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) || agreeFingerprints([...a], [...b]);
 }
 
+/** The same numbers, bit for bit (token ids, logits a token was sampled from): no tolerance. */
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
 /** How many steps' digest votes are kept for stragglers' late reports. */
 const KEPT_STEPS = 64;
 
@@ -156,6 +164,8 @@ export class GenerationSession {
     private readonly policy: VotePolicy = { redundancy: route[0]?.length ?? 1, established: () => false },
     /** Every timeout and duration of the session: the real clock, or a test's. */
     private readonly clock: Clock = REAL_CLOCK,
+    /** The mesh loop (MESH_LOOP): the last stage feeds stage 0 its tokens over the data channels, checked here after. */
+    private readonly meshLoop = false,
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
@@ -207,6 +217,30 @@ export class GenerationSession {
     return true;
   }
 
+  /** The session's sampling settings, known once it runs (the last stage samples with them in the mesh loop). */
+  private sampling: SamplingParams | null = null;
+  private maxSteps = 0;
+  /** The sampler's draws before this session's step 0 (tokens a replayed request had): step t draws number drawsBefore + t. */
+  private drawsBefore = 0;
+
+  /** The `loop` field of a replica of `stage`'s session:open: stage 0 hears the last stage, the last stage feeds stage 0. */
+  private loopOf(stage: number): { loop?: MeshLoop } {
+    const last = this.current.length - 1;
+    if (!this.meshLoop || this.sampling === null || (stage !== 0 && stage !== last)) return {};
+    const peers = [...((stage === 0 ? this.current[last] : this.current[0]) ?? [])];
+    return {
+      loop: { peers, sampling: this.sampling, steps: this.maxSteps, ...(this.drawsBefore === 0 ? {} : { draws: this.drawsBefore }) },
+    };
+  }
+
+  /** The replicas at the other end of the mesh loop from `stage` (none where the loop is off or `stage` is not an end of it). */
+  private loopSide(stage: number): string[] {
+    const last = this.current.length - 1;
+    if (!this.meshLoop || (stage !== 0 && stage !== last)) return [];
+    // A one-stage model: the stage is both ends, and its replicas feed each other.
+    return [...new Set([...(stage === last ? (this.current[0] ?? []) : []), ...(stage === 0 ? (this.current[last] ?? []) : [])])];
+  }
+
   /** Puts `replacement` in `left`'s place in the route and in the open votes; returns the stage, or undefined. */
   private swap(left: string, replacement: string, joinedAlready = true): number | undefined {
     const stage = this.members.get(left);
@@ -239,9 +273,27 @@ export class GenerationSession {
     const prev = this.current[stage - 1] ?? [];
     const next = this.current[stage + 1] ?? [];
     for (const id of newcomers)
-      this.transport.open(id, { sessionId: this.sessionId, stage, replica: ids.indexOf(id), prev, next, replayTo: step });
+      this.transport.open(id, {
+        sessionId: this.sessionId,
+        stage,
+        replica: ids.indexOf(id),
+        prev,
+        next,
+        replayTo: step,
+        ...this.loopOf(stage),
+        ...(this.era === 0 ? {} : { era: this.era }),
+      });
+    // The other end of the mesh loop learns of newcomers in stage 0 or the last stage (in the same update where it gets one).
+    const loopSide = this.loopSide(stage).filter((id) => !newcomers.includes(id));
+    const loopTo = (id: string) => (loopSide.includes(id) ? { loop: this.loopOf(this.members.get(id) ?? -1).loop?.peers ?? [] } : {});
     for (const p of prev)
-      this.transport.update(p, { sessionId: this.sessionId, prev: this.current[stage - 2] ?? [], next: ids, resendTo: [...newcomers] });
+      this.transport.update(p, {
+        sessionId: this.sessionId,
+        prev: this.current[stage - 2] ?? [],
+        next: ids,
+        resendTo: [...newcomers],
+        ...loopTo(p),
+      });
     for (const n of next) {
       if (resetFrom !== undefined) this.resetsSent.set(n, (this.resetsSent.get(n) ?? 0) + 1);
       this.transport.update(n, {
@@ -250,6 +302,18 @@ export class GenerationSession {
         next: this.current[stage + 2] ?? [],
         resendTo: [],
         ...(resetFrom === undefined ? {} : { resetFrom }),
+        ...loopTo(n),
+      });
+    }
+    for (const id of loopSide) {
+      if (prev.includes(id) || next.includes(id)) continue;
+      const k = this.members.get(id) ?? 0;
+      this.transport.update(id, {
+        sessionId: this.sessionId,
+        prev: this.current[k - 1] ?? [],
+        next: this.current[k + 1] ?? [],
+        resendTo: [],
+        ...loopTo(id),
       });
     }
     if (stage === 0)
@@ -288,11 +352,17 @@ export class GenerationSession {
       newcomers.push(neu);
       this.transport.close(old, this.sessionId);
     }
-    this.announce(stage, newcomers, step);
-    this.resetBeyond(stage, step);
     this.retry.log?.(
       `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
     );
+    if (this.meshLoop) {
+      // Stages may have run ahead on the undone path: every stage goes back to the step, and computes it again.
+      this.rollBack(step, new Set(newcomers), leaving);
+      this.announce(stage, newcomers);
+      return true;
+    }
+    this.announce(stage, newcomers, step);
+    this.resetBeyond(stage, step);
     const before = this.revote(stage, step, leaving);
     // The replicas of this stage that stay do not compute again: their answers count in the new vote.
     for (const id of staying) {
@@ -351,8 +421,13 @@ export class GenerationSession {
     this.current[stage] = [server];
     this.members.set(server, stage);
     this.joined.add(server);
-    this.announce(stage, [server], started ? step : undefined);
-    if (started) this.resetBeyond(stage, step);
+    if (started && this.meshLoop) {
+      this.rollBack(step, new Set([server]), leaving);
+      this.announce(stage, [server]);
+    } else {
+      this.announce(stage, [server], started ? step : undefined);
+      if (started) this.resetBeyond(stage, step);
+    }
     this.retry?.log?.(`session ${this.sessionId}: ${why}; the server computes stage ${stage} from step ${step} on (fallback)`);
     const wait = this.wait;
     if (wait !== null) {
@@ -408,7 +483,13 @@ export class GenerationSession {
     resets = 0,
   ): void {
     const stage = this.members.get(volunteer);
-    if (stage === undefined || step > this.currentStep) return;
+    if (stage === undefined) return;
+    if (step > this.currentStep) {
+      // Stage 0 computed this step before its token was verified here: the mesh loop at work.
+      if (stage === 0 && this.meshLoop) this.ahead.add(step);
+      this.hold(step, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
+      return;
+    }
     // Computed before a roll-back that this replica has since been told of: stale evidence.
     if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
@@ -427,7 +508,8 @@ export class GenerationSession {
       heard = new Map();
       this.heard.set(step, heard);
     }
-    const senders = new Set(this.current[stage - 1] ?? []);
+    // Stage 0's senders in the mesh loop are the last stage's replicas (the tokens they sent it).
+    const senders = new Set((stage === 0 && this.meshLoop ? this.current[this.current.length - 1] : this.current[stage - 1]) ?? []);
     for (const r of received) {
       // Only reports about this stage's own senders, one per sender: a receiver cannot accuse strangers or accuse twice.
       if (!senders.has(r.from)) continue;
@@ -505,8 +587,14 @@ export class GenerationSession {
   private currentStep = -1;
   private stepCompute: number[] = [];
 
-  onLogits(volunteer: string, step: number, logits: Float32Array): void {
-    if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null || this.wait.step !== step) return;
+  onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
+    if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null) return;
+    if (step > this.wait.step) {
+      this.hold(step, () => this.onLogits(volunteer, step, logits, resets));
+      return;
+    }
+    // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
+    if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
     this.checkDecided();
   }
@@ -588,6 +676,7 @@ export class GenerationSession {
           prev: this.route[stage - 1] ?? [],
           next: this.route[stage + 1] ?? [],
           replayTo: 0,
+          ...this.loopOf(stage),
         });
       });
     }
@@ -742,7 +831,9 @@ export class GenerationSession {
       this.retry?.evict?.(
         e.volunteer,
         'ERR_EQUIVOCATION',
-        `session ${this.sessionId} step ${e.step}: its frames to stage ${e.stage + 1} differ from the output it reported`,
+        e.stage === this.current.length - 1
+          ? `session ${this.sessionId} step ${e.step}: the token it sent stage 0 (mesh loop) is not the one its own logits give`
+          : `session ${this.sessionId} step ${e.step}: its frames to stage ${e.stage + 1} differ from the output it reported`,
       );
       this.reported.push(e);
     }
@@ -753,6 +844,161 @@ export class GenerationSession {
 
   /** Equivocators reported to the coordinator. */
   readonly reported: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
+
+  /** Steps stage 0 computed (on the last stage's token) before the coordinator had verified that token. */
+  private readonly ahead = new Set<number>();
+
+  /** Steps rolled back because stage 0 computed them on another token than the verified one. */
+  get meshRollBacks(): number {
+    return this.meshRolled.size;
+  }
+
+  /** How many steps stage 0 began on a mesh token, ahead of the coordinator's verification. */
+  get stepsAhead(): number {
+    return this.ahead.size;
+  }
+
+  /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
+  private readonly early = new Map<number, (() => void)[]>();
+  /** Steps rolled back once because stage 0 computed on a mesh token other than the verified one. */
+  private readonly meshRolled = new Set<number>();
+  /** Steps whose mesh tokens were judged. */
+  private readonly meshJudged = new Set<number>();
+  /** Per step, the last-stage replicas whose logits were the very value the token was sampled from. */
+  private readonly exactLogits = new Map<number, Set<string>>();
+
+  /** Keeps a report of a step still to come, within the mesh loop's reach (a replica cannot make this hold more). */
+  private hold(step: number, report: () => void): void {
+    if (!this.meshLoop || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
+    let held = this.early.get(step);
+    if (held === undefined) {
+      held = [];
+      this.early.set(step, held);
+    }
+    // Each replica sends one digest (and the last stage one logits) per step and roll-back.
+    if (held.length < 4 * this.members.size) held.push(report);
+  }
+
+  /** Counts the held reports of `step`, which begins now. */
+  private release(step: number): void {
+    const held = this.early.get(step) ?? [];
+    for (const k of [...this.early.keys()]) if (k <= step) this.early.delete(k);
+    for (const report of held) report();
+  }
+
+  /**
+   * Whether stage 0 computed `step` on another token than the verified one (a
+   * mesh token from a lying or diverging last stage): some replica of stage 0
+   * reported another input, and its stage's vote does not hold on the verified
+   * one. Once per step: a stage-0 liar cannot make every step roll back twice.
+   */
+  private meshMiss(step: number): boolean {
+    const sent = this.inputs[step];
+    if (!this.meshLoop || step === 0 || sent === undefined || this.meshRolled.has(step)) return false;
+    const want = fingerprint(sent);
+    const q = this.digestsOf(step)[0];
+    if (q === undefined) return false;
+    const st = q.state;
+    if (st.kind === 'agreed' && sameValues(st.value.input, want)) return false;
+    return (this.current[0] ?? []).some((id) => {
+      const o = q.outcome(id);
+      return o?.status === 'fulfilled' && !sameValues(o.value.input, want);
+    });
+  }
+
+  /**
+   * Rolls every stage back to before `step` (caches truncated to the last
+   * verified step) and feeds stage 0 the verified token: the steps computed on
+   * the unverified token are discarded, none of their tokens was streamed.
+   */
+  private rollBackPipeline(step: number): void {
+    this.meshRolled.add(step);
+    this.judgeMeshTokens(step, true);
+    this.rollBack(step, new Set(), []);
+    this.retry?.log?.(
+      `session ${this.sessionId} step ${step}: stage 0 computed on another token than the verified one; every stage rolls back to step ${step}`,
+    );
+    this.reportEquivocators();
+  }
+
+  /** The session's era: bumped by each roll-back of the whole pipeline; frames carry it (mod 256). */
+  private era = 0;
+
+  /**
+   * With the mesh loop, stages run ahead of the coordinator, so a roll-back is
+   * of the whole pipeline: every replica but the `newcomers` (which open in the
+   * new era) forgets the steps from `step` on, frames still in flight from the
+   * undone path are told by their era and dropped, and stage 0 is fed `step`'s
+   * verified token again; every stage's vote on `step` starts again.
+   */
+  private rollBack(step: number, newcomers: ReadonlySet<string>, leaving: readonly string[]): void {
+    this.era = (this.era + 1) & 0xff;
+    for (const [k, ids] of this.current.entries())
+      for (const id of ids) {
+        if (newcomers.has(id)) continue;
+        this.resetsSent.set(id, (this.resetsSent.get(id) ?? 0) + 1);
+        this.transport.update(id, {
+          sessionId: this.sessionId,
+          prev: this.current[k - 1] ?? [],
+          next: this.current[k + 1] ?? [],
+          resendTo: [],
+          resetFrom: step,
+          era: this.era,
+        });
+      }
+    const tokens = this.inputs[step];
+    if (tokens !== undefined)
+      for (const id of this.current[0] ?? [])
+        if (!newcomers.has(id)) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...tokens] });
+    this.revote(0, step, leaving);
+    this.early.clear();
+  }
+
+  /** Notes which last-stage replicas sent the very logits step `step`'s token was sampled from. */
+  private noteExactLogits(step: number, q: Quorum<Float32Array>): void {
+    const st = q.state;
+    if (!this.meshLoop || st.kind !== 'agreed') return;
+    const exact = new Set<string>();
+    for (const id of this.current[this.current.length - 1] ?? []) {
+      const o = q.outcome(id);
+      if (o?.status === 'fulfilled' && sameValues(o.value, st.value)) exact.add(id);
+    }
+    this.exactLogits.set(step, exact);
+    this.exactLogits.delete(step - MESH_AHEAD - 2);
+  }
+
+  /**
+   * The mesh tokens that fed `step`, as stage 0's replicas report them (a
+   * majority of them needed, so a minority cannot frame a sender). Where stage
+   * 0 computed on another token than the verified one (`broken`: the link from
+   * the last stage to stage 0 did not hold), a last-stage replica that sent it
+   * disagreed with the vote (counted in its record), and where its own logits
+   * were the very value the token was sampled from, the sampler is
+   * deterministic and the lie is proven: it is evicted as an equivocator. Where
+   * the link held, the receivers' word alone convicts nobody: suspected.
+   */
+  private judgeMeshTokens(step: number, broken: boolean): void {
+    const sent = this.inputs[step];
+    if (!this.meshLoop || step === 0 || sent === undefined || this.meshJudged.has(step)) return;
+    this.meshJudged.add(step);
+    this.meshJudged.delete(step - KEPT_STEPS);
+    const want = fingerprint(sent);
+    const receivers = new Set(this.current[0] ?? []);
+    const last = this.current.length - 1;
+    for (const sender of this.current[last] ?? []) {
+      const wrong = (this.heard.get(step)?.get(sender) ?? []).filter((r) => receivers.has(r.receiver) && !sameValues(r.digest, want));
+      if (wrong.length < this.neededAt(0)) continue;
+      if (!broken) {
+        if (!this.suspects.some((x) => x.volunteer === sender)) this.suspects.push({ volunteer: sender, stage: last, step });
+      } else if (this.exactLogits.get(step - 1)?.has(sender) === true && !this.policy.trusted?.(sender)) {
+        if (!this.equivocators.some((e) => e.volunteer === sender) && !this.reported.some((e) => e.volunteer === sender))
+          this.equivocators.push({ volunteer: sender, stage: last, step });
+      } else this.audit.credit(sender, false);
+      this.retry?.log?.(
+        `session ${this.sessionId} step ${step}: receivers say ${sender} of stage ${last} sent stage 0 another token than the verified one${broken ? '' : ' (suspected; stage 0 computed on the verified one)'}`,
+      );
+    }
+  }
 
   /** Runs the generation; `onToken` is called with each verified token as it is accepted. */
   async run(
@@ -765,9 +1011,10 @@ export class GenerationSession {
     sampledBefore = 0,
   ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
     const eos = this.manifest.model.eosTokenId;
-    const random = seededRandom(sampling.seed);
-    // sampleToken draws once per token, and only when it samples (temperature > 0).
-    if (sampling.temperature !== 0) for (let i = 0; i < sampledBefore; i++) random();
+    this.sampling = sampling;
+    this.maxSteps = maxTokens;
+    // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
+    this.drawsBefore = sampledBefore;
     const tokens: number[] = [];
     const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {
@@ -780,13 +1027,17 @@ export class GenerationSession {
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
         let w = fresh();
+        let meshRollBacks = 0;
         for (let attempt = 0; ; attempt++) {
           const decided = new Promise<void>((resolve) => {
             w.resolve = resolve;
           });
           this.wait = { step, w };
-          if (attempt === 0)
+          if (attempt === 0) {
             for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
+            // Reports of this step that came while the one before was decided (the mesh loop runs ahead).
+            this.release(step);
+          }
           this.checkDecided();
           try {
             await this.within(
@@ -804,11 +1055,21 @@ export class GenerationSession {
             throw e;
           }
           if (w.settleTimer !== null) this.clock.clearTimeout(w.settleTimer);
+          // Stage 0 computed on a mesh token that is not the verified one: every stage goes back to before this step.
+          if (this.meshMiss(step)) {
+            this.rollBackPipeline(step);
+            meshRollBacks += 1;
+            w = fresh();
+            continue;
+          }
           const failing = this.failingStage(step, w);
-          if (failing === null) break;
+          if (failing === null) {
+            this.judgeMeshTokens(step, false);
+            break;
+          }
           // Logits of last-stage replicas that stay are carried into the new vote when the last stage is retried.
           const kept = failing.stage === last ? (this.route[last] ?? []).map((id) => w.logits.outcome(id)) : [];
-          const retried = attempt < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
+          const retried = attempt - meshRollBacks < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
           this.reportEquivocators();
           if (!retried) {
             const n = this.route[failing.stage]?.length ?? 0;
@@ -826,7 +1087,9 @@ export class GenerationSession {
         const digests = this.digestsOf(step);
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
-        const token = sampleToken(state.value, sampling, random);
+        // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference runner's t-th.
+        const token = sampleAt(state.value, sampling, this.drawsBefore + step);
+        this.noteExactLogits(step, w.logits);
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;

@@ -35,6 +35,8 @@ export interface InProcessSwarm {
   readonly timeouts: SessionTimeouts;
   /** The server's own replicas for stages short of volunteers, or null (FALLBACK=off). */
   readonly fallback: FallbackOptions | null;
+  /** The mesh loop (MESH_LOOP; default on): `{ ...swarm, meshLoop: false }` runs the same replicas without it. */
+  readonly meshLoop?: boolean;
 }
 
 export interface InProcessResult {
@@ -58,6 +60,12 @@ export interface InProcessResult {
   readonly suspects: GenerationSession['suspects'];
   /** Per accepted token, ms from its input to its acceptance. */
   readonly stepMs: number[];
+  /** Steps stage 0 began on the last stage's token before the coordinator verified it (the mesh loop). */
+  readonly stepsAhead: number;
+  /** Steps stage-0 replicas began on the last stage's token, before the coordinator's (all replicas together). */
+  readonly meshSteps: number;
+  /** Steps rolled back because stage 0 computed them on an unverified token. */
+  readonly meshRollBacks: number;
   readonly totalMs: number;
   readonly error: GenerationError | null;
 }
@@ -145,6 +153,7 @@ export async function runInProcess(
   const cores = new Map<string, ReplicaCore>();
   const later = (f: () => void) => setImmediate(f);
   let joined = 0;
+  let meshSteps = 0;
   const coordinator: Coordinator = new Coordinator(
     { modelId: manifest.modelId, numStages: STAGES, baseUrl: '/in-process', manifest, tokenizer: null },
     {
@@ -157,6 +166,7 @@ export async function runInProcess(
       random: () => 0,
       newId: () => nameOf(joined++, STAGES, R),
       ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
+      ...(swarm.meshLoop === undefined ? {} : { meshLoop: swarm.meshLoop }),
     },
     () => {},
   );
@@ -187,8 +197,11 @@ export async function runInProcess(
                 }
               });
             },
+            meshStep: () => {
+              meshSteps += 1;
+            },
             digest: (m) => quiet() || later(() => coordinator.digest(id, m)),
-            logits: (m) => quiet() || later(() => coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits))),
+            logits: (m) => quiet() || later(() => coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
             failed: (m) => later(() => coordinator.failed(id, m)),
             computed: () => {
               const n = (computedBy.get(id) ?? 0) + 1;
@@ -281,6 +294,9 @@ export async function runInProcess(
     replacements: session?.replacements ?? [],
     equivocators: session?.reported ?? [],
     suspects: session?.suspects ?? [],
+    stepsAhead: session?.stepsAhead ?? 0,
+    meshSteps,
+    meshRollBacks: session?.meshRollBacks ?? 0,
     stepMs,
     totalMs,
     error,

@@ -110,6 +110,10 @@ export class NodeVolunteer {
   /** Why its last stage load failed, if it did. */
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
+  /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
+  meshSteps = 0;
+  /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
+  readonly rejections: string[] = [];
   private core: ReplicaCore | null = null;
   /** The partition of its last assignment (null: the server names none). */
   partition: string | null = null;
@@ -242,7 +246,13 @@ export class NodeVolunteer {
           // The tab closes: its socket goes, and nothing more comes from it.
           if (this.leaveAt !== null && this.steps >= this.leaveAt) this.socket.disconnect();
         },
-        rejected: () => {},
+        meshStep: () => {
+          this.meshSteps += 1;
+        },
+        rejected: (reason) => {
+          this.rejections.push(reason);
+          if (this.rejections.length > 200) this.rejections.shift();
+        },
       },
       this.options.fault ?? null,
     );

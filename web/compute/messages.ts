@@ -16,6 +16,8 @@ export type ToWorker =
       /** The model the stages belong to: the worker keeps sessions' KV caches by its layers. */
       readonly manifest: StageManifest;
       readonly stages: readonly { readonly index: number; readonly bytes: ArrayBuffer }[];
+      /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
+      readonly batching?: boolean;
     }
   /** Like load, but the worker builds each stage's graph from the checkpoint tensors its volunteer fetched. */
   | {
@@ -24,6 +26,8 @@ export type ToWorker =
       readonly backend: Backend;
       readonly manifest: StageManifest;
       readonly stages: readonly StageTensors[];
+      /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
+      readonly batching?: boolean;
     }
   /** Start the backend's runtime now (answered with done), while the weights download. */
   | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }
@@ -49,6 +53,11 @@ export interface WorkerStats {
   /** KV tensors kept as GPU buffers (WebGPU) and on the host (WASM, or after a plain graph's roll-back). */
   readonly kvOnDevice: number;
   readonly kvOnHost: number;
+  /** Session steps run since the stages loaded, and how many of them shared a runtime call with another session's. */
+  readonly steps: number;
+  readonly batchedSteps: number;
+  /** Runtime calls those steps took. */
+  readonly calls: number;
 }
 
 export type ComputeErrorCode =

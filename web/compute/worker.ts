@@ -43,8 +43,16 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
     .then(async (s) => {
       caches?.dispose();
       sessions = s;
-      // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions).
-      caches = new CachingExecutor(m.manifest, { run: (stage, feeds) => s.runKv(stage, feeds) });
+      // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), and each session's step is its own
+      // call: a batch would first gather the sessions' buffers into one (README "Batching across sessions"). On WASM decode steps
+      // of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one of S stages.
+      caches = new CachingExecutor(
+        m.manifest,
+        { run: (stage, feeds) => s.runKv(stage, feeds) },
+        m.backend === 'webgpu' || m.batching === false
+          ? { maxBatch: 1 }
+          : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
+      );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
     .catch((e: unknown) => fail(m.id, e));
@@ -111,7 +119,19 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       return;
     case 'stats': {
       const kv = caches?.kvTensors ?? { device: 0, host: 0 };
-      reply({ type: 'stats', id: m.id, stats: { sessions: caches?.sessions ?? 0, kvOnDevice: kv.device, kvOnHost: kv.host } });
+      const b = caches?.batching ?? { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
+      reply({
+        type: 'stats',
+        id: m.id,
+        stats: {
+          sessions: caches?.sessions ?? 0,
+          kvOnDevice: kv.device,
+          kvOnHost: kv.host,
+          steps: b.steps,
+          batchedSteps: b.batchedSteps,
+          calls: b.calls,
+        },
+      });
       return;
     }
     default: {

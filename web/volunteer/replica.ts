@@ -57,6 +57,8 @@ export interface ReplicaOptions {
   readonly share?: number;
   /** Stamps of each step's path, for the bench (?trace=1); none by default. */
   readonly trace?: StepTrace | null;
+  /** False: each session's step is its own runtime call (batching across sessions off, for comparisons); default true. */
+  readonly batching?: boolean;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -113,6 +115,7 @@ export class VolunteerReplica {
   /** The bench's one-way delay (volunteer:net) on everything this tab sends, socket and data channels alike; 0 = none. */
   private readonly net = new DelayLine();
   private readonly trace: StepTrace | null;
+  private readonly batching: boolean;
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -124,6 +127,7 @@ export class VolunteerReplica {
     this.fault = options.fault ?? null;
     this.duty = new DutyCycle(options.share ?? 1);
     this.trace = options.trace ?? null;
+    this.batching = options.batching ?? true;
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -193,7 +197,8 @@ export class VolunteerReplica {
       this.mesh?.endSession(sessionId); // channels no live session needs close a little later
     });
     socket.on('session:update', (m) => {
-      const peers = volunteerPeers([...m.prev, ...m.next]);
+      const loop = m.loop ?? this.core?.openSessions.find((x) => x.sessionId === m.sessionId)?.loop?.peers ?? [];
+      const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...loop]))].filter((id) => id !== this.status.volunteerId);
       this.mesh?.need(m.sessionId, peers);
       // Connect to the new neighbours first: the resend needs their data channels.
       Promise.all(peers.map((id) => this.mesh?.connect(id)))
@@ -306,7 +311,7 @@ export class VolunteerReplica {
       this.setSessions((s) => s.clear());
       this.compute = compute;
       // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
-      await compute.build(this.status.backend, manifest, weights.stages);
+      await compute.build(this.status.backend, manifest, weights.stages, this.batching);
       if (epoch !== this.epoch) return null;
       this.manifest = manifest;
       const trace = this.trace;
@@ -375,7 +380,10 @@ export class VolunteerReplica {
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
-    const peers = volunteerPeers([...m.prev, ...m.next]);
+    // The mesh loop's other end too (a one-stage model's replicas: each other, not this tab).
+    const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...(m.loop?.peers ?? [])]))].filter(
+      (id) => id !== this.status.volunteerId,
+    );
     this.mesh?.need(m.sessionId, peers);
     try {
       await Promise.all(peers.map((id) => this.mesh?.connect(id)));

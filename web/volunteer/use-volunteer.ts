@@ -28,6 +28,8 @@ export interface VolunteerSettings {
   readonly autoPause: boolean;
   /** The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves. */
   readonly model: string | null;
+  /** False (?batch=off): each session's step is its own runtime call, for comparisons; default true. */
+  readonly batching?: boolean;
   /** Stamp each step's path (?trace=1, for the bench); off by default. */
   readonly trace?: boolean;
 }
@@ -85,7 +87,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model, trace } = settings;
+  const { backend, fault, share, autoPause, model, trace, batching = true } = settings;
 
   useEffect(() => {
     if (!active) return;
@@ -100,6 +102,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           fault,
           share,
           trace: stamps,
+          batching,
         });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
@@ -111,7 +114,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model, trace]);
+  }, [active, backend, fault, share, autoPause, model, trace, batching]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

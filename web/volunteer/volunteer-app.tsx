@@ -16,6 +16,7 @@ const SETTINGS = {
   share: parseShare(params.get('share'), 1),
   autoPause: params.get('autopause') === '1',
   trace: params.get('trace') === '1',
+  batching: params.get('batch') !== 'off',
 };
 
 export function VolunteerApp() {

@@ -1,0 +1,183 @@
+// Several sessions' decode steps of one stage as one runtime call: their
+// inputs and KV caches gathered into a batch, and the batch's outputs cut back
+// into one set of outputs per session. Pure tensor code; which steps may share
+// a call is decided here too (canShareCall), where the graphs' limits are.
+//
+// Fused graph: GroupQueryAttention takes seqlens_k per row, so rows of
+// different lengths share a call: the past is padded (with zeros) to the
+// longest, each row's new key and value are written at its own length, and
+// attention reads only that row's first seqlens_k + 1 positions. Each row's
+// present is its block of the batch's output, possibly longer than what it
+// holds (the cache's count says how much); no position past a row's own is
+// ever read, so the padding never reaches a result.
+//
+// Plain graph: positions and the causal mask come from the past tensor's
+// length, one for the whole batch, so only rows of equal length share a call
+// (a per-row mask would be a new input of the reference graph and change every
+// plain stage file).
+import type { ModelConfig } from './config.js';
+import type { Feeds, Float32Tensor, KvCache, KvFeeds, TensorData } from './pipeline.js';
+import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
+import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
+
+/** One session's step in a batch: its input ([1, 1] ids or [1, 1, d] hidden states) and its stage's cache. */
+export interface BatchRow {
+  readonly input: TensorData;
+  readonly cache: KvCache;
+}
+
+/** True when the step is a single position (a decode step): prefills and replays run alone. */
+function isDecode(input: TensorData): boolean {
+  return input.dims[0] === 1 && input.dims[1] === 1;
+}
+
+/** True when the cache holds no tensor on a device (WebGPU buffers are not gathered: see README "Batching across sessions"). */
+function onHost(cache: KvCache): boolean {
+  return cache.placement.device === 0;
+}
+
+/** Whether `row` may run in one call with `head` (both of one stage). */
+export function canShareCall(form: GraphForm, head: BatchRow, row: BatchRow): boolean {
+  if (!isDecode(head.input) || !isDecode(row.input) || head.input.dtype !== row.input.dtype) return false;
+  if (!onHost(head.cache) || !onHost(row.cache)) return false;
+  return form === 'fused' || head.cache.length === row.cache.length;
+}
+
+/**
+ * A cache's first `keep` positions (of its [1, heads, srcT, hd] tensor) into
+ * row `outRow` of [B, heads, outT, hd], the rest of the row zeroed: the
+ * padding is never read, and holds nothing of another session either.
+ */
+function padRow(
+  src: Float32Array,
+  srcT: number,
+  keep: number,
+  out: Float32Array,
+  outRow: number,
+  outT: number,
+  heads: number,
+  hd: number,
+): void {
+  for (let h = 0; h < heads; h++) {
+    const to = (outRow * heads + h) * outT * hd;
+    out.set(src.subarray(h * srcT * hd, (h * srcT + keep) * hd), to);
+    out.fill(0, to + keep * hd, to + outT * hd);
+  }
+}
+
+/**
+ * The array whose rows 0..B−1 the tensors are, in order (each row's present.*
+ * of the call these rows last ran in together): fed again as it is, with no
+ * copy. Null when they are anything else.
+ */
+function sameBatch(ts: readonly Float32Tensor[]): Float32Array | null {
+  const first = ts[0];
+  if (first === undefined) return null;
+  const bytes = first.data.byteLength;
+  const buffer = first.data.buffer;
+  if (first.data.byteOffset !== 0 || buffer.byteLength !== ts.length * bytes) return null;
+  for (const [i, t] of ts.entries()) {
+    if (t.data.buffer !== buffer || t.data.byteOffset !== i * bytes || t.dims[2] !== first.dims[2]) return null;
+  }
+  return new Float32Array(buffer, 0, buffer.byteLength / 4);
+}
+
+function float32(t: TensorData | KvFeeds[string] | undefined, name: string): Float32Tensor {
+  if (t === undefined || t.dtype !== 'float32') throw new Error(`${name} is not a float32 tensor on the host`);
+  return t;
+}
+
+/** Where a gathered tensor's data goes: an array of `length` values, any contents (fresh by default; StepBatcher reuses its own). */
+export type Scratch = (name: string, length: number) => Float32Array;
+
+const fresh: Scratch = (_name, length) => new Float32Array(length);
+
+/** The feeds of one call for all rows (at least one): inputs stacked, pasts padded to the longest, and the fused form's per-row lengths. */
+export function gatherFeeds(
+  cfg: ModelConfig,
+  layers: { start: number; end: number },
+  form: GraphForm,
+  stage: number,
+  rows: readonly BatchRow[],
+  scratch: Scratch = fresh,
+): Feeds {
+  const b = rows.length;
+  const heads = cfg.numKvHeads;
+  const hd = cfg.headDim;
+  const lengths = rows.map((r) => r.cache.length);
+  const past = Math.max(...lengths);
+  const total = past + 1;
+  const feeds: Feeds = {};
+  const first = rows[0]?.input;
+  if (first === undefined) throw new RangeError('a batch needs a row');
+  if (first.dtype === 'int64') {
+    feeds[stageInputName(stage)] = { dtype: 'int64', dims: [b, 1], data: BigInt64Array.from(rows, (r) => r.input.data[0] as bigint) };
+  } else {
+    const d = first.data.length;
+    const data = new Float32Array(b * d);
+    for (const [i, r] of rows.entries()) data.set(float32(r.input, 'a batched input').data, i * d);
+    feeds[stageInputName(stage)] = { dtype: 'float32', dims: [b, 1, d], data };
+  }
+  const pasts = rows.map((r) => r.cache.feeds(1));
+  for (let l = layers.start; l < layers.end; l++) {
+    for (const name of [STAGE_IO.pastKey(l), STAGE_IO.pastValue(l)]) {
+      const ts = pasts.map((p) => float32(p[name], name));
+      // The same rows as last call, in the same order: that call's present is this one's past (the plain form: all of its length).
+      const whole = sameBatch(ts);
+      const t = ts[0]?.dims[2] as number;
+      if (whole !== null && (form === 'fused' || lengths.every((n) => n === t))) {
+        feeds[name] = { dtype: 'float32', dims: [b, heads, t, hd], data: whole };
+        continue;
+      }
+      const data = scratch(name, b * heads * past * hd);
+      for (const [i, t] of ts.entries()) padRow(t.data, t.dims[2] as number, lengths[i] as number, data, i, past, heads, hd);
+      feeds[name] = { dtype: 'float32', dims: [b, heads, past, hd], data };
+    }
+  }
+  if (form === 'fused') {
+    // Per row, its total length − 1 (= what it holds, for one new position); the batch's largest total.
+    feeds[FUSED_IO.seqlensK] = { dtype: 'int32', dims: [b], data: Int32Array.from(lengths) };
+    feeds[FUSED_IO.totalSequenceLength] = { dtype: 'int32', dims: [], data: Int32Array.of(total) };
+  }
+  return feeds;
+}
+
+/**
+ * One call's outputs cut into each row's: a copy of its main output [1, 1, x]
+ * and, without a copy, its block of each present.* ([1, heads, T, hd], T the
+ * batch's longest): a cache may be longer than what it holds (the fused form
+ * reads only its count; the plain form's rows are all of length T). A row's
+ * block keeps the batch's array alive until every row of it has stepped again.
+ */
+export function scatterOutputs(
+  cfg: ModelConfig,
+  layers: { start: number; end: number },
+  stage: number,
+  numStages: number,
+  rows: readonly BatchRow[],
+  outputs: KvFeeds,
+): KvFeeds[] {
+  const b = rows.length;
+  const mainName = stageOutputName(stage, numStages);
+  const main = float32(outputs[mainName], mainName);
+  const width = main.data.length / b;
+  const presents: [string, Float32Tensor][] = [];
+  for (let l = layers.start; l < layers.end; l++) {
+    for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {
+      const t = float32(outputs[name], name);
+      const [tb, heads, total, hd] = t.dims as [number, number, number, number];
+      if (tb !== b || heads !== cfg.numKvHeads || hd !== cfg.headDim || total < Math.max(...rows.map((r) => r.cache.length + 1)))
+        throw new Error(`${name} of a batch of ${b} has shape [${t.dims.join(', ')}]`);
+      presents.push([name, t]);
+    }
+  }
+  return rows.map((_, i) => {
+    const own: KvFeeds = { [mainName]: { dtype: 'float32', dims: [1, 1, width], data: main.data.slice(i * width, (i + 1) * width) } };
+    for (const [name, t] of presents) {
+      const [, heads, total, hd] = t.dims as [number, number, number, number];
+      const size = heads * total * hd;
+      own[name] = { dtype: 'float32', dims: [1, heads, total, hd], data: t.data.subarray(i * size, (i + 1) * size) };
+    }
+    return own;
+  });
+}
