@@ -107,9 +107,10 @@ export interface SignalServerOptions {
   readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
   /**
    * Re-partition the model live where departures leave a stage short (REPARTITION): new partitions' stage
-   * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl.
+   * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl. holdMs:
+   * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS).
    */
-  readonly repartition?: { readonly stageCache: string };
+  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number };
 }
 
 /** Default largest API request body. */
@@ -269,6 +270,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
             ...(builder === null ? {} : { repartition: builder }),
+            ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
           },
           coordinatorLog,
         );

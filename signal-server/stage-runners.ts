@@ -28,6 +28,9 @@ export function stageRunner(dir: string): () => Promise<OrtExecutor> {
   return () => loadStageSet(dir).then((set) => OrtExecutor.create(set.stageBytes));
 }
 
+/** Served partitions (their oracles and runners) a builder keeps for switching back to. */
+export const KEPT_PARTITIONS = 3;
+
 /** Where a stage set of a model is served: /models/<modelId>/<key>. */
 export function stageBaseUrl(modelId: string, key: string): string {
   return `/models/${encodeURIComponent(modelId)}/${key}`;
@@ -47,14 +50,31 @@ export function partitionBuilder(
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
   const choice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  // One served partition per cut, the latest few kept: a swarm that switches back and forth (volunteers leaving
+  // and coming back) reuses its oracle, whose runner holds the whole model, instead of loading another at every
+  // switch; and cuts that vary (measured speeds do) are not all held in memory.
+  const built = new Map<string, Promise<ServedPartition>>();
+  const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
+    const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
+    const key = basename(dir);
+    const baseUrl = stageBaseUrl(manifest.modelId, key);
+    serve({ dir, manifest }, baseUrl);
+    return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+  };
   return {
     sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers),
-    async build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
-      const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
-      const key = basename(dir);
-      const baseUrl = stageBaseUrl(manifest.modelId, key);
-      serve({ dir, manifest }, baseUrl);
-      return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+    build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
+      const cut = ranges.map((r) => `${r.start}-${r.end}`).join(',');
+      const p = built.get(cut) ?? make(ranges);
+      // Most recently used last: the first is the one to forget.
+      built.delete(cut);
+      built.set(cut, p);
+      for (const old of built.keys()) if (built.size > KEPT_PARTITIONS) built.delete(old);
+      // A build that failed is tried again next time.
+      p.catch(() => {
+        if (built.get(cut) === p) built.delete(cut);
+      });
+      return p;
     },
   };
 }

@@ -36,6 +36,7 @@ import {
   MAX_REPLAYS,
   type PartitionBuilder,
   plannedVolunteers,
+  REPARTITION_HOLD_MS,
   ReplayOnNewPartition,
   rangesOf,
   type ServedPartition,
@@ -125,6 +126,8 @@ export interface CoordinatorOptions {
   readonly links?: Links;
   /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
   readonly repartition?: PartitionBuilder;
+  /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
+  readonly repartitionHoldMs?: number;
   /**
    * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
    * sampled token straight to stage 0's, and the coordinator verifies every step
@@ -188,6 +191,8 @@ export const DEFAULT_MAX_QUEUED = 64;
 export const REPLAY_ROUTE_WAIT_MS = 60_000;
 /** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
 const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
+/** How long after a proof the coordinator looks whether the configured partition serves again. */
+const PROOF_RECHECK_MS = 1_000;
 /** How often a waiting request looks for a route again. */
 const ROUTE_POLL_MS = 50;
 
@@ -200,6 +205,11 @@ interface Member {
   readonly remote: boolean;
   /** Passed a challenge since its stage was assigned. */
   proven: boolean;
+  /**
+   * Passed a challenge on this server once (a move or a re-partition does not take that back): only such
+   * volunteers count as a stage's replicas when re-partitioning, never one whose hello is all it sent.
+   */
+  vouched: boolean;
   challenge: {
     readonly id: number;
     readonly expected: number[];
@@ -244,11 +254,17 @@ export class Coordinator {
   private epoch = 0;
   /** A re-partition is being built (its stage files): no second one starts meanwhile. */
   private repartitioning = false;
+  /** When the partition last changed (performance.now()): a switch back waits for the hold after it. */
+  private switchedAt = Number.NEGATIVE_INFINITY;
+  /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
+  private recheckTimer: ReturnType<typeof setTimeout> | null = null;
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
   repartitions = 0;
   replays = 0;
+  /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
+  plans = 0;
 
   constructor(
     private model: ServedModelInfo,
@@ -325,11 +341,11 @@ export class Coordinator {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
-    this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, challenge: null, noShows: 0 });
+    this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
     const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', this.assignment(stage));
-    this.considerRepartition(false);
+    // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
     this.log(
       `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.registry.replicasPerStage().join('/')}`,
     );
@@ -409,10 +425,14 @@ export class Coordinator {
       return;
     }
     member.proven = true;
+    member.vouched = true;
     if (!v.ready) {
       // Its time per step as measured here, never as it says.
       this.registry.markReady(id, v.stage, performance.now() - c.sentAt);
       this.log(`volunteer ${id} passed its challenge for stage ${v.stage}: ready`);
+      // Only a proven volunteer counts towards going back to the configured partition: now it may
+      // (proofs come in bursts, each volunteer's after a switch: they are looked at together).
+      this.recheckLater(PROOF_RECHECK_MS);
       this.options.statusChanged?.();
     }
   }
@@ -504,9 +524,11 @@ export class Coordinator {
     // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
     // its record stays in Redis under its client key (../cluster/), and follows it to any server.
     this.audit.forget(id);
-    this.move(this.registry.leave(id));
+    const moves = this.registry.leave(id);
+    this.move(moves);
     this.log(`volunteer ${id} left; replicas per stage ${this.registry.replicasPerStage().join('/')}`);
-    this.considerRepartition(true);
+    // One that never proved a stage changed nothing the planner counts (unless its going moved others).
+    if (member.vouched || moves.length > 0) this.considerRepartition(true);
     this.options.statusChanged?.();
   }
 
@@ -523,10 +545,18 @@ export class Coordinator {
     const current = rangesOf(this.model.manifest);
     if (!sameRanges(current, this.operatorRanges)) {
       // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
-      const back = this.plan(builder, this.operatorRanges);
-      if (back.ok && back.kept) {
-        this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition');
-        return;
+      // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
+      // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
+      // Not before the hold is over, and no plan (seconds for a large swarm) while too few clients are ready.
+      const wait = this.switchedAt + (this.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) - performance.now();
+      const readyClients = new Set(this.plannerView(true).map((v) => v.client)).size;
+      if (wait > 0) this.recheckLater(wait);
+      else if (readyClients >= this.operatorRanges.length * r) {
+        const back = this.plan(builder, this.operatorRanges, true);
+        if (back.ok && back.kept) {
+          this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
+          return;
+        }
       }
     }
     // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
@@ -547,8 +577,16 @@ export class Coordinator {
     this.buildAndSwitch(builder, plan.ranges, `stages short (${this.registry.replicasPerStage().join('/')})`);
   }
 
+  /** Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile. */
+  private recheckLater(ms: number): void {
+    this.recheckTimer ??= setTimeout(() => {
+      this.recheckTimer = null;
+      this.considerRepartition(false);
+    }, ms);
+  }
+
   /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
-  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string): void {
+  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string, readyOnly = false): void {
     this.repartitioning = true;
     const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
     this.log(`re-partition: ${why}; building layers ${key}`);
@@ -558,7 +596,7 @@ export class Coordinator {
         this.repartitioning = false;
         if (this.closing) return;
         // Volunteers may have come and gone while the files were built: placed as they are now.
-        const again = this.plan(builder, rangesOf(p.manifest));
+        const again = this.plan(builder, rangesOf(p.manifest), readyOnly);
         if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
         else this.considerRepartition(true);
       })
@@ -568,14 +606,20 @@ export class Coordinator {
       });
   }
 
-  /** This server's volunteers as the planner sees them. */
-  private plannerView(): PlannedVolunteer[] {
-    const local = this.registry.all().filter((v) => v.remote !== true);
+  /**
+   * This server's volunteers as the planner sees them: those that passed a challenge here once (moved ones
+   * still loading count; a stranger that never proved a stage would hold a seat it does not fill), or with
+   * `readyOnly` those ready now.
+   */
+  private plannerView(readyOnly = false): PlannedVolunteer[] {
+    const local = this.registry.all().filter((v) => v.remote !== true && (readyOnly ? v.ready : this.members.get(v.id)?.vouched === true));
     return plannedVolunteers(local, rangesOf(this.model.manifest), (id) => this.members.get(id)?.keys ?? [], offeredBytes('wasm', null));
   }
 
-  private plan(builder: PartitionBuilder, current: readonly LayerRange[]) {
-    return planPartition({ sizes: builder.sizes, volunteers: this.plannerView(), redundancy: this.options.redundancy, current });
+  private plan(builder: PartitionBuilder, current: readonly LayerRange[], readyOnly = false) {
+    const volunteers = this.plannerView(readyOnly);
+    this.plans += 1;
+    return planPartition({ sizes: builder.sizes, volunteers, redundancy: this.options.redundancy, current });
   }
 
   /**
@@ -593,6 +637,7 @@ export class Coordinator {
     this.oracle = p.oracle;
     this.epoch += 1;
     this.repartitions += 1;
+    this.switchedAt = performance.now();
     const fallback = this.options.fallback;
     if (fallback !== undefined) this.fallback = this.serverReplicas(p.manifest, { ...fallback, executor: p.executor });
     for (const member of this.members.values()) {
@@ -809,6 +854,7 @@ export class Coordinator {
     const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
     for (const s of this.sessions.values()) s.abort(e);
     for (const m of this.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
+    if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
   }
 
   /** Adds an observer of tokens and generations (metrics, the dashboard). */
@@ -1151,7 +1197,17 @@ export class Coordinator {
     const member = this.members.get(v.id);
     if (member !== undefined && !member.remote) return;
     if (member === undefined) {
-      this.members.set(v.id, { id: v.id, link, keys: v.keys, fault: null, remote: true, proven: v.proven, challenge: null, noShows: 0 });
+      this.members.set(v.id, {
+        id: v.id,
+        link,
+        keys: v.keys,
+        fault: null,
+        remote: true,
+        proven: v.proven,
+        vouched: v.proven,
+        challenge: null,
+        noShows: 0,
+      });
     } else member.proven = v.proven;
     this.registry.mirror({ ...v, remote: true });
     this.audit.set(v.id, v.counts);

@@ -32,6 +32,15 @@ export interface PartitionBuilder {
   build(ranges: readonly LayerRange[]): Promise<ServedPartition>;
 }
 
+/**
+ * How long a partition serves before the swarm may switch back to the
+ * configured one: every switch re-challenges every volunteer and replays the
+ * requests in flight, so a client that joins and leaves in a loop must not
+ * buy one switch per loop (its departure forces a switch only where the
+ * switch back made it needed).
+ */
+export const REPARTITION_HOLD_MS = 30_000;
+
 /** Sessions replayed after one request's re-partitions at most: a swarm that keeps changing fails the request instead. */
 export const MAX_REPLAYS = 3;
 

@@ -1,0 +1,166 @@
+// Hostile clients against live re-partition (REPARTITION), over the real
+// protocol: a real server on port 0, honest Node volunteers computing with
+// onnxruntime from distinct 127.0.0.x addresses, and a stranger's raw
+// Socket.IO client that says hello and nothing more. Requests go over the
+// HTTP API; tokens are compared with the reference runner's.
+import { io } from 'socket.io-client';
+import { describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { REPARTITION_HOLD_MS } from './coordinator/repartition.js';
+import { httpSwarm } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+import type { Client } from './testing/socket-client.js';
+
+const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('repartition-attack');
+
+/** How long a test waits for volunteers to load and prove their stages: generous, for 2 cores shared with other test runs. */
+const READY_MS = 90_000;
+const TEST_MS = 300_000;
+
+/** A stranger from `address` that says hello as a volunteer (claiming plenty of memory) and then nothing: it never loads, never says ready. */
+function silentStranger(url: string, address: string): Client {
+  const c = io(url, {
+    auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    // The Node transport's option (socket.io-client's types know only the browser's): connect from this address.
+    ...{ localAddress: address },
+  }) as Client;
+  c.on('connect', () =>
+    c.emit('volunteer:hello', {
+      backend: 'wasm',
+      adapter: null,
+      fault: null,
+      clientKey: `stranger-${address.replaceAll('.', '-')}`,
+      capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
+    }),
+  );
+  return c;
+}
+
+/**
+ * 4 honest volunteers (from 127.0.0.`first`…) on 2 stages × r = 2, no hold; one leaves: 3 clients cannot keep
+ * 2 stages, so the swarm shrinks to one stage, and its 3 volunteers prove it.
+ */
+async function shrunkSwarm(first: number) {
+  const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+  const coordinator = server.coordinator;
+  if (coordinator === null) throw new Error('no coordinator');
+  const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${first + i}`));
+  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+  await (vs[0] as NodeVolunteer).close();
+  await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 20 }).toBe(1);
+  // Taken at the switch, before its volunteers (reloading) prove the new stage.
+  const plansAtSwitch = coordinator.plans;
+  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+  expect(coordinator.modelInfo.stages).toBe(1);
+  return { coordinator, url, expected, plansAtSwitch };
+}
+
+describe('re-partition under attack', () => {
+  it(
+    'a stranger whose hello is all it sends does not switch a shrunk swarm back to the configured partition (where its stage would lack r ready replicas)',
+    async () => {
+      // No hold: what keeps the partition here is that the stranger never proved a stage.
+      const { coordinator, url, expected } = await shrunkSwarm(60);
+      const stranger = silentStranger(url, '127.0.0.77');
+      try {
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(4);
+        // Long enough for the operator's stage files (cached already) to be found and a switch to be made.
+        await new Promise((r) => setTimeout(r, 3_000));
+        const r = await complete(url);
+        expect(r.body.error).toBeUndefined();
+        expect(r.status).toBe(200);
+        expect(r.body.webswarm?.tokens).toEqual(expected);
+        expect(coordinator.repartitions).toBe(1);
+        expect(coordinator.modelInfo.stages).toBe(1);
+      } finally {
+        stranger.disconnect();
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a client that leaves and comes back at once buys no switch back before the hold is over: the shrunk partition serves meanwhile',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache() } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));
+      const attacker = volunteer(url, '127.0.0.88');
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // Its departure leaves a stage short: the swarm shrinks to one stage, everyone is challenged again.
+      await attacker.close();
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 100 }).toBe(1);
+      const shrunk = performance.now();
+      // Back at once, computing honestly: with it the configured partition would serve again.
+      volunteer(url, '127.0.0.88');
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // Proven well within the hold (a tiny model), so only the hold can be what keeps the partition now.
+      expect(performance.now() - shrunk).toBeLessThan(REPARTITION_HOLD_MS);
+      expect(coordinator.repartitions).toBe(1);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      // Once the hold is over the swarm goes back by itself (nothing else happens to ask).
+      await expect.poll(() => coordinator.repartitions, { timeout: REPARTITION_HOLD_MS + READY_MS, interval: 100 }).toBe(2);
+      expect(performance.now() - shrunk).toBeGreaterThanOrEqual(REPARTITION_HOLD_MS - 1_000);
+      expect(coordinator.modelInfo.stages).toBe(2);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      const again = await complete(url);
+      expect(again.status).toBe(200);
+      expect(again.body.webswarm?.tokens).toEqual(expected);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a stranger squatting a seat (hello, then nothing) does not stop a short stage from being re-partitioned: it is no replica until it proves one',
+    async () => {
+      const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${80 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      const stranger = silentStranger(url, '127.0.0.78');
+      try {
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(5);
+        const seat = coordinator.registry.all().find((v) => !vs.some((h) => h.id === v.id))?.stage;
+        // An honest volunteer of the stranger's stage leaves: by count its stage still has 2 clients, but 1 of them computes.
+        await (vs.find((v) => v.stage === seat) as NodeVolunteer).close();
+        const r = await complete(url);
+        expect(r.body.error).toBeUndefined();
+        expect(r.status).toBe(200);
+        expect(r.body.webswarm?.tokens).toEqual(expected);
+        expect(coordinator.repartitions).toBe(1);
+      } finally {
+        stranger.disconnect();
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'strangers that say hello and leave in a loop make the server plan nothing, nor do proofs while too few clients are ready to go back: planning takes seconds for a large swarm',
+    async () => {
+      const { coordinator, url, expected, plansAtSwitch } = await shrunkSwarm(100);
+      // Three proofs of the new stage, too few clients to go back: nothing planned for them either.
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(coordinator.plans).toBe(plansAtSwitch);
+      const plans = coordinator.plans;
+      for (let i = 0; i < 10; i++) {
+        const stranger = silentStranger(url, `127.0.0.${110 + i}`);
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(4);
+        stranger.disconnect();
+        await expect.poll(() => coordinator.registry.all().length, { timeout: READY_MS }).toBe(3);
+      }
+      expect(coordinator.plans).toBe(plans);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+    },
+    TEST_MS,
+  );
+});
