@@ -198,10 +198,9 @@ export class VolunteerReplica {
     });
     socket.on('session:update', (m) => {
       const loop = m.loop ?? this.core?.openSessions.find((x) => x.sessionId === m.sessionId)?.loop?.peers ?? [];
-      const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...loop]))].filter((id) => id !== this.status.volunteerId);
-      this.mesh?.need(m.sessionId, peers);
+      const neighbours = this.linkSession(m.sessionId, [...m.prev, ...m.next], loop);
       // Connect to the new neighbours first: the resend needs their data channels.
-      Promise.all(peers.map((id) => this.mesh?.connect(id)))
+      Promise.all(neighbours.map((id) => this.mesh?.connect(id)))
         .then(() => this.core?.update(m))
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
@@ -377,16 +376,28 @@ export class VolunteerReplica {
     return performance.now() - t0;
   }
 
+  /**
+   * The data channels a session needs. Its neighbours' (returned) are awaited
+   * before it joins or applies an update; the mesh loop's other end (a
+   * one-stage model's replicas: each other, not this tab) is opened alongside
+   * and never waited for: the coordinator feeds stage 0 the verified token
+   * without it, and a loop peer that left must not hold up the session.
+   */
+  private linkSession(sessionId: number, neighbours: readonly string[], loop: readonly string[]): string[] {
+    const me = this.status.volunteerId;
+    const needed = [...new Set(volunteerPeers(neighbours))].filter((id) => id !== me);
+    const extra = [...new Set(volunteerPeers(loop))].filter((id) => id !== me && !needed.includes(id));
+    this.mesh?.need(sessionId, [...needed, ...extra]);
+    for (const id of extra) this.mesh?.connect(id).catch(() => undefined);
+    return needed;
+  }
+
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
-    // The mesh loop's other end too (a one-stage model's replicas: each other, not this tab).
-    const peers = [...new Set(volunteerPeers([...m.prev, ...m.next, ...(m.loop?.peers ?? [])]))].filter(
-      (id) => id !== this.status.volunteerId,
-    );
-    this.mesh?.need(m.sessionId, peers);
+    const neighbours = this.linkSession(m.sessionId, [...m.prev, ...m.next], m.loop?.peers ?? []);
     try {
-      await Promise.all(peers.map((id) => this.mesh?.connect(id)));
+      await Promise.all(neighbours.map((id) => this.mesh?.connect(id)));
       this.emit('session:joined', { sessionId: m.sessionId });
     } catch (e) {
       const message = (e as Error).message;
