@@ -159,6 +159,8 @@ describe('re-partition over Socket.IO', () => {
       const c = await coordinator.complete({ prompt: PROMPT, maxTokens: TOKENS, sampling });
       expect(coordinator.replays).toBeGreaterThanOrEqual(1);
       expect(c.tokens).toEqual(expected);
+      // The mesh loop's last stage drew on from the tokens the replay had (MeshLoop.draws): its tokens were never wrong.
+      expect(coordinator.meshRollBacks).toBe(0);
     },
     TEST_MS,
   );

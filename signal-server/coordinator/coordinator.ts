@@ -263,6 +263,8 @@ export class Coordinator {
   /** Re-partitions carried out, and requests replayed on a new partition, since the start. */
   repartitions = 0;
   replays = 0;
+  /** Steps rolled back because stage 0 computed on a mesh token the coordinator did not verify, over finished sessions. */
+  meshRollBacks = 0;
   /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
   plans = 0;
 
@@ -1108,6 +1110,7 @@ export class Coordinator {
       this.sessionLinks.delete(sessionId);
       this.fallback?.release(sessionId);
       for (const [a, b] of linked) this.links.unlink(a, b);
+      this.meshRollBacks += session.meshRollBacks;
       this.finished.set(sessionId, session);
       if (this.finished.size > 64) this.finished.delete(this.finished.keys().next().value as number);
       this.spotCheck(session.route.flat());
