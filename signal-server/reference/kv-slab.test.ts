@@ -4,7 +4,8 @@
 // bit for bit what each gets alone (one call per step, present.* fetched),
 // through growth past a slab's capacity, a roll-back inside a slab, a closed
 // session's slot taken by a newcomer, a poisoned row and garbage past a row's
-// length; a runtime returning a malformed output changes no cache.
+// length, and on stage files built before new.* existed; a runtime returning
+// a malformed output changes no cache.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +234,37 @@ describe.each(['austen-2m', 'tiny-gqa-bias'] as const)('%s, fused stage graphs: 
     const [a2, b2] = await Promise.all([step(batcher, A, [9]), step(batcher, B, [9]), step(batcher, P, [9])]);
     same(a2, want[3], 'A next to it again');
     same(b2, want[3], 'B next to it again');
+  });
+
+  it('stages built before new.* (a cached build): slab steps fetch present.* and take each new position from it, bit for bit', async () => {
+    const m = runner.manifest;
+    const old = { ...m, stages: m.stages.map((e) => ({ ...e, outputs: e.outputs.filter((o) => !o.name.startsWith('new.')) })) };
+    const asked: string[][] = [];
+    const recording = {
+      run: async (stage: number, feeds: Feeds, fetches?: readonly string[]) => {
+        asked.push([...(fetches ?? [])]);
+        return runner.stageExecutor.run(stage, feeds, fetches);
+      },
+    };
+    const batcher = new StepBatcher(old, recording, 16);
+    const [pa, pb] = prompts as [number[], number[]];
+    const wa = await alone([pa, [3], [4], [5]]);
+    const wb = await alone([pb, [6], [7], [8]]);
+    const [A, B] = [caches(), caches()];
+    same(await step(batcher, A, pa), wa[0], 'A prompt');
+    same(await step(batcher, B, pb), wb[0], 'B prompt');
+    for (let i = 0; i < 3; i++) {
+      const [a, b] = await Promise.all([step(batcher, A, [3 + i]), step(batcher, B, [6 + i])]);
+      same(a, wa[i + 1], `A step ${i}`);
+      same(b, wb[i + 1], `B step ${i}`);
+    }
+    expect(batcher.stats.slabSteps).toBe(2 * 3 * STAGES);
+    const slabCalls = asked.filter((f) => f.length > 0);
+    expect(slabCalls.length).toBeGreaterThan(0);
+    for (const f of slabCalls) {
+      expect(f.some((n) => n.startsWith('new.'))).toBe(false);
+      expect(f.some((n) => n.startsWith('present.'))).toBe(true);
+    }
   });
 
   it('a runtime returning a malformed new.* changes no cache: the steps run again alone, each bit for bit', async () => {
