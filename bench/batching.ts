@@ -2,7 +2,9 @@
  * Batching across sessions: aggregate decode tokens/s of 1 and of 8 concurrent
  * sessions on the server's executor (the fallback's: one CachingExecutor per
  * stage over one serial onnxruntime-web WASM runner, 1 thread), batching on
- * and off side by side in each run. The 8 sessions' prompts have 8 different
+ * and off side by side in each run; for the fused graph also batching on with
+ * the pasts gathered and present.* fetched every step, as before slabs
+ * (shared/model/kv-slab.ts). The 8 sessions' prompts have 8 different
  * lengths (the fused graph batches them; the plain graph batches only equal
  * lengths, so it also has a row with 8 prompts of one length).
  */
@@ -35,17 +37,29 @@ export function smollmSixLayers(root = '.cache/bench-models'): string {
 }
 
 export interface BatchingBenchOptions {
-  readonly models: readonly { readonly label: string; readonly dir: string }[];
+  /** Each model, and which of CASES to run on it (all when absent). */
+  readonly models: readonly { readonly label: string; readonly dir: string; readonly cases?: readonly Case[] }[];
   readonly stages: number;
   /** Decode tokens per session per run. */
   readonly tokens: number;
   readonly repeats: number;
 }
 
+/** How a configuration runs steps: one call each (off), batched with gathered pasts (before slabs), or batched on slabs. */
+interface Mode {
+  readonly label: string;
+  readonly maxBatch: number;
+  readonly slabs: boolean;
+}
+const OFF: Mode = { label: 'off', maxBatch: 1, slabs: false };
+const GATHERED: Mode = { label: 'on, pasts gathered (before)', maxBatch: 16, slabs: false };
+const SLABS: Mode = { label: 'on, slabs', maxBatch: 16, slabs: true };
+
 /** One CachingExecutor per stage over one serial runner and, when on, one batcher: as the fallback's replicas (ServerReplicas). */
-function stageExecutors(manifest: StageManifest, runner: StageExecutor, maxBatch: number, sessions: number): CachingExecutor[] {
+function stageExecutors(manifest: StageManifest, runner: StageExecutor, mode: Mode, sessions: number): CachingExecutor[] {
+  const { maxBatch } = mode;
   const serial = new SerialExecutor(async () => runner);
-  const batcher = maxBatch > 1 ? new StepBatcher(manifest, serial, maxBatch, 1, () => sessions) : null;
+  const batcher = maxBatch > 1 ? new StepBatcher(manifest, serial, maxBatch, 1, () => sessions, mode.slabs) : null;
   return manifest.stages.map(() => new CachingExecutor(manifest, serial, batcher === null ? { maxBatch: 1 } : { batcher }));
 }
 
@@ -75,12 +89,12 @@ async function generateAll(
   return { wallMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-interface Case {
+export interface Case {
   readonly graph: GraphForm;
   readonly lengths: 'different' | 'equal';
 }
 
-const CASES: readonly Case[] = [
+export const CASES: readonly Case[] = [
   { graph: 'fused', lengths: 'different' },
   { graph: 'plain', lengths: 'different' },
   { graph: 'plain', lengths: 'equal' },
@@ -88,10 +102,13 @@ const CASES: readonly Case[] = [
 
 export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
   const cacheRoot = mkdtempSync(join(tmpdir(), 'webswarm-bench-batching-'));
+  const loadAtStart = loadavg()[0]?.toFixed(1);
   const rows: string[][] = [];
   try {
     for (const model of o.models) {
-      for (const c of CASES) {
+      for (const c of model.cases ?? CASES) {
+        // Slabs apply to the fused graph only: on the plain one "before" would be the same code as "on".
+        const modes = c.graph === 'fused' ? [OFF, GATHERED, SLABS] : [OFF, SLABS];
         const { dir } = await ensureStages(model.dir, { stages: o.stages }, cacheRoot, { graph: c.graph });
         const runner = await ReferenceRunner.fromStageDir(dir);
         try {
@@ -101,10 +118,10 @@ export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
               c.lengths === 'equal' ? ids.slice(0, 16).map((t) => (t + i) % 2000) : ids.slice(0, 9 + 2 * i),
             );
           for (const n of SESSIONS) {
-            for (const maxBatch of [1, 16])
+            for (const mode of modes)
               await generateAll(
                 runner.manifest,
-                stageExecutors(runner.manifest, runner.stageExecutor, maxBatch, n),
+                stageExecutors(runner.manifest, runner.stageExecutor, mode, n),
                 promptsOf(n),
                 WARMUP_TOKENS,
               );
@@ -114,41 +131,40 @@ export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
           const perCpu = new Map<string, number[]>();
           for (let r = 0; r < o.repeats; r++) {
             for (const n of SESSIONS) {
-              for (const maxBatch of r % 2 === 0 ? [16, 1] : [1, 16]) {
+              for (const mode of r % 2 === 0 ? [...modes].reverse() : modes) {
                 const t = await generateAll(
                   runner.manifest,
-                  stageExecutors(runner.manifest, runner.stageExecutor, maxBatch, n),
+                  stageExecutors(runner.manifest, runner.stageExecutor, mode, n),
                   promptsOf(n),
                   o.tokens,
                 );
-                const key = `${n}/${maxBatch}`;
+                const key = `${n}/${mode.label}`;
                 rates.set(key, [...(rates.get(key) ?? []), (n * o.tokens * 1000) / t.wallMs]);
                 perCpu.set(key, [...(perCpu.get(key) ?? []), (n * o.tokens * 1000) / t.cpuMs]);
               }
             }
           }
-          const rate = (n: number, maxBatch: number) => median(rates.get(`${n}/${maxBatch}`) ?? []);
-          const cpuRate = (n: number, maxBatch: number) => median(perCpu.get(`${n}/${maxBatch}`) ?? []);
+          const rate = (n: number, m: Mode) => median(rates.get(`${n}/${m.label}`) ?? []);
+          const cpuRate = (n: number, m: Mode) => median(perCpu.get(`${n}/${m.label}`) ?? []);
           const ratio = (x: number, y: number) => `${(x / y).toFixed(2)}×`;
-          for (const [label, mb] of [
-            ['off', 1],
-            ['on', 16],
-          ] as const) {
-            const cells = [rate(1, mb).toFixed(0), rate(8, mb).toFixed(0), ratio(rate(8, mb), rate(1, mb))];
-            const cpuCells = [cpuRate(1, mb).toFixed(0), cpuRate(8, mb).toFixed(0), ratio(cpuRate(8, mb), cpuRate(1, mb))];
-            rows.push([model.label, `${c.graph}, ${c.lengths} lengths`, label, ...cells, ...cpuCells]);
+          for (const m of modes) {
+            const cells = [rate(1, m).toFixed(0), rate(8, m).toFixed(0), ratio(rate(8, m), rate(1, m))];
+            const cpuCells = [cpuRate(1, m).toFixed(0), cpuRate(8, m).toFixed(0), ratio(cpuRate(8, m), cpuRate(1, m))];
+            rows.push([model.label, `${c.graph}, ${c.lengths} lengths`, m.label, ...cells, ...cpuCells]);
           }
-          rows.push([
+          const versus = (a: Mode, b: Mode) => [
             '',
             '',
-            'on / off',
-            ratio(rate(1, 16), rate(1, 1)),
-            ratio(rate(8, 16), rate(8, 1)),
+            `${a.label} ÷ ${b.label}`,
+            ratio(rate(1, a), rate(1, b)),
+            ratio(rate(8, a), rate(8, b)),
             '',
-            ratio(cpuRate(1, 16), cpuRate(1, 1)),
-            ratio(cpuRate(8, 16), cpuRate(8, 1)),
+            ratio(cpuRate(1, a), cpuRate(1, b)),
+            ratio(cpuRate(8, a), cpuRate(8, b)),
             '',
-          ]);
+          ];
+          rows.push(versus(SLABS, OFF));
+          if (modes.includes(GATHERED)) rows.push(versus(SLABS, GATHERED));
         } finally {
           await runner.close();
         }
@@ -158,7 +174,7 @@ export async function benchBatching(o: BatchingBenchOptions): Promise<void> {
     rmSync(cacheRoot, { recursive: true, force: true });
   }
   printTable(
-    `batching across sessions on the server's executor: aggregate decode tokens per second of wall time and per second of this process's CPU time (which other work on the machine disturbs less), onnxruntime-web WASM in Node, 1 thread, ${o.stages} stages (median of ${o.repeats} runs × ${o.tokens} tokens per session, on and off alternating; load average ${loadavg()[0]?.toFixed(1)} at the end)`,
+    `batching across sessions on the server's executor: aggregate decode tokens per second of wall time and per second of this process's CPU time (which other work on the machine disturbs less), onnxruntime-web WASM in Node, 1 thread, ${o.stages} stages (median of ${o.repeats} runs × ${o.tokens} tokens per session, the modes alternating; load average ${loadAtStart} at the start, ${loadavg()[0]?.toFixed(1)} at the end)`,
     [
       'model',
       'stage graphs, prompts',

@@ -18,14 +18,14 @@ import { startLocalServer } from '../tools/local-server.js';
 import { launchChromium } from '../tools/local-swarm.js';
 import { median, printTable } from './table.js';
 
-const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune';
+export const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune';
 /** Positions of the prompt: decoding starts at position 9. */
-const PROMPT_POSITIONS = 9;
+export const PROMPT_POSITIONS = 9;
 /** The windows whose median is reported: positions [10, 20) and [250, 260). */
-const NEAR = 10;
-const FAR = 250;
-const WINDOW = 10;
-const TOKENS = FAR + WINDOW - PROMPT_POSITIONS;
+export const NEAR = 10;
+export const FAR = 250;
+export const WINDOW = 10;
+export const TOKENS = FAR + WINDOW - PROMPT_POSITIONS;
 
 export interface GraphsBenchOptions {
   readonly modelDir: string;
@@ -45,7 +45,7 @@ const WEBGPU_TOKENS = 8;
  * PROMPT_POSITIONS + i), the lowest over the runs: other work on the machine
  * only ever adds time, so the quietest run is the closest to the cost.
  */
-function windows(runs: readonly (readonly number[])[]): { near: number; far: number } {
+export function windows(runs: readonly (readonly number[])[]): { near: number; far: number } {
   const at = (p: number) => Math.min(...runs.map((ms) => median(ms.slice(p - PROMPT_POSITIONS, p - PROMPT_POSITIONS + WINDOW))));
   return { near: at(NEAR), far: at(FAR) };
 }

@@ -4,7 +4,8 @@
  *
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
- *   BENCH_GRAPHS (default 1; 0 skips plain vs fused graphs and context growth; BENCH_SWARM=0 keeps them out of Chromium),
+ *   BENCH_GRAPHS (default 1; 0 skips plain vs fused graphs and context growth, and context growth with the KV cache on slabs vs
+ *   as before on austen-2m and the SmolLM-135M-shaped checkpoint, 30 layers; BENCH_SWARM=0 keeps them out of Chromium),
  *   BENCH_WEBGPU (default 1; 0 skips the WebGPU tab rows: SwiftShader without a GPU, slow),
  *   BENCH_ATTACKS (default 1; 0 skips the attacks on a real server),
  *   BENCH_REPARTITION (default 1; 0 skips the live re-partition: departure to serving again, requests lost),
@@ -14,8 +15,9 @@
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
- *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off, austen-2m and a 6-layer
- *   SmolLM-135M-shaped random checkpoint written into .cache/bench-models/; and, unless BENCH_SWARM=0, 1 vs 8 requests
+ *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off (and fused: slabs vs pasts gathered),
+ *   austen-2m, a 6-layer SmolLM-135M-shaped random checkpoint written into .cache/bench-models/ and the 30-layer one
+ *   (fused only); and, unless BENCH_SWARM=0, 1 vs 8 requests
  *   through a swarm of 3 tabs),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
@@ -33,12 +35,14 @@ import { Tokenizer } from '../shared/model/tokenizer.js';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { buildStagesToDir, loadStageSet, readModelFolder } from '../signal-server/models/model-folder.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { benchAttacks } from './attacks.js';
-import { benchBatching, smollmSixLayers } from './batching.js';
+import { benchBatching, CASES, smollmSixLayers } from './batching.js';
 import { benchBatchingSwarm } from './batching-swarm.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
-import { benchDistribution } from './distribution.js';
+import { benchContextGrowth } from './context-growth.js';
+import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
@@ -112,11 +116,18 @@ async function main(): Promise<void> {
     if (process.env.BENCH_GRAPHS !== '0') {
       const browser = process.env.BENCH_SWARM !== '0';
       await benchGraphs({ modelDir: modelDir(model), stages: 3, repeats, browser, webgpu: browser && process.env.BENCH_WEBGPU !== '0' });
+      const smollm = { label: 'SmolLM-135M-shaped', dir: ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED) };
+      await benchContextGrowth({ models: [{ label: model, dir: modelDir(model) }, smollm], stages: 3, repeats: Math.min(repeats, 3) });
     }
     if (process.env.BENCH_BATCHING !== '0') {
       const models = [
         { label: model, dir: modelDir(model) },
         { label: 'SmolLM-135M-shaped, 6 layers', dir: smollmSixLayers() },
+        {
+          label: 'SmolLM-135M-shaped, 30 layers',
+          dir: ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED),
+          cases: CASES.filter((c) => c.graph === 'fused'),
+        },
       ];
       await benchBatching({ models, stages: 3, tokens, repeats });
     }

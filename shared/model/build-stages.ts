@@ -5,7 +5,7 @@ import type { WeightPrecision } from './quantize.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
-import { buildFusedStageGraph, fusedStageInputs, type GraphForm } from './stage-graph-fused.js';
+import { buildFusedStageGraph, fusedStageInputs, fusedStageOutputs, type GraphForm } from './stage-graph-fused.js';
 import { checkAllWeights, WeightReader } from './weights.js';
 
 export interface BuildInput {
@@ -53,7 +53,8 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
     const inputs = fused ? fusedStageInputs(config, spec) : stageInputs(config, spec);
-    stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs: stageOutputs(config, spec) });
+    const outputs = fused ? fusedStageOutputs(config, spec) : stageOutputs(config, spec);
+    stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs });
   }
   files.set('tokenizer.json', input.tokenizerJson);
   let tokenizerConfig: FileEntry | null = null;

@@ -30,9 +30,16 @@ export interface DeviceTensor {
 /** Feeds and outputs that may stay on the device (KV tensors only). */
 export type KvFeeds = Record<string, TensorData | DeviceTensor>;
 
+/**
+ * The outputs a caller needs of a run: absent, every output but the fused
+ * form's new.* (see stage-graph-fused.ts); an executor may return more than
+ * asked for, never fewer.
+ */
+export type Fetches = readonly string[] | undefined;
+
 /** Runs one stage on feeds whose KV tensors may be on the device, and may leave its present.* outputs there. */
 export interface KvStageExecutor {
-  run(stage: number, feeds: KvFeeds): Promise<KvFeeds>;
+  run(stage: number, feeds: KvFeeds, fetches?: Fetches): Promise<KvFeeds>;
 }
 
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
@@ -45,7 +52,7 @@ export function mainOutput(outputs: KvFeeds, stage: number, numStages: number): 
 
 /** Runs one stage's graph: the reference runner, a worker, or a volunteer implements it. */
 export interface StageExecutor {
-  run(stage: number, feeds: Feeds): Promise<Feeds>;
+  run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds>;
 }
 
 export type Float32Tensor = Extract<TensorData, { dtype: 'float32' }>;
@@ -97,6 +104,13 @@ export interface CachingOptions {
    * computes every stage.
    */
   readonly microBatches?: number;
+  /**
+   * The fused form's decode steps keep their caches in slabs of their own and
+   * fetch only the new positions (shared/model/kv-slab.ts); false: as before,
+   * gathered pasts and the whole present.* fetched (benchmarks compare). Only
+   * with a batcher of this executor's own (maxBatch > 1).
+   */
+  readonly slabs?: boolean;
 }
 
 /**
@@ -121,13 +135,22 @@ export class CachingExecutor implements SessionExecutor {
     const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
     this.batcher =
-      options.batcher ?? (maxBatch > 1 ? new StepBatcher(manifest, inner, maxBatch, options.microBatches ?? 1, () => this.sessions) : null);
+      options.batcher ??
+      (maxBatch > 1
+        ? new StepBatcher(manifest, inner, maxBatch, options.microBatches ?? 1, () => this.sessions, options.slabs ?? true)
+        : null);
   }
 
   /** Steps run, and how many of them shared a runtime call with another session's. */
   get batching(): BatchCounts {
     if (this.batcher !== null) return this.batcher.stats;
-    return { steps: this.unbatchedSteps, batchedSteps: 0, calls: this.unbatchedSteps, largestBatch: Math.min(1, this.unbatchedSteps) };
+    return {
+      steps: this.unbatchedSteps,
+      batchedSteps: 0,
+      calls: this.unbatchedSteps,
+      largestBatch: Math.min(1, this.unbatchedSteps),
+      slabSteps: 0,
+    };
   }
 
   private cache(session: number, stage: number): KvCache {

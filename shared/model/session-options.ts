@@ -18,6 +18,11 @@ export function isPresentOutput(name: string): boolean {
   return name.startsWith('present.');
 }
 
+/** True for the fused form's last-position outputs (new.<layer>.key / .value: stage-graph-fused.ts), fetched only when asked for. */
+export function isNewKvOutput(name: string): boolean {
+  return name.startsWith('new.');
+}
+
 /**
  * Session options for one stage on a backend (`cpu` is onnxruntime-node's own
  * provider, for benchmarks). On WebGPU the KV cache stays on the GPU: only the
@@ -28,4 +33,13 @@ export function stageSessionOptions(backend: Backend | 'cpu', stage: Pick<StageE
   if (backend !== 'webgpu') return { ...base, executionProviders: [backend] };
   const kv = stage.outputs.filter((o) => isPresentOutput(o.name)).map((o) => [o.name, 'gpu-buffer'] as const);
   return { ...base, executionProviders: [backend], preferredOutputLocation: Object.fromEntries(kv) };
+}
+
+/**
+ * The output names to fetch of a run: those asked for, or every output but
+ * the fused form's new.* (which only a caller keeping its own KV buffer asks
+ * for), so that a run without a list returns what it always did.
+ */
+export function stageFetches(outputNames: readonly string[], asked: readonly string[] | undefined): string[] {
+  return asked === undefined ? outputNames.filter((n) => !isNewKvOutput(n)) : [...asked];
 }

@@ -16,6 +16,12 @@
 // past.*, writes the S new ones after them and returns present.* of length
 // max(buffer, total). So a roll-back only lowers the count fed next time:
 // the stale tail is overwritten, never read, and no tensor moves.
+//
+// Each layer also outputs the key and value it wrote at each row's last
+// position (new.<layer>.key / .value, [B, kvHeads, 1, headDim]): a caller
+// that keeps the cache in a buffer of its own (shared/model/kv-slab.ts)
+// fetches those instead of present.*, which onnxruntime-web would copy out of
+// its WebAssembly memory whole, every step. Fetched only when asked for.
 import type { ModelConfig } from './config.js';
 import { ModelError } from './errors.js';
 import { GraphBuilder, MS_DOMAIN, type ValueSpec } from './onnx-graph.js';
@@ -43,7 +49,21 @@ export const GRAPH_FORMS: readonly GraphForm[] = ['plain', 'fused'];
 export const FUSED_IO = {
   seqlensK: 'seqlens_k',
   totalSequenceLength: 'total_sequence_length',
+  /** The key each row's step wrote at its last position (seqlens_k): [B, kvHeads, 1, headDim]. */
+  newKey: (layer: number) => `new.${layer}.key`,
+  /** The value each row's step wrote at its last position. */
+  newValue: (layer: number) => `new.${layer}.value`,
 } as const;
+
+/** The fused form's outputs: the plain form's, then each layer's new.key and new.value. */
+export function fusedStageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+  const out = stageOutputs(cfg, stage);
+  for (let l = stage.layers.start; l < stage.layers.end; l++) {
+    for (const name of [FUSED_IO.newKey(l), FUSED_IO.newValue(l)])
+      out.push({ name, dtype: 'float32', shape: ['batch', cfg.numKvHeads, 1, cfg.headDim] });
+  }
+  return out;
+}
 
 export function fusedStageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
   return [
@@ -141,6 +161,8 @@ export function buildFusedStageGraph(cfg: ModelConfig, w: WeightReader, stage: S
     { axis: -1, epsilon: { float: cfg.rmsNormEps } },
   );
   let normed = firstNormed as string;
+  // Where each row's step wrote its last position along present.*'s axis 2: seqlens_k as [B, kvHeads, 1, headDim] indices.
+  const lastIndex = g.op('Expand', [g.op('Unsqueeze', [FUSED_IO.seqlensK, g.ints([1, 2, 3])]), g.ints([1, cfg.numKvHeads, 1, hd])]);
 
   for (let l = layers.start; l < layers.end; l++) {
     const n = layerWeightNames(l);
@@ -168,6 +190,8 @@ export function buildFusedStageGraph(cfg: ModelConfig, w: WeightReader, stage: S
       },
       MS_DOMAIN,
     );
+    g.op('GatherElements', [STAGE_IO.presentKey(l), lastIndex], { axis: 2 }, FUSED_IO.newKey(l));
+    g.op('GatherElements', [STAGE_IO.presentValue(l), lastIndex], { axis: 2 }, FUSED_IO.newValue(l));
     const o = linear(g, w, attn as string, n.o, d, qDim, precision, cfg.oBias ? n.oBias : undefined);
     const [h2, x2] = skipNorm(g, w, cfg, residual, o, n.postNorm);
     const gate = linear(g, w, h2, n.gate, cfg.intermediateSize, d, precision);
@@ -182,5 +206,5 @@ export function buildFusedStageGraph(cfg: ModelConfig, w: WeightReader, stage: S
       g.op('Add', [x2, mlp], {}, STAGE_IO.hiddenOut);
     }
   }
-  return g.toBytes(`stage_${stage.index}`, fusedStageInputs(cfg, stage), stageOutputs(cfg, stage), stageDoc(stage, ' (fused)'));
+  return g.toBytes(`stage_${stage.index}`, fusedStageInputs(cfg, stage), fusedStageOutputs(cfg, stage), stageDoc(stage, ' (fused)'));
 }

@@ -36,6 +36,11 @@ function onHost(cache: KvCache): boolean {
   return cache.placement.device === 0;
 }
 
+/** Whether a row's step may run on slabs (kv-slab.ts): a decode step on a cache on the host (the fused form's, checked by the caller). */
+export function slabEligible(row: BatchRow): boolean {
+  return isDecode(row.input) && onHost(row.cache);
+}
+
 /** Whether `row` may run in one call with `head` (both of one stage). */
 export function canShareCall(form: GraphForm, head: BatchRow, row: BatchRow): boolean {
   if (!isDecode(head.input) || !isDecode(row.input) || head.input.dtype !== row.input.dtype) return false;
@@ -48,7 +53,7 @@ export function canShareCall(form: GraphForm, head: BatchRow, row: BatchRow): bo
  * row `outRow` of [B, heads, outT, hd], the rest of the row zeroed: the
  * padding is never read, and holds nothing of another session either.
  */
-function padRow(
+export function padRow(
   src: Float32Array,
   srcT: number,
   keep: number,
@@ -70,7 +75,7 @@ function padRow(
  * of the call these rows last ran in together): fed again as it is, with no
  * copy. Null when they are anything else.
  */
-function sameBatch(ts: readonly Float32Tensor[]): Float32Array | null {
+export function sameBatch(ts: readonly Float32Tensor[]): Float32Array | null {
   const first = ts[0];
   if (first === undefined) return null;
   const bytes = first.data.byteLength;
@@ -82,9 +87,21 @@ function sameBatch(ts: readonly Float32Tensor[]): Float32Array | null {
   return new Float32Array(buffer, 0, buffer.byteLength / 4);
 }
 
-function float32(t: TensorData | KvFeeds[string] | undefined, name: string): Float32Tensor {
+export function float32(t: TensorData | KvFeeds[string] | undefined, name: string): Float32Tensor {
   if (t === undefined || t.dtype !== 'float32') throw new Error(`${name} is not a float32 tensor on the host`);
   return t;
+}
+
+/** The rows' one-position inputs as one batch: token ids [B, 1] or hidden states [B, 1, d]. */
+export function stackInputs(rows: readonly BatchRow[]): TensorData {
+  const b = rows.length;
+  const first = rows[0]?.input;
+  if (first === undefined) throw new RangeError('a batch needs a row');
+  if (first.dtype === 'int64') return { dtype: 'int64', dims: [b, 1], data: BigInt64Array.from(rows, (r) => r.input.data[0] as bigint) };
+  const d = first.data.length;
+  const data = new Float32Array(b * d);
+  for (const [i, r] of rows.entries()) data.set(float32(r.input, 'a batched input').data, i * d);
+  return { dtype: 'float32', dims: [b, 1, d], data };
 }
 
 /** Where a gathered tensor's data goes: an array of `length` values, any contents (fresh by default; StepBatcher reuses its own). */
@@ -107,17 +124,7 @@ export function gatherFeeds(
   const lengths = rows.map((r) => r.cache.length);
   const past = Math.max(...lengths);
   const total = past + 1;
-  const feeds: Feeds = {};
-  const first = rows[0]?.input;
-  if (first === undefined) throw new RangeError('a batch needs a row');
-  if (first.dtype === 'int64') {
-    feeds[stageInputName(stage)] = { dtype: 'int64', dims: [b, 1], data: BigInt64Array.from(rows, (r) => r.input.data[0] as bigint) };
-  } else {
-    const d = first.data.length;
-    const data = new Float32Array(b * d);
-    for (const [i, r] of rows.entries()) data.set(float32(r.input, 'a batched input').data, i * d);
-    feeds[stageInputName(stage)] = { dtype: 'float32', dims: [b, 1, d], data };
-  }
+  const feeds: Feeds = { [stageInputName(stage)]: stackInputs(rows) };
   const pasts = rows.map((r) => r.cache.feeds(1));
   for (let l = layers.start; l < layers.end; l++) {
     for (const name of [STAGE_IO.pastKey(l), STAGE_IO.pastValue(l)]) {

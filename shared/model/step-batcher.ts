@@ -7,10 +7,12 @@
 // finished call resolved, a burst of messages) join the call instead of the
 // first of them running alone and the rest after it, again and again (a lone
 // session skips it: nobody could join).
+
+import { gatherSlabs, scatterSlabs, slabFetches } from './kv-slab.js';
 import type { StageManifest } from './manifest.js';
 import type { Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
 import { stageInputName, stageOutputName } from './stage-graph.js';
-import { type BatchRow, canShareCall, gatherFeeds, scatterOutputs } from './step-batch.js';
+import { type BatchRow, canShareCall, gatherFeeds, scatterOutputs, slabEligible } from './step-batch.js';
 
 /** How many steps ran, and how many of them shared a call with another session's. */
 export interface BatchCounts {
@@ -22,6 +24,8 @@ export interface BatchCounts {
   readonly calls: number;
   /** The most steps one call ran. */
   readonly largestBatch: number;
+  /** Of the steps, those run on slabs (kv-slab.ts: the fused form's decode steps, fetching only new positions). */
+  readonly slabSteps: number;
 }
 
 interface Waiting extends BatchRow {
@@ -60,7 +64,7 @@ function positions(input: TensorData): number {
 export class StepBatcher {
   private readonly waiting: Waiting[] = [];
   private running = false;
-  private counts = { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
+  private counts = { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0, slabSteps: 0 };
   /**
    * The gathered pasts' arrays, reused from call to call while steps keep
    * coming (freed when none wait): a runtime copies its inputs (onnxruntime-web
@@ -82,6 +86,12 @@ export class StepBatcher {
     private readonly microBatches = 1,
     /** How many sessions the executor holds now (unknown: never 1, so that every call waits a macrotask for others). */
     private readonly sessions: () => number = () => 0,
+    /**
+     * The fused form's decode steps keep their caches in slabs (kv-slab.ts)
+     * and fetch only the new positions; false: gathered pasts and fetched
+     * present.*, as before (benchmarks compare the two).
+     */
+    private readonly slabs = true,
   ) {
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be an integer ≥ 1, not ${maxBatch}`);
   }
@@ -137,12 +147,13 @@ export class StepBatcher {
   }
 
   private async runGroup(group: readonly Waiting[]): Promise<void> {
-    if (group.length > 1) {
+    const slabbed = this.slabs && this.manifest.graph === 'fused' && group.every(slabEligible);
+    if (slabbed || group.length > 1) {
       try {
-        await this.runTogether(group);
+        await (slabbed ? this.runOnSlabs(group) : this.runTogether(group));
         return;
       } catch {
-        // A failed batch is run again row by row: each session then gets its own step's error, or its result.
+        // A failed call is run again row by row, as before: each session then gets its own step's error, or its result.
       }
     }
     for (const w of group) {
@@ -184,6 +195,25 @@ export class StepBatcher {
       this.scratch.set(name, a);
     }
     return a.subarray(0, length);
+  }
+
+  /** One call for the group's decode steps (one or more) on slabs: see kv-slab.ts. */
+  private async runOnSlabs(group: readonly Waiting[]): Promise<void> {
+    const stage = (group[0] as Waiting).stage;
+    const entry = this.manifest.stages[stage];
+    if (entry === undefined) throw new RangeError(`no stage ${stage}`);
+    const cfg = this.manifest.model;
+    const numStages = this.manifest.stages.length;
+    const { feeds, slabs } = gatherSlabs(cfg, entry.layers, stage, group);
+    const out = await this.inner.run(stage, feeds, slabFetches(entry, numStages));
+    const rows = scatterSlabs(cfg, entry.layers, stage, numStages, group, slabs, out);
+    this.count(group.length);
+    this.counts.slabSteps += group.length;
+    group.forEach((w, i) => {
+      const own = rows[i] as KvFeeds;
+      w.cache.update(own, 1);
+      w.resolve(this.mainOf(own, stage));
+    });
   }
 
   private async runTogether(group: readonly Waiting[]): Promise<void> {

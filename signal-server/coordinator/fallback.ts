@@ -7,7 +7,7 @@
  * computes is the server's alone, and every token says so.
  */
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, DEFAULT_MAX_BATCH, type Feeds, type StageExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, DEFAULT_MAX_BATCH, type Feeds, type Fetches, type StageExecutor } from '../../shared/model/pipeline.js';
 import { StepBatcher } from '../../shared/model/step-batcher.js';
 import {
   isServerPeer,
@@ -66,10 +66,10 @@ export class SerialExecutor implements StageExecutor {
 
   constructor(private readonly make: () => Promise<StageExecutor>) {}
 
-  run(stage: number, feeds: Feeds): Promise<Feeds> {
+  run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
     this.inner ??= this.make();
     const inner = this.inner;
-    const run = this.queue.then(async () => (await inner).run(stage, feeds));
+    const run = this.queue.then(async () => (await inner).run(stage, feeds, fetches));
     this.queue = run.catch(() => {});
     return run;
   }

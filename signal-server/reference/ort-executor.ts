@@ -1,9 +1,9 @@
 // The one Node module that imports onnxruntime-web: its WASM backend runs the
 // same kernels in Node as in a volunteer's tab, which is what an oracle wants.
 import * as ort from 'onnxruntime-web';
-import type { Feeds, StageExecutor } from '../../shared/model/pipeline.js';
+import type { Feeds, Fetches, StageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 
 let configured = false;
 
@@ -31,12 +31,12 @@ export class OrtExecutor implements StageExecutor {
     return new OrtExecutor(sessions);
   }
 
-  async run(stage: number, feeds: Feeds): Promise<Feeds> {
+  async run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
     const session = this.sessions[stage];
     if (session === undefined) throw new RangeError(`no stage ${stage}`);
     const inputs: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) inputs[k] = toRuntime(Tensor, v);
-    const out = await session.run(inputs);
+    const out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     const result: Feeds = {};
     for (const [k, v] of Object.entries(out)) result[k] = fromRuntime(k, v.type, v.dims, v.data);
     return result;

@@ -232,7 +232,7 @@ export class NodeVolunteer {
     this.core = new ReplicaCore(
       manifest,
       stage,
-      new CachingExecutor(manifest, { run: (_stage, feeds) => single.run(0, hostOnly(feeds)) }),
+      new CachingExecutor(manifest, { run: (_stage, feeds, fetches) => single.run(0, hostOnly(feeds), fetches) }),
       {
         frames: (to, messages) => {
           if (isServerPeer(to)) this.toServer.push(to, messages);

@@ -6,9 +6,9 @@
 import type * as Ort from 'onnxruntime-web';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
-import type { DeviceTensor, Feeds, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
+import type { DeviceTensor, Feeds, Fetches, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
@@ -122,16 +122,16 @@ export class StageSessions {
   }
 
   /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */
-  run(stage: number, feeds: Feeds): Promise<Feeds> {
-    return this.enqueue(() => this.runNow(stage, feeds, false) as Promise<Feeds>);
+  run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
+    return this.enqueue(() => this.runNow(stage, feeds, false, fetches) as Promise<Feeds>);
   }
 
   /**
    * Runs one stage leaving the outputs that live on the GPU (present.* on
    * WebGPU) there, as DeviceTensors the caller owns; feeds may be such tensors.
    */
-  runKv(stage: number, feeds: KvFeeds): Promise<KvFeeds> {
-    return this.enqueue(() => this.runNow(stage, feeds, true));
+  runKv(stage: number, feeds: KvFeeds, fetches?: Fetches): Promise<KvFeeds> {
+    return this.enqueue(() => this.runNow(stage, feeds, true, fetches));
   }
 
   private enqueue<T>(f: () => Promise<T>): Promise<T> {
@@ -140,7 +140,7 @@ export class StageSessions {
     return next;
   }
 
-  private async runNow(stage: number, feeds: KvFeeds, keepOnDevice: boolean): Promise<KvFeeds> {
+  private async runNow(stage: number, feeds: KvFeeds, keepOnDevice: boolean, fetches: Fetches): Promise<KvFeeds> {
     const session = this.sessions.get(stage);
     if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
     const inputs: Record<string, Ort.Tensor> = {};
@@ -151,7 +151,8 @@ export class StageSessions {
     }
     let out: Ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await session.run(inputs);
+      // Without a list, what it always fetched: the fused form's new.* only for a WASM batch that keeps its own KV buffer.
+      out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     } catch (e) {
       throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
     }

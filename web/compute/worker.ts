@@ -48,7 +48,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       // of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one of S stages.
       caches = new CachingExecutor(
         m.manifest,
-        { run: (stage, feeds) => s.runKv(stage, feeds) },
+        { run: (stage, feeds, fetches) => s.runKv(stage, feeds, fetches) },
         m.backend === 'webgpu' || m.batching === false
           ? { maxBatch: 1 }
           : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
