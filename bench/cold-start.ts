@@ -224,7 +224,7 @@ export async function benchColdStart(o: ColdStartBenchOptions): Promise<void> {
           .map((x) => x.toFixed(1))
           .join(
             ' ',
-          )} on ${cpus().length} cores at the end): page open → ready, consent click → ready, fetch (the manifest, then the built stage read from the stage cache and hashed, or else its tensors fetched or read from their cache and verified), runtime start (click → onnxruntime-web's WebAssembly started in the worker, alongside joining and fetching), build (the stage built from its tensors and checked, unless it came from the stage cache; its session created once the runtime has started; one step measured)`,
+          )} on ${cpus().length} cores at the end): page open → ready, consent click → ready, fetch (the manifest, then the built stage read from the stage cache and hashed, or else its tensors fetched or read from their cache and verified), runtime start (click → onnxruntime-web's WebAssembly started in the worker, alongside joining and fetching), build (the stage built from its tensors and checked, unless it came from the stage cache; its session created once the runtime has started; one first step run)`,
         ['model', 'cache', 'stage', 'open → ready ms', 'click → ready ms', 'fetch ms', 'runtime start ms', 'build ms', 'stage from cache'],
         rows,
       );
