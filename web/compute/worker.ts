@@ -34,16 +34,8 @@ function transferables(f: Feeds): Transferable[] {
  */
 let preparing: Promise<void> = Promise.resolve();
 
-/**
- * Creates the stages' sessions once they are built (and the warm-up is over),
- * and answers loaded once `kept` is settled too: a stage just built is written
- * to the stage cache meanwhile, so that a reload right after finds it.
- */
-function start(
-  m: Extract<ToWorker, { type: 'load' | 'build' }>,
-  stages: Promise<{ index: number; bytes: ArrayBuffer }[]>,
-  kept: Promise<unknown>[] = [],
-): void {
+/** Creates the stages' sessions once they are built (and the warm-up is over), and answers loaded. */
+function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise<{ index: number; bytes: ArrayBuffer }[]>): void {
   // A failed warm-up is answered to prepare; the stage's own session creation reports its own failure.
   const warmedUp = preparing.catch(() => {});
   stages
@@ -64,7 +56,6 @@ function start(
           ? { maxBatch: 1 }
           : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
       );
-      await Promise.all(kept);
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
     .catch((e: unknown) => fail(m.id, e));
@@ -76,18 +67,17 @@ let stageStore: Promise<TensorStore | null> | null = null;
 /**
  * Each stage built from its tensors, one at a time (so that one stage's
  * float32 copies are freed before the next); each, once it has passed the
- * manifest's sha256, written to the stage cache (a promise pushed on `kept`).
+ * manifest's sha256, written to the stage cache in the background: the write
+ * (146 MB for a 135M-shaped float32 stage) must not delay the session, and a
+ * reload before it is done only builds the stage again.
  */
-async function buildAll(
-  m: Extract<ToWorker, { type: 'build' }>,
-  kept: Promise<unknown>[],
-): Promise<{ index: number; bytes: ArrayBuffer }[]> {
+async function buildAll(m: Extract<ToWorker, { type: 'build' }>): Promise<{ index: number; bytes: ArrayBuffer }[]> {
   const out: { index: number; bytes: ArrayBuffer }[] = [];
   for (const stage of m.stages) {
     const built = await buildVerifiedStage(m.manifest, stage);
     stageStore ??= stageCacheStore();
-    // The store copies the bytes when it is handed them (a Response's body), before the session is created from them.
-    kept.push(stageStore.then((store) => keepStage(store, m.manifest, built.index, new Uint8Array(built.bytes))));
+    // The store copies the bytes when it is handed them (a Response's body); its put never rejects (a full quota is ignored).
+    void stageStore.then((store) => keepStage(store, m.manifest, built.index, new Uint8Array(built.bytes)));
     out.push(built);
   }
   return out;
@@ -99,11 +89,9 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
     case 'load':
       start(m, Promise.resolve([...m.stages]));
       return;
-    case 'build': {
-      const kept: Promise<unknown>[] = [];
-      start(m, buildAll(m, kept), kept);
+    case 'build':
+      start(m, buildAll(m));
       return;
-    }
     case 'prepare':
       preparing = StageSessions.prepare(m.backend);
       preparing.then(() => reply({ type: 'done', id: m.id })).catch((e: unknown) => fail(m.id, e));
