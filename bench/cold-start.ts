@@ -3,12 +3,15 @@
  * whole checkpoint (its layers by range requests, measured at a static server
  * that counts what it sends), and the time from opening /volunteer to ready
  * in Chromium, with the browser's cache cold (a fresh context) and warm (a
- * reload), for the default model and a SmolLM-135M-shaped random checkpoint.
+ * reload: the runtime from the HTTP cache, the built stage from the stage
+ * cache), for the default model and a SmolLM-135M-shaped random checkpoint in
+ * float32 and in q4 (the swarm's --weights q4).
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { WeightPrecision } from '../shared/model/quantize.js';
 import { sha256Hex } from '../shared/model/sha256.js';
 import { buildStageGraph } from '../shared/model/stage-graph.js';
 import { stageTensorNames } from '../shared/model/tensor-index.js';
@@ -35,9 +38,17 @@ export interface ColdStartBenchOptions {
 
 const mb = (b: number) => (b / 1e6).toFixed(2);
 
+/** A model folder served in one weight precision (stage files written in it, tensors fetched as the checkpoint stores them). */
+interface Variant {
+  readonly dir: string;
+  readonly weights: WeightPrecision;
+}
+
+const label = (modelId: string, weights: WeightPrecision) => (weights === 'f32' ? modelId : `${modelId} ${weights}`);
+
 /** Bytes each stage's volunteer downloads, counted by the server that sends them; each stage checked byte-identical to the server's. */
-async function bytesPerStage(modelDir: string, cache: string): Promise<string[][]> {
-  const { dir, manifest } = await ensureStages(modelDir, { stages: STAGES }, cache);
+async function bytesPerStage({ dir: modelDir, weights }: Variant, cache: string): Promise<string[][]> {
+  const { dir, manifest } = await ensureStages(modelDir, { stages: STAGES }, cache, { weights, graph: 'plain' });
   const index = readTensorIndex(dir);
   const folder = await startStaticFolderServer(modelDir);
   const checkpoint = statSync(join(modelDir, 'model.safetensors')).size;
@@ -53,12 +64,12 @@ async function bytesPerStage(modelDir: string, cache: string): Promise<string[][
         names: stageTensorNames(manifest.model, spec),
         store: null,
       });
-      const built = buildStageGraph(manifest.model, new WeightReader('fetched', fetched.tensors), spec);
+      const built = buildStageGraph(manifest.model, new WeightReader('fetched', fetched.tensors), spec, manifest.weights);
       if ((await sha256Hex(built)) !== s.sha256)
         throw new Error(`${manifest.modelId} stage ${s.index}: built stage differs from the server's`);
       const target = checkpoint / STAGES + embed;
       rows.push([
-        manifest.modelId,
+        label(manifest.modelId, weights),
         String(s.index),
         `[${s.layers.start}, ${s.layers.end})`,
         mb(folder.bytesSent),
@@ -107,7 +118,8 @@ interface Start {
   /** From the click to the compute worker's runtime being started (it starts at the click, alongside the rest). */
   readonly runtimeMs: number;
   readonly buildMs: number;
-  readonly fromCache: boolean;
+  /** The built stage came from the stage cache (web/compute/stage-cache.ts), not from its tensors. */
+  readonly stageCached: boolean;
 }
 
 async function start(page: Page, url: string | null): Promise<Start> {
@@ -133,15 +145,15 @@ async function start(page: Page, url: string | null): Promise<Start> {
     fetchMs: at('loading') - at('downloading'),
     runtimeMs: r.runtimeReady - at('click'),
     buildMs: at('ready') - at('loading'),
-    fromCache: r.status.progress?.fromCache === true,
+    stageCached: r.status.stageSource?.from === 'cache',
   };
 }
 
 /** Cold (fresh context) and warm (reload) starts of one volunteer per stage, `repeats` times. */
-async function coldStarts(browser: Browser, modelDir: string, cache: string, repeats: number): Promise<string[][]> {
-  const server = await startLocalServer([{ dir: modelDir, stages: STAGES }], cache, { redundancy: 1 });
+export async function coldStarts(browser: Browser, { dir, weights }: Variant, cache: string, repeats: number): Promise<string[][]> {
+  const server = await startLocalServer([{ dir, stages: STAGES, weights }], cache, { redundancy: 1 });
   const url = `${server.address().url}/volunteer?backend=wasm`;
-  const modelId = basename(modelDir);
+  const modelId = label(basename(dir), weights);
   const cold: Start[] = [];
   const warm: Start[] = [];
   try {
@@ -180,7 +192,7 @@ async function coldStarts(browser: Browser, modelDir: string, cache: string, rep
         med((x) => x.fetchMs),
         med((x) => x.runtimeMs),
         med((x) => x.buildMs),
-        `${xs.filter((x) => x.fromCache).length}/${xs.length}`,
+        `${xs.filter((x) => x.stageCached).length}/${xs.length}`,
       ]);
     }
   }
@@ -191,7 +203,13 @@ export async function benchColdStart(o: ColdStartBenchOptions): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-cold-'));
   const smollm = ensureRandomCheckpoint(SMOLLM_DIR, SMOLLM_135M_SHAPE, SMOLLM_SEED);
   try {
-    const bytes = [...(await bytesPerStage(o.defaultModelDir, cache)), ...(await bytesPerStage(smollm, cache))];
+    const variants: Variant[] = [
+      { dir: o.defaultModelDir, weights: 'f32' },
+      { dir: smollm, weights: 'f32' },
+      { dir: smollm, weights: 'q4' },
+    ];
+    const bytes: string[][] = [];
+    for (const v of variants) bytes.push(...(await bytesPerStage(v, cache)));
     printTable(
       `bytes a volunteer downloads for its stage (${STAGES} stages; range requests counted at the server; target: a third of the checkpoint plus the embedding)`,
       ['model', 'stage', 'layers', 'downloaded MB', 'requests', 'stage file MB (before)', 'checkpoint MB', 'share', 'target MB', 'within'],
@@ -199,17 +217,15 @@ export async function benchColdStart(o: ColdStartBenchOptions): Promise<void> {
     );
     const browser = await launchChromium({ webgpu: false });
     try {
-      const rows = [
-        ...(await coldStarts(browser, o.defaultModelDir, cache, o.repeats)),
-        ...(await coldStarts(browser, smollm, cache, o.repeats)),
-      ];
+      const rows: string[][] = [];
+      for (const v of variants) rows.push(...(await coldStarts(browser, v, cache, o.repeats)));
       printTable(
         `volunteer cold start in Chromium on WASM, loopback, median of ${o.repeats} per stage (load average ${loadavg()
           .map((x) => x.toFixed(1))
           .join(
             ' ',
-          )} on ${cpus().length} cores at the end): page open → ready, consent click → ready, fetch (tensors fetched or taken from the cache, verified), runtime start (click → onnxruntime-web's WebAssembly started in the worker, alongside joining and fetching), build (stage graph built and checked in the worker, session created, one step measured)`,
-        ['model', 'cache', 'stage', 'open → ready ms', 'click → ready ms', 'fetch ms', 'runtime start ms', 'build ms', 'from cache'],
+          )} on ${cpus().length} cores at the end): page open → ready, consent click → ready, fetch (the manifest, then the built stage read from the stage cache and hashed, or else its tensors fetched or read from their cache and verified), runtime start (click → onnxruntime-web's WebAssembly started in the worker, alongside joining and fetching), build (the stage built from its tensors and checked, unless it came from the stage cache; its session created once the runtime has started; one first step run)`,
+        ['model', 'cache', 'stage', 'open → ready ms', 'click → ready ms', 'fetch ms', 'runtime start ms', 'build ms', 'stage from cache'],
         rows,
       );
     } finally {

@@ -2,7 +2,8 @@
 // folder on a second static server of another origin (a tiny node:http server,
 // not webswarm's), check each against the swarm's sha256, build their stage in
 // the compute worker, and answer like the reference runner. A reload takes the
-// tensors from the Cache API; a server that tampers with a tensor, claims a huge header, or hides
+// built stage from the stage cache (one that does not hash to the manifest's
+// sha256 is deleted and the stage rebuilt from the cached tensors); a server that tampers with a tensor, claims a huge header, or hides
 // Content-Range from scripts, leaves the volunteer stopped with a named error.
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,16 +79,69 @@ describe(`volunteers that fetch their layers of ${E2E_MODEL} from another origin
     expect(r.tokens).toEqual(expected);
   });
 
-  it('a reloaded volunteer takes its tensors from the Cache API: no request reaches the weights server', async () => {
-    const page = swarm.pages[1] as Page;
-    weights.reset();
+  /** Reloads the page, consents, and waits for ready: its status then. */
+  async function reloadToReady(page: Page) {
     await page.reload();
     await consent(page);
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_TIMEOUT_MS });
-    const status = await page.evaluate(() => window.webswarmVolunteer);
+    return page.evaluate(() => window.webswarmVolunteer);
+  }
+
+  /** The stage cache's entries, each with the sha256 of its bytes (its key names the sha256 it must have). */
+  function stageCacheEntries(page: Page) {
+    return page.evaluate(async () => {
+      const cache = await caches.open('webswarm-stages-v1');
+      const out: { key: string; sha256: string; bytes: number }[] = [];
+      for (const req of await cache.keys()) {
+        const bytes = await ((await cache.match(req)) as Response).arrayBuffer();
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+        out.push({ key: req.url.split('/').pop() ?? '', sha256, bytes: bytes.byteLength });
+      }
+      return out;
+    });
+  }
+
+  it('a reloaded volunteer takes its built stage from the stage cache: no request reaches the weights server, nothing is rebuilt', async () => {
+    const page = swarm.pages[1] as Page;
+    // The first load built the stage and kept it (written after ready, in the background), under its sha256.
+    await expect.poll(() => stageCacheEntries(page)).toHaveLength(1);
+    const kept = await stageCacheEntries(page);
+    expect(kept[0]?.sha256).toBe(kept[0]?.key);
+    weights.reset();
+    const status = await reloadToReady(page);
+    expect(status?.stageSource).toEqual({ from: 'cache' });
     expect(status?.progress).toMatchObject({ fromCache: true });
     expect(weights.log).toEqual([]);
     expect(weights.bytesSent).toBe(0);
+  });
+
+  it('a cached stage with one bit flipped is deleted, never run: the stage is rebuilt from the cached tensors and kept again', async () => {
+    const page = swarm.pages[1] as Page;
+    const key = await page.evaluate(async () => {
+      const cache = await caches.open('webswarm-stages-v1');
+      const [req] = await cache.keys();
+      if (req === undefined) throw new Error('nothing in the stage cache');
+      const bytes = new Uint8Array(await ((await cache.match(req)) as Response).arrayBuffer());
+      const mid = bytes.byteLength >> 1;
+      bytes[mid] = ((bytes[mid] as number) ^ 0x01) & 0xff;
+      await cache.put(req, new Response(bytes));
+      return req.url.split('/').pop() ?? '';
+    });
+    weights.reset();
+    const status = await reloadToReady(page);
+    expect(status?.stageSource).toMatchObject({ from: 'tensors' });
+    const rejected = status?.stageSource?.from === 'tensors' ? status.stageSource.rejected : null;
+    expect(rejected).toMatch(
+      new RegExp(`^the cached stage 1 is \\d+ bytes with sha256 [0-9a-f]{64}; the manifest says \\d+ bytes, ${key}$`),
+    );
+    // Rebuilt from the tensors' own cache: still nothing from the weights server.
+    expect(weights.log).toEqual([]);
+    await expect.poll(async () => (await stageCacheEntries(page)).map((k) => k.sha256)).toEqual([key]);
+    // The coordinator's challenge of the rebuilt stage passed: it counts the tab as ready.
+    await expect.poll(() => server.coordinator?.serviceStatus().readyPerStage).toEqual([1, 1, 1]);
+    // And the next reload takes it from the stage cache again.
+    expect((await reloadToReady(page))?.stageSource).toEqual({ from: 'cache' });
   });
 });
 

@@ -100,8 +100,14 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     });
   }
 
-  async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[]): Promise<void> {
-    const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages }, []);
+  /**
+   * Creates sessions from stage files already checked against the manifest
+   * (stage-cache.ts); their buffers are transferred, not copied: the caller
+   * must not use them after.
+   */
+  async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[], batching = true): Promise<void> {
+    const buffers = stages.map((s) => s.bytes);
+    const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages, batching }, buffers);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;

@@ -5,11 +5,11 @@
 import { ModelError } from '../../shared/model/errors.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { TensorInfo } from '../../shared/model/safetensors.js';
-import { sha256Hex } from '../../shared/model/sha256.js';
 import { buildStageGraph } from '../../shared/model/stage-graph.js';
 import { buildFusedStageGraph } from '../../shared/model/stage-graph-fused.js';
 import { WeightReader } from '../../shared/model/weights.js';
 import { ComputeError } from './ort-web.js';
+import { stageMismatch } from './stage-cache.js';
 
 /** One stage to build: its index in the manifest and the checkpoint tensors it is built from. */
 export interface StageTensors {
@@ -32,13 +32,8 @@ export async function buildVerifiedStage(manifest: StageManifest, stage: StageTe
   } catch (e) {
     throw new ComputeError('ERR_STAGE_BUILD', `stage ${stage.index}: ${e instanceof ModelError ? e.message : String(e)}`);
   }
-  const sha = await sha256Hex(bytes);
-  if (bytes.byteLength !== entry.sizeBytes || sha !== entry.sha256) {
-    throw new ComputeError(
-      'ERR_STAGE_MISMATCH',
-      `stage ${stage.index} built here is ${bytes.byteLength} bytes with sha256 ${sha}; the manifest says ${entry.sizeBytes} bytes, ${entry.sha256}`,
-    );
-  }
+  const why = await stageMismatch(manifest, stage.index, bytes);
+  if (why !== null) throw new ComputeError('ERR_STAGE_MISMATCH', `stage ${stage.index} built here is ${why}`);
   const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
   return { index: stage.index, bytes: own as ArrayBuffer };
 }

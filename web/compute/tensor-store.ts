@@ -10,17 +10,21 @@ export interface TensorStore {
 
 const CACHE_NAME = 'webswarm-tensors-v1';
 
-/** The Cache API as a TensorStore; null where storage is denied (private mode) or absent. */
-export async function cacheApiStore(): Promise<TensorStore | null> {
+/**
+ * The Cache API as a TensorStore (by default the verified tensors' cache;
+ * stage-cache.ts keeps built stage graphs in another); null where storage is
+ * denied (private mode) or absent.
+ */
+export async function cacheApiStore(cacheName = CACHE_NAME, kind = 'tensors'): Promise<TensorStore | null> {
   let cache: Cache;
   try {
     if (!('caches' in globalThis)) return null;
-    cache = await caches.open(CACHE_NAME);
+    cache = await caches.open(cacheName);
   } catch {
     return null;
   }
   const origin = (globalThis as { location?: { origin?: string } }).location?.origin ?? 'http://localhost';
-  const req = (key: string) => new Request(`${origin}/__webswarm/tensors/${key}`);
+  const req = (key: string) => new Request(`${origin}/__webswarm/${kind}/${key}`);
   return {
     async get(key) {
       const hit = await cache.match(req(key));

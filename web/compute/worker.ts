@@ -5,6 +5,8 @@ import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipel
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
 import { buildVerifiedStage } from './stage-build.js';
+import { keepStage, stageCacheStore } from './stage-cache.js';
+import type { TensorStore } from './tensor-store.js';
 import { webgpuAdapter } from './webgpu.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -32,6 +34,7 @@ function transferables(f: Feeds): Transferable[] {
  */
 let preparing: Promise<void> = Promise.resolve();
 
+/** Creates the stages' sessions once they are built (and the warm-up is over), and answers loaded. */
 function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise<{ index: number; bytes: ArrayBuffer }[]>): void {
   // A failed warm-up is answered to prepare; the stage's own session creation reports its own failure.
   const warmedUp = preparing.catch(() => {});
@@ -58,10 +61,25 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
     .catch((e: unknown) => fail(m.id, e));
 }
 
-/** Each stage built from its tensors, one at a time (so that one stage's float32 copies are freed before the next). */
+/** The cache of built stage graphs (stage-cache.ts), opened once; null where storage is denied. */
+let stageStore: Promise<TensorStore | null> | null = null;
+
+/**
+ * Each stage built from its tensors, one at a time (so that one stage's
+ * float32 copies are freed before the next); each, once it has passed the
+ * manifest's sha256, written to the stage cache in the background: the write
+ * (146 MB for a 135M-shaped float32 stage) must not delay the session, and a
+ * reload before it is done only builds the stage again.
+ */
 async function buildAll(m: Extract<ToWorker, { type: 'build' }>): Promise<{ index: number; bytes: ArrayBuffer }[]> {
   const out: { index: number; bytes: ArrayBuffer }[] = [];
-  for (const stage of m.stages) out.push(await buildVerifiedStage(m.manifest, stage));
+  for (const stage of m.stages) {
+    const built = await buildVerifiedStage(m.manifest, stage);
+    stageStore ??= stageCacheStore();
+    // The store copies the bytes when it is handed them (a Response's body); its put never rejects (a full quota is ignored).
+    void stageStore.then((store) => keepStage(store, m.manifest, built.index, new Uint8Array(built.bytes)));
+    out.push(built);
+  }
   return out;
 }
 

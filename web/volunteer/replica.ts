@@ -19,7 +19,7 @@ import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { ComputeClient, WorkerError } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
-import { fetchStageWeights } from '../compute/stage-weights.js';
+import { openStage, type StageSource } from '../compute/stage-open.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 import { browserCapacity } from './capacity.js';
@@ -48,6 +48,8 @@ export interface ReplicaStatus {
   readonly lastError: string | null;
   /** The most of wall time this tab computes (1 = all it can). */
   readonly share: number;
+  /** Where the loaded stage came from: the stage cache, or built from its tensors (and why a cached copy was refused); null before. */
+  readonly stageSource: StageSource | null;
 }
 
 export interface ReplicaOptions {
@@ -142,6 +144,7 @@ export class VolunteerReplica {
       score: null,
       lastError: null,
       share: this.duty.share,
+      stageSource: null,
     };
     this.prepared = this.prepareCompute();
     // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
@@ -293,24 +296,31 @@ export class VolunteerReplica {
     this.prepared = null;
     // A pause or leave while loading makes this load moot.
     try {
-      this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null });
+      this.update({ state: 'downloading', modelId: a.modelId, stage: a.stage, progress: null, stageSource: null });
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
-      // Only this stage's tensors, by range requests from the model folder, each checked against the swarm's sha256.
-      const weights = await fetchStageWeights(a.baseUrl, manifest, [a.stage], (progress) => this.update({ progress }));
-      if (epoch !== this.epoch) {
-        compute.terminate();
-        return null;
-      }
-      // A worker that did not start (its script cut off) answers nothing more: this try fails, the next starts another.
-      if (prepared.failure !== null) throw new Error(prepared.failure);
-      this.update({ state: 'loading' });
-      this.compute?.terminate();
-      this.setSessions((s) => s.clear());
-      this.compute = compute;
-      // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
-      await compute.build(this.status.backend, manifest, weights.stages, this.batching);
+      const source = await openStage(
+        { compute, backend: this.status.backend, baseUrl: a.baseUrl, manifest, stage: a.stage, batching: this.batching },
+        {
+          progress: (progress) => this.update({ progress }),
+          loading: () => {
+            if (epoch !== this.epoch) {
+              compute.terminate();
+              return false;
+            }
+            // A worker that did not start (its script cut off) answers nothing more: this try fails, the next starts another.
+            if (prepared.failure !== null) throw new Error(prepared.failure);
+            this.update({ state: 'loading' });
+            this.compute?.terminate();
+            this.setSessions((s) => s.clear());
+            this.compute = compute;
+            return true;
+          },
+        },
+      );
+      if (source === null) return null;
+      this.update({ stageSource: source });
       if (epoch !== this.epoch) return null;
       this.manifest = manifest;
       const trace = this.trace;
@@ -345,7 +355,7 @@ export class VolunteerReplica {
         this.fault === null ? null : faultBehaviour(this.fault, Math.floor(Math.random() * 2 ** 31)),
         () => compute.lastComputeMs,
       );
-      const stepMs = await this.measure(manifest, a.stage);
+      const stepMs = await this.firstStep(manifest, a.stage);
       if (epoch !== this.epoch) return null;
       this.update({ state: 'ready', lastError: null });
       // The partition is echoed: a ready for a partition the server has since replaced is ignored there.
@@ -362,15 +372,21 @@ export class VolunteerReplica {
     }
   }
 
-  /** Time of one decode step of this stage (after one warm-up run). */
-  private async measure(manifest: StageManifest, stage: number): Promise<number> {
+  /**
+   * One decode step of this stage, run before the tab says ready so that the
+   * coordinator's challenge step, which it times for itself (the stepMs this
+   * returns is informative: the coordinator ignores it), does not pay the
+   * runtime's first-run costs. One run, not a warm-up and a timed run: a
+   * second would only delay ready (a q4 stage of the 135M shape by a few
+   * hundred ms on WASM). Its time, first-run costs included, is reported.
+   */
+  private async firstStep(manifest: StageManifest, stage: number): Promise<number> {
     const entry = manifest.stages[stage];
     if (entry === undefined || this.compute === null) return 0;
     const input: TensorData =
       stage === 0
         ? { dtype: 'int64', dims: [1, 1], data: new BigInt64Array(1) }
         : { dtype: 'float32', dims: [1, 1, manifest.model.hiddenSize], data: new Float32Array(manifest.model.hiddenSize) };
-    await this.compute.run(stage, freshFeeds(manifest, stage, input));
     const t0 = performance.now();
     await this.compute.run(stage, freshFeeds(manifest, stage, input));
     return performance.now() - t0;
