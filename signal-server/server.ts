@@ -23,7 +23,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
-import { lazyOracle, partitionBuilder, stageBaseUrl, stageRunner } from './stage-runners.js';
+import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
 
 export type { ModelListing } from './http/routes.js';
@@ -232,6 +232,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
         });
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
+  // Joiners are placed on a stage they can hold (memory, largest buffer): the served stages' sizes.
+  const sizes = firstModel === undefined ? undefined : servedSizes(firstModel);
   const coordinator =
     first === undefined || firstModel === undefined || tokens === null
       ? null
@@ -270,6 +272,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
             ...(builder === null ? {} : { repartition: builder }),
+            ...(sizes === undefined ? {} : { sizes }),
             ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
           },
           coordinatorLog,

@@ -7,6 +7,7 @@ import { basename } from 'node:path';
 import type { StageManifest } from '../shared/model/manifest.js';
 import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
+import type { ModelSizes } from './coordinator/partition-planner.js';
 import type { PartitionBuilder, ServedPartition } from './coordinator/repartition.js';
 import { ensureStages, loadStageSet, readTensorIndex, sourceFolderOf } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
@@ -26,6 +27,20 @@ export function lazyOracle(dir: string): ChallengeOracle {
 /** The server's runner of a stage set for the fallback. */
 export function stageRunner(dir: string): () => Promise<OrtExecutor> {
   return () => loadStageSet(dir).then((set) => OrtExecutor.create(set.stageBytes));
+}
+
+/**
+ * What each part of a served stage set's model weighs, and its largest buffer
+ * as these stages hold it (their precision and graph form), from the tensor
+ * index beside its manifest; undefined when there is none (joiners are then
+ * placed without their capacity).
+ */
+export function servedSizes(served: { readonly dir: string; readonly manifest: StageManifest }): ModelSizes | undefined {
+  try {
+    return modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers, served.manifest);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Served partitions (their oracles and runners) a builder keeps for switching back to. */
@@ -62,7 +77,7 @@ export function partitionBuilder(
     return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
   };
   return {
-    sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers),
+    sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers, served.manifest),
     build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
       const cut = ranges.map((r) => `${r.start}-${r.end}`).join(',');
       const p = built.get(cut) ?? make(ranges);

@@ -3,7 +3,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
-import { offeredBytes } from '../../shared/protocol/capacity.js';
+import { bufferLimitBytes, offeredBytes } from '../../shared/protocol/capacity.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import {
   type Backend,
@@ -30,7 +30,8 @@ import { GenerationError, GenerationSession, type SessionTimeouts, type StepReco
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { Links } from './links.js';
 import type { SwarmObserver } from './observer.js';
-import { type PlannedVolunteer, planPartition } from './partition-planner.js';
+import { type ModelSizes, type PlannedVolunteer, planPartition } from './partition-planner.js';
+import { cannotHold, stagesOf } from './placement.js';
 import { Registry } from './registry.js';
 import {
   MAX_REPLAYS,
@@ -126,6 +127,8 @@ export interface CoordinatorOptions {
   readonly links?: Links;
   /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
   readonly repartition?: PartitionBuilder;
+  /** What each part of the model weighs and its largest buffer (the tensor index): joiners go to a stage they can hold. */
+  readonly sizes?: ModelSizes;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
   /**
@@ -279,6 +282,7 @@ export class Coordinator {
     // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
     this.oracle = options.oracle;
     this.operatorRanges = rangesOf(model.manifest);
+    this.registry.setFits(stagesOf(options.sizes ?? options.repartition?.sizes, this.operatorRanges));
     this.fallback = options.fallback === undefined ? null : this.serverReplicas(model.manifest, options.fallback);
     this.links = options.links ?? new Links();
     this.bans = options.bans ?? new BanList();
@@ -344,7 +348,12 @@ export class Coordinator {
     const id = this.options.newId?.() ?? randomUUID();
     if (this.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     this.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
-    const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
+    const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
+    const stage = this.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
+    if (stage === null) {
+      this.members.delete(id);
+      return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.registry));
+    }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', this.assignment(stage));
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
@@ -650,6 +659,7 @@ export class Coordinator {
     }
     const replay = new ReplayOnNewPartition(p.key);
     for (const s of this.sessions.values()) s.abort(replay);
+    this.registry.setFits(stagesOf(this.options.sizes ?? this.options.repartition?.sizes, rangesOf(p.manifest)));
     const moves = this.registry.assign(p.manifest.stages.length, stageOf, true);
     for (const move of moves) this.members.get(move.volunteer)?.link.send('volunteer:assign', this.assignment(move.to));
     this.log(

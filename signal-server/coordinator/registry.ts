@@ -1,5 +1,6 @@
 import type { Backend } from '../../shared/protocol/messages.js';
-import { type Move, pickStage, planRebalance } from './scheduler.js';
+import { type Move, pickStage, pickStageFor, planRebalance } from './scheduler.js';
+import { canHold, type Stage } from './stage-assignment.js';
 
 export interface Volunteer {
   readonly id: string;
@@ -12,6 +13,10 @@ export interface Volunteer {
   readonly joinedAt: number;
   /** Memory it offers for a stage (from its capacity report, clamped); absent for mirrored volunteers of a cluster. */
   readonly memoryBytes?: number;
+  /** The largest single buffer it can hold (capacity.ts bufferLimitBytes); null or absent: no limit but its memory. */
+  readonly bufferLimitBytes?: number | null;
+  /** Who it is (its identity keys): volunteers sharing one are one client, counted once on a stage. */
+  readonly keys?: readonly string[];
   /** A volunteer of another server of a cluster, mirrored here: only its own server assigns it a stage. */
   readonly remote?: boolean;
 }
@@ -22,6 +27,8 @@ export interface Volunteer {
  */
 export class Registry {
   private readonly volunteers = new Map<string, Volunteer>();
+  /** What each stage of the partition served now needs (memory, largest buffer); null: unknown, any volunteer holds any stage. */
+  private fits: readonly Stage[] | null = null;
 
   constructor(
     readonly modelId: string,
@@ -36,10 +43,48 @@ export class Registry {
     return this.stages;
   }
 
-  /** Registers a volunteer and returns the stage it should load. */
-  join(id: string, backend: Backend, adapter: string | null, now = Date.now(), memoryBytes?: number): number {
+  /** Says what each stage of the partition served now needs (at start and at every re-partition); null: unknown. */
+  setFits(fits: readonly Stage[] | null): void {
+    this.fits = fits;
+  }
+
+  /** What each stage of the partition served now needs; null: unknown. */
+  stageFits(): readonly Stage[] | null {
+    return this.fits;
+  }
+
+  /** Does this volunteer (or one of this capacity) fit stage `stage`? True where the stages' needs are unknown. */
+  fitsStage(
+    v: { readonly memoryBytes?: number | undefined; readonly bufferLimitBytes?: number | null | undefined },
+    stage: number,
+  ): boolean {
+    const fit = this.fits?.find((s) => s.index === stage);
+    if (this.fits === null || fit === undefined || v.memoryBytes === undefined) return true;
+    return canHold({ id: '', memoryBytes: v.memoryBytes, bufferLimitBytes: v.bufferLimitBytes ?? null }, fit);
+  }
+
+  /**
+   * Registers a volunteer and returns the stage it should load: of those it can
+   * hold, the one with fewest distinct clients (pickStageFor). Null, and not
+   * registered, when it can hold no stage of the partition served now.
+   */
+  join(
+    id: string,
+    backend: Backend,
+    adapter: string | null,
+    now = Date.now(),
+    memoryBytes?: number,
+    who: { readonly bufferLimitBytes?: number | null; readonly keys?: readonly string[] } = {},
+  ): number | null {
     if (this.volunteers.has(id)) throw new Error(`volunteer ${id} is already registered`);
-    const stage = pickStage(this.replicasPerStage());
+    const capacity = { memoryBytes, bufferLimitBytes: who.bufferLimitBytes ?? null };
+    const holdable = Array.from({ length: this.stages }, (_, s) => s).filter((s) => this.fitsStage(capacity, s));
+    const keys = who.keys ?? [];
+    const ownClientOn = new Array<boolean>(this.stages).fill(false);
+    for (const v of this.volunteers.values())
+      if (v.stage < this.stages && v.keys?.some((k) => keys.includes(k))) ownClientOn[v.stage] = true;
+    const stage = pickStageFor(this.clientsPerStage(), holdable, ownClientOn);
+    if (stage === null) return null;
     this.volunteers.set(id, {
       id,
       backend,
@@ -49,6 +94,8 @@ export class Registry {
       stepMs: null,
       joinedAt: now,
       ...(memoryBytes === undefined ? {} : { memoryBytes }),
+      ...(who.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: who.bufferLimitBytes }),
+      ...(who.keys === undefined ? {} : { keys: who.keys }),
     });
     return stage;
   }
@@ -68,7 +115,9 @@ export class Registry {
       if (v.remote === true) continue;
       let to = stageOf.get(v.id);
       if (to === undefined) {
-        to = v.stage < numStages && !newPartition ? v.stage : pickStage(counts);
+        // Where it can hold (the emptiest such stage); where it can hold none, the emptiest (it fails to load, as today).
+        const holdable = counts.map((_, s) => s).filter((s) => this.fitsStage(v, s));
+        to = v.stage < numStages && !newPartition ? v.stage : (pickStageFor(counts, holdable, []) ?? pickStage(counts));
         counts[to] = (counts[to] ?? 0) + 1;
       }
       if (to === v.stage && !newPartition) continue;
@@ -116,7 +165,11 @@ export class Registry {
     // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const assignment = new Map(all.map((v) => [v.id, v.stage]));
-    const moves = planRebalance(assignment, this.numStages, this.redundancy).filter(
+    const canHold = (id: string, stage: number) => {
+      const v = this.volunteers.get(id);
+      return v === undefined || this.fitsStage(v, stage);
+    };
+    const moves = planRebalance(assignment, this.numStages, this.redundancy, canHold).filter(
       (m) => this.volunteers.get(m.volunteer)?.remote !== true,
     );
     for (const m of moves) {
@@ -138,6 +191,20 @@ export class Registry {
   replicasPerStage(): number[] {
     const counts = new Array<number>(this.numStages).fill(0);
     for (const v of this.volunteers.values()) if (v.stage < this.stages) counts[v.stage] = (counts[v.stage] as number) + 1;
+    return counts;
+  }
+
+  /** Distinct clients assigned to each stage (volunteers sharing an identity key count once). */
+  clientsPerStage(): number[] {
+    const keysOn = Array.from({ length: this.stages }, () => new Set<string>());
+    const counts = new Array<number>(this.stages).fill(0);
+    for (const v of this.volunteers.values()) {
+      const on = keysOn[v.stage];
+      if (on === undefined) continue;
+      const keys = v.keys ?? [];
+      if (!keys.some((k) => on.has(k))) counts[v.stage] = (counts[v.stage] as number) + 1;
+      for (const k of keys) on.add(k);
+    }
     return counts;
   }
 

@@ -87,6 +87,7 @@ export function plannedVolunteers(
     return {
       id: v.id,
       memoryBytes: v.memoryBytes ?? defaultMemoryBytes,
+      bufferLimitBytes: v.bufferLimitBytes ?? null,
       msPerLayer: v.ready && v.stepMs !== null && layers > 0 ? v.stepMs / layers : null,
       stage: v.stage,
       client,
