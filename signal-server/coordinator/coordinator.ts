@@ -650,7 +650,9 @@ export class Coordinator {
     this.repartitions += 1;
     this.switchedAt = performance.now();
     const fallback = this.options.fallback;
-    if (fallback !== undefined) this.fallback = this.serverReplicas(p.manifest, { ...fallback, executor: p.executor });
+    // The old partition's replicas hand over: their runner is released once the sessions they admitted end.
+    if (fallback !== undefined)
+      this.fallback = this.serverReplicas(p.manifest, { ...fallback, executor: p.executor }).succeeding(this.fallback);
     for (const member of this.members.values()) {
       if (member.remote) continue;
       if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
