@@ -218,18 +218,27 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const builder =
     opts.repartition === undefined || cluster !== null || firstModel === undefined
       ? null
-      : partitionBuilder(firstModel, opts.repartition.stageCache, (stages, baseUrl) => {
-          const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
-          const routed = [
-            {
-              ...stages,
-              ...(firstModel.modelDir === undefined ? {} : { modelDir: firstModel.modelDir }),
-              ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
-            },
-          ];
-          for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
-          for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
-        });
+      : partitionBuilder(
+          firstModel,
+          opts.repartition.stageCache,
+          (stages, baseUrl) => {
+            const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
+            const routed = [
+              {
+                ...stages,
+                ...(firstModel.modelDir === undefined ? {} : { modelDir: firstModel.modelDir }),
+                ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
+              },
+            ];
+            for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
+            for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
+          },
+          (baseUrl) => {
+            // An evicted cut's files are gone from the stage cache: no longer served.
+            for (const k of [...modelFiles.keys()]) if (k.startsWith(`${baseUrl}/`)) modelFiles.delete(k);
+            for (const k of [...tensorIndexes.keys()]) if (k.startsWith(`${baseUrl}/`)) tensorIndexes.delete(k);
+          },
+        );
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
   // Joiners are placed on a stage they can hold (memory, largest buffer): the served stages' sizes.

@@ -646,6 +646,7 @@ export class Coordinator {
         .join(',');
     this.model = { ...this.model, numStages: p.manifest.stages.length, baseUrl: p.baseUrl, manifest: p.manifest, partition: p.key };
     this.oracle = p.oracle;
+    this.options.repartition?.switched?.(p);
     this.epoch += 1;
     this.repartitions += 1;
     this.switchedAt = performance.now();

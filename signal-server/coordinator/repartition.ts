@@ -30,6 +30,8 @@ export interface PartitionBuilder {
   readonly sizes: ModelSizes;
   /** Builds (or finds in the stage cache) and serves the stage files of these ranges. */
   build(ranges: readonly LayerRange[]): Promise<ServedPartition>;
+  /** The coordinator serves this partition from now (the builder keeps its files while it does). */
+  switched?(p: ServedPartition): void;
 }
 
 /**
