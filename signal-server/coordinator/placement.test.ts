@@ -96,7 +96,9 @@ describe('placement by capacity', () => {
     // (re-balancing blind to capacity sent s3 there: it would fail to load, and stage 1 would be short too).
     expect(r.leave('big2')).toEqual([]);
     expect(r.get('s3')?.stage).toBe(1);
+    expect(r.clientsPerStage()).toEqual([1, 3, 0]);
     // A big one that joins goes where it is needed: the empty stage 2.
     expect(r.join('big4', 'wasm', null, 6, 10_000)).toBe(2);
+    expect(r.clientsPerStage()).toEqual([1, 3, 1]);
   });
 });

@@ -29,6 +29,11 @@ export class Registry {
   private readonly volunteers = new Map<string, Volunteer>();
   /** What each stage of the partition served now needs (memory, largest buffer); null: unknown, any volunteer holds any stage. */
   private fits: readonly Stage[] | null = null;
+  /**
+   * Distinct clients and their keys on each stage, kept up to date as volunteers join (a join storm must not
+   * count every volunteer again at each join); dropped at any other change and counted again when next asked.
+   */
+  private clients: { counts: number[]; keys: Set<string>[] } | null = null;
 
   constructor(
     readonly modelId: string,
@@ -80,11 +85,13 @@ export class Registry {
     const capacity = { memoryBytes, bufferLimitBytes: who.bufferLimitBytes ?? null };
     const holdable = Array.from({ length: this.stages }, (_, s) => s).filter((s) => this.fitsStage(capacity, s));
     const keys = who.keys ?? [];
-    const ownClientOn = new Array<boolean>(this.stages).fill(false);
-    for (const v of this.volunteers.values())
-      if (v.stage < this.stages && v.keys?.some((k) => keys.includes(k))) ownClientOn[v.stage] = true;
-    const stage = pickStageFor(this.clientsPerStage(), holdable, ownClientOn);
+    const clients = this.clientView();
+    const ownClientOn = clients.keys.map((on) => keys.some((k) => on.has(k)));
+    const stage = pickStageFor(clients.counts, holdable, ownClientOn);
     if (stage === null) return null;
+    // As clientView counts: a volunteer none of whose keys is on its stage yet is one more client there.
+    if (!ownClientOn[stage]) clients.counts[stage] = (clients.counts[stage] as number) + 1;
+    for (const k of keys) clients.keys[stage]?.add(k);
     this.volunteers.set(id, {
       id,
       backend,
@@ -108,6 +115,7 @@ export class Registry {
    */
   assign(numStages: number, stageOf: ReadonlyMap<string, number>, newPartition: boolean): Move[] {
     this.stages = numStages;
+    this.clients = null;
     const counts = new Array<number>(numStages).fill(0);
     for (const s of stageOf.values()) counts[s] = (counts[s] ?? 0) + 1;
     const moves: Move[] = [];
@@ -141,6 +149,7 @@ export class Registry {
   /** Removes a volunteer and returns the moves that re-balance the stages. */
   leave(id: string): Move[] {
     if (!this.volunteers.delete(id)) return [];
+    this.clients = null;
     return this.rebalance();
   }
 
@@ -152,6 +161,7 @@ export class Registry {
     const had = this.volunteers.get(v.id);
     if (had !== undefined && had.remote !== true) return;
     this.volunteers.set(v.id, { ...v, remote: true });
+    this.clients = null;
   }
 
   /** The moves that re-balance the stages now (a cluster asks from time to time: its servers assign stages at once). */
@@ -172,6 +182,7 @@ export class Registry {
     const moves = planRebalance(assignment, this.numStages, this.redundancy, canHold).filter(
       (m) => this.volunteers.get(m.volunteer)?.remote !== true,
     );
+    if (moves.length > 0) this.clients = null;
     for (const m of moves) {
       const v = this.volunteers.get(m.volunteer);
       if (v !== undefined) {
@@ -194,8 +205,13 @@ export class Registry {
     return counts;
   }
 
-  /** Distinct clients assigned to each stage (volunteers sharing an identity key count once). */
+  /** Distinct clients assigned to each stage (a volunteer sharing an identity key with one counted before counts once). */
   clientsPerStage(): number[] {
+    return [...this.clientView().counts];
+  }
+
+  private clientView(): { counts: number[]; keys: Set<string>[] } {
+    if (this.clients !== null && this.clients.counts.length === this.stages) return this.clients;
     const keysOn = Array.from({ length: this.stages }, () => new Set<string>());
     const counts = new Array<number>(this.stages).fill(0);
     for (const v of this.volunteers.values()) {
@@ -205,7 +221,8 @@ export class Registry {
       if (!keys.some((k) => on.has(k))) counts[v.stage] = (counts[v.stage] as number) + 1;
       for (const k of keys) on.add(k);
     }
-    return counts;
+    this.clients = { counts, keys: keysOn };
+    return this.clients;
   }
 
   /** Ready volunteers of a stage, longest-standing first. */
