@@ -1,0 +1,124 @@
+import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
+import { majority } from '../../shared/vote/quorum.js';
+import type { Completion, CompletionRequest, TokenUpdate } from './coordinator-types.js';
+import { GenerationError, wireErrorOf } from './generation.js';
+import { ServiceStats, type ServiceStatus } from './service-stats.js';
+import type { SessionRunner } from './session-runner.js';
+import type { SwarmState } from './swarm-state.js';
+import { TextStream } from './text-stream.js';
+
+/** The token ids of a request, run through the swarm (SessionRunner.runIds). */
+export type RunIds = SessionRunner['runIds'];
+
+/**
+ * Completions of text: the prompt tokenized, its tokens run through the
+ * swarm, each one streamed as it is accepted, stop sequences honoured, and
+ * what the service achieved recorded for /api/status.
+ */
+export class CompletionService {
+  private readonly stats = new ServiceStats();
+
+  constructor(
+    private readonly s: SwarmState,
+    private readonly runIds: RunIds,
+  ) {}
+
+  /** The prompt for a chat, by the model's chat template. */
+  chatPrompt(messages: readonly ChatMessage[]): string {
+    return this.tokenizer().chatPrompt(messages);
+  }
+
+  /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
+  async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    const t0 = performance.now();
+    let ttftMs: number | null = null;
+    const msPerToken: number[] = [];
+    let tokens = 0;
+    let verifiedTokens = 0;
+    let serverTokens = 0;
+    const seen = (u: TokenUpdate) => {
+      if (ttftMs === null) ttftMs = performance.now() - t0;
+      else msPerToken.push(u.stepMs);
+      tokens += 1;
+      if (u.verified) verifiedTokens += 1;
+      if (u.votes.some((v) => v.server)) serverTokens += 1;
+      onToken?.(u);
+    };
+    try {
+      const c = await this.generate(req, seen);
+      for (const o of this.s.observers) o.onGeneration?.('ok');
+      this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
+      return c;
+    } catch (e) {
+      const code = wireErrorOf(e).code;
+      for (const o of this.s.observers) o.onGeneration?.(code);
+      // The client's own doing (a bad request, a cancel) is no failure of the service.
+      if (code !== 'ERR_BAD_REQUEST' && code !== 'ERR_CANCELLED')
+        this.stats.record({ ok: false, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
+      throw e;
+    }
+  }
+
+  /** What the service achieved over the last 5 minutes and hour, and the volunteers ready per stage now: for /api/status. */
+  serviceStatus(): ServiceStatus {
+    const ready = new Array<number>(this.s.model.numStages).fill(0);
+    for (const v of this.s.registry.all()) if (v.ready) ready[v.stage] = (ready[v.stage] ?? 0) + 1;
+    return {
+      modelId: this.s.model.modelId,
+      redundancy: this.s.options.redundancy,
+      volunteers: this.s.registry.size,
+      readyPerStage: ready,
+      fallback: {
+        mode: this.s.fallback?.mode ?? 'off',
+        maxSessions: this.s.fallback?.options.maxSessions ?? 0,
+        sessions: this.s.fallback?.busy ?? 0,
+      },
+      windows: this.stats.windows(),
+    };
+  }
+
+  private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+    if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const tokenizer = this.tokenizer();
+    const r = this.s.options.redundancy;
+    const promptTokens = tokenizer.encode(req.prompt);
+    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
+    const sofar: number[] = [];
+    let verified = true;
+    const { result, route } = await this.runIds(promptTokens, req.maxTokens, req.sampling, req.signal, (token, rec, session) => {
+      sofar.push(token);
+      const piece = stream.push(sofar);
+      const ok = r >= 2 && rec.votes.every((v) => !v.server && v.agreed >= majority(r));
+      verified &&= ok;
+      onToken?.({
+        index: sofar.length - 1,
+        token,
+        text: piece,
+        votes: rec.votes,
+        verified: ok,
+        redundancy: r,
+        logits: rec.logits,
+        route: session.route.map((ids) => [...ids]),
+        stepMs: rec.ms,
+        computeMs: rec.computeMs,
+      });
+      return stream.stopped;
+    });
+    stream.finish(result.tokens);
+    return {
+      promptTokens,
+      tokens: result.tokens,
+      text: stream.text,
+      finishReason: result.finishReason,
+      route,
+      redundancy: r,
+      verified: verified && r >= 2,
+    };
+  }
+
+  private tokenizer(): Tokenizer {
+    const t = this.s.model.tokenizer;
+    if (t === null) throw new GenerationError('ERR_BAD_REQUEST', 'this coordinator has no tokenizer: send token ids');
+    return t;
+  }
+}

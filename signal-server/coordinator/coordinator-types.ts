@@ -1,0 +1,143 @@
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { Tokenizer } from '../../shared/model/tokenizer.js';
+import type { Backend, ServerToClientEvents, StepDigest, StepFailure, TokenEvent } from '../../shared/protocol/messages.js';
+import type { AuditCounts } from './audit.js';
+import type { ChallengeOracle } from './challenge.js';
+import type { FallbackOptions } from './fallback.js';
+import type { SessionTimeouts } from './generation.js';
+import type { Links } from './links.js';
+import type { ModelSizes } from './partition-planner.js';
+import type { PartitionBuilder } from './repartition.js';
+import type { BanList } from './reputation.js';
+
+/** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
+export interface VolunteerLink {
+  send<E extends keyof ServerToClientEvents>(event: E, ...args: Parameters<ServerToClientEvents[E]>): void;
+  /** Ends the connection (after an eviction); the transport then calls `left`. */
+  disconnect(): void;
+}
+
+export interface ServedModelInfo {
+  readonly modelId: string;
+  readonly numStages: number;
+  readonly baseUrl: string;
+  readonly manifest: StageManifest;
+  /** Null where only token ids are sent (the in-process test swarm). */
+  readonly tokenizer: Tokenizer | null;
+  /** The partition's key (sent with every assignment; a re-partition changes it); absent: the model id alone. */
+  readonly partition?: string;
+}
+
+export interface CompletionRequest {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */
+  readonly stop?: readonly string[];
+  /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
+  readonly signal?: AbortSignal;
+}
+
+/** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */
+export type TokenUpdate = Omit<TokenEvent, 'requestId'> & {
+  /** The agreed logits of the last position (for log-probabilities); never sent to the chat page. */
+  readonly logits: Float32Array;
+};
+
+export interface Completion {
+  readonly promptTokens: number[];
+  readonly tokens: number[];
+  readonly text: string;
+  readonly finishReason: 'stop' | 'length';
+  readonly route: readonly (readonly string[])[];
+  /** The configured redundancy r, and whether every token was verified by a majority of it. */
+  readonly redundancy: number;
+  readonly verified: boolean;
+}
+
+export interface CoordinatorOptions {
+  readonly redundancy: number;
+  /** Test and demo servers accept volunteers that inject faults; production refuses them. */
+  readonly allowFaults: boolean;
+  /** How long a request waits for every stage to have r ready replicas with room. */
+  readonly routeWaitMs: number;
+  readonly timeouts: SessionTimeouts;
+  /** Computes the challenge steps a volunteer must answer before it counts as ready. */
+  readonly oracle: ChallengeOracle;
+  /** Fraction of a replica's sessions after which it is spot-checked with a new challenge (0..1). */
+  readonly spotCheckRate?: number;
+  /** How long a volunteer has to answer a challenge. */
+  readonly challengeTimeoutMs?: number;
+  /** Requests that may wait for a route at once; more are refused at once with ERR_BUSY. */
+  readonly maxQueued?: number;
+  /** Addresses whose volunteers are told apart by client key alone (this machine's local swarm). */
+  readonly localAddresses?: readonly string[];
+  /** Random source for routes and spot checks (seeded in tests). */
+  readonly random?: () => number;
+  /** Hears that volunteers or their states changed (the landing page's status). */
+  readonly statusChanged?: () => void;
+  /** Makes volunteer ids (default: random UUIDs); the in-process test swarm names them itself. */
+  readonly newId?: () => string;
+  /** The server computes stages short of volunteers itself (FALLBACK); absent = never. */
+  readonly fallback?: FallbackOptions;
+  /** Makes session ids (default 1, 2, 3…); a cluster of servers makes them unique among its servers. */
+  readonly newSessionId?: () => number;
+  /** The bans (default: this process's own); a cluster shares them among its servers. */
+  readonly bans?: BanList;
+  /** Who may signal whom (default: this process's own); a cluster tells the servers of linked volunteers. */
+  readonly links?: Links;
+  /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
+  readonly repartition?: PartitionBuilder;
+  /** What each part of the model weighs and its largest buffer (the tensor index): joiners go to a stage they can hold. */
+  readonly sizes?: ModelSizes;
+  /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
+  readonly repartitionHoldMs?: number;
+  /**
+   * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
+   * sampled token straight to stage 0's, and the coordinator verifies every step
+   * off the critical path; false: the coordinator alone feeds stage 0.
+   */
+  readonly meshLoop?: boolean;
+}
+
+/** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
+export type SessionReport =
+  | { readonly event: 'session:joined'; readonly m: { readonly sessionId: number } }
+  | { readonly event: 'step:digest'; readonly m: StepDigest }
+  | {
+      readonly event: 'step:logits';
+      readonly m: { readonly sessionId: number; readonly step: number; readonly logits: Float32Array; readonly resets?: number };
+    }
+  | { readonly event: 'step:failed'; readonly m: StepFailure };
+
+/**
+ * What a cluster of servers (../cluster/) adds to a coordinator: volunteers of
+ * other servers are mirrored here as members whose records those servers keep.
+ */
+export interface ClusterSeam {
+  /** A report of a volunteer of this server about a session another server coordinates: true once sent there. */
+  forward(volunteer: string, report: SessionReport): boolean;
+  /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
+  audited(volunteer: string, agreed: boolean): void;
+  /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
+  recorded(volunteer: string, counts: AuditCounts): void;
+  /** A volunteer of another server is due a spot check: its server challenges it. */
+  challenge(volunteer: string): void;
+  /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
+  sessionsOf(volunteer: string, here: number): number;
+}
+
+/** A volunteer of another server, as that server publishes it. */
+export interface MirroredVolunteer {
+  readonly id: string;
+  readonly keys: readonly string[];
+  readonly backend: Backend;
+  readonly adapter: string | null;
+  readonly stage: number;
+  readonly ready: boolean;
+  readonly stepMs: number | null;
+  readonly proven: boolean;
+  readonly joinedAt: number;
+  readonly counts: AuditCounts;
+}

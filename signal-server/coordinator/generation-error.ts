@@ -1,0 +1,22 @@
+import type { WireError, WireErrorCode } from '../../shared/protocol/errors.js';
+
+export class GenerationError extends Error {
+  constructor(
+    readonly code: WireErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What a requester is told of an error that is not a GenerationError: its details are for the server's log only. */
+export const INTERNAL_ERROR_MESSAGE = 'internal error';
+
+/**
+ * The wire error for whatever a generation threw, the same for Socket.IO
+ * (chat:error) and HTTP: a GenerationError keeps its code and message,
+ * anything else is ERR_INTERNAL.
+ */
+export function wireErrorOf(e: unknown): WireError {
+  return e instanceof GenerationError ? { code: e.code, message: e.message } : { code: 'ERR_INTERNAL', message: INTERNAL_ERROR_MESSAGE };
+}

@@ -1,0 +1,198 @@
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { LayerRange } from '../../shared/model/stage-graph.js';
+import { offeredBytes } from '../../shared/protocol/capacity.js';
+import type { FallbackOptions, ServerReplicas } from './fallback.js';
+import { type PlannedVolunteer, planPartition } from './partition-planner.js';
+import { stagesOf } from './placement.js';
+import {
+  type PartitionBuilder,
+  plannedVolunteers,
+  REPARTITION_HOLD_MS,
+  ReplayOnNewPartition,
+  rangesOf,
+  type ServedPartition,
+  sameRanges,
+} from './repartition.js';
+import type { Move } from './scheduler.js';
+import { assignment, type SwarmState } from './swarm-state.js';
+
+/** What re-partitioning needs of the coordinator's other parts. */
+export interface RepartitionHooks {
+  /** Moves volunteers to other stages of the partition served now. */
+  move(moves: readonly Move[]): void;
+  /** The server's own replicas of a partition's stages (the fallback). */
+  serverReplicas(manifest: StageManifest, options: FallbackOptions): ServerReplicas;
+}
+
+/**
+ * Live re-partitioning (REPARTITION): when departures leave a stage short,
+ * the planner's partition is built and served, and the configured one again
+ * once it serves.
+ */
+export class LiveRepartition {
+  /** A re-partition is being built (its stage files): no second one starts meanwhile. */
+  private repartitioning = false;
+  /** When the partition last changed (performance.now()): a switch back waits for the hold after it. */
+  private switchedAt = Number.NEGATIVE_INFINITY;
+  /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
+  private recheckTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The partition the operator configured: a re-partition returns to it once it serves again. */
+  private readonly operatorRanges: readonly LayerRange[];
+  /** Re-partitions carried out since the start. */
+  repartitions = 0;
+  /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
+  plans = 0;
+
+  constructor(
+    private readonly s: SwarmState,
+    private readonly h: RepartitionHooks,
+  ) {
+    this.operatorRanges = rangesOf(s.model.manifest);
+    s.registry.setFits(stagesOf(s.options.sizes ?? s.options.repartition?.sizes, this.operatorRanges));
+  }
+
+  /** Whether a re-partition is being built now. */
+  get building(): boolean {
+    return this.repartitioning;
+  }
+
+  /** Stops looking again later (the server is going away). */
+  stop(): void {
+    if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
+  }
+
+  /**
+   * After a departure that re-balancing could not make good (a stage short of
+   * r volunteers): the planner's choice, by memory and measured speed. Within
+   * the current partition volunteers move; otherwise the new partition's stage
+   * files are built and the swarm switches to it (switchPartition).
+   */
+  considerRepartition(departure: boolean): void {
+    const builder = this.s.options.repartition;
+    const r = this.s.options.redundancy;
+    if (builder === undefined || this.s.closing || this.repartitioning) return;
+    const current = rangesOf(this.s.model.manifest);
+    if (!sameRanges(current, this.operatorRanges)) {
+      // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
+      // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
+      // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
+      // Not before the hold is over, and no plan (seconds for a large swarm) while too few clients are ready.
+      const wait = this.switchedAt + (this.s.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) - performance.now();
+      const readyClients = new Set(this.plannerView(true).map((v) => v.client)).size;
+      if (wait > 0) this.recheckLater(wait);
+      else if (readyClients >= this.operatorRanges.length * r) {
+        const back = this.plan(builder, this.operatorRanges, true);
+        if (back.ok && back.kept) {
+          this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
+          return;
+        }
+      }
+    }
+    // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
+    if (!departure) return;
+    // Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route).
+    const clients = Array.from({ length: this.s.model.numStages }, () => new Set<string>());
+    for (const v of this.plannerView()) clients[v.stage]?.add(v.client);
+    if (clients.every((c) => c.size >= r)) return;
+    const plan = this.plan(builder, rangesOf(this.s.model.manifest));
+    if (!plan.ok) {
+      this.s.log(`re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`);
+      return;
+    }
+    if (plan.kept) {
+      this.h.move(this.s.registry.assign(this.s.model.numStages, plan.stageOf, false));
+      return;
+    }
+    this.buildAndSwitch(builder, plan.ranges, `stages short (${this.s.registry.replicasPerStage().join('/')})`);
+  }
+
+  /** Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile. */
+  recheckLater(ms: number): void {
+    this.recheckTimer ??= setTimeout(() => {
+      this.recheckTimer = null;
+      this.considerRepartition(false);
+    }, ms);
+  }
+
+  /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
+  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string, readyOnly = false): void {
+    this.repartitioning = true;
+    const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
+    this.s.log(`re-partition: ${why}; building layers ${key}`);
+    builder
+      .build(ranges)
+      .then((p) => {
+        this.repartitioning = false;
+        if (this.s.closing) return;
+        // Volunteers may have come and gone while the files were built: placed as they are now.
+        const again = this.plan(builder, rangesOf(p.manifest), readyOnly);
+        if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
+        else this.considerRepartition(true);
+      })
+      .catch((e: unknown) => {
+        this.repartitioning = false;
+        this.s.log(`re-partition to layers ${key} failed: ${(e as Error).message}`);
+      });
+  }
+
+  /**
+   * This server's volunteers as the planner sees them: those that passed a challenge here once (moved ones
+   * still loading count; a stranger that never proved a stage would hold a seat it does not fill), or with
+   * `readyOnly` those ready now.
+   */
+  private plannerView(readyOnly = false): PlannedVolunteer[] {
+    const local = this.s.registry
+      .all()
+      .filter((v) => v.remote !== true && (readyOnly ? v.ready : this.s.members.get(v.id)?.vouched === true));
+    return plannedVolunteers(
+      local,
+      rangesOf(this.s.model.manifest),
+      (id) => this.s.members.get(id)?.keys ?? [],
+      offeredBytes('wasm', null),
+    );
+  }
+
+  private plan(builder: PartitionBuilder, current: readonly LayerRange[], readyOnly = false) {
+    const volunteers = this.plannerView(readyOnly);
+    this.plans += 1;
+    return planPartition({ sizes: builder.sizes, volunteers, redundancy: this.s.options.redundancy, current });
+  }
+
+  /**
+   * Serves a new partition from now: new sessions route on it, sessions in
+   * flight are replayed on it (runIds), every volunteer is assigned its stage
+   * of it and must pass a challenge on that stage before it counts as ready.
+   */
+  private switchPartition(p: ServedPartition, stageOf: ReadonlyMap<string, number>): void {
+    const from =
+      this.s.model.partition ??
+      rangesOf(this.s.model.manifest)
+        .map((x) => `${x.start}-${x.end}`)
+        .join(',');
+    this.s.model = { ...this.s.model, numStages: p.manifest.stages.length, baseUrl: p.baseUrl, manifest: p.manifest, partition: p.key };
+    this.s.oracle = p.oracle;
+    this.s.options.repartition?.switched?.(p);
+    this.s.epoch += 1;
+    this.repartitions += 1;
+    this.switchedAt = performance.now();
+    const fallback = this.s.options.fallback;
+    // The old partition's replicas hand over: their runner is released once the sessions they admitted end.
+    if (fallback !== undefined)
+      this.s.fallback = this.h.serverReplicas(p.manifest, { ...fallback, executor: p.executor }).succeeding(this.s.fallback);
+    for (const member of this.s.members.values()) {
+      if (member.remote) continue;
+      if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
+      member.challenge = null;
+      member.proven = false;
+    }
+    const replay = new ReplayOnNewPartition(p.key);
+    for (const session of this.s.sessions.values()) session.abort(replay);
+    this.s.registry.setFits(stagesOf(this.s.options.sizes ?? this.s.options.repartition?.sizes, rangesOf(p.manifest)));
+    const moves = this.s.registry.assign(p.manifest.stages.length, stageOf, true);
+    for (const move of moves) this.s.members.get(move.volunteer)?.link.send('volunteer:assign', assignment(this.s, move.to));
+    this.s.log(
+      `re-partitioned ${this.s.model.modelId} from ${from} to ${p.key}: replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
+    );
+    this.s.options.statusChanged?.();
+  }
+}

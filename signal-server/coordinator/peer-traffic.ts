@@ -1,0 +1,103 @@
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } from '../../shared/protocol/messages.js';
+import type { SessionReport } from './coordinator-types.js';
+import { type FallbackOptions, ServerReplicas } from './fallback.js';
+import type { GenerationSession } from './generation.js';
+import { refuse, type SwarmState } from './swarm-state.js';
+
+/**
+ * What volunteers send about sessions: signalling relayed between peers a
+ * session links, frames to and from the server's own replicas (the fallback),
+ * and step reports, to the session they name (or, in a cluster, its server).
+ */
+export class PeerTraffic {
+  constructor(private readonly s: SwarmState) {}
+
+  /** The server's replicas of a partition's stages, their messages delivered as a volunteer's would be. */
+  serverReplicas(manifest: StageManifest, options: FallbackOptions): ServerReplicas {
+    // Their messages come in as a volunteer's would, a turn later (never inside the call that caused them).
+    const later = (f: () => void) => setImmediate(f);
+    return new ServerReplicas(manifest, options, {
+      frame: (from, to, messages) => later(() => this.deliverFrame(from, to, messages)),
+      joined: (from, sessionId) => later(() => this.joined(from, sessionId)),
+      digest: (from, m) => later(() => this.digest(from, m)),
+      logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
+      failed: (from, m) => later(() => this.failed(from, m)),
+      // Late or early honest frames are no news; what a stranger or a broken peer sends is.
+      rejected: (from, reason) => {
+        if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.s.log(`${from}: ERR_BAD_FRAME ${reason}`);
+      },
+    });
+  }
+
+  /** May `from` send signalling to `to`? Only between peers linked by a session. */
+  relay(from: string, to: string, data: unknown): boolean {
+    const target = this.s.members.get(to);
+    if (target === undefined || !this.s.links.linked(from, to)) return false;
+    target.link.send('signal', { from, data });
+    return true;
+  }
+
+  /**
+   * One data-channel message from volunteer `from` for the server replica `to`
+   * (the fallback has no data channel): only between peers a live session links.
+   */
+  frame(from: string, to: string, messages: readonly Uint8Array[]): boolean {
+    if (this.s.fallback === null || !isServerPeer(to) || !this.s.links.linked(from, to)) {
+      refuse(this.s, from, 'ERR_NOT_LINKED', `frame: ${to} is not a server replica of any session of yours`);
+      return false;
+    }
+    for (const m of messages) this.s.fallback.frame(from, to, m);
+    return true;
+  }
+
+  /** A server replica's messages for `to`: another server replica's, or a volunteer's over its socket. */
+  private deliverFrame(from: string, to: string, messages: readonly Uint8Array[]): void {
+    if (!this.s.links.linked(from, to)) return;
+    if (isServerPeer(to)) for (const m of messages) this.s.fallback?.frame(from, to, m);
+    else this.s.members.get(to)?.link.send('frame', { from, data: packFrameMessages(messages) });
+  }
+
+  /** The session a message names, if the sender is one of its replicas; otherwise the sender is told. */
+  private member(volunteer: string, sessionId: number): GenerationSession | undefined {
+    const session = this.s.sessions.get(sessionId) ?? this.s.finished.get(sessionId);
+    if (session === undefined || session.stageOf(volunteer) === undefined) {
+      refuse(this.s, volunteer, 'ERR_UNKNOWN_SESSION', `session ${sessionId} is not one of yours`);
+      return undefined;
+    }
+    return session;
+  }
+
+  /** Another server coordinates the session: the cluster sends the report there. */
+  private forwarded(id: string, report: SessionReport): boolean {
+    const sid = report.m.sessionId;
+    return !this.s.sessions.has(sid) && !this.s.finished.has(sid) && this.s.cluster?.forward(id, report) === true;
+  }
+
+  joined(id: string, sessionId: number): void {
+    if (this.forwarded(id, { event: 'session:joined', m: { sessionId } })) return;
+    this.member(id, sessionId)?.onJoined(id);
+  }
+
+  digest(id: string, m: StepDigest): void {
+    if (this.forwarded(id, { event: 'step:digest', m })) return;
+    const session = this.member(id, m.sessionId);
+    if (session === undefined) return;
+    if (session.stageOf(id) !== m.stage) {
+      refuse(this.s, id, 'ERR_NOT_ASSIGNED', `step:digest: stage ${m.stage} is not yours`);
+      return;
+    }
+    session.onDigest(id, m.step, [...m.digest], m.computeMs, [...m.input], m.received, m.resets);
+  }
+
+  logits(id: string, sessionId: number, step: number, logits: Float32Array, resets = 0): void {
+    if (this.forwarded(id, { event: 'step:logits', m: { sessionId, step, logits, resets } })) return;
+    this.member(id, sessionId)?.onLogits(id, step, logits, resets);
+  }
+
+  failed(id: string, m: StepFailure): void {
+    if (this.forwarded(id, { event: 'step:failed', m })) return;
+    this.s.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
+    this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message);
+  }
+}

@@ -1,0 +1,138 @@
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { ChallengeProof, StageReady } from '../../shared/protocol/messages.js';
+import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
+import { ChallengeMoot, type ChallengeOracle } from './challenge.js';
+import { type Member, refuse, type SwarmState } from './swarm-state.js';
+
+export const DEFAULT_CHALLENGE_TIMEOUT_MS = 60_000;
+export const DEFAULT_SPOT_CHECK_RATE = 0.1;
+/** How long after a proof the coordinator looks whether the configured partition serves again. */
+const PROOF_RECHECK_MS = 1_000;
+
+/** What readiness needs of the coordinator's other parts. */
+export interface ReadinessHooks {
+  /** Evicts a volunteer (a wrong or missing answer). */
+  expel(id: string, code: WireErrorCode, reason: string, ban: boolean): void;
+  /** Looks again later whether the configured partition serves (a proof may make it). */
+  recheckLater(ms: number): void;
+}
+
+/**
+ * Earned readiness: a volunteer that says it loaded its stage is sent a
+ * challenge step and counts as ready once its answer matches the reference;
+ * ready ones are spot-checked again after sessions.
+ */
+export class Readiness {
+  private nextChallengeId = 1;
+
+  constructor(
+    private readonly s: SwarmState,
+    private readonly h: ReadinessHooks,
+  ) {}
+
+  /**
+   * A volunteer says it loaded its stage. Its word is not enough: it is sent a
+   * challenge step and counts as ready once its answer matches the reference.
+   */
+  ready(id: string, m: StageReady): void {
+    const v = this.s.registry.get(id);
+    const member = this.s.members.get(id);
+    if (v === undefined || member === undefined) return;
+    // A late ready for the partition before a re-partition: the volunteer is loading the new one.
+    if (m.partition !== undefined && this.s.model.partition !== undefined && m.partition !== this.s.model.partition) {
+      this.s.log(`volunteer ${id}: a ready for partition ${m.partition}, not ${this.s.model.partition}: ignored`);
+      return;
+    }
+    if (m.modelId !== this.s.model.modelId || v.stage !== m.stage) {
+      refuse(this.s, id, 'ERR_NOT_ASSIGNED', `ready: ${m.modelId} stage ${m.stage} is not the stage assigned`);
+      return;
+    }
+    if (v.ready || member.challenge !== null) return;
+    void this.sendChallenge(member, m.stage);
+  }
+
+  private async sendChallenge(member: Member, stage: number): Promise<void> {
+    const oracle = this.s.oracle;
+    const epoch = this.s.epoch;
+    if (member.challenge !== null) return;
+    const challengeId = this.nextChallengeId++;
+    // Claimed at once, so that a second `ready` does not start another.
+    member.challenge = { id: challengeId, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };
+    let made: Awaited<ReturnType<ChallengeOracle['make']>>;
+    try {
+      // Asked again when its turn comes: nothing is computed for a volunteer that left (a flood of hello-ready-leave).
+      made = await oracle.make(
+        stage,
+        () => this.s.members.get(member.id) === member && this.s.registry.get(member.id)?.stage === stage && this.s.epoch === epoch,
+      );
+    } catch (e) {
+      member.challenge = null;
+      if (!(e instanceof ChallengeMoot)) this.s.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
+      return;
+    }
+    // Made for another partition (a re-partition came meanwhile), the challenge is no test of this one.
+    if (this.s.members.get(member.id) !== member || this.s.registry.get(member.id)?.stage !== stage || this.s.epoch !== epoch) {
+      member.challenge = null;
+      return;
+    }
+    const timeoutMs = this.s.options.challengeTimeoutMs ?? DEFAULT_CHALLENGE_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (member.challenge?.id !== challengeId) return;
+      member.challenge = null;
+      this.h.expel(member.id, 'ERR_CHALLENGE_FAILED', `no answer to a challenge step within ${timeoutMs} ms`, false);
+    }, timeoutMs);
+    member.challenge = { id: challengeId, expected: made.expected, sentAt: performance.now(), timer };
+    const hidden = made.hidden.buffer.slice(made.hidden.byteOffset, made.hidden.byteOffset + made.hidden.byteLength) as ArrayBuffer;
+    member.link.send('volunteer:challenge', { challengeId, stage, tokens: made.tokens, hidden });
+  }
+
+  /** A volunteer's answer to its challenge: right, and it is ready (or stays so); wrong, and it is evicted. */
+  proof(id: string, m: ChallengeProof): void {
+    const member = this.s.members.get(id);
+    const v = this.s.registry.get(id);
+    const c = member?.challenge;
+    if (member === undefined || v === undefined || c === null || c === undefined || c.id !== m.challengeId || c.timer === null) {
+      refuse(this.s, id, 'ERR_BAD_MESSAGE', `proof: challenge ${m.challengeId} is not open for you`);
+      return;
+    }
+    clearTimeout(c.timer);
+    member.challenge = null;
+    if (!agreeFingerprints([...m.digest], c.expected)) {
+      this.h.expel(id, 'ERR_CHALLENGE_FAILED', `its answer to a challenge step of stage ${v.stage} is wrong`, true);
+      return;
+    }
+    member.proven = true;
+    member.vouched = true;
+    if (!v.ready) {
+      // Its time per step as measured here, never as it says.
+      this.s.registry.markReady(id, v.stage, performance.now() - c.sentAt);
+      this.s.log(`volunteer ${id} passed its challenge for stage ${v.stage}: ready`);
+      // Only a proven volunteer counts towards going back to the configured partition: now it may
+      // (proofs come in bursts, each volunteer's after a switch: they are looked at together).
+      this.h.recheckLater(PROOF_RECHECK_MS);
+      this.s.options.statusChanged?.();
+    }
+  }
+
+  /** After a session, each of its replicas is challenged again with probability spotCheckRate. */
+  spotCheck(ids: readonly string[]): void {
+    const rate = this.s.options.spotCheckRate ?? DEFAULT_SPOT_CHECK_RATE;
+    if (this.s.closing || rate <= 0) return;
+    for (const id of new Set(ids)) {
+      const member = this.s.members.get(id);
+      const v = this.s.registry.get(id);
+      if (member === undefined || v === undefined || !v.ready || member.challenge !== null) continue;
+      if (this.s.random() >= rate) continue;
+      if (member.remote) this.s.cluster?.challenge(id);
+      else void this.sendChallenge(member, v.stage);
+    }
+  }
+
+  /** Another server asks for a spot check of a volunteer of this server. */
+  challengeAgain(id: string): void {
+    const member = this.s.members.get(id);
+    const v = this.s.registry.get(id);
+    if (member === undefined || member.remote || v === undefined || !v.ready || member.challenge !== null || this.s.closing) return;
+    void this.sendChallenge(member, v.stage);
+  }
+}

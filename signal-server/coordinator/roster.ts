@@ -1,0 +1,212 @@
+import { randomUUID } from 'node:crypto';
+import { bufferLimitBytes, offeredBytes } from '../../shared/protocol/capacity.js';
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { Backend, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
+import type { AuditCounts } from './audit.js';
+import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
+import type { GenerationSession } from './generation.js';
+import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
+import { cannotHold } from './placement.js';
+import { reputation, shouldEvict } from './reputation.js';
+import type { Move } from './scheduler.js';
+import { assignment, established, refuse, type SwarmState } from './swarm-state.js';
+
+/** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
+export const MAX_VOLUNTEERS_PER_ADDRESS = 16;
+
+/** What the roster needs of the coordinator's other parts. */
+export interface RosterHooks {
+  /** A replica of a running session left or moved: another takes its place. */
+  failOver(session: GenerationSession, left: string): void;
+  /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
+  considerRepartition(departure: boolean): void;
+}
+
+/**
+ * The volunteers of this server (and those of others mirrored here): hello,
+ * stage assignment and moves, departure, scores and eviction.
+ */
+export class Roster {
+  private readonly localAddresses: readonly string[];
+
+  constructor(
+    private readonly s: SwarmState,
+    private readonly h: RosterHooks,
+  ) {
+    this.localAddresses = s.options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+  }
+
+  /** A volunteer says hello: registered under an id of the server's, assigned a stage; or refused (faults, bans). */
+  hello(link: VolunteerLink, address: string, m: VolunteerHello): string | null {
+    const refuse = (code: WireErrorCode, message: string) => {
+      this.s.log(`refused volunteer from ${address}: ${code} ${message}`);
+      link.send('server:error', { code, message });
+      link.disconnect();
+      return null;
+    };
+    if (m.fault !== null && !this.s.options.allowFaults)
+      return refuse('ERR_FAULTS_REFUSED', `this server does not accept injected faults (${m.fault})`);
+    const keys = identityKeys(m.clientKey, address, this.localAddresses);
+    if (keys.some((k) => this.s.bans.banned(k)))
+      return refuse('ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
+    // One address (not this machine's) holds a bounded number of volunteers: a flood of sockets registers no further.
+    const addressKey = keys.find((k) => k.startsWith('addr:'));
+    if (addressKey !== undefined) {
+      let same = 0;
+      for (const other of this.s.members.values()) if (other.keys.includes(addressKey)) same += 1;
+      if (same >= MAX_VOLUNTEERS_PER_ADDRESS)
+        return refuse(
+          'ERR_RATE_LIMITED',
+          `${same} volunteers are connected from this address already (at most ${MAX_VOLUNTEERS_PER_ADDRESS})`,
+        );
+    }
+    // The id is the server's, never the client's: nobody can claim another volunteer's id.
+    const id = this.s.options.newId?.() ?? randomUUID();
+    if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
+    this.s.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
+    const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
+    const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
+    if (stage === null) {
+      this.s.members.delete(id);
+      return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.s.registry));
+    }
+    link.send('volunteer:welcome', { volunteerId: id });
+    link.send('volunteer:assign', assignment(this.s, stage));
+    // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
+    this.s.log(
+      `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
+    );
+    this.s.options.statusChanged?.();
+    return id;
+  }
+
+  /** A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. */
+  left(id: string): void {
+    const member = this.s.members.get(id);
+    if (member === undefined) return;
+    if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
+    this.s.members.delete(id);
+    this.s.links.drop(id);
+    for (const session of this.s.sessions.values()) this.h.failOver(session, id);
+    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
+    // its record stays in Redis under its client key (../cluster/), and follows it to any server.
+    this.s.audit.forget(id);
+    const moves = this.s.registry.leave(id);
+    this.move(moves);
+    this.s.log(`volunteer ${id} left; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`);
+    // One that never proved a stage changed nothing the planner counts (unless its going moved others).
+    if (member.vouched || moves.length > 0) this.h.considerRepartition(true);
+    this.s.options.statusChanged?.();
+  }
+
+  /** Tells moved volunteers their new stages (to load and prove); their sessions fail over at once. */
+  move(moves: readonly Move[]): void {
+    for (const move of moves) {
+      const moved = this.s.members.get(move.volunteer);
+      if (moved !== undefined) {
+        moved.proven = false;
+        moved.link.send('volunteer:assign', assignment(this.s, move.to));
+      }
+      // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.
+      for (const session of this.s.sessions.values()) this.h.failOver(session, move.volunteer);
+      this.s.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
+    }
+  }
+
+  /** Evicts a volunteer: tells it why, bans its keys when `ban`, and ends its connection. */
+  expel(id: string, code: WireErrorCode, reason: string, ban: boolean): void {
+    const member = this.s.members.get(id);
+    if (member === undefined) return;
+    if (ban) for (const k of member.keys) this.s.bans.ban(k);
+    this.s.log(`volunteer ${id} evicted (${code}): ${reason}`);
+    refuse(this.s, id, code === 'ERR_CHALLENGE_FAILED' || code === 'ERR_EQUIVOCATION' ? code : 'ERR_EVICTED', `evicted: ${reason}`);
+    // The transport's disconnect handler calls left(): sessions fail over, stages re-balance.
+    queueMicrotask(() => member.link.disconnect());
+  }
+
+  /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
+  judge(id: string, counts: AuditCounts, agreed: boolean): void {
+    const member = this.s.members.get(id);
+    if (member === undefined) return;
+    if (member.remote) {
+      this.s.cluster?.audited(id, agreed);
+      return;
+    }
+    this.s.cluster?.recorded(id, counts);
+    member.link.send('volunteer:score', { ...counts, reputation: reputation(counts) });
+    if (shouldEvict(counts))
+      this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
+  }
+
+  /** Every volunteer with its stage, backend, state and audit counts. */
+  volunteers(): VolunteerView[] {
+    const busy = new Set<string>();
+    for (const session of this.s.sessions.values()) for (const id of session.route.flat()) busy.add(id);
+    return this.s.registry.all().map((v) => {
+      const counts = this.s.audit.get(v.id);
+      const state = !v.ready ? 'loading' : busy.has(v.id) ? 'busy' : 'ready';
+      return {
+        id: v.id,
+        stage: v.stage,
+        backend: v.backend as Backend,
+        adapter: v.adapter,
+        state,
+        ready: v.ready,
+        ...counts,
+        reputation: reputation(counts),
+        established: established(this.s, v.id),
+      };
+    });
+  }
+
+  // The seams of a cluster of servers (../cluster/): volunteers of other servers mirrored here.
+
+  /** Adds or updates a volunteer of another server: a route candidate here, reached through `link`. */
+  mirror(link: VolunteerLink, v: MirroredVolunteer): void {
+    const member = this.s.members.get(v.id);
+    if (member !== undefined && !member.remote) return;
+    if (member === undefined) {
+      this.s.members.set(v.id, {
+        id: v.id,
+        link,
+        keys: v.keys,
+        fault: null,
+        remote: true,
+        proven: v.proven,
+        vouched: v.proven,
+        challenge: null,
+        noShows: 0,
+      });
+    } else member.proven = v.proven;
+    this.s.registry.mirror({ ...v, remote: true });
+    this.s.audit.set(v.id, v.counts);
+    this.s.options.statusChanged?.();
+  }
+
+  /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */
+  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean } | undefined {
+    const m = this.s.members.get(id);
+    return m === undefined || m.remote ? undefined : { keys: m.keys, proven: m.proven };
+  }
+
+  /** How this server reaches one of its own volunteers; undefined for volunteers of other servers. */
+  localLink(id: string): VolunteerLink | undefined {
+    const m = this.s.members.get(id);
+    return m === undefined || m.remote ? undefined : m.link;
+  }
+
+  /** Is this volunteer one of another server's, mirrored here? */
+  isRemote(id: string): boolean {
+    return this.s.members.get(id)?.remote === true;
+  }
+
+  /**
+   * Moves volunteers of this server to stages short of replicas, counting those of the
+   * others: volunteers that joined several servers at once may have picked the same stage.
+   */
+  rebalance(): void {
+    const moves = this.s.registry.rebalanceNow();
+    this.move(moves);
+    if (moves.length > 0) this.s.options.statusChanged?.();
+  }
+}

@@ -1,0 +1,149 @@
+import { serverPeerId } from '../../shared/protocol/messages.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
+import { GenerationError } from './generation.js';
+import { reputation } from './reputation.js';
+import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import { established, type SwarmState } from './swarm-state.js';
+
+export const DEFAULT_MAX_QUEUED = 64;
+/** How often a waiting request looks for a route again. */
+const ROUTE_POLL_MS = 50;
+
+/**
+ * Route choice: r ready replicas per stage with room for another session
+ * (or the server's own, where the fallback is allowed), spares for a running
+ * session, and admission of waiting requests.
+ */
+export class RoutePicker {
+  private queued = 0;
+
+  constructor(private readonly s: SwarmState) {}
+
+  /** Requests waiting for a route now. */
+  get waiting(): number {
+    return this.queued;
+  }
+
+  /** Sessions each volunteer is in now (in a cluster, on every server: a replica holds MAX_SESSIONS_PER_REPLICA). */
+  private load(): Map<string, number> {
+    const n = this.sessionsHere();
+    const cluster = this.s.cluster;
+    if (cluster === null) return n;
+    for (const v of this.s.registry.all()) {
+      const all = cluster.sessionsOf(v.id, n.get(v.id) ?? 0);
+      if (all > 0) n.set(v.id, all);
+    }
+    return n;
+  }
+
+  /** Sessions each volunteer is in on this server now (a cluster publishes its own volunteers'). */
+  sessionsHere(): Map<string, number> {
+    const n = new Map<string, number>();
+    for (const session of this.s.sessions.values()) for (const id of session.route.flat()) n.set(id, (n.get(id) ?? 0) + 1);
+    return n;
+  }
+
+  /** Ready replicas of a stage with room for another session, as route candidates. */
+  private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
+    return this.s.registry
+      .readyReplicas(stage)
+      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < MAX_SESSIONS_PER_REPLICA)
+      .map((v) => this.candidate(v.id));
+  }
+
+  candidate(id: string): Candidate {
+    const member = this.s.members.get(id);
+    return {
+      id,
+      keys: member?.keys ?? [],
+      established: established(this.s, id),
+      weight: reputation(this.s.audit.get(id)) / (1 + (member?.noShows ?? 0)),
+    };
+  }
+
+  /** Spares for a stage of a running session, chosen by the route rules next to the replicas that stay. */
+  spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[] {
+    const beside = alongside.map((id) => this.candidate(id));
+    return chooseReplicas(this.candidates(stage, exclude), this.s.options.redundancy, this.s.random, beside).map((c) => c.id);
+  }
+
+  /** The server replica of `stage` for a session, where the fallback is allowed and has room for it; null otherwise. */
+  serverReplica(sessionId: number, stage: number): string | null {
+    if (this.s.fallback === null || !this.s.fallback.admit(sessionId)) return null;
+    return serverPeerId(stage);
+  }
+
+  /**
+   * With the fallback: a route where the stages short of r ready volunteers
+   * (from distinct clients, busy or not) are the server's (FALLBACK=stage), or
+   * every stage is (FALLBACK=whole). Null when no stage is short, or another
+   * stage's volunteers are busy (the request waits); ERR_BUSY when the
+   * fallback has no room for another session.
+   */
+  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | null {
+    const fallback = this.s.fallback;
+    if (fallback === null) return null;
+    const r = this.s.options.redundancy;
+    const stages = Array.from({ length: this.s.model.numStages }, (_, s) => s);
+    const short = stages.filter((s) => chooseReplicas(this.candidates(s, new Set(), new Map()), r, this.s.random).length < r);
+    if (short.length === 0) return null;
+    const route: string[][] = [];
+    for (const s of stages) {
+      if (fallback.mode === 'whole' || short.includes(s)) route.push([serverPeerId(s)]);
+      else {
+        const chosen = chooseReplicas(this.candidates(s, new Set(), load), r, this.s.random);
+        if (chosen.length < r) return null;
+        route.push(chosen.map((c) => c.id));
+      }
+    }
+    if (!fallback.admit(sessionId))
+      throw new GenerationError(
+        'ERR_BUSY',
+        `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}); try again shortly`,
+      );
+    return route;
+  }
+
+  /**
+   * r ready replicas per stage with room for another session, chosen by the
+   * route rules, or the server's replicas for stages short of volunteers (the
+   * fallback); waits up to routeWaitMs. Beyond maxQueued waiting requests,
+   * refuses at once (ERR_BUSY).
+   */
+  async pickRoute(sessionId: number, signal: AbortSignal | undefined, waitMs: number): Promise<string[][]> {
+    const r = this.s.options.redundancy;
+    if (this.queued >= (this.s.options.maxQueued ?? DEFAULT_MAX_QUEUED))
+      throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
+    this.queued += 1;
+    try {
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
+        if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+        const load = this.load();
+        const choice = chooseRoute(
+          Array.from({ length: this.s.model.numStages }, (_, s) => this.candidates(s, new Set(), load)),
+          r,
+          this.s.random,
+        );
+        if (choice.ok) return choice.route;
+        const served = this.fallbackRoute(sessionId, load);
+        if (served !== null) return served;
+        if (Date.now() >= deadline) {
+          const ready = this.s.registry.readyReplicas(choice.stage).length;
+          // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.
+          const unloaded = chooseReplicas(this.candidates(choice.stage, new Set(), new Map()), r, this.s.random).length;
+          throw new GenerationError(
+            unloaded >= r ? 'ERR_BUSY' : 'ERR_NO_ROUTE',
+            unloaded >= r
+              ? `stage ${choice.stage} of ${this.s.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${waitMs} ms`
+              : `stage ${choice.stage} of ${this.s.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.s.registry.replicasPerStage()[choice.stage]} assigned); waited ${waitMs} ms`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));
+      }
+    } finally {
+      this.queued -= 1;
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import type { TimerHandle } from '../../shared/clock.js';
+import { GenerationError } from './generation-error.js';
+import { MeshLoopChecks } from './mesh-checks.js';
+
+/** After every stage has a majority joined, how much longer the others are waited for before spares take their places. */
+export const JOIN_GRACE_MS = 2_000;
+/** Rounds of replacing replicas that did not join. */
+const JOIN_ROUNDS = 3;
+
+/** Opening a session on its replicas and waiting for them to join; aborting it; waiting with a timeout. */
+export abstract class SessionJoin extends MeshLoopChecks {
+  private aborted: GenerationError | null = null;
+  private onAbort: ((e: GenerationError) => void) | null = null;
+
+  onJoined(volunteer: string): void {
+    if (!this.members.has(volunteer)) return;
+    this.joined.add(volunteer);
+    this.joinChanged?.();
+  }
+
+  /**
+   * Opens the session on every replica and waits until all have joined, or
+   * until every stage has a majority joined and JOIN_GRACE_MS more have
+   * passed, or joinMs. Replicas that did not join (or refused) are no-shows:
+   * spares take their places, in up to JOIN_ROUNDS rounds. Fails only when a
+   * stage cannot reach a majority of r joined.
+   */
+  protected async join(): Promise<void> {
+    for (const [stage, ids] of this.route.entries()) {
+      ids.forEach((id, replica) => {
+        this.transport.open(id, {
+          sessionId: this.sessionId,
+          stage,
+          replica,
+          prev: this.route[stage - 1] ?? [],
+          next: this.route[stage + 1] ?? [],
+          replayTo: 0,
+          ...this.loopOf(stage),
+        });
+      });
+    }
+    const tried = new Set(this.members.keys());
+    for (let round = 0; ; round++) {
+      await this.joinRound();
+      const missing = [...this.members.keys()].filter((id) => !this.joined.has(id));
+      if (missing.length === 0) return;
+      if (round + 1 >= JOIN_ROUNDS) break;
+      let replaced = 0;
+      for (const id of missing) {
+        const stage = this.members.get(id) as number;
+        this.retry?.noShow?.(id);
+        const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
+        const spare = this.retry?.spares(stage, new Set([...tried, ...this.notCandidates()]), staying)[0];
+        if (spare === undefined) continue;
+        tried.add(spare);
+        this.retry?.link(stage, spare);
+        if (this.swap(id, spare, false) === undefined) continue;
+        this.transport.close(id, this.sessionId);
+        this.announce(stage, [spare]);
+        this.retry?.log?.(`session ${this.sessionId}: ${id} of stage ${stage} did not join; ${spare} takes its place`);
+        replaced += 1;
+      }
+      if (replaced === 0) break;
+    }
+    // A stage still short of a majority joined: the server computes it, where the operator allows.
+    for (const [stage, n] of this.joinedPerStage().entries())
+      if (n < this.neededAt(stage)) this.serve(stage, `stage ${stage}: only ${n} of ${this.policy.redundancy} replicas joined`);
+    const short = this.joinedPerStage().findIndex((n, stage) => n < this.neededAt(stage));
+    if (short >= 0) {
+      const missing = (this.current[short] as string[]).filter((id) => !this.joined.has(id));
+      throw new GenerationError(
+        'ERR_NO_ROUTE',
+        `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.neededAt(short)} needed; ${missing.join(', ')} did not)`,
+      );
+    }
+  }
+
+  /** One round of waiting for replicas to join (see join). */
+  private joinRound(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let grace: TimerHandle | null = null;
+      const done = () => {
+        this.clock.clearTimeout(timer);
+        if (grace !== null) this.clock.clearTimeout(grace);
+        this.joinChanged = null;
+        this.onAbort = null;
+        resolve();
+      };
+      const check = () => {
+        const waiting = [...this.members.keys()].filter((id) => !this.joined.has(id) && !this.refused.has(id));
+        if (waiting.length === 0) return done();
+        if (grace === null && this.joinedPerStage().every((n, stage) => n >= this.neededAt(stage)))
+          grace = this.clock.setTimeout(done, JOIN_GRACE_MS);
+      };
+      const timer = this.clock.setTimeout(done, this.timeouts.joinMs);
+      this.joinChanged = check;
+      if (this.aborted !== null) {
+        this.clock.clearTimeout(timer);
+        reject(this.aborted);
+        return;
+      }
+      this.onAbort = (e) => {
+        this.clock.clearTimeout(timer);
+        if (grace !== null) this.clock.clearTimeout(grace);
+        this.joinChanged = null;
+        reject(e);
+      };
+      check();
+    });
+  }
+
+  /** Ends the generation with `e` at once (the server is shutting down). */
+  abort(e: GenerationError): void {
+    this.aborted ??= e;
+    this.onAbort?.(e);
+  }
+
+  protected within(p: Promise<void>, ms: number, onTimeout: () => GenerationError): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.aborted !== null) {
+        reject(this.aborted);
+        return;
+      }
+      const timer = this.clock.setTimeout(() => reject(onTimeout()), ms);
+      this.onAbort = (e) => {
+        this.clock.clearTimeout(timer);
+        reject(e);
+      };
+      p.then(
+        () => {
+          this.clock.clearTimeout(timer);
+          resolve();
+        },
+        (e: unknown) => {
+          this.clock.clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+}

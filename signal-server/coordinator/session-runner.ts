@@ -1,0 +1,247 @@
+import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import { isServerPeer } from '../../shared/protocol/messages.js';
+import { majority } from '../../shared/vote/quorum.js';
+import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
+import { MAX_REPLAYS, ReplayOnNewPartition } from './repartition.js';
+import { established, linkOf, type SwarmState } from './swarm-state.js';
+
+/** Sessions not joined (or refused) before a volunteer is evicted. */
+export const MAX_NO_SHOWS = 3;
+/** How long a replayed request waits for the new partition to serve (its volunteers load and prove their stages). */
+export const REPLAY_ROUTE_WAIT_MS = 60_000;
+/** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
+const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
+
+/** What running sessions need of the coordinator's other parts. */
+export interface RunnerHooks {
+  /** A route for a new session (RoutePicker). */
+  pickRoute(sessionId: number, signal: AbortSignal | undefined, waitMs: number): Promise<string[][]>;
+  /** Spares for a stage of a running session, and the server's own replica of a stage (RoutePicker). */
+  spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[];
+  serverReplica(sessionId: number, stage: number): string | null;
+  /** Evicts a volunteer (Roster). */
+  expel(id: string, code: WireErrorCode, reason: string, ban: boolean): void;
+  /** Spot-checks the replicas of a finished session (Readiness). */
+  spotCheck(ids: readonly string[]): void;
+  /** Whether a re-partition is being built now (a failure under it is replayed). */
+  repartitioning(): boolean;
+}
+
+/**
+ * Sessions of requests: each opened on a route, its peers linked while it
+ * lives, replicas that leave failed over, and the request replayed when a
+ * re-partition comes under it.
+ */
+export class SessionRunner {
+  /** Each live session's way of linking two peers (it unlinks them when it ends). */
+  private readonly sessionLinks = new Map<number, (a: string, b: string) => void>();
+  private nextSessionId = 1;
+  /** Requests replayed on a new partition since the start. */
+  replays = 0;
+  /** Steps rolled back because stage 0 computed on a mesh token the coordinator did not verify, over finished sessions. */
+  meshRollBacks = 0;
+
+  constructor(
+    private readonly s: SwarmState,
+    private readonly h: RunnerHooks,
+  ) {}
+
+  /**
+   * Runs token ids through a route of the swarm, with every rule of a request
+   * (admission, route choice, fail-over, eviction): the in-process test swarm
+   * and the benchmarks call it without a tokenizer. `onStep` returns true to
+   * stop after that token.
+   */
+  async runIds(
+    promptTokens: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    signal: AbortSignal | undefined,
+    onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+    const done: number[] = [];
+    for (let replays = 0; ; replays++) {
+      const epoch = this.s.epoch;
+      try {
+        const out = await this.runSession(
+          [...promptTokens, ...done],
+          maxTokens - done.length,
+          sampling,
+          signal,
+          done.length,
+          replays > 0,
+          (token, rec, session) => {
+            done.push(token);
+            return onStep(token, rec, session);
+          },
+        );
+        return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
+      } catch (e) {
+        // Re-partitioned under it, or failed by the departure that re-partitions the model: the same request
+        // again on the new partition, its tokens so far prefilled.
+        const replay =
+          e instanceof ReplayOnNewPartition ||
+          (e instanceof GenerationError && REPLAYED_FAILURES.has(e.code) && (this.h.repartitioning() || this.s.epoch !== epoch));
+        if (!replay || replays >= MAX_REPLAYS || signal?.aborted === true || this.s.closing) throw e;
+        this.replays += 1;
+        this.s.log(
+          `replaying a request after ${done.length} tokens (${(e as Error).message}) on the new partition (replay ${replays + 1} of at most ${MAX_REPLAYS})`,
+        );
+      }
+    }
+  }
+
+  /** One session of a request: `sampledBefore` tokens of it came from sessions before (replays). */
+  private async runSession(
+    promptTokens: readonly number[],
+    maxTokens: number,
+    sampling: SamplingParams,
+    signal: AbortSignal | undefined,
+    sampledBefore: number,
+    replay: boolean,
+    onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+    if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const { manifest } = this.s.model;
+    const r = this.s.options.redundancy;
+    if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
+    if (promptTokens.length + maxTokens > manifest.model.maxPositions) {
+      throw new GenerationError(
+        'ERR_BAD_REQUEST',
+        `prompt (${promptTokens.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+      );
+    }
+    const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
+    let route: string[][];
+    try {
+      // A replay waits for the new partition's volunteers to load and prove their stages.
+      route = await this.h.pickRoute(
+        sessionId,
+        signal,
+        replay ? Math.max(this.s.options.routeWaitMs, REPLAY_ROUTE_WAIT_MS) : this.s.options.routeWaitMs,
+      );
+    } catch (e) {
+      this.s.fallback?.release(sessionId);
+      throw e;
+    }
+    // Signalling is relayed between these pairs while the session lives, and no longer.
+    const linked: [string, string][] = [];
+    const link = (a: string, b: string) => {
+      this.s.links.link(a, b);
+      linked.push([a, b]);
+    };
+    this.sessionLinks.set(sessionId, link);
+    for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
+    const meshLoop = this.s.options.meshLoop ?? true;
+    // The mesh loop: the last stage's replicas reach stage 0's (a one-stage model's replicas reach each other).
+    if (meshLoop) for (const a of route[route.length - 1] ?? []) for (const b of route[0] ?? []) if (a !== b) link(a, b);
+    const send = (v: string) => linkOf(this.s, v);
+    const session = new GenerationSession(
+      sessionId,
+      route,
+      manifest,
+      {
+        open: (v, m) => send(v)?.send('session:open', m),
+        update: (v, m) => send(v)?.send('session:update', m),
+        input: (v, m) => send(v)?.send('step:input', m),
+        close: (v, id) => send(v)?.send('session:close', { sessionId: id }),
+      },
+      this.s.options.timeouts,
+      this.s.audit,
+      {
+        spares: (stage, exclude, alongside) => this.h.spares(stage, exclude, alongside),
+        link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
+        log: (line) => this.s.log(line),
+        noShow: (id) => this.noShow(id, sessionId),
+        evict: (id, code, reason) => this.h.expel(id, code, reason, true),
+        serve: (stage) => this.h.serverReplica(sessionId, stage),
+      },
+      { redundancy: r, established: (id) => established(this.s, id), trusted: isServerPeer },
+      undefined,
+      meshLoop,
+    );
+    this.s.sessions.set(sessionId, session);
+    const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
+    if (signal?.aborted === true) cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      const result = await session.run(
+        promptTokens,
+        maxTokens,
+        sampling,
+        (token, rec) => {
+          const stop = onStep(token, rec, session);
+          for (const o of this.s.observers) o.onToken?.(rec.ms, rec.votes);
+          return stop;
+        },
+        sampledBefore,
+      );
+      this.s.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
+      return { result, route: session.route.map((ids) => [...ids]), session };
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      this.s.sessions.delete(sessionId);
+      this.sessionLinks.delete(sessionId);
+      this.s.fallback?.release(sessionId);
+      for (const [a, b] of linked) this.s.links.unlink(a, b);
+      this.meshRollBacks += session.meshRollBacks;
+      this.s.finished.set(sessionId, session);
+      if (this.s.finished.size > 64) this.s.finished.delete(this.s.finished.keys().next().value as number);
+      this.h.spotCheck(session.route.flat());
+    }
+  }
+
+  /** Links a replica joining `stage` of a session to its neighbours: the stages beside it, and the other end of the mesh loop. */
+  private linkNeighbours(
+    session: GenerationSession,
+    stage: number,
+    id: string,
+    link: (a: string, b: string) => void,
+    meshLoop: boolean,
+  ): void {
+    const route = session.route;
+    const last = route.length - 1;
+    for (const p of route[stage - 1] ?? []) link(p, id);
+    for (const n of route[stage + 1] ?? []) link(id, n);
+    if (!meshLoop) return;
+    if (stage === last) for (const f of route[0] ?? []) if (f !== id) link(id, f);
+    if (stage === 0 && last > 0) for (const l of route[last] ?? []) if (l !== id) link(l, id);
+  }
+
+  /** A replica did not join a session: a strike; MAX_NO_SHOWS strikes evict it. */
+  private noShow(id: string, sessionId: number): void {
+    const member = this.s.members.get(id);
+    if (member === undefined) return;
+    member.noShows += 1;
+    this.s.log(`volunteer ${id} did not join session ${sessionId} (${member.noShows} of ${MAX_NO_SHOWS} no-shows)`);
+    if (member.noShows >= MAX_NO_SHOWS) this.h.expel(id, 'ERR_EVICTED', `${member.noShows} sessions assigned and not joined`, true);
+  }
+
+  /**
+   * A replica of a running session left: a ready volunteer of the same stage
+   * that is not in the route takes its place (rebuilding its KV cache from the
+   * agreed inputs); with none, the step goes on with the replicas that remain.
+   */
+  failOver(session: GenerationSession, left: string): void {
+    const stage = session.stageOf(left);
+    if (stage === undefined) return;
+    // Replicas that left before (the session went on without them) do not count as staying.
+    const staying = (session.route[stage] ?? []).filter((id) => id !== left && (this.s.members.has(id) || isServerPeer(id)));
+    const spare = this.h.spares(stage, session.notCandidates(), staying)[0];
+    if (spare === undefined) {
+      // Too few left for a majority: the server computes the stage, where the operator allows it.
+      if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} left and no spare is ready`))
+        return;
+      session.onLeft(left);
+      this.s.log(
+        `session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`,
+      );
+      return;
+    }
+    const link = this.sessionLinks.get(session.sessionId);
+    if (link !== undefined) this.linkNeighbours(session, stage, spare, link, this.s.options.meshLoop ?? true);
+    session.replace(left, spare);
+    this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
+  }
+}

@@ -1,0 +1,57 @@
+import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
+
+/** What a session needs from the transport: send to one volunteer. */
+export interface SessionTransport {
+  open(volunteer: string, m: SessionOpen): void;
+  update(volunteer: string, m: SessionUpdate): void;
+  input(volunteer: string, m: StepInput): void;
+  close(volunteer: string, sessionId: number): void;
+}
+
+/** Where a session finds spare replicas, and whom it reports misbehaviour to. */
+export interface RetryHooks {
+  /** Ready volunteers of `stage` that may join it next to `alongside` (not in `exclude`), best first. */
+  spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[];
+  /** Called before `volunteer` joins `stage` of the route (link it to its neighbours). */
+  link(stage: number, volunteer: string): void;
+  /** Hears what a retry did, for the server's log. */
+  log?(line: string): void;
+  /** A replica did not join the session in time (or refused it): counts against its record. */
+  noShow?(volunteer: string): void;
+  /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
+  evict?(volunteer: string, code: WireErrorCode, reason: string): void;
+  /**
+   * The server's own replica of `stage` (the fallback), for a stage short of
+   * volunteers; null where the operator does not allow it or it has no room.
+   */
+  serve?(stage: number): string | null;
+}
+
+/** How the votes are counted. */
+export interface VotePolicy {
+  /** The configured redundancy r: every stage needs ⌊r/2⌋+1 agreeing replicas, whatever the route holds. */
+  readonly redundancy: number;
+  /** Replicas with an established record: newcomers never outvote them. */
+  established(volunteer: string): boolean;
+  /** The server's own replicas: a stage one of them computes is its alone, and its answer needs no vote. */
+  trusted?(volunteer: string): boolean;
+}
+
+export interface SessionTimeouts {
+  /** Until every replica of the route has its data channels open. */
+  readonly joinMs: number;
+  /** Until the last stage's logits reach a majority for one step. */
+  readonly stepMs: number;
+}
+
+export interface StepRecord {
+  readonly token: number;
+  readonly votes: StageVote[];
+  /** From sending the input to stage 0 until the token was accepted. */
+  readonly ms: number;
+  /** Per stage, the fastest compute time a replica reported for this step. */
+  readonly computeMs: number[];
+  /** The agreed logits the token was sampled from (the last position). */
+  readonly logits: Float32Array;
+}

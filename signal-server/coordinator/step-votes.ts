@@ -1,0 +1,273 @@
+import type { TimerHandle } from '../../shared/clock.js';
+import type { ReceivedReport } from '../../shared/protocol/messages.js';
+import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
+import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
+import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
+import { agreeLogits, medianOf, Quorum } from '../../shared/vote/quorum.js';
+import { SessionRoute } from './session-route.js';
+
+/** What a replica reported for a step: the fingerprints of its output and of the input it computed on. */
+export interface StageReport {
+  readonly out: number[];
+  readonly input: number[];
+}
+
+const agreeReports = (a: StageReport, b: StageReport) => agreeFingerprints(a.out, b.out) && agreeFingerprints(a.input, b.input);
+
+export interface StepWait {
+  /** Made anew when the server takes over a stage mid-step. */
+  logits: Quorum<Float32Array>;
+  resolve: () => void;
+  /** Set once the logits had SETTLE_MS to settle after their majority. */
+  settleExpired: boolean;
+  settleTimer: TimerHandle | null;
+}
+
+/** A receiver's fingerprint of a frame is the sender's own: the same bytes (NaN included), or within the tolerance. */
+function sameFrame(a: readonly number[], b: readonly number[]): boolean {
+  return (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) || agreeFingerprints([...a], [...b]);
+}
+
+/** How many steps' digest votes are kept for stragglers' late reports. */
+export const KEPT_STEPS = 64;
+
+/**
+ * The votes of each step: every stage's digests and the last stage's logits,
+ * the evidence of what was sent (for the audit), and reports that came early.
+ */
+export abstract class StepVotes extends SessionRoute {
+  protected wait: { step: number; w: StepWait } | null = null;
+  /** Digest votes per step and stage, kept after the step for late reports. */
+  protected readonly digestVotes = new Map<number, Quorum<StageReport>[]>();
+  /** Per step: each replica's own fingerprint of its output, and what receivers said they got from it. */
+  private readonly own = new Map<number, Map<string, number[][]>>();
+  protected readonly heard = new Map<number, Map<string, { receiver: string; digest: readonly number[] }[]>>();
+  /** Per step, the replicas that said their inputs had no majority. */
+  protected readonly noQuorum = new Map<number, Set<string>>();
+
+  /** Steps stage 0 computed (on the last stage's token) before the coordinator had verified that token. */
+  protected readonly ahead = new Set<number>();
+  /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
+  protected readonly early = new Map<number, Map<string, () => void>>();
+
+  private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
+    return new Quorum<StageReport>([...ids], agreeReports, {
+      needed: this.served(ids) ? 1 : this.needed,
+      established: (id) => this.policy.established(id),
+    });
+  }
+
+  protected logitsQuorum(): Quorum<Float32Array> {
+    const last = this.current.length - 1;
+    return new Quorum(this.current[last] as string[], agreeLogits, {
+      needed: this.neededAt(last),
+      combine: medianOf,
+      established: (id) => this.policy.established(id),
+    });
+  }
+
+  /** Puts `replacement` in `left`'s place in the route and in the open votes; returns the stage, or undefined. */
+  protected swap(left: string, replacement: string, joinedAlready = true): number | undefined {
+    const stage = this.members.get(left);
+    if (stage === undefined || this.members.has(replacement)) return undefined;
+    const ids = this.current[stage] as string[];
+    ids[ids.indexOf(left)] = replacement;
+    this.members.delete(left);
+    this.joined.delete(left);
+    this.members.set(replacement, stage);
+    if (joinedAlready) this.joined.add(replacement);
+    this.replacements.push({ stage, left, joined: replacement, atStep: Math.max(0, this.currentStep) });
+    if (this.wait !== null) {
+      if (stage === this.current.length - 1) this.wait.w.logits.substitute(left, replacement);
+      this.digestVotes.get(this.wait.step)?.[stage]?.substitute(left, replacement);
+    }
+    return stage;
+  }
+
+  /** Votes on `step` from `stage` on start again, and so does the evidence of what was sent; returns the stage's old vote. */
+  protected revote(stage: number, step: number, leaving: readonly string[]): Quorum<StageReport> | undefined {
+    for (const id of new Set(this.current.slice(stage).flat().concat(leaving))) this.heard.get(step)?.delete(id);
+    const qs = this.digestsOf(step);
+    const before = qs[stage];
+    for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
+    return before;
+  }
+
+  protected digestsOf(step: number): Quorum<StageReport>[] {
+    let qs = this.digestVotes.get(step);
+    if (qs === undefined) {
+      qs = this.route.map((ids) => this.digestQuorum(ids));
+      this.digestVotes.set(step, qs);
+      for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
+      for (const m of [this.own, this.heard, this.noQuorum]) for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
+    }
+    return qs;
+  }
+
+  /**
+   * A replica's report of a step: the fingerprints of its output and of the
+   * input it computed on, and of each frame it counted. Evidence for the audit,
+   * also after the step.
+   */
+  onDigest(
+    volunteer: string,
+    step: number,
+    digest: number[],
+    computeMs = 0,
+    input: number[] = [],
+    received: readonly ReceivedReport[] = [],
+    resets = 0,
+  ): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined) return;
+    if (step > this.currentStep) {
+      // Stage 0 computed this step before its token was verified here: the mesh loop at work.
+      if (stage === 0 && this.meshLoop) this.ahead.add(step);
+      this.hold(step, `digest ${volunteer}`, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
+      return;
+    }
+    // Computed before a roll-back that this replica has since been told of: stale evidence.
+    if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
+    if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
+    const q = this.digestsOf(step)[stage];
+    if (q === undefined) return;
+    if (!q.add({ status: 'fulfilled', replica: volunteer, value: { out: digest, input } })) return;
+    let own = this.own.get(step);
+    if (own === undefined) {
+      own = new Map();
+      this.own.set(step, own);
+    }
+    // Every output it reported for the step, also before a retry: a frame that arrives late from an earlier attempt is no lie.
+    own.set(volunteer, [...(own.get(volunteer) ?? []), digest]);
+    let heard = this.heard.get(step);
+    if (heard === undefined) {
+      heard = new Map();
+      this.heard.set(step, heard);
+    }
+    // Stage 0's senders in the mesh loop are the last stage's replicas (the tokens they sent it).
+    const senders = new Set((stage === 0 && this.meshLoop ? this.current[this.current.length - 1] : this.current[stage - 1]) ?? []);
+    for (const r of received) {
+      // Only reports about this stage's own senders, one per sender: a receiver cannot accuse strangers or accuse twice.
+      if (!senders.has(r.from)) continue;
+      const list = heard.get(r.from) ?? [];
+      if (list.some((x) => x.receiver === volunteer)) continue;
+      list.push({ receiver: volunteer, digest: r.digest });
+      heard.set(r.from, list);
+    }
+    this.audit.observe(q);
+    this.checkDecided();
+  }
+
+  /**
+   * Replicas of `stage` whose frames, as a majority (of r) of the next stage's
+   * receivers report them, differ from what they reported here: equivocators.
+   */
+  protected equivocatorsOf(stage: number, step: number): Set<string> {
+    const out = new Set<string>();
+    const own = this.own.get(step);
+    const heard = this.heard.get(step);
+    const receivers = this.digestsOf(step)[stage + 1]?.state;
+    if (own === undefined || heard === undefined || receivers?.kind !== 'agreed') return out;
+    // Only receivers in their own stage's agreed group accuse: a minority of liars cannot frame a sender.
+    const accusers = new Set(receivers.agreeing);
+    for (const sender of this.current[stage] ?? []) {
+      const said = own.get(sender);
+      if (said === undefined) continue;
+      const mismatches = (heard.get(sender) ?? []).filter(
+        (r) => accusers.has(r.receiver) && !said.some((d) => sameFrame(r.digest, d)),
+      ).length;
+      if (mismatches >= this.neededAt(stage + 1)) out.add(sender);
+    }
+    return out;
+  }
+
+  /**
+   * The stage whose output the next stage did not compute on, or -1: each
+   * stage's agreed input must agree with the previous stage's agreed output
+   * (stage 0's with the token ids sent). Binds what is sent to what is reported.
+   */
+  protected brokenLink(step: number): number {
+    const qs = this.digestsOf(step);
+    for (const [k, q] of qs.entries()) {
+      const s = q.state;
+      if (s.kind !== 'agreed') continue;
+      if (k === 0) {
+        const sent = this.inputs[step];
+        if (sent !== undefined && s.value.input.length > 0 && !agreeFingerprints(s.value.input, fingerprint(sent))) return 0;
+        continue;
+      }
+      const before = qs[k - 1]?.state;
+      if (before?.kind === 'agreed' && !agreeFingerprints(s.value.input, before.value.out)) return k - 1;
+    }
+    return -1;
+  }
+
+  /** A step is decided once the last stage's logits (settled) and every stage's fingerprints have a majority (or cannot). */
+  protected checkDecided(): void {
+    if (this.wait === null) return;
+    const w = this.wait.w;
+    const digests = this.digestVotes.get(this.wait.step) ?? [];
+    const split = digests.some((q) => q.state.kind === 'no-majority');
+    const logits = w.logits.state;
+    // Agreed logits that may still move (a majority, but not of identical values) get SETTLE_MS for the others to come.
+    if (logits.kind === 'agreed' && !logits.settled && !w.settleExpired && w.settleTimer === null) {
+      w.settleTimer = this.clock.setTimeout(() => {
+        w.settleExpired = true;
+        this.checkDecided();
+      }, SETTLE_MS);
+    }
+    const logitsDone = logits.kind === 'no-majority' || (logits.kind === 'agreed' && (logits.settled || w.settleExpired));
+    if (split || (logitsDone && digests.every((q) => q.state.kind !== 'pending'))) w.resolve();
+  }
+
+  onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
+    if (this.members.get(volunteer) !== this.route.length - 1 || this.wait === null) return;
+    if (step > this.wait.step) {
+      this.hold(step, `logits ${volunteer}`, () => this.onLogits(volunteer, step, logits, resets));
+      return;
+    }
+    // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
+    if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
+    this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
+    this.checkDecided();
+  }
+
+  /** A member left: the session cannot be trusted to finish on this route. */
+  onLeft(volunteer: string): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined) return;
+    this.departed.add(volunteer);
+    if (this.currentStep < 0) {
+      this.refused.add(volunteer);
+      this.joinChanged?.();
+    }
+    if (this.wait === null) return;
+    if (stage === this.route.length - 1) this.wait.w.logits.add({ status: 'disconnected', replica: volunteer });
+    this.digestVotes.get(this.wait.step)?.[stage]?.add({ status: 'disconnected', replica: volunteer });
+    this.checkDecided();
+  }
+
+  /**
+   * Keeps a report of a step still to come, within the mesh loop's reach: one
+   * per replica and kind (`key`), the latest (a replica's recomputed step
+   * after a retry supersedes its earlier report), so a replica flooding
+   * reports of steps to come holds only its own place and cannot crowd out
+   * the others' (their reports are not sent again).
+   */
+  private hold(step: number, key: string, report: () => void): void {
+    if (!this.meshLoop || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
+    let held = this.early.get(step);
+    if (held === undefined) {
+      held = new Map();
+      this.early.set(step, held);
+    }
+    held.set(key, report);
+  }
+
+  /** Counts the held reports of `step`, which begins now. */
+  protected release(step: number): void {
+    const held = [...(this.early.get(step)?.values() ?? [])];
+    for (const k of [...this.early.keys()]) if (k <= step) this.early.delete(k);
+    for (const report of held) report();
+  }
+}
