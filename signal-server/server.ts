@@ -23,7 +23,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
-import { lazyOracle, partitionBuilder, stageBaseUrl, stageRunner } from './stage-runners.js';
+import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
 
 export type { ModelListing } from './http/routes.js';
@@ -218,20 +218,31 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const builder =
     opts.repartition === undefined || cluster !== null || firstModel === undefined
       ? null
-      : partitionBuilder(firstModel, opts.repartition.stageCache, (stages, baseUrl) => {
-          const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
-          const routed = [
-            {
-              ...stages,
-              ...(firstModel.modelDir === undefined ? {} : { modelDir: firstModel.modelDir }),
-              ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
-            },
-          ];
-          for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
-          for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
-        });
+      : partitionBuilder(
+          firstModel,
+          opts.repartition.stageCache,
+          (stages, baseUrl) => {
+            const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
+            const routed = [
+              {
+                ...stages,
+                ...(firstModel.modelDir === undefined ? {} : { modelDir: firstModel.modelDir }),
+                ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
+              },
+            ];
+            for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
+            for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
+          },
+          (baseUrl) => {
+            // An evicted cut's files are gone from the stage cache: no longer served.
+            for (const k of [...modelFiles.keys()]) if (k.startsWith(`${baseUrl}/`)) modelFiles.delete(k);
+            for (const k of [...tensorIndexes.keys()]) if (k.startsWith(`${baseUrl}/`)) tensorIndexes.delete(k);
+          },
+        );
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
+  // Joiners are placed on a stage they can hold (memory, largest buffer): the served stages' sizes.
+  const sizes = firstModel === undefined ? undefined : servedSizes(firstModel);
   const coordinator =
     first === undefined || firstModel === undefined || tokens === null
       ? null
@@ -270,6 +281,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                 }),
             ...(cluster === null ? {} : { bans: cluster.bans, links: cluster.links, newSessionId: () => cluster.nextSessionId() }),
             ...(builder === null ? {} : { repartition: builder }),
+            ...(sizes === undefined ? {} : { sizes }),
             ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
           },
           coordinatorLog,

@@ -2,9 +2,9 @@
 // a stage cache, served, and one served partition per cut (its oracle's runner
 // holds the whole model: a swarm switching back and forth must not load one
 // per switch).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureStages } from './models/model-folder.js';
 import { KEPT_PARTITIONS, partitionBuilder } from './stage-runners.js';
@@ -55,5 +55,53 @@ describe('partitionBuilder', () => {
     ]);
     expect(rebuilt).not.toBe(a);
     expect(rebuilt.key).toBe(a.key);
+  });
+});
+
+describe('stage cache eviction', () => {
+  it('keeps on disk the configured cut, the latest KEPT_PARTITIONS and the one served now; removes and unserves the others', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-evict-'));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const unserved: string[] = [];
+      const builder = partitionBuilder(
+        { ...served, modelDir: MODEL },
+        root,
+        () => {},
+        (baseUrl) => unserved.push(baseUrl),
+      );
+      if (builder === null) throw new Error('no builder');
+      const cut = (...ends: number[]) => ends.map((end, i) => ({ start: i === 0 ? 0 : (ends[i - 1] as number), end }));
+      const onDisk = () => new Set(readdirSync(dirname(served.dir)).filter((d) => d.startsWith('r')));
+      const two = await builder.build(cut(2, 3));
+      builder.switched?.(two);
+      // Three other cuts built (none served): the one served now leaves the latest kept, and stays.
+      const one = await builder.build(cut(3));
+      const other = await builder.build(cut(1, 3));
+      await builder.build(cut(1, 2, 3));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(onDisk()).toEqual(new Set(['r0-2_2-3', 'r0-3', 'r0-1_1-3', 'r0-1_1-2_2-3']));
+      expect(unserved).toEqual([]);
+      // Served now: r0-1_1-3. The one served before is neither kept nor served: removed, and no longer served.
+      builder.switched?.(other);
+      expect(onDisk()).toEqual(new Set(['r0-3', 'r0-1_1-3', 'r0-1_1-2_2-3']));
+      expect(unserved).toEqual([two.baseUrl]);
+      // r0-2_2-3 again pushes r0-3 out (removed); then the configured cut leaves the kept, and is never removed.
+      const again = await builder.build(cut(2, 3));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(onDisk()).toEqual(new Set(['r0-2_2-3', 'r0-1_1-3', 'r0-1_1-2_2-3']));
+      expect(unserved).toEqual([two.baseUrl, one.baseUrl]);
+      await builder.build(cut(1, 3));
+      await builder.build(cut(3));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(onDisk()).toEqual(new Set(['r0-2_2-3', 'r0-1_1-3', 'r0-1_1-2_2-3', 'r0-3']));
+      expect(unserved).toEqual([two.baseUrl, one.baseUrl]);
+      expect(existsSync(join(served.dir, 'manifest.json'))).toBe(true);
+      // A cut built again after its removal was built anew, complete.
+      expect(again).not.toBe(two);
+      expect(existsSync(join(dirname(served.dir), again.key, 'manifest.json'))).toBe(true);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -3,11 +3,13 @@
  * oracle volunteers must match to count as ready, the fallback's executor, and
  * for a re-partition both of these for any layer ranges, built into the stage cache.
  */
-import { basename } from 'node:path';
+import { rmSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import type { StageManifest } from '../shared/model/manifest.js';
 import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
-import type { PartitionBuilder, ServedPartition } from './coordinator/repartition.js';
+import type { ModelSizes } from './coordinator/partition-planner.js';
+import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordinator/repartition.js';
 import { ensureStages, loadStageSet, readTensorIndex, sourceFolderOf } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
 import { OrtExecutor } from './reference/ort-executor.js';
@@ -28,6 +30,20 @@ export function stageRunner(dir: string): () => Promise<OrtExecutor> {
   return () => loadStageSet(dir).then((set) => OrtExecutor.create(set.stageBytes));
 }
 
+/**
+ * What each part of a served stage set's model weighs, and its largest buffer
+ * as these stages hold it (their precision and graph form), from the tensor
+ * index beside its manifest; undefined when there is none (joiners are then
+ * placed without their capacity).
+ */
+export function servedSizes(served: { readonly dir: string; readonly manifest: StageManifest }): ModelSizes | undefined {
+  try {
+    return modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers, served.manifest);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Served partitions (their oracles and runners) a builder keeps for switching back to. */
 export const KEPT_PARTITIONS = 3;
 
@@ -40,41 +56,73 @@ export function stageBaseUrl(modelId: string, key: string): string {
  * Stage sets for any partition of the served model, built from its model
  * folder into `stageCache` (as `npm start` builds the first) at the same
  * precision and graph form, and served (`serve`) before volunteers are sent
- * there. Null when the model folder is not on this server.
+ * there. A cut that leaves the latest KEPT_PARTITIONS, and is neither the
+ * configured one nor the one served now (`switched`), is no longer served
+ * (`unserve`) and its directory is removed: every cut is a copy of the
+ * weights, and cuts follow measured speeds, so at most KEPT_PARTITIONS + 2
+ * cuts of this builder's are on disk. Null when the model folder is not on
+ * this server.
  */
 export function partitionBuilder(
   served: { readonly dir: string; readonly manifest: StageManifest; readonly modelDir?: string },
   stageCache: string,
   serve: (stages: { readonly dir: string; readonly manifest: StageManifest }, baseUrl: string) => void,
+  unserve: (baseUrl: string) => void = () => {},
 ): PartitionBuilder | null {
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
   const choice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  const configured = resolve(served.dir);
   // One served partition per cut, the latest few kept: a swarm that switches back and forth (volunteers leaving
   // and coming back) reuses its oracle, whose runner holds the whole model, instead of loading another at every
-  // switch; and cuts that vary (measured speeds do) are not all held in memory.
+  // switch; and cuts that vary (measured speeds do) are not all held in memory, nor on disk.
   const built = new Map<string, Promise<ServedPartition>>();
+  let current: ServedPartition | null = null;
+  const dirOf = new Map<ServedPartition, string>();
+  const evict = (p: ServedPartition): void => {
+    const dir = dirOf.get(p);
+    if (dir === undefined || dir === configured || p === current || built.has(cutOf(rangesOf(p.manifest)))) return;
+    dirOf.delete(p);
+    unserve(p.baseUrl);
+    rmSync(dir, { recursive: true, force: true });
+  };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
     const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
     const key = basename(dir);
     const baseUrl = stageBaseUrl(manifest.modelId, key);
     serve({ dir, manifest }, baseUrl);
-    return { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+    const p: ServedPartition = { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
+    dirOf.set(p, resolve(dir));
+    return p;
   };
   return {
-    sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers),
+    sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers, served.manifest),
     build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
-      const cut = ranges.map((r) => `${r.start}-${r.end}`).join(',');
+      const cut = cutOf(ranges);
       const p = built.get(cut) ?? make(ranges);
       // Most recently used last: the first is the one to forget.
       built.delete(cut);
       built.set(cut, p);
-      for (const old of built.keys()) if (built.size > KEPT_PARTITIONS) built.delete(old);
+      for (const [old, dropped] of built) {
+        if (built.size <= KEPT_PARTITIONS) break;
+        built.delete(old);
+        dropped.then(evict, () => {});
+      }
       // A build that failed is tried again next time.
       p.catch(() => {
         if (built.get(cut) === p) built.delete(cut);
       });
       return p;
     },
+    switched(p: ServedPartition): void {
+      const before = current;
+      current = p;
+      // The one served before may have left the latest kept while it served.
+      if (before !== null && before !== p) evict(before);
+    },
   };
+}
+
+function cutOf(ranges: readonly LayerRange[]): string {
+  return ranges.map((r) => `${r.start}-${r.end}`).join(',');
 }

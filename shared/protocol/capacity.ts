@@ -50,11 +50,34 @@ export function parseCapacity(raw: unknown): Parsed<VolunteerCapacity | null> {
  * The memory the planner counts on for a volunteer's stage: a share of its
  * machine's memory, no more than a WASM instance addresses on WASM, never more
  * than MAX_OFFER_BYTES. (WebGPU does not tell a page its GPU memory; the
- * adapter's buffer limits bound single tensors, which every partition has alike.)
+ * adapter's buffer limits bound single buffers: bufferLimitBytes.)
  */
 export function offeredBytes(backend: Backend, capacity: VolunteerCapacity | null | undefined): number {
   const gib = capacity?.deviceMemoryGiB ?? DEFAULT_DEVICE_MEMORY_GIB;
   let bytes = Math.floor(gib * GIB * TAB_SHARE);
   if (backend === 'wasm') bytes = Math.min(bytes, WASM_MAX_BYTES);
   return Math.min(bytes, MAX_OFFER_BYTES);
+}
+
+/** WebGPU's guaranteed maxStorageBufferBindingSize: what every adapter binds, assumed when a WebGPU volunteer does not say. */
+export const WEBGPU_DEFAULT_MAX_BINDING_BYTES = 128 * 2 ** 20;
+/** WebGPU's guaranteed maxBufferSize, assumed likewise. */
+export const WEBGPU_DEFAULT_MAX_BUFFER_BYTES = 256 * 2 ** 20;
+
+/**
+ * The largest single buffer (a tensor as the stage graph holds it) a volunteer
+ * can hold, or null when nothing but its memory bounds one. On WebGPU a tensor
+ * a shader reads is one buffer bound whole as storage, so it must fit both the
+ * adapter's maxBufferSize and its maxStorageBufferBindingSize (onnxruntime-web
+ * asks the device for the adapter's own limits); a limit not reported is
+ * WebGPU's guaranteed default. On WASM a tensor is bytes of the instance's
+ * memory, which offeredBytes already bounds (4 GiB at most).
+ */
+export function bufferLimitBytes(backend: Backend, capacity: VolunteerCapacity | null | undefined): number | null {
+  if (backend === 'wasm') return null;
+  return Math.min(
+    capacity?.maxBufferBytes ?? WEBGPU_DEFAULT_MAX_BUFFER_BYTES,
+    capacity?.maxStorageBindingBytes ?? WEBGPU_DEFAULT_MAX_BINDING_BYTES,
+    MAX_OFFER_BYTES,
+  );
 }

@@ -6,7 +6,8 @@
  * was wrong or late), ERR_EQUIVOCATION (a replica's frames to the next stage
  * differ from what it reported to the coordinator), ERR_INTERNAL (a failure of
  * the server itself, the same over Socket.IO and HTTP: the details stay in the
- * server's log).
+ * server's log), ERR_CAPACITY (a volunteer whose reported capacity holds no
+ * stage of the partition served now).
  */
 export const WIRE_ERROR_CODES = [
   'ERR_PROTOCOL_VERSION',
@@ -32,6 +33,7 @@ export const WIRE_ERROR_CODES = [
   'ERR_EQUIVOCATION',
   'ERR_COMPUTE',
   'ERR_INTERNAL',
+  'ERR_CAPACITY',
 ] as const;
 
 export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];

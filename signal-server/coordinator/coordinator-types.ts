@@ -7,6 +7,7 @@ import type { ChallengeOracle } from './challenge.js';
 import type { FallbackOptions } from './fallback.js';
 import type { SessionTimeouts } from './generation.js';
 import type { Links } from './links.js';
+import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
 import type { BanList } from './reputation.js';
 
@@ -88,6 +89,8 @@ export interface CoordinatorOptions {
   readonly links?: Links;
   /** Re-partitions the model live when departures leave a stage short (REPARTITION); absent = never. */
   readonly repartition?: PartitionBuilder;
+  /** What each part of the model weighs and its largest buffer (the tensor index): joiners go to a stage they can hold. */
+  readonly sizes?: ModelSizes;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
   /**

@@ -38,8 +38,8 @@ export interface FallbackOptions {
   readonly mode: Exclude<FallbackMode, 'off'>;
   /** Sessions the server computes stages of at once; a request that would need one more is refused at once (ERR_BUSY). */
   readonly maxSessions: number;
-  /** The server's runner of the served stage files (made on first use). */
-  readonly executor: () => Promise<StageExecutor>;
+  /** The server's runner of the served stage files (made on first use; released, where it can be, once its partition is replaced and idle). */
+  readonly executor: () => Promise<ReleasableExecutor>;
   /** The most sessions' decode steps of a stage run as one call (DEFAULT_MAX_BATCH when absent); 1 = off. */
   readonly maxBatch?: number;
 }
@@ -55,6 +55,11 @@ export interface ServerReplicaOutputs {
   rejected(from: string, reason: string): void;
 }
 
+/** A runner that may hold resources to give back (onnxruntime sessions: OrtExecutor.release). */
+export interface ReleasableExecutor extends StageExecutor {
+  release?(): Promise<void>;
+}
+
 /**
  * One run at a time on the server's runner, made on first use: a runtime
  * session is not re-entrant, and the fallback's compute is bounded by the
@@ -62,16 +67,29 @@ export interface ServerReplicaOutputs {
  */
 export class SerialExecutor implements StageExecutor {
   private queue: Promise<unknown> = Promise.resolve();
-  private inner: Promise<StageExecutor> | null = null;
+  private inner: Promise<ReleasableExecutor> | null = null;
+  private closed = false;
 
-  constructor(private readonly make: () => Promise<StageExecutor>) {}
+  constructor(private readonly make: () => Promise<ReleasableExecutor>) {}
 
   run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
+    if (this.closed) return Promise.reject(new Error('the runner of a replaced partition was released'));
     this.inner ??= this.make();
     const inner = this.inner;
     const run = this.queue.then(async () => (await inner).run(stage, feeds, fetches));
     this.queue = run.catch(() => {});
     return run;
+  }
+
+  /** Releases the runner after the runs queued end; true when there was one to release (it is made on first use). */
+  async close(): Promise<boolean> {
+    this.closed = true;
+    const inner = this.inner;
+    if (inner === null) return false;
+    await this.queue;
+    const executor = await inner.catch(() => null);
+    await executor?.release?.();
+    return executor !== null;
   }
 }
 
@@ -86,6 +104,11 @@ export class ServerReplicas {
   private readonly cores = new Map<number, ReplicaCore>();
   private readonly admitted = new Set<number>();
   private readonly executor: SerialExecutor;
+  /** The replicas of the partition served before this one, while sessions they admitted still run. */
+  private previous: ServerReplicas | null = null;
+  private retired = false;
+  /** Set once retired and idle: resolves when its runner is released (true) or was never made (false). */
+  runnerReleased: Promise<boolean> | null = null;
   /** One queue for every stage's steps, so that a batch of sessions moves from stage to stage whole; null when batching is off. */
   private readonly batcher: StepBatcher | null;
 
@@ -116,6 +139,7 @@ export class ServerReplicas {
   /** A seat for `sessionId` (it may have one already), or false: maxSessions sessions hold one. */
   admit(sessionId: number): boolean {
     if (this.admitted.has(sessionId)) return true;
+    if (this.retired) return false;
     if (this.admitted.size >= this.options.maxSessions) return false;
     this.admitted.add(sessionId);
     return true;
@@ -123,6 +147,33 @@ export class ServerReplicas {
 
   release(sessionId: number): void {
     this.admitted.delete(sessionId);
+    this.releaseIfIdle();
+    // The coordinator releases every session here: those the replaced partition's replicas admitted too.
+    this.previous?.release(sessionId);
+    if (this.previous?.runnerReleased !== null) this.previous = null;
+  }
+
+  /**
+   * Takes over from the replicas of the partition served before (a
+   * re-partition): those admit no more sessions, the ones they admitted run
+   * on (replayed as the coordinator does), and their runner, with its
+   * onnxruntime sessions, is released once the last of them is released here.
+   */
+  succeeding(previous: ServerReplicas | null): this {
+    if (previous === null || previous === this) return this;
+    previous.retired = true;
+    previous.releaseIfIdle();
+    if (previous.runnerReleased === null) this.previous = previous;
+    return this;
+  }
+
+  /** The runner its stages run on (made on first use). */
+  get runner(): SerialExecutor {
+    return this.executor;
+  }
+
+  private releaseIfIdle(): void {
+    if (this.retired && this.admitted.size === 0 && this.runnerReleased === null) this.runnerReleased = this.executor.close();
   }
 
   private core(stage: number): ReplicaCore {

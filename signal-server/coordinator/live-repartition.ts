@@ -3,6 +3,7 @@ import type { LayerRange } from '../../shared/model/stage-graph.js';
 import { offeredBytes } from '../../shared/protocol/capacity.js';
 import type { FallbackOptions, ServerReplicas } from './fallback.js';
 import { type PlannedVolunteer, planPartition } from './partition-planner.js';
+import { stagesOf } from './placement.js';
 import {
   type PartitionBuilder,
   plannedVolunteers,
@@ -47,6 +48,7 @@ export class LiveRepartition {
     private readonly h: RepartitionHooks,
   ) {
     this.operatorRanges = rangesOf(s.model.manifest);
+    s.registry.setFits(stagesOf(s.options.sizes ?? s.options.repartition?.sizes, this.operatorRanges));
   }
 
   /** Whether a re-partition is being built now. */
@@ -169,11 +171,14 @@ export class LiveRepartition {
         .join(',');
     this.s.model = { ...this.s.model, numStages: p.manifest.stages.length, baseUrl: p.baseUrl, manifest: p.manifest, partition: p.key };
     this.s.oracle = p.oracle;
+    this.s.options.repartition?.switched?.(p);
     this.s.epoch += 1;
     this.repartitions += 1;
     this.switchedAt = performance.now();
     const fallback = this.s.options.fallback;
-    if (fallback !== undefined) this.s.fallback = this.h.serverReplicas(p.manifest, { ...fallback, executor: p.executor });
+    // The old partition's replicas hand over: their runner is released once the sessions they admitted end.
+    if (fallback !== undefined)
+      this.s.fallback = this.h.serverReplicas(p.manifest, { ...fallback, executor: p.executor }).succeeding(this.s.fallback);
     for (const member of this.s.members.values()) {
       if (member.remote) continue;
       if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
@@ -182,6 +187,7 @@ export class LiveRepartition {
     }
     const replay = new ReplayOnNewPartition(p.key);
     for (const session of this.s.sessions.values()) session.abort(replay);
+    this.s.registry.setFits(stagesOf(this.s.options.sizes ?? this.s.options.repartition?.sizes, rangesOf(p.manifest)));
     const moves = this.s.registry.assign(p.manifest.stages.length, stageOf, true);
     for (const move of moves) this.s.members.get(move.volunteer)?.link.send('volunteer:assign', assignment(this.s, move.to));
     this.s.log(

@@ -23,12 +23,23 @@ export interface ModelSizes {
   readonly firstBytes: number;
   /** Bytes only the last stage holds (the final norm and the head). */
   readonly lastBytes: number;
+  /**
+   * The largest single buffer of each layer as the stage graph holds it (a
+   * weight, or the layer's KV cache at full context), and of the first and
+   * last stages' own parts (embedding; head): what a WebGPU adapter must bind
+   * (held-buffers.ts). Absent: no buffer limit is checked.
+   */
+  readonly layerLargestBytes?: readonly number[];
+  readonly firstLargestBytes?: number;
+  readonly lastLargestBytes?: number;
 }
 
 export interface PlannedVolunteer {
   readonly id: string;
   /** Bytes it offers for a stage (clamped at the protocol boundary). */
   readonly memoryBytes: number;
+  /** The largest single buffer it can hold (capacity.ts bufferLimitBytes); null or absent: no limit but its memory. */
+  readonly bufferLimitBytes?: number | null;
   /** Measured ms per layer of one decode step; null before its first challenge. */
   readonly msPerLayer: number | null;
   /** Its stage in the current partition; -1 when it holds none. */
@@ -69,6 +80,22 @@ export function rangeBytes(sizes: ModelSizes, r: LayerRange): number {
   return b;
 }
 
+/** The largest single buffer a volunteer must hold for layers [start, end): 0 when the sizes do not say. */
+export function rangeLargestBuffer(sizes: ModelSizes, r: LayerRange): number {
+  let b = 0;
+  for (let i = r.start; i < r.end; i++) b = Math.max(b, sizes.layerLargestBytes?.[i] ?? 0);
+  if (r.start === 0) b = Math.max(b, sizes.firstLargestBytes ?? 0);
+  if (r.end === sizes.layerBytes.length) b = Math.max(b, sizes.lastLargestBytes ?? 0);
+  return b;
+}
+
+/** A stage of these layers as the assignment sees it: the memory it needs and its largest buffer. */
+export function stageOfRange(sizes: ModelSizes, index: number, range: LayerRange): Stage {
+  return { index, needBytes: needBytes(rangeBytes(sizes, range)), largestBufferBytes: rangeLargestBuffer(sizes, range) };
+}
+
+const NO_LIMIT = Number.POSITIVE_INFINITY;
+
 /** Each volunteer's ms per layer, those not yet measured taking the median of those that were (1 when none was). */
 function speeds(volunteers: readonly PlannedVolunteer[]): Map<string, number> {
   const known = volunteers
@@ -92,18 +119,27 @@ function stageSpeed(msPerLayer: readonly number[], redundancy: number): number {
  * about the same time: the least time T for which, stage by stage, each takes
  * as many layers as fit its T and its memory. Null when memory rules it out.
  */
-function balancedRanges(sizes: ModelSizes, groups: readonly { msPerLayer: number; memoryBytes: number }[]): LayerRange[] | null {
+function balancedRanges(
+  sizes: ModelSizes,
+  groups: readonly { msPerLayer: number; memoryBytes: number; bufferLimitBytes: number }[],
+): LayerRange[] | null {
   const L = sizes.layerBytes.length;
   const S = groups.length;
   const cut = (T: number): LayerRange[] | null => {
     const out: LayerRange[] = [];
     let pos = 0;
     for (let s = 0; s < S; s++) {
-      const g = groups[s] as { msPerLayer: number; memoryBytes: number };
+      const g = groups[s] as { msPerLayer: number; memoryBytes: number; bufferLimitBytes: number };
       const most = L - pos - (S - 1 - s);
       let take = 0;
       for (let k = 1; k <= most; k++) {
-        if (k * g.msPerLayer > T * (1 + 1e-9) || needBytes(rangeBytes(sizes, { start: pos, end: pos + k })) > g.memoryBytes) break;
+        const range = { start: pos, end: pos + k };
+        if (
+          k * g.msPerLayer > T * (1 + 1e-9) ||
+          needBytes(rangeBytes(sizes, range)) > g.memoryBytes ||
+          rangeLargestBuffer(sizes, range) > g.bufferLimitBytes
+        )
+          break;
         take = k;
       }
       if (take === 0) return null;
@@ -146,7 +182,7 @@ export function planPartition(input: PlanInput): Plan {
 
   type Candidate = Extract<Plan, { ok: true }>;
   const evaluate = (ranges: LayerRange[], prefer: ReadonlyMap<string, number>, kept: boolean): Candidate | null => {
-    const stages: Stage[] = ranges.map((range, index) => ({ index, needBytes: needBytes(rangeBytes(sizes, range)) }));
+    const stages: Stage[] = ranges.map((range, index) => stageOfRange(sizes, index, range));
     const a = assignStages(stages, reps, r, prefer, extras);
     if (a === null) return null;
     const members: number[][] = ranges.map(() => []);
@@ -179,6 +215,8 @@ export function planPartition(input: PlanInput): Plan {
       ),
       // The r-th largest offer of the group: r of its volunteers can hold what fits it.
       memoryBytes: [...g.map((v) => byId.get(v.id)?.memoryBytes ?? 0)].sort((a, b) => b - a)[r - 1] ?? 0,
+      // Likewise the r-th largest buffer limit (a heuristic for the cut: the assignment checks both for real).
+      bufferLimitBytes: [...g.map((v) => byId.get(v.id)?.bufferLimitBytes ?? NO_LIMIT)].sort((a, b) => b - a)[r - 1] ?? 0,
     }));
     for (const ranges of [balancedRanges(sizes, shape), resolvePartition(L, { stages: S })]) {
       if (ranges === null) continue;
@@ -187,11 +225,14 @@ export function planPartition(input: PlanInput): Plan {
     }
   }
   if (candidates.length === 0) {
-    const biggest = Math.max(...sizes.layerBytes.map((_, i) => needBytes(rangeBytes(sizes, { start: i, end: i + 1 }))));
+    const one = sizes.layerBytes.map((_, i) => stageOfRange(sizes, i, { start: i, end: i + 1 }));
+    const biggest = Math.max(...one.map((s) => s.needBytes));
     const able = reps.filter((v) => v.memoryBytes >= biggest).length;
+    const buffer = Math.max(...one.map((s) => s.largestBufferBytes ?? 0));
+    const bind = reps.filter((v) => (v.bufferLimitBytes ?? NO_LIMIT) >= buffer).length;
     return {
       ok: false,
-      reason: `no partition gives every stage ${r} distinct clients that can hold it: ${reps.length} clients, and the largest one-layer stage needs ${biggest} bytes, which ${able} of them offer`,
+      reason: `no partition gives every stage ${r} distinct clients that can hold it: ${reps.length} clients, and the largest one-layer stage needs ${biggest} bytes, which ${able} of them offer, and a buffer of ${buffer} bytes, which ${bind} of them can bind`,
     };
   }
   // Fewest idle first; then the current partition; then the fastest slowest stage; then fewer hops.

@@ -1,5 +1,6 @@
 import type { Backend } from '../../shared/protocol/messages.js';
-import { type Move, pickStage, planRebalance } from './scheduler.js';
+import { type Move, pickStage, pickStageFor, planRebalance } from './scheduler.js';
+import { canHold, type Stage } from './stage-assignment.js';
 
 export interface Volunteer {
   readonly id: string;
@@ -12,6 +13,10 @@ export interface Volunteer {
   readonly joinedAt: number;
   /** Memory it offers for a stage (from its capacity report, clamped); absent for mirrored volunteers of a cluster. */
   readonly memoryBytes?: number;
+  /** The largest single buffer it can hold (capacity.ts bufferLimitBytes); null or absent: no limit but its memory. */
+  readonly bufferLimitBytes?: number | null;
+  /** Who it is (its identity keys): volunteers sharing one are one client, counted once on a stage. */
+  readonly keys?: readonly string[];
   /** A volunteer of another server of a cluster, mirrored here: only its own server assigns it a stage. */
   readonly remote?: boolean;
 }
@@ -22,6 +27,13 @@ export interface Volunteer {
  */
 export class Registry {
   private readonly volunteers = new Map<string, Volunteer>();
+  /** What each stage of the partition served now needs (memory, largest buffer); null: unknown, any volunteer holds any stage. */
+  private fits: readonly Stage[] | null = null;
+  /**
+   * Distinct clients and their keys on each stage, kept up to date as volunteers join (a join storm must not
+   * count every volunteer again at each join); dropped at any other change and counted again when next asked.
+   */
+  private clients: { counts: number[]; keys: Set<string>[] } | null = null;
 
   constructor(
     readonly modelId: string,
@@ -36,10 +48,50 @@ export class Registry {
     return this.stages;
   }
 
-  /** Registers a volunteer and returns the stage it should load. */
-  join(id: string, backend: Backend, adapter: string | null, now = Date.now(), memoryBytes?: number): number {
+  /** Says what each stage of the partition served now needs (at start and at every re-partition); null: unknown. */
+  setFits(fits: readonly Stage[] | null): void {
+    this.fits = fits;
+  }
+
+  /** What each stage of the partition served now needs; null: unknown. */
+  stageFits(): readonly Stage[] | null {
+    return this.fits;
+  }
+
+  /** Does this volunteer (or one of this capacity) fit stage `stage`? True where the stages' needs are unknown. */
+  fitsStage(
+    v: { readonly memoryBytes?: number | undefined; readonly bufferLimitBytes?: number | null | undefined },
+    stage: number,
+  ): boolean {
+    const fit = this.fits?.find((s) => s.index === stage);
+    if (this.fits === null || fit === undefined || v.memoryBytes === undefined) return true;
+    return canHold({ id: '', memoryBytes: v.memoryBytes, bufferLimitBytes: v.bufferLimitBytes ?? null }, fit);
+  }
+
+  /**
+   * Registers a volunteer and returns the stage it should load: of those it can
+   * hold, the one with fewest distinct clients (pickStageFor). Null, and not
+   * registered, when it can hold no stage of the partition served now.
+   */
+  join(
+    id: string,
+    backend: Backend,
+    adapter: string | null,
+    now = Date.now(),
+    memoryBytes?: number,
+    who: { readonly bufferLimitBytes?: number | null; readonly keys?: readonly string[] } = {},
+  ): number | null {
     if (this.volunteers.has(id)) throw new Error(`volunteer ${id} is already registered`);
-    const stage = pickStage(this.replicasPerStage());
+    const capacity = { memoryBytes, bufferLimitBytes: who.bufferLimitBytes ?? null };
+    const holdable = Array.from({ length: this.stages }, (_, s) => s).filter((s) => this.fitsStage(capacity, s));
+    const keys = who.keys ?? [];
+    const clients = this.clientView();
+    const ownClientOn = clients.keys.map((on) => keys.some((k) => on.has(k)));
+    const stage = pickStageFor(clients.counts, holdable, ownClientOn);
+    if (stage === null) return null;
+    // As clientView counts: a volunteer none of whose keys is on its stage yet is one more client there.
+    if (!ownClientOn[stage]) clients.counts[stage] = (clients.counts[stage] as number) + 1;
+    for (const k of keys) clients.keys[stage]?.add(k);
     this.volunteers.set(id, {
       id,
       backend,
@@ -49,6 +101,8 @@ export class Registry {
       stepMs: null,
       joinedAt: now,
       ...(memoryBytes === undefined ? {} : { memoryBytes }),
+      ...(who.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: who.bufferLimitBytes }),
+      ...(who.keys === undefined ? {} : { keys: who.keys }),
     });
     return stage;
   }
@@ -61,6 +115,7 @@ export class Registry {
    */
   assign(numStages: number, stageOf: ReadonlyMap<string, number>, newPartition: boolean): Move[] {
     this.stages = numStages;
+    this.clients = null;
     const counts = new Array<number>(numStages).fill(0);
     for (const s of stageOf.values()) counts[s] = (counts[s] ?? 0) + 1;
     const moves: Move[] = [];
@@ -68,7 +123,9 @@ export class Registry {
       if (v.remote === true) continue;
       let to = stageOf.get(v.id);
       if (to === undefined) {
-        to = v.stage < numStages && !newPartition ? v.stage : pickStage(counts);
+        // Where it can hold (the emptiest such stage); where it can hold none, the emptiest (it fails to load, as today).
+        const holdable = counts.map((_, s) => s).filter((s) => this.fitsStage(v, s));
+        to = v.stage < numStages && !newPartition ? v.stage : (pickStageFor(counts, holdable, []) ?? pickStage(counts));
         counts[to] = (counts[to] ?? 0) + 1;
       }
       if (to === v.stage && !newPartition) continue;
@@ -92,6 +149,7 @@ export class Registry {
   /** Removes a volunteer and returns the moves that re-balance the stages. */
   leave(id: string): Move[] {
     if (!this.volunteers.delete(id)) return [];
+    this.clients = null;
     return this.rebalance();
   }
 
@@ -103,6 +161,7 @@ export class Registry {
     const had = this.volunteers.get(v.id);
     if (had !== undefined && had.remote !== true) return;
     this.volunteers.set(v.id, { ...v, remote: true });
+    this.clients = null;
   }
 
   /** The moves that re-balance the stages now (a cluster asks from time to time: its servers assign stages at once). */
@@ -116,9 +175,14 @@ export class Registry {
     // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const assignment = new Map(all.map((v) => [v.id, v.stage]));
-    const moves = planRebalance(assignment, this.numStages, this.redundancy).filter(
+    const canHold = (id: string, stage: number) => {
+      const v = this.volunteers.get(id);
+      return v === undefined || this.fitsStage(v, stage);
+    };
+    const moves = planRebalance(assignment, this.numStages, this.redundancy, canHold).filter(
       (m) => this.volunteers.get(m.volunteer)?.remote !== true,
     );
+    if (moves.length > 0) this.clients = null;
     for (const m of moves) {
       const v = this.volunteers.get(m.volunteer);
       if (v !== undefined) {
@@ -139,6 +203,26 @@ export class Registry {
     const counts = new Array<number>(this.numStages).fill(0);
     for (const v of this.volunteers.values()) if (v.stage < this.stages) counts[v.stage] = (counts[v.stage] as number) + 1;
     return counts;
+  }
+
+  /** Distinct clients assigned to each stage (a volunteer sharing an identity key with one counted before counts once). */
+  clientsPerStage(): number[] {
+    return [...this.clientView().counts];
+  }
+
+  private clientView(): { counts: number[]; keys: Set<string>[] } {
+    if (this.clients !== null && this.clients.counts.length === this.stages) return this.clients;
+    const keysOn = Array.from({ length: this.stages }, () => new Set<string>());
+    const counts = new Array<number>(this.stages).fill(0);
+    for (const v of this.volunteers.values()) {
+      const on = keysOn[v.stage];
+      if (on === undefined) continue;
+      const keys = v.keys ?? [];
+      if (!keys.some((k) => on.has(k))) counts[v.stage] = (counts[v.stage] as number) + 1;
+      for (const k of keys) on.add(k);
+    }
+    this.clients = { counts, keys: keysOn };
+    return this.clients;
   }
 
   /** Ready volunteers of a stage, longest-standing first. */

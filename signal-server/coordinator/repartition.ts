@@ -5,9 +5,9 @@
  * coordinator's volunteers. The coordinator carries the switch out.
  */
 import type { StageManifest } from '../../shared/model/manifest.js';
-import type { StageExecutor } from '../../shared/model/pipeline.js';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { ChallengeOracle } from './challenge.js';
+import type { ReleasableExecutor } from './fallback.js';
 import { GenerationError } from './generation.js';
 import type { ModelSizes, PlannedVolunteer } from './partition-planner.js';
 import type { Volunteer } from './registry.js';
@@ -21,8 +21,8 @@ export interface ServedPartition {
   readonly baseUrl: string;
   /** Challenges from the server's own runner of these stage files. */
   readonly oracle: ChallengeOracle;
-  /** The fallback's runner of these stage files (made on first use). */
-  readonly executor: () => Promise<StageExecutor>;
+  /** The fallback's runner of these stage files (made on first use; released once its partition is replaced and idle). */
+  readonly executor: () => Promise<ReleasableExecutor>;
 }
 
 /** The server's side of a re-partition: the model's weights per part, and stage files for any layer ranges. */
@@ -30,6 +30,8 @@ export interface PartitionBuilder {
   readonly sizes: ModelSizes;
   /** Builds (or finds in the stage cache) and serves the stage files of these ranges. */
   build(ranges: readonly LayerRange[]): Promise<ServedPartition>;
+  /** The coordinator serves this partition from now (the builder keeps its files while it does). */
+  switched?(p: ServedPartition): void;
 }
 
 /**
@@ -87,6 +89,7 @@ export function plannedVolunteers(
     return {
       id: v.id,
       memoryBytes: v.memoryBytes ?? defaultMemoryBytes,
+      bufferLimitBytes: v.bufferLimitBytes ?? null,
       msPerLayer: v.ready && v.stepMs !== null && layers > 0 ? v.stepMs / layers : null,
       stage: v.stage,
       client,

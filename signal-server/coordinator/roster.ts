@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { offeredBytes } from '../../shared/protocol/capacity.js';
+import { bufferLimitBytes, offeredBytes } from '../../shared/protocol/capacity.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { Backend, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
 import type { AuditCounts } from './audit.js';
 import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
 import type { GenerationSession } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
+import { cannotHold } from './placement.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
 import { assignment, established, refuse, type SwarmState } from './swarm-state.js';
@@ -63,7 +64,12 @@ export class Roster {
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     this.s.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
-    const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity));
+    const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
+    const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
+    if (stage === null) {
+      this.s.members.delete(id);
+      return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.s.registry));
+    }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', assignment(this.s, stage));
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).

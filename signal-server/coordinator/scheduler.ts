@@ -14,6 +14,34 @@ export function pickStage(replicasPerStage: readonly number[]): number {
   return best;
 }
 
+/**
+ * The stage a newcomer should take among those it can hold (`holdable`, by
+ * its reported capacity): one its client holds none of yet, then the one with
+ * the fewest distinct clients, lowest index on ties; null when it can hold none.
+ * Counting clients, not sockets: one client's sockets crowding a stage (say,
+ * by claiming just the memory for it) count once there, so honest newcomers
+ * still come to it until it has r distinct clients.
+ */
+export function pickStageFor(
+  clientsPerStage: readonly number[],
+  holdable: readonly number[],
+  ownClientOn: readonly boolean[],
+): number | null {
+  let best: number | null = null;
+  const rank = (s: number): [number, number] => [ownClientOn[s] === true ? 1 : 0, clientsPerStage[s] ?? 0];
+  for (const s of holdable) {
+    if (s < 0 || s >= clientsPerStage.length) continue;
+    if (best === null) {
+      best = s;
+      continue;
+    }
+    const [a0, a1] = rank(s);
+    const [b0, b1] = rank(best);
+    if (a0 < b0 || (a0 === b0 && (a1 < b1 || (a1 === b1 && s < best)))) best = s;
+  }
+  return best;
+}
+
 export interface Move {
   readonly volunteer: string;
   readonly from: number;
@@ -28,7 +56,13 @@ export interface Move {
  *
  * @param assignment volunteer id → stage, in joining order
  */
-export function planRebalance(assignment: ReadonlyMap<string, number>, numStages: number, redundancy: number): Move[] {
+export function planRebalance(
+  assignment: ReadonlyMap<string, number>,
+  numStages: number,
+  redundancy: number,
+  /** Can this volunteer hold that stage (its reported capacity)? Absent: any can hold any. */
+  canHold: (volunteer: string, stage: number) => boolean = () => true,
+): Move[] {
   const members: string[][] = Array.from({ length: numStages }, () => []);
   for (const [id, stage] of assignment) {
     if (stage >= 0 && stage < numStages) members[stage]?.push(id);
@@ -36,16 +70,32 @@ export function planRebalance(assignment: ReadonlyMap<string, number>, numStages
   const moves: Move[] = [];
   for (let guard = 0; guard < assignment.size; guard++) {
     const counts = members.map((m) => m.length);
-    const taker = pickStage(counts);
-    let giver = 0;
-    for (let s = 1; s < numStages; s++) if ((counts[s] as number) > (counts[giver] as number)) giver = s;
-    const need = counts[taker] as number;
-    const have = counts[giver] as number;
-    // Stop when the taker is not short, or a move would not narrow the gap.
-    if (need >= redundancy || have <= need + 1) break;
-    const volunteer = members[giver]?.pop() as string;
-    members[taker]?.push(volunteer);
-    moves.push({ volunteer, from: giver, to: taker });
+    // The emptiest short stage that some volunteer can come to: from the fullest stage where that narrows the gap.
+    const takers = counts
+      .map((c, s) => [c, s] as const)
+      .filter(([c]) => c < redundancy)
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let move: Move | null = null;
+    for (const [need, taker] of takers) {
+      const givers = counts
+        .map((c, s) => [c, s] as const)
+        .filter(([c, s]) => s !== taker && c > need + 1)
+        .sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+      for (const [, giver] of givers) {
+        // The most recently joined that can hold the taker's stage.
+        const volunteer = [...(members[giver] as string[])].reverse().find((id) => canHold(id, taker));
+        if (volunteer !== undefined) {
+          move = { volunteer, from: giver, to: taker };
+          break;
+        }
+      }
+      if (move !== null) break;
+    }
+    if (move === null) break;
+    const from = members[move.from] as string[];
+    from.splice(from.lastIndexOf(move.volunteer), 1);
+    members[move.to]?.push(move.volunteer);
+    moves.push(move);
   }
   return moves;
 }

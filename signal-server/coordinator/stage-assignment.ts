@@ -1,10 +1,13 @@
 /**
- * Which volunteer holds which stage of a given partition, by memory: every
- * stage gets `redundancy` volunteers that can hold it, each volunteer where it
- * is preferred (its current stage, or the stage of volunteers of its speed)
- * whenever that still leaves every stage served. A volunteer that can hold a
- * stage can hold any smaller one, so who-can-hold-what is nested, and a count
- * per threshold (Hall's condition) decides whether an assignment exists.
+ * Which volunteer holds which stage of a given partition: every stage gets
+ * `redundancy` volunteers that can hold it, each volunteer where it is
+ * preferred (its current stage, or the stage of volunteers of its speed)
+ * whenever that still leaves every stage served. Holding a stage takes two
+ * things: memory for the whole stage, and (on WebGPU) a buffer limit no
+ * smaller than the stage's largest single tensor. The two are not nested (a
+ * big machine with a small adapter limit may hold a long run of middle layers
+ * but not the embedding), so the assignment is a matching, r seats a stage,
+ * grown by augmenting paths: exact whatever the order it starts from.
  */
 
 /** Stage bytes are weights only; a stage also needs room for its KV cache, activations and the runtime. */
@@ -19,42 +22,72 @@ export interface Stage {
   readonly index: number;
   /** Memory a volunteer needs to hold it (needBytes of its weights). */
   readonly needBytes: number;
+  /** Its largest single buffer as its graph holds it (a weight, or a layer's KV cache at full context); absent: not bounded. */
+  readonly largestBufferBytes?: number;
 }
 
 export interface Holder {
   readonly id: string;
   readonly memoryBytes: number;
+  /** The largest single buffer it can hold (a WebGPU adapter's limits); null or absent: only its memory bounds one. */
+  readonly bufferLimitBytes?: number | null;
 }
 
-/** Offers at least `need` among offers sorted ascending (binary search). */
-function atLeast(sortedAsc: readonly number[], need: number): number {
-  let lo = 0;
-  let hi = sortedAsc.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((sortedAsc[mid] as number) >= need) hi = mid;
-    else lo = mid + 1;
-  }
-  return sortedAsc.length - lo;
+/** Can this volunteer hold this stage: its memory and its largest buffer? */
+export function canHold(v: Holder, s: Stage): boolean {
+  return v.memoryBytes >= s.needBytes && (v.bufferLimitBytes ?? Number.POSITIVE_INFINITY) >= (s.largestBufferBytes ?? 0);
 }
 
 /**
- * Can volunteers of these offers (sorted ascending, less one offer `without`
- * when given) give each demand its count of holders? Demands sorted by need, largest first.
+ * One more seat for stage `target`: a free volunteer that can hold it, or one
+ * that moves there from a stage that takes a free one in its place (and so on:
+ * an augmenting path, breadth first). False when no such path exists, which
+ * (a matching's property) more seats elsewhere will never change.
  */
-function feasible(
-  sortedAsc: readonly number[],
-  demands: readonly { need: number; count: number }[],
-  without: number | null = null,
+function augment(
+  target: number,
+  stages: readonly Stage[],
+  free: Holder[],
+  seatOf: Map<Holder, number>,
+  membersOf: Map<number, Holder[]>,
 ): boolean {
-  let wanted = 0;
-  for (const d of demands) {
-    if (d.count === 0) continue;
-    wanted += d.count;
-    const able = atLeast(sortedAsc, d.need) - (without !== null && without >= d.need ? 1 : 0);
-    if (able < wanted) return false;
+  const stageBy = new Map(stages.map((s) => [s.index, s]));
+  // parent[y] = [x, v]: v sits at y and can hold x; moving it to x frees a seat at y to refill.
+  const parent = new Map<number, [number, Holder]>();
+  const queue = [target];
+  const seen = new Set([target]);
+  for (let head = 0; head < queue.length; head++) {
+    const x = queue[head] as number;
+    const sx = stageBy.get(x) as Stage;
+    const f = free.find((v) => canHold(v, sx));
+    if (f !== undefined) {
+      free.splice(free.indexOf(f), 1);
+      let at = x;
+      let incoming = f;
+      for (;;) {
+        const prev = seatOf.get(incoming);
+        if (prev !== undefined)
+          membersOf.set(
+            prev,
+            (membersOf.get(prev) as Holder[]).filter((m) => m !== incoming),
+          );
+        seatOf.set(incoming, at);
+        membersOf.get(at)?.push(incoming);
+        const p = parent.get(at);
+        if (p === undefined) return true;
+        [at, incoming] = p;
+      }
+    }
+    for (const s of stages) {
+      if (seen.has(s.index)) continue;
+      const mover = (membersOf.get(s.index) ?? []).find((v) => canHold(v, sx));
+      if (mover === undefined) continue;
+      seen.add(s.index);
+      parent.set(s.index, [x, mover]);
+      queue.push(s.index);
+    }
   }
-  return true;
+  return false;
 }
 
 /**
@@ -70,40 +103,35 @@ export function assignStages(
   /** Further sockets of clients already among `volunteers`: placed only as spares (a client counts once towards r). */
   extras: readonly Holder[] = [],
 ): { stageOf: Map<string, number>; idle: string[] } | null {
-  const order = [...stages].sort((a, b) => b.needBytes - a.needBytes || a.index - b.index);
-  const offers = volunteers.map((v) => v.memoryBytes).sort((a, b) => a - b);
-  if (
-    !feasible(
-      offers,
-      order.map((s) => ({ need: s.needBytes, count: r })),
-    )
-  )
-    return null;
-  const stageOf = new Map<string, number>();
-  const taken = new Set<Holder>();
-  for (const [k, stage] of order.entries()) {
-    // Preferred first, then the smallest offers: the big ones stay for the stages that need them.
-    const candidates = volunteers
-      .filter((v) => v.memoryBytes >= stage.needBytes)
-      .map((v) => ({ v, first: prefer.get(v.id) === stage.index ? 0 : 1 }))
-      .sort((a, b) => a.first - b.first || a.v.memoryBytes - b.v.memoryBytes || (a.v.id < b.v.id ? -1 : 1))
-      .map((c) => c.v);
-    const later = order.slice(k + 1).map((s) => ({ need: s.needBytes, count: r }));
-    for (let slot = 0; slot < r; slot++) {
-      const rest = [{ need: stage.needBytes, count: r - slot - 1 }, ...later];
-      const chosen = candidates.find((c) => !taken.has(c) && feasible(offers, rest, c.memoryBytes));
-      // Unreachable once the whole was feasible (the smallest eligible offer always keeps it so), kept as a guard.
-      if (chosen === undefined) return null;
-      stageOf.set(chosen.id, stage.index);
-      taken.add(chosen);
-      offers.splice(offers.indexOf(chosen.memoryBytes), 1);
-    }
+  const seatOf = new Map<Holder, number>();
+  const membersOf = new Map<number, Holder[]>(stages.map((s) => [s.index, []]));
+  // Smallest first: the big ones stay free for the stages that need them (the paths would move them anyway).
+  const free = [...volunteers].sort(
+    (a, b) =>
+      a.memoryBytes - b.memoryBytes ||
+      (a.bufferLimitBytes ?? Number.POSITIVE_INFINITY) - (b.bufferLimitBytes ?? Number.POSITIVE_INFINITY) ||
+      (a.id < b.id ? -1 : 1),
+  );
+  // Preferred seats first, while a stage has room.
+  for (const v of [...free]) {
+    const s = stages.find((x) => x.index === prefer.get(v.id));
+    const members = s === undefined ? undefined : membersOf.get(s.index);
+    if (s === undefined || members === undefined || members.length >= r || !canHold(v, s)) continue;
+    members.push(v);
+    seatOf.set(v, s.index);
+    free.splice(free.indexOf(v), 1);
   }
-  const pool = volunteers.filter((v) => !taken.has(v));
+  // Then the stages that need most first, each up to r seats.
+  const order = [...stages].sort((a, b) => b.needBytes - a.needBytes || a.index - b.index);
+  for (const s of order) {
+    while ((membersOf.get(s.index) as Holder[]).length < r) if (!augment(s.index, stages, free, seatOf, membersOf)) return null;
+  }
+  const stageOf = new Map<string, number>();
+  for (const [v, s] of seatOf) stageOf.set(v.id, s);
   const idle: string[] = [];
   const count = new Map<number, number>(stages.map((s) => [s.index, r]));
-  for (const v of [...pool, ...extras]) {
-    const holdable = stages.filter((s) => v.memoryBytes >= s.needBytes);
+  for (const v of [...volunteers.filter((x) => !seatOf.has(x)), ...extras]) {
+    const holdable = stages.filter((s) => canHold(v, s));
     const preferred = holdable.find((s) => s.index === prefer.get(v.id));
     const target =
       preferred ?? [...holdable].sort((a, b) => (count.get(a.index) as number) - (count.get(b.index) as number) || a.index - b.index)[0];

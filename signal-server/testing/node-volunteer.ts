@@ -14,6 +14,7 @@ import { io, type Socket } from 'socket.io-client';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, hostOnly } from '../../shared/model/pipeline.js';
 import {
+  type Backend,
   type ClientToServerEvents,
   isServerPeer,
   packFrameMessages,
@@ -71,6 +72,8 @@ export interface NodeVolunteerOptions {
   readonly reconnect?: () => string | null;
   /** The capacity report of its hello (absent: none, as a browser that says nothing); a hostile one may send anything. */
   readonly capacity?: unknown;
+  /** The backend its hello claims (it computes with onnxruntime's WASM in Node whatever it says): 'wasm' when absent. */
+  readonly backend?: Backend;
 }
 
 /** How long a volunteer whose server went away waits before connecting again. */
@@ -164,7 +167,7 @@ export class NodeVolunteer {
     });
     s.on('connect', () =>
       s.emit('volunteer:hello', {
-        backend: 'wasm',
+        backend: options.backend ?? 'wasm',
         adapter: null,
         fault: null,
         clientKey: options.clientKey ?? null,

@@ -1,0 +1,112 @@
+// A re-partition replaces the fallback's server replicas: the old ones admit
+// no more sessions, the sessions they admitted run on to their end (the
+// coordinator replays them), and then their runner (real onnxruntime sessions
+// on real stage files) is released. Sessions are released through the new
+// replicas, as the coordinator does (it holds only the new ones).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { type Feeds, freshFeeds } from '../../shared/model/pipeline.js';
+import { ensureStages } from '../models/model-folder.js';
+import type { OrtExecutor } from '../reference/ort-executor.js';
+import { stageRunner } from '../stage-runners.js';
+import { MODEL } from '../testing/http-swarm.js';
+import { type ServerReplicaOutputs, ServerReplicas } from './fallback.js';
+
+let cache: string;
+let dir: string;
+let manifest: StageManifest;
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-fallback-handover-'));
+  ({ dir, manifest } = await ensureStages(MODEL, { stages: 3 }, cache));
+});
+afterAll(() => rmSync(cache, { recursive: true, force: true }));
+
+const quiet: ServerReplicaOutputs = { frame() {}, joined() {}, digest() {}, logits() {}, failed() {}, rejected() {} };
+
+/** Server replicas whose runners (real OrtExecutors of the stage files) are kept in `made`. */
+function replicas(made: OrtExecutor[]): ServerReplicas {
+  const make = stageRunner(dir);
+  return new ServerReplicas(
+    manifest,
+    {
+      mode: 'stage',
+      maxSessions: 4,
+      executor: async () => {
+        const e = await make();
+        made.push(e);
+        return e;
+      },
+    },
+    quiet,
+  );
+}
+
+/** Stage 0's prefill of three tokens, from an empty cache. */
+function prefill(): Feeds {
+  return freshFeeds(manifest, 0, { dtype: 'int64', dims: [1, 3], data: BigInt64Array.from([1n, 2n, 3n]) });
+}
+
+describe('the fallback across a partition switch', () => {
+  it('the old runner serves the sessions it admitted to their end, then is released; the new one lives on', async () => {
+    const made: OrtExecutor[] = [];
+    const old = replicas(made);
+    expect(old.admit(7)).toBe(true);
+    const running = old.runner.run(0, prefill());
+    const next = replicas(made).succeeding(old);
+    expect(old.runnerReleased).toBeNull();
+    // Retired: no new session there; the one it admitted still computes, during and after the switch.
+    expect(old.admit(8)).toBe(false);
+    const before = await running;
+    const after = await old.runner.run(0, prefill());
+    expect(after[Object.keys(after)[0] as string]?.data).toEqual(before[Object.keys(before)[0] as string]?.data);
+    expect(made.length).toBe(1);
+    // The coordinator releases the session through the replicas it holds now: the old runner goes.
+    next.release(7);
+    expect(await old.runnerReleased).toBe(true);
+    // Really released: its onnxruntime sessions run nothing more, and the old replicas refuse to.
+    await expect((made[0] as OrtExecutor).run(0, prefill())).rejects.toThrow();
+    await expect(old.runner.run(0, prefill())).rejects.toThrow('released');
+    // The new replicas are untouched and compute on a runner of their own.
+    expect(next.runnerReleased).toBeNull();
+    expect(next.admit(9)).toBe(true);
+    await next.runner.run(0, prefill());
+    expect(made.length).toBe(2);
+    await made[1]?.release();
+  });
+
+  it('idle old replicas are released at the switch, and one that never made a runner makes none', async () => {
+    const made: OrtExecutor[] = [];
+    const used = replicas(made);
+    used.admit(1);
+    await used.runner.run(0, prefill());
+    used.release(1);
+    const unused = replicas(made).succeeding(used);
+    expect(await used.runnerReleased).toBe(true);
+    // Two switches in a row: the second replicas never ran a step, so there was nothing to release.
+    const third = replicas(made).succeeding(unused);
+    expect(await unused.runnerReleased).toBe(false);
+    expect(made.length).toBe(1);
+    expect(third.busy).toBe(0);
+  });
+
+  it('a chain of switches while one session runs: released through the newest replicas, every old runner goes', async () => {
+    const made: OrtExecutor[] = [];
+    const a = replicas(made);
+    a.admit(3);
+    await a.runner.run(0, prefill());
+    const b = replicas(made).succeeding(a);
+    expect(b.admit(3)).toBe(true);
+    await b.runner.run(0, prefill());
+    const c = replicas(made).succeeding(b);
+    expect(a.runnerReleased).toBeNull();
+    expect(b.runnerReleased).toBeNull();
+    c.release(3);
+    expect(await a.runnerReleased).toBe(true);
+    expect(await b.runnerReleased).toBe(true);
+    expect(made.length).toBe(2);
+  });
+});
