@@ -236,17 +236,8 @@ describe.each(['austen-2m', 'tiny-gqa-bias'] as const)('%s, fused stage graphs: 
     same(b2, want[3], 'B next to it again');
   });
 
-  it('stages built before new.* (a cached build): slab steps fetch present.* and take each new position from it, bit for bit', async () => {
-    const m = runner.manifest;
-    const old = { ...m, stages: m.stages.map((e) => ({ ...e, outputs: e.outputs.filter((o) => !o.name.startsWith('new.')) })) };
-    const asked: string[][] = [];
-    const recording = {
-      run: async (stage: number, feeds: Feeds, fetches?: readonly string[]) => {
-        asked.push([...(fetches ?? [])]);
-        return runner.stageExecutor.run(stage, feeds, fetches);
-      },
-    };
-    const batcher = new StepBatcher(old, recording, 16);
+  /** Two sessions' prompts, then three decode steps of both at once: each output bit for bit the same step run alone. */
+  async function twoSessionsAsAlone(batcher: StepBatcher): Promise<void> {
     const [pa, pb] = prompts as [number[], number[]];
     const wa = await alone([pa, [3], [4], [5]]);
     const wb = await alone([pb, [6], [7], [8]]);
@@ -258,6 +249,20 @@ describe.each(['austen-2m', 'tiny-gqa-bias'] as const)('%s, fused stage graphs: 
       same(a, wa[i + 1], `A step ${i}`);
       same(b, wb[i + 1], `B step ${i}`);
     }
+  }
+
+  it('stages built before new.* (a cached build): slab steps fetch present.* and take each new position from it, bit for bit', async () => {
+    const m = runner.manifest;
+    const old = { ...m, stages: m.stages.map((e) => ({ ...e, outputs: e.outputs.filter((o) => !o.name.startsWith('new.')) })) };
+    const asked: string[][] = [];
+    const recording = {
+      run: async (stage: number, feeds: Feeds, fetches?: readonly string[]) => {
+        asked.push([...(fetches ?? [])]);
+        return runner.stageExecutor.run(stage, feeds, fetches);
+      },
+    };
+    const batcher = new StepBatcher(old, recording, 16);
+    await twoSessionsAsAlone(batcher);
     expect(batcher.stats.slabSteps).toBe(2 * 3 * STAGES);
     const slabCalls = asked.filter((f) => f.length > 0);
     expect(slabCalls.length).toBeGreaterThan(0);
@@ -280,17 +285,7 @@ describe.each(['austen-2m', 'tiny-gqa-bias'] as const)('%s, fused stage graphs: 
       },
     };
     const batcher = new StepBatcher(runner.manifest, lying, 16);
-    const [pa, pb] = prompts as [number[], number[]];
-    const wa = await alone([pa, [3], [4], [5]]);
-    const wb = await alone([pb, [6], [7], [8]]);
-    const [A, B] = [caches(), caches()];
-    same(await step(batcher, A, pa), wa[0], 'A prompt');
-    same(await step(batcher, B, pb), wb[0], 'B prompt');
-    for (let i = 0; i < 3; i++) {
-      const [a, b] = await Promise.all([step(batcher, A, [3 + i]), step(batcher, B, [6 + i])]);
-      same(a, wa[i + 1], `A step ${i}`);
-      same(b, wb[i + 1], `B step ${i}`);
-    }
+    await twoSessionsAsAlone(batcher);
     expect(broken).toBeGreaterThan(0);
     expect(batcher.stats.slabSteps).toBe(0);
   });
