@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { StageChallenge } from '../shared/protocol/messages.js';
 import { httpSwarm } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
 
 const { start, volunteer } = httpSwarm('readiness-attack');
 
@@ -20,7 +21,13 @@ describe('readiness under attack over Socket.IO', () => {
       const coordinator = server.coordinator;
       if (coordinator === null) throw new Error('no coordinator');
       // Honest: stages 0, 1, 0, 1 (fewest clients, lowest index on ties); all ready.
-      const honest = [0, 1, 2, 3].map((i) => volunteer(url, `127.0.0.${40 + i}`));
+      const honest: NodeVolunteer[] = [];
+      for (let i = 0; i < 4; i++) {
+        // One after another: the order of joins decides the stages.
+        const v = volunteer(url, `127.0.0.${40 + i}`);
+        honest.push(v);
+        await expect.poll(() => v.stage, { timeout: READY_MS }).not.toBeNull();
+      }
       await expect
         .poll(() => honest.every((v) => v.ready && v.id !== null && coordinator.registry.get(v.id)?.ready), { timeout: READY_MS })
         .toBe(true);
