@@ -109,4 +109,20 @@ describe('the fallback across a partition switch', () => {
     expect(await b.runnerReleased).toBe(true);
     expect(made.length).toBe(2);
   });
+
+  it('a chain of switches where the middle replicas admitted nothing: the first one, still holding a session, is not lost', async () => {
+    const made: OrtExecutor[] = [];
+    const a = replicas(made);
+    a.admit(5);
+    await a.runner.run(0, prefill());
+    // Idle at the next switch: released then; the session of `a` still runs (on volunteers, or not yet ended).
+    const b = replicas(made).succeeding(a);
+    const c = replicas(made).succeeding(b);
+    expect(await b.runnerReleased).toBe(false);
+    expect(a.runnerReleased).toBeNull();
+    // Released through the newest replicas, as the coordinator does: the first runner goes too.
+    c.release(5);
+    expect(await a.runnerReleased).toBe(true);
+    expect(made.length).toBe(1);
+  });
 });

@@ -163,7 +163,14 @@ export class ServerReplicas {
     if (previous === null || previous === this) return this;
     previous.retired = true;
     previous.releaseIfIdle();
-    if (previous.runnerReleased === null) this.previous = previous;
+    // Released at once (idle): the replicas it was still handing over from come here instead, or nothing would
+    // ever release them (the coordinator releases sessions through the newest replicas only).
+    let handing: ServerReplicas | null = previous;
+    if (previous.runnerReleased !== null) {
+      handing = previous.previous;
+      previous.previous = null;
+    }
+    this.previous = handing !== null && handing.runnerReleased === null ? handing : null;
     return this;
   }
 

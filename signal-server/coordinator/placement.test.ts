@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModelSizes } from './partition-planner.js';
 import { cannotHold, stagesOf } from './placement.js';
 import { Registry } from './registry.js';
-import { pickStageFor, planRebalance } from './scheduler.js';
+import { distinctClients, pickStageFor, planRebalance } from './scheduler.js';
 
 /** 3 layers of 100 bytes (largest buffer 10), an embedding and a head of 300 bytes, each one buffer. */
 const SIZES: ModelSizes = {
@@ -100,5 +100,23 @@ describe('placement by capacity', () => {
     // A big one that joins goes where it is needed: the empty stage 2.
     expect(r.join('big4', 'wasm', null, 6, 10_000)).toBe(2);
     expect(r.clientsPerStage()).toEqual([1, 3, 1]);
+  });
+
+  it('re-balancing counts clients: a stage held by sockets of one client takes a volunteer of another, never one of that client', () => {
+    // Stage 0: two sockets of client A (one client); stage 1: A's third socket and two honest clients.
+    const assignment = new Map([
+      ['a1', 0],
+      ['a2', 0],
+      ['h1', 1],
+      ['h2', 1],
+      ['a3', 1],
+    ]);
+    const keys: Record<string, string[]> = { a1: ['key:A'], a2: ['key:A'], a3: ['key:A'], h1: ['key:H1'], h2: ['key:H2'] };
+    const keysOf = (id: string) => keys[id] ?? [];
+    expect(distinctClients(['a1', 'a2', 'a3', 'h1'], keysOf)).toBe(2);
+    // Not a3 (its client is on stage 0 already, it adds nothing there): the most recent honest one.
+    expect(planRebalance(assignment, 2, 2, () => true, keysOf)).toEqual([{ volunteer: 'h2', from: 1, to: 0 }]);
+    // Counted by sockets (no keys: each its own client), stage 0 looks full and nothing moves.
+    expect(planRebalance(assignment, 2, 2)).toEqual([]);
   });
 });

@@ -57,7 +57,7 @@ export class Readiness {
     if (member.challenge !== null) return;
     const challengeId = this.nextChallengeId++;
     // Claimed at once, so that a second `ready` does not start another.
-    member.challenge = { id: challengeId, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };
+    member.challenge = { id: challengeId, stage, expected: [], sentAt: Number.POSITIVE_INFINITY, timer: null };
     let made: Awaited<ReturnType<ChallengeOracle['make']>>;
     try {
       // Asked again when its turn comes: nothing is computed for a volunteer that left (a flood of hello-ready-leave).
@@ -66,13 +66,19 @@ export class Readiness {
         () => this.s.members.get(member.id) === member && this.s.registry.get(member.id)?.stage === stage && this.s.epoch === epoch,
       );
     } catch (e) {
-      member.challenge = null;
+      // Its own claim only: a move meanwhile dropped it, and a ready for the new stage may have claimed another.
+      if (member.challenge?.id === challengeId) member.challenge = null;
       if (!(e instanceof ChallengeMoot)) this.s.log(`challenge for stage ${stage} could not be made: ${(e as Error).message}`);
       return;
     }
     // Made for another partition (a re-partition came meanwhile), the challenge is no test of this one.
-    if (this.s.members.get(member.id) !== member || this.s.registry.get(member.id)?.stage !== stage || this.s.epoch !== epoch) {
-      member.challenge = null;
+    if (
+      this.s.members.get(member.id) !== member ||
+      this.s.registry.get(member.id)?.stage !== stage ||
+      this.s.epoch !== epoch ||
+      member.challenge?.id !== challengeId
+    ) {
+      if (member.challenge?.id === challengeId) member.challenge = null;
       return;
     }
     const timeoutMs = this.s.options.challengeTimeoutMs ?? DEFAULT_CHALLENGE_TIMEOUT_MS;
@@ -81,7 +87,7 @@ export class Readiness {
       member.challenge = null;
       this.h.expel(member.id, 'ERR_CHALLENGE_FAILED', `no answer to a challenge step within ${timeoutMs} ms`, false);
     }, timeoutMs);
-    member.challenge = { id: challengeId, expected: made.expected, sentAt: performance.now(), timer };
+    member.challenge = { id: challengeId, stage, expected: made.expected, sentAt: performance.now(), timer };
     const hidden = made.hidden.buffer.slice(made.hidden.byteOffset, made.hidden.byteOffset + made.hidden.byteLength) as ArrayBuffer;
     member.link.send('volunteer:challenge', { challengeId, stage, tokens: made.tokens, hidden });
   }
@@ -97,6 +103,11 @@ export class Readiness {
     }
     clearTimeout(c.timer);
     member.challenge = null;
+    // A challenge of a stage it has left (moved before it answered): right or wrong, it proves nothing of this one.
+    if (c.stage !== v.stage) {
+      this.s.log(`volunteer ${id}: an answer to a challenge of stage ${c.stage}, after its move to stage ${v.stage}: ignored`);
+      return;
+    }
     if (!agreeFingerprints([...m.digest], c.expected)) {
       this.h.expel(id, 'ERR_CHALLENGE_FAILED', `its answer to a challenge step of stage ${v.stage} is wrong`, true);
       return;

@@ -179,7 +179,8 @@ export class Registry {
       const v = this.volunteers.get(id);
       return v === undefined || this.fitsStage(v, stage);
     };
-    const moves = planRebalance(assignment, this.numStages, this.redundancy, canHold).filter(
+    const keysOf = (id: string) => this.volunteers.get(id)?.keys ?? [];
+    const moves = planRebalance(assignment, this.numStages, this.redundancy, canHold, keysOf).filter(
       (m) => this.volunteers.get(m.volunteer)?.remote !== true,
     );
     if (moves.length > 0) this.clients = null;

@@ -105,6 +105,9 @@ export class Roster {
       const moved = this.s.members.get(move.volunteer);
       if (moved !== undefined) {
         moved.proven = false;
+        // A challenge of the stage it leaves is no test of the new one: its ready for the new stage is challenged afresh.
+        if (moved.challenge?.timer != null) clearTimeout(moved.challenge.timer);
+        moved.challenge = null;
         moved.link.send('volunteer:assign', assignment(this.s, move.to));
       }
       // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.

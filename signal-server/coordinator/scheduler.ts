@@ -49,10 +49,31 @@ export interface Move {
 }
 
 /**
- * Moves that bring every stage to `redundancy` replicas where the swarm has
- * enough volunteers: a stage short of replicas takes one from the stage with
- * the most, while that narrows the gap between them. The most recently joined volunteer of a stage moves first,
- * so long-standing replicas keep their warm caches.
+ * Distinct clients among `ids` (volunteers sharing any identity key count
+ * once; one without keys is a client of its own), counted as the registry
+ * counts them: one whose keys are all new to the stage adds a client.
+ */
+export function distinctClients(ids: readonly string[], keysOf: (id: string) => readonly string[]): number {
+  const seen = new Set<string>();
+  let n = 0;
+  for (const id of ids) {
+    const keys = keysOf(id);
+    const own = keys.length === 0 ? [`id:${id}`] : keys;
+    if (!own.some((k) => seen.has(k))) n += 1;
+    for (const k of own) seen.add(k);
+  }
+  return n;
+}
+
+/**
+ * Moves that bring every stage to `redundancy` distinct clients where the
+ * swarm has enough of them: a stage short of clients takes a volunteer of a
+ * client it does not have yet from the stage with the most clients, while
+ * that narrows the gap between them. Clients, not sockets: one client's
+ * sockets left alone on a stage would otherwise make it look full, and no
+ * honest spare would come to it (a route takes one replica a client). The most
+ * recently joined volunteer of a stage moves first, so long-standing replicas
+ * keep their warm caches.
  *
  * @param assignment volunteer id → stage, in joining order
  */
@@ -62,14 +83,20 @@ export function planRebalance(
   redundancy: number,
   /** Can this volunteer hold that stage (its reported capacity)? Absent: any can hold any. */
   canHold: (volunteer: string, stage: number) => boolean = () => true,
+  /** A volunteer's identity keys (client key, address); absent: every volunteer is a client of its own. */
+  keysOf: (volunteer: string) => readonly string[] = () => [],
 ): Move[] {
   const members: string[][] = Array.from({ length: numStages }, () => []);
   for (const [id, stage] of assignment) {
     if (stage >= 0 && stage < numStages) members[stage]?.push(id);
   }
+  const own = (id: string): readonly string[] => {
+    const keys = keysOf(id);
+    return keys.length === 0 ? [`id:${id}`] : keys;
+  };
   const moves: Move[] = [];
   for (let guard = 0; guard < assignment.size; guard++) {
-    const counts = members.map((m) => m.length);
+    const counts = members.map((m) => distinctClients(m, keysOf));
     // The emptiest short stage that some volunteer can come to: from the fullest stage where that narrows the gap.
     const takers = counts
       .map((c, s) => [c, s] as const)
@@ -77,13 +104,24 @@ export function planRebalance(
       .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     let move: Move | null = null;
     for (const [need, taker] of takers) {
+      const there = new Set((members[taker] as string[]).flatMap(own));
       const givers = counts
         .map((c, s) => [c, s] as const)
-        .filter(([c, s]) => s !== taker && c > need + 1)
+        .filter(([c, s]) => s !== taker && c > need)
         .sort((a, b) => b[0] - a[0] || a[1] - b[1]);
       for (const [, giver] of givers) {
-        // The most recently joined that can hold the taker's stage.
-        const volunteer = [...(members[giver] as string[])].reverse().find((id) => canHold(id, taker));
+        const from = members[giver] as string[];
+        const c = counts[giver] as number;
+        const sockets = new Map<string, number>();
+        for (const id of from) for (const k of own(id)) sockets.set(k, (sockets.get(k) ?? 0) + 1);
+        // The most recently joined that can hold the taker's stage, of a client new there, and whose going leaves
+        // the giver more clients than the taker will have (a client with another socket there leaves it as many).
+        const volunteer = [...from].reverse().find((id) => {
+          const keys = own(id);
+          if (keys.some((k) => there.has(k))) return false;
+          const left = keys.some((k) => (sockets.get(k) as number) > 1) ? c : c - 1;
+          return left > need && canHold(id, taker);
+        });
         if (volunteer !== undefined) {
           move = { volunteer, from: giver, to: taker };
           break;

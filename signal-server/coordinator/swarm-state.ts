@@ -31,6 +31,8 @@ export interface Member {
   vouched: boolean;
   challenge: {
     readonly id: number;
+    /** The stage it tests: an answer counts for that stage only (a move may come before the answer). */
+    readonly stage: number;
     readonly expected: number[];
     readonly sentAt: number;
     readonly timer: ReturnType<typeof setTimeout> | null;

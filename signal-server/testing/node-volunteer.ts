@@ -74,6 +74,8 @@ export interface NodeVolunteerOptions {
   readonly capacity?: unknown;
   /** The backend its hello claims (it computes with onnxruntime's WASM in Node whatever it says): 'wasm' when absent. */
   readonly backend?: Backend;
+  /** Holds its answer to a challenge (computed at once) until this resolves: an answer sent late, on purpose. */
+  readonly holdProof?: (stage: number) => Promise<void>;
 }
 
 /** How long a volunteer whose server went away waits before connecting again. */
@@ -275,6 +277,7 @@ export class NodeVolunteer {
     const m = parseChallenge(raw, this.manifest.model.hiddenSize, this.manifest.model.vocabSize);
     if (!m.ok) throw new Error(`challenge: ${m.reason}`);
     const digest = await this.core.challenge(m.value);
+    await this.options.holdProof?.(m.value.stage);
     this.socket.emit('volunteer:proof', { challengeId: m.value.challengeId, digest });
   }
 
