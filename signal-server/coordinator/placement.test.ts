@@ -119,4 +119,22 @@ describe('placement by capacity', () => {
     // Counted by sockets (no keys: each its own client), stage 0 looks full and nothing moves.
     expect(planRebalance(assignment, 2, 2)).toEqual([]);
   });
+
+  it("a re-partition's left-out volunteer goes where the plan has fewest clients, not fewest sockets", () => {
+    const r = new Registry('m', 2, 2);
+    const now = 0;
+    r.join('a1', 'wasm', null, now, undefined, { keys: ['a'] });
+    r.join('a2', 'wasm', null, now, undefined, { keys: ['a'] });
+    r.join('c', 'wasm', null, now, undefined, { keys: ['c'] });
+    r.join('b', 'wasm', null, now, undefined, { keys: ['b'] });
+    // The plan puts one client's two sockets on stage 0 and c on stage 1; b is left out.
+    const plan = new Map([
+      ['a1', 0],
+      ['a2', 0],
+      ['c', 1],
+    ]);
+    r.assign(2, plan, true);
+    // By sockets stage 0 (2) looks fuller than stage 1 (1); by clients they tie (1 and 1), and the lower index wins.
+    expect(r.get('b')?.stage).toBe(0);
+  });
 });

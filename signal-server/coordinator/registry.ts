@@ -116,17 +116,28 @@ export class Registry {
   assign(numStages: number, stageOf: ReadonlyMap<string, number>, newPartition: boolean): Move[] {
     this.stages = numStages;
     this.clients = null;
-    const counts = new Array<number>(numStages).fill(0);
-    for (const s of stageOf.values()) counts[s] = (counts[s] ?? 0) + 1;
+    // Distinct clients per stage, as joins count them: one client's sockets planned on a stage count once there.
+    const clients = new Array<number>(numStages).fill(0);
+    const keysOn = Array.from({ length: numStages }, () => new Set<string>());
+    const place = (keys: readonly string[], s: number) => {
+      const on = keysOn[s];
+      if (on === undefined) return;
+      if (!keys.some((k) => on.has(k))) clients[s] = (clients[s] ?? 0) + 1;
+      for (const k of keys) on.add(k);
+    };
+    for (const [id, s] of stageOf) place(this.volunteers.get(id)?.keys ?? [], s);
     const moves: Move[] = [];
     for (const v of this.volunteers.values()) {
       if (v.remote === true) continue;
       let to = stageOf.get(v.id);
       if (to === undefined) {
-        // Where it can hold (the emptiest such stage); where it can hold none, the emptiest (it fails to load, as today).
-        const holdable = counts.map((_, s) => s).filter((s) => this.fitsStage(v, s));
-        to = v.stage < numStages && !newPartition ? v.stage : (pickStageFor(counts, holdable, []) ?? pickStage(counts));
-        counts[to] = (counts[to] ?? 0) + 1;
+        // Where it can hold (the stage with fewest clients, one its own client is not on first); where it can
+        // hold none, the emptiest (it fails to load, as today).
+        const keys = v.keys ?? [];
+        const holdable = clients.map((_, s) => s).filter((s) => this.fitsStage(v, s));
+        const ownClientOn = keysOn.map((on) => keys.some((k) => on.has(k)));
+        to = v.stage < numStages && !newPartition ? v.stage : (pickStageFor(clients, holdable, ownClientOn) ?? pickStage(clients));
+        place(keys, to);
       }
       if (to === v.stage && !newPartition) continue;
       moves.push({ volunteer: v.id, from: v.stage, to });
