@@ -33,7 +33,7 @@ export interface SwarmBenchOptions {
   readonly repeats: number;
 }
 
-interface Setup {
+export interface Setup {
   readonly r: number;
   /** The mesh loop (MESH_LOOP): the last stage sends each token straight to stage 0. */
   readonly meshLoop: boolean;
@@ -41,9 +41,11 @@ interface Setup {
   readonly trace: boolean;
   readonly tokens: number;
   readonly repeats: number;
+  /** Where the tabs run a step's data path (?datapath=); the page's default when absent. */
+  readonly dataPath?: 'main' | 'worker';
 }
 
-interface Measured {
+export interface Measured {
   readonly msPerToken: number;
   /** Chromium's processes and this one (server, coordinator), per token. */
   readonly cpuMsPerToken: number;
@@ -65,7 +67,12 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     meshLoop: s.meshLoop,
     spotCheckRate: 0,
   });
-  const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * s.r, trace: s.trace });
+  const swarm = await startLocalSwarm({
+    serverUrl: server.address().url,
+    volunteers: o.stages * s.r,
+    trace: s.trace,
+    ...(s.dataPath === undefined ? {} : { dataPath: s.dataPath }),
+  });
   try {
     const coordinator = server.coordinator;
     if (coordinator === null) throw new Error('no coordinator');
@@ -89,7 +96,9 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
       cpuMs += descendantsCpuMs() + selfCpuMs() - cpu0;
       counted += c.tokens.length;
       if (c.tokens.join() !== expected.slice(0, s.tokens).join())
-        throw new Error(`r = ${s.r}, ${s.delayMs} ms, mesh loop ${s.meshLoop}: the swarm's tokens differ from the reference runner's`);
+        throw new Error(
+          `r = ${s.r}, ${s.delayMs} ms, mesh loop ${s.meshLoop}, data path ${s.dataPath ?? 'default'}: the swarm's tokens differ from the reference runner's`,
+        );
       perRun.push(median(updates.slice(1).map((u) => u.stepMs)));
       steps.push(...updates.slice(1));
       if (s.trace) traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
