@@ -25,6 +25,8 @@ const PROMPT = 'It is a truth universally acknowledged, that a single man in pos
 const WARMUP_TOKENS = 128;
 /** The WAN row's one-way delay per hop, as issue #11 states it. */
 export const WAN_DELAY_MS = 50;
+/** How long the worker data path's last trace stamps take to reach the page (web/compute/worker-replica.ts flushes every 200 ms). */
+const TRACE_SETTLE_MS = 500;
 
 export interface SwarmBenchOptions {
   readonly modelDir: string;
@@ -85,7 +87,11 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     let cpuMs = 0;
     let counted = 0;
     for (let i = 0; i < s.repeats; i++) {
-      if (s.trace) for (const p of swarm.pages) await p.evaluate(() => void (window.webswarmTrace as TraceEntry[] | undefined)?.splice(0));
+      if (s.trace) {
+        // The worker data path hands its stamps over in batches (TRACE_FLUSH_MS): let the last run's arrive before clearing.
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        for (const p of swarm.pages) await p.evaluate(() => void (window.webswarmTrace as TraceEntry[] | undefined)?.splice(0));
+      }
       const updates: TokenUpdate[] = [];
       const tokenAt = new Map<number, number>();
       const cpu0 = descendantsCpuMs() + selfCpuMs();
@@ -101,7 +107,10 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
         );
       perRun.push(median(updates.slice(1).map((u) => u.stepMs)));
       steps.push(...updates.slice(1));
-      if (s.trace) traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
+      if (s.trace) {
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
+      }
     }
     return {
       msPerToken: median(perRun),
