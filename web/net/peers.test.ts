@@ -390,6 +390,18 @@ function recordingHandoff(accept: boolean) {
   return { handoff, log };
 }
 
+/** a (with a hand-off that accepts or refuses) and b, linked for session 1. */
+async function linkedPair(accept: boolean) {
+  net.frames = true;
+  const { handoff, log } = recordingHandoff(accept);
+  const a = mesh('a', undefined, handoff);
+  const b = mesh('b');
+  a.need(1, ['b']);
+  b.need(1, ['a']);
+  await Promise.all([a.connect('b'), b.connect('a')]);
+  return { a, log };
+}
+
 describe('PeerMesh hand-off of frames channels (the data path in the compute worker)', () => {
   it('hands the frames channel over in the task that made the connection; frames queued before it opened and sent after go there, in order', async () => {
     net.frames = true;
@@ -411,13 +423,7 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
   });
 
   it('keeps a channel the browser would not transfer: its frames go on the connection as before', async () => {
-    net.frames = true;
-    const { handoff, log } = recordingHandoff(false);
-    const a = mesh('a', undefined, handoff);
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
+    const { a, log } = await linkedPair(false);
     a.send('b', [msg('x')]);
     await flush();
     expect(log.taken).toEqual(['b']);
@@ -426,13 +432,7 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
   });
 
   it('a handed-off channel reported lost: the connection is dropped (the hand-off told) and opened again while a session needs it', async () => {
-    net.frames = true;
-    const { handoff, log } = recordingHandoff(true);
-    const a = mesh('a', undefined, handoff);
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
+    const { a, log } = await linkedPair(true);
     a.lost('b');
     await flush();
     expect(log.dropped).toEqual(['b']);
