@@ -49,7 +49,7 @@ describe(`${STAGES} stages × 2 replicas with the data path in the compute worke
     for (const x of s) {
       expect(x.channelsMoved).toBeGreaterThan(0);
       expect(x.channelsKept).toBe(0);
-      expect(x.stepsComputed).toBeGreaterThan(TOKENS);
+      expect(x.stepsComputed).toBeGreaterThanOrEqual(TOKENS); // one step per token (the mesh loop may run one more)
     }
   });
 

@@ -36,7 +36,7 @@ export class WorkerReplica {
   private lastComputeMs = 0;
 
   constructor(
-    private readonly post: (e: ReplicaEvent) => void,
+    private readonly post: (e: ReplicaEvent, transfer?: Transferable[]) => void,
     /** The worker's session executor and manifest, once a stage is loaded. */
     private readonly loaded: () => { readonly manifest: StageManifest; readonly sessions: SessionExecutor } | null,
   ) {}
@@ -129,7 +129,8 @@ export class WorkerReplica {
         digest: last ? (d) => this.post({ kind: 'digest', m: d }) : (d) => queueMicrotask(() => this.post({ kind: 'digest', m: d })),
         logits: (lg) => {
           trace?.mark(lg.sessionId, lg.step, 'sent');
-          this.post({ kind: 'logits', m: lg });
+          // The logits row is this step's alone (ReplicaCore copies it): moved, not copied, to the main thread.
+          this.post({ kind: 'logits', m: lg }, [lg.logits]);
         },
         failed: (f) => this.post({ kind: 'failed', m: f }),
         computed: () => {

@@ -19,7 +19,7 @@ let caches: CachingExecutor | null = null;
 let manifest: StageManifest | null = null;
 /** The data path, when the page runs it here (?datapath=worker). */
 const replica = new WorkerReplica(
-  (event) => reply({ type: 'replica', event }),
+  (event, transfer) => reply({ type: 'replica', event }, transfer),
   () => (caches === null || manifest === null ? null : { manifest, sessions: caches }),
 );
 
