@@ -6,7 +6,7 @@ import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 import { StepTrace, type TraceEntry } from './step-trace.js';
-import type { DataPath } from './worker-path.js';
+import { chooseDataPath, type DataPath, DEFAULT_DATA_PATH } from './worker-path.js';
 
 declare global {
   interface Window {
@@ -33,7 +33,7 @@ export interface VolunteerSettings {
   readonly batching?: boolean;
   /** Stamp each step's path (?trace=1, for the bench); off by default. */
   readonly trace?: boolean;
-  /** Where a step's data path runs (?datapath=main|worker); main by default. */
+  /** Where a step's data path runs (?datapath=main|worker); DEFAULT_DATA_PATH where the browser allows, when absent. */
   readonly dataPath?: DataPath;
 }
 
@@ -90,7 +90,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model, trace, batching = true, dataPath = 'main' } = settings;
+  const { backend, fault, share, autoPause, model, trace, batching = true, dataPath = chooseDataPath(null, DEFAULT_DATA_PATH) } = settings;
 
   useEffect(() => {
     if (!active) return;

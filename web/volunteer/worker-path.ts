@@ -22,6 +22,9 @@ const CHALLENGE_TIMEOUT_MS = 120_000;
 /** Where this page runs a step's data path: ?datapath=main|worker. */
 export type DataPath = 'main' | 'worker';
 
+/** Where a page runs it unless it asks (?datapath=): the volunteer page and the widget alike. */
+export const DEFAULT_DATA_PATH: DataPath = 'main';
+
 /** The data path a page asks for, else the default; the worker path needs data channels in workers (feature-detected). */
 export function chooseDataPath(asked: string | null, fallback: DataPath): DataPath {
   const wanted = asked === 'main' || asked === 'worker' ? asked : fallback;
