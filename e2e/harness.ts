@@ -149,6 +149,8 @@ export interface E2eSwarmOptions {
   readonly repartition?: boolean;
   /** Where the tabs run a step's data path (?datapath=); default: WEBSWARM_DATAPATH, else the page's default. */
   readonly dataPath?: 'main' | 'worker';
+  /** The same per volunteer index. */
+  readonly dataPathOf?: (index: number) => 'main' | 'worker';
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -174,6 +176,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.backendOf === undefined ? {} : { backendOf: o.backendOf }),
     ...(o.faultOf === undefined ? {} : { faultOf: o.faultOf }),
     ...(o.dataPath === undefined ? {} : { dataPath: o.dataPath }),
+    ...(o.dataPathOf === undefined ? {} : { dataPathOf: o.dataPathOf }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   return {

@@ -56,6 +56,8 @@ export interface SwarmOptions {
   readonly trace?: boolean;
   /** Where the tabs run a step's data path (?datapath=); default: WEBSWARM_DATAPATH, else the page's default. */
   readonly dataPath?: 'main' | 'worker';
+  /** The same per volunteer index (before dataPath). */
+  readonly dataPathOf?: (index: number) => 'main' | 'worker';
 }
 
 async function waitReady(page: Page): Promise<void> {
@@ -87,7 +89,7 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     const fault = o.faultOf?.(index) ?? null;
     const trace = o.trace === true ? '&trace=1' : '';
     const batch = o.batching === false ? '&batch=off' : '';
-    const path = o.dataPath ?? process.env.WEBSWARM_DATAPATH;
+    const path = o.dataPathOf?.(index) ?? o.dataPath ?? process.env.WEBSWARM_DATAPATH;
     const datapath = path === 'main' || path === 'worker' ? `&datapath=${path}` : '';
     await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}${datapath}`);
     await consent(page);

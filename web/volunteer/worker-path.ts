@@ -23,7 +23,7 @@ const CHALLENGE_TIMEOUT_MS = 120_000;
 export type DataPath = 'main' | 'worker';
 
 /** Where a page runs it unless it asks (?datapath=): the volunteer page and the widget alike. */
-export const DEFAULT_DATA_PATH: DataPath = 'main';
+export const DEFAULT_DATA_PATH: DataPath = 'worker';
 
 /** The data path a page asks for, else the default; the worker path needs data channels in workers (feature-detected). */
 export function chooseDataPath(asked: string | null, fallback: DataPath): DataPath {
