@@ -32,10 +32,11 @@ export function chooseDataPath(asked: string | null, fallback: DataPath): DataPa
 }
 
 /**
- * Whether this browser can hand a data channel to a worker: RTCDataChannel is
- * exposed there only where it is transferable (Chromium since 2024; not
- * Firefox nor, at the time of writing, every Safari). A channel that still
- * refuses (it has sent or received already) is kept on the main thread.
+ * Whether this browser may hand a data channel to a worker: it needs data
+ * channels and workers at all. Transferring is tried per channel (Chromium
+ * allows it; a browser that refuses throws DataCloneError): a channel that
+ * stays here is read on this thread and its frames relayed to the worker, and
+ * the worker's frames for that peer come back here to be sent.
  */
 function channelsTransfer(): boolean {
   return typeof RTCDataChannel !== 'undefined' && typeof Worker !== 'undefined';
