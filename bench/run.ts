@@ -23,7 +23,8 @@
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
  *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
- *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3)
+ *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3),
+ *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,7 @@ import { benchBatchingSwarm } from './batching-swarm.js';
 import { benchCapacity } from './capacity.js';
 import { benchColdStart } from './cold-start.js';
 import { benchContextGrowth } from './context-growth.js';
+import { benchDataPath } from './datapath.js';
 import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
@@ -149,6 +151,8 @@ async function main(): Promise<void> {
       await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
     }
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DATAPATH !== '0')
+      await benchDataPath({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DISTRIBUTION !== '0') {
       await benchDistribution({
         stages: 3,

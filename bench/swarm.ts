@@ -25,6 +25,8 @@ const PROMPT = 'It is a truth universally acknowledged, that a single man in pos
 const WARMUP_TOKENS = 128;
 /** The WAN row's one-way delay per hop, as issue #11 states it. */
 export const WAN_DELAY_MS = 50;
+/** How long the worker data path's last trace stamps take to reach the page (web/compute/worker-replica.ts flushes every 200 ms). */
+const TRACE_SETTLE_MS = 500;
 
 export interface SwarmBenchOptions {
   readonly modelDir: string;
@@ -33,7 +35,7 @@ export interface SwarmBenchOptions {
   readonly repeats: number;
 }
 
-interface Setup {
+export interface Setup {
   readonly r: number;
   /** The mesh loop (MESH_LOOP): the last stage sends each token straight to stage 0. */
   readonly meshLoop: boolean;
@@ -41,9 +43,11 @@ interface Setup {
   readonly trace: boolean;
   readonly tokens: number;
   readonly repeats: number;
+  /** Where the tabs run a step's data path (?datapath=); the page's default when absent. */
+  readonly dataPath?: 'main' | 'worker';
 }
 
-interface Measured {
+export interface Measured {
   readonly msPerToken: number;
   /** Chromium's processes and this one (server, coordinator), per token. */
   readonly cpuMsPerToken: number;
@@ -65,7 +69,12 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     meshLoop: s.meshLoop,
     spotCheckRate: 0,
   });
-  const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages * s.r, trace: s.trace });
+  const swarm = await startLocalSwarm({
+    serverUrl: server.address().url,
+    volunteers: o.stages * s.r,
+    trace: s.trace,
+    ...(s.dataPath === undefined ? {} : { dataPath: s.dataPath }),
+  });
   try {
     const coordinator = server.coordinator;
     if (coordinator === null) throw new Error('no coordinator');
@@ -78,7 +87,11 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     let cpuMs = 0;
     let counted = 0;
     for (let i = 0; i < s.repeats; i++) {
-      if (s.trace) for (const p of swarm.pages) await p.evaluate(() => void (window.webswarmTrace as TraceEntry[] | undefined)?.splice(0));
+      if (s.trace) {
+        // The worker data path hands its stamps over in batches (TRACE_FLUSH_MS): let the last run's arrive before clearing.
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        for (const p of swarm.pages) await p.evaluate(() => void (window.webswarmTrace as TraceEntry[] | undefined)?.splice(0));
+      }
       const updates: TokenUpdate[] = [];
       const tokenAt = new Map<number, number>();
       const cpu0 = descendantsCpuMs() + selfCpuMs();
@@ -89,10 +102,15 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
       cpuMs += descendantsCpuMs() + selfCpuMs() - cpu0;
       counted += c.tokens.length;
       if (c.tokens.join() !== expected.slice(0, s.tokens).join())
-        throw new Error(`r = ${s.r}, ${s.delayMs} ms, mesh loop ${s.meshLoop}: the swarm's tokens differ from the reference runner's`);
+        throw new Error(
+          `r = ${s.r}, ${s.delayMs} ms, mesh loop ${s.meshLoop}, data path ${s.dataPath ?? 'default'}: the swarm's tokens differ from the reference runner's`,
+        );
       perRun.push(median(updates.slice(1).map((u) => u.stepMs)));
       steps.push(...updates.slice(1));
-      if (s.trace) traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
+      if (s.trace) {
+        await new Promise((r) => setTimeout(r, TRACE_SETTLE_MS));
+        traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
+      }
     }
     return {
       msPerToken: median(perRun),

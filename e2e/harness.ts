@@ -147,6 +147,10 @@ export interface E2eSwarmOptions {
   readonly netDelayMs?: number;
   /** The server's REPARTITION (default off). */
   readonly repartition?: boolean;
+  /** Where the tabs run a step's data path (?datapath=); default: WEBSWARM_DATAPATH, else the page's default. */
+  readonly dataPath?: 'main' | 'worker';
+  /** The same per volunteer index. */
+  readonly dataPathOf?: (index: number) => 'main' | 'worker';
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -171,6 +175,8 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     volunteers: o.volunteers,
     ...(o.backendOf === undefined ? {} : { backendOf: o.backendOf }),
     ...(o.faultOf === undefined ? {} : { faultOf: o.faultOf }),
+    ...(o.dataPath === undefined ? {} : { dataPath: o.dataPath }),
+    ...(o.dataPathOf === undefined ? {} : { dataPathOf: o.dataPathOf }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   return {

@@ -54,6 +54,10 @@ export interface SwarmOptions {
   readonly log?: (line: string) => void;
   /** Pages stamp each step's path (?trace=1: window.webswarmTrace), for the bench. */
   readonly trace?: boolean;
+  /** Where the tabs run a step's data path (?datapath=); default: WEBSWARM_DATAPATH, else the page's default. */
+  readonly dataPath?: 'main' | 'worker';
+  /** The same per volunteer index (before dataPath). */
+  readonly dataPathOf?: (index: number) => 'main' | 'worker';
 }
 
 async function waitReady(page: Page): Promise<void> {
@@ -85,7 +89,9 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     const fault = o.faultOf?.(index) ?? null;
     const trace = o.trace === true ? '&trace=1' : '';
     const batch = o.batching === false ? '&batch=off' : '';
-    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}`);
+    const path = o.dataPathOf?.(index) ?? o.dataPath ?? process.env.WEBSWARM_DATAPATH;
+    const datapath = path === 'main' || path === 'worker' ? `&datapath=${path}` : '';
+    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}${datapath}`);
     await consent(page);
     pages.push(page);
     return page;

@@ -73,7 +73,7 @@ describe('ComputeClient', () => {
     expect(client.backend).toBe('wasm');
     const first = client.run(0, feeds);
     const second = client.run(1, feeds);
-    expect(worker.sent.slice(1).map((m) => [m.id, m.type === 'run' ? m.stage : -1])).toEqual([
+    expect(worker.sent.slice(1).map((m) => ['id' in m ? m.id : -1, m.type === 'run' ? m.stage : -1])).toEqual([
       [2, 0],
       [3, 1],
     ]);

@@ -7,7 +7,8 @@ import {
   type StageExecutor,
   type TensorData,
 } from '../../shared/model/pipeline.js';
-import type { Backend, ComputeErrorCode, FromWorker, ToWorker, WorkerStats } from './messages.js';
+import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
+import type { Backend, ComputeErrorCode, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
 import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {
@@ -48,6 +49,8 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
   adapter: string | null = null;
   /** Compute time of the last run, measured inside the worker. */
   lastComputeMs = 0;
+  /** What the worker's replica reports (?datapath=worker); dropped while none listens. */
+  onReplica: ((e: ReplicaEvent) => void) | null = null;
 
   constructor(
     private readonly timeoutMs = 120_000,
@@ -59,6 +62,10 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
       // Only answers to calls still waiting; anything else (late, unknown, malformed) is dropped.
       if (typeof m !== 'object' || m === null) return;
       const { id, type } = m as { id?: unknown; type?: unknown };
+      if (type === 'replica' && ev.data.type === 'replica') {
+        this.onReplica?.(ev.data.event);
+        return;
+      }
       if (typeof id !== 'number' || typeof type !== 'string' || !FROM_WORKER_TYPES.has(type)) return;
       const p = this.pending.get(id);
       if (p === undefined) return;
@@ -79,7 +86,7 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     for (const p of waiting) p.reject(e);
   }
 
-  private call(m: ToWorker, transfer: Transferable[]): Promise<FromWorker> {
+  private call(m: WorkerCall, transfer: Transferable[]): Promise<FromWorker> {
     if (this.terminated) return Promise.reject(new WorkerError('ERR_TERMINATED', `compute worker was stopped before ${m.type}`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -164,6 +171,11 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     if (r.type !== 'result') throw new WorkerError('ERR_BAD_MESSAGE', `expected result, got ${r.type}`);
     this.lastComputeMs = r.computeMs;
     return r.outputs;
+  }
+
+  /** A message to the worker's replica (?datapath=worker): nothing answers it but the replica's events. */
+  post(m: ToReplica, transfer: Transferable[] = []): void {
+    if (!this.terminated) this.worker.postMessage(m, transfer);
   }
 
   /** Stops the worker; calls still waiting fail now (ERR_TERMINATED) instead of at their timeout. */

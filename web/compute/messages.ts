@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeline.js';
+import type { FromReplica, ToReplica } from './datapath-messages.js';
 import type { StageTensors } from './stage-build.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */
@@ -37,7 +38,12 @@ export type ToWorker =
   | { readonly type: 'truncate'; readonly id: number; readonly session: number; readonly positions: number }
   | { readonly type: 'release'; readonly id: number; readonly session: number }
   /** What the worker holds: sessions with a cache, and where their KV tensors are. */
-  | { readonly type: 'stats'; readonly id: number };
+  | { readonly type: 'stats'; readonly id: number }
+  /** The data path in the worker (?datapath=worker): datapath-messages.ts. */
+  | ToReplica;
+
+/** The calls the worker answers by id (the replica's messages are not answered). */
+export type WorkerCall = Exclude<ToWorker, ToReplica>;
 
 /** Compute worker → main thread. */
 export type FromWorker =
@@ -46,7 +52,8 @@ export type FromWorker =
   | { readonly type: 'stepped'; readonly id: number; readonly output: Float32Tensor; readonly computeMs: number }
   | { readonly type: 'done'; readonly id: number }
   | { readonly type: 'stats'; readonly id: number; readonly stats: WorkerStats }
-  | { readonly type: 'error'; readonly id: number; readonly code: ComputeErrorCode; readonly message: string };
+  | { readonly type: 'error'; readonly id: number; readonly code: ComputeErrorCode; readonly message: string }
+  | FromReplica;
 
 export interface WorkerStats {
   readonly sessions: number;

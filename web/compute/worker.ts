@@ -1,6 +1,7 @@
 /// <reference lib="webworker" />
 // Runs stage sessions off the main thread. The handler is registered at once,
 // before any await, so that no message is lost while the module starts.
+import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
@@ -8,11 +9,19 @@ import { buildVerifiedStage } from './stage-build.js';
 import { keepStage, stageCacheStore } from './stage-cache.js';
 import type { TensorStore } from './tensor-store.js';
 import { webgpuAdapter } from './webgpu.js';
+import { WorkerReplica } from './worker-replica.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let sessions: StageSessions | null = null;
 /** Each session's KV caches, here where the compute is (see CachingExecutor). */
 let caches: CachingExecutor | null = null;
+/** The model the loaded stages belong to. */
+let manifest: StageManifest | null = null;
+/** The data path, when the page runs it here (?datapath=worker). */
+const replica = new WorkerReplica(
+  (event, transfer) => reply({ type: 'replica', event }, transfer),
+  () => (caches === null || manifest === null ? null : { manifest, sessions: caches }),
+);
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
@@ -46,6 +55,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
     .then(async (s) => {
       caches?.dispose();
       sessions = s;
+      manifest = m.manifest;
       // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), and each session's step is its own
       // call: a batch would first gather the sessions' buffers into one (README "Batching across sessions"). On WASM decode steps
       // of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one of S stages.
@@ -152,6 +162,19 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       });
       return;
     }
+    case 'replica:start':
+    case 'replica:channel':
+    case 'replica:unlink':
+    case 'replica:frame':
+    case 'replica:send':
+    case 'replica:open':
+    case 'replica:update':
+    case 'replica:close':
+    case 'replica:input':
+    case 'replica:challenge':
+    case 'replica:net':
+      replica.handle(m);
+      return;
     default: {
       const never: never = m;
       reply({ type: 'error', id: -1, code: 'ERR_BAD_MESSAGE', message: `unknown message ${JSON.stringify(never)}` });

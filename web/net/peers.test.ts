@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { IceConfig } from '../../shared/protocol/messages.js';
 import { ERR_ICE_NO_CANDIDATES } from './ice-watch.js';
-import { LOCAL_ICE_CONFIG, type PeerLike, PeerMesh, type SelectedPair } from './peers.js';
+import { type ChannelHandoff, LOCAL_ICE_CONFIG, type PeerLike, PeerMesh, type SelectedPair } from './peers.js';
 
 const LINGER_MS = 1_000;
 
@@ -22,6 +22,8 @@ class FakeNet {
   readonly peers: FakePeer[] = [];
   /** How long a side takes to notice that the other destroyed the connection (a dead network is noticed late). */
   remoteCloseMs = 0;
+  /** Peers made from now on have a frames channel (a stand-in object: only its identity is handed over). */
+  frames = false;
   /** What every peer says of its ICE (describeIce), as a browser's connection would. */
   ice = 'ICE (any candidate): candidates 1 host; gathering complete, connection checking';
 
@@ -37,6 +39,7 @@ class FakePeer implements PeerLike {
   destroyed = false;
   partner: FakePeer | null = null;
   private readonly handlers = new Map<string, Handler[]>();
+  private readonly frames: RTCDataChannel | null;
 
   constructor(
     private readonly net: FakeNet,
@@ -46,6 +49,11 @@ class FakePeer implements PeerLike {
     readonly owner: string,
   ) {
     if (initiator) queueMicrotask(() => this.emit('signal', { type: 'offer', peer: id } satisfies Sdp));
+    this.frames = net.frames ? ({ label: `frames of peer ${id}` } as unknown as RTCDataChannel) : null;
+  }
+
+  channel(): RTCDataChannel | null {
+    return this.frames;
   }
 
   on(event: string, listener: Handler): this {
@@ -124,7 +132,7 @@ let received: Map<string, string[]>;
 let closed: string[];
 
 /** A volunteer's mesh; signals go to the named volunteer's mesh asynchronously, as through the coordinator. */
-function mesh(id: string, ice?: IceConfig): PeerMesh {
+function mesh(id: string, ice?: IceConfig, handoff?: ChannelHandoff): PeerMesh {
   const m = new PeerMesh(
     id,
     (to, data) => queueMicrotask(() => meshes.get(to)?.signal(id, data)),
@@ -134,6 +142,7 @@ function mesh(id: string, ice?: IceConfig): PeerMesh {
       lingerMs: LINGER_MS,
       onClose: (remote) => closed.push(`${id}-${remote}`),
       ...(ice === undefined ? {} : { ice }),
+      ...(handoff === undefined ? {} : { handoff }),
     },
   );
   meshes.set(id, m);
@@ -364,5 +373,76 @@ describe('PeerMesh and ICE', () => {
     void a.connect('z').catch(() => {});
     await Promise.all([a.connect('b'), b.connect('a')]);
     expect(await a.iceStats()).toEqual([{ peer: 'b', pair: { local: 'relay', remote: 'relay', protocol: 'udp', relayProtocol: 'udp' } }]);
+  });
+});
+
+/** A hand-off that records what it is given (the compute worker's side, web/volunteer/worker-path.ts, in the e2e specs). */
+function recordingHandoff(accept: boolean) {
+  const log = { taken: [] as string[], sent: [] as string[], dropped: [] as string[] };
+  const handoff: ChannelHandoff = {
+    take: (remote) => {
+      log.taken.push(remote);
+      return accept;
+    },
+    send: (remote, messages) => log.sent.push(...messages.map((m) => `${remote}:${new TextDecoder().decode(m)}`)),
+    drop: (remote) => log.dropped.push(remote),
+  };
+  return { handoff, log };
+}
+
+/** a (with a hand-off that accepts or refuses) and b, linked for session 1. */
+async function linkedPair(accept: boolean) {
+  net.frames = true;
+  const { handoff, log } = recordingHandoff(accept);
+  const a = mesh('a', undefined, handoff);
+  const b = mesh('b');
+  a.need(1, ['b']);
+  b.need(1, ['a']);
+  await Promise.all([a.connect('b'), b.connect('a')]);
+  return { a, log };
+}
+
+describe('PeerMesh hand-off of frames channels (the data path in the compute worker)', () => {
+  it('hands the frames channel over in the task that made the connection; frames queued before it opened and sent after go there, in order', async () => {
+    net.frames = true;
+    const { handoff, log } = recordingHandoff(true);
+    const a = mesh('a', undefined, handoff);
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    const opened = Promise.all([a.connect('b'), b.connect('a')]);
+    // Synchronously: a channel can be transferred only in the task that created it.
+    expect(log.taken).toEqual(['b']);
+    expect(a.send('b', [msg('1'), msg('2')])).toBe(true);
+    expect(log.sent).toEqual([]); // held until the connection is up
+    await opened;
+    expect(a.send('b', [msg('3')])).toBe(true);
+    await flush();
+    expect(log.sent).toEqual(['b:1', 'b:2', 'b:3']);
+    expect(received.get('b')).toBeUndefined(); // nothing went on simple-peer's channel
+  });
+
+  it('keeps a channel the browser would not transfer: its frames go on the connection as before', async () => {
+    const { a, log } = await linkedPair(false);
+    a.send('b', [msg('x')]);
+    await flush();
+    expect(log.taken).toEqual(['b']);
+    expect(log.sent).toEqual([]);
+    expect(received.get('b')).toEqual(['a:x']);
+  });
+
+  it('a handed-off channel reported lost: the connection is dropped (the hand-off told) and opened again while a session needs it', async () => {
+    const { a, log } = await linkedPair(true);
+    a.lost('b');
+    await flush();
+    expect(log.dropped).toEqual(['b']);
+    await a.connect('b');
+    expect(log.taken).toEqual(['b', 'b']);
+    a.send('b', [msg('after')]);
+    await flush();
+    expect(log.sent).toEqual(['b:after']);
+    // A report for a peer with no handed-off connection changes nothing.
+    a.lost('nobody');
+    expect(log.dropped).toEqual(['b']);
   });
 });

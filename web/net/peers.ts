@@ -23,9 +23,30 @@ export interface PeerLike {
   describeIce?(): string;
   /** The candidate pair the open channel uses. */
   selectedPair?(): Promise<SelectedPair | null>;
+  /**
+   * A second, negotiated data channel on the same connection that both sides
+   * make at once (FRAMES_CHANNEL_ID): what a side whose data path is in the
+   * compute worker sends on, transferred there at its creation. Both sides
+   * read both channels, so either path talks to either.
+   */
+  channel?(): RTCDataChannel | null;
+}
+
+/**
+ * Where open data channels go (the data path in the compute worker): `take`
+ * transfers a channel and says whether the browser let it go; frames for a
+ * peer whose channel went are handed to `send`; `drop` says it is gone.
+ */
+export interface ChannelHandoff {
+  take(remote: string, channel: RTCDataChannel): boolean;
+  send(remote: string, messages: readonly Uint8Array[]): void;
+  drop(remote: string): void;
 }
 
 export type PeerFactory = (opts: { readonly initiator: boolean; readonly ice: IceConfig }) => PeerLike;
+
+/** The frames channel's stream id: high, clear of the ids the browser hands out to simple-peer's own channel (0 or 1). */
+export const FRAMES_CHANNEL_ID = 1000;
 
 /** No STUN or TURN, any candidate: enough on one host or a LAN (mDNS host candidates), until the server says otherwise. */
 export const LOCAL_ICE_CONFIG: IceConfig = { iceServers: [], iceTransportPolicy: 'all' };
@@ -43,10 +64,17 @@ export const simplePeerFactory: PeerFactory = ({ initiator, ice }) => {
   });
   // simple-peer keeps its RTCPeerConnection in _pc (not in its typings); it is there from the constructor on.
   const pc = (peer as unknown as { _pc: RTCPeerConnection })._pc;
+  // Negotiated: no in-band open, so both sides' objects exist from now on, each transferable in this task.
+  const frames = pc.createDataChannel('webswarm-frames', { negotiated: true, id: FRAMES_CHANNEL_ID });
+  frames.binaryType = 'arraybuffer';
   const watch = new IceWatch(pc, ice.iceTransportPolicy, (why) =>
     peer.destroy(Object.assign(new Error(why), { code: ERR_ICE_NO_CANDIDATES })),
   );
-  return Object.assign(peer, { describeIce: () => watch.describe(), selectedPair: () => selectedPair(pc) });
+  return Object.assign(peer, {
+    describeIce: () => watch.describe(),
+    selectedPair: () => selectedPair(pc),
+    channel: () => frames,
+  });
 };
 
 export interface PeerMeshOptions {
@@ -59,6 +87,8 @@ export interface PeerMeshOptions {
   readonly ice?: IceConfig;
   /** The bench's one-way delay on what this side sends (volunteer:net), shared with the tab's socket; none when absent. */
   readonly delay?: DelayLine;
+  /** Open channels are handed to it (the data path in the compute worker); none: they stay here. */
+  readonly handoff?: ChannelHandoff;
 }
 
 interface PeerEntry {
@@ -68,6 +98,10 @@ interface PeerEntry {
   pending: Uint8Array[] | null;
   /** The non-initiator has been given an offer: a second one means the remote started over. */
   offered: boolean;
+  /** Its frames channel was handed off at creation (ChannelHandoff). */
+  handed: boolean;
+  /** Open, and handed off: frames for it go there. */
+  moved: boolean;
 }
 
 interface Waiter {
@@ -114,6 +148,7 @@ export class PeerMesh {
   private readonly lingerMs: number;
   private ice: IceConfig;
   private readonly delay: DelayLine | null;
+  private readonly handoff: ChannelHandoff | null;
   private closed = false;
 
   constructor(
@@ -127,6 +162,7 @@ export class PeerMesh {
     this.lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
     this.ice = options.ice ?? LOCAL_ICE_CONFIG;
     this.delay = options.delay ?? null;
+    this.handoff = options.handoff ?? null;
   }
 
   /** ICE servers and policy for the connections made from now on (open ones keep theirs). */
@@ -136,14 +172,14 @@ export class PeerMesh {
 
   /** Each open channel's selected candidate pair (null where the browser does not say). */
   async iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
-    const open = [...this.peers].filter(([, e]) => e.pending === null && e.peer.connected);
+    const open = [...this.peers].filter(([, e]) => e.pending === null && (e.moved || e.peer.connected));
     return Promise.all(open.map(async ([peer, e]) => ({ peer, pair: (await e.peer.selectedPair?.()) ?? null })));
   }
 
   /** Resolves when a data channel with `remote` is open (creating it when needed). */
   connect(remote: string): Promise<void> {
     const e = this.entry(remote);
-    if (e.pending === null && e.peer.connected) return Promise.resolve();
+    if (e.pending === null && (e.moved || e.peer.connected)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.set(
@@ -194,6 +230,10 @@ export class PeerMesh {
   private sendNow(remote: string, messages: readonly Uint8Array[]): boolean {
     const e = this.peers.get(remote);
     if (e === undefined) return false; // not linked (connect() makes the entry when a session opens)
+    if (e.moved) {
+      this.handoff?.send(remote, messages);
+      return true;
+    }
     if (e.pending === null) {
       if (!e.peer.connected) return false; // the channel closed
       for (const m of messages) e.peer.send(m);
@@ -231,6 +271,12 @@ export class PeerMesh {
     this.drop(remote, e);
     this.settle(remote, new Error(`the channel to ${remote} was released`));
     return true;
+  }
+
+  /** The handed-off channel to `remote` closed (where it went, this side does not see it): the connection goes, and is opened again if needed. */
+  lost(remote: string): void {
+    const e = this.peers.get(remote);
+    if (e?.handed === true) e.peer.destroy();
   }
 
   /** Peers with a channel, open or opening. */
@@ -274,6 +320,7 @@ export class PeerMesh {
   /** Forgets an entry and destroys its peer; its 'close' then finds it gone and does nothing. */
   private drop(remote: string, e: PeerEntry): void {
     if (this.peers.get(remote) === e) this.peers.delete(remote);
+    if (e.handed) this.handoff?.drop(remote);
     e.peer.destroy();
   }
 
@@ -294,15 +341,26 @@ export class PeerMesh {
     if (known !== undefined) return known;
     const initiator = this.myId < remote;
     const peer = this.createPeer({ initiator, ice: this.ice });
-    const e: PeerEntry = { peer, initiator, pending: held, offered: false };
+    const e: PeerEntry = { peer, initiator, pending: held, offered: false, handed: false, moved: false };
     this.peers.set(remote, e);
     const current = () => this.peers.get(remote) === e;
+    // The frames channel can be transferred only in the task that created it: now, or never.
+    const frames = peer.channel?.() ?? null;
+    if (frames !== null) {
+      e.handed = this.handoff?.take(remote, frames) ?? false;
+      if (!e.handed)
+        frames.onmessage = (ev: MessageEvent<unknown>) => {
+          if (current() && ev.data instanceof ArrayBuffer) this.onData(remote, new Uint8Array(ev.data));
+        };
+    }
     peer.on('connect', () => {
       if (!current()) return;
       // What was sent while the channel opened goes first, before anything sent from now on.
       const queued = e.pending ?? [];
       e.pending = null;
-      for (const m of queued) peer.send(m);
+      e.moved = e.handed;
+      if (e.moved) this.handoff?.send(remote, queued);
+      else for (const m of queued) peer.send(m);
       this.reopens.delete(remote);
       this.failures.delete(remote);
       this.settle(remote, null);
@@ -317,6 +375,7 @@ export class PeerMesh {
     const gone = (err?: Error) => {
       if (!current()) return; // released, or replaced by a newer connection
       this.peers.delete(remote);
+      if (e.handed) this.handoff?.drop(remote);
       this.keep(remote);
       this.onClose(remote);
       // Name what ICE did (unless the error already does): a channel that never opened is most often a STUN/TURN problem.

@@ -15,7 +15,7 @@ import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
-import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { ReplicaCore, type ReplicaOutputs } from '../../shared/swarm/replica-core.js';
 import { ComputeClient, WorkerError } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
@@ -24,6 +24,7 @@ import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 import { browserCapacity } from './capacity.js';
 import type { StepTrace } from './step-trace.js';
+import { type DataPath, type ReplicaLike, WorkerDataPath } from './worker-path.js';
 
 /** The route's peers this tab opens data channels to: the server's own replicas (the fallback) are reached over the socket. */
 function volunteerPeers(ids: readonly string[]): string[] {
@@ -50,6 +51,11 @@ export interface ReplicaStatus {
   readonly share: number;
   /** Where the loaded stage came from: the stage cache, or built from its tensors (and why a cached copy was refused); null before. */
   readonly stageSource: StageSource | null;
+  /** Where a step's data path runs: this thread, or the compute worker (?datapath=). */
+  readonly dataPath: DataPath;
+  /** Worker path: data channels handed to the worker, and ones the browser would not transfer (their frames are relayed). */
+  readonly channelsMoved: number;
+  readonly channelsKept: number;
 }
 
 export interface ReplicaOptions {
@@ -61,6 +67,8 @@ export interface ReplicaOptions {
   readonly trace?: StepTrace | null;
   /** False: each session's step is its own runtime call (batching across sessions off, for comparisons); default true. */
   readonly batching?: boolean;
+  /** Where a step's data path runs (see worker-path.ts); default main. */
+  readonly dataPath?: DataPath;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
@@ -104,7 +112,9 @@ export class VolunteerReplica {
   private compute: ComputeClient | null = null;
   /** A compute worker whose runtime starts before a stage is assigned (see prepareCompute). */
   private prepared: PreparedCompute | null = null;
-  private core: ReplicaCore | null = null;
+  private core: ReplicaLike | null = null;
+  /** The data path in the compute worker, when this page runs it there. */
+  private path: WorkerDataPath | null = null;
   private manifest: StageManifest | null = null;
   private mesh: PeerMesh | null = null;
   /** The ICE servers and policy the server handed out (volunteer:ice), for the peer connections made after. */
@@ -145,6 +155,9 @@ export class VolunteerReplica {
       lastError: null,
       share: this.duty.share,
       stageSource: null,
+      dataPath: options.dataPath ?? 'main',
+      channelsMoved: 0,
+      channelsKept: 0,
     };
     this.prepared = this.prepareCompute();
     // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
@@ -166,7 +179,11 @@ export class VolunteerReplica {
           this.trace?.markFrame(bytes, 'recv');
           this.core?.frame(from, bytes);
         },
-        { ice: this.ice, delay: this.net },
+        {
+          ice: this.ice,
+          delay: this.net,
+          ...(this.status.dataPath === 'worker' ? { handoff: this.handoff } : {}),
+        },
       );
       this.update({ volunteerId, state: 'waiting' });
     });
@@ -180,6 +197,7 @@ export class VolunteerReplica {
       const m = parseNetConditions(raw);
       if (!m.ok) return this.update({ lastError: `the network conditions from the server were refused: ${m.reason}` });
       this.net.setDelay(m.value.delayMs);
+      this.path?.setNetDelay(m.value.delayMs);
     });
     socket.on('volunteer:assign', (a) => {
       this.assignment = a;
@@ -229,6 +247,19 @@ export class VolunteerReplica {
       this.retries = 0;
     });
   }
+
+  /** Open channels go to the compute worker (the worker path), once it runs a replica; frames for them follow them there. */
+  private readonly handoff = {
+    take: (remote: string, dc: RTCDataChannel): boolean => {
+      const path = this.path;
+      if (path === null) return false;
+      const moved = path.adopt(remote, dc);
+      this.update({ channelsMoved: path.moved, channelsKept: path.kept });
+      return moved;
+    },
+    send: (remote: string, messages: readonly Uint8Array[]) => this.path?.sendVia(remote, messages),
+    drop: (remote: string) => this.path?.unlink(remote),
+  };
 
   /** Frames for the server's replicas (the fallback), sent over the socket in batches: a replay is a few events. */
   private readonly toServer = new FrameBatcher((to, batch) => this.emit('frame', { to, data: packFrameMessages(batch) }));
@@ -312,6 +343,10 @@ export class VolunteerReplica {
             // A worker that did not start (its script cut off) answers nothing more: this try fails, the next starts another.
             if (prepared.failure !== null) throw new Error(prepared.failure);
             this.update({ state: 'loading' });
+            // Channels handed to the old worker go with it: the mesh opens them again where a session needs them.
+            if (this.path !== null) for (const id of this.mesh?.linked ?? []) this.mesh?.lost(id);
+            this.path = null;
+            this.core = null;
             this.compute?.terminate();
             this.setSessions((s) => s.clear());
             this.compute = compute;
@@ -325,36 +360,36 @@ export class VolunteerReplica {
       this.manifest = manifest;
       const trace = this.trace;
       const last = a.stage === manifest.stages.length - 1;
-      // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
-      const sessions = this.duty.wrapSessions(compute);
-      this.core = new ReplicaCore(
-        manifest,
-        a.stage,
-        trace === null ? sessions : trace.wrap(sessions, () => compute.lastComputeMs),
-        {
-          frames: (to, messages) => {
-            if (trace !== null && messages[0] !== undefined) trace.markFrame(messages[0], 'sent');
-            if (!isServerPeer(to)) this.mesh?.send(to, messages);
-            else this.toServer.push(to, messages);
+      const outputs = this.outputs(last);
+      if (this.status.dataPath === 'worker') {
+        // The data path runs in the worker: the ReplicaCore there computes on the worker's own executor.
+        const path = new WorkerDataPath(
+          compute,
+          { ...outputs, closed: (peer) => this.mesh?.lost(peer) },
+          {
+            stage: a.stage,
+            stages: manifest.stages.length,
+            fault: this.fault,
+            share: this.duty.share,
+            trace,
           },
-          // A stage that feeds another sends its frames first (they are sent in the same turn, after this call):
-          // its digest is needed only once the last stage's logits are in, so it leaves the critical path.
-          digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
-          logits: (m) => {
-            this.trace?.mark(m.sessionId, m.step, 'sent');
-            this.emit('step:logits', m);
-          },
-          failed: (m) => this.emit('step:failed', m),
-          computed: () => {
-            this.update({ stepsComputed: this.status.stepsComputed + 1 });
-            this.maybeFail();
-          },
-          rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
-        },
-        // A random seed: two faulty tabs must not tell the same lie by accident (that would be collusion).
-        this.fault === null ? null : faultBehaviour(this.fault, Math.floor(Math.random() * 2 ** 31)),
-        () => compute.lastComputeMs,
-      );
+        );
+        path.setNetDelay(this.net.delayMs);
+        this.path = path;
+        this.core = path;
+      } else {
+        // Each session's KV cache lives in the worker: a step sends only its input and gets only its output.
+        const sessions = this.duty.wrapSessions(compute);
+        this.core = new ReplicaCore(
+          manifest,
+          a.stage,
+          trace === null ? sessions : trace.wrap(sessions, () => compute.lastComputeMs),
+          outputs,
+          // A random seed: two faulty tabs must not tell the same lie by accident (that would be collusion).
+          this.fault === null ? null : faultBehaviour(this.fault, Math.floor(Math.random() * 2 ** 31)),
+          () => compute.lastComputeMs,
+        );
+      }
       const stepMs = await this.firstStep(manifest, a.stage);
       if (epoch !== this.epoch) return null;
       this.update({ state: 'ready', lastError: null });
@@ -370,6 +405,32 @@ export class VolunteerReplica {
       if (this.compute !== compute) compute.terminate();
       return errorText(e);
     }
+  }
+
+  /** Where a replica's results go, on either data path: frames to the mesh or the socket, reports to the coordinator. */
+  private outputs(last: boolean): ReplicaOutputs {
+    const trace = this.trace;
+    return {
+      frames: (to, messages) => {
+        // On the worker path only frames the worker could not send itself come here (their stamps were taken there).
+        if (trace !== null && this.path === null && messages[0] !== undefined) trace.markFrame(messages[0], 'sent');
+        if (!isServerPeer(to)) this.mesh?.send(to, messages);
+        else this.toServer.push(to, messages);
+      },
+      // A stage that feeds another sends its frames first (they are sent in the same turn, after this call):
+      // its digest is needed only once the last stage's logits are in, so it leaves the critical path.
+      digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
+      logits: (m) => {
+        if (this.path === null) trace?.mark(m.sessionId, m.step, 'sent');
+        this.emit('step:logits', m);
+      },
+      failed: (m) => this.emit('step:failed', m),
+      computed: () => {
+        this.update({ stepsComputed: this.status.stepsComputed + 1 });
+        this.maybeFail();
+      },
+      rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
+    };
   }
 
   /**
@@ -497,6 +558,7 @@ export class VolunteerReplica {
     this.mesh?.close();
     this.mesh = null;
     this.core = null;
+    this.path = null;
     this.compute?.terminate();
     this.compute = null;
     this.prepared?.compute.terminate();

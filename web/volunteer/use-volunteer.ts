@@ -6,6 +6,7 @@ import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 import { StepTrace, type TraceEntry } from './step-trace.js';
+import { chooseDataPath, type DataPath, DEFAULT_DATA_PATH } from './worker-path.js';
 
 declare global {
   interface Window {
@@ -32,6 +33,8 @@ export interface VolunteerSettings {
   readonly batching?: boolean;
   /** Stamp each step's path (?trace=1, for the bench); off by default. */
   readonly trace?: boolean;
+  /** Where a step's data path runs (?datapath=main|worker); DEFAULT_DATA_PATH where the browser allows, when absent. */
+  readonly dataPath?: DataPath;
 }
 
 /** The step counter is redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm computes on. */
@@ -87,7 +90,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model, trace, batching = true } = settings;
+  const { backend, fault, share, autoPause, model, trace, batching = true, dataPath = chooseDataPath(null, DEFAULT_DATA_PATH) } = settings;
 
   useEffect(() => {
     if (!active) return;
@@ -103,6 +106,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           share,
           trace: stamps,
           batching,
+          dataPath,
         });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
@@ -114,7 +118,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model, trace, batching]);
+  }, [active, backend, fault, share, autoPause, model, trace, batching, dataPath]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

@@ -6,6 +6,7 @@ import { ConsentBox } from './consent-box.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
+import { chooseDataPath, DEFAULT_DATA_PATH } from './worker-path.js';
 
 const params = new URLSearchParams(location.search);
 const fault = params.get('fault');
@@ -17,6 +18,8 @@ const SETTINGS = {
   autoPause: params.get('autopause') === '1',
   trace: params.get('trace') === '1',
   batching: params.get('batch') !== 'off',
+  // The per-token data path on the main thread or in the compute worker (where channels transfer).
+  dataPath: chooseDataPath(params.get('datapath'), DEFAULT_DATA_PATH),
 };
 
 export function VolunteerApp() {
