@@ -39,7 +39,15 @@ export type FrameRejection =
   /** A frame no live session of this replica wants (the `accept` predicate said no): refused before anything is kept. */
   | 'ERR_FRAME_UNWANTED'
   /** The peer's reassembly budget (frames or bytes pending) is spent: the frame, or the oldest pending one, is dropped. */
-  | 'ERR_FRAME_BUDGET';
+  | 'ERR_FRAME_BUDGET'
+  /** A data-channel message that is not binary (a string): frames are bytes, so it is refused before it is read. */
+  | 'ERR_FRAME_NOT_BINARY';
+
+/** Why a data-channel message that is not an ArrayBuffer (a string: the channel carries text too) is refused, for the counters. */
+export function notBinary(data: unknown): string {
+  const what = typeof data === 'string' ? `a string of ${data.length} characters` : `a ${typeof data}`;
+  return `ERR_FRAME_NOT_BINARY ${what}: frames are binary`;
+}
 
 /** FNV-1a over bytes: detects a broken reassembly, not tampering (the vote does that). */
 export function checksum(bytes: Uint8Array): number {

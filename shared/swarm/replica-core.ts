@@ -23,8 +23,8 @@ export interface ReplicaOutputs {
   failed(m: StepFailure): void;
   /** A step was computed (for the page's counters). */
   computed(): void;
-  /** A frame was dropped at the boundary, with the reason. */
-  rejected(reason: string): void;
+  /** A frame was dropped at the boundary, with the reason (its code first); `count` like it at once (default 1). */
+  rejected(reason: string, count?: number): void;
   /** Stage 0 began a step on the last stage's token, before the coordinator's (the mesh loop; for counters). */
   meshStep?(sessionId: number, step: number): void;
 }

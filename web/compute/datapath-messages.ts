@@ -41,7 +41,8 @@ export type ReplicaEvent =
   | { readonly kind: 'logits'; readonly m: StepLogits }
   | { readonly kind: 'failed'; readonly m: StepFailure }
   | { readonly kind: 'computed' }
-  | { readonly kind: 'rejected'; readonly reason: string }
+  /** Frames refused in the last interval with one reason code: the latest reason, and how many. */
+  | { readonly kind: 'rejected'; readonly reason: string; readonly count: number }
   | { readonly kind: 'trace'; readonly entries: readonly TraceEntry[] }
   /** A channel the worker held closed: the main thread's mesh opens it again where a session needs it. */
   | { readonly kind: 'closed'; readonly peer: string; readonly link: number }

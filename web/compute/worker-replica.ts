@@ -7,6 +7,7 @@
 // thread, off the critical path.
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SessionExecutor } from '../../shared/model/pipeline.js';
+import { notBinary } from '../../shared/protocol/frames.js';
 import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { faultBehaviour } from '../../shared/swarm/faults.js';
@@ -24,6 +25,14 @@ interface Link {
   queue: Uint8Array[] | null;
 }
 
+/**
+ * How long refused frames are counted here before the count goes to the main
+ * thread: one event per reason code per interval, not one per frame (a flood of
+ * 10 000 junk messages would otherwise be 10 000 posts and status updates on
+ * the page's thread).
+ */
+const REJECTED_FLUSH_MS = 100;
+
 /** How long after a step its trace stamps are handed to the main thread (batched, off the critical path). */
 const TRACE_FLUSH_MS = 200;
 
@@ -34,6 +43,9 @@ export class WorkerReplica {
   private trace: StepTrace | null = null;
   private traced = 0;
   private lastComputeMs = 0;
+  /** Refusals not yet reported, by code: the latest reason and how many. */
+  private readonly refused = new Map<string, { reason: string; count: number }>();
+  private refusedTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly post: (e: ReplicaEvent, transfer?: Transferable[]) => void,
@@ -59,7 +71,7 @@ export class WorkerReplica {
         // Handed over by the main thread: sent (or held) here or dropped, never handed back again (no ping-pong).
         const l = this.channels.get(m.peer);
         if (l === undefined || !this.sendOn(l, m.messages))
-          this.post({ kind: 'rejected', reason: `ERR_NOT_LINKED no open channel to ${m.peer} for ${m.messages.length} frames` });
+          this.reject(`ERR_NOT_LINKED no open channel to ${m.peer} for ${m.messages.length} frames`);
         return;
       }
       case 'replica:open':
@@ -91,7 +103,7 @@ export class WorkerReplica {
         return;
       default: {
         const never: never = m;
-        this.post({ kind: 'rejected', reason: `ERR_BAD_MESSAGE unknown replica message ${JSON.stringify(never)}` });
+        this.reject(`ERR_BAD_MESSAGE unknown replica message ${JSON.stringify(never)}`);
       }
     }
   }
@@ -137,7 +149,7 @@ export class WorkerReplica {
           this.post({ kind: 'computed' });
           this.scheduleTrace();
         },
-        rejected: (reason) => this.post({ kind: 'rejected', reason }),
+        rejected: (reason, count) => this.reject(reason, count),
       },
       m.fault === null ? null : faultBehaviour(m.fault.kind, m.fault.seed),
       () => this.lastComputeMs,
@@ -184,7 +196,11 @@ export class WorkerReplica {
       if (current()) for (const b of queued) dc.send(b as Uint8Array<ArrayBuffer>);
     };
     dc.onmessage = (ev: MessageEvent<unknown>) => {
-      if (!current() || !(ev.data instanceof ArrayBuffer)) return;
+      if (!current()) return;
+      if (!(ev.data instanceof ArrayBuffer)) {
+        this.reject(notBinary(ev.data));
+        return;
+      }
       const bytes = new Uint8Array(ev.data);
       this.trace?.markFrame(bytes, 'recv');
       this.core?.frame(peer, bytes);
@@ -204,6 +220,22 @@ export class WorkerReplica {
     l.dc.onopen = null;
     l.dc.onmessage = null;
     l.dc.onclose = null;
+  }
+
+  /** Counts a refused frame; the counts go to the main thread REJECTED_FLUSH_MS later, one event per code. */
+  private reject(reason: string, count = 1): void {
+    const code = reason.split(' ', 1)[0] ?? reason;
+    const r = this.refused.get(code);
+    if (r === undefined) this.refused.set(code, { reason, count });
+    else {
+      r.reason = reason;
+      r.count += count;
+    }
+    this.refusedTimer ??= setTimeout(() => {
+      this.refusedTimer = null;
+      for (const x of this.refused.values()) this.post({ kind: 'rejected', reason: x.reason, count: x.count });
+      this.refused.clear();
+    }, REJECTED_FLUSH_MS);
   }
 
   private traceTimer: ReturnType<typeof setTimeout> | null = null;

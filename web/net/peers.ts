@@ -1,5 +1,6 @@
 // The only module that imports simple-peer: WebRTC data channels between volunteers.
 import SimplePeer from 'simple-peer/simplepeer.min.js';
+import { notBinary } from '../../shared/protocol/frames.js';
 import type { IceConfig } from '../../shared/protocol/messages.js';
 import type { DelayLine } from '../../shared/swarm/delay-line.js';
 import { ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
@@ -89,6 +90,8 @@ export interface PeerMeshOptions {
   readonly delay?: DelayLine;
   /** Open channels are handed to it (the data path in the compute worker); none: they stay here. */
   readonly handoff?: ChannelHandoff;
+  /** A message on a frames channel read here was refused before it reached `onData` (a string): for the counters. */
+  readonly rejected?: (from: string, reason: string) => void;
 }
 
 interface PeerEntry {
@@ -149,6 +152,7 @@ export class PeerMesh {
   private ice: IceConfig;
   private readonly delay: DelayLine | null;
   private readonly handoff: ChannelHandoff | null;
+  private readonly rejected: (from: string, reason: string) => void;
   private closed = false;
 
   constructor(
@@ -163,6 +167,7 @@ export class PeerMesh {
     this.ice = options.ice ?? LOCAL_ICE_CONFIG;
     this.delay = options.delay ?? null;
     this.handoff = options.handoff ?? null;
+    this.rejected = options.rejected ?? (() => {});
   }
 
   /** ICE servers and policy for the connections made from now on (open ones keep theirs). */
@@ -350,7 +355,9 @@ export class PeerMesh {
       e.handed = this.handoff?.take(remote, frames) ?? false;
       if (!e.handed)
         frames.onmessage = (ev: MessageEvent<unknown>) => {
-          if (current() && ev.data instanceof ArrayBuffer) this.onData(remote, new Uint8Array(ev.data));
+          if (!current()) return;
+          if (ev.data instanceof ArrayBuffer) this.onData(remote, new Uint8Array(ev.data));
+          else this.rejected(remote, notBinary(ev.data));
         };
     }
     peer.on('connect', () => {

@@ -45,6 +45,8 @@ export interface ReplicaStatus {
   /** Sessions (generations) this tab is part of now: 0 while it waits for work. */
   readonly openSessions: number;
   readonly framesRejected: number;
+  /** The same by reason code (ERR_FRAME_MAGIC, ERR_STALE_STEP, …): what the page refused, for tests and diagnostics. */
+  readonly framesRejectedBy: Readonly<Record<string, number>>;
   readonly score: VolunteerScore | null;
   readonly lastError: string | null;
   /** The most of wall time this tab computes (1 = all it can). */
@@ -151,6 +153,7 @@ export class VolunteerReplica {
       stepsComputed: 0,
       openSessions: 0,
       framesRejected: 0,
+      framesRejectedBy: {},
       score: null,
       lastError: null,
       share: this.duty.share,
@@ -183,6 +186,7 @@ export class VolunteerReplica {
           ice: this.ice,
           delay: this.net,
           ...(this.status.dataPath === 'worker' ? { handoff: this.handoff } : {}),
+          rejected: (_from, reason) => this.refused(reason),
         },
       );
       this.update({ volunteerId, state: 'waiting' });
@@ -207,9 +211,10 @@ export class VolunteerReplica {
     // Frames from the server's own replica of a neighbouring stage (the fallback): over the socket, not a data channel.
     socket.on('frame', (raw) => {
       const m = parseFrameMessage(raw, 'from');
-      if (!m.ok)
-        this.update({ framesRejected: this.status.framesRejected + 1, lastError: `a frame from the server was refused: ${m.reason}` });
-      else for (const d of m.value.data) this.core?.frame(m.value.peer, d);
+      if (!m.ok) {
+        this.refused(`ERR_BAD_MESSAGE ${m.reason}`);
+        this.update({ lastError: `a frame from the server was refused: ${m.reason}` });
+      } else for (const d of m.value.data) this.core?.frame(m.value.peer, d);
     });
     socket.on('session:open', (m) => void this.openSession(m));
     socket.on('session:close', ({ sessionId }) => {
@@ -429,7 +434,7 @@ export class VolunteerReplica {
         this.update({ stepsComputed: this.status.stepsComputed + 1 });
         this.maybeFail();
       },
-      rejected: () => this.update({ framesRejected: this.status.framesRejected + 1 }),
+      rejected: (reason, count) => this.refused(reason, count),
     };
   }
 
@@ -497,6 +502,13 @@ export class VolunteerReplica {
     } catch (e) {
       this.update({ lastError: `challenge step failed: ${(e as Error).message}` });
     }
+  }
+
+  /** Counts `count` refused frames under their reason's code (its first word). */
+  private refused(reason: string, count = 1): void {
+    const code = reason.split(' ', 1)[0] ?? reason;
+    const by = this.status.framesRejectedBy;
+    this.update({ framesRejected: this.status.framesRejected + count, framesRejectedBy: { ...by, [code]: (by[code] ?? 0) + count } });
   }
 
   /** Each open data channel's selected candidate pair (relay = through TURN): for tests and diagnostics. */

@@ -40,15 +40,19 @@ export interface VolunteerSettings {
 /** The step counter is redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm computes on. */
 const COUNTER_RENDER_MS = 250;
 
-/** True when `b` differs from `a` in its step counter alone. */
+/** The counters: steps computed, and frames refused (a flood of junk frames must not be a render per frame either). */
+const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected', 'framesRejectedBy']);
+
+/** True when `b` differs from `a` in its counters alone. */
 function onlyCounterMoved(a: ReplicaStatus, b: ReplicaStatus): boolean {
-  for (const k of Object.keys(b) as (keyof ReplicaStatus)[]) if (k !== 'stepsComputed' && a[k] !== b[k]) return false;
+  for (const k of Object.keys(b) as (keyof ReplicaStatus)[]) if (!COUNTERS.has(k) && a[k] !== b[k]) return false;
   return true;
 }
 
 /**
- * Hands each status to `show`, except that a status that only counts another
- * step waits (the latest one) until COUNTER_RENDER_MS after the last shown:
+ * Hands each status to `show`, except that a status that only moves a counter
+ * (another step, another refused frame) waits (the latest one) until
+ * COUNTER_RENDER_MS after the last shown:
  * window.webswarmVolunteer, which scripts and tests read, is always the latest.
  */
 function throttledStatus(show: (s: ReplicaStatus) => void): (s: ReplicaStatus) => void {

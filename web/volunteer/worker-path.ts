@@ -184,7 +184,7 @@ export class WorkerDataPath implements ReplicaLike {
         this.out.computed();
         return;
       case 'rejected':
-        this.out.rejected(e.reason);
+        this.out.rejected(e.reason, e.count);
         return;
       case 'closed':
         if (this.links.get(e.peer) !== e.link) return;

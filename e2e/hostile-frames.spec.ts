@@ -1,0 +1,331 @@
+// Hostile bytes on the data channels: a volunteer tab of stage 0 that joins,
+// loads and computes as any other (its honest frames count in the votes), but
+// also sends raw messages of its choosing on both channels of each connection
+// it has (`webswarm-frames`, id 1000, and simple-peer's ordinary one) to honest
+// tabs on both data paths: the replicas of stage 1 it feeds (it is in their
+// `prev`) and the last stage's, which send it their tokens (the mesh loop links
+// them; it is not in their `prev`). Real Chromium tabs, a real server on port
+// 0; the reference runner's tokens are the oracle.
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY } from '../shared/model/sampling.js';
+import { type E2eSwarm, startE2eSwarm } from './harness.js';
+import { HOSTILE_HOOKS } from './hostile-frames-page.js';
+
+const STAGES = 3;
+const PROMPT = 'It is a truth universally acknowledged, that a single man';
+/**
+ * Tabs fill the stages in order (0, 1, 2, 0, 1, 2). Tab 0 is the hostile one
+ * (main-thread path: its channels stay in the page, where its script is); each
+ * of stages 1 and 2 gets one tab of each data path.
+ */
+const HOSTILE = 0;
+const pathOf = (i: number) => (i === HOSTILE || i >= 4 ? 'main' : 'worker');
+/** Junk of the first test: every message of it is refused, whatever the receiver holds. */
+const FLOOD = 10_000;
+const BIG_BYTES = 32 * 1024 * 1024;
+
+interface Seen {
+  readonly index: number;
+  readonly stage: number | null;
+  readonly state: string;
+  readonly dataPath: string;
+  readonly rejected: number;
+  readonly by: Readonly<Record<string, number>>;
+}
+
+let e: E2eSwarm;
+let hostile: Page;
+beforeAll(async () => {
+  // quiet: the server logs every frame refused on its own side; 25 ms a hop makes a generation last long enough to be attacked mid-way.
+  e = await startE2eSwarm({ volunteers: STAGES * 2, stages: STAGES, redundancy: 2, dataPathOf: pathOf, quiet: true, netDelayMs: 25 });
+  hostile = e.swarm.pages[HOSTILE] as Page;
+  // Before any session: every connection this tab makes from now on is in the hooks' hands.
+  await hostile.evaluate(HOSTILE_HOOKS);
+});
+afterAll(() => e?.close());
+
+const seen = (): Promise<Seen[]> =>
+  Promise.all(
+    e.swarm.pages.map(async (p, index) => {
+      const s = await p.evaluate(() => window.webswarmVolunteer);
+      return {
+        index,
+        stage: s?.stage ?? null,
+        state: s?.state ?? 'none',
+        dataPath: s?.dataPath ?? 'none',
+        rejected: s?.framesRejected ?? 0,
+        by: s?.framesRejectedBy ?? {},
+      };
+    }),
+  );
+/** The honest tabs the hostile one has connections to: stages 1 and 2. */
+const targets = async () => (await seen()).filter((s) => s.index !== HOSTILE && s.stage !== 0);
+
+/** Every vote of the generation: the stage's replicas all agreed (the hostile tab computes honestly; its junk must change nothing). */
+function expectUnanimous(json: Awaited<ReturnType<E2eSwarm['complete']>>['json']): void {
+  expect(json.webswarm.votes.length).toBeGreaterThan(0);
+  for (const t of json.webswarm.votes) for (const v of t.votes) expect(v.agreed, `stage ${v.stage}`).toBe(v.replicas);
+}
+
+describe('a hostile volunteer sends raw bytes on both data channels', () => {
+  it('has the layout the spec attacks: the hostile tab in stage 0, one tab of each path in stages 1 and 2', async () => {
+    const s = await seen();
+    expect(s.map((x) => x.stage)).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(s.map((x) => x.dataPath)).toEqual(s.map((x) => pathOf(x.index)));
+    for (const x of s) expect(x.state).toBe('ready');
+  });
+
+  it('junk of every shape outside a session: each message refused once, by its named code, and the tabs still compute exactly', async () => {
+    const expected = await e.expected(PROMPT, 16, GREEDY);
+    const first = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    expect(first.json.webswarm.tokens).toEqual(expected);
+    // The connections the generation opened stay 30 s: two to stage 1 (fed), two to stage 2 (tokens came from there).
+    const links = await hostile.evaluate(() => {
+      const h = window.__hostile;
+      return { fed: h?.fed().length, tokens: h?.tokenSenders().length };
+    });
+    expect(links).toEqual({ fed: 2, tokens: 2 });
+    // Late honest frames of the session that ended are refused too: let them land before the count starts.
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = await targets();
+    const sent = await hostile.evaluate(async () => {
+      const h = window.__hostile;
+      if (h === undefined) throw new Error('no hooks');
+      const c = h.chunk;
+      const cut = (b: ArrayBuffer, n: number) => b.slice(0, n);
+      const nanCounts = c({});
+      new DataView(nanCounts).setFloat64(16, Number.NaN, true); // stage, replica, index and count: the bytes of a NaN
+      const strings = ['', 'hello', '{"sessionId":1,"step":0,"stage":0}', 'x'.repeat(100), '4294967295'];
+      const binary: ArrayBuffer[] = [
+        new ArrayBuffer(0), // empty
+        cut(c({}), 10), // truncated fixed header
+        cut(c({}), 31),
+        cut(c({}), 40), // rank 3 needs 44 bytes of header
+        c({ magic: 0xdeadbeef }),
+        c({ version: 2 }),
+        c({ dtype: 7 }),
+        c({ rank: 0, dims: [] }),
+        c({ rank: 200 }),
+        c({ dims: [0xffffffff, 0xffffffff, 0xffffffff], totalBytes: 0xffffffff, bodyBytes: 16 }), // absurd size
+        c({ dims: [0x10000, 0x10000, 1], totalBytes: 0, bodyBytes: 0 }), // 2^32 values claimed in 0 bytes
+        c({ dims: [1, 0, 160], totalBytes: 0, bodyBytes: 0 }),
+        c({ totalBytes: 12 }), // shape and length disagree
+        c({ count: 0 }),
+        c({ index: 5, count: 2 }),
+        c({ count: 65535 }),
+        c({ bodyBytes: 642, totalBytes: 640 }),
+        nanCounts,
+        c({ step: 0xffffffff }), // a well-formed frame (step -1) of a session nobody holds
+        c({ sessionId: 0 }),
+      ];
+      const counts = { frames: 0, ordinary: 0, links: 0 };
+      for (const l of [...h.fed(), ...h.tokenSenders()]) {
+        counts.links += 1;
+        for (const dc of h.channels(l)) {
+          const frames = dc.id === 1000;
+          await h.pour(dc, [...strings, ...binary.map((b) => b.slice(0))]);
+          // The ordinary channel is a stream in simple-peer: an empty message is no data there, so it never reaches the replica.
+          const n = strings.length + binary.length - (frames ? 0 : 2);
+          if (frames) counts.frames = n;
+          else counts.ordinary = n;
+        }
+      }
+      return counts;
+    });
+    expect(sent.links).toBe(4);
+    const want = sent.frames + sent.ordinary;
+    await expect
+      .poll(async () => (await targets()).map((t, i) => t.rejected - (before[i]?.rejected ?? 0)), { timeout: 30_000, interval: 250 })
+      .toEqual([want, want, want, want]);
+    const after = await targets();
+    for (const [i, t] of after.entries()) {
+      const b = before[i]?.by ?? {};
+      const delta = (code: string) => (t.by[code] ?? 0) - (b[code] ?? 0);
+      // The strings on the frames channel are refused for what they are; on simple-peer's channel they arrive as bytes.
+      expect(delta('ERR_FRAME_NOT_BINARY'), `tab ${t.index}`).toBe(5);
+      for (const code of ['ERR_FRAME_TOO_SHORT', 'ERR_FRAME_MAGIC', 'ERR_FRAME_VERSION', 'ERR_FRAME_DTYPE', 'ERR_FRAME_SHAPE'])
+        expect(delta(code), `tab ${t.index} ${code}`).toBeGreaterThan(0);
+      for (const code of ['ERR_FRAME_TOO_LARGE', 'ERR_FRAME_CHUNK', 'ERR_FRAME_UNWANTED'])
+        expect(delta(code), `tab ${t.index} ${code}`).toBeGreaterThan(0);
+      expect(t.state).toBe('ready');
+    }
+    const again = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    expect(again.json.webswarm.tokens).toEqual(expected);
+    expectUnanimous(again.json);
+  });
+
+  it('frames of a live session (forged ids, wrong eras and steps, bad sums, 64 MB of unfinished frames) change no vote: the reference tokens, unanimous', async () => {
+    const tokens = 48;
+    const sampling = { temperature: 0.8, topK: 0, topP: 0.95, seed: 11 };
+    const expected = await e.expected(PROMPT, tokens, sampling);
+    const before = await targets();
+    const sessionsBefore = await hostile.evaluate(() => window.__hostile?.fed().map((l) => l.sent?.sessionId ?? -1) ?? []);
+    const generation = e.complete({ prompt: PROMPT, max_tokens: tokens, temperature: 0.8, top_p: 0.95, seed: 11 });
+    // The attack starts once this tab has fed stage 1 a few steps of the new session (its own frames say which, in which era).
+    const attack = hostile.evaluate(
+      async ({ old, bigBytes, floodSize }) => {
+        const h = window.__hostile;
+        if (h === undefined) throw new Error('no hooks');
+        const until = performance.now() + 60_000;
+        const current = () => h.fed().find((l) => l.sent !== null && !old.includes(l.sent.sessionId) && l.sent.step >= 3)?.sent ?? null;
+        while (current() === null) {
+          if (performance.now() > until) throw new Error('the generation never reached step 3 here');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const s0 = current();
+        if (s0 === null) throw new Error('unreachable');
+        const { sessionId, era, replica } = s0;
+        const other = 1 - replica; // the honest replica of stage 0: its index, forged
+        const c = h.chunk;
+        const counts = { rounds: 0, big: 0, flood: 0 };
+        // 64 MB in all: first chunks of frames as large as the model allows, of this session, never completed.
+        const maxFrame = 160 * 512 * 4;
+        const per = Math.floor((256 * 1024 - 44) / 4) * 4;
+        const big = (async () => {
+          for (const l of h.fed())
+            for (const dc of h.channels(l)) {
+              if (dc.id !== 1000) continue;
+              const n = Math.ceil(bigBytes / per);
+              const messages = Array.from({ length: n }, (_, k) =>
+                c({ sessionId, era, replica, step: 0x80000000 + k, dims: [1, 512, 160], totalBytes: maxFrame, count: 2, bodyBytes: per }),
+              );
+              if (await h.pour(dc, messages)) counts.big += n;
+            }
+        })();
+        // A flood on the frames channel of each tab fed: small messages refused for one code only, none of them lost.
+        const flood = (async () => {
+          const one = c({ sessionId, era, replica, dtype: 7, dims: [1, 1, 1] });
+          for (const l of h.fed())
+            for (const dc of h.channels(l))
+              if (
+                dc.id === 1000 &&
+                (await h.pour(
+                  dc,
+                  Array.from({ length: floodSize }, () => one.slice(0)),
+                ))
+              )
+                counts.flood += floodSize;
+        })();
+        // Round after round while the generation runs: every kind of frame that must not count, at the step it is at.
+        while (performance.now() < until) {
+          const now = current();
+          if (now === null || now.sessionId !== sessionId || performance.now() - now.at > 1500) break;
+          const step = now.step;
+          const fed: ArrayBuffer[] = [
+            c({ sessionId: sessionId + 1000, step, replica }), // a session the receiver does not hold
+            c({ sessionId, step: step + 1, stage: 1, replica }), // the receiver's own stage
+            c({ sessionId, step: step + 1, replica, era: (era + 255) & 0xff, fill: 1e30 }), // an era since rolled back
+            c({ sessionId, step: step + 1, replica, era: (era + 1) & 0xff, fill: 1e30 }), // an era to come
+            c({ sessionId, step: step + 1000, replica, era }), // far ahead
+            c({ sessionId, step: 0xffffffff, replica, era }),
+            c({ sessionId, step: 0, replica, era, fill: 1e30 }), // the past
+            c({ sessionId, step: step + 2, replica, era, dims: [1, 1, 7] }), // the right peer, the wrong shape
+            c({ sessionId, step: step + 1000, replica, era, sum: 1 }), // a bad checksum
+            // The honest replica's index, forged, on the steps to come: counted, these would break the vote.
+            ...[1, 2, 3].map((k) => c({ sessionId, step: step + k, replica: other, era, fill: 1e30 })),
+          ];
+          // The last stage does not take stage 0's frames from this tab: stage 1's, forged under both indexes.
+          const last: ArrayBuffer[] = [0, 1, 2].flatMap((k) =>
+            [0, 1].map((r) => c({ sessionId, step: step + k, stage: 1, replica: r, era, fill: 1e30 })),
+          );
+          for (const l of h.fed())
+            for (const dc of h.channels(l))
+              await h.pour(
+                dc,
+                fed.map((b) => b.slice(0)),
+              );
+          for (const l of h.tokenSenders())
+            for (const dc of h.channels(l))
+              await h.pour(
+                dc,
+                last.map((b) => b.slice(0)),
+              );
+          counts.rounds += 1;
+          await new Promise((r) => setTimeout(r, 30));
+        }
+        await Promise.all([big, flood]);
+        return counts;
+      },
+      { old: sessionsBefore, bigBytes: BIG_BYTES, floodSize: FLOOD },
+    );
+    const [{ status, json }, counts] = await Promise.all([generation, attack]);
+    expect(status).toBe(200);
+    expect(json.webswarm.tokens).toEqual(expected);
+    expectUnanimous(json);
+    expect(counts.rounds).toBeGreaterThan(0);
+    expect(counts.flood).toBe(2 * FLOOD);
+    expect(counts.big).toBe(2 * Math.ceil(BIG_BYTES / (Math.floor((256 * 1024 - 44) / 4) * 4)));
+    // Every message of the flood is read and refused (the junk of the test before had the only other bad dtype), and the
+    // unfinished 256 KiB chunks are dropped from a budget of two such frames, each further one pushing out the oldest.
+    const stage1 = (t: Seen[]) => t.filter((x) => x.stage === 1);
+    const byCode = (t: Seen, code: string) => (t.by[code] ?? 0) - (before.find((x) => x.index === t.index)?.by[code] ?? 0);
+    await expect
+      .poll(async () => stage1(await targets()).map((t) => [byCode(t, 'ERR_FRAME_DTYPE'), byCode(t, 'ERR_FRAME_BUDGET') >= 100]), {
+        timeout: 30_000,
+        interval: 250,
+      })
+      .toEqual([
+        [FLOOD, true],
+        [FLOOD, true],
+      ]);
+    const after = await targets();
+    for (const [i, t] of after.entries()) {
+      const b = before[i]?.by ?? {};
+      const delta = (code: string) => (t.by[code] ?? 0) - (b[code] ?? 0);
+      expect(t.state, `tab ${t.index}`).toBe('ready');
+      if (t.stage === 1) {
+        for (const code of ['ERR_FRAME_UNWANTED', 'ERR_STALE_STEP', 'ERR_FRAME_CHECKSUM', 'ERR_FRAME_SHAPE'])
+          expect(delta(code), `tab ${t.index} ${code}`).toBeGreaterThan(0);
+      }
+      // The last stage kept the forged stage-1 frames aside (the route may yet name their sender) until too many waited.
+      else expect(delta('ERR_NOT_LINKED'), `tab ${t.index}`).toBeGreaterThan(0);
+    }
+    // The compute workers of the worker-path tabs still answer, and every tab computes exactly.
+    for (const t of after.filter((x) => x.dataPath === 'worker')) {
+      const workers = e.swarm.pages[t.index]?.workers() ?? [];
+      expect(workers.length, `tab ${t.index}`).toBeGreaterThan(0);
+      for (const w of workers) expect(await w.evaluate(() => 1 + 1)).toBe(2);
+    }
+    const greedy = await e.expected(PROMPT, 16, GREEDY);
+    const last = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    expect(last.json.webswarm.tokens).toEqual(greedy);
+    expectUnanimous(last.json);
+  });
+});
+
+declare global {
+  interface Window {
+    __hostile?: {
+      fed(): HostileLink[];
+      tokenSenders(): HostileLink[];
+      channels(l: HostileLink): RTCDataChannel[];
+      chunk(o: ChunkFields): ArrayBuffer;
+      pour(dc: RTCDataChannel, messages: readonly (ArrayBuffer | string)[], deadlineMs?: number): Promise<boolean>;
+      sentSome: number;
+    };
+  }
+}
+
+interface HostileLink {
+  readonly sent: { sessionId: number; step: number; stage: number; replica: number; era: number; at: number } | null;
+}
+
+interface ChunkFields {
+  magic?: number;
+  version?: number;
+  dtype?: number;
+  rank?: number;
+  era?: number;
+  sessionId?: number;
+  step?: number;
+  stage?: number;
+  replica?: number;
+  index?: number;
+  count?: number;
+  totalBytes?: number;
+  sum?: number;
+  dims?: number[];
+  bodyBytes?: number;
+  fill?: number;
+}
