@@ -254,6 +254,24 @@ export class ReplicaCore {
     }
   }
 
+  /**
+   * What inbound frames hold in memory now, all sessions and peers together:
+   * bytes of partial frames being reassembled, frames kept aside for a route
+   * update (strays), and steps with a vote open. Each is bounded (see the
+   * constants above and FrameLimits); the hostile-bytes spec reads it.
+   */
+  held(): { readonly assemblingBytes: number; readonly strayBytes: number; readonly openVotes: number } {
+    let assemblingBytes = 0;
+    for (const a of this.assemblers.values()) assemblingBytes += a.pendingBytes;
+    let strayBytes = 0;
+    let openVotes = 0;
+    for (const s of this.sessions.values()) {
+      for (const x of s.strays) strayBytes += x.frame.data.byteLength;
+      openVotes += s.votes.size;
+    }
+    return { assemblingBytes, strayBytes, openVotes };
+  }
+
   /** Sessions open now (the volunteer keeps data channels only to their peers). */
   get openSessions(): readonly SessionOpen[] {
     return [...this.sessions.values()].map((s) => ({ ...s.open, prev: s.prev, next: s.next }));

@@ -108,6 +108,11 @@ export class WorkerReplica {
     }
   }
 
+  /** What inbound frames hold in this worker now (ReplicaCore.held); null before a replica starts. */
+  held(): ReturnType<ReplicaCore['held']> | null {
+    return this.core?.held() ?? null;
+  }
+
   private start(m: Extract<ToReplica, { type: 'replica:start' }>): void {
     const l = this.loaded();
     if (l === null) {

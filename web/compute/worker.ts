@@ -23,6 +23,9 @@ const replica = new WorkerReplica(
   () => (caches === null || manifest === null ? null : { manifest, sessions: caches }),
 );
 
+/** For tests and diagnostics, read in the worker (Playwright's worker.evaluate): what inbound frames hold here now. */
+(scope as unknown as { webswarmHeld: () => ReturnType<WorkerReplica['held']> }).webswarmHeld = () => replica.held();
+
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
 }

@@ -511,6 +511,11 @@ export class VolunteerReplica {
     this.update({ framesRejected: this.status.framesRejected + count, framesRejectedBy: { ...by, [code]: (by[code] ?? 0) + count } });
   }
 
+  /** What inbound frames hold on this thread now (the main-thread path); null on the worker path (read it in the worker) or before a stage. */
+  held(): ReturnType<ReplicaCore['held']> | null {
+    return this.core instanceof ReplicaCore ? this.core.held() : null;
+  }
+
   /** Each open data channel's selected candidate pair (relay = through TURN): for tests and diagnostics. */
   iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
     return this.mesh?.iceStats() ?? Promise.resolve([]);

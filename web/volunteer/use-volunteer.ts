@@ -16,6 +16,8 @@ declare global {
     webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
     /** Stamps of each step's path (?trace=1 only): the bench's breakdown of a token's time. */
     webswarmTrace?: readonly TraceEntry[];
+    /** What inbound frames hold on the page's thread now (main-thread path; null on the worker path, where the worker has its own). */
+    webswarmHeld?: () => ReturnType<VolunteerReplica['held']>;
   }
 }
 
@@ -114,6 +116,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
         });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
+        window.webswarmHeld = () => r.held();
         if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
       .catch((e: unknown) => setFailure((e as Error).message));
