@@ -8,9 +8,6 @@
 // or rolling back their sender wait (a bounded few per session) until it
 // comes; a sender flooding frames of a later era must not push the honest
 // senders' strays out, for the step would wait for frames never sent again.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { CachingExecutor } from '../shared/model/pipeline.js';
@@ -20,31 +17,24 @@ import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD, tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
-import { goldenModelDir } from '../testing/golden.js';
-import { ensureStages, loadStageSet } from './models/model-folder.js';
-import { OrtExecutor } from './reference/ort-executor.js';
+import { type OrtStages, ortStages } from './testing/ort-stages.js';
 
 const SESSION = 7;
 const LAST = ['L0', 'L1', 'L2'];
 const STRAY_SESSION = 9;
 const PREV = ['A', 'B', 'H'];
 
-let cache: string;
+let stages: OrtStages;
 let manifest: StageManifest;
-let ort: OrtExecutor;
+let ort: OrtStages['ort'];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-meshframes-'));
-  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: 3 }, cache);
-  const set = await loadStageSet(dir);
-  manifest = set.manifest;
-  ort = await OrtExecutor.create(set.stageBytes);
+  stages = await ortStages('tiny-gqa-bias', 3);
+  manifest = stages.manifest;
+  ort = stages.ort;
 });
 
-afterAll(async () => {
-  await ort.release();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => stages?.close());
 
 async function until(check: () => boolean, what: string): Promise<void> {
   for (const end = Date.now() + 10_000; !check(); ) {

@@ -2,40 +2,28 @@
 // in batches: a flood of junk frames is a few events, not one per frame, and
 // no refusal is lost. A real ReplicaCore of a real stage (tiny-gqa-bias on
 // onnxruntime in Node), fed as the main thread feeds it (replica:frame).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { encodeFrame } from '../../shared/protocol/frames.js';
-import { ensureStages, loadStageSet } from '../../signal-server/models/model-folder.js';
-import { OrtExecutor } from '../../signal-server/reference/ort-executor.js';
-import { goldenModelDir } from '../../testing/golden.js';
+import { type OrtStages, ortStages } from '../../signal-server/testing/ort-stages.js';
 import type { ReplicaEvent } from './datapath-messages.js';
 import { WorkerReplica } from './worker-replica.js';
 
-let cache: string;
+let stages: OrtStages;
 let manifest: StageManifest;
-let ort: OrtExecutor;
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-worker-replica-'));
-  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: 3 }, cache);
-  const set = await loadStageSet(dir);
-  manifest = set.manifest;
-  ort = await OrtExecutor.create(set.stageBytes);
+  stages = await ortStages('tiny-gqa-bias', 3);
+  manifest = stages.manifest;
 });
 
-afterAll(async () => {
-  await ort.release();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => stages?.close());
 
 describe('the worker replica reports refused frames in batches', () => {
   it('10 000 junk messages and 100 frames of a session it does not hold: a few events, every refusal counted by its code', async () => {
     const events: ReplicaEvent[] = [];
-    const sessions = new CachingExecutor(manifest, ort);
+    const sessions = new CachingExecutor(manifest, stages.ort);
     const replica = new WorkerReplica(
       (e) => events.push(e),
       () => ({ manifest, sessions }),
