@@ -21,8 +21,9 @@ const PROMPT = 'It is a truth universally acknowledged, that a single man';
  */
 const HOSTILE = 0;
 const pathOf = (i: number) => (i === HOSTILE || i >= 4 ? 'main' : 'worker');
-/** Junk of the first test: every message of it is refused, whatever the receiver holds. */
+/** Small junk messages flooded on the frames channel of each stage-1 tab during a generation. */
 const FLOOD = 10_000;
+/** Unfinished frames poured into each stage-1 tab's frames channel meanwhile (64 MiB in all). */
 const BIG_BYTES = 32 * 1024 * 1024;
 /** austen-2m's largest frame: hidden size 160 × 512 positions × 4 bytes. */
 const MAX_FRAME_BYTES = 160 * 512 * 4;
@@ -53,7 +54,7 @@ interface Seen {
 let e: E2eSwarm;
 let hostile: Page;
 beforeAll(async () => {
-  // quiet: the server logs every frame refused on its own side; 25 ms a hop makes a generation last long enough to be attacked mid-way.
+  // 25 ms a hop (the bench's delay line, on the honest sends only) makes a generation last long enough to be attacked mid-way.
   e = await startE2eSwarm({ volunteers: STAGES * 2, stages: STAGES, redundancy: 2, dataPathOf: pathOf, quiet: true, netDelayMs: 25 });
   hostile = e.swarm.pages[HOSTILE] as Page;
   // Before any session: every connection this tab makes from now on is in the hooks' hands.
