@@ -102,3 +102,40 @@ export const HOSTILE_HOOKS = `(() => {
     return true;
   };
 })();`;
+
+/** What HOSTILE_HOOKS installs, as the spec's page.evaluate calls see it. */
+declare global {
+  interface Window {
+    __hostile?: {
+      fed(): HostileLink[];
+      tokenSenders(): HostileLink[];
+      channels(l: HostileLink): RTCDataChannel[];
+      chunk(o: ChunkFields): ArrayBuffer;
+      pour(dc: RTCDataChannel, messages: readonly (ArrayBuffer | string)[], deadlineMs?: number): Promise<boolean>;
+      sentSome: number;
+    };
+  }
+}
+
+export interface HostileLink {
+  readonly sent: { sessionId: number; step: number; stage: number; replica: number; era: number; at: number } | null;
+}
+
+export interface ChunkFields {
+  magic?: number;
+  version?: number;
+  dtype?: number;
+  rank?: number;
+  era?: number;
+  sessionId?: number;
+  step?: number;
+  stage?: number;
+  replica?: number;
+  index?: number;
+  count?: number;
+  totalBytes?: number;
+  sum?: number;
+  dims?: number[];
+  bodyBytes?: number;
+  fill?: number;
+}

@@ -336,39 +336,3 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
     expectUnanimous(last.json);
   });
 });
-
-declare global {
-  interface Window {
-    __hostile?: {
-      fed(): HostileLink[];
-      tokenSenders(): HostileLink[];
-      channels(l: HostileLink): RTCDataChannel[];
-      chunk(o: ChunkFields): ArrayBuffer;
-      pour(dc: RTCDataChannel, messages: readonly (ArrayBuffer | string)[], deadlineMs?: number): Promise<boolean>;
-      sentSome: number;
-    };
-  }
-}
-
-interface HostileLink {
-  readonly sent: { sessionId: number; step: number; stage: number; replica: number; era: number; at: number } | null;
-}
-
-interface ChunkFields {
-  magic?: number;
-  version?: number;
-  dtype?: number;
-  rank?: number;
-  era?: number;
-  sessionId?: number;
-  step?: number;
-  stage?: number;
-  replica?: number;
-  index?: number;
-  count?: number;
-  totalBytes?: number;
-  sum?: number;
-  dims?: number[];
-  bodyBytes?: number;
-  fill?: number;
-}
