@@ -196,6 +196,42 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
         const other = 1 - replica; // the honest replica of stage 0: its index, forged
         const c = h.chunk;
         const counts = { rounds: 0, big: 0, flood: 0 };
+        // One round: every kind of frame that must not count, at the step the session is at.
+        const round = async (step: number) => {
+          const fed: ArrayBuffer[] = [
+            c({ sessionId: sessionId + 1000, step, replica }), // a session the receiver does not hold
+            c({ sessionId, step: step + 1, stage: 1, replica }), // the receiver's own stage
+            c({ sessionId, step: step + 1, replica, era: (era + 255) & 0xff, fill: 1e30 }), // an era since rolled back
+            c({ sessionId, step: step + 1, replica, era: (era + 1) & 0xff, fill: 1e30 }), // an era to come
+            c({ sessionId, step: step + 1000, replica, era }), // far ahead
+            c({ sessionId, step: 0xffffffff, replica, era }),
+            c({ sessionId, step: 0, replica, era, fill: 1e30 }), // the past
+            c({ sessionId, step: step + 2, replica, era, dims: [1, 1, 7] }), // the right peer, the wrong shape
+            c({ sessionId, step: step + 1000, replica, era, sum: 1 }), // a bad checksum
+            // The honest replica's index, forged, on the steps to come: counted, these would break the vote.
+            ...[1, 2, 3].map((k) => c({ sessionId, step: step + k, replica: other, era, fill: 1e30 })),
+          ];
+          // The last stage does not take stage 0's frames from this tab: stage 1's, forged under both indexes.
+          // Ten of them on each channel: more than the 16 a session keeps aside, so some are dropped (and counted) in one round.
+          const last: ArrayBuffer[] = [0, 1, 2, 3, 4].flatMap((k) =>
+            [0, 1].map((r) => c({ sessionId, step: step + k, stage: 1, replica: r, era, fill: 1e30 })),
+          );
+          for (const l of h.tokenSenders())
+            for (const dc of h.channels(l))
+              await h.pour(
+                dc,
+                last.map((b) => b.slice(0)),
+              );
+          for (const l of h.fed())
+            for (const dc of h.channels(l))
+              await h.pour(
+                dc,
+                fed.map((b) => b.slice(0)),
+              );
+          counts.rounds += 1;
+        };
+        // The first round at once, before the floods fill the frames channels to stage 1 (a loaded machine may leave time for no other).
+        await round(s0.step);
         // 64 MB in all: first chunks of frames as large as the model allows, of this session, never completed.
         const maxFrame = 160 * 512 * 4;
         const per = Math.floor((256 * 1024 - 44) / 4) * 4;
@@ -224,44 +260,12 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
               )
                 counts.flood += floodSize;
         })();
-        // Round after round while the generation runs: every kind of frame that must not count, at the step it is at.
+        // More rounds while the generation runs.
         while (performance.now() < until) {
+          await new Promise((r) => setTimeout(r, 30));
           const now = current();
           if (now === null || now.sessionId !== sessionId || performance.now() - now.at > 1500) break;
-          const step = now.step;
-          const fed: ArrayBuffer[] = [
-            c({ sessionId: sessionId + 1000, step, replica }), // a session the receiver does not hold
-            c({ sessionId, step: step + 1, stage: 1, replica }), // the receiver's own stage
-            c({ sessionId, step: step + 1, replica, era: (era + 255) & 0xff, fill: 1e30 }), // an era since rolled back
-            c({ sessionId, step: step + 1, replica, era: (era + 1) & 0xff, fill: 1e30 }), // an era to come
-            c({ sessionId, step: step + 1000, replica, era }), // far ahead
-            c({ sessionId, step: 0xffffffff, replica, era }),
-            c({ sessionId, step: 0, replica, era, fill: 1e30 }), // the past
-            c({ sessionId, step: step + 2, replica, era, dims: [1, 1, 7] }), // the right peer, the wrong shape
-            c({ sessionId, step: step + 1000, replica, era, sum: 1 }), // a bad checksum
-            // The honest replica's index, forged, on the steps to come: counted, these would break the vote.
-            ...[1, 2, 3].map((k) => c({ sessionId, step: step + k, replica: other, era, fill: 1e30 })),
-          ];
-          // The last stage does not take stage 0's frames from this tab: stage 1's, forged under both indexes.
-          // Ten of them on each channel: more than the 16 a session keeps aside, so some are dropped (and counted) in one round.
-          const last: ArrayBuffer[] = [0, 1, 2, 3, 4].flatMap((k) =>
-            [0, 1].map((r) => c({ sessionId, step: step + k, stage: 1, replica: r, era, fill: 1e30 })),
-          );
-          // The last stage first: the frames channels to stage 1 are busy with the flood.
-          for (const l of h.tokenSenders())
-            for (const dc of h.channels(l))
-              await h.pour(
-                dc,
-                last.map((b) => b.slice(0)),
-              );
-          for (const l of h.fed())
-            for (const dc of h.channels(l))
-              await h.pour(
-                dc,
-                fed.map((b) => b.slice(0)),
-              );
-          counts.rounds += 1;
-          await new Promise((r) => setTimeout(r, 30));
+          await round(now.step);
         }
         await Promise.all([big, flood]);
         return counts;
