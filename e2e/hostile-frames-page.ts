@@ -56,10 +56,13 @@ export const HOSTILE_HOOKS = `(() => {
   };
   const open = (l) => l.channels.filter((c) => c.readyState === 'open');
   const live = () => h.links.filter((l) => open(l).length > 0);
-  /** Links to replicas this tab feeds (its own frames went there), with the latest frame sent. */
-  h.fed = () => live().filter((l) => l.sent !== null && l.sent.stage === 0);
-  /** Links to the last stage (its token frames came from there) that this tab does not feed. */
-  h.tokenSenders = () => live().filter((l) => l.received.has(2) && !(l.sent !== null && l.sent.stage === 0));
+  /** Links this tab sent frames of its own stage on (the replicas it feeds, or stage 0 its tokens), with the latest frame sent. */
+  h.to = (stage) => live().filter((l) => l.sent !== null && l.sent.stage === stage);
+  /** Links that sent this tab frames of that stage and that it sends nothing to. */
+  h.from = (stage) => live().filter((l) => l.received.has(stage) && l.sent === null);
+  /** A stage-0 tab's view of a 3-stage route: the stage-1 replicas it feeds, the last stage's that send it tokens. */
+  h.fed = () => h.to(0);
+  h.tokenSenders = () => h.from(2);
   h.channels = (l) => open(l);
   /** One chunk as frames.ts lays it out; every field may be set to anything. */
   h.chunk = (o) => {
@@ -107,6 +110,8 @@ export const HOSTILE_HOOKS = `(() => {
 declare global {
   interface Window {
     __hostile?: {
+      to(stage: number): HostileLink[];
+      from(stage: number): HostileLink[];
       fed(): HostileLink[];
       tokenSenders(): HostileLink[];
       channels(l: HostileLink): RTCDataChannel[];

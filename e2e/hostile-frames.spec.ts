@@ -6,13 +6,10 @@
 // `prev`) and the last stage's, which send it their tokens (the mesh loop links
 // them; it is not in their `prev`). Real Chromium tabs, a real server on port
 // 0; the reference runner's tokens are the oracle.
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
-import { type E2eSwarm, startE2eSwarm } from './harness.js';
-import { HOSTILE_HOOKS } from './hostile-frames-page.js';
+import { expectUnanimous, hostileSwarm, type Seen, seen as seenOf } from './hostile-status.js';
 
-const STAGES = 3;
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
 /**
  * Tabs fill the stages in order (0, 1, 2, 0, 1, 2). Tab 0 is the hostile one
@@ -32,7 +29,7 @@ type Held = { assemblingBytes: number; strayBytes: number; openVotes: number } |
 
 /** What a tab's inbound frames hold now, read where its data path runs (the page, or its compute worker). */
 async function held(index: number): Promise<Held> {
-  const page = e.swarm.pages[index];
+  const page = rig.e.swarm.pages[index];
   if (page === undefined) return null;
   if (pathOf(index) === 'main') return page.evaluate(() => window.webswarmHeld?.() ?? null);
   for (const w of page.workers()) {
@@ -42,48 +39,11 @@ async function held(index: number): Promise<Held> {
   return null;
 }
 
-interface Seen {
-  readonly index: number;
-  readonly stage: number | null;
-  readonly state: string;
-  readonly dataPath: string;
-  readonly rejected: number;
-  readonly by: Readonly<Record<string, number>>;
-}
+const rig = hostileSwarm(HOSTILE, pathOf);
 
-let e: E2eSwarm;
-let hostile: Page;
-beforeAll(async () => {
-  // 25 ms a hop (the bench's delay line, on the honest sends only) makes a generation last long enough to be attacked mid-way.
-  e = await startE2eSwarm({ volunteers: STAGES * 2, stages: STAGES, redundancy: 2, dataPathOf: pathOf, quiet: true, netDelayMs: 25 });
-  hostile = e.swarm.pages[HOSTILE] as Page;
-  // Before any session: every connection this tab makes from now on is in the hooks' hands.
-  await hostile.evaluate(HOSTILE_HOOKS);
-});
-afterAll(() => e?.close());
-
-const seen = (): Promise<Seen[]> =>
-  Promise.all(
-    e.swarm.pages.map(async (p, index) => {
-      const s = await p.evaluate(() => window.webswarmVolunteer);
-      return {
-        index,
-        stage: s?.stage ?? null,
-        state: s?.state ?? 'none',
-        dataPath: s?.dataPath ?? 'none',
-        rejected: s?.framesRejected ?? 0,
-        by: s?.framesRejectedBy ?? {},
-      };
-    }),
-  );
+const seen = () => seenOf(rig.e.swarm.pages);
 /** The honest tabs the hostile one has connections to: stages 1 and 2. */
 const targets = async () => (await seen()).filter((s) => s.index !== HOSTILE && s.stage !== 0);
-
-/** Every vote of the generation: the stage's replicas all agreed (the hostile tab computes honestly; its junk must change nothing). */
-function expectUnanimous(json: Awaited<ReturnType<E2eSwarm['complete']>>['json']): void {
-  expect(json.webswarm.votes.length).toBeGreaterThan(0);
-  for (const t of json.webswarm.votes) for (const v of t.votes) expect(v.agreed, `stage ${v.stage}`).toBe(v.replicas);
-}
 
 describe('a hostile volunteer sends raw bytes on both data channels', () => {
   it('has the layout the spec attacks: the hostile tab in stage 0, one tab of each path in stages 1 and 2', async () => {
@@ -94,11 +54,11 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
   });
 
   it('junk of every shape outside a session: each message refused once, by its named code, and the tabs still compute exactly', async () => {
-    const expected = await e.expected(PROMPT, 16, GREEDY);
-    const first = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    const expected = await rig.e.expected(PROMPT, 16, GREEDY);
+    const first = await rig.e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
     expect(first.json.webswarm.tokens).toEqual(expected);
     // The connections the generation opened stay 30 s: two to stage 1 (fed), two to stage 2 (tokens came from there).
-    const links = await hostile.evaluate(() => {
+    const links = await rig.hostile.evaluate(() => {
       const h = window.__hostile;
       return { fed: h?.fed().length, tokens: h?.tokenSenders().length };
     });
@@ -106,7 +66,7 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
     // Late honest frames of the session that ended are refused too: let them land before the count starts.
     await new Promise((r) => setTimeout(r, 1500));
     const before = await targets();
-    const sent = await hostile.evaluate(async () => {
+    const sent = await rig.hostile.evaluate(async () => {
       const h = window.__hostile;
       if (h === undefined) throw new Error('no hooks');
       const c = h.chunk;
@@ -167,7 +127,7 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
         expect(delta(code), `tab ${t.index} ${code}`).toBeGreaterThan(0);
       expect(t.state).toBe('ready');
     }
-    const again = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    const again = await rig.e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
     expect(again.json.webswarm.tokens).toEqual(expected);
     expectUnanimous(again.json);
   });
@@ -175,12 +135,12 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
   it('frames of a live session (forged ids, wrong eras and steps, bad sums, 64 MB of unfinished frames) change no vote: the reference tokens, unanimous', async () => {
     const tokens = 48;
     const sampling = { temperature: 0.8, topK: 0, topP: 0.95, seed: 11 };
-    const expected = await e.expected(PROMPT, tokens, sampling);
+    const expected = await rig.e.expected(PROMPT, tokens, sampling);
     const before = await targets();
-    const sessionsBefore = await hostile.evaluate(() => window.__hostile?.fed().map((l) => l.sent?.sessionId ?? -1) ?? []);
-    const generation = e.complete({ prompt: PROMPT, max_tokens: tokens, temperature: 0.8, top_p: 0.95, seed: 11 });
+    const sessionsBefore = await rig.hostile.evaluate(() => window.__hostile?.fed().map((l) => l.sent?.sessionId ?? -1) ?? []);
+    const generation = rig.e.complete({ prompt: PROMPT, max_tokens: tokens, temperature: 0.8, top_p: 0.95, seed: 11 });
     // The attack starts once this tab has fed stage 1 a few steps of the new session (its own frames say which, in which era).
-    const attack = hostile.evaluate(
+    const attack = rig.hostile.evaluate(
       async ({ old, bigBytes, floodSize }) => {
         const h = window.__hostile;
         if (h === undefined) throw new Error('no hooks');
@@ -330,12 +290,12 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
     }
     // The compute workers of the worker-path tabs still answer, and every tab computes exactly.
     for (const t of after.filter((x) => x.dataPath === 'worker')) {
-      const workers = e.swarm.pages[t.index]?.workers() ?? [];
+      const workers = rig.e.swarm.pages[t.index]?.workers() ?? [];
       expect(workers.length, `tab ${t.index}`).toBeGreaterThan(0);
       for (const w of workers) expect(await w.evaluate(() => 1 + 1)).toBe(2);
     }
-    const greedy = await e.expected(PROMPT, 16, GREEDY);
-    const last = await e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
+    const greedy = await rig.e.expected(PROMPT, 16, GREEDY);
+    const last = await rig.e.complete({ prompt: PROMPT, max_tokens: 16, temperature: 0 });
     expect(last.json.webswarm.tokens).toEqual(greedy);
     expectUnanimous(last.json);
   });
