@@ -82,3 +82,66 @@ export function stepPathRows(runs: readonly TracedRun[], stages: number): string
     return [name, mean(xs).toFixed(3), `${((100 * mean(xs)) / total).toFixed(0)} %`, median(xs).toFixed(3)];
   });
 }
+
+/**
+ * The same legs with the mesh loop on (the default): a step runs from stage
+ * 0's mesh token arriving (its `recv`) to the next one's, and tiles into each
+ * stage's arrival → compute → sent and the hops between, the last one from
+ * the last stage back to stage 0. The last stage stamps `sent` for step k+1
+ * when it sends that step's token (a frame, at the end of step k) before it
+ * stamps step k+1's logits; the first stamp is the one kept, so its step k
+ * ends at its (k+1, sent). `floorOf(from, to)` gives a hop's floor (one-way,
+ * bench/hop-floor.ts), shown beside it.
+ */
+export function meshStepRows(runs: readonly TracedRun[], stages: number, floorOf: (from: number, to: number) => number): string[][] {
+  const legs = new Map<string, number[]>();
+  const order: string[] = [];
+  const floors = new Map<string, number>();
+  const add = (name: string, ms: number | undefined, floor?: number) => {
+    if (ms === undefined || !Number.isFinite(ms)) return;
+    if (!order.includes(name)) order.push(name);
+    if (floor !== undefined) floors.set(name, floor);
+    legs.set(name, [...(legs.get(name) ?? []), ms]);
+  };
+  const whole = 'whole step (stage 0 mesh token to the next)';
+  for (const run of runs) {
+    const byStage = [...run.tabs].sort((a, b) => a.stage - b.stage).map((t) => index(t.entries));
+    if (byStage.length !== stages) throw new Error(`a trace per stage expected, got ${byStage.length}`);
+    const at = (s: number, step: number, phase: string) => byStage[s]?.get(`${step}:${phase}`)?.t;
+    // Step 1 is the first the mesh loop feeds.
+    for (let k = 1; at(0, k + 1, 'recv') !== undefined; k++) {
+      const start = at(0, k, 'recv');
+      const next = at(0, k + 1, 'recv');
+      if (start === undefined || next === undefined) continue;
+      for (let s = 0; s < stages; s++) {
+        const last = s === stages - 1;
+        const arrive = at(s, k, 'recv');
+        const runStart = at(s, k, 'run-start');
+        const runEnd = byStage[s]?.get(`${k}:run-end`);
+        const sent = at(s, last ? k + 1 : k, 'sent');
+        if (arrive === undefined || runStart === undefined || runEnd === undefined || sent === undefined) continue;
+        add(`stage ${s}: arrival → compute (checks, vote, fingerprint)`, runStart - arrive);
+        add(`stage ${s}: session.run (compute)`, runEnd.runMs ?? 0);
+        add(`stage ${s}: around session.run (executor, outside the run)`, runEnd.t - runStart - (runEnd.runMs ?? 0));
+        add(`stage ${s}: compute → sent (${last ? 'sampling, the token frame' : 'fingerprint, frame encode'})`, sent - runEnd.t);
+        const to = last ? 0 : s + 1;
+        const recv = at(to, last ? k + 1 : k, 'recv');
+        if (recv !== undefined) add(`hop ${s} → ${to}: data channel`, recv - sent, floorOf(s, to));
+      }
+      add(whole, next - start);
+    }
+  }
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const total = mean(legs.get(whole) ?? []);
+  return order.map((name) => {
+    const xs = legs.get(name) ?? [];
+    const floor = floors.get(name);
+    return [
+      name,
+      mean(xs).toFixed(3),
+      `${((100 * mean(xs)) / total).toFixed(0)} %`,
+      median(xs).toFixed(3),
+      floor === undefined ? '—' : floor.toFixed(3),
+    ];
+  });
+}
