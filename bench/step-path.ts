@@ -6,6 +6,7 @@
  * bookkeeping before and after its compute, the worker's round trip, the
  * compute itself, each data-channel hop, and the way back to the coordinator.
  */
+import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import type { TraceEntry } from '../web/volunteer/step-trace.js';
 import { median } from './table.js';
 
@@ -120,7 +121,14 @@ export function meshStepRows(runs: readonly TracedRun[], stages: number, floorOf
         const runEnd = byStage[s]?.get(`${k}:run-end`);
         const sent = at(s, last ? k + 1 : k, 'sent');
         if (arrive === undefined || runStart === undefined || runEnd === undefined || sent === undefined) continue;
-        add(`stage ${s}: arrival → compute (checks, vote, fingerprint)`, runStart - arrive);
+        if (s === 0) {
+          // Stage 0 computes step k only once the coordinator's token for step k − MESH_AHEAD came (its page stamps
+          // `input`): the loop runs at most MESH_AHEAD steps past what the coordinator verified.
+          const verified = at(0, k - MESH_AHEAD, 'input');
+          const wait = verified === undefined ? 0 : Math.min(Math.max(0, verified - arrive), runStart - arrive);
+          add(`stage 0: waiting for the coordinator's token of step k − ${MESH_AHEAD} (MESH_AHEAD)`, wait);
+          add('stage 0: arrival → compute otherwise (checks, vote, fingerprint)', runStart - arrive - wait);
+        } else add(`stage ${s}: arrival → compute (checks, vote, fingerprint)`, runStart - arrive);
         add(`stage ${s}: session.run (compute)`, runEnd.runMs ?? 0);
         add(`stage ${s}: around session.run (executor, outside the run)`, runEnd.t - runStart - (runEnd.runMs ?? 0));
         add(`stage ${s}: compute → sent (${last ? 'sampling, the token frame' : 'fingerprint, frame encode'})`, sent - runEnd.t);
@@ -144,4 +152,34 @@ export function meshStepRows(runs: readonly TracedRun[], stages: number, floorOf
       floor === undefined ? '—' : floor.toFixed(3),
     ];
   });
+}
+
+/**
+ * The coordinator beside the mesh loop (these legs overlap the loop's, they
+ * do not add up to the step): from the last stage's compute end of step k to
+ * the coordinator accepting step k's token (logits and digests over the
+ * socket, the vote, the checks, sampling), then to stage 0's page having the
+ * coordinator's token for step k + 1 (the socket back); and the time between
+ * two tokens the coordinator accepts, which bounds the loop once it runs
+ * MESH_AHEAD steps ahead.
+ */
+export function coordinatorRows(runs: readonly TracedRun[], stages: number): string[][] {
+  const legs: [string, number[]][] = [
+    [`last stage's compute end of step k → the coordinator accepts step k`, []],
+    ['the coordinator accepts step k → stage 0 has its token for step k + 1 (socket)', []],
+    ['between two tokens the coordinator accepts', []],
+  ];
+  for (const run of runs) {
+    const byStage = [...run.tabs].sort((a, b) => a.stage - b.stage).map((t) => index(t.entries));
+    for (const [k, accepted] of run.tokenAt) {
+      const end = byStage[stages - 1]?.get(`${k}:run-end`)?.t;
+      const input = byStage[0]?.get(`${k + 1}:input`)?.t;
+      const before = run.tokenAt.get(k - 1);
+      if (end !== undefined && k > 0) legs[0]?.[1].push(accepted - end);
+      if (input !== undefined && k > 0) legs[1]?.[1].push(input - accepted);
+      if (before !== undefined && k > 1) legs[2]?.[1].push(accepted - before);
+    }
+  }
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return legs.map(([name, xs]) => [name, mean(xs).toFixed(3), median(xs).toFixed(3)]);
 }

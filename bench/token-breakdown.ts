@@ -8,8 +8,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
-import { meshStepRows } from './step-path.js';
+import { coordinatorRows, meshStepRows } from './step-path.js';
 import { measure, referenceDecode } from './swarm.js';
 import { printTable } from './table.js';
 
@@ -40,6 +41,11 @@ export async function benchTokenBreakdown(o: BreakdownOptions): Promise<{ msPerT
       `one token of ${o.label}, ${stages} stages × r = 1 (WASM, mesh loop, data path in the worker), stamped in the tabs (?trace=1): ms per decode step over ${o.repeats} runs × ${o.tokens} tokens (means add up to the step's); swarm ${m.msPerToken.toFixed(2)} ms/token (median), Σ compute ${m.computeMs.toFixed(2)}, reference runner ${ref.msPerToken.toFixed(2)}; load average ${load0.toFixed(1)} → ${load1.toFixed(1)}`,
       ['leg', 'mean ms', 'of the step', 'median ms', 'floor ms'],
       meshStepRows(m.traced, stages, o.floorOf),
+    );
+    printTable(
+      `the coordinator beside the loop, the same run (overlapping the legs above; the loop may run ${MESH_AHEAD} steps past the last token the coordinator accepted)`,
+      ['leg', 'mean ms', 'median ms'],
+      coordinatorRows(m.traced, stages),
     );
     return { msPerToken: m.msPerToken, computeMs: m.computeMs, refMs: ref.msPerToken };
   } finally {
