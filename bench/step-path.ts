@@ -166,6 +166,8 @@ export function meshStepRows(runs: readonly TracedRun[], stages: number, floorOf
 export function coordinatorRows(runs: readonly TracedRun[], stages: number): string[][] {
   const legs: [string, number[]][] = [
     [`last stage's compute end of step k → the coordinator accepts step k`, []],
+    [`  of which: compute end → its page hands the logits to the socket`, []],
+    [`  of which: the page's socket → the coordinator accepts (socket, vote, checks, sampling)`, []],
     ['the coordinator accepts step k → stage 0 has its token for step k + 1 (socket)', []],
     ['between two tokens the coordinator accepts', []],
   ];
@@ -175,9 +177,12 @@ export function coordinatorRows(runs: readonly TracedRun[], stages: number): str
       const end = byStage[stages - 1]?.get(`${k}:run-end`)?.t;
       const input = byStage[0]?.get(`${k + 1}:input`)?.t;
       const before = run.tokenAt.get(k - 1);
+      const handed = byStage[stages - 1]?.get(`${k}:logits`)?.t;
       if (end !== undefined && k > 0) legs[0]?.[1].push(accepted - end);
-      if (input !== undefined && k > 0) legs[1]?.[1].push(input - accepted);
-      if (before !== undefined && k > 1) legs[2]?.[1].push(accepted - before);
+      if (end !== undefined && handed !== undefined && k > 0) legs[1]?.[1].push(handed - end);
+      if (handed !== undefined && k > 0) legs[2]?.[1].push(accepted - handed);
+      if (input !== undefined && k > 0) legs[3]?.[1].push(input - accepted);
+      if (before !== undefined && k > 1) legs[4]?.[1].push(accepted - before);
     }
   }
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
