@@ -9,10 +9,13 @@
 /**
  * One ping-pong loop over an endpoint { send(bytes), onReply(f) }: `warm`
  * untimed round trips, then up to `n` timed ones, stopped at `deadlineMs`
- * (bounded in time as well as count); a reply lost for 5 s ends it.
+ * (bounded in time as well as count); a reply lost for 5 s ends it. With
+ * `busyMs`, the thread spins that long before each send, off the clock (a
+ * stage's compute, in the ring).
  */
 const PING_LOOP = `
-async function pingLoop(ep, size, n, warm, deadlineMs) {
+function spin(ms) { const end = performance.now() + ms; while (performance.now() < end); }
+async function pingLoop(ep, size, n, warm, deadlineMs, busyMs = 0) {
   const buf = new Uint8Array(size);
   for (let i = 0; i < size; i++) buf[i] = i & 255;
   const rtts = [];
@@ -20,6 +23,7 @@ async function pingLoop(ep, size, n, warm, deadlineMs) {
   let resolve = null;
   ep.onReply(() => { const r = resolve; resolve = null; if (r) r(true); });
   for (let i = 0; i < warm + n && performance.now() < end; i++) {
+    spin(busyMs);
     const got = new Promise((r) => { resolve = r; });
     const timer = setTimeout(() => { const r = resolve; resolve = null; if (r) r(false); }, 5000);
     const t0 = performance.now();
@@ -45,27 +49,6 @@ function echoOn(dc) {
 export const WORKER_JS = `${PING_LOOP}
 let ep = null;
 const ring = { in: null, out: null };
-function spin(ms) { const end = performance.now() + ms; while (performance.now() < end); }
-async function lapLoop(size, busyMs, n, warm, deadlineMs) {
-  const laps = [];
-  const end = performance.now() + deadlineMs;
-  const buf = new Uint8Array(size);
-  let resolve = null;
-  ring.in.onmessage = () => { const r = resolve; resolve = null; if (r) r(true); };
-  for (let i = 0; i < warm + n && performance.now() < end; i++) {
-    spin(busyMs);
-    const got = new Promise((r) => { resolve = r; });
-    const timer = setTimeout(() => { const r = resolve; resolve = null; if (r) r(false); }, 5000);
-    const t0 = performance.now();
-    ring.out.send(buf.slice());
-    const ok = await got;
-    const t1 = performance.now();
-    clearTimeout(timer);
-    if (!ok) break;
-    if (i >= warm) laps.push(t1 - t0);
-  }
-  return laps;
-}
 onmessage = (ev) => {
   const m = ev.data;
   if (m.type === 'ring-dc') {
@@ -77,7 +60,8 @@ onmessage = (ev) => {
   } else if (m.type === 'ring-follow') {
     ring.in.onmessage = (e) => { spin(m.busyMs); ring.out.send(e.data); };
   } else if (m.type === 'ring-lead') {
-    lapLoop(m.size, m.busyMs, m.n, m.warm, m.deadlineMs).then((laps) => postMessage({ type: 'rtts', rtts: laps }));
+    const lap = { send: (b) => ring.out.send(b), onReply: (f) => { ring.in.onmessage = f; } };
+    pingLoop(lap, m.size, m.n, m.warm, m.deadlineMs, m.busyMs).then((laps) => postMessage({ type: 'rtts', rtts: laps }));
   } else if (m.type === 'dc') {
     const dc = m.dc;
     dc.binaryType = 'arraybuffer';
