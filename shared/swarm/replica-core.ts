@@ -564,27 +564,37 @@ export class ReplicaCore {
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
     if (data === null) return;
-    this.out.digest({
-      sessionId,
-      step,
-      stage: this.stage,
-      digest: fingerprint(data),
-      input: inputPrint,
-      received,
-      resets: s.resets,
-      computeMs: this.computeMs(),
-    });
+    // The next stage's input (or, with the mesh loop, stage 0's token) leaves first: it is the critical path. The
+    // digest is needed only once the last stage's logits are in, so its fingerprint is taken after (bench/hop-floor.ts).
+    const digest = () =>
+      this.out.digest({
+        sessionId,
+        step,
+        stage: this.stage,
+        digest: fingerprint(data),
+        input: inputPrint,
+        received,
+        resets: s.resets,
+        computeMs: this.computeMs(),
+      });
     if (last) {
-      if (step < s.open.replayTo) return; // a replay only rebuilds the cache
+      if (step < s.open.replayTo) {
+        digest();
+        return; // a replay only rebuilds the cache
+      }
       const vocab = this.manifest.model.vocabSize;
       const rows = Math.max(1, Math.floor(data.length / vocab));
       const row = data.slice((rows - 1) * vocab);
       this.sendToken(s, step, row);
+      digest();
       this.out.logits({ sessionId, step, logits: row.slice().buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];
       if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });
-      if (step < s.open.replayTo) return; // downstream already has the replayed steps
+      if (step < s.open.replayTo) {
+        digest();
+        return; // downstream already has the replayed steps
+      }
       // An equivocating fault sends the next stage something else than it reported.
       const sent = this.fault?.frames?.(step, data) ?? data;
       const frames = encodeFrame({
@@ -597,6 +607,7 @@ export class ReplicaCore {
         era: s.era,
       });
       for (const id of s.next) this.out.frames(id, frames);
+      digest();
     }
   }
 }

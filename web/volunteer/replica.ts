@@ -439,6 +439,7 @@ export class VolunteerReplica {
       digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
       logits: (m) => {
         if (this.path === null) trace?.mark(m.sessionId, m.step, 'sent');
+        trace?.mark(m.sessionId, m.step, 'logits');
         this.emit('step:logits', m);
       },
       failed: (m) => this.emit('step:failed', m),
