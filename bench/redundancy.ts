@@ -18,6 +18,9 @@ import { PROCESS_KINDS } from './cpu.js';
 import { type Measured, measure, referenceDecode, type SwarmBenchOptions } from './swarm.js';
 import { median, printTable } from './table.js';
 
+/** How long each swarm's CPU is measured while it serves nothing, after its run. */
+const IDLE_MS = 3_000;
+
 const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune';
 
 export interface RedundancyRow {
@@ -35,7 +38,7 @@ export function printRedundancy(title: string, rows: readonly RedundancyRow[]): 
   const kinds = PROCESS_KINDS.filter((k) => rows.some((x) => x.runs.some((m) => (m.cpuByKind.get(k) ?? 0) > 0.05)));
   printTable(
     `${title}: CPU ms per token by process (median over runs), and r = 3 ÷ r = 1 of the same loop`,
-    ['setup', 'runs', 'total', ...kinds, 'total × r = 1', 'each run × r = 1'],
+    ['setup', 'runs', 'total', ...kinds, 'total × r = 1', 'each run × r = 1', 'wall ms/token', 'idle CPU ms/s', 'idle × wall'],
     rows.map((x) => {
       const b = base(x.meshLoop);
       const total = med(x.runs, (m) => m.cpuMsPerToken);
@@ -51,6 +54,10 @@ export function printRedundancy(title: string, rows: readonly RedundancyRow[]): 
         }),
         (total / bTotal).toFixed(2),
         x.runs.map((m, i) => (m.cpuMsPerToken / (b?.runs[i]?.cpuMsPerToken ?? Number.NaN)).toFixed(2)).join(' '),
+        med(x.runs, (m) => m.msPerToken).toFixed(1),
+        med(x.runs, (m) => m.idleCpuMsPerS).toFixed(1),
+        // What the swarm would spend per token on doing nothing: its share of the total is paid whatever the votes cost.
+        med(x.runs, (m) => (m.idleCpuMsPerS * m.msPerToken) / 1000).toFixed(1),
       ];
     }),
   );
@@ -85,7 +92,7 @@ export async function benchRedundancy(o: SwarmBenchOptions): Promise<RedundancyR
     for (let k = 0; k < o.repeats; k++) {
       for (const [i, s] of setups.entries()) {
         loads.push(loadavg()[0] as number);
-        runs[i]?.push(await measure(o, cache, { ...s, delayMs: 0, trace: false, tokens: o.tokens, repeats: 1 }, expected));
+        runs[i]?.push(await measure(o, cache, { ...s, delayMs: 0, trace: false, tokens: o.tokens, repeats: 1, idleMs: IDLE_MS }, expected));
       }
     }
     loads.push(loadavg()[0] as number);

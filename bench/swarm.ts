@@ -45,6 +45,8 @@ export interface Setup {
   readonly repeats: number;
   /** Where the tabs run a step's data path (?datapath=); the page's default when absent. */
   readonly dataPath?: 'main' | 'worker';
+  /** After the runs, how long to measure the swarm's CPU while it serves nothing (0 or absent: not measured). */
+  readonly idleMs?: number;
 }
 
 export interface Measured {
@@ -59,6 +61,8 @@ export interface Measured {
   readonly channelMessages: number;
   /** Frames the tabs counted as refused, per token (the status's framesRejected, summed). */
   readonly framesRejected: number;
+  /** CPU ms per second of the whole swarm while it serves nothing (Setup.idleMs; NaN when not measured). */
+  readonly idleCpuMsPerS: number;
   /** Median over tokens of the sum over stages of the fastest replica's session.run. */
   readonly computeMs: number;
   readonly traced: TracedRun[];
@@ -150,7 +154,16 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
         traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
       }
     }
+    let idleCpuMsPerS = Number.NaN;
+    if ((s.idleMs ?? 0) > 0) {
+      const total = (m: ReadonlyMap<ProcessKind, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+      const before = total(cpuMsByKind());
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, s.idleMs));
+      idleCpuMsPerS = ((total(cpuMsByKind()) - before) * 1000) / (performance.now() - t0);
+    }
     return {
+      idleCpuMsPerS,
       msPerToken: median(perRun),
       cpuMsPerToken: [...cpuKinds.values()].reduce((a, b) => a + b, 0) / counted,
       cpuByKind: new Map([...cpuKinds].map(([k, v]) => [k, v / counted])),

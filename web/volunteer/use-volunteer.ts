@@ -40,13 +40,17 @@ export interface VolunteerSettings {
 }
 
 /**
- * The counters are redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm
- * computes on, and a render per refused frame would let a peer sending junk spend this tab's CPU.
+ * The counters are redrawn at most this often: a render per step is layout, paint and a compositor frame per token
+ * in every tab, on the cores the swarm computes on (measured: bench/redundancy.ts), and a render per refused frame
+ * would let a peer sending junk spend this tab's CPU. Once a second is often enough for a person watching.
  */
-const COUNTER_RENDER_MS = 250;
+const COUNTER_RENDER_MS = 1_000;
 
-/** Counters that only count on: their changes wait for the next redraw. */
-const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected']);
+/**
+ * Fields that only count on: their changes wait for the next redraw. The score is one: the coordinator sends it
+ * after every vote, one a step to each replica.
+ */
+const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected', 'score']);
 
 /** True when `b` differs from `a` in its counters alone. */
 function onlyCounterMoved(a: ReplicaStatus, b: ReplicaStatus): boolean {
