@@ -5,11 +5,7 @@
 // was taken) nor reported as refused (which cost the tab a message and a
 // status update per frame, r² a step: issue #11's super-linear CPU), whether
 // its sender is slow or lying; what is refused still is, by name.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StageManifest } from '../shared/model/manifest.js';
+import { describe, expect, it } from 'vitest';
 import { CachingExecutor } from '../shared/model/pipeline.js';
 import { GREEDY } from '../shared/model/sampling.js';
 import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
@@ -17,40 +13,17 @@ import type { StepDigest } from '../shared/protocol/messages.js';
 import { tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
-import { goldenModelDir } from '../testing/golden.js';
-import { ensureStages, loadStageSet } from './models/model-folder.js';
-import { OrtExecutor } from './reference/ort-executor.js';
+import { tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 11;
 const PREV = ['A', 'B', 'H'];
 const LAST = ['L0', 'L1', 'L2'];
 const STEPS = 40;
 
-let cache: string;
-let manifest: StageManifest;
-let ort: OrtExecutor;
-
-beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-late-frames-'));
-  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: 3 }, cache);
-  const set = await loadStageSet(dir);
-  manifest = set.manifest;
-  ort = await OrtExecutor.create(set.stageBytes);
-});
-
-afterAll(async () => {
-  await ort.release();
-  rmSync(cache, { recursive: true, force: true });
-});
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (const end = Date.now() + 20_000; !check(); ) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const stages = tinyStagesForFile('webswarm-late-frames-');
 
 function replica(stage: number, open: { prev: readonly string[]; loop?: boolean }) {
+  const { manifest, ort } = stages();
   const digests: StepDigest[] = [];
   const rejected: string[] = [];
   const core = new ReplicaCore(manifest, stage, new CachingExecutor(manifest, ort), {
@@ -79,6 +52,7 @@ function replica(stage: number, open: { prev: readonly string[]; loop?: boolean 
 describe('late frames at r = 3', () => {
   it("a stage's third frame of each step, after the majority was taken, is neither counted nor refused, honest or lying", async () => {
     const r = replica(1, { prev: PREV });
+    const { manifest } = stages();
     const hidden = manifest.model.hiddenSize;
     const frame = (replica: number, step: number, values: Float32Array): ActivationFrame => ({
       sessionId: SESSION,
@@ -97,7 +71,7 @@ describe('late frames at r = 3', () => {
       // on steps from 8 on it lies (a nudge that, counted, would have been another input).
       const late = step >= 8 ? data.map((x) => x + 0.5) : data;
       if (step % 2 === 1) r.send('H', frame(2, step, late));
-      await until(() => r.digests.length === step + 1, `step ${step}`);
+      await until(() => r.digests.length === step + 1, `step ${step}`, 20_000);
       if (step % 2 === 0) r.send('H', frame(2, step, late));
     }
     // More than the strays kept (16) came late: none is refused, none moved an input, none was reported as received.
@@ -119,6 +93,7 @@ describe('late frames at r = 3', () => {
 
   it("stage 0 (mesh loop): the third last-stage replica's token of a step already taken is dropped quietly, a liar's too", async () => {
     const r = replica(0, { prev: [], loop: true });
+    const { manifest } = stages();
     const token = (step: number, i: number, id: number) => ({ ...tokenFrame(SESSION, step, manifest.stages.length - 1, i, id), era: 0 });
     r.core.input({ sessionId: SESSION, step: 0, tokens: [1, 2, 3] });
     await until(() => r.digests.length === 1, 'step 0');
