@@ -522,6 +522,10 @@ export class VolunteerReplica {
     return this.mesh?.iceStats() ?? Promise.resolve([]);
   }
 
+  channelMessages(): Promise<{ sent: number; received: number }> {
+    return this.mesh?.channelMessages() ?? Promise.resolve({ sent: 0, received: 0 });
+  }
+
   private retries = 0;
 
   private reconnectLater(): void {

@@ -14,6 +14,8 @@ declare global {
     webswarmVolunteer?: ReplicaStatus;
     /** Each open data channel's selected candidate pair (local type relay = through TURN). */
     webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
+    /** Data-channel messages this page sent and received so far (the redundancy bench counts them per token). */
+    webswarmChannelMessages?: () => Promise<{ sent: number; received: number }>;
     /** Stamps of each step's path (?trace=1 only): the bench's breakdown of a token's time. */
     webswarmTrace?: readonly TraceEntry[];
   }
@@ -37,12 +39,22 @@ export interface VolunteerSettings {
   readonly dataPath?: DataPath;
 }
 
-/** The step counter is redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm computes on. */
-const COUNTER_RENDER_MS = 250;
+/**
+ * The counters are redrawn at most this often: a render per step is layout, paint and a compositor frame per token
+ * in every tab, on the cores the swarm computes on (measured: bench/redundancy.ts), and a render per refused frame
+ * would let a peer sending junk spend this tab's CPU. Once a second is often enough for a person watching.
+ */
+const COUNTER_RENDER_MS = 1_000;
 
-/** True when `b` differs from `a` in its step counter alone. */
+/**
+ * Fields that only count on: their changes wait for the next redraw. The score is one: the coordinator sends it
+ * after every vote, one a step to each replica.
+ */
+const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected', 'score']);
+
+/** True when `b` differs from `a` in its counters alone. */
 function onlyCounterMoved(a: ReplicaStatus, b: ReplicaStatus): boolean {
-  for (const k of Object.keys(b) as (keyof ReplicaStatus)[]) if (k !== 'stepsComputed' && a[k] !== b[k]) return false;
+  for (const k of Object.keys(b) as (keyof ReplicaStatus)[]) if (!COUNTERS.has(k) && a[k] !== b[k]) return false;
   return true;
 }
 
@@ -110,6 +122,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
         });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
+        window.webswarmChannelMessages = () => r.channelMessages();
         if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
       .catch((e: unknown) => setFailure((e as Error).message));
