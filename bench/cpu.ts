@@ -50,3 +50,40 @@ export function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
+
+/** What a process is, for splitting CPU time: this one (server and coordinator) or a Chromium process by its --type. */
+export type ProcessKind = 'server' | 'renderer' | 'gpu' | 'network' | 'utility' | 'browser' | 'other';
+
+export const PROCESS_KINDS: readonly ProcessKind[] = ['server', 'renderer', 'browser', 'gpu', 'network', 'utility', 'other'];
+
+/** A Chromium process's kind from its command line (NUL-separated, or space-separated where Chromium rewrote its title). */
+export function kindOf(cmdline: string): ProcessKind {
+  const args = cmdline.split(/[\0 ]/);
+  const type = args.find((a) => a.startsWith('--type='))?.slice('--type='.length);
+  if (type === undefined) return /chrom/i.test(args[0] ?? '') ? 'browser' : 'other';
+  if (type === 'renderer') return 'renderer';
+  if (type === 'gpu-process') return 'gpu';
+  if (type === 'utility') return args.some((a) => a.includes('NetworkService')) ? 'network' : 'utility';
+  return 'other';
+}
+
+/** CPU ms by kind: this process as 'server', each live descendant of it by kindOf its command line. */
+export function cpuMsByKind(root = process.pid): Map<ProcessKind, number> {
+  const table = processTable();
+  const children = new Map<number, number[]>();
+  for (const [pid, [ppid]] of table) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  const byKind = new Map<ProcessKind, number>(PROCESS_KINDS.map((k) => [k, 0]));
+  byKind.set('server', selfCpuMs());
+  const stack = [...(children.get(root) ?? [])];
+  for (let pid = stack.pop(); pid !== undefined; pid = stack.pop()) {
+    let kind: ProcessKind = 'other';
+    try {
+      kind = kindOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    } catch {
+      // gone meanwhile: its ticks still count, as 'other'
+    }
+    byKind.set(kind, (byKind.get(kind) ?? 0) + ((table.get(pid)?.[1] ?? 0) * 1000) / clockTicks());
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return byKind;
+}

@@ -31,7 +31,15 @@ export interface DistributionBenchOptions {
   readonly warmup: number;
 }
 
-export async function benchDistribution(o: DistributionBenchOptions): Promise<void> {
+/** What a run measured (ms/token, medians): the reference runner, one tab, the swarm, and the swarm's Σ stage compute. */
+export interface DistributionResult {
+  readonly ref: number;
+  readonly tab: number;
+  readonly swarm: number;
+  readonly swarmComputeMs: number;
+}
+
+export async function benchDistribution(o: DistributionBenchOptions): Promise<DistributionResult> {
   const modelDir = ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED);
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-dist-'));
   try {
@@ -46,6 +54,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
     const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1, spotCheckRate: 0 });
     const tabMs: number[] = [];
     const swarmMs: number[] = [];
+    const computeMs: number[] = [];
     try {
       const browser = await launchChromium({ webgpu: false });
       try {
@@ -72,6 +81,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
           const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: { ...GREEDY } }, (u) => updates.push(u));
           if (c.tokens.join() !== expected.join()) throw new Error("the swarm's tokens differ from the reference runner's");
           swarmMs.push(median(updates.slice(1).map((u) => u.stepMs)));
+          computeMs.push(...updates.slice(1).map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
         }
       } finally {
         await swarm.close();
@@ -91,6 +101,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<vo
         row(`swarm, ${o.stages} tabs × r = 1`, sw),
       ],
     );
+    return { ref, tab, swarm: sw, swarmComputeMs: median(computeMs) };
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }

@@ -24,7 +24,13 @@
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
  *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
  *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3),
- *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts)
+ *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
+ *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
+ *   and Socket.IO round trips between Chromium tabs, with and without the background throttling flags, then both #11 targets
+ *   against it in one run: austen-2m's token leg by leg, and the SmolLM-135M-shaped distribution cost), BENCH_HOP_ROUND_TRIPS
+ *   (default 1000),
+ *   BENCH_REDUNDANCY (default 1; 0 skips where r = 3's CPU goes: r = 1 vs r = 3 by process kind and messages per token,
+ *   bench/redundancy.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,7 +53,9 @@ import { benchDataPath } from './datapath.js';
 import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
+import { benchHopFloor } from './hop-floor.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
+import { benchRedundancy } from './redundancy.js';
 import { benchRepartition } from './repartition.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
@@ -151,6 +159,8 @@ async function main(): Promise<void> {
       await benchColdStart({ defaultModelDir: modelDir(model), repeats: Number(process.env.BENCH_COLD_REPEATS ?? 3) });
     }
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_REDUNDANCY !== '0')
+      await benchRedundancy({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 48), repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DATAPATH !== '0')
       await benchDataPath({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DISTRIBUTION !== '0') {
@@ -159,6 +169,15 @@ async function main(): Promise<void> {
         tokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
         repeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
         warmup: 16,
+      });
+    }
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_HOP_FLOOR !== '0') {
+      await benchHopFloor({
+        roundTrips: Number(process.env.BENCH_HOP_ROUND_TRIPS ?? 1000),
+        tokens,
+        repeats: Math.min(repeats, 3),
+        distTokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
+        distRepeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
       });
     }
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_BATCHING !== '0') {

@@ -17,7 +17,7 @@ import { ReferenceRunner } from '../signal-server/reference/reference-runner.js'
 import { startLocalServer } from '../tools/local-server.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
 import type { TraceEntry } from '../web/volunteer/step-trace.js';
-import { descendantsCpuMs, selfCpuMs } from './cpu.js';
+import { cpuMsByKind, type ProcessKind } from './cpu.js';
 import { type StageTrace, stepPathRows, type TracedRun } from './step-path.js';
 import { median, printTable } from './table.js';
 
@@ -45,15 +45,44 @@ export interface Setup {
   readonly repeats: number;
   /** Where the tabs run a step's data path (?datapath=); the page's default when absent. */
   readonly dataPath?: 'main' | 'worker';
+  /** After the runs, how long to measure the swarm's CPU while it serves nothing (0 or absent: not measured). */
+  readonly idleMs?: number;
 }
 
 export interface Measured {
   readonly msPerToken: number;
   /** Chromium's processes and this one (server, coordinator), per token. */
   readonly cpuMsPerToken: number;
+  /** The same split by process kind (this process = 'server'; Chromium's by --type), per token. */
+  readonly cpuByKind: ReadonlyMap<ProcessKind, number>;
+  /** Socket.IO events per token by direction and name ("in step:digest"), counted by the server. */
+  readonly socketEvents: ReadonlyMap<string, number>;
+  /** Data-channel messages per token, every tab's sent summed (each is received by one tab). */
+  readonly channelMessages: number;
+  /** Frames the tabs counted as refused, per token (the status's framesRejected, summed). */
+  readonly framesRejected: number;
+  /** CPU ms per second of the whole swarm while it serves nothing (Setup.idleMs; NaN when not measured). */
+  readonly idleCpuMsPerS: number;
   /** Median over tokens of the sum over stages of the fastest replica's session.run. */
   readonly computeMs: number;
   readonly traced: TracedRun[];
+}
+
+/** The sum of map values per key, b − a. */
+function minus<K>(b: ReadonlyMap<K, number>, a: ReadonlyMap<K, number>): Map<K, number> {
+  return new Map([...b].map(([k, v]) => [k, v - (a.get(k) ?? 0)]));
+}
+
+/** Data-channel messages every tab sent so far. */
+async function sentByTabs(pages: readonly Page[]): Promise<number> {
+  const sent = await Promise.all(pages.map((p) => p.evaluate(async () => (await window.webswarmChannelMessages?.())?.sent ?? 0)));
+  return sent.reduce((a, b) => a + b, 0);
+}
+
+/** Frames every tab counted as refused so far. */
+async function rejectedByTabs(pages: readonly Page[]): Promise<number> {
+  const n = await Promise.all(pages.map((p) => p.evaluate(() => window.webswarmVolunteer?.framesRejected ?? 0)));
+  return n.reduce((a, b) => a + b, 0);
 }
 
 async function tabTrace(page: Page): Promise<StageTrace> {
@@ -63,11 +92,13 @@ async function tabTrace(page: Page): Promise<StageTrace> {
 export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, expected: readonly number[]): Promise<Measured> {
   // No spot checks: their challenge steps run on this process's onnxruntime, which the reference runner
   // also uses, and a session of it is not re-entrant (they failed each other mid-run).
+  const tally = new Map<string, number>();
   const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, {
     redundancy: s.r,
     netDelayMs: s.delayMs,
     meshLoop: s.meshLoop,
     spotCheckRate: 0,
+    socketEventTally: tally,
   });
   const swarm = await startLocalSwarm({
     serverUrl: server.address().url,
@@ -84,7 +115,10 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     const perRun: number[] = [];
     const steps: TokenUpdate[] = [];
     const traced: TracedRun[] = [];
-    let cpuMs = 0;
+    let cpuKinds = new Map<ProcessKind, number>();
+    let events = new Map<string, number>();
+    let channelMessages = 0;
+    let framesRejected = 0;
     let counted = 0;
     for (let i = 0; i < s.repeats; i++) {
       if (s.trace) {
@@ -94,12 +128,20 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
       }
       const updates: TokenUpdate[] = [];
       const tokenAt = new Map<number, number>();
-      const cpu0 = descendantsCpuMs() + selfCpuMs();
+      const dc0 = await sentByTabs(swarm.pages);
+      const rejected0 = await rejectedByTabs(swarm.pages);
+      const events0 = new Map(tally);
+      const cpu0 = cpuMsByKind();
       const c = await coordinator.complete({ prompt: PROMPT, maxTokens: s.tokens, sampling }, (u) => {
         tokenAt.set(u.index, performance.timeOrigin + performance.now());
         updates.push(u);
       });
-      cpuMs += descendantsCpuMs() + selfCpuMs() - cpu0;
+      const cpuRun = minus(cpuMsByKind(), cpu0);
+      const eventsRun = minus(tally, events0);
+      channelMessages += (await sentByTabs(swarm.pages)) - dc0;
+      framesRejected += (await rejectedByTabs(swarm.pages)) - rejected0;
+      cpuKinds = new Map([...cpuRun].map(([k, v]) => [k, v + (cpuKinds.get(k) ?? 0)]));
+      events = new Map([...eventsRun].map(([k, v]) => [k, v + (events.get(k) ?? 0)]));
       counted += c.tokens.length;
       if (c.tokens.join() !== expected.slice(0, s.tokens).join())
         throw new Error(
@@ -112,9 +154,22 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
         traced.push({ tabs: await Promise.all(swarm.pages.map(tabTrace)), tokenAt });
       }
     }
+    let idleCpuMsPerS = Number.NaN;
+    if ((s.idleMs ?? 0) > 0) {
+      const total = (m: ReadonlyMap<ProcessKind, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+      const before = total(cpuMsByKind());
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, s.idleMs));
+      idleCpuMsPerS = ((total(cpuMsByKind()) - before) * 1000) / (performance.now() - t0);
+    }
     return {
+      idleCpuMsPerS,
       msPerToken: median(perRun),
-      cpuMsPerToken: cpuMs / counted,
+      cpuMsPerToken: [...cpuKinds.values()].reduce((a, b) => a + b, 0) / counted,
+      cpuByKind: new Map([...cpuKinds].map(([k, v]) => [k, v / counted])),
+      socketEvents: new Map([...events].filter(([, v]) => v > 0).map(([k, v]) => [k, v / counted])),
+      channelMessages: channelMessages / counted,
+      framesRejected: framesRejected / counted,
       computeMs: median(steps.map((u) => u.computeMs.reduce((a, b) => a + b, 0))),
       traced,
     };

@@ -8,8 +8,7 @@
 // or rolling back their sender wait (a bounded few per session) until it
 // comes; a sender flooding frames of a later era must not push the honest
 // senders' strays out, for the step would wait for frames never sent again.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StageManifest } from '../shared/model/manifest.js';
+import { describe, expect, it } from 'vitest';
 import { CachingExecutor } from '../shared/model/pipeline.js';
 import { GREEDY } from '../shared/model/sampling.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../shared/protocol/frames.js';
@@ -17,36 +16,20 @@ import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD, tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
-import { type OrtStages, ortStages } from './testing/ort-stages.js';
+import { tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 7;
 const LAST = ['L0', 'L1', 'L2'];
 const STRAY_SESSION = 9;
 const PREV = ['A', 'B', 'H'];
 
-let stages: OrtStages;
-let manifest: StageManifest;
-let ort: OrtStages['ort'];
-
-beforeAll(async () => {
-  stages = await ortStages('tiny-gqa-bias', 3);
-  manifest = stages.manifest;
-  ort = stages.ort;
-});
-
-afterAll(() => stages?.close());
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (const end = Date.now() + 10_000; !check(); ) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const stages = tinyStagesForFile('webswarm-meshframes-');
 
 /** A quiet moment: whatever a frame set off has had time to run. */
 const settle = () => new Promise((r) => setTimeout(r, 100));
 
 function stageZero(steps = 50) {
+  const { manifest, ort } = stages();
   const digests: StepDigest[] = [];
   const rejected: string[] = [];
   const sent: ActivationFrame[] = [];
@@ -92,7 +75,7 @@ describe("stage 0 takes the last stage's tokens only as the route and the vote a
     const z = stageZero();
     z.core.input({ sessionId: SESSION, step: 0, tokens: [1, 2, 3] });
     await until(() => z.digests.length === 1, 'step 0');
-    const vocab = manifest.model.vocabSize;
+    const vocab = stages().manifest.model.vocabSize;
     // A peer the route does not name, and a route member claiming another replica's place.
     z.send('stranger', z.token(1, 0, 5));
     z.send('L1', z.token(1, 0, 5));
@@ -184,6 +167,7 @@ describe("stage 0 takes the last stage's tokens only as the route and the vote a
 describe("a replica's strays of a later era (a roll-back's frames overtaking its update)", () => {
   it("a sender flooding frames of a later era cannot push the honest senders' strays out before the update comes", async () => {
     const digests: StepDigest[] = [];
+    const { manifest, ort } = stages();
     const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
       frames: () => {},
       digest: (m) => digests.push(m),

@@ -80,6 +80,8 @@ export interface SignalServerOptions {
   readonly random?: () => number;
   /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
   readonly socketEventBudget?: EventBudgetOptions;
+  /** Counts every Socket.IO event by direction and name ("in step:digest", "out session:input"): the redundancy bench's message counts. */
+  readonly socketEventTally?: Map<string, number>;
   /** The ICE servers (and TURN credentials) volunteers are handed (default LOCAL_ICE: none, any candidate). */
   readonly ice?: IceOptions;
   /**
@@ -327,6 +329,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       tcp.pause();
       setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
     });
+    const tally = opts.socketEventTally;
+    if (tally !== undefined) {
+      const count = (key: string) => tally.set(key, (tally.get(key) ?? 0) + 1);
+      socket.use(([event], next) => {
+        count(`in ${event}`);
+        next();
+      });
+      socket.onAnyOutgoing((event) => count(`out ${event}`));
+    }
     iceFeed.attach(socket);
     let subscribed = false;
     socket.on('dashboard:subscribe', () => {

@@ -20,7 +20,7 @@ const CONSENT_TIMEOUT_MS = 30_000;
  * Launches CHROMIUM_PATH, else `chromium` from PATH (tools/ensure-chromium.ts installs it), with the flags
  * measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked.
  */
-export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser> {
+export async function launchChromium(opts: { webgpu: boolean; extraArgs?: readonly string[] }): Promise<Browser> {
   const found = findChromium(process.env);
   if (!found.ok) throw new Error(found.message);
   const args = [
@@ -32,6 +32,8 @@ export async function launchChromium(opts: { webgpu: boolean }): Promise<Browser
     '--disable-quic',
   ];
   if (opts.webgpu) args.push('--enable-unsafe-webgpu');
+  // Benchmarks compare conditions (bench/hop-floor.ts: background throttling off); the product cannot set flags for volunteers.
+  args.push(...(opts.extraArgs ?? []));
   return chromium.launch({ executablePath: found.path, headless: true, args });
 }
 

@@ -50,6 +50,13 @@ interface SessionState {
   /** Per step, a timer that takes an agreed but unsettled input after SETTLE_MS. */
   readonly settling: Map<number, ReturnType<typeof setTimeout>>;
   nextStep: number;
+  /**
+   * The last step whose input was taken (in this epoch): a frame for it or an
+   * earlier step is a late copy, the minority's at r ≥ 3 once a majority was
+   * taken. Kept (a roll-back without a new era may need it) but not counted as
+   * refused: r replicas each sending late ones would be r² refusals a step.
+   */
+  taken: number;
   running: boolean;
   /** Closed by the coordinator: the cache is released once the steps being computed are done. */
   closed: boolean;
@@ -167,6 +174,7 @@ export class ReplicaCore {
       received: new Map(),
       settling: new Map(),
       nextStep: 0,
+      taken: -1,
       running: false,
       closed: false,
       lengths: new Map(),
@@ -215,7 +223,7 @@ export class ReplicaCore {
     for (const x of waiting) {
       const era = eraOf(s, x.frame);
       if (era === 'older') continue; // from a path since undone
-      if (era === 'same' && s.prev[x.frame.replica] === x.from && x.frame.step >= s.nextStep) this.accept(s, x.from, x.frame);
+      if (era === 'same' && s.prev[x.frame.replica] === x.from && x.frame.step > s.taken) this.accept(s, x.from, x.frame);
       else if (era === 'newer' || x.frame.step >= s.nextStep || s.prev[x.frame.replica] !== x.from) s.strays.push(x);
     }
     for (const to of m.resendTo) {
@@ -295,6 +303,7 @@ export class ReplicaCore {
     for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
     for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
     s.nextStep = step;
+    s.taken = step - 1;
     // Stage 0 computes the undone steps again on the coordinator's tokens, where it has them already.
     for (const [k, tokens] of s.given) if (k >= step) s.ready.set(k, tokenInput(tokens));
     if (this.stage === 0) void this.drain(s);
@@ -392,7 +401,7 @@ export class ReplicaCore {
       else this.out.rejected(`ERR_STALE_STEP era ${f.era ?? 0} token for step ${f.step}`);
       return;
     }
-    if (era === 'newer' || f.stage !== this.stage - 1 || s.prev[f.replica] !== from || f.step < s.nextStep) {
+    if (era === 'newer' || f.stage !== this.stage - 1 || s.prev[f.replica] !== from || f.step <= s.taken) {
       // A replacement's frame can overtake the route update that names it, and a
       // recomputed step's frame the update that rolls this replica back: keep a
       // few frames of the previous stage until the update comes, then look again.
@@ -402,12 +411,18 @@ export class ReplicaCore {
         // memory, nor a flooder push out the few strays of the honest senders (sent once, never again).
         if (s.strays.length > MAX_STRAYS) {
           const [dropped] = s.strays.splice(oldestOfBusiest(s.strays), 1);
-          this.out.rejected(`ERR_NOT_LINKED stage ${dropped?.frame.stage} replica ${dropped?.frame.replica}`);
+          if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
+            this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
         }
       } else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
       return;
     }
     this.accept(s, from, f);
+  }
+
+  /** A late copy (see SessionState.taken): from the route's sender it claims to be, in this era, of a step already taken. */
+  private late(s: SessionState, from: string, f: ActivationFrame): boolean {
+    return eraOf(s, f) === 'same' && f.stage === this.stage - 1 && s.prev[f.replica] === from && f.step <= s.taken;
   }
 
   /** Stage 0 of a session with the mesh loop: last-stage replicas' token frames are its to count. */
@@ -432,6 +447,8 @@ export class ReplicaCore {
       this.out.rejected(token);
       return;
     }
+    // The minority's token of a step already taken (r ≥ 3): late, not refused (step 0, the prompt's, never has one).
+    if (f.step > 0 && f.step <= s.taken && f.step > s.meshFloor) return;
     if (f.step === 0 || f.step < s.nextStep || f.step <= s.meshFloor || f.step > s.verified + MESH_AHEAD + 1) {
       this.out.rejected(`ERR_STALE_STEP token for step ${f.step}`);
       return;
@@ -545,6 +562,7 @@ export class ReplicaCore {
         s.tokens.forget(step + 1, 'before');
         this.forgetVote(s, step);
         s.lengths.set(step, s.positions);
+        s.taken = step;
         await this.compute(s, step, input, received, epoch);
         // Rolled back meanwhile: nextStep was set by the roll-back.
         if (epoch === s.epoch) s.nextStep = step + 1;
@@ -582,27 +600,37 @@ export class ReplicaCore {
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
     if (data === null) return;
-    this.out.digest({
-      sessionId,
-      step,
-      stage: this.stage,
-      digest: fingerprint(data),
-      input: inputPrint,
-      received,
-      resets: s.resets,
-      computeMs: this.computeMs(),
-    });
+    // The next stage's input (or, with the mesh loop, stage 0's token) leaves first: it is the critical path. The
+    // digest is needed only once the last stage's logits are in, so its fingerprint is taken after (bench/hop-floor.ts).
+    const digest = () =>
+      this.out.digest({
+        sessionId,
+        step,
+        stage: this.stage,
+        digest: fingerprint(data),
+        input: inputPrint,
+        received,
+        resets: s.resets,
+        computeMs: this.computeMs(),
+      });
     if (last) {
-      if (step < s.open.replayTo) return; // a replay only rebuilds the cache
+      if (step < s.open.replayTo) {
+        digest();
+        return; // a replay only rebuilds the cache
+      }
       const vocab = this.manifest.model.vocabSize;
       const rows = Math.max(1, Math.floor(data.length / vocab));
       const row = data.slice((rows - 1) * vocab);
       this.sendToken(s, step, row);
+      digest();
       this.out.logits({ sessionId, step, logits: row.slice().buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];
       if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });
-      if (step < s.open.replayTo) return; // downstream already has the replayed steps
+      if (step < s.open.replayTo) {
+        digest();
+        return; // downstream already has the replayed steps
+      }
       // An equivocating fault sends the next stage something else than it reported.
       const sent = this.fault?.frames?.(step, data) ?? data;
       const frames = encodeFrame({
@@ -615,6 +643,7 @@ export class ReplicaCore {
         era: s.era,
       });
       for (const id of s.next) this.out.frames(id, frames);
+      digest();
     }
   }
 }

@@ -162,3 +162,18 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
     expect([...m.value]).toEqual([2, 5]);
   });
 });
+
+describe('describe', () => {
+  it('says how each replica answered, for the log when a vote fails', () => {
+    const q = new Quorum<number>(['a', 'b', 'c'], (x, y) => x === y);
+    q.add({ status: 'fulfilled', replica: 'a', value: 1 });
+    q.add({ status: 'rejected', replica: 'b', reason: 'ERR_COMPUTE' });
+    expect(q.describe()).toBe('pending: a answered, b failed (ERR_COMPUTE), c missing');
+    q.add({ status: 'fulfilled', replica: 'c', value: 2 });
+    expect(q.describe()).toBe('no-majority: a answered, b failed (ERR_COMPUTE), c answered');
+    const ok = new Quorum<number>(['a', 'b'], (x, y) => x === y, { needed: 1 });
+    ok.add({ status: 'disconnected', replica: 'b' });
+    ok.add({ status: 'fulfilled', replica: 'a', value: 1 });
+    expect(ok.describe()).toBe('agreed: b disconnected, a agreed');
+  });
+});

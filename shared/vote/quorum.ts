@@ -177,6 +177,18 @@ export class Quorum<T> {
     return true;
   }
 
+  /** Each replica's outcome in a line, for the operator's log when a vote fails: "a agreed, b rejected (ERR_X), c missing". */
+  describe(): string {
+    const state = this.decided;
+    const parts = [...this.outcomes.values()].map((o) => {
+      if (o.status === 'rejected') return `${o.replica} failed (${o.reason})`;
+      if (o.status !== 'fulfilled') return `${o.replica} ${o.status}`;
+      return `${o.replica} ${state.kind === 'agreed' && state.agreeing.includes(o.replica) ? 'agreed' : 'answered'}`;
+    });
+    for (const id of this.pending) parts.push(`${id} missing`);
+    return `${state.kind}: ${parts.join(', ')}`;
+  }
+
   /** Replicas that have not answered yet (late or missing once the step is over). */
   get missing(): readonly string[] {
     return [...this.pending];

@@ -49,6 +49,7 @@ export class GenerationSession extends SessionJoin {
         this.inputs[step] = [...input];
         let w = fresh();
         let meshRollBacks = 0;
+        let restarts = 0;
         for (let attempt = 0; ; attempt++) {
           const decided = new Promise<void>((resolve) => {
             w.resolve = resolve;
@@ -75,6 +76,13 @@ export class GenerationSession extends SessionJoin {
             if (e instanceof GenerationError && e.code === 'ERR_STEP_TIMEOUT' && this.serveLagging(step, w)) continue;
             throw e;
           }
+          // Decided, and then a repair started this step's votes again before this turn came (the server took
+          // a stage over when the replica whose report decided the step left in the same task): wait for the new votes.
+          if (!this.decidedNow()) {
+            if (++restarts > this.route.length)
+              throw new GenerationError('ERR_NO_QUORUM', `step ${step}: its votes started again too often`);
+            continue;
+          }
           if (w.settleTimer !== null) this.clock.clearTimeout(w.settleTimer);
           // Stage 0 computed on a mesh token that is not the verified one: every stage goes back to before this step.
           if (this.meshMiss(step)) {
@@ -90,7 +98,7 @@ export class GenerationSession extends SessionJoin {
           }
           // Logits of last-stage replicas that stay are carried into the new vote when the last stage is retried.
           const kept = failing.stage === last ? (this.route[last] ?? []).map((id) => w.logits.outcome(id)) : [];
-          const retried = attempt - meshRollBacks < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
+          const retried = attempt - meshRollBacks - restarts < MAX_STEP_RETRIES && this.retryStage(failing.stage, step, failing.culprits);
           this.reportEquivocators();
           if (!retried) {
             const n = this.route[failing.stage]?.length ?? 0;

@@ -106,7 +106,8 @@ export abstract class SessionRepair extends StepVotes {
     const leaving = worstFirst.slice(0, count);
     const staying = ids.filter((id) => !leaving.includes(id));
     const spares = this.retry.spares(stage, this.notCandidates(), staying);
-    if (spares.length < count) return this.serve(stage, `step ${step}: stage ${stage} had no majority and too few spares are ready`);
+    if (spares.length < count)
+      return this.serve(stage, `step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}) and too few spares are ready`);
     const newcomers: string[] = [];
     for (const [i, old] of leaving.entries()) {
       const neu = spares[i] as string;
@@ -116,7 +117,7 @@ export abstract class SessionRepair extends StepVotes {
       this.transport.close(old, this.sessionId);
     }
     this.retry.log?.(
-      `session ${this.sessionId} step ${step}: stage ${stage} had no majority; retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
+      `session ${this.sessionId} step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}); retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
     );
     if (this.meshLoop) {
       // Stages may have run ahead on the undone path: every stage goes back to the step, and computes it again.
@@ -133,6 +134,13 @@ export abstract class SessionRepair extends StepVotes {
       if (o !== undefined) this.digestsOf(step)[stage]?.add(o);
     }
     return true;
+  }
+
+  /** How a stage's votes on `step` stand, replica by replica (the last stage's logits too), for the log. */
+  private votesOn(stage: number, step: number): string {
+    const digests = `fingerprints ${this.digestsOf(step)[stage]?.describe() ?? 'none'}`;
+    const logits = stage === this.current.length - 1 && this.wait?.step === step ? `; logits ${this.wait.w.logits.describe()}` : '';
+    return digests + logits;
   }
 
   /** Stages after the one after `stage` computed on what is now redone, too: they roll back to before `step` as well. */

@@ -206,8 +206,6 @@ export abstract class StepVotes extends SessionRoute {
   protected checkDecided(): void {
     if (this.wait === null) return;
     const w = this.wait.w;
-    const digests = this.digestVotes.get(this.wait.step) ?? [];
-    const split = digests.some((q) => q.state.kind === 'no-majority');
     const logits = w.logits.state;
     // Agreed logits that may still move (a majority, but not of identical values) get SETTLE_MS for the others to come.
     if (logits.kind === 'agreed' && !logits.settled && !w.settleExpired && w.settleTimer === null) {
@@ -216,8 +214,18 @@ export abstract class StepVotes extends SessionRoute {
         this.checkDecided();
       }, SETTLE_MS);
     }
+    if (this.decidedNow()) w.resolve();
+  }
+
+  /** Whether the step in wait is decided: a stage split, or the logits done (settled) and every stage's fingerprints voted. */
+  protected decidedNow(): boolean {
+    if (this.wait === null) return false;
+    const w = this.wait.w;
+    const digests = this.digestVotes.get(this.wait.step) ?? [];
+    if (digests.some((q) => q.state.kind === 'no-majority')) return true;
+    const logits = w.logits.state;
     const logitsDone = logits.kind === 'no-majority' || (logits.kind === 'agreed' && (logits.settled || w.settleExpired));
-    if (split || (logitsDone && digests.every((q) => q.state.kind !== 'pending'))) w.resolve();
+    return logitsDone && digests.every((q) => q.state.kind !== 'pending');
   }
 
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {

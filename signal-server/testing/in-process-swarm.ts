@@ -111,6 +111,12 @@ export interface Crash {
   readonly afterSteps: number;
   /** …with its stage's spares there to take its place, or none (`null`: they left before the request). */
   readonly spare: string | null;
+  /**
+   * Its reports of that last step still reach the coordinator, and its leaving comes in the same task as
+   * the last of them (one socket read can carry a tab's last messages and its disconnect); by default it
+   * goes before it reports the step.
+   */
+  readonly reportsLastStep?: boolean;
 }
 
 /** The name of the i-th volunteer to join (see the file's comment). */
@@ -150,6 +156,8 @@ export async function runInProcess(
   const scores = new Map<string, AuditCounts>();
   const evicted = new Map<string, string>();
   const gone = new Set<string>();
+  /** Crashing replicas whose last step's reports go out, the leaving with the last of them. */
+  const leaving = new Set<string>();
   const cores = new Map<string, ReplicaCore>();
   const later = (f: () => void) => setImmediate(f);
   let joined = 0;
@@ -200,13 +208,30 @@ export async function runInProcess(
             meshStep: () => {
               meshSteps += 1;
             },
-            digest: (m) => quiet() || later(() => coordinator.digest(id, m)),
-            logits: (m) => quiet() || later(() => coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
+            digest: (m) => {
+              if (quiet()) return;
+              const last = a.stage === STAGES - 1;
+              if (!last && leaving.has(id)) gone.add(id);
+              later(() => {
+                coordinator.digest(id, m);
+                if (!last && gone.has(id)) coordinator.left(id);
+              });
+            },
+            logits: (m) => {
+              if (quiet()) return;
+              if (leaving.has(id)) gone.add(id);
+              later(() => {
+                coordinator.logits(id, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0);
+                if (gone.has(id)) coordinator.left(id);
+              });
+            },
             failed: (m) => later(() => coordinator.failed(id, m)),
             computed: () => {
               const n = (computedBy.get(id) ?? 0) + 1;
               computedBy.set(id, n);
-              if (crashList.some((c) => c.who === id && n === c.afterSteps)) {
+              const crash = crashList.find((c) => c.who === id && n === c.afterSteps);
+              if (crash?.reportsLastStep === true) leaving.add(id);
+              else if (crash !== undefined) {
                 // The tab closes: nothing more comes from it, and the coordinator hears it left.
                 gone.add(id);
                 later(() => coordinator.left(id));

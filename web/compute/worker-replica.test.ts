@@ -2,28 +2,20 @@
 // in batches: a flood of junk frames is a few events, not one per frame, and
 // no refusal is lost. A real ReplicaCore of a real stage (tiny-gqa-bias on
 // onnxruntime in Node), fed as the main thread feeds it (replica:frame).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StageManifest } from '../../shared/model/manifest.js';
+import { describe, expect, it } from 'vitest';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { encodeFrame } from '../../shared/protocol/frames.js';
-import { type OrtStages, ortStages } from '../../signal-server/testing/ort-stages.js';
+import { tinyStagesForFile } from '../../signal-server/testing/tiny-stages.js';
 import type { ReplicaEvent } from './datapath-messages.js';
 import { WorkerReplica } from './worker-replica.js';
 
-let stages: OrtStages;
-let manifest: StageManifest;
-
-beforeAll(async () => {
-  stages = await ortStages('tiny-gqa-bias', 3);
-  manifest = stages.manifest;
-});
-
-afterAll(() => stages?.close());
+const stages = tinyStagesForFile('webswarm-worker-replica-');
 
 describe('the worker replica reports refused frames in batches', () => {
   it('10 000 junk messages and 100 frames of a session it does not hold: a few events, every refusal counted by its code', async () => {
+    const { manifest, ort } = stages();
     const events: ReplicaEvent[] = [];
-    const sessions = new CachingExecutor(manifest, stages.ort);
+    const sessions = new CachingExecutor(manifest, ort);
     const replica = new WorkerReplica(
       (e) => events.push(e),
       () => ({ manifest, sessions }),

@@ -144,3 +144,17 @@ export async function selectedPair(pc: RTCPeerConnection): Promise<SelectedPair 
     relayProtocol: text(local, 'relayProtocol'),
   };
 }
+
+/** Data-channel messages sent and received on a connection, over all its channels (getStats' data-channel records). */
+export async function channelMessages(pc: RTCPeerConnection): Promise<{ sent: number; received: number }> {
+  const stats = await pc.getStats();
+  let sent = 0;
+  let received = 0;
+  for (const r of stats.values() as Iterable<unknown>) {
+    if (text(r, 'type') !== 'data-channel') continue;
+    const { messagesSent, messagesReceived } = r as { messagesSent?: unknown; messagesReceived?: unknown };
+    if (typeof messagesSent === 'number') sent += messagesSent;
+    if (typeof messagesReceived === 'number') received += messagesReceived;
+  }
+  return { sent, received };
+}

@@ -3,7 +3,7 @@ import SimplePeer from 'simple-peer/simplepeer.min.js';
 import { notBinary } from '../../shared/protocol/frames.js';
 import type { IceConfig } from '../../shared/protocol/messages.js';
 import type { DelayLine } from '../../shared/swarm/delay-line.js';
-import { ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
+import { channelMessages, ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
 
 export type { SelectedPair } from './ice-watch.js';
 
@@ -24,6 +24,8 @@ export interface PeerLike {
   describeIce?(): string;
   /** The candidate pair the open channel uses. */
   selectedPair?(): Promise<SelectedPair | null>;
+  /** Data-channel messages sent and received on this connection so far (for the redundancy bench's counts). */
+  channelMessages?(): Promise<{ sent: number; received: number }>;
   /**
    * A second, negotiated data channel on the same connection that both sides
    * make at once (FRAMES_CHANNEL_ID): what a side whose data path is in the
@@ -74,6 +76,7 @@ export const simplePeerFactory: PeerFactory = ({ initiator, ice }) => {
   return Object.assign(peer, {
     describeIce: () => watch.describe(),
     selectedPair: () => selectedPair(pc),
+    channelMessages: () => channelMessages(pc),
     channel: () => frames,
   });
 };
@@ -179,6 +182,13 @@ export class PeerMesh {
   async iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
     const open = [...this.peers].filter(([, e]) => e.pending === null && (e.moved || e.peer.connected));
     return Promise.all(open.map(async ([peer, e]) => ({ peer, pair: (await e.peer.selectedPair?.()) ?? null })));
+  }
+
+  /** Data-channel messages sent and received over every open connection (zero where the browser does not say). */
+  async channelMessages(): Promise<{ sent: number; received: number }> {
+    const open = [...this.peers.values()].filter((e) => e.pending === null && (e.moved || e.peer.connected));
+    const counts = await Promise.all(open.map(async (e) => (await e.peer.channelMessages?.()) ?? { sent: 0, received: 0 }));
+    return counts.reduce((a, c) => ({ sent: a.sent + c.sent, received: a.received + c.received }), { sent: 0, received: 0 });
   }
 
   /** Resolves when a data channel with `remote` is open (creating it when needed). */

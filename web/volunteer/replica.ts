@@ -31,7 +31,18 @@ function volunteerPeers(ids: readonly string[]): string[] {
   return ids.filter((id) => !isServerPeer(id));
 }
 
-export type ReplicaState = 'connecting' | 'waiting' | 'downloading' | 'loading' | 'ready' | 'paused' | 'left' | 'error' | 'evicted';
+export type ReplicaState =
+  | 'connecting'
+  | 'waiting'
+  | 'downloading'
+  | 'loading'
+  | 'ready'
+  | 'paused'
+  | 'left'
+  | 'error'
+  | 'evicted'
+  /** Refused with ERR_CAPACITY: no stage of the swarm's model fits what this device offers; it asks again now and then. */
+  | 'unfit';
 
 export interface ReplicaStatus {
   readonly state: ReplicaState;
@@ -77,6 +88,8 @@ const CLIENT_KEY = 'webswarm-client-key';
 /** Tries at loading a stage before the volunteer shows an error, and the wait after the first (doubling). */
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
+/** How long a tab that no stage fits (ERR_CAPACITY) waits before it asks the swarm again. */
+export const UNFIT_RETRY_MS = 60_000;
 
 /** A compute worker started ahead of its stage, and why its start failed, once it has. */
 interface PreparedCompute {
@@ -239,10 +252,14 @@ export class VolunteerReplica {
     socket.on('server:error', (e) => {
       this.update({ lastError: `${e.code}: ${e.message}` });
       if (e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED') this.update({ state: 'evicted' });
+      else if (e.code === 'ERR_CAPACITY') this.update({ state: 'unfit' });
     });
     socket.on('disconnect', (reason) => {
       this.setSessions((s) => s.clear());
       if (this.status.state === 'evicted' || this.status.state === 'paused' || this.status.state === 'left') return;
+      // No stage fits this device: asking again at once would be refused again. The swarm may grow or re-cut its
+      // model meanwhile, so it asks again after a while, and says what stops it until then.
+      if (this.status.state === 'unfit') return this.askAgainLater();
       this.update({ state: 'connecting' });
       // Socket.IO retries by itself after a lost connection, but not when the server ended
       // the session (a restart): then retry here, with back-off and jitter.
@@ -427,6 +444,7 @@ export class VolunteerReplica {
       digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
       logits: (m) => {
         if (this.path === null) trace?.mark(m.sessionId, m.step, 'sent');
+        trace?.mark(m.sessionId, m.step, 'logits');
         this.emit('step:logits', m);
       },
       failed: (m) => this.emit('step:failed', m),
@@ -521,6 +539,10 @@ export class VolunteerReplica {
     return this.mesh?.iceStats() ?? Promise.resolve([]);
   }
 
+  channelMessages(): Promise<{ sent: number; received: number }> {
+    return this.mesh?.channelMessages() ?? Promise.resolve({ sent: 0, received: 0 });
+  }
+
   private retries = 0;
 
   private reconnectLater(): void {
@@ -529,6 +551,13 @@ export class VolunteerReplica {
     setTimeout(() => {
       if (!this.socket.connected && this.status.state === 'connecting') this.socket.connect();
     }, delayMs);
+  }
+
+  private askAgainLater(): void {
+    const epoch = this.epoch;
+    setTimeout(() => {
+      if (epoch === this.epoch && this.status.state === 'unfit' && !this.socket.connected) this.socket.connect();
+    }, UNFIT_RETRY_MS);
   }
 
   /** crash: the tab goes away; disconnect: the network drops and comes back. */

@@ -16,7 +16,9 @@ export type TracePhase =
   | 'run-start'
   | 'run-end'
   /** The output leaves: frames to the next stage, or logits to the coordinator. */
-  | 'sent';
+  | 'sent'
+  /** The page hands a last stage's logits to its socket (on either data path). */
+  | 'logits';
 
 export interface TraceEntry {
   readonly session: number;

@@ -14,6 +14,8 @@ declare global {
     webswarmVolunteer?: ReplicaStatus;
     /** Each open data channel's selected candidate pair (local type relay = through TURN). */
     webswarmIceStats?: () => Promise<{ peer: string; pair: SelectedPair | null }[]>;
+    /** Data-channel messages this page sent and received so far (the redundancy bench counts them per token). */
+    webswarmChannelMessages?: () => Promise<{ sent: number; received: number }>;
     /** Stamps of each step's path (?trace=1 only): the bench's breakdown of a token's time. */
     webswarmTrace?: readonly TraceEntry[];
     /** What inbound frames hold on the page's thread now (main-thread path; null on the worker path, where the worker has its own). */
@@ -39,11 +41,18 @@ export interface VolunteerSettings {
   readonly dataPath?: DataPath;
 }
 
-/** The step counter is redrawn at most this often: a render per step is layout and paint per token, on the cores the swarm computes on. */
-const COUNTER_RENDER_MS = 250;
+/**
+ * The counters are redrawn at most this often: a render per step is layout, paint and a compositor frame per token
+ * in every tab, on the cores the swarm computes on (measured: bench/redundancy.ts), and a render per refused frame
+ * would let a peer sending junk spend this tab's CPU. Once a second is often enough for a person watching.
+ */
+const COUNTER_RENDER_MS = 1_000;
 
-/** The counters: steps computed, and frames refused (a flood of junk frames must not be a render per frame either). */
-const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected', 'framesRejectedBy']);
+/**
+ * Fields that only count on: their changes wait for the next redraw. The score is one: the coordinator sends it
+ * after every vote, one a step to each replica; so are the refusals by code (a flood of junk frames counts there too).
+ */
+const COUNTERS: ReadonlySet<keyof ReplicaStatus> = new Set(['stepsComputed', 'framesRejected', 'framesRejectedBy', 'score']);
 
 /** True when `b` differs from `a` in its counters alone. */
 function onlyCounterMoved(a: ReplicaStatus, b: ReplicaStatus): boolean {
@@ -117,6 +126,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
         window.webswarmHeld = () => r.held();
+        window.webswarmChannelMessages = () => r.channelMessages();
         if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
       .catch((e: unknown) => setFailure((e as Error).message));

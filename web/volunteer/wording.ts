@@ -77,6 +77,7 @@ const STATE_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   left: 'Left the swarm',
   error: 'Stopped by an error',
   evicted: 'Evicted',
+  unfit: 'This device cannot hold a part of this model',
 };
 
 /** The volunteer page's badge: "computing" only while a session runs on this tab. */
@@ -94,6 +95,7 @@ const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   left: 'Left the swarm',
   error: 'Stopped by an error',
   evicted: 'Evicted',
+  unfit: 'Too little memory for this model',
 };
 
 /** The widget frame's one-line state. */

@@ -1,0 +1,43 @@
+// A real stage set for tests that drive a ReplicaCore by hand: the tiny-gqa-bias
+// golden checkpoint in 3 stages, on this process's onnxruntime, built once per file.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import type { StageManifest } from '../../shared/model/manifest.js';
+import { goldenModelDir } from '../../testing/golden.js';
+import { ensureStages, loadStageSet } from '../models/model-folder.js';
+import { OrtExecutor } from '../reference/ort-executor.js';
+
+export interface TinyStages {
+  readonly manifest: StageManifest;
+  readonly ort: OrtExecutor;
+}
+
+/** Builds the stages before the file's tests and releases them after; the getter throws before they are built. */
+export function tinyStagesForFile(prefix: string): () => TinyStages {
+  let cache = '';
+  let stages: TinyStages | null = null;
+  beforeAll(async () => {
+    cache = mkdtempSync(join(tmpdir(), prefix));
+    const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: 3 }, cache);
+    const set = await loadStageSet(dir);
+    stages = { manifest: set.manifest, ort: await OrtExecutor.create(set.stageBytes) };
+  });
+  afterAll(async () => {
+    await stages?.ort.release();
+    rmSync(cache, { recursive: true, force: true });
+  });
+  return () => {
+    if (stages === null) throw new Error('the stages are built in beforeAll');
+    return stages;
+  };
+}
+
+/** Polls `check` every 5 ms until it holds, failing after `timeoutMs` with what was awaited. */
+export async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !check(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
