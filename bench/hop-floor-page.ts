@@ -99,6 +99,15 @@ function nextMessage(w, type) {
     w.onmessage = (e) => { if (e.data.type === type) { w.onmessage = prev; resolve(e.data); } };
   });
 }
+/** The offer (offer null) or the answer to it, with every candidate in it: loopback needs no trickling. */
+async function negotiate(pc, offer) {
+  if (offer === null) await pc.setLocalDescription(await pc.createOffer());
+  else {
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    await pc.setLocalDescription(await pc.createAnswer());
+  }
+  return gathered(pc);
+}
 async function gathered(pc) {
   if (pc.iceGatheringState !== 'complete')
     await new Promise((r) => { pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); }; });
@@ -127,13 +136,7 @@ window.hop = {
       this.dc = dc;
       this.opened = dc.readyState === 'open' ? Promise.resolve() : new Promise((r) => { dc.onopen = r; });
     }
-    if (offer === null) {
-      await pc.setLocalDescription(await pc.createOffer());
-      return gathered(pc);
-    }
-    await pc.setRemoteDescription({ type: 'offer', sdp: offer });
-    await pc.setLocalDescription(await pc.createAnswer());
-    return gathered(pc);
+    return negotiate(pc, offer);
   },
   /**
    * A ring of tabs, each a worker holding the channel from the previous tab
@@ -149,13 +152,7 @@ window.hop = {
     this.ringPcs[slot] = pc;
     this.ringOpen.push(nextMessage(w, 'open'));
     w.postMessage({ type: 'ring-dc', dc, slot }, [dc]);
-    if (offer === null) {
-      await pc.setLocalDescription(await pc.createOffer());
-      return gathered(pc);
-    }
-    await pc.setRemoteDescription({ type: 'offer', sdp: offer });
-    await pc.setLocalDescription(await pc.createAnswer());
-    return gathered(pc);
+    return negotiate(pc, offer);
   },
   async ringAccept(slot, answer) { await this.ringPcs[slot].setRemoteDescription({ type: 'answer', sdp: answer }); },
   async ringReady() { await Promise.all(this.ringOpen); },
