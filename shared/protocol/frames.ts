@@ -43,6 +43,11 @@ export type FrameRejection =
   /** A data-channel message that is not binary (a string): frames are bytes, so it is refused before it is read. */
   | 'ERR_FRAME_NOT_BINARY';
 
+/** A refusal's code: the first word of its reason ("ERR_FRAME_MAGIC …"), the key its count goes under. */
+export function rejectionCode(reason: string): string {
+  return reason.split(' ', 1)[0] ?? reason;
+}
+
 /** Why a data-channel message that is not an ArrayBuffer (a string: the channel carries text too) is refused, for the counters. */
 export function notBinary(data: unknown): string {
   const what = typeof data === 'string' ? `a string of ${data.length} characters` : `a ${typeof data}`;

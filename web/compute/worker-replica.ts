@@ -7,7 +7,7 @@
 // thread, off the critical path.
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SessionExecutor } from '../../shared/model/pipeline.js';
-import { notBinary } from '../../shared/protocol/frames.js';
+import { notBinary, rejectionCode } from '../../shared/protocol/frames.js';
 import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { faultBehaviour } from '../../shared/swarm/faults.js';
@@ -229,7 +229,7 @@ export class WorkerReplica {
 
   /** Counts a refused frame; the counts go to the main thread REJECTED_FLUSH_MS later, one event per code. */
   private reject(reason: string, count = 1): void {
-    const code = reason.split(' ', 1)[0] ?? reason;
+    const code = rejectionCode(reason);
     const r = this.refused.get(code);
     if (r === undefined) this.refused.set(code, { reason, count });
     else {

@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { freshFeeds, type TensorData } from '../../shared/model/pipeline.js';
+import { rejectionCode } from '../../shared/protocol/frames.js';
 import {
   type ClientToServerEvents,
   type IceConfig,
@@ -524,7 +525,7 @@ export class VolunteerReplica {
 
   /** Counts `count` refused frames under their reason's code (its first word). */
   private refused(reason: string, count = 1): void {
-    const code = reason.split(' ', 1)[0] ?? reason;
+    const code = rejectionCode(reason);
     const by = this.status.framesRejectedBy;
     this.update({ framesRejected: this.status.framesRejected + count, framesRejectedBy: { ...by, [code]: (by[code] ?? 0) + count } });
   }
