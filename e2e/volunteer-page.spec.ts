@@ -174,8 +174,8 @@ describe('the volunteer page', () => {
     const lastError = await page.evaluate(() => window.webswarmVolunteer?.lastError ?? '');
     expect(lastError).toMatch(/^ERR_CAPACITY: /);
     expect(await page.getByRole('status').textContent()).toContain('ERR_CAPACITY');
-    // Refused, it does not knock again at once (it would be refused again): one handshake in the next 4 s,
-    // where the back-off after a lost connection would have made three or four.
+    // Refused, it does not knock again at once (it would be refused again): one connection in the next 4 s,
+    // where the back-off after a lost connection (0.25–0.5 s at first, doubling) would have asked again.
     await new Promise((r) => setTimeout(r, 4_000));
     expect(handshakes).toHaveLength(1);
     expect(await state(page)).toBe('unfit');
