@@ -221,6 +221,7 @@ export class Coordinator {
     const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
     for (const session of this.s.sessions.values()) session.abort(e);
     for (const m of this.s.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
+    this.roster.flushScores();
     this.repartition.stop();
   }
 

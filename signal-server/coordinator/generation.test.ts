@@ -20,6 +20,7 @@ import {
   runInProcess,
   type Wire,
 } from '../testing/in-process-swarm.js';
+import { SCORE_EVERY_MS } from './roster.js';
 
 const STAGES = 3;
 const R = 3;
@@ -143,6 +144,19 @@ describe('a generation through replicas', () => {
     expect(r.audit.get('s1r2')).toEqual({ agreed: TOKENS, disagreed: 0 });
   });
 
+  it('tells an agreeing volunteer its score at most once a second, and the newest before the server goes', async () => {
+    const r = await runSwarm();
+    expect(r.tokens).toEqual(expected);
+    // Before: one score a vote, TOKENS of them. Now the first at once, then one a SCORE_EVERY_MS, and the one
+    // held back when the swarm shuts down (runInProcess's end).
+    const most = 2 + Math.ceil(r.totalMs / SCORE_EVERY_MS);
+    expect(most).toBeLessThan(TOKENS);
+    for (const id of ['s0r0', 's1r2', 's2r1']) {
+      expect(r.scoreMessages.get(id)).toBeLessThanOrEqual(most);
+      expect(r.scores.get(id)).toEqual({ agreed: TOKENS, disagreed: 0 });
+    }
+  });
+
   it.each([0, 1, 2])('one noisy replica in stage %i is outvoted and shows in the audit', async (stage) => {
     const liar = `s${stage}r1`;
     const r = await runSwarm({ [liar]: fault('noise', stage + 1) });
@@ -150,6 +164,8 @@ describe('a generation through replicas', () => {
     expect(r.tokens).toEqual(expected);
     // It was told its score: disagreements only, until the coordinator evicted it and a spare took its place.
     expect(r.scores.get(liar)?.disagreed).toBeGreaterThan(0);
+    // A disagreement goes out at once, never held back: one score per disagreement counted.
+    expect(r.scoreMessages.get(liar)).toBe(r.scores.get(liar)?.disagreed);
     expect(r.scores.get(liar)?.agreed).toBe(0);
     expect(r.evicted.get(liar)).toBe('ERR_EVICTED');
     expect(r.replacements.map((x) => [x.left, x.joined])).toEqual([[liar, `s${stage}spare`]]);

@@ -9,10 +9,17 @@ import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { cannotHold } from './placement.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
-import { assignment, established, refuse, type SwarmState } from './swarm-state.js';
+import { assignment, established, type Member, refuse, type SwarmState } from './swarm-state.js';
 
 /** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
 export const MAX_VOLUNTEERS_PER_ADDRESS = 16;
+
+/**
+ * A volunteer's score goes out at most once a this many ms while it agrees (the newest counts, trailing); a
+ * disagreement goes out at once. Every vote used to send one to every replica of the route: r × stages socket
+ * messages a token, each waking the tab's renderer for a number it redraws once a second (bench/redundancy.ts).
+ */
+export const SCORE_EVERY_MS = 1000;
 
 /** What the roster needs of the coordinator's other parts. */
 export interface RosterHooks {
@@ -63,7 +70,18 @@ export class Roster {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
-    this.s.members.set(id, { id, link, keys, fault: m.fault, remote: false, proven: false, vouched: false, challenge: null, noShows: 0 });
+    this.s.members.set(id, {
+      id,
+      link,
+      keys,
+      fault: m.fault,
+      remote: false,
+      proven: false,
+      vouched: false,
+      challenge: null,
+      noShows: 0,
+      score: { sentAt: -Infinity, timer: null, held: null },
+    });
     const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
     const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
     if (stage === null) {
@@ -85,6 +103,7 @@ export class Roster {
     const member = this.s.members.get(id);
     if (member === undefined) return;
     if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
+    if (member.score.timer !== null) clearTimeout(member.score.timer);
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
@@ -136,9 +155,35 @@ export class Roster {
       return;
     }
     this.s.cluster?.recorded(id, counts);
-    member.link.send('volunteer:score', { ...counts, reputation: reputation(counts) });
+    this.sendScore(member, counts, !agreed);
     if (shouldEvict(counts))
       this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
+  }
+
+  /** Sends every score still held back: the server is going away. */
+  flushScores(): void {
+    for (const m of this.s.members.values()) if (m.score.timer !== null) this.sendScore(m, null, true);
+  }
+
+  /**
+   * Sends `counts` (null: the one held back) now if a disagreement (`urgent`) or none went out for
+   * `SCORE_EVERY_MS`; else holds it back until then, the newest replacing an older one.
+   */
+  private sendScore(member: Member, counts: AuditCounts | null, urgent: boolean): void {
+    const score = member.score;
+    if (counts !== null) score.held = counts;
+    if (score.timer !== null) clearTimeout(score.timer);
+    score.timer = null;
+    const wait = score.sentAt + SCORE_EVERY_MS - Date.now();
+    if (!urgent && wait > 0) {
+      score.timer = setTimeout(() => this.sendScore(member, null, true), wait);
+      score.timer.unref?.();
+      return;
+    }
+    if (score.held === null) return;
+    member.link.send('volunteer:score', { ...score.held, reputation: reputation(score.held) });
+    score.sentAt = Date.now();
+    score.held = null;
   }
 
   /** Every volunteer with its stage, backend, state and audit counts. */
@@ -179,6 +224,7 @@ export class Roster {
         vouched: v.proven,
         challenge: null,
         noShows: 0,
+        score: { sentAt: -Infinity, timer: null, held: null },
       });
     } else member.proven = v.proven;
     this.s.registry.mirror({ ...v, remote: true });

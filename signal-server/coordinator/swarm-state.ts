@@ -1,6 +1,6 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer, type StageAssignment } from '../../shared/protocol/messages.js';
-import type { Audit } from './audit.js';
+import type { Audit, AuditCounts } from './audit.js';
 import type { ChallengeOracle } from './challenge.js';
 import type { ClusterSeam, CoordinatorOptions, ServedModelInfo, VolunteerLink } from './coordinator-types.js';
 import type { ServerReplicas } from './fallback.js';
@@ -38,6 +38,8 @@ export interface Member {
     readonly timer: ReturnType<typeof setTimeout> | null;
   } | null;
   noShows: number;
+  /** When its score was last sent, one held back and the timer that sends it (`Roster.judge`: at most one a `SCORE_EVERY_MS`). */
+  score: { sentAt: number; timer: ReturnType<typeof setTimeout> | null; held: AuditCounts | null };
 }
 
 /**

@@ -50,6 +50,8 @@ export interface InProcessResult {
   readonly audit: Audit;
   /** The last score each volunteer was told (it outlives an eviction, which forgets the audit). */
   readonly scores: ReadonlyMap<string, AuditCounts>;
+  /** How many scores each volunteer was sent. */
+  readonly scoreMessages: ReadonlyMap<string, number>;
   /** Volunteers the coordinator evicted, with the code it gave. */
   readonly evicted: ReadonlyMap<string, string>;
   readonly computedBy: Map<string, number>;
@@ -154,6 +156,7 @@ export async function runInProcess(
   const R = swarm.redundancy;
   const computedBy = new Map<string, number>();
   const scores = new Map<string, AuditCounts>();
+  const scoreMessages = new Map<string, number>();
   const evicted = new Map<string, string>();
   const gone = new Set<string>();
   /** Crashing replicas whose last step's reports go out, the leaving with the last of them. */
@@ -250,7 +253,10 @@ export async function runInProcess(
         if (core === undefined || !m.ok) return;
         void core.challenge(m.value).then((digest) => coordinator.proof(id, { challengeId: m.value.challengeId, digest }));
       },
-      'volunteer:score': (s) => scores.set(id, { agreed: s.agreed, disagreed: s.disagreed }),
+      'volunteer:score': (s) => {
+        scores.set(id, { agreed: s.agreed, disagreed: s.disagreed });
+        scoreMessages.set(id, (scoreMessages.get(id) ?? 0) + 1);
+      },
       'server:error': (e) => {
         if (/^ERR_(EVICTED|EQUIVOCATION|CHALLENGE_FAILED)$/.test(e.code)) evicted.set(id, e.code);
       },
@@ -314,6 +320,7 @@ export async function runInProcess(
     serverStages,
     audit: coordinator.audit,
     scores,
+    scoreMessages,
     evicted,
     computedBy,
     replacements: session?.replacements ?? [],
