@@ -7,16 +7,22 @@
  * counts them, data-channel messages as the tabs' getStats count them).
  *
  *   node --import tsx bench/redundancy.ts (after npm run build)
- *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 48), BENCH_REPEATS (runs per setup, default 3)
+ *   BENCH_MODEL (default austen-2m; smollm-135m-shaped: the seeded random checkpoint of bench/distribution.ts),
+ *   BENCH_TOKENS (default 48), BENCH_REPEATS (runs per setup, default 3)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { PROCESS_KINDS } from './cpu.js';
+import { SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { type Measured, measure, referenceDecode, type SwarmBenchOptions } from './swarm.js';
 import { median, printTable } from './table.js';
+
+/** BENCH_MODEL's name for the SmolLM-135M-shaped checkpoint, a stage of which computes for ~8 ms a token. */
+const SMOLLM_SHAPED = 'smollm-135m-shaped';
 
 /** How long each swarm's CPU is measured while it serves nothing, after its run. */
 const IDLE_MS = 3_000;
@@ -108,8 +114,9 @@ export async function benchRedundancy(o: SwarmBenchOptions): Promise<RedundancyR
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
   await benchRedundancy({
-    modelDir: modelDir(process.env.BENCH_MODEL ?? DEFAULT_MODEL),
+    modelDir: model === SMOLLM_SHAPED ? ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED) : modelDir(model),
     stages: 3,
     tokens: Number(process.env.BENCH_TOKENS ?? 48),
     repeats: Number(process.env.BENCH_REPEATS ?? 3),

@@ -30,7 +30,8 @@
  *   against it in one run: austen-2m's token leg by leg, and the SmolLM-135M-shaped distribution cost), BENCH_HOP_ROUND_TRIPS
  *   (default 1000),
  *   BENCH_REDUNDANCY (default 1; 0 skips where r = 3's CPU goes: r = 1 vs r = 3 by process kind and messages per token,
- *   bench/redundancy.ts)
+ *   bench/redundancy.ts; on austen-2m, then on the SmolLM-135M-shaped checkpoint, where a stage's compute outweighs its
+ *   messages, 2 runs × 16 tokens per setup: BENCH_REDUNDANCY_SMOLLM=0 skips that one)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -161,6 +162,10 @@ async function main(): Promise<void> {
     if (process.env.BENCH_SWARM !== '0') await benchSwarm({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_REDUNDANCY !== '0')
       await benchRedundancy({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 48), repeats: Math.min(repeats, 3) });
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_REDUNDANCY !== '0' && process.env.BENCH_REDUNDANCY_SMOLLM !== '0') {
+      const dir = ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED);
+      await benchRedundancy({ modelDir: dir, stages: 3, tokens: 16, repeats: 2 });
+    }
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DATAPATH !== '0')
       await benchDataPath({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DISTRIBUTION !== '0') {
