@@ -243,10 +243,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
         );
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
+  // The first stage set's challenge runner (made on first use), given back when the server closes.
+  const firstOracle = firstModel === undefined ? null : lazyOracle(firstModel.dir);
   // Joiners are placed on a stage they can hold (memory, largest buffer): the served stages' sizes.
   const sizes = firstModel === undefined ? undefined : servedSizes(firstModel);
   const coordinator =
-    first === undefined || firstModel === undefined || tokens === null
+    first === undefined || firstModel === undefined || firstOracle === null || tokens === null
       ? null
       : new Coordinator(
           {
@@ -262,7 +264,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             allowFaults: opts.allowFaults ?? false,
             routeWaitMs: opts.routeWaitMs ?? 30_000,
             timeouts: { joinMs: opts.joinTimeoutMs ?? 30_000, stepMs: opts.stepTimeoutMs ?? 30_000 },
-            oracle: lazyOracle(firstModel.dir),
+            oracle: firstOracle,
             statusChanged: () => statusFeed.changed(),
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
@@ -390,6 +392,9 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
         server.closeAllConnections();
         server.close(() => resolve());
       });
+      // The runners' onnxruntime sessions live in this process's WASM heap: another server started here (tests,
+      // benchmarks) would otherwise run out of it (std::bad_alloc) after a few.
+      await Promise.all([firstOracle?.release?.(), builder?.release?.(), coordinator?.release()]);
     },
   };
 }

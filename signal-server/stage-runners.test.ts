@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureStages } from './models/model-folder.js';
+import { OrtExecutor } from './reference/ort-executor.js';
 import { KEPT_PARTITIONS, partitionBuilder } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
@@ -100,6 +101,34 @@ describe('stage cache eviction', () => {
       // A cut built again after its removal was built anew, complete.
       expect(again).not.toBe(two);
       expect(existsSync(join(dirname(served.dir), again.key, 'manifest.json'))).toBe(true);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("gives an evicted cut's oracle runner back (its onnxruntime sessions), refuses its challenges by name, and the rest on release", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-release-'));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const builder = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {});
+      if (builder === null) throw new Error('no builder');
+      const cut = (...ends: number[]) => ends.map((end, i) => ({ start: i === 0 ? 0 : (ends[i - 1] as number), end }));
+      const before = OrtExecutor.liveSessions;
+      const two = await builder.build(cut(2, 3));
+      builder.switched?.(two);
+      await two.oracle.make(0);
+      expect(OrtExecutor.liveSessions).toBe(before + 2); // one session per stage of the cut
+      await builder.build(cut(3));
+      const other = await builder.build(cut(1, 3));
+      await builder.build(cut(1, 2, 3));
+      await other.oracle.make(1);
+      expect(OrtExecutor.liveSessions).toBe(before + 4);
+      // Served no more and not among the kept: evicted, and its runner released (before: held until the process ended).
+      builder.switched?.(other);
+      await expect.poll(() => OrtExecutor.liveSessions).toBe(before + 2);
+      await expect(two.oracle.make(0)).rejects.toThrow(/released/);
+      await builder.release?.();
+      expect(OrtExecutor.liveSessions).toBe(before);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -17,10 +17,20 @@ import { OrtExecutor } from './reference/ort-executor.js';
 /** The server's runner of a stage set, computing the challenge steps whose answers volunteers must match. */
 export function lazyOracle(dir: string): ChallengeOracle {
   let oracle: Promise<ReferenceOracle> | null = null;
+  let released = false;
   return {
     make: (stage, wanted) => {
+      if (released) return Promise.reject(new Error(`the runner of ${dir} was released: no challenge for stage ${stage}`));
       oracle ??= loadStageSet(dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
       return oracle.then((o) => o.make(stage, wanted));
+    },
+    release: async () => {
+      released = true;
+      // One still loading is released once it is made.
+      await oracle?.then(
+        (o) => o.release(),
+        () => {},
+      );
     },
   };
 }
@@ -85,6 +95,8 @@ export function partitionBuilder(
     dirOf.delete(p);
     unserve(p.baseUrl);
     rmSync(dir, { recursive: true, force: true });
+    // Its oracle held the whole model in this process's WASM heap: a server that re-partitions for days would fill it.
+    void p.oracle.release?.();
   };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
     const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
@@ -119,6 +131,10 @@ export function partitionBuilder(
       current = p;
       // The one served before may have left the latest kept while it served.
       if (before !== null && before !== p) evict(before);
+    },
+    async release(): Promise<void> {
+      const kept = await Promise.all([...built.values()].map((p) => p.catch(() => null)));
+      await Promise.all([...kept, current].map((p) => p?.oracle.release?.()));
     },
   };
 }

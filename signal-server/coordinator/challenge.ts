@@ -27,6 +27,8 @@ export interface Challenge {
 export interface ChallengeOracle {
   /** A challenge for `stage`; `wanted` is asked when its turn comes, so that nothing is computed for a volunteer gone meanwhile. */
   make(stage: number, wanted?: () => boolean): Promise<Challenge>;
+  /** Gives back what its runner holds (the server closes, or its partition was evicted); a later `make` fails. */
+  release?(): Promise<void>;
 }
 
 /** The volunteer a challenge was for left before its turn: nothing was computed. */
@@ -37,19 +39,32 @@ export class ReferenceOracle implements ChallengeOracle {
   /** One run at a time: a runtime session is not re-entrant. */
   private queue: Promise<unknown> = Promise.resolve();
 
+  private released = false;
+
   constructor(
     private readonly manifest: StageManifest,
-    private readonly executor: StageExecutor,
+    private readonly executor: StageExecutor & { release?(): Promise<void> },
     private readonly random: () => number = Math.random,
   ) {}
 
   make(stage: number, wanted: () => boolean = () => true): Promise<Challenge> {
     const run = this.queue.then(() => {
+      if (this.released) throw new Error(`the runner of these stages was released: no challenge for stage ${stage}`);
       if (!wanted()) throw new ChallengeMoot(`the challenge for stage ${stage} is no longer wanted`);
       return this.compute(stage);
     });
     this.queue = run.catch(() => {});
     return run;
+  }
+
+  /** Releases the runner once the challenges queued before have run. */
+  release(): Promise<void> {
+    const done = this.queue.then(async () => {
+      this.released = true;
+      await this.executor.release?.();
+    });
+    this.queue = done.catch(() => {});
+    return done;
   }
 
   private async compute(stage: number): Promise<Challenge> {

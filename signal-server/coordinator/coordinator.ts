@@ -225,6 +225,15 @@ export class Coordinator {
     this.repartition.stop();
   }
 
+  /**
+   * After `shutdown`: gives back what the server's runners hold (the challenge
+   * oracle's and the fallback's onnxruntime sessions), which live in this
+   * process's one WASM heap and outlive the coordinator otherwise.
+   */
+  async release(): Promise<void> {
+    await Promise.all([this.s.oracle.release?.(), this.s.fallback?.close()]);
+  }
+
   /** Adds an observer of tokens and generations (metrics, the dashboard). */
   observe(o: SwarmObserver): void {
     this.s.observers.push(o);

@@ -174,6 +174,12 @@ export class ServerReplicas {
     return this;
   }
 
+  /** The server is going away: its runner, and the one it was still handing over from, are released. */
+  async close(): Promise<void> {
+    this.retired = true;
+    await Promise.all([this.executor.close(), this.previous?.close()]);
+  }
+
   /** The runner its stages run on (made on first use). */
   get runner(): SerialExecutor {
     return this.executor;

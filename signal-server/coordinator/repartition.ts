@@ -32,6 +32,8 @@ export interface PartitionBuilder {
   build(ranges: readonly LayerRange[]): Promise<ServedPartition>;
   /** The coordinator serves this partition from now (the builder keeps its files while it does). */
   switched?(p: ServedPartition): void;
+  /** The server is going away: every partition's oracle gives its runner back. */
+  release?(): Promise<void>;
 }
 
 /**

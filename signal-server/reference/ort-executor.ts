@@ -18,6 +18,14 @@ const Tensor = ort.Tensor as unknown as RuntimeTensorClass<ort.Tensor>;
 
 /** Runs stage graphs with onnxruntime-web's WASM backend in this process. */
 export class OrtExecutor implements StageExecutor {
+  /**
+   * Sessions created in this process and not released: each holds its stage's
+   * weights in the one WASM heap (at most 4 GiB) that every session of the
+   * process shares, which no garbage collection gives back.
+   */
+  static liveSessions = 0;
+  private released = false;
+
   private constructor(private readonly sessions: ort.InferenceSession[]) {}
 
   /** One session per stage, created one at a time. `threads` = 1 keeps results and timing steady. */
@@ -27,6 +35,7 @@ export class OrtExecutor implements StageExecutor {
     for (const bytes of stageBytes) {
       // A volunteer's WASM options (nothing is left on a device).
       sessions.push(await ort.InferenceSession.create(bytes, stageSessionOptions('wasm', { outputs: [] })));
+      OrtExecutor.liveSessions += 1;
     }
     return new OrtExecutor(sessions);
   }
@@ -42,7 +51,13 @@ export class OrtExecutor implements StageExecutor {
     return result;
   }
 
+  /** Gives the sessions' memory back; once only (a second call does nothing). */
   async release(): Promise<void> {
-    for (const s of this.sessions) await s.release();
+    if (this.released) return;
+    this.released = true;
+    for (const s of this.sessions) {
+      await s.release();
+      OrtExecutor.liveSessions -= 1;
+    }
   }
 }
