@@ -130,6 +130,8 @@ let net: FakeNet;
 let meshes: Map<string, PeerMesh>;
 let received: Map<string, string[]>;
 let closed: string[];
+/** The relay refuses everything (as the server does between peers no live session links). */
+let unlinked = false;
 /** What each mesh refused, as `id:CODE`. */
 let refused: string[];
 
@@ -137,7 +139,7 @@ let refused: string[];
 function mesh(id: string, ice?: IceConfig, handoff?: ChannelHandoff): PeerMesh {
   const m = new PeerMesh(
     id,
-    (to, data) => queueMicrotask(() => meshes.get(to)?.signal(id, data)),
+    (to, data) => queueMicrotask(() => (unlinked ? undefined : meshes.get(to)?.signal(id, data))),
     (from, bytes) => received.set(id, [...(received.get(id) ?? []), `${from}:${new TextDecoder().decode(bytes)}`]),
     {
       createPeer: ({ initiator, ice }) => net.create(initiator, ice, id),
@@ -161,6 +163,7 @@ beforeEach(() => {
   received = new Map();
   closed = [];
   refused = [];
+  unlinked = false;
 });
 
 afterEach(() => {
@@ -509,5 +512,26 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
     a.send('b', [msg('still')]);
     await flush();
     expect(received.get('b')).toEqual(['a:still']);
+  });
+
+  it('an offer the relay refused (made after the session ended) is made again when the next session needs the peer', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    // The server has ended the session and unlinked the two; the tabs do not know yet, and the connection closes.
+    unlinked = true;
+    for (const p of net.peers) if (p.owner === 'b') p.destroy();
+    await flush();
+    a.endSession(1);
+    b.endSession(1);
+    expect(a.linked).toEqual(['b']); // a's offer went nowhere: opening, for ever
+    unlinked = false;
+    a.need(2, ['b']);
+    b.need(2, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]); // within the fake clock's 0 ms: no connect timeout
+    a.send('b', [msg('next')]);
+    await flush();
+    expect(received.get('b')).toEqual(['a:next']);
   });
 });

@@ -304,11 +304,28 @@ export class PeerMesh {
   /** A session's neighbours now (at session:open and at each session:update). */
   need(sessionId: number, peers: readonly string[]): void {
     const before = this.needs.get(sessionId);
+    const fresh = peers.filter((p) => !this.needed(p));
     this.needs.delete(sessionId); // re-inserted last: the map's order is the order of use
     this.needs.set(sessionId, new Set(peers));
     if (this.needs.size > MAX_SESSIONS) this.endSession(this.needs.keys().next().value as number);
     for (const p of peers) this.keep(p);
+    for (const p of fresh) this.restartStale(p);
     for (const p of before ?? []) if (!this.needed(p)) this.linger(p);
+  }
+
+  /**
+   * A connection this side offered that is still opening when a session comes
+   * to need the peer again: the offer went out while no session linked the two
+   * (a reopen after the last one ended), the server refused to relay it
+   * (ERR_NOT_LINKED), and no answer will come. Started over now that the
+   * server relays again; otherwise the session would wait CONNECT_TIMEOUT_MS
+   * for it, and not join.
+   */
+  private restartStale(remote: string): void {
+    const e = this.peers.get(remote);
+    if (e === undefined || !e.initiator || e.pending === null) return;
+    this.drop(remote, e);
+    this.open(remote, e.pending);
   }
 
   /** The session ended: channels no other live session needs close after `lingerMs`. */
