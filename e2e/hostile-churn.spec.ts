@@ -86,6 +86,21 @@ function view(): Promise<HonestView[]> {
 
 let expected: number[] = [];
 
+type Held = { assemblingBytes: number; strayBytes: number; openVotes: number } | null;
+/** austen-2m's largest frame: hidden size 160 × 512 positions × 4 bytes. */
+const MAX_FRAME_BYTES = 160 * 512 * 4;
+
+/** What a tab's inbound frames hold now, read where its data path runs (the page, or its compute worker: which must answer). */
+async function held(index: number): Promise<Held> {
+  const page = rig.e.swarm.pages[index] as Page;
+  if (pathOf(index) === 'main') return page.evaluate(() => window.webswarmHeld?.() ?? null);
+  for (const w of page.workers()) {
+    const h = await w.evaluate(() => (self as unknown as { webswarmHeld?: () => Held }).webswarmHeld?.() ?? null).catch(() => null);
+    if (h !== null) return h;
+  }
+  return null;
+}
+
 /** Runs `attack` in the hostile tab during a generation, then checks everything the honest tabs must keep. */
 async function underAttack(name: string, attack: () => Promise<ChurnCounts | undefined>): Promise<void> {
   const before = await view();
@@ -126,6 +141,12 @@ async function underAttack(name: string, attack: () => Promise<ChurnCounts | und
     expect(s?.signals, `tab ${a.index} signalling`).toBeLessThanOrEqual(SIGNALS_PER_S * seconds);
     // One connection at most to each of the three tabs of the other stage: none left behind by the churn.
     expect(s?.linked, `tab ${a.index} peers`).toBeLessThanOrEqual(3);
+    // Inbound frames held stay within the budgets of its three senders (none piles up with each new connection).
+    const h = await held(a.index);
+    expect(h, `tab ${a.index} held`).not.toBeNull();
+    expect(h?.assemblingBytes).toBeLessThanOrEqual(3 * 2 * MAX_FRAME_BYTES);
+    expect(h?.strayBytes).toBeLessThanOrEqual(16 * MAX_FRAME_BYTES);
+    expect(h?.openVotes).toBeLessThanOrEqual(65);
   }
 }
 
