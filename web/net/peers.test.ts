@@ -130,17 +130,22 @@ let net: FakeNet;
 let meshes: Map<string, PeerMesh>;
 let received: Map<string, string[]>;
 let closed: string[];
+/** The relay refuses everything (as the server does between peers no live session links). */
+let unlinked = false;
+/** What each mesh refused, as `id:CODE`. */
+let refused: string[];
 
 /** A volunteer's mesh; signals go to the named volunteer's mesh asynchronously, as through the coordinator. */
 function mesh(id: string, ice?: IceConfig, handoff?: ChannelHandoff): PeerMesh {
   const m = new PeerMesh(
     id,
-    (to, data) => queueMicrotask(() => meshes.get(to)?.signal(id, data)),
+    (to, data) => queueMicrotask(() => (unlinked ? undefined : meshes.get(to)?.signal(id, data))),
     (from, bytes) => received.set(id, [...(received.get(id) ?? []), `${from}:${new TextDecoder().decode(bytes)}`]),
     {
       createPeer: ({ initiator, ice }) => net.create(initiator, ice, id),
       lingerMs: LINGER_MS,
       onClose: (remote) => closed.push(`${id}-${remote}`),
+      rejected: (_from, reason) => refused.push(`${id}:${reason.split(' ', 1)[0]}`),
       ...(ice === undefined ? {} : { ice }),
       ...(handoff === undefined ? {} : { handoff }),
     },
@@ -157,6 +162,8 @@ beforeEach(() => {
   meshes = new Map();
   received = new Map();
   closed = [];
+  refused = [];
+  unlinked = false;
 });
 
 afterEach(() => {
@@ -444,5 +451,87 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
     // A report for a peer with no handed-off connection changes nothing.
     a.lost('nobody');
     expect(log.dropped).toEqual(['b']);
+  });
+
+  it('a neighbour that keeps closing the connection: 4 connections at once, then one each 2 s (ERR_PEER_CHURN), and the channel comes back', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    // b's side closes each new connection as soon as it opens, 20 times in a row without a pause.
+    for (let i = 0; i < 20; i++) {
+      for (const p of net.peers) if (p.owner === 'b' && p.connected) p.destroy();
+      await flush();
+    }
+    const made = (owner: string) => net.peers.filter((p) => p.owner === owner).length;
+    expect([made('a'), made('b')]).toEqual([4, 4]);
+    expect(refused.sort()).toEqual(['a:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN']);
+    expect(a.counts).toMatchObject({ linked: 0, opened: 4, deferred: 1 });
+    a.send('b', [msg('held')]); // while the connection waits: held for it
+    await vi.advanceTimersByTimeAsync(2_001);
+    expect([made('a'), made('b')]).toEqual([5, 5]);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    await flush();
+    expect(received.get('b')).toEqual(['a:held']);
+    expect(a.counts).toMatchObject({ linked: 1, opened: 5, deferred: 0 });
+  });
+
+  it('offers flooding in from a neighbour: 4 connections made, the newest offer kept for the next (the older ones counted), then one each 2 s', async () => {
+    const b = mesh('b');
+    b.need(1, ['a']);
+    // A stranger's initiator peers, whose offers b answers: one each time, as a hostile tab would send them.
+    const offers = Array.from({ length: 100 }, () => net.create(true, LOCAL_ICE_CONFIG, 'a'));
+    for (const o of offers) b.signal('a', { type: 'offer', peer: o.id } satisfies Sdp);
+    await flush();
+    const made = () => net.peers.filter((p) => p.owner === 'b').length;
+    expect(made()).toBe(4);
+    // Each offer replaced the connection before it could answer: none answered yet.
+    expect(b.counts).toMatchObject({ opened: 4, signalsSent: 0, deferred: 1 });
+    // One refusal when the fifth waits, then one for each offer replaced by a newer one.
+    expect(refused).toHaveLength(1 + 95);
+    await vi.advanceTimersByTimeAsync(2_001);
+    expect(made()).toBe(5);
+    expect(b.counts).toMatchObject({ opened: 5, signalsSent: 1, deferred: 0 });
+    // The connection made answers the newest offer.
+    expect(net.peers.at(-1)?.partner).toBe(offers.at(-1));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(made()).toBe(5);
+  });
+
+  it('an offer from the side that never starts the connection is refused (ERR_PEER_CHURN), not answered', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    const before = a.counts;
+    const stranger = net.create(true, LOCAL_ICE_CONFIG, 'b');
+    for (let i = 0; i < 50; i++) a.signal('b', { type: 'offer', peer: stranger.id } satisfies Sdp);
+    await flush();
+    expect(a.counts).toEqual(before);
+    expect(refused).toEqual(Array.from({ length: 50 }, () => 'a:ERR_PEER_CHURN'));
+    a.send('b', [msg('still')]);
+    await flush();
+    expect(received.get('b')).toEqual(['a:still']);
+  });
+
+  it('an offer the relay refused (made after the session ended) is made again when the next session needs the peer', async () => {
+    const [a, b] = [mesh('a'), mesh('b')];
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    // The server has ended the session and unlinked the two; the tabs do not know yet, and the connection closes.
+    unlinked = true;
+    for (const p of net.peers) if (p.owner === 'b') p.destroy();
+    await flush();
+    a.endSession(1);
+    b.endSession(1);
+    expect(a.linked).toEqual(['b']); // a's offer went nowhere: opening, for ever
+    unlinked = false;
+    a.need(2, ['b']);
+    b.need(2, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]); // within the fake clock's 0 ms: no connect timeout
+    a.send('b', [msg('next')]);
+    await flush();
+    expect(received.get('b')).toEqual(['a:next']);
   });
 });

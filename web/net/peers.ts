@@ -3,6 +3,7 @@ import SimplePeer from 'simple-peer/simplepeer.min.js';
 import { notBinary } from '../../shared/protocol/frames.js';
 import type { IceConfig } from '../../shared/protocol/messages.js';
 import type { DelayLine } from '../../shared/swarm/delay-line.js';
+import { ChurnGuard, type ChurnGuardOptions, ERR_PEER_CHURN, PEER_CHURN_LIMIT } from './churn-guard.js';
 import { channelMessages, ERR_ICE_NO_CANDIDATES, IceWatch, type SelectedPair, selectedPair } from './ice-watch.js';
 
 export type { SelectedPair } from './ice-watch.js';
@@ -93,8 +94,22 @@ export interface PeerMeshOptions {
   readonly delay?: DelayLine;
   /** Open channels are handed to it (the data path in the compute worker); none: they stay here. */
   readonly handoff?: ChannelHandoff;
-  /** A message on a frames channel read here was refused before it reached `onData` (a string): for the counters. */
+  /**
+   * A message on a frames channel read here was refused before it reached
+   * `onData` (a string), or a new connection to a peer waits (ERR_PEER_CHURN): for the counters.
+   */
   readonly rejected?: (from: string, reason: string) => void;
+  /** How often a new connection to one peer may be made (default PEER_CHURN_LIMIT). */
+  readonly churn?: ChurnGuardOptions;
+}
+
+/** A new connection to a peer that waits for the churn guard: what is to go on it once it is made. */
+interface Deferred {
+  readonly timer: ReturnType<typeof setTimeout>;
+  /** Messages sent to the peer meanwhile, in order (at most MAX_PENDING). */
+  held: Uint8Array[];
+  /** The remote's signalling since its latest offer (at most MAX_HELD_SIGNALS): fed to the connection once made. */
+  signals: unknown[];
 }
 
 interface PeerEntry {
@@ -124,6 +139,8 @@ const DEFAULT_LINGER_MS = 30_000;
 const MAX_SESSIONS = 64;
 /** Times a needed channel that closed is opened again before its waiters are told. */
 const MAX_REOPENS = 3;
+/** Signalling messages held for a connection that waits (an offer and its candidates; more are dropped). */
+const MAX_HELD_SIGNALS = 32;
 /** Peers whose last failure is remembered (to name it when a later try times out). */
 const MAX_FAILURES_KEPT = 64;
 
@@ -157,6 +174,12 @@ export class PeerMesh {
   private readonly handoff: ChannelHandoff | null;
   private readonly rejected: (from: string, reason: string) => void;
   private closed = false;
+  /** Connections made and signalling messages sent so far, over this mesh's life (read-only counters for tests). */
+  private opened = 0;
+  private signalsSent = 0;
+  private readonly churn: ChurnGuard;
+  /** New connections that wait for the churn guard, by peer. */
+  private readonly deferred = new Map<string, Deferred>();
 
   constructor(
     private readonly myId: string,
@@ -171,6 +194,7 @@ export class PeerMesh {
     this.delay = options.delay ?? null;
     this.handoff = options.handoff ?? null;
     this.rejected = options.rejected ?? (() => {});
+    this.churn = new ChurnGuard(options.churn ?? PEER_CHURN_LIMIT);
   }
 
   /** ICE servers and policy for the connections made from now on (open ones keep theirs). */
@@ -193,8 +217,8 @@ export class PeerMesh {
 
   /** Resolves when a data channel with `remote` is open (creating it when needed). */
   connect(remote: string): Promise<void> {
-    const e = this.entry(remote);
-    if (e.pending === null && (e.moved || e.peer.connected)) return Promise.resolve();
+    const e = this.open(remote);
+    if (e !== null && e.pending === null && (e.moved || e.peer.connected)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.set(
@@ -215,15 +239,26 @@ export class PeerMesh {
   /** A signalling message relayed from `from`. */
   signal(from: string, data: unknown): void {
     if (this.closed) return;
-    let e = this.entry(from);
-    if (isOffer(data) && !e.initiator) {
-      // A second offer: the remote closed its side and started over; this side's old connection is dead.
-      if (e.offered) {
-        this.drop(from, e);
-        e = this.entry(from);
-      }
-      e.offered = true;
+    // Of each pair the smaller id offers (simple-peer's other side asks the initiator to renegotiate, never offers):
+    // an offer from the other side is a stranger's, and answering it would spend this tab's signalling for it.
+    if (isOffer(data) && this.myId < from) {
+      this.rejected(from, `${ERR_PEER_CHURN} an offer from ${from}, which never starts a connection to this side`);
+      return;
     }
+    let e = this.peers.get(from) ?? null;
+    // A second offer: the remote closed its side and started over; this side's old connection is dead.
+    if (e !== null && isOffer(data) && !e.initiator && e.offered) {
+      this.drop(from, e);
+      e = null;
+    }
+    e ??= this.open(from);
+    if (e === null) {
+      // The new connection waits (the remote asked for too many too fast): its latest offer is kept for then.
+      const d = this.deferred.get(from);
+      if (d !== undefined) this.hold(from, d, data);
+      return;
+    }
+    if (isOffer(data) && !e.initiator) e.offered = true;
     e.peer.signal(data);
     // A channel a neighbour opens before this side's session:open arrives must not stay forever if none does.
     if (!this.needed(from)) this.linger(from);
@@ -244,6 +279,13 @@ export class PeerMesh {
 
   private sendNow(remote: string, messages: readonly Uint8Array[]): boolean {
     const e = this.peers.get(remote);
+    const d = this.deferred.get(remote);
+    if (e === undefined && d !== undefined) {
+      // The connection waits for the churn guard: held for it as for one that is opening.
+      if (d.held.length + messages.length > MAX_PENDING) return false;
+      d.held.push(...messages);
+      return true;
+    }
     if (e === undefined) return false; // not linked (connect() makes the entry when a session opens)
     if (e.moved) {
       this.handoff?.send(remote, messages);
@@ -262,11 +304,28 @@ export class PeerMesh {
   /** A session's neighbours now (at session:open and at each session:update). */
   need(sessionId: number, peers: readonly string[]): void {
     const before = this.needs.get(sessionId);
+    const fresh = peers.filter((p) => !this.needed(p));
     this.needs.delete(sessionId); // re-inserted last: the map's order is the order of use
     this.needs.set(sessionId, new Set(peers));
     if (this.needs.size > MAX_SESSIONS) this.endSession(this.needs.keys().next().value as number);
     for (const p of peers) this.keep(p);
+    for (const p of fresh) this.restartStale(p);
     for (const p of before ?? []) if (!this.needed(p)) this.linger(p);
+  }
+
+  /**
+   * A connection this side offered that is still opening when a session comes
+   * to need the peer again: the offer went out while no session linked the two
+   * (a reopen after the last one ended), the server refused to relay it
+   * (ERR_NOT_LINKED), and no answer will come. Started over now that the
+   * server relays again; otherwise the session would wait CONNECT_TIMEOUT_MS
+   * for it, and not join.
+   */
+  private restartStale(remote: string): void {
+    const e = this.peers.get(remote);
+    if (e === undefined || !e.initiator || e.pending === null) return;
+    this.drop(remote, e);
+    this.open(remote, e.pending);
   }
 
   /** The session ended: channels no other live session needs close after `lingerMs`. */
@@ -282,6 +341,9 @@ export class PeerMesh {
     const e = this.peers.get(remote);
     this.keep(remote);
     this.reopens.delete(remote);
+    const d = this.deferred.get(remote);
+    if (d !== undefined) clearTimeout(d.timer);
+    this.deferred.delete(remote);
     if (e === undefined) return false;
     this.drop(remote, e);
     this.settle(remote, new Error(`the channel to ${remote} was released`));
@@ -294,6 +356,11 @@ export class PeerMesh {
     if (e?.handed === true) e.peer.destroy();
   }
 
+  /** Peers with a connection (open or opening), connections made and signalling messages sent so far. */
+  get counts(): { linked: number; opened: number; signalsSent: number; deferred: number } {
+    return { linked: this.peers.size, opened: this.opened, signalsSent: this.signalsSent, deferred: this.deferred.size };
+  }
+
   /** Peers with a channel, open or opening. */
   get linked(): string[] {
     return [...this.peers.keys()];
@@ -301,7 +368,7 @@ export class PeerMesh {
 
   close(): void {
     this.closed = true;
-    for (const id of [...this.peers.keys()]) this.release(id);
+    for (const id of [...this.peers.keys(), ...this.deferred.keys()]) this.release(id);
     this.needs.clear();
   }
 
@@ -351,11 +418,44 @@ export class PeerMesh {
     }
   }
 
-  private entry(remote: string, held: Uint8Array[] = []): PeerEntry {
+  /**
+   * The connection to `remote`: the one there is, or a new one if the churn
+   * guard allows; otherwise null, and a new one is made once it does (if a
+   * session needs the peer, someone waits for it, or it offered one).
+   */
+  private open(remote: string, held: Uint8Array[] = []): PeerEntry | null {
     const known = this.peers.get(remote);
     if (known !== undefined) return known;
+    if (!this.deferred.has(remote) && this.churn.take(remote)) return this.entry(remote, held);
+    if (this.deferred.has(remote)) return null;
+    const waitMs = this.churn.waitMs(remote) + 1;
+    this.rejected(remote, `${ERR_PEER_CHURN} a new connection to ${remote} waits ${waitMs} ms: it closed or offered too many too fast`);
+    this.deferred.set(remote, { timer: setTimeout(() => this.retry(remote), waitMs), held, signals: [] });
+    return null;
+  }
+
+  private retry(remote: string): void {
+    const d = this.deferred.get(remote);
+    if (d === undefined) return;
+    this.deferred.delete(remote);
+    if (this.closed || !(this.needed(remote) || this.waiters.has(remote) || d.signals.length > 0)) return;
+    if (this.open(remote, d.held) === null) return; // waits again
+    for (const data of d.signals) this.signal(remote, data);
+  }
+
+  /** The remote's signalling while its connection waits: a new offer starts over (the older one is refused, and counted). */
+  private hold(remote: string, d: Deferred, data: unknown): void {
+    if (isOffer(data)) {
+      if (d.signals.length > 0)
+        this.rejected(remote, `${ERR_PEER_CHURN} an offer from ${remote} replaced by a newer one while its connection waits`);
+      d.signals = [data];
+    } else if (d.signals.length < MAX_HELD_SIGNALS) d.signals.push(data);
+  }
+
+  private entry(remote: string, held: Uint8Array[]): PeerEntry {
     const initiator = this.myId < remote;
     const peer = this.createPeer({ initiator, ice: this.ice });
+    this.opened += 1;
     const e: PeerEntry = { peer, initiator, pending: held, offered: false, handed: false, moved: false };
     this.peers.set(remote, e);
     const current = () => this.peers.get(remote) === e;
@@ -383,7 +483,9 @@ export class PeerMesh {
       this.settle(remote, null);
     });
     peer.on('signal', (data: unknown) => {
-      if (current()) this.sendSignal(remote, data);
+      if (!current()) return;
+      this.signalsSent += 1;
+      this.sendSignal(remote, data);
     });
     peer.on('data', (chunk: Uint8Array) => {
       // simple-peer hands over views into a shared pool: copy before keeping.
@@ -407,7 +509,7 @@ export class PeerMesh {
       const tries = this.reopens.get(remote) ?? 0;
       if (!this.closed && !futile && this.needed(remote) && tries < MAX_REOPENS) {
         this.reopens.set(remote, tries + 1);
-        this.entry(remote, e.pending ?? []);
+        this.open(remote, e.pending ?? []);
         return;
       }
       this.reopens.delete(remote);

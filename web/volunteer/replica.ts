@@ -535,6 +535,11 @@ export class VolunteerReplica {
     return this.core instanceof ReplicaCore ? this.core.held() : null;
   }
 
+  /** The mesh's counters: peers with a connection, connections made and signalling messages sent (for tests and diagnostics). */
+  links(): PeerMesh['counts'] | null {
+    return this.mesh?.counts ?? null;
+  }
+
   /** Each open data channel's selected candidate pair (relay = through TURN): for tests and diagnostics. */
   iceStats(): Promise<{ peer: string; pair: SelectedPair | null }[]> {
     return this.mesh?.iceStats() ?? Promise.resolve([]);

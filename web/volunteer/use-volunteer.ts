@@ -20,6 +20,8 @@ declare global {
     webswarmTrace?: readonly TraceEntry[];
     /** What inbound frames hold on the page's thread now (main-thread path; null on the worker path, where the worker has its own). */
     webswarmHeld?: () => ReturnType<VolunteerReplica['held']>;
+    /** The page's mesh: peers with a connection, connections made and signalling messages sent so far (null before the welcome). */
+    webswarmLinks?: () => ReturnType<VolunteerReplica['links']>;
   }
 }
 
@@ -126,6 +128,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
         window.webswarmHeld = () => r.held();
+        window.webswarmLinks = () => r.links();
         window.webswarmChannelMessages = () => r.channelMessages();
         if (autoPause && document.visibilityState === 'hidden') r.pause();
       })
