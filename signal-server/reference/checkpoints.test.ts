@@ -191,9 +191,10 @@ describe('a Qwen2.5-0.5B-shaped random checkpoint (hidden 896, 14/2 heads, MLP 4
             RELATIVE_BOUND,
           );
         }
-        expect(relDiff(outputs[2] as Float32Array, lastLogits(plain.logits, config.vocab_size)), 'layer 2 + norm + head: logits').toBeLessThan(
-          RELATIVE_BOUND,
-        );
+        expect(
+          relDiff(outputs[2] as Float32Array, lastLogits(plain.logits, config.vocab_size)),
+          'layer 2 + norm + head: logits',
+        ).toBeLessThan(RELATIVE_BOUND);
       } finally {
         await ort.release();
       }

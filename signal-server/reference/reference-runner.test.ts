@@ -29,24 +29,27 @@ describe.each(GOLDEN_MODEL_IDS)('reference runner on %s', (modelId) => {
   const golden = readGolden(modelId);
   const numLayers = readModelFolder(dir).config.numLayers;
 
-  it.each(partitionsFor(numLayers))("$label: PyTorch's last-position logits within 1e-4 and its greedy tokens", async ({ label, partition }) => {
-    const runner = await ReferenceRunner.fromModelDir(dir, partition, cacheRoot);
-    try {
-      expect(runner.manifest.stages.length, label).toBe('stages' in partition ? partition.stages : 0);
-      for (const p of golden.prompts) {
-        const logits = await runner.session().forward(p.ids);
-        // The head runs on the last position only: one row, PyTorch's last.
-        expect(logits.length).toBe(p.shape[1]);
-        expect(maxAbsDifference(logits, lastRow(p)), `${label}: "${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
-        const r = await runner.generateIds(p.ids, p.greedy.length, GREEDY);
-        expect(r.tokens, `${label}: greedy after "${p.text}"`).toEqual(p.greedy);
+  it.each(partitionsFor(numLayers))(
+    "$label: PyTorch's last-position logits within 1e-4 and its greedy tokens",
+    async ({ label, partition }) => {
+      const runner = await ReferenceRunner.fromModelDir(dir, partition, cacheRoot);
+      try {
+        expect(runner.manifest.stages.length, label).toBe('stages' in partition ? partition.stages : 0);
+        for (const p of golden.prompts) {
+          const logits = await runner.session().forward(p.ids);
+          // The head runs on the last position only: one row, PyTorch's last.
+          expect(logits.length).toBe(p.shape[1]);
+          expect(maxAbsDifference(logits, lastRow(p)), `${label}: "${p.text}"`).toBeLessThan(LOGIT_TOLERANCE);
+          const r = await runner.generateIds(p.ids, p.greedy.length, GREEDY);
+          expect(r.tokens, `${label}: greedy after "${p.text}"`).toEqual(p.greedy);
+        }
+      } finally {
+        await runner.close();
       }
-    } finally {
-      await runner.close();
-    }
-  });
+    },
+  );
 
-  it('the head on every position (the builder option benches use) gives all of PyTorch\'s logits, and its last row is the product\'s', async () => {
+  it("the head on every position (the builder option benches use) gives all of PyTorch's logits, and its last row is the product's", async () => {
     const every = await ReferenceRunner.fromModelDir(dir, { stages: 2 }, cacheRoot, { head: 'all' });
     const runner = await ReferenceRunner.fromModelDir(dir, { stages: 2 }, cacheRoot);
     try {
