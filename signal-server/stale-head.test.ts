@@ -8,13 +8,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../shared/model/sampling.js';
 import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import { goldenModelDir } from '../testing/golden.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
-import { createSignalServer, type SignalServer } from './server.js';
-import { NodeVolunteer } from './testing/node-volunteer.js';
+import { ensureStages } from './models/model-folder.js';
+import type { SignalServer } from './server.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { oneStageSwarm, volunteerAt } from './testing/stage-swap.js';
 
 const WAIT_MS = 30_000;
 
@@ -30,16 +30,6 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
-function volunteer(url: string, address: string, stageFile?: Uint8Array): NodeVolunteer {
-  const v = new NodeVolunteer(url, {
-    localAddress: address,
-    clientKey: `client-${address.replaceAll('.', '-')}`,
-    ...(stageFile === undefined ? {} : { stageFile: () => stageFile }),
-  });
-  volunteers.push(v);
-  return v;
-}
-
 describe('a volunteer whose last stage runs the head on every position', () => {
   it.each([
     ['austen-2m', 'plain'],
@@ -49,21 +39,9 @@ describe('a volunteer whose last stage runs the head on every position', () => {
     const { dir, manifest } = await ensureStages(model, { stages: 1 }, cache, { graph });
     expect(manifest.stages[0]?.outputs[0]?.shape).toEqual(['batch', 1, manifest.model.vocabSize]);
     const stale = await ensureStages(model, { stages: 1 }, cache, { graph, head: 'all' });
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
-      redundancy: 1,
-      ratePerMinute: 0,
-      spotCheckRate: 0,
-      random: seededRandom(5),
-    });
-    await server.ready;
-    servers.push(server);
-    const url = server.address().url;
-    const honest = volunteer(url, '127.0.0.31');
-    const wrong = volunteer(url, '127.0.0.32', readFileSync(join(stale.dir, stale.manifest.stages[0]?.file ?? '')));
+    const url = await oneStageSwarm({ dir, manifest }, servers);
+    const honest = volunteerAt(url, '127.0.0.31', volunteers);
+    const wrong = volunteerAt(url, '127.0.0.32', volunteers, readFileSync(join(stale.dir, stale.manifest.stages[0]?.file ?? '')));
     await expect.poll(() => wrong.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_CHALLENGE_FAILED');
     await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.ready).length, { timeout: WAIT_MS }).toBe(1);
     expect(honest.errors).toEqual([]);
