@@ -93,10 +93,18 @@ async function open(dir: string, p: WeightPrecision, stages: number, cache: stri
   return { precision: p, runner: await ReferenceRunner.fromStageDir(stageDir), sizes, memoryMb, stepMs: [] };
 }
 
-/** Logits of the positions that predict each of `tokens`, teacher-forced in one pass: [tokens.length · vocab]. */
+/**
+ * Logits of the positions that predict each of `tokens`, teacher-forced:
+ * [tokens.length · vocab]. The head runs on a step's last position only, so
+ * the prompt is one step and each token after it one more.
+ */
 async function teacherForced(runner: ReferenceRunner, ids: readonly number[], tokens: readonly number[]): Promise<Float32Array> {
-  const all = await runner.session().forward([...ids, ...tokens.slice(0, -1)]);
-  return all.slice((ids.length - 1) * runner.manifest.model.vocabSize);
+  const vocab = runner.manifest.model.vocabSize;
+  const session = runner.session();
+  const out = new Float32Array(tokens.length * vocab);
+  out.set(await session.forward(ids), 0);
+  for (let t = 1; t < tokens.length; t++) out.set(await session.forward([tokens[t - 1] as number]), t * vocab);
+  return out;
 }
 
 async function benchModel(dir: string, o: PrecisionBenchOptions, cache: string): Promise<Row[]> {

@@ -31,7 +31,10 @@
  *   (default 1000),
  *   BENCH_REDUNDANCY (default 1; 0 skips where r = 3's CPU goes: r = 1 vs r = 3 by process kind and messages per token,
  *   bench/redundancy.ts; on austen-2m, then on the SmolLM-135M-shaped checkpoint, where a stage's compute outweighs its
- *   messages, 2 runs × 16 tokens per setup: BENCH_REDUNDANCY_SMOLLM=0 skips that one)
+ *   messages, 2 runs × 16 tokens per setup: BENCH_REDUNDANCY_SMOLLM=0 skips that one),
+ *   BENCH_LAST_HEAD (default 1; 0 skips the LM head on every position vs the last only, bench/last-head.ts: the last stage's
+ *   prefill and the time to the first token at prompts of 16, 128 and 512 tokens on a SmolLM-135M-shaped checkpoint with its
+ *   49 152-token vocabulary, 2 layers, written under .cache/bench-models/)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,6 +58,7 @@ import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './dist
 import { benchFaults } from './faults.js';
 import { benchGraphs } from './graphs.js';
 import { benchHopFloor } from './hop-floor.js';
+import { benchLastHead } from './last-head.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
 import { benchRedundancy } from './redundancy.js';
 import { benchRepartition } from './repartition.js';
@@ -142,6 +146,7 @@ async function main(): Promise<void> {
       ];
       await benchBatching({ models, stages: 3, tokens, repeats });
     }
+    if (process.env.BENCH_LAST_HEAD !== '0') await benchLastHead({ repeats: Math.min(repeats, 3) });
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
       const models = [

@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WeightPrecision } from '../shared/model/quantize.js';
-import { seededRandom } from '../shared/model/sampling.js';
 import { goldenModelDir } from '../testing/golden.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
-import { createSignalServer, type SignalServer } from './server.js';
-import { NodeVolunteer } from './testing/node-volunteer.js';
+import { ensureStages } from './models/model-folder.js';
+import type { SignalServer } from './server.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { oneStageSwarm, volunteerAt } from './testing/stage-swap.js';
 
 const WAIT_MS = 30_000;
 const MODEL = goldenModelDir('austen-2m');
@@ -33,20 +33,7 @@ afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
 /** A one-stage swarm of austen-2m in `weights`. */
 async function swarm(weights: WeightPrecision): Promise<string> {
-  const { dir, manifest } = await ensureStages(MODEL, { stages: 1 }, cache, { weights: weights });
-  const server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(6, { stages: 1 }, weights) }],
-    redundancy: 1,
-    ratePerMinute: 0,
-    spotCheckRate: 0,
-    random: seededRandom(5),
-  });
-  await server.ready;
-  servers.push(server);
-  return server.address().url;
+  return oneStageSwarm(await ensureStages(MODEL, { stages: 1 }, cache, { weights: weights }), servers);
 }
 
 /** The stage file of austen-2m in another precision. */
@@ -56,13 +43,7 @@ async function stageIn(weights: WeightPrecision): Promise<Uint8Array> {
 }
 
 function volunteer(url: string, address: string, stageFile?: Uint8Array): NodeVolunteer {
-  const v = new NodeVolunteer(url, {
-    localAddress: address,
-    clientKey: `client-${address.replaceAll('.', '-')}`,
-    ...(stageFile === undefined ? {} : { stageFile: () => stageFile }),
-  });
-  volunteers.push(v);
-  return v;
+  return volunteerAt(url, address, volunteers, stageFile);
 }
 
 describe('a volunteer running another weight precision than its swarm', () => {

@@ -78,3 +78,13 @@ export function readGolden(modelId: string, root = '.'): Golden {
     }),
   };
 }
+
+/**
+ * The last position's row of a golden prompt's logits [S, vocab]: what the
+ * stages' logits are (the head runs on the last position only); the whole
+ * [S, vocab] is what a stage set built with the head on every position gives.
+ */
+export function lastRow(p: GoldenPrompt): Float32Array {
+  const [rows, vocab] = p.shape;
+  return p.logits.subarray((rows - 1) * vocab, rows * vocab);
+}

@@ -4,7 +4,7 @@ import { type Partition, resolvePartition } from './partition.js';
 import type { WeightPrecision } from './quantize.js';
 import type { TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
-import { buildStageGraph, stageInputs, stageOutputs } from './stage-graph.js';
+import { buildStageGraph, type HeadPositions, stageInputs, stageOutputs } from './stage-graph.js';
 import { buildFusedStageGraph, fusedStageInputs, fusedStageOutputs, type GraphForm } from './stage-graph-fused.js';
 import { checkAllWeights, WeightReader } from './weights.js';
 
@@ -21,6 +21,8 @@ export interface BuildInput {
   readonly weights?: WeightPrecision;
   /** The graphs' form (default plain, the reference). */
   readonly graph?: GraphForm;
+  /** The LM head on each row's last position (default, what the product builds) or on every position (benches, tests). */
+  readonly head?: HeadPositions;
 }
 
 export interface BuildOutput {
@@ -45,15 +47,18 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
   const precision = input.weights ?? 'f32';
   const graph = input.graph ?? 'plain';
   const fused = graph === 'fused';
+  const options = { head: input.head ?? 'last' } as const;
   const files = new Map<string, Uint8Array>();
   const stages: StageEntry[] = [];
   for (const [index, layers] of ranges.entries()) {
     const spec = { index, count: ranges.length, layers };
-    const bytes = fused ? buildFusedStageGraph(config, weights, spec, precision) : buildStageGraph(config, weights, spec, precision);
+    const bytes = fused
+      ? buildFusedStageGraph(config, weights, spec, precision, options)
+      : buildStageGraph(config, weights, spec, precision, options);
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
     const inputs = fused ? fusedStageInputs(config, spec) : stageInputs(config, spec);
-    const outputs = fused ? fusedStageOutputs(config, spec) : stageOutputs(config, spec);
+    const outputs = fused ? fusedStageOutputs(config, spec, options.head) : stageOutputs(config, spec, options.head);
     stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs });
   }
   files.set('tokenizer.json', input.tokenizerJson);

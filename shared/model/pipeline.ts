@@ -383,7 +383,11 @@ export class PipelineSession {
     return this.caches[0]?.length ?? 0;
   }
 
-  /** Feeds `ids` (appended after what came before) and returns logits [ids.length, vocab]. */
+  /**
+   * Feeds `ids` (appended after what came before) and returns the last
+   * stage's logits: the last position's [vocab] (a stage set built with the
+   * head on every position, benches' and tests': [ids.length, vocab]).
+   */
   async forward(ids: readonly number[]): Promise<Float32Array> {
     if (ids.length === 0) throw new Error('forward needs at least one token');
     const vocab = this.manifest.model.vocabSize;
@@ -433,7 +437,7 @@ export async function generate(session: PipelineSession, manifest: StageManifest
     const t0 = performance.now();
     const logits = await session.forward(input);
     stepMs.push(performance.now() - t0);
-    const row = logits.subarray((input.length - 1) * vocab, input.length * vocab);
+    const row = logits.subarray(logits.length - vocab);
     const next = sampleToken(row, o.sampling, random);
     if (next === o.eosTokenId) return { tokens, finishReason: 'stop', stepMs };
     tokens.push(next);

@@ -28,11 +28,13 @@ import { GraphBuilder, MS_DOMAIN, type ValueSpec } from './onnx-graph.js';
 import type { WeightPrecision } from './quantize.js';
 import {
   embedTokens,
+  type HeadPositions,
   type LayerRange,
   linear,
   lmHead,
   ropeInverseFrequencies,
   STAGE_IO,
+  type StageBuildOptions,
   type StageSpec,
   stageDoc,
   stageInputs,
@@ -56,8 +58,8 @@ export const FUSED_IO = {
 } as const;
 
 /** The fused form's outputs: the plain form's, then each layer's new.key and new.value. */
-export function fusedStageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
-  const out = stageOutputs(cfg, stage);
+export function fusedStageOutputs(cfg: ModelConfig, stage: StageSpec, head: HeadPositions = 'last'): ValueSpec[] {
+  const out = stageOutputs(cfg, stage, head);
   for (let l = stage.layers.start; l < stage.layers.end; l++) {
     for (const name of [FUSED_IO.newKey(l), FUSED_IO.newValue(l)])
       out.push({ name, dtype: 'float32', shape: ['batch', cfg.numKvHeads, 1, cfg.headDim] });
@@ -139,7 +141,14 @@ export function fusedFormProblem(cfg: ModelConfig): string | null {
  * Builds the fused-operator graph of one stage. Same inputs and outputs as
  * the plain graph, plus the two int32 position inputs of FUSED_IO.
  */
-export function buildFusedStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageSpec, precision: WeightPrecision = 'f32'): Uint8Array {
+export function buildFusedStageGraph(
+  cfg: ModelConfig,
+  w: WeightReader,
+  stage: StageSpec,
+  precision: WeightPrecision = 'f32',
+  options: StageBuildOptions = {},
+): Uint8Array {
+  const head = options.head ?? 'last';
   const problem = fusedFormProblem(cfg);
   if (problem !== null) throw new ModelError('ERR_MODEL_UNSUPPORTED', 'config.json', `no fused stage graphs: ${problem}`);
   const g = new GraphBuilder();
@@ -201,10 +210,10 @@ export function buildFusedStageGraph(cfg: ModelConfig, w: WeightReader, stage: S
     if (l + 1 < layers.end) {
       [normed, residual] = skipNorm(g, w, cfg, x2, mlp, layerWeightNames(l + 1).inputNorm);
     } else if (last) {
-      lmHead(g, w, cfg, skipNorm(g, w, cfg, x2, mlp, 'model.norm.weight')[0], precision);
+      lmHead(g, w, cfg, skipNorm(g, w, cfg, x2, mlp, 'model.norm.weight')[0], precision, head);
     } else {
       g.op('Add', [x2, mlp], {}, STAGE_IO.hiddenOut);
     }
   }
-  return g.toBytes(`stage_${stage.index}`, fusedStageInputs(cfg, stage), fusedStageOutputs(cfg, stage), stageDoc(stage, ' (fused)'));
+  return g.toBytes(`stage_${stage.index}`, fusedStageInputs(cfg, stage), fusedStageOutputs(cfg, stage, head), stageDoc(stage, ' (fused)'));
 }

@@ -34,6 +34,22 @@ export function stageInputName(stage: number): string {
   return stage === 0 ? STAGE_IO.inputIds : STAGE_IO.hiddenIn;
 }
 
+/**
+ * Which positions the last stage's LM head runs on: only each row's last one
+ * (the product: logits [B, 1, vocab], the only row anything reads), or every
+ * position (logits [B, S, vocab]; kept for benches and tests that compare
+ * against it). At a prompt of P positions the head is P × hidden × vocab
+ * multiply-adds, most of a prefill on a real vocabulary, and its output can
+ * pass a WebGPU adapter's maxBufferSize.
+ */
+export type HeadPositions = 'last' | 'all';
+
+/** Options of the stage builders; the defaults are what the product builds. */
+export interface StageBuildOptions {
+  /** Default 'last'. */
+  readonly head?: HeadPositions;
+}
+
 /** A stage's main output: logits for the last stage, hidden states for the others. */
 export function stageOutputName(stage: number, numStages: number): string {
   return stage === numStages - 1 ? STAGE_IO.logits : STAGE_IO.hiddenOut;
@@ -57,10 +73,10 @@ export function stageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
   return [first, ...kv];
 }
 
-export function stageOutputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+export function stageOutputs(cfg: ModelConfig, stage: StageSpec, head: HeadPositions = 'last'): ValueSpec[] {
   const last = stage.index === stage.count - 1;
   const first: ValueSpec = last
-    ? { name: STAGE_IO.logits, dtype: 'float32', shape: [B, S, cfg.vocabSize] }
+    ? { name: STAGE_IO.logits, dtype: 'float32', shape: [B, head === 'last' ? 1 : S, cfg.vocabSize] }
     : { name: STAGE_IO.hiddenOut, dtype: 'float32', shape: [B, S, cfg.hiddenSize] };
   const kv: ValueSpec[] = [];
   for (let l = stage.layers.start; l < stage.layers.end; l++) {
@@ -166,12 +182,39 @@ export function embedTokens(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, 
   return gatherEmbedding(g, STAGE_IO.inputIds, 'model.embed_tokens.weight', table.data, cfg.vocabSize, d, precision);
 }
 
-/** The last stage's LM head on normed hidden states, writing the logits output, in the stage's precision. */
-export function lmHead(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, normed: string, precision: WeightPrecision): string {
+/** Positions the manifest says a last stage's logits cover: 'last' when its sequence axis is 1, else 'all' (an older builder's). */
+export function headPositionsOf(outputs: readonly ValueSpec[]): HeadPositions {
+  const logits = outputs.find((o) => o.name === STAGE_IO.logits);
+  return logits?.shape[1] === 1 ? 'last' : 'all';
+}
+
+/**
+ * [B, S, d] → [B, 1, d]: each row's last position, the one whose logits are
+ * read. In a batched decode step every row is one position (step-batch.ts),
+ * so it is that row's step whatever the row's cache holds.
+ */
+export function lastPosition(g: GraphBuilder, x: string): string {
+  return g.op('Slice', [x, g.ints([-1]), g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]);
+}
+
+/**
+ * The last stage's LM head on normed hidden states [B, S, d], writing the
+ * logits output, in the stage's precision: on each row's last position only
+ * unless `head` is 'all'.
+ */
+export function lmHead(
+  g: GraphBuilder,
+  w: WeightReader,
+  cfg: ModelConfig,
+  normed: string,
+  precision: WeightPrecision,
+  head: HeadPositions = 'last',
+): string {
   const d = cfg.hiddenSize;
+  const rows = head === 'last' ? lastPosition(g, normed) : normed;
   const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  const head = w.get(headName, [cfg.vocabSize, d]);
-  return matMulWeight(g, normed, 'lm_head.transposed', head.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
+  const weight = w.get(headName, [cfg.vocabSize, d]);
+  return matMulWeight(g, rows, 'lm_head.transposed', weight.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
 }
 
 /** A stage graph's description (its doc string). */
@@ -184,7 +227,14 @@ export function stageDoc(stage: StageSpec, form = ''): string {
  * Positions come from the length of the first layer's past keys, so the same
  * graph serves the prompt (past length 0) and every decoding step.
  */
-export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageSpec, precision: WeightPrecision = 'f32'): Uint8Array {
+export function buildStageGraph(
+  cfg: ModelConfig,
+  w: WeightReader,
+  stage: StageSpec,
+  precision: WeightPrecision = 'f32',
+  options: StageBuildOptions = {},
+): Uint8Array {
+  const head = options.head ?? 'last';
   const g = new GraphBuilder();
   const first = stage.index === 0;
   const last = stage.index === stage.count - 1;
@@ -222,9 +272,9 @@ export function buildStageGraph(cfg: ModelConfig, w: WeightReader, stage: StageS
   for (let l = stage.layers.start; l < stage.layers.end; l++) x = decoderLayer(g, w, cfg, l, x, cos, sin, mask, precision);
 
   if (last) {
-    lmHead(g, w, cfg, rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps), precision);
+    lmHead(g, w, cfg, rmsNorm(g, w, x, 'model.norm.weight', d, cfg.rmsNormEps), precision, head);
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }
-  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage), stageOutputs(cfg, stage), stageDoc(stage));
+  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage), stageOutputs(cfg, stage, head), stageDoc(stage));
 }

@@ -67,7 +67,8 @@ async function referenceLogprobs(prompt: string, tokens: readonly number[]): Pro
   let input = reference.tokenizer.encode(prompt);
   for (const t of tokens) {
     const all = await session.forward(input);
-    const row = Array.from(all.subarray((input.length - 1) * vocab, input.length * vocab));
+    // The last position's row (the head computes no other).
+    const row = Array.from(all.subarray(all.length - vocab));
     const total = row.reduce((s, v) => s + Math.exp(v), 0);
     rows.push((id) => Math.log(Math.exp(row[id] as number) / total));
     input = [t];

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildTensorIndex } from '../../shared/model/tensor-index.js';
 import { MODEL } from '../testing/http-swarm.js';
-import { kvHeldBytes, largestHeldBuffers } from './held-buffers.js';
+import { kvHeldBytes, largestHeldBuffers, logitsHeldBytes } from './held-buffers.js';
 import { readModelFolder } from './model-folder.js';
 import { modelSizesOf } from './model-sizes.js';
 
@@ -43,6 +43,14 @@ describe('largest held buffers', () => {
     expect(plain.layers).toEqual([9_216, 9_216, 9_216]);
     // With them, an MLP weight (128 × 48 × 4) is the largest in both forms.
     expect(largestHeldBuffers(index.tensors, 3, { model: short, weights: 'f32', graph: 'fused' }).layers).toEqual([24_576, 24_576, 24_576]);
+  });
+
+  it('the logits are one row a session (the head on the last position only), counted with the last stage', () => {
+    expect(logitsHeldBytes(model)).toBe(2048 * 4);
+    // Smaller than the head's weight even packed at q4 (2048 × 48 / 2): the largest only where no head weight is counted.
+    expect(largestHeldBuffers(index.tensors, 3, { model, weights: 'q4', graph: 'plain' }).last).toBe(TABLE / 2);
+    const headless = index.tensors.filter((t) => t.name !== 'lm_head.weight' && t.name !== 'model.embed_tokens.weight');
+    expect(largestHeldBuffers(headless, 3, { model, weights: 'f32', graph: 'plain' }).last).toBe(2048 * 4);
   });
 
   it('model sizes carry them when told the form, and not otherwise', () => {

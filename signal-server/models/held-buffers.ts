@@ -11,7 +11,12 @@
  * - the head: the lm_head weight, or the embedding again where they are tied,
  *   as a Linear weight;
  * - each layer's past keys (and values): [1, kvHeads, maxPositions, headDim]
- *   float32 at full context, one session's (a batch of sessions stacks them).
+ *   float32 at full context, one session's (a batch of sessions stacks them);
+ * - the logits: one row, [1, 1, vocab] float32 a session, the head running on
+ *   the last position only (lmHead in stage-graph.ts). On every position it
+ *   was [1, P, vocab], past any adapter's limit on a long prompt (2048 × 49152
+ *   × 4 B = 400 MB for SmolLM's vocabulary); one row is smaller than the
+ *   head's weight, so it is the largest only where the head is not counted.
  * Norms and biases are float32 vectors, never the largest.
  */
 import type { ModelConfig } from '../../shared/model/config.js';
@@ -43,6 +48,11 @@ export function kvHeldBytes(model: ModelConfig): number {
   return model.numKvHeads * model.maxPositions * model.headDim * 4;
 }
 
+/** The last stage's logits: one row of float32 for one session (the head runs on the last position only). */
+export function logitsHeldBytes(model: ModelConfig): number {
+  return model.vocabSize * 4;
+}
+
 /** The largest buffer of each layer, of the first stage's own part (the embedding) and of the last's (the head). */
 export function largestHeldBuffers(
   tensors: readonly TensorDigest[],
@@ -53,7 +63,7 @@ export function largestHeldBuffers(
   const layers = new Array<number>(numLayers).fill(kv);
   const packedQkv = new Array<number>(numLayers).fill(0);
   let embedding = 0;
-  let head = 0;
+  let head = logitsHeldBytes(form.model);
   for (const t of tensors) {
     const n = elements(t.shape);
     const layer = /^model\.layers\.(\d+)\.(.*)$/.exec(t.name);
@@ -65,7 +75,7 @@ export function largestHeldBuffers(
     } else if (t.name === 'model.embed_tokens.weight') {
       embedding = Math.ceil(n * EMBEDDING_BYTES_PER_WEIGHT[form.weights]);
       if (form.model.tieWordEmbeddings) head = Math.max(head, linearHeldBytes(n, form.weights));
-    } else if (t.name === 'lm_head.weight' && !form.model.tieWordEmbeddings) head = linearHeldBytes(n, form.weights);
+    } else if (t.name === 'lm_head.weight' && !form.model.tieWordEmbeddings) head = Math.max(head, linearHeldBytes(n, form.weights));
   }
   for (let i = 0; i < numLayers; i++) layers[i] = Math.max(layers[i] as number, linearHeldBytes(packedQkv[i] as number, form.weights));
   return { layers, first: embedding, last: head };

@@ -10,6 +10,7 @@ import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
 import { readWholeFile } from './read-whole-file.js';
+import { type HeadPositions, headPositionsOf } from '../../shared/model/stage-graph.js';
 import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { buildTensorIndex, parseTensorIndex, type TensorIndex, type WeightsEntryFile } from '../../shared/model/tensor-index.js';
 
@@ -138,12 +139,15 @@ export function partitionKey(numLayers: number, p: Partition, weights: WeightPre
 export interface BuildChoice {
   readonly weights?: WeightPrecision;
   readonly graph?: GraphForm;
+  /** The LM head on the last position (default, the product's) or on every position (benches and tests only). */
+  readonly head?: HeadPositions;
 }
 
-/** A stage set's directory name: the partition's key, then the precision (not f32) and the form (not plain). */
+/** A stage set's directory name: the partition's key, then the precision (not f32), the form (not plain) and "-allpos" for a head on every position. */
 export function stageDirName(numLayers: number, p: Partition, choice: BuildChoice = {}): string {
   const key = partitionKey(numLayers, p, choice.weights ?? 'f32');
-  return (choice.graph ?? 'plain') === 'plain' ? key : `${key}-${choice.graph}`;
+  const form = (choice.graph ?? 'plain') === 'plain' ? key : `${key}-${choice.graph}`;
+  return (choice.head ?? 'last') === 'last' ? form : `${form}-allpos`;
 }
 
 /** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
@@ -152,6 +156,7 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   const graph = choice.graph ?? 'plain';
   const { manifest, files } = await buildStages({
     graph,
+    head: choice.head ?? 'last',
     modelId: model.modelId,
     config: model.config,
     weightsFile: model.weightsFile,
@@ -189,6 +194,7 @@ export async function ensureStages(
 ): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
   const weights = choice.weights ?? 'f32';
   const graph = choice.graph ?? 'plain';
+  const head = choice.head ?? 'last';
   const model = readModelFolder(modelDir);
   const dir = join(resolve(cacheRoot), model.modelId, stageDirName(model.config.numLayers, partition, choice));
   const sourcePath = join(dir, 'source.json');
@@ -196,8 +202,11 @@ export async function ensureStages(
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
     if (source.sourceHash === model.sourceHash && sourceFolderOf(dir) === model.dir) {
       const { manifest } = await loadStageSet(dir);
-      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or form.
-      if (manifest.weights === weights && manifest.graph === graph) return { dir, manifest, built: false };
+      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or
+      // form; so is one whose head runs on every position (a builder before the head on the last position only).
+      const last = manifest.stages[manifest.stages.length - 1];
+      const cachedHead = last === undefined ? 'all' : headPositionsOf(last.outputs);
+      if (manifest.weights === weights && manifest.graph === graph && cachedHead === head) return { dir, manifest, built: false };
     }
   }
   return { dir, manifest: await buildStagesToDir(model, partition, dir, choice), built: true };

@@ -14,7 +14,7 @@ export interface LocalModel {
   readonly backend: Backend;
   readonly adapter: string | null;
   readonly tokenizer: Tokenizer;
-  /** Logits [ids.length × vocab] of a fresh session, as a plain array (for automation). */
+  /** The last position's logits [vocab] of a fresh session for `ids`, as a plain array (for automation). */
   forward(ids: number[]): Promise<number[]>;
   /** Each stage's main output (hidden states, then logits) for `ids` in a fresh session. */
   trace(ids: number[]): Promise<number[][]>;

@@ -9,6 +9,7 @@ import { buildStages } from '../../shared/model/build-stages.js';
 import { parseModelConfig } from '../../shared/model/config.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { parseSafetensors } from '../../shared/model/safetensors.js';
+import type { HeadPositions } from '../../shared/model/stage-graph.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { keepStage, readCachedStage, stageMismatch } from './stage-cache.js';
 import { memoryStore, tensorKey } from './tensor-store.js';
@@ -17,8 +18,9 @@ const dir = goldenModelDir('tiny-gqa-bias');
 let manifest: StageManifest;
 let files: Map<string, Uint8Array>;
 
-beforeAll(async () => {
-  const built = await buildStages({
+/** The two stages of tiny-gqa-bias, the head on the last position (the product) or, as before, on every position. */
+function build(head: HeadPositions) {
+  return buildStages({
     modelId: 'tiny-gqa-bias',
     config: parseModelConfig('config.json', JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'))),
     weightsFile: 'model.safetensors',
@@ -26,7 +28,12 @@ beforeAll(async () => {
     tokenizerJson: readFileSync(join(dir, 'tokenizer.json')),
     tokenizerConfigJson: null,
     partition: { stages: 2 },
+    head,
   });
+}
+
+beforeAll(async () => {
+  const built = await build('last');
   manifest = built.manifest;
   files = new Map([...built.files].map(([name, bytes]) => [name, new Uint8Array(bytes)]));
 });
@@ -74,6 +81,17 @@ describe('the stage cache', () => {
     await store.put(keyOf(1), stageFile(0));
     expect((await readCachedStage(store, manifest, 1)).kind).toBe('rejected');
     expect(store.size).toBe(0);
+  });
+
+  it('never hands a last stage kept before the head ran on the last position only to the new manifest; stage 0, unchanged, still is', async () => {
+    const store = memoryStore();
+    const before = await build('all');
+    for (const [i, entry] of before.manifest.stages.entries())
+      await keepStage(store, before.manifest, i, before.files.get(entry.file) as Uint8Array);
+    expect(store.size).toBe(2);
+    expect(await readCachedStage(store, manifest, 1)).toEqual({ kind: 'miss' });
+    expect((await readCachedStage(store, manifest, 0)).kind).toBe('hit');
+    expect((await readCachedStage(store, before.manifest, 1)).kind).toBe('hit');
   });
 
   it('keys by model and sha256: the same stage under another model id is not found', async () => {
