@@ -21,6 +21,8 @@ const TOKENS = 16;
 /** Tabs fill the stages in order (0, 1, 0, 1, 0, 1): tab 0 is the hostile one, in stage 0. */
 const HOSTILE = 0;
 const HONEST = [1, 2, 3, 4, 5];
+/** Both data paths in each stage (the hostile tab on the main thread, its script in its page). */
+const pathOf = (i: number) => (i === HOSTILE || i === 3 || i === 4 ? 'main' : 'worker');
 /** The tabs the hostile one is linked with (stage 1). */
 const NEIGHBOURS = [1, 3, 5];
 /** Requests in a row: three no-shows evict a volunteer, so three requests would push an honest tab out. */
@@ -50,7 +52,7 @@ beforeAll(async () => {
     volunteers: 6,
     stages: 2,
     redundancy: 3,
-    dataPath: 'main',
+    dataPathOf: pathOf,
     logSink: { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) },
   });
   await rig.page(HOSTILE).evaluate(SILENT_HOOKS);
