@@ -28,19 +28,27 @@ async function rig(claims: (i: number, m: SessionOpen, all: readonly NodeVolunte
 
 const ids = (vs: readonly NodeVolunteer[]) => vs.map((v) => v.id as string);
 
+/** REQUESTS requests in a row, each answered with the reference tokens. */
+async function referenceAnswers(url: string, expected: readonly number[]): Promise<void> {
+  for (let k = 0; k < REQUESTS; k++) {
+    const r = await complete(url);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected);
+  }
+}
+
+/** Nobody blamed, replaced or told an error; every session had all `n` replicas joined. */
+function nobodyBlamed(msgs: readonly string[], all: readonly NodeVolunteer[], n: number): void {
+  expect(msgs.filter((m) => /unreachable|did not join|takes its place/.test(m))).toEqual([]);
+  expect(msgs.filter((m) => new RegExp(`^session \\d+: ${n} of ${n} replicas joined`).test(m))).toHaveLength(REQUESTS);
+  for (const v of all) expect(v.errors, v.id ?? '').toEqual([]);
+}
+
 describe('session:joined naming unreached neighbours', () => {
   it('one replica naming every other volunteer unreachable: the reference tokens, nobody blamed, nobody evicted', async () => {
     const { url, expected, all, messages } = await rig((i, _m, vs) => (i === 0 ? ids(vs).filter((id) => id !== vs[0]?.id) : []));
-    for (let k = 0; k < REQUESTS; k++) {
-      const r = await complete(url);
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.webswarm?.tokens).toEqual(expected);
-    }
-    const msgs = messages();
-    expect(msgs.filter((m) => /unreachable|did not join|takes its place/.test(m))).toEqual([]);
-    // Every session had all six joined.
-    expect(msgs.filter((m) => /^session \d+: 6 of 6 replicas joined/.test(m))).toHaveLength(REQUESTS);
-    for (const v of all) expect(v.errors, v.id ?? '').toEqual([]);
+    await referenceAnswers(url, expected);
+    nobodyBlamed(messages(), all, 6);
   });
 
   it('3 stages: one replica of stage 0 and one of stage 2 naming all of stage 1 (one of each side is no majority): nobody blamed', async () => {
@@ -51,15 +59,8 @@ describe('session:joined naming unreached neighbours', () => {
       if (v === first(2)) return m.prev;
       return [];
     }, 3);
-    for (let k = 0; k < REQUESTS; k++) {
-      const r = await complete(url);
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.webswarm?.tokens).toEqual(expected);
-    }
-    const msgs = messages();
-    expect(msgs.filter((m) => /unreachable|did not join|takes its place/.test(m))).toEqual([]);
-    expect(msgs.filter((m) => /^session \d+: 9 of 9 replicas joined/.test(m))).toHaveLength(REQUESTS);
-    for (const v of all) expect(v.errors, v.id ?? '').toEqual([]);
+    await referenceAnswers(url, expected);
+    nobodyBlamed(messages(), all, 9);
   });
 
   it('a majority of a stage naming a neighbour: a no-show on its record each session, evicted after three; the others keep theirs', async () => {
@@ -72,11 +73,7 @@ describe('session:joined naming unreached neighbours', () => {
       const namer = mine !== undefined && stage1.indexOf(mine) >= 0 && stage1.indexOf(mine) < 2;
       return namer && target !== null && m.prev.includes(target) ? [target] : [];
     });
-    for (let k = 0; k < REQUESTS; k++) {
-      const r = await complete(url);
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.webswarm?.tokens).toEqual(expected);
-    }
+    await referenceAnswers(url, expected);
     const msgs = messages();
     const blamed = msgs.filter((m) => /unreachable/.test(m));
     expect(blamed).toHaveLength(REQUESTS);
@@ -97,12 +94,7 @@ describe('session:joined naming unreached neighbours', () => {
     const { url, expected, all, messages } = await rig((i, _m, vs) =>
       vs[i]?.stage === 1 ? ids(vs.filter((v) => v.stage === 1 && v !== vs[i])) : [],
     );
-    for (let k = 0; k < REQUESTS; k++) {
-      const r = await complete(url);
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.webswarm?.tokens).toEqual(expected);
-    }
-    expect(messages().filter((m) => /unreachable|did not join/.test(m))).toEqual([]);
-    for (const v of all) expect(v.errors, v.id ?? '').toEqual([]);
+    await referenceAnswers(url, expected);
+    nobodyBlamed(messages(), all, 6);
   });
 });
