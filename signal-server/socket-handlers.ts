@@ -17,7 +17,7 @@ import {
   parseLogits,
   parseProof,
   parseReady,
-  parseSessionRef,
+  parseSessionJoined,
   parseSignal,
 } from '../shared/protocol/validate.js';
 import { DelayLine } from '../shared/swarm/delay-line.js';
@@ -135,10 +135,10 @@ function bindSocket(
     coordinator.frame(from, m.value.peer, m.value.data);
   });
   socket.on('session:joined', (raw: unknown) => {
-    const m = parseSessionRef(raw);
+    const m = parseSessionJoined(raw);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `session:joined: ${m.ok ? 'not a volunteer' : m.reason}`);
-    coordinator.joined(id, m.value.sessionId);
+    coordinator.joined(id, m.value.sessionId, m.value.unreached);
   });
   socket.on('step:digest', (raw: unknown) => {
     const m = parseDigest(raw);

@@ -168,6 +168,17 @@ export interface StageAssignment {
 }
 
 /** The coordinator opens a generation session on a replica: its place in the route. */
+/**
+ * A replica joined a session: it has data channels to a majority of each
+ * neighbouring stage's replicas (what it needs to take a majority of inputs
+ * and to reach a majority of the next stage).
+ */
+export interface SessionJoined {
+  readonly sessionId: number;
+  /** Neighbours (of the stages beside it) it could not reach in time and joined without; absent when none. */
+  readonly unreached?: readonly string[];
+}
+
 export interface SessionOpen {
   readonly sessionId: number;
   readonly stage: number;
@@ -375,7 +386,7 @@ export interface ClientToServerEvents {
   signal: (m: SignalOut) => void;
   /** A frame's messages for a server replica of the route (the fallback), which has no data channel. */
   frame: (m: FrameOut) => void;
-  'session:joined': (m: { readonly sessionId: number }) => void;
+  'session:joined': (m: SessionJoined) => void;
   'step:digest': (m: StepDigest) => void;
   'step:logits': (m: StepLogits) => void;
   'step:failed': (m: StepFailure) => void;

@@ -4,12 +4,14 @@ import { MAX_FRAME_BATCH, packFrameMessages } from './messages.js';
 import {
   MAX_ICE_SERVERS,
   MAX_SIGNAL_BYTES,
+  MAX_UNREACHED,
   parseFrameMessage,
   parseHandshake,
   parseHello,
   parseIceConfig,
   parseLogits,
   parseReady,
+  parseSessionJoined,
   parseSignal,
 } from './validate.js';
 import { PROTOCOL_VERSION } from './version.js';
@@ -71,6 +73,23 @@ describe('message validation', () => {
     ]) {
       expect(parseReady(m)).toMatchObject({ ok: false });
     }
+  });
+
+  it('takes a session:joined with or without the neighbours it could not reach, bounded, and refuses the rest by name', () => {
+    expect(parseSessionJoined({ sessionId: 7 })).toEqual({ ok: true, value: { sessionId: 7 } });
+    expect(parseSessionJoined({ sessionId: 7, unreached: ['a', 'b', 'a'] })).toEqual({
+      ok: true,
+      value: { sessionId: 7, unreached: ['a', 'b'] },
+    });
+    for (const m of [
+      { sessionId: 7, unreached: 'a' },
+      { sessionId: 7, unreached: [''] },
+      { sessionId: 7, unreached: [3] },
+      { sessionId: 7, unreached: ['x'.repeat(300)] },
+      { sessionId: 7, unreached: Array.from({ length: MAX_UNREACHED + 1 }, (_, i) => `v${i}`) },
+    ])
+      expect(parseSessionJoined(m)).toEqual({ ok: false, reason: `unreached must be at most ${MAX_UNREACHED} peer ids` });
+    expect(parseSessionJoined({ sessionId: -1, unreached: [] })).toMatchObject({ ok: false });
   });
 
   it('bounds signalling payloads', () => {

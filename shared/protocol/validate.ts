@@ -20,6 +20,7 @@ import {
   MAX_NET_DELAY_MS,
   type NetConditions,
   type ReceivedReport,
+  type SessionJoined,
   type SignalOut,
   type StageReady,
   type StepDigest,
@@ -145,6 +146,18 @@ function uint(v: unknown, max: number): v is number {
 export function parseSessionRef(raw: unknown): Parsed<{ sessionId: number }> {
   if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID)) return bad('sessionId must be an unsigned 32-bit integer');
   return ok({ sessionId: raw.sessionId });
+}
+
+/** Most neighbours a session:joined may name as unreached (two stages' replicas; redundancy stays far below). */
+export const MAX_UNREACHED = 64;
+
+export function parseSessionJoined(raw: unknown): Parsed<SessionJoined> {
+  const ref = parseSessionRef(raw);
+  if (!ref.ok || !isObject(raw) || raw.unreached === undefined) return ref;
+  const u = raw.unreached;
+  if (!Array.isArray(u) || u.length > MAX_UNREACHED || !u.every(shortString))
+    return bad(`unreached must be at most ${MAX_UNREACHED} peer ids`);
+  return ok({ sessionId: ref.value.sessionId, unreached: [...new Set(u)] });
 }
 
 /** Longest digest accepted (the sampled positions plus the norm). */

@@ -1,7 +1,7 @@
 // What another process sends this one (its inbox channel), past the parser:
 // messages for our volunteers, and our volunteers' reports back to it.
 import { isWireErrorCode } from '../../shared/protocol/errors.js';
-import { parseDigest, parseFailure, parseLogits, parseSessionRef } from '../../shared/protocol/validate.js';
+import { parseDigest, parseFailure, parseLogits, parseSessionJoined } from '../../shared/protocol/validate.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import { base64ToArrayBuffer, type InboxMessage, procOfSession } from './messages.js';
 import type { RemoteSessions } from './remote-sessions.js';
@@ -41,8 +41,8 @@ export function reportToCoordinator(c: Coordinator, m: Extract<InboxMessage, { t
   const from = m.from;
   switch (m.event) {
     case 'session:joined': {
-      const r = parseSessionRef(m.m);
-      if (r.ok && procOfSession(r.value.sessionId) === proc) c.joined(from, r.value.sessionId);
+      const r = parseSessionJoined(m.m);
+      if (r.ok && procOfSession(r.value.sessionId) === proc) c.joined(from, r.value.sessionId, r.value.unreached);
       return;
     }
     case 'step:digest': {

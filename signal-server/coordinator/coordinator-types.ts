@@ -1,7 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { Tokenizer } from '../../shared/model/tokenizer.js';
-import type { Backend, ServerToClientEvents, StepDigest, StepFailure, TokenEvent } from '../../shared/protocol/messages.js';
+import type { Backend, ServerToClientEvents, SessionJoined, StepDigest, StepFailure, TokenEvent } from '../../shared/protocol/messages.js';
 import type { AuditCounts } from './audit.js';
 import type { ChallengeOracle } from './challenge.js';
 import type { FallbackOptions } from './fallback.js';
@@ -103,7 +103,7 @@ export interface CoordinatorOptions {
 
 /** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
 export type SessionReport =
-  | { readonly event: 'session:joined'; readonly m: { readonly sessionId: number } }
+  | { readonly event: 'session:joined'; readonly m: SessionJoined }
   | { readonly event: 'step:digest'; readonly m: StepDigest }
   | {
       readonly event: 'step:logits';

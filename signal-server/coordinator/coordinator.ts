@@ -177,8 +177,9 @@ export class Coordinator {
     return this.traffic.frame(from, to, messages);
   }
 
-  joined(id: string, sessionId: number): void {
-    this.traffic.joined(id, sessionId);
+  /** A replica joined a session; `unreached`: the neighbours it says it joined without. */
+  joined(id: string, sessionId: number, unreached: readonly string[] = []): void {
+    this.traffic.joined(id, sessionId, unreached);
   }
 
   digest(id: string, m: StepDigest): void {

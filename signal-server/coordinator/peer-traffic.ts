@@ -74,9 +74,9 @@ export class PeerTraffic {
     return !this.s.sessions.has(sid) && !this.s.finished.has(sid) && this.s.cluster?.forward(id, report) === true;
   }
 
-  joined(id: string, sessionId: number): void {
-    if (this.forwarded(id, { event: 'session:joined', m: { sessionId } })) return;
-    this.member(id, sessionId)?.onJoined(id);
+  joined(id: string, sessionId: number, unreached: readonly string[] = []): void {
+    if (this.forwarded(id, { event: 'session:joined', m: unreached.length === 0 ? { sessionId } : { sessionId, unreached } })) return;
+    this.member(id, sessionId)?.onJoined(id, unreached);
   }
 
   digest(id: string, m: StepDigest): void {

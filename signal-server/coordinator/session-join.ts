@@ -1,6 +1,7 @@
 import type { TimerHandle } from '../../shared/clock.js';
 import { GenerationError } from './generation-error.js';
 import { MeshLoopChecks } from './mesh-checks.js';
+import { UnreachedReports } from './unreached-reports.js';
 
 /** After every stage has a majority joined, how much longer the others are waited for before spares take their places. */
 export const JOIN_GRACE_MS = 2_000;
@@ -12,9 +13,21 @@ export abstract class SessionJoin extends MeshLoopChecks {
   private aborted: GenerationError | null = null;
   private onAbort: ((e: GenerationError) => void) | null = null;
 
-  onJoined(volunteer: string): void {
-    if (!this.members.has(volunteer)) return;
+  private readonly unreached = new UnreachedReports();
+
+  /** `volunteer` joined, without data channels to the neighbours in `unreached` (see UnreachedReports). */
+  onJoined(volunteer: string, unreached: readonly string[] = []): void {
+    const stage = this.members.get(volunteer);
+    if (stage === undefined) return;
     this.joined.add(volunteer);
+    for (const target of unreached) {
+      const at = this.members.get(target);
+      if (at === undefined) continue;
+      const count = this.unreached.report(volunteer, stage, target, at, this.current[stage] ?? [], this.needed);
+      if (count === null) continue;
+      this.retry?.log?.(`session ${this.sessionId}: ${target} of stage ${at} was unreachable for ${count} replicas of stage ${stage}`);
+      this.retry?.noShow?.(target);
+    }
     this.joinChanged?.();
   }
 
@@ -26,6 +39,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
    * stage cannot reach a majority of r joined.
    */
   protected async join(): Promise<void> {
+    const t0 = this.clock.now();
     for (const [stage, ids] of this.route.entries()) {
       ids.forEach((id, replica) => {
         this.transport.open(id, {
@@ -43,6 +57,9 @@ export abstract class SessionJoin extends MeshLoopChecks {
     for (let round = 0; ; round++) {
       await this.joinRound();
       const missing = [...this.members.keys()].filter((id) => !this.joined.has(id));
+      this.retry?.log?.(
+        `session ${this.sessionId}: ${this.members.size - missing.length} of ${this.members.size} replicas joined in ${Math.round(this.clock.now() - t0)} ms`,
+      );
       if (missing.length === 0) return;
       if (round + 1 >= JOIN_ROUNDS) break;
       let replaced = 0;

@@ -19,6 +19,7 @@ import {
   isServerPeer,
   packFrameMessages,
   type ServerToClientEvents,
+  type SessionOpen,
   type StageChallenge,
   type StepDigest,
   type VolunteerCapacity,
@@ -57,6 +58,8 @@ export interface NodeVolunteerOptions {
   readonly challenges?: 'honest' | 'garbage' | 'never' | 'honest-once';
   /** False: takes sessions but never says it joined (a silent joiner). */
   readonly joins?: boolean;
+  /** The neighbours its session:joined says it could not reach (true or not); none when absent. */
+  readonly unreached?: (m: SessionOpen) => readonly string[];
   /** Changes its outputs (not announced to the server). */
   readonly fault?: FaultBehaviour | null;
   /** Says it is ready right after its assignment, without downloading anything. */
@@ -196,7 +199,9 @@ export class NodeVolunteer {
     s.on('server:error', (e) => this.errors.push(e));
     s.on('session:open', (m) => {
       if (this.core === null || !this.core.open(m)) return;
-      if (options.joins !== false) s.emit('session:joined', { sessionId: m.sessionId });
+      const unreached = options.unreached?.(m) ?? [];
+      if (options.joins !== false)
+        s.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });
     });
     s.on('session:update', (m) => this.core?.update(m));
     s.on('session:close', ({ sessionId }) => this.core?.close(sessionId));

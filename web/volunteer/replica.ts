@@ -21,6 +21,7 @@ import { ComputeClient, WorkerError } from '../compute/compute-client.js';
 import type { Backend } from '../compute/messages.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { openStage, type StageSource } from '../compute/stage-open.js';
+import { linkNeighbours, type NeighbourLinks } from '../net/neighbour-links.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 import { browserCapacity } from './capacity.js';
@@ -238,9 +239,9 @@ export class VolunteerReplica {
     });
     socket.on('session:update', (m) => {
       const loop = m.loop ?? this.core?.openSessions.find((x) => x.sessionId === m.sessionId)?.loop?.peers ?? [];
-      const neighbours = this.linkSession(m.sessionId, [...m.prev, ...m.next], loop);
-      // Connect to the new neighbours first: the resend needs their data channels.
-      Promise.all(neighbours.map((id) => this.mesh?.connect(id)))
+      this.linkSession(m.sessionId, [...m.prev, ...m.next], loop);
+      // Connect to the new neighbours first (a majority of each stage, as to join): the resend needs their data channels.
+      this.linkNeighbours(m.prev, m.next)
         .then(() => this.core?.update(m))
         .catch((e: unknown) => this.update({ lastError: `session ${m.sessionId}: ${(e as Error).message}` }));
     });
@@ -478,28 +479,36 @@ export class VolunteerReplica {
   }
 
   /**
-   * The data channels a session needs. Its neighbours' (returned) are awaited
-   * before it joins or applies an update; the mesh loop's other end (a
+   * The data channels a session needs. A majority of each neighbouring stage's
+   * are awaited before it joins or applies an update (linkNeighbours), the rest
+   * opened alongside; the mesh loop's other end (a
    * one-stage model's replicas: each other, not this tab) is opened alongside
    * and never waited for: the coordinator feeds stage 0 the verified token
    * without it, and a loop peer that left must not hold up the session.
    */
-  private linkSession(sessionId: number, neighbours: readonly string[], loop: readonly string[]): string[] {
+  private linkSession(sessionId: number, neighbours: readonly string[], loop: readonly string[]): void {
     const me = this.status.volunteerId;
     const needed = [...new Set(volunteerPeers(neighbours))].filter((id) => id !== me);
     const extra = [...new Set(volunteerPeers(loop))].filter((id) => id !== me && !needed.includes(id));
     this.mesh?.need(sessionId, [...needed, ...extra]);
     for (const id of extra) this.mesh?.connect(id).catch(() => undefined);
-    return needed;
+  }
+
+  /** Data channels to a majority of the previous and of the next stage's replicas (see linkNeighbours). */
+  private linkNeighbours(prev: readonly string[], next: readonly string[]): Promise<NeighbourLinks> {
+    const me = this.status.volunteerId;
+    const others = (ids: readonly string[]) => ids.filter((id) => id !== me);
+    return linkNeighbours([others(prev), others(next)], (id) => this.mesh?.connect(id) ?? Promise.resolve());
   }
 
   private async openSession(m: SessionOpen): Promise<void> {
     if (this.core === null || !this.core.open(m)) return;
     this.setSessions((s) => s.add(m.sessionId));
-    const neighbours = this.linkSession(m.sessionId, [...m.prev, ...m.next], m.loop?.peers ?? []);
+    this.linkSession(m.sessionId, [...m.prev, ...m.next], m.loop?.peers ?? []);
     try {
-      await Promise.all(neighbours.map((id) => this.mesh?.connect(id)));
-      this.emit('session:joined', { sessionId: m.sessionId });
+      // A majority of each neighbouring stage is what the vote needs: a neighbour that never connects does not hold the join.
+      const { unreached } = await this.linkNeighbours(m.prev, m.next);
+      this.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });
     } catch (e) {
       const message = (e as Error).message;
       this.update({ lastError: `session ${m.sessionId}: ${message}` });
