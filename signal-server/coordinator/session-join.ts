@@ -26,7 +26,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
       const count = this.unreached.report(volunteer, stage, target, at, this.current[stage] ?? [], this.needed);
       if (count === null) continue;
       this.retry?.log?.(`session ${this.sessionId}: ${target} of stage ${at} was unreachable for ${count} replicas of stage ${stage}`);
-      this.retry?.noShow?.(target);
+      this.retry?.noShow?.(target, 'unreached');
     }
     this.joinChanged?.();
   }
@@ -65,7 +65,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
       let replaced = 0;
       for (const id of missing) {
         const stage = this.members.get(id) as number;
-        this.retry?.noShow?.(id);
+        this.retry?.noShow?.(id, 'absent');
         const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
         const spare = this.retry?.spares(stage, new Set([...tried, ...this.notCandidates()]), staying)[0];
         if (spare === undefined) continue;

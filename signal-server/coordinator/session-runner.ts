@@ -4,6 +4,7 @@ import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
 import { MAX_REPLAYS, ReplayOnNewPartition } from './repartition.js';
+import type { NoShow } from './session-types.js';
 import { established, linkOf, type SwarmState } from './swarm-state.js';
 
 /** Sessions not joined (or refused) before a volunteer is evicted. */
@@ -153,7 +154,7 @@ export class SessionRunner {
         spares: (stage, exclude, alongside) => this.h.spares(stage, exclude, alongside),
         link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
         log: (line) => this.s.log(line),
-        noShow: (id) => this.noShow(id, sessionId),
+        noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),
       },
@@ -209,13 +210,24 @@ export class SessionRunner {
     if (stage === 0 && last > 0) for (const l of route[last] ?? []) if (l !== id) link(l, id);
   }
 
-  /** A replica did not join a session: a strike; MAX_NO_SHOWS strikes evict it. */
-  private noShow(id: string, sessionId: number): void {
+  /** A replica did not join a session, or its neighbours could not reach it: a strike; MAX_NO_SHOWS strikes evict it. */
+  private noShow(id: string, sessionId: number, why: NoShow): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
     member.noShows += 1;
-    this.s.log(`volunteer ${id} did not join session ${sessionId} (${member.noShows} of ${MAX_NO_SHOWS} no-shows)`);
-    if (member.noShows >= MAX_NO_SHOWS) this.h.expel(id, 'ERR_EVICTED', `${member.noShows} sessions assigned and not joined`, true);
+    const what =
+      why === 'absent'
+        ? `did not join session ${sessionId}`
+        : `was not reached by a majority of a neighbouring stage in session ${sessionId}`;
+    this.s.log(`volunteer ${id} ${what} (${member.noShows} of ${MAX_NO_SHOWS} no-shows)`);
+    // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
+    if (member.noShows >= MAX_NO_SHOWS)
+      this.h.expel(
+        id,
+        'ERR_EVICTED',
+        `${member.noShows} sessions not joined, or joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections); last: ${what}`,
+        true,
+      );
   }
 
   /**

@@ -1,6 +1,9 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
 
+/** Why a replica counted as a no-show: it did not join, or its neighbours could not reach it. */
+export type NoShow = 'absent' | 'unreached';
+
 /** What a session needs from the transport: send to one volunteer. */
 export interface SessionTransport {
   open(volunteer: string, m: SessionOpen): void;
@@ -17,8 +20,11 @@ export interface RetryHooks {
   link(stage: number, volunteer: string): void;
   /** Hears what a retry did, for the server's log. */
   log?(line: string): void;
-  /** A replica did not join the session in time (or refused it): counts against its record. */
-  noShow?(volunteer: string): void;
+  /**
+   * A replica did not join the session in time or refused it (`absent`), or a majority of a stage beside it
+   * joined without reaching it (`unreached`): counts against its record.
+   */
+  noShow?(volunteer: string, why?: NoShow): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
   evict?(volunteer: string, code: WireErrorCode, reason: string): void;
   /**
