@@ -27,8 +27,9 @@ import { loadavg } from 'node:os';
 import type { Page } from 'playwright-core';
 import { Server } from 'socket.io';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { launchChromium } from '../tools/local-swarm.js';
-import { benchDistribution } from './distribution.js';
+import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { PAGE_HTML, WORKER_JS } from './hop-floor-page.js';
 import { median, printTable } from './table.js';
 import { benchTokenBreakdown } from './token-breakdown.js';
@@ -208,6 +209,14 @@ export async function benchHopFloor(o: HopFloorBenchOptions): Promise<void> {
     modelDir: modelDir(DEFAULT_MODEL),
     tokens: o.tokens,
     repeats: o.repeats,
+    floorOf,
+  });
+  // The same legs on the model the distribution target is about: where its swarm's step goes beyond its compute.
+  await benchTokenBreakdown({
+    label: 'SmolLM-135M-shaped',
+    modelDir: ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED),
+    tokens: o.distTokens,
+    repeats: o.distRepeats,
     floorOf,
   });
   const smol = await benchDistribution({ stages: 3, tokens: o.distTokens, repeats: o.distRepeats, warmup: 16 });

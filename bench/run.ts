@@ -27,7 +27,7 @@
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
  *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
  *   and Socket.IO round trips between Chromium tabs, with and without the background throttling flags, then both #11 targets
- *   against it in one run: austen-2m's token leg by leg, and the SmolLM-135M-shaped distribution cost), BENCH_HOP_ROUND_TRIPS
+ *   against it in one run: austen-2m's and the SmolLM-135M-shaped model's token leg by leg, and the latter's distribution cost), BENCH_HOP_ROUND_TRIPS
  *   (default 1000),
  *   BENCH_REDUNDANCY (default 1; 0 skips where r = 3's CPU goes: r = 1 vs r = 3 by process kind and messages per token,
  *   bench/redundancy.ts; on austen-2m, then on the SmolLM-135M-shaped checkpoint, where a stage's compute outweighs its

@@ -96,7 +96,8 @@ export function partitionBuilder(
     unserve(p.baseUrl);
     rmSync(dir, { recursive: true, force: true });
     // Its oracle held the whole model in this process's WASM heap: a server that re-partitions for days would fill it.
-    void p.oracle.release?.();
+    // A release that fails frees nothing more than not trying would: not a reason to stop the server.
+    p.oracle.release?.().catch(() => {});
   };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
     const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
