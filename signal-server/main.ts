@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
+import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
@@ -62,6 +63,8 @@ export interface StartOptions {
   readonly repartition: 'on' | 'off';
   /** The mesh loop: the last stage sends each token straight to stage 0; the coordinator verifies off the critical path. */
   readonly meshLoop: boolean;
+  /** How replicas send frames: all (every sender to every receiver) or majority (a rotation, the rest on request). */
+  readonly fanout: Fanout;
   /** The most sessions' decode steps of a stage the fallback runs as one call; 1 = each step alone. */
   readonly fallbackMaxBatch: number;
   /** Redis shared by several server processes of one swarm; null = this process alone. */
@@ -199,6 +202,12 @@ export const SETTINGS = {
     fallback: 'on',
     help: 'on: the last stage sends each token straight to stage 0 over the data channels and the coordinator verifies every step off the critical path (a wrong token is rolled back, never streamed); off: every token goes through the coordinator',
   },
+  fanout: {
+    env: 'FANOUT',
+    flag: 'fanout',
+    fallback: 'all',
+    help: 'all: every replica sends its frames to every replica of the next stage (r² messages a hop); majority: each receiver gets copies from a majority of its senders by a rotation, and asks the others for theirs when those do not agree at once (the vote is the same)',
+  },
   redisUrl: {
     env: 'REDIS_URL',
     flag: 'redis-url',
@@ -310,6 +319,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     fallbackMaxBatch: int(SETTINGS.fallbackMaxBatch, 1),
     repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
     meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
+    fanout: oneOf(SETTINGS.fanout, FANOUT_MODES),
     localAddresses: list(SETTINGS.localAddresses),
     trustedProxies: proxies,
   };
@@ -354,6 +364,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallbackMaxSessions: o.fallbackMaxSessions,
     ...(o.repartition === 'on' ? { repartition: { stageCache: o.stageCache } } : {}),
     meshLoop: o.meshLoop,
+    fanout: o.fanout,
     fallbackMaxBatch: o.fallbackMaxBatch,
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,

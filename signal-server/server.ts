@@ -11,6 +11,7 @@ import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
 import { Cluster, type ClusterOptions } from './cluster/cluster.js';
 import { Coordinator } from './coordinator/coordinator.js';
+import type { Fanout } from './coordinator/coordinator-types.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
@@ -94,6 +95,8 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
+  /** How replicas send their frames (FANOUT; default all): see CoordinatorOptions.fanout. */
+  readonly fanout?: Fanout;
   /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
   readonly fallbackMaxBatch?: number;
   /** Redis (redis://host:port): this server is one of several sharing one swarm (signal-server/cluster/); none = alone. */
@@ -272,6 +275,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
             ...(opts.meshLoop === undefined ? {} : { meshLoop: opts.meshLoop }),
+            ...(opts.fanout === undefined ? {} : { fanout: opts.fanout }),
             // Not with several servers yet: the server's replica would need the frames of volunteers on other processes.
             ...(opts.fallback === undefined || opts.fallback === 'off' || cluster !== null
               ? {}

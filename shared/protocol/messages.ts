@@ -198,6 +198,14 @@ export interface SessionOpen {
   readonly loop?: MeshLoop;
   /** The session's era (see SessionUpdate.era); absent = 0. */
   readonly era?: number;
+  /**
+   * Optimistic quorum fan-out (shared/swarm/fanout.ts): the replica count of
+   * this replica's own stage, where each hop between stages of equal size (≥ 3)
+   * sends each receiver copies from only a majority of its senders, by a
+   * rotation, and a receiver asks the others for theirs when those do not
+   * agree at once. Absent: every sender sends every receiver (all-to-all).
+   */
+  readonly fanout?: number;
 }
 
 /**

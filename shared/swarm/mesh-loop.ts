@@ -77,6 +77,11 @@ export class TokenVotes {
     return count >= needed ? token : null;
   }
 
+  /** The senders heard for `step` so far. */
+  heard(step: number): string[] {
+    return [...(this.votes.get(step)?.keys() ?? [])];
+  }
+
   /** What each sender sent for `step`: reported with stage 0's digest, so the coordinator can tell a liar. */
   reports(step: number): ReceivedReport[] {
     return [...(this.votes.get(step) ?? [])].map(([from, token]) => ({ from, digest: tokenPrint(token) }));

@@ -29,6 +29,7 @@ export interface ReplicaOutputs {
   meshStep?(sessionId: number, step: number): void;
 }
 
+import { countsOn, decodeWant, encodeWant, FanoutState, isWant, sendsTo, type Want, type WantKind } from './fanout.js';
 import type { FaultBehaviour } from './faults.js';
 import { MESH_AHEAD, sampleAt, TokenVotes, tokenFrame, tokenOf } from './mesh-loop.js';
 
@@ -80,6 +81,8 @@ interface SessionState {
   era: number;
   /** Stage 0: mesh tokens up to this step are ignored (after a roll-back, the ones in flight are from the undone path). */
   meshFloor: number;
+  /** Optimistic quorum fan-out: who is sent what unasked, who asked, what this replica asked for (shared/swarm/fanout.ts). */
+  readonly fan: FanoutState;
 }
 
 /** A frame's era against the session's: the same, a later one (this replica is behind) or an earlier one (stale). */
@@ -187,6 +190,7 @@ export class ReplicaCore {
       given: new Map(),
       era: (m.era ?? 0) & 0xff,
       meshFloor: -1,
+      fan: new FanoutState(m.fanout ?? 0),
     });
     return true;
   }
@@ -210,6 +214,8 @@ export class ReplicaCore {
       s.tokens.forget(m.resetFrom, 'from');
       for (const k of [...s.meshReady.keys()]) if (k >= m.resetFrom) s.meshReady.delete(k);
       s.meshFloor = Math.max(s.meshFloor, m.resetFrom + MESH_AHEAD + 1);
+      s.fan.clearTimers(m.resetFrom);
+      for (const k of [...s.fan.sentTokens.keys()]) if (k >= m.resetFrom) s.fan.sentTokens.delete(k);
     }
     if (m.era !== undefined) s.era = m.era & 0xff;
     s.prev = m.prev;
@@ -249,6 +255,7 @@ export class ReplicaCore {
     const s = this.sessions.get(sessionId);
     if (s === undefined) return;
     for (const t of s.settling.values()) clearTimeout(t);
+    s.fan.clearTimers();
     this.sessions.delete(sessionId);
     // A slow replica still computes the inputs it had taken (its late reports still count in the
     // audit): its cache goes when that is done, not under it.
@@ -315,6 +322,9 @@ export class ReplicaCore {
     const t = s.settling.get(step);
     if (t !== undefined) clearTimeout(t);
     s.settling.delete(step);
+    const o = s.fan.overdue.frames.get(step);
+    if (o !== undefined) clearTimeout(o);
+    s.fan.overdue.frames.delete(step);
   }
 
   /**
@@ -358,8 +368,12 @@ export class ReplicaCore {
     void this.drain(s);
   }
 
-  /** A data-channel message from peer `from`. */
+  /** A data-channel message from peer `from`: a frame's chunk, or a want (fan-out). */
   frame(from: string, bytes: Uint8Array): void {
+    if (isWant(bytes)) {
+      this.want(from, bytes);
+      return;
+    }
     let a = this.assemblers.get(from);
     if (a === undefined) {
       // Per peer: a few frames of at most the largest this model can send, only for a live session of the previous stage.
@@ -460,9 +474,130 @@ export class ReplicaCore {
       return;
     }
     const agreed = s.tokens.add(f.step, from, token);
-    if (agreed === null || s.ready.has(f.step) || s.meshReady.has(f.step)) return;
+    if (s.ready.has(f.step) || s.meshReady.has(f.step)) return;
+    if (agreed === null) {
+      this.copiesShort(s, 'tokens', f.step, s.tokens.heard(f.step), false);
+      return;
+    }
     s.meshReady.set(f.step, agreed);
     void this.drain(s);
+  }
+
+  /** The senders of a hop into this replica: the previous stage's replicas, or (mesh loop) the last stage's. */
+  private sendersOf(s: SessionState, kind: WantKind): readonly string[] {
+    return kind === 'frames' ? s.prev : (s.loop?.peers ?? []);
+  }
+
+  /** The senders this replica counts on over a hop (the rotation), or null where it is all-to-all. */
+  private assigned(s: SessionState, kind: WantKind): string[] | null {
+    // A one-stage model's replicas count their own tokens: that hop stays all-to-all.
+    if (s.fan.size === 0 || (kind === 'tokens' && this.manifest.stages.length === 1)) return null;
+    const senders = this.sendersOf(s, kind);
+    return countsOn(s.open.replica, senders.length, s.fan.size)?.map((i) => senders[i] as string) ?? null;
+  }
+
+  /** Whether this replica sends receiver number `receiver` (`to`) of a hop its copy unasked: the rotation, or it asked. */
+  private sends(s: SessionState, kind: WantKind, receiver: number, to: string): boolean {
+    if (s.fan.size === 0 || s.fan.subscribers[kind].has(to) || (kind === 'tokens' && this.manifest.stages.length === 1)) return true;
+    const receivers = kind === 'frames' ? s.next.length : (s.loop?.peers.length ?? 0);
+    return sendsTo(s.open.replica, receiver, s.fan.size, receivers);
+  }
+
+  /**
+   * A step's copies came and give no majority yet (`heard`: their senders):
+   * where the copies this replica counts on all came (they disagree), or
+   * agree only within tolerance (`unsettled`), it asks the other senders at
+   * once; where some came and others not, it asks once the deadline passes.
+   */
+  private copiesShort(s: SessionState, kind: WantKind, step: number, heard: readonly string[], unsettled: boolean): void {
+    const assigned = this.assigned(s, kind);
+    if (assigned === null) return;
+    const unasked = this.sendersOf(s, kind).filter((id) => !assigned.includes(id) && !s.fan.asked[kind].has(id));
+    if (unasked.length === 0) return;
+    if (unsettled || assigned.every((id) => heard.includes(id))) {
+      this.ask(s, kind);
+      return;
+    }
+    const timers = s.fan.overdue[kind];
+    if (timers.has(step)) return;
+    timers.set(
+      step,
+      setTimeout(() => {
+        timers.delete(step);
+        // Taken meanwhile (every copy it counts on came): nothing to ask.
+        if (this.sessions.get(s.open.sessionId) === s && step > s.taken && !s.ready.has(step) && !s.meshReady.has(step)) this.ask(s, kind);
+      }, s.fan.deadline.ms),
+    );
+  }
+
+  /** Asks every sender of a hop not asked yet for its copies from the first step not taken on, and every later step. */
+  private ask(s: SessionState, kind: WantKind): void {
+    const assigned = this.assigned(s, kind) ?? [];
+    for (const id of this.sendersOf(s, kind)) {
+      if (assigned.includes(id) || s.fan.asked[kind].has(id)) continue;
+      s.fan.asked[kind].add(id);
+      const want: Want = {
+        kind,
+        sessionId: s.open.sessionId,
+        fromStep: s.taken + 1,
+        stage: this.stage,
+        replica: s.open.replica,
+        era: s.era,
+      };
+      this.out.frames(id, [encodeWant(want)]);
+    }
+  }
+
+  /**
+   * A want from `from`: honoured only from the replica the route names in the
+   * hop's next stage (or, for tokens, in stage 0) at the index it gives. It
+   * then gets every later step; the first want of a session also brings its
+   * kept copies from `fromStep` on (within MAX_STEPS_AHEAD of the newest), a
+   * later one only subscribes again (and is counted): a peer cannot make a
+   * sender resend its history over and over.
+   */
+  private want(from: string, bytes: Uint8Array): void {
+    const w = decodeWant(bytes);
+    if (typeof w === 'string') {
+      this.out.rejected(w);
+      return;
+    }
+    const s = this.sessions.get(w.sessionId);
+    if (s === undefined) {
+      this.out.rejected(`ERR_UNKNOWN_SESSION want for session ${w.sessionId}`);
+      return;
+    }
+    const frames = w.kind === 'frames';
+    const route = frames ? s.next : this.stage === this.manifest.stages.length - 1 && s.loop !== null ? s.loop.peers : [];
+    if (route[w.replica] !== from || w.stage !== (frames ? this.stage + 1 : 0)) {
+      this.out.rejected(`ERR_NOT_LINKED want from ${from} as stage ${w.stage} replica ${w.replica}`);
+      return;
+    }
+    s.fan.subscribers[w.kind].add(from);
+    if (s.fan.honoured[w.kind].has(from)) {
+      this.out.rejected(`ERR_WANT_REPEATED ${w.kind} of session ${w.sessionId}: subscribed again, nothing resent`);
+      return;
+    }
+    s.fan.honoured[w.kind].add(from);
+    // A want of an earlier era is of a path since undone: its steps are recomputed and sent anyway.
+    if (((w.era - s.era) & 0xff) !== 0) return;
+    const kept = frames ? [...s.history.keys()] : [...s.fan.sentTokens.keys()];
+    const newest = Math.max(-1, ...kept);
+    if (w.fromStep + MAX_STEPS_AHEAD < newest) {
+      this.out.rejected(`ERR_STALE_STEP want from step ${w.fromStep}, ${newest - w.fromStep} steps behind: subscribed, nothing resent`);
+      return;
+    }
+    for (const step of kept.filter((k) => k >= w.fromStep).sort((a, b) => a - b)) {
+      const base = { sessionId: w.sessionId, step, stage: this.stage, replica: s.open.replica, era: s.era };
+      const out = s.history.get(step);
+      const token = s.fan.sentTokens.get(step);
+      // An equivocating fault resends what it sends, not what it reported.
+      const sent = out === undefined ? undefined : (this.fault?.frames?.(step, out.data) ?? out.data);
+      if (frames && out !== undefined && sent !== undefined)
+        this.out.frames(from, encodeFrame({ ...base, dims: sent.length === out.data.length ? out.dims : [sent.length], data: sent }));
+      else if (!frames && token !== undefined)
+        this.out.frames(from, encodeFrame({ ...tokenFrame(w.sessionId, step, this.stage, s.open.replica, token), era: s.era }));
+    }
   }
 
   /** The input of the next step: the coordinator's tokens, else (stage 0) a mesh token within MESH_AHEAD of them. */
@@ -483,10 +618,12 @@ export class ReplicaCore {
     if (sampled === this.manifest.model.eosTokenId) return;
     const token = this.fault?.token?.(step + 1, sampled) ?? sampled;
     const frame = { ...tokenFrame(s.open.sessionId, step + 1, this.stage, s.open.replica, token), era: s.era };
+    s.fan.sentTokens.set(step + 1, token);
+    for (const k of s.fan.sentTokens.keys()) if (k <= step - MESH_AHEAD - 2) s.fan.sentTokens.delete(k);
     loop.peers.forEach((to, i) => {
       // A one-stage model: this replica is one of stage 0's, and counts its own token without a channel.
       if (this.stage === 0 && i === s.open.replica) this.meshToken(s, to, frame);
-      else this.out.frames(to, encodeFrame(frame));
+      else if (this.sends(s, 'tokens', i, to)) this.out.frames(to, encodeFrame(frame));
     });
   }
 
@@ -518,12 +655,23 @@ export class ReplicaCore {
     const after = q.state;
     if (after.kind === 'agreed') {
       if (after.settled) this.take(s, f.step);
-      else if (!s.settling.has(f.step))
+      else if (!s.settling.has(f.step)) {
         s.settling.set(
           f.step,
           setTimeout(() => this.take(s, f.step), SETTLE_MS),
         );
-    } else if (before === 'pending' && after.kind === 'no-majority') {
+        // Agreed only within tolerance: the copies not sent unasked are asked for, to settle it within SETTLE_MS.
+        this.copiesShort(s, 'frames', f.step, [], true);
+      }
+    } else if (after.kind === 'pending')
+      this.copiesShort(
+        s,
+        'frames',
+        f.step,
+        got.map((x) => x.from),
+        false,
+      );
+    else if (before === 'pending' && after.kind === 'no-majority') {
       this.out.failed({
         sessionId: s.open.sessionId,
         step: f.step,
@@ -560,9 +708,15 @@ export class ReplicaCore {
         // Stage 0 reports what each last-stage replica sent it for this step: a liar's token is seen.
         const received = this.stage === 0 ? s.tokens.reports(step) : (s.received.get(step) ?? []);
         s.tokens.forget(step + 1, 'before');
+        for (const [k, t] of [...s.fan.overdue.tokens])
+          if (k <= step) {
+            clearTimeout(t);
+            s.fan.overdue.tokens.delete(k);
+          }
         this.forgetVote(s, step);
         s.lengths.set(step, s.positions);
         s.taken = step;
+        s.fan.deadline.taken(performance.now());
         await this.compute(s, step, input, received, epoch);
         // Rolled back meanwhile: nextStep was set by the roll-back.
         if (epoch === s.epoch) s.nextStep = step + 1;
@@ -642,7 +796,9 @@ export class ReplicaCore {
         data: sent,
         era: s.era,
       });
-      for (const id of s.next) this.out.frames(id, frames);
+      s.next.forEach((id, i) => {
+        if (this.sends(s, 'frames', i, id)) this.out.frames(id, frames);
+      });
       digest();
     }
   }

@@ -99,7 +99,18 @@ export interface CoordinatorOptions {
    * off the critical path; false: the coordinator alone feeds stage 0.
    */
   readonly meshLoop?: boolean;
+  /**
+   * How replicas send their frames (FANOUT): `majority`, each receiver gets
+   * copies from a majority of its senders by a rotation and asks the others
+   * when those do not agree at once (shared/swarm/fanout.ts); `all` (default),
+   * every sender sends every receiver.
+   */
+  readonly fanout?: Fanout;
 }
+
+/** FANOUT's values. */
+export const FANOUT_MODES = ['all', 'majority'] as const;
+export type Fanout = (typeof FANOUT_MODES)[number];
 
 /** A volunteer's report about a session, as a cluster forwards it to the server that coordinates the session. */
 export type SessionReport =

@@ -50,6 +50,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
           next: this.route[stage + 1] ?? [],
           replayTo: 0,
           ...this.loopOf(stage),
+          ...this.fanoutOf(stage),
         });
       });
     }

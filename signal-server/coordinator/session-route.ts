@@ -58,6 +58,8 @@ export abstract class SessionRoute {
     protected readonly clock: Clock = REAL_CLOCK,
     /** The mesh loop (MESH_LOOP): the last stage feeds stage 0 its tokens over the data channels, checked here after. */
     protected readonly meshLoop = false,
+    /** Optimistic quorum fan-out (FANOUT=majority): replicas are told their stage's size, and send by the rotation. */
+    protected readonly fanout = false,
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
@@ -88,6 +90,11 @@ export abstract class SessionRoute {
     return {
       loop: { peers, sampling: this.sampling, steps: this.maxSteps, ...(this.drawsBefore === 0 ? {} : { draws: this.drawsBefore }) },
     };
+  }
+
+  /** The `fanout` field of a replica of `stage`'s session:open: its stage's size, where the session fans out by the rotation. */
+  protected fanoutOf(stage: number): { fanout?: number } {
+    return this.fanout ? { fanout: this.current[stage]?.length ?? 0 } : {};
   }
 
   /** The replicas at the other end of the mesh loop from `stage` (none where the loop is off or `stage` is not an end of it). */

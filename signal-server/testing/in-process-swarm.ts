@@ -37,6 +37,8 @@ export interface InProcessSwarm {
   readonly fallback: FallbackOptions | null;
   /** The mesh loop (MESH_LOOP; default on): `{ ...swarm, meshLoop: false }` runs the same replicas without it. */
   readonly meshLoop?: boolean;
+  /** FANOUT (default all): `majority` sends each receiver a majority's copies by the rotation, the rest on request. */
+  readonly fanout?: 'all' | 'majority';
 }
 
 export interface InProcessResult {
@@ -178,6 +180,7 @@ export async function runInProcess(
       newId: () => nameOf(joined++, STAGES, R),
       ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
       ...(swarm.meshLoop === undefined ? {} : { meshLoop: swarm.meshLoop }),
+      ...(swarm.fanout === undefined ? {} : { fanout: swarm.fanout }),
     },
     () => {},
   );
