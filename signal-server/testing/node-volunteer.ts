@@ -26,6 +26,7 @@ import {
 } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import { decodeWant, isWant } from '../../shared/swarm/fanout.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
@@ -120,6 +121,8 @@ export class NodeVolunteer {
   readonly errors: { code: string; message: string }[] = [];
   /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
   meshSteps = 0;
+  /** Wants (fan-out: shared/swarm/fanout.ts) its replica sent, as `to kind`. */
+  readonly wants: string[] = [];
   /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
   readonly rejections: string[] = [];
   private core: ReplicaCore | null = null;
@@ -245,6 +248,10 @@ export class NodeVolunteer {
       new CachingExecutor(manifest, { run: (_stage, feeds, fetches) => single.run(0, hostOnly(feeds), fetches) }),
       {
         frames: (to, messages) => {
+          for (const m of messages) {
+            const w = isWant(m) ? decodeWant(m) : null;
+            if (w !== null) this.wants.push(typeof w === 'string' ? w : `${to} ${w.kind}`);
+          }
           if (isServerPeer(to)) this.toServer.push(to, messages);
           else for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
         },
