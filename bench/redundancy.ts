@@ -1,7 +1,8 @@
 /**
  * Where redundancy's CPU goes (issue #11: r = 3 ≤ 3.3 × the CPU time per token
- * of r = 1): the swarm at r = 1 and r = 3, mesh loop off and on, side by side
- * in one run, each setup's CPU per token split by process kind (this process:
+ * of r = 1): the swarm at r = 1 and r = 3, mesh loop off and on, and r = 3 with
+ * each fan-out (FANOUT=all: every sender to every receiver; majority: a
+ * majority's copies by the rotation, the rest on request), side by side in one run, each setup's CPU per token split by process kind (this process:
  * server and coordinator; Chromium's renderers, browser, GPU and network
  * processes) and its messages per token (Socket.IO events as the server
  * counts them, data-channel messages as the tabs' getStats count them).
@@ -32,10 +33,12 @@ const PROMPT = 'It is a truth universally acknowledged, that a single man in pos
 export interface RedundancyRow {
   readonly r: number;
   readonly meshLoop: boolean;
+  readonly fanout: 'all' | 'majority';
   readonly runs: readonly Measured[];
 }
 
 const loop = (on: boolean) => (on ? 'mesh loop' : 'MESH_LOOP=off');
+const label = (x: RedundancyRow) => `r = ${x.r}, ${loop(x.meshLoop)}${x.r > 1 ? `, FANOUT=${x.fanout}` : ''}`;
 const med = (rows: readonly Measured[], f: (m: Measured) => number) => median(rows.map(f));
 
 /** Prints the CPU split and the message counts of each setup, each r = 3 against the r = 1 of the same loop. */
@@ -50,7 +53,7 @@ export function printRedundancy(title: string, rows: readonly RedundancyRow[]): 
       const total = med(x.runs, (m) => m.cpuMsPerToken);
       const bTotal = b === undefined ? Number.NaN : med(b.runs, (m) => m.cpuMsPerToken);
       return [
-        `r = ${x.r}, ${loop(x.meshLoop)}`,
+        label(x),
         String(x.runs.length),
         total.toFixed(1),
         ...kinds.map((k) => {
@@ -72,7 +75,7 @@ export function printRedundancy(title: string, rows: readonly RedundancyRow[]): 
     `${title}: messages per token (Socket.IO events counted by the server, "in" from tabs, "out" to them; data-channel messages every tab sent), median over runs`,
     ['setup', 'data channel', 'frames refused (tabs)', ...events],
     rows.map((x) => [
-      `r = ${x.r}, ${loop(x.meshLoop)}`,
+      label(x),
       med(x.runs, (m) => m.channelMessages).toFixed(1),
       med(x.runs, (m) => m.framesRejected).toFixed(2),
       ...events.map((e) => med(x.runs, (m) => m.socketEvents.get(e) ?? 0).toFixed(2)),
@@ -87,11 +90,13 @@ export async function benchRedundancy(o: SwarmBenchOptions): Promise<RedundancyR
     const { dir, manifest } = await ensureStages(o.modelDir, { stages: o.stages }, cache);
     const { tokens: expected } = await referenceDecode(dir, PROMPT, 128, o.tokens, 1);
     const setups = [
-      { r: 1, meshLoop: false },
-      { r: 3, meshLoop: false },
-      { r: 1, meshLoop: true },
-      { r: 3, meshLoop: true },
-    ];
+      { r: 1, meshLoop: false, fanout: 'all' },
+      { r: 3, meshLoop: false, fanout: 'all' },
+      { r: 3, meshLoop: false, fanout: 'majority' },
+      { r: 1, meshLoop: true, fanout: 'all' },
+      { r: 3, meshLoop: true, fanout: 'all' },
+      { r: 3, meshLoop: true, fanout: 'majority' },
+    ] as const;
     const runs = setups.map(() => [] as Measured[]);
     const loads: number[] = [];
     // One run per swarm, the setups in turn: each run's r = 3 ÷ r = 1 pairs runs made close in time.

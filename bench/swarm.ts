@@ -39,6 +39,8 @@ export interface Setup {
   readonly r: number;
   /** The mesh loop (MESH_LOOP): the last stage sends each token straight to stage 0. */
   readonly meshLoop: boolean;
+  /** How replicas send frames (FANOUT): every sender to every receiver, or a majority's copies by the rotation. Default all. */
+  readonly fanout?: 'all' | 'majority';
   readonly delayMs: number;
   readonly trace: boolean;
   readonly tokens: number;
@@ -97,6 +99,7 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
     redundancy: s.r,
     netDelayMs: s.delayMs,
     meshLoop: s.meshLoop,
+    ...(s.fanout === undefined ? {} : { fanout: s.fanout }),
     spotCheckRate: 0,
     socketEventTally: tally,
   });
