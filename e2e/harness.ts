@@ -45,9 +45,13 @@ export async function startTestServer(
     netDelayMs?: number;
     /** REPARTITION (default off, as the factory's): new partitions are built into `cacheRoot`. */
     repartition?: boolean;
+    /** FANOUT: default WEBSWARM_FANOUT, else the server's default (all); `majority` runs any spec with the optimistic fan-out. */
+    fanout?: 'all' | 'majority';
   } = {},
 ): Promise<SignalServer> {
+  const fanout = extra.fanout ?? fanoutFromEnv();
   return startLocalServer(models, cacheRoot, {
+    ...(fanout === undefined ? {} : { fanout }),
     redundancy: extra.redundancy ?? 3,
     allowFaults: extra.allowFaults ?? false,
     // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
@@ -62,6 +66,14 @@ export async function startTestServer(
     ...(extra.repartition === true ? { repartition: { stageCache: cacheRoot } } : {}),
     logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
+}
+
+/** WEBSWARM_FANOUT (all or majority), so that every spec can be run with either fan-out; unset: the server's default. */
+function fanoutFromEnv(): 'all' | 'majority' | undefined {
+  const v = process.env.WEBSWARM_FANOUT;
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'all' && v !== 'majority') throw new Error(`WEBSWARM_FANOUT must be all or majority, not ${v}`);
+  return v;
 }
 
 /** The model the swarm specs run: the default model (it ships in the repository). */
