@@ -21,6 +21,7 @@ import { type LocalSwarm, launchChromium, startLocalSwarm } from '../tools/local
 export { buildWebApp } from '../tools/build-web.js';
 export { launchChromium };
 
+import { fanoutOf } from '../signal-server/testing/in-process-swarm.js';
 import { startLocalServer } from '../tools/local-server.js';
 
 export async function startTestServer(
@@ -49,9 +50,8 @@ export async function startTestServer(
     fanout?: 'all' | 'majority';
   } = {},
 ): Promise<SignalServer> {
-  const fanout = extra.fanout ?? fanoutFromEnv();
   return startLocalServer(models, cacheRoot, {
-    ...(fanout === undefined ? {} : { fanout }),
+    ...fanoutOf(extra.fanout),
     redundancy: extra.redundancy ?? 3,
     allowFaults: extra.allowFaults ?? false,
     // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
@@ -66,14 +66,6 @@ export async function startTestServer(
     ...(extra.repartition === true ? { repartition: { stageCache: cacheRoot } } : {}),
     logger: extra.quiet === true ? silentLogger : createLogger('info', extra.logSink ?? process.stderr),
   });
-}
-
-/** WEBSWARM_FANOUT (all or majority), so that every spec can be run with either fan-out; unset: the server's default. */
-function fanoutFromEnv(): 'all' | 'majority' | undefined {
-  const v = process.env.WEBSWARM_FANOUT;
-  if (v === undefined || v === '') return undefined;
-  if (v !== 'all' && v !== 'majority') throw new Error(`WEBSWARM_FANOUT must be all or majority, not ${v}`);
-  return v;
 }
 
 /** The model the swarm specs run: the default model (it ships in the repository). */

@@ -13,6 +13,7 @@ import { fetchSwarmListing } from '../../testing/swarm-listing.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer, type SignalServerOptions } from '../server.js';
+import { fanoutOf } from './in-process-swarm.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
 export const MODEL = 'fixtures/models/tiny-untied';
@@ -88,6 +89,7 @@ export function httpSwarm(name: string): HttpSwarm {
         ratePerMinute: 0,
         spotCheckRate: 0,
         random: seededRandom(99),
+        ...fanoutOf(undefined),
         ...extra,
       });
       await server.ready;

@@ -123,6 +123,17 @@ export interface Crash {
   readonly reportsLastStep?: boolean;
 }
 
+/**
+ * FANOUT for a test's server: the test's own, else WEBSWARM_FANOUT (all or
+ * majority: so every in-process and Socket.IO test can be run with either fan-out), else the default.
+ */
+export function fanoutOf(own: 'all' | 'majority' | undefined): { fanout?: 'all' | 'majority' } {
+  const v = own ?? process.env.WEBSWARM_FANOUT;
+  if (v === undefined || v === '') return {};
+  if (v !== 'all' && v !== 'majority') throw new Error(`WEBSWARM_FANOUT must be all or majority, not ${v}`);
+  return { fanout: v };
+}
+
 /** The name of the i-th volunteer to join (see the file's comment). */
 function nameOf(i: number, stages: number, r: number): string {
   const stage = i % stages;
@@ -180,7 +191,7 @@ export async function runInProcess(
       newId: () => nameOf(joined++, STAGES, R),
       ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
       ...(swarm.meshLoop === undefined ? {} : { meshLoop: swarm.meshLoop }),
-      ...(swarm.fanout === undefined ? {} : { fanout: swarm.fanout }),
+      ...fanoutOf(swarm.fanout),
     },
     () => {},
   );
