@@ -57,7 +57,7 @@ export class RoutePicker {
       id,
       keys: member?.keys ?? [],
       established: established(this.s, id),
-      weight: reputation(this.s.audit.get(id)) / (1 + (member?.noShows ?? 0)),
+      weight: reputation(this.s.audit.get(id)) / (1 + (member?.noShows.count ?? 0)),
     };
   }
 
