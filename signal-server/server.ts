@@ -19,6 +19,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
+import type { KeyedBucketsOptions } from './keyed-buckets.js';
 import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
@@ -70,6 +71,8 @@ export interface SignalServerOptions {
   readonly spotCheckRate?: number;
   /** How long a volunteer has to answer a challenge step (default 60 s). */
   readonly challengeTimeoutMs?: number;
+  /** Challenges a client may make the server compute, at once and a minute (default 32, then 16 a minute). */
+  readonly challengeBudget?: KeyedBucketsOptions;
   /** Requests that may wait for a route at once; more are refused at once with 503 (default 64). */
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone: this machine's (the local swarm). */
@@ -268,6 +271,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             statusChanged: () => statusFeed.changed(),
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
+            ...(opts.challengeBudget === undefined ? {} : { challengeBudget: opts.challengeBudget }),
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),

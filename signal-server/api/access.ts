@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { NO_PROXIES, type TrustedProxies } from '../http/client-address.js';
+import { KeyedBuckets } from '../keyed-buckets.js';
 
 /** Who may call the HTTP API and how often. */
 export interface AccessOptions {
@@ -15,14 +16,6 @@ export type AccessDecision =
   | { readonly ok: true; readonly identity: string }
   | { readonly ok: false; readonly status: 401 | 429; readonly code: string; readonly message: string; readonly retryAfterS?: number };
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
-/** Most identities tracked at once; the least recently seen are dropped beyond it. */
-const MAX_BUCKETS = 10_000;
-
 /**
  * API keys and per-key rate limits: a token bucket per identity that holds a
  * minute's allowance and refills continuously, so bursts up to the allowance
@@ -30,13 +23,15 @@ const MAX_BUCKETS = 10_000;
  */
 export class AccessControl {
   private readonly keys: ReadonlySet<string>;
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets: KeyedBuckets | null;
 
   constructor(
     private readonly o: AccessOptions,
-    private readonly now: () => number = () => performance.now(),
+    now: () => number = () => performance.now(),
   ) {
     this.keys = new Set(o.apiKeys);
+    // A minute's allowance at once, refilled continuously.
+    this.buckets = o.ratePerMinute > 0 ? new KeyedBuckets({ burst: o.ratePerMinute, perMinute: o.ratePerMinute }, now) : null;
   }
 
   get requiresKey(): boolean {
@@ -54,31 +49,18 @@ export class AccessControl {
 
   /** Takes one request from `identity`'s allowance. */
   take(identity: string): AccessDecision {
+    if (this.buckets === null) return { ok: true, identity };
+    const waitMs = this.buckets.take(identity);
+    if (waitMs === 0) return { ok: true, identity };
     const limit = this.o.ratePerMinute;
-    if (limit <= 0) return { ok: true, identity };
-    const t = this.now();
-    let b = this.buckets.get(identity);
-    if (b === undefined) {
-      b = { tokens: limit, at: t };
-      if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value as string);
-    } else {
-      b.tokens = Math.min(limit, b.tokens + ((t - b.at) / 60_000) * limit);
-      b.at = t;
-      this.buckets.delete(identity);
-    }
-    this.buckets.set(identity, b);
-    if (b.tokens < 1) {
-      const retryAfterS = Math.ceil(((1 - b.tokens) / limit) * 60);
-      return {
-        ok: false,
-        status: 429,
-        code: 'rate_limit_exceeded',
-        message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
-        retryAfterS,
-      };
-    }
-    b.tokens -= 1;
-    return { ok: true, identity };
+    const retryAfterS = Math.ceil(waitMs / 1000);
+    return {
+      ok: false,
+      status: 429,
+      code: 'rate_limit_exceeded',
+      message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
+      retryAfterS,
+    };
   }
 
   /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */
