@@ -8,6 +8,11 @@ export interface AccessOptions {
   readonly apiKeys: readonly string[];
   /** Requests per minute per key (or per client address when the API is open); 0 = no limit. */
   readonly ratePerMinute: number;
+  /**
+   * Generations one identity may have running at once (waiting for a route,
+   * reading its body, computing or streaming); 0 or absent = no limit.
+   */
+  readonly maxConcurrent?: number;
   /** Proxies whose X-Forwarded-For names the client (its address is the identity of an open API). */
   readonly proxies?: TrustedProxies;
 }
@@ -24,6 +29,8 @@ export type AccessDecision =
 export class AccessControl {
   private readonly keys: ReadonlySet<string>;
   private readonly buckets: KeyedBuckets | null;
+  /** Generations running per identity (only those with one or more: bounded by the requests in flight). */
+  private readonly running = new Map<string, number>();
 
   constructor(
     private readonly o: AccessOptions,
@@ -61,6 +68,46 @@ export class AccessControl {
       message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
       retryAfterS,
     };
+  }
+
+  /**
+   * One of `identity`'s concurrent generations: a release (call it once the
+   * generation has ended, answered or not; a second call does nothing), or a
+   * refusal when it has `maxConcurrent` running. One requester cannot hold
+   * every session and queue place of the swarm and starve the others.
+   */
+  hold(
+    identity: string,
+  ): { ok: true; release: () => void } | { ok: false; status: 429; code: string; message: string; retryAfterS: number } {
+    const max = this.o.maxConcurrent ?? 0;
+    const n = this.running.get(identity) ?? 0;
+    if (max > 0 && n >= max)
+      return {
+        ok: false,
+        status: 429,
+        code: 'too_many_concurrent_requests',
+        message: `${n} requests of this client are running already (at most ${max} at once); send the next when one has ended`,
+        retryAfterS: 1,
+      };
+    this.running.set(identity, n + 1);
+    let held = true;
+    return {
+      ok: true,
+      release: () => {
+        if (!held) return;
+        held = false;
+        const left = (this.running.get(identity) ?? 1) - 1;
+        if (left <= 0) this.running.delete(identity);
+        else this.running.set(identity, left);
+      },
+    };
+  }
+
+  /** Generations running now, all identities together (for tests and the log). */
+  get runningTotal(): number {
+    let n = 0;
+    for (const k of this.running.values()) n += k;
+    return n;
   }
 
   /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */

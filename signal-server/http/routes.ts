@@ -32,6 +32,8 @@ export interface RoutesContext {
   /** Each token's text and bytes of the first served model (null when none is served). */
   readonly tokenTexts: TokenTexts | null;
   readonly maxBodyBytes: number;
+  /** How long an API request's body may take to arrive (absent: DEFAULT_BODY_TIMEOUT_MS). */
+  readonly bodyTimeoutMs?: number;
   /** Unix seconds when the server started: the `created` of the served models. */
   readonly startedS: number;
   readonly logger: Logger;
@@ -110,6 +112,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     tokenTexts: ctx.tokenTexts,
     access: ctx.access,
     maxBodyBytes: ctx.maxBodyBytes,
+    ...(ctx.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: ctx.bodyTimeoutMs }),
     log,
     createdS: ctx.startedS,
     countRequest: (route, status) => ctx.metrics.countRequest(route, status),
