@@ -11,6 +11,7 @@ import type { StageAssignment, StageChallenge } from '../shared/protocol/message
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { DEFAULT_CHALLENGE_BUDGET } from './coordinator/readiness.js';
 import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
 import { type Client, connectClient } from './testing/socket-client.js';
 
 const { start, joinAll } = httpSwarm('challenge-flood');
@@ -65,9 +66,14 @@ describe('challenges a client can make the server compute', () => {
       await Promise.all(loops);
       // The burst, and what the bucket refills within the attack (16 a minute: one in 4 s), plus one for a slow machine.
       const bound = DEFAULT_CHALLENGE_BUDGET.burst + Math.ceil((DEFAULT_CHALLENGE_BUDGET.perMinute * ATTACK_MS) / 60_000) + 1;
-      // It did get challenges (the attack ran); some of the burst goes to sockets that gave up before theirs was made.
-      expect(challenges).toBeGreaterThan(0);
       expect(challenges).toBeLessThanOrEqual(bound);
+      // Its budget is spent (on a loaded machine partly by sockets that gave up before theirs was made):
+      // one more of its sockets that waits is not challenged for now.
+      const patient: StageChallenge[] = [];
+      const last = readyVolunteer(url, '127.0.0.77', 'attacker-patient', (_c, m) => patient.push(m));
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(patient).toEqual([]);
+      last.disconnect();
       // Honest volunteers of other addresses are challenged and ready as always.
       const honest = await joinAll(url, 4, 40);
       expect(honest.every((v) => v.ready)).toBe(true);
@@ -108,6 +114,25 @@ describe('challenges a client can make the server compute', () => {
       await expect.poll(() => at[2], { timeout: WAIT_MS }).toBeDefined();
       expect((at[2] as number) - Math.max(at[0] as number, at[1] as number)).toBeGreaterThan(200);
       for (const c of clients) c.disconnect();
+    },
+    TEST_MS,
+  );
+
+  it(
+    "a volunteer that proved itself and is moved is challenged on its new stage at once, its client's budget spent or not",
+    async () => {
+      // One challenge per client, and the next in about 100 minutes: only the exemption lets the moved one be ready.
+      const { server, url } = await start(2, 2, { challengeBudget: { burst: 1, perMinute: 0.01 } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const all = await joinAll(url, 5, 50);
+      expect(all.map((v) => v.stage)).toEqual([0, 1, 0, 1, 0]);
+      // Stage 1 falls short: the latest of stage 0 moves there and must prove stage 1.
+      await (all[3] as NodeVolunteer).close();
+      const moved = all[4] as NodeVolunteer;
+      await expect.poll(() => coordinator.registry.get(moved.id as string)?.stage, { timeout: WAIT_MS }).toBe(1);
+      await expect.poll(() => coordinator.registry.get(moved.id as string)?.ready, { timeout: WAIT_MS }).toBe(true);
+      expect(coordinator.registry.replicasPerStage()).toEqual([2, 2]);
     },
     TEST_MS,
   );

@@ -13,8 +13,9 @@ export const DEFAULT_SPOT_CHECK_RATE = 0.1;
  * the stages up to the one tested, on the server's one runner, queued before
  * honest joiners' own. 32 at once (an address holds at most 16 volunteers: a
  * join and a move each), then 16 a minute; a `ready` over it is answered when
- * the client's bucket has a token again. Spot checks are the server's own
- * choice and are not counted.
+ * the client's bucket has a token again. Spot checks, and the challenges of
+ * a volunteer that passed one here already (after a move or a re-partition),
+ * are the server's own doing and are not counted.
  */
 export const DEFAULT_CHALLENGE_BUDGET: KeyedBucketsOptions = { burst: 32, perMinute: 16 };
 /** How long after a proof the coordinator looks whether the configured partition serves again. */
@@ -71,7 +72,9 @@ export class Readiness {
    * member: a departure or a move clears it with the challenge).
    */
   private challengeWithinBudget(member: Member, stage: number): void {
-    const waitMs = this.budget.take(clientOf(member));
+    // One that passed a challenge here once asks again only after the server moved it or re-cut the model:
+    // the server's doing, not a lever (a re-partition re-challenges everyone, a NAT's sixteen tabs too).
+    const waitMs = member.vouched ? 0 : this.budget.take(clientOf(member));
     if (waitMs === 0) {
       void this.sendChallenge(member, stage);
       return;
