@@ -164,6 +164,7 @@ function bindSocket(
     if (!m.ok) return refuse('ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
     const r = m.value;
     let release = () => {};
+    let client: string | undefined;
     if (access !== undefined) {
       const admitted = access.admitKey(r.apiKey, socket.data.address);
       if (!admitted.ok) {
@@ -178,6 +179,7 @@ function bindSocket(
         return;
       }
       release = slot.release;
+      if (access.limitsClients) client = admitted.identity;
     }
     const sampling = { temperature: r.temperature, topK: 0, topP: r.topP, seed: r.seed };
     // A requester that goes away (the chat page closed) cancels its generation.
@@ -185,8 +187,9 @@ function bindSocket(
     const onGone = () => gone.abort();
     socket.once('disconnect', onGone);
     coordinator
-      .complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal }, ({ logits: _, ...u }) =>
-        socket.emit('chat:token', { requestId: r.requestId, ...u }),
+      .complete(
+        { prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal, ...(client === undefined ? {} : { client }) },
+        ({ logits: _, ...u }) => socket.emit('chat:token', { requestId: r.requestId, ...u }),
       )
       .finally(() => {
         socket.off('disconnect', onGone);

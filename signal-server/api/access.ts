@@ -103,11 +103,12 @@ export class AccessControl {
     };
   }
 
-  /** Generations running now, all identities together (for tests and the log). */
-  get runningTotal(): number {
-    let n = 0;
-    for (const k of this.running.values()) n += k;
-    return n;
+  /**
+   * Whether generations are limited per client (API_MAX_CONCURRENT > 0): then
+   * each is told who asks, and the fallback shares its seats among clients too.
+   */
+  get limitsClients(): boolean {
+    return (this.o.maxConcurrent ?? 0) > 0;
   }
 
   /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { WireError } from '../../shared/protocol/errors.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
-import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, type SignalServer } from '../server.js';
+import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, type SignalServer, type SignalServerOptions } from '../server.js';
 import { httpSwarm } from '../testing/http-swarm.js';
 import { connectClient } from '../testing/socket-client.js';
 
@@ -24,8 +24,11 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-/** A server without volunteers: every generation waits ROUTE_WAIT_MS in the queue, then fails ERR_NO_ROUTE. */
-async function server(): Promise<string> {
+/**
+ * A server without volunteers: every generation waits ROUTE_WAIT_MS in the queue, then fails ERR_NO_ROUTE;
+ * with the fallback, the server computes it.
+ */
+async function server(extra: Partial<SignalServerOptions> = {}): Promise<string> {
   const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, stageCache());
   const s = createSignalServer({
     port: 0,
@@ -38,6 +41,7 @@ async function server(): Promise<string> {
     apiKeys: ['sk-attacker', 'sk-honest'],
     ratePerMinute: 0,
     bodyTimeoutMs: BODY_TIMEOUT_MS,
+    ...extra,
   });
   await s.ready;
   servers.push(s);
@@ -47,20 +51,27 @@ async function server(): Promise<string> {
 interface Answer {
   readonly status: number;
   readonly code: string | null;
+  readonly message: string | null;
   readonly retryAfter: string | null;
   readonly ms: number;
 }
 
-function generate(url: string, key: string, signal?: AbortSignal): Promise<Answer> {
+function generate(url: string, key: string, signal?: AbortSignal, maxTokens = 64): Promise<Answer> {
   const t0 = performance.now();
   return fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ prompt: 'Emma', max_tokens: 64, stream: true }),
+    body: JSON.stringify({ prompt: 'Emma', max_tokens: maxTokens, stream: true }),
     ...(signal === undefined ? {} : { signal }),
   }).then(async (res) => {
-    const body = (await res.json().catch(() => null)) as { error?: { code: string } } | null;
-    return { status: res.status, code: body?.error?.code ?? null, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t0 };
+    const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+    return {
+      status: res.status,
+      code: body?.error?.code ?? null,
+      message: body?.error?.message ?? null,
+      retryAfter: res.headers.get('retry-after'),
+      ms: performance.now() - t0,
+    };
   });
 }
 
@@ -157,6 +168,27 @@ describe('one requester against everyone else', () => {
         expect(s.ms).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 50);
         expect(s.ms).toBeLessThan(BODY_TIMEOUT_MS + 10_000);
       }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'hostile: with the fallback computing, one key holds at most half its sessions; another key is served',
+    async () => {
+      // No volunteers: every stage is the server's, 4 sessions at once (FALLBACK_MAX_SESSIONS).
+      const url = await server({ fallback: 'stage', fallbackMaxSessions: 4 });
+      const attack = await Promise.all(
+        Array.from({ length: DEFAULT_API_MAX_CONCURRENT }, () => generate(url, 'sk-attacker', undefined, 400)),
+      );
+      const refused = attack.filter((a) => a.status === 503);
+      // Two of its four are computed; the other two are refused at once, naming the share (before: all four took a seat).
+      expect(attack.filter((a) => a.status === 200)).toHaveLength(2);
+      expect(refused).toHaveLength(2);
+      for (const a of refused)
+        expect(a).toMatchObject({ code: 'ERR_BUSY', retryAfter: '5', message: expect.stringMatching(/at most 2 of 4 for one client/) });
+      // Whatever the attacker's two still hold, the two other seats are there for another client.
+      const honest = await Promise.all([generate(url, 'sk-honest', undefined, 8), generate(url, 'sk-honest', undefined, 8)]);
+      expect(honest.map((a) => a.status)).toEqual([200, 200]);
     },
     TEST_MS,
   );

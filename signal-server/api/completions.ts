@@ -283,6 +283,7 @@ export async function handleOpenAiGeneration(
         sampling: { temperature: p.temperature, topK: 0, topP: p.topP, seed: p.seed },
         stop: p.stop,
         signal: cancel.signal,
+        ...(ctx.access.limitsClients ? { client: identity } : {}),
       },
       (u) => {
         const v = voteOf(u);

@@ -38,6 +38,8 @@ export interface CompletionRequest {
   readonly stop?: readonly string[];
   /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
   readonly signal?: AbortSignal;
+  /** Who asks (an API key or an address): one client holds at most half the fallback's sessions. */
+  readonly client?: string;
 }
 
 /** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */
