@@ -61,6 +61,7 @@ export class SessionRunner {
     sampling: SamplingParams,
     signal: AbortSignal | undefined,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+    client?: string,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
     for (let replays = 0; ; replays++) {
@@ -77,6 +78,7 @@ export class SessionRunner {
             done.push(token);
             return onStep(token, rec, session);
           },
+          client,
         );
         return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
       } catch (e) {
@@ -103,6 +105,7 @@ export class SessionRunner {
     sampledBefore: number,
     replay: boolean,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+    client: string | undefined,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -115,6 +118,7 @@ export class SessionRunner {
       );
     }
     const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
+    if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
     try {
       // A replay waits for the new partition's volunteers to load and prove their stages.
@@ -125,6 +129,7 @@ export class SessionRunner {
       );
     } catch (e) {
       this.s.fallback?.release(sessionId);
+      this.s.sessionClients.delete(sessionId);
       throw e;
     }
     // Signalling is relayed between these pairs while the session lives, and no longer.
@@ -187,6 +192,7 @@ export class SessionRunner {
       this.s.sessions.delete(sessionId);
       this.sessionLinks.delete(sessionId);
       this.s.fallback?.release(sessionId);
+      this.s.sessionClients.delete(sessionId);
       for (const [a, b] of linked) this.s.links.unlink(a, b);
       this.meshRollBacks += session.meshRollBacks;
       this.s.finished.set(sessionId, session);

@@ -62,6 +62,8 @@ export interface SwarmState {
   readonly sessions: Map<number, GenerationSession>;
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
   readonly finished: Map<number, GenerationSession>;
+  /** The client (API key or address) each running session is for, where it says: the fallback shares its seats among them. */
+  readonly sessionClients: Map<number, string>;
   readonly observers: SwarmObserver[];
   /** Random source for routes and spot checks (seeded in tests). */
   readonly random: () => number;
