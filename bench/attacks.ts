@@ -61,6 +61,7 @@ export async function benchAttacks(o: { modelDir: string; tokens: number; reques
       routeWaitMs: 3_000,
       joinTimeoutMs: 20_000,
       ratePerMinute: 0,
+      apiMaxConcurrent: 0,
       spotCheckRate: 0,
       random: seededRandom(5),
       ...extra,

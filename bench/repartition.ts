@@ -57,6 +57,7 @@ async function trial(o: { modelDir: string; cache: string; tokens: number; fallb
     joinTimeoutMs: 20_000,
     stepTimeoutMs: 30_000,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
     spotCheckRate: 0,
     random: seededRandom(3),
     fallback: o.fallback,

@@ -57,6 +57,7 @@ async function soakOnce(o: { modelDir: string; seconds: number; ratePerS: number
     routeWaitMs: 5_000,
     joinTimeoutMs: 10_000,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
     fallback,
   });
   await server.ready;

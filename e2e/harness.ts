@@ -34,6 +34,8 @@ export async function startTestServer(
     quiet?: boolean;
     apiKeys?: string[];
     ratePerMinute?: number;
+    /** API_MAX_CONCURRENT (default none: the specs send bursts from one address). */
+    apiMaxConcurrent?: number;
     routeWaitMs?: number;
     random?: () => number;
     /** ICE_SERVERS, TURN_SECRET, TURN_TTL_S and ICE_TRANSPORT_POLICY. */
@@ -56,6 +58,7 @@ export async function startTestServer(
     allowFaults: extra.allowFaults ?? false,
     // The specs send bursts of requests (the fuzzer thousands): no rate limit unless a spec asks for one.
     ratePerMinute: extra.ratePerMinute ?? 0,
+    apiMaxConcurrent: extra.apiMaxConcurrent ?? 0,
     apiKeys: extra.apiKeys ?? [],
     ...(extra.port === undefined ? {} : { port: extra.port }),
     ...(extra.routeWaitMs === undefined ? {} : { routeWaitMs: extra.routeWaitMs }),

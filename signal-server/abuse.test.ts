@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
+import { parseSwarmListing } from '../shared/protocol/http.js';
 import {
   DASHBOARD_REPLICAS_SHOWN,
   type DashboardSnapshot,
@@ -284,5 +285,20 @@ describe('the dashboard feed with 400 idle volunteers', () => {
     for (const c of clients.slice(0, 10)) c.disconnect();
     const lastGrid = () => updates.findLast((u) => u.grid !== null)?.grid;
     await expect.poll(() => lastGrid()?.stages.reduce((n, s) => n + s.volunteers, 0), { timeout: 5_000 }).toBe(DASHBOARD_VOLUNTEERS - 10);
+  });
+});
+
+describe('GET /api/swarm with 400 idle volunteers', () => {
+  it(`lists at most ${DASHBOARD_REPLICAS_SHOWN} volunteers a stage and counts them all: an anonymous GET does not cost what the swarm's size is`, async () => {
+    for (let i = 0; i < DASHBOARD_VOLUNTEERS; i += 50) await Promise.all(Array.from({ length: 50 }, () => volunteer()));
+    const res = await fetch(`${server.address().url}/api/swarm`);
+    const text = await res.text();
+    const listing = parseSwarmListing(JSON.parse(text));
+    if (!listing.ok) throw new Error(listing.reason);
+    expect(listing.value.volunteers).toBe(DASHBOARD_VOLUNTEERS);
+    expect(listing.value.replicasPerStage).toEqual(server.coordinator?.registry.replicasPerStage());
+    for (let s = 0; s < STAGES; s++) expect(listing.value.list.filter((v) => v.stage === s)).toHaveLength(DASHBOARD_REPLICAS_SHOWN);
+    // Before: all 400 listed, 73 KB (and growing with the swarm).
+    expect(text.length).toBeLessThan(STAGES * DASHBOARD_REPLICAS_SHOWN * 400);
   });
 });

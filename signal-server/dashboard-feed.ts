@@ -1,16 +1,14 @@
 import {
   DASHBOARD_HISTORY,
-  DASHBOARD_REPLICAS_SHOWN,
   type DashboardGrid,
   type DashboardSample,
   type DashboardSnapshot,
-  type StageCount,
   type StageVote,
-  type VolunteerView,
 } from '../shared/protocol/messages.js';
 import type { Coordinator } from './coordinator/coordinator.js';
 import { type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { SwarmServer } from './socket-handlers.js';
+import { volunteersShown } from './volunteers-shown.js';
 
 const ROOM = 'dashboard';
 
@@ -89,19 +87,8 @@ export class DashboardFeed implements SwarmObserver {
 
   /** Per stage, the volunteers that are ready or computing first (in the order they joined), then those loading. */
   private grid(): DashboardGrid {
-    const stages = this.coordinator.modelInfo.stages;
-    const counts: { volunteers: number; ready: number }[] = Array.from({ length: stages }, () => ({ volunteers: 0, ready: 0 }));
-    const working: VolunteerView[][] = Array.from({ length: stages }, () => []);
-    const loading: VolunteerView[][] = Array.from({ length: stages }, () => []);
-    for (const v of this.coordinator.volunteers()) {
-      const c = counts[v.stage];
-      if (c === undefined) continue;
-      c.volunteers += 1;
-      if (v.state !== 'loading') c.ready += 1;
-      (v.state === 'loading' ? loading : working)[v.stage]?.push(v);
-    }
-    const volunteers = working.flatMap((w, s) => [...w, ...(loading[s] ?? [])].slice(0, DASHBOARD_REPLICAS_SHOWN));
-    return { volunteers, stages: counts satisfies StageCount[] };
+    const { shown, counts } = volunteersShown(this.coordinator.volunteers(), this.coordinator.modelInfo.stages);
+    return { volunteers: shown, stages: counts };
   }
 
   /** The grid if it changed since the last one sent and that was long enough ago; else null. */

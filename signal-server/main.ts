@@ -17,7 +17,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, stageDirName } from './models/model-folder.js';
-import { createSignalServer, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
+import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
   readonly port: number;
@@ -37,6 +37,8 @@ export interface StartOptions {
   readonly mode: 'production' | 'demo' | 'test';
   readonly apiKeys: readonly string[];
   readonly ratePerMinute: number;
+  /** Generations one API key (or address when open) may have running at once; 0 = no limit. */
+  readonly apiMaxConcurrent: number;
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
@@ -127,6 +129,12 @@ export const SETTINGS = {
     flag: 'rate-limit',
     fallback: '60',
     help: 'API requests per minute per key (per address when open); 0 = no limit',
+  },
+  apiMaxConcurrent: {
+    env: 'API_MAX_CONCURRENT',
+    flag: 'api-max-concurrent',
+    fallback: String(DEFAULT_API_MAX_CONCURRENT),
+    help: 'generations one key (per address when open) may run at once; more get 429; 0 = no limit',
   },
   maxBodyBytes: {
     env: 'MAX_BODY_BYTES',
@@ -309,6 +317,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
     apiKeys: list(SETTINGS.apiKeys),
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),
+    apiMaxConcurrent: int(SETTINGS.apiMaxConcurrent, 0),
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
     logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
@@ -357,6 +366,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     allowFaults: o.mode !== 'production',
     apiKeys: o.apiKeys,
     ratePerMinute: o.ratePerMinute,
+    apiMaxConcurrent: o.apiMaxConcurrent,
     maxBodyBytes: o.maxBodyBytes,
     spotCheckRate: o.spotCheckRate,
     maxQueued: o.maxQueued,

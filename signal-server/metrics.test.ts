@@ -38,6 +38,7 @@ beforeAll(async () => {
     redundancy: 1,
     routeWaitMs: 50,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
   });
   await server.ready;
 });

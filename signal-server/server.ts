@@ -20,6 +20,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
+import type { KeyedBucketsOptions } from './keyed-buckets.js';
 import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
@@ -65,12 +66,18 @@ export interface SignalServerOptions {
   readonly ratePerMinute?: number;
   /** Largest API request body (default 64 KiB). */
   readonly maxBodyBytes?: number;
+  /** Generations one API key (or address when open) may have running at once, HTTP and the chat page's together; 0 = no limit (default 4). */
+  readonly apiMaxConcurrent?: number;
+  /** How long an API request's body may take to arrive (default 10 s; then 408). */
+  readonly bodyTimeoutMs?: number;
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
   /** Fraction of a replica's sessions after which it is spot-checked with a challenge step (default 0.1). */
   readonly spotCheckRate?: number;
   /** How long a volunteer has to answer a challenge step (default 60 s). */
   readonly challengeTimeoutMs?: number;
+  /** Challenges a client may make the server compute, at once and a minute (default 32, then 16 a minute). */
+  readonly challengeBudget?: KeyedBucketsOptions;
   /** Requests that may wait for a route at once; more are refused at once with 503 (default 64). */
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone: this machine's (the local swarm). */
@@ -120,6 +127,8 @@ export interface SignalServerOptions {
 
 /** Default largest API request body. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+/** Generations one API client may have running at once (API_MAX_CONCURRENT). */
+export const DEFAULT_API_MAX_CONCURRENT = 4;
 
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
@@ -199,7 +208,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     }
     next();
   });
-  const access = new AccessControl({ apiKeys: opts.apiKeys ?? [], ratePerMinute: opts.ratePerMinute ?? 60, proxies });
+  const access = new AccessControl({
+    apiKeys: opts.apiKeys ?? [],
+    ratePerMinute: opts.ratePerMinute ?? 60,
+    maxConcurrent: opts.apiMaxConcurrent ?? DEFAULT_API_MAX_CONCURRENT,
+    proxies,
+  });
   // One sender's refused messages write at most 10 lines per 10 s, then one "N more suppressed".
   const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
   const coordinatorLog = (line: string) => {
@@ -271,6 +285,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             statusChanged: () => statusFeed.changed(),
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
+            ...(opts.challengeBudget === undefined ? {} : { challengeBudget: opts.challengeBudget }),
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
@@ -309,6 +324,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     tensorIndexes,
     tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    ...(opts.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: opts.bodyTimeoutMs }),
     startedS: Math.floor(Date.now() / 1000),
     logger,
   });

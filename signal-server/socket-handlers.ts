@@ -163,6 +163,8 @@ function bindSocket(
     const m = parseGenerate(raw);
     if (!m.ok) return refuse('ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);
     const r = m.value;
+    let release = () => {};
+    let client: string | undefined;
     if (access !== undefined) {
       const admitted = access.admitKey(r.apiKey, socket.data.address);
       if (!admitted.ok) {
@@ -170,6 +172,14 @@ function bindSocket(
         socket.emit('chat:error', { requestId: r.requestId, code, message: admitted.message });
         return;
       }
+      // The same concurrent generations per key (or address) as the HTTP API.
+      const slot = access.hold(admitted.identity);
+      if (!slot.ok) {
+        socket.emit('chat:error', { requestId: r.requestId, code: 'ERR_RATE_LIMITED', message: slot.message });
+        return;
+      }
+      release = slot.release;
+      if (access.limitsClients) client = admitted.identity;
     }
     const sampling = { temperature: r.temperature, topK: 0, topP: r.topP, seed: r.seed };
     // A requester that goes away (the chat page closed) cancels its generation.
@@ -177,10 +187,14 @@ function bindSocket(
     const onGone = () => gone.abort();
     socket.once('disconnect', onGone);
     coordinator
-      .complete({ prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal }, ({ logits: _, ...u }) =>
-        socket.emit('chat:token', { requestId: r.requestId, ...u }),
+      .complete(
+        { prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal, ...(client === undefined ? {} : { client }) },
+        ({ logits: _, ...u }) => socket.emit('chat:token', { requestId: r.requestId, ...u }),
       )
-      .finally(() => socket.off('disconnect', onGone))
+      .finally(() => {
+        socket.off('disconnect', onGone);
+        release();
+      })
       .then((c) => socket.emit('chat:done', { requestId: r.requestId, finishReason: c.finishReason, tokens: c.tokens, text: c.text }))
       .catch((e: unknown) => {
         // The same mapping as the HTTP API: a GenerationError keeps its code, anything else is ERR_INTERNAL.

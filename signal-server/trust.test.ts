@@ -234,6 +234,23 @@ describe('denial of service', () => {
     expect(silent.errors.map((e) => e.code)).toContain('ERR_EVICTED');
   });
 
+  it('a volunteer that misses a join now and then keeps its place: three misses among its last 20 sessions evict, not three in all', async () => {
+    const { url, expected } = await start(1, 3, { joinTimeoutMs: 20_000 });
+    // It misses its 1st, 12th and 23rd sessions: three in all (evicted before), never three among 20 in a row.
+    const flaky = volunteer(url, '127.0.0.95', { joins: (_m, n) => n % 11 !== 0 });
+    for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${96 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    for (let i = 0; i < 80 && flaky.sessionsOpened < 24; i++) {
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+    }
+    expect(flaky.sessionsOpened).toBeGreaterThanOrEqual(24);
+    expect(flaky.errors.map((e) => e.code)).not.toContain('ERR_EVICTED');
+    // Still a volunteer of the swarm, ready.
+    expect(await readyCount(url)).toBe(4);
+  }, 180_000);
+
   it('a burst of 50 requests: answered, or refused at once with 503 and Retry-After; none time out', async () => {
     const { url, expected } = await start(1, 3, { maxQueued: 8, routeWaitMs: 20_000 });
     // Slow replicas (200 ms a step), so that sessions pile up as they would on a real swarm.

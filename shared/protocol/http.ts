@@ -20,7 +20,7 @@ export interface ModelListing {
 export interface SwarmListing extends SwarmStatus {
   /** The configured replicas per stage r (0 when no model is served). */
   readonly redundancy: number;
-  /** Every volunteer online, with its stage, backend, state and record. */
+  /** The volunteers online, with their stage, backend, state and record: at most DASHBOARD_REPLICAS_SHOWN a stage (ready or computing first). */
   readonly list: readonly VolunteerView[];
   /** Generations need an API key (`API_KEYS` is set). */
   readonly apiKeyRequired: boolean;

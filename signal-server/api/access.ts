@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { NO_PROXIES, type TrustedProxies } from '../http/client-address.js';
+import { KeyedBuckets } from '../keyed-buckets.js';
 
 /** Who may call the HTTP API and how often. */
 export interface AccessOptions {
@@ -7,6 +8,11 @@ export interface AccessOptions {
   readonly apiKeys: readonly string[];
   /** Requests per minute per key (or per client address when the API is open); 0 = no limit. */
   readonly ratePerMinute: number;
+  /**
+   * Generations one identity may have running at once (waiting for a route,
+   * reading its body, computing or streaming); 0 or absent = no limit.
+   */
+  readonly maxConcurrent?: number;
   /** Proxies whose X-Forwarded-For names the client (its address is the identity of an open API). */
   readonly proxies?: TrustedProxies;
 }
@@ -15,14 +21,6 @@ export type AccessDecision =
   | { readonly ok: true; readonly identity: string }
   | { readonly ok: false; readonly status: 401 | 429; readonly code: string; readonly message: string; readonly retryAfterS?: number };
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
-/** Most identities tracked at once; the least recently seen are dropped beyond it. */
-const MAX_BUCKETS = 10_000;
-
 /**
  * API keys and per-key rate limits: a token bucket per identity that holds a
  * minute's allowance and refills continuously, so bursts up to the allowance
@@ -30,13 +28,17 @@ const MAX_BUCKETS = 10_000;
  */
 export class AccessControl {
   private readonly keys: ReadonlySet<string>;
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets: KeyedBuckets | null;
+  /** Generations running per identity (only those with one or more: bounded by the requests in flight). */
+  private readonly running = new Map<string, number>();
 
   constructor(
     private readonly o: AccessOptions,
-    private readonly now: () => number = () => performance.now(),
+    now: () => number = () => performance.now(),
   ) {
     this.keys = new Set(o.apiKeys);
+    // A minute's allowance at once, refilled continuously.
+    this.buckets = o.ratePerMinute > 0 ? new KeyedBuckets({ burst: o.ratePerMinute, perMinute: o.ratePerMinute }, now) : null;
   }
 
   get requiresKey(): boolean {
@@ -54,31 +56,59 @@ export class AccessControl {
 
   /** Takes one request from `identity`'s allowance. */
   take(identity: string): AccessDecision {
+    if (this.buckets === null) return { ok: true, identity };
+    const waitMs = this.buckets.take(identity);
+    if (waitMs === 0) return { ok: true, identity };
     const limit = this.o.ratePerMinute;
-    if (limit <= 0) return { ok: true, identity };
-    const t = this.now();
-    let b = this.buckets.get(identity);
-    if (b === undefined) {
-      b = { tokens: limit, at: t };
-      if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value as string);
-    } else {
-      b.tokens = Math.min(limit, b.tokens + ((t - b.at) / 60_000) * limit);
-      b.at = t;
-      this.buckets.delete(identity);
-    }
-    this.buckets.set(identity, b);
-    if (b.tokens < 1) {
-      const retryAfterS = Math.ceil(((1 - b.tokens) / limit) * 60);
+    const retryAfterS = Math.ceil(waitMs / 1000);
+    return {
+      ok: false,
+      status: 429,
+      code: 'rate_limit_exceeded',
+      message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
+      retryAfterS,
+    };
+  }
+
+  /**
+   * One of `identity`'s concurrent generations: a release (call it once the
+   * generation has ended, answered or not; a second call does nothing), or a
+   * refusal when it has `maxConcurrent` running. One requester cannot hold
+   * every session and queue place of the swarm and starve the others.
+   */
+  hold(
+    identity: string,
+  ): { ok: true; release: () => void } | { ok: false; status: 429; code: string; message: string; retryAfterS: number } {
+    const max = this.o.maxConcurrent ?? 0;
+    const n = this.running.get(identity) ?? 0;
+    if (max > 0 && n >= max)
       return {
         ok: false,
         status: 429,
-        code: 'rate_limit_exceeded',
-        message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
-        retryAfterS,
+        code: 'too_many_concurrent_requests',
+        message: `${n} requests of this client are running already (at most ${max} at once); send the next when one has ended`,
+        retryAfterS: 1,
       };
-    }
-    b.tokens -= 1;
-    return { ok: true, identity };
+    this.running.set(identity, n + 1);
+    let held = true;
+    return {
+      ok: true,
+      release: () => {
+        if (!held) return;
+        held = false;
+        const left = (this.running.get(identity) ?? 1) - 1;
+        if (left <= 0) this.running.delete(identity);
+        else this.running.set(identity, left);
+      },
+    };
+  }
+
+  /**
+   * Whether generations are limited per client (API_MAX_CONCURRENT > 0): then
+   * each is told who asks, and the fallback shares its seats among clients too.
+   */
+  get limitsClients(): boolean {
+    return (this.o.maxConcurrent ?? 0) > 0;
   }
 
   /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */

@@ -57,13 +57,13 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
   }
   const get = req.method === 'GET' || req.method === 'HEAD';
   if (route === '/v1/models' && get) {
-    if (!admitOrRefuse(req, res, ctx.access)) return;
+    if (admitOrRefuse(req, res, ctx.access) === null) return;
     // OpenAI's model list, so that existing clients can discover what is served.
     sendJson(res, 200, { object: 'list', data: ctx.modelIds.map((id) => modelObject(id, ctx.createdS)) });
     return;
   }
   if (route === '/v1/models/{id}' && get) {
-    if (!admitOrRefuse(req, res, ctx.access)) return;
+    if (admitOrRefuse(req, res, ctx.access) === null) return;
     if (modelId !== null && ctx.modelIds.includes(modelId)) {
       sendJson(res, 200, modelObject(modelId, ctx.createdS));
       return;

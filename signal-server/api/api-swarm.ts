@@ -29,6 +29,8 @@ export interface ApiGenerationRequest {
   readonly stop?: readonly string[];
   /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
   readonly signal?: AbortSignal;
+  /** Who asks (its API key, or its address): it holds at most half the fallback's sessions. */
+  readonly client?: string;
 }
 
 /** One accepted token. */

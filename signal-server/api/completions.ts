@@ -25,6 +25,8 @@ export interface ApiContext {
   readonly tokenTexts: TokenTexts | null;
   readonly access: AccessControl;
   readonly maxBodyBytes: number;
+  /** How long a request's body may take to arrive (DEFAULT_BODY_TIMEOUT_MS). */
+  readonly bodyTimeoutMs?: number;
   readonly log: (line: string) => void;
 }
 
@@ -42,10 +44,10 @@ export function sendApiError(
   sendJson(res, status, { error: { message, type, param, code } });
 }
 
-/** Checks the key and the rate limit; on refusal answers 401 or 429 (with Retry-After) and returns false. */
-export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl): boolean {
+/** Checks the key and the rate limit; on refusal answers 401 or 429 (with Retry-After) and returns null, else the identity. */
+export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl): string | null {
   const admitted = access.admit(req);
-  if (admitted.ok) return true;
+  if (admitted.ok) return admitted.identity;
   if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
   req.resume();
   sendApiError(
@@ -55,17 +57,33 @@ export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access:
     admitted.code,
     admitted.message,
   );
-  return false;
+  return null;
 }
 
-class BodyTooLarge extends Error {}
+/**
+ * How long a body may take to arrive: a client that sends its headers and
+ * then a byte now and then (slowloris) held its request, and its place among
+ * its concurrent ones, for Node's 300 s request timeout.
+ */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
+class BodyTooLarge extends Error {}
+class BodyTimeout extends Error {}
+
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      req.off('data', onData);
+      reject(new BodyTimeout(`the body did not arrive within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const fail = (e: Error) => {
+      clearTimeout(timer);
+      reject(e);
+    };
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       req.resume();
-      reject(new BodyTooLarge(`the body is ${declared} bytes; at most ${limit}`));
+      fail(new BodyTooLarge(`the body is ${declared} bytes; at most ${limit}`));
       return;
     }
     const chunks: Buffer[] = [];
@@ -76,14 +94,17 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
         // Stop keeping the body but let it drain, so that the 413 reaches the client.
         req.off('data', onData);
         req.resume();
-        reject(new BodyTooLarge(`the body is over ${limit} bytes`));
+        fail(new BodyTooLarge(`the body is over ${limit} bytes`));
         return;
       }
       chunks.push(c);
     };
     req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', fail);
   });
 }
 
@@ -154,13 +175,23 @@ export async function handleOpenAiGeneration(
   ctx: ApiContext,
 ): Promise<void> {
   if (req.method !== 'POST') return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
-  if (!admitOrRefuse(req, res, ctx.access)) return;
+  const identity = admitOrRefuse(req, res, ctx.access);
+  if (identity === null) return;
+  const slot = ctx.access.hold(identity);
+  if (!slot.ok) {
+    req.resume();
+    res.setHeader('retry-after', String(slot.retryAfterS));
+    return sendApiError(res, slot.status, 'rate_limit_error', slot.code, slot.message);
+  }
+  // Held from the body's first byte to the response's end, or the client's going away.
+  res.once('close', slot.release);
   let text: string;
   try {
-    text = await readBody(req, ctx.maxBodyBytes);
+    text = await readBody(req, ctx.maxBodyBytes, ctx.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
   } catch (e) {
     res.setHeader('connection', 'close');
     if (e instanceof BodyTooLarge) return sendApiError(res, 413, 'invalid_request_error', 'body_too_large', e.message);
+    if (e instanceof BodyTimeout) return sendApiError(res, 408, 'invalid_request_error', 'body_timeout', e.message);
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
   }
   let raw: unknown;
@@ -252,6 +283,7 @@ export async function handleOpenAiGeneration(
         sampling: { temperature: p.temperature, topK: 0, topP: p.topP, seed: p.seed },
         stop: p.stop,
         signal: cancel.signal,
+        ...(ctx.access.limitsClients ? { client: identity } : {}),
       },
       (u) => {
         const v = voteOf(u);

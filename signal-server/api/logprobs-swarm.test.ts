@@ -39,6 +39,7 @@ beforeAll(async () => {
     redundancy: 2,
     routeWaitMs: READY_TIMEOUT_MS,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
   });
   await server.ready;
   for (let i = 0; i < 2; i++) volunteers.push(new NodeVolunteer(server.address().url));

@@ -25,6 +25,7 @@ async function server(extra: { apiKeys?: string[]; ratePerMinute?: number; maxBo
     redundancy: 2,
     routeWaitMs: 200,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
     ...extra,
   });
   await s.ready;

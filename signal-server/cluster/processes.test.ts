@@ -60,6 +60,7 @@ async function spawnServer(): Promise<ServerProcess> {
       STAGE_CACHE: cache,
       WEBSWARM_MODE: 'test',
       RATE_LIMIT_PER_MINUTE: '0',
+      API_MAX_CONCURRENT: '0',
       SPOT_CHECK_RATE: '0',
       REDIS_URL: redis.url,
       LOG_FORMAT: 'json',

@@ -85,25 +85,32 @@ export class CompletionService {
     const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
     const sofar: number[] = [];
     let verified = true;
-    const { result, route } = await this.runIds(promptTokens, req.maxTokens, req.sampling, req.signal, (token, rec, session) => {
-      sofar.push(token);
-      const piece = stream.push(sofar);
-      const ok = r >= 2 && rec.votes.every((v) => !v.server && v.agreed >= majority(r));
-      verified &&= ok;
-      onToken?.({
-        index: sofar.length - 1,
-        token,
-        text: piece,
-        votes: rec.votes,
-        verified: ok,
-        redundancy: r,
-        logits: rec.logits,
-        route: session.route.map((ids) => [...ids]),
-        stepMs: rec.ms,
-        computeMs: rec.computeMs,
-      });
-      return stream.stopped;
-    });
+    const { result, route } = await this.runIds(
+      promptTokens,
+      req.maxTokens,
+      req.sampling,
+      req.signal,
+      (token, rec, session) => {
+        sofar.push(token);
+        const piece = stream.push(sofar);
+        const ok = r >= 2 && rec.votes.every((v) => !v.server && v.agreed >= majority(r));
+        verified &&= ok;
+        onToken?.({
+          index: sofar.length - 1,
+          token,
+          text: piece,
+          votes: rec.votes,
+          verified: ok,
+          redundancy: r,
+          logits: rec.logits,
+          route: session.route.map((ids) => [...ids]),
+          stepMs: rec.ms,
+          computeMs: rec.computeMs,
+        });
+        return stream.stopped;
+      },
+      req.client,
+    );
     stream.finish(result.tokens);
     return {
       promptTokens,

@@ -2,6 +2,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { Backend, ServerToClientEvents, SessionJoined, StepDigest, StepFailure, TokenEvent } from '../../shared/protocol/messages.js';
+import type { KeyedBucketsOptions } from '../keyed-buckets.js';
 import type { AuditCounts } from './audit.js';
 import type { ChallengeOracle } from './challenge.js';
 import type { FallbackOptions } from './fallback.js';
@@ -37,6 +38,8 @@ export interface CompletionRequest {
   readonly stop?: readonly string[];
   /** Aborting ends the generation with ERR_CANCELLED (the client went away). */
   readonly signal?: AbortSignal;
+  /** Who asks (an API key or an address): one client holds at most half the fallback's sessions. */
+  readonly client?: string;
 }
 
 /** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */
@@ -69,6 +72,8 @@ export interface CoordinatorOptions {
   readonly spotCheckRate?: number;
   /** How long a volunteer has to answer a challenge. */
   readonly challengeTimeoutMs?: number;
+  /** Challenges a client may ask for at once and a minute (DEFAULT_CHALLENGE_BUDGET). */
+  readonly challengeBudget?: KeyedBucketsOptions;
   /** Requests that may wait for a route at once; more are refused at once with ERR_BUSY. */
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone (this machine's local swarm). */

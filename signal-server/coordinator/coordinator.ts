@@ -70,6 +70,7 @@ export class Coordinator {
       members: new Map(),
       sessions: new Map(),
       finished: new Map(),
+      sessionClients: new Map(),
       observers: [],
       random: options.random ?? Math.random,
       fallback: null,

@@ -103,6 +103,8 @@ export function serverStageOf(id: string, stages: number): number | null {
 export class ServerReplicas {
   private readonly cores = new Map<number, ReplicaCore>();
   private readonly admitted = new Set<number>();
+  /** The client each admitted session is for, where it said. */
+  private readonly owners = new Map<number, string>();
   private readonly executor: SerialExecutor;
   /** The replicas of the partition served before this one, while sessions they admitted still run. */
   private previous: ServerReplicas | null = null;
@@ -136,17 +138,36 @@ export class ServerReplicas {
     return this.admitted.size;
   }
 
-  /** A seat for `sessionId` (it may have one already), or false: maxSessions sessions hold one. */
-  admit(sessionId: number): boolean {
+  /**
+   * A seat for `sessionId` (it may have one already), or false: maxSessions
+   * sessions hold one, or `client`'s hold half of them (rounded up), so that
+   * one requester cannot take every seat of the server's compute.
+   */
+  admit(sessionId: number, client?: string): boolean {
     if (this.admitted.has(sessionId)) return true;
     if (this.retired) return false;
     if (this.admitted.size >= this.options.maxSessions) return false;
+    if (client !== undefined && this.heldBy(client) >= this.perClient) return false;
     this.admitted.add(sessionId);
+    if (client !== undefined) this.owners.set(sessionId, client);
     return true;
+  }
+
+  /** The most seats one client's sessions hold at once. */
+  get perClient(): number {
+    return Math.ceil(this.options.maxSessions / 2);
+  }
+
+  /** Seats `client`'s sessions hold now. */
+  heldBy(client: string): number {
+    let n = 0;
+    for (const owner of this.owners.values()) if (owner === client) n += 1;
+    return n;
   }
 
   release(sessionId: number): void {
     this.admitted.delete(sessionId);
+    this.owners.delete(sessionId);
     this.releaseIfIdle();
     // The coordinator releases every session here: those the replaced partition's replicas admitted too.
     this.previous?.release(sessionId);

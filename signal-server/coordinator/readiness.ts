@@ -1,11 +1,23 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { ChallengeProof, StageReady } from '../../shared/protocol/messages.js';
 import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
+import { KeyedBuckets, type KeyedBucketsOptions } from '../keyed-buckets.js';
 import { ChallengeMoot, type ChallengeOracle } from './challenge.js';
 import { type Member, refuse, type SwarmState } from './swarm-state.js';
 
 export const DEFAULT_CHALLENGE_TIMEOUT_MS = 60_000;
 export const DEFAULT_SPOT_CHECK_RATE = 0.1;
+/**
+ * Challenges a client (an address; on this machine's own addresses a client
+ * key) may make the server compute on its `ready`: each is a forward pass of
+ * the stages up to the one tested, on the server's one runner, queued before
+ * honest joiners' own. 32 at once (an address holds at most 16 volunteers: a
+ * join and a move each), then 16 a minute; a `ready` over it is answered when
+ * the client's bucket has a token again. Spot checks, and the challenges of
+ * a volunteer that passed one here already (after a move or a re-partition),
+ * are the server's own doing and are not counted.
+ */
+export const DEFAULT_CHALLENGE_BUDGET: KeyedBucketsOptions = { burst: 32, perMinute: 16 };
 /** How long after a proof the coordinator looks whether the configured partition serves again. */
 const PROOF_RECHECK_MS = 1_000;
 
@@ -24,11 +36,14 @@ export interface ReadinessHooks {
  */
 export class Readiness {
   private nextChallengeId = 1;
+  private readonly budget: KeyedBuckets;
 
   constructor(
     private readonly s: SwarmState,
     private readonly h: ReadinessHooks,
-  ) {}
+  ) {
+    this.budget = new KeyedBuckets(s.options.challengeBudget ?? DEFAULT_CHALLENGE_BUDGET);
+  }
 
   /**
    * A volunteer says it loaded its stage. Its word is not enough: it is sent a
@@ -48,7 +63,31 @@ export class Readiness {
       return;
     }
     if (v.ready || member.challenge !== null) return;
-    void this.sendChallenge(member, m.stage);
+    this.challengeWithinBudget(member, m.stage);
+  }
+
+  /**
+   * A challenge the volunteer asked for (its `ready`), taken from its client's
+   * budget; over it, deferred until the budget has a token (one timer, on the
+   * member: a departure or a move clears it with the challenge).
+   */
+  private challengeWithinBudget(member: Member, stage: number): void {
+    // One that passed a challenge here once asks again only after the server moved it or re-cut the model:
+    // the server's doing, not a lever (a re-partition re-challenges everyone, a NAT's sixteen tabs too).
+    const waitMs = member.vouched ? 0 : this.budget.take(clientOf(member));
+    if (waitMs === 0) {
+      void this.sendChallenge(member, stage);
+      return;
+    }
+    const id = this.nextChallengeId++;
+    const timer = setTimeout(() => {
+      if (member.challenge?.id !== id || this.s.members.get(member.id) !== member || this.s.closing) return;
+      member.challenge = null;
+      this.challengeWithinBudget(member, stage);
+    }, Math.ceil(waitMs));
+    // Not sent: sentAt stays infinite, and no proof is taken for it.
+    member.challenge = { id, stage, expected: [], sentAt: Number.POSITIVE_INFINITY, timer };
+    this.s.log(`volunteer ${member.id}: its client's challenges are spent; challenged in ${Math.ceil(waitMs)} ms`);
   }
 
   private async sendChallenge(member: Member, stage: number): Promise<void> {
@@ -97,7 +136,15 @@ export class Readiness {
     const member = this.s.members.get(id);
     const v = this.s.registry.get(id);
     const c = member?.challenge;
-    if (member === undefined || v === undefined || c === null || c === undefined || c.id !== m.challengeId || c.timer === null) {
+    if (
+      member === undefined ||
+      v === undefined ||
+      c === null ||
+      c === undefined ||
+      c.id !== m.challengeId ||
+      c.timer === null ||
+      c.sentAt === Number.POSITIVE_INFINITY
+    ) {
       refuse(this.s, id, 'ERR_BAD_MESSAGE', `proof: challenge ${m.challengeId} is not open for you`);
       return;
     }
@@ -146,4 +193,9 @@ export class Readiness {
     if (member === undefined || member.remote || v === undefined || !v.ready || member.challenge !== null || this.s.closing) return;
     void this.sendChallenge(member, v.stage);
   }
+}
+
+/** Whom a volunteer's challenges are counted against: its address, or on this machine's own addresses its client key. */
+function clientOf(member: Member): string {
+  return member.keys.find((k) => k.startsWith('addr:')) ?? member.keys[0] ?? member.id;
 }

@@ -6,6 +6,7 @@ import type { AuditCounts } from './audit.js';
 import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
 import type { GenerationSession } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
+import { NoShowWindow } from './no-show-window.js';
 import { cannotHold } from './placement.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -79,7 +80,7 @@ export class Roster {
       proven: false,
       vouched: false,
       challenge: null,
-      noShows: 0,
+      noShows: new NoShowWindow(),
       score: { sentAt: -Infinity, timer: null, held: null },
     });
     const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
@@ -223,7 +224,7 @@ export class Roster {
         proven: v.proven,
         vouched: v.proven,
         challenge: null,
-        noShows: 0,
+        noShows: new NoShowWindow(),
         score: { sentAt: -Infinity, timer: null, held: null },
       });
     } else member.proven = v.proven;

@@ -57,7 +57,7 @@ export class RoutePicker {
       id,
       keys: member?.keys ?? [],
       established: established(this.s, id),
-      weight: reputation(this.s.audit.get(id)) / (1 + (member?.noShows ?? 0)),
+      weight: reputation(this.s.audit.get(id)) / (1 + (member?.noShows.count ?? 0)),
     };
   }
 
@@ -69,7 +69,7 @@ export class RoutePicker {
 
   /** The server replica of `stage` for a session, where the fallback is allowed and has room for it; null otherwise. */
   serverReplica(sessionId: number, stage: number): string | null {
-    if (this.s.fallback === null || !this.s.fallback.admit(sessionId)) return null;
+    if (this.s.fallback === null || !this.s.fallback.admit(sessionId, this.s.sessionClients.get(sessionId))) return null;
     return serverPeerId(stage);
   }
 
@@ -96,7 +96,13 @@ export class RoutePicker {
         route.push(chosen.map((c) => c.id));
       }
     }
-    if (!fallback.admit(sessionId))
+    const client = this.s.sessionClients.get(sessionId);
+    if (client !== undefined && fallback.busy < fallback.options.maxSessions && fallback.heldBy(client) >= fallback.perClient)
+      throw new GenerationError(
+        'ERR_BUSY',
+        `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${fallback.heldBy(client)} of the server's fallback sessions already (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client); try again shortly`,
+      );
+    if (!fallback.admit(sessionId, client))
       throw new GenerationError(
         'ERR_BUSY',
         `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}); try again shortly`,

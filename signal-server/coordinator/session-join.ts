@@ -57,6 +57,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
     const tried = new Set(this.members.keys());
     for (let round = 0; ; round++) {
       await this.joinRound();
+      for (const id of this.joined) if (this.members.has(id)) this.retry?.showed?.(id);
       const missing = [...this.members.keys()].filter((id) => !this.joined.has(id));
       this.retry?.log?.(
         `session ${this.sessionId}: ${this.members.size - missing.length} of ${this.members.size} replicas joined in ${Math.round(this.clock.now() - t0)} ms`,

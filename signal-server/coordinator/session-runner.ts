@@ -3,6 +3,7 @@ import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
+import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition } from './repartition.js';
 import type { NoShow } from './session-types.js';
 import { established, linkOf, type SwarmState } from './swarm-state.js';
@@ -60,6 +61,7 @@ export class SessionRunner {
     sampling: SamplingParams,
     signal: AbortSignal | undefined,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+    client?: string,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
     for (let replays = 0; ; replays++) {
@@ -76,6 +78,7 @@ export class SessionRunner {
             done.push(token);
             return onStep(token, rec, session);
           },
+          client,
         );
         return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
       } catch (e) {
@@ -102,6 +105,7 @@ export class SessionRunner {
     sampledBefore: number,
     replay: boolean,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
+    client: string | undefined,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -114,6 +118,7 @@ export class SessionRunner {
       );
     }
     const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
+    if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
     try {
       // A replay waits for the new partition's volunteers to load and prove their stages.
@@ -124,6 +129,7 @@ export class SessionRunner {
       );
     } catch (e) {
       this.s.fallback?.release(sessionId);
+      this.s.sessionClients.delete(sessionId);
       throw e;
     }
     // Signalling is relayed between these pairs while the session lives, and no longer.
@@ -155,6 +161,7 @@ export class SessionRunner {
         link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
         log: (line) => this.s.log(line),
         noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
+        showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),
       },
@@ -186,6 +193,7 @@ export class SessionRunner {
       this.s.sessions.delete(sessionId);
       this.sessionLinks.delete(sessionId);
       this.s.fallback?.release(sessionId);
+      this.s.sessionClients.delete(sessionId);
       for (const [a, b] of linked) this.s.links.unlink(a, b);
       this.meshRollBacks += session.meshRollBacks;
       this.s.finished.set(sessionId, session);
@@ -211,22 +219,25 @@ export class SessionRunner {
     if (stage === 0 && last > 0) for (const l of route[last] ?? []) if (l !== id) link(l, id);
   }
 
-  /** A replica did not join a session, or its neighbours could not reach it: a strike; MAX_NO_SHOWS strikes evict it. */
+  /**
+   * A replica did not join a session, or its neighbours could not reach it: a strike; MAX_NO_SHOWS strikes
+   * among its last NO_SHOW_WINDOW sessions evict it.
+   */
   private noShow(id: string, sessionId: number, why: NoShow): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
-    member.noShows += 1;
+    member.noShows.miss(sessionId);
     const what =
       why === 'absent'
         ? `did not join session ${sessionId}`
         : `was not reached by a majority of a neighbouring stage in session ${sessionId}`;
-    this.s.log(`volunteer ${id} ${what} (${member.noShows} of ${MAX_NO_SHOWS} no-shows)`);
+    this.s.log(`volunteer ${id} ${what} (${member.noShows.count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
     // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
-    if (member.noShows >= MAX_NO_SHOWS)
+    if (member.noShows.count >= MAX_NO_SHOWS)
       this.h.expel(
         id,
         'ERR_EVICTED',
-        `${member.noShows} sessions not joined, or joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections); last: ${what}`,
+        `${member.noShows.count} of its last ${NO_SHOW_WINDOW} sessions not joined, or joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections); last: ${what}`,
         true,
       );
   }

@@ -25,6 +25,8 @@ export interface RetryHooks {
    * joined without reaching it (`unreached`): counts against its record.
    */
   noShow?(volunteer: string, why?: NoShow): void;
+  /** A replica joined the session in time (its record of showing up). */
+  showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
   evict?(volunteer: string, code: WireErrorCode, reason: string): void;
   /**

@@ -6,6 +6,7 @@ import type { ClusterSeam, CoordinatorOptions, ServedModelInfo, VolunteerLink } 
 import type { ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
 import type { Links } from './links.js';
+import type { NoShowWindow } from './no-show-window.js';
 import type { SwarmObserver } from './observer.js';
 import type { Registry } from './registry.js';
 import { type BanList, reputation } from './reputation.js';
@@ -37,7 +38,8 @@ export interface Member {
     readonly sentAt: number;
     readonly timer: ReturnType<typeof setTimeout> | null;
   } | null;
-  noShows: number;
+  /** Sessions it missed among its last ones (three evict it: `MAX_NO_SHOWS`). */
+  readonly noShows: NoShowWindow;
   /** When its score was last sent, one held back and the timer that sends it (`Roster.judge`: at most one a `SCORE_EVERY_MS`). */
   score: { sentAt: number; timer: ReturnType<typeof setTimeout> | null; held: AuditCounts | null };
 }
@@ -60,6 +62,8 @@ export interface SwarmState {
   readonly sessions: Map<number, GenerationSession>;
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */
   readonly finished: Map<number, GenerationSession>;
+  /** The client (API key or address) each running session is for, where it says: the fallback shares its seats among them. */
+  readonly sessionClients: Map<number, string>;
   readonly observers: SwarmObserver[];
   /** Random source for routes and spot checks (seeded in tests). */
   readonly random: () => number;

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { TextStream } from './text-stream.js';
 
 // A toy decoder: each id is one piece of text; id 9 stands for half of a multi-byte character.
@@ -57,5 +59,150 @@ describe('TextStream', () => {
     const s = new TextStream(decode, []);
     expect(s.push([0, 9])).toBe('Hello');
     expect(s.push([0, 9, 8])).toBe('\uFFFDX');
+  });
+});
+
+/** The stream before windows: every id decoded at every token. The oracle the windowed stream must equal, piece for piece. */
+class WholeDecodeStream {
+  private shown = '';
+  private cut: string | null = null;
+  constructor(
+    private readonly decode: (ids: readonly number[]) => string,
+    private readonly stops: readonly string[],
+  ) {}
+  get stopped(): boolean {
+    return this.cut !== null;
+  }
+  get text(): string {
+    return this.cut ?? this.shown;
+  }
+  push(ids: readonly number[]): string {
+    if (this.cut !== null) return '';
+    const text = this.decode(ids);
+    if (!text.startsWith(this.shown)) return '';
+    let stopAt = -1;
+    for (const s of this.stops) {
+      const i = text.indexOf(s);
+      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+    }
+    if (stopAt >= 0) {
+      this.cut = text.slice(0, Math.max(stopAt, this.shown.length));
+      return this.take(this.cut);
+    }
+    let safe = text.length;
+    while (safe > this.shown.length && text[safe - 1] === '\uFFFD') safe--;
+    for (const s of this.stops) {
+      for (let k = Math.min(s.length - 1, safe - this.shown.length); k > 0; k--) {
+        if (text.slice(safe - k, safe) === s.slice(0, k)) {
+          safe -= k;
+          break;
+        }
+      }
+    }
+    return this.take(text.slice(0, safe));
+  }
+  finish(ids: readonly number[]): string {
+    if (this.cut !== null) return '';
+    const text = this.decode(ids);
+    return text.startsWith(this.shown) ? this.take(text) : '';
+  }
+  private take(upTo: string): string {
+    if (upTo.length <= this.shown.length) return '';
+    const piece = upTo.slice(this.shown.length);
+    this.shown = upTo;
+    return piece;
+  }
+}
+
+/** Streams `ids` token by token through a stream of either kind; the pieces, the text, and how many ids it used. */
+function streamAll(
+  s: { push(ids: readonly number[]): string; finish(ids: readonly number[]): string; stopped: boolean; text: string },
+  ids: readonly number[],
+) {
+  const pieces: string[] = [];
+  let used = 0;
+  for (let n = 1; n <= ids.length && !s.stopped; n++) {
+    pieces.push(s.push(ids.slice(0, n)));
+    used = n;
+  }
+  pieces.push(s.finish(ids.slice(0, used)));
+  return { pieces, text: s.text, used };
+}
+
+/** A SentencePiece-style tokenizer (Llama's decoders: ▁ for a space, byte fallback, the first token's space stripped). */
+function sentencePieceTokenizer(): { tokenizer: Tokenizer; vocabSize: number } {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+  for (const w of ['▁', '▁the', '▁The', 'the', '▁cat', '▁sat', '.', ',', '▁Hello', 'é', '▁naïve', "'s", 'a', '▁a', '\n', '▁▁'])
+    vocab[w] ??= Object.keys(vocab).length;
+  const json = {
+    version: '1.0',
+    added_tokens: [],
+    normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false },
+    post_processor: null,
+    decoder: {
+      type: 'Sequence',
+      decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+      ],
+    },
+    model: { type: 'BPE', unk_token: '<unk>', fuse_unk: true, byte_fallback: true, vocab, merges: [] },
+  };
+  return { tokenizer: Tokenizer.fromJson('sp', JSON.stringify(json), '{}'), vocabSize: Object.keys(vocab).length };
+}
+
+/** Seeded ids (a linear congruential generator): the same sequences every run. */
+function randomIds(seed: number, n: number, vocab: number): number[] {
+  let x = seed;
+  return Array.from({ length: n }, () => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x % vocab;
+  });
+}
+
+describe('TextStream on real tokenizers: windows give exactly what decoding every id gave', () => {
+  const austen = Tokenizer.fromJson(
+    'austen-2m',
+    readFileSync('models/austen-2m/tokenizer.json', 'utf8'),
+    readFileSync('models/austen-2m/tokenizer_config.json', 'utf8'),
+  );
+  const sp = sentencePieceTokenizer();
+  const austenText = austen.encode(readFileSync('models/austen-2m/samples.txt', 'utf8')).slice(0, 600);
+  const cases: { name: string; tokenizer: Tokenizer; ids: number[] }[] = [
+    { name: 'austen-2m, its samples', tokenizer: austen, ids: austenText },
+    // Random ids split multi-byte characters and make invalid UTF-8.
+    ...[1, 2, 3].map((seed) => ({ name: `austen-2m, random ids (seed ${seed})`, tokenizer: austen, ids: randomIds(seed, 300, 2048) })),
+    ...[4, 5, 6].map((seed) => ({
+      name: `SentencePiece-style, random ids (seed ${seed})`,
+      tokenizer: sp.tokenizer,
+      ids: randomIds(seed, 300, sp.vocabSize),
+    })),
+  ];
+  for (const c of cases) {
+    for (const stops of [[], ['\n\n', ' the'], ['Mr. Darcy', 'é', '.']]) {
+      it(`${c.name}, stops ${JSON.stringify(stops)}`, () => {
+        const decode = (ids: readonly number[]) => c.tokenizer.decode(ids);
+        const windowed = streamAll(new TextStream(decode, stops), c.ids);
+        const whole = streamAll(new WholeDecodeStream(decode, stops), c.ids);
+        expect(windowed.pieces).toEqual(whole.pieces);
+        expect(windowed.text).toBe(whole.text);
+        expect(windowed.used).toBe(whole.used);
+        if (stops.length === 0) expect(windowed.text).toBe(c.tokenizer.decode(c.ids));
+      });
+    }
+  }
+
+  it('decodes a few ids a token, not every id so far: 2 048 tokens decode ~10⁴ ids, not ~2·10⁶', () => {
+    const ids = austen.encode(readFileSync('models/austen-2m/samples.txt', 'utf8').repeat(8)).slice(0, 2048);
+    expect(ids.length).toBe(2048);
+    const s = new TextStream((x) => austen.decode(x), ['THE END']);
+    streamAll(s, ids);
+    // Per token: the last chunk (about 1 id) twice and the new id, plus the finish's one whole decode.
+    expect(s.decodedIds).toBeLessThan(6 * 2048 + 2048);
+    expect(s.text).toBe(austen.decode(ids));
   });
 });

@@ -3,10 +3,22 @@
  * to stream: a piece that ends inside a multi-byte character, or that could be
  * the start of a stop sequence, is held back until it is known; the first stop
  * sequence ends the text (and is not part of it), as OpenAI's `stop` does.
+ *
+ * Each token decodes only a window of the last few ids, not every id so far
+ * (which cost O(n) a token, O(n²) a generation: 0.54 ms a token at 2 000
+ * tokens with the default model's tokenizer): the window starts one decoded
+ * chunk back, so a decoder that treats a text's first token differently (a
+ * SentencePiece leading space) sees the same context on both sides of the
+ * difference taken.
  */
 export class TextStream {
   private shown = '';
   private cut: string | null = null;
+  /** The text of ids[0, read), built window by window. */
+  private decoded = '';
+  /** ids[start, read) were the last chunk decoded: the next window begins there. */
+  private start = 0;
+  private read = 0;
 
   constructor(
     private readonly decode: (ids: readonly number[]) => string,
@@ -23,10 +35,17 @@ export class TextStream {
     return this.cut ?? this.shown;
   }
 
-  /** Takes every id generated so far; returns the new text that may be shown now (maybe ""). */
+  private decodedCount = 0;
+
+  /** Ids decoded so far (for tests): a few a token, whatever the length. */
+  get decodedIds(): number {
+    return this.decodedCount;
+  }
+
+  /** Takes every id generated so far (the same list, grown: ids are only appended); returns the new text that may be shown now (maybe ""). */
   push(ids: readonly number[]): string {
     if (this.cut !== null) return '';
-    const text = this.decode(ids);
+    const text = this.textOf(ids);
     // Decoding can in rare cases rewrite earlier characters; never take back what was shown.
     if (!text.startsWith(this.shown)) return '';
     let stopAt = -1;
@@ -55,8 +74,34 @@ export class TextStream {
   /** The generation ended: everything held back may be shown now. */
   finish(ids: readonly number[]): string {
     if (this.cut !== null) return '';
-    const text = this.decode(ids);
+    const text = this.decodeIds(ids);
     return text.startsWith(this.shown) ? this.take(text) : '';
+  }
+
+  /**
+   * The text of all `ids`, decoding only ids[start, end): the part of it past
+   * the last chunk's text is new. A window that ends inside a character (U+FFFD
+   * last) is decoded again with the next id; one that does not begin with the
+   * last chunk's text (a decoder that rewrote across the boundary) falls back to
+   * decoding every id once.
+   */
+  private textOf(ids: readonly number[]): string {
+    if (ids.length < this.read) return this.decodeIds(ids);
+    const head = this.decodeIds(ids.slice(this.start, this.read));
+    const window = this.decodeIds(ids.slice(this.start));
+    const rewritten = !window.startsWith(head);
+    const text = rewritten ? this.decodeIds(ids) : this.decoded + window.slice(head.length);
+    if (!text.endsWith('\uFFFD')) {
+      this.decoded = text;
+      this.start = rewritten ? Math.max(0, ids.length - 1) : this.read;
+      this.read = ids.length;
+    }
+    return text;
+  }
+
+  private decodeIds(ids: readonly number[]): string {
+    this.decodedCount += ids.length;
+    return ids.length === 0 ? '' : this.decode(ids);
   }
 
   private take(upTo: string): string {

@@ -10,6 +10,7 @@ import type { TokenTexts } from '../api/token-text.js';
 import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
+import { volunteersShown } from '../volunteers-shown.js';
 import { MODEL_FOLDER_CORS, safeJoin, sendFile, sendFileRanged, sendJson, sendPreflight, serveWebApp } from './static-files.js';
 
 export type { ModelListing } from '../../shared/protocol/http.js';
@@ -32,6 +33,8 @@ export interface RoutesContext {
   /** Each token's text and bytes of the first served model (null when none is served). */
   readonly tokenTexts: TokenTexts | null;
   readonly maxBodyBytes: number;
+  /** How long an API request's body may take to arrive (absent: DEFAULT_BODY_TIMEOUT_MS). */
+  readonly bodyTimeoutMs?: number;
   /** Unix seconds when the server started: the `created` of the served models. */
   readonly startedS: number;
   readonly logger: Logger;
@@ -110,6 +113,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     tokenTexts: ctx.tokenTexts,
     access: ctx.access,
     maxBodyBytes: ctx.maxBodyBytes,
+    ...(ctx.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: ctx.bodyTimeoutMs }),
     log,
     createdS: ctx.startedS,
     countRequest: (route, status) => ctx.metrics.countRequest(route, status),
@@ -142,7 +146,11 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       const body: SwarmListing =
         ctx.swarm === null
           ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired }
-          : { ...ctx.swarm.status(), list: ctx.swarm.volunteers(), apiKeyRequired };
+          : (() => {
+              // At most DASHBOARD_REPLICAS_SHOWN a stage: an anonymous GET must not cost what the swarm's size is.
+              const status = ctx.swarm.status();
+              return { ...status, list: volunteersShown(ctx.swarm.volunteers(), status.replicasPerStage.length).shown, apiKeyRequired };
+            })();
       sendJson(res, 200, body);
       return;
     }

@@ -87,6 +87,7 @@ export function httpSwarm(name: string): HttpSwarm {
         joinTimeoutMs: 5_000,
         stepTimeoutMs: 10_000,
         ratePerMinute: 0,
+        apiMaxConcurrent: 0,
         spotCheckRate: 0,
         random: seededRandom(99),
         ...fanoutOf(undefined),

@@ -57,8 +57,11 @@ export interface NodeVolunteerOptions {
   readonly clientKey?: string | null;
   /** How it answers challenge steps: computed, a made-up fingerprint, never, or computed only the first time. */
   readonly challenges?: 'honest' | 'garbage' | 'never' | 'honest-once';
-  /** False: takes sessions but never says it joined (a silent joiner). */
-  readonly joins?: boolean;
+  /**
+   * False: takes sessions but never says it joined (a silent joiner); a function: whether it joins the
+   * `n`th session opened on it (0 first), say one in eleven missed.
+   */
+  readonly joins?: boolean | ((m: SessionOpen, n: number) => boolean);
   /** The neighbours its session:joined says it could not reach (true or not); none when absent. */
   readonly unreached?: (m: SessionOpen) => readonly string[];
   /** Changes its outputs (not announced to the server). */
@@ -119,6 +122,8 @@ export class NodeVolunteer {
   /** Why its last stage load failed, if it did. */
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
+  /** Sessions opened on it so far (joined or not). */
+  sessionsOpened = 0;
   /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
   meshSteps = 0;
   /** Wants (fan-out: shared/swarm/fanout.ts) its replica sent, as `to kind`. */
@@ -203,7 +208,8 @@ export class NodeVolunteer {
     s.on('session:open', (m) => {
       if (this.core === null || !this.core.open(m)) return;
       const unreached = options.unreached?.(m) ?? [];
-      if (options.joins !== false)
+      const n = this.sessionsOpened++;
+      if (typeof options.joins === 'function' ? options.joins(m, n) : options.joins !== false)
         s.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });
     });
     s.on('session:update', (m) => this.core?.update(m));

@@ -8,9 +8,19 @@ export type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 /** How long a test waits for one event. */
 export const EVENT_TIMEOUT_MS = 5000;
 
-/** A new client of `url` (no reconnection), with the given handshake auth. */
-export function connectClient(url: string, auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, role: 'volunteer' }): Client {
-  return connect(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+/** A new client of `url` (no reconnection), with the given handshake auth, from `localAddress` (127.0.0.x: a distinct client). */
+export function connectClient(
+  url: string,
+  auth: Record<string, unknown> = { protocol: PROTOCOL_VERSION, role: 'volunteer' },
+  localAddress?: string,
+): Client {
+  return connect(url, {
+    auth,
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    ...(localAddress === undefined ? {} : { localAddress }),
+  });
 }
 
 /** The next `event` that `c` receives, or a rejection after EVENT_TIMEOUT_MS. */

@@ -17,6 +17,7 @@ export async function oneStageSwarm(set: { dir: string; manifest: StageManifest 
     models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }, manifest.weights) }],
     redundancy: 1,
     ratePerMinute: 0,
+    apiMaxConcurrent: 0,
     spotCheckRate: 0,
     random: seededRandom(5),
   });

@@ -1,0 +1,195 @@
+// The requester's API attacked from outside: a real server on port 0, fetch
+// and raw TCP. One requester with its minute's allowance could hold every
+// place of the route queue (MAX_QUEUED) so that everyone else was answered
+// 503 ERR_BUSY at once, and a body sent a byte now and then held its request
+// for Node's 300 s request timeout. Now each key (or address) has at most
+// API_MAX_CONCURRENT generations running, and a body has 10 s to arrive.
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { WireError } from '../../shared/protocol/errors.js';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, type SignalServer, type SignalServerOptions } from '../server.js';
+import { httpSwarm } from '../testing/http-swarm.js';
+import { connectClient } from '../testing/socket-client.js';
+
+const { stageCache } = httpSwarm('api-abuse');
+const QUEUE = 8;
+const ROUTE_WAIT_MS = 4_000;
+const BODY_TIMEOUT_MS = 1_000;
+const TEST_MS = 60_000;
+const servers: SignalServer[] = [];
+
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+
+/**
+ * A server without volunteers: every generation waits ROUTE_WAIT_MS in the queue, then fails ERR_NO_ROUTE;
+ * with the fallback, the server computes it.
+ */
+async function server(extra: Partial<SignalServerOptions> = {}): Promise<string> {
+  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, stageCache());
+  const s = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
+    redundancy: 2,
+    routeWaitMs: ROUTE_WAIT_MS,
+    maxQueued: QUEUE,
+    apiKeys: ['sk-attacker', 'sk-honest'],
+    ratePerMinute: 0,
+    bodyTimeoutMs: BODY_TIMEOUT_MS,
+    ...extra,
+  });
+  await s.ready;
+  servers.push(s);
+  return s.address().url;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly code: string | null;
+  readonly message: string | null;
+  readonly retryAfter: string | null;
+  readonly ms: number;
+}
+
+function generate(url: string, key: string, signal?: AbortSignal, maxTokens = 64): Promise<Answer> {
+  const t0 = performance.now();
+  return fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ prompt: 'Emma', max_tokens: maxTokens, stream: true }),
+    ...(signal === undefined ? {} : { signal }),
+  }).then(async (res) => {
+    const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+    return {
+      status: res.status,
+      code: body?.error?.code ?? null,
+      message: body?.error?.message ?? null,
+      retryAfter: res.headers.get('retry-after'),
+      ms: performance.now() - t0,
+    };
+  });
+}
+
+/** Headers of a POST whose body never completes: 10 of 1 000 bytes. */
+function slowBody(url: string, key: string): Promise<{ firstLine: string; ms: number }> {
+  const { hostname, port } = new URL(url);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(port), hostname, () => {
+      sock.write(
+        `POST /v1/completions HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"prompt":`,
+      );
+    });
+    let got = '';
+    sock.on('data', (d) => {
+      got += d.toString('utf8');
+      if (got.includes('\r\n')) {
+        resolve({ firstLine: got.slice(0, got.indexOf('\r\n')), ms: performance.now() - t0 });
+        sock.destroy();
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
+describe('one requester against everyone else', () => {
+  it(
+    `hostile: a key with ${QUEUE} requests at once gets ${DEFAULT_API_MAX_CONCURRENT} places, the rest 429 at once; another key still gets a place in the queue; the chat page's socket shares the count; a client gone gives its place back`,
+    async () => {
+      const url = await server();
+      const waiting = new AbortController();
+      const attack = Array.from({ length: QUEUE }, () => generate(url, 'sk-attacker', waiting.signal).catch(() => null));
+      // The refusals come at once, while the admitted ones wait for a route.
+      const refused = (await Promise.race([
+        Promise.all(attack.slice(DEFAULT_API_MAX_CONCURRENT)),
+        new Promise((r) => setTimeout(() => r('late'), ROUTE_WAIT_MS / 2)),
+      ])) as (Answer | null)[] | 'late';
+      expect(refused).not.toBe('late');
+      for (const a of refused as Answer[]) {
+        expect(a).toMatchObject({ status: 429, code: 'too_many_concurrent_requests', retryAfter: '1' });
+      }
+      // Its chat page's socket counts with them.
+      const page = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' });
+      const chatError = new Promise<WireError>((resolve) => page.on('chat:error', (e: WireError) => resolve(e)));
+      page.emit('chat:generate', {
+        requestId: 'r1',
+        apiKey: 'sk-attacker',
+        prompt: 'Emma',
+        maxTokens: 4,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+      });
+      expect(await chatError).toMatchObject({ code: 'ERR_RATE_LIMITED', message: expect.stringMatching(/at most 4 at once/) });
+      page.disconnect();
+      // Another requester is queued, not refused for the attacker's crowd: it waits its turn and fails only for want of volunteers.
+      const honest = await generate(url, 'sk-honest');
+      expect(honest).toMatchObject({ status: 503, code: 'ERR_NO_ROUTE' });
+      expect(honest.ms).toBeGreaterThan(ROUTE_WAIT_MS / 2);
+      // The attacker goes away: its places come back at once, not after the route wait.
+      waiting.abort();
+      await Promise.all(attack);
+      await expect
+        .poll(
+          async () => {
+            const c = new AbortController();
+            const a = generate(url, 'sk-attacker', c.signal).catch(() => null);
+            const r = await Promise.race([a, new Promise((res) => setTimeout(() => res('waiting'), 300))]);
+            c.abort();
+            await a;
+            return r;
+          },
+          { timeout: 10_000 },
+        )
+        .toBe('waiting');
+    },
+    TEST_MS,
+  );
+
+  it(
+    `hostile: a body that never completes is answered 408 after ${BODY_TIMEOUT_MS} ms and holds one of its key's places until then`,
+    async () => {
+      const url = await server();
+      const slow = Array.from({ length: DEFAULT_API_MAX_CONCURRENT }, () => slowBody(url, 'sk-attacker'));
+      // While they dribble, the key has no place left; another key has.
+      await expect.poll(async () => (await generate(url, 'sk-attacker')).code, { timeout: 5_000 }).toBe('too_many_concurrent_requests');
+      const c = new AbortController();
+      const honest = generate(url, 'sk-honest', c.signal).catch(() => null);
+      expect(await Promise.race([honest, new Promise((r) => setTimeout(() => r('waiting'), 300))])).toBe('waiting');
+      c.abort();
+      for (const s of await Promise.all(slow)) {
+        expect(s.firstLine).toBe('HTTP/1.1 408 Request Timeout');
+        // Before: nothing within Node's 300 s request timeout.
+        expect(s.ms).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 50);
+        expect(s.ms).toBeLessThan(BODY_TIMEOUT_MS + 10_000);
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'hostile: with the fallback computing, one key holds at most half its sessions; another key is served',
+    async () => {
+      // No volunteers: every stage is the server's, 4 sessions at once (FALLBACK_MAX_SESSIONS).
+      const url = await server({ fallback: 'stage', fallbackMaxSessions: 4 });
+      const attack = await Promise.all(
+        Array.from({ length: DEFAULT_API_MAX_CONCURRENT }, () => generate(url, 'sk-attacker', undefined, 400)),
+      );
+      const refused = attack.filter((a) => a.status === 503);
+      // Two of its four are computed; the other two are refused at once, naming the share (before: all four took a seat).
+      expect(attack.filter((a) => a.status === 200)).toHaveLength(2);
+      expect(refused).toHaveLength(2);
+      for (const a of refused)
+        expect(a).toMatchObject({ code: 'ERR_BUSY', retryAfter: '5', message: expect.stringMatching(/at most 2 of 4 for one client/) });
+      // Whatever the attacker's two still hold, the two other seats are there for another client.
+      const honest = await Promise.all([generate(url, 'sk-honest', undefined, 8), generate(url, 'sk-honest', undefined, 8)]);
+      expect(honest.map((a) => a.status)).toEqual([200, 200]);
+    },
+    TEST_MS,
+  );
+});
