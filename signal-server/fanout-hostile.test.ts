@@ -89,8 +89,9 @@ describe('fan-out against hostile route members (r = 3, 3 stages, over Socket.IO
     // What it got of each sender: every step at most twice (a resend once, then each step), never 40 times over.
     const steps = expected.length + 1;
     for (const s of senders) {
-      // Subscribed by its first want: every sender sent it every step (and step 0 on, once, again).
-      expect(copies.get(s.id ?? '') ?? 0).toBeGreaterThanOrEqual(expected.length);
+      // Subscribed by its first want: every sender sent it every step (and step 0 on, once, again); the last
+      // step's copy from a sender it was not assigned may still be on its way when the answer is back.
+      expect(copies.get(s.id ?? '') ?? 0).toBeGreaterThanOrEqual(expected.length - 1);
       expect(copies.get(s.id ?? '') ?? 0).toBeLessThanOrEqual(2 * steps + 2);
     }
   });
