@@ -230,6 +230,15 @@ describe('a receiver', () => {
     expect(r.of('C').wants).toHaveLength(1);
   });
 
+  it('that joined without a data channel to an assigned sender asks the third at once, before any frame', () => {
+    const r = replica();
+    r.core.unreached(SESSION, ['C']);
+    expect(r.of('C').wants).toEqual([]);
+    r.core.unreached(SESSION, ['B']);
+    expect(r.of('C').wants).toEqual([{ kind: 'frames', sessionId: SESSION, fromStep: 0, stage: 1, replica: 0, era: 0 }]);
+    expect(r.of('A').wants).toEqual([]);
+  });
+
   it('one of whose assigned senders is silent asks the third after the deadline (bounded by WANT_CAP_MS), once', async () => {
     const r = replica();
     await r.compute(1);

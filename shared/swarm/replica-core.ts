@@ -356,6 +356,16 @@ export class ReplicaCore {
     }
   }
 
+  /**
+   * Neighbours this replica joined a session without (no data channel: web/net/neighbour-links.ts):
+   * where one is a sender the rotation has it count on, it asks the others at once, not after a deadline.
+   */
+  unreached(sessionId: number, peers: readonly string[]): void {
+    const s = this.sessions.get(sessionId);
+    if (s === undefined) return;
+    for (const kind of ['frames', 'tokens'] as const) if (this.assigned(s, kind)?.some((id) => peers.includes(id))) this.ask(s, kind);
+  }
+
   /** Token ids from the coordinator (stage 0 only). */
   input(m: StepInput): void {
     const s = this.sessions.get(m.sessionId);

@@ -208,6 +208,8 @@ export class NodeVolunteer {
     s.on('session:open', (m) => {
       if (this.core === null || !this.core.open(m)) return;
       const unreached = options.unreached?.(m) ?? [];
+      // As the page does: the fan-out asks around an assigned sender it joined without.
+      if (unreached.length > 0) this.core.unreached(m.sessionId, unreached);
       const n = this.sessionsOpened++;
       if (typeof options.joins === 'function' ? options.joins(m, n) : options.joins !== false)
         s.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });

@@ -28,6 +28,8 @@ export type ToReplica =
   | { readonly type: 'replica:open'; readonly open: SessionOpen }
   | { readonly type: 'replica:update'; readonly update: SessionUpdate }
   | { readonly type: 'replica:close'; readonly sessionId: number }
+  /** Neighbours the session was joined without (ReplicaCore.unreached: the fan-out asks around them at once). */
+  | { readonly type: 'replica:unreached'; readonly sessionId: number; readonly peers: readonly string[] }
   | { readonly type: 'replica:input'; readonly input: StepInput }
   | { readonly type: 'replica:challenge'; readonly id: number; readonly challenge: ParsedChallenge }
   /** The bench's one-way delay on the data channels the worker sends on (volunteer:net). */

@@ -83,6 +83,9 @@ export class WorkerReplica {
       case 'replica:close':
         this.core?.close(m.sessionId);
         return;
+      case 'replica:unreached':
+        this.core?.unreached(m.sessionId, m.peers);
+        return;
       case 'replica:input':
         this.core?.input(m.input);
         return;

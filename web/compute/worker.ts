@@ -173,6 +173,7 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
     case 'replica:open':
     case 'replica:update':
     case 'replica:close':
+    case 'replica:unreached':
     case 'replica:input':
     case 'replica:challenge':
     case 'replica:net':

@@ -508,6 +508,7 @@ export class VolunteerReplica {
     try {
       // A majority of each neighbouring stage is what the vote needs: a neighbour that never connects does not hold the join.
       const { unreached } = await this.linkNeighbours(m.prev, m.next);
+      if (unreached.length > 0) this.core?.unreached(m.sessionId, unreached);
       this.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });
     } catch (e) {
       const message = (e as Error).message;

@@ -14,7 +14,7 @@ import type { ReplicaEvent } from '../compute/datapath-messages.js';
 import type { StepTrace } from './step-trace.js';
 
 /** What the volunteer uses of a replica: ReplicaCore on the main thread, or this proxy of the worker's. */
-export type ReplicaLike = Pick<ReplicaCore, 'open' | 'update' | 'close' | 'input' | 'frame' | 'challenge' | 'openSessions'>;
+export type ReplicaLike = Pick<ReplicaCore, 'open' | 'update' | 'close' | 'input' | 'frame' | 'challenge' | 'openSessions' | 'unreached'>;
 
 /** How long a challenge may take in the worker before it is answered as failed. */
 const CHALLENGE_TIMEOUT_MS = 120_000;
@@ -126,6 +126,10 @@ export class WorkerDataPath implements ReplicaLike {
     const loop = m.loop === undefined || s.loop === undefined ? s.loop : { ...s.loop, peers: m.loop };
     this.sessions.set(m.sessionId, { ...s, prev: m.prev, next: m.next, ...(loop === undefined ? {} : { loop }) });
     this.compute.post({ type: 'replica:update', update: m });
+  }
+
+  unreached(sessionId: number, peers: readonly string[]): void {
+    if (this.sessions.has(sessionId)) this.compute.post({ type: 'replica:unreached', sessionId, peers });
   }
 
   close(sessionId: number): void {
