@@ -213,7 +213,7 @@ export const SETTINGS = {
   fanout: {
     env: 'FANOUT',
     flag: 'fanout',
-    fallback: 'all',
+    fallback: 'majority',
     help: 'all: every replica sends its frames to every replica of the next stage (r² messages a hop); majority: each receiver gets copies from a majority of its senders by a rotation, and asks the others for theirs when those do not agree at once (the vote is the same)',
   },
   redisUrl: {

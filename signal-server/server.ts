@@ -102,7 +102,7 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
-  /** How replicas send their frames (FANOUT; default all): see CoordinatorOptions.fanout. */
+  /** How replicas send their frames (FANOUT; default majority): see CoordinatorOptions.fanout. */
   readonly fanout?: Fanout;
   /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
   readonly fallbackMaxBatch?: number;

@@ -105,10 +105,10 @@ export interface CoordinatorOptions {
    */
   readonly meshLoop?: boolean;
   /**
-   * How replicas send their frames (FANOUT): `majority`, each receiver gets
-   * copies from a majority of its senders by a rotation and asks the others
-   * when those do not agree at once (shared/swarm/fanout.ts); `all` (default),
-   * every sender sends every receiver.
+   * How replicas send their frames (FANOUT): `majority` (default), each
+   * receiver gets copies from a majority of its senders by a rotation and asks
+   * the others when those do not agree at once (shared/swarm/fanout.ts);
+   * `all`, every sender sends every receiver.
    */
   readonly fanout?: Fanout;
 }

@@ -168,7 +168,7 @@ export class SessionRunner {
       { redundancy: r, established: (id) => established(this.s, id), trusted: isServerPeer },
       undefined,
       meshLoop,
-      this.s.options.fanout === 'majority',
+      (this.s.options.fanout ?? 'majority') === 'majority',
     );
     this.s.sessions.set(sessionId, session);
     const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
