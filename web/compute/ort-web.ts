@@ -23,6 +23,9 @@ export class ComputeError extends Error {
 
 type OrtModule = typeof Ort;
 
+/** How long a failed WebGPU run waits for the device's lost promise before it reports a plain ERR_RUN. */
+const LOSS_SETTLE_MS = 100;
+
 function ortFor(backend: Backend): Promise<OrtModule> {
   return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
 }
@@ -80,6 +83,10 @@ export class StageSessions {
   private queue: Promise<unknown> = Promise.resolve();
   /** Why the GPU device was lost, once it was: every run fails after, and a run under way when it happened gives no result. */
   private lostWhy: string | null = null;
+  private signalLost: () => void = () => {};
+  private readonly lostSignal = new Promise<void>((resolve) => {
+    this.signalLost = resolve;
+  });
 
   private constructor(
     readonly backend: Backend,
@@ -138,6 +145,18 @@ export class StageSessions {
   /** The device is lost: from now on no run gives a result (see DeviceWatch). */
   markLost(why: string): void {
     this.lostWhy ??= why;
+    this.signalLost();
+  }
+
+  /**
+   * A WebGPU run that failed may have failed because the device is being
+   * lost: its lost promise resolves a moment after the run's own error (a
+   * buffer unmapped under a read). Waits that moment, so that the failure
+   * names the loss (ERR_DEVICE_LOST) rather than the symptom.
+   */
+  private async settleLoss(): Promise<void> {
+    if (this.backend !== 'webgpu') return;
+    await Promise.race([this.lostSignal, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
   }
 
   private checkDevice(stage: number): void {
@@ -178,6 +197,7 @@ export class StageSessions {
       // Without a list, what it always fetched: the fused form's new.* only for a WASM batch that keeps its own KV buffer.
       out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     } catch (e) {
+      await this.settleLoss();
       this.checkDevice(stage);
       throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
     }
@@ -192,6 +212,7 @@ export class StageSessions {
       try {
         data = await v.getData();
       } catch (e) {
+        await this.settleLoss();
         this.checkDevice(stage);
         throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: reading ${k} back: ${(e as Error).message}`);
       }
