@@ -25,32 +25,36 @@ const SPARE = 3;
 const PROMPT = 'Emma Woodhouse, handsome, clever, and rich,';
 const TOKENS = 12;
 const LATER_TOKENS = 6;
+/** Both data paths: the worker's replica computes on the worker's sessions, the page's through ComputeClient. */
+const DATA_PATHS = ['worker', 'main'] as const;
 /** How soon after the loss the server must have stopped counting the tab as ready. */
 const UNREADY_WITHIN_MS = 5_000;
 /** SwiftShader WebGPU is slow (PLATFORM.md): the tab's reload and challenge take seconds. */
 const BACK_WITHIN_MS = 90_000;
 
-let e: E2eSwarm;
-beforeAll(async () => {
-  e = await startE2eSwarm({
-    volunteers: SPARE + 1,
-    stages: 1,
-    redundancy: 3,
-    allowFaults: true,
-    backendOf: (i) => (i === GPU ? 'webgpu' : 'wasm'),
-    faultOf: (i) => (i === GPU ? 'gpu-lost' : i === SILENT ? 'silent' : null),
-    random: () => 0,
+describe.each(DATA_PATHS)('a WebGPU volunteer loses its GPU device mid-generation (%s data path)', (dataPath) => {
+  let e: E2eSwarm;
+  beforeAll(async () => {
+    e = await startE2eSwarm({
+      dataPath,
+      volunteers: SPARE + 1,
+      stages: 1,
+      redundancy: 3,
+      allowFaults: true,
+      backendOf: (i) => (i === GPU ? 'webgpu' : 'wasm'),
+      faultOf: (i) => (i === GPU ? 'gpu-lost' : i === SILENT ? 'silent' : null),
+      random: () => 0,
+    });
   });
-});
-afterAll(() => e?.close());
+  afterAll(() => e?.close());
 
-describe('a WebGPU volunteer loses its GPU device mid-generation', () => {
   it('stops counting as ready at once, the tokens do not change, and it comes back on WebGPU after a fresh challenge', async () => {
     const page = e.swarm.pages[GPU];
     if (page === undefined) throw new Error('no GPU tab');
     const status = () => page.evaluate(() => window.webswarmVolunteer);
     const before = await status();
     expect(before?.backend).toBe('webgpu');
+    expect(before?.dataPath).toBe(dataPath);
     expect(before?.deviceLoss).toBeNull();
     const oldId = before?.volunteerId;
     const coordinator = e.server.coordinator;

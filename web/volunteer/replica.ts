@@ -104,6 +104,8 @@ const CLIENT_KEY = 'webswarm-client-key';
 /** Tries at loading a stage before the volunteer shows an error, and the wait after the first (doubling). */
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
+/** How long a tab whose GPU device was lost waits for its steps' failures to go out before it leaves the swarm. */
+const LEAVE_AFTER_LOSS_MS = 50;
 /** How long a tab that no stage fits (ERR_CAPACITY) waits before it asks the swarm again. */
 export const UNFIT_RETRY_MS = 60_000;
 
@@ -624,15 +626,16 @@ export class VolunteerReplica {
 
   /**
    * The GPU device of `compute` was lost. The steps waiting on it failed
-   * already (ComputeClient: ERR_DEVICE_LOST), and their step:failed, sent in
-   * the microtasks that follow, goes out before the socket closes: then the
-   * tab leaves the swarm at once (the coordinator fails its sessions over and
+   * already (ComputeClient: ERR_DEVICE_LOST), and their step:failed goes out
+   * before the socket closes, LEAVE_AFTER_LOSS_MS later: then the tab leaves the swarm at once (the coordinator fails its sessions over and
    * stops routing to it), and comes back as a new volunteer on WebGPU or WASM
    * (device-loss.ts), ready again only after a fresh challenge.
    */
   private async deviceLost(compute: ComputeClient, loss: DeviceLoss): Promise<void> {
     if (compute !== this.compute) return;
-    await new Promise((r) => setTimeout(r, 0));
+    // The failures of the steps under way: on this thread they were emitted in the microtasks after the loss; from the
+    // worker's replica (the worker data path) they are messages right behind device-lost. Either way they leave first.
+    await new Promise((r) => setTimeout(r, LEAVE_AFTER_LOSS_MS));
     if (compute !== this.compute) return;
     this.stop();
     const epoch = this.epoch;
