@@ -16,6 +16,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAULT_AFTER_STEPS } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
+import { LOSS_WINDOW_MS, LOSSES_BEFORE_WASM } from '../web/volunteer/device-loss.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
 
 /** Tabs open (and register) in this order; drawing 0 makes the first three the route and the last the spare. */
@@ -120,4 +121,65 @@ describe.each(DATA_PATHS)('a WebGPU volunteer loses its GPU device mid-generatio
       'volunteers with disagreements',
     ).toEqual([]);
   });
+
+  // Lost again twice while ready and idle (the worker's test hook, the same real API): the third loss within
+  // 10 minutes keeps the tab on WASM. Once, on the default data path: the rule is the page's, not the path's.
+  if (dataPath === 'worker')
+    it(`lost ${LOSSES_BEFORE_WASM} times within ${LOSS_WINDOW_MS / 60_000} minutes, it comes back on WASM and stays there`, async () => {
+      const page = e.swarm.pages[GPU];
+      const coordinator = e.server.coordinator;
+      if (page === undefined || coordinator === null) throw new Error('no GPU tab');
+      const status = () => page.evaluate(() => window.webswarmVolunteer);
+      /** Loses the device of the tab's compute worker now: true when it had one (WebGPU). */
+      const loseDevice = async (): Promise<boolean> => {
+        for (const w of [...page.workers()].reverse()) {
+          const lost = await w
+            .evaluate(() => (self as unknown as { webswarmLoseDevice?: () => boolean }).webswarmLoseDevice?.() ?? null)
+            .catch(() => null);
+          if (lost !== null) return lost;
+        }
+        throw new Error('no compute worker');
+      };
+      const loseAndComeBack = async (losses: number) => {
+        const before = await status();
+        expect(before?.state).toBe('ready');
+        expect(await loseDevice()).toBe(true);
+        await page.waitForFunction((n) => window.webswarmVolunteer?.deviceLoss?.losses === n, losses, { timeout: 10_000, polling: 50 });
+        await expect
+          .poll(() => coordinator.volunteers().some((v) => v.id === before?.volunteerId && v.ready), {
+            timeout: UNREADY_WITHIN_MS,
+            interval: 50,
+          })
+          .toBe(false);
+        await page.waitForFunction(
+          (old) => window.webswarmVolunteer?.state === 'ready' && window.webswarmVolunteer.volunteerId !== old,
+          before?.volunteerId,
+          { timeout: BACK_WITHIN_MS },
+        );
+        const back = await status();
+        await expect
+          .poll(() => coordinator.volunteers().find((v) => v.id === back?.volunteerId)?.ready, { timeout: BACK_WITHIN_MS })
+          .toBe(true);
+        return back;
+      };
+      expect((await status())?.deviceLoss?.losses).toBe(1);
+      for (let losses = 2; losses < LOSSES_BEFORE_WASM; losses++) {
+        const back = await loseAndComeBack(losses);
+        expect(back?.backend).toBe('webgpu');
+        expect(back?.deviceLoss).toMatchObject({ why: 'gpu-again', losses });
+      }
+      const onWasm = await loseAndComeBack(LOSSES_BEFORE_WASM);
+      expect(onWasm?.backend).toBe('wasm');
+      expect(onWasm?.deviceLoss).toMatchObject({ backend: 'wasm', adapter: null, why: 'repeated-losses', losses: LOSSES_BEFORE_WASM });
+      expect(coordinator.volunteers().find((v) => v.id === onWasm?.volunteerId)).toMatchObject({ backend: 'wasm', ready: true });
+      expect(await page.getByTestId('device-loss').textContent()).toContain('on the CPU (WebAssembly), and stays there');
+      expect(await page.getByTestId('backend').textContent()).toBe('CPU · WebAssembly');
+      // Its worker has no GPU device to lose now.
+      expect(await loseDevice()).toBe(false);
+      // And it computes right on WASM: the route is the silent tab, an honest one and this one.
+      const expected = await e.expected(PROMPT, LATER_TOKENS);
+      const r = await e.complete({ prompt: PROMPT, max_tokens: LATER_TOKENS, temperature: 0 });
+      expect(r.json.webswarm.tokens).toEqual(expected);
+      expect(r.json.webswarm.route[0]).toContain(onWasm?.volunteerId);
+    });
 });

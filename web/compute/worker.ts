@@ -29,6 +29,13 @@ const replica = new WorkerReplica(
 /** For tests and diagnostics, read in the worker (Playwright's worker.evaluate): what inbound frames hold here now. */
 (scope as unknown as { webswarmHeld: () => ReturnType<WorkerReplica['held']> }).webswarmHeld = () => replica.held();
 
+/**
+ * For tests, in the worker (Playwright's worker.evaluate): loses the stages'
+ * GPU device now, as the gpu-lost fault does mid-session, but at any moment
+ * (a tab that is ready and idle); false where no device is watched (WASM).
+ */
+(scope as unknown as { webswarmLoseDevice: () => boolean }).webswarmLoseDevice = () => device.lose();
+
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
 }
