@@ -12,7 +12,9 @@
 // before the loss (it would, on the two WASM tabs alone, before the slow GPU
 // tab's third step), and after the loss a spare takes its place. For the later
 // request the spare is gone, so the route is the silent tab, an honest one and
-// the GPU tab come back: each token is agreed by the GPU tab or not at all.
+// the GPU tab, back: each token is agreed by the GPU tab or not at all. Then
+// (worker data path) the device is lost twice more while the tab is idle, and
+// the third loss within 10 minutes keeps it on WASM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAULT_AFTER_STEPS } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
