@@ -91,7 +91,8 @@ export async function benchFaults(o: { modelDir: string; stages: number; tokens:
         let r: InProcessResult;
         // A wrong token can only come from the last stage.
         const faulty = kind === 'wrong-token' ? `s${o.stages - 1}r1` : who;
-        if (kind === 'crash' || kind === 'disconnect')
+        // A lost GPU device is, to the coordinator, a volunteer that leaves mid-generation (and comes back later as a new one).
+        if (kind === 'crash' || kind === 'disconnect' || kind === 'gpu-lost')
           r = await runInProcess(swarm, promptIds, o.tokens, {}, [], { who, afterSteps: 3, spare });
         else r = await runInProcess(swarm, promptIds, o.tokens, { [faulty]: faultBehaviour(kind, 7) });
         const correct = r.streamed.filter((t, i) => t === expected[i]).length;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
+import { FAULT_KINDS } from '../shared/protocol/faults.js';
 import type { SignalIn, StageAssignment, StageChallenge } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
@@ -115,13 +116,15 @@ describe('volunteers over Socket.IO', () => {
     expect((await wrongStage).code).toBe('ERR_NOT_ASSIGNED');
   });
 
-  it('a production server refuses a volunteer that injects faults', async () => {
-    const c = client();
-    const refused = next<WireError>(c, 'server:error');
-    c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: 'noise', clientKey: null });
-    expect((await refused).code).toBe('ERR_FAULTS_REFUSED');
-    await expect.poll(() => c.connected).toBe(false);
-    expect(server.coordinator?.registry.size).toBe(0);
+  it('a production server refuses a volunteer that injects faults, of every kind (gpu-lost included)', async () => {
+    for (const fault of FAULT_KINDS) {
+      const c = client();
+      const refused = next<WireError>(c, 'server:error');
+      c.emit('volunteer:hello', { backend: fault === 'gpu-lost' ? 'webgpu' : 'wasm', adapter: null, fault, clientKey: null });
+      expect((await refused).code, fault).toBe('ERR_FAULTS_REFUSED');
+      await expect.poll(() => c.connected).toBe(false);
+      expect(server.coordinator?.registry.size).toBe(0);
+    }
   });
 
   it('a request with no ready volunteer for a stage fails after the deadline, naming the stage', async () => {

@@ -18,6 +18,8 @@ export const FAULT_KINDS = [
   'wrong-token',
   'nudge',
   'equivocate',
+  /** A WebGPU volunteer whose GPU device is lost (destroyed through the real API) after FAULT_AFTER_STEPS steps. */
+  'gpu-lost',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

@@ -4,7 +4,7 @@ import { RELATIVE_TOLERANCE } from '../vote/tolerance.js';
 
 export { FAULT_KINDS, type FaultKind, isFaultKind } from '../protocol/faults.js';
 
-/** What a faulty replica does to its outputs. The page handles crash and disconnect itself. */
+/** What a faulty replica does to its outputs. The page handles crash, disconnect and gpu-lost itself. */
 export interface FaultBehaviour {
   /** A changed output, or null to send nothing (silent). */
   output(step: number, data: Float32Array, isLogits: boolean): Float32Array | null;
@@ -19,7 +19,7 @@ export interface FaultBehaviour {
 /** How far a `nudge` liar moves each value: inside the vote's tolerance, so it is always "in agreement". */
 export const NUDGE_FRACTION_OF_TOLERANCE = 0.9;
 
-/** Steps a `crash` or `disconnect` volunteer computes before it goes. */
+/** Steps a `crash` or `disconnect` volunteer computes before it goes (a `gpu-lost` one before its device is lost). */
 export const FAULT_AFTER_STEPS = 3;
 /** The delay of a `slow` volunteer per step. */
 export const SLOW_DELAY_MS = 1000;
@@ -31,6 +31,7 @@ export function faultBehaviour(kind: FaultKind, seed: number): FaultBehaviour {
   switch (kind) {
     case 'crash':
     case 'disconnect':
+    case 'gpu-lost':
       return honest;
     case 'slow':
       return { ...honest, delayMs: SLOW_DELAY_MS };

@@ -119,4 +119,43 @@ describe('ComputeClient', () => {
     expect(worker.sent).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0); // no timeout left behind
   });
+
+  it('a lost GPU device fails the steps waiting now and every call after with ERR_DEVICE_LOST; a late result is dropped', async () => {
+    const losses: unknown[] = [];
+    client.onDeviceLost = (loss) => losses.push(loss);
+    const input = { dtype: 'float32' as const, dims: [1, 1, 2], data: new Float32Array([3, 4]) };
+    const waiting = client.step(7, 0, input);
+    worker.answer({ type: 'device-lost', loss: { reason: 'destroyed', message: 'Device was destroyed.' } });
+    await expect(waiting).rejects.toMatchObject({
+      code: 'ERR_DEVICE_LOST',
+      message: expect.stringContaining('GPU device was lost (destroyed'),
+    });
+    expect(losses).toEqual([{ reason: 'destroyed', message: 'Device was destroyed.' }]);
+    // The worker's answer to the step, had it computed one on the dying device, finds nobody waiting.
+    worker.answer({ type: 'stepped', id: 1, output: input, computeMs: 1 });
+    await expect(client.step(7, 0, input)).rejects.toMatchObject({ code: 'ERR_DEVICE_LOST' });
+    await expect(client.run(0, feeds)).rejects.toMatchObject({ code: 'ERR_DEVICE_LOST' });
+    expect(worker.sent).toHaveLength(1);
+    // Told once: a second loss message changes nothing.
+    worker.answer({ type: 'device-lost', loss: { reason: 'unknown', message: '' } });
+    expect(losses).toHaveLength(1);
+  });
+
+  it('a malformed device-lost message is dropped', async () => {
+    const losses: unknown[] = [];
+    client.onDeviceLost = (loss) => losses.push(loss);
+    const ran = client.run(0, feeds);
+    for (const loss of [undefined, null, 'lost', { reason: 3, message: '' }, { reason: 'destroyed' }])
+      worker.answer({ type: 'device-lost', loss });
+    expect(losses).toEqual([]);
+    worker.answer({ type: 'result', id: 1, outputs: feeds, computeMs: 1 });
+    expect(await ran).toBe(feeds);
+  });
+
+  it('loseDevice asks the worker to lose its device (the gpu-lost fault)', async () => {
+    const lost = client.loseDevice();
+    expect(worker.sent[0]).toEqual({ type: 'lose-device', id: 1 });
+    worker.answer({ type: 'done', id: 1 });
+    await lost;
+  });
 });

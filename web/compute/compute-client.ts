@@ -8,7 +8,7 @@ import {
   type TensorData,
 } from '../../shared/model/pipeline.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
-import type { Backend, ComputeErrorCode, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
+import type { Backend, ComputeErrorCode, DeviceLoss, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
 import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {
@@ -35,6 +35,14 @@ export function startComputeWorker(): WorkerLike {
 
 const FROM_WORKER_TYPES = new Set<string>(['loaded', 'result', 'stepped', 'done', 'stats', 'error']);
 
+/** The worker's device-lost message, checked: two short strings. */
+function parseDeviceLoss(raw: unknown): DeviceLoss | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const { reason, message } = raw as { reason?: unknown; message?: unknown };
+  if (typeof reason !== 'string' || typeof message !== 'string') return null;
+  return { reason: reason.slice(0, 40), message: message.slice(0, 500) };
+}
+
 /**
  * Stage execution in a dedicated Web Worker: a StageExecutor for the pipeline,
  * and a SessionExecutor whose KV caches live in the worker, so a step sends
@@ -51,6 +59,10 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
   lastComputeMs = 0;
   /** What the worker's replica reports (?datapath=worker); dropped while none listens. */
   onReplica: ((e: ReplicaEvent) => void) | null = null;
+  /** The GPU device the stages run on was lost (told once); the worker computes nothing more. */
+  onDeviceLost: ((loss: DeviceLoss) => void) | null = null;
+  /** The loss, once the worker told it: every call fails with ERR_DEVICE_LOST from then on. */
+  deviceLoss: DeviceLoss | null = null;
 
   constructor(
     private readonly timeoutMs = 120_000,
@@ -64,6 +76,11 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
       const { id, type } = m as { id?: unknown; type?: unknown };
       if (type === 'replica' && ev.data.type === 'replica') {
         this.onReplica?.(ev.data.event);
+        return;
+      }
+      if (type === 'device-lost') {
+        const loss = parseDeviceLoss((m as { loss?: unknown }).loss);
+        if (loss !== null) this.lost(loss);
         return;
       }
       if (typeof id !== 'number' || typeof type !== 'string' || !FROM_WORKER_TYPES.has(type)) return;
@@ -80,6 +97,18 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     };
   }
 
+  /**
+   * The device is lost: the calls waiting fail now with ERR_DEVICE_LOST (an
+   * answer that comes for one later is dropped, as for any call no longer
+   * waiting), and so does every call after.
+   */
+  private lost(loss: DeviceLoss): void {
+    if (this.deviceLoss !== null) return;
+    this.deviceLoss = loss;
+    this.failAll(new WorkerError('ERR_DEVICE_LOST', deviceLostText(loss)));
+    this.onDeviceLost?.(loss);
+  }
+
   private failAll(e: WorkerError): void {
     const waiting = [...this.pending.values()];
     this.pending.clear();
@@ -88,6 +117,7 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
 
   private call(m: WorkerCall, transfer: Transferable[]): Promise<FromWorker> {
     if (this.terminated) return Promise.reject(new WorkerError('ERR_TERMINATED', `compute worker was stopped before ${m.type}`));
+    if (this.deviceLoss !== null) return Promise.reject(new WorkerError('ERR_DEVICE_LOST', deviceLostText(this.deviceLoss)));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(m.id);
@@ -173,6 +203,12 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     return r.outputs;
   }
 
+  /** The fault gpu-lost: the worker destroys its GPU device (the real API), which the worker then reports as lost. */
+  async loseDevice(): Promise<void> {
+    const r = await this.call({ type: 'lose-device', id: this.nextId++ }, []);
+    if (r.type !== 'done') throw new WorkerError('ERR_BAD_MESSAGE', `expected done, got ${r.type}`);
+  }
+
   /** A message to the worker's replica (?datapath=worker): nothing answers it but the replica's events. */
   post(m: ToReplica, transfer: Transferable[] = []): void {
     if (!this.terminated) this.worker.postMessage(m, transfer);
@@ -185,4 +221,9 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     this.worker.terminate();
     this.failAll(new WorkerError('ERR_TERMINATED', 'compute worker was stopped'));
   }
+}
+
+/** A lost device in words, for the step failures it causes (the coordinator's log shows them). */
+export function deviceLostText(loss: DeviceLoss): string {
+  return `the GPU device was lost (${loss.reason}${loss.message === '' ? '' : `: ${loss.message}`})`;
 }

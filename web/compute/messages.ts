@@ -39,6 +39,8 @@ export type ToWorker =
   | { readonly type: 'release'; readonly id: number; readonly session: number }
   /** What the worker holds: sessions with a cache, and where their KV tensors are. */
   | { readonly type: 'stats'; readonly id: number }
+  /** The fault gpu-lost (test and demo servers only): destroys the stages' GPU device, as a driver reset loses it (answered with done). */
+  | { readonly type: 'lose-device'; readonly id: number }
   /** The data path in the worker (?datapath=worker): datapath-messages.ts. */
   | ToReplica;
 
@@ -53,7 +55,19 @@ export type FromWorker =
   | { readonly type: 'done'; readonly id: number }
   | { readonly type: 'stats'; readonly id: number; readonly stats: WorkerStats }
   | { readonly type: 'error'; readonly id: number; readonly code: ComputeErrorCode; readonly message: string }
+  /**
+   * The GPU device the stages run on was lost (a driver reset, the GPU process
+   * gone, the OS taking the GPU back): sent once, at once, unasked. Nothing
+   * computed on that device is answered after it.
+   */
+  | { readonly type: 'device-lost'; readonly loss: DeviceLoss }
   | FromReplica;
+
+/** A GPUDevice's loss as its lost promise tells it: GPUDeviceLostInfo's reason ('destroyed' or 'unknown') and message. */
+export interface DeviceLoss {
+  readonly reason: string;
+  readonly message: string;
+}
 
 export interface WorkerStats {
   readonly sessions: number;
@@ -76,4 +90,6 @@ export type ComputeErrorCode =
   /** The fetched tensors do not make the stage (a tensor missing or misshapen). */
   | 'ERR_STAGE_BUILD'
   /** The stage built in the worker is not byte-identical to the server's (its manifest sha256). */
-  | 'ERR_STAGE_MISMATCH';
+  | 'ERR_STAGE_MISMATCH'
+  /** The GPU device was lost: the run failed, or its result was dropped (it may have been computed on a lost device). */
+  | 'ERR_DEVICE_LOST';

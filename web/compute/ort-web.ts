@@ -9,12 +9,12 @@ import { GraphBuilder } from '../../shared/model/onnx-graph.js';
 import type { DeviceTensor, Feeds, Fetches, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
-import type { Backend } from './messages.js';
+import type { Backend, ComputeErrorCode } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
 export class ComputeError extends Error {
   constructor(
-    readonly code: 'ERR_BACKEND_UNAVAILABLE' | 'ERR_SESSION_CREATE' | 'ERR_RUN' | 'ERR_NO_STAGE' | 'ERR_STAGE_BUILD' | 'ERR_STAGE_MISMATCH',
+    readonly code: Exclude<ComputeErrorCode, 'ERR_BAD_MESSAGE'>,
     message: string,
   ) {
     super(message);
@@ -22,6 +22,9 @@ export class ComputeError extends Error {
 }
 
 type OrtModule = typeof Ort;
+
+/** How long a failed WebGPU run waits for the device's lost promise before it reports a plain ERR_RUN. */
+const LOSS_SETTLE_MS = 100;
 
 function ortFor(backend: Backend): Promise<OrtModule> {
   return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
@@ -78,6 +81,12 @@ class OrtDeviceTensor implements DeviceTensor {
 export class StageSessions {
   private readonly sessions = new Map<number, Ort.InferenceSession>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Why the GPU device was lost, once it was: every run fails after, and a run under way when it happened gives no result. */
+  private lostWhy: string | null = null;
+  private signalLost: () => void = () => {};
+  private readonly lostSignal = new Promise<void>((resolve) => {
+    this.signalLost = resolve;
+  });
 
   private constructor(
     readonly backend: Backend,
@@ -121,6 +130,39 @@ export class StageSessions {
     }
   }
 
+  /**
+   * The GPUDevice onnxruntime-web runs these stages on (WebGPU only; null on
+   * WASM): the runtime sets env.webgpu.device when its WebGPU backend creates
+   * the device, at the first session; 1.30 stores the device itself there,
+   * though the typings say a promise, so either is awaited.
+   */
+  async gpuDevice(): Promise<GPUDevice | null> {
+    if (this.backend !== 'webgpu') return null;
+    const env = this.ort.env.webgpu as { device?: GPUDevice | Promise<GPUDevice> };
+    return (await env.device) ?? null;
+  }
+
+  /** The device is lost: from now on no run gives a result (see DeviceWatch). */
+  markLost(why: string): void {
+    this.lostWhy ??= why;
+    this.signalLost();
+  }
+
+  /**
+   * A WebGPU run that failed may have failed because the device is being
+   * lost: its lost promise resolves a moment after the run's own error (a
+   * buffer unmapped under a read). Waits that moment, so that the failure
+   * names the loss (ERR_DEVICE_LOST) rather than the symptom.
+   */
+  private async settleLoss(): Promise<void> {
+    if (this.backend !== 'webgpu') return;
+    await Promise.race([this.lostSignal, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
+  }
+
+  private checkDevice(stage: number): void {
+    if (this.lostWhy !== null) throw new ComputeError('ERR_DEVICE_LOST', `stage ${stage}: the GPU device was lost (${this.lostWhy})`);
+  }
+
   /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */
   run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
     return this.enqueue(() => this.runNow(stage, feeds, false, fetches) as Promise<Feeds>);
@@ -143,6 +185,7 @@ export class StageSessions {
   private async runNow(stage: number, feeds: KvFeeds, keepOnDevice: boolean, fetches: Fetches): Promise<KvFeeds> {
     const session = this.sessions.get(stage);
     if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
+    this.checkDevice(stage);
     const inputs: Record<string, Ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
       if (v.dtype !== 'device') inputs[k] = toOrt(this.ort, v);
@@ -154,6 +197,8 @@ export class StageSessions {
       // Without a list, what it always fetched: the fused form's new.* only for a WASM batch that keeps its own KV buffer.
       out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     } catch (e) {
+      await this.settleLoss();
+      this.checkDevice(stage);
       throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
     }
     const result: KvFeeds = {};
@@ -163,13 +208,25 @@ export class StageSessions {
         continue;
       }
       // getData copies GPU outputs back; for CPU tensors it returns the data as is.
-      const data = await v.getData();
+      let data: Awaited<ReturnType<Ort.Tensor['getData']>>;
+      try {
+        data = await v.getData();
+      } catch (e) {
+        await this.settleLoss();
+        this.checkDevice(stage);
+        throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: reading ${k} back: ${(e as Error).message}`);
+      }
       try {
         result[k] = fromRuntime(k, v.type, v.dims, data);
       } catch (e) {
         throw new ComputeError('ERR_RUN', (e as Error).message);
       }
       v.dispose();
+    }
+    // Lost while it ran, or while its outputs were read back: what came back may be a lost device's, never to be reported.
+    if (this.lostWhy !== null) {
+      for (const t of Object.values(result)) if (t.dtype === 'device') t.dispose();
+      this.checkDevice(stage);
     }
     return result;
   }

@@ -3,6 +3,7 @@
 // before any await, so that no message is lost while the module starts.
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
+import { DeviceWatch } from './device-watch.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
 import { buildVerifiedStage } from './stage-build.js';
@@ -17,6 +18,8 @@ let sessions: StageSessions | null = null;
 let caches: CachingExecutor | null = null;
 /** The model the loaded stages belong to. */
 let manifest: StageManifest | null = null;
+/** The GPU device of the stages (WebGPU): its loss is told to the page at once. */
+const device = new DeviceWatch();
 /** The data path, when the page runs it here (?datapath=worker). */
 const replica = new WorkerReplica(
   (event, transfer) => reply({ type: 'replica', event }, transfer),
@@ -25,6 +28,13 @@ const replica = new WorkerReplica(
 
 /** For tests and diagnostics, read in the worker (Playwright's worker.evaluate): what inbound frames hold here now. */
 (scope as unknown as { webswarmHeld: () => ReturnType<WorkerReplica['held']> }).webswarmHeld = () => replica.held();
+
+/**
+ * For tests, in the worker (Playwright's worker.evaluate): loses the stages'
+ * GPU device now, as the gpu-lost fault does mid-session, but at any moment
+ * (a tab that is ready and idle); false where no device is watched (WASM).
+ */
+(scope as unknown as { webswarmLoseDevice: () => boolean }).webswarmLoseDevice = () => device.lose();
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
@@ -56,6 +66,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       return StageSessions.create(m.backend, built, m.manifest);
     })
     .then(async (s) => {
+      await watchDevice(s);
       caches?.dispose();
       sessions = s;
       manifest = m.manifest;
@@ -72,6 +83,20 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
     .catch((e: unknown) => fail(m.id, e));
+}
+
+/**
+ * Watches the stages' GPU device (WebGPU): on its loss, first no run of these
+ * sessions gives a result any more (markLost), then the page is told, so that
+ * nothing computed on the lost device is ever answered after the news.
+ */
+async function watchDevice(s: StageSessions): Promise<void> {
+  const gpu = await s.gpuDevice();
+  if (gpu === null) return;
+  device.watch(gpu, (loss) => {
+    s.markLost(`${loss.reason}: ${loss.message}`);
+    reply({ type: 'device-lost', loss });
+  });
 }
 
 /** The cache of built stage graphs (stage-cache.ts), opened once; null where storage is denied. */
@@ -165,6 +190,10 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       });
       return;
     }
+    case 'lose-device':
+      if (device.lose()) reply({ type: 'done', id: m.id });
+      else fail(m.id, new ComputeError('ERR_NO_STAGE', 'no GPU device to lose: no stage runs on WebGPU'));
+      return;
     case 'replica:start':
     case 'replica:channel':
     case 'replica:unlink':

@@ -9,6 +9,7 @@ import {
   type SessionOpen,
   type StageAssignment,
   type StageChallenge,
+  type VolunteerCapacity,
   type VolunteerScore,
 } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage, parseIceConfig, parseNetConditions } from '../../shared/protocol/validate.js';
@@ -17,14 +18,16 @@ import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
 import { ReplicaCore, type ReplicaOutputs } from '../../shared/swarm/replica-core.js';
-import { ComputeClient, WorkerError } from '../compute/compute-client.js';
-import type { Backend } from '../compute/messages.js';
+import { ComputeClient, deviceLostText, WorkerError } from '../compute/compute-client.js';
+import type { Backend, DeviceLoss } from '../compute/messages.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { openStage, type StageSource } from '../compute/stage-open.js';
+import { webgpuAdapter } from '../compute/webgpu.js';
 import { linkNeighbours, type NeighbourLinks } from '../net/neighbour-links.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
 import type { SwarmSocket } from '../net/socket.js';
 import { browserCapacity } from './capacity.js';
+import { DeviceLossPolicy, type Recovery } from './device-loss.js';
 import type { StepTrace } from './step-trace.js';
 import { type DataPath, type ReplicaLike, WorkerDataPath } from './worker-path.js';
 
@@ -44,7 +47,9 @@ export type ReplicaState =
   | 'error'
   | 'evicted'
   /** Refused with ERR_CAPACITY: no stage of the swarm's model fits what this device offers; it asks again now and then. */
-  | 'unfit';
+  | 'unfit'
+  /** Its GPU device was lost: it left the swarm and is starting its stage again (see ReplicaStatus.deviceLoss). */
+  | 'recovering';
 
 export interface ReplicaStatus {
   readonly state: ReplicaState;
@@ -71,6 +76,15 @@ export interface ReplicaStatus {
   /** Worker path: data channels handed to the worker, and ones the browser would not transfer (their frames are relayed). */
   readonly channelsMoved: number;
   readonly channelsKept: number;
+  /** The last loss of this tab's GPU device, and what the tab came back on; null while none was lost. */
+  readonly deviceLoss: DeviceLossNote | null;
+}
+
+/** A lost GPU device as the page tells it. */
+export interface DeviceLossNote extends Recovery {
+  readonly loss: DeviceLoss;
+  /** When it was lost (Date.now()). */
+  readonly at: number;
 }
 
 export interface ReplicaOptions {
@@ -90,6 +104,8 @@ const CLIENT_KEY = 'webswarm-client-key';
 /** Tries at loading a stage before the volunteer shows an error, and the wait after the first (doubling). */
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
+/** How long a tab whose GPU device was lost waits for its steps' failures to go out before it leaves the swarm. */
+const LEAVE_AFTER_LOSS_MS = 50;
 /** How long a tab that no stage fits (ERR_CAPACITY) waits before it asks the swarm again. */
 export const UNFIT_RETRY_MS = 60_000;
 
@@ -145,6 +161,10 @@ export class VolunteerReplica {
   private readonly net = new DelayLine();
   private readonly trace: StepTrace | null;
   private readonly batching: boolean;
+  /** What the hello says this tab can hold, for the backend it computes on now (a lost GPU may move it to WASM). */
+  private capacity: Promise<VolunteerCapacity | null>;
+  /** This tab's GPU device losses: whether it comes back on WebGPU or WASM (device-loss.ts). */
+  private readonly losses = new DeviceLossPolicy();
 
   constructor(
     private readonly socket: SwarmSocket,
@@ -176,17 +196,18 @@ export class VolunteerReplica {
       dataPath: options.dataPath ?? 'main',
       channelsMoved: 0,
       channelsKept: 0,
+      deviceLoss: null,
     };
     this.prepared = this.prepareCompute();
     // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
-    const capacity = browserCapacity(backend).catch(() => null);
-    socket.on(
-      'connect',
-      () =>
-        void capacity.then((c) =>
-          socket.emit('volunteer:hello', { backend, adapter, fault: this.fault, clientKey: clientKey(), capacity: c }),
-        ),
-    );
+    this.capacity = browserCapacity(backend).catch(() => null);
+    // The backend as it is now: after a lost GPU device the tab says hello again, maybe on WASM.
+    socket.on('connect', () => {
+      const { backend: b, adapter: a } = this.status;
+      void this.capacity.then((c) =>
+        socket.emit('volunteer:hello', { backend: b, adapter: a, fault: this.fault, clientKey: clientKey(), capacity: c }),
+      );
+    });
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
       this.mesh?.close();
@@ -334,6 +355,7 @@ export class VolunteerReplica {
    */
   private prepareCompute(): PreparedCompute {
     const p: PreparedCompute = { compute: new ComputeClient(), failure: null };
+    p.compute.onDeviceLost = (loss) => void this.deviceLost(p.compute, loss);
     p.compute.prepare(this.status.backend).then(
       // A User Timing mark: when the runtime was ready, for the cold-start benchmark and the browser's profiler.
       () => performance.mark('webswarm:runtime-ready'),
@@ -384,7 +406,7 @@ export class VolunteerReplica {
       this.manifest = manifest;
       const trace = this.trace;
       const last = a.stage === manifest.stages.length - 1;
-      const outputs = this.outputs(last);
+      const outputs = this.outputs(last, epoch);
       if (this.status.dataPath === 'worker') {
         // The data path runs in the worker: the ReplicaCore there computes on the worker's own executor.
         const path = new WorkerDataPath(
@@ -431,11 +453,21 @@ export class VolunteerReplica {
     }
   }
 
-  /** Where a replica's results go, on either data path: frames to the mesh or the socket, reports to the coordinator. */
-  private outputs(last: boolean): ReplicaOutputs {
+  /**
+   * Where a replica's results go, on either data path: frames to the mesh or
+   * the socket, reports to the coordinator; nothing once the stage it was
+   * made for is gone (a lost GPU device, a pause): no late step of a dropped
+   * replica reaches the swarm.
+   */
+  private outputs(last: boolean, epoch: number): ReplicaOutputs {
     const trace = this.trace;
+    const live = () => epoch === this.epoch;
+    const emit: typeof this.emit = (...args) => {
+      if (live()) this.emit(...args);
+    };
     return {
       frames: (to, messages) => {
+        if (!live()) return;
         // On the worker path only frames the worker could not send itself come here (their stamps were taken there).
         if (trace !== null && this.path === null && messages[0] !== undefined) trace.markFrame(messages[0], 'sent');
         if (!isServerPeer(to)) this.mesh?.send(to, messages);
@@ -443,14 +475,15 @@ export class VolunteerReplica {
       },
       // A stage that feeds another sends its frames first (they are sent in the same turn, after this call):
       // its digest is needed only once the last stage's logits are in, so it leaves the critical path.
-      digest: last ? (m) => this.emit('step:digest', m) : (m) => queueMicrotask(() => this.emit('step:digest', m)),
+      digest: last ? (m) => emit('step:digest', m) : (m) => queueMicrotask(() => emit('step:digest', m)),
       logits: (m) => {
         if (this.path === null) trace?.mark(m.sessionId, m.step, 'sent');
         trace?.mark(m.sessionId, m.step, 'logits');
-        this.emit('step:logits', m);
+        emit('step:logits', m);
       },
-      failed: (m) => this.emit('step:failed', m),
+      failed: (m) => emit('step:failed', m),
       computed: () => {
+        if (!live()) return;
         this.update({ stepsComputed: this.status.stepsComputed + 1 });
         this.maybeFail();
       },
@@ -586,7 +619,35 @@ export class VolunteerReplica {
       this.mesh?.close();
       this.socket.disconnect();
       setTimeout(() => this.socket.connect(), 2_000);
+    } else if (this.fault === 'gpu-lost') {
+      // The worker destroys its device; the loss then comes back as any loss does (deviceLost).
+      this.compute?.loseDevice().catch(() => undefined);
     }
+  }
+
+  /**
+   * The GPU device of `compute` was lost. The steps waiting on it failed
+   * already (ComputeClient: ERR_DEVICE_LOST), and their step:failed goes out
+   * before the socket closes, LEAVE_AFTER_LOSS_MS later: then the tab leaves the swarm at once (the coordinator fails its sessions over and
+   * stops routing to it), and comes back as a new volunteer on WebGPU or WASM
+   * (device-loss.ts), ready again only after a fresh challenge.
+   */
+  private async deviceLost(compute: ComputeClient, loss: DeviceLoss): Promise<void> {
+    if (compute !== this.compute) return;
+    // The failures of the steps under way: on this thread they were emitted in the microtasks after the loss; from the
+    // worker's replica (the worker data path) they are messages right behind device-lost. Either way they leave first.
+    await new Promise((r) => setTimeout(r, LEAVE_AFTER_LOSS_MS));
+    if (compute !== this.compute) return;
+    this.stop();
+    const epoch = this.epoch;
+    this.update({ state: 'recovering', lastError: `${deviceLostText(loss)}; leaving the swarm and starting again` });
+    const adapter = this.losses.onWasmForGood ? null : await webgpuAdapter().catch(() => null);
+    if (epoch !== this.epoch) return; // paused or left meanwhile
+    const r = this.losses.afterLoss(adapter);
+    if (r.backend !== this.status.backend) this.capacity = browserCapacity(r.backend).catch(() => null);
+    this.update({ backend: r.backend, adapter: r.adapter, stage: null, deviceLoss: { ...r, loss, at: Date.now() } });
+    this.prepared = this.prepareCompute();
+    this.socket.connect();
   }
 
   /**

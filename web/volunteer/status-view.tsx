@@ -1,6 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-import { stateText, usesText, weightsText } from './wording.js';
+import { deviceLossText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status }: { status: ReplicaStatus }) {
@@ -65,6 +65,11 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
           </p>
         </section>
       </div>
+      {status.deviceLoss !== null && (
+        <p className="small" role="status" data-testid="device-loss">
+          {deviceLossText(status.deviceLoss)}
+        </p>
+      )}
       {status.lastError !== null && (
         <p className="small" role="status">
           Last error: {status.lastError}

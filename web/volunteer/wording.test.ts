@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { consentLabel, hardwareText, planShortText, planText, shortStateText, stateText, usesText, weightsText } from './wording.js';
+import {
+  consentLabel,
+  deviceLossText,
+  hardwareText,
+  planShortText,
+  planText,
+  shortStateText,
+  stateText,
+  usesText,
+  weightsText,
+} from './wording.js';
 
 describe('what the volunteer page says', () => {
   it('names the hardware on the button: the GPU only when there is a WebGPU adapter', () => {
@@ -42,5 +52,21 @@ describe('what the volunteer page says', () => {
     expect(weightsText(done, 'paused')).toBe('2.5 MB in the browser cache, kept for resuming');
     expect(weightsText({ ...done, loadedBytes: 1_000_000 }, 'paused')).toBe('download stopped at 1.0 of 2.5 MB');
     expect(weightsText({ ...done, loadedBytes: 1_000_000 }, 'downloading')).toBe('1.0 of 2.5 MB');
+  });
+
+  it('tells a lost GPU device in plain words: what happened, what the tab did, what it computes on now', () => {
+    const note = { loss: { reason: 'destroyed', message: 'Device was destroyed.' }, at: 0, adapter: 'google swiftshader', losses: 1 };
+    const again = deviceLossText({ ...note, backend: 'webgpu', why: 'gpu-again' });
+    expect(again).toContain("This tab's GPU device was lost (destroyed: Device was destroyed.); lost once so far.");
+    expect(again).toContain('left the swarm at once');
+    expect(again).toMatch(/again on the GPU \(WebGPU\)\.$/);
+    expect(deviceLossText({ ...note, adapter: null, backend: 'wasm', why: 'no-adapter' })).toMatch(
+      /on the CPU \(WebAssembly\): the browser offers no GPU now\.$/,
+    );
+    const pinned = deviceLossText({ ...note, adapter: null, losses: 3, backend: 'wasm', why: 'repeated-losses' });
+    expect(pinned).toContain('lost 3 times so far');
+    expect(pinned).toContain('stays there: the GPU was lost 3 times within 10 minutes');
+    expect(stateText('recovering', 0)).toBe('The GPU was lost: starting again');
+    expect(shortStateText('recovering', 0)).toBe('GPU lost: starting again…');
   });
 });

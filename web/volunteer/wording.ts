@@ -6,7 +6,8 @@
 import type { Backend } from '../compute/messages.js';
 import type { Progress } from '../compute/stage-loader.js';
 import type { BackendPlan } from './backend-plan.js';
-import type { ReplicaState } from './replica.js';
+import { LOSS_WINDOW_MS, LOSSES_BEFORE_WASM } from './device-loss.js';
+import type { DeviceLossNote, ReplicaState } from './replica.js';
 
 /** The consent button: names the hardware the tab will really use. */
 export function consentLabel(plan: BackendPlan): string {
@@ -78,6 +79,7 @@ const STATE_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   error: 'Stopped by an error',
   evicted: 'Evicted',
   unfit: 'This device cannot hold a part of this model',
+  recovering: 'The GPU was lost: starting again',
 };
 
 /** The volunteer page's badge: "computing" only while a session runs on this tab. */
@@ -96,6 +98,7 @@ const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   error: 'Stopped by an error',
   evicted: 'Evicted',
   unfit: 'Too little memory for this model',
+  recovering: 'GPU lost: starting again…',
 };
 
 /** The widget frame's one-line state. */
@@ -113,4 +116,21 @@ export function weightsText(p: Progress, state: ReplicaState): string {
       : `${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`;
   if (state === 'paused') return `${mb(p.totalBytes)} MB in the browser cache, kept for resuming`;
   return `${mb(p.totalBytes)} MB ${p.fromCache ? 'reused from the browser cache' : 'downloaded'}`;
+}
+
+/** The last loss of the tab's GPU device in plain words: what happened, what the tab did, and what it computes on now. */
+export function deviceLossText(note: DeviceLossNote): string {
+  const times = note.losses === 1 ? 'once' : `${note.losses} times`;
+  const what = `This tab's GPU device was lost (${note.loss.reason}${note.loss.message === '' ? '' : `: ${note.loss.message}`}); lost ${times} so far.`;
+  const did = 'The tab left the swarm at once (its steps went to other volunteers) and loaded its part of the model again';
+  switch (note.why) {
+    case 'gpu-again':
+      return `${what} ${did} on the GPU (WebGPU).`;
+    case 'no-adapter':
+      return `${what} ${did} on the CPU (WebAssembly): the browser offers no GPU now.`;
+    case 'repeated-losses':
+      return `${what} ${did} on the CPU (WebAssembly), and stays there: the GPU was lost ${LOSSES_BEFORE_WASM} times within ${LOSS_WINDOW_MS / 60_000} minutes.`;
+    default:
+      return note.why satisfies never;
+  }
 }
