@@ -5,16 +5,11 @@
 // rotation and asks the others (a want) only when those give no majority at
 // once; the tokens are the reference runner's whatever one replica does, and
 // liars and equivocators are caught as with all-to-all.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { decodeWant, isWant } from '../../shared/swarm/fanout.js';
 import { type FaultBehaviour, faultBehaviour } from '../../shared/swarm/faults.js';
-import { goldenModelDir } from '../../testing/golden.js';
-import { ensureStages, loadStageSet } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
+import { closeGoldenSwarm, type GoldenSwarm, startGoldenSwarm } from '../testing/golden-swarm.js';
 import { createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess, type Wire } from '../testing/in-process-swarm.js';
 
 const STAGES = 3;
@@ -22,29 +17,18 @@ const R = 3;
 const TOKENS = 10;
 const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
 
-let cache: string;
+let golden: GoldenSwarm | undefined;
 let swarm: InProcessSwarm;
 let stageBytes: readonly Uint8Array[];
-let reference: ReferenceRunner;
 let promptIds: number[];
 let expected: number[];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-fanout-'));
-  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: STAGES }, cache);
-  const set = await loadStageSet(dir);
-  stageBytes = set.stageBytes;
-  swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
-  reference = await ReferenceRunner.fromStageDir(dir);
-  promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
-  expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
+  golden = await startGoldenSwarm('webswarm-fanout-', { stages: STAGES, r: R, tokens: TOKENS, timeouts: TIMEOUTS });
+  ({ swarm, stageBytes, promptIds, expected } = golden);
 });
 
-afterAll(async () => {
-  await releaseInProcessSwarm(swarm);
-  await reference.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => closeGoldenSwarm(golden));
 
 /** Counts what goes over the data channels: frame messages, and wants by (asker → sender). */
 function countingWire() {

@@ -3,15 +3,11 @@
 // coordinator (its challenges, routes, fail-over and eviction), joined in one process: frames and reports are passed
 // by direct calls instead of WebRTC and Socket.IO, which the e2e tests cover.
 // This is where lying and vanishing replicas are tested quickly and seeded.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
-import { goldenModelDir } from '../../testing/golden.js';
-import { ensureStages, loadStageSet } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
+import type { ReferenceRunner } from '../reference/reference-runner.js';
+import { closeGoldenSwarm, type GoldenSwarm, startGoldenSwarm } from '../testing/golden-swarm.js';
 import {
   type Crash,
   createInProcessSwarm,
@@ -27,7 +23,7 @@ const R = 3;
 const TOKENS = 10;
 const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
 
-let cache: string;
+let golden: GoldenSwarm | undefined;
 let swarm: InProcessSwarm;
 let stageBytes: readonly Uint8Array[];
 let reference: ReferenceRunner;
@@ -35,21 +31,11 @@ let promptIds: number[];
 let expected: number[];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-gen-'));
-  const { dir } = await ensureStages(goldenModelDir('tiny-gqa-bias'), { stages: STAGES }, cache);
-  const set = await loadStageSet(dir);
-  stageBytes = set.stageBytes;
-  swarm = await createInProcessSwarm(set.manifest, set.stageBytes, R, TIMEOUTS);
-  reference = await ReferenceRunner.fromStageDir(dir);
-  promptIds = reference.tokenizer.encode('It is a truth universally acknowledged');
-  expected = (await reference.generateIds(promptIds, TOKENS, GREEDY)).tokens;
+  golden = await startGoldenSwarm('webswarm-gen-', { stages: STAGES, r: R, tokens: TOKENS, timeouts: TIMEOUTS });
+  ({ swarm, stageBytes, reference, promptIds, expected } = golden);
 });
 
-afterAll(async () => {
-  await releaseInProcessSwarm(swarm);
-  await reference.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => closeGoldenSwarm(golden));
 
 function fault(kind: FaultKind, seed = 1): FaultBehaviour {
   return faultBehaviour(kind, seed);

@@ -8,15 +8,7 @@ const PIECES = ['Hello', ',', ' world', '!', ' The', ' end', '\n', '\n\n', 'X'];
 const decode = (ids: readonly number[]) => ids.map((i) => (i === 9 ? '\uFFFD' : PIECES[i])).join('');
 
 function run(ids: number[], stops: string[]) {
-  const s = new TextStream(decode, stops);
-  const pieces: string[] = [];
-  let used = 0;
-  for (let n = 1; n <= ids.length && !s.stopped; n++) {
-    pieces.push(s.push(ids.slice(0, n)));
-    used = n;
-  }
-  pieces.push(s.finish(ids.slice(0, used)));
-  return { pieces, text: s.text, stopped: s.stopped, used };
+  return streamAll(new TextStream(decode, stops), ids);
 }
 
 describe('TextStream', () => {
@@ -62,63 +54,8 @@ describe('TextStream', () => {
   });
 });
 
-/** The stream before windows: every id decoded at every token. The oracle the windowed stream must equal, piece for piece. */
-class WholeDecodeStream {
-  private shown = '';
-  private cut: string | null = null;
-  constructor(
-    private readonly decode: (ids: readonly number[]) => string,
-    private readonly stops: readonly string[],
-  ) {}
-  get stopped(): boolean {
-    return this.cut !== null;
-  }
-  get text(): string {
-    return this.cut ?? this.shown;
-  }
-  push(ids: readonly number[]): string {
-    if (this.cut !== null) return '';
-    const text = this.decode(ids);
-    if (!text.startsWith(this.shown)) return '';
-    let stopAt = -1;
-    for (const s of this.stops) {
-      const i = text.indexOf(s);
-      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
-    }
-    if (stopAt >= 0) {
-      this.cut = text.slice(0, Math.max(stopAt, this.shown.length));
-      return this.take(this.cut);
-    }
-    let safe = text.length;
-    while (safe > this.shown.length && text[safe - 1] === '\uFFFD') safe--;
-    for (const s of this.stops) {
-      for (let k = Math.min(s.length - 1, safe - this.shown.length); k > 0; k--) {
-        if (text.slice(safe - k, safe) === s.slice(0, k)) {
-          safe -= k;
-          break;
-        }
-      }
-    }
-    return this.take(text.slice(0, safe));
-  }
-  finish(ids: readonly number[]): string {
-    if (this.cut !== null) return '';
-    const text = this.decode(ids);
-    return text.startsWith(this.shown) ? this.take(text) : '';
-  }
-  private take(upTo: string): string {
-    if (upTo.length <= this.shown.length) return '';
-    const piece = upTo.slice(this.shown.length);
-    this.shown = upTo;
-    return piece;
-  }
-}
-
-/** Streams `ids` token by token through a stream of either kind; the pieces, the text, and how many ids it used. */
-function streamAll(
-  s: { push(ids: readonly number[]): string; finish(ids: readonly number[]): string; stopped: boolean; text: string },
-  ids: readonly number[],
-) {
+/** Streams `ids` token by token: the pieces, the text, whether a stop sequence ended it, and how many ids it used. */
+function streamAll(s: TextStream, ids: readonly number[]) {
   const pieces: string[] = [];
   let used = 0;
   for (let n = 1; n <= ids.length && !s.stopped; n++) {
@@ -126,7 +63,7 @@ function streamAll(
     used = n;
   }
   pieces.push(s.finish(ids.slice(0, used)));
-  return { pieces, text: s.text, used };
+  return { pieces, text: s.text, stopped: s.stopped, used };
 }
 
 /** A SentencePiece-style tokenizer (Llama's decoders: ▁ for a space, byte fallback, the first token's space stripped). */
@@ -187,7 +124,7 @@ describe('TextStream on real tokenizers: windows give exactly what decoding ever
       it(`${c.name}, stops ${JSON.stringify(stops)}`, () => {
         const decode = (ids: readonly number[]) => c.tokenizer.decode(ids);
         const windowed = streamAll(new TextStream(decode, stops), c.ids);
-        const whole = streamAll(new WholeDecodeStream(decode, stops), c.ids);
+        const whole = streamAll(new TextStream(decode, stops, false), c.ids);
         expect(windowed.pieces).toEqual(whole.pieces);
         expect(windowed.text).toBe(whole.text);
         expect(windowed.used).toBe(whole.used);
