@@ -25,6 +25,7 @@
  *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
  *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3),
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
+ *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
  *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
  *   and Socket.IO round trips between Chromium tabs, with and without the background throttling flags, then both #11 targets
  *   against it in one run: austen-2m's and the SmolLM-135M-shaped model's token leg by leg, and the latter's distribution cost), BENCH_HOP_ROUND_TRIPS
@@ -65,6 +66,7 @@ import { benchRepartition } from './repartition.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
+import { benchTextStream } from './text-stream.js';
 
 const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
 const tokens = Number(process.env.BENCH_TOKENS ?? 64);
@@ -147,6 +149,7 @@ async function main(): Promise<void> {
       await benchBatching({ models, stages: 3, tokens, repeats });
     }
     if (process.env.BENCH_LAST_HEAD !== '0') await benchLastHead({ repeats: Math.min(repeats, 3) });
+    if (process.env.BENCH_TEXT_STREAM !== '0') benchTextStream({ repeats });
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
       const models = [
