@@ -16,6 +16,8 @@
  *   BENCH_GPU_SWIFTSHADER  auto (default): without a GPU adapter, run the WebGPU rows
  *                      on Chromium's SwiftShader Vulkan driver when it is there
  *                      (correctness, not speed); off: never
+ *   BENCH_GPU_BATCH    sessions decoded as one batch beside each row's one
+ *                      (default 8; 0 or 1: no batching rows; 0 on SwiftShader)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,13 +27,14 @@ import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor, type TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
 import { ensureStages } from '../../signal-server/models/model-folder.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
 
 import { median, printTable } from '../table.js';
+import { type BatchResult, decodeBatch, greedyRows } from './batch-rows.js';
 
 /** The random checkpoint's seed (any fixed one: the figures are of speed, the tokens are compared between rows). */
 const SMOLLM_SEED = 135;
@@ -53,6 +56,13 @@ interface RowResult {
   readonly cpuNodes: number | null;
   readonly nodes: number | null;
   readonly tokens: number[];
+  /** BENCH_GPU_BATCH prompts as one batch, and how many rows' tokens equal their prompt's decoded alone. */
+  readonly batch: (Omit<BatchResult, 'tokens'> & { readonly size: number; readonly rowsAsAlone: number }) | null;
+}
+
+/** The k-th benchmark prompt (k = 0 is the one every row decodes alone and times). */
+function prompt(k: number, vocab: number): number[] {
+  return Array.from({ length: PROMPT_TOKENS }, (_, i) => (i * 131 + 7 + k * 977) % vocab);
 }
 
 /** An onnxruntime-node output left in a GPU buffer. */
@@ -71,7 +81,7 @@ class NodeDeviceTensor implements DeviceTensor {
 }
 
 /** One row, in a child process (own memory; the WebGPU environment it was started with). */
-async function child(ep: Ep, dir: string, tokens: number): Promise<void> {
+async function child(ep: Ep, dir: string, tokens: number, batch: number): Promise<void> {
   const ort = require('onnxruntime-node') as typeof Ort;
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const sessions: Ort.InferenceSession[] = [];
@@ -88,13 +98,14 @@ async function child(ep: Ep, dir: string, tokens: number): Promise<void> {
   const stageMs: number[][] = manifest.stages.map(() => []);
   let timing = false;
   const executor: KvStageExecutor = {
-    async run(stage, feeds) {
+    async run(stage, feeds, fetches) {
       const inputs: Record<string, Ort.Tensor> = {};
       for (const [k, v] of Object.entries(feeds)) {
         inputs[k] = v.dtype === 'device' ? (v as NodeDeviceTensor).tensor : new ort.Tensor(v.dtype, v.data, [...v.dims]);
       }
       const t0 = performance.now();
-      const out = await (sessions[stage] as Ort.InferenceSession).run(inputs);
+      const session = sessions[stage] as Ort.InferenceSession;
+      const out = await session.run(inputs, stageFetches(session.outputNames, fetches));
       const result: KvFeeds = {};
       for (const [k, v] of Object.entries(out)) {
         result[k] = v.location === 'gpu-buffer' ? new NodeDeviceTensor(v) : fromRuntime(k, v.type, v.dims, v.data);
@@ -105,32 +116,41 @@ async function child(ep: Ep, dir: string, tokens: number): Promise<void> {
   };
   const caches = new CachingExecutor(manifest, executor);
   const vocab = manifest.model.vocabSize;
-  const forward = async (ids: number[]): Promise<number> => {
+  const forward = async (session: number, ids: number[]): Promise<number> => {
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(1, s, carry);
-    const row = (carry.data as Float32Array).subarray(carry.data.length - vocab);
-    let best = 0;
-    for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i;
-    return best;
+    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(session, s, carry);
+    return greedyRows(carry, 1, vocab)[0] as number;
   };
-  const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => (i * 131 + 7) % vocab);
-  const t0 = performance.now();
-  let next = await forward(prompt);
-  const promptMs = performance.now() - t0;
-  const out = [next];
-  for (let i = 0; i < WARMUP_TOKENS; i++) {
-    next = await forward([next]);
-    out.push(next);
-  }
-  timing = true;
+  /** A prompt and WARMUP_TOKENS + n tokens decoded alone, the last n timed when `timed`; its greedy tokens. */
+  const alone = async (session: number, n: number, timed: boolean, tokenMs: number[]): Promise<{ tokens: number[]; promptMs: number }> => {
+    const t0 = performance.now();
+    let next = await forward(session, prompt(session, vocab));
+    const promptMs = performance.now() - t0;
+    const out = [next];
+    for (let i = 0; i < WARMUP_TOKENS + n; i++) {
+      timing = timed && i >= WARMUP_TOKENS;
+      const t = performance.now();
+      next = await forward(session, [next]);
+      if (timing) tokenMs.push(performance.now() - t);
+      out.push(next);
+    }
+    timing = false;
+    caches.release(session);
+    return { tokens: out, promptMs };
+  };
   const tokenMs: number[] = [];
-  for (let i = 0; i < tokens; i++) {
-    const t = performance.now();
-    next = await forward([next]);
-    tokenMs.push(performance.now() - t);
-    out.push(next);
+  const { tokens: out, promptMs } = await alone(0, tokens, true, tokenMs);
+  let batched: RowResult['batch'] = null;
+  if (batch > 1) {
+    const prompts = Array.from({ length: batch }, (_, k) => prompt(k, vocab));
+    const rows = await decodeBatch(manifest, (stage, feeds) => executor.run(stage, feeds), prompts, tokens, WARMUP_TOKENS);
+    let rowsAsAlone = 0;
+    for (const [k, row] of rows.tokens.entries()) {
+      const own = k === 0 ? out : (await alone(k, tokens, false, [])).tokens;
+      if (own.join() === row.join()) rowsAsAlone++;
+    }
+    batched = { size: batch, stepMs: rows.stepMs, promptMs: rows.promptMs, rowsAsAlone };
   }
-  caches.release(1);
   const result: RowResult = {
     stageMs: stageMs.map((xs) => median(xs)),
     tokenMs: median(tokenMs),
@@ -138,6 +158,7 @@ async function child(ep: Ep, dir: string, tokens: number): Promise<void> {
     cpuNodes: null,
     nodes: null,
     tokens: out,
+    batch: batched,
   };
   process.stdout.write(`\nRESULT ${JSON.stringify(result)}\n`);
 }
@@ -154,8 +175,13 @@ function placement(log: string): { cpuNodes: number; nodes: number } {
   return { cpuNodes, nodes };
 }
 
+/** The arguments that run this script again in a child: Node's own (tsx's loader) and its path (run.ts, or a bundle of it: device.sh). */
+function self(): string[] {
+  return [...process.execArgv, process.argv[1] as string];
+}
+
 function adapterIn(env: NodeJS.ProcessEnv): string | null {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu/run.ts', '--adapter'], { env, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...self(), '--adapter'], { env, encoding: 'utf8', timeout: 60_000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('ADAPTER '));
   return line === undefined || line === 'ADAPTER null' ? null : line.slice('ADAPTER '.length);
 }
@@ -170,8 +196,8 @@ async function adapterChild(): Promise<void> {
   process.exit(0);
 }
 
-function runRow(ep: Ep, dir: string, tokens: number, env: NodeJS.ProcessEnv): RowResult | string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/gpu/run.ts', '--row', ep, dir, String(tokens)], {
+function runRow(ep: Ep, dir: string, tokens: number, batch: number, env: NodeJS.ProcessEnv): RowResult | string {
+  const r = spawnSync(process.execPath, [...self(), '--row', ep, dir, String(tokens), String(batch)], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
@@ -209,6 +235,9 @@ async function main(): Promise<void> {
   );
   const tokens = Number(process.env.BENCH_GPU_TOKENS ?? (swiftshader ? 3 : 32));
   const rounds = Number(process.env.BENCH_GPU_ROUNDS ?? 3);
+  const batch = Number(process.env.BENCH_GPU_BATCH ?? (swiftshader ? 0 : 8));
+  if (!Number.isInteger(batch) || batch < 0 || batch > 64)
+    throw new RangeError(`BENCH_GPU_BATCH must be an integer in 0..64, not ${batch}`);
   // SwiftShader is minutes a row: once.
   const gpuRounds = swiftshader ? 1 : rounds;
   const rows: string[][] = [];
@@ -221,7 +250,7 @@ async function main(): Promise<void> {
       if (ep === 'webgpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
-        const r = runRow(ep, dirs.get(graph) as string, n, ep === 'webgpu' ? gpuEnv : process.env);
+        const r = runRow(ep, dirs.get(graph) as string, n, batch, ep === 'webgpu' ? gpuEnv : process.env);
         const key = `${ep} ${graph}`;
         const kept = best.get(key);
         if (kept === undefined || typeof kept === 'string' || (typeof r !== 'string' && r.tokenMs < kept.tokenMs)) best.set(key, r);
@@ -253,6 +282,28 @@ async function main(): Promise<void> {
     ['provider', 'graph', 'ms per stage', 'ms/token', 'prompt ms', 'nodes on CPU', 'tokens'],
     rows,
   );
+  const batchRows: string[][] = [];
+  for (const ep of eps) {
+    for (const graph of GRAPH_FORMS) {
+      const r = best.get(`${ep} ${graph}`);
+      if (r === undefined || typeof r === 'string' || r.batch === null) continue;
+      const b = r.batch;
+      batchRows.push([
+        ep === 'cpu' ? 'CPU (onnxruntime-node)' : `WebGPU${swiftshader ? ' (SwiftShader)' : ''}`,
+        graph,
+        r.tokenMs.toFixed(1),
+        b.stepMs.toFixed(1),
+        `${((b.size * r.tokenMs) / b.stepMs).toFixed(2)}×`,
+        `${b.rowsAsAlone} of ${b.size}`,
+      ]);
+    }
+  }
+  if (batchRows.length > 0)
+    printTable(
+      `the same stages, ${batch} prompts decoded as one batch (one call a stage a step, present.* fed back as past.*) beside one prompt alone; each row's greedy tokens against its prompt decoded alone`,
+      ['provider', 'graph', 'ms/token alone', `ms a step of ${batch}`, `tokens/s ${batch} ÷ 1`, 'rows = alone'],
+      batchRows,
+    );
   // Greedy tokens of a random model are a weak oracle, but a broken row shows in them.
   const first = [...answers.values()][0];
   for (const [k, v] of answers) {
@@ -263,7 +314,12 @@ async function main(): Promise<void> {
 }
 
 const [flag, ...rest] = process.argv.slice(2);
-const run = flag === '--row' ? child(rest[0] as Ep, rest[1] as string, Number(rest[2])) : flag === '--adapter' ? adapterChild() : main();
+const run =
+  flag === '--row'
+    ? child(rest[0] as Ep, rest[1] as string, Number(rest[2]), Number(rest[3]))
+    : flag === '--adapter'
+      ? adapterChild()
+      : main();
 run.catch((e: unknown) => {
   process.stderr.write(`bench:gpu failed: ${e instanceof Error ? e.stack : String(e)}\n`);
   process.exit(1);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# npm run bench:gpu on a bare GPU machine that has no Node, no npm access and
+# no Vulkan loader (the GPU machine a session may be lent: ../shared/PLATFORM.md).
+#
+#   bash bench/gpu/device.sh pack   here: writes .device-pack/ (git-ignored, ~45 MB):
+#                                   Node (xz), bench:gpu bundled into one file,
+#                                   onnxruntime-node's and Dawn's linux-x64 files (xz),
+#                                   Debian's libvulkan1
+#   bash bench/gpu/device.sh run    there, from the repository root, with .device-pack
+#                                   carried: unpacks them, runs bench:gpu on the
+#                                   SmolLM-135M-shaped checkpoint and on austen-2m, and
+#                                   writes the tables to $OUT (or .device-pack/out)
+#
+# Environment for run: DEVICE_SKIP_LOADER=1 leaves / alone (a machine that has
+# its Vulkan loader, or a rehearsal here); BENCH_GPU_* pass through to the bench.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PACK=.device-pack
+
+pack() {
+  command -v xz >/dev/null || { echo "device.sh pack needs xz" >&2; exit 1; }
+  local mods=bench/gpu/node_modules
+  if [ ! -d "$mods/onnxruntime-node" ] || [ ! -d "$mods/webgpu" ]; then
+    ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix bench/gpu --no-audit --no-fund --silent
+  fi
+  rm -rf "$PACK" && mkdir -p "$PACK/gl"
+  [ "$(node -p process.arch)" = x64 ] || { echo "device.sh pack: this Node is $(node -p process.arch); the GPU machine needs x64" >&2; exit 1; }
+  xz -T0 -6 -c "$(command -v node)" >"$PACK/node.xz"
+  # Only what bench:gpu loads on linux-x64: the other platforms' binaries are most of these packages.
+  tar -C "$mods" -cf - \
+    onnxruntime-common \
+    onnxruntime-node/package.json onnxruntime-node/dist onnxruntime-node/lib onnxruntime-node/bin/napi-v6/linux/x64 \
+    webgpu/package.json webgpu/index.js webgpu/dist/linux-x64 |
+    xz -T0 -6 >"$PACK/modules.tar.xz"
+  node_modules/.bin/esbuild bench/gpu/run.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
+    --outfile="$PACK/bench-gpu.mjs"
+  # Debian's Vulkan loader for amd64, whatever this machine's architecture (the recipe of the device tool's README).
+  local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/webswarm-amd64-lists)
+  mkdir -p /tmp/webswarm-amd64-lists/partial
+  apt-get "${o[@]}" update -qq >/dev/null
+  (cd "$PACK/gl" && apt-get "${o[@]}" download libvulkan1 2>/dev/null)
+  du -sh "$PACK" "$PACK"/*
+}
+
+run() {
+  [ -f "$PACK/node.xz" ] || { echo "device.sh run: no $PACK here (run 'device.sh pack' first and carry $PACK)" >&2; exit 1; }
+  local out="${OUT:-$PACK/out}"
+  mkdir -p "$out" /tmp/webswarm-node
+  xz -dc "$PACK/node.xz" >/tmp/webswarm-node/node && chmod +x /tmp/webswarm-node/node
+  local node=/tmp/webswarm-node/node
+  mkdir -p bench/gpu/node_modules && xz -dc "$PACK/modules.tar.xz" | tar -C bench/gpu/node_modules -xf -
+  if [ "${DEVICE_SKIP_LOADER:-0}" != 1 ]; then
+    for f in "$PACK"/gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
+  {
+    echo "date: $(date -u +%FT%TZ)"
+    echo "node: $($node -v)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"
+    echo "cpus: $(nproc)"
+  } | tee "$out/machine.txt"
+  # The bundle finds onnxruntime-node and webgpu in bench/gpu/node_modules (createRequire there) and re-runs itself for each row.
+  local status=0
+  $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
+  BENCH_GPU_MODEL=models/austen-2m $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
+  return $status
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *)
+    echo "usage: bash bench/gpu/device.sh pack|run" >&2
+    exit 2
+    ;;
+esac
