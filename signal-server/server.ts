@@ -334,7 +334,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     // Every inbound event spends from the socket's budget; over it the event is dropped unanswered,
     // and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
     const budget = new EventBudget(budgetOptions);
-    socket.use((_event, next) => {
+    socket.use(([event, raw], next) => {
+      // A step report a replica owes a live session is work the server asked for, bounded by the session's steps:
+      // not counted, or a fast honest swarm would lose reports (report-allowance.ts).
+      if (coordinator?.owesReport(socket.data.volunteerId, event, raw) === true) return next();
       const verdict = budget.take();
       if (verdict === 'serve') return next();
       metrics.socketEventsDropped.inc();

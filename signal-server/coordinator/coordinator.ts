@@ -178,6 +178,11 @@ export class Coordinator {
     return this.traffic.frame(from, to, messages);
   }
 
+  /** Whether an inbound event is a step report its sender owes a live session (not counted by its socket's event budget). */
+  owesReport(id: string | null, event: string, raw: unknown): boolean {
+    return this.traffic.owesReport(id, event, raw);
+  }
+
   /** A replica joined a session; `unreached`: the neighbours it says it joined without. */
   joined(id: string, sessionId: number, unreached: readonly string[] = []): void {
     this.traffic.joined(id, sessionId, unreached);

@@ -2,6 +2,7 @@ import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { GenerationError } from './generation-error.js';
+import { ReportAllowance, type ReportKind } from './report-allowance.js';
 import { SessionJoin } from './session-join.js';
 import type { StepRecord } from './session-types.js';
 import type { StepWait } from './step-votes.js';
@@ -21,6 +22,15 @@ export const MAX_STEP_RETRIES = 2;
  * sampled (seeded) from a value no minority can move, and fed back.
  */
 export class GenerationSession extends SessionJoin {
+  private readonly allowance = new ReportAllowance();
+
+  /** Whether `volunteer` owes this report (report-allowance.ts): if so, its socket's event budget does not count it. */
+  owesReport(volunteer: string, kind: ReportKind, step: number): boolean {
+    const stage = this.members.get(volunteer);
+    const member = stage !== undefined && (kind === 'digest' || stage === this.current.length - 1);
+    return this.allowance.admit(volunteer, kind, step, member, this.currentStep);
+  }
+
   /** Runs the generation; `onToken` is called with each verified token as it is accepted. */
   async run(
     promptIds: readonly number[],

@@ -3,6 +3,7 @@ import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } fr
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
+import { REPORT_EVENTS, reportTarget } from './report-allowance.js';
 import { refuse, type SwarmState } from './swarm-state.js';
 
 /**
@@ -72,6 +73,19 @@ export class PeerTraffic {
   private forwarded(id: string, report: SessionReport): boolean {
     const sid = report.m.sessionId;
     return !this.s.sessions.has(sid) && !this.s.finished.has(sid) && this.s.cluster?.forward(id, report) === true;
+  }
+
+  /**
+   * Whether an inbound event is a step report its sender owes a live session
+   * here (report-allowance.ts): read before the event's handler validates it,
+   * so only the session and step are looked at.
+   */
+  owesReport(id: string | null, event: string, raw: unknown): boolean {
+    const kind = REPORT_EVENTS.get(event);
+    if (id === null || kind === undefined) return false;
+    const target = reportTarget(raw);
+    if (target === null) return false;
+    return this.s.sessions.get(target.sessionId)?.owesReport(id, kind, target.step) ?? false;
   }
 
   joined(id: string, sessionId: number, unreached: readonly string[] = []): void {
