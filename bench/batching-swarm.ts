@@ -13,6 +13,7 @@ import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
+import { cpuMsByKind, PROCESS_KINDS, type ProcessKind } from './cpu.js';
 import { median, printTable } from './table.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife';
@@ -38,6 +39,7 @@ export async function benchBatchingSwarm(o: SwarmBatchingOptions): Promise<void>
     for (const p of prompts) expected.set(p, (await reference.generateIds(reference.tokenizer.encode(p), o.tokens, GREEDY)).tokens.join());
     await reference.close();
     const rows: string[][] = [];
+    const cpuRows: string[][] = [];
     // A swarm of tabs per setting, one after the other (a tab's batching is set when its stage loads).
     for (const batching of [false, true]) {
       const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages, graph: 'fused' }], cache, { redundancy: 1 });
@@ -45,7 +47,10 @@ export async function benchBatchingSwarm(o: SwarmBatchingOptions): Promise<void>
       try {
         const coordinator = server.coordinator;
         if (coordinator === null) throw new Error('no coordinator');
-        const run = async (ps: readonly string[], tokens: number): Promise<number> => {
+        /** CPU ms a token by process kind over the measured runs, per setting ('1' or '8'). */
+        const cpu = new Map<string, Map<ProcessKind, number>>();
+        const run = async (ps: readonly string[], tokens: number, measured = false): Promise<number> => {
+          const c0 = cpuMsByKind();
           const t0 = performance.now();
           await Promise.all(
             ps.map(async (prompt) => {
@@ -54,7 +59,16 @@ export async function benchBatchingSwarm(o: SwarmBatchingOptions): Promise<void>
                 throw new Error(`"${prompt}": the swarm's tokens differ from the reference runner's`);
             }),
           );
-          return (ps.length * tokens * 1000) / (performance.now() - t0);
+          const wall = performance.now() - t0;
+          if (measured) {
+            const c1 = cpuMsByKind();
+            const key = String(ps.length);
+            const acc = cpu.get(key) ?? new Map<ProcessKind, number>();
+            for (const k of PROCESS_KINDS)
+              acc.set(k, (acc.get(k) ?? 0) + ((c1.get(k) ?? 0) - (c0.get(k) ?? 0)) / (ps.length * tokens * o.repeats));
+            cpu.set(key, acc);
+          }
+          return (ps.length * tokens * 1000) / wall;
         };
         // Warm-up: WASM tiers up over the first hundred tokens in every tab, and a batch's kernels are other code.
         await run(prompts.slice(0, 1), 128);
@@ -62,8 +76,17 @@ export async function benchBatchingSwarm(o: SwarmBatchingOptions): Promise<void>
         const one: number[] = [];
         const eight: number[] = [];
         for (let r = 0; r < o.repeats; r++) {
-          one.push(await run(prompts.slice(0, 1), o.tokens));
-          eight.push(await run(prompts, o.tokens));
+          one.push(await run(prompts.slice(0, 1), o.tokens, true));
+          eight.push(await run(prompts, o.tokens, true));
+        }
+        for (const [key, byKind] of cpu) {
+          const total = [...byKind.values()].reduce((a, b) => a + b, 0);
+          cpuRows.push([
+            batching ? 'on' : 'off',
+            key === '1' ? '1 request' : `${CONCURRENT} at once`,
+            ...PROCESS_KINDS.map((k) => (byKind.get(k) ?? 0).toFixed(2)),
+            total.toFixed(2),
+          ]);
         }
         const ratio = median(eight) / median(one);
         rows.push([batching ? 'on' : 'off', median(one).toFixed(1), median(eight).toFixed(1), `${ratio.toFixed(2)}×`]);
@@ -76,6 +99,11 @@ export async function benchBatchingSwarm(o: SwarmBatchingOptions): Promise<void>
       `batching across sessions through the swarm: ${manifest.modelId}, fused, ${o.stages} stages × r = 1 (${o.stages} Chromium tabs, WASM), aggregate tokens/s of 1 request and of ${CONCURRENT} at once (median of ${o.repeats} runs × ${o.tokens} tokens per request, every request's tokens the reference runner's; load average ${loadavg()[0]?.toFixed(1)} at the end)`,
       ['batching in the tabs', '1 request', `${CONCURRENT} at once`, `${CONCURRENT} / 1`],
       rows,
+    );
+    printTable(
+      `the same runs: CPU ms a token (mean over the measured runs) by process: the server (this process) and Chromium's by kind`,
+      ['batching', 'requests', ...PROCESS_KINDS, 'all'],
+      cpuRows,
     );
   } finally {
     rmSync(cache, { recursive: true, force: true });
