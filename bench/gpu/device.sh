@@ -4,7 +4,8 @@
 #
 #   bash bench/gpu/device.sh pack   here: writes .device-pack/ (git-ignored, ~45 MB):
 #                                   Node (xz), bench:gpu bundled into one file,
-#                                   onnxruntime-node's and Dawn's linux-x64 files (xz),
+#                                   onnxruntime-node's and Dawn's linux-x64 files and
+#                                   onnxruntime-web's WebGPU WebAssembly (xz),
 #                                   Debian's libvulkan1
 #   bash bench/gpu/device.sh run    there, from the repository root, with .device-pack
 #                                   carried: unpacks them, runs bench:gpu on the
@@ -34,6 +35,9 @@ pack() {
     xz -T0 -6 >"$PACK/modules.tar.xz"
   node_modules/.bin/esbuild bench/gpu/run.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
     --outfile="$PACK/bench-gpu.mjs"
+  # The volunteer's runtime (onnxruntime-web's WebGPU build, bundled above) loads its WebAssembly from beside the bundle.
+  tar -C node_modules/onnxruntime-web/dist -cf - ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm |
+    xz -T0 -6 >"$PACK/web-runtime.tar.xz"
   # Debian's Vulkan loader for amd64, whatever this machine's architecture (the recipe of the device tool's README).
   local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/webswarm-amd64-lists)
   mkdir -p /tmp/webswarm-amd64-lists/partial
@@ -49,6 +53,7 @@ run() {
   xz -dc "$PACK/node.xz" >/tmp/webswarm-node/node && chmod +x /tmp/webswarm-node/node
   local node=/tmp/webswarm-node/node
   mkdir -p bench/gpu/node_modules && xz -dc "$PACK/modules.tar.xz" | tar -C bench/gpu/node_modules -xf -
+  xz -dc "$PACK/web-runtime.tar.xz" | tar -C "$PACK" -xf -
   if [ "${DEVICE_SKIP_LOADER:-0}" != 1 ]; then
     for f in "$PACK"/gl/*.deb; do dpkg -x "$f" /; done
     ldconfig

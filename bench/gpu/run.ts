@@ -35,6 +35,7 @@ import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-
 
 import { median, printTable } from '../table.js';
 import { type BatchResult, decodeBatch, greedyRows } from './batch-rows.js';
+import { webRuntimeRow } from './web-row.js';
 
 /** The random checkpoint's seed (any fixed one: the figures are of speed, the tokens are compared between rows). */
 const SMOLLM_SEED = 135;
@@ -46,18 +47,31 @@ const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const PROMPT_TOKENS = 16;
 const WARMUP_TOKENS = 2;
 
-type Ep = 'cpu' | 'webgpu';
+/** onnxruntime-node's CPU and WebGPU providers, and the volunteer's own runtime (onnxruntime-web's WebGPU build, web-row.ts). */
+type Ep = 'cpu' | 'webgpu' | 'web';
+
+function providerName(ep: Ep, swiftshader: boolean): string {
+  const on = swiftshader ? ' (SwiftShader)' : '';
+  return ep === 'cpu'
+    ? 'CPU (onnxruntime-node)'
+    : ep === 'webgpu'
+      ? `WebGPU${on} (onnxruntime-node)`
+      : `WebGPU${on} (onnxruntime-web, a volunteer's worker)`;
+}
 
 interface RowResult {
   readonly stageMs: number[];
   readonly tokenMs: number;
-  readonly promptMs: number;
+  /** Null where not measured apart (the volunteer's runtime row). */
+  readonly promptMs: number | null;
   /** Nodes onnxruntime placed on the CPU provider / all nodes (WebGPU only). */
   readonly cpuNodes: number | null;
   readonly nodes: number | null;
   readonly tokens: number[];
   /** BENCH_GPU_BATCH prompts as one batch, and how many rows' tokens equal their prompt's decoded alone. */
-  readonly batch: (Omit<BatchResult, 'tokens'> & { readonly size: number; readonly rowsAsAlone: number }) | null;
+  readonly batch:
+    | (Omit<BatchResult, 'tokens' | 'promptMs'> & { readonly promptMs: number | null; readonly size: number; readonly rowsAsAlone: number })
+    | null;
 }
 
 /** The k-th benchmark prompt (k = 0 is the one every row decodes alone and times). */
@@ -82,6 +96,7 @@ class NodeDeviceTensor implements DeviceTensor {
 
 /** One row, in a child process (own memory; the WebGPU environment it was started with). */
 async function child(ep: Ep, dir: string, tokens: number, batch: number): Promise<void> {
+  if (ep === 'web') return webChild(dir, tokens, batch);
   const ort = require('onnxruntime-node') as typeof Ort;
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const sessions: Ort.InferenceSession[] = [];
@@ -163,6 +178,32 @@ async function child(ep: Ep, dir: string, tokens: number, batch: number): Promis
   process.stdout.write(`\nRESULT ${JSON.stringify(result)}\n`);
 }
 
+/** The volunteer's runtime in this process (web-row.ts), reported as a row. */
+async function webChild(dir: string, tokens: number, batch: number): Promise<void> {
+  const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
+  const stages = manifest.stages.map((s, index) => {
+    const b = readFileSync(join(dir, s.file));
+    return { index, bytes: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer };
+  });
+  const vocab = manifest.model.vocabSize;
+  const t0 = performance.now();
+  const r = await webRuntimeRow(manifest, stages, (k) => prompt(k, vocab), tokens, WARMUP_TOKENS, batch);
+  const result: RowResult = {
+    stageMs: [],
+    tokenMs: r.tokenMs,
+    promptMs: null,
+    cpuNodes: null,
+    nodes: null,
+    tokens: r.tokens,
+    batch: r.batch === null ? null : { size: r.batch.size, stepMs: r.batch.stepMs, promptMs: null, rowsAsAlone: r.batch.rowsAsAlone },
+  };
+  process.stderr.write(
+    `web row: ${((performance.now() - t0) / 1000).toFixed(1)} s; batched steps ${r.batch?.batchedSteps ?? 0} of ${r.batch?.steps ?? 0}\n`,
+  );
+  process.stdout.write(`\nRESULT ${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
 /** Counts, from onnxruntime's verbose log, the nodes placed on the CPU provider and all nodes. */
 function placement(log: string): { cpuNodes: number; nodes: number } {
   let cpuNodes = 0;
@@ -242,15 +283,15 @@ async function main(): Promise<void> {
   const gpuRounds = swiftshader ? 1 : rounds;
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
-  const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu'];
+  const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu', 'web'];
   // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
   const best = new Map<string, RowResult | string>();
   for (let round = 0; round < rounds; round++) {
     for (const ep of eps) {
-      if (ep === 'webgpu' && round >= gpuRounds) continue;
+      if (ep !== 'cpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
-        const r = runRow(ep, dirs.get(graph) as string, n, batch, ep === 'webgpu' ? gpuEnv : process.env);
+        const r = runRow(ep, dirs.get(graph) as string, n, batch, ep === 'cpu' ? process.env : gpuEnv);
         const key = `${ep} ${graph}`;
         const kept = best.get(key);
         if (kept === undefined || typeof kept === 'string' || (typeof r !== 'string' && r.tokenMs < kept.tokenMs)) best.set(key, r);
@@ -266,11 +307,11 @@ async function main(): Promise<void> {
       }
       answers.set(`${ep} ${graph}`, r.tokens);
       rows.push([
-        ep === 'cpu' ? 'CPU (onnxruntime-node)' : `WebGPU${swiftshader ? ' (SwiftShader)' : ''}`,
+        providerName(ep, swiftshader),
         graph,
-        r.stageMs.map((x) => x.toFixed(1)).join(' / '),
+        r.stageMs.length === 0 ? '—' : r.stageMs.map((x) => x.toFixed(1)).join(' / '),
         r.tokenMs.toFixed(1),
-        r.promptMs.toFixed(0),
+        r.promptMs === null ? '—' : r.promptMs.toFixed(0),
         r.nodes === null ? '' : `${r.cpuNodes} of ${r.nodes}`,
         String(r.tokens.length),
       ]);
@@ -289,7 +330,7 @@ async function main(): Promise<void> {
       if (r === undefined || typeof r === 'string' || r.batch === null) continue;
       const b = r.batch;
       batchRows.push([
-        ep === 'cpu' ? 'CPU (onnxruntime-node)' : `WebGPU${swiftshader ? ' (SwiftShader)' : ''}`,
+        providerName(ep, swiftshader),
         graph,
         r.tokenMs.toFixed(1),
         b.stepMs.toFixed(1),
