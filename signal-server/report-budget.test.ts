@@ -6,12 +6,18 @@
 // and nothing dropped (before: its reports ran past the budget, one was
 // dropped, and the step waited for the timeout); reports a replica does not
 // owe (the same step again, steps far ahead) are counted, and a flood of them
-// is cut off as any flood is.
+// is cut off as any flood is. Attacked from outside (2 stages × r = 3): junk
+// dressed as owed reports (a valid sessionId and step, no report) for every
+// step of the window, for other sessions and for the finished session is
+// served no more than the budget and one of each kind a step, and the two
+// honest replicas of its stage still decide.
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
+import type { StepDigest } from '../shared/protocol/messages.js';
+import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
-import { httpSwarm, MODEL, PROMPT } from './testing/http-swarm.js';
+import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
 const { start, complete, joinAll, stageCache } = httpSwarm('reportbudget');
@@ -27,7 +33,7 @@ async function dropped(url: string): Promise<{ dropped: number; limited: number 
   return { dropped: value('webswarm_socket_events_dropped_total'), limited: value('webswarm_sockets_rate_limited_total') };
 }
 
-describe('step reports and the socket event budget (3 stages × r = 1, over Socket.IO)', () => {
+describe('step reports and the socket event budget (over Socket.IO)', () => {
   it('a long generation: every owed report served, none dropped, the reference tokens', async () => {
     const { url } = await start(3, 1, { socketEventBudget: BUDGET, stepTimeoutMs: 8_000 });
     const { dir } = await ensureStages(MODEL, { stages: 3 }, stageCache());
@@ -69,5 +75,46 @@ describe('step reports and the socket event budget (3 stages × r = 1, over Sock
     expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');
     // The honest replicas were not touched.
     for (const v of all.slice(1)) expect(v.errors.map((e) => e.code)).not.toContain('ERR_RATE_LIMITED');
+  });
+
+  it('a replica of r = 3 sending junk dressed as owed reports (every step in the window, padded, other and finished sessions): served its budget and one of each kind a step, the other two decide', async () => {
+    const burst = 40;
+    const { url, expected } = await start(2, 3, { socketEventBudget: { ratePerS: 1, burst, maxDropped: 1_000_000 }, stepTimeoutMs: 8_000 });
+    let hostile: NodeVolunteer | null = null;
+    let sent = 0;
+    const pad = 'x'.repeat(16_384);
+    // Junk look-alikes: a valid sessionId and step (this session's, cycling through the window, or other sessions'), no report.
+    const junk = (sessionId: number, step: number, k: number) => {
+      hostile?.socket.emit(k % 2 === 0 ? 'step:digest' : 'step:logits', { sessionId, step, pad } as unknown as StepDigest);
+      sent += 1;
+    };
+    let session = -1;
+    const flood = (m: StepDigest) => {
+      session = m.sessionId;
+      for (let k = 0; k < 48; k++) junk(k % 8 === 7 ? m.sessionId + 1 + k : m.sessionId, m.step + (k % (MESH_AHEAD + 2)), k);
+    };
+    const all = await joinAll(url, 6, 50, (i) => ({
+      tamper: (m) => {
+        if (hostile !== null && all[i] === hostile) setImmediate(() => flood(m));
+        return m;
+      },
+    }));
+    hostile = all.find((v) => v.stage === 1) ?? null;
+    expect(hostile).not.toBeNull();
+    const t0 = performance.now();
+    const res = await complete(url);
+    expect(res.status, JSON.stringify(res.body.error)).toBe(200);
+    expect(res.body.webswarm?.tokens).toEqual(expected);
+    // The session is over: reports naming it are owed no more.
+    for (let k = 0; k < 100; k++) junk(session, k, k);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const served = () =>
+      hostile?.errors.filter((e) => e.code === 'ERR_BAD_MESSAGE' && /^step:(digest|logits):/.test(e.message)).length ?? 0;
+    const seconds = (performance.now() - t0) / 1000;
+    // Each junk event served is refused by name; at most the bucket, its refill, and one digest and one logits a step free.
+    const bound = burst + Math.ceil(seconds) + 2 * (TOKENS + MESH_AHEAD + 2);
+    expect(sent).toBe(48 * TOKENS + 100);
+    expect(served()).toBeGreaterThan(0);
+    expect(served()).toBeLessThanOrEqual(bound);
   });
 });
