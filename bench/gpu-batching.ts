@@ -48,14 +48,14 @@ async function openCheck(page: Page, url: string): Promise<void> {
  */
 async function decode(page: Page, prompts: readonly number[][], tokens: number, firstId: number) {
   return page.evaluate(
+    // No named function inside: tsx (esbuild's keepNames) would wrap it in a helper the page does not have.
     async ([all, n, first]) => {
       const check = window.webswarmCheck as Check;
-      const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
       let logits = await Promise.all(all.map((ids, i) => check.step(first + i, ids)));
       const out = all.map(() => [] as number[]);
       const t0 = performance.now();
       for (let round = 0; round < n; round++) {
-        for (const [i, l] of logits.entries()) out[i]?.push(argmaxOf(l));
+        for (const [i, l] of logits.entries()) out[i]?.push(l.reduce((best, x, j) => (x > (l[best] as number) ? j : best), 0));
         logits = await Promise.all(out.map((t, i) => check.step(first + i, [t[t.length - 1] as number])));
       }
       const ms = performance.now() - t0;
@@ -92,6 +92,8 @@ export async function benchGpuBatching(o: GpuBatchingOptions): Promise<void> {
       // A warm-up in each tab (shader compilation for every batch size's shapes), then the repeats, the tabs in turn.
       for (let r = -1; r < o.repeats; r++) {
         for (const [setting, page] of Object.entries(tabs)) {
+          // The tab in the foreground: a background tab's renderer runs at a lower priority.
+          await page.bringToFront();
           for (const n of sizes) {
             const run = await decode(page, prompts.slice(0, n), o.tokens, nextId);
             nextId += n;

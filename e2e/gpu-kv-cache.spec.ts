@@ -361,4 +361,58 @@ describe('batching across sessions in one tab', () => {
     expect(inWorker?.steps).toBeLessThanOrEqual(got.before.steps + prompts.length * STAGES);
     await page.close();
   });
+
+  it("fused on webgpu: a hostile row of NaN and 3e38 hidden states in every batch leaves the honest rows the reference runner's", async () => {
+    const page = await openCheck('fused', 'webgpu');
+    const honest = prompts.slice(0, 3);
+    const got = await page.evaluate(
+      async ([all, n]) => {
+        const check = window.webswarmCheck as Check;
+        const { hiddenSize, vocabSize } = check.manifest.model;
+        const stages = check.manifest.stages.length;
+        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
+        /** A session that sends hidden states no stage before it computed: NaN and 3e38, alternately. */
+        const HOSTILE = 99;
+        const garbage = Array.from({ length: hiddenSize }, (_, i) => (i % 2 === 0 ? Number.NaN : 3e38));
+        const tokens = all.map(() => [] as number[]);
+        const logits = all.map(() => [] as number[][]);
+        let last = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        for (let round = 0; round < n; round++) {
+          for (const [i, l] of last.entries()) {
+            logits[i]?.push(l);
+            tokens[i]?.push(argmaxOf(l));
+          }
+          if (round + 1 === n) break;
+          // Stage by stage, each stage's steps in one task: from stage 1 on, the hostile row shares the honest rows' call.
+          let carry = await Promise.all(all.map((_, i) => check.stepStage(i + 1, 0, [tokens[i]?.[round] as number])));
+          for (let stage = 1; stage < stages; stage++) {
+            const outs = await Promise.all([
+              ...carry.map((c, i) => check.stepStage(i + 1, stage, c)),
+              check.stepStage(HOSTILE, stage, garbage),
+            ]);
+            carry = outs.slice(0, all.length);
+          }
+          last = carry.map((c) => c.slice(c.length - vocabSize));
+        }
+        const stats = await check.stats();
+        await check.release(HOSTILE);
+        for (let i = 0; i < all.length; i++) await check.release(i + 1);
+        return { tokens, logits, stats, closed: await check.stats() };
+      },
+      [honest, TOKENS] as const,
+    );
+    const want = reference.get('fused') as Expected[];
+    for (const [i, p] of honest.entries()) {
+      const ref = want[i] as Expected;
+      expect(got.tokens[i], `session ${i + 1} (${p.length} prompt tokens)`).toEqual(ref.tokens);
+      for (const [k, l] of (got.logits[i] as number[][]).entries()) {
+        const w = ref.logits[k] as Float32Array;
+        expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
+      }
+    }
+    // The hostile row did share the honest rows' calls: 3 honest rows and it.
+    expect(got.stats.largestBatch).toBe(honest.length + 1);
+    expect(got.closed).toMatchObject({ sessions: 0, gpuBuffers: 0, gpuTensors: 0 });
+    await page.close();
+  });
 });

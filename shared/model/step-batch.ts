@@ -16,7 +16,7 @@
 // (a per-row mask would be a new input of the reference graph and change every
 // plain stage file).
 import type { ModelConfig } from './config.js';
-import type { Feeds, Float32Tensor, KvCache, KvFeeds, TensorData } from './pipeline.js';
+import type { DeviceBatching, DeviceTensor, Feeds, Float32Tensor, KvCache, KvFeeds, TensorData } from './pipeline.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
 
@@ -175,12 +175,21 @@ export function checkPresent(cfg: ModelConfig, name: string, dims: readonly numb
     throw new Error(`${name} of a batch of ${rows.length} has shape [${dims.join(', ')}]`);
 }
 
+/** A KV tensor of a cache or a call: on the host (float32) or on the device. */
+export function kvTensor(t: KvFeeds[string] | undefined, name: string): Float32Tensor | DeviceTensor {
+  if (t === undefined || (t.dtype !== 'float32' && t.dtype !== 'device')) throw new Error(`${name} is not a float32 KV tensor`);
+  return t;
+}
+
 /**
  * One call's outputs cut into each row's: a copy of its main output [1, 1, x]
  * and, without a copy, its block of each present.* ([1, heads, T, hd], T the
  * batch's longest): a cache may be longer than what it holds (the fused form
  * reads only its count; the plain form's rows are all of length T). A row's
  * block keeps the batch's array alive until every row of it has stepped again.
+ * With `device` (step-batch-device.ts), present.* on the device are cut into
+ * its row views instead; every present.* is checked before any is cut, so that
+ * on a malformed one the caller can free them all.
  */
 export function scatterOutputs(
   cfg: ModelConfig,
@@ -189,17 +198,21 @@ export function scatterOutputs(
   numStages: number,
   rows: readonly BatchRow[],
   outputs: KvFeeds,
+  device?: DeviceBatching,
 ): KvFeeds[] {
-  const presents: [string, Float32Tensor][] = [];
+  const presents: [string, Float32Tensor | DeviceTensor][] = [];
   for (let l = layers.start; l < layers.end; l++) {
     for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {
-      const t = float32(outputs[name], name);
+      const t = device === undefined ? float32(outputs[name], name) : kvTensor(outputs[name], name);
       checkPresent(cfg, name, t.dims, rows);
       presents.push([name, t]);
     }
   }
   const own = rowMains(outputs, stage, numStages, rows.length);
-  for (const [name, t] of presents) for (const [i, v] of hostRows(t, rows.length).entries()) (own[i] as KvFeeds)[name] = v;
+  for (const [name, t] of presents) {
+    const views = t.dtype === 'device' ? (device as DeviceBatching).split(t) : hostRows(t, rows.length);
+    for (const [i, v] of views.entries()) (own[i] as KvFeeds)[name] = v;
+  }
   return own;
 }
 

@@ -13,7 +13,7 @@ import type { StageManifest } from './manifest.js';
 import type { DeviceBatching, Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
 import { stageInputName, stageOutputName } from './stage-graph.js';
 import { type BatchRow, canShareCall, gatherFeeds, scatterOutputs, slabEligible } from './step-batch.js';
-import { disposeDevice, gatherDeviceFeeds, scatterDeviceOutputs } from './step-batch-device.js';
+import { disposeDevice, gatherDeviceFeeds } from './step-batch-device.js';
 
 /** How many steps ran, and how many of them shared a call with another session's. */
 export interface BatchCounts {
@@ -243,7 +243,7 @@ export class StepBatcher {
     }
     let rows: KvFeeds[];
     try {
-      rows = scatterDeviceOutputs(this.manifest.model, entry.layers, stage, numStages, group, out, device);
+      rows = scatterOutputs(this.manifest.model, entry.layers, stage, numStages, group, out, device);
     } catch (e) {
       disposeDevice(out);
       throw e;

@@ -25,6 +25,12 @@ export interface LocalModel {
    * worker (on the GPU on WebGPU), as a volunteer runs: the last position's logits.
    */
   step(session: number, ids: number[]): Promise<number[]>;
+  /**
+   * One step of one stage of `session` (for automation: sessions stepped stage
+   * by stage, a hostile row in a batch): token ids at stage 0, hidden states
+   * [1, S, hidden] as a plain array after; the stage's main output.
+   */
+  stepStage(session: number, stage: number, input: number[]): Promise<number[]>;
   /** Rolls `session` back to its first `positions` positions. */
   truncate(session: number, positions: number): Promise<void>;
   /** Closes `session`, freeing its caches. */
@@ -110,6 +116,14 @@ export async function loadLocalModel(
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },
     step: async (session, ids) => Array.from(await step(session, ids)),
+    async stepStage(session, stage, input) {
+      const width = manifest.model.hiddenSize;
+      const t: TensorData =
+        stage === 0
+          ? { dtype: 'int64', dims: [1, input.length], data: BigInt64Array.from(input, (i) => BigInt(i)) }
+          : { dtype: 'float32', dims: [1, input.length / width, width], data: Float32Array.from(input) };
+      return Array.from((await client.step(session, stage, t)).data);
+    },
     truncate: (session, positions) => client.truncate(session, positions),
     release,
     stats: () => client.stats(),
