@@ -2,7 +2,10 @@
 // worker keeps each session's present.* outputs as GPU buffers on WebGPU
 // (SwiftShader here) and feeds them back as past.*; WASM keeps them on the
 // host as before. Both graph forms, against the reference runner (WASM in
-// Node) over a generation with a wrong step rolled back and a session closed.
+// Node) over a generation with a wrong step rolled back and a session closed;
+// then several sessions at once, their decode steps batched (on WebGPU the
+// caches gathered on the GPU: web/compute/gpu-kv.ts), with a roll-back, a
+// close, a device loss and a hostile row among them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
