@@ -19,6 +19,8 @@
  *   austen-2m, a 6-layer SmolLM-135M-shaped random checkpoint written into .cache/bench-models/ and the 30-layer one
  *   (fused only); and, unless BENCH_SWARM=0, 1 vs 8 requests
  *   through a swarm of 3 tabs),
+ *   BENCH_GPU_BATCHING (default 1; 0 skips batching across sessions on WebGPU, bench/gpu-batching.ts: one Chromium tab, 1 vs 4
+ *   vs 8 sessions at once, batching on vs off; SwiftShader without a GPU; also skipped by BENCH_SWARM=0 or BENCH_WEBGPU=0),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
@@ -57,6 +59,7 @@ import { benchContextGrowth } from './context-growth.js';
 import { benchDataPath } from './datapath.js';
 import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
 import { benchFaults } from './faults.js';
+import { benchGpuBatching } from './gpu-batching.js';
 import { benchGraphs } from './graphs.js';
 import { benchHopFloor } from './hop-floor.js';
 import { benchLastHead } from './last-head.js';
@@ -195,6 +198,15 @@ async function main(): Promise<void> {
     }
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_BATCHING !== '0') {
       await benchBatchingSwarm({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 32), repeats: Math.min(repeats, 3) });
+    }
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_WEBGPU !== '0' && process.env.BENCH_GPU_BATCHING !== '0') {
+      await benchGpuBatching({
+        modelDir: modelDir(model),
+        stages: 3,
+        tokens: Math.min(tokens, 16),
+        repeats: Math.min(repeats, 3),
+        concurrency: [4, 8],
+      });
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

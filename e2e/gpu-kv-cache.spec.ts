@@ -2,14 +2,17 @@
 // worker keeps each session's present.* outputs as GPU buffers on WebGPU
 // (SwiftShader here) and feeds them back as past.*; WASM keeps them on the
 // host as before. Both graph forms, against the reference runner (WASM in
-// Node) over a generation with a wrong step rolled back and a session closed.
+// Node) over a generation with a wrong step rolled back and a session closed;
+// then several sessions at once, their decode steps batched (on WebGPU the
+// caches gathered on the GPU: web/compute/gpu-kv.ts), with a roll-back, a
+// close, a device loss and a hostile row among them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mainOutput, PipelineSession, type StageExecutor } from '../shared/model/pipeline.js';
-import { argmax, GREEDY } from '../shared/model/sampling.js';
+import { argmax } from '../shared/model/sampling.js';
 import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
@@ -45,13 +48,13 @@ let plainTraces: Float32Array[][] = [];
 const WASM_LOGIT_TOLERANCE = 1e-4;
 const KV_TENSORS = 2 * 6; // keys and values of austen-2m's 6 layers, over its 3 stages
 
-async function referenceOf(dir: string): Promise<Expected> {
+async function referenceOf(dir: string, ids: readonly number[] = prompt): Promise<Expected> {
   const runner = await ReferenceRunner.fromStageDir(dir);
   try {
     const vocab = runner.manifest.model.vocabSize;
     const session = runner.session();
     const last = (l: Float32Array) => l.slice(l.length - vocab);
-    const logits = [last(await session.forward(prompt))];
+    const logits = [last(await session.forward(ids))];
     const tokens = [argmax(logits[0] as Float32Array)];
     while (tokens.length < TOKENS) {
       logits.push(last(await session.forward([tokens[tokens.length - 1] as number])));
@@ -215,17 +218,20 @@ describe('the two graph forms', () => {
 describe('batching across sessions in one tab', () => {
   /** Prompts of three lengths, the first twice (the plain graph batches only equal lengths). */
   const prompts = [0, 1, 2, 0].map((i) => (golden.prompts[i] as { ids: number[] }).ids);
-  /** The reference runner's greedy tokens for each prompt, per graph form. */
-  const greedy = new Map<GraphForm, number[][]>();
+  /** The reference runner's greedy tokens and last-position logits for each prompt, per graph form. */
+  const reference = new Map<GraphForm, Expected[]>();
+  /** The round after which the first session steps a wrong token, is rolled back, and steps the right one alone. */
+  const WRONG_ROUND = 2;
+  /** The third session (index 2) is closed after this round while the others go on. */
+  const CLOSED = 2;
+  const CLOSE_ROUND = 4;
 
   beforeAll(async () => {
     for (const graph of ['plain', 'fused'] as const) {
       const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cacheRoot, { graph });
-      const runner = await ReferenceRunner.fromStageDir(dir);
-      const tokens: number[][] = [];
-      for (const p of prompts) tokens.push((await runner.generateIds(p, TOKENS, GREEDY)).tokens);
-      await runner.close();
-      greedy.set(graph, tokens);
+      const all: Expected[] = [];
+      for (const p of prompts) all.push(await referenceOf(dir, p));
+      reference.set(graph, all);
     }
   });
 
@@ -233,39 +239,183 @@ describe('batching across sessions in one tab', () => {
     ['fused', 'wasm'],
     ['plain', 'wasm'],
     ['fused', 'webgpu'],
+    ['plain', 'webgpu'],
   ] as const)("%s on %s: concurrent sessions each get the reference runner's greedy tokens", async (graph, backend) => {
     const page = await openCheck(graph, backend);
+    const onGpu = backend === 'webgpu';
     // Every session generates greedily at once, in the page, in rounds: each round's steps reach the worker in one
     // task, as a replica's do when a pipeline's frames arrive together. (Sessions left to drift apart met by chance:
-    // the plain graph's two equal-length sessions then shared no call in some runs under load, seen in CI.)
+    // the plain graph's two equal-length sessions then shared no call in some runs under load, seen in CI.) After
+    // WRONG_ROUND the first session's step is fed a wrong token (in the batch: on WebGPU its cache is then a row of
+    // the batch's present.*), rolled back, and stepped again alone with the right one (a row view fed alone: copied
+    // out); after CLOSE_ROUND one session is closed while the others' caches may still be rows of its batch.
     const got = await page.evaluate(
-      async ([all, n]) => {
+      async ([all, n, wrongRound, closed, closeRound]) => {
         const check = window.webswarmCheck as Check;
         const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
         const tokens = all.map(() => [] as number[]);
-        let logits = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        const logits = all.map(() => [] as number[][]);
+        const live = all.map((_, i) => i);
+        let steps = all.length;
+        const last = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        let afterClose: Awaited<ReturnType<Check['stats']>> | null = null;
         for (let round = 0; round < n; round++) {
-          for (const [i, l] of logits.entries()) tokens[i]?.push(argmaxOf(l));
-          if (round + 1 < n) logits = await Promise.all(tokens.map((t, i) => check.step(i + 1, [t[t.length - 1] as number])));
+          for (const i of live) {
+            logits[i]?.push(last[i] as number[]);
+            tokens[i]?.push(argmaxOf(last[i] as number[]));
+          }
+          if (round + 1 === n) break;
+          if (round === closeRound) {
+            await check.release(closed + 1);
+            live.splice(live.indexOf(closed), 1);
+            afterClose = await check.stats();
+          }
+          const lastOf = (i: number) => tokens[i]?.[tokens[i].length - 1] as number;
+          const wrong = round === wrongRound;
+          const out = await Promise.all(live.map((i) => check.step(i + 1, [wrong && i === 0 ? (lastOf(0) + 1) % 2048 : lastOf(i)])));
+          steps += live.length;
+          if (wrong) {
+            await check.truncate(1, (all[0]?.length as number) + round);
+            out[0] = await check.step(1, [lastOf(0)]);
+            steps++;
+          }
+          for (const [j, i] of live.entries()) last[i] = out[j] as number[];
         }
-        return tokens;
+        const held = await check.stats();
+        for (const i of live) await check.release(i + 1);
+        return { tokens, logits, steps, afterClose, held, closed: await check.stats() };
       },
-      [prompts, TOKENS] as const,
+      [prompts, TOKENS, WRONG_ROUND, CLOSED, CLOSE_ROUND] as const,
     );
-    expect(got).toEqual(greedy.get(graph));
-    const s = await stats(page);
-    process.stdout.write(`batching, ${graph} on ${backend}: ${JSON.stringify(s)}\n`);
-    const steps = prompts.length * TOKENS * STAGES;
-    expect(s.steps).toBe(steps);
-    if (backend === 'webgpu') {
-      // Each session's KV cache stays in its own GPU buffers: no call is shared.
-      expect(s).toMatchObject({ batchedSteps: 0, calls: steps });
-    } else {
-      expect(s.batchedSteps).toBeGreaterThan(0);
-      expect(s.calls).toBeLessThan(steps);
-      // The fused graph batches sessions of any lengths: most decode steps share a call.
-      if (graph === 'fused') expect(s.batchedSteps).toBeGreaterThan(steps / 2);
+    const want = reference.get(graph) as Expected[];
+    for (const [i, ref] of want.entries()) {
+      const n = i === CLOSED ? CLOSE_ROUND + 1 : TOKENS;
+      expect(got.tokens[i], `session ${i + 1}`).toEqual(ref.tokens.slice(0, n));
+      for (const [k, l] of (got.logits[i] as number[][]).entries()) {
+        const w = ref.logits[k] as Float32Array;
+        expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
+      }
     }
+    const s = got.held;
+    process.stdout.write(`batching, ${graph} on ${backend}: ${JSON.stringify(s)}\n`);
+    const steps = got.steps * STAGES;
+    expect(s.steps).toBe(steps);
+    expect(s.batchedSteps).toBeGreaterThan(0);
+    expect(s.calls).toBeLessThan(steps);
+    // The fused graph batches sessions of any lengths: most decode steps share a call.
+    if (graph === 'fused') expect(s.batchedSteps).toBeGreaterThan(steps / 2);
+    const liveSessions = prompts.length - 1;
+    expect(got.afterClose).toMatchObject({ sessions: liveSessions, kvOnDevice: onGpu ? liveSessions * KV_TENSORS : 0 });
+    expect(s).toMatchObject({ sessions: liveSessions, kvOnDevice: onGpu ? liveSessions * KV_TENSORS : 0, gpuBuffers: 0 });
+    if (onGpu) {
+      // The sessions' caches are rows of shared batch tensors: fewer tensors held than caches' KV tensors. Most
+      // batches were the last call's rows again, fed its present.* with no copy; rows were copied when the batch
+      // changed (the roll-back's lone step, the close) and at the first batched step after each prefill.
+      expect(s.gpuTensors).toBeLessThan(s.kvOnDevice);
+      expect(s.gpuPastsReused).toBeGreaterThan(0);
+      expect(s.gpuRowsCopied).toBeGreaterThan(0);
+    } else expect(s).toMatchObject({ gpuTensors: 0, gpuPastsReused: 0, gpuRowsCopied: 0 });
+    // Every session closed: nothing is left on the GPU, neither our buffers nor onnxruntime's tensors.
+    expect(got.closed).toMatchObject({ sessions: 0, kvOnDevice: 0, kvOnHost: 0, gpuBuffers: 0, gpuTensors: 0 });
+    await page.close();
+  });
+
+  it('fused on webgpu: a device lost while sessions step in batches fails their steps with ERR_DEVICE_LOST, and no gathered buffer outlives the failed batch', async () => {
+    const page = await openCheck('fused', 'webgpu');
+    const got = await page.evaluate(
+      async ([all]) => {
+        const check = window.webswarmCheck as Check;
+        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
+        /** A step's token, or its error's code. */
+        const outcome = (p: Promise<number[]>) => p.then(argmaxOf, (e: unknown) => (e as { code?: string }).code ?? String(e));
+        const prefilled = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        const tokens = prefilled.map((l) => [argmaxOf(l)]);
+        const lastOf = (i: number) => tokens[i]?.[tokens[i].length - 1] as number;
+        for (let round = 0; round < 2; round++) {
+          const out = await Promise.all(tokens.map((_, i) => check.step(i + 1, [lastOf(i)])));
+          for (const [i, l] of out.entries()) tokens[i]?.push(argmaxOf(l));
+        }
+        const before = await check.stats();
+        // A round in flight when the device goes (the gpu-lost fault's way: GPUDevice.destroy()), then one after.
+        const inFlight = tokens.map((_, i) => outcome(check.step(i + 1, [lastOf(i)])));
+        await check.loseDevice();
+        const during = await Promise.all(inFlight);
+        const after = await Promise.all(tokens.map((_, i) => outcome(check.step(i + 1, [lastOf(i)]))));
+        return { tokens, before, during, after };
+      },
+      [prompts] as const,
+    );
+    // The page's client refuses every call once told of the loss (a volunteer then replaces its worker): the
+    // worker itself is asked, in its own scope, what it holds.
+    let inWorker: { buffers: number; steps: number; sessions: number } | null = null;
+    for (const w of page.workers()) {
+      inWorker ??= await w.evaluate(() => (self as unknown as { webswarmGpu?: () => typeof inWorker }).webswarmGpu?.() ?? null);
+    }
+    const want = reference.get('fused') as Expected[];
+    for (const [i, ref] of want.entries()) {
+      expect(got.tokens[i], `session ${i + 1}`).toEqual(ref.tokens.slice(0, 3));
+      // In flight: computed before the loss (then right), or failed naming it; never anything else.
+      expect([ref.tokens[3], 'ERR_DEVICE_LOST'], `session ${i + 1}, in flight`).toContain(got.during[i]);
+    }
+    expect(got.before.batchedSteps).toBeGreaterThan(0);
+    expect(got.after).toEqual(prompts.map(() => 'ERR_DEVICE_LOST'));
+    // No batch's gathered buffer outlived its failed call, and no more than the round in flight was computed.
+    expect(inWorker).toMatchObject({ buffers: 0, sessions: prompts.length });
+    expect(inWorker?.steps).toBeLessThanOrEqual(got.before.steps + prompts.length * STAGES);
+    await page.close();
+  });
+
+  it("fused on webgpu: a hostile row of NaN and 3e38 hidden states in every batch leaves the honest rows the reference runner's", async () => {
+    const page = await openCheck('fused', 'webgpu');
+    const honest = prompts.slice(0, 3);
+    const got = await page.evaluate(
+      async ([all, n]) => {
+        const check = window.webswarmCheck as Check;
+        const { hiddenSize, vocabSize } = check.manifest.model;
+        const stages = check.manifest.stages.length;
+        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
+        /** A session that sends hidden states no stage before it computed: NaN and 3e38, alternately. */
+        const HOSTILE = 99;
+        const garbage = Array.from({ length: hiddenSize }, (_, i) => (i % 2 === 0 ? Number.NaN : 3e38));
+        const tokens = all.map(() => [] as number[]);
+        const logits = all.map(() => [] as number[][]);
+        let last = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        for (let round = 0; round < n; round++) {
+          for (const [i, l] of last.entries()) {
+            logits[i]?.push(l);
+            tokens[i]?.push(argmaxOf(l));
+          }
+          if (round + 1 === n) break;
+          // Stage by stage, each stage's steps in one task: from stage 1 on, the hostile row shares the honest rows' call.
+          let carry = await Promise.all(all.map((_, i) => check.stepStage(i + 1, 0, [tokens[i]?.[round] as number])));
+          for (let stage = 1; stage < stages; stage++) {
+            const outs = await Promise.all([
+              ...carry.map((c, i) => check.stepStage(i + 1, stage, c)),
+              check.stepStage(HOSTILE, stage, garbage),
+            ]);
+            carry = outs.slice(0, all.length);
+          }
+          last = carry.map((c) => c.slice(c.length - vocabSize));
+        }
+        const stats = await check.stats();
+        await check.release(HOSTILE);
+        for (let i = 0; i < all.length; i++) await check.release(i + 1);
+        return { tokens, logits, stats, closed: await check.stats() };
+      },
+      [honest, TOKENS] as const,
+    );
+    const want = reference.get('fused') as Expected[];
+    for (const [i, p] of honest.entries()) {
+      const ref = want[i] as Expected;
+      expect(got.tokens[i], `session ${i + 1} (${p.length} prompt tokens)`).toEqual(ref.tokens);
+      for (const [k, l] of (got.logits[i] as number[][]).entries()) {
+        const w = ref.logits[k] as Float32Array;
+        expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
+      }
+    }
+    // The hostile row did share the honest rows' calls: 3 honest rows and it.
+    expect(got.stats.largestBatch).toBe(honest.length + 1);
+    expect(got.closed).toMatchObject({ sessions: 0, gpuBuffers: 0, gpuTensors: 0 });
     await page.close();
   });
 });

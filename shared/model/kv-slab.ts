@@ -25,7 +25,7 @@ import type { StageEntry } from './manifest.js';
 import type { Feeds, Float32Tensor, KvFeeds } from './pipeline.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO } from './stage-graph-fused.js';
-import { type BatchRow, float32, padRow, sameBatch, stackInputs } from './step-batch.js';
+import { type BatchRow, float32, fusedPositions, padRow, sameBatch, stackInputs } from './step-batch.js';
 
 /** The capacity a slab is gathered with for `need` positions: some room to grow, so that most steps need no gather. */
 export function slabCapacity(need: number): number {
@@ -113,8 +113,7 @@ export function gatherSlabs(cfg: ModelConfig, layers: { start: number; end: numb
       feeds[name] = { dtype: 'float32', dims: [b, heads, slab.capacity, hd], data: slab.data };
     }
   }
-  feeds[FUSED_IO.seqlensK] = { dtype: 'int32', dims: [b], data: Int32Array.from(lengths) };
-  feeds[FUSED_IO.totalSequenceLength] = { dtype: 'int32', dims: [], data: Int32Array.of(Math.max(...lengths) + 1) };
+  Object.assign(feeds, fusedPositions(lengths));
   return { feeds, slabs };
 }
 

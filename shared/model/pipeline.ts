@@ -21,6 +21,8 @@ export type Feeds = Record<string, TensorData>;
 export interface DeviceTensor {
   readonly dtype: 'device';
   readonly dims: readonly number[];
+  /** Its row in the batch output it is a view of (DeviceBatching.split); 0 for a tensor of its own. */
+  readonly batchRow?: number;
   /** Copies the tensor to the host. */
   read(): Promise<Float32Array>;
   /** Frees its device memory; it must not be used after. */
@@ -37,9 +39,41 @@ export type KvFeeds = Record<string, TensorData | DeviceTensor>;
  */
 export type Fetches = readonly string[] | undefined;
 
+/**
+ * What an executor whose KV tensors stay on a device (WebGPU) offers so that
+ * several sessions' decode steps can share a call (step-batch-device.ts):
+ * their caches gathered into one device tensor, and the batch's present.* cut
+ * back into one view per row, all without leaving the device.
+ */
+export interface DeviceBatching {
+  /**
+   * One [B, heads, positions, hd] tensor whose row i holds the first keep[i]
+   * positions of rows[i] (a host tensor, a device tensor of its own, or a row
+   * view of an earlier batch's) and zeros after them. When the rows are the
+   * rows of one earlier batch, in order, and that batch's tensor fits (at
+   * least `positions` long; exactly, when `exact`), it is that tensor, with no
+   * copy. A host tensor of no positions when `positions` is 0. The caller
+   * disposes a device result once the call that read it is over.
+   */
+  gather(
+    rows: readonly (Float32Tensor | DeviceTensor)[],
+    keep: readonly number[],
+    positions: number,
+    exact: boolean,
+  ): Float32Tensor | DeviceTensor;
+  /**
+   * A batch call's output [B, …] on the device as B views [1, …], row i's
+   * batchRow i: the batch's tensor is freed when the last view is disposed.
+   * Takes over `t` (it must not be disposed by the caller).
+   */
+  split(t: DeviceTensor): DeviceTensor[];
+}
+
 /** Runs one stage on feeds whose KV tensors may be on the device, and may leave its present.* outputs there. */
 export interface KvStageExecutor {
   run(stage: number, feeds: KvFeeds, fetches?: Fetches): Promise<KvFeeds>;
+  /** Present where present.* stay on a device and that device can gather them: decode steps of caches there are batched too. */
+  readonly device?: DeviceBatching;
 }
 
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
@@ -289,7 +323,7 @@ export class KvCache {
    */
   get batchRow(): number {
     for (const t of this.tensors.values())
-      return t.dtype === 'device' || t.data.byteLength === 0 ? 0 : t.data.byteOffset / t.data.byteLength;
+      return t.dtype === 'device' ? (t.batchRow ?? 0) : t.data.byteLength === 0 ? 0 : t.data.byteOffset / t.data.byteLength;
     return 0;
   }
 

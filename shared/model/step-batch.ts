@@ -16,7 +16,7 @@
 // (a per-row mask would be a new input of the reference graph and change every
 // plain stage file).
 import type { ModelConfig } from './config.js';
-import type { Feeds, Float32Tensor, KvCache, KvFeeds, TensorData } from './pipeline.js';
+import type { DeviceBatching, DeviceTensor, Feeds, Float32Tensor, KvCache, KvFeeds, TensorData } from './pipeline.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
 
@@ -41,10 +41,14 @@ export function slabEligible(row: BatchRow): boolean {
   return isDecode(row.input) && onHost(row.cache);
 }
 
-/** Whether `row` may run in one call with `head` (both of one stage). */
-export function canShareCall(form: GraphForm, head: BatchRow, row: BatchRow): boolean {
+/**
+ * Whether `row` may run in one call with `head` (both of one stage): caches
+ * on a device only when the executor can gather them there (`onDevice`:
+ * step-batch-device.ts), which takes caches on the host too.
+ */
+export function canShareCall(form: GraphForm, head: BatchRow, row: BatchRow, onDevice = false): boolean {
   if (!isDecode(head.input) || !isDecode(row.input) || head.input.dtype !== row.input.dtype) return false;
-  if (!onHost(head.cache) || !onHost(row.cache)) return false;
+  if (!onDevice && (!onHost(head.cache) || !onHost(row.cache))) return false;
   return form === 'fused' || head.cache.length === row.cache.length;
 }
 
@@ -123,7 +127,6 @@ export function gatherFeeds(
   const hd = cfg.headDim;
   const lengths = rows.map((r) => r.cache.length);
   const past = Math.max(...lengths);
-  const total = past + 1;
   const feeds: Feeds = { [stageInputName(stage)]: stackInputs(rows) };
   const pasts = rows.map((r) => r.cache.feeds(1));
   for (let l = layers.start; l < layers.end; l++) {
@@ -141,12 +144,41 @@ export function gatherFeeds(
       feeds[name] = { dtype: 'float32', dims: [b, heads, past, hd], data };
     }
   }
-  if (form === 'fused') {
-    // Per row, its total length − 1 (= what it holds, for one new position); the batch's largest total.
-    feeds[FUSED_IO.seqlensK] = { dtype: 'int32', dims: [b], data: Int32Array.from(lengths) };
-    feeds[FUSED_IO.totalSequenceLength] = { dtype: 'int32', dims: [], data: Int32Array.of(total) };
-  }
+  if (form === 'fused') Object.assign(feeds, fusedPositions(lengths));
   return feeds;
+}
+
+/** The fused form's position inputs of a batch of one new position per row, each row holding lengths[i]. */
+export function fusedPositions(lengths: readonly number[]): Feeds {
+  return {
+    // Per row, its total length − 1 (= what it holds, for one new position); the batch's largest total.
+    [FUSED_IO.seqlensK]: { dtype: 'int32', dims: [lengths.length], data: Int32Array.from(lengths) },
+    [FUSED_IO.totalSequenceLength]: { dtype: 'int32', dims: [], data: Int32Array.of(Math.max(...lengths) + 1) },
+  };
+}
+
+/** Each row's own copy of a batch call's main output [B, 1, x], as [1, 1, x] under its name. */
+export function rowMains(outputs: KvFeeds, stage: number, numStages: number, b: number): KvFeeds[] {
+  const mainName = stageOutputName(stage, numStages);
+  const main = float32(outputs[mainName], mainName);
+  const width = main.data.length / b;
+  return Array.from({ length: b }, (_, i) => ({
+    [mainName]: { dtype: 'float32', dims: [1, 1, width], data: main.data.slice(i * width, (i + 1) * width) },
+  }));
+}
+
+/** A batch's present.* dims checked: [B, kv heads, T, head_dim] with T past every row's new position. */
+export function checkPresent(cfg: ModelConfig, name: string, dims: readonly number[], rows: readonly BatchRow[]): void {
+  const [tb, heads, total, hd] = dims as [number, number, number, number];
+  const longest = Math.max(...rows.map((r) => r.cache.length + 1));
+  if (dims.length !== 4 || tb !== rows.length || heads !== cfg.numKvHeads || hd !== cfg.headDim || total < longest)
+    throw new Error(`${name} of a batch of ${rows.length} has shape [${dims.join(', ')}]`);
+}
+
+/** A KV tensor of a cache or a call: on the host (float32) or on the device. */
+export function kvTensor(t: KvFeeds[string] | undefined, name: string): Float32Tensor | DeviceTensor {
+  if (t === undefined || (t.dtype !== 'float32' && t.dtype !== 'device')) throw new Error(`${name} is not a float32 KV tensor`);
+  return t;
 }
 
 /**
@@ -155,6 +187,9 @@ export function gatherFeeds(
  * batch's longest): a cache may be longer than what it holds (the fused form
  * reads only its count; the plain form's rows are all of length T). A row's
  * block keeps the batch's array alive until every row of it has stepped again.
+ * With `device` (step-batch-device.ts), present.* on the device are cut into
+ * its row views instead; every present.* is checked before any is cut, so that
+ * on a malformed one the caller can free them all.
  */
 export function scatterOutputs(
   cfg: ModelConfig,
@@ -163,28 +198,31 @@ export function scatterOutputs(
   numStages: number,
   rows: readonly BatchRow[],
   outputs: KvFeeds,
+  device?: DeviceBatching,
 ): KvFeeds[] {
-  const b = rows.length;
-  const mainName = stageOutputName(stage, numStages);
-  const main = float32(outputs[mainName], mainName);
-  const width = main.data.length / b;
-  const presents: [string, Float32Tensor][] = [];
+  const presents: [string, Float32Tensor | DeviceTensor][] = [];
   for (let l = layers.start; l < layers.end; l++) {
     for (const name of [STAGE_IO.presentKey(l), STAGE_IO.presentValue(l)]) {
-      const t = float32(outputs[name], name);
-      const [tb, heads, total, hd] = t.dims as [number, number, number, number];
-      if (tb !== b || heads !== cfg.numKvHeads || hd !== cfg.headDim || total < Math.max(...rows.map((r) => r.cache.length + 1)))
-        throw new Error(`${name} of a batch of ${b} has shape [${t.dims.join(', ')}]`);
+      const t = device === undefined ? float32(outputs[name], name) : kvTensor(outputs[name], name);
+      checkPresent(cfg, name, t.dims, rows);
       presents.push([name, t]);
     }
   }
-  return rows.map((_, i) => {
-    const own: KvFeeds = { [mainName]: { dtype: 'float32', dims: [1, 1, width], data: main.data.slice(i * width, (i + 1) * width) } };
-    for (const [name, t] of presents) {
-      const [, heads, total, hd] = t.dims as [number, number, number, number];
-      const size = heads * total * hd;
-      own[name] = { dtype: 'float32', dims: [1, heads, total, hd], data: t.data.subarray(i * size, (i + 1) * size) };
-    }
-    return own;
-  });
+  const own = rowMains(outputs, stage, numStages, rows.length);
+  for (const [name, t] of presents) {
+    const views = t.dtype === 'device' ? (device as DeviceBatching).split(t) : hostRows(t, rows.length);
+    for (const [i, v] of views.entries()) (own[i] as KvFeeds)[name] = v;
+  }
+  return own;
+}
+
+/** A batch's [B, heads, T, hd] tensor as B views [1, heads, T, hd] of its array (no copy). */
+export function hostRows(t: Float32Tensor, b: number): Float32Tensor[] {
+  const [, heads, total, hd] = t.dims as [number, number, number, number];
+  const size = heads * total * hd;
+  return Array.from({ length: b }, (_, i) => ({
+    dtype: 'float32',
+    dims: [1, heads, total, hd],
+    data: t.data.subarray(i * size, (i + 1) * size),
+  }));
 }

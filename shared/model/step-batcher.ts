@@ -10,9 +10,10 @@
 
 import { gatherSlabs, scatterSlabs, slabFetches } from './kv-slab.js';
 import type { StageManifest } from './manifest.js';
-import type { Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
+import type { DeviceBatching, Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
 import { stageInputName, stageOutputName } from './stage-graph.js';
 import { type BatchRow, canShareCall, gatherFeeds, scatterOutputs, slabEligible } from './step-batch.js';
+import { disposeDevice, gatherDeviceFeeds } from './step-batch-device.js';
 
 /** How many steps ran, and how many of them shared a call with another session's. */
 export interface BatchCounts {
@@ -137,7 +138,7 @@ export class StepBatcher {
     const group: Waiting[] = [];
     for (let i = 0; i < this.waiting.length && group.length < cap; ) {
       const w = this.waiting[i] as Waiting;
-      if (w === head || (w.stage === head.stage && canShareCall(form, head, w))) {
+      if (w === head || (w.stage === head.stage && canShareCall(form, head, w, this.inner.device !== undefined))) {
         group.push(w);
         this.waiting.splice(i, 1);
       } else i++;
@@ -147,10 +148,15 @@ export class StepBatcher {
   }
 
   private async runGroup(group: readonly Waiting[]): Promise<void> {
-    const slabbed = this.slabs && this.manifest.graph === 'fused' && group.every(slabEligible);
+    // Slabs are host arrays: an executor whose caches stay on a device gathers them there instead.
+    const slabbed = this.slabs && this.inner.device === undefined && this.manifest.graph === 'fused' && group.every(slabEligible);
     if (slabbed || group.length > 1) {
       try {
-        await (slabbed ? this.runOnSlabs(group) : this.runTogether(group));
+        await (slabbed
+          ? this.runOnSlabs(group)
+          : this.inner.device !== undefined
+            ? this.runOnDevice(group, this.inner.device)
+            : this.runTogether(group));
         return;
       } catch {
         // A failed call is run again row by row, as before: each session then gets its own step's error, or its result.
@@ -177,6 +183,15 @@ export class StepBatcher {
     const t = out[name];
     if (t === undefined || t.dtype !== 'float32') throw new Error(`stage ${stage} returned no float32 ${name}`);
     return t;
+  }
+
+  /** Each row's outputs of a batch call taken by its cache, and its main output handed to its step. */
+  private finish(group: readonly Waiting[], rows: readonly KvFeeds[], stage: number): void {
+    group.forEach((w, i) => {
+      const own = rows[i] as KvFeeds;
+      w.cache.update(own, 1);
+      w.resolve(this.mainOf(own, stage));
+    });
   }
 
   private async runAlone(w: Waiting): Promise<Float32Tensor> {
@@ -209,11 +224,32 @@ export class StepBatcher {
     const rows = scatterSlabs(cfg, entry.layers, stage, numStages, group, slabs, out);
     this.count(group.length);
     this.counts.slabSteps += group.length;
-    group.forEach((w, i) => {
-      const own = rows[i] as KvFeeds;
-      w.cache.update(own, 1);
-      w.resolve(this.mainOf(own, stage));
-    });
+    this.finish(group, rows, stage);
+  }
+
+  /** One call for the group's decode steps with their caches gathered on the device (step-batch-device.ts). */
+  private async runOnDevice(group: readonly Waiting[], device: DeviceBatching): Promise<void> {
+    const stage = (group[0] as Waiting).stage;
+    const entry = this.manifest.stages[stage];
+    if (entry === undefined) throw new RangeError(`no stage ${stage}`);
+    const numStages = this.manifest.stages.length;
+    const { feeds, gathered } = gatherDeviceFeeds(entry.layers, this.manifest.graph, stage, group, device);
+    let out: KvFeeds;
+    try {
+      out = await this.inner.run(stage, feeds);
+    } finally {
+      // The call is over (its work is on the device's queue): what was gathered for it is no longer needed.
+      for (const t of gathered) t.dispose();
+    }
+    let rows: KvFeeds[];
+    try {
+      rows = scatterOutputs(this.manifest.model, entry.layers, stage, numStages, group, out, device);
+    } catch (e) {
+      disposeDevice(out);
+      throw e;
+    }
+    this.count(group.length);
+    this.finish(group, rows, stage);
   }
 
   private async runTogether(group: readonly Waiting[]): Promise<void> {
@@ -227,10 +263,6 @@ export class StepBatcher {
     );
     const rows = scatterOutputs(cfg, entry.layers, stage, this.manifest.stages.length, group, out);
     this.count(group.length);
-    group.forEach((w, i) => {
-      const own = rows[i] as KvFeeds;
-      w.cache.update(own, 1);
-      w.resolve(this.mainOf(own, stage));
-    });
+    this.finish(group, rows, stage);
   }
 }

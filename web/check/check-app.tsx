@@ -24,7 +24,8 @@ async function start(onProgress: (p: Progress) => void): Promise<LocalModel> {
   const wanted = params.get('model');
   const listing = models.value.find((m) => wanted === null || m.modelId === wanted);
   if (listing === undefined) throw new Error(`model ${wanted ?? '(any)'} is not served here`);
-  return loadLocalModel(listing.baseUrl, await pickBackend(params.get('backend')), onProgress);
+  // ?batch=off: each session's step its own runtime call (benchmarks compare it with batching across sessions).
+  return loadLocalModel(listing.baseUrl, await pickBackend(params.get('backend')), onProgress, params.get('batch') !== 'off');
 }
 
 export function CheckApp() {

@@ -25,12 +25,20 @@ export interface LocalModel {
    * worker (on the GPU on WebGPU), as a volunteer runs: the last position's logits.
    */
   step(session: number, ids: number[]): Promise<number[]>;
+  /**
+   * One step of one stage of `session` (for automation: sessions stepped stage
+   * by stage, a hostile row in a batch): token ids at stage 0, hidden states
+   * [1, S, hidden] as a plain array after; the stage's main output.
+   */
+  stepStage(session: number, stage: number, input: number[]): Promise<number[]>;
   /** Rolls `session` back to its first `positions` positions. */
   truncate(session: number, positions: number): Promise<void>;
   /** Closes `session`, freeing its caches. */
   release(session: number): Promise<void>;
   /** What the worker holds now. */
   stats(): Promise<WorkerStats>;
+  /** Loses the stages' GPU device (WebGPU; the gpu-lost fault's way), for tests: every step after fails with ERR_DEVICE_LOST. */
+  loseDevice(): Promise<void>;
   /**
    * Greedy decoding in a fresh `session` through the worker's caches, timed
    * in the page: the ms of each token after the prompt (index i is position
@@ -44,7 +52,13 @@ export async function pickBackend(asked: string | null): Promise<Backend> {
   return (await webgpuAdapter()) === null ? 'wasm' : 'webgpu';
 }
 
-export async function loadLocalModel(baseUrl: string, backend: Backend, onProgress: (p: Progress) => void): Promise<LocalModel> {
+export async function loadLocalModel(
+  baseUrl: string,
+  backend: Backend,
+  onProgress: (p: Progress) => void,
+  /** False: each session's step is its own runtime call (batching across sessions off, for comparisons). */
+  batching = true,
+): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
   const client = new ComputeClient();
   // The runtime starts (WebAssembly compilation) while the weights download.
@@ -60,7 +74,7 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   await prepared;
-  await client.build(backend, manifest, weights.stages);
+  await client.build(backend, manifest, weights.stages, batching);
   /** One step of a session through every stage, caches in the worker: the last position's logits. */
   const step = async (session: number, ids: number[]): Promise<Float32Array> => {
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
@@ -102,9 +116,18 @@ export async function loadLocalModel(baseUrl: string, backend: Backend, onProgre
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },
     step: async (session, ids) => Array.from(await step(session, ids)),
+    async stepStage(session, stage, input) {
+      const width = manifest.model.hiddenSize;
+      const t: TensorData =
+        stage === 0
+          ? { dtype: 'int64', dims: [1, input.length], data: BigInt64Array.from(input, (i) => BigInt(i)) }
+          : { dtype: 'float32', dims: [1, input.length / width, width], data: Float32Array.from(input) };
+      return Array.from((await client.step(session, stage, t)).data);
+    },
     truncate: (session, positions) => client.truncate(session, positions),
     release,
     stats: () => client.stats(),
+    loseDevice: () => client.loseDevice(),
     async timeSteps(session, ids, tokens) {
       const ms: number[] = [];
       let logits = await step(session, ids);

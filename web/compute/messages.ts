@@ -77,8 +77,16 @@ export interface WorkerStats {
   /** Session steps run since the stages loaded, and how many of them shared a runtime call with another session's. */
   readonly steps: number;
   readonly batchedSteps: number;
-  /** Runtime calls those steps took. */
+  /** Runtime calls those steps took, and the most steps one of them ran. */
   readonly calls: number;
+  readonly largestBatch: number;
+  /** WebGPU: buffers the worker created on the GPU (a batch's gathered pasts, a row copied out, a read-back) not yet destroyed. */
+  readonly gpuBuffers: number;
+  /** WebGPU: onnxruntime's present.* tensors the caches hold (a batch's once, however many sessions' rows view it). */
+  readonly gpuTensors: number;
+  /** WebGPU, since the stages loaded: a batch's pasts fed as the last call's present.* as they were, and rows copied on the GPU. */
+  readonly gpuPastsReused: number;
+  readonly gpuRowsCopied: number;
 }
 
 export type ComputeErrorCode =

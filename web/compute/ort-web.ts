@@ -6,20 +6,15 @@
 import type * as Ort from 'onnxruntime-web';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
-import type { DeviceTensor, Feeds, Fetches, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
+import type { DeviceBatching, Feeds, Fetches, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
-import type { Backend, ComputeErrorCode } from './messages.js';
+import { ComputeError } from './compute-error.js';
+import { GpuKv, type GpuKvCounts, type GpuKvTensor } from './gpu-kv.js';
+import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
-export class ComputeError extends Error {
-  constructor(
-    readonly code: Exclude<ComputeErrorCode, 'ERR_BAD_MESSAGE'>,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { ComputeError };
 
 type OrtModule = typeof Ort;
 
@@ -57,26 +52,6 @@ function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
   return toRuntime(ort.Tensor as unknown as RuntimeTensorClass<Ort.Tensor>, t);
 }
 
-/** An output onnxruntime left in a GPU buffer (a KV tensor): fed back as it is, read back only on a roll-back. */
-class OrtDeviceTensor implements DeviceTensor {
-  readonly dtype = 'device';
-  readonly dims: readonly number[];
-
-  constructor(readonly tensor: Ort.Tensor) {
-    this.dims = tensor.dims;
-  }
-
-  async read(): Promise<Float32Array> {
-    const data = await this.tensor.getData();
-    if (!(data instanceof Float32Array)) throw new ComputeError('ERR_RUN', `a KV tensor on the GPU is ${this.tensor.type}, not float32`);
-    return data;
-  }
-
-  dispose(): void {
-    this.tensor.dispose();
-  }
-}
-
 /** Stage sessions on one backend, created one at a time. */
 export class StageSessions {
   private readonly sessions = new Map<number, Ort.InferenceSession>();
@@ -84,6 +59,8 @@ export class StageSessions {
   /** Why the GPU device was lost, once it was: every run fails after, and a run under way when it happened gives no result. */
   private lostWhy: string | null = null;
   private signalLost: () => void = () => {};
+  /** The KV tensors on the GPU and their gather (WebGPU only). */
+  private kv: GpuKv | null = null;
   private readonly lostSignal = new Promise<void>((resolve) => {
     this.signalLost = resolve;
   });
@@ -112,7 +89,23 @@ export class StageSessions {
         throw new ComputeError('ERR_SESSION_CREATE', `stage ${index} on ${backend}: ${(e as Error).message}`);
       }
     }
+    if (backend === 'webgpu') {
+      const device = await s.gpuDevice();
+      if (device === null)
+        throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'onnxruntime-web created its WebGPU sessions but gave no GPUDevice');
+      s.kv = new GpuKv(device, ort.Tensor, (what) => s.guard(what));
+    }
     return s;
+  }
+
+  /** The gather of KV tensors on the GPU that lets decode steps share a call (WebGPU; null on WASM, which batches on the host). */
+  get deviceBatching(): DeviceBatching | null {
+    return this.kv;
+  }
+
+  /** GPU buffers created here and onnxruntime tensors held, now (both 0 on WASM). */
+  get gpuCounts(): GpuKvCounts {
+    return this.kv?.counts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 };
   }
 
   /**
@@ -160,7 +153,11 @@ export class StageSessions {
   }
 
   private checkDevice(stage: number): void {
-    if (this.lostWhy !== null) throw new ComputeError('ERR_DEVICE_LOST', `stage ${stage}: the GPU device was lost (${this.lostWhy})`);
+    this.guard(`stage ${stage}`);
+  }
+
+  private guard(what: string): void {
+    if (this.lostWhy !== null) throw new ComputeError('ERR_DEVICE_LOST', `${what}: the GPU device was lost (${this.lostWhy})`);
   }
 
   /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */
@@ -187,24 +184,33 @@ export class StageSessions {
     if (session === undefined) throw new ComputeError('ERR_NO_STAGE', `stage ${stage} is not loaded`);
     this.checkDevice(stage);
     const inputs: Record<string, Ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) {
-      if (v.dtype !== 'device') inputs[k] = toOrt(this.ort, v);
-      else if (v instanceof OrtDeviceTensor) inputs[k] = v.tensor;
-      else throw new ComputeError('ERR_RUN', `feed ${k} is a device tensor of another runtime`);
-    }
+    /** Row views fed alone, copied out into buffers of their own for this run. */
+    const temps: GpuKvTensor[] = [];
     let out: Ort.InferenceSession.OnnxValueMapType;
     try {
+      for (const [k, v] of Object.entries(feeds)) {
+        if (v.dtype !== 'device') inputs[k] = toOrt(this.ort, v);
+        else if (this.kv === null) throw new ComputeError('ERR_RUN', `feed ${k} is a device tensor, and ${this.backend} keeps none`);
+        else {
+          const { tensor, temp } = this.kv.feed(v);
+          inputs[k] = tensor;
+          if (temp !== null) temps.push(temp);
+        }
+      }
       // Without a list, what it always fetched: the fused form's new.* only for a WASM batch that keeps its own KV buffer.
       out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     } catch (e) {
+      if (e instanceof ComputeError) throw e;
       await this.settleLoss();
       this.checkDevice(stage);
       throw new ComputeError('ERR_RUN', `stage ${stage} on ${this.backend}: ${(e as Error).message}`);
+    } finally {
+      for (const t of temps) t.dispose();
     }
     const result: KvFeeds = {};
     for (const [k, v] of Object.entries(out)) {
-      if (keepOnDevice && v.location === 'gpu-buffer') {
-        result[k] = new OrtDeviceTensor(v);
+      if (keepOnDevice && v.location === 'gpu-buffer' && this.kv !== null) {
+        result[k] = this.kv.own(v);
         continue;
       }
       // getData copies GPU outputs back; for CPU tensors it returns the data as is.

@@ -2,7 +2,7 @@
 // Runs stage sessions off the main thread. The handler is registered at once,
 // before any await, so that no message is lost while the module starts.
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
+import { CachingExecutor, type Feeds, type KvStageExecutor, ownBuffer } from '../../shared/model/pipeline.js';
 import { DeviceWatch } from './device-watch.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
@@ -35,6 +35,13 @@ const replica = new WorkerReplica(
  * (a tab that is ready and idle); false where no device is watched (WASM).
  */
 (scope as unknown as { webswarmLoseDevice: () => boolean }).webswarmLoseDevice = () => device.lose();
+
+/**
+ * For tests, in the worker (Playwright's worker.evaluate): what it holds on the GPU now, and the batching counts,
+ * readable after a device loss too (when the page's ComputeClient refuses every call); null before stages load.
+ */
+(scope as unknown as { webswarmGpu: () => unknown }).webswarmGpu = () =>
+  sessions === null || caches === null ? null : { ...sessions.gpuCounts, ...caches.batching, sessions: caches.sessions };
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
@@ -70,15 +77,15 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       caches?.dispose();
       sessions = s;
       manifest = m.manifest;
-      // On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), and each session's step is its own
-      // call: a batch would first gather the sessions' buffers into one (README "Batching across sessions"). On WASM decode steps
-      // of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one of S stages.
+      // Decode steps of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one
+      // of S stages. On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), gathered on the
+      // GPU for a batch (gpu-kv.ts); on WASM they are host arrays, gathered on the host.
+      const run: KvStageExecutor['run'] = (stage, feeds, fetches) => s.runKv(stage, feeds, fetches);
+      const gpu = s.deviceBatching;
       caches = new CachingExecutor(
         m.manifest,
-        { run: (stage, feeds, fetches) => s.runKv(stage, feeds, fetches) },
-        m.backend === 'webgpu' || m.batching === false
-          ? { maxBatch: 1 }
-          : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
+        gpu === null ? { run } : { run, device: gpu },
+        m.batching === false ? { maxBatch: 1 } : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
       );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
@@ -176,6 +183,7 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
     case 'stats': {
       const kv = caches?.kvTensors ?? { device: 0, host: 0 };
       const b = caches?.batching ?? { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
+      const gpu = sessions?.gpuCounts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 };
       reply({
         type: 'stats',
         id: m.id,
@@ -186,6 +194,11 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
           steps: b.steps,
           batchedSteps: b.batchedSteps,
           calls: b.calls,
+          largestBatch: b.largestBatch,
+          gpuBuffers: gpu.buffers,
+          gpuTensors: gpu.tensors,
+          gpuPastsReused: gpu.reused,
+          gpuRowsCopied: gpu.copied,
         },
       });
       return;
