@@ -64,7 +64,8 @@ export async function webRuntimeRow(
   const { StageSessions } = await import('../../web/compute/ort-web.js');
   const { webgpuAdapter } = await import('../../web/compute/webgpu.js');
   const sessions = await StageSessions.create('webgpu', stages, manifest);
-  const caches = new CachingExecutor(manifest, { run: (stage, feeds, fetches) => sessions.runKv(stage, feeds, fetches) });
+  // As the compute worker makes it (worker.ts): the GPU caches of sessions that step together are batched.
+  const caches = new CachingExecutor(manifest, sessions.kvExecutor);
   const vocab = manifest.model.vocabSize;
   const forward = async (session: number, ids: readonly number[]): Promise<number> => {
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };

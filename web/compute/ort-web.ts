@@ -6,7 +6,7 @@
 import type * as Ort from 'onnxruntime-web';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
-import type { DeviceBatching, Feeds, Fetches, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
+import type { Feeds, Fetches, KvFeeds, KvStageExecutor, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { ComputeError } from './compute-error.js';
@@ -98,9 +98,13 @@ export class StageSessions {
     return s;
   }
 
-  /** The gather of KV tensors on the GPU that lets decode steps share a call (WebGPU; null on WASM, which batches on the host). */
-  get deviceBatching(): DeviceBatching | null {
-    return this.kv;
+  /**
+   * What a CachingExecutor runs the stages on: runKv, and on WebGPU the gather of KV tensors on the GPU that lets decode
+   * steps share a call (gpu-kv.ts; WASM batches on the host).
+   */
+  get kvExecutor(): KvStageExecutor {
+    const run: KvStageExecutor['run'] = (stage, feeds, fetches) => this.runKv(stage, feeds, fetches);
+    return this.kv === null ? { run } : { run, device: this.kv };
   }
 
   /** GPU buffers created here and onnxruntime tensors held, now (both 0 on WASM). */

@@ -2,7 +2,7 @@
 // Runs stage sessions off the main thread. The handler is registered at once,
 // before any await, so that no message is lost while the module starts.
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type Feeds, type KvStageExecutor, ownBuffer } from '../../shared/model/pipeline.js';
+import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import { DeviceWatch } from './device-watch.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
@@ -80,11 +80,9 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       // Decode steps of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one
       // of S stages. On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), gathered on the
       // GPU for a batch (gpu-kv.ts); on WASM they are host arrays, gathered on the host.
-      const run: KvStageExecutor['run'] = (stage, feeds, fetches) => s.runKv(stage, feeds, fetches);
-      const gpu = s.deviceBatching;
       caches = new CachingExecutor(
         m.manifest,
-        gpu === null ? { run } : { run, device: gpu },
+        s.kvExecutor,
         m.batching === false ? { maxBatch: 1 } : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
       );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
