@@ -51,6 +51,38 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
     expect(await dropped(url)).toEqual({ dropped: 0, limited: 0 });
   });
 
+  it("a session that just finished is still owed its replicas' last reports (the mesh loop runs ahead of its end), once, and no further", async () => {
+    const { url, server, expected } = await start(3, 1);
+    let sessionId = -1;
+    const all = await joinAll(url, 3, 40, (i) =>
+      i === 0
+        ? {
+            unreached: (m) => {
+              sessionId = m.sessionId;
+              return [];
+            },
+          }
+        : {},
+    );
+    const first = all[0] as NodeVolunteer;
+    expect(first.stage).toBe(0);
+    const res = await complete(url);
+    expect(res.body.webswarm?.tokens).toEqual(expected);
+    const c = server.coordinator;
+    if (c === null) throw new Error('no coordinator');
+    const owes = (id: string, event: string, step: number, session = sessionId) => c.owesReport(id, event, { sessionId: session, step });
+    // Its last step was TOKENS − 1; stage 0 may have computed up to MESH_AHEAD past it, and reported those already.
+    const edge = TOKENS - 1 + MESH_AHEAD + 1;
+    expect(owes(first.id as string, 'step:digest', edge)).toBe(true);
+    expect(owes(first.id as string, 'step:digest', edge)).toBe(false);
+    expect(owes(first.id as string, 'step:digest', edge + 1)).toBe(false);
+    // Logits only from the last stage; nothing for a session that never was, or from a stranger.
+    expect(owes(first.id as string, 'step:logits', edge)).toBe(false);
+    expect(owes(first.id as string, 'step:digest', edge, sessionId + 1000)).toBe(false);
+    expect(owes('not-a-volunteer', 'step:digest', edge)).toBe(false);
+    expect(owes(first.id as string, 'session:joined', edge)).toBe(false);
+  });
+
   it('a replica that repeats each digest 10 times and reports steps far ahead: those are counted, and it is cut off', async () => {
     const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
     let flooder: NodeVolunteer | null = null;
@@ -105,7 +137,7 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
     const res = await complete(url);
     expect(res.status, JSON.stringify(res.body.error)).toBe(200);
     expect(res.body.webswarm?.tokens).toEqual(expected);
-    // The session is over: reports naming it are owed no more.
+    // The session is over: reports naming it are owed only up to its end (and the replica has sent those).
     for (let k = 0; k < 100; k++) junk(session, k, k);
     await new Promise((r) => setTimeout(r, 1_000));
     const served = () =>

@@ -85,7 +85,9 @@ export class PeerTraffic {
     if (id === null || kind === undefined) return false;
     const target = reportTarget(raw);
     if (target === null) return false;
-    return this.s.sessions.get(target.sessionId)?.owesReport(id, kind, target.step) ?? false;
+    // A session that just ended is still owed what its replicas computed up to its end (the mesh loop runs ahead of it).
+    const session = this.s.sessions.get(target.sessionId) ?? this.s.finished.get(target.sessionId);
+    return session?.owesReport(id, kind, target.step) ?? false;
   }
 
   joined(id: string, sessionId: number, unreached: readonly string[] = []): void {

@@ -8,14 +8,15 @@
  * honest WASM tabs on this machine (austen-2m, ~190 tokens/s) stalled in the
  * second round (bench/batching-swarm.ts).
  *
- * A report is owed, and free, when its sender is a replica of the live session
- * it names, its step is at most MESH_AHEAD + 1 after the step being decided
- * (what the mesh loop may run ahead; the coordinator holds reports that far),
- * and it is later than every free report of that kind the sender made in the
- * session. So a session's free reports per replica are bounded by its steps
- * (plus the lead), whatever the sender does: anything else (a repeat, a step
- * far ahead, a session not its own, a finished one, a roll-back's re-report)
- * spends from the budget as before.
+ * A report is owed, and free, when its sender is a replica of the session it
+ * names (live, or among the last 64 finished: replicas report what they
+ * computed up to the end, and the mesh loop runs ahead of it), its step is at
+ * most MESH_AHEAD + 1 after the step being decided (or the last one decided;
+ * the coordinator holds reports that far), and it is later than every free
+ * report of that kind the sender made in the session. So a session's free
+ * reports per replica are bounded by its steps (plus the lead), whatever the
+ * sender does: anything else (a repeat, a step far ahead, a session not its
+ * own or long gone, a roll-back's re-report) spends from the budget as before.
  */
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 
