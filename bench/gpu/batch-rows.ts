@@ -5,7 +5,7 @@
 // provider, without the worker's gathering around it. Each row's greedy
 // tokens are compared with the same prompt decoded alone.
 import type { StageManifest } from '../../shared/model/manifest.js';
-import type { DeviceTensor, KvFeeds, TensorData } from '../../shared/model/pipeline.js';
+import type { DeviceTensor, KvFeeds, SessionExecutor, TensorData } from '../../shared/model/pipeline.js';
 import { STAGE_IO, stageInputName, stageOutputName } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { median } from '../table.js';
@@ -31,6 +31,18 @@ export function greedyRows(logits: TensorData, rows: number, vocab: number): num
     for (let i = 1; i < row.length; i++) if ((row[i] as number) > (row[best] as number)) best = i;
     return best;
   });
+}
+
+/** One session's forward pass through every stage of `caches` (its KV cache kept there): the greedy next token of `ids`. */
+export function greedyForward(
+  manifest: StageManifest,
+  caches: SessionExecutor,
+): (session: number, ids: readonly number[]) => Promise<number> {
+  return async (session, ids) => {
+    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(session, s, carry);
+    return greedyRows(carry, 1, manifest.model.vocabSize)[0] as number;
+  };
 }
 
 function isDevice(t: TensorData | DeviceTensor | undefined): t is DeviceTensor {

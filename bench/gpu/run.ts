@@ -25,7 +25,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
@@ -34,7 +34,7 @@ import { ensureStages } from '../../signal-server/models/model-folder.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
 
 import { median, printTable } from '../table.js';
-import { type BatchResult, decodeBatch, greedyRows } from './batch-rows.js';
+import { type BatchResult, decodeBatch, greedyForward } from './batch-rows.js';
 import { webRuntimeRow } from './web-row.js';
 
 /** The random checkpoint's seed (any fixed one: the figures are of speed, the tokens are compared between rows). */
@@ -131,11 +131,7 @@ async function child(ep: Ep, dir: string, tokens: number, batch: number): Promis
   };
   const caches = new CachingExecutor(manifest, executor);
   const vocab = manifest.model.vocabSize;
-  const forward = async (session: number, ids: number[]): Promise<number> => {
-    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(session, s, carry);
-    return greedyRows(carry, 1, vocab)[0] as number;
-  };
+  const forward = greedyForward(manifest, caches);
   /** A prompt and WARMUP_TOKENS + n tokens decoded alone, the last n timed when `timed`; its greedy tokens. */
   const alone = async (session: number, n: number, timed: boolean, tokenMs: number[]): Promise<{ tokens: number[]; promptMs: number }> => {
     const t0 = performance.now();

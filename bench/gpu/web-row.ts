@@ -9,9 +9,9 @@
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type TensorData } from '../../shared/model/pipeline.js';
+import { CachingExecutor } from '../../shared/model/pipeline.js';
 import { median } from '../table.js';
-import { greedyRows } from './batch-rows.js';
+import { greedyForward } from './batch-rows.js';
 
 /** navigator.gpu from Dawn's Node binding, as a browser has it (Node 20 has no navigator). */
 export function installDawn(): void {
@@ -66,12 +66,7 @@ export async function webRuntimeRow(
   const sessions = await StageSessions.create('webgpu', stages, manifest);
   // As the compute worker makes it (worker.ts): the GPU caches of sessions that step together are batched.
   const caches = new CachingExecutor(manifest, sessions.kvExecutor);
-  const vocab = manifest.model.vocabSize;
-  const forward = async (session: number, ids: readonly number[]): Promise<number> => {
-    let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-    for (let s = 0; s < manifest.stages.length; s++) carry = await caches.step(session, s, carry);
-    return greedyRows(carry, 1, vocab)[0] as number;
-  };
+  const forward = greedyForward(manifest, caches);
   /** Decodes prompt k for warmup + n tokens; `times` gets each timed token's ms (after the warm-up). */
   const decode = async (k: number, n: number, times: number[] | null): Promise<number[]> => {
     const out = [await forward(k, prompt(k))];
