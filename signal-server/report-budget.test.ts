@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
+import { budgetCounts as dropped } from '../testing/metrics-scrape.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
@@ -25,13 +26,6 @@ const { start, complete, joinAll, stageCache } = httpSwarm('reportbudget');
 const LONG = 120;
 /** Room for what a volunteer sends besides its reports (hello, ready, proof, signalling, frames over the relay) and for 2 × LONG of them, not 3 × LONG. */
 const BUDGET = { ratePerS: 2, burst: 2 * LONG + 60, maxDropped: 40 };
-
-async function dropped(url: string): Promise<{ dropped: number; limited: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (name: string) =>
-    Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2] ?? Number.NaN);
-  return { dropped: value('webswarm_socket_events_dropped_total'), limited: value('webswarm_sockets_rate_limited_total') };
-}
 
 describe('step reports and the socket event budget (over Socket.IO)', () => {
   it('a long generation: every owed report served, none dropped, the reference tokens', async () => {
