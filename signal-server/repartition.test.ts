@@ -3,6 +3,7 @@
 // the HTTP API, tokens compared with the reference runner's. Volunteers leave
 // during a generation until the partition must change.
 import { describe, expect, it } from 'vitest';
+import { GREEDY } from '../shared/model/sampling.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
@@ -161,6 +162,29 @@ describe('re-partition over Socket.IO', () => {
       expect(c.tokens).toEqual(expected);
       // The mesh loop's last stage drew on from the tokens the replay had (MeshLoop.draws): its tokens were never wrong.
       expect(coordinator.meshRollBacks).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'penalties: the replayed request counts the tokens it had before the re-partition, so its tokens are the reference runner’s',
+    async () => {
+      const { server, url } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      // Negative penalties favour repeats: of the greedy answer's tokens 3 and 4 at 7 and 8, after the replay.
+      const sampling = { ...GREEDY, frequencyPenalty: -1, presencePenalty: -2 };
+      const tokens = 10;
+      const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 3 }, stageCache())).dir);
+      const expected = (await runner.generateIds(runner.tokenizer.encode(PROMPT), tokens, sampling)).tokens;
+      await runner.close();
+      expect(new Set(expected).size).toBeLessThan(tokens);
+      const vs = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${60 + i}`));
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(6);
+      (vs.find((v) => v.stage === 1) as NodeVolunteer).leaveAfter(6);
+      const c = await coordinator.complete({ prompt: PROMPT, maxTokens: tokens, sampling });
+      expect(coordinator.replays).toBeGreaterThanOrEqual(1);
+      expect(c.tokens).toEqual(expected);
     },
     TEST_MS,
   );

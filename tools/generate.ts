@@ -3,7 +3,8 @@
  * each stage's KV cache. The oracle of the swarm's end-to-end tests.
  *
  * npm run generate -- --prompt "TEXT" --max-tokens N [--model ID] [--stages N]
- *   [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]
+ *   [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S]
+ *   [--frequency-penalty F --presence-penalty P --logit-bias ID=B,ID=B] [--json] [--timing]
  */
 import { GREEDY, type SamplingParams, samplingError } from '../shared/model/sampling.js';
 import { generateText } from '../signal-server/reference/reference-runner.js';
@@ -11,7 +12,8 @@ import { cliArgs, DEFAULT_MODEL, modelDir, partitionFrom, runCli, weightsFrom } 
 
 const USAGE =
   'usage: npm run generate -- --prompt "TEXT" --max-tokens N [--model ID] [--stages N | --layers 0-2,2-4]\n' +
-  '         [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S] [--json] [--timing]';
+  '         [--weights f32|f16|q8|q4] [--temperature T --top-k K --top-p P --seed S]\n' +
+  '         [--frequency-penalty F --presence-penalty P --logit-bias ID=B,ID=B] [--json] [--timing]';
 
 function num(name: string, v: unknown, fallback: number): number {
   if (v === undefined) return fallback;
@@ -21,6 +23,22 @@ function num(name: string, v: unknown, fallback: number): number {
     process.exit(2);
   }
   return n;
+}
+
+/** --logit-bias 50=-100,7=2.5: token id = bias pairs, as the API's logit_bias. */
+function biasOf(v: unknown): [number, number][] {
+  if (v === undefined) return [];
+  return String(v)
+    .split(',')
+    .map((pair) => {
+      const [id, bias] = pair.split('=');
+      const n = [Number(id), Number(bias)] as [number, number];
+      if (id === undefined || bias === undefined || id.trim() === '' || bias.trim() === '' || !n.every(Number.isFinite)) {
+        process.stderr.write(`--logit-bias takes ID=BIAS pairs separated by commas, got "${pair}"\n${USAGE}\n`);
+        process.exit(2);
+      }
+      return n;
+    });
 }
 
 runCli(async () => {
@@ -36,6 +54,9 @@ runCli(async () => {
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },
       seed: { type: 'string' },
+      'frequency-penalty': { type: 'string' },
+      'presence-penalty': { type: 'string' },
+      'logit-bias': { type: 'string' },
       json: { type: 'boolean', default: false },
       timing: { type: 'boolean', default: false },
     },
@@ -50,6 +71,9 @@ runCli(async () => {
     topK: num('top-k', v['top-k'], GREEDY.topK),
     topP: num('top-p', v['top-p'], GREEDY.topP),
     seed: num('seed', v.seed, GREEDY.seed),
+    frequencyPenalty: num('frequency-penalty', v['frequency-penalty'], 0),
+    presencePenalty: num('presence-penalty', v['presence-penalty'], 0),
+    logitBias: biasOf(v['logit-bias']),
   };
   const problem = samplingError(sampling);
   const maxTokens = num('max-tokens', v['max-tokens'], 32);

@@ -472,7 +472,7 @@ export async function generate(session: PipelineSession, manifest: StageManifest
     const logits = await session.forward(input);
     stepMs.push(performance.now() - t0);
     const row = logits.subarray(logits.length - vocab);
-    const next = sampleToken(row, o.sampling, random);
+    const next = sampleToken(row, o.sampling, random, tokens);
     if (next === o.eosTokenId) return { tokens, finishReason: 'stop', stepMs };
     tokens.push(next);
     o.onToken?.(next, tokens.length - 1);

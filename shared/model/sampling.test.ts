@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { argmax, GREEDY, randomAt, type SamplingParams, sampleToken, samplingError, seededRandom } from './sampling.js';
+import {
+  adjustedLogits,
+  argmax,
+  GREEDY,
+  randomAt,
+  type SamplingParams,
+  sampleToken,
+  samplingError,
+  seededRandom,
+  usesHistory,
+} from './sampling.js';
 
 const logits = new Float32Array([1, 3, 2.5, -1, 3, 0]);
 
@@ -54,5 +64,75 @@ describe('sampling', () => {
     expect(samplingError({ ...GREEDY, topK: 1.5 })).toMatch(/top_k/);
     expect(samplingError({ ...GREEDY, seed: -3 })).toMatch(/seed/);
     expect(samplingError(GREEDY)).toBeNull();
+  });
+
+  it('logit_bias moves the tokens it names, before greedy and before sampling', () => {
+    // [1, 3, 2.5, -1, 3, 0]: greedy takes 1; −100 on 1 leaves 4; +100 on 3 forces 3 whatever the draw.
+    expect(sampleToken(logits, { ...GREEDY, logitBias: [[1, -100]] }, () => 0.5)).toBe(4);
+    expect(sampleToken(logits, { ...GREEDY, logitBias: [[3, 100]] }, () => 0.5)).toBe(3);
+    const hot = { temperature: 1, topK: 0, topP: 1, seed: 5 };
+    expect(new Set(draws({ ...hot, logitBias: [[3, 100]] }, 200))).toEqual(new Set([3]));
+    const banned = new Set(
+      draws(
+        {
+          ...hot,
+          logitBias: [
+            [1, -100],
+            [4, -100],
+          ],
+        },
+        500,
+      ),
+    );
+    expect(banned.has(1) || banned.has(4)).toBe(false);
+    expect(banned.size).toBeGreaterThan(1);
+  });
+
+  it('penalties count what was generated: frequency once per time, presence once', () => {
+    const generated = [1, 1, 2, 5];
+    const p = { ...GREEDY, frequencyPenalty: 0.25, presencePenalty: 0.1 };
+    const got = Array.from(adjustedLogits(logits, p, generated));
+    const want = [1, 3 - 0.5 - 0.1, 2.5 - 0.25 - 0.1, -1, 3, 0 - 0.25 - 0.1];
+    for (const [i, v] of got.entries()) expect(v).toBeCloseTo(want[i] as number, 12);
+    // Token 1 (generated twice) falls behind 4, which greedy then takes; without a history nothing moves.
+    expect(sampleToken(logits, p, () => 0, generated)).toBe(4);
+    expect(sampleToken(logits, p, () => 0)).toBe(1);
+    // A negative penalty favours repeats.
+    expect(sampleToken(logits, { ...GREEDY, presencePenalty: -2 }, () => 0, [3])).toBe(1);
+    expect(sampleToken(logits, { ...GREEDY, presencePenalty: -2 }, () => 0, [2])).toBe(2);
+  });
+
+  it('leaves the voted row as it is, and returns it unchanged without adjustments', () => {
+    const row = Float32Array.from(logits);
+    adjustedLogits(row, { ...GREEDY, logitBias: [[0, 50]], frequencyPenalty: 2 }, [1, 1]);
+    expect(Array.from(row)).toEqual(Array.from(logits));
+    expect(adjustedLogits(row, GREEDY, [1, 2])).toBe(row);
+    expect(adjustedLogits(row, { ...GREEDY, frequencyPenalty: 1 }, [])).toBe(row);
+  });
+
+  it('says which settings depend on the completion so far (the mesh loop cannot run them)', () => {
+    expect(usesHistory(GREEDY)).toBe(false);
+    expect(usesHistory({ ...GREEDY, logitBias: [[1, 5]] })).toBe(false);
+    expect(usesHistory({ ...GREEDY, frequencyPenalty: 0.1 })).toBe(true);
+    expect(usesHistory({ ...GREEDY, presencePenalty: -0.1 })).toBe(true);
+  });
+
+  it('names bad penalties and biases', () => {
+    expect(samplingError({ ...GREEDY, frequencyPenalty: 2.5 })).toMatch(/^frequency_penalty/);
+    expect(samplingError({ ...GREEDY, presencePenalty: Number.NaN })).toMatch(/^presence_penalty/);
+    expect(samplingError({ ...GREEDY, logitBias: [[1, 101]] })).toMatch(/^logit_bias: the bias of token 1/);
+    expect(samplingError({ ...GREEDY, logitBias: [[1.5, 1]] })).toMatch(/^logit_bias: token id 1.5/);
+    expect(
+      samplingError({
+        ...GREEDY,
+        logitBias: [
+          [2, 1],
+          [2, 3],
+        ],
+      }),
+    ).toMatch(/named once/);
+    const many = Array.from({ length: 1025 }, (_, i) => [i, 1] as const);
+    expect(samplingError({ ...GREEDY, logitBias: many })).toMatch(/at most 1024/);
+    expect(samplingError({ ...GREEDY, logitBias: many.slice(0, 1024), frequencyPenalty: -2, presencePenalty: 2 })).toBeNull();
   });
 });

@@ -6,7 +6,19 @@ export interface SamplingParams {
   /** Keep the smallest set of tokens whose probability reaches p; 1 = no limit. */
   readonly topP: number;
   readonly seed: number;
+  /**
+   * Added to a token's logit before it is sampled (OpenAI's logit_bias, in
+   * [-100, 100]): [token id, bias] pairs, each id once.
+   */
+  readonly logitBias?: readonly (readonly [number, number])[];
+  /** Subtracted from a token's logit once for every time it was generated before (OpenAI's frequency_penalty, [-2, 2]). */
+  readonly frequencyPenalty?: number;
+  /** Subtracted from a token's logit once it was generated before at all (OpenAI's presence_penalty, [-2, 2]). */
+  readonly presencePenalty?: number;
 }
+
+/** Most logit_bias entries a request may name. */
+export const MAX_LOGIT_BIAS = 1024;
 
 export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
@@ -16,7 +28,48 @@ export function samplingError(p: SamplingParams): string | null {
   if (!Number.isInteger(p.topK) || p.topK < 0) return 'top_k must be an integer ≥ 0';
   if (!Number.isFinite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top_p must be in (0, 1]';
   if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) return 'seed must be an integer in [0, 2^32)';
+  for (const name of ['frequencyPenalty', 'presencePenalty'] as const) {
+    const v = p[name];
+    if (v !== undefined && !(Number.isFinite(v) && v >= -2 && v <= 2))
+      return `${name === 'frequencyPenalty' ? 'frequency' : 'presence'}_penalty must be in [-2, 2]`;
+  }
+  const bias = p.logitBias ?? [];
+  if (bias.length > MAX_LOGIT_BIAS) return `logit_bias may name at most ${MAX_LOGIT_BIAS} tokens`;
+  const seen = new Set<number>();
+  for (const [id, b] of bias) {
+    if (!Number.isInteger(id) || id < 0 || seen.has(id)) return `logit_bias: token id ${id} must be an integer ≥ 0, named once`;
+    if (!(Number.isFinite(b) && b >= -100 && b <= 100)) return `logit_bias: the bias of token ${id} must be in [-100, 100]`;
+    seen.add(id);
+  }
   return null;
+}
+
+/** Whether a token depends on the tokens generated before it (penalties), not on the logits alone. */
+export function usesHistory(p: SamplingParams): boolean {
+  return (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0;
+}
+
+/**
+ * The row the sampler draws from: `logit_bias` added, and each token generated
+ * before (`generated`, this request's completion so far) penalised as OpenAI
+ * describes: − count × frequency_penalty − (count > 0) × presence_penalty.
+ * The row itself is left as it is (it is the voted value); without
+ * adjustments it is returned unchanged.
+ */
+export function adjustedLogits(logits: ArrayLike<number>, p: SamplingParams, generated: readonly number[]): ArrayLike<number> {
+  const bias = p.logitBias ?? [];
+  const history = usesHistory(p) && generated.length > 0;
+  if (bias.length === 0 && !history) return logits;
+  const out = Float64Array.from(logits as ArrayLike<number>);
+  for (const [id, b] of bias) if (id < out.length) out[id] = (out[id] as number) + b;
+  if (history) {
+    const counts = new Map<number, number>();
+    for (const t of generated) counts.set(t, (counts.get(t) ?? 0) + 1);
+    const freq = p.frequencyPenalty ?? 0;
+    const presence = p.presencePenalty ?? 0;
+    for (const [t, c] of counts) if (t >= 0 && t < out.length) out[t] = (out[t] as number) - c * freq - presence;
+  }
+  return out;
 }
 
 /** mulberry32's output for one state of its counter. */
@@ -65,8 +118,12 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
-/** Picks the next token from one row of logits. `random` is drawn from once per sampled token. */
-export function sampleToken(logits: ArrayLike<number>, p: SamplingParams, random: () => number): number {
+/**
+ * Picks the next token from one row of logits. `random` is drawn from once per
+ * sampled token; `generated` is the completion so far (for the penalties).
+ */
+export function sampleToken(row: ArrayLike<number>, p: SamplingParams, random: () => number, generated: readonly number[] = []): number {
+  const logits = adjustedLogits(row, p, generated);
   if (p.temperature === 0) return argmax(logits);
   const order = Array.from({ length: logits.length }, (_, i) => i).filter((i) => Number.isFinite(logits[i] as number));
   if (order.length === 0) throw new Error('no finite logits to sample from');

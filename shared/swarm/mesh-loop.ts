@@ -20,10 +20,12 @@ export const MESH_AHEAD = 2;
 /**
  * Step t's token as every party draws it: the logits' last row, the session's
  * sampler, and the stream's t-th number (randomAt), so a replica, the
- * coordinator after a roll-back and the reference runner agree.
+ * coordinator after a roll-back and the reference runner agree. `generated`
+ * (the completion before step t) matters only with penalties, which the mesh
+ * loop never runs with (`usesHistory`): its last stage does not hold them.
  */
-export function sampleAt(logits: ArrayLike<number>, sampling: SamplingParams, step: number): number {
-  return sampleToken(logits, sampling, () => randomAt(sampling.seed, step));
+export function sampleAt(logits: ArrayLike<number>, sampling: SamplingParams, step: number, generated: readonly number[] = []): number {
+  return sampleToken(logits, sampling, () => randomAt(sampling.seed, step), generated);
 }
 
 /** The frame that carries the token for `step` (computed from step − 1's logits) from a last-stage replica. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { wireErrorOf } from '../coordinator/generation.js';
+import { GenerationError } from '../coordinator/generation-error.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
 import type { ApiCompletion, ApiSwarm, ApiTokenUpdate } from './api-swarm.js';
@@ -280,7 +281,15 @@ export async function handleOpenAiGeneration(
       {
         prompt,
         maxTokens: p.maxTokens,
-        sampling: { temperature: p.temperature, topK: 0, topP: p.topP, seed: p.seed },
+        sampling: {
+          temperature: p.temperature,
+          topK: 0,
+          topP: p.topP,
+          seed: p.seed,
+          logitBias: p.logitBias,
+          frequencyPenalty: p.frequencyPenalty,
+          presencePenalty: p.presencePenalty,
+        },
         stop: p.stop,
         signal: cancel.signal,
         ...(ctx.access.limitsClients ? { client: identity } : {}),
@@ -347,6 +356,6 @@ export async function handleOpenAiGeneration(
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
       events.send({ error: { message, type, param: null, code } });
       res.end();
-    } else sendApiError(res, status, type, code, message);
+    } else sendApiError(res, status, type, code, message, e instanceof GenerationError ? e.param : null);
   }
 }

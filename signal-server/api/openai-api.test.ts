@@ -88,9 +88,9 @@ describe('the OpenAI-compatible API', () => {
         'tools',
       ],
       [
-        () => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', frequency_penalty: 0.5 }),
+        () => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', frequency_penalty: 3 }),
         400,
-        'unsupported_value',
+        'invalid_request',
         'frequency_penalty',
       ],
       [

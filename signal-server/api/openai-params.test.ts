@@ -13,11 +13,8 @@ const refusal = (r: ReturnType<typeof chat> | ReturnType<typeof completion>) =>
 describe('parameters the swarm does not support are refused by name (400)', () => {
   // [field, a value that is refused, the error code, a value that changes nothing and is accepted]
   const both: [string, unknown, BodyError['code'], unknown][] = [
-    ['frequency_penalty', 0.5, 'unsupported_value', 0],
-    ['presence_penalty', -1, 'unsupported_value', 0],
     ['frequency_penalty', 3, 'invalid_request', null],
     ['presence_penalty', '0', 'invalid_request', null],
-    ['logit_bias', { 50256: -100 }, 'unsupported_value', {}],
     ['logit_bias', [1, 2], 'invalid_request', null],
     ['n', 2, 'unsupported_value', 1],
     ['n', 0, 'invalid_request', null],
@@ -72,6 +69,44 @@ describe('parameters the swarm does not support are refused by name (400)', () =
 
   it('accepts fields that change nothing in the answer (user, metadata, store)', () => {
     expect(refusal(chat({ user: 'u1', metadata: { a: 'b' }, store: false }))).toEqual(['accepted', null]);
+  });
+});
+
+describe('penalties and logit_bias (the sampler applies them, the reference runner too)', () => {
+  const sampling = (r: ReturnType<typeof chat>) =>
+    'status' in r ? [r.status, r.code, r.param] : [r.frequencyPenalty, r.presencePenalty, r.logitBias];
+
+  it('are taken as OpenAI defines them', () => {
+    expect(sampling(chat({}))).toEqual([0, 0, []]);
+    expect(sampling(chat({ frequency_penalty: null, presence_penalty: null, logit_bias: null }))).toEqual([0, 0, []]);
+    expect(sampling(chat({ frequency_penalty: 0.5, presence_penalty: -2, logit_bias: { 50: -100, 7: 2.5 } }))).toEqual([
+      0.5,
+      -2,
+      [
+        [7, 2.5],
+        [50, -100],
+      ],
+    ]);
+    expect(sampling(completion({ frequency_penalty: 2, logit_bias: { 0: 100 } }) as ReturnType<typeof chat>)).toEqual([2, 0, [[0, 100]]]);
+  });
+
+  it('refuses what is out of range or not a token id, naming the field', () => {
+    const refused: [Record<string, unknown>, string, RegExp][] = [
+      [{ frequency_penalty: 2.01 }, 'frequency_penalty', /\[-2, 2\]/],
+      [{ presence_penalty: Number.NaN }, 'presence_penalty', /\[-2, 2\]/],
+      [{ logit_bias: { 5: 101 } }, 'logit_bias', /bias of token 5 must be a number in \[-100, 100\]/],
+      [{ logit_bias: { 5: '1' } }, 'logit_bias', /bias of token 5/],
+      [{ logit_bias: { '-1': 1 } }, 'logit_bias', /"-1" is not a token id/],
+      [{ logit_bias: { '01': 1 } }, 'logit_bias', /"01" is not a token id/],
+      [{ logit_bias: { abc: 1 } }, 'logit_bias', /"abc" is not a token id/],
+      [{ logit_bias: { 1e12: 1 } }, 'logit_bias', /not a token id/],
+      [{ logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [i, 1])) }, 'logit_bias', /at most 1024/],
+    ];
+    for (const [extra, param, message] of refused) {
+      const r = chat(extra);
+      expect('status' in r && [r.status, r.code, r.param]).toEqual([400, 'invalid_request', param]);
+      expect('status' in r && r.message).toMatch(message);
+    }
   });
 });
 

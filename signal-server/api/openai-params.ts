@@ -1,3 +1,4 @@
+import { MAX_LOGIT_BIAS } from '../../shared/model/sampling.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS } from './logprobs.js';
@@ -14,6 +15,10 @@ export interface GenerationParams {
   readonly temperature: number;
   readonly topP: number;
   readonly seed: number;
+  /** logit_bias as [token id, bias] pairs (token ids are checked against the model's vocabulary by the coordinator). */
+  readonly logitBias: readonly (readonly [number, number])[];
+  readonly frequencyPenalty: number;
+  readonly presencePenalty: number;
   readonly stop: readonly string[];
   readonly stream: boolean;
   /** stream_options.include_usage: a last chunk with the usage counts. */
@@ -73,6 +78,12 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   const seed = b.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     return bad('seed', 'seed must be an integer in [0, 2^32)');
+  const frequencyPenalty = penaltyOf(b, 'frequency_penalty');
+  if (typeof frequencyPenalty !== 'number') return frequencyPenalty;
+  const presencePenalty = penaltyOf(b, 'presence_penalty');
+  if (typeof presencePenalty !== 'number') return presencePenalty;
+  const logitBias = parseLogitBias(b.logit_bias ?? {});
+  if (typeof logitBias === 'string') return bad('logit_bias', logitBias);
   const rawStop = b.stop ?? [];
   const stop = typeof rawStop === 'string' ? [rawStop] : rawStop;
   if (
@@ -87,7 +98,38 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     return bad('stream_options', 'stream_options must be an object with an optional boolean include_usage');
   const stream = b.stream === true;
   if (so !== null && !stream) return bad('stream_options', 'stream_options is only allowed with stream: true');
-  return { maxTokens, temperature, topP, seed, stop, stream, streamUsage: so?.include_usage === true };
+  return {
+    maxTokens,
+    temperature,
+    topP,
+    seed,
+    logitBias,
+    frequencyPenalty,
+    presencePenalty,
+    stop,
+    stream,
+    streamUsage: so?.include_usage === true,
+  };
+}
+
+function penaltyOf(b: Record<string, unknown>, name: 'frequency_penalty' | 'presence_penalty'): number | BodyError {
+  const v = b[name] ?? 0;
+  return typeof v === 'number' && v >= -2 && v <= 2 ? v : bad(name, `${name} must be a number in [-2, 2]`);
+}
+
+/** OpenAI's logit_bias: an object of token ids (as strings) to biases in [-100, 100]; pairs, or a message naming the problem. */
+function parseLogitBias(raw: unknown): [number, number][] | string {
+  if (!isObject(raw)) return 'logit_bias must be an object of token ids to biases';
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_LOGIT_BIAS) return `logit_bias may name at most ${MAX_LOGIT_BIAS} tokens`;
+  const pairs: [number, number][] = [];
+  for (const [key, bias] of entries) {
+    if (!/^(0|[1-9][0-9]{0,8})$/.test(key)) return `logit_bias: ${JSON.stringify(key.slice(0, 32))} is not a token id`;
+    if (typeof bias !== 'number' || !(bias >= -100 && bias <= 100))
+      return `logit_bias: the bias of token ${key} must be a number in [-100, 100]`;
+    pairs.push([Number(key), bias]);
+  }
+  return pairs;
 }
 
 /** POST /v1/completions's body. */

@@ -1,9 +1,9 @@
 /**
  * OpenAI parameters that the swarm does not implement. Ignoring them would
- * give a client an answer it did not ask for (no tool call, no JSON, no
- * penalty), so each is refused by name unless its value is the one that
- * changes nothing. Penalties and logit_bias would also have to be used by the
- * reference runner, which is the swarm's oracle; they are refused instead.
+ * give a client an answer it did not ask for (no tool call, no JSON), so
+ * each is refused by name unless its value is the one that changes
+ * nothing. (Penalties and logit_bias are not here: the sampler applies
+ * them, the reference runner too, see shared/model/sampling.ts.)
  */
 
 /** A refused field: `param` is OpenAI's name for it. */
@@ -42,14 +42,6 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
   completion: {},
 };
 
-function penalty(b: Record<string, unknown>, param: 'frequency_penalty' | 'presence_penalty'): Unsupported | null {
-  const v = b[param];
-  if (absent(v)) return null;
-  if (typeof v !== 'number' || !(v >= -2 && v <= 2))
-    return { code: 'invalid_request', param, message: `${param} must be a number in [-2, 2]` };
-  return v === 0 ? null : notThisValue(param, `${param} must be 0: the swarm samples without penalties`);
-}
-
 function countOne(b: Record<string, unknown>, param: 'n' | 'best_of', what: string): Unsupported | null {
   const v = b[param];
   if (absent(v) || v === 1) return null;
@@ -61,15 +53,8 @@ function countOne(b: Record<string, unknown>, param: 'n' | 'best_of', what: stri
 /** The first field of a request body that asks for something the swarm does not do, or null. */
 export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
   for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
-  const found =
-    penalty(b, 'frequency_penalty') ?? penalty(b, 'presence_penalty') ?? countOne(b, 'n', 'the swarm generates one choice per request');
+  const found = countOne(b, 'n', 'the swarm generates one choice per request');
   if (found !== null) return found;
-  if (!absent(b.logit_bias)) {
-    if (!isObject(b.logit_bias))
-      return { code: 'invalid_request', param: 'logit_bias', message: 'logit_bias must be an object of token ids to biases' };
-    if (Object.keys(b.logit_bias).length > 0)
-      return notThisValue('logit_bias', 'logit_bias must be empty: the swarm samples from the logits as they are');
-  }
   return endpoint === 'chat' ? chatOnly(b) : completionOnly(b);
 }
 

@@ -4,6 +4,8 @@ export class GenerationError extends Error {
   constructor(
     readonly code: WireErrorCode,
     message: string,
+    /** The request field at fault, for a bad request (OpenAI's `param`). */
+    readonly param: string | null = null,
   ) {
     super(message);
   }

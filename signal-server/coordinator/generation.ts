@@ -47,6 +47,8 @@ export class GenerationSession extends SessionJoin {
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
     this.drawsBefore = sampledBefore;
     const tokens: number[] = [];
+    // The completion so far, for the penalties: a replay's prompt ends with the tokens sampled before it.
+    const generated = promptIds.slice(promptIds.length - sampledBefore);
     const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {
       await this.join();
@@ -127,7 +129,7 @@ export class GenerationSession extends SessionJoin {
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
         // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference runner's t-th.
-        const token = sampleAt(state.value, sampling, this.drawsBefore + step);
+        const token = sampleAt(state.value, sampling, this.drawsBefore + step, generated);
         this.noteExactLogits(step, w.logits);
         if (token === eos) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
@@ -145,6 +147,7 @@ export class GenerationSession extends SessionJoin {
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
         tokens.push(token);
+        generated.push(token);
         if (onToken(token, { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
           return { tokens, finishReason: 'stop' };
         input = [token];

@@ -57,7 +57,7 @@ export abstract class SessionRoute {
     /** Every timeout and duration of the session: the real clock, or a test's. */
     protected readonly clock: Clock = REAL_CLOCK,
     /** The mesh loop (MESH_LOOP): the last stage feeds stage 0 its tokens over the data channels, checked here after. */
-    protected readonly meshLoop = false,
+    readonly meshLoop = false,
     /** Optimistic quorum fan-out (FANOUT=majority): replicas are told their stage's size, and send by the rotation. */
     protected readonly fanout = false,
   ) {

@@ -1,4 +1,4 @@
-import type { SamplingParams } from '../../shared/model/sampling.js';
+import { type SamplingParams, samplingError, usesHistory } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
@@ -111,6 +111,9 @@ export class SessionRunner {
     const { manifest } = this.s.model;
     const r = this.s.options.redundancy;
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
+    const badSampling = samplingError(sampling) ?? biasBeyond(sampling, manifest.model.vocabSize);
+    // Each message names its field first (OpenAI's param).
+    if (badSampling !== null) throw new GenerationError('ERR_BAD_REQUEST', badSampling, badSampling.split(/[: ]/)[0] ?? null);
     if (promptTokens.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
@@ -140,7 +143,9 @@ export class SessionRunner {
     };
     this.sessionLinks.set(sessionId, link);
     for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
-    const meshLoop = this.s.options.meshLoop ?? true;
+    // With penalties a token depends on the completion so far, which the last stage's replicas do not hold:
+    // such a session's tokens go through the coordinator.
+    const meshLoop = (this.s.options.meshLoop ?? true) && !usesHistory(sampling);
     // The mesh loop: the last stage's replicas reach stage 0's (a one-stage model's replicas reach each other).
     if (meshLoop) for (const a of route[route.length - 1] ?? []) for (const b of route[0] ?? []) if (a !== b) link(a, b);
     const send = (v: string) => linkOf(this.s, v);
@@ -264,8 +269,14 @@ export class SessionRunner {
       return;
     }
     const link = this.sessionLinks.get(session.sessionId);
-    if (link !== undefined) this.linkNeighbours(session, stage, spare, link, this.s.options.meshLoop ?? true);
+    if (link !== undefined) this.linkNeighbours(session, stage, spare, link, session.meshLoop);
     session.replace(left, spare);
     this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
   }
+}
+
+/** A logit_bias entry naming a token the model does not have, or null. */
+function biasBeyond(sampling: SamplingParams, vocabSize: number): string | null {
+  const id = sampling.logitBias?.find(([t]) => t >= vocabSize)?.[0];
+  return id === undefined ? null : `logit_bias: token ${id} is not in the model's vocabulary of ${vocabSize}`;
 }

@@ -1,0 +1,154 @@
+// logit_bias and the penalties through a real swarm: a real server on port 0,
+// real-protocol Node volunteers computing with onnxruntime (testing/http-swarm.ts),
+// requests made with the official `openai` client. Every answer is compared with
+// the reference runner's tokens for the same settings, the oracle.
+import OpenAI from 'openai';
+import { describe, expect, it } from 'vitest';
+import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
+import { ensureStages } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import { httpSwarm, MODEL, PROMPT, WAIT_MS } from '../testing/http-swarm.js';
+import type { NodeVolunteer } from '../testing/node-volunteer.js';
+
+const { start, volunteer, readyCount, stageCache } = httpSwarm('sampling-swarm');
+const TOKENS = 10;
+const TEST_MS = 120_000;
+
+interface Swarm {
+  readonly url: string;
+  readonly volunteers: NodeVolunteer[];
+  readonly client: OpenAI;
+  readonly reference: (sampling: SamplingParams) => Promise<number[]>;
+  readonly meshRollBacks: () => number;
+}
+
+/** 2 stages × r = 2, the mesh loop on (the default): four honest volunteers. */
+async function swarm(): Promise<Swarm> {
+  const { url, server } = await start(2, 2);
+  const volunteers = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${40 + i}`));
+  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
+  const coordinator = server.coordinator;
+  if (coordinator === null) throw new Error('no coordinator');
+  const reference = async (sampling: SamplingParams) => {
+    const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 2 }, stageCache())).dir);
+    try {
+      return (await runner.generateIds(runner.tokenizer.encode(PROMPT), TOKENS, sampling)).tokens;
+    } finally {
+      await runner.close();
+    }
+  };
+  return {
+    url,
+    volunteers,
+    client: new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 }),
+    reference,
+    meshRollBacks: () => coordinator.meshRollBacks,
+  };
+}
+
+interface Extension {
+  readonly webswarm: { tokens: number[]; verified: boolean };
+}
+
+const tokensOf = (c: unknown) => (c as Extension).webswarm.tokens;
+const meshSteps = (vs: readonly NodeVolunteer[]) => vs.reduce((a, v) => a + v.meshSteps, 0);
+
+describe('logit_bias and penalties through the swarm', () => {
+  it(
+    'logit_bias: the tokens are the reference runner’s with the same bias, sampled in the mesh loop with no roll-back',
+    async () => {
+      const s = await swarm();
+      const plain = await s.reference(GREEDY);
+      // Ban the greedy answer's first two tokens and favour a third: the answer must change, and match the reference.
+      const banned = [plain[0] as number, plain[1] as number];
+      const favoured = (plain[0] as number) === 7 ? 8 : 7;
+      const bias = { [banned[0] as number]: -100, [banned[1] as number]: -100, [favoured]: 3 };
+      const sampling: SamplingParams = {
+        ...GREEDY,
+        logitBias: Object.entries(bias).map(([id, b]) => [Number(id), b] as const),
+      };
+      const expected = await s.reference(sampling);
+      expect(expected).not.toEqual(plain);
+      expect(expected.some((t) => banned.includes(t))).toBe(false);
+      const before = meshSteps(s.volunteers);
+      const c = await s.client.completions.create({
+        model: 'tiny-untied',
+        prompt: PROMPT,
+        max_tokens: TOKENS,
+        temperature: 0,
+        logit_bias: bias,
+      });
+      expect(tokensOf(c)).toEqual(expected);
+      expect((c as unknown as Extension).webswarm.verified).toBe(true);
+      // Stage 0 stepped on the last stage's own tokens, and none had to be undone: the volunteers applied the bias as the coordinator did.
+      expect(meshSteps(s.volunteers)).toBeGreaterThan(before);
+      expect(s.meshRollBacks()).toBe(0);
+      // Seeded sampling at temperature 1 with a bias: the reference's draws too.
+      const hot: SamplingParams = { temperature: 1, topK: 0, topP: 1, seed: 11, logitBias: [[favoured, 4]] };
+      const hotExpected = await s.reference(hot);
+      const h = await s.client.completions.create({
+        model: 'tiny-untied',
+        prompt: PROMPT,
+        max_tokens: TOKENS,
+        temperature: 1,
+        seed: 11,
+        logit_bias: { [favoured]: 4 },
+      });
+      expect(tokensOf(h)).toEqual(hotExpected);
+      expect(s.meshRollBacks()).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'penalties: the reference runner’s tokens, streamed or not; the tokens go through the coordinator, which holds the completion so far',
+    async () => {
+      const s = await swarm();
+      // Negative penalties favour repeats: this small random model repeats nothing in 10 tokens otherwise.
+      const sampling: SamplingParams = { ...GREEDY, frequencyPenalty: -1, presencePenalty: -2 };
+      const expected = await s.reference(sampling);
+      const without = await s.reference({ ...sampling, frequencyPenalty: 0, presencePenalty: 0 });
+      // The penalties change this answer, so the test can tell: a token said before comes back.
+      expect(expected).not.toEqual(without);
+      expect(new Set(expected).size).toBeLessThan(expected.length);
+      const body = {
+        model: 'tiny-untied',
+        prompt: PROMPT,
+        max_tokens: TOKENS,
+        temperature: 0,
+        frequency_penalty: -1,
+        presence_penalty: -2,
+      };
+      const before = meshSteps(s.volunteers);
+      const c = await s.client.completions.create(body);
+      expect(tokensOf(c)).toEqual(expected);
+      // No mesh loop for this session: stage 0 took every token from the coordinator.
+      expect(meshSteps(s.volunteers)).toBe(before);
+      const stream = await s.client.completions.create({ ...body, stream: true });
+      let text = '';
+      for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+      expect(text).toBe(c.choices[0]?.text);
+      // Without penalties the same swarm runs the mesh loop again.
+      const w = await s.client.completions.create({ ...body, frequency_penalty: 0, presence_penalty: 0 });
+      expect(tokensOf(w)).toEqual(without);
+      expect(meshSteps(s.volunteers)).toBeGreaterThan(before);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a logit_bias naming a token the model does not have is a 400 naming logit_bias, before anything is computed',
+    async () => {
+      const s = await swarm();
+      const e = await s.client.completions.create({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 2, logit_bias: { 999999: 5 } }).then(
+        () => null,
+        (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+      );
+      expect(e).toBeInstanceOf(OpenAI.APIError);
+      expect([e?.status, e?.param]).toEqual([400, 'logit_bias']);
+      expect(e?.message).toMatch(/token 999999 is not in the model's vocabulary/);
+      expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
+    },
+    TEST_MS,
+  );
+});
