@@ -5,16 +5,8 @@ import { wireErrorOf } from '../coordinator/generation.js';
 import { GenerationError } from '../coordinator/generation-error.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
-import type { ApiCompletion, ApiSwarm, ApiTokenUpdate } from './api-swarm.js';
-import {
-  appendCompletionLogprobs,
-  type ChatLogprob,
-  type CompletionLogprobs,
-  CompletionLogprobsBuilder,
-  chatLogprob,
-  emptyCompletionLogprobs,
-} from './logprob-shapes.js';
-import { tokenLogprob } from './logprobs.js';
+import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
+import { ChoiceState, type ChunkLogprobs, serverStagesOf } from './choice-state.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 import type { TokenTexts } from './token-text.js';
 
@@ -126,27 +118,6 @@ export function statusOfGenerationError(code: WireErrorCode): number {
 /** Seconds a client should wait before sending again after a 503: the swarm is busy or short of volunteers. */
 export const RETRY_AFTER_S = 5;
 
-/** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
-function voteOf(u: ApiTokenUpdate) {
-  return {
-    index: u.index,
-    token: u.token,
-    verified: u.verified,
-    votes: u.votes,
-    // The stages the server computed itself for this token (the fallback), not volunteers.
-    server_stages: u.votes.filter((v) => v.server).map((v) => v.stage),
-    step_ms: Math.round(u.stepMs * 100) / 100,
-  };
-}
-
-/** The stages the server computed for any token of a completion (the fallback). */
-function serverStagesOf(votes: readonly ReturnType<typeof voteOf>[]): number[] {
-  return [...new Set(votes.flatMap((v) => v.server_stages))].sort((a, b) => a - b);
-}
-
-/** A chunk's or a choice's `logprobs`: chat's entries, completions' arrays, or null when not asked for (or no token). */
-type ChunkLogprobs = { content: ChatLogprob[]; refusal: null } | CompletionLogprobs | null;
-
 /** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
 class EventStream {
   private started = false;
@@ -215,136 +186,141 @@ export async function handleOpenAiGeneration(
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
   }
 
+  // n choices are n generations: each holds one of the client's concurrent generations (the first is held already).
+  for (let i = 1; i < p.n; i++) {
+    const more = ctx.access.hold(identity);
+    if (!more.ok) {
+      res.setHeader('retry-after', String(more.retryAfterS));
+      return sendApiError(res, more.status, 'rate_limit_error', more.code, `n = ${p.n} choices are ${p.n} generations: ${more.message}`);
+    }
+    res.once('close', more.release);
+  }
+
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? (p.stream ? 'chat.completion.chunk' : 'chat.completion') : 'text_completion';
   const head = { id, object, created, model: modelId, ...(kind === 'chat' ? { system_fingerprint: null } : {}) };
-  const choiceOf = (piece: string, finish: 'stop' | 'length' | null, first: boolean, logprobs: ChunkLogprobs) =>
+  const choiceOf = (index: number, piece: string, finish: 'stop' | 'length' | null, first: boolean, logprobs: ChunkLogprobs) =>
     kind === 'chat'
       ? {
-          index: 0,
+          index,
           delta: first ? { role: 'assistant', content: piece } : finish !== null ? {} : { content: piece },
           logprobs,
           finish_reason: finish,
         }
-      : { index: 0, text: piece, logprobs, finish_reason: finish };
-  const usageOf = (c: ApiCompletion) => ({
-    prompt_tokens: c.promptTokens.length,
-    completion_tokens: c.tokens.length,
-    total_tokens: c.promptTokens.length + c.tokens.length,
-  });
+      : { index, text: piece, logprobs, finish_reason: finish };
+  const usageOf = (cs: readonly ApiCompletion[]) => {
+    const prompt = cs[0]?.promptTokens.length ?? 0;
+    const completion = cs.reduce((a, c) => a + c.tokens.length, 0);
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  };
 
-  // A client that goes away cancels its generation, so that the swarm does not compute for nobody.
+  // A client that goes away cancels its generations, so that the swarm does not compute for nobody.
   const cancel = new AbortController();
   res.on('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
   const events = p.stream ? new EventStream(res) : null;
-  /** One chunk of the stream; the first one sent carries the assistant's role. */
+  /** One chunk of the stream, for one choice; a choice's first chunk carries the assistant's role. */
   const sendChunk = (
     stream: EventStream,
+    choice: ChoiceState,
     piece: string,
     finish: 'stop' | 'length' | null,
     extra: Record<string, unknown> = {},
     logprobs: ChunkLogprobs = null,
-  ) =>
+  ) => {
     stream.send({
       ...head,
-      choices: [choiceOf(piece, finish, !stream.isStarted, logprobs)],
+      choices: [choiceOf(choice.index, piece, finish, !choice.started, logprobs)],
       ...(p.streamUsage ? { usage: null } : {}),
       ...extra,
     });
-  const votes: ReturnType<typeof voteOf>[] = [];
-  // Log-probabilities, when asked for: chat's entries, or completions' arrays (offsets count the prompt).
-  const chatEntries: ChatLogprob[] = [];
-  const completionArrays = emptyCompletionLogprobs();
-  const offsets = new CompletionLogprobsBuilder(texts, prompt.length);
-  /** This token's log-probabilities in the request's shape (null when none were asked for). */
-  const logprobsOf = (u: ApiTokenUpdate): ChunkLogprobs => {
-    if (p.logprobs === null) return null;
-    const lp = tokenLogprob(u.logits, u.token, p.logprobs);
-    if (kind === 'chat') {
-      const entry = chatLogprob(lp, texts);
-      chatEntries.push(entry);
-      return { content: [entry], refusal: null };
-    }
-    const arrays = offsets.next(lp);
-    appendCompletionLogprobs(completionArrays, arrays);
-    return arrays;
+    choice.started = true;
   };
-  const wholeLogprobs = (): ChunkLogprobs =>
-    p.logprobs === null ? null : kind === 'chat' ? { content: chatEntries, refusal: null } : completionArrays;
-  let sent = '';
-  const t0 = performance.now();
-  try {
+  const choices = Array.from({ length: p.n }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length));
+  const sampling = {
+    temperature: p.temperature,
+    topK: 0,
+    topP: p.topP,
+    logitBias: p.logitBias,
+    frequencyPenalty: p.frequencyPenalty,
+    presencePenalty: p.presencePenalty,
+  };
+  /** One choice's generation; streamed, its last chunks go as soon as it ends. */
+  const run = async (choice: ChoiceState): Promise<ApiCompletion> => {
     const c = await swarm.complete(
       {
         prompt,
         maxTokens: p.maxTokens,
-        sampling: {
-          temperature: p.temperature,
-          topK: 0,
-          topP: p.topP,
-          seed: p.seed,
-          logitBias: p.logitBias,
-          frequencyPenalty: p.frequencyPenalty,
-          presencePenalty: p.presencePenalty,
-        },
+        // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
+        sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
         stop: p.stop,
         signal: cancel.signal,
         ...(ctx.access.limitsClients ? { client: identity } : {}),
       },
       (u) => {
-        const v = voteOf(u);
-        votes.push(v);
-        const logprobs = logprobsOf(u);
+        const { vote, logprobs } = choice.add(u);
         if (events === null) return;
-        sendChunk(events, u.text, null, { webswarm: v }, logprobs);
-        sent += u.text;
+        sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
+        choice.sent += u.text;
       },
     );
+    if (events !== null) {
+      // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
+      if (c.text.length > choice.sent.length) sendChunk(events, choice, c.text.slice(choice.sent.length), null);
+      sendChunk(events, choice, '', c.finishReason, {
+        webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route, server_stages: serverStagesOf(choice.votes) },
+      });
+    }
+    return c;
+  };
+  const t0 = performance.now();
+  try {
+    const done = await Promise.all(choices.map(run));
+    const tokens = done.reduce((a, c) => a + c.tokens.length, 0);
     ctx.log(
-      `${kind} ${id}: ${c.tokens.length} tokens, ${c.finishReason}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
+      `${kind} ${id}: ${tokens} tokens${p.n > 1 ? ` in ${p.n} choices` : ''}, ${done.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
     );
     if (events === null) {
-      const choice =
-        kind === 'chat'
-          ? {
-              index: 0,
-              message: { role: 'assistant', content: c.text, refusal: null },
-              logprobs: wholeLogprobs(),
-              finish_reason: c.finishReason,
-            }
-          : { index: 0, text: c.text, logprobs: wholeLogprobs(), finish_reason: c.finishReason };
+      const body = done.map((c, i) => {
+        const choice = choices[i] as ChoiceState;
+        const message =
+          kind === 'chat' ? { index: i, message: { role: 'assistant', content: c.text, refusal: null } } : { index: i, text: c.text };
+        return { ...message, logprobs: choice.wholeLogprobs(), finish_reason: c.finishReason };
+      });
+      // webswarm's extension: the token ids, the route and every token's vote (per choice when there are several).
+      const ext = (c: ApiCompletion, choice: ChoiceState) => ({
+        tokens: c.tokens,
+        route: c.route,
+        server_stages: serverStagesOf(choice.votes),
+        votes: choice.votes,
+      });
+      const first = done[0] as ApiCompletion;
       sendJson(res, 200, {
         ...head,
-        choices: [choice],
-        usage: usageOf(c),
-        // webswarm's extension: the token ids, the route and every token's vote.
+        choices: body,
+        usage: usageOf(done),
         webswarm: {
-          redundancy: c.redundancy,
-          verified: c.verified,
-          prompt_tokens: c.promptTokens,
-          tokens: c.tokens,
-          route: c.route,
-          server_stages: serverStagesOf(votes),
-          votes,
+          redundancy: first.redundancy,
+          verified: done.every((c) => c.verified),
+          prompt_tokens: first.promptTokens,
+          ...(p.n === 1
+            ? ext(first, choices[0] as ChoiceState)
+            : { choices: done.map((c, i) => ({ index: i, verified: c.verified, ...ext(c, choices[i] as ChoiceState) })) }),
         },
       });
       return;
     }
-    // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
-    if (c.text.length > sent.length) sendChunk(events, c.text.slice(sent.length), null);
-    sendChunk(events, '', c.finishReason, {
-      webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route, server_stages: serverStagesOf(votes) },
-    });
-    if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(c) });
+    if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(done) });
     events.send('[DONE]');
     res.end();
   } catch (e) {
     const { code, message } = wireErrorOf(e);
+    // The other choices are not wanted any more.
+    cancel.abort();
     if (code === 'ERR_CANCELLED') {
-      ctx.log(`${kind} ${id}: cancelled by the client after ${votes.length} tokens`);
+      ctx.log(`${kind} ${id}: cancelled by the client after ${choices.reduce((a, c) => a + c.votes.length, 0)} tokens`);
       res.destroy();
       return;
     }

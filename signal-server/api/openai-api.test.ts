@@ -75,7 +75,7 @@ describe('the OpenAI-compatible API', () => {
     const c = client(s);
     const cases: [() => Promise<unknown>, number, string, string | null][] = [
       [() => c.completions.create({ model: 'gpt-4', prompt: 'Emma' }), 404, 'model_not_found', 'model'],
-      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 2 }), 400, 'unsupported_value', 'n'],
+      [() => c.completions.create({ model: 'tiny-untied', prompt: 'Emma', n: 9 }), 400, 'invalid_request', 'n'],
       [
         () =>
           c.chat.completions.create({

@@ -16,7 +16,7 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     ['frequency_penalty', 3, 'invalid_request', null],
     ['presence_penalty', '0', 'invalid_request', null],
     ['logit_bias', [1, 2], 'invalid_request', null],
-    ['n', 2, 'unsupported_value', 1],
+    ['n', 9, 'invalid_request', 1],
     ['n', 0, 'invalid_request', null],
   ];
   const chatOnly: [string, unknown, BodyError['code'], unknown][] = [

@@ -8,6 +8,8 @@ import { type Endpoint, unsupportedField } from './openai-unsupported.js';
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_CHARS = 64;
 export const MAX_CHAT_MESSAGES = 64;
+/** Most choices (`n`) a request may ask for: each is a generation of its own, and holds one of the client's concurrent ones. */
+export const MAX_CHOICES = 8;
 
 /** What both endpoints take, checked. */
 export interface GenerationParams {
@@ -19,6 +21,8 @@ export interface GenerationParams {
   readonly logitBias: readonly (readonly [number, number])[];
   readonly frequencyPenalty: number;
   readonly presencePenalty: number;
+  /** Choices to generate (`n`), each a generation of its own; choice i samples with seed + i. */
+  readonly n: number;
   readonly stop: readonly string[];
   readonly stream: boolean;
   /** stream_options.include_usage: a last chunk with the usage counts. */
@@ -82,6 +86,9 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   if (typeof frequencyPenalty !== 'number') return frequencyPenalty;
   const presencePenalty = penaltyOf(b, 'presence_penalty');
   if (typeof presencePenalty !== 'number') return presencePenalty;
+  const n = b.n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHOICES)
+    return bad('n', `n must be an integer in [1, ${MAX_CHOICES}]`);
   const logitBias = parseLogitBias(b.logit_bias ?? {});
   if (typeof logitBias === 'string') return bad('logit_bias', logitBias);
   const rawStop = b.stop ?? [];
@@ -106,6 +113,7 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     logitBias,
     frequencyPenalty,
     presencePenalty,
+    n,
     stop,
     stream,
     streamUsage: so?.include_usage === true,

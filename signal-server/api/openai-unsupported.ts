@@ -42,7 +42,7 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
   completion: {},
 };
 
-function countOne(b: Record<string, unknown>, param: 'n' | 'best_of', what: string): Unsupported | null {
+function countOne(b: Record<string, unknown>, param: 'best_of', what: string): Unsupported | null {
   const v = b[param];
   if (absent(v) || v === 1) return null;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
@@ -53,8 +53,6 @@ function countOne(b: Record<string, unknown>, param: 'n' | 'best_of', what: stri
 /** The first field of a request body that asks for something the swarm does not do, or null. */
 export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
   for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
-  const found = countOne(b, 'n', 'the swarm generates one choice per request');
-  if (found !== null) return found;
   return endpoint === 'chat' ? chatOnly(b) : completionOnly(b);
 }
 

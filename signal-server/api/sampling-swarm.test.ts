@@ -18,21 +18,21 @@ interface Swarm {
   readonly url: string;
   readonly volunteers: NodeVolunteer[];
   readonly client: OpenAI;
-  readonly reference: (sampling: SamplingParams) => Promise<number[]>;
+  readonly reference: (sampling: SamplingParams, promptIds?: readonly number[]) => Promise<number[]>;
   readonly meshRollBacks: () => number;
 }
 
 /** 2 stages × r = 2, the mesh loop on (the default): four honest volunteers. */
-async function swarm(): Promise<Swarm> {
-  const { url, server } = await start(2, 2);
+async function swarm(extra: { apiMaxConcurrent?: number } = {}): Promise<Swarm> {
+  const { url, server } = await start(2, 2, extra);
   const volunteers = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${40 + i}`));
   await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
   const coordinator = server.coordinator;
   if (coordinator === null) throw new Error('no coordinator');
-  const reference = async (sampling: SamplingParams) => {
+  const reference = async (sampling: SamplingParams, promptIds?: readonly number[]) => {
     const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 2 }, stageCache())).dir);
     try {
-      return (await runner.generateIds(runner.tokenizer.encode(PROMPT), TOKENS, sampling)).tokens;
+      return (await runner.generateIds(promptIds ?? runner.tokenizer.encode(PROMPT), TOKENS, sampling)).tokens;
     } finally {
       await runner.close();
     }
@@ -148,6 +148,112 @@ describe('logit_bias and penalties through the swarm', () => {
       expect([e?.status, e?.param]).toEqual([400, 'logit_bias']);
       expect(e?.message).toMatch(/token 999999 is not in the model's vocabulary/);
       expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
+    },
+    TEST_MS,
+  );
+});
+
+interface Choices {
+  readonly choices: { index: number; text?: string; message?: { content: string }; logprobs: { tokens?: string[] } | null }[];
+  readonly usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  readonly webswarm: {
+    verified: boolean;
+    prompt_tokens: number[];
+    choices: { index: number; tokens: number[]; verified: boolean; votes: unknown[] }[];
+  };
+}
+
+describe('n choices', () => {
+  it(
+    'completions, n = 3: choice i is the reference runner’s draw with seed + i, with its own log-probabilities and votes; usage adds them up',
+    async () => {
+      const s = await swarm();
+      const c = (await s.client.completions.create({
+        model: 'tiny-untied',
+        prompt: PROMPT,
+        max_tokens: TOKENS,
+        temperature: 1,
+        seed: 11,
+        n: 3,
+        logprobs: 2,
+      })) as unknown as Choices;
+      expect(c.choices.map((x) => x.index)).toEqual([0, 1, 2]);
+      const tokens = c.webswarm.choices.map((x) => x.tokens);
+      for (const [i, got] of tokens.entries()) {
+        expect(got).toEqual(await s.reference({ temperature: 1, topK: 0, topP: 1, seed: 11 + i }));
+        expect(c.choices[i]?.logprobs?.tokens?.length).toBe(got.length);
+        expect(c.webswarm.choices[i]?.votes.length).toBe(got.length);
+        expect(c.webswarm.choices[i]?.verified).toBe(true);
+      }
+      expect(new Set(tokens.map((t) => t.join())).size).toBeGreaterThan(1);
+      expect(c.webswarm.verified).toBe(true);
+      const completion = tokens.reduce((a, t) => a + t.length, 0);
+      expect(c.usage).toEqual({
+        prompt_tokens: c.webswarm.prompt_tokens.length,
+        completion_tokens: completion,
+        total_tokens: c.webswarm.prompt_tokens.length + completion,
+      });
+    },
+    TEST_MS,
+  );
+
+  it(
+    'chat, n = 2, streamed: each choice’s chunks carry its index, the role first and its own finish; the texts are those of the same request not streamed',
+    async () => {
+      const s = await swarm();
+      const body = {
+        model: 'tiny-untied',
+        messages: [{ role: 'user' as const, content: 'Good morning.' }],
+        max_tokens: TOKENS,
+        temperature: 1,
+        seed: 21,
+        n: 2,
+      };
+      const whole = (await s.client.chat.completions.create(body)) as unknown as Choices;
+      for (const [i, x] of whole.webswarm.choices.entries())
+        expect(x.tokens).toEqual(await s.reference({ temperature: 1, topK: 0, topP: 1, seed: 21 + i }, whole.webswarm.prompt_tokens));
+      const stream = await s.client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+      const texts = ['', ''];
+      const roles: number[] = [];
+      const finishes: number[] = [];
+      let usage: unknown = null;
+      for await (const chunk of stream) {
+        if (chunk.usage != null) usage = chunk.usage;
+        for (const ch of chunk.choices) {
+          if (ch.delta.role === 'assistant') roles.push(ch.index);
+          if (ch.finish_reason !== null) finishes.push(ch.index);
+          texts[ch.index] += ch.delta.content ?? '';
+        }
+      }
+      expect(roles.sort()).toEqual([0, 1]);
+      expect(finishes.sort()).toEqual([0, 1]);
+      expect(texts).toEqual(whole.choices.map((x) => x.message?.content));
+      expect(usage).toEqual(whole.usage);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'each choice holds one of the client’s concurrent generations: n over API_MAX_CONCURRENT is a 429 naming n, and nothing runs',
+    async () => {
+      const s = await swarm({ apiMaxConcurrent: 2 });
+      const e = await s.client.completions.create({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 2, n: 3 }).then(
+        () => null,
+        (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+      );
+      expect(e?.status).toBe(429);
+      expect(e?.message).toMatch(/n = 3 choices are 3 generations/);
+      expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
+      // Two fit, and the slots were given back: the same client is served at once after.
+      const ok = (await s.client.completions.create({
+        model: 'tiny-untied',
+        prompt: PROMPT,
+        max_tokens: 2,
+        n: 2,
+      })) as unknown as Choices;
+      expect(ok.choices.length).toBe(2);
+      const again = await s.client.completions.create({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 2, n: 2 });
+      expect(again.choices.length).toBe(2);
     },
     TEST_MS,
   );
