@@ -55,6 +55,29 @@ describe(`the openai client against a swarm of ${MODEL}`, () => {
     expect(await metric('webswarm_tokens_total')).toBe(tokensBefore + TOKENS);
   });
 
+  it('logit_bias and n through the tabs: each choice is the reference runner’s draw with the same bias and seed + i', async () => {
+    const greedy = await e.expected(PROMPT, TOKENS);
+    const banned = [greedy[0] as number, greedy[1] as number];
+    const sampling = { temperature: 0.8, topK: 0, topP: 1, logitBias: banned.map((t) => [t, -100] as const) };
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0.8,
+      seed: 7,
+      n: 2,
+      logit_bias: Object.fromEntries(banned.map((t) => [t, -100])),
+    });
+    const choices = (r as unknown as { webswarm: { choices: { tokens: number[] }[] } }).webswarm.choices;
+    for (const [i, c] of choices.entries()) {
+      expect(c.tokens).toEqual(await e.expected(PROMPT, TOKENS, { ...sampling, seed: 7 + i }));
+      expect(c.tokens.some((t) => banned.includes(t))).toBe(false);
+      expect(r.choices[i]?.text).toBe(decode(c.tokens));
+    }
+    // The tabs sampled with the bias in the mesh loop as the coordinator did: no step was rolled back.
+    expect(e.server.coordinator?.meshRollBacks).toBe(0);
+  });
+
   it('streams a completion as server-sent events that add up to the same text', async () => {
     const expected = await e.expected(PROMPT, TOKENS);
     const stream = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true });
