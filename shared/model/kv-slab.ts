@@ -11,7 +11,7 @@
 // every fetched output out of it. present.* is as long as the buffer fed
 // (GroupQueryAttention returns max(buffer, total) positions), so fetching it
 // copied the whole cache out again each step, and a new array to hold it
-// (bench/batching.ts, README "Batching across sessions").
+// (bench/batching.ts, docs/stages.md "Batching across sessions").
 //
 // Safety: GroupQueryAttention reads only a row's first seqlens_k + 1
 // positions of its own row, so what lies past a row's length (zeros, or its

@@ -31,7 +31,7 @@ function isDecode(input: TensorData): boolean {
   return input.dims[0] === 1 && input.dims[1] === 1;
 }
 
-/** True when the cache holds no tensor on a device (WebGPU buffers are not gathered: see README "Batching across sessions"). */
+/** True when the cache holds no tensor on a device (WebGPU buffers are not gathered: see docs/stages.md "Batching across sessions"). */
 function onHost(cache: KvCache): boolean {
   return cache.placement.device === 0;
 }
