@@ -5,12 +5,13 @@
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
+import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, WAIT_MS } from '../testing/http-swarm.js';
 import type { NodeVolunteer } from '../testing/node-volunteer.js';
 
-const { start, volunteer, readyCount, stageCache } = httpSwarm('sampling-swarm');
+const { start, volunteer, readyCount, stageCache, joinAll } = httpSwarm('sampling-swarm');
 const TOKENS = 10;
 const TEST_MS = 120_000;
 
@@ -96,6 +97,39 @@ describe('logit_bias and penalties through the swarm', () => {
       });
       expect(tokensOf(h)).toEqual(hotExpected);
       expect(s.meshRollBacks()).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'r = 3, a last-stage replica that sends stage 0 the token the bias bans: outvoted in the mesh, the reference runner’s tokens, no honest replica blamed',
+    async () => {
+      const { url, server } = await start(2, 3, { stepTimeoutMs: 8_000 });
+      const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 2 }, stageCache())).dir);
+      const ids = runner.tokenizer.encode(PROMPT);
+      const plain = (await runner.generateIds(ids, TOKENS, GREEDY)).tokens;
+      const banned = plain[0] as number;
+      const expected = (await runner.generateIds(ids, TOKENS, { ...GREEDY, logitBias: [[banned, -100]] })).tokens;
+      await runner.close();
+      // What a volunteer ignoring the bias could send: the banned token, every step, over the real data path.
+      const lie: FaultBehaviour = { output: (_s, d) => d, delayMs: 0, token: () => banned };
+      const all = await joinAll(url, 6, 70, (i) => (i === 1 ? { fault: lie } : {}));
+      const liar = all[1] as NodeVolunteer;
+      expect(liar.stage).toBe(1);
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: TOKENS, temperature: 0, logit_bias: { [banned]: -100 } }),
+      });
+      const body = (await res.json()) as Extension;
+      expect(res.status).toBe(200);
+      expect(body.webswarm.tokens).toEqual(expected);
+      expect(body.webswarm.tokens).not.toContain(banned);
+      // Stage 0 took the honest majority's token every step: nothing was rolled back.
+      expect(server.coordinator?.meshRollBacks).toBe(0);
+      const honest = all.filter((v) => v !== liar);
+      expect(honest.flatMap((v) => v.errors.map((e) => e.code)).filter((c) => c !== 'ERR_NOT_LINKED')).toEqual([]);
+      // (The liar is only suspected: stage 0 computed on the verified token, so its receivers' word alone convicts nobody; mesh-checks.ts.)
     },
     TEST_MS,
   );
