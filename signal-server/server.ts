@@ -227,8 +227,6 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
   const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
-  if (cluster !== null && opts.fallback !== undefined && opts.fallback !== 'off')
-    log(`FALLBACK=${opts.fallback} is not used with REDIS_URL: a stage short of volunteers fails the request (503) as with FALLBACK=off`);
   if (cluster !== null && opts.repartition !== undefined)
     log('REPARTITION is not used with REDIS_URL: the servers of a cluster keep the partition they started with');
   // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
@@ -291,8 +289,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.random === undefined ? {} : { random: opts.random }),
             ...(opts.meshLoop === undefined ? {} : { meshLoop: opts.meshLoop }),
             ...(opts.fanout === undefined ? {} : { fanout: opts.fanout }),
-            // Not with several servers yet: the server's replica would need the frames of volunteers on other processes.
-            ...(opts.fallback === undefined || opts.fallback === 'off' || cluster !== null
+            // With several servers, frames between this server's replicas and other processes' volunteers go through Redis.
+            ...(opts.fallback === undefined || opts.fallback === 'off'
               ? {}
               : {
                   fallback: {

@@ -8,12 +8,16 @@ import { join } from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
+import { encodeFrame } from '../../shared/protocol/frames.js';
+import { packFrameMessages } from '../../shared/protocol/messages.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
+import { connectClient, helloVolunteer } from '../testing/socket-client.js';
+import { SESSIONS_PER_PROC } from './messages.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const STAGES = 3;
@@ -53,7 +57,11 @@ afterAll(async () => {
 /** `n` servers of one cluster (a key prefix of their own: the tests do not see each other's). */
 async function cluster(
   n: number,
-  shape: { stages: number; redundancy: number; routeWaitMs: number } = { stages: STAGES, redundancy: 3, routeWaitMs: 10_000 },
+  shape: { stages: number; redundancy: number; routeWaitMs: number; fallback?: 'stage' } = {
+    stages: STAGES,
+    redundancy: 3,
+    routeWaitMs: 10_000,
+  },
 ): Promise<SignalServer[]> {
   const prefix = `test${++prefixes}`;
   const { dir, manifest } = await ensureStages(MODEL, { stages: shape.stages }, cache);
@@ -73,6 +81,7 @@ async function cluster(
       spotCheckRate: 0,
       redisUrl: redis.url,
       cluster: { prefix, ...TIMINGS },
+      ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
     });
     await server.ready;
     servers.push(server);
@@ -156,6 +165,71 @@ describe('several servers, one swarm', () => {
     expect(record(moved.id as string)).toBe(TOKENS);
     const again = await complete(a);
     expect(again.tokens).toEqual(expected);
+  });
+
+  it('the fallback: a server computes a stage short of volunteers with the volunteers of another server, frames through Redis', async () => {
+    const [a, b] = (await cluster(2, { stages: STAGES, redundancy: 2, routeWaitMs: 1_000, fallback: 'stage' })) as [
+      SignalServer,
+      SignalServer,
+    ];
+    // 5 volunteers for 3 stages × r = 2, all on b: one stage is short of a replica.
+    for (let i = 0; i < 5; i++) {
+      volunteer(b, `fallback-${i}`);
+      await until(`a sees volunteer ${i}`, () => (a.coordinator?.status().volunteers ?? 0) === i + 1);
+    }
+    await until('a sees 5 ready volunteers', () => ready(a) === 5);
+    const short = a.coordinator?.status().replicasPerStage.indexOf(1) ?? -1;
+    expect(short).toBeGreaterThanOrEqual(0);
+    const res = await fetch(`${a.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
+    });
+    const body = (await res.json()) as { error?: unknown; webswarm?: { tokens: number[]; server_stages: number[]; route: string[][] } };
+    expect(body.error).toBeUndefined();
+    expect(res.status).toBe(200);
+    // a's own replica computed the short stage, on the frames of b's volunteers of the stage before it (with the mesh
+    // loop, the last stage's tokens for stage 0), and fed b's volunteers of the stage after it.
+    expect(body.webswarm?.tokens).toEqual(expected);
+    expect(body.webswarm?.server_stages).toEqual([short]);
+    expect(body.webswarm?.route?.[short]).toEqual([`server:${short}`]);
+    const onB = new Set(volunteers.map((v) => v.id));
+    const others = (body.webswarm?.route ?? []).filter((_, stage) => stage !== short).flat();
+    expect(others).toHaveLength(4);
+    expect(others.every((id) => onB.has(id))).toBe(true);
+
+    // A stranger on b (registered, never ready) sends the server replica frames that name the sessions of every
+    // process, while a request runs: each is refused where its session is (a's link check), and the answer is the same.
+    const { c: stranger } = await helloVolunteer(connectClient(b.address().url));
+    const refused: string[] = [];
+    stranger.on('server:error', (e) => refused.push(e.code));
+    const again = fetch(`${a.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
+    });
+    const hidden = reference.manifest.model.hiddenSize;
+    for (let round = 0; round < 10; round++) {
+      const forged = [1, 2, 3, 4].flatMap((proc) =>
+        [1, 2, 3, 4].flatMap((n) =>
+          encodeFrame({
+            sessionId: proc * SESSIONS_PER_PROC + n,
+            step: round,
+            stage: Math.max(0, short - 1),
+            replica: 0,
+            dims: [1, 1, hidden],
+            data: new Float32Array(hidden).fill(7),
+          }),
+        ),
+      );
+      stranger.emit('frame', { to: `server:${short}`, data: packFrameMessages(forged) });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const second = (await (await again).json()) as { webswarm?: { tokens: number[]; server_stages: number[] } };
+    expect(second.webswarm?.tokens).toEqual(expected);
+    expect(second.webswarm?.server_stages).toEqual([short]);
+    await until('the stranger is refused', () => refused.includes('ERR_NOT_LINKED'));
+    stranger.disconnect();
   });
 
   it('closes within seconds when its Redis has gone away', async () => {

@@ -20,9 +20,10 @@
  *   sessions made, and close its sessions on their own volunteers.
  */
 import { Worker } from 'node:worker_threads';
+import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
-import { deliverToVolunteer, reportToCoordinator } from './inbox.js';
+import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
 import {
   type BusMessage,
   decode,
@@ -34,11 +35,19 @@ import {
   parseVolunteerState,
   procOfSession,
   SESSIONS_PER_PROC,
+  sessionOfMessage,
   type VolunteerState,
 } from './messages.js';
 import { RedisLink } from './redis-link.js';
 import { RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
+
+/** A server replica's `frame` event (what the fallback sends a volunteer). */
+function isFrameIn(m: unknown): m is FrameIn {
+  if (typeof m !== 'object' || m === null) return false;
+  const { from, data } = m as Record<string, unknown>;
+  return typeof from === 'string' && (data instanceof Uint8Array || data instanceof ArrayBuffer);
+}
 
 export interface ClusterOptions {
   /** redis://host:port */
@@ -303,8 +312,16 @@ export class Cluster implements ClusterSeam {
     this.mirroredSessions.set(v.id, v.sessions);
     this.peer(p).volunteers.add(v.id);
     const link: VolunteerLink = {
-      send: (event, ...args) =>
-        this.publish(this.key('proc', p), { t: 'send', proc: this.proc, to: v.id, event, m: args[0] } as InboxMessage),
+      send: (event, ...args) => {
+        const m = args[0];
+        // A server replica's data-channel messages (the fallback): binary, so base64 through Redis.
+        if (event === 'frame' && isFrameIn(m)) {
+          const data = Buffer.from(m.data instanceof Uint8Array ? m.data : new Uint8Array(m.data)).toString('base64');
+          this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from: m.from, to: v.id, data });
+          return;
+        }
+        this.publish(this.key('proc', p), { t: 'send', proc: this.proc, to: v.id, event, m } as InboxMessage);
+      },
       disconnect: () => this.publish(this.key('proc', p), { t: 'disconnect', proc: this.proc, id: v.id }),
     };
     c.mirror(link, { ...v, counts: { agreed: v.agreed, disagreed: v.disagreed } });
@@ -410,6 +427,9 @@ export class Cluster implements ClusterSeam {
       case 'challenge':
         c.challengeAgain(m.id);
         return;
+      case 'frame':
+        frameFromPeer(c, m, this.proc, this.owner.get(m.from), this.options.log);
+        return;
       default:
         m satisfies never;
     }
@@ -424,6 +444,22 @@ export class Cluster implements ClusterSeam {
       report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
     this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
     return true;
+  }
+
+  forwardFrames(from: string, to: string, messages: readonly Uint8Array[]): Uint8Array[] {
+    const here: Uint8Array[] = [];
+    const there = new Map<number, Uint8Array[]>();
+    for (const msg of messages) {
+      const session = sessionOfMessage(msg);
+      const p = session === null ? this.proc : procOfSession(session);
+      if (p === this.proc || !this.peers.has(p)) here.push(msg);
+      else there.set(p, [...(there.get(p) ?? []), msg]);
+    }
+    for (const [p, batch] of there) {
+      const data = Buffer.from(packFrameMessages(batch)).toString('base64');
+      this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from, to, data });
+    }
+    return here;
   }
 
   audited(volunteer: string, agreed: boolean): void {

@@ -1,9 +1,10 @@
 // What another process sends this one (its inbox channel), past the parser:
 // messages for our volunteers, and our volunteers' reports back to it.
 import { isWireErrorCode } from '../../shared/protocol/errors.js';
-import { parseDigest, parseFailure, parseLogits, parseSessionJoined } from '../../shared/protocol/validate.js';
+import { packFrameMessages } from '../../shared/protocol/messages.js';
+import { parseDigest, parseFailure, parseFrameMessage, parseLogits, parseSessionJoined } from '../../shared/protocol/validate.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
-import { base64ToArrayBuffer, type InboxMessage, procOfSession } from './messages.js';
+import { base64ToArrayBuffer, type InboxMessage, procOfSession, sessionOfMessage } from './messages.js';
 import type { RemoteSessions } from './remote-sessions.js';
 
 /** Emits another process's message to our volunteer, if it is ours and the message is that process's to send. */
@@ -64,4 +65,43 @@ export function reportToCoordinator(c: Coordinator, m: Extract<InboxMessage, { t
     default:
       m.event satisfies never;
   }
+}
+
+/**
+ * Data-channel messages between a server replica and a volunteer of two
+ * processes (the fallback), past the parser: a server replica of process
+ * `m.proc` to our volunteer, for sessions `m.proc` coordinates; or a volunteer
+ * that `m.proc` owns (`owner`) to our server replica, for sessions we
+ * coordinate. Anything else is dropped; the links are checked as for a local peer.
+ */
+export function frameFromPeer(
+  c: Coordinator,
+  m: Extract<InboxMessage, { t: 'frame' }>,
+  proc: number,
+  owner: number | undefined,
+  log: (line: string) => void,
+): void {
+  const toVolunteer = c.localLink(m.to);
+  const bytes = Buffer.from(m.data, 'base64');
+  // The server replica at the other end is named: the sender's (to our volunteer), or ours (from theirs).
+  const parsed =
+    toVolunteer === undefined
+      ? parseFrameMessage({ to: m.to, data: bytes }, 'to')
+      : parseFrameMessage({ from: m.from, data: bytes }, 'from');
+  if (!parsed.ok) {
+    log(`cluster: process ${m.proc} sent frames that do not parse: ${parsed.reason}`);
+    return;
+  }
+  const coordinating = toVolunteer === undefined ? proc : m.proc;
+  const sessions = parsed.value.data.map(sessionOfMessage);
+  if (sessions.some((s) => s === null || procOfSession(s) !== coordinating)) {
+    log(`cluster: process ${m.proc} sent frames of a session that ${toVolunteer === undefined ? 'is not ours' : 'is not its own'}`);
+    return;
+  }
+  if (toVolunteer !== undefined) {
+    if (c.links.linked(m.from, m.to)) toVolunteer.send('frame', { from: m.from, data: packFrameMessages(parsed.value.data) });
+    return;
+  }
+  // A volunteer of the sending process, for our server replica: the coordinator checks the link and refuses by name.
+  if (owner === m.proc) c.frame(m.from, m.to, parsed.value.data);
 }

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../shared/protocol/frames.js';
+import { encodeWant } from '../../shared/swarm/fanout.js';
 import {
   base64ToArrayBuffer,
   decode,
@@ -8,6 +10,7 @@ import {
   parseVolunteerState,
   procOfSession,
   SESSIONS_PER_PROC,
+  sessionOfMessage,
 } from './messages.js';
 
 const state = {
@@ -68,5 +71,20 @@ describe("the cluster's messages", () => {
     expect(base64ToArrayBuffer(42)).toBeNull();
     expect(procOfSession(7 * SESSIONS_PER_PROC + 123)).toBe(7);
     expect(procOfSession(5)).toBe(0);
+  });
+
+  it("reads a frame message between a server replica and another server's volunteer, and the session a message names", () => {
+    const m = { t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: 'AAAA' };
+    expect(parseInboxMessage(m)).toEqual(m);
+    expect(parseInboxMessage({ ...m, data: 7 })).toBeNull();
+    expect(parseInboxMessage({ ...m, from: '' })).toBeNull();
+    const sessionId = 5 * SESSIONS_PER_PROC + 9;
+    const [chunk] = encodeFrame({ sessionId, step: 4, stage: 1, replica: 0, dims: [1, 2], data: Float32Array.of(1, 2) });
+    expect(sessionOfMessage(chunk as Uint8Array)).toBe(sessionId);
+    expect(sessionOfMessage(encodeWant({ kind: 'frames', sessionId, fromStep: 0, stage: 2, replica: 1, era: 0 }))).toBe(sessionId);
+    expect(procOfSession(sessionId)).toBe(5);
+    // Anything else names no session (it stays with the server it came to, whose replica refuses it).
+    expect(sessionOfMessage(new Uint8Array(64))).toBeNull();
+    expect(sessionOfMessage(new Uint8Array(8))).toBeNull();
   });
 });

@@ -5,6 +5,8 @@
  * protocol parsers (shared/protocol/validate.ts): the server that coordinates a
  * session parses them again when they arrive from the volunteer's server.
  */
+import { FRAME_MAGIC } from '../../shared/protocol/frames.js';
+import { WANT_MAGIC } from '../../shared/swarm/fanout.js';
 import type { MirroredVolunteer } from '../coordinator/coordinator.js';
 
 /** Longest message read from Redis (the largest is a forwarded step:logits). */
@@ -54,7 +56,13 @@ export type InboxMessage =
   /** A vote of the sender classified `id`, a volunteer of the receiver. */
   | { readonly t: 'audit'; readonly proc: number; readonly id: string; readonly agreed: boolean }
   /** Spot-check `id`, a volunteer of the receiver. */
-  | { readonly t: 'challenge'; readonly proc: number; readonly id: string };
+  | { readonly t: 'challenge'; readonly proc: number; readonly id: string }
+  /**
+   * Data-channel messages between a server replica (the fallback) of a session
+   * the sender or the receiver coordinates and a volunteer of the other: packed
+   * as the `frame` event packs them, as base64.
+   */
+  | { readonly t: 'frame'; readonly proc: number; readonly from: string; readonly to: string; readonly data: string };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -129,6 +137,10 @@ export function parseInboxMessage(raw: unknown): InboxMessage | null {
         : null;
     case 'audit':
       return str(raw.id) && typeof raw.agreed === 'boolean' ? { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed } : null;
+    case 'frame':
+      return str(raw.from) && str(raw.to) && typeof raw.data === 'string' && raw.data.length <= MAX_CLUSTER_MESSAGE_BYTES
+        ? { t: 'frame', proc: p, from: raw.from, to: raw.to, data: raw.data }
+        : null;
     default:
       return null;
   }
@@ -163,4 +175,16 @@ export const SESSIONS_PER_PROC = 0x10000;
 
 export function procOfSession(sessionId: number): number {
   return Math.floor(sessionId / SESSIONS_PER_PROC);
+}
+
+/**
+ * The session a data-channel message (a frame chunk or a fan-out want) names,
+ * from its header (both keep it at byte 8), or null for anything else: routes
+ * a volunteer's messages for a server replica to the server of that session.
+ */
+export function sessionOfMessage(msg: Uint8Array): number | null {
+  if (msg.byteLength < 12) return null;
+  const v = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
+  const magic = v.getUint32(0, true);
+  return magic === FRAME_MAGIC || magic === WANT_MAGIC ? v.getUint32(8, true) : null;
 }

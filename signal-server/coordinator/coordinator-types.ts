@@ -134,6 +134,12 @@ export type SessionReport =
 export interface ClusterSeam {
   /** A report of a volunteer of this server about a session another server coordinates: true once sent there. */
   forward(volunteer: string, report: SessionReport): boolean;
+  /**
+   * A volunteer of this server's data-channel messages for a server replica:
+   * those of sessions another server coordinates are sent to that server's
+   * replica; the rest (this server's) are returned.
+   */
+  forwardFrames(from: string, to: string, messages: readonly Uint8Array[]): Uint8Array[];
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
   audited(volunteer: string, agreed: boolean): void;
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */

@@ -44,11 +44,14 @@ export class PeerTraffic {
    * (the fallback has no data channel): only between peers a live session links.
    */
   frame(from: string, to: string, messages: readonly Uint8Array[]): boolean {
+    // With several servers, what is for a session another server coordinates goes to that server's replica.
+    const here = this.s.cluster === null || !isServerPeer(to) ? messages : this.s.cluster.forwardFrames(from, to, messages);
+    if (here.length === 0) return true;
     if (this.s.fallback === null || !isServerPeer(to) || !this.s.links.linked(from, to)) {
       refuse(this.s, from, 'ERR_NOT_LINKED', `frame: ${to} is not a server replica of any session of yours`);
       return false;
     }
-    for (const m of messages) this.s.fallback.frame(from, to, m);
+    for (const m of here) this.s.fallback.frame(from, to, m);
     return true;
   }
 
