@@ -123,6 +123,8 @@ class EventStream {
   private started = false;
   constructor(private readonly res: ServerResponse) {}
   send(data: unknown): void {
+    // Another choice of the request failed (or the client went) and the response has ended: the rest is not wanted.
+    if (this.res.writableEnded || this.res.destroyed) return;
     if (!this.started) {
       this.started = true;
       this.res.writeHead(200, {

@@ -291,4 +291,37 @@ describe('n choices', () => {
     },
     TEST_MS,
   );
+
+  it(
+    'n = 2, streamed, and a replica leaves mid-generation with no spare: one error event ends the stream, the other choice is stopped, the server goes on',
+    async () => {
+      const { url } = await start(2, 1, { stepTimeoutMs: 2_000 });
+      const vs = await joinAll(url, 2, 90);
+      (vs.find((v) => v.stage === 1) as NodeVolunteer).leaveAfter(5);
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 40, temperature: 1, seed: 3, n: 2, stream: true }),
+      });
+      expect(res.status).toBe(200);
+      const events = (await res.text())
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6));
+      const errors = events.filter((e) => e.includes('"error"'));
+      expect(errors).toHaveLength(1);
+      expect(events).not.toContain('[DONE]');
+      // The server is whole: it answers, and a new volunteer of stage 1 serves the next request.
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      volunteer(url, '127.0.0.95');
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+      const again = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 4, n: 2 }),
+      });
+      expect(again.status).toBe(200);
+    },
+    TEST_MS,
+  );
 });
