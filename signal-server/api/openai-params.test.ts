@@ -135,3 +135,13 @@ describe('log-probabilities', () => {
       expect(refusal(completion({ logprobs: bad })), JSON.stringify(bad)).toEqual([400, 'invalid_request', 'logprobs']);
   });
 });
+
+describe('defaults of an absent field (README: 16 tokens, temperature 1, seed 0)', () => {
+  it('a body with only the prompt or the messages samples 16 tokens at temperature 1 with seed 0, one choice, no penalties', () => {
+    for (const p of [chat({}), completion({})]) {
+      expect(p).toMatchObject({ maxTokens: 16, temperature: 1, topP: 1, seed: 0, n: 1, frequencyPenalty: 0, presencePenalty: 0 });
+    }
+    // max_completion_tokens is chat's newer name for max_tokens.
+    expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5 });
+  });
+});
