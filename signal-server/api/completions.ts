@@ -139,6 +139,20 @@ class EventStream {
   }
 }
 
+/**
+ * Why n choices found no room, once this request holds `held` slots: its own
+ * slots are not "requests running already" (before, n = 5 alone at a limit of 4
+ * was told 4 were running), and an n over the limit can never fit.
+ */
+function choicesRefused(n: number, held: number, access: AccessControl, identity: string): string {
+  const max = access.maxConcurrent;
+  if (n > max)
+    return `n = ${n} choices are ${n} generations, more than the ${max} one client may run at once (API_MAX_CONCURRENT): ask for n ≤ ${max}`;
+  const others = access.runningOf(identity) - held;
+  const wait = n - (max - others);
+  return `n = ${n} choices are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
+}
+
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
 export async function handleOpenAiGeneration(
   req: IncomingMessage,
@@ -191,7 +205,7 @@ export async function handleOpenAiGeneration(
     const more = ctx.access.hold(identity);
     if (!more.ok) {
       res.setHeader('retry-after', String(more.retryAfterS));
-      return sendApiError(res, more.status, 'rate_limit_error', more.code, `n = ${p.n} choices are ${p.n} generations: ${more.message}`);
+      return sendApiError(res, more.status, 'rate_limit_error', more.code, choicesRefused(p.n, i, ctx.access, identity));
     }
     res.once('close', more.release);
   }
