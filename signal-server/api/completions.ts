@@ -342,10 +342,13 @@ export async function handleOpenAiGeneration(
     const status = statusOfGenerationError(code);
     if (status === 503 && !res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
     const type = status === 400 ? 'invalid_request_error' : 'server_error';
+    // A bad request found by the coordinator (a logit_bias id past the vocabulary, a prompt too long) has the
+    // code of every other bad body, so a client sees one code for one kind of mistake.
+    const apiCode = status === 400 ? 'invalid_request' : code;
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
-      events.send({ error: { message, type, param: null, code } });
+      events.send({ error: { message, type, param: null, code: apiCode } });
       res.end();
-    } else sendApiError(res, status, type, code, message, e instanceof GenerationError ? e.param : null);
+    } else sendApiError(res, status, type, apiCode, message, e instanceof GenerationError ? e.param : null);
   }
 }

@@ -179,7 +179,8 @@ describe('logit_bias and penalties through the swarm', () => {
         (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
       );
       expect(e).toBeInstanceOf(OpenAI.APIError);
-      expect([e?.status, e?.param]).toEqual([400, 'logit_bias']);
+      // The code of every other bad body (before: the wire's ERR_BAD_REQUEST, unlike a logit_bias key that is not a number).
+      expect([e?.status, e?.param, e?.code]).toEqual([400, 'logit_bias', 'invalid_request']);
       expect(e?.message).toMatch(/token 999999 is not in the model's vocabulary/);
       expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
     },
