@@ -145,3 +145,14 @@ describe('defaults of an absent field (README: 16 tokens, temperature 1, seed 0)
     expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5 });
   });
 });
+
+describe('best_of beside n', () => {
+  it('best_of > 1 says what to ask for instead (n), not that the swarm generates one candidate per request', () => {
+    const r = completion({ best_of: 3 });
+    expect('status' in r && r.message).toBe(
+      'best_of must be 1: the swarm does not rank hidden candidates (ask for n choices to get each of them)',
+    );
+    // n itself is served: 3 choices, each returned.
+    expect(completion({ n: 3 })).toMatchObject({ n: 3 });
+  });
+});
