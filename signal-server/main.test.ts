@@ -19,6 +19,9 @@ describe('server settings', () => {
 
   it('name the flag or variable a bad value came from', () => {
     expect(() => optionsFrom({ REDUNDANCY: '0' })).toThrow('REDUNDANCY must be an integer ≥ 1, got "0"');
+    // Before: Node's "options.port should be >= 0 and < 65536", naming no setting.
+    expect(() => optionsFrom({}, { port: '70000' })).toThrow('--port must be an integer from 0 to 65535, got "70000"');
+    expect(() => optionsFrom({ PORT: 'abc' })).toThrow('PORT must be an integer from 0 to 65535, got "abc"');
     expect(() => optionsFrom({}, { 'rate-limit': 'fast' })).toThrow('--rate-limit must be an integer ≥ 0, got "fast"');
     expect(() => optionsFrom({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error, .*, got "loud"/);
     expect(() => optionsFrom({ WEIGHTS: 'int4' })).toThrow('WEIGHTS must be one of f32, f16, q8, q4, got "int4"');

@@ -259,10 +259,13 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     if (e !== undefined && e !== '') return { value: e, from: s.env };
     return { value: s.fallback, from: `the default of ${s.env}` };
   };
-  const int = (s: Setting, min: number): number => {
+  const int = (s: Setting, min: number, max = Number.MAX_SAFE_INTEGER): number => {
     const { value, from } = raw(s);
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${from} must be an integer ≥ ${min}, got "${value}"`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(
+        `${from} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`}, got "${value}"`,
+      );
     return n;
   };
   const fraction = (s: Setting): number => {
@@ -304,7 +307,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   return {
     redisUrl: redis.value === '' ? null : redis.value,
     ...ice,
-    port: int(SETTINGS.port, 0),
+    // Named here: beyond 65535, Node's listen throws a message that names no setting.
+    port: int(SETTINGS.port, 0, 65_535),
     host: raw(SETTINGS.host).value,
     model: raw(SETTINGS.model).value,
     stages: int(SETTINGS.stages, 1),

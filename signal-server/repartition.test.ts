@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
+import { createLogger } from './log.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
@@ -27,7 +28,9 @@ describe('re-partition over Socket.IO', () => {
   it(
     'a volunteer leaves mid-generation and 3 stages × r = 2 cannot be kept: fewer stages, the running request answers the reference, and so do new ones; a join brings the configured partition back',
     async () => {
-      const { server, url, expected } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
+      const lines: string[] = [];
+      const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
+      const { server, url, expected } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() }, logger });
       const coordinator = server.coordinator;
       if (coordinator === null) throw new Error('no coordinator');
       const vs: NodeVolunteer[] = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${20 + i}`));
@@ -42,6 +45,11 @@ describe('re-partition over Socket.IO', () => {
       expect(r.body.webswarm?.tokens).toEqual(expected);
       expect(coordinator.repartitions).toBe(1);
       expect(coordinator.replays).toBe(1);
+      // The log says the request is replayed, not (before) that it "could not be replayed" while replaying it.
+      const replayed = lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '').filter((m) => m.startsWith('replaying a request'));
+      expect(replayed).toHaveLength(1);
+      expect(replayed[0]).toMatch(/^replaying a request after \d+ tokens \(.+\) on the new partition \(replay 1 of at most 3\)$/);
+      expect(replayed[0]).not.toMatch(/could not be replayed/);
       // 5 volunteers hold at most 2 stages of r = 2; the planner cuts 2 unless the measured speeds make one faster.
       const stages = coordinator.modelInfo.stages;
       expect([1, 2]).toContain(stages);

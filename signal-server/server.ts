@@ -386,9 +386,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const ready = joined.then(
     () =>
       new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        // Node's own message (EADDRINUSE, ENOTFOUND, …) names no setting: say which two to change.
+        const fail = (e: Error) => reject(new Error(`cannot listen on ${opts.host}:${opts.port} (HOST, PORT): ${e.message}`, { cause: e }));
+        server.once('error', fail);
         server.listen(opts.port, opts.host, () => {
-          server.off('error', reject);
+          server.off('error', fail);
           resolve();
         });
       }),

@@ -8,7 +8,8 @@ const readiness = (stages: [number, number][], volunteers: number): SwarmReadine
   stages: stages.map(([ready, loading]) => ({ ready, loading })),
   volunteers,
   ready: stages.reduce((n, [r]) => n + r, 0),
-  canAnswer: stages.every(([r]) => r > 0),
+  redundancy: 3,
+  canAnswer: stages.every(([r]) => r >= 3),
 });
 
 describe('progressLine', () => {

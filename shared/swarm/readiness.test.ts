@@ -27,7 +27,7 @@ const body = (replicasPerStage: number[], list: VolunteerView[]) => ({
 });
 
 describe('parseSwarmReadiness', () => {
-  it('counts ready (and busy) and loading volunteers per stage; the swarm answers once every stage has one ready', () => {
+  it('counts ready (and busy) and loading volunteers per stage; the swarm answers once every stage has r ready', () => {
     const list = [volunteer(0, 'ready'), volunteer(0, 'busy'), volunteer(1, 'loading'), volunteer(1, 'ready'), volunteer(2, 'loading')];
     expect(parseSwarmReadiness(body([2, 2, 1], list))).toEqual({
       ok: true,
@@ -39,11 +39,17 @@ describe('parseSwarmReadiness', () => {
         ],
         volunteers: 5,
         ready: 3,
+        redundancy: 3,
         canAnswer: false,
       },
     });
     list[4] = volunteer(2, 'ready');
-    expect(parseSwarmReadiness(body([2, 2, 1], list))).toMatchObject({ ok: true, value: { ready: 4, canAnswer: true } });
+    // One ready in every stage is not a route at r = 3 (before, canAnswer was true here).
+    expect(parseSwarmReadiness(body([2, 2, 1], list))).toMatchObject({ ok: true, value: { ready: 4, canAnswer: false } });
+    const full = [0, 1, 2].flatMap((stage) =>
+      ['ready', 'busy', 'ready'].map((st, i) => ({ ...volunteer(stage, st as 'ready'), id: `v${stage}-${i}` })),
+    );
+    expect(parseSwarmReadiness(body([3, 3, 3], full))).toMatchObject({ ok: true, value: { ready: 9, canAnswer: true } });
   });
 
   it('an empty swarm, and a server with no model, cannot answer', () => {

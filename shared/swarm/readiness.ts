@@ -18,11 +18,17 @@ export interface SwarmReadiness {
   readonly stages: readonly StageReadiness[];
   readonly volunteers: number;
   readonly ready: number;
-  /** Every stage has a ready volunteer: a request gets a route now. */
+  /** REDUNDANCY: the ready replicas (of distinct clients) a route needs in every stage. */
+  readonly redundancy: number;
+  /**
+   * Every stage has `redundancy` ready volunteers: a request can get a route of
+   * volunteers now. One is not enough at r > 1: a route needs r per stage, and
+   * a stage short of them waits, fails or is the server's (FALLBACK).
+   */
   readonly canAnswer: boolean;
 }
 
-/** Volunteers ready (or busy) and loading per stage of a listing; the swarm answers once every stage has one ready. */
+/** Volunteers ready (or busy) and loading per stage of a listing; the swarm answers once every stage has r ready. */
 export function swarmReadiness(listing: SwarmListing): SwarmReadiness {
   const stages = listing.replicasPerStage.map(() => ({ ready: 0, loading: 0 }));
   for (const v of listing.list) {
@@ -32,7 +38,14 @@ export function swarmReadiness(listing: SwarmListing): SwarmReadiness {
     else stage.ready++;
   }
   const ready = stages.reduce((n, s) => n + s.ready, 0);
-  return { stages, volunteers: listing.list.length, ready, canAnswer: stages.length > 0 && stages.every((s) => s.ready > 0) };
+  const r = listing.redundancy;
+  return {
+    stages,
+    volunteers: listing.list.length,
+    ready,
+    redundancy: r,
+    canAnswer: stages.length > 0 && stages.every((s) => s.ready >= r),
+  };
 }
 
 /** Reads `GET /api/swarm`'s body (parseSwarmListing) into readiness. */

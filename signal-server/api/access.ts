@@ -103,6 +103,16 @@ export class AccessControl {
     };
   }
 
+  /** The generations `identity` has running now (each held slot counts). */
+  runningOf(identity: string): number {
+    return this.running.get(identity) ?? 0;
+  }
+
+  /** API_MAX_CONCURRENT: the generations one client may run at once (0 = no limit). */
+  get maxConcurrent(): number {
+    return this.o.maxConcurrent ?? 0;
+  }
+
   /**
    * Whether generations are limited per client (API_MAX_CONCURRENT > 0): then
    * each is told who asks, and the fallback shares its seats among clients too.

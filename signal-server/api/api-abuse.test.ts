@@ -56,12 +56,12 @@ interface Answer {
   readonly ms: number;
 }
 
-function generate(url: string, key: string, signal?: AbortSignal, maxTokens = 64): Promise<Answer> {
+function generate(url: string, key: string, signal?: AbortSignal, maxTokens = 64, n = 1): Promise<Answer> {
   const t0 = performance.now();
   return fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-    body: JSON.stringify({ prompt: 'Emma', max_tokens: maxTokens, stream: true }),
+    body: JSON.stringify({ prompt: 'Emma', max_tokens: maxTokens, stream: true, n }),
     ...(signal === undefined ? {} : { signal }),
   }).then(async (res) => {
     const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
@@ -147,6 +147,24 @@ describe('one requester against everyone else', () => {
           { timeout: 10_000 },
         )
         .toBe('waiting');
+    },
+    TEST_MS,
+  );
+
+  it(
+    'n choices beside a request of the same key: the 429 counts that one request, not its own choices, and says how many must end',
+    async () => {
+      const url = await server();
+      const c = new AbortController();
+      // One generation of the key waits in the route queue (no volunteers) and holds a place.
+      const first = generate(url, 'sk-attacker', c.signal).catch(() => null);
+      await expect
+        .poll(async () => (await generate(url, 'sk-attacker', undefined, 4, DEFAULT_API_MAX_CONCURRENT)).message, { timeout: 5_000 })
+        .toBe(
+          `n = ${DEFAULT_API_MAX_CONCURRENT} choices are ${DEFAULT_API_MAX_CONCURRENT} generations: this client has 1 other generation running (at most ${DEFAULT_API_MAX_CONCURRENT} at once); send it when 1 of them has ended`,
+        );
+      c.abort();
+      await first;
     },
     TEST_MS,
   );

@@ -141,6 +141,20 @@ class EventStream {
   }
 }
 
+/**
+ * Why n choices found no room, once this request holds `held` slots: its own
+ * slots are not "requests running already" (before, n = 5 alone at a limit of 4
+ * was told 4 were running), and an n over the limit can never fit.
+ */
+function choicesRefused(n: number, held: number, access: AccessControl, identity: string): string {
+  const max = access.maxConcurrent;
+  if (n > max)
+    return `n = ${n} choices are ${n} generations, more than the ${max} one client may run at once (API_MAX_CONCURRENT): ask for n ≤ ${max}`;
+  const others = access.runningOf(identity) - held;
+  const wait = n - (max - others);
+  return `n = ${n} choices are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
+}
+
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
 export async function handleOpenAiGeneration(
   req: IncomingMessage,
@@ -193,7 +207,7 @@ export async function handleOpenAiGeneration(
     const more = ctx.access.hold(identity);
     if (!more.ok) {
       res.setHeader('retry-after', String(more.retryAfterS));
-      return sendApiError(res, more.status, 'rate_limit_error', more.code, `n = ${p.n} choices are ${p.n} generations: ${more.message}`);
+      return sendApiError(res, more.status, 'rate_limit_error', more.code, choicesRefused(p.n, i, ctx.access, identity));
     }
     res.once('close', more.release);
   }
@@ -330,10 +344,13 @@ export async function handleOpenAiGeneration(
     const status = statusOfGenerationError(code);
     if (status === 503 && !res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
     const type = status === 400 ? 'invalid_request_error' : 'server_error';
+    // A bad request found by the coordinator (a logit_bias id past the vocabulary, a prompt too long) has the
+    // code of every other bad body, so a client sees one code for one kind of mistake.
+    const apiCode = status === 400 ? 'invalid_request' : code;
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
-      events.send({ error: { message, type, param: null, code } });
+      events.send({ error: { message, type, param: null, code: apiCode } });
       res.end();
-    } else sendApiError(res, status, type, code, message, e instanceof GenerationError ? e.param : null);
+    } else sendApiError(res, status, type, apiCode, message, e instanceof GenerationError ? e.param : null);
   }
 }

@@ -135,3 +135,24 @@ describe('log-probabilities', () => {
       expect(refusal(completion({ logprobs: bad })), JSON.stringify(bad)).toEqual([400, 'invalid_request', 'logprobs']);
   });
 });
+
+describe('defaults of an absent field (README: 16 tokens, temperature 1, seed 0)', () => {
+  it('a body with only the prompt or the messages samples 16 tokens at temperature 1 with seed 0, one choice, no penalties', () => {
+    for (const p of [chat({}), completion({})]) {
+      expect(p).toMatchObject({ maxTokens: 16, temperature: 1, topP: 1, seed: 0, n: 1, frequencyPenalty: 0, presencePenalty: 0 });
+    }
+    // max_completion_tokens is chat's newer name for max_tokens.
+    expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5 });
+  });
+});
+
+describe('best_of beside n', () => {
+  it('best_of > 1 says what to ask for instead (n), not that the swarm generates one candidate per request', () => {
+    const r = completion({ best_of: 3 });
+    expect('status' in r && r.message).toBe(
+      'best_of must be 1: the swarm does not rank hidden candidates (ask for n choices to get each of them)',
+    );
+    // n itself is served: 3 choices, each returned.
+    expect(completion({ n: 3 })).toMatchObject({ n: 3 });
+  });
+});

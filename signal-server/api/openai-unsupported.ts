@@ -73,7 +73,8 @@ function chatOnly(b: Record<string, unknown>): Unsupported | null {
 }
 
 function completionOnly(b: Record<string, unknown>): Unsupported | null {
-  const best = countOne(b, 'best_of', 'the swarm generates one candidate per request');
+  // n choices exist (each returned); best_of would rank hidden candidates, which nothing here does.
+  const best = countOne(b, 'best_of', 'the swarm does not rank hidden candidates (ask for n choices to get each of them)');
   if (best !== null) return best;
   if (!absent(b.echo) && b.echo !== false)
     return notThisValue('echo', 'echo must be false: the prompt is not returned with the completion');

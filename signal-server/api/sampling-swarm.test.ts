@@ -179,7 +179,8 @@ describe('logit_bias and penalties through the swarm', () => {
         (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
       );
       expect(e).toBeInstanceOf(OpenAI.APIError);
-      expect([e?.status, e?.param]).toEqual([400, 'logit_bias']);
+      // The code of every other bad body (before: the wire's ERR_BAD_REQUEST, unlike a logit_bias key that is not a number).
+      expect([e?.status, e?.param, e?.code]).toEqual([400, 'logit_bias', 'invalid_request']);
       expect(e?.message).toMatch(/token 999999 is not in the model's vocabulary/);
       expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
     },
@@ -276,7 +277,9 @@ describe('n choices', () => {
         (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
       );
       expect(e?.status).toBe(429);
-      expect(e?.message).toMatch(/n = 3 choices are 3 generations/);
+      expect(e?.message).toMatch(/n = 3 choices are 3 generations, more than the 2 one client may run at once/);
+      // Nothing else was running: before, its own slots were counted as "2 requests running already".
+      expect(e?.message).not.toMatch(/running/);
       expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
       // Two fit, and the slots were given back: the same client is served at once after.
       const ok = (await s.client.completions.create({

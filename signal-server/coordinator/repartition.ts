@@ -60,6 +60,16 @@ export class ReplayOnNewPartition extends GenerationError {
   }
 }
 
+/**
+ * Why a request is being replayed, for the log line that says so. A
+ * ReplayOnNewPartition's own message is what a client reads should it escape
+ * ("could not be replayed"); where it is replayed, that read as a contradiction.
+ */
+export function replayReason(e: unknown): string {
+  if (e instanceof ReplayOnNewPartition) return `the model was re-partitioned (${e.partition}) while it ran`;
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Do two partitions cut the layers alike? */
 export function sameRanges(a: readonly LayerRange[], b: readonly LayerRange[]): boolean {
   return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);

@@ -4,7 +4,7 @@ import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
-import { MAX_REPLAYS, ReplayOnNewPartition } from './repartition.js';
+import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
 import type { NoShow } from './session-types.js';
 import { established, linkOf, type SwarmState } from './swarm-state.js';
 
@@ -90,7 +90,7 @@ export class SessionRunner {
         if (!replay || replays >= MAX_REPLAYS || signal?.aborted === true || this.s.closing) throw e;
         this.replays += 1;
         this.s.log(
-          `replaying a request after ${done.length} tokens (${(e as Error).message}) on the new partition (replay ${replays + 1} of at most ${MAX_REPLAYS})`,
+          `replaying a request after ${done.length} tokens (${replayReason(e)}) on the new partition (replay ${replays + 1} of at most ${MAX_REPLAYS})`,
         );
       }
     }
