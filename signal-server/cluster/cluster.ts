@@ -419,7 +419,9 @@ export class Cluster implements ClusterSeam {
 
   forward(volunteer: string, report: SessionReport): boolean {
     const p = procOfSession(report.m.sessionId);
-    if (p === this.proc || !this.peers.has(p)) return false;
+    // A session that process never opened on this volunteer is none of its business: the coordinator here
+    // answers the made-up id (ERR_UNKNOWN_SESSION), and the process it names hears nothing (it has no budget for it).
+    if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
     const m: Record<string, unknown> =
       report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
     this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });

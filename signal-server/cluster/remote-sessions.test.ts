@@ -28,4 +28,22 @@ describe('RemoteSessions', () => {
     expect(r.of('first')).toBe(0);
     expect(r.of('v')).toBe(10_000);
   });
+
+  it('knows which sessions a process opened on which volunteer, open or closed lately (the newest 1 024)', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 131_073, 'a');
+    expect([r.opensOn(2, 131_073, 'a'), r.opensOn(2, 131_073, 'b'), r.opensOn(3, 131_073, 'a'), r.opensOn(2, 131_074, 'a')]).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
+    r.closed(2, 131_073, 'a');
+    expect(r.opensOn(2, 131_073, 'a')).toBe(true); // its late reports are still owed
+    for (let i = 0; i < 1_024; i++) {
+      r.opened(5, i, 'v');
+      r.closed(5, i, 'v');
+    }
+    expect([r.opensOn(2, 131_073, 'a'), r.opensOn(5, 0, 'v'), r.opensOn(5, 1_023, 'v')]).toEqual([false, true, true]);
+  });
 });

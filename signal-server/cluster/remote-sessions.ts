@@ -1,5 +1,10 @@
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
 const MAX_TRACKED_SESSIONS = 10_000;
+/**
+ * Sessions of other processes that closed on this process's volunteers, remembered (the newest) for their late
+ * reports: a coordinator still takes what a replica computed up to a session's end (it keeps its last 64 finished).
+ */
+const MAX_CLOSED_SESSIONS = 1_024;
 
 /**
  * The sessions other processes opened on this process's volunteers: how many
@@ -11,6 +16,8 @@ export class RemoteSessions {
   private readonly byProc = new Map<number, Map<number, Set<string>>>();
   /** Our volunteer → sessions of other processes it is in. */
   private readonly counts = new Map<string, number>();
+  /** "proc sessionId volunteer" of sessions that closed on our volunteers, oldest first. */
+  private readonly closedLately = new Set<string>();
 
   /** Sessions of other processes `volunteer` is in. */
   of(volunteer: string): number {
@@ -37,8 +44,20 @@ export class RemoteSessions {
   closed(proc: number, sessionId: number, volunteer: string): void {
     const sessions = this.byProc.get(proc);
     const ids = sessions?.get(sessionId);
-    if (ids?.delete(volunteer) === true) this.count(volunteer, -1);
+    if (ids?.delete(volunteer) === true) {
+      this.count(volunteer, -1);
+      this.closedLately.add(`${proc} ${sessionId} ${volunteer}`);
+      if (this.closedLately.size > MAX_CLOSED_SESSIONS) this.closedLately.delete(this.closedLately.values().next().value as string);
+    }
     if (ids?.size === 0) sessions?.delete(sessionId);
+  }
+
+  /**
+   * Did process `proc` open session `sessionId` on `volunteer` (open now, or closed lately)? Only then is a report
+   * of the volunteer about it that process's to hear: any other is a session id made up, answered here.
+   */
+  opensOn(proc: number, sessionId: number, volunteer: string): boolean {
+    return this.byProc.get(proc)?.get(sessionId)?.has(volunteer) === true || this.closedLately.has(`${proc} ${sessionId} ${volunteer}`);
   }
 
   /** Process `proc` is gone: its sessions end; returns them with the volunteers to tell. */
