@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StageAssignment } from '../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import { MAX_VOLUNTEERS_PER_ADDRESS } from '../coordinator/roster.js';
 import type { SignalServer } from '../server.js';
 import { procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
@@ -39,8 +40,9 @@ afterAll(async () => {
   rmSync(cache, { recursive: true, force: true });
 });
 
-async function cluster(n: number): Promise<{ servers: SignalServer[]; prefix: string }> {
-  const c = await startCluster(n, redis.url, { model: MODEL, stages: 3, redundancy: 3, cache });
+async function cluster(n: number, publishMs?: number): Promise<{ servers: SignalServer[]; prefix: string }> {
+  const timings = publishMs === undefined ? {} : { timings: { publishMs } };
+  const c = await startCluster(n, redis.url, { model: MODEL, stages: 3, redundancy: 3, cache, ...timings });
   servers.push(...c.servers);
   return c;
 }
@@ -105,6 +107,28 @@ describe('the cluster against hostile volunteers', () => {
     } finally {
       await inbox.stop();
     }
+  });
+
+  it(`holds one address to ${MAX_VOLUNTEERS_PER_ADDRESS} volunteers over the whole cluster, also when it says hello to every process at once`, async () => {
+    // Publications every 3 s: the hellos to the three processes all land before any of them sees the others'.
+    const { servers: s } = await cluster(3, 3_000);
+    const n = MAX_VOLUNTEERS_PER_ADDRESS;
+    const tries = await Promise.all(
+      s.flatMap((server, j) => Array.from({ length: n }, (_, i) => hello(server, '127.0.0.31', `flood-${j}-${i}-key`))),
+    );
+    const cutOff: string[] = [];
+    for (const t of tries) t.c.on('server:error', (e) => cutOff.push(e.code));
+    const welcomed = tries.filter((t) => t.id !== null).length;
+    // Each process alone let in what it could count: more than one server alone would.
+    expect(welcomed).toBeGreaterThan(n);
+    const connected = () => tries.filter((t) => t.c.connected).length;
+    await until(`${n} stay connected`, () => connected() <= n && s.every((x) => x.coordinator?.status().volunteers === n), 15_000).catch(
+      () => {},
+    );
+    await sleep(500);
+    // What one server alone allows is what the cluster keeps: the others are told why and cut off.
+    expect({ connected: connected(), seen: s.map((x) => x.coordinator?.status().volunteers) }).toEqual({ connected: n, seen: [n, n, n] });
+    expect(cutOff).toEqual(new Array(welcomed - n).fill('ERR_RATE_LIMITED'));
   });
 
   it('refuses at once, on another process, a client evicted a moment ago (a new client key from the same address)', async () => {

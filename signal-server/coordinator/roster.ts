@@ -36,6 +36,8 @@ export interface RosterHooks {
  */
 export class Roster {
   private readonly localAddresses: readonly string[];
+  /** Volunteers of this server cut off for their address's limit, until their transport tells they left. */
+  private readonly cutOff = new WeakSet<Member>();
 
   constructor(
     private readonly s: SwarmState,
@@ -230,7 +232,34 @@ export class Roster {
     } else member.proven = v.proven;
     this.s.registry.mirror({ ...v, remote: true });
     this.s.audit.set(v.id, v.counts);
+    if (member === undefined) this.holdAddress(v.keys);
     this.s.options.statusChanged?.();
+  }
+
+  /**
+   * One address holds MAX_VOLUNTEERS_PER_ADDRESS volunteers over the whole cluster: hellos said to several servers
+   * at once each passed a count that did not see the others yet. Every server ranks them the same way (earliest
+   * joined first, then by id) and cuts off its own beyond the limit, so that the servers together keep that many.
+   */
+  private holdAddress(keys: readonly string[]): void {
+    const addressKey = keys.find((k) => k.startsWith('addr:'));
+    if (addressKey === undefined) return;
+    const same = [...this.s.members.values()].filter((m) => m.keys.includes(addressKey) && !this.cutOff.has(m));
+    if (same.length <= MAX_VOLUNTEERS_PER_ADDRESS) return;
+    const joined = (id: string) => this.s.registry.get(id)?.joinedAt ?? Number.POSITIVE_INFINITY;
+    same.sort((a, b) => joined(a.id) - joined(b.id) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const m of same.slice(MAX_VOLUNTEERS_PER_ADDRESS)) {
+      if (m.remote) continue;
+      this.cutOff.add(m);
+      refuse(
+        this.s,
+        m.id,
+        'ERR_RATE_LIMITED',
+        `${same.length} volunteers are connected from this address to the servers of this swarm (at most ${MAX_VOLUNTEERS_PER_ADDRESS}); this one joined last`,
+      );
+      // After the reason; the transport's disconnect handler calls left().
+      queueMicrotask(() => m.link.disconnect());
+    }
   }
 
   /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */

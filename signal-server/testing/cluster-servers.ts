@@ -15,6 +15,8 @@ export interface ClusterShape {
   readonly redundancy: number;
   readonly routeWaitMs?: number;
   readonly cache: string;
+  /** Other timings than CLUSTER_TIMINGS (a slower publication, say). */
+  readonly timings?: Partial<typeof CLUSTER_TIMINGS>;
 }
 
 let prefixes = 0;
@@ -38,7 +40,7 @@ export async function startCluster(n: number, redisUrl: string, shape: ClusterSh
       apiMaxConcurrent: 0,
       spotCheckRate: 0,
       redisUrl,
-      cluster: { prefix, ...CLUSTER_TIMINGS },
+      cluster: { prefix, ...CLUSTER_TIMINGS, ...shape.timings },
     });
     servers.push(server);
     await server.ready;
