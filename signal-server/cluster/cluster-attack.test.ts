@@ -134,20 +134,43 @@ describe('the cluster against hostile volunteers', () => {
   it('refuses at once, on another process, a client evicted a moment ago (a new client key from the same address)', async () => {
     const { servers: s } = await cluster(2);
     const [a, b] = s as [SignalServer, SignalServer];
-    const liar = await hello(a, '127.0.0.41', 'liar-key-1');
-    const assign = await liar.assign;
-    const challenge = next<{ challengeId: number }>(liar.c, 'volunteer:challenge');
-    liar.c.emit('volunteer:ready', {
-      modelId: assign.modelId,
-      stage: assign.stage,
-      stepMs: 1,
-      ...(assign.partition === undefined ? {} : { partition: assign.partition }),
-    });
-    const evicted = next<{ code: string }>(liar.c, 'server:error');
-    liar.c.emit('volunteer:proof', { challengeId: (await challenge).challengeId, digest: Array.from({ length: 33 }, (_, i) => i) });
-    expect((await evicted).code).toBe('ERR_CHALLENGE_FAILED');
+    expect(await failChallenge(a, '127.0.0.41', 'liar-key-1')).toBe('ERR_CHALLENGE_FAILED');
     // The moment it is told, it comes back through b with a new client key.
     const again = await hello(b, '127.0.0.41', 'liar-key-2');
     expect(again.code).toBe('ERR_BANNED');
   });
+
+  it('cuts off, on every process, the volunteers a ban names that connected before it (the same address, the same client key)', async () => {
+    const { servers: s } = await cluster(2);
+    const [a, b] = s as [SignalServer, SignalServer];
+    // Siblings placed beforehand: one on each process from the liar's address, one on b with its client key.
+    const siblings = [
+      await hello(a, '127.0.0.51', 'sib-key-a'),
+      await hello(b, '127.0.0.51', 'sib-key-b'),
+      await hello(b, '127.0.0.52', 'liar-key-5'),
+    ];
+    const bystander = await hello(b, '127.0.0.53', 'bystander-key');
+    const told: string[][] = siblings.map(() => []);
+    for (const [i, x] of siblings.entries()) x.c.on('server:error', (e) => told[i]?.push(e.code));
+    expect(await failChallenge(a, '127.0.0.51', 'liar-key-5')).toBe('ERR_CHALLENGE_FAILED');
+    await until('every sibling is cut off', () => siblings.every((x) => !x.c.connected), 10_000).catch(() => {});
+    expect({ told, connected: siblings.map((x) => x.c.connected) }).toEqual({
+      told: [['ERR_BANNED'], ['ERR_BANNED'], ['ERR_BANNED']],
+      connected: [false, false, false],
+    });
+    expect(bystander.c.connected).toBe(true);
+    await until('both processes count the bystander alone', () => s.every((x) => x.coordinator?.status().volunteers === 1));
+  });
 });
+
+/** A raw volunteer of `server` that answers its challenge with garbage: the code it is evicted with. */
+async function failChallenge(server: SignalServer, address: string, clientKey: string): Promise<string> {
+  const liar = await hello(server, address, clientKey);
+  const assign = await liar.assign;
+  const challenge = next<{ challengeId: number }>(liar.c, 'volunteer:challenge');
+  const partition = assign.partition === undefined ? {} : { partition: assign.partition };
+  liar.c.emit('volunteer:ready', { modelId: assign.modelId, stage: assign.stage, stepMs: 1, ...partition });
+  const evicted = next<{ code: string }>(liar.c, 'server:error');
+  liar.c.emit('volunteer:proof', { challengeId: (await challenge).challengeId, digest: Array.from({ length: 33 }, (_, i) => i) });
+  return (await evicted).code;
+}

@@ -361,6 +361,7 @@ export class Cluster implements ClusterSeam {
         return;
       case 'ban':
         this.bans.banUntil(m.key, m.untilMs);
+        if (this.bans.banned(m.key)) c.cutBanned(m.key);
         return;
       case 'bye':
         this.dead(m.proc, 'it closed');

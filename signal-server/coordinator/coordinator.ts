@@ -309,6 +309,11 @@ export class Coordinator {
     return this.roster.isRemote(id);
   }
 
+  /** Another server banned `key`: this server's volunteers holding it are cut off. */
+  cutBanned(key: string): void {
+    this.roster.cutBanned(key);
+  }
+
   /** Moves volunteers of this server to stages short of replicas, counting those of the others. */
   rebalance(): void {
     this.roster.rebalance();

@@ -36,7 +36,7 @@ export interface RosterHooks {
  */
 export class Roster {
   private readonly localAddresses: readonly string[];
-  /** Volunteers of this server cut off for their address's limit, until their transport tells they left. */
+  /** Volunteers of this server cut off (their address's limit, a ban), until their transport tells they left. */
   private readonly cutOff = new WeakSet<Member>();
 
   constructor(
@@ -147,6 +147,23 @@ export class Roster {
     refuse(this.s, id, code === 'ERR_CHALLENGE_FAILED' || code === 'ERR_EQUIVOCATION' ? code : 'ERR_EVICTED', `evicted: ${reason}`);
     // The transport's disconnect handler calls left(): sessions fail over, stages re-balance.
     queueMicrotask(() => member.link.disconnect());
+    // Told its own reason above; its siblings are told theirs.
+    this.cutOff.add(member);
+    if (ban) for (const k of member.keys) this.cutBanned(k);
+  }
+
+  /**
+   * Cuts off this server's volunteers that a new ban names (the same client key or address as one evicted, here
+   * or on another server of a cluster): a ban refuses a client, not only its next hello, or a sibling placed
+   * beforehand on another server would keep its seat.
+   */
+  cutBanned(key: string): void {
+    for (const m of this.s.members.values()) {
+      if (m.remote || !m.keys.includes(key) || this.cutOff.has(m)) continue;
+      this.cutOff.add(m);
+      refuse(this.s, m.id, 'ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
+      queueMicrotask(() => m.link.disconnect());
+    }
   }
 
   /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
