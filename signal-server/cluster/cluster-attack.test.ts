@@ -42,7 +42,7 @@ afterAll(async () => {
 
 async function cluster(n: number, publishMs?: number): Promise<{ servers: SignalServer[]; prefix: string }> {
   const timings = publishMs === undefined ? {} : { timings: { publishMs } };
-  const c = await startCluster(n, redis.url, { model: MODEL, stages: 3, redundancy: 3, cache, ...timings });
+  const c = await startCluster(n, redis.url, { model: MODEL, stages: 3, redundancy: 3, routeWaitMs: 1_000, cache, ...timings });
   servers.push(...c.servers);
   return c;
 }
@@ -129,6 +129,35 @@ describe('the cluster against hostile volunteers', () => {
     // What one server alone allows is what the cluster keeps: the others are told why and cut off.
     expect({ connected: connected(), seen: s.map((x) => x.coordinator?.status().volunteers) }).toEqual({ connected: n, seen: [n, n, n] });
     expect(cutOff).toEqual(new Array(welcomed - n).fill('ERR_RATE_LIMITED'));
+  });
+
+  it('counts a volunteer of another process as ready only once it answered its challenge there, on the stage it was given', async () => {
+    const { servers: s } = await cluster(3);
+    const [a, b] = s as [SignalServer, SignalServer];
+    const silent = await hello(b, '127.0.0.45', 'silent-key-1');
+    const assign = await silent.assign;
+    const partition = assign.partition === undefined ? {} : { partition: assign.partition };
+    const errors: string[] = [];
+    silent.c.on('server:error', (e) => errors.push(e.code));
+    // A ready for another stage than its own: refused by its process, believed by none.
+    silent.c.emit('volunteer:ready', { modelId: assign.modelId, stage: (assign.stage + 1) % 3, stepMs: 0, ...partition });
+    await until('the wrong stage is refused', () => errors.includes('ERR_NOT_ASSIGNED'));
+    // Its own stage, then silence: the challenge is never answered.
+    const challenge = next<{ challengeId: number }>(silent.c, 'volunteer:challenge');
+    silent.c.emit('volunteer:ready', { modelId: assign.modelId, stage: assign.stage, stepMs: 0, ...partition });
+    await challenge;
+    await sleep(1_000); // a few publications
+    for (const server of s) {
+      expect(server.coordinator?.volunteers().map((v) => [v.id, v.stage, v.ready])).toEqual([[silent.id, assign.stage, false]]);
+    }
+    // And a request on another process is not routed to it.
+    const res = await fetch(`${a.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'It is', max_tokens: 1, temperature: 0 }),
+    });
+    expect(res.status).toBe(503);
+    expect(b.coordinator?.volunteers()[0]?.ready).toBe(false);
   });
 
   it('refuses at once, on another process, a client evicted a moment ago (a new client key from the same address)', async () => {
