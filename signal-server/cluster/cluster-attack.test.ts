@@ -68,6 +68,17 @@ async function hello(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A challenge is a forward pass the server computes first: on a loaded machine it takes longer than EVENT_TIMEOUT_MS. */
+function challengeOf(c: Client): Promise<{ challengeId: number }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no volunteer:challenge within 30 s')), 30_000);
+    c.once('volunteer:challenge', (m) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
 describe('the cluster against hostile volunteers', () => {
   it('relays no report or signal of a volunteer for a session of another process that never opened it on that volunteer', async () => {
     const { servers: s, prefix } = await cluster(2);
@@ -143,7 +154,7 @@ describe('the cluster against hostile volunteers', () => {
     silent.c.emit('volunteer:ready', { modelId: assign.modelId, stage: (assign.stage + 1) % 3, stepMs: 0, ...partition });
     await until('the wrong stage is refused', () => errors.includes('ERR_NOT_ASSIGNED'));
     // Its own stage, then silence: the challenge is never answered.
-    const challenge = next<{ challengeId: number }>(silent.c, 'volunteer:challenge');
+    const challenge = challengeOf(silent.c);
     silent.c.emit('volunteer:ready', { modelId: assign.modelId, stage: assign.stage, stepMs: 0, ...partition });
     await challenge;
     await sleep(1_000); // a few publications
@@ -196,7 +207,7 @@ describe('the cluster against hostile volunteers', () => {
 async function failChallenge(server: SignalServer, address: string, clientKey: string): Promise<string> {
   const liar = await hello(server, address, clientKey);
   const assign = await liar.assign;
-  const challenge = next<{ challengeId: number }>(liar.c, 'volunteer:challenge');
+  const challenge = challengeOf(liar.c);
   const partition = assign.partition === undefined ? {} : { partition: assign.partition };
   liar.c.emit('volunteer:ready', { modelId: assign.modelId, stage: assign.stage, stepMs: 1, ...partition });
   const evicted = next<{ code: string }>(liar.c, 'server:error');
