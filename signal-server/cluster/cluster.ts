@@ -20,8 +20,10 @@
  *   sessions made, and close its sessions on their own volunteers.
  */
 import { Worker } from 'node:worker_threads';
+import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
+import type { ReportKind } from '../coordinator/report-allowance.js';
 import { deliverToVolunteer, reportToCoordinator } from './inbox.js';
 import {
   type BusMessage,
@@ -427,6 +429,13 @@ export class Cluster implements ClusterSeam {
       report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
     this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
     return true;
+  }
+
+  owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean {
+    const p = procOfSession(sessionId);
+    // The mesh loop runs up to MESH_AHEAD steps past a session's last.
+    const maxSteps = (this.coordinator?.maxPositions ?? 0) + MESH_AHEAD + 1;
+    return p !== this.proc && this.peers.has(p) && this.remote.admitFree(p, sessionId, volunteer, kind, step, maxSteps);
   }
 
   audited(volunteer: string, agreed: boolean): void {

@@ -10,6 +10,7 @@ import type { SessionTimeouts } from './generation.js';
 import type { Links } from './links.js';
 import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
+import type { ReportKind } from './report-allowance.js';
 import type { BanList } from './reputation.js';
 
 /** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
@@ -134,6 +135,8 @@ export type SessionReport =
 export interface ClusterSeam {
   /** A report of a volunteer of this server about a session another server coordinates: true once sent there. */
   forward(volunteer: string, report: SessionReport): boolean;
+  /** Is this report (before it is parsed) one the volunteer owes a session another server coordinates? Then it is free. */
+  owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean;
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
   audited(volunteer: string, agreed: boolean): void;
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */

@@ -139,6 +139,11 @@ export class Coordinator {
     return this.s.model.manifest.model.vocabSize;
   }
 
+  /** The served model's positions: no session has more steps. */
+  get maxPositions(): number {
+    return this.s.model.manifest.model.maxPositions;
+  }
+
   // Volunteers (roster.ts) and their readiness (readiness.ts).
 
   /** A volunteer says hello: registered under an id of the server's, assigned a stage; or refused (faults, bans). */
