@@ -11,7 +11,7 @@ import type { StageAssignment } from '../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { MAX_VOLUNTEERS_PER_ADDRESS } from '../coordinator/roster.js';
 import type { SignalServer } from '../server.js';
-import { procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
+import { complete, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 import { type Client, connectClient, next } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
@@ -162,12 +162,7 @@ describe('the cluster against hostile volunteers', () => {
       expect(server.coordinator?.volunteers().map((v) => [v.id, v.stage, v.ready])).toEqual([[silent.id, assign.stage, false]]);
     }
     // And a request on another process is not routed to it.
-    const res = await fetch(`${a.address().url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'It is', max_tokens: 1, temperature: 0 }),
-    });
-    expect(res.status).toBe(503);
+    expect((await complete(a, 'It is', 1)).status).toBe(503);
     expect(b.coordinator?.volunteers()[0]?.ready).toBe(false);
   });
 

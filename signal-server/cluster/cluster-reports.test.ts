@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { SignalServer } from '../server.js';
-import { procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
+import { complete as ask, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
@@ -36,13 +36,7 @@ afterAll(async () => {
 });
 
 async function complete(s: SignalServer): Promise<string> {
-  const res = await fetch(`${s.address().url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: 'It is a truth', max_tokens: TOKENS, temperature: 0 }),
-  });
-  const body = (await res.json()) as { error?: { code: string } };
-  return body.error?.code ?? 'ok';
+  return (await ask(s, 'It is a truth', TOKENS)).code ?? 'ok';
 }
 
 describe("reports owed to another process's sessions", () => {

@@ -11,7 +11,7 @@ import { GREEDY } from '../../shared/model/sampling.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { startCluster, until } from '../testing/cluster-servers.js';
+import { complete as ask, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
@@ -44,18 +44,6 @@ afterAll(async () => {
   rmSync(cache, { recursive: true, force: true });
 });
 
-async function complete(
-  s: SignalServer,
-): Promise<{ tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
-  const res = await fetch(`${s.address().url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 }),
-  });
-  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
-  return { tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
-}
-
 describe('one client, one seat, over the processes of a cluster', () => {
   it("never seats one client's sockets on two processes as two replicas of a stage", async () => {
     const c = await startCluster(3, redis.url, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 2_000, cache });
@@ -73,7 +61,7 @@ describe('one client, one seat, over the processes of a cluster', () => {
     const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
     await until('every process sees the three ready', () => c.servers.every((s) => ready(s) === 3));
     // Three ready replicas of the stage, but no three distinct clients among them: refused on every process.
-    for (const s of c.servers) expect((await complete(s)).code).toBe('ERR_NO_ROUTE');
+    for (const s of c.servers) expect((await ask(s, PROMPT, TOKENS)).code).toBe('ERR_NO_ROUTE');
     // A third client: now a route holds one socket of each client.
     const other = join(b, 'seat-key-4', '127.0.0.64');
     await until('every process sees the four ready', () => c.servers.every((s) => ready(s) === 4));
@@ -84,7 +72,7 @@ describe('one client, one seat, over the processes of a cluster', () => {
       [other.id, ['key:seat-key-4', 'addr:127.0.0.64']],
     ]);
     for (const s of c.servers) {
-      const r = await complete(s);
+      const r = await ask(s, PROMPT, TOKENS);
       expect(r.code).toBeUndefined();
       expect(r.tokens).toEqual(expected);
       const seated = (r.route ?? []).flat().flatMap((id) => keysOf.get(id) ?? [`unknown ${id}`]);

@@ -12,6 +12,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
+import { complete as ask, CLUSTER_TIMINGS, startCluster } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
@@ -20,14 +21,13 @@ const STAGES = 3;
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 8;
 const WAIT_MS = 30_000;
-/** Short heartbeats: a server that is gone is noticed within a second. */
-const TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
 
 let redis: RedisServer;
 let cache: string;
 let reference: ReferenceRunner;
 let expected: number[];
-let prefixes = 0;
+/** The key prefix of the last cluster started. */
+let prefix = '';
 const servers: SignalServer[] = [];
 const volunteers: NodeVolunteer[] = [];
 
@@ -55,30 +55,10 @@ async function cluster(
   n: number,
   shape: { stages: number; redundancy: number; routeWaitMs: number } = { stages: STAGES, redundancy: 3, routeWaitMs: 10_000 },
 ): Promise<SignalServer[]> {
-  const prefix = `test${++prefixes}`;
-  const { dir, manifest } = await ensureStages(MODEL, { stages: shape.stages }, cache);
-  const started: SignalServer[] = [];
-  for (let i = 0; i < n; i++) {
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
-      redundancy: shape.redundancy,
-      routeWaitMs: shape.routeWaitMs,
-      joinTimeoutMs: 5_000,
-      stepTimeoutMs: 30_000,
-      ratePerMinute: 0,
-      apiMaxConcurrent: 0,
-      spotCheckRate: 0,
-      redisUrl: redis.url,
-      cluster: { prefix, ...TIMINGS },
-    });
-    await server.ready;
-    servers.push(server);
-    started.push(server);
-  }
-  return started;
+  const started = await startCluster(n, redis.url, { model: MODEL, ...shape, cache });
+  prefix = started.prefix;
+  servers.push(...started.servers);
+  return started.servers;
 }
 
 function volunteer(server: SignalServer, key: string, options: NodeVolunteerOptions = {}): NodeVolunteer {
@@ -96,17 +76,8 @@ async function until(what: string, test: () => boolean): Promise<void> {
 
 const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
 
-async function complete(
-  s: SignalServer,
-  maxTokens = TOKENS,
-): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
-  const res = await fetch(`${s.address().url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
-  });
-  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
-  return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+function complete(s: SignalServer, maxTokens = TOKENS): ReturnType<typeof ask> {
+  return ask(s, PROMPT, maxTokens);
 }
 
 describe('several servers, one swarm', () => {
@@ -167,7 +138,7 @@ describe('several servers, one swarm', () => {
       webRoot: null,
       models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
       redisUrl: own.url,
-      cluster: { prefix: 'alone', ...TIMINGS },
+      cluster: { prefix: 'alone', ...CLUSTER_TIMINGS },
     });
     await server.ready;
     await own.stop();
@@ -199,7 +170,7 @@ describe('several servers, one swarm', () => {
     await client.connect();
     try {
       // A volunteer said to be b's or a's (whichever process is listed first) that no process's hash holds.
-      const [proc] = (await client.sMembers(`test${prefixes}:procs`)).map(Number);
+      const [proc] = (await client.sMembers(`${prefix}:procs`)).map(Number);
       const ghost = {
         id: 'ghost',
         keys: [],
@@ -214,7 +185,7 @@ describe('several servers, one swarm', () => {
         disagreed: 0,
         sessions: 0,
       };
-      await client.publish(`test${prefixes}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
+      await client.publish(`${prefix}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
       const seen = () => (a.coordinator?.status().volunteers ?? 0) + (b.coordinator?.status().volunteers ?? 0);
       await until('the other process mirrors it', () => seen() === 1);
       await until('the next resync drops it', () => seen() === 0);
@@ -253,7 +224,7 @@ async function joinLater(peer: SignalServer): Promise<SignalServer> {
     apiMaxConcurrent: 0,
     spotCheckRate: 0,
     redisUrl: redis.url,
-    cluster: { prefix: `test${prefixes}`, ...TIMINGS },
+    cluster: { prefix, ...CLUSTER_TIMINGS },
   });
   await server.ready;
   servers.push(server);

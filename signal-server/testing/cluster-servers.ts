@@ -79,6 +79,21 @@ export async function watchChannel(
   };
 }
 
+/** A greedy completion asked of `server` over HTTP: the tokens and route it was served by, or the error's code. */
+export async function complete(
+  server: SignalServer,
+  prompt: string,
+  maxTokens: number,
+): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
+  const res = await fetch(`${server.address().url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0 }),
+  });
+  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
+  return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+}
+
 /** Resolves once `test` holds; throws naming `what` after `ms`. */
 export async function until(what: string, test: () => boolean, ms = 30_000): Promise<void> {
   for (const deadline = Date.now() + ms; !test(); ) {
