@@ -18,10 +18,13 @@ import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 6;
+/** A generation long enough for a replica to leave and come back through another process in its middle. */
+const LONG = 24;
 
 let redis: RedisServer;
 let cache: string;
 let expected: number[];
+let expectedLong: number[];
 const servers: SignalServer[] = [];
 const volunteers: NodeVolunteer[] = [];
 
@@ -31,6 +34,7 @@ beforeAll(async () => {
   const { dir } = await ensureStages(MODEL, { stages: 1 }, cache);
   const reference = await ReferenceRunner.fromStageDir(dir);
   expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+  expectedLong = (await reference.generateIds(reference.tokenizer.encode(PROMPT), LONG, GREEDY)).tokens;
   await reference.close();
 });
 
@@ -81,5 +85,39 @@ describe('one client, one seat, over the processes of a cluster', () => {
       expect((r.route ?? []).flat()).toContain(other.id);
     }
     expect(third.coordinator).not.toBeNull();
+  });
+
+  it('keeps one seat for a client that leaves one process mid-generation and comes back through another', async () => {
+    const c = await startCluster(3, redis.url, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 5_000, cache });
+    servers.push(...c.servers);
+    const [a, b, third] = c.servers as [SignalServer, SignalServer, SignalServer];
+    // 50 ms a step: the generation outlasts the move.
+    const slow = { fault: { delayMs: 50, output: (_s: number, d: Float32Array) => d } };
+    const join = (server: SignalServer, clientKey: string, localAddress: string) => {
+      const v = new NodeVolunteer(server.address().url, { clientKey, localAddress, ...slow });
+      volunteers.push(v);
+      return v;
+    };
+    const mover = join(a, 'mover-key-1', '127.0.0.71');
+    join(b, 'honest-key-2', '127.0.0.72');
+    join(third, 'honest-key-3', '127.0.0.73');
+    const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+    await until('the third process sees the three ready', () => ready(third) === 3);
+    // The mover is in the route (the only three); it leaves a after 5 steps, and its client comes back through b at once.
+    const before = mover.id;
+    mover.leaveAfter(5);
+    const asked = ask(third, PROMPT, LONG);
+    join(third, 'spare-key-4', '127.0.0.74');
+    await until('the mover left', () => !mover.socket.connected);
+    expect(mover.steps).toBeGreaterThanOrEqual(5);
+    const back = join(b, 'mover-key-1', '127.0.0.71');
+    const r = await asked;
+    expect(r.code).toBeUndefined();
+    expect(r.tokens).toEqual(expectedLong);
+    const route = (r.route ?? []).flat();
+    expect(route).toHaveLength(3);
+    expect(route.includes(before as string) && route.includes(back.id as string)).toBe(false);
+    // Its new socket is challenged on b, then counted on every process.
+    await until('every process sees it again, ready once challenged', () => c.servers.every((s) => ready(s) === 4));
   });
 });
