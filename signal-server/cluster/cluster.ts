@@ -24,6 +24,7 @@ import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
+import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, reportToCoordinator } from './inbox.js';
 import {
   type BusMessage,
@@ -413,6 +414,9 @@ export class Cluster implements ClusterSeam {
       case 'challenge':
         c.challengeAgain(m.id);
         return;
+      case 'noshow':
+        if (procOfSession(m.sessionId) === m.proc) c.showedElsewhere(m.id, m.sessionId, m.why);
+        return;
       default:
         m satisfies never;
     }
@@ -425,6 +429,8 @@ export class Cluster implements ClusterSeam {
     // A session that process never opened on this volunteer is none of its business: the coordinator here
     // answers the made-up id (ERR_UNKNOWN_SESSION), and the process it names hears nothing (it has no budget for it).
     if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
+    // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
+    if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
     const m: Record<string, unknown> =
       report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
     this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
@@ -459,6 +465,11 @@ export class Cluster implements ClusterSeam {
     const mirrored = this.mirroredSessions.get(volunteer);
     // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
     return mirrored === undefined ? here + this.remote.of(volunteer) : Math.max(here, mirrored);
+  }
+
+  noShow(volunteer: string, sessionId: number, why: NoShow): void {
+    const p = this.owner.get(volunteer);
+    if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
   }
 
   challenge(volunteer: string): void {

@@ -6,6 +6,7 @@
  * session parses them again when they arrive from the volunteer's server.
  */
 import type { MirroredVolunteer } from '../coordinator/coordinator.js';
+import type { NoShow } from '../coordinator/session-types.js';
 
 /** Longest message read from Redis (the largest is a forwarded step:logits). */
 export const MAX_CLUSTER_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -54,7 +55,9 @@ export type InboxMessage =
   /** A vote of the sender classified `id`, a volunteer of the receiver. */
   | { readonly t: 'audit'; readonly proc: number; readonly id: string; readonly agreed: boolean }
   /** Spot-check `id`, a volunteer of the receiver. */
-  | { readonly t: 'challenge'; readonly proc: number; readonly id: string };
+  | { readonly t: 'challenge'; readonly proc: number; readonly id: string }
+  /** `id`, a volunteer of the receiver, did not show up in `sessionId`, a session of the sender: a strike on its record. */
+  | { readonly t: 'noshow'; readonly proc: number; readonly id: string; readonly sessionId: number; readonly why: NoShow };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -129,6 +132,10 @@ export function parseInboxMessage(raw: unknown): InboxMessage | null {
         : null;
     case 'audit':
       return str(raw.id) && typeof raw.agreed === 'boolean' ? { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed } : null;
+    case 'noshow':
+      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached'] as const)
+        ? { t: 'noshow', proc: p, id: raw.id, sessionId: raw.sessionId, why: raw.why }
+        : null;
     default:
       return null;
   }

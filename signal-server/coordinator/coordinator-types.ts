@@ -12,6 +12,7 @@ import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
 import type { ReportKind } from './report-allowance.js';
 import type { BanList } from './reputation.js';
+import type { NoShow } from './session-types.js';
 
 /** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
 export interface VolunteerLink {
@@ -143,6 +144,8 @@ export interface ClusterSeam {
   recorded(volunteer: string, counts: AuditCounts): void;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
+  /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */
+  noShow(volunteer: string, sessionId: number, why: NoShow): void;
   /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
   sessionsOf(volunteer: string, here: number): number;
 }

@@ -24,6 +24,7 @@ import { Roster } from './roster.js';
 import { RoutePicker } from './route-picker.js';
 import type { ServiceStatus } from './service-stats.js';
 import { SessionRunner } from './session-runner.js';
+import type { NoShow } from './session-types.js';
 import { established, type SwarmState } from './swarm-state.js';
 
 export type * from './coordinator-types.js';
@@ -312,6 +313,16 @@ export class Coordinator {
   /** Is this volunteer one of another server's, mirrored here? */
   isRemote(id: string): boolean {
     return this.roster.isRemote(id);
+  }
+
+  /**
+   * A volunteer of this server did not show up in a session of another (`why`), or joined one (`null`): its
+   * strikes are kept here, over every server's sessions, and three among its last sessions evict it.
+   */
+  showedElsewhere(id: string, sessionId: number, why: NoShow | null): void {
+    if (this.roster.localMember(id) === undefined) return;
+    if (why === null) this.s.members.get(id)?.noShows.showed(sessionId);
+    else this.runner.noShow(id, sessionId, why);
   }
 
   /** Another server banned `key`: this server's volunteers holding it are cut off. */
