@@ -1,7 +1,7 @@
 // Several servers, one swarm: real servers on port 0 in this process, joined
 // by a real redis-server on loopback (tools/install-redis.sh), with node
 // volunteers (real socket.io clients computing with onnxruntime) connected to
-// chosen servers. The crash of a server process is e2e/cluster.spec.ts's.
+// chosen servers. The crash of a server process is processes.test.ts's; hostile volunteers are cluster-attack.test.ts's.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
