@@ -1,7 +1,7 @@
 // Several servers, one swarm: real servers on port 0 in this process, joined
 // by a real redis-server on loopback (tools/install-redis.sh), with node
 // volunteers (real socket.io clients computing with onnxruntime) connected to
-// chosen servers. The crash of a server process is e2e/cluster.spec.ts's.
+// chosen servers. The crash of a server process is processes.test.ts's; hostile volunteers are cluster-attack.test.ts's.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
+import { complete as ask, CLUSTER_TIMINGS, startCluster } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 import { connectClient, helloVolunteer } from '../testing/socket-client.js';
@@ -24,14 +25,13 @@ const STAGES = 3;
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 8;
 const WAIT_MS = 30_000;
-/** Short heartbeats: a server that is gone is noticed within a second. */
-const TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
 
 let redis: RedisServer;
 let cache: string;
 let reference: ReferenceRunner;
 let expected: number[];
-let prefixes = 0;
+/** The key prefix of the last cluster started. */
+let prefix = '';
 const servers: SignalServer[] = [];
 const volunteers: NodeVolunteer[] = [];
 
@@ -63,31 +63,10 @@ async function cluster(
     routeWaitMs: 10_000,
   },
 ): Promise<SignalServer[]> {
-  const prefix = `test${++prefixes}`;
-  const { dir, manifest } = await ensureStages(MODEL, { stages: shape.stages }, cache);
-  const started: SignalServer[] = [];
-  for (let i = 0; i < n; i++) {
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
-      redundancy: shape.redundancy,
-      routeWaitMs: shape.routeWaitMs,
-      joinTimeoutMs: 5_000,
-      stepTimeoutMs: 30_000,
-      ratePerMinute: 0,
-      apiMaxConcurrent: 0,
-      spotCheckRate: 0,
-      redisUrl: redis.url,
-      cluster: { prefix, ...TIMINGS },
-      ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
-    });
-    await server.ready;
-    servers.push(server);
-    started.push(server);
-  }
-  return started;
+  const started = await startCluster(n, redis.url, { model: MODEL, ...shape, cache });
+  prefix = started.prefix;
+  servers.push(...started.servers);
+  return started.servers;
 }
 
 function volunteer(server: SignalServer, key: string, options: NodeVolunteerOptions = {}): NodeVolunteer {
@@ -105,17 +84,8 @@ async function until(what: string, test: () => boolean): Promise<void> {
 
 const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
 
-async function complete(
-  s: SignalServer,
-  maxTokens = TOKENS,
-): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
-  const res = await fetch(`${s.address().url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
-  });
-  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
-  return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+function complete(s: SignalServer, maxTokens = TOKENS): ReturnType<typeof ask> {
+  return ask(s, PROMPT, maxTokens);
 }
 
 describe('several servers, one swarm', () => {
@@ -241,7 +211,7 @@ describe('several servers, one swarm', () => {
       webRoot: null,
       models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
       redisUrl: own.url,
-      cluster: { prefix: 'alone', ...TIMINGS },
+      cluster: { prefix: 'alone', ...CLUSTER_TIMINGS },
     });
     await server.ready;
     await own.stop();
@@ -273,7 +243,7 @@ describe('several servers, one swarm', () => {
     await client.connect();
     try {
       // A volunteer said to be b's or a's (whichever process is listed first) that no process's hash holds.
-      const [proc] = (await client.sMembers(`test${prefixes}:procs`)).map(Number);
+      const [proc] = (await client.sMembers(`${prefix}:procs`)).map(Number);
       const ghost = {
         id: 'ghost',
         keys: [],
@@ -288,7 +258,7 @@ describe('several servers, one swarm', () => {
         disagreed: 0,
         sessions: 0,
       };
-      await client.publish(`test${prefixes}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
+      await client.publish(`${prefix}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
       const seen = () => (a.coordinator?.status().volunteers ?? 0) + (b.coordinator?.status().volunteers ?? 0);
       await until('the other process mirrors it', () => seen() === 1);
       await until('the next resync drops it', () => seen() === 0);
@@ -327,7 +297,7 @@ async function joinLater(peer: SignalServer): Promise<SignalServer> {
     apiMaxConcurrent: 0,
     spotCheckRate: 0,
     redisUrl: redis.url,
-    cluster: { prefix: `test${prefixes}`, ...TIMINGS },
+    cluster: { prefix, ...CLUSTER_TIMINGS },
   });
   await server.ready;
   servers.push(server);

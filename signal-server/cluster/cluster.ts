@@ -21,8 +21,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
+import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
+import type { ReportKind } from '../coordinator/report-allowance.js';
+import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
 import {
   type BusMessage,
@@ -378,6 +381,7 @@ export class Cluster implements ClusterSeam {
         return;
       case 'ban':
         this.bans.banUntil(m.key, m.untilMs);
+        if (this.bans.banned(m.key)) c.cutBanned(m.key);
         return;
       case 'bye':
         this.dead(m.proc, 'it closed');
@@ -430,6 +434,9 @@ export class Cluster implements ClusterSeam {
       case 'frame':
         frameFromPeer(c, m, this.proc, this.owner.get(m.from), this.options.log);
         return;
+      case 'noshow':
+        if (procOfSession(m.sessionId) === m.proc) c.showedElsewhere(m.id, m.sessionId, m.why);
+        return;
       default:
         m satisfies never;
     }
@@ -439,7 +446,11 @@ export class Cluster implements ClusterSeam {
 
   forward(volunteer: string, report: SessionReport): boolean {
     const p = procOfSession(report.m.sessionId);
-    if (p === this.proc || !this.peers.has(p)) return false;
+    // A session that process never opened on this volunteer is none of its business: the coordinator here
+    // answers the made-up id (ERR_UNKNOWN_SESSION), and the process it names hears nothing (it has no budget for it).
+    if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
+    // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
+    if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
     const m: Record<string, unknown> =
       report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
     this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
@@ -452,7 +463,8 @@ export class Cluster implements ClusterSeam {
     for (const msg of messages) {
       const session = sessionOfMessage(msg);
       const p = session === null ? this.proc : procOfSession(session);
-      if (p === this.proc || !this.peers.has(p)) here.push(msg);
+      // As for reports: only for a session that process opened on this volunteer; anything else is refused here.
+      if (session === null || p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, session, from)) here.push(msg);
       else there.set(p, [...(there.get(p) ?? []), msg]);
     }
     for (const [p, batch] of there) {
@@ -460,6 +472,13 @@ export class Cluster implements ClusterSeam {
       this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from, to, data });
     }
     return here;
+  }
+
+  owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean {
+    const p = procOfSession(sessionId);
+    // The mesh loop runs up to MESH_AHEAD steps past a session's last.
+    const maxSteps = (this.coordinator?.maxPositions ?? 0) + MESH_AHEAD + 1;
+    return p !== this.proc && this.peers.has(p) && this.remote.admitFree(p, sessionId, volunteer, kind, step, maxSteps);
   }
 
   audited(volunteer: string, agreed: boolean): void {
@@ -483,6 +502,11 @@ export class Cluster implements ClusterSeam {
     const mirrored = this.mirroredSessions.get(volunteer);
     // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
     return mirrored === undefined ? here + this.remote.of(volunteer) : Math.max(here, mirrored);
+  }
+
+  noShow(volunteer: string, sessionId: number, why: NoShow): void {
+    const p = this.owner.get(volunteer);
+    if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
   }
 
   challenge(volunteer: string): void {

@@ -37,6 +37,8 @@ describe("the cluster's messages", () => {
       parseInboxMessage({ t: 'send', proc: 2, to: 'v1', event: 'step:input', m: { sessionId: 1, step: 0, tokens: [1] } }),
     ).not.toBeNull();
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: false })).toEqual({ t: 'audit', proc: 2, id: 'v1', agreed: false });
+    const noShow = { t: 'noshow', proc: 2, id: 'v1', sessionId: 131_073, why: 'absent' };
+    expect(parseInboxMessage(noShow)).toEqual(noShow);
   });
 
   it('refuses any other shape, field by field', () => {
@@ -57,6 +59,8 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'report', proc: 2, from: 'v1', event: 'chat:generate', m: {} })).toBeNull();
     expect(parseInboxMessage({ t: 'link', proc: 2, a: 'v1', b: 'v1' })).toBeNull();
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: 'yes' })).toBeNull();
+    expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: 1, why: 'asleep' })).toBeNull();
+    expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: -1, why: 'absent' })).toBeNull();
   });
 
   it('decodes JSON only, within a size', () => {

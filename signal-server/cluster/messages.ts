@@ -8,6 +8,7 @@
 import { FRAME_MAGIC } from '../../shared/protocol/frames.js';
 import { WANT_MAGIC } from '../../shared/swarm/fanout.js';
 import type { MirroredVolunteer } from '../coordinator/coordinator.js';
+import type { NoShow } from '../coordinator/session-types.js';
 
 /** Longest message read from Redis (the largest is a forwarded step:logits). */
 export const MAX_CLUSTER_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -62,7 +63,9 @@ export type InboxMessage =
    * the sender or the receiver coordinates and a volunteer of the other: packed
    * as the `frame` event packs them, as base64.
    */
-  | { readonly t: 'frame'; readonly proc: number; readonly from: string; readonly to: string; readonly data: string };
+  | { readonly t: 'frame'; readonly proc: number; readonly from: string; readonly to: string; readonly data: string }
+  /** `id`, a volunteer of the receiver, did not show up in `sessionId`, a session of the sender: a strike on its record. */
+  | { readonly t: 'noshow'; readonly proc: number; readonly id: string; readonly sessionId: number; readonly why: NoShow };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -140,6 +143,10 @@ export function parseInboxMessage(raw: unknown): InboxMessage | null {
     case 'frame':
       return str(raw.from) && str(raw.to) && typeof raw.data === 'string' && raw.data.length <= MAX_CLUSTER_MESSAGE_BYTES
         ? { t: 'frame', proc: p, from: raw.from, to: raw.to, data: raw.data }
+        : null;
+    case 'noshow':
+      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached'] as const)
+        ? { t: 'noshow', proc: p, id: raw.id, sessionId: raw.sessionId, why: raw.why }
         : null;
     default:
       return null;

@@ -28,4 +28,47 @@ describe('RemoteSessions', () => {
     expect(r.of('first')).toBe(0);
     expect(r.of('v')).toBe(10_000);
   });
+
+  it('knows which sessions a process opened on which volunteer, open or closed lately (the newest 1 024)', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 131_073, 'a');
+    expect([r.opensOn(2, 131_073, 'a'), r.opensOn(2, 131_073, 'b'), r.opensOn(3, 131_073, 'a'), r.opensOn(2, 131_074, 'a')]).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
+    r.closed(2, 131_073, 'a');
+    expect(r.opensOn(2, 131_073, 'a')).toBe(true); // its late reports are still owed
+    for (let i = 0; i < 1_024; i++) {
+      r.opened(5, i, 'v');
+      r.closed(5, i, 'v');
+    }
+    expect([r.opensOn(2, 131_073, 'a'), r.opensOn(5, 0, 'v'), r.opensOn(5, 1_023, 'v')]).toEqual([false, true, true]);
+  });
+
+  it("lets a volunteer's report go free once a kind and step, only in a session opened on it, and below the steps a session can have", () => {
+    const r = new RemoteSessions();
+    r.opened(2, 131_073, 'a');
+    const free = (sessionId: number, volunteer: string, kind: 'digest' | 'logits', step: number) =>
+      r.admitFree(2, sessionId, volunteer, kind, step, 100);
+    expect([free(131_073, 'a', 'digest', 0), free(131_073, 'a', 'digest', 0), free(131_073, 'a', 'logits', 0)]).toEqual([
+      true,
+      false,
+      true,
+    ]);
+    expect([free(131_073, 'a', 'digest', 5), free(131_073, 'a', 'digest', 4), free(131_073, 'a', 'digest', 100)]).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    // Not its session, not that process's, a made-up step.
+    expect([free(131_073, 'b', 'digest', 1), r.admitFree(3, 131_073, 'a', 'digest', 6, 100), free(131_073, 'a', 'digest', -1)]).toEqual([
+      false,
+      false,
+      false,
+    ]);
+    r.closed(2, 131_073, 'a');
+    expect(free(131_073, 'a', 'digest', 6)).toBe(true); // owed up to its end
+  });
 });

@@ -1,5 +1,14 @@
+import type { ReportKind } from '../coordinator/report-allowance.js';
+
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
 const MAX_TRACKED_SESSIONS = 10_000;
+/**
+ * Sessions of other processes that closed on this process's volunteers, remembered (the newest) for their late
+ * reports: a coordinator still takes what a replica computed up to a session's end (it keeps its last 64 finished).
+ */
+const MAX_CLOSED_SESSIONS = 1_024;
+/** Free reports remembered (volunteer, session and kind → its latest free step), the oldest forgotten first. */
+const MAX_FREE_REPORTS = 50_000;
 
 /**
  * The sessions other processes opened on this process's volunteers: how many
@@ -11,6 +20,10 @@ export class RemoteSessions {
   private readonly byProc = new Map<number, Map<number, Set<string>>>();
   /** Our volunteer → sessions of other processes it is in. */
   private readonly counts = new Map<string, number>();
+  /** "proc sessionId volunteer" of sessions that closed on our volunteers, oldest first. */
+  private readonly closedLately = new Set<string>();
+  /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first. */
+  private readonly freeLatest = new Map<string, number>();
 
   /** Sessions of other processes `volunteer` is in. */
   of(volunteer: string): number {
@@ -37,8 +50,38 @@ export class RemoteSessions {
   closed(proc: number, sessionId: number, volunteer: string): void {
     const sessions = this.byProc.get(proc);
     const ids = sessions?.get(sessionId);
-    if (ids?.delete(volunteer) === true) this.count(volunteer, -1);
+    if (ids?.delete(volunteer) === true) {
+      this.count(volunteer, -1);
+      this.closedLately.add(`${proc} ${sessionId} ${volunteer}`);
+      if (this.closedLately.size > MAX_CLOSED_SESSIONS) this.closedLately.delete(this.closedLately.values().next().value as string);
+    }
     if (ids?.size === 0) sessions?.delete(sessionId);
+  }
+
+  /**
+   * Did process `proc` open session `sessionId` on `volunteer` (open now, or closed lately)? Only then is a report
+   * of the volunteer about it that process's to hear: any other is a session id made up, answered here.
+   */
+  opensOn(proc: number, sessionId: number, volunteer: string): boolean {
+    return this.byProc.get(proc)?.get(sessionId)?.has(volunteer) === true || this.closedLately.has(`${proc} ${sessionId} ${volunteer}`);
+  }
+
+  /**
+   * Is this report of our volunteer owed to process `proc`'s session, and so free of its socket's event budget (as
+   * report-allowance.ts makes an owed report on one server)? That process opened the session on it, and the step is
+   * later than every free one of that kind it made there, and below `maxSteps` (the model's positions: no session
+   * has more steps). The coordinating process alone knows the step being decided, so the lead it allows is not
+   * checked here: a session's free reports per replica and kind stay bounded by its steps, whatever the sender does.
+   */
+  admitFree(proc: number, sessionId: number, volunteer: string, kind: ReportKind, step: number, maxSteps: number): boolean {
+    if (!Number.isSafeInteger(step) || step < 0 || step >= maxSteps || !this.opensOn(proc, sessionId, volunteer)) return false;
+    const key = `${proc} ${sessionId} ${volunteer} ${kind}`;
+    const latest = this.freeLatest.get(key);
+    if (latest !== undefined && step <= latest) return false;
+    this.freeLatest.delete(key);
+    this.freeLatest.set(key, step);
+    if (this.freeLatest.size > MAX_FREE_REPORTS) this.freeLatest.delete(this.freeLatest.keys().next().value as string);
+    return true;
   }
 
   /** Process `proc` is gone: its sessions end; returns them with the volunteers to tell. */

@@ -10,7 +10,9 @@ import type { SessionTimeouts } from './generation.js';
 import type { Links } from './links.js';
 import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
+import type { ReportKind } from './report-allowance.js';
 import type { BanList } from './reputation.js';
+import type { NoShow } from './session-types.js';
 
 /** How the coordinator reaches one volunteer: the Socket.IO binding, or an in-process link in tests. */
 export interface VolunteerLink {
@@ -140,12 +142,16 @@ export interface ClusterSeam {
    * replica; the rest (this server's) are returned.
    */
   forwardFrames(from: string, to: string, messages: readonly Uint8Array[]): Uint8Array[];
+  /** Is this report (before it is parsed) one the volunteer owes a session another server coordinates? Then it is free. */
+  owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean;
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
   audited(volunteer: string, agreed: boolean): void;
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
   recorded(volunteer: string, counts: AuditCounts): void;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
+  /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */
+  noShow(volunteer: string, sessionId: number, why: NoShow): void;
   /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
   sessionsOf(volunteer: string, here: number): number;
 }

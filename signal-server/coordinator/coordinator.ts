@@ -24,6 +24,7 @@ import { Roster } from './roster.js';
 import { RoutePicker } from './route-picker.js';
 import type { ServiceStatus } from './service-stats.js';
 import { SessionRunner } from './session-runner.js';
+import type { NoShow } from './session-types.js';
 import { established, type SwarmState } from './swarm-state.js';
 
 export type * from './coordinator-types.js';
@@ -137,6 +138,11 @@ export class Coordinator {
 
   get vocabSize(): number {
     return this.s.model.manifest.model.vocabSize;
+  }
+
+  /** The served model's positions: no session has more steps. */
+  get maxPositions(): number {
+    return this.s.model.manifest.model.maxPositions;
   }
 
   // Volunteers (roster.ts) and their readiness (readiness.ts).
@@ -307,6 +313,21 @@ export class Coordinator {
   /** Is this volunteer one of another server's, mirrored here? */
   isRemote(id: string): boolean {
     return this.roster.isRemote(id);
+  }
+
+  /**
+   * A volunteer of this server did not show up in a session of another (`why`), or joined one (`null`): its
+   * strikes are kept here, over every server's sessions, and three among its last sessions evict it.
+   */
+  showedElsewhere(id: string, sessionId: number, why: NoShow | null): void {
+    if (this.roster.localMember(id) === undefined) return;
+    if (why === null) this.s.members.get(id)?.noShows.showed(sessionId);
+    else this.runner.noShow(id, sessionId, why);
+  }
+
+  /** Another server banned `key`: this server's volunteers holding it are cut off. */
+  cutBanned(key: string): void {
+    this.roster.cutBanned(key);
   }
 
   /** Moves volunteers of this server to stages short of replicas, counting those of the others. */

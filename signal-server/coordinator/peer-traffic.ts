@@ -90,7 +90,9 @@ export class PeerTraffic {
     if (target === null) return false;
     // A session that just ended is still owed what its replicas computed up to its end (the mesh loop runs ahead of it).
     const session = this.s.sessions.get(target.sessionId) ?? this.s.finished.get(target.sessionId);
-    return session?.owesReport(id, kind, target.step) ?? false;
+    if (session !== undefined) return session.owesReport(id, kind, target.step);
+    // Another server's session (a cluster): owed as far as this server can tell, or a fast replica loses its reports.
+    return this.s.cluster?.owesReport(id, kind, target.sessionId, target.step) ?? false;
   }
 
   joined(id: string, sessionId: number, unreached: readonly string[] = []): void {

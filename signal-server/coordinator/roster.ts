@@ -36,6 +36,8 @@ export interface RosterHooks {
  */
 export class Roster {
   private readonly localAddresses: readonly string[];
+  /** Volunteers of this server cut off (their address's limit, a ban), until their transport tells they left. */
+  private readonly cutOff = new WeakSet<Member>();
 
   constructor(
     private readonly s: SwarmState,
@@ -145,6 +147,23 @@ export class Roster {
     refuse(this.s, id, code === 'ERR_CHALLENGE_FAILED' || code === 'ERR_EQUIVOCATION' ? code : 'ERR_EVICTED', `evicted: ${reason}`);
     // The transport's disconnect handler calls left(): sessions fail over, stages re-balance.
     queueMicrotask(() => member.link.disconnect());
+    // Told its own reason above; its siblings are told theirs.
+    this.cutOff.add(member);
+    if (ban) for (const k of member.keys) this.cutBanned(k);
+  }
+
+  /**
+   * Cuts off this server's volunteers that a new ban names (the same client key or address as one evicted, here
+   * or on another server of a cluster): a ban refuses a client, not only its next hello, or a sibling placed
+   * beforehand on another server would keep its seat.
+   */
+  cutBanned(key: string): void {
+    for (const m of this.s.members.values()) {
+      if (m.remote || !m.keys.includes(key) || this.cutOff.has(m)) continue;
+      this.cutOff.add(m);
+      refuse(this.s, m.id, 'ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
+      queueMicrotask(() => m.link.disconnect());
+    }
   }
 
   /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
@@ -230,7 +249,34 @@ export class Roster {
     } else member.proven = v.proven;
     this.s.registry.mirror({ ...v, remote: true });
     this.s.audit.set(v.id, v.counts);
+    if (member === undefined) this.holdAddress(v.keys);
     this.s.options.statusChanged?.();
+  }
+
+  /**
+   * One address holds MAX_VOLUNTEERS_PER_ADDRESS volunteers over the whole cluster: hellos said to several servers
+   * at once each passed a count that did not see the others yet. Every server ranks them the same way (earliest
+   * joined first, then by id) and cuts off its own beyond the limit, so that the servers together keep that many.
+   */
+  private holdAddress(keys: readonly string[]): void {
+    const addressKey = keys.find((k) => k.startsWith('addr:'));
+    if (addressKey === undefined) return;
+    const same = [...this.s.members.values()].filter((m) => m.keys.includes(addressKey) && !this.cutOff.has(m));
+    if (same.length <= MAX_VOLUNTEERS_PER_ADDRESS) return;
+    const joined = (id: string) => this.s.registry.get(id)?.joinedAt ?? Number.POSITIVE_INFINITY;
+    same.sort((a, b) => joined(a.id) - joined(b.id) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const m of same.slice(MAX_VOLUNTEERS_PER_ADDRESS)) {
+      if (m.remote) continue;
+      this.cutOff.add(m);
+      refuse(
+        this.s,
+        m.id,
+        'ERR_RATE_LIMITED',
+        `${same.length} volunteers are connected from this address to the servers of this swarm (at most ${MAX_VOLUNTEERS_PER_ADDRESS}); this one joined last`,
+      );
+      // After the reason; the transport's disconnect handler calls left().
+      queueMicrotask(() => m.link.disconnect());
+    }
   }
 
   /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */

@@ -31,6 +31,41 @@ describe('route choice', () => {
     expect(chooseReplicas([c('h1', ['key:h1']), ...sybils], 3, random)).toHaveLength(2);
   });
 
+  it('finds the r distinct clients a stage has, also past a socket that shares a key with one and its address with another', () => {
+    const random = seededRandom(4);
+    // One client's key on two sockets, its address on two: drawn first, the bridge leaves no third seat.
+    const stage = [
+      c('bridge', ['key:1', 'addr:10.0.0.1']),
+      c('same-key', ['key:1', 'addr:10.0.0.2']),
+      c('same-address', ['key:3', 'addr:10.0.0.1']),
+      c('other', ['key:4', 'addr:10.0.0.4']),
+    ];
+    let short = 0;
+    for (let i = 0; i < 1_000; i++) {
+      const chosen = chooseReplicas(stage, 3, random);
+      if (chosen.length < 3) short += 1;
+      else expect(chosen.map((x) => x.id).sort()).toEqual(['other', 'same-address', 'same-key']);
+    }
+    expect(short).toBe(0);
+  });
+
+  it('leaves a newcomer out when it shares keys with the established replicas that can fill the stage', () => {
+    const random = seededRandom(5);
+    // The newcomer shares the client key of one established replica and the address of another.
+    const stage = [
+      c('newcomer', ['key:1', 'addr:10.0.0.1']),
+      c('est-key', ['key:1', 'addr:10.0.0.2'], true, 0.9),
+      c('est-address', ['key:3', 'addr:10.0.0.1'], true, 0.9),
+      c('est-other', ['key:4', 'addr:10.0.0.4'], true, 0.9),
+    ];
+    for (let i = 0; i < 100; i++)
+      expect(
+        chooseReplicas(stage, 3, random)
+          .map((x) => x.id)
+          .sort(),
+      ).toEqual(['est-address', 'est-key', 'est-other']);
+  });
+
   it('newcomers take at most the minority of seats where established replicas can hold the majority', () => {
     const random = seededRandom(3);
     const pool = [

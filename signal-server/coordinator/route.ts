@@ -56,6 +56,13 @@ function drawDistinct(pool: readonly Candidate[], count: number, taken: Set<stri
   return out;
 }
 
+/**
+ * Draws made (for each number of newcomer seats) before a stage is taken to lack r distinct clients. One draw
+ * can miss them: a socket that shares its client key with one candidate and its address with another, drawn
+ * first, leaves no third seat (a third of draws in route.test.ts); each further draw is a fresh chance.
+ */
+const DRAWS = 16;
+
 /** r replicas of one stage from `candidates`, or fewer when the stage cannot field r distinct clients. */
 export function chooseReplicas(
   candidates: readonly Candidate[],
@@ -65,7 +72,6 @@ export function chooseReplicas(
 ): Candidate[] {
   const need = r - alongside.length;
   if (need <= 0) return [];
-  const taken = new Set(alongside.flatMap((c) => c.keys));
   const established = candidates.filter((c) => c.established);
   const newcomers = candidates.filter((c) => !c.established);
   const haveEstablished = alongside.filter((c) => c.established).length;
@@ -73,8 +79,29 @@ export function chooseReplicas(
   const minority = r - majority(r);
   const newcomerSeats =
     haveEstablished + established.length >= majority(r) ? minority - alongside.filter((c) => !c.established).length : need;
-  const fromNew = drawDistinct(newcomers, Math.max(0, Math.min(newcomerSeats, need)), new Set(taken), random);
-  // Established ones first for the seats left; newcomers fill what they cannot.
+  let best: Candidate[] = [];
+  // At most that many: a newcomer that shares a key with established replicas must not keep the stage from them.
+  for (let seats = Math.max(0, Math.min(newcomerSeats, need)); seats >= 0; seats--) {
+    for (let i = 0; i < DRAWS; i++) {
+      const chosen = draw(established, newcomers, seats, need, alongside, random);
+      if (chosen.length >= need) return chosen;
+      if (chosen.length > best.length) best = chosen;
+    }
+  }
+  return best;
+}
+
+/** One draw: `seats` newcomers, established ones for the seats left, newcomers for what they cannot fill. */
+function draw(
+  established: readonly Candidate[],
+  newcomers: readonly Candidate[],
+  seats: number,
+  need: number,
+  alongside: readonly Candidate[],
+  random: () => number,
+): Candidate[] {
+  const taken = new Set(alongside.flatMap((c) => c.keys));
+  const fromNew = drawDistinct(newcomers, seats, new Set(taken), random);
   for (const c of fromNew) for (const k of c.keys) taken.add(k);
   const fromEst = drawDistinct(established, need - fromNew.length, taken, random);
   const chosen = [...fromEst, ...fromNew];

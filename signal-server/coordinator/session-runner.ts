@@ -228,9 +228,11 @@ export class SessionRunner {
    * A replica did not join a session, or its neighbours could not reach it: a strike; MAX_NO_SHOWS strikes
    * among its last NO_SHOW_WINDOW sessions evict it.
    */
-  private noShow(id: string, sessionId: number, why: NoShow): void {
+  noShow(id: string, sessionId: number, why: NoShow): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
+    // Another server's volunteer: its own server keeps its strikes over every server's sessions, and evicts it.
+    if (member.remote) this.s.cluster?.noShow(id, sessionId, why);
     member.noShows.miss(sessionId);
     const what =
       why === 'absent'

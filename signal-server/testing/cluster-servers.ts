@@ -1,0 +1,106 @@
+// Servers of one cluster for tests: real servers on port 0 joined by a real
+// redis-server (startRedisServer), each test's cluster under a key prefix of
+// its own, and what a test needs to watch the traffic between them.
+import { createClient } from 'redis';
+import type { Cluster } from '../cluster/cluster.js';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+
+/** Short heartbeats and publications: what a test waits for happens within a second. */
+export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
+
+export interface ClusterShape {
+  readonly model: string;
+  readonly stages: number;
+  readonly redundancy: number;
+  readonly routeWaitMs?: number;
+  readonly cache: string;
+  /** Other timings than CLUSTER_TIMINGS (a slower publication, say). */
+  readonly timings?: Partial<typeof CLUSTER_TIMINGS>;
+  /** The server computes a stage short of volunteers (FALLBACK=stage); absent: off. */
+  readonly fallback?: 'stage';
+}
+
+let prefixes = 0;
+
+/** `n` servers of a new cluster on `redisUrl`; `prefix` is its Redis key prefix. */
+export async function startCluster(n: number, redisUrl: string, shape: ClusterShape): Promise<{ servers: SignalServer[]; prefix: string }> {
+  const prefix = `attack${++prefixes}-${process.pid}`;
+  const { dir, manifest } = await ensureStages(shape.model, { stages: shape.stages }, shape.cache);
+  const servers: SignalServer[] = [];
+  for (let i = 0; i < n; i++) {
+    const server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
+      redundancy: shape.redundancy,
+      routeWaitMs: shape.routeWaitMs ?? 10_000,
+      joinTimeoutMs: 5_000,
+      stepTimeoutMs: 30_000,
+      ratePerMinute: 0,
+      apiMaxConcurrent: 0,
+      spotCheckRate: 0,
+      redisUrl,
+      cluster: { prefix, ...CLUSTER_TIMINGS, ...shape.timings },
+      ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
+    });
+    servers.push(server);
+    await server.ready;
+  }
+  return { servers, prefix };
+}
+
+/** The cluster's number of `server` (its inbox channel is `<prefix>:proc:<n>`). */
+export function procOf(server: SignalServer): number {
+  const cluster = server.coordinator?.cluster as Cluster | null | undefined;
+  if (cluster === null || cluster === undefined) throw new Error('not a server of a cluster');
+  return cluster.proc;
+}
+
+/** Counts what arrives on a Redis channel (a process's inbox, the bus), by message type `t`. */
+export async function watchChannel(
+  redisUrl: string,
+  channel: string,
+): Promise<{ counts: Map<string, number>; bytes: () => number; stop: () => Promise<void> }> {
+  const client = createClient({ url: redisUrl });
+  await client.connect();
+  const counts = new Map<string, number>();
+  let bytes = 0;
+  await client.subscribe(channel, (m) => {
+    bytes += m.length;
+    const t = (JSON.parse(m) as { t?: unknown }).t;
+    const k = typeof t === 'string' ? t : '?';
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  });
+  return {
+    counts,
+    bytes: () => bytes,
+    stop: async () => {
+      client.destroy();
+    },
+  };
+}
+
+/** A greedy completion asked of `server` over HTTP: the tokens and route it was served by, or the error's code. */
+export async function complete(
+  server: SignalServer,
+  prompt: string,
+  maxTokens: number,
+): Promise<{ status: number; tokens: number[] | undefined; route: string[][] | undefined; code: string | undefined }> {
+  const res = await fetch(`${server.address().url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0 }),
+  });
+  const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
+  return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+}
+
+/** Resolves once `test` holds; throws naming `what` after `ms`. */
+export async function until(what: string, test: () => boolean, ms = 30_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !test(); ) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
