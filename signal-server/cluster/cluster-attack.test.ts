@@ -3,16 +3,12 @@
 // real servers on port 0 joined by a real redis-server. What they must not
 // get: more seats or sockets than one client has on one server, a hearing on
 // a process for sessions they are not in, a way round a ban through another process.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { StageAssignment } from '../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { MAX_VOLUNTEERS_PER_ADDRESS } from '../coordinator/roster.js';
 import type { SignalServer } from '../server.js';
-import { complete, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
+import { clusterTestFile, complete, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
 import { type Client, connectClient, next } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
 
@@ -20,29 +16,17 @@ const MODEL = 'fixtures/models/tiny-untied';
 /** The vocabulary of MODEL: a step:logits of any other length is refused before it is forwarded. */
 const VOCAB = 2048;
 
-let redis: RedisServer;
-let cache: string;
-const servers: SignalServer[] = [];
+const f = clusterTestFile('cluster-attack');
+const { servers } = f;
 const clients: Client[] = [];
 
-beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-attack-'));
-});
-
-afterEach(async () => {
+afterEach(() => {
   for (const c of clients.splice(0)) c.disconnect();
-  for (const s of servers.splice(0)) await s.close();
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  rmSync(cache, { recursive: true, force: true });
 });
 
 async function cluster(n: number, publishMs?: number): Promise<{ servers: SignalServer[]; prefix: string }> {
   const timings = publishMs === undefined ? {} : { timings: { publishMs } };
-  const c = await startCluster(n, redis.url, { model: MODEL, stages: 3, redundancy: 3, routeWaitMs: 1_000, cache, ...timings });
+  const c = await startCluster(n, f.redisUrl, { model: MODEL, stages: 3, redundancy: 3, routeWaitMs: 1_000, cache: f.cache, ...timings });
   servers.push(...c.servers);
   return c;
 }
@@ -89,7 +73,7 @@ describe('the cluster against hostile volunteers', () => {
       'each process mirrors the other one',
       () => a.coordinator?.status().volunteers === 2 && b.coordinator?.status().volunteers === 2,
     );
-    const inbox = await watchChannel(redis.url, `${prefix}:proc:${procOf(a)}`);
+    const inbox = await watchChannel(f.redisUrl, `${prefix}:proc:${procOf(a)}`);
     const errors: string[] = [];
     hostile.c.on('server:error', (e) => errors.push(e.code));
     try {

@@ -2,38 +2,17 @@
 // its socket's event budget as they are on one server (report-allowance.ts),
 // and no more than owed. A real fast replica (onnxruntime, the tiny model) on
 // one process serving sixteen sessions of another, through a real redis-server.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { SignalServer } from '../server.js';
-import { complete as ask, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
+import { complete as ask, clusterTestFile, procOf, startCluster, until, watchChannel } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const TOKENS = 60;
 
-let redis: RedisServer;
-let cache: string;
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-reports-'));
-});
-
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  rmSync(cache, { recursive: true, force: true });
-});
+const f = clusterTestFile('cluster-reports');
+const { servers, volunteers } = f;
 
 async function complete(s: SignalServer): Promise<string> {
   return (await ask(s, 'It is a truth', TOKENS)).code ?? 'ok';
@@ -41,7 +20,7 @@ async function complete(s: SignalServer): Promise<string> {
 
 describe("reports owed to another process's sessions", () => {
   it('lets a fast honest replica serve sixteen sessions of another process at once (its owed reports are not dropped)', async () => {
-    const c = await startCluster(2, redis.url, { model: MODEL, stages: 1, redundancy: 1, cache });
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
     servers.push(...c.servers);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     const v = new NodeVolunteer(b.address().url, { clientKey: 'fast-replica-1' });
@@ -54,14 +33,14 @@ describe("reports owed to another process's sessions", () => {
   });
 
   it("forwards a replica's junk dressed as owed reports no further than its socket's budget allows", async () => {
-    const c = await startCluster(2, redis.url, { model: MODEL, stages: 1, redundancy: 1, cache });
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
     servers.push(...c.servers);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     // An honest replica, slowed (100 ms a step) so that its session stays open while it floods.
     const v = new NodeVolunteer(b.address().url, { clientKey: 'junk-replica-1', fault: { delayMs: 100, output: (_s, d) => d } });
     volunteers.push(v);
     await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1);
-    const inbox = await watchChannel(redis.url, `${c.prefix}:proc:${procOf(a)}`);
+    const inbox = await watchChannel(f.redisUrl, `${c.prefix}:proc:${procOf(a)}`);
     const sent = { repeats: 0, beyond: 0 };
     v.socket.once('session:open', ({ sessionId }) => {
       const digest = (step: number) => ({ sessionId, step, stage: 0, digest: [1], input: [1], received: [], resets: 0, computeMs: 1 });

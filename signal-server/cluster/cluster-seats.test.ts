@@ -3,17 +3,13 @@
 // over processes (its client key on two, its address on two), against real
 // servers joined by a real redis-server. A stage's majority must stay one of
 // distinct clients, whichever process a socket is connected to.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { complete as ask, startCluster, until } from '../testing/cluster-servers.js';
+import { complete as ask, clusterTestFile, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
@@ -21,36 +17,22 @@ const TOKENS = 6;
 /** A generation long enough for a replica to leave and come back through another process in its middle. */
 const LONG = 24;
 
-let redis: RedisServer;
-let cache: string;
 let expected: number[];
 let expectedLong: number[];
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
+const f = clusterTestFile('cluster-seats');
+const { servers, volunteers } = f;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-seats-'));
-  const { dir } = await ensureStages(MODEL, { stages: 1 }, cache);
+  const { dir } = await ensureStages(MODEL, { stages: 1 }, f.cache);
   const reference = await ReferenceRunner.fromStageDir(dir);
   expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
   expectedLong = (await reference.generateIds(reference.tokenizer.encode(PROMPT), LONG, GREEDY)).tokens;
   await reference.close();
 });
 
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  rmSync(cache, { recursive: true, force: true });
-});
-
 describe('one client, one seat, over the processes of a cluster', () => {
   it("never seats one client's sockets on two processes as two replicas of a stage", async () => {
-    const c = await startCluster(3, redis.url, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 2_000, cache });
+    const c = await startCluster(3, f.redisUrl, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 2_000, cache: f.cache });
     servers.push(...c.servers);
     const [a, b, third] = c.servers as [SignalServer, SignalServer, SignalServer];
     const join = (server: SignalServer, clientKey: string, localAddress: string) => {
@@ -88,7 +70,7 @@ describe('one client, one seat, over the processes of a cluster', () => {
   });
 
   it('keeps one seat for a client that leaves one process mid-generation and comes back through another', async () => {
-    const c = await startCluster(3, redis.url, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 5_000, cache });
+    const c = await startCluster(3, f.redisUrl, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 5_000, cache: f.cache });
     servers.push(...c.servers);
     const [a, b, third] = c.servers as [SignalServer, SignalServer, SignalServer];
     // 50 ms a step: the generation outlasts the move.

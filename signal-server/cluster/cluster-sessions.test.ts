@@ -2,51 +2,33 @@
 // volunteers computing on onnxruntime, spread over three real servers joined by
 // a real redis-server. One that names every neighbour unreachable, one that
 // never says it joined: the requests are answered with the reference tokens.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { complete, startCluster, until } from '../testing/cluster-servers.js';
+import { clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 6;
 const STAGES = 2;
 
-let redis: RedisServer;
-let cache: string;
 let expected: number[];
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
+const f = clusterTestFile('cluster-sessions');
+const { servers, volunteers } = f;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-sessions-'));
-  const { dir } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  const { dir } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
   const reference = await ReferenceRunner.fromStageDir(dir);
   expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
   await reference.close();
 });
 
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  rmSync(cache, { recursive: true, force: true });
-});
-
 /** Three servers; volunteer i on server i % 3 (127.0.0.8i), each seen by all before the next joins; the first is `hostile`. */
 async function rig(hostile: NodeVolunteerOptions, count = 3 * STAGES): Promise<{ s: SignalServer[]; all: NodeVolunteer[] }> {
-  const c = await startCluster(3, redis.url, { model: MODEL, stages: STAGES, redundancy: 3, routeWaitMs: 5_000, cache });
+  const c = await startCluster(3, f.redisUrl, { model: MODEL, stages: STAGES, redundancy: 3, routeWaitMs: 5_000, cache: f.cache });
   servers.push(...c.servers);
   const all: NodeVolunteer[] = [];
   for (let i = 0; i < count; i++) {

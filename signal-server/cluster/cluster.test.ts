@@ -2,11 +2,8 @@
 // by a real redis-server on loopback (tools/install-redis.sh), with node
 // volunteers (real socket.io clients computing with onnxruntime) connected to
 // chosen servers. The crash of a server process is processes.test.ts's; hostile volunteers are cluster-attack.test.ts's.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createClient } from 'redis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { encodeFrame } from '../../shared/protocol/frames.js';
 import { packFrameMessages } from '../../shared/protocol/messages.js';
@@ -14,9 +11,9 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
-import { complete as ask, CLUSTER_TIMINGS, startCluster } from '../testing/cluster-servers.js';
+import { complete as ask, CLUSTER_TIMINGS, clusterTestFile, startCluster } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
+import { startRedisServer } from '../testing/redis-server.js';
 import { connectClient, helloVolunteer } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
 
@@ -26,32 +23,21 @@ const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 8;
 const WAIT_MS = 30_000;
 
-let redis: RedisServer;
-let cache: string;
 let reference: ReferenceRunner;
 let expected: number[];
 /** The key prefix of the last cluster started. */
 let prefix = '';
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
+const f = clusterTestFile('cluster');
+const { servers, volunteers } = f;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-cluster-'));
-  const { dir } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  const { dir } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
   reference = await ReferenceRunner.fromStageDir(dir);
   expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
 });
 
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-
 afterAll(async () => {
   await reference?.close();
-  await redis?.stop();
-  rmSync(cache, { recursive: true, force: true });
 });
 
 /** `n` servers of one cluster (a key prefix of their own: the tests do not see each other's). */
@@ -63,7 +49,7 @@ async function cluster(
     routeWaitMs: 10_000,
   },
 ): Promise<SignalServer[]> {
-  const started = await startCluster(n, redis.url, { model: MODEL, ...shape, cache });
+  const started = await startCluster(n, f.redisUrl, { model: MODEL, ...shape, cache: f.cache });
   prefix = started.prefix;
   servers.push(...started.servers);
   return started.servers;
@@ -90,7 +76,7 @@ function complete(s: SignalServer, maxTokens = TOKENS): ReturnType<typeof ask> {
 
 describe('several servers, one swarm', () => {
   it('refuses to start, naming Redis, when Redis cannot be reached', async () => {
-    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
     const server = createSignalServer({
       port: 0,
       host: '127.0.0.1',
@@ -204,7 +190,7 @@ describe('several servers, one swarm', () => {
 
   it('closes within seconds when its Redis has gone away', async () => {
     const own = await startRedisServer();
-    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
     const server = createSignalServer({
       port: 0,
       host: '127.0.0.1',
@@ -239,7 +225,7 @@ describe('several servers, one swarm', () => {
 
   it('drops a mirrored volunteer that its process no longer lists (a message lost on the way)', async () => {
     const [a, b] = (await cluster(2)) as [SignalServer, SignalServer];
-    const client = createClient({ url: redis.url });
+    const client = createClient({ url: f.redisUrl });
     await client.connect();
     try {
       // A volunteer said to be b's or a's (whichever process is listed first) that no process's hash holds.
@@ -286,7 +272,7 @@ describe('several servers, one swarm', () => {
 
 /** One more server in the cluster of `peer` (same Redis, same prefix). */
 async function joinLater(peer: SignalServer): Promise<SignalServer> {
-  const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, cache);
+  const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
   const server = createSignalServer({
     port: 0,
     host: '127.0.0.1',
@@ -296,7 +282,7 @@ async function joinLater(peer: SignalServer): Promise<SignalServer> {
     ratePerMinute: 0,
     apiMaxConcurrent: 0,
     spotCheckRate: 0,
-    redisUrl: redis.url,
+    redisUrl: f.redisUrl,
     cluster: { prefix, ...CLUSTER_TIMINGS },
   });
   await server.ready;

@@ -1,10 +1,63 @@
 // Servers of one cluster for tests: real servers on port 0 joined by a real
 // redis-server (startRedisServer), each test's cluster under a key prefix of
 // its own, and what a test needs to watch the traffic between them.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createClient } from 'redis';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Cluster } from '../cluster/cluster.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
+import type { NodeVolunteer } from './node-volunteer.js';
+import { type RedisServer, startRedisServer } from './redis-server.js';
+
+/** What a cluster test file shares: its redis-server, its stage cache, and what each test started. */
+export interface ClusterTestFile {
+  /** The file's redis-server's URL (started before the file's first test). */
+  readonly redisUrl: string;
+  /** The file's stage cache. */
+  readonly cache: string;
+  /** Servers and volunteers a test started: ended after it. */
+  readonly servers: SignalServer[];
+  readonly volunteers: NodeVolunteer[];
+}
+
+/**
+ * Registers a cluster test file's hooks (as testing/http-swarm.ts does for one
+ * server): a redis-server and a stage cache for the file, registered first so
+ * that the file's own beforeAll can use them; the volunteers, then the servers,
+ * each test started are closed after it.
+ */
+export function clusterTestFile(name: string): ClusterTestFile {
+  let redis: RedisServer | null = null;
+  let cache = '';
+  const servers: SignalServer[] = [];
+  const volunteers: NodeVolunteer[] = [];
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    cache = mkdtempSync(join(tmpdir(), `webswarm-${name}-`));
+  });
+  afterEach(async () => {
+    for (const v of volunteers.splice(0)) await v.close();
+    for (const s of servers.splice(0)) await s.close();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+    if (cache !== '') rmSync(cache, { recursive: true, force: true });
+  });
+  return {
+    get redisUrl() {
+      if (redis === null) throw new Error('the redis-server starts before the first test');
+      return redis.url;
+    },
+    get cache() {
+      return cache;
+    },
+    servers,
+    volunteers,
+  };
+}
 
 /** Short heartbeats and publications: what a test waits for happens within a second. */
 export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
