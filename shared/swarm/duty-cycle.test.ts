@@ -45,7 +45,10 @@ describe('DutyCycle', () => {
     expect(parseShare('0.25', 0.5)).toBe(0.25);
     expect(parseShare('1', 0.5)).toBe(1);
     expect(parseShare(String(MIN_SHARE), 0.5)).toBe(MIN_SHARE);
-    for (const bad of [null, undefined, '', 'half', '0', '0.01', '1.5', '-1', 'NaN', 'Infinity'])
+    // A number out of range is kept to the range: asking for less than the least is the least, never full speed.
+    for (const low of ['0.01', '0', '-1']) expect(parseShare(low, 1), low).toBe(MIN_SHARE);
+    for (const high of ['1.5', '7']) expect(parseShare(high, 0.5), high).toBe(1);
+    for (const bad of [null, undefined, '', ' ', 'half', 'NaN', 'Infinity', '-Infinity'])
       expect(parseShare(bad, 0.5), String(bad)).toBe(0.5);
   });
 });

@@ -3,10 +3,15 @@ import type { Feeds, SessionExecutor, StageExecutor } from '../model/pipeline.js
 /** Smallest share a volunteer may set (below it, a step would wait tens of times its compute time). */
 export const MIN_SHARE = 0.05;
 
-/** Reads a share from a URL or a data attribute: a number in [MIN_SHARE, 1], else the fallback. */
+/**
+ * Reads a share from a URL or a data attribute: a number, kept to
+ * [MIN_SHARE, 1] (`?share=0.01` asks for as little as may be, so it is the
+ * least, never full speed; `7` is full speed); anything that is not a number
+ * is the fallback. The page and the widget show the share they use.
+ */
 export function parseShare(raw: string | null | undefined, fallback: number): number {
-  const n = raw === null || raw === undefined || raw === '' ? Number.NaN : Number(raw);
-  return Number.isFinite(n) && n >= MIN_SHARE && n <= 1 ? n : fallback;
+  const n = raw === null || raw === undefined || raw.trim() === '' ? Number.NaN : Number(raw);
+  return Number.isFinite(n) ? Math.min(1, Math.max(MIN_SHARE, n)) : fallback;
 }
 
 /**
