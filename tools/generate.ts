@@ -78,7 +78,7 @@ runCli(async () => {
   const problem = samplingError(sampling);
   const maxTokens = num('max-tokens', v['max-tokens'], 32);
   if (problem !== null || !Number.isInteger(maxTokens) || maxTokens < 1) {
-    process.stderr.write(`${problem ?? '--max-tokens must be a positive integer'}\n${USAGE}\n`);
+    process.stderr.write(`${problem?.message ?? '--max-tokens must be a positive integer'}\n${USAGE}\n`);
     process.exit(2);
   }
   const r = await generateText({

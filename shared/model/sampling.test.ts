@@ -59,11 +59,13 @@ describe('sampling', () => {
   });
 
   it('names bad settings', () => {
-    expect(samplingError({ ...GREEDY, temperature: -1 })).toMatch(/temperature/);
-    expect(samplingError({ ...GREEDY, topP: 0 })).toMatch(/top_p/);
-    expect(samplingError({ ...GREEDY, topK: 1.5 })).toMatch(/top_k/);
-    expect(samplingError({ ...GREEDY, seed: -3 })).toMatch(/seed/);
+    expect(samplingError({ ...GREEDY, temperature: -1 })?.message).toMatch(/temperature/);
+    expect(samplingError({ ...GREEDY, topP: 0 })?.message).toMatch(/top_p/);
+    expect(samplingError({ ...GREEDY, topK: 1.5 })?.message).toMatch(/top_k/);
+    expect(samplingError({ ...GREEDY, seed: -3 })?.message).toMatch(/seed/);
     expect(samplingError(GREEDY)).toBeNull();
+    expect(samplingError({ ...GREEDY, logitBias: [[1, 101]] })?.param).toBe('logit_bias');
+    expect(samplingError({ ...GREEDY, presencePenalty: 3 })?.param).toBe('presence_penalty');
   });
 
   it('logit_bias moves the tokens it names, before greedy and before sampling', () => {
@@ -118,10 +120,10 @@ describe('sampling', () => {
   });
 
   it('names bad penalties and biases', () => {
-    expect(samplingError({ ...GREEDY, frequencyPenalty: 2.5 })).toMatch(/^frequency_penalty/);
-    expect(samplingError({ ...GREEDY, presencePenalty: Number.NaN })).toMatch(/^presence_penalty/);
-    expect(samplingError({ ...GREEDY, logitBias: [[1, 101]] })).toMatch(/^logit_bias: the bias of token 1/);
-    expect(samplingError({ ...GREEDY, logitBias: [[1.5, 1]] })).toMatch(/^logit_bias: token id 1.5/);
+    expect(samplingError({ ...GREEDY, frequencyPenalty: 2.5 })?.message).toMatch(/^frequency_penalty/);
+    expect(samplingError({ ...GREEDY, presencePenalty: Number.NaN })?.message).toMatch(/^presence_penalty/);
+    expect(samplingError({ ...GREEDY, logitBias: [[1, 101]] })?.message).toMatch(/^logit_bias: the bias of token 1/);
+    expect(samplingError({ ...GREEDY, logitBias: [[1.5, 1]] })?.message).toMatch(/^logit_bias: token id 1.5/);
     expect(
       samplingError({
         ...GREEDY,
@@ -129,10 +131,10 @@ describe('sampling', () => {
           [2, 1],
           [2, 3],
         ],
-      }),
+      })?.message,
     ).toMatch(/named once/);
     const many = Array.from({ length: 1025 }, (_, i) => [i, 1] as const);
-    expect(samplingError({ ...GREEDY, logitBias: many })).toMatch(/at most 1024/);
+    expect(samplingError({ ...GREEDY, logitBias: many })?.message).toMatch(/at most 1024/);
     expect(samplingError({ ...GREEDY, logitBias: many.slice(0, 1024), frequencyPenalty: -2, presencePenalty: 2 })).toBeNull();
   });
 });

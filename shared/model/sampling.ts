@@ -22,23 +22,33 @@ export const MAX_LOGIT_BIAS = 1024;
 
 export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
-/** Checks sampling settings; returns a message naming the bad field, or null. */
-export function samplingError(p: SamplingParams): string | null {
-  if (!Number.isFinite(p.temperature) || p.temperature < 0 || p.temperature > 100) return 'temperature must be in [0, 100]';
-  if (!Number.isInteger(p.topK) || p.topK < 0) return 'top_k must be an integer ≥ 0';
-  if (!Number.isFinite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top_p must be in (0, 1]';
-  if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) return 'seed must be an integer in [0, 2^32)';
-  for (const name of ['frequencyPenalty', 'presencePenalty'] as const) {
-    const v = p[name];
-    if (v !== undefined && !(Number.isFinite(v) && v >= -2 && v <= 2))
-      return `${name === 'frequencyPenalty' ? 'frequency' : 'presence'}_penalty must be in [-2, 2]`;
-  }
+/** A setting out of range: OpenAI's name of the field, and what is wrong with it. */
+export interface SamplingProblem {
+  readonly param: string;
+  readonly message: string;
+}
+
+const problem = (param: string, message: string): SamplingProblem => ({ param, message: `${param}${message}` });
+
+/** Checks sampling settings (the one rule the API, the CLI and the coordinator apply): the bad field, or null. */
+export function samplingError(p: SamplingParams): SamplingProblem | null {
+  if (!Number.isFinite(p.temperature) || p.temperature < 0 || p.temperature > 100) return problem('temperature', ' must be in [0, 100]');
+  if (!Number.isInteger(p.topK) || p.topK < 0) return problem('top_k', ' must be an integer ≥ 0');
+  if (!Number.isFinite(p.topP) || p.topP <= 0 || p.topP > 1) return problem('top_p', ' must be in (0, 1]');
+  if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) return problem('seed', ' must be an integer in [0, 2^32)');
+  for (const [name, v] of [
+    ['frequency_penalty', p.frequencyPenalty],
+    ['presence_penalty', p.presencePenalty],
+  ] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v >= -2 && v <= 2)) return problem(name, ' must be a number in [-2, 2]');
   const bias = p.logitBias ?? [];
-  if (bias.length > MAX_LOGIT_BIAS) return `logit_bias may name at most ${MAX_LOGIT_BIAS} tokens`;
+  if (bias.length > MAX_LOGIT_BIAS) return problem('logit_bias', ` may name at most ${MAX_LOGIT_BIAS} tokens`);
   const seen = new Set<number>();
   for (const [id, b] of bias) {
-    if (!Number.isInteger(id) || id < 0 || seen.has(id)) return `logit_bias: token id ${id} must be an integer ≥ 0, named once`;
-    if (!(Number.isFinite(b) && b >= -100 && b <= 100)) return `logit_bias: the bias of token ${id} must be in [-100, 100]`;
+    if (!Number.isInteger(id) || id < 0 || seen.has(id))
+      return problem('logit_bias', `: token id ${id} must be an integer ≥ 0, named once`);
+    if (!(Number.isFinite(b) && b >= -100 && b <= 100))
+      return problem('logit_bias', `: the bias of token ${id} must be a number in [-100, 100]`);
     seen.add(id);
   }
   return null;

@@ -1,4 +1,4 @@
-import { MAX_LOGIT_BIAS } from '../../shared/model/sampling.js';
+import { GREEDY, samplingError } from '../../shared/model/sampling.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS } from './logprobs.js';
@@ -91,6 +91,9 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     return bad('n', `n must be an integer in [1, ${MAX_CHOICES}]`);
   const logitBias = parseLogitBias(b.logit_bias ?? {});
   if (typeof logitBias === 'string') return bad('logit_bias', logitBias);
+  // The ranges are the sampler's own rule, the one the coordinator checks again.
+  const outOfRange = samplingError({ ...GREEDY, frequencyPenalty, presencePenalty, logitBias });
+  if (outOfRange !== null) return bad(outOfRange.param, outOfRange.message);
   const rawStop = b.stop ?? [];
   const stop = typeof rawStop === 'string' ? [rawStop] : rawStop;
   if (
@@ -122,19 +125,16 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
 
 function penaltyOf(b: Record<string, unknown>, name: 'frequency_penalty' | 'presence_penalty'): number | BodyError {
   const v = b[name] ?? 0;
-  return typeof v === 'number' && v >= -2 && v <= 2 ? v : bad(name, `${name} must be a number in [-2, 2]`);
+  return typeof v === 'number' ? v : bad(name, `${name} must be a number in [-2, 2]`);
 }
 
-/** OpenAI's logit_bias: an object of token ids (as strings) to biases in [-100, 100]; pairs, or a message naming the problem. */
+/** OpenAI's logit_bias: an object of token ids (as strings) to numbers; pairs, or a message naming the problem (ranges: samplingError). */
 function parseLogitBias(raw: unknown): [number, number][] | string {
   if (!isObject(raw)) return 'logit_bias must be an object of token ids to biases';
-  const entries = Object.entries(raw);
-  if (entries.length > MAX_LOGIT_BIAS) return `logit_bias may name at most ${MAX_LOGIT_BIAS} tokens`;
   const pairs: [number, number][] = [];
-  for (const [key, bias] of entries) {
+  for (const [key, bias] of Object.entries(raw)) {
     if (!/^(0|[1-9][0-9]{0,8})$/.test(key)) return `logit_bias: ${JSON.stringify(key.slice(0, 32))} is not a token id`;
-    if (typeof bias !== 'number' || !(bias >= -100 && bias <= 100))
-      return `logit_bias: the bias of token ${key} must be a number in [-100, 100]`;
+    if (typeof bias !== 'number') return `logit_bias: the bias of token ${key} must be a number in [-100, 100]`;
     pairs.push([Number(key), bias]);
   }
   return pairs;

@@ -1,4 +1,4 @@
-import { type SamplingParams, samplingError, usesHistory } from '../../shared/model/sampling.js';
+import { type SamplingParams, type SamplingProblem, samplingError, usesHistory } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
@@ -112,8 +112,7 @@ export class SessionRunner {
     const r = this.s.options.redundancy;
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
     const badSampling = samplingError(sampling) ?? biasBeyond(sampling, manifest.model.vocabSize);
-    // Each message names its field first (OpenAI's param).
-    if (badSampling !== null) throw new GenerationError('ERR_BAD_REQUEST', badSampling, badSampling.split(/[: ]/)[0] ?? null);
+    if (badSampling !== null) throw new GenerationError('ERR_BAD_REQUEST', badSampling.message, badSampling.param);
     if (promptTokens.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
@@ -278,7 +277,9 @@ export class SessionRunner {
 }
 
 /** A logit_bias entry naming a token the model does not have, or null. */
-function biasBeyond(sampling: SamplingParams, vocabSize: number): string | null {
+function biasBeyond(sampling: SamplingParams, vocabSize: number): SamplingProblem | null {
   const id = sampling.logitBias?.find(([t]) => t >= vocabSize)?.[0];
-  return id === undefined ? null : `logit_bias: token ${id} is not in the model's vocabulary of ${vocabSize}`;
+  return id === undefined
+    ? null
+    : { param: 'logit_bias', message: `logit_bias: token ${id} is not in the model's vocabulary of ${vocabSize}` };
 }
