@@ -311,7 +311,11 @@ describe('batching across sessions in one tab', () => {
       // The sessions' caches are rows of shared batch tensors: fewer tensors held than caches' KV tensors. Most
       // batches were the last call's rows again, fed its present.* with no copy; rows were copied when the batch
       // changed (the roll-back's lone step, the close) and at the first batched step after each prefill.
-      expect(s.gpuTensors).toBeLessThan(s.kvOnDevice);
+      // Plain graphs batch only sessions of equal length, so whether the rows held at the end still share a
+      // tensor depends on how the last round's steps met (it failed once in four CI runs): never more than one
+      // tensor a cache, and for fused graphs, which batch any lengths, fewer.
+      if (graph === 'fused') expect(s.gpuTensors).toBeLessThan(s.kvOnDevice);
+      else expect(s.gpuTensors).toBeLessThanOrEqual(s.kvOnDevice);
       expect(s.gpuPastsReused).toBeGreaterThan(0);
       expect(s.gpuRowsCopied).toBeGreaterThan(0);
     } else expect(s).toMatchObject({ gpuTensors: 0, gpuPastsReused: 0, gpuRowsCopied: 0 });
