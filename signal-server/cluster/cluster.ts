@@ -22,6 +22,7 @@
 import { Worker } from 'node:worker_threads';
 import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
@@ -506,6 +507,9 @@ export class Cluster implements ClusterSeam {
 
   noShow(volunteer: string, sessionId: number, why: NoShow): void {
     const p = this.owner.get(volunteer);
+    // Refused as full: so it is here too until its process publishes its count again (routes pass it by meanwhile).
+    if (why === 'full' && p !== undefined)
+      this.mirroredSessions.set(volunteer, Math.max(this.mirroredSessions.get(volunteer) ?? 0, MAX_SESSIONS_PER_REPLICA));
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
   }
 

@@ -39,6 +39,8 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: false })).toEqual({ t: 'audit', proc: 2, id: 'v1', agreed: false });
     const noShow = { t: 'noshow', proc: 2, id: 'v1', sessionId: 131_073, why: 'absent' };
     expect(parseInboxMessage(noShow)).toEqual(noShow);
+    // Refused as full: the volunteer's own process judges it.
+    expect(parseInboxMessage({ ...noShow, why: 'full' })).toEqual({ ...noShow, why: 'full' });
   });
 
   it('refuses any other shape, field by field', () => {

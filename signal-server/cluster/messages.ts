@@ -145,7 +145,7 @@ export function parseInboxMessage(raw: unknown): InboxMessage | null {
         ? { t: 'frame', proc: p, from: raw.from, to: raw.to, data: raw.data }
         : null;
     case 'noshow':
-      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached'] as const)
+      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached', 'full'] as const)
         ? { t: 'noshow', proc: p, id: raw.id, sessionId: raw.sessionId, why: raw.why }
         : null;
     default:

@@ -11,6 +11,17 @@ export class GenerationError extends Error {
   }
 }
 
+/**
+ * A session could not start because the replicas asked for a stage refused it as full (ERR_REPLICA_FULL): with
+ * several servers each counts another's sessions a publication late. Nothing was computed; the request waits for
+ * another route within its route wait, as it would have had the count been current.
+ */
+export class RefusedAsFull extends GenerationError {
+  constructor(message: string) {
+    super('ERR_NO_ROUTE', message);
+  }
+}
+
 /** What a requester is told of an error that is not a GenerationError: its details are for the server's log only. */
 export const INTERNAL_ERROR_MESSAGE = 'internal error';
 

@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } from '../../shared/protocol/messages.js';
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
@@ -117,6 +118,14 @@ export class PeerTraffic {
   }
 
   failed(id: string, m: StepFailure): void {
+    // Its own server judges a refusal as full, whichever server's session it names (see OpenSessions).
+    if (m.code === 'ERR_REPLICA_FULL') {
+      const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId);
+      if (judged !== undefined)
+        this.s.log(
+          `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${MAX_SESSIONS_PER_REPLICA} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
+        );
+    }
     if (this.forwarded(id, { event: 'step:failed', m })) return;
     this.s.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
     this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message);

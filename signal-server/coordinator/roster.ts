@@ -7,6 +7,7 @@ import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
 import type { GenerationSession } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { NoShowWindow } from './no-show-window.js';
+import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -73,9 +74,10 @@ export class Roster {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
+    const opened = new OpenSessions();
     this.s.members.set(id, {
       id,
-      link,
+      link: opened.watch(link),
       keys,
       fault: m.fault,
       remote: false,
@@ -83,6 +85,7 @@ export class Roster {
       vouched: false,
       challenge: null,
       noShows: new NoShowWindow(),
+      opened,
       score: { sentAt: -Infinity, timer: null, held: null },
     });
     const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
@@ -244,6 +247,7 @@ export class Roster {
         vouched: v.proven,
         challenge: null,
         noShows: new NoShowWindow(),
+        opened: null,
         score: { sentAt: -Infinity, timer: null, held: null },
       });
     } else member.proven = v.proven;

@@ -1,5 +1,5 @@
 import type { TimerHandle } from '../../shared/clock.js';
-import { GenerationError } from './generation-error.js';
+import { GenerationError, RefusedAsFull } from './generation-error.js';
 import { MeshLoopChecks } from './mesh-checks.js';
 import { UnreachedReports } from './unreached-reports.js';
 
@@ -67,7 +67,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
       let replaced = 0;
       for (const id of missing) {
         const stage = this.members.get(id) as number;
-        this.retry?.noShow?.(id, 'absent');
+        this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
         const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
         const spare = this.retry?.spares(stage, new Set([...tried, ...this.notCandidates()]), staying)[0];
         if (spare === undefined) continue;
@@ -87,10 +87,8 @@ export abstract class SessionJoin extends MeshLoopChecks {
     const short = this.joinedPerStage().findIndex((n, stage) => n < this.neededAt(stage));
     if (short >= 0) {
       const missing = (this.current[short] as string[]).filter((id) => !this.joined.has(id));
-      throw new GenerationError(
-        'ERR_NO_ROUTE',
-        `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.neededAt(short)} needed; ${missing.join(', ')} did not)`,
-      );
+      const message = `stage ${short}: only ${this.joinedPerStage()[short]} of ${this.policy.redundancy} replicas joined within ${this.timeouts.joinMs} ms (${this.neededAt(short)} needed; ${missing.join(', ')} did not)`;
+      throw missing.every((id) => this.refusedFull.has(id)) ? new RefusedAsFull(message) : new GenerationError('ERR_NO_ROUTE', message);
     }
   }
 

@@ -257,6 +257,7 @@ export abstract class SessionRepair extends StepVotes {
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {
       // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
       this.refused.add(volunteer);
+      if (code === 'ERR_REPLICA_FULL') this.refusedFull.add(volunteer);
       this.joinChanged?.();
       return;
     }

@@ -26,6 +26,8 @@ export abstract class SessionRoute {
   protected readonly resetsSent = new Map<string, number>();
   /** Replicas that refused the session before it started: no-shows now rather than after the join timeout. */
   protected readonly refused = new Set<string>();
+  /** Those of them that said they were full (ERR_REPLICA_FULL): their own server judges that. */
+  protected readonly refusedFull = new Set<string>();
   /** Members that left and stayed in the route (no spare took their place). */
   protected readonly departed = new Set<string>();
   /** Hears that a replica joined or refused, while the session waits for them. */

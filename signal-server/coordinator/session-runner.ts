@@ -3,6 +3,7 @@ import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
+import { RefusedAsFull } from './generation-error.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
 import type { NoShow } from './session-types.js';
@@ -12,6 +13,8 @@ import { established, linkOf, type SwarmState } from './swarm-state.js';
 export const MAX_NO_SHOWS = 3;
 /** How long a replayed request waits for the new partition to serve (its volunteers load and prove their stages). */
 export const REPLAY_ROUTE_WAIT_MS = 60_000;
+/** The pause before another route is sought for a session whose replicas refused it as full. */
+const FULL_RETRY_MS = 100;
 /** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
 const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
 
@@ -64,6 +67,7 @@ export class SessionRunner {
     client?: string,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
+    const routeDeadline = Date.now() + this.s.options.routeWaitMs;
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
       try {
@@ -73,7 +77,8 @@ export class SessionRunner {
           sampling,
           signal,
           done.length,
-          replays > 0,
+          // A replay waits for the new partition's volunteers to load and prove their stages.
+          replays > 0 ? Math.max(this.s.options.routeWaitMs, REPLAY_ROUTE_WAIT_MS) : Math.max(0, routeDeadline - Date.now()),
           (token, rec, session) => {
             done.push(token);
             return onStep(token, rec, session);
@@ -82,6 +87,14 @@ export class SessionRunner {
         );
         return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
       } catch (e) {
+        // Its replicas were full (another server's sessions counted late): another route, within the route wait.
+        if (e instanceof RefusedAsFull && replays === 0 && Date.now() < routeDeadline && signal?.aborted !== true && !this.s.closing) {
+          this.s.log(`waiting for another route: ${e.message}, refused as full`);
+          // Not at once: the same replica may look free here until its count is published again.
+          await new Promise((resolve) => setTimeout(resolve, FULL_RETRY_MS));
+          replays -= 1;
+          continue;
+        }
         // Re-partitioned under it, or failed by the departure that re-partitions the model: the same request
         // again on the new partition, its tokens so far prefilled.
         const replay =
@@ -103,7 +116,7 @@ export class SessionRunner {
     sampling: SamplingParams,
     signal: AbortSignal | undefined,
     sampledBefore: number,
-    replay: boolean,
+    routeWaitMs: number,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client: string | undefined,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
@@ -123,12 +136,7 @@ export class SessionRunner {
     if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
     try {
-      // A replay waits for the new partition's volunteers to load and prove their stages.
-      route = await this.h.pickRoute(
-        sessionId,
-        signal,
-        replay ? Math.max(this.s.options.routeWaitMs, REPLAY_ROUTE_WAIT_MS) : this.s.options.routeWaitMs,
-      );
+      route = await this.h.pickRoute(sessionId, signal, routeWaitMs);
     } catch (e) {
       this.s.fallback?.release(sessionId);
       this.s.sessionClients.delete(sessionId);
@@ -232,11 +240,20 @@ export class SessionRunner {
     if (member === undefined) return;
     // Another server's volunteer: its own server keeps its strikes over every server's sessions, and evicts it.
     if (member.remote) this.s.cluster?.noShow(id, sessionId, why);
+    // "Full" is judged by the server the volunteer is connected to, which saw every session opened on it: with
+    // several servers each counts it a publication late, and an honest replica refuses the one too many.
+    let full = '';
+    if (why === 'full') {
+      if (member.remote) return;
+      const judged = member.opened?.verdict(sessionId);
+      if (judged?.honest === true) return;
+      full = judged === undefined ? ' (refused it as full)' : ` (refused it as full, holding ${judged.held} sessions)`;
+    }
     member.noShows.miss(sessionId);
     const what =
-      why === 'absent'
-        ? `did not join session ${sessionId}`
-        : `was not reached by a majority of a neighbouring stage in session ${sessionId}`;
+      why === 'unreached'
+        ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`
+        : `did not join session ${sessionId}${full}`;
     this.s.log(`volunteer ${id} ${what} (${member.noShows.count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
     // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
     if (member.noShows.count >= MAX_NO_SHOWS)

@@ -1,8 +1,11 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
 
-/** Why a replica counted as a no-show: it did not join, or its neighbours could not reach it. */
-export type NoShow = 'absent' | 'unreached';
+/**
+ * Why a replica counted as a no-show: it did not join, or its neighbours could not reach it; or it refused the
+ * session as full, which its own server judges (a strike only if it held fewer sessions than a replica keeps).
+ */
+export type NoShow = 'absent' | 'unreached' | 'full';
 
 /** What a session needs from the transport: send to one volunteer. */
 export interface SessionTransport {
@@ -21,8 +24,8 @@ export interface RetryHooks {
   /** Hears what a retry did, for the server's log. */
   log?(line: string): void;
   /**
-   * A replica did not join the session in time or refused it (`absent`), or a majority of a stage beside it
-   * joined without reaching it (`unreached`): counts against its record.
+   * A replica did not join the session in time or refused it (`absent`; `full`: refused as full), or a majority
+   * of a stage beside it joined without reaching it (`unreached`): counts against its record.
    */
   noShow?(volunteer: string, why?: NoShow): void;
   /** A replica joined the session in time (its record of showing up). */

@@ -8,6 +8,7 @@ import type { GenerationSession } from './generation.js';
 import type { Links } from './links.js';
 import type { NoShowWindow } from './no-show-window.js';
 import type { SwarmObserver } from './observer.js';
+import type { OpenSessions } from './open-sessions.js';
 import type { Registry } from './registry.js';
 import { type BanList, reputation } from './reputation.js';
 
@@ -40,6 +41,8 @@ export interface Member {
   } | null;
   /** Sessions it missed among its last ones (three evict it: `MAX_NO_SHOWS`). */
   readonly noShows: NoShowWindow;
+  /** Sessions opened on it through its link, from any server (this server's volunteers only; null for a mirrored one). */
+  readonly opened: OpenSessions | null;
   /** When its score was last sent, one held back and the timer that sends it (`Roster.judge`: at most one a `SCORE_EVERY_MS`). */
   score: { sentAt: number; timer: ReturnType<typeof setTimeout> | null; held: AuditCounts | null };
 }
