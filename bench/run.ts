@@ -14,6 +14,8 @@
  *   BENCH_PRECISION (default 1; 0 skips the weight precisions: f32, f16, q8, q4 on austen-2m and a
  *   SmolLM-135M-shaped random checkpoint generated into .cache/checkpoints/)
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
+ *   BENCH_CLUSTER_BUS (default 1; 0 skips a forwarded step:logits between two server processes through redis-server, the
+ *   codec against logits as base64 in JSON, bench/cluster-bus.ts),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off (and fused: slabs vs pasts gathered),
  *   austen-2m, a 6-layer SmolLM-135M-shaped random checkpoint written into .cache/bench-models/ and the 30-layer one
@@ -54,6 +56,7 @@ import { benchAttacks } from './attacks.js';
 import { benchBatching, CASES, smollmSixLayers } from './batching.js';
 import { benchBatchingSwarm } from './batching-swarm.js';
 import { benchCapacity } from './capacity.js';
+import { benchClusterBus } from './cluster-bus.js';
 import { benchColdStart } from './cold-start.js';
 import { benchContextGrowth } from './context-growth.js';
 import { benchDataPath } from './datapath.js';
@@ -162,6 +165,7 @@ async function main(): Promise<void> {
       await benchPrecision({ models, stages: 3, tokens, repeats: Math.min(repeats, 3) });
     }
     if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();
+    if (process.env.BENCH_CLUSTER_BUS !== '0') await benchClusterBus({ messages: 300, repeats: Math.min(repeats, 3) });
     const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
     if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });

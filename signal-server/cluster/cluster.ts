@@ -31,11 +31,11 @@ import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.
 import {
   type BusMessage,
   decode,
-  floatsToBase64,
+  decodeInbox,
+  floatBytes,
   type InboxMessage,
   MAX_PROC,
   parseBusMessage,
-  parseInboxMessage,
   parseVolunteerState,
   procOfSession,
   SESSIONS_PER_PROC,
@@ -180,7 +180,7 @@ export class Cluster implements ClusterSeam {
     this.worker.on('error', (e: Error) => this.problem(`heartbeat thread: ${e.message}`));
     this.worker.unref();
     await this.redis.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
-    await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m));
+    await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m), true);
     await this.lookAround();
     coordinator.cluster = this;
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
@@ -318,9 +318,9 @@ export class Cluster implements ClusterSeam {
     const link: VolunteerLink = {
       send: (event, ...args) => {
         const m = args[0];
-        // A server replica's data-channel messages (the fallback): binary, so base64 through Redis.
+        // A server replica's data-channel messages (the fallback): their bytes after a JSON header.
         if (event === 'frame' && isFrameIn(m)) {
-          const data = Buffer.from(m.data instanceof Uint8Array ? m.data : new Uint8Array(m.data)).toString('base64');
+          const data = m.data instanceof Uint8Array ? m.data : new Uint8Array(m.data);
           this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from: m.from, to: v.id, data });
           return;
         }
@@ -392,8 +392,8 @@ export class Cluster implements ClusterSeam {
     }
   }
 
-  private onInbox(raw: string): void {
-    const m = decode(raw, parseInboxMessage);
+  private onInbox(raw: Buffer): void {
+    const m = decodeInbox(raw);
     const c = this.coordinator;
     if (m === null) {
       this.options.log('cluster: dropped a malformed inbox message');
@@ -452,9 +452,17 @@ export class Cluster implements ClusterSeam {
     if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
     // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
     if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
-    const m: Record<string, unknown> =
-      report.event === 'step:logits' ? { ...report.m, logits: floatsToBase64(report.m.logits) } : { ...report.m };
-    this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m });
+    if (report.event === 'step:logits') {
+      const { logits, ...m } = report.m;
+      this.publish(this.key('proc', p), {
+        t: 'report',
+        proc: this.proc,
+        from: volunteer,
+        event: report.event,
+        m,
+        bytes: floatBytes(logits),
+      });
+    } else this.publish(this.key('proc', p), { t: 'report', proc: this.proc, from: volunteer, event: report.event, m: { ...report.m } });
     return true;
   }
 
@@ -469,8 +477,7 @@ export class Cluster implements ClusterSeam {
       else there.set(p, [...(there.get(p) ?? []), msg]);
     }
     for (const [p, batch] of there) {
-      const data = Buffer.from(packFrameMessages(batch)).toString('base64');
-      this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from, to, data });
+      this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from, to, data: packFrameMessages(batch) });
     }
     return here;
   }

@@ -4,7 +4,7 @@ import { isWireErrorCode } from '../../shared/protocol/errors.js';
 import { packFrameMessages } from '../../shared/protocol/messages.js';
 import { parseDigest, parseFailure, parseFrameMessage, parseLogits, parseSessionJoined } from '../../shared/protocol/validate.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
-import { base64ToArrayBuffer, type InboxMessage, procOfSession, sessionOfMessage } from './messages.js';
+import { type InboxMessage, ownArrayBuffer, procOfSession, sessionOfMessage } from './messages.js';
 import type { RemoteSessions } from './remote-sessions.js';
 
 /** Emits another process's message to our volunteer, if it is ours and the message is that process's to send. */
@@ -52,7 +52,7 @@ export function reportToCoordinator(c: Coordinator, m: Extract<InboxMessage, { t
       return;
     }
     case 'step:logits': {
-      const r = parseLogits({ ...m.m, logits: base64ToArrayBuffer(m.m.logits) }, c.vocabSize);
+      const r = parseLogits({ ...m.m, logits: m.bytes === undefined ? null : ownArrayBuffer(m.bytes) }, c.vocabSize);
       if (r.ok && procOfSession(r.value.sessionId) === proc)
         c.logits(from, r.value.sessionId, r.value.step, r.value.logits, r.value.resets);
       return;
@@ -82,7 +82,7 @@ export function frameFromPeer(
   log: (line: string) => void,
 ): void {
   const toVolunteer = c.localLink(m.to);
-  const bytes = Buffer.from(m.data, 'base64');
+  const bytes = m.data;
   // The server replica at the other end is named: the sender's (to our volunteer), or ours (from theirs).
   const parsed =
     toVolunteer === undefined

@@ -2,9 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../shared/protocol/frames.js';
 import { encodeWant } from '../../shared/swarm/fanout.js';
 import {
-  base64ToArrayBuffer,
   decode,
-  floatsToBase64,
+  decodeInbox,
+  encodeMessage,
+  floatBytes,
+  type InboxMessage,
+  ownArrayBuffer,
   parseBusMessage,
   parseInboxMessage,
   parseVolunteerState,
@@ -71,19 +74,53 @@ describe("the cluster's messages", () => {
     expect(decode(`{"t":"bye","proc":4,"x":"${'a'.repeat(5 * 1024 * 1024)}"}`, parseBusMessage)).toBeNull();
   });
 
-  it('carries logits as base64 and session ids with their process', () => {
+  it('carries logits as raw bytes after a JSON header, and session ids with their process', () => {
     const f = new Float32Array([1.5, -2, 3.25]);
-    expect(new Float32Array(base64ToArrayBuffer(floatsToBase64(f)) as ArrayBuffer)).toEqual(f);
-    expect(base64ToArrayBuffer(42)).toBeNull();
+    const report: InboxMessage = {
+      t: 'report',
+      proc: 2,
+      from: 'v1',
+      event: 'step:logits',
+      m: { sessionId: 2 * SESSIONS_PER_PROC + 1, step: 3, resets: 0 },
+      bytes: floatBytes(f),
+    };
+    const sent = encodeMessage(report) as Buffer;
+    // The 12 bytes of logits follow the header as they are (base64 in JSON would be 16, and 4.5 × the CPU).
+    expect(sent.subarray(sent.byteLength - 12)).toEqual(Buffer.from(f.buffer));
+    const back = decodeInbox(sent);
+    expect(back).toMatchObject({ ...report, bytes: expect.anything() });
+    expect(new Float32Array(ownArrayBuffer((back as { bytes: Uint8Array }).bytes))).toEqual(f);
+    // A message without bytes stays JSON, and reads back the same.
+    const audit: InboxMessage = { t: 'audit', proc: 2, id: 'v1', agreed: true };
+    expect(encodeMessage(audit)).toBe(JSON.stringify(audit));
+    expect(decodeInbox(Buffer.from(encodeMessage(audit)))).toEqual(audit);
     expect(procOfSession(7 * SESSIONS_PER_PROC + 123)).toBe(7);
     expect(procOfSession(5)).toBe(0);
   });
 
+  it('refuses a message with bytes that is cut short, too long, lies about its header, or has bytes where none belong (or none where they must)', () => {
+    const f = floatBytes(new Float32Array(4));
+    const report: InboxMessage = { t: 'report', proc: 2, from: 'v1', event: 'step:logits', m: { sessionId: 1, step: 0 }, bytes: f };
+    const sent = encodeMessage(report) as Buffer;
+    expect(decodeInbox(sent.subarray(0, 3))).toBeNull();
+    expect(decodeInbox(sent.subarray(0, 20))).toBeNull();
+    const lying = Buffer.from(sent);
+    lying.writeUInt32LE(sent.byteLength, 1);
+    expect(decodeInbox(lying)).toBeNull();
+    expect(decodeInbox(Buffer.concat([sent, Buffer.alloc(5 * 1024 * 1024)]))).toBeNull();
+    // Bytes on a message that has none, and a step:logits or frames without them.
+    const digest = encodeMessage({ ...report, event: 'step:digest' }) as Buffer;
+    expect(decodeInbox(digest)).toBeNull();
+    const { bytes: _, ...bare } = report;
+    expect(decodeInbox(Buffer.from(encodeMessage(bare)))).toBeNull();
+    expect(parseInboxMessage({ t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: 'AAAA' })).toBeNull();
+    expect(decodeInbox(Buffer.from('{"t":"audit"'))).toBeNull();
+  });
+
   it("reads a frame message between a server replica and another server's volunteer, and the session a message names", () => {
-    const m = { t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: 'AAAA' };
-    expect(parseInboxMessage(m)).toEqual(m);
-    expect(parseInboxMessage({ ...m, data: 7 })).toBeNull();
-    expect(parseInboxMessage({ ...m, from: '' })).toBeNull();
+    const m: InboxMessage = { t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: Uint8Array.of(1, 2, 3) };
+    expect(decodeInbox(encodeMessage(m) as Buffer)).toEqual({ ...m, data: Buffer.from([1, 2, 3]) });
+    expect(decodeInbox(encodeMessage({ ...m, from: '' }) as Buffer)).toBeNull();
     const sessionId = 5 * SESSIONS_PER_PROC + 9;
     const [chunk] = encodeFrame({ sessionId, step: 4, stage: 1, replica: 0, dims: [1, 2], data: Float32Array.of(1, 2) });
     expect(sessionOfMessage(chunk as Uint8Array)).toBe(sessionId);

@@ -1,5 +1,5 @@
 import { createClient } from 'redis';
-import type { BusMessage, InboxMessage } from './messages.js';
+import { type BusMessage, encodeMessage, type InboxMessage } from './messages.js';
 
 /** Longest wait between two attempts to reach a lost Redis. */
 const MAX_RECONNECT_MS = 2_000;
@@ -60,7 +60,7 @@ export class RedisLink {
 
   publish(channel: string, m: BusMessage | InboxMessage): void {
     if (this.closed) return;
-    this.pub.publish(channel, JSON.stringify(m)).catch((e: Error) => this.problem(`publish failed: ${e.message}`));
+    this.pub.publish(channel, encodeMessage(m)).catch((e: Error) => this.problem(`publish failed: ${e.message}`));
   }
 
   /** Ends both connections at once. */

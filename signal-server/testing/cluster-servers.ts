@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Cluster } from '../cluster/cluster.js';
+import { decode, decodeInbox, parseBusMessage } from '../cluster/messages.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import type { NodeVolunteer } from './node-volunteer.js';
@@ -120,12 +121,17 @@ export async function watchChannel(
   await client.connect();
   const counts = new Map<string, number>();
   let bytes = 0;
-  await client.subscribe(channel, (m) => {
-    bytes += m.length;
-    const t = (JSON.parse(m) as { t?: unknown }).t;
-    const k = typeof t === 'string' ? t : '?';
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-  });
+  await client.subscribe(
+    channel,
+    (m) => {
+      bytes += m.byteLength;
+      // An inbox message with bytes (decodeInbox) or JSON; "?" for anything else.
+      const t = (decodeInbox(m) ?? decode(m.toString('utf8'), parseBusMessage))?.t;
+      const k = typeof t === 'string' ? t : '?';
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    },
+    true,
+  );
   return {
     counts,
     bytes: () => bytes,
