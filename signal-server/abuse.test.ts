@@ -18,6 +18,7 @@ import {
   type SwarmStatus,
 } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
+import { HELLO_BURST, HELLO_EVERY_S } from './coordinator/roster.js';
 import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
@@ -201,6 +202,38 @@ describe('a socket flooding the server', () => {
     expect(percentile(healthMs, 90)).toBeLessThan(100);
     const metrics = await (await fetch(`${server.address().url}/metrics`)).text();
     expect(metrics).toMatch(/^webswarm_sockets_rate_limited_total 1$/m);
+  });
+});
+
+describe('one address saying hello in a loop', () => {
+  it(`hostile: ${HELLO_BURST} volunteers are welcomed, the rest refused with ERR_RATE_LIMITED until its budget refills; the log stays short; another address is welcomed`, async () => {
+    const url = server.address().url;
+    const hello = async (address: string): Promise<string> => {
+      const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'volunteer' }, address);
+      clients.push(c);
+      const answer = new Promise<string>((resolve) => {
+        c.once('volunteer:welcome', () => resolve('welcome'));
+        c.once('server:error', (e: WireError) => resolve(e.code));
+      });
+      c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: null });
+      const said = await answer;
+      c.disconnect();
+      return said;
+    };
+    const before = logLines.length;
+    const answers: string[] = [];
+    // Connect, hello, disconnect, as fast as it goes: before, 535 a second were welcomed, each writing two lines.
+    for (let i = 0; i < HELLO_BURST + 40; i++) answers.push(await hello('127.0.0.9'));
+    expect(answers.slice(0, HELLO_BURST)).toEqual(answers.slice(0, HELLO_BURST).map(() => 'welcome'));
+    const refused = answers.slice(HELLO_BURST).filter((a) => a === 'ERR_RATE_LIMITED').length;
+    // One may have refilled meanwhile (one each HELLO_EVERY_S).
+    expect(refused).toBeGreaterThanOrEqual(38);
+    expect(await hello('127.0.0.10')).toBe('welcome');
+    // A joined and a left line each welcomed, and the refusals at most 10 lines per 10 s, then one "suppressed".
+    expect(logLines.length - before).toBeLessThan(2 * (HELLO_BURST + 3) + 12);
+    // Its budget refills: one more after HELLO_EVERY_S.
+    await new Promise((r) => setTimeout(r, HELLO_EVERY_S * 1000 + 100));
+    expect(await hello('127.0.0.9')).toBe('welcome');
   });
 });
 
