@@ -66,9 +66,16 @@ export interface ClusterOptions {
   readonly publishMs?: number;
   /** How often a process reads the others' volunteers again in full (default 30 s). */
   readonly resyncMs?: number;
+  /** The cluster protocol this process says it speaks (default CLUSTER_PROTOCOL; another only in tests). */
+  readonly protocol?: number;
   readonly log: (line: string) => void;
 }
 
+/**
+ * What processes of a cluster tell each other (messages.ts), by version: a process joins only with those of its
+ * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
+ */
+export const CLUSTER_PROTOCOL = 2;
 /** How long a volunteer that left is remembered as gone. */
 const GONE_MEMORY_MS = 60_000;
 /** How often the others' volunteers are read again in full. */
@@ -113,12 +120,20 @@ export class Cluster implements ClusterSeam {
   private readonly going = new Set<string>();
   private readonly restored = new Set<string>();
   private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** Processes found to speak this one's cluster protocol: only their volunteers are mirrored. */
+  private readonly compatible = new Set<number>();
+  /** Processes found to speak another (told once in the log); their messages are ignored. */
+  private readonly incompatible = new Set<number>();
   /** The main thread's last beat (seconds), read by the heartbeat thread. */
   private readonly beat = new Int32Array(new SharedArrayBuffer(4));
   private worker: Worker | null = null;
 
   constructor(private readonly options: ClusterOptions) {
     this.redis = new RedisLink(options.url, options.prefix ?? 'webswarm', options.log);
+  }
+
+  private get protocol(): number {
+    return this.options.protocol ?? CLUSTER_PROTOCOL;
   }
 
   private get pub() {
@@ -149,6 +164,7 @@ export class Cluster implements ClusterSeam {
     this.coordinator = coordinator;
     await this.redis.connect();
     this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
+    await this.pub.set(this.key('protocol', this.proc), String(this.protocol));
     await this.heartbeat();
     const now = Date.now();
     let loaded = 0;
@@ -215,7 +231,7 @@ export class Cluster implements ClusterSeam {
       const bye = this.pub
         .multi()
         .publish(this.key('bus'), JSON.stringify({ t: 'bye', proc: this.proc }))
-        .del([this.key('alive', this.proc), this.key('vols', this.proc)])
+        .del([this.key('alive', this.proc), this.key('vols', this.proc), this.key('protocol', this.proc)])
         .sRem(this.key('procs'), String(this.proc))
         .exec();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -258,7 +274,17 @@ export class Cluster implements ClusterSeam {
         this.dead(p, 'its heartbeat stopped');
         continue;
       }
-      if (this.peers.has(p)) continue;
+      if (this.compatible.has(p) || this.incompatible.has(p)) continue;
+      const protocol = await this.pub.get(this.key('protocol', p));
+      if (protocol !== String(this.protocol)) {
+        this.incompatible.add(p);
+        this.peers.delete(p);
+        this.options.log(
+          `cluster: process ${p} speaks cluster protocol ${protocol ?? '1 or none'} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
+        );
+        continue;
+      }
+      this.compatible.add(p);
       this.peer(p);
       const vols = await this.pub.hGetAll(this.key('vols', p));
       for (const raw of Object.values(vols)) {
@@ -282,10 +308,13 @@ export class Cluster implements ClusterSeam {
     const c = this.coordinator;
     const peer = this.peers.get(p);
     this.peers.delete(p);
+    // Its number may come back with another process: asked again then.
+    this.compatible.delete(p);
+    this.incompatible.delete(p);
     void this.pub
       .multi()
       .sRem(this.key('procs'), String(p))
-      .del(this.key('vols', p))
+      .del([this.key('vols', p), this.key('protocol', p)])
       .exec()
       .catch(() => {});
     if (c === null) return;
@@ -349,6 +378,7 @@ export class Cluster implements ClusterSeam {
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
     for (const p of [...this.peers.keys()]) {
+      if (!this.compatible.has(p)) continue;
       // Only those mirrored before the read can be stale: one that came meanwhile may be missing from it.
       const before = new Set(this.peers.get(p)?.volunteers ?? []);
       const vols = await this.pub.hGetAll(this.key('vols', p));
@@ -369,13 +399,14 @@ export class Cluster implements ClusterSeam {
     const m = decode(raw, parseBusMessage);
     const c = this.coordinator;
     if (m === null) {
-      this.options.log('cluster: dropped a malformed bus message');
+      this.problem('dropped a malformed bus message');
       return;
     }
-    if (m.proc === this.proc || c === null) return;
+    if (m.proc === this.proc || c === null || this.incompatible.has(m.proc)) return;
     switch (m.t) {
       case 'vol':
-        this.mirror(m.proc, m.v);
+        // A process not yet known to speak this protocol: its volunteers are read in full once it is (lookAround).
+        if (this.compatible.has(m.proc)) this.mirror(m.proc, m.v);
         return;
       case 'gone':
         this.forget(m.proc, m.id);
@@ -396,10 +427,10 @@ export class Cluster implements ClusterSeam {
     const m = decodeInbox(raw);
     const c = this.coordinator;
     if (m === null) {
-      this.options.log('cluster: dropped a malformed inbox message');
+      this.problem('dropped a malformed inbox message');
       return;
     }
-    if (c === null || this.closed) return;
+    if (c === null || this.closed || this.incompatible.has(m.proc)) return;
     switch (m.t) {
       case 'send':
         deliverToVolunteer(c, m, this.remote, this.options.log);

@@ -8,6 +8,7 @@ import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Cluster } from '../cluster/cluster.js';
 import { decode, decodeInbox, parseBusMessage } from '../cluster/messages.js';
+import type { Logger } from '../log.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import type { NodeVolunteer } from './node-volunteer.js';
@@ -73,6 +74,10 @@ export interface ClusterShape {
   readonly timings?: Partial<typeof CLUSTER_TIMINGS>;
   /** The server computes a stage short of volunteers (FALLBACK=stage); absent: off. */
   readonly fallback?: 'stage';
+  /** The cluster protocol each server says it speaks (absent: this version's). */
+  readonly protocols?: readonly number[];
+  /** Where the servers log (absent: nowhere). */
+  readonly logger?: Logger;
 }
 
 let prefixes = 0;
@@ -96,8 +101,14 @@ export async function startCluster(n: number, redisUrl: string, shape: ClusterSh
       apiMaxConcurrent: 0,
       spotCheckRate: 0,
       redisUrl,
-      cluster: { prefix, ...CLUSTER_TIMINGS, ...shape.timings },
+      cluster: {
+        prefix,
+        ...CLUSTER_TIMINGS,
+        ...shape.timings,
+        ...(shape.protocols?.[i] === undefined ? {} : { protocol: shape.protocols[i] }),
+      },
       ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
+      ...(shape.logger === undefined ? {} : { logger: shape.logger }),
     });
     servers.push(server);
     await server.ready;

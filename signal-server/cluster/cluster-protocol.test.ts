@@ -1,0 +1,52 @@
+// Processes of one cluster that speak different cluster protocols (a rolling
+// upgrade): each leaves the other out by name, rather than mirroring its
+// volunteers and dropping its messages as malformed. Real servers on port 0,
+// a real redis-server, real-protocol Node volunteers.
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../log.js';
+import type { SignalServer } from '../server.js';
+import { clusterTestFile, complete, procOf, startCluster, until } from '../testing/cluster-servers.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { CLUSTER_PROTOCOL } from './cluster.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const f = clusterTestFile('cluster-protocol');
+const { servers, volunteers } = f;
+
+describe('processes of another cluster protocol', () => {
+  it('are left out, said once in the log: their volunteers are not routed to, and a request waits for its own', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const c = await startCluster(3, f.redisUrl, {
+      model: MODEL,
+      stages: 1,
+      redundancy: 1,
+      cache: f.cache,
+      routeWaitMs: 1_000,
+      protocols: [CLUSTER_PROTOCOL, CLUSTER_PROTOCOL - 1, CLUSTER_PROTOCOL],
+      logger,
+    });
+    servers.push(...c.servers);
+    const [a, old, b] = c.servers as [SignalServer, SignalServer, SignalServer];
+    const v = new NodeVolunteer(old.address().url, { clientKey: 'old-process-volunteer' });
+    volunteers.push(v);
+    await until('the old process has it ready', () => old.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    // a knows b, and says once that it leaves the old process out.
+    await until('a leaves it out', () =>
+      lines.some((l) => l.includes(`process ${procOf(old)} speaks cluster protocol ${CLUSTER_PROTOCOL - 1}`)),
+    );
+    const w = new NodeVolunteer(b.address().url, { clientKey: 'new-process-volunteer' });
+    volunteers.push(w);
+    await until('a sees b’s volunteer ready', () => a.coordinator?.volunteers().some((x) => x.id === w.id && x.ready) === true);
+    // Several heartbeats later: the old process's volunteer is still not a's, and the line was said once by a and once by b.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(a.coordinator?.volunteers().map((x) => x.id)).toEqual([w.id]);
+    expect(lines.filter((l) => l.includes(`process ${procOf(old)} speaks cluster protocol`)).length).toBe(2);
+    // Served by b's volunteer, never by the old process's.
+    for (let i = 0; i < 4; i++) {
+      const r = await complete(a, 'It is a truth', 4);
+      expect(r.status).toBe(200);
+      expect(r.route).toEqual([[w.id]]);
+    }
+  });
+});
