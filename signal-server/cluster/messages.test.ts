@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../shared/model/sampling.js';
 import { encodeFrame } from '../../shared/protocol/frames.js';
 import { encodeWant } from '../../shared/swarm/fanout.js';
 import {
@@ -115,6 +116,20 @@ describe("the cluster's messages", () => {
     expect(decodeInbox(Buffer.from(encodeMessage(bare)))).toBeNull();
     expect(parseInboxMessage({ t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: 'AAAA' })).toBeNull();
     expect(decodeInbox(Buffer.from('{"t":"audit"'))).toBeNull();
+  });
+
+  it('never throws on a message with bytes mutated or cut anywhere, and gives bytes to a step:logits report or frames only', () => {
+    const random = seededRandom(7);
+    const sent = [
+      encodeMessage({ t: 'report', proc: 2, from: 'v1', event: 'step:logits', m: { sessionId: 1, step: 0 }, bytes: new Uint8Array(16) }),
+      encodeMessage({ t: 'frame', proc: 3, from: 'v1', to: 'server:1', data: Uint8Array.of(1, 2, 3) }),
+    ] as Buffer[];
+    for (let i = 0; i < 5_000; i++) {
+      const b = Buffer.from(sent[i % 2] as Buffer);
+      for (let k = 0; k < 1 + (i % 3); k++) b[Math.floor(random() * b.byteLength)] = Math.floor(random() * 256);
+      const m = decodeInbox(random() < 0.3 ? b.subarray(0, Math.floor(random() * b.byteLength)) : b);
+      if (m !== null) expect(m.t === 'frame' || (m.t === 'report' && m.event === 'step:logits' && m.bytes !== undefined)).toBe(true);
+    }
   });
 
   it("reads a frame message between a server replica and another server's volunteer, and the session a message names", () => {

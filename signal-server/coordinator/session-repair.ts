@@ -18,6 +18,9 @@ export abstract class SessionRepair extends StepVotes {
   replace(left: string, replacement: string, resetFrom?: number): boolean {
     const stage = this.swap(left, replacement);
     if (stage === undefined) return false;
+    // One that is still there (moved to another stage) hears it is out, as any replica replaced is: its server
+    // counts the sessions sent it and not closed (OpenSessions, RemoteSessions), and it drops them with its stage.
+    this.transport.close(left, this.sessionId);
     this.announce(stage, [replacement], resetFrom);
     return true;
   }
