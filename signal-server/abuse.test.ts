@@ -18,7 +18,7 @@ import {
   type SwarmStatus,
 } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { HELLO_BURST, HELLO_EVERY_S } from './coordinator/roster.js';
+import { DEFAULT_HELLO_BUDGET } from './coordinator/roster.js';
 import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
@@ -204,6 +204,10 @@ describe('a socket flooding the server', () => {
     expect(metrics).toMatch(/^webswarm_sockets_rate_limited_total 1$/m);
   });
 });
+
+const HELLO_BURST = DEFAULT_HELLO_BUDGET.burst;
+/** Seconds until one more hello. */
+const HELLO_EVERY_S = 60 / DEFAULT_HELLO_BUDGET.perMinute;
 
 describe('one address saying hello in a loop', () => {
   it(`hostile: ${HELLO_BURST} volunteers are welcomed, the rest refused with ERR_RATE_LIMITED until its budget refills; the log stays short; another address is welcomed`, async () => {

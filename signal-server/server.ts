@@ -78,6 +78,8 @@ export interface SignalServerOptions {
   readonly challengeTimeoutMs?: number;
   /** Challenges a client may make the server compute, at once and a minute (default 32, then 16 a minute). */
   readonly challengeBudget?: KeyedBucketsOptions;
+  /** Hellos an address (not this machine's) may say at once and a minute (DEFAULT_HELLO_BUDGET). */
+  readonly helloBudget?: KeyedBucketsOptions;
   /** Requests that may wait for a route at once; more are refused at once with 503 (default 64). */
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone: this machine's (the local swarm). */
@@ -290,6 +292,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.spotCheckRate === undefined ? {} : { spotCheckRate: opts.spotCheckRate }),
             ...(opts.challengeTimeoutMs === undefined ? {} : { challengeTimeoutMs: opts.challengeTimeoutMs }),
             ...(opts.challengeBudget === undefined ? {} : { challengeBudget: opts.challengeBudget }),
+            ...(opts.helloBudget === undefined ? {} : { helloBudget: opts.helloBudget }),
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),

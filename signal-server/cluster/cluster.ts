@@ -76,6 +76,8 @@ export interface ClusterOptions {
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
  */
 export const CLUSTER_PROTOCOL = 2;
+/** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
+const FULL_MARK_PUBLICATIONS = 5;
 /** How long a volunteer that left is remembered as gone. */
 const GONE_MEMORY_MS = 60_000;
 /** How often the others' volunteers are read again in full. */
@@ -114,6 +116,8 @@ export class Cluster implements ClusterSeam {
   private readonly remote = new RemoteSessions();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
+  /** Mirrored volunteers that refused a session as full here, and until when they count as full. */
+  private readonly fullUntil = new Map<string, number>();
   /** Mirrored volunteers that left, and when (a resync never brings them back). */
   private readonly gone = new Map<string, number>();
   /** Volunteers of a process that died, being dropped. */
@@ -130,6 +134,10 @@ export class Cluster implements ClusterSeam {
 
   constructor(private readonly options: ClusterOptions) {
     this.redis = new RedisLink(options.url, options.prefix ?? 'webswarm', options.log);
+  }
+
+  private get publishMs(): number {
+    return this.options.publishMs ?? 200;
   }
 
   private get protocol(): number {
@@ -210,7 +218,7 @@ export class Cluster implements ClusterSeam {
         heartbeatMs,
       ),
     );
-    this.timers.push(setInterval(() => this.publishVolunteers(), this.options.publishMs ?? 200));
+    this.timers.push(setInterval(() => this.publishVolunteers(), this.publishMs));
     const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
@@ -328,6 +336,7 @@ export class Cluster implements ClusterSeam {
       this.going.delete(id);
       this.owner.delete(id);
       this.mirroredSessions.delete(id);
+      this.fullUntil.delete(id);
       c.left(id);
     }
     for (const [pair, n] of peer.links) {
@@ -366,6 +375,7 @@ export class Cluster implements ClusterSeam {
     this.gone.set(id, Date.now());
     this.owner.delete(id);
     this.mirroredSessions.delete(id);
+    this.fullUntil.delete(id);
     this.peers.get(p)?.volunteers.delete(id);
     this.coordinator?.left(id);
   }
@@ -538,6 +548,9 @@ export class Cluster implements ClusterSeam {
 
   sessionsOf(volunteer: string, here: number): number {
     if (this.going.has(volunteer)) return Number.POSITIVE_INFINITY;
+    const fullUntil = this.fullUntil.get(volunteer);
+    if (fullUntil !== undefined && Date.now() < fullUntil) return MAX_SESSIONS_PER_REPLICA;
+    this.fullUntil.delete(volunteer);
     const mirrored = this.mirroredSessions.get(volunteer);
     // Ours: those here and those other processes opened on it. Another's: its count may lag ours by a publication.
     return mirrored === undefined ? here + this.remote.of(volunteer) : Math.max(here, mirrored);
@@ -545,9 +558,9 @@ export class Cluster implements ClusterSeam {
 
   noShow(volunteer: string, sessionId: number, why: NoShow): void {
     const p = this.owner.get(volunteer);
-    // Refused as full: so it is here too until its process publishes its count again (routes pass it by meanwhile).
-    if (why === 'full' && p !== undefined)
-      this.mirroredSessions.set(volunteer, Math.max(this.mirroredSessions.get(volunteer) ?? 0, MAX_SESSIONS_PER_REPLICA));
+    // Refused as full: so it is here too for a few publications of its count (routes pass it by meanwhile), and
+    // after that its count as published, which a session that came and went between two publications left unchanged.
+    if (why === 'full' && p !== undefined) this.fullUntil.set(volunteer, Date.now() + FULL_MARK_PUBLICATIONS * this.publishMs);
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
   }
 

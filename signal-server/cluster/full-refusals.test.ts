@@ -11,9 +11,10 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
+import { CLUSTER_TIMINGS, clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
 import { httpSwarm } from '../testing/http-swarm.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
+import type { Cluster } from './cluster.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
@@ -69,6 +70,27 @@ describe('refusals as full', () => {
     for (const r of results) expect(r.tokens).toEqual(expected);
     expect(v.errors).toEqual([]);
     expect(b.coordinator?.volunteers().map((x) => x.id)).toEqual([v.id]);
+  });
+
+  it('a replica that refused as full counts as full at the coordinating server for a few publications, then as its server publishes it', async () => {
+    // Re-read in full only once a minute: what ends the mark is the mark's own time, not the re-read.
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, timings: { resyncMs: 60_000 } });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const v = new NodeVolunteer(b.address().url, { clientKey: 'full-marked-replica' });
+    volunteers.push(v);
+    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    const cluster = a.coordinator?.cluster as Cluster;
+    const id = v.id as string;
+    expect(cluster.sessionsOf(id, 0)).toBe(0);
+    // A session of a's it refused as full (one that came and went on b between two publications leaves b's count as it was).
+    const t0 = Date.now();
+    cluster.noShow(id, 1, 'full');
+    expect(cluster.sessionsOf(id, 0)).toBe(MAX_SESSIONS_PER_REPLICA);
+    // Before: full here until b published a change or the re-read, a minute later.
+    await until('it counts as its server published it again', () => cluster.sessionsOf(id, 0) === 0, 5_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(5 * CLUSTER_TIMINGS.publishMs);
+    expect((await complete(a, PROMPT, TOKENS)).tokens).toEqual(expected);
   });
 
   it('a replica of one server that says it is full while it holds no session is a no-show, and three evict it', async () => {

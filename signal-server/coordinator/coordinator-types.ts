@@ -76,6 +76,8 @@ export interface CoordinatorOptions {
   readonly challengeTimeoutMs?: number;
   /** Challenges a client may ask for at once and a minute (DEFAULT_CHALLENGE_BUDGET). */
   readonly challengeBudget?: KeyedBucketsOptions;
+  /** Hellos an address (not this machine's) may say at once and a minute (DEFAULT_HELLO_BUDGET). */
+  readonly helloBudget?: KeyedBucketsOptions;
   /** Requests that may wait for a route at once; more are refused at once with ERR_BUSY. */
   readonly maxQueued?: number;
   /** Addresses whose volunteers are told apart by client key alone (this machine's local swarm). */

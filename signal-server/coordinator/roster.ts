@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { bufferLimitBytes, offeredBytes } from '../../shared/protocol/capacity.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { Backend, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
+import { KeyedBuckets, type KeyedBucketsOptions } from '../keyed-buckets.js';
 import type { AuditCounts } from './audit.js';
 import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
-import { EventBudget } from './event-budget.js';
 import type { GenerationSession } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { NoShowWindow } from './no-show-window.js';
@@ -17,14 +17,11 @@ import { assignment, established, type Member, refuse, type SwarmState } from '.
 /** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
 export const MAX_VOLUNTEERS_PER_ADDRESS = 16;
 /**
- * Hellos one address (other than this machine's) may say at once, and then one each HELLO_EVERY_S: its 16 tabs
- * reconnecting after a network blip, twice over, are within it; a loop of connect, hello, disconnect (535 a second
- * from one address, each writing a joined and a left line to the log) is not.
+ * Hellos one address (other than this machine's) may say at once, and then 30 a minute: its 16 tabs reconnecting
+ * after a network blip, twice over, are within it; a loop of connect, hello, disconnect (535 a second from one
+ * address, each writing a joined and a left line to the log) is not.
  */
-export const HELLO_BURST = 32;
-export const HELLO_EVERY_S = 2;
-/** Addresses whose hellos are counted at once, at most (the least recently heard forgotten first). */
-const MAX_HELLO_ADDRESSES = 10_000;
+export const DEFAULT_HELLO_BUDGET: KeyedBucketsOptions = { burst: 32, perMinute: 30 };
 
 /**
  * A volunteer's score goes out at most once a this many ms while it agrees (the newest counts, trailing); a
@@ -49,14 +46,15 @@ export class Roster {
   private readonly localAddresses: readonly string[];
   /** Volunteers of this server cut off (their address's limit, a ban), until their transport tells they left. */
   private readonly cutOff = new WeakSet<Member>();
-  /** Each address's hellos (HELLO_BURST, then one each HELLO_EVERY_S), least recently heard first. */
-  private readonly hellos = new Map<string, EventBudget>();
+  /** Each address's hellos (DEFAULT_HELLO_BUDGET). */
+  private readonly hellos: KeyedBuckets;
 
   constructor(
     private readonly s: SwarmState,
     private readonly h: RosterHooks,
   ) {
     this.localAddresses = s.options.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+    this.hellos = new KeyedBuckets(s.options.helloBudget ?? DEFAULT_HELLO_BUDGET);
   }
 
   /** A volunteer says hello: registered under an id of the server's, assigned a stage; or refused (faults, bans). */
@@ -74,11 +72,14 @@ export class Roster {
       return refuse('ERR_BANNED', 'this volunteer (its client key or address) was evicted for misbehaving; try again later');
     // One address (not this machine's) holds a bounded number of volunteers: a flood of sockets registers no further.
     const addressKey = keys.find((k) => k.startsWith('addr:'));
-    if (addressKey !== undefined && !this.helloAllowed(addressKey))
+    const wait = addressKey === undefined ? 0 : this.hellos.take(addressKey);
+    if (wait > 0) {
+      const budget = this.s.options.helloBudget ?? DEFAULT_HELLO_BUDGET;
       return refuse(
         'ERR_RATE_LIMITED',
-        `more than ${HELLO_BURST} volunteers said hello from this address lately (then one each ${HELLO_EVERY_S} s); try again in a few seconds`,
+        `too many volunteers said hello from this address lately (${budget.burst} at once, then ${budget.perMinute} a minute); try again in ${Math.ceil(wait / 1000)} s`,
       );
+    }
     if (addressKey !== undefined) {
       let same = 0;
       for (const other of this.s.members.values()) if (other.keys.includes(addressKey)) same += 1;
@@ -245,16 +246,6 @@ export class Roster {
         established: established(this.s, v.id),
       };
     });
-  }
-
-  /** Takes one of the address's hellos (see HELLO_BURST); false when it has none left. */
-  private helloAllowed(addressKey: string): boolean {
-    let budget = this.hellos.get(addressKey);
-    this.hellos.delete(addressKey);
-    budget ??= new EventBudget({ ratePerS: 1 / HELLO_EVERY_S, burst: HELLO_BURST, maxDropped: Number.MAX_SAFE_INTEGER });
-    this.hellos.set(addressKey, budget);
-    if (this.hellos.size > MAX_HELLO_ADDRESSES) this.hellos.delete(this.hellos.keys().next().value as string);
-    return budget.take() === 'serve';
   }
 
   // The seams of a cluster of servers (../cluster/): volunteers of other servers mirrored here.
