@@ -235,6 +235,8 @@ describe('one address saying hello in a loop', () => {
     expect(await hello('127.0.0.10')).toBe('welcome');
     // A joined and a left line each welcomed, and the refusals at most 10 lines per 10 s, then one "suppressed".
     expect(logLines.length - before).toBeLessThan(2 * (HELLO_BURST + 3) + 12);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(Number(/^webswarm_hellos_refused_total\{code="ERR_RATE_LIMITED"\} (\d+)$/m.exec(metrics)?.[1])).toBe(refused);
     // Its budget refills: one more after HELLO_EVERY_S.
     await new Promise((r) => setTimeout(r, HELLO_EVERY_S * 1000 + 100));
     expect(await hello('127.0.0.9')).toBe('welcome');

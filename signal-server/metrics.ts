@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { WireErrorCode } from '../shared/protocol/errors.js';
 import type { StageVote, VolunteerView } from '../shared/protocol/messages.js';
 import type { ApiRoute } from './api/api-routes.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
@@ -38,6 +39,8 @@ export class SwarmMetrics implements SwarmObserver {
   /** Socket.IO events over a socket's budget (dropped unanswered), and sockets disconnected for flooding. */
   readonly socketEventsDropped: Counter;
   readonly socketsRateLimited: Counter;
+  private readonly hellosRefused: Counter<'code'>;
+  private readonly fullRefusals: Counter<'judged'>;
 
   constructor(coordinator: MetricsSource | null) {
     const registers = [this.registry];
@@ -76,6 +79,18 @@ export class SwarmMetrics implements SwarmObserver {
     this.socketsRateLimited = new Counter({
       name: 'webswarm_sockets_rate_limited_total',
       help: 'Sockets disconnected with ERR_RATE_LIMITED for flooding past their event budget',
+      registers,
+    });
+    this.hellosRefused = new Counter({
+      name: 'webswarm_hellos_refused_total',
+      help: 'Volunteer hellos refused, by the code the volunteer was told (ERR_RATE_LIMITED: its address said too many lately or holds too many)',
+      labelNames: ['code'],
+      registers,
+    });
+    this.fullRefusals = new Counter({
+      name: 'webswarm_full_refusals_total',
+      help: 'Sessions this server’s volunteers refused as full, as judged here: due (it held 16) or no_show (it held fewer: a strike)',
+      labelNames: ['judged'],
       registers,
     });
     new Gauge({
@@ -164,5 +179,13 @@ export class SwarmMetrics implements SwarmObserver {
 
   onGeneration(outcome: GenerationOutcome): void {
     this.generations.inc({ outcome });
+  }
+
+  onHelloRefused(code: WireErrorCode): void {
+    this.hellosRefused.inc({ code });
+  }
+
+  onFullRefusal(due: boolean): void {
+    this.fullRefusals.inc({ judged: due ? 'due' : 'no_show' });
   }
 }

@@ -70,6 +70,10 @@ describe('refusals as full', () => {
     for (const r of results) expect(r.tokens).toEqual(expected);
     expect(v.errors).toEqual([]);
     expect(b.coordinator?.volunteers().map((x) => x.id)).toEqual([v.id]);
+    // Its server counted each refusal its due, none a no-show.
+    const metrics = await (await fetch(`${b.address().url}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^webswarm_full_refusals_total\\{judged="due"\\} ${refusals.n}$`, 'm'));
+    expect(metrics).not.toMatch(/judged="no_show"/);
   });
 
   it('a replica that refused as full counts as full at the coordinating server for a few publications, then as its server publishes it', async () => {
@@ -102,6 +106,7 @@ describe('refusals as full', () => {
     await until('it is evicted', () => (liar as NodeVolunteer).errors.some((e) => e.code === 'ERR_EVICTED'));
     expect((liar as NodeVolunteer).errors[0]?.message).toMatch(/last: did not join session \d+ \(refused it as full, holding 0 sessions\)/);
     expect(server.coordinator?.volunteers()).toEqual([]);
+    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^webswarm_full_refusals_total\{judged="no_show"\} [3-9]$/m);
   });
 
   it("a replica that says so to another server's sessions is judged by its own server the same way", async () => {

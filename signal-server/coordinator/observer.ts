@@ -9,6 +9,10 @@ export interface SwarmObserver {
   /** One verified token: the step's time and every stage's vote. */
   onToken?(stepMs: number, votes: readonly StageVote[]): void;
   onGeneration?(outcome: GenerationOutcome): void;
+  /** A volunteer's hello refused, by the code it was told (a ban, its address's budget, no stage fits, …). */
+  onHelloRefused?(code: WireErrorCode): void;
+  /** A volunteer of this server refused a session as full: its due (it held 16), or a no-show. */
+  onFullRefusal?(due: boolean): void;
 }
 
 /** Replica outputs of one token's votes: agreed with the majority, disagreed, or not yet answered when it was accepted. */

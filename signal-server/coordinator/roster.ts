@@ -61,6 +61,7 @@ export class Roster {
   hello(link: VolunteerLink, address: string, m: VolunteerHello): string | null {
     const refuse = (code: WireErrorCode, message: string) => {
       this.s.log(`refused volunteer from ${address}: ${code} ${message}`);
+      for (const o of this.s.observers) o.onHelloRefused?.(code);
       link.send('server:error', { code, message });
       link.disconnect();
       return null;
