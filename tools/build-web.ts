@@ -17,7 +17,10 @@ export interface BuildOutput {
  * it), so escape codes are stripped unless `out` is a terminal.
  */
 export function runVite(args: readonly string[], out: BuildOutput = process.stdout, cwd = process.cwd()): void {
-  const r = spawnSync(process.execPath, [VITE, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // A production build wherever it runs: under vitest (NODE_ENV=test, which the e2e suite's build inherited) Vite
+  // bundled React's development build, twice the size and slower, so the specs tested a page nobody is served.
+  const env = { ...process.env, NODE_ENV: 'production' };
+  const r = spawnSync(process.execPath, [VITE, ...args], { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   if (text !== '') out.write(out.isTTY === true ? text : stripVTControlCharacters(text));
   if (r.status !== 0)

@@ -17,6 +17,37 @@ export async function consent(page: Page): Promise<void> {
 const CONSENT_TIMEOUT_MS = 30_000;
 
 /**
+ * The features playwright-core disables (its chromiumSwitches, version 1.65). Chromium reads only the last
+ * --disable-features it is given, so the one launchChromium adds repeats them (e2e/chromium-flags.spec.ts checks
+ * the command line a real Chromium shows).
+ */
+const PLAYWRIGHT_DISABLED_FEATURES = [
+  'AvoidUnnecessaryBeforeUnloadCheckSync',
+  'DestroyProfileOnBrowserClose',
+  'HttpsUpgrades',
+  'HttpsFirstBalancedModeAutoEnable',
+  'LensOverlay',
+  'MediaRouter',
+  'PaintHolding',
+  'ThirdPartyStoragePartitioning',
+  'AvoidCorsURLLoaderRestartOnRedirect',
+  'TcpPortRandomizationWin',
+  'OptimizationHints',
+  'NetworkTimeServiceQuerying',
+  'AimEnabled',
+  'PreconnectToSearch',
+  'msForceBrowserSignIn',
+  'msEdgeUpdateLaunchServicesPreferredVersion',
+];
+
+/**
+ * Headless Chromium 156 loads the omnibox pop-up's WebUI (chrome://omnibox-popup.top-chrome, in a renderer of its
+ * own) for every window, and Playwright opens a window for every context: measured here, 3.5 s of CPU for each
+ * volunteer tab, for a pop-up nobody sees (9 tabs ready in 56 s with it, 37 s without).
+ */
+const HEADLESS_WEBUI_FEATURES = ['WebUIOmniboxPopup', 'WebUIOmniboxFullPopup', 'WebUIOmniboxAimPopup'];
+
+/**
  * Launches CHROMIUM_PATH, else `chromium` from PATH (tools/ensure-chromium.ts installs it), with the flags
  * measured to work here (../shared/PLATFORM.md): no outbound traffic, WebGPU on SwiftShader when asked.
  */
@@ -32,6 +63,11 @@ export async function launchChromium(opts: { webgpu: boolean; extraArgs?: readon
     '--disable-quic',
   ];
   if (opts.webgpu) args.push('--enable-unsafe-webgpu');
+  args.push(`--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, ...HEADLESS_WEBUI_FEATURES].join(',')}`);
+  // The e2e suite's tabs run WebAssembly on V8's baseline compiler only (vitest.e2e.config.ts sets
+  // WEBSWARM_LIFTOFF_ONLY): the optimizing tier's compile of onnxruntime's 14 MB module took 2.3 s of CPU in
+  // every tab, and its results are the same. Benchmarks and `npm start` keep both tiers.
+  if (process.env.WEBSWARM_LIFTOFF_ONLY === '1') args.push('--js-flags=--liftoff-only');
   // Benchmarks compare conditions (bench/hop-floor.ts: background throttling off); the product cannot set flags for volunteers.
   args.push(...(opts.extraArgs ?? []));
   return chromium.launch({ executablePath: found.path, headless: true, args });

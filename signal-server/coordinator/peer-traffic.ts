@@ -121,11 +121,12 @@ export class PeerTraffic {
     // Its own server judges a refusal as full, whichever server's session it names (see OpenSessions).
     if (m.code === 'ERR_REPLICA_FULL') {
       const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId);
-      if (judged !== undefined) for (const o of this.s.observers) o.onFullRefusal?.(judged.honest);
-      if (judged !== undefined)
+      if (judged !== undefined) {
+        for (const o of this.s.observers) o.onFullRefusal?.(judged.honest);
         this.s.log(
           `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${MAX_SESSIONS_PER_REPLICA} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
         );
+      }
     }
     if (this.forwarded(id, { event: 'step:failed', m })) return;
     this.s.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
