@@ -13,7 +13,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Most files wait on sockets and timers more than they compute: three at once on 2 cores took 5.7 minutes
-    // where one at a time took 9.
+    // where one at a time took 9 (3.7 with the baseline tier below).
     fileParallelism: true,
     maxWorkers: 3,
     // WebAssembly (onnxruntime-web in the reference runner and the Node volunteers) on V8's baseline tier only:

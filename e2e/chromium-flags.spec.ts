@@ -29,7 +29,7 @@ describe('launchChromium', () => {
       const page = await (await browser.newContext()).newPage();
       await page.goto('about:blank');
     }
-    // Given the time it took before the change to show up (it loads with the window).
+    // The pop-up loads with the window, after the page: without the change its two targets were listed within this.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const cdp = await browser.newBrowserCDPSession();
     const { targetInfos } = (await cdp.send('Target.getTargets')) as { targetInfos: { type: string; url: string }[] };

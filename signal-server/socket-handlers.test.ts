@@ -136,14 +136,9 @@ describe('volunteers over Socket.IO', () => {
     expect(res.status).toBe(503);
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('ERR_NO_ROUTE');
-    const said = /stage 0 of tiny-untied: 0 of 2 replicas ready \(from distinct clients; 0 ready, 1 assigned\); waited (\d+) ms/.exec(
-      body.error.message,
+    expect(body.error.message).toMatch(
+      /stage 0 of tiny-untied: 0 of 2 replicas ready \(from distinct clients; 0 ready, 1 assigned\); waited 300 ms/,
     );
-    expect(said, body.error.message).not.toBeNull();
-    // What was left of the 300 ms route wait when the route was asked for: a few ms less when this process was
-    // held up in between (seen with test files in parallel on 2 cores).
-    expect(Number(said?.[1])).toBeGreaterThan(250);
-    expect(Number(said?.[1])).toBeLessThanOrEqual(300);
   });
 
   it("lists the served model in OpenAI's shape", async () => {

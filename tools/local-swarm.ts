@@ -42,8 +42,8 @@ const PLAYWRIGHT_DISABLED_FEATURES = [
 
 /**
  * Headless Chromium 156 loads the omnibox pop-up's WebUI (chrome://omnibox-popup.top-chrome, in a renderer of its
- * own) for every window, and Playwright opens a window for every context: measured here, 3.5 s of CPU for each
- * volunteer tab, for a pop-up nobody sees (9 tabs ready in 56 s with it, 37 s without).
+ * own) for every window, and Playwright opens a window for every context: about 3.5 s of CPU for each volunteer
+ * tab in a Chromium trace here, for a pop-up nobody sees (9 tabs ready in 56 s with it, 37 s without, one probe).
  */
 const HEADLESS_WEBUI_FEATURES = ['WebUIOmniboxPopup', 'WebUIOmniboxFullPopup', 'WebUIOmniboxAimPopup'];
 

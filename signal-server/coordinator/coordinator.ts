@@ -97,7 +97,7 @@ export class Coordinator {
       serverReplicas: (manifest, fallback) => this.traffic.serverReplicas(manifest, fallback),
     });
     this.runner = new SessionRunner(s, {
-      pickRoute: (sessionId, signal, waitMs) => this.routes.pickRoute(sessionId, signal, waitMs),
+      pickRoute: (sessionId, signal, wait) => this.routes.pickRoute(sessionId, signal, wait),
       spares: (stage, exclude, alongside) => this.routes.spares(stage, exclude, alongside),
       serverReplica: (sessionId, stage) => this.routes.serverReplica(sessionId, stage),
       expel: (id, code, reason, ban) => this.roster.expel(id, code, reason, ban),

@@ -3,6 +3,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { GenerationError } from './generation.js';
 import { reputation } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import type { RouteWait } from './session-runner.js';
 import { established, type SwarmState } from './swarm-state.js';
 
 export const DEFAULT_MAX_QUEUED = 64;
@@ -113,16 +114,15 @@ export class RoutePicker {
   /**
    * r ready replicas per stage with room for another session, chosen by the
    * route rules, or the server's replicas for stages short of volunteers (the
-   * fallback); waits up to routeWaitMs. Beyond maxQueued waiting requests,
+   * fallback); waits until `wait.until`. Beyond maxQueued waiting requests,
    * refuses at once (ERR_BUSY).
    */
-  async pickRoute(sessionId: number, signal: AbortSignal | undefined, waitMs: number): Promise<string[][]> {
+  async pickRoute(sessionId: number, signal: AbortSignal | undefined, wait: RouteWait): Promise<string[][]> {
     const r = this.s.options.redundancy;
     if (this.queued >= (this.s.options.maxQueued ?? DEFAULT_MAX_QUEUED))
       throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
     this.queued += 1;
     try {
-      const deadline = Date.now() + waitMs;
       for (;;) {
         if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
         if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
@@ -135,15 +135,15 @@ export class RoutePicker {
         if (choice.ok) return choice.route;
         const served = this.fallbackRoute(sessionId, load);
         if (served !== null) return served;
-        if (Date.now() >= deadline) {
+        if (Date.now() >= wait.until) {
           const ready = this.s.registry.readyReplicas(choice.stage).length;
           // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.
           const unloaded = chooseReplicas(this.candidates(choice.stage, new Set(), new Map()), r, this.s.random).length;
           throw new GenerationError(
             unloaded >= r ? 'ERR_BUSY' : 'ERR_NO_ROUTE',
             unloaded >= r
-              ? `stage ${choice.stage} of ${this.s.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${waitMs} ms`
-              : `stage ${choice.stage} of ${this.s.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.s.registry.replicasPerStage()[choice.stage]} assigned); waited ${waitMs} ms`,
+              ? `stage ${choice.stage} of ${this.s.model.modelId}: its ${ready} ready replicas are busy with other sessions; waited ${wait.ms} ms`
+              : `stage ${choice.stage} of ${this.s.model.modelId}: ${unloaded} of ${r} replicas ready (from distinct clients; ${ready} ready, ${this.s.registry.replicasPerStage()[choice.stage]} assigned); waited ${wait.ms} ms`,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));

@@ -13,15 +13,30 @@ import { established, linkOf, type SwarmState } from './swarm-state.js';
 export const MAX_NO_SHOWS = 3;
 /** How long a replayed request waits for the new partition to serve (its volunteers load and prove their stages). */
 export const REPLAY_ROUTE_WAIT_MS = 60_000;
+/** A replay's route wait, from now: at least REPLAY_ROUTE_WAIT_MS. */
+function replayWait(routeWaitMs: number): RouteWait {
+  const ms = Math.max(routeWaitMs, REPLAY_ROUTE_WAIT_MS);
+  return { until: Date.now() + ms, ms };
+}
+
 /** The pause before another route is sought for a session whose replicas refused it as full. */
 const FULL_RETRY_MS = 100;
 /** Failures of a session that a re-partition under way (or done meanwhile) makes good by a replay. */
 const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['ERR_NO_QUORUM', 'ERR_STEP_TIMEOUT', 'ERR_NO_ROUTE']);
 
+/**
+ * How long a session may wait for its route: until `until` (ms since the epoch), the end of a request's route
+ * wait of `ms`, which a refusal names (a session retried after "full" refusals has less of it left).
+ */
+export interface RouteWait {
+  readonly until: number;
+  readonly ms: number;
+}
+
 /** What running sessions need of the coordinator's other parts. */
 export interface RunnerHooks {
   /** A route for a new session (RoutePicker). */
-  pickRoute(sessionId: number, signal: AbortSignal | undefined, waitMs: number): Promise<string[][]>;
+  pickRoute(sessionId: number, signal: AbortSignal | undefined, wait: RouteWait): Promise<string[][]>;
   /** Spares for a stage of a running session, and the server's own replica of a stage (RoutePicker). */
   spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[];
   serverReplica(sessionId: number, stage: number): string | null;
@@ -67,7 +82,7 @@ export class SessionRunner {
     client?: string,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
-    const routeDeadline = Date.now() + this.s.options.routeWaitMs;
+    const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
       try {
@@ -78,7 +93,7 @@ export class SessionRunner {
           signal,
           done.length,
           // A replay waits for the new partition's volunteers to load and prove their stages.
-          replays > 0 ? Math.max(this.s.options.routeWaitMs, REPLAY_ROUTE_WAIT_MS) : Math.max(0, routeDeadline - Date.now()),
+          replays > 0 ? replayWait(this.s.options.routeWaitMs) : routeWait,
           (token, rec, session) => {
             done.push(token);
             return onStep(token, rec, session);
@@ -88,7 +103,7 @@ export class SessionRunner {
         return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
       } catch (e) {
         // Its replicas were full (another server's sessions counted late): another route, within the route wait.
-        if (e instanceof RefusedAsFull && replays === 0 && Date.now() < routeDeadline && signal?.aborted !== true && !this.s.closing) {
+        if (e instanceof RefusedAsFull && replays === 0 && Date.now() < routeWait.until && signal?.aborted !== true && !this.s.closing) {
           this.s.log(`waiting for another route: ${e.message}, refused as full`);
           // Not at once: the same replica may look free here until its count is published again.
           await new Promise((resolve) => setTimeout(resolve, FULL_RETRY_MS));
@@ -116,7 +131,7 @@ export class SessionRunner {
     sampling: SamplingParams,
     signal: AbortSignal | undefined,
     sampledBefore: number,
-    routeWaitMs: number,
+    routeWait: RouteWait,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client: string | undefined,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
@@ -136,7 +151,7 @@ export class SessionRunner {
     if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
     try {
-      route = await this.h.pickRoute(sessionId, signal, routeWaitMs);
+      route = await this.h.pickRoute(sessionId, signal, routeWait);
     } catch (e) {
       this.s.fallback?.release(sessionId);
       this.s.sessionClients.delete(sessionId);
