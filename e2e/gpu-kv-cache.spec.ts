@@ -105,6 +105,24 @@ afterAll(async () => {
   rmSync(cacheRoot, { recursive: true, force: true });
 });
 
+/**
+ * The check pages, one per graph form and backend (and a second for fused WebGPU, whose last test loses its device),
+ * each shared by the tests that use it in turn: on SwiftShader a WebGPU page compiles every pipeline it runs
+ * (≈ 0.8 s each), and a page opened once compiles them once. A test leaves no session open behind it, and reads the
+ * worker's running counts as differences from where it began.
+ */
+const pages = new Map<string, Promise<Page>>();
+
+function checkPage(graph: GraphForm, backend: 'wasm' | 'webgpu', which: 'shared' | 'device-lost' = 'shared'): Promise<Page> {
+  const key = `${graph} ${backend} ${which}`;
+  let page = pages.get(key);
+  if (page === undefined) {
+    page = openCheck(graph, backend);
+    pages.set(key, page);
+  }
+  return page;
+}
+
 async function openCheck(graph: GraphForm, backend: 'wasm' | 'webgpu'): Promise<Page> {
   const page = await browser.newPage();
   page.on('console', (m) => {
@@ -128,6 +146,17 @@ async function stats(page: Page): Promise<WorkerStats> {
   return page.evaluate(() => (window.webswarmCheck as Check).stats());
 }
 
+/** The worker's running counts from `start` to `end` (`largestBatch`, a maximum, is not one of them). */
+function since(start: WorkerStats, end: WorkerStats) {
+  return {
+    steps: end.steps - start.steps,
+    batchedSteps: end.batchedSteps - start.batchedSteps,
+    calls: end.calls - start.calls,
+    gpuPastsReused: end.gpuPastsReused - start.gpuPastsReused,
+    gpuRowsCopied: end.gpuRowsCopied - start.gpuRowsCopied,
+  };
+}
+
 describe.each([
   ['plain', 'wasm'],
   ['plain', 'webgpu'],
@@ -136,7 +165,7 @@ describe.each([
 ] as const)('%s stage graphs on %s', (graph, backend) => {
   it("the worker's session caches give the reference's tokens through a roll-back and a close", async () => {
     const ref = expected.get(graph) as Expected;
-    const page = await openCheck(graph, backend);
+    const page = await checkPage(graph, backend);
     const onGpu = backend === 'webgpu';
     const agree = (got: Float32Array, i: number) => {
       const want = ref.logits[i] as Float32Array;
@@ -205,7 +234,7 @@ describe.each([
     process.stdout.write(
       `${graph} on ${backend} vs the plain graphs on WASM in Node, relative per stage: ${worst.map((x) => x.toExponential(1)).join(' / ')}\n`,
     );
-    await page.close();
+    await page.evaluate(() => (window.webswarmCheck as Check).release(1));
   });
 });
 
@@ -235,13 +264,69 @@ describe('batching across sessions in one tab', () => {
     }
   });
 
+  it("fused on webgpu: a hostile row of NaN and 3e38 hidden states in every batch leaves the honest rows the reference runner's", async () => {
+    const page = await checkPage('fused', 'webgpu');
+    const honest = prompts.slice(0, 3);
+    const got = await page.evaluate(
+      async ([all, n]) => {
+        const check = window.webswarmCheck as Check;
+        const start = await check.stats();
+        const { hiddenSize, vocabSize } = check.manifest.model;
+        const stages = check.manifest.stages.length;
+        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
+        /** A session that sends hidden states no stage before it computed: NaN and 3e38, alternately. */
+        const HOSTILE = 99;
+        const garbage = Array.from({ length: hiddenSize }, (_, i) => (i % 2 === 0 ? Number.NaN : 3e38));
+        const tokens = all.map(() => [] as number[]);
+        const logits = all.map(() => [] as number[][]);
+        let last = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
+        for (let round = 0; round < n; round++) {
+          for (const [i, l] of last.entries()) {
+            logits[i]?.push(l);
+            tokens[i]?.push(argmaxOf(l));
+          }
+          if (round + 1 === n) break;
+          // Stage by stage, each stage's steps in one task: from stage 1 on, the hostile row shares the honest rows' call.
+          let carry = await Promise.all(all.map((_, i) => check.stepStage(i + 1, 0, [tokens[i]?.[round] as number])));
+          for (let stage = 1; stage < stages; stage++) {
+            const outs = await Promise.all([
+              ...carry.map((c, i) => check.stepStage(i + 1, stage, c)),
+              check.stepStage(HOSTILE, stage, garbage),
+            ]);
+            carry = outs.slice(0, all.length);
+          }
+          last = carry.map((c) => c.slice(c.length - vocabSize));
+        }
+        const stats = await check.stats();
+        await check.release(HOSTILE);
+        for (let i = 0; i < all.length; i++) await check.release(i + 1);
+        return { tokens, logits, start, stats, closed: await check.stats() };
+      },
+      [honest, TOKENS] as const,
+    );
+    const want = reference.get('fused') as Expected[];
+    for (const [i, p] of honest.entries()) {
+      const ref = want[i] as Expected;
+      expect(got.tokens[i], `session ${i + 1} (${p.length} prompt tokens)`).toEqual(ref.tokens);
+      for (const [k, l] of (got.logits[i] as number[][]).entries()) {
+        const w = ref.logits[k] as Float32Array;
+        expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
+      }
+    }
+    // The hostile row did share the honest rows' calls: 3 honest rows and it (the page's largest batch before this
+    // test, a maximum since its stages loaded, was smaller: the test before it stepped one session at a time).
+    expect(got.start.largestBatch).toBeLessThan(honest.length + 1);
+    expect(got.stats.largestBatch).toBe(honest.length + 1);
+    expect(got.closed).toMatchObject({ sessions: 0, gpuBuffers: 0, gpuTensors: 0 });
+  });
+
   it.each([
     ['fused', 'wasm'],
     ['plain', 'wasm'],
     ['fused', 'webgpu'],
     ['plain', 'webgpu'],
   ] as const)("%s on %s: concurrent sessions each get the reference runner's greedy tokens", async (graph, backend) => {
-    const page = await openCheck(graph, backend);
+    const page = await checkPage(graph, backend);
     const onGpu = backend === 'webgpu';
     // Every session generates greedily at once, in the page, in rounds: each round's steps reach the worker in one
     // task, as a replica's do when a pipeline's frames arrive together. (Sessions left to drift apart met by chance:
@@ -252,6 +337,7 @@ describe('batching across sessions in one tab', () => {
     const got = await page.evaluate(
       async ([all, n, wrongRound, closed, closeRound]) => {
         const check = window.webswarmCheck as Check;
+        const start = await check.stats();
         const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
         const tokens = all.map(() => [] as number[]);
         const logits = all.map(() => [] as number[][]);
@@ -283,7 +369,7 @@ describe('batching across sessions in one tab', () => {
         }
         const held = await check.stats();
         for (const i of live) await check.release(i + 1);
-        return { tokens, logits, steps, afterClose, held, closed: await check.stats() };
+        return { tokens, logits, steps, start, afterClose, held, closed: await check.stats() };
       },
       [prompts, TOKENS, WRONG_ROUND, CLOSED, CLOSE_ROUND] as const,
     );
@@ -296,7 +382,8 @@ describe('batching across sessions in one tab', () => {
         expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
       }
     }
-    const s = got.held;
+    // What this test ran: the page's counts since the stages loaded, less those of the tests before it on the page.
+    const s = { ...got.held, ...since(got.start, got.held) };
     process.stdout.write(`batching, ${graph} on ${backend}: ${JSON.stringify(s)}\n`);
     const steps = got.steps * STAGES;
     expect(s.steps).toBe(steps);
@@ -321,14 +408,15 @@ describe('batching across sessions in one tab', () => {
     } else expect(s).toMatchObject({ gpuTensors: 0, gpuPastsReused: 0, gpuRowsCopied: 0 });
     // Every session closed: nothing is left on the GPU, neither our buffers nor onnxruntime's tensors.
     expect(got.closed).toMatchObject({ sessions: 0, kvOnDevice: 0, kvOnHost: 0, gpuBuffers: 0, gpuTensors: 0 });
-    await page.close();
   });
 
   it('fused on webgpu: a device lost while sessions step in batches fails their steps with ERR_DEVICE_LOST, and no gathered buffer outlives the failed batch', async () => {
-    const page = await openCheck('fused', 'webgpu');
+    // The last test on the page: its device is gone after it.
+    const page = await checkPage('fused', 'webgpu');
     const got = await page.evaluate(
       async ([all]) => {
         const check = window.webswarmCheck as Check;
+        const start = await check.stats();
         const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
         /** A step's token, or its error's code. */
         const outcome = (p: Promise<number[]>) => p.then(argmaxOf, (e: unknown) => (e as { code?: string }).code ?? String(e));
@@ -345,7 +433,7 @@ describe('batching across sessions in one tab', () => {
         await check.loseDevice();
         const during = await Promise.all(inFlight);
         const after = await Promise.all(tokens.map((_, i) => outcome(check.step(i + 1, [lastOf(i)]))));
-        return { tokens, before, during, after };
+        return { tokens, start, before, during, after };
       },
       [prompts] as const,
     );
@@ -361,65 +449,11 @@ describe('batching across sessions in one tab', () => {
       // In flight: computed before the loss (then right), or failed naming it; never anything else.
       expect([ref.tokens[3], 'ERR_DEVICE_LOST'], `session ${i + 1}, in flight`).toContain(got.during[i]);
     }
-    expect(got.before.batchedSteps).toBeGreaterThan(0);
+    expect(since(got.start, got.before).batchedSteps).toBeGreaterThan(0);
     expect(got.after).toEqual(prompts.map(() => 'ERR_DEVICE_LOST'));
     // No batch's gathered buffer outlived its failed call, and no more than the round in flight was computed.
     expect(inWorker).toMatchObject({ buffers: 0, sessions: prompts.length });
     expect(inWorker?.steps).toBeLessThanOrEqual(got.before.steps + prompts.length * STAGES);
-    await page.close();
-  });
-
-  it("fused on webgpu: a hostile row of NaN and 3e38 hidden states in every batch leaves the honest rows the reference runner's", async () => {
-    const page = await openCheck('fused', 'webgpu');
-    const honest = prompts.slice(0, 3);
-    const got = await page.evaluate(
-      async ([all, n]) => {
-        const check = window.webswarmCheck as Check;
-        const { hiddenSize, vocabSize } = check.manifest.model;
-        const stages = check.manifest.stages.length;
-        const argmaxOf = (xs: number[]) => xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
-        /** A session that sends hidden states no stage before it computed: NaN and 3e38, alternately. */
-        const HOSTILE = 99;
-        const garbage = Array.from({ length: hiddenSize }, (_, i) => (i % 2 === 0 ? Number.NaN : 3e38));
-        const tokens = all.map(() => [] as number[]);
-        const logits = all.map(() => [] as number[][]);
-        let last = await Promise.all(all.map((ids, i) => check.step(i + 1, ids)));
-        for (let round = 0; round < n; round++) {
-          for (const [i, l] of last.entries()) {
-            logits[i]?.push(l);
-            tokens[i]?.push(argmaxOf(l));
-          }
-          if (round + 1 === n) break;
-          // Stage by stage, each stage's steps in one task: from stage 1 on, the hostile row shares the honest rows' call.
-          let carry = await Promise.all(all.map((_, i) => check.stepStage(i + 1, 0, [tokens[i]?.[round] as number])));
-          for (let stage = 1; stage < stages; stage++) {
-            const outs = await Promise.all([
-              ...carry.map((c, i) => check.stepStage(i + 1, stage, c)),
-              check.stepStage(HOSTILE, stage, garbage),
-            ]);
-            carry = outs.slice(0, all.length);
-          }
-          last = carry.map((c) => c.slice(c.length - vocabSize));
-        }
-        const stats = await check.stats();
-        await check.release(HOSTILE);
-        for (let i = 0; i < all.length; i++) await check.release(i + 1);
-        return { tokens, logits, stats, closed: await check.stats() };
-      },
-      [honest, TOKENS] as const,
-    );
-    const want = reference.get('fused') as Expected[];
-    for (const [i, p] of honest.entries()) {
-      const ref = want[i] as Expected;
-      expect(got.tokens[i], `session ${i + 1} (${p.length} prompt tokens)`).toEqual(ref.tokens);
-      for (const [k, l] of (got.logits[i] as number[][]).entries()) {
-        const w = ref.logits[k] as Float32Array;
-        expect(agrees(l, w), `session ${i + 1}, token ${k}: max diff ${maxAbsDifference(l, w)}`).toBe(true);
-      }
-    }
-    // The hostile row did share the honest rows' calls: 3 honest rows and it.
-    expect(got.stats.largestBatch).toBe(honest.length + 1);
-    expect(got.closed).toMatchObject({ sessions: 0, gpuBuffers: 0, gpuTensors: 0 });
     await page.close();
   });
 });
