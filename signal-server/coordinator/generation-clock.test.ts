@@ -15,6 +15,7 @@ import { ManualClock } from '../../testing/manual-clock.js';
 import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
+import { NEWCOMER_GRACE_MS } from './session-repair.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
 /** The whole file runs on the manual clock: far below the JOIN_GRACE_MS + stepMs it simulates. */
@@ -45,13 +46,21 @@ function recordingTransport(): SessionTransport & { opened: string[]; inputs: { 
   };
 }
 
-function spareHooks(spares: readonly string[]): RetryHooks & { noShows: string[] } {
+function spareHooks(spares: readonly string[]): RetryHooks & { noShows: string[]; why: string[]; showedUp: string[] } {
   const noShows: string[] = [];
+  const why: string[] = [];
+  const showedUp: string[] = [];
   return {
     noShows,
+    why,
+    showedUp,
     spares: (_stage, exclude) => spares.filter((id) => !exclude.has(id)),
     link: () => {},
-    noShow: (v) => noShows.push(v),
+    noShow: (v, w = 'absent') => {
+      noShows.push(v);
+      why.push(`${v} ${w}`);
+    },
+    showed: (v) => showedUp.push(v),
   };
 }
 
@@ -147,6 +156,74 @@ describe('a generation session on a manual clock', () => {
     // c never answers: identical logits are settled, so it is not waited for.
     expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
     expect(records).toEqual([{ token: 5, ms: 12 }]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('holds a newcomer brought in mid-session to join as the first replicas are: silent for the join timeout or refusing, a no-show; joined, none', async () => {
+    const clock = new ManualClock();
+    const transport = recordingTransport();
+    const hooks = spareHooks([]);
+    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
+    const session = new GenerationSession(
+      3,
+      [['a', 'b', 'c']],
+      manifest,
+      transport,
+      timeouts,
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false },
+      clock,
+    );
+    const logits = logitsFor(5);
+    const answer = async (step: number, ...vs: string[]) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      for (const v of vs) {
+        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
+        session.onLogits(v, step, logits);
+      }
+      await clock.advance(0);
+    };
+    const done = session.run([1, 2, 3], 4, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // The first replicas joined before the session started (SessionJoin judged them): only the step is timed.
+    expect(clock.pending).toBe(1);
+    await answer(0, 'a', 'b', 'c');
+    // Step 1: c leaves, s1 takes its place and never joins: nothing until its join timeout runs out, then a no-show.
+    session.onLeft('c');
+    expect(session.replace('c', 's1')).toBe(true);
+    await clock.advance(timeouts.joinMs - 1);
+    expect(hooks.why).toEqual([]);
+    await clock.advance(1);
+    expect(hooks.why).toEqual(['s1 absent']);
+    await answer(1, 'a', 'b');
+    // Step 2: s2 in s1's place refuses as full: a no-show at once (its own server judges "full"), once.
+    expect(session.replace('s1', 's2')).toBe(true);
+    session.onFailure('s2', 2, 'ERR_REPLICA_FULL', 'this replica keeps 16 sessions open already');
+    session.onFailure('s2', 2, 'ERR_REPLICA_FULL', 'again');
+    expect(hooks.why).toEqual(['s1 absent', 's2 full']);
+    // s3 in s2's place joins a millisecond within its timeout: it showed up, and is no no-show.
+    expect(session.replace('s2', 's3')).toBe(true);
+    await clock.advance(timeouts.joinMs - 1);
+    session.onJoined('s3');
+    await clock.advance(timeouts.joinMs);
+    expect(hooks.showedUp).toEqual(['a', 'b', 'c', 's3']);
+    await answer(2, 'a', 'b', 's3');
+    // Step 3: s4 in b's place, taken out again (another repair's choice) within NEWCOMER_GRACE_MS: not judged. s5 in
+    // its place, taken out NEWCOMER_GRACE_MS later unjoined: a no-show then. s6 in its place: the session ends before its
+    // join timeout runs out; it is not judged, and no timer is left behind.
+    session.onLeft('b');
+    expect(session.replace('b', 's4')).toBe(true);
+    await clock.advance(NEWCOMER_GRACE_MS - 1);
+    expect(session.replace('s4', 's5')).toBe(true);
+    await clock.advance(NEWCOMER_GRACE_MS);
+    expect(hooks.why).toEqual(['s1 absent', 's2 full']);
+    expect(session.replace('s5', 's6')).toBe(true);
+    expect(hooks.why).toEqual(['s1 absent', 's2 full', 's5 absent']);
+    await answer(3, 'a', 's3');
+    expect(await done).toEqual({ tokens: [5, 5, 5, 5], finishReason: 'length' });
+    expect(hooks.why).toEqual(['s1 absent', 's2 full', 's5 absent']);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 });

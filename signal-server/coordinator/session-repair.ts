@@ -1,5 +1,14 @@
+import type { TimerHandle } from '../../shared/clock.js';
 import { majority } from '../../shared/vote/quorum.js';
+import type { NoShow } from './session-types.js';
 import { StepVotes } from './step-votes.js';
+
+/**
+ * How long a newcomer of a running session may stay in the route without joining and be taken out of it again
+ * (another repair's choice) without a strike: a page links its data channels within a few seconds even on a
+ * loaded machine, and a silent newcomer whose stage then fails is taken out at the step's timeout, well after.
+ */
+export const NEWCOMER_GRACE_MS = 10_000;
 
 /**
  * Repairs of a running session: a replica replaced, a stage retried on spares
@@ -8,6 +17,28 @@ import { StepVotes } from './step-votes.js';
 export abstract class SessionRepair extends StepVotes {
   /** The session's era: bumped by each roll-back of the whole pipeline; frames carry it (mod 256). */
   private era = 0;
+  /**
+   * Newcomers of the running session (a repair's spares, a replacement) that have not joined it yet, each with
+   * its join timeout: held to join as the route's first replicas are (SessionJoin), a strike if they refuse or
+   * do not join within the timeout. Before, only the first replicas were: a spare could take repair after repair
+   * and never join one.
+   */
+  private readonly joining = new Map<string, { readonly timer: TimerHandle; readonly since: number }>();
+
+  /**
+   * Also takes a newcomer that has not joined out of the awaited: taken out of the route within NEWCOMER_GRACE_MS
+   * it is not judged; later, it is a no-show (a silent newcomer whose stage then fails is taken out at the step's
+   * timeout, before its own join timeout runs out).
+   */
+  protected override swap(left: string, replacement: string, joinedAlready = true): number | undefined {
+    const stage = super.swap(left, replacement, joinedAlready);
+    const awaited = this.joining.get(left);
+    if (stage !== undefined && awaited !== undefined) {
+      if (this.clock.now() - awaited.since >= NEWCOMER_GRACE_MS) this.missedJoin(left, 'absent');
+      else this.stopAwaiting(left);
+    }
+    return stage;
+  }
 
   /**
    * Puts `replacement` in the place of `left` (a replica that went away): its
@@ -38,6 +69,8 @@ export abstract class SessionRepair extends StepVotes {
     const step = Math.max(0, this.currentStep);
     const prev = this.current[stage - 1] ?? [];
     const next = this.current[stage + 1] ?? [];
+    // Before the session starts, SessionJoin waits for every replica it opens; from then on, this does.
+    if (this.currentStep >= 0) for (const id of newcomers) this.expectJoin(id);
     for (const id of newcomers)
       this.transport.open(id, {
         sessionId: this.sessionId,
@@ -237,9 +270,48 @@ export abstract class SessionRepair extends StepVotes {
     this.early.clear();
   }
 
+  private expectJoin(id: string): void {
+    this.stopAwaiting(id);
+    const timer = this.clock.setTimeout(() => this.missedJoin(id, 'absent'), this.timeouts.joinMs);
+    this.joining.set(id, { timer, since: this.clock.now() });
+  }
+
+  /** No longer awaits `id`; false where it was not awaited. */
+  private stopAwaiting(id: string): boolean {
+    const awaited = this.joining.get(id);
+    if (awaited === undefined) return false;
+    this.clock.clearTimeout(awaited.timer);
+    this.joining.delete(id);
+    return true;
+  }
+
+  /** A newcomer of the running session joined it: true where it was one still awaited. */
+  protected joinedInTime(id: string): boolean {
+    if (!this.stopAwaiting(id)) return false;
+    this.retry?.showed?.(id);
+    return true;
+  }
+
+  /** A newcomer of the running session refused it, or did not join it in time: a no-show (once). */
+  private missedJoin(id: string, why: NoShow): void {
+    if (!this.stopAwaiting(id)) return;
+    this.retry?.log?.(
+      `session ${this.sessionId}: ${id}, a newcomer at step ${this.currentStep}, ${why === 'full' ? 'refused it as full' : 'did not join it'}`,
+    );
+    this.retry?.noShow?.(id, why);
+  }
+
+  /** The session ended: newcomers still awaited are not judged (the timeout they had did not run out). */
+  protected stopAwaitingJoins(): void {
+    for (const id of [...this.joining.keys()]) this.stopAwaiting(id);
+  }
+
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
+    // A newcomer that refuses the session it was brought into (full, or it could not link): a no-show now, as a
+    // replica that refuses it before it starts is (below); the failure still counts against the step it names.
+    if (this.joining.has(volunteer)) this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
     // "My inputs had no majority" is evidence about the previous stage, not a failure of this
     // replica. A majority of the stage saying so, at the step in flight, and the previous stage
     // cannot feed it (a sender that left, one that sends other frames than it reports): the

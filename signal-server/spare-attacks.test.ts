@@ -1,0 +1,92 @@
+// Spares brought into a running session (a replica left, a stage retried) are
+// held to join it as the route's first replicas are: one that refuses it, or
+// never joins it, is a no-show (a strike: three among its last 20 sessions
+// evict it). Before, only the first replicas were, and a spare could be drawn
+// for repair after repair and take part in none without a mark against it.
+// A real server on port 0, real-protocol Node volunteers; the attackers
+// compute honestly in the sessions they are opened on from the start, and
+// answer only a session:open that brings them into a running one their way.
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { SessionOpen } from '../shared/protocol/messages.js';
+import { createLogger } from './log.js';
+import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+
+const swarm = httpSwarm('spare-attacks');
+/** Long enough a generation (slow honest replicas: 200 ms a step) for a replica to leave in the middle of it. */
+const LONG = 24;
+const STEP_DELAY_MS = 200;
+/** Far below the generation's ~5 s: a newcomer that has not joined by then is judged before it ends. */
+const JOIN_TIMEOUT_MS = 1_000;
+
+/** `v` answers a session:open that brings it into a running session (replayTo > 0) with `answer`; the others as before. */
+function midSessionOpens(v: NodeVolunteer, answer: (m: SessionOpen) => void): void {
+  const before = v.socket.listeners('session:open');
+  v.socket.off('session:open');
+  v.socket.on('session:open', (m) => {
+    if (m.replayTo > 0) answer(m);
+    else for (const take of before) take(m);
+  });
+}
+
+const ATTACKS: [string, (v: NodeVolunteer) => (m: SessionOpen) => void, RegExp][] = [
+  ['never answers it', () => () => {}, / did not join session \d+ \(1 of 3 no-shows/],
+  [
+    'refuses it as full, holding no session',
+    (v) => (m) =>
+      v.socket.emit('step:failed', {
+        sessionId: m.sessionId,
+        step: m.replayTo,
+        code: 'ERR_REPLICA_FULL',
+        message: 'this replica keeps 16 sessions open already',
+      }),
+    / did not join session \d+ \(refused it as full, holding 0 sessions\) \(1 of 3 no-shows/,
+  ],
+];
+
+describe('a spare brought into a running session', () => {
+  it.each(ATTACKS)(
+    'that %s is a no-show; the generation goes on with the reference tokens',
+    async (_what, attack, said) => {
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(...chunk.toString('utf8').split('\n'));
+          done();
+        },
+      });
+      // random 0: the route is the first three ready volunteers, and the spare the one after them.
+      const { url, expected } = await swarm.start(1, 3, {
+        random: () => 0,
+        joinTimeoutMs: JOIN_TIMEOUT_MS,
+        logger: createLogger('info', sink),
+      });
+      const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+      const spare = swarm.volunteer(url, '127.0.0.9');
+      const broughtIn: number[] = [];
+      const answer = attack(spare);
+      midSessionOpens(spare, (m) => {
+        broughtIn.push(m.sessionId);
+        answer(m);
+      });
+      await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+
+      const request = swarm.complete(url, LONG);
+      const leaving = honest[2] as NodeVolunteer;
+      await expect.poll(() => leaving.steps, { timeout: WAIT_MS }).toBeGreaterThan(2);
+      await leaving.close();
+      const r = await request;
+      // The spare was brought into the running session in the leaver's place (and answered the attacker's way).
+      expect(broughtIn).toHaveLength(1);
+      expect(r.status).toBe(200);
+      // The two honest replicas that stay are a majority of three: the generation is the reference runner's.
+      expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+      expect(r.body.webswarm?.tokens).toHaveLength(LONG);
+      const strikes = lines.filter((l) => l.includes(`volunteer ${spare.id} did not join`));
+      expect(strikes, lines.filter((l) => l.includes(String(spare.id))).join('\n')).toHaveLength(1);
+      expect(strikes[0]).toMatch(said);
+    },
+    60_000,
+  );
+});
