@@ -4,6 +4,7 @@ import type { StageVote, VolunteerView } from '../shared/protocol/messages.js';
 import type { ApiRoute } from './api/api-routes.js';
 import { type GenerationOutcome, type SwarmObserver, voteCounts } from './coordinator/observer.js';
 import type { ServiceStatus, WindowFigures } from './coordinator/service-stats.js';
+import type { NoShow } from './coordinator/session-types.js';
 
 /** What the metrics read from the coordinator (declared here, so that the coordinator can move freely). */
 export interface MetricsSource {
@@ -41,6 +42,7 @@ export class SwarmMetrics implements SwarmObserver {
   readonly socketsRateLimited: Counter;
   private readonly hellosRefused: Counter<'code'>;
   private readonly fullRefusals: Counter<'judged'>;
+  private readonly noShows: Counter<'why'>;
 
   constructor(coordinator: MetricsSource | null) {
     const registers = [this.registry];
@@ -91,6 +93,12 @@ export class SwarmMetrics implements SwarmObserver {
       name: 'webswarm_full_refusals_total',
       help: 'Sessions this server’s volunteers refused as full, as judged here: due (it held 16) or no_show (it held fewer: a strike)',
       labelNames: ['judged'],
+      registers,
+    });
+    this.noShows = new Counter({
+      name: 'webswarm_no_shows_total',
+      help: 'Strikes against volunteers for sessions they did not take part in, by why: absent (did not join, refused, or left before joining; a newcomer of a running session too), unreached (a majority of a neighbouring stage could not reach it), full (refused as full holding fewer than 16)',
+      labelNames: ['why'],
       registers,
     });
     new Gauge({
@@ -187,5 +195,9 @@ export class SwarmMetrics implements SwarmObserver {
 
   onFullRefusal(due: boolean): void {
     this.fullRefusals.inc({ judged: due ? 'due' : 'no_show' });
+  }
+
+  onNoShow(why: NoShow): void {
+    this.noShows.inc({ why });
   }
 }

@@ -30,8 +30,8 @@ function midSessionOpens(v: NodeVolunteer, answer: (m: SessionOpen) => void): vo
   });
 }
 
-const ATTACKS: [string, (v: NodeVolunteer) => (m: SessionOpen) => void, RegExp][] = [
-  ['never answers it', () => () => {}, / did not join session \d+ \(1 of 3 no-shows/],
+const ATTACKS: [string, (v: NodeVolunteer) => (m: SessionOpen) => void, RegExp, string][] = [
+  ['never answers it', () => () => {}, / did not join session \d+ \(1 of 3 no-shows/, 'absent'],
   [
     'refuses it as full, holding no session',
     (v) => (m) =>
@@ -42,13 +42,14 @@ const ATTACKS: [string, (v: NodeVolunteer) => (m: SessionOpen) => void, RegExp][
         message: 'this replica keeps 16 sessions open already',
       }),
     / did not join session \d+ \(refused it as full, holding 0 sessions\) \(1 of 3 no-shows/,
+    'full',
   ],
 ];
 
 describe('a spare brought into a running session', () => {
   it.each(ATTACKS)(
     'that %s is a no-show; the generation goes on with the reference tokens',
-    async (_what, attack, said) => {
+    async (_what, attack, said, why) => {
       const lines: string[] = [];
       const sink = new Writable({
         write(chunk: Buffer, _enc, done) {
@@ -86,6 +87,11 @@ describe('a spare brought into a running session', () => {
       const strikes = lines.filter((l) => l.includes(`volunteer ${spare.id} did not join`));
       expect(strikes, lines.filter((l) => l.includes(String(spare.id))).join('\n')).toHaveLength(1);
       expect(strikes[0]).toMatch(said);
+      // Operators see it too: one strike, of its kind, and no other.
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics.split('\n').filter((l) => l.startsWith('webswarm_no_shows_total{'))).toEqual([
+        `webswarm_no_shows_total{why="${why}"} 1`,
+      ]);
     },
     60_000,
   );

@@ -18,13 +18,14 @@ export class NoShowWindow {
     return this.missed;
   }
 
-  /** It missed `sessionId` (once per session, however many ways). */
-  miss(sessionId: number): void {
-    if (this.sessions.get(sessionId) === true) return;
+  /** It missed `sessionId` (once per session, however many ways): false where that session was counted already. */
+  miss(sessionId: number): boolean {
+    if (this.sessions.get(sessionId) === true) return false;
     if (this.sessions.has(sessionId)) this.sessions.delete(sessionId);
     this.sessions.set(sessionId, true);
     this.missed += 1;
     this.trim();
+    return true;
   }
 
   /** It joined `sessionId` in time; a miss of that session recorded before or after stands. */

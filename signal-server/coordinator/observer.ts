@@ -1,5 +1,6 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
+import type { NoShow } from './session-types.js';
 
 /** How a generation ended: "ok", or the error code it failed with. */
 export type GenerationOutcome = 'ok' | WireErrorCode | 'ERR_INTERNAL';
@@ -13,6 +14,8 @@ export interface SwarmObserver {
   onHelloRefused?(code: WireErrorCode): void;
   /** A volunteer of this server refused a session as full: its due (it held 16), or a no-show. */
   onFullRefusal?(due: boolean): void;
+  /** A strike recorded here against a volunteer (three among its last 20 sessions evict it). */
+  onNoShow?(why: NoShow): void;
 }
 
 /** Replica outputs of one token's votes: agreed with the majority, disagreed, or not yet answered when it was accepted. */

@@ -264,7 +264,9 @@ export class SessionRunner {
       if (judged?.honest === true) return;
       full = judged === undefined ? ' (refused it as full)' : ` (refused it as full, holding ${judged.held} sessions)`;
     }
-    member.noShows.miss(sessionId);
+    // One strike a session, however many ways it missed it.
+    if (!member.noShows.miss(sessionId)) return;
+    for (const o of this.s.observers) o.onNoShow?.(why);
     const what =
       why === 'unreached'
         ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`
