@@ -96,3 +96,56 @@ describe('a spare brought into a running session', () => {
     60_000,
   );
 });
+
+describe('a spare the server then takes its stage from', () => {
+  it('is not a no-show when it came less than NEWCOMER_GRACE_MS before (a slow page, still linking)', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString('utf8').split('\n'));
+        done();
+      },
+    });
+    const { url, expected } = await swarm.start(2, 3, {
+      random: () => 0,
+      fallback: 'stage',
+      joinTimeoutMs: JOIN_TIMEOUT_MS,
+      logger: createLogger('info', sink),
+    });
+    // Slow honest replicas: the session lasts seconds after the server takes a stage over.
+    const honest = await swarm.joinAll(url, 6, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    const spare = swarm.volunteer(url, '127.0.0.9');
+    await expect.poll(() => spare.stage, { timeout: WAIT_MS }).not.toBeNull();
+    const broughtIn: number[] = [];
+    // An honest page that links its data channels in 600 ms (within the 1 s join timeout) before it joins.
+    const open = spare.socket.listeners('session:open');
+    midSessionOpens(spare, (m) => {
+      broughtIn.push(m.sessionId);
+      setTimeout(() => {
+        for (const take of open) take(m);
+      }, 600);
+    });
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(7);
+    const mates = honest.filter((v) => v.stage === spare.stage);
+    expect(mates).toHaveLength(3);
+
+    const request = swarm.complete(url, LONG);
+    const [first, second, third] = mates as [NodeVolunteer, NodeVolunteer, NodeVolunteer];
+    await expect.poll(() => first.steps, { timeout: WAIT_MS }).toBeGreaterThan(2);
+    // One leaves: the spare takes its place. The two others leave at once after it: no spare, the server takes the stage.
+    await first.close();
+    await expect.poll(() => broughtIn.length, { timeout: WAIT_MS }).toBe(1);
+    await second.close();
+    await third.close();
+    const r = await request;
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+    expect(
+      lines.some((l) => l.includes('the server computes stage')),
+      lines.join('\n'),
+    ).toBe(true);
+    // Taken out of the route a few ms after it came, before it could join: not judged.
+    const strikes = lines.filter((l) => l.includes(`volunteer ${spare.id} did not join`));
+    expect(strikes, lines.filter((l) => l.includes(String(spare.id))).join('\n')).toEqual([]);
+  }, 60_000);
+});

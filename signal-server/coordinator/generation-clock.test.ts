@@ -226,4 +226,92 @@ describe('a generation session on a manual clock', () => {
     expect(hooks.why).toEqual(['s1 absent', 's2 full', 's5 absent']);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
+
+  it('does not judge a newcomer the server takes its stage from within NEWCOMER_GRACE_MS (serve), nor leaves its timer running', async () => {
+    const clock = new ManualClock();
+    const transport = recordingTransport();
+    const hooks = { ...spareHooks([]), serve: () => 'srv' };
+    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
+    const session = new GenerationSession(
+      4,
+      [['a', 'b', 'c']],
+      manifest,
+      transport,
+      timeouts,
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false, trusted: (id) => id === 'srv' },
+      clock,
+    );
+    const logits = logitsFor(5);
+    const answer = async (step: number, ...vs: string[]) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      for (const v of vs) {
+        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
+        session.onLogits(v, step, logits);
+      }
+      await clock.advance(0);
+    };
+    const done = session.run([1, 2, 3], 2, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    await answer(0, 'a', 'b', 'c');
+    // Step 1: c leaves, s1 takes its place; a second later the others leave with no spare: the server takes the stage.
+    session.onLeft('c');
+    expect(session.replace('c', 's1')).toBe(true);
+    await clock.advance(1_000);
+    expect(session.serve(0, 'a and b left and no spare is ready')).toBe(true);
+    expect(session.route).toEqual([['srv']]);
+    session.onJoined('srv');
+    // s1 was taken out of the route 1 s after it came: not judged, at its join timeout or ever.
+    await clock.advance(timeouts.joinMs);
+    expect(hooks.why).toEqual([]);
+    await answer(1, 'srv');
+    expect(await done).toEqual({ tokens: [5, 5], finishReason: 'length' });
+    expect(hooks.why).toEqual([]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('does not count a newcomer\'s "my inputs had no majority" (evidence about the stage before) as a refusal', async () => {
+    const clock = new ManualClock();
+    const transport = recordingTransport();
+    const hooks = spareHooks([]);
+    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
+    const session = new GenerationSession(
+      5,
+      [['a', 'b', 'c']],
+      manifest,
+      transport,
+      timeouts,
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false },
+      clock,
+    );
+    const logits = logitsFor(5);
+    const answer = async (step: number, ...vs: string[]) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      for (const v of vs) {
+        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
+        session.onLogits(v, step, logits);
+      }
+      await clock.advance(0);
+    };
+    const done = session.run([1, 2, 3], 2, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    await answer(0, 'a', 'b', 'c');
+    session.onLeft('c');
+    expect(session.replace('c', 's1')).toBe(true);
+    // Frames reach s1 while it waits out LINK_GRACE_MS for its last neighbours; they do not agree: it says so, then joins.
+    session.onFailure('s1', 1, 'ERR_NO_QUORUM', 'stage 0: the inputs from stage -1 do not agree');
+    await clock.advance(1_000);
+    session.onJoined('s1');
+    expect(hooks.why).toEqual([]);
+    expect(hooks.showedUp).toEqual(['a', 'b', 'c', 's1']);
+    await answer(1, 'a', 'b', 's1');
+    expect(await done).toEqual({ tokens: [5, 5], finishReason: 'length' });
+    expect(hooks.why).toEqual([]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
 });

@@ -32,12 +32,16 @@ export abstract class SessionRepair extends StepVotes {
    */
   protected override swap(left: string, replacement: string, joinedAlready = true): number | undefined {
     const stage = super.swap(left, replacement, joinedAlready);
-    const awaited = this.joining.get(left);
-    if (stage !== undefined && awaited !== undefined) {
-      if (this.clock.now() - awaited.since >= NEWCOMER_GRACE_MS) this.missedJoin(left, 'absent');
-      else this.stopAwaiting(left);
-    }
+    if (stage !== undefined) this.takenOut(left);
     return stage;
+  }
+
+  /** `id` left the route (a swap, the server taking its stage): a newcomer not joined is judged as swap says. */
+  private takenOut(id: string): void {
+    const awaited = this.joining.get(id);
+    if (awaited === undefined) return;
+    if (this.clock.now() - awaited.since >= NEWCOMER_GRACE_MS) this.missedJoin(id, 'absent');
+    else this.stopAwaiting(id);
   }
 
   /**
@@ -214,6 +218,7 @@ export abstract class SessionRepair extends StepVotes {
     for (const id of leaving) {
       this.members.delete(id);
       this.joined.delete(id);
+      this.takenOut(id);
       this.transport.close(id, this.sessionId);
       this.replacements.push({ stage, left: id, joined: server, atStep: step });
     }
@@ -309,9 +314,6 @@ export abstract class SessionRepair extends StepVotes {
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
-    // A newcomer that refuses the session it was brought into (full, or it could not link): a no-show now, as a
-    // replica that refuses it before it starts is (below); the failure still counts against the step it names.
-    if (this.joining.has(volunteer)) this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
     // "My inputs had no majority" is evidence about the previous stage, not a failure of this
     // replica. A majority of the stage saying so, at the step in flight, and the previous stage
     // cannot feed it (a sender that left, one that sends other frames than it reports): the
@@ -329,6 +331,10 @@ export abstract class SessionRepair extends StepVotes {
         this.serve(stage - 1, `step ${step}: ${count} replicas of stage ${stage} had no majority of inputs`);
       return;
     }
+    // A newcomer that refuses the session it was brought into (full, or it could not link): a no-show now, as a
+    // replica that refuses it before it starts is (below; "no majority of inputs", above, is not a refusal); the
+    // failure still counts against the step it names.
+    if (this.joining.has(volunteer)) this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {
       // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
       this.refused.add(volunteer);
