@@ -23,10 +23,13 @@ const REAL_MS_BOUND = 5_000;
 
 let cache: string;
 let manifest: StageManifest;
+/** The same model in two stages, for neighbours. */
+let twoStages: StageManifest;
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-clock-'));
   // One stage: its replicas send the logits, and the route is one list.
   manifest = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 1 }, cache)).manifest;
+  twoStages = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 2 }, cache)).manifest;
 });
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
@@ -312,6 +315,55 @@ describe('a generation session on a manual clock', () => {
     await answer(1, 'a', 'b', 's1');
     expect(await done).toEqual({ tokens: [5, 5], finishReason: 'length' });
     expect(hooks.why).toEqual([]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it("excuses a newcomer that could not link to a neighbouring stage with a replica gone, and no other's refusal", async () => {
+    const clock = new ManualClock();
+    const hooks = spareHooks([]);
+    const session = new GenerationSession(
+      6,
+      [
+        ['a', 'b', 'c'],
+        ['d', 'e', 'f'],
+      ],
+      twoStages,
+      recordingTransport(),
+      { joinMs: 20_000, stepMs: 60_000 },
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false },
+      clock,
+    );
+    const outcome = session
+      .run([1, 2, 3], 2, GREEDY, () => {})
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    for (const v of ['a', 'b', 'c', 'd', 'e', 'f']) session.onJoined(v);
+    await clock.advance(0);
+    // d of stage 1 leaves and no spare takes its place: its slot is dead. s1 in a's place (stage 0) cannot link to
+    // a majority of stage 1 (one hostile replica there would do it now): not judged.
+    session.onLeft('d');
+    session.onLeft('a');
+    expect(session.replace('a', 's1')).toBe(true);
+    session.onFailure('s1', 0, 'ERR_NOT_LINKED', 'no data channel to a majority of stage 1');
+    expect(hooks.why).toEqual([]);
+    // Any other refusal beside the dead slot still counts.
+    session.onLeft('b');
+    expect(session.replace('b', 's2')).toBe(true);
+    session.onFailure('s2', 0, 'ERR_REPLICA_FULL', 'this replica keeps 16 sessions open already');
+    expect(hooks.why).toEqual(['s2 full']);
+    // And ERR_NOT_LINKED where no neighbouring replica is gone: stage 1's newcomer s3, whose neighbours are stage 0's.
+    session.onLeft('e');
+    expect(session.replace('e', 's3')).toBe(true);
+    session.onFailure('s3', 0, 'ERR_NOT_LINKED', 'no data channel to a majority of stage 0');
+    expect(hooks.why).toEqual(['s2 full', 's3 absent']);
+    // s1 was excused, not forgotten as awaited: its join timeout does not strike it later either.
+    await clock.advance(60_000);
+    expect(await outcome).toBeInstanceOf(GenerationError);
+    expect(hooks.why).toEqual(['s2 full', 's3 absent']);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 });

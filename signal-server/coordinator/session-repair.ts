@@ -334,7 +334,14 @@ export abstract class SessionRepair extends StepVotes {
     // A newcomer that refuses the session it was brought into (full, or it could not link): a no-show now, as a
     // replica that refuses it before it starts is (below; "no majority of inputs", above, is not a refusal); the
     // failure still counts against the step it names.
-    if (this.joining.has(volunteer)) this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
+    if (this.joining.has(volunteer)) {
+      // It could not link to a majority of a neighbouring stage that has a replica gone (no spare took its place):
+      // one hostile replica there could then keep an honest newcomer out. Not judged (the replicas of a session's
+      // start have no such dead neighbours).
+      const neighbours = [...(this.current[stage - 1] ?? []), ...(this.current[stage + 1] ?? [])];
+      if (code === 'ERR_NOT_LINKED' && neighbours.some((id) => this.departed.has(id))) this.stopAwaiting(volunteer);
+      else this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
+    }
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {
       // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
       this.refused.add(volunteer);
