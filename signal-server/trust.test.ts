@@ -9,10 +9,13 @@ import { describe, expect, it } from 'vitest';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { faultBehaviour } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
+import { tokenLogprob } from './api/logprobs.js';
+import { ensureStages } from './models/model-folder.js';
+import { ReferenceRunner } from './reference/reference-runner.js';
+import { httpSwarm, MODEL, PROMPT, WAIT_MS } from './testing/http-swarm.js';
 import { type NodeVolunteer, spellingLogits } from './testing/node-volunteer.js';
 
-const { start, volunteer, readyCount, complete } = httpSwarm('trust');
+const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('trust');
 
 describe('the majority is that of the redundancy, never of the route', () => {
   it('liars ready first: the request waits for r ready replicas and fails with a named 503, never their text', async () => {
@@ -109,6 +112,54 @@ describe('readiness is earned', () => {
     ).toEqual([]);
     for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
     await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => !v.established), { timeout: WAIT_MS }).toEqual([]);
+  });
+});
+
+describe('a scored prompt (echo)', () => {
+  it("a replica that says every next token of the prompt was certain is outvoted: the log-probabilities are the reference's", async () => {
+    const { url, tokenizer } = await start(1, 3);
+    const ids = tokenizer.encode(PROMPT);
+    // At step i (position i + 1 of the prompt) it spikes its logits on the prompt's own next token: a text made to
+    // look likely, what an evaluation through the swarm must not be told.
+    volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
+    for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${121 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1 }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      choices: { text: string; logprobs: { token_logprobs: (number | null)[] } }[];
+      webswarm: { verified: boolean; prompt_votes: { verified: boolean; votes: { agreed: number; replicas: number }[] }[] };
+    };
+    expect(body.choices[0]?.text).toBe(PROMPT);
+    // The oracle: the reference runner fed the prompt a token at a time.
+    const { dir } = await ensureStages(MODEL, { stages: 1 }, stageCache());
+    const reference = await ReferenceRunner.fromStageDir(dir);
+    try {
+      const session = reference.session();
+      const vocab = reference.manifest.model.vocabSize;
+      const got = body.choices[0]?.logprobs.token_logprobs ?? [];
+      expect(got).toHaveLength(ids.length);
+      expect(got[0]).toBeNull();
+      for (let i = 0; i + 1 < ids.length; i++) {
+        const row = tokenLogprob((await session.forward([ids[i] as number])).subarray(-vocab), ids[i + 1] as number, 0);
+        expect(Math.abs((got[i + 1] as number) - row.logprob), `position ${i + 1}`).toBeLessThan(1e-5);
+        // Far from the liar's claim of certainty.
+        expect(got[i + 1] as number).toBeLessThan(-0.5);
+      }
+    } finally {
+      await reference.close();
+    }
+    // Every position agreed by the two honest replicas (the liar's answer against them, or not waited for).
+    expect(body.webswarm.verified).toBe(true);
+    expect(body.webswarm.prompt_votes).toHaveLength(ids.length - 1);
+    for (const v of body.webswarm.prompt_votes) {
+      expect(v.verified).toBe(true);
+      expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
+    }
   });
 });
 

@@ -9,8 +9,15 @@ import type { ServiceStatus } from '../coordinator/service-stats.js';
  * changing, and server.ts (which wires the two) checks that it still fits.
  */
 export interface ApiSwarm {
-  /** Generates through the swarm; `onToken` receives each verified token as it is accepted. */
-  complete(req: ApiGenerationRequest, onToken?: (u: ApiTokenUpdate) => void): Promise<ApiCompletion>;
+  /**
+   * Generates through the swarm; `onToken` receives each verified token as it is accepted, and `onScored` (with
+   * `scorePrompt`) each token of the prompt, in order, before them.
+   */
+  complete(
+    req: ApiGenerationRequest,
+    onToken?: (u: ApiTokenUpdate) => void,
+    onScored?: (u: ApiScoredToken) => void,
+  ): Promise<ApiCompletion>;
   /** The prompt for a chat, by the model's chat template (throws on a template error). */
   chatPrompt(messages: readonly ChatMessage[]): string;
   /** Volunteers online and replicas per stage. */
@@ -31,6 +38,18 @@ export interface ApiGenerationRequest {
   readonly signal?: AbortSignal;
   /** Who asks (its API key, or its address): it holds at most half the fallback's sessions. */
   readonly client?: string;
+  /** echo: the prompt's tokens after the first computed and voted on one a step, before any token is sampled. */
+  readonly scorePrompt?: boolean;
+}
+
+/** One token of a scored prompt, from position 0: the agreed logits at its position (none at 0), and their votes. */
+export interface ApiScoredToken {
+  readonly position: number;
+  readonly token: number;
+  readonly logits: Float32Array | null;
+  readonly votes: readonly StageVote[];
+  readonly verified: boolean;
+  readonly stepMs: number;
 }
 
 /** One accepted token. */

@@ -3,7 +3,7 @@
  * the votes behind its tokens, its log-probabilities in the request's shape as
  * they come, and what of its text has been streamed.
  */
-import type { ApiTokenUpdate } from './api-swarm.js';
+import type { ApiScoredToken, ApiTokenUpdate } from './api-swarm.js';
 import {
   appendCompletionLogprobs,
   type ChatLogprob,
@@ -15,23 +15,39 @@ import {
 import { tokenLogprob } from './logprobs.js';
 import type { TokenTexts } from './token-text.js';
 
-/** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
-export function voteOf(u: ApiTokenUpdate) {
+/** A step's vote as the extension shows it: whether a majority verified it, each stage's vote, the stages the server computed. */
+function voteFields(u: {
+  readonly token: number;
+  readonly verified: boolean;
+  readonly votes: ApiTokenUpdate['votes'];
+  readonly stepMs: number;
+}) {
   return {
-    index: u.index,
     token: u.token,
     verified: u.verified,
     votes: u.votes,
-    // The stages the server computed itself for this token (the fallback), not volunteers.
+    // The stages the server computed itself for this step (the fallback), not volunteers.
     server_stages: u.votes.filter((v) => v.server).map((v) => v.stage),
     step_ms: Math.round(u.stepMs * 100) / 100,
   };
 }
 
+/** The vote behind one verified token, as every chunk and response carries it (webswarm's extension). */
+export function voteOf(u: ApiTokenUpdate) {
+  return { index: u.index, ...voteFields(u) };
+}
+
 export type TokenVote = ReturnType<typeof voteOf>;
 
+/** The vote behind one scored token of an echoed prompt (webswarm's extension); position 0 had none. */
+export function promptVoteOf(u: ApiScoredToken) {
+  return { position: u.position, ...voteFields(u) };
+}
+
+export type PromptVote = ReturnType<typeof promptVoteOf>;
+
 /** The stages the server computed for any token of a completion (the fallback). */
-export function serverStagesOf(votes: readonly TokenVote[]): number[] {
+export function serverStagesOf(votes: readonly { readonly server_stages: readonly number[] }[]): number[] {
   return [...new Set(votes.flatMap((v) => v.server_stages))].sort((a, b) => a - b);
 }
 
@@ -40,6 +56,8 @@ export type ChunkLogprobs = { content: ChatLogprob[]; refusal: null } | Completi
 
 export class ChoiceState {
   readonly votes: TokenVote[] = [];
+  /** An echoed prompt's scored tokens (from position 1), as their votes. */
+  readonly promptVotes: PromptVote[] = [];
   /** The text streamed so far. */
   sent = '';
   /** Whether a chunk of this choice went out (chat's first one carries the role). */
@@ -47,6 +65,9 @@ export class ChoiceState {
   private readonly chatEntries: ChatLogprob[] = [];
   private readonly completionArrays = emptyCompletionLogprobs();
   private readonly offsets: CompletionLogprobsBuilder;
+  /** An echoed prompt's log-probabilities, its offsets from the prompt's start. */
+  private readonly promptArrays = emptyCompletionLogprobs();
+  private readonly promptOffsets: CompletionLogprobsBuilder;
 
   constructor(
     readonly index: number,
@@ -58,6 +79,21 @@ export class ChoiceState {
     promptChars: number,
   ) {
     this.offsets = new CompletionLogprobsBuilder(texts, promptChars);
+    this.promptOffsets = new CompletionLogprobsBuilder(texts, 0);
+  }
+
+  /** Records a token of the echoed prompt (completions only): its vote, and its log-probabilities when asked for. */
+  addPrompt(u: ApiScoredToken): void {
+    if (u.position > 0) this.promptVotes.push(promptVoteOf(u));
+    if (this.logprobs === null || this.kind !== 'completion') return;
+    const arrays =
+      u.logits === null ? this.promptOffsets.first(u.token) : this.promptOffsets.next(tokenLogprob(u.logits, u.token, this.logprobs));
+    appendCompletionLogprobs(this.promptArrays, arrays);
+  }
+
+  /** The echoed prompt's log-probabilities so far (completions' arrays), or null when none were asked for. */
+  promptLogprobs(): CompletionLogprobs | null {
+    return this.logprobs === null || this.kind !== 'completion' ? null : this.promptArrays;
   }
 
   /** Records the token's vote; its log-probabilities in the request's shape (null when none were asked for). */
@@ -79,6 +115,11 @@ export class ChoiceState {
   /** The whole choice's log-probabilities. */
   wholeLogprobs(): ChunkLogprobs {
     if (this.logprobs === null) return null;
-    return this.kind === 'chat' ? { content: this.chatEntries, refusal: null } : this.completionArrays;
+    if (this.kind === 'chat') return { content: this.chatEntries, refusal: null };
+    // An echoed prompt's come first (none when the prompt was not echoed).
+    const whole = emptyCompletionLogprobs();
+    appendCompletionLogprobs(whole, this.promptArrays);
+    appendCompletionLogprobs(whole, this.completionArrays);
+    return whole;
   }
 }

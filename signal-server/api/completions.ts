@@ -255,6 +255,14 @@ export async function handleOpenAiGeneration(
     choice.started = true;
   };
   const choices = Array.from({ length: p.n }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length));
+  // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
+  const echo = p.kind === 'completion' && p.echo;
+  const echoed = new Set<ChoiceState>();
+  const sendEcho = (stream: EventStream, choice: ChoiceState) => {
+    if (!echo || echoed.has(choice)) return;
+    echoed.add(choice);
+    sendChunk(stream, choice, prompt, null, { webswarm: { prompt_votes: choice.promptVotes } }, choice.promptLogprobs());
+  };
   const sampling = {
     temperature: p.temperature,
     topK: 0,
@@ -274,15 +282,19 @@ export async function handleOpenAiGeneration(
         stop: p.stop,
         signal: cancel.signal,
         ...(ctx.access.limitsClients ? { client: identity } : {}),
+        ...(echo ? { scorePrompt: true } : {}),
       },
       (u) => {
         const { vote, logprobs } = choice.add(u);
         if (events === null) return;
+        sendEcho(events, choice);
         sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
         choice.sent += u.text;
       },
+      (u) => choice.addPrompt(u),
     );
     if (events !== null) {
+      sendEcho(events, choice);
       // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
       if (c.text.length > choice.sent.length) sendChunk(events, choice, c.text.slice(choice.sent.length), null);
       sendChunk(events, choice, '', c.finishReason, {
@@ -302,15 +314,18 @@ export async function handleOpenAiGeneration(
       const body = done.map((c, i) => {
         const choice = choices[i] as ChoiceState;
         const message =
-          kind === 'chat' ? { index: i, message: { role: 'assistant', content: c.text, refusal: null } } : { index: i, text: c.text };
+          kind === 'chat'
+            ? { index: i, message: { role: 'assistant', content: c.text, refusal: null } }
+            : { index: i, text: echo ? prompt + c.text : c.text };
         return { ...message, logprobs: choice.wholeLogprobs(), finish_reason: c.finishReason };
       });
       // webswarm's extension: the token ids, the route and every token's vote (per choice when there are several).
       const ext = (c: ApiCompletion, choice: ChoiceState) => ({
         tokens: c.tokens,
         route: c.route,
-        server_stages: serverStagesOf(choice.votes),
+        server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
         votes: choice.votes,
+        ...(echo ? { prompt_votes: choice.promptVotes } : {}),
       });
       const first = done[0] as ApiCompletion;
       sendJson(res, 200, {

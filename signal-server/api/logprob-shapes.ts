@@ -27,9 +27,10 @@ export function chatLogprob(lp: TokenLogprob, texts: TokenTexts): ChatLogprob {
 /** `choices[].logprobs` of /v1/completions (for a whole response, or the tokens of one chunk). */
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  /** The `logprobs` most likely tokens at each position, and the generated one (so up to logprobs + 1). */
-  top_logprobs: Record<string, number>[];
+  /** null for an echoed prompt's first token, which nothing predicts. */
+  token_logprobs: (number | null)[];
+  /** The `logprobs` most likely tokens at each position, and the generated one (so up to logprobs + 1); null as above. */
+  top_logprobs: (Record<string, number> | null)[];
   /** Where each token's text starts, in characters from the start of the prompt. */
   text_offset: number[];
 }
@@ -47,7 +48,7 @@ export class CompletionLogprobsBuilder {
     this.offset = promptChars;
   }
 
-  /** The arrays for the next generated token (append them for a whole response). */
+  /** The arrays for the next token (append them for a whole response). */
   next(lp: TokenLogprob): CompletionLogprobs {
     const own = this.texts.of(lp.token);
     // No prototype: a token may be spelled "__proto__".
@@ -55,8 +56,20 @@ export class CompletionLogprobsBuilder {
     for (const t of lp.top) top[this.texts.of(t.token).token] = t.logprob;
     top[own.token] = lp.logprob;
     const out = { tokens: [own.token], token_logprobs: [lp.logprob], top_logprobs: [top], text_offset: [this.offset] };
-    this.offset += this.decoder.decode(Uint8Array.from(own.bytes), { stream: true }).length;
+    this.advance(own.bytes);
     return out;
+  }
+
+  /** The arrays for an echoed prompt's first token: nothing before it predicts it, so no log-probability. */
+  first(token: number): CompletionLogprobs {
+    const own = this.texts.of(token);
+    const out = { tokens: [own.token], token_logprobs: [null], top_logprobs: [null], text_offset: [this.offset] };
+    this.advance(own.bytes);
+    return out;
+  }
+
+  private advance(bytes: readonly number[]): void {
+    this.offset += this.decoder.decode(Uint8Array.from(bytes), { stream: true }).length;
   }
 }
 

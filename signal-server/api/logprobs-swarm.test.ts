@@ -168,10 +168,102 @@ describe('log-probabilities through a swarm of two replicas', () => {
     expect(joined).toEqual({ tokens: lp?.tokens, token_logprobs: lp?.token_logprobs, text_offset: lp?.text_offset });
   });
 
+  it("completions with echo: the prompt first, each of its tokens after the first with the log-probability the swarm voted on at its position, the reference's", async () => {
+    const ids = reference.tokenizer.encode(PROMPT);
+    // The oracle: the reference fed the prompt one token at a time, each position's row giving the next token's.
+    const session = reference.session();
+    const vocab = reference.manifest.model.vocabSize;
+    const want: number[] = [];
+    for (let i = 0; i + 1 < ids.length; i++) {
+      const row = Array.from((await session.forward([ids[i] as number])).subarray(-vocab));
+      const total = row.reduce((s, v) => s + Math.exp(v), 0);
+      want.push(Math.log(Math.exp(row[ids[i + 1] as number] as number) / total));
+    }
+    type Echoed = {
+      webswarm: { tokens: number[]; verified: boolean; prompt_votes: { position: number; token: number; verified: boolean }[] };
+    };
+    const check = (lp: OpenAI.Completions.Completion['choices'][number]['logprobs'], generated: number) => {
+      expect(lp?.tokens).toHaveLength(ids.length + generated);
+      expect(lp?.tokens?.slice(0, ids.length).join('')).toBe(PROMPT);
+      // Nothing predicts the first token; the text offsets count from the prompt's start.
+      expect(lp?.token_logprobs?.[0]).toBeNull();
+      expect(lp?.top_logprobs?.[0]).toBeNull();
+      expect(lp?.text_offset?.[0]).toBe(0);
+      for (let i = 1; i < ids.length; i++) {
+        const own = lp?.token_logprobs?.[i] as number;
+        expect(Math.abs(own - (want[i - 1] as number)), `prompt position ${i}`).toBeLessThan(TOLERANCE);
+        expect(lp?.text_offset?.[i]).toBe(lp?.tokens?.slice(0, i).join('').length);
+        // The 2 most likely, and the prompt's own token (among them or not).
+        const top = lp?.top_logprobs?.[i] ?? {};
+        expect(top[lp?.tokens?.[i] as string]).toBe(own);
+        expect(Object.keys(top).length).toBeGreaterThanOrEqual(2);
+        expect(Object.keys(top).length).toBeLessThanOrEqual(3);
+      }
+    };
+    // Scored only (what evaluation harnesses ask for): max_tokens 0.
+    const scored = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 2 });
+    expect(scored.choices[0]?.text).toBe(PROMPT);
+    expect(scored.choices[0]?.finish_reason).toBe('length');
+    expect(scored.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 0 });
+    check(scored.choices[0]?.logprobs ?? null, 0);
+    const ext = (scored as unknown as Echoed).webswarm;
+    expect(ext.tokens).toEqual([]);
+    expect(ext.prompt_votes.map((v) => [v.position, v.token, v.verified])).toEqual(ids.slice(1).map((t, i) => [i + 1, t, true]));
+    expect(ext.verified).toBe(true);
+
+    // Scored, then generated: the tokens after the prompt are the ones a request without echo gets.
+    const both = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0,
+      echo: true,
+      logprobs: 2,
+    });
+    const tokens = tokensOf(both);
+    expect(tokens).toEqual(await greedy(PROMPT));
+    const lp = both.choices[0]?.logprobs ?? null;
+    check(lp, TOKENS);
+    expect(both.choices[0]?.text).toBe(PROMPT + (lp?.tokens?.slice(ids.length).join('') ?? ''));
+    expect(lp?.text_offset?.[ids.length]).toBe(PROMPT.length);
+    const after = await referenceLogprobs(PROMPT, tokens);
+    for (let i = 0; i < TOKENS; i++)
+      expect(Math.abs((lp?.token_logprobs?.[ids.length + i] as number) - (after[i]?.(tokens[i] as number) as number))).toBeLessThan(
+        TOLERANCE,
+      );
+
+    // Streamed: the echoed prompt is the first chunk, with its log-probabilities; then a token a chunk.
+    const chunks: { text: string; tokens: number }[] = [];
+    const joined: (number | null)[] = [];
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0,
+      echo: true,
+      logprobs: 2,
+      stream: true,
+    });
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c === undefined || c.logprobs === null || c.logprobs === undefined) continue;
+      chunks.push({ text: c.text, tokens: c.logprobs.tokens?.length ?? 0 });
+      joined.push(...(c.logprobs.token_logprobs ?? []));
+    }
+    expect(chunks[0]).toEqual({ text: PROMPT, tokens: ids.length });
+    expect(chunks.slice(1).every((c) => c.tokens === 1)).toBe(true);
+    expect(chunks.map((c) => c.text).join('')).toBe(both.choices[0]?.text);
+    expect(joined).toEqual(lp?.token_logprobs);
+  });
+
   it('leaves logprobs null when they are not asked for', async () => {
     const r = await client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 2, temperature: 0 });
     expect(r.choices[0]?.logprobs).toBeNull();
     const c = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0 });
     expect(c.choices[0]?.logprobs).toBeNull();
+    // echo without logprobs: the prompt and the completion, nothing else.
+    const e = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0, echo: true });
+    expect(e.choices[0]?.logprobs).toBeNull();
+    expect(e.choices[0]?.text).toBe(PROMPT + c.choices[0]?.text);
   });
 });

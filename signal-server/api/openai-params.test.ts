@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_GENERATE_TOKENS } from '../../shared/protocol/validate.js';
 import { type BodyError, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 const MODELS = ['austen-2m'];
@@ -37,7 +38,6 @@ describe('parameters the swarm does not support are refused by name (400)', () =
   ];
   const completionOnly: [string, unknown, BodyError['code'], unknown][] = [
     ['best_of', 3, 'unsupported_value', 1],
-    ['echo', true, 'unsupported_value', false],
     ['suffix', ' the end', 'unsupported_parameter', ''],
   ];
 
@@ -154,5 +154,31 @@ describe('best_of beside n', () => {
     );
     // n itself is served: 3 choices, each returned.
     expect(completion({ n: 3 })).toMatchObject({ n: 3 });
+  });
+});
+
+describe('echo (completions)', () => {
+  it('is a boolean, false when absent; with it (only) max_tokens may be 0', () => {
+    expect(completion({})).toMatchObject({ echo: false, maxTokens: 16 });
+    expect(completion({ echo: true, max_tokens: 0 })).toMatchObject({ echo: true, maxTokens: 0 });
+    expect(completion({ echo: false, max_tokens: 3 })).toMatchObject({ echo: false, maxTokens: 3 });
+    expect(completion({ echo: 'yes' })).toMatchObject({
+      status: 400,
+      code: 'invalid_request',
+      param: 'echo',
+      message: 'echo must be a boolean',
+    });
+    expect(completion({ max_tokens: 0 })).toMatchObject({
+      status: 400,
+      param: 'max_tokens',
+      message: `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}] (0 only with echo: true)`,
+    });
+    expect(completion({ echo: true, max_tokens: -1 })).toMatchObject({
+      status: 400,
+      param: 'max_tokens',
+      message: `max_tokens must be an integer in [0, ${MAX_GENERATE_TOKENS}]`,
+    });
+    // Chat has no echo: a chat body's echo changes nothing there, and max_tokens 0 stays refused.
+    expect(chat({ echo: true, max_tokens: 0 })).toMatchObject({ status: 400, param: 'max_tokens' });
   });
 });

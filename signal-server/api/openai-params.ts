@@ -38,6 +38,11 @@ export interface GenerationParams {
 export interface CompletionParams extends GenerationParams {
   readonly kind: 'completion';
   readonly prompt: string;
+  /**
+   * `echo`: the prompt comes back before the completion, and with `logprobs` each of its tokens after the first
+   * with its log-probability, computed and voted on by the swarm position by position. `max_tokens` may then be 0.
+   */
+  readonly echo: boolean;
 }
 
 export interface ChatParams extends GenerationParams {
@@ -71,9 +76,14 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     };
   const unsupported = unsupportedField(b, endpoint);
   if (unsupported !== null) return { status: 400, ...unsupported };
+  // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
+  const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
   const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? 16;
-  if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_GENERATE_TOKENS)
-    return bad('max_tokens', `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`);
+  if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < least || maxTokens > MAX_GENERATE_TOKENS)
+    return bad(
+      'max_tokens',
+      `max_tokens must be an integer in [${least}, ${MAX_GENERATE_TOKENS}]${least === 1 && maxTokens === 0 ? ' (0 only with echo: true)' : ''}`,
+    );
   const temperature = b.temperature ?? 1;
   if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2))
     return bad('temperature', 'temperature must be a number in [0, 2]');
@@ -154,7 +164,9 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
   const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
   if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
     return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
-  return { ...c, kind: 'completion', prompt: p, logprobs };
+  const echo = raw.echo ?? false;
+  if (typeof echo !== 'boolean') return bad('echo', 'echo must be a boolean');
+  return { ...c, kind: 'completion', prompt: p, logprobs, echo };
 }
 
 function contentText(c: unknown): string | null {

@@ -76,8 +76,6 @@ function completionOnly(b: Record<string, unknown>): Unsupported | null {
   // n choices exist (each returned); best_of would rank hidden candidates, which nothing here does.
   const best = countOne(b, 'best_of', 'the swarm does not rank hidden candidates (ask for n choices to get each of them)');
   if (best !== null) return best;
-  if (!absent(b.echo) && b.echo !== false)
-    return notThisValue('echo', 'echo must be false: the prompt is not returned with the completion');
   if (!absent(b.suffix) && b.suffix !== '') return notSupported('suffix', 'the model does not insert text before a suffix');
   return null;
 }

@@ -1,6 +1,7 @@
 import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
+import type { StageVote } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
-import type { Completion, CompletionRequest, TokenUpdate } from './coordinator-types.js';
+import type { Completion, CompletionRequest, ScoredToken, TokenUpdate } from './coordinator-types.js';
 import { GenerationError, wireErrorOf } from './generation.js';
 import { ServiceStats, type ServiceStatus } from './service-stats.js';
 import type { SessionRunner } from './session-runner.js';
@@ -28,8 +29,11 @@ export class CompletionService {
     return this.tokenizer().chatPrompt(messages);
   }
 
-  /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
-  async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+  /**
+   * Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes, and
+   * `onScored` (with `scorePrompt`) each of the prompt's tokens before them.
+   */
+  async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void, onScored?: (u: ScoredToken) => void): Promise<Completion> {
     const t0 = performance.now();
     let ttftMs: number | null = null;
     const msPerToken: number[] = [];
@@ -45,7 +49,7 @@ export class CompletionService {
       onToken?.(u);
     };
     try {
-      const c = await this.generate(req, seen);
+      const c = await this.generate(req, seen, onScored);
       for (const o of this.s.observers) o.onGeneration?.('ok');
       this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
       return c;
@@ -77,7 +81,11 @@ export class CompletionService {
     };
   }
 
-  private async generate(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
+  private async generate(
+    req: CompletionRequest,
+    onToken?: (u: TokenUpdate) => void,
+    onScored?: (u: ScoredToken) => void,
+  ): Promise<Completion> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const tokenizer = this.tokenizer();
     const r = this.s.options.redundancy;
@@ -85,6 +93,12 @@ export class CompletionService {
     const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
     const sofar: number[] = [];
     let verified = true;
+    const agreed = (votes: readonly StageVote[]) => r >= 2 && votes.every((v) => !v.server && v.agreed >= majority(r));
+    const score = req.scorePrompt === true && promptTokens.length > 0;
+    if (score) onScored?.({ position: 0, token: promptTokens[0] as number, logits: null, votes: [], verified: true, stepMs: 0 });
+    // Nothing to compute: a one-token prompt scored, nothing generated.
+    if (score && promptTokens.length === 1 && req.maxTokens === 0)
+      return { promptTokens, tokens: [], text: '', finishReason: 'length', route: [], redundancy: r, verified: r >= 2 };
     const { result, route } = await this.runIds(
       promptTokens,
       req.maxTokens,
@@ -93,7 +107,7 @@ export class CompletionService {
       (token, rec, session) => {
         sofar.push(token);
         const piece = stream.push(sofar);
-        const ok = r >= 2 && rec.votes.every((v) => !v.server && v.agreed >= majority(r));
+        const ok = agreed(rec.votes);
         verified &&= ok;
         onToken?.({
           index: sofar.length - 1,
@@ -110,6 +124,13 @@ export class CompletionService {
         return stream.stopped;
       },
       req.client,
+      score
+        ? (position, rec) => {
+            const ok = agreed(rec.votes);
+            verified &&= ok;
+            onScored?.({ position, token: rec.token, logits: rec.logits, votes: rec.votes, verified: ok, stepMs: rec.ms });
+          }
+        : undefined,
     );
     stream.finish(result.tokens);
     return {

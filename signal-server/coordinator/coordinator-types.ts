@@ -1,7 +1,15 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { Tokenizer } from '../../shared/model/tokenizer.js';
-import type { Backend, ServerToClientEvents, SessionJoined, StepDigest, StepFailure, TokenEvent } from '../../shared/protocol/messages.js';
+import type {
+  Backend,
+  ServerToClientEvents,
+  SessionJoined,
+  StageVote,
+  StepDigest,
+  StepFailure,
+  TokenEvent,
+} from '../../shared/protocol/messages.js';
 import type { KeyedBucketsOptions } from '../keyed-buckets.js';
 import type { AuditCounts } from './audit.js';
 import type { ChallengeOracle } from './challenge.js';
@@ -42,6 +50,25 @@ export interface CompletionRequest {
   readonly signal?: AbortSignal;
   /** Who asks (an API key or an address): one client holds at most half the fallback's sessions. */
   readonly client?: string;
+  /**
+   * Scores the prompt first: its tokens after the first go through the swarm one a step, each step's agreed
+   * logits (the distribution of the token after it) voted on as a sampled token's are, before any token is sampled.
+   */
+  readonly scorePrompt?: boolean;
+}
+
+/**
+ * One token of a scored prompt, in order from position 0: the agreed logits it had at its position (those of
+ * the step that fed the token before it), with that step's votes; position 0 has none.
+ */
+export interface ScoredToken {
+  readonly position: number;
+  readonly token: number;
+  readonly logits: Float32Array | null;
+  readonly votes: readonly StageVote[];
+  /** Every stage agreed by a majority of the configured redundancy r (r ≥ 2); true for position 0, which nothing computed. */
+  readonly verified: boolean;
+  readonly stepMs: number;
 }
 
 /** One accepted token as the coordinator streams it: the chat event without its request id, plus the agreed logits it was sampled from. */

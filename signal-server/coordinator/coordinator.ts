@@ -8,6 +8,7 @@ import type {
   CompletionRequest,
   CoordinatorOptions,
   MirroredVolunteer,
+  ScoredToken,
   ServedModelInfo,
   TokenUpdate,
   VolunteerLink,
@@ -214,8 +215,8 @@ export class Coordinator {
   }
 
   /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
-  complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void): Promise<Completion> {
-    return this.service.complete(req, onToken);
+  complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void, onScored?: (u: ScoredToken) => void): Promise<Completion> {
+    return this.service.complete(req, onToken, onScored);
   }
 
   /**

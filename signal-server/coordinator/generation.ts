@@ -40,10 +40,16 @@ export class GenerationSession extends SessionJoin {
     onToken: (token: number, record: StepRecord) => unknown,
     /** Tokens sampled before this session (a replay): the seeded generator goes on from where they left it. */
     sampledBefore = 0,
+    /**
+     * Tokens fed one a step after the prompt, before any is sampled (a prompt scored position by position:
+     * `forced[i]` is step i's token, whose agreed logits `onToken` gets with `record.forced`). They draw nothing,
+     * are no part of the completion, and never end it; `maxTokens` counts the steps after them.
+     */
+    forced: readonly number[] = [],
   ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
     const eos = this.manifest.model.eosTokenId;
     this.sampling = sampling;
-    this.maxSteps = maxTokens;
+    this.maxSteps = forced.length + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
     this.drawsBefore = sampledBefore;
     const tokens: number[] = [];
@@ -53,7 +59,7 @@ export class GenerationSession extends SessionJoin {
     try {
       await this.join();
       let input: readonly number[] = promptIds;
-      for (let step = 0; step < maxTokens; step++) {
+      for (let step = 0; step < forced.length + maxTokens; step++) {
         const t0 = this.clock.now();
         const last = this.route.length - 1;
         this.currentStep = step;
@@ -128,10 +134,14 @@ export class GenerationSession extends SessionJoin {
         const digests = this.digestsOf(step);
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
-        // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference runner's t-th.
-        const token = sampleAt(state.value, sampling, this.drawsBefore + step, generated);
+        const isForced = step < forced.length;
+        // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference
+        // runner's t-th (forced steps draw nothing).
+        const token = isForced
+          ? (forced[step] as number)
+          : sampleAt(state.value, sampling, this.drawsBefore + step - forced.length, generated);
         this.noteExactLogits(step, w.logits);
-        if (token === eos) return { tokens, finishReason: 'stop' };
+        if (token === eos && !isForced) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
           const r = this.policy.redundancy;
@@ -146,11 +156,15 @@ export class GenerationSession extends SessionJoin {
               }
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
+        const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value };
+        input = [token];
+        if (isForced) {
+          onToken(token, { ...record, forced: true });
+          continue;
+        }
         tokens.push(token);
         generated.push(token);
-        if (onToken(token, { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value }) === true)
-          return { tokens, finishReason: 'stop' };
-        input = [token];
+        if (onToken(token, record) === true) return { tokens, finishReason: 'stop' };
       }
       return { tokens, finishReason: 'length' };
     } finally {

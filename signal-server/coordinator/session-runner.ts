@@ -33,6 +33,21 @@ export interface RouteWait {
   readonly ms: number;
 }
 
+/**
+ * Where a request's session (its first, or a replay) starts: the prompt it prefills and the prompt tokens it
+ * feeds one a step after it (a scored prompt). A replay goes on from what the request has: the prompt's positions
+ * scored so far are its prefill, the rest forced; once every position is scored, the tokens generated follow.
+ */
+export function resumeAt(
+  prompt: readonly number[],
+  scoring: boolean,
+  positionsScored: number,
+  generated: readonly number[],
+): { prompt: number[]; forced: number[] } {
+  const head = scoring ? Math.min(prompt.length, 1 + positionsScored) : prompt.length;
+  return { prompt: [...prompt.slice(0, head), ...generated], forced: prompt.slice(head) };
+}
+
 /** What running sessions need of the coordinator's other parts. */
 export interface RunnerHooks {
   /** A route for a new session (RoutePicker). */
@@ -72,6 +87,12 @@ export class SessionRunner {
    * (admission, route choice, fail-over, eviction): the in-process test swarm
    * and the benchmarks call it without a tokenizer. `onStep` returns true to
    * stop after that token.
+   *
+   * With `scored`, the prompt is scored first: its tokens after the first go
+   * one a step, each step's agreed logits (the distribution of the token that
+   * follows) to `scored` with the position they predict, before any token is
+   * sampled. Such a session has no mesh loop (its last stage would sample
+   * where the prompt gives the token).
    */
   async runIds(
     promptTokens: readonly number[],
@@ -80,14 +101,18 @@ export class SessionRunner {
     signal: AbortSignal | undefined,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client?: string,
+    scored?: (position: number, record: StepRecord) => void,
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
+    /** Prompt positions scored so far (from position 1). */
+    let positions = 0;
     const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
+      const resume = resumeAt(promptTokens, scored !== undefined, positions, done);
       try {
         const out = await this.runSession(
-          [...promptTokens, ...done],
+          resume.prompt,
           maxTokens - done.length,
           sampling,
           signal,
@@ -95,10 +120,16 @@ export class SessionRunner {
           // A replay waits for the new partition's volunteers to load and prove their stages.
           replays > 0 ? replayWait(this.s.options.routeWaitMs) : routeWait,
           (token, rec, session) => {
+            if (rec.forced === true) {
+              positions += 1;
+              scored?.(positions, rec);
+              return undefined;
+            }
             done.push(token);
             return onStep(token, rec, session);
           },
           client,
+          resume.forced,
         );
         return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
       } catch (e) {
@@ -134,6 +165,8 @@ export class SessionRunner {
     routeWait: RouteWait,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client: string | undefined,
+    /** Prompt tokens fed one a step after `promptTokens`, scored (see runIds). */
+    forced: readonly number[],
   ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -141,10 +174,10 @@ export class SessionRunner {
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
     const badSampling = samplingError(sampling) ?? biasBeyond(sampling, manifest.model.vocabSize);
     if (badSampling !== null) throw new GenerationError('ERR_BAD_REQUEST', badSampling.message, badSampling.param);
-    if (promptTokens.length + maxTokens > manifest.model.maxPositions) {
+    if (promptTokens.length + forced.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
-        `prompt (${promptTokens.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+        `prompt (${promptTokens.length + forced.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
       );
     }
     const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
@@ -167,7 +200,8 @@ export class SessionRunner {
     for (let s = 0; s + 1 < route.length; s++) for (const a of route[s] as string[]) for (const b of route[s + 1] as string[]) link(a, b);
     // With penalties a token depends on the completion so far, which the last stage's replicas do not hold:
     // such a session's tokens go through the coordinator.
-    const meshLoop = (this.s.options.meshLoop ?? true) && !usesHistory(sampling);
+    // A scored prompt's tokens are given, not sampled: they too go through the coordinator.
+    const meshLoop = (this.s.options.meshLoop ?? true) && !usesHistory(sampling) && forced.length === 0;
     // The mesh loop: the last stage's replicas reach stage 0's (a one-stage model's replicas reach each other).
     if (meshLoop) for (const a of route[route.length - 1] ?? []) for (const b of route[0] ?? []) if (a !== b) link(a, b);
     const send = (v: string) => linkOf(this.s, v);
@@ -212,6 +246,7 @@ export class SessionRunner {
           return stop;
         },
         sampledBefore,
+        forced,
       );
       this.s.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
       return { result, route: session.route.map((ids) => [...ids]), session };

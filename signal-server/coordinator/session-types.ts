@@ -65,4 +65,6 @@ export interface StepRecord {
   readonly computeMs: number[];
   /** The agreed logits the token was sampled from (the last position). */
   readonly logits: Float32Array;
+  /** A forced step's (a prompt scored position by position): the token was given, not sampled. */
+  readonly forced?: boolean;
 }

@@ -1,0 +1,23 @@
+// Where a request's session starts, first or replayed (a re-partition under it): a scored prompt (echo) goes on
+// from the position it reached, so that no position is scored twice or skipped, and generation from what it has.
+import { describe, expect, it } from 'vitest';
+import { resumeAt } from './session-runner.js';
+
+const PROMPT = [11, 12, 13, 14];
+
+describe('resumeAt', () => {
+  it('a plain request prefills its prompt and, replayed, the tokens generated so far', () => {
+    expect(resumeAt(PROMPT, false, 0, [])).toEqual({ prompt: PROMPT, forced: [] });
+    expect(resumeAt(PROMPT, false, 0, [7, 8])).toEqual({ prompt: [...PROMPT, 7, 8], forced: [] });
+  });
+
+  it('a scored prompt prefills its first token and feeds the rest a step each; replayed, from the position it reached', () => {
+    expect(resumeAt(PROMPT, true, 0, [])).toEqual({ prompt: [11], forced: [12, 13, 14] });
+    // Positions 1 and 2 were scored: the replay prefills up to the token position 2 predicted, and scores 3 on.
+    expect(resumeAt(PROMPT, true, 2, [])).toEqual({ prompt: [11, 12, 13], forced: [14] });
+    // Every position scored, tokens generated: the replay is a plain one.
+    expect(resumeAt(PROMPT, true, 3, [7])).toEqual({ prompt: [...PROMPT, 7], forced: [] });
+    // A one-token prompt has nothing to score.
+    expect(resumeAt([11], true, 0, [])).toEqual({ prompt: [11], forced: [] });
+  });
+});
