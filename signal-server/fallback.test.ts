@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_FRAME_LIMITS, FrameAssembler } from '../shared/protocol/frames.js';
 import { parseServiceStatus } from '../shared/protocol/http.js';
 import { packFrameMessages } from '../shared/protocol/messages.js';
-import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
+import { httpSwarm, PROMPT, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('fallback');
@@ -71,6 +71,29 @@ describe('the fallback over Socket.IO', () => {
     expect(r.body.webswarm?.votes.map((v) => v.server_stages)).toEqual(expected.map(() => [short]));
     // The lone volunteer of the short stage computed nothing for it.
     expect(vs.find((v) => v.stage === short)?.steps).toBe(0);
+  });
+
+  it('a scored prompt (echo, max_tokens 0) the server computed a stage of: not verified, and server_stages names the stage, streamed or not', async () => {
+    const { url } = await start(2, 2, { fallback: 'stage' });
+    const vs = Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${65 + i}`));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const short = [0, 1].find((s) => vs.filter((v) => v.stage === s).length < 2) as number;
+    const body = { model: 'tiny-untied', prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1 };
+    const post = (extra: Record<string, unknown>) =>
+      fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, ...extra }),
+      });
+    const whole = (await (await post({})).json()) as { webswarm: { verified: boolean; server_stages: number[] } };
+    expect(whole.webswarm).toMatchObject({ verified: false, server_stages: [short] });
+    // Streamed, nothing generated: the last chunk's summary covers the prompt's positions too.
+    const chunks = (await (await post({ stream: true })).text())
+      .split('\n\n')
+      .map((l) => l.replace(/^data: /, '').trim())
+      .filter((l) => l !== '' && l !== '[DONE]')
+      .map((l) => JSON.parse(l) as { webswarm?: { verified?: boolean; server_stages?: number[] } });
+    expect(chunks.at(-1)?.webswarm).toMatchObject({ verified: false, server_stages: [short] });
   });
 
   it('FALLBACK=whole: a request that finds a stage short is the server’s at every stage', async () => {

@@ -298,7 +298,12 @@ export async function handleOpenAiGeneration(
       // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
       if (c.text.length > choice.sent.length) sendChunk(events, choice, c.text.slice(choice.sent.length), null);
       sendChunk(events, choice, '', c.finishReason, {
-        webswarm: { redundancy: c.redundancy, verified: c.verified, route: c.route, server_stages: serverStagesOf(choice.votes) },
+        webswarm: {
+          redundancy: c.redundancy,
+          verified: c.verified,
+          route: c.route,
+          server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
+        },
       });
     }
     return c;

@@ -256,6 +256,20 @@ describe('log-probabilities through a swarm of two replicas', () => {
     expect(joined).toEqual(lp?.token_logprobs);
   });
 
+  it('a one-token prompt scored with nothing generated: its token, null, and its settings checked as any request’s', async () => {
+    const one = reference.tokenizer.decode([reference.tokenizer.encode(PROMPT)[0] as number]);
+    expect(reference.tokenizer.encode(one)).toHaveLength(1);
+    const r = await client.completions.create({ model: MODEL, prompt: one, max_tokens: 0, echo: true, logprobs: 2 });
+    expect(r.choices[0]?.text).toBe(one);
+    expect(r.choices[0]?.logprobs).toEqual({ tokens: [one], token_logprobs: [null], top_logprobs: [null], text_offset: [0] });
+    // Nothing is computed, yet a token the model does not have is the 400 any other prompt gets.
+    const vocab = reference.manifest.model.vocabSize;
+    for (const prompt of [one, PROMPT])
+      await expect(
+        client.completions.create({ model: MODEL, prompt, max_tokens: 0, echo: true, logit_bias: { [String(vocab)]: 1 } }),
+      ).rejects.toMatchObject({ status: 400, param: 'logit_bias' });
+  });
+
   it('leaves logprobs null when they are not asked for', async () => {
     const r = await client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 2, temperature: 0 });
     expect(r.choices[0]?.logprobs).toBeNull();

@@ -4,7 +4,7 @@ import { majority } from '../../shared/vote/quorum.js';
 import type { Completion, CompletionRequest, ScoredToken, TokenUpdate } from './coordinator-types.js';
 import { GenerationError, wireErrorOf } from './generation.js';
 import { ServiceStats, type ServiceStatus } from './service-stats.js';
-import type { SessionRunner } from './session-runner.js';
+import { checkSampling, type SessionRunner } from './session-runner.js';
 import type { SwarmState } from './swarm-state.js';
 import { TextStream } from './text-stream.js';
 
@@ -96,9 +96,11 @@ export class CompletionService {
     const agreed = (votes: readonly StageVote[]) => r >= 2 && votes.every((v) => !v.server && v.agreed >= majority(r));
     const score = req.scorePrompt === true && promptTokens.length > 0;
     if (score) onScored?.({ position: 0, token: promptTokens[0] as number, logits: null, votes: [], verified: true, stepMs: 0 });
-    // Nothing to compute: a one-token prompt scored, nothing generated.
-    if (score && promptTokens.length === 1 && req.maxTokens === 0)
+    // Nothing to compute: a one-token prompt scored, nothing generated (its settings checked as a session's are).
+    if (score && promptTokens.length === 1 && req.maxTokens === 0) {
+      checkSampling(req.sampling, this.s.model.manifest.model.vocabSize);
       return { promptTokens, tokens: [], text: '', finishReason: 'length', route: [], redundancy: r, verified: r >= 2 };
+    }
     const { result, route } = await this.runIds(
       promptTokens,
       req.maxTokens,

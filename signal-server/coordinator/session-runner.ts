@@ -172,8 +172,7 @@ export class SessionRunner {
     const { manifest } = this.s.model;
     const r = this.s.options.redundancy;
     if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
-    const badSampling = samplingError(sampling) ?? biasBeyond(sampling, manifest.model.vocabSize);
-    if (badSampling !== null) throw new GenerationError('ERR_BAD_REQUEST', badSampling.message, badSampling.param);
+    checkSampling(sampling, manifest.model.vocabSize);
     if (promptTokens.length + forced.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
@@ -343,6 +342,12 @@ export class SessionRunner {
     session.replace(left, spare);
     this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
   }
+}
+
+/** Throws ERR_BAD_REQUEST for sampling settings out of range or a logit_bias token the model does not have. */
+export function checkSampling(sampling: SamplingParams, vocabSize: number): void {
+  const bad = samplingError(sampling) ?? biasBeyond(sampling, vocabSize);
+  if (bad !== null) throw new GenerationError('ERR_BAD_REQUEST', bad.message, bad.param);
 }
 
 /** A logit_bias entry naming a token the model does not have, or null. */
