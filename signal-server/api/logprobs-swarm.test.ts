@@ -200,8 +200,13 @@ describe('log-probabilities through a swarm of two replicas', () => {
         expect(Object.keys(top).length).toBeLessThanOrEqual(3);
       }
     };
-    // Scored only (what evaluation harnesses ask for): max_tokens 0.
+    // Scored only (what evaluation harnesses ask for): max_tokens 0. No token generated, none counted as one.
+    const generated = async () =>
+      Number(/^webswarm_tokens_total (\d+)$/m.exec(await (await fetch(`${server.address().url}/metrics`)).text())?.[1] ?? Number.NaN);
+    const before = await generated();
+    expect(Number.isInteger(before)).toBe(true);
     const scored = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 2 });
+    expect(await generated()).toBe(before);
     expect(scored.choices[0]?.text).toBe(PROMPT);
     expect(scored.choices[0]?.finish_reason).toBe('length');
     expect(scored.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 0 });

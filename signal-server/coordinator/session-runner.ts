@@ -241,7 +241,8 @@ export class SessionRunner {
         sampling,
         (token, rec) => {
           const stop = onStep(token, rec, session);
-          for (const o of this.s.observers) o.onToken?.(rec.ms, rec.votes);
+          // A scored prompt's positions are no tokens generated (webswarm_tokens_total, the dashboard's rate).
+          if (rec.forced !== true) for (const o of this.s.observers) o.onToken?.(rec.ms, rec.votes);
           return stop;
         },
         sampledBefore,
