@@ -106,15 +106,15 @@ afterAll(async () => {
 });
 
 /**
- * The check pages, one per graph form and backend (and a second for fused WebGPU, whose last test loses its device),
- * each shared by the tests that use it in turn: on SwiftShader a WebGPU page compiles every pipeline it runs
- * (≈ 0.8 s each), and a page opened once compiles them once. A test leaves no session open behind it, and reads the
- * worker's running counts as differences from where it began.
+ * The check pages, one per graph form and backend, each shared by the tests that use it in turn: on SwiftShader a
+ * WebGPU page compiles every pipeline it runs (≈ 0.8 s each), and a page opened once compiles them once. A test
+ * leaves no session open behind it, and reads the worker's running counts as differences from where it began; the
+ * fused WebGPU page's last test loses its device and closes it.
  */
 const pages = new Map<string, Promise<Page>>();
 
-function checkPage(graph: GraphForm, backend: 'wasm' | 'webgpu', which: 'shared' | 'device-lost' = 'shared'): Promise<Page> {
-  const key = `${graph} ${backend} ${which}`;
+function checkPage(graph: GraphForm, backend: 'wasm' | 'webgpu'): Promise<Page> {
+  const key = `${graph} ${backend}`;
   let page = pages.get(key);
   if (page === undefined) {
     page = openCheck(graph, backend);
@@ -455,5 +455,6 @@ describe('batching across sessions in one tab', () => {
     expect(inWorker).toMatchObject({ buffers: 0, sessions: prompts.length });
     expect(inWorker?.steps).toBeLessThanOrEqual(got.before.steps + prompts.length * STAGES);
     await page.close();
+    pages.delete('fused webgpu');
   });
 });

@@ -46,9 +46,12 @@ export class DashboardFeed implements SwarmObserver {
     this.timer.unref();
   }
 
-  onToken(_stepMs: number, votes: readonly StageVote[]): void {
-    this.tokens += 1;
-    if (votes.some((v) => v.server)) this.serverTokens += 1;
+  onToken(_stepMs: number, votes: readonly StageVote[], scored = false): void {
+    // The rate counts tokens generated; the votes of a scored prompt's positions count as any step's.
+    if (!scored) {
+      this.tokens += 1;
+      if (votes.some((v) => v.server)) this.serverTokens += 1;
+    }
     const c = voteCounts(votes);
     this.agreed += c.agreed;
     this.disagreed += c.disagreed;

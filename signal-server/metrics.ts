@@ -179,8 +179,9 @@ export class SwarmMetrics implements SwarmObserver {
     this.httpRequests.inc({ route, status: String(status) });
   }
 
-  onToken(stepMs: number, votes: readonly StageVote[]): void {
-    this.tokens.inc();
+  onToken(stepMs: number, votes: readonly StageVote[], scored = false): void {
+    // A scored prompt's position is no token generated; its vote and its step's time count as any step's.
+    if (!scored) this.tokens.inc();
     this.step.observe(stepMs / 1000);
     for (const [outcome, n] of Object.entries(voteCounts(votes))) this.votes.inc({ outcome }, n);
   }

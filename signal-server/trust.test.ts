@@ -121,7 +121,7 @@ describe('a scored prompt (echo)', () => {
     const ids = tokenizer.encode(PROMPT);
     // At step i (position i + 1 of the prompt) it spikes its logits on the prompt's own next token: a text made to
     // look likely, what an evaluation through the swarm must not be told.
-    volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
+    const liar = volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
     for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${121 + i}`);
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
     const res = await fetch(`${url}/v1/completions`, {
@@ -132,7 +132,10 @@ describe('a scored prompt (echo)', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       choices: { text: string; logprobs: { token_logprobs: (number | null)[] } }[];
-      webswarm: { verified: boolean; prompt_votes: { verified: boolean; votes: { agreed: number; replicas: number }[] }[] };
+      webswarm: {
+        verified: boolean;
+        prompt_votes: { verified: boolean; votes: { agreed: number; disagreed: number; replicas: number }[] }[];
+      };
     };
     expect(body.choices[0]?.text).toBe(PROMPT);
     // The oracle: the reference runner fed the prompt a token at a time.
@@ -160,6 +163,10 @@ describe('a scored prompt (echo)', () => {
       expect(v.verified).toBe(true);
       expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
     }
+    // It did lie, and was heard: outvoted at the positions it answered in time, and evicted for it.
+    expect(body.webswarm.prompt_votes.some((v) => (v.votes[0]?.disagreed ?? 0) > 0)).toBe(true);
+    await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    expect(liar.errors.find((e) => e.code === 'ERR_EVICTED')?.message).toMatch(/disagreed with the majority/);
   });
 });
 

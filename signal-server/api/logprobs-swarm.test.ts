@@ -200,13 +200,20 @@ describe('log-probabilities through a swarm of two replicas', () => {
         expect(Object.keys(top).length).toBeLessThanOrEqual(3);
       }
     };
-    // Scored only (what evaluation harnesses ask for): max_tokens 0. No token generated, none counted as one.
-    const generated = async () =>
-      Number(/^webswarm_tokens_total (\d+)$/m.exec(await (await fetch(`${server.address().url}/metrics`)).text())?.[1] ?? Number.NaN);
-    const before = await generated();
-    expect(Number.isInteger(before)).toBe(true);
+    // Scored only (what evaluation harnesses ask for): max_tokens 0. No token generated, none counted as one; the
+    // positions' votes count as votes (each position: both replicas agreed, or one not yet answered).
+    const counts = async () => {
+      const text = await (await fetch(`${server.address().url}/metrics`)).text();
+      const of = (series: string) => Number(new RegExp(`^${series} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      return {
+        tokens: of('webswarm_tokens_total'),
+        votes: of('webswarm_votes_total\\{outcome="agreed"\\}') + of('webswarm_votes_total\\{outcome="missing"\\}'),
+      };
+    };
+    const before = await counts();
+    expect(before.tokens).toBeGreaterThan(0);
     const scored = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 2 });
-    expect(await generated()).toBe(before);
+    expect(await counts()).toEqual({ tokens: before.tokens, votes: before.votes + 2 * (ids.length - 1) });
     expect(scored.choices[0]?.text).toBe(PROMPT);
     expect(scored.choices[0]?.finish_reason).toBe('length');
     expect(scored.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 0 });

@@ -34,14 +34,15 @@ export class CompletionService {
    * `onScored` (with `scorePrompt`) each of the prompt's tokens before them.
    */
   async complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void, onScored?: (u: ScoredToken) => void): Promise<Completion> {
-    const t0 = performance.now();
+    /** From when the time to the first token counts: the request's start, or a scored prompt's last position. */
+    let start = performance.now();
     let ttftMs: number | null = null;
     const msPerToken: number[] = [];
     let tokens = 0;
     let verifiedTokens = 0;
     let serverTokens = 0;
     const seen = (u: TokenUpdate) => {
-      if (ttftMs === null) ttftMs = performance.now() - t0;
+      if (ttftMs === null) ttftMs = performance.now() - start;
       else msPerToken.push(u.stepMs);
       tokens += 1;
       if (u.verified) verifiedTokens += 1;
@@ -49,7 +50,12 @@ export class CompletionService {
       onToken?.(u);
     };
     try {
-      const c = await this.generate(req, seen, onScored);
+      // A scored prompt's positions come before the first token: its time counts from the last of them.
+      const scored = (u: ScoredToken) => {
+        start = performance.now();
+        onScored?.(u);
+      };
+      const c = await this.generate(req, seen, scored);
       for (const o of this.s.observers) o.onGeneration?.('ok');
       this.stats.record({ ok: true, ttftMs, msPerToken, tokens, verifiedTokens, serverTokens });
       return c;

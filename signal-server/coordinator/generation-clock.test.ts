@@ -360,10 +360,42 @@ describe('a generation session on a manual clock', () => {
     expect(session.replace('e', 's3')).toBe(true);
     session.onFailure('s3', 0, 'ERR_NOT_LINKED', 'no data channel to a majority of stage 0');
     expect(hooks.why).toEqual(['s2 full', 's3 absent']);
-    // s1 was excused, not forgotten as awaited: its join timeout does not strike it later either.
+    // s1 was excused: no longer awaited, so its join timeout does not strike it later either.
     await clock.advance(60_000);
     expect(await outcome).toBeInstanceOf(GenerationError);
     expect(hooks.why).toEqual(['s2 full', 's3 absent']);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('strikes the replicas missing after the last join round too, not only those of the rounds before it', async () => {
+    const clock = new ManualClock();
+    const hooks = spareHooks(['s1', 's2', 's3']);
+    const session = new GenerationSession(
+      7,
+      [['a', 'b', 'c']],
+      manifest,
+      recordingTransport(),
+      TIMEOUTS,
+      new Audit(),
+      hooks,
+      { redundancy: 3, established: () => false },
+      clock,
+    );
+    const outcome = session
+      .run([1, 2, 3], 1, GREEDY, () => {})
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    session.onJoined('a');
+    session.onJoined('b');
+    // Three rounds, each JOIN_GRACE_MS after the majority: c, then its spare s1, then s1's spare s2 never join.
+    for (let round = 0; round < 3; round++) await clock.advance(JOIN_GRACE_MS);
+    expect(hooks.noShows).toEqual(['c', 's1', 's2']);
+    expect(session.route).toEqual([['a', 'b', 's2']]);
+    // The session goes on with its majority; ended here by its step's timeout.
+    await clock.advance(TIMEOUTS.stepMs);
+    expect(await outcome).toBeInstanceOf(GenerationError);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 });

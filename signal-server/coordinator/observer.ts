@@ -7,8 +7,11 @@ export type GenerationOutcome = 'ok' | WireErrorCode | 'ERR_INTERNAL';
 
 /** Hears what the coordinator does, for metrics and the dashboard; must not throw. */
 export interface SwarmObserver {
-  /** One verified token: the step's time and every stage's vote. */
-  onToken?(stepMs: number, votes: readonly StageVote[]): void;
+  /**
+   * One verified step: its time and every stage's vote; `scored` when it scored a prompt's position (echo)
+   * rather than generated a token.
+   */
+  onToken?(stepMs: number, votes: readonly StageVote[], scored?: boolean): void;
   onGeneration?(outcome: GenerationOutcome): void;
   /** A volunteer's hello refused, by the code it was told (a ban, its address's budget, no stage fits, …). */
   onHelloRefused?(code: WireErrorCode): void;

@@ -64,7 +64,11 @@ export abstract class SessionJoin extends MeshLoopChecks {
         `session ${this.sessionId}: ${this.members.size - missing.length} of ${this.members.size} replicas joined in ${Math.round(this.clock.now() - t0)} ms`,
       );
       if (missing.length === 0) return;
-      if (round + 1 >= JOIN_ROUNDS) break;
+      if (round + 1 >= JOIN_ROUNDS) {
+        // The last round's missing are no-shows too (no spare is tried after them).
+        for (const id of missing) this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
+        break;
+      }
       let replaced = 0;
       for (const id of missing) {
         const stage = this.members.get(id) as number;

@@ -27,7 +27,7 @@ export abstract class SessionRepair extends StepVotes {
 
   /**
    * Also takes a newcomer that has not joined out of the awaited: taken out of the route within NEWCOMER_GRACE_MS
-   * it is not judged; later, it is a no-show (a silent newcomer whose stage then fails is taken out at the step's
+   * (or the step timeout, where that is shorter) it is not judged; later, it is a no-show (a silent newcomer whose stage then fails is taken out at the step's
    * timeout, before its own join timeout runs out).
    */
   protected override swap(left: string, replacement: string, joinedAlready = true): number | undefined {
@@ -40,7 +40,8 @@ export abstract class SessionRepair extends StepVotes {
   private takenOut(id: string): void {
     const awaited = this.joining.get(id);
     if (awaited === undefined) return;
-    if (this.clock.now() - awaited.since >= NEWCOMER_GRACE_MS) this.missedJoin(id, 'absent');
+    // A step timeout under the grace would otherwise take a silent newcomer out, step after step, unjudged.
+    if (this.clock.now() - awaited.since >= Math.min(NEWCOMER_GRACE_MS, this.timeouts.stepMs)) this.missedJoin(id, 'absent');
     else this.stopAwaiting(id);
   }
 
@@ -335,11 +336,12 @@ export abstract class SessionRepair extends StepVotes {
     // replica that refuses it before it starts is (below; "no majority of inputs", above, is not a refusal); the
     // failure still counts against the step it names.
     if (this.joining.has(volunteer)) {
-      // It could not link to a majority of a neighbouring stage that has a replica gone (no spare took its place):
-      // one hostile replica there could then keep an honest newcomer out. Not judged (the replicas of a session's
-      // start have no such dead neighbours).
+      // It could not link to a majority of a neighbouring stage with a dead slot (a replica gone that no spare
+      // replaced, or a newcomer not joined itself): one hostile replica there could then keep an honest newcomer
+      // out. Not judged (the replicas of a session's start have no such dead neighbours).
       const neighbours = [...(this.current[stage - 1] ?? []), ...(this.current[stage + 1] ?? [])];
-      if (code === 'ERR_NOT_LINKED' && neighbours.some((id) => this.departed.has(id))) this.stopAwaiting(volunteer);
+      const dead = (id: string) => this.departed.has(id) || this.joining.has(id);
+      if (code === 'ERR_NOT_LINKED' && neighbours.some(dead)) this.stopAwaiting(volunteer);
       else this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
     }
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {

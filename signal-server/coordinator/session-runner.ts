@@ -241,8 +241,9 @@ export class SessionRunner {
         sampling,
         (token, rec) => {
           const stop = onStep(token, rec, session);
-          // A scored prompt's positions are no tokens generated (webswarm_tokens_total, the dashboard's rate).
-          if (rec.forced !== true) for (const o of this.s.observers) o.onToken?.(rec.ms, rec.votes);
+          // A scored prompt's positions are no tokens generated (webswarm_tokens_total, the dashboard's rate), but
+          // their votes are votes.
+          for (const o of this.s.observers) o.onToken?.(rec.ms, rec.votes, rec.forced === true);
           return stop;
         },
         sampledBefore,
@@ -301,7 +302,8 @@ export class SessionRunner {
     }
     // One strike a session, however many ways it missed it.
     if (!member.noShows.miss(sessionId)) return;
-    for (const o of this.s.observers) o.onNoShow?.(why);
+    // Counted by the server the volunteer is connected to (another's strikes reach it through the cluster).
+    if (!member.remote) for (const o of this.s.observers) o.onNoShow?.(why);
     const what =
       why === 'unreached'
         ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`
