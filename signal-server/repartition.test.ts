@@ -11,6 +11,7 @@ import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { promptLogprobs } from './testing/prompt-logprobs.js';
 import { connectClient, helloVolunteer } from './testing/socket-client.js';
 
 const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('repartition');
@@ -186,11 +187,7 @@ describe('re-partition over Socket.IO', () => {
       const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 3 }, stageCache())).dir);
       const expected = (await runner.generateIds(ids, TOKENS, sampling)).tokens;
       // The oracle: the reference fed the prompt a token at a time.
-      const session = runner.session();
-      const vocab = runner.manifest.model.vocabSize;
-      const want: number[] = [];
-      for (let i = 0; i + 1 < ids.length; i++)
-        want.push(tokenLogprob((await session.forward([ids[i] as number])).subarray(-vocab), ids[i + 1] as number, 0).logprob);
+      const want = await promptLogprobs(runner, ids);
       await runner.close();
       expect(ids.length).toBeGreaterThan(4);
       const vs = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));

@@ -13,6 +13,7 @@ import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
 const MODEL = 'austen-2m';
 const PROMPT = 'It is a truth universally acknowledged';
@@ -170,15 +171,7 @@ describe('log-probabilities through a swarm of two replicas', () => {
 
   it("completions with echo: the prompt first, each of its tokens after the first with the log-probability the swarm voted on at its position, the reference's", async () => {
     const ids = reference.tokenizer.encode(PROMPT);
-    // The oracle: the reference fed the prompt one token at a time, each position's row giving the next token's.
-    const session = reference.session();
-    const vocab = reference.manifest.model.vocabSize;
-    const want: number[] = [];
-    for (let i = 0; i + 1 < ids.length; i++) {
-      const row = Array.from((await session.forward([ids[i] as number])).subarray(-vocab));
-      const total = row.reduce((s, v) => s + Math.exp(v), 0);
-      want.push(Math.log(Math.exp(row[ids[i + 1] as number] as number) / total));
-    }
+    const want = await promptLogprobs(reference, ids);
     type Echoed = {
       webswarm: { tokens: number[]; verified: boolean; prompt_votes: { position: number; token: number; verified: boolean }[] };
     };

@@ -214,7 +214,10 @@ export class Coordinator {
     return this.service.chatPrompt(messages);
   }
 
-  /** Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes. */
+  /**
+   * Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes, and
+   * `onScored` (with `scorePrompt`) each of the prompt's tokens before them.
+   */
   complete(req: CompletionRequest, onToken?: (u: TokenUpdate) => void, onScored?: (u: ScoredToken) => void): Promise<Completion> {
     return this.service.complete(req, onToken, onScored);
   }

@@ -15,7 +15,7 @@ import { ManualClock } from '../../testing/manual-clock.js';
 import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
-import { NEWCOMER_GRACE_MS } from './session-repair.js';
+import { NEWCOMER_GRACE_MS } from './newcomer-joins.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
 /** The whole file runs on the manual clock: far below the JOIN_GRACE_MS + stepMs it simulates. */

@@ -170,7 +170,7 @@ export class GenerationSession extends SessionJoin {
     } finally {
       if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
-      this.stopAwaitingJoins();
+      this.awaitedJoins.forgetAll();
       for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
     }
   }

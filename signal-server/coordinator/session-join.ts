@@ -19,7 +19,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
   onJoined(volunteer: string, unreached: readonly string[] = []): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
-    this.joinedInTime(volunteer);
+    this.awaitedJoins.joined(volunteer);
     this.joined.add(volunteer);
     for (const target of unreached) {
       const at = this.members.get(target);

@@ -1,14 +1,6 @@
-import type { TimerHandle } from '../../shared/clock.js';
 import { majority } from '../../shared/vote/quorum.js';
-import type { NoShow } from './session-types.js';
+import { NewcomerJoins } from './newcomer-joins.js';
 import { StepVotes } from './step-votes.js';
-
-/**
- * How long a newcomer of a running session may stay in the route without joining and be taken out of it again
- * (another repair's choice) without a strike: a page links its data channels within a few seconds even on a
- * loaded machine, and a silent newcomer whose stage then fails is taken out at the step's timeout, well after.
- */
-export const NEWCOMER_GRACE_MS = 10_000;
 
 /**
  * Repairs of a running session: a replica replaced, a stage retried on spares
@@ -18,31 +10,26 @@ export abstract class SessionRepair extends StepVotes {
   /** The session's era: bumped by each roll-back of the whole pipeline; frames carry it (mod 256). */
   private era = 0;
   /**
-   * Newcomers of the running session (a repair's spares, a replacement) that have not joined it yet, each with
-   * its join timeout: held to join as the route's first replicas are (SessionJoin), a strike if they refuse or
-   * do not join within the timeout. Before, only the first replicas were: a spare could take repair after repair
-   * and never join one.
+   * Newcomers of the running session not joined yet, held to join it as the route's first replicas are
+   * (SessionJoin). Before, only the first replicas were: a spare could take repair after repair and never join one.
    */
-  private readonly joining = new Map<string, { readonly timer: TimerHandle; readonly since: number }>();
+  protected readonly awaitedJoins = new NewcomerJoins(
+    this.clock,
+    this.timeouts,
+    (id, why) => {
+      this.retry?.log?.(
+        `session ${this.sessionId}: ${id}, a newcomer at step ${this.currentStep}, ${why === 'full' ? 'refused it as full' : 'did not join it'}`,
+      );
+      this.retry?.noShow?.(id, why);
+    },
+    (id) => this.retry?.showed?.(id),
+  );
 
-  /**
-   * Also takes a newcomer that has not joined out of the awaited: taken out of the route within NEWCOMER_GRACE_MS
-   * (or the step timeout, where that is shorter) it is not judged; later, it is a no-show (a silent newcomer whose stage then fails is taken out at the step's
-   * timeout, before its own join timeout runs out).
-   */
+  /** Also judges a newcomer that leaves the route unjoined (NewcomerJoins.takenOut). */
   protected override swap(left: string, replacement: string, joinedAlready = true): number | undefined {
     const stage = super.swap(left, replacement, joinedAlready);
-    if (stage !== undefined) this.takenOut(left);
+    if (stage !== undefined) this.awaitedJoins.takenOut(left);
     return stage;
-  }
-
-  /** `id` left the route (a swap, the server taking its stage): a newcomer not joined is judged as swap says. */
-  private takenOut(id: string): void {
-    const awaited = this.joining.get(id);
-    if (awaited === undefined) return;
-    // A step timeout under the grace would otherwise take a silent newcomer out, step after step, unjudged.
-    if (this.clock.now() - awaited.since >= Math.min(NEWCOMER_GRACE_MS, this.timeouts.stepMs)) this.missedJoin(id, 'absent');
-    else this.stopAwaiting(id);
   }
 
   /**
@@ -75,7 +62,7 @@ export abstract class SessionRepair extends StepVotes {
     const prev = this.current[stage - 1] ?? [];
     const next = this.current[stage + 1] ?? [];
     // Before the session starts, SessionJoin waits for every replica it opens; from then on, this does.
-    if (this.currentStep >= 0) for (const id of newcomers) this.expectJoin(id);
+    if (this.currentStep >= 0) for (const id of newcomers) this.awaitedJoins.expect(id);
     for (const id of newcomers)
       this.transport.open(id, {
         sessionId: this.sessionId,
@@ -219,7 +206,7 @@ export abstract class SessionRepair extends StepVotes {
     for (const id of leaving) {
       this.members.delete(id);
       this.joined.delete(id);
-      this.takenOut(id);
+      this.awaitedJoins.takenOut(id);
       this.transport.close(id, this.sessionId);
       this.replacements.push({ stage, left: id, joined: server, atStep: step });
     }
@@ -276,42 +263,6 @@ export abstract class SessionRepair extends StepVotes {
     this.early.clear();
   }
 
-  private expectJoin(id: string): void {
-    this.stopAwaiting(id);
-    const timer = this.clock.setTimeout(() => this.missedJoin(id, 'absent'), this.timeouts.joinMs);
-    this.joining.set(id, { timer, since: this.clock.now() });
-  }
-
-  /** No longer awaits `id`; false where it was not awaited. */
-  private stopAwaiting(id: string): boolean {
-    const awaited = this.joining.get(id);
-    if (awaited === undefined) return false;
-    this.clock.clearTimeout(awaited.timer);
-    this.joining.delete(id);
-    return true;
-  }
-
-  /** A newcomer of the running session joined it: true where it was one still awaited. */
-  protected joinedInTime(id: string): boolean {
-    if (!this.stopAwaiting(id)) return false;
-    this.retry?.showed?.(id);
-    return true;
-  }
-
-  /** A newcomer of the running session refused it, or did not join it in time: a no-show (once). */
-  private missedJoin(id: string, why: NoShow): void {
-    if (!this.stopAwaiting(id)) return;
-    this.retry?.log?.(
-      `session ${this.sessionId}: ${id}, a newcomer at step ${this.currentStep}, ${why === 'full' ? 'refused it as full' : 'did not join it'}`,
-    );
-    this.retry?.noShow?.(id, why);
-  }
-
-  /** The session ended: newcomers still awaited are not judged (the timeout they had did not run out). */
-  protected stopAwaitingJoins(): void {
-    for (const id of [...this.joining.keys()]) this.stopAwaiting(id);
-  }
-
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
@@ -335,14 +286,14 @@ export abstract class SessionRepair extends StepVotes {
     // A newcomer that refuses the session it was brought into (full, or it could not link): a no-show now, as a
     // replica that refuses it before it starts is (below; "no majority of inputs", above, is not a refusal); the
     // failure still counts against the step it names.
-    if (this.joining.has(volunteer)) {
+    if (this.awaitedJoins.has(volunteer)) {
       // It could not link to a majority of a neighbouring stage with a dead slot (a replica gone that no spare
       // replaced, or a newcomer not joined itself): one hostile replica there could then keep an honest newcomer
       // out. Not judged (the replicas of a session's start have no such dead neighbours).
       const neighbours = [...(this.current[stage - 1] ?? []), ...(this.current[stage + 1] ?? [])];
-      const dead = (id: string) => this.departed.has(id) || this.joining.has(id);
-      if (code === 'ERR_NOT_LINKED' && neighbours.some(dead)) this.stopAwaiting(volunteer);
-      else this.missedJoin(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
+      const dead = (id: string) => this.departed.has(id) || this.awaitedJoins.has(id);
+      if (code === 'ERR_NOT_LINKED' && neighbours.some(dead)) this.awaitedJoins.forget(volunteer);
+      else this.awaitedJoins.miss(volunteer, code === 'ERR_REPLICA_FULL' ? 'full' : 'absent');
     }
     if (this.currentStep < 0 && !this.joined.has(volunteer)) {
       // It refused the session (full, or could not link): a no-show now rather than after the join timeout.
