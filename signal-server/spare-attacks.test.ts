@@ -9,7 +9,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { SessionOpen } from '../shared/protocol/messages.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
@@ -19,6 +19,18 @@ const LONG = 24;
 const STEP_DELAY_MS = 200;
 /** Far below the generation's ~5 s: a newcomer that has not joined by then is judged before it ends. */
 const JOIN_TIMEOUT_MS = 1_000;
+
+/** The server's log lines, as the tests read them, and the logger that writes them. */
+function serverLog(): { lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n'));
+      done();
+    },
+  });
+  return { lines, logger: createLogger('info', sink) };
+}
 
 /** `v` answers a session:open that brings it into a running session (replayTo > 0) with `answer`; the others as before. */
 function midSessionOpens(v: NodeVolunteer, answer: (m: SessionOpen) => void): void {
@@ -50,18 +62,12 @@ describe('a spare brought into a running session', () => {
   it.each(ATTACKS)(
     'that %s is a no-show; the generation goes on with the reference tokens',
     async (_what, attack, said, why) => {
-      const lines: string[] = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          lines.push(...chunk.toString('utf8').split('\n'));
-          done();
-        },
-      });
+      const { lines, logger } = serverLog();
       // random 0: the route is the first three ready volunteers, and the spare the one after them.
       const { url, expected } = await swarm.start(1, 3, {
         random: () => 0,
         joinTimeoutMs: JOIN_TIMEOUT_MS,
-        logger: createLogger('info', sink),
+        logger,
       });
       const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
       const spare = swarm.volunteer(url, '127.0.0.9');
@@ -99,18 +105,12 @@ describe('a spare brought into a running session', () => {
 
 describe('a spare the server then takes its stage from', () => {
   it('is not a no-show when it came less than NEWCOMER_GRACE_MS before (a slow page, still linking)', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n'));
-        done();
-      },
-    });
+    const { lines, logger } = serverLog();
     const { url, expected } = await swarm.start(2, 3, {
       random: () => 0,
       fallback: 'stage',
       joinTimeoutMs: JOIN_TIMEOUT_MS,
-      logger: createLogger('info', sink),
+      logger,
     });
     // Slow honest replicas: the session lasts seconds after the server takes a stage over.
     const honest = await swarm.joinAll(url, 6, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));

@@ -74,6 +74,52 @@ function logitsFor(token: number): Float32Array {
   return l;
 }
 
+/** The newcomer tests' timeouts: a join timeout well inside a step's. */
+const NEWCOMER_TIMEOUTS = { joinMs: 20_000, stepMs: 60_000 };
+
+/**
+ * A session of replicas a, b and c (one stage, unless `route` and `stages` say otherwise) at r = 3 on a manual
+ * clock, with spare hooks that record no-shows, and a way to answer a step for some of its replicas: each the
+ * same logits (token 5), on the step's input (the prompt [1, 2, 3], then [5]).
+ */
+function rig(
+  id: number,
+  o: {
+    route?: string[][];
+    stages?: StageManifest;
+    timeouts?: { joinMs: number; stepMs: number };
+    spares?: string[];
+    serve?: string;
+  } = {},
+) {
+  const clock = new ManualClock();
+  const transport = recordingTransport();
+  const hooks = { ...spareHooks(o.spares ?? []), ...(o.serve === undefined ? {} : { serve: () => o.serve as string }) };
+  const timeouts = o.timeouts ?? NEWCOMER_TIMEOUTS;
+  const policy = { redundancy: 3, established: () => false, trusted: (v: string) => v === o.serve };
+  const session = new GenerationSession(
+    id,
+    o.route ?? [['a', 'b', 'c']],
+    o.stages ?? manifest,
+    transport,
+    timeouts,
+    new Audit(),
+    hooks,
+    policy,
+    clock,
+  );
+  const logits = logitsFor(5);
+  const answer = async (step: number, ...vs: string[]) => {
+    const input = step === 0 ? [1, 2, 3] : [5];
+    for (const v of vs) {
+      session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
+      session.onLogits(v, step, logits);
+    }
+    await clock.advance(0);
+  };
+  return { clock, transport, hooks, timeouts, session, answer };
+}
+
 describe('a generation session on a manual clock', () => {
   it('replaces a no-show by a spare JOIN_GRACE_MS after a majority joined, not a millisecond before; then times the step out', async () => {
     const started = performance.now();
@@ -163,30 +209,7 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('holds a newcomer brought in mid-session to join as the first replicas are: silent for the join timeout or refusing, a no-show; joined, none', async () => {
-    const clock = new ManualClock();
-    const transport = recordingTransport();
-    const hooks = spareHooks([]);
-    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
-    const session = new GenerationSession(
-      3,
-      [['a', 'b', 'c']],
-      manifest,
-      transport,
-      timeouts,
-      new Audit(),
-      hooks,
-      { redundancy: 3, established: () => false },
-      clock,
-    );
-    const logits = logitsFor(5);
-    const answer = async (step: number, ...vs: string[]) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      for (const v of vs) {
-        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
-        session.onLogits(v, step, logits);
-      }
-      await clock.advance(0);
-    };
+    const { clock, hooks, timeouts, session, answer } = rig(3);
     const done = session.run([1, 2, 3], 4, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
@@ -231,30 +254,7 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('does not judge a newcomer the server takes its stage from within NEWCOMER_GRACE_MS (serve), nor leaves its timer running', async () => {
-    const clock = new ManualClock();
-    const transport = recordingTransport();
-    const hooks = { ...spareHooks([]), serve: () => 'srv' };
-    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
-    const session = new GenerationSession(
-      4,
-      [['a', 'b', 'c']],
-      manifest,
-      transport,
-      timeouts,
-      new Audit(),
-      hooks,
-      { redundancy: 3, established: () => false, trusted: (id) => id === 'srv' },
-      clock,
-    );
-    const logits = logitsFor(5);
-    const answer = async (step: number, ...vs: string[]) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      for (const v of vs) {
-        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
-        session.onLogits(v, step, logits);
-      }
-      await clock.advance(0);
-    };
+    const { clock, hooks, timeouts, session, answer } = rig(4, { serve: 'srv' });
     const done = session.run([1, 2, 3], 2, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
@@ -276,30 +276,7 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('does not count a newcomer\'s "my inputs had no majority" (evidence about the stage before) as a refusal', async () => {
-    const clock = new ManualClock();
-    const transport = recordingTransport();
-    const hooks = spareHooks([]);
-    const timeouts = { joinMs: 20_000, stepMs: 60_000 };
-    const session = new GenerationSession(
-      5,
-      [['a', 'b', 'c']],
-      manifest,
-      transport,
-      timeouts,
-      new Audit(),
-      hooks,
-      { redundancy: 3, established: () => false },
-      clock,
-    );
-    const logits = logitsFor(5);
-    const answer = async (step: number, ...vs: string[]) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      for (const v of vs) {
-        session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
-        session.onLogits(v, step, logits);
-      }
-      await clock.advance(0);
-    };
+    const { clock, hooks, session, answer } = rig(5);
     const done = session.run([1, 2, 3], 2, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
@@ -319,22 +296,13 @@ describe('a generation session on a manual clock', () => {
   });
 
   it("excuses a newcomer that could not link to a neighbouring stage with a replica gone, and no other's refusal", async () => {
-    const clock = new ManualClock();
-    const hooks = spareHooks([]);
-    const session = new GenerationSession(
-      6,
-      [
+    const { clock, hooks, session } = rig(6, {
+      route: [
         ['a', 'b', 'c'],
         ['d', 'e', 'f'],
       ],
-      twoStages,
-      recordingTransport(),
-      { joinMs: 20_000, stepMs: 60_000 },
-      new Audit(),
-      hooks,
-      { redundancy: 3, established: () => false },
-      clock,
-    );
+      stages: twoStages,
+    });
     const outcome = session
       .run([1, 2, 3], 2, GREEDY, () => {})
       .then(
@@ -368,19 +336,7 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('strikes the replicas missing after the last join round too, not only those of the rounds before it', async () => {
-    const clock = new ManualClock();
-    const hooks = spareHooks(['s1', 's2', 's3']);
-    const session = new GenerationSession(
-      7,
-      [['a', 'b', 'c']],
-      manifest,
-      recordingTransport(),
-      TIMEOUTS,
-      new Audit(),
-      hooks,
-      { redundancy: 3, established: () => false },
-      clock,
-    );
+    const { clock, hooks, session } = rig(7, { timeouts: TIMEOUTS, spares: ['s1', 's2', 's3'] });
     const outcome = session
       .run([1, 2, 3], 1, GREEDY, () => {})
       .then(
