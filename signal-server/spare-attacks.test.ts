@@ -3,9 +3,12 @@
 // never joins it, is a no-show (a strike: three among its last 20 sessions
 // evict it). Before, only the first replicas were, and a spare could be drawn
 // for repair after repair and take part in none without a mark against it.
-// A real server on port 0, real-protocol Node volunteers; the attackers
-// compute honestly in the sessions they are opened on from the start, and
-// answer only a session:open that brings them into a running one their way.
+// A replica that joins its sessions and then computes nothing is a no-show
+// too, taken out of each session for a spare once it stayed unheard for its
+// stage's limit (SilentMembers). A real server on port 0, real-protocol Node
+// volunteers; the spare attackers compute honestly in the sessions they are
+// opened on from the start, and answer only a session:open that brings them
+// into a running one their way.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { SessionOpen } from '../shared/protocol/messages.js';
@@ -148,4 +151,45 @@ describe('a spare the server then takes its stage from', () => {
     const strikes = lines.filter((l) => l.includes(`volunteer ${spare.id} did not join`));
     expect(strikes, lines.filter((l) => l.includes(String(spare.id))).join('\n')).toEqual([]);
   }, 60_000);
+});
+
+describe('a member that joins its sessions and then computes nothing', () => {
+  /** Tokens a generation: at STEP_DELAY_MS a step, well past SILENT_FLOOR_MS. */
+  const LONGER = 40;
+
+  it('is a no-show in each, taken out for a spare (the answer is the reference), and three evict it', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+    // Ready first, it is in every route (random 0: the first three ready volunteers). It joins each session it is
+    // opened on, over the real protocol, and drops every step's input: it never computes, and never reports.
+    const silent = swarm.volunteer(url, '127.0.0.9');
+    silent.socket.off('step:input');
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    // Slow honest replicas (200 ms a step): a generation lasts about 8 s, past the 5 s floor of the silence limit.
+    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    const spare = honest[2] as NodeVolunteer;
+    for (let k = 1; k <= 3; k++) {
+      const stepsBefore = spare.steps;
+      const r = await swarm.complete(url, LONGER);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+      expect(r.body.webswarm?.tokens).toHaveLength(LONGER);
+      const strikes = lines.filter((l) => l.includes(`volunteer ${silent.id} joined session`));
+      expect(strikes, lines.filter((l) => l.includes(String(silent.id))).join('\n')).toHaveLength(k);
+      expect(strikes[k - 1]).toMatch(new RegExp(`then sent no results while its stage decided steps \\(${k} of 3 no-shows`));
+      // Taken out midway: the spare took its place and computed (its replay, then the steps after it).
+      expect(lines.some((l) => new RegExp(`replica ${silent.id} of stage 0 sent no results; ${spare.id} takes its place`).test(l))).toBe(
+        true,
+      );
+      expect(spare.steps).toBeGreaterThan(stepsBefore);
+    }
+    // Three no-shows among its last 20 sessions: evicted, told why.
+    await expect.poll(() => silent.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    expect(silent.errors.find((e) => e.code === 'ERR_EVICTED')?.message).toMatch(/joined without sending results/);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics.split('\n').filter((l) => l.startsWith('webswarm_no_shows_total{'))).toEqual([
+      'webswarm_no_shows_total{why="silent"} 3',
+    ]);
+  }, 120_000);
 });

@@ -157,7 +157,7 @@ export function parseInboxMessage(raw: unknown, bytes?: Uint8Array): InboxMessag
     case 'frame':
       return str(raw.from) && str(raw.to) && bytes !== undefined ? { t: 'frame', proc: p, from: raw.from, to: raw.to, data: bytes } : null;
     case 'noshow':
-      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached', 'full'] as const)
+      return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached', 'full', 'silent'] as const)
         ? { t: 'noshow', proc: p, id: raw.id, sessionId: raw.sessionId, why: raw.why }
         : null;
     default:

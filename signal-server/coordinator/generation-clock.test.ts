@@ -16,6 +16,7 @@ import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
 import { NEWCOMER_GRACE_MS } from './newcomer-joins.js';
+import { SILENT_FLOOR_MS, SILENT_PACE } from './silent-members.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
 /** The whole file runs on the manual clock: far below the JOIN_GRACE_MS + stepMs it simulates. */
@@ -49,14 +50,16 @@ function recordingTransport(): SessionTransport & { opened: string[]; inputs: { 
   };
 }
 
-function spareHooks(spares: readonly string[]): RetryHooks & { noShows: string[]; why: string[]; showedUp: string[] } {
+function spareHooks(spares: readonly string[]): RetryHooks & { noShows: string[]; why: string[]; showedUp: string[]; takenOut: string[] } {
   const noShows: string[] = [];
   const why: string[] = [];
   const showedUp: string[] = [];
+  const takenOut: string[] = [];
   return {
     noShows,
     why,
     showedUp,
+    takenOut,
     spares: (_stage, exclude) => spares.filter((id) => !exclude.has(id)),
     link: () => {},
     noShow: (v, w = 'absent') => {
@@ -90,11 +93,17 @@ function rig(
     timeouts?: { joinMs: number; stepMs: number };
     spares?: string[];
     serve?: string;
+    /** What the coordinator does with a member the session takes out (SessionRunner.failOver), as the test does it. */
+    takeOut?: (id: string, session: GenerationSession) => void;
   } = {},
 ) {
   const clock = new ManualClock();
   const transport = recordingTransport();
   const hooks = { ...spareHooks(o.spares ?? []), ...(o.serve === undefined ? {} : { serve: () => o.serve as string }) };
+  hooks.takeOut = (id) => {
+    hooks.takenOut.push(id);
+    o.takeOut?.(id, session);
+  };
   const timeouts = o.timeouts ?? NEWCOMER_TIMEOUTS;
   const policy = { redundancy: 3, established: () => false, trusted: (v: string) => v === o.serve };
   const session = new GenerationSession(
@@ -109,15 +118,17 @@ function rig(
     clock,
   );
   const logits = logitsFor(5);
-  const answer = async (step: number, ...vs: string[]) => {
+  /** Reports `step` for `vs`, each computed in `ms`. */
+  const answerIn = async (ms: number, step: number, ...vs: string[]) => {
     const input = step === 0 ? [1, 2, 3] : [5];
     for (const v of vs) {
-      session.onDigest(v, step, fingerprint(logits), input.length, fingerprint(input));
+      session.onDigest(v, step, fingerprint(logits), ms, fingerprint(input));
       session.onLogits(v, step, logits);
     }
     await clock.advance(0);
   };
-  return { clock, transport, hooks, timeouts, session, answer };
+  const answer = (step: number, ...vs: string[]) => answerIn(step === 0 ? 3 : 1, step, ...vs);
+  return { clock, transport, hooks, timeouts, session, answer, answerIn };
 }
 
 describe('a generation session on a manual clock', () => {
@@ -352,6 +363,125 @@ describe('a generation session on a manual clock', () => {
     // The session goes on with its majority; ended here by its step's timeout.
     await clock.advance(TIMEOUTS.stepMs);
     expect(await outcome).toBeInstanceOf(GenerationError);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+});
+
+describe('a member that joins a session and then sends no results', () => {
+  const TOKENS = (n: number) => Array.from({ length: n }, () => 5);
+
+  it('is a no-show once unheard for its stage limit while steps are decided, not a millisecond before; a spare takes its place', async () => {
+    const { clock, hooks, transport, session, answer } = rig(8, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1') });
+    const done = session.run([1, 2, 3], 6, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // c joined and computes nothing; a and b decide every step (in 3 ms, then 1 ms: the floor is the limit).
+    await answer(0, 'a', 'b');
+    await clock.advance(SILENT_FLOOR_MS - 1);
+    await answer(1, 'a', 'b');
+    await answer(2, 'a', 'b');
+    expect(hooks.why).toEqual([]);
+    await clock.advance(1);
+    await answer(3, 'a', 'b');
+    // Judged as step 4 begins: unheard for SILENT_FLOOR_MS with steps decided.
+    expect(hooks.why).toEqual(['c silent']);
+    expect(hooks.takenOut).toEqual(['c']);
+    expect(session.route).toEqual([['a', 'b', 's1']]);
+    expect(transport.closed).toEqual(['c']);
+    // The spare joins and rebuilds its cache (its replayed steps are heard), then takes part.
+    session.onJoined('s1');
+    for (let step = 0; step < 4; step++) await answer(step, 's1');
+    await answer(4, 'a', 'b', 's1');
+    await answer(5, 'a', 'b', 's1');
+    expect(await done).toEqual({ tokens: TOKENS(6), finishReason: 'length' });
+    // Once, and nobody else.
+    expect(hooks.why).toEqual(['c silent']);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('is not an honest replica slower than the others, heard each time it reports late; its stage pace sets the limit', async () => {
+    const { clock, hooks, session, answer, answerIn } = rig(9);
+    const done = session.run([1, 2, 3], 26, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // The prompt's step took the stage's majority 1 s (its second fastest: a claim of 1 ms alone moves nothing).
+    await answerIn(1, 0, 'a');
+    await answerIn(1_000, 0, 'b');
+    const limit = SILENT_PACE * 1_000;
+    // c is five times slower: it reports each step 5 s after the majority decided it, and is heard each time.
+    for (let step = 1; step <= 22; step++) {
+      await clock.advance(1_000);
+      if (step % 5 === 0 && step <= 15) await answer(step / 5 - 1, 'c');
+      await answer(step, 'a', 'b');
+    }
+    expect(hooks.why).toEqual([]);
+    // Its last report (step 2) came at 15 s: at 23 s less a millisecond it is still within the limit; at 23 s, out.
+    expect(limit).toBe(8_000);
+    await clock.advance(999);
+    await answer(23, 'a', 'b');
+    expect(hooks.why).toEqual([]);
+    await clock.advance(1);
+    await answer(24, 'a', 'b');
+    expect(hooks.why).toEqual(['c silent']);
+    await answer(25, 'a', 'b');
+    expect(await done).toEqual({ tokens: TOKENS(26), finishReason: 'length' });
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('is not kept in by failures, a report sent again, or joining again; with no spare the stage goes on without it', async () => {
+    // No spare: the coordinator marks it gone (SessionRunner.failOver), and the stage goes on with its majority.
+    const { clock, hooks, session, answer } = rig(10, { takeOut: (v, s) => s.onLeft(v) });
+    const done = session.run([1, 2, 3], 13, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    await answer(0, 'a', 'b', 'c');
+    for (let step = 1; step < 13; step++) {
+      // What a client can send without computing: a failure, its step-0 report again, "joined" again.
+      session.onFailure('c', step, 'ERR_INTERNAL', 'busy');
+      await answer(0, 'c');
+      session.onJoined('c');
+      await clock.advance(500);
+      await answer(step, 'a', 'b');
+    }
+    // Heard last at 0 ms (step 0); the floor passed at step 10 (5 s), judged as step 11 began.
+    expect(SILENT_FLOOR_MS).toBe(5_000);
+    expect(hooks.why).toEqual(['c silent']);
+    expect(hooks.takenOut).toEqual(['c']);
+    expect(await done).toEqual({ tokens: TOKENS(13), finishReason: 'length' });
+    expect(hooks.why).toEqual(['c silent']);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('is not judged while a sender of its stage is gone (one hostile sender could starve it), nor at the end for that time', async () => {
+    const { clock, hooks, session } = rig(11, {
+      route: [
+        ['a', 'b', 'c'],
+        ['d', 'e', 'f'],
+      ],
+      stages: twoStages,
+    });
+    const hidden = new Float32Array([1, 2, 3, 4]);
+    const logits = logitsFor(5);
+    const step2 = async (step: number, first: string[], second: string[]) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      for (const v of first) session.onDigest(v, step, fingerprint(hidden), 1, fingerprint(input));
+      for (const v of second) {
+        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
+        session.onLogits(v, step, logits);
+      }
+      await clock.advance(0);
+    };
+    const done = session.run([1, 2, 3], 8, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c', 'd', 'e', 'f']) session.onJoined(v);
+    await clock.advance(0);
+    // a of stage 0 leaves with no spare at step 0; f of stage 1 never reports. 14 s pass.
+    session.onLeft('a');
+    for (let step = 0; step < 8; step++) {
+      await step2(step, ['b', 'c'], ['d', 'e']);
+      await clock.advance(2_000);
+    }
+    expect(await done).toEqual({ tokens: TOKENS(8), finishReason: 'length' });
+    expect(hooks.why).toEqual([]);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 });

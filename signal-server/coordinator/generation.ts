@@ -58,6 +58,7 @@ export class GenerationSession extends SessionJoin {
     const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {
       await this.join();
+      for (const id of this.members.keys()) this.silence.watch(id, 0);
       let input: readonly number[] = promptIds;
       for (let step = 0; step < forced.length + maxTokens; step++) {
         const t0 = this.clock.now();
@@ -65,6 +66,8 @@ export class GenerationSession extends SessionJoin {
         this.currentStep = step;
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
+        // Members that sent nothing while the steps before were decided leave before this one begins.
+        if (step > 0) this.judgeSilence(true);
         let w = fresh();
         let meshRollBacks = 0;
         let restarts = 0;
@@ -131,6 +134,7 @@ export class GenerationSession extends SessionJoin {
           for (const o of kept) if (o !== undefined && this.members.get(o.replica) === last) w.logits.add(o);
         }
         this.reportEquivocators();
+        this.silence.stepDecided(step, this.needed);
         const digests = this.digestsOf(step);
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
@@ -168,10 +172,42 @@ export class GenerationSession extends SessionJoin {
       }
       return { tokens, finishReason: 'length' };
     } finally {
+      this.judgeSilence(false);
       if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
       this.awaitedJoins.forgetAll();
       for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
+    }
+  }
+
+  /**
+   * Members silent up to the last decided step (SilentMembers) are no-shows and, while the session goes on
+   * (`takeOut`), leave the route as one that left does: a ready spare takes the place, rebuilding its cache.
+   */
+  private judgeSilence(takeOut: boolean): void {
+    for (const [stage, ids] of this.current.entries()) {
+      if (this.served(ids)) continue;
+      // A dead slot among its senders (a replica gone that no spare replaced, a newcomer not joined): one hostile
+      // sender beside it could then keep a majority of inputs from it. Not judged; its watch starts again.
+      const dead = (id: string) => this.departed.has(id) || this.awaitedJoins.has(id);
+      const starved = stage > 0 && (this.current[stage - 1] ?? []).some(dead);
+      for (const id of [...ids]) {
+        if (dead(id)) continue;
+        if (starved) {
+          this.silence.watch(id, this.currentStep);
+          continue;
+        }
+        const ms = this.silence.silentFor(id, stage);
+        if (ms === null) continue;
+        this.silence.forget(id);
+        this.retry?.log?.(
+          `session ${this.sessionId}: ${id} of stage ${stage} sent no results for ${Math.round(ms)} ms (limit ${Math.round(this.silence.limitMs(stage))} ms) while its stage decided steps`,
+        );
+        this.retry?.noShow?.(id, 'silent');
+        // A spare takes its place; with none, the stage goes on without it (it hears of the session's end, as a
+        // replica moved to another stage does).
+        if (takeOut) this.retry?.takeOut?.(id);
+      }
     }
   }
 

@@ -221,6 +221,7 @@ export class SessionRunner {
         link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
         log: (line) => this.s.log(line),
         noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
+        takeOut: (id) => this.failOver(session, id, 'sent no results'),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),
@@ -307,24 +308,26 @@ export class SessionRunner {
     const what =
       why === 'unreached'
         ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`
-        : `did not join session ${sessionId}${full}`;
+        : why === 'silent'
+          ? `joined session ${sessionId} and then sent no results while its stage decided steps`
+          : `did not join session ${sessionId}${full}`;
     this.s.log(`volunteer ${id} ${what} (${member.noShows.count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
     // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
     if (member.noShows.count >= MAX_NO_SHOWS)
       this.h.expel(
         id,
         'ERR_EVICTED',
-        `${member.noShows.count} of its last ${NO_SHOW_WINDOW} sessions not joined, or joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections); last: ${what}`,
+        `${member.noShows.count} of its last ${NO_SHOW_WINDOW} sessions not joined, joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections), or joined without sending results; last: ${what}`,
         true,
       );
   }
 
   /**
-   * A replica of a running session left: a ready volunteer of the same stage
-   * that is not in the route takes its place (rebuilding its KV cache from the
-   * agreed inputs); with none, the step goes on with the replicas that remain.
+   * A replica of a running session left (or, `why`, is taken out: it sent no results): a ready volunteer of
+   * the same stage that is not in the route takes its place (rebuilding its KV cache from the agreed inputs);
+   * with none, the step goes on with the replicas that remain.
    */
-  failOver(session: GenerationSession, left: string): void {
+  failOver(session: GenerationSession, left: string, why = 'left'): void {
     const stage = session.stageOf(left);
     if (stage === undefined) return;
     // Replicas that left before (the session went on without them) do not count as staying.
@@ -332,18 +335,18 @@ export class SessionRunner {
     const spare = this.h.spares(stage, session.notCandidates(), staying)[0];
     if (spare === undefined) {
       // Too few left for a majority: the server computes the stage, where the operator allows it.
-      if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} left and no spare is ready`))
+      if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} ${why} and no spare is ready`))
         return;
       session.onLeft(left);
       this.s.log(
-        `session ${session.sessionId}: replica ${left} of stage ${stage} left; no spare, going on with ${staying.length} replicas`,
+        `session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; no spare, going on with ${staying.length} replicas`,
       );
       return;
     }
     const link = this.sessionLinks.get(session.sessionId);
     if (link !== undefined) this.linkNeighbours(session, stage, spare, link, session.meshLoop);
     session.replace(left, spare);
-    this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} left; ${spare} takes its place`);
+    this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; ${spare} takes its place`);
   }
 }
 

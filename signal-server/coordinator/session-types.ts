@@ -3,9 +3,10 @@ import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../sha
 
 /**
  * Why a replica counted as a no-show: it did not join, or its neighbours could not reach it; or it refused the
- * session as full, which its own server judges (a strike only if it held fewer sessions than a replica keeps).
+ * session as full, which its own server judges (a strike only if it held fewer sessions than a replica keeps);
+ * or it joined and then sent no results while its stage decided steps (`silent`: SilentMembers).
  */
-export type NoShow = 'absent' | 'unreached' | 'full';
+export type NoShow = 'absent' | 'unreached' | 'full' | 'silent';
 
 /** What a session needs from the transport: send to one volunteer. */
 export interface SessionTransport {
@@ -24,10 +25,16 @@ export interface RetryHooks {
   /** Hears what a retry did, for the server's log. */
   log?(line: string): void;
   /**
-   * A replica did not join the session in time or refused it (`absent`; `full`: refused as full), or a majority
-   * of a stage beside it joined without reaching it (`unreached`): counts against its record.
+   * A replica did not join the session in time or refused it (`absent`; `full`: refused as full), a majority
+   * of a stage beside it joined without reaching it (`unreached`), or it joined and then sent no results
+   * (`silent`): counts against its record.
    */
   noShow?(volunteer: string, why?: NoShow): void;
+  /**
+   * A member sent no results while its stage decided steps (SilentMembers): it leaves the route as one that
+   * left does (a ready spare takes its place; with none, the stage goes on without it, or the server takes it).
+   */
+  takeOut?(volunteer: string): void;
   /** A replica joined the session in time (its record of showing up). */
   showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */

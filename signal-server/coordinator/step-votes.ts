@@ -5,6 +5,7 @@ import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogits, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import { SessionRoute } from './session-route.js';
+import { SilentMembers } from './silent-members.js';
 
 /** What a replica reported for a step: the fingerprints of its output and of the input it computed on. */
 export interface StageReport {
@@ -49,6 +50,8 @@ export abstract class StepVotes extends SessionRoute {
   protected readonly ahead = new Set<number>();
   /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
   protected readonly early = new Map<number, Map<string, () => void>>();
+  /** Members that send no results (SilentMembers): heard here, judged once a step is decided. */
+  protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs, KEPT_STEPS);
 
   private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
     return new Quorum<StageReport>([...ids], agreeReports, {
@@ -128,10 +131,12 @@ export abstract class StepVotes extends SessionRoute {
     }
     // Computed before a roll-back that this replica has since been told of: stale evidence.
     if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
+    this.silence.heard(volunteer, step, this.currentStep);
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
     if (q === undefined) return;
     if (!q.add({ status: 'fulfilled', replica: volunteer, value: { out: digest, input } })) return;
+    if (this.wait?.step === step) this.silence.computed(stage, computeMs);
     let own = this.own.get(step);
     if (own === undefined) {
       own = new Map();
@@ -236,6 +241,7 @@ export abstract class StepVotes extends SessionRoute {
     }
     // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
     if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
+    this.silence.heard(volunteer, step, this.currentStep);
     this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
     this.checkDecided();
   }

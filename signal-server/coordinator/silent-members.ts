@@ -1,0 +1,88 @@
+import type { Clock } from '../../shared/clock.js';
+
+/** Below this a member's silence is never judged: a page's garbage collection, a slow network hop, a busy main thread. */
+export const SILENT_FLOOR_MS = 5_000;
+/** A member is silent after this many times the longest step its stage's majority took in the session. */
+export const SILENT_PACE = 8;
+/** Steps decided without it, at least, before a member is silent: the session itself is moving. */
+export const SILENT_MIN_STEPS = 2;
+
+/**
+ * The members of a running session that send no results. A replica that joins a session and then computes
+ * nothing keeps its place in a stage's vote for nothing: with r = 3 one more fault in that stage leaves it
+ * without a majority, and once a majority agrees nobody waits for it, so it costs nothing and was never seen.
+ *
+ * A member is heard when it reports a step it had not reported before, among the last `window` steps or
+ * in its replay (a newcomer rebuilding its cache: a report a step), as a digest or its logits: evidence of
+ * work, which the audit checks against the majority's; not a failure, which any client can send, nor a step
+ * older than the votes kept and outside its replay, which nothing checks. One not heard for its
+ * stage's limit while SILENT_MIN_STEPS steps or more were decided is silent. The limit follows the stage's
+ * pace: SILENT_PACE times the longest step (a long prompt's first) that the stage's majority took so far in
+ * the session (the compute time its `needed`-th fastest replica reported: with a majority honest, no liar
+ * can lower it below an honest replica's), at least SILENT_FLOOR_MS and at most the step timeout. An honest
+ * replica slower than the others reports late, and is heard each time; it is silent only if it is
+ * SILENT_PACE times slower than its stage's majority, or slower than the service allows one step to be.
+ */
+export class SilentMembers {
+  private readonly last = new Map<string, { at: number; step: number; reported: number; replayTo: number }>();
+  /** Per stage, the longest of its majority's compute times over the decided steps. */
+  private readonly pace: number[] = [];
+  /** Per stage, the compute times its replicas reported for the step in flight (one each). */
+  private times: number[][] = [];
+  private decided = { at: 0, step: -1 };
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly stepMs: number,
+    /** How many steps back a report still counts (the steps whose votes are kept). */
+    private readonly window: number,
+  ) {}
+
+  /**
+   * Watches `id` from now, at step `step`: the session begins, a newcomer joined (it replays the steps before
+   * `replayTo`), or an excuse ended (its replay as it was).
+   */
+  watch(id: string, step: number, replayTo = this.last.get(id)?.replayTo ?? 0): void {
+    this.last.set(id, { at: this.clock.now(), step, reported: this.last.get(id)?.reported ?? -1, replayTo });
+  }
+
+  /** `id` reported `step` (`current`: the step in flight): heard, where that step is one it had not reported. */
+  heard(id: string, step: number, current: number): void {
+    const l = this.last.get(id);
+    if (l === undefined || step <= l.reported || (step < current - this.window && step >= l.replayTo)) return;
+    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
+  }
+
+  /** No longer judged (it left the route). */
+  forget(id: string): void {
+    this.last.delete(id);
+  }
+
+  /** A replica of `stage` reported computing the step in flight in `ms` (its first report of that step). */
+  computed(stage: number, ms: number): void {
+    this.times[stage] = [...(this.times[stage] ?? []), ms];
+  }
+
+  /** `step` was decided by majorities of `needed` replicas: the stages' pace takes their compute times. */
+  stepDecided(step: number, needed: number): void {
+    for (const [stage, times] of this.times.entries()) {
+      const ms = (times ?? []).sort((x, y) => x - y)[needed - 1];
+      if (ms !== undefined && Number.isFinite(ms)) this.pace[stage] = Math.max(this.pace[stage] ?? 0, ms);
+    }
+    this.times = [];
+    this.decided = { at: this.clock.now(), step };
+  }
+
+  /** How long a member of `stage` may stay unheard while steps are decided. */
+  limitMs(stage: number): number {
+    return Math.min(this.stepMs, Math.max(SILENT_FLOOR_MS, SILENT_PACE * (this.pace[stage] ?? 0)));
+  }
+
+  /** Whether `id` of `stage` was silent up to the last decided step: for how long (ms), or null. */
+  silentFor(id: string, stage: number): number | null {
+    const l = this.last.get(id);
+    if (l === undefined || this.decided.step - l.step < SILENT_MIN_STEPS) return null;
+    const ms = this.decided.at - l.at;
+    return ms >= this.limitMs(stage) ? ms : null;
+  }
+}
