@@ -367,9 +367,10 @@ describe('a generation session on a manual clock', () => {
   });
 });
 
-describe('a member that joins a session and then sends no results', () => {
-  const TOKENS = (n: number) => Array.from({ length: n }, () => 5);
+/** `n` tokens of the rig's answer (token 5). */
+const fives = (n: number) => Array.from({ length: n }, () => 5);
 
+describe('a member that joins a session and then sends no results', () => {
   it('is a no-show once unheard for its stage limit while steps are decided, not a millisecond before; a spare takes its place', async () => {
     const { clock, hooks, transport, session, answer } = rig(8, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1') });
     const done = session.run([1, 2, 3], 6, GREEDY, () => {});
@@ -393,7 +394,7 @@ describe('a member that joins a session and then sends no results', () => {
     for (let step = 0; step < 4; step++) await answer(step, 's1');
     await answer(4, 'a', 'b', 's1');
     await answer(5, 'a', 'b', 's1');
-    expect(await done).toEqual({ tokens: TOKENS(6), finishReason: 'length' });
+    expect(await done).toEqual({ tokens: fives(6), finishReason: 'length' });
     // Once, and nobody else.
     expect(hooks.why).toEqual(['c silent']);
     expect(clock.pending, 'timers left behind').toBe(0);
@@ -424,7 +425,7 @@ describe('a member that joins a session and then sends no results', () => {
     await answer(24, 'a', 'b');
     expect(hooks.why).toEqual(['c silent']);
     await answer(25, 'a', 'b');
-    expect(await done).toEqual({ tokens: TOKENS(26), finishReason: 'length' });
+    expect(await done).toEqual({ tokens: fives(26), finishReason: 'length' });
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 
@@ -447,7 +448,7 @@ describe('a member that joins a session and then sends no results', () => {
     expect(SILENT_FLOOR_MS).toBe(5_000);
     expect(hooks.why).toEqual(['c silent']);
     expect(hooks.takenOut).toEqual(['c']);
-    expect(await done).toEqual({ tokens: TOKENS(13), finishReason: 'length' });
+    expect(await done).toEqual({ tokens: fives(13), finishReason: 'length' });
     expect(hooks.why).toEqual(['c silent']);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
@@ -480,7 +481,7 @@ describe('a member that joins a session and then sends no results', () => {
       await step2(step, ['b', 'c'], ['d', 'e']);
       await clock.advance(2_000);
     }
-    expect(await done).toEqual({ tokens: TOKENS(8), finishReason: 'length' });
+    expect(await done).toEqual({ tokens: fives(8), finishReason: 'length' });
     expect(hooks.why).toEqual([]);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
