@@ -95,6 +95,7 @@ function rig(
     serve?: string;
     /** What the coordinator does with a member the session takes out (SessionRunner.failOver), as the test does it. */
     takeOut?: (id: string, session: GenerationSession) => void;
+    audit?: Audit;
   } = {},
 ) {
   const clock = new ManualClock();
@@ -112,7 +113,7 @@ function rig(
     o.stages ?? manifest,
     transport,
     timeouts,
-    new Audit(),
+    o.audit ?? new Audit(),
     hooks,
     policy,
     clock,
@@ -484,5 +485,130 @@ describe('a member that joins a session and then sends no results', () => {
     expect(await done).toEqual({ tokens: fives(8), finishReason: 'length' });
     expect(hooks.why).toEqual([]);
     expect(clock.pending, 'timers left behind').toBe(0);
+  });
+});
+
+// Red team (branch redteam-silent): attacks on the silent-member rule. Each test states what the rule should do;
+// the ones that fail show a finding.
+describe('red team: the silent-member rule', () => {
+  it('strikes a last-stage member whose only "results" are logits that never agree (no compute, never audited)', async () => {
+    const audit = new Audit();
+    const { clock, hooks, session, answer } = rig(40, { takeOut: (v, s) => s.onLeft(v), audit });
+    const done = session.run([1, 2, 3], 13, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    await answer(0, 'a', 'b');
+    // c never computes: each step it sends noise of the right size as its logits (no digest), 500 ms apart.
+    const noise = logitsFor(7);
+    for (let step = 1; step < 13; step++) {
+      session.onLogits('c', step, noise);
+      await clock.advance(500);
+      await answer(step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(13), finishReason: 'length' });
+    // Its noise was outvoted every step, yet counted nowhere (the audit sees digests only) ...
+    expect(audit.get('c')).toEqual({ agreed: 0, disagreed: 0 });
+    // ... and kept it "heard": 6 s of no work, past the 5 s floor, and no strike.
+    expect(hooks.why).toEqual(['c silent']);
+  });
+
+  it('strikes a spare that rebuilds nothing and keeps itself heard with noise reports of its replay steps', async () => {
+    const audit = new Audit();
+    const { clock, hooks, session, answer } = rig(41, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1'), audit });
+    const done = session.run([1, 2, 3], 110, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // 80 quick steps, then c (silent) is out after the floor and s1 takes its place at step 81.
+    for (let step = 0; step < 80; step++) await answer(step, 'a', 'b');
+    await clock.advance(SILENT_FLOOR_MS);
+    await answer(80, 'a', 'b');
+    expect(hooks.why).toEqual(['c silent']);
+    session.onJoined('s1');
+    // s1 computes nothing: every 4.5 s it reports one more "replayed" step, with a digest of noise. 29 steps,
+    // over two minutes: no strike, and nothing counted against it (its replay reports are outside every vote).
+    const noise = [9, 9, 9, 9];
+    for (let step = 81; step < 110; step++) {
+      session.onDigest('s1', step - 81, noise, 1, noise);
+      await clock.advance(4_500);
+      await answer(step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(110), finishReason: 'length' });
+    expect(audit.get('s1')).toEqual({ agreed: 0, disagreed: 0 });
+    expect(hooks.why).toEqual(['c silent', 's1 silent']);
+  });
+
+  it('does not strike an honest replica 1.5x slower than its stage-mates (it reports every step, late)', async () => {
+    const { clock, hooks, session, answerIn } = rig(42, { timeouts: { joinMs: 20_000, stepMs: 60_000 } });
+    const steps = 300;
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // a and b take 100 ms a step; c, honest, 150 ms, one step after the other (its cache needs them in order):
+    // it finishes step s at 150 (s + 1) ms and reports it then. The limit is the floor (8 x 100 ms < 5 s).
+    let cDone = 0;
+    for (let step = 0; step < steps; step++) {
+      await clock.advance(100);
+      while (150 * (cDone + 1) <= clock.now() - 0 && cDone <= step) await answerIn(150, cDone++, 'c');
+      await answerIn(100, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+    // c reported a new step every 150 ms, never more than 1.5x its stage's pace: the docs say it is never silent.
+    expect(cDone).toBeGreaterThan(190);
+    expect(hooks.why).toEqual([]);
+  });
+
+  it('does not strike a member starved by one hostile sender while a stage-mate of that sender stalls (limits differ per stage)', async () => {
+    const { clock, hooks, session } = rig(43, {
+      route: [
+        ['a', 'x', 's'],
+        ['d', 'e', 'f'],
+      ],
+      stages: twoStages,
+      takeOut: (v, ses) => ses.onLeft(v),
+    });
+    const hidden = new Float32Array([1, 2, 3, 4]);
+    const logits = logitsFor(5);
+    const step2 = async (step: number, first: string[], firstMs: number, second: string[]) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      for (const v of first) session.onDigest(v, step, fingerprint(hidden), firstMs, fingerprint(input));
+      for (const v of second) {
+        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
+        session.onLogits(v, step, logits);
+      }
+      await clock.advance(0);
+    };
+    const done = session.run([1, 2, 3], 20, GREEDY, () => {});
+    for (const v of ['a', 'x', 's', 'd', 'e', 'f']) session.onJoined(v);
+    await clock.advance(0);
+    // The prompt took stage 0 a second (its limit: 8 s), stage 1 a millisecond (its limit: the 5 s floor).
+    await step2(0, ['a', 'x', 's'], 1_000, ['d', 'e', 'f']);
+    // Then s (honest) stalls (a throttled background tab), and x (hostile, computing and reporting truly) sends its
+    // frames to d and e but not to f: f holds one input of three, no majority, and computes nothing (it is starved).
+    for (let step = 1; step < 20; step++) {
+      await clock.advance(500);
+      await step2(step, ['a', 'x'], 10, ['d', 'e']);
+    }
+    expect(await done).toEqual({ tokens: fives(20), finishReason: 'length' });
+    // s is silent (8 s) and leaves; f, starved by it and x, should be excused. It is struck at 5 s, before s.
+    expect(hooks.why).toEqual(['s silent']);
+  });
+
+  it("keeps a member's limit at its stage majority's honest pace whatever compute time one member claims", async () => {
+    const { clock, hooks, session, answerIn } = rig(44, { takeOut: (v, s) => s.onLeft(v) });
+    const done = session.run([1, 2, 3], 14, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // c computes step 0 truly, among the first two, and claims it took 10^9 ms; then it computes nothing.
+    await answerIn(3, 0, 'a');
+    await answerIn(1e9, 0, 'c');
+    await answerIn(3, 0, 'b');
+    for (let step = 1; step < 14; step++) {
+      await clock.advance(1_000);
+      await answerIn(3, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(14), finishReason: 'length' });
+    // The majority's pace is 3 ms: the limit should be the 5 s floor, and c out after it. One claim made it the
+    // step timeout (60 s) for the whole session: 13 s of nothing, no strike.
+    expect(hooks.why).toEqual(['c silent']);
   });
 });
