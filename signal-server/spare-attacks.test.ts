@@ -193,3 +193,33 @@ describe('a member that joins its sessions and then computes nothing', () => {
     ]);
   }, 120_000);
 });
+
+// Red team (branch redteam-silent): a last-stage member that never computes, and sends noise as its logits each step.
+describe('red team: a last-stage member that sends noise logits instead of computing', () => {
+  it('is still a silent no-show (noise logits are no result: they are outvoted and audited nowhere)', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+    // In every route (random 0). It drops each step's input and answers it with noise of the vocabulary's size
+    // (tiny-untied: 2048 float32) as its logits: no digest, no compute.
+    const noisy = swarm.volunteer(url, '127.0.0.9');
+    noisy.socket.off('step:input');
+    let inputs = 0;
+    noisy.socket.on('step:input', (m: { sessionId: number; step: number }) => {
+      inputs += 1;
+      const noise = new Float32Array(2048).map((_, i) => (i * 7919) % 13);
+      noisy.socket.emit('step:logits', { sessionId: m.sessionId, step: m.step, logits: Buffer.from(noise.buffer), resets: 0 });
+    });
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    const r = await swarm.complete(url, 40);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+    // It was in the route to the end (an input every step), and none of its noise was refused.
+    expect(inputs).toBeGreaterThanOrEqual(40);
+    expect(noisy.errors).toEqual([]);
+    // About 8 s of generation, past the 5 s floor: it should be struck as the silent member is.
+    const strikes = lines.filter((l) => l.includes(`volunteer ${noisy.id} joined session`));
+    expect(strikes, lines.filter((l) => l.includes(String(noisy.id))).join('\n')).toHaveLength(1);
+  }, 60_000);
+});
