@@ -207,7 +207,7 @@ describe('red team: a last-stage member that sends noise logits instead of compu
     noisy.socket.on('step:input', (m: { sessionId: number; step: number }) => {
       inputs += 1;
       const noise = new Float32Array(2048).map((_, i) => (i * 7919) % 13);
-      noisy.socket.emit('step:logits', { sessionId: m.sessionId, step: m.step, logits: Buffer.from(noise.buffer), resets: 0 });
+      noisy.socket.emit('step:logits', { sessionId: m.sessionId, step: m.step, logits: noise.buffer, resets: 0 });
     });
     await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
     await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
