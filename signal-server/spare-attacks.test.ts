@@ -215,8 +215,9 @@ describe('red team: a last-stage member that sends noise logits instead of compu
     const r = await swarm.complete(url, 40);
     expect(r.status).toBe(200);
     expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
-    // It was in the route to the end (an input every step), and none of its noise was refused.
-    expect(inputs).toBeGreaterThanOrEqual(40);
+    // It was in the route (without the rule catching it, to the end: an input each of the 40 steps), and none of its
+    // noise was refused.
+    expect(inputs).toBeGreaterThan(0);
     expect(noisy.errors).toEqual([]);
     // About 8 s of generation, past the 5 s floor: it should be struck as the silent member is.
     const strikes = lines.filter((l) => l.includes(`volunteer ${noisy.id} joined session`));
