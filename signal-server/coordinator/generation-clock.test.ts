@@ -408,6 +408,8 @@ describe('a member that joins a session and then sends no results', () => {
     await clock.advance(0);
     // The prompt's step took the stage's majority 1 s (its second fastest: a claim of 1 ms alone moves nothing).
     await answerIn(1, 0, 'a');
+    // (A second passes: no claim counts for longer than the step has run.)
+    await clock.advance(1_000);
     await answerIn(1_000, 0, 'b');
     const limit = SILENT_PACE * 1_000;
     // c is five times slower: it reports each step 5 s after the majority decided it, and is heard each time.
@@ -610,5 +612,42 @@ describe('red team: the silent-member rule', () => {
     // The majority's pace is 3 ms: the limit should be the 5 s floor, and c out after it. One claim made it the
     // step timeout (60 s) for the whole session: 13 s of nothing, no strike.
     expect(hooks.why).toEqual(['c silent']);
+  });
+});
+
+describe('red team: the starved-member excuse (fix)', () => {
+  it('does not excuse a silent member because a sender of the stage before is slow but heard', async () => {
+    const { clock, hooks, session } = rig(45, {
+      route: [
+        ['a', 'b', 'h'],
+        ['d', 'e', 'f'],
+      ],
+      stages: twoStages,
+      takeOut: (v, ses) => ses.onLeft(v),
+    });
+    const hidden = new Float32Array([1, 2, 3, 4]);
+    const logits = logitsFor(5);
+    const report = (v: string, step: number, stage: number) => {
+      const input = step === 0 ? [1, 2, 3] : [5];
+      if (stage === 0) session.onDigest(v, step, fingerprint(hidden), 1, fingerprint(input));
+      else {
+        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
+        session.onLogits(v, step, logits);
+      }
+    };
+    const done = session.run([1, 2, 3], 16, GREEDY, () => {});
+    for (const v of ['a', 'b', 'h', 'd', 'e', 'f']) session.onJoined(v);
+    await clock.advance(0);
+    // h (honest) is four times slower than a and b: it reports each step 2 s apart, always heard. f reports nothing.
+    let hNext = 0;
+    for (let step = 0; step < 16; step++) {
+      await clock.advance(500);
+      if (step % 4 === 0) report('h', hNext++, 0);
+      for (const v of ['a', 'b']) report(v, step, 0);
+      for (const v of ['d', 'e']) report(v, step, 1);
+      await clock.advance(0);
+    }
+    expect(await done).toEqual({ tokens: fives(16), finishReason: 'length' });
+    expect(hooks.why).toEqual(['f silent']);
   });
 });

@@ -66,6 +66,7 @@ export class GenerationSession extends SessionJoin {
         this.currentStep = step;
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
+        this.stepStarted.set(step, t0);
         // Members that sent nothing while the steps before were decided leave before this one begins.
         if (step > 0) this.judgeSilence(true);
         let w = fresh();
@@ -136,6 +137,10 @@ export class GenerationSession extends SessionJoin {
         this.reportEquivocators();
         this.silence.stepDecided(step, this.needed);
         const digests = this.digestsOf(step);
+        this.agreedReports.set(
+          step,
+          digests.map((q) => (q.state.kind === 'agreed' ? q.state.value : undefined)),
+        );
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
         const isForced = step < forced.length;
@@ -193,7 +198,10 @@ export class GenerationSession extends SessionJoin {
       const starved = stage > 0 && (this.current[stage - 1] ?? []).some(dead);
       for (const id of [...ids]) {
         if (dead(id)) continue;
-        if (starved) {
+        // Or a sender unheard for this stage's limit itself (stalled, not judged yet: its own stage's limit may be
+        // longer): one hostile sender beside that one could starve it too.
+        const quiet = (s: string) => (this.silence.unheardFor(s) ?? Number.NEGATIVE_INFINITY) >= this.silence.limitMs(stage);
+        if (starved || (stage > 0 && (this.current[stage - 1] ?? []).some(quiet))) {
           this.silence.watch(id, this.currentStep);
           continue;
         }

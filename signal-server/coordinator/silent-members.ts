@@ -53,6 +53,12 @@ export class SilentMembers {
     this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
   }
 
+  /** How long `id` was unheard up to the last decided step (ms), or null where it is not watched. */
+  unheardFor(id: string): number | null {
+    const l = this.last.get(id);
+    return l === undefined ? null : this.decided.at - l.at;
+  }
+
   /** No longer judged (it left the route). */
   forget(id: string): void {
     this.last.delete(id);

@@ -50,8 +50,15 @@ export abstract class StepVotes extends SessionRoute {
   protected readonly ahead = new Set<number>();
   /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
   protected readonly early = new Map<number, Map<string, () => void>>();
-  /** Members that send no results (SilentMembers): heard here, judged once a step is decided. */
-  protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs, KEPT_STEPS);
+  /**
+   * Members that send no results (SilentMembers): heard here, judged once a step is decided. A report of a past
+   * step counts only where it agrees with that step's agreed report (kept for the session), so no window is needed.
+   */
+  protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs, Number.POSITIVE_INFINITY);
+  /** Per decided step, each stage's agreed report: what a late or replayed report must agree with to be heard. */
+  protected readonly agreedReports = new Map<number, (StageReport | undefined)[]>();
+  /** When each step began here: no compute time claimed for a step is longer than the time since (MESH_AHEAD before). */
+  protected readonly stepStarted = new Map<number, number>();
 
   private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
     return new Quorum<StageReport>([...ids], agreeReports, {
@@ -131,12 +138,18 @@ export abstract class StepVotes extends SessionRoute {
     }
     // Computed before a roll-back that this replica has since been told of: stale evidence.
     if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
-    this.silence.heard(volunteer, step, this.currentStep);
+    // A report of the step in flight is heard (its vote audits it); of a past step, only where it agrees with the agreed one.
+    const agreed = this.agreedReports.get(step)?.[stage];
+    if (step >= this.currentStep || (agreed !== undefined && agreeReports(agreed, { out: digest, input })))
+      this.silence.heard(volunteer, step, this.currentStep);
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
     if (q === undefined) return;
     if (!q.add({ status: 'fulfilled', replica: volunteer, value: { out: digest, input } })) return;
-    if (this.wait?.step === step) this.silence.computed(stage, computeMs);
+    if (this.wait?.step === step) {
+      const since = this.stepStarted.get(Math.max(0, step - MESH_AHEAD - 1));
+      this.silence.computed(stage, since === undefined ? computeMs : Math.min(computeMs, this.clock.now() - since));
+    }
     let own = this.own.get(step);
     if (own === undefined) {
       own = new Map();
@@ -241,7 +254,7 @@ export abstract class StepVotes extends SessionRoute {
     }
     // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
     if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
-    this.silence.heard(volunteer, step, this.currentStep);
+    // Not heard: logits are audited nowhere (noise of the right size would do); the last stage's digest is.
     this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
     this.checkDecided();
   }
