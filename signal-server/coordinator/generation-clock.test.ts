@@ -77,6 +77,14 @@ function logitsFor(token: number): Float32Array {
   return l;
 }
 
+/** The two-stage tests' route. */
+const TWO_STAGES = [
+  ['a', 'b', 'c'],
+  ['d', 'e', 'f'],
+];
+/** Stage 0's output in the two-stage tests (what stage 1 reports as its input). */
+const HIDDEN = new Float32Array([1, 2, 3, 4]);
+
 /** The newcomer tests' timeouts: a join timeout well inside a step's. */
 const NEWCOMER_TIMEOUTS = { joinMs: 20_000, stepMs: 60_000 };
 
@@ -129,7 +137,19 @@ function rig(
     await clock.advance(0);
   };
   const answer = (step: number, ...vs: string[]) => answerIn(step === 0 ? 3 : 1, step, ...vs);
-  return { clock, transport, hooks, timeouts, session, answer, answerIn };
+  /** Two stages: reports `step` of `stage` for `vs`, each computed in `ms` (stage 0 passes on HIDDEN). */
+  const answerAt = async (stage: number, step: number, ms: number, ...vs: string[]) => {
+    const input = step === 0 ? [1, 2, 3] : [5];
+    for (const v of vs) {
+      if (stage === 0) session.onDigest(v, step, fingerprint(HIDDEN), ms, fingerprint(input));
+      else {
+        session.onDigest(v, step, fingerprint(logits), ms, fingerprint(HIDDEN));
+        session.onLogits(v, step, logits);
+      }
+    }
+    await clock.advance(0);
+  };
+  return { clock, transport, hooks, timeouts, session, answer, answerIn, answerAt };
 }
 
 describe('a generation session on a manual clock', () => {
@@ -457,50 +477,68 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it('is not judged while a sender of its stage is gone (one hostile sender could starve it), nor at the end for that time', async () => {
-    const { clock, hooks, session } = rig(11, {
-      route: [
-        ['a', 'b', 'c'],
-        ['d', 'e', 'f'],
-      ],
-      stages: twoStages,
-    });
-    const hidden = new Float32Array([1, 2, 3, 4]);
-    const logits = logitsFor(5);
-    const step2 = async (step: number, first: string[], second: string[]) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      for (const v of first) session.onDigest(v, step, fingerprint(hidden), 1, fingerprint(input));
-      for (const v of second) {
-        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
-        session.onLogits(v, step, logits);
-      }
-      await clock.advance(0);
-    };
+    const { clock, hooks, session, answerAt } = rig(11, { route: TWO_STAGES, stages: twoStages });
     const done = session.run([1, 2, 3], 8, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c', 'd', 'e', 'f']) session.onJoined(v);
+    for (const v of TWO_STAGES.flat()) session.onJoined(v);
     await clock.advance(0);
     // a of stage 0 leaves with no spare at step 0; f of stage 1 never reports. 14 s pass.
     session.onLeft('a');
     for (let step = 0; step < 8; step++) {
-      await step2(step, ['b', 'c'], ['d', 'e']);
+      await answerAt(0, step, 1, 'b', 'c');
+      await answerAt(1, step, 1, 'd', 'e');
       await clock.advance(2_000);
     }
     expect(await done).toEqual({ tokens: fives(8), finishReason: 'length' });
     expect(hooks.why).toEqual([]);
     expect(clock.pending, 'timers left behind').toBe(0);
   });
-});
 
-// Red team (branch redteam-silent): attacks on the silent-member rule. Each test states what the rule should do;
-// the ones that fail show a finding.
-describe('red team: the silent-member rule', () => {
-  it('strikes a last-stage member whose only "results" are logits that never agree (no compute, never audited)', async () => {
+  it('is not excused by a sender of the stage before that is slow but heard', async () => {
+    const { clock, hooks, session, answerAt } = rig(12, { route: TWO_STAGES, stages: twoStages, takeOut: (v, ses) => ses.onLeft(v) });
+    const done = session.run([1, 2, 3], 16, GREEDY, () => {});
+    for (const v of TWO_STAGES.flat()) session.onJoined(v);
+    await clock.advance(0);
+    // c (honest) is four times slower than a and b: it reports a step every 2 s, and is heard each time. f reports nothing.
+    let cNext = 0;
+    for (let step = 0; step < 16; step++) {
+      await clock.advance(500);
+      if (step % 4 === 0) await answerAt(0, cNext++, 1, 'c');
+      await answerAt(0, step, 1, 'a', 'b');
+      await answerAt(1, step, 1, 'd', 'e');
+    }
+    expect(await done).toEqual({ tokens: fives(16), finishReason: 'length' });
+    expect(hooks.why).toEqual(['f silent']);
+  });
+
+  it('is not an honest member starved by one hostile sender while a stage-mate of that sender stalls (limits differ per stage)', async () => {
+    const { clock, hooks, session, answerAt } = rig(13, { route: TWO_STAGES, stages: twoStages, takeOut: (v, ses) => ses.onLeft(v) });
+    const done = session.run([1, 2, 3], 20, GREEDY, () => {});
+    for (const v of TWO_STAGES.flat()) session.onJoined(v);
+    await clock.advance(0);
+    // The prompt took stage 0 a second (its limit: 8 s), stage 1 a millisecond (its limit: the 5 s floor).
+    await clock.advance(1_000);
+    await answerAt(0, 0, 1_000, 'a', 'b', 'c');
+    await answerAt(1, 0, 1, 'd', 'e', 'f');
+    // Then c (honest) stalls (a throttled background tab), and b (hostile, computing and reporting truly) sends its
+    // frames to d and e but not to f: f holds one input of three, no majority, and computes nothing.
+    for (let step = 1; step < 20; step++) {
+      await clock.advance(500);
+      await answerAt(0, step, 10, 'a', 'b');
+      await answerAt(1, step, 10, 'd', 'e');
+    }
+    expect(await done).toEqual({ tokens: fives(20), finishReason: 'length' });
+    // c is silent at 8 s and leaves (its slot dead from then on); f, unheard while c was quiet, is not judged.
+    expect(hooks.why).toEqual(['c silent']);
+  });
+
+  it('is not heard through logits alone (noise of the right size is audited nowhere)', async () => {
     const audit = new Audit();
-    const { clock, hooks, session, answer } = rig(40, { takeOut: (v, s) => s.onLeft(v), audit });
+    const { clock, hooks, session, answer } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });
     const done = session.run([1, 2, 3], 13, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
     await answer(0, 'a', 'b');
-    // c never computes: each step it sends noise of the right size as its logits (no digest), 500 ms apart.
+    // c never computes: each step it sends noise of the right size as its logits, and no digest, 500 ms apart.
     const noise = logitsFor(7);
     for (let step = 1; step < 13; step++) {
       session.onLogits('c', step, noise);
@@ -508,15 +546,14 @@ describe('red team: the silent-member rule', () => {
       await answer(step, 'a', 'b');
     }
     expect(await done).toEqual({ tokens: fives(13), finishReason: 'length' });
-    // Its noise was outvoted every step, yet counted nowhere (the audit sees digests only) ...
+    // The audit counts digests only: the noise left no mark there, and c is out once the floor passed.
     expect(audit.get('c')).toEqual({ agreed: 0, disagreed: 0 });
-    // ... and kept it "heard": 6 s of no work, past the 5 s floor, and no strike.
     expect(hooks.why).toEqual(['c silent']);
   });
 
-  it('strikes a spare that rebuilds nothing and keeps itself heard with noise reports of its replay steps', async () => {
+  it("is not heard through a newcomer's replay reports that disagree with the agreed ones", async () => {
     const audit = new Audit();
-    const { clock, hooks, session, answer } = rig(41, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1'), audit });
+    const { clock, hooks, session, answer } = rig(15, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1'), audit });
     const done = session.run([1, 2, 3], 110, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
@@ -526,8 +563,8 @@ describe('red team: the silent-member rule', () => {
     await answer(80, 'a', 'b');
     expect(hooks.why).toEqual(['c silent']);
     session.onJoined('s1');
-    // s1 computes nothing: every 4.5 s it reports one more "replayed" step, with a digest of noise. 29 steps,
-    // over two minutes: no strike, and nothing counted against it (its replay reports are outside every vote).
+    // s1 rebuilds nothing: every 4.5 s it reports one more "replayed" step, a digest of noise. Its replay reports
+    // fall outside every vote (the audit never sees them); they do not agree with the agreed ones, so not heard.
     const noise = [9, 9, 9, 9];
     for (let step = 81; step < 110; step++) {
       session.onDigest('s1', step - 81, noise, 1, noise);
@@ -539,68 +576,32 @@ describe('red team: the silent-member rule', () => {
     expect(hooks.why).toEqual(['c silent', 's1 silent']);
   });
 
-  it('does not strike an honest replica 1.5x slower than its stage-mates (it reports every step, late)', async () => {
-    const { clock, hooks, session, answerIn } = rig(42, { timeouts: { joinMs: 20_000, stepMs: 60_000 } });
+  it('is not an honest replica 1.5x slower than its stage-mates, however far behind it falls (its late reports agree)', async () => {
+    const { clock, hooks, session, answerIn } = rig(16);
     const steps = 300;
     const done = session.run([1, 2, 3], steps, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
-    // a and b take 100 ms a step; c, honest, 150 ms, one step after the other (its cache needs them in order):
-    // it finishes step s at 150 (s + 1) ms and reports it then. The limit is the floor (8 x 100 ms < 5 s).
+    // a and b take 100 ms a step; c, honest, 150 ms, one step after the other (its cache needs them in order): it
+    // finishes step s at 150 (s + 1) ms and reports it then, 100 steps behind by the end. The limit is the floor.
     let cDone = 0;
     for (let step = 0; step < steps; step++) {
       await clock.advance(100);
-      while (150 * (cDone + 1) <= clock.now() - 0 && cDone <= step) await answerIn(150, cDone++, 'c');
+      while (150 * (cDone + 1) <= clock.now() && cDone <= step) await answerIn(150, cDone++, 'c');
       await answerIn(100, step, 'a', 'b');
     }
     expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
-    // c reported a new step every 150 ms, never more than 1.5x its stage's pace: the docs say it is never silent.
-    expect(cDone).toBeGreaterThan(190);
+    expect(steps - cDone).toBeGreaterThan(64);
     expect(hooks.why).toEqual([]);
   });
 
-  it('does not strike a member starved by one hostile sender while a stage-mate of that sender stalls (limits differ per stage)', async () => {
-    const { clock, hooks, session } = rig(43, {
-      route: [
-        ['a', 'x', 's'],
-        ['d', 'e', 'f'],
-      ],
-      stages: twoStages,
-      takeOut: (v, ses) => ses.onLeft(v),
-    });
-    const hidden = new Float32Array([1, 2, 3, 4]);
-    const logits = logitsFor(5);
-    const step2 = async (step: number, first: string[], firstMs: number, second: string[]) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      for (const v of first) session.onDigest(v, step, fingerprint(hidden), firstMs, fingerprint(input));
-      for (const v of second) {
-        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
-        session.onLogits(v, step, logits);
-      }
-      await clock.advance(0);
-    };
-    const done = session.run([1, 2, 3], 20, GREEDY, () => {});
-    for (const v of ['a', 'x', 's', 'd', 'e', 'f']) session.onJoined(v);
-    await clock.advance(0);
-    // The prompt took stage 0 a second (its limit: 8 s), stage 1 a millisecond (its limit: the 5 s floor).
-    await step2(0, ['a', 'x', 's'], 1_000, ['d', 'e', 'f']);
-    // Then s (honest) stalls (a throttled background tab), and x (hostile, computing and reporting truly) sends its
-    // frames to d and e but not to f: f holds one input of three, no majority, and computes nothing (it is starved).
-    for (let step = 1; step < 20; step++) {
-      await clock.advance(500);
-      await step2(step, ['a', 'x'], 10, ['d', 'e']);
-    }
-    expect(await done).toEqual({ tokens: fives(20), finishReason: 'length' });
-    // s is silent (8 s) and leaves; f, starved by it and x, should be excused. It is struck at 5 s, before s.
-    expect(hooks.why).toEqual(['s silent']);
-  });
-
-  it("keeps a member's limit at its stage majority's honest pace whatever compute time one member claims", async () => {
-    const { clock, hooks, session, answerIn } = rig(44, { takeOut: (v, s) => s.onLeft(v) });
+  it("keeps its stage's limit at the majority's pace whatever compute time one member claims", async () => {
+    const { clock, hooks, session, answerIn } = rig(17, { takeOut: (v, s) => s.onLeft(v) });
     const done = session.run([1, 2, 3], 14, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
-    // c computes step 0 truly, among the first two, and claims it took 10^9 ms; then it computes nothing.
+    // c computes step 0 truly, among the first two, and claims it took 10^9 ms; then it computes nothing. No claim
+    // counts for more than the time since the step could have begun: the majority's pace stays 3 ms.
     await answerIn(3, 0, 'a');
     await answerIn(1e9, 0, 'c');
     await answerIn(3, 0, 'b');
@@ -609,45 +610,7 @@ describe('red team: the silent-member rule', () => {
       await answerIn(3, step, 'a', 'b');
     }
     expect(await done).toEqual({ tokens: fives(14), finishReason: 'length' });
-    // The majority's pace is 3 ms: the limit should be the 5 s floor, and c out after it. One claim made it the
-    // step timeout (60 s) for the whole session: 13 s of nothing, no strike.
+    // The limit stayed the 5 s floor (not the step timeout): c is out after it.
     expect(hooks.why).toEqual(['c silent']);
-  });
-});
-
-describe('red team: the starved-member excuse (fix)', () => {
-  it('does not excuse a silent member because a sender of the stage before is slow but heard', async () => {
-    const { clock, hooks, session } = rig(45, {
-      route: [
-        ['a', 'b', 'h'],
-        ['d', 'e', 'f'],
-      ],
-      stages: twoStages,
-      takeOut: (v, ses) => ses.onLeft(v),
-    });
-    const hidden = new Float32Array([1, 2, 3, 4]);
-    const logits = logitsFor(5);
-    const report = (v: string, step: number, stage: number) => {
-      const input = step === 0 ? [1, 2, 3] : [5];
-      if (stage === 0) session.onDigest(v, step, fingerprint(hidden), 1, fingerprint(input));
-      else {
-        session.onDigest(v, step, fingerprint(logits), 1, fingerprint(hidden));
-        session.onLogits(v, step, logits);
-      }
-    };
-    const done = session.run([1, 2, 3], 16, GREEDY, () => {});
-    for (const v of ['a', 'b', 'h', 'd', 'e', 'f']) session.onJoined(v);
-    await clock.advance(0);
-    // h (honest) is four times slower than a and b: it reports each step 2 s apart, always heard. f reports nothing.
-    let hNext = 0;
-    for (let step = 0; step < 16; step++) {
-      await clock.advance(500);
-      if (step % 4 === 0) report('h', hNext++, 0);
-      for (const v of ['a', 'b']) report(v, step, 0);
-      for (const v of ['d', 'e']) report(v, step, 1);
-      await clock.advance(0);
-    }
-    expect(await done).toEqual({ tokens: fives(16), finishReason: 'length' });
-    expect(hooks.why).toEqual(['f silent']);
   });
 });

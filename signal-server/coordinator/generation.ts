@@ -137,9 +137,9 @@ export class GenerationSession extends SessionJoin {
         this.reportEquivocators();
         this.silence.stepDecided(step, this.needed);
         const digests = this.digestsOf(step);
-        this.agreedReports.set(
+        this.agreedOutputs.set(
           step,
-          digests.map((q) => (q.state.kind === 'agreed' ? q.state.value : undefined)),
+          digests.map((q) => (q.state.kind === 'agreed' ? q.state.value.out : undefined)),
         );
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
@@ -190,18 +190,19 @@ export class GenerationSession extends SessionJoin {
    * (`takeOut`), leave the route as one that left does: a ready spare takes the place, rebuilding its cache.
    */
   private judgeSilence(takeOut: boolean): void {
+    const dead = (id: string) => this.departed.has(id) || this.awaitedJoins.has(id);
     for (const [stage, ids] of this.current.entries()) {
       if (this.served(ids)) continue;
-      // A dead slot among its senders (a replica gone that no spare replaced, a newcomer not joined): one hostile
-      // sender beside it could then keep a majority of inputs from it. Not judged; its watch starts again.
-      const dead = (id: string) => this.departed.has(id) || this.awaitedJoins.has(id);
-      const starved = stage > 0 && (this.current[stage - 1] ?? []).some(dead);
+      // Its senders are short: a dead slot among them (a replica gone that no spare replaced, a newcomer not
+      // joined), or one unheard for this stage's limit itself (stalled, not judged yet: its own stage's limit may
+      // be longer). One hostile sender beside it could then keep a majority of inputs from an honest member: its
+      // members are not judged, and their watch starts again.
+      const limit = this.silence.limitMs(stage);
+      const short = (id: string) => dead(id) || (this.silence.unheardFor(id) ?? Number.NEGATIVE_INFINITY) >= limit;
+      const excused = stage > 0 && (this.current[stage - 1] ?? []).some(short);
       for (const id of [...ids]) {
         if (dead(id)) continue;
-        // Or a sender unheard for this stage's limit itself (stalled, not judged yet: its own stage's limit may be
-        // longer): one hostile sender beside that one could starve it too.
-        const quiet = (s: string) => (this.silence.unheardFor(s) ?? Number.NEGATIVE_INFINITY) >= this.silence.limitMs(stage);
-        if (starved || (stage > 0 && (this.current[stage - 1] ?? []).some(quiet))) {
+        if (excused) {
           this.silence.watch(id, this.currentStep);
           continue;
         }
@@ -209,7 +210,7 @@ export class GenerationSession extends SessionJoin {
         if (ms === null) continue;
         this.silence.forget(id);
         this.retry?.log?.(
-          `session ${this.sessionId}: ${id} of stage ${stage} sent no results for ${Math.round(ms)} ms (limit ${Math.round(this.silence.limitMs(stage))} ms) while its stage decided steps`,
+          `session ${this.sessionId}: ${id} of stage ${stage} sent no results for ${Math.round(ms)} ms (limit ${Math.round(limit)} ms) while its stage decided steps`,
         );
         this.retry?.noShow?.(id, 'silent');
         // A spare takes its place; with none, the stage goes on without it (it hears of the session's end, as a

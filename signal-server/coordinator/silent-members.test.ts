@@ -1,39 +1,38 @@
-// SilentMembers' rules on their own, on a manual clock: which reports count as
-// heard, and the limit a stage's pace sets. The session that uses it is tested
+// SilentMembers' rules on their own, on a manual clock: which reports start a
+// member's time again, and the limit a stage's pace sets (which reports count
+// at all, StepVotes decides). The session that uses it is tested
 // in generation-clock.test.ts and, over the real protocol, in spare-attacks.test.ts.
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../testing/manual-clock.js';
 import { SILENT_FLOOR_MS, SILENT_PACE, SilentMembers } from './silent-members.js';
 
 const STEP_MS = 30_000;
-const WINDOW = 64;
 
 describe('SilentMembers', () => {
-  it('hears a report of a step older than the kept votes only within a newcomer replay', async () => {
+  it('hears each step once, in order: a report sent again, or of an earlier step, does not start its time again', async () => {
     const clock = new ManualClock();
-    const m = new SilentMembers(clock, STEP_MS, WINDOW);
-    // x was there from the start; y joined at step 200, replaying the 200 steps before.
+    const m = new SilentMembers(clock, STEP_MS);
     m.watch('x', 0);
-    m.watch('y', 200, 200);
-    m.computed(0, 1);
-    m.computed(0, 1);
+    m.heard('x', 3, 3);
     await clock.advance(SILENT_FLOOR_MS);
-    // Step 200 in flight: a report of step 100 is older than the kept votes. From y, its replay: heard.
-    m.heard('x', 100, 200);
-    m.heard('y', 100, 200);
-    m.stepDecided(202, 2);
+    m.heard('x', 3, 6);
+    m.heard('x', 2, 6);
+    m.stepDecided(6, 2);
+    expect(m.unheardFor('x')).toBe(SILENT_FLOOR_MS);
     expect(m.silentFor('x', 0)).toBe(SILENT_FLOOR_MS);
+    // Not watched: never silent.
     expect(m.silentFor('y', 0)).toBeNull();
-    // Within the kept votes, x is heard too.
-    await clock.advance(1);
-    m.heard('x', 150, 202);
-    m.stepDecided(204, 2);
+    expect(m.unheardFor('y')).toBeNull();
+    // A later step is heard.
+    m.heard('x', 4, 7);
+    m.stepDecided(9, 2);
     expect(m.silentFor('x', 0)).toBeNull();
+    expect(m.unheardFor('x')).toBe(0);
   });
 
   it("sets the limit from the stage's majority, between the floor and the step timeout", () => {
     const clock = new ManualClock();
-    const m = new SilentMembers(clock, STEP_MS, WINDOW);
+    const m = new SilentMembers(clock, STEP_MS);
     expect(m.limitMs(0)).toBe(SILENT_FLOOR_MS);
     // r = 3, a majority of 2: the second fastest time counts.
     for (const ms of [5, 900, 700]) m.computed(0, ms);

@@ -12,19 +12,20 @@ export const SILENT_MIN_STEPS = 2;
  * nothing keeps its place in a stage's vote for nothing: with r = 3 one more fault in that stage leaves it
  * without a majority, and once a majority agrees nobody waits for it, so it costs nothing and was never seen.
  *
- * A member is heard when it reports a step it had not reported before, among the last `window` steps or
- * in its replay (a newcomer rebuilding its cache: a report a step), as a digest or its logits: evidence of
- * work, which the audit checks against the majority's; not a failure, which any client can send, nor a step
- * older than the votes kept and outside its replay, which nothing checks. One not heard for its
- * stage's limit while SILENT_MIN_STEPS steps or more were decided is silent. The limit follows the stage's
- * pace: SILENT_PACE times the longest step (a long prompt's first) that the stage's majority took so far in
- * the session (the compute time its `needed`-th fastest replica reported: with a majority honest, no liar
- * can lower it below an honest replica's), at least SILENT_FLOOR_MS and at most the step timeout. An honest
- * replica slower than the others reports late, and is heard each time; it is silent only if it is
- * SILENT_PACE times slower than its stage's majority, or slower than the service allows one step to be.
+ * A member is heard when it reports a step it had not reported before, as a digest: one of the step in
+ * flight (its vote audits it: noise costs the liar its reputation), or one of a decided step that agrees with
+ * that step's agreed report (StepVotes checks it: a late replica, a newcomer's replay). Not heard: logits
+ * (audited nowhere: noise of the right size would do), a failure (any client can send one), a report sent
+ * again, `session:joined` again. One not heard for its stage's limit while SILENT_MIN_STEPS steps or more
+ * were decided is silent. The limit follows the stage's pace: SILENT_PACE times the longest step (a long
+ * prompt's first) that the stage's majority took so far in the session (the compute time its `needed`-th
+ * fastest replica reported, each claim capped by the time the step could have taken: with a majority honest,
+ * no liar moves it beyond an honest replica's), at least SILENT_FLOOR_MS and at most the step timeout. An
+ * honest replica slower than the others reports late, and is heard each time however far behind; it is silent
+ * only if it is SILENT_PACE times slower than its stage's majority, or slower than the service allows a step.
  */
 export class SilentMembers {
-  private readonly last = new Map<string, { at: number; step: number; reported: number; replayTo: number }>();
+  private readonly last = new Map<string, { at: number; step: number; reported: number }>();
   /** Per stage, the longest of its majority's compute times over the decided steps. */
   private readonly pace: number[] = [];
   /** Per stage, the compute times its replicas reported for the step in flight (one each). */
@@ -34,23 +35,21 @@ export class SilentMembers {
   constructor(
     private readonly clock: Clock,
     private readonly stepMs: number,
-    /** How many steps back a report still counts (the steps whose votes are kept). */
-    private readonly window: number,
   ) {}
 
-  /**
-   * Watches `id` from now, at step `step`: the session begins, a newcomer joined (it replays the steps before
-   * `replayTo`), or an excuse ended (its replay as it was).
-   */
-  watch(id: string, step: number, replayTo = this.last.get(id)?.replayTo ?? 0): void {
-    this.last.set(id, { at: this.clock.now(), step, reported: this.last.get(id)?.reported ?? -1, replayTo });
+  /** Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. */
+  watch(id: string, step: number): void {
+    this.last.set(id, { at: this.clock.now(), step, reported: this.last.get(id)?.reported ?? -1 });
   }
 
-  /** `id` reported `step` (`current`: the step in flight): heard, where that step is one it had not reported. */
+  /**
+   * `id` reported `step` (`current`: the step in flight), a report its caller checked (the step in flight's,
+   * or agreeing with a decided step's): heard, where that step is one it had not reported.
+   */
   heard(id: string, step: number, current: number): void {
     const l = this.last.get(id);
-    if (l === undefined || step <= l.reported || (step < current - this.window && step >= l.replayTo)) return;
-    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
+    if (l === undefined || step <= l.reported) return;
+    this.last.set(id, { at: this.clock.now(), step: current, reported: step });
   }
 
   /** How long `id` was unheard up to the last decided step (ms), or null where it is not watched. */

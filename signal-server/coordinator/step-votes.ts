@@ -54,9 +54,12 @@ export abstract class StepVotes extends SessionRoute {
    * Members that send no results (SilentMembers): heard here, judged once a step is decided. A report of a past
    * step counts only where it agrees with that step's agreed report (kept for the session), so no window is needed.
    */
-  protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs, Number.POSITIVE_INFINITY);
-  /** Per decided step, each stage's agreed report: what a late or replayed report must agree with to be heard. */
-  protected readonly agreedReports = new Map<number, (StageReport | undefined)[]>();
+  protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs);
+  /**
+   * Per decided step, the fingerprint of each stage's agreed output, for the whole session (33 numbers a stage
+   * and step): what a late or replayed report must agree with to be heard.
+   */
+  protected readonly agreedOutputs = new Map<number, (readonly number[] | undefined)[]>();
   /** When each step began here: no compute time claimed for a step is longer than the time since (MESH_AHEAD before). */
   protected readonly stepStarted = new Map<number, number>();
 
@@ -139,8 +142,8 @@ export abstract class StepVotes extends SessionRoute {
     // Computed before a roll-back that this replica has since been told of: stale evidence.
     if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     // A report of the step in flight is heard (its vote audits it); of a past step, only where it agrees with the agreed one.
-    const agreed = this.agreedReports.get(step)?.[stage];
-    if (step >= this.currentStep || (agreed !== undefined && agreeReports(agreed, { out: digest, input })))
+    const agreed = this.agreedOutputs.get(step)?.[stage];
+    if (step >= this.currentStep || (agreed !== undefined && agreeFingerprints(agreed, digest)))
       this.silence.heard(volunteer, step, this.currentStep);
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
