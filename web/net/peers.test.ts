@@ -37,6 +37,8 @@ class FakeNet {
 class FakePeer implements PeerLike {
   connected = false;
   destroyed = false;
+  /** Its data channel closed and the peer has not noticed yet: `connected` still, and send throws (as a browser's does). */
+  closing = false;
   partner: FakePeer | null = null;
   private readonly handlers = new Map<string, Handler[]>();
   private readonly frames: RTCDataChannel | null;
@@ -100,6 +102,7 @@ class FakePeer implements PeerLike {
 
   send(chunk: Uint8Array): void {
     if (!this.connected) throw new Error('send on a closed channel');
+    if (this.closing) throw new Error("Failed to execute 'send' on 'RTCDataChannel': RTCDataChannel.readyState is not 'open'");
     const to = this.partner as FakePeer;
     queueMicrotask(() => to.emit('data', chunk));
   }
@@ -184,6 +187,21 @@ describe('PeerMesh', () => {
     await flush();
     expect(received.get('b')).toEqual(['a:1', 'a:2', 'a:3']);
     expect(net.peers.map((p) => p.initiator)).toEqual([true, false]);
+  });
+
+  it('says a send failed, and throws nothing, when the channel closed under a peer that still says it is connected', async () => {
+    const a = mesh('a');
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    const peer = net.peers[0] as FakePeer;
+    peer.closing = true;
+    expect(peer.connected).toBe(true);
+    expect(() => a.send('b', [msg('1')])).not.toThrow();
+    expect(a.send('b', [msg('2')])).toBe(false);
+    await flush();
+    expect(received.get('b')).toBeUndefined();
   });
 
   it('closes a channel no live session needs, lingerMs after the last one ends, on both sides', async () => {

@@ -144,6 +144,20 @@ const MAX_HELD_SIGNALS = 32;
 /** Peers whose last failure is remembered (to name it when a later try times out). */
 const MAX_FAILURES_KEPT = 64;
 
+/**
+ * Sends each message on a connected peer; false where its channel closed under it. simple-peer's `connected` is
+ * still true for a moment after the remote end closes the channel, and its send then throws (a hostile neighbour
+ * closing its channels again and again made that an uncaught error in an honest tab).
+ */
+function sendAll(peer: PeerLike, messages: readonly Uint8Array[]): boolean {
+  try {
+    for (const m of messages) peer.send(m);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function isOffer(data: unknown): boolean {
   return typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'offer';
 }
@@ -291,11 +305,7 @@ export class PeerMesh {
       this.handoff?.send(remote, messages);
       return true;
     }
-    if (e.pending === null) {
-      if (!e.peer.connected) return false; // the channel closed
-      for (const m of messages) e.peer.send(m);
-      return true;
-    }
+    if (e.pending === null) return e.peer.connected && sendAll(e.peer, messages); // false: the channel closed
     if (e.pending.length + messages.length > MAX_PENDING) return false;
     e.pending.push(...messages);
     return true;
@@ -477,7 +487,7 @@ export class PeerMesh {
       e.pending = null;
       e.moved = e.handed;
       if (e.moved) this.handoff?.send(remote, queued);
-      else for (const m of queued) peer.send(m);
+      else sendAll(peer, queued);
       this.reopens.delete(remote);
       this.failures.delete(remote);
       this.settle(remote, null);
