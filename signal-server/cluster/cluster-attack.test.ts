@@ -150,13 +150,15 @@ describe('the cluster against hostile volunteers', () => {
     expect(b.coordinator?.volunteers()[0]?.ready).toBe(false);
   });
 
-  it('refuses at once, on another process, a client evicted a moment ago (a new client key from the same address)', async () => {
+  it('refuses, or cuts off at once, on another process, a client evicted a moment ago (a new client key from the same address)', async () => {
     const { servers: s } = await cluster(2);
     const [a, b] = s as [SignalServer, SignalServer];
     expect(await failChallenge(a, '127.0.0.41', 'liar-key-1')).toBe('ERR_CHALLENGE_FAILED');
-    // The moment it is told, it comes back through b with a new client key.
+    // The moment it is told, it comes back through b with a new client key: refused at its hello where b heard of
+    // the ban first, else cut off the moment b hears of it (the broadcast and the reconnection race on a loaded machine).
     const again = await hello(b, '127.0.0.41', 'liar-key-2');
-    expect(again.code).toBe('ERR_BANNED');
+    const code = again.code ?? (await next<{ code: string }>(again.c, 'server:error')).code;
+    expect(code).toBe('ERR_BANNED');
   });
 
   it('cuts off, on every process, the volunteers a ban names that connected before it (the same address, the same client key)', async () => {
