@@ -222,3 +222,39 @@ describe('a member that joins its sessions and then computes nothing', () => {
     expect(lines.some((l) => l.includes(`replica ${noisy.id} of stage 0 sent no results; ${honest[2]?.id} takes its place`))).toBe(true);
   }, 60_000);
 });
+
+describe('a place left in a running session when no spare was ready', () => {
+  it('is taken by a volunteer that becomes ready later in the generation, which replays it and takes part', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const request = swarm.complete(url, 40);
+    const leaving = honest[2] as NodeVolunteer;
+    await expect.poll(() => leaving.steps, { timeout: WAIT_MS }).toBeGreaterThan(2);
+    await leaving.close();
+    await expect
+      .poll(() => lines.some((l) => l.includes(`replica ${leaving.id} of stage 0 left; no spare, going on with 2 replicas`)), {
+        timeout: WAIT_MS,
+      })
+      .toBe(true);
+    // A volunteer arrives while the generation goes on: once ready, it is brought into the running session.
+    const late = swarm.volunteer(url, '127.0.0.9');
+    const open = late.socket.listeners('session:open');
+    const broughtIn: number[] = [];
+    midSessionOpens(late, (m) => {
+      broughtIn.push(m.sessionId);
+      for (const take of open) take(m);
+    });
+    const r = await request;
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+    expect(r.body.webswarm?.tokens).toHaveLength(40);
+    expect(broughtIn).toHaveLength(1);
+    expect(lines.some((l) => l.includes(`replica ${leaving.id} of stage 0 left earlier; ${late.id} takes its place`))).toBe(true);
+    expect(late.steps).toBeGreaterThan(0);
+    // It came in time and took part: no strike against anyone.
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics.split('\n').filter((l) => l.startsWith('webswarm_no_shows_total{'))).toEqual([]);
+  }, 60_000);
+});

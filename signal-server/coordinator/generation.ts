@@ -67,8 +67,12 @@ export class GenerationSession extends SessionJoin {
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
         this.stepStarted.set(step, t0);
-        // Members that sent nothing while the steps before were decided leave before this one begins.
-        if (step > 0) this.judgeSilence(true);
+        // Members that sent nothing while the steps before were decided leave before this one begins, and places
+        // left with no spare ready then are taken by spares ready now.
+        if (step > 0) {
+          this.judgeSilence(true);
+          this.refillDeadSlots();
+        }
         let w = fresh();
         let meshRollBacks = 0;
         let restarts = 0;
@@ -218,6 +222,16 @@ export class GenerationSession extends SessionJoin {
         if (takeOut) this.retry?.takeOut?.(id);
       }
     }
+  }
+
+  /**
+   * A replica that left (or was taken out) when no spare was ready leaves a dead slot for the rest of the session:
+   * one fault fewer the stage can take, and its next stage excused from silence. A spare ready since takes it.
+   */
+  private refillDeadSlots(): void {
+    const refill = this.retry?.refill;
+    if (refill === undefined) return;
+    for (const ids of this.current) if (!this.served(ids)) for (const id of ids.filter((x) => this.departed.has(x))) refill(id);
   }
 
   /** The server takes over the first stage without a majority at `step` (its replicas went silent); false where it may not. */

@@ -222,6 +222,7 @@ export class SessionRunner {
         log: (line) => this.s.log(line),
         noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
         takeOut: (id) => this.failOver(session, id, 'sent no results'),
+        refill: (id) => this.refill(session, id),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),
@@ -330,23 +331,37 @@ export class SessionRunner {
   failOver(session: GenerationSession, left: string, why = 'left'): void {
     const stage = session.stageOf(left);
     if (stage === undefined) return;
-    // Replicas that left before (the session went on without them) do not count as staying.
-    const staying = (session.route[stage] ?? []).filter((id) => id !== left && (this.s.members.has(id) || isServerPeer(id)));
-    const spare = this.h.spares(stage, session.notCandidates(), staying)[0];
-    if (spare === undefined) {
-      // Too few left for a majority: the server computes the stage, where the operator allows it.
-      if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} ${why} and no spare is ready`))
-        return;
-      session.onLeft(left);
-      this.s.log(
-        `session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; no spare, going on with ${staying.length} replicas`,
-      );
+    const staying = this.staying(session, stage, left);
+    if (this.placeSpare(session, stage, left, staying, why)) return;
+    // Too few left for a majority: the server computes the stage, where the operator allows it.
+    if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} ${why} and no spare is ready`))
       return;
-    }
+    session.onLeft(left);
+    this.s.log(
+      `session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; no spare, going on with ${staying.length} replicas`,
+    );
+  }
+
+  /** A replica that left a running session when no spare was ready: a spare ready since takes its place now. */
+  refill(session: GenerationSession, left: string): void {
+    const stage = session.stageOf(left);
+    if (stage !== undefined) this.placeSpare(session, stage, left, this.staying(session, stage, left), 'left earlier');
+  }
+
+  /** The replicas of `stage` that stay beside `left`: not those that left before (the session went on without them). */
+  private staying(session: GenerationSession, stage: number, left: string): string[] {
+    return (session.route[stage] ?? []).filter((id) => id !== left && (this.s.members.has(id) || isServerPeer(id)));
+  }
+
+  /** Puts a ready spare in `left`'s place, linked to its neighbours; false where none is ready. */
+  private placeSpare(session: GenerationSession, stage: number, left: string, staying: readonly string[], why: string): boolean {
+    const spare = this.h.spares(stage, session.notCandidates(), staying)[0];
+    if (spare === undefined) return false;
     const link = this.sessionLinks.get(session.sessionId);
     if (link !== undefined) this.linkNeighbours(session, stage, spare, link, session.meshLoop);
     session.replace(left, spare);
     this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; ${spare} takes its place`);
+    return true;
   }
 }
 

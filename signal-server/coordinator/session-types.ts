@@ -35,6 +35,8 @@ export interface RetryHooks {
    * left does (a ready spare takes its place; with none, the stage goes on without it, or the server takes it).
    */
   takeOut?(volunteer: string): void;
+  /** A replica left with no spare ready then (its slot dead): a spare ready now takes its place, if there is one. */
+  refill?(volunteer: string): void;
   /** A replica joined the session in time (its record of showing up). */
   showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
