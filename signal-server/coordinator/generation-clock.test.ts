@@ -16,6 +16,7 @@ import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
 import { NEWCOMER_GRACE_MS } from './newcomer-joins.js';
+import { shouldEvict } from './reputation.js';
 import { SILENT_FLOOR_MS, SILENT_PACE } from './silent-members.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
@@ -593,6 +594,60 @@ describe('a member that joins a session and then sends no results', () => {
     expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
     expect(steps - cDone).toBeGreaterThan(64);
     expect(hooks.why).toEqual([]);
+  });
+
+  it('is a member that computes one step per limit (a sham "slow replica" 49x slower than its stage), not heard forever', async () => {
+    // Red team 2: "heard" is a report of a step not reported before that agrees with the agreed one, however far
+    // behind. A member that computes only one step per 4.9 s (step 0, then 1, 2, ...: its cache stays true) is heard
+    // each time, while its stage makes 10 steps a second: 49 times slower than the majority, and never silent.
+    const { clock, hooks, session, answerIn } = rig(30, { takeOut: (v, s) => s.onLeft(v) });
+    const steps = 600;
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    let cDone = 0;
+    let cNextAt = 4_900;
+    for (let step = 0; step < steps; step++) {
+      await clock.advance(100);
+      if (clock.now() >= cNextAt) {
+        await answerIn(100, cDone++, 'c');
+        cNextAt += 4_900;
+      }
+      await answerIn(100, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+    // 60 s of session, 600 steps decided; c computed 12 of them (2 %), far more than SILENT_PACE times slower.
+    expect(cDone).toBeLessThan(steps / SILENT_PACE / 4);
+    expect(hooks.why).toEqual(['c silent']);
+  });
+
+  it('is a member with a record that sends one noise digest of the step in flight per limit, not heard by it', async () => {
+    // Red team 2: a report of the step in flight is heard whatever it says ("its vote audits it"). The audit bites
+    // only at 3 disagreements and a score under 0.4: a member with 100 agreements to its name (some honest work,
+    // any session) may send ~150 noise digests before that, and one per 4.9 s keeps it heard: 12 minutes free.
+    const audit = new Audit();
+    audit.set('c', { agreed: 100, disagreed: 0 });
+    const { clock, hooks, session, answerIn } = rig(31, { takeOut: (v, s) => s.onLeft(v), audit });
+    const steps = 600;
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    const noise = [9, 9, 9, 9];
+    let cNextAt = 4_900;
+    for (let step = 0; step < steps; step++) {
+      await clock.advance(100);
+      if (clock.now() >= cNextAt) {
+        // A digest of noise, of the step in flight.
+        session.onDigest('c', step, noise, 1, noise);
+        cNextAt += 4_900;
+      }
+      await answerIn(100, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+    // Its noise was counted (12 disagreements), not enough to evict it, and it was never silent.
+    expect(audit.get('c').disagreed).toBeGreaterThanOrEqual(10);
+    expect(shouldEvict(audit.get('c'))).toBe(false);
+    expect(hooks.why).toEqual(['c silent']);
   });
 
   it("keeps its stage's limit at the majority's pace whatever compute time one member claims", async () => {
