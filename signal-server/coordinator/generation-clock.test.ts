@@ -621,6 +621,24 @@ describe('a member that joins a session and then sends no results', () => {
     expect(hooks.why).toEqual(['c silent']);
   });
 
+  it('is not an honest replica 6x slower than its stage-mates (within SILENT_PACE), however long the session', async () => {
+    const { clock, hooks, session, answerIn } = rig(32);
+    const steps = 800;
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    // a and b take 100 ms a step; c, honest, 600 ms, one step after the other: 80 s, c computes 133 steps.
+    let cDone = 0;
+    for (let step = 0; step < steps; step++) {
+      await clock.advance(100);
+      while (600 * (cDone + 1) <= clock.now() && cDone <= step) await answerIn(600, cDone++, 'c');
+      await answerIn(100, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+    expect(cDone).toBeGreaterThan(steps / SILENT_PACE);
+    expect(hooks.why).toEqual([]);
+  });
+
   it('is a member with a record that sends one noise digest of the step in flight per limit, not heard by it', async () => {
     // Red team 2: a report of the step in flight is heard whatever it says ("its vote audits it"). The audit bites
     // only at 3 disagreements and a score under 0.4: a member with 100 agreements to its name (some honest work,
