@@ -331,7 +331,10 @@ export class SessionRunner {
     const stage = session.stageOf(left);
     if (stage === undefined) return;
     // Replicas that left before (the session went on without them) do not count as staying.
-    const staying = (session.route[stage] ?? []).filter((id) => id !== left && (this.s.members.has(id) || isServerPeer(id)));
+    // Nor do members taken out as silent with no spare (SilentMembers): still connected, and sending nothing.
+    const staying = (session.route[stage] ?? []).filter(
+      (id) => id !== left && !session.hasLeft(id) && (this.s.members.has(id) || isServerPeer(id)),
+    );
     const spare = this.h.spares(stage, session.notCandidates(), staying)[0];
     if (spare === undefined) {
       // Too few left for a majority: the server computes the stage, where the operator allows it.
