@@ -221,6 +221,37 @@ describe('a member that joins its sessions and then computes nothing', () => {
     expect(strikes, lines.filter((l) => l.includes(String(noisy.id))).join('\n')).toHaveLength(1);
     expect(lines.some((l) => l.includes(`replica ${noisy.id} of stage 0 sent no results; ${honest[2]?.id} takes its place`))).toBe(true);
   }, 60_000);
+
+  it('taken out with no spare, is not counted as staying when an honest replica leaves after it (the server takes the stage at once)', async () => {
+    // A silent member taken out with no spare ready is still connected: SessionRunner.failOver must not count it
+    // among the replicas that stay, or, when an honest replica of its stage leaves later, one live replica would
+    // be counted as two: no fallback, and the stage would wait out a step timeout.
+    const STEP_TIMEOUT_MS = 20_000;
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger, fallback: 'stage', stepTimeoutMs: STEP_TIMEOUT_MS });
+    const silent = swarm.volunteer(url, '127.0.0.9');
+    silent.socket.off('step:input');
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    // Two honest replicas, no spare: the route is silent + both.
+    const honest = await swarm.joinAll(url, 2, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    // The silent member is out after ~5 s (step ~25); an honest one leaves at step 35 (~7 s).
+    (honest[1] as NodeVolunteer).leaveAfter(35);
+    const r = await swarm.complete(url, LONGER);
+    expect(r.status).toBe(200);
+    expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+    const mine = lines.filter((l) => l.includes(String(silent.id)) || l.includes(String(honest[1]?.id)) || l.includes('fallback'));
+    expect(
+      lines.some((l) => l.includes(`${silent.id} of stage 0 sent no results`)),
+      mine.join('\n'),
+    ).toBe(true);
+    // The server took the stage when the honest replica left (one live replica stays), not after a step timeout.
+    expect(
+      lines.some((l) => new RegExp(`replica ${honest[1]?.id} left and no spare is ready; the server computes stage 0`).test(l)),
+      mine.join('\n'),
+    ).toBe(true);
+    expect(r.ms).toBeLessThan(STEP_TIMEOUT_MS);
+  }, 90_000);
 });
 
 describe('a place left in a running session when no spare was ready', () => {

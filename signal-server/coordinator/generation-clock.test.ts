@@ -16,6 +16,7 @@ import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
 import { NEWCOMER_GRACE_MS } from './newcomer-joins.js';
+import { shouldEvict } from './reputation.js';
 import { SILENT_FLOOR_MS, SILENT_PACE } from './silent-members.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
@@ -576,23 +577,85 @@ describe('a member that joins a session and then sends no results', () => {
     expect(hooks.why).toEqual(['c silent', 's1 silent']);
   });
 
-  it('is not an honest replica 1.5x slower than its stage-mates, however far behind it falls (its late reports agree)', async () => {
-    const { clock, hooks, session, answerIn } = rig(16);
-    const steps = 300;
+  it.each([
+    [1.5, 300],
+    [6, 800],
+  ])(
+    'is not an honest replica %sx slower than its stage-mates (within SILENT_PACE), however far behind it falls',
+    async (slower, steps) => {
+      const { clock, hooks, session, answerIn } = rig(16);
+      const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+      for (const v of ['a', 'b', 'c']) session.onJoined(v);
+      await clock.advance(0);
+      // a and b take 100 ms a step; c, honest, `slower` times as long, one step after the other (its cache needs them
+      // in order): it finishes step s at that pace and reports it then, 100 steps behind or more by the end. Its
+      // late reports agree with the agreed ones: heard each time. The limit is the floor.
+      const ms = 100 * slower;
+      let cDone = 0;
+      for (let step = 0; step < steps; step++) {
+        await clock.advance(100);
+        while (ms * (cDone + 1) <= clock.now() && cDone <= step) await answerIn(ms, cDone++, 'c');
+        await answerIn(100, step, 'a', 'b');
+      }
+      expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+      expect(steps - cDone).toBeGreaterThanOrEqual(100);
+      expect(cDone).toBeGreaterThan(steps / SILENT_PACE);
+      expect(hooks.why).toEqual([]);
+    },
+  );
+
+  it('is judged behind when it computes one step per limit (a sham slow replica, 49x slower than its stage)', async () => {
+    // c computes one step per 4.9 s (step 0, then 1, 2, ...: its cache stays true), so each report is new, agrees,
+    // and comes within the limit; its stage makes 10 steps a second. Over twice the limit it reports fewer than one
+    // in SILENT_PACE of the steps decided: behind, and out.
+    const { clock, hooks, session, answerIn } = rig(30, { takeOut: (v, s) => s.onLeft(v) });
+    const steps = 600;
     const done = session.run([1, 2, 3], steps, GREEDY, () => {});
     for (const v of ['a', 'b', 'c']) session.onJoined(v);
     await clock.advance(0);
-    // a and b take 100 ms a step; c, honest, 150 ms, one step after the other (its cache needs them in order): it
-    // finishes step s at 150 (s + 1) ms and reports it then, 100 steps behind by the end. The limit is the floor.
     let cDone = 0;
+    let cNextAt = 4_900;
     for (let step = 0; step < steps; step++) {
       await clock.advance(100);
-      while (150 * (cDone + 1) <= clock.now() && cDone <= step) await answerIn(150, cDone++, 'c');
+      if (clock.now() >= cNextAt) {
+        await answerIn(100, cDone++, 'c');
+        cNextAt += 4_900;
+      }
       await answerIn(100, step, 'a', 'b');
     }
     expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
-    expect(steps - cDone).toBeGreaterThan(64);
-    expect(hooks.why).toEqual([]);
+    // 60 s of session, 600 steps decided; c would have computed 12 of them (2 %), far more than SILENT_PACE times slower.
+    expect(cDone).toBeLessThan(steps / SILENT_PACE / 4);
+    expect(hooks.why).toEqual(['c silent']);
+  });
+
+  it('is not heard through noise digests of the step in flight, whatever its record', async () => {
+    // The audit evicts only at 3 disagreements and a score under 0.4: a member with 100 agreements may send ~150
+    // noise digests before that. One per 4.9 s would keep it heard if any report of the step in flight counted;
+    // only one in its stage's agreeing group does.
+    const audit = new Audit();
+    audit.set('c', { agreed: 100, disagreed: 0 });
+    const { clock, hooks, session, answerIn } = rig(31, { takeOut: (v, s) => s.onLeft(v), audit });
+    const steps = 600;
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of ['a', 'b', 'c']) session.onJoined(v);
+    await clock.advance(0);
+    const noise = [9, 9, 9, 9];
+    let cNextAt = 4_900;
+    for (let step = 0; step < steps; step++) {
+      await clock.advance(100);
+      if (clock.now() >= cNextAt) {
+        // A digest of noise, of the step in flight.
+        session.onDigest('c', step, noise, 1, noise);
+        cNextAt += 4_900;
+      }
+      await answerIn(100, step, 'a', 'b');
+    }
+    expect(await done).toEqual({ tokens: fives(steps), finishReason: 'length' });
+    // Its noise was counted (disagreements), not enough to evict it; it was silent all the same.
+    expect(audit.get('c').disagreed).toBeGreaterThanOrEqual(10);
+    expect(shouldEvict(audit.get('c'))).toBe(false);
+    expect(hooks.why).toEqual(['c silent']);
   });
 
   it("keeps its stage's limit at the majority's pace whatever compute time one member claims", async () => {

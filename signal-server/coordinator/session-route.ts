@@ -117,6 +117,11 @@ export abstract class SessionRoute {
     return this.members.get(volunteer);
   }
 
+  /** Whether `volunteer` left this session and stays in its route (gone, or taken out as silent with no spare). */
+  hasLeft(volunteer: string): boolean {
+    return this.departed.has(volunteer);
+  }
+
   /** Joined replicas per stage. */
   protected joinedPerStage(): number[] {
     return this.current.map((ids) => ids.filter((id) => this.joined.has(id)).length);

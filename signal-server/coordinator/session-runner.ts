@@ -348,9 +348,12 @@ export class SessionRunner {
     if (stage !== undefined) this.placeSpare(session, stage, left, this.staying(session, stage, left), 'left earlier');
   }
 
-  /** The replicas of `stage` that stay beside `left`: not those that left before (the session went on without them). */
+  /**
+   * The replicas of `stage` that stay beside `left`: not those that left before (the session went on without
+   * them), nor members taken out as silent with no spare (still connected, and sending nothing).
+   */
   private staying(session: GenerationSession, stage: number, left: string): string[] {
-    return (session.route[stage] ?? []).filter((id) => id !== left && (this.s.members.has(id) || isServerPeer(id)));
+    return (session.route[stage] ?? []).filter((id) => id !== left && !session.hasLeft(id) && (this.s.members.has(id) || isServerPeer(id)));
   }
 
   /** Puts a ready spare in `left`'s place, linked to its neighbours; false where none is ready. */

@@ -12,20 +12,31 @@ export const SILENT_MIN_STEPS = 2;
  * nothing keeps its place in a stage's vote for nothing: with r = 3 one more fault in that stage leaves it
  * without a majority, and once a majority agrees nobody waits for it, so it costs nothing and was never seen.
  *
- * A member is heard when it reports a step it had not reported before, as a digest: one of the step in
- * flight (its vote audits it: noise costs the liar its reputation), or one of a decided step that agrees with
- * that step's agreed report (StepVotes checks it: a late replica, a newcomer's replay). Not heard: logits
+ * A member is heard when it reports a step it had not reported before, as a digest that agrees with its
+ * stage's majority (StepVotes checks it): one of the step in flight, once in the agreeing group, or one of a
+ * decided step that agrees with that step's agreed output (a late replica, a newcomer's replay). Not heard:
+ * noise (the audit evicts only after several disagreements, and a record would buy many), logits
  * (audited nowhere: noise of the right size would do), a failure (any client can send one), a report sent
  * again, `session:joined` again. One not heard for its stage's limit while SILENT_MIN_STEPS steps or more
  * were decided is silent. The limit follows the stage's pace: SILENT_PACE times the longest step (a long
  * prompt's first) that the stage's majority took so far in the session (the compute time its `needed`-th
  * fastest replica reported, each claim capped by the time the step could have taken: with a majority honest,
  * no liar moves it beyond an honest replica's), at least SILENT_FLOOR_MS and at most the step timeout. An
- * honest replica slower than the others reports late, and is heard each time however far behind; it is silent
- * only if it is SILENT_PACE times slower than its stage's majority, or slower than the service allows a step.
+ * honest replica slower than the others reports late, and is heard each time however far behind; but one that
+ * reports fewer than one in SILENT_PACE of the steps its stage decides (over twice the limit) is behind, and
+ * judged as silent: a replica SILENT_PACE times slower than its stage's majority does next to nothing for it.
  */
 export class SilentMembers {
-  private readonly last = new Map<string, { at: number; step: number; reported: number }>();
+  private readonly last = new Map<
+    string,
+    {
+      at: number;
+      step: number;
+      reported: number;
+      /** Where its current window began (twice the limit long): the time, the last step decided then, the step it had reported. */
+      base: { at: number; decided: number; reported: number };
+    }
+  >();
   /** Per stage, the longest of its majority's compute times over the decided steps. */
   private readonly pace: number[] = [];
   /** Per stage, the compute times its replicas reported for the step in flight (one each). */
@@ -39,7 +50,9 @@ export class SilentMembers {
 
   /** Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. */
   watch(id: string, step: number): void {
-    this.last.set(id, { at: this.clock.now(), step, reported: this.last.get(id)?.reported ?? -1 });
+    const reported = this.last.get(id)?.reported ?? -1;
+    const at = this.clock.now();
+    this.last.set(id, { at, step, reported, base: { at, decided: this.decided.step, reported } });
   }
 
   /**
@@ -49,7 +62,7 @@ export class SilentMembers {
   heard(id: string, step: number, current: number): void {
     const l = this.last.get(id);
     if (l === undefined || step <= l.reported) return;
-    this.last.set(id, { at: this.clock.now(), step: current, reported: step });
+    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
   }
 
   /** How long `id` was unheard up to the last decided step (ms), or null where it is not watched. */
@@ -83,11 +96,25 @@ export class SilentMembers {
     return Math.min(this.stepMs, Math.max(SILENT_FLOOR_MS, SILENT_PACE * (this.pace[stage] ?? 0)));
   }
 
-  /** Whether `id` of `stage` was silent up to the last decided step: for how long (ms), or null. */
+  /**
+   * Whether `id` of `stage` was silent up to the last decided step: for how long (ms), or null. Silent: unheard
+   * for the limit, or behind: over a window of twice the limit, it reported fewer than one in SILENT_PACE of the
+   * steps its stage decided (a "slow replica" that computes one step per limit is heard each time, and does next
+   * to nothing). Twice: a member starved by a sender that stalls is excused once that sender is unheard for the
+   * limit (generation.ts), which restarts its window; one that was fed for half of it kept up. A window that
+   * passes starts the next.
+   */
   silentFor(id: string, stage: number): number | null {
     const l = this.last.get(id);
-    if (l === undefined || this.decided.step - l.step < SILENT_MIN_STEPS) return null;
+    if (l === undefined) return null;
+    const limit = this.limitMs(stage);
     const ms = this.decided.at - l.at;
-    return ms >= this.limitMs(stage) ? ms : null;
+    if (this.decided.step - l.step >= SILENT_MIN_STEPS && ms >= limit) return ms;
+    const span = this.decided.at - l.base.at;
+    if (span < 2 * limit) return null;
+    const decided = this.decided.step - l.base.decided;
+    if (decided >= SILENT_MIN_STEPS && (l.reported - l.base.reported) * SILENT_PACE < decided) return span;
+    l.base = { at: this.decided.at, decided: this.decided.step, reported: l.reported };
+    return null;
   }
 }

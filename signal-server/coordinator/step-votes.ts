@@ -141,9 +141,11 @@ export abstract class StepVotes extends SessionRoute {
     }
     // Computed before a roll-back that this replica has since been told of: stale evidence.
     if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
-    // A report of the step in flight is heard (its vote audits it); of a past step, only where it agrees with the agreed one.
+    // A report of a past step is heard where it agrees with the agreed one; of the step in flight, once it is in
+    // its stage's agreeing group (below): noise is audited, but the audit bites only after 3 disagreements and a
+    // score under 0.4, and a member with a record could keep itself heard with one noise report per limit.
     const agreed = this.agreedOutputs.get(step)?.[stage];
-    if (step >= this.currentStep || (agreed !== undefined && agreeFingerprints(agreed, digest)))
+    if (step < this.currentStep && agreed !== undefined && agreeFingerprints(agreed, digest))
       this.silence.heard(volunteer, step, this.currentStep);
     if (this.wait?.step === step) this.stepCompute[stage] = Math.min(this.stepCompute[stage] ?? Number.POSITIVE_INFINITY, computeMs);
     const q = this.digestsOf(step)[stage];
@@ -176,6 +178,8 @@ export abstract class StepVotes extends SessionRoute {
       heard.set(r.from, list);
     }
     this.audit.observe(q);
+    const st = q.state;
+    if (step >= this.currentStep && st.kind === 'agreed') for (const id of st.agreeing) this.silence.heard(id, step, this.currentStep);
     this.checkDecided();
   }
 
