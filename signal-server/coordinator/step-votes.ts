@@ -51,8 +51,8 @@ export abstract class StepVotes extends SessionRoute {
   /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
   protected readonly early = new Map<number, Map<string, () => void>>();
   /**
-   * Members that send no results (SilentMembers): heard here, judged once a step is decided. A report of a past
-   * step counts only where it agrees with that step's agreed report (kept for the session), so no window is needed.
+   * Members that send no results (SilentMembers): heard here (a report their stage's majority agrees with: the
+   * step in flight's, or a decided step's against `agreedOutputs`), judged once a step is decided.
    */
   protected readonly silence = new SilentMembers(this.clock, this.timeouts.stepMs);
   /**

@@ -1,0 +1,15 @@
+// Test helper: a server's log lines, as the tests read them.
+import { Writable } from 'node:stream';
+import { createLogger, type Logger } from '../log.js';
+
+/** The server's log lines, as the tests read them, and the logger that writes them. */
+export function serverLog(): { lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n'));
+      done();
+    },
+  });
+  return { lines, logger: createLogger('info', sink) };
+}
