@@ -138,6 +138,12 @@ function rig(
     await clock.advance(0);
   };
   const answer = (step: number, ...vs: string[]) => answerIn(step === 0 ? 3 : 1, step, ...vs);
+  /** Runs a greedy generation of `steps` tokens on the prompt [1, 2, 3], every replica of the route joined. */
+  const start = (steps: number): Promise<{ done: ReturnType<GenerationSession['run']> }> => {
+    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
+    for (const v of (o.route ?? [['a', 'b', 'c']]).flat()) session.onJoined(v);
+    return clock.advance(0).then(() => ({ done }));
+  };
   /** Two stages: reports `step` of `stage` for `vs`, each computed in `ms` (stage 0 passes on HIDDEN). */
   const answerAt = async (stage: number, step: number, ms: number, ...vs: string[]) => {
     const input = step === 0 ? [1, 2, 3] : [5];
@@ -150,7 +156,7 @@ function rig(
     }
     await clock.advance(0);
   };
-  return { clock, transport, hooks, timeouts, session, answer, answerIn, answerAt };
+  return { clock, transport, hooks, timeouts, session, answer, answerIn, answerAt, start };
 }
 
 describe('a generation session on a manual clock', () => {
@@ -242,10 +248,8 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('holds a newcomer brought in mid-session to join as the first replicas are: silent for the join timeout or refusing, a no-show; joined, none', async () => {
-    const { clock, hooks, timeouts, session, answer } = rig(3);
-    const done = session.run([1, 2, 3], 4, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, timeouts, session, answer, start } = rig(3);
+    const { done } = await start(4);
     // The first replicas joined before the session started (SessionJoin judged them): only the step is timed.
     expect(clock.pending).toBe(1);
     await answer(0, 'a', 'b', 'c');
@@ -287,10 +291,8 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('does not judge a newcomer the server takes its stage from within NEWCOMER_GRACE_MS (serve), nor leaves its timer running', async () => {
-    const { clock, hooks, timeouts, session, answer } = rig(4, { serve: 'srv' });
-    const done = session.run([1, 2, 3], 2, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, timeouts, session, answer, start } = rig(4, { serve: 'srv' });
+    const { done } = await start(2);
     await answer(0, 'a', 'b', 'c');
     // Step 1: c leaves, s1 takes its place; a second later the others leave with no spare: the server takes the stage.
     session.onLeft('c');
@@ -309,10 +311,8 @@ describe('a generation session on a manual clock', () => {
   });
 
   it('does not count a newcomer\'s "my inputs had no majority" (evidence about the stage before) as a refusal', async () => {
-    const { clock, hooks, session, answer } = rig(5);
-    const done = session.run([1, 2, 3], 2, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, session, answer, start } = rig(5);
+    const { done } = await start(2);
     await answer(0, 'a', 'b', 'c');
     session.onLeft('c');
     expect(session.replace('c', 's1')).toBe(true);
@@ -394,10 +394,8 @@ const fives = (n: number) => Array.from({ length: n }, () => 5);
 
 describe('a member that joins a session and then sends no results', () => {
   it('is a no-show once unheard for its stage limit while steps are decided, not a millisecond before; a spare takes its place', async () => {
-    const { clock, hooks, transport, session, answer } = rig(8, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1') });
-    const done = session.run([1, 2, 3], 6, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, transport, session, answer, start } = rig(8, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1') });
+    const { done } = await start(6);
     // c joined and computes nothing; a and b decide every step (in 3 ms, then 1 ms: the floor is the limit).
     await answer(0, 'a', 'b');
     await clock.advance(SILENT_FLOOR_MS - 1);
@@ -423,10 +421,8 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it('is not an honest replica slower than the others, heard each time it reports late; its stage pace sets the limit', async () => {
-    const { clock, hooks, session, answer, answerIn } = rig(9);
-    const done = session.run([1, 2, 3], 26, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, answer, answerIn, start } = rig(9);
+    const { done } = await start(26);
     // The prompt's step took the stage's majority 1 s (its second fastest: a claim of 1 ms alone moves nothing).
     await answerIn(1, 0, 'a');
     // (A second passes: no claim counts for longer than the step has run.)
@@ -455,10 +451,8 @@ describe('a member that joins a session and then sends no results', () => {
 
   it('is not kept in by failures, a report sent again, or joining again; with no spare the stage goes on without it', async () => {
     // No spare: the coordinator marks it gone (SessionRunner.failOver), and the stage goes on with its majority.
-    const { clock, hooks, session, answer } = rig(10, { takeOut: (v, s) => s.onLeft(v) });
-    const done = session.run([1, 2, 3], 13, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, session, answer, start } = rig(10, { takeOut: (v, s) => s.onLeft(v) });
+    const { done } = await start(13);
     await answer(0, 'a', 'b', 'c');
     for (let step = 1; step < 13; step++) {
       // What a client can send without computing: a failure, its step-0 report again, "joined" again.
@@ -478,10 +472,8 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it('is not judged while a sender of its stage is gone (one hostile sender could starve it), nor at the end for that time', async () => {
-    const { clock, hooks, session, answerAt } = rig(11, { route: TWO_STAGES, stages: twoStages });
-    const done = session.run([1, 2, 3], 8, GREEDY, () => {});
-    for (const v of TWO_STAGES.flat()) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, session, answerAt, start } = rig(11, { route: TWO_STAGES, stages: twoStages });
+    const { done } = await start(8);
     // a of stage 0 leaves with no spare at step 0; f of stage 1 never reports. 14 s pass.
     session.onLeft('a');
     for (let step = 0; step < 8; step++) {
@@ -495,10 +487,12 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it('is not excused by a sender of the stage before that is slow but heard', async () => {
-    const { clock, hooks, session, answerAt } = rig(12, { route: TWO_STAGES, stages: twoStages, takeOut: (v, ses) => ses.onLeft(v) });
-    const done = session.run([1, 2, 3], 16, GREEDY, () => {});
-    for (const v of TWO_STAGES.flat()) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, answerAt, start } = rig(12, {
+      route: TWO_STAGES,
+      stages: twoStages,
+      takeOut: (v, ses) => ses.onLeft(v),
+    });
+    const { done } = await start(16);
     // c (honest) is four times slower than a and b: it reports a step every 2 s, and is heard each time. f reports nothing.
     let cNext = 0;
     for (let step = 0; step < 16; step++) {
@@ -512,10 +506,12 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it('is not an honest member starved by one hostile sender while a stage-mate of that sender stalls (limits differ per stage)', async () => {
-    const { clock, hooks, session, answerAt } = rig(13, { route: TWO_STAGES, stages: twoStages, takeOut: (v, ses) => ses.onLeft(v) });
-    const done = session.run([1, 2, 3], 20, GREEDY, () => {});
-    for (const v of TWO_STAGES.flat()) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, answerAt, start } = rig(13, {
+      route: TWO_STAGES,
+      stages: twoStages,
+      takeOut: (v, ses) => ses.onLeft(v),
+    });
+    const { done } = await start(20);
     // The prompt took stage 0 a second (its limit: 8 s), stage 1 a millisecond (its limit: the 5 s floor).
     await clock.advance(1_000);
     await answerAt(0, 0, 1_000, 'a', 'b', 'c');
@@ -534,10 +530,8 @@ describe('a member that joins a session and then sends no results', () => {
 
   it('is not heard through logits alone (noise of the right size is audited nowhere)', async () => {
     const audit = new Audit();
-    const { clock, hooks, session, answer } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });
-    const done = session.run([1, 2, 3], 13, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, session, answer, start } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });
+    const { done } = await start(13);
     await answer(0, 'a', 'b');
     // c never computes: each step it sends noise of the right size as its logits, and no digest, 500 ms apart.
     const noise = logitsFor(7);
@@ -554,10 +548,8 @@ describe('a member that joins a session and then sends no results', () => {
 
   it("is not heard through a newcomer's replay reports that disagree with the agreed ones", async () => {
     const audit = new Audit();
-    const { clock, hooks, session, answer } = rig(15, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1'), audit });
-    const done = session.run([1, 2, 3], 110, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, session, answer, start } = rig(15, { spares: ['s1'], takeOut: (v, s) => s.replace(v, 's1'), audit });
+    const { done } = await start(110);
     // 80 quick steps, then c (silent) is out after the floor and s1 takes its place at step 81.
     for (let step = 0; step < 80; step++) await answer(step, 'a', 'b');
     await clock.advance(SILENT_FLOOR_MS);
@@ -583,10 +575,8 @@ describe('a member that joins a session and then sends no results', () => {
   ])(
     'is not an honest replica %sx slower than its stage-mates (within SILENT_PACE), however far behind it falls',
     async (slower, steps) => {
-      const { clock, hooks, session, answerIn } = rig(16);
-      const done = session.run([1, 2, 3], steps, GREEDY, () => {});
-      for (const v of ['a', 'b', 'c']) session.onJoined(v);
-      await clock.advance(0);
+      const { clock, hooks, answerIn, start } = rig(16);
+      const { done } = await start(steps);
       // a and b take 100 ms a step; c, honest, `slower` times as long, one step after the other (its cache needs them
       // in order): it finishes step s at that pace and reports it then, 100 steps behind or more by the end. Its
       // late reports agree with the agreed ones: heard each time. The limit is the floor.
@@ -608,11 +598,9 @@ describe('a member that joins a session and then sends no results', () => {
     // c computes one step per 4.9 s (step 0, then 1, 2, ...: its cache stays true), so each report is new, agrees,
     // and comes within the limit; its stage makes 10 steps a second. Over twice the limit it reports fewer than one
     // in SILENT_PACE of the steps decided: behind, and out.
-    const { clock, hooks, session, answerIn } = rig(30, { takeOut: (v, s) => s.onLeft(v) });
+    const { clock, hooks, answerIn, start } = rig(30, { takeOut: (v, s) => s.onLeft(v) });
     const steps = 600;
-    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { done } = await start(steps);
     let cDone = 0;
     let cNextAt = 4_900;
     for (let step = 0; step < steps; step++) {
@@ -635,11 +623,9 @@ describe('a member that joins a session and then sends no results', () => {
     // only one in its stage's agreeing group does.
     const audit = new Audit();
     audit.set('c', { agreed: 100, disagreed: 0 });
-    const { clock, hooks, session, answerIn } = rig(31, { takeOut: (v, s) => s.onLeft(v), audit });
+    const { clock, hooks, session, answerIn, start } = rig(31, { takeOut: (v, s) => s.onLeft(v), audit });
     const steps = 600;
-    const done = session.run([1, 2, 3], steps, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { done } = await start(steps);
     const noise = [9, 9, 9, 9];
     let cNextAt = 4_900;
     for (let step = 0; step < steps; step++) {
@@ -659,10 +645,8 @@ describe('a member that joins a session and then sends no results', () => {
   });
 
   it("keeps its stage's limit at the majority's pace whatever compute time one member claims", async () => {
-    const { clock, hooks, session, answerIn } = rig(17, { takeOut: (v, s) => s.onLeft(v) });
-    const done = session.run([1, 2, 3], 14, GREEDY, () => {});
-    for (const v of ['a', 'b', 'c']) session.onJoined(v);
-    await clock.advance(0);
+    const { clock, hooks, answerIn, start } = rig(17, { takeOut: (v, s) => s.onLeft(v) });
+    const { done } = await start(14);
     // c computes step 0 truly, among the first two, and claims it took 10^9 ms; then it computes nothing. No claim
     // counts for more than the time since the step could have begun: the majority's pace stays 3 ms.
     await answerIn(3, 0, 'a');
