@@ -210,12 +210,10 @@ export class GenerationSession extends SessionJoin {
           this.silence.watch(id, this.currentStep);
           continue;
         }
-        const ms = this.silence.silentFor(id, stage);
-        if (ms === null) continue;
+        const how = this.silence.silentFor(id, stage);
+        if (how === null) continue;
         this.silence.forget(id);
-        this.retry?.log?.(
-          `session ${this.sessionId}: ${id} of stage ${stage} sent no results for ${Math.round(ms)} ms (limit ${Math.round(limit)} ms) while its stage decided steps`,
-        );
+        this.retry?.log?.(`session ${this.sessionId}: ${id} of stage ${stage} ${how} while its stage decided steps`);
         this.retry?.noShow?.(id, 'silent');
         // A spare takes its place; with none, the stage goes on without it (it hears of the session's end, as a
         // replica moved to another stage does).

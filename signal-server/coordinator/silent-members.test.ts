@@ -19,7 +19,7 @@ describe('SilentMembers', () => {
     m.heard('x', 2, 6);
     m.stepDecided(6, 2);
     expect(m.unheardFor('x')).toBe(SILENT_FLOOR_MS);
-    expect(m.silentFor('x', 0)).toBe(SILENT_FLOOR_MS);
+    expect(m.silentFor('x', 0)).toBe(`sent no results for ${SILENT_FLOOR_MS} ms (limit ${SILENT_FLOOR_MS} ms)`);
     // Not watched: never silent.
     expect(m.silentFor('y', 0)).toBeNull();
     expect(m.unheardFor('y')).toBeNull();
@@ -28,6 +28,22 @@ describe('SilentMembers', () => {
     m.stepDecided(9, 2);
     expect(m.silentFor('x', 0)).toBeNull();
     expect(m.unheardFor('x')).toBe(0);
+  });
+
+  it('judges a member behind that is heard within the limit but reports fewer than one in SILENT_PACE of its stage steps', async () => {
+    const clock = new ManualClock();
+    const m = new SilentMembers(clock, STEP_MS);
+    m.watch('x', 0);
+    // 100 steps decided over twice the floor; x reports a new step every 4 s (heard each time): 2 of them.
+    for (let step = 0; step < 100; step++) {
+      await clock.advance((2 * SILENT_FLOOR_MS) / 100);
+      if (step === 39 || step === 79) m.heard('x', step === 39 ? 0 : 1, step);
+      m.stepDecided(step, 2);
+    }
+    expect(m.unheardFor('x')).toBeLessThan(SILENT_FLOOR_MS);
+    expect(m.silentFor('x', 0)).toBe(
+      `reported 2 of the 100 steps its stage decided in ${2 * SILENT_FLOOR_MS} ms (fewer than 1 in ${SILENT_PACE})`,
+    );
   });
 
   it("sets the limit from the stage's majority, between the floor and the step timeout", () => {

@@ -97,23 +97,26 @@ export class SilentMembers {
   }
 
   /**
-   * Whether `id` of `stage` was silent up to the last decided step: for how long (ms), or null. Silent: unheard
+   * Whether `id` of `stage` was silent up to the last decided step: how (for the log), or null. Silent: unheard
    * for the limit, or behind: over a window of twice the limit, it reported fewer than one in SILENT_PACE of the
    * steps its stage decided (a "slow replica" that computes one step per limit is heard each time, and does next
    * to nothing). Twice: a member starved by a sender that stalls is excused once that sender is unheard for the
    * limit (generation.ts), which restarts its window; one that was fed for half of it kept up. A window that
    * passes starts the next.
    */
-  silentFor(id: string, stage: number): number | null {
+  silentFor(id: string, stage: number): string | null {
     const l = this.last.get(id);
     if (l === undefined) return null;
     const limit = this.limitMs(stage);
     const ms = this.decided.at - l.at;
-    if (this.decided.step - l.step >= SILENT_MIN_STEPS && ms >= limit) return ms;
+    if (this.decided.step - l.step >= SILENT_MIN_STEPS && ms >= limit)
+      return `sent no results for ${Math.round(ms)} ms (limit ${Math.round(limit)} ms)`;
     const span = this.decided.at - l.base.at;
     if (span < 2 * limit) return null;
     const decided = this.decided.step - l.base.decided;
-    if (decided >= SILENT_MIN_STEPS && (l.reported - l.base.reported) * SILENT_PACE < decided) return span;
+    const reported = l.reported - l.base.reported;
+    if (decided >= SILENT_MIN_STEPS && reported * SILENT_PACE < decided)
+      return `reported ${reported} of the ${decided} steps its stage decided in ${Math.round(span)} ms (fewer than 1 in ${SILENT_PACE})`;
     l.base = { at: this.decided.at, decided: this.decided.step, reported: l.reported };
     return null;
   }
