@@ -221,7 +221,7 @@ export class SessionRunner {
         link: (stage, id) => this.linkNeighbours(session, stage, id, link, meshLoop),
         log: (line) => this.s.log(line),
         noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
-        takeOut: (id) => this.failOver(session, id, 'sent no results'),
+        takeOut: (id) => this.failOver(session, id, 'sent too few results'),
         refill: (id) => this.refill(session, id),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
@@ -310,7 +310,7 @@ export class SessionRunner {
       why === 'unreached'
         ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`
         : why === 'silent'
-          ? `joined session ${sessionId} and then sent no results while its stage decided steps`
+          ? `joined session ${sessionId} and then sent too few results while its stage decided steps`
           : `did not join session ${sessionId}${full}`;
     this.s.log(`volunteer ${id} ${what} (${member.noShows.count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
     // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
@@ -324,7 +324,7 @@ export class SessionRunner {
   }
 
   /**
-   * A replica of a running session left (or, `why`, is taken out: it sent no results): a ready volunteer of
+   * A replica of a running session left (or, `why`, is taken out: it sent too few results): a ready volunteer of
    * the same stage that is not in the route takes its place (rebuilding its KV cache from the agreed inputs);
    * with none, the step goes on with the replicas that remain.
    */

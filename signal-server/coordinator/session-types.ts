@@ -4,7 +4,7 @@ import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../sha
 /**
  * Why a replica counted as a no-show: it did not join, or its neighbours could not reach it; or it refused the
  * session as full, which its own server judges (a strike only if it held fewer sessions than a replica keeps);
- * or it joined and then sent no results while its stage decided steps (`silent`: SilentMembers).
+ * or it joined and then sent too few results while its stage decided steps (`silent`: SilentMembers).
  */
 export type NoShow = 'absent' | 'unreached' | 'full' | 'silent';
 
@@ -26,12 +26,12 @@ export interface RetryHooks {
   log?(line: string): void;
   /**
    * A replica did not join the session in time or refused it (`absent`; `full`: refused as full), a majority
-   * of a stage beside it joined without reaching it (`unreached`), or it joined and then sent no results
+   * of a stage beside it joined without reaching it (`unreached`), or it joined and then sent too few results
    * (`silent`): counts against its record.
    */
   noShow?(volunteer: string, why?: NoShow): void;
   /**
-   * A member sent no results while its stage decided steps (SilentMembers): it leaves the route as one that
+   * A member sent too few results while its stage decided steps (SilentMembers): it leaves the route as one that
    * left does (a ready spare takes its place; with none, the stage goes on without it, or the server takes it).
    */
   takeOut?(volunteer: string): void;
