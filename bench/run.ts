@@ -28,6 +28,8 @@
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
  *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
  *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3),
+ *   BENCH_SCORING (default 1; 0 skips scoring a prompt through the swarm (echo), bench/scoring.ts: its tokens sent to stage 0
+ *   step by step vs MESH_AHEAD steps ahead, r = 1 and r = 3, against the reference runner a token at a time),
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
  *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
  *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
@@ -69,6 +71,7 @@ import { benchLastHead } from './last-head.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
 import { benchRedundancy } from './redundancy.js';
 import { benchRepartition } from './repartition.js';
+import { benchScoring } from './scoring.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
@@ -181,6 +184,8 @@ async function main(): Promise<void> {
       const dir = ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED);
       await benchRedundancy({ modelDir: dir, stages: 3, tokens: 16, repeats: 2 });
     }
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_SCORING !== '0')
+      await benchScoring({ modelDir: modelDir(model), repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DATAPATH !== '0')
       await benchDataPath({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_DISTRIBUTION !== '0') {

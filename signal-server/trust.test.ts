@@ -15,7 +15,7 @@ import { httpSwarm, MODEL, PROMPT, WAIT_MS } from './testing/http-swarm.js';
 import { type NodeVolunteer, spellingLogits } from './testing/node-volunteer.js';
 import { promptLogprobs } from './testing/prompt-logprobs.js';
 
-const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('trust');
+const { start, volunteer, readyCount, complete, stageCache, joinAll } = httpSwarm('trust');
 
 describe('the majority is that of the redundancy, never of the route', () => {
   it('liars ready first: the request waits for r ready replicas and fails with a named 503, never their text', async () => {
@@ -116,30 +116,26 @@ describe('readiness is earned', () => {
 });
 
 describe('a scored prompt (echo)', () => {
-  it("a replica that says every next token of the prompt was certain is outvoted: the log-probabilities are the reference's", async () => {
-    const { url, tokenizer } = await start(1, 3);
-    const ids = tokenizer.encode(PROMPT);
-    // At step i (position i + 1 of the prompt) it spikes its logits on the prompt's own next token: a text made to
-    // look likely, what an evaluation through the swarm must not be told.
-    const liar = volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
-    for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${121 + i}`);
-    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+  interface Scored {
+    choices: { text: string; logprobs: { token_logprobs: (number | null)[] } }[];
+    webswarm: {
+      verified: boolean;
+      prompt_votes: { verified: boolean; votes: { agreed: number; disagreed: number; replicas: number }[] }[];
+    };
+  }
+
+  /** Scores PROMPT through the server at `url`, and checks each position against the reference runner fed it a token at a time. */
+  async function scoredAsReference(url: string, ids: readonly number[], stages: number): Promise<Scored> {
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1 }),
     });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as {
-      choices: { text: string; logprobs: { token_logprobs: (number | null)[] } }[];
-      webswarm: {
-        verified: boolean;
-        prompt_votes: { verified: boolean; votes: { agreed: number; disagreed: number; replicas: number }[] }[];
-      };
-    };
+    const body = (await res.json()) as Scored;
     expect(body.choices[0]?.text).toBe(PROMPT);
     // The oracle: the reference runner fed the prompt a token at a time.
-    const { dir } = await ensureStages(MODEL, { stages: 1 }, stageCache());
+    const { dir } = await ensureStages(MODEL, { stages }, stageCache());
     const reference = await ReferenceRunner.fromStageDir(dir);
     try {
       const want = await promptLogprobs(reference, ids);
@@ -148,23 +144,50 @@ describe('a scored prompt (echo)', () => {
       expect(got[0]).toBeNull();
       for (let i = 0; i + 1 < ids.length; i++) {
         expect(Math.abs((got[i + 1] as number) - (want[i] as number)), `position ${i + 1}`).toBeLessThan(1e-5);
-        // Far from the liar's claim of certainty.
+        // Far from a liar's claim of certainty.
         expect(got[i + 1] as number).toBeLessThan(-0.5);
       }
     } finally {
       await reference.close();
     }
-    // Every position agreed by the two honest replicas (the liar's answer against them, or not waited for).
     expect(body.webswarm.verified).toBe(true);
     expect(body.webswarm.prompt_votes).toHaveLength(ids.length - 1);
-    for (const v of body.webswarm.prompt_votes) {
-      expect(v.verified).toBe(true);
-      expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
-    }
+    for (const v of body.webswarm.prompt_votes) expect(v.verified).toBe(true);
+    return body;
+  }
+
+  it("a replica that says every next token of the prompt was certain is outvoted: the log-probabilities are the reference's", async () => {
+    const { url, tokenizer } = await start(1, 3);
+    const ids = tokenizer.encode(PROMPT);
+    // At step i (position i + 1 of the prompt) it spikes its logits on the prompt's own next token: a text made to
+    // look likely, what an evaluation through the swarm must not be told.
+    const liar = volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
+    for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${121 + i}`);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const body = await scoredAsReference(url, ids, 1);
+    // Every position agreed by the two honest replicas (the liar's answer against them, or not waited for).
+    for (const v of body.webswarm.prompt_votes) expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
     // It did lie, and was heard: outvoted at the positions it answered in time, and evicted for it.
     expect(body.webswarm.prompt_votes.some((v) => (v.votes[0]?.disagreed ?? 0) > 0)).toBe(true);
     await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
     expect(liar.errors.find((e) => e.code === 'ERR_EVICTED')?.message).toMatch(/disagreed with the majority/);
+  });
+
+  it('two stages, their tokens sent ahead (a pipeline): a liar in each stage is outvoted at every position and evicted', async () => {
+    const { url, tokenizer } = await start(2, 3);
+    const ids = tokenizer.encode(PROMPT);
+    // In join order the stages alternate: the second volunteer holds stage 1 (the logits), the third stage 0.
+    const all = await joinAll(url, 6, 130, (i) =>
+      i === 1 ? { fault: spellingLogits(ids.slice(1)) } : i === 2 ? { fault: faultBehaviour('noise', 7) } : {},
+    );
+    const [spelling, noisy] = [all[1] as NodeVolunteer, all[2] as NodeVolunteer];
+    expect([spelling.stage, noisy.stage]).toEqual([1, 0]);
+    const body = await scoredAsReference(url, ids, 2);
+    for (const v of body.webswarm.prompt_votes) for (const s of v.votes) expect(s.agreed).toBeGreaterThanOrEqual(2);
+    for (const liar of [spelling, noisy])
+      await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    // Stage 0's replicas had tokens for steps beyond the next before they reported the one before: sent ahead.
+    for (const v of all.filter((x) => x.stage === 0)) expect(v.inputsAhead).toBeGreaterThan(0);
   });
 });
 

@@ -132,7 +132,9 @@ export interface CoordinatorOptions {
   /**
    * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
    * sampled token straight to stage 0's, and the coordinator verifies every step
-   * off the critical path; false: the coordinator alone feeds stage 0.
+   * off the critical path; false: the coordinator alone feeds stage 0. A
+   * scored prompt's tokens go to stage 0 up to MESH_AHEAD steps ahead where it
+   * is on, each after the step before is decided where it is off.
    */
   readonly meshLoop?: boolean;
   /**

@@ -105,6 +105,8 @@ function rig(
     /** What the coordinator does with a member the session takes out (SessionRunner.failOver), as the test does it. */
     takeOut?: (id: string, session: GenerationSession) => void;
     audit?: Audit;
+    /** A scored prompt's tokens go to stage 0 ahead (SessionRunner: MESH_LOOP on). */
+    scoreAhead?: boolean;
   } = {},
 ) {
   const clock = new ManualClock();
@@ -126,6 +128,9 @@ function rig(
     hooks,
     policy,
     clock,
+    false,
+    false,
+    o.scoreAhead ?? false,
   );
   const logits = logitsFor(5);
   /** Reports `step` for `vs`, each computed in `ms`. */
@@ -659,5 +664,77 @@ describe('a member that joins a session and then sends no results', () => {
     expect(await done).toEqual({ tokens: fives(14), finishReason: 'length' });
     // The limit stayed the 5 s floor (not the step timeout): c is out after it.
     expect(hooks.why).toEqual(['c silent']);
+  });
+});
+
+describe('a scored prompt', () => {
+  // The prompt [1] scored, then one token: steps 1..5 compute on the prompt's next tokens.
+  const FORCED = [7, 8, 9, 10, 11];
+  const inputOf = (step: number) => (step === 0 ? [1] : [FORCED[step - 1] as number]);
+  const scoring = (scoreAhead: boolean) => {
+    const r = rig(50, { scoreAhead });
+    const forced: number[] = [];
+    const done = r.session.run([1], 1, GREEDY, (t, rec) => (rec.forced === true ? forced.push(t) : undefined), 0, FORCED);
+    for (const v of ['a', 'b', 'c']) r.session.onJoined(v);
+    const report = async (step: number, ...vs: string[]) => {
+      const out = logitsFor(5);
+      for (const v of vs) {
+        r.session.onDigest(v, step, fingerprint(out), 1, fingerprint(inputOf(step)));
+        r.session.onLogits(v, step, out);
+      }
+      await r.clock.advance(0);
+    };
+    /** The steps whose input each replica was sent, in order. */
+    const sent = () => ['a', 'b', 'c'].map((v) => r.transport.inputs.filter((x) => x.to === v).map((x) => x.m.step));
+    return { ...r, done, forced, report, sent };
+  };
+
+  it('sends its tokens to stage 0 up to MESH_AHEAD steps ahead, each once; reports of steps to come count when their step begins', async () => {
+    const { clock, session, done, forced, report, sent, transport } = scoring(true);
+    await clock.advance(0);
+    // Step 0 and the two after it, at once.
+    expect(sent()).toEqual([
+      [0, 1, 2],
+      [0, 1, 2],
+      [0, 1, 2],
+    ]);
+    expect(transport.inputs.filter((x) => x.to === 'a').map((x) => x.m.tokens)).toEqual([[1], [7], [8]]);
+    // a and b computed step 1 before step 0 was decided (held); a reports step 4 too, beyond MESH_AHEAD + 1: dropped.
+    await report(1, 'a', 'b');
+    await report(4, 'a');
+    await report(0, 'a', 'b');
+    // Step 0 decided, step 1 decided at once by the held reports: step 2 runs, steps 3 and 4 were sent.
+    expect(session.inputsAhead).toBe(4);
+    expect(sent()[0]).toEqual([0, 1, 2, 3, 4]);
+    await report(2, 'a', 'b');
+    await report(3, 'a', 'b');
+    // Step 4: a's early report was dropped, b's alone is no majority.
+    await report(4, 'b');
+    expect(forced).toEqual([7, 8, 9, 10]);
+    await report(4, 'a');
+    expect(forced).toEqual([7, 8, 9, 10, 11]);
+    await report(5, 'a', 'b');
+    expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
+    // Each step's input sent once to each replica, none beyond the last forced one.
+    expect(sent()).toEqual([
+      [0, 1, 2, 3, 4, 5],
+      [0, 1, 2, 3, 4, 5],
+      [0, 1, 2, 3, 4, 5],
+    ]);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
+  it('with the pipeline off (MESH_LOOP=off), sends each token when its step begins, and drops reports of steps to come', async () => {
+    const { clock, done, forced, report, sent } = scoring(false);
+    await clock.advance(0);
+    expect(sent()[0]).toEqual([0]);
+    await report(1, 'a', 'b');
+    await report(0, 'a', 'b');
+    expect(sent()[0]).toEqual([0, 1]);
+    expect(forced).toEqual([7]);
+    for (let step = 1; step <= 5; step++) await report(step, 'a', 'b');
+    expect(forced).toEqual(FORCED);
+    expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
+    expect(sent()[0]).toEqual([0, 1, 2, 3, 4, 5]);
   });
 });

@@ -1,6 +1,6 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
-import { sampleAt } from '../../shared/swarm/mesh-loop.js';
+import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
 import { SessionJoin } from './session-join.js';
@@ -23,6 +23,13 @@ export const MAX_STEP_RETRIES = 2;
  */
 export class GenerationSession extends SessionJoin {
   private readonly allowance = new ReportAllowance();
+  /** The last step whose input went to stage 0 before the step began (sendAhead), or -1. */
+  private sentAhead = -1;
+
+  /** Steps whose input went to stage 0 before they began (a scored prompt's, sent ahead). */
+  get inputsAhead(): number {
+    return Math.max(this.sentAhead, 0);
+  }
 
   /** Whether `volunteer` owes this report (report-allowance.ts): if so, its socket's event budget does not count it. */
   owesReport(volunteer: string, kind: ReportKind, step: number): boolean {
@@ -82,7 +89,9 @@ export class GenerationSession extends SessionJoin {
           });
           this.wait = { step, w };
           if (attempt === 0) {
-            for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
+            if (step > this.sentAhead)
+              for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
+            this.sendAhead(step, forced);
             // Reports of this step that came while the one before was decided (the mesh loop runs ahead).
             this.release(step);
           }
@@ -186,6 +195,23 @@ export class GenerationSession extends SessionJoin {
       this.wait = null;
       this.awaitedJoins.forgetAll();
       for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
+    }
+  }
+
+  /**
+   * A scored prompt (`scoreAhead`): the tokens of the steps after `step` whose input the prompt gives go to stage 0
+   * now, up to MESH_AHEAD steps beyond it, so that the stages compute them one after the other, as a pipeline,
+   * while the coordinator votes on each in turn. Newcomers of stage 0 get them with the rest (`inputs`).
+   */
+  private sendAhead(step: number, forced: readonly number[]): void {
+    if (!this.scoreAhead) return;
+    // Step s ≥ 1 computes on step s − 1's token: a given one for s ≤ forced.length.
+    const last = Math.min(step + MESH_AHEAD, forced.length, this.maxSteps - 1);
+    for (let s = Math.max(step, this.sentAhead) + 1; s <= last; s++) {
+      const tokens = [forced[s - 1] as number];
+      this.inputs[s] = tokens;
+      for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step: s, tokens: [...tokens] });
+      this.sentAhead = s;
     }
   }
 

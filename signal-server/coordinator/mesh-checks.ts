@@ -29,7 +29,7 @@ export abstract class MeshLoopChecks extends SessionRepair {
     return this.meshRolled.size;
   }
 
-  /** How many steps stage 0 began on a mesh token, ahead of the coordinator's verification. */
+  /** How many steps stage 0 computed before they began here (on a mesh token, or a scored prompt's token sent ahead). */
   get stepsAhead(): number {
     return this.ahead.size;
   }

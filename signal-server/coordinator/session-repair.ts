@@ -148,7 +148,7 @@ export abstract class SessionRepair extends StepVotes {
     this.retry.log?.(
       `session ${this.sessionId} step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}); retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
     );
-    if (this.meshLoop) {
+    if (this.runsAhead) {
       // Stages may have run ahead on the undone path: every stage goes back to the step, and computes it again.
       this.rollBack(step, new Set(newcomers), leaving);
       this.announce(stage, newcomers);
@@ -213,7 +213,7 @@ export abstract class SessionRepair extends StepVotes {
     this.current[stage] = [server];
     this.members.set(server, stage);
     this.joined.add(server);
-    if (started && this.meshLoop) {
+    if (started && this.runsAhead) {
       this.rollBack(step, new Set([server]), leaving);
       this.announce(stage, [server]);
     } else {
@@ -234,11 +234,13 @@ export abstract class SessionRepair extends StepVotes {
   }
 
   /**
-   * With the mesh loop, stages run ahead of the coordinator, so a roll-back is
-   * of the whole pipeline: every replica but the `newcomers` (which open in the
-   * new era) forgets the steps from `step` on, frames still in flight from the
-   * undone path are told by their era and dropped, and stage 0 is fed `step`'s
-   * verified token again; every stage's vote on `step` starts again.
+   * Where stages run ahead of the coordinator (the mesh loop, a scored
+   * prompt's tokens sent ahead), a roll-back is of the whole pipeline: every
+   * replica but the `newcomers` (which open in the new era) forgets the steps
+   * from `step` on, frames still in flight from the undone path are told by
+   * their era and dropped, and stage 0 is fed `step`'s verified token again
+   * (the steps after it again on the tokens it was given for them, where it
+   * has them); every stage's vote on `step` starts again.
    */
   protected rollBack(step: number, newcomers: ReadonlySet<string>, leaving: readonly string[]): void {
     this.era = (this.era + 1) & 0xff;

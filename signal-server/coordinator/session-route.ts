@@ -62,10 +62,23 @@ export abstract class SessionRoute {
     readonly meshLoop = false,
     /** Optimistic quorum fan-out (FANOUT=majority): replicas are told their stage's size, and send by the rotation. */
     protected readonly fanout = false,
+    /**
+     * A scored prompt's tokens go to stage 0 up to MESH_AHEAD steps before their step begins (MESH_LOOP: on where
+     * the mesh loop is on): its stages run ahead, as the mesh loop's do, and the coordinator still votes on each step.
+     */
+    readonly scoreAhead = false,
   ) {
     this.current = route.map((ids) => [...ids]);
     for (const [stage, ids] of route.entries()) for (const id of ids) this.members.set(id, stage);
     this.needed = majority(policy.redundancy);
+  }
+
+  /**
+   * Whether the stages may compute steps the coordinator has not begun (the mesh loop, or a scored prompt's tokens
+   * sent ahead): a repair then rolls the whole pipeline back, and reports of steps to come are held.
+   */
+  protected get runsAhead(): boolean {
+    return this.meshLoop || this.scoreAhead;
   }
 
   /** Volunteer ids per stage, as the route stands now. */

@@ -201,6 +201,8 @@ export class SessionRunner {
     // such a session's tokens go through the coordinator.
     // A scored prompt's tokens are given, not sampled: they too go through the coordinator.
     const meshLoop = (this.s.options.meshLoop ?? true) && !usesHistory(sampling) && forced.length === 0;
+    // Its tokens are known before their steps, though: they go to stage 0 ahead, where the stages may run ahead.
+    const scoreAhead = (this.s.options.meshLoop ?? true) && forced.length > 0;
     // The mesh loop: the last stage's replicas reach stage 0's (a one-stage model's replicas reach each other).
     if (meshLoop) for (const a of route[route.length - 1] ?? []) for (const b of route[0] ?? []) if (a !== b) link(a, b);
     const send = (v: string) => linkOf(this.s, v);
@@ -231,6 +233,7 @@ export class SessionRunner {
       undefined,
       meshLoop,
       (this.s.options.fanout ?? 'majority') === 'majority',
+      scoreAhead,
     );
     this.s.sessions.set(sessionId, session);
     const cancel = () => session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));

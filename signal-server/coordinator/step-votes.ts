@@ -46,9 +46,9 @@ export abstract class StepVotes extends SessionRoute {
   /** Per step, the replicas that said their inputs had no majority. */
   protected readonly noQuorum = new Map<number, Set<string>>();
 
-  /** Steps stage 0 computed (on the last stage's token) before the coordinator had verified that token. */
+  /** Steps stage 0 computed before they began here (on the last stage's token, or a scored prompt's sent ahead). */
   protected readonly ahead = new Set<number>();
-  /** Reports of steps after the one being decided (the mesh loop runs ahead), per step, until that step begins. */
+  /** Reports of steps after the one being decided (stages run ahead: runsAhead), per step, until that step begins. */
   protected readonly early = new Map<number, Map<string, () => void>>();
   /**
    * Members that send no results (SilentMembers): heard here (a report their stage's majority agrees with: the
@@ -134,8 +134,8 @@ export abstract class StepVotes extends SessionRoute {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
     if (step > this.currentStep) {
-      // Stage 0 computed this step before its token was verified here: the mesh loop at work.
-      if (stage === 0 && this.meshLoop) this.ahead.add(step);
+      // Stage 0 computed this step before it began here: the mesh loop at work, or a scored prompt sent ahead.
+      if (stage === 0 && this.runsAhead) this.ahead.add(step);
       this.hold(step, `digest ${volunteer}`, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
       return;
     }
@@ -282,14 +282,15 @@ export abstract class StepVotes extends SessionRoute {
   }
 
   /**
-   * Keeps a report of a step still to come, within the mesh loop's reach: one
+   * Keeps a report of a step still to come, within MESH_AHEAD of the step in
+   * flight (stages run ahead: the mesh loop, a scored prompt's tokens): one
    * per replica and kind (`key`), the latest (a replica's recomputed step
    * after a retry supersedes its earlier report), so a replica flooding
    * reports of steps to come holds only its own place and cannot crowd out
    * the others' (their reports are not sent again).
    */
   private hold(step: number, key: string, report: () => void): void {
-    if (!this.meshLoop || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
+    if (!this.runsAhead || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
     let held = this.early.get(step);
     if (held === undefined) {
       held = new Map();

@@ -22,6 +22,7 @@ import { ReferenceOracle } from '../coordinator/challenge.js';
 import { Coordinator, type VolunteerLink } from '../coordinator/coordinator.js';
 import type { FallbackOptions } from '../coordinator/fallback.js';
 import { GenerationError, type GenerationSession, type SessionTimeouts } from '../coordinator/generation.js';
+import type { StepRecord } from '../coordinator/session-types.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
 export interface InProcessSwarm {
@@ -64,12 +65,14 @@ export interface InProcessResult {
   readonly suspects: GenerationSession['suspects'];
   /** Per accepted token, ms from its input to its acceptance. */
   readonly stepMs: number[];
-  /** Steps stage 0 began on the last stage's token before the coordinator verified it (the mesh loop). */
+  /** Steps stage 0 computed before the coordinator began them (the mesh loop, a scored prompt sent ahead). */
   readonly stepsAhead: number;
   /** Steps stage-0 replicas began on the last stage's token, before the coordinator's (all replicas together). */
   readonly meshSteps: number;
   /** Steps rolled back because stage 0 computed them on an unverified token. */
   readonly meshRollBacks: number;
+  /** A scored prompt's steps whose tokens went to stage 0 before they began. */
+  readonly inputsAhead: number;
   readonly totalMs: number;
   readonly error: GenerationError | null;
 }
@@ -162,6 +165,8 @@ export async function runInProcess(
    * the newcomers' frames, as a browser can while it opens their data channels.
    */
   updateDelayMs = 0,
+  /** The prompt scored first (completions' echo): each position's record, as SessionRunner.runIds gives it. */
+  scored?: (position: number, record: StepRecord) => void,
 ): Promise<InProcessResult> {
   const { manifest, executors } = swarm;
   const crashList: readonly Crash[] = crashes === null ? [] : 'who' in crashes ? [crashes] : crashes;
@@ -343,20 +348,29 @@ export async function runInProcess(
     stepsAhead: session?.stepsAhead ?? 0,
     meshSteps,
     meshRollBacks: session?.meshRollBacks ?? 0,
+    inputsAhead: session?.inputsAhead ?? 0,
     stepMs,
     totalMs,
     error,
   });
   const t0 = performance.now();
   try {
-    const run = await coordinator.runIds(promptIds, tokens, sampling, undefined, (t, rec, s) => {
-      session = s;
-      stepMs.push(rec.ms);
-      streamed.push(t);
-      votes.push(rec.votes.map((v) => v.agreed));
-      serverStages.push(rec.votes.filter((v) => v.server).map((v) => v.stage));
-      return undefined;
-    });
+    const run = await coordinator.runIds(
+      promptIds,
+      tokens,
+      sampling,
+      undefined,
+      (t, rec, s) => {
+        session = s;
+        stepMs.push(rec.ms);
+        streamed.push(t);
+        votes.push(rec.votes.map((v) => v.agreed));
+        serverStages.push(rec.votes.filter((v) => v.server).map((v) => v.stage));
+        return undefined;
+      },
+      undefined,
+      scored,
+    );
     session = run.session;
     return result(run.result, performance.now() - t0, null);
   } catch (e) {

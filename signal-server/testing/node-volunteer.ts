@@ -126,6 +126,10 @@ export class NodeVolunteer {
   sessionsOpened = 0;
   /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
   meshSteps = 0;
+  /** Inputs the coordinator sent for a step beyond the one after the last it reported (a scored prompt's, sent ahead). */
+  inputsAhead = 0;
+  /** Per session, the last step it reported. */
+  private readonly reportedUpTo = new Map<number, number>();
   /** Wants (fan-out: shared/swarm/fanout.ts) its replica sent, as `to kind`. */
   readonly wants: string[] = [];
   /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
@@ -216,7 +220,10 @@ export class NodeVolunteer {
     });
     s.on('session:update', (m) => this.core?.update(m));
     s.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
-    s.on('step:input', (m) => this.core?.input(m));
+    s.on('step:input', (m) => {
+      if (m.step > (this.reportedUpTo.get(m.sessionId) ?? -1) + 1) this.inputsAhead += 1;
+      this.core?.input(m);
+    });
     s.on('signal', ({ from, data }) => {
       if (isRelayedFrame(data)) this.core?.frame(from, new Uint8Array(Buffer.from(data.f, 'base64')));
     });
@@ -263,7 +270,10 @@ export class NodeVolunteer {
           if (isServerPeer(to)) this.toServer.push(to, messages);
           else for (const m of messages) socket.emit('signal', { to, data: { f: Buffer.from(m).toString('base64') } });
         },
-        digest: (m) => socket.emit('step:digest', this.options.tamper?.(m) ?? m),
+        digest: (m) => {
+          this.reportedUpTo.set(m.sessionId, Math.max(m.step, this.reportedUpTo.get(m.sessionId) ?? -1));
+          socket.emit('step:digest', this.options.tamper?.(m) ?? m);
+        },
         logits: (m) => socket.emit('step:logits', m),
         failed: (m) => socket.emit('step:failed', m),
         computed: () => {

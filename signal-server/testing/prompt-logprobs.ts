@@ -3,16 +3,20 @@
 // API's own code (api/logprobs.ts), so that a test compares two computations, not one with itself.
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 
+/** log p(`token`) under a row of logits, in float64. */
+export function logprobOf(logits: ArrayLike<number>, token: number): number {
+  const row = Array.from(logits);
+  const max = Math.max(...row);
+  const total = row.reduce((s, v) => s + Math.exp(v - max), 0);
+  return (row[token] as number) - max - Math.log(total);
+}
+
 /** The log-probability of each prompt token after the first, at its position: ids.length − 1 of them. */
 export async function promptLogprobs(runner: ReferenceRunner, ids: readonly number[]): Promise<number[]> {
   const session = runner.session();
   const vocab = runner.manifest.model.vocabSize;
   const out: number[] = [];
-  for (let i = 0; i + 1 < ids.length; i++) {
-    const row = Array.from((await session.forward([ids[i] as number])).subarray(-vocab));
-    const max = Math.max(...row);
-    const total = row.reduce((s, v) => s + Math.exp(v - max), 0);
-    out.push((row[ids[i + 1] as number] as number) - max - Math.log(total));
-  }
+  for (let i = 0; i + 1 < ids.length; i++)
+    out.push(logprobOf((await session.forward([ids[i] as number])).subarray(-vocab), ids[i + 1] as number));
   return out;
 }
