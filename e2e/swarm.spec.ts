@@ -5,6 +5,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import { promptLogprobs } from '../signal-server/testing/prompt-logprobs.js';
 import { consent, launchChromium } from '../tools/local-swarm.js';
 import { E2E_MODEL, type E2eSwarm, startE2eSwarm } from './harness.js';
 
@@ -38,6 +39,29 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     for (const t of json.webswarm.votes) {
       for (const v of t.votes) expect(v.agreed * 2, `token ${t.token} stage ${v.stage}`).toBeGreaterThan(v.replicas);
     }
+  });
+
+  it('scores a prompt (echo) as the reference runner does, a token at a time, its tokens sent to stage 0 ahead; every position voted', async () => {
+    const ids = e.reference.tokenizer.encode(PROMPT);
+    const want = await promptLogprobs(e.reference, ids);
+    const expected = await referenceTokens(GREEDY);
+    const ahead = e.server.coordinator?.inputsAhead ?? Number.NaN;
+    const { status, json } = await complete({ model: MODEL, prompt: PROMPT, max_tokens: 4, temperature: 0, echo: true, logprobs: 1 });
+    // Every position's token but the first went to stage 0's tabs before its step began.
+    expect((e.server.coordinator?.inputsAhead ?? Number.NaN) - ahead).toBe(ids.length - 1);
+    expect(status).toBe(200);
+    const scored = json as unknown as {
+      choices: { text: string; logprobs: { token_logprobs: (number | null)[] } }[];
+      webswarm: { tokens: number[]; prompt_votes: { votes: { agreed: number; replicas: number }[] }[] };
+    };
+    expect(scored.choices[0]?.text).toBe(PROMPT + e.reference.tokenizer.decode(expected.slice(0, 4)));
+    expect(scored.webswarm.tokens).toEqual(expected.slice(0, 4));
+    const got = scored.choices[0]?.logprobs.token_logprobs ?? [];
+    expect(got[0]).toBeNull();
+    // Chromium's WebAssembly against this process's: the same kernels.
+    for (const [i, lp] of want.entries()) expect(Math.abs((got[i + 1] as number) - lp), `position ${i + 1}`).toBeLessThan(1e-4);
+    expect(scored.webswarm.prompt_votes).toHaveLength(ids.length - 1);
+    for (const v of scored.webswarm.prompt_votes) for (const s of v.votes) expect(s.agreed * 2).toBeGreaterThan(s.replicas);
   });
 
   it('reproduces seeded sampling exactly', async () => {

@@ -137,6 +137,11 @@ export class Coordinator {
     return this.runner.meshRollBacks;
   }
 
+  /** Steps of scored prompts whose tokens went to stage 0 before they began, over finished sessions. */
+  get inputsAhead(): number {
+    return this.runner.inputsAhead;
+  }
+
   get vocabSize(): number {
     return this.s.model.manifest.model.vocabSize;
   }

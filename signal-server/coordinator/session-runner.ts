@@ -76,6 +76,8 @@ export class SessionRunner {
   replays = 0;
   /** Steps rolled back because stage 0 computed on a mesh token the coordinator did not verify, over finished sessions. */
   meshRollBacks = 0;
+  /** Steps of scored prompts whose tokens went to stage 0 before they began, over finished sessions. */
+  inputsAhead = 0;
 
   constructor(
     private readonly s: SwarmState,
@@ -264,6 +266,7 @@ export class SessionRunner {
       this.s.sessionClients.delete(sessionId);
       for (const [a, b] of linked) this.s.links.unlink(a, b);
       this.meshRollBacks += session.meshRollBacks;
+      this.inputsAhead += session.inputsAhead;
       this.s.finished.set(sessionId, session);
       if (this.s.finished.size > 64) this.s.finished.delete(this.s.finished.keys().next().value as number);
       this.h.spotCheck(session.route.flat());
