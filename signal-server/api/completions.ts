@@ -271,28 +271,59 @@ export async function handleOpenAiGeneration(
     frequencyPenalty: p.frequencyPenalty,
     presencePenalty: p.presencePenalty,
   };
+  // n choices with echo: the prompt is scored once, by choice 0's session. The others begin once it is (choice 0's first
+  // token, or its end), without scoring it again, and echo its scores; with max_tokens 0 there is nothing more to run.
+  const scoring: { resolve: () => void; reject: (e: unknown) => void } = { resolve: () => {}, reject: () => {} };
+  const promptScored = new Promise<void>((resolve, reject) => Object.assign(scoring, { resolve, reject }));
+  // Nobody waits with n = 1; a failure of choice 0 is the request's own (Promise.all below).
+  promptScored.catch(() => {});
+  const sharesScores = (choice: ChoiceState) => echo && choice.index > 0;
+  /** Whether a choice's tokens and the prompt it echoes were all verified (a choice after the first scored none itself). */
+  const verifiedOf = (c: ApiCompletion, choice: ChoiceState) => c.verified && choice.promptVotes.every((v) => v.verified);
   /** One choice's generation; streamed, its last chunks go as soon as it ends. */
+  const generate = async (choice: ChoiceState): Promise<ApiCompletion> => {
+    if (sharesScores(choice)) await promptScored;
+    const c = await swarm
+      .complete(
+        {
+          prompt,
+          maxTokens: p.maxTokens,
+          // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
+          sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
+          stop: p.stop,
+          signal: cancel.signal,
+          ...(ctx.access.limitsClients ? { client: identity } : {}),
+          ...(echo && !sharesScores(choice) ? { scorePrompt: true } : {}),
+        },
+        (u) => {
+          if (choice.index === 0) scoring.resolve();
+          const { vote, logprobs } = choice.add(u);
+          if (events === null) return;
+          sendEcho(events, choice);
+          sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
+          choice.sent += u.text;
+        },
+        (u) => {
+          for (const c of echo ? choices : [choice]) c.addPrompt(u);
+        },
+      )
+      .catch((e: unknown) => {
+        if (choice.index === 0) scoring.reject(e);
+        throw e;
+      });
+    if (choice.index === 0) scoring.resolve();
+    return c;
+  };
+  let first: Promise<ApiCompletion> | null = null;
   const run = async (choice: ChoiceState): Promise<ApiCompletion> => {
-    const c = await swarm.complete(
-      {
-        prompt,
-        maxTokens: p.maxTokens,
-        // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
-        sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
-        stop: p.stop,
-        signal: cancel.signal,
-        ...(ctx.access.limitsClients ? { client: identity } : {}),
-        ...(echo ? { scorePrompt: true } : {}),
-      },
-      (u) => {
-        const { vote, logprobs } = choice.add(u);
-        if (events === null) return;
-        sendEcho(events, choice);
-        sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
-        choice.sent += u.text;
-      },
-      (u) => choice.addPrompt(u),
-    );
+    let c: ApiCompletion;
+    if (choice.index === 0) {
+      first = generate(choice);
+      c = await first;
+    } else if (sharesScores(choice) && p.maxTokens === 0) {
+      await promptScored;
+      c = await (first as Promise<ApiCompletion>);
+    } else c = await generate(choice);
     if (events !== null) {
       sendEcho(events, choice);
       // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
@@ -300,7 +331,7 @@ export async function handleOpenAiGeneration(
       sendChunk(events, choice, '', c.finishReason, {
         webswarm: {
           redundancy: c.redundancy,
-          verified: c.verified,
+          verified: verifiedOf(c, choice),
           route: c.route,
           server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
         },
@@ -339,11 +370,17 @@ export async function handleOpenAiGeneration(
         usage: usageOf(done),
         webswarm: {
           redundancy: first.redundancy,
-          verified: done.every((c) => c.verified),
+          verified: done.every((c, i) => verifiedOf(c, choices[i] as ChoiceState)),
           prompt_tokens: first.promptTokens,
           ...(p.n === 1
             ? ext(first, choices[0] as ChoiceState)
-            : { choices: done.map((c, i) => ({ index: i, verified: c.verified, ...ext(c, choices[i] as ChoiceState) })) }),
+            : {
+                choices: done.map((c, i) => ({
+                  index: i,
+                  verified: verifiedOf(c, choices[i] as ChoiceState),
+                  ...ext(c, choices[i] as ChoiceState),
+                })),
+              }),
         },
       });
       return;

@@ -261,6 +261,96 @@ describe('log-probabilities through a swarm of two replicas', () => {
     expect(joined).toEqual(lp?.token_logprobs);
   });
 
+  it('n choices with echo: the prompt scored once, each choice echoing its log-probabilities and drawing its own tokens (seed + i)', async () => {
+    const ids = reference.tokenizer.encode(PROMPT);
+    const want = await promptLogprobs(reference, ids);
+    // Each step's vote is counted once per replica (agreed, or not waited for): 2 a step here.
+    const votes = async () => {
+      const text = await (await fetch(`${server.address().url}/metrics`)).text();
+      const of = (series: string) => Number(new RegExp(`^${series} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      return of('webswarm_votes_total\\{outcome="agreed"\\}') + of('webswarm_votes_total\\{outcome="missing"\\}');
+    };
+    const promptOf = (lp: OpenAI.Completions.Completion['choices'][number]['logprobs'] | undefined) => {
+      expect(lp?.token_logprobs?.[0]).toBeNull();
+      const got = lp?.token_logprobs?.slice(1, ids.length) as number[];
+      for (const [i, w] of want.entries()) expect(Math.abs((got[i] as number) - w), `position ${i + 1}`).toBeLessThan(TOLERANCE);
+      return got;
+    };
+    type Choices = { webswarm: { verified: boolean; choices: { tokens: number[]; verified: boolean; prompt_votes: unknown[] }[] } };
+
+    // Scored only: the prompt's steps once, however many choices.
+    let before = await votes();
+    const only = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1, n: 3 });
+    expect(await votes()).toBe(before + 2 * (ids.length - 1));
+    expect(only.choices.map((c) => c.text)).toEqual([PROMPT, PROMPT, PROMPT]);
+    const scores = only.choices.map((c) => promptOf(c.logprobs));
+    expect(scores[1]).toEqual(scores[0]);
+    expect(scores[2]).toEqual(scores[0]);
+    expect((only as unknown as Choices).webswarm.choices.map((c) => c.prompt_votes.length)).toEqual([
+      ids.length - 1,
+      ids.length - 1,
+      ids.length - 1,
+    ]);
+
+    // Scored, then 3 draws: the prompt's steps once, then each choice's own; choice i the reference's draw for seed + i.
+    const sampling = { temperature: 0.8, topK: 0, topP: 1 };
+    before = await votes();
+    const drawn = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0.8,
+      seed: 11,
+      n: 3,
+      echo: true,
+      logprobs: 1,
+    });
+    expect(await votes()).toBe(before + 2 * (ids.length - 1 + 3 * TOKENS));
+    const ext = (drawn as unknown as Choices).webswarm;
+    expect(ext.verified).toBe(true);
+    for (const [i, c] of drawn.choices.entries()) {
+      const own = (await reference.generateIds(ids, TOKENS, { ...sampling, seed: 11 + i })).tokens;
+      expect(ext.choices[i]?.tokens).toEqual(own);
+      expect(c.text).toBe(PROMPT + reference.tokenizer.decode(own));
+      expect(promptOf(c.logprobs)).toEqual(scores[0]);
+      expect(c.logprobs?.token_logprobs).toHaveLength(ids.length + TOKENS);
+      expect(ext.choices[i]?.verified).toBe(true);
+      expect(ext.choices[i]?.prompt_votes).toHaveLength(ids.length - 1);
+    }
+    expect(new Set(ext.choices.map((c) => c.tokens.join())).size).toBeGreaterThan(1);
+
+    // Streamed: each choice's first chunk is the echoed prompt with its log-probabilities, then its own tokens.
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0.8,
+      seed: 11,
+      n: 2,
+      echo: true,
+      logprobs: 1,
+      stream: true,
+    });
+    const texts = ['', ''];
+    const firsts: (string | null)[] = [null, null];
+    for await (const chunk of stream)
+      for (const c of chunk.choices) {
+        if (c.text === '' && c.logprobs === null) continue;
+        firsts[c.index] ??= c.text;
+        texts[c.index] += c.text;
+      }
+    expect(firsts).toEqual([PROMPT, PROMPT]);
+    expect(texts).toEqual([drawn.choices[0]?.text, drawn.choices[1]?.text]);
+
+    // Choice 0 refused (the prompt and max_tokens past the model's positions): the choices waiting for its scores end
+    // with it, at once.
+    const t0 = performance.now();
+    await expect(
+      client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 510, echo: true, logprobs: 1, n: 3 }),
+    ).rejects.toMatchObject({ status: 400 });
+    expect(performance.now() - t0).toBeLessThan(5_000);
+  });
+
   it('a one-token prompt scored with nothing generated: its token, null, and its settings checked as any request’s', async () => {
     const one = reference.tokenizer.decode([reference.tokenizer.encode(PROMPT)[0] as number]);
     expect(reference.tokenizer.encode(one)).toHaveLength(1);
