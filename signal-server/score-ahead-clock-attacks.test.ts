@@ -17,9 +17,11 @@ import { ensureStages } from './models/model-folder.js';
 
 let cache: string;
 let manifest: StageManifest;
+let twoStages: StageManifest;
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-rt-clock-'));
   manifest = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 1 }, cache)).manifest;
+  twoStages = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 2 }, cache)).manifest;
 });
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
@@ -32,7 +34,7 @@ function logitsFor(token: number, at = 10): Float32Array {
   return l;
 }
 
-function scoring(o: { scoreAhead?: boolean; spares?: string[] } = {}) {
+function scoring(o: { scoreAhead?: boolean; spares?: string[]; twoStages?: boolean; serve?: string } = {}) {
   const clock = new ManualClock();
   const inputs: { to: string; m: StepInput }[] = [];
   const transport: SessionTransport = { open: () => {}, update: () => {}, input: (v, m) => inputs.push({ to: v, m }), close: () => {} };
@@ -41,16 +43,24 @@ function scoring(o: { scoreAhead?: boolean; spares?: string[] } = {}) {
     spares: (_s, exclude) => (o.spares ?? []).filter((id) => !exclude.has(id)),
     link: () => {},
     noShow: (v, w = 'absent') => noShows.push(`${v} ${w}`),
+    ...(o.serve === undefined ? {} : { serve: () => o.serve as string }),
   };
+  const route =
+    o.twoStages === true
+      ? [
+          ['a', 'b', 'c'],
+          ['d', 'e', 'f'],
+        ]
+      : [['a', 'b', 'c']];
   const session = new GenerationSession(
     77,
-    [['a', 'b', 'c']],
-    manifest,
+    route,
+    o.twoStages === true ? twoStages : manifest,
     transport,
     { joinMs: 60_000, stepMs: 30_000 },
     new Audit(),
     hooks,
-    { redundancy: 3, established: () => false },
+    { redundancy: 3, established: () => false, trusted: (v: string) => v === o.serve },
     clock,
     false,
     false,
@@ -67,7 +77,7 @@ function scoring(o: { scoreAhead?: boolean; spares?: string[] } = {}) {
     0,
     FORCED,
   );
-  for (const v of ['a', 'b', 'c']) session.onJoined(v);
+  for (const v of route.flat()) session.onJoined(v);
   /** Honest reports of `step` (logits peaked on token 5). */
   const report = async (step: number, ...vs: string[]) => {
     const out = logitsFor(5);
@@ -142,5 +152,66 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
     expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
     expect(noShows).toEqual([]);
     void session;
+  });
+
+  it('two replicas whose compute fails on a step sent ahead (step:failed before the step began here): the step is retried on spares at once, as step by step, not left to time out', async () => {
+    const outcome = async (scoreAhead: boolean) => {
+      const { clock, session, done, report, inputs } = scoring({ scoreAhead, spares: ['x', 'y'] });
+      const settled = done.then(
+        () => 'finished',
+        (e: { code?: string }) => e.code ?? 'error',
+      );
+      await clock.advance(0);
+      // Pipelined: b and c got step 1's token with step 0's, and their compute of it fails while step 0 is in flight.
+      if (scoreAhead) for (const v of ['b', 'c']) session.onFailure(v, 1, 'ERR_COMPUTE', 'out of memory');
+      await report(0, 'a', 'b', 'c');
+      // Step by step: step 1's token comes now, and their compute of it fails while step 1 is in flight.
+      await report(1, 'a');
+      expect(session.currentStep).toBe(1);
+      if (!scoreAhead) for (const v of ['b', 'c']) session.onFailure(v, 1, 'ERR_COMPUTE', 'out of memory');
+      await clock.advance(1_000);
+      const retried = inputs.some((x) => x.to === 'x');
+      // Whatever happens, the session ends within the step timeout.
+      await clock.advance(30_000);
+      return { retried, settled: await settled };
+    };
+    const stepByStep = await outcome(false);
+    expect(stepByStep.retried).toBe(true);
+    const pipelined = await outcome(true);
+    expect(pipelined, 'pipelined as step by step').toEqual(stepByStep);
+  });
+
+  it('a majority of stage 1 says its inputs of a step sent ahead had no majority (step:failed ERR_NO_QUORUM before the step began here): the server takes stage 0 at once, as step by step', async () => {
+    const HIDDEN = fingerprint(new Float32Array([1, 2, 3, 4]));
+    const outcome = async (scoreAhead: boolean) => {
+      const { clock, session, done } = scoring({ scoreAhead, twoStages: true, serve: 'srv' });
+      void done.catch(() => {});
+      const at = async (stage: number, step: number, ...vs: string[]) => {
+        const out = logitsFor(5);
+        for (const v of vs) {
+          if (stage === 0) session.onDigest(v, step, HIDDEN, 1, fingerprint(inputOf(step)));
+          else {
+            session.onDigest(v, step, fingerprint(out), 1, HIDDEN);
+            session.onLogits(v, step, out);
+          }
+        }
+        await clock.advance(0);
+      };
+      const noQuorum = () => {
+        for (const v of ['d', 'e']) session.onFailure(v, 1, 'ERR_NO_QUORUM', 'stage 1: the inputs from stage 0 do not agree');
+      };
+      await clock.advance(0);
+      await at(0, 0, 'a', 'b', 'c');
+      await at(0, 1, 'a', 'b', 'c');
+      if (scoreAhead) noQuorum();
+      await at(1, 0, 'd', 'e', 'f');
+      expect(session.currentStep).toBe(1);
+      if (!scoreAhead) noQuorum();
+      await clock.advance(1_000);
+      return session.route.map((ids) => ids.join(','));
+    };
+    const stepByStep = await outcome(false);
+    expect(stepByStep).toEqual(['srv', 'd,e,f']);
+    expect(await outcome(true), 'pipelined as step by step').toEqual(stepByStep);
   });
 });
