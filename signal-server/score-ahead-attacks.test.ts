@@ -134,6 +134,43 @@ describe('a scored prompt sent ahead, rolled back where it is most delicate', ()
   });
 });
 
+describe('a scored prompt sent ahead, repaired again and again', () => {
+  it('three roll-backs in one prompt (stage 0 at step 2, stage 1 at step 4, stage 2 at step 7), each on spares: every position and token the reference', async () => {
+    const r = await score(roomy, {
+      s0r0: liarFrom(2, 41, 2),
+      s0r1: liarFrom(2, 42, 2),
+      s1r1: liarFrom(4, 43, 4),
+      s1r2: liarFrom(4, 44, 4),
+      s2r0: liarFrom(7, 45, 7),
+      s2r2: liarFrom(7, 46, 7),
+    });
+    await expectReference(r);
+    expect(r.r.replacements.map((x) => x.atStep).sort((a, b) => a - b)).toEqual([2, 2, 4, 4, 7, 7]);
+  });
+
+  it('a replica of the last stage leaves in the same task as its last report, just as stage 1 is retried and everything rolled back: every position the reference', async () => {
+    for (const afterSteps of [5, 6, 7]) {
+      const r = await score(
+        roomy,
+        { s1r0: liarFrom(5, 47, 5), s1r2: liarFrom(5, 48, 5) },
+        { who: 's2r1', afterSteps, spare: 's2spare', reportsLastStep: true },
+      );
+      await expectReference(r);
+    }
+  });
+
+  it("a replica of stage 0 leaves in the same task as its last report, no spare, and the server's fallback takes stage 0 while it had computed ahead: every position the reference", async () => {
+    for (const afterSteps of [3, 6]) {
+      const r = await score(served, {}, [
+        { who: 's0r0', afterSteps, spare: null, reportsLastStep: true },
+        { who: 's0r1', afterSteps, spare: null, reportsLastStep: true },
+      ]);
+      await expectReference(r);
+      expect(r.r.serverStages.flat()).toContain(0);
+    }
+  });
+});
+
 describe('a scored prompt sent ahead, then tokens sampled with history or bias', () => {
   it("frequency_penalty after the prompt, stage 1 rolled back mid-prompt: the tokens are the reference runner's with the same penalty", async () => {
     const sampling: SamplingParams = { ...GREEDY, frequencyPenalty: 2 };
