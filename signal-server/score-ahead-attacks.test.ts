@@ -195,3 +195,29 @@ describe('a scored prompt sent ahead, then tokens sampled with history or bias',
     await expectReference(r, sampling);
   });
 });
+
+describe('the honest path around the pipeline', () => {
+  it('slow honest replicas in stage 0 and stage 1 (30 ms a step more), with either fan-out: nobody struck or evicted, every position the reference', async () => {
+    const slow = (): FaultBehaviour => ({ output: (_s, d) => d, delayMs: 30 });
+    for (const fanout of ['all', 'majority'] as const) {
+      const r = await score({ ...roomy, fanout }, { s0r2: slow(), s1r1: slow() });
+      await expectReference(r);
+      expect([...r.r.evicted.keys()]).toEqual([]);
+      expect(r.r.replacements).toEqual([]);
+    }
+  });
+
+  it('sessions without echo are as before: nothing sent ahead, with the mesh loop (stage 0 ahead on mesh tokens) and without it (penalties)', async () => {
+    const g = golden as GoldenSwarm;
+    const mesh = await runInProcess(roomy, g.promptIds, TOKENS);
+    expect(mesh.error).toBeNull();
+    expect(mesh.tokens).toEqual(g.expected.slice(0, TOKENS));
+    expect(mesh.inputsAhead).toBe(0);
+    const sampling: SamplingParams = { ...GREEDY, frequencyPenalty: 1 };
+    const penalised = await runInProcess(roomy, g.promptIds, TOKENS, {}, [], null, sampling);
+    expect(penalised.error).toBeNull();
+    expect(penalised.tokens).toEqual((await g.reference.generateIds(g.promptIds, TOKENS, sampling)).tokens);
+    expect(penalised.inputsAhead).toBe(0);
+    expect(penalised.stepsAhead).toBe(0);
+  });
+});
