@@ -12,7 +12,7 @@ import { fingerprint } from '../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../testing/golden.js';
 import { ManualClock } from '../testing/manual-clock.js';
 import { Audit } from './coordinator/audit.js';
-import { GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
+import { GenerationError, GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
 import { ensureStages } from './models/model-folder.js';
 
 let cache: string;
@@ -213,5 +213,30 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
     const stepByStep = await outcome(false);
     expect(stepByStep).toEqual(['srv', 'd,e,f']);
     expect(await outcome(true), 'pipelined as step by step').toEqual(stepByStep);
+  });
+
+  it('the client cancels mid-prompt while reports of steps ahead are held and a settle timer runs: the session ends at once, every replica is told, no timer is left', async () => {
+    const { clock, session, done, report } = scoring();
+    const settled = done.then(
+      () => 'finished',
+      (e: { code?: string }) => e.code ?? 'error',
+    );
+    await clock.advance(0);
+    await report(0, 'a', 'b', 'c');
+    await report(2, 'a', 'b');
+    await report(3, 'a');
+    // Step 1: a and b agree within tolerance only (a settle timer), c not yet.
+    const near = logitsFor(5);
+    const nearer = logitsFor(5);
+    nearer[0] = 1e-6;
+    session.onDigest('a', 1, fingerprint(near), 1, fingerprint(inputOf(1)));
+    session.onLogits('a', 1, near);
+    session.onDigest('b', 1, fingerprint(nearer), 1, fingerprint(inputOf(1)));
+    session.onLogits('b', 1, nearer);
+    await clock.advance(0);
+    session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
+    await clock.advance(0);
+    expect(await settled).toBe('ERR_CANCELLED');
+    expect(clock.pending, 'timers left behind').toBe(0);
   });
 });
