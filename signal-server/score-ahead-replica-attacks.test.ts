@@ -6,6 +6,7 @@
 // tokens of the steps after them.
 import { describe, expect, it } from 'vitest';
 import { CachingExecutor } from '../shared/model/pipeline.js';
+import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
 import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
@@ -78,4 +79,57 @@ describe('a stage-0 replica of a scored prompt whose roll-back update comes late
     await until(() => [s, s + 1, s + 2].every((k) => r.digests.some((d) => d.step === k && d.resets === 1)), 'steps 2..4 again');
     r.core.close(SESSION);
   });
+});
+
+/** A stage-1 replica fed by stage 0's replicas A, B and C (fan-out: all). */
+function stage1() {
+  const { manifest, ort } = stages();
+  const digests: StepDigest[] = [];
+  const rejected: string[] = [];
+  const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
+    frames: () => {},
+    digest: (m) => digests.push(m),
+    logits: () => {},
+    failed: () => {},
+    computed: () => {},
+    rejected: (why) => rejected.push(why),
+  });
+  const prev = ['A', 'B', 'C'];
+  core.open({ sessionId: SESSION, stage: 1, replica: 0, prev, next: ['n0'], replayTo: 0 });
+  const hidden = manifest.model.hiddenSize;
+  /** Stage 0's output of `step` (one position), the same from each sender, in `era`. */
+  const send = (step: number, era: number) =>
+    prev.forEach((from, replica) => {
+      const f: ActivationFrame = {
+        sessionId: SESSION,
+        step,
+        stage: 0,
+        replica,
+        dims: [1, 1, hidden],
+        data: Float32Array.from({ length: hidden }, (_, i) => Math.sin(i + step)),
+        era,
+      };
+      for (const m of encodeFrame(f)) core.frame(from, m);
+    });
+  return { core, digests, rejected, send };
+}
+
+describe('a stage-1 replica of a scored prompt whose roll-back update comes late', () => {
+  for (const lag of [2, 3])
+    it(`stage 0 recomputes from step s in the new era and runs ${lag} steps on (its frames up to s + ${lag + MESH_AHEAD}) before the update: the replica computes s again`, async () => {
+      const r = stage1();
+      const s = 2;
+      for (let step = 0; step <= s + MESH_AHEAD; step++) r.send(step, 0);
+      await until(() => r.digests.length === s + MESH_AHEAD + 1, 'steps 0..4');
+      for (let step = s; step <= s + lag + MESH_AHEAD; step++) r.send(step, 1);
+      r.core.update({ sessionId: SESSION, prev: ['A', 'B', 'C'], next: ['n0'], resendTo: [], resetFrom: s, era: 1 });
+      await new Promise((res) => setTimeout(res, 1_000));
+      const again = r.digests.filter((d) => d.resets === 1).map((d) => d.step);
+      r.core.close(SESSION);
+      expect(again.slice(0, 3), `steps computed after the roll-back (refused: ${r.rejected.slice(0, 4).join('; ')})`).toEqual([
+        s,
+        s + 1,
+        s + 2,
+      ]);
+    });
 });
