@@ -167,7 +167,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
       await report(0, 'a', 'b', 'c');
       // Step by step: step 1's token comes now, and their compute of it fails while step 1 is in flight.
       await report(1, 'a');
-      expect(session.currentStep).toBe(1);
+      expect((session as unknown as { currentStep: number }).currentStep).toBe(1);
       if (!scoreAhead) for (const v of ['b', 'c']) session.onFailure(v, 1, 'ERR_COMPUTE', 'out of memory');
       await clock.advance(1_000);
       const retried = inputs.some((x) => x.to === 'x');
@@ -205,7 +205,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
       await at(0, 1, 'a', 'b', 'c');
       if (scoreAhead) noQuorum();
       await at(1, 0, 'd', 'e', 'f');
-      expect(session.currentStep).toBe(1);
+      expect((session as unknown as { currentStep: number }).currentStep).toBe(1);
       if (!scoreAhead) noQuorum();
       await clock.advance(1_000);
       return session.route.map((ids) => ids.join(','));
