@@ -75,7 +75,7 @@ interface SessionState {
   readonly meshReady: Map<number, number>;
   /** Stage 0: the highest step whose tokens came from the coordinator (verified), -1 before any. */
   verified: number;
-  /** Stage 0: the coordinator's token ids of the last steps, restored by a roll-back (its input can overtake the update). */
+  /** Stage 0: the coordinator's token ids of every step so far, restored by a roll-back (its input can overtake the update). */
   readonly given: Map<number, readonly number[]>;
   /** The session's era (mod 256): frames are stamped with it; one of an earlier era is from an undone path. */
   era: number;
@@ -91,14 +91,19 @@ function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'olde
   return d === 0 ? 'same' : d < 128 ? 'newer' : 'older';
 }
 
-/** The index of the oldest stray of the peer with the most strays waiting (the first such peer on a tie). */
-function oldestOfBusiest(strays: readonly { from: string }[]): number {
+/**
+ * The stray to drop, of the peer with the most strays waiting (the first such peer on a tie): its oldest of this
+ * replica's era (a replacement's replay, most of it steps already taken), else its newest (a newer era's steps,
+ * recomputed after a roll-back whose update has not come yet: the lowest are needed first).
+ */
+function strayToDrop(s: { era: number }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
   const count = new Map<string, number>();
   for (const x of strays) count.set(x.from, (count.get(x.from) ?? 0) + 1);
   let busiest = '';
   let most = 0;
   for (const [from, n] of count) if (n > most) [busiest, most] = [from, n];
-  return strays.findIndex((x) => x.from === busiest);
+  const same = strays.findIndex((x) => x.from === busiest && eraOf(s, x.frame) === 'same');
+  return same >= 0 ? same : strays.findLastIndex((x) => x.from === busiest);
 }
 
 /** Stage 0's input of token ids. */
@@ -372,8 +377,9 @@ export class ReplicaCore {
     if (s === undefined || this.stage !== 0) return;
     // Verified up to here: mesh tokens may run MESH_AHEAD steps further.
     s.verified = Math.max(s.verified, m.step);
+    // Kept for the session (a token a step, at most the model's positions): a roll-back whose update comes late (a
+    // browser links to new neighbours first) finds the tokens of its step however far the coordinator went on.
     s.given.set(m.step, [...m.tokens]);
-    for (const k of s.given.keys()) if (k < m.step - MESH_AHEAD - 2) s.given.delete(k);
     if (m.step >= s.nextStep) s.ready.set(m.step, tokenInput(m.tokens));
     void this.drain(s);
   }
@@ -431,10 +437,10 @@ export class ReplicaCore {
       // few frames of the previous stage until the update comes, then look again.
       if (f.stage === this.stage - 1) {
         s.strays.push({ from, frame: f });
-        // When too many wait, the oldest of the peer keeping the most goes: a stranger cannot fill the
+        // When too many wait, one of the peer keeping the most goes (strayToDrop): a stranger cannot fill the
         // memory, nor a flooder push out the few strays of the honest senders (sent once, never again).
         if (s.strays.length > MAX_STRAYS) {
-          const [dropped] = s.strays.splice(oldestOfBusiest(s.strays), 1);
+          const [dropped] = s.strays.splice(strayToDrop(s, s.strays), 1);
           if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
             this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
         }

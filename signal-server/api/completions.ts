@@ -271,19 +271,28 @@ export async function handleOpenAiGeneration(
     frequencyPenalty: p.frequencyPenalty,
     presencePenalty: p.presencePenalty,
   };
-  // n choices with echo: the prompt is scored once, by choice 0's session. The others begin once it is (choice 0's first
-  // token, or its end), without scoring it again, and echo its scores; with max_tokens 0 there is nothing more to run.
+  // n choices with echo: the prompt is scored once, by choice 0's session; the others run alongside without scoring
+  // it and echo its scores. Their chunks wait for the scores (each choice's first chunk is the echoed prompt), and
+  // with max_tokens 0 there is nothing more to run.
   const scoring: { resolve: () => void; reject: (e: unknown) => void } = { resolve: () => {}, reject: () => {} };
   const promptScored = new Promise<void>((resolve, reject) => Object.assign(scoring, { resolve, reject }));
   // Nobody waits with n = 1; a failure of choice 0 is the request's own (Promise.all below).
   promptScored.catch(() => {});
+  /** Stream sends of the choices after the first, held until the prompt is scored. */
+  let held: (() => void)[] | null = [];
+  const scored = () => {
+    const sends = held;
+    if (sends === null) return;
+    held = null;
+    scoring.resolve();
+    for (const send of sends) send();
+  };
   const sharesScores = (choice: ChoiceState) => echo && choice.index > 0;
   /** Whether a choice's tokens and the prompt it echoes were all verified (a choice after the first scored none itself). */
   const verifiedOf = (c: ApiCompletion, choice: ChoiceState) => c.verified && choice.promptVotes.every((v) => v.verified);
-  /** One choice's generation; streamed, its last chunks go as soon as it ends. */
-  const generate = async (choice: ChoiceState): Promise<ApiCompletion> => {
-    if (sharesScores(choice)) await promptScored;
-    const c = await swarm
+  /** One choice's generation. */
+  const generate = (choice: ChoiceState): Promise<ApiCompletion> =>
+    swarm
       .complete(
         {
           prompt,
@@ -296,34 +305,42 @@ export async function handleOpenAiGeneration(
           ...(echo && !sharesScores(choice) ? { scorePrompt: true } : {}),
         },
         (u) => {
-          if (choice.index === 0) scoring.resolve();
+          // Choice 0's first token comes after every position of the prompt.
+          if (echo && choice.index === 0) scored();
           const { vote, logprobs } = choice.add(u);
           if (events === null) return;
-          sendEcho(events, choice);
-          sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
-          choice.sent += u.text;
+          const send = () => {
+            sendEcho(events, choice);
+            sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
+            choice.sent += u.text;
+          };
+          if (sharesScores(choice) && held !== null) held.push(send);
+          else send();
         },
         (u) => {
           for (const c of echo ? choices : [choice]) c.addPrompt(u);
         },
       )
-      .catch((e: unknown) => {
-        if (choice.index === 0) scoring.reject(e);
-        throw e;
-      });
-    if (choice.index === 0) scoring.resolve();
-    return c;
-  };
+      .then(
+        (c) => {
+          if (echo && choice.index === 0) scored();
+          return c;
+        },
+        (e: unknown) => {
+          if (echo && choice.index === 0) scoring.reject(e);
+          throw e;
+        },
+      );
   let first: Promise<ApiCompletion> | null = null;
+  /** One choice; streamed, its last chunks go as soon as it ends (after the prompt's scores, for a choice after the first). */
   const run = async (choice: ChoiceState): Promise<ApiCompletion> => {
     let c: ApiCompletion;
     if (choice.index === 0) {
       first = generate(choice);
       c = await first;
-    } else if (sharesScores(choice) && p.maxTokens === 0) {
-      await promptScored;
-      c = await (first as Promise<ApiCompletion>);
-    } else c = await generate(choice);
+    } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
+    else c = await generate(choice);
+    if (sharesScores(choice)) await promptScored;
     if (events !== null) {
       sendEcho(events, choice);
       // What was held back (a possible start of a stop sequence that was not one) goes out before the end.

@@ -268,6 +268,12 @@ export abstract class SessionRepair extends StepVotes {
   onFailure(volunteer: string, step: number, code: string, message: string): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
+    // A failure of a step still to come (stages run ahead) counts when its step begins, as its reports would; a
+    // newcomer's refusal of the session counts now.
+    if (this.runsAhead && this.currentStep >= 0 && step > this.currentStep && !this.awaitedJoins.has(volunteer)) {
+      this.hold(step, `failed ${volunteer}`, () => this.onFailure(volunteer, step, code, message));
+      return;
+    }
     // "My inputs had no majority" is evidence about the previous stage, not a failure of this
     // replica. A majority of the stage saying so, at the step in flight, and the previous stage
     // cannot feed it (a sender that left, one that sends other frames than it reports): the

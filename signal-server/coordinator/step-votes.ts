@@ -134,8 +134,9 @@ export abstract class StepVotes extends SessionRoute {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
     if (step > this.currentStep) {
-      // Stage 0 computed this step before it began here: the mesh loop at work, or a scored prompt sent ahead.
-      if (stage === 0 && this.runsAhead) this.ahead.add(step);
+      // Stage 0 computed this step before it began here: the mesh loop at work, or a scored prompt sent ahead (only
+      // within the reach of a report held: a member naming steps far ahead grows nothing).
+      if (stage === 0 && this.runsAhead && step <= this.currentStep + MESH_AHEAD + 1) this.ahead.add(step);
       this.hold(step, `digest ${volunteer}`, () => this.onDigest(volunteer, step, digest, computeMs, input, received, resets));
       return;
     }
@@ -289,7 +290,7 @@ export abstract class StepVotes extends SessionRoute {
    * reports of steps to come holds only its own place and cannot crowd out
    * the others' (their reports are not sent again).
    */
-  private hold(step: number, key: string, report: () => void): void {
+  protected hold(step: number, key: string, report: () => void): void {
     if (!this.runsAhead || this.currentStep < 0 || step > this.currentStep + MESH_AHEAD + 1) return;
     let held = this.early.get(step);
     if (held === undefined) {
