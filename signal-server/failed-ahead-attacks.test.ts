@@ -12,7 +12,7 @@ import { fingerprint } from '../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../testing/golden.js';
 import { ManualClock } from '../testing/manual-clock.js';
 import { Audit } from './coordinator/audit.js';
-import { GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
+import { GenerationError, GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
 import { ensureStages } from './models/model-folder.js';
 
 let cache: string;
@@ -77,9 +77,9 @@ function rig() {
 }
 
 describe('step:failed of a step ahead, across a roll-back (red team)', () => {
+  // FINDING (stale = true): the undone path's failure is held (step 2 > 1 in flight) and counted when the new era's
+  // step 2 begins: a majority of stage 1 "had no majority of inputs" and the server takes stage 0 from x, y, c.
   for (const stale of [false, true])
-    // FINDING (stale = true): the undone path's failure is held (step 2 > 1 in flight) and counted when the new era's
-    // step 2 begins: a majority of stage 1 "had no majority of inputs" and the server takes stage 0 from x, y, c.
     it(`stage 0 retried at step 1 (no majority: spares x, y, every stage rolled back)${stale ? '; then d and e’s ERR_NO_QUORUM for step 2 of the undone path arrives' : ' (control)'}: the new era's honest stage 0 is kept, not taken by the server`, async () => {
       const { clock, session, at } = rig();
       await clock.advance(0);
@@ -94,8 +94,7 @@ describe('step:failed of a step ahead, across a roll-back (red team)', () => {
       expect(route0).toContain('x');
       for (const v of ['x', 'y']) session.onJoined(v);
       // Sent by d and e before their update came (they had run ahead to step 2 on stage 0's undone frames).
-      if (stale)
-        for (const v of ['d', 'e']) session.onFailure(v, 2, 'ERR_NO_QUORUM', 'stage 1: the inputs from stage 0 do not agree');
+      if (stale) for (const v of ['d', 'e']) session.onFailure(v, 2, 'ERR_NO_QUORUM', 'stage 1: the inputs from stage 0 do not agree');
       await clock.advance(0);
       // The new era: every replica honest and agreeing on steps 1 and 2.
       const stage0 = session.route[0] ?? [];
@@ -105,34 +104,34 @@ describe('step:failed of a step ahead, across a roll-back (red team)', () => {
       expect((session as unknown as { currentStep: number }).currentStep).toBe(2);
       await clock.advance(1_000);
       expect(session.route[0]?.join(','), 'stage 0 after step 2 began').toBe(route0);
-      session.abort(new Error('done'));
+      session.abort(new GenerationError('ERR_CANCELLED', 'done'));
       await clock.advance(0);
     });
 
   // FINDING: the same with ERR_COMPUTE (d and e's compute of the undone step 2 failed): counted as their answers to
   // the new era's step 2, before their honest reports of it; stage 1 is retried on spares (or served).
   for (const stale of [false, true])
-  it(`stage 0 retried at step 1${stale ? ', then d and e’s ERR_COMPUTE for step 2 of the undone path' : ' (control)'}: honest d, e, f kept, step 2 decided`, async () => {
-    const { clock, session, at } = rig();
-    await clock.advance(0);
-    await at(0, 0, 0, 'a', 'b', 'c');
-    await at(1, 0, 0, 'd', 'e', 'f');
-    for (const [i, v] of ['a', 'b', 'c'].entries())
-      session.onDigest(v, 1, fingerprint(new Float32Array([i + 10])), 1, fingerprint(inputOf(1)));
-    await clock.advance(0);
-    for (const v of ['x', 'y']) session.onJoined(v);
-    if (stale) for (const v of ['d', 'e']) session.onFailure(v, 2, 'ERR_COMPUTE', 'out of memory');
-    await clock.advance(0);
-    const stage0 = session.route[0] ?? [];
-    const resets = (v: string) => (['x', 'y'].includes(v) ? 0 : 1);
-    for (const v of stage0) await at(0, 1, resets(v), v);
-    for (const v of ['d', 'e', 'f']) await at(1, 1, 1, v);
-    for (const v of stage0) await at(0, 2, resets(v), v);
-    for (const v of ['d', 'e', 'f']) await at(1, 2, 1, v);
-    await clock.advance(1_000);
-    expect(session.route[1]?.join(','), 'stage 1').toBe('d,e,f');
-    expect((session as unknown as { currentStep: number }).currentStep).toBe(3);
-    session.abort(new Error('done'));
-    await clock.advance(0);
-  });
+    it(`stage 0 retried at step 1${stale ? ', then d and e’s ERR_COMPUTE for step 2 of the undone path' : ' (control)'}: honest d, e, f kept, step 2 decided`, async () => {
+      const { clock, session, at } = rig();
+      await clock.advance(0);
+      await at(0, 0, 0, 'a', 'b', 'c');
+      await at(1, 0, 0, 'd', 'e', 'f');
+      for (const [i, v] of ['a', 'b', 'c'].entries())
+        session.onDigest(v, 1, fingerprint(new Float32Array([i + 10])), 1, fingerprint(inputOf(1)));
+      await clock.advance(0);
+      for (const v of ['x', 'y']) session.onJoined(v);
+      if (stale) for (const v of ['d', 'e']) session.onFailure(v, 2, 'ERR_COMPUTE', 'out of memory');
+      await clock.advance(0);
+      const stage0 = session.route[0] ?? [];
+      const resets = (v: string) => (['x', 'y'].includes(v) ? 0 : 1);
+      for (const v of stage0) await at(0, 1, resets(v), v);
+      for (const v of ['d', 'e', 'f']) await at(1, 1, 1, v);
+      for (const v of stage0) await at(0, 2, resets(v), v);
+      for (const v of ['d', 'e', 'f']) await at(1, 2, 1, v);
+      await clock.advance(1_000);
+      expect(session.route[1]?.join(','), 'stage 1').toBe('d,e,f');
+      expect((session as unknown as { currentStep: number }).currentStep).toBe(3);
+      session.abort(new GenerationError('ERR_CANCELLED', 'done'));
+      await clock.advance(0);
+    });
 });

@@ -40,7 +40,9 @@ function stage1() {
     };
     for (const m of encodeFrame(f)) core.frame(from, m);
   };
-  const send = (step: number, era: number) => PREV.forEach((from, replica) => one(from, replica, step, era));
+  const send = (step: number, era: number) => {
+    for (const [replica, from] of PREV.entries()) one(from, replica, step, era);
+  };
   return { core, digests, rejected, send, one };
 }
 
@@ -90,10 +92,12 @@ describe('strays flooded while a roll-back update is late (red team)', () => {
     const { again, s, rejected } = await rolledBack((r, step) => {
       for (const x of ['X1', 'X2', 'X3', 'X4']) r.one(x, 0, step + 40, 1, 9);
     });
-    expect(again.slice(0, 3), `refused: ${rejected.filter((w) => w.includes('NOT_LINKED')).slice(0, 6).join('; ')}`).toEqual([
-      s,
-      s + 1,
-      s + 2,
-    ]);
+    expect(
+      again.slice(0, 3),
+      `refused: ${rejected
+        .filter((w) => w.includes('NOT_LINKED'))
+        .slice(0, 6)
+        .join('; ')}`,
+    ).toEqual([s, s + 1, s + 2]);
   });
 });

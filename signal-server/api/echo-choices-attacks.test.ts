@@ -74,9 +74,15 @@ function checkOrder(chunks: readonly Chunk[], n: number, promptLength: number) {
     const own = chunks.filter((c) => c.index === i);
     expect(own.length, `choice ${i} has chunks`).toBeGreaterThan(1);
     expect(own[0], `choice ${i}: first chunk the echo`).toMatchObject({ text: PROMPT, lp: promptLength, finish: null });
-    expect(own.filter((c) => c.finish !== null), `choice ${i}: one finish`).toHaveLength(1);
+    expect(
+      own.filter((c) => c.finish !== null),
+      `choice ${i}: one finish`,
+    ).toHaveLength(1);
     expect(own.at(-1)?.finish, `choice ${i}: finish last`).not.toBeNull();
-    expect(own.filter((c) => c.text === PROMPT && c.lp === promptLength), `choice ${i}: one echo`).toHaveLength(1);
+    expect(
+      own.filter((c) => c.text === PROMPT && c.lp === promptLength),
+      `choice ${i}: one echo`,
+    ).toHaveLength(1);
   }
 }
 
@@ -110,7 +116,10 @@ describe('n choices with echo, streamed (red team)', () => {
     });
     checkOrder(chunks, n, ids.length);
     for (let i = 0; i < n; i++) {
-      const text = chunks.filter((c) => c.index === i).map((c) => c.text).join('');
+      const text = chunks
+        .filter((c) => c.index === i)
+        .map((c) => c.text)
+        .join('');
       const draw = draws[i] as string;
       const cut = draw.indexOf(stop);
       expect(text, `choice ${i}`).toBe(PROMPT + (cut >= 0 ? draw.slice(0, cut) : draw));
@@ -165,7 +174,15 @@ describe('n choices with echo, streamed (red team)', () => {
     const t0 = performance.now();
     await expect(
       (async () => {
-        const s = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 510, echo: true, logprobs: 1, n: 4, stream: true });
+        const s = await client.completions.create({
+          model: MODEL,
+          prompt: PROMPT,
+          max_tokens: 510,
+          echo: true,
+          logprobs: 1,
+          n: 4,
+          stream: true,
+        });
         for await (const _ of s);
       })(),
     ).rejects.toThrow();
@@ -185,5 +202,32 @@ describe('n choices with echo, streamed (red team)', () => {
     });
     expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(r.choices.every((c) => c.finish_reason !== null)).toBe(true);
+  }, 30_000);
+  it('non-streamed n = 8 with echo, logprobs and a seed: choice i the reference draw for seed + i, verified, the prompt once in usage', async () => {
+    const ids = reference.tokenizer.encode(PROMPT);
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 4,
+      temperature: 1,
+      seed: 4_294_967_293,
+      n: 8,
+      echo: true,
+      logprobs: 2,
+    });
+    type Ext = { webswarm: { verified: boolean; choices: { tokens: number[]; verified: boolean; prompt_votes: unknown[] }[] } };
+    const ext = (r as unknown as Ext).webswarm;
+    expect(ext.verified).toBe(true);
+    for (const [i, c] of r.choices.entries()) {
+      // seed + i wraps at 2^32 (the server's (seed + i) >>> 0).
+      const own = (await reference.generateIds(ids, 4, { temperature: 1, topK: 0, topP: 1, seed: (4_294_967_293 + i) >>> 0 })).tokens;
+      expect(ext.choices[i]?.tokens, `choice ${i}`).toEqual(own);
+      expect(c.text).toBe(PROMPT + reference.tokenizer.decode(own));
+      expect(c.logprobs?.token_logprobs).toHaveLength(ids.length + 4);
+      expect(c.logprobs?.top_logprobs?.[1]).toEqual(r.choices[0]?.logprobs?.top_logprobs?.[1]);
+      expect(ext.choices[i]?.verified).toBe(true);
+      expect(ext.choices[i]?.prompt_votes).toHaveLength(ids.length - 1);
+    }
+    expect(r.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 32, total_tokens: ids.length + 32 });
   }, 30_000);
 });
