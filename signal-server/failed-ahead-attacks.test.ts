@@ -134,4 +134,24 @@ describe('step:failed of a step ahead, across a roll-back (red team)', () => {
       session.abort(new GenerationError('ERR_CANCELLED', 'done'));
       await clock.advance(0);
     });
+  it('a member (f, stage 1) floods step:failed for every step ahead, far and near, each kind, before each step: held within the window only, its own place; the honest path finishes on the same route', async () => {
+    const { clock, session, at } = rig();
+    await clock.advance(0);
+    const early = () => (session as unknown as { early: Map<number, Map<string, unknown>> }).early;
+    let most = 0;
+    for (let step = 0; step <= FORCED.length; step++) {
+      for (let k = step + 1; k < step + 2_000; k++)
+        for (const code of ['ERR_NO_QUORUM', 'ERR_COMPUTE', 'ERR_NOT_LINKED'] as const) session.onFailure('f', k, code, 'flood');
+      most = Math.max(
+        most,
+        [...early().values()].reduce((a, m) => a + m.size, 0),
+      );
+      await at(0, step, 0, 'a', 'b', 'c');
+      await at(1, step, 0, 'd', 'e', 'f');
+    }
+    // One held failure of f per step within MESH_AHEAD + 1 of the step in flight.
+    expect(most).toBeLessThanOrEqual(4);
+    expect(session.route.map((ids) => ids.join(','))).toEqual(['a,b,c', 'd,e,f']);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
 });
