@@ -311,6 +311,8 @@ export interface StepFailure {
   readonly step: number;
   readonly code: WireErrorCode;
   readonly message: string;
+  /** As StepDigest.resets: a failure of a step computed before a roll-back is of the path undone (absent: 0). */
+  readonly resets?: number;
 }
 
 /** A requester's generation request over Socket.IO (the chat page). */

@@ -5,6 +5,7 @@ import {
   MAX_ICE_SERVERS,
   MAX_SIGNAL_BYTES,
   MAX_UNREACHED,
+  parseFailure,
   parseFrameMessage,
   parseHandshake,
   parseHello,
@@ -61,6 +62,15 @@ describe('message validation', () => {
         reason: 'resets must be an unsigned integer',
       });
     expect(parseLogits({ sessionId: 1, step: 2, logits }, 5)).toMatchObject({ ok: false });
+  });
+
+  it('takes a failure with its roll-back count (absent: none), and refuses a bad count by name', () => {
+    const failure = { sessionId: 1, step: 2, code: 'ERR_COMPUTE', message: 'out of memory' };
+    expect(parseFailure({ ...failure, resets: 3 })).toEqual({ ok: true, value: { ...failure, resets: 3 } });
+    expect(parseFailure(failure)).toEqual({ ok: true, value: failure });
+    for (const resets of [-1, 1.5, '2', null])
+      expect(parseFailure({ ...failure, resets })).toEqual({ ok: false, reason: 'resets must be an unsigned integer' });
+    expect(parseFailure({ ...failure, code: 'ERR_NOPE' })).toMatchObject({ ok: false });
   });
 
   it('bounds stage numbers and timings', () => {

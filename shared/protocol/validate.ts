@@ -262,8 +262,15 @@ export function parseLogits(
 export function parseFailure(raw: unknown): Parsed<StepFailure> {
   if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('failure needs sessionId and step');
   if (!isWireErrorCode(raw.code)) return bad('failure code must be one of the wire error codes');
+  if (raw.resets !== undefined && !uint(raw.resets, MAX_STEPS)) return bad('resets must be an unsigned integer');
   const message = typeof raw.message === 'string' ? raw.message.slice(0, 1000) : '';
-  return ok({ sessionId: raw.sessionId, step: raw.step, code: raw.code, message });
+  return ok({
+    sessionId: raw.sessionId,
+    step: raw.step,
+    code: raw.code,
+    message,
+    ...(raw.resets === undefined ? {} : { resets: raw.resets }),
+  });
 }
 
 /** Bounds of a generation request, shared by the chat page and the HTTP API. */

@@ -92,16 +92,19 @@ function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'olde
 }
 
 /**
- * The stray to drop, of the peer with the most strays waiting (the first such peer on a tie): its oldest of this
- * replica's era (a replacement's replay, most of it steps already taken), else its newest (a newer era's steps,
- * recomputed after a roll-back whose update has not come yet: the lowest are needed first).
+ * The stray to drop, of the peer with the most strays waiting (on a tie, one the route does not name as a sender,
+ * the last to start waiting: honest senders whose recomputed frames overtook a roll-back's update are named): its
+ * oldest of this replica's era (a replacement's replay, most of it steps already taken), else its newest (a newer
+ * era's steps, recomputed after a roll-back whose update has not come yet: the lowest are needed first).
  */
-function strayToDrop(s: { era: number }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
+function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
   const count = new Map<string, number>();
   for (const x of strays) count.set(x.from, (count.get(x.from) ?? 0) + 1);
   let busiest = '';
   let most = 0;
-  for (const [from, n] of count) if (n > most) [busiest, most] = [from, n];
+  // Map order is the order peers started waiting: a later one wins a tie, and an unnamed one wins over a named one.
+  const rank = (from: string, n: number) => n * 2 + (s.prev.includes(from) ? 0 : 1);
+  for (const [from, n] of count) if (rank(from, n) >= rank(busiest, most) || busiest === '') [busiest, most] = [from, n];
   const same = strays.findIndex((x) => x.from === busiest && eraOf(s, x.frame) === 'same');
   return same >= 0 ? same : strays.findLastIndex((x) => x.from === busiest);
 }
@@ -693,6 +696,7 @@ export class ReplicaCore {
         step: f.step,
         code: 'ERR_NO_QUORUM',
         message: `stage ${this.stage}: the inputs from stage ${f.stage} do not agree`,
+        resets: s.resets,
       });
     }
   }
@@ -740,7 +744,13 @@ export class ReplicaCore {
         for (const k of s.ready.keys()) if (k < s.nextStep) s.ready.delete(k);
       }
     } catch (e) {
-      this.out.failed({ sessionId: s.open.sessionId, step: s.nextStep, code: 'ERR_COMPUTE', message: (e as Error).message });
+      this.out.failed({
+        sessionId: s.open.sessionId,
+        step: s.nextStep,
+        code: 'ERR_COMPUTE',
+        message: (e as Error).message,
+        resets: s.resets,
+      });
     } finally {
       s.running = false;
       if (s.closed) this.executor.release(s.open.sessionId);

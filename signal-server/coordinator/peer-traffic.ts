@@ -130,6 +130,6 @@ export class PeerTraffic {
     }
     if (this.forwarded(id, { event: 'step:failed', m })) return;
     this.s.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
-    this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message);
+    this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message, m.resets ?? 0);
   }
 }

@@ -265,13 +265,15 @@ export abstract class SessionRepair extends StepVotes {
     this.early.clear();
   }
 
-  onFailure(volunteer: string, step: number, code: string, message: string): void {
+  onFailure(volunteer: string, step: number, code: string, message: string, resets = 0): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
+    // Of a step computed before a roll-back this replica has since been told of: of the path undone, as its reports.
+    if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     // A failure of a step still to come (stages run ahead) counts when its step begins, as its reports would; a
     // newcomer's refusal of the session counts now.
     if (this.runsAhead && this.currentStep >= 0 && step > this.currentStep && !this.awaitedJoins.has(volunteer)) {
-      this.hold(step, `failed ${volunteer}`, () => this.onFailure(volunteer, step, code, message));
+      this.hold(step, `failed ${volunteer}`, () => this.onFailure(volunteer, step, code, message, resets));
       return;
     }
     // "My inputs had no majority" is evidence about the previous stage, not a failure of this
