@@ -268,13 +268,15 @@ export abstract class SessionRepair extends StepVotes {
   onFailure(volunteer: string, step: number, code: string, message: string, resets = 0): void {
     const stage = this.members.get(volunteer);
     if (stage === undefined) return;
-    // Of a step computed before a roll-back this replica has since been told of: of the path undone, as its reports.
-    if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
-    // A failure of a step still to come (stages run ahead) counts when its step begins, as its reports would; a
-    // newcomer's refusal of the session counts now.
-    if (this.runsAhead && this.currentStep >= 0 && step > this.currentStep && !this.awaitedJoins.has(volunteer)) {
-      this.hold(step, `failed ${volunteer}`, () => this.onFailure(volunteer, step, code, message, resets));
-      return;
+    // A newcomer's refusal of the session counts now, whatever roll-backs came meanwhile (below).
+    if (!this.awaitedJoins.has(volunteer)) {
+      // Of a step computed before a roll-back this replica has since been told of: of the path undone, as its reports.
+      if (resets < (this.resetsSent.get(volunteer) ?? 0)) return;
+      // A failure of a step still to come (stages run ahead) counts when its step begins, as its reports would.
+      if (this.runsAhead && this.currentStep >= 0 && step > this.currentStep) {
+        this.hold(step, `failed ${volunteer}`, () => this.onFailure(volunteer, step, code, message, resets));
+        return;
+      }
     }
     // "My inputs had no majority" is evidence about the previous stage, not a failure of this
     // replica. A majority of the stage saying so, at the step in flight, and the previous stage
