@@ -6,14 +6,11 @@
 // status update per frame, r² a step: issue #11's super-linear CPU), whether
 // its sender is slow or lying; what is refused still is, by name.
 import { describe, expect, it } from 'vitest';
-import { CachingExecutor } from '../shared/model/pipeline.js';
 import { GREEDY } from '../shared/model/sampling.js';
 import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
-import type { StepDigest } from '../shared/protocol/messages.js';
 import { tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
-import { ReplicaCore } from '../shared/swarm/replica-core.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
-import { tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 11;
 const PREV = ['A', 'B', 'H'];
@@ -23,17 +20,7 @@ const STEPS = 40;
 const stages = tinyStagesForFile('webswarm-late-frames-');
 
 function replica(stage: number, open: { prev: readonly string[]; loop?: boolean }) {
-  const { manifest, ort } = stages();
-  const digests: StepDigest[] = [];
-  const rejected: string[] = [];
-  const core = new ReplicaCore(manifest, stage, new CachingExecutor(manifest, ort), {
-    frames: () => {},
-    digest: (m) => digests.push(m),
-    logits: () => {},
-    failed: () => {},
-    computed: () => {},
-    rejected: (reason) => rejected.push(reason),
-  });
+  const { core, digests, rejected } = recordingReplica(stages(), stage);
   core.open({
     sessionId: SESSION,
     stage,

@@ -16,7 +16,7 @@ import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD, tokenFrame, tokenPrint } from '../shared/swarm/mesh-loop.js';
 import { ReplicaCore } from '../shared/swarm/replica-core.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
-import { tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 7;
 const LAST = ['L0', 'L1', 'L2'];
@@ -166,16 +166,8 @@ describe("stage 0 takes the last stage's tokens only as the route and the vote a
 
 describe("a replica's strays of a later era (a roll-back's frames overtaking its update)", () => {
   it("a sender flooding frames of a later era cannot push the honest senders' strays out before the update comes", async () => {
-    const digests: StepDigest[] = [];
-    const { manifest, ort } = stages();
-    const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
-      frames: () => {},
-      digest: (m) => digests.push(m),
-      logits: () => {},
-      failed: () => {},
-      computed: () => {},
-      rejected: () => {},
-    });
+    const { manifest } = stages();
+    const { core, digests } = recordingReplica(stages(), 1);
     core.open({ sessionId: STRAY_SESSION, stage: 1, replica: 0, prev: PREV, next: ['n0'], replayTo: 0 });
     const hidden = manifest.model.hiddenSize;
     const positions = 3;

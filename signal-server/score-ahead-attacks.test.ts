@@ -7,15 +7,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import { type FaultBehaviour, faultBehaviour } from '../shared/swarm/faults.js';
-import type { StepRecord } from './coordinator/session-types.js';
 import { closeGoldenSwarm, type GoldenSwarm, startGoldenSwarm } from './testing/golden-swarm.js';
 import { type Crash, createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess } from './testing/in-process-swarm.js';
-import { logprobOf, promptLogprobs } from './testing/prompt-logprobs.js';
+import { promptLogprobs } from './testing/prompt-logprobs.js';
+import { expectScoredAsReference, type ScoredRun, scoreInProcess } from './testing/scored-run.js';
 
 const STAGES = 3;
 const TOKENS = 4;
 const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
-const TOLERANCE = 1e-4;
 
 let golden: GoldenSwarm | undefined;
 /** Two spares a stage. */
@@ -37,31 +36,14 @@ afterAll(async () => {
   await closeGoldenSwarm(golden);
 });
 
-async function score(
+const score = (
   swarm: InProcessSwarm,
   faults: Record<string, FaultBehaviour> = {},
   crash: Crash | readonly Crash[] | null = null,
   sampling: SamplingParams = GREEDY,
-) {
-  const g = golden as GoldenSwarm;
-  const logprobs: number[] = [];
-  const positions: number[] = [];
-  const r = await runInProcess(swarm, g.promptIds, TOKENS, faults, [], crash, sampling, null, 0, (position: number, rec: StepRecord) => {
-    positions.push(position);
-    if (rec.token !== g.promptIds[position]) throw new Error(`position ${position}: token ${rec.token}, not the prompt's`);
-    logprobs[position - 1] = logprobOf(rec.logits, rec.token);
-  });
-  return { r, logprobs, positions };
-}
-
-async function expectReference(got: Awaited<ReturnType<typeof score>>, sampling: SamplingParams = GREEDY): Promise<void> {
-  const g = golden as GoldenSwarm;
-  expect(got.r.error?.message ?? null).toBeNull();
-  expect(got.positions).toEqual(g.promptIds.slice(1).map((_, i) => i + 1));
-  for (const [i, lp] of got.logprobs.entries()) expect(Math.abs(lp - (want[i] as number)), `position ${i + 1}`).toBeLessThan(TOLERANCE);
-  const ref = sampling === GREEDY ? g.expected.slice(0, TOKENS) : (await g.reference.generateIds(g.promptIds, TOKENS, sampling)).tokens;
-  expect(got.r.tokens).toEqual(ref);
-}
+) => scoreInProcess(golden as GoldenSwarm, swarm, TOKENS, faults, crash, sampling);
+const expectReference = (got: ScoredRun, sampling: SamplingParams = GREEDY) =>
+  expectScoredAsReference(golden as GoldenSwarm, want, got, TOKENS, sampling);
 
 /** A noise liar from step `from` on (honest before). */
 const liarFrom = (from: number, seed: number, until = Number.POSITIVE_INFINITY): FaultBehaviour => {

@@ -5,28 +5,16 @@
 // does not wait. Meanwhile the coordinator decides the next steps with the other replicas, and sends this one the
 // tokens of the steps after them.
 import { describe, expect, it } from 'vitest';
-import { CachingExecutor } from '../shared/model/pipeline.js';
 import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
-import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
-import { ReplicaCore } from '../shared/swarm/replica-core.js';
-import { tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 21;
 const PROMPT = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 const stages = tinyStagesForFile('webswarm-rt-score-replica-');
 
 function stage0() {
-  const { manifest, ort } = stages();
-  const digests: StepDigest[] = [];
-  const core = new ReplicaCore(manifest, 0, new CachingExecutor(manifest, ort), {
-    frames: () => {},
-    digest: (m) => digests.push(m),
-    logits: () => {},
-    failed: () => {},
-    computed: () => {},
-    rejected: () => {},
-  });
+  const { core, digests } = recordingReplica(stages(), 0);
   core.open({ sessionId: SESSION, stage: 0, replica: 0, prev: [], next: ['n0', 'n1', 'n2'], replayTo: 0 });
   /** The coordinator's token for `step` (step s > 0 computes on the prompt's token s − 1, as sendAhead sends it). */
   const input = (step: number) => core.input({ sessionId: SESSION, step, tokens: [PROMPT[step] as number] });
@@ -83,17 +71,8 @@ describe('a stage-0 replica of a scored prompt whose roll-back update comes late
 
 /** A stage-1 replica fed by stage 0's replicas A, B and C (fan-out: all). */
 function stage1() {
-  const { manifest, ort } = stages();
-  const digests: StepDigest[] = [];
-  const rejected: string[] = [];
-  const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
-    frames: () => {},
-    digest: (m) => digests.push(m),
-    logits: () => {},
-    failed: () => {},
-    computed: () => {},
-    rejected: (why) => rejected.push(why),
-  });
+  const { manifest } = stages();
+  const { core, digests, rejected } = recordingReplica(stages(), 1);
   const prev = ['A', 'B', 'C'];
   core.open({ sessionId: SESSION, stage: 1, replica: 0, prev, next: ['n0'], replayTo: 0 });
   const hidden = manifest.model.hiddenSize;

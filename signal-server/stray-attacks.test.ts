@@ -2,29 +2,17 @@
 // rolled back to step s; stage 0 recomputes s.. in era 1 and its frames overtake the update (strays). Hostile peers
 // flood strays meanwhile, of this era and of newer ones, so that the honest frames are the ones dropped.
 import { describe, expect, it } from 'vitest';
-import { CachingExecutor } from '../shared/model/pipeline.js';
 import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
-import type { StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
-import { ReplicaCore } from '../shared/swarm/replica-core.js';
-import { tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 31;
 const PREV = ['A', 'B', 'C'];
 const stages = tinyStagesForFile('webswarm-rt-strays-');
 
 function stage1() {
-  const { manifest, ort } = stages();
-  const digests: StepDigest[] = [];
-  const rejected: string[] = [];
-  const core = new ReplicaCore(manifest, 1, new CachingExecutor(manifest, ort), {
-    frames: () => {},
-    digest: (m) => digests.push(m),
-    logits: () => {},
-    failed: () => {},
-    computed: () => {},
-    rejected: (why) => rejected.push(why),
-  });
+  const { manifest } = stages();
+  const { core, digests, rejected } = recordingReplica(stages(), 1);
   core.open({ sessionId: SESSION, stage: 1, replica: 0, prev: PREV, next: ['n0'], replayTo: 0 });
   const hidden = manifest.model.hiddenSize;
   /** A frame of stage 0 for `step` in `era`, as replica `replica`, from peer `from` (`salt` changes its data). */

@@ -1,58 +1,28 @@
 // Red team (83cd8ca): n choices with echo run alongside choice 0, their stream sends held until choice 0 scored the
 // prompt. A real server on port 0 with two Node volunteers (one stage, r = 2) and the official `openai` client, as in
 // logprobs-swarm.test.ts; API_MAX_CONCURRENT = 8 so that every choice holds a client slot.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureStages, partitionKey } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
-import { createSignalServer, type SignalServer } from '../server.js';
-import { NodeVolunteer } from '../testing/node-volunteer.js';
+import type { ReferenceRunner } from '../reference/reference-runner.js';
+import type { SignalServer } from '../server.js';
+import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
 
-const MODEL = 'austen-2m';
+const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 8;
-const READY_TIMEOUT_MS = 10_000;
 const MAX = 8;
 
-let cache: string;
+let rig: ApiSwarm | undefined;
 let server: SignalServer;
 let reference: ReferenceRunner;
 let client: OpenAI;
-const volunteers: NodeVolunteer[] = [];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-rt-echo-'));
-  const { dir, manifest } = await ensureStages(`models/${MODEL}`, { stages: 1 }, cache);
-  server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
-    redundancy: 2,
-    routeWaitMs: READY_TIMEOUT_MS,
-    ratePerMinute: 0,
-    apiMaxConcurrent: MAX,
-  });
-  await server.ready;
-  for (let i = 0; i < 2; i++) volunteers.push(new NodeVolunteer(server.address().url));
-  const until = Date.now() + READY_TIMEOUT_MS;
-  while ((server.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) < 2) {
-    if (Date.now() > until) throw new Error(`2 volunteers not ready within ${READY_TIMEOUT_MS} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  reference = await ReferenceRunner.fromStageDir(dir);
-  client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
+  rig = await startApiSwarm('webswarm-rt-echo-', { redundancy: 2, apiMaxConcurrent: MAX });
+  ({ server, reference, client } = rig);
 }, 60_000);
 
-afterAll(async () => {
-  for (const v of volunteers) await v.close();
-  await reference?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
 type Chunk = { index: number; text: string; finish: string | null; lp: number };
 

@@ -1,53 +1,23 @@
 // Red team (83cd8ca): n choices with echo at r = 1 (one volunteer): nothing is verified, neither any choice nor the
 // prompt its scores came from (verifiedOf).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureStages, partitionKey } from '../models/model-folder.js';
-import { createSignalServer, type SignalServer } from '../server.js';
-import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
 
-const MODEL = 'austen-2m';
+const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
-const READY_TIMEOUT_MS = 10_000;
 const MAX = 8;
 const R = 1;
 
-let cache: string;
-let server: SignalServer;
+let rig: ApiSwarm | undefined;
 let client: OpenAI;
-const volunteers: NodeVolunteer[] = [];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-rt-echo-r1-'));
-  const { dir, manifest } = await ensureStages(`models/${MODEL}`, { stages: 1 }, cache);
-  server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
-    redundancy: R,
-    routeWaitMs: READY_TIMEOUT_MS,
-    ratePerMinute: 0,
-    apiMaxConcurrent: MAX,
-  });
-  await server.ready;
-  for (let i = 0; i < R; i++) volunteers.push(new NodeVolunteer(server.address().url));
-  const until = Date.now() + READY_TIMEOUT_MS;
-  while ((server.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) < R) {
-    if (Date.now() > until) throw new Error(`2 volunteers not ready within ${READY_TIMEOUT_MS} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
+  rig = await startApiSwarm('webswarm-rt-echo-r1-', { redundancy: R, apiMaxConcurrent: MAX });
+  ({ client } = rig);
 }, 60_000);
 
-afterAll(async () => {
-  for (const v of volunteers) await v.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
 describe('n choices with echo at r = 1 (red team)', () => {
   it('non-streamed and streamed: every choice unverified, each echoing the prompt once', async () => {

@@ -4,62 +4,31 @@
 // one stage each (one stage needs no data channels). The reference runner's logits are the oracle.
 // The default model (austen-2m), so that the answers are text whose tokens
 // are whole characters (token-text.test.ts covers tokens that split one).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureStages, partitionKey } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
-import { createSignalServer, type SignalServer } from '../server.js';
-import { NodeVolunteer } from '../testing/node-volunteer.js';
+import type { ReferenceRunner } from '../reference/reference-runner.js';
+import type { SignalServer } from '../server.js';
+import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
-const MODEL = 'austen-2m';
+const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
 const MESSAGES = [{ role: 'user' as const, content: 'Good morning. Is your sister at home?' }];
 const TOKENS = 8;
-const READY_TIMEOUT_MS = 10_000;
 /** The API's logits come from the same WASM kernels as the reference's: equal to float32 rounding. */
 const TOLERANCE = 1e-5;
 
-let cache: string;
+let rig: ApiSwarm | undefined;
 let server: SignalServer;
 let reference: ReferenceRunner;
 let client: OpenAI;
-const volunteers: NodeVolunteer[] = [];
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-logprobs-'));
-  const { dir, manifest } = await ensureStages(`models/${MODEL}`, { stages: 1 }, cache);
-  server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
-    redundancy: 2,
-    routeWaitMs: READY_TIMEOUT_MS,
-    ratePerMinute: 0,
-    apiMaxConcurrent: 0,
-  });
-  await server.ready;
-  for (let i = 0; i < 2; i++) volunteers.push(new NodeVolunteer(server.address().url));
-  // Ready once both have answered their challenge steps.
-  const until = Date.now() + READY_TIMEOUT_MS;
-  while ((server.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) < 2) {
-    if (Date.now() > until) throw new Error(`2 volunteers not ready within ${READY_TIMEOUT_MS} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  reference = await ReferenceRunner.fromStageDir(dir);
-  client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
-});
+  rig = await startApiSwarm('webswarm-logprobs-', { redundancy: 2, apiMaxConcurrent: 0 });
+  ({ server, reference, client } = rig);
+}, 60_000);
 
-afterAll(async () => {
-  for (const v of volunteers) await v.close();
-  await reference?.close();
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
 /** Independently of the server's code: log(exp(x_t) / Σ exp(x_j)) of each row the reference gives after prompt + tokens. */
 async function referenceLogprobs(prompt: string, tokens: readonly number[]): Promise<((t: number) => number)[]> {

@@ -7,18 +7,17 @@
 // time), with liars, a stage retried on spares (the pipeline rolled back) and
 // a replica that leaves mid-prompt, and with the pipeline off (MESH_LOOP=off).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, faultBehaviour } from '../../shared/swarm/faults.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { closeGoldenSwarm, type GoldenSwarm, startGoldenSwarm } from '../testing/golden-swarm.js';
-import { type Crash, createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm, runInProcess } from '../testing/in-process-swarm.js';
-import { logprobOf, promptLogprobs } from '../testing/prompt-logprobs.js';
-import type { StepRecord } from './session-types.js';
+import { type Crash, createInProcessSwarm, type InProcessSwarm, releaseInProcessSwarm } from '../testing/in-process-swarm.js';
+import { promptLogprobs } from '../testing/prompt-logprobs.js';
+import { expectScoredAsReference, type ScoredRun, scoreInProcess } from '../testing/scored-run.js';
 
 const STAGES = 3;
 const TOKENS = 4;
 const TIMEOUTS = { joinMs: 5_000, stepMs: 10_000 };
-/** Stage by stage on the same WASM kernels as the reference: equal to float32 rounding. */
-const TOLERANCE = 1e-4;
 
 let golden: GoldenSwarm | undefined;
 /** Two spares a stage: a stage with two liars is retried on both. */
@@ -37,44 +36,27 @@ afterAll(async () => {
   await closeGoldenSwarm(golden);
 });
 
-/** Scores the golden prompt and generates TOKENS after it; each position's log-probability and its votes. */
-async function score(
+const score = (
   swarm: InProcessSwarm,
   faults: Record<string, FaultBehaviour> = {},
-  crash: Crash | null = null,
-): Promise<{ r: Awaited<ReturnType<typeof runInProcess>>; logprobs: number[]; votes: number[][] }> {
-  const g = golden as GoldenSwarm;
-  const logprobs: number[] = [];
-  const votes: number[][] = [];
-  const r = await runInProcess(swarm, g.promptIds, TOKENS, faults, [], crash, undefined, null, 0, (position: number, rec: StepRecord) => {
-    expect(rec.token).toBe(g.promptIds[position]);
-    logprobs[position - 1] = logprobOf(rec.logits, rec.token);
-    votes.push(rec.votes.map((v) => v.agreed));
-  });
-  return { r, logprobs, votes };
-}
-
-function expectReference(got: { r: Awaited<ReturnType<typeof runInProcess>>; logprobs: number[] }): void {
-  const g = golden as GoldenSwarm;
-  expect(got.r.error).toBeNull();
-  expect(got.logprobs).toHaveLength(g.promptIds.length - 1);
-  for (const [i, lp] of got.logprobs.entries()) expect(Math.abs(lp - (want[i] as number)), `position ${i + 1}`).toBeLessThan(TOLERANCE);
-  // The tokens after the prompt: the reference's greedy continuation.
-  expect(got.r.tokens).toEqual(g.expected.slice(0, TOKENS));
-}
+  crash: Crash | readonly Crash[] | null = null,
+  sampling: SamplingParams = GREEDY,
+) => scoreInProcess(golden as GoldenSwarm, swarm, TOKENS, faults, crash, sampling);
+const expectReference = (got: ScoredRun, sampling: SamplingParams = GREEDY) =>
+  expectScoredAsReference(golden as GoldenSwarm, want, got, TOKENS, sampling);
 
 describe('a scored prompt, its tokens sent ahead', () => {
   it("r = 3: every position the reference's, stage 0 computing steps before the coordinator began them; the same with MESH_LOOP=off, step by step", async () => {
     const g = golden as GoldenSwarm;
     expect(g.promptIds.length).toBeGreaterThan(2 * MESH_AHEAD + 2);
     const on = await score(g.swarm);
-    expectReference(on);
+    await expectReference(on);
     expect(on.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
     // Every forced step's token went ahead; stage 0 computed some before they began here (the pipeline at work).
     expect(on.r.inputsAhead).toBe(g.promptIds.length - 1);
     expect(on.r.stepsAhead).toBeGreaterThan(0);
     const off = await score({ ...g.swarm, meshLoop: false });
-    expectReference(off);
+    await expectReference(off);
     expect(off.r.inputsAhead).toBe(0);
     expect(off.r.stepsAhead).toBe(0);
   });
@@ -83,7 +65,7 @@ describe('a scored prompt, its tokens sent ahead', () => {
     const g = golden as GoldenSwarm;
     const liars = ['s0r1', 's1r0', 's2r2'];
     const r = await score(g.swarm, Object.fromEntries(liars.map((id, i) => [id, faultBehaviour('noise', 3 + i)])));
-    expectReference(r);
+    await expectReference(r);
     expect(r.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
     expect([...r.r.evicted.keys()].sort()).toEqual(liars);
     for (const id of liars) expect(r.r.scores.get(id)).toEqual({ agreed: 0, disagreed: 3 });
@@ -98,7 +80,7 @@ describe('a scored prompt, its tokens sent ahead', () => {
       return { ...noise, output: (step, d, logits) => (step >= 6 ? noise.output(step, d, logits) : d) };
     };
     const r = await score(roomy, { s1r0: liar(11), s1r2: liar(12) });
-    expectReference(r);
+    await expectReference(r);
     expect(r.r.inputsAhead).toBeGreaterThan(6);
     // Three answers apart, none a majority: two of them go (which two, the record decides), both at step 6.
     expect(r.r.replacements.map((x) => `${x.joined}@${x.atStep}`).sort()).toEqual(['s1spare2@6', 's1spare@6']);
@@ -106,7 +88,7 @@ describe('a scored prompt, its tokens sent ahead', () => {
 
   it('a replica of stage 0 that leaves mid-prompt: its spare gets the tokens sent ahead too, and every position is the reference', async () => {
     const r = await score(roomy, {}, { who: 's0r1', afterSteps: 5, spare: 's0spare' });
-    expectReference(r);
+    await expectReference(r);
     expect(r.r.replacements.map((x) => `${x.left}>${x.joined}`)).toEqual(['s0r1>s0spare']);
   });
 });

@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
+import { CachingExecutor } from '../../shared/model/pipeline.js';
+import type { StepDigest } from '../../shared/protocol/messages.js';
+import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
@@ -40,4 +43,19 @@ export async function until(check: () => boolean, what: string, timeoutMs = 10_0
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A replica of `stage` on these stages that records what it reports (digests) and what it refuses; it sends nothing. */
+export function recordingReplica(s: TinyStages, stage: number): { core: ReplicaCore; digests: StepDigest[]; rejected: string[] } {
+  const digests: StepDigest[] = [];
+  const rejected: string[] = [];
+  const core = new ReplicaCore(s.manifest, stage, new CachingExecutor(s.manifest, s.ort), {
+    frames: () => {},
+    digest: (m) => digests.push(m),
+    logits: () => {},
+    failed: () => {},
+    computed: () => {},
+    rejected: (why) => rejected.push(why),
+  });
+  return { core, digests, rejected };
 }

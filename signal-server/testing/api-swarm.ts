@@ -1,0 +1,66 @@
+// A real server on port 0 serving austen-2m in one stage, its r volunteers Node clients running the real replica
+// (node-volunteer.ts) on onnxruntime-web's WASM backend, the reference runner on the same stage, and the official
+// `openai` client against the server's HTTP API: the rig of the API tests that check answers against the reference.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+import { NodeVolunteer } from './node-volunteer.js';
+
+export const API_MODEL = 'austen-2m';
+const READY_TIMEOUT_MS = 10_000;
+
+export interface ApiSwarm {
+  readonly server: SignalServer;
+  readonly reference: ReferenceRunner;
+  readonly client: OpenAI;
+  close(): Promise<void>;
+}
+
+/** Starts the rig with `redundancy` volunteers, all ready; `apiMaxConcurrent` generations a client may run (0: no limit). */
+export async function startApiSwarm(prefix: string, o: { redundancy: number; apiMaxConcurrent: number }): Promise<ApiSwarm> {
+  const cache = mkdtempSync(join(tmpdir(), prefix));
+  const { dir, manifest } = await ensureStages(`models/${API_MODEL}`, { stages: 1 }, cache);
+  const server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
+    redundancy: o.redundancy,
+    routeWaitMs: READY_TIMEOUT_MS,
+    ratePerMinute: 0,
+    apiMaxConcurrent: o.apiMaxConcurrent,
+  });
+  await server.ready;
+  const volunteers = Array.from({ length: o.redundancy }, () => new NodeVolunteer(server.address().url));
+  const close = async () => {
+    for (const v of volunteers) await v.close();
+    await server.close();
+    rmSync(cache, { recursive: true, force: true });
+  };
+  try {
+    // Ready once each has answered its challenge steps.
+    const until = Date.now() + READY_TIMEOUT_MS;
+    while ((server.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) < o.redundancy) {
+      if (Date.now() > until) throw new Error(`${o.redundancy} volunteers not ready within ${READY_TIMEOUT_MS} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const reference = await ReferenceRunner.fromStageDir(dir);
+    const client = new OpenAI({ baseURL: `${server.address().url}/v1`, apiKey: 'none', maxRetries: 0 });
+    return {
+      server,
+      reference,
+      client,
+      close: async () => {
+        await reference.close();
+        await close();
+      },
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
