@@ -88,4 +88,23 @@ describe('strays flooded while a roll-back update is late (red team)', () => {
         .join('; ')}`,
     ).toEqual([s, s + 1, s + 2]);
   });
+
+  // FINDING (closed by SENDER_STRAYS_KEPT): eight Sybils holding fewer strays each than the honest senders (one, then
+  // two) still filled the 16 strays, and the busiest were then the senders, whose newest recomputed frames went.
+  it('eight Sybils each keeping fewer strays than the senders: the senders keep their recomputed steps', async () => {
+    const sybils = Array.from({ length: 8 }, (_, k) => `X${k}`);
+    let round = 0;
+    const { again, s } = await rolledBack((r, step) => {
+      if (round++ !== 1) for (const x of sybils) r.one(x, 0, step + 40, 1, 9);
+    });
+    expect(again.slice(0, 3)).toEqual([s, s + 1, s + 2]);
+  });
+
+  it('a named sender flooding newer-era frames keeps only its own first ones: the other senders carry s..', async () => {
+    const { again, s } = await rolledBack((r, step) => {
+      for (let k = 0; k < 8; k++) r.one('C', 2, 60 + step * 8 + k, 1, 5 + k);
+      for (const x of ['X1', 'X2', 'X3']) r.one(x, 1, step + 30, 1, 2);
+    });
+    expect(again.slice(0, 3)).toEqual([s, s + 1, s + 2]);
+  });
 });

@@ -92,21 +92,39 @@ function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'olde
 }
 
 /**
- * The stray to drop, of the peer with the most strays waiting (on a tie, one the route does not name as a sender,
- * the last to start waiting: honest senders whose recomputed frames overtook a roll-back's update are named): its
- * oldest of this replica's era (a replacement's replay, most of it steps already taken), else its newest (a newer
- * era's steps, recomputed after a roll-back whose update has not come yet: the lowest are needed first).
+ * Strays of a route's sender kept out of reach of others' floods: its first this many of a newer era (a sender
+ * recomputes at most the MESH_AHEAD window after a roll-back before the update that rolls this replica back comes).
+ */
+export const SENDER_STRAYS_KEPT = MESH_AHEAD + 1;
+
+/**
+ * The stray to drop when more than MAX_STRAYS wait. Each sender the route names keeps its first SENDER_STRAYS_KEPT
+ * strays of a newer era (its recomputed steps, which it sends once): no number of other peers can push them out.
+ * Of the rest, the peer with the most waiting goes first (on a tie, one the route does not name as a sender, the
+ * last to start waiting): its oldest of this replica's era (a replacement's replay, most of it steps already taken),
+ * else its newest (a newer era's steps: the lowest are needed first).
  */
 function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
+  const kept = new Map<string, number>();
+  const all = strays.map((x, i) => ({ x, i }));
+  const open = all.filter(({ x }) => {
+    if (s.prev[x.frame.replica] !== x.from || eraOf(s, x.frame) !== 'newer') return true;
+    const n = kept.get(x.from) ?? 0;
+    kept.set(x.from, n + 1);
+    return n >= SENDER_STRAYS_KEPT;
+  });
+  // Only when the route's senders alone keep more than MAX_STRAYS (r > 5) may theirs go.
+  const among = open.length > 0 ? open : all;
   const count = new Map<string, number>();
-  for (const x of strays) count.set(x.from, (count.get(x.from) ?? 0) + 1);
+  for (const { x } of among) count.set(x.from, (count.get(x.from) ?? 0) + 1);
   let busiest = '';
   let most = 0;
   // Map order is the order peers started waiting: a later one wins a tie, and an unnamed one wins over a named one.
   const rank = (from: string, n: number) => n * 2 + (s.prev.includes(from) ? 0 : 1);
   for (const [from, n] of count) if (rank(from, n) >= rank(busiest, most) || busiest === '') [busiest, most] = [from, n];
-  const same = strays.findIndex((x) => x.from === busiest && eraOf(s, x.frame) === 'same');
-  return same >= 0 ? same : strays.findLastIndex((x) => x.from === busiest);
+  const mine = among.filter(({ x }) => x.from === busiest);
+  const same = mine.find(({ x }) => eraOf(s, x.frame) === 'same');
+  return (same ?? mine.at(-1))?.i ?? 0;
 }
 
 /** Stage 0's input of token ids. */
@@ -440,8 +458,8 @@ export class ReplicaCore {
       // few frames of the previous stage until the update comes, then look again.
       if (f.stage === this.stage - 1) {
         s.strays.push({ from, frame: f });
-        // When too many wait, one of the peer keeping the most goes (strayToDrop): a stranger cannot fill the
-        // memory, nor a flooder push out the few strays of the honest senders (sent once, never again).
+        // When too many wait, one goes (strayToDrop): a stranger cannot fill the memory, nor any number of
+        // flooders push out the route's senders' recomputed steps (sent once, never again).
         if (s.strays.length > MAX_STRAYS) {
           const [dropped] = s.strays.splice(strayToDrop(s, s.strays), 1);
           if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
