@@ -5,16 +5,16 @@
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { tokenLogprob } from './api/logprobs.js';
 import { createLogger } from './log.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
-import { promptLogprobs } from './testing/prompt-logprobs.js';
+import { expectScoredReplay } from './testing/scored-run.js';
 import { connectClient, helloVolunteer } from './testing/socket-client.js';
 
-const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('repartition');
+const swarm = httpSwarm('repartition');
+const { start, volunteer, readyCount, complete, stageCache } = swarm;
 
 /** How long a test waits for volunteers to load and prove their stages: generous, for 2 cores shared with other test runs. */
 const READY_MS = 90_000;
@@ -179,32 +179,14 @@ describe('re-partition over Socket.IO', () => {
   it(
     'a scored prompt (echo) replayed mid-way: each position scored once, with the reference’s log-probability; its seeded tokens the reference’s',
     async () => {
-      const { server, url, tokenizer } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });
-      const coordinator = server.coordinator;
-      if (coordinator === null) throw new Error('no coordinator');
-      const sampling = { temperature: 1, topK: 0, topP: 1, seed: 5 };
-      const ids = tokenizer.encode(PROMPT);
-      const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 3 }, stageCache())).dir);
-      const expected = (await runner.generateIds(ids, TOKENS, sampling)).tokens;
-      // The oracle: the reference fed the prompt a token at a time.
-      const want = await promptLogprobs(runner, ids);
-      await runner.close();
-      expect(ids.length).toBeGreaterThan(4);
-      const vs = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(6);
       // Stage 1 goes after 3 of the prompt's positions.
-      (vs.find((v) => v.stage === 1) as NodeVolunteer).leaveAfter(3);
-      const positions: number[] = [];
-      const got: number[] = [];
-      const c = await coordinator.complete({ prompt: PROMPT, maxTokens: TOKENS, sampling, scorePrompt: true }, undefined, (u) => {
-        positions.push(u.position);
-        if (u.logits !== null) got.push(tokenLogprob(u.logits, u.token, 0).logprob);
+      await expectScoredReplay(swarm, {
+        stage: 1,
+        after: 3,
+        sampling: { temperature: 1, topK: 0, topP: 1, seed: 5 },
+        tokens: TOKENS,
+        address: (i) => `127.0.0.${70 + i}`,
       });
-      expect(coordinator.replays).toBeGreaterThanOrEqual(1);
-      expect(positions).toEqual(ids.map((_, i) => i));
-      for (let i = 0; i < want.length; i++)
-        expect(Math.abs((got[i] as number) - (want[i] as number)), `position ${i + 1}`).toBeLessThan(1e-5);
-      expect(c.tokens).toEqual(expected);
     },
     TEST_MS,
   );
