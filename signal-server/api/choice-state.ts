@@ -1,5 +1,5 @@
 /**
- * One choice of an OpenAI request (`n` of them run as separate generations):
+ * One choice of an OpenAI request (`n` of them, or `best_of` candidates, run as separate generations):
  * the votes behind its tokens, its log-probabilities in the request's shape as
  * they come, and what of its text has been streamed.
  */
@@ -62,6 +62,8 @@ export class ChoiceState {
   sent = '';
   /** Whether a chunk of this choice went out (chat's first one carries the role). */
   started = false;
+  /** The sum of its tokens' log-probabilities under the agreed logits (best_of ranks candidates by their mean). */
+  private logprobTotal = 0;
   private readonly chatEntries: ChatLogprob[] = [];
   private readonly completionArrays = emptyCompletionLogprobs();
   private readonly offsets: CompletionLogprobsBuilder;
@@ -100,8 +102,9 @@ export class ChoiceState {
   add(u: ApiTokenUpdate): { vote: TokenVote; logprobs: ChunkLogprobs } {
     const vote = voteOf(u);
     this.votes.push(vote);
+    const lp = tokenLogprob(u.logits, u.token, this.logprobs ?? 0);
+    this.logprobTotal += lp.logprob;
     if (this.logprobs === null) return { vote, logprobs: null };
-    const lp = tokenLogprob(u.logits, u.token, this.logprobs);
     if (this.kind === 'chat') {
       const entry = chatLogprob(lp, this.texts);
       this.chatEntries.push(entry);
@@ -110,6 +113,11 @@ export class ChoiceState {
     const arrays = this.offsets.next(lp);
     appendCompletionLogprobs(this.completionArrays, arrays);
     return { vote, logprobs: arrays };
+  }
+
+  /** Its tokens' mean log-probability (0 with no token): what best_of ranks candidates by. */
+  get meanLogprob(): number {
+    return this.votes.length === 0 ? 0 : this.logprobTotal / this.votes.length;
   }
 
   /** The whole choice's log-probabilities. */

@@ -142,17 +142,30 @@ class EventStream {
 }
 
 /**
- * Why n choices found no room, once this request holds `held` slots: its own
- * slots are not "requests running already" (before, n = 5 alone at a limit of 4
- * was told 4 were running), and an n over the limit can never fit.
+ * Why n choices (or best_of candidates) found no room, once this request holds `held` slots: its own slots are not
+ * "requests running already" (before, n = 5 alone at a limit of 4 was told 4 were running), and an n over the
+ * limit can never fit. `what` names the count: "n = 3 choices", "best_of = 5 candidates".
  */
-function choicesRefused(n: number, held: number, access: AccessControl, identity: string): string {
+function choicesRefused(n: number, what: string, held: number, access: AccessControl, identity: string): string {
   const max = access.maxConcurrent;
+  const param = what.split(' ')[0] as string;
   if (n > max)
-    return `n = ${n} choices are ${n} generations, more than the ${max} one client may run at once (API_MAX_CONCURRENT): ask for n ≤ ${max}`;
+    return `${what} are ${n} generations, more than the ${max} one client may run at once (API_MAX_CONCURRENT): ask for ${param} ≤ ${max}`;
   const others = access.runningOf(identity) - held;
   const wait = n - (max - others);
-  return `n = ${n} choices are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
+  return `${what} are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
+}
+
+/**
+ * The choices a response returns: with best_of > n, the n candidates with the highest mean log-probability per
+ * token (under the logits their votes agreed on), best first, the lower index on a tie; else every one, in order.
+ */
+export function returnedChoices<T extends { readonly index: number; readonly meanLogprob: number }>(
+  candidates: readonly T[],
+  n: number,
+): T[] {
+  if (candidates.length === n) return [...candidates];
+  return [...candidates].sort((a, b) => b.meanLogprob - a.meanLogprob || a.index - b.index).slice(0, n);
 }
 
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
@@ -202,12 +215,16 @@ export async function handleOpenAiGeneration(
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
   }
 
-  // n choices are n generations: each holds one of the client's concurrent generations (the first is held already).
-  for (let i = 1; i < p.n; i++) {
+  // n choices (best_of candidates) are n generations: each holds one of the client's concurrent generations (the
+  // first is held already).
+  const candidates = p.kind === 'completion' ? p.bestOf : p.n;
+  const ranked = candidates > p.n;
+  const counted = ranked ? `best_of = ${candidates} candidates` : `n = ${p.n} choices`;
+  for (let i = 1; i < candidates; i++) {
     const more = ctx.access.hold(identity);
     if (!more.ok) {
       res.setHeader('retry-after', String(more.retryAfterS));
-      return sendApiError(res, more.status, 'rate_limit_error', more.code, choicesRefused(p.n, i, ctx.access, identity));
+      return sendApiError(res, more.status, 'rate_limit_error', more.code, choicesRefused(candidates, counted, i, ctx.access, identity));
     }
     res.once('close', more.release);
   }
@@ -254,7 +271,7 @@ export async function handleOpenAiGeneration(
     });
     choice.started = true;
   };
-  const choices = Array.from({ length: p.n }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length));
+  const choices = Array.from({ length: candidates }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length));
   // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
   const echo = p.kind === 'completion' && p.echo;
   const echoed = new Set<ChoiceState>();
@@ -361,11 +378,14 @@ export async function handleOpenAiGeneration(
     const done = await Promise.all(choices.map(run));
     const tokens = done.reduce((a, c) => a + c.tokens.length, 0);
     ctx.log(
-      `${kind} ${id}: ${tokens} tokens${p.n > 1 ? ` in ${p.n} choices` : ''}, ${done.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
+      `${kind} ${id}: ${tokens} tokens${candidates > 1 ? ` in ${candidates} ${ranked ? `candidates, the best ${p.n} returned` : 'choices'}` : ''}, ${done.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
     );
     if (events === null) {
-      const body = done.map((c, i) => {
-        const choice = choices[i] as ChoiceState;
+      // The candidates ranked (best_of > n), or every choice; each returned at its place in this list.
+      const returned = returnedChoices(choices, p.n);
+      const completionOf = (choice: ChoiceState) => done[choice.index] as ApiCompletion;
+      const body = returned.map((choice, i) => {
+        const c = completionOf(choice);
         const message =
           kind === 'chat'
             ? { index: i, message: { role: 'assistant', content: c.text, refusal: null } }
@@ -373,13 +393,17 @@ export async function handleOpenAiGeneration(
         return { ...message, logprobs: choice.wholeLogprobs(), finish_reason: c.finishReason };
       });
       // webswarm's extension: the token ids, the route and every token's vote (per choice when there are several).
-      const ext = (c: ApiCompletion, choice: ChoiceState) => ({
-        tokens: c.tokens,
-        route: c.route,
-        server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
-        votes: choice.votes,
-        ...(echo ? { prompt_votes: choice.promptVotes } : {}),
-      });
+      const ext = (choice: ChoiceState) => {
+        const c = completionOf(choice);
+        return {
+          ...(ranked ? { candidate: choice.index } : {}),
+          tokens: c.tokens,
+          route: c.route,
+          server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
+          votes: choice.votes,
+          ...(echo ? { prompt_votes: choice.promptVotes } : {}),
+        };
+      };
       const first = done[0] as ApiCompletion;
       sendJson(res, 200, {
         ...head,
@@ -387,17 +411,31 @@ export async function handleOpenAiGeneration(
         usage: usageOf(done),
         webswarm: {
           redundancy: first.redundancy,
+          // Which candidates are returned rests on every candidate's votes.
           verified: done.every((c, i) => verifiedOf(c, choices[i] as ChoiceState)),
           prompt_tokens: first.promptTokens,
           ...(p.n === 1
-            ? ext(first, choices[0] as ChoiceState)
+            ? ext(returned[0] as ChoiceState)
             : {
-                choices: done.map((c, i) => ({
+                choices: returned.map((choice, i) => ({
                   index: i,
-                  verified: verifiedOf(c, choices[i] as ChoiceState),
-                  ...ext(c, choices[i] as ChoiceState),
+                  verified: verifiedOf(completionOf(choice), choice),
+                  ...ext(choice),
                 })),
               }),
+          // best_of: every candidate, how it ranked (seed: the request's seed + its index reproduces it alone).
+          ...(ranked
+            ? {
+                candidates: choices.map((choice) => ({
+                  candidate: choice.index,
+                  seed: (p.seed + choice.index) >>> 0,
+                  mean_logprob: choice.meanLogprob,
+                  tokens: completionOf(choice).tokens.length,
+                  verified: verifiedOf(completionOf(choice), choice),
+                  returned: returned.indexOf(choice) >= 0 ? returned.indexOf(choice) : null,
+                })),
+              }
+            : {}),
         },
       });
       return;

@@ -320,6 +320,86 @@ describe('log-probabilities through a swarm of two replicas', () => {
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 
+  it('best_of: every candidate drawn (seed + i), the n with the highest mean log-probability per token returned best first, as the reference ranks them', async () => {
+    const ids = reference.tokenizer.encode(PROMPT);
+    const CANDIDATES = 4;
+    const sampling = { temperature: 1, topK: 0, topP: 1 };
+    // The oracle: each candidate the reference's draw for seed + i, its mean log-probability from the reference fed
+    // prompt + draw a token at a time (apart from the API's code), ranked best first (the lower index on a tie).
+    const draws: number[][] = [];
+    const means: number[] = [];
+    for (let i = 0; i < CANDIDATES; i++) {
+      const own = (await reference.generateIds(ids, TOKENS, { ...sampling, seed: 40 + i })).tokens;
+      const lps = (await promptLogprobs(reference, [...ids, ...own])).slice(-TOKENS);
+      draws.push(own);
+      means.push(lps.reduce((a, b) => a + b, 0) / TOKENS);
+    }
+    const order = means
+      .map((m, i) => ({ m, i }))
+      .sort((a, b) => b.m - a.m || a.i - b.i)
+      .map((x) => x.i);
+    expect(new Set(draws.map((d) => d.join())).size).toBeGreaterThan(1);
+    type Ranked = {
+      webswarm: {
+        verified: boolean;
+        choices: { index: number; candidate: number; tokens: number[]; verified: boolean }[];
+        candidates: { candidate: number; seed: number; mean_logprob: number; tokens: number; verified: boolean; returned: number | null }[];
+      };
+    };
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      seed: 40,
+      n: 2,
+      best_of: CANDIDATES,
+      logprobs: 1,
+    });
+    const ext = (r as unknown as Ranked).webswarm;
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(ext.choices.map((c) => c.candidate)).toEqual(order.slice(0, 2));
+    for (const [j, c] of r.choices.entries()) {
+      const own = draws[order[j] as number] as number[];
+      expect(c.text).toBe(reference.tokenizer.decode(own));
+      expect(ext.choices[j]?.tokens).toEqual(own);
+      expect(c.logprobs?.token_logprobs).toHaveLength(TOKENS);
+    }
+    // Every candidate was computed (and is billed), and the extension says how each ranked.
+    expect(r.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: CANDIDATES * TOKENS });
+    expect(ext.verified).toBe(true);
+    expect(ext.candidates.map((c) => c.candidate)).toEqual([0, 1, 2, 3]);
+    for (const [i, c] of ext.candidates.entries()) {
+      expect(c.seed).toBe(40 + i);
+      expect(c.tokens).toBe(TOKENS);
+      expect(Math.abs(c.mean_logprob - (means[i] as number)), `candidate ${i}`).toBeLessThan(TOLERANCE);
+      expect(c.returned).toBe(order.indexOf(i) < 2 ? order.indexOf(i) : null);
+    }
+
+    // n = 1 of 3: the single best, its ids at the top of the extension as any n = 1 answer's.
+    const one = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, seed: 40, best_of: 3 });
+    const best3 = order.filter((i) => i < 3)[0] as number;
+    expect(one.choices.map((c) => c.text)).toEqual([reference.tokenizer.decode(draws[best3] as number[])]);
+    expect((one as unknown as { webswarm: { candidate: number; tokens: number[] } }).webswarm).toMatchObject({
+      candidate: best3,
+      tokens: draws[best3],
+    });
+
+    // With echo: the prompt scored once and echoed by the candidate returned, ranked on its own tokens only.
+    const echoed = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      seed: 40,
+      best_of: 2,
+      echo: true,
+      logprobs: 0,
+    });
+    const best2 = order.filter((i) => i < 2)[0] as number;
+    expect(echoed.choices.map((c) => c.text)).toEqual([PROMPT + reference.tokenizer.decode(draws[best2] as number[])]);
+    expect(echoed.choices[0]?.logprobs?.token_logprobs).toHaveLength(ids.length + TOKENS);
+    expect(echoed.usage).toMatchObject({ completion_tokens: 2 * TOKENS });
+  });
+
   it('a one-token prompt scored with nothing generated: its token, null, and its settings checked as any request’s', async () => {
     const one = reference.tokenizer.decode([reference.tokenizer.encode(PROMPT)[0] as number]);
     expect(reference.tokenizer.encode(one)).toHaveLength(1);

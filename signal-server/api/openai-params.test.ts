@@ -36,10 +36,7 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     ['reasoning_effort', 'high', 'unsupported_parameter', null],
     ['web_search_options', {}, 'unsupported_parameter', null],
   ];
-  const completionOnly: [string, unknown, BodyError['code'], unknown][] = [
-    ['best_of', 3, 'unsupported_value', 1],
-    ['suffix', ' the end', 'unsupported_parameter', ''],
-  ];
+  const completionOnly: [string, unknown, BodyError['code'], unknown][] = [['suffix', ' the end', 'unsupported_parameter', '']];
 
   for (const [param, value, code, harmless] of both) {
     it(`${param}: ${JSON.stringify(value)} (chat and completions)`, () => {
@@ -146,14 +143,40 @@ describe('defaults of an absent field (README: 16 tokens, temperature 1, seed 0)
   });
 });
 
-describe('best_of beside n', () => {
-  it('best_of > 1 says what to ask for instead (n), not that the swarm generates one candidate per request', () => {
-    const r = completion({ best_of: 3 });
-    expect('status' in r && r.message).toBe(
-      'best_of must be 1: the swarm does not rank hidden candidates (ask for n choices to get each of them)',
-    );
-    // n itself is served: 3 choices, each returned.
-    expect(completion({ n: 3 })).toMatchObject({ n: 3 });
+describe('best_of beside n (completions)', () => {
+  it('is n when absent (nothing ranked); an integer in [n, 8] otherwise, each other value refused naming best_of', () => {
+    expect(completion({})).toMatchObject({ n: 1, bestOf: 1 });
+    expect(completion({ n: 3 })).toMatchObject({ n: 3, bestOf: 3 });
+    expect(completion({ best_of: 5, n: 2 })).toMatchObject({ n: 2, bestOf: 5 });
+    expect(completion({ best_of: null, n: 2 })).toMatchObject({ n: 2, bestOf: 2 });
+    for (const [best_of, n] of [
+      [1, 2],
+      [9, 1],
+      [0, 1],
+      [2.5, 1],
+      ['3', 1],
+      [true, 1],
+    ] as const) {
+      const r = completion({ best_of, n });
+      expect(r, JSON.stringify({ best_of, n })).toMatchObject({ status: 400, code: 'invalid_request', param: 'best_of' });
+      expect('status' in r && r.message).toBe(
+        `best_of must be an integer in [n, 8] (here n = ${n}): the candidates generated, of which the n with the highest log-probability per token are returned`,
+      );
+    }
+  });
+
+  it('is not streamed when it ranks (best_of > n); best_of = n streams as n does', () => {
+    expect(completion({ best_of: 2, stream: true })).toMatchObject({
+      status: 400,
+      param: 'best_of',
+      message: 'best_of > n cannot be streamed: the best candidates are known only once every one has ended',
+    });
+    expect(completion({ best_of: 2, n: 2, stream: true })).toMatchObject({ n: 2, bestOf: 2, stream: true });
+  });
+
+  it('belongs to completions: a chat body with best_of changes nothing there (OpenAI has none)', () => {
+    expect(chat({ best_of: 3 })).toMatchObject({ n: 1 });
+    expect(chat({ best_of: 3 })).not.toHaveProperty('bestOf');
   });
 });
 

@@ -43,6 +43,11 @@ export interface CompletionParams extends GenerationParams {
    * with its log-probability, computed and voted on by the swarm position by position. `max_tokens` may then be 0.
    */
   readonly echo: boolean;
+  /**
+   * `best_of`: candidates generated (each a generation of its own, candidate i sampling with seed + i), of which
+   * the `n` with the highest log-probability per token are returned, best first; `n` (the default) ranks nothing.
+   */
+  readonly bestOf: number;
 }
 
 export interface ChatParams extends GenerationParams {
@@ -166,7 +171,15 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
     return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
   const echo = raw.echo ?? false;
   if (typeof echo !== 'boolean') return bad('echo', 'echo must be a boolean');
-  return { ...c, kind: 'completion', prompt: p, logprobs, echo };
+  const bestOf = raw.best_of ?? c.n;
+  if (typeof bestOf !== 'number' || !Number.isInteger(bestOf) || bestOf < c.n || bestOf > MAX_CHOICES)
+    return bad(
+      'best_of',
+      `best_of must be an integer in [n, ${MAX_CHOICES}] (here n = ${c.n}): the candidates generated, of which the n with the highest log-probability per token are returned`,
+    );
+  if (bestOf > c.n && c.stream)
+    return bad('best_of', 'best_of > n cannot be streamed: the best candidates are known only once every one has ended');
+  return { ...c, kind: 'completion', prompt: p, logprobs, echo, bestOf };
 }
 
 function contentText(c: unknown): string | null {

@@ -8,7 +8,7 @@
 
 /** A refused field: `param` is OpenAI's name for it. */
 export interface Unsupported {
-  readonly code: 'unsupported_parameter' | 'unsupported_value' | 'invalid_request';
+  readonly code: 'unsupported_parameter' | 'unsupported_value';
   readonly param: string;
   readonly message: string;
 }
@@ -42,14 +42,6 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
   completion: {},
 };
 
-function countOne(b: Record<string, unknown>, param: 'best_of', what: string): Unsupported | null {
-  const v = b[param];
-  if (absent(v) || v === 1) return null;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    return { code: 'invalid_request', param, message: `${param} must be a positive integer` };
-  return notThisValue(param, `${param} must be 1: ${what}`);
-}
-
 /** The first field of a request body that asks for something the swarm does not do, or null. */
 export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
   for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
@@ -73,9 +65,6 @@ function chatOnly(b: Record<string, unknown>): Unsupported | null {
 }
 
 function completionOnly(b: Record<string, unknown>): Unsupported | null {
-  // n choices exist (each returned); best_of would rank hidden candidates, which nothing here does.
-  const best = countOne(b, 'best_of', 'the swarm does not rank hidden candidates (ask for n choices to get each of them)');
-  if (best !== null) return best;
   if (!absent(b.suffix) && b.suffix !== '') return notSupported('suffix', 'the model does not insert text before a suffix');
   return null;
 }

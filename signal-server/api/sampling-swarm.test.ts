@@ -269,7 +269,7 @@ describe('n choices', () => {
   );
 
   it(
-    'each choice holds one of the client’s concurrent generations: n over API_MAX_CONCURRENT is a 429 naming n, and nothing runs',
+    'each choice (or best_of candidate) holds one of the client’s concurrent generations: n over API_MAX_CONCURRENT is a 429 naming n, and nothing runs',
     async () => {
       const s = await swarm({ apiMaxConcurrent: 2 });
       const e = await s.client.completions.create({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 2, n: 3 }).then(
@@ -280,6 +280,15 @@ describe('n choices', () => {
       expect(e?.message).toMatch(/n = 3 choices are 3 generations, more than the 2 one client may run at once/);
       // Nothing else was running: before, its own slots were counted as "2 requests running already".
       expect(e?.message).not.toMatch(/running/);
+      // best_of's candidates are generations too: best_of = 3 for one choice is refused the same way, naming best_of.
+      const b = await s.client.completions.create({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 2, best_of: 3 }).then(
+        () => null,
+        (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+      );
+      expect(b?.status).toBe(429);
+      expect(b?.message).toMatch(
+        /best_of = 3 candidates are 3 generations, more than the 2 one client may run at once.*ask for best_of ≤ 2/,
+      );
       expect(s.volunteers.reduce((a, v) => a + v.sessionsOpened, 0)).toBe(0);
       // Two fit, and the slots were given back: the same client is served at once after.
       const ok = (await s.client.completions.create({
