@@ -200,6 +200,22 @@ describe('the senders’ kept strays under attack (red team)', () => {
     expect((await r.again(2)).slice(0, 3)).toEqual([S + 2, S + 3, S + 4]);
   });
 
+  // FINDING (left open, the r ≥ 6 one's cause): two roll-backs in a row to different steps (s, then s + 2), both
+  // updates late, leave each sender 5 strays that are all needed (era-1 s, s + 1; era-2 s + 2..s + 4, the era-1 s + 2
+  // undone and dropped first): 4 × 5 = 20 > 16 with no attacker at all, the busiest (the later on a tie) losing its
+  // newest each time, and era-2 s + 4 is left with fewer than 3 of 4 copies: never computed again. r = 3 fits (15).
+  // The same fix as below (a bound that grows with the route's r) would close it.
+  it.fails('r = 4, two roll-backs in a row (to s, then s + 2), both updates late, no attacker: all recomputed steps kept', async () => {
+    const r = await taken(['A', 'B', 'C', 'D']);
+    for (let step = S; step <= S + 2; step++) r.send(step, 1);
+    for (let step = S + 2; step <= S + 4; step++) r.send(step, 2);
+    r.update({ resetFrom: S, era: 1 });
+    await until(() => r.digests.filter((d) => d.resets === 1).length >= 2, 'era-1 steps s, s + 1');
+    r.update({ resetFrom: S + 2, era: 2 });
+    expect((await r.again(2)).slice(0, 3)).toEqual([S + 2, S + 3, S + 4]);
+    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+  });
+
   // FINDING (left open): at r ≥ 6 the senders' kept strays alone are 6 × 3 = 18 > MAX_STRAYS = 16, and when only kept
   // ones remain the busiest goes, the later to start waiting on a tie. One hostile sender F, sending 3 strays of a
   // newer era before the honest ones (far steps, or its own lies for s..s+2), is never cut: the two drops are the
