@@ -92,25 +92,39 @@ function eraOf(s: { era: number }, f: ActivationFrame): 'same' | 'newer' | 'olde
 }
 
 /**
- * Strays of a route's sender kept out of reach of others' floods: its first this many of a newer era (a sender
+ * Strays of a route's sender kept out of reach of others' floods: its first this many of each newer era (a sender
  * recomputes at most the MESH_AHEAD window after a roll-back before the update that rolls this replica back comes).
  */
 export const SENDER_STRAYS_KEPT = MESH_AHEAD + 1;
 
+/** Whether era `b` comes after era `a` (mod 256, as eraOf). */
+function eraAfter(a: number, b: number): boolean {
+  const d = (b - a) & 0xff;
+  return d > 0 && d < 128;
+}
+
 /**
- * The stray to drop when more than MAX_STRAYS wait. Each sender the route names keeps its first SENDER_STRAYS_KEPT
- * strays of a newer era (its recomputed steps, which it sends once): no number of other peers can push them out.
+ * The stray to drop when more than MAX_STRAYS wait. First one its own sender undid: a frame of a step at or after
+ * one the same peer sent in a later era (a sender's frames of an era begin at its roll-back, so a later era's step k
+ * undoes its earlier era's steps from k on; another peer's frames undo nothing). Then each sender the route names
+ * keeps its first SENDER_STRAYS_KEPT strays of each newer era (its recomputed steps, which it sends once; two
+ * roll-backs whose updates both come late are two such windows): no number of other peers can push them out.
  * Of the rest, the peer with the most waiting goes first (on a tie, one the route does not name as a sender, the
  * last to start waiting): its oldest of this replica's era (a replacement's replay, most of it steps already taken),
  * else its newest (a newer era's steps: the lowest are needed first).
  */
 function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
+  const undone = strays.findIndex(({ from, frame }) =>
+    strays.some((y) => y.from === from && y.frame.step <= frame.step && eraAfter(frame.era ?? 0, y.frame.era ?? 0)),
+  );
+  if (undone >= 0) return undone;
   const kept = new Map<string, number>();
   const all = strays.map((x, i) => ({ x, i }));
   const open = all.filter(({ x }) => {
     if (s.prev[x.frame.replica] !== x.from || eraOf(s, x.frame) !== 'newer') return true;
-    const n = kept.get(x.from) ?? 0;
-    kept.set(x.from, n + 1);
+    const key = `${x.from}\u0000${x.frame.era ?? 0}`;
+    const n = kept.get(key) ?? 0;
+    kept.set(key, n + 1);
     return n >= SENDER_STRAYS_KEPT;
   });
   // Only when the route's senders alone keep more than MAX_STRAYS (r > 5) may theirs go.
