@@ -90,7 +90,7 @@ describe('strays flooded while a roll-back update is late (red team)', () => {
   });
 
   // FINDING (closed by SENDER_STRAYS_KEPT): eight Sybils holding fewer strays each than the honest senders (one, then
-  // two) still filled the 16 strays, and the busiest were then the senders, whose newest recomputed frames went.
+  // two) still filled the strays (16 then), and the busiest were then the senders, whose newest recomputed frames went.
   it('eight Sybils each keeping fewer strays than the senders: the senders keep their recomputed steps', async () => {
     const sybils = Array.from({ length: 8 }, (_, k) => `X${k}`);
     let round = 0;

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
 import type { SessionUpdate } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
+import { strayLimit } from '../shared/swarm/replica-core.js';
 import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 41;
@@ -47,7 +48,7 @@ async function taken(prev: readonly string[], era0 = 0) {
     core.close(SESSION);
     return steps;
   };
-  return { core, digests, one, send, update, again, rejected, mostStrays: () => most };
+  return { core, digests, one, send, update, again, rejected, mostStrays: () => most, limit: strayLimit(prev.length) };
 }
 
 const sybils = (n: number) => Array.from({ length: n }, (_, k) => `X${k}`);
@@ -64,7 +65,7 @@ describe('the senders’ kept strays under attack (red team)', () => {
     }
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
   it('a hostile named sender (C) spends its own kept slots on eras 1..127 first, with 8 Sybils: A and B carry s..', async () => {
@@ -77,7 +78,7 @@ describe('the senders’ kept strays under attack (red team)', () => {
     }
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
   it('a named sender claiming another sender’s index (C as replica 0) is not counted as A', async () => {
@@ -99,10 +100,10 @@ describe('the senders’ kept strays under attack (red team)', () => {
     }
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
-  it('r = 5: 15 kept strays of the senders and 16 Sybils: s.. computed again, never more than 16 strays', async () => {
+  it('r = 5: 15 kept strays of the senders and 16 Sybils: s.. computed again, never more than its limit of strays', async () => {
     const prev = ['A', 'B', 'C', 'D', 'E'];
     const r = await taken(prev);
     for (let step = S; step <= S + 2; step++) {
@@ -111,7 +112,7 @@ describe('the senders’ kept strays under attack (red team)', () => {
     }
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
   it('a replacement (D for C) named by the late update itself: A and B, kept, carry s.. past 8 Sybils and C', async () => {
@@ -126,14 +127,14 @@ describe('the senders’ kept strays under attack (red team)', () => {
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
   });
 
-  it('the strays stay within 16 per session across updates and many Sybils of every era', async () => {
+  it('the strays stay within the limit per session across updates and many Sybils of every era', async () => {
     const r = await taken(['A', 'B', 'C']);
     for (let round = 0; round < 4; round++) {
       for (const x of sybils(40)) for (const era of [0, 1, 2, 64, 127]) r.one(x, round % 3, S + 10 + round, era, 1);
       for (let era = 1; era < 128; era += 9) r.send(S + 20 + round, era);
       r.update({ prev: ['A', 'B', 'C'] });
     }
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
     await r.again(0);
   });
 
@@ -150,7 +151,7 @@ describe('the senders’ kept strays under attack (red team)', () => {
     }
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
   it('two roll-backs in a row, both updates late (eras 1 then 2), no attacker: s.. computed again in era 2', async () => {
@@ -200,12 +201,11 @@ describe('the senders’ kept strays under attack (red team)', () => {
     expect((await r.again(2)).slice(0, 3)).toEqual([S + 2, S + 3, S + 4]);
   });
 
-  // FINDING (left open, the r ≥ 6 one's cause): two roll-backs in a row to different steps (s, then s + 2), both
-  // updates late, leave each sender 5 strays that are all needed (era-1 s, s + 1; era-2 s + 2..s + 4, the era-1 s + 2
-  // undone and dropped first): 4 × 5 = 20 > 16 with no attacker at all, the busiest (the later on a tie) losing its
-  // newest each time, and era-2 s + 4 is left with fewer than 3 of 4 copies: never computed again. r = 3 fits (15).
-  // The same fix as below (a bound that grows with the route's r) would close it.
-  it.fails('r = 4, two roll-backs in a row (to s, then s + 2), both updates late, no attacker: all recomputed steps kept', async () => {
+  // FINDING (closed by strayLimit): two roll-backs in a row to different steps (s, then s + 2), both updates late,
+  // leave each sender 5 strays that are all needed (era-1 s, s + 1; era-2 s + 2..s + 4, the era-1 s + 2 undone and
+  // dropped first): 4 × 5 = 20 > 16 with no attacker at all, and era-2 s + 4 was left with fewer than 3 of 4 copies.
+  // The bound now grows with the route's r (2 × SENDER_STRAYS_KEPT a sender: 24 here).
+  it('r = 4, two roll-backs in a row (to s, then s + 2), both updates late, no attacker: all recomputed steps kept', async () => {
     const r = await taken(['A', 'B', 'C', 'D']);
     for (let step = S; step <= S + 2; step++) r.send(step, 1);
     for (let step = S + 2; step <= S + 4; step++) r.send(step, 2);
@@ -213,23 +213,20 @@ describe('the senders’ kept strays under attack (red team)', () => {
     await until(() => r.digests.filter((d) => d.resets === 1).length >= 2, 'era-1 steps s, s + 1');
     r.update({ resetFrom: S + 2, era: 2 });
     expect((await r.again(2)).slice(0, 3)).toEqual([S + 2, S + 3, S + 4]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 
-  // FINDING (left open): at r ≥ 6 the senders' kept strays alone are 6 × 3 = 18 > MAX_STRAYS = 16, and when only kept
-  // ones remain the busiest goes, the later to start waiting on a tie. One hostile sender F, sending 3 strays of a
-  // newer era before the honest ones (far steps, or its own lies for s..s+2), is never cut: the two drops are the
-  // honest D's and E's step s + 2, which leaves 3 honest copies of s + 2 where a majority of 6 needs 4, and step
-  // s + 2 is never computed again (the session stalls). With at most 16 strays no order can tell F's kept strays from
-  // the honest ones; a fix is a per-session bound of max(16, r × SENDER_STRAYS_KEPT + 1) strays (the route sets r, not
-  // a peer), a change of the memory bound, left to the owners.
-  it.fails('r = 6, a hostile sender F keeps 3 far-step strays first: the 5 honest senders still carry s..', async () => {
+  // FINDING (closed by strayLimit): at r ≥ 6 the senders' kept strays alone were 6 × 3 = 18 > 16, and when only kept
+  // ones remain the busiest goes, the later on a tie. One hostile sender F, sending 3 strays of a newer era before the
+  // honest ones, was never cut: the two drops were the honest D's and E's step s + 2, leaving 3 honest copies where a
+  // majority of 6 needs 4 (the session stalled). The bound now grows with r (36 here), set by the route, not a peer.
+  it('r = 6, a hostile sender F keeps 3 far-step strays first: the 5 honest senders still carry s..', async () => {
     const prev = ['A', 'B', 'C', 'D', 'E', 'F'];
     const r = await taken(prev);
     for (let k = 0; k < 3; k++) r.one('F', 5, S + 60 + k, 1, 5);
     for (let step = S; step <= S + 2; step++) r.send(step, 1, ['A', 'B', 'C', 'D', 'E']);
     r.update({ resetFrom: S, era: 1 });
     expect((await r.again(1)).slice(0, 3)).toEqual([S, S + 1, S + 2]);
-    expect(r.mostStrays()).toBeLessThanOrEqual(16);
+    expect(r.mostStrays()).toBeLessThanOrEqual(r.limit);
   });
 });

@@ -104,7 +104,7 @@ function eraAfter(a: number, b: number): boolean {
 }
 
 /**
- * The stray to drop when more than MAX_STRAYS wait. First one its own sender undid: a frame of a step at or after
+ * The stray to drop when more than strayLimit wait. First one its own sender undid: a frame of a step at or after
  * one the same peer sent in a later era (a sender's frames of an era begin at its roll-back, so a later era's step k
  * undoes its earlier era's steps from k on; another peer's frames undo nothing). Then each sender the route names
  * keeps its first SENDER_STRAYS_KEPT strays of each newer era (its recomputed steps, which it sends once; two
@@ -127,7 +127,7 @@ function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readon
     kept.set(key, n + 1);
     return n >= SENDER_STRAYS_KEPT;
   });
-  // Only when the route's senders alone keep more than MAX_STRAYS (r > 5) may theirs go.
+  // Only when the route's senders alone keep more than strayLimit (three or more roll-backs pending) may theirs go.
   const among = open.length > 0 ? open : all;
   const count = new Map<string, number>();
   for (const { x } of among) count.set(x.from, (count.get(x.from) ?? 0) + 1);
@@ -158,8 +158,18 @@ export const SETTLE_MS = 250;
 const MAX_HISTORY_STEPS = 1024;
 /** How far ahead of the next step a frame may be (further is dropped, not buffered): a slow replica (WebGPU on SwiftShader) lags many steps behind. */
 export const MAX_STEPS_AHEAD = 64;
-/** Frames kept per session from peers not yet named by the route. */
+/** Frames kept per session that cannot be placed yet (strays), whatever the route: see strayLimit. */
 const MAX_STRAYS = 16;
+
+/**
+ * Strays a session keeps, for a route of `senders` previous-stage replicas: 16, or room for every sender's kept strays
+ * of two roll-backs whose updates both come late (2 × SENDER_STRAYS_KEPT each) where r is larger (r ≥ 3: with r = 4,
+ * two such roll-backs leave 20 strays that are all needed; with r = 6 the senders' kept strays of one were 18). The
+ * coordinator sets r, not a peer: no client moves this bound.
+ */
+export function strayLimit(senders: number): number {
+  return Math.max(MAX_STRAYS, senders * 2 * SENDER_STRAYS_KEPT);
+}
 
 /**
  * One replica of one stage, free of browser and transport: for each session it
@@ -474,7 +484,7 @@ export class ReplicaCore {
         s.strays.push({ from, frame: f });
         // When too many wait, one goes (strayToDrop): a stranger cannot fill the memory, nor any number of
         // flooders push out the route's senders' recomputed steps (sent once, never again).
-        if (s.strays.length > MAX_STRAYS) {
+        if (s.strays.length > strayLimit(s.prev.length)) {
           const [dropped] = s.strays.splice(strayToDrop(s, s.strays), 1);
           if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
             this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
