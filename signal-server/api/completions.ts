@@ -157,6 +157,22 @@ function choicesRefused(n: number, what: string, held: number, access: AccessCon
 }
 
 /**
+ * best_of's score of each candidate: its mean log-probability per token, and for candidates with the same tokens the
+ * lowest index's. Their tokens had the same logits (a function of prompt + tokens), but computed by two paths (with
+ * echo, candidate 0's first position comes from scoring the prompt a token a step, the others' from a prefill) they
+ * differ in float32 rounding, and the tie went by that noise rather than to the lower index.
+ */
+export function rankingMeans(candidates: readonly { readonly meanLogprob: number; readonly tokens: readonly number[] }[]): number[] {
+  const seen = new Map<string, number>();
+  return candidates.map((c) => {
+    const key = c.tokens.join(',');
+    const mean = seen.get(key) ?? c.meanLogprob;
+    seen.set(key, mean);
+    return mean;
+  });
+}
+
+/**
  * The choices a response returns: with best_of > n, the n candidates with the highest mean log-probability per
  * token (under the logits their votes agreed on), best first, the lower index on a tie; else every one, in order.
  */
@@ -382,7 +398,13 @@ export async function handleOpenAiGeneration(
     );
     if (events === null) {
       // The candidates ranked (best_of > n), or every choice; each returned at its place in this list.
-      const returned = returnedChoices(choices, p.n);
+      const means = rankingMeans(
+        choices.map((choice, i) => ({ meanLogprob: choice.meanLogprob, tokens: (done[i] as ApiCompletion).tokens })),
+      );
+      const returned = returnedChoices(
+        choices.map((choice) => ({ index: choice.index, meanLogprob: means[choice.index] as number, choice })),
+        p.n,
+      ).map((r) => r.choice);
       const completionOf = (choice: ChoiceState) => done[choice.index] as ApiCompletion;
       const body = returned.map((choice, i) => {
         const c = completionOf(choice);
@@ -429,7 +451,7 @@ export async function handleOpenAiGeneration(
                 candidates: choices.map((choice) => ({
                   candidate: choice.index,
                   seed: (p.seed + choice.index) >>> 0,
-                  mean_logprob: choice.meanLogprob,
+                  mean_logprob: means[choice.index],
                   tokens: completionOf(choice).tokens.length,
                   verified: verifiedOf(completionOf(choice), choice),
                   returned: returned.indexOf(choice) >= 0 ? returned.indexOf(choice) : null,
