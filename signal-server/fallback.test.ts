@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_FRAME_LIMITS, FrameAssembler } from '../shared/protocol/frames.js';
 import { parseServiceStatus } from '../shared/protocol/http.js';
 import { packFrameMessages } from '../shared/protocol/messages.js';
-import { httpSwarm, PROMPT, TOKENS, WAIT_MS } from './testing/http-swarm.js';
+import { type CompletionBody, httpSwarm, PROMPT, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('fallback');
@@ -94,6 +94,27 @@ describe('the fallback over Socket.IO', () => {
       .filter((l) => l !== '' && l !== '[DONE]')
       .map((l) => JSON.parse(l) as { webswarm?: { verified?: boolean; server_stages?: number[] } });
     expect(chunks.at(-1)?.webswarm).toMatchObject({ verified: false, server_stages: [short] });
+  });
+
+  it('an answer ended at once by the end-of-text token the server computed a stage of: no token, and not verified (its end was not voted by volunteers)', async () => {
+    const { url } = await start(2, 2, { fallback: 'stage' });
+    const vs = Array.from({ length: 3 }, (_, i) => volunteer(url, `127.0.0.${70 + i}`));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const short = [0, 1].find((s) => vs.filter((v) => v.stage === s).length < 2) as number;
+    // tiny-untied's end-of-text token is 0: biased to certainty, it is the first draw.
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 4, logit_bias: { '0': 100 } }),
+    });
+    const body = (await res.json()) as { choices: { text: string; finish_reason: string }[]; webswarm: CompletionBody['webswarm'] };
+    expect(res.status).toBe(200);
+    expect(body.choices[0]).toMatchObject({ text: '', finish_reason: 'stop' });
+    expect(body.webswarm?.tokens).toEqual([]);
+    // No token to say so: before, an empty answer was "verified" whoever drew its end.
+    expect(body.webswarm?.verified).toBe(false);
+    // The short stage's lone volunteer computed nothing: the server drew that end.
+    expect(vs.find((v) => v.stage === short)?.steps).toBe(0);
   });
 
   it('FALLBACK=whole: a request that finds a stage short is the server’s at every stage', async () => {

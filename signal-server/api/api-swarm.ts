@@ -75,4 +75,6 @@ export interface ApiCompletion {
   /** The configured redundancy r, and whether every token was verified by a majority of it. */
   readonly redundancy: number;
   readonly verified: boolean;
+  /** The end-of-text token that ended it, where one did, with the agreed logits it was drawn from (best_of ranks by it). */
+  readonly end?: { readonly token: number; readonly logits: Float32Array };
 }

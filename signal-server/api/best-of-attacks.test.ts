@@ -375,17 +375,12 @@ describe('best_of attacked (red team)', () => {
     expect(wide.body.webswarm.tokens.some((t: number) => banned.includes(t))).toBe(false);
   }, 30_000);
 
-  // FINDING: a candidate whose first draw is the end-of-text token (EOS) has no tokens, and ChoiceState.meanLogprob
-  // makes that 0, the highest mean there is: an empty completion outranks every candidate that wrote something,
-  // however unlikely its EOS was. The EOS step is sampled from agreed logits like any token, but Generation.run
-  // returns on it before onToken, so its log-probability never reaches the API (nor does a later EOS's: a candidate
-  // that ends on EOS is ranked without its last draw). Scenario: austen-2m, PROMPT, max_tokens 4, best_of 4, seed 0,
-  // logit_bias {"0": 19.607} (EOS to even odds at the first position): candidate 0 draws EOS at once (its
-  // log-probability under the model −19.6) and is returned, empty, with mean_logprob 0; candidates 1–3 each write one
-  // token then draw EOS (means −1.07, −1.23, −1.23 without the EOS, ≈ −9.0, −8.4, −8.4 with it). The fix threads the
-  // EOS step's logits from Generation.run through SessionRunner.runIds (and its replays) and Completion to
-  // ChoiceState, and settles whether `tokens`/usage count the EOS: several files and a choice of rule, left open.
-  it.fails('EOS first (an empty candidate) ranks by the EOS draw’s log-probability, not as 0 (the best there is)', async () => {
+  // FINDING (closed: Generation.run returns the EOS step's record, Completion.end carries its logits to ChoiceState.ended):
+  // a candidate whose first draw was the end-of-text token (EOS) had no tokens, and its mean was 0, the highest there
+  // is: an empty completion outranked every candidate that wrote something, however unlikely its EOS (and a candidate
+  // ending on EOS was ranked without its last draw). Scenario: austen-2m, PROMPT, max_tokens 4, best_of 4, logit_bias
+  // putting EOS at even odds at the first position: one candidate draws EOS at once (−19.6 under the model).
+  it('EOS first (an empty candidate) ranks by the EOS draw’s log-probability, not as 0 (the best there is)', async () => {
     const EOS = reference.manifest.model.eosTokenId as number;
     expect(EOS).toBe(0);
     const row = await lastRow();

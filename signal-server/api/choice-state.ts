@@ -62,8 +62,9 @@ export class ChoiceState {
   sent = '';
   /** Whether a chunk of this choice went out (chat's first one carries the role). */
   started = false;
-  /** The sum of its tokens' log-probabilities under the agreed logits (best_of ranks candidates by their mean). */
+  /** The sum of its draws' log-probabilities under the agreed logits, and how many (best_of ranks by their mean). */
   private logprobTotal = 0;
+  private draws = 0;
   private readonly chatEntries: ChatLogprob[] = [];
   private readonly completionArrays = emptyCompletionLogprobs();
   private readonly offsets: CompletionLogprobsBuilder;
@@ -104,6 +105,7 @@ export class ChoiceState {
     this.votes.push(vote);
     const lp = tokenLogprob(u.logits, u.token, this.logprobs ?? 0);
     this.logprobTotal += lp.logprob;
+    this.draws += 1;
     if (this.logprobs === null) return { vote, logprobs: null };
     if (this.kind === 'chat') {
       const entry = chatLogprob(lp, this.texts);
@@ -115,9 +117,18 @@ export class ChoiceState {
     return { vote, logprobs: arrays };
   }
 
-  /** Its tokens' mean log-probability (0 with no token): what best_of ranks candidates by. */
+  /**
+   * The end-of-text draw that ended the choice: no token of it, but drawn as one is, so it counts in the mean (an
+   * empty completion is not the best there is, nor a text whose unlikely end was left out).
+   */
+  ended(end: { readonly token: number; readonly logits: ArrayLike<number> }): void {
+    this.logprobTotal += tokenLogprob(end.logits, end.token, 0).logprob;
+    this.draws += 1;
+  }
+
+  /** Its draws' mean log-probability (its tokens', and the end-of-text draw that ended it; 0 with none): what best_of ranks by. */
   get meanLogprob(): number {
-    return this.votes.length === 0 ? 0 : this.logprobTotal / this.votes.length;
+    return this.draws === 0 ? 0 : this.logprobTotal / this.draws;
   }
 
   /** The whole choice's log-probabilities. */

@@ -157,15 +157,17 @@ function choicesRefused(n: number, what: string, held: number, access: AccessCon
 }
 
 /**
- * best_of's score of each candidate: its mean log-probability per token, and for candidates with the same tokens the
- * lowest index's. Their tokens had the same logits (a function of prompt + tokens), but computed by two paths (with
+ * best_of's score of each candidate: its mean log-probability per draw, and for candidates with the same draws (the
+ * same tokens, ended the same way) the lowest index's. Their tokens had the same logits (a function of prompt + tokens), but computed by two paths (with
  * echo, candidate 0's first position comes from scoring the prompt a token a step, the others' from a prefill) they
  * differ in float32 rounding, and the tie went by that noise rather than to the lower index.
  */
-export function rankingMeans(candidates: readonly { readonly meanLogprob: number; readonly tokens: readonly number[] }[]): number[] {
+export function rankingMeans(
+  candidates: readonly { readonly meanLogprob: number; readonly tokens: readonly number[]; readonly end?: unknown }[],
+): number[] {
   const seen = new Map<string, number>();
   return candidates.map((c) => {
-    const key = c.tokens.join(',');
+    const key = `${c.tokens.join(',')}${c.end === undefined ? '' : ' end'}`;
     const mean = seen.get(key) ?? c.meanLogprob;
     seen.set(key, mean);
     return mean;
@@ -373,6 +375,8 @@ export async function handleOpenAiGeneration(
       c = await first;
     } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
     else c = await generate(choice);
+    // The end-of-text draw that ended it counts in its mean log-probability (best_of), as its tokens do.
+    if (c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
     if (sharesScores(choice)) await promptScored;
     if (events !== null) {
       sendEcho(events, choice);
@@ -398,9 +402,7 @@ export async function handleOpenAiGeneration(
     );
     if (events === null) {
       // The candidates ranked (best_of > n), or every choice; each returned at its place in this list.
-      const means = rankingMeans(
-        choices.map((choice, i) => ({ meanLogprob: choice.meanLogprob, tokens: (done[i] as ApiCompletion).tokens })),
-      );
+      const means = rankingMeans(choices.map((choice, i) => ({ ...(done[i] as ApiCompletion), meanLogprob: choice.meanLogprob })));
       const returned = returnedChoices(
         choices.map((choice) => ({ index: choice.index, meanLogprob: means[choice.index] as number, choice })),
         p.n,

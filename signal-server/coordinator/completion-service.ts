@@ -141,6 +141,8 @@ export class CompletionService {
         : undefined,
     );
     stream.finish(result.tokens);
+    // The end-of-text draw that ended it is part of the answer (where it stops), voted on as a token is.
+    if (result.end !== undefined) verified &&= agreed(result.end.votes);
     return {
       promptTokens,
       tokens: result.tokens,
@@ -149,6 +151,7 @@ export class CompletionService {
       route,
       redundancy: r,
       verified: verified && r >= 2,
+      ...(result.end === undefined ? {} : { end: { token: result.end.token, logits: result.end.logits } }),
     };
   }
 

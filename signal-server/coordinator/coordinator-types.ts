@@ -83,9 +83,11 @@ export interface Completion {
   readonly text: string;
   readonly finishReason: 'stop' | 'length';
   readonly route: readonly (readonly string[])[];
-  /** The configured redundancy r, and whether every token was verified by a majority of it. */
+  /** The configured redundancy r, and whether every token (and the end-of-text draw that ended it) was verified by a majority of it. */
   readonly redundancy: number;
   readonly verified: boolean;
+  /** The end-of-text token that ended it, where one did, and the agreed logits it was drawn from (no token of the completion). */
+  readonly end?: { readonly token: number; readonly logits: Float32Array };
 }
 
 export interface CoordinatorOptions {

@@ -4,7 +4,7 @@ import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
 import { SessionJoin } from './session-join.js';
-import type { StepRecord } from './session-types.js';
+import type { GenerationResult, StepRecord } from './session-types.js';
 import type { StepWait } from './step-votes.js';
 
 export { GenerationError, INTERNAL_ERROR_MESSAGE, wireErrorOf } from './generation-error.js';
@@ -53,7 +53,7 @@ export class GenerationSession extends SessionJoin {
      * are no part of the completion, and never end it; `maxTokens` counts the steps after them.
      */
     forced: readonly number[] = [],
-  ): Promise<{ tokens: number[]; finishReason: 'stop' | 'length' }> {
+  ): Promise<GenerationResult> {
     const eos = this.manifest.model.eosTokenId;
     this.sampling = sampling;
     this.maxSteps = forced.length + maxTokens;
@@ -163,7 +163,6 @@ export class GenerationSession extends SessionJoin {
           ? (forced[step] as number)
           : sampleAt(state.value, sampling, this.drawsBefore + step - forced.length, generated);
         this.noteExactLogits(step, w.logits);
-        if (token === eos && !isForced) return { tokens, finishReason: 'stop' };
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
           const r = this.policy.redundancy;
@@ -179,6 +178,7 @@ export class GenerationSession extends SessionJoin {
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
         const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value };
+        if (token === eos && !isForced) return { tokens, finishReason: 'stop', end: record };
         input = [token];
         if (isForced) {
           onToken(token, { ...record, forced: true });

@@ -6,7 +6,7 @@ import { GenerationError, GenerationSession, type StepRecord } from './generatio
 import { RefusedAsFull } from './generation-error.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
-import type { NoShow } from './session-types.js';
+import type { GenerationResult, NoShow } from './session-types.js';
 import { established, linkOf, type SwarmState } from './swarm-state.js';
 
 /** Sessions not joined (or refused) before a volunteer is evicted. */
@@ -104,7 +104,7 @@ export class SessionRunner {
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client?: string,
     scored?: (position: number, record: StepRecord) => void,
-  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+  ): Promise<{ result: GenerationResult; route: string[][]; session: GenerationSession }> {
     const done: number[] = [];
     /** Prompt positions scored so far (from position 1). */
     let positions = 0;
@@ -133,7 +133,7 @@ export class SessionRunner {
           client,
           resume.forced,
         );
-        return { ...out, result: { tokens: [...done], finishReason: out.result.finishReason } };
+        return { ...out, result: { ...out.result, tokens: [...done] } };
       } catch (e) {
         // Its replicas were full (another server's sessions counted late): another route, within the route wait.
         if (e instanceof RefusedAsFull && replays === 0 && Date.now() < routeWait.until && signal?.aborted !== true && !this.s.closing) {
@@ -169,7 +169,7 @@ export class SessionRunner {
     client: string | undefined,
     /** Prompt tokens fed one a step after `promptTokens`, scored (see runIds). */
     forced: readonly number[],
-  ): Promise<{ result: { tokens: number[]; finishReason: 'stop' | 'length' }; route: string[][]; session: GenerationSession }> {
+  ): Promise<{ result: GenerationResult; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
     const r = this.s.options.redundancy;

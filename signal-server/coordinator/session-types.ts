@@ -65,6 +65,16 @@ export interface SessionTimeouts {
   readonly stepMs: number;
 }
 
+/**
+ * How a generation ended: its tokens and why, and where the end-of-text token ended it, that step's record (its draw
+ * is no token of the completion, but it was sampled from agreed logits as one is: best_of ranks by it too).
+ */
+export interface GenerationResult {
+  readonly tokens: number[];
+  readonly finishReason: 'stop' | 'length';
+  readonly end?: StepRecord;
+}
+
 export interface StepRecord {
   readonly token: number;
   readonly votes: StageVote[];
