@@ -5,9 +5,8 @@
 // does not wait. Meanwhile the coordinator decides the next steps with the other replicas, and sends this one the
 // tokens of the steps after them.
 import { describe, expect, it } from 'vitest';
-import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
-import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, sendHidden, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 21;
 const PROMPT = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
@@ -77,19 +76,9 @@ function stage1() {
   core.open({ sessionId: SESSION, stage: 1, replica: 0, prev, next: ['n0'], replayTo: 0 });
   const hidden = manifest.model.hiddenSize;
   /** Stage 0's output of `step` (one position), the same from each sender, in `era`. */
-  const send = (step: number, era: number) =>
-    prev.forEach((from, replica) => {
-      const f: ActivationFrame = {
-        sessionId: SESSION,
-        step,
-        stage: 0,
-        replica,
-        dims: [1, 1, hidden],
-        data: Float32Array.from({ length: hidden }, (_, i) => Math.sin(i + step)),
-        era,
-      };
-      for (const m of encodeFrame(f)) core.frame(from, m);
-    });
+  const send = (step: number, era: number) => {
+    for (const [replica, from] of prev.entries()) sendHidden(core, from, { sessionId: SESSION, step, replica, era, hidden });
+  };
   return { core, digests, rejected, send };
 }
 

@@ -2,9 +2,8 @@
 // rolled back to step s; stage 0 recomputes s.. in era 1 and its frames overtake the update (strays). Hostile peers
 // flood strays meanwhile, of this era and of newer ones, so that the honest frames are the ones dropped.
 import { describe, expect, it } from 'vitest';
-import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
-import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, sendHidden, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 31;
 const PREV = ['A', 'B', 'C'];
@@ -16,18 +15,8 @@ function stage1() {
   core.open({ sessionId: SESSION, stage: 1, replica: 0, prev: PREV, next: ['n0'], replayTo: 0 });
   const hidden = manifest.model.hiddenSize;
   /** A frame of stage 0 for `step` in `era`, as replica `replica`, from peer `from` (`salt` changes its data). */
-  const one = (from: string, replica: number, step: number, era: number, salt = 0) => {
-    const f: ActivationFrame = {
-      sessionId: SESSION,
-      step,
-      stage: 0,
-      replica,
-      dims: [1, 1, hidden],
-      data: Float32Array.from({ length: hidden }, (_, i) => Math.sin(i + step + salt)),
-      era,
-    };
-    for (const m of encodeFrame(f)) core.frame(from, m);
-  };
+  const one = (from: string, replica: number, step: number, era: number, salt = 0) =>
+    sendHidden(core, from, { sessionId: SESSION, step, replica, era, hidden, salt });
   const send = (step: number, era: number) => {
     for (const [replica, from] of PREV.entries()) one(from, replica, step, era);
   };

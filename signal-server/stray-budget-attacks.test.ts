@@ -2,11 +2,10 @@
 // era out of reach of others' floods. A stage-1 ReplicaCore (real stage on onnxruntime) is rolled back while its
 // update is late; hostile peers speaking the frame protocol try to spend or dodge the senders' protected slots.
 import { describe, expect, it } from 'vitest';
-import { type ActivationFrame, encodeFrame } from '../shared/protocol/frames.js';
 import type { SessionUpdate } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { strayLimit } from '../shared/swarm/replica-core.js';
-import { recordingReplica, tinyStagesForFile, until } from './testing/tiny-stages.js';
+import { recordingReplica, sendHidden, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const SESSION = 41;
 const S = 2;
@@ -22,16 +21,7 @@ async function taken(prev: readonly string[], era0 = 0) {
   let most = 0;
   /** A frame of stage 0 for `step` in `era`, as `replica`, from peer `from` (`salt` changes its data: a liar's). */
   const one = (from: string, replica: number, step: number, era: number, salt = 0) => {
-    const f: ActivationFrame = {
-      sessionId: SESSION,
-      step,
-      stage: 0,
-      replica,
-      dims: [1, 1, hidden],
-      data: Float32Array.from({ length: hidden }, (_, i) => Math.sin(i + step + salt)),
-      era,
-    };
-    for (const m of encodeFrame(f)) core.frame(from, m);
+    sendHidden(core, from, { sessionId: SESSION, step, replica, era, hidden, salt });
     most = Math.max(most, core.held().strayBytes / frameBytes);
   };
   /** Every sender of `senders` (default: the route) sends its honest frame of `step` in `era`. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor } from '../../shared/model/pipeline.js';
+import { type ActivationFrame, encodeFrame } from '../../shared/protocol/frames.js';
 import type { StepDigest } from '../../shared/protocol/messages.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { goldenModelDir } from '../../testing/golden.js';
@@ -58,4 +59,25 @@ export function recordingReplica(s: TinyStages, stage: number): { core: ReplicaC
     rejected: (why) => rejected.push(why),
   });
   return { core, digests, rejected };
+}
+
+/**
+ * Delivers to `core`, from peer `from`, stage `stage`'s output of one position for `step` (its data a function of
+ * the step and `salt`: the same for every honest sender, another salt a liar's), as replica `replica` in `era`.
+ */
+export function sendHidden(
+  core: ReplicaCore,
+  from: string,
+  f: { sessionId: number; step: number; replica: number; era: number; hidden: number; stage?: number; salt?: number },
+): void {
+  const frame: ActivationFrame = {
+    sessionId: f.sessionId,
+    step: f.step,
+    stage: f.stage ?? 0,
+    replica: f.replica,
+    dims: [1, 1, f.hidden],
+    data: Float32Array.from({ length: f.hidden }, (_, i) => Math.sin(i + f.step + (f.salt ?? 0))),
+    era: f.era,
+  };
+  for (const m of encodeFrame(frame)) core.frame(from, m);
 }
