@@ -158,9 +158,10 @@ function choicesRefused(n: number, what: string, held: number, access: AccessCon
 
 /**
  * best_of's score of each candidate: its mean log-probability per draw, and for candidates with the same draws (the
- * same tokens, ended the same way) the lowest index's. Their tokens had the same logits (a function of prompt + tokens), but computed by two paths (with
- * echo, candidate 0's first position comes from scoring the prompt a token a step, the others' from a prefill) they
- * differ in float32 rounding, and the tie went by that noise rather than to the lower index.
+ * same tokens, ended the same way) the lowest index's. Their draws had the same logits (a function of prompt +
+ * tokens), but computed by two paths (with echo, candidate 0's first position comes from scoring the prompt a token
+ * a step, the others' from a prefill) they differ in float32 rounding, and the tie went by that noise rather than to
+ * the lower index.
  */
 export function rankingMeans(
   candidates: readonly { readonly meanLogprob: number; readonly tokens: readonly number[]; readonly end?: unknown }[],
@@ -176,7 +177,7 @@ export function rankingMeans(
 
 /**
  * The choices a response returns: with best_of > n, the n candidates with the highest mean log-probability per
- * token (under the logits their votes agreed on), best first, the lower index on a tie; else every one, in order.
+ * draw (under the logits their votes agreed on), best first, the lower index on a tie; else every one, in order.
  */
 export function returnedChoices<T extends { readonly index: number; readonly meanLogprob: number }>(
   candidates: readonly T[],
