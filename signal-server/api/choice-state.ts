@@ -80,6 +80,8 @@ export class ChoiceState {
     private readonly texts: TokenTexts,
     /** Completions' text offsets count the prompt. */
     promptChars: number,
+    /** Whether best_of ranks this choice: only then is each draw's log-probability taken when none were asked for. */
+    private readonly ranked = false,
   ) {
     this.offsets = new CompletionLogprobsBuilder(texts, promptChars);
     this.promptOffsets = new CompletionLogprobsBuilder(texts, 0);
@@ -103,6 +105,8 @@ export class ChoiceState {
   add(u: ApiTokenUpdate): { vote: TokenVote; logprobs: ChunkLogprobs } {
     const vote = voteOf(u);
     this.votes.push(vote);
+    // A log-softmax over the vocabulary a token: taken only where it is wanted (logprobs, or best_of's ranking).
+    if (this.logprobs === null && !this.ranked) return { vote, logprobs: null };
     const lp = tokenLogprob(u.logits, u.token, this.logprobs ?? 0);
     this.logprobTotal += lp.logprob;
     this.draws += 1;

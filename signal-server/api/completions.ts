@@ -290,7 +290,7 @@ export async function handleOpenAiGeneration(
     });
     choice.started = true;
   };
-  const choices = Array.from({ length: candidates }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length));
+  const choices = Array.from({ length: candidates }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length, ranked));
   // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
   const echo = p.kind === 'completion' && p.echo;
   const echoed = new Set<ChoiceState>();
@@ -377,7 +377,7 @@ export async function handleOpenAiGeneration(
     } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
     else c = await generate(choice);
     // The end-of-text draw that ended it counts in its mean log-probability (best_of), as its tokens do.
-    if (c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
+    if (ranked && c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
     if (sharesScores(choice)) await promptScored;
     if (events !== null) {
       sendEcho(events, choice);
