@@ -20,6 +20,8 @@ export interface ApiSwarm {
   ): Promise<ApiCompletion>;
   /** The prompt for a chat, by the model's chat template (throws on a template error). */
   chatPrompt(messages: readonly ChatMessage[]): string;
+  /** The text of a prompt sent as token ids; throws a bad request (param `prompt`) for an id the model does not have. */
+  promptText(ids: readonly number[]): string;
   /** Volunteers online and replicas per stage. */
   status(): { volunteers: number; replicasPerStage: number[]; redundancy: number };
   /** Every volunteer with its stage, backend, state and record. */
@@ -30,6 +32,8 @@ export interface ApiSwarm {
 
 export interface ApiGenerationRequest {
   readonly prompt: string;
+  /** The prompt as token ids, run as they are (`prompt` is their text, from promptText). */
+  readonly promptIds?: readonly number[];
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
   /** The text ends before the first of these. */

@@ -228,10 +228,18 @@ export async function handleOpenAiGeneration(
   if (swarm === null || texts === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
   const modelId = ctx.modelIds[0] as string;
   let prompt: string;
+  /** A completion's prompt sent as token ids: run as they are, `prompt` being their text. */
+  let promptIds: readonly number[] | undefined;
   try {
-    prompt = p.kind === 'chat' ? swarm.chatPrompt(p.messages) : p.prompt;
+    if (p.kind === 'chat') prompt = swarm.chatPrompt(p.messages);
+    else if ('text' in p.prompt) prompt = p.prompt.text;
+    else {
+      promptIds = p.prompt.ids;
+      prompt = swarm.promptText(promptIds);
+    }
   } catch (e) {
-    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
+    const param = p.kind === 'chat' ? 'messages' : 'prompt';
+    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, param);
   }
 
   // n choices (best_of candidates) are n generations: each holds one of the client's concurrent generations (the
@@ -332,6 +340,7 @@ export async function handleOpenAiGeneration(
       .complete(
         {
           prompt,
+          ...(promptIds === undefined ? {} : { promptIds }),
           maxTokens: p.maxTokens,
           // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
           sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },

@@ -31,6 +31,7 @@ const swarm: ApiSwarm = {
     return script(req, onToken ?? (() => {}), onScored ?? (() => {}));
   },
   chatPrompt: (messages) => messages.map((m) => m.content).join('\n'),
+  promptText: (ids) => ids.join(' '),
   status: () => ({ volunteers: 2, replicasPerStage: [2], redundancy: 2 }),
   volunteers: () => [],
   serviceStatus: () => ({

@@ -51,6 +51,15 @@ const greedy = async (prompt: string) =>
   (await reference.generateIds(reference.tokenizer.encode(prompt), TOKENS, { temperature: 0, topK: 0, topP: 1, seed: 0 })).tokens;
 const tokensOf = (r: unknown) => (r as { webswarm: { tokens: number[] } }).webswarm.tokens;
 const utf8 = new TextDecoder();
+/** Tokens and votes the server has counted (/metrics): votes are agreed or missing ones. */
+async function counts(): Promise<{ tokens: number; votes: number }> {
+  const text = await (await fetch(`${server.address().url}/metrics`)).text();
+  const of = (series: string) => Number(new RegExp(`^${series} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    tokens: of('webswarm_tokens_total'),
+    votes: of('webswarm_votes_total\\{outcome="agreed"\\}') + of('webswarm_votes_total\\{outcome="missing"\\}'),
+  };
+}
 
 describe('log-probabilities through a swarm of two replicas', () => {
   it('chat: each greedy token has the top log-probability, equal to the reference’s, with its alternatives and bytes', async () => {
@@ -164,14 +173,6 @@ describe('log-probabilities through a swarm of two replicas', () => {
     };
     // Scored only (what evaluation harnesses ask for): max_tokens 0. No token generated, none counted as one; the
     // positions' votes count as votes (each position: both replicas agreed, or one not yet answered).
-    const counts = async () => {
-      const text = await (await fetch(`${server.address().url}/metrics`)).text();
-      const of = (series: string) => Number(new RegExp(`^${series} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      return {
-        tokens: of('webswarm_tokens_total'),
-        votes: of('webswarm_votes_total\\{outcome="agreed"\\}') + of('webswarm_votes_total\\{outcome="missing"\\}'),
-      };
-    };
     const before = await counts();
     expect(before.tokens).toBeGreaterThan(0);
     const scored = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 2 });
@@ -412,6 +413,59 @@ describe('log-probabilities through a swarm of two replicas', () => {
       await expect(
         client.completions.create({ model: MODEL, prompt, max_tokens: 0, echo: true, logit_bias: { [String(vocab)]: 1 } }),
       ).rejects.toMatchObject({ status: 400, param: 'logit_bias' });
+  });
+
+  it('a prompt of token ids (what lm-evaluation-harness sends): run as the ids it is, not as their text re-tokenized', async () => {
+    const ids = reference.tokenizer.encode(PROMPT);
+    const body = { model: MODEL, max_tokens: TOKENS, temperature: 0, echo: true, logprobs: 2 } as const;
+    const asText = await client.completions.create({ ...body, prompt: PROMPT });
+    const asIds = await client.completions.create({ ...body, prompt: [ids] });
+    expect(tokensOf(asIds)).toEqual(await greedy(PROMPT));
+    expect(asIds.choices[0]?.text).toBe(asText.choices[0]?.text);
+    expect(asIds.usage).toEqual(asText.usage);
+    const [a, b] = [asText.choices[0]?.logprobs, asIds.choices[0]?.logprobs];
+    expect(b?.tokens).toEqual(a?.tokens);
+    expect(b?.text_offset).toEqual(a?.text_offset);
+    for (const [i, lp] of (a?.token_logprobs ?? []).entries())
+      expect(Math.abs((b?.token_logprobs?.[i] ?? 0) - (lp ?? 0)), `position ${i}`).toBeLessThan(TOLERANCE);
+
+    // Ids the tokenizer would not give for their text (each character its own token): the swarm runs these ids,
+    // so its tokens are the reference runner's for them (re-tokenizing their text would give the merged ids).
+    const split = [...PROMPT].flatMap((ch) => reference.tokenizer.encode(ch));
+    expect(split.length).toBeGreaterThan(ids.length);
+    expect(reference.tokenizer.decode(split)).toBe(PROMPT);
+    const r = await client.completions.create({ model: MODEL, prompt: split, max_tokens: TOKENS, temperature: 0, echo: true, logprobs: 0 });
+    const want = await reference.generateIds(split, TOKENS, { temperature: 0, topK: 0, topP: 1, seed: 0 });
+    expect(tokensOf(r)).toEqual(want.tokens);
+    expect(want.tokens).not.toEqual(await greedy(PROMPT));
+    expect(r.usage?.prompt_tokens).toBe(split.length);
+    expect(r.choices[0]?.logprobs?.tokens?.length).toBe(split.length + TOKENS);
+    expect(r.choices[0]?.text.startsWith(PROMPT)).toBe(true);
+  });
+
+  it('a token id the model does not have: a 400 naming it, before any volunteer computes a step', async () => {
+    const vocab = reference.manifest.model.vocabSize;
+    const before = await counts();
+    for (const prompt of [[1, vocab], [[vocab + 5]]]) {
+      const bad = Array.isArray(prompt[0]) ? vocab + 5 : vocab;
+      const at = Array.isArray(prompt[0]) ? 0 : 1;
+      for (const echo of [false, true])
+        await expect(client.completions.create({ model: MODEL, prompt, max_tokens: 2, echo })).rejects.toMatchObject({
+          status: 400,
+          param: 'prompt',
+          error: { message: `prompt: token ${bad} (at position ${at}) is not in the model's vocabulary of ${vocab}` },
+        });
+    }
+    await expect(client.completions.create({ model: MODEL, prompt: [3, -1], max_tokens: 2 })).rejects.toMatchObject({
+      status: 400,
+      param: 'prompt',
+      error: { message: 'prompt[1] is -1: a token id is an integer ≥ 0' },
+    });
+    expect(await counts()).toEqual(before);
+    // The volunteers were never asked: every one still ready, none with a disagreement.
+    const listing = server.coordinator?.volunteers() ?? [];
+    expect(listing).toHaveLength(2);
+    expect(listing.map((v) => [v.ready, v.disagreed])).toEqual(listing.map(() => [true, 0]));
   });
 
   it('leaves logprobs null when they are not asked for', async () => {

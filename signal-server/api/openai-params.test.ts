@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_GENERATE_TOKENS } from '../../shared/protocol/validate.js';
-import { type BodyError, parseChatBody, parseCompletionBody } from './openai-params.js';
+import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
+import { type BodyError, MAX_PROMPT_IDS, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 const MODELS = ['austen-2m'];
 const CHAT = { model: 'austen-2m', messages: [{ role: 'user', content: 'Good morning.' }] };
@@ -203,5 +203,40 @@ describe('echo (completions)', () => {
     });
     // Chat has no echo: a chat body's echo changes nothing there, and max_tokens 0 stays refused.
     expect(chat({ echo: true, max_tokens: 0 })).toMatchObject({ status: 400, param: 'max_tokens' });
+  });
+});
+
+describe('prompt (completions): OpenAI’s four forms, one prompt a request', () => {
+  const refused = (prompt: unknown) => {
+    const r = completion({ prompt });
+    if (!('status' in r)) throw new Error(`accepted: ${JSON.stringify(prompt)}`);
+    expect(r).toMatchObject({ status: 400, code: 'invalid_request', param: 'prompt' });
+    return r.message;
+  };
+  it('takes a string, a list of one string, token ids, or a list of one list of ids', () => {
+    expect(completion({ prompt: 'Emma' })).toMatchObject({ prompt: { text: 'Emma' } });
+    expect(completion({ prompt: ['Emma'] })).toMatchObject({ prompt: { text: 'Emma' } });
+    expect(completion({ prompt: [5, 0, 17] })).toMatchObject({ prompt: { ids: [5, 0, 17] } });
+    expect(completion({ prompt: [[5, 0, 17]] })).toMatchObject({ prompt: { ids: [5, 0, 17] } });
+    expect(completion({ prompt: [7] })).toMatchObject({ prompt: { ids: [7] } });
+    expect(completion({ prompt: 'x'.repeat(MAX_PROMPT_CHARS) })).not.toHaveProperty('status');
+    expect(completion({ prompt: new Array(MAX_PROMPT_IDS).fill(1) })).not.toHaveProperty('status');
+  });
+  it('refuses several prompts by name, and every other shape with the forms it takes', () => {
+    expect(refused(['Emma', 'Harriet'])).toMatch(/^prompt holds 2 prompts: one request takes one prompt \(send one request per prompt\)/);
+    expect(refused([[1], [2]])).toMatch(/^prompt holds 2 prompts/);
+    expect(refused(['Emma', [2]])).toMatch(/^prompt holds 2 prompts/);
+    const forms = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of one of either`;
+    for (const p of [undefined, null, 42, {}, [], [[]], [['Emma']], [1, 'a'], [true], [[1, [2]]]])
+      expect(refused(p), JSON.stringify(p)).toBe(`prompt must be ${forms}`);
+    expect(refused('')).toBe(`prompt must be ${forms}: the string has 0 characters`);
+    expect(refused('x'.repeat(MAX_PROMPT_CHARS + 1))).toMatch(/the string has 8001 characters$/);
+    expect(refused(new Array(MAX_PROMPT_IDS + 1).fill(1))).toBe(`prompt holds ${MAX_PROMPT_IDS + 1} token ids; at most ${MAX_PROMPT_IDS}`);
+  });
+  it('a token id is an integer ≥ 0 (whether the model has it, the coordinator checks)', () => {
+    expect(refused([1, -1])).toBe('prompt[1] is -1: a token id is an integer ≥ 0');
+    expect(refused([[0.5]])).toBe('prompt[0] is 0.5: a token id is an integer ≥ 0');
+    expect(refused([2 ** 53])).toBe(`prompt[0] is ${2 ** 53}: a token id is an integer ≥ 0`);
+    expect(completion({ prompt: [2 ** 31] })).toMatchObject({ prompt: { ids: [2 ** 31] } });
   });
 });

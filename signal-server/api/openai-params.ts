@@ -35,9 +35,18 @@ export interface GenerationParams {
   readonly logprobs: number | null;
 }
 
+/**
+ * A completion's prompt: text, or the token ids of one (what evaluation harnesses send, e.g. lm-evaluation-harness's
+ * `local-completions` with its default `tokenized_requests`), checked against the model's vocabulary by the coordinator.
+ */
+export type CompletionPrompt = { readonly text: string } | { readonly ids: readonly number[] };
+
+/** The most token ids a prompt may hold here; the model's positions bound it further (the coordinator checks). */
+export const MAX_PROMPT_IDS = MAX_PROMPT_CHARS;
+
 export interface CompletionParams extends GenerationParams {
   readonly kind: 'completion';
-  readonly prompt: string;
+  readonly prompt: CompletionPrompt;
   /**
    * `echo`: the prompt comes back before the completion, and with `logprobs` each of its tokens after the first
    * with its log-probability, computed and voted on by the swarm position by position. `max_tokens` may then be 0.
@@ -155,6 +164,33 @@ function parseLogitBias(raw: unknown): [number, number][] | string {
   return pairs;
 }
 
+const PROMPT_FORMS = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of one of either`;
+
+/**
+ * OpenAI's four forms of `prompt`: a string, a list of strings, a list of token ids, a list of lists of token ids.
+ * One prompt a request: a list of several is refused by name (send one request per prompt). A token id here is an
+ * integer ≥ 0; whether the model has it, the coordinator checks.
+ */
+function parsePrompt(raw: unknown): CompletionPrompt | string {
+  const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
+  // A list of one prompt (of either form) is that prompt.
+  let p = raw;
+  if (Array.isArray(raw) && raw.length > 0 && raw.every((x) => typeof x === 'string' || Array.isArray(x))) {
+    if (raw.length > 1)
+      return `prompt holds ${raw.length} prompts: one request takes one prompt (send one request per prompt); prompt must be ${PROMPT_FORMS}`;
+    p = raw[0];
+  }
+  if (typeof p === 'string') {
+    if (p.length === 0 || p.length > MAX_PROMPT_CHARS) return `prompt must be ${PROMPT_FORMS}: the string has ${p.length} characters`;
+    return { text: p };
+  }
+  if (!isIds(p)) return `prompt must be ${PROMPT_FORMS}`;
+  if (p.length > MAX_PROMPT_IDS) return `prompt holds ${p.length} token ids; at most ${MAX_PROMPT_IDS}`;
+  const bad = p.findIndex((id) => !Number.isSafeInteger(id) || id < 0);
+  if (bad >= 0) return `prompt[${bad}] is ${JSON.stringify(p[bad])}: a token id is an integer ≥ 0`;
+  return { ids: [...p] };
+}
+
 /** POST /v1/completions's body. */
 export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): CompletionParams | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
@@ -166,9 +202,8 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
     (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_COMPLETION_LOGPROBS)
   )
     return bad('logprobs', `logprobs must be an integer in [0, ${MAX_COMPLETION_LOGPROBS}]`);
-  const p = Array.isArray(raw.prompt) && raw.prompt.length === 1 ? raw.prompt[0] : raw.prompt;
-  if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
-    return bad('prompt', `prompt must be a string (or a list of one string) of 1..${MAX_PROMPT_CHARS} characters`);
+  const prompt = parsePrompt(raw.prompt);
+  if (typeof prompt === 'string') return bad('prompt', prompt);
   const echo = raw.echo ?? false;
   if (typeof echo !== 'boolean') return bad('echo', 'echo must be a boolean');
   const bestOf = raw.best_of ?? c.n;
@@ -179,7 +214,7 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
     );
   if (bestOf > c.n && c.stream)
     return bad('best_of', 'best_of > n cannot be streamed: the best candidates are known only once every one has ended');
-  return { ...c, kind: 'completion', prompt: p, logprobs, echo, bestOf };
+  return { ...c, kind: 'completion', prompt, logprobs, echo, bestOf };
 }
 
 function contentText(c: unknown): string | null {

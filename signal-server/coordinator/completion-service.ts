@@ -4,7 +4,7 @@ import { majority } from '../../shared/vote/quorum.js';
 import type { Completion, CompletionRequest, ScoredToken, TokenUpdate } from './coordinator-types.js';
 import { GenerationError, wireErrorOf } from './generation.js';
 import { ServiceStats, type ServiceStatus } from './service-stats.js';
-import { checkSampling, type SessionRunner } from './session-runner.js';
+import { checkPromptIds, checkSampling, type SessionRunner } from './session-runner.js';
 import type { SwarmState } from './swarm-state.js';
 import { TextStream } from './text-stream.js';
 
@@ -27,6 +27,12 @@ export class CompletionService {
   /** The prompt for a chat, by the model's chat template. */
   chatPrompt(messages: readonly ChatMessage[]): string {
     return this.tokenizer().chatPrompt(messages);
+  }
+
+  /** The text of a prompt sent as token ids; throws ERR_BAD_REQUEST (param `prompt`) for an id the model does not have. */
+  promptText(ids: readonly number[]): string {
+    checkPromptIds(ids, this.s.model.manifest.model.vocabSize);
+    return this.tokenizer().decode(ids);
   }
 
   /**
@@ -95,7 +101,8 @@ export class CompletionService {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const tokenizer = this.tokenizer();
     const r = this.s.options.redundancy;
-    const promptTokens = tokenizer.encode(req.prompt);
+    const promptTokens = req.promptIds === undefined ? tokenizer.encode(req.prompt) : [...req.promptIds];
+    checkPromptIds(promptTokens, this.s.model.manifest.model.vocabSize);
     const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
     const sofar: number[] = [];
     let verified = true;

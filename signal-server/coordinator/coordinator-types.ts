@@ -42,6 +42,8 @@ export interface ServedModelInfo {
 
 export interface CompletionRequest {
   readonly prompt: string;
+  /** The prompt as token ids (a completion's `prompt` of ids): run as they are, `prompt` being their text. */
+  readonly promptIds?: readonly number[];
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
   /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */

@@ -219,6 +219,10 @@ export class Coordinator {
     return this.service.chatPrompt(messages);
   }
 
+  promptText(ids: readonly number[]): string {
+    return this.service.promptText(ids);
+  }
+
   /**
    * Generates through the swarm; `onToken` receives each accepted token, with its votes, as it comes, and
    * `onScored` (with `scorePrompt`) each of the prompt's tokens before them.

@@ -173,7 +173,7 @@ export class SessionRunner {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
     const r = this.s.options.redundancy;
-    if (promptTokens.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens');
+    checkPromptIds([...promptTokens, ...forced], manifest.model.vocabSize);
     checkSampling(sampling, manifest.model.vocabSize);
     if (promptTokens.length + forced.length + maxTokens > manifest.model.maxPositions) {
       throw new GenerationError(
@@ -372,6 +372,21 @@ export class SessionRunner {
     this.s.log(`session ${session.sessionId}: replica ${left} of stage ${stage} ${why}; ${spare} takes its place`);
     return true;
   }
+}
+
+/**
+ * Throws ERR_BAD_REQUEST (param `prompt`) for a prompt of no tokens or with an id the model does not have: a
+ * requester may send token ids, and an id past the embedding would fail every honest replica's stage 0.
+ */
+export function checkPromptIds(ids: readonly number[], vocabSize: number): void {
+  if (ids.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens', 'prompt');
+  const at = ids.findIndex((id) => !Number.isSafeInteger(id) || id < 0 || id >= vocabSize);
+  if (at >= 0)
+    throw new GenerationError(
+      'ERR_BAD_REQUEST',
+      `prompt: token ${ids[at]} (at position ${at}) is not in the model's vocabulary of ${vocabSize}`,
+      'prompt',
+    );
 }
 
 /** Throws ERR_BAD_REQUEST for sampling settings out of range or a logit_bias token the model does not have. */

@@ -54,6 +54,7 @@ let failure: unknown = null;
 const failingSwarm: ApiSwarm = {
   complete: () => Promise.reject(failure),
   chatPrompt: (messages) => messages.map((m) => m.content).join('\n'),
+  promptText: (ids) => ids.join(' '),
   status: () => ({ volunteers: VOLUNTEERS.length, replicasPerStage: [1, 1], redundancy: 1 }),
   volunteers: () => VOLUNTEERS,
   serviceStatus: () => ({
