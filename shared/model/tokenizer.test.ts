@@ -28,6 +28,15 @@ describe('tokenizer', () => {
     expect(tokenizer.encode('a<|endoftext|>b')).toContain(0);
   });
 
+  it('names its special tokens as tokenizer_config.json does: no pad token unless it names one', () => {
+    const json = readFileSync(`${dir}/tokenizer.json`, 'utf8');
+    const config = JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, 'utf8')) as Record<string, unknown>;
+    expect(tokenizer.special).toMatchObject({ eos: '<|endoftext|>', bos: null, pad: null });
+    const named = Tokenizer.fromJson('t.json', json, JSON.stringify({ ...config, pad_token: '<|endoftext|>' }));
+    expect(named.special).toMatchObject({ eos: '<|endoftext|>', pad: '<|endoftext|>' });
+    expect(Tokenizer.fromJson('t.json', json, null).special).toEqual({ eos: null, bos: null, pad: null, chatTemplate: null });
+  });
+
   it('refuses a file that is not a tokenizer', () => {
     expect(() => Tokenizer.fromJson('t.json', '{"vocab": {}}', null)).toThrowError(ModelError);
     expect(() => Tokenizer.fromJson('t.json', 'not json', null)).toThrowError(/t.json: not JSON/);

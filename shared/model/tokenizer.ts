@@ -7,6 +7,21 @@ export interface ChatMessage {
   readonly content: string;
 }
 
+/** A special token's text, as tokenizer_config.json writes it: the text, or an added token's `content`; else null. */
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  const content = typeof v === 'object' && v !== null ? (v as { content?: unknown }).content : undefined;
+  return typeof content === 'string' ? content : null;
+}
+
+/** A tokenizer's special tokens and chat template, as tokenizer_config.json gives them. */
+export interface TokenizerSpecials {
+  readonly eos: string | null;
+  readonly bos: string | null;
+  readonly pad: string | null;
+  readonly chatTemplate: string | null;
+}
+
 /**
  * A Hugging Face tokenizer.json, encoded and decoded by @lenml/tokenizers
  * (a maintained port of transformers.js's tokenizers) rather than by hand.
@@ -14,7 +29,11 @@ export interface ChatMessage {
 export class Tokenizer {
   private readonly inner: ReturnType<typeof TokenizerLoader.fromPreTrained>;
 
-  private constructor(inner: ReturnType<typeof TokenizerLoader.fromPreTrained>) {
+  private constructor(
+    inner: ReturnType<typeof TokenizerLoader.fromPreTrained>,
+    /** tokenizer_config.json's pad token: the library falls back to the end-of-text token where it names none. */
+    private readonly padToken: string | null,
+  ) {
     this.inner = inner;
   }
 
@@ -37,6 +56,7 @@ export class Tokenizer {
           tokenizerJSON: json as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerJSON'],
           tokenizerConfig: config as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerConfig'],
         }),
+        tokenText((config as { pad_token?: unknown }).pad_token),
       );
     } catch (e) {
       throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, `cannot be loaded (${(e as Error).message})`);
@@ -66,6 +86,16 @@ export class Tokenizer {
     } catch (e) {
       throw new ModelError('ERR_MODEL_BAD_TOKENIZER', 'tokenizer_config.json', `chat_template failed: ${(e as Error).message}`);
     }
+  }
+
+  /** The special tokens' texts (null where the tokenizer has none) and the Jinja chat template, if any. */
+  get special(): TokenizerSpecials {
+    return {
+      eos: tokenText(this.inner.eos_token),
+      bos: tokenText(this.inner.bos_token),
+      pad: this.padToken,
+      chatTemplate: typeof this.inner.chat_template === 'string' ? this.inner.chat_template : null,
+    };
   }
 
   /** Text of `ids`; special tokens are kept so that nothing is hidden. */

@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { INTERNAL_ERROR_MESSAGE } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
 import type { Logger } from '../log.js';
 import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
 import { answerPreflight, setCorsHeaders } from './cors.js';
+import { handleTokenizerRoute, isTokenizerRoute, type TokenizerRoute } from './tokenizer-routes.js';
 
 /** The API's routes as metric labels: a fixed set, so that nobody can grow the metrics without bound. */
-export type ApiRoute = '/v1/models' | '/v1/models/{id}' | '/v1/completions' | '/v1/chat/completions' | 'other';
+export type ApiRoute = '/v1/models' | '/v1/models/{id}' | '/v1/completions' | '/v1/chat/completions' | TokenizerRoute | 'other';
 
 export interface ApiRoutesContext extends ApiContext {
   /** Unix seconds: the `created` of every served model. */
@@ -19,7 +21,8 @@ const MODEL_PREFIX = '/v1/models/';
 
 /** The route a path is, and the model id of /v1/models/{id} (URL-decoded; null when it does not decode). */
 export function apiRouteOf(path: string): { route: ApiRoute; modelId: string | null } {
-  if (path === '/v1/models' || path === '/v1/completions' || path === '/v1/chat/completions') return { route: path, modelId: null };
+  if (path === '/v1/models' || path === '/v1/completions' || path === '/v1/chat/completions' || isTokenizerRoute(path))
+    return { route: path, modelId: null };
   if (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length) {
     try {
       return { route: '/v1/models/{id}', modelId: decodeURIComponent(path.slice(MODEL_PREFIX.length)) };
@@ -36,7 +39,7 @@ function modelObject(id: string, createdS: number) {
 }
 
 /**
- * The OpenAI-compatible API under /v1: CORS-open (its callers are other
+ * The OpenAI-compatible API under /v1 and vLLM's tokenizer routes at the root (tokenizer-routes.ts): CORS-open (its callers are other
  * sites and tools), keys and rate limits in front of every route.
  */
 export function handleApi(req: IncomingMessage, res: ServerResponse, path: string, ctx: ApiRoutesContext): void {
@@ -53,6 +56,14 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
   });
   if (route === '/v1/completions' || route === '/v1/chat/completions') {
     void handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx);
+    return;
+  }
+  if (isTokenizerRoute(route)) {
+    handleTokenizerRoute(req, res, route, ctx).catch((e: unknown) => {
+      ctx.log(`${route} failed: ${(e as Error).message}`);
+      if (res.headersSent) res.destroy();
+      else sendApiError(res, 500, 'server_error', 'ERR_INTERNAL', INTERNAL_ERROR_MESSAGE);
+    });
     return;
   }
   const get = req.method === 'GET' || req.method === 'HEAD';

@@ -1,5 +1,5 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
-import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import type { ChatMessage, TokenizerSpecials } from '../../shared/model/tokenizer.js';
 import type { StageVote, VolunteerView } from '../../shared/protocol/messages.js';
 import type { ServiceStatus } from '../coordinator/service-stats.js';
 
@@ -20,14 +20,27 @@ export interface ApiSwarm {
   ): Promise<ApiCompletion>;
   /** The prompt for a chat, by the model's chat template (throws on a template error). */
   chatPrompt(messages: readonly ChatMessage[]): string;
-  /** The text of a prompt sent as token ids; throws a bad request (param `prompt`) for an id the model does not have. */
-  promptText(ids: readonly number[]): string;
+  /**
+   * The text of token ids (a prompt sent as ids, or /detokenize's); throws a bad request with param `field`
+   * (default `prompt`) for an id the model does not have.
+   */
+  promptText(ids: readonly number[], field?: string): string;
+  /** A text's token ids, as a completion's text prompt is run (no special tokens added). */
+  encode(text: string): number[];
+  /** The served model's tokenizer: its special tokens and chat template, its vocabulary and positions. */
+  tokenizerInfo(): ApiTokenizerInfo;
   /** Volunteers online and replicas per stage. */
   status(): { volunteers: number; replicasPerStage: number[]; redundancy: number };
   /** Every volunteer with its stage, backend, state and record. */
   volunteers(): VolunteerView[];
   /** Service figures over the last 5 minutes and hour (GET /api/status). */
   serviceStatus(): ServiceStatus;
+}
+
+export interface ApiTokenizerInfo {
+  readonly specials: TokenizerSpecials;
+  readonly vocabSize: number;
+  readonly maxPositions: number;
 }
 
 export interface ApiGenerationRequest {

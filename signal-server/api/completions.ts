@@ -101,6 +101,36 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
   });
 }
 
+/** What readJsonBody gives when it has answered the request with an error itself. */
+export const NO_BODY: unique symbol = Symbol('no body');
+
+/**
+ * A request's JSON body, read within the body limit and timeout; a body too large, too slow, unreadable or not
+ * JSON is answered here (413, 408, 400) and NO_BODY returned.
+ */
+export async function readJsonBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: Pick<ApiContext, 'maxBodyBytes' | 'bodyTimeoutMs'>,
+): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readBody(req, ctx.maxBodyBytes, ctx.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
+  } catch (e) {
+    res.setHeader('connection', 'close');
+    if (e instanceof BodyTooLarge) sendApiError(res, 413, 'invalid_request_error', 'body_too_large', e.message);
+    else if (e instanceof BodyTimeout) sendApiError(res, 408, 'invalid_request_error', 'body_timeout', e.message);
+    else sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
+    return NO_BODY;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    sendApiError(res, 400, 'invalid_request_error', 'invalid_json', 'the body is not valid JSON');
+    return NO_BODY;
+  }
+}
+
 /** HTTP status of a generation failure: the client's fault 400, the swarm's state 503. */
 export function statusOfGenerationError(code: WireErrorCode): number {
   if (code === 'ERR_BAD_REQUEST') return 400;
@@ -205,21 +235,8 @@ export async function handleOpenAiGeneration(
   }
   // Held from the body's first byte to the response's end, or the client's going away.
   res.once('close', slot.release);
-  let text: string;
-  try {
-    text = await readBody(req, ctx.maxBodyBytes, ctx.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
-  } catch (e) {
-    res.setHeader('connection', 'close');
-    if (e instanceof BodyTooLarge) return sendApiError(res, 413, 'invalid_request_error', 'body_too_large', e.message);
-    if (e instanceof BodyTimeout) return sendApiError(res, 408, 'invalid_request_error', 'body_timeout', e.message);
-    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return sendApiError(res, 400, 'invalid_request_error', 'invalid_json', 'the body is not valid JSON');
-  }
+  const raw = await readJsonBody(req, res, ctx);
+  if (raw === NO_BODY) return;
   const p: CompletionParams | ChatParams | BodyError =
     kind === 'chat' ? parseChatBody(raw, ctx.modelIds) : parseCompletionBody(raw, ctx.modelIds);
   if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);

@@ -32,6 +32,8 @@ const swarm: ApiSwarm = {
   },
   chatPrompt: (messages) => messages.map((m) => m.content).join('\n'),
   promptText: (ids) => ids.join(' '),
+  encode: (text) => [...text].map((c) => c.charCodeAt(0)),
+  tokenizerInfo: () => ({ specials: { eos: null, bos: null, pad: null, chatTemplate: null }, vocabSize: 256, maxPositions: 64 }),
   status: () => ({ volunteers: 2, replicasPerStage: [2], redundancy: 2 }),
   volunteers: () => [],
   serviceStatus: () => ({

@@ -6,10 +6,11 @@
 // are whole characters (token-text.test.ts covers tokens that split one).
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { argmax } from '../../shared/model/sampling.js';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
 import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
-import { promptLogprobs } from '../testing/prompt-logprobs.js';
+import { logprobOf, promptLogprobs } from '../testing/prompt-logprobs.js';
 
 const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
@@ -441,6 +442,52 @@ describe('log-probabilities through a swarm of two replicas', () => {
     expect(r.usage?.prompt_tokens).toBe(split.length);
     expect(r.choices[0]?.logprobs?.tokens?.length).toBe(split.length + TOKENS);
     expect(r.choices[0]?.text.startsWith(PROMPT)).toBe(true);
+  });
+
+  it("lm-evaluation-harness's log-likelihood request (local-completions, tokenized), read as it reads it: the reference's sum and greedy flag", async () => {
+    // Context and continuation tokenized apart and joined (TemplateAPI), through the server's /tokenize as its
+    // remote tokenizer does; the payload and the parse are LocalCompletionsAPI's (_create_payload, parse_logprobs).
+    const encode = async (prompt: string) => {
+      const r = await fetch(`${server.address().url}/tokenize`, {
+        method: 'POST',
+        body: JSON.stringify({ prompt, add_special_tokens: false }),
+      });
+      return ((await r.json()) as { tokens: number[] }).tokens;
+    };
+    const context = await encode(PROMPT);
+    expect(context).toEqual(reference.tokenizer.encode(PROMPT));
+    // The model's own greedy tokens (greedy), and a name it does not expect there (not).
+    const flags: boolean[] = [];
+    for (const continuation of [(await greedy(PROMPT)).slice(0, 3), reference.tokenizer.encode(' Elizabeth')]) {
+      const ids = [...context, ...continuation];
+      const body = { model: MODEL, prompt: [ids], temperature: 0, max_tokens: 1, logprobs: 1, seed: 1234, echo: true };
+      const res = await fetch(`${server.address().url}/v1/completions`, { method: 'POST', body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+      const out = (await res.json()) as {
+        choices: { index: number; logprobs: { token_logprobs: number[]; top_logprobs: Record<string, number>[] } }[];
+      };
+      const lp = (out.choices[0] as (typeof out.choices)[number]).logprobs;
+      const own = lp.token_logprobs.slice(context.length, -1);
+      const tops = lp.top_logprobs.slice(context.length, -1);
+      const sum = own.reduce((a, b) => a + b, 0);
+      const isGreedy = own.every((t, i) => t === Math.max(...Object.values(tops[i] ?? {})));
+      // The oracle: the reference runner fed the same ids a token at a time.
+      const session = reference.session();
+      const vocab = reference.manifest.model.vocabSize;
+      let want = 0;
+      let greedyWant = true;
+      for (let i = 0; i + 1 < ids.length; i++) {
+        const row = (await session.forward([ids[i] as number])).subarray(-vocab);
+        if (i + 1 < context.length) continue;
+        want += logprobOf(row, ids[i + 1] as number);
+        greedyWant &&= argmax(row) === ids[i + 1];
+      }
+      expect(own).toHaveLength(continuation.length);
+      expect(Math.abs(sum - want)).toBeLessThan(TOLERANCE * continuation.length);
+      expect(isGreedy).toBe(greedyWant);
+      flags.push(greedyWant);
+    }
+    expect(flags).toEqual([true, false]);
   });
 
   it('a token id the model does not have: a 400 naming it, before any volunteer computes a step', async () => {

@@ -72,22 +72,37 @@ export interface BodyError {
   readonly message: string;
 }
 
-const bad = (param: string, message: string): BodyError => ({ status: 400, code: 'invalid_request', param, message });
+export const bad = (param: string, message: string): BodyError => ({ status: 400, code: 'invalid_request', param, message });
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A body's `model`, when it names one, must be served here (404 otherwise); absent, the served model. */
+export function modelRefused(b: Record<string, unknown>, modelIds: readonly string[]): BodyError | null {
+  if (b.model === undefined || (typeof b.model === 'string' && modelIds.includes(b.model))) return null;
+  return {
+    status: 404,
+    code: 'model_not_found',
+    param: 'model',
+    message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
+  };
+}
+
+/** A list of 1..`most` token ids, each an integer ≥ 0 (whether the model has it, the coordinator checks), or why not. */
+export function tokenIdsProblem(v: unknown, field: string, most: number): string | null {
+  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'number'))
+    return `${field} must be a list of 1..${most} token ids`;
+  if (v.length > most) return `${field} holds ${v.length} token ids; at most ${most}`;
+  const at = v.findIndex((id) => !Number.isSafeInteger(id) || id < 0);
+  return at < 0 ? null : `${field}[${at}] is ${JSON.stringify(v[at])}: a token id is an integer ≥ 0`;
 }
 
 type Common = Omit<GenerationParams, 'logprobs'>;
 
 function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): Common | BodyError {
-  if (b.model !== undefined && (typeof b.model !== 'string' || !modelIds.includes(b.model)))
-    return {
-      status: 404,
-      code: 'model_not_found',
-      param: 'model',
-      message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
-    };
+  const model = modelRefused(b, modelIds);
+  if (model !== null) return model;
   const unsupported = unsupportedField(b, endpoint);
   if (unsupported !== null) return { status: 400, ...unsupported };
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
@@ -185,10 +200,7 @@ function parsePrompt(raw: unknown): CompletionPrompt | string {
     return { text: p };
   }
   if (!isIds(p)) return `prompt must be ${PROMPT_FORMS}`;
-  if (p.length > MAX_PROMPT_IDS) return `prompt holds ${p.length} token ids; at most ${MAX_PROMPT_IDS}`;
-  const bad = p.findIndex((id) => !Number.isSafeInteger(id) || id < 0);
-  if (bad >= 0) return `prompt[${bad}] is ${JSON.stringify(p[bad])}: a token id is an integer ≥ 0`;
-  return { ids: [...p] };
+  return tokenIdsProblem(p, 'prompt', MAX_PROMPT_IDS) ?? { ids: [...p] };
 }
 
 /** POST /v1/completions's body. */

@@ -1,4 +1,4 @@
-import type { ChatMessage, Tokenizer } from '../../shared/model/tokenizer.js';
+import type { ChatMessage, Tokenizer, TokenizerSpecials } from '../../shared/model/tokenizer.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import type { Completion, CompletionRequest, ScoredToken, TokenUpdate } from './coordinator-types.js';
@@ -29,9 +29,20 @@ export class CompletionService {
     return this.tokenizer().chatPrompt(messages);
   }
 
-  /** The text of a prompt sent as token ids; throws ERR_BAD_REQUEST (param `prompt`) for an id the model does not have. */
-  promptText(ids: readonly number[]): string {
-    checkPromptIds(ids, this.s.model.manifest.model.vocabSize);
+  /** A text's token ids, as a text prompt is run. */
+  encode(text: string): number[] {
+    return this.tokenizer().encode(text);
+  }
+
+  /** The tokenizer's special tokens and chat template, the vocabulary and the positions. */
+  tokenizerInfo(): { specials: TokenizerSpecials; vocabSize: number; maxPositions: number } {
+    const { vocabSize, maxPositions } = this.s.model.manifest.model;
+    return { specials: this.tokenizer().special, vocabSize, maxPositions };
+  }
+
+  /** The text of token ids; throws ERR_BAD_REQUEST (param `field`: the request's field of them) for an id the model does not have. */
+  promptText(ids: readonly number[], field = 'prompt'): string {
+    checkPromptIds(ids, this.s.model.manifest.model.vocabSize, field);
     return this.tokenizer().decode(ids);
   }
 

@@ -1,4 +1,4 @@
-import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import type { ChatMessage, TokenizerSpecials } from '../../shared/model/tokenizer.js';
 import type { ChallengeProof, StageReady, StepDigest, StepFailure, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
 import { Audit } from './audit.js';
 import { CompletionService } from './completion-service.js';
@@ -219,8 +219,16 @@ export class Coordinator {
     return this.service.chatPrompt(messages);
   }
 
-  promptText(ids: readonly number[]): string {
-    return this.service.promptText(ids);
+  promptText(ids: readonly number[], field?: string): string {
+    return this.service.promptText(ids, field);
+  }
+
+  encode(text: string): number[] {
+    return this.service.encode(text);
+  }
+
+  tokenizerInfo(): { specials: TokenizerSpecials; vocabSize: number; maxPositions: number } {
+    return this.service.tokenizerInfo();
   }
 
   /**

@@ -375,17 +375,17 @@ export class SessionRunner {
 }
 
 /**
- * Throws ERR_BAD_REQUEST (param `prompt`) for a prompt of no tokens or with an id the model does not have: a
+ * Throws ERR_BAD_REQUEST (param `field`, `prompt` unless named) for a prompt of no tokens or with an id the model does not have: a
  * requester may send token ids, and an id past the embedding would fail every honest replica's stage 0.
  */
-export function checkPromptIds(ids: readonly number[], vocabSize: number): void {
-  if (ids.length === 0) throw new GenerationError('ERR_BAD_REQUEST', 'the prompt has no tokens', 'prompt');
+export function checkPromptIds(ids: readonly number[], vocabSize: number, field = 'prompt'): void {
+  if (ids.length === 0) throw new GenerationError('ERR_BAD_REQUEST', `the ${field} has no tokens`, field);
   const at = ids.findIndex((id) => !Number.isSafeInteger(id) || id < 0 || id >= vocabSize);
   if (at >= 0)
     throw new GenerationError(
       'ERR_BAD_REQUEST',
-      `prompt: token ${ids[at]} (at position ${at}) is not in the model's vocabulary of ${vocabSize}`,
-      'prompt',
+      `${field}: token ${ids[at]} (at position ${at}) is not in the model's vocabulary of ${vocabSize}`,
+      field,
     );
 }
 

@@ -55,6 +55,8 @@ const failingSwarm: ApiSwarm = {
   complete: () => Promise.reject(failure),
   chatPrompt: (messages) => messages.map((m) => m.content).join('\n'),
   promptText: (ids) => ids.join(' '),
+  encode: (text) => [...text].map((c) => c.charCodeAt(0)),
+  tokenizerInfo: () => ({ specials: { eos: null, bos: null, pad: null, chatTemplate: null }, vocabSize: 256, maxPositions: 64 }),
   status: () => ({ volunteers: VOLUNTEERS.length, replicasPerStage: [1, 1], redundancy: 1 }),
   volunteers: () => VOLUNTEERS,
   serviceStatus: () => ({

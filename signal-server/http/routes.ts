@@ -7,6 +7,7 @@ import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
 import type { TokenTexts } from '../api/token-text.js';
+import { isTokenizerRoute } from '../api/tokenizer-routes.js';
 import type { Logger } from '../log.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
@@ -127,7 +128,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
-    if (path.startsWith('/v1/')) {
+    if (path.startsWith('/v1/') || isTokenizerRoute(path)) {
       handleApi(req, res, path, api);
       return;
     }

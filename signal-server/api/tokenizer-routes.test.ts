@@ -1,0 +1,142 @@
+// vLLM's tokenizer routes on a real server on port 0 serving austen-2m (no volunteers: the routes need none), with
+// API keys on. The oracle is the model's tokenizer loaded here on its own; the first test makes the two calls
+// lm-evaluation-harness makes to decide that it can use the server's tokenizer (utils.check_remote_tokenizer_support).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Tokenizer } from '../../shared/model/tokenizer.js';
+import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { createSignalServer, type SignalServer } from '../server.js';
+import { MAX_PROMPT_IDS } from './openai-params.js';
+
+const MODEL = 'austen-2m';
+const KEY = 'sk-tokenizer-test';
+const tokenizer = Tokenizer.fromJson(
+  'tokenizer.json',
+  readFileSync(`models/${MODEL}/tokenizer.json`, 'utf8'),
+  readFileSync(`models/${MODEL}/tokenizer_config.json`, 'utf8'),
+);
+const config = JSON.parse(readFileSync(`models/${MODEL}/tokenizer_config.json`, 'utf8')) as { chat_template: string };
+
+let cache: string;
+let server: SignalServer;
+let url: string;
+let vocab: number;
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-tokenizer-routes-'));
+  const { dir, manifest } = await ensureStages(`models/${MODEL}`, { stages: 1 }, cache);
+  vocab = manifest.model.vocabSize;
+  server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
+    redundancy: 1,
+    ratePerMinute: 0,
+    apiKeys: [KEY],
+  });
+  await server.ready;
+  url = server.address().url;
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+  if (cache !== undefined) rmSync(cache, { recursive: true, force: true });
+});
+
+async function call(path: string, body?: unknown, init: { key?: string | null; method?: string; raw?: string } = {}) {
+  const key = init.key === undefined ? KEY : init.key;
+  const res = await fetch(`${url}${path}`, {
+    method: init.method ?? (body === undefined && init.raw === undefined ? 'GET' : 'POST'),
+    headers: { 'content-type': 'application/json', ...(key === null ? {} : { authorization: `Bearer ${key}` }) },
+    ...(body === undefined && init.raw === undefined ? {} : { body: init.raw ?? JSON.stringify(body) }),
+  });
+  return { status: res.status, headers: res.headers, json: (await res.json()) as Record<string, unknown> };
+}
+const tokenize = async (prompt: string) => (await call('/tokenize', { prompt, add_special_tokens: false })).json.tokens as number[];
+
+describe("vLLM's tokenizer routes", () => {
+  it('answer the two calls lm-evaluation-harness makes to use the server’s tokenizer, with the model’s special tokens', async () => {
+    const info = await call('/tokenizer_info');
+    expect(info.status).toBe(200);
+    expect(info.json).toEqual({
+      model: MODEL,
+      eos_token: '<|endoftext|>',
+      bos_token: null,
+      pad_token: null,
+      chat_template: config.chat_template,
+      vocab_size: vocab,
+      model_max_length: server.coordinator?.maxPositions,
+      add_special_tokens: false,
+    });
+    const t = await call('/tokenize', { prompt: 'test', add_special_tokens: false });
+    expect(t.status).toBe(200);
+    expect(t.json).toEqual({
+      count: tokenizer.encode('test').length,
+      max_model_len: server.coordinator?.maxPositions,
+      tokens: tokenizer.encode('test'),
+    });
+    // Its end-of-text id: the first id of the eos token's text (RemoteTokenizer.eos_token_id).
+    expect(await tokenize('<|endoftext|>')).toEqual([0]);
+    // Open to other sites' scripts, as /v1 is.
+    expect(t.headers.get('access-control-allow-origin')).toBe('*');
+  });
+
+  it('give the ids the model’s tokenizer gives (those /v1/completions runs), and their text back', async () => {
+    for (const text of ['It is a truth universally acknowledged', '  two  spaces\nand a line', 'été — “quoted” ✓', '']) {
+      const ids = await tokenize(text);
+      expect(ids, text).toEqual(tokenizer.encode(text));
+      if (ids.length === 0) continue;
+      const back = await call('/detokenize', { tokens: ids, model: MODEL });
+      expect(back).toMatchObject({ status: 200, json: { prompt: tokenizer.decode(ids) } });
+    }
+    // add_special_tokens changes nothing: the completions add none either.
+    expect((await call('/tokenize', { prompt: 'Emma', add_special_tokens: true })).json.tokens).toEqual(tokenizer.encode('Emma'));
+    // Ids the tokenizer would not give for their text decode all the same.
+    const split = [...'Emma'].flatMap((c) => tokenizer.encode(c));
+    expect((await call('/detokenize', { tokens: split })).json.prompt).toBe('Emma');
+  });
+
+  it('refuse what is not theirs to take, by field, before touching the tokenizer', async () => {
+    const refused = async (path: string, body: unknown, status: number, param: string | null, message: string | RegExp) => {
+      const r = await call(path, body);
+      expect(r.status, JSON.stringify(body)).toBe(status);
+      const error = r.json.error as { param: string | null; message: string };
+      expect(error.param).toBe(param);
+      expect(error.message).toMatch(message);
+    };
+    await refused(
+      '/detokenize',
+      { tokens: [1, vocab] },
+      400,
+      'tokens',
+      `tokens: token ${vocab} (at position 1) is not in the model's vocabulary of ${vocab}`,
+    );
+    await refused('/detokenize', { tokens: [3, -1] }, 400, 'tokens', 'tokens[1] is -1: a token id is an integer ≥ 0');
+    await refused('/detokenize', { tokens: [] }, 400, 'tokens', `tokens must be a list of 1..${MAX_PROMPT_IDS} token ids`);
+    await refused('/detokenize', { tokens: 'Emma' }, 400, 'tokens', /must be a list/);
+    await refused('/detokenize', { tokens: new Array(MAX_PROMPT_IDS + 1).fill(1) }, 400, 'tokens', /at most 8000$/);
+    await refused('/tokenize', { prompt: 7 }, 400, 'prompt', /^prompt must be a string of at most \d+ characters$/);
+    await refused('/tokenize', { prompt: 'x'.repeat(8001) }, 400, 'prompt', /^prompt must be a string/);
+    await refused(
+      '/tokenize',
+      { prompt: 'x', add_special_tokens: 'yes' },
+      400,
+      'add_special_tokens',
+      'add_special_tokens must be a boolean',
+    );
+    await refused('/tokenize', { messages: [{ role: 'user', content: 'hi' }] }, 400, 'messages', /send the chat as `prompt` text/);
+    await refused('/tokenize', { prompt: 'x', model: 'gpt-4' }, 404, 'model', /^model "gpt-4" is not served here/);
+    await refused('/tokenize', ['x'], 400, '', 'the body must be a JSON object');
+    const notJson = await call('/tokenize', undefined, { raw: '{"prompt": ' });
+    expect(notJson).toMatchObject({ status: 400, json: { error: { code: 'invalid_json' } } });
+    // The methods vLLM takes, and the keys /v1 takes.
+    expect((await call('/tokenize', undefined, { method: 'GET' })).status).toBe(405);
+    expect((await call('/tokenizer_info', { x: 1 })).status).toBe(405);
+    for (const path of ['/tokenizer_info', '/tokenize'])
+      expect((await call(path, path === '/tokenize' ? { prompt: 'x' } : undefined, { key: null })).status, path).toBe(401);
+    expect((await call('/tokenize', { prompt: 'x' }, { key: 'sk-wrong' })).status).toBe(401);
+  });
+});
