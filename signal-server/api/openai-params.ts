@@ -187,7 +187,7 @@ function parsePrompt(raw: unknown): CompletionPrompt | string {
   if (!isIds(p)) return `prompt must be ${PROMPT_FORMS}`;
   if (p.length > MAX_PROMPT_IDS) return `prompt holds ${p.length} token ids; at most ${MAX_PROMPT_IDS}`;
   const bad = p.findIndex((id) => !Number.isSafeInteger(id) || id < 0);
-  if (bad >= 0) return `prompt[${bad}] is ${JSON.stringify(p[bad])}: a token id is an integer ≥ 0`;
+  if (bad >= 0) return `prompt[${bad}] is ${p[bad]}: a token id is an integer ≥ 0`;
   return { ids: [...p] };
 }
 
