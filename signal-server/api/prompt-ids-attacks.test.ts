@@ -112,6 +112,41 @@ describe('prompts of token ids from a hostile client', () => {
     healthy();
   });
 
+  it('a prompt that ends inside a character its completion finishes: the echoed text is the decoding of every id, streamed or not', async () => {
+    const [lead, cont] = idsOf('é') as [number, number];
+    const prompt = [...idsOf('caf'), lead];
+    // The completion's first token finishes the character (forced by logit_bias; greedy, so the reference agrees).
+    const body = { prompt, max_tokens: 2, echo: true, logprobs: 1, temperature: 0, logit_bias: { [cont]: 100 } };
+    const r = await post(body);
+    expect(r.status).toBe(200);
+    const tokens = r.json.webswarm.tokens;
+    expect(tokens[0]).toBe(cont);
+    const whole = reference.tokenizer.decode([...prompt, ...tokens]);
+    expect(whole.startsWith('café')).toBe(true);
+    const choice = r.json.choices[0] as Answer['choices'][number];
+    expect(choice.text).toBe(whole);
+    const lp = choice.logprobs as Logprobs;
+    // The token that finishes é stands where é does.
+    expect(lp.text_offset.slice(3, 5)).toEqual([3, 3]);
+    // Without echo the completion's text begins with the character it finished, as the prompt's text ends before it.
+    const alone = await post({ ...body, echo: false });
+    expect(alone.json.choices[0]?.text).toBe(whole.slice('caf'.length));
+    // From the prompt's start: é's finishing token at 3, the next (a lone continuation byte, U+FFFD) after é.
+    expect(alone.json.choices[0]?.logprobs?.text_offset).toEqual([3, 4]);
+    // Streamed: the chunks' texts join to the same text.
+    const res = await fetch(`${server.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, ...body, stream: true }),
+    });
+    const events = (await res.text())
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => JSON.parse(e.slice('data: '.length)) as { choices: { text: string }[] });
+    expect(events.map((e) => e.choices[0]?.text ?? '').join('')).toBe(whole);
+    healthy();
+  });
+
   it('end-of-text ids as the prompt, with echo, n, best_of, stream and stop: answers as the reference’s, no slot kept, no volunteer judged', async () => {
     const eos = 0;
     expect(reference.tokenizer.decode([eos])).toBe('<|endoftext|>');
