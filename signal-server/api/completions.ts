@@ -240,8 +240,11 @@ export async function handleOpenAiGeneration(
       prompt = swarm.promptText(promptIds);
       // A character it leaves unfinished is the completion's text (its first tokens may finish it): echoed text
       // and offsets then read as the decoding of every id, not as two U+FFFD where the prompt ends.
-      unfinished = texts.unfinished(promptIds);
-      if (unfinished.ids > 0 && prompt.endsWith('\uFFFD')) prompt = prompt.slice(0, -1);
+      const ending = texts.unfinished(promptIds);
+      if (ending.ids > 0 && prompt.endsWith('\uFFFD')) {
+        unfinished = ending;
+        prompt = prompt.slice(0, -1);
+      }
     }
   } catch (e) {
     const param = p.kind === 'chat' ? 'messages' : 'prompt';
