@@ -47,6 +47,12 @@ export interface ApiGenerationRequest {
   readonly prompt: string;
   /** The prompt as token ids, run as they are (`prompt` is their text, from promptText). */
   readonly promptIds?: readonly number[];
+  /**
+   * How many of `promptIds`' last ids hold the first bytes of a character the prompt leaves unfinished (0 or absent:
+   * it ends on a whole one): the completion's text begins with that character, finished or not, and `prompt` ends
+   * before it.
+   */
+  readonly unfinishedIds?: number;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
   /** The text ends before the first of these. */

@@ -82,8 +82,10 @@ export class ChoiceState {
     promptChars: number,
     /** Whether best_of ranks this choice: only then is each draw's log-probability taken when none were asked for. */
     private readonly ranked = false,
+    /** The bytes of a character the prompt begins and leaves unfinished (a prompt of token ids): its completion's. */
+    promptUnfinished: readonly number[] = [],
   ) {
-    this.offsets = new CompletionLogprobsBuilder(texts, promptChars);
+    this.offsets = new CompletionLogprobsBuilder(texts, promptChars, promptUnfinished);
     this.promptOffsets = new CompletionLogprobsBuilder(texts, 0);
   }
 

@@ -247,12 +247,21 @@ export async function handleOpenAiGeneration(
   let prompt: string;
   /** A completion's prompt sent as token ids: run as they are, `prompt` being their text. */
   let promptIds: readonly number[] | undefined;
+  /** The bytes of a character that the prompt of ids begins and leaves unfinished, and how many ids hold them. */
+  let unfinished: { readonly ids: number; readonly bytes: readonly number[] } = { ids: 0, bytes: [] };
   try {
     if (p.kind === 'chat') prompt = swarm.chatPrompt(p.messages);
     else if ('text' in p.prompt) prompt = p.prompt.text;
     else {
       promptIds = p.prompt.ids;
       prompt = swarm.promptText(promptIds);
+      // A character it leaves unfinished is the completion's text (its first tokens may finish it): echoed text
+      // and offsets then read as the decoding of every id, not as two U+FFFD where the prompt ends.
+      const ending = texts.unfinished(promptIds);
+      if (ending.ids > 0 && prompt.endsWith('\uFFFD')) {
+        unfinished = ending;
+        prompt = prompt.slice(0, -1);
+      }
     }
   } catch (e) {
     const param = p.kind === 'chat' ? 'messages' : 'prompt';
@@ -315,7 +324,10 @@ export async function handleOpenAiGeneration(
     });
     choice.started = true;
   };
-  const choices = Array.from({ length: candidates }, (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length, ranked));
+  const choices = Array.from(
+    { length: candidates },
+    (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length, ranked, unfinished.bytes),
+  );
   // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
   const echo = p.kind === 'completion' && p.echo;
   const echoed = new Set<ChoiceState>();
@@ -357,7 +369,7 @@ export async function handleOpenAiGeneration(
       .complete(
         {
           prompt,
-          ...(promptIds === undefined ? {} : { promptIds }),
+          ...(promptIds === undefined ? {} : { promptIds, unfinishedIds: unfinished.ids }),
           maxTokens: p.maxTokens,
           // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
           sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },

@@ -1,7 +1,7 @@
 // OpenAI's two shapes of log-probabilities: chat's list of entries, and the
 // legacy completions' parallel arrays with character offsets.
 import type { TokenLogprob } from './logprobs.js';
-import type { TokenTexts } from './token-text.js';
+import { beginsCharacter, type TokenTexts, unfinishedBytes } from './token-text.js';
 
 /** One token of chat's `choices[].logprobs.content`. */
 export interface ChatLogprob {
@@ -35,17 +35,27 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-/** Builds completions' log-probabilities token by token; the offsets count the text before each token. */
+/**
+ * Builds completions' log-probabilities token by token; the offsets count the text before each token. A token that
+ * finishes a character split across tokens stands where the character does; one whose bytes do not continue such a
+ * character stands after the U+FFFD that the unfinished bytes become in the text.
+ */
 export class CompletionLogprobsBuilder {
   /** Holds back a character split across tokens until its last byte, as the text does. */
   private readonly decoder = new TextDecoder('utf-8');
   private offset: number;
+  /** The bytes of a character begun and not yet finished. */
+  private pending: readonly number[];
 
   constructor(
     private readonly texts: TokenTexts,
     promptChars: number,
+    /** Bytes that begin a character the text before leaves unfinished (a prompt of token ids may end inside one). */
+    pending: readonly number[] = [],
   ) {
     this.offset = promptChars;
+    this.pending = pending;
+    this.decoder.decode(Uint8Array.from(pending), { stream: true });
   }
 
   /** The arrays for the next token (append them for a whole response). */
@@ -55,21 +65,25 @@ export class CompletionLogprobsBuilder {
     const top = Object.create(null) as Record<string, number>;
     for (const t of lp.top) top[this.texts.of(t.token).token] = t.logprob;
     top[own.token] = lp.logprob;
-    const out = { tokens: [own.token], token_logprobs: [lp.logprob], top_logprobs: [top], text_offset: [this.offset] };
-    this.advance(own.bytes);
-    return out;
+    return { tokens: [own.token], token_logprobs: [lp.logprob], top_logprobs: [top], text_offset: [this.advance(own.bytes)] };
   }
 
   /** The arrays for an echoed prompt's first token: nothing before it predicts it, so no log-probability. */
   first(token: number): CompletionLogprobs {
     const own = this.texts.of(token);
-    const out = { tokens: [own.token], token_logprobs: [null], top_logprobs: [null], text_offset: [this.offset] };
-    this.advance(own.bytes);
-    return out;
+    return { tokens: [own.token], token_logprobs: [null], top_logprobs: [null], text_offset: [this.advance(own.bytes)] };
   }
 
-  private advance(bytes: readonly number[]): void {
+  /** Counts a token's bytes into the text; returns where the token stands. */
+  private advance(bytes: readonly number[]): number {
+    let at = this.offset;
+    // Unfinished bytes that this token does not continue are a U+FFFD of their own, before the token.
+    if (this.pending.length > 0 && bytes.length > 0 && !beginsCharacter([...this.pending, bytes[0] as number]))
+      at += new TextDecoder('utf-8').decode(Uint8Array.from(this.pending)).length;
     this.offset += this.decoder.decode(Uint8Array.from(bytes), { stream: true }).length;
+    const all = [...this.pending, ...bytes];
+    this.pending = all.slice(all.length - unfinishedBytes(all));
+    return at;
   }
 }
 

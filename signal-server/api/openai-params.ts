@@ -95,7 +95,8 @@ export function tokenIdsProblem(v: unknown, field: string, most: number): string
     return `${field} must be a list of 1..${most} token ids`;
   if (v.length > most) return `${field} holds ${v.length} token ids; at most ${most}`;
   const at = v.findIndex((id) => !Number.isSafeInteger(id) || id < 0);
-  return at < 0 ? null : `${field}[${at}] is ${JSON.stringify(v[at])}: a token id is an integer ≥ 0`;
+  // The number itself: JSON.stringify would write an id past float64's range (1e400) as null.
+  return at < 0 ? null : `${field}[${at}] is ${v[at]}: a token id is an integer ≥ 0`;
 }
 
 type Common = Omit<GenerationParams, 'logprobs'>;

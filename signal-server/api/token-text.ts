@@ -40,6 +40,38 @@ export function textOfBytes(bytes: readonly number[]): string {
   }
 }
 
+/** How many bytes the character that `lead` begins has in UTF-8 (0: no character begins with it). */
+function charLength(lead: number): number {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;
+  if (lead >= 0xe0 && lead <= 0xef) return 3;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;
+  return 0;
+}
+
+/** Whether `bytes` are one character's first bytes (or all of them), by UTF-8's rules (no surrogates, no overlongs). */
+export function beginsCharacter(bytes: readonly number[]): boolean {
+  const lead = bytes[0];
+  if (lead === undefined || bytes.length > charLength(lead)) return false;
+  for (const [i, b] of bytes.entries()) {
+    if (i === 0) continue;
+    // The second byte's range depends on the lead; the others are 0x80..0xbf.
+    const lo = i === 1 && lead === 0xe0 ? 0xa0 : i === 1 && lead === 0xf0 ? 0x90 : 0x80;
+    const hi = i === 1 && lead === 0xed ? 0x9f : i === 1 && lead === 0xf4 ? 0x8f : 0xbf;
+    if (b < lo || b > hi) return false;
+  }
+  return true;
+}
+
+/** How many of the last bytes begin a character they do not finish (0: the bytes end on a whole character or an invalid one). */
+export function unfinishedBytes(bytes: readonly number[]): number {
+  for (let k = Math.min(3, bytes.length); k > 0; k--) {
+    const tail = bytes.slice(bytes.length - k);
+    if (beginsCharacter(tail) && k < charLength(tail[0] as number)) return k;
+  }
+  return 0;
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -93,6 +125,25 @@ export class TokenTexts {
       this.cache.set(id, t);
     }
     return t;
+  }
+
+  /**
+   * The bytes at the end of `ids` that begin a character they do not finish (a prompt of token ids may end inside
+   * one), and how many of the last ids hold them: none when the ids end on a whole character.
+   */
+  unfinished(ids: readonly number[]): { readonly ids: number; readonly bytes: readonly number[] } {
+    const bytes: number[] = [];
+    const lengths: number[] = [];
+    // The last three bytes are enough: a character has at most four.
+    for (let i = ids.length - 1; i >= 0 && bytes.length < 3; i--) {
+      const own = this.of(ids[i] as number).bytes;
+      bytes.unshift(...own);
+      lengths.push(own.length);
+    }
+    const n = unfinishedBytes(bytes);
+    let count = 0;
+    for (let held = 0; held < n; count++) held += lengths[count] as number;
+    return { ids: count, bytes: bytes.slice(bytes.length - n) };
   }
 
   private bytesOf(id: number): number[] {

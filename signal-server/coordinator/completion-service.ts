@@ -114,7 +114,9 @@ export class CompletionService {
     const r = this.s.options.redundancy;
     const promptTokens = req.promptIds === undefined ? tokenizer.encode(req.prompt) : [...req.promptIds];
     checkPromptIds(promptTokens, this.s.model.manifest.model.vocabSize);
-    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? []);
+    // The prompt's last ids that begin a character it leaves unfinished: decoded ahead of the completion's.
+    const before = req.promptIds?.slice(req.promptIds.length - (req.unfinishedIds ?? 0)) ?? [];
+    const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? [], true, before);
     const sofar: number[] = [];
     let verified = true;
     const agreed = (votes: readonly StageVote[]) => r >= 2 && votes.every((v) => !v.server && v.agreed >= majority(r));
@@ -123,7 +125,8 @@ export class CompletionService {
     // Nothing to compute: a one-token prompt scored, nothing generated (its settings checked as a session's are).
     if (score && promptTokens.length === 1 && req.maxTokens === 0) {
       checkSampling(req.sampling, this.s.model.manifest.model.vocabSize);
-      return { promptTokens, tokens: [], text: '', finishReason: 'length', route: [], redundancy: r, verified: r >= 2 };
+      stream.finish([]);
+      return { promptTokens, tokens: [], text: stream.text, finishReason: 'length', route: [], redundancy: r, verified: r >= 2 };
     }
     const { result, route } = await this.runIds(
       promptTokens,

@@ -44,6 +44,12 @@ export interface CompletionRequest {
   readonly prompt: string;
   /** The prompt as token ids (a completion's `prompt` of ids): run as they are, `prompt` being their text. */
   readonly promptIds?: readonly number[];
+  /**
+   * How many of `promptIds`' last ids hold the first bytes of a character the prompt leaves unfinished (0 or absent:
+   * it ends on a whole one): the completion's text begins with that character, finished or not, and `prompt` ends
+   * before it.
+   */
+  readonly unfinishedIds?: number;
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
   /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */

@@ -10,9 +10,15 @@
  * chunk back, so a decoder that treats a text's first token differently (a
  * SentencePiece leading space) sees the same context on both sides of the
  * difference taken.
+ *
+ * A prompt of token ids may end inside a character that the completion's first
+ * tokens finish: the prompt's last ids (`before`) are decoded ahead of the
+ * completion's, and the character is the completion's text.
  */
 export class TextStream {
   private shown = '';
+  /** The text of `before` that is the prompt's (its whole characters): the text begins after it. */
+  private readonly skip: string;
   private cut: string | null = null;
   /** The text of ids[0, read), built window by window. */
   private decoded = '';
@@ -25,7 +31,14 @@ export class TextStream {
     private readonly stops: readonly string[] = [],
     /** False: every id decoded at every token, as before windows (the oracle the tests compare windows against). */
     private readonly windowed = true,
-  ) {}
+    /** The prompt's last ids, which hold the first bytes of a character they leave unfinished (none: the prompt ends on a whole one). */
+    private readonly before: readonly number[] = [],
+  ) {
+    // Their text but the U+FFFD that the unfinished character decodes to alone: not this stream's.
+    const t = before.length === 0 ? '' : decode(before);
+    this.skip = t.endsWith('\uFFFD') ? t.slice(0, -1) : t;
+    this.shown = this.skip;
+  }
 
   /** True once a stop sequence has appeared: generate no more. */
   get stopped(): boolean {
@@ -34,7 +47,7 @@ export class TextStream {
 
   /** The text so far (cut before the stop sequence once one appeared). */
   get text(): string {
-    return this.cut ?? this.shown;
+    return (this.cut ?? this.shown).slice(this.skip.length);
   }
 
   private decodedCount = 0;
@@ -45,14 +58,14 @@ export class TextStream {
   }
 
   /** Takes every id generated so far (the same list, grown: ids are only appended); returns the new text that may be shown now (maybe ""). */
-  push(ids: readonly number[]): string {
+  push(generated: readonly number[]): string {
     if (this.cut !== null) return '';
-    const text = this.textOf(ids);
+    const text = this.textOf(this.withBefore(generated));
     // Decoding can in rare cases rewrite earlier characters; never take back what was shown.
     if (!text.startsWith(this.shown)) return '';
     let stopAt = -1;
     for (const s of this.stops) {
-      const i = text.indexOf(s);
+      const i = text.indexOf(s, this.skip.length);
       if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
     }
     if (stopAt >= 0) {
@@ -74,9 +87,9 @@ export class TextStream {
   }
 
   /** The generation ended: everything held back may be shown now. */
-  finish(ids: readonly number[]): string {
+  finish(generated: readonly number[]): string {
     if (this.cut !== null) return '';
-    const text = this.decodeIds(ids);
+    const text = this.decodeIds(this.withBefore(generated));
     return text.startsWith(this.shown) ? this.take(text) : '';
   }
 
@@ -99,6 +112,10 @@ export class TextStream {
       this.read = ids.length;
     }
     return text;
+  }
+
+  private withBefore(generated: readonly number[]): readonly number[] {
+    return this.before.length === 0 ? generated : [...this.before, ...generated];
   }
 
   private decodeIds(ids: readonly number[]): string {
