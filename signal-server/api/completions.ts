@@ -526,6 +526,10 @@ export async function handleOpenAiGeneration(
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
       events.send({ error: { message, type, param: null, code: apiCode } });
       res.end();
-    } else sendApiError(res, status, type, apiCode, message, e instanceof GenerationError ? e.param : null);
+    } else {
+      // A chat's prompt is its messages.
+      const param = e instanceof GenerationError ? e.param : null;
+      sendApiError(res, status, type, apiCode, message, kind === 'chat' && param === 'prompt' ? 'messages' : param);
+    }
   }
 }

@@ -192,6 +192,21 @@ describe('prompts of token ids from a hostile client', () => {
     expect(r.json.webswarm.tokens).toEqual((await reference.generateIds(prompt, 1, GREEDY)).tokens);
     const over = await post({ prompt: [...prompt, 5], max_tokens: 1 });
     expect(over.status).toBe(400);
+    expect(over.json.error).toMatchObject({
+      param: 'prompt',
+      message: `prompt (${positions} tokens) + max_tokens (1) exceeds the model's ${positions} positions`,
+    });
+    // A chat's prompt is its messages: the same refusal names them.
+    const chat = await fetch(`${server.address().url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Emma. '.repeat(400) }], max_tokens: 1 }),
+    });
+    expect(chat.status).toBe(400);
+    expect(((await chat.json()) as Answer).error).toMatchObject({
+      param: 'messages',
+      message: expect.stringMatching(/exceeds the model's \d+ positions$/),
+    });
     healthy();
   });
 });

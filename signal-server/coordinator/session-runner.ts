@@ -179,6 +179,7 @@ export class SessionRunner {
       throw new GenerationError(
         'ERR_BAD_REQUEST',
         `prompt (${promptTokens.length + forced.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
+        'prompt',
       );
     }
     const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
