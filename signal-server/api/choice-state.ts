@@ -78,7 +78,7 @@ export class ChoiceState {
     /** How many alternatives to list at each position, or null for no log-probabilities. */
     private readonly logprobs: number | null,
     private readonly texts: TokenTexts,
-    /** Completions' text offsets count the prompt. */
+    /** Completions' text offsets count the prompt: its length in code points (codePoints). */
     promptChars: number,
     /** Whether best_of ranks this choice: only then is each draw's log-probability taken when none were asked for. */
     private readonly ranked = false,

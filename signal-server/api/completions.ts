@@ -7,6 +7,7 @@ import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
 import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
 import { ChoiceState, type ChunkLogprobs, serverStagesOf } from './choice-state.js';
+import { codePoints } from './logprob-shapes.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 import type { TokenTexts } from './token-text.js';
 
@@ -326,7 +327,7 @@ export async function handleOpenAiGeneration(
   };
   const choices = Array.from(
     { length: candidates },
-    (_, i) => new ChoiceState(i, kind, p.logprobs, texts, prompt.length, ranked, unfinished.bytes),
+    (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt), ranked, unfinished.bytes),
   );
   // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
   const echo = p.kind === 'completion' && p.echo;

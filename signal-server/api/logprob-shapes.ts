@@ -31,7 +31,7 @@ export interface CompletionLogprobs {
   token_logprobs: (number | null)[];
   /** The `logprobs` most likely tokens at each position, and the generated one (so up to logprobs + 1); null as above. */
   top_logprobs: (Record<string, number> | null)[];
-  /** Where each token's text starts, in characters from the start of the prompt. */
+  /** Where each token's text starts, in characters (Unicode code points, as Python counts them) from the start of the prompt. */
   text_offset: number[];
 }
 
@@ -79,12 +79,22 @@ export class CompletionLogprobsBuilder {
     let at = this.offset;
     // Unfinished bytes that this token does not continue are a U+FFFD of their own, before the token.
     if (this.pending.length > 0 && bytes.length > 0 && !beginsCharacter([...this.pending, bytes[0] as number]))
-      at += new TextDecoder('utf-8').decode(Uint8Array.from(this.pending)).length;
-    this.offset += this.decoder.decode(Uint8Array.from(bytes), { stream: true }).length;
+      at += codePoints(new TextDecoder('utf-8').decode(Uint8Array.from(this.pending)));
+    this.offset += codePoints(this.decoder.decode(Uint8Array.from(bytes), { stream: true }));
     const all = [...this.pending, ...bytes];
     this.pending = all.slice(all.length - unfinishedBytes(all));
     return at;
   }
+}
+
+/**
+ * A text's length in characters as OpenAI's `text_offset` counts them: Unicode code points (Python's len), not
+ * UTF-16 units (JavaScript's), so that an emoji counts once and a Python client can slice the text by them.
+ */
+export function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
 }
 
 export function emptyCompletionLogprobs(): CompletionLogprobs {

@@ -112,6 +112,37 @@ describe('prompts of token ids from a hostile client', () => {
     healthy();
   });
 
+  it('text_offset counts characters as OpenAI’s Python does (code points): an emoji counts once, in the prompt and the completion', async () => {
+    const prompt = 'Emma 👩 and Jane 🎉 walked';
+    expect([...prompt].length).toBeLessThan(prompt.length);
+    const r = await post({
+      prompt,
+      max_tokens: 4,
+      echo: true,
+      logprobs: 0,
+      temperature: 0,
+      logit_bias: { [idsOf('🎉')[0] as number]: 100 },
+    });
+    expect(r.status).toBe(200);
+    const { text, logprobs } = r.json.choices[0] as Answer['choices'][number];
+    const lp = logprobs as Logprobs;
+    const chars = [...text];
+    // Every token of whole characters stands at its offset in the text counted in code points; the offsets rise.
+    let checked = 0;
+    for (const [i, t] of lp.tokens.entries()) {
+      if (t.includes('\\x')) continue;
+      expect(chars.slice(lp.text_offset[i]).join('').startsWith(t), `${JSON.stringify(t)} at ${lp.text_offset[i]}`).toBe(true);
+      checked += 1;
+    }
+    expect(checked).toBeGreaterThan(5);
+    for (let i = 1; i < lp.text_offset.length; i++) expect(lp.text_offset[i]).toBeGreaterThanOrEqual(lp.text_offset[i - 1] as number);
+    // The completion's first token stands after the prompt's characters (its UTF-16 length would be 2 more).
+    const ids = reference.tokenizer.encode(prompt);
+    expect(lp.text_offset[ids.length]).toBe([...prompt].length);
+    // The completion holds an emoji too (biased to 🎉's first byte, greedy: the reference's tokens).
+    expect(r.json.webswarm.tokens[0]).toBe(idsOf('🎉')[0]);
+  });
+
   it('a prompt that ends inside a character its completion finishes: the echoed text is the decoding of every id, streamed or not', async () => {
     const [lead, cont] = idsOf('é') as [number, number];
     const prompt = [...idsOf('caf'), lead];
