@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AccessControl } from './access.js';
+import { AccessControl, TOKENIZER_RATE_FACTOR } from './access.js';
 
 describe('AccessControl', () => {
   it('is open without keys and refuses a missing or wrong key when keys are set', () => {
@@ -25,5 +25,26 @@ describe('AccessControl', () => {
     expect(a.take('a')).toMatchObject({ ok: true });
     expect(a.take('a')).toMatchObject({ ok: true });
     expect(a.take('a')).toMatchObject({ ok: false });
+  });
+
+  it('gives the tokenizer routes an allowance of their own, TOKENIZER_RATE_FACTOR times larger, spent apart', () => {
+    let t = 0;
+    const a = new AccessControl({ apiKeys: [], ratePerMinute: 3 }, () => t);
+    for (let i = 0; i < 3; i++) expect(a.take('a')).toMatchObject({ ok: true });
+    expect(a.take('a')).toMatchObject({ ok: false, status: 429 });
+    // The generations' allowance is spent; the tokenizer's is whole, and spending it leaves the other as it is.
+    for (let i = 0; i < 3 * TOKENIZER_RATE_FACTOR; i++) expect(a.take('a', true), `call ${i}`).toMatchObject({ ok: true });
+    expect(a.take('a', true)).toMatchObject({
+      ok: false,
+      status: 429,
+      retryAfterS: 1,
+      message: `rate limit of ${3 * TOKENIZER_RATE_FACTOR} tokenizer calls per minute reached; retry in 1 s`,
+    });
+    t += 20_000;
+    expect(a.take('a')).toMatchObject({ ok: true });
+    expect(a.take('a')).toMatchObject({ ok: false });
+    // No limit stays no limit.
+    const open = new AccessControl({ apiKeys: [], ratePerMinute: 0 });
+    for (let i = 0; i < 100; i++) expect(open.take('a', true)).toMatchObject({ ok: true });
   });
 });

@@ -17,6 +17,14 @@ export interface AccessOptions {
   readonly proxies?: TrustedProxies;
 }
 
+/**
+ * The tokenizer routes (/tokenize, /detokenize, /tokenizer_info) allow this many times the API's requests per
+ * minute, from a bucket of their own: an evaluation tool tokenizes each request's context and continuation
+ * apart (two calls a request, lm-evaluation-harness's remote tokenizer retrying three times at once and then
+ * giving up), and a call costs the server at most a tokenization of MAX_PROMPT_CHARS characters (under 0.1 s).
+ */
+export const TOKENIZER_RATE_FACTOR = 20;
+
 export type AccessDecision =
   | { readonly ok: true; readonly identity: string }
   | { readonly ok: false; readonly status: 401 | 429; readonly code: string; readonly message: string; readonly retryAfterS?: number };
@@ -29,6 +37,7 @@ export type AccessDecision =
 export class AccessControl {
   private readonly keys: ReadonlySet<string>;
   private readonly buckets: KeyedBuckets | null;
+  private readonly tokenizerBuckets: KeyedBuckets | null;
   /** Generations running per identity (only those with one or more: bounded by the requests in flight). */
   private readonly running = new Map<string, number>();
 
@@ -39,6 +48,8 @@ export class AccessControl {
     this.keys = new Set(o.apiKeys);
     // A minute's allowance at once, refilled continuously.
     this.buckets = o.ratePerMinute > 0 ? new KeyedBuckets({ burst: o.ratePerMinute, perMinute: o.ratePerMinute }, now) : null;
+    const tokenizerRate = o.ratePerMinute * TOKENIZER_RATE_FACTOR;
+    this.tokenizerBuckets = tokenizerRate > 0 ? new KeyedBuckets({ burst: tokenizerRate, perMinute: tokenizerRate }, now) : null;
   }
 
   get requiresKey(): boolean {
@@ -54,18 +65,19 @@ export class AccessControl {
     return { ok: true, identity: `key:${key}` };
   }
 
-  /** Takes one request from `identity`'s allowance. */
-  take(identity: string): AccessDecision {
-    if (this.buckets === null) return { ok: true, identity };
-    const waitMs = this.buckets.take(identity);
+  /** Takes one request from `identity`'s allowance (the tokenizer routes' own, for `tokenizer`). */
+  take(identity: string, tokenizer = false): AccessDecision {
+    const buckets = tokenizer ? this.tokenizerBuckets : this.buckets;
+    if (buckets === null) return { ok: true, identity };
+    const waitMs = buckets.take(identity);
     if (waitMs === 0) return { ok: true, identity };
-    const limit = this.o.ratePerMinute;
+    const limit = this.o.ratePerMinute * (tokenizer ? TOKENIZER_RATE_FACTOR : 1);
     const retryAfterS = Math.ceil(waitMs / 1000);
     return {
       ok: false,
       status: 429,
       code: 'rate_limit_exceeded',
-      message: `rate limit of ${limit} requests per minute reached; retry in ${retryAfterS} s`,
+      message: `rate limit of ${limit} ${tokenizer ? 'tokenizer calls' : 'requests'} per minute reached; retry in ${retryAfterS} s`,
       retryAfterS,
     };
   }
@@ -121,19 +133,20 @@ export class AccessControl {
     return (this.o.maxConcurrent ?? 0) > 0;
   }
 
-  /** The key check, then the rate limit, for a request with `key` (null = none) from `address`. */
-  admitKey(key: string | null, address: string): AccessDecision {
+  /** The key check, then the rate limit (the tokenizer routes' own, for `tokenizer`), for a request with `key` (null = none) from `address`. */
+  admitKey(key: string | null, address: string, tokenizer = false): AccessDecision {
     const who = this.checkKey(key, address);
-    return who.ok ? this.take(who.identity) : who;
+    return who.ok ? this.take(who.identity, tokenizer) : who;
   }
 
-  /** The same for an HTTP request (Authorization: Bearer). */
-  admit(req: IncomingMessage): AccessDecision {
+  /** The same for an HTTP request (Authorization: Bearer); `tokenizer` for the tokenizer routes. */
+  admit(req: IncomingMessage, tokenizer = false): AccessDecision {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
     return this.admitKey(
       m?.[1] ?? null,
       (this.o.proxies ?? NO_PROXIES).clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']),
+      tokenizer,
     );
   }
 }

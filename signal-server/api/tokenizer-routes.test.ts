@@ -12,6 +12,8 @@ import { MAX_PROMPT_IDS } from './openai-params.js';
 
 const MODEL = 'austen-2m';
 const KEY = 'sk-tokenizer-test';
+/** The API's requests per minute: the tokenizer routes have TOKENIZER_RATE_FACTOR times that, apart (more than these tests call). */
+const RATE = 5;
 const tokenizer = Tokenizer.fromJson(
   'tokenizer.json',
   readFileSync(`models/${MODEL}/tokenizer.json`, 'utf8'),
@@ -34,7 +36,7 @@ beforeAll(async () => {
     webRoot: null,
     models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
     redundancy: 1,
-    ratePerMinute: 0,
+    ratePerMinute: RATE,
     apiKeys: [KEY],
   });
   await server.ready;
@@ -138,5 +140,15 @@ describe("vLLM's tokenizer routes", () => {
     for (const path of ['/tokenizer_info', '/tokenize'])
       expect((await call(path, path === '/tokenize' ? { prompt: 'x' } : undefined, { key: null })).status, path).toBe(401);
     expect((await call('/tokenize', { prompt: 'x' }, { key: 'sk-wrong' })).status).toBe(401);
+  });
+
+  it('spend an allowance of their own: the API’s spent, they still answer, and the API’s is untouched by them', async () => {
+    const models = async () => (await call('/v1/models')).status;
+    const statuses: number[] = [];
+    for (let i = 0; i <= RATE; i++) statuses.push(await models());
+    expect(statuses.at(-1)).toBe(429);
+    expect((await call('/tokenize', { prompt: 'Emma' })).status).toBe(200);
+    expect((await call('/tokenizer_info')).status).toBe(200);
+    expect(await models()).toBe(429);
   });
 });

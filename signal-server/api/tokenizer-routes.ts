@@ -3,7 +3,8 @@
  * Evaluation tools use them to count a prompt's tokens as the server does; lm-evaluation-harness's
  * `local-completions` looks for them at its base URL and, when it finds them, needs no tokenizer of its own. The
  * ids are the ones /v1/completions runs for the same text: no special tokens are added, whatever
- * `add_special_tokens` says (the completions add none either).
+ * `add_special_tokens` says (the completions add none either). Keys as on /v1; the rate limit is their own
+ * (TOKENIZER_RATE_FACTOR times RATE_LIMIT_PER_MINUTE), so that tokenizing does not spend the generations' allowance.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
@@ -60,7 +61,8 @@ export async function handleTokenizerRoute(
     req.resume();
     return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', `use ${method} on ${route}`);
   }
-  if (admitOrRefuse(req, res, ctx.access) === null) return;
+  // Their own allowance, TOKENIZER_RATE_FACTOR times the API's: a tool tokenizes each request's parts apart.
+  if (admitOrRefuse(req, res, ctx.access, true) === null) return;
   const swarm = ctx.swarm;
   if (swarm === null) {
     req.resume();
