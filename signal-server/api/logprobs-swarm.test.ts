@@ -6,7 +6,7 @@
 // are whole characters (token-text.test.ts covers tokens that split one).
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argmax } from '../../shared/model/sampling.js';
+import { argmax, GREEDY as GREEDY_SAMPLING } from '../../shared/model/sampling.js';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
 import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
@@ -507,6 +507,20 @@ describe('log-probabilities through a swarm of two replicas', () => {
       status: 400,
       param: 'prompt',
       error: { message: 'prompt[1] is -1: a token id is an integer ≥ 0' },
+    });
+    // Past the API's own check, the coordinator refuses them where every session starts (and where a one-token
+    // prompt is scored with no session), for any caller that hands it ids.
+    const coordinator = server.coordinator;
+    if (coordinator === null) throw new Error('no coordinator');
+    const request = { prompt: '', maxTokens: 2, sampling: GREEDY_SAMPLING };
+    for (const ids of [[1, vocab], [-1], [0.5]])
+      await expect(coordinator.complete({ ...request, promptIds: ids })).rejects.toMatchObject({
+        code: 'ERR_BAD_REQUEST',
+        param: 'prompt',
+      });
+    await expect(coordinator.complete({ ...request, promptIds: [vocab], maxTokens: 0, scorePrompt: true })).rejects.toMatchObject({
+      code: 'ERR_BAD_REQUEST',
+      message: `prompt: token ${vocab} (at position 0) is not in the model's vocabulary of ${vocab}`,
     });
     expect(await counts()).toEqual(before);
     // The volunteers were never asked: every one still ready, none with a disagreement.

@@ -112,8 +112,8 @@ export class CompletionService {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const tokenizer = this.tokenizer();
     const r = this.s.options.redundancy;
+    // Ids are checked against the vocabulary where every session starts (SessionRunner.runSession), as the settings are.
     const promptTokens = req.promptIds === undefined ? tokenizer.encode(req.prompt) : [...req.promptIds];
-    checkPromptIds(promptTokens, this.s.model.manifest.model.vocabSize);
     // The prompt's last ids that begin a character it leaves unfinished: decoded ahead of the completion's.
     const before = req.promptIds?.slice(req.promptIds.length - (req.unfinishedIds ?? 0)) ?? [];
     const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? [], true, before);
@@ -122,8 +122,9 @@ export class CompletionService {
     const agreed = (votes: readonly StageVote[]) => r >= 2 && votes.every((v) => !v.server && v.agreed >= majority(r));
     const score = req.scorePrompt === true && promptTokens.length > 0;
     if (score) onScored?.({ position: 0, token: promptTokens[0] as number, logits: null, votes: [], verified: true, stepMs: 0 });
-    // Nothing to compute: a one-token prompt scored, nothing generated (its settings checked as a session's are).
+    // Nothing to compute: a one-token prompt scored, nothing generated (its id and settings checked as a session's are).
     if (score && promptTokens.length === 1 && req.maxTokens === 0) {
+      checkPromptIds(promptTokens, this.s.model.manifest.model.vocabSize);
       checkSampling(req.sampling, this.s.model.manifest.model.vocabSize);
       stream.finish([]);
       return { promptTokens, tokens: [], text: stream.text, finishReason: 'length', route: [], redundancy: r, verified: r >= 2 };
