@@ -7,11 +7,9 @@ export interface ChatMessage {
   readonly content: string;
 }
 
-/** A special token's text, as tokenizer_config.json writes it: the text, or an added token's `content`; else null. */
+/** A special token's text, or null (the library refuses to load a config that writes one in another form). */
 function tokenText(v: unknown): string | null {
-  if (typeof v === 'string') return v;
-  const content = typeof v === 'object' && v !== null ? (v as { content?: unknown }).content : undefined;
-  return typeof content === 'string' ? content : null;
+  return typeof v === 'string' ? v : null;
 }
 
 /** A tokenizer's special tokens and chat template, as tokenizer_config.json gives them. */
