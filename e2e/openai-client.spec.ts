@@ -1,10 +1,14 @@
 // The official `openai` npm client against a real server and a local swarm of
 // Chromium volunteer tabs (1 stage × 3 replicas on WASM): completions and chat
 // completions, streamed and not, stop sequences and max_tokens; the reference
-// runner's greedy tokens are the oracle.
+// runner's greedy tokens are the oracle. Then the same package bundled for a
+// web page of another origin (http://localhost:PORT, against the swarm's
+// http://127.0.0.1:PORT): its requests carry x-stainless-* headers, so each is
+// preceded by a CORS preflight that must allow them.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { E2E_MODEL, type E2eSwarm, startE2eSwarm } from './harness.js';
+import { BROWSER_MESSAGES, type ClientWindow, openHostPage } from './openai-browser-page.js';
 
 const MODEL = E2E_MODEL;
 const PROMPT = 'She was the youngest of the two daughters';
@@ -187,5 +191,33 @@ describe(`the openai client against a swarm of ${MODEL}`, () => {
     expect(chunks).toBeLessThan(10);
     await expect.poll(() => metric('webswarm_sessions_active'), { timeout: 10_000 }).toBe(0);
     expect(await metric('webswarm_generations_total{outcome="ERR_CANCELLED"}')).toBe(1);
+  });
+});
+
+describe('the openai package in a page of another origin', () => {
+  it('gets through the CORS preflight and completes a chat like the reference runner, streamed and not; an unknown model is its NotFoundError', async () => {
+    const browser = e.swarm.pages[0]?.context().browser();
+    if (browser === null || browser === undefined) throw new Error('the local swarm has no browser');
+    const errors: string[] = [];
+    const host = await openHostPage(browser, errors);
+    try {
+      const tokens = 12;
+      const r = await host.page.evaluate((a) => (window as unknown as ClientWindow).runClient(a), {
+        baseURL: `${e.server.address().url}/v1`,
+        model: MODEL,
+        messages: BROWSER_MESSAGES,
+        maxTokens: tokens,
+      });
+      const expected = await e.expected(e.server.coordinator?.chatPrompt(BROWSER_MESSAGES) as string, tokens);
+      expect(r.tokens).toEqual(expected);
+      expect(r.content).toBe(decode(expected));
+      expect(r.streamed).toBe(r.content);
+      expect(r.logprobs).toBe(tokens);
+      expect(r.retrieved).toBe(MODEL);
+      expect(r.unknown).toEqual({ name: 'NotFoundError', status: 404, code: 'model_not_found' });
+      expect(errors).toEqual([]);
+    } finally {
+      await host.close();
+    }
   });
 });
