@@ -51,15 +51,8 @@ export function parseTokenizeBody(raw: unknown, modelIds: readonly string[]): To
   if (model !== null) return model;
   if (raw.add_special_tokens !== undefined && typeof raw.add_special_tokens !== 'boolean')
     return bad('add_special_tokens', 'add_special_tokens must be a boolean');
-  const strs = raw.return_token_strs ?? false;
-  if (typeof strs !== 'boolean') return bad('return_token_strs', 'return_token_strs must be a boolean');
-  if (strs)
-    return {
-      status: 400,
-      code: 'unsupported_value',
-      param: 'return_token_strs',
-      message: 'return_token_strs must be false: the tokens are given as ids only (POST /detokenize gives their text)',
-    };
+  const strs = falseOnly(raw, 'return_token_strs', 'the tokens are given as ids only (POST /detokenize gives their text)');
+  if (strs !== null) return strs;
   if (given(raw.messages)) {
     if (given(raw.prompt)) return bad('messages', 'send either prompt (a text) or messages (a chat), not both');
     return parseTokenizeChat(raw);
@@ -77,17 +70,20 @@ function parseTokenizeChat(raw: Record<string, unknown>): TokenizeInput | BodyEr
     if (overrides(raw, param)) return { status: 400, code: 'unsupported_parameter', param, message: `${param} is not supported: ${why}` };
   const addGenerationPrompt = raw.add_generation_prompt ?? true;
   if (typeof addGenerationPrompt !== 'boolean') return bad('add_generation_prompt', 'add_generation_prompt must be a boolean');
-  const continueFinal = raw.continue_final_message ?? false;
-  if (typeof continueFinal !== 'boolean') return bad('continue_final_message', 'continue_final_message must be a boolean');
-  if (continueFinal)
-    return {
-      status: 400,
-      code: 'unsupported_value',
-      param: 'continue_final_message',
-      message:
-        'continue_final_message must be false: /v1/chat/completions never leaves the last message open, so neither does this (render such a chat with the template GET /tokenizer_info gives, and send its text as prompt)',
-    };
+  const open = falseOnly(
+    raw,
+    'continue_final_message',
+    '/v1/chat/completions never leaves the last message open, so neither does this (render such a chat with the template GET /tokenizer_info gives, and send its text as prompt)',
+  );
+  if (open !== null) return open;
   return { messages, addGenerationPrompt };
+}
+
+/** A boolean option of vLLM's of which only false (the default) is honoured here: null, or why not. */
+function falseOnly(raw: Record<string, unknown>, param: string, why: string): BodyError | null {
+  const v = raw[param] ?? false;
+  if (typeof v !== 'boolean') return bad(param, `${param} must be a boolean`);
+  return v ? { status: 400, code: 'unsupported_value', param, message: `${param} must be false: ${why}` } : null;
 }
 
 /** POST /detokenize's body: `tokens` (1..MAX_PROMPT_IDS ids), optional `model`. */
