@@ -37,6 +37,32 @@ describe('tokenizer', () => {
     expect(Tokenizer.fromJson('t.json', json, null).special).toEqual({ eos: null, bos: null, pad: null, chatTemplate: null });
   });
 
+  it('renders a chat without a template as a "role: content" transcript, the assistant\'s line last unless told not to', () => {
+    const chat = [
+      { role: 'system', content: 'At Hartfield.' },
+      { role: 'user', content: 'Good morning.' },
+    ] as const;
+    expect(tokenizer.special.chatTemplate).toBeNull();
+    expect(tokenizer.chatPrompt(chat)).toBe('system: At Hartfield.\nuser: Good morning.\nassistant:');
+    expect(tokenizer.chatPrompt(chat, false)).toBe('system: At Hartfield.\nuser: Good morning.');
+  });
+
+  it('renders a chat by its Jinja template, with the generation prompt or (add_generation_prompt false) without', () => {
+    const austen = Tokenizer.fromJson(
+      'tokenizer.json',
+      readFileSync('models/austen-2m/tokenizer.json', 'utf8'),
+      readFileSync('models/austen-2m/tokenizer_config.json', 'utf8'),
+    );
+    const chat = [
+      { role: 'user', content: 'Good morning.' },
+      { role: 'assistant', content: 'Good morning to you.' },
+    ] as const;
+    // austen-2m's template, written out: the chat as prose dialogue, the reply opened last.
+    const rendered = 'The visitor said, "Good morning."\n\nElizabeth replied, "Good morning to you."\n\n';
+    expect(austen.chatPrompt(chat)).toBe(`${rendered}Elizabeth replied, "`);
+    expect(austen.chatPrompt(chat, false)).toBe(rendered);
+  });
+
   it('refuses a file that is not a tokenizer', () => {
     expect(() => Tokenizer.fromJson('t.json', '{"vocab": {}}', null)).toThrowError(ModelError);
     expect(() => Tokenizer.fromJson('t.json', 'not json', null)).toThrowError(/t.json: not JSON/);

@@ -68,16 +68,19 @@ export class Tokenizer {
 
   /**
    * The prompt for a chat: the tokenizer_config.json's Jinja `chat_template` when the model has one,
-   * else a plain "role: content" transcript; ends where the assistant's reply begins.
+   * else a plain "role: content" transcript; ends where the assistant's reply begins, or, with
+   * `addGenerationPrompt` false, after the last message (the template's `add_generation_prompt`; the
+   * transcript's "assistant:" line).
    */
-  chatPrompt(messages: readonly ChatMessage[]): string {
+  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
     if (this.inner.chat_template === undefined || this.inner.chat_template === null) {
-      return `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}\nassistant:`;
+      const transcript = messages.map((m) => `${m.role}: ${m.content}`).join('\n');
+      return addGenerationPrompt ? `${transcript}\nassistant:` : transcript;
     }
     try {
       const out = this.inner.apply_chat_template(
         messages.map((m) => ({ role: m.role, content: m.content })),
-        { tokenize: false, add_generation_prompt: true },
+        { tokenize: false, add_generation_prompt: addGenerationPrompt },
       );
       if (typeof out !== 'string') throw new Error('the template did not give text');
       return out;

@@ -18,8 +18,11 @@ export interface ApiSwarm {
     onToken?: (u: ApiTokenUpdate) => void,
     onScored?: (u: ApiScoredToken) => void,
   ): Promise<ApiCompletion>;
-  /** The prompt for a chat, by the model's chat template (throws on a template error). */
-  chatPrompt(messages: readonly ChatMessage[]): string;
+  /**
+   * The prompt for a chat, by the model's chat template (throws on a template error); `addGenerationPrompt`
+   * (default true, what a chat completion runs) false ends it after the last message (POST /tokenize's option).
+   */
+  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt?: boolean): string;
   /**
    * The text of token ids (a prompt sent as ids, or /detokenize's); throws a bad request with param `field`
    * (default `prompt`) for an id the model does not have.

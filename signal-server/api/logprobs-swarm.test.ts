@@ -4,6 +4,7 @@
 // one stage each (one stage needs no data channels). The reference runner's logits are the oracle.
 // The default model (austen-2m), so that the answers are text whose tokens
 // are whole characters (token-text.test.ts covers tokens that split one).
+// Also: a chat's prompt tokens against POST /tokenize's (tokenizer-routes.test.ts has no volunteers).
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { argmax, GREEDY as GREEDY_SAMPLING } from '../../shared/model/sampling.js';
@@ -538,5 +539,34 @@ describe('log-probabilities through a swarm of two replicas', () => {
     const e = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0, echo: true });
     expect(e.choices[0]?.logprobs).toBeNull();
     expect(e.choices[0]?.text).toBe(PROMPT + c.choices[0]?.text);
+  });
+
+  it("a chat's prompt tokens are POST /tokenize's for the same messages (vLLM's chat form), and usage counts them", async () => {
+    const chats = [
+      MESSAGES,
+      [
+        { role: 'system' as const, content: 'At Longbourn.' },
+        { role: 'user' as const, content: 'Good morning.' },
+        { role: 'assistant' as const, content: 'Good morning to you.' },
+        { role: 'user' as const, content: 'Is your sister at home?' },
+      ],
+    ];
+    for (const messages of chats) {
+      const r = (await client.chat.completions.create({ model: MODEL, messages, max_tokens: 1, temperature: 0 })) as unknown as {
+        usage: { prompt_tokens: number };
+        webswarm: { prompt_tokens: number[] };
+      };
+      const res = await fetch(`${server.address().url}/tokenize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: MODEL, messages }),
+      });
+      const t = (await res.json()) as { count: number; tokens: number[] };
+      expect(res.status).toBe(200);
+      // The oracle: the reference runner's tokenizer, on the template's text.
+      expect(r.webswarm.prompt_tokens).toEqual(reference.tokenizer.encode(reference.tokenizer.chatPrompt(messages)));
+      expect(t.tokens).toEqual(r.webswarm.prompt_tokens);
+      expect(t.count).toBe(r.usage.prompt_tokens);
+    }
   });
 });

@@ -1,12 +1,13 @@
 // Integration: the OpenAI-compatible API of a real server on port 0, called
 // with the official `openai` npm client (and raw fetch where the client hides
 // the wire). No volunteers here: what needs a swarm is in e2e/openai-client.spec.ts.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
@@ -153,6 +154,27 @@ describe('the OpenAI-compatible API', () => {
       expect(e?.code).toBe('ERR_NO_ROUTE');
       expect(e?.message).toMatch(/stage 0 of tiny-untied: 0 of 2 replicas ready/);
     }
+  });
+
+  it('tokenizes a chat for a model without a chat template as /v1/chat/completions renders it: a "role: content" transcript', async () => {
+    const s = await server();
+    const dir = 'fixtures/models/tiny-untied';
+    const oracle = Tokenizer.fromJson('tokenizer.json', readFileSync(`${dir}/tokenizer.json`, 'utf8'), null);
+    const messages = [
+      { role: 'system', content: 'At Hartfield.' },
+      { role: 'user', content: 'Good morning.' },
+    ];
+    const tokenize = async (extra: Record<string, unknown>) => {
+      const res = await fetch(`${s.address().url}/tokenize`, { method: 'POST', body: JSON.stringify({ messages, ...extra }) });
+      return { status: res.status, json: await res.json() };
+    };
+    const transcript = 'system: At Hartfield.\nuser: Good morning.';
+    const ids = oracle.encode(`${transcript}\nassistant:`);
+    expect(await tokenize({})).toEqual({
+      status: 200,
+      json: { count: ids.length, max_model_len: s.coordinator?.maxPositions, tokens: ids },
+    });
+    expect((await tokenize({ add_generation_prompt: false })).json.tokens).toEqual(oracle.encode(transcript));
   });
 
   it('checks API keys when they are set', async () => {

@@ -249,11 +249,18 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
   if ('status' in c) return c;
   const logprobs = chatLogprobs(raw);
   if (typeof logprobs === 'object' && logprobs !== null) return logprobs;
-  if (!Array.isArray(raw.messages) || raw.messages.length === 0 || raw.messages.length > MAX_CHAT_MESSAGES)
+  const messages = parseMessages(raw.messages);
+  if (!Array.isArray(messages)) return messages;
+  return { ...c, kind: 'chat', messages, logprobs };
+}
+
+/** A chat's `messages` (chat completions', POST /tokenize's): 1..MAX_CHAT_MESSAGES of them, MAX_PROMPT_CHARS in all. */
+export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_CHAT_MESSAGES)
     return bad('messages', `messages must be a list of 1..${MAX_CHAT_MESSAGES} messages`);
   const messages: ChatMessage[] = [];
   let chars = 0;
-  for (const [i, m] of raw.messages.entries()) {
+  for (const [i, m] of raw.entries()) {
     if (!isObject(m)) return bad(`messages[${i}]`, `messages[${i}] must be an object`);
     // "developer" is OpenAI's newer name for the system role.
     const role = m.role === 'developer' ? 'system' : m.role;
@@ -265,7 +272,7 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
     messages.push({ role, content });
   }
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
-  return { ...c, kind: 'chat', messages, logprobs };
+  return messages;
 }
 
 /** Chat's `logprobs` (a boolean) and `top_logprobs` (0..20, only with logprobs: true). */

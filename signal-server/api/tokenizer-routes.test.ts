@@ -1,6 +1,7 @@
 // vLLM's tokenizer routes on a real server on port 0 serving austen-2m (no volunteers: the routes need none), with
 // API keys on. The oracle is the model's tokenizer loaded here on its own; the first test makes the two calls
 // lm-evaluation-harness makes to decide that it can use the server's tokenizer (utils.check_remote_tokenizer_support).
+// That a chat's ids are the ones /v1/chat/completions runs, through a swarm, is in logprobs-swarm.test.ts.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
-import { MAX_PROMPT_IDS } from './openai-params.js';
+import { MAX_CHAT_MESSAGES, MAX_PROMPT_IDS, parseChatBody } from './openai-params.js';
+import { parseTokenizeBody } from './tokenizer-routes.js';
 
 const MODEL = 'austen-2m';
 const KEY = 'sk-tokenizer-test';
@@ -101,6 +103,77 @@ describe("vLLM's tokenizer routes", () => {
     expect((await call('/detokenize', { tokens: split })).json.prompt).toBe('Emma');
   });
 
+  it('tokenize a chat (vLLM’s `messages`) as /v1/chat/completions renders it: by the model’s template, then as a prompt', async () => {
+    const chat = [
+      { role: 'developer', content: 'At Longbourn.' },
+      { role: 'user', content: 'Good morning.' },
+      { role: 'assistant', content: 'Good morning to you.' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Is your ' },
+          { type: 'text', text: 'sister at home?' },
+        ],
+      },
+    ];
+    // austen-2m's template written out by hand (developer is the system role, text parts are joined), ...
+    const rendered =
+      'At Longbourn.\n\nThe visitor said, "Good morning."\n\nElizabeth replied, "Good morning to you."\n\n' +
+      'The visitor said, "Is your sister at home?"\n\n';
+    const reply = `${rendered}Elizabeth replied, "`;
+    // ... and as the oracle's own Jinja renders it.
+    const parsed = parseChatBody({ messages: chat }, [MODEL]);
+    if ('status' in parsed) throw new Error(parsed.message);
+    expect(tokenizer.chatPrompt(parsed.messages)).toBe(reply);
+    const t = await call('/tokenize', { model: MODEL, messages: chat });
+    expect(t).toMatchObject({
+      status: 200,
+      json: { count: tokenizer.encode(reply).length, max_model_len: server.coordinator?.maxPositions, tokens: tokenizer.encode(reply) },
+    });
+    // vLLM's defaults said out loud change nothing, nor does add_special_tokens (a chat completion adds none).
+    const same = {
+      messages: chat,
+      add_generation_prompt: true,
+      continue_final_message: false,
+      add_special_tokens: true,
+      return_token_strs: false,
+      tools: null,
+      chat_template_kwargs: {},
+    };
+    expect((await call('/tokenize', same)).json).toEqual(t.json);
+    // Without the generation prompt: the chat up to its last message's end.
+    const closed = await call('/tokenize', { messages: chat, add_generation_prompt: false });
+    expect(closed.json.tokens).toEqual(tokenizer.encode(rendered));
+    expect(closed.json.count).toBe(tokenizer.encode(rendered).length);
+  });
+
+  it('refuse a bad chat as /v1/chat/completions refuses it, field for field', () => {
+    const ok = { role: 'user', content: 'hi' };
+    const bads: [unknown, string][] = [
+      [[], 'messages'],
+      ['hi', 'messages'],
+      [new Array(MAX_CHAT_MESSAGES + 1).fill(ok), 'messages'],
+      [
+        [
+          { role: 'user', content: 'x'.repeat(4001) },
+          { role: 'user', content: 'x'.repeat(4000) },
+        ],
+        'messages',
+      ],
+      [[ok, 'hi'], 'messages[1]'],
+      [[{ role: 'tool', content: 'x' }], 'messages[0].role'],
+      [[{ content: 'x' }], 'messages[0].role'],
+      [[{ role: 'user', content: 7 }], 'messages[0].content'],
+      [[{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }], 'messages[0].content'],
+    ];
+    for (const [messages, param] of bads) {
+      const chat = parseChatBody({ messages }, [MODEL]);
+      expect(chat, JSON.stringify(messages).slice(0, 80)).toMatchObject({ status: 400, param });
+      expect(parseTokenizeBody({ messages }, [MODEL])).toEqual(chat);
+    }
+    expect(parseTokenizeBody({ messages: new Array(MAX_CHAT_MESSAGES).fill(ok) }, [MODEL])).toMatchObject({ addGenerationPrompt: true });
+  });
+
   it('refuse what is not theirs to take, by field, before touching the tokenizer', async () => {
     const refused = async (path: string, body: unknown, status: number, param: string | null, message: string | RegExp) => {
       const r = await call(path, body);
@@ -120,7 +193,45 @@ describe("vLLM's tokenizer routes", () => {
     await refused('/detokenize', { tokens: [] }, 400, 'tokens', `tokens must be a list of 1..${MAX_PROMPT_IDS} token ids`);
     await refused('/detokenize', { tokens: 'Emma' }, 400, 'tokens', /must be a list/);
     await refused('/detokenize', { tokens: new Array(MAX_PROMPT_IDS + 1).fill(1) }, 400, 'tokens', /at most 8000$/);
-    await refused('/tokenize', { prompt: 7 }, 400, 'prompt', /^prompt must be a string of at most \d+ characters$/);
+    await refused(
+      '/tokenize',
+      { prompt: 7 },
+      400,
+      'prompt',
+      /^prompt must be a string of at most \d+ characters \(or send messages, a chat\)$/,
+    );
+    // Neither form, or both.
+    await refused('/tokenize', { add_special_tokens: false }, 400, 'prompt', /^prompt must be a string/);
+    const chat = [{ role: 'user', content: 'hi' }];
+    await refused(
+      '/tokenize',
+      { prompt: 'x', messages: chat },
+      400,
+      'messages',
+      /either prompt \(a text\) or messages \(a chat\), not both/,
+    );
+    // A bad chat is named as /v1/chat/completions names it (every case: the test above).
+    await refused(
+      '/tokenize',
+      { messages: [{ role: 'tool', content: 'x' }] },
+      400,
+      'messages[0].role',
+      /must be system, developer, user or assistant/,
+    );
+    await refused('/tokenize', { messages: [] }, 400, 'messages', /^messages must be a list of 1\.\.64 messages$/);
+    // The chat form's options: what /v1/chat/completions would not render is refused by name.
+    await refused('/tokenize', { messages: chat, add_generation_prompt: 'no' }, 400, 'add_generation_prompt', /must be a boolean/);
+    await refused('/tokenize', { messages: chat, continue_final_message: 1 }, 400, 'continue_final_message', /must be a boolean/);
+    await refused('/tokenize', { messages: chat, continue_final_message: true }, 400, 'continue_final_message', /must be false/);
+    await refused('/tokenize', { messages: chat, tools: [] }, 400, 'tools', /^tools is not supported/);
+    await refused('/tokenize', { messages: chat, chat_template: '{{ x }}' }, 400, 'chat_template', /^chat_template is not supported/);
+    await refused('/tokenize', { messages: chat, chat_template_kwargs: { a: 1 } }, 400, 'chat_template_kwargs', /not supported/);
+    await refused('/tokenize', { messages: chat, mm_processor_kwargs: {} }, 400, 'mm_processor_kwargs', /not supported/);
+    // vLLM's token strings are not given, in either form.
+    for (const body of [{ prompt: 'x' }, { messages: chat }]) {
+      await refused('/tokenize', { ...body, return_token_strs: true }, 400, 'return_token_strs', /must be false/);
+      await refused('/tokenize', { ...body, return_token_strs: 1 }, 400, 'return_token_strs', /must be a boolean/);
+    }
     await refused('/tokenize', { prompt: 'x'.repeat(8001) }, 400, 'prompt', /^prompt must be a string/);
     await refused(
       '/tokenize',
@@ -129,7 +240,6 @@ describe("vLLM's tokenizer routes", () => {
       'add_special_tokens',
       'add_special_tokens must be a boolean',
     );
-    await refused('/tokenize', { messages: [{ role: 'user', content: 'hi' }] }, 400, 'messages', /send the chat as `prompt` text/);
     await refused('/tokenize', { prompt: 'x', model: 'gpt-4' }, 404, 'model', /^model "gpt-4" is not served here/);
     await refused('/tokenize', ['x'], 400, '', 'the body must be a JSON object');
     const notJson = await call('/tokenize', undefined, { raw: '{"prompt": ' });

@@ -2,16 +2,18 @@
  * vLLM's tokenizer endpoints at the server's root: POST /tokenize, POST /detokenize and GET /tokenizer_info.
  * Evaluation tools use them to count a prompt's tokens as the server does; lm-evaluation-harness's
  * `local-completions` looks for them at its base URL and, when it finds them, needs no tokenizer of its own. The
- * ids are the ones /v1/completions runs for the same text: no special tokens are added, whatever
- * `add_special_tokens` says (the completions add none either). Keys as on /v1; the rate limit is their own
- * (TOKENIZER_RATE_FACTOR times RATE_LIMIT_PER_MINUTE), so that tokenizing does not spend the generations' allowance.
+ * ids are the ones /v1/completions runs for the same text, and for a chat (`messages`, vLLM's chat form) the ones
+ * /v1/chat/completions runs: no special tokens are added, whatever `add_special_tokens` says (the completions add
+ * none either). Keys as on /v1; the rate limit is their own (TOKENIZER_RATE_FACTOR times RATE_LIMIT_PER_MINUTE), so
+ * that tokenizing does not spend the generations' allowance.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { GenerationError } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
 import { type ApiContext, admitOrRefuse, NO_BODY, readJsonBody, sendApiError } from './completions.js';
-import { type BodyError, bad, isObject, MAX_PROMPT_IDS, modelRefused, tokenIdsProblem } from './openai-params.js';
+import { type BodyError, bad, isObject, MAX_PROMPT_IDS, modelRefused, parseMessages, tokenIdsProblem } from './openai-params.js';
 
 export const TOKENIZER_ROUTES = ['/tokenize', '/detokenize', '/tokenizer_info'] as const;
 export type TokenizerRoute = (typeof TOKENIZER_ROUTES)[number];
@@ -20,23 +22,68 @@ export function isTokenizerRoute(path: string): path is TokenizerRoute {
   return (TOKENIZER_ROUTES as readonly string[]).includes(path);
 }
 
-/** POST /tokenize's body: `prompt` (text, possibly empty), optional `model` and `add_special_tokens`. */
-export function parseTokenizeBody(raw: unknown, modelIds: readonly string[]): { prompt: string } | BodyError {
+/** What POST /tokenize tokenizes: a text, or a chat to render by the model's chat template. */
+export type TokenizeInput =
+  | { readonly prompt: string }
+  | { readonly messages: readonly ChatMessage[]; readonly addGenerationPrompt: boolean };
+
+/** vLLM's chat-form fields that would render the chat otherwise than /v1/chat/completions does: refused by name. */
+const CHAT_OVERRIDES: Readonly<Record<string, string>> = {
+  tools: 'the chat template is rendered without tools, as /v1/chat/completions renders it (it takes none)',
+  chat_template: "the model's own chat template is the one rendered, the one /v1/chat/completions runs",
+  chat_template_kwargs: "the model's chat template is rendered with the messages only, as /v1/chat/completions renders it",
+  mm_processor_kwargs: 'the model reads text only',
+};
+
+const given = (v: unknown) => v !== undefined && v !== null;
+/** A field of CHAT_OVERRIDES given a value that changes the rendering (no keyword arguments at all changes nothing). */
+const overrides = (raw: Record<string, unknown>, param: string) =>
+  given(raw[param]) && !(param === 'chat_template_kwargs' && isObject(raw[param]) && Object.keys(raw[param]).length === 0);
+
+/**
+ * POST /tokenize's body, vLLM's two forms: `prompt` (text, possibly empty), or `messages` (a chat, as
+ * /v1/chat/completions takes it) with optional `add_generation_prompt` (default true) and `continue_final_message`
+ * (false only); optional `model`, `add_special_tokens` and `return_token_strs` (false only) in both.
+ */
+export function parseTokenizeBody(raw: unknown, modelIds: readonly string[]): TokenizeInput | BodyError {
   if (!isObject(raw)) return bad('', 'the body must be a JSON object');
   const model = modelRefused(raw, modelIds);
   if (model !== null) return model;
-  if (raw.messages !== undefined)
-    return {
-      status: 400,
-      code: 'unsupported_parameter',
-      param: 'messages',
-      message: 'messages are not tokenized here: send the chat as `prompt` text (GET /tokenizer_info gives the chat template)',
-    };
   if (raw.add_special_tokens !== undefined && typeof raw.add_special_tokens !== 'boolean')
     return bad('add_special_tokens', 'add_special_tokens must be a boolean');
+  const strs = falseOnly(raw, 'return_token_strs', 'the tokens are given as ids only (POST /detokenize gives their text)');
+  if (strs !== null) return strs;
+  if (given(raw.messages)) {
+    if (given(raw.prompt)) return bad('messages', 'send either prompt (a text) or messages (a chat), not both');
+    return parseTokenizeChat(raw);
+  }
   if (typeof raw.prompt !== 'string' || raw.prompt.length > MAX_PROMPT_CHARS)
-    return bad('prompt', `prompt must be a string of at most ${MAX_PROMPT_CHARS} characters`);
+    return bad('prompt', `prompt must be a string of at most ${MAX_PROMPT_CHARS} characters (or send messages, a chat)`);
   return { prompt: raw.prompt };
+}
+
+/** vLLM's chat form of POST /tokenize: the messages as /v1/chat/completions checks them, and the rendering's options. */
+function parseTokenizeChat(raw: Record<string, unknown>): TokenizeInput | BodyError {
+  const messages = parseMessages(raw.messages);
+  if (!Array.isArray(messages)) return messages;
+  for (const [param, why] of Object.entries(CHAT_OVERRIDES))
+    if (overrides(raw, param)) return { status: 400, code: 'unsupported_parameter', param, message: `${param} is not supported: ${why}` };
+  const addGenerationPrompt = raw.add_generation_prompt ?? true;
+  if (typeof addGenerationPrompt !== 'boolean') return bad('add_generation_prompt', 'add_generation_prompt must be a boolean');
+  const open = falseOnly(
+    raw,
+    'continue_final_message',
+    '/v1/chat/completions never leaves the last message open, so neither does this (render such a chat with the template GET /tokenizer_info gives, and send its text as prompt)',
+  );
+  if (open !== null) return open;
+  return { messages, addGenerationPrompt };
+}
+
+/** A boolean option of vLLM's of which only false (the default) is honoured here: null, or why not. */
+function falseOnly(raw: Record<string, unknown>, param: string, why: string): BodyError | null {
+  const v = raw[param] ?? false;
+  if (typeof v !== 'boolean') return bad(param, `${param} must be a boolean`);
+  return v ? { status: 400, code: 'unsupported_value', param, message: `${param} must be false: ${why}` } : null;
 }
 
 /** POST /detokenize's body: `tokens` (1..MAX_PROMPT_IDS ids), optional `model`. */
@@ -86,7 +133,14 @@ export async function handleTokenizerRoute(
   if (route === '/tokenize') {
     const p = parseTokenizeBody(raw, ctx.modelIds);
     if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
-    const tokens = swarm.encode(p.prompt);
+    let text: string;
+    try {
+      // A chat is rendered as /v1/chat/completions renders it, a template error refused as it refuses one.
+      text = 'prompt' in p ? p.prompt : swarm.chatPrompt(p.messages, p.addGenerationPrompt);
+    } catch (e) {
+      return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, 'messages');
+    }
+    const tokens = swarm.encode(text);
     return sendJson(res, 200, { count: tokens.length, max_model_len: swarm.tokenizerInfo().maxPositions, tokens });
   }
   const p = parseDetokenizeBody(raw, ctx.modelIds);

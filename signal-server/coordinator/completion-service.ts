@@ -24,9 +24,9 @@ export class CompletionService {
     private readonly runIds: RunIds,
   ) {}
 
-  /** The prompt for a chat, by the model's chat template. */
-  chatPrompt(messages: readonly ChatMessage[]): string {
-    return this.tokenizer().chatPrompt(messages);
+  /** The prompt for a chat, by the model's chat template (with its generation prompt unless told otherwise). */
+  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt?: boolean): string {
+    return this.tokenizer().chatPrompt(messages, addGenerationPrompt);
   }
 
   /** A text's token ids, as a text prompt is run. */

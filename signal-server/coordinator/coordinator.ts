@@ -214,9 +214,9 @@ export class Coordinator {
 
   // Requests (completion-service.ts, session-runner.ts).
 
-  /** The prompt for a chat, by the model's chat template. */
-  chatPrompt(messages: readonly ChatMessage[]): string {
-    return this.service.chatPrompt(messages);
+  /** The prompt for a chat, by the model's chat template (with its generation prompt unless told otherwise). */
+  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt?: boolean): string {
+    return this.service.chatPrompt(messages, addGenerationPrompt);
   }
 
   promptText(ids: readonly number[], field?: string): string {
