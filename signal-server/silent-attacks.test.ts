@@ -3,8 +3,11 @@
 // for a spare once it stayed unheard for its stage's limit (SilentMembers;
 // three no-shows among its last 20 sessions evict it). A real server on port
 // 0, real-protocol Node volunteers; the honest ones are slow (200 ms a step),
-// so a generation outlasts the limit's 5 s floor.
+// so a generation outlasts the limit's 5 s floor. In sessions shorter than
+// the floor, its silence adds up over them (SilentMembers.carry).
 import { describe, expect, it } from 'vitest';
+import type { StepInput } from '../shared/protocol/messages.js';
+import { SILENT_FLOOR_MS } from './coordinator/silent-members.js';
 import { httpSwarm, TOKENS, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 import { serverLog } from './testing/server-log.js';
@@ -112,5 +115,84 @@ describe('a member that joins its sessions and then computes nothing', () => {
       mine.join('\n'),
     ).toBe(true);
     expect(r.ms).toBeLessThan(STEP_TIMEOUT_MS);
+  }, 90_000);
+});
+
+describe('a member silent in sessions each shorter than the limit', () => {
+  /** Strike lines of `id` in the server's log. */
+  const strikesOf = (lines: readonly string[], id: string | null) => lines.filter((l) => l.includes(`volunteer ${id} joined session`));
+
+  /**
+   * Sessions one after another until `id` has a strike (at most `most`): each answered with the reference, each
+   * shorter than the silence floor (so that no one session could judge it alone). Their times.
+   */
+  async function sessionsUntilStruck(
+    url: string,
+    tokens: number,
+    expected: readonly number[],
+    lines: readonly string[],
+    id: string | null,
+    most: number,
+  ): Promise<number[]> {
+    const times: number[] = [];
+    while (strikesOf(lines, id).length === 0 && times.length < most) {
+      const r = await swarm.complete(url, tokens);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens?.slice(0, TOKENS)).toEqual(expected);
+      expect(r.ms).toBeLessThan(SILENT_FLOOR_MS);
+      times.push(r.ms);
+    }
+    return times;
+  }
+
+  it('is a no-show once its time unheard over them adds up to the limit', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+    const silent = swarm.volunteer(url, '127.0.0.9');
+    silent.socket.off('step:input');
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    // 6 tokens at 200 ms a step: about 1.3 s a session, a quarter of the floor.
+    const times = await sessionsUntilStruck(url, TOKENS, expected, lines, silent.id, 8);
+    const strikes = strikesOf(lines, silent.id);
+    expect(strikes, lines.filter((l) => l.includes(String(silent.id))).join('\n')).toHaveLength(1);
+    expect(strikes[0]).toMatch(/then sent too few results while its stage decided steps \(1 of 3 no-shows/);
+    // Judged only once the sessions' time reached the floor: not in the first, and after at least the floor of them.
+    expect(times.length).toBeGreaterThan(1);
+    expect(times.reduce((a, t) => a + t, 0)).toBeGreaterThanOrEqual(SILENT_FLOOR_MS);
+    // Judged unheard for the limit, over the sessions: at a step of the last (a spare then takes its place), or at its end.
+    const judged = lines.map((l) => new RegExp(`${silent.id} of stage 0 sent no results for (\\d+) ms`).exec(l)).find((m) => m !== null);
+    expect(Number(judged?.[1])).toBeGreaterThanOrEqual(SILENT_FLOOR_MS);
+    // The honest replicas, heard at every step, are never struck.
+    for (const h of honest) expect(strikesOf(lines, h.id)).toEqual([]);
+  }, 90_000);
+
+  it('is judged behind when it computes only the first steps of each (heard in each, under 1 in 8 of the steps)', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+    const lazy = swarm.volunteer(url, '127.0.0.9');
+    // Over the real protocol: it computes a session's first step (its prompt) as an honest replica does, and drops
+    // every later input the server sends (the mesh loop's tokens, which it sends itself, still run a step or two).
+    const [compute] = lazy.socket.listeners('step:input');
+    if (compute === undefined) throw new Error('the volunteer has no step:input handler');
+    lazy.socket.off('step:input');
+    lazy.socket.on('step:input', (m: StepInput) => {
+      if (m.step === 0) compute(m);
+    });
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+    // Faster honest replicas (50 ms a step): 32 tokens a session in about 2 s, heard at their first steps, unheard for
+    // the rest, never for the floor at once; over sessions, under 1 in 8 of the steps reported.
+    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: 50, output: (_s, d) => d } }));
+    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    const LONG = 32;
+    const times = await sessionsUntilStruck(url, LONG, expected, lines, lazy.id, 12);
+    const strikes = strikesOf(lines, lazy.id);
+    expect(strikes, lines.filter((l) => l.includes(String(lazy.id))).join('\n')).toHaveLength(1);
+    expect(lines.some((l) => new RegExp(`${lazy.id} of stage 0 reported \\d+ of the \\d+ steps its stage decided`).test(l))).toBe(true);
+    // Heard in every session (it computed some steps of each), fewer than 1 in 8 of them.
+    expect(lazy.steps).toBeGreaterThanOrEqual(times.length - 1);
+    expect(lazy.steps * 8).toBeLessThan(times.length * LONG);
+    for (const h of honest) expect(strikesOf(lines, h.id)).toEqual([]);
   }, 90_000);
 });

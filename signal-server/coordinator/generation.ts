@@ -65,7 +65,8 @@ export class GenerationSession extends SessionJoin {
     const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
     try {
       await this.join();
-      for (const id of this.members.keys()) this.silence.watch(id, 0);
+      // Judged over its sessions one after another: its watch goes on from what its sessions before left.
+      for (const id of this.members.keys()) this.silence.watch(id, 0, this.retry?.silenceBefore?.(id));
       let input: readonly number[] = promptIds;
       for (let step = 0; step < forced.length + maxTokens; step++) {
         const t0 = this.clock.now();
@@ -191,6 +192,7 @@ export class GenerationSession extends SessionJoin {
       return { tokens, finishReason: 'length' };
     } finally {
       this.judgeSilence(false);
+      this.carrySilence();
       if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
       this.awaitedJoins.forgetAll();
@@ -245,6 +247,20 @@ export class GenerationSession extends SessionJoin {
         // replica moved to another stage does).
         if (takeOut) this.retry?.takeOut?.(id);
       }
+    }
+  }
+
+  /**
+   * At the session's end, what each member's silence leaves for its next session (SilentMembers.carry): a member
+   * silent in sessions shorter than its limit is judged once their time adds up. Not for members that left, nor
+   * of stages the server computed (not judged there); one judged here starts again from nothing.
+   */
+  private carrySilence(): void {
+    const after = this.retry?.silenceAfter;
+    if (after === undefined) return;
+    for (const ids of this.current) {
+      if (this.served(ids)) continue;
+      for (const id of ids) if (!this.departed.has(id) && !this.awaitedJoins.has(id)) after(id, this.silence.carry(id));
     }
   }
 

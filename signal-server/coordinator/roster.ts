@@ -104,6 +104,7 @@ export class Roster {
       vouched: false,
       challenge: null,
       noShows: new NoShowWindow(),
+      silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
     });
@@ -266,6 +267,7 @@ export class Roster {
         vouched: v.proven,
         challenge: null,
         noShows: new NoShowWindow(),
+        silence: null,
         opened: null,
         score: { sentAt: -Infinity, timer: null, held: null },
       });

@@ -21,7 +21,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
     if (stage === undefined) return;
     // A newcomer of the running session: judged for silence from now (the route's first from the first step).
     // Only once: a member saying it joined again must not start its watch again.
-    if (this.awaitedJoins.has(volunteer)) this.silence.watch(volunteer, this.currentStep);
+    if (this.awaitedJoins.has(volunteer)) this.silence.watch(volunteer, this.currentStep, this.retry?.silenceBefore?.(volunteer));
     this.awaitedJoins.joined(volunteer);
     this.joined.add(volunteer);
     for (const target of unreached) {

@@ -229,6 +229,11 @@ export class SessionRunner {
         takeOut: (id) => this.failOver(session, id, 'sent too few results'),
         refill: (id) => this.refill(session, id),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
+        silenceBefore: (id) => this.s.members.get(id)?.silence ?? undefined,
+        silenceAfter: (id, carry) => {
+          const member = this.s.members.get(id);
+          if (member !== undefined) member.silence = carry;
+        },
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),
       },

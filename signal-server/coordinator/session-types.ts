@@ -1,5 +1,6 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import type { SessionOpen, SessionUpdate, StageVote, StepInput } from '../../shared/protocol/messages.js';
+import type { SilenceCarry } from './silent-members.js';
 
 /**
  * Why a replica counted as a no-show: it did not join, or its neighbours could not reach it; or it refused the
@@ -37,6 +38,10 @@ export interface RetryHooks {
   takeOut?(volunteer: string): void;
   /** A replica left with no spare ready then (its slot dead): a spare ready now takes its place, if there is one. */
   refill?(volunteer: string): void;
+  /** What `volunteer`'s silence in its sessions before left (SilentMembers.carry), for this session to go on from. */
+  silenceBefore?(volunteer: string): SilenceCarry | undefined;
+  /** What its silence leaves for its next session, at this one's end (null: nothing, it was judged or not watched). */
+  silenceAfter?(volunteer: string, carry: SilenceCarry | null): void;
   /** A replica joined the session in time (its record of showing up). */
   showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */

@@ -4,7 +4,7 @@
 // in generation-clock.test.ts and, over the real protocol, in spare-attacks.test.ts.
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../testing/manual-clock.js';
-import { SILENT_FLOOR_MS, SILENT_PACE, SilentMembers } from './silent-members.js';
+import { SILENT_FLOOR_MS, SILENT_PACE, type SilenceCarry, SilentMembers } from './silent-members.js';
 
 const STEP_MS = 30_000;
 
@@ -65,5 +65,72 @@ describe('SilentMembers', () => {
     m.computed(0, 1);
     m.stepDecided(2, 2);
     expect(m.limitMs(0)).toBe(STEP_MS);
+  });
+
+  describe('over sessions one after another (carry, then watch)', () => {
+    /** One session of `steps` steps a `stepMs` apart; `hears` the steps x reports. What it leaves, and how x was judged at each step. */
+    async function session(carried: SilenceCarry | null, steps: number, stepMs: number, hears: (step: number) => boolean = () => false) {
+      const clock = new ManualClock();
+      await clock.advance(1_000_000); // another session's clock: only durations carry
+      const m = new SilentMembers(clock, STEP_MS);
+      m.watch('x', 0, carried ?? undefined);
+      const judged: (string | null)[] = [];
+      for (let step = 0; step < steps; step++) {
+        await clock.advance(stepMs);
+        if (hears(step)) m.heard('x', step, step);
+        m.stepDecided(step, 2);
+        judged.push(m.silentFor('x', 0));
+      }
+      return { left: m.carry('x'), judged };
+    }
+
+    it('adds up the time a member is unheard in sessions shorter than the limit, and judges it once that reaches the limit', async () => {
+      // Each session 10 steps of 200 ms: 2 s, under the 5 s floor; alone, none judges it.
+      const one = await session(null, 10, 200);
+      expect(one.judged.every((j) => j === null)).toBe(true);
+      // unheardSteps: how far the last decided step (9) is past the step in flight when it was watched (0).
+      expect(one.left).toEqual({ unheardMs: 2_000, unheardSteps: 9, window: { ms: 2_000, decided: 10, reported: 0 } });
+      const two = await session(one.left, 10, 200);
+      expect(two.judged.every((j) => j === null)).toBe(true);
+      expect(two.left?.unheardMs).toBe(4_000);
+      // The third reaches 5 s at its fifth step (2 × 2 s + 5 × 200 ms), and judges it there.
+      const three = await session(two.left, 10, 200);
+      expect(three.judged.slice(0, 4).every((j) => j === null)).toBe(true);
+      expect(three.judged[4]).toBe(`sent no results for ${SILENT_FLOOR_MS} ms (limit ${SILENT_FLOOR_MS} ms)`);
+    });
+
+    it('starts again from nothing once the member is heard, and carries nothing from a session where nothing was decided', async () => {
+      const one = await session(null, 10, 200);
+      // Heard at the last step of the next: its time unheard is that step's, 0 ms up to the last decided step.
+      const two = await session(one.left, 10, 200, (step) => step === 9);
+      expect(two.left).toMatchObject({ unheardMs: 0, unheardSteps: 0 });
+      const idle = await session(one.left, 0, 200);
+      expect(idle.left).toEqual(one.left);
+      // Not watched: nothing to carry.
+      expect(new SilentMembers(new ManualClock(), STEP_MS).carry('x')).toBeNull();
+    });
+
+    it('judges behind a member heard once a session that reports fewer than one in SILENT_PACE of the steps, over sessions', async () => {
+      // Step 0 of each session only, of 10: heard each time (under a second unheard), but behind.
+      let carried: SilenceCarry | null = null;
+      const judged: (string | null)[] = [];
+      for (let k = 0; k < 8 && !judged.some((j) => j !== null); k++) {
+        const s = await session(carried, 10, 200, (step) => step === 0);
+        expect(s.left?.unheardMs).toBe(1_800);
+        judged.push(...s.judged);
+        carried = s.left;
+      }
+      const verdict = judged.find((j) => j !== null);
+      // Over twice the floor (10 s: five sessions), 5 of 50 steps reported.
+      expect(verdict).toBe(`reported 5 of the 50 steps its stage decided in ${2 * SILENT_FLOOR_MS} ms (fewer than 1 in ${SILENT_PACE})`);
+      // A member that reports every step is never judged, and leaves nothing unheard.
+      let honest: SilenceCarry | null = null;
+      for (let k = 0; k < 8; k++) {
+        const s = await session(honest, 10, 200, () => true);
+        expect(s.judged.every((j) => j === null)).toBe(true);
+        honest = s.left;
+      }
+      expect(honest?.unheardMs).toBe(0);
+    });
   });
 });

@@ -8,6 +8,21 @@ export const SILENT_PACE = 8;
 export const SILENT_MIN_STEPS = 2;
 
 /**
+ * What a member's silence in one session leaves for its next (`carry`, then `watch`): how long it was unheard up
+ * to the session's last decided step and how far that step is past the one in flight when it was last heard (as
+ * SILENT_MIN_STEPS counts), and its window's span, steps decided and steps reported. A member is judged over its sessions one after another, not each alone: one that
+ * joined sessions shorter than its limit and computed nothing was never judged, however many it joined. Being
+ * heard resets the first part, as within a session.
+ */
+export interface SilenceCarry {
+  readonly unheardMs: number;
+  readonly unheardSteps: number;
+  readonly window: { readonly ms: number; readonly decided: number; readonly reported: number };
+}
+
+const NOTHING_CARRIED: SilenceCarry = { unheardMs: 0, unheardSteps: 0, window: { ms: 0, decided: 0, reported: 0 } };
+
+/**
  * The members of a running session that send no results. A replica that joins a session and then computes
  * nothing keeps its place in a stage's vote for nothing: with r = 3 one more fault in that stage leaves it
  * without a majority, and once a majority agrees nobody waits for it, so it costs nothing and was never seen.
@@ -35,6 +50,8 @@ export class SilentMembers {
       reported: number;
       /** Where its current window began (twice the limit long): the time, the last step decided then, the step it had reported. */
       base: { at: number; decided: number; reported: number };
+      /** When it was watched, and what its sessions before left (given back where nothing was decided since). */
+      watched: { at: number; carried: SilenceCarry };
     }
   >();
   /** Per stage, the longest of its majority's compute times over the decided steps. */
@@ -48,11 +65,42 @@ export class SilentMembers {
     private readonly stepMs: number,
   ) {}
 
-  /** Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. */
-  watch(id: string, step: number): void {
+  /**
+   * Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. `carried`:
+   * what its sessions before left (`carry`), counted as if this session had begun with it.
+   */
+  watch(id: string, step: number, carried: SilenceCarry = NOTHING_CARRIED): void {
     const reported = this.last.get(id)?.reported ?? -1;
     const at = this.clock.now();
-    this.last.set(id, { at, step, reported, base: { at, decided: this.decided.step, reported } });
+    const w = carried.window;
+    this.last.set(id, {
+      at: at - carried.unheardMs,
+      step: step - carried.unheardSteps,
+      reported,
+      base: { at: at - w.ms, decided: this.decided.step - w.decided, reported: reported - w.reported },
+      watched: { at, carried },
+    });
+  }
+
+  /**
+   * What `id`'s silence leaves for its next session, as of the last decided step (null where it is not watched):
+   * its time unheard and window, which its next session's `watch` goes on from.
+   */
+  carry(id: string): SilenceCarry | null {
+    const l = this.last.get(id);
+    if (l === undefined) return null;
+    // Nothing decided since it was watched: this session adds nothing, and takes nothing away.
+    if (this.decided.step < 0 || this.decided.at < l.watched.at) return l.watched.carried;
+    const d = this.decided;
+    return {
+      unheardMs: Math.max(0, d.at - l.at),
+      unheardSteps: Math.max(0, d.step - l.step),
+      window: {
+        ms: Math.max(0, d.at - l.base.at),
+        decided: Math.max(0, d.step - l.base.decided),
+        reported: Math.max(0, l.reported - l.base.reported),
+      },
+    };
   }
 
   /**

@@ -11,6 +11,7 @@ import type { SwarmObserver } from './observer.js';
 import type { OpenSessions } from './open-sessions.js';
 import type { Registry } from './registry.js';
 import { type BanList, reputation } from './reputation.js';
+import type { SilenceCarry } from './silent-members.js';
 
 /** Agreements (with reputation ≥ ESTABLISHED_REPUTATION) after which a volunteer counts as established. */
 export const ESTABLISHED_AFTER = 10;
@@ -41,6 +42,8 @@ export interface Member {
   } | null;
   /** Sessions it missed among its last ones (three evict it: `MAX_NO_SHOWS`). */
   readonly noShows: NoShowWindow;
+  /** What its silence in its last session left for its next (SilentMembers.carry), or null. */
+  silence: SilenceCarry | null;
   /** Sessions opened on it through its link, from any server (this server's volunteers only; null for a mirrored one). */
   readonly opened: OpenSessions | null;
   /** When its score was last sent, one held back and the timer that sends it (`Roster.judge`: at most one a `SCORE_EVERY_MS`). */
