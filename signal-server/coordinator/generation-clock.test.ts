@@ -533,6 +533,25 @@ describe('a member that joins a session and then sends no results', () => {
     expect(hooks.why).toEqual(['c silent']);
   });
 
+  it('is not an honest member starved by a hostile sender whose stage-mate is judged silent in the same pass, at the end', async () => {
+    const { clock, hooks, answerAt, start } = rig(19, { route: TWO_STAGES, stages: twoStages });
+    // 11 steps 500 ms apart: c (stage 0) and f (stage 1) are last heard at step 0, so both reach the 5 s floor only
+    // when the last step is decided, and are judged together at the session's end (nobody taken out then).
+    const { done } = await start(11);
+    await answerAt(0, 0, 10, 'a', 'b', 'c');
+    await answerAt(1, 0, 10, 'd', 'e', 'f');
+    // c stalls; b (hostile, computing and reporting truly) sends its frames to d and e but not to f: f holds one
+    // input of three, no majority, and computes nothing.
+    for (let step = 1; step < 11; step++) {
+      await clock.advance(500);
+      await answerAt(0, step, 10, 'a', 'b');
+      await answerAt(1, step, 10, 'd', 'e');
+    }
+    expect(await done).toEqual({ tokens: fives(11), finishReason: 'length' });
+    // c is judged; f, starved while c was quiet, is excused though c was judged (and forgotten) before it.
+    expect(hooks.why).toEqual(['c silent']);
+  });
+
   it('is not heard through logits alone (noise of the right size is audited nowhere)', async () => {
     const audit = new Audit();
     const { clock, hooks, session, answer, start } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });

@@ -223,18 +223,21 @@ export class GenerationSession extends SessionJoin {
    */
   private judgeSilence(takeOut: boolean): void {
     const dead = (id: string) => this.departed.has(id) || this.awaitedJoins.has(id);
-    for (const [stage, ids] of this.current.entries()) {
-      if (this.served(ids)) continue;
-      // Its senders are short: a dead slot among them (a replica gone that no spare replaced, a newcomer not
-      // joined), or one unheard for this stage's limit itself (stalled, not judged yet: its own stage's limit may
-      // be longer). One hostile sender beside it could then keep a majority of inputs from an honest member: its
-      // members are not judged, and their watch starts again.
+    // Its senders are short: a dead slot among them (a replica gone that no spare replaced, a newcomer not
+    // joined), or one unheard for this stage's limit itself (stalled, not judged yet: its own stage's limit may
+    // be longer). One hostile sender beside it could then keep a majority of inputs from an honest member: its
+    // members are not judged, and their watch starts again. Read for every stage before any member is judged: a
+    // sender judged silent in this pass (forgotten, and at the session's end not taken out) still starved them.
+    const excused = this.current.map((_, stage) => {
       const limit = this.silence.limitMs(stage);
       const short = (id: string) => dead(id) || (this.silence.unheardFor(id) ?? Number.NEGATIVE_INFINITY) >= limit;
-      const excused = stage > 0 && (this.current[stage - 1] ?? []).some(short);
+      return stage > 0 && (this.current[stage - 1] ?? []).some(short);
+    });
+    for (const [stage, ids] of this.current.entries()) {
+      if (this.served(ids)) continue;
       for (const id of [...ids]) {
         if (dead(id)) continue;
-        if (excused) {
+        if (excused[stage] === true) {
           this.silence.watch(id, this.currentStep);
           continue;
         }
