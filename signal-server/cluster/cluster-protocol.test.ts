@@ -49,4 +49,30 @@ describe('processes of another cluster protocol', () => {
       expect(r.route).toEqual([[w.id]]);
     }
   });
+
+  it('a live process another took for dead says its protocol again, and its volunteers are mirrored again', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const v = new NodeVolunteer(a.address().url, { clientKey: 'taken-for-dead-volunteer' });
+    volunteers.push(v);
+    const bSees = () => b.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true;
+    await until('b sees a’s volunteer ready', bSees);
+    // b takes a for dead, as its heartbeat check does when a's heartbeat key lapsed (a stall longer than
+    // deadAfterMs, a lost connection; a need not notice): it drops a's volunteers, and removes a from the
+    // process set, its volunteers' hash and its protocol. (Called directly: a lapse on cue is a race.)
+    const cluster = b.coordinator?.cluster as unknown as { dead(p: number, why: string): void };
+    cluster.dead(procOf(a), 'its heartbeat stopped');
+    expect(bSees()).toBe(false);
+    // a says its protocol and publishes its volunteers again; b takes it back, not as a process of another protocol.
+    await until('b sees a’s volunteer again', bSees, 10_000);
+    expect(lines.filter((l) => l.includes('speaks cluster protocol'))).toEqual([]);
+    expect(lines.some((l) => l.includes(`process ${procOf(a)}'s heartbeat lapsed; publishing its volunteers again`))).toBe(true);
+    // And a request on b is served by it.
+    const r = await complete(b, 'It is a truth', 4);
+    expect(r.status).toBe(200);
+    expect(r.route).toEqual([[v.id]]);
+  });
 });

@@ -76,6 +76,8 @@ export interface ClusterOptions {
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
  */
 export const CLUSTER_PROTOCOL = 2;
+/** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
+const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
 const FULL_MARK_PUBLICATIONS = 5;
 /** How long a volunteer that left is remembered as gone. */
@@ -120,6 +122,8 @@ export class Cluster implements ClusterSeam {
   private readonly fullUntil = new Map<string, number>();
   /** Mirrored volunteers that left, and when (a resync never brings them back). */
   private readonly gone = new Map<string, number>();
+  /** Live processes that did not say their protocol, by how many heartbeats in a row (UNSAID_ROUNDS). */
+  private readonly unsaid = new Map<number, number>();
   /** Volunteers of a process that died, being dropped. */
   private readonly going = new Set<string>();
   private readonly restored = new Set<string>();
@@ -262,8 +266,12 @@ export class Cluster implements ClusterSeam {
       GET: true,
     });
     await this.pub.sAdd(this.key('procs'), String(this.proc));
+    // Another process took us for dead (our heartbeat lapsed, seen by it though perhaps not by us: a stall, a lost
+    // connection) and removed our protocol and volunteers: said again, or it would leave us out for good.
+    const said = await this.pub.get(this.key('protocol', this.proc));
+    if (said === null) await this.pub.set(this.key('protocol', this.proc), String(this.protocol));
     // Our heartbeat had lapsed: the others may have dropped our volunteers; publish them all again.
-    if (before === null && this.published.size > 0) {
+    if ((before === null || said === null) && this.published.size > 0) {
       this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
       this.published.clear();
     }
@@ -284,11 +292,23 @@ export class Cluster implements ClusterSeam {
       }
       if (this.compatible.has(p) || this.incompatible.has(p)) continue;
       const protocol = await this.pub.get(this.key('protocol', p));
+      // Not said: a process taken for dead says it again at its next heartbeat (asked again next time), one of a
+      // version before cluster protocols never does (left out, and said so once).
+      if (protocol === null) {
+        const rounds = (this.unsaid.get(p) ?? 0) + 1;
+        this.unsaid.set(p, rounds);
+        if (rounds === UNSAID_ROUNDS)
+          this.options.log(
+            `cluster: process ${p} speaks cluster protocol 1 or none and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
+          );
+        continue;
+      }
+      this.unsaid.delete(p);
       if (protocol !== String(this.protocol)) {
         this.incompatible.add(p);
         this.peers.delete(p);
         this.options.log(
-          `cluster: process ${p} speaks cluster protocol ${protocol ?? '1 or none'} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
+          `cluster: process ${p} speaks cluster protocol ${protocol} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
         );
         continue;
       }
@@ -319,6 +339,7 @@ export class Cluster implements ClusterSeam {
     // Its number may come back with another process: asked again then.
     this.compatible.delete(p);
     this.incompatible.delete(p);
+    this.unsaid.delete(p);
     void this.pub
       .multi()
       .sRem(this.key('procs'), String(p))

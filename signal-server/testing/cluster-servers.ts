@@ -61,8 +61,12 @@ export function clusterTestFile(name: string): ClusterTestFile {
   };
 }
 
-/** Short heartbeats and publications: what a test waits for happens within a second. */
-export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 1_000, publishMs: 50, resyncMs: 500 };
+/**
+ * Short heartbeats and publications: what a test waits for happens within a second. A death takes 3 s to be
+ * noticed: with 1 s, a process whose heartbeat thread was starved of the CPU for a second (unit files three at
+ * once on two cores) was taken for dead in the middle of tests about something else.
+ */
+export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 3_000, publishMs: 50, resyncMs: 500 };
 
 export interface ClusterShape {
   readonly model: string;
