@@ -225,6 +225,27 @@ describe('several prompts in one completions request', () => {
   );
 
   it(
+    'a prompt the model refuses (past its positions; an id it does not have): a 400 naming it by its place, every slot back',
+    async () => {
+      const e = encode('e')[0] as number;
+      const vocab = reference.manifest.model.vocabSize;
+      const long = await post({ ...BATCH, prompt: [[e, e], new Array(500).fill(e)], max_tokens: 20 });
+      expect(long.status, long.raw).toBe(400);
+      expect(long.body.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
+      expect(long.body.error.message).toMatch(/^prompt\[1\]: prompt \(500 tokens\) \+ max_tokens \(20\) exceeds the model's 512 positions/);
+      await expectAllSlotsBack();
+      // An id past the vocabulary: refused as the prompts are read, before any runs (a session's own check would
+      // say "prompt[1]: prompt: token …").
+      const bad = await post({ ...BATCH, prompt: [[e], [e, vocab]] });
+      expect(bad.status, bad.raw).toBe(400);
+      expect(bad.body.error).toMatchObject({ param: 'prompt' });
+      expect(bad.body.error.message).toBe(`prompt[1]: token ${vocab} (at position 1) is not in the model's vocabulary of ${vocab}`);
+      await expectAllSlotsBack();
+    },
+    TEST_MS,
+  );
+
+  it(
     'a client that goes away mid-batch (streamed and not): every prompt’s generations cancelled, no slot left held',
     async () => {
       for (const stream of [true, false]) {

@@ -254,6 +254,12 @@ function preparePrompts(p: CompletionParams | ChatParams, swarm: ApiSwarm, texts
   });
 }
 
+/** A batch's prompt the coordinator refused (too long for the model's positions), named by its place. */
+function namedInBatch(e: unknown, index: number): unknown {
+  if (!(e instanceof GenerationError) || e.param !== 'prompt') return e;
+  return new GenerationError(e.code, `prompt[${index}]: ${e.message}`, e.param);
+}
+
 type SlotRefusal = { readonly status: number; readonly code: string; readonly message: string; readonly retryAfterS: number };
 
 /**
@@ -493,7 +499,11 @@ export async function handleOpenAiGeneration(
       }
       return c;
     };
-    return { prompt, choices, done: await Promise.all(choices.map(run)) };
+    try {
+      return { prompt, choices, done: await Promise.all(choices.map(run)) };
+    } catch (e) {
+      throw prompts.length > 1 ? namedInBatch(e, prompt.index) : e;
+    }
   };
 
   /** The prompts through the lanes: each lane runs the next prompt not begun, until none is left (or one failed). */
