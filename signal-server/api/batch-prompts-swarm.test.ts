@@ -262,3 +262,42 @@ describe('several prompts in one completions request', () => {
     TEST_MS,
   );
 });
+
+describe('several prompts with no limit on concurrent generations (API_MAX_CONCURRENT = 0)', () => {
+  let open: ApiSwarm | undefined;
+  beforeAll(async () => {
+    open = await startApiSwarm('webswarm-batch-open-', { redundancy: 2, apiMaxConcurrent: 0 });
+  }, 60_000);
+  afterAll(() => open?.close());
+
+  it(
+    '6 prompts × n = 2 all run at once (12 sessions), each the reference’s draw, with no listener-leak warning',
+    async () => {
+      const swarm = open as ApiSwarm;
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+      process.on('warning', onWarning);
+      try {
+        const prompts = [...PROMPTS, 'Harriet', 'Miss Bates', 'Hartfield'];
+        const answer = postRaw(`${swarm.server.address().url}/v1/completions`, { ...BATCH, prompt: prompts, max_tokens: 12 });
+        expect(await mostSessionsDuring(swarm.server, answer)).toBe(12);
+        const r = await answer;
+        expect(r.status, r.raw).toBe(200);
+        for (const [p, text] of prompts.entries()) {
+          const ids = swarm.reference.tokenizer.encode(text);
+          for (const i of [0, 1]) {
+            const want = (await swarm.reference.generateIds(ids, 12, { temperature: TEMPERATURE, topK: 0, topP: 1, seed: SEED + i }))
+              .tokens;
+            expect(r.body.webswarm.choices[p * 2 + i].tokens, `prompt ${p} choice ${i}`).toEqual(want);
+          }
+        }
+        // A warning is emitted on the next tick.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(warnings).toEqual([]);
+      } finally {
+        process.off('warning', onWarning);
+      }
+    },
+    TEST_MS,
+  );
+});

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { wireErrorOf } from '../coordinator/generation.js';
@@ -279,6 +280,11 @@ function holdLanes(
 ): number | SlotRefusal {
   const max = access.maxConcurrent;
   const wanted = max > 0 ? Math.max(1, Math.min(prompts, Math.floor(max / candidates))) : prompts;
+  // Held to the response's end, or the client's going away: one listener for them all (a batch may hold dozens).
+  const held: (() => void)[] = [];
+  res.once('close', () => {
+    for (const release of held) release();
+  });
   for (let lane = 0; lane < wanted; lane++) {
     const taken: (() => void)[] = [];
     for (let i = lane === 0 ? 1 : 0; i < candidates; i++) {
@@ -289,8 +295,7 @@ function holdLanes(
         for (const release of taken) release();
         return lane;
       }
-      // Held to the response's end, or the client's going away.
-      res.once('close', more.release);
+      held.push(more.release);
       taken.push(more.release);
     }
   }
@@ -363,6 +368,9 @@ export async function handleOpenAiGeneration(
 
   // A client that goes away cancels its generations, so that the swarm does not compute for nobody.
   const cancel = new AbortController();
+  // Each generation running listens for it (a session's own listener): a batch's lanes may run dozens at once, which
+  // is no leak.
+  setMaxListeners(Math.max(defaultMaxListeners, lanes * candidates), cancel.signal);
   res.on('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
