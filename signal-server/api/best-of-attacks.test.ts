@@ -7,7 +7,7 @@ import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
 import { API_MODEL, type ApiSwarm, mostSessionsDuring, postRaw, type RawAnswer, startApiSwarm } from '../testing/api-swarm.js';
 import { logprobOf, promptLogprobs } from '../testing/prompt-logprobs.js';
-import { rankingMeans, returnedChoices } from './completions.js';
+import { rankingMeans, returnedChoices } from './whole-response.js';
 
 const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
@@ -245,7 +245,7 @@ describe('best_of attacked (red team)', () => {
     );
     expect(want[2]).toMatchObject({ text: '', finish: 'stop' });
     expect(want[2]?.tokens).toHaveLength(1);
-    // FINDING (fixed in completions.ts, rankingMeans): at this seed candidates 0 and 2 draw the same token and stop on
+    // FINDING (fixed in rankingMeans, whole-response.ts): at this seed candidates 0 and 2 draw the same token and stop on
     // it, a tie that goes to candidate 0. With echo, candidate 0's first position is computed as the prompt is scored
     // (a token a step) and candidate 2's by a prefill: their log-probabilities differed by ~6e-7 of float32 rounding
     // (-1.0702333609823231 and -1.0702327554266837), and candidate 2 was returned first, candidate 0 second.
