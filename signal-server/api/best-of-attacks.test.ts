@@ -5,9 +5,9 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { API_MODEL, type ApiSwarm, startApiSwarm } from '../testing/api-swarm.js';
+import { API_MODEL, type ApiSwarm, mostSessionsDuring, postRaw, type RawAnswer, startApiSwarm } from '../testing/api-swarm.js';
 import { logprobOf, promptLogprobs } from '../testing/prompt-logprobs.js';
-import { rankingMeans, returnedChoices } from './completions.js';
+import { rankingMeans, returnedChoices } from './whole-response.js';
 
 const MODEL = API_MODEL;
 const PROMPT = 'It is a truth universally acknowledged';
@@ -35,30 +35,10 @@ interface Candidate {
   verified: boolean;
   returned: number | null;
 }
-interface Answer {
-  status: number;
-  raw: string;
-  // biome-ignore lint/suspicious/noExplicitAny: a response body of any shape, checked field by field
-  body: any;
-}
+type Answer = RawAnswer;
 
 /** A raw POST (no client-side checks), its body as text and parsed. */
-async function post(body: unknown, path = '/v1/completions', signal?: AbortSignal): Promise<Answer> {
-  const res = await fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    ...(signal ? { signal } : {}),
-  });
-  const raw = await res.text();
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    parsed = null;
-  }
-  return { status: res.status, raw, body: parsed };
-}
+const post = (body: unknown, path = '/v1/completions', signal?: AbortSignal): Promise<Answer> => postRaw(`${url}${path}`, body, signal);
 
 /** Every number in a parsed body is finite, and the text has no bare NaN/Infinity. */
 function expectFiniteJson(a: Answer) {
@@ -208,19 +188,11 @@ describe('best_of attacked (red team)', () => {
   }, 60_000);
 
   it('a burst of best_of = 2 requests at once: never more than API_MAX_CONCURRENT sessions, each a 200 or a 429, every slot back', async () => {
-    let most = 0;
-    let watching = true;
-    const watch = (async () => {
-      while (watching) {
-        most = Math.max(most, server.coordinator?.activeSessions ?? 0);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    })();
-    const answers = await Promise.all(
+    const burst = Promise.all(
       Array.from({ length: 6 }, (_, i) => post({ model: MODEL, prompt: PROMPT, max_tokens: 60, best_of: 2, seed: i })),
     );
-    watching = false;
-    await watch;
+    const most = await mostSessionsDuring(server, burst);
+    const answers = await burst;
     for (const a of answers) expect([200, 429], a.raw).toContain(a.status);
     expect(most).toBeLessThanOrEqual(MAX);
     for (const a of answers.filter((x) => x.status === 200)) expect(a.body.webswarm.candidates).toHaveLength(2);
@@ -273,7 +245,7 @@ describe('best_of attacked (red team)', () => {
     );
     expect(want[2]).toMatchObject({ text: '', finish: 'stop' });
     expect(want[2]?.tokens).toHaveLength(1);
-    // FINDING (fixed in completions.ts, rankingMeans): at this seed candidates 0 and 2 draw the same token and stop on
+    // FINDING (fixed in rankingMeans, whole-response.ts): at this seed candidates 0 and 2 draw the same token and stop on
     // it, a tie that goes to candidate 0. With echo, candidate 0's first position is computed as the prompt is scored
     // (a token a step) and candidate 2's by a prefill: their log-probabilities differed by ~6e-7 of float32 rounding
     // (-1.0702333609823231 and -1.0702327554266837), and candidate 2 was returned first, candidate 0 second.

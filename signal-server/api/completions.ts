@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { wireErrorOf } from '../coordinator/generation.js';
@@ -10,6 +11,7 @@ import { ChoiceState, type ChunkLogprobs, serverStagesOf } from './choice-state.
 import { codePoints } from './logprob-shapes.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 import type { TokenTexts } from './token-text.js';
+import { type Prompt, type PromptDone, wholeResponse } from './whole-response.js';
 
 /** What the OpenAI-compatible endpoints need from the server. */
 export interface ApiContext {
@@ -187,35 +189,69 @@ function choicesRefused(n: number, what: string, held: number, access: AccessCon
   return `${what} are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
 }
 
-/**
- * best_of's score of each candidate: its mean log-probability per draw, and for candidates with the same draws (the
- * same tokens, ended the same way) the lowest index's. Their draws had the same logits (a function of prompt +
- * tokens), but computed by two paths (with echo, candidate 0's first position comes from scoring the prompt a token
- * a step, the others' from a prefill) they differ in float32 rounding, and the tie went by that noise rather than to
- * the lower index.
- */
-export function rankingMeans(
-  candidates: readonly { readonly meanLogprob: number; readonly tokens: readonly number[]; readonly end?: unknown }[],
-): number[] {
-  const seen = new Map<string, number>();
-  return candidates.map((c) => {
-    const key = `${c.tokens.join(',')}${c.end === undefined ? '' : ' end'}`;
-    const mean = seen.get(key) ?? c.meanLogprob;
-    seen.set(key, mean);
-    return mean;
+/** A prompt that ends on a whole character (text, or ids that finish their last one). */
+const WHOLE = { ids: 0, bytes: [] } as const;
+
+/** The request's prompts (a chat's one conversation); throws on a template error or an id the model does not have. */
+function preparePrompts(p: CompletionParams | ChatParams, swarm: ApiSwarm, texts: TokenTexts): Prompt[] {
+  if (p.kind === 'chat') return [{ index: 0, text: swarm.chatPrompt(p.messages), unfinished: WHOLE }];
+  return p.prompts.map((q, index): Prompt => {
+    if ('text' in q) return { index, text: q.text, unfinished: WHOLE };
+    // Each id checked before any prompt runs, named by its prompt in a batch.
+    const text = swarm.promptText(q.ids, p.prompts.length === 1 ? 'prompt' : `prompt[${index}]`);
+    // A character it leaves unfinished is the completion's text (its first tokens may finish it): echoed text
+    // and offsets then read as the decoding of every id, not as two U+FFFD where the prompt ends.
+    const ending = texts.unfinished(q.ids);
+    if (ending.ids > 0 && text.endsWith('\uFFFD')) return { index, text: text.slice(0, -1), ids: q.ids, unfinished: ending };
+    return { index, text, ids: q.ids, unfinished: WHOLE };
   });
 }
 
+/** A batch's prompt the coordinator refused (too long for the model's positions), named by its place. */
+function namedInBatch(e: unknown, index: number): unknown {
+  if (!(e instanceof GenerationError) || e.param !== 'prompt') return e;
+  return new GenerationError(e.code, `prompt[${index}]: ${e.message}`, e.param);
+}
+
+type SlotRefusal = { readonly status: number; readonly code: string; readonly message: string; readonly retryAfterS: number };
+
 /**
- * The choices a response returns: with best_of > n, the n candidates with the highest mean log-probability per
- * draw (under the logits their votes agreed on), best first, the lower index on a tie; else every one, in order.
+ * The lanes a request runs its prompts through, each holding `candidates` of the client's concurrent generations (n
+ * choices, or best_of candidates, a generation each; the request holds one already): as many as API_MAX_CONCURRENT
+ * has room for, up to one a prompt (one a prompt with no limit). A batch of P prompts does not ask for P ×
+ * candidates at once (an evaluation tool's batches would all be refused): its prompts take turns. The first lane
+ * must be had, as a single prompt's choices must; another is taken only where there is room for it now.
  */
-export function returnedChoices<T extends { readonly index: number; readonly meanLogprob: number }>(
-  candidates: readonly T[],
-  n: number,
-): T[] {
-  if (candidates.length === n) return [...candidates];
-  return [...candidates].sort((a, b) => b.meanLogprob - a.meanLogprob || a.index - b.index).slice(0, n);
+function holdLanes(
+  res: ServerResponse,
+  access: AccessControl,
+  identity: string,
+  candidates: number,
+  prompts: number,
+  counted: string,
+): number | SlotRefusal {
+  const max = access.maxConcurrent;
+  const wanted = max > 0 ? Math.max(1, Math.min(prompts, Math.floor(max / candidates))) : prompts;
+  // Held to the response's end, or the client's going away: one listener for them all (a batch may hold dozens).
+  const held: (() => void)[] = [];
+  res.once('close', () => {
+    for (const release of held) release();
+  });
+  for (let lane = 0; lane < wanted; lane++) {
+    const taken: (() => void)[] = [];
+    for (let i = lane === 0 ? 1 : 0; i < candidates; i++) {
+      const more = access.hold(identity);
+      if (!more.ok) {
+        if (lane === 0) return { ...more, message: choicesRefused(candidates, counted, 1 + taken.length, access, identity) };
+        // No room for another lane: the batch runs in those it has.
+        for (const release of taken) release();
+        return lane;
+      }
+      held.push(more.release);
+      taken.push(more.release);
+    }
+  }
+  return wanted;
 }
 
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
@@ -245,42 +281,21 @@ export async function handleOpenAiGeneration(
   const texts = ctx.tokenTexts;
   if (swarm === null || texts === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
   const modelId = ctx.modelIds[0] as string;
-  let prompt: string;
-  /** A completion's prompt sent as token ids: run as they are, `prompt` being their text. */
-  let promptIds: readonly number[] | undefined;
-  /** The bytes of a character that the prompt of ids begins and leaves unfinished, and how many ids hold them. */
-  let unfinished: { readonly ids: number; readonly bytes: readonly number[] } = { ids: 0, bytes: [] };
+  let prompts: Prompt[];
   try {
-    if (p.kind === 'chat') prompt = swarm.chatPrompt(p.messages);
-    else if ('text' in p.prompt) prompt = p.prompt.text;
-    else {
-      promptIds = p.prompt.ids;
-      prompt = swarm.promptText(promptIds);
-      // A character it leaves unfinished is the completion's text (its first tokens may finish it): echoed text
-      // and offsets then read as the decoding of every id, not as two U+FFFD where the prompt ends.
-      const ending = texts.unfinished(promptIds);
-      if (ending.ids > 0 && prompt.endsWith('\uFFFD')) {
-        unfinished = ending;
-        prompt = prompt.slice(0, -1);
-      }
-    }
+    prompts = preparePrompts(p, swarm, texts);
   } catch (e) {
     const param = p.kind === 'chat' ? 'messages' : 'prompt';
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, param);
   }
 
-  // n choices (best_of candidates) are n generations: each holds one of the client's concurrent generations (the
-  // first is held already).
   const candidates = p.kind === 'completion' ? p.bestOf : p.n;
   const ranked = candidates > p.n;
   const counted = ranked ? `best_of = ${candidates} candidates` : `n = ${p.n} choices`;
-  for (let i = 1; i < candidates; i++) {
-    const more = ctx.access.hold(identity);
-    if (!more.ok) {
-      res.setHeader('retry-after', String(more.retryAfterS));
-      return sendApiError(res, more.status, 'rate_limit_error', more.code, choicesRefused(candidates, counted, i, ctx.access, identity));
-    }
-    res.once('close', more.release);
+  const lanes = holdLanes(res, ctx.access, identity, candidates, prompts.length, counted);
+  if (typeof lanes !== 'number') {
+    res.setHeader('retry-after', String(lanes.retryAfterS));
+    return sendApiError(res, lanes.status, 'rate_limit_error', lanes.code, lanes.message);
   }
 
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
@@ -296,47 +311,22 @@ export async function handleOpenAiGeneration(
           finish_reason: finish,
         }
       : { index, text: piece, logprobs, finish_reason: finish };
-  const usageOf = (cs: readonly ApiCompletion[]) => {
-    const prompt = cs[0]?.promptTokens.length ?? 0;
-    const completion = cs.reduce((a, c) => a + c.tokens.length, 0);
+  /** Every prompt's tokens (each counted once, whatever its choices) and every choice's. */
+  const usageOf = (ds: readonly PromptDone[]) => {
+    const prompt = ds.reduce((a, d) => a + (d.done[0]?.promptTokens.length ?? 0), 0);
+    const completion = ds.reduce((a, d) => a + d.done.reduce((b, c) => b + c.tokens.length, 0), 0);
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   };
 
   // A client that goes away cancels its generations, so that the swarm does not compute for nobody.
   const cancel = new AbortController();
+  // Each generation running listens for it (a session's own listener): a batch's lanes may run dozens at once, which
+  // is no leak.
+  setMaxListeners(Math.max(defaultMaxListeners, lanes * candidates), cancel.signal);
   res.on('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
   const events = p.stream ? new EventStream(res) : null;
-  /** One chunk of the stream, for one choice; a choice's first chunk carries the assistant's role. */
-  const sendChunk = (
-    stream: EventStream,
-    choice: ChoiceState,
-    piece: string,
-    finish: 'stop' | 'length' | null,
-    extra: Record<string, unknown> = {},
-    logprobs: ChunkLogprobs = null,
-  ) => {
-    stream.send({
-      ...head,
-      choices: [choiceOf(choice.index, piece, finish, !choice.started, logprobs)],
-      ...(p.streamUsage ? { usage: null } : {}),
-      ...extra,
-    });
-    choice.started = true;
-  };
-  const choices = Array.from(
-    { length: candidates },
-    (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt), ranked, unfinished.bytes),
-  );
-  // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
-  const echo = p.kind === 'completion' && p.echo;
-  const echoed = new Set<ChoiceState>();
-  const sendEcho = (stream: EventStream, choice: ChoiceState) => {
-    if (!echo || echoed.has(choice)) return;
-    echoed.add(choice);
-    sendChunk(stream, choice, prompt, null, { webswarm: { prompt_votes: choice.promptVotes } }, choice.promptLogprobs());
-  };
   const sampling = {
     temperature: p.temperature,
     topK: 0,
@@ -345,174 +335,174 @@ export async function handleOpenAiGeneration(
     frequencyPenalty: p.frequencyPenalty,
     presencePenalty: p.presencePenalty,
   };
-  // n choices with echo: the prompt is scored once, by choice 0's session; the others run alongside without scoring
-  // it and echo its scores. Their chunks wait for the scores (each choice's first chunk is the echoed prompt), and
-  // with max_tokens 0 there is nothing more to run.
-  const scoring: { resolve: () => void; reject: (e: unknown) => void } = { resolve: () => {}, reject: () => {} };
-  const promptScored = new Promise<void>((resolve, reject) => Object.assign(scoring, { resolve, reject }));
-  // Nobody waits with n = 1; a failure of choice 0 is the request's own (Promise.all below).
-  promptScored.catch(() => {});
-  /** Stream sends of the choices after the first, held until the prompt is scored. */
-  let held: (() => void)[] | null = [];
-  const scored = () => {
-    const sends = held;
-    if (sends === null) return;
-    held = null;
-    scoring.resolve();
-    for (const send of sends) send();
-  };
-  const sharesScores = (choice: ChoiceState) => echo && choice.index > 0;
   /** Whether a choice's tokens and the prompt it echoes were all verified (a choice after the first scored none itself). */
   const verifiedOf = (c: ApiCompletion, choice: ChoiceState) => c.verified && choice.promptVotes.every((v) => v.verified);
-  /** One choice's generation. */
-  const generate = (choice: ChoiceState): Promise<ApiCompletion> =>
-    swarm
-      .complete(
-        {
-          prompt,
-          ...(promptIds === undefined ? {} : { promptIds, unfinishedIds: unfinished.ids }),
-          maxTokens: p.maxTokens,
-          // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
-          sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
-          stop: p.stop,
-          signal: cancel.signal,
-          ...(ctx.access.limitsClients ? { client: identity } : {}),
-          ...(echo && !sharesScores(choice) ? { scorePrompt: true } : {}),
-        },
-        (u) => {
-          // Choice 0's first token comes after every position of the prompt.
-          if (echo && choice.index === 0) scored();
-          const { vote, logprobs } = choice.add(u);
-          if (events === null) return;
-          const send = () => {
-            sendEcho(events, choice);
-            sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
-            choice.sent += u.text;
-          };
-          if (sharesScores(choice) && held !== null) held.push(send);
-          else send();
-        },
-        (u) => {
-          for (const c of echo ? choices : [choice]) c.addPrompt(u);
-        },
-      )
-      .then(
-        (c) => {
-          if (echo && choice.index === 0) scored();
-          return c;
-        },
-        (e: unknown) => {
-          if (echo && choice.index === 0) scoring.reject(e);
-          throw e;
-        },
-      );
-  let first: Promise<ApiCompletion> | null = null;
-  /** One choice; streamed, its last chunks go as soon as it ends (after the prompt's scores, for a choice after the first). */
-  const run = async (choice: ChoiceState): Promise<ApiCompletion> => {
-    let c: ApiCompletion;
-    if (choice.index === 0) {
-      first = generate(choice);
-      c = await first;
-    } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
-    else c = await generate(choice);
-    // The end-of-text draw that ended it counts in its mean log-probability (best_of), as its tokens do.
-    if (ranked && c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
-    if (sharesScores(choice)) await promptScored;
-    if (events !== null) {
-      sendEcho(events, choice);
-      // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
-      if (c.text.length > choice.sent.length) sendChunk(events, choice, c.text.slice(choice.sent.length), null);
-      sendChunk(events, choice, '', c.finishReason, {
-        webswarm: {
-          redundancy: c.redundancy,
-          verified: verifiedOf(c, choice),
-          route: c.route,
-          server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
-        },
+  const echo = p.kind === 'completion' && p.echo;
+  /** Every prompt's choices begun so far (a cancelled request's log counts their tokens). */
+  const begun: ChoiceState[] = [];
+
+  /** One prompt's choices (best_of candidates), each a generation of its own, streamed as they come. */
+  const runPrompt = async (prompt: Prompt): Promise<PromptDone> => {
+    const choices = Array.from(
+      { length: candidates },
+      (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt.text), ranked, prompt.unfinished.bytes),
+    );
+    begun.push(...choices);
+    /** One chunk of the stream, for one choice; a choice's first chunk carries the assistant's role. */
+    const sendChunk = (
+      stream: EventStream,
+      choice: ChoiceState,
+      piece: string,
+      finish: 'stop' | 'length' | null,
+      extra: Record<string, unknown> = {},
+      logprobs: ChunkLogprobs = null,
+    ) => {
+      stream.send({
+        ...head,
+        // Each prompt's n choices follow the prompts' before (OpenAI's index: prompt × n + choice).
+        choices: [choiceOf(prompt.index * p.n + choice.index, piece, finish, !choice.started, logprobs)],
+        ...(p.streamUsage ? { usage: null } : {}),
+        ...extra,
       });
+      choice.started = true;
+    };
+    // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
+    const echoed = new Set<ChoiceState>();
+    const sendEcho = (stream: EventStream, choice: ChoiceState) => {
+      if (!echo || echoed.has(choice)) return;
+      echoed.add(choice);
+      sendChunk(stream, choice, prompt.text, null, { webswarm: { prompt_votes: choice.promptVotes } }, choice.promptLogprobs());
+    };
+    // n choices with echo: the prompt is scored once, by choice 0's session; the others run alongside without scoring
+    // it and echo its scores. Their chunks wait for the scores (each choice's first chunk is the echoed prompt), and
+    // with max_tokens 0 there is nothing more to run.
+    const scoring: { resolve: () => void; reject: (e: unknown) => void } = { resolve: () => {}, reject: () => {} };
+    const promptScored = new Promise<void>((resolve, reject) => Object.assign(scoring, { resolve, reject }));
+    // Nobody waits with n = 1; a failure of choice 0 is the request's own (Promise.all below).
+    promptScored.catch(() => {});
+    /** Stream sends of the choices after the first, held until the prompt is scored. */
+    let held: (() => void)[] | null = [];
+    const scored = () => {
+      const sends = held;
+      if (sends === null) return;
+      held = null;
+      scoring.resolve();
+      for (const send of sends) send();
+    };
+    const sharesScores = (choice: ChoiceState) => echo && choice.index > 0;
+    /** One choice's generation. */
+    const generate = (choice: ChoiceState): Promise<ApiCompletion> =>
+      swarm
+        .complete(
+          {
+            prompt: prompt.text,
+            ...(prompt.ids === undefined ? {} : { promptIds: prompt.ids, unfinishedIds: prompt.unfinished.ids }),
+            maxTokens: p.maxTokens,
+            // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
+            sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
+            stop: p.stop,
+            signal: cancel.signal,
+            ...(ctx.access.limitsClients ? { client: identity } : {}),
+            ...(echo && !sharesScores(choice) ? { scorePrompt: true } : {}),
+          },
+          (u) => {
+            // Choice 0's first token comes after every position of the prompt.
+            if (echo && choice.index === 0) scored();
+            const { vote, logprobs } = choice.add(u);
+            if (events === null) return;
+            const send = () => {
+              sendEcho(events, choice);
+              sendChunk(events, choice, u.text, null, { webswarm: vote }, logprobs);
+              choice.sent += u.text;
+            };
+            if (sharesScores(choice) && held !== null) held.push(send);
+            else send();
+          },
+          (u) => {
+            for (const c of echo ? choices : [choice]) c.addPrompt(u);
+          },
+        )
+        .then(
+          (c) => {
+            if (echo && choice.index === 0) scored();
+            return c;
+          },
+          (e: unknown) => {
+            if (echo && choice.index === 0) scoring.reject(e);
+            throw e;
+          },
+        );
+    let first: Promise<ApiCompletion> | null = null;
+    /** One choice; streamed, its last chunks go as soon as it ends (after the prompt's scores, for a choice after the first). */
+    const run = async (choice: ChoiceState): Promise<ApiCompletion> => {
+      let c: ApiCompletion;
+      if (choice.index === 0) {
+        first = generate(choice);
+        c = await first;
+      } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
+      else c = await generate(choice);
+      // The end-of-text draw that ended it counts in its mean log-probability (best_of), as its tokens do.
+      if (ranked && c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
+      if (sharesScores(choice)) await promptScored;
+      if (events !== null) {
+        sendEcho(events, choice);
+        // What was held back (a possible start of a stop sequence that was not one) goes out before the end.
+        if (c.text.length > choice.sent.length) sendChunk(events, choice, c.text.slice(choice.sent.length), null);
+        sendChunk(events, choice, '', c.finishReason, {
+          webswarm: {
+            redundancy: c.redundancy,
+            verified: verifiedOf(c, choice),
+            route: c.route,
+            server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
+          },
+        });
+      }
+      return c;
+    };
+    try {
+      return { prompt, choices, done: await Promise.all(choices.map(run)) };
+    } catch (e) {
+      throw prompts.length > 1 ? namedInBatch(e, prompt.index) : e;
     }
-    return c;
   };
+
+  /** The prompts through the lanes: each lane runs the next prompt not begun, until none is left (or one failed). */
+  const runAll = async (): Promise<PromptDone[]> => {
+    const results: PromptDone[] = [];
+    let next = 0;
+    const lane = async () => {
+      while (next < prompts.length && !cancel.signal.aborted) {
+        const prompt = prompts[next++] as Prompt;
+        results[prompt.index] = await runPrompt(prompt);
+      }
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
+    return results;
+  };
+
   const t0 = performance.now();
   try {
-    const done = await Promise.all(choices.map(run));
-    const tokens = done.reduce((a, c) => a + c.tokens.length, 0);
+    const finished = await runAll();
+    const all = finished.flatMap((d) => d.done);
+    const tokens = all.reduce((a, c) => a + c.tokens.length, 0);
+    const batch = prompts.length > 1 ? ` for ${prompts.length} prompts in ${lanes} lane${lanes === 1 ? '' : 's'}` : '';
     ctx.log(
-      `${kind} ${id}: ${tokens} tokens${candidates > 1 ? ` in ${candidates} ${ranked ? `candidates, the best ${p.n} returned` : 'choices'}` : ''}, ${done.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
+      `${kind} ${id}: ${tokens} tokens${batch}${candidates > 1 ? ` in ${candidates} ${ranked ? `candidates, the best ${p.n} returned` : 'choices'}${batch === '' ? '' : ' each'}` : ''}, ${all.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
     );
     if (events === null) {
-      // The candidates ranked (best_of > n), or every choice; each returned at its place in this list.
-      const means = rankingMeans(choices.map((choice, i) => ({ ...(done[i] as ApiCompletion), meanLogprob: choice.meanLogprob })));
-      const returned = returnedChoices(
-        choices.map((choice) => ({ index: choice.index, meanLogprob: means[choice.index] as number, choice })),
-        p.n,
-      ).map((r) => r.choice);
-      const completionOf = (choice: ChoiceState) => done[choice.index] as ApiCompletion;
-      const body = returned.map((choice, i) => {
-        const c = completionOf(choice);
-        const message =
-          kind === 'chat'
-            ? { index: i, message: { role: 'assistant', content: c.text, refusal: null } }
-            : { index: i, text: echo ? prompt + c.text : c.text };
-        return { ...message, logprobs: choice.wholeLogprobs(), finish_reason: c.finishReason };
-      });
-      // webswarm's extension: the token ids, the route and every token's vote (per choice when there are several).
-      const ext = (choice: ChoiceState) => {
-        const c = completionOf(choice);
-        return {
-          ...(ranked ? { candidate: choice.index } : {}),
-          tokens: c.tokens,
-          route: c.route,
-          server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
-          votes: choice.votes,
-          ...(echo ? { prompt_votes: choice.promptVotes } : {}),
-        };
-      };
-      const first = done[0] as ApiCompletion;
-      sendJson(res, 200, {
-        ...head,
-        choices: body,
-        usage: usageOf(done),
-        webswarm: {
-          redundancy: first.redundancy,
-          // Which candidates are returned rests on every candidate's votes.
-          verified: done.every((c, i) => verifiedOf(c, choices[i] as ChoiceState)),
-          prompt_tokens: first.promptTokens,
-          ...(p.n === 1
-            ? ext(returned[0] as ChoiceState)
-            : {
-                choices: returned.map((choice, i) => ({
-                  index: i,
-                  verified: verifiedOf(completionOf(choice), choice),
-                  ...ext(choice),
-                })),
-              }),
-          // best_of: every candidate, how it ranked (seed: the request's seed + its index reproduces it alone).
-          ...(ranked
-            ? {
-                candidates: choices.map((choice) => ({
-                  candidate: choice.index,
-                  seed: (p.seed + choice.index) >>> 0,
-                  mean_logprob: means[choice.index],
-                  tokens: completionOf(choice).tokens.length,
-                  verified: verifiedOf(completionOf(choice), choice),
-                  returned: returned.indexOf(choice) >= 0 ? returned.indexOf(choice) : null,
-                })),
-              }
-            : {}),
-        },
-      });
+      const whole = wholeResponse(finished, p, kind, echo, verifiedOf);
+      sendJson(res, 200, { ...head, choices: whole.choices, usage: usageOf(finished), webswarm: whole.webswarm });
       return;
     }
-    if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(done) });
+    if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(finished) });
     events.send('[DONE]');
     res.end();
   } catch (e) {
     const { code, message } = wireErrorOf(e);
-    // The other choices are not wanted any more.
+    // The other choices (and prompts) are not wanted any more.
     cancel.abort();
     if (code === 'ERR_CANCELLED') {
-      ctx.log(`${kind} ${id}: cancelled by the client after ${choices.reduce((a, c) => a + c.votes.length, 0)} tokens`);
+      ctx.log(`${kind} ${id}: cancelled by the client after ${begun.reduce((a, c) => a + c.votes.length, 0)} tokens`);
       res.destroy();
       return;
     }

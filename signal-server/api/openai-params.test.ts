@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
-import { type BodyError, MAX_PROMPT_IDS, parseChatBody, parseCompletionBody } from './openai-params.js';
+import { type BodyError, MAX_PROMPT_IDS, MAX_PROMPTS, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 const MODELS = ['austen-2m'];
 const CHAT = { model: 'austen-2m', messages: [{ role: 'user', content: 'Good morning.' }] };
@@ -206,29 +206,61 @@ describe('echo (completions)', () => {
   });
 });
 
-describe('prompt (completions): OpenAI’s four forms, one prompt a request', () => {
+describe('prompt (completions): OpenAI’s four forms, a batch of several', () => {
   const refused = (prompt: unknown) => {
     const r = completion({ prompt });
     if (!('status' in r)) throw new Error(`accepted: ${JSON.stringify(prompt)}`);
     expect(r).toMatchObject({ status: 400, code: 'invalid_request', param: 'prompt' });
     return r.message;
   };
+  const forms = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of 1..${MAX_PROMPTS} of either (all strings or all lists of ids)`;
   it('takes a string, a list of one string, token ids, or a list of one list of ids', () => {
-    expect(completion({ prompt: 'Emma' })).toMatchObject({ prompt: { text: 'Emma' } });
-    expect(completion({ prompt: ['Emma'] })).toMatchObject({ prompt: { text: 'Emma' } });
-    expect(completion({ prompt: [5, 0, 17] })).toMatchObject({ prompt: { ids: [5, 0, 17] } });
-    expect(completion({ prompt: [[5, 0, 17]] })).toMatchObject({ prompt: { ids: [5, 0, 17] } });
-    expect(completion({ prompt: [7] })).toMatchObject({ prompt: { ids: [7] } });
+    expect(completion({ prompt: 'Emma' })).toMatchObject({ prompts: [{ text: 'Emma' }] });
+    expect(completion({ prompt: ['Emma'] })).toMatchObject({ prompts: [{ text: 'Emma' }] });
+    expect(completion({ prompt: [5, 0, 17] })).toMatchObject({ prompts: [{ ids: [5, 0, 17] }] });
+    expect(completion({ prompt: [[5, 0, 17]] })).toMatchObject({ prompts: [{ ids: [5, 0, 17] }] });
+    expect(completion({ prompt: [7] })).toMatchObject({ prompts: [{ ids: [7] }] });
     expect(completion({ prompt: 'x'.repeat(MAX_PROMPT_CHARS) })).not.toHaveProperty('status');
     expect(completion({ prompt: new Array(MAX_PROMPT_IDS).fill(1) })).not.toHaveProperty('status');
   });
-  it('refuses several prompts by name, and every other shape with the forms it takes', () => {
-    expect(refused(['Emma', 'Harriet'])).toMatch(/^prompt holds 2 prompts: one request takes one prompt \(send one request per prompt\)/);
-    expect(refused([[1], [2]])).toMatch(/^prompt holds 2 prompts/);
-    expect(refused(['Emma', [2]])).toMatch(/^prompt holds 2 prompts/);
-    const forms = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of one of either`;
-    for (const p of [undefined, null, 42, {}, [], [[]], [['Emma']], [1, 'a'], [true], [[1, [2]]]])
+  it('takes a batch: several strings or several lists of ids, in order, up to MAX_PROMPTS of them', () => {
+    expect(completion({ prompt: ['Emma', 'Harriet', 'Mr. Knightley'] })).toMatchObject({
+      prompts: [{ text: 'Emma' }, { text: 'Harriet' }, { text: 'Mr. Knightley' }],
+    });
+    expect(completion({ prompt: [[1], [2, 3], [0]] })).toMatchObject({ prompts: [{ ids: [1] }, { ids: [2, 3] }, { ids: [0] }] });
+    const most = Array.from({ length: MAX_PROMPTS }, (_, i) => `prompt ${i}`);
+    expect(completion({ prompt: most })).toMatchObject({ prompts: most.map((text) => ({ text })) });
+    // The caps bound a batch's prompts together: exactly at them is accepted.
+    const half = MAX_PROMPT_IDS / 2;
+    expect(completion({ prompt: [new Array(half).fill(1), new Array(half).fill(2)] })).not.toHaveProperty('status');
+    expect(completion({ prompt: ['x'.repeat(MAX_PROMPT_CHARS - 1), 'y'] })).not.toHaveProperty('status');
+  });
+  it('refuses a batch over MAX_PROMPTS, over the caps together, mixed, empty or with a bad member, naming it', () => {
+    const over = Array.from({ length: MAX_PROMPTS + 1 }, () => [1]);
+    expect(refused(over)).toBe(`prompt holds ${MAX_PROMPTS + 1} prompts; at most ${MAX_PROMPTS} a request`);
+    expect(refused(over.map(() => 'Emma'))).toBe(`prompt holds ${MAX_PROMPTS + 1} prompts; at most ${MAX_PROMPTS} a request`);
+    const half = MAX_PROMPT_IDS / 2;
+    expect(refused([new Array(half).fill(1), new Array(half + 1).fill(2)])).toBe(
+      `prompt's 2 prompts hold ${MAX_PROMPT_IDS + 1} token ids together; at most ${MAX_PROMPT_IDS}`,
+    );
+    expect(refused(['x'.repeat(MAX_PROMPT_CHARS), 'y'])).toBe(
+      `prompt's 2 prompts hold ${MAX_PROMPT_CHARS + 1} characters together; at most ${MAX_PROMPT_CHARS}`,
+    );
+    const mixed = 'prompt mixes strings and lists of token ids: the prompts of a batch are all strings or all lists of ids';
+    expect(refused(['Emma', [2]])).toBe(mixed);
+    expect(refused([[2], 'Emma'])).toBe(mixed);
+    // A member of a batch is named by its place, an id by its prompt's and its own.
+    expect(refused(['Emma', ''])).toBe(`prompt must be ${forms}: prompt[1] has 0 characters`);
+    expect(refused([[1], []])).toBe(`prompt[1] must be a list of 1..${MAX_PROMPT_IDS} token ids`);
+    expect(refused([[1], [2, -3]])).toBe('prompt[1][1] is -3: a token id is an integer ≥ 0');
+    expect(refused([[1], [[2]]])).toBe(`prompt[1] must be a list of 1..${MAX_PROMPT_IDS} token ids`);
+    expect(refused([[1], ['a']])).toBe(`prompt[1] must be a list of 1..${MAX_PROMPT_IDS} token ids`);
+  });
+  it('refuses every other shape with the forms it takes', () => {
+    for (const p of [undefined, null, 42, {}, [], [1, 'a'], [true], [null, null], [{}, {}]])
       expect(refused(p), JSON.stringify(p)).toBe(`prompt must be ${forms}`);
+    for (const p of [[[]], [['Emma']], [[1, [2]]]])
+      expect(refused(p), JSON.stringify(p)).toBe(`prompt must be a list of 1..${MAX_PROMPT_IDS} token ids`);
     expect(refused('')).toBe(`prompt must be ${forms}: the string has 0 characters`);
     expect(refused('x'.repeat(MAX_PROMPT_CHARS + 1))).toMatch(/the string has 8001 characters$/);
     expect(refused(new Array(MAX_PROMPT_IDS + 1).fill(1))).toBe(`prompt holds ${MAX_PROMPT_IDS + 1} token ids; at most ${MAX_PROMPT_IDS}`);
@@ -237,6 +269,6 @@ describe('prompt (completions): OpenAI’s four forms, one prompt a request', ()
     expect(refused([1, -1])).toBe('prompt[1] is -1: a token id is an integer ≥ 0');
     expect(refused([[0.5]])).toBe('prompt[0] is 0.5: a token id is an integer ≥ 0');
     expect(refused([2 ** 53])).toBe(`prompt[0] is ${2 ** 53}: a token id is an integer ≥ 0`);
-    expect(completion({ prompt: [2 ** 31] })).toMatchObject({ prompt: { ids: [2 ** 31] } });
+    expect(completion({ prompt: [2 ** 31] })).toMatchObject({ prompts: [{ ids: [2 ** 31] }] });
   });
 });

@@ -41,12 +41,25 @@ export interface GenerationParams {
  */
 export type CompletionPrompt = { readonly text: string } | { readonly ids: readonly number[] };
 
-/** The most token ids a prompt may hold here; the model's positions bound it further (the coordinator checks). */
+/**
+ * The most token ids the prompts of a request may hold together (each one's, and all of a batch's), and likewise the
+ * most characters of text prompts (MAX_PROMPT_CHARS): a batch costs the swarm no more prompt than one prompt could.
+ * The model's positions bound each prompt further (the coordinator checks).
+ */
 export const MAX_PROMPT_IDS = MAX_PROMPT_CHARS;
+
+/**
+ * The most prompts one request may hold (OpenAI's batch form: a list of strings or of lists of ids). Covers the
+ * batch sizes evaluation tools send (lm-evaluation-harness's `batch_size`, 1 by default, 8–32 in practice) while
+ * keeping a request small: it is answered whole, only once its last prompt has ended, holds its client's slots
+ * until then, and fails whole if one prompt fails, so that a bigger batch risks more computed for nothing.
+ */
+export const MAX_PROMPTS = 32;
 
 export interface CompletionParams extends GenerationParams {
   readonly kind: 'completion';
-  readonly prompt: CompletionPrompt;
+  /** The prompts, in order (one, or a batch of up to MAX_PROMPTS): each answered with `n` choices of its own. */
+  readonly prompts: readonly CompletionPrompt[];
   /**
    * `echo`: the prompt comes back before the completion, and with `logprobs` each of its tokens after the first
    * with its log-probability, computed and voted on by the swarm position by position. `max_tokens` may then be 0.
@@ -180,28 +193,51 @@ function parseLogitBias(raw: unknown): [number, number][] | string {
   return pairs;
 }
 
-const PROMPT_FORMS = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of one of either`;
+const PROMPT_FORMS = `a string of 1..${MAX_PROMPT_CHARS} characters, a list of 1..${MAX_PROMPT_IDS} token ids, or a list of 1..${MAX_PROMPTS} of either (all strings or all lists of ids)`;
 
 /**
- * OpenAI's four forms of `prompt`: a string, a list of strings, a list of token ids, a list of lists of token ids.
- * One prompt a request: a list of several is refused by name (send one request per prompt). A token id here is an
- * integer ≥ 0; whether the model has it, the coordinator checks.
+ * OpenAI's four forms of `prompt`: a string, a list of strings, a list of token ids, a list of lists of token ids;
+ * the lists of several are a batch, of up to MAX_PROMPTS prompts of one form, holding MAX_PROMPT_CHARS characters or
+ * MAX_PROMPT_IDS ids in all. A token id here is an integer ≥ 0; whether the model has it, the coordinator checks.
  */
-function parsePrompt(raw: unknown): CompletionPrompt | string {
-  const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
-  // A list of one prompt (of either form) is that prompt.
-  let p = raw;
-  if (Array.isArray(raw) && raw.length > 0 && raw.every((x) => typeof x === 'string' || Array.isArray(x))) {
-    if (raw.length > 1)
-      return `prompt holds ${raw.length} prompts: one request takes one prompt (send one request per prompt); prompt must be ${PROMPT_FORMS}`;
-    p = raw[0];
+function parsePrompts(raw: unknown): CompletionPrompt[] | string {
+  if (typeof raw === 'string') return textPrompts([raw]);
+  if (!Array.isArray(raw) || raw.length === 0) return `prompt must be ${PROMPT_FORMS}`;
+  // One prompt of ids.
+  if (raw.every((x) => typeof x === 'number')) {
+    const problem = tokenIdsProblem(raw, 'prompt', MAX_PROMPT_IDS);
+    return problem ?? [{ ids: [...raw] }];
   }
-  if (typeof p === 'string') {
-    if (p.length === 0 || p.length > MAX_PROMPT_CHARS) return `prompt must be ${PROMPT_FORMS}: the string has ${p.length} characters`;
-    return { text: p };
+  const strings = raw.every((x) => typeof x === 'string');
+  const lists = raw.every((x) => Array.isArray(x));
+  if (!strings && !lists) {
+    if (raw.every((x) => typeof x === 'string' || Array.isArray(x)))
+      return `prompt mixes strings and lists of token ids: the prompts of a batch are all strings or all lists of ids`;
+    return `prompt must be ${PROMPT_FORMS}`;
   }
-  if (!isIds(p)) return `prompt must be ${PROMPT_FORMS}`;
-  return tokenIdsProblem(p, 'prompt', MAX_PROMPT_IDS) ?? { ids: [...p] };
+  if (raw.length > MAX_PROMPTS) return `prompt holds ${raw.length} prompts; at most ${MAX_PROMPTS} a request`;
+  if (strings) return textPrompts(raw);
+  const prompts: CompletionPrompt[] = [];
+  let total = 0;
+  for (const [i, ids] of raw.entries()) {
+    // A list of one list names its ids as a plain list's (prompt[3]), a batch's by their prompt (prompt[1][3]).
+    const problem = tokenIdsProblem(ids, raw.length === 1 ? 'prompt' : `prompt[${i}]`, MAX_PROMPT_IDS);
+    if (problem !== null) return problem;
+    total += (ids as number[]).length;
+    prompts.push({ ids: [...(ids as number[])] });
+  }
+  if (total > MAX_PROMPT_IDS) return `prompt's ${raw.length} prompts hold ${total} token ids together; at most ${MAX_PROMPT_IDS}`;
+  return prompts;
+}
+
+/** Text prompts: each of 1..MAX_PROMPT_CHARS characters, all of them together at most MAX_PROMPT_CHARS. */
+function textPrompts(texts: readonly string[]): CompletionPrompt[] | string {
+  const at = texts.findIndex((t) => t.length === 0 || t.length > MAX_PROMPT_CHARS);
+  if (at >= 0)
+    return `prompt must be ${PROMPT_FORMS}: ${texts.length === 1 ? 'the string' : `prompt[${at}]`} has ${texts[at]?.length} characters`;
+  const total = texts.reduce((a, t) => a + t.length, 0);
+  if (total > MAX_PROMPT_CHARS) return `prompt's ${texts.length} prompts hold ${total} characters together; at most ${MAX_PROMPT_CHARS}`;
+  return texts.map((text) => ({ text }));
 }
 
 /** POST /v1/completions's body. */
@@ -215,8 +251,8 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
     (typeof logprobs !== 'number' || !Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_COMPLETION_LOGPROBS)
   )
     return bad('logprobs', `logprobs must be an integer in [0, ${MAX_COMPLETION_LOGPROBS}]`);
-  const prompt = parsePrompt(raw.prompt);
-  if (typeof prompt === 'string') return bad('prompt', prompt);
+  const prompts = parsePrompts(raw.prompt);
+  if (typeof prompts === 'string') return bad('prompt', prompts);
   const echo = raw.echo ?? false;
   if (typeof echo !== 'boolean') return bad('echo', 'echo must be a boolean');
   const bestOf = raw.best_of ?? c.n;
@@ -227,7 +263,7 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
     );
   if (bestOf > c.n && c.stream)
     return bad('best_of', 'best_of > n cannot be streamed: the best candidates are known only once every one has ended');
-  return { ...c, kind: 'completion', prompt, logprobs, echo, bestOf };
+  return { ...c, kind: 'completion', prompts, logprobs, echo, bestOf };
 }
 
 function contentText(c: unknown): string | null {

@@ -64,3 +64,45 @@ export async function startApiSwarm(prefix: string, o: { redundancy: number; api
     throw e;
   }
 }
+
+/** A response as text and parsed (null where it is not JSON). */
+export interface RawAnswer {
+  readonly status: number;
+  readonly raw: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a response body of any shape, checked field by field
+  readonly body: any;
+}
+
+/** A raw POST to `url` (no client-side checks): a string body goes as it is written (1e400 stays 1e400). */
+export async function postRaw(url: string, body: unknown, signal?: AbortSignal): Promise<RawAnswer> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  });
+  const raw = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = null;
+  }
+  return { status: res.status, raw, body: parsed };
+}
+
+/** The most sessions the server's coordinator was seen running at once (sampled every millisecond) until `until` settles. */
+export async function mostSessionsDuring(server: SignalServer, until: Promise<unknown>): Promise<number> {
+  let most = 0;
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      most = Math.max(most, server.coordinator?.activeSessions ?? 0);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  await until.catch(() => {});
+  watching = false;
+  await watch;
+  return most;
+}
