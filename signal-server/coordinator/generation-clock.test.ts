@@ -17,7 +17,7 @@ import { Audit } from './audit.js';
 import { GenerationError, GenerationSession, JOIN_GRACE_MS, type RetryHooks, type SessionTransport } from './generation.js';
 import { NEWCOMER_GRACE_MS } from './newcomer-joins.js';
 import { shouldEvict } from './reputation.js';
-import { SILENT_FLOOR_MS, SILENT_PACE } from './silent-members.js';
+import { carriedOn, SILENT_FLOOR_MS, SILENT_PACE, type SilenceCarry } from './silent-members.js';
 
 const TIMEOUTS = { joinMs: 60_000, stepMs: 30_000 };
 /** The whole file runs on the manual clock: far below the JOIN_GRACE_MS + stepMs it simulates. */
@@ -755,5 +755,46 @@ describe('a scored prompt', () => {
     expect(forced).toEqual(FORCED);
     expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
     expect(sent()[0]).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+});
+
+describe("a member's silence over sessions (what one leaves, the next goes on from)", () => {
+  /** Member records' carries, kept as SessionRunner keeps them (Member.silence, merged by carriedOn). */
+  function carryStore(): Pick<RetryHooks, 'silenceBefore' | 'silenceAfter'> & { silence: Map<string, SilenceCarry | null> } {
+    const silence = new Map<string, SilenceCarry | null>();
+    return {
+      silence,
+      silenceBefore: (id) => silence.get(id) ?? undefined,
+      silenceAfter: (id, carry, before) => silence.set(id, carriedOn(silence.get(id) ?? null, before ?? null, carry)),
+    };
+  }
+
+  /** A one-stage session of a, b and c on the store's carries, started (every replica joined). */
+  async function carried(id: number, store: ReturnType<typeof carryStore>, steps: number) {
+    const r = rig(id);
+    Object.assign(r.hooks, { silenceBefore: store.silenceBefore, silenceAfter: store.silenceAfter });
+    const { done } = await r.start(steps);
+    return { ...r, done };
+  }
+
+  it('is a no-show when silent in concurrent sessions, whichever session (one where it was heard) ends last', async () => {
+    // c is in 8 sessions at once (a replica holds up to 16): silent in 7 of 2 s each, honest in the 8th, which ends
+    // last. Read one after another, its time unheard adds up to the floor in its third round; a session that heard
+    // it must not wipe what the others, run beside it, left.
+    const store = carryStore();
+    const why: string[] = [];
+    for (let round = 0; round < 4 && why.length === 0; round++) {
+      const sessions = [];
+      for (let k = 0; k < 8; k++) sessions.push(await carried(100 + 8 * round + k, store, 8));
+      for (const [k, { clock, hooks, answerIn, done }] of sessions.entries()) {
+        for (let step = 0; step < 8; step++) {
+          await clock.advance(250);
+          await answerIn(250, step, ...(k === 7 ? ['a', 'b', 'c'] : ['a', 'b']));
+        }
+        expect(await done).toEqual({ tokens: fives(8), finishReason: 'length' });
+        why.push(...hooks.why);
+      }
+    }
+    expect(why).toContain('c silent');
   });
 });

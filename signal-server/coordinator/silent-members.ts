@@ -23,6 +23,32 @@ export interface SilenceCarry {
 const NOTHING_CARRIED: SilenceCarry = { unheardMs: 0, unheardSteps: 0, window: { ms: 0, decided: 0, reported: 0 } };
 
 /**
+ * What a member's record keeps (Member.silence, `current`) once a session that read `before` at its start leaves
+ * `after`. A replica holds several sessions at once: where another ended since this one began (`current` is not
+ * `before`), the last to end must not wipe what the others left (one where it was heard, beside seven where it
+ * was silent): its time unheard is the longer, and its window takes this session's steps on top of the others'.
+ * Null (judged here, or struck in another since): it starts again from nothing.
+ */
+export function carriedOn(current: SilenceCarry | null, before: SilenceCarry | null, after: SilenceCarry | null): SilenceCarry | null {
+  if (current === before || after === null) return after;
+  if (current === null) return null;
+  const b = before?.window ?? NOTHING_CARRIED.window;
+  const a = after.window;
+  // Its window passed (and a new one began) in this session: what this session added is the new one.
+  const rolled = a.ms < b.ms || a.decided < b.decided || a.reported < b.reported;
+  const added = rolled ? a : { ms: a.ms - b.ms, decided: a.decided - b.decided, reported: a.reported - b.reported };
+  return {
+    unheardMs: Math.max(current.unheardMs, after.unheardMs),
+    unheardSteps: Math.max(current.unheardSteps, after.unheardSteps),
+    window: {
+      ms: current.window.ms + added.ms,
+      decided: current.window.decided + added.decided,
+      reported: current.window.reported + added.reported,
+    },
+  };
+}
+
+/**
  * The members of a running session that send no results. A replica that joins a session and then computes
  * nothing keeps its place in a stage's vote for nothing: with r = 3 one more fault in that stage leaves it
  * without a majority, and once a majority agrees nobody waits for it, so it costs nothing and was never seen.
@@ -54,6 +80,8 @@ export class SilentMembers {
       watched: { at: number; carried: SilenceCarry };
     }
   >();
+  /** Per member, what its sessions before left when this session first watched it (null: nothing), for `carriedOn`. */
+  private readonly from = new Map<string, SilenceCarry | null>();
   /** Per stage, the longest of its majority's compute times over the decided steps. */
   private readonly pace: number[] = [];
   /** Per stage, the compute times its replicas reported for the step in flight (one each). */
@@ -69,7 +97,9 @@ export class SilentMembers {
    * Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. `carried`:
    * what its sessions before left (`carry`), counted as if this session had begun with it.
    */
-  watch(id: string, step: number, carried: SilenceCarry = NOTHING_CARRIED): void {
+  watch(id: string, step: number, carried?: SilenceCarry): void {
+    if (!this.from.has(id)) this.from.set(id, carried ?? null);
+    if (carried === undefined) carried = NOTHING_CARRIED;
     const reported = this.last.get(id)?.reported ?? -1;
     const at = this.clock.now();
     const w = carried.window;
@@ -111,6 +141,11 @@ export class SilentMembers {
     const l = this.last.get(id);
     if (l === undefined || step <= l.reported) return;
     this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
+  }
+
+  /** What `id`'s sessions before left when this session first watched it (null: nothing, or not watched). */
+  carriedFrom(id: string): SilenceCarry | null {
+    return this.from.get(id) ?? null;
   }
 
   /** How long `id` was unheard up to the last decided step (ms), or null where it is not watched. */
