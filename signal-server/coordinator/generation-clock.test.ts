@@ -777,6 +777,27 @@ describe("a member's silence over sessions (what one leaves, the next goes on fr
     return { ...r, done };
   }
 
+  it('is not an honest replica 5x slower than its stage, heard in each session, struck where its sessions meet', async () => {
+    // Steps of 1 s (limit 8 s); c computes each in 5 s and is heard at 5 s and 10 s of each 14-step session (2 of
+    // 14, over 1 in SILENT_PACE). Alone, no session judges it (unheard 5 s at most); at the end it is computing its
+    // third step, 4 s unheard. Its next session must not count those 4 s before its first report (5 s in): 9 s.
+    const store = carryStore();
+    const why: string[] = [];
+    for (let k = 0; k < 4; k++) {
+      const { clock, hooks, answerIn, done } = await carried(40 + k, store, 14);
+      let cNext = 0;
+      for (let step = 0; step < 14; step++) {
+        await clock.advance(1_000);
+        if (clock.now() % 5_000 === 0) await answerIn(5_000, cNext++, 'c');
+        await answerIn(1_000, step, 'a', 'b');
+      }
+      expect(cNext).toBe(2);
+      expect(await done).toEqual({ tokens: fives(14), finishReason: 'length' });
+      why.push(...hooks.why);
+    }
+    expect(why).toEqual([]);
+  });
+
   it('is a no-show when silent in concurrent sessions, whichever session (one where it was heard) ends last', async () => {
     // c is in 8 sessions at once (a replica holds up to 16): silent in 7 of 2 s each, honest in the 8th, which ends
     // last. Read one after another, its time unheard adds up to the floor in its third round; a session that heard

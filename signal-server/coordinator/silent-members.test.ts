@@ -116,7 +116,8 @@ describe('SilentMembers', () => {
       const judged: (string | null)[] = [];
       for (let k = 0; k < 8 && !judged.some((j) => j !== null); k++) {
         const s = await session(carried, 10, 200, (step) => step === 0);
-        expect(s.left?.unheardMs).toBe(1_800);
+        // Heard in it: its 1.8 s unheard since (it may be computing, as a slow honest replica is) does not carry.
+        expect(s.left?.unheardMs).toBe(0);
         judged.push(...s.judged);
         carried = s.left;
       }

@@ -12,7 +12,7 @@ export const SILENT_MIN_STEPS = 2;
  * to the session's last decided step and how far that step is past the one in flight when it was last heard (as
  * SILENT_MIN_STEPS counts), and its window's span, steps decided and steps reported. A member is judged over its sessions one after another, not each alone: one that
  * joined sessions shorter than its limit and computed nothing was never judged, however many it joined. Being
- * heard resets the first part, as within a session.
+ * heard in a session leaves nothing of the first part (`carry`).
  */
 export interface SilenceCarry {
   readonly unheardMs: number;
@@ -78,6 +78,8 @@ export class SilentMembers {
       base: { at: number; decided: number; reported: number };
       /** When it was watched, and what its sessions before left (given back where nothing was decided since). */
       watched: { at: number; carried: SilenceCarry };
+      /** Whether it was heard in this session. */
+      heard: boolean;
     }
   >();
   /** Per member, what its sessions before left when this session first watched it (null: nothing), for `carriedOn`. */
@@ -109,6 +111,8 @@ export class SilentMembers {
       reported,
       base: { at: at - w.ms, decided: this.decided.step - w.decided, reported: reported - w.reported },
       watched: { at, carried },
+      // An excuse ending does not undo its being heard in this session.
+      heard: this.last.get(id)?.heard ?? false,
     });
   }
 
@@ -122,9 +126,12 @@ export class SilentMembers {
     // Nothing decided since it was watched: this session adds nothing, and takes nothing away.
     if (this.decided.step < 0 || this.decided.at < l.watched.at) return l.watched.carried;
     const d = this.decided;
+    // Heard in this session: at its end it may be computing the step in flight, as an honest replica slower than its
+    // stage is; that tail (under the limit, or it was judged) does not carry, or its next session's first report,
+    // as late, would find it unheard for both. Its window carries, and judges it behind where it reports too few.
     return {
-      unheardMs: Math.max(0, d.at - l.at),
-      unheardSteps: Math.max(0, d.step - l.step),
+      unheardMs: l.heard ? 0 : Math.max(0, d.at - l.at),
+      unheardSteps: l.heard ? 0 : Math.max(0, d.step - l.step),
       window: {
         ms: Math.max(0, d.at - l.base.at),
         decided: Math.max(0, d.step - l.base.decided),
@@ -140,7 +147,7 @@ export class SilentMembers {
   heard(id: string, step: number, current: number): void {
     const l = this.last.get(id);
     if (l === undefined || step <= l.reported) return;
-    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
+    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step, heard: true });
   }
 
   /** What `id`'s sessions before left when this session first watched it (null: nothing, or not watched). */
