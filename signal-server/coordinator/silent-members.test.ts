@@ -148,6 +148,10 @@ describe('SilentMembers', () => {
       expect(carriedOn(other, before, c(0, 3_000, 30, 22))).toEqual(c(3_000, 5_000, 50, 22));
       // Its window passed in this session: what it added is the new window.
       expect(carriedOn(other, before, c(0, 500, 5, 5))).toEqual(c(3_000, 3_500, 35, 7));
+      // This one decided nothing (it gives back what it read): the record stays, not the stale time unheard it read.
+      const heard = c(0, 4_000, 40, 12);
+      expect(carriedOn(heard, before, before)).toBe(heard);
+      expect(carriedOn(heard, null, c(0, 0, 0, 0))).toBe(heard);
       // Judged here, or struck in another since: nothing.
       expect(carriedOn(other, before, null)).toBeNull();
       expect(carriedOn(null, before, c(0, 3_000, 30, 22))).toBeNull();

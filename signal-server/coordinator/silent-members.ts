@@ -34,6 +34,9 @@ export function carriedOn(current: SilenceCarry | null, before: SilenceCarry | n
   if (current === null) return null;
   const b = before?.window ?? NOTHING_CARRIED.window;
   const a = after.window;
+  // This session decided nothing (it failed at once): what it gives back is what it read, stale since another ended.
+  const unheard = before?.unheardMs ?? 0;
+  if (after.unheardMs === unheard && a.ms === b.ms && a.decided === b.decided && a.reported === b.reported) return current;
   // Its window passed (and a new one began) in this session: what this session added is the new one.
   const rolled = a.ms < b.ms || a.decided < b.decided || a.reported < b.reported;
   const added = rolled ? a : { ms: a.ms - b.ms, decided: a.decided - b.decided, reported: a.reported - b.reported };
