@@ -798,6 +798,24 @@ describe("a member's silence over sessions (what one leaves, the next goes on fr
     expect(why).toEqual([]);
   });
 
+  it('is a no-show when heard at the first step of every other session only (the tail a report leaves does not carry)', async () => {
+    // Sessions of 10 steps of 400 ms (4 s, under the floor): c reports step 0 of one, then nothing in the next.
+    // What a session where it was heard leaves of its time unheard is dropped, but its window carries: 1 step
+    // reported in 20 is fewer than 1 in SILENT_PACE, judged behind once the window spans twice the limit.
+    const store = carryStore();
+    const why: string[] = [];
+    for (let k = 0; k < 8 && why.length === 0; k++) {
+      const { clock, hooks, answerIn, done } = await carried(60 + k, store, 10);
+      for (let step = 0; step < 10; step++) {
+        await clock.advance(400);
+        await answerIn(400, step, ...(step === 0 && k % 2 === 0 ? ['a', 'b', 'c'] : ['a', 'b']));
+      }
+      expect(await done).toEqual({ tokens: fives(10), finishReason: 'length' });
+      why.push(...hooks.why);
+    }
+    expect(why).toEqual(['c silent']);
+  });
+
   // FALSE POSITIVE (left open): an honest replica 4x slower than its stage, in sessions shorter than its first step
   // (3 steps of 250 ms: it would report step 0 at 1 s), is never heard in any of them, exactly as a silent member
   // is; the carry adds their 750 ms each, and at 5 s it is struck: 3 strikes in 20 sessions evict it. Before the
