@@ -263,7 +263,8 @@ export class GenerationSession extends SessionJoin {
     if (after === undefined) return;
     for (const ids of this.current) {
       if (this.served(ids)) continue;
-      for (const id of ids) if (!this.departed.has(id) && !this.awaitedJoins.has(id)) after(id, this.silence.carry(id));
+      for (const id of ids)
+        if (!this.departed.has(id) && !this.awaitedJoins.has(id)) after(id, this.silence.carry(id), this.silence.carriedFrom(id));
     }
   }
 

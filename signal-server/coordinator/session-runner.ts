@@ -7,6 +7,7 @@ import { RefusedAsFull } from './generation-error.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
 import type { GenerationResult, NoShow } from './session-types.js';
+import { carriedOn } from './silent-members.js';
 import { established, linkOf, type SwarmState } from './swarm-state.js';
 
 /** Sessions not joined (or refused) before a volunteer is evicted. */
@@ -230,9 +231,9 @@ export class SessionRunner {
         refill: (id) => this.refill(session, id),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
         silenceBefore: (id) => this.s.members.get(id)?.silence ?? undefined,
-        silenceAfter: (id, carry) => {
+        silenceAfter: (id, carry, before) => {
           const member = this.s.members.get(id);
-          if (member !== undefined) member.silence = carry;
+          if (member !== undefined) member.silence = carriedOn(member.silence, before, carry);
         },
         evict: (id, code, reason) => this.h.expel(id, code, reason, true),
         serve: (stage) => this.h.serverReplica(sessionId, stage),

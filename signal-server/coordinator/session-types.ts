@@ -40,8 +40,11 @@ export interface RetryHooks {
   refill?(volunteer: string): void;
   /** What `volunteer`'s silence in its sessions before left (SilentMembers.carry), for this session to go on from. */
   silenceBefore?(volunteer: string): SilenceCarry | undefined;
-  /** What its silence leaves for its next session, at this one's end (null: nothing, it was judged or not watched). */
-  silenceAfter?(volunteer: string, carry: SilenceCarry | null): void;
+  /**
+   * What its silence leaves for its next session, at this one's end (null: nothing, it was judged or not watched),
+   * and what `silenceBefore` gave this session (null: nothing), for sessions it holds at once (`carriedOn`).
+   */
+  silenceAfter?(volunteer: string, carry: SilenceCarry | null, before: SilenceCarry | null): void;
   /** A replica joined the session in time (its record of showing up). */
   showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */

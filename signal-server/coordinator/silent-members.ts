@@ -12,7 +12,7 @@ export const SILENT_MIN_STEPS = 2;
  * to the session's last decided step and how far that step is past the one in flight when it was last heard (as
  * SILENT_MIN_STEPS counts), and its window's span, steps decided and steps reported. A member is judged over its sessions one after another, not each alone: one that
  * joined sessions shorter than its limit and computed nothing was never judged, however many it joined. Being
- * heard resets the first part, as within a session.
+ * heard in a session leaves nothing of the first part (`carry`).
  */
 export interface SilenceCarry {
   readonly unheardMs: number;
@@ -21,6 +21,35 @@ export interface SilenceCarry {
 }
 
 const NOTHING_CARRIED: SilenceCarry = { unheardMs: 0, unheardSteps: 0, window: { ms: 0, decided: 0, reported: 0 } };
+
+/**
+ * What a member's record keeps (Member.silence, `current`) once a session that read `before` at its start leaves
+ * `after`. A replica holds several sessions at once: where another ended since this one began (`current` is not
+ * `before`), the last to end must not wipe what the others left (one where it was heard, beside seven where it
+ * was silent): its time unheard is the longer, and its window takes this session's steps on top of the others'.
+ * Null (judged here, or struck in another since): it starts again from nothing.
+ */
+export function carriedOn(current: SilenceCarry | null, before: SilenceCarry | null, after: SilenceCarry | null): SilenceCarry | null {
+  if (current === before || after === null) return after;
+  if (current === null) return null;
+  const b = before?.window ?? NOTHING_CARRIED.window;
+  const a = after.window;
+  // This session decided nothing (it failed at once): what it gives back is what it read, stale since another ended.
+  const unheard = before?.unheardMs ?? 0;
+  if (after.unheardMs === unheard && a.ms === b.ms && a.decided === b.decided && a.reported === b.reported) return current;
+  // Its window passed (and a new one began) in this session: what this session added is the new one.
+  const rolled = a.ms < b.ms || a.decided < b.decided || a.reported < b.reported;
+  const added = rolled ? a : { ms: a.ms - b.ms, decided: a.decided - b.decided, reported: a.reported - b.reported };
+  return {
+    unheardMs: Math.max(current.unheardMs, after.unheardMs),
+    unheardSteps: Math.max(current.unheardSteps, after.unheardSteps),
+    window: {
+      ms: current.window.ms + added.ms,
+      decided: current.window.decided + added.decided,
+      reported: current.window.reported + added.reported,
+    },
+  };
+}
 
 /**
  * The members of a running session that send no results. A replica that joins a session and then computes
@@ -52,8 +81,12 @@ export class SilentMembers {
       base: { at: number; decided: number; reported: number };
       /** When it was watched, and what its sessions before left (given back where nothing was decided since). */
       watched: { at: number; carried: SilenceCarry };
+      /** Whether it was heard in this session. */
+      heard: boolean;
     }
   >();
+  /** Per member, what its sessions before left when this session first watched it (null: nothing), for `carriedOn`. */
+  private readonly from = new Map<string, SilenceCarry | null>();
   /** Per stage, the longest of its majority's compute times over the decided steps. */
   private readonly pace: number[] = [];
   /** Per stage, the compute times its replicas reported for the step in flight (one each). */
@@ -69,7 +102,9 @@ export class SilentMembers {
    * Watches `id` from now, at step `step`: the session begins, a newcomer joined, or an excuse ended. `carried`:
    * what its sessions before left (`carry`), counted as if this session had begun with it.
    */
-  watch(id: string, step: number, carried: SilenceCarry = NOTHING_CARRIED): void {
+  watch(id: string, step: number, carried?: SilenceCarry): void {
+    if (!this.from.has(id)) this.from.set(id, carried ?? null);
+    if (carried === undefined) carried = NOTHING_CARRIED;
     const reported = this.last.get(id)?.reported ?? -1;
     const at = this.clock.now();
     const w = carried.window;
@@ -79,6 +114,8 @@ export class SilentMembers {
       reported,
       base: { at: at - w.ms, decided: this.decided.step - w.decided, reported: reported - w.reported },
       watched: { at, carried },
+      // An excuse ending does not undo its being heard in this session.
+      heard: this.last.get(id)?.heard ?? false,
     });
   }
 
@@ -92,9 +129,12 @@ export class SilentMembers {
     // Nothing decided since it was watched: this session adds nothing, and takes nothing away.
     if (this.decided.step < 0 || this.decided.at < l.watched.at) return l.watched.carried;
     const d = this.decided;
+    // Heard in this session: at its end it may be computing the step in flight, as an honest replica slower than its
+    // stage is; that tail (under the limit, or it was judged) does not carry, or its next session's first report,
+    // as late, would find it unheard for both. Its window carries, and judges it behind where it reports too few.
     return {
-      unheardMs: Math.max(0, d.at - l.at),
-      unheardSteps: Math.max(0, d.step - l.step),
+      unheardMs: l.heard ? 0 : Math.max(0, d.at - l.at),
+      unheardSteps: l.heard ? 0 : Math.max(0, d.step - l.step),
       window: {
         ms: Math.max(0, d.at - l.base.at),
         decided: Math.max(0, d.step - l.base.decided),
@@ -110,7 +150,12 @@ export class SilentMembers {
   heard(id: string, step: number, current: number): void {
     const l = this.last.get(id);
     if (l === undefined || step <= l.reported) return;
-    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step });
+    this.last.set(id, { ...l, at: this.clock.now(), step: current, reported: step, heard: true });
+  }
+
+  /** What `id`'s sessions before left when this session first watched it (null: nothing, or not watched). */
+  carriedFrom(id: string): SilenceCarry | null {
+    return this.from.get(id) ?? null;
   }
 
   /** How long `id` was unheard up to the last decided step (ms), or null where it is not watched. */
