@@ -261,10 +261,10 @@ export class GenerationSession extends SessionJoin {
   private carrySilence(): void {
     const after = this.retry?.silenceAfter;
     if (after === undefined) return;
-    for (const ids of this.current) {
+    for (const [stage, ids] of this.current.entries()) {
       if (this.served(ids)) continue;
       for (const id of ids)
-        if (!this.departed.has(id) && !this.awaitedJoins.has(id)) after(id, this.silence.carry(id), this.silence.carriedFrom(id));
+        if (!this.departed.has(id) && !this.awaitedJoins.has(id)) after(id, this.silence.carry(id, stage), this.silence.carriedFrom(id));
     }
   }
 

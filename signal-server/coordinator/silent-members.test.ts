@@ -81,7 +81,7 @@ describe('SilentMembers', () => {
         m.stepDecided(step, 2);
         judged.push(m.silentFor('x', 0));
       }
-      return { left: m.carry('x'), judged };
+      return { left: m.carry('x', 0), judged };
     }
 
     it('adds up the time a member is unheard in sessions shorter than the limit, and judges it once that reaches the limit', async () => {
@@ -107,7 +107,7 @@ describe('SilentMembers', () => {
       const idle = await session(one.left, 0, 200);
       expect(idle.left).toEqual(one.left);
       // Not watched: nothing to carry.
-      expect(new SilentMembers(new ManualClock(), STEP_MS).carry('x')).toBeNull();
+      expect(new SilentMembers(new ManualClock(), STEP_MS).carry('x', 0)).toBeNull();
     });
 
     it('judges behind a member heard once a session that reports fewer than one in SILENT_PACE of the steps, over sessions', async () => {

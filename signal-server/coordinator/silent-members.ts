@@ -121,19 +121,27 @@ export class SilentMembers {
 
   /**
    * What `id`'s silence leaves for its next session, as of the last decided step (null where it is not watched):
-   * its time unheard and window, which its next session's `watch` goes on from.
+   * its time unheard and window, which its next session's `watch` goes on from. `stage`: its stage, whose pace sets
+   * the grace of a member not heard in the session (below).
    */
-  carry(id: string): SilenceCarry | null {
+  carry(id: string, stage: number): SilenceCarry | null {
     const l = this.last.get(id);
     if (l === undefined) return null;
     // Nothing decided since it was watched: this session adds nothing, and takes nothing away.
     if (this.decided.step < 0 || this.decided.at < l.watched.at) return l.watched.carried;
     const d = this.decided;
+    // Not heard in a session that ended within SILENT_PACE times its stage's pace of its watch: an honest replica
+    // up to SILENT_PACE times slower than its stage (which a session's own limit allows) reports its first step
+    // only after that, and the session closes without its reports (every session of one or two tokens does so for
+    // the slowest replica of a stage). It is told from a silent one only after that: such a session adds nothing.
+    // So a member silent only in sessions that short is not judged (it holds a place in them; it changes nothing).
+    const grace = SILENT_PACE * (this.pace[stage] ?? 0);
+    if (!l.heard && d.at - l.watched.at <= grace) return l.watched.carried;
     // Heard in this session: at its end it may be computing the step in flight, as an honest replica slower than its
     // stage is; that tail (under the limit, or it was judged) does not carry, or its next session's first report,
     // as late, would find it unheard for both. Its window carries, and judges it behind where it reports too few.
     return {
-      unheardMs: l.heard ? 0 : Math.max(0, d.at - l.at),
+      unheardMs: l.heard ? 0 : Math.max(0, d.at - l.at - grace),
       unheardSteps: l.heard ? 0 : Math.max(0, d.step - l.step),
       window: {
         ms: Math.max(0, d.at - l.base.at),
