@@ -15,21 +15,31 @@ import { serverLog } from './testing/server-log.js';
 const swarm = httpSwarm('silent-attacks');
 const STEP_DELAY_MS = 200;
 
+/**
+ * A server (1 stage, r = 3, routes drawn at random 0: the first three ready), a member ready first (so in every
+ * route) whose step inputs `misbehave` takes over (by default it drops them: it never computes, never reports), and
+ * three honest replicas `delayMs` a step slow (the third a spare).
+ */
+async function swarmWithMember(delayMs: number, misbehave: (v: NodeVolunteer) => void = (v) => v.socket.off('step:input')) {
+  const { lines, logger } = serverLog();
+  const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
+  const member = swarm.volunteer(url, '127.0.0.9');
+  misbehave(member);
+  await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
+  const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs, output: (_s, d) => d } }));
+  await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+  return { lines, url, expected, member, honest };
+}
+
 describe('a member that joins its sessions and then computes nothing', () => {
   /** Tokens a generation: at STEP_DELAY_MS a step, well past SILENT_FLOOR_MS. */
   const LONGER = 40;
 
   it('is a no-show in each, taken out for a spare (the answer is the reference), and three evict it', async () => {
-    const { lines, logger } = serverLog();
-    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
-    // Ready first, it is in every route (random 0: the first three ready volunteers). It joins each session it is
-    // opened on, over the real protocol, and drops every step's input: it never computes, and never reports.
-    const silent = swarm.volunteer(url, '127.0.0.9');
-    silent.socket.off('step:input');
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
-    // Slow honest replicas (200 ms a step): a generation lasts about 8 s, past the 5 s floor of the silence limit.
-    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    // Ready first, it is in every route. It joins each session it is opened on, over the real protocol, and drops
+    // every step's input: it never computes, and never reports. Slow honest replicas (200 ms a step): a generation
+    // lasts about 8 s, past the 5 s floor of the silence limit.
+    const { lines, url, expected, member: silent, honest } = await swarmWithMember(STEP_DELAY_MS);
     const spare = honest[2] as NodeVolunteer;
     for (let k = 1; k <= 3; k++) {
       const stepsBefore = spare.steps;
@@ -146,13 +156,7 @@ describe('a member silent in sessions each shorter than the limit', () => {
   }
 
   it('is a no-show once its time unheard over them adds up to the limit', async () => {
-    const { lines, logger } = serverLog();
-    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
-    const silent = swarm.volunteer(url, '127.0.0.9');
-    silent.socket.off('step:input');
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
-    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: STEP_DELAY_MS, output: (_s, d) => d } }));
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    const { lines, url, expected, member: silent, honest } = await swarmWithMember(STEP_DELAY_MS);
     // 14 tokens at 200 ms a step: about 3 s a session, under the floor; past its grace (8 steps' pace, about 1.6 s,
     // which an honest replica up to 8 times slower may take to report), about 1.4 s a session adds up.
     const times = await sessionsUntilStruck(url, 14, expected, lines, silent.id, 10);
@@ -170,22 +174,24 @@ describe('a member silent in sessions each shorter than the limit', () => {
   }, 90_000);
 
   it('is judged behind when it computes only the first steps of each (heard in each, under 1 in 8 of the steps)', async () => {
-    const { lines, logger } = serverLog();
-    const { url, expected } = await swarm.start(1, 3, { random: () => 0, logger });
-    const lazy = swarm.volunteer(url, '127.0.0.9');
     // Over the real protocol: it computes a session's first step (its prompt) as an honest replica does, and drops
     // every later input the server sends (the mesh loop's tokens, which it sends itself, still run a step or two).
-    const [compute] = lazy.socket.listeners('step:input');
-    if (compute === undefined) throw new Error('the volunteer has no step:input handler');
-    lazy.socket.off('step:input');
-    lazy.socket.on('step:input', (m: StepInput) => {
-      if (m.step === 0) compute(m);
-    });
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(1);
     // Faster honest replicas (50 ms a step): 32 tokens a session in about 2 s, heard at their first steps, unheard for
     // the rest, never for the floor at once; over sessions, under 1 in 8 of the steps reported.
-    const honest = await swarm.joinAll(url, 3, 2, () => ({ fault: { delayMs: 50, output: (_s, d) => d } }));
-    await expect.poll(() => swarm.readyCount(url), { timeout: WAIT_MS }).toBe(4);
+    const {
+      lines,
+      url,
+      expected,
+      member: lazy,
+      honest,
+    } = await swarmWithMember(50, (v) => {
+      const [compute] = v.socket.listeners('step:input');
+      if (compute === undefined) throw new Error('the volunteer has no step:input handler');
+      v.socket.off('step:input');
+      v.socket.on('step:input', (m: StepInput) => {
+        if (m.step === 0) compute(m);
+      });
+    });
     const LONG = 32;
     const times = await sessionsUntilStruck(url, LONG, expected, lines, lazy.id, 12);
     const strikes = strikesOf(lines, lazy.id);
