@@ -234,6 +234,16 @@ describe('several prompts in one completions request', () => {
       expect(long.body.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
       expect(long.body.error.message).toMatch(/^prompt\[1\]: prompt \(500 tokens\) \+ max_tokens \(20\) exceeds the model's 512 positions/);
       await expectAllSlotsBack();
+      // Last in a streamed batch of one lane (n = 2 holds both slots): found before the first prompt runs, so a 400
+      // and no stream, not an error event after the others' chunks; and nothing computed.
+      const lateBatch = post({ ...BATCH, prompt: ['Emma', 'Mr. Knightley', 'Emma '.repeat(1000)], stream: true });
+      expect(await mostSessionsDuring(server, lateBatch)).toBe(0);
+      const late = await lateBatch;
+      expect(late.status, late.raw).toBe(400);
+      expect(late.raw).not.toMatch(/^data: /);
+      expect(late.body.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
+      expect(late.body.error.message).toMatch(/^prompt\[2\]: prompt \(\d+ tokens\) \+ max_tokens \(6\) exceeds the model's 512 positions$/);
+      await expectAllSlotsBack();
       // An id past the vocabulary: refused as the prompts are read, before any runs (a session's own check would
       // say "prompt[1]: prompt: token …").
       const bad = await post({ ...BATCH, prompt: [[e], [e, vocab]] });

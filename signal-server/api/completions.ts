@@ -3,7 +3,7 @@ import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { wireErrorOf } from '../coordinator/generation.js';
-import { GenerationError } from '../coordinator/generation-error.js';
+import { checkPromptFits, GenerationError } from '../coordinator/generation-error.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
 import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
@@ -192,10 +192,14 @@ function choicesRefused(n: number, what: string, held: number, access: AccessCon
 /** A prompt that ends on a whole character (text, or ids that finish their last one). */
 const WHOLE = { ids: 0, bytes: [] } as const;
 
-/** The request's prompts (a chat's one conversation); throws on a template error or an id the model does not have. */
+/**
+ * The request's prompts (a chat's one conversation); throws on a template error or an id the model does not have,
+ * and, in a batch, on a prompt too long for the model's positions: each is found before any prompt runs, named by
+ * its place (a prompt found too long when its lane starts would come as an error event after others streamed).
+ */
 function preparePrompts(p: CompletionParams | ChatParams, swarm: ApiSwarm, texts: TokenTexts): Prompt[] {
   if (p.kind === 'chat') return [{ index: 0, text: swarm.chatPrompt(p.messages), unfinished: WHOLE }];
-  return p.prompts.map((q, index): Prompt => {
+  const prompts = p.prompts.map((q, index): Prompt => {
     if ('text' in q) return { index, text: q.text, unfinished: WHOLE };
     // Each id checked before any prompt runs, named by its prompt in a batch.
     const text = swarm.promptText(q.ids, p.prompts.length === 1 ? 'prompt' : `prompt[${index}]`);
@@ -205,6 +209,17 @@ function preparePrompts(p: CompletionParams | ChatParams, swarm: ApiSwarm, texts
     if (ending.ids > 0 && text.endsWith('\uFFFD')) return { index, text: text.slice(0, -1), ids: q.ids, unfinished: ending };
     return { index, text, ids: q.ids, unfinished: WHOLE };
   });
+  if (prompts.length > 1) {
+    const { maxPositions } = swarm.tokenizerInfo();
+    for (const q of prompts) {
+      try {
+        checkPromptFits(q.ids?.length ?? swarm.encode(q.text).length, p.maxTokens, maxPositions);
+      } catch (e) {
+        throw namedInBatch(e, q.index);
+      }
+    }
+  }
+  return prompts;
 }
 
 /** A batch's prompt the coordinator refused (too long for the model's positions), named by its place. */

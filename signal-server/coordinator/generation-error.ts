@@ -33,3 +33,13 @@ export const INTERNAL_ERROR_MESSAGE = 'internal error';
 export function wireErrorOf(e: unknown): WireError {
   return e instanceof GenerationError ? { code: e.code, message: e.message } : { code: 'ERR_INTERNAL', message: INTERNAL_ERROR_MESSAGE };
 }
+
+/** Throws ERR_BAD_REQUEST (param `prompt`) when a prompt of `length` tokens and `maxTokens` more pass the model's positions. */
+export function checkPromptFits(length: number, maxTokens: number, maxPositions: number): void {
+  if (length + maxTokens > maxPositions)
+    throw new GenerationError(
+      'ERR_BAD_REQUEST',
+      `prompt (${length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${maxPositions} positions`,
+      'prompt',
+    );
+}

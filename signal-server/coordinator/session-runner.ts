@@ -3,7 +3,7 @@ import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
-import { RefusedAsFull } from './generation-error.js';
+import { checkPromptFits, RefusedAsFull } from './generation-error.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
 import type { GenerationResult, NoShow } from './session-types.js';
@@ -176,13 +176,7 @@ export class SessionRunner {
     const r = this.s.options.redundancy;
     checkPromptIds([...promptTokens, ...forced], manifest.model.vocabSize);
     checkSampling(sampling, manifest.model.vocabSize);
-    if (promptTokens.length + forced.length + maxTokens > manifest.model.maxPositions) {
-      throw new GenerationError(
-        'ERR_BAD_REQUEST',
-        `prompt (${promptTokens.length + forced.length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${manifest.model.maxPositions} positions`,
-        'prompt',
-      );
-    }
+    checkPromptFits(promptTokens.length + forced.length, maxTokens, manifest.model.maxPositions);
     const sessionId = this.s.options.newSessionId?.() ?? this.nextSessionId++;
     if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
