@@ -4,7 +4,9 @@
  * agree on. Side by side in one run, r = 1 and r = 3, austen-2m in 3 stages on
  * Chromium tabs (WASM): the prompt's tokens sent to stage 0 as each step
  * before is decided (MESH_LOOP=off) against sent up to MESH_AHEAD steps ahead,
- * so that the stages compute them as a pipeline (the default). Every run's
+ * so that the stages compute them as a pipeline, and against the prompt's
+ * first positions in one step (the default: the last stage a position at a
+ * time, a row of logits each; the rest, past maxScoreRows, sent ahead). Every run's
  * log-probabilities are checked against the reference runner fed the prompt a
  * token at a time, which is timed too.
  *
@@ -36,6 +38,19 @@ const WARMUP_TOKENS = 128;
 const TOLERANCE = 1e-4;
 const STAGES = 3;
 
+/** How the prompt goes: a position a step (scoreRows 1), after the step before or sent ahead; or its first positions in one step. */
+interface Setup {
+  readonly meshLoop: boolean;
+  readonly scoreRows?: number;
+  readonly name: string;
+}
+
+const SETUPS: readonly Setup[] = [
+  { meshLoop: false, scoreRows: 1, name: 'step by step (MESH_LOOP=off)' },
+  { meshLoop: true, scoreRows: 1, name: `a position a step, sent ${MESH_AHEAD} steps ahead (pipeline)` },
+  { meshLoop: true, name: 'first positions in one step (the default), the rest sent ahead' },
+];
+
 interface Run {
   /** Wall ms per scored position: the request's time over the positions scored. */
   readonly msPerPosition: number;
@@ -43,15 +58,14 @@ interface Run {
   readonly stepMs: number;
 }
 
-async function scoreRuns(
-  dir: string,
-  cache: string,
-  r: number,
-  meshLoop: boolean,
-  repeats: number,
-  want: readonly number[],
-): Promise<Run[]> {
-  const server = await startLocalServer([{ dir, stages: STAGES }], cache, { redundancy: r, meshLoop, spotCheckRate: 0 });
+async function scoreRuns(dir: string, cache: string, r: number, setup: Setup, repeats: number, want: readonly number[]): Promise<Run[]> {
+  const { meshLoop, scoreRows } = setup;
+  const server = await startLocalServer([{ dir, stages: STAGES }], cache, {
+    redundancy: r,
+    meshLoop,
+    spotCheckRate: 0,
+    ...(scoreRows === undefined ? {} : { scoreRows }),
+  });
   const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: STAGES * r });
   try {
     const coordinator = server.coordinator;
@@ -72,7 +86,7 @@ async function scoreRuns(
       if (got.length !== want.length) throw new Error(`r = ${r}: ${got.length} positions scored, ${want.length} expected`);
       got.forEach((lp, k) => {
         if (Math.abs(lp - (want[k] as number)) > TOLERANCE)
-          throw new Error(`r = ${r}, mesh loop ${meshLoop}: position ${k + 1}'s log-probability ${lp} is not the reference's ${want[k]}`);
+          throw new Error(`r = ${r}, ${setup.name}: position ${k + 1}'s log-probability ${lp} is not the reference's ${want[k]}`);
       });
       runs.push({ msPerPosition: ms / want.length, stepMs: median(stepMs) });
     }
@@ -104,10 +118,9 @@ export async function benchScoring(o: { modelDir: string; repeats: number; redun
       await reference.close();
     }
     const load0 = loadavg()[0] ?? 0;
-    const rows: { r: number; meshLoop: boolean; runs: Run[] }[] = [];
+    const rows: { r: number; setup: Setup; runs: Run[] }[] = [];
     for (const r of o.redundancies ?? [1, 3])
-      for (const meshLoop of [false, true])
-        rows.push({ r, meshLoop, runs: await scoreRuns(o.modelDir, cache, r, meshLoop, o.repeats, want) });
+      for (const setup of SETUPS) rows.push({ r, setup, runs: await scoreRuns(o.modelDir, cache, r, setup, o.repeats, want) });
     const load1 = loadavg()[0] ?? 0;
     const ref = median(refMs);
     printTable(
@@ -117,10 +130,10 @@ export async function benchScoring(o: { modelDir: string; repeats: number; redun
         ['reference runner, a token at a time (one process)', ref.toFixed(2), refMs.map((x) => x.toFixed(2)).join(' '), '', '', '1.00'],
         ...rows.map((x) => {
           const ms = median(x.runs.map((m) => m.msPerPosition));
-          const base = rows.find((y) => y.r === x.r && !y.meshLoop);
+          const base = rows.find((y) => y.r === x.r && y.setup === SETUPS[0]);
           const baseMs = base === undefined ? Number.NaN : median(base.runs.map((m) => m.msPerPosition));
           return [
-            `r = ${x.r}, ${x.meshLoop ? `sent ${MESH_AHEAD} steps ahead (pipeline)` : 'step by step (MESH_LOOP=off)'}`,
+            `r = ${x.r}, ${x.setup.name}`,
             ms.toFixed(2),
             x.runs.map((m) => m.msPerPosition.toFixed(2)).join(' '),
             median(x.runs.map((m) => m.stepMs)).toFixed(2),

@@ -3,7 +3,9 @@
 // log-probability of each prompt position (promptLogprobs) and its tokens after the prompt (generateIds, with
 // the same sampling). Attacks: roll-backs at the switch from forced to sampled steps, at the last forced step,
 // in stage 0 and in the last stage, a replica leaving during a roll-back, the fallback taking a stage
-// mid-prompt, penalties, logit_bias and a seeded temperature after the prompt.
+// mid-prompt, penalties, logit_bias and a seeded temperature after the prompt. Each position a step
+// (`scoreRows: 1`, the path a replay and a prompt past maxScoreRows take), so that the attacks land on the steps
+// they name; the first positions in one step are attacked in coordinator/score-ahead.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import { type FaultBehaviour, faultBehaviour } from '../shared/swarm/faults.js';
@@ -41,7 +43,7 @@ const score = (
   faults: Record<string, FaultBehaviour> = {},
   crash: Crash | readonly Crash[] | null = null,
   sampling: SamplingParams = GREEDY,
-) => scoreInProcess(golden as GoldenSwarm, swarm, TOKENS, faults, crash, sampling);
+) => scoreInProcess(golden as GoldenSwarm, { ...swarm, scoreRows: 1 }, TOKENS, faults, crash, sampling);
 const expectReference = (got: ScoredRun, sampling: SamplingParams = GREEDY) =>
   expectScoredAsReference(golden as GoldenSwarm, want, got, TOKENS, sampling);
 

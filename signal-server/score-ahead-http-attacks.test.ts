@@ -53,9 +53,13 @@ async function scoreThrough(
   return got;
 }
 
-/** In join order the stages alternate: volunteers 0, 2, 4 hold stage 0, 1, 3, 5 stage 1. */
+/**
+ * In join order the stages alternate: volunteers 0, 2, 4 hold stage 0, 1, 3, 5 stage 1. Each position a step (a
+ * prompt's first positions in one step off), the path a replay and a prompt past maxScoreRows take: its tokens
+ * sent ahead.
+ */
 async function twoStages(options: (i: number) => NodeVolunteerOptions = () => ({})) {
-  const { url, tokenizer } = await start(2, 3);
+  const { url, tokenizer } = await start(2, 3, { scoreRows: 1 });
   const ids = tokenizer.encode(PROMPT);
   const all = await joinAll(url, 6, 140, options);
   return { url, ids, all };

@@ -104,6 +104,8 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
+  /** The most of a scored prompt's first positions in one step (default maxScoreRows); 1: a position a step (CoordinatorOptions.scoreRows). */
+  readonly scoreRows?: number;
   /** How replicas send their frames (FANOUT; default majority): see CoordinatorOptions.fanout. */
   readonly fanout?: Fanout;
   /** The most sessions' decode steps of a stage the fallback runs as one call (default DEFAULT_MAX_BATCH); 1 = each alone. */
@@ -297,6 +299,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
             ...(opts.meshLoop === undefined ? {} : { meshLoop: opts.meshLoop }),
+            ...(opts.scoreRows === undefined ? {} : { scoreRows: opts.scoreRows }),
             ...(opts.fanout === undefined ? {} : { fanout: opts.fanout }),
             // With several servers, frames between this server's replicas and other processes' volunteers go through Redis.
             ...(opts.fallback === undefined || opts.fallback === 'off'

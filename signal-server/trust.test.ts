@@ -157,24 +157,57 @@ describe('a scored prompt (echo)', () => {
   }
 
   it("a replica that says every next token of the prompt was certain is outvoted: the log-probabilities are the reference's", async () => {
-    const { url, tokenizer } = await start(1, 3);
+    const { server, url, tokenizer } = await start(1, 3);
     const ids = tokenizer.encode(PROMPT);
-    // At step i (position i + 1 of the prompt) it spikes its logits on the prompt's own next token: a text made to
-    // look likely, what an evaluation through the swarm must not be told.
-    const liar = volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1)) });
+    // In every row of its logits (the prompt's positions, scored in one step) it spikes the prompt's own next token:
+    // a text made to look likely, what an evaluation through the swarm must not be told.
+    const liar = volunteer(url, '127.0.0.120', { fault: spellingLogits(ids.slice(1), server.coordinator?.vocabSize) });
     for (let i = 0; i < 2; i++) volunteer(url, `127.0.0.${121 + i}`);
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    const body = await scoredAsReference(url, ids, 1);
-    // Every position agreed by the two honest replicas (the liar's answer against them, or not waited for).
-    for (const v of body.webswarm.prompt_votes) expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
-    // It did lie, and was heard: outvoted at the positions it answered in time, and evicted for it.
-    expect(body.webswarm.prompt_votes.some((v) => (v.votes[0]?.disagreed ?? 0) > 0)).toBe(true);
+    // One step a request, so one disagreement at most: scored again until it has disagreed often enough to go
+    // (EVICT_AFTER_DISAGREEMENTS), each time the reference's.
+    let heard = 0;
+    for (let i = 0; i < 8 && !liar.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
+      const body = await scoredAsReference(url, ids, 1);
+      // Every position agreed by the two honest replicas (the liar's answer against them, or not waited for).
+      for (const v of body.webswarm.prompt_votes) expect(v.votes[0]).toMatchObject({ agreed: 2, replicas: 3 });
+      if (body.webswarm.prompt_votes.some((v) => (v.votes[0]?.disagreed ?? 0) > 0)) heard++;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // It did lie, and was heard: outvoted where it answered in time, and evicted for it.
+    expect(heard).toBeGreaterThan(0);
     await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
     expect(liar.errors.find((e) => e.code === 'ERR_EVICTED')?.message).toMatch(/disagreed with the majority/);
   });
 
+  it('two replicas that agree on the last row alone of a scored step (one row where the step has one a position) are refused, never taken: a named 503', async () => {
+    const { server, url, tokenizer } = await start(1, 3);
+    const vocab = server.coordinator?.vocabSize as number;
+    const ids = tokenizer.encode(PROMPT);
+    // Honest values, the step's usual last row: were they taken as the step's rows, every position would be misread.
+    const lastRowOnly = {
+      delayMs: 0,
+      output: (step: number, d: Float32Array, logits: boolean) => (logits && step === 0 ? d.slice(d.length - vocab) : d),
+    };
+    const liars = [volunteer(url, '127.0.0.125', { fault: lastRowOnly }), volunteer(url, '127.0.0.126', { fault: lastRowOnly })];
+    volunteer(url, '127.0.0.127');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1 }),
+    });
+    const body = (await res.json()) as { error?: { code: string; message: string } };
+    expect(res.status, JSON.stringify(body)).toBe(503);
+    expect(body.error?.code).toBe('ERR_NO_QUORUM');
+    expect(body.error?.message).toMatch(/^step 0: the logits of .+, .+ \(stage 0\) were refused, too few of its 3 replicas agree/);
+    expect(ids.length).toBeGreaterThan(2);
+    for (const liar of liars) expect(liar.stage).toBe(0);
+  });
+
   it('two stages, their tokens sent ahead (a pipeline): a liar in each stage is outvoted at every position and evicted', async () => {
-    const { url, tokenizer } = await start(2, 3);
+    // A position a step (the path a replay and a prompt past maxScoreRows take).
+    const { url, tokenizer } = await start(2, 3, { scoreRows: 1 });
     const ids = tokenizer.encode(PROMPT);
     // In join order the stages alternate: the second volunteer holds stage 1 (the logits), the third stage 0.
     const all = await joinAll(url, 6, 130, (i) =>

@@ -279,6 +279,16 @@ export function sequenceLength(input: TensorData): number {
   return s;
 }
 
+/** Position `i` of a one-row stage input ([1, S] ids or [1, S, d] hidden states) as an input of its own ([1, 1, …]). */
+export function positionOf(t: TensorData, i: number): TensorData {
+  const s = sequenceLength(t);
+  if (t.dims[0] !== 1 || !Number.isInteger(i) || i < 0 || i >= s)
+    throw new RangeError(`no position ${i} in a stage input of shape [${t.dims.join(', ')}]`);
+  const per = t.data.length / s;
+  const dims = t.dims.map((d, k) => (k === 1 ? 1 : d));
+  return { ...t, dims, data: t.data.slice(i * per, (i + 1) * per) } as TensorData;
+}
+
 /** The feeds as host tensors; a device tensor among them is an error naming it (a host runtime cannot take it). */
 export function hostOnly(f: KvFeeds, what = 'feeds'): Feeds {
   for (const [k, v] of Object.entries(f)) if (v.dtype === 'device') throw new Error(`${what}: ${k} is on the device, not the host`);

@@ -206,6 +206,20 @@ export interface SessionOpen {
    * agree at once. Absent: every sender sends every receiver (all-to-all).
    */
   readonly fanout?: number;
+  /**
+   * For the last stage of a scored prompt's session: step 0's input has this
+   * many positions (≥ 2), and its logits carry a row for each of them (the
+   * prompt's positions 1 … scoreRows), not only the last. Absent: one row.
+   */
+  readonly scoreRows?: number;
+}
+
+/** The most bytes of logits one step:logits carries (rows of a scored step 0), well under Socket.IO's 1 MiB. */
+export const SCORE_ROWS_BYTES = 768 * 1024;
+
+/** The most rows of logits one step may carry for a vocabulary of `vocabSize` (at least 1). */
+export function maxScoreRows(vocabSize: number): number {
+  return Math.max(1, Math.floor(SCORE_ROWS_BYTES / (4 * vocabSize)));
 }
 
 /**
@@ -297,7 +311,10 @@ export interface ChallengeProof {
   readonly digest: readonly number[];
 }
 
-/** The last stage's logits for the last position of a step. */
+/**
+ * The last stage's logits for the last position of a step; for step 0 of a
+ * session opened with `scoreRows`, one row for each of its positions, in order.
+ */
 export interface StepLogits {
   readonly sessionId: number;
   readonly step: number;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES } from './frames.js';
-import { MAX_FRAME_BATCH, packFrameMessages } from './messages.js';
+import { MAX_FRAME_BATCH, maxScoreRows, packFrameMessages, SCORE_ROWS_BYTES } from './messages.js';
 import {
   MAX_ICE_SERVERS,
   MAX_SIGNAL_BYTES,
@@ -62,6 +62,19 @@ describe('message validation', () => {
         reason: 'resets must be an unsigned integer',
       });
     expect(parseLogits({ sessionId: 1, step: 2, logits }, 5)).toMatchObject({ ok: false });
+    // Whole rows (a scored step's positions), up to maxScoreRows of the vocabulary; the session checks the count.
+    expect(parseLogits({ sessionId: 1, step: 0, logits: new Float32Array(12).buffer }, 4)).toMatchObject({ ok: true });
+    const most = maxScoreRows(2048);
+    expect(most * 2048 * 4).toBeLessThanOrEqual(SCORE_ROWS_BYTES);
+    expect(parseLogits({ sessionId: 1, step: 0, logits: new Float32Array(most * 2048).buffer }, 2048)).toMatchObject({ ok: true });
+    expect(parseLogits({ sessionId: 1, step: 0, logits: new Float32Array((most + 1) * 2048).buffer }, 2048)).toEqual({
+      ok: false,
+      reason: `logits hold ${(most + 1) * 2048 * 4} bytes, expected 8192 (vocabulary 2048 × float32) times 1 to ${most} rows`,
+    });
+    for (const bytes of [0, 4 * 4 + 4])
+      expect(parseLogits({ sessionId: 1, step: 0, logits: new ArrayBuffer(bytes) }, 4)).toMatchObject({ ok: false });
+    // A vocabulary past the budget still has its one row.
+    expect(maxScoreRows(1_000_000)).toBe(1);
   });
 
   it('takes a failure with its roll-back count (absent: none), and refuses a bad count by name', () => {

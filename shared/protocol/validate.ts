@@ -18,6 +18,7 @@ import {
   MAX_FRAME_BATCH,
   MAX_FRAME_BATCH_BYTES,
   MAX_NET_DELAY_MS,
+  maxScoreRows,
   type NetConditions,
   type ReceivedReport,
   type SessionJoined,
@@ -238,7 +239,8 @@ export function parseProof(raw: unknown): Parsed<ChallengeProof> {
 
 /**
  * Logits arrive as binary (Node's Buffer on the server). `vocabSize` is the
- * served model's: any other length is refused.
+ * served model's: a length other than whole rows of it, up to maxScoreRows, is
+ * refused (the session checks the row count its step asked for).
  */
 export function parseLogits(
   raw: unknown,
@@ -249,8 +251,11 @@ export function parseLogits(
   if (raw.resets !== undefined && !uint(raw.resets, MAX_STEPS)) return bad('resets must be an unsigned integer');
   const bytes = bytesOf(raw.logits);
   if (bytes === null) return bad('logits must be binary');
-  if (bytes.byteLength !== vocabSize * 4)
-    return bad(`logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32)`);
+  const rows = bytes.byteLength / (vocabSize * 4);
+  if (!Number.isInteger(rows) || rows < 1 || rows > maxScoreRows(vocabSize))
+    return bad(
+      `logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32) times 1 to ${maxScoreRows(vocabSize)} rows`,
+    );
   return ok({
     sessionId: raw.sessionId,
     step: raw.step,

@@ -1,5 +1,5 @@
 import type { StageManifest } from '../model/manifest.js';
-import type { SessionExecutor, TensorData } from '../model/pipeline.js';
+import { type Float32Tensor, positionOf, type SessionExecutor, sequenceLength, type TensorData } from '../model/pipeline.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type {
   MeshLoop,
@@ -799,6 +799,21 @@ export class ReplicaCore {
     }
   }
 
+  /**
+   * The last stage's step on each position of `input` in turn, after the cache before it: the graph's head gives
+   * only the last position's logits, and a scored step needs every position's. Rows [1, S, vocab].
+   */
+  private async stepRows(sessionId: number, input: TensorData): Promise<Float32Tensor> {
+    const vocab = this.manifest.model.vocabSize;
+    const positions = sequenceLength(input);
+    const data = new Float32Array(positions * vocab);
+    for (let i = 0; i < positions; i++) {
+      const out = await this.executor.step(sessionId, this.stage, positionOf(input, i));
+      data.set(out.data.subarray(out.data.length - vocab), i * vocab);
+    }
+    return { dtype: 'float32', dims: [1, positions, vocab], data };
+  }
+
   private async compute(
     s: SessionState,
     step: number,
@@ -812,7 +827,9 @@ export class ReplicaCore {
     // Taken before the step: the executor may take the input's buffer (a transfer to the worker).
     const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
     const positions = input.dims[1] as number;
-    const main = await this.executor.step(sessionId, this.stage, input);
+    // A scored prompt's step 0 at the last stage: a row of logits for each of its positions (SessionOpen.scoreRows).
+    const rows = last && step === 0 && s.open.scoreRows === positions ? positions : 1;
+    const main = rows > 1 ? await this.stepRows(sessionId, input) : await this.executor.step(sessionId, this.stage, input);
     if (epoch !== s.epoch) {
       // Rolled back while it computed: its result is moot, and the cache goes back again past it.
       await this.executor.truncate(sessionId, s.positions);
@@ -841,11 +858,12 @@ export class ReplicaCore {
         return; // a replay only rebuilds the cache
       }
       const vocab = this.manifest.model.vocabSize;
-      const rows = Math.max(1, Math.floor(data.length / vocab));
-      const row = data.slice((rows - 1) * vocab);
+      const row = data.slice((Math.max(1, Math.floor(data.length / vocab)) - 1) * vocab);
       this.sendToken(s, step, row);
       digest();
-      this.out.logits({ sessionId, step, logits: row.slice().buffer, resets: s.resets });
+      // Every row of a scored step (a fault's output of another length goes as it is: the coordinator refuses it).
+      const sent = rows > 1 ? data.slice() : row.slice();
+      this.out.logits({ sessionId, step, logits: sent.buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];
       if (s.history.size < MAX_HISTORY_STEPS) s.history.set(step, { dims, data });

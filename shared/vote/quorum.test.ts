@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { agreeLogits, agreeTensors, majority, medianOf, Quorum, type ReplicaOutcome } from './quorum.js';
+import { agreeLogitRows, agreeLogits, agreeTensors, majority, medianOf, Quorum, type ReplicaOutcome } from './quorum.js';
 
 const base = new Float32Array([1, -2, 0.5, 3]);
 const near = new Float32Array([1.0005, -2.0004, 0.5, 3.0006]); // within 1e-3 · 3
@@ -100,6 +100,20 @@ describe('quorum', () => {
     expect(agreeTensors(a, b)).toBe(true);
     expect(agreeLogits(a, b)).toBe(false);
     expect(agreeLogits(a, a)).toBe(true);
+  });
+
+  it('rows of logits (a scored step) must pick the same token in every row, and come in the same count', () => {
+    // Row 0's two best swapped within tolerance; row 1 holds the largest value, so the whole array's argmax agrees.
+    const a = new Float32Array([5, 4.9999, 0, 9, 1, 0]);
+    const b = new Float32Array([4.9999, 5, 0, 9, 1, 0]);
+    expect(agreeLogits(a, b)).toBe(true);
+    const rows = agreeLogitRows(3);
+    expect(rows(a, b)).toBe(false);
+    expect(rows(a, a)).toBe(true);
+    expect(rows(a, a.slice(3))).toBe(false);
+    expect(rows(a.slice(0, 4), a.slice(0, 4))).toBe(false);
+    // One row: agreeLogits.
+    expect(rows(a.slice(3), a.slice(3))).toBe(true);
   });
 });
 

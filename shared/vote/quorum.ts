@@ -234,3 +234,16 @@ export const agreeTensors: AgreeFn<Float32Array> = (a, b) => agrees(a, b);
 
 /** Logits agree when within tolerance and their most likely token is the same. */
 export const agreeLogits: AgreeFn<Float32Array> = (a, b) => agrees(a, b) && argmax(a) === argmax(b);
+
+/**
+ * Logits of one or more rows of `vocabSize` (a scored step's positions) agree when within tolerance and every
+ * row's most likely token is the same; rows of other counts never agree.
+ */
+export function agreeLogitRows(vocabSize: number): AgreeFn<Float32Array> {
+  return (a, b) => {
+    if (a.length !== b.length || a.length % vocabSize !== 0 || !agrees(a, b)) return false;
+    for (let at = 0; at < a.length; at += vocabSize)
+      if (argmax(a.subarray(at, at + vocabSize)) !== argmax(b.subarray(at, at + vocabSize))) return false;
+    return true;
+  };
+}

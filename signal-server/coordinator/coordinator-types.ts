@@ -148,6 +148,13 @@ export interface CoordinatorOptions {
    */
   readonly meshLoop?: boolean;
   /**
+   * The most of a scored prompt's first positions step 0 runs, the last
+   * stage sending a row of logits for each (default and at most
+   * maxScoreRows of the vocabulary); 1: a position a step from the first
+   * (the path of replays; benchmarks and tests compare).
+   */
+  readonly scoreRows?: number;
+  /**
    * How replicas send their frames (FANOUT): `majority` (default), each
    * receiver gets copies from a majority of its senders by a rotation and asks
    * the others when those do not agree at once (shared/swarm/fanout.ts);

@@ -53,8 +53,18 @@ export class GenerationSession extends SessionJoin {
      * are no part of the completion, and never end it; `maxTokens` counts the steps after them.
      */
     forced: readonly number[] = [],
+    /**
+     * A scored prompt's first positions in one step: step 0 runs `promptIds` (these many, ≥ 2, with `forced`
+     * not empty), and its logits have a row for each; the rows before the last go to `onToken` first, as forced
+     * records of the prompt's tokens 1 … scoreRows − 1, then the last row as step 0's (forced[0]'s). 1: one row.
+     */
+    scoreRows = 1,
   ): Promise<GenerationResult> {
     const eos = this.manifest.model.eosTokenId;
+    const vocab = this.manifest.model.vocabSize;
+    if (scoreRows > 1 && (scoreRows !== promptIds.length || forced.length === 0 || sampledBefore > 0))
+      throw new RangeError(`scoreRows ${scoreRows} needs a fresh prompt of as many tokens and forced tokens after it`);
+    this.scoreRows = scoreRows;
     this.sampling = sampling;
     this.maxSteps = forced.length + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
@@ -140,9 +150,11 @@ export class GenerationSession extends SessionJoin {
             const n = this.route[failing.stage]?.length ?? 0;
             throw new GenerationError(
               'ERR_NO_QUORUM',
-              failing.culprits.size > 0
-                ? `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`
-                : `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`,
+              failing.culprits.size === 0
+                ? `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
+                : failing.stage === last
+                  ? `step ${step}: the logits of ${[...failing.culprits].join(', ')} (stage ${failing.stage}) were refused, too few of its ${n} replicas agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
+                  : `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`,
             );
           }
           w = fresh();
@@ -178,10 +190,17 @@ export class GenerationSession extends SessionJoin {
               }
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
-        const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits: state.value };
+        const rows = this.logitsRows(step);
+        const logits = rows === 1 ? state.value : state.value.subarray((rows - 1) * vocab);
+        const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits };
         if (token === eos && !isForced) return { tokens, finishReason: 'stop', end: record };
         input = [token];
         if (isForced) {
+          // A scored step's rows before its last: the prompt's positions 1 … rows − 1, in order, with the step's votes.
+          for (let row = 0; row + 1 < rows; row++) {
+            const given = promptIds[row + 1] as number;
+            onToken(given, { ...record, token: given, logits: state.value.subarray(row * vocab, (row + 1) * vocab), forced: true });
+          }
           onToken(token, { ...record, forced: true });
           continue;
         }
@@ -296,6 +315,10 @@ export class GenerationSession extends SessionJoin {
     let failing = digestStates.indexOf('no-majority');
     if (failing < 0 && w.logits.state.kind !== 'agreed') failing = last;
     if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
+    // Last-stage replicas whose own logits message was refused (rows of another count than the step's, or their own
+    // failure) go first: nobody else could have made them so.
+    if (failing === last)
+      return { stage: last, culprits: new Set((this.route[last] ?? []).filter((id) => w.logits.outcome(id)?.status === 'rejected')) };
     if (failing >= 0) return { stage: failing, culprits: new Set() };
     const broken = this.brokenLink(step);
     // Where every link holds, receivers' word alone convicts nobody (colluding receivers could frame an

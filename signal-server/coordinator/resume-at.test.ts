@@ -1,7 +1,7 @@
 // Where a request's session starts, first or replayed (a re-partition under it): a scored prompt (echo) goes on
 // from the position it reached, so that no position is scored twice or skipped, and generation from what it has.
 import { describe, expect, it } from 'vitest';
-import { resumeAt } from './session-runner.js';
+import { firstScoreRows, resumeAt } from './session-runner.js';
 
 const PROMPT = [11, 12, 13, 14];
 
@@ -19,5 +19,19 @@ describe('resumeAt', () => {
     expect(resumeAt(PROMPT, true, 3, [7])).toEqual({ prompt: [...PROMPT, 7], forced: [] });
     // A one-token prompt has nothing to score.
     expect(resumeAt([11], true, 0, [])).toEqual({ prompt: [11], forced: [] });
+  });
+});
+
+describe('firstScoreRows', () => {
+  it("a fresh scored prompt's step 0 runs all but its last position, within maxScoreRows and the operator's most", () => {
+    expect(firstScoreRows(10, 2048)).toBe(9);
+    expect(firstScoreRows(500, 2048)).toBe(96);
+    expect(firstScoreRows(500, 49_152)).toBe(4);
+    expect(firstScoreRows(10, 2048, 3)).toBe(3);
+    // Fewer than 2 rows: a position a step, as before.
+    expect(firstScoreRows(2, 2048)).toBe(1);
+    expect(firstScoreRows(1, 2048)).toBe(1);
+    expect(firstScoreRows(10, 2048, 1)).toBe(1);
+    expect(firstScoreRows(500, 1_000_000)).toBe(1);
   });
 });

@@ -5,7 +5,10 @@
 // pipeline; the coordinator still votes on every position. Each position's
 // log-probability must be the reference runner's (fed the prompt a token at a
 // time), with liars, a stage retried on spares (the pipeline rolled back) and
-// a replica that leaves mid-prompt, and with the pipeline off (MESH_LOOP=off).
+// a replica that leaves mid-prompt, and with the pipeline off (MESH_LOOP=off). A fresh prompt's first
+// positions go in one step (the last stage a position at a time, a row of logits each): its rows are voted row
+// by row, a wrong row count is refused; a position a step (`scoreRows: 1`) is the path of replays and of
+// prompts past maxScoreRows.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, faultBehaviour } from '../../shared/swarm/faults.js';
@@ -25,14 +28,22 @@ let roomy: InProcessSwarm;
 /** The reference's log-probability of each prompt token after the first. */
 let want: number[];
 
+/** The golden swarm, each position a step (the path a replay and a prompt past maxScoreRows take). */
+let stepwise: InProcessSwarm;
+/** No spares, the server's fallback on for a stage short of a majority. */
+let served: InProcessSwarm;
+
 beforeAll(async () => {
   golden = await startGoldenSwarm('webswarm-score-ahead-', { stages: STAGES, r: 3, tokens: TOKENS, timeouts: TIMEOUTS });
   roomy = await createInProcessSwarm(golden.swarm.manifest, golden.stageBytes, 3, TIMEOUTS, 2);
+  stepwise = { ...golden.swarm, scoreRows: 1 };
+  served = await createInProcessSwarm(golden.swarm.manifest, golden.stageBytes, 3, { joinMs: 1_500, stepMs: 2_000 }, 0, { mode: 'stage' });
   want = await promptLogprobs(golden.reference, golden.promptIds);
 });
 
 afterAll(async () => {
   if (roomy !== undefined) await releaseInProcessSwarm(roomy);
+  if (served !== undefined) await releaseInProcessSwarm(served);
   await closeGoldenSwarm(golden);
 });
 
@@ -49,22 +60,21 @@ describe('a scored prompt, its tokens sent ahead', () => {
   it("r = 3: every position the reference's, stage 0 computing steps before the coordinator began them; the same with MESH_LOOP=off, step by step", async () => {
     const g = golden as GoldenSwarm;
     expect(g.promptIds.length).toBeGreaterThan(2 * MESH_AHEAD + 2);
-    const on = await score(g.swarm);
+    const on = await score(stepwise);
     await expectReference(on);
     expect(on.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
     // Every forced step's token went ahead; stage 0 computed some before they began here (the pipeline at work).
     expect(on.r.inputsAhead).toBe(g.promptIds.length - 1);
     expect(on.r.stepsAhead).toBeGreaterThan(0);
-    const off = await score({ ...g.swarm, meshLoop: false });
+    const off = await score({ ...stepwise, meshLoop: false });
     await expectReference(off);
     expect(off.r.inputsAhead).toBe(0);
     expect(off.r.stepsAhead).toBe(0);
   });
 
   it('one liar a stage is outvoted at every position it answers, evicted mid-prompt and replaced; the log-probabilities stay the reference', async () => {
-    const g = golden as GoldenSwarm;
     const liars = ['s0r1', 's1r0', 's2r2'];
-    const r = await score(g.swarm, Object.fromEntries(liars.map((id, i) => [id, faultBehaviour('noise', 3 + i)])));
+    const r = await score(stepwise, Object.fromEntries(liars.map((id, i) => [id, faultBehaviour('noise', 3 + i)])));
     await expectReference(r);
     expect(r.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
     expect([...r.r.evicted.keys()].sort()).toEqual(liars);
@@ -79,7 +89,7 @@ describe('a scored prompt, its tokens sent ahead', () => {
       const noise = faultBehaviour('noise', seed);
       return { ...noise, output: (step, d, logits) => (step >= 6 ? noise.output(step, d, logits) : d) };
     };
-    const r = await score(roomy, { s1r0: liar(11), s1r2: liar(12) });
+    const r = await score({ ...roomy, scoreRows: 1 }, { s1r0: liar(11), s1r2: liar(12) });
     await expectReference(r);
     expect(r.r.inputsAhead).toBeGreaterThan(6);
     // Three answers apart, none a majority: two of them go (which two, the record decides), both at step 6.
@@ -87,8 +97,106 @@ describe('a scored prompt, its tokens sent ahead', () => {
   });
 
   it('a replica of stage 0 that leaves mid-prompt: its spare gets the tokens sent ahead too, and every position is the reference', async () => {
-    const r = await score(roomy, {}, { who: 's0r1', afterSteps: 5, spare: 's0spare' });
+    const r = await score({ ...roomy, scoreRows: 1 }, {}, { who: 's0r1', afterSteps: 5, spare: 's0spare' });
     await expectReference(r);
     expect(r.r.replacements.map((x) => `${x.left}>${x.joined}`)).toEqual(['s0r1>s0spare']);
+  });
+});
+
+describe('a scored prompt’s first positions in one step', () => {
+  const vocab = () => (golden as GoldenSwarm).swarm.manifest.model.vocabSize;
+  /** A last-stage liar whose step-0 logits are `rows(d)` (every row of the step), honest after. */
+  const rowsLiar = (rows: (d: Float32Array) => Float32Array): FaultBehaviour => ({
+    delayMs: 0,
+    output: (step, d, logits) => (logits && step === 0 ? rows(d) : d),
+  });
+
+  it('r = 3: every position the reference’s, voted row by row in one step; the stages compute 1 + max_tokens steps, not one a position', async () => {
+    const g = golden as GoldenSwarm;
+    const one = await score(g.swarm);
+    await expectReference(one);
+    expect(one.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
+    const each = await score(stepwise);
+    await expectReference(each);
+    for (const id of ['s0r0', 's1r0', 's2r0']) {
+      expect(one.r.computedBy.get(id), id).toBe(1 + TOKENS);
+      expect(each.r.computedBy.get(id), id).toBe(g.promptIds.length - 1 + TOKENS);
+    }
+  });
+
+  it('a prompt longer than the rows a step may carry: its first 3 positions in step 0, the rest a step each, sent ahead', async () => {
+    const g = golden as GoldenSwarm;
+    const r = await score({ ...g.swarm, scoreRows: 3 });
+    await expectReference(r);
+    expect(r.r.computedBy.get('s0r0')).toBe(g.promptIds.length - 3 + TOKENS);
+    expect(r.r.inputsAhead).toBe(g.promptIds.length - 3);
+  });
+
+  it('one liar a stage (noise in every row) is outvoted at every position', async () => {
+    const g = golden as GoldenSwarm;
+    const liars = ['s0r1', 's1r0', 's2r2'];
+    const r = await score(g.swarm, Object.fromEntries(liars.map((id, i) => [id, faultBehaviour('noise', 13 + i)])));
+    await expectReference(r);
+    expect(r.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
+    for (const id of liars) expect(r.r.scores.get(id)?.disagreed, id).toBeGreaterThan(0);
+  });
+
+  it('a last-stage replica whose first row alone is false (the last row, the one a step usually carries, true) is outvoted', async () => {
+    const v = vocab();
+    const firstRowFalse = rowsLiar((d) => {
+      const out = d.slice();
+      // Row 0 (position 1) made sure of another token; every other row as computed.
+      out.fill(-30, 0, v);
+      out[7] = 30;
+      return out;
+    });
+    const r = await score((golden as GoldenSwarm).swarm, { s2r1: firstRowFalse });
+    await expectReference(r);
+    expect(r.votes[0]?.[2]).toBe(2);
+    expect(r.r.scores.get('s2r1')?.disagreed).toBeGreaterThan(0);
+  });
+
+  it('last-stage replicas that send one row (the last) or a row too many are refused: the honest rows decide', async () => {
+    const v = vocab();
+    const short = rowsLiar((d) => d.slice(d.length - v));
+    const long = rowsLiar((d) => {
+      const out = new Float32Array(d.length + v);
+      out.set(d);
+      out.set(d.subarray(d.length - v), d.length);
+      return out;
+    });
+    for (const wrong of [short, long]) {
+      const r = await score((golden as GoldenSwarm).swarm, { s2r0: wrong });
+      await expectReference(r);
+      // Stage 2's vote on the scored step: the two others agree, the wrong count counted against nobody honest.
+      expect(r.votes[0]?.[2]).toBe(2);
+      expect(r.r.scores.get('s2r1')?.disagreed ?? 0).toBe(0);
+      expect(r.r.scores.get('s2r2')?.disagreed ?? 0).toBe(0);
+    }
+  });
+
+  it('two last-stage replicas that agree on one row (a majority of the wrong count) are refused, not taken: retried on spares', async () => {
+    const v = vocab();
+    const short = rowsLiar((d) => d.slice(d.length - v));
+    const r = await score(roomy, { s2r0: short, s2r1: short });
+    await expectReference(r);
+    // The two that sent the wrong count go, both at the scored step; the honest one stays.
+    expect(r.r.replacements.map((x) => `${x.left}@${x.atStep}`).sort()).toEqual(['s2r0@0', 's2r1@0']);
+    expect(r.r.replacements.map((x) => x.joined).sort()).toEqual(['s2spare', 's2spare2']);
+  });
+
+  it('two last-stage replicas leave after computing the scored step, no spare: the server’s fallback computes it, every row, and every position is the reference', async () => {
+    const r = await score(served, {}, [
+      { who: 's2r0', afterSteps: 1, spare: null },
+      { who: 's2r2', afterSteps: 1, spare: null },
+    ]);
+    await expectReference(r);
+    expect(r.r.serverStages[0]).toEqual([2]);
+  });
+
+  it('a last-stage replica that leaves after computing the scored step: its spare computes it again, every row, and every position is the reference', async () => {
+    const r = await score(roomy, {}, { who: 's2r1', afterSteps: 1, spare: 's2spare' });
+    await expectReference(r);
+    expect(r.r.replacements.map((x) => `${x.left}>${x.joined}@${x.atStep}`)).toEqual(['s2r1>s2spare@0']);
   });
 });

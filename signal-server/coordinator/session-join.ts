@@ -55,6 +55,8 @@ export abstract class SessionJoin extends MeshLoopChecks {
           replayTo: 0,
           ...this.loopOf(stage),
           ...this.fanoutOf(stage),
+          ...this.rowsOf(stage),
+          ...this.rowsOf(stage),
         });
       });
     }

@@ -73,6 +73,7 @@ export abstract class SessionRepair extends StepVotes {
         replayTo: step,
         ...this.loopOf(stage),
         ...this.fanoutOf(stage),
+        ...this.rowsOf(stage),
         ...(this.era === 0 ? {} : { era: this.era }),
       });
     // The other end of the mesh loop learns of newcomers in stage 0 or the last stage (in the same update where it gets one).

@@ -40,6 +40,8 @@ export abstract class SessionRoute {
   protected maxSteps = 0;
   /** The sampler's draws before this session's step 0 (tokens a replayed request had): step t draws number drawsBefore + t. */
   protected drawsBefore = 0;
+  /** Rows of logits step 0 carries: its positions, for a scored prompt's first positions in one step; else 1. */
+  protected scoreRows = 1;
 
   /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
   readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -105,6 +107,16 @@ export abstract class SessionRoute {
     return {
       loop: { peers, sampling: this.sampling, steps: this.maxSteps, ...(this.drawsBefore === 0 ? {} : { draws: this.drawsBefore }) },
     };
+  }
+
+  /** The `scoreRows` field of a replica of `stage`'s session:open: the last stage's, where step 0 carries several rows. */
+  protected rowsOf(stage: number): { scoreRows?: number } {
+    return this.scoreRows > 1 && stage === this.current.length - 1 ? { scoreRows: this.scoreRows } : {};
+  }
+
+  /** Rows of logits `step` carries (see scoreRows). */
+  protected logitsRows(step: number): number {
+    return step === 0 ? this.scoreRows : 1;
   }
 
   /** The `fanout` field of a replica of `stage`'s session:open: its stage's size, where the session fans out by the rotation. */

@@ -1,6 +1,6 @@
 import { type SamplingParams, type SamplingProblem, samplingError, usesHistory } from '../../shared/model/sampling.js';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
-import { isServerPeer } from '../../shared/protocol/messages.js';
+import { isServerPeer, maxScoreRows } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
 import { checkPromptFits, RefusedAsFull } from './generation-error.js';
@@ -47,6 +47,16 @@ export function resumeAt(
 ): { prompt: number[]; forced: number[] } {
   const head = scoring ? Math.min(prompt.length, 1 + positionsScored) : prompt.length;
   return { prompt: [...prompt.slice(0, head), ...generated], forced: prompt.slice(head) };
+}
+
+/**
+ * How many of a scored prompt's first positions step 0 runs, a row of logits each (GenerationSession.run's
+ * scoreRows): all but the last position (whose token step 1 feeds, so that every session has a step), at most
+ * maxScoreRows (and `most`, the operator's); 1 where that leaves fewer than 2.
+ */
+export function firstScoreRows(promptLength: number, vocabSize: number, most = Number.POSITIVE_INFINITY): number {
+  const rows = Math.floor(Math.min(maxScoreRows(vocabSize), most, promptLength - 1));
+  return rows >= 2 ? rows : 1;
 }
 
 /** What running sessions need of the coordinator's other parts. */
@@ -112,7 +122,12 @@ export class SessionRunner {
     const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
-      const resume = resumeAt(promptTokens, scored !== undefined, positions, done);
+      // A fresh scored prompt's first positions in one step; a replay goes on a position a step from where it was.
+      const rows =
+        scored !== undefined && positions === 0 && done.length === 0
+          ? firstScoreRows(promptTokens.length, this.s.model.manifest.model.vocabSize, this.s.options.scoreRows)
+          : 1;
+      const resume = resumeAt(promptTokens, scored !== undefined, Math.max(positions, rows - 1), done);
       try {
         const out = await this.runSession(
           resume.prompt,
@@ -133,6 +148,7 @@ export class SessionRunner {
           },
           client,
           resume.forced,
+          rows,
         );
         return { ...out, result: { ...out.result, tokens: [...done] } };
       } catch (e) {
@@ -170,6 +186,8 @@ export class SessionRunner {
     client: string | undefined,
     /** Prompt tokens fed one a step after `promptTokens`, scored (see runIds). */
     forced: readonly number[],
+    /** Rows of logits step 0 carries (GenerationSession.run's scoreRows). */
+    scoreRows: number,
   ): Promise<{ result: GenerationResult; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -256,6 +274,7 @@ export class SessionRunner {
         },
         sampledBefore,
         forced,
+        scoreRows,
       );
       this.s.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
       return { result, route: session.route.map((ids) => [...ids]), session };

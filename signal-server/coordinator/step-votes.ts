@@ -3,7 +3,7 @@ import type { ReceivedReport } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
-import { agreeLogits, medianOf, Quorum } from '../../shared/vote/quorum.js';
+import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import { SessionRoute } from './session-route.js';
 import { SilentMembers } from './silent-members.js';
 
@@ -72,7 +72,7 @@ export abstract class StepVotes extends SessionRoute {
 
   protected logitsQuorum(): Quorum<Float32Array> {
     const last = this.current.length - 1;
-    return new Quorum(this.current[last] as string[], agreeLogits, {
+    return new Quorum(this.current[last] as string[], agreeLogitRows(this.manifest.model.vocabSize), {
       needed: this.neededAt(last),
       combine: medianOf,
       established: (id) => this.policy.established(id),
@@ -263,7 +263,12 @@ export abstract class StepVotes extends SessionRoute {
     // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
     if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     // Not heard: logits are audited nowhere (noise of the right size would do); the last stage's digest is.
-    this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
+    const rows = this.logitsRows(step);
+    if (logits.length !== rows * this.manifest.model.vocabSize) {
+      const reason = `${logits.length / this.manifest.model.vocabSize} rows of logits where step ${step} has ${rows}`;
+      this.retry?.log?.(`session ${this.sessionId}: ${volunteer} sent ${reason}`);
+      this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason });
+    } else this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
     this.checkDecided();
   }
 

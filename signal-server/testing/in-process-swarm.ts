@@ -38,6 +38,8 @@ export interface InProcessSwarm {
   readonly fallback: FallbackOptions | null;
   /** The mesh loop (MESH_LOOP; default on): `{ ...swarm, meshLoop: false }` runs the same replicas without it. */
   readonly meshLoop?: boolean;
+  /** The most of a scored prompt's first positions in one step (CoordinatorOptions.scoreRows): `{ ...swarm, scoreRows: 1 }`, a position a step. */
+  readonly scoreRows?: number;
   /** FANOUT (default all): `majority` sends each receiver a majority's copies by the rotation, the rest on request. */
   readonly fanout?: 'all' | 'majority';
 }
@@ -196,6 +198,7 @@ export async function runInProcess(
       newId: () => nameOf(joined++, STAGES, R),
       ...(swarm.fallback === null ? {} : { fallback: swarm.fallback }),
       ...(swarm.meshLoop === undefined ? {} : { meshLoop: swarm.meshLoop }),
+      ...(swarm.scoreRows === undefined ? {} : { scoreRows: swarm.scoreRows }),
       ...fanoutOf(swarm.fanout),
     },
     () => {},

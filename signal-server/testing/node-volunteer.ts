@@ -35,13 +35,15 @@ import { fetchStageWeights } from '../../web/compute/stage-weights.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
 
 /** A liar's outputs: the logits of the last stage spell `tokens`, one-hot, whatever the input (other stages pass through). */
-export function spellingLogits(tokens: readonly number[]): FaultBehaviour {
+export function spellingLogits(tokens: readonly number[], vocabSize?: number): FaultBehaviour {
   return {
     delayMs: 0,
     output: (step, d, isLogits) => {
       if (!isLogits) return d;
+      // Rows of `vocabSize` (a prompt's first positions scored in one step): row r is the prompt's position step + r + 1.
+      const vocab = vocabSize ?? d.length;
       const out = new Float32Array(d.length).fill(-50);
-      out[(tokens[step] ?? 1) % d.length] = 50;
+      for (let r = 0; r * vocab < d.length; r++) out[r * vocab + ((tokens[step + r] ?? 1) % vocab)] = 50;
       return out;
     },
   };

@@ -72,7 +72,12 @@ export async function expectScoredReplay(
   swarm: HttpSwarm,
   o: { stage: number; after: number; sampling: SamplingParams; tokens: number; address: (i: number) => string },
 ): Promise<void> {
-  const { server, url, tokenizer } = await swarm.start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: swarm.stageCache() } });
+  // A position a step (the path a replay takes), so that the volunteer leaves mid-prompt.
+  const { server, url, tokenizer } = await swarm.start(3, 2, {
+    stepTimeoutMs: 20_000,
+    repartition: { stageCache: swarm.stageCache() },
+    scoreRows: 1,
+  });
   const coordinator = server.coordinator;
   if (coordinator === null) throw new Error('no coordinator');
   const ids = tokenizer.encode(PROMPT);
