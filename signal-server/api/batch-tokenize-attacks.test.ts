@@ -177,6 +177,49 @@ describe('a batch of prompts, attacked', () => {
   );
 
   it(
+    'best_of = 2 (n = 1), echo + logprobs over 3 prompts: each prompt’s choice is exactly what it gets alone, at its index',
+    async () => {
+      const prompts = ['Emma', 'It is a truth', 'Mr. Knightley'];
+      const params = { model: MODEL, max_tokens: 4, best_of: 2, echo: true, logprobs: 2, temperature: 1, seed: 17 };
+      const batch = await complete({ ...params, prompt: prompts });
+      expect(batch.status, batch.raw).toBe(200);
+      expect(batch.body.choices).toHaveLength(3);
+      let promptTokens = 0;
+      let completionTokens = 0;
+      for (const [p, prompt] of prompts.entries()) {
+        const alone = await complete({ ...params, prompt });
+        expect(alone.status, alone.raw).toBe(200);
+        promptTokens += alone.body.usage.prompt_tokens;
+        completionTokens += alone.body.usage.completion_tokens;
+        const got = batch.body.choices[p];
+        const want = alone.body.choices[0];
+        expect(got.index).toBe(p);
+        expect(got.text, `prompt ${p}`).toBe(want.text);
+        expect(got.text.startsWith(prompt)).toBe(true);
+        expect(got.logprobs.tokens).toEqual(want.logprobs.tokens);
+        expect(got.logprobs.text_offset).toEqual(want.logprobs.text_offset);
+        const close = (a: (number | null)[], b: (number | null)[]) =>
+          a.every((x, j) => (x === null ? b[j] === null : Math.abs(x - (b[j] as number)) < 1e-5));
+        expect(close(got.logprobs.token_logprobs, want.logprobs.token_logprobs), `prompt ${p}`).toBe(true);
+        expect(batch.body.webswarm.choices[p]).toMatchObject({
+          index: p,
+          prompt: p,
+          candidate: alone.body.webswarm.candidate,
+          tokens: alone.body.webswarm.tokens,
+        });
+      }
+      // Every candidate's tokens count, each prompt's once.
+      expect(batch.body.usage).toEqual({
+        prompt_tokens: promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: promptTokens + completionTokens,
+      });
+      await expectAllSlotsBack();
+    },
+    TEST_MS,
+  );
+
+  it(
     'the same prompt twice and its ids: the same draws at indexes of their own (no cache mixes them up)',
     async () => {
       const ids = encode('Emma');
@@ -203,7 +246,7 @@ describe('a batch of prompts, attacked', () => {
   );
 
   it(
-    'a later prompt too long for the positions (streamed, n = 2, include_usage): refused or an error event, no [DONE], no usage; nothing left running, every slot back',
+    'a later prompt too long for the positions (n = 2, include_usage): a 400, or streamed an error event naming prompt, no [DONE], no usage; nothing left running, every slot back',
     async () => {
       const e = encode('e')[0] as number;
       for (const stream of [true, false]) {
@@ -215,17 +258,21 @@ describe('a batch of prompts, attacked', () => {
           stream,
           ...(stream ? { stream_options: { include_usage: true } } : {}),
         });
+        // n = 2 at MAX = 2 is one lane: prompts 0..2 run first, so a stream has begun when prompt 3 is refused (until
+        // such a prompt is refused before any runs: then a 400 as not streamed).
+        expect([200, 400], r.raw).toContain(r.status);
         if (r.status === 200) {
           expect(stream).toBe(true);
           const all = events(r.raw);
           expect(all).not.toContain('[DONE]');
           // biome-ignore lint/suspicious/noExplicitAny: the last event checked field by field
           const last = all.at(-1) as any;
-          expect(last.error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error' });
+          // The field at fault named as a whole answer names it.
+          expect(last.error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error', param: 'prompt' });
           expect(last.error.message).toMatch(/^prompt\[3\]: /);
           expect(all.filter((c) => (c as { usage?: unknown }).usage !== undefined && (c as { usage: unknown }).usage !== null)).toEqual([]);
         } else {
-          expect(r.status, r.raw).toBe(400);
+          expect(r.body.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
           expect(r.body.error.message).toMatch(/^prompt\[3\]: /);
         }
         await expectAllSlotsBack();
@@ -261,6 +308,46 @@ describe('a batch of prompts, attacked', () => {
         .poll(async () => (await complete({ model: MODEL, prompt: 'Emma', max_tokens: 1, n: MAX })).status, { timeout: 2_000 })
         .toBe(200);
       await expectAllSlotsBack();
+    },
+    TEST_MS,
+  );
+
+  it(
+    'clients that send a whole batch body and go at once (20 of them): no generation runs for nobody, every slot back',
+    async () => {
+      const { port } = new URL(url);
+      const body = JSON.stringify({ model: MODEL, prompt: ['Emma', 'Jane', 'Harriet'], max_tokens: 200, temperature: 0 });
+      const gone = Array.from(
+        { length: 20 },
+        () =>
+          new Promise<void>((resolve) => {
+            const req = request({
+              host: '127.0.0.1',
+              port: Number(port),
+              path: '/v1/completions',
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
+            });
+            req.on('error', () => resolve());
+            req.end(body, () => {
+              req.destroy();
+              resolve();
+            });
+          }),
+      );
+      await Promise.all(gone);
+      let most = 0;
+      const until = Date.now() + 1_500;
+      while (Date.now() < until) {
+        most = Math.max(most, server.coordinator?.activeSessions ?? 0);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      // A batch left running would take seconds (3 × 200 tokens); the limit holds whatever ran.
+      expect(most).toBeLessThanOrEqual(MAX);
+      await expect.poll(() => server.coordinator?.activeSessions ?? -1, { timeout: 2_000 }).toBe(0);
+      await expect
+        .poll(async () => (await complete({ model: MODEL, prompt: 'Emma', max_tokens: 1, n: MAX })).status, { timeout: 2_000 })
+        .toBe(200);
     },
     TEST_MS,
   );
