@@ -528,14 +528,14 @@ export async function handleOpenAiGeneration(
     // A bad request found by the coordinator (a logit_bias id past the vocabulary, a prompt too long) has the
     // code of every other bad body, so a client sees one code for one kind of mistake.
     const apiCode = status === 400 ? 'invalid_request' : code;
+    // The field at fault, streamed or not (a batch's prompt past the positions is found once the stream has begun).
+    const given = e instanceof GenerationError ? e.param : null;
+    // A chat's prompt is its messages.
+    const param = kind === 'chat' && given === 'prompt' ? 'messages' : given;
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
-      events.send({ error: { message, type, param: null, code: apiCode } });
+      events.send({ error: { message, type, param, code: apiCode } });
       res.end();
-    } else {
-      // A chat's prompt is its messages.
-      const param = e instanceof GenerationError ? e.param : null;
-      sendApiError(res, status, type, apiCode, message, kind === 'chat' && param === 'prompt' ? 'messages' : param);
-    }
+    } else sendApiError(res, status, type, apiCode, message, param);
   }
 }

@@ -237,7 +237,19 @@ function textPrompts(texts: readonly string[]): CompletionPrompt[] | string {
     return `prompt must be ${PROMPT_FORMS}: ${texts.length === 1 ? 'the string' : `prompt[${at}]`} has ${texts[at]?.length} characters`;
   const total = texts.reduce((a, t) => a + t.length, 0);
   if (total > MAX_PROMPT_CHARS) return `prompt's ${texts.length} prompts hold ${total} characters together; at most ${MAX_PROMPT_CHARS}`;
-  return texts.map((text) => ({ text }));
+  return texts.map((text) => ({ text: wellFormed(text) }));
+}
+
+/** A UTF-16 surrogate without its pair: JSON's \uD800 escapes carry one, which no UTF-8 (the tokenizer's) can. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A text prompt as the model reads it: each lone surrogate as U+FFFD, which the tokenizer encodes it as. An echoed
+ * prompt kept it, so the echo was not the text of its own tokens, and the answer's JSON carried a "\uD800" that
+ * strict decoders (Rust's serde_json, Python's once it writes UTF-8) refuse.
+ */
+function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, '\uFFFD');
 }
 
 /** POST /v1/completions's body. */
