@@ -34,8 +34,11 @@ export class KeyedBuckets {
       throw new RangeError(`keyed buckets need burst ≥ 1 and perMinute > 0 (got ${JSON.stringify(o)})`);
   }
 
-  /** Takes one token of `key`'s: 0 when taken, else the milliseconds until one is there (nothing taken). */
-  take(key: string): number {
+  /**
+   * Takes `count` (default one) of `key`'s tokens: 0 when taken, else the milliseconds until they are there
+   * (nothing taken; infinite for more than the bucket holds).
+   */
+  take(key: string, count = 1): number {
     const t = this.now();
     let b = this.buckets.get(key);
     if (b === undefined) {
@@ -49,8 +52,9 @@ export class KeyedBuckets {
     }
     this.buckets.set(key, b);
     // A hair under one is one: a refill timed to the millisecond falls short by float rounding only.
-    if (b.tokens < 1 - EPSILON) return ((1 - b.tokens) / this.o.perMinute) * 60_000;
-    b.tokens = Math.max(0, b.tokens - 1);
+    if (b.tokens < count - EPSILON)
+      return count > this.o.burst ? Number.POSITIVE_INFINITY : ((count - b.tokens) / this.o.perMinute) * 60_000;
+    b.tokens = Math.max(0, b.tokens - count);
     return 0;
   }
 

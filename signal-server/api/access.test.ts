@@ -47,4 +47,31 @@ describe('AccessControl', () => {
     const open = new AccessControl({ apiKeys: [], ratePerMinute: 0 });
     for (let i = 0; i < 100; i++) expect(open.take('a', true)).toMatchObject({ ok: true });
   });
+
+  it('counts a batch as its prompts: the rest of a batch taken at once, one of more than a minute’s allowance never', () => {
+    let t = 0;
+    const a = new AccessControl({ apiKeys: [], ratePerMinute: 5 }, () => t);
+    // A batch of 4: its request took one, the batch the 3 others.
+    expect(a.take('a')).toMatchObject({ ok: true });
+    expect(a.takeBatch('a', 4)).toMatchObject({ ok: true });
+    expect(a.take('a')).toMatchObject({ ok: true });
+    // 0 left: a batch of 2 waits for one more (12 s at 5 a minute), and takes nothing meanwhile.
+    expect(a.takeBatch('a', 2)).toMatchObject({ ok: false, status: 429, retryAfterS: 12 });
+    t += 12_000;
+    expect(a.takeBatch('a', 2)).toMatchObject({ ok: true });
+    expect(a.take('a')).toMatchObject({ ok: false });
+    // Six prompts at 5 a minute: never, however long it waits (no retry time).
+    t += 600_000;
+    const never = a.takeBatch('a', 6);
+    expect(never).toEqual({
+      ok: false,
+      status: 429,
+      code: 'rate_limit_exceeded',
+      message: 'more than the rate limit of 5 requests per minute allows; send at most 5 prompts a request',
+    });
+    // A single prompt takes nothing more; no limit stays no limit.
+    expect(a.takeBatch('b', 1)).toMatchObject({ ok: true });
+    const open = new AccessControl({ apiKeys: [], ratePerMinute: 0 });
+    expect(open.takeBatch('a', 32)).toMatchObject({ ok: true });
+  });
 });

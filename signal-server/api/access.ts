@@ -65,13 +65,23 @@ export class AccessControl {
     return { ok: true, identity: `key:${key}` };
   }
 
-  /** Takes one request from `identity`'s allowance (the tokenizer routes' own, for `tokenizer`). */
-  take(identity: string, tokenizer = false): AccessDecision {
+  /**
+   * Takes one request from `identity`'s allowance (the tokenizer routes' own, for `tokenizer`), or `batch`
+   * requests' at once: a batch of prompts asks the swarm for as much as its prompts sent one by one.
+   */
+  take(identity: string, tokenizer = false, batch = 1): AccessDecision {
     const buckets = tokenizer ? this.tokenizerBuckets : this.buckets;
     if (buckets === null) return { ok: true, identity };
-    const waitMs = buckets.take(identity);
+    const waitMs = buckets.take(identity, batch);
     if (waitMs === 0) return { ok: true, identity };
     const limit = this.o.ratePerMinute * (tokenizer ? TOKENIZER_RATE_FACTOR : 1);
+    if (waitMs === Number.POSITIVE_INFINITY)
+      return {
+        ok: false,
+        status: 429,
+        code: 'rate_limit_exceeded',
+        message: `${batch} requests at once are more than the rate limit of ${limit} ${tokenizer ? 'tokenizer calls' : 'requests'} per minute allows`,
+      };
     const retryAfterS = Math.ceil(waitMs / 1000);
     return {
       ok: false,
@@ -80,6 +90,22 @@ export class AccessControl {
       message: `rate limit of ${limit} ${tokenizer ? 'tokenizer calls' : 'requests'} per minute reached; retry in ${retryAfterS} s`,
       retryAfterS,
     };
+  }
+
+  /**
+   * The rest of a batch of `prompts` whose request took one request already (take): a batch of prompts asks the
+   * swarm for as much as its prompts sent one by one. One of more prompts than a minute's allowance never fits.
+   */
+  takeBatch(identity: string, prompts: number): AccessDecision {
+    const limit = this.o.ratePerMinute;
+    if (limit > 0 && prompts > limit)
+      return {
+        ok: false,
+        status: 429,
+        code: 'rate_limit_exceeded',
+        message: `more than the rate limit of ${limit} requests per minute allows; send at most ${limit} prompts a request`,
+      };
+    return prompts > 1 ? this.take(identity, false, prompts - 1) : { ok: true, identity };
   }
 
   /**

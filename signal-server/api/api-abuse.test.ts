@@ -210,4 +210,44 @@ describe('one requester against everyone else', () => {
     },
     TEST_MS,
   );
+
+  it(
+    'hostile: a batch of prompts counts as its prompts against the rate limit (before, 32 prompts cost one request)',
+    async () => {
+      const url = await server({ fallback: 'stage', fallbackMaxSessions: 16, ratePerMinute: 5 });
+      const batch = async (key: string, prompts: number) => {
+        const res = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({ prompt: Array.from({ length: prompts }, (_, i) => `Emma ${i}`), max_tokens: 2 }),
+        });
+        const body = (await res.json()) as { choices?: unknown[]; error?: { code: string; message: string; param: string | null } };
+        return { status: res.status, body, retryAfter: res.headers.get('retry-after') };
+      };
+      // More prompts than a minute's allowance: refused whatever the wait (its request took one of the five).
+      const six = await batch('sk-attacker', 6);
+      expect(six).toMatchObject({ status: 429, retryAfter: null });
+      expect(six.body.error).toEqual({
+        type: 'rate_limit_error',
+        code: 'rate_limit_exceeded',
+        param: 'prompt',
+        message:
+          'a batch of 6 prompts counts as 6 requests: more than the rate limit of 5 requests per minute allows; send at most 5 prompts a request',
+      });
+      // Four left: a batch of 3 is served (one left); the next batch of 3 is let in (none left) but not its two other
+      // prompts: refused, with the wait for them; and then the key's minute is spent, for one prompt too.
+      const three = await batch('sk-attacker', 3);
+      expect(three.status, JSON.stringify(three.body)).toBe(200);
+      expect(three.body.choices).toHaveLength(3);
+      const more = await batch('sk-attacker', 3);
+      expect(more).toMatchObject({ status: 429, retryAfter: '24' });
+      expect(more.body.error?.message).toBe(
+        'a batch of 3 prompts counts as 3 requests: rate limit of 5 requests per minute reached; retry in 24 s',
+      );
+      expect((await generate(url, 'sk-attacker', undefined, 2)).status).toBe(429);
+      // Another key's allowance is its own.
+      expect((await batch('sk-honest', 5)).status).toBe(200);
+    },
+    TEST_MS,
+  );
 });

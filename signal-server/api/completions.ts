@@ -303,6 +303,22 @@ export async function handleOpenAiGeneration(
     const param = p.kind === 'chat' ? 'messages' : 'prompt';
     return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, param);
   }
+  // A batch counts as its prompts sent one by one against the rate limit (the request itself took one already):
+  // else one request of 32 prompts would ask the swarm for 32 requests' work.
+  if (prompts.length > 1) {
+    const more = ctx.access.takeBatch(identity, prompts.length);
+    if (!more.ok) {
+      if (more.retryAfterS !== undefined) res.setHeader('retry-after', String(more.retryAfterS));
+      return sendApiError(
+        res,
+        429,
+        'rate_limit_error',
+        more.code,
+        `a batch of ${prompts.length} prompts counts as ${prompts.length} requests: ${more.message}`,
+        'prompt',
+      );
+    }
+  }
 
   const candidates = p.kind === 'completion' ? p.bestOf : p.n;
   const ranked = candidates > p.n;

@@ -43,8 +43,9 @@ export type CompletionPrompt = { readonly text: string } | { readonly ids: reado
 
 /**
  * The most token ids the prompts of a request may hold together (each one's, and all of a batch's), and likewise the
- * most characters of text prompts (MAX_PROMPT_CHARS): a batch costs the swarm no more prompt than one prompt could.
- * The model's positions bound each prompt further (the coordinator checks).
+ * most characters of text prompts (MAX_PROMPT_CHARS). The model's positions bound each prompt further (the
+ * coordinator checks), so a batch may ask more of the swarm than one prompt: it counts as its prompts against the
+ * rate limit (completions.ts).
  */
 export const MAX_PROMPT_IDS = MAX_PROMPT_CHARS;
 
