@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
-import { NodeVolunteer } from './node-volunteer.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
 export const API_MODEL = 'austen-2m';
 const READY_TIMEOUT_MS = 10_000;
@@ -17,11 +17,22 @@ export interface ApiSwarm {
   readonly server: SignalServer;
   readonly reference: ReferenceRunner;
   readonly client: OpenAI;
+  /** The volunteers, ready (each counts the steps it computed). */
+  readonly volunteers: readonly NodeVolunteer[];
   close(): Promise<void>;
 }
 
 /** Starts the rig with `redundancy` volunteers, all ready; `apiMaxConcurrent` generations a client may run (0: no limit). */
-export async function startApiSwarm(prefix: string, o: { redundancy: number; apiMaxConcurrent: number }): Promise<ApiSwarm> {
+export async function startApiSwarm(
+  prefix: string,
+  o: {
+    redundancy: number;
+    apiMaxConcurrent: number;
+    scoreRows?: number;
+    stepTimeoutMs?: number;
+    volunteer?: (i: number) => NodeVolunteerOptions;
+  },
+): Promise<ApiSwarm> {
   const cache = mkdtempSync(join(tmpdir(), prefix));
   const { dir, manifest } = await ensureStages(`models/${API_MODEL}`, { stages: 1 }, cache);
   const server = createSignalServer({
@@ -33,9 +44,11 @@ export async function startApiSwarm(prefix: string, o: { redundancy: number; api
     routeWaitMs: READY_TIMEOUT_MS,
     ratePerMinute: 0,
     apiMaxConcurrent: o.apiMaxConcurrent,
+    ...(o.scoreRows === undefined ? {} : { scoreRows: o.scoreRows }),
+    ...(o.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: o.stepTimeoutMs }),
   });
   await server.ready;
-  const volunteers = Array.from({ length: o.redundancy }, () => new NodeVolunteer(server.address().url));
+  const volunteers = Array.from({ length: o.redundancy }, (_, i) => new NodeVolunteer(server.address().url, o.volunteer?.(i)));
   const close = async () => {
     for (const v of volunteers) await v.close();
     await server.close();
@@ -54,6 +67,7 @@ export async function startApiSwarm(prefix: string, o: { redundancy: number; api
       server,
       reference,
       client,
+      volunteers,
       close: async () => {
         await reference.close();
         await close();

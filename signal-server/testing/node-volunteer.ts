@@ -22,6 +22,7 @@ import {
   type SessionOpen,
   type StageChallenge,
   type StepDigest,
+  type StepLogits,
   type VolunteerCapacity,
 } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
@@ -72,6 +73,8 @@ export interface NodeVolunteerOptions {
   readonly readyAtOnce?: boolean;
   /** Changes its reports to the coordinator before they are sent (a liar about what it received, say). */
   readonly tamper?: (m: StepDigest) => StepDigest;
+  /** Changes its step:logits before they are sent (other rows, a row's argmax moved), its digests left as they were. */
+  readonly tamperLogits?: (m: StepLogits) => StepLogits;
   /** Runs these stage bytes instead of the file it downloaded (another weight precision, say), and says nothing. */
   readonly stageFile?: (stage: number) => Uint8Array;
   /**
@@ -276,7 +279,7 @@ export class NodeVolunteer {
           this.reportedUpTo.set(m.sessionId, Math.max(m.step, this.reportedUpTo.get(m.sessionId) ?? -1));
           socket.emit('step:digest', this.options.tamper?.(m) ?? m);
         },
-        logits: (m) => socket.emit('step:logits', m),
+        logits: (m) => socket.emit('step:logits', this.options.tamperLogits?.(m) ?? m),
         failed: (m) => socket.emit('step:failed', m),
         computed: () => {
           this.steps += 1;

@@ -1,0 +1,126 @@
+// Red team of chunked prompt scoring: a last-stage volunteer whose step:logits for a scored prompt's first step
+// (a row per position: SessionOpen.scoreRows) are of its own making, over the real protocol (a Node client of
+// the real replica whose logits are changed as they leave: node-volunteer.ts's tamperLogits), its digests honest.
+// Beside one honest replica (r = 2, both needed) the step has no majority and the request fails by name: nothing
+// unagreed is scored. Beside two (r = 3) it is outvoted: every position the reference's.
+import { afterEach, describe, expect, it } from 'vitest';
+import { argmax } from '../../shared/model/sampling.js';
+import { maxScoreRows, type StepLogits } from '../../shared/protocol/messages.js';
+import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm } from '../testing/api-swarm.js';
+import { promptLogprobs } from '../testing/prompt-logprobs.js';
+
+const TOLERANCE = 1e-5;
+const STEP_TIMEOUT_MS = 5_000;
+/** 103 tokens of austen-2m: its first 96 (the default rows at austen-2m's vocabulary) in one step. */
+const PROMPT =
+  'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families, that he is considered the rightful property of some one or other of their daughters.';
+
+type Lie = 'one row' | 'a row more' | 'past the limit' | 'one row’s argmax';
+/** How far the argmax lie moved its row, against the tolerance of the whole tensor (set when it lies). */
+const moved = { by: 0, tolerance: 0 };
+
+/** Step 0's logits (several rows) as the liar sends them; other steps' as computed. */
+function lie(how: Lie, vocab: number): (m: StepLogits) => StepLogits {
+  return (m) => {
+    const all = new Float32Array(m.logits.slice(0));
+    const rows = all.length / vocab;
+    if (m.step !== 0 || rows < 2) return m;
+    const row = (k: number) => all.subarray(k * vocab, (k + 1) * vocab);
+    let out: Float32Array;
+    switch (how) {
+      case 'one row':
+        out = row(rows - 1).slice();
+        break;
+      case 'a row more':
+        out = new Float32Array((rows + 1) * vocab);
+        out.set(all);
+        out.set(row(rows - 1), rows * vocab);
+        break;
+      case 'past the limit':
+        out = new Float32Array((maxScoreRows(vocab) + 1) * vocab);
+        break;
+      case 'one row’s argmax': {
+        // The row whose two most likely tokens are closest: its second pushed just past its first, the smallest
+        // change that moves a row's argmax (within the tolerance of the whole tensor where the gap is small).
+        let best = { k: 0, gap: Number.POSITIVE_INFINITY, second: 0 };
+        for (let k = 0; k < rows; k++) {
+          const r = row(k);
+          const top = argmax(r);
+          let second = top === 0 ? 1 : 0;
+          for (let i = 0; i < vocab; i++) if (i !== top && (r[i] as number) > (r[second] as number)) second = i;
+          const gap = (r[top] as number) - (r[second] as number);
+          if (gap < best.gap) best = { k, gap, second };
+        }
+        out = all.slice();
+        const r = out.subarray(best.k * vocab, (best.k + 1) * vocab);
+        r[best.second] = (r[argmax(r)] as number) + 1e-5;
+        moved.by = best.gap + 1e-5;
+        moved.tolerance = RELATIVE_TOLERANCE * Math.max(1, maxAbs(all));
+        break;
+      }
+    }
+    return { ...m, logits: out.buffer as ArrayBuffer };
+  };
+}
+
+let rig: ApiSwarm | undefined;
+afterEach(async () => {
+  await rig?.close();
+  rig = undefined;
+});
+
+const start = async (redundancy: number, how: Lie) => {
+  // The liar is the last volunteer; austen-2m's vocabulary is 2048.
+  rig = await startApiSwarm('webswarm-chunked-attacks-', {
+    redundancy,
+    apiMaxConcurrent: 0,
+    // A message refused at the boundary is no answer: the step times out, after 5 s rather than 30.
+    stepTimeoutMs: STEP_TIMEOUT_MS,
+    // A row more than 96 (the default at austen-2m's vocabulary) is past the limit: 5 rows, so that the session,
+    // not the boundary, refuses the sixth.
+    ...(how === 'a row more' ? { scoreRows: 5 } : {}),
+    volunteer: (i) => (i === redundancy - 1 ? { tamperLogits: lie(how, 2048) } : {}),
+  });
+  return rig;
+};
+const body = { model: MODEL, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1 };
+
+describe('a last-stage liar about a scored prompt’s first step', () => {
+  it.each(['one row', 'a row more', 'past the limit', 'one row’s argmax'] as Lie[])(
+    'r = 2, %s: no majority, the request fails by name; nothing is scored from it',
+    async (how) => {
+      const { server, reference, volunteers } = await start(2, how);
+      expect(reference.tokenizer.encode(PROMPT).length).toBeGreaterThan(maxScoreRows(2048));
+      const r = await postRaw(`${server.address().url}/v1/completions`, body);
+      expect(r.status, r.raw).toBeGreaterThanOrEqual(500);
+      // Refused at the boundary, a message past the limit is no answer at all: the step times out instead.
+      expect(r.body?.error?.code, r.raw).toBe(how === 'past the limit' ? 'ERR_STEP_TIMEOUT' : 'ERR_NO_QUORUM');
+      if (how === 'past the limit')
+        expect(volunteers[1]?.errors.map((e) => `${e.code} ${e.message}`)).toContainEqual(
+          expect.stringMatching(/^ERR_BAD_MESSAGE step:logits: logits hold/),
+        );
+      if (how === 'one row’s argmax') {
+        // The lie is within the tolerance: only the rule that every row's argmax agrees refuses it.
+        expect(moved.by).toBeGreaterThan(0);
+        expect(moved.by).toBeLessThanOrEqual(moved.tolerance);
+      }
+    },
+    60_000,
+  );
+
+  it.each(['one row', 'one row’s argmax'] as Lie[])(
+    'r = 3, %s: outvoted, every position the reference’s',
+    async (how) => {
+      const { client, reference } = await start(3, how);
+      const ids = reference.tokenizer.encode(PROMPT);
+      const want = await promptLogprobs(reference, ids);
+      const got = await client.completions.create(body);
+      const lp = got.choices[0]?.logprobs?.token_logprobs ?? [];
+      expect(lp).toHaveLength(ids.length);
+      for (let i = 1; i < ids.length; i++)
+        expect(Math.abs((lp[i] as number) - (want[i - 1] as number)), `position ${i}`).toBeLessThan(TOLERANCE);
+    },
+    60_000,
+  );
+});
