@@ -4,7 +4,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { API_MODEL, type ApiSwarm, mostSessionsDuring, postRaw, type RawAnswer, startApiSwarm } from '../testing/api-swarm.js';
+import {
+  API_MODEL,
+  type ApiSwarm,
+  expectAllSlotsBack as expectAllSlotsBackOn,
+  mostSessionsDuring,
+  postRaw,
+  type RawAnswer,
+  startApiSwarm,
+  streamEvents,
+} from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
 const MODEL = API_MODEL;
@@ -32,25 +41,11 @@ afterAll(() => rig?.close());
 
 const post = (body: unknown, signal?: AbortSignal): Promise<RawAnswer> => postRaw(`${url}/v1/completions`, body, signal);
 
-/** A stream's events in order, `[DONE]` as the string. */
-function events(raw: string): unknown[] {
-  return raw
-    .split('\n\n')
-    .filter((e) => e.startsWith('data: '))
-    .map((e) => e.slice('data: '.length))
-    .map((d) => (d === '[DONE]' ? d : JSON.parse(d)));
-}
-
 const encode = (text: string) => reference.tokenizer.encode(text);
 const draw = async (ids: readonly number[], seed: number, temperature = TEMPERATURE) =>
   (await reference.generateIds(ids, TOKENS, { temperature, topK: 0, topP: 1, seed })).tokens;
 
-/** Nothing runs, and the client holds none of its slots: n = MAX at once fits again. */
-async function expectAllSlotsBack() {
-  await expect.poll(() => server.coordinator?.activeSessions ?? -1, { timeout: 10_000 }).toBe(0);
-  const r = await post({ model: MODEL, prompt: 'Emma', max_tokens: 1, n: MAX });
-  expect(r.status, r.raw).toBe(200);
-}
+const expectAllSlotsBack = () => expectAllSlotsBackOn(server, MAX);
 
 const BATCH = { model: MODEL, max_tokens: TOKENS, n: 2, seed: SEED, temperature: TEMPERATURE };
 
@@ -95,7 +90,7 @@ describe('several prompts in one completions request', () => {
       expect(whole.status, whole.raw).toBe(200);
       const r = await post({ ...BATCH, prompt: PROMPTS, stream: true, stream_options: { include_usage: true } });
       expect(r.status, r.raw).toBe(200);
-      const all = events(r.raw);
+      const all = streamEvents(r.raw);
       expect(all.filter((e) => e === '[DONE]')).toHaveLength(1);
       expect(all.at(-1)).toBe('[DONE]');
       // biome-ignore lint/suspicious/noExplicitAny: chunks checked field by field

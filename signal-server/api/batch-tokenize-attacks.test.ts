@@ -6,7 +6,16 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { API_MODEL, type ApiSwarm, postRaw, type RawAnswer, startApiSwarm } from '../testing/api-swarm.js';
+import {
+  API_MODEL,
+  type ApiSwarm,
+  expectAllSlotsBack as expectAllSlotsBackOn,
+  mostSessionsDuring,
+  postRaw,
+  type RawAnswer,
+  startApiSwarm,
+  streamEvents,
+} from '../testing/api-swarm.js';
 import { MAX_CHAT_MESSAGES, MAX_PROMPT_IDS, MAX_PROMPTS } from './openai-params.js';
 
 const MODEL = API_MODEL;
@@ -28,23 +37,35 @@ afterAll(() => rig?.close());
 
 const post = (path: string, body: unknown, signal?: AbortSignal): Promise<RawAnswer> => postRaw(`${url}${path}`, body, signal);
 const complete = (body: unknown, signal?: AbortSignal) => post('/v1/completions', body, signal);
+
+/**
+ * A raw POST /v1/completions that goes away: `half` sends the headers and half the body and is destroyed 100 ms
+ * later; else the whole body, destroyed once it is written. Resolves when it is gone.
+ */
+function abandon(body: string, half: boolean): Promise<void> {
+  const { port } = new URL(url);
+  return new Promise<void>((resolve) => {
+    const req = request({
+      host: '127.0.0.1',
+      port: Number(port),
+      path: '/v1/completions',
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
+    });
+    const gone = () => {
+      req.destroy();
+      resolve();
+    };
+    req.on('error', () => resolve());
+    if (half) {
+      req.write(body.slice(0, body.length >> 1));
+      setTimeout(gone, 100);
+    } else req.end(body, gone);
+  });
+}
 const encode = (text: string) => reference.tokenizer.encode(text);
 
-/** A stream's events in order, `[DONE]` as the string. */
-function events(raw: string): unknown[] {
-  return raw
-    .split('\n\n')
-    .filter((e) => e.startsWith('data: '))
-    .map((e) => e.slice('data: '.length))
-    .map((d) => (d === '[DONE]' ? d : JSON.parse(d)));
-}
-
-/** Nothing runs, and the client holds none of its slots: n = MAX at once fits again. */
-async function expectAllSlotsBack() {
-  await expect.poll(() => server.coordinator?.activeSessions ?? -1, { timeout: 10_000 }).toBe(0);
-  const r = await complete({ model: MODEL, prompt: 'Emma', max_tokens: 1, n: MAX });
-  expect(r.status, r.raw).toBe(200);
-}
+const expectAllSlotsBack = () => expectAllSlotsBackOn(server, MAX);
 
 describe('a batch of prompts, attacked', () => {
   it(
@@ -121,7 +142,7 @@ describe('a batch of prompts, attacked', () => {
 
       const r = await complete({ ...body, stream: true, stream_options: { include_usage: true } });
       expect(r.status, r.raw).toBe(200);
-      const all = events(r.raw);
+      const all = streamEvents(r.raw);
       expect(all.at(-1)).toBe('[DONE]');
       // biome-ignore lint/suspicious/noExplicitAny: chunks checked field by field
       const chunks = all.slice(0, -1) as any[];
@@ -166,7 +187,7 @@ describe('a batch of prompts, attacked', () => {
       const r = await complete({ ...body, stream: true });
       expect(r.status, r.raw).toBe(200);
       const texts = new Map<number, string>();
-      for (const ev of events(r.raw))
+      for (const ev of streamEvents(r.raw))
         if (typeof ev === 'object')
           for (const c of (ev as { choices: { index: number; text: string }[] }).choices)
             texts.set(c.index, (texts.get(c.index) ?? '') + c.text);
@@ -263,7 +284,7 @@ describe('a batch of prompts, attacked', () => {
         expect([200, 400], r.raw).toContain(r.status);
         if (r.status === 200) {
           expect(stream).toBe(true);
-          const all = events(r.raw);
+          const all = streamEvents(r.raw);
           expect(all).not.toContain('[DONE]');
           // biome-ignore lint/suspicious/noExplicitAny: the last event checked field by field
           const last = all.at(-1) as any;
@@ -284,25 +305,8 @@ describe('a batch of prompts, attacked', () => {
   it(
     'a client that sends its headers and half its batch body, then goes: its slot is back, nothing runs',
     async () => {
-      const { port } = new URL(url);
       const body = JSON.stringify({ model: MODEL, prompt: ['Emma', 'Jane', 'Harriet'], max_tokens: 50, n: 2 });
-      for (let round = 0; round < 3; round++) {
-        await new Promise<void>((resolve) => {
-          const req = request({
-            host: '127.0.0.1',
-            port: Number(port),
-            path: '/v1/completions',
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
-          });
-          req.on('error', () => resolve());
-          req.write(body.slice(0, body.length >> 1));
-          setTimeout(() => {
-            req.destroy();
-            resolve();
-          }, 100);
-        });
-      }
+      for (let round = 0; round < 3; round++) await abandon(body, true);
       // The server hears of the last one going a moment after it went.
       await expect
         .poll(async () => (await complete({ model: MODEL, prompt: 'Emma', max_tokens: 1, n: MAX })).status, { timeout: 2_000 })
@@ -315,27 +319,8 @@ describe('a batch of prompts, attacked', () => {
   it(
     'clients that send a whole batch body and go at once (20 of them): no generation runs for nobody, every slot back',
     async () => {
-      const { port } = new URL(url);
       const body = JSON.stringify({ model: MODEL, prompt: ['Emma', 'Jane', 'Harriet'], max_tokens: 200, temperature: 0 });
-      const gone = Array.from(
-        { length: 20 },
-        () =>
-          new Promise<void>((resolve) => {
-            const req = request({
-              host: '127.0.0.1',
-              port: Number(port),
-              path: '/v1/completions',
-              method: 'POST',
-              headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
-            });
-            req.on('error', () => resolve());
-            req.end(body, () => {
-              req.destroy();
-              resolve();
-            });
-          }),
-      );
-      await Promise.all(gone);
+      await Promise.all(Array.from({ length: 20 }, () => abandon(body, false)));
       let most = 0;
       const until = Date.now() + 1_500;
       while (Date.now() < until) {
@@ -373,7 +358,7 @@ describe('a batch of prompts, attacked', () => {
         const { value, done } = await reader.read();
         if (done) break;
         seen += decoder.decode(value, { stream: true });
-        for (const ev of events(seen.slice(0, seen.lastIndexOf('\n\n') + 2)))
+        for (const ev of streamEvents(seen.slice(0, seen.lastIndexOf('\n\n') + 2)))
           if (typeof ev === 'object')
             for (const c of (ev as { choices: { index: number; finish_reason: unknown }[] }).choices)
               if (c.finish_reason !== null) finished.add(c.index);
@@ -393,18 +378,9 @@ describe('a batch of prompts, attacked', () => {
       const prompts = ['Emma', 'Jane', 'Harriet'];
       const a = complete({ model: MODEL, prompt: prompts, max_tokens: 30, temperature: 0 });
       const b = complete({ model: MODEL, prompt: prompts, max_tokens: 30, temperature: 0 });
-      let most = 0;
-      let watching = true;
-      const watch = (async () => {
-        while (watching) {
-          most = Math.max(most, server.coordinator?.activeSessions ?? 0);
-          await new Promise((r) => setTimeout(r, 1));
-        }
-      })();
-      const [ra, rb] = await Promise.all([a, b]);
-      watching = false;
-      await watch;
-      expect(most).toBeLessThanOrEqual(MAX);
+      const both = Promise.all([a, b]);
+      expect(await mostSessionsDuring(server, both)).toBeLessThanOrEqual(MAX);
+      const [ra, rb] = await both;
       // The first batch in takes every slot free (its lanes), so the second is refused, or both run in a lane each.
       const answered = [ra, rb].filter((r) => r.status === 200);
       expect(answered.length).toBeGreaterThan(0);

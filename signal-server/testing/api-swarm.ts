@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { expect } from 'vitest';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
@@ -119,4 +120,20 @@ export async function mostSessionsDuring(server: SignalServer, until: Promise<un
   watching = false;
   await watch;
   return most;
+}
+
+/** A server-sent-event stream's events in order, `[DONE]` as the string. */
+export function streamEvents(raw: string): unknown[] {
+  return raw
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: '))
+    .map((e) => e.slice('data: '.length))
+    .map((d) => (d === '[DONE]' ? d : JSON.parse(d)));
+}
+
+/** Nothing runs on `server`, and the client holds none of its slots: `n` = `max` (its API_MAX_CONCURRENT) at once fits again. */
+export async function expectAllSlotsBack(server: SignalServer, max: number): Promise<void> {
+  await expect.poll(() => server.coordinator?.activeSessions ?? -1, { timeout: 10_000 }).toBe(0);
+  const r = await postRaw(`${server.address().url}/v1/completions`, { model: API_MODEL, prompt: 'Emma', max_tokens: 1, n: max });
+  expect(r.status, r.raw).toBe(200);
 }
