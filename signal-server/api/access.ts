@@ -67,7 +67,7 @@ export class AccessControl {
 
   /**
    * Takes one request from `identity`'s allowance (the tokenizer routes' own, for `tokenizer`), or `batch`
-   * requests' at once: a batch of prompts asks the swarm for as much as its prompts sent one by one.
+   * requests' at once (takeBatch, which refuses a batch larger than the allowance before it asks).
    */
   take(identity: string, tokenizer = false, batch = 1): AccessDecision {
     const buckets = tokenizer ? this.tokenizerBuckets : this.buckets;
@@ -75,13 +75,6 @@ export class AccessControl {
     const waitMs = buckets.take(identity, batch);
     if (waitMs === 0) return { ok: true, identity };
     const limit = this.o.ratePerMinute * (tokenizer ? TOKENIZER_RATE_FACTOR : 1);
-    if (waitMs === Number.POSITIVE_INFINITY)
-      return {
-        ok: false,
-        status: 429,
-        code: 'rate_limit_exceeded',
-        message: `${batch} requests at once are more than the rate limit of ${limit} ${tokenizer ? 'tokenizer calls' : 'requests'} per minute allows`,
-      };
     const retryAfterS = Math.ceil(waitMs / 1000);
     return {
       ok: false,
