@@ -4,9 +4,11 @@
  * agree on. Side by side in one run, r = 1 and r = 3, austen-2m in 3 stages on
  * Chromium tabs (WASM): the prompt's tokens sent to stage 0 as each step
  * before is decided (MESH_LOOP=off) against sent up to MESH_AHEAD steps ahead,
- * so that the stages compute them as a pipeline, and against the prompt's
- * first positions in one step (the default: the last stage a position at a
- * time, a row of logits each; the rest, past maxScoreRows, sent ahead). Every run's
+ * so that the stages compute them as a pipeline, and against several
+ * positions a step, the last stage sending a row of logits each: 16 a step
+ * (what a 12 288-token vocabulary allows), and the default (maxScoreRows: 96
+ * at austen-2m's vocabulary), the prompt's first positions in step 0 and the
+ * rest in chunks of as many, sent ahead. Every run's
  * log-probabilities are checked against the reference runner fed the prompt a
  * token at a time, which is timed too.
  *
@@ -38,7 +40,7 @@ const WARMUP_TOKENS = 128;
 const TOLERANCE = 1e-4;
 const STAGES = 3;
 
-/** How the prompt goes: a position a step (scoreRows 1), after the step before or sent ahead; or its first positions in one step. */
+/** How the prompt goes: a position a step (scoreRows 1), after the step before or sent ahead; or `scoreRows` positions a step. */
 interface Setup {
   readonly meshLoop: boolean;
   readonly scoreRows?: number;
@@ -48,7 +50,8 @@ interface Setup {
 const SETUPS: readonly Setup[] = [
   { meshLoop: false, scoreRows: 1, name: 'step by step (MESH_LOOP=off)' },
   { meshLoop: true, scoreRows: 1, name: `a position a step, sent ${MESH_AHEAD} steps ahead (pipeline)` },
-  { meshLoop: true, name: 'first positions in one step (the default), the rest sent ahead' },
+  { meshLoop: true, scoreRows: 16, name: '16 positions a step, sent ahead' },
+  { meshLoop: true, name: 'maxScoreRows (96) a step, the default' },
 ];
 
 interface Run {

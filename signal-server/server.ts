@@ -104,7 +104,7 @@ export interface SignalServerOptions {
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
-  /** The most of a scored prompt's first positions in one step (default maxScoreRows); 1: a position a step (CoordinatorOptions.scoreRows). */
+  /** The most of a scored prompt's positions in one step (default maxScoreRows); 1: a position a step (CoordinatorOptions.scoreRows). */
   readonly scoreRows?: number;
   /** How replicas send their frames (FANOUT; default majority): see CoordinatorOptions.fanout. */
   readonly fanout?: Fanout;

@@ -212,6 +212,13 @@ export interface SessionOpen {
    * prompt's positions 1 … scoreRows), not only the last. Absent: one row.
    */
   readonly scoreRows?: number;
+  /**
+   * For the last stage of a scored prompt's session: every step after step 0
+   * carries a row of logits for each position its input feeds (the prompt's
+   * tokens go up to maxScoreRows a step, each row the log-probabilities of the
+   * token that follows its position). Absent: one row, the step's last position's.
+   */
+  readonly scoreChunks?: boolean;
 }
 
 /** The most bytes of logits one step:logits carries (rows of a scored step 0), well under Socket.IO's 1 MiB. */

@@ -827,8 +827,9 @@ export class ReplicaCore {
     // Taken before the step: the executor may take the input's buffer (a transfer to the worker).
     const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
     const positions = input.dims[1] as number;
-    // A scored prompt's step 0 at the last stage: a row of logits for each of its positions (SessionOpen.scoreRows).
-    const rows = last && step === 0 && s.open.scoreRows === positions ? positions : 1;
+    // A scored prompt's steps at the last stage: a row of logits for each of their positions (SessionOpen.scoreRows
+    // at step 0, scoreChunks after it).
+    const rows = last && (step === 0 ? s.open.scoreRows === positions : s.open.scoreChunks === true) ? positions : 1;
     const main = rows > 1 ? await this.stepRows(sessionId, input) : await this.executor.step(sessionId, this.stage, input);
     if (epoch !== s.epoch) {
       // Rolled back while it computed: its result is moot, and the cache goes back again past it.

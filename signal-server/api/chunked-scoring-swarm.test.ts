@@ -1,5 +1,6 @@
 // Integration: a scored prompt (completions' echo + logprobs, what evaluation harnesses send) scores its first
-// positions in one step (the last stage's logits a row per position: SessionOpen.scoreRows), the rest one a step.
+// positions in one step (the last stage's logits a row per position: SessionOpen.scoreRows), the rest in chunks of
+// as many a step (SessionOpen.scoreChunks).
 // A real server on port 0, r volunteers running the real replica in Node (api-swarm.ts); the reference runner fed
 // the prompt a token at a time is the oracle. Prompts longer than a step's rows (C), so that both parts run.
 import type OpenAI from 'openai';
@@ -44,12 +45,12 @@ describe.each([
   }, 60_000);
   afterAll(() => rig?.close());
 
-  it('every prompt token’s log-probability is the reference’s, streamed and not, in P − C steps instead of P − 1', async () => {
+  it('every prompt token’s log-probability is the reference’s, streamed and not, in 1 + ⌈(P − C − 1) ÷ C⌉ steps instead of P − 1', async () => {
     const { client, reference, volunteers } = rig as ApiSwarm;
     const ids = reference.tokenizer.encode(prompt);
     const c = rows ?? maxScoreRows(reference.manifest.model.vocabSize);
     expect(c).toBe(rows ?? 96);
-    // Longer than a step's rows: the first C positions in one step, the rest forced one a step.
+    // Longer than a step's rows: the first C positions in one step, the rest in chunks of C.
     expect(ids.length).toBeGreaterThan(c + 1);
     const want = await promptLogprobs(reference, ids);
     const body = { model: MODEL, prompt, max_tokens: 0, echo: true, logprobs: 1 } as const;
@@ -64,10 +65,10 @@ describe.each([
     const before = steps();
     const whole = await client.completions.create(body);
     check(whole.choices[0]?.logprobs ?? null, 'not streamed');
-    // Each replica computed the step of the first C positions (whose last row scores position C), then one step
-    // per prompt token after position C.
+    // Each replica computed the step of the first C positions (whose last row scores position C), then a step per
+    // chunk of the P − C − 1 positions after it (max_tokens 0: the prompt's last token is never fed).
     const taken = steps().map((n, i) => n - (before[i] as number));
-    for (const n of taken) expect(n).toBe(ids.length - c);
+    for (const n of taken) expect(n).toBe(1 + Math.ceil((ids.length - c - 1) / c));
     expect(Math.max(...taken)).toBeLessThan(ids.length - 1);
     check(await streamed(client, body), 'streamed');
 
@@ -81,7 +82,7 @@ describe.each([
       { tokens: lp?.tokens?.slice(0, ids.length), token_logprobs: lp?.token_logprobs?.slice(0, ids.length) } as Logprobs,
       'then generated',
     );
-    // Their cache came from other steps (C positions at once, then one a step), so equal within float32 rounding.
+    // Their cache came from other steps (C positions at once, then chunks), so equal within float32 rounding.
     const after = plain.choices[0]?.logprobs?.token_logprobs ?? [];
     expect(lp?.token_logprobs?.slice(ids.length)).toHaveLength(after.length);
     for (const [i, v] of after.entries()) expect(Math.abs((lp?.token_logprobs?.[ids.length + i] as number) - v)).toBeLessThan(TOLERANCE);

@@ -59,8 +59,9 @@ export interface CompletionRequest {
   /** Who asks (an API key or an address): one client holds at most half the fallback's sessions. */
   readonly client?: string;
   /**
-   * Scores the prompt first: its tokens after the first go through the swarm one a step, each step's agreed
-   * logits (the distribution of the token after it) voted on as a sampled token's are, before any token is sampled.
+   * Scores the prompt first: its tokens go through the swarm up to maxScoreRows a step, each step's agreed
+   * logits (a row per position, the distribution of the token after it) voted on as a sampled token's are, before
+   * any token is sampled.
    */
   readonly scorePrompt?: boolean;
 }
@@ -148,10 +149,10 @@ export interface CoordinatorOptions {
    */
   readonly meshLoop?: boolean;
   /**
-   * The most of a scored prompt's first positions step 0 runs, the last
-   * stage sending a row of logits for each (default and at most
-   * maxScoreRows of the vocabulary); 1: a position a step from the first
-   * (the path of replays; benchmarks and tests compare).
+   * The most of a scored prompt's positions one step runs (step 0's first
+   * positions, and each chunk after), the last stage sending a row of logits
+   * for each (default and at most maxScoreRows of the vocabulary); 1: a
+   * position a step (benchmarks and tests compare).
    */
   readonly scoreRows?: number;
   /**

@@ -1,6 +1,7 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
+import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
 import { SessionJoin } from './session-join.js';
@@ -48,25 +49,28 @@ export class GenerationSession extends SessionJoin {
     /** Tokens sampled before this session (a replay): the seeded generator goes on from where they left it. */
     sampledBefore = 0,
     /**
-     * Tokens fed one a step after the prompt, before any is sampled (a prompt scored position by position:
-     * `forced[i]` is step i's token, whose agreed logits `onToken` gets with `record.forced`). They draw nothing,
-     * are no part of the completion, and never end it; `maxTokens` counts the steps after them.
+     * Tokens given after the prompt, scored before any is sampled (a scored prompt): each one's agreed logits go
+     * to `onToken` with `record.forced`, in order. They draw nothing, are no part of the completion, and never end
+     * it; `maxTokens` counts the steps after them. Fed `chunk` a step (ForcedPlan), each row of a step's logits
+     * scoring the token after its position; the last one goes alone with the first sampling step.
      */
     forced: readonly number[] = [],
     /**
      * A scored prompt's first positions in one step: step 0 runs `promptIds` (these many, ≥ 2, with `forced`
      * not empty), and its logits have a row for each; the rows before the last go to `onToken` first, as forced
-     * records of the prompt's tokens 1 … scoreRows − 1, then the last row as step 0's (forced[0]'s). 1: one row.
+     * records of the prompt's tokens 1 … scoreRows − 1, then the last row as forced[0]'s. 1: one row.
      */
     scoreRows = 1,
+    /** The most given tokens a step after step 0 (ForcedPlan's chunk); 1: one a step. */
+    chunk = 1,
   ): Promise<GenerationResult> {
     const eos = this.manifest.model.eosTokenId;
     const vocab = this.manifest.model.vocabSize;
-    if (scoreRows > 1 && (scoreRows !== promptIds.length || forced.length === 0 || sampledBefore > 0))
-      throw new RangeError(`scoreRows ${scoreRows} needs a fresh prompt of as many tokens and forced tokens after it`);
-    this.scoreRows = scoreRows;
+    if (scoreRows > 1 && sampledBefore > 0) throw new RangeError(`scoreRows ${scoreRows} needs a fresh prompt`);
+    const plan = new ForcedPlan(promptIds, forced, scoreRows, chunk);
+    this.plan = plan;
     this.sampling = sampling;
-    this.maxSteps = forced.length + maxTokens;
+    this.maxSteps = plan.steps + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
     this.drawsBefore = sampledBefore;
     const tokens: number[] = [];
@@ -78,7 +82,7 @@ export class GenerationSession extends SessionJoin {
       // Judged over its sessions one after another: its watch goes on from what its sessions before left.
       for (const id of this.members.keys()) this.silence.watch(id, 0, this.retry?.silenceBefore?.(id));
       let input: readonly number[] = promptIds;
-      for (let step = 0; step < forced.length + maxTokens; step++) {
+      for (let step = 0; step < this.maxSteps; step++) {
         const t0 = this.clock.now();
         const last = this.route.length - 1;
         this.currentStep = step;
@@ -102,7 +106,7 @@ export class GenerationSession extends SessionJoin {
           if (attempt === 0) {
             if (step > this.sentAhead)
               for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step, tokens: [...input] });
-            this.sendAhead(step, forced);
+            this.sendAhead(step);
             // Reports of this step that came while the one before was decided (the mesh loop runs ahead).
             this.release(step);
           }
@@ -169,12 +173,13 @@ export class GenerationSession extends SessionJoin {
         );
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
-        const isForced = step < forced.length;
+        const isForced = step < plan.steps;
+        const given = isForced ? plan.targets(step) : [];
         // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference
         // runner's t-th (forced steps draw nothing).
         const token = isForced
-          ? (forced[step] as number)
-          : sampleAt(state.value, sampling, this.drawsBefore + step - forced.length, generated);
+          ? (given[given.length - 1] as number)
+          : sampleAt(state.value, sampling, this.drawsBefore + step - plan.steps, generated);
         this.noteExactLogits(step, w.logits);
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
@@ -194,12 +199,12 @@ export class GenerationSession extends SessionJoin {
         const logits = rows === 1 ? state.value : state.value.subarray((rows - 1) * vocab);
         const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits };
         if (token === eos && !isForced) return { tokens, finishReason: 'stop', end: record };
-        input = [token];
+        input = step + 1 < plan.steps ? plan.input(step + 1) : [token];
         if (isForced) {
-          // A scored step's rows before its last: the prompt's positions 1 … rows − 1, in order, with the step's votes.
+          // A scored step's rows before its last: the given tokens after its positions, in order, with the step's votes.
           for (let row = 0; row + 1 < rows; row++) {
-            const given = promptIds[row + 1] as number;
-            onToken(given, { ...record, token: given, logits: state.value.subarray(row * vocab, (row + 1) * vocab), forced: true });
+            const t = given[row] as number;
+            onToken(t, { ...record, token: t, logits: state.value.subarray(row * vocab, (row + 1) * vocab), forced: true });
           }
           onToken(token, { ...record, forced: true });
           continue;
@@ -224,12 +229,13 @@ export class GenerationSession extends SessionJoin {
    * now, up to MESH_AHEAD steps beyond it, so that the stages compute them one after the other, as a pipeline,
    * while the coordinator votes on each in turn. Newcomers of stage 0 get them with the rest (`inputs`).
    */
-  private sendAhead(step: number, forced: readonly number[]): void {
-    if (!this.scoreAhead) return;
-    // Step s ≥ 1 computes on step s − 1's token: a given one for s ≤ forced.length.
-    const last = Math.min(step + MESH_AHEAD, forced.length, this.maxSteps - 1);
+  private sendAhead(step: number): void {
+    const plan = this.plan;
+    if (!this.scoreAhead || plan === null) return;
+    // Step s ≥ 1 computes on given tokens for s ≤ plan.steps (the last of them with the first sampling step).
+    const last = Math.min(step + MESH_AHEAD, plan.steps, this.maxSteps - 1);
     for (let s = Math.max(step, this.sentAhead) + 1; s <= last; s++) {
-      const tokens = [forced[s - 1] as number];
+      const tokens = plan.input(s);
       this.inputs[s] = tokens;
       for (const id of this.route[0] as string[]) this.transport.input(id, { sessionId: this.sessionId, step: s, tokens: [...tokens] });
       this.sentAhead = s;

@@ -6,9 +6,9 @@
 // log-probability must be the reference runner's (fed the prompt a token at a
 // time), with liars, a stage retried on spares (the pipeline rolled back) and
 // a replica that leaves mid-prompt, and with the pipeline off (MESH_LOOP=off). A fresh prompt's first
-// positions go in one step (the last stage a position at a time, a row of logits each): its rows are voted row
-// by row, a wrong row count is refused; a position a step (`scoreRows: 1`) is the path of replays and of
-// prompts past maxScoreRows.
+// positions go in one step (the last stage a row of logits for each): its rows are voted row by row, a wrong row
+// count is refused; the prompt's tokens after them go in chunks of as many a step, voted the same way (here
+// `scoreRows: 3`, so that a prompt has several); `scoreRows: 1` is a position a step.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import { type FaultBehaviour, faultBehaviour } from '../../shared/swarm/faults.js';
@@ -28,7 +28,7 @@ let roomy: InProcessSwarm;
 /** The reference's log-probability of each prompt token after the first. */
 let want: number[];
 
-/** The golden swarm, each position a step (the path a replay and a prompt past maxScoreRows take). */
+/** The golden swarm, each position a step (scoreRows 1). */
 let stepwise: InProcessSwarm;
 /** No spares, the server's fallback on for a stage short of a majority. */
 let served: InProcessSwarm;
@@ -124,12 +124,16 @@ describe('a scored prompt’s first positions in one step', () => {
     }
   });
 
-  it('a prompt longer than the rows a step may carry: its first 3 positions in step 0, the rest a step each, sent ahead', async () => {
+  it('a prompt longer than the rows a step may carry: its first 3 positions in step 0, the rest in chunks of 3 a step, sent ahead', async () => {
     const g = golden as GoldenSwarm;
     const r = await score({ ...g.swarm, scoreRows: 3 });
     await expectReference(r);
-    expect(r.r.computedBy.get('s0r0')).toBe(g.promptIds.length - 3 + TOKENS);
-    expect(r.r.inputsAhead).toBe(g.promptIds.length - 3);
+    // Given after step 0: the prompt's tokens 3 … P − 1; all but the last in chunks of 3, the last with the first sampled step.
+    const given = g.promptIds.length - 3;
+    const chunks = Math.ceil((given - 1) / 3);
+    expect(chunks).toBeGreaterThan(1);
+    expect(r.r.computedBy.get('s0r0')).toBe(1 + chunks + TOKENS);
+    expect(r.r.inputsAhead).toBe(1 + chunks);
   });
 
   it('one liar a stage (noise in every row) is outvoted at every position', async () => {
@@ -198,5 +202,77 @@ describe('a scored prompt’s first positions in one step', () => {
     const r = await score(roomy, {}, { who: 's2r1', afterSteps: 1, spare: 's2spare' });
     await expectReference(r);
     expect(r.r.replacements.map((x) => `${x.left}>${x.joined}@${x.atStep}`)).toEqual(['s2r1>s2spare@0']);
+  });
+});
+
+describe('the rest of a scored prompt in chunks', () => {
+  const vocab = () => (golden as GoldenSwarm).swarm.manifest.model.vocabSize;
+  /** A last-stage liar whose logits at `at` are `rows(d)`, honest at every other step. */
+  const rowsLiarAt = (at: number, rows: (d: Float32Array) => Float32Array): FaultBehaviour => ({
+    delayMs: 0,
+    output: (step, d, logits) => (logits && step === at ? rows(d) : d),
+  });
+  /** Steps of the prompt given after step 0's 3 positions, in chunks of 3 (the last given token with the first sampled step). */
+  const chunkSteps = () => Math.ceil(((golden as GoldenSwarm).promptIds.length - 4) / 3);
+
+  it('one liar a stage (noise in every row of every chunk) is outvoted at every position', async () => {
+    const liars = ['s0r2', 's1r1', 's2r0'];
+    const r = await score(
+      { ...(golden as GoldenSwarm).swarm, scoreRows: 3 },
+      Object.fromEntries(liars.map((id, i) => [id, faultBehaviour('noise', 23 + i)])),
+    );
+    await expectReference(r);
+    expect(r.votes.every((v) => v.every((n) => n >= 2))).toBe(true);
+    for (const id of liars) expect(r.r.scores.get(id)?.disagreed, id).toBeGreaterThan(0);
+    expect(r.r.computedBy.get('s0r0')).toBe(1 + chunkSteps() + TOKENS);
+  });
+
+  it('two last-stage replicas that send one row for a chunk (a majority of the wrong count) are refused and retried on spares there', async () => {
+    const v = vocab();
+    const short = rowsLiarAt(2, (d) => d.slice(d.length - v));
+    const r = await score({ ...roomy, scoreRows: 3 }, { s2r0: short, s2r2: short });
+    await expectReference(r);
+    expect(r.r.replacements.map((x) => `${x.left}@${x.atStep}`).sort()).toEqual(['s2r0@2', 's2r2@2']);
+  });
+
+  it('a chunk whose middle row alone is false, from one last-stage replica: outvoted', async () => {
+    const v = vocab();
+    const middleFalse = rowsLiarAt(1, (d) => {
+      const out = d.slice();
+      out.fill(-30, v, 2 * v);
+      out[5] = 30;
+      return out;
+    });
+    const r = await score({ ...(golden as GoldenSwarm).swarm, scoreRows: 3 }, { s2r2: middleFalse });
+    await expectReference(r);
+    expect(r.votes[1]?.[2]).toBe(2);
+    expect(r.r.scores.get('s2r2')?.disagreed).toBe(1);
+  });
+
+  it('two liars in stage 1 from the second chunk: retried on spares, the pipeline rolled back; every position the reference', async () => {
+    const liar = (seed: number): FaultBehaviour => {
+      const noise = faultBehaviour('noise', seed);
+      return { ...noise, output: (step, d, logits) => (step >= 2 ? noise.output(step, d, logits) : d) };
+    };
+    const r = await score({ ...roomy, scoreRows: 3 }, { s1r0: liar(31), s1r2: liar(32) });
+    await expectReference(r);
+    expect(r.r.replacements.map((x) => `${x.joined}@${x.atStep}`).sort()).toEqual(['s1spare2@2', 's1spare@2']);
+  });
+
+  it('a last-stage replica that leaves after two chunks: its spare computes every chunk again, and every position is the reference', async () => {
+    // Step by step (nothing sent ahead), so that it leaves when the coordinator is past step 2.
+    const r = await score({ ...roomy, scoreRows: 3, meshLoop: false }, {}, { who: 's2r1', afterSteps: 3, spare: 's2spare' });
+    await expectReference(r);
+    expect(r.r.replacements.map((x) => `${x.left}>${x.joined}`)).toEqual(['s2r1>s2spare']);
+    expect(r.r.replacements[0]?.atStep).toBeGreaterThanOrEqual(2);
+  });
+
+  it('two last-stage replicas leave mid-chunks, no spare: the server’s fallback computes the chunks, every row', async () => {
+    const r = await score({ ...served, scoreRows: 3 }, {}, [
+      { who: 's2r0', afterSteps: 2, spare: null },
+      { who: 's2r1', afterSteps: 2, spare: null },
+    ]);
+    await expectReference(r);
+    expect(r.r.serverStages[0]).toEqual([2]);
   });
 });

@@ -56,7 +56,6 @@ export abstract class SessionJoin extends MeshLoopChecks {
           ...this.loopOf(stage),
           ...this.fanoutOf(stage),
           ...this.rowsOf(stage),
-          ...this.rowsOf(stage),
         });
       });
     }

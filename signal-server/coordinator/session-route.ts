@@ -4,6 +4,7 @@ import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { MeshLoop } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import type { Audit } from './audit.js';
+import type { ForcedPlan } from './forced-plan.js';
 import type { RetryHooks, SessionTimeouts, SessionTransport, VotePolicy } from './session-types.js';
 
 /**
@@ -40,8 +41,8 @@ export abstract class SessionRoute {
   protected maxSteps = 0;
   /** The sampler's draws before this session's step 0 (tokens a replayed request had): step t draws number drawsBefore + t. */
   protected drawsBefore = 0;
-  /** Rows of logits step 0 carries: its positions, for a scored prompt's first positions in one step; else 1. */
-  protected scoreRows = 1;
+  /** What each step feeds and how many rows of logits it carries (a scored prompt's given tokens), known once it runs. */
+  protected plan: ForcedPlan | null = null;
 
   /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
   readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -109,14 +110,19 @@ export abstract class SessionRoute {
     };
   }
 
-  /** The `scoreRows` field of a replica of `stage`'s session:open: the last stage's, where step 0 carries several rows. */
-  protected rowsOf(stage: number): { scoreRows?: number } {
-    return this.scoreRows > 1 && stage === this.current.length - 1 ? { scoreRows: this.scoreRows } : {};
+  /**
+   * The `scoreRows` and `scoreChunks` fields of a replica of `stage`'s session:open: the last stage's, where step 0
+   * carries several rows, and where the steps after it may.
+   */
+  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean } {
+    const plan = this.plan;
+    if (plan === null || stage !== this.current.length - 1) return {};
+    return { ...(plan.firstRows > 1 ? { scoreRows: plan.firstRows } : {}), ...(plan.chunked ? { scoreChunks: true } : {}) };
   }
 
-  /** Rows of logits `step` carries (see scoreRows). */
+  /** Rows of logits `step` carries (ForcedPlan.rows). */
   protected logitsRows(step: number): number {
-    return step === 0 ? this.scoreRows : 1;
+    return this.plan?.rows(step) ?? 1;
   }
 
   /** The `fanout` field of a replica of `stage`'s session:open: its stage's size, where the session fans out by the rotation. */

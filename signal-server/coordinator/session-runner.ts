@@ -36,7 +36,7 @@ export interface RouteWait {
 
 /**
  * Where a request's session (its first, or a replay) starts: the prompt it prefills and the prompt tokens it
- * feeds one a step after it (a scored prompt). A replay goes on from what the request has: the prompt's positions
+ * feeds in chunks after it (a scored prompt). A replay goes on from what the request has: the prompt's positions
  * scored so far are its prefill, the rest forced; once every position is scored, the tokens generated follow.
  */
 export function resumeAt(
@@ -55,8 +55,13 @@ export function resumeAt(
  * maxScoreRows (and `most`, the operator's); 1 where that leaves fewer than 2.
  */
 export function firstScoreRows(promptLength: number, vocabSize: number, most = Number.POSITIVE_INFINITY): number {
-  const rows = Math.floor(Math.min(maxScoreRows(vocabSize), most, promptLength - 1));
+  const rows = Math.min(scoreChunk(vocabSize, most), promptLength - 1);
   return rows >= 2 ? rows : 1;
+}
+
+/** The most of a scored prompt's given tokens a step after step 0 (GenerationSession.run's chunk): maxScoreRows, or `most`. */
+export function scoreChunk(vocabSize: number, most = Number.POSITIVE_INFINITY): number {
+  return Math.max(1, Math.floor(Math.min(maxScoreRows(vocabSize), most)));
 }
 
 /** What running sessions need of the coordinator's other parts. */
@@ -101,9 +106,9 @@ export class SessionRunner {
    * and the benchmarks call it without a tokenizer. `onStep` returns true to
    * stop after that token.
    *
-   * With `scored`, the prompt is scored first: its tokens after the first go
-   * one a step, each step's agreed logits (the distribution of the token that
-   * follows) to `scored` with the position they predict, before any token is
+   * With `scored`, the prompt is scored first: its tokens go up to
+   * maxScoreRows a step, each row of a step's agreed logits (the distribution
+   * of the token that follows) to `scored` with the position it predicts, before any token is
    * sampled. Such a session has no mesh loop (its last stage would sample
    * where the prompt gives the token).
    */
@@ -122,7 +127,7 @@ export class SessionRunner {
     const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
-      // A fresh scored prompt's first positions in one step; a replay goes on a position a step from where it was.
+      // A fresh scored prompt's first positions in one step; a replay prefills what was scored, then goes on in chunks.
       const rows =
         scored !== undefined && positions === 0 && done.length === 0
           ? firstScoreRows(promptTokens.length, this.s.model.manifest.model.vocabSize, this.s.options.scoreRows)
@@ -149,6 +154,7 @@ export class SessionRunner {
           client,
           resume.forced,
           rows,
+          scored === undefined ? 1 : scoreChunk(this.s.model.manifest.model.vocabSize, this.s.options.scoreRows),
         );
         return { ...out, result: { ...out.result, tokens: [...done] } };
       } catch (e) {
@@ -184,10 +190,12 @@ export class SessionRunner {
     routeWait: RouteWait,
     onStep: (token: number, record: StepRecord, session: GenerationSession) => boolean | undefined,
     client: string | undefined,
-    /** Prompt tokens fed one a step after `promptTokens`, scored (see runIds). */
+    /** Prompt tokens fed after `promptTokens`, scored (see runIds). */
     forced: readonly number[],
     /** Rows of logits step 0 carries (GenerationSession.run's scoreRows). */
     scoreRows: number,
+    /** The most given tokens a step after step 0 (GenerationSession.run's chunk). */
+    chunk: number,
   ): Promise<{ result: GenerationResult; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -275,6 +283,7 @@ export class SessionRunner {
         sampledBefore,
         forced,
         scoreRows,
+        chunk,
       );
       this.s.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
       return { result, route: session.route.map((ids) => [...ids]), session };

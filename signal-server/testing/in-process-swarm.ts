@@ -38,7 +38,7 @@ export interface InProcessSwarm {
   readonly fallback: FallbackOptions | null;
   /** The mesh loop (MESH_LOOP; default on): `{ ...swarm, meshLoop: false }` runs the same replicas without it. */
   readonly meshLoop?: boolean;
-  /** The most of a scored prompt's first positions in one step (CoordinatorOptions.scoreRows): `{ ...swarm, scoreRows: 1 }`, a position a step. */
+  /** The most of a scored prompt's positions in one step (CoordinatorOptions.scoreRows): `{ ...swarm, scoreRows: 1 }`, a position a step. */
   readonly scoreRows?: number;
   /** FANOUT (default all): `majority` sends each receiver a majority's copies by the rotation, the rest on request. */
   readonly fanout?: 'all' | 'majority';
