@@ -1,5 +1,5 @@
 // Red team of chunked prompt scoring: a last-stage volunteer whose step:logits for a scored prompt's first step
-// (a row per position: SessionOpen.scoreRows) are of its own making, over the real protocol (a Node client of
+// (a row per position: SessionOpen.scoreRows), or for a chunk after it (SessionOpen.scoreChunks), are of its own making, over the real protocol (a Node client of
 // the real replica whose logits are changed as they leave: node-volunteer.ts's tamperLogits), its digests honest.
 // Beside one honest replica (r = 2, both needed) the step has no majority and the request fails by name: nothing
 // unagreed is scored. Beside two (r = 3) it is outvoted: every position the reference's.
@@ -20,12 +20,12 @@ type Lie = 'one row' | 'a row more' | 'past the limit' | 'one row’s argmax';
 /** How far the argmax lie moved its row, against the tolerance of the whole tensor (set when it lies). */
 const moved = { by: 0, tolerance: 0 };
 
-/** Step 0's logits (several rows) as the liar sends them; other steps' as computed. */
-function lie(how: Lie, vocab: number): (m: StepLogits) => StepLogits {
+/** Step `at`'s logits (several rows) as the liar sends them; other steps' as computed. */
+function lie(how: Lie, vocab: number, at = 0): (m: StepLogits) => StepLogits {
   return (m) => {
     const all = new Float32Array(m.logits.slice(0));
     const rows = all.length / vocab;
-    if (m.step !== 0 || rows < 2) return m;
+    if (m.step !== at || rows < 2) return m;
     const row = (k: number) => all.subarray(k * vocab, (k + 1) * vocab);
     let out: Float32Array;
     switch (how) {
@@ -70,7 +70,8 @@ afterEach(async () => {
   rig = undefined;
 });
 
-const start = async (redundancy: number, how: Lie) => {
+/** `at` > 0: the liar lies about that step, a chunk of 5 given tokens (scoreRows 5). */
+const start = async (redundancy: number, how: Lie, at = 0) => {
   // The liar is the last volunteer; austen-2m's vocabulary is 2048.
   rig = await startApiSwarm('webswarm-chunked-attacks-', {
     redundancy,
@@ -79,8 +80,8 @@ const start = async (redundancy: number, how: Lie) => {
     stepTimeoutMs: STEP_TIMEOUT_MS,
     // A row more than 96 (the default at austen-2m's vocabulary) is past the limit: 5 rows, so that the session,
     // not the boundary, refuses the sixth.
-    ...(how === 'a row more' ? { scoreRows: 5 } : {}),
-    volunteer: (i) => (i === redundancy - 1 ? { tamperLogits: lie(how, 2048) } : {}),
+    ...(how === 'a row more' || at > 0 ? { scoreRows: 5 } : {}),
+    volunteer: (i) => (i === redundancy - 1 ? { tamperLogits: lie(how, 2048, at) } : {}),
   });
   return rig;
 };
@@ -123,4 +124,29 @@ describe('a last-stage liar about a scored prompt’s first step', () => {
     },
     60_000,
   );
+});
+
+describe('a last-stage liar about a chunk of the prompt after the first step', () => {
+  it.each(['one row', 'a row more'] as Lie[])(
+    'r = 2, %s of step 3: no majority, the request fails by name at that step',
+    async (how) => {
+      const { server } = await start(2, how, 3);
+      const r = await postRaw(`${server.address().url}/v1/completions`, body);
+      expect(r.status, r.raw).toBeGreaterThanOrEqual(500);
+      expect(r.body?.error?.code, r.raw).toBe('ERR_NO_QUORUM');
+      expect(r.body?.error?.message, r.raw).toMatch(/^step 3: the logits of .+ were refused/);
+    },
+    60_000,
+  );
+
+  it('r = 3, one row of step 3: outvoted, every position the reference’s', async () => {
+    const { client, reference } = await start(3, 'one row', 3);
+    const ids = reference.tokenizer.encode(PROMPT);
+    const want = await promptLogprobs(reference, ids);
+    const got = await client.completions.create(body);
+    const lp = got.choices[0]?.logprobs?.token_logprobs ?? [];
+    expect(lp).toHaveLength(ids.length);
+    for (let i = 1; i < ids.length; i++)
+      expect(Math.abs((lp[i] as number) - (want[i - 1] as number)), `position ${i}`).toBeLessThan(TOLERANCE);
+  }, 60_000);
 });
