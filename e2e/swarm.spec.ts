@@ -67,6 +67,24 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
     for (const v of scored.webswarm.prompt_votes) for (const s of v.votes) expect(s.agreed * 2).toBeGreaterThan(s.replicas);
   });
 
+  it('scores a prompt past the rows a step may carry: its first positions in step 0, the rest in one chunk (a row each), every position the reference’s', async () => {
+    const rows = maxScoreRows(e.reference.manifest.model.vocabSize);
+    let prompt = PROMPT;
+    while (e.reference.tokenizer.encode(prompt).length < rows + 8) prompt = `${prompt} ${PROMPT}`;
+    const ids = e.reference.tokenizer.encode(prompt);
+    expect(ids.length).toBeLessThan(2 * rows);
+    const want = await promptLogprobs(e.reference, ids);
+    const ahead = e.server.coordinator?.inputsAhead ?? Number.NaN;
+    const { status, json } = await complete({ model: MODEL, prompt, max_tokens: 0, echo: true, logprobs: 1 });
+    expect(status).toBe(200);
+    // Two steps: the first `rows` positions, then the rest but the last token (max_tokens 0 never feeds it) in one
+    // chunk, its input sent to stage 0's tabs ahead.
+    expect((e.server.coordinator?.inputsAhead ?? Number.NaN) - ahead).toBe(1);
+    const got = (json as unknown as { choices: { logprobs: { token_logprobs: (number | null)[] } }[] }).choices[0]?.logprobs.token_logprobs;
+    expect(got).toHaveLength(ids.length);
+    for (const [i, lp] of want.entries()) expect(Math.abs((got?.[i + 1] as number) - lp), `position ${i + 1}`).toBeLessThan(1e-4);
+  });
+
   it('reproduces seeded sampling exactly', async () => {
     const sampling = { temperature: 0.8, topK: 0, topP: 0.95, seed: 7 };
     const expected = await referenceTokens(sampling);
