@@ -138,8 +138,10 @@ async function openCheck(graph: GraphForm, backend: 'wasm' | 'webgpu'): Promise<
 
 type Check = NonNullable<typeof window.webswarmCheck>;
 
-async function step(page: Page, session: number, ids: number[]): Promise<Float32Array> {
-  return Float32Array.from(await page.evaluate(([s, i]) => (window.webswarmCheck as Check).step(s, [...i]), [session, ids] as const));
+async function step(page: Page, session: number, ids: number[], everyRow = false): Promise<Float32Array> {
+  return Float32Array.from(
+    await page.evaluate(([s, i, e]) => (window.webswarmCheck as Check).step(s, [...i], e), [session, ids, everyRow] as const),
+  );
 }
 
 async function stats(page: Page): Promise<WorkerStats> {
@@ -197,8 +199,13 @@ describe.each([
         expect(cut.kvOnDevice).toBe(onGpu && graph === 'fused' ? KV_TENSORS : 0);
       }
       if (i === WRONG_AT + 2 && i + 1 < TOKENS) {
-        // Two positions in one step after a past (a replacement replays a session's inputs this way).
-        logits = await step(page, 1, [tokens[i - 1] as number, ref.tokens[i] as number]);
+        // Two positions in one step after a past (a replacement replays a session's inputs this way; a scored
+        // prompt's chunk too, with a row of logits for each position from one call: logits_from 0).
+        const vocab = (ref.logits[0] as Float32Array).length;
+        const rows = await step(page, 1, [tokens[i - 1] as number, ref.tokens[i] as number], true);
+        expect(rows.length).toBe(2 * vocab);
+        agree(rows.subarray(0, vocab), i);
+        logits = rows.subarray(vocab);
         agree(logits, i + 1);
         tokens.push(ref.tokens[i] as number, argmax(logits));
         continue;

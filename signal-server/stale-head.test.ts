@@ -1,5 +1,6 @@
-// The last stage's head runs on each row's last position only, and the
-// server's challenge steps come from that graph. A volunteer that runs the
+// The last stage's head runs on each row's last position unless a call's
+// logits_from says every position (a scored prompt's steps), and the server's
+// challenge steps come from that graph with the last position's. A volunteer that runs the
 // head on every position anyway (a stage file cut before the change, or a
 // client of its own, saying nothing) reports a digest of all its challenge
 // step's rows: it fails the challenge and is never ready; an honest volunteer
@@ -37,7 +38,8 @@ describe('a volunteer whose last stage runs the head on every position', () => {
   ] as [string, GraphForm][])('%s, %s: fails its challenge; one running the swarm’s stage is ready', async (id, graph) => {
     const model = goldenModelDir(id);
     const { dir, manifest } = await ensureStages(model, { stages: 1 }, cache, { graph });
-    expect(manifest.stages[0]?.outputs[0]?.shape).toEqual(['batch', 1, manifest.model.vocabSize]);
+    expect(manifest.stages[0]?.outputs[0]?.shape).toEqual(['batch', 'logit_rows', manifest.model.vocabSize]);
+    expect(manifest.stages[0]?.inputs.map((i) => i.name)).toContain('logits_from');
     const stale = await ensureStages(model, { stages: 1 }, cache, { graph, head: 'all' });
     const url = await oneStageSwarm({ dir, manifest }, servers);
     const honest = volunteerAt(url, '127.0.0.31', volunteers);

@@ -27,7 +27,7 @@ import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
 import { ensureStages } from '../../signal-server/models/model-folder.js';
@@ -115,11 +115,11 @@ async function child(ep: Ep, dir: string, tokens: number, batch: number): Promis
   const executor: KvStageExecutor = {
     async run(stage, feeds, fetches) {
       const inputs: Record<string, Ort.Tensor> = {};
-      for (const [k, v] of Object.entries(feeds)) {
+      const session = sessions[stage] as Ort.InferenceSession;
+      for (const [k, v] of Object.entries(stageFeeds(session.inputNames, feeds))) {
         inputs[k] = v.dtype === 'device' ? (v as NodeDeviceTensor).tensor : new ort.Tensor(v.dtype, v.data, [...v.dims]);
       }
       const t0 = performance.now();
-      const session = sessions[stage] as Ort.InferenceSession;
       const out = await session.run(inputs, stageFetches(session.outputNames, fetches));
       const result: KvFeeds = {};
       for (const [k, v] of Object.entries(out)) {

@@ -57,7 +57,7 @@ export async function buildStages(input: BuildInput): Promise<BuildOutput> {
       : buildStageGraph(config, weights, spec, precision, options);
     const file = `stage-${index}.onnx`;
     files.set(file, bytes);
-    const inputs = fused ? fusedStageInputs(config, spec) : stageInputs(config, spec);
+    const inputs = fused ? fusedStageInputs(config, spec, options.head) : stageInputs(config, spec, options.head);
     const outputs = fused ? fusedStageOutputs(config, spec, options.head) : stageOutputs(config, spec, options.head);
     stages.push({ ...(await entry(file, bytes)), index, layers, inputs, outputs });
   }

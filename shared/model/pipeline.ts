@@ -1,7 +1,7 @@
 import type { ModelConfig } from './config.js';
 import type { StageManifest } from './manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
-import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
+import { headFeeds, type LogitsFrom, STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO, type GraphForm } from './stage-graph-fused.js';
 import { type BatchCounts, StepBatcher } from './step-batcher.js';
 
@@ -108,8 +108,11 @@ export function ownBuffer<T extends TensorData>(t: T): T {
  * main output cross between threads, never the cache.
  */
 export interface SessionExecutor {
-  /** Runs `stage` on `input` (appended after what the session holds); returns its main output. */
-  step(session: number, stage: number, input: TensorData): Promise<Float32Tensor>;
+  /**
+   * Runs `stage` on `input` (appended after what the session holds); returns its main output. At the last stage,
+   * `logitsFrom` says which positions' logits (stage-graph.ts: the last, the default, or all of the step's).
+   */
+  step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor>;
   /** Keeps the first `positions` positions of the session's cache (a roll-back). */
   truncate(session: number, positions: number): Promise<void>;
   /** Forgets the session's cache. */
@@ -214,12 +217,12 @@ export class CachingExecutor implements SessionExecutor {
     return next;
   }
 
-  step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+  step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
     return this.serial(session, async () => {
       const cache = this.cache(session, stage);
-      if (this.batcher !== null) return this.batcher.step(stage, cache, input);
+      if (this.batcher !== null) return this.batcher.step(stage, cache, input, logitsFrom);
       const n = sequenceLength(input);
-      const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n) });
+      const out = await this.inner.run(stage, { [stageInputName(stage)]: input, ...cache.feeds(n), ...headFeeds(logitsFrom) });
       cache.update(out, n);
       this.unbatchedSteps++;
       return mainOutput(out, stage, this.manifest.stages.length);
@@ -277,16 +280,6 @@ export function sequenceLength(input: TensorData): number {
   const s = input.dims[1];
   if (s === undefined || s < 1) throw new RangeError(`stage input of shape [${input.dims.join(', ')}] has no positions`);
   return s;
-}
-
-/** Position `i` of a one-row stage input ([1, S] ids or [1, S, d] hidden states) as an input of its own ([1, 1, …]). */
-export function positionOf(t: TensorData, i: number): TensorData {
-  const s = sequenceLength(t);
-  if (t.dims[0] !== 1 || !Number.isInteger(i) || i < 0 || i >= s)
-    throw new RangeError(`no position ${i} in a stage input of shape [${t.dims.join(', ')}]`);
-  const per = t.data.length / s;
-  const dims = t.dims.map((d, k) => (k === 1 ? 1 : d));
-  return { ...t, dims, data: t.data.slice(i * per, (i + 1) * per) } as TensorData;
 }
 
 /** The feeds as host tensors; a device tensor among them is an error naming it (a host runtime cannot take it). */

@@ -3,6 +3,8 @@
 // `npm run bench:gpu` (onnxruntime-node's WebGPU provider) use exactly these.
 import type { Backend } from '../protocol/messages.js';
 import type { StageEntry } from './manifest.js';
+import type { TensorData } from './pipeline.js';
+import { LOGITS_FROM_LAST, logitsFromFeed, STAGE_IO } from './stage-graph.js';
 
 /** The subset of onnxruntime's InferenceSession.SessionOptions that stages set (plain data, no runtime import). */
 export interface StageSessionOptions {
@@ -42,4 +44,14 @@ export function stageSessionOptions(backend: Backend | 'cpu', stage: Pick<StageE
  */
 export function stageFetches(outputNames: readonly string[], asked: readonly string[] | undefined): string[] {
   return asked === undefined ? outputNames.filter((n) => !isNewKvOutput(n)) : [...asked];
+}
+
+/**
+ * A run's feeds with what a caller may leave out filled in: a last stage's
+ * logits_from, LOGITS_FROM_LAST (the head on each row's last position, what
+ * every step but a scored prompt's reads), where the session takes it.
+ */
+export function stageFeeds<V>(inputNames: readonly string[], feeds: Readonly<Record<string, V>>): Record<string, V | TensorData> {
+  if (STAGE_IO.logitsFrom in feeds || !inputNames.includes(STAGE_IO.logitsFrom)) return { ...feeds };
+  return { ...feeds, [STAGE_IO.logitsFrom]: logitsFromFeed(LOGITS_FROM_LAST) };
 }

@@ -67,9 +67,9 @@ export function fusedStageOutputs(cfg: ModelConfig, stage: StageSpec, head: Head
   return out;
 }
 
-export function fusedStageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+export function fusedStageInputs(cfg: ModelConfig, stage: StageSpec, head: HeadPositions = 'last'): ValueSpec[] {
   return [
-    ...stageInputs(cfg, stage),
+    ...stageInputs(cfg, stage, head),
     { name: FUSED_IO.seqlensK, dtype: 'int32', shape: ['batch'] },
     { name: FUSED_IO.totalSequenceLength, dtype: 'int32', shape: [] },
   ];
@@ -215,5 +215,10 @@ export function buildFusedStageGraph(
       g.op('Add', [x2, mlp], {}, STAGE_IO.hiddenOut);
     }
   }
-  return g.toBytes(`stage_${stage.index}`, fusedStageInputs(cfg, stage), fusedStageOutputs(cfg, stage, head), stageDoc(stage, ' (fused)'));
+  return g.toBytes(
+    `stage_${stage.index}`,
+    fusedStageInputs(cfg, stage, head),
+    fusedStageOutputs(cfg, stage, head),
+    stageDoc(stage, ' (fused)'),
+  );
 }

@@ -1,5 +1,6 @@
 import type { ModelConfig } from './config.js';
 import { GraphBuilder, type ValueSpec } from './onnx-graph.js';
+import type { Feeds } from './pipeline.js';
 import type { WeightPrecision } from './quantize.js';
 import { ropeInverseFrequencies } from './rope.js';
 import { gatherEmbedding, matMulWeight } from './weight-nodes.js';
@@ -23,6 +24,8 @@ export const STAGE_IO = {
   hiddenIn: 'hidden_states_in',
   hiddenOut: 'hidden_states',
   logits: 'logits',
+  /** The last stage's: from which position its head runs (LOGITS_FROM_LAST or LOGITS_FROM_ALL), int64 [1]. */
+  logitsFrom: 'logits_from',
   pastKey: (layer: number): string => `past.${layer}.key`,
   pastValue: (layer: number): string => `past.${layer}.value`,
   presentKey: (layer: number): string => `present.${layer}.key`,
@@ -35,14 +38,33 @@ export function stageInputName(stage: number): string {
 }
 
 /**
- * Which positions the last stage's LM head runs on: only each row's last one
- * (the product: logits [B, 1, vocab], the only row anything reads), or every
- * position (logits [B, S, vocab]; kept for benches and tests that compare
- * against it). At a prompt of P positions the head is P × hidden × vocab
- * multiply-adds, most of a prefill on a real vocabulary, and its output can
- * pass a WebGPU adapter's maxBufferSize.
+ * Which positions the last stage's LM head runs on. 'last': the call says, by
+ * its logits_from input: each row's last position (LOGITS_FROM_LAST, what a
+ * runtime adapter feeds when a call names none: logits [B, 1, vocab], the
+ * only row a sampled step reads), or every position (LOGITS_FROM_ALL: a
+ * scored prompt's step, a row of logits for each of its positions). 'all':
+ * every position always, with no such input (kept for benches and tests that
+ * compare against it). At a prompt of P positions the head is P × hidden ×
+ * vocab multiply-adds, most of a prefill on a real vocabulary, and its output
+ * can pass a WebGPU adapter's maxBufferSize.
  */
 export type HeadPositions = 'last' | 'all';
+
+/** logits_from: the head on each row's last position only. */
+export const LOGITS_FROM_LAST = -1;
+/** logits_from: the head on every position of the step. */
+export const LOGITS_FROM_ALL = 0;
+export type LogitsFrom = typeof LOGITS_FROM_LAST | typeof LOGITS_FROM_ALL;
+
+/** logits_from as a feed. */
+export function logitsFromFeed(from: LogitsFrom): { dtype: 'int64'; dims: number[]; data: BigInt64Array } {
+  return { dtype: 'int64', dims: [1], data: BigInt64Array.of(BigInt(from)) };
+}
+
+/** A step's logits_from feed where its caller names one (else the runtime adapter feeds LOGITS_FROM_LAST: session-options.ts). */
+export function headFeeds(logitsFrom: LogitsFrom | undefined): Feeds {
+  return logitsFrom === undefined ? {} : { [STAGE_IO.logitsFrom]: logitsFromFeed(logitsFrom) };
+}
 
 /** Options of the stage builders; the defaults are what the product builds. */
 export interface StageBuildOptions {
@@ -59,8 +81,10 @@ const B = 'batch';
 const S = 'sequence';
 const P = 'past_sequence';
 const T = 'total_sequence';
+/** The rows of logits a call gives: 1, or the step's positions (logits_from). */
+const R = 'logit_rows';
 
-export function stageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
+export function stageInputs(cfg: ModelConfig, stage: StageSpec, head: HeadPositions = 'last'): ValueSpec[] {
   const first: ValueSpec =
     stage.index === 0
       ? { name: STAGE_IO.inputIds, dtype: 'int64', shape: [B, S] }
@@ -70,13 +94,15 @@ export function stageInputs(cfg: ModelConfig, stage: StageSpec): ValueSpec[] {
     kv.push({ name: STAGE_IO.pastKey(l), dtype: 'float32', shape: [B, cfg.numKvHeads, P, cfg.headDim] });
     kv.push({ name: STAGE_IO.pastValue(l), dtype: 'float32', shape: [B, cfg.numKvHeads, P, cfg.headDim] });
   }
-  return [first, ...kv];
+  const last = stage.index === stage.count - 1;
+  const from: ValueSpec[] = last && head === 'last' ? [{ name: STAGE_IO.logitsFrom, dtype: 'int64', shape: [1] }] : [];
+  return [first, ...kv, ...from];
 }
 
 export function stageOutputs(cfg: ModelConfig, stage: StageSpec, head: HeadPositions = 'last'): ValueSpec[] {
   const last = stage.index === stage.count - 1;
   const first: ValueSpec = last
-    ? { name: STAGE_IO.logits, dtype: 'float32', shape: [B, head === 'last' ? 1 : S, cfg.vocabSize] }
+    ? { name: STAGE_IO.logits, dtype: 'float32', shape: [B, head === 'last' ? R : S, cfg.vocabSize] }
     : { name: STAGE_IO.hiddenOut, dtype: 'float32', shape: [B, S, cfg.hiddenSize] };
   const kv: ValueSpec[] = [];
   for (let l = stage.layers.start; l < stage.layers.end; l++) {
@@ -182,25 +208,29 @@ export function embedTokens(g: GraphBuilder, w: WeightReader, cfg: ModelConfig, 
   return gatherEmbedding(g, STAGE_IO.inputIds, 'model.embed_tokens.weight', table.data, cfg.vocabSize, d, precision);
 }
 
-/** Positions the manifest says a last stage's logits cover: 'last' when its sequence axis is 1, else 'all' (an older builder's). */
-export function headPositionsOf(outputs: readonly ValueSpec[]): HeadPositions {
-  const logits = outputs.find((o) => o.name === STAGE_IO.logits);
-  return logits?.shape[1] === 1 ? 'last' : 'all';
+/**
+ * Positions the manifest says a last stage's head runs on: 'last' when it
+ * takes logits_from; else 'all' (also an older builder's head on the last
+ * position alone, which had no such input: a cache of it is rebuilt).
+ */
+export function headPositionsOf(inputs: readonly ValueSpec[]): HeadPositions {
+  return inputs.some((i) => i.name === STAGE_IO.logitsFrom) ? 'last' : 'all';
 }
 
 /**
- * [B, S, d] → [B, 1, d]: each row's last position, the one whose logits are
- * read. In a batched decode step every row is one position (step-batch.ts),
- * so it is that row's step whatever the row's cache holds.
+ * [B, S, d] → [B, R, d]: each row's positions from logits_from on, the ones
+ * whose logits are read: its last (−1), or all (0). In a batched decode step
+ * every row is one position (step-batch.ts), so it is that row's step
+ * whatever the row's cache holds.
  */
-export function lastPosition(g: GraphBuilder, x: string): string {
-  return g.op('Slice', [x, g.ints([-1]), g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]);
+function headRows(g: GraphBuilder, x: string): string {
+  return g.op('Slice', [x, STAGE_IO.logitsFrom, g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]);
 }
 
 /**
  * The last stage's LM head on normed hidden states [B, S, d], writing the
- * logits output, in the stage's precision: on each row's last position only
- * unless `head` is 'all'.
+ * logits output, in the stage's precision: on the positions logits_from
+ * names, or on every position if `head` is 'all'.
  */
 export function lmHead(
   g: GraphBuilder,
@@ -211,7 +241,7 @@ export function lmHead(
   head: HeadPositions = 'last',
 ): string {
   const d = cfg.hiddenSize;
-  const rows = head === 'last' ? lastPosition(g, normed) : normed;
+  const rows = head === 'last' ? headRows(g, normed) : normed;
   const headName = cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   const weight = w.get(headName, [cfg.vocabSize, d]);
   return matMulWeight(g, rows, 'lm_head.transposed', weight.data, cfg.vocabSize, d, precision, STAGE_IO.logits);
@@ -276,5 +306,5 @@ export function buildStageGraph(
   } else {
     g.op('Identity', [x], {}, STAGE_IO.hiddenOut);
   }
-  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage), stageOutputs(cfg, stage, head), stageDoc(stage));
+  return g.toBytes(`stage_${stage.index}`, stageInputs(cfg, stage, head), stageOutputs(cfg, stage, head), stageDoc(stage));
 }

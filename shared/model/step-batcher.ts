@@ -11,7 +11,7 @@
 import { gatherSlabs, scatterSlabs, slabFetches } from './kv-slab.js';
 import type { StageManifest } from './manifest.js';
 import type { DeviceBatching, Float32Tensor, KvCache, KvFeeds, KvStageExecutor, TensorData } from './pipeline.js';
-import { stageInputName, stageOutputName } from './stage-graph.js';
+import { headFeeds, type LogitsFrom, stageInputName, stageOutputName } from './stage-graph.js';
 import { type BatchRow, canShareCall, gatherFeeds, scatterOutputs, slabEligible } from './step-batch.js';
 import { disposeDevice, gatherDeviceFeeds } from './step-batch-device.js';
 
@@ -31,6 +31,11 @@ export interface BatchCounts {
 
 interface Waiting extends BatchRow {
   readonly stage: number;
+  /**
+   * The step's logits_from, where its caller named one. Only a step of one position shares a call (canShareCall), and
+   * there every value names the same row: a batch call feeds none.
+   */
+  readonly logitsFrom?: LogitsFrom;
   readonly resolve: (t: Float32Tensor) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -102,9 +107,9 @@ export class StepBatcher {
   }
 
   /** Runs one step of a session (the caller runs a session's steps one after another) and updates its cache. */
-  step(stage: number, cache: KvCache, input: TensorData): Promise<Float32Tensor> {
+  step(stage: number, cache: KvCache, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ stage, cache, input, resolve, reject });
+      this.waiting.push({ stage, cache, input, resolve, reject, ...(logitsFrom === undefined ? {} : { logitsFrom }) });
       void this.drain();
     });
   }
@@ -196,7 +201,7 @@ export class StepBatcher {
 
   private async runAlone(w: Waiting): Promise<Float32Tensor> {
     const n = positions(w.input);
-    const out = await this.inner.run(w.stage, { [stageInputName(w.stage)]: w.input, ...w.cache.feeds(n) });
+    const out = await this.inner.run(w.stage, { [stageInputName(w.stage)]: w.input, ...w.cache.feeds(n), ...headFeeds(w.logitsFrom) });
     w.cache.update(out, n);
     this.count(1);
     return this.mainOf(out, w.stage);

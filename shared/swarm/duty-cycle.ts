@@ -46,12 +46,12 @@ export class DutyCycle {
     sleep: (ms: number) => Promise<void> = (ms) => new Promise<void>((r) => setTimeout(() => r(), ms)),
   ): SessionExecutor {
     return {
-      step: async (session, stage, input) => {
+      step: async (session, stage, input, logitsFrom) => {
         const wait = this.waitMs();
         if (wait > 0) await sleep(wait);
         const t0 = this.now();
         try {
-          return await inner.step(session, stage, input);
+          return await inner.step(session, stage, input, logitsFrom);
         } finally {
           this.ran(this.now() - t0);
         }

@@ -1,5 +1,6 @@
 import type { StageManifest } from '../model/manifest.js';
-import { type Float32Tensor, positionOf, type SessionExecutor, sequenceLength, type TensorData } from '../model/pipeline.js';
+import type { SessionExecutor, TensorData } from '../model/pipeline.js';
+import { LOGITS_FROM_ALL } from '../model/stage-graph.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type {
   MeshLoop,
@@ -799,21 +800,6 @@ export class ReplicaCore {
     }
   }
 
-  /**
-   * The last stage's step on each position of `input` in turn, after the cache before it: the graph's head gives
-   * only the last position's logits, and a scored step needs every position's. Rows [1, S, vocab].
-   */
-  private async stepRows(sessionId: number, input: TensorData): Promise<Float32Tensor> {
-    const vocab = this.manifest.model.vocabSize;
-    const positions = sequenceLength(input);
-    const data = new Float32Array(positions * vocab);
-    for (let i = 0; i < positions; i++) {
-      const out = await this.executor.step(sessionId, this.stage, positionOf(input, i));
-      data.set(out.data.subarray(out.data.length - vocab), i * vocab);
-    }
-    return { dtype: 'float32', dims: [1, positions, vocab], data };
-  }
-
   private async compute(
     s: SessionState,
     step: number,
@@ -828,9 +814,9 @@ export class ReplicaCore {
     const inputPrint = input.dtype === 'int64' ? fingerprint(Array.from(input.data, Number)) : fingerprint(input.data);
     const positions = input.dims[1] as number;
     // A scored prompt's steps at the last stage: a row of logits for each of their positions (SessionOpen.scoreRows
-    // at step 0, scoreChunks after it).
+    // at step 0, scoreChunks after it), from one call with the head on every position.
     const rows = last && (step === 0 ? s.open.scoreRows === positions : s.open.scoreChunks === true) ? positions : 1;
-    const main = rows > 1 ? await this.stepRows(sessionId, input) : await this.executor.step(sessionId, this.stage, input);
+    const main = await this.executor.step(sessionId, this.stage, input, rows > 1 ? LOGITS_FROM_ALL : undefined);
     if (epoch !== s.epoch) {
       // Rolled back while it computed: its result is moot, and the cache goes back again past it.
       await this.executor.truncate(sessionId, s.positions);

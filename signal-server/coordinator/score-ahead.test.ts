@@ -121,6 +121,9 @@ describe('a scored prompt’s first positions in one step', () => {
     for (const id of ['s0r0', 's1r0', 's2r0']) {
       expect(one.r.computedBy.get(id), id).toBe(1 + TOKENS);
       expect(each.r.computedBy.get(id), id).toBe(g.promptIds.length - 1 + TOKENS);
+      // A runtime call a step (and one for its readiness challenge), the last stage's scored step too: the head on
+      // every position, not a call a position.
+      expect(one.r.runsBy.get(id), id).toBe(1 + 1 + TOKENS);
     }
   });
 
@@ -133,6 +136,8 @@ describe('a scored prompt’s first positions in one step', () => {
     const chunks = Math.ceil((given - 1) / 3);
     expect(chunks).toBeGreaterThan(1);
     expect(r.r.computedBy.get('s0r0')).toBe(1 + chunks + TOKENS);
+    // The last stage too: each chunk's rows from one runtime call (and one for the readiness challenge).
+    for (const id of ['s2r0', 's2r1', 's2r2']) expect(r.r.runsBy.get(id), id).toBe(1 + 1 + chunks + TOKENS);
     expect(r.r.inputsAhead).toBe(1 + chunks);
   });
 

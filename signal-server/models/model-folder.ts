@@ -203,9 +203,9 @@ export async function ensureStages(
     if (source.sourceHash === model.sourceHash && sourceFolderOf(dir) === model.dir) {
       const { manifest } = await loadStageSet(dir);
       // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or
-      // form; so is one whose head runs on every position (a builder before the head on the last position only).
+      // form; so is one whose head is another (every position always, or a builder's before logits_from).
       const last = manifest.stages[manifest.stages.length - 1];
-      const cachedHead = last === undefined ? 'all' : headPositionsOf(last.outputs);
+      const cachedHead = last === undefined ? 'all' : headPositionsOf(last.inputs);
       if (manifest.weights === weights && manifest.graph === graph && cachedHead === head) return { dir, manifest, built: false };
     }
   }

@@ -1,14 +1,16 @@
-// The LM head on each row's last position only (stage-graph.ts, lmHead):
-// both graph forms' last stage run as onnxruntime-web runs it, on a batch of
-// rows, against the same stage built with the head on every position; and the
-// stage cache, which must never serve a set built before the change.
+// The LM head on the positions a call's logits_from names (stage-graph.ts,
+// lmHead): each row's last (what the runtime adapters feed by default) or
+// every one. Both graph forms' last stage run as onnxruntime-web runs it, on
+// a batch of rows, against the same stage built with the head on every
+// position; and the stage cache, which must never serve a set built before
+// the change.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Feeds, TensorData } from '../../shared/model/pipeline.js';
-import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { LOGITS_FROM_ALL, LOGITS_FROM_LAST, logitsFromFeed, STAGE_IO } from '../../shared/model/stage-graph.js';
 import { FUSED_IO, type GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { maxAbsDifference } from '../../shared/vote/tolerance.js';
 import { goldenModelDir } from '../../testing/golden.js';
@@ -66,7 +68,13 @@ describe.each(['plain', 'fused'] as GraphForm[])('the %s last stage', (graph) =>
     const last = await ensureStages(MODEL, { stages: STAGES }, work, { graph });
     const every = await ensureStages(MODEL, { stages: STAGES }, work, { graph, head: 'all' });
     const vocab = last.manifest.model.vocabSize;
-    expect(last.manifest.stages[STAGES - 1]?.outputs[0]?.shape).toEqual(['batch', 1, vocab]);
+    expect(last.manifest.stages[STAGES - 1]?.outputs[0]?.shape).toEqual(['batch', 'logit_rows', vocab]);
+    expect(last.manifest.stages[STAGES - 1]?.inputs.find((i) => i.name === 'logits_from')).toEqual({
+      name: 'logits_from',
+      dtype: 'int64',
+      shape: [1],
+    });
+    expect(every.manifest.stages[STAGES - 1]?.inputs.map((i) => i.name)).not.toContain('logits_from');
     expect(every.manifest.stages[STAGES - 1]?.outputs[0]?.shape).toEqual(['batch', 'sequence', vocab]);
     // Stage 0 is the same file either way: only the head changed.
     expect(last.manifest.stages[0]?.sha256).toBe(every.manifest.stages[0]?.sha256);
@@ -85,6 +93,26 @@ describe.each(['plain', 'fused'] as GraphForm[])('the %s last stage', (graph) =>
       const first = all.data.subarray(r * POSITIONS * vocab, (r * POSITIONS + 1) * vocab);
       expect(maxAbsDifference(got, first), `row ${r}`).toBeGreaterThan(1e-2);
     }
+    // Named: the same.
+    const named = await lastStageLogits(last.dir, (m) => ({
+      ...prefillFeeds(m, hidden),
+      ...{ [STAGE_IO.logitsFrom]: logitsFromFeed(LOGITS_FROM_LAST) },
+    }));
+    expect(Array.from(named.data)).toEqual(Array.from(one.data));
+  });
+
+  it('gives every position’s logits in one call with logits_from 0, the all-positions graph’s rows', async () => {
+    const last = await ensureStages(MODEL, { stages: STAGES }, work, { graph });
+    const every = await ensureStages(MODEL, { stages: STAGES }, work, { graph, head: 'all' });
+    const vocab = last.manifest.model.vocabSize;
+    const hidden = hiddenStates(last.manifest.model.hiddenSize);
+    const rows = await lastStageLogits(last.dir, (m) => ({
+      ...prefillFeeds(m, hidden),
+      [STAGE_IO.logitsFrom]: logitsFromFeed(LOGITS_FROM_ALL),
+    }));
+    const all = await lastStageLogits(every.dir, (m) => prefillFeeds(m, hidden));
+    expect(rows.dims).toEqual([ROWS, POSITIONS, vocab]);
+    expect(maxAbsDifference(rows.data, all.data)).toBeLessThan(1e-5);
   });
 });
 

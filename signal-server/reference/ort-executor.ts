@@ -3,7 +3,7 @@
 import * as ort from 'onnxruntime-web';
 import type { Feeds, Fetches, StageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 
 let configured = false;
 
@@ -44,7 +44,7 @@ export class OrtExecutor implements StageExecutor {
     const session = this.sessions[stage];
     if (session === undefined) throw new RangeError(`no stage ${stage}`);
     const inputs: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) inputs[k] = toRuntime(Tensor, v);
+    for (const [k, v] of Object.entries(stageFeeds(session.inputNames, feeds))) inputs[k] = toRuntime(Tensor, v);
     const out = await session.run(inputs, stageFetches(session.outputNames, fetches));
     const result: Feeds = {};
     for (const [k, v] of Object.entries(out)) result[k] = fromRuntime(k, v.type, v.dims, v.data);

@@ -11,7 +11,7 @@
 // routes with a random source that returns 0, so a route is the first r ready
 // replicas of each stage and a replacement the first spare.
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, hostOnly } from '../../shared/model/pipeline.js';
 import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import { isServerPeer, type ServerToClientEvents } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
@@ -60,6 +60,8 @@ export interface InProcessResult {
   /** Volunteers the coordinator evicted, with the code it gave. */
   readonly evicted: ReadonlyMap<string, string>;
   readonly computedBy: Map<string, number>;
+  /** Runtime calls each volunteer's stage made (a scored step's rows come from one: the head on every position). */
+  readonly runsBy: Map<string, number>;
   readonly replacements: GenerationSession['replacements'];
   /** Replicas proven to equivocate, as the session reported them for eviction. */
   readonly equivocators: GenerationSession['reported'];
@@ -175,6 +177,7 @@ export async function runInProcess(
   const STAGES = manifest.stages.length;
   const R = swarm.redundancy;
   const computedBy = new Map<string, number>();
+  const runsBy = new Map<string, number>();
   const scores = new Map<string, AuditCounts>();
   const scoreMessages = new Map<string, number>();
   const evicted = new Map<string, string>();
@@ -217,7 +220,12 @@ export async function runInProcess(
         const core = new ReplicaCore(
           manifest,
           a.stage,
-          new CachingExecutor(manifest, executor),
+          new CachingExecutor(manifest, {
+            run: (stage, feeds, fetches) => {
+              runsBy.set(id, (runsBy.get(id) ?? 0) + 1);
+              return executor.run(stage, hostOnly(feeds), fetches);
+            },
+          }),
           {
             frames: (to, msgs) => {
               if (quiet()) return;
@@ -345,6 +353,7 @@ export async function runInProcess(
     scoreMessages,
     evicted,
     computedBy,
+    runsBy,
     replacements: session?.replacements ?? [],
     equivocators: session?.reported ?? [],
     suspects: session?.suspects ?? [],

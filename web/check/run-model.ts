@@ -1,6 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { generate, mainOutput, PipelineSession, type StageExecutor, type TensorData } from '../../shared/model/pipeline.js';
 import { argmax, GREEDY } from '../../shared/model/sampling.js';
+import { LOGITS_FROM_ALL } from '../../shared/model/stage-graph.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
@@ -22,9 +23,11 @@ export interface LocalModel {
   greedy(ids: number[], maxTokens: number): Promise<{ tokens: number[]; msPerToken: number }>;
   /**
    * One step of `session` through every stage, its KV caches kept in the
-   * worker (on the GPU on WebGPU), as a volunteer runs: the last position's logits.
+   * worker (on the GPU on WebGPU), as a volunteer runs: the last position's
+   * logits, or with `everyRow` each position's in one call (the head on every
+   * position, as a scored prompt's step runs): [ids.length × vocab].
    */
-  step(session: number, ids: number[]): Promise<number[]>;
+  step(session: number, ids: number[], everyRow?: boolean): Promise<number[]>;
   /**
    * One step of one stage of `session` (for automation: sessions stepped stage
    * by stage, a hostile row in a batch): token ids at stage 0, hidden states
@@ -75,11 +78,12 @@ export async function loadLocalModel(
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   await prepared;
   await client.build(backend, manifest, weights.stages, batching);
-  /** One step of a session through every stage, caches in the worker: the last position's logits. */
-  const step = async (session: number, ids: number[]): Promise<Float32Array> => {
+  /** One step of a session through every stage, caches in the worker: the last position's logits, or every position's. */
+  const step = async (session: number, ids: number[], everyRow = false): Promise<Float32Array> => {
+    const last = manifest.stages.length - 1;
     let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
-    for (let s = 0; s < manifest.stages.length; s++) carry = await client.step(session, s, carry);
-    return (carry.data as Float32Array).subarray(carry.data.length - manifest.model.vocabSize);
+    for (let s = 0; s <= last; s++) carry = await client.step(session, s, carry, everyRow && s === last ? LOGITS_FROM_ALL : undefined);
+    return everyRow ? (carry.data as Float32Array) : (carry.data as Float32Array).subarray(carry.data.length - manifest.model.vocabSize);
   };
   const release = async (session: number): Promise<void> => {
     client.release(session);
@@ -115,7 +119,7 @@ export async function loadLocalModel(
       const decode = r.stepMs.slice(1).sort((a, b) => a - b);
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },
-    step: async (session, ids) => Array.from(await step(session, ids)),
+    step: async (session, ids, everyRow) => Array.from(await step(session, ids, everyRow)),
     async stepStage(session, stage, input) {
       const width = manifest.model.hiddenSize;
       const t: TensorData =

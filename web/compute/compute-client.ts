@@ -7,6 +7,7 @@ import {
   type StageExecutor,
   type TensorData,
 } from '../../shared/model/pipeline.js';
+import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
 import type { Backend, ComputeErrorCode, DeviceLoss, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
 import type { StageTensors } from './stage-build.js';
@@ -170,9 +171,10 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     this.adapter = r.adapter;
   }
 
-  async step(session: number, stage: number, input: TensorData): Promise<Float32Tensor> {
+  async step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
     const own = ownBuffer(input);
-    const r = await this.call({ type: 'step', id: this.nextId++, session, stage, input: own }, [own.data.buffer as ArrayBuffer]);
+    const m = { type: 'step', id: this.nextId++, session, stage, input: own, ...(logitsFrom === undefined ? {} : { logitsFrom }) } as const;
+    const r = await this.call(m, [own.data.buffer as ArrayBuffer]);
     if (r.type !== 'stepped') throw new WorkerError('ERR_BAD_MESSAGE', `expected stepped, got ${r.type}`);
     this.lastComputeMs = r.computeMs;
     return r.output;

@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeline.js';
+import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { FromReplica, ToReplica } from './datapath-messages.js';
 import type { StageTensors } from './stage-build.js';
 
@@ -34,7 +35,15 @@ export type ToWorker =
   | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }
   | { readonly type: 'run'; readonly id: number; readonly stage: number; readonly feeds: Feeds }
   /** One step of a session whose KV cache the worker keeps: only the input and the main output cross. */
-  | { readonly type: 'step'; readonly id: number; readonly session: number; readonly stage: number; readonly input: TensorData }
+  | {
+      readonly type: 'step';
+      readonly id: number;
+      readonly session: number;
+      readonly stage: number;
+      readonly input: TensorData;
+      /** At the last stage, which positions' logits (stage-graph.ts); absent: the last position's. */
+      readonly logitsFrom?: LogitsFrom;
+    }
   | { readonly type: 'truncate'; readonly id: number; readonly session: number; readonly positions: number }
   | { readonly type: 'release'; readonly id: number; readonly session: number }
   /** What the worker holds: sessions with a cache, and where their KV tensors are. */

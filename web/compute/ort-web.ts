@@ -8,7 +8,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
 import type { Feeds, Fetches, KvFeeds, KvStageExecutor, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { ComputeError } from './compute-error.js';
 import { GpuKv, type GpuKvCounts, type GpuKvTensor } from './gpu-kv.js';
 import type { Backend } from './messages.js';
@@ -192,7 +192,7 @@ export class StageSessions {
     const temps: GpuKvTensor[] = [];
     let out: Ort.InferenceSession.OnnxValueMapType;
     try {
-      for (const [k, v] of Object.entries(feeds)) {
+      for (const [k, v] of Object.entries(stageFeeds(session.inputNames, feeds))) {
         if (v.dtype !== 'device') inputs[k] = toOrt(this.ort, v);
         else if (this.kv === null) throw new ComputeError('ERR_RUN', `feed ${k} is a device tensor, and ${this.backend} keeps none`);
         else {

@@ -124,9 +124,9 @@ export class WorkerReplica {
     }
     this.trace = m.trace ? new StepTrace() : null;
     const timed: SessionExecutor = {
-      step: async (session, stage, input) => {
+      step: async (session, stage, input, logitsFrom) => {
         const t0 = performance.now();
-        const out = await l.sessions.step(session, stage, input);
+        const out = await l.sessions.step(session, stage, input, logitsFrom);
         this.lastComputeMs = performance.now() - t0;
         return out;
       },

@@ -3,6 +3,7 @@
 // before any await, so that no message is lost while the module starts.
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
+import { LOGITS_FROM_ALL, LOGITS_FROM_LAST } from '../../shared/model/stage-graph.js';
 import { DeviceWatch } from './device-watch.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
@@ -156,9 +157,14 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
         fail(m.id, new ComputeError('ERR_NO_STAGE', 'no stages are loaded'));
         return;
       }
+      if (m.logitsFrom !== undefined && m.logitsFrom !== LOGITS_FROM_LAST && m.logitsFrom !== LOGITS_FROM_ALL) {
+        const message = `logitsFrom must be ${LOGITS_FROM_LAST} or ${LOGITS_FROM_ALL}, not ${String(m.logitsFrom)}`;
+        reply({ type: 'error', id: m.id, code: 'ERR_BAD_MESSAGE', message });
+        return;
+      }
       const t0 = performance.now();
       caches
-        .step(m.session, m.stage, m.input)
+        .step(m.session, m.stage, m.input, m.logitsFrom)
         .then((out) => {
           // The cache keeps the other outputs: transfer only a buffer that is the main output's alone.
           const output = ownBuffer(out);

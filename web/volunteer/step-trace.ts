@@ -55,12 +55,12 @@ export class StepTrace {
   /** Stamps each step around `inner` (challenges, on negative sessions, are left out); steps are counted per session. */
   wrap(inner: SessionExecutor, computeMs: () => number): SessionExecutor {
     return {
-      step: async (session, stage, input) => {
-        if (session < 0) return inner.step(session, stage, input);
+      step: async (session, stage, input, logitsFrom) => {
+        if (session < 0) return inner.step(session, stage, input, logitsFrom);
         const step = this.calls.get(session) ?? 0;
         this.calls.set(session, step + 1);
         this.mark(session, step, 'run-start');
-        const out = await inner.step(session, stage, input);
+        const out = await inner.step(session, stage, input, logitsFrom);
         this.mark(session, step, 'run-end', computeMs());
         return out;
       },
