@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parseManifest } from '../shared/model/manifest.js';
 import { GraphBuilder } from '../shared/model/onnx-graph.js';
 import type { Feeds } from '../shared/model/pipeline.js';
+import { STAGE_IO } from '../shared/model/stage-graph.js';
 import { OrtExecutor } from '../signal-server/reference/ort-executor.js';
 
 const [dir = '', stageArg = '0'] = process.argv.slice(2);
@@ -33,6 +34,8 @@ const before = process.memoryUsage().rss;
 const cfg = manifest.model;
 const feeds: Feeds = {};
 for (const input of entry.inputs) {
+  // The last stage's logits_from: the runtime adapter feeds the last position's.
+  if (input.name === STAGE_IO.logitsFrom) continue;
   if (input.dtype === 'int64') feeds[input.name] = { dtype: 'int64', dims: [1, 1], data: new BigInt64Array(1) };
   else if (input.name.startsWith('past.'))
     feeds[input.name] = { dtype: 'float32', dims: [1, cfg.numKvHeads, 0, cfg.headDim], data: new Float32Array(0) };
