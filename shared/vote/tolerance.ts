@@ -39,5 +39,45 @@ export function maxAbs(a: ArrayLike<number>): number {
 
 /** Whether `a` agrees with `b` under the rule above. */
 export function agrees(a: ArrayLike<number>, b: ArrayLike<number>, relative = RELATIVE_TOLERANCE): boolean {
-  return maxAbsDifference(a, b) <= relative * Math.max(1, maxAbs(b));
+  return agreesByRows(a, b, 0, relative);
+}
+
+/**
+ * `agrees`, and where `rowSize` is not 0, the same most likely entry (the first largest, as `argmax`) in each row
+ * of `rowSize` values (rows of logits: the same token): one pass over both arrays, what the coordinator runs on
+ * every replica's logits of every step (a 49 152-token row in 0.2–0.3 ms here, a third of three passes).
+ * Lengths that differ, or that are not whole rows, never agree; neither do values that are not finite.
+ */
+export function agreesByRows(a: ArrayLike<number>, b: ArrayLike<number>, rowSize: number, relative = RELATIVE_TOLERANCE): boolean {
+  if (a.length !== b.length) return false;
+  const row = rowSize > 0 ? rowSize : a.length;
+  if (a.length % Math.max(1, row) !== 0) return false;
+  let worst = 0;
+  let largest = 0;
+  for (let at = 0; at < a.length; at += row) {
+    let bestA = at;
+    let bestB = at;
+    let topA = Number.NEGATIVE_INFINITY;
+    let topB = Number.NEGATIVE_INFINITY;
+    for (let i = at; i < at + row; i++) {
+      const x = a[i] as number;
+      const y = b[i] as number;
+      const d = Math.abs(x - y);
+      // NaN and ±Infinity in either: never agree (maxAbsDifference's Infinity).
+      if (!(d <= Number.MAX_VALUE)) return false;
+      if (d > worst) worst = d;
+      const m = Math.abs(y);
+      if (m > largest) largest = m;
+      if (x > topA) {
+        topA = x;
+        bestA = i;
+      }
+      if (y > topB) {
+        topB = y;
+        bestB = i;
+      }
+    }
+    if (rowSize > 0 && bestA !== bestB) return false;
+  }
+  return worst <= relative * Math.max(1, largest);
 }
