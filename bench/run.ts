@@ -43,7 +43,7 @@
  *   prefill and the time to the first token at prompts of 16, 128 and 512 tokens on a SmolLM-135M-shaped checkpoint with its
  *   49 152-token vocabulary, 2 layers, written under .cache/bench-models/),
  *   BENCH_VOTE_COST (default 1; 0 skips the coordinator's vote on a step's logits and sampling a token, before vs now,
- *   bench/vote-cost.ts)
+ *   bench/vote-cost.ts, and a token greedy and sampled at a 49 152-token vocabulary, bench/sampled-token.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,6 +73,7 @@ import { benchLastHead } from './last-head.js';
 import { benchPrecision, smollmShapedCheckpoint } from './precision.js';
 import { benchRedundancy } from './redundancy.js';
 import { benchRepartition } from './repartition.js';
+import { benchSampledToken } from './sampled-token.js';
 import { benchScoring } from './scoring.js';
 import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
@@ -165,6 +166,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_VOTE_COST !== '0') {
       benchVoteCost({ repeats: Math.max(repeats, 15) });
       benchSampling({ repeats: Math.max(repeats, 15) });
+      await benchSampledToken({ tokens: 32, repeats: 3 });
     }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });
     if (process.env.BENCH_PRECISION !== '0') {

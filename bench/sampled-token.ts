@@ -1,0 +1,74 @@
+/**
+ * What a token costs end to end at a real vocabulary, greedy and sampled: a
+ * SmolLM-135M-shaped random checkpoint with its full 49 152-token vocabulary
+ * and 2 layers (bench/last-head.ts's, under .cache/bench-models/), cut in 2
+ * stages, through the reference runner (one process: compute, then the draw)
+ * and the in-process swarm (real stages, replicas and coordinator, r = 3: the
+ * coordinator votes on every step's logits and draws the token). Median ms a
+ * token over runs; the swarm's tokens checked equal to the reference's for
+ * each sampling. Run it on two commits back to back to see what a change to
+ * the vote or the sampler is worth where it counts.
+ *
+ *   node --import tsx bench/sampled-token.ts [tokens] [repeats]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import { ensureStages, loadStageSet } from '../signal-server/models/model-folder.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import { createInProcessSwarm, releaseInProcessSwarm, runInProcess } from '../signal-server/testing/in-process-swarm.js';
+import { ensureRandomCheckpoint, randomIds } from '../testing/random-checkpoint.js';
+import { REAL_VOCAB_DIR, REAL_VOCAB_SHAPE } from './last-head.js';
+import { median, printTable } from './table.js';
+
+const SAMPLINGS: readonly { readonly label: string; readonly p: SamplingParams }[] = [
+  { label: 'greedy', p: GREEDY },
+  { label: 'temperature 0.8, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7 } },
+];
+
+export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-sampled-'));
+  const loads = [loadavg()[0] as number];
+  try {
+    const checkpoint = ensureRandomCheckpoint(REAL_VOCAB_DIR, REAL_VOCAB_SHAPE, 135);
+    const { dir } = await ensureStages(checkpoint, { stages: 2 }, cache);
+    const set = await loadStageSet(dir);
+    const reference = await ReferenceRunner.fromStageDir(dir);
+    const swarm = await createInProcessSwarm(set.manifest, set.stageBytes, 3);
+    const prompt = randomIds(set.manifest.model.vocabSize, 16, 3);
+    const rows: string[][] = [];
+    try {
+      await reference.generateIds(prompt, 4, GREEDY);
+      await runInProcess(swarm, prompt, 4);
+      for (const { label, p } of SAMPLINGS) {
+        const ref: number[] = [];
+        const swarmMs: number[] = [];
+        for (let k = 0; k < o.repeats; k++) {
+          let t0 = performance.now();
+          const want = (await reference.generateIds(prompt, o.tokens, p)).tokens;
+          ref.push((performance.now() - t0) / o.tokens);
+          t0 = performance.now();
+          const got = await runInProcess(swarm, prompt, o.tokens, {}, [], null, p);
+          swarmMs.push((performance.now() - t0) / o.tokens);
+          if (got.tokens.join() !== want.join()) throw new Error(`${label}: the swarm's tokens are not the reference's`);
+          loads.push(loadavg()[0] as number);
+        }
+        rows.push([label, median(ref).toFixed(2), median(swarmMs).toFixed(2)]);
+      }
+    } finally {
+      await reference.close();
+      await releaseInProcessSwarm(swarm);
+    }
+    printTable(
+      `A token at a 49 152-token vocabulary (SmolLM-135M-shaped, 2 layers in 2 stages), median ms a token of ${o.repeats} runs × ${o.tokens} tokens after a 16-token prompt (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
+      ['sampling', 'reference runner', 'in-process swarm, r = 3'],
+      rows,
+    );
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1]?.endsWith('sampled-token.ts'))
+  await benchSampledToken({ tokens: Number(process.argv[2] ?? 32), repeats: Number(process.argv[3] ?? 3) });
