@@ -8,10 +8,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GREEDY } from '../shared/model/sampling.js';
+import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
 import { buildStagesToDir, ensureStages, readModelFolder } from '../signal-server/models/model-folder.js';
-import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
+import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
+import { type CheckpointShape, ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
 import { referenceDecode } from './swarm.js';
@@ -29,6 +30,10 @@ export interface DistributionBenchOptions {
   readonly repeats: number;
   /** Tokens decoded before timing, in every set-up. */
   readonly warmup: number;
+  /** Another random checkpoint than the SmolLM-135M-shaped one (its folder, shape, seed, and how the table names it). */
+  readonly checkpoint?: { readonly dir: string; readonly shape: CheckpointShape; readonly seed: number; readonly label: string };
+  /** Also a swarm row at these settings (the tokens checked equal to the reference runner's seeded ones). */
+  readonly sampled?: SamplingParams;
 }
 
 /** What a run measured (ms/token, medians): the reference runner, one tab, the swarm, and the swarm's Σ stage compute. */
@@ -40,7 +45,11 @@ export interface DistributionResult {
 }
 
 export async function benchDistribution(o: DistributionBenchOptions): Promise<DistributionResult> {
-  const modelDir = ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED);
+  const c = o.checkpoint;
+  const modelDir =
+    c === undefined
+      ? ensureRandomCheckpoint(SMOLLM_SHAPED_DIR, SMOLLM_135M_SHAPE, SMOLLM_SHAPED_SEED)
+      : ensureRandomCheckpoint(c.dir, c.shape, c.seed);
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-dist-'));
   try {
     const t0 = performance.now();
@@ -49,11 +58,25 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
     const { dir, manifest } = await ensureStages(modelDir, { stages: o.stages }, cache);
 
     const { msPerToken: ref, tokens: expected, promptIds: ids } = await referenceDecode(dir, PROMPT, o.warmup, o.tokens, o.repeats);
+    const runs: { label: string; sampling: SamplingParams; expected: readonly number[]; ms: number[] }[] = [
+      { label: `swarm, ${o.stages} tabs × r = 1`, sampling: { ...GREEDY }, expected, ms: [] },
+    ];
+    if (o.sampled !== undefined) {
+      const reference = await ReferenceRunner.fromStageDir(dir);
+      const seeded = (await reference.generateIds(ids, o.tokens, o.sampled)).tokens;
+      await reference.close();
+      const { temperature, seed } = o.sampled;
+      runs.push({
+        label: `swarm, ${o.stages} tabs × r = 1, temperature ${temperature}, seed ${seed}`,
+        sampling: o.sampled,
+        expected: seeded,
+        ms: [],
+      });
+    }
 
     // One tab, every stage in one worker (the /check page), then one tab per stage.
     const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1, spotCheckRate: 0 });
     const tabMs: number[] = [];
-    const swarmMs: number[] = [];
     const computeMs: number[] = [];
     try {
       const browser = await launchChromium({ webgpu: false });
@@ -76,13 +99,15 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
         const coordinator = server.coordinator;
         if (coordinator === null) throw new Error('no coordinator');
         await coordinator.complete({ prompt: PROMPT, maxTokens: o.warmup, sampling: { ...GREEDY } });
-        for (let i = 0; i < o.repeats; i++) {
-          const updates: TokenUpdate[] = [];
-          const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: { ...GREEDY } }, (u) => updates.push(u));
-          if (c.tokens.join() !== expected.join()) throw new Error("the swarm's tokens differ from the reference runner's");
-          swarmMs.push(median(updates.slice(1).map((u) => u.stepMs)));
-          computeMs.push(...updates.slice(1).map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
-        }
+        for (let i = 0; i < o.repeats; i++)
+          for (const run of runs) {
+            const updates: TokenUpdate[] = [];
+            const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: run.sampling }, (u) => updates.push(u));
+            if (c.tokens.join() !== run.expected.join())
+              throw new Error(`${run.label}: the swarm's tokens differ from the reference runner's`);
+            run.ms.push(median(updates.slice(1).map((u) => u.stepMs)));
+            if (run === runs[0]) computeMs.push(...updates.slice(1).map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
+          }
       } finally {
         await swarm.close();
       }
@@ -90,15 +115,15 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
       await server.close();
     }
     const tab = median(tabMs);
-    const sw = median(swarmMs);
+    const sw = median(runs[0]?.ms ?? []);
     const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];
     printTable(
-      `distribution cost: a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED}), ${o.stages} stages, WASM, greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
+      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages, WASM, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
       ['setup', 'ms/token', 'tokens/s', 'tokens/s ÷ one tab'],
       [
         row('reference runner (Node, 1 thread)', ref),
         row('one Chromium tab, every stage (the /check page)', tab),
-        row(`swarm, ${o.stages} tabs × r = 1`, sw),
+        ...runs.map((run) => row(run.label, median(run.ms))),
       ],
     );
     return { ref, tab, swarm: sw, swarmComputeMs: median(computeMs) };

@@ -9,7 +9,9 @@
  * each sampling. Run it on two commits back to back to see what a change to
  * the vote or the sampler is worth where it counts.
  *
- *   node --import tsx bench/sampled-token.ts [tokens] [repeats]
+ *   node --import tsx bench/sampled-token.ts [tokens] [repeats] [tabs]
+ *
+ * With `tabs`, also the same checkpoint through Chromium tabs (benchRealVocabTabs).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -19,6 +21,7 @@ import { ensureStages, loadStageSet } from '../signal-server/models/model-folder
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { createInProcessSwarm, releaseInProcessSwarm, runInProcess } from '../signal-server/testing/in-process-swarm.js';
 import { ensureRandomCheckpoint, randomIds } from '../testing/random-checkpoint.js';
+import { benchDistribution } from './distribution.js';
 import { REAL_VOCAB_DIR, REAL_VOCAB_SHAPE } from './last-head.js';
 import { median, printTable } from './table.js';
 
@@ -70,5 +73,30 @@ export async function benchSampledToken(o: { tokens: number; repeats: number }):
   }
 }
 
-if (process.argv[1]?.endsWith('sampled-token.ts'))
-  await benchSampledToken({ tokens: Number(process.argv[2] ?? 32), repeats: Number(process.argv[3] ?? 3) });
+/**
+ * The same checkpoint in Chromium tabs on WASM (bench/distribution.ts): one tab running both stages against a swarm
+ * of 2 tabs × r = 1, greedy and at temperature 0.8 (the mesh loop on: the last stage draws the token too), each
+ * token's logits (196 KB a replica) sent to the coordinator over Socket.IO. Needs the built web app (npm run build).
+ */
+export async function benchRealVocabTabs(o: { tokens: number; repeats: number }): Promise<void> {
+  await benchDistribution({
+    stages: 2,
+    tokens: o.tokens,
+    repeats: o.repeats,
+    warmup: 8,
+    checkpoint: {
+      dir: REAL_VOCAB_DIR,
+      shape: REAL_VOCAB_SHAPE,
+      seed: 135,
+      label: 'a SmolLM-135M-shaped random checkpoint with its full 49 152-token vocabulary, 2 layers (seed 135)',
+    },
+    sampled: { temperature: 0.8, topK: 0, topP: 1, seed: 7 },
+  });
+}
+
+if (process.argv[1]?.endsWith('sampled-token.ts')) {
+  const tokens = Number(process.argv[2] ?? 32);
+  const repeats = Number(process.argv[3] ?? 3);
+  await benchSampledToken({ tokens, repeats });
+  if (process.argv[4] === 'tabs') await benchRealVocabTabs({ tokens, repeats });
+}
