@@ -118,7 +118,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
     const sw = median(runs[0]?.ms ?? []);
     const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];
     printTable(
-      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages, WASM, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
+      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages, WASM, greedy where a row does not say otherwise, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
       ['setup', 'ms/token', 'tokens/s', 'tokens/s ÷ one tab'],
       [
         row('reference runner (Node, 1 thread)', ref),
