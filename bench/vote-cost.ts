@@ -40,11 +40,7 @@ const CASES: readonly Case[] = [
 
 /** The r replicas' answers: seeded logits, each replica's off by float32 rounding where `mixed`. */
 function answers(c: Case): Float32Array[] {
-  let seed = 17;
-  const random = () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-    return seed / 2 ** 31;
-  };
+  const random = seededRandom(17);
   const base = Float32Array.from({ length: c.rows * c.vocab }, () => (random() - 0.5) * 24);
   return Array.from({ length: c.r }, (_, j) =>
     c.mixed ? base.map((v) => v * (1 + (random() - 0.5) * 2e-6 * (j + 1))) : new Float32Array(base),

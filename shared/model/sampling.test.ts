@@ -140,11 +140,7 @@ describe('sampling', () => {
   });
 
   it('draws, for every seed and setting, the token the plain rule (a sort of indices) draws', () => {
-    let seed = 5;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededRandom(5);
     const tried = new Set<string>();
     let differ = 0;
     for (let trial = 0; trial < 400; trial++) {

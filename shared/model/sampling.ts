@@ -213,7 +213,8 @@ const RADIX_FROM = 4096;
 /**
  * `values` (float32, all finite) largest first, by an LSD radix sort of their bits in three passes of 11 bits: keys
  * that order as the floats do (the sign bit flipped for positives, every bit for negatives), complemented so that
- * the largest comes first. 0.5 ms for 49 152 values where the native sort took 4–5 here.
+ * the largest comes first. At 49 152 values the whole draw (this, one exp a value, the token's id) took 2.7–2.8 ms
+ * here, where a native sort of the values alone took 3.8.
  */
 function descendingFloat32(values: Float32Array): Float32Array {
   const n = values.length;

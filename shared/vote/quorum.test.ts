@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { medianBySort } from '../../testing/reference-rules.js';
+import { seededRandom } from '../model/sampling.js';
 import { agreeLogitRows, agreeLogits, agreeTensors, majority, medianOf, Quorum, type ReplicaOutcome } from './quorum.js';
 
 const base = new Float32Array([1, -2, 0.5, 3]);
@@ -172,11 +173,7 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
   });
 
   it('the element-wise median of 1 to 7 values is that of a sorted column, identical majorities taken whole', () => {
-    let seed = 11;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededRandom(11);
     // The oracle: each column sorted, its middle (of an even count, the mean of the middle two in float64).
     const sorted = (values: Float32Array[]) => medianBySort(values, values.length + 1).value;
     for (let k = 1; k <= 7; k++)

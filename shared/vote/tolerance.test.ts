@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { agreeByPasses } from '../../testing/reference-rules.js';
-import { argmax } from '../model/sampling.js';
+import { argmax, seededRandom } from '../model/sampling.js';
 import { agrees, agreesByRows, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from './tolerance.js';
 
 describe('tolerance', () => {
@@ -29,11 +29,7 @@ describe('tolerance', () => {
   it('in one pass, says what the rule and a most likely entry per row say, on random rows near the bound', () => {
     // The rule as written above (two passes) and argmax per row: the oracle of the one-pass version.
     const oracle = (a: Float32Array, b: Float32Array, row: number) => agreeByPasses(row)(a, b);
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededRandom(7);
     const seen = { agree: 0, disagree: 0, argmax: 0 };
     for (let trial = 0; trial < 600; trial++) {
       const row = 1 + Math.floor(random() * 9);
