@@ -79,7 +79,7 @@ import { benchSoak } from './soak.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 import { benchTextStream } from './text-stream.js';
-import { benchSampling, benchVoteCost } from './vote-cost.js';
+import { benchSampling, benchTopForms, benchVoteCost } from './vote-cost.js';
 
 const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
 const tokens = Number(process.env.BENCH_TOKENS ?? 64);
@@ -166,6 +166,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_VOTE_COST !== '0') {
       benchVoteCost({ repeats: Math.max(repeats, 15) });
       benchSampling({ repeats: Math.max(repeats, 15) });
+      benchTopForms({ repeats: Math.max(repeats, 15) });
       await benchSampledToken({ tokens: 32, repeats: 3 });
     }
     await benchFaults({ modelDir: modelDir(model), stages: 3, tokens, repeats });

@@ -28,6 +28,8 @@ import { median, printTable } from './table.js';
 const SAMPLINGS: readonly { readonly label: string; readonly p: SamplingParams }[] = [
   { label: 'greedy', p: GREEDY },
   { label: 'temperature 0.8, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7 } },
+  // Reads only the 40 most likely tokens: the last stage sends their top form (shared/vote/top-logits.ts), not rows.
+  { label: 'temperature 0.8, top_k 40, seed 7', p: { temperature: 0.8, topK: 40, topP: 1, seed: 7 } },
 ];
 
 export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {

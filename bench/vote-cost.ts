@@ -14,8 +14,9 @@
  *   node --import tsx bench/vote-cost.ts, or in npm run bench (BENCH_VOTE_COST=0 skips it)
  */
 import { loadavg } from 'node:os';
-import { type SamplingParams, sampleToken, seededRandom } from '../shared/model/sampling.js';
+import { argmax, type SamplingParams, sampleToken, seededRandom } from '../shared/model/sampling.js';
 import { type AgreeFn, agreeLogitRows, type Combine, majority, medianOf, Quorum } from '../shared/vote/quorum.js';
+import { agreeTopLogits, expandTopLogits, MIN_TOP_LOGITS, medianOfTop, topLogitsLength, topLogitsOf } from '../shared/vote/top-logits.js';
 import { agreeByPasses, medianBySort, sampleTokenBySort } from '../testing/reference-rules.js';
 import { median, printTable } from './table.js';
 
@@ -136,7 +137,64 @@ export function benchSampling(o: { repeats: number }): void {
   );
 }
 
+/**
+ * A greedy token at a 49 152-token vocabulary from whole rows (the vote, then argmax) against top forms of the same
+ * rows (shared/vote/top-logits.ts: the vote on forms, then the draw from the accepted form's row), side by side,
+ * interleaved, the same token checked; and what making a form costs a last-stage replica, and the bytes each
+ * replica sends the coordinator a token.
+ */
+export function benchTopForms(o: { repeats: number }): void {
+  const loads = [loadavg()[0] as number];
+  const rows: string[][] = [];
+  const vocab = 49_152;
+  const k = MIN_TOP_LOGITS;
+  for (const mixed of [false, true]) {
+    const c: Case = { label: '', rows: 1, vocab, r: 3, mixed };
+    const values = answers(c);
+    const forms = values.map((v) => topLogitsOf(v, k));
+    const whole: number[] = [];
+    const top: number[] = [];
+    const make: number[] = [];
+    for (let n = 0; n <= o.repeats; n++) {
+      let t0 = performance.now();
+      const a = vote(values, agreeLogitRows(vocab), medianOf);
+      const wasToken = argmax(a.value);
+      const wholeMs = performance.now() - t0;
+      t0 = performance.now();
+      const f = topLogitsOf(values[0] as Float32Array, k);
+      const makeMs = performance.now() - t0;
+      t0 = performance.now();
+      const b = vote(forms, agreeTopLogits, medianOfTop);
+      const nowToken = argmax(expandTopLogits(b.value, vocab));
+      const topMs = performance.now() - t0;
+      if (wasToken !== nowToken || f.length !== forms[0]?.length)
+        throw new Error(`top forms: token ${nowToken} where whole rows give ${wasToken}`);
+      if (n === 0) continue;
+      whole.push(wholeMs);
+      top.push(topMs);
+      make.push(makeMs);
+    }
+    loads.push(loadavg()[0] as number);
+    const w = median(whole);
+    const t = median(top);
+    rows.push([
+      mixed ? 'differ' : 'identical',
+      w.toFixed(3),
+      t.toFixed(3),
+      `${(t / w).toFixed(2)} ×`,
+      median(make).toFixed(3),
+      `${vocab * 4} → ${topLogitsLength(k) * 4}`,
+    ]);
+  }
+  printTable(
+    `A greedy token at a 49 152-token vocabulary, r = 3: the coordinator's vote and draw on whole rows vs on top forms of ${k} tokens (the same rows), median ms of ${o.repeats}, interleaved, the same token (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
+    ["replicas' logits", 'whole rows ms', 'top forms ms', 'forms ÷ rows', 'a replica makes its form, ms', 'bytes a replica sends'],
+    rows,
+  );
+}
+
 if (process.argv[1]?.endsWith('vote-cost.ts')) {
   benchVoteCost({ repeats: 15 });
   benchSampling({ repeats: 15 });
+  benchTopForms({ repeats: 15 });
 }

@@ -189,7 +189,7 @@ function bindSocket(
     coordinator
       .complete(
         { prompt: r.prompt, maxTokens: r.maxTokens, sampling, signal: gone.signal, ...(client === undefined ? {} : { client }) },
-        ({ logits: _, ...u }) => socket.emit('chat:token', { requestId: r.requestId, ...u }),
+        ({ logits: _, logSumExp: __, ...u }) => socket.emit('chat:token', { requestId: r.requestId, ...u }),
       )
       .finally(() => {
         socket.off('disconnect', onGone);

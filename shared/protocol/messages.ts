@@ -219,6 +219,12 @@ export interface SessionOpen {
    * token that follows its position). Absent: one row, the step's last position's.
    */
   readonly scoreChunks?: boolean;
+  /**
+   * For the last stage of a session whose draw reads only the most likely tokens (greedy, or top_k ≤ this, with no
+   * logit_bias and no penalties; shared/vote/top-logits.ts): its step:logits carry this many most likely tokens,
+   * the largest value left out and the row's log-sum-exp (2 × topLogits + 2 floats), not the whole row. Absent: rows.
+   */
+  readonly topLogits?: number;
 }
 
 /** The most bytes of logits one step:logits carries (rows of a scored step 0), well under Socket.IO's 1 MiB. */
@@ -320,7 +326,8 @@ export interface ChallengeProof {
 
 /**
  * The last stage's logits for the last position of a step; for step 0 of a
- * session opened with `scoreRows`, one row for each of its positions, in order.
+ * session opened with `scoreRows`, one row for each of its positions, in order;
+ * for a session opened with `topLogits`, the row's top form (top-logits.ts).
  */
 export interface StepLogits {
   readonly sessionId: number;

@@ -3,6 +3,7 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
+import { MAX_TOP_LOGITS, topCountOf, topFormFits } from '../vote/top-logits.js';
 import { parseCapacity } from './capacity.js';
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
@@ -239,8 +240,9 @@ export function parseProof(raw: unknown): Parsed<ChallengeProof> {
 
 /**
  * Logits arrive as binary (Node's Buffer on the server). `vocabSize` is the
- * served model's: a length other than whole rows of it, up to maxScoreRows, is
- * refused (the session checks the row count its step asked for).
+ * served model's: a length other than whole rows of it, up to maxScoreRows, or
+ * a top form's (top-logits.ts) is refused (the session checks the row count or
+ * the form its step asked for).
  */
 export function parseLogits(
   raw: unknown,
@@ -252,9 +254,11 @@ export function parseLogits(
   const bytes = bytesOf(raw.logits);
   if (bytes === null) return bad('logits must be binary');
   const rows = bytes.byteLength / (vocabSize * 4);
-  if (!Number.isInteger(rows) || rows < 1 || rows > maxScoreRows(vocabSize))
+  const k = bytes.byteLength % 4 === 0 ? topCountOf(bytes.byteLength / 4) : null;
+  const top = k !== null && topFormFits(k, vocabSize) ? k : null;
+  if (top === null && (!Number.isInteger(rows) || rows < 1 || rows > maxScoreRows(vocabSize)))
     return bad(
-      `logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32) times 1 to ${maxScoreRows(vocabSize)} rows`,
+      `logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32) times 1 to ${maxScoreRows(vocabSize)} rows, or a top form of 1 to ${MAX_TOP_LOGITS} tokens`,
     );
   return ok({
     sessionId: raw.sessionId,

@@ -15,6 +15,7 @@ import type {
 import type { ParsedChallenge } from '../protocol/validate.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
+import { rowAsSent } from '../vote/top-logits.js';
 
 /** Where a replica's results go: the data channels and the coordinator. */
 export interface ReplicaOutputs {
@@ -848,8 +849,9 @@ export class ReplicaCore {
       const row = data.slice((Math.max(1, Math.floor(data.length / vocab)) - 1) * vocab);
       this.sendToken(s, step, row);
       digest();
-      // Every row of a scored step (a fault's output of another length goes as it is: the coordinator refuses it).
-      const sent = rows > 1 ? data.slice() : row.slice();
+      // Every row of a scored step (a fault's output of another length goes as it is: the coordinator refuses it),
+      // or where the session's draw reads only the most likely tokens, the row's top form.
+      const sent = rows > 1 ? data.slice() : row.length === vocab ? rowAsSent(row, s.open.topLogits) : row.slice();
       this.out.logits({ sessionId, step, logits: sent.buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];

@@ -213,7 +213,7 @@ export const medianOf: Combine<Float32Array> = (values, needed) => {
 };
 
 /** A value of which `needed` of `values` (itself among them) are bit-identical copies, if any; each pair compared once. */
-function majorityIdentical(values: readonly Float32Array[], needed: number): Float32Array | undefined {
+export function majorityIdentical(values: readonly Float32Array[], needed: number): Float32Array | undefined {
   if (needed <= 1) return values[0];
   const copies = values.map(() => 1);
   for (let i = 0; i < values.length; i++)

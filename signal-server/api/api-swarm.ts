@@ -90,6 +90,8 @@ export interface ApiTokenUpdate {
   readonly stepMs: number;
   /** The agreed logits of the last position, which the token was sampled from (unscaled by temperature). */
   readonly logits: Float32Array;
+  /** Where the logits came from a top form (the tokens left out at −Infinity): the whole row's log-sum-exp. */
+  readonly logSumExp?: number;
 }
 
 export interface ApiCompletion {
@@ -102,5 +104,5 @@ export interface ApiCompletion {
   readonly redundancy: number;
   readonly verified: boolean;
   /** The end-of-text token that ended it, where one did, with the agreed logits it was drawn from (best_of ranks by it). */
-  readonly end?: { readonly token: number; readonly logits: Float32Array };
+  readonly end?: { readonly token: number; readonly logits: Float32Array; readonly logSumExp?: number };
 }

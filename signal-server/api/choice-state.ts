@@ -109,7 +109,7 @@ export class ChoiceState {
     this.votes.push(vote);
     // A log-softmax over the vocabulary a token: taken only where it is wanted (logprobs, or best_of's ranking).
     if (this.logprobs === null && !this.ranked) return { vote, logprobs: null };
-    const lp = tokenLogprob(u.logits, u.token, this.logprobs ?? 0);
+    const lp = tokenLogprob(u.logits, u.token, this.logprobs ?? 0, u.logSumExp);
     this.logprobTotal += lp.logprob;
     this.draws += 1;
     if (this.logprobs === null) return { vote, logprobs: null };
@@ -127,8 +127,8 @@ export class ChoiceState {
    * The end-of-text draw that ended the choice: no token of it, but drawn as one is, so it counts in the mean (an
    * empty completion is not the best there is, nor a text whose unlikely end was left out).
    */
-  ended(end: { readonly token: number; readonly logits: ArrayLike<number> }): void {
-    this.logprobTotal += tokenLogprob(end.logits, end.token, 0).logprob;
+  ended(end: { readonly token: number; readonly logits: ArrayLike<number>; readonly logSumExp?: number }): void {
+    this.logprobTotal += tokenLogprob(end.logits, end.token, 0, end.logSumExp).logprob;
     this.draws += 1;
   }
 

@@ -360,7 +360,7 @@ export async function handleOpenAiGeneration(
   const events = p.stream ? new EventStream(res) : null;
   const sampling = {
     temperature: p.temperature,
-    topK: 0,
+    topK: p.topK,
     topP: p.topP,
     logitBias: p.logitBias,
     frequencyPenalty: p.frequencyPenalty,

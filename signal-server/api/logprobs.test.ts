@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { argmax, seededRandom } from '../../shared/model/sampling.js';
+import { expandTopLogits, MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
 import { LOGPROB_FLOOR, logSoftmax, tokenLogprob, topIndices } from './logprobs.js';
 
 /** Independently: log(exp(x_i) / Σ_j exp(x_j)), term by term, for logits small enough not to overflow. */
@@ -61,6 +62,23 @@ describe('tokenLogprob', () => {
     expect(lp.logprob).toBe(lp.top[0]?.logprob);
     expect(lp.top.map((t) => t.logprob)).toEqual([...lp.top.map((t) => t.logprob)].sort((a, b) => b - a));
     expect(lp.logprob).toBeLessThan(0);
+  });
+
+  it('from a top form (its row, the rest −Infinity, and the log-sum-exp) equals the whole row’s, for the top 20', () => {
+    for (const seed of [1, 2, 3]) {
+      const logits = randomLogits(seed, 49152, 8 + seed);
+      const form = topLogitsOf(logits, MIN_TOP_LOGITS);
+      const row = expandTopLogits(form, logits.length);
+      const whole = tokenLogprob(logits, argmax(logits), 20);
+      const top = tokenLogprob(row, argmax(row), 20, topParts(form).logSumExp);
+      expect(top.token).toBe(whole.token);
+      // The log-sum-exp crosses the wire as float32: 1e-6 of it at most.
+      expect(Math.abs(top.logprob - whole.logprob)).toBeLessThan(1e-5);
+      expect(top.top.map((t) => t.token)).toEqual(whole.top.map((t) => t.token));
+      for (const [i, t] of top.top.entries()) expect(Math.abs(t.logprob - (whole.top[i]?.logprob as number))).toBeLessThan(1e-5);
+      // Without it, the row alone would be a distribution over 32 tokens: far off.
+      expect(Math.abs(tokenLogprob(row, whole.token, 0).logprob - whole.logprob)).toBeGreaterThan(1);
+    }
   });
 
   it('reports a token without probability as OpenAI does, a finite floor', () => {

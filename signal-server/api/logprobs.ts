@@ -10,8 +10,11 @@ export const MAX_COMPLETION_LOGPROBS = 5;
 /** What OpenAI reports for a token too unlikely to have a finite log-probability (JSON has no -Infinity). */
 export const LOGPROB_FLOOR = -9999;
 
-/** log softmax in float64: x - max - log Σ exp(x - max). Non-finite logits count as impossible. */
-export function logSoftmax(logits: ArrayLike<number>): Float64Array {
+/**
+ * log softmax in float64: x - max - log Σ exp(x - max). Non-finite logits count as impossible. Where the row's
+ * log-sum-exp is given (a top form's row, whose tokens left out are −Infinity here), x − it.
+ */
+export function logSoftmax(logits: ArrayLike<number>, logSumExp?: number): Float64Array {
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < logits.length; i++) {
     const v = logits[i] as number;
@@ -20,11 +23,12 @@ export function logSoftmax(logits: ArrayLike<number>): Float64Array {
   const out = new Float64Array(logits.length);
   if (max === Number.NEGATIVE_INFINITY) return out.fill(Number.NEGATIVE_INFINITY);
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) {
-    const v = logits[i] as number;
-    if (Number.isFinite(v)) sum += Math.exp(v - max);
-  }
-  const shift = max + Math.log(sum);
+  if (logSumExp === undefined)
+    for (let i = 0; i < logits.length; i++) {
+      const v = logits[i] as number;
+      if (Number.isFinite(v)) sum += Math.exp(v - max);
+    }
+  const shift = logSumExp ?? max + Math.log(sum);
   for (let i = 0; i < logits.length; i++) {
     const v = logits[i] as number;
     out[i] = Number.isFinite(v) ? v - shift : Number.NEGATIVE_INFINITY;
@@ -66,9 +70,9 @@ export function finite(logprob: number): number {
   return Number.isFinite(logprob) ? logprob : LOGPROB_FLOOR;
 }
 
-/** The log-probability of `token` and the top `k` at the position whose logits are given. */
-export function tokenLogprob(logits: ArrayLike<number>, token: number, k: number): TokenLogprob {
-  const lp = logSoftmax(logits);
+/** The log-probability of `token` and the top `k` at the position whose logits are given (and log-sum-exp, logSoftmax). */
+export function tokenLogprob(logits: ArrayLike<number>, token: number, k: number, logSumExp?: number): TokenLogprob {
+  const lp = logSoftmax(logits, logSumExp);
   return {
     token,
     logprob: finite(lp[token] ?? Number.NEGATIVE_INFINITY),

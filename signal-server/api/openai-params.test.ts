@@ -107,6 +107,23 @@ describe('penalties and logit_bias (the sampler applies them, the reference runn
   });
 });
 
+describe('top_k (an extension, as vLLM and llama.cpp take it)', () => {
+  const topK = (r: ReturnType<typeof chat> | ReturnType<typeof completion>) => ('status' in r ? [r.status, r.param, r.message] : r.topK);
+  it('is no limit when absent, null, 0 or -1; an integer k otherwise, on both endpoints', () => {
+    for (const none of [{}, { top_k: null }, { top_k: 0 }, { top_k: -1 }]) {
+      expect(topK(chat(none))).toBe(0);
+      expect(topK(completion(none))).toBe(0);
+    }
+    expect(topK(chat({ top_k: 40 }))).toBe(40);
+    expect(topK(completion({ top_k: 1 }))).toBe(1);
+  });
+
+  it('refuses anything else, naming the field', () => {
+    for (const v of [-2, 1.5, '40', true, [40], 2 ** 20 + 1, Number.NaN])
+      expect(topK(completion({ top_k: v }))).toEqual([400, 'top_k', expect.stringMatching(/top_k must be an integer in \[-1, 1048576\]/)]);
+  });
+});
+
 describe('log-probabilities', () => {
   it('chat: logprobs true lists the generated token; top_logprobs 0..20 adds that many alternatives', () => {
     expect(refusal(chat({}))).toEqual(['accepted', null]);

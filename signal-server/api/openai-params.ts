@@ -10,12 +10,19 @@ export const MAX_STOP_CHARS = 64;
 export const MAX_CHAT_MESSAGES = 64;
 /** Most choices (`n`) a request may ask for: each is a generation of its own, and holds one of the client's concurrent ones. */
 export const MAX_CHOICES = 8;
+/** The largest top_k taken (any k at or above the vocabulary is no limit). */
+export const MAX_TOP_K = 1 << 20;
 
 /** What both endpoints take, checked. */
 export interface GenerationParams {
   readonly maxTokens: number;
   readonly temperature: number;
   readonly topP: number;
+  /**
+   * top_k, an extension OpenAI lacks (vLLM and llama.cpp's servers take it): draw only among the k most likely
+   * tokens; 0 (or vLLM's −1, or absent) for no limit.
+   */
+  readonly topK: number;
   readonly seed: number;
   /** logit_bias as [token id, bias] pairs (token ids are checked against the model's vocabulary by the coordinator). */
   readonly logitBias: readonly (readonly [number, number])[];
@@ -133,6 +140,10 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     return bad('temperature', 'temperature must be a number in [0, 2]');
   const topP = b.top_p ?? 1;
   if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) return bad('top_p', 'top_p must be a number in (0, 1]');
+  const rawTopK = b.top_k ?? 0;
+  if (typeof rawTopK !== 'number' || !Number.isInteger(rawTopK) || rawTopK < -1 || rawTopK > MAX_TOP_K)
+    return bad('top_k', `top_k must be an integer in [-1, ${MAX_TOP_K}] (0 or -1: no limit)`);
+  const topK = Math.max(0, rawTopK);
   const seed = b.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
     return bad('seed', 'seed must be an integer in [0, 2^32)');
@@ -166,6 +177,7 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     maxTokens,
     temperature,
     topP,
+    topK,
     seed,
     logitBias,
     frequencyPenalty,

@@ -147,6 +147,7 @@ export class CompletionService {
           verified: ok,
           redundancy: r,
           logits: rec.logits,
+          ...(rec.logSumExp === undefined ? {} : { logSumExp: rec.logSumExp }),
           route: session.route.map((ids) => [...ids]),
           stepMs: rec.ms,
           computeMs: rec.computeMs,
@@ -173,7 +174,15 @@ export class CompletionService {
       route,
       redundancy: r,
       verified: verified && r >= 2,
-      ...(result.end === undefined ? {} : { end: { token: result.end.token, logits: result.end.logits } }),
+      ...(result.end === undefined
+        ? {}
+        : {
+            end: {
+              token: result.end.token,
+              logits: result.end.logits,
+              ...(result.end.logSumExp === undefined ? {} : { logSumExp: result.end.logSumExp }),
+            },
+          }),
     };
   }
 

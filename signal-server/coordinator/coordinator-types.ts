@@ -84,6 +84,8 @@ export interface ScoredToken {
 export type TokenUpdate = Omit<TokenEvent, 'requestId'> & {
   /** The agreed logits of the last position (for log-probabilities); never sent to the chat page. */
   readonly logits: Float32Array;
+  /** Where the logits came from a top form (the tokens left out at −Infinity): the whole row's log-sum-exp. */
+  readonly logSumExp?: number;
 };
 
 export interface Completion {
@@ -96,7 +98,7 @@ export interface Completion {
   readonly redundancy: number;
   readonly verified: boolean;
   /** The end-of-text token that ended it, where one did, and the agreed logits it was drawn from (no token of the completion). */
-  readonly end?: { readonly token: number; readonly logits: Float32Array };
+  readonly end?: { readonly token: number; readonly logits: Float32Array; readonly logSumExp?: number };
 }
 
 export interface CoordinatorOptions {

@@ -14,6 +14,7 @@ import type { SessionOpen, StepInput } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../../testing/golden.js';
+import { LogitsForm } from '../../testing/logits-form.js';
 import { ManualClock } from '../../testing/manual-clock.js';
 import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
@@ -30,10 +31,18 @@ beforeAll(async () => {
   manifest = (await ensureStages(goldenModelDir('tiny-untied'), { stages: 1 }, cache)).manifest;
 });
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
+/** The form of logits the session asks its replicas for (it sends this test's session:open). */
+const form = new LogitsForm();
 
 function transport(): SessionTransport & { inputs: StepInput[] } {
   const inputs: StepInput[] = [];
-  return { inputs, open: (_v: string, _m: SessionOpen) => {}, update: () => {}, input: (_v, m) => inputs.push(m), close: () => {} };
+  return {
+    inputs,
+    open: (_v: string, m: SessionOpen) => form.opened(m),
+    update: () => {},
+    input: (_v, m) => inputs.push(m),
+    close: () => {},
+  };
 }
 
 /** Logits over the model's vocabulary whose argmax is `token`. */
@@ -71,12 +80,12 @@ describe('early reports of the mesh loop', () => {
     // a and b, running ahead on the mesh token (5), report step 1 while step 0 is still being decided.
     for (const v of ['a', 'b']) {
       session.onDigest(v, 1, fingerprint(logitsFor(6)), 1, fingerprint([5]));
-      session.onLogits(v, 1, logitsFor(6));
+      session.onLogits(v, 1, form.sent(logitsFor(6)));
     }
     // Then step 0 from a and b: decided, and step 1 begins with their held reports.
     for (const v of ['a', 'b']) {
       session.onDigest(v, 0, fingerprint(logitsFor(5)), 1, fingerprint(PROMPT));
-      session.onLogits(v, 0, logitsFor(5));
+      session.onLogits(v, 0, form.sent(logitsFor(5)));
     }
     await clock.advance(1);
     // Without their held reports, step 1 would wait for them to its timeout.

@@ -11,6 +11,7 @@ import { GREEDY } from '../../shared/model/sampling.js';
 import type { SessionOpen, StepInput } from '../../shared/protocol/messages.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../../testing/golden.js';
+import { LogitsForm } from '../../testing/logits-form.js';
 import { ManualClock } from '../../testing/manual-clock.js';
 import { ensureStages } from '../models/model-folder.js';
 import { Audit } from './audit.js';
@@ -36,15 +37,26 @@ beforeAll(async () => {
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
 /** What the session sent, per volunteer. */
-function recordingTransport(): SessionTransport & { opened: string[]; inputs: { to: string; m: StepInput }[]; closed: string[] } {
+function recordingTransport(): SessionTransport & {
+  opened: string[];
+  inputs: { to: string; m: StepInput }[];
+  closed: string[];
+  /** A row of logits as a last-stage replica sends it: the top form its session:open asked for (topLogits), or the row. */
+  sent: (row: Float32Array) => Float32Array;
+} {
   const opened: string[] = [];
+  const form = new LogitsForm();
   const inputs: { to: string; m: StepInput }[] = [];
   const closed: string[] = [];
   return {
     opened,
     inputs,
     closed,
-    open: (v: string, _m: SessionOpen) => opened.push(v),
+    sent: (row) => form.sent(row),
+    open: (v: string, m: SessionOpen) => {
+      opened.push(v);
+      form.opened(m);
+    },
     update: () => {},
     input: (v, m) => inputs.push({ to: v, m }),
     close: (v) => closed.push(v),
@@ -138,7 +150,7 @@ function rig(
     const input = step === 0 ? [1, 2, 3] : [5];
     for (const v of vs) {
       session.onDigest(v, step, fingerprint(logits), ms, fingerprint(input));
-      session.onLogits(v, step, logits);
+      session.onLogits(v, step, transport.sent(logits));
     }
     await clock.advance(0);
   };
@@ -156,7 +168,7 @@ function rig(
       if (stage === 0) session.onDigest(v, step, fingerprint(HIDDEN), ms, fingerprint(input));
       else {
         session.onDigest(v, step, fingerprint(logits), ms, fingerprint(HIDDEN));
-        session.onLogits(v, step, logits);
+        session.onLogits(v, step, transport.sent(logits));
       }
     }
     await clock.advance(0);
@@ -242,10 +254,10 @@ describe('a generation session on a manual clock', () => {
     // Two replicas answer 7 ms and 12 ms after the input went out: the majority is there at 12 ms.
     await clock.advance(7);
     report('a');
-    session.onLogits('a', 0, logits);
+    session.onLogits('a', 0, transport.sent(logits));
     await clock.advance(5);
     report('b');
-    session.onLogits('b', 0, logits);
+    session.onLogits('b', 0, transport.sent(logits));
     // c never answers: identical logits are settled, so it is not waited for.
     expect(await done).toEqual({ tokens: [5], finishReason: 'length' });
     expect(records).toEqual([{ token: 5, ms: 12 }]);
@@ -554,13 +566,13 @@ describe('a member that joins a session and then sends no results', () => {
 
   it('is not heard through logits alone (noise of the right size is audited nowhere)', async () => {
     const audit = new Audit();
-    const { clock, hooks, session, answer, start } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });
+    const { clock, hooks, session, transport, answer, start } = rig(14, { takeOut: (v, s) => s.onLeft(v), audit });
     const { done } = await start(13);
     await answer(0, 'a', 'b');
     // c never computes: each step it sends noise of the right size as its logits, and no digest, 500 ms apart.
     const noise = logitsFor(7);
     for (let step = 1; step < 13; step++) {
-      session.onLogits('c', step, noise);
+      session.onLogits('c', step, transport.sent(noise));
       await clock.advance(500);
       await answer(step, 'a', 'b');
     }
@@ -699,7 +711,7 @@ describe('a scored prompt', () => {
       const out = logitsFor(5);
       for (const v of vs) {
         r.session.onDigest(v, step, fingerprint(out), 1, fingerprint(inputOf(step)));
-        r.session.onLogits(v, step, out);
+        r.session.onLogits(v, step, r.transport.sent(out));
       }
       await r.clock.advance(0);
     };

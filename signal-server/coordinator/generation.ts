@@ -1,6 +1,7 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
+import { expandTopLogits, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
 import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
@@ -70,6 +71,8 @@ export class GenerationSession extends SessionJoin {
     const plan = new ForcedPlan(promptIds, forced, scoreRows, chunk);
     this.plan = plan;
     this.sampling = sampling;
+    // Where the draw reads only the most likely tokens, the last stage sends those (top-logits.ts), not whole rows.
+    this.topLogits = plan.steps === 0 ? topLogitsFor(sampling, vocab) : null;
     this.maxSteps = plan.steps + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
     this.drawsBefore = sampledBefore;
@@ -177,9 +180,12 @@ export class GenerationSession extends SessionJoin {
         const given = isForced ? plan.targets(step) : [];
         // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference
         // runner's t-th (forced steps draw nothing).
+        // A top form's draw is from its row with the tokens left out at −Infinity: the same as from the whole row.
+        const top =
+          this.topLogits === null ? null : { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp };
         const token = isForced
           ? (given[given.length - 1] as number)
-          : sampleAt(state.value, sampling, this.drawsBefore + step - plan.steps, generated);
+          : sampleAt(top?.row ?? state.value, sampling, this.drawsBefore + step - plan.steps, generated);
         this.noteExactLogits(step, w.logits);
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;
@@ -196,8 +202,15 @@ export class GenerationSession extends SessionJoin {
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
         const rows = this.logitsRows(step);
-        const logits = rows === 1 ? state.value : state.value.subarray((rows - 1) * vocab);
-        const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], logits };
+        const logits = top?.row ?? (rows === 1 ? state.value : state.value.subarray((rows - 1) * vocab));
+        const record = {
+          token,
+          votes,
+          ms: this.clock.now() - t0,
+          computeMs: [...this.stepCompute],
+          logits,
+          ...(top === null ? {} : { logSumExp: top.logSumExp }),
+        };
         if (token === eos && !isForced) return { tokens, finishReason: 'stop', end: record };
         input = step + 1 < plan.steps ? plan.input(step + 1) : [token];
         if (isForced) {

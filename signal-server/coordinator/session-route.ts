@@ -43,6 +43,8 @@ export abstract class SessionRoute {
   protected drawsBefore = 0;
   /** What each step feeds and how many rows of logits it carries (a scored prompt's given tokens), known once it runs. */
   protected plan: ForcedPlan | null = null;
+  /** The top form's size of the last stage's logits (SessionOpen.topLogits), known once it runs; null: whole rows. */
+  protected topLogits: number | null = null;
 
   /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
   readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -111,13 +113,17 @@ export abstract class SessionRoute {
   }
 
   /**
-   * The `scoreRows` and `scoreChunks` fields of a replica of `stage`'s session:open: the last stage's, where step 0
-   * carries several rows, and where the steps after it may.
+   * The `scoreRows`, `scoreChunks` and `topLogits` fields of a replica of `stage`'s session:open: the last stage's,
+   * where step 0 carries several rows, where the steps after it may, and where its logits go as top forms.
    */
-  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean } {
+  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean; topLogits?: number } {
     const plan = this.plan;
     if (plan === null || stage !== this.current.length - 1) return {};
-    return { ...(plan.firstRows > 1 ? { scoreRows: plan.firstRows } : {}), ...(plan.chunked ? { scoreChunks: true } : {}) };
+    return {
+      ...(plan.firstRows > 1 ? { scoreRows: plan.firstRows } : {}),
+      ...(plan.chunked ? { scoreChunks: true } : {}),
+      ...(this.topLogits === null ? {} : { topLogits: this.topLogits }),
+    };
   }
 
   /** Rows of logits `step` carries (ForcedPlan.rows). */

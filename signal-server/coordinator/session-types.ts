@@ -90,8 +90,13 @@ export interface StepRecord {
   readonly ms: number;
   /** Per stage, the fastest compute time a replica reported for this step. */
   readonly computeMs: number[];
-  /** The agreed logits the token was sampled from (the last position). */
+  /**
+   * The agreed logits the token was sampled from (the last position); from a top form (top-logits.ts), its row with
+   * the tokens left out at −Infinity.
+   */
   readonly logits: Float32Array;
+  /** Of logits from a top form: the whole row's log-sum-exp, which log-probabilities need (absent: the row is whole). */
+  readonly logSumExp?: number;
   /** A forced step's (a prompt scored position by position): the token was given, not sampled. */
   readonly forced?: boolean;
 }

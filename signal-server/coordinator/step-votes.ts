@@ -4,6 +4,7 @@ import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
+import { agreeTopLogits, medianOfTop, topLogitsProblem } from '../../shared/vote/top-logits.js';
 import { SessionRoute } from './session-route.js';
 import { SilentMembers } from './silent-members.js';
 
@@ -72,9 +73,10 @@ export abstract class StepVotes extends SessionRoute {
 
   protected logitsQuorum(): Quorum<Float32Array> {
     const last = this.current.length - 1;
-    return new Quorum(this.current[last] as string[], agreeLogitRows(this.manifest.model.vocabSize), {
+    const top = this.topLogits !== null;
+    return new Quorum(this.current[last] as string[], top ? agreeTopLogits : agreeLogitRows(this.manifest.model.vocabSize), {
       needed: this.neededAt(last),
-      combine: medianOf,
+      combine: top ? medianOfTop : medianOf,
       established: (id) => this.policy.established(id),
     });
   }
@@ -264,8 +266,15 @@ export abstract class StepVotes extends SessionRoute {
     if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     // Not heard: logits are audited nowhere (noise of the right size would do); the last stage's digest is.
     const rows = this.logitsRows(step);
-    if (logits.length !== rows * this.manifest.model.vocabSize) {
-      const reason = `${logits.length / this.manifest.model.vocabSize} rows of logits where step ${step} has ${rows}`;
+    const vocab = this.manifest.model.vocabSize;
+    const top = this.topLogits === null ? null : topLogitsProblem(logits, this.topLogits, vocab);
+    const reason =
+      this.topLogits !== null
+        ? top && `logits that are no top form of ${this.topLogits} tokens (${top})`
+        : logits.length === rows * vocab
+          ? null
+          : `${logits.length / vocab} rows of logits where step ${step} has ${rows}`;
+    if (reason !== null) {
       this.retry?.log?.(`session ${this.sessionId}: ${volunteer} sent ${reason}`);
       this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason });
     } else this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });

@@ -1,0 +1,249 @@
+import { describe, expect, it } from 'vitest';
+import { randomAt, type SamplingParams, sampleToken, seededRandom } from '../model/sampling.js';
+import { parseLogits } from '../protocol/validate.js';
+import { RELATIVE_TOLERANCE } from './tolerance.js';
+import {
+  agreeTopLogits,
+  expandTopLogits,
+  MAX_TOP_LOGITS,
+  MIN_TOP_LOGITS,
+  medianOfTop,
+  topLogitsFor,
+  topLogitsLength,
+  topLogitsOf,
+  topLogitsProblem,
+  topParts,
+} from './top-logits.js';
+
+/** The plain rule: ids by value (largest first, the lower id on a tie), the k first; the row's log-sum-exp in float64. */
+function oracle(row: Float32Array, k: number) {
+  const ids = [...row.keys()].filter((i) => !Number.isNaN(row[i])).sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);
+  const max = Math.max(...row);
+  const lse = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+  return { ids: ids.slice(0, k), rest: ids.length > k ? (row[ids[k] as number] as number) : Number.NEGATIVE_INFINITY, lse };
+}
+
+/** A row with ties (values on a grid), sometimes −Infinity (a masked token). */
+function rowOf(random: () => number, n: number, grid: number): Float32Array {
+  return Float32Array.from({ length: n }, () =>
+    random() < 0.02 ? Number.NEGATIVE_INFINITY : Math.round((random() - 0.5) * 20 * grid) / grid,
+  );
+}
+
+describe('top forms of logits', () => {
+  it('carry the k most likely tokens as the plain rule orders them, the largest left out and the log-sum-exp', () => {
+    const random = seededRandom(3);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 40 + Math.floor(random() * 400);
+      const k = 1 + Math.floor(random() * 32);
+      const row = rowOf(random, n, trial % 2 === 0 ? 4 : 1000);
+      const wire = topLogitsOf(row, k);
+      const want = oracle(row, k);
+      const got = topParts(wire);
+      expect([...got.ids]).toEqual(want.ids);
+      expect([...got.values]).toEqual(want.ids.map((i) => row[i]));
+      expect(got.rest).toBe(want.rest);
+      expect(got.logSumExp).toBe(Math.fround(want.lse));
+      expect(topLogitsProblem(wire, k, n)).toBeNull();
+    }
+  });
+
+  it('give the same draw as the whole row for greedy and every top_k up to k, with any temperature and top_p', () => {
+    const random = seededRandom(5);
+    let draws = 0;
+    for (let trial = 0; trial < 150; trial++) {
+      const n = 300 + Math.floor(random() * 300);
+      const row = rowOf(random, n, trial % 3 === 0 ? 2 : 100);
+      const k = 32;
+      const expanded = expandTopLogits(topLogitsOf(row, k), n);
+      for (const topK of [0, 1, 5, 31, 32]) {
+        const temperature = topK === 0 ? 0 : ([0.3, 1, 2.5][trial % 3] as number);
+        const topP = [1, 0.9, 0.5][trial % 3] as number;
+        const p: SamplingParams = { temperature, topK, topP, seed: trial };
+        for (let i = 0; i < 4; i++) {
+          expect(sampleToken(expanded, p, () => randomAt(trial, i))).toBe(sampleToken(row, p, () => randomAt(trial, i)));
+          draws++;
+        }
+      }
+    }
+    expect(draws).toBe(150 * 5 * 4);
+  });
+
+  it('name what is wrong with a form no row could have', () => {
+    const row = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) * 5);
+    const good = topLogitsOf(row, 4);
+    const bad = (change: (w: Float32Array) => void, n = 100) => {
+      const w = good.slice();
+      change(w);
+      return topLogitsProblem(w, 4, n);
+    };
+    expect(topLogitsProblem(good, 4, 100)).toBeNull();
+    expect(topLogitsProblem(good.subarray(1), 4, 100)).toMatch(/9 floats where the top 4 tokens take 10/);
+    expect(bad((w) => (w[4] = 100))).toMatch(/token id 100 is not one of the vocabulary's 100/);
+    expect(bad((w) => (w[4] = 1.5))).toMatch(/token id 1.5/);
+    expect(bad((w) => (w[5] = w[4] as number))).toMatch(/named twice/);
+    expect(bad((w) => (w[1] = (w[0] as number) + 1))).toMatch(/not in order at 1/);
+    // A tie must name the lower id first.
+    expect(
+      bad((w) => {
+        w[1] = w[0] as number;
+        [w[4], w[5]] = [Math.max(w[4] as number, w[5] as number), Math.min(w[4] as number, w[5] as number)];
+      }),
+    ).toMatch(/not in order at 1/);
+    expect(bad((w) => (w[2] = Number.NaN))).toMatch(/value 2 is not finite/);
+    expect(bad((w) => (w[8] = (w[3] as number) + 0.5))).toMatch(/rest .* is above/);
+    expect(bad((w) => (w[9] = (w[0] as number) - 0.1))).toMatch(/log-sum-exp .* is impossible/);
+    expect(bad((w) => (w[9] = (w[0] as number) + Math.log(100) + 1))).toMatch(/log-sum-exp .* is impossible/);
+    expect(bad((w) => (w[9] = Number.NaN))).toMatch(/log-sum-exp NaN/);
+    // A row with NaN (a broken replica) makes a NaN log-sum-exp: refused as any other.
+    const broken = row.slice();
+    broken[50] = Number.NaN;
+    expect(topLogitsProblem(topLogitsOf(broken, 4), 4, 100)).toMatch(/log-sum-exp NaN/);
+  });
+
+  it('agree across rounding, and where it swaps the tokens about the k-th place', () => {
+    const random = seededRandom(9);
+    const n = 2048;
+    let swapped = 0;
+    for (let trial = 0; trial < 100; trial++) {
+      const row = Float32Array.from({ length: n }, () => (random() - 0.5) * 30);
+      // Near-ties at the boundary: the 8th and 9th most likely a hair apart.
+      const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
+      row[order[8] as number] = (row[order[7] as number] as number) - 1e-4;
+      const other = row.map((v) => v + (random() - 0.5) * 2e-3);
+      const a = topLogitsOf(row, 8);
+      const b = topLogitsOf(other, 8);
+      if (topParts(a).ids.join() !== topParts(b).ids.join()) swapped++;
+      if (topParts(a).ids[0] === topParts(b).ids[0]) {
+        expect(agreeTopLogits(a, b)).toBe(true);
+        expect(agreeTopLogits(b, a)).toBe(true);
+      }
+    }
+    expect(swapped).toBeGreaterThan(10);
+  });
+
+  it('disagree with a form that moves a value, hides a likely token, names another top token or another mass', () => {
+    // Logits spread as a model's are (the top tokens units apart, not all within the tolerance of each other).
+    const random = seededRandom(21);
+    const row = Float32Array.from({ length: 2048 }, () => (random() - 0.5) * 30);
+    const honest = topLogitsOf(row, 32);
+    const k = 32;
+    const tol = RELATIVE_TOLERANCE * Math.max(1, ...topParts(honest).values.map(Math.abs), Math.abs(topParts(honest).logSumExp));
+    const lie = (change: (r: Float32Array) => void) => {
+      const r = row.slice();
+      change(r);
+      return topLogitsOf(r, k);
+    };
+    const ids = [...topParts(honest).ids];
+    expect(
+      agreeTopLogits(
+        lie(() => {}),
+        honest,
+      ),
+    ).toBe(true);
+    // Within the tolerance: agrees (as whole rows would).
+    expect(
+      agreeTopLogits(
+        lie((r) => (r[ids[5] as number] = (r[ids[5] as number] as number) - tol / 2)),
+        honest,
+      ),
+    ).toBe(true);
+    // A value moved past it.
+    expect(
+      agreeTopLogits(
+        lie((r) => (r[ids[5] as number] = (r[ids[5] as number] as number) - 3 * tol)),
+        honest,
+      ),
+    ).toBe(false);
+    // Another most likely token.
+    expect(
+      agreeTopLogits(
+        lie((r) => (r[ids[1] as number] = (r[ids[0] as number] as number) + 1e-6)),
+        honest,
+      ),
+    ).toBe(false);
+    // A likely token hidden: pushed out of the form (its place taken by the next), rest claims no higher.
+    const hidden = honest.slice();
+    hidden.copyWithin(3, 4, k);
+    hidden.copyWithin(k + 3, k + 4, 2 * k);
+    hidden[k - 1] = hidden[2 * k] as number;
+    hidden[2 * k - 1] = 2047;
+    expect(topLogitsProblem(hidden, k, 2048)).toBeNull();
+    expect(agreeTopLogits(hidden, honest)).toBe(false);
+    expect(agreeTopLogits(honest, hidden)).toBe(false);
+    // The row's mass or the rest moved.
+    const mass = honest.slice();
+    mass[2 * k + 1] = (mass[2 * k + 1] as number) + 3 * tol;
+    expect(agreeTopLogits(mass, honest)).toBe(false);
+    const rest = honest.slice();
+    rest[2 * k] = (rest[2 * k] as number) - 3 * tol;
+    expect(agreeTopLogits(rest, honest)).toBe(false);
+    expect(agreeTopLogits(honest.subarray(2), honest)).toBe(false);
+  });
+
+  it('combine to a bit-identical majority, or to medians no agreeing minority can move past the honest values', () => {
+    const random = seededRandom(13);
+    const row = Float32Array.from({ length: 2048 }, () => (random() - 0.5) * 30);
+    const a = topLogitsOf(row, 32);
+    const same = medianOfTop(
+      [
+        a,
+        a.slice(),
+        topLogitsOf(
+          row.map((v) => v + 1e-3),
+          32,
+        ),
+      ],
+      2,
+    );
+    expect(same).toEqual({ value: a, exact: true });
+    for (let trial = 0; trial < 30; trial++) {
+      const h1 = row.map((v) => v + (random() - 0.5) * 1e-3);
+      const h2 = row.map((v) => v + (random() - 0.5) * 1e-3);
+      // A nudger inside the tolerance: every value pushed up as far as it may go.
+      const liar = row.map((v) => v + 0.014);
+      const forms = [topLogitsOf(h1, 32), topLogitsOf(liar, 32), topLogitsOf(h2, 32)];
+      expect(agreeTopLogits(forms[0] as Float32Array, forms[1] as Float32Array)).toBe(true);
+      const { value, exact } = medianOfTop(forms, 2);
+      expect(exact).toBe(false);
+      expect(topLogitsProblem(value, 32, 2048)).toBeNull();
+      const got = topParts(value);
+      got.ids.forEach((id, j) => {
+        const v = got.values[j] as number;
+        expect(v).toBeGreaterThanOrEqual(Math.min(h1[id] as number, h2[id] as number));
+        expect(v).toBeLessThanOrEqual(Math.max(h1[id] as number, h2[id] as number));
+      });
+      const lses = [forms[0], forms[2]].map((f) => topParts(f as Float32Array).logSumExp);
+      expect(got.logSumExp).toBeGreaterThanOrEqual(Math.min(...lses));
+      expect(got.logSumExp).toBeLessThanOrEqual(Math.max(...lses));
+    }
+  });
+
+  it('are used where the draw reads only the most likely tokens and the form is at most a quarter of a row', () => {
+    const greedy = { temperature: 0, topK: 0, topP: 1, seed: 1 };
+    expect(topLogitsFor(greedy, 2048)).toBe(MIN_TOP_LOGITS);
+    expect(topLogitsFor(greedy, 49152)).toBe(MIN_TOP_LOGITS);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: 40, topP: 0.9 }, 49152)).toBe(40);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: 5 }, 49152)).toBe(MIN_TOP_LOGITS);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS }, 49152)).toBe(MAX_TOP_LOGITS);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS }, 2048)).toBeNull();
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS + 1 }, 49152)).toBeNull();
+    expect(topLogitsFor({ ...greedy, temperature: 0.8 }, 49152)).toBeNull();
+    expect(topLogitsFor({ ...greedy, logitBias: [[3, -100]] }, 49152)).toBeNull();
+    expect(topLogitsFor({ ...greedy, frequencyPenalty: 0.5 }, 49152)).toBeNull();
+    expect(topLogitsFor({ ...greedy, presencePenalty: -0.5 }, 49152)).toBeNull();
+    expect(topLogitsFor(greedy, 263)).toBeNull();
+    expect(topLogitsFor(greedy, 264)).toBe(MIN_TOP_LOGITS);
+  });
+
+  it('pass the boundary check at a top form’s length, and nothing else that is not whole rows', () => {
+    const msg = (floats: number) => ({ sessionId: 1, step: 0, logits: new Float32Array(floats).buffer });
+    expect(parseLogits(msg(topLogitsLength(32)), 2048)).toMatchObject({ ok: true });
+    expect(parseLogits(msg(topLogitsLength(MAX_TOP_LOGITS)), 49152)).toMatchObject({ ok: true });
+    expect(parseLogits(msg(topLogitsLength(MAX_TOP_LOGITS) + 2), 49152)).toMatchObject({ ok: false });
+    expect(parseLogits(msg(topLogitsLength(32) + 1), 2048)).toMatchObject({ ok: false });
+    expect(parseLogits(msg(2048), 2048)).toMatchObject({ ok: true });
+    // A vocabulary too small for a form of that size: refused, as no session asks for one.
+    expect(parseLogits(msg(topLogitsLength(32)), 200)).toMatchObject({ ok: false });
+  });
+});
