@@ -61,26 +61,39 @@ export function topLogitsOf(row: ArrayLike<number>, k: number): Float32Array<Arr
   // A min-heap of the k best ids so far (its root the worst of them): better = larger value, then lower id.
   const better = (a: number, b: number) => (row[a] as number) > (row[b] as number) || (row[a] === row[b] && a < b);
   const heap: number[] = [];
-  let nan = false;
-  const down = (from: number) => {
-    let at = from;
+  const down = () => {
+    let at = 0;
     for (;;) {
       const l = 2 * at + 1;
       const r = l + 1;
       let worst = at;
-      if (l < heap.length && better(heap[worst] as number, heap[l] as number)) worst = l;
-      if (r < heap.length && better(heap[worst] as number, heap[r] as number)) worst = r;
+      if (l < k && better(heap[worst] as number, heap[l] as number)) worst = l;
+      if (r < k && better(heap[worst] as number, heap[r] as number)) worst = r;
       if (worst === at) return;
       [heap[at], heap[worst]] = [heap[worst] as number, heap[at] as number];
       at = worst;
     }
   };
+  let nan = false;
+  // The largest value left out: every value refused or pushed out of the heap.
+  let rest = Number.NEGATIVE_INFINITY;
+  let floor = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < n; i++) {
-    if (Number.isNaN(row[i] as number)) {
-      nan = true;
-      continue;
-    }
-    if (heap.length < k) {
+    const v = row[i] as number;
+    if (heap.length === k) {
+      // Most values stop here. A tie with the root loses: its id is lower than this one's.
+      if (!(v > floor)) {
+        if (Number.isNaN(v)) nan = true;
+        else if (v > rest) rest = v;
+        continue;
+      }
+      const out = row[heap[0] as number] as number;
+      if (out > rest) rest = out;
+      heap[0] = i;
+      down();
+      floor = row[heap[0] as number] as number;
+    } else if (Number.isNaN(v)) nan = true;
+    else {
       heap.push(i);
       for (let at = heap.length - 1; at > 0; ) {
         const up = (at - 1) >> 1;
@@ -88,23 +101,13 @@ export function topLogitsOf(row: ArrayLike<number>, k: number): Float32Array<Arr
         [heap[up], heap[at]] = [heap[at] as number, heap[up] as number];
         at = up;
       }
-    } else if (better(i, heap[0] as number)) {
-      heap[0] = i;
-      down(0);
+      if (heap.length === k) floor = row[heap[0] as number] as number;
     }
   }
   const ids = heap.sort((a, b) => (better(a, b) ? -1 : 1));
-  const chosen = new Uint8Array(n);
-  for (const id of ids) chosen[id] = 1;
-  let max = Number.NEGATIVE_INFINITY;
-  let rest = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) {
-    const v = row[i] as number;
-    if (v > max) max = v;
-    if (chosen[i] === 0 && v > rest) rest = v;
-  }
+  const max = ids.length > 0 ? (row[ids[0] as number] as number) : Number.NEGATIVE_INFINITY;
   let sum = 0;
-  if (max !== Number.NEGATIVE_INFINITY) for (let i = 0; i < n; i++) sum += Math.exp((row[i] as number) - max);
+  if (Number.isFinite(max)) for (let i = 0; i < n; i++) sum += Math.exp((row[i] as number) - max);
   const out = new Float32Array(topLogitsLength(k));
   ids.forEach((id, j) => {
     out[j] = row[id] as number;
