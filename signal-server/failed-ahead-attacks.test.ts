@@ -10,6 +10,7 @@ import type { StageManifest } from '../shared/model/manifest.js';
 import { GREEDY } from '../shared/model/sampling.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../testing/golden.js';
+import { LogitsForm } from '../testing/logits-form.js';
 import { ManualClock } from '../testing/manual-clock.js';
 import { Audit } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
@@ -35,7 +36,9 @@ function logitsFor(token: number, at = 10): Float32Array {
 
 function rig() {
   const clock = new ManualClock();
-  const transport: SessionTransport = { open: () => {}, update: () => {}, input: () => {}, close: () => {} };
+  // The form of logits the session asks for (a scored prompt's rows: scored forms); step s computes position s.
+  const form = new LogitsForm();
+  const transport: SessionTransport = { open: (_v, m) => form.opened(m), update: () => {}, input: () => {}, close: () => {} };
   const hooks: RetryHooks = {
     spares: (_s, exclude) => ['x', 'y'].filter((id) => !exclude.has(id)),
     link: () => {},
@@ -68,7 +71,7 @@ function rig() {
       if (stage === 0) session.onDigest(v, step, HIDDEN, 1, fingerprint(inputOf(step)), [], resets);
       else {
         session.onDigest(v, step, fingerprint(out), 1, HIDDEN, [], resets);
-        session.onLogits(v, step, out, resets);
+        session.onLogits(v, step, form.sent(out, step), resets);
       }
     }
     await clock.advance(0);

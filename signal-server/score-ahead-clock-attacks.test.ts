@@ -10,6 +10,7 @@ import type { StepInput } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { fingerprint } from '../shared/vote/fingerprint.js';
 import { goldenModelDir } from '../testing/golden.js';
+import { LogitsForm } from '../testing/logits-form.js';
 import { ManualClock } from '../testing/manual-clock.js';
 import { Audit } from './coordinator/audit.js';
 import { GenerationError, GenerationSession, type RetryHooks, type SessionTransport } from './coordinator/generation.js';
@@ -37,7 +38,14 @@ function logitsFor(token: number, at = 10): Float32Array {
 function scoring(o: { scoreAhead?: boolean; spares?: string[]; twoStages?: boolean; serve?: string } = {}) {
   const clock = new ManualClock();
   const inputs: { to: string; m: StepInput }[] = [];
-  const transport: SessionTransport = { open: () => {}, update: () => {}, input: (v, m) => inputs.push({ to: v, m }), close: () => {} };
+  // The form of logits the session asks for (a scored prompt's rows: scored forms); step s computes position s.
+  const form = new LogitsForm();
+  const transport: SessionTransport = {
+    open: (_v, m) => form.opened(m),
+    update: () => {},
+    input: (v, m) => inputs.push({ to: v, m }),
+    close: () => {},
+  };
   const noShows: string[] = [];
   const hooks: RetryHooks = {
     spares: (_s, exclude) => (o.spares ?? []).filter((id) => !exclude.has(id)),
@@ -83,11 +91,11 @@ function scoring(o: { scoreAhead?: boolean; spares?: string[]; twoStages?: boole
     const out = logitsFor(5);
     for (const v of vs) {
       session.onDigest(v, step, fingerprint(out), 1, fingerprint(inputOf(step)));
-      session.onLogits(v, step, out);
+      session.onLogits(v, step, form.sent(out, step));
     }
     await clock.advance(0);
   };
-  return { clock, session, done, forced, report, inputs, noShows };
+  return { clock, session, done, forced, report, inputs, noShows, form };
 }
 
 describe('hostile reports of steps ahead in a scored prompt', () => {
@@ -103,7 +111,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
   });
 
   it("a member's forged reports of the steps just ahead (within MESH_AHEAD + 1, some never sent) are held, then outvoted: every position's logits the honest majority's", async () => {
-    const { clock, session, done, forced, report } = scoring();
+    const { clock, session, done, forced, report, form } = scoring();
     await clock.advance(0);
     const forged = logitsFor(FORCED[0] as number, 50);
     for (let round = 0; round <= FORCED.length; round++) {
@@ -113,7 +121,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
         const spike = logitsFor(FORCED[s] ?? 0, 50);
         for (let k = 0; k < 2; k++) {
           session.onDigest('c', s, fingerprint(spike), 0, fingerprint(inputOf(s)));
-          session.onLogits('c', s, k === 0 ? forged : spike);
+          session.onLogits('c', s, form.sent(k === 0 ? forged : spike, s));
         }
       }
       await report(round, 'a', 'b');
@@ -184,7 +192,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
   it('a majority of stage 1 says its inputs of a step sent ahead had no majority (step:failed ERR_NO_QUORUM before the step began here): the server takes stage 0 at once, as step by step', async () => {
     const HIDDEN = fingerprint(new Float32Array([1, 2, 3, 4]));
     const outcome = async (scoreAhead: boolean) => {
-      const { clock, session, done } = scoring({ scoreAhead, twoStages: true, serve: 'srv' });
+      const { clock, session, done, form } = scoring({ scoreAhead, twoStages: true, serve: 'srv' });
       void done.catch(() => {});
       const at = async (stage: number, step: number, ...vs: string[]) => {
         const out = logitsFor(5);
@@ -192,7 +200,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
           if (stage === 0) session.onDigest(v, step, HIDDEN, 1, fingerprint(inputOf(step)));
           else {
             session.onDigest(v, step, fingerprint(out), 1, HIDDEN);
-            session.onLogits(v, step, out);
+            session.onLogits(v, step, form.sent(out, step));
           }
         }
         await clock.advance(0);
@@ -216,7 +224,7 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
   });
 
   it('the client cancels mid-prompt while reports of steps ahead are held and a settle timer runs: the session ends at once, every replica is told, no timer is left', async () => {
-    const { clock, session, done, report } = scoring();
+    const { clock, session, done, report, form } = scoring();
     const settled = done.then(
       () => 'finished',
       (e: { code?: string }) => e.code ?? 'error',
@@ -230,9 +238,9 @@ describe('hostile reports of steps ahead in a scored prompt', () => {
     const nearer = logitsFor(5);
     nearer[0] = 1e-6;
     session.onDigest('a', 1, fingerprint(near), 1, fingerprint(inputOf(1)));
-    session.onLogits('a', 1, near);
+    session.onLogits('a', 1, form.sent(near, 1));
     session.onDigest('b', 1, fingerprint(nearer), 1, fingerprint(inputOf(1)));
-    session.onLogits('b', 1, nearer);
+    session.onLogits('b', 1, form.sent(nearer, 1));
     await clock.advance(0);
     session.abort(new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client'));
     await clock.advance(0);

@@ -1,20 +1,20 @@
 import type { SessionOpen } from '../shared/protocol/messages.js';
-import { rowAsSent } from '../shared/vote/top-logits.js';
+import { logitsAsSent } from '../shared/vote/top-logits.js';
 
 /**
  * For a test that answers for last-stage replicas itself: the form of logits its session asked them for (the
  * top form of session:open's `topLogits`, else the row), as ReplicaCore sends them.
  */
 export class LogitsForm {
-  private topLogits: number | undefined;
+  private open: SessionOpen | null = null;
 
-  /** Notes a session:open the session sent (to a replica of the last stage, or any: they carry the same). */
+  /** Notes a session:open the session sent (to a replica of the last stage). */
   opened(m: SessionOpen): void {
-    if (m.next.length === 0) this.topLogits = m.topLogits;
+    if (m.next.length === 0) this.open = m;
   }
 
-  /** `row` as a replica sends it. */
-  sent(row: Float32Array): Float32Array {
-    return rowAsSent(row, this.topLogits);
+  /** One row as a replica sends it, computed at `position` (a scored prompt's rows score the token after theirs). */
+  sent(row: Float32Array, position = Number.POSITIVE_INFINITY): Float32Array {
+    return logitsAsSent(this.open ?? {}, row, 1, position, row.length);
   }
 }

@@ -225,6 +225,13 @@ export interface SessionOpen {
    * the largest value left out and the row's log-sum-exp (2 × topLogits + 2 floats), not the whole row. Absent: rows.
    */
   readonly topLogits?: number;
+  /**
+   * For the last stage of a scored prompt's session: the tokens it feeds, the prompt's and the given ones after it,
+   * in order. A step whose rows score given tokens (the row at position q scores scoreTokens[q + 1]) sends each row
+   * as its scored form (top-logits.ts: the top 32 tokens, rest, log-sum-exp, then the scored token's value), not the
+   * row. Absent: whole rows.
+   */
+  readonly scoreTokens?: readonly number[];
 }
 
 /** The most bytes of logits one step:logits carries (rows of a scored step 0), well under Socket.IO's 1 MiB. */

@@ -69,7 +69,7 @@ describe('message validation', () => {
     expect(parseLogits({ sessionId: 1, step: 0, logits: new Float32Array(most * 2048).buffer }, 2048)).toMatchObject({ ok: true });
     expect(parseLogits({ sessionId: 1, step: 0, logits: new Float32Array((most + 1) * 2048).buffer }, 2048)).toEqual({
       ok: false,
-      reason: `logits hold ${(most + 1) * 2048 * 4} bytes, expected 8192 (vocabulary 2048 × float32) times 1 to ${most} rows, or a top form of 1 to 256 tokens`,
+      reason: `logits hold ${(most + 1) * 2048 * 4} bytes, expected 8192 (vocabulary 2048 × float32) times 1 to ${most} rows, a top form of 1 to 256 tokens, or scored forms of 1 to 96 rows`,
     });
     for (const bytes of [0, 4 * 4 + 4])
       expect(parseLogits({ sessionId: 1, step: 0, logits: new ArrayBuffer(bytes) }, 4)).toMatchObject({ ok: false });

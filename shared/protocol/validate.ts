@@ -3,7 +3,7 @@
  * Socket handlers call these and drop what fails, with a logged reason.
  */
 
-import { MAX_TOP_LOGITS, topCountOf, topFormFits } from '../vote/top-logits.js';
+import { MAX_TOP_LOGITS, SCORED_ROW_LENGTH, scoredFormRows, scoredFormsFit, topCountOf, topFormFits } from '../vote/top-logits.js';
 import { parseCapacity } from './capacity.js';
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
@@ -255,10 +255,12 @@ export function parseLogits(
   if (bytes === null) return bad('logits must be binary');
   const rows = bytes.byteLength / (vocabSize * 4);
   const k = bytes.byteLength % 4 === 0 ? topCountOf(bytes.byteLength / 4) : null;
-  const top = k !== null && topFormFits(k, vocabSize) ? k : null;
-  if (top === null && (!Number.isInteger(rows) || rows < 1 || rows > maxScoreRows(vocabSize)))
+  const top = k !== null && topFormFits(k, vocabSize);
+  const scored = bytes.byteLength / (4 * SCORED_ROW_LENGTH);
+  const forms = scoredFormsFit(vocabSize) && Number.isInteger(scored) && scored >= 1 && scored <= scoredFormRows(vocabSize);
+  if (!top && !forms && (!Number.isInteger(rows) || rows < 1 || rows > maxScoreRows(vocabSize)))
     return bad(
-      `logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32) times 1 to ${maxScoreRows(vocabSize)} rows, or a top form of 1 to ${MAX_TOP_LOGITS} tokens`,
+      `logits hold ${bytes.byteLength} bytes, expected ${vocabSize * 4} (vocabulary ${vocabSize} × float32) times 1 to ${maxScoreRows(vocabSize)} rows, a top form of 1 to ${MAX_TOP_LOGITS} tokens, or scored forms of 1 to ${scoredFormRows(vocabSize)} rows`,
     );
   return ok({
     sessionId: raw.sessionId,

@@ -15,7 +15,7 @@ import type {
 import type { ParsedChallenge } from '../protocol/validate.js';
 import { fingerprint } from '../vote/fingerprint.js';
 import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
-import { rowAsSent } from '../vote/top-logits.js';
+import { logitsAsSent } from '../vote/top-logits.js';
 
 /** Where a replica's results go: the data channels and the coordinator. */
 export interface ReplicaOutputs {
@@ -823,6 +823,8 @@ export class ReplicaCore {
       await this.executor.truncate(sessionId, s.positions);
       return;
     }
+    // The position of the step's first row (a scored step's rows score the tokens after theirs).
+    const firstRow = s.positions + positions - rows;
     s.positions += positions;
     const data = this.fault === null ? main.data : this.fault.output(step, main.data, last);
     this.out.computed();
@@ -849,9 +851,8 @@ export class ReplicaCore {
       const row = data.slice((Math.max(1, Math.floor(data.length / vocab)) - 1) * vocab);
       this.sendToken(s, step, row);
       digest();
-      // Every row of a scored step (a fault's output of another length goes as it is: the coordinator refuses it),
-      // or where the session's draw reads only the most likely tokens, the row's top form.
-      const sent = rows > 1 ? data.slice() : row.length === vocab ? rowAsSent(row, s.open.topLogits) : row.slice();
+      // Its rows, or their forms where the session asked for them (top-logits.ts).
+      const sent = logitsAsSent(s.open, data, rows, firstRow, vocab);
       this.out.logits({ sessionId, step, logits: sent.buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];

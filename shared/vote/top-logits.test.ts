@@ -3,11 +3,18 @@ import { randomAt, type SamplingParams, sampleToken, seededRandom } from '../mod
 import { parseLogits } from '../protocol/validate.js';
 import { RELATIVE_TOLERANCE } from './tolerance.js';
 import {
+  agreeScoredForms,
   agreeTopLogits,
+  expandScoredRow,
   expandTopLogits,
   MAX_TOP_LOGITS,
   MIN_TOP_LOGITS,
+  medianOfScored,
   medianOfTop,
+  SCORED_ROW_LENGTH,
+  SCORED_TOP,
+  scoredFormsOf,
+  scoredFormsProblem,
   topLogitsFor,
   topLogitsLength,
   topLogitsOf,
@@ -236,14 +243,103 @@ describe('top forms of logits', () => {
     expect(topLogitsFor(greedy, 264)).toBe(MIN_TOP_LOGITS);
   });
 
-  it('pass the boundary check at a top form’s length, and nothing else that is not whole rows', () => {
+  it('pass the boundary check at a top form’s or scored forms’ length, and nothing else that is not whole rows', () => {
     const msg = (floats: number) => ({ sessionId: 1, step: 0, logits: new Float32Array(floats).buffer });
     expect(parseLogits(msg(topLogitsLength(32)), 2048)).toMatchObject({ ok: true });
     expect(parseLogits(msg(topLogitsLength(MAX_TOP_LOGITS)), 49152)).toMatchObject({ ok: true });
     expect(parseLogits(msg(topLogitsLength(MAX_TOP_LOGITS) + 2), 49152)).toMatchObject({ ok: false });
-    expect(parseLogits(msg(topLogitsLength(32) + 1), 2048)).toMatchObject({ ok: false });
+    expect(parseLogits(msg(topLogitsLength(32) + 3), 2048)).toMatchObject({ ok: false });
+    expect(parseLogits(msg(SCORED_ROW_LENGTH), 2048)).toMatchObject({ ok: true });
+    expect(parseLogits(msg(96 * SCORED_ROW_LENGTH), 49152)).toMatchObject({ ok: true });
+    expect(parseLogits(msg(97 * SCORED_ROW_LENGTH), 49152)).toMatchObject({ ok: false });
+    expect(parseLogits(msg(49 * SCORED_ROW_LENGTH), 128_256)).toMatchObject({ ok: true });
+    expect(parseLogits(msg(50 * SCORED_ROW_LENGTH), 128_256)).toMatchObject({ ok: false });
     expect(parseLogits(msg(2048), 2048)).toMatchObject({ ok: true });
     // A vocabulary too small for a form of that size: refused, as no session asks for one.
     expect(parseLogits(msg(topLogitsLength(32)), 200)).toMatchObject({ ok: false });
+  });
+});
+
+describe('scored forms of a scored prompt’s rows', () => {
+  const V = 2048;
+  /** Rows with a model's spread, and targets anywhere in them: among the most likely, and far in the tail. */
+  const rowsOf = (random: () => number, n: number) => Float32Array.from({ length: n * V }, () => (random() - 0.5) * 30);
+  const logprob = (row: ArrayLike<number>, token: number, lse?: number) => {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < row.length; i++) max = Math.max(max, row[i] as number);
+    let sum = 0;
+    for (let i = 0; i < row.length; i++) sum += Math.exp((row[i] as number) - max);
+    return (row[token] as number) - (lse ?? max + Math.log(sum));
+  };
+
+  it('give each scored token the whole row’s log-probability, wherever it stands in the row', () => {
+    const random = seededRandom(31);
+    const rows = rowsOf(random, 6);
+    const whole = (r: number) => rows.subarray(r * V, (r + 1) * V);
+    // Row 0's most likely token, then tokens further and further down.
+    const targets = [0, 1, 2, 3, 4, 5].map((r) => {
+      const order = [...whole(r).keys()].sort((a, b) => (whole(r)[b] as number) - (whole(r)[a] as number));
+      return order[[0, 5, 31, 32, 500, V - 1][r] as number] as number;
+    });
+    const wire = scoredFormsOf(rows, V, targets);
+    expect(wire.length).toBe(6 * SCORED_ROW_LENGTH);
+    expect(scoredFormsProblem(wire, targets, V)).toBeNull();
+    for (const [r, t] of targets.entries()) {
+      const { row, logSumExp } = expandScoredRow(wire, r, t, V);
+      expect(Math.abs(logprob(row, t, logSumExp) - logprob(whole(r), t))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('name a scored value the form contradicts, and any row’s broken form', () => {
+    const random = seededRandom(32);
+    const rows = rowsOf(random, 2);
+    const top = topParts(topLogitsOf(rows.subarray(0, V), SCORED_TOP));
+    const inForm = top.ids[3] as number;
+    const tail = [...Array(V).keys()].find((i) => !top.ids.includes(i)) as number;
+    const wire = scoredFormsOf(rows, V, [inForm, tail]);
+    expect(scoredFormsProblem(wire, [inForm, tail], V)).toBeNull();
+    expect(scoredFormsProblem(wire, [inForm], V)).toMatch(/134 floats where 1 scored rows take 67/);
+    const named = wire.slice();
+    named[SCORED_ROW_LENGTH - 1] = (named[SCORED_ROW_LENGTH - 1] as number) + 0.01;
+    expect(scoredFormsProblem(named, [inForm, tail], V)).toMatch(/row 0: token .* is not what the row's form says/);
+    const above = wire.slice();
+    above[2 * SCORED_ROW_LENGTH - 1] = (above[2 * SCORED_ROW_LENGTH - 3] as number) + 0.01;
+    expect(scoredFormsProblem(above, [inForm, tail], V)).toMatch(/row 1: token .* is not what/);
+    const broken = wire.slice();
+    broken[SCORED_ROW_LENGTH + 1] = (broken[SCORED_ROW_LENGTH] as number) + 1;
+    expect(scoredFormsProblem(broken, [inForm, tail], V)).toMatch(/row 1: the tokens are not in order at 1/);
+  });
+
+  it('agree across rounding; a scored value moved past the tolerance does not; the median stays between the honest', () => {
+    const random = seededRandom(33);
+    const rows = rowsOf(random, 3);
+    const targets = [7, 700, 1500];
+    const a = scoredFormsOf(rows, V, targets);
+    const b = scoredFormsOf(
+      rows.map((v) => v * (1 + 2e-6)),
+      V,
+      targets,
+    );
+    expect(agreeScoredForms(a, b)).toBe(true);
+    const tol = RELATIVE_TOLERANCE * 30;
+    const lie = a.slice();
+    // Row 1's scored token made likelier, past the tolerance, where its form says nothing of it (in the tail).
+    const at = 2 * SCORED_ROW_LENGTH - 1;
+    const liar = (by: number) => {
+      const w = a.slice();
+      w[at] = Math.min((w[at] as number) + by, w[at - 2] as number);
+      return w;
+    };
+    if (topParts(topLogitsOf(rows.subarray(V, 2 * V), SCORED_TOP)).ids.includes(700)) throw new Error('token 700 should be in the tail');
+    expect(agreeScoredForms(liar(3 * tol), a)).toBe(false);
+    expect(agreeScoredForms(liar(tol / 20), a)).toBe(true);
+    expect(agreeScoredForms(lie.subarray(0, SCORED_ROW_LENGTH), a)).toBe(false);
+    const { value, exact } = medianOfScored([a, liar(tol / 20), b], 2);
+    expect(exact).toBe(false);
+    expect(scoredFormsProblem(value, targets, V)).toBeNull();
+    const got = value[at] as number;
+    expect(got).toBeGreaterThanOrEqual(Math.min(a[at] as number, b[at] as number));
+    expect(got).toBeLessThanOrEqual(Math.max(a[at] as number, b[at] as number));
+    expect(medianOfScored([a, a.slice(), b], 2)).toEqual({ value: a, exact: true });
   });
 });

@@ -118,9 +118,23 @@ export function topLogitsOf(row: ArrayLike<number>, k: number): Float32Array<Arr
   return out;
 }
 
-/** What a last-stage replica sends of a step's one row: its top form where its session:open asked for one (`topLogits`), else the row. */
-export function rowAsSent(row: Float32Array, topLogits: number | undefined): Float32Array<ArrayBuffer> {
-  return topLogits === undefined ? row.slice() : topLogitsOf(row, topLogits);
+/**
+ * What a last-stage replica sends of a step's output `data`, `rows` rows of `vocabSize` whose first stands at
+ * position `firstRow`, as its session:open asks: scored forms where the rows score given tokens (`scoreTokens`),
+ * a top form of a step's one row (`topLogits`), else the rows (and output of another length as it is: refused).
+ */
+export function logitsAsSent(
+  open: { readonly topLogits?: number; readonly scoreTokens?: readonly number[] },
+  data: Float32Array,
+  rows: number,
+  firstRow: number,
+  vocabSize: number,
+): Float32Array<ArrayBuffer> {
+  const given = open.scoreTokens;
+  if (data.length !== rows * vocabSize) return data.slice();
+  if (given !== undefined && firstRow + rows < given.length)
+    return scoredFormsOf(data, vocabSize, given.slice(firstRow + 1, firstRow + rows + 1));
+  return rows === 1 && open.topLogits !== undefined ? topLogitsOf(data, open.topLogits) : data.slice();
 }
 
 /**
@@ -153,6 +167,13 @@ export function topLogitsProblem(wire: Float32Array, k: number, vocabSize: numbe
   return null;
 }
 
+/** The tolerance against a form (tolerance.ts's rule, scaled by the largest magnitude it holds, its log-sum-exp's too). */
+function formTolerance(y: TopLogits, relative: number): number {
+  let largest = Math.max(1, Math.abs(y.logSumExp));
+  for (const v of y.values) largest = Math.max(largest, Math.abs(v));
+  return relative * largest;
+}
+
 /**
  * Whether two top forms agree as two whole rows would (tolerance.ts): the same most likely token, each token's
  * value within the tolerance where both name it, and where only one does, no further above the other's `rest`
@@ -165,9 +186,7 @@ export function agreeTopLogits(a: Float32Array, b: Float32Array, relative = RELA
   const x = topParts(a);
   const y = topParts(b);
   if (x.ids[0] !== y.ids[0]) return false;
-  let largest = Math.max(1, Math.abs(y.logSumExp));
-  for (const v of y.values) largest = Math.max(largest, Math.abs(v));
-  const tol = relative * largest;
+  const tol = formTolerance(y, relative);
   const near = (p: number, q: number) => p === q || Math.abs(p - q) <= tol;
   if (!near(x.rest, y.rest) || !near(x.logSumExp, y.logSumExp)) return false;
   const inY = valuesById(y);
@@ -248,4 +267,119 @@ export function topLogitsFor(p: SamplingParams, vocabSize: number): number | nul
  */
 export function topFormFits(k: number, vocabSize: number): boolean {
   return topLogitsLength(k) * 4 <= vocabSize;
+}
+
+/**
+ * A scored prompt's rows (completions' `echo` with `logprobs`): each row's log-probability is of a token the prompt
+ * gives, which may stand anywhere in the row. Where the last stage knows the prompt (SessionOpen.scoreTokens), each
+ * row goes as its top form of SCORED_TOP tokens followed by the value of the token it scores: 2 × 32 + 3 floats a
+ * row (268 bytes) where a 49 152-token row is 196 KB, so that a step may carry up to MAX_SCORED_FORM_ROWS rows at
+ * any vocabulary (4 whole rows fit a message at 49 152).
+ */
+export const SCORED_TOP = MIN_TOP_LOGITS;
+/** Most rows a step of scored forms carries: as many as whole rows at a 2 048-token vocabulary. */
+export const MAX_SCORED_FORM_ROWS = 96;
+/** The most bytes of logits a scored step's graph makes before its forms are (in the replica's worker): 96 rows of 65 536. */
+export const SCORED_OUTPUT_BYTES = 24 * 1024 * 1024;
+
+/**
+ * Rows a step of scored forms may carry at `vocabSize`: MAX_SCORED_FORM_ROWS, fewer where the graph's rows of
+ * logits would pass SCORED_OUTPUT_BYTES (49 152 tokens: 96; 128 256: 49), at least 1.
+ */
+export function scoredFormRows(vocabSize: number): number {
+  return Math.max(1, Math.min(MAX_SCORED_FORM_ROWS, Math.floor(SCORED_OUTPUT_BYTES / (4 * vocabSize))));
+}
+
+/** Whether a scored prompt's rows go as scored forms at `vocabSize` (where a form is at most a quarter of a row). */
+export function scoredFormsFit(vocabSize: number): boolean {
+  return topFormFits(SCORED_TOP, vocabSize);
+}
+
+/** Floats of one scored row's form. */
+export const SCORED_ROW_LENGTH = topLogitsLength(SCORED_TOP) + 1;
+
+/** The scored forms of `rows.length / vocabSize` rows, row r scoring `targets[r]` (a replica's side). */
+export function scoredFormsOf(rows: Float32Array, vocabSize: number, targets: readonly number[]): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(targets.length * SCORED_ROW_LENGTH);
+  targets.forEach((target, r) => {
+    const row = rows.subarray(r * vocabSize, (r + 1) * vocabSize);
+    out.set(topLogitsOf(row, SCORED_TOP), r * SCORED_ROW_LENGTH);
+    out[(r + 1) * SCORED_ROW_LENGTH - 1] = row[target] ?? Number.NaN;
+  });
+  return out;
+}
+
+/** Row r's top form and the value of the token it scores (views, no copy). */
+function scoredRow(wire: Float32Array, r: number): { form: Float32Array; target: number } {
+  const at = r * SCORED_ROW_LENGTH;
+  return { form: wire.subarray(at, at + SCORED_ROW_LENGTH - 1), target: wire[at + SCORED_ROW_LENGTH - 1] as number };
+}
+
+/**
+ * Why `wire` is not the scored forms of rows scoring `targets` (row by row), or null where it is: each row a top
+ * form (topLogitsProblem), and its scored token's value the form's where the form names the token, else no higher
+ * than its `rest`.
+ */
+export function scoredFormsProblem(wire: Float32Array, targets: readonly number[], vocabSize: number): string | null {
+  if (wire.length !== targets.length * SCORED_ROW_LENGTH)
+    return `${wire.length} floats where ${targets.length} scored rows take ${targets.length * SCORED_ROW_LENGTH}`;
+  for (const [r, token] of targets.entries()) {
+    const { form, target } = scoredRow(wire, r);
+    const problem = topLogitsProblem(form, SCORED_TOP, vocabSize);
+    if (problem !== null) return `row ${r}: ${problem}`;
+    const { ids, values, rest } = topParts(form);
+    const named = ids.indexOf(token);
+    if (named >= 0 ? target !== values[named] : !(target <= rest))
+      return `row ${r}: token ${token}'s value ${target} is not what the row's form says of it`;
+  }
+  return null;
+}
+
+/** Scored forms agree where every row's top forms agree (agreeTopLogits) and its scored token's values are within the same tolerance. */
+export function agreeScoredForms(a: Float32Array, b: Float32Array, relative = RELATIVE_TOLERANCE): boolean {
+  if (a.length !== b.length || a.length % SCORED_ROW_LENGTH !== 0) return false;
+  for (let r = 0; r < a.length / SCORED_ROW_LENGTH; r++) {
+    const x = scoredRow(a, r);
+    const y = scoredRow(b, r);
+    if (!agreeTopLogits(x.form, y.form, relative)) return false;
+    if (x.target !== y.target && !(Math.abs(x.target - y.target) <= formTolerance(topParts(y.form), relative))) return false;
+  }
+  return true;
+}
+
+/** Scored forms no minority can move: a bit-identical majority, or row by row medianOfTop and the median scored value. */
+export const medianOfScored: Combine<Float32Array> = (all, needed) => {
+  const first = all[0];
+  if (first === undefined) throw new RangeError('nothing to combine');
+  const same = majorityIdentical(all, needed);
+  if (same !== undefined) return { value: same, exact: true };
+  const out = new Float32Array(first.length);
+  for (let r = 0; r < first.length / SCORED_ROW_LENGTH; r++) {
+    const rows = all.map((w) => scoredRow(w, r));
+    out.set(
+      medianOfTop(
+        rows.map((x) => x.form),
+        needed,
+      ).value,
+      r * SCORED_ROW_LENGTH,
+    );
+    out[(r + 1) * SCORED_ROW_LENGTH - 1] = elementwiseMedian(rows.map((x) => Float32Array.of(x.target)))[0] as number;
+  }
+  return { value: out, exact: false };
+};
+
+/**
+ * Row r of accepted scored forms as a row of the vocabulary (the tokens it names, and the scored one, the rest
+ * −Infinity) and its log-sum-exp: what log-probabilities are taken from.
+ */
+export function expandScoredRow(
+  wire: Float32Array,
+  r: number,
+  target: number,
+  vocabSize: number,
+): { row: Float32Array; logSumExp: number } {
+  const { form, target: value } = scoredRow(wire, r);
+  const row = expandTopLogits(form, vocabSize);
+  if (row[target] === Number.NEGATIVE_INFINITY) row[target] = value;
+  return { row, logSumExp: topParts(form).logSumExp };
 }

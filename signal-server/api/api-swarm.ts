@@ -73,6 +73,8 @@ export interface ApiScoredToken {
   readonly position: number;
   readonly token: number;
   readonly logits: Float32Array | null;
+  /** Where the logits came from a form (the tokens left out at −Infinity): the whole row's log-sum-exp. */
+  readonly logSumExp?: number;
   readonly votes: readonly StageVote[];
   readonly verified: boolean;
   readonly stepMs: number;

@@ -94,7 +94,9 @@ export class ChoiceState {
     if (u.position > 0) this.promptVotes.push(promptVoteOf(u));
     if (this.logprobs === null || this.kind !== 'completion') return;
     const arrays =
-      u.logits === null ? this.promptOffsets.first(u.token) : this.promptOffsets.next(tokenLogprob(u.logits, u.token, this.logprobs));
+      u.logits === null
+        ? this.promptOffsets.first(u.token)
+        : this.promptOffsets.next(tokenLogprob(u.logits, u.token, this.logprobs, u.logSumExp));
     appendCompletionLogprobs(this.promptArrays, arrays);
   }
 

@@ -1,12 +1,12 @@
 // Red team of chunked prompt scoring: a last-stage volunteer whose step:logits for a scored prompt's first step
-// (a row per position: SessionOpen.scoreRows), or for a chunk after it (SessionOpen.scoreChunks), are of its own making, over the real protocol (a Node client of
+// (a row per position: SessionOpen.scoreRows, each as its scored form), or for a chunk after it (SessionOpen.scoreChunks), are of its own making, over the real protocol (a Node client of
 // the real replica whose logits are changed as they leave: node-volunteer.ts's tamperLogits), its digests honest.
 // Beside one honest replica (r = 2, both needed) the step has no majority and the request fails by name: nothing
 // unagreed is scored. Beside two (r = 3) it is outvoted: every position the reference's.
 import { afterEach, describe, expect, it } from 'vitest';
-import { argmax } from '../../shared/model/sampling.js';
 import { maxScoreRows, type StepLogits } from '../../shared/protocol/messages.js';
-import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { SCORED_ROW_LENGTH, SCORED_TOP, scoredFormRows, topParts } from '../../shared/vote/top-logits.js';
 import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm } from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
@@ -20,43 +20,51 @@ type Lie = 'one row' | 'a row more' | 'past the limit' | 'one row’s argmax';
 /** How far the argmax lie moved its row, against the tolerance of the whole tensor (set when it lies). */
 const moved = { by: 0, tolerance: 0 };
 
-/** Step `at`'s logits (several rows) as the liar sends them; other steps' as computed. */
+/**
+ * Step `at`'s logits (several rows) as the liar sends them; other steps' as computed. A scored prompt's rows come as
+ * scored forms (top-logits.ts: each row's top tokens, rest, log-sum-exp, the scored token's value), so the lies are
+ * made on those: a row is a form.
+ */
 function lie(how: Lie, vocab: number, at = 0): (m: StepLogits) => StepLogits {
   return (m) => {
     const all = new Float32Array(m.logits.slice(0));
-    const rows = all.length / vocab;
+    const unit = all.length % SCORED_ROW_LENGTH === 0 && all.length % vocab !== 0 ? SCORED_ROW_LENGTH : vocab;
+    const rows = all.length / unit;
     if (m.step !== at || rows < 2) return m;
-    const row = (k: number) => all.subarray(k * vocab, (k + 1) * vocab);
+    const row = (k: number) => all.subarray(k * unit, (k + 1) * unit);
     let out: Float32Array;
     switch (how) {
       case 'one row':
         out = row(rows - 1).slice();
         break;
       case 'a row more':
-        out = new Float32Array((rows + 1) * vocab);
+        out = new Float32Array((rows + 1) * unit);
         out.set(all);
-        out.set(row(rows - 1), rows * vocab);
+        out.set(row(rows - 1), rows * unit);
         break;
       case 'past the limit':
-        out = new Float32Array((maxScoreRows(vocab) + 1) * vocab);
+        out = new Float32Array((unit === vocab ? maxScoreRows(vocab) + 1 : scoredFormRows(vocab) + 1) * unit);
         break;
       case 'one row’s argmax': {
+        if (unit !== SCORED_ROW_LENGTH) throw new Error('a scored prompt’s rows should come as scored forms');
         // The row whose two most likely tokens are closest: its second pushed just past its first, the smallest
-        // change that moves a row's argmax (within the tolerance of the whole tensor where the gap is small).
-        let best = { k: 0, gap: Number.POSITIVE_INFINITY, second: 0 };
-        for (let k = 0; k < rows; k++) {
-          const r = row(k);
-          const top = argmax(r);
-          let second = top === 0 ? 1 : 0;
-          for (let i = 0; i < vocab; i++) if (i !== top && (r[i] as number) > (r[second] as number)) second = i;
-          const gap = (r[top] as number) - (r[second] as number);
-          if (gap < best.gap) best = { k, gap, second };
-        }
+        // change that moves a row's argmax (within the tolerance where the gap is small). The form stays well made:
+        // the two swap places, and the scored token's value follows where it is one of them.
+        const k = SCORED_TOP;
+        const gapOf = (j: number) => (all[j * unit] as number) - (all[j * unit + 1] as number);
+        let best = 0;
+        for (let j = 1; j < rows; j++) if (gapOf(j) < gapOf(best)) best = j;
         out = all.slice();
-        const r = out.subarray(best.k * vocab, (best.k + 1) * vocab);
-        r[best.second] = (r[argmax(r)] as number) + 1e-5;
-        moved.by = best.gap + 1e-5;
-        moved.tolerance = RELATIVE_TOLERANCE * Math.max(1, maxAbs(all));
+        const r = out.subarray(best * unit, (best + 1) * unit);
+        const [v0, v1, id0, id1] = [r[0] as number, r[1] as number, r[k] as number, r[k + 1] as number];
+        r[0] = v0 + 1e-5;
+        r[1] = v0;
+        r[k] = id1;
+        r[k + 1] = id0;
+        if (r[2 * k + 2] === v1) r[2 * k + 2] = v0 + 1e-5;
+        moved.by = v0 + 1e-5 - v1;
+        const { values, logSumExp } = topParts(row(best).subarray(0, unit - 1));
+        moved.tolerance = RELATIVE_TOLERANCE * Math.max(1, Math.abs(logSumExp), ...[...values].map(Math.abs));
         break;
       }
     }

@@ -1,6 +1,7 @@
 // Red team of the logits vote's combine where the honest replicas are not bit-identical (a stage of WebGPU and WASM
 // volunteers): the element-wise median, not the first answer or a mean, is what the requester is served. Over the
-// real protocol: three Node clients of the real replica, one stage of austen-2m (so every replica is the last stage).
+// real protocol: three Node clients of the real replica, one stage of austen-2m (so every replica is the last stage);
+// the scored prompt's rows come as scored forms (top-logits.ts), the sampled generation's as whole rows.
 // The second's logits leave scaled by 1 ± 2e-6 (another backend's rounding: honest, far inside the tolerance, not
 // identical); the third is a nudger: every value but each row's most likely one lowered by 90 % of the tolerance,
 // so that it always agrees (same argmax, within the tolerance) and moves the other tokens' log-probabilities.
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { argmax } from '../../shared/model/sampling.js';
 import type { StepLogits } from '../../shared/protocol/messages.js';
 import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { SCORED_ROW_LENGTH, SCORED_TOP, topParts } from '../../shared/vote/top-logits.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm } from '../testing/api-swarm.js';
 import { logprobOf, promptLogprobs } from '../testing/prompt-logprobs.js';
 
@@ -20,9 +22,19 @@ const PROMPT = 'It is a truth universally acknowledged, that a single man in pos
 /** How often the nudger lied (every step it computed). */
 const nudged = { calls: 0 };
 
+/** Whether `all` holds a scored prompt's rows as scored forms (top-logits.ts), not whole rows. */
+const isForms = (all: Float32Array) => all.length % SCORED_ROW_LENGTH === 0 && all.length % VOCAB !== 0;
+/** Where a scored form's floats are token ids (left as they are). */
+const isId = (i: number) => {
+  const at = i % SCORED_ROW_LENGTH;
+  return at >= SCORED_TOP && at < 2 * SCORED_TOP;
+};
+
 function otherBackend(m: StepLogits): StepLogits {
   const all = new Float32Array(m.logits.slice(0));
-  for (let i = 0; i < all.length; i++) all[i] = (all[i] as number) * (1 + (i % 2 === 0 ? 2e-6 : -2e-6));
+  // Scored forms: every value × (1 + 2e-6), which keeps each form's order; whole rows: alternately ± 2e-6.
+  if (isForms(all)) for (let i = 0; i < all.length; i++) all[i] = isId(i) ? (all[i] as number) : (all[i] as number) * (1 + 2e-6);
+  else for (let i = 0; i < all.length; i++) all[i] = (all[i] as number) * (1 + (i % 2 === 0 ? 2e-6 : -2e-6));
   return { ...m, logits: all.buffer as ArrayBuffer };
 }
 
@@ -37,9 +49,28 @@ function nudge(all: Float32Array): Float32Array {
   return all;
 }
 
+/**
+ * The nudge on scored forms, in place: every value but each row's most likely one (and its scored token's, unless
+ * that is the most likely), and `rest`, lowered by 90 % of each form's tolerance; the log-sum-exp left.
+ */
+function nudgeForms(all: Float32Array): Float32Array {
+  const k = SCORED_TOP;
+  for (let at = 0; at < all.length; at += SCORED_ROW_LENGTH) {
+    const form = all.subarray(at, at + SCORED_ROW_LENGTH);
+    const { values, logSumExp } = topParts(form.subarray(0, SCORED_ROW_LENGTH - 1));
+    const by = 0.9 * RELATIVE_TOLERANCE * Math.max(1, Math.abs(logSumExp), ...[...values].map(Math.abs));
+    const top = form[0] as number;
+    for (let j = 1; j < k; j++) form[j] = (form[j] as number) - by;
+    form[2 * k] = (form[2 * k] as number) - by;
+    if (form[2 * k + 2] !== top) form[2 * k + 2] = (form[2 * k + 2] as number) - by;
+  }
+  return all;
+}
+
 function nudger(m: StepLogits): StepLogits {
   nudged.calls += 1;
-  return { ...m, logits: nudge(new Float32Array(m.logits.slice(0))).buffer as ArrayBuffer };
+  const all = new Float32Array(m.logits.slice(0));
+  return { ...m, logits: (isForms(all) ? nudgeForms(all) : nudge(all)).buffer as ArrayBuffer };
 }
 
 let rig: ApiSwarm | undefined;

@@ -1,11 +1,12 @@
 // A scored prompt (completions' echo + logprobs) coordinated by one process and computed by volunteers of another:
-// each step of the last stage carries up to maxScoreRows rows of logits (768 KiB at this vocabulary), which cross
-// Redis in the volunteers' reports. Two real servers and a real redis-server; node volunteers computing on
+// each step of the last stage carries up to maxScoreRows rows of logits, as scored forms (top-logits.ts: 268 bytes a
+// row, where a whole row of this vocabulary is 8 KiB), which cross Redis in the volunteers' reports. Two real servers and a real redis-server; node volunteers computing on
 // onnxruntime; the reference runner fed the prompt a token at a time is the oracle. One stage: node volunteers relay
 // their data-channel messages through `signal` events (16 KiB at most), where 96 positions' hidden states do not fit;
 // browsers' chunked frames over real data channels are e2e/swarm.spec.ts's.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { maxScoreRows } from '../../shared/protocol/messages.js';
+import { SCORED_ROW_LENGTH } from '../../shared/vote/top-logits.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
@@ -67,7 +68,9 @@ describe("a scored prompt computed by another process's volunteers", () => {
       expect(Math.abs((got[i] as number) - (want[i - 1] as number)), `position ${i}`).toBeLessThan(TOLERANCE);
     // Each stage computed step 0 (C positions) and a step per chunk after it: far fewer than a step per position.
     for (const [i, v] of volunteers.entries()) expect(v.steps - (before[i] as number)).toBe(1 + Math.ceil((ids.length - rows - 1) / rows));
-    // The last stage's rows came through a's inbox: at least a full step's logits (C rows of float32).
-    expect(largest).toBeGreaterThan(rows * vocab * 4);
+    // The last stage's rows came through a's inbox: at least a full step's scored forms (C rows of 67 floats), far
+    // less than C whole rows.
+    expect(largest).toBeGreaterThanOrEqual(rows * SCORED_ROW_LENGTH * 4);
+    expect(largest).toBeLessThan((rows * vocab * 4) / 4);
   });
 });

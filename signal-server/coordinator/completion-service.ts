@@ -159,7 +159,15 @@ export class CompletionService {
         ? (position, rec) => {
             const ok = agreed(rec.votes);
             verified &&= ok;
-            onScored?.({ position, token: rec.token, logits: rec.logits, votes: rec.votes, verified: ok, stepMs: rec.ms });
+            onScored?.({
+              position,
+              token: rec.token,
+              logits: rec.logits,
+              ...(rec.logSumExp === undefined ? {} : { logSumExp: rec.logSumExp }),
+              votes: rec.votes,
+              verified: ok,
+              stepMs: rec.ms,
+            });
           }
         : undefined,
     );

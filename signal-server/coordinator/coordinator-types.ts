@@ -74,6 +74,8 @@ export interface ScoredToken {
   readonly position: number;
   readonly token: number;
   readonly logits: Float32Array | null;
+  /** Where the logits came from a form (the tokens left out at −Infinity): the whole row's log-sum-exp. */
+  readonly logSumExp?: number;
   readonly votes: readonly StageVote[];
   /** Every stage agreed by a majority of the configured redundancy r (r ≥ 2); true for position 0, which nothing computed. */
   readonly verified: boolean;

@@ -42,7 +42,7 @@ function recordingTransport(): SessionTransport & {
   inputs: { to: string; m: StepInput }[];
   closed: string[];
   /** A row of logits as a last-stage replica sends it: the top form its session:open asked for (topLogits), or the row. */
-  sent: (row: Float32Array) => Float32Array;
+  sent: (row: Float32Array, position?: number) => Float32Array;
 } {
   const opened: string[] = [];
   const form = new LogitsForm();
@@ -52,7 +52,7 @@ function recordingTransport(): SessionTransport & {
     opened,
     inputs,
     closed,
-    sent: (row) => form.sent(row),
+    sent: (row, position) => form.sent(row, position),
     open: (v: string, m: SessionOpen) => {
       opened.push(v);
       form.opened(m);
@@ -711,7 +711,8 @@ describe('a scored prompt', () => {
       const out = logitsFor(5);
       for (const v of vs) {
         r.session.onDigest(v, step, fingerprint(out), 1, fingerprint(inputOf(step)));
-        r.session.onLogits(v, step, r.transport.sent(out));
+        // Step s computes position s (the prompt is one token).
+        r.session.onLogits(v, step, r.transport.sent(out, step));
       }
       await r.clock.advance(0);
     };

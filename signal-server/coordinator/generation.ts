@@ -1,7 +1,7 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
-import { expandTopLogits, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
+import { expandScoredRow, expandTopLogits, scoredFormsFit, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
 import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
@@ -71,15 +71,22 @@ export class GenerationSession extends SessionJoin {
     const plan = new ForcedPlan(promptIds, forced, scoreRows, chunk);
     this.plan = plan;
     this.sampling = sampling;
-    // Where the draw reads only the most likely tokens, the last stage sends those (top-logits.ts), not whole rows.
-    this.topLogits = plan.steps === 0 ? topLogitsFor(sampling, vocab) : null;
+    // Where the draw reads only the most likely tokens, the last stage sends those (top-logits.ts), not whole rows;
+    // a scored prompt's rows, where the vocabulary allows, each row's top tokens and the value of the token it scores.
+    this.topLogits = topLogitsFor(sampling, vocab);
+    this.scoredForms = plan.steps > 0 && scoredFormsFit(vocab);
     this.maxSteps = plan.steps + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
     this.drawsBefore = sampledBefore;
     const tokens: number[] = [];
     // The completion so far, for the penalties: a replay's prompt ends with the tokens sampled before it.
     const generated = promptIds.slice(promptIds.length - sampledBefore);
-    const fresh = (): StepWait => ({ logits: this.logitsQuorum(), resolve: () => {}, settleExpired: false, settleTimer: null });
+    const fresh = (step: number): StepWait => ({
+      logits: this.logitsQuorum(step),
+      resolve: () => {},
+      settleExpired: false,
+      settleTimer: null,
+    });
     try {
       await this.join();
       // Judged over its sessions one after another: its watch goes on from what its sessions before left.
@@ -98,7 +105,7 @@ export class GenerationSession extends SessionJoin {
           this.judgeSilence(true);
           this.refillDeadSlots();
         }
-        let w = fresh();
+        let w = fresh(step);
         let meshRollBacks = 0;
         let restarts = 0;
         for (let attempt = 0; ; attempt++) {
@@ -141,7 +148,7 @@ export class GenerationSession extends SessionJoin {
           if (this.meshMiss(step)) {
             this.rollBackPipeline(step);
             meshRollBacks += 1;
-            w = fresh();
+            w = fresh(step);
             continue;
           }
           const failing = this.failingStage(step, w);
@@ -164,7 +171,7 @@ export class GenerationSession extends SessionJoin {
                   : `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`,
             );
           }
-          w = fresh();
+          w = fresh(step);
           for (const o of kept) if (o !== undefined && this.members.get(o.replica) === last) w.logits.add(o);
         }
         this.reportEquivocators();
@@ -180,9 +187,14 @@ export class GenerationSession extends SessionJoin {
         const given = isForced ? plan.targets(step) : [];
         // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference
         // runner's t-th (forced steps draw nothing).
+        const form = this.logitsFormAt(step);
         // A top form's draw is from its row with the tokens left out at −Infinity: the same as from the whole row.
-        const top =
-          this.topLogits === null ? null : { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp };
+        const top = form.kind === 'top' ? { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp } : null;
+        // A scored step's rows, each as a row of the vocabulary (its top tokens and the scored one) and its log-sum-exp.
+        const scored = (row: number) =>
+          form.kind === 'scored'
+            ? expandScoredRow(state.value, row, form.targets[row] as number, vocab)
+            : { row: state.value.subarray(row * vocab, (row + 1) * vocab) };
         const token = isForced
           ? (given[given.length - 1] as number)
           : sampleAt(top?.row ?? state.value, sampling, this.drawsBefore + step - plan.steps, generated);
@@ -202,22 +214,15 @@ export class GenerationSession extends SessionJoin {
             : { stage, agreed: 0, disagreed: 0, missing: ids.length, replicas: r, server: this.served(ids) };
         });
         const rows = this.logitsRows(step);
-        const logits = top?.row ?? (rows === 1 ? state.value : state.value.subarray((rows - 1) * vocab));
-        const record = {
-          token,
-          votes,
-          ms: this.clock.now() - t0,
-          computeMs: [...this.stepCompute],
-          logits,
-          ...(top === null ? {} : { logSumExp: top.logSumExp }),
-        };
+        const lastRow = top ?? scored(rows - 1);
+        const record = { token, votes, ms: this.clock.now() - t0, computeMs: [...this.stepCompute], ...rowFields(lastRow) };
         if (token === eos && !isForced) return { tokens, finishReason: 'stop', end: record };
         input = step + 1 < plan.steps ? plan.input(step + 1) : [token];
         if (isForced) {
           // A scored step's rows before its last: the given tokens after its positions, in order, with the step's votes.
           for (let row = 0; row + 1 < rows; row++) {
             const t = given[row] as number;
-            onToken(t, { ...record, token: t, logits: state.value.subarray(row * vocab, (row + 1) * vocab), forced: true });
+            onToken(t, { ...record, token: t, ...rowFields(scored(row)), forced: true });
           }
           onToken(token, { ...record, forced: true });
           continue;
@@ -361,4 +366,9 @@ export class GenerationSession extends SessionJoin {
         this.equivocators.push({ volunteer: v, stage: broken, step });
     return { stage: broken, culprits };
   }
+}
+
+/** A step record's `logits` and, where they come from a form, `logSumExp`. */
+function rowFields(r: { readonly row: Float32Array; readonly logSumExp?: number }): { logits: Float32Array; logSumExp?: number } {
+  return r.logSumExp === undefined ? { logits: r.row } : { logits: r.row, logSumExp: r.logSumExp };
 }

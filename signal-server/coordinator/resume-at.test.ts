@@ -1,6 +1,7 @@
 // Where a request's session starts, first or replayed (a re-partition under it): a scored prompt (echo) goes on
 // from the position it reached, so that no position is scored twice or skipped, and generation from what it has.
 import { describe, expect, it } from 'vitest';
+import { maxScoreRows } from '../../shared/protocol/messages.js';
 import { firstScoreRows, resumeAt } from './session-runner.js';
 
 const PROMPT = [11, 12, 13, 14];
@@ -23,15 +24,22 @@ describe('resumeAt', () => {
 });
 
 describe('firstScoreRows', () => {
-  it("a fresh scored prompt's step 0 runs all but its last position, within maxScoreRows and the operator's most", () => {
+  it("a fresh scored prompt's step 0 runs all but its last position, within MAX_SCORED_FORM_ROWS (maxScoreRows where rows go whole) and the operator's most", () => {
     expect(firstScoreRows(10, 2048)).toBe(9);
     expect(firstScoreRows(500, 2048)).toBe(96);
-    expect(firstScoreRows(500, 49_152)).toBe(4);
+    // Scored forms, 268 bytes a row, at any vocabulary a form fits: 4 whole rows of 49 152 would fill a message.
+    expect(firstScoreRows(500, 49_152)).toBe(96);
+    expect(maxScoreRows(49_152)).toBe(4);
+    // A vocabulary too small for forms (under 268 tokens): whole rows, as many as fit.
+    expect(firstScoreRows(500, 200)).toBe(Math.min(499, maxScoreRows(200)));
     expect(firstScoreRows(10, 2048, 3)).toBe(3);
     // Fewer than 2 rows: a position a step, as before.
     expect(firstScoreRows(2, 2048)).toBe(1);
     expect(firstScoreRows(1, 2048)).toBe(1);
     expect(firstScoreRows(10, 2048, 1)).toBe(1);
-    expect(firstScoreRows(500, 1_000_000)).toBe(1);
+    // Fewer where the graph's rows of logits would pass SCORED_OUTPUT_BYTES.
+    expect(firstScoreRows(500, 128_256)).toBe(49);
+    expect(firstScoreRows(500, 1_000_000)).toBe(6);
+    expect(firstScoreRows(500, 20_000_000)).toBe(1);
   });
 });

@@ -228,7 +228,7 @@ export abstract class SessionRepair extends StepVotes {
       if (wait.w.settleTimer !== null) this.clock.clearTimeout(wait.w.settleTimer);
       wait.w.settleTimer = null;
       wait.w.settleExpired = false;
-      wait.w.logits = this.logitsQuorum();
+      wait.w.logits = this.logitsQuorum(wait.step);
       this.checkDecided();
     }
     return true;

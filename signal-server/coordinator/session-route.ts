@@ -45,6 +45,8 @@ export abstract class SessionRoute {
   protected plan: ForcedPlan | null = null;
   /** The top form's size of the last stage's logits (SessionOpen.topLogits), known once it runs; null: whole rows. */
   protected topLogits: number | null = null;
+  /** Whether a scored prompt's rows go as scored forms (SessionOpen.scoreTokens), known once it runs. */
+  protected scoredForms = false;
 
   /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
   readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -116,14 +118,25 @@ export abstract class SessionRoute {
    * The `scoreRows`, `scoreChunks` and `topLogits` fields of a replica of `stage`'s session:open: the last stage's,
    * where step 0 carries several rows, where the steps after it may, and where its logits go as top forms.
    */
-  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean; topLogits?: number } {
+  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean; topLogits?: number; scoreTokens?: number[] } {
     const plan = this.plan;
     if (plan === null || stage !== this.current.length - 1) return {};
     return {
       ...(plan.firstRows > 1 ? { scoreRows: plan.firstRows } : {}),
       ...(plan.chunked ? { scoreChunks: true } : {}),
       ...(this.topLogits === null ? {} : { topLogits: this.topLogits }),
+      ...(this.scoredForms ? { scoreTokens: [...plan.prompt, ...plan.forced] } : {}),
     };
+  }
+
+  /** The form of the last stage's logits at `step`: scored forms of its rows, a top form, or whole rows. */
+  protected logitsFormAt(
+    step: number,
+  ): { kind: 'scored'; targets: number[] } | { kind: 'top'; k: number } | { kind: 'rows'; rows: number } {
+    const plan = this.plan;
+    if (this.scoredForms && plan !== null && step < plan.steps) return { kind: 'scored', targets: plan.targets(step) };
+    if (this.topLogits !== null && (plan === null || step >= plan.steps)) return { kind: 'top', k: this.topLogits };
+    return { kind: 'rows', rows: this.logitsRows(step) };
   }
 
   /** Rows of logits `step` carries (ForcedPlan.rows). */

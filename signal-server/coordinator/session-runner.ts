@@ -2,6 +2,7 @@ import { type SamplingParams, type SamplingProblem, samplingError, usesHistory }
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { isServerPeer, maxScoreRows } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
+import { scoredFormRows, scoredFormsFit } from '../../shared/vote/top-logits.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
 import { checkPromptFits, RefusedAsFull } from './generation-error.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
@@ -59,9 +60,13 @@ export function firstScoreRows(promptLength: number, vocabSize: number, most = N
   return rows >= 2 ? rows : 1;
 }
 
-/** The most of a scored prompt's given tokens a step after step 0 (GenerationSession.run's chunk): maxScoreRows, or `most`. */
+/**
+ * The most of a scored prompt's given tokens a step after step 0 (GenerationSession.run's chunk): scoredFormRows
+ * where its rows go as scored forms (top-logits.ts), else maxScoreRows (whole rows in a message), or `most`.
+ */
 export function scoreChunk(vocabSize: number, most = Number.POSITIVE_INFINITY): number {
-  return Math.max(1, Math.floor(Math.min(maxScoreRows(vocabSize), most)));
+  const rows = scoredFormsFit(vocabSize) ? scoredFormRows(vocabSize) : maxScoreRows(vocabSize);
+  return Math.max(1, Math.floor(Math.min(rows, most)));
 }
 
 /** What running sessions need of the coordinator's other parts. */

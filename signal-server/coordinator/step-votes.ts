@@ -4,7 +4,14 @@ import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
-import { agreeTopLogits, medianOfTop, topLogitsProblem } from '../../shared/vote/top-logits.js';
+import {
+  agreeScoredForms,
+  agreeTopLogits,
+  medianOfScored,
+  medianOfTop,
+  scoredFormsProblem,
+  topLogitsProblem,
+} from '../../shared/vote/top-logits.js';
 import { SessionRoute } from './session-route.js';
 import { SilentMembers } from './silent-members.js';
 
@@ -71,12 +78,19 @@ export abstract class StepVotes extends SessionRoute {
     });
   }
 
-  protected logitsQuorum(): Quorum<Float32Array> {
+  /** The vote on the last stage's logits of `step`, by the rule of the form they come in (logitsFormAt). */
+  protected logitsQuorum(step: number): Quorum<Float32Array> {
     const last = this.current.length - 1;
-    const top = this.topLogits !== null;
-    return new Quorum(this.current[last] as string[], top ? agreeTopLogits : agreeLogitRows(this.manifest.model.vocabSize), {
+    const form = this.logitsFormAt(step).kind;
+    const [agree, combine] =
+      form === 'scored'
+        ? [agreeScoredForms, medianOfScored]
+        : form === 'top'
+          ? [agreeTopLogits, medianOfTop]
+          : [agreeLogitRows(this.manifest.model.vocabSize), medianOf];
+    return new Quorum(this.current[last] as string[], agree, {
       needed: this.neededAt(last),
-      combine: top ? medianOfTop : medianOf,
+      combine,
       established: (id) => this.policy.established(id),
     });
   }
@@ -265,20 +279,24 @@ export abstract class StepVotes extends SessionRoute {
     // Computed on a path since rolled back (a speculative step of the mesh loop): stale.
     if (this.wait.step !== step || resets < (this.resetsSent.get(volunteer) ?? 0)) return;
     // Not heard: logits are audited nowhere (noise of the right size would do); the last stage's digest is.
-    const rows = this.logitsRows(step);
-    const vocab = this.manifest.model.vocabSize;
-    const top = this.topLogits === null ? null : topLogitsProblem(logits, this.topLogits, vocab);
-    const reason =
-      this.topLogits !== null
-        ? top && `logits that are no top form of ${this.topLogits} tokens (${top})`
-        : logits.length === rows * vocab
-          ? null
-          : `${logits.length / vocab} rows of logits where step ${step} has ${rows}`;
+    const reason = this.logitsProblem(step, logits);
     if (reason !== null) {
       this.retry?.log?.(`session ${this.sessionId}: ${volunteer} sent ${reason}`);
       this.wait.w.logits.add({ status: 'rejected', replica: volunteer, reason });
     } else this.wait.w.logits.add({ status: 'fulfilled', replica: volunteer, value: logits });
     this.checkDecided();
+  }
+
+  /** Why `logits` are not what `step` asks of the last stage (logitsFormAt), or null where they are. */
+  private logitsProblem(step: number, logits: Float32Array): string | null {
+    const vocab = this.manifest.model.vocabSize;
+    const form = this.logitsFormAt(step);
+    if (form.kind === 'rows')
+      return logits.length === form.rows * vocab ? null : `${logits.length / vocab} rows of logits where step ${step} has ${form.rows}`;
+    const problem = form.kind === 'top' ? topLogitsProblem(logits, form.k, vocab) : scoredFormsProblem(logits, form.targets, vocab);
+    return (
+      problem && `logits that are no ${form.kind === 'top' ? `top form of ${form.k} tokens` : 'scored forms of its rows'} (${problem})`
+    );
   }
 
   /** A member left: the session cannot be trusted to finish on this route. */

@@ -3,12 +3,12 @@
 // API's own code (api/logprobs.ts), so that a test compares two computations, not one with itself.
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 
-/** log p(`token`) under a row of logits, in float64. */
-export function logprobOf(logits: ArrayLike<number>, token: number): number {
+/** log p(`token`) under a row of logits, in float64 (a row from a form: less its log-sum-exp, given). */
+export function logprobOf(logits: ArrayLike<number>, token: number, logSumExp?: number): number {
   const row = Array.from(logits);
   const max = Math.max(...row);
   const total = row.reduce((s, v) => s + Math.exp(v - max), 0);
-  return (row[token] as number) - max - Math.log(total);
+  return (row[token] as number) - (logSumExp ?? max + Math.log(total));
 }
 
 /** The log-probability of each prompt token after the first, at its position: ids.length − 1 of them. */

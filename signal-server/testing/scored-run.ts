@@ -41,7 +41,7 @@ export async function scoreInProcess(
   const r = await runInProcess(swarm, g.promptIds, tokens, faults, [], crash, sampling, null, 0, (position, rec) => {
     positions.push(position);
     if (rec.token !== g.promptIds[position]) throw new Error(`position ${position}: token ${rec.token}, not the prompt's`);
-    logprobs[position - 1] = logprobOf(rec.logits, rec.token);
+    logprobs[position - 1] = logprobOf(rec.logits, rec.token, rec.logSumExp);
     votes.push(rec.votes.map((v) => v.agreed));
   });
   return { r, logprobs, positions, votes };
@@ -93,7 +93,7 @@ export async function expectScoredReplay(
   const got: number[] = [];
   const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: o.sampling, scorePrompt: true }, undefined, (u) => {
     positions.push(u.position);
-    if (u.logits !== null) got.push(tokenLogprob(u.logits, u.token, 0).logprob);
+    if (u.logits !== null) got.push(tokenLogprob(u.logits, u.token, 0, u.logSumExp).logprob);
   });
   expect(coordinator.replays).toBeGreaterThanOrEqual(1);
   expect(positions).toEqual(ids.map((_, i) => i));
