@@ -9,9 +9,10 @@
  * each sampling. Run it on two commits back to back to see what a change to
  * the vote or the sampler is worth where it counts.
  *
- *   node --import tsx bench/sampled-token.ts [tokens] [repeats] [tabs]
+ *   node --import tsx bench/sampled-token.ts [tokens] [repeats] [tabs | scored]
  *
- * With `tabs`, also the same checkpoint through Chromium tabs (benchRealVocabTabs).
+ * With `tabs`, also the same checkpoint through Chromium tabs (benchRealVocabTabs); with `scored`, a scored prompt
+ * at that vocabulary (benchScoredRealVocab).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import { ensureStages, loadStageSet } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { createInProcessSwarm, releaseInProcessSwarm, runInProcess } from '../signal-server/testing/in-process-swarm.js';
+import { logprobOf, promptLogprobs } from '../signal-server/testing/prompt-logprobs.js';
 import { ensureRandomCheckpoint, randomIds } from '../testing/random-checkpoint.js';
 import { benchDistribution } from './distribution.js';
 import { REAL_VOCAB_DIR, REAL_VOCAB_SHAPE } from './last-head.js';
@@ -76,6 +78,58 @@ export async function benchSampledToken(o: { tokens: number; repeats: number }):
 }
 
 /**
+ * A scored prompt (completions' echo with logprobs) at the same vocabulary: 192 random tokens through the in-process
+ * swarm, r = 3, each position's log-probability checked against the reference runner fed the prompt a token at a
+ * time. As whole rows a step carries 4 of them (maxScoreRows at 49 152); as scored forms (top-logits.ts) 96.
+ */
+export async function benchScoredRealVocab(o: { repeats: number }): Promise<void> {
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-scored-'));
+  const loads = [loadavg()[0] as number];
+  try {
+    const checkpoint = ensureRandomCheckpoint(REAL_VOCAB_DIR, REAL_VOCAB_SHAPE, 135);
+    const { dir } = await ensureStages(checkpoint, { stages: 2 }, cache);
+    const set = await loadStageSet(dir);
+    const reference = await ReferenceRunner.fromStageDir(dir);
+    const swarm = await createInProcessSwarm(set.manifest, set.stageBytes, 3);
+    const prompt = randomIds(set.manifest.model.vocabSize, 192, 9);
+    try {
+      let t0 = performance.now();
+      const want = await promptLogprobs(reference, prompt);
+      const refMs = (performance.now() - t0) / (prompt.length - 1);
+      const ms: number[] = [];
+      let runs = 0;
+      for (let k = 0; k < o.repeats; k++) {
+        const got: number[] = [];
+        t0 = performance.now();
+        const r = await runInProcess(swarm, prompt, 1, {}, [], null, GREEDY, null, 0, (position, rec) => {
+          const lse = (rec as { logSumExp?: number }).logSumExp;
+          got[position - 1] = logprobOf(rec.logits, rec.token, lse);
+        });
+        ms.push((performance.now() - t0) / (prompt.length - 1));
+        if (r.error !== undefined && r.error !== null) throw new Error(`the scored prompt failed: ${r.error.message}`);
+        for (const [i, lp] of got.entries())
+          if (!(Math.abs(lp - (want[i] as number)) < 1e-3)) throw new Error(`position ${i + 1}: ${lp}, the reference ${want[i]}`);
+        runs = Math.max(...[...r.runsBy.entries()].filter(([id]) => !id.includes('spare')).map(([, n]) => n)) - 1;
+        loads.push(loadavg()[0] as number);
+      }
+      printTable(
+        `A scored prompt of ${prompt.length} tokens at a 49 152-token vocabulary (2 layers in 2 stages), in-process swarm r = 3, median ms a position of ${o.repeats} runs, every position's log-probability the reference's (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
+        ['setup', 'ms a position', 'steps (a replica)'],
+        [
+          ['reference runner, a position a step', refMs.toFixed(2), String(prompt.length - 1)],
+          ['in-process swarm, r = 3', median(ms).toFixed(2), String(runs)],
+        ],
+      );
+    } finally {
+      await reference.close();
+      await releaseInProcessSwarm(swarm);
+    }
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+/**
  * The same checkpoint in Chromium tabs on WASM (bench/distribution.ts): one tab running both stages against a swarm
  * of 2 tabs × r = 1, greedy and at temperature 0.8 (the mesh loop on: the last stage draws the token too), each
  * token's logits (196 KB a replica) sent to the coordinator over Socket.IO. Needs the built web app (npm run build).
@@ -100,5 +154,6 @@ if (process.argv[1]?.endsWith('sampled-token.ts')) {
   const tokens = Number(process.argv[2] ?? 32);
   const repeats = Number(process.argv[3] ?? 3);
   await benchSampledToken({ tokens, repeats });
+  if (process.argv[4] === 'scored') await benchScoredRealVocab({ repeats });
   if (process.argv[4] === 'tabs') await benchRealVocabTabs({ tokens, repeats });
 }
