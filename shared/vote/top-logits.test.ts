@@ -3,6 +3,7 @@ import { randomAt, type SamplingParams, sampleToken, seededRandom } from '../mod
 import { parseLogits } from '../protocol/validate.js';
 import { RELATIVE_TOLERANCE } from './tolerance.js';
 import {
+  agreedTokens,
   agreeScoredForms,
   agreeTopLogits,
   expandScoredRow,
@@ -15,6 +16,7 @@ import {
   SCORED_TOP,
   scoredFormsOf,
   scoredFormsProblem,
+  TOP_MARGIN,
   topLogitsFor,
   topLogitsLength,
   topLogitsOf,
@@ -226,15 +228,47 @@ describe('top forms of logits', () => {
     }
   });
 
+  it('never serve a token only a minority names: a liar’s tail token planted at the edge of the tolerance (red team)', () => {
+    // The edge: the honest form's 8th and 9th most likely a hair apart. The liar drops the 8th and names instead the
+    // row's least likely token, at the honest rest plus 90 % of the tolerance; it lowers its own rest to match.
+    const random = seededRandom(41);
+    const row = Float32Array.from({ length: 2048 }, () => (random() - 0.5) * 30);
+    const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
+    row[order[8] as number] = (row[order[7] as number] as number) - 4e-3;
+    const k = 8;
+    const honest = topLogitsOf(row, k);
+    const h = topParts(honest);
+    const tol = RELATIVE_TOLERANCE * Math.max(1, Math.abs(h.logSumExp), ...[...h.values].map(Math.abs));
+    const least = order[order.length - 1] as number;
+    const liar = honest.slice();
+    liar[k - 1] = Math.min(h.rest + 0.9 * tol, h.values[k - 2] as number);
+    expect(liar[k - 1] as number).toBeGreaterThan(h.rest);
+    liar[2 * k - 1] = least;
+    liar[2 * k] = (h.values[k - 1] as number) - 0.9 * tol;
+    expect(topLogitsProblem(liar, k, 2048)).toBeNull();
+    expect(agreeTopLogits(liar, honest)).toBe(true);
+    expect(agreeTopLogits(honest, liar)).toBe(true);
+    const other = honest.map((v, j) => (j >= k && j < 2 * k ? v : v * (1 + 2e-6)));
+    for (const [forms, needed] of [
+      [[liar, honest], 2],
+      [[liar, honest, other], 2],
+    ] as const) {
+      const { value } = medianOfTop([...forms], needed);
+      expect([...topParts(value).ids]).not.toContain(least);
+      // r = 2: the token only the honest form names is left out too; the 7 both name stay.
+      expect(agreedTokens(value)).toBe(forms.length === 2 ? k - 1 : k);
+    }
+  });
+
   it('are used where the draw reads only the most likely tokens and the form is at most a quarter of a row', () => {
     const greedy = { temperature: 0, topK: 0, topP: 1, seed: 1 };
     expect(topLogitsFor(greedy, 2048)).toBe(MIN_TOP_LOGITS);
     expect(topLogitsFor(greedy, 49152)).toBe(MIN_TOP_LOGITS);
-    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: 40, topP: 0.9 }, 49152)).toBe(40);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: 40, topP: 0.9 }, 49152)).toBe(40 + TOP_MARGIN);
     expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: 5 }, 49152)).toBe(MIN_TOP_LOGITS);
-    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS }, 49152)).toBe(MAX_TOP_LOGITS);
-    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS }, 2048)).toBeNull();
-    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS + 1 }, 49152)).toBeNull();
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS - TOP_MARGIN }, 49152)).toBe(MAX_TOP_LOGITS);
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS - TOP_MARGIN }, 2048)).toBeNull();
+    expect(topLogitsFor({ ...greedy, temperature: 0.8, topK: MAX_TOP_LOGITS - TOP_MARGIN + 1 }, 49152)).toBeNull();
     expect(topLogitsFor({ ...greedy, temperature: 0.8 }, 49152)).toBeNull();
     expect(topLogitsFor({ ...greedy, logitBias: [[3, -100]] }, 49152)).toBeNull();
     expect(topLogitsFor({ ...greedy, frequencyPenalty: 0.5 }, 49152)).toBeNull();

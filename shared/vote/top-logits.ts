@@ -24,7 +24,13 @@ export interface TopLogits {
 
 /** Fewest tokens a top form carries: more than OpenAI's 20 top_logprobs, and enough for the vote to compare. */
 export const MIN_TOP_LOGITS = 32;
-/** Most tokens a top form carries: sessions with a larger top_k send whole rows. */
+/**
+ * Tokens a form names beyond the top_k its draw reads: honest replicas that round differently may name other tokens
+ * about the k-th place, and the accepted form keeps only tokens a majority names (medianOfTop), so the draw's own
+ * tokens stand clear of that edge.
+ */
+export const TOP_MARGIN = 8;
+/** Most tokens a top form carries: sessions with a larger top_k (past this less TOP_MARGIN) send whole rows. */
 export const MAX_TOP_LOGITS = 256;
 
 /** Floats of the top form of `k` tokens. */
@@ -205,7 +211,8 @@ export function agreeTopLogits(a: Float32Array, b: Float32Array, relative = RELA
 /**
  * The top form no minority can move (as medianOf for whole rows): a majority of bit-identical forms, or else the
  * median of each token's value over the agreeing forms, a form that left the token out counting its `rest` (it
- * stood no higher), the k largest of those kept; the median `rest` and log-sum-exp.
+ * stood no higher), the k largest of those kept, of the tokens a majority (`needed`) of them name; the median
+ * `rest` and log-sum-exp.
  */
 export const medianOfTop: Combine<Float32Array> = (forms, needed) => {
   const first = forms[0];
@@ -214,7 +221,11 @@ export const medianOfTop: Combine<Float32Array> = (forms, needed) => {
   if (same !== undefined) return { value: same, exact: true };
   const parts = forms.map(topParts);
   const k = first.length / 2 - 1;
-  const union = [...new Set(parts.flatMap((p) => [...p.ids]))];
+  // Only tokens that `needed` of the forms name: a form says of a token it leaves out only that it stood no higher
+  // than its `rest`, so a token one liar names (a tail token planted at the edge of the tolerance) is never served.
+  const named = new Map<number, number>();
+  for (const p of parts) for (const id of p.ids) named.set(id, (named.get(id) ?? 0) + 1);
+  const union = [...named.keys()].filter((id) => (named.get(id) as number) >= Math.min(needed, parts.length));
   const columns = parts.map((p) => {
     const at = valuesById(p);
     return Float32Array.from(union, (id) => at.get(id) ?? p.rest);
@@ -226,15 +237,25 @@ export const medianOfTop: Combine<Float32Array> = (forms, needed) => {
   const rests = elementwiseMedian(parts.map((p) => Float32Array.of(p.rest)))[0] as number;
   const lse = elementwiseMedian(parts.map((p) => Float32Array.of(p.logSumExp)))[0] as number;
   const out = new Float32Array(first.length);
+  // Fewer than k named by enough forms: the places left repeat the last (the row they make has only the agreed
+  // tokens; agreedTokens counts them, and a draw that needs more fails by name).
   for (let j = 0; j < k; j++) {
-    const at = order[j] as number;
+    const at = order[Math.min(j, order.length - 1)] as number;
     out[j] = median[at] as number;
     out[k + j] = union[at] as number;
   }
-  out[2 * k] = Math.max(rests, order.length > k ? (median[order[k] as number] as number) : Number.NEGATIVE_INFINITY);
+  out[2 * k] = Math.min(
+    out[k - 1] as number,
+    Math.max(rests, order.length > k ? (median[order[k] as number] as number) : Number.NEGATIVE_INFINITY),
+  );
   out[2 * k + 1] = lse;
   return { value: out, exact: false };
 };
+
+/** How many distinct tokens a form names (an accepted form may repeat its last where fewer were agreed: medianOfTop). */
+export function agreedTokens(wire: Float32Array): number {
+  return new Set(topParts(wire).ids).size;
+}
 
 /**
  * A whole row from a top form, the tokens left out at −Infinity: greedy and top_k ≤ k draw from it exactly what
@@ -256,8 +277,8 @@ export function expandTopLogits(wire: Float32Array, vocabSize: number): Float32A
  */
 export function topLogitsFor(p: SamplingParams, vocabSize: number): number | null {
   if ((p.logitBias?.length ?? 0) > 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0) return null;
-  if (p.temperature !== 0 && (p.topK <= 0 || p.topK > MAX_TOP_LOGITS)) return null;
-  const k = Math.max(MIN_TOP_LOGITS, p.temperature === 0 ? 0 : p.topK);
+  if (p.temperature !== 0 && (p.topK <= 0 || p.topK + TOP_MARGIN > MAX_TOP_LOGITS)) return null;
+  const k = Math.max(MIN_TOP_LOGITS, p.temperature === 0 ? 0 : p.topK + TOP_MARGIN);
   return topFormFits(k, vocabSize) ? k : null;
 }
 

@@ -1,7 +1,7 @@
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
-import { expandScoredRow, expandTopLogits, scoredFormsFit, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
+import { agreedTokens, expandScoredRow, expandTopLogits, scoredFormsFit, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
 import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
 import { ReportAllowance, type ReportKind } from './report-allowance.js';
@@ -188,6 +188,13 @@ export class GenerationSession extends SessionJoin {
         // Step t's draw from (seed, t): the same as the last stage's replicas draw in the mesh loop and the reference
         // runner's t-th (forced steps draw nothing).
         const form = this.logitsFormAt(step);
+        // The accepted form keeps only tokens a majority named: a draw from fewer than it reads would not be the row's.
+        const needs = sampling.temperature === 0 ? 1 : sampling.topK;
+        if (form.kind === 'top' && !isForced && agreedTokens(state.value) < needs)
+          throw new GenerationError(
+            'ERR_NO_QUORUM',
+            `step ${step}: the last stage's replicas agree on only ${agreedTokens(state.value)} of the ${needs} most likely tokens the draw reads`,
+          );
         // A top form's draw is from its row with the tokens left out at −Infinity: the same as from the whole row.
         const top = form.kind === 'top' ? { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp } : null;
         // A scored step's rows, each as a row of the vocabulary (its top tokens and the scored one) and its log-sum-exp.
