@@ -20,7 +20,12 @@ import { join } from 'node:path';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import { ensureStages, loadStageSet } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
-import { createInProcessSwarm, releaseInProcessSwarm, runInProcess } from '../signal-server/testing/in-process-swarm.js';
+import {
+  createInProcessSwarm,
+  type InProcessSwarm,
+  releaseInProcessSwarm,
+  runInProcess,
+} from '../signal-server/testing/in-process-swarm.js';
 import { logprobOf, promptLogprobs } from '../signal-server/testing/prompt-logprobs.js';
 import { ensureRandomCheckpoint, randomIds } from '../testing/random-checkpoint.js';
 import { benchDistribution } from './distribution.js';
@@ -34,47 +39,57 @@ const SAMPLINGS: readonly { readonly label: string; readonly p: SamplingParams }
   { label: 'temperature 0.8, top_k 40, seed 7', p: { temperature: 0.8, topK: 40, topP: 1, seed: 7 } },
 ];
 
-export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {
-  const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-sampled-'));
-  const loads = [loadavg()[0] as number];
+/** The checkpoint in 2 stages, its reference runner and an in-process swarm at r = 3, for `use`; released after. */
+async function withRealVocabSwarm(
+  prefix: string,
+  use: (s: { readonly vocab: number; readonly reference: ReferenceRunner; readonly swarm: InProcessSwarm }) => Promise<void>,
+): Promise<void> {
+  const cache = mkdtempSync(join(tmpdir(), prefix));
   try {
     const checkpoint = ensureRandomCheckpoint(REAL_VOCAB_DIR, REAL_VOCAB_SHAPE, 135);
     const { dir } = await ensureStages(checkpoint, { stages: 2 }, cache);
     const set = await loadStageSet(dir);
     const reference = await ReferenceRunner.fromStageDir(dir);
     const swarm = await createInProcessSwarm(set.manifest, set.stageBytes, 3);
-    const prompt = randomIds(set.manifest.model.vocabSize, 16, 3);
-    const rows: string[][] = [];
     try {
-      await reference.generateIds(prompt, 4, GREEDY);
-      await runInProcess(swarm, prompt, 4);
-      for (const { label, p } of SAMPLINGS) {
-        const ref: number[] = [];
-        const swarmMs: number[] = [];
-        for (let k = 0; k < o.repeats; k++) {
-          let t0 = performance.now();
-          const want = (await reference.generateIds(prompt, o.tokens, p)).tokens;
-          ref.push((performance.now() - t0) / o.tokens);
-          t0 = performance.now();
-          const got = await runInProcess(swarm, prompt, o.tokens, {}, [], null, p);
-          swarmMs.push((performance.now() - t0) / o.tokens);
-          if (got.tokens.join() !== want.join()) throw new Error(`${label}: the swarm's tokens are not the reference's`);
-          loads.push(loadavg()[0] as number);
-        }
-        rows.push([label, median(ref).toFixed(2), median(swarmMs).toFixed(2)]);
-      }
+      await use({ vocab: set.manifest.model.vocabSize, reference, swarm });
     } finally {
       await reference.close();
       await releaseInProcessSwarm(swarm);
+    }
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {
+  const loads = [loadavg()[0] as number];
+  await withRealVocabSwarm('webswarm-bench-sampled-', async ({ vocab, reference, swarm }) => {
+    const prompt = randomIds(vocab, 16, 3);
+    const rows: string[][] = [];
+    await reference.generateIds(prompt, 4, GREEDY);
+    await runInProcess(swarm, prompt, 4);
+    for (const { label, p } of SAMPLINGS) {
+      const ref: number[] = [];
+      const swarmMs: number[] = [];
+      for (let k = 0; k < o.repeats; k++) {
+        let t0 = performance.now();
+        const want = (await reference.generateIds(prompt, o.tokens, p)).tokens;
+        ref.push((performance.now() - t0) / o.tokens);
+        t0 = performance.now();
+        const got = await runInProcess(swarm, prompt, o.tokens, {}, [], null, p);
+        swarmMs.push((performance.now() - t0) / o.tokens);
+        if (got.tokens.join() !== want.join()) throw new Error(`${label}: the swarm's tokens are not the reference's`);
+        loads.push(loadavg()[0] as number);
+      }
+      rows.push([label, median(ref).toFixed(2), median(swarmMs).toFixed(2)]);
     }
     printTable(
       `A token at a 49 152-token vocabulary (SmolLM-135M-shaped, 2 layers in 2 stages), median ms a token of ${o.repeats} runs × ${o.tokens} tokens after a 16-token prompt (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
       ['sampling', 'reference runner', 'in-process swarm, r = 3'],
       rows,
     );
-  } finally {
-    rmSync(cache, { recursive: true, force: true });
-  }
+  });
 }
 
 /**
@@ -83,50 +98,36 @@ export async function benchSampledToken(o: { tokens: number; repeats: number }):
  * time. As whole rows a step carries 4 of them (maxScoreRows at 49 152); as scored forms (top-logits.ts) 96.
  */
 export async function benchScoredRealVocab(o: { repeats: number }): Promise<void> {
-  const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-scored-'));
   const loads = [loadavg()[0] as number];
-  try {
-    const checkpoint = ensureRandomCheckpoint(REAL_VOCAB_DIR, REAL_VOCAB_SHAPE, 135);
-    const { dir } = await ensureStages(checkpoint, { stages: 2 }, cache);
-    const set = await loadStageSet(dir);
-    const reference = await ReferenceRunner.fromStageDir(dir);
-    const swarm = await createInProcessSwarm(set.manifest, set.stageBytes, 3);
-    const prompt = randomIds(set.manifest.model.vocabSize, 192, 9);
-    try {
-      let t0 = performance.now();
-      const want = await promptLogprobs(reference, prompt);
-      const refMs = (performance.now() - t0) / (prompt.length - 1);
-      const ms: number[] = [];
-      let runs = 0;
-      for (let k = 0; k < o.repeats; k++) {
-        const got: number[] = [];
-        t0 = performance.now();
-        const r = await runInProcess(swarm, prompt, 1, {}, [], null, GREEDY, null, 0, (position, rec) => {
-          const lse = (rec as { logSumExp?: number }).logSumExp;
-          got[position - 1] = logprobOf(rec.logits, rec.token, lse);
-        });
-        ms.push((performance.now() - t0) / (prompt.length - 1));
-        if (r.error !== undefined && r.error !== null) throw new Error(`the scored prompt failed: ${r.error.message}`);
-        for (const [i, lp] of got.entries())
-          if (!(Math.abs(lp - (want[i] as number)) < 1e-3)) throw new Error(`position ${i + 1}: ${lp}, the reference ${want[i]}`);
-        runs = Math.max(...[...r.runsBy.entries()].filter(([id]) => !id.includes('spare')).map(([, n]) => n)) - 1;
-        loads.push(loadavg()[0] as number);
-      }
-      printTable(
-        `A scored prompt of ${prompt.length} tokens at a 49 152-token vocabulary (2 layers in 2 stages), in-process swarm r = 3, median ms a position of ${o.repeats} runs, every position's log-probability the reference's (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
-        ['setup', 'ms a position', 'steps (a replica)'],
-        [
-          ['reference runner, a position a step', refMs.toFixed(2), String(prompt.length - 1)],
-          ['in-process swarm, r = 3', median(ms).toFixed(2), String(runs)],
-        ],
-      );
-    } finally {
-      await reference.close();
-      await releaseInProcessSwarm(swarm);
+  await withRealVocabSwarm('webswarm-bench-scored-', async ({ vocab, reference, swarm }) => {
+    const prompt = randomIds(vocab, 192, 9);
+    let t0 = performance.now();
+    const want = await promptLogprobs(reference, prompt);
+    const refMs = (performance.now() - t0) / (prompt.length - 1);
+    const ms: number[] = [];
+    let runs = 0;
+    for (let k = 0; k < o.repeats; k++) {
+      const got: number[] = [];
+      t0 = performance.now();
+      const r = await runInProcess(swarm, prompt, 1, {}, [], null, GREEDY, null, 0, (position, rec) => {
+        got[position - 1] = logprobOf(rec.logits, rec.token, rec.logSumExp);
+      });
+      ms.push((performance.now() - t0) / (prompt.length - 1));
+      if (r.error !== undefined && r.error !== null) throw new Error(`the scored prompt failed: ${r.error.message}`);
+      for (const [i, lp] of got.entries())
+        if (!(Math.abs(lp - (want[i] as number)) < 1e-3)) throw new Error(`position ${i + 1}: ${lp}, the reference ${want[i]}`);
+      runs = Math.max(...[...r.runsBy.entries()].filter(([id]) => !id.includes('spare')).map(([, n]) => n)) - 1;
+      loads.push(loadavg()[0] as number);
     }
-  } finally {
-    rmSync(cache, { recursive: true, force: true });
-  }
+    printTable(
+      `A scored prompt of ${prompt.length} tokens at a 49 152-token vocabulary (2 layers in 2 stages), in-process swarm r = 3, median ms a position of ${o.repeats} runs, every position's log-probability the reference's (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
+      ['setup', 'ms a position', 'steps (a replica)'],
+      [
+        ['reference runner, a position a step', refMs.toFixed(2), String(prompt.length - 1)],
+        ['in-process swarm, r = 3', median(ms).toFixed(2), String(runs)],
+      ],
+    );
+  });
 }
 
 /**
