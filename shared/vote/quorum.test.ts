@@ -209,6 +209,89 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
   });
 });
 
+describe('quorum: agreement within a tolerance is not transitive', () => {
+  // Tolerance here: 1e-3 · max(1, 2) = 2e-3. Honest replicas differ by a few ulps' worth (2e-6 to 4e-6); a liar
+  // sits at the tolerance's edge of one honest value, just beyond another's.
+  const h1 = new Float32Array([1, 2]);
+  const h2 = new Float32Array([1.000004, 2]);
+  const h3 = new Float32Array([1.000002, 2]);
+  const below = new Float32Array([1 - 0.001999, 2]); // agrees with h1 only
+  const above = new Float32Array([1.000004 + 0.001999, 2]); // agrees with h2 only
+  const agreeing = (q: Quorum<Float32Array>) => (q.state.kind === 'agreed' ? [...q.state.agreeing].sort() : []);
+
+  it('the rig: each liar agrees with one honest value and no other', () => {
+    for (const [x, y, want] of [
+      [below, h1, true],
+      [below, h2, false],
+      [below, h3, false],
+      [above, h2, true],
+      [above, h1, false],
+      [above, h3, false],
+      [below, above, false],
+    ] as const)
+      expect(agreeTensors(x, y)).toBe(want);
+  });
+
+  it('a liar answering first at the edge cannot keep an honest replica out, nor have its mean served (r = 3)', () => {
+    for (const order of [
+      ['liar', 'a', 'b'],
+      ['liar', 'b', 'a'],
+    ]) {
+      const values: Record<string, Float32Array> = { liar: below, a: h1, b: h2 };
+      const q = new Quorum(order, agreeTensors, { combine: medianOf });
+      for (const id of order) q.add(ok(id, values[id] as Float32Array));
+      // Every honest answer counts in the winner (none is reported as disagreeing), and the value is the median of
+      // all three: between the honest values, never the mean of the liar's and one honest replica's.
+      expect(q.state).toMatchObject({ kind: 'agreed', settled: true, disagreeing: [] });
+      expect(agreeing(q)).toEqual(['a', 'b', 'liar']);
+      const v = q.state.kind === 'agreed' ? (q.state.value[0] as number) : Number.NaN;
+      expect(v).toBeGreaterThanOrEqual(1);
+      expect(v).toBeLessThanOrEqual(Math.fround(1.000004));
+    }
+  });
+
+  it('two liars that each hold one honest replica cannot split three honest ones into no majority (r = 5)', () => {
+    const q = new Quorum(['l1', 'l2', 'a', 'b', 'c'], agreeTensors, { combine: medianOf });
+    for (const [id, v] of [
+      ['l1', below],
+      ['l2', above],
+      ['a', h1],
+      ['b', h2],
+    ] as const)
+      q.add(ok(id, v));
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('c', h3));
+    expect(q.state).toMatchObject({ kind: 'agreed', settled: true });
+    // The honest clique wins; each liar, within the tolerance of one of its members, counts in it.
+    expect(agreeing(q)).toEqual(['a', 'b', 'c', 'l1', 'l2']);
+    expect(q.state.kind === 'agreed' && [...q.state.value]).toEqual([Math.fround(1.000002), 2]);
+  });
+
+  it('a group must agree each with each: two values that only a third agrees with do not make a majority', () => {
+    const q = new Quorum(['l1', 'a', 'l2'], agreeTensors);
+    q.add(ok('l1', below));
+    q.add(ok('l2', new Float32Array([1 + 0.001999, 2]))); // agrees with h1, not with below
+    q.add(ok('a', h1));
+    // {l1, a} and {a, l2} are both groups of two: the first formed wins, and l2 counts in it through a.
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['l1', 'l2', 'a'] });
+    const two = new Quorum(['l1', 'l2', 'x'], agreeTensors, { needed: 3 });
+    two.add(ok('l1', below));
+    two.add(ok('l2', new Float32Array([1 + 0.001999, 2])));
+    // The two liars disagree, so no group of three can agree each with each, whatever x answers: decided at once.
+    expect(two.state).toEqual({ kind: 'no-majority', clusters: [['l1'], ['l2']], failed: [] });
+  });
+
+  it('a late answer joins through a member of the winning group, not through another joiner', () => {
+    const q = new Quorum(['a', 'b', 'c', 'j', 'x'], agreeTensors);
+    q.add(ok('a', h1));
+    q.add(ok('b', new Float32Array(h1)));
+    q.add(ok('c', new Float32Array(h1)));
+    q.add(ok('j', below)); // agrees with the group
+    q.add(ok('x', new Float32Array([1 - 0.003998, 2]))); // agrees with j only
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['a', 'b', 'c', 'j'], disagreeing: ['x'] });
+  });
+});
+
 describe('describe', () => {
   it('says how each replica answered, for the log when a vote fails', () => {
     const q = new Quorum<number>(['a', 'b', 'c'], (x, y) => x === y);

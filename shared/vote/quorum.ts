@@ -52,18 +52,28 @@ export function majority(replicas: number): number {
 
 /**
  * A tolerance-aware vote over the replicas of one step. The first group of
- * mutually agreeing values to reach a strict majority wins; nobody waits for
- * stragglers after that. When no group can reach it any more, the step has
- * no majority: an error, never a guess.
+ * mutually agreeing values (each agrees with each) to reach a strict majority
+ * wins; nobody waits for stragglers after that. When no group can reach it any
+ * more, the step has no majority: an error, never a guess.
+ *
+ * Agreement within a tolerance is not transitive: a liar answering first at the
+ * tolerance's edge agrees with one honest replica and not with another. So a
+ * value is never grouped by its agreement with one first member; a group is a
+ * clique of the agreement graph, and once a group has won, every later (or
+ * earlier) answer that agrees with one of its members counts in it too. Honest
+ * replicas all agree with each other, a winning group of a majority holds one,
+ * so every honest answer ends in the winner: none is counted as disagreeing,
+ * and the combined value is taken over all of them.
  */
 export class Quorum<T> {
   private readonly needed: number;
   private readonly pending: Set<string>;
-  /** Groups of agreeing values; each compared through its first member. */
-  private readonly clusters: { value: T; members: string[] }[] = [];
+  /** The values answered, in arrival order, and which of them agree (`near[i]` holds the indices agreeing with i). */
+  private readonly answers: { replica: string; value: T; near: Set<number> }[] = [];
   private readonly failed: string[] = [];
   private decided: QuorumState<T> = { kind: 'pending' };
-  private winner: { value: T; members: string[] } | null = null;
+  /** The winning clique (indices into `answers`), fixed once found. */
+  private winner: number[] | null = null;
   /** What `combine` made of the winner's values, and of how many. */
   private made: { of: number; value: T; exact: boolean } | null = null;
 
@@ -108,9 +118,15 @@ export class Quorum<T> {
     if (outcome.status !== 'fulfilled') {
       this.failed.push(outcome.replica);
     } else {
-      const home = this.clusters.find((c) => this.agree(outcome.value, c.value));
-      if (home === undefined) this.clusters.push({ value: outcome.value, members: [outcome.replica] });
-      else home.members.push(outcome.replica);
+      const at = this.answers.length;
+      const near = new Set<number>();
+      // One comparison with each earlier answer (agreement is taken as symmetric).
+      for (const [j, other] of this.answers.entries())
+        if (this.agree(outcome.value, other.value)) {
+          near.add(j);
+          other.near.add(at);
+        }
+      this.answers.push({ replica: outcome.replica, value: outcome.value, near });
     }
     this.update();
     return true;
@@ -119,37 +135,92 @@ export class Quorum<T> {
   /**
    * Whether a group may win: a group with an established member may; one of
    * newcomers only when no established replica is still to answer or stands
-   * in another group.
+   * outside it.
    */
-  private eligible(c: { members: string[] }): boolean {
+  private eligible(group: readonly number[]): boolean {
     const est = this.established;
-    if (est === null || c.members.some(est)) return true;
+    if (est === null || group.some((i) => est(this.replicaAt(i)))) return true;
     if ([...this.pending].some(est)) return false;
-    return !this.clusters.some((o) => o !== c && o.members.some(est));
+    return !this.answers.some((a, i) => !group.includes(i) && est(a.replica));
   }
 
-  /** Whether a group could still win once the pending replicas answer. */
-  private possible(c: { members: string[] } | null): boolean {
-    const size = c?.members.length ?? 0;
+  /** Whether a group could still win once the pending replicas answer (null: a group of pending replicas only). */
+  private possible(group: readonly number[] | null): boolean {
+    const size = group?.length ?? 0;
     if (size + this.pending.size < this.needed) return false;
     const est = this.established;
-    if (est === null || c === null || c.members.some(est)) return true;
+    if (est === null || group === null || group.some((i) => est(this.replicaAt(i)))) return true;
     // A newcomers' group still wins if a pending established replica can join it and none stands elsewhere.
-    return !this.clusters.some((o) => o !== c && o.members.some(est));
+    return !this.answers.some((a, i) => !group.includes(i) && est(a.replica));
+  }
+
+  private replicaAt(i: number): string {
+    return (this.answers[i] as { replica: string }).replica;
+  }
+
+  /** The maximal groups of mutually agreeing answers (Bron–Kerbosch with a pivot), each in arrival order, by first member. */
+  private cliques(): number[][] {
+    const out: number[][] = [];
+    const near = (i: number) => (this.answers[i] as { near: Set<number> }).near;
+    const grow = (taken: number[], can: number[], done: number[]): void => {
+      if (can.length === 0 && done.length === 0) {
+        out.push([...taken].sort((a, b) => a - b));
+        return;
+      }
+      const pivot = [...can, ...done].reduce((best, i) =>
+        can.filter((c) => near(i).has(c)).length > can.filter((c) => near(best).has(c)).length ? i : best,
+      );
+      let rest = [...can];
+      for (const v of can.filter((c) => !near(pivot).has(c))) {
+        grow(
+          [...taken, v],
+          rest.filter((c) => near(v).has(c)),
+          done.filter((c) => near(v).has(c)),
+        );
+        rest = rest.filter((c) => c !== v);
+        done = [...done, v];
+      }
+    };
+    if (this.answers.length > 0)
+      grow(
+        [],
+        this.answers.map((_, i) => i),
+        [],
+      );
+    return out.sort((a, b) => {
+      for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number);
+      return a.length - b.length;
+    });
+  }
+
+  /** The winner's members: its clique and every answer that agrees with one of them, in arrival order. */
+  private membersOf(clique: readonly number[]): number[] {
+    return this.answers.map((_, i) => i).filter((i) => clique.includes(i) || clique.some((c) => this.answers[c]?.near.has(i)));
   }
 
   private update(): void {
     if (this.decided.kind === 'no-majority') return;
-    this.winner ??= this.clusters.find((c) => c.members.length >= this.needed && this.eligible(c)) ?? null;
+    const cliques = this.winner === null ? this.cliques() : [];
+    if (this.winner === null) {
+      // The largest eligible clique of a majority; of equal ones, the first to have formed.
+      let best: number[] | null = null;
+      for (const c of cliques) {
+        if (c.length < this.needed || !this.eligible(c)) continue;
+        const formed = (x: number[]) => x[x.length - 1] as number;
+        if (best === null || c.length > best.length || (c.length === best.length && formed(c) < formed(best))) best = c;
+      }
+      this.winner = best;
+    }
     const winner = this.winner;
     if (winner !== null) {
-      let value = winner.value;
+      const members = this.membersOf(winner);
+      let value = (this.answers[winner[0] as number] as { value: T }).value;
       let settled = true;
       if (this.combine !== null) {
         // Made again only when the winner gained a member (an answer elsewhere moves nothing in it).
-        if (this.made === null || this.made.of !== winner.members.length) {
-          const values = winner.members.map((m) => (this.outcomes.get(m) as { value: T }).value);
-          this.made = { of: winner.members.length, ...this.combine(values, this.needed) };
+        if (this.made === null || this.made.of !== members.length) {
+          const values = members.map((i) => (this.answers[i] as { value: T }).value);
+          this.made = { of: members.length, ...this.combine(values, this.needed) };
         }
         value = this.made.value;
         settled = this.made.exact || this.pending.size === 0;
@@ -158,14 +229,20 @@ export class Quorum<T> {
         kind: 'agreed',
         value,
         settled,
-        agreeing: [...winner.members],
-        disagreeing: [...this.clusters.filter((c) => c !== winner).flatMap((c) => c.members), ...this.failed],
+        agreeing: members.map((i) => this.replicaAt(i)),
+        disagreeing: [
+          ...this.answers
+            .map((_, i) => i)
+            .filter((i) => !members.includes(i))
+            .map((i) => this.replicaAt(i)),
+          ...this.failed,
+        ],
       };
       return;
     }
-    const hope = this.clusters.some((c) => this.possible(c)) || this.possible(null);
+    const hope = cliques.some((c) => this.possible(c)) || this.possible(null);
     if (!hope) {
-      this.decided = { kind: 'no-majority', clusters: this.clusters.map((c) => [...c.members]), failed: [...this.failed] };
+      this.decided = { kind: 'no-majority', clusters: cliques.map((c) => c.map((i) => this.replicaAt(i))), failed: [...this.failed] };
     }
   }
 

@@ -1,0 +1,147 @@
+// Red team of the vote's grouping (shared/vote/quorum.ts): agreement within a tolerance is not transitive, so a liar
+// that answers first at the tolerance's edge of one honest replica agrees with it and not with another honest one.
+// Grouped by each group's first answer, that liar and the first honest replica made the majority, the second honest
+// replica was counted as disagreeing (its record marked against it), and the value served was the mean of the liar's
+// and one honest answer: half the tolerance off. Over the real protocol: three Node clients of the real replica, one
+// stage of austen-2m (so every replica is the last stage). The liar answers at once; both honest replicas answer
+// 40 ms later (well inside the vote's settle wait), the second on another backend's rounding. The liar rewrites the
+// real replica's logits (a top form or whole rows): every value but the most likely lowered by 99.5 % of the
+// tolerance. The reference runner on the same stage is the oracle.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { argmax } from '../../shared/model/sampling.js';
+import type { StepLogits } from '../../shared/protocol/messages.js';
+import { agreeLogitRows } from '../../shared/vote/quorum.js';
+import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { agreeTopLogits, MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
+import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm } from '../testing/api-swarm.js';
+import { promptLogprobs } from '../testing/prompt-logprobs.js';
+
+const BOUND = 1e-4;
+const VOCAB = 2048;
+const PROMPT = 'It is a truth universally acknowledged, that a single man';
+const TOKENS = 8;
+/** How far below the truth the liar puts each value, in tolerances: agreeing with the truth, by a hair. */
+const EDGE = 0.995;
+/** How far above the truth the other backend rounds, in tolerances: with the edge, just past the tolerance. */
+const ROUNDING = 0.01;
+/** The delay of both honest replicas, so that the liar's answer is always the first. */
+const HONEST_DELAY_MS = 40;
+
+const lied = { forms: 0, rows: 0 };
+
+/** The tolerance of `all` as the vote measures it (a top form: its values and log-sum-exp; rows: the largest value). */
+function toleranceOf(all: Float32Array): number {
+  if (all.length % VOCAB === 0) return RELATIVE_TOLERANCE * Math.max(1, maxAbs(all));
+  const { values, logSumExp } = topParts(all);
+  return RELATIVE_TOLERANCE * Math.max(1, Math.abs(logSumExp), ...[...values].map(Math.abs));
+}
+
+/**
+ * Every value of a top form (its `rest` and log-sum-exp too), or of whole rows, moved by `by`; `keepTop`: all but the
+ * most likely token's (a form's order kept). A form's most likely token then gains what its log-sum-exp lost.
+ */
+function shifted(all: Float32Array, by: (v: number) => number, keepTop: boolean): Float32Array {
+  if (all.length % VOCAB === 0) {
+    for (let at = 0; at < all.length; at += VOCAB) {
+      const row = all.subarray(at, at + VOCAB);
+      const top = keepTop ? argmax(row) : -1;
+      for (let i = 0; i < VOCAB; i++) if (i !== top) row[i] = by(row[i] as number);
+    }
+    return all;
+  }
+  const k = all.length / 2 - 1;
+  for (let j = keepTop ? 1 : 0; j < k; j++) all[j] = by(all[j] as number);
+  all[2 * k] = by(all[2 * k] as number);
+  all[2 * k + 1] = by(all[2 * k + 1] as number);
+  return all;
+}
+
+/** The liar: every value but the most likely (a form's log-sum-exp too) lowered to the tolerance's edge of the truth. */
+function edgeLiar(m: StepLogits): StepLogits {
+  const all = new Float32Array(m.logits.slice(0));
+  if (all.length % VOCAB === 0) lied.rows += 1;
+  else lied.forms += 1;
+  const tol = toleranceOf(all);
+  return { ...m, logits: shifted(all, (v) => v - EDGE * tol, true).buffer as ArrayBuffer };
+}
+
+/** Another backend's rounding: every value (the log-sum-exp too) raised by 1 % of the tolerance, order kept. */
+function otherBackend(m: StepLogits): StepLogits {
+  const all = new Float32Array(m.logits.slice(0));
+  const tol = toleranceOf(all);
+  return { ...m, logits: shifted(all, (v) => v + ROUNDING * tol, false).buffer as ArrayBuffer };
+}
+
+const slow = { output: (_step: number, d: Float32Array) => d, delayMs: HONEST_DELAY_MS };
+
+let rig: ApiSwarm | undefined;
+beforeAll(async () => {
+  rig = await startApiSwarm('webswarm-edge-liar-', {
+    redundancy: 3,
+    apiMaxConcurrent: 0,
+    volunteer: (i) => (i === 0 ? { tamperLogits: edgeLiar } : i === 1 ? { fault: slow } : { fault: slow, tamperLogits: otherBackend }),
+  });
+}, 60_000);
+afterAll(() => rig?.close());
+
+interface Body {
+  readonly webswarm: {
+    readonly tokens: number[];
+    readonly votes: { readonly votes: { readonly agreed: number; readonly disagreed: number }[] }[];
+  };
+}
+
+/** Logits as a replica sends them, made into a message for the tampering functions. */
+const message = (logits: Float32Array): StepLogits => ({ sessionId: 1, step: 0, logits: logits.slice().buffer as ArrayBuffer });
+const floatsOf = (m: StepLogits) => new Float32Array(m.logits);
+
+describe('a liar at the tolerance edge of one honest replica, answering first', () => {
+  it("the rig: on the reference runner's logits, the liar agrees with the honest answer and not with the other rounding", async () => {
+    const { reference } = rig as ApiSwarm;
+    const ids = reference.tokenizer.encode(PROMPT);
+    const row = (await reference.session().forward(ids)).slice(-VOCAB);
+    for (const [truth, agree] of [
+      [topLogitsOf(row, MIN_TOP_LOGITS), agreeTopLogits],
+      [row, agreeLogitRows(VOCAB)],
+    ] as const) {
+      const lie = floatsOf(edgeLiar(message(truth)));
+      const other = floatsOf(otherBackend(message(truth)));
+      // Both ways round: the vote compares each answer with those before it.
+      for (const [a, b, want] of [
+        [lie, truth, true],
+        [truth, lie, true],
+        [lie, other, false],
+        [other, lie, false],
+        [truth, other, true],
+        [other, truth, true],
+      ] as const)
+        expect(agree(a, b)).toBe(want);
+    }
+  });
+
+  for (const [what, request, sampling] of [
+    ['greedy (top forms)', { temperature: 0 }, { temperature: 0, topK: 0, topP: 1, seed: 0 }],
+    ['sampled (whole rows)', { temperature: 0.9, seed: 7 }, { temperature: 0.9, topK: 0, topP: 1, seed: 7 }],
+  ] as const)
+    it(`keeps neither honest replica out of the majority nor moves a log-probability: ${what}`, async () => {
+      const { client, reference } = rig as ApiSwarm;
+      const ids = reference.tokenizer.encode(PROMPT);
+      const want = (await reference.generateIds(ids, TOKENS, sampling)).tokens;
+      const before = { ...lied };
+      const res = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, logprobs: 1, ...request });
+      const body = res as unknown as Body;
+      expect(body.webswarm.tokens).toEqual(want);
+      // The liar lied at every token, in the form the request asks for.
+      const form = what.startsWith('greedy') ? 'forms' : 'rows';
+      expect(lied[form] - before[form]).toBeGreaterThanOrEqual(TOKENS);
+      // Each step: all three in the majority (the liar is within the tolerance; no honest replica is marked).
+      for (const v of body.webswarm.votes) expect(v.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
+      // The median of the three is served: each token's log-probability the reference's. A mean of the liar's and
+      // the first honest answer would be half the tolerance (about 5e-3 here) off.
+      const path = await promptLogprobs(reference, [...ids, ...want]);
+      const got = res.choices[0]?.logprobs?.token_logprobs ?? [];
+      expect(got).toHaveLength(TOKENS);
+      for (let t = 0; t < TOKENS; t++)
+        expect(Math.abs((got[t] as number) - (path[ids.length - 1 + t] as number)), `token ${t}`).toBeLessThan(BOUND);
+    }, 90_000);
+});
