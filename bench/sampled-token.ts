@@ -18,6 +18,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import { drawnFormLength, drawnLogitsFor } from '../shared/vote/drawn-forms.js';
+import { topLogitsFor, topLogitsLength } from '../shared/vote/top-logits.js';
 import { ensureStages, loadStageSet } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import {
@@ -34,7 +36,10 @@ import { median, printTable } from './table.js';
 
 const SAMPLINGS: readonly { readonly label: string; readonly p: SamplingParams }[] = [
   { label: 'greedy', p: GREEDY },
+  // May read any token: the last stage sends its drawn form (shared/vote/drawn-forms.ts), 280 bytes.
   { label: 'temperature 0.8, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7 } },
+  // The same with a logit_bias (on a token that does not change the draw much): whole rows, 196 608 bytes.
+  { label: 'temperature 0.8, logit_bias, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7, logitBias: [[1, 0.5]] } },
   // Reads only the 40 most likely tokens: the last stage sends their top form (shared/vote/top-logits.ts), not rows.
   { label: 'temperature 0.8, top_k 40, seed 7', p: { temperature: 0.8, topK: 40, topP: 1, seed: 7 } },
 ];
@@ -62,6 +67,13 @@ async function withRealVocabSwarm(
   }
 }
 
+/** What a last-stage replica sends the coordinator a token with `p`: a top form, a drawn form, or the whole row. */
+function logitsBytes(p: SamplingParams, vocab: number): number {
+  const top = topLogitsFor(p, vocab);
+  const drawn = top === null ? drawnLogitsFor(p, vocab) : null;
+  return 4 * (top !== null ? topLogitsLength(top) : drawn !== null ? drawnFormLength(drawn) : vocab);
+}
+
 export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {
   const loads = [loadavg()[0] as number];
   await withRealVocabSwarm('webswarm-bench-sampled-', async ({ vocab, reference, swarm }) => {
@@ -82,11 +94,11 @@ export async function benchSampledToken(o: { tokens: number; repeats: number }):
         if (got.tokens.join() !== want.join()) throw new Error(`${label}: the swarm's tokens are not the reference's`);
         loads.push(loadavg()[0] as number);
       }
-      rows.push([label, median(ref).toFixed(2), median(swarmMs).toFixed(2)]);
+      rows.push([label, String(logitsBytes(p, vocab)), median(ref).toFixed(2), median(swarmMs).toFixed(2)]);
     }
     printTable(
       `A token at a 49 152-token vocabulary (SmolLM-135M-shaped, 2 layers in 2 stages), median ms a token of ${o.repeats} runs × ${o.tokens} tokens after a 16-token prompt (load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)})`,
-      ['sampling', 'reference runner', 'in-process swarm, r = 3'],
+      ['sampling', 'logits bytes a token and replica', 'reference runner', 'in-process swarm, r = 3'],
       rows,
     );
   });

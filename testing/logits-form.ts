@@ -1,5 +1,5 @@
 import type { SessionOpen } from '../shared/protocol/messages.js';
-import { logitsAsSent } from '../shared/vote/top-logits.js';
+import { logitsAsSent } from '../shared/vote/logits-as-sent.js';
 
 /**
  * For a test that answers for last-stage replicas itself: the form of logits its session asked them for (the
@@ -13,8 +13,11 @@ export class LogitsForm {
     if (m.next.length === 0) this.open = m;
   }
 
-  /** One row as a replica sends it, computed at `position` (a scored prompt's rows score the token after theirs). */
-  sent(row: Float32Array, position = Number.POSITIVE_INFINITY): Float32Array {
-    return logitsAsSent(this.open ?? {}, row, 1, position, row.length);
+  /**
+   * One row as a replica sends it, computed at `position` (a scored prompt's rows score the token after theirs) of
+   * `step` (a drawn form's draw is the step's): the step is the position where a test gives only one.
+   */
+  sent(row: Float32Array, position = Number.POSITIVE_INFINITY, step = Number.isFinite(position) ? position : 0): Float32Array {
+    return logitsAsSent(this.open ?? {}, row, 1, position, row.length, step);
   }
 }

@@ -146,8 +146,25 @@ export function argmax(logits: ArrayLike<number>): number {
  * checks them against the plain rule).
  */
 export function sampleToken(row: ArrayLike<number>, p: SamplingParams, random: () => number, generated: readonly number[] = []): number {
+  if (p.temperature === 0) return argmax(adjustedLogits(row, p, generated));
+  return drawToken(row, p, random, generated).token;
+}
+
+/** A draw at a temperature, and what it weighed: a drawn form (top-logits.ts) carries these. */
+export interface Draw {
+  readonly token: number;
+  /** The largest finite logit (after logit_bias and penalties): every weight is exp((logit − top) ÷ temperature). */
+  readonly top: number;
+  /** The weights of every token the draw could keep (the topK most likely, or all), summed most likely first. */
+  readonly total: number;
+  /** The weights of the tokens kept after top_p's cut, summed the same way: the draw's number is scaled by it. */
+  readonly mass: number;
+}
+
+/** sampleToken's draw at a temperature (> 0), with its weights (the same rule, the same token). */
+export function drawToken(row: ArrayLike<number>, p: SamplingParams, random: () => number, generated: readonly number[] = []): Draw {
+  if (!(p.temperature > 0)) throw new RangeError('a draw needs a temperature above 0');
   const logits = adjustedLogits(row, p, generated);
-  if (p.temperature === 0) return argmax(logits);
   const order = finiteMostLikelyFirst(logits, p.topK);
   const kept = order.length;
   if (kept === 0) throw new Error('no finite logits to sample from');
@@ -173,11 +190,15 @@ export function sampleToken(row: ArrayLike<number>, p: SamplingParams, random: (
   let mass = 0;
   for (let j = 0; j < cut; j++) mass += weights[j] as number;
   let r = random() * mass;
+  let at = cut - 1;
   for (let j = 0; j < cut; j++) {
     r -= weights[j] as number;
-    if (r < 0) return tokenAt(logits, order, j);
+    if (r < 0) {
+      at = j;
+      break;
+    }
   }
-  return tokenAt(logits, order, cut - 1);
+  return { token: tokenAt(logits, order, at), top, total, mass };
 }
 
 /**

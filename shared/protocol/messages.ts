@@ -226,6 +226,13 @@ export interface SessionOpen {
    */
   readonly topLogits?: number;
   /**
+   * With `topLogits`, for a session whose draw may read any token (a temperature with no top_k; no logit_bias and no
+   * penalties): the session's sampling, and the draws before step 0 (step t draws number `draws` + t of the seeded
+   * sampler; negative where a scored prompt's steps draw nothing). Each step's top form then carries the replica's
+   * own draw and its weights (a drawn form, shared/vote/drawn-forms.ts).
+   */
+  readonly drawLogits?: { readonly sampling: SamplingParams; readonly draws: number };
+  /**
    * For the last stage of a scored prompt's session: the tokens it feeds, the prompt's and the given ones after it,
    * in order. A step whose rows score given tokens (the row at position q scores scoreTokens[q + 1]) sends each row
    * as its scored form (top-logits.ts: the top 32 tokens, rest, log-sum-exp, then the scored token's value), not the

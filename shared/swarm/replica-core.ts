@@ -1,5 +1,6 @@
 import type { StageManifest } from '../model/manifest.js';
 import type { SessionExecutor, TensorData } from '../model/pipeline.js';
+import type { Draw } from '../model/sampling.js';
 import { LOGITS_FROM_ALL } from '../model/stage-graph.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type {
@@ -14,8 +15,8 @@ import type {
 } from '../protocol/messages.js';
 import type { ParsedChallenge } from '../protocol/validate.js';
 import { fingerprint } from '../vote/fingerprint.js';
+import { drawOf, logitsAsSent, sameDraw } from '../vote/logits-as-sent.js';
 import { agreeTensors, medianOf, Quorum } from '../vote/quorum.js';
-import { logitsAsSent } from '../vote/top-logits.js';
 
 /** Where a replica's results go: the data channels and the coordinator. */
 export interface ReplicaOutputs {
@@ -672,11 +673,12 @@ export class ReplicaCore {
   }
 
   /** The last stage's side of the mesh loop: step + 1's token, sampled from this replica's own logits, to stage 0's replicas. */
-  private sendToken(s: SessionState, step: number, row: Float32Array): void {
+  private sendToken(s: SessionState, step: number, row: Float32Array, draw: Draw | null): void {
     const loop = s.loop;
     if (loop === null) return;
     if (step + 1 >= loop.steps) return; // the generation ends with this step
-    const sampled = sampleAt(row, loop.sampling, (loop.draws ?? 0) + step);
+    const sampled =
+      draw !== null && sameDraw(loop, s.open.drawLogits) ? draw.token : sampleAt(row, loop.sampling, (loop.draws ?? 0) + step);
     // The coordinator ends the generation on end-of-sequence: nothing to compute after it.
     if (sampled === this.manifest.model.eosTokenId) return;
     const token = this.fault?.token?.(step + 1, sampled) ?? sampled;
@@ -849,10 +851,12 @@ export class ReplicaCore {
       }
       const vocab = this.manifest.model.vocabSize;
       const row = data.slice((Math.max(1, Math.floor(data.length / vocab)) - 1) * vocab);
-      this.sendToken(s, step, row);
+      // One draw serves the mesh loop's token and the drawn form (drawn-forms.ts), where the session asks for both.
+      const draw = rows === 1 ? drawOf(s.open, row, step) : null;
+      this.sendToken(s, step, row, draw);
       digest();
-      // Its rows, or their forms where the session asked for them (top-logits.ts).
-      const sent = logitsAsSent(s.open, data, rows, firstRow, vocab);
+      // Its rows, or their forms where the session asked for them (top-logits.ts, drawn-forms.ts).
+      const sent = logitsAsSent(s.open, data, rows, firstRow, vocab, step, draw);
       this.out.logits({ sessionId, step, logits: sent.buffer, resets: s.resets });
     } else {
       const dims = data.length === main.data.length ? main.dims : [data.length];

@@ -125,25 +125,6 @@ export function topLogitsOf(row: ArrayLike<number>, k: number): Float32Array<Arr
 }
 
 /**
- * What a last-stage replica sends of a step's output `data`, `rows` rows of `vocabSize` whose first stands at
- * position `firstRow`, as its session:open asks: scored forms where the rows score given tokens (`scoreTokens`),
- * a top form of a step's one row (`topLogits`), else the rows (and output of another length as it is: refused).
- */
-export function logitsAsSent(
-  open: { readonly topLogits?: number; readonly scoreTokens?: readonly number[] },
-  data: Float32Array,
-  rows: number,
-  firstRow: number,
-  vocabSize: number,
-): Float32Array<ArrayBuffer> {
-  const given = open.scoreTokens;
-  if (data.length !== rows * vocabSize) return data.slice();
-  if (given !== undefined && firstRow + rows < given.length)
-    return scoredFormsOf(data, vocabSize, given.slice(firstRow + 1, firstRow + rows + 1));
-  return rows === 1 && open.topLogits !== undefined ? topLogitsOf(data, open.topLogits) : data.slice();
-}
-
-/**
  * Why `wire` is no top form of `k` tokens of a `vocabSize` vocabulary, or null where it is one: the coordinator's
  * check of every replica's message before it counts (a replica that breaks the form is refused by name).
  */

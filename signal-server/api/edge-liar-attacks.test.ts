@@ -5,14 +5,15 @@
 // and one honest answer: half the tolerance off. Over the real protocol: three Node clients of the real replica, one
 // stage of austen-2m (so every replica is the last stage). The liar answers at once; both honest replicas answer
 // 40 ms later (well inside the vote's settle wait), the second on another backend's rounding. The liar rewrites the
-// real replica's logits (a top form or whole rows): every value but the most likely lowered by 99.5 % of the
+// real replica's logits (a top form, a drawn form or whole rows): every value but the most likely lowered by 99.5 % of the
 // tolerance. The reference runner on the same stage is the oracle.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argmax } from '../../shared/model/sampling.js';
+import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StepLogits } from '../../shared/protocol/messages.js';
+import { agreeDrawnForms, drawnFormLength, drawnFormOf } from '../../shared/vote/drawn-forms.js';
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
-import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
-import { agreeTopLogits, MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
+import { agreeTopLogits, MIN_TOP_LOGITS, topLogitsOf } from '../../shared/vote/top-logits.js';
+import { mapLogitValues } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm } from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
@@ -27,51 +28,37 @@ const ROUNDING = 0.01;
 /** The delay of both honest replicas, so that the liar's answer is always the first. */
 const HONEST_DELAY_MS = 40;
 
-const lied = { forms: 0, rows: 0 };
+/** How often the liar lied, per form of logits: top forms (greedy), drawn forms (a temperature), whole rows. */
+const lied = { top: 0, drawn: 0, rows: 0 };
 
-/** The tolerance of `all` as the vote measures it (a top form: its values and log-sum-exp; rows: the largest value). */
-function toleranceOf(all: Float32Array): number {
-  if (all.length % VOCAB === 0) return RELATIVE_TOLERANCE * Math.max(1, maxAbs(all));
-  const { values, logSumExp } = topParts(all);
-  return RELATIVE_TOLERANCE * Math.max(1, Math.abs(logSumExp), ...[...values].map(Math.abs));
-}
+const kindOf = (all: Float32Array) =>
+  all.length % VOCAB === 0 ? 'rows' : all.length === drawnFormLength(MIN_TOP_LOGITS) ? 'drawn' : 'top';
 
 /**
- * Every value of a top form (its `rest` and log-sum-exp too), or of whole rows, moved by `by`; `keepTop`: all but the
- * most likely token's (a form's order kept). A form's most likely token then gains what its log-sum-exp lost.
+ * The liar: every value but the most likely (a form's `rest`, log-sum-exp and drawn token's too) lowered to the
+ * tolerance's edge of the truth; a drawn form's weights left (lowered, a sharp row's would weigh less than its top).
  */
-function shifted(all: Float32Array, by: (v: number) => number, keepTop: boolean): Float32Array {
-  if (all.length % VOCAB === 0) {
-    for (let at = 0; at < all.length; at += VOCAB) {
-      const row = all.subarray(at, at + VOCAB);
-      const top = keepTop ? argmax(row) : -1;
-      for (let i = 0; i < VOCAB; i++) if (i !== top) row[i] = by(row[i] as number);
-    }
-    return all;
-  }
-  const k = all.length / 2 - 1;
-  for (let j = keepTop ? 1 : 0; j < k; j++) all[j] = by(all[j] as number);
-  all[2 * k] = by(all[2 * k] as number);
-  all[2 * k + 1] = by(all[2 * k + 1] as number);
-  return all;
+function edgeLie(all: Float32Array): Float32Array {
+  return mapLogitValues(all, VOCAB, (v, role, tol) => (role === 'top' || role === 'weight' ? v : v - EDGE * tol));
 }
 
-/** The liar: every value but the most likely (a form's log-sum-exp too) lowered to the tolerance's edge of the truth. */
 function edgeLiar(m: StepLogits): StepLogits {
-  const all = new Float32Array(m.logits.slice(0));
-  if (all.length % VOCAB === 0) lied.rows += 1;
-  else lied.forms += 1;
-  const tol = toleranceOf(all);
-  return { ...m, logits: shifted(all, (v) => v - EDGE * tol, true).buffer as ArrayBuffer };
+  const all = new Float32Array(m.logits);
+  lied[kindOf(all)] += 1;
+  return { ...m, logits: edgeLie(all).buffer as ArrayBuffer };
 }
 
-/** Another backend's rounding: every value (the log-sum-exp too) raised by 1 % of the tolerance, order kept. */
+/** Another backend's rounding: every value (the log-sum-exp and weights too) raised by 1 % of the tolerance. */
+function otherRounding(all: Float32Array): Float32Array {
+  return mapLogitValues(all, VOCAB, (v, _role, tol) => v + ROUNDING * tol);
+}
+
 function otherBackend(m: StepLogits): StepLogits {
-  const all = new Float32Array(m.logits.slice(0));
-  const tol = toleranceOf(all);
-  return { ...m, logits: shifted(all, (v) => v + ROUNDING * tol, false).buffer as ArrayBuffer };
+  return { ...m, logits: otherRounding(new Float32Array(m.logits)).buffer as ArrayBuffer };
 }
 
+const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+const SAMPLED: SamplingParams = { temperature: 0.9, topK: 0, topP: 1, seed: 7 };
 const slow = { output: (_step: number, d: Float32Array) => d, delayMs: HONEST_DELAY_MS };
 
 let rig: ApiSwarm | undefined;
@@ -91,10 +78,6 @@ interface Body {
   };
 }
 
-/** Logits as a replica sends them, made into a message for the tampering functions. */
-const message = (logits: Float32Array): StepLogits => ({ sessionId: 1, step: 0, logits: logits.slice().buffer as ArrayBuffer });
-const floatsOf = (m: StepLogits) => new Float32Array(m.logits);
-
 describe('a liar at the tolerance edge of one honest replica, answering first', () => {
   it("the rig: on the reference runner's logits, the liar agrees with the honest answer and not with the other rounding", async () => {
     const { reference } = rig as ApiSwarm;
@@ -102,10 +85,11 @@ describe('a liar at the tolerance edge of one honest replica, answering first', 
     const row = (await reference.session().forward(ids)).slice(-VOCAB);
     for (const [truth, agree] of [
       [topLogitsOf(row, MIN_TOP_LOGITS), agreeTopLogits],
+      [drawnFormOf(row, MIN_TOP_LOGITS, SAMPLED, 0.5), agreeDrawnForms],
       [row, agreeLogitRows(VOCAB)],
     ] as const) {
-      const lie = floatsOf(edgeLiar(message(truth)));
-      const other = floatsOf(otherBackend(message(truth)));
+      const lie = edgeLie(truth);
+      const other = otherRounding(truth);
       // Both ways round: the vote compares each answer with those before it.
       for (const [a, b, want] of [
         [lie, truth, true],
@@ -119,9 +103,15 @@ describe('a liar at the tolerance edge of one honest replica, answering first', 
     }
   });
 
-  for (const [what, request, sampling] of [
-    ['greedy (top forms)', { temperature: 0 }, { temperature: 0, topK: 0, topP: 1, seed: 0 }],
-    ['sampled (whole rows)', { temperature: 0.9, seed: 7 }, { temperature: 0.9, topK: 0, topP: 1, seed: 7 }],
+  for (const [what, request, sampling, form] of [
+    ['greedy (top forms)', { temperature: 0 }, GREEDY, 'top'],
+    ['sampled (drawn forms)', { temperature: 0.9, seed: 7 }, SAMPLED, 'drawn'],
+    [
+      'sampled with logit_bias (whole rows)',
+      { temperature: 0.9, seed: 7, logit_bias: { '5': 1 } },
+      { ...SAMPLED, logitBias: [[5, 1]] },
+      'rows',
+    ],
   ] as const)
     it(`keeps neither honest replica out of the majority nor moves a log-probability: ${what}`, async () => {
       const { client, reference } = rig as ApiSwarm;
@@ -132,7 +122,6 @@ describe('a liar at the tolerance edge of one honest replica, answering first', 
       const body = res as unknown as Body;
       expect(body.webswarm.tokens).toEqual(want);
       // The liar lied at every token, in the form the request asks for.
-      const form = what.startsWith('greedy') ? 'forms' : 'rows';
       expect(lied[form] - before[form]).toBeGreaterThanOrEqual(TOKENS);
       // Each step: all three in the majority (the liar is within the tolerance; no honest replica is marked).
       for (const v of body.webswarm.votes) expect(v.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });

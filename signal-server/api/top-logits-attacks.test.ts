@@ -7,8 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SamplingParams } from '../../shared/model/sampling.js';
 import type { StepLogits } from '../../shared/protocol/messages.js';
+import { drawnFormLength } from '../../shared/vote/drawn-forms.js';
 import { RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
 import { MIN_TOP_LOGITS, TOP_MARGIN, topLogitsLength, topParts } from '../../shared/vote/top-logits.js';
+import { mapLogitValues } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm } from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
@@ -29,19 +31,17 @@ function honest(m: StepLogits): StepLogits {
   return m;
 }
 
-/** Another backend's rounding: every value, `rest` and the log-sum-exp × (1 + 2e-6), which keeps the form's order. */
+/** Another backend's rounding: every value of a form (`rest`, the log-sum-exp and a drawn form's weights too) × (1 + 2e-6). */
 function otherBackend(m: StepLogits): StepLogits {
-  const form = new Float32Array(m.logits.slice(0));
-  if (form.length === VOCAB) return m;
-  const k = form.length / 2 - 1;
-  for (let j = 0; j < form.length; j++) if (j < k || j >= 2 * k) form[j] = (form[j] as number) * (1 + 2e-6);
-  return { ...m, logits: form.buffer as ArrayBuffer };
+  const all = new Float32Array(m.logits);
+  if (all.length === VOCAB) return m;
+  return { ...m, logits: mapLogitValues(all, VOCAB, (v) => v * (1 + 2e-6)).buffer as ArrayBuffer };
 }
 
 /** The form rewritten by the lie in force (a well-formed form, except where the lie is a malformed one). */
 function liar(m: StepLogits): StepLogits {
   const form = new Float32Array(m.logits.slice(0));
-  if (lie === 'none' || form.length === VOCAB) return m;
+  if (lie === 'none' || form.length === VOCAB || form.length === drawnFormLength(MIN_TOP_LOGITS)) return m;
   lied.set(lie, (lied.get(lie) ?? 0) + 1);
   const k = form.length / 2 - 1;
   const { values, ids } = topParts(form);
@@ -94,7 +94,7 @@ interface Body {
 }
 
 /** A completion of TOKENS with logprobs 5; its tokens and log-probabilities checked against the reference runner's. */
-async function completion(sampling: SamplingParams, extra: Record<string, number>) {
+async function completion(sampling: SamplingParams, extra: Record<string, number | Record<string, number>>) {
   const { client, reference } = rig as ApiSwarm;
   const ids = reference.tokenizer.encode(PROMPT);
   const want = (await reference.generateIds(ids, TOKENS, sampling)).tokens;
@@ -122,7 +122,7 @@ const GREEDY_REQUEST = { temperature: 0 };
 const GREEDY_SAMPLING: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
 describe('top forms of logits, over the real protocol', () => {
-  it('go where the draw reads only the most likely tokens (greedy, top_k), whole rows where it reads them all', async () => {
+  it('go where the draw reads only the most likely tokens (greedy, top_k), drawn forms at a temperature alone, whole rows with logit_bias', async () => {
     lie = 'none';
     sizes.length = 0;
     await completion(GREEDY_SAMPLING, GREEDY_REQUEST);
@@ -130,8 +130,15 @@ describe('top forms of logits, over the real protocol', () => {
     sizes.length = 0;
     await completion({ temperature: 0.9, topK: 40, topP: 0.95, seed: 4 }, { temperature: 0.9, top_k: 40, top_p: 0.95, seed: 4 });
     expect(new Set(sizes)).toEqual(new Set([topLogitsLength(40 + TOP_MARGIN) * 4]));
+    // A temperature alone: drawn forms (drawn-forms.ts); with logit_bias, whole rows.
     sizes.length = 0;
     await completion({ temperature: 0.9, topK: 0, topP: 1, seed: 4 }, { temperature: 0.9, seed: 4 });
+    expect(new Set(sizes)).toEqual(new Set([drawnFormLength(MIN_TOP_LOGITS) * 4]));
+    sizes.length = 0;
+    await completion(
+      { temperature: 0.9, topK: 0, topP: 1, seed: 4, logitBias: [[7, 2]] },
+      { temperature: 0.9, seed: 4, logit_bias: { '7': 2 } },
+    );
     expect(new Set(sizes)).toEqual(new Set([VOCAB * 4]));
   }, 120_000);
 

@@ -1,6 +1,7 @@
-import type { SamplingParams } from '../../shared/model/sampling.js';
+import { randomAt, type SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
+import { drawFromDrawnForm, drawnLogitsFor, drawnParts, expandDrawnForm } from '../../shared/vote/drawn-forms.js';
 import { agreedTokens, expandScoredRow, expandTopLogits, scoredFormsFit, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
 import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
@@ -73,7 +74,10 @@ export class GenerationSession extends SessionJoin {
     this.sampling = sampling;
     // Where the draw reads only the most likely tokens, the last stage sends those (top-logits.ts), not whole rows;
     // a scored prompt's rows, where the vocabulary allows, each row's top tokens and the value of the token it scores.
-    this.topLogits = topLogitsFor(sampling, vocab);
+    // A temperature whose draw may read any token: the top form carries each replica's draw (drawn-forms.ts).
+    const drawn = topLogitsFor(sampling, vocab) === null ? drawnLogitsFor(sampling, vocab) : null;
+    this.topLogits = drawn ?? topLogitsFor(sampling, vocab);
+    this.drawnForms = drawn !== null;
     this.scoredForms = plan.steps > 0 && scoredFormsFit(vocab);
     this.maxSteps = plan.steps + maxTokens;
     // A replay goes on with the draws that follow the tokens its requester has (randomAt's index).
@@ -196,7 +200,21 @@ export class GenerationSession extends SessionJoin {
             `step ${step}: the last stage's replicas agree on only ${agreedTokens(state.value)} of the ${needs} most likely tokens the draw reads`,
           );
         // A top form's draw is from its row with the tokens left out at −Infinity: the same as from the whole row.
-        const top = form.kind === 'top' ? { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp } : null;
+        // A drawn form's, from its agreed tokens where it lands among them, else the token a majority drew.
+        const top =
+          form.kind === 'top'
+            ? { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp }
+            : form.kind === 'drawn'
+              ? { row: expandDrawnForm(state.value, vocab), logSumExp: topParts(drawnParts(state.value).form).logSumExp }
+              : null;
+        const drawNumber = this.drawsBefore + step - plan.steps;
+        const drawnToken =
+          form.kind === 'drawn' && !isForced ? drawFromDrawnForm(state.value, sampling, randomAt(sampling.seed, drawNumber)) : null;
+        if (form.kind === 'drawn' && !isForced && drawnToken === null)
+          throw new GenerationError(
+            'ERR_NO_QUORUM',
+            `step ${step}: the draw lands beyond the most likely tokens the last stage's replicas agree on, and no majority of them drew one token there`,
+          );
         // A scored step's rows, each as a row of the vocabulary (its top tokens and the scored one) and its log-sum-exp.
         const scored = (row: number) =>
           form.kind === 'scored'
@@ -204,7 +222,7 @@ export class GenerationSession extends SessionJoin {
             : { row: state.value.subarray(row * vocab, (row + 1) * vocab) };
         const token = isForced
           ? (given[given.length - 1] as number)
-          : sampleAt(top?.row ?? state.value, sampling, this.drawsBefore + step - plan.steps, generated);
+          : (drawnToken ?? sampleAt(top?.row ?? state.value, sampling, drawNumber, generated));
         this.noteExactLogits(step, w.logits);
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;

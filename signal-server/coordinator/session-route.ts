@@ -1,7 +1,7 @@
 import { type Clock, REAL_CLOCK } from '../../shared/clock.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
-import type { MeshLoop } from '../../shared/protocol/messages.js';
+import type { MeshLoop, SessionOpen } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import type { Audit } from './audit.js';
 import type { ForcedPlan } from './forced-plan.js';
@@ -47,6 +47,8 @@ export abstract class SessionRoute {
   protected topLogits: number | null = null;
   /** Whether a scored prompt's rows go as scored forms (SessionOpen.scoreTokens), known once it runs. */
   protected scoredForms = false;
+  /** Whether the top forms carry each replica's draw (SessionOpen.drawLogits: drawn-forms.ts), known once it runs. */
+  protected drawnForms = false;
 
   /** Senders that receivers said sent other frames than they reported, where every link held: logged, not evicted. */
   readonly suspects: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
@@ -118,13 +120,19 @@ export abstract class SessionRoute {
    * The `scoreRows`, `scoreChunks` and `topLogits` fields of a replica of `stage`'s session:open: the last stage's,
    * where step 0 carries several rows, where the steps after it may, and where its logits go as top forms.
    */
-  protected rowsOf(stage: number): { scoreRows?: number; scoreChunks?: boolean; topLogits?: number; scoreTokens?: number[] } {
+  protected rowsOf(
+    stage: number,
+  ): Pick<SessionOpen, 'scoreRows' | 'scoreChunks' | 'topLogits' | 'drawLogits'> & { scoreTokens?: number[] } {
     const plan = this.plan;
     if (plan === null || stage !== this.current.length - 1) return {};
     return {
       ...(plan.firstRows > 1 ? { scoreRows: plan.firstRows } : {}),
       ...(plan.chunked ? { scoreChunks: true } : {}),
       ...(this.topLogits === null ? {} : { topLogits: this.topLogits }),
+      // The coordinator's draw of step t is number drawsBefore + t − plan.steps (a scored prompt's steps draw nothing).
+      ...(this.drawnForms && this.sampling !== null
+        ? { drawLogits: { sampling: this.sampling, draws: this.drawsBefore - plan.steps } }
+        : {}),
       ...(this.scoredForms ? { scoreTokens: [...plan.prompt, ...plan.forced] } : {}),
     };
   }
@@ -132,10 +140,11 @@ export abstract class SessionRoute {
   /** The form of the last stage's logits at `step`: scored forms of its rows, a top form, or whole rows. */
   protected logitsFormAt(
     step: number,
-  ): { kind: 'scored'; targets: number[] } | { kind: 'top'; k: number } | { kind: 'rows'; rows: number } {
+  ): { kind: 'scored'; targets: number[] } | { kind: 'top' | 'drawn'; k: number } | { kind: 'rows'; rows: number } {
     const plan = this.plan;
     if (this.scoredForms && plan !== null && step < plan.steps) return { kind: 'scored', targets: plan.targets(step) };
-    if (this.topLogits !== null && (plan === null || step >= plan.steps)) return { kind: 'top', k: this.topLogits };
+    if (this.topLogits !== null && (plan === null || step >= plan.steps))
+      return { kind: this.drawnForms ? 'drawn' : 'top', k: this.topLogits };
     return { kind: 'rows', rows: this.logitsRows(step) };
   }
 

@@ -2,6 +2,7 @@ import type { TimerHandle } from '../../shared/clock.js';
 import type { ReceivedReport } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
+import { agreeDrawnForms, drawnFormProblem, medianOfDrawn } from '../../shared/vote/drawn-forms.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import {
@@ -87,7 +88,9 @@ export abstract class StepVotes extends SessionRoute {
         ? [agreeScoredForms, medianOfScored]
         : form === 'top'
           ? [agreeTopLogits, medianOfTop]
-          : [agreeLogitRows(this.manifest.model.vocabSize), medianOf];
+          : form === 'drawn'
+            ? [agreeDrawnForms, medianOfDrawn]
+            : [agreeLogitRows(this.manifest.model.vocabSize), medianOf];
     return new Quorum(this.current[last] as string[], agree, {
       needed: this.neededAt(last),
       combine,
@@ -293,10 +296,16 @@ export abstract class StepVotes extends SessionRoute {
     const form = this.logitsFormAt(step);
     if (form.kind === 'rows')
       return logits.length === form.rows * vocab ? null : `${logits.length / vocab} rows of logits where step ${step} has ${form.rows}`;
-    const problem = form.kind === 'top' ? topLogitsProblem(logits, form.k, vocab) : scoredFormsProblem(logits, form.targets, vocab);
-    return (
-      problem && `logits that are no ${form.kind === 'top' ? `top form of ${form.k} tokens` : 'scored forms of its rows'} (${problem})`
-    );
+    if (form.kind === 'scored') {
+      const problem = scoredFormsProblem(logits, form.targets, vocab);
+      return problem && `logits that are no scored forms of its rows (${problem})`;
+    }
+    const problem =
+      form.kind === 'top'
+        ? topLogitsProblem(logits, form.k, vocab)
+        : drawnFormProblem(logits, form.k, vocab, this.sampling?.temperature ?? 1);
+    const what = `${form.kind} form of ${form.k} tokens`;
+    return problem && `logits that are no ${what} (${problem})`;
   }
 
   /** A member left: the session cannot be trusted to finish on this route. */

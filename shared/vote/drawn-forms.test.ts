@@ -1,0 +1,216 @@
+import { describe, expect, it } from 'vitest';
+import { randomAt, type SamplingParams, sampleToken, seededRandom } from '../model/sampling.js';
+import { parseLogits } from '../protocol/validate.js';
+import { sampleAt } from '../swarm/mesh-loop.js';
+import {
+  agreeDrawnForms,
+  DRAWN_EXTRA,
+  drawFromDrawnForm,
+  drawnFormLength,
+  drawnFormOf,
+  drawnFormProblem,
+  drawnLogitsFor,
+  drawnParts,
+  expandDrawnForm,
+  medianOfDrawn,
+} from './drawn-forms.js';
+import { drawOf, logitsAsSent, sameDraw } from './logits-as-sent.js';
+import { Quorum } from './quorum.js';
+import { RELATIVE_TOLERANCE } from './tolerance.js';
+import { MIN_TOP_LOGITS, topLogitsFor, topParts } from './top-logits.js';
+
+const K = MIN_TOP_LOGITS;
+
+/**
+ * A row like a language model's: a long tail (values × `spread`) and about ten likely tokens `lift` above it, some
+ * tied on a grid, some −Infinity (masked). A small lift puts most draws in the tail, a large one among the most
+ * likely tokens.
+ */
+function rowOf(random: () => number, n: number, spread: number, lift = 0): Float32Array {
+  return Float32Array.from({ length: n }, () => {
+    if (random() < 0.01) return Number.NEGATIVE_INFINITY;
+    const v = spread * Math.log(random() + 1e-9) + (random() < 10 / n ? lift : 0);
+    return random() < 0.1 ? Math.round(v * 4) / 4 : v;
+  });
+}
+
+/** Another backend's rounding: every value of a form × (1 + 2e-6) (order kept), ids left. */
+function rounded(form: Float32Array): Float32Array {
+  const out = form.slice();
+  const k = (out.length - DRAWN_EXTRA - 2) / 2;
+  for (let i = 0; i < out.length; i++) if ((i < k || i >= 2 * k) && i !== out.length - 2) out[i] = (out[i] as number) * (1 + 2e-6);
+  return out;
+}
+
+/** A 2 048-token row of `seed`, the first settings, its drawn form with the number `u`, and where its extra floats begin. */
+function sample(seed: number, u: number) {
+  const row = rowOf(seededRandom(seed), 2048, 1.5);
+  const p = settings[0] as SamplingParams;
+  const form = drawnFormOf(row, K, p, u);
+  return { row, p, form, at: form.length - DRAWN_EXTRA };
+}
+
+const settings: SamplingParams[] = [
+  { temperature: 1, topK: 0, topP: 1, seed: 1 },
+  { temperature: 0.7, topK: 0, topP: 0.9, seed: 2 },
+  { temperature: 1.5, topK: 0, topP: 1, seed: 3 },
+  { temperature: 1, topK: 0, topP: 0.5, seed: 4 },
+  { temperature: 0.9, topK: 1000, topP: 0.95, seed: 5 },
+];
+
+describe('drawn forms of logits', () => {
+  it('give the whole row’s draw, among the most likely tokens from voted values, beyond them the majority’s token', () => {
+    const random = seededRandom(17);
+    let tail = 0;
+    let head = 0;
+    for (let trial = 0; trial < 600; trial++) {
+      const n = trial % 3 === 0 ? 8192 : 2048;
+      const row = rowOf(random, n, [0.5, 1.5, 4][trial % 3] as number, [0, 4, 8, 12][trial % 4] as number);
+      const p = settings[trial % settings.length] as SamplingParams;
+      const u = randomAt(p.seed, trial);
+      const want = sampleToken(row, p, () => u);
+      const form = drawnFormOf(row, K, p, u);
+      expect(drawnFormProblem(form, K, n, p.temperature), `trial ${trial}`).toBeNull();
+      expect(drawnParts(form).drawn).toBe(want);
+      // Three replicas, one of another backend's rounding: not identical, so the median is taken.
+      const accepted = medianOfDrawn([form, rounded(form), form.slice()], 2);
+      for (const value of [accepted.value, medianOfDrawn([form, rounded(form), rounded(rounded(form))], 2).value]) {
+        expect(drawFromDrawnForm(value, p, u), `trial ${trial}`).toBe(want);
+        // The expanded row holds the drawn token at its value (its log-probability), and the top tokens at theirs.
+        expect(expandDrawnForm(value, n)[want]).toBeCloseTo(row[want] as number, 4);
+      }
+      if (topParts(drawnParts(form).form).ids.includes(want)) head += 1;
+      else tail += 1;
+    }
+    // Both ways of deciding were exercised, many times.
+    expect(head).toBeGreaterThan(100);
+    expect(tail).toBeGreaterThan(100);
+  });
+
+  it('refuse, by name, a form no row could make', () => {
+    const { row, form, at } = sample(5, 0.99);
+    const { values, ids, rest } = topParts(drawnParts(form).form);
+    const top = values[0] as number;
+    const tailToken = [...row.keys()].find((i) => ![...ids].includes(i) && Number.isFinite(row[i])) as number;
+    const cases: [string, (f: Float32Array) => Float32Array, RegExp][] = [
+      ['a floats short', (f) => f.slice(1), /floats where a drawn form of 32 tokens takes/],
+      ['a total below the top token alone', (f) => f.fill(top - 1, at, at + 1), /total weight .* is impossible/],
+      ['a total above every token at the top weight', (f) => f.fill(top + 2 * Math.log(2048), at, at + 1), /total weight/],
+      ['a nucleus above the total', (f) => f.fill((f[at] as number) + 1, at + 1, at + 2), /nucleus weight .* is outside/],
+      ['a drawn token out of the vocabulary', (f) => f.fill(2048, at + 2, at + 3), /drawn token 2048 is not one of/],
+      ['a drawn id that is no integer', (f) => f.fill(3.5, at + 2, at + 3), /drawn token 3.5 is not one of/],
+      [
+        'a named token at another value',
+        (f) => f.fill(ids[3] as number, at + 2, at + 3).fill((values[3] as number) + 0.5, at + 3),
+        /value .* is not the one its form gives it/,
+      ],
+      ['a tail token above rest', (f) => f.fill(tailToken, at + 2, at + 3).fill(rest + 0.5, at + 3), /is not the one its form gives it/],
+      ['a NaN total', (f) => f.fill(Number.NaN, at, at + 1), /total weight NaN/],
+      ['a broken top form', (f) => f.fill(Number.NaN, 0, 1), /value 0 is not finite/],
+    ];
+    for (const [what, change, reason] of cases) expect(drawnFormProblem(change(form.slice()), K, 2048, 1), what).toMatch(reason);
+    // A tail token at its own value, at or below rest, is a well-formed form (its value is the replica's claim).
+    expect(
+      drawnFormProblem(
+        form
+          .slice()
+          .fill(tailToken, at + 2, at + 3)
+          .fill(rest, at + 3),
+        K,
+        2048,
+        1,
+      ),
+    ).toBeNull();
+    // The boundary takes a drawn form's length (it is the length of a top form of k + 2).
+    expect(parseLogits(form.buffer as ArrayBuffer, 2048)).not.toBeNull();
+  });
+
+  it('agree across rounding and with another drawn token; a moved weight or drawn value disagrees', () => {
+    const { row, p, form, at } = sample(8, 0.97);
+    const { values } = topParts(drawnParts(form).form);
+    const tol = RELATIVE_TOLERANCE * Math.max(1, ...[...form.subarray(0, K), form[at - 1] as number, form[at] as number].map(Math.abs));
+    expect(agreeDrawnForms(form, rounded(form))).toBe(true);
+    expect(agreeDrawnForms(rounded(form), form)).toBe(true);
+    // Another drawn token (an honest replica on the other side of a boundary) still agrees.
+    const other = drawnFormOf(row, K, p, 0.2);
+    expect(drawnParts(other).drawn).not.toBe(drawnParts(form).drawn);
+    expect(agreeDrawnForms(form, other)).toBe(true);
+    for (const [what, i, by] of [
+      ['total weight', at, 2 * tol],
+      ['nucleus weight', at + 1, -2 * tol],
+      ['drawn value', at + 3, -2 * tol],
+    ] as const) {
+      const lie = form.slice();
+      lie[i] = (lie[i] as number) + by;
+      expect(agreeDrawnForms(lie, form), what).toBe(false);
+      expect(agreeDrawnForms(form, lie), what).toBe(false);
+    }
+    expect(values.length).toBe(K);
+    expect(agreeDrawnForms(form, form.slice(0, -1))).toBe(false);
+  });
+
+  it('a liar that claims another tail token is outvoted; without a majority for one token the draw fails, never guesses', () => {
+    const random = seededRandom(21);
+    const p = settings[0] as SamplingParams;
+    let checked = 0;
+    for (let trial = 0; trial < 200 && checked < 20; trial++) {
+      const row = rowOf(random, 2048, 4);
+      const u = randomAt(p.seed, trial);
+      const honest = drawnFormOf(row, K, p, u);
+      const { drawn } = drawnParts(honest);
+      const { ids, rest } = topParts(drawnParts(honest).form);
+      if ([...ids].includes(drawn)) continue; // a draw among the most likely tokens: decided by the values alone
+      checked += 1;
+      const planted = [...row.keys()].find((i) => i !== drawn && ![...ids].includes(i) && (row[i] as number) <= rest) as number;
+      const liar = honest.slice();
+      liar[liar.length - 2] = planted;
+      liar[liar.length - 1] = rest;
+      expect(drawnFormProblem(liar, K, 2048, 1)).toBeNull();
+      // Through the vote: the liar first, then two honest replicas that round differently.
+      const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn });
+      q.add({ status: 'fulfilled', replica: 'liar', value: liar });
+      q.add({ status: 'fulfilled', replica: 'a', value: honest });
+      // The liar and one honest replica: no token has a majority of the draws yet.
+      expect(q.state.kind === 'agreed' && drawFromDrawnForm(q.state.value, p, u)).toBeNull();
+      q.add({ status: 'fulfilled', replica: 'b', value: rounded(honest) });
+      expect(q.state.kind === 'agreed' && drawFromDrawnForm(q.state.value, p, u)).toBe(drawn);
+      expect(q.state.kind === 'agreed' && q.state.settled).toBe(true);
+    }
+    expect(checked).toBe(20);
+  });
+
+  it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {
+    const t = (o: Partial<SamplingParams>): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, seed: 0, ...o });
+    expect(drawnLogitsFor(t({}), 49_152)).toBe(K);
+    expect(drawnLogitsFor(t({ topP: 0.9 }), 2048)).toBe(K);
+    expect(drawnLogitsFor(t({ topK: 1000 }), 49_152)).toBe(K);
+    // Greedy and a small top_k are top forms; bias and penalties, whole rows; a vocabulary too small, whole rows.
+    expect(drawnLogitsFor(t({ temperature: 0 }), 49_152)).toBeNull();
+    expect(drawnLogitsFor(t({ topK: 40 }), 49_152)).toBeNull();
+    expect(topLogitsFor(t({ topK: 40 }), 49_152)).not.toBeNull();
+    expect(drawnLogitsFor(t({ logitBias: [[5, 1]] }), 49_152)).toBeNull();
+    expect(drawnLogitsFor(t({ frequencyPenalty: 0.5 }), 49_152)).toBeNull();
+    expect(drawnLogitsFor(t({ presencePenalty: 0.5 }), 49_152)).toBeNull();
+    expect(drawnLogitsFor(t({}), 255)).toBeNull();
+    expect(drawnFormLength(K) * 4).toBe(280);
+  });
+
+  it('one draw serves the mesh loop and the drawn form: the same token as the loop’s own draw, for the same settings only', () => {
+    const row = rowOf(seededRandom(30), 2048, 1.5, 4);
+    const sampling = settings[1] as SamplingParams;
+    const open = { topLogits: K, drawLogits: { sampling, draws: 5 } };
+    for (let step = 0; step < 40; step++) {
+      const draw = drawOf(open, row, step);
+      expect(draw?.token).toBe(sampleAt(row, sampling, 5 + step));
+      // The form made with that draw is the form made without it.
+      expect([...logitsAsSent(open, row, 1, step, 2048, step, draw)]).toEqual([...logitsAsSent(open, row, 1, step, 2048, step)]);
+    }
+    expect(drawOf({ topLogits: K }, row, 0)).toBeNull();
+    const loop = { peers: [], sampling: { ...sampling }, steps: 10, draws: 5 };
+    expect(sameDraw(loop, open.drawLogits)).toBe(true);
+    expect(sameDraw({ ...loop, draws: 4 }, open.drawLogits)).toBe(false);
+    expect(sameDraw({ ...loop, sampling: { ...sampling, seed: 9 } }, open.drawLogits)).toBe(false);
+    expect(sameDraw({ ...loop, sampling: { ...sampling, topP: 1 } }, open.drawLogits)).toBe(false);
+    expect(sameDraw(loop, undefined)).toBe(false);
+  });
+});

@@ -1,0 +1,219 @@
+import { type Draw, drawToken, type SamplingParams } from '../model/sampling.js';
+import { type Combine, majorityIdentical } from './quorum.js';
+import { RELATIVE_TOLERANCE } from './tolerance.js';
+import {
+  agreedTokens,
+  agreeTopLogits,
+  expandTopLogits,
+  MAX_TOP_LOGITS,
+  MIN_TOP_LOGITS,
+  medianOfTop,
+  TOP_MARGIN,
+  topFormFits,
+  topLogitsLength,
+  topLogitsOf,
+  topLogitsProblem,
+  topParts,
+} from './top-logits.js';
+
+/**
+ * Drawn forms: the logits of a step whose draw may land on any token (a temperature with no top_k, the API's
+ * default), without the whole row. The last stage knows the session's sampling and step t's number of the seeded
+ * sampler (SessionOpen.drawLogits), as it does for the mesh loop, so each replica makes the draw on its own row and
+ * sends the row's top form (top-logits.ts) and four floats more:
+ *
+ * - `allT`: top + T · ln(total), where total is the sum of every kept token's weight exp((logit − top) ÷ T);
+ * - `nucleusT`: top + T · ln(mass), the same over the tokens top_p keeps (allT where top_p is 1);
+ * - the drawn token's id and its value.
+ *
+ * The coordinator draws again from the accepted form with the same number: where the draw lands among the agreed
+ * most likely tokens it is decided there, from voted values alone (the weights are the row's, the total from
+ * `allT`, the same rule as sampling.ts). Where it lands beyond them (a token of the tail), the token is the one a
+ * majority of the agreeing replicas drew, with the median of its value: a minority cannot move it, and where no
+ * majority drew one token, the step fails by name. At a 49 152-token vocabulary a row is 196 KB a token and replica;
+ * a drawn form of 32 tokens is 280 bytes.
+ */
+export const DRAWN_EXTRA = 4;
+
+/** Floats of a drawn form of `k` tokens. */
+export function drawnFormLength(k: number): number {
+  return topLogitsLength(k) + DRAWN_EXTRA;
+}
+
+export interface DrawnParts {
+  /** The top form (a view). */
+  readonly form: Float32Array;
+  readonly allT: number;
+  readonly nucleusT: number;
+  /** The token the replica drew (an accepted form: −1 where no majority drew one token). */
+  readonly drawn: number;
+  readonly drawnValue: number;
+}
+
+/** Views of a drawn form's parts. */
+export function drawnParts(wire: Float32Array): DrawnParts {
+  const at = wire.length - DRAWN_EXTRA;
+  return {
+    form: wire.subarray(0, at),
+    allT: wire[at] as number,
+    nucleusT: wire[at + 1] as number,
+    drawn: wire[at + 2] as number,
+    drawnValue: wire[at + 3] as number,
+  };
+}
+
+/** A replica's drawn form of `row`: its top `k` tokens and its draw with `sampling` on the number `u` (or `made`, that draw). */
+export function drawnFormOf(
+  row: ArrayLike<number>,
+  k: number,
+  sampling: SamplingParams,
+  u: number,
+  made: Draw | null = null,
+): Float32Array<ArrayBuffer> {
+  const top = topLogitsOf(row, k);
+  const d = made ?? drawToken(row, sampling, () => u);
+  const out = new Float32Array(drawnFormLength(k));
+  out.set(top);
+  const at = top.length;
+  out[at] = d.top + sampling.temperature * Math.log(d.total);
+  out[at + 1] = d.top + sampling.temperature * Math.log(d.mass);
+  out[at + 2] = d.token;
+  out[at + 3] = row[d.token] as number;
+  return out;
+}
+
+/**
+ * Why `wire` is no drawn form of `k` tokens at `temperature`, or null where it is one: a top form, weights a row
+ * could have (the nucleus no heavier than the whole, neither lighter than the most likely token alone nor heavier
+ * than every token at the top's weight) and a drawn token of the vocabulary, at its named value where the form names
+ * it, else no higher than `rest`.
+ */
+export function drawnFormProblem(wire: Float32Array, k: number, vocabSize: number, temperature: number): string | null {
+  if (wire.length !== drawnFormLength(k)) return `${wire.length} floats where a drawn form of ${k} tokens takes ${drawnFormLength(k)}`;
+  const { form, allT, nucleusT, drawn, drawnValue } = drawnParts(wire);
+  const problem = topLogitsProblem(form, k, vocabSize);
+  if (problem !== null) return problem;
+  const { values, ids, rest } = topParts(form);
+  const top = values[0] as number;
+  const slack = RELATIVE_TOLERANCE * Math.max(1, Math.abs(top));
+  const most = top + temperature * Math.log(vocabSize) + slack;
+  if (!(allT >= top - slack && allT <= most)) return `total weight ${allT} is impossible for a largest value of ${top}`;
+  if (!(nucleusT >= top - slack && nucleusT <= allT + slack)) return `nucleus weight ${nucleusT} is outside [${top}, ${allT}]`;
+  if (!Number.isInteger(drawn) || drawn < 0 || drawn >= vocabSize)
+    return `drawn token ${drawn} is not one of the vocabulary's ${vocabSize}`;
+  const named = ids.indexOf(drawn);
+  if (named >= 0 ? drawnValue !== values[named] : !(drawnValue <= rest))
+    return `drawn token ${drawn}'s value ${drawnValue} is not the one its form gives it`;
+  return null;
+}
+
+/**
+ * Whether two drawn forms agree: their top forms agree (agreeTopLogits), their total and nucleus weights within the
+ * same tolerance, and where both drew one token, its value too. Two that drew other tokens may still agree: honest
+ * replicas that round differently may fall on either side of a boundary; the accepted form keeps only a token a
+ * majority drew.
+ */
+export function agreeDrawnForms(a: Float32Array, b: Float32Array, relative = RELATIVE_TOLERANCE): boolean {
+  if (a.length !== b.length) return false;
+  const x = drawnParts(a);
+  const y = drawnParts(b);
+  if (!agreeTopLogits(x.form, y.form, relative)) return false;
+  const { values, logSumExp } = topParts(y.form);
+  let largest = Math.max(1, Math.abs(logSumExp), Math.abs(y.allT));
+  for (const v of values) largest = Math.max(largest, Math.abs(v));
+  const tol = relative * largest;
+  const near = (p: number, q: number) => p === q || Math.abs(p - q) <= tol;
+  return near(x.allT, y.allT) && near(x.nucleusT, y.nucleusT) && (x.drawn !== y.drawn || near(x.drawnValue, y.drawnValue));
+}
+
+const middle = (xs: number[]): number => {
+  const s = [...xs].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+/**
+ * The drawn form no minority can move: a majority of bit-identical forms, or else the top forms' median
+ * (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with its median value
+ * (none, −1, where no token has that many).
+ */
+export const medianOfDrawn: Combine<Float32Array> = (forms, needed) => {
+  const first = forms[0];
+  if (first === undefined) throw new RangeError('nothing to combine');
+  const same = majorityIdentical(forms, needed);
+  if (same !== undefined) return { value: same, exact: true };
+  const parts = forms.map(drawnParts);
+  const out = new Float32Array(first.length);
+  out.set(
+    medianOfTop(
+      parts.map((p) => p.form),
+      needed,
+    ).value,
+  );
+  const at = first.length - DRAWN_EXTRA;
+  out[at] = middle(parts.map((p) => p.allT));
+  out[at + 1] = middle(parts.map((p) => p.nucleusT));
+  const votes = new Map<number, number[]>();
+  for (const p of parts) votes.set(p.drawn, [...(votes.get(p.drawn) ?? []), p.drawnValue]);
+  const won = [...votes].find(([, vs]) => vs.length >= Math.min(needed, parts.length));
+  out[at + 2] = won === undefined ? -1 : won[0];
+  out[at + 3] = won === undefined ? Number.NEGATIVE_INFINITY : middle(won[1]);
+  return { value: out, exact: false };
+};
+
+/**
+ * The coordinator's draw from an accepted drawn form with the number `u`: sampling.ts's rule on the agreed most
+ * likely tokens (their weights, the total from `allT`, top_p's cut where it falls among them), and beyond them the
+ * token a majority drew; null where the draw lands beyond them and no majority drew one token there.
+ */
+export function drawFromDrawnForm(wire: Float32Array, p: SamplingParams, u: number): number | null {
+  const { form, allT, nucleusT, drawn } = drawnParts(wire);
+  const { values, ids } = topParts(form);
+  const n = agreedTokens(form);
+  const t = p.temperature;
+  const top = values[0] as number;
+  const weights = Float64Array.from(values.subarray(0, n), (v) => Math.exp((v - top) / t));
+  const total = Math.exp((allT - top) / t);
+  let cut: number | null = null;
+  if (p.topP < 1) {
+    let acc = 0;
+    for (let j = 0; j < n; j++) {
+      acc += (weights[j] as number) / total;
+      if (acc >= p.topP) {
+        cut = j + 1;
+        break;
+      }
+    }
+  }
+  let mass = 0;
+  if (cut === null) mass = Math.exp((nucleusT - top) / t);
+  else for (let j = 0; j < cut; j++) mass += weights[j] as number;
+  let r = u * mass;
+  for (let j = 0; j < (cut ?? n); j++) {
+    r -= weights[j] as number;
+    if (r < 0) return ids[j] as number;
+  }
+  if (cut !== null) return ids[cut - 1] as number;
+  // Beyond the agreed tokens: the majority's draw, which must be one of them no more.
+  if (drawn < 0 || [...ids.subarray(0, n)].includes(drawn)) return null;
+  return drawn;
+}
+
+/** A whole row from an accepted drawn form: its top form's row (expandTopLogits) and the drawn token's value. */
+export function expandDrawnForm(wire: Float32Array, vocabSize: number): Float32Array {
+  const { form, drawn, drawnValue } = drawnParts(wire);
+  const row = expandTopLogits(form, vocabSize);
+  if (drawn >= 0 && row[drawn] === Number.NEGATIVE_INFINITY) row[drawn] = drawnValue;
+  return row;
+}
+
+/**
+ * The top form's size of a session's drawn forms, or null where they are not used: a temperature whose draw may
+ * read more than a top form holds (no top_k, or one above MAX_TOP_LOGITS less TOP_MARGIN), with no logit_bias and no
+ * penalties (those move values the form does not carry), where the form is at most a quarter of a row.
+ */
+export function drawnLogitsFor(p: SamplingParams, vocabSize: number): number | null {
+  if ((p.logitBias?.length ?? 0) > 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0) return null;
+  if (p.temperature === 0 || (p.topK > 0 && p.topK + TOP_MARGIN <= MAX_TOP_LOGITS)) return null;
+  return topFormFits(MIN_TOP_LOGITS + DRAWN_EXTRA / 2, vocabSize) ? MIN_TOP_LOGITS : null;
+}
