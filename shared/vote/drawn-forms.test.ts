@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mapLogitValues } from '../../testing/logit-values.js';
 import { randomAt, type SamplingParams, sampleToken, seededRandom } from '../model/sampling.js';
 import { parseLogits } from '../protocol/validate.js';
 import { sampleAt } from '../swarm/mesh-loop.js';
@@ -59,7 +60,7 @@ const settings: SamplingParams[] = [
 ];
 
 describe('drawn forms of logits', () => {
-  it('give the whole row’s draw, among the most likely tokens from voted values, beyond them the majority’s token', () => {
+  it('give the whole row’s draw: the majority’s, and where none drew one token, again from voted values among the most likely', () => {
     const random = seededRandom(17);
     let tail = 0;
     let head = 0;
@@ -79,7 +80,13 @@ describe('drawn forms of logits', () => {
         // The expanded row holds the drawn token at its value (its log-probability), and the top tokens at theirs.
         expect(expandDrawnForm(value, n)[want]).toBeCloseTo(row[want] as number, 4);
       }
-      if (topParts(drawnParts(form).form).ids.includes(want)) head += 1;
+      // No majority for one token (medianOfDrawn's −1): drawn again from the voted values, the whole row's token where
+      // it lands among the most likely tokens, and no token (the step fails) where it lands beyond them.
+      const split = accepted.value.slice();
+      split[split.length - 2] = -1;
+      const among = topParts(drawnParts(form).form).ids.includes(want);
+      expect(drawFromDrawnForm(split, p, u), `trial ${trial}`).toBe(among ? want : null);
+      if (among) head += 1;
       else tail += 1;
     }
     // Both ways of deciding were exercised, many times.
@@ -177,6 +184,38 @@ describe('drawn forms of logits', () => {
       expect(q.state.kind === 'agreed' && q.state.settled).toBe(true);
     }
     expect(checked).toBe(20);
+  });
+
+  it('a liar that mixes one honest replica’s values with the other’s weights cannot move the draw a majority made', () => {
+    // Two honest replicas a tenth of the tolerance apart (another backend's rounding), and a liar within half a
+    // tolerance of both: its values half a tolerance up and weights half down, or the reverse. Each number's median
+    // then comes from another replica, and a draw again from the median form is scaled by a mass no replica had.
+    const row = rowOf(seededRandom(44), 2048, 1.5, 4);
+    const p = settings[0] as SamplingParams;
+    let moved = 0;
+    for (let trial = 0; trial < 2000; trial++) {
+      const u = randomAt(p.seed, trial);
+      const honest = drawnFormOf(row, K, p, u);
+      const other = mapLogitValues(honest, 2048, (v, _role, tol) => v + 0.1 * tol);
+      for (const up of [true, false]) {
+        const liar = mapLogitValues(honest, 2048, (v, role, tol) => ((role === 'weight') === up ? v + 0.5 * tol : v - 0.5 * tol));
+        const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn });
+        for (const [id, value] of [
+          ['liar', liar],
+          ['a', honest],
+          ['b', other],
+        ] as const)
+          q.add({ status: 'fulfilled', replica: id, value });
+        if (q.state.kind !== 'agreed') throw new Error(`trial ${trial}: no majority`);
+        expect(q.state.agreeing.length).toBe(3);
+        expect(drawFromDrawnForm(q.state.value, p, u), `trial ${trial}`).toBe(drawnParts(honest).drawn);
+        // What the lie does to a draw again from that median form: it moves some draws (so this test can fail).
+        const again = q.state.value.slice();
+        again[again.length - 2] = -1;
+        if (drawFromDrawnForm(again, p, u) !== drawnParts(honest).drawn) moved += 1;
+      }
+    }
+    expect(moved).toBeGreaterThan(0);
   });
 
   it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {

@@ -26,11 +26,11 @@ import {
  * - `nucleusT`: top + T · ln(mass), the same over the tokens top_p keeps (allT where top_p is 1);
  * - the drawn token's id and its value.
  *
- * The coordinator draws again from the accepted form with the same number: where the draw lands among the agreed
- * most likely tokens it is decided there, from voted values alone (the weights are the row's, the total from
- * `allT`, the same rule as sampling.ts). Where it lands beyond them (a token of the tail), the token is the one a
- * majority of the agreeing replicas drew, with the median of its value: a minority cannot move it, and where no
- * majority drew one token, the step fails by name. At a 49 152-token vocabulary a row is 196 KB a token and replica;
+ * The coordinator serves the token a majority of the agreeing replicas drew, with the median of its value where
+ * the form leaves it out (its log-probability): a minority cannot move it. Only where no token has a majority
+ * (honest replicas on either side of a boundary, or only some answered) it draws again from the accepted form with
+ * the same number, from voted values alone (the weights are the row's, the total from `allT`, the same rule as
+ * sampling.ts); where that lands beyond the agreed most likely tokens, the step fails by name. At a 49 152-token vocabulary a row is 196 KB a token and replica;
  * a drawn form of 32 tokens is 280 bytes.
  */
 export const DRAWN_EXTRA = 4;
@@ -162,12 +162,19 @@ export const medianOfDrawn: Combine<Float32Array> = (forms, needed) => {
 };
 
 /**
- * The coordinator's draw from an accepted drawn form with the number `u`: sampling.ts's rule on the agreed most
- * likely tokens (their weights, the total from `allT`, top_p's cut where it falls among them), and beyond them the
- * token a majority drew; null where the draw lands beyond them and no majority drew one token there.
+ * The coordinator's draw from an accepted drawn form with the number `u`: the token a majority of the agreeing
+ * replicas drew, where one has a majority. Only where none has (honest replicas on either side of a boundary, or
+ * only some answered) it draws again: sampling.ts's rule on the agreed most likely tokens (their weights, the total
+ * from `allT`, top_p's cut where it falls among them); null where that lands beyond them.
+ *
+ * The majority's token comes first because a draw again from the median form is not theirs: each of its numbers is
+ * a median on its own, so a liar within the tolerance of two honest replicas that round differently can have the
+ * values of one and the weights of the other taken, and move the mass the draw is scaled by (a red-team helper had
+ * 1 liar of 3 served another token, or a 503, in 2–3 % of steps at a tenth of the tolerance between the honest two).
  */
 export function drawFromDrawnForm(wire: Float32Array, p: SamplingParams, u: number): number | null {
   const { form, allT, nucleusT, drawn } = drawnParts(wire);
+  if (drawn >= 0) return drawn;
   const { values, ids } = topParts(form);
   const n = agreedTokens(form);
   const t = p.temperature;
@@ -193,10 +200,7 @@ export function drawFromDrawnForm(wire: Float32Array, p: SamplingParams, u: numb
     r -= weights[j] as number;
     if (r < 0) return ids[j] as number;
   }
-  if (cut !== null) return ids[cut - 1] as number;
-  // Beyond the agreed tokens: the majority's draw, which must be one of them no more.
-  if (drawn < 0 || [...ids.subarray(0, n)].includes(drawn)) return null;
-  return drawn;
+  return cut === null ? null : (ids[cut - 1] as number);
 }
 
 /** A whole row from an accepted drawn form: its top form's row (expandTopLogits) and the drawn token's value. */
