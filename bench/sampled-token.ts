@@ -36,11 +36,11 @@ import { median, printTable } from './table.js';
 
 const SAMPLINGS: readonly { readonly label: string; readonly p: SamplingParams }[] = [
   { label: 'greedy', p: GREEDY },
-  // May read any token: the last stage sends its drawn form (shared/vote/drawn-forms.ts), 280 bytes.
+  // May read any token: the last stage sends its drawn form of 32 (shared/vote/drawn-forms.ts), 280 bytes.
   { label: 'temperature 0.8, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7 } },
   // The same with a logit_bias (on a token that does not change the draw much): whole rows, 196 608 bytes.
   { label: 'temperature 0.8, logit_bias, seed 7', p: { temperature: 0.8, topK: 0, topP: 1, seed: 7, logitBias: [[1, 0.5]] } },
-  // Reads only the 40 most likely tokens: the last stage sends their top form (shared/vote/top-logits.ts), not rows.
+  // Reads only the 40 most likely tokens: the last stage sends their drawn form of 48, not rows.
   { label: 'temperature 0.8, top_k 40, seed 7', p: { temperature: 0.8, topK: 40, topP: 1, seed: 7 } },
 ];
 
@@ -69,9 +69,9 @@ async function withRealVocabSwarm(
 
 /** What a last-stage replica sends the coordinator a token with `p`: a top form, a drawn form, or the whole row. */
 function logitsBytes(p: SamplingParams, vocab: number): number {
-  const top = topLogitsFor(p, vocab);
-  const drawn = top === null ? drawnLogitsFor(p, vocab) : null;
-  return 4 * (top !== null ? topLogitsLength(top) : drawn !== null ? drawnFormLength(drawn) : vocab);
+  const drawn = drawnLogitsFor(p, vocab);
+  const top = drawn === null ? topLogitsFor(p, vocab) : null;
+  return 4 * (drawn !== null ? drawnFormLength(drawn) : top !== null ? topLogitsLength(top) : vocab);
 }
 
 export async function benchSampledToken(o: { tokens: number; repeats: number }): Promise<void> {

@@ -12,11 +12,16 @@ export type LogitRole = 'top' | 'value' | 'rest' | 'logSumExp' | 'weight';
 /**
  * For a test's hostile or rounding replica: every value of the logits a last-stage replica sends through `f`, token
  * ids left as they are, whatever form they come in: whole rows of `vocab`, scored forms, a drawn form of
- * MIN_TOP_LOGITS tokens, or a top form. `tol` is the vote's tolerance for that row or form (a whole tensor's for
+ * `drawnTokens` tokens (its length is a top form's of 2 more: a test says which it asked for), or a top form. `tol` is the vote's tolerance for that row or form (a whole tensor's for
  * rows). `f` is called for each value alone, so a token a form names twice (a drawn or scored token among its top
  * ones) gets the same value both times; an `f` that keeps the order of the values keeps the form well formed.
  */
-export function mapLogitValues(all: Float32Array, vocab: number, f: (v: number, role: LogitRole, tol: number) => number): Float32Array {
+export function mapLogitValues(
+  all: Float32Array,
+  vocab: number,
+  f: (v: number, role: LogitRole, tol: number) => number,
+  drawnTokens = MIN_TOP_LOGITS,
+): Float32Array {
   const out = all.slice();
   if (out.length % vocab === 0) {
     const tol = RELATIVE_TOLERANCE * Math.max(1, maxAbs(out));
@@ -36,12 +41,12 @@ export function mapLogitValues(all: Float32Array, vocab: number, f: (v: number, 
     }
     return out;
   }
-  if (out.length === drawnFormLength(MIN_TOP_LOGITS)) {
+  if (out.length === drawnFormLength(drawnTokens)) {
     const at = out.length - DRAWN_EXTRA;
     const tol = mapTopForm(out.subarray(0, at), f);
     out[at] = f(out[at] as number, 'weight', tol);
     out[at + 1] = f(out[at + 1] as number, 'weight', tol);
-    out[at + 3] = f(out[at + 3] as number, out[at + 2] === out[MIN_TOP_LOGITS] ? 'top' : 'value', tol);
+    out[at + 3] = f(out[at + 3] as number, out[at + 2] === out[drawnTokens] ? 'top' : 'value', tol);
     return out;
   }
   mapTopForm(out, f);

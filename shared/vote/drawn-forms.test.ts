@@ -57,6 +57,8 @@ const settings: SamplingParams[] = [
   { temperature: 1.5, topK: 0, topP: 1, seed: 3 },
   { temperature: 1, topK: 0, topP: 0.5, seed: 4 },
   { temperature: 0.9, topK: 1000, topP: 0.95, seed: 5 },
+  { temperature: 0.8, topK: 40, topP: 1, seed: 6 },
+  { temperature: 1.2, topK: 10, topP: 0.8, seed: 7 },
 ];
 
 describe('drawn forms of logits', () => {
@@ -70,8 +72,10 @@ describe('drawn forms of logits', () => {
       const p = settings[trial % settings.length] as SamplingParams;
       const u = randomAt(p.seed, trial);
       const want = sampleToken(row, p, () => u);
-      const form = drawnFormOf(row, K, p, u);
-      expect(drawnFormProblem(form, K, n, p.temperature), `trial ${trial}`).toBeNull();
+      // 32 tokens, or top_k + 8 (48 for top_k 40).
+      const k = drawnLogitsFor(p, n) as number;
+      const form = drawnFormOf(row, k, p, u);
+      expect(drawnFormProblem(form, k, n, p.temperature), `trial ${trial}`).toBeNull();
       expect(drawnParts(form).drawn).toBe(want);
       // Three replicas, one of another backend's rounding: not identical, so the median is taken.
       const accepted = medianOfDrawn([form, rounded(form), form.slice()], 2);
@@ -223,10 +227,14 @@ describe('drawn forms of logits', () => {
     expect(drawnLogitsFor(t({}), 49_152)).toBe(K);
     expect(drawnLogitsFor(t({ topP: 0.9 }), 2048)).toBe(K);
     expect(drawnLogitsFor(t({ topK: 1000 }), 49_152)).toBe(K);
-    // Greedy and a small top_k are top forms; bias and penalties, whole rows; a vocabulary too small, whole rows.
+    // A top_k: the form names 8 more (TOP_MARGIN); greedy is a top form; bias and penalties, whole rows; a
+    // vocabulary too small, whole rows.
+    expect(drawnLogitsFor(t({ topK: 40 }), 49_152)).toBe(48);
+    expect(drawnLogitsFor(t({ topK: 10 }), 49_152)).toBe(K);
+    expect(drawnLogitsFor(t({ topK: 248 }), 49_152)).toBe(256);
+    expect(drawnLogitsFor(t({ topK: 249 }), 49_152)).toBe(K);
     expect(drawnLogitsFor(t({ temperature: 0 }), 49_152)).toBeNull();
-    expect(drawnLogitsFor(t({ topK: 40 }), 49_152)).toBeNull();
-    expect(topLogitsFor(t({ topK: 40 }), 49_152)).not.toBeNull();
+    expect(topLogitsFor(t({ temperature: 0 }), 49_152)).toBe(K);
     expect(drawnLogitsFor(t({ logitBias: [[5, 1]] }), 49_152)).toBeNull();
     expect(drawnLogitsFor(t({ frequencyPenalty: 0.5 }), 49_152)).toBeNull();
     expect(drawnLogitsFor(t({ presencePenalty: 0.5 }), 49_152)).toBeNull();

@@ -180,11 +180,15 @@ export function drawFromDrawnForm(wire: Float32Array, p: SamplingParams, u: numb
   const t = p.temperature;
   const top = values[0] as number;
   const weights = Float64Array.from(values.subarray(0, n), (v) => Math.exp((v - top) / t));
-  const total = Math.exp((allT - top) / t);
-  let cut: number | null = null;
+  // top_k keeps the first topK: where they are all agreed, their total is summed here as the sampler sums it (not
+  // from allT's float32), and top_p may cut before them; else the total is allT's.
+  let cut: number | null = p.topK > 0 && p.topK <= n ? p.topK : null;
+  let total = 0;
+  if (cut === null) total = Math.exp((allT - top) / t);
+  else for (let j = 0; j < cut; j++) total += weights[j] as number;
   if (p.topP < 1) {
     let acc = 0;
-    for (let j = 0; j < n; j++) {
+    for (let j = 0; j < (cut ?? n); j++) {
       acc += (weights[j] as number) / total;
       if (acc >= p.topP) {
         cut = j + 1;
@@ -212,12 +216,15 @@ export function expandDrawnForm(wire: Float32Array, vocabSize: number): Float32A
 }
 
 /**
- * The top form's size of a session's drawn forms, or null where they are not used: a temperature whose draw may
- * read more than a top form holds (no top_k, or one above MAX_TOP_LOGITS less TOP_MARGIN), with no logit_bias and no
- * penalties (those move values the form does not carry), where the form is at most a quarter of a row.
+ * The top form's size of a session's drawn forms, or null where they are not used: any temperature above 0 with no
+ * logit_bias and no penalties (those move values the form does not carry), where the form is at most a quarter of a
+ * row. 32 tokens, or top_k + TOP_MARGIN where that is larger and at most MAX_TOP_LOGITS (a larger top_k reads more
+ * than a form holds: 32, the draw the majority's). A draw with top_k is then the majority's too, not the coordinator's
+ * again from the median form, whose values a liar can pick between two honest replicas' (drawFromDrawnForm).
  */
 export function drawnLogitsFor(p: SamplingParams, vocabSize: number): number | null {
   if ((p.logitBias?.length ?? 0) > 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0) return null;
-  if (p.temperature === 0 || (p.topK > 0 && p.topK + TOP_MARGIN <= MAX_TOP_LOGITS)) return null;
-  return topFormFits(MIN_TOP_LOGITS + DRAWN_EXTRA / 2, vocabSize) ? MIN_TOP_LOGITS : null;
+  if (!(p.temperature > 0)) return null;
+  const k = p.topK > 0 && p.topK + TOP_MARGIN <= MAX_TOP_LOGITS ? Math.max(MIN_TOP_LOGITS, p.topK + TOP_MARGIN) : MIN_TOP_LOGITS;
+  return topFormFits(k + DRAWN_EXTRA / 2, vocabSize) ? k : null;
 }

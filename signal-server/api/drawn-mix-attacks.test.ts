@@ -11,7 +11,7 @@ import type { StepLogits } from '../../shared/protocol/messages.js';
 import { drawnFormLength } from '../../shared/vote/drawn-forms.js';
 import { MIN_TOP_LOGITS } from '../../shared/vote/top-logits.js';
 import { mapLogitValues } from '../../testing/logit-values.js';
-import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm } from '../testing/api-swarm.js';
+import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 
 const VOCAB = 2048;
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
@@ -65,7 +65,7 @@ describe('a liar that mixes one honest replica’s values with the other’s wei
         seed,
       });
       expect(r.status, r.raw).toBe(200);
-      const body = JSON.parse(r.raw) as { webswarm: { tokens: number[]; votes: { votes: { agreed: number }[] }[] } };
+      const body = JSON.parse(r.raw) as WebswarmBody;
       expect(body.webswarm.tokens).toEqual(want);
       expect(lied.calls).toBeGreaterThan(before);
       // The liar stays within the tolerance: it agrees, and still cannot move the draw.

@@ -14,7 +14,7 @@ import { agreeDrawnForms, drawnFormLength, drawnFormOf } from '../../shared/vote
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
 import { agreeTopLogits, MIN_TOP_LOGITS, topLogitsOf } from '../../shared/vote/top-logits.js';
 import { mapLogitValues } from '../../testing/logit-values.js';
-import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm } from '../testing/api-swarm.js';
+import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { promptLogprobs } from '../testing/prompt-logprobs.js';
 
 const BOUND = 1e-4;
@@ -71,13 +71,6 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rig?.close());
 
-interface Body {
-  readonly webswarm: {
-    readonly tokens: number[];
-    readonly votes: { readonly votes: { readonly agreed: number; readonly disagreed: number }[] }[];
-  };
-}
-
 describe('a liar at the tolerance edge of one honest replica, answering first', () => {
   it("the rig: on the reference runner's logits, the liar agrees with the honest answer and not with the other rounding", async () => {
     const { reference } = rig as ApiSwarm;
@@ -119,7 +112,7 @@ describe('a liar at the tolerance edge of one honest replica, answering first', 
       const want = (await reference.generateIds(ids, TOKENS, sampling)).tokens;
       const before = { ...lied };
       const res = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: TOKENS, logprobs: 1, ...request });
-      const body = res as unknown as Body;
+      const body = res as unknown as WebswarmBody;
       expect(body.webswarm.tokens).toEqual(want);
       // The liar lied at every token, in the form the request asks for.
       expect(lied[form] - before[form]).toBeGreaterThanOrEqual(TOKENS);

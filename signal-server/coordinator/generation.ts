@@ -74,8 +74,8 @@ export class GenerationSession extends SessionJoin {
     this.sampling = sampling;
     // Where the draw reads only the most likely tokens, the last stage sends those (top-logits.ts), not whole rows;
     // a scored prompt's rows, where the vocabulary allows, each row's top tokens and the value of the token it scores.
-    // A temperature whose draw may read any token: the top form carries each replica's draw (drawn-forms.ts).
-    const drawn = topLogitsFor(sampling, vocab) === null ? drawnLogitsFor(sampling, vocab) : null;
+    // At a temperature the top form carries each replica's draw, and the majority's is served (drawn-forms.ts).
+    const drawn = drawnLogitsFor(sampling, vocab);
     this.topLogits = drawn ?? topLogitsFor(sampling, vocab);
     this.drawnForms = drawn !== null;
     this.scoredForms = plan.steps > 0 && scoredFormsFit(vocab);

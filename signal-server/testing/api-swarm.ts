@@ -12,6 +12,14 @@ import { createSignalServer, type SignalServer } from '../server.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
 export const API_MODEL = 'austen-2m';
+
+/** What a test reads of an answer's `webswarm` field: its tokens, and each token's votes per stage. */
+export interface WebswarmBody {
+  readonly webswarm: {
+    readonly tokens: number[];
+    readonly votes: { readonly votes: { readonly agreed: number; readonly disagreed: number }[] }[];
+  };
+}
 const READY_TIMEOUT_MS = 10_000;
 
 export interface ApiSwarm {
