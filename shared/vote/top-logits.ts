@@ -254,7 +254,8 @@ export function expandTopLogits(wire: Float32Array, vocabSize: number): Float32A
 /**
  * The top form's size a session's draw needs, or null where it reads more than the most likely tokens (a
  * temperature with no top_k or one above MAX_TOP_LOGITS, logit_bias, penalties) or the vocabulary is too small
- * for a top form to save anything.
+ * for a top form to save anything. At a temperature the coordinator asks for drawn forms first (drawn-forms.ts:
+ * the majority's draw is served); a plain top form is then only greedy's, or where a drawn form would not fit.
  */
 export function topLogitsFor(p: SamplingParams, vocabSize: number): number | null {
   if ((p.logitBias?.length ?? 0) > 0 || (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0) return null;
