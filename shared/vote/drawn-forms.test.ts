@@ -222,6 +222,29 @@ describe('drawn forms of logits', () => {
     expect(moved).toBeGreaterThan(0);
   });
 
+  it('two newcomers that copy an established replica’s form and name another token do not outvote its draw', () => {
+    const { p, form } = sample(12, 0.6);
+    const { values, ids } = topParts(drawnParts(form).form);
+    const j = ids[0] === drawnParts(form).drawn ? 1 : 0;
+    const sybil = form.slice();
+    sybil[sybil.length - 2] = ids[j] as number;
+    sybil[sybil.length - 1] = values[j] as number;
+    expect(drawnFormProblem(sybil, K, 2048, p.temperature)).toBeNull();
+    const vote = (established?: (id: string) => boolean) => {
+      const q = new Quorum(['e', 'n1', 'n2'], agreeDrawnForms, { combine: medianOfDrawn, ...(established ? { established } : {}) });
+      for (const [id, value] of [
+        ['n1', sybil],
+        ['e', form],
+        ['n2', sybil.slice()],
+      ] as const)
+        q.add({ status: 'fulfilled', replica: id, value });
+      return q.state.kind === 'agreed' ? drawFromDrawnForm(q.state.value, p, 0.6) : undefined;
+    };
+    // With a record for e, only its draw counts; among three equals the two would win (so the test can fail).
+    expect(vote((id) => id === 'e')).toBe(drawnParts(form).drawn);
+    expect(vote()).toBe(ids[j]);
+  });
+
   it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {
     const t = (o: Partial<SamplingParams>): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, seed: 0, ...o });
     expect(drawnLogitsFor(t({}), 49_152)).toBe(K);

@@ -135,14 +135,22 @@ const middle = (xs: number[]): number => {
 /**
  * The drawn form no minority can move: a majority of bit-identical forms, or else the top forms' median
  * (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with its median value
- * (none, −1, where no token has that many).
+ * (none, −1, where no token has that many); where some of the forms are established replicas', only theirs count
+ * for the token (`needed` of them, or all where they are fewer).
  */
-export const medianOfDrawn: Combine<Float32Array> = (forms, needed) => {
+export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established) => {
   const first = forms[0];
   if (first === undefined) throw new RangeError('nothing to combine');
-  const same = majorityIdentical(forms, needed);
-  if (same !== undefined) return { value: same, exact: true };
   const parts = forms.map(drawnParts);
+  // Newcomers never outvote an established replica (quorum.ts): where the group has established members, only
+  // their draws count (two sybils that copy an established replica's form and name another token win nothing).
+  const counted = established?.some(Boolean) === true ? parts.filter((_, i) => established?.[i] === true) : parts;
+  const votes = new Map<number, number[]>();
+  for (const p of counted) votes.set(p.drawn, [...(votes.get(p.drawn) ?? []), p.drawnValue]);
+  const won = [...votes].find(([, vs]) => vs.length >= Math.min(needed, counted.length));
+  const same = majorityIdentical(forms, needed);
+  // A bit-identical majority is taken whole where its draw is the counted majority's.
+  if (same !== undefined && won !== undefined && drawnParts(same).drawn === won[0]) return { value: same, exact: true };
   const out = new Float32Array(first.length);
   out.set(
     medianOfTop(
@@ -153,9 +161,6 @@ export const medianOfDrawn: Combine<Float32Array> = (forms, needed) => {
   const at = first.length - DRAWN_EXTRA;
   out[at] = middle(parts.map((p) => p.allT));
   out[at + 1] = middle(parts.map((p) => p.nucleusT));
-  const votes = new Map<number, number[]>();
-  for (const p of parts) votes.set(p.drawn, [...(votes.get(p.drawn) ?? []), p.drawnValue]);
-  const won = [...votes].find(([, vs]) => vs.length >= Math.min(needed, parts.length));
   out[at + 2] = won === undefined ? -1 : won[0];
   out[at + 3] = won === undefined ? Number.NEGATIVE_INFINITY : middle(won[1]);
   return { value: out, exact: false };

@@ -42,8 +42,16 @@ export interface QuorumOptions<T> {
   readonly established?: (replica: string) => boolean;
 }
 
-/** Makes one value from agreeing values; `exact` says a majority of them were identical (nothing could move it). */
-export type Combine<T> = (values: readonly T[], needed: number) => { readonly value: T; readonly exact: boolean };
+/**
+ * Makes one value from agreeing values; `exact` says a majority of them were identical (nothing could move it).
+ * `established` says, value by value, whether its replica has an established record (all false where the vote
+ * has none): a combine that counts claims counts only theirs where there are any (drawn-forms.ts).
+ */
+export type Combine<T> = (
+  values: readonly T[],
+  needed: number,
+  established?: readonly boolean[],
+) => { readonly value: T; readonly exact: boolean };
 
 /** ⌊r/2⌋ + 1: the smallest strict majority of r replicas. */
 export function majority(replicas: number): number {
@@ -220,7 +228,9 @@ export class Quorum<T> {
         // Made again only when the winner gained a member (an answer elsewhere moves nothing in it).
         if (this.made === null || this.made.of !== members.length) {
           const values = members.map((i) => (this.answers[i] as { value: T }).value);
-          this.made = { of: members.length, ...this.combine(values, this.needed) };
+          const est = this.established;
+          const flags = members.map((i) => est?.(this.replicaAt(i)) === true);
+          this.made = { of: members.length, ...this.combine(values, this.needed, flags) };
         }
         value = this.made.value;
         settled = this.made.exact || this.pending.size === 0;

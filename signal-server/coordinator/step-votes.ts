@@ -2,7 +2,7 @@ import type { TimerHandle } from '../../shared/clock.js';
 import type { ReceivedReport } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
-import { agreeDrawnForms, drawnFormProblem, medianOfDrawn } from '../../shared/vote/drawn-forms.js';
+import { agreeDrawnForms, drawnFormProblem, drawnParts, medianOfDrawn } from '../../shared/vote/drawn-forms.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
 import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import {
@@ -269,8 +269,20 @@ export abstract class StepVotes extends SessionRoute {
     const digests = this.digestVotes.get(this.wait.step) ?? [];
     if (digests.some((q) => q.state.kind === 'no-majority')) return true;
     const logits = w.logits.state;
-    const logitsDone = logits.kind === 'no-majority' || (logits.kind === 'agreed' && (logits.settled || w.settleExpired));
+    const logitsDone =
+      logits.kind === 'no-majority' ||
+      (logits.kind === 'agreed' && (logits.settled || (w.settleExpired && this.mayTakeUnsettled(this.wait.step, logits.value))));
     return logitsDone && digests.every((q) => q.state.kind !== 'pending');
+  }
+
+  /**
+   * Whether agreed but unsettled logits may be taken once SETTLE_MS ran out: not a drawn form whose token no
+   * majority drew. A draw again from its median form is not the replicas' (drawn-forms.ts), and with some still to
+   * answer, liars that answered first would have it made from their values: the rest are waited for (to the step
+   * timeout: an error, never their draw).
+   */
+  private mayTakeUnsettled(step: number, value: Float32Array): boolean {
+    return this.logitsFormAt(step).kind !== 'drawn' || drawnParts(value).drawn >= 0;
   }
 
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
