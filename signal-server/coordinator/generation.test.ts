@@ -5,7 +5,7 @@
 // This is where lying and vanishing replicas are tested quickly and seeded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY, seededRandom } from '../../shared/model/sampling.js';
-import { type FaultBehaviour, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
+import { type FaultBehaviour, type FaultKind, faultBehaviour, SLOW_DELAY_MS } from '../../shared/swarm/faults.js';
 import type { ReferenceRunner } from '../reference/reference-runner.js';
 import { closeGoldenSwarm, type GoldenSwarm, startGoldenSwarm } from '../testing/golden-swarm.js';
 import {
@@ -193,8 +193,8 @@ describe('a generation through replicas', () => {
     const clean = await runSwarm();
     const slow = await runSwarm({ s1r2: fault('slow') });
     expect(slow.tokens).toEqual(expected);
-    // Generous: the slow replica alone would add 1 s to every step.
-    expect(median(slow.stepMs)).toBeLessThan(1.5 * median(clean.stepMs) + 20);
+    // Generous (a loaded machine's noise, 5 × below the delay): the slow replica alone would add 1 s to every step.
+    expect(median(slow.stepMs)).toBeLessThan(1.5 * median(clean.stepMs) + SLOW_DELAY_MS / 5);
   });
 
   it.each(DATA_CHANNEL_FUZZ_SEEDS)(
