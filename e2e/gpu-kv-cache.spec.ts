@@ -408,9 +408,12 @@ describe('batching across sessions in one tab', () => {
       // Plain graphs batch only sessions of equal length, so whether the rows held at the end still share a
       // tensor depends on how the last round's steps met (it failed once in four CI runs): never more than one
       // tensor a cache, and for fused graphs, which batch any lengths, fewer.
-      if (graph === 'fused') expect(s.gpuTensors).toBeLessThan(s.kvOnDevice);
-      else expect(s.gpuTensors).toBeLessThanOrEqual(s.kvOnDevice);
-      expect(s.gpuPastsReused).toBeGreaterThan(0);
+      // Likewise whether a plain batch was ever the last call's rows again (it was not, once in a CI run of
+      // 2026-12-04): fused graphs must reuse; plain ones must have batched and copied rows.
+      if (graph === 'fused') {
+        expect(s.gpuTensors).toBeLessThan(s.kvOnDevice);
+        expect(s.gpuPastsReused).toBeGreaterThan(0);
+      } else expect(s.gpuTensors).toBeLessThanOrEqual(s.kvOnDevice);
       expect(s.gpuRowsCopied).toBeGreaterThan(0);
     } else expect(s).toMatchObject({ gpuTensors: 0, gpuPastsReused: 0, gpuRowsCopied: 0 });
     // Every session closed: nothing is left on the GPU, neither our buffers nor onnxruntime's tensors.
