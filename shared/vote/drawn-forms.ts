@@ -1,5 +1,5 @@
 import { type Draw, drawToken, type SamplingParams } from '../model/sampling.js';
-import { type Combine, majorityIdentical } from './quorum.js';
+import { type Combine, elementwiseMedian, majorityIdentical } from './quorum.js';
 import { RELATIVE_TOLERANCE } from './tolerance.js';
 import {
   agreedTokens,
@@ -126,11 +126,8 @@ export function agreeDrawnForms(a: Float32Array, b: Float32Array, relative = REL
   return near(x.allT, y.allT) && near(x.nucleusT, y.nucleusT) && (x.drawn !== y.drawn || near(x.drawnValue, y.drawnValue));
 }
 
-const middle = (xs: number[]): number => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
+/** The median of single numbers, by the vote's own element-wise median (as medianOfTop takes `rest`'s). */
+const middle = (xs: readonly number[]): number => elementwiseMedian(xs.map((x) => Float32Array.of(x)))[0] as number;
 
 /**
  * The drawn form no minority can move: a majority of bit-identical forms, or else the top forms' median

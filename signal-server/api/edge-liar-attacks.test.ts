@@ -8,7 +8,7 @@
 // real replica's logits (a top form, a drawn form or whole rows): every value but the most likely lowered by 99.5 % of the
 // tolerance. The reference runner on the same stage is the oracle.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SamplingParams } from '../../shared/model/sampling.js';
+import { GREEDY, type SamplingParams } from '../../shared/model/sampling.js';
 import type { StepLogits } from '../../shared/protocol/messages.js';
 import { agreeDrawnForms, drawnFormLength, drawnFormOf } from '../../shared/vote/drawn-forms.js';
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
@@ -57,7 +57,6 @@ function otherBackend(m: StepLogits): StepLogits {
   return { ...m, logits: otherRounding(new Float32Array(m.logits)).buffer as ArrayBuffer };
 }
 
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 const SAMPLED: SamplingParams = { temperature: 0.9, topK: 0, topP: 1, seed: 7 };
 const slow = { output: (_step: number, d: Float32Array) => d, delayMs: HONEST_DELAY_MS };
 
