@@ -13,6 +13,7 @@ import {
   drawnLogitsFor,
   drawnParts,
   expandDrawnForm,
+  majorityDraw,
   medianOfDrawn,
 } from './drawn-forms.js';
 import { drawOf, logitsAsSent, sameDraw } from './logits-as-sent.js';
@@ -243,6 +244,19 @@ describe('drawn forms of logits', () => {
     // With a record for e, only its draw counts; among three equals the two would win (so the test can fail).
     expect(vote((id) => id === 'e')).toBe(drawnParts(form).drawn);
     expect(vote()).toBe(ids[j]);
+  });
+
+  it('majorityDraw: the token `needed` draws name, counting established replicas’ only where there are any', () => {
+    expect(majorityDraw([7, 9, 7], 2)).toEqual({ token: 7, at: [0, 2] });
+    expect(majorityDraw([7, 9, 8], 2)).toBeNull();
+    expect(majorityDraw([], 2)).toBeNull();
+    // Two newcomers naming 9 do not outvote the one established replica's 7; two established of three need two.
+    expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toEqual({ token: 7, at: [1] });
+    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toBeNull();
+    expect(majorityDraw([9, 7, 9], 2, [true, false, true])).toEqual({ token: 9, at: [0, 2] });
+    // At r = 5, three of five.
+    expect(majorityDraw([1, 2, 1, 2, 1], 3)?.token).toBe(1);
+    expect(majorityDraw([1, 2, 1, 2, 3], 3)).toBeNull();
   });
 
   it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {

@@ -139,15 +139,14 @@ export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established)
   const first = forms[0];
   if (first === undefined) throw new RangeError('nothing to combine');
   const parts = forms.map(drawnParts);
-  // Newcomers never outvote an established replica (quorum.ts): where the group has established members, only
-  // their draws count (two sybils that copy an established replica's form and name another token win nothing).
-  const counted = established?.some(Boolean) === true ? parts.filter((_, i) => established?.[i] === true) : parts;
-  const votes = new Map<number, number[]>();
-  for (const p of counted) votes.set(p.drawn, [...(votes.get(p.drawn) ?? []), p.drawnValue]);
-  const won = [...votes].find(([, vs]) => vs.length >= Math.min(needed, counted.length));
+  const won = majorityDraw(
+    parts.map((p) => p.drawn),
+    needed,
+    established,
+  );
   const same = majorityIdentical(forms, needed);
   // A bit-identical majority is taken whole where its draw is the counted majority's.
-  if (same !== undefined && won !== undefined && drawnParts(same).drawn === won[0]) return { value: same, exact: true };
+  if (same !== undefined && won !== null && drawnParts(same).drawn === won.token) return { value: same, exact: true };
   const out = new Float32Array(first.length);
   out.set(
     medianOfTop(
@@ -158,10 +157,32 @@ export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established)
   const at = first.length - DRAWN_EXTRA;
   out[at] = middle(parts.map((p) => p.allT));
   out[at + 1] = middle(parts.map((p) => p.nucleusT));
-  out[at + 2] = won === undefined ? -1 : won[0];
-  out[at + 3] = won === undefined ? Number.NEGATIVE_INFINITY : middle(won[1]);
+  out[at + 2] = won === null ? -1 : won.token;
+  out[at + 3] = won === null ? Number.NEGATIVE_INFINITY : middle(won.at.map((i) => parts[i]?.drawnValue as number));
   return { value: out, exact: false };
 };
+
+/**
+ * The token that `needed` of the replicas' `draws` name, with the indices of those that name it, or null where no
+ * token has that many. Newcomers never outvote an established replica (quorum.ts): where some draws are established
+ * replicas' (`established`, index by index), only theirs count (`needed` of them, or all where they are fewer), so two
+ * sybils that copy an established replica's answer and name another token win nothing.
+ */
+export function majorityDraw(
+  draws: readonly number[],
+  needed: number,
+  established?: readonly boolean[],
+): { readonly token: number; readonly at: readonly number[] } | null {
+  const any = established?.some(Boolean) === true;
+  const counted = draws.flatMap((_, i) => (!any || established?.[i] === true ? [i] : []));
+  const by = new Map<number, number[]>();
+  for (const i of counted) {
+    const t = draws[i] as number;
+    by.set(t, [...(by.get(t) ?? []), i]);
+  }
+  for (const [token, at] of by) if (at.length >= Math.min(needed, counted.length)) return { token, at };
+  return null;
+}
 
 /**
  * The coordinator's draw from an accepted drawn form with the number `u`: the token a majority of the agreeing

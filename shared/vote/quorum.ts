@@ -370,7 +370,8 @@ export function elementwiseMedian(values: readonly Float32Array[]): Float32Array
   return out;
 }
 
-function identical(a: Float32Array, b: Float32Array): boolean {
+/** Whether two arrays hold the same values, bit for bit (but ±0). */
+export function identical(a: Float32Array, b: Float32Array): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -85,6 +85,7 @@ export class GenerationSession extends SessionJoin {
     const tokens: number[] = [];
     // The completion so far, for the penalties: a replay's prompt ends with the tokens sampled before it.
     const generated = promptIds.slice(promptIds.length - sampledBefore);
+    this.generated = generated;
     const fresh = (step: number): StepWait => ({
       logits: this.logitsQuorum(step),
       resolve: () => {},
@@ -200,7 +201,8 @@ export class GenerationSession extends SessionJoin {
             `step ${step}: the last stage's replicas agree on only ${agreedTokens(state.value)} of the ${needs} most likely tokens the draw reads`,
           );
         // A top form's draw is from its row with the tokens left out at −Infinity: the same as from the whole row.
-        // A drawn form's, from its agreed tokens where it lands among them, else the token a majority drew.
+        // A drawn form's, the token a majority drew, else from its agreed tokens where it lands among them. Whole
+        // rows', the token a majority of the replicas' own rows give (rowsMajorityDraw), else the median row's.
         const top =
           form.kind === 'top'
             ? { row: expandTopLogits(state.value, vocab), logSumExp: topParts(state.value).logSumExp }
@@ -222,7 +224,7 @@ export class GenerationSession extends SessionJoin {
             : { row: state.value.subarray(row * vocab, (row + 1) * vocab) };
         const token = isForced
           ? (given[given.length - 1] as number)
-          : (drawnToken ?? sampleAt(top?.row ?? state.value, sampling, drawNumber, generated));
+          : (drawnToken ?? this.rowsMajorityDraw(step, w.logits) ?? sampleAt(top?.row ?? state.value, sampling, drawNumber, generated));
         this.noteExactLogits(step, w.logits);
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;

@@ -1,10 +1,10 @@
 import type { TimerHandle } from '../../shared/clock.js';
 import type { ReceivedReport } from '../../shared/protocol/messages.js';
-import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
+import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
-import { agreeDrawnForms, drawnFormProblem, drawnParts, medianOfDrawn } from '../../shared/vote/drawn-forms.js';
+import { agreeDrawnForms, drawnFormProblem, drawnParts, majorityDraw, medianOfDrawn } from '../../shared/vote/drawn-forms.js';
 import { agreeFingerprints, fingerprint } from '../../shared/vote/fingerprint.js';
-import { agreeLogitRows, medianOf, Quorum } from '../../shared/vote/quorum.js';
+import { agreeLogitRows, identical, medianOf, Quorum } from '../../shared/vote/quorum.js';
 import {
   agreeScoredForms,
   agreeTopLogits,
@@ -71,6 +71,10 @@ export abstract class StepVotes extends SessionRoute {
   protected readonly agreedOutputs = new Map<number, (readonly number[] | undefined)[]>();
   /** When each step began here: no compute time claimed for a step is longer than the time since (MESH_AHEAD before). */
   protected readonly stepStarted = new Map<number, number>();
+  /** The completion so far (the session's, as generation.ts keeps it), for the penalties of a draw from a replica's row. */
+  protected generated: readonly number[] = [];
+  /** Each replica's draw from its whole row (rowsMajorityDraw), made once a row. */
+  private readonly rowDraws = new WeakMap<Float32Array, number>();
 
   private digestQuorum(ids: readonly string[]): Quorum<StageReport> {
     return new Quorum<StageReport>([...ids], agreeReports, {
@@ -271,18 +275,56 @@ export abstract class StepVotes extends SessionRoute {
     const logits = w.logits.state;
     const logitsDone =
       logits.kind === 'no-majority' ||
-      (logits.kind === 'agreed' && (logits.settled || (w.settleExpired && this.mayTakeUnsettled(this.wait.step, logits.value))));
+      (logits.kind === 'agreed' && (logits.settled || (w.settleExpired && this.mayTakeUnsettled(this.wait.step, w.logits))));
     return logitsDone && digests.every((q) => q.state.kind !== 'pending');
   }
 
   /**
-   * Whether agreed but unsettled logits may be taken once SETTLE_MS ran out: not a drawn form whose token no
-   * majority drew. A draw again from its median form is not the replicas' (drawn-forms.ts), and with some still to
-   * answer, liars that answered first would have it made from their values: the rest are waited for (to the step
-   * timeout: an error, never their draw).
+   * Whether agreed but unsettled logits may be taken once SETTLE_MS ran out: not where no token has a majority of
+   * the replicas' draws (a drawn form's, or each one's from its whole row: rowsMajorityDraw). A draw again from the
+   * median is not the replicas' (drawn-forms.ts), and with some still to answer, liars that answered first would
+   * have it made from their values: the rest are waited for (to the step timeout: an error, never their draw).
    */
-  private mayTakeUnsettled(step: number, value: Float32Array): boolean {
-    return this.logitsFormAt(step).kind !== 'drawn' || drawnParts(value).drawn >= 0;
+  private mayTakeUnsettled(step: number, vote: Quorum<Float32Array>): boolean {
+    const state = vote.state;
+    if (state.kind !== 'agreed') return false;
+    if (this.logitsFormAt(step).kind === 'drawn') return drawnParts(state.value).drawn >= 0;
+    return this.rowsMajorityDraw(step, vote) !== null;
+  }
+
+  /**
+   * Where the last stage sends whole rows (a `logit_bias` or penalties) and `step` draws a token: the token that a
+   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: established
+   * replicas' only, where any agree), or null where no token has that many; undefined where the step draws nothing
+   * from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
+   * within the tolerance of two honest replicas that round differently picks, token by token, whose value is
+   * taken, and moves the draw (as a drawn form's weights could be: drawn-forms.ts).
+   */
+  protected rowsMajorityDraw(step: number, vote: Quorum<Float32Array>): number | null | undefined {
+    const { plan, sampling } = this;
+    if (plan === null || sampling === null || step < plan.steps || this.logitsFormAt(step).kind !== 'rows') return undefined;
+    const state = vote.state;
+    if (state.kind !== 'agreed') return null;
+    const vocab = this.manifest.model.vocabSize;
+    const number = this.drawsBefore + step - plan.steps;
+    const draws: number[] = [];
+    const established: boolean[] = [];
+    const rows: Float32Array[] = [];
+    for (const id of state.agreeing) {
+      const o = vote.outcome(id);
+      if (o?.status !== 'fulfilled') continue;
+      // A draw is 2–3 ms at a 49 152-token vocabulary; replicas on one backend send bit-identical rows, drawn once.
+      let token = this.rowDraws.get(o.value);
+      if (token === undefined) {
+        const twin = rows.findIndex((r) => identical(r, o.value));
+        token = twin >= 0 ? (draws[twin] as number) : sampleAt(o.value.subarray(o.value.length - vocab), sampling, number, this.generated);
+        this.rowDraws.set(o.value, token);
+      }
+      rows.push(o.value);
+      draws.push(token);
+      established.push(this.policy.established(id));
+    }
+    return majorityDraw(draws, this.neededAt(this.current.length - 1), established)?.token ?? null;
   }
 
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
