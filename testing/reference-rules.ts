@@ -9,7 +9,7 @@ import { maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tol
 export function agreeByPasses(row: number): AgreeFn<Float32Array> {
   return (a, b) => {
     if (a.length !== b.length || a.length % row !== 0) return false;
-    if (!(maxAbsDifference(a, b) <= RELATIVE_TOLERANCE * Math.max(1, maxAbs(b)))) return false;
+    if (!(maxAbsDifference(a, b) <= RELATIVE_TOLERANCE * Math.max(1, Math.min(maxAbs(a), maxAbs(b))))) return false;
     for (let at = 0; at < a.length; at += row) if (argmax(a.subarray(at, at + row)) !== argmax(b.subarray(at, at + row))) return false;
     return true;
   };

@@ -159,6 +159,18 @@ describe('drawn forms of logits', () => {
     }
     expect(values.length).toBe(K);
     expect(agreeDrawnForms(form, form.slice(0, -1))).toBe(false);
+    // Near the bound, the same both ways round: the weights moved by up to 1.5 tolerances agree or not in either order.
+    const random = seededRandom(3);
+    const seen = { agree: 0, disagree: 0 };
+    for (let trial = 0; trial < 200; trial++) {
+      const moved = form.slice();
+      for (const i of [at, at + 1]) moved[i] = (moved[i] as number) + (random() - 0.5) * 3 * tol;
+      moved[at + 1] = Math.min(moved[at + 1] as number, moved[at] as number);
+      const ab = agreeDrawnForms(form, moved);
+      expect(agreeDrawnForms(moved, form), `trial ${trial}`).toBe(ab);
+      seen[ab ? 'agree' : 'disagree'] += 1;
+    }
+    expect(Math.min(seen.agree, seen.disagree)).toBeGreaterThan(20);
   });
 
   it('a liar that claims another tail token is outvoted; without a majority for one token the draw fails, never guesses', () => {

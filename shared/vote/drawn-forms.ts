@@ -118,10 +118,14 @@ export function agreeDrawnForms(a: Float32Array, b: Float32Array, relative = REL
   const x = drawnParts(a);
   const y = drawnParts(b);
   if (!agreeTopLogits(x.form, y.form, relative)) return false;
-  const { values, logSumExp } = topParts(y.form);
-  let largest = Math.max(1, Math.abs(logSumExp), Math.abs(y.allT));
-  for (const v of values) largest = Math.max(largest, Math.abs(v));
-  const tol = relative * largest;
+  // The smaller of the two forms' scales: the same both ways round (tolerance.ts).
+  const scale = (p: DrawnParts) => {
+    const { values, logSumExp } = topParts(p.form);
+    let largest = Math.max(1, Math.abs(logSumExp), Math.abs(p.allT));
+    for (const v of values) largest = Math.max(largest, Math.abs(v));
+    return largest;
+  };
+  const tol = relative * Math.min(scale(x), scale(y));
   const near = (p: number, q: number) => p === q || Math.abs(p - q) <= tol;
   return near(x.allT, y.allT) && near(x.nucleusT, y.nucleusT) && (x.drawn !== y.drawn || near(x.drawnValue, y.drawnValue));
 }

@@ -30,6 +30,11 @@ export function agreeFingerprints(a: readonly number[], b: readonly number[]): b
   if (a.length !== b.length || a.length < 2) return false;
   const na = a[a.length - 1] as number;
   const nb = b[b.length - 1] as number;
-  if (!Number.isFinite(na) || !Number.isFinite(nb) || Math.abs(na - nb) > RELATIVE_TOLERANCE * Math.max(1, Math.abs(nb))) return false;
+  if (
+    !Number.isFinite(na) ||
+    !Number.isFinite(nb) ||
+    Math.abs(na - nb) > RELATIVE_TOLERANCE * Math.max(1, Math.min(Math.abs(na), Math.abs(nb)))
+  )
+    return false;
   return agrees(a.slice(0, -1), b.slice(0, -1));
 }

@@ -131,6 +131,28 @@ describe('top forms of logits', () => {
     expect(swapped).toBeGreaterThan(10);
   });
 
+  it('agree or not the same both ways round, near the bound (the smaller of the two forms’ scales)', () => {
+    const random = seededRandom(21);
+    const seen = { agree: 0, disagree: 0 };
+    for (let trial = 0; trial < 300; trial++) {
+      const row = Float32Array.from({ length: 512 }, () => (random() - 0.5) * 30);
+      // Rounding around the bound (15 · 1e-3 here), and the largest value alone moved by about as much.
+      const other = row.map((v) => v + (random() - 0.5) * 0.03);
+      const top = [...row.keys()].reduce((m, i) => ((row[i] as number) > (row[m] as number) ? i : m), 0);
+      other[top] = (row[top] as number) + (random() - 0.5) * 0.04;
+      const a = topLogitsOf(row, 8);
+      const b = topLogitsOf(other, 8);
+      const ab = agreeTopLogits(a, b);
+      expect(agreeTopLogits(b, a), `trial ${trial}`).toBe(ab);
+      const sa = scoredFormsOf(row, 512, [5]);
+      const sb = scoredFormsOf(other, 512, [5]);
+      expect(agreeScoredForms(sb, sa), `trial ${trial}, scored`).toBe(agreeScoredForms(sa, sb));
+      seen[ab ? 'agree' : 'disagree'] += 1;
+    }
+    expect(seen.agree).toBeGreaterThan(20);
+    expect(seen.disagree).toBeGreaterThan(20);
+  });
+
   it('disagree with a form that moves a value, hides a likely token, names another top token or another mass', () => {
     // Logits spread as a model's are (the top tokens units apart, not all within the tolerance of each other).
     const random = seededRandom(21);

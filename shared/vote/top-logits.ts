@@ -155,6 +155,11 @@ export function topLogitsProblem(wire: Float32Array, k: number, vocabSize: numbe
 }
 
 /** The tolerance against a form (tolerance.ts's rule, scaled by the largest magnitude it holds, its log-sum-exp's too). */
+/** The tolerance two forms are held to: the smaller of their own (tolerance.ts's rule, the same both ways round). */
+function pairTolerance(x: TopLogits, y: TopLogits, relative: number): number {
+  return Math.min(formTolerance(x, relative), formTolerance(y, relative));
+}
+
 function formTolerance(y: TopLogits, relative: number): number {
   let largest = Math.max(1, Math.abs(y.logSumExp));
   for (const v of y.values) largest = Math.max(largest, Math.abs(v));
@@ -173,7 +178,7 @@ export function agreeTopLogits(a: Float32Array, b: Float32Array, relative = RELA
   const x = topParts(a);
   const y = topParts(b);
   if (x.ids[0] !== y.ids[0]) return false;
-  const tol = formTolerance(y, relative);
+  const tol = pairTolerance(x, y, relative);
   const near = (p: number, q: number) => p === q || Math.abs(p - q) <= tol;
   if (!near(x.rest, y.rest) || !near(x.logSumExp, y.logSumExp)) return false;
   const inY = valuesById(y);
@@ -345,7 +350,8 @@ export function agreeScoredForms(a: Float32Array, b: Float32Array, relative = RE
     const x = scoredRow(a, r);
     const y = scoredRow(b, r);
     if (!agreeTopLogits(x.form, y.form, relative)) return false;
-    if (x.target !== y.target && !(Math.abs(x.target - y.target) <= formTolerance(topParts(y.form), relative))) return false;
+    if (x.target !== y.target && !(Math.abs(x.target - y.target) <= pairTolerance(topParts(x.form), topParts(y.form), relative)))
+      return false;
   }
   return true;
 }
