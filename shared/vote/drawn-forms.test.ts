@@ -251,21 +251,29 @@ describe('drawn forms of logits', () => {
         ['n2', sybil.slice()],
       ] as const)
         q.add({ status: 'fulfilled', replica: id, value });
-      return q.state.kind === 'agreed' ? drawFromDrawnForm(q.state.value, p, 0.6) : undefined;
+      if (q.state.kind !== 'agreed') throw new Error('no agreement');
+      return q.state.value;
     };
-    // With a record for e, only its draw counts; among three equals the two would win (so the test can fail).
-    expect(vote((id) => id === 'e')).toBe(drawnParts(form).drawn);
-    expect(vote()).toBe(ids[j]);
+    // With a record for e, the newcomers' token does not win: no token has a majority, and the draw again from the
+    // voted values (e's, which the sybils copied) gives e's token where it lands among the agreed tokens, or the
+    // step fails by name (here it lands in the tail). Among three equals the two would win (so the test can fail).
+    const guarded = vote((id) => id === 'e');
+    expect(drawnParts(guarded).drawn).toBe(-1);
+    expect([drawnParts(form).drawn, null]).toContain(drawFromDrawnForm(guarded, p, 0.6));
+    expect(drawFromDrawnForm(guarded, p, 0.6)).not.toBe(ids[j]);
+    expect(drawFromDrawnForm(vote(), p, 0.6)).toBe(ids[j]);
   });
 
-  it('majorityDraw: the token `needed` draws name, counting established replicas’ only where there are any', () => {
+  it('majorityDraw: the token `needed` draws name; newcomers alone do not outvote an established replica, nor it them', () => {
     expect(majorityDraw([7, 9, 7], 2)).toEqual({ token: 7, at: [0, 2] });
     expect(majorityDraw([7, 9, 8], 2)).toBeNull();
     expect(majorityDraw([], 2)).toBeNull();
-    // Two newcomers naming 9 do not outvote the one established replica's 7; two established of three need two.
-    expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toEqual({ token: 7, at: [1] });
-    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toBeNull();
-    expect(majorityDraw([9, 7, 9], 2, [true, false, true])).toEqual({ token: 9, at: [0, 2] });
+    // Two newcomers naming 9 do not outvote the one established replica's 7, and it does not win alone either.
+    expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toBeNull();
+    // A majority with an established replica in it wins; so does one of newcomers where no established replica stands elsewhere.
+    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([9, 7, 9], 2, [false, false, false])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([9, 9, 7], 2, [false, false, true])).toBeNull();
     // At r = 5, three of five.
     expect(majorityDraw([1, 2, 1, 2, 1], 3)?.token).toBe(1);
     expect(majorityDraw([1, 2, 1, 2, 3], 3)).toBeNull();

@@ -136,8 +136,8 @@ const middle = (xs: readonly number[]): number => elementwiseMedian(xs.map((x) =
 /**
  * The drawn form no minority can move: a majority of bit-identical forms, or else the top forms' median
  * (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with its median value
- * (none, −1, where no token has that many); where some of the forms are established replicas', only theirs count
- * for the token (`needed` of them, or all where they are fewer).
+ * (none, −1, where no token has that many, or only newcomers drew it and an established replica drew another:
+ * majorityDraw).
  */
 export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established) => {
   const first = forms[0];
@@ -168,23 +168,24 @@ export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established)
 
 /**
  * The token that `needed` of the replicas' `draws` name, with the indices of those that name it, or null where no
- * token has that many. Newcomers never outvote an established replica (quorum.ts): where some draws are established
- * replicas' (`established`, index by index), only theirs count (`needed` of them, or all where they are fewer), so two
- * sybils that copy an established replica's answer and name another token win nothing.
+ * token has that many. By the vote's own rule (quorum.ts), newcomers never outvote an established replica
+ * (`established`, index by index): a token only newcomers drew does not win where an established replica drew
+ * another, so two sybils that copy an established replica's answer and name another token win nothing. Nor does an
+ * established replica win alone: its token needs `needed` draws as any other (one established liar among honest
+ * newcomers had its draw served where only established replicas' draws counted).
  */
 export function majorityDraw(
   draws: readonly number[],
   needed: number,
   established?: readonly boolean[],
 ): { readonly token: number; readonly at: readonly number[] } | null {
-  const any = established?.some(Boolean) === true;
-  const counted = draws.flatMap((_, i) => (!any || established?.[i] === true ? [i] : []));
   const by = new Map<number, number[]>();
-  for (const i of counted) {
-    const t = draws[i] as number;
+  draws.forEach((t, i) => {
     by.set(t, [...(by.get(t) ?? []), i]);
-  }
-  for (const [token, at] of by) if (at.length >= Math.min(needed, counted.length)) return { token, at };
+  });
+  const isEstablished = (i: number) => established?.[i] === true;
+  const standsElsewhere = (token: number) => draws.some((t, i) => t !== token && isEstablished(i));
+  for (const [token, at] of by) if (at.length >= needed && (at.some(isEstablished) || !standsElsewhere(token))) return { token, at };
   return null;
 }
 

@@ -1,4 +1,5 @@
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
+import { drawnParts } from '../../shared/vote/drawn-forms.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 import type { Quorum } from '../../shared/vote/quorum.js';
 import { SessionRepair } from './session-repair.js';
@@ -23,6 +24,11 @@ export abstract class MeshLoopChecks extends SessionRepair {
   private readonly meshJudged = new Set<number>();
   /** Per step, the last-stage replicas whose logits were the very value the token was sampled from. */
   private readonly exactLogits = new Map<number, Set<string>>();
+  /**
+   * Per step, the token each last-stage replica's own logits give with the session's sampler, where they say it: a
+   * drawn form names its draw, and a whole row was drawn from (rowsMajorityDraw). Its mesh token must be that one.
+   */
+  private readonly ownDraws = new Map<number, Map<string, number>>();
 
   /** Steps rolled back because stage 0 computed them on another token than the verified one. */
   get meshRollBacks(): number {
@@ -74,12 +80,19 @@ export abstract class MeshLoopChecks extends SessionRepair {
     const st = q.state;
     if (!this.meshLoop || st.kind !== 'agreed') return;
     const exact = new Set<string>();
+    const own = new Map<string, number>();
+    const kind = this.logitsFormAt(step).kind;
     for (const id of this.current[this.current.length - 1] ?? []) {
       const o = q.outcome(id);
-      if (o?.status === 'fulfilled' && sameValues(o.value, st.value)) exact.add(id);
+      if (o?.status !== 'fulfilled') continue;
+      if (sameValues(o.value, st.value)) exact.add(id);
+      const drew = kind === 'drawn' ? drawnParts(o.value).drawn : kind === 'rows' ? this.rowDrawOf(o.value) : undefined;
+      if (drew !== undefined) own.set(id, drew);
     }
     this.exactLogits.set(step, exact);
     this.exactLogits.delete(step - MESH_AHEAD - 2);
+    this.ownDraws.set(step, own);
+    this.ownDraws.delete(step - MESH_AHEAD - 2);
   }
 
   /**
@@ -88,9 +101,13 @@ export abstract class MeshLoopChecks extends SessionRepair {
    * 0 computed on another token than the verified one (`broken`: the link from
    * the last stage to stage 0 did not hold), a last-stage replica that sent it
    * disagreed with the vote (counted in its record), and where its own logits
-   * were the very value the token was sampled from, the sampler is
-   * deterministic and the lie is proven: it is evicted as an equivocator. Where
-   * the link held, the receivers' word alone convicts nobody: suspected.
+   * were the very value the token was sampled from, or give another token than
+   * it sent (a drawn form's draw, a whole row's: the served token is the
+   * majority's draw, not the accepted value's), the sampler is deterministic
+   * and the lie is proven: it is evicted as an equivocator. A replica that sent
+   * what its own logits give is judged for nothing: an honest replica on the
+   * other side of a boundary from the majority's draw. Where the link held,
+   * the receivers' word alone convicts nobody: suspected.
    */
   protected judgeMeshTokens(step: number, broken: boolean): void {
     const sent = this.inputs[step];
@@ -103,9 +120,12 @@ export abstract class MeshLoopChecks extends SessionRepair {
     for (const sender of this.current[last] ?? []) {
       const wrong = (this.heard.get(step)?.get(sender) ?? []).filter((r) => receivers.has(r.receiver) && !sameValues(r.digest, want));
       if (wrong.length < this.neededAt(0)) continue;
+      const own = this.ownDraws.get(step - 1)?.get(sender);
+      // What its own logits give, as a majority of the receivers say (a minority of them cannot frame it).
+      if (own !== undefined && wrong.filter((r) => !sameValues(r.digest, fingerprint([own]))).length < this.neededAt(0)) continue;
       if (!broken) {
         if (!this.suspects.some((x) => x.volunteer === sender)) this.suspects.push({ volunteer: sender, stage: last, step });
-      } else if (this.exactLogits.get(step - 1)?.has(sender) === true && !this.policy.trusted?.(sender)) {
+      } else if ((own !== undefined || this.exactLogits.get(step - 1)?.has(sender) === true) && !this.policy.trusted?.(sender)) {
         if (!this.equivocators.some((e) => e.volunteer === sender) && !this.reported.some((e) => e.volunteer === sender))
           this.equivocators.push({ volunteer: sender, stage: last, step });
       } else this.audit.credit(sender, false);

@@ -292,10 +292,15 @@ export abstract class StepVotes extends SessionRoute {
     return this.rowsMajorityDraw(step, vote) !== null;
   }
 
+  /** The token a replica's whole row `row` gave where rowsMajorityDraw drew from it, else undefined. */
+  protected rowDrawOf(row: Float32Array): number | undefined {
+    return this.rowDraws.get(row);
+  }
+
   /**
    * Where the last stage sends whole rows (a `logit_bias` or penalties) and `step` draws a token: the token that a
-   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: established
-   * replicas' only, where any agree), or null where no token has that many; undefined where the step draws nothing
+   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: newcomers alone do
+   * not outvote an established replica), or null where no token has that many; undefined where the step draws nothing
    * from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
    * within the tolerance of two honest replicas that round differently picks, token by token, whose value is
    * taken, and moves the draw (as a drawn form's weights could be: drawn-forms.ts).
@@ -313,7 +318,7 @@ export abstract class StepVotes extends SessionRoute {
     for (const id of state.agreeing) {
       const o = vote.outcome(id);
       if (o?.status !== 'fulfilled') continue;
-      // A draw is 2–3 ms at a 49 152-token vocabulary; replicas on one backend send bit-identical rows, drawn once.
+      // A draw is 2–5 ms at a 49 152-token vocabulary; replicas on one backend send bit-identical rows, drawn once.
       let token = this.rowDraws.get(o.value);
       if (token === undefined) {
         const twin = rows.findIndex((r) => identical(r, o.value));

@@ -1,0 +1,204 @@
+// Red team of the majority's draw (majorityDraw in shared/vote/drawn-forms.ts, rowsMajorityDraw and the mesh loop's
+// checks in signal-server/coordinator), found by a red-team helper. Over the real protocol: Node clients of the real
+// replica, austen-2m in one stage (so every replica is the last stage and stage 0 both), the reference runner the
+// oracle.
+// 1. An established liar among two honest newcomers: where only established replicas' draws counted, its draw alone
+//    was served (a whole row within the tolerance moved about one seed in five; a drawn form names any token). Now a
+//    token needs a majority as any other, and newcomers alone still do not outvote an established replica.
+// 2. The mesh loop with whole rows: a replica whose row was the accepted (median) row was taken to have had to send
+//    the median's draw, and one that sent another token was evicted as an equivocator. The served token is the
+//    majority's draw, so a liar could make an honest replica's row the median, send stage 0 that replica's honest
+//    token itself, and have the honest replica evicted. Now a replica is judged against its own logits' draw.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomAt, type SamplingParams, sampleToken } from '../../shared/model/sampling.js';
+import type { StepLogits, VolunteerView } from '../../shared/protocol/messages.js';
+import type { FaultBehaviour } from '../../shared/swarm/faults.js';
+import { DRAWN_EXTRA, drawnFormLength, drawnParts } from '../../shared/vote/drawn-forms.js';
+import { agreeLogitRows } from '../../shared/vote/quorum.js';
+import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { MIN_TOP_LOGITS, topParts } from '../../shared/vote/top-logits.js';
+import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+
+const VOCAB = 2048;
+const PROMPT = 'It is a truth universally acknowledged, that a single man';
+const READY_MS = 30_000;
+
+const tolOf = (row: Float32Array) => RELATIVE_TOLERANCE * Math.max(1, maxAbs(row));
+const isRow = (a: Float32Array) => a.length === VOCAB;
+const roster = (rig: ApiSwarm): VolunteerView[] => rig.server.coordinator?.volunteers() ?? [];
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const end = Date.now() + READY_MS;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`${what} not within ${READY_MS} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A row's `raised` most likely tokens `by` tolerances up, every other as far down: within the tolerance of the row. */
+function lie(row: Float32Array, raised: number, by: number): Float32Array {
+  const tol = tolOf(row);
+  const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
+  const up = new Set(order.slice(0, raised));
+  return row.map((v, i) => (up.has(i) ? v + by * tol : v - by * tol));
+}
+
+describe('an established liar among two honest newcomers', () => {
+  const liar = { on: false, raised: 1, calls: 0 };
+  /** Whole rows: moved within 0.9 of the tolerance. Drawn forms: another named token drawn, at its named value. */
+  const liarHook = (m: StepLogits): StepLogits => {
+    const all = new Float32Array(m.logits);
+    if (!liar.on) return m;
+    if (isRow(all)) {
+      liar.calls += 1;
+      return { ...m, logits: lie(all, liar.raised, 0.9).buffer as ArrayBuffer };
+    }
+    if (all.length !== drawnFormLength(MIN_TOP_LOGITS)) return m;
+    liar.calls += 1;
+    const { values, ids } = topParts(drawnParts(all).form);
+    const j = ids[0] === drawnParts(all).drawn ? 1 : 0;
+    all[all.length - DRAWN_EXTRA + 2] = ids[j] as number;
+    all[all.length - 1] = values[j] as number;
+    return { ...m, logits: all.buffer as ArrayBuffer };
+  };
+  let rig: ApiSwarm | undefined;
+  const newcomers: NodeVolunteer[] = [];
+  beforeAll(async () => {
+    rig = await startApiSwarm('webswarm-draw-established-', {
+      redundancy: 3,
+      apiMaxConcurrent: 0,
+      volunteer: (i) => (i === 0 ? { tamperLogits: liarHook } : {}),
+    });
+    const r = rig;
+    // The liar earns its record honestly: a 12-token answer (10 agreements make a record).
+    await r.client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0 });
+    const liarId = r.volunteers[0]?.id;
+    await until('an established liar', () => roster(r).some((v) => v.id === liarId && v.established));
+    // Both honest replicas leave; two honest newcomers take their places.
+    for (const v of r.volunteers.slice(1)) await v.close();
+    for (let i = 0; i < 2; i++) newcomers.push(new NodeVolunteer(r.server.address().url));
+    await until('two newcomers ready, the others gone', () => {
+      const vs = roster(r);
+      return vs.length === 3 && vs.filter((v) => v.ready && !v.established).length === 2;
+    });
+  }, 120_000);
+  afterAll(async () => {
+    for (const v of newcomers) await v.close();
+    await rig?.close();
+  });
+
+  it('cannot have its whole row’s draw served alone (a logit_bias)', async () => {
+    const r = rig as ApiSwarm;
+    const honest = (await r.reference.session().forward(r.reference.tokenizer.encode(PROMPT))).slice(-VOCAB);
+    const sampling = (seed: number): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, seed, logitBias: [[5, 1]] });
+    const draw = (row: Float32Array, seed: number) => sampleToken(row, sampling(seed), () => randomAt(seed, 0));
+    // The rig: a seed at which the liar's row (agreeing with the honest one) draws another token.
+    let found: { seed: number; raised: number } | null = null;
+    for (const raised of [1, 2, 4, 8]) {
+      const lied = lie(honest, raised, 0.9);
+      expect(agreeLogitRows(VOCAB)(lied, honest) && agreeLogitRows(VOCAB)(honest, lied)).toBe(true);
+      for (let seed = 1; seed <= 500 && found === null; seed++) if (draw(lied, seed) !== draw(honest, seed)) found = { seed, raised };
+      if (found !== null) break;
+    }
+    if (found === null) throw new Error('no seed moves the liar’s draw');
+    liar.on = true;
+    liar.raised = found.raised;
+    const before = liar.calls;
+    const body = (await r.client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 1,
+      temperature: 1,
+      seed: found.seed,
+      logit_bias: { '5': 1 },
+    })) as unknown as WebswarmBody;
+    liar.on = false;
+    expect(liar.calls).toBeGreaterThan(before);
+    expect(body.webswarm.tokens).toEqual([draw(honest, found.seed)]);
+    expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
+  }, 60_000);
+
+  it('cannot have the token its drawn form names served alone', async () => {
+    const r = rig as ApiSwarm;
+    const ids = r.reference.tokenizer.encode(PROMPT);
+    // top_k within the form: every token the draw reads is agreed, so where no token has a majority of draws, the
+    // draw again from the voted values (the honest newcomers' own) gives the row's token.
+    const p: SamplingParams = { temperature: 1, topK: 20, topP: 1, seed: 11 };
+    const want = (await r.reference.generateIds(ids, 8, p)).tokens;
+    liar.on = true;
+    const before = liar.calls;
+    const body = (await r.client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 8,
+      temperature: 1,
+      top_k: 20,
+      seed: 11,
+    } as Parameters<ApiSwarm['client']['completions']['create']>[0])) as unknown as WebswarmBody;
+    liar.on = false;
+    expect(body.webswarm.tokens).toEqual(want);
+    expect(liar.calls - before).toBeGreaterThanOrEqual(8);
+  }, 60_000);
+});
+
+describe('the mesh loop with whole rows: a liar framing an honest replica on the other side of a near tie', () => {
+  const plan = { t1: -1, t2: -1, tol: 0, on: false };
+  /** Honest B rounds the two most likely tokens up (t2 more: by its row, t2 is the greedy token). */
+  const bRow = (d: Float32Array) => {
+    const o = new Float32Array(d);
+    o[plan.t1] = (d[plan.t1] as number) + 0.1 * plan.tol;
+    o[plan.t2] = (d[plan.t2] as number) + 0.25 * plan.tol;
+    return o;
+  };
+  /** The liar: B's row with t1 higher still (its own row gives t1, and the median row is B's), and t2 sent to stage 0. */
+  const lRow = (d: Float32Array) => {
+    const o = bRow(d);
+    o[plan.t1] = (d[plan.t1] as number) + 0.3 * plan.tol;
+    return o;
+  };
+  const honestB: FaultBehaviour = { output: (s, d, last) => (plan.on && s === 0 && last && isRow(d) ? bRow(d) : d), delayMs: 0 };
+  const liar: FaultBehaviour = {
+    output: (s, d, last) => (plan.on && s === 0 && last && isRow(d) ? lRow(d) : d),
+    delayMs: 0,
+    token: (s, sampled) => (plan.on && s === 1 ? plan.t2 : sampled),
+  };
+  let rig: ApiSwarm | undefined;
+  beforeAll(async () => {
+    rig = await startApiSwarm('webswarm-draw-mesh-', {
+      redundancy: 3,
+      apiMaxConcurrent: 0,
+      volunteer: (i) => (i === 0 ? { fault: liar } : i === 1 ? {} : { fault: honestB }),
+    });
+  }, 60_000);
+  afterAll(() => rig?.close());
+
+  it('the liar is evicted as an equivocator, the honest replica kept, and the tokens are the reference’s', async () => {
+    const r = rig as ApiSwarm;
+    const ids = r.reference.tokenizer.encode(PROMPT);
+    const row = (await r.reference.session().forward(ids)).slice(-VOCAB);
+    const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
+    const [t1, t2] = order as [number, number];
+    const tol = tolOf(row);
+    // A near tie made with the request's own logit_bias: t2 0.05 of the tolerance below t1.
+    const bias = (row[t1] as number) - (row[t2] as number) - 0.05 * tol;
+    Object.assign(plan, { t1, t2, tol, on: true });
+    const sampling: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 1, logitBias: [[t2, bias]] };
+    const want = (await r.reference.generateIds(ids, 4, sampling)).tokens;
+    expect(want[0]).toBe(t1);
+    const [liarId, , bId] = r.volunteers.map((v) => v.id);
+    const body = (await r.client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 4,
+      temperature: 0,
+      logit_bias: { [String(t2)]: bias },
+    })) as unknown as WebswarmBody;
+    plan.on = false;
+    expect(body.webswarm.tokens).toEqual(want);
+    // The honest replica sent what its own row gives: kept, nothing against it. The liar's own row gives t1 and it
+    // sent t2: evicted (it was counted one disagreement, and the honest replica evicted, before).
+    await until('the liar evicted', () => !roster(r).some((v) => v.id === liarId));
+    expect(roster(r).find((v) => v.id === bId)).toMatchObject({ disagreed: 0 });
+  }, 60_000);
+});
