@@ -62,3 +62,20 @@ function mapTopForm(form: Float32Array, f: (v: number, role: LogitRole, tol: num
   form[2 * k + 1] = f(form[2 * k + 1] as number, 'logSumExp', tol);
   return tol;
 }
+
+/** The vote's tolerance for a whole row (tolerance.ts, against itself). */
+export function rowTolerance(row: Float32Array): number {
+  return RELATIVE_TOLERANCE * Math.max(1, maxAbs(row));
+}
+
+/**
+ * A test liar's whole row: its `raised` most likely tokens `by` tolerances up, every other token as far down (within
+ * the tolerance of the row for `by` < 1, the same most likely token): the median with honest rows takes, token by
+ * token, the higher or the lower honest value, and the liar's own draw moves.
+ */
+export function liftMostLikely(row: Float32Array, raised: number, by: number): Float32Array {
+  const tol = rowTolerance(row);
+  const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
+  const up = new Set(order.slice(0, raised));
+  return row.map((v, i) => (up.has(i) ? v + by * tol : v - by * tol));
+}

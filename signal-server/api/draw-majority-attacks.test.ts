@@ -15,8 +15,8 @@ import type { StepLogits, VolunteerView } from '../../shared/protocol/messages.j
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { DRAWN_EXTRA, drawnFormLength, drawnParts } from '../../shared/vote/drawn-forms.js';
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
-import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
 import { MIN_TOP_LOGITS, topParts } from '../../shared/vote/top-logits.js';
+import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
@@ -24,7 +24,6 @@ const VOCAB = 2048;
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
 const READY_MS = 30_000;
 
-const tolOf = (row: Float32Array) => RELATIVE_TOLERANCE * Math.max(1, maxAbs(row));
 const isRow = (a: Float32Array) => a.length === VOCAB;
 const roster = (rig: ApiSwarm): VolunteerView[] => rig.server.coordinator?.volunteers() ?? [];
 
@@ -36,14 +35,6 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   }
 }
 
-/** A row's `raised` most likely tokens `by` tolerances up, every other as far down: within the tolerance of the row. */
-function lie(row: Float32Array, raised: number, by: number): Float32Array {
-  const tol = tolOf(row);
-  const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
-  const up = new Set(order.slice(0, raised));
-  return row.map((v, i) => (up.has(i) ? v + by * tol : v - by * tol));
-}
-
 describe('an established liar among two honest newcomers', () => {
   const liar = { on: false, raised: 1, calls: 0 };
   /** Whole rows: moved within 0.9 of the tolerance. Drawn forms: another named token drawn, at its named value. */
@@ -52,7 +43,7 @@ describe('an established liar among two honest newcomers', () => {
     if (!liar.on) return m;
     if (isRow(all)) {
       liar.calls += 1;
-      return { ...m, logits: lie(all, liar.raised, 0.9).buffer as ArrayBuffer };
+      return { ...m, logits: liftMostLikely(all, liar.raised, 0.9).buffer as ArrayBuffer };
     }
     if (all.length !== drawnFormLength(MIN_TOP_LOGITS)) return m;
     liar.calls += 1;
@@ -96,7 +87,7 @@ describe('an established liar among two honest newcomers', () => {
     // The rig: a seed at which the liar's row (agreeing with the honest one) draws another token.
     let found: { seed: number; raised: number } | null = null;
     for (const raised of [1, 2, 4, 8]) {
-      const lied = lie(honest, raised, 0.9);
+      const lied = liftMostLikely(honest, raised, 0.9);
       expect(agreeLogitRows(VOCAB)(lied, honest) && agreeLogitRows(VOCAB)(honest, lied)).toBe(true);
       for (let seed = 1; seed <= 500 && found === null; seed++) if (draw(lied, seed) !== draw(honest, seed)) found = { seed, raised };
       if (found !== null) break;
@@ -179,7 +170,7 @@ describe('the mesh loop with whole rows: a liar framing an honest replica on the
     const row = (await r.reference.session().forward(ids)).slice(-VOCAB);
     const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
     const [t1, t2] = order as [number, number];
-    const tol = tolOf(row);
+    const tol = rowTolerance(row);
     // A near tie made with the request's own logit_bias: t2 0.05 of the tolerance below t1.
     const bias = (row[t1] as number) - (row[t2] as number) - 0.05 * tol;
     Object.assign(plan, { t1, t2, tol, on: true });

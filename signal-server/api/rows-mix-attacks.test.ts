@@ -14,7 +14,7 @@ import { randomAt, type SamplingParams, sampleToken } from '../../shared/model/s
 import type { StepLogits } from '../../shared/protocol/messages.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
 import { agreeLogitRows, elementwiseMedian } from '../../shared/vote/quorum.js';
-import { maxAbs, RELATIVE_TOLERANCE } from '../../shared/vote/tolerance.js';
+import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 
 const VOCAB = 2048;
@@ -28,22 +28,13 @@ const SEEDS = 4000;
 /** How many of the most likely tokens the liar raises (the rest it lowers), tried in turn by the rig check. */
 const RAISED = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64];
 
-const tolOf = (row: Float32Array) => RELATIVE_TOLERANCE * Math.max(1, maxAbs(row));
 const sign = (i: number) => (Math.imul(i + 1, 0x9e3779b1) >>> 31 === 1 ? 1 : -1);
 const isRow = (a: Float32Array) => a.length === VOCAB;
 
 /** Another backend's rounding of a row: each value a tenth of the tolerance up or down. */
 function otherRounding(row: Float32Array): Float32Array {
-  const tol = tolOf(row);
+  const tol = rowTolerance(row);
   return row.map((v, i) => v + ROUNDING * tol * sign(i));
-}
-
-/** The liar's row: its `raised` most likely tokens `by` tolerances up, every other token as far down. */
-function lie(row: Float32Array, raised: number, by: number): Float32Array {
-  const tol = tolOf(row);
-  const order = [...row.keys()].sort((a, b) => (row[b] as number) - (row[a] as number));
-  const up = new Set(order.slice(0, raised));
-  return row.map((v, i) => (up.has(i) ? v + by * tol : v - by * tol));
 }
 
 /** The liar's settings, set by each test before it asks: how many tokens it raises and how far (in tolerances). */
@@ -52,7 +43,7 @@ const liarHook = (m: StepLogits): StepLogits => {
   const row = new Float32Array(m.logits);
   if (!isRow(row)) return m;
   liar.calls += 1;
-  return { ...m, logits: lie(row, liar.raised, liar.by).buffer as ArrayBuffer };
+  return { ...m, logits: liftMostLikely(row, liar.raised, liar.by).buffer as ArrayBuffer };
 };
 const roundingHook = (m: StepLogits): StepLogits => {
   const row = new Float32Array(m.logits);
@@ -72,7 +63,7 @@ function findSeed(
 ): { seed: number; raised: number; want: number; got: number } {
   const rounded = otherRounding(honest);
   for (const raised of RAISED) {
-    const lied = lie(honest, raised, liar.by);
+    const lied = liftMostLikely(honest, raised, liar.by);
     const mid = median(lied);
     for (let seed = 1; seed <= SEEDS; seed++) {
       const want = draw(honest, seed);
@@ -90,16 +81,22 @@ async function referenceRow(rig: ApiSwarm): Promise<Float32Array> {
   return (await rig.reference.session().forward(ids)).slice(-VOCAB);
 }
 
-async function ask(rig: ApiSwarm, seed: number): Promise<WebswarmBody> {
+/** Asks the swarm with the liar set to `found`: the honest token served, the liar lied, all three in the vote. */
+async function askAndCheck(rig: ApiSwarm, found: { seed: number; raised: number; want: number }): Promise<void> {
+  liar.raised = found.raised;
+  const before = liar.calls;
   const res = await rig.client.completions.create({
     model: MODEL,
     prompt: PROMPT,
     max_tokens: 1,
     temperature: 1,
-    seed,
+    seed: found.seed,
     logit_bias: BIAS,
   });
-  return res as unknown as WebswarmBody;
+  const body = res as unknown as WebswarmBody;
+  expect(liar.calls).toBeGreaterThan(before);
+  expect(body.webswarm.tokens).toEqual([found.want]);
+  expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
 }
 
 const delayed = (ms: number) => ({ output: (_step: number, d: Float32Array) => d, delayMs: ms });
@@ -124,7 +121,7 @@ describe('a liar mixing two honest replicas’ rows token by token (both honest 
     const found = findSeed(honest, (lied) => elementwiseMedian([lied, honest, rounded]), false);
     // The rig: the liar agrees with both honest rows, and they with each other, both ways round.
     const agree = agreeLogitRows(VOCAB);
-    const lied = lie(honest, found.raised, liar.by);
+    const lied = liftMostLikely(honest, found.raised, liar.by);
     for (const [a, b] of [
       [lied, honest],
       [lied, rounded],
@@ -135,13 +132,8 @@ describe('a liar mixing two honest replicas’ rows token by token (both honest 
     const want = (await r.reference.generateIds(r.reference.tokenizer.encode(PROMPT), 1, sampling(found.seed))).tokens;
     expect(want).toEqual([found.want]);
 
-    liar.raised = found.raised;
-    const before = liar.calls;
-    const body = await ask(r, found.seed);
-    expect(liar.calls).toBeGreaterThan(before);
-    expect(body.webswarm.tokens).toEqual([found.want]);
     // Within the tolerance, the liar is in the majority: it cannot move the draw all the same.
-    expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
+    await askAndCheck(r, found);
   }, 90_000);
 });
 
@@ -163,15 +155,10 @@ describe('a liar answering first beside one honest replica, the other after the 
     // Its own row draws another token too, so no token has a majority of the two that answered first.
     const found = findSeed(honest, (lied) => elementwiseMedian([lied, honest]), true);
     const agree = agreeLogitRows(VOCAB);
-    const lied = lie(honest, found.raised, liar.by);
+    const lied = liftMostLikely(honest, found.raised, liar.by);
     expect(agree(lied, honest) && agree(honest, lied)).toBe(true);
 
-    liar.raised = found.raised;
-    const before = liar.calls;
-    const body = await ask(r, found.seed);
-    expect(liar.calls).toBeGreaterThan(before);
-    expect(body.webswarm.tokens).toEqual([found.want]);
     // The step waited for the late replica: all three in the vote.
-    expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
+    await askAndCheck(r, found);
   }, 90_000);
 });
