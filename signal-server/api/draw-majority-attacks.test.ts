@@ -5,6 +5,7 @@
 // 1. An established liar among two honest newcomers: where only established replicas' draws counted, its draw alone
 //    was served (a whole row within the tolerance moved about one seed in five; a drawn form names any token). Now a
 //    token needs a majority as any other, and newcomers alone still do not outvote an established replica.
+//    Two sybil newcomers that name another token beside an honest established replica still do not outvote it.
 // 2. The mesh loop with whole rows: a replica whose row was the accepted (median) row was taken to have had to send
 //    the median's draw, and one that sent another token was evicted as an equivocator. The served token is the
 //    majority's draw, so a liar could make an honest replica's row the median, send stage 0 that replica's honest
@@ -18,7 +19,7 @@ import { agreeLogitRows } from '../../shared/vote/quorum.js';
 import { MIN_TOP_LOGITS, topParts } from '../../shared/vote/top-logits.js';
 import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
-import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
 const VOCAB = 2048;
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
@@ -35,44 +36,75 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   }
 }
 
-describe('an established liar among two honest newcomers', () => {
-  const liar = { on: false, raised: 1, calls: 0 };
-  /** Whole rows: moved within 0.9 of the tolerance. Drawn forms: another named token drawn, at its named value. */
-  const liarHook = (m: StepLogits): StepLogits => {
+/** A lying hook while `state.on`: whole rows moved within 0.9 of the tolerance; a drawn form names another of its tokens as drawn, at its named value. */
+function liarHook(state: { on: boolean; raised: number; calls: number }): (m: StepLogits) => StepLogits {
+  return (m) => {
     const all = new Float32Array(m.logits);
-    if (!liar.on) return m;
+    if (!state.on) return m;
     if (isRow(all)) {
-      liar.calls += 1;
-      return { ...m, logits: liftMostLikely(all, liar.raised, 0.9).buffer as ArrayBuffer };
+      state.calls += 1;
+      return { ...m, logits: liftMostLikely(all, state.raised, 0.9).buffer as ArrayBuffer };
     }
     if (all.length !== drawnFormLength(MIN_TOP_LOGITS)) return m;
-    liar.calls += 1;
+    state.calls += 1;
     const { values, ids } = topParts(drawnParts(all).form);
     const j = ids[0] === drawnParts(all).drawn ? 1 : 0;
     all[all.length - DRAWN_EXTRA + 2] = ids[j] as number;
     all[all.length - 1] = values[j] as number;
     return { ...m, logits: all.buffer as ArrayBuffer };
   };
-  let rig: ApiSwarm | undefined;
+}
+
+/**
+ * Three replicas, the first with `first`'s options: a 12-token answer gives it a record (10 agreements make one),
+ * then the other two leave and two newcomers with `newcomer`'s options take their places.
+ */
+async function establishedAndNewcomers(
+  prefix: string,
+  first: NodeVolunteerOptions,
+  newcomer: NodeVolunteerOptions,
+): Promise<{ rig: ApiSwarm; newcomers: NodeVolunteer[] }> {
+  const r = await startApiSwarm(prefix, { redundancy: 3, apiMaxConcurrent: 0, volunteer: (i) => (i === 0 ? first : {}) });
   const newcomers: NodeVolunteer[] = [];
-  beforeAll(async () => {
-    rig = await startApiSwarm('webswarm-draw-established-', {
-      redundancy: 3,
-      apiMaxConcurrent: 0,
-      volunteer: (i) => (i === 0 ? { tamperLogits: liarHook } : {}),
-    });
-    const r = rig;
-    // The liar earns its record honestly: a 12-token answer (10 agreements make a record).
+  try {
     await r.client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0 });
-    const liarId = r.volunteers[0]?.id;
-    await until('an established liar', () => roster(r).some((v) => v.id === liarId && v.established));
-    // Both honest replicas leave; two honest newcomers take their places.
+    const firstId = r.volunteers[0]?.id;
+    await until('an established replica', () => roster(r).some((v) => v.id === firstId && v.established));
     for (const v of r.volunteers.slice(1)) await v.close();
-    for (let i = 0; i < 2; i++) newcomers.push(new NodeVolunteer(r.server.address().url));
+    for (let i = 0; i < 2; i++) newcomers.push(new NodeVolunteer(r.server.address().url, newcomer));
     await until('two newcomers ready, the others gone', () => {
       const vs = roster(r);
       return vs.length === 3 && vs.filter((v) => v.ready && !v.established).length === 2;
     });
+    return { rig: r, newcomers };
+  } catch (e) {
+    for (const v of newcomers) await v.close();
+    await r.close();
+    throw e;
+  }
+}
+
+/** A sampled answer with top_k 20 (within the form: where no token has a majority of draws, the draw again from the voted values gives the row's token). */
+const TOP_K: SamplingParams = { temperature: 1, topK: 20, topP: 1, seed: 11 };
+async function askTopK(r: ApiSwarm, tokens: number): Promise<{ body: WebswarmBody; want: number[] }> {
+  const want = (await r.reference.generateIds(r.reference.tokenizer.encode(PROMPT), tokens, TOP_K)).tokens;
+  const body = (await r.client.completions.create({
+    model: MODEL,
+    prompt: PROMPT,
+    max_tokens: tokens,
+    temperature: 1,
+    top_k: 20,
+    seed: TOP_K.seed,
+  } as Parameters<ApiSwarm['client']['completions']['create']>[0])) as unknown as WebswarmBody;
+  return { body, want };
+}
+
+describe('an established liar among two honest newcomers', () => {
+  const liar = { on: false, raised: 1, calls: 0 };
+  let rig: ApiSwarm | undefined;
+  let newcomers: NodeVolunteer[] = [];
+  beforeAll(async () => {
+    ({ rig, newcomers } = await establishedAndNewcomers('webswarm-draw-established-', { tamperLogits: liarHook(liar) }, {}));
   }, 120_000);
   afterAll(async () => {
     for (const v of newcomers) await v.close();
@@ -111,25 +143,36 @@ describe('an established liar among two honest newcomers', () => {
   }, 60_000);
 
   it('cannot have the token its drawn form names served alone', async () => {
-    const r = rig as ApiSwarm;
-    const ids = r.reference.tokenizer.encode(PROMPT);
-    // top_k within the form: every token the draw reads is agreed, so where no token has a majority of draws, the
-    // draw again from the voted values (the honest newcomers' own) gives the row's token.
-    const p: SamplingParams = { temperature: 1, topK: 20, topP: 1, seed: 11 };
-    const want = (await r.reference.generateIds(ids, 8, p)).tokens;
     liar.on = true;
     const before = liar.calls;
-    const body = (await r.client.completions.create({
-      model: MODEL,
-      prompt: PROMPT,
-      max_tokens: 8,
-      temperature: 1,
-      top_k: 20,
-      seed: 11,
-    } as Parameters<ApiSwarm['client']['completions']['create']>[0])) as unknown as WebswarmBody;
+    const { body, want } = await askTopK(rig as ApiSwarm, 8);
     liar.on = false;
     expect(body.webswarm.tokens).toEqual(want);
     expect(liar.calls - before).toBeGreaterThanOrEqual(8);
+  }, 60_000);
+});
+
+describe('two sybil newcomers beside an honest established replica', () => {
+  const sybils = { on: false, raised: 1, calls: 0 };
+  let rig: ApiSwarm | undefined;
+  let newcomers: NodeVolunteer[] = [];
+  beforeAll(async () => {
+    ({ rig, newcomers } = await establishedAndNewcomers('webswarm-draw-sybils-', {}, { tamperLogits: liarHook(sybils) }));
+  }, 120_000);
+  afterAll(async () => {
+    for (const v of newcomers) await v.close();
+    await rig?.close();
+  });
+
+  it('cannot outvote its draw by naming another token in both their drawn forms', async () => {
+    sybils.on = true;
+    const before = sybils.calls;
+    const { body, want } = await askTopK(rig as ApiSwarm, 8);
+    sybils.on = false;
+    expect(body.webswarm.tokens).toEqual(want);
+    // Both lied at every step, and agree within the tolerance (their values are honest).
+    expect(sybils.calls - before).toBeGreaterThanOrEqual(16);
+    for (const v of body.webswarm.votes) expect(v.votes[0]?.agreed).toBe(3);
   }, 60_000);
 });
 
