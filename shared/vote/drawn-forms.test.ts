@@ -15,6 +15,7 @@ import {
   expandDrawnForm,
   majorityDraw,
   medianOfDrawn,
+  ownDraw,
 } from './drawn-forms.js';
 import { drawOf, logitsAsSent, sameDraw } from './logits-as-sent.js';
 import { Quorum } from './quorum.js';
@@ -79,8 +80,9 @@ describe('drawn forms of logits', () => {
       expect(drawnFormProblem(form, k, n, p.temperature), `trial ${trial}`).toBeNull();
       expect(drawnParts(form).drawn).toBe(want);
       // Three replicas, one of another backend's rounding: not identical, so the median is taken.
-      const accepted = medianOfDrawn([form, rounded(form), form.slice()], 2);
-      for (const value of [accepted.value, medianOfDrawn([form, rounded(form), rounded(rounded(form))], 2).value]) {
+      const combine = medianOfDrawn(p, u);
+      const accepted = combine([form, rounded(form), form.slice()], 2);
+      for (const value of [accepted.value, combine([form, rounded(form), rounded(rounded(form))], 2).value]) {
         expect(drawFromDrawnForm(value, p, u), `trial ${trial}`).toBe(want);
         // The expanded row holds the drawn token at its value (its log-probability), and the top tokens at theirs.
         expect(expandDrawnForm(value, n)[want]).toBeCloseTo(row[want] as number, 4);
@@ -191,7 +193,7 @@ describe('drawn forms of logits', () => {
       liar[liar.length - 1] = rest;
       expect(drawnFormProblem(liar, K, 2048, 1)).toBeNull();
       // Through the vote: the liar first, then two honest replicas that round differently.
-      const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn });
+      const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn(p, u) });
       q.add({ status: 'fulfilled', replica: 'liar', value: liar });
       q.add({ status: 'fulfilled', replica: 'a', value: honest });
       // The liar and one honest replica: no token has a majority of the draws yet.
@@ -216,7 +218,7 @@ describe('drawn forms of logits', () => {
       const other = mapLogitValues(honest, 2048, (v, _role, tol) => v + 0.1 * tol);
       for (const up of [true, false]) {
         const liar = mapLogitValues(honest, 2048, (v, role, tol) => ((role === 'weight') === up ? v + 0.5 * tol : v - 0.5 * tol));
-        const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn });
+        const q = new Quorum(['liar', 'a', 'b'], agreeDrawnForms, { combine: medianOfDrawn(p, u) });
         for (const [id, value] of [
           ['liar', liar],
           ['a', honest],
@@ -235,48 +237,99 @@ describe('drawn forms of logits', () => {
     expect(moved).toBeGreaterThan(0);
   });
 
-  it('two newcomers that copy an established replica’s form and name another token do not outvote its draw', () => {
+  it('a drawn token counts only where the form’s own values give it: a liar or two sybils naming another win nothing', () => {
     const { p, form } = sample(12, 0.6);
+    const u = 0.6;
     const { values, ids } = topParts(drawnParts(form).form);
     const j = ids[0] === drawnParts(form).drawn ? 1 : 0;
-    const sybil = form.slice();
-    sybil[sybil.length - 2] = ids[j] as number;
-    sybil[sybil.length - 1] = values[j] as number;
-    expect(drawnFormProblem(sybil, K, 2048, p.temperature)).toBeNull();
-    const vote = (established?: (id: string) => boolean) => {
-      const q = new Quorum(['e', 'n1', 'n2'], agreeDrawnForms, { combine: medianOfDrawn, ...(established ? { established } : {}) });
-      for (const [id, value] of [
-        ['n1', sybil],
-        ['e', form],
-        ['n2', sybil.slice()],
-      ] as const)
-        q.add({ status: 'fulfilled', replica: id, value });
+    // Another of the form's own tokens named as drawn, at its named value: well formed, and agreeing.
+    const naming = form.slice();
+    naming[naming.length - 2] = ids[j] as number;
+    naming[naming.length - 1] = values[j] as number;
+    expect(drawnFormProblem(naming, K, 2048, p.temperature)).toBeNull();
+    expect(agreeDrawnForms(naming, form) && agreeDrawnForms(form, naming)).toBe(true);
+    expect(ownDraw(naming, p, u)).toBeNull();
+    const mine = ownDraw(form, p, u);
+    expect(mine?.token).toBe(drawnParts(form).drawn);
+    const vote = (forms: readonly (readonly [string, Float32Array])[], established?: (id: string) => boolean) => {
+      const q = new Quorum(
+        forms.map(([id]) => id),
+        agreeDrawnForms,
+        { combine: medianOfDrawn(p, u), ...(established ? { established } : {}) },
+      );
+      for (const [id, value] of forms) q.add({ status: 'fulfilled', replica: id, value });
       if (q.state.kind !== 'agreed') throw new Error('no agreement');
       return q.state.value;
     };
-    // With a record for e, the newcomers' token does not win: no token has a majority, and the draw again from the
-    // voted values (e's, which the sybils copied) gives e's token where it lands among the agreed tokens, or the
-    // step fails by name (here it lands in the tail). Among three equals the two would win (so the test can fail).
-    const guarded = vote((id) => id === 'e');
-    expect(drawnParts(guarded).drawn).toBe(-1);
-    expect([drawnParts(form).drawn, null]).toContain(drawFromDrawnForm(guarded, p, 0.6));
-    expect(drawFromDrawnForm(guarded, p, 0.6)).not.toBe(ids[j]);
-    expect(drawFromDrawnForm(vote(), p, 0.6)).toBe(ids[j]);
+    // Two sybils naming another token beside an honest replica, with or without a record: theirs does not count,
+    // no token has a majority, and the draw again from the voted values (the honest ones, which they copied) gives
+    // the honest token where it lands among the agreed tokens, or the step fails by name.
+    for (const established of [undefined, (id: string) => id === 'e']) {
+      const value = vote(
+        [
+          ['n1', naming],
+          ['e', form],
+          ['n2', naming.slice()],
+        ],
+        established,
+      );
+      expect(drawnParts(value).drawn).toBe(-1);
+      expect([drawnParts(form).drawn, null]).toContain(drawFromDrawnForm(value, p, u));
+    }
+    // One liar naming another token, with a record, beside two honest newcomers: their token is served.
+    const honestPair = vote(
+      [
+        ['liar', naming],
+        ['a', form],
+        ['b', rounded(form)],
+      ],
+      (id) => id === 'liar',
+    );
+    expect(drawnParts(honestPair).drawn).toBe(drawnParts(form).drawn);
   });
 
-  it('majorityDraw: the token `needed` draws name; newcomers alone do not outvote an established replica, nor it them', () => {
-    expect(majorityDraw([7, 9, 7], 2)).toEqual({ token: 7, at: [0, 2] });
-    expect(majorityDraw([7, 9, 8], 2)).toBeNull();
+  it('a tail token (its place not in the form) is taken on the replicas’ word: newcomers alone do not outvote a record', () => {
+    // A draw that lands beyond the form's tokens: its claim is unchecked. Two sybils naming another tail token.
+    const random = seededRandom(5);
+    const p = settings[0] as SamplingParams;
+    let seen = 0;
+    for (let trial = 0; trial < 400 && seen < 10; trial++) {
+      const row = rowOf(random, 2048, 4);
+      const u = randomAt(p.seed, trial);
+      const form = drawnFormOf(row, K, p, u);
+      const { ids, rest } = topParts(drawnParts(form).form);
+      const drawn = drawnParts(form).drawn;
+      if ([...ids].includes(drawn)) continue;
+      seen += 1;
+      expect(ownDraw(form, p, u)).toEqual({ token: drawn, checked: false });
+      const other = [...row.keys()].find((i) => i !== drawn && ![...ids].includes(i) && (row[i] as number) <= rest) as number;
+      const sybil = form.slice();
+      sybil[sybil.length - 2] = other;
+      sybil[sybil.length - 1] = row[other] as number;
+      const claims = [ownDraw(sybil, p, u), ownDraw(form, p, u), ownDraw(sybil.slice(), p, u)];
+      expect(majorityDraw(claims, 2, [false, true, false])).toBeNull();
+      // Without the record the two would win (so the rule is what stops them).
+      expect(majorityDraw(claims, 2)?.token).toBe(other);
+    }
+    expect(seen).toBe(10);
+  });
+
+  it('majorityDraw: the token `needed` claims name; a checked claim is a vote, a record matters only for unchecked ones', () => {
+    const checked = (token: number) => ({ token, checked: true });
+    const unchecked = (token: number) => ({ token, checked: false });
+    expect(majorityDraw([checked(7), checked(9), checked(7)], 2)).toEqual({ token: 7, at: [0, 2] });
+    expect(majorityDraw([checked(7), checked(9), checked(8)], 2)).toBeNull();
+    expect(majorityDraw([checked(7), null, null], 2)).toBeNull();
     expect(majorityDraw([], 2)).toBeNull();
-    // Two newcomers naming 9 do not outvote the one established replica's 7, and it does not win alone either.
-    expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toBeNull();
-    // A majority with an established replica in it wins; so does one of newcomers where no established replica stands elsewhere.
-    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
-    expect(majorityDraw([9, 7, 9], 2, [false, false, false])).toEqual({ token: 9, at: [0, 2] });
-    expect(majorityDraw([9, 9, 7], 2, [false, false, true])).toBeNull();
+    // An established replica's other claim voids no majority of checked claims (it did: one liar failed requests).
+    expect(majorityDraw([checked(9), checked(7), checked(9)], 2, [false, true, false])).toEqual({ token: 9, at: [0, 2] });
+    // Unchecked claims: newcomers alone do not outvote a record; with one in the group, or none elsewhere, they win.
+    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2, [false, true, false])).toBeNull();
+    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2)).toEqual({ token: 9, at: [0, 2] });
     // At r = 5, three of five.
-    expect(majorityDraw([1, 2, 1, 2, 1], 3)?.token).toBe(1);
-    expect(majorityDraw([1, 2, 1, 2, 3], 3)).toBeNull();
+    expect(majorityDraw([1, 2, 1, 2, 1].map(checked), 3)?.token).toBe(1);
+    expect(majorityDraw([1, 2, 1, 2, 3].map(checked), 3)).toBeNull();
   });
 
   it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {

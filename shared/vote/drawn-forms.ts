@@ -134,58 +134,89 @@ export function agreeDrawnForms(a: Float32Array, b: Float32Array, relative = REL
 const middle = (xs: readonly number[]): number => elementwiseMedian(xs.map((x) => Float32Array.of(x)))[0] as number;
 
 /**
- * The drawn form no minority can move: a majority of bit-identical forms, or else the top forms' median
- * (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with its median value
- * (none, −1, where no token has that many, or only newcomers drew it and an established replica drew another:
- * majorityDraw).
+ * The drawn forms no minority can move, at the step's draw number `u`: a majority of bit-identical forms, or else the
+ * top forms' median (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with
+ * its median value (none, −1, where no token has that many: majorityDraw). A form's drawn token counts only where
+ * its own values give it with `u` (ownDraw): a replica cannot name a token its form does not draw, so one liar
+ * (established or not) that names another token wins nothing and voids no honest majority, and two sybils that
+ * copy an honest form and name another token win nothing either.
  */
-export const medianOfDrawn: Combine<Float32Array> = (forms, needed, established) => {
-  const first = forms[0];
-  if (first === undefined) throw new RangeError('nothing to combine');
-  const parts = forms.map(drawnParts);
-  const won = majorityDraw(
-    parts.map((p) => p.drawn),
-    needed,
-    established,
-  );
-  const same = majorityIdentical(forms, needed);
-  // A bit-identical majority is taken whole where its draw is the counted majority's.
-  if (same !== undefined && won !== null && drawnParts(same).drawn === won.token) return { value: same, exact: true };
-  const out = new Float32Array(first.length);
-  out.set(
-    medianOfTop(
-      parts.map((p) => p.form),
+export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Array> {
+  return (forms, needed, established) => {
+    const first = forms[0];
+    if (first === undefined) throw new RangeError('nothing to combine');
+    const parts = forms.map(drawnParts);
+    const won = majorityDraw(
+      forms.map((f) => ownDraw(f, p, u)),
       needed,
-    ).value,
-  );
-  const at = first.length - DRAWN_EXTRA;
-  out[at] = middle(parts.map((p) => p.allT));
-  out[at + 1] = middle(parts.map((p) => p.nucleusT));
-  out[at + 2] = won === null ? -1 : won.token;
-  out[at + 3] = won === null ? Number.NEGATIVE_INFINITY : middle(won.at.map((i) => parts[i]?.drawnValue as number));
-  return { value: out, exact: false };
-};
+      established,
+    );
+    const same = majorityIdentical(forms, needed);
+    // A bit-identical majority is taken whole where its draw is the counted majority's.
+    if (same !== undefined && won !== null && drawnParts(same).drawn === won.token) return { value: same, exact: true };
+    const out = new Float32Array(first.length);
+    out.set(
+      medianOfTop(
+        parts.map((x) => x.form),
+        needed,
+      ).value,
+    );
+    const at = first.length - DRAWN_EXTRA;
+    out[at] = middle(parts.map((x) => x.allT));
+    out[at + 1] = middle(parts.map((x) => x.nucleusT));
+    out[at + 2] = won === null ? -1 : won.token;
+    out[at + 3] = won === null ? Number.NEGATIVE_INFINITY : middle(won.at.map((i) => parts[i]?.drawnValue as number));
+    return { value: out, exact: false };
+  };
+}
+
+/** A replica's drawn token, and whether the values it sent give it (`checked`) or leave it unchecked (a tail token). */
+export interface DrawClaim {
+  readonly token: number;
+  readonly checked: boolean;
+}
 
 /**
- * The token that `needed` of the replicas' `draws` name, with the indices of those that name it, or null where no
- * token has that many. By the vote's own rule (quorum.ts), newcomers never outvote an established replica
- * (`established`, index by index): a token only newcomers drew does not win where an established replica drew
- * another, so two sybils that copy an established replica's answer and name another token win nothing. Nor does an
- * established replica win alone: its token needs `needed` draws as any other (one established liar among honest
- * newcomers had its draw served where only established replicas' draws counted).
+ * A form's drawn token as a claim: checked where its own values give it with the number `u` (drawFromDrawnForm on
+ * the form alone); unchecked where they put the draw beyond the tokens it names and it names none of them (a tail
+ * token's place is not in the form); else null, a claim its own values contradict, which counts for nothing. An
+ * honest replica's claim is its draw on the whole row; the form's total is rounded to float32, so at a boundary
+ * (a float32 rounding's width of the draw's number) an honest claim may not count.
+ */
+export function ownDraw(form: Float32Array, p: SamplingParams, u: number): DrawClaim | null {
+  const { drawn } = drawnParts(form);
+  const cleared = form.slice();
+  cleared[cleared.length - DRAWN_EXTRA + 2] = -1;
+  const own = drawFromDrawnForm(cleared, p, u);
+  if (own !== null) return own === drawn ? { token: drawn, checked: true } : null;
+  return topParts(drawnParts(form).form).ids.includes(drawn) ? null : { token: drawn, checked: false };
+}
+
+/**
+ * The token that `needed` of the replicas' claims name (a null claim is none), with the indices of those that name
+ * it, or null where no token has that many. Claims the replicas' values give (whole rows drawn by the coordinator;
+ * a drawn form's checked claims) count as votes: one replica, established or not, cannot void a majority. A token
+ * that fewer than `needed` claim checked (a tail token, its place not in the forms) is taken on the replicas' word
+ * alone, and there, as in the vote itself (quorum.ts), newcomers never outvote an established replica
+ * (`established`, index by index): such a token only newcomers claim does not win where an established replica
+ * claims another.
  */
 export function majorityDraw(
-  draws: readonly number[],
+  claims: readonly (DrawClaim | null)[],
   needed: number,
   established?: readonly boolean[],
 ): { readonly token: number; readonly at: readonly number[] } | null {
   const by = new Map<number, number[]>();
-  draws.forEach((t, i) => {
-    by.set(t, [...(by.get(t) ?? []), i]);
+  claims.forEach((c, i) => {
+    if (c !== null) by.set(c.token, [...(by.get(c.token) ?? []), i]);
   });
   const isEstablished = (i: number) => established?.[i] === true;
-  const standsElsewhere = (token: number) => draws.some((t, i) => t !== token && isEstablished(i));
-  for (const [token, at] of by) if (at.length >= needed && (at.some(isEstablished) || !standsElsewhere(token))) return { token, at };
+  const standsElsewhere = (token: number) => claims.some((c, i) => c !== null && c.token !== token && isEstablished(i));
+  for (const [token, at] of by) {
+    if (at.length < needed) continue;
+    const checked = at.filter((i) => claims[i]?.checked === true).length;
+    if (checked >= needed || at.some(isEstablished) || !standsElsewhere(token)) return { token, at };
+  }
   return null;
 }
 

@@ -3,8 +3,9 @@
 // replica, austen-2m in one stage (so every replica is the last stage and stage 0 both), the reference runner the
 // oracle.
 // 1. An established liar among two honest newcomers: where only established replicas' draws counted, its draw alone
-//    was served (a whole row within the tolerance moved about one seed in five; a drawn form names any token). Now a
-//    token needs a majority as any other, and newcomers alone still do not outvote an established replica.
+//    was served (a whole row within the tolerance moved about one seed in five; a drawn form names any token); where
+//    its other draw voided the newcomers' majority, steps whose draw lands in the tail failed. Now every draw is a
+//    vote: the coordinator draws each row itself, and a drawn form's token counts only where its own values give it.
 //    Two sybil newcomers that name another token beside an honest established replica still do not outvote it.
 // 2. The mesh loop with whole rows: a replica whose row was the accepted (median) row was taken to have had to send
 //    the median's draw, and one that sent another token was evicted as an equivocator. The served token is the
@@ -16,7 +17,7 @@ import type { StepLogits, VolunteerView } from '../../shared/protocol/messages.j
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { DRAWN_EXTRA, drawnFormLength, drawnParts } from '../../shared/vote/drawn-forms.js';
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
-import { MIN_TOP_LOGITS, topParts } from '../../shared/vote/top-logits.js';
+import { MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
 import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
@@ -84,17 +85,21 @@ async function establishedAndNewcomers(
   }
 }
 
-/** A sampled answer with top_k 20 (within the form: where no token has a majority of draws, the draw again from the voted values gives the row's token). */
-const TOP_K: SamplingParams = { temperature: 1, topK: 20, topP: 1, seed: 11 };
-async function askTopK(r: ApiSwarm, tokens: number): Promise<{ body: WebswarmBody; want: number[] }> {
-  const want = (await r.reference.generateIds(r.reference.tokenizer.encode(PROMPT), tokens, TOP_K)).tokens;
+/**
+ * A sampled answer at temperature 1 (the API's default: a fifth of austen-2m's draws here land beyond the form's 32
+ * tokens), or with `topK` (within the form: where no token has a majority of draws, the draw again from the voted
+ * values gives the row's token).
+ */
+async function askSampled(r: ApiSwarm, tokens: number, topK = 0, seed = 11): Promise<{ body: WebswarmBody; want: number[] }> {
+  const p: SamplingParams = { temperature: 1, topK, topP: 1, seed };
+  const want = (await r.reference.generateIds(r.reference.tokenizer.encode(PROMPT), tokens, p)).tokens;
   const body = (await r.client.completions.create({
     model: MODEL,
     prompt: PROMPT,
     max_tokens: tokens,
     temperature: 1,
-    top_k: 20,
-    seed: TOP_K.seed,
+    seed: p.seed,
+    ...(topK > 0 ? { top_k: topK } : {}),
   } as Parameters<ApiSwarm['client']['completions']['create']>[0])) as unknown as WebswarmBody;
   return { body, want };
 }
@@ -142,10 +147,21 @@ describe('an established liar among two honest newcomers', () => {
     expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
   }, 60_000);
 
-  it('cannot have the token its drawn form names served alone', async () => {
+  it('cannot have the token its drawn form names served alone, nor fail the steps whose draw lands in the tail', async () => {
+    // The rig: at seed 5 (a red-team helper's), the reference's draws land beyond the 32 most likely tokens at some
+    // of the first steps, where a draw again from the voted values cannot stand in for a majority's.
+    const r = rig as ApiSwarm;
+    const ids = r.reference.tokenizer.encode(PROMPT);
+    const reference = (await r.reference.generateIds(ids, 8, { temperature: 1, topK: 0, topP: 1, seed: 5 })).tokens;
+    let tail = 0;
+    for (let t = 0; t < reference.length; t++) {
+      const row = (await r.reference.session().forward([...ids, ...reference.slice(0, t)])).slice(-VOCAB);
+      if (!topParts(topLogitsOf(row, MIN_TOP_LOGITS)).ids.includes(reference[t] as number)) tail += 1;
+    }
+    expect(tail).toBeGreaterThan(0);
     liar.on = true;
     const before = liar.calls;
-    const { body, want } = await askTopK(rig as ApiSwarm, 8);
+    const { body, want } = await askSampled(r, 8, 0, 5);
     liar.on = false;
     expect(body.webswarm.tokens).toEqual(want);
     expect(liar.calls - before).toBeGreaterThanOrEqual(8);
@@ -167,7 +183,7 @@ describe('two sybil newcomers beside an honest established replica', () => {
   it('cannot outvote its draw by naming another token in both their drawn forms', async () => {
     sybils.on = true;
     const before = sybils.calls;
-    const { body, want } = await askTopK(rig as ApiSwarm, 8);
+    const { body, want } = await askSampled(rig as ApiSwarm, 8, 20);
     sybils.on = false;
     expect(body.webswarm.tokens).toEqual(want);
     // Both lied at every step, and agree within the tolerance (their values are honest).

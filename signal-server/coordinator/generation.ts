@@ -209,7 +209,7 @@ export class GenerationSession extends SessionJoin {
             : form.kind === 'drawn'
               ? { row: expandDrawnForm(state.value, vocab), logSumExp: topParts(drawnParts(state.value).form).logSumExp }
               : null;
-        const drawNumber = this.drawsBefore + step - plan.steps;
+        const drawNumber = this.drawNumberAt(step);
         const drawnToken =
           form.kind === 'drawn' && !isForced ? drawFromDrawnForm(state.value, sampling, randomAt(sampling.seed, drawNumber)) : null;
         if (form.kind === 'drawn' && !isForced && drawnToken === null)

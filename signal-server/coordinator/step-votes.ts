@@ -1,4 +1,5 @@
 import type { TimerHandle } from '../../shared/clock.js';
+import { randomAt } from '../../shared/model/sampling.js';
 import type { ReceivedReport } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
 import { SETTLE_MS } from '../../shared/swarm/replica-core.js';
@@ -83,6 +84,11 @@ export abstract class StepVotes extends SessionRoute {
     });
   }
 
+  /** The number of the seeded sampler's draw that step `step` makes (a scored prompt's steps draw nothing). */
+  protected drawNumberAt(step: number): number {
+    return this.drawsBefore + step - (this.plan?.steps ?? 0);
+  }
+
   /** The vote on the last stage's logits of `step`, by the rule of the form they come in (logitsFormAt). */
   protected logitsQuorum(step: number): Quorum<Float32Array> {
     const last = this.current.length - 1;
@@ -92,8 +98,8 @@ export abstract class StepVotes extends SessionRoute {
         ? [agreeScoredForms, medianOfScored]
         : form === 'top'
           ? [agreeTopLogits, medianOfTop]
-          : form === 'drawn'
-            ? [agreeDrawnForms, medianOfDrawn]
+          : form === 'drawn' && this.sampling !== null
+            ? [agreeDrawnForms, medianOfDrawn(this.sampling, randomAt(this.sampling.seed, this.drawNumberAt(step)))]
             : [agreeLogitRows(this.manifest.model.vocabSize), medianOf];
     return new Quorum(this.current[last] as string[], agree, {
       needed: this.neededAt(last),
@@ -299,8 +305,8 @@ export abstract class StepVotes extends SessionRoute {
 
   /**
    * Where the last stage sends whole rows (a `logit_bias` or penalties) and `step` draws a token: the token that a
-   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: newcomers alone do
-   * not outvote an established replica), or null where no token has that many; undefined where the step draws nothing
+   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: each a vote, checked
+   * here), or null where no token has that many; undefined where the step draws nothing
    * from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
    * within the tolerance of two honest replicas that round differently picks, token by token, whose value is
    * taken, and moves the draw (as a drawn form's weights could be: drawn-forms.ts).
@@ -311,9 +317,8 @@ export abstract class StepVotes extends SessionRoute {
     const state = vote.state;
     if (state.kind !== 'agreed') return null;
     const vocab = this.manifest.model.vocabSize;
-    const number = this.drawsBefore + step - plan.steps;
+    const number = this.drawNumberAt(step);
     const draws: number[] = [];
-    const established: boolean[] = [];
     const rows: Float32Array[] = [];
     for (const id of state.agreeing) {
       const o = vote.outcome(id);
@@ -327,9 +332,13 @@ export abstract class StepVotes extends SessionRoute {
       }
       rows.push(o.value);
       draws.push(token);
-      established.push(this.policy.established(id));
     }
-    return majorityDraw(draws, this.neededAt(this.current.length - 1), established)?.token ?? null;
+    return (
+      majorityDraw(
+        draws.map((token) => ({ token, checked: true })),
+        this.neededAt(this.current.length - 1),
+      )?.token ?? null
+    );
   }
 
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
