@@ -251,6 +251,23 @@ describe('drawn forms of logits', () => {
     expect(ownDraw(naming, p, u)).toBeNull();
     const mine = ownDraw(form, p, u);
     expect(mine?.token).toBe(drawnParts(form).drawn);
+    // At a boundary, within the float32 rounding of the form's weights, either neighbour's claim counts (an honest
+    // replica drew on the whole row); a token two places away does not.
+    const { allT } = drawnParts(form);
+    const weights = [...values].map((v) => Math.exp(((v as number) - (values[0] as number)) / p.temperature));
+    const mass = Math.exp((allT - (values[0] as number)) / p.temperature);
+    const edge = (weights[0] as number) / mass;
+    const named = (token: number) => {
+      const f = form.slice();
+      f[f.length - 2] = token;
+      f[f.length - 1] = values[ids.indexOf(token)] as number;
+      return f;
+    };
+    for (const x of [edge * (1 - 1e-7), edge * (1 + 1e-7)])
+      for (const t of [ids[0], ids[1]] as number[])
+        expect(ownDraw(named(t), p, x), `u ${x}, token ${t}`).toEqual({ token: t, checked: true });
+    expect(ownDraw(named(ids[2] as number), p, edge)).toBeNull();
+    expect(ownDraw(named(ids[1] as number), p, edge * (1 - 1e-3))).toBeNull();
     const vote = (forms: readonly (readonly [string, Float32Array])[], established?: (id: string) => boolean) => {
       const q = new Quorum(
         forms.map(([id]) => id),

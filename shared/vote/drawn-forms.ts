@@ -180,17 +180,24 @@ export interface DrawClaim {
  * A form's drawn token as a claim: checked where its own values give it with the number `u` (drawFromDrawnForm on
  * the form alone); unchecked where they put the draw beyond the tokens it names and it names none of them (a tail
  * token's place is not in the form); else null, a claim its own values contradict, which counts for nothing. An
- * honest replica's claim is its draw on the whole row; the form's total is rounded to float32, so at a boundary
- * (a float32 rounding's width of the draw's number) an honest claim may not count.
+ * honest replica's claim is its draw on the whole row, and the form's weights are rounded to float32: a claim
+ * counts where the form's values give it at any number within that rounding of `u` (CLAIM_SLACK float32 steps of
+ * the weights, relative, over T), so an honest claim at a boundary is never refused; a liar gains a neighbouring
+ * token only where `u` falls that close to its boundary.
  */
 export function ownDraw(form: Float32Array, p: SamplingParams, u: number): DrawClaim | null {
-  const { drawn } = drawnParts(form);
+  const { drawn, allT, nucleusT } = drawnParts(form);
   const cleared = form.slice();
   cleared[cleared.length - DRAWN_EXTRA + 2] = -1;
-  const own = drawFromDrawnForm(cleared, p, u);
-  if (own !== null) return own === drawn ? { token: drawn, checked: true } : null;
+  const slack = (CLAIM_SLACK * 2 ** -24 * Math.max(1, Math.abs(allT), Math.abs(nucleusT))) / p.temperature;
+  const own = [u * (1 - slack), u, Math.min(u * (1 + slack), 1 - Number.EPSILON)].map((x) => drawFromDrawnForm(cleared, p, x));
+  if (own.includes(drawn)) return { token: drawn, checked: true };
+  if (own.every((t) => t !== null)) return null;
   return topParts(drawnParts(form).form).ids.includes(drawn) ? null : { token: drawn, checked: false };
 }
+
+/** How many float32 steps (relative) of a drawn form's weights a claim's draw number may be off by (ownDraw). */
+export const CLAIM_SLACK = 16;
 
 /**
  * The token that `needed` of the replicas' claims name (a null claim is none), with the indices of those that name
