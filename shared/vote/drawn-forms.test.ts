@@ -5,6 +5,7 @@ import { parseLogits } from '../protocol/validate.js';
 import { sampleAt } from '../swarm/mesh-loop.js';
 import {
   agreeDrawnForms,
+  CONTESTED_DRAW,
   DRAWN_EXTRA,
   drawFromDrawnForm,
   drawnFormLength,
@@ -250,7 +251,7 @@ describe('drawn forms of logits', () => {
     expect(agreeDrawnForms(naming, form) && agreeDrawnForms(form, naming)).toBe(true);
     expect(ownDraw(naming, p, u)).toBeNull();
     const mine = ownDraw(form, p, u);
-    expect(mine?.token).toBe(drawnParts(form).drawn);
+    expect(mine).toBe(drawnParts(form).drawn);
     // At a boundary, within the float32 rounding of the form's weights, either neighbour's claim counts (an honest
     // replica drew on the whole row); a token two places away does not.
     const { allT } = drawnParts(form);
@@ -264,8 +265,7 @@ describe('drawn forms of logits', () => {
       return f;
     };
     for (const x of [edge * (1 - 1e-7), edge * (1 + 1e-7)])
-      for (const t of [ids[0], ids[1]] as number[])
-        expect(ownDraw(named(t), p, x), `u ${x}, token ${t}`).toEqual({ token: t, checked: true });
+      for (const t of [ids[0], ids[1]] as number[]) expect(ownDraw(named(t), p, x), `u ${x}, token ${t}`).toBe(t);
     expect(ownDraw(named(ids[2] as number), p, edge)).toBeNull();
     expect(ownDraw(named(ids[1] as number), p, edge * (1 - 1e-3))).toBeNull();
     const vote = (forms: readonly (readonly [string, Float32Array])[], established?: (id: string) => boolean) => {
@@ -305,48 +305,80 @@ describe('drawn forms of logits', () => {
     expect(drawnParts(honestPair).drawn).toBe(drawnParts(form).drawn);
   });
 
-  it('a tail token (its place not in the form) is taken on the replicas’ word: newcomers alone do not outvote a record', () => {
-    // A draw that lands beyond the form's tokens: its claim is unchecked. Two sybils naming another tail token.
+  it('two newcomers whose weights move within the tolerance to draw their own token do not outvote a record: contested', () => {
+    // A red-team helper's attack: copy the honest form, move allT and nucleusT by 0.98 of the tolerance (the mass
+    // the draw is scaled by), and name the token the moved form draws. Each claim is its own values' draw.
     const random = seededRandom(5);
-    const p = settings[0] as SamplingParams;
     let seen = 0;
     for (let trial = 0; trial < 400 && seen < 10; trial++) {
-      const row = rowOf(random, 2048, 4);
+      const p = { ...(settings[trial % 3] as SamplingParams), temperature: 0.2 };
+      const row = rowOf(random, 2048, 1.5, 12);
       const u = randomAt(p.seed, trial);
       const form = drawnFormOf(row, K, p, u);
-      const { ids, rest } = topParts(drawnParts(form).form);
-      const drawn = drawnParts(form).drawn;
-      if ([...ids].includes(drawn)) continue;
+      const moved = mapLogitValues(form, 2048, (v, role, tol) => (role === 'weight' ? v + (trial % 2 === 0 ? 0.98 : -0.98) * tol : v));
+      moved[moved.length - 2] = -1;
+      const theirs = drawFromDrawnForm(moved, p, u);
+      if (theirs === null || theirs === drawnParts(form).drawn) continue;
+      const { values, ids } = topParts(drawnParts(moved).form);
+      moved[moved.length - 2] = theirs;
+      moved[moved.length - 1] = values[ids.indexOf(theirs)] as number;
+      if (drawnFormProblem(moved, K, 2048, p.temperature) !== null || !agreeDrawnForms(moved, form) || !agreeDrawnForms(form, moved))
+        continue;
       seen += 1;
-      expect(ownDraw(form, p, u)).toEqual({ token: drawn, checked: false });
-      const other = [...row.keys()].find((i) => i !== drawn && ![...ids].includes(i) && (row[i] as number) <= rest) as number;
-      const sybil = form.slice();
-      sybil[sybil.length - 2] = other;
-      sybil[sybil.length - 1] = row[other] as number;
-      const claims = [ownDraw(sybil, p, u), ownDraw(form, p, u), ownDraw(sybil.slice(), p, u)];
-      expect(majorityDraw(claims, 2, [false, true, false])).toBeNull();
+      const draws = [ownDraw(moved, p, u), ownDraw(form, p, u), ownDraw(moved.slice(), p, u)];
+      expect(draws).toEqual([theirs, drawnParts(form).drawn, theirs]);
+      expect(majorityDraw(draws, 2, [false, true, false])).toBe('contested');
       // Without the record the two would win (so the rule is what stops them).
-      expect(majorityDraw(claims, 2)?.token).toBe(other);
+      expect(majorityDraw(draws, 2)).toEqual({ token: theirs, at: [0, 2] });
+      // Through the vote: the step's accepted form says contested, and no token is drawn from it.
+      const q = new Quorum(['n1', 'e', 'n2'], agreeDrawnForms, { combine: medianOfDrawn(p, u), established: (id) => id === 'e' });
+      for (const [id, value] of [
+        ['n1', moved],
+        ['e', form],
+        ['n2', moved.slice()],
+      ] as const)
+        q.add({ status: 'fulfilled', replica: id, value });
+      if (q.state.kind !== 'agreed') throw new Error('no agreement');
+      expect(drawnParts(q.state.value).drawn).toBe(CONTESTED_DRAW);
+      expect(drawFromDrawnForm(q.state.value, p, u)).toBeNull();
     }
     expect(seen).toBe(10);
   });
 
-  it('majorityDraw: the token `needed` claims name; a checked claim is a vote, a record matters only for unchecked ones', () => {
-    const checked = (token: number) => ({ token, checked: true });
-    const unchecked = (token: number) => ({ token, checked: false });
-    expect(majorityDraw([checked(7), checked(9), checked(7)], 2)).toEqual({ token: 7, at: [0, 2] });
-    expect(majorityDraw([checked(7), checked(9), checked(8)], 2)).toBeNull();
-    expect(majorityDraw([checked(7), null, null], 2)).toBeNull();
+  it('an honest claim counts where tied values put top_p’s cut within a float32 rounding (a red team’s rows)', () => {
+    // Ten most likely tokens tied on a grid, the rest 2–8 below, T = 0.1: the share summed to the cut meets top_p
+    // exactly, and a total from the float32 allT tipped the cut by one token (216 of 1 200 honest claims refused).
+    let checked = 0;
+    for (let s = 0; s < 200; s++) {
+      const random = seededRandom(1000 + s);
+      const top = 5 + 20 * random();
+      const row = Float32Array.from({ length: 2048 }, () => top - 2 - 6 * random());
+      for (let i = 0; i < 10; i++) row[17 + 31 * i] = Math.round(top * 4) / 4;
+      const p: SamplingParams = { temperature: 0.1, topK: 0, topP: 0.9, seed: 1 };
+      for (const u of [0.1, 0.3, 0.55, 0.75, 0.95, 0.99]) {
+        const form = drawnFormOf(row, K, p, u);
+        expect(ownDraw(form, p, u), `row ${s}, u ${u}`).toBe(sampleToken(row, p, () => u));
+        checked += 1;
+      }
+    }
+    expect(checked).toBe(1200);
+  });
+
+  it('majorityDraw: the token `needed` draws name; newcomers alone do not outvote a record, nor does it win alone', () => {
+    expect(majorityDraw([7, 9, 7], 2)).toEqual({ token: 7, at: [0, 2] });
+    expect(majorityDraw([7, 9, 8], 2)).toBeNull();
+    expect(majorityDraw([7, null, null], 2)).toBeNull();
     expect(majorityDraw([], 2)).toBeNull();
-    // An established replica's other claim voids no majority of checked claims (it did: one liar failed requests).
-    expect(majorityDraw([checked(9), checked(7), checked(9)], 2, [false, true, false])).toEqual({ token: 9, at: [0, 2] });
-    // Unchecked claims: newcomers alone do not outvote a record; with one in the group, or none elsewhere, they win.
-    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2, [false, true, false])).toBeNull();
-    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
-    expect(majorityDraw([unchecked(9), unchecked(7), unchecked(9)], 2)).toEqual({ token: 9, at: [0, 2] });
+    // A refuted claim (null) stands nowhere: two newcomers win beside an established replica that claimed nothing.
+    expect(majorityDraw([9, null, 9], 2, [false, true, false])).toEqual({ token: 9, at: [0, 2] });
+    // Two newcomers against an established replica's other draw: contested (the step fails), not either's token.
+    expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toBe('contested');
+    // With an established replica in the group, or none standing elsewhere, the majority wins.
+    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([9, 7, 9], 2)).toEqual({ token: 9, at: [0, 2] });
     // At r = 5, three of five.
-    expect(majorityDraw([1, 2, 1, 2, 1].map(checked), 3)?.token).toBe(1);
-    expect(majorityDraw([1, 2, 1, 2, 3].map(checked), 3)).toBeNull();
+    expect(majorityDraw([1, 2, 1, 2, 1], 3)).toEqual({ token: 1, at: [0, 2, 4] });
+    expect(majorityDraw([1, 2, 1, 2, 3], 3)).toBeNull();
   });
 
   it('are used where a temperature may draw any token, with no logit_bias and no penalties', () => {

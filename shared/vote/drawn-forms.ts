@@ -136,10 +136,10 @@ const middle = (xs: readonly number[]): number => elementwiseMedian(xs.map((x) =
 /**
  * The drawn forms no minority can move, at the step's draw number `u`: a majority of bit-identical forms, or else the
  * top forms' median (medianOfTop), the weights' medians, and the token a majority (`needed`) of the forms drew with
- * its median value (none, −1, where no token has that many: majorityDraw). A form's drawn token counts only where
- * its own values give it with `u` (ownDraw): a replica cannot name a token its form does not draw, so one liar
- * (established or not) that names another token wins nothing and voids no honest majority, and two sybils that
- * copy an honest form and name another token win nothing either.
+ * its median value (none, −1, where no token has that many; CONTESTED_DRAW where only newcomers drew it and an
+ * established replica drew another: majorityDraw). A form's drawn token counts only where its own values give it
+ * with `u` (ownDraw): a replica cannot name a token its form does not draw, so one liar (established or not) that
+ * names another token wins nothing and voids no honest majority.
  */
 export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Array> {
   return (forms, needed, established) => {
@@ -153,7 +153,8 @@ export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Arra
     );
     const same = majorityIdentical(forms, needed);
     // A bit-identical majority is taken whole where its draw is the counted majority's.
-    if (same !== undefined && won !== null && drawnParts(same).drawn === won.token) return { value: same, exact: true };
+    if (same !== undefined && won !== null && won !== 'contested' && drawnParts(same).drawn === won.token)
+      return { value: same, exact: true };
     const out = new Float32Array(first.length);
     out.set(
       medianOfTop(
@@ -164,67 +165,68 @@ export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Arra
     const at = first.length - DRAWN_EXTRA;
     out[at] = middle(parts.map((x) => x.allT));
     out[at + 1] = middle(parts.map((x) => x.nucleusT));
-    out[at + 2] = won === null ? -1 : won.token;
-    out[at + 3] = won === null ? Number.NEGATIVE_INFINITY : middle(won.at.map((i) => parts[i]?.drawnValue as number));
+    out[at + 2] = won === null ? -1 : won === 'contested' ? CONTESTED_DRAW : won.token;
+    out[at + 3] =
+      won === null || won === 'contested' ? Number.NEGATIVE_INFINITY : middle(won.at.map((i) => parts[i]?.drawnValue as number));
     return { value: out, exact: false };
   };
 }
 
-/** A replica's drawn token, and whether the values it sent give it (`checked`) or leave it unchecked (a tail token). */
-export interface DrawClaim {
-  readonly token: number;
-  readonly checked: boolean;
-}
-
 /**
- * A form's drawn token as a claim: checked where its own values give it with the number `u` (drawFromDrawnForm on
- * the form alone); unchecked where they put the draw beyond the tokens it names and it names none of them (a tail
- * token's place is not in the form); else null, a claim its own values contradict, which counts for nothing. An
- * honest replica's claim is its draw on the whole row, and the form's weights are rounded to float32: a claim
- * counts where the form's values give it at any number within that rounding of `u` (CLAIM_SLACK float32 steps of
- * the weights, relative, over T), so an honest claim at a boundary is never refused; a liar gains a neighbouring
- * token only where `u` falls that close to its boundary.
+ * A form's drawn token where its own values give it with the number `u` (drawFromDrawnForm on the form alone), or
+ * where they put the draw beyond the tokens it names and it names none of them (a tail token's place is not in the
+ * form); else null, a claim its own values contradict, which counts for nothing. An honest replica's claim is its
+ * draw on the whole row, and the form's weights are rounded to float32: a claim counts where the form's values give
+ * it at any number within that rounding of `u` (CLAIM_SLACK float32 steps of the weights, relative, over T), with
+ * top_p's cut within it too (a red-team helper had honest claims refused where tied values put the cut's share on
+ * top_p), so an honest claim at a boundary is never refused.
  */
-export function ownDraw(form: Float32Array, p: SamplingParams, u: number): DrawClaim | null {
+export function ownDraw(form: Float32Array, p: SamplingParams, u: number): number | null {
   const { drawn, allT, nucleusT } = drawnParts(form);
   const cleared = form.slice();
   cleared[cleared.length - DRAWN_EXTRA + 2] = -1;
   const slack = (CLAIM_SLACK * 2 ** -24 * Math.max(1, Math.abs(allT), Math.abs(nucleusT))) / p.temperature;
-  const own = [u * (1 - slack), u, Math.min(u * (1 + slack), 1 - Number.EPSILON)].map((x) => drawFromDrawnForm(cleared, p, x));
-  if (own.includes(drawn)) return { token: drawn, checked: true };
+  // The number, and top_p's cut (a share of a float32 total), each within that rounding.
+  const near = (x: number, most: number) => [x * (1 - slack), x, Math.min(x * (1 + slack), most)];
+  const cuts = p.topP < 1 ? near(p.topP, 1) : [p.topP];
+  const own = near(u, 1 - Number.EPSILON).flatMap((x) => cuts.map((topP) => drawFromDrawnForm(cleared, { ...p, topP }, x)));
+  if (own.includes(drawn)) return drawn;
   if (own.every((t) => t !== null)) return null;
-  return topParts(drawnParts(form).form).ids.includes(drawn) ? null : { token: drawn, checked: false };
+  return topParts(drawnParts(form).form).ids.includes(drawn) ? null : drawn;
 }
 
 /** How many float32 steps (relative) of a drawn form's weights a claim's draw number may be off by (ownDraw). */
 export const CLAIM_SLACK = 16;
 
+/** An accepted drawn form's token where newcomers' draws stood against an established replica's: the step fails. */
+export const CONTESTED_DRAW = -2;
+
 /**
- * The token that `needed` of the replicas' claims name (a null claim is none), with the indices of those that name
- * it, or null where no token has that many. Claims the replicas' values give (whole rows drawn by the coordinator;
- * a drawn form's checked claims) count as votes: one replica, established or not, cannot void a majority. A token
- * that fewer than `needed` claim checked (a tail token, its place not in the forms) is taken on the replicas' word
- * alone, and there, as in the vote itself (quorum.ts), newcomers never outvote an established replica
- * (`established`, index by index): such a token only newcomers claim does not win where an established replica
- * claims another.
+ * The token that `needed` of the replicas' `draws` name (a null draw is none), with the indices of those that name
+ * it; `'contested'` where such a token is only newcomers' and an established replica (`established`, index by
+ * index) drew another; else null. Newcomers never outvote an established replica (quorum.ts), and within the
+ * tolerance two colluding newcomers can move their values to draw a token of their choosing (a helper had it
+ * served in 35–70 % of steps at temperatures 1 to 0.1); nor does an established replica win alone (one liar among
+ * honest newcomers had its draw served). So a contested draw is decided by neither: the step fails by name.
  */
 export function majorityDraw(
-  claims: readonly (DrawClaim | null)[],
+  draws: readonly (number | null)[],
   needed: number,
   established?: readonly boolean[],
-): { readonly token: number; readonly at: readonly number[] } | null {
+): { readonly token: number; readonly at: readonly number[] } | 'contested' | null {
   const by = new Map<number, number[]>();
-  claims.forEach((c, i) => {
-    if (c !== null) by.set(c.token, [...(by.get(c.token) ?? []), i]);
+  draws.forEach((t, i) => {
+    if (t !== null) by.set(t, [...(by.get(t) ?? []), i]);
   });
   const isEstablished = (i: number) => established?.[i] === true;
-  const standsElsewhere = (token: number) => claims.some((c, i) => c !== null && c.token !== token && isEstablished(i));
+  const standsElsewhere = (token: number) => draws.some((t, i) => t !== null && t !== token && isEstablished(i));
+  let contested = false;
   for (const [token, at] of by) {
     if (at.length < needed) continue;
-    const checked = at.filter((i) => claims[i]?.checked === true).length;
-    if (checked >= needed || at.some(isEstablished) || !standsElsewhere(token)) return { token, at };
+    if (at.some(isEstablished) || !standsElsewhere(token)) return { token, at };
+    contested = true;
   }
-  return null;
+  return contested ? 'contested' : null;
 }
 
 /**
@@ -241,6 +243,7 @@ export function majorityDraw(
 export function drawFromDrawnForm(wire: Float32Array, p: SamplingParams, u: number): number | null {
   const { form, allT, nucleusT, drawn } = drawnParts(wire);
   if (drawn >= 0) return drawn;
+  if (drawn === CONTESTED_DRAW) return null;
   const { values, ids } = topParts(form);
   const n = agreedTokens(form);
   const t = p.temperature;

@@ -4,8 +4,9 @@
 // oracle.
 // 1. An established liar among two honest newcomers: where only established replicas' draws counted, its draw alone
 //    was served (a whole row within the tolerance moved about one seed in five; a drawn form names any token); where
-//    its other draw voided the newcomers' majority, steps whose draw lands in the tail failed. Now every draw is a
-//    vote: the coordinator draws each row itself, and a drawn form's token counts only where its own values give it.
+//    its other draw voided the newcomers' majority, steps whose draw lands in the tail failed. Now a drawn form's token
+//    counts only where its own values give it (a named token it does not draw voids nothing), and where the values
+//    themselves draw against each other (a row moved within the tolerance), the step fails by name: contested.
 //    Two sybil newcomers that name another token beside an honest established replica still do not outvote it.
 // 2. The mesh loop with whole rows: a replica whose row was the accepted (median) row was taken to have had to send
 //    the median's draw, and one that sent another token was evicted as an equivocator. The served token is the
@@ -19,7 +20,7 @@ import { DRAWN_EXTRA, drawnFormLength, drawnParts } from '../../shared/vote/draw
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
 import { MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
 import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
-import { type ApiSwarm, API_MODEL as MODEL, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
+import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
 const VOCAB = 2048;
@@ -116,7 +117,7 @@ describe('an established liar among two honest newcomers', () => {
     await rig?.close();
   });
 
-  it('cannot have its whole row’s draw served alone (a logit_bias)', async () => {
+  it('cannot have its whole row’s draw served alone (a logit_bias): contested, the step fails by name', async () => {
     const r = rig as ApiSwarm;
     const honest = (await r.reference.session().forward(r.reference.tokenizer.encode(PROMPT))).slice(-VOCAB);
     const sampling = (seed: number): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, seed, logitBias: [[5, 1]] });
@@ -133,18 +134,22 @@ describe('an established liar among two honest newcomers', () => {
     liar.on = true;
     liar.raised = found.raised;
     const before = liar.calls;
-    const body = (await r.client.completions.create({
+    const res = await postRaw(`${r.server.address().url}/v1/completions`, {
       model: MODEL,
       prompt: PROMPT,
       max_tokens: 1,
       temperature: 1,
       seed: found.seed,
       logit_bias: { '5': 1 },
-    })) as unknown as WebswarmBody;
+    });
     liar.on = false;
     expect(liar.calls).toBeGreaterThan(before);
-    expect(body.webswarm.tokens).toEqual([draw(honest, found.seed)]);
-    expect(body.webswarm.votes[0]?.votes[0]).toMatchObject({ agreed: 3, disagreed: 0 });
+    // Its row draws within the tolerance what it likes; the newcomers' rows draw the honest token. Newcomers never
+    // outvote an established replica, nor does it win alone: neither token is served, and the requester is told why.
+    expect(res.status, res.raw).toBe(503);
+    expect(res.raw).toContain('ERR_NO_QUORUM');
+    expect(res.raw).toContain('newcomers');
+    expect(res.raw).not.toContain(`"tokens":[${draw(liftMostLikely(honest, found.raised, 0.9), found.seed)}]`);
   }, 60_000);
 
   it('cannot have the token its drawn form names served alone, nor fail the steps whose draw lands in the tail', async () => {

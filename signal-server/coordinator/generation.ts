@@ -1,7 +1,7 @@
 import { randomAt, type SamplingParams } from '../../shared/model/sampling.js';
 import type { StageVote } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD, sampleAt } from '../../shared/swarm/mesh-loop.js';
-import { drawFromDrawnForm, drawnLogitsFor, drawnParts, expandDrawnForm } from '../../shared/vote/drawn-forms.js';
+import { CONTESTED_DRAW, drawFromDrawnForm, drawnLogitsFor, drawnParts, expandDrawnForm } from '../../shared/vote/drawn-forms.js';
 import { agreedTokens, expandScoredRow, expandTopLogits, scoredFormsFit, topLogitsFor, topParts } from '../../shared/vote/top-logits.js';
 import { ForcedPlan } from './forced-plan.js';
 import { GenerationError } from './generation-error.js';
@@ -212,6 +212,13 @@ export class GenerationSession extends SessionJoin {
         const drawNumber = this.drawNumberAt(step);
         const drawnToken =
           form.kind === 'drawn' && !isForced ? drawFromDrawnForm(state.value, sampling, randomAt(sampling.seed, drawNumber)) : null;
+        const rowsDrawn = form.kind === 'rows' ? this.rowsMajorityDraw(step, w.logits) : undefined;
+        const contested = rowsDrawn === 'contested' || (form.kind === 'drawn' && drawnParts(state.value).drawn === CONTESTED_DRAW);
+        if (contested && !isForced)
+          throw new GenerationError(
+            'ERR_NO_QUORUM',
+            `step ${step}: newcomers among the last stage's replicas drew another token than an established replica (newcomers never outvote an established replica, nor does it win alone)`,
+          );
         if (form.kind === 'drawn' && !isForced && drawnToken === null)
           throw new GenerationError(
             'ERR_NO_QUORUM',
@@ -224,7 +231,8 @@ export class GenerationSession extends SessionJoin {
             : { row: state.value.subarray(row * vocab, (row + 1) * vocab) };
         const token = isForced
           ? (given[given.length - 1] as number)
-          : (drawnToken ?? this.rowsMajorityDraw(step, w.logits) ?? sampleAt(top?.row ?? state.value, sampling, drawNumber, generated));
+          : (drawnToken ??
+            (typeof rowsDrawn === 'number' ? rowsDrawn : sampleAt(top?.row ?? state.value, sampling, drawNumber, generated)));
         this.noteExactLogits(step, w.logits);
         const votes: StageVote[] = this.route.map((ids, stage) => {
           const q = stage === last ? w.logits.state : digests[stage]?.state;

@@ -295,7 +295,8 @@ export abstract class StepVotes extends SessionRoute {
     const state = vote.state;
     if (state.kind !== 'agreed') return false;
     if (this.logitsFormAt(step).kind === 'drawn') return drawnParts(state.value).drawn >= 0;
-    return this.rowsMajorityDraw(step, vote) !== null;
+    const won = this.rowsMajorityDraw(step, vote);
+    return won !== null && won !== 'contested';
   }
 
   /** The token a replica's whole row `row` gave where rowsMajorityDraw drew from it, else undefined. */
@@ -305,13 +306,13 @@ export abstract class StepVotes extends SessionRoute {
 
   /**
    * Where the last stage sends whole rows (a `logit_bias` or penalties) and `step` draws a token: the token that a
-   * majority of the agreeing replicas' own rows give with the session's sampler (majorityDraw: each a vote, checked
-   * here), or null where no token has that many; undefined where the step draws nothing
-   * from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
+   * majority of the agreeing replicas' own rows give with the session's sampler, `'contested'` where only newcomers
+   * drew it against an established replica's draw (majorityDraw: the step fails), or null where no token has that
+   * many; undefined where the step draws nothing from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
    * within the tolerance of two honest replicas that round differently picks, token by token, whose value is
    * taken, and moves the draw (as a drawn form's weights could be: drawn-forms.ts).
    */
-  protected rowsMajorityDraw(step: number, vote: Quorum<Float32Array>): number | null | undefined {
+  protected rowsMajorityDraw(step: number, vote: Quorum<Float32Array>): number | 'contested' | null | undefined {
     const { plan, sampling } = this;
     if (plan === null || sampling === null || step < plan.steps || this.logitsFormAt(step).kind !== 'rows') return undefined;
     const state = vote.state;
@@ -319,6 +320,7 @@ export abstract class StepVotes extends SessionRoute {
     const vocab = this.manifest.model.vocabSize;
     const number = this.drawNumberAt(step);
     const draws: number[] = [];
+    const established: boolean[] = [];
     const rows: Float32Array[] = [];
     for (const id of state.agreeing) {
       const o = vote.outcome(id);
@@ -332,13 +334,10 @@ export abstract class StepVotes extends SessionRoute {
       }
       rows.push(o.value);
       draws.push(token);
+      established.push(this.policy.established(id));
     }
-    return (
-      majorityDraw(
-        draws.map((token) => ({ token, checked: true })),
-        this.neededAt(this.current.length - 1),
-      )?.token ?? null
-    );
+    const won = majorityDraw(draws, this.neededAt(this.current.length - 1), established);
+    return won === null || won === 'contested' ? won : won.token;
   }
 
   onLogits(volunteer: string, step: number, logits: Float32Array, resets = 0): void {
