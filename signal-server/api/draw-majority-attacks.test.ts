@@ -16,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomAt, type SamplingParams, sampleToken } from '../../shared/model/sampling.js';
 import type { StepLogits, VolunteerView } from '../../shared/protocol/messages.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
-import { DRAWN_EXTRA, drawnFormLength, drawnParts } from '../../shared/vote/drawn-forms.js';
+import { DRAWN_EXTRA, drawFromDrawnForm, drawnFormLength, drawnParts } from '../../shared/vote/drawn-forms.js';
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
 import { MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
-import { liftMostLikely, rowTolerance } from '../../testing/logit-values.js';
+import { liftMostLikely, mapLogitValues, rowTolerance } from '../../testing/logit-values.js';
 import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
@@ -194,6 +194,57 @@ describe('two sybil newcomers beside an honest established replica', () => {
     // Both lied at every step, and agree within the tolerance (their values are honest).
     expect(sybils.calls - before).toBeGreaterThanOrEqual(16);
     for (const v of body.webswarm.votes) expect(v.votes[0]?.agreed).toBe(3);
+  }, 60_000);
+});
+
+describe('two sybil newcomers that move their weights within the tolerance to draw a token of their own', () => {
+  // A red-team helper's attack: each claim is what its own (moved) values draw, so it counts; a newcomers' majority
+  // against an established replica's draw is contested, and the step fails by name rather than serve their token.
+  const p: SamplingParams = { temperature: 0.7, topK: 0, topP: 1, seed: 3 };
+  const sybils = { on: false, moved: 0 };
+  const hook = (m: StepLogits): StepLogits => {
+    const all = new Float32Array(m.logits);
+    if (!sybils.on || all.length !== drawnFormLength(MIN_TOP_LOGITS)) return m;
+    const u = randomAt(p.seed, m.step);
+    for (const by of [0.98, -0.98]) {
+      const moved = mapLogitValues(all, VOCAB, (v, role, tol) => (role === 'weight' ? v + by * tol : v));
+      moved[moved.length - DRAWN_EXTRA + 2] = -1;
+      const theirs = drawFromDrawnForm(moved, p, u);
+      if (theirs === null || theirs === drawnParts(all).drawn) continue;
+      const { values, ids } = topParts(drawnParts(moved).form);
+      moved[moved.length - DRAWN_EXTRA + 2] = theirs;
+      moved[moved.length - 1] = values[ids.indexOf(theirs)] as number;
+      sybils.moved += 1;
+      return { ...m, logits: moved.buffer as ArrayBuffer };
+    }
+    return m;
+  };
+  let rig: ApiSwarm | undefined;
+  let newcomers: NodeVolunteer[] = [];
+  beforeAll(async () => {
+    ({ rig, newcomers } = await establishedAndNewcomers('webswarm-draw-moved-', {}, { tamperLogits: hook }));
+  }, 120_000);
+  afterAll(async () => {
+    for (const v of newcomers) await v.close();
+    await rig?.close();
+  });
+
+  it('do not have their token served: the step is contested and fails by name', async () => {
+    const r = rig as ApiSwarm;
+    sybils.on = true;
+    const res = await postRaw(`${r.server.address().url}/v1/completions`, {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 16,
+      temperature: p.temperature,
+      seed: p.seed,
+    });
+    sybils.on = false;
+    // Both moved a claim at some step (so the attack was made), and no token of theirs reached the requester.
+    expect(sybils.moved).toBeGreaterThanOrEqual(2);
+    expect(res.status, res.raw).toBe(503);
+    expect(res.raw).toContain('ERR_NO_QUORUM');
+    expect(res.raw).toContain('newcomers');
   }, 60_000);
 });
 
