@@ -20,6 +20,7 @@ import { DRAWN_EXTRA, drawFromDrawnForm, drawnFormLength, drawnParts } from '../
 import { agreeLogitRows } from '../../shared/vote/quorum.js';
 import { MIN_TOP_LOGITS, topLogitsOf, topParts } from '../../shared/vote/top-logits.js';
 import { liftMostLikely, mapLogitValues, rowTolerance } from '../../testing/logit-values.js';
+import type { FallbackMode } from '../coordinator/fallback.js';
 import { type ApiSwarm, API_MODEL as MODEL, postRaw, startApiSwarm, type WebswarmBody } from '../testing/api-swarm.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
@@ -65,8 +66,14 @@ async function establishedAndNewcomers(
   prefix: string,
   first: NodeVolunteerOptions,
   newcomer: NodeVolunteerOptions,
+  fallback?: FallbackMode,
 ): Promise<{ rig: ApiSwarm; newcomers: NodeVolunteer[] }> {
-  const r = await startApiSwarm(prefix, { redundancy: 3, apiMaxConcurrent: 0, volunteer: (i) => (i === 0 ? first : {}) });
+  const r = await startApiSwarm(prefix, {
+    redundancy: 3,
+    apiMaxConcurrent: 0,
+    volunteer: (i) => (i === 0 ? first : {}),
+    ...(fallback === undefined ? {} : { fallback }),
+  });
   const newcomers: NodeVolunteer[] = [];
   try {
     await r.client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0 });
@@ -219,33 +226,49 @@ describe('two sybil newcomers that move their weights within the tolerance to dr
     }
     return m;
   };
-  let rig: ApiSwarm | undefined;
-  let newcomers: NodeVolunteer[] = [];
-  beforeAll(async () => {
-    ({ rig, newcomers } = await establishedAndNewcomers('webswarm-draw-moved-', {}, { tamperLogits: hook }));
-  }, 120_000);
-  afterAll(async () => {
-    for (const v of newcomers) await v.close();
-    await rig?.close();
-  });
-
-  it('do not have their token served: the step is contested and fails by name', async () => {
-    const r = rig as ApiSwarm;
-    sybils.on = true;
-    const res = await postRaw(`${r.server.address().url}/v1/completions`, {
+  const ask = (r: ApiSwarm) =>
+    postRaw(`${r.server.address().url}/v1/completions`, {
       model: MODEL,
       prompt: PROMPT,
       max_tokens: 16,
       temperature: p.temperature,
       seed: p.seed,
     });
-    sybils.on = false;
-    // Both moved a claim at some step (so the attack was made), and no token of theirs reached the requester.
-    expect(sybils.moved).toBeGreaterThanOrEqual(2);
-    expect(res.status, res.raw).toBe(503);
-    expect(res.raw).toContain('ERR_NO_QUORUM');
-    expect(res.raw).toContain('newcomers');
-  }, 60_000);
+  for (const fallback of ['off', 'stage'] as const)
+    describe(`FALLBACK=${fallback}`, () => {
+      let rig: ApiSwarm | undefined;
+      let newcomers: NodeVolunteer[] = [];
+      beforeAll(async () => {
+        ({ rig, newcomers } = await establishedAndNewcomers(`webswarm-draw-moved-${fallback}-`, {}, { tamperLogits: hook }, fallback));
+      }, 120_000);
+      afterAll(async () => {
+        for (const v of newcomers) await v.close();
+        await rig?.close();
+      });
+
+      it(fallback === 'off'
+        ? 'do not have their token served: the step is contested, no spares retry it, and it fails by name'
+        : 'do not have their token served: the contested stage is retried, the server takes it, and the tokens are the reference’s', async () => {
+        const r = rig as ApiSwarm;
+        const before = sybils.moved;
+        sybils.on = true;
+        const res = await ask(r);
+        sybils.on = false;
+        // Both moved a claim at some step (so the attack was made), and no token of theirs reached the requester.
+        expect(sybils.moved - before).toBeGreaterThanOrEqual(2);
+        if (fallback === 'off') {
+          expect(res.status, res.raw).toBe(503);
+          expect(res.raw).toContain('ERR_NO_QUORUM');
+          expect(res.raw).toContain('newcomers');
+          return;
+        }
+        expect(res.status, res.raw).toBe(200);
+        const body = res.body as WebswarmBody;
+        const want = (await r.reference.generateIds(r.reference.tokenizer.encode(PROMPT), 16, p)).tokens;
+        expect(body.webswarm.tokens).toEqual(want);
+        expect(body.webswarm.votes.some((v) => v.votes[0]?.server === true)).toBe(true);
+      }, 60_000);
+    });
 });
 
 describe('the mesh loop with whole rows: a liar framing an honest replica on the other side of a near tie', () => {

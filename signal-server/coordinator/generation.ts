@@ -169,11 +169,13 @@ export class GenerationSession extends SessionJoin {
             const n = this.route[failing.stage]?.length ?? 0;
             throw new GenerationError(
               'ERR_NO_QUORUM',
-              failing.culprits.size === 0
-                ? `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
-                : failing.stage === last
-                  ? `step ${step}: the logits of ${[...failing.culprits].join(', ')} (stage ${failing.stage}) were refused, too few of its ${n} replicas agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
-                  : `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`,
+              failing.stage === last && this.contested(step, w)
+                ? `step ${step}: newcomers among the last stage's replicas drew another token than an established replica (newcomers never outvote an established replica, nor does it win alone), and no spare replicas could retry it`
+                : failing.culprits.size === 0
+                  ? `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
+                  : failing.stage === last
+                    ? `step ${step}: the logits of ${[...failing.culprits].join(', ')} (stage ${failing.stage}) were refused, too few of its ${n} replicas agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
+                    : `step ${step}: replicas of stage ${failing.stage} sent the next stage other outputs than they reported (${[...failing.culprits].join(', ')}), and no spare replicas could retry it`,
             );
           }
           w = fresh(step);
@@ -212,13 +214,8 @@ export class GenerationSession extends SessionJoin {
         const drawNumber = this.drawNumberAt(step);
         const drawnToken =
           form.kind === 'drawn' && !isForced ? drawFromDrawnForm(state.value, sampling, randomAt(sampling.seed, drawNumber)) : null;
+        // A contested draw never gets here: failingStage retries it, or the step failed above.
         const rowsDrawn = form.kind === 'rows' ? this.rowsMajorityDraw(step, w.logits) : undefined;
-        const contested = rowsDrawn === 'contested' || (form.kind === 'drawn' && drawnParts(state.value).drawn === CONTESTED_DRAW);
-        if (contested && !isForced)
-          throw new GenerationError(
-            'ERR_NO_QUORUM',
-            `step ${step}: newcomers among the last stage's replicas drew another token than an established replica (newcomers never outvote an established replica, nor does it win alone)`,
-          );
         if (form.kind === 'drawn' && !isForced && drawnToken === null)
           throw new GenerationError(
             'ERR_NO_QUORUM',
@@ -368,12 +365,25 @@ export class GenerationSession extends SessionJoin {
   }
 
   /** The stage to retry at this step and whom to replace first, or null when every vote holds. */
+  /** Whether `step`'s accepted logits hold a contested draw (majorityDraw): newcomers' token against an established replica's. */
+  private contested(step: number, w: StepWait): boolean {
+    const st = w.logits.state;
+    if (this.plan === null || step < this.plan.steps || st.kind !== 'agreed') return false;
+    const kind = this.logitsFormAt(step).kind;
+    return kind === 'drawn'
+      ? drawnParts(st.value).drawn === CONTESTED_DRAW
+      : kind === 'rows' && this.rowsMajorityDraw(step, w.logits) === 'contested';
+  }
+
   private failingStage(step: number, w: StepWait): { stage: number; culprits: Set<string> } | null {
     const last = this.route.length - 1;
     const digestStates = this.digestsOf(step).map((q) => q.state.kind);
     let failing = digestStates.indexOf('no-majority');
     if (failing < 0 && w.logits.state.kind !== 'agreed') failing = last;
     if (failing < 0) failing = digestStates.findIndex((k) => k !== 'agreed');
+    // A contested draw (newcomers' against an established replica's): decided by neither, the last stage is retried
+    // on spares (newcomers leave first), or the server takes it where the operator allows.
+    if (failing < 0 && this.contested(step, w)) failing = last;
     // Last-stage replicas whose own logits message was refused (rows of another count than the step's, or their own
     // failure) go first: nobody else could have made them so.
     if (failing === last)

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { expect } from 'vitest';
+import type { FallbackMode } from '../coordinator/fallback.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
@@ -17,7 +18,7 @@ export const API_MODEL = 'austen-2m';
 export interface WebswarmBody {
   readonly webswarm: {
     readonly tokens: number[];
-    readonly votes: { readonly votes: { readonly agreed: number; readonly disagreed: number }[] }[];
+    readonly votes: { readonly votes: { readonly agreed: number; readonly disagreed: number; readonly server?: boolean }[] }[];
   };
 }
 const READY_TIMEOUT_MS = 10_000;
@@ -39,6 +40,8 @@ export async function startApiSwarm(
     apiMaxConcurrent: number;
     scoreRows?: number;
     stepTimeoutMs?: number;
+    /** The server's fallback (FALLBACK; off unless given). */
+    fallback?: FallbackMode;
     volunteer?: (i: number) => NodeVolunteerOptions;
   },
 ): Promise<ApiSwarm> {
@@ -55,6 +58,7 @@ export async function startApiSwarm(
     apiMaxConcurrent: o.apiMaxConcurrent,
     ...(o.scoreRows === undefined ? {} : { scoreRows: o.scoreRows }),
     ...(o.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: o.stepTimeoutMs }),
+    ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
   });
   await server.ready;
   const volunteers = Array.from({ length: o.redundancy }, (_, i) => new NodeVolunteer(server.address().url, o.volunteer?.(i)));
