@@ -162,18 +162,23 @@ describe('drawn forms of logits', () => {
     }
     expect(values.length).toBe(K);
     expect(agreeDrawnForms(form, form.slice(0, -1))).toBe(false);
-    // Near the bound, the same both ways round: the weights moved by up to 1.5 tolerances agree or not in either order.
-    const random = seededRandom(3);
-    const seen = { agree: 0, disagree: 0 };
-    for (let trial = 0; trial < 200; trial++) {
-      const moved = form.slice();
-      for (const i of [at, at + 1]) moved[i] = (moved[i] as number) + (random() - 0.5) * 3 * tol;
-      moved[at + 1] = Math.min(moved[at + 1] as number, moved[at] as number);
-      const ab = agreeDrawnForms(form, moved);
-      expect(agreeDrawnForms(moved, form), `trial ${trial}`).toBe(ab);
-      seen[ab ? 'agree' : 'disagree'] += 1;
-    }
-    expect(Math.min(seen.agree, seen.disagree)).toBeGreaterThan(20);
+    // The same both ways round, held to the smaller scale: at temperature 2 allT is the largest number and sets the
+    // scale; a form whose allT is 0.9 of a tolerance higher (a larger scale) and whose nucleusT is 1.0005 tolerances
+    // (of the first form) higher agrees with neither order. Held to the second argument's scale, it agreed one way.
+    const hot = { ...p, temperature: 2 };
+    const warm = drawnFormOf(row, K, hot, 0.5);
+    const w = drawnParts(warm);
+    const scaleOf = Math.max(1, ...[...topParts(w.form).values].map(Math.abs), Math.abs(topParts(w.form).logSumExp), Math.abs(w.allT));
+    expect(scaleOf).toBe(Math.abs(w.allT));
+    const tolW = RELATIVE_TOLERANCE * scaleOf;
+    const wider = warm.slice();
+    wider[at] = w.allT + 0.9 * tolW;
+    wider[at + 1] = w.nucleusT + 1.0005 * tolW;
+    expect(agreeDrawnForms(warm, wider)).toBe(false);
+    expect(agreeDrawnForms(wider, warm)).toBe(false);
+    wider[at + 1] = w.nucleusT + 0.999 * tolW;
+    expect(agreeDrawnForms(warm, wider)).toBe(true);
+    expect(agreeDrawnForms(wider, warm)).toBe(true);
   });
 
   it('a liar that claims another tail token is outvoted; without a majority for one token the draw fails, never guesses', () => {

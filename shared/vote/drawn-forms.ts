@@ -207,7 +207,8 @@ export const CONTESTED_DRAW = -2;
  * index) drew another; else null. Newcomers never outvote an established replica (quorum.ts), and within the
  * tolerance two colluding newcomers can move their values to draw a token of their choosing (a helper had it
  * served in 35–70 % of steps at temperatures 1 to 0.1); nor does an established replica win alone (one liar among
- * honest newcomers had its draw served). So a contested draw is decided by neither: the step fails by name.
+ * honest newcomers had its draw served). So a contested draw is decided by neither: the stage is retried on other
+ * replicas, or the step fails by name.
  */
 export function majorityDraw(
   draws: readonly (number | null)[],

@@ -45,7 +45,7 @@ export interface QuorumOptions<T> {
 /**
  * Makes one value from agreeing values; `exact` says a majority of them were identical (nothing could move it).
  * `established` says, value by value, whether its replica has an established record (all false where the vote
- * has none): a combine that counts claims counts only theirs where there are any (drawn-forms.ts).
+ * has none): a combine that counts claims keeps newcomers from outvoting them (drawn-forms.ts, majorityDraw).
  */
 export type Combine<T> = (
   values: readonly T[],

@@ -131,26 +131,26 @@ describe('top forms of logits', () => {
     expect(swapped).toBeGreaterThan(10);
   });
 
-  it('agree or not the same both ways round, near the bound (the smaller of the two forms’ scales)', () => {
-    const random = seededRandom(21);
-    const seen = { agree: 0, disagree: 0 };
-    for (let trial = 0; trial < 300; trial++) {
-      const row = Float32Array.from({ length: 512 }, () => (random() - 0.5) * 30);
-      // Rounding around the bound (15 · 1e-3 here), and the largest value alone moved by about as much.
-      const other = row.map((v) => v + (random() - 0.5) * 0.03);
-      const top = [...row.keys()].reduce((m, i) => ((row[i] as number) > (row[m] as number) ? i : m), 0);
-      other[top] = (row[top] as number) + (random() - 0.5) * 0.04;
-      const a = topLogitsOf(row, 8);
-      const b = topLogitsOf(other, 8);
-      const ab = agreeTopLogits(a, b);
-      expect(agreeTopLogits(b, a), `trial ${trial}`).toBe(ab);
-      const sa = scoredFormsOf(row, 512, [5]);
-      const sb = scoredFormsOf(other, 512, [5]);
-      expect(agreeScoredForms(sb, sa), `trial ${trial}, scored`).toBe(agreeScoredForms(sa, sb));
-      seen[ab ? 'agree' : 'disagree'] += 1;
-    }
-    expect(seen.agree).toBeGreaterThan(20);
-    expect(seen.disagree).toBeGreaterThan(20);
+  it('agree or not the same both ways round: held to the smaller of the two forms’ scales', () => {
+    // Values well apart and small, so the log-sum-exp sets each form's scale. The second form's log-sum-exp is 0.9 of
+    // a tolerance higher (a larger scale), and its 8th value 1.0005 tolerances of the first form higher: within the
+    // second form's tolerance, not the first's. Held to the second argument's scale, this agreed one way round only.
+    const row = Float32Array.from({ length: 512 }, (_, i) => (i < 8 ? 0.9 - i * 0.1 : -2 - (i % 7) * 0.01));
+    const a = topLogitsOf(row, 8);
+    const k = 8;
+    const lse = 2 * k + 1;
+    const tolA = RELATIVE_TOLERANCE * Math.max(1, Math.abs(a[lse] as number));
+    expect(Math.abs(a[lse] as number)).toBeGreaterThan(1);
+    const b = a.slice();
+    b[lse] = (a[lse] as number) + 0.9 * tolA;
+    b[k - 1] = (a[k - 1] as number) + 1.0005 * tolA;
+    expect(topLogitsProblem(b, k, 512)).toBeNull();
+    expect(agreeTopLogits(a, b)).toBe(false);
+    expect(agreeTopLogits(b, a)).toBe(false);
+    // Inside the smaller tolerance, both ways round agree.
+    b[k - 1] = (a[k - 1] as number) + 0.999 * tolA;
+    expect(agreeTopLogits(a, b)).toBe(true);
+    expect(agreeTopLogits(b, a)).toBe(true);
   });
 
   it('disagree with a form that moves a value, hides a likely token, names another top token or another mass', () => {

@@ -364,7 +364,6 @@ export class GenerationSession extends SessionJoin {
     return stage >= 0 && this.serve(stage, `step ${step}: stage ${stage} had no majority within ${this.timeouts.stepMs} ms`);
   }
 
-  /** The stage to retry at this step and whom to replace first, or null when every vote holds. */
   /** Whether `step`'s accepted logits hold a contested draw (majorityDraw): newcomers' token against an established replica's. */
   private contested(step: number, w: StepWait): boolean {
     const st = w.logits.state;
@@ -375,6 +374,7 @@ export class GenerationSession extends SessionJoin {
       : kind === 'rows' && this.rowsMajorityDraw(step, w.logits) === 'contested';
   }
 
+  /** The stage to retry at this step and whom to replace first, or null when every vote holds. */
   private failingStage(step: number, w: StepWait): { stage: number; culprits: Set<string> } | null {
     const last = this.route.length - 1;
     const digestStates = this.digestsOf(step).map((q) => q.state.kind);

@@ -307,10 +307,10 @@ export abstract class StepVotes extends SessionRoute {
   /**
    * Where the last stage sends whole rows (a `logit_bias` or penalties) and `step` draws a token: the token that a
    * majority of the agreeing replicas' own rows give with the session's sampler, `'contested'` where only newcomers
-   * drew it against an established replica's draw (majorityDraw: the step fails), or null where no token has that
-   * many; undefined where the step draws nothing from whole rows. The median row's draw is not theirs: each of its values is a median on its own, so a liar
-   * within the tolerance of two honest replicas that round differently picks, token by token, whose value is
-   * taken, and moves the draw (as a drawn form's weights could be: drawn-forms.ts).
+   * drew it against an established replica's draw (majorityDraw: the stage is retried), or null where no token has
+   * that many; undefined where the step draws nothing from whole rows. The median row's draw is not theirs: each of
+   * its values is a median on its own, so a liar within the tolerance of two honest replicas that round differently
+   * picks, token by token, whose value is taken, and moves the draw (as a drawn form's weights could be).
    */
   protected rowsMajorityDraw(step: number, vote: Quorum<Float32Array>): number | 'contested' | null | undefined {
     const { plan, sampling } = this;
