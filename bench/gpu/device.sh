@@ -13,7 +13,10 @@
 #                                   writes the tables to $OUT (or .device-pack/out)
 #
 # Environment for run: DEVICE_SKIP_LOADER=1 leaves / alone (a machine that has
-# its Vulkan loader, or a rehearsal here); BENCH_GPU_* pass through to the bench.
+# its Vulkan loader, or a rehearsal here); BENCH_GPU_* pass through to the bench;
+# SMOLLM_BUDGET_S / AUSTEN_BUDGET_S (240 / 60) are each model's BENCH_GPU_BUDGET_S,
+# SMOLLM_LIMIT_S / AUSTEN_LIMIT_S (400 / 120) the hard limits on each (about
+# 9 minutes at most in all, inside one device call).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACK=.device-pack
@@ -42,7 +45,8 @@ pack() {
   local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/webswarm-amd64-lists)
   mkdir -p /tmp/webswarm-amd64-lists/partial
   apt-get "${o[@]}" update -qq >/dev/null
-  (cd "$PACK/gl" && apt-get "${o[@]}" download libvulkan1 2>/dev/null)
+  # The loader, and glvnd's libraries: NVIDIA's Vulkan driver (libGLX_nvidia) links against libGLdispatch.
+  (cd "$PACK/gl" && apt-get "${o[@]}" download libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 2>/dev/null)
   du -sh "$PACK" "$PACK"/*
 }
 
@@ -58,6 +62,21 @@ run() {
     for f in "$PACK"/gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
   fi
+  # Where the driver's manifest is not in the loader's search path (the device tool's notes).
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$icd" ]; then
+    export VK_DRIVER_FILES="$icd"
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  fi
+  if [ -n "${VK_DRIVER_FILES:-}" ] && [ -f "$VK_DRIVER_FILES" ]; then
+    # The driver library the manifest names, and what it lacks: the first thing to read when Dawn finds no GPU.
+    local lib
+    lib=$(sed -n 's/.*"library_path" *: *"\([^"]*\)".*/\1/p' "$VK_DRIVER_FILES")
+    echo "vulkan driver: $VK_DRIVER_FILES -> $lib"
+    { ldd "$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')" 2>&1 || true; } | grep -i "not found" || true
+  fi
+  # A GPU that nvidia-smi sees gets the WebGPU rows even where Dawn's Node binding names no adapter.
+  if nvidia-smi -L >/dev/null 2>&1; then export BENCH_GPU_WEBGPU="${BENCH_GPU_WEBGPU:-on}"; fi
   {
     echo "date: $(date -u +%FT%TZ)"
     echo "node: $($node -v)"
@@ -65,9 +84,13 @@ run() {
     echo "cpus: $(nproc)"
   } | tee "$out/machine.txt"
   # The bundle finds onnxruntime-node and webgpu in bench/gpu/node_modules (createRequire there) and re-runs itself for each row.
+  # A lent machine's minutes are few and one try is all there is: each model's rows get a budget
+  # (later rounds run only while they fit) and a hard limit, and every row is printed as it ends.
   local status=0
-  $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
-  BENCH_GPU_MODEL=models/austen-2m $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
+  BENCH_GPU_BUDGET_S="${SMOLLM_BUDGET_S:-240}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
+    timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
+  BENCH_GPU_MODEL=models/austen-2m BENCH_GPU_BUDGET_S="${AUSTEN_BUDGET_S:-60}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
+    timeout "${AUSTEN_LIMIT_S:-120}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
   return $status
 }
 

@@ -18,6 +18,12 @@
  *                      (correctness, not speed); off: never
  *   BENCH_GPU_BATCH    sessions decoded as one batch beside each row's one
  *                      (default 8; 0 or 1: no batching rows; 0 on SwiftShader)
+ *   BENCH_GPU_BUDGET_S seconds for all rows (default: no bound): the first round
+ *                      always runs whole; a later round's row starts only where
+ *                      the slowest row so far still fits (a lent GPU's minutes)
+ *   BENCH_GPU_ROW_TIMEOUT_S  a row's child is killed after this (default 3600)
+ *   BENCH_GPU_WEBGPU   auto (default): WebGPU rows where Dawn's Node binding names an
+ *                      adapter; on: run them anyway (onnxruntime-node links its own Dawn)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -217,10 +223,19 @@ function self(): string[] {
   return [...process.execArgv, process.argv[1] as string];
 }
 
-function adapterIn(env: NodeJS.ProcessEnv): string | null {
+/** The adapter Dawn's Node binding names, or null with why (its child's last words). */
+function adapterIn(env: NodeJS.ProcessEnv): { name: string | null; why: string } {
   const r = spawnSync(process.execPath, [...self(), '--adapter'], { env, encoding: 'utf8', timeout: 60_000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('ADAPTER '));
-  return line === undefined || line === 'ADAPTER null' ? null : line.slice('ADAPTER '.length);
+  if (line !== undefined && line !== 'ADAPTER null') return { name: line.slice('ADAPTER '.length), why: '' };
+  const said = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('ADAPTER '));
+  return {
+    name: null,
+    why:
+      line === undefined
+        ? `probe exit ${r.status}: ${said.slice(-3).join(' / ')}`
+        : `requestAdapter gave null ${said.slice(-3).join(' / ')}`,
+  };
 }
 
 async function adapterChild(): Promise<void> {
@@ -233,16 +248,30 @@ async function adapterChild(): Promise<void> {
   process.exit(0);
 }
 
-function runRow(ep: Ep, dir: string, tokens: number, batch: number, env: NodeJS.ProcessEnv): RowResult | string {
+/** A positive number of seconds from the environment, or `fallback` where unset. */
+function seconds(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number of seconds, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function runRow(ep: Ep, dir: string, tokens: number, batch: number, env: NodeJS.ProcessEnv, timeoutS: number): RowResult | string {
   const r = spawnSync(process.execPath, [...self(), '--row', ep, dir, String(tokens), String(batch)], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
-    timeout: 3_600_000,
+    timeout: timeoutS * 1000,
   });
   const log = `${r.stdout}\n${r.stderr}`;
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  if (line === undefined) return `failed (exit ${r.status}): ${r.stderr.split('\n').filter(Boolean).slice(-3).join(' / ')}`;
+  if (line === undefined) {
+    const why = r.error !== undefined && r.signal !== null ? `killed after ${timeoutS} s` : `exit ${r.status}`;
+    // The error's own words, not the stack frames under it.
+    const said = r.stderr.split('\n').filter((l) => l.trim() !== '' && !/^\s+at /.test(l));
+    return `failed (${why}): ${said.slice(-3).join(' / ')}`;
+  }
   const row = JSON.parse(line.slice('RESULT '.length)) as RowResult;
   return ep === 'webgpu' ? { ...row, ...placement(log) } : row;
 }
@@ -258,13 +287,19 @@ async function main(): Promise<void> {
   for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(modelDir, { stages }, STAGE_CACHE, { graph: graph })).dir);
 
   let gpuEnv: NodeJS.ProcessEnv = process.env;
-  let adapter = adapterIn(gpuEnv);
+  const probe = adapterIn(gpuEnv);
+  let adapter = probe.name;
   let swiftshader = false;
-  if (adapter === null && process.env.BENCH_GPU_SWIFTSHADER !== 'off' && existsSync(SWIFTSHADER_ICD)) {
+  const forced = process.env.BENCH_GPU_WEBGPU === 'on';
+  if (process.env.BENCH_GPU_WEBGPU !== undefined && !['on', 'auto'].includes(process.env.BENCH_GPU_WEBGPU))
+    throw new RangeError(`BENCH_GPU_WEBGPU must be auto or on, not ${JSON.stringify(process.env.BENCH_GPU_WEBGPU)}`);
+  if (adapter === null && !forced && process.env.BENCH_GPU_SWIFTSHADER !== 'off' && existsSync(SWIFTSHADER_ICD)) {
     gpuEnv = { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER_ICD, LD_LIBRARY_PATH: '/usr/lib/chromium' };
-    adapter = adapterIn(gpuEnv);
+    adapter = adapterIn(gpuEnv).name;
     swiftshader = adapter !== null;
   }
+  if (probe.name === null) process.stdout.write(`Dawn's Node binding named no adapter (${probe.why})\n`);
+  if (adapter === null && forced) adapter = "not named (BENCH_GPU_WEBGPU=on: onnxruntime-node's own Dawn is tried)";
   process.stdout.write(
     adapter === null
       ? 'WebGPU: no adapter on this machine (onnxruntime-node has its WebGPU provider, Dawn found no GPU): CPU rows only\n'
@@ -277,6 +312,11 @@ async function main(): Promise<void> {
     throw new RangeError(`BENCH_GPU_BATCH must be an integer in 0..64, not ${batch}`);
   // SwiftShader is minutes a row: once.
   const gpuRounds = swiftshader ? 1 : rounds;
+  const budgetS = seconds('BENCH_GPU_BUDGET_S', Number.POSITIVE_INFINITY);
+  const rowTimeoutS = seconds('BENCH_GPU_ROW_TIMEOUT_S', 3600);
+  const started = performance.now();
+  let slowestRowS = 0;
+  let skipped = 0;
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
   const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu', 'web'];
@@ -287,7 +327,25 @@ async function main(): Promise<void> {
       if (ep !== 'cpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
-        const r = runRow(ep, dirs.get(graph) as string, n, batch, ep === 'cpu' ? process.env : gpuEnv);
+        const elapsedS = (performance.now() - started) / 1000;
+        if (round > 0 && (elapsedS + slowestRowS > budgetS || typeof best.get(`${ep} ${graph}`) === 'string')) {
+          skipped++;
+          continue;
+        }
+        const t0 = performance.now();
+        const r = runRow(ep, dirs.get(graph) as string, n, batch, ep === 'cpu' ? process.env : gpuEnv, rowTimeoutS);
+        const rowS = (performance.now() - t0) / 1000;
+        slowestRowS = Math.max(slowestRowS, rowS);
+        // Each row as it ends, so that a run cut short still shows what it measured.
+        process.stdout.write(
+          `round ${round + 1}, ${ep} ${graph} (${rowS.toFixed(0)} s): ${
+            typeof r === 'string'
+              ? r
+              : `${r.tokenMs.toFixed(1)} ms/token, stages ${r.stageMs.map((x) => x.toFixed(1)).join(' / ') || '—'}${
+                  r.batch === null ? '' : `, a step of ${r.batch.size} ${r.batch.stepMs.toFixed(1)} ms`
+                }`
+          }\n`,
+        );
         const key = `${ep} ${graph}`;
         const kept = best.get(key);
         if (kept === undefined || typeof kept === 'string' || (typeof r !== 'string' && r.tokenMs < kept.tokenMs)) best.set(key, r);
@@ -313,6 +371,7 @@ async function main(): Promise<void> {
       ]);
     }
   }
+  if (skipped > 0) process.stdout.write(`BENCH_GPU_BUDGET_S=${budgetS}: ${skipped} rows of later rounds not run\n`);
   const model = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, number>;
   printTable(
     `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens; medians over the timed tokens, the quickest of ${rounds} rounds${adapter === null ? '' : ` (WebGPU: ${gpuRounds})`}`,
