@@ -22,6 +22,7 @@
  *                      always runs whole; a later round's row starts only where
  *                      the slowest row so far still fits (a lent GPU's minutes)
  *   BENCH_GPU_ROW_TIMEOUT_S  a row's child is killed after this (default 3600)
+ *   BENCH_GPU_ROWS     only these rows, e.g. `webgpu:fused,web:fused` (default: all)
  *   BENCH_GPU_WEBGPU   auto (default): WebGPU rows where Dawn's Node binding names an
  *                      adapter; on: run them anyway (onnxruntime-node links its own Dawn)
  */
@@ -227,7 +228,11 @@ function self(): string[] {
 function adapterIn(env: NodeJS.ProcessEnv): { name: string | null; why: string } {
   const r = spawnSync(process.execPath, [...self(), '--adapter'], { env, encoding: 'utf8', timeout: 60_000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('ADAPTER '));
-  if (line !== undefined && line !== 'ADAPTER null') return { name: line.slice('ADAPTER '.length), why: '' };
+  if (line !== undefined && line !== 'ADAPTER null') {
+    const features = r.stdout.split('\n').find((l) => l.startsWith('FEATURES '));
+    if (features !== undefined) process.stdout.write(`adapter features: ${features.slice('FEATURES '.length)}\n`);
+    return { name: line.slice('ADAPTER '.length), why: '' };
+  }
   const said = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('ADAPTER '));
   return {
     name: null,
@@ -245,7 +250,26 @@ async function adapterChild(): Promise<void> {
   const i = adapter?.info;
   const name = i === undefined ? null : [i.vendor, i.architecture, i.device, i.description].filter((s) => s !== '').join(' ');
   process.stdout.write(`ADAPTER ${name ?? 'null'}\n`);
+  if (adapter !== null) {
+    // What later graph forms would need of it: shader-f16 (f16 activations), subgroups (onnxruntime's flash attention).
+    const l = adapter.limits;
+    process.stdout.write(
+      `FEATURES ${[...adapter.features].sort().join(' ')}; maxStorageBufferBindingSize ${l.maxStorageBufferBindingSize}, maxBufferSize ${l.maxBufferSize}, maxComputeWorkgroupStorageSize ${l.maxComputeWorkgroupStorageSize}\n`,
+    );
+  }
   process.exit(0);
+}
+
+/** BENCH_GPU_ROWS: the rows to run, as `provider:graph` separated by commas (cpu, webgpu, web; plain, fused); null: all. */
+function rowFilter(raw: string | undefined): Set<string> | null {
+  if (raw === undefined || raw.trim() === '') return null;
+  const rows = new Set(raw.split(',').map((r) => r.trim()));
+  for (const r of rows) {
+    const [ep, graph] = r.split(':');
+    if (!['cpu', 'webgpu', 'web'].includes(ep ?? '') || !GRAPH_FORMS.includes(graph as GraphForm))
+      throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)} is not provider:graph (cpu, webgpu or web; ${GRAPH_FORMS.join(' or ')})`);
+  }
+  return rows;
 }
 
 /** A positive number of seconds from the environment, or `fallback` where unset. */
@@ -320,12 +344,14 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
   const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu', 'web'];
+  const only = rowFilter(process.env.BENCH_GPU_ROWS);
   // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
   const best = new Map<string, RowResult | string>();
   for (let round = 0; round < rounds; round++) {
     for (const ep of eps) {
       if (ep !== 'cpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
+        if (only !== null && !only.has(`${ep}:${graph}`)) continue;
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
         const elapsedS = (performance.now() - started) / 1000;
         if (round > 0 && (elapsedS + slowestRowS > budgetS || typeof best.get(`${ep} ${graph}`) === 'string')) {
@@ -354,7 +380,8 @@ async function main(): Promise<void> {
   }
   for (const ep of eps) {
     for (const graph of GRAPH_FORMS) {
-      const r = best.get(`${ep} ${graph}`) as RowResult | string;
+      const r = best.get(`${ep} ${graph}`);
+      if (r === undefined) continue;
       if (typeof r === 'string') {
         rows.push([ep, graph, r, '', '', '', '']);
         continue;
