@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Manager } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
 import { parseSwarmListing } from '../shared/protocol/http.js';
@@ -339,5 +340,103 @@ describe('GET /api/swarm with 400 idle volunteers', () => {
     for (let s = 0; s < STAGES; s++) expect(listing.value.list.filter((v) => v.stage === s)).toHaveLength(DASHBOARD_REPLICAS_SHOWN);
     // Before: all 400 listed, 73 KB (and growing with the swarm).
     expect(text.length).toBeLessThan(STAGES * DASHBOARD_REPLICAS_SHOWN * 400);
+  });
+});
+
+/**
+ * A client's own Socket.IO connection that writes packets as text, as an
+ * attacker's client would: values no encoder of ours would make (nested
+ * deeper than a recursive encoder's stack) reach the server as they are.
+ */
+async function rawSocket(localAddress?: string): Promise<{ write(packet: string): void; received: string[]; close(): void }> {
+  const m = new Manager(server.address().url, {
+    transports: ['websocket'],
+    reconnection: false,
+    autoConnect: false,
+    ...(localAddress === undefined ? {} : { localAddress }),
+  });
+  await new Promise<void>((resolve, reject) => m.open((e) => (e === undefined ? resolve() : reject(e))));
+  const received: string[] = [];
+  m.engine.on('data', (d: unknown) => received.push(String(d)));
+  return { write: (packet) => m.engine.write(packet), received, close: () => m.engine.close() };
+}
+
+/** An array nested `depth` deep, as JSON text (built as text: JSON.stringify of the value would overflow here too). */
+const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+
+async function healthy(): Promise<number> {
+  return (await fetch(`${server.address().url}/healthz`)).status;
+}
+
+describe('values nested thousands deep (found by a red-team pass: each ended the server process before)', () => {
+  it("hostile: a handshake's protocol nested 50 000 deep is refused by name, 20 times, with short log lines that are limited; the server serves on", async () => {
+    const before = logLines.length;
+    for (let i = 0; i < 20; i++) {
+      const raw = await rawSocket('127.0.0.11');
+      raw.write(`0{"protocol":${nested(50_000)},"role":"volunteer"}`);
+      await expect.poll(() => raw.received.length, { timeout: 5_000 }).toBeGreaterThan(0);
+      // A CONNECT_ERROR packet naming the code, with the value described, not echoed.
+      expect(raw.received[0]).toMatch(/^4\{.*ERR_PROTOCOL_VERSION.*protocol an array of 1 is not/);
+      expect((raw.received[0] as string).length).toBeLessThan(400);
+      raw.close();
+    }
+    expect(await healthy()).toBe(200);
+    const lines = logLines.slice(before).filter((l) => l.includes('127.0.0.11'));
+    // At most 10 lines per 10 s per address, then one "suppressed", each short.
+    expect(lines.length).toBeLessThanOrEqual(11);
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(1_000);
+    await volunteer();
+  });
+
+  it('hostile: a relayed signal nested 4 100 and 50 000 deep is refused (ERR_BAD_MESSAGE) and never relayed; a plain one still is', async () => {
+    const a = await volunteer();
+    const b = await volunteer();
+    server.coordinator?.links.link(a.id, b.id);
+    const relayed: unknown[] = [];
+    b.c.on('signal', (m: unknown) => relayed.push(m));
+    // Its own socket, saying hello as a volunteer would, then sending what its encoder would not.
+    const raw = await rawSocket();
+    raw.write(`0{"protocol":${PROTOCOL_VERSION},"role":"volunteer"}`);
+    // The namespace's CONNECT answer ("0{sid}") before any event.
+    await expect.poll(() => raw.received.some((p) => p.startsWith('0')), { timeout: 5_000 }).toBe(true);
+    raw.write('2["volunteer:hello",{"backend":"wasm","adapter":null,"fault":null,"clientKey":null}]');
+    await expect
+      .poll(() => raw.received.find((p) => p.includes('volunteer:welcome')) ?? raw.received.join(' | ').slice(0, 300), { timeout: 5_000 })
+      .toContain('volunteer:welcome');
+    const id = /"volunteerId":"([^"]+)"/.exec(raw.received.find((p) => p.includes('volunteer:welcome')) ?? '')?.[1] as string;
+    expect(id).toBeDefined();
+    server.coordinator?.links.link(id, b.id);
+    // 4 100 passed the old check (a JSON.stringify) and overflowed Socket.IO's encoder when relayed; 50 000 the check.
+    for (const depth of [4_100, 50_000]) {
+      const at = raw.received.length;
+      raw.write(`2["signal",{"to":"${b.id}","data":${nested(depth)}}]`);
+      await expect.poll(() => raw.received.slice(at).find((p) => p.includes('server:error')), { timeout: 5_000 }).toBeDefined();
+      const said = raw.received.slice(at).find((p) => p.includes('server:error')) as string;
+      expect(said).toContain('ERR_BAD_MESSAGE');
+      expect(said).toContain('nested deeper than 8');
+    }
+    const got = next<unknown>(b.c, 'signal');
+    a.c.emit('signal', { to: b.id, data: { type: 'offer', sdp: 'v=0' } });
+    expect(await got).toEqual({ from: a.id, data: { type: 'offer', sdp: 'v=0' } });
+    expect(relayed).toHaveLength(1);
+    expect(await healthy()).toBe(200);
+    raw.close();
+  });
+
+  it('hostile: an API body nested 30 000 deep (under the body limit) is a 400, a model that is an object or a long string a short 404; the server serves on', async () => {
+    const url = `${server.address().url}/v1/completions`;
+    const post = (body: string) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const deep = await post(`{"model":${nested(30_000)},"prompt":"hi","max_tokens":1}`);
+    expect(deep.status).toBe(400);
+    expect(((await deep.json()) as { error: { message: string } }).error.message).toMatch(/nested deeper than 32/);
+    const object = await post(JSON.stringify({ model: { a: [1, 2] }, prompt: 'hi', max_tokens: 1 }));
+    expect(object.status).toBe(404);
+    expect(((await object.json()) as { error: { message: string } }).error.message).toMatch(/^model an object is not served here/);
+    const long = await post(JSON.stringify({ model: 'm'.repeat(50_000), prompt: 'hi', max_tokens: 1 }));
+    expect(long.status).toBe(404);
+    const message = ((await long.json()) as { error: { message: string } }).error.message;
+    expect(message).toContain('(50000 characters)');
+    expect(message.length).toBeLessThan(300);
+    expect(await healthy()).toBe(200);
   });
 });

@@ -164,14 +164,16 @@ function tokenizerOf(m: ServedStages): { tokenizer: Tokenizer; texts: TokenTexts
 /**
  * The sender a coordinator log line is about, when it reports one of that
  * sender's messages refused ("<id>: ERR_… …") or failed ("volunteer <id> failed
- * step …"), or a hello refused ("refused volunteer from <address>: …"): such
- * lines are limited per sender. Null for every other line.
+ * step …"), a hello refused ("refused volunteer from <address>: …") or a
+ * handshake ("refused connection from <address>: …"): such lines are limited
+ * per sender. Null for every other line.
  */
 function senderOf(line: string): string | null {
   return (
     /^(\S+): ERR_[A-Z_]+ /.exec(line)?.[1] ??
     /^volunteer (\S+) failed step /.exec(line)?.[1] ??
     /^refused volunteer from (\S+): /.exec(line)?.[1] ??
+    /^refused connection from (\S+): /.exec(line)?.[1] ??
     null
   );
 }

@@ -6,6 +6,7 @@
  */
 import type { Server, Socket } from 'socket.io';
 import type { WireErrorCode } from '../shared/protocol/errors.js';
+import { describeValue } from '../shared/protocol/json-shape.js';
 import { CLIENT_EVENTS, type ClientToServerEvents, type ServerToClientEvents } from '../shared/protocol/messages.js';
 import {
   parseDigest,
@@ -82,9 +83,24 @@ function bindSocket(
   // Unknown events are refused (and dropped) as middleware, after the socket's event budget.
   socket.use(([event], next) => {
     if (KNOWN_EVENTS.has(String(event))) return next();
-    refuse('ERR_BAD_MESSAGE', `unknown event ${JSON.stringify(event).slice(0, 80)}`);
+    refuse('ERR_BAD_MESSAGE', `unknown event ${describeValue(event, 80)}`);
   });
-  socket.on('volunteer:hello', (raw: unknown) => {
+  /**
+   * Binds a client event's handler. Its own failure is logged and the sender told (ERR_INTERNAL), never thrown into
+   * Socket.IO, which calls handlers outside any try: a throw there ends the server's process, every session with it.
+   */
+  const on = (event: keyof ClientToServerEvents, handler: (raw: unknown) => void): void => {
+    const guarded = (raw: unknown): void => {
+      try {
+        handler(raw);
+      } catch (e) {
+        refuse('ERR_INTERNAL', `${event} failed here: ${e instanceof Error ? e.message : String(e)}`.slice(0, 300));
+      }
+    };
+    // Every client event carries one payload, parsed by its handler: the typed overloads add nothing here.
+    (socket as unknown as { on(event: string, listener: (raw: unknown) => void): void }).on(event, guarded);
+  };
+  on('volunteer:hello', (raw) => {
     const m = parseHello(raw);
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `hello: ${m.reason}`);
     if (socket.data.role !== 'volunteer') return refuse('ERR_BAD_MESSAGE', 'hello: only volunteers say hello');
@@ -105,28 +121,28 @@ function bindSocket(
     // After the welcome (on the same line): the volunteer delays its own sends by as much, so each hop is delayed once.
     if (socket.data.volunteerId !== null && netDelayMs > 0) link.send('volunteer:net', { delayMs: netDelayMs });
   });
-  socket.on('volunteer:ready', (raw: unknown) => {
+  on('volunteer:ready', (raw) => {
     const id = volunteer('ready');
     if (id === null) return;
     const m = parseReady(raw);
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `ready: ${m.reason}`);
     coordinator.ready(id, m.value);
   });
-  socket.on('volunteer:proof', (raw: unknown) => {
+  on('volunteer:proof', (raw) => {
     const id = volunteer('proof');
     if (id === null) return;
     const m = parseProof(raw);
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `proof: ${m.reason}`);
     coordinator.proof(id, m.value);
   });
-  socket.on('signal', (raw: unknown) => {
+  on('signal', (raw) => {
     const from = socket.data.volunteerId;
     if (from === null) return refuse('ERR_NOT_LINKED', 'signal: say hello first');
     const m = parseSignal(raw);
     if (!m.ok) return refuse('ERR_BAD_MESSAGE', `signal: ${m.reason}`);
     if (!coordinator.relay(from, m.value.to, m.value.data)) refuse('ERR_NOT_LINKED', `signal: not linked to ${m.value.to}`);
   });
-  socket.on('frame', (raw: unknown) => {
+  on('frame', (raw) => {
     const from = socket.data.volunteerId;
     if (from === null) return refuse('ERR_NOT_LINKED', 'frame: say hello first');
     const m = parseFrameMessage(raw, 'to');
@@ -134,31 +150,31 @@ function bindSocket(
     // Refused (and told) by the coordinator unless a live session links the two.
     coordinator.frame(from, m.value.peer, m.value.data);
   });
-  socket.on('session:joined', (raw: unknown) => {
+  on('session:joined', (raw) => {
     const m = parseSessionJoined(raw);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `session:joined: ${m.ok ? 'not a volunteer' : m.reason}`);
     coordinator.joined(id, m.value.sessionId, m.value.unreached);
   });
-  socket.on('step:digest', (raw: unknown) => {
+  on('step:digest', (raw) => {
     const m = parseDigest(raw);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `step:digest: ${m.ok ? 'not a volunteer' : m.reason}`);
     coordinator.digest(id, m.value);
   });
-  socket.on('step:logits', (raw: unknown) => {
+  on('step:logits', (raw) => {
     const m = parseLogits(raw, coordinator.vocabSize);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `step:logits: ${m.ok ? 'not a volunteer' : m.reason}`);
     coordinator.logits(id, m.value.sessionId, m.value.step, m.value.logits, m.value.resets);
   });
-  socket.on('step:failed', (raw: unknown) => {
+  on('step:failed', (raw) => {
     const m = parseFailure(raw);
     const id = socket.data.volunteerId;
     if (!m.ok || id === null) return refuse('ERR_BAD_MESSAGE', `step:failed: ${m.ok ? 'not a volunteer' : m.reason}`);
     coordinator.failed(id, m.value);
   });
-  socket.on('chat:generate', (raw: unknown) => {
+  on('chat:generate', (raw) => {
     if (socket.data.role !== 'requester') return refuse('ERR_BAD_MESSAGE', 'chat:generate: only requesters generate');
     const m = parseGenerate(raw);
     if (!m.ok) return refuse('ERR_BAD_REQUEST', `chat:generate: ${m.reason}`);

@@ -8,6 +8,7 @@ import { parseCapacity } from './capacity.js';
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
 import { MAX_MESSAGE_BYTES } from './frames.js';
+import { describeValue, jsonShapeProblem } from './json-shape.js';
 import {
   type ChallengeProof,
   type GenerateRequest,
@@ -40,6 +41,8 @@ const bad = <T>(reason: string): Parsed<T> => ({ ok: false, reason });
 export const MAX_STRING = 256;
 /** Largest signalling payload (an SDP with many candidates stays far below). */
 export const MAX_SIGNAL_BYTES = 16 * 1024;
+/** Deepest signalling payload: WebRTC's offers, answers and candidates are two or three levels deep. */
+export const MAX_SIGNAL_DEPTH = 8;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -51,7 +54,7 @@ function shortString(v: unknown): v is string {
 
 export function parseHandshake(raw: unknown): Parsed<HandshakeAuth> {
   if (!isObject(raw)) return bad('handshake auth must be an object');
-  if (raw.protocol !== PROTOCOL_VERSION) return bad(`protocol ${JSON.stringify(raw.protocol)} is not ${PROTOCOL_VERSION}`);
+  if (raw.protocol !== PROTOCOL_VERSION) return bad(`protocol ${describeValue(raw.protocol)} is not ${PROTOCOL_VERSION}`);
   if (raw.role !== 'volunteer' && raw.role !== 'requester') return bad('role must be volunteer or requester');
   return ok({ protocol: PROTOCOL_VERSION, role: raw.role });
 }
@@ -91,12 +94,11 @@ export function parseSignal(raw: unknown): Parsed<SignalOut> {
   if (!isObject(raw)) return bad('signal must be an object');
   if (!shortString(raw.to)) return bad('signal.to must be a peer id');
   if (raw.data === undefined) return bad('signal.data is missing');
-  let size: number;
-  try {
-    size = JSON.stringify(raw.data).length;
-  } catch {
-    return bad('signal.data is not serialisable');
-  }
+  // Shape first, without recursion: a value nested thousands deep would overflow JSON.stringify here, or the relay's
+  // encoder after it (either of which ended the server's process).
+  const shape = jsonShapeProblem(raw.data, { maxDepth: MAX_SIGNAL_DEPTH, maxBytes: MAX_SIGNAL_BYTES });
+  if (shape !== null) return bad(`signal.data ${shape}`);
+  const size = JSON.stringify(raw.data).length;
   if (size > MAX_SIGNAL_BYTES) return bad(`signal.data is ${size} bytes, over ${MAX_SIGNAL_BYTES}`);
   return ok({ to: raw.to, data: raw.data });
 }

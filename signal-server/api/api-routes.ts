@@ -54,16 +54,18 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
     ctx.countRequest(route, res.statusCode);
     ctx.logger.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - t0) }, 'api request');
   });
+  // A route's own failure is answered (500, or the stream cut) and logged: it must not end the server's process.
+  const failed = (e: unknown) => {
+    ctx.log(`${route} failed: ${e instanceof Error ? e.message : String(e)}`);
+    if (res.headersSent) res.destroy();
+    else sendApiError(res, 500, 'server_error', 'ERR_INTERNAL', INTERNAL_ERROR_MESSAGE);
+  };
   if (route === '/v1/completions' || route === '/v1/chat/completions') {
-    void handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx);
+    handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx).catch(failed);
     return;
   }
   if (isTokenizerRoute(route)) {
-    handleTokenizerRoute(req, res, route, ctx).catch((e: unknown) => {
-      ctx.log(`${route} failed: ${(e as Error).message}`);
-      if (res.headersSent) res.destroy();
-      else sendApiError(res, 500, 'server_error', 'ERR_INTERNAL', INTERNAL_ERROR_MESSAGE);
-    });
+    handleTokenizerRoute(req, res, route, ctx).catch(failed);
     return;
   }
   const get = req.method === 'GET' || req.method === 'HEAD';

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import { jsonShapeProblem } from '../../shared/protocol/json-shape.js';
 import { wireErrorOf } from '../coordinator/generation.js';
 import { checkPromptFits, GenerationError } from '../coordinator/generation-error.js';
 import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
@@ -104,6 +105,9 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
   });
 }
 
+/** Deepest nesting a request body may have (chat content parts are four levels deep). */
+export const MAX_BODY_DEPTH = 32;
+
 /** What readJsonBody gives when it has answered the request with an error itself. */
 export const NO_BODY: unique symbol = Symbol('no body');
 
@@ -126,12 +130,20 @@ export async function readJsonBody(
     else sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
     return NO_BODY;
   }
+  let body: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    body = JSON.parse(text) as unknown;
   } catch {
     sendApiError(res, 400, 'invalid_request_error', 'invalid_json', 'the body is not valid JSON');
     return NO_BODY;
   }
+  // No request of the API nests deeper than a few levels; one nested thousands deep would overflow whatever walks it.
+  const shape = jsonShapeProblem(body, { maxDepth: MAX_BODY_DEPTH, maxBytes: Number.POSITIVE_INFINITY, finiteOnly: false });
+  if (shape !== null) {
+    sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body ${shape}`);
+    return NO_BODY;
+  }
+  return body;
 }
 
 /** HTTP status of a generation failure: the client's fault 400, the swarm's state 503. */

@@ -1,5 +1,6 @@
 import { GREEDY, samplingError } from '../../shared/model/sampling.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import { describeValue } from '../../shared/protocol/json-shape.js';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS } from './logprobs.js';
 import { type Endpoint, unsupportedField } from './openai-unsupported.js';
@@ -106,7 +107,7 @@ export function modelRefused(b: Record<string, unknown>, modelIds: readonly stri
     status: 404,
     code: 'model_not_found',
     param: 'model',
-    message: `model ${JSON.stringify(b.model)} is not served here (served: ${modelIds.join(', ')})`,
+    message: `model ${describeValue(b.model)} is not served here (served: ${modelIds.join(', ')})`,
   };
 }
 
