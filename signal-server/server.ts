@@ -43,6 +43,9 @@ export interface ServedStages {
   readonly weightsUrl?: string;
 }
 
+/** Headers within 10 s, a whole request within 30 s (an API body has its own 10 s, bodyTimeoutMs). */
+export const DEFAULT_HTTP_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000 } as const;
+
 export interface SignalServerOptions {
   /** 0 = any free port (tests). */
   readonly port: number;
@@ -70,6 +73,12 @@ export interface SignalServerOptions {
   readonly apiMaxConcurrent?: number;
   /** How long an API request's body may take to arrive (default 10 s; then 408). */
   readonly bodyTimeoutMs?: number;
+  /**
+   * How long any HTTP request's headers, and the whole request, may take to arrive (default 10 s and 30 s; then 408
+   * and the connection closed): a client trickling headers a byte a second held a connection 63 s before, and one
+   * trickling a body 300 s, so a few hundred of them held every file descriptor.
+   */
+  readonly httpTimeouts?: { readonly headersMs: number; readonly requestMs: number };
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
   /** Fraction of a replica's sessions after which it is spot-checked with a challenge step (default 0.1). */
@@ -203,7 +212,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   // Socket.IO wraps the request listeners the server has when it attaches (passing on all but its own
   // path), so the listener is there first; the routes it calls need the coordinator, which needs Socket.IO.
   let routes: RequestListener | null = null;
-  const server = createServer((req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)));
+  const timeouts = opts.httpTimeouts ?? DEFAULT_HTTP_TIMEOUTS;
+  if (!(timeouts.headersMs > 0 && timeouts.requestMs >= timeouts.headersMs))
+    throw new RangeError(`httpTimeouts need 0 < headersMs ≤ requestMs (got ${timeouts.headersMs} and ${timeouts.requestMs})`);
+  const server = createServer(
+    {
+      headersTimeout: timeouts.headersMs,
+      requestTimeout: timeouts.requestMs,
+      // Node checks both every 30 s by default, which let a slow client keep its connection that much longer.
+      connectionsCheckingInterval: Math.min(1_000, timeouts.headersMs),
+    },
+    (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
+  );
   const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
   // Before every other middleware: what follows keys the client by this address.

@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { TensorIndex } from '../../shared/model/tensor-index.js';
 import type { ModelListing, SwarmListing } from '../../shared/protocol/http.js';
+import { describeValue } from '../../shared/protocol/json-shape.js';
 import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
 import type { TokenTexts } from '../api/token-text.js';
 import { isTokenizerRoute } from '../api/tokenizer-routes.js';
 import type { Logger } from '../log.js';
+import { LogLimiter, REFUSAL_LOG_LIMIT } from '../log-limiter.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
 import { volunteersShown } from '../volunteers-shown.js';
@@ -120,13 +122,24 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     countRequest: (route, status) => ctx.metrics.countRequest(route, status),
     logger: ctx.logger,
   };
-  const notFound = (res: ServerResponse, path: string, message: string) => {
-    log(`404 ${path}`);
-    sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message } });
+  // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
+  // thousand times a second wrote 15 MB of log a second before).
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
+  const refusal = (req: IncomingMessage, line: string) => refusals.line(req.socket.remoteAddress ?? 'unknown', line);
+  const notFound = (req: IncomingMessage, res: ServerResponse, path: string, message: string) => {
+    refusal(req, `404 ${describeValue(path, 200)}`);
+    sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: message.length > 300 ? `${message.slice(0, 300)}…` : message } });
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      refusal(req, `400 ${describeValue(req.url ?? '', 200)}: not a URL path`);
+      sendJson(res, 400, { error: { code: 'ERR_BAD_REQUEST', message: 'the request target is not a URL path' } });
+      return;
+    }
     const path = url.pathname;
     if (path.startsWith('/v1/') || isTokenizerRoute(path)) {
       handleApi(req, res, path, api);
@@ -192,7 +205,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       const file = ctx.modelFiles.get(path);
       // The tokenizer is named with its sha256 by the manifest: safe to cache a while; the manifest is not.
       if (file !== undefined && sendFile(res, file, path.endsWith('/manifest.json') ? 'no-cache' : 'public, max-age=3600')) return;
-      notFound(res, path, `${path} is not a served model file`);
+      notFound(req, res, path, `${path} is not a served model file`);
       return;
     }
     // embed.js is loaded by other sites' pages: it must be loadable cross-origin.
@@ -200,14 +213,14 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       if (sendFile(res, join(ctx.webRoot, 'embed.js'), 'no-cache', { 'cross-origin-resource-policy': 'cross-origin' })) return;
     }
     if (ctx.webRoot !== null && serveWebApp(res, ctx.webRoot, path)) return;
-    notFound(res, path, `${path} not found`);
+    notFound(req, res, path, `${path} not found`);
   };
 
   return (req, res) => {
     try {
       handle(req, res);
     } catch (e) {
-      log(`error serving ${req.url}: ${(e as Error).message}`);
+      refusal(req, `error serving ${describeValue(req.url ?? '', 200)}: ${(e as Error).message}`);
       if (!res.headersSent) sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
       else res.destroy();
     }

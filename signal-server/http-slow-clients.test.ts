@@ -1,0 +1,134 @@
+// Hostile HTTP clients, integration: a real server on port 0 and raw TCP
+// sockets that speak HTTP as an attacker's client would (found by a red-team
+// pass): headers or a body trickled to hold connections, paths of 15 KB to
+// fill the log, request targets that are not URLs.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from './log.js';
+import { ensureStages, partitionKey } from './models/model-folder.js';
+import { createSignalServer, type SignalServer } from './server.js';
+
+const HEADERS_MS = 600;
+const REQUEST_MS = 1_500;
+
+let cache: string;
+let server: SignalServer;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-slow-'));
+  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(line);
+      done();
+    },
+  });
+  server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
+    logger: createLogger('info', sink),
+    httpTimeouts: { headersMs: HEADERS_MS, requestMs: REQUEST_MS },
+  });
+  await server.ready;
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(cache, { recursive: true, force: true });
+});
+
+interface Raw {
+  readonly socket: Socket;
+  /** What the server sent, so far. */
+  text(): string;
+  /** Resolves with the ms from connecting to the server closing the connection. */
+  readonly closed: Promise<number>;
+}
+
+function raw(): Promise<Raw> {
+  const { port } = new URL(server.address().url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let got = '';
+    const t0 = performance.now();
+    const closed = new Promise<number>((r) => socket.once('close', () => r(performance.now() - t0)));
+    socket.on('data', (b: Buffer) => (got += b.toString('latin1')));
+    socket.once('error', () => {});
+    socket.once('connect', () => resolve({ socket, text: () => got, closed }));
+    socket.once('error', reject);
+  });
+}
+
+async function healthzMs(): Promise<number> {
+  const t0 = performance.now();
+  expect((await fetch(`${server.address().url}/healthz`)).status).toBe(200);
+  return performance.now() - t0;
+}
+
+describe('slow HTTP clients', () => {
+  it(`hostile: 40 connections trickling headers a byte at a time are answered 408 and closed within the headers timeout (${HEADERS_MS} ms) and a check; others are served meanwhile`, async () => {
+    const clients = await Promise.all(Array.from({ length: 40 }, () => raw()));
+    const trickle = setInterval(() => {
+      for (const c of clients) if (!c.socket.destroyed) c.socket.write(c.text() === '' ? 'G' : '');
+    }, 100);
+    try {
+      for (const c of clients) c.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+      expect(await healthzMs()).toBeLessThan(2_000);
+      const lived = await Promise.all(clients.map((c) => c.closed));
+      // Generous: the timeout plus Node's check interval (1 s here; 30 s by default) and a loaded machine.
+      expect(Math.max(...lived)).toBeLessThan(HEADERS_MS + 4_000);
+      expect(clients.every((c) => c.text().startsWith('HTTP/1.1 408'))).toBe(true);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it(`hostile: a body declared 100 MB and trickled is cut off at the request timeout (${REQUEST_MS} ms), not Node's 300 s`, async () => {
+    const c = await raw();
+    c.socket.write('POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000000\r\n\r\n');
+    const trickle = setInterval(() => c.socket.destroyed || c.socket.write('x'), 100);
+    try {
+      const lived = await c.closed;
+      expect(lived).toBeLessThan(REQUEST_MS + 4_000);
+      expect(await healthzMs()).toBeLessThan(2_000);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+});
+
+describe('paths and targets a client chooses', () => {
+  it('hostile: 200 requests for a 15 KB path write at most 11 short log lines for that address, and short answers', async () => {
+    const before = logLines.length;
+    const path = `/${'a'.repeat(15_000)}`;
+    for (let i = 0; i < 200; i++) {
+      const res = await fetch(`${server.address().url}${path}`);
+      expect(res.status).toBe(404);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('ERR_NOT_FOUND');
+      expect(body.error.message.length).toBeLessThan(400);
+    }
+    const lines = logLines.slice(before).filter((l) => l.includes('404') || l.includes('suppressed'));
+    // 10 lines per 10 s per address, then "N more suppressed" when its window ends.
+    expect(lines.length).toBeLessThanOrEqual(11);
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(1_000);
+  });
+
+  it('hostile: request targets that are not URL paths are a 400 naming the target, not a 500', async () => {
+    for (const target of ['http://[', '//x:99999/']) {
+      const c = await raw();
+      c.socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      await c.closed;
+      expect(c.text()).toMatch(/^HTTP\/1\.1 400/);
+      expect(c.text()).toContain('ERR_BAD_REQUEST');
+    }
+    expect(await healthzMs()).toBeLessThan(2_000);
+  });
+});
