@@ -218,4 +218,59 @@ describe('consent cannot be skipped', () => {
     await expect.poll(async () => (await fetchSwarmListing(swarmUrl)).list.map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
     await closeAndWaitGone(p);
   });
+
+  it('(f) where the browser cannot tell whether a frame is covered (no IntersectionObserver v2), the transparent frame refuses by name and points to the own page, which still starts', async () => {
+    // Chromium has IntersectionObserver v2; Firefox and Safari (not installed here) give only geometry. This
+    // script makes Chromium's observer report as theirs do, in every frame: entries without isVisible.
+    const context = await rig.browser.newContext();
+    await context.addInitScript(() => {
+      const Native = window.IntersectionObserver;
+      window.IntersectionObserver = class extends Native {
+        constructor(callback: IntersectionObserverCallback, options?: IntersectionObserverInit) {
+          super(
+            (entries, observer) =>
+              callback(
+                entries.map((e) => ({
+                  boundingClientRect: e.boundingClientRect,
+                  intersectionRatio: e.intersectionRatio,
+                  intersectionRect: e.intersectionRect,
+                  isIntersecting: e.isIntersecting,
+                  rootBounds: e.rootBounds,
+                  target: e.target,
+                  time: e.time,
+                })),
+                observer,
+              ),
+            options === undefined
+              ? undefined
+              : { root: options.root ?? null, rootMargin: options.rootMargin ?? '0px', threshold: options.threshold ?? 0 },
+          );
+        }
+      };
+    });
+    const p = await context.newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/transparent`);
+    const clear = p.frameLocator('#f');
+    await expect
+      .poll(() => clear.getByTestId('consent-box').getAttribute('data-refusal'), { timeout: 10_000 })
+      .toBe('ERR_VISIBILITY_UNKNOWN');
+    await p.waitForTimeout(1_000);
+    // The clicks through the decoy, which geometry alone would have let through.
+    const box = await clear.locator('button').first().boundingBox();
+    if (box === null) throw new Error('no button in the transparent frame');
+    for (let i = 0; i < 3; i++) await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await expectNothingStarts(seen);
+    const own = await clear.getByTestId('consent-own-page').getAttribute('href');
+    expect(own).toBe(`${swarmUrl}/volunteer/?backend=wasm`);
+    // The own page, in a tab of its own with the same observer: not framed, so the visitor's click starts it.
+    const tab = await context.newPage();
+    await tab.goto(own as string);
+    await expect.poll(() => tab.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    await tab.getByTestId('consent').click();
+    await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    expect(await registered()).toBe(1);
+    // One context holds both pages.
+    await closeAndWaitGone(tab);
+  });
 });

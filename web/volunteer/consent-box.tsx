@@ -3,6 +3,18 @@ import type { BackendPlan } from './backend-plan.js';
 import { useConsent } from './use-consent.js';
 import { consentLabel, planShortText, planText } from './wording.js';
 
+/** The swarm's own volunteer page, with this page's model and backend: where consent is given when a frame cannot be judged. */
+function ownPageUrl(): string {
+  const here = new URLSearchParams(location.search);
+  const keep = new URLSearchParams();
+  for (const k of ['model', 'backend']) {
+    const v = here.get(k);
+    if (v !== null) keep.set(k, v);
+  }
+  const q = keep.toString();
+  return new URL(`/volunteer/${q === '' ? '' : `?${q}`}`, location.href).toString();
+}
+
 /**
  * The swarm's own consent button, with what the tab will compute on: the only
  * way to start a volunteer (the page and the widget's frame both use it). It
@@ -35,6 +47,14 @@ export function ConsentBox({
         {why !== null && (
           <p className="small" role="status" data-testid="consent-refusal" title={why.message}>
             Not yet: {why.message}
+            {why.code === 'ERR_VISIBILITY_UNKNOWN' && (
+              <>
+                {' '}
+                <a href={ownPageUrl()} target="_blank" rel="noopener" data-testid="consent-own-page">
+                  Open it in a tab of its own
+                </a>
+              </>
+            )}
           </p>
         )}
       </div>

@@ -8,6 +8,8 @@ const OK: ConsentFacts = {
   viewportPx: { width: 300, height: 80 },
   shownSinceMs: SHOWN_AT,
   nowMs: SHOWN_AT + MIN_SHOWN_MS,
+  framed: true,
+  visibilityKnown: true,
 };
 const REAL_CLICK = { isTrusted: true, userActivation: true };
 
@@ -46,6 +48,18 @@ describe('consentRefusal', () => {
     expect(code({ shownSinceMs: null }, REAL_CLICK)).toBe('ERR_NOT_SHOWN');
     expect(code({ nowMs: SHOWN_AT + MIN_SHOWN_MS - 1 }, REAL_CLICK)).toBe('ERR_SHOWN_TOO_BRIEFLY');
     expect(code({ nowMs: SHOWN_AT }, REAL_CLICK)).toBe('ERR_SHOWN_TOO_BRIEFLY');
+  });
+
+  it('refuses a framed button where the browser cannot tell whether the page around the frame hides it (no IntersectionObserver v2: a transparent or covered frame looks shown), and only then', () => {
+    // A host page's frame at opacity 0 under its own button, as Firefox or Safari would measure it: geometry only.
+    expect(code({ framed: true, visibilityKnown: false }, REAL_CLICK)).toBe('ERR_VISIBILITY_UNKNOWN');
+    expect(code({ framed: true, visibilityKnown: false })).toBe('ERR_VISIBILITY_UNKNOWN');
+    // The swarm's own page in a tab of its own: no other page can cover it.
+    expect(code({ framed: false, visibilityKnown: false }, REAL_CLICK)).toBeNull();
+    // Chromium in a frame: IntersectionObserver v2 says what it sees.
+    expect(code({ framed: true, visibilityKnown: true }, REAL_CLICK)).toBeNull();
+    // A script's click is still named as such first.
+    expect(code({ framed: true, visibilityKnown: false }, { isTrusted: false, userActivation: true })).toBe('ERR_UNTRUSTED_CLICK');
   });
 });
 

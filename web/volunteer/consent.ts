@@ -4,7 +4,9 @@
  * and big enough to read. Another site that frames /embed can neither click it
  * for the visitor (a synthesised event is not trusted, a postMessage is not a
  * click) nor trick the visitor into clicking it unseen (a tiny, transparent,
- * covered or off-screen frame is refused).
+ * covered or off-screen frame is refused; in a browser that cannot tell
+ * whether a frame is covered or transparent, a framed button is refused and
+ * the visitor sent to the swarm's own page).
  *
  * Pure: the browser facts come in (use-consent.ts gathers them), a refusal
  * with a code comes out, so every rule is unit-tested.
@@ -23,7 +25,8 @@ export type ConsentRefusalCode =
   | 'ERR_NOT_SHOWN'
   | 'ERR_SHOWN_TOO_BRIEFLY'
   | 'ERR_UNTRUSTED_CLICK'
-  | 'ERR_NO_USER_ACTIVATION';
+  | 'ERR_NO_USER_ACTIVATION'
+  | 'ERR_VISIBILITY_UNKNOWN';
 
 export interface ConsentRefusal {
   readonly code: ConsentRefusalCode;
@@ -44,6 +47,14 @@ export interface ConsentFacts {
    */
   readonly shownSinceMs: number | null;
   readonly nowMs: number;
+  /** This document is in a frame (another page holds it: the widget). */
+  readonly framed: boolean;
+  /**
+   * Whether the browser reports a frame's occlusion, opacity and filters
+   * (IntersectionObserver v2: Chromium). Where it does not, a frame made
+   * transparent or covered by the page around it looks shown by its geometry.
+   */
+  readonly visibilityKnown: boolean;
 }
 
 /** The click itself. */
@@ -66,6 +77,13 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     return {
       code: 'ERR_FRAME_TOO_SMALL',
       message: `this frame is ${Math.round(width)}×${Math.round(height)} px, too small to show what it asks (at least ${MIN_VIEWPORT_PX.width}×${MIN_VIEWPORT_PX.height})`,
+    };
+  // A frame's page can hide it from the visitor (opacity 0, a cover that lets clicks through) where the browser
+  // cannot tell: consent is then given on the swarm's own page, in a tab of its own, which no other page can cover.
+  if (facts.framed && !facts.visibilityKnown)
+    return {
+      code: 'ERR_VISIBILITY_UNKNOWN',
+      message: 'this browser cannot tell whether the page around this frame hides it: volunteer from the swarm’s own page',
     };
   if (facts.shownSinceMs === null) return { code: 'ERR_NOT_SHOWN', message: 'this button is covered, transparent or off screen' };
   if (facts.nowMs - facts.shownSinceMs < MIN_SHOWN_MS) return { code: 'ERR_SHOWN_TOO_BRIEFLY', message: 'take a moment to read it first' };

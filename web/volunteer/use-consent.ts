@@ -22,6 +22,8 @@ export function useConsent(onConsent: () => void) {
   /** Whether the observer has reported at all: until then "not shown" only means "not measured yet". */
   const [observed, setObserved] = useState(false);
   const [clickRefusal, setClickRefusal] = useState<ConsentRefusal | null>(null);
+  /** Whether the observer's entries carry IntersectionObserver v2's isVisible (occlusion, opacity, filters). */
+  const [visibilityKnown, setVisibilityKnown] = useState(false);
   const [, rerender] = useState(0);
 
   useEffect(() => {
@@ -37,6 +39,7 @@ export function useConsent(onConsent: () => void) {
       const e = entries[entries.length - 1];
       if (e === undefined) return;
       const shown = entryShown(e);
+      setVisibilityKnown(typeof (e as { isVisible?: unknown }).isVisible === 'boolean');
       setShownSince((since) => (shown ? (since ?? e.time) : null));
       setObserved(true);
     }, options);
@@ -60,6 +63,8 @@ export function useConsent(onConsent: () => void) {
     viewportPx: { width: window.innerWidth, height: window.innerHeight },
     shownSinceMs,
     nowMs: performance.now(),
+    framed: window.self !== window.top,
+    visibilityKnown,
   });
   const refusal = consentRefusal(facts());
 
@@ -79,6 +84,8 @@ export function useConsent(onConsent: () => void) {
   };
   const ref = useCallback((el: HTMLElement | null) => setBox(el), []);
   // Nothing to tell the visitor in the first half second (or before the first measurement).
-  const settling = refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' || (refusal?.code === 'ERR_NOT_SHOWN' && !observed);
+  const settling =
+    refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' ||
+    ((refusal?.code === 'ERR_NOT_SHOWN' || refusal?.code === 'ERR_VISIBILITY_UNKNOWN') && !observed);
   return { ref, refusal, settling, clickRefusal, onClick };
 }
