@@ -409,7 +409,7 @@ describe('values nested thousands deep (found by a red-team pass: each ended the
     // 4 100 passed the old check (a JSON.stringify) and overflowed Socket.IO's encoder when relayed; 50 000 the check.
     for (const depth of [4_100, 50_000]) {
       const at = raw.received.length;
-      raw.write(`2["signal",{"to":"${b.id}","data":${nested(depth)}}]`);
+      raw.write(`2["signal",{"to":"${b.id}","data":{"sdp":${nested(depth)}}}]`);
       await expect.poll(() => raw.received.slice(at).find((p) => p.includes('server:error')), { timeout: 5_000 }).toBeDefined();
       const said = raw.received.slice(at).find((p) => p.includes('server:error')) as string;
       expect(said).toContain('ERR_BAD_MESSAGE');

@@ -117,10 +117,13 @@ describe('message validation', () => {
 
   it('bounds signalling payloads', () => {
     expect(parseSignal({ to: 'peer-1', data: { type: 'offer', sdp: 'v=0' } })).toMatchObject({ ok: true });
-    expect(parseSignal({ to: 'peer-1', data: 'x'.repeat(MAX_SIGNAL_BYTES + 1) })).toMatchObject({
+    expect(parseSignal({ to: 'peer-1', data: { sdp: 'x'.repeat(MAX_SIGNAL_BYTES + 1) } })).toMatchObject({
       ok: false,
       reason: expect.stringMatching(/over/),
     });
+    // Not an object: a peer's signalling library reads its fields (null threw in the receiving tab).
+    for (const data of [null, 'offer', 3, [{ type: 'offer' }]])
+      expect(parseSignal({ to: 'peer-1', data })).toMatchObject({ ok: false, reason: expect.stringMatching(/must be an object/) });
     expect(parseSignal({ to: '', data: 1 })).toMatchObject({ ok: false });
     expect(parseSignal({ to: 'peer-1' })).toMatchObject({ ok: false });
   });

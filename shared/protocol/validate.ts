@@ -94,6 +94,8 @@ export function parseSignal(raw: unknown): Parsed<SignalOut> {
   if (!isObject(raw)) return bad('signal must be an object');
   if (!shortString(raw.to)) return bad('signal.to must be a peer id');
   if (raw.data === undefined) return bad('signal.data is missing');
+  // WebRTC's offers, answers and candidates are objects; a peer's signalling library reads fields of whatever comes.
+  if (!isObject(raw.data)) return bad(`signal.data must be an object, not ${describeValue(raw.data)}`);
   // Shape first, without recursion: a value nested thousands deep would overflow JSON.stringify here, or the relay's
   // encoder after it (either of which ended the server's process).
   const shape = jsonShapeProblem(raw.data, { maxDepth: MAX_SIGNAL_DEPTH, maxBytes: MAX_SIGNAL_BYTES });

@@ -703,6 +703,21 @@ export class ReplicaCore {
       this.out.rejected(`ERR_FRAME_SHAPE [${f.dims.join(', ')}]`);
       return;
     }
+    // What the session has left: no sender's frames for the steps to come may carry more positions than the model
+    // has after those computed. Without it one sender held up to 64 steps ahead of model-sized frames in every
+    // session (tens of MiB a session), and a replica computed past the model's positions.
+    const left = this.manifest.model.maxPositions - s.positions;
+    let held = 0;
+    for (const [k, v] of s.votes) {
+      const o = k >= s.nextStep ? v.outcome(from) : undefined;
+      if (o?.status === 'fulfilled') held += o.value.length / hidden;
+    }
+    if (held + (f.dims[1] as number) > left) {
+      this.out.rejected(
+        `ERR_FRAME_SHAPE [${f.dims.join(', ')}]: ${held} positions held and this frame's past the ${left} the session has left`,
+      );
+      return;
+    }
     let q = s.votes.get(f.step);
     if (q === undefined) {
       q = new Quorum(s.prev, agreeTensors, { combine: medianOf });

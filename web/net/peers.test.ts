@@ -175,6 +175,15 @@ afterEach(() => {
 });
 
 describe('PeerMesh', () => {
+  it('hostile: a relayed signal that is not an object (null threw inside simple-peer in the receiving tab) is refused by name and opens nothing', async () => {
+    const b = mesh('b');
+    b.need(1, ['a']);
+    for (const data of [null, 'offer', 7, [{ type: 'offer' }]]) expect(() => b.signal('a', data)).not.toThrow();
+    await flush();
+    expect(refused).toEqual(['b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN']);
+    expect(net.peers).toHaveLength(0);
+  });
+
   it('opens one channel per pair, offered by the smaller id, and sends what was queued while it opened first, in order', async () => {
     const a = mesh('a');
     const b = mesh('b');

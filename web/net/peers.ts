@@ -253,6 +253,11 @@ export class PeerMesh {
   /** A signalling message relayed from `from`. */
   signal(from: string, data: unknown): void {
     if (this.closed) return;
+    // WebRTC's signals are objects; simple-peer reads a field of whatever it is given, and null threw in this tab.
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+      this.rejected(from, `${ERR_PEER_CHURN} a signal from ${from} that is not an object`);
+      return;
+    }
     // Of each pair the smaller id offers (simple-peer's other side asks the initiator to renegotiate, never offers):
     // an offer from the other side is a stranger's, and answering it would spend this tab's signalling for it.
     if (isOffer(data) && this.myId < from) {
