@@ -423,6 +423,30 @@ describe('values nested thousands deep (found by a red-team pass: each ended the
     raw.close();
   });
 
+  it("a handler's own failure (a coordinator method that throws, standing in for a bug) is answered ERR_INTERNAL and logged; the process and the socket serve on", async () => {
+    const a = await volunteer();
+    const b = await volunteer();
+    const coordinator = server.coordinator as NonNullable<typeof server.coordinator>;
+    const relay = coordinator.relay;
+    coordinator.relay = () => {
+      throw new Error('a bug in relay');
+    };
+    try {
+      const said = next<WireError>(a.c, 'server:error');
+      a.c.emit('signal', { to: b.id, data: { type: 'offer', sdp: 'v=0' } });
+      expect(await said).toMatchObject({ code: 'ERR_INTERNAL', message: expect.stringContaining('a bug in relay') });
+    } finally {
+      coordinator.relay = relay;
+    }
+    expect(logLines.some((l) => l.includes('ERR_INTERNAL signal failed here: a bug in relay'))).toBe(true);
+    // The same socket goes on: a plain relay between linked peers.
+    coordinator.links.link(a.id, b.id);
+    const got = next<unknown>(b.c, 'signal');
+    a.c.emit('signal', { to: b.id, data: { type: 'offer', sdp: 'v=0' } });
+    expect(await got).toEqual({ from: a.id, data: { type: 'offer', sdp: 'v=0' } });
+    expect(await healthy()).toBe(200);
+  });
+
   it('hostile: an API body nested 30 000 deep (under the body limit) is a 400, a model that is an object or a long string a short 404; the server serves on', async () => {
     const url = `${server.address().url}/v1/completions`;
     const post = (body: string) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });

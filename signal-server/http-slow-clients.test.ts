@@ -6,34 +6,28 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from './log.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
+import { serverLog } from './testing/server-log.js';
 
 const HEADERS_MS = 600;
 const REQUEST_MS = 1_500;
 
 let cache: string;
 let server: SignalServer;
-const logLines: string[] = [];
+const log = serverLog();
+const logLines = log.lines;
 
 beforeAll(async () => {
   cache = mkdtempSync(join(tmpdir(), 'webswarm-slow-'));
   const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(line);
-      done();
-    },
-  });
   server = createSignalServer({
     port: 0,
     host: '127.0.0.1',
     webRoot: null,
     models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
-    logger: createLogger('info', sink),
+    logger: log.logger,
     httpTimeouts: { headersMs: HEADERS_MS, requestMs: REQUEST_MS },
   });
   await server.ready;

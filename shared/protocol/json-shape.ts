@@ -40,6 +40,7 @@ export function jsonShapeProblem(v: unknown, limits: JsonLimits): string | null 
   let bytes = 0;
   while (stack.length > 0) {
     const { value, depth } = stack.pop() as { value: unknown; depth: number };
+    let children: readonly unknown[] = [];
     if (typeof value === 'string') bytes += value.length + 2;
     else if (typeof value === 'number') {
       if (!Number.isFinite(value) && limits.finiteOnly !== false) return `holds ${value}, which JSON cannot carry`;
@@ -47,19 +48,13 @@ export function jsonShapeProblem(v: unknown, limits: JsonLimits): string | null 
     } else if (typeof value === 'boolean' || value === null) bytes += 5;
     else if (Array.isArray(value) || (typeof value === 'object' && isPlainObject(value))) {
       if (depth + 1 > limits.maxDepth) return `is nested deeper than ${limits.maxDepth}`;
-      const entries = Array.isArray(value) ? value : Object.entries(value);
-      bytes += 2 + entries.length;
-      if (bytes > limits.maxBytes) return `is over ${limits.maxBytes} bytes`;
-      for (const e of entries) {
-        if (Array.isArray(value)) stack.push({ value: e, depth: depth + 1 });
-        else {
-          const [k, x] = e as [string, unknown];
-          bytes += k.length + 3;
-          stack.push({ value: x, depth: depth + 1 });
-        }
-      }
+      children = Array.isArray(value) ? value : Object.values(value);
+      bytes += 2 + children.length;
+      if (!Array.isArray(value)) for (const k of Object.keys(value)) bytes += k.length + 3;
     } else return `holds ${describeValue(value)}, which is not JSON`;
+    // Before its children are stacked: a long array over the limit is refused on its length.
     if (bytes > limits.maxBytes) return `is over ${limits.maxBytes} bytes`;
+    for (const x of children) stack.push({ value: x, depth: depth + 1 });
   }
   return null;
 }
