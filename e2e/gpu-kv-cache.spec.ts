@@ -19,6 +19,7 @@ import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import type { SignalServer } from '../signal-server/server.js';
 import { goldenModelDir, lastRow, readGolden } from '../testing/golden.js';
+import { type GreedyReference, greedyReference } from '../testing/greedy-reference.js';
 import type { WorkerStats } from '../web/compute/messages.js';
 import { launchChromium, startTestServer } from './harness.js';
 
@@ -30,11 +31,7 @@ const TOKENS = 8;
 const WRONG_AT = 3;
 const LOAD_TIMEOUT_MS = 120_000;
 
-interface Expected {
-  readonly tokens: number[];
-  /** The last position's logits after the prompt and after each token fed. */
-  readonly logits: Float32Array[];
-}
+type Expected = GreedyReference;
 
 let cacheRoot: string;
 const servers = new Map<GraphForm, SignalServer>();
@@ -48,22 +45,8 @@ let plainTraces: Float32Array[][] = [];
 const WASM_LOGIT_TOLERANCE = 1e-4;
 const KV_TENSORS = 2 * 6; // keys and values of austen-2m's 6 layers, over its 3 stages
 
-async function referenceOf(dir: string, ids: readonly number[] = prompt): Promise<Expected> {
-  const runner = await ReferenceRunner.fromStageDir(dir);
-  try {
-    const vocab = runner.manifest.model.vocabSize;
-    const session = runner.session();
-    const last = (l: Float32Array) => l.slice(l.length - vocab);
-    const logits = [last(await session.forward(ids))];
-    const tokens = [argmax(logits[0] as Float32Array)];
-    while (tokens.length < TOKENS) {
-      logits.push(last(await session.forward([tokens[tokens.length - 1] as number])));
-      tokens.push(argmax(logits[logits.length - 1] as Float32Array));
-    }
-    return { tokens, logits };
-  } finally {
-    await runner.close();
-  }
+function referenceOf(dir: string, ids: readonly number[] = prompt): Promise<Expected> {
+  return greedyReference(dir, ids, TOKENS);
 }
 
 async function tracesOf(dir: string): Promise<Float32Array[][]> {

@@ -1,4 +1,5 @@
 import type { ModelConfig } from './config.js';
+import { KeyedSerial } from './keyed-serial.js';
 import type { StageManifest } from './manifest.js';
 import { type SamplingParams, sampleToken, seededRandom } from './sampling.js';
 import { headFeeds, type LogitsFrom, STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
@@ -159,8 +160,8 @@ export interface CachingOptions {
  */
 export class CachingExecutor implements SessionExecutor {
   private readonly caches = new Map<string, KvCache>();
-  /** Each session's last operation: steps, cuts and closes of one session run one after another. */
-  private readonly tails = new Map<number, Promise<unknown>>();
+  /** Steps, cuts and closes of one session run one after another. */
+  private readonly queue = new KeyedSerial();
   private readonly batcher: StepBatcher | null;
   private unbatchedSteps = 0;
 
@@ -208,13 +209,7 @@ export class CachingExecutor implements SessionExecutor {
    * reads must wait for it; the cut then applies to what the step left.
    */
   private serial<T>(session: number, f: () => Promise<T>): Promise<T> {
-    const next = (this.tails.get(session) ?? Promise.resolve()).then(f);
-    const tail = next.catch(() => undefined);
-    this.tails.set(session, tail);
-    void tail.then(() => {
-      if (this.tails.get(session) === tail) this.tails.delete(session);
-    });
-    return next;
+    return this.queue.run(session, f);
   }
 
   step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
@@ -244,7 +239,7 @@ export class CachingExecutor implements SessionExecutor {
       }
     };
     // At once when nothing of the session is in flight; else after it, so that no step writes into a freed cache.
-    if (this.tails.has(session)) void this.serial(session, async () => drop());
+    if (this.queue.busy(session)) void this.serial(session, async () => drop());
     else drop();
   }
 

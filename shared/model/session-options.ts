@@ -55,3 +55,17 @@ export function stageFeeds<V>(inputNames: readonly string[], feeds: Readonly<Rec
   if (STAGE_IO.logitsFrom in feeds || !inputNames.includes(STAGE_IO.logitsFrom)) return { ...feeds };
   return { ...feeds, [STAGE_IO.logitsFrom]: logitsFromFeed(LOGITS_FROM_LAST) };
 }
+
+/** The options of a stage session whose step onnxruntime records once and replays (web/compute/captured-stages.ts). */
+export interface CapturedSessionOptions {
+  /** An object, not the name alone: onnxruntime-web passes enableGraphCapture to its WebGPU provider only then. */
+  readonly executionProviders: { readonly name: 'webgpu' }[];
+  readonly graphOptimizationLevel: 'all';
+  readonly logSeverityLevel: 3;
+  /** Every input and output is then a GPU buffer the caller binds (the outputs' location defaults to gpu-buffer). */
+  readonly enableGraphCapture: true;
+}
+
+export function capturedSessionOptions(): CapturedSessionOptions {
+  return { executionProviders: [{ name: 'webgpu' }], graphOptimizationLevel: 'all', logSeverityLevel: 3, enableGraphCapture: true };
+}

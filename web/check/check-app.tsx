@@ -25,7 +25,14 @@ async function start(onProgress: (p: Progress) => void): Promise<LocalModel> {
   const listing = models.value.find((m) => wanted === null || m.modelId === wanted);
   if (listing === undefined) throw new Error(`model ${wanted ?? '(any)'} is not served here`);
   // ?batch=off: each session's step its own runtime call (benchmarks compare it with batching across sessions).
-  return loadLocalModel(listing.baseUrl, await pickBackend(params.get('backend')), onProgress, params.get('batch') !== 'off');
+  // ?capture=on: the stages run with graph capture (WebGPU, fused form).
+  return loadLocalModel(
+    listing.baseUrl,
+    await pickBackend(params.get('backend')),
+    onProgress,
+    params.get('batch') !== 'off',
+    params.get('capture') === 'on',
+  );
 }
 
 export function CheckApp() {

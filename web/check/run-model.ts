@@ -61,6 +61,8 @@ export async function loadLocalModel(
   onProgress: (p: Progress) => void,
   /** False: each session's step is its own runtime call (batching across sessions off, for comparisons). */
   batching = true,
+  /** True: the stages run with graph capture (WebGPU, fused form: web/compute/captured-stages.ts). */
+  capture = false,
 ): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
   const client = new ComputeClient();
@@ -77,7 +79,7 @@ export async function loadLocalModel(
   const tokCfg = manifest.tokenizerConfig === null ? null : dec.decode(await fetchVerified(baseUrl, manifest.tokenizerConfig, onProgress));
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   await prepared;
-  await client.build(backend, manifest, weights.stages, batching);
+  await client.build(backend, manifest, weights.stages, batching, capture);
   /** One step of a session through every stage, caches in the worker: the last position's logits, or every position's. */
   const step = async (session: number, ids: number[], everyRow = false): Promise<Float32Array> => {
     const last = manifest.stages.length - 1;

@@ -143,9 +143,15 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
    * (stage-cache.ts); their buffers are transferred, not copied: the caller
    * must not use them after.
    */
-  async load(backend: Backend, manifest: StageManifest, stages: { index: number; bytes: ArrayBuffer }[], batching = true): Promise<void> {
+  async load(
+    backend: Backend,
+    manifest: StageManifest,
+    stages: { index: number; bytes: ArrayBuffer }[],
+    batching = true,
+    capture = false,
+  ): Promise<void> {
     const buffers = stages.map((s) => s.bytes);
-    const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages, batching }, buffers);
+    const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages, batching, capture }, buffers);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;
@@ -162,10 +168,10 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
    * (transferred, not copied: the caller must not use them after) and checks
    * it against the manifest's sha256 before creating its session.
    */
-  async build(backend: Backend, manifest: StageManifest, stages: readonly StageTensors[], batching = true): Promise<void> {
+  async build(backend: Backend, manifest: StageManifest, stages: readonly StageTensors[], batching = true, capture = false): Promise<void> {
     const buffers = new Set<ArrayBuffer>();
     for (const s of stages) for (const t of s.tensors) buffers.add(t.bytes.buffer as ArrayBuffer);
-    const r = await this.call({ type: 'build', id: this.nextId++, backend, manifest, stages, batching }, [...buffers]);
+    const r = await this.call({ type: 'build', id: this.nextId++, backend, manifest, stages, batching, capture }, [...buffers]);
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;

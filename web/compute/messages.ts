@@ -20,6 +20,8 @@ export type ToWorker =
       readonly stages: readonly { readonly index: number; readonly bytes: ArrayBuffer }[];
       /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
       readonly batching?: boolean;
+      /** True, on WebGPU with the fused form: the stages run with graph capture (captured-stages.ts). Default false. */
+      readonly capture?: boolean;
     }
   /** Like load, but the worker builds each stage's graph from the checkpoint tensors its volunteer fetched. */
   | {
@@ -30,6 +32,8 @@ export type ToWorker =
       readonly stages: readonly StageTensors[];
       /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
       readonly batching?: boolean;
+      /** True, on WebGPU with the fused form: the stages run with graph capture (captured-stages.ts). Default false. */
+      readonly capture?: boolean;
     }
   /** Start the backend's runtime now (answered with done), while the weights download. */
   | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }

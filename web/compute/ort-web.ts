@@ -26,7 +26,7 @@ function ortFor(backend: Backend): Promise<OrtModule> {
 }
 
 /** The backend's onnxruntime-web build, set up once. */
-async function runtimeFor(backend: Backend): Promise<OrtModule> {
+export async function runtimeFor(backend: Backend): Promise<OrtModule> {
   // One thread: multi-threaded WASM inside a module worker never finished
   // creating its session here (Chromium 156, ORT 1.30), and a volunteer's
   // stage is small; several tabs share the cores anyway.

@@ -4,6 +4,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipeline.js';
 import { LOGITS_FROM_ALL, LOGITS_FROM_LAST } from '../../shared/model/stage-graph.js';
+import { CapturedExecutor } from './captured-stages.js';
 import { DeviceWatch } from './device-watch.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
@@ -15,8 +16,8 @@ import { WorkerReplica } from './worker-replica.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let sessions: StageSessions | null = null;
-/** Each session's KV caches, here where the compute is (see CachingExecutor). */
-let caches: CachingExecutor | null = null;
+/** Each session's KV caches, here where the compute is (see CachingExecutor; CapturedExecutor with graph capture). */
+let caches: CachingExecutor | CapturedExecutor | null = null;
 /** The model the loaded stages belong to. */
 let manifest: StageManifest | null = null;
 /** The GPU device of the stages (WebGPU): its loss is told to the page at once. */
@@ -42,7 +43,14 @@ const replica = new WorkerReplica(
  * readable after a device loss too (when the page's ComputeClient refuses every call); null before stages load.
  */
 (scope as unknown as { webswarmGpu: () => unknown }).webswarmGpu = () =>
-  sessions === null || caches === null ? null : { ...sessions.gpuCounts, ...caches.batching, sessions: caches.sessions };
+  caches === null
+    ? null
+    : {
+        ...(sessions?.gpuCounts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 }),
+        ...caches.batching,
+        sessions: caches.sessions,
+        captured: caches instanceof CapturedExecutor,
+      };
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
   scope.postMessage(m, transfer);
@@ -71,9 +79,22 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
   stages
     .then(async (built) => {
       await warmedUp;
-      return StageSessions.create(m.backend, built, m.manifest);
+      if (m.capture !== true) return StageSessions.create(m.backend, built, m.manifest);
+      if (m.backend !== 'webgpu') throw new ComputeError('ERR_BACKEND_UNAVAILABLE', `graph capture runs on WebGPU only, not ${m.backend}`);
+      // Graph capture: each stage's step recorded once and replayed (captured-stages.ts); one row of KV cache a session.
+      const captured = await CapturedExecutor.forWebGpu(built, m.manifest);
+      await watchDevice(captured);
+      caches?.dispose();
+      sessions = null;
+      caches = captured;
+      manifest = m.manifest;
+      return null;
     })
     .then(async (s) => {
+      if (s === null) {
+        reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: await webgpuAdapter() });
+        return;
+      }
       await watchDevice(s);
       caches?.dispose();
       sessions = s;
@@ -96,7 +117,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
  * sessions gives a result any more (markLost), then the page is told, so that
  * nothing computed on the lost device is ever answered after the news.
  */
-async function watchDevice(s: StageSessions): Promise<void> {
+async function watchDevice(s: Pick<StageSessions, 'gpuDevice' | 'markLost'>): Promise<void> {
   const gpu = await s.gpuDevice();
   if (gpu === null) return;
   device.watch(gpu, (loss) => {
@@ -142,7 +163,8 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
       return;
     case 'run': {
       if (sessions === null) {
-        fail(m.id, new ComputeError('ERR_NO_STAGE', 'no stages are loaded'));
+        const why = caches === null ? 'no stages are loaded' : 'the stages run with graph capture: only session steps';
+        fail(m.id, new ComputeError('ERR_NO_STAGE', why));
         return;
       }
       const t0 = performance.now();
