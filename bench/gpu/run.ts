@@ -54,8 +54,13 @@ const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const PROMPT_TOKENS = 16;
 const WARMUP_TOKENS = 2;
 
-/** onnxruntime-node's CPU and WebGPU providers, and the volunteer's own runtime (onnxruntime-web's WebGPU build, web-row.ts). */
-type Ep = 'cpu' | 'webgpu' | 'web';
+/**
+ * onnxruntime-node's CPU and WebGPU providers, and the volunteer's own runtime (onnxruntime-web's WebGPU build,
+ * web-row.ts), as the worker runs it today (web) and with graph capture (webcap: web/compute/captured-stages.ts, the
+ * fused form only).
+ */
+type Ep = 'cpu' | 'webgpu' | 'web' | 'webcap';
+const EPS: readonly Ep[] = ['cpu', 'webgpu', 'web', 'webcap'];
 
 function providerName(ep: Ep, swiftshader: boolean): string {
   const on = swiftshader ? ' (SwiftShader)' : '';
@@ -63,7 +68,9 @@ function providerName(ep: Ep, swiftshader: boolean): string {
     ? 'CPU (onnxruntime-node)'
     : ep === 'webgpu'
       ? `WebGPU${on} (onnxruntime-node)`
-      : `WebGPU${on} (onnxruntime-web, a volunteer's worker)`;
+      : ep === 'web'
+        ? `WebGPU${on} (onnxruntime-web, a volunteer's worker)`
+        : `WebGPU${on} (onnxruntime-web, graph capture)`;
 }
 
 interface RowResult {
@@ -103,7 +110,7 @@ class NodeDeviceTensor implements DeviceTensor {
 
 /** One row, in a child process (own memory; the WebGPU environment it was started with). */
 async function child(ep: Ep, dir: string, tokens: number, batch: number): Promise<void> {
-  if (ep === 'web') return webChild(dir, tokens, batch);
+  if (ep === 'web' || ep === 'webcap') return webChild(dir, tokens, batch, ep === 'webcap');
   const ort = require('onnxruntime-node') as typeof Ort;
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const sessions: Ort.InferenceSession[] = [];
@@ -182,7 +189,7 @@ async function child(ep: Ep, dir: string, tokens: number, batch: number): Promis
 }
 
 /** The volunteer's runtime in this process (web-row.ts), reported as a row. */
-async function webChild(dir: string, tokens: number, batch: number): Promise<void> {
+async function webChild(dir: string, tokens: number, batch: number, capture: boolean): Promise<void> {
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const stages = manifest.stages.map((s, index) => {
     const b = readFileSync(join(dir, s.file));
@@ -190,7 +197,7 @@ async function webChild(dir: string, tokens: number, batch: number): Promise<voi
   });
   const vocab = manifest.model.vocabSize;
   const t0 = performance.now();
-  const r = await webRuntimeRow(manifest, stages, (k) => prompt(k, vocab), tokens, WARMUP_TOKENS, batch);
+  const r = await webRuntimeRow(manifest, stages, (k) => prompt(k, vocab), tokens, WARMUP_TOKENS, batch, capture);
   const result: RowResult = {
     stageMs: [],
     tokenMs: r.tokenMs,
@@ -260,14 +267,16 @@ async function adapterChild(): Promise<void> {
   process.exit(0);
 }
 
-/** BENCH_GPU_ROWS: the rows to run, as `provider:graph` separated by commas (cpu, webgpu, web; plain, fused); null: all. */
+/** BENCH_GPU_ROWS: the rows to run, as `provider:graph` separated by commas (cpu, webgpu, web, webcap; plain, fused); null: all. */
 function rowFilter(raw: string | undefined): Set<string> | null {
   if (raw === undefined || raw.trim() === '') return null;
   const rows = new Set(raw.split(',').map((r) => r.trim()));
   for (const r of rows) {
     const [ep, graph] = r.split(':');
-    if (!['cpu', 'webgpu', 'web'].includes(ep ?? '') || !GRAPH_FORMS.includes(graph as GraphForm))
-      throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)} is not provider:graph (cpu, webgpu or web; ${GRAPH_FORMS.join(' or ')})`);
+    if (!EPS.includes(ep as Ep) || !GRAPH_FORMS.includes(graph as GraphForm))
+      throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)} is not provider:graph (${EPS.join(', ')}; ${GRAPH_FORMS.join(' or ')})`);
+    if (ep === 'webcap' && graph !== 'fused')
+      throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)}: graph capture runs the fused form only`);
   }
   return rows;
 }
@@ -343,7 +352,7 @@ async function main(): Promise<void> {
   let skipped = 0;
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
-  const eps: Ep[] = adapter === null ? ['cpu'] : ['cpu', 'webgpu', 'web'];
+  const eps: Ep[] = adapter === null ? ['cpu'] : [...EPS];
   const only = rowFilter(process.env.BENCH_GPU_ROWS);
   // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
   const best = new Map<string, RowResult | string>();
@@ -352,6 +361,7 @@ async function main(): Promise<void> {
       if (ep !== 'cpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
         if (only !== null && !only.has(`${ep}:${graph}`)) continue;
+        if (ep === 'webcap' && graph !== 'fused') continue;
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
         const elapsedS = (performance.now() - started) / 1000;
         if (round > 0 && (elapsedS + slowestRowS > budgetS || typeof best.get(`${ep} ${graph}`) === 'string')) {

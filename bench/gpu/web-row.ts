@@ -9,9 +9,25 @@
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor } from '../../shared/model/pipeline.js';
+import { CachingExecutor, type SessionExecutor } from '../../shared/model/pipeline.js';
+import type { BatchCounts } from '../../shared/model/step-batcher.js';
 import { median } from '../table.js';
 import { greedyForward } from './batch-rows.js';
+
+/** The captured path (web/compute/captured-stages.ts) with a row for each of `slots` sessions, as the worker makes it. */
+async function capturedExecutor(
+  manifest: StageManifest,
+  stages: readonly { index: number; bytes: ArrayBuffer }[],
+  slots: number,
+): Promise<SessionExecutor & { readonly batching: BatchCounts; dispose(): void }> {
+  const { CapturedExecutor } = await import('../../web/compute/captured-stages.js');
+  // The alone decode uses session 0, the batch sessions 100…: one row more than the batch.
+  const positions = process.env.BENCH_GPU_CAPTURE_POSITIONS;
+  return CapturedExecutor.forWebGpu(stages, manifest, {
+    slots: slots + 1,
+    ...(positions === undefined ? {} : { positions: Number(positions) }),
+  });
+}
 
 /** navigator.gpu from Dawn's Node binding, as a browser has it (Node 20 has no navigator). */
 export function installDawn(): void {
@@ -65,13 +81,15 @@ export async function webRuntimeRow(
   tokens: number,
   warmup: number,
   batch: number,
+  capture = false,
 ): Promise<WebRowResult> {
   installDawn();
   const { StageSessions } = await import('../../web/compute/ort-web.js');
   const { webgpuAdapter } = await import('../../web/compute/webgpu.js');
-  const sessions = await StageSessions.create('webgpu', stages, manifest);
-  // As the compute worker makes it (worker.ts): the GPU caches of sessions that step together are batched.
-  const caches = new CachingExecutor(manifest, sessions.kvExecutor);
+  const caches = capture
+    ? await capturedExecutor(manifest, stages, Math.max(1, batch))
+    : // As the compute worker makes it (worker.ts): the GPU caches of sessions that step together are batched.
+      new CachingExecutor(manifest, (await StageSessions.create('webgpu', stages, manifest)).kvExecutor);
   const forward = greedyForward(manifest, caches);
   /** Decodes prompt k for warmup + n tokens; `times` gets each timed token's ms (after the warm-up). */
   const decode = async (k: number, n: number, times: number[] | null): Promise<number[]> => {
