@@ -114,7 +114,10 @@ const worst = { static: 0, captured: 0 };
 let past: Record<string, Ort.Tensor> = {};
 for (const [p] of kvNames) past[p as string] = new ort.Tensor('float32', new Float32Array(0), [1, cfg.numKvHeads, 0, cfg.headDim]);
 let seed = 7;
-const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+const random = () => {
+  seed = (seed * 1103515245 + 12345) % 2 ** 31;
+  return (seed / 2 ** 31) * 2 - 1;
+};
 for (let position = 0; position < STEPS; position++) {
   const x = Float32Array.from({ length: H }, random);
   const t0 = performance.now();
