@@ -8,6 +8,7 @@ import type { DeviceLoss } from './messages.js';
 
 export class DeviceWatch {
   private device: GPUDevice | null = null;
+  private onLost: (loss: DeviceLoss) => void = () => {};
   /** The loss, once the watched device was lost. */
   lost: DeviceLoss | null = null;
 
@@ -18,12 +19,18 @@ export class DeviceWatch {
    * field's, or the gpu-lost fault's, which loses it the same way.
    */
   watch(device: GPUDevice, onLost: (loss: DeviceLoss) => void): void {
-    if (this.device === device) return;
+    // The latest caller is told: a second load on the same worker gets the same device (onnxruntime-web keeps one), and
+    // its new stages, not the ones it replaced, must learn of the loss. Told at once when the device is already lost.
+    this.onLost = onLost;
+    if (this.device === device) {
+      if (this.lost !== null) onLost(this.lost);
+      return;
+    }
     this.device = device;
     void device.lost.then((info) => {
       if (this.device !== device || this.lost !== null) return;
       this.lost = { reason: String(info.reason ?? 'unknown'), message: info.message };
-      onLost(this.lost);
+      this.onLost(this.lost);
     });
   }
 
