@@ -10,8 +10,10 @@ import { MARK, patchDist, patchText } from './patch-onnxruntime-web.js';
 
 const DIST = resolve('node_modules/onnxruntime-web/dist');
 
-const MINIFIED = 'Ge("wasm bindInputsOutputs");$e("wasm bindInputsOutputs"),ft.set(a,[w,S,v,T,A,!0])}l.jsepOnRunStart';
-const READABLE = `TRACE_EVENT_END("wasm bindInputsOutputs");
+const MINIFIED =
+  'Ge("wasm bindInputsOutputs");l._OrtBindOutput(R,v[ge],O[J],0)!==0&&V("Can\'t bind pre-allocated output");$e("wasm bindInputsOutputs"),ft.set(a,[w,S,v,T,A,!0])}l.jsepOnRunStart';
+const READABLE = `checkLastError(\`Can't bind pre-allocated output[\${i}] for session=\${sessionId}.\`);
+          TRACE_EVENT_END("wasm bindInputsOutputs");
           activeSessions.set(sessionId, [
             sessionHandle,
             inputNamesUTF8Encoded,
@@ -46,8 +48,14 @@ describe('the onnxruntime-web graph-capture mend', () => {
 
   it('leaves a build without IO binding alone, and refuses binding code it does not know, naming the file', () => {
     expect(patchText('export const x = 1;', 'other.mjs')).toEqual({ text: 'export const x = 1;', result: 'none' });
+    // The WebAssembly glue exports the binding functions but has no call site: left alone.
+    const glue = 'Module._OrtBindOutput = wasmExports._OrtBindOutput;';
+    expect(patchText(glue, 'ort-wasm-simd-threaded.mjs').result).toBe('none');
     const changed = MINIFIED.replace('[w,S,v,T,A,!0]', '[w,S,v,T,A,B,!0]');
     expect(() => patchText(changed, 'ort.new.mjs')).toThrow(/ort\.new\.mjs: found the IO binding code 0 times/);
+    // A build that binds outputs but carries no trace labels is refused too, not skipped.
+    const unlabelled = MINIFIED.replaceAll('"wasm bindInputsOutputs"', '""');
+    expect(() => patchText(unlabelled, 'ort.stripped.mjs')).toThrow(/found the IO binding code 0 times/);
   });
 
   it('patches a folder in place and counts what it did', () => {

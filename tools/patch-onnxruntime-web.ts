@@ -33,7 +33,10 @@ export type PatchResult = 'patched' | 'already' | 'none';
  * it was mended before. Throws where the binding code is there but not as this mend knows it.
  */
 export function patchText(text: string, name: string): { text: string; result: PatchResult } {
-  if (!text.includes('wasm bindInputsOutputs')) return { text, result: 'none' };
+  // Keyed on the binding code's own error message (its call site, not the WebAssembly glue's export of the same
+  // name), not on a trace label a build could strip: a build that binds outputs, but not in the form below, is
+  // refused, never skipped.
+  if (!text.includes("Can't bind pre-allocated output")) return { text, result: 'none' };
   if (text.includes(MARK)) return { text, result: 'already' };
   let n = 0;
   const out = text
