@@ -148,6 +148,30 @@ describe('graph capture on WebGPU (SwiftShader)', () => {
     await page.evaluate(() => (window.webswarmCheck as Check).release(24));
   });
 
+  it("the check page's own generation runs as sessions of the captured stages, and frees them", async () => {
+    const ref = reference[0] as GreedyReference;
+    const prompt = prompts[0] as number[];
+    const got = await page.evaluate(([ids, n]) => (window.webswarmCheck as Check).greedy([...ids], n), [prompt, 4] as const);
+    expect(got.tokens).toEqual(ref.tokens.slice(0, 4));
+    agree(
+      Float32Array.from(await page.evaluate((ids) => (window.webswarmCheck as Check).forward([...ids]), prompt)),
+      ref.logits[0] as Float32Array,
+      'forward',
+    );
+    expect((await stats()).sessions).toBe(0);
+  });
+
+  it('refuses a step that cannot fit in a row whole, before computing any of it, and frees the row it took', async () => {
+    const before = await stats();
+    const tooLong = Array.from({ length: 512 }, (_, i) => i % 2048);
+    await expect(page.evaluate((ids) => (window.webswarmCheck as Check).stepStage(40, 0, ids), tooLong)).rejects.toThrow(
+      /512 positions after 0 pass the 511 a captured row holds/,
+    );
+    const after = await stats();
+    expect(after.calls).toBe(before.calls);
+    expect(after.sessions).toBe(0);
+  });
+
   it('gives no result after its device is lost (the last test: the page has no device after it)', async () => {
     await step(30, [1]);
     await page.evaluate(() => (window.webswarmCheck as Check).loseDevice());

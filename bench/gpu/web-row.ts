@@ -135,6 +135,6 @@ export async function webRuntimeRow(
       steps: after.steps - before.steps,
     };
   }
-  caches.dispose();
+  await caches.dispose();
   return { adapter: await webgpuAdapter(), tokenMs: median(aloneMs), tokens: alone, batch: batched };
 }

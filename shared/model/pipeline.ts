@@ -454,7 +454,11 @@ export interface GenerateResult {
 }
 
 /** Generates with a KV cache: the prompt once, then one token per step. */
-export async function generate(session: PipelineSession, manifest: StageManifest, o: GenerateOptions): Promise<GenerateResult> {
+export async function generate(
+  session: Pick<PipelineSession, 'forward'>,
+  manifest: StageManifest,
+  o: GenerateOptions,
+): Promise<GenerateResult> {
   const vocab = manifest.model.vocabSize;
   const limit = manifest.model.maxPositions;
   if (o.promptIds.length === 0) throw new Error('the prompt is empty');

@@ -91,16 +91,42 @@ export async function loadLocalModel(
     client.release(session);
     await client.stats(); // the worker answers in order: the release is done
   };
+  /**
+   * A fresh session of the worker's caches for `f`, released after: with graph capture the worker runs only session
+   * steps (captured-stages.ts), so forward, trace and greedy run as sessions there. Ids below any a caller uses.
+   */
+  let scratch = -1_000_000;
+  const inSession = async <T>(f: (session: number) => Promise<T>): Promise<T> => {
+    const session = scratch--;
+    try {
+      return await f(session);
+    } finally {
+      await release(session);
+    }
+  };
+  /** A fresh pipeline session: stateless runs, or a session of the worker's caches under graph capture. */
+  const session = <T>(f: (s: { forward(ids: readonly number[]): Promise<Float32Array> }) => Promise<T>): Promise<T> =>
+    capture ? inSession((id) => f({ forward: (ids) => step(id, [...ids]) })) : f(new PipelineSession(manifest, client));
   return {
     manifest,
     backend,
     adapter: client.adapter,
     tokenizer,
     async forward(ids) {
-      return Array.from(await new PipelineSession(manifest, client).forward(ids));
+      return Array.from(await session((s) => s.forward(ids)));
     },
     async trace(ids) {
       const outputs: number[][] = [];
+      if (capture) {
+        await inSession(async (id) => {
+          let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
+          for (let s = 0; s < manifest.stages.length; s++) {
+            carry = await client.step(id, s, carry);
+            outputs.push(Array.from(carry.data as Float32Array));
+          }
+        });
+        return outputs;
+      }
       const recorder: StageExecutor = {
         async run(stage, feeds) {
           const out = await client.run(stage, feeds);
@@ -112,12 +138,14 @@ export async function loadLocalModel(
       return outputs;
     },
     async greedy(ids, maxTokens) {
-      const r = await generate(new PipelineSession(manifest, client), manifest, {
-        promptIds: ids,
-        maxTokens,
-        sampling: GREEDY,
-        eosTokenId: manifest.model.eosTokenId,
-      });
+      const r = await session((s) =>
+        generate(s, manifest, {
+          promptIds: ids,
+          maxTokens,
+          sampling: GREEDY,
+          eosTokenId: manifest.model.eosTokenId,
+        }),
+      );
       const decode = r.stepMs.slice(1).sort((a, b) => a - b);
       return { tokens: r.tokens, msPerToken: decode[Math.floor(decode.length / 2)] ?? Number.NaN };
     },

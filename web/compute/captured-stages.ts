@@ -28,7 +28,7 @@ import { LOGITS_FROM_ALL, type LogitsFrom, STAGE_IO, stageInputName, stageOutput
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import type { BatchCounts } from '../../shared/model/step-batcher.js';
 import { ComputeError } from './compute-error.js';
-import { runtimeFor } from './ort-web.js';
+import { LOSS_SETTLE_MS, runtimeFor } from './ort-web.js';
 import { webgpuAdapter } from './webgpu.js';
 
 type OrtModule = typeof Ort;
@@ -61,6 +61,27 @@ function bytesOf(n: number): number {
   return Math.max(16, Math.ceil(n / 16) * 16);
 }
 
+/** What a worker's captured stages share: one runtime call at a time, and the news of the device's loss. */
+class SharedRuns {
+  private tail: Promise<unknown> = Promise.resolve();
+  private signalLost: () => void = () => {};
+  /** Resolves when the device is lost. */
+  readonly lost = new Promise<void>((resolve) => {
+    this.signalLost = resolve;
+  });
+
+  /** Runs `f` after the other stages' calls: onnxruntime-web runs one session at a time (StageSessions queues them too). */
+  exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(f);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  markLost(): void {
+    this.signalLost();
+  }
+}
+
 /** One stage's captured session, its rows' buffers and the calls that step them. */
 class CapturedStage {
   private readonly buffers: GPUBuffer[] = [];
@@ -77,13 +98,15 @@ class CapturedStage {
   /** Positions each row holds now; -1 for a free row. */
   private readonly lengths: number[];
   private readonly queue: RowStep[] = [];
-  private running = false;
+  /** The calls under way, while rows wait (dispose waits for them before it frees their buffers). */
+  private draining: Promise<void> | null = null;
   /** Why the device was lost, once it was: no call gives a result after (a lost device's outputs are never reported). */
   lostWhy: string | null = null;
   readonly counts = { steps: 0, calls: 0, batchedSteps: 0, largestBatch: 0 };
 
   constructor(
     ort: OrtModule,
+    private readonly shared: SharedRuns,
     private readonly device: GPUDevice,
     private readonly session: Ort.InferenceSession,
     readonly index: number,
@@ -196,13 +219,12 @@ class CapturedStage {
     this.lengths[row] = position + 1;
     return new Promise((resolve, reject) => {
       this.queue.push({ row, input, position, resolve, reject });
-      if (!this.running) void this.drain();
+      this.draining ??= this.drain();
     });
   }
 
   /** Runs calls while rows wait: each call takes at most one position of each row (the rows' first waiting ones). */
   private async drain(): Promise<void> {
-    this.running = true;
     try {
       // One macrotask first, so that the steps of sessions that arrive together share the call.
       await new Promise((r) => setTimeout(r, 0));
@@ -216,15 +238,17 @@ class CapturedStage {
             this.queue.splice(i, 1);
           }
         }
-        await this.call([...taken.values()]);
+        const steps = [...taken.values()];
+        await this.shared.exclusive(() => this.call(steps));
       }
     } finally {
-      this.running = false;
+      this.draining = null;
     }
   }
 
   private async call(steps: RowStep[]): Promise<void> {
     try {
+      if (this.lostWhy !== null) throw this.lostError();
       const seqlens = new Int32Array(this.slots);
       for (let r = 0; r < this.slots; r++) {
         // A row not stepping writes at its next position, past what it holds (never read, overwritten by its next step).
@@ -252,6 +276,10 @@ class CapturedStage {
       this.counts.largestBatch = Math.max(this.counts.largestBatch, steps.length);
       for (const s of steps) s.resolve(all.slice(s.row * this.outWidth, (s.row + 1) * this.outWidth));
     } catch (e) {
+      // A run that fails as the device goes fails a moment before its lost promise resolves: wait that moment, so
+      // that the failure names the loss rather than its symptom (as StageSessions does).
+      if (!(e instanceof ComputeError) && this.lostWhy === null)
+        await Promise.race([this.shared.lost, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
       const error =
         e instanceof ComputeError
           ? e
@@ -262,10 +290,13 @@ class CapturedStage {
     }
   }
 
-  dispose(): void {
+  /** Refuses what waits, lets the call under way end, then frees the buffers and the session. */
+  async dispose(): Promise<void> {
     for (const s of this.queue.splice(0)) s.reject(new ComputeError('ERR_RUN', `stage ${this.index} was closed`));
+    await this.draining;
     for (const b of this.buffers) b.destroy();
-    void this.session.release();
+    // A session that will not release (a lost device) is dropped all the same.
+    await this.session.release().catch(() => undefined);
   }
 }
 
@@ -283,6 +314,7 @@ export class CapturedExecutor implements SessionExecutor {
     private readonly manifest: StageManifest,
     private readonly stages: Map<number, CapturedStage>,
     private readonly device: GPUDevice | null,
+    private readonly shared: SharedRuns,
   ) {}
 
   /** The stages on onnxruntime-web's WebGPU build, as the compute worker runs them (worker.ts). */
@@ -307,6 +339,7 @@ export class CapturedExecutor implements SessionExecutor {
   /** The device is lost: from now on no step gives a result. */
   markLost(why: string): void {
     for (const s of this.stages.values()) s.lostWhy ??= why;
+    this.shared.markLost();
   }
 
   /**
@@ -329,6 +362,7 @@ export class CapturedExecutor implements SessionExecutor {
     if (!Number.isInteger(positions) || positions < 2 || positions > manifest.model.maxPositions)
       throw new RangeError(`capture positions must be an integer in 2..${manifest.model.maxPositions}, not ${positions}`);
     const made = new Map<number, CapturedStage>();
+    const shared = new SharedRuns();
     let gpu: GPUDevice | null = null;
     try {
       for (const { index, bytes } of stages) {
@@ -347,17 +381,17 @@ export class CapturedExecutor implements SessionExecutor {
           gpu = await device();
           if (gpu === null)
             throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'onnxruntime-web created a WebGPU session but gave no GPUDevice');
-          made.set(index, new CapturedStage(ort, gpu, session, index, entry, manifest, slots, positions));
+          made.set(index, new CapturedStage(ort, shared, gpu, session, index, entry, manifest, slots, positions));
         } catch (e) {
           void session.release();
           throw e;
         }
       }
     } catch (e) {
-      for (const s of made.values()) s.dispose();
+      for (const s of made.values()) void s.dispose();
       throw e;
     }
-    return new CapturedExecutor(manifest, made, gpu);
+    return new CapturedExecutor(manifest, made, gpu, shared);
   }
 
   private stage(stage: number): CapturedStage {
@@ -373,16 +407,8 @@ export class CapturedExecutor implements SessionExecutor {
   step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
     return this.serial(session, async () => {
       const s = this.stage(stage);
-      const key = `${session}/${stage}`;
-      let row = this.rows.get(key);
-      if (row === undefined) {
-        const claimed = s.claim();
-        if (claimed === null) throw new ComputeError('ERR_RUN', `stage ${stage}: all ${s.slots} captured rows are held by other sessions`);
-        row = claimed;
-        this.rows.set(key, row);
-      }
       const [batch, positions] = input.dims;
-      if (batch !== 1 || positions === undefined || positions < 1)
+      if (input.dims.length !== (stage === 0 ? 2 : 3) || batch !== 1 || positions === undefined || !(positions >= 1))
         throw new ComputeError(
           'ERR_RUN',
           `stage ${stage}: a step takes one session's positions, not an input of shape [${input.dims.join(', ')}]`,
@@ -390,16 +416,37 @@ export class CapturedExecutor implements SessionExecutor {
       const width = stage === 0 ? 1 : this.manifest.model.hiddenSize;
       if (input.dtype !== (stage === 0 ? 'int64' : 'float32') || input.data.length !== positions * width)
         throw new ComputeError('ERR_RUN', `stage ${stage}: input of ${input.dtype} [${input.dims.join(', ')}] is not this stage's`);
-      const outs: Float32Array[] = [];
+      const key = `${session}/${stage}`;
+      let row = this.rows.get(key);
+      const claimed = row === undefined;
+      if (row === undefined) {
+        const free = s.claim();
+        if (free === null) throw new ComputeError('ERR_RUN', `stage ${stage}: all ${s.slots} captured rows are held by other sessions`);
+        row = free;
+        this.rows.set(key, row);
+      }
       const start = s.length(row);
+      const room = s.positions - 1 - start;
+      const outs: Float32Array[] = [];
       try {
+        // Refused whole before any call: a step that cannot fit would compute every position it can, then be undone.
+        if (positions > room)
+          throw new ComputeError(
+            'ERR_RUN',
+            `stage ${stage}: ${positions} positions after ${start} pass the ${s.positions - 1} a captured row holds`,
+          );
         for (let p = 0; p < positions; p++) {
           const at = input.data.subarray(p * width, (p + 1) * width) as BigInt64Array | Float32Array;
           outs.push(await s.stepOne(row, at));
         }
       } catch (e) {
-        // A step is whole or nothing, as CachingExecutor's: the positions it computed before failing are not held.
+        // A step is whole or nothing, as CachingExecutor's: the positions it computed before failing are not held,
+        // and a row taken for it alone is free again.
         s.cut(row, start);
+        if (claimed && start === 0) {
+          s.free(row);
+          this.rows.delete(key);
+        }
         throw e;
       }
       const last = stage === this.manifest.stages.length - 1;
@@ -463,9 +510,11 @@ export class CapturedExecutor implements SessionExecutor {
     return c;
   }
 
-  dispose(): void {
-    for (const s of this.stages.values()) s.dispose();
+  /** Forgets every session and frees the stages (each once the call it has under way is over). */
+  dispose(): Promise<void> {
+    const stages = [...this.stages.values()];
     this.stages.clear();
     this.rows.clear();
+    return Promise.all(stages.map((s) => s.dispose())).then(() => undefined);
   }
 }

@@ -19,7 +19,7 @@ export { ComputeError };
 type OrtModule = typeof Ort;
 
 /** How long a failed WebGPU run waits for the device's lost promise before it reports a plain ERR_RUN. */
-const LOSS_SETTLE_MS = 100;
+export const LOSS_SETTLE_MS = 100;
 
 function ortFor(backend: Backend): Promise<OrtModule> {
   return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');

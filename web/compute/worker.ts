@@ -84,7 +84,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       // Graph capture: each stage's step recorded once and replayed (captured-stages.ts); one row of KV cache a session.
       const captured = await CapturedExecutor.forWebGpu(built, m.manifest);
       await watchDevice(captured);
-      caches?.dispose();
+      void caches?.dispose();
       sessions = null;
       caches = captured;
       manifest = m.manifest;
@@ -96,7 +96,7 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
         return;
       }
       await watchDevice(s);
-      caches?.dispose();
+      void caches?.dispose();
       sessions = s;
       manifest = m.manifest;
       // Decode steps of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one
