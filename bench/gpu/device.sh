@@ -15,8 +15,9 @@
 # Environment for run: DEVICE_SKIP_LOADER=1 leaves / alone (a machine that has
 # its Vulkan loader, or a rehearsal here); BENCH_GPU_* pass through to the bench;
 # SMOLLM_BUDGET_S / AUSTEN_BUDGET_S (240 / 60) are each model's BENCH_GPU_BUDGET_S,
-# SMOLLM_LIMIT_S / AUSTEN_LIMIT_S (400 / 120) the hard limits on each (about
-# 9 minutes at most in all, inside one device call).
+# SMOLLM_LIMIT_S / AUSTEN_LIMIT_S (400 / 120) the hard limits on each, then
+# bench/gpu/capture-stage.ts on one 135M-shaped stage (CAPTURE_STAGE_LIMIT_S, 90;
+# 0 skips it): about 10 minutes at most in all, inside one device call.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACK=.device-pack
@@ -38,6 +39,8 @@ pack() {
     xz -T0 -6 >"$PACK/modules.tar.xz"
   node_modules/.bin/esbuild bench/gpu/run.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
     --outfile="$PACK/bench-gpu.mjs"
+  node_modules/.bin/esbuild bench/gpu/capture-stage.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
+    --outfile="$PACK/capture-stage.mjs"
   # The volunteer's runtime (onnxruntime-web's WebGPU build, bundled above) loads its WebAssembly from beside the bundle.
   tar -C node_modules/onnxruntime-web/dist -cf - ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm |
     xz -T0 -6 >"$PACK/web-runtime.tar.xz"
@@ -91,6 +94,13 @@ run() {
     timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
   BENCH_GPU_MODEL=models/austen-2m BENCH_GPU_BUDGET_S="${AUSTEN_BUDGET_S:-60}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
     timeout "${AUSTEN_LIMIT_S:-120}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
+  # One 135M-shaped stage's main-thread time in session.run with and without graph capture (capture-stage.ts).
+  local fused
+  fused=$(find .cache/stages/smollm-135m-random -maxdepth 1 -type d -name '*-fused' 2>/dev/null | head -1)
+  if [ -n "$fused" ] && [ "${CAPTURE_STAGE_LIMIT_S:-90}" != 0 ]; then
+    STEPS="${CAPTURE_STAGE_STEPS:-40}" POSITIONS="${CAPTURE_STAGE_POSITIONS:-2048}" \
+      timeout "${CAPTURE_STAGE_LIMIT_S:-90}" $node "$PACK/capture-stage.mjs" "$fused" 1 2>&1 | tee "$out/capture-stage.txt" || status=1
+  fi
   return $status
 }
 
