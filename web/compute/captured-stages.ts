@@ -263,18 +263,21 @@ class CapturedStage {
       this.device.queue.writeBuffer(this.input, 0, inputs);
       this.device.queue.writeBuffer(this.seqlens, 0, seqlens);
       await this.session.run(this.feeds, this.fetches);
+      // Only the stepping rows' outputs come back, one after another (a last stage's row is a vocabulary of floats).
+      const rowBytes = this.outWidth * 4;
       const encoder = this.device.createCommandEncoder();
-      encoder.copyBufferToBuffer(this.output, 0, this.readback, 0, this.slots * this.outWidth * 4);
+      for (const [i, st] of steps.entries())
+        encoder.copyBufferToBuffer(this.output, st.row * rowBytes, this.readback, i * rowBytes, rowBytes);
       this.device.queue.submit([encoder.finish()]);
-      await this.readback.mapAsync(MAP_READ);
-      const all = new Float32Array(this.readback.getMappedRange(0, this.slots * this.outWidth * 4).slice(0));
+      await this.readback.mapAsync(MAP_READ, 0, steps.length * rowBytes);
+      const all = new Float32Array(this.readback.getMappedRange(0, steps.length * rowBytes).slice(0));
       this.readback.unmap();
       if (this.lostWhy !== null) throw this.lostError();
       this.counts.calls++;
       this.counts.steps += steps.length;
       if (steps.length > 1) this.counts.batchedSteps += steps.length;
       this.counts.largestBatch = Math.max(this.counts.largestBatch, steps.length);
-      for (const s of steps) s.resolve(all.slice(s.row * this.outWidth, (s.row + 1) * this.outWidth));
+      for (const [i, st] of steps.entries()) st.resolve(all.slice(i * this.outWidth, (i + 1) * this.outWidth));
     } catch (e) {
       // A run that fails as the device goes fails a moment before its lost promise resolves: wait that moment, so
       // that the failure names the loss rather than its symptom (as StageSessions does).
