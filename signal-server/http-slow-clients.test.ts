@@ -2,40 +2,19 @@
 // sockets that speak HTTP as an attacker's client would (found by a red-team
 // pass): headers or a body trickled to hold connections, paths of 15 KB to
 // fill the log, request targets that are not URLs.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureStages, partitionKey } from './models/model-folder.js';
-import { createSignalServer, type SignalServer } from './server.js';
+import { describe, expect, it } from 'vitest';
 import { serverLog } from './testing/server-log.js';
+import { tinyServerForFile } from './testing/tiny-stages.js';
 
 const HEADERS_MS = 600;
 const REQUEST_MS = 1_500;
 
-let cache: string;
-let server: SignalServer;
 const log = serverLog();
 const logLines = log.lines;
-
-beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-slow-'));
-  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
-  server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
-    logger: log.logger,
-    httpTimeouts: { headersMs: HEADERS_MS, requestMs: REQUEST_MS },
-  });
-  await server.ready;
-});
-
-afterAll(async () => {
-  await server?.close();
-  rmSync(cache, { recursive: true, force: true });
+const server = tinyServerForFile('webswarm-slow-', {
+  logger: log.logger,
+  httpTimeouts: { headersMs: HEADERS_MS, requestMs: REQUEST_MS },
 });
 
 interface Raw {
@@ -47,7 +26,7 @@ interface Raw {
 }
 
 function raw(): Promise<Raw> {
-  const { port } = new URL(server.address().url);
+  const { port } = new URL(server().address().url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), '127.0.0.1');
     let got = '';
@@ -62,7 +41,7 @@ function raw(): Promise<Raw> {
 
 async function healthzMs(): Promise<number> {
   const t0 = performance.now();
-  expect((await fetch(`${server.address().url}/healthz`)).status).toBe(200);
+  expect((await fetch(`${server().address().url}/healthz`)).status).toBe(200);
   return performance.now() - t0;
 }
 
@@ -103,7 +82,7 @@ describe('paths and targets a client chooses', () => {
     const before = logLines.length;
     const path = `/${'a'.repeat(15_000)}`;
     for (let i = 0; i < 200; i++) {
-      const res = await fetch(`${server.address().url}${path}`);
+      const res = await fetch(`${server().address().url}${path}`);
       expect(res.status).toBe(404);
       const body = (await res.json()) as { error: { code: string; message: string } };
       expect(body.error.code).toBe('ERR_NOT_FOUND');

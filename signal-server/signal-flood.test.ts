@@ -4,47 +4,23 @@
 // sender's own event budget, the sender is cut with ERR_RATE_LIMITED, and the
 // peer it aimed at stays connected. A real server on port 0, real
 // socket.io-client sockets.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { WireError } from '../shared/protocol/errors.js';
 import { SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
-import { createSignalServer, type SignalServer } from './server.js';
 import { connectClient, helloVolunteer } from './testing/socket-client.js';
+import { tinyServerForFile } from './testing/tiny-stages.js';
 
-let cache: string;
-let server: SignalServer;
-
-beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-signal-flood-'));
-  const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
-  server = createSignalServer({
-    port: 0,
-    host: '127.0.0.1',
-    webRoot: null,
-    models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
-    redundancy: 1,
-    routeWaitMs: 300,
-  });
-  await server.ready;
-});
-
-afterAll(async () => {
-  await server.close();
-  rmSync(cache, { recursive: true, force: true });
-});
+const server = tinyServerForFile('webswarm-signal-flood-', { redundancy: 1, routeWaitMs: 300 });
 
 /** Offers sent at most: ten times the budget's burst. */
 const FLOOD = 10 * SOCKET_EVENT_BUDGET.burst;
 
 describe('a hostile volunteer floods a linked peer with signal events', () => {
   it('the relay passes on no more than the sender may send (its burst, then its rate), cuts it off, and the peer stays', async () => {
-    const hostile = await helloVolunteer(connectClient(server.address().url));
-    const honest = await helloVolunteer(connectClient(server.address().url));
+    const hostile = await helloVolunteer(connectClient(server().address().url));
+    const honest = await helloVolunteer(connectClient(server().address().url));
     try {
-      server.coordinator?.links.link(hostile.id, honest.id);
+      server().coordinator?.links.link(hostile.id, honest.id);
       let relayed = 0;
       honest.c.on('signal', ({ from }) => {
         if (from === hostile.id) relayed += 1;

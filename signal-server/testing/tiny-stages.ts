@@ -10,8 +10,9 @@ import { type ActivationFrame, encodeFrame } from '../../shared/protocol/frames.
 import type { StepDigest } from '../../shared/protocol/messages.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { goldenModelDir } from '../../testing/golden.js';
-import { ensureStages, loadStageSet } from '../models/model-folder.js';
+import { ensureStages, loadStageSet, partitionKey } from '../models/model-folder.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
+import { createSignalServer, type SignalServer, type SignalServerOptions } from '../server.js';
 
 export interface TinyStages {
   readonly manifest: StageManifest;
@@ -80,4 +81,33 @@ export function sendHidden(
     era: f.era,
   };
   for (const m of encodeFrame(frame)) core.frame(from, m);
+}
+
+/**
+ * A real signalling server on 127.0.0.1:0 serving tiny-untied in 2 stages (no web root), started before the file's
+ * tests and closed after; `options` adds to or overrides those. The getter throws before it is ready.
+ */
+export function tinyServerForFile(prefix: string, options: Partial<SignalServerOptions> = {}): () => SignalServer {
+  let cache = '';
+  let server: SignalServer | null = null;
+  beforeAll(async () => {
+    cache = mkdtempSync(join(tmpdir(), prefix));
+    const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
+    server = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(2, { stages: 2 }) }],
+      ...options,
+    });
+    await server.ready;
+  });
+  afterAll(async () => {
+    await server?.close();
+    rmSync(cache, { recursive: true, force: true });
+  });
+  return () => {
+    if (server === null) throw new Error('the server starts in beforeAll');
+    return server;
+  };
 }
