@@ -39,7 +39,7 @@ const POSITIONS = Number(process.env.POSITIONS ?? 64);
 const WARMUP = 3;
 
 installDawn();
-const { runtimeFor } = await import('../../web/compute/ort-web.js');
+const { ortGpuDevice, runtimeFor } = await import('../../web/compute/ort-web.js');
 const ort = await runtimeFor('webgpu');
 const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
 const entry = manifest.stages[stageIndex];
@@ -57,7 +57,9 @@ const kvNames = layers.flatMap((l) => [
 ]);
 
 const reference = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], graphOptimizationLevel: 'all' });
-const device = (await (ort.env.webgpu as { device?: GPUDevice | Promise<GPUDevice> }).device) as GPUDevice;
+const gpu = await ortGpuDevice(ort);
+if (gpu === null) throw new Error('onnxruntime-web created a WebGPU session but gave no GPUDevice');
+const device: GPUDevice = gpu;
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** A session fed and fetched through GPU buffers of its own, the KV cache one buffer of POSITIONS a layer. */

@@ -28,7 +28,7 @@ import { LOGITS_FROM_ALL, type LogitsFrom, STAGE_IO, stageInputName, stageOutput
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import type { BatchCounts } from '../../shared/model/step-batcher.js';
 import { ComputeError } from './compute-error.js';
-import { LOSS_SETTLE_MS, runtimeFor } from './ort-web.js';
+import { LossLatch, ortGpuDevice, runtimeFor } from './ort-web.js';
 import { webgpuAdapter } from './webgpu.js';
 
 type OrtModule = typeof Ort;
@@ -61,24 +61,14 @@ function bytesOf(n: number): number {
   return Math.max(16, Math.ceil(n / 16) * 16);
 }
 
-/** What a worker's captured stages share: one runtime call at a time, and the news of the device's loss. */
+/** What a worker's captured stages share: one runtime call at a time, and the device's loss. */
 class SharedRuns {
-  private tail: Promise<unknown> = Promise.resolve();
-  private signalLost: () => void = () => {};
-  /** Resolves when the device is lost. */
-  readonly lost = new Promise<void>((resolve) => {
-    this.signalLost = resolve;
-  });
+  private readonly calls = new KeyedSerial();
+  readonly loss = new LossLatch();
 
   /** Runs `f` after the other stages' calls: onnxruntime-web runs one session at a time (StageSessions queues them too). */
   exclusive<T>(f: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(f);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
-
-  markLost(): void {
-    this.signalLost();
+    return this.calls.run(0, f);
   }
 }
 
@@ -100,8 +90,6 @@ class CapturedStage {
   private readonly queue: RowStep[] = [];
   /** The calls under way, while rows wait (dispose waits for them before it frees their buffers). */
   private draining: Promise<void> | null = null;
-  /** Why the device was lost, once it was: no call gives a result after (a lost device's outputs are never reported). */
-  lostWhy: string | null = null;
   readonly counts = { steps: 0, calls: 0, batchedSteps: 0, largestBatch: 0 };
 
   constructor(
@@ -200,22 +188,14 @@ class CapturedStage {
     if (positions < n) this.lengths[row] = Math.max(0, positions);
   }
 
-  lostError(): ComputeError {
-    return new ComputeError('ERR_DEVICE_LOST', `stage ${this.index}: the GPU device was lost (${this.lostWhy})`);
-  }
-
-  /** Computes one position of the row (the next after what it holds); resolves with its output there. */
+  /**
+   * Computes one position of a held row (the next after what it holds; the caller has checked that it fits: a row
+   * holds positions − 1); resolves with its output there.
+   */
   stepOne(row: number, input: BigInt64Array | Float32Array): Promise<Float32Array> {
-    if (this.lostWhy !== null) return Promise.reject(this.lostError());
+    const lost = this.shared.loss.error(`stage ${this.index}`);
+    if (lost !== null) return Promise.reject(lost);
     const position = this.lengths[row] as number;
-    if (position < 0) return Promise.reject(new ComputeError('ERR_RUN', `stage ${this.index}: row ${row} is not held`));
-    if (position >= this.positions - 1)
-      return Promise.reject(
-        new ComputeError(
-          'ERR_RUN',
-          `stage ${this.index}: the session has reached the ${this.positions - 1} positions a captured row holds`,
-        ),
-      );
     this.lengths[row] = position + 1;
     return new Promise((resolve, reject) => {
       this.queue.push({ row, input, position, resolve, reject });
@@ -248,7 +228,7 @@ class CapturedStage {
 
   private async call(steps: RowStep[]): Promise<void> {
     try {
-      if (this.lostWhy !== null) throw this.lostError();
+      this.shared.loss.check(`stage ${this.index}`);
       const seqlens = new Int32Array(this.slots);
       for (let r = 0; r < this.slots; r++) {
         // A row not stepping writes at its next position, past what it holds (never read, overwritten by its next step).
@@ -272,7 +252,7 @@ class CapturedStage {
       await this.readback.mapAsync(MAP_READ, 0, steps.length * rowBytes);
       const all = new Float32Array(this.readback.getMappedRange(0, steps.length * rowBytes).slice(0));
       this.readback.unmap();
-      if (this.lostWhy !== null) throw this.lostError();
+      this.shared.loss.check(`stage ${this.index}`);
       this.counts.calls++;
       this.counts.steps += steps.length;
       if (steps.length > 1) this.counts.batchedSteps += steps.length;
@@ -281,14 +261,12 @@ class CapturedStage {
     } catch (e) {
       // A run that fails as the device goes fails a moment before its lost promise resolves: wait that moment, so
       // that the failure names the loss rather than its symptom (as StageSessions does).
-      if (!(e instanceof ComputeError) && this.lostWhy === null)
-        await Promise.race([this.shared.lost, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
+      if (!(e instanceof ComputeError)) await this.shared.loss.settle();
       const error =
         e instanceof ComputeError
           ? e
-          : this.lostWhy !== null
-            ? this.lostError()
-            : new ComputeError('ERR_RUN', `stage ${this.index} (captured): ${(e as Error).message}`);
+          : (this.shared.loss.error(`stage ${this.index}`) ??
+            new ComputeError('ERR_RUN', `stage ${this.index} (captured): ${(e as Error).message}`));
       for (const s of steps) s.reject(error);
     }
   }
@@ -329,9 +307,7 @@ export class CapturedExecutor implements SessionExecutor {
     if ((await webgpuAdapter()) === null)
       throw new ComputeError('ERR_BACKEND_UNAVAILABLE', 'graph capture was asked for, but this browser gives no WebGPU adapter');
     const ort = await runtimeFor('webgpu');
-    // 1.30 stores the device itself in env.webgpu.device once its first WebGPU session exists, though the typings say a promise.
-    const device = async () => (await (ort.env.webgpu as { device?: GPUDevice | Promise<GPUDevice> }).device) ?? null;
-    return CapturedExecutor.create(ort, stages, manifest, device, options);
+    return CapturedExecutor.create(ort, stages, manifest, () => ortGpuDevice(ort), options);
   }
 
   /** The GPUDevice the stages run on. */
@@ -341,8 +317,7 @@ export class CapturedExecutor implements SessionExecutor {
 
   /** The device is lost: from now on no step gives a result. */
   markLost(why: string): void {
-    for (const s of this.stages.values()) s.lostWhy ??= why;
-    this.shared.markLost();
+    this.shared.loss.mark(why);
   }
 
   /**
@@ -403,12 +378,8 @@ export class CapturedExecutor implements SessionExecutor {
     return s;
   }
 
-  private serial<T>(session: number, f: () => Promise<T>): Promise<T> {
-    return this.queue.run(session, f);
-  }
-
   step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {
-    return this.serial(session, async () => {
+    return this.queue.run(session, async () => {
       const s = this.stage(stage);
       const [batch, positions] = input.dims;
       if (input.dims.length !== (stage === 0 ? 2 : 3) || batch !== 1 || positions === undefined || !(positions >= 1))
@@ -461,7 +432,7 @@ export class CapturedExecutor implements SessionExecutor {
   }
 
   truncate(session: number, positions: number): Promise<void> {
-    return this.serial(session, async () => {
+    return this.queue.run(session, async () => {
       for (const [key, row] of this.rows) {
         if (!key.startsWith(`${session}/`)) continue;
         this.stage(Number(key.split('/')[1])).cut(row, positions);
@@ -477,7 +448,7 @@ export class CapturedExecutor implements SessionExecutor {
         this.rows.delete(key);
       }
     };
-    if (this.queue.busy(session)) void this.serial(session, async () => drop());
+    if (this.queue.busy(session)) void this.queue.run(session, async () => drop());
     else drop();
   }
 

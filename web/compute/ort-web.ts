@@ -4,6 +4,7 @@
 // on the CPU). Both builds' CPU kernels are the same code, so replicas on
 // either agree.
 import type * as Ort from 'onnxruntime-web';
+import { KeyedSerial } from '../../shared/model/keyed-serial.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
 import type { Feeds, Fetches, KvFeeds, KvStageExecutor, TensorData } from '../../shared/model/pipeline.js';
@@ -19,7 +20,42 @@ export { ComputeError };
 type OrtModule = typeof Ort;
 
 /** How long a failed WebGPU run waits for the device's lost promise before it reports a plain ERR_RUN. */
-export const LOSS_SETTLE_MS = 100;
+const LOSS_SETTLE_MS = 100;
+
+/** A GPU device's loss as the runs on it see it (StageSessions, captured-stages.ts): why, once it was lost. */
+export class LossLatch {
+  why: string | null = null;
+  private signal: () => void = () => {};
+  private readonly lost = new Promise<void>((resolve) => {
+    this.signal = resolve;
+  });
+
+  mark(why: string): void {
+    this.why ??= why;
+    this.signal();
+  }
+
+  /** ERR_DEVICE_LOST naming `what`, once the device is lost; null before. */
+  error(what: string): ComputeError | null {
+    return this.why === null ? null : new ComputeError('ERR_DEVICE_LOST', `${what}: the GPU device was lost (${this.why})`);
+  }
+
+  /** Throws error(what), once the device is lost. */
+  check(what: string): void {
+    const e = this.error(what);
+    if (e !== null) throw e;
+  }
+
+  /**
+   * A WebGPU run that failed may have failed because the device is being
+   * lost: its lost promise resolves a moment after the run's own error (a
+   * buffer unmapped under a read). Waits that moment, so that the failure
+   * names the loss (ERR_DEVICE_LOST) rather than the symptom.
+   */
+  async settle(): Promise<void> {
+    await Promise.race([this.lost, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
+  }
+}
 
 function ortFor(backend: Backend): Promise<OrtModule> {
   return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
@@ -34,6 +70,14 @@ export async function runtimeFor(backend: Backend): Promise<OrtModule> {
   ort.env.wasm.numThreads = 1;
   ort.env.logLevel = 'error';
   return ort;
+}
+
+/**
+ * The GPUDevice onnxruntime-web's WebGPU build runs on, once its first WebGPU session exists (null before): 1.30 stores
+ * the device itself in env.webgpu.device, though the typings say a promise, so either is awaited.
+ */
+export async function ortGpuDevice(ort: OrtModule): Promise<GPUDevice | null> {
+  return (await (ort.env.webgpu as { device?: GPUDevice | Promise<GPUDevice> }).device) ?? null;
 }
 
 /** A one-node graph (y = x): its session makes onnxruntime-web compile and start its WebAssembly. */
@@ -55,15 +99,12 @@ function toOrt(ort: OrtModule, t: TensorData): Ort.Tensor {
 /** Stage sessions on one backend, created one at a time. */
 export class StageSessions {
   private readonly sessions = new Map<number, Ort.InferenceSession>();
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Why the GPU device was lost, once it was: every run fails after, and a run under way when it happened gives no result. */
-  private lostWhy: string | null = null;
-  private signalLost: () => void = () => {};
+  /** One run at a time: one session must not run twice at once. */
+  private readonly queue = new KeyedSerial();
+  /** The device's loss, once it is lost: every run fails after, and a run under way when it happened gives no result. */
+  private readonly loss = new LossLatch();
   /** The KV tensors on the GPU and their gather (WebGPU only). */
   private kv: GpuKv | null = null;
-  private readonly lostSignal = new Promise<void>((resolve) => {
-    this.signalLost = resolve;
-  });
 
   private constructor(
     readonly backend: Backend,
@@ -129,31 +170,21 @@ export class StageSessions {
 
   /**
    * The GPUDevice onnxruntime-web runs these stages on (WebGPU only; null on
-   * WASM): the runtime sets env.webgpu.device when its WebGPU backend creates
-   * the device, at the first session; 1.30 stores the device itself there,
-   * though the typings say a promise, so either is awaited.
+   * WASM), created with the first session.
    */
   async gpuDevice(): Promise<GPUDevice | null> {
-    if (this.backend !== 'webgpu') return null;
-    const env = this.ort.env.webgpu as { device?: GPUDevice | Promise<GPUDevice> };
-    return (await env.device) ?? null;
+    return this.backend === 'webgpu' ? ortGpuDevice(this.ort) : null;
   }
 
   /** The device is lost: from now on no run gives a result (see DeviceWatch). */
   markLost(why: string): void {
-    this.lostWhy ??= why;
-    this.signalLost();
+    this.loss.mark(why);
   }
 
-  /**
-   * A WebGPU run that failed may have failed because the device is being
-   * lost: its lost promise resolves a moment after the run's own error (a
-   * buffer unmapped under a read). Waits that moment, so that the failure
-   * names the loss (ERR_DEVICE_LOST) rather than the symptom.
-   */
+  /** On WebGPU, the moment a failed run waits for the device's loss to be told (LossLatch.settle). */
   private async settleLoss(): Promise<void> {
     if (this.backend !== 'webgpu') return;
-    await Promise.race([this.lostSignal, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
+    await this.loss.settle();
   }
 
   private checkDevice(stage: number): void {
@@ -161,7 +192,7 @@ export class StageSessions {
   }
 
   private guard(what: string): void {
-    if (this.lostWhy !== null) throw new ComputeError('ERR_DEVICE_LOST', `${what}: the GPU device was lost (${this.lostWhy})`);
+    this.loss.check(what);
   }
 
   /** Runs one stage with every output on the host; runs are serialised, since one session must not run twice at once. */
@@ -178,9 +209,7 @@ export class StageSessions {
   }
 
   private enqueue<T>(f: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(f);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(0, f);
   }
 
   private async runNow(stage: number, feeds: KvFeeds, keepOnDevice: boolean, fetches: Fetches): Promise<KvFeeds> {
@@ -234,7 +263,7 @@ export class StageSessions {
       v.dispose();
     }
     // Lost while it ran, or while its outputs were read back: what came back may be a lost device's, never to be reported.
-    if (this.lostWhy !== null) {
+    if (this.loss.why !== null) {
       for (const t of Object.values(result)) if (t.dtype === 'device') t.dispose();
       this.checkDevice(stage);
     }
