@@ -9,8 +9,8 @@
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { CachingExecutor, type SessionExecutor } from '../../shared/model/pipeline.js';
-import type { BatchCounts } from '../../shared/model/step-batcher.js';
+import { CachingExecutor } from '../../shared/model/pipeline.js';
+import type { CapturedExecutor } from '../../web/compute/captured-stages.js';
 import { median } from '../table.js';
 import { greedyForward } from './batch-rows.js';
 
@@ -19,11 +19,11 @@ async function capturedExecutor(
   manifest: StageManifest,
   stages: readonly { index: number; bytes: ArrayBuffer }[],
   slots: number,
-): Promise<SessionExecutor & { readonly batching: BatchCounts; dispose(): void }> {
-  const { CapturedExecutor } = await import('../../web/compute/captured-stages.js');
+): Promise<CapturedExecutor> {
+  const { CapturedExecutor: Captured } = await import('../../web/compute/captured-stages.js');
   // The alone decode uses session 0, the batch sessions 100…: one row more than the batch.
   const positions = process.env.BENCH_GPU_CAPTURE_POSITIONS;
-  return CapturedExecutor.forWebGpu(stages, manifest, {
+  return Captured.forWebGpu(stages, manifest, {
     slots: slots + 1,
     ...(positions === undefined ? {} : { positions: Number(positions) }),
   });

@@ -36,6 +36,9 @@ export interface GpuKvCounts {
   readonly copied: number;
 }
 
+/** The counts where no GPU KV tensors are kept (WASM, or stages run with graph capture). */
+export const NO_GPU_KV: GpuKvCounts = { buffers: 0, tensors: 0, reused: 0, copied: 0 };
+
 /** A GPU tensor held by one or more handles: `free` runs when the last is disposed. */
 class Held {
   private refs = 0;

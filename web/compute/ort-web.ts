@@ -11,7 +11,7 @@ import type { Feeds, Fetches, KvFeeds, KvStageExecutor, TensorData } from '../..
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
 import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { ComputeError } from './compute-error.js';
-import { GpuKv, type GpuKvCounts, type GpuKvTensor } from './gpu-kv.js';
+import { GpuKv, type GpuKvCounts, type GpuKvTensor, NO_GPU_KV } from './gpu-kv.js';
 import type { Backend } from './messages.js';
 import { webgpuAdapter } from './webgpu.js';
 
@@ -150,7 +150,7 @@ export class StageSessions {
 
   /** GPU buffers created here and onnxruntime tensors held, now (both 0 on WASM). */
   get gpuCounts(): GpuKvCounts {
-    return this.kv?.counts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 };
+    return this.kv?.counts ?? NO_GPU_KV;
   }
 
   /**

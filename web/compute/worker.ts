@@ -6,6 +6,7 @@ import { CachingExecutor, type Feeds, ownBuffer } from '../../shared/model/pipel
 import { LOGITS_FROM_ALL, LOGITS_FROM_LAST } from '../../shared/model/stage-graph.js';
 import { CapturedExecutor } from './captured-stages.js';
 import { DeviceWatch } from './device-watch.js';
+import { NO_GPU_KV } from './gpu-kv.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { ComputeError, StageSessions } from './ort-web.js';
 import { buildVerifiedStage } from './stage-build.js';
@@ -46,10 +47,9 @@ const replica = new WorkerReplica(
   caches === null
     ? null
     : {
-        ...(sessions?.gpuCounts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 }),
+        ...(sessions?.gpuCounts ?? NO_GPU_KV),
         ...caches.batching,
         sessions: caches.sessions,
-        captured: caches instanceof CapturedExecutor,
       };
 
 function reply(m: FromWorker, transfer: Transferable[] = []): void {
@@ -79,34 +79,30 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
   stages
     .then(async (built) => {
       await warmedUp;
-      if (m.capture !== true) return StageSessions.create(m.backend, built, m.manifest);
-      if (m.backend !== 'webgpu') throw new ComputeError('ERR_BACKEND_UNAVAILABLE', `graph capture runs on WebGPU only, not ${m.backend}`);
-      // Graph capture: each stage's step recorded once and replayed (captured-stages.ts); one row of KV cache a session.
-      const captured = await CapturedExecutor.forWebGpu(built, m.manifest);
-      await watchDevice(captured);
-      void caches?.dispose();
-      sessions = null;
-      caches = captured;
-      manifest = m.manifest;
-      return null;
-    })
-    .then(async (s) => {
-      if (s === null) {
-        reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: await webgpuAdapter() });
-        return;
+      let next: CachingExecutor | CapturedExecutor;
+      let nextSessions: StageSessions | null = null;
+      if (m.capture === true) {
+        if (m.backend !== 'webgpu')
+          throw new ComputeError('ERR_BACKEND_UNAVAILABLE', `graph capture runs on WebGPU only, not ${m.backend}`);
+        // Graph capture: each stage's step recorded once and replayed (captured-stages.ts); one row of KV cache a session.
+        next = await CapturedExecutor.forWebGpu(built, m.manifest);
+        await watchDevice(next);
+      } else {
+        nextSessions = await StageSessions.create(m.backend, built, m.manifest);
+        await watchDevice(nextSessions);
+        // Decode steps of sessions that wait together share a call, at most 1/S of the sessions in one when this worker
+        // holds one of S stages. On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions),
+        // gathered on the GPU for a batch (gpu-kv.ts); on WASM they are host arrays, gathered on the host.
+        next = new CachingExecutor(
+          m.manifest,
+          nextSessions.kvExecutor,
+          m.batching === false ? { maxBatch: 1 } : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
+        );
       }
-      await watchDevice(s);
       void caches?.dispose();
-      sessions = s;
+      sessions = nextSessions;
+      caches = next;
       manifest = m.manifest;
-      // Decode steps of sessions that wait together share a call, at most 1/S of the sessions in one when this worker holds one
-      // of S stages. On WebGPU the caches' tensors stay GPU buffers between steps (see stageSessionOptions), gathered on the
-      // GPU for a batch (gpu-kv.ts); on WASM they are host arrays, gathered on the host.
-      caches = new CachingExecutor(
-        m.manifest,
-        s.kvExecutor,
-        m.batching === false ? { maxBatch: 1 } : { microBatches: Math.ceil(m.manifest.stages.length / Math.max(1, m.stages.length)) },
-      );
       reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
     })
     .catch((e: unknown) => fail(m.id, e));
@@ -209,7 +205,7 @@ scope.onmessage = (ev: MessageEvent<ToWorker>) => {
     case 'stats': {
       const kv = caches?.kvTensors ?? { device: 0, host: 0 };
       const b = caches?.batching ?? { steps: 0, batchedSteps: 0, calls: 0, largestBatch: 0 };
-      const gpu = sessions?.gpuCounts ?? { buffers: 0, tensors: 0, reused: 0, copied: 0 };
+      const gpu = sessions?.gpuCounts ?? NO_GPU_KV;
       reply({
         type: 'stats',
         id: m.id,
