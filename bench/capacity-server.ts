@@ -2,8 +2,10 @@
  * The server of the capacity benchmark, in a process of its own so that its
  * memory and CPU are its own: austen-2m in 3 stages, no web app, no volunteer
  * challenged (the simulated volunteers never say they are ready). With
- * REDIS_URL it is one process of a cluster (CAPACITY_PREFIX: its keys). Prints
- * its URL on the first line of stdout and runs until killed.
+ * REDIS_URL it is one process of a cluster (CAPACITY_PREFIX: its keys). With
+ * BENCH_BYTE_BUDGET=off its sockets have no byte budget, as before there was
+ * one (bench/socket-flood.ts compares). Prints its URL on the first line of
+ * stdout and runs until killed.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ const server = createSignalServer({
   webRoot: null,
   models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 3 }) }],
   ratePerMinute: 0,
+  ...(process.env.BENCH_BYTE_BUDGET === 'off' ? { socketByteBudget: { ratePerS: 1e15, burst: 1e15, maxDropped: 1e15 } } : {}),
   ...(process.env.REDIS_URL === undefined
     ? {}
     : { redisUrl: process.env.REDIS_URL, cluster: { prefix: process.env.CAPACITY_PREFIX ?? 'capacity' } }),

@@ -27,18 +27,19 @@ const RELAY_SAMPLES = 400;
 /** Server processes of the cluster rows. */
 const CLUSTER_PROCESSES = 3;
 
-function quantile(xs: number[], q: number): number {
+export function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? Number.NaN;
 }
 
-interface ServerChild {
+export interface ServerChild {
   readonly child: ChildProcess;
   readonly url: string;
   readonly lines: ReturnType<typeof createInterface>;
 }
 
-async function startServer(env: Record<string, string> = {}): Promise<ServerChild> {
+/** bench/capacity-server.ts in a process of its own (its environment: `env` over this one's). */
+export async function startServer(env: Record<string, string> = {}): Promise<ServerChild> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/capacity-server.ts'], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
@@ -51,7 +52,7 @@ async function startServer(env: Record<string, string> = {}): Promise<ServerChil
   return { child, url: line.trim(), lines };
 }
 
-async function serverMetrics(url: string): Promise<{ rssBytes: number; cpuS: number }> {
+export async function serverMetrics(url: string): Promise<{ rssBytes: number; cpuS: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const value = (name: string) =>
     Number(

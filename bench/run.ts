@@ -16,6 +16,8 @@
  *   BENCH_CAPACITY_CLUSTER (default 1; 0 skips its rows for 3 server processes with Redis, which need redis-server),
  *   BENCH_CLUSTER_BUS (default 1; 0 skips a forwarded step:logits between two server processes through redis-server, the
  *   codec against logits as base64 in JSON, bench/cluster-bus.ts),
+ *   BENCH_FLOOD (default 1; 0 skips a client flooding 1 MB events for BENCH_FLOOD_S seconds, default 4, against the
+ *   server with and without its byte budget, bench/socket-flood.ts),
  *   BENCH_SOAK_S (default 600; 0 skips the soak), BENCH_SOAK_RATE (default 1 request a second)
  *   BENCH_BATCHING (default 1; 0 skips batching across sessions: 1 vs 8 sessions, on vs off (and fused: slabs vs pasts gathered),
  *   austen-2m, a 6-layer SmolLM-135M-shaped random checkpoint written into .cache/bench-models/ and the 30-layer one
@@ -76,6 +78,7 @@ import { benchRepartition } from './repartition.js';
 import { benchSampledToken } from './sampled-token.js';
 import { benchScoring } from './scoring.js';
 import { benchSoak } from './soak.js';
+import { benchSocketFlood } from './socket-flood.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 import { benchTextStream } from './text-stream.js';
@@ -179,6 +182,8 @@ async function main(): Promise<void> {
     }
     if (process.env.BENCH_CAPACITY !== '0') await benchCapacity();
     if (process.env.BENCH_CLUSTER_BUS !== '0') await benchClusterBus({ messages: 300, repeats: Math.min(repeats, 3) });
+    if (process.env.BENCH_FLOOD !== '0')
+      await benchSocketFlood({ seconds: Number(process.env.BENCH_FLOOD_S ?? 4), repeats: Math.min(repeats, 3) });
     const soakS = Number(process.env.BENCH_SOAK_S ?? 600);
     if (soakS > 0) await benchSoak({ modelDir: modelDir(model), seconds: soakS, ratePerS: Number(process.env.BENCH_SOAK_RATE ?? 1) });
     if (process.env.BENCH_ATTACKS !== '0') await benchAttacks({ modelDir: modelDir(model), tokens: Math.min(tokens, 32), requests: 6 });

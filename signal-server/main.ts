@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
+import { DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
 import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
@@ -40,6 +41,7 @@ export interface StartOptions {
   /** Generations one API key (or address when open) may have running at once; 0 = no limit. */
   readonly apiMaxConcurrent: number;
   readonly maxBodyBytes: number;
+  readonly maxSocketsPerAddress: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /** Fraction of sessions after which each replica is challenged again (0..1). */
@@ -149,6 +151,12 @@ export const SETTINGS = {
     help: 'chance (0–1) that a replica is challenged again after a session',
   },
   maxQueued: { env: 'MAX_QUEUED', flag: 'max-queued', fallback: '64', help: 'requests waiting for a route at once; more get 503' },
+  maxSocketsPerAddress: {
+    env: 'MAX_SOCKETS_PER_ADDRESS',
+    flag: 'max-sockets-per-address',
+    fallback: String(DEFAULT_MAX_SOCKETS_PER_ADDRESS),
+    help: 'Socket.IO connections (tabs) one client address may hold at once, not counting LOCAL_ADDRESSES; 0 = no limit',
+  },
   localAddresses: {
     env: 'LOCAL_ADDRESSES',
     flag: 'local-addresses',
@@ -323,6 +331,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),
     apiMaxConcurrent: int(SETTINGS.apiMaxConcurrent, 0),
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
+    maxSocketsPerAddress: int(SETTINGS.maxSocketsPerAddress, 0),
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
     logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
     spotCheckRate: fraction(SETTINGS.spotCheckRate),
@@ -372,6 +381,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     ratePerMinute: o.ratePerMinute,
     apiMaxConcurrent: o.apiMaxConcurrent,
     maxBodyBytes: o.maxBodyBytes,
+    maxSocketsPerAddress: o.maxSocketsPerAddress,
     spotCheckRate: o.spotCheckRate,
     maxQueued: o.maxQueued,
     fallback: o.fallback,

@@ -40,6 +40,7 @@ export class SwarmMetrics implements SwarmObserver {
   /** Socket.IO events over a socket's budget (dropped unanswered), and sockets disconnected for flooding. */
   readonly socketEventsDropped: Counter;
   readonly socketsRateLimited: Counter;
+  readonly socketsRefused: Counter;
   private readonly hellosRefused: Counter<'code'>;
   private readonly fullRefusals: Counter<'judged'>;
   private readonly noShows: Counter<'why'>;
@@ -75,12 +76,17 @@ export class SwarmMetrics implements SwarmObserver {
     });
     this.socketEventsDropped = new Counter({
       name: 'webswarm_socket_events_dropped_total',
-      help: 'Socket.IO events dropped unanswered because their socket was over its event budget',
+      help: 'Socket.IO events dropped unanswered because their socket was over its event budget or its byte budget',
       registers,
     });
     this.socketsRateLimited = new Counter({
       name: 'webswarm_sockets_rate_limited_total',
-      help: 'Sockets disconnected with ERR_RATE_LIMITED for flooding past their event budget',
+      help: 'Sockets disconnected with ERR_RATE_LIMITED for flooding past their event budget or their byte budget',
+      registers,
+    });
+    this.socketsRefused = new Counter({
+      name: 'webswarm_sockets_refused_total',
+      help: 'Socket.IO connections refused with ERR_RATE_LIMITED because their address held MAX_SOCKETS_PER_ADDRESS already',
       registers,
     });
     this.hellosRefused = new Counter({

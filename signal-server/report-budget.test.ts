@@ -2,7 +2,7 @@
 // over Socket.IO: a real server on port 0 with a small budget, real-protocol
 // Node volunteers computing on onnxruntime (3 stages × r = 1). A replica's owed
 // step reports (one digest a step, and the last stage's logits) are not
-// counted, so a long generation finishes with the reference runner's tokens
+// counted, as events or as bytes, so a long generation finishes with the reference runner's tokens
 // and nothing dropped (before: its reports ran past the budget, one was
 // dropped, and the step waited for the timeout); reports a replica does not
 // owe (the same step again, steps far ahead) are counted, and a flood of them
@@ -26,10 +26,16 @@ const { start, complete, joinAll, stageCache } = httpSwarm('reportbudget');
 const LONG = 120;
 /** Room for what a volunteer sends besides its reports (hello, ready, proof, signalling, frames over the relay) and for 2 × LONG of them, not 3 × LONG. */
 const BUDGET = { ratePerS: 2, burst: 2 * LONG + 60, maxDropped: 40 };
+/**
+ * Bytes, likewise: the owed reports come to about 0.6 MB for the last stage over the two generations (its digests
+ * 2 KB a step, its logits rows 264 bytes), over this; what else a volunteer sends fits in it (about 0.1 MB each,
+ * nearly all of it signalling).
+ */
+const BYTES = { ratePerS: 1024, burst: 256 * 1024, maxDropped: 32 * 1024 };
 
 describe('step reports and the socket event budget (over Socket.IO)', () => {
-  it('a long generation: every owed report served, none dropped, the reference tokens', async () => {
-    const { url } = await start(3, 1, { socketEventBudget: BUDGET, stepTimeoutMs: 8_000 });
+  it('a long generation: every owed report served, none dropped, the reference tokens (events and bytes)', async () => {
+    const { url } = await start(3, 1, { socketEventBudget: BUDGET, socketByteBudget: BYTES, stepTimeoutMs: 8_000 });
     const { dir } = await ensureStages(MODEL, { stages: 3 }, stageCache());
     const reference = await ReferenceRunner.fromStageDir(dir);
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), LONG, GREEDY)).tokens;

@@ -6,15 +6,23 @@ import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { MAX_NET_DELAY_MS } from '../shared/protocol/messages.js';
+import { AddressSockets, DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
 import { Cluster, type ClusterOptions } from './cluster/cluster.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import type { Fanout } from './coordinator/coordinator-types.js';
-import { EventBudget, type EventBudgetOptions, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
+import {
+  ByteBudget,
+  ByteBudgets,
+  EventBudget,
+  type EventBudgetOptions,
+  SOCKET_BYTE_BUDGET,
+  SOCKET_EVENT_BUDGET,
+} from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
-import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
+import { addressKey, DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
@@ -99,6 +107,10 @@ export interface SignalServerOptions {
   readonly random?: () => number;
   /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
   readonly socketEventBudget?: EventBudgetOptions;
+  /** Inbound bytes per socket in events it is not owed (default SOCKET_BYTE_BUDGET: 16 MiB/s, bursts of 64 MiB). */
+  readonly socketByteBudget?: EventBudgetOptions;
+  /** Socket.IO connections one client address (not this machine's) may hold at once; 0 = no limit (default 64). */
+  readonly maxSocketsPerAddress?: number;
   /** Counts every Socket.IO event by direction and name ("in step:digest", "out session:input"): the redundancy bench's message counts. */
   readonly socketEventTally?: Map<string, number>;
   /** The ICE servers (and TURN credentials) volunteers are handed (default LOCAL_ICE: none, any candidate). */
@@ -145,6 +157,33 @@ export const DEFAULT_API_MAX_CONCURRENT = 4;
 
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
+
+/** An Engine.IO packet's payload in bytes (a string's UTF-16 length stands for its bytes: within 3× of them). */
+function packetBytes(data: unknown): number {
+  if (typeof data === 'string') return data.length;
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
+  return 0;
+}
+
+/**
+ * About the bytes a decoded event arrived as: its binary values' lengths and the JSON text of the rest (parsed
+ * JSON written again is no longer than it came, but for a number's exponent written out).
+ */
+function payloadBytes(raw: unknown): number {
+  let binary = 0;
+  const text = JSON.stringify(raw, function (this: Record<string, unknown>, key: string, value: unknown) {
+    // The holder's own value: a Buffer has become its toJSON() by now.
+    const own = key === '' ? raw : this[key];
+    if (!(own instanceof ArrayBuffer || ArrayBuffer.isView(own))) return value;
+    binary += own.byteLength;
+    return 0;
+  });
+  return binary + (text?.length ?? 0);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
 
 /** How long the connection of a socket cut off for flooding stays, unread, for ERR_RATE_LIMITED to reach it. */
 const RATE_LIMITED_LINGER_MS = 1_000;
@@ -202,6 +241,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   // An empty path would build new partitions into the working directory.
   if (opts.repartition !== undefined && opts.repartition.stageCache.trim() === '')
     throw new Error('repartition.stageCache is empty: name the folder where new partitions are built');
+  // Connections held per client address (checked here: a bad limit throws before anything listens).
+  const held = new AddressSockets(
+    opts.maxSocketsPerAddress ?? DEFAULT_MAX_SOCKETS_PER_ADDRESS,
+    opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES,
+  );
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
@@ -362,20 +406,19 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
   const budgetOptions = opts.socketEventBudget ?? SOCKET_EVENT_BUDGET;
+  const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;
+  // An address's sockets share one byte budget, kept after they close: a flooder cut off gains nothing by
+  // connecting again. This machine's own addresses (the tests' tabs, the bench's) have one a socket.
+  const addressBytes = new ByteBudgets(byteOptions);
   io.on('connection', (socket) => {
-    // Every inbound event spends from the socket's budget; over it the event is dropped unanswered,
-    // and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
+    // Every inbound event spends from the socket's event budget, every byte from its byte budget; over either an event
+    // is dropped unanswered, and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
     const budget = new EventBudget(budgetOptions);
-    socket.use(([event, raw], next) => {
-      // A step report a replica owes a live session is work the server asked for, bounded by the session's steps:
-      // not counted, or a fast honest swarm would lose reports (report-allowance.ts).
-      if (coordinator?.owesReport(socket.data.volunteerId, event, raw) === true) return next();
-      const verdict = budget.take();
-      if (verdict === 'serve') return next();
-      metrics.socketEventsDropped.inc();
-      if (verdict === 'drop' || !socket.connected) return;
+    const address = socket.data.address;
+    const shared = !localAddresses.includes(address);
+    const bytes = shared ? addressBytes.of(addressKey(address)) : new ByteBudget(byteOptions);
+    const cutOff = (message: string) => {
       metrics.socketsRateLimited.inc();
-      const message = `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`;
       log(`${socket.data.volunteerId ?? socket.id} (${socket.data.address}): ERR_RATE_LIMITED ${message}`);
       socket.emit('server:error', { code: 'ERR_RATE_LIMITED', message });
       socket.disconnect(true);
@@ -385,6 +428,34 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       const tcp = socket.request.socket;
       tcp.pause();
       setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
+    };
+    const overBytes = () =>
+      `more than ${mib(byteOptions.ratePerS)} a second${shared ? ' from this address' : ''} (bursts of ${mib(byteOptions.burst)}); ${bytes.droppedEvents} events dropped; disconnected`;
+    // Engine.IO hands each packet over here before Socket.IO decodes it: every byte is charged as it arrives, also
+    // those of packets that never reach an event handler (acknowledgements, attachments of an event never completed).
+    socket.conn.on('packet', (p: { readonly data?: unknown }) => {
+      if (bytes.arrived(packetBytes(p.data)) === 'abusive' && socket.connected) cutOff(overBytes());
+    });
+    // Over already (its address flooded a moment ago): cut off as it arrives, not after its first event.
+    if (bytes.abusive()) cutOff(overBytes());
+    socket.use(([event, raw], next) => {
+      // A step report a replica owes a live session is work the server asked for, bounded by the session's steps:
+      // not counted (its bytes given back to the byte budget), or a fast honest swarm would lose reports
+      // (report-allowance.ts).
+      if (coordinator?.owesReport(socket.data.volunteerId, event, raw) === true) {
+        bytes.refund(payloadBytes(raw));
+        return next();
+      }
+      const byEvents = budget.take();
+      const byBytes = bytes.admit();
+      if (byEvents === 'serve' && byBytes === 'serve') return next();
+      metrics.socketEventsDropped.inc();
+      if ((byEvents !== 'abusive' && byBytes !== 'abusive') || !socket.connected) return;
+      cutOff(
+        byEvents === 'abusive'
+          ? `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`
+          : overBytes(),
+      );
     });
     const tally = opts.socketEventTally;
     if (tally !== undefined) {
@@ -415,6 +486,19 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
   if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access, netDelayMs);
+  // After the handshake's check (a refused handshake holds no place): an address holds at most maxSocketsPerAddress
+  // connections at once. Its place is given back when the connection closes, also one that closed before it connected.
+  io.use((socket, next) => {
+    const release = held.admit(socket.data.address);
+    if (release !== null) {
+      socket.conn.once('close', release);
+      return next();
+    }
+    metrics.socketsRefused.inc();
+    const message = `an address may hold at most ${held.max} connections to this server at once, and this one holds as many; close one (a tab of this site) and try again`;
+    coordinatorLog(`refused connection from ${socket.data.address}: ${message}`);
+    next(Object.assign(new Error(`ERR_RATE_LIMITED: ${message}`), { data: { code: 'ERR_RATE_LIMITED', message } }));
+  });
   // In a cluster, the server listens once it has joined: its sessions need the process number in their ids.
   const joined = cluster === null || coordinator === null ? Promise.resolve() : cluster.start(coordinator);
   const ready = joined.then(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type BudgetVerdict, EventBudget } from './event-budget.js';
+import { type BudgetVerdict, ByteBudget, ByteBudgets, EventBudget } from './event-budget.js';
 
 const OPTS = { ratePerS: 100, burst: 200, maxDropped: 50 };
 
@@ -71,5 +71,71 @@ describe('EventBudget', () => {
   it('refuses budgets that cannot work', () => {
     expect(() => new EventBudget({ ratePerS: 0, burst: 1, maxDropped: 0 })).toThrow(RangeError);
     expect(() => new EventBudget({ ratePerS: 1, burst: 0, maxDropped: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('ByteBudget', () => {
+  const BYTES = { ratePerS: 1000, burst: 4000, maxDropped: 2000 };
+
+  it('serves events while the bytes read are within the bucket, drops them past it, and serves again as it refills', () => {
+    const c = clock();
+    const b = new ByteBudget(BYTES, c.now);
+    expect([b.arrived(1500), b.admit(), b.arrived(1500), b.admit(), b.arrived(1500), b.admit()]).toEqual([
+      'ok',
+      'serve',
+      'ok',
+      'serve',
+      'ok',
+      'drop',
+    ]);
+    expect(b.droppedEvents).toBe(1);
+    c.advance(500); // 500 bytes back: level again
+    expect(b.admit()).toBe('serve');
+    c.advance(10_000); // never past a full bucket
+    expect([b.arrived(4000), b.admit(), b.arrived(1), b.admit()]).toEqual(['ok', 'serve', 'ok', 'drop']);
+  });
+
+  it('calls the sender abusive as the bytes arrive, once they are maxDropped past the bucket, before any event is decoded', () => {
+    const c = clock();
+    const b = new ByteBudget(BYTES, c.now);
+    const verdicts = Array.from({ length: 8 }, () => b.arrived(1000));
+    // 4 000 in the bucket, 2 000 forgiven: the seventh kilobyte is one too many.
+    expect(verdicts.indexOf('abusive')).toBe(6);
+    expect(b.admit()).toBe('abusive');
+  });
+
+  it("gives back an owed report's bytes, never past a full bucket", () => {
+    const c = clock();
+    const b = new ByteBudget(BYTES, c.now);
+    // A stream of owed reports far over the rate: each one's bytes given back as it is known to be owed.
+    for (let i = 0; i < 100; i++) {
+      expect(b.arrived(3000)).toBe('ok');
+      b.refund(3000);
+    }
+    expect(b.admit()).toBe('serve');
+    // A refund of more than was read leaves the bucket full, no more: 4 000 then 1 over.
+    b.refund(1_000_000);
+    expect([b.arrived(4000), b.admit(), b.arrived(1), b.admit()]).toEqual(['ok', 'serve', 'ok', 'drop']);
+  });
+
+  it('refuses budgets that cannot work', () => {
+    expect(() => new ByteBudget({ ratePerS: 0, burst: 1, maxDropped: 0 })).toThrow(RangeError);
+    expect(() => new ByteBudget({ ratePerS: 1, burst: 0, maxDropped: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('ByteBudgets', () => {
+  it("one budget a key, kept for the key's next socket; the least recently used key is dropped beyond the most kept", () => {
+    const c = clock();
+    const budgets = new ByteBudgets({ ratePerS: 1000, burst: 4000, maxDropped: 2000 }, 2, c.now);
+    expect(budgets.of('a').arrived(7000)).toBe('abusive');
+    // The same key again (a new connection): the same budget, still over.
+    expect(budgets.of('a').abusive()).toBe(true);
+    expect(budgets.of('b').abusive()).toBe(false);
+    expect(budgets.size).toBe(2);
+    // 'a' was used before 'b': a third key drops 'a', which comes back full.
+    budgets.of('c');
+    expect(budgets.size).toBe(2);
+    expect(budgets.of('a').abusive()).toBe(false);
   });
 });

@@ -4,12 +4,37 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 
 export type SwarmSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-/** The typed Socket.IO connection to the coordinator; reconnects by itself with back-off. */
+/** The code and message a server's refusal of the connection carries (its middleware's error data), if any. */
+export function connectRefusal(e: Error): { readonly code: string; readonly message: string } | null {
+  const data: unknown = (e as { data?: unknown }).data;
+  if (typeof data !== 'object' || data === null) return null;
+  const { code, message } = data as { code?: unknown; message?: unknown };
+  return typeof code === 'string' && typeof message === 'string' ? { code, message } : null;
+}
+
+/**
+ * The typed Socket.IO connection to the coordinator; reconnects by itself with back-off, also after the server
+ * refused it for holding too many connections from this address (ERR_RATE_LIMITED), which Socket.IO does not retry.
+ */
 export function connectSwarm(role: Role, url: string = location.origin): SwarmSocket {
-  return io(url, {
+  const socket: SwarmSocket = io(url, {
     auth: { protocol: PROTOCOL_VERSION, role },
     transports: ['websocket'],
     reconnectionDelay: 500,
     reconnectionDelayMax: 10_000,
   });
+  let refusals = 0;
+  socket.on('connect', () => {
+    refusals = 0;
+  });
+  socket.on('connect_error', (e) => {
+    if (socket.active || connectRefusal(e)?.code !== 'ERR_RATE_LIMITED') return;
+    // A place frees when another tab from this address closes: ask again after 2, 4, … up to 60 s, with jitter.
+    const delayMs = Math.min(60_000, 2_000 * 2 ** refusals) * (0.5 + Math.random() / 2);
+    refusals += 1;
+    setTimeout(() => {
+      if (!socket.connected && !socket.active) socket.connect();
+    }, delayMs);
+  });
+  return socket;
 }

@@ -25,7 +25,7 @@ import { openStage, type StageSource } from '../compute/stage-open.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
 import { linkNeighbours, type NeighbourLinks } from '../net/neighbour-links.js';
 import { LOCAL_ICE_CONFIG, PeerMesh, type SelectedPair } from '../net/peers.js';
-import type { SwarmSocket } from '../net/socket.js';
+import { connectRefusal, type SwarmSocket } from '../net/socket.js';
 import { browserCapacity } from './capacity.js';
 import { DeviceLossPolicy, type Recovery } from './device-loss.js';
 import type { StepTrace } from './step-trace.js';
@@ -290,6 +290,11 @@ export class VolunteerReplica {
     });
     socket.on('connect', () => {
       this.retries = 0;
+    });
+    // The server refused the connection itself (too many from this address, a page of another version): said here.
+    socket.on('connect_error', (e) => {
+      const refusal = connectRefusal(e);
+      if (refusal !== null) this.update({ lastError: `${refusal.code}: ${refusal.message}` });
     });
   }
 
