@@ -1,13 +1,13 @@
 import { addressKey } from './coordinator/identity.js';
 
 /**
- * Socket.IO connections held at once, per client address (an IPv4 address or
+ * Engine.IO connections held at once, per client address (an IPv4 address or
  * an IPv6 /64, as identity.ts keys a client): each costs the server its
  * Engine.IO state, its budgets and, once subscribed, the feeds it is sent, so
  * one address may hold at most `max` of them. This machine's own addresses
  * (LOCAL_ADDRESSES: the tests' tabs, a reverse proxy not declared as one) are
- * not counted, as for volunteers' hellos. Pure bookkeeping; the server admits
- * a connection with `admit` and gives its place back when it closes.
+ * not counted, as for volunteers' hellos. Pure bookkeeping; client-connections.ts
+ * admits a connection with `admit` as it opens and gives its place back when it closes.
  */
 export const DEFAULT_MAX_SOCKETS_PER_ADDRESS = 64;
 
@@ -41,15 +41,5 @@ export class AddressSockets {
       if (left <= 0) this.held.delete(key);
       else this.held.set(key, left);
     };
-  }
-
-  /** Connections `address` holds now (0 for a local address). */
-  holding(address: string): number {
-    return this.held.get(addressKey(address)) ?? 0;
-  }
-
-  /** Addresses holding at least one connection. */
-  get addresses(): number {
-    return this.held.size;
   }
 }

@@ -86,7 +86,7 @@ export class SwarmMetrics implements SwarmObserver {
     });
     this.socketsRefused = new Counter({
       name: 'webswarm_sockets_refused_total',
-      help: 'Socket.IO connections refused with ERR_RATE_LIMITED because their address held MAX_SOCKETS_PER_ADDRESS already',
+      help: 'Socket.IO connections refused with ERR_RATE_LIMITED because their address held MAX_SOCKETS_PER_ADDRESS already or was past its byte budget',
       registers,
     });
     this.hellosRefused = new Counter({

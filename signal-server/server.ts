@@ -10,19 +10,13 @@ import { AddressSockets, DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-socke
 import { AccessControl } from './api/access.js';
 import type { ApiSwarm } from './api/api-swarm.js';
 import { TokenTexts } from './api/token-text.js';
+import { ClientConnections } from './client-connections.js';
 import { Cluster, type ClusterOptions } from './cluster/cluster.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import type { Fanout } from './coordinator/coordinator-types.js';
-import {
-  ByteBudget,
-  ByteBudgets,
-  EventBudget,
-  type EventBudgetOptions,
-  SOCKET_BYTE_BUDGET,
-  SOCKET_EVENT_BUDGET,
-} from './coordinator/event-budget.js';
+import { EventBudget, type EventBudgetOptions, SOCKET_BYTE_BUDGET, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
-import { addressKey, DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
+import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
@@ -31,6 +25,7 @@ import { IceFeed } from './ice-feed.js';
 import type { KeyedBucketsOptions } from './keyed-buckets.js';
 import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
+import { eventBytes, measuredParser } from './measured-parser.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
 import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
@@ -158,36 +153,6 @@ export const DEFAULT_API_MAX_CONCURRENT = 4;
 /** Largest Socket.IO message accepted from a client. */
 export const MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024;
 
-/** An Engine.IO packet's payload in bytes (a string's UTF-16 length stands for its bytes: within 3× of them). */
-function packetBytes(data: unknown): number {
-  if (typeof data === 'string') return data.length;
-  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
-  return 0;
-}
-
-/**
- * About the bytes a decoded event arrived as: its binary values' lengths and the JSON text of the rest (parsed
- * JSON written again is no longer than it came, but for a number's exponent written out).
- */
-function payloadBytes(raw: unknown): number {
-  let binary = 0;
-  const text = JSON.stringify(raw, function (this: Record<string, unknown>, key: string, value: unknown) {
-    // The holder's own value: a Buffer has become its toJSON() by now.
-    const own = key === '' ? raw : this[key];
-    if (!(own instanceof ArrayBuffer || ArrayBuffer.isView(own))) return value;
-    binary += own.byteLength;
-    return 0;
-  });
-  return binary + (text?.length ?? 0);
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
-}
-
-/** How long the connection of a socket cut off for flooding stays, unread, for ERR_RATE_LIMITED to reach it. */
-const RATE_LIMITED_LINGER_MS = 1_000;
-
 export interface SignalServer {
   /** Resolves once the server listens. */
   readonly ready: Promise<void>;
@@ -268,14 +233,40 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
   );
-  const io: SwarmServer = new Server(server, { maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES, serveClient: false });
+  // WebSocket only (every page connects so): no long-polling requests to bound besides.
+  // measuredParser: each event's size, and at most one binary attachment an event (measured-parser.ts).
+  const io: SwarmServer = new Server(server, {
+    maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES,
+    serveClient: false,
+    transports: ['websocket'],
+    parser: measuredParser,
+  });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
+  // Connections per address and bytes per address, counted as each connection opens and each packet arrives.
+  const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;
+  const connections = new ClientConnections({
+    held,
+    byteOptions,
+    localAddresses: opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES,
+    proxies,
+    cutOff: (c, message) => {
+      metrics.socketsRateLimited.inc();
+      log(
+        `${[...c.sockets].map((x) => x.data.volunteerId ?? x.id).join(', ') || 'a connection'} (${c.address}): ERR_RATE_LIMITED ${message}`,
+      );
+    },
+    refusedOne: (address, message) => {
+      metrics.socketsRefused.inc();
+      coordinatorLog(`refused connection from ${address}: ${message}`);
+    },
+  });
+  connections.attach(io);
   // Before every other middleware: what follows keys the client by this address.
   const localAddresses = opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
   let toldOfProxy = false;
   io.use((socket, next) => {
     const forwarded = socket.handshake.headers['x-forwarded-for'];
-    socket.data.address = proxies.clientAddress(socket.handshake.address, forwarded);
+    socket.data.address = connections.of(socket.conn)?.address ?? proxies.clientAddress(socket.handshake.address, forwarded);
     if (!toldOfProxy && forwarded !== undefined && proxies.size === 0 && localAddresses.includes(socket.handshake.address)) {
       toldOfProxy = true;
       log(
@@ -406,56 +397,30 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const feed = coordinator === null ? null : new DashboardFeed(io, coordinator);
   const budgetOptions = opts.socketEventBudget ?? SOCKET_EVENT_BUDGET;
-  const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;
-  // An address's sockets share one byte budget, kept after they close: a flooder cut off gains nothing by
-  // connecting again. This machine's own addresses (the tests' tabs, the bench's) have one a socket.
-  const addressBytes = new ByteBudgets(byteOptions);
   io.on('connection', (socket) => {
-    // Every inbound event spends from the socket's event budget, every byte from its byte budget; over either an event
-    // is dropped unanswered, and a flood (far over it) is told ERR_RATE_LIMITED once and disconnected.
+    // Every inbound event spends from the socket's event budget and, with every other packet, from its connection's
+    // byte budget (ClientConnections); over either the event is dropped unanswered, and a flood (far over it) is
+    // told ERR_RATE_LIMITED once and disconnected.
     const budget = new EventBudget(budgetOptions);
-    const address = socket.data.address;
-    const shared = !localAddresses.includes(address);
-    const bytes = shared ? addressBytes.of(addressKey(address)) : new ByteBudget(byteOptions);
-    const cutOff = (message: string) => {
-      metrics.socketsRateLimited.inc();
-      log(`${socket.data.volunteerId ?? socket.id} (${socket.data.address}): ERR_RATE_LIMITED ${message}`);
-      socket.emit('server:error', { code: 'ERR_RATE_LIMITED', message });
-      socket.disconnect(true);
-      // Read none of what it still has in flight (a flood is thousands of frames), and let the connection go
-      // once the answer is out: the socket of a WebSocket connection is that of its upgrade request.
-      if (socket.conn.transport.name !== 'websocket') return;
-      const tcp = socket.request.socket;
-      tcp.pause();
-      setTimeout(() => tcp.destroy(), RATE_LIMITED_LINGER_MS).unref();
-    };
-    const overBytes = () =>
-      `more than ${mib(byteOptions.ratePerS)} a second${shared ? ' from this address' : ''} (bursts of ${mib(byteOptions.burst)}); ${bytes.droppedEvents} events dropped; disconnected`;
-    // Engine.IO hands each packet over here before Socket.IO decodes it: every byte is charged as it arrives, also
-    // those of packets that never reach an event handler (acknowledgements, attachments of an event never completed).
-    socket.conn.on('packet', (p: { readonly data?: unknown }) => {
-      if (bytes.arrived(packetBytes(p.data)) === 'abusive' && socket.connected) cutOff(overBytes());
-    });
-    // Over already (its address flooded a moment ago): cut off as it arrives, not after its first event.
-    if (bytes.abusive()) cutOff(overBytes());
-    socket.use(([event, raw], next) => {
+    connections.joined(socket.conn, socket);
+    socket.use((args, next) => {
+      const [event, raw] = args;
       // A step report a replica owes a live session is work the server asked for, bounded by the session's steps:
-      // not counted (its bytes given back to the byte budget), or a fast honest swarm would lose reports
-      // (report-allowance.ts).
+      // not counted (the bytes it arrived as given back to the byte budget), or a fast honest swarm would lose
+      // reports (report-allowance.ts).
       if (coordinator?.owesReport(socket.data.volunteerId, event, raw) === true) {
-        bytes.refund(payloadBytes(raw));
+        connections.refund(socket.conn, eventBytes.get(args) ?? 0);
         return next();
       }
       const byEvents = budget.take();
-      const byBytes = bytes.admit();
+      const byBytes = connections.admit(socket.conn);
       if (byEvents === 'serve' && byBytes === 'serve') return next();
       metrics.socketEventsDropped.inc();
-      if ((byEvents !== 'abusive' && byBytes !== 'abusive') || !socket.connected) return;
-      cutOff(
-        byEvents === 'abusive'
-          ? `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`
-          : overBytes(),
-      );
+      if (byEvents === 'abusive' && byBytes !== 'cut')
+        connections.cutOff(
+          socket.conn,
+          `more than ${budgetOptions.ratePerS} events a second (bursts of ${budgetOptions.burst}); ${budget.droppedTotal} dropped; disconnected`,
+        );
     });
     const tally = opts.socketEventTally;
     if (tally !== undefined) {
@@ -486,18 +451,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
   if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access, netDelayMs);
-  // After the handshake's check (a refused handshake holds no place): an address holds at most maxSocketsPerAddress
-  // connections at once. Its place is given back when the connection closes, also one that closed before it connected.
+  // After the handshake's check: a connection opened over its address's limit is told why (ClientConnections
+  // closes it shortly, whatever it does).
   io.use((socket, next) => {
-    const release = held.admit(socket.data.address);
-    if (release !== null) {
-      socket.conn.once('close', release);
-      return next();
-    }
-    metrics.socketsRefused.inc();
-    const message = `an address may hold at most ${held.max} connections to this server at once, and this one holds as many; close one (a tab of this site) and try again`;
-    coordinatorLog(`refused connection from ${socket.data.address}: ${message}`);
-    next(Object.assign(new Error(`ERR_RATE_LIMITED: ${message}`), { data: { code: 'ERR_RATE_LIMITED', message } }));
+    const refusal = connections.refusal(socket.conn);
+    if (refusal === null) return next();
+    next(Object.assign(new Error(`${refusal.code}: ${refusal.message}`), { data: refusal }));
   });
   // In a cluster, the server listens once it has joined: its sessions need the process number in their ids.
   const joined = cluster === null || coordinator === null ? Promise.resolve() : cluster.start(coordinator);

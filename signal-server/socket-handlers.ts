@@ -23,6 +23,7 @@ import {
 } from '../shared/protocol/validate.js';
 import { DelayLine } from '../shared/swarm/delay-line.js';
 import type { AccessControl } from './api/access.js';
+import { REFUSED_CLOSE_MS } from './client-connections.js';
 import type { Coordinator, VolunteerLink } from './coordinator/coordinator.js';
 import { wireErrorOf } from './coordinator/generation.js';
 
@@ -54,6 +55,9 @@ export function bindSocketServer(
       const code: WireErrorCode = /protocol/.test(auth.reason) ? 'ERR_PROTOCOL_VERSION' : 'ERR_BAD_HANDSHAKE';
       log(`refused connection from ${socket.data.address}: ${auth.reason}`);
       next(Object.assign(new Error(`${code}: ${auth.reason}`), { data: { code, message: auth.reason } }));
+      // Its connection holds a place of its address's (client-connections.ts) until it goes: closed if it stays.
+      const conn = socket.conn;
+      setTimeout(() => conn.close(), REFUSED_CLOSE_MS).unref();
       return;
     }
     socket.data.role = auth.value.role;

@@ -129,13 +129,18 @@ describe('ByteBudgets', () => {
     const c = clock();
     const budgets = new ByteBudgets({ ratePerS: 1000, burst: 4000, maxDropped: 2000 }, 2, c.now);
     expect(budgets.of('a').arrived(7000)).toBe('abusive');
-    // The same key again (a new connection): the same budget, still over.
-    expect(budgets.of('a').abusive()).toBe(true);
-    expect(budgets.of('b').abusive()).toBe(false);
+    // The same key again (a new connection): the same budget, still over, also once it is no longer abusive.
+    expect(budgets.of('a').over()).toBe(true);
+    c.advance(2500);
+    expect(budgets.of('a').over()).toBe(true);
+    c.advance(600);
+    expect(budgets.of('a').over()).toBe(false);
+    expect(budgets.of('b').over()).toBe(false);
     expect(budgets.size).toBe(2);
     // 'a' was used before 'b': a third key drops 'a', which comes back full.
     budgets.of('c');
     expect(budgets.size).toBe(2);
-    expect(budgets.of('a').abusive()).toBe(false);
+    budgets.of('a').arrived(4000);
+    expect(budgets.of('a').over()).toBe(false);
   });
 });

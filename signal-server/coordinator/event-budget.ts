@@ -104,17 +104,20 @@ export class ByteBudget {
     this.last = t;
   }
 
-  /** `bytes` read off the socket: abusive once the sender is maxDropped bytes past its budget. */
+  /**
+   * `bytes` read off the socket: abusive once the sender is maxDropped bytes past its budget. The balance goes no
+   * lower than twice that: what the sender sends after it is cut off would only lengthen its address's wait.
+   */
   arrived(bytes: number): 'ok' | 'abusive' {
     this.refill();
-    this.balance -= bytes;
+    this.balance = Math.max(-2 * this.options.maxDropped, this.balance - bytes);
     return this.balance < -this.options.maxDropped ? 'abusive' : 'ok';
   }
 
-  /** Is the sender past its budget by more than maxDropped (a flood a moment ago, not yet refilled)? */
-  abusive(): boolean {
+  /** Is the sender past its budget (a flood a moment ago, not yet refilled)? */
+  over(): boolean {
     this.refill();
-    return this.balance < -this.options.maxDropped;
+    return this.balance < 0;
   }
 
   /** An owed step report's bytes, given back (never past a full bucket). */
