@@ -9,7 +9,7 @@
  *   when it asks to join the namespace (see `refusal`), and the connection is
  *   closed REFUSED_CLOSE_MS after it opened, or as soon as it has sent more
  *   than REFUSED_MAX_BYTES. So is one that opens while its address is past
- *   its byte budget (below). A closed connection is read no more.
+ *   its byte budget (below). A closed connection may send 64 KiB more.
  * - Bytes (ByteBudget): every packet is charged as it arrives, before
  *   Socket.IO decodes it (an event, an acknowledgement, an attachment, a
  *   packet of no namespace). An address's connections share one budget, kept
@@ -33,6 +33,10 @@ export type EngineConnection = SwarmSocket['conn'];
 export const REFUSED_CLOSE_MS = 1_000;
 /** What a refused connection may send (its request to join, and a little more) before it is closed at once. */
 export const REFUSED_MAX_BYTES = 16 * 1024;
+/** What a connection the server closed may still send (its answer to the close is a few bytes) before it is dropped. */
+const CLOSED_MAX_BYTES = 64 * 1024;
+/** What one connection may send while its address is past its budget by maxDropped before it is cut off (a page's pong or a small report is not). */
+const OVER_ALLOWANCE_BYTES = 64 * 1024;
 /** How long a connection cut off for flooding stays, unread, for ERR_RATE_LIMITED to reach it. */
 const CUT_LINGER_MS = 1_000;
 
@@ -47,6 +51,8 @@ export interface ClientConnection {
   /** Its Socket.IO sockets (a page has one). */
   readonly sockets: Set<SwarmSocket>;
   cut: boolean;
+  /** Bytes it sent while its address was past its budget by maxDropped: past OVER_ALLOWANCE_BYTES it is cut off. */
+  overBytes: number;
 }
 
 export interface ClientConnectionsOptions {
@@ -114,6 +120,7 @@ export class ClientConnections {
     if (c === undefined) return 'serve';
     const verdict = c.bytes.admit();
     if (verdict !== 'abusive') return verdict;
+    if (c.overBytes <= OVER_ALLOWANCE_BYTES) return 'drop';
     this.cut(raw, c);
     return 'cut';
   }
@@ -137,15 +144,18 @@ export class ClientConnections {
         : bytes.over()
           ? `this address sent more than ${mib(ratePerS)} a second (bursts of ${mib(burst)}) a moment ago; try again in a few seconds`
           : null;
-    const c: ClientConnection = { address, bytes, shared, refused, sockets: new Set(), cut: false };
+    const c: ClientConnection = { address, bytes, shared, refused, sockets: new Set(), cut: false, overBytes: 0 };
     this.byConnection.set(raw, c);
     if (release !== null) raw.once('close', release);
-    // Once closed, read nothing more: a WebSocket being closed otherwise reads (and throws away) whatever its peer
-    // still sends until the peer answers the close, which a flooder never does (a red-team pass: 858 MiB read from
-    // 100 connections the server had closed).
+    // Once closed, little more is read: a WebSocket being closed reads (and throws away) whatever its peer still
+    // sends until the peer answers the close, which a flooder never does (a red-team pass: 858 MiB read from 100
+    // connections the server had closed). What the server still writes (an eviction's reason) goes out as before.
     raw.once('close', () => {
-      request.socket.pause();
-      setTimeout(() => request.socket.destroy(), CUT_LINGER_MS).unref();
+      let after = 0;
+      request.socket.on('data', (chunk: Buffer) => {
+        after += chunk.length;
+        if (after > CLOSED_MAX_BYTES) request.socket.destroy();
+      });
     });
     if (refused !== null) {
       this.o.refusedOne(address, refused);
@@ -162,7 +172,11 @@ export class ClientConnections {
         if (refusedBytes > REFUSED_MAX_BYTES) request.socket.destroy();
         return;
       }
-      if (bytes.arrived(n) === 'abusive') this.cut(raw, c);
+      // An address's connections share the budget: one of them is cut off for what it sends itself past the line
+      // (a flooder's next packet, at once), not for a pong of a neighbour behind the same address.
+      if (bytes.arrived(n) !== 'abusive') return;
+      c.overBytes += n;
+      if (c.overBytes > OVER_ALLOWANCE_BYTES) this.cut(raw, c);
     });
   }
 

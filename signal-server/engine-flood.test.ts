@@ -80,6 +80,31 @@ describe('raw Engine.IO clients against the per-address bounds', () => {
     expect(sent).toBeLessThan(24 * MIB);
   });
 
+  it('an event announcing more binary attachments than one is refused by closing its connection', async () => {
+    const raw = await rawEngine('127.0.0.15');
+    raw.ws.send(`40${JSON.stringify({ protocol: PROTOCOL_VERSION, role: 'volunteer' })}`);
+    const t0 = Date.now();
+    while (!raw.texts.some((t) => t.startsWith('40')) && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    // Two attachments announced: before, up to ten were kept (each up to 1 MiB) until the last came.
+    raw.ws.send('452-["frame",{"to":"x","data":{"_placeholder":true,"num":0}}]');
+    raw.ws.send(new Uint8Array(1024));
+    await Promise.race([raw.closed, new Promise((r) => setTimeout(r, 5_000))]);
+    expect(raw.isOpen()).toBe(false);
+  });
+
+  it("a neighbour behind the flooder's address is not cut off for its pings and a small packet", async () => {
+    const neighbour = await rawEngine('127.0.0.14');
+    const flooder = await rawEngine('127.0.0.14');
+    await floodUntilClosed(flooder, noop(256 * 1024), 80 * MIB);
+    expect(flooder.isOpen()).toBe(false);
+    // The address is past its budget now; its other connection still says a little.
+    for (let i = 0; i < 5; i++) neighbour.ws.send('3');
+    neighbour.ws.send(noop(1024));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(neighbour.isOpen()).toBe(true);
+    neighbour.ws.terminate();
+  });
+
   it('connections that never join hold their places: the fifth is closed; a page from there is told why', async () => {
     const held: Raw[] = [];
     try {

@@ -42,6 +42,36 @@ describe('connectSwarm', () => {
     }
   });
 
+  it('is not connected again after the page closed it while refused', async () => {
+    const url = server().address().url;
+    // The place the last test's page held frees once the server sees it gone.
+    let holder = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' });
+    for (let i = 0; i < 50; i++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        holder.once('connect', () => resolve(true));
+        holder.once('connect_error', () => resolve(false));
+      });
+      if (ok) break;
+      holder.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+      holder = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' });
+    }
+    expect(holder.connected).toBe(true);
+    const page = connectSwarm('requester', url);
+    try {
+      await new Promise<void>((resolve) => page.once('connect_error', () => resolve()));
+      page.disconnect();
+      holder.disconnect();
+      // Past the first retry (1–2 s): still closed, as the page left it.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(page.connected).toBe(false);
+      expect(page.active).toBe(false);
+    } finally {
+      page.disconnect();
+      holder.disconnect();
+    }
+  });
+
   it('reads no refusal from an error without the server’s code and message', () => {
     expect(connectRefusal(new Error('websocket error'))).toBeNull();
     expect(connectRefusal(Object.assign(new Error('x'), { data: { code: 7, message: 'm' } }))).toBeNull();

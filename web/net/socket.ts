@@ -24,6 +24,7 @@ export function connectSwarm(role: Role, url: string = location.origin): SwarmSo
     reconnectionDelayMax: 10_000,
   });
   let refusals = 0;
+  let retry: ReturnType<typeof setTimeout> | null = null;
   socket.on('connect', () => {
     refusals = 0;
   });
@@ -32,9 +33,18 @@ export function connectSwarm(role: Role, url: string = location.origin): SwarmSo
     // A place frees when another tab from this address closes: ask again after 2, 4, … up to 60 s, with jitter.
     const delayMs = Math.min(60_000, 2_000 * 2 ** refusals) * (0.5 + Math.random() / 2);
     refusals += 1;
-    setTimeout(() => {
+    if (retry !== null) clearTimeout(retry);
+    retry = setTimeout(() => {
+      retry = null;
       if (!socket.connected && !socket.active) socket.connect();
     }, delayMs);
   });
+  // A page that closes its connection (a paused volunteer, a page going away) is not connected again behind its back.
+  const disconnect = socket.disconnect.bind(socket);
+  socket.disconnect = () => {
+    if (retry !== null) clearTimeout(retry);
+    retry = null;
+    return disconnect();
+  };
   return socket;
 }
