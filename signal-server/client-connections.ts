@@ -23,6 +23,7 @@ import type { EventBudgetOptions } from './coordinator/event-budget.js';
 import { ByteBudget, ByteBudgets } from './coordinator/event-budget.js';
 import { addressKey } from './coordinator/identity.js';
 import type { TrustedProxies } from './http/client-address.js';
+import { chunkBytes } from './measured-parser.js';
 import type { SwarmServer } from './socket-handlers.js';
 
 type SwarmSocket = Parameters<Parameters<SwarmServer['on']>[1]>[0];
@@ -64,13 +65,6 @@ export interface ClientConnectionsOptions {
   readonly cutOff: (c: ClientConnection, message: string) => void;
   /** A connection refused for its address's count (count it, log it). */
   readonly refusedOne: (address: string, message: string) => void;
-}
-
-/** An Engine.IO packet's payload in bytes. */
-function packetBytes(data: unknown): number {
-  if (typeof data === 'string') return Buffer.byteLength(data, 'utf8');
-  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
-  return 0;
 }
 
 function mib(bytes: number): string {
@@ -164,7 +158,7 @@ export class ClientConnections {
     let refusedBytes = 0;
     // Engine.IO hands each packet over before Socket.IO decodes it.
     raw.on('packet', (p: { readonly data?: unknown }) => {
-      const n = packetBytes(p.data);
+      const n = chunkBytes(p.data);
       if (refused !== null) {
         // Charged too (its address's budget does not refill while it floods), and closed past what joining takes.
         bytes.arrived(n);

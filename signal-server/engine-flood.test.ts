@@ -41,6 +41,14 @@ function rawEngine(address: string): Promise<Raw> {
   });
 }
 
+/** Joins the Socket.IO namespace over `raw` and waits for the server's answer (its first Socket.IO packet). */
+async function join(raw: Raw, role: 'volunteer' | 'requester' = 'volunteer'): Promise<string | undefined> {
+  raw.ws.send(`40${JSON.stringify({ protocol: PROTOCOL_VERSION, role })}`);
+  const t0 = Date.now();
+  while (!raw.texts.some((t) => t.startsWith('4')) && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+  return raw.texts.find((t) => t.startsWith('4'));
+}
+
 /** Sends `packet` until the server closes the connection or `most` bytes went; the bytes sent. */
 async function floodUntilClosed(raw: Raw, packet: string, most: number): Promise<number> {
   let sent = 0;
@@ -70,10 +78,7 @@ describe('raw Engine.IO clients against the per-address bounds', () => {
 
   it('one that joins the namespace, leaves it ("41") and stays is cut off the same', async () => {
     const raw = await rawEngine('127.0.0.12');
-    raw.ws.send(`40${JSON.stringify({ protocol: PROTOCOL_VERSION, role: 'volunteer' })}`);
-    const t0 = Date.now();
-    while (!raw.texts.some((t) => t.startsWith('40')) && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
-    expect(raw.texts.some((t) => t.startsWith('40'))).toBe(true);
+    expect(await join(raw)).toMatch(/^40\{/);
     raw.ws.send('41');
     const sent = await floodUntilClosed(raw, noop(256 * 1024), 80 * MIB);
     expect(raw.isOpen()).toBe(false);
@@ -82,9 +87,7 @@ describe('raw Engine.IO clients against the per-address bounds', () => {
 
   it('an event announcing more binary attachments than one is refused by closing its connection', async () => {
     const raw = await rawEngine('127.0.0.15');
-    raw.ws.send(`40${JSON.stringify({ protocol: PROTOCOL_VERSION, role: 'volunteer' })}`);
-    const t0 = Date.now();
-    while (!raw.texts.some((t) => t.startsWith('40')) && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    expect(await join(raw)).toMatch(/^40\{/);
     // Two attachments announced: before, up to ten were kept (each up to 1 MiB) until the last came.
     raw.ws.send('452-["frame",{"to":"x","data":{"_placeholder":true,"num":0}}]');
     raw.ws.send(new Uint8Array(1024));
@@ -131,10 +134,7 @@ describe('raw Engine.IO clients against the per-address bounds', () => {
       await new Promise((r) => setTimeout(r, 100));
       const next = await rawEngine('127.0.0.13');
       held.push(next);
-      next.ws.send(`40${JSON.stringify({ protocol: PROTOCOL_VERSION, role: 'requester' })}`);
-      const t1 = Date.now();
-      while (!next.texts.some((t) => t.startsWith('4')) && Date.now() - t1 < 5_000) await new Promise((r) => setTimeout(r, 10));
-      expect(next.texts.find((t) => t.startsWith('4'))).toMatch(/^40\{/);
+      expect(await join(next, 'requester')).toMatch(/^40\{/);
     } finally {
       for (const r of held) r.ws.terminate();
     }

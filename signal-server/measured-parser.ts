@@ -18,7 +18,8 @@ export const MAX_ATTACHMENTS = 1;
 /** The bytes each decoded event arrived as, by its arguments' array (what a Socket.IO middleware is handed). */
 export const eventBytes = new WeakMap<object, number>();
 
-function sizeOf(chunk: unknown): number {
+/** The bytes of one Engine.IO packet's payload: its UTF-8 text, or its binary data. */
+export function chunkBytes(chunk: unknown): number {
   if (typeof chunk === 'string') return Buffer.byteLength(chunk, 'utf8');
   if (chunk instanceof ArrayBuffer || ArrayBuffer.isView(chunk)) return chunk.byteLength;
   return 0;
@@ -37,7 +38,7 @@ class MeasuredDecoder extends Decoder {
   }
 
   override add(chunk: unknown): void {
-    this.bytes += sizeOf(chunk);
+    this.bytes += chunkBytes(chunk);
     super.add(chunk);
   }
 }
