@@ -11,7 +11,7 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
-import { strayLimit } from '../shared/swarm/replica-core.js';
+import { strayPositionLimit } from '../shared/swarm/replica-core.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
 import { CHURN_HOOKS, type ChurnCounts } from './hostile-churn-page.js';
 
@@ -146,7 +146,7 @@ async function underAttack(name: string, attack: () => Promise<ChurnCounts | und
     const h = await held(a.index);
     expect(h, `tab ${a.index} held`).not.toBeNull();
     expect(h?.assemblingBytes).toBeLessThanOrEqual(3 * 2 * MAX_FRAME_BYTES);
-    expect(h?.strayBytes).toBeLessThanOrEqual(strayLimit(3) * MAX_FRAME_BYTES); // r = 3
+    expect(h?.strayBytes).toBeLessThanOrEqual(strayPositionLimit(3, 512) * 160 * 4); // r = 3: strays of a session carry at most so many positions
     expect(h?.openVotes).toBeLessThanOrEqual(65);
   }
 }

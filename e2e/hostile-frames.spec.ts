@@ -8,7 +8,7 @@
 // 0; the reference runner's tokens are the oracle.
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
-import { strayLimit } from '../shared/swarm/replica-core.js';
+import { strayPositionLimit } from '../shared/swarm/replica-core.js';
 import { expectUnanimous, hostileSwarm, type Seen, seen as seenOf } from './hostile-status.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
@@ -258,7 +258,7 @@ describe('a hostile volunteer sends raw bytes on both data channels', () => {
     expect(peak.samples).toBeGreaterThan(0);
     expect(peak.assemblingBytes).toBeGreaterThan(0);
     expect(peak.assemblingBytes).toBeLessThanOrEqual(2 * 2 * MAX_FRAME_BYTES);
-    expect(peak.strayBytes).toBeLessThanOrEqual(strayLimit(2) * MAX_FRAME_BYTES); // r = 2
+    expect(peak.strayBytes).toBeLessThanOrEqual(strayPositionLimit(2, 512) * 160 * 4); // r = 2: strays of a session carry at most so many positions
     expect(peak.openVotes).toBeLessThanOrEqual(65);
     expect(status).toBe(200);
     expect(json.webswarm.tokens).toEqual(expected);

@@ -95,6 +95,22 @@ describe('raw Engine.IO clients against the per-address bounds', () => {
     expect(raw.isOpen()).toBe(false);
   });
 
+  it("a binary event's text over 4 KiB, its attachment never sent, closes its connection; a frame's own text passes", async () => {
+    const raw = await rawEngine('127.0.0.16');
+    expect(await join(raw)).toMatch(/^40\{/);
+    // What a page sends, a placeholder for the frame's bytes: kept until they come (here, not at all).
+    raw.ws.send(`451-${JSON.stringify(['frame', { to: 'v'.repeat(64), data: { _placeholder: true, num: 0 } }])}`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(raw.isOpen()).toBe(true);
+    // Before: the decoder held a text of up to 1 MiB (the largest message) until the attachment came.
+    const raw2 = await rawEngine('127.0.0.17');
+    expect(await join(raw2)).toMatch(/^40\{/);
+    raw2.ws.send(`451-${JSON.stringify(['frame', { to: 'x'.repeat(512 * 1024), data: { _placeholder: true, num: 0 } }])}`);
+    await Promise.race([raw2.closed, new Promise((r) => setTimeout(r, 5_000))]);
+    expect(raw2.isOpen()).toBe(false);
+    raw.ws.close();
+  });
+
   it("a neighbour behind the flooder's address is not cut off for its pings and a small packet", async () => {
     const neighbour = await rawEngine('127.0.0.14');
     const flooder = await rawEngine('127.0.0.14');

@@ -4,7 +4,6 @@
 // A real replica (ReplicaCore) of a real stage on onnxruntime, fed real frames
 // (encodeFrame, chunked and checksummed as on a data channel).
 import { describe, expect, it } from 'vitest';
-import { encodeFrame } from '../shared/protocol/frames.js';
 import { recordingReplica, sendHidden, tinyStagesForFile, until } from './testing/tiny-stages.js';
 
 const stages = tinyStagesForFile('webswarm-framepositions-');
@@ -19,9 +18,7 @@ function sendPositions(
   positions: number,
   hidden: number,
 ) {
-  const data = Float32Array.from({ length: positions * hidden }, (_, i) => Math.sin(i + step));
-  for (const m of encodeFrame({ sessionId, step, stage: 0, replica: PREV.indexOf(from), dims: [1, positions, hidden], data, era: 0 }))
-    core.frame(from, m);
+  sendHidden(core, from, { sessionId, step, replica: PREV.indexOf(from), era: 0, hidden, positions });
 }
 
 function open(core: ReturnType<typeof recordingReplica>['core'], sessionId: number): void {

@@ -8,12 +8,22 @@
  *   events carry one at most (a frame's bytes, a logits row), and the decoder
  *   keeps an event's attachments until the last arrives, so an event announcing
  *   ten held up to ten packets of 1 MiB each for as long as its connection
- *   lived (a red-team pass: 64 connections of one address held 546 MiB).
+ *   lived (a red-team pass: 64 connections of one address held 546 MiB);
+ * - a binary event's text (its name and arguments, the attachment a
+ *   placeholder) of at most MAX_BINARY_HEADER_BYTES: the decoder keeps it
+ *   until the attachment arrives, and before, one of up to 1 MiB (the largest
+ *   message) could wait for as long as its connection lived.
  */
 import { Decoder, Encoder, type Packet } from 'socket.io-parser';
 
 /** Binary attachments a client's event may have (FrameOut.data, StepLogits.logits: one each). */
 export const MAX_ATTACHMENTS = 1;
+
+/**
+ * The most bytes of a binary event's text (Socket.IO packet types 5 and 6): the protocol's are a few hundred (a peer's
+ * id and a placeholder; a step's ids and a placeholder). A longer one closes its connection, as any malformed packet.
+ */
+export const MAX_BINARY_HEADER_BYTES = 4096;
 
 /** The bytes each decoded event arrived as, by its arguments' array (what a Socket.IO middleware is handed). */
 export const eventBytes = new WeakMap<object, number>();
@@ -38,7 +48,10 @@ class MeasuredDecoder extends Decoder {
   }
 
   override add(chunk: unknown): void {
-    this.bytes += chunkBytes(chunk);
+    const bytes = chunkBytes(chunk);
+    if (typeof chunk === 'string' && (chunk[0] === '5' || chunk[0] === '6') && bytes > MAX_BINARY_HEADER_BYTES)
+      throw new Error(`a binary event's text of ${bytes} bytes (at most ${MAX_BINARY_HEADER_BYTES})`);
+    this.bytes += bytes;
     super.add(chunk);
   }
 }

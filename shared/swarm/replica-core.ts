@@ -66,6 +66,11 @@ interface SessionState {
   closed: boolean;
   /** The KV cache's length before each step, to roll back to. */
   readonly lengths: Map<number, number>;
+  /**
+   * Positions each step computed here carried: the same in every era and from every sender (a step's tokens are the
+   * prompt's, a chunk of it or one), so a stray of such a step must carry as many.
+   */
+  readonly sizes: Map<number, number>;
   /** Bumped by a roll-back: a compute that began before it is discarded. */
   epoch: number;
   /** Updates with resetFrom applied, reported with each digest. */
@@ -107,16 +112,21 @@ function eraAfter(a: number, b: number): boolean {
 }
 
 /**
- * The stray to drop when more than strayLimit wait. First one its own sender undid: a frame of a step at or after
- * one the same peer sent in a later era (a sender's frames of an era begin at its roll-back, so a later era's step k
- * undoes its earlier era's steps from k on; another peer's frames undo nothing). Then each sender the route names
- * keeps its first SENDER_STRAYS_KEPT strays of each newer era (its recomputed steps, which it sends once; two
- * roll-backs whose updates both come late are two such windows): no number of other peers can push them out.
- * Of the rest, the peer with the most waiting goes first (on a tie, one the route does not name as a sender, the
- * last to start waiting): its oldest of this replica's era (a replacement's replay, most of it steps already taken),
- * else its newest (a newer era's steps: the lowest are needed first).
+ * The stray to drop when more than strayLimit wait, or when they carry more than strayPositionLimit positions. First
+ * one its own sender undid: a frame of a step at or after one the same peer sent in a later era (a sender's frames of
+ * an era begin at its roll-back, so a later era's step k undoes its earlier era's steps from k on; another peer's
+ * frames undo nothing). Then each sender the route names keeps its first SENDER_STRAYS_KEPT strays of each newer era
+ * (its recomputed steps, which it sends once; two roll-backs whose updates both come late are two such windows): no
+ * number of other peers can push them out. Of the rest, the peer with the most waiting goes first (frames, or
+ * positions when `by` is 'positions': one large frame weighs more than a replacement's few small ones; on a tie, one
+ * the route does not name as a sender, the last to start waiting): its oldest of this replica's era (a replacement's
+ * replay, most of it steps already taken), else its newest (a newer era's steps: the lowest are needed first).
  */
-function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readonly { from: string; frame: ActivationFrame }[]): number {
+function strayToDrop(
+  s: { era: number; prev: readonly string[] },
+  strays: readonly { from: string; frame: ActivationFrame }[],
+  by: 'frames' | 'positions' = 'frames',
+): number {
   const undone = strays.findIndex(({ from, frame }) =>
     strays.some((y) => y.from === from && y.frame.step <= frame.step && eraAfter(frame.era ?? 0, y.frame.era ?? 0)),
   );
@@ -133,7 +143,7 @@ function strayToDrop(s: { era: number; prev: readonly string[] }, strays: readon
   // Only when the route's senders alone keep more than strayLimit (three or more roll-backs pending) may theirs go.
   const among = open.length > 0 ? open : all;
   const count = new Map<string, number>();
-  for (const { x } of among) count.set(x.from, (count.get(x.from) ?? 0) + 1);
+  for (const { x } of among) count.set(x.from, (count.get(x.from) ?? 0) + (by === 'frames' ? 1 : positionsOf(x.frame)));
   let busiest = '';
   let most = 0;
   // Map order is the order peers started waiting: a later one wins a tie, and an unnamed one wins over a named one.
@@ -172,6 +182,28 @@ const MAX_STRAYS = 16;
  */
 export function strayLimit(senders: number): number {
   return Math.max(MAX_STRAYS, senders * 2 * SENDER_STRAYS_KEPT);
+}
+
+/**
+ * Positions a session's strays may carry together, for a route of `senders` previous-stage replicas: the model's
+ * `maxPositions` for each of a majority of them (at least two). One sender's frames of one era are steps of one path,
+ * so they carry at most the model's positions: this leaves room for a majority's recomputed steps after a roll-back
+ * to the first step of a session as long as the model allows. Counting frames alone let 16–18 strays of the largest
+ * frame wait in each session (18 MiB each at SmolLM's hidden 576 and 8 192 positions: 340 MiB a session, 5.4 GB over
+ * a replica's 16 sessions); now twice the largest frame a session at r ≤ 3.
+ */
+export function strayPositionLimit(senders: number, maxPositions: number): number {
+  return Math.max(2, Math.floor(senders / 2) + 1) * maxPositions;
+}
+
+/** Why a previous stage's frame is not hidden states of this model ([1, positions, hidden]), or null. */
+function frameShapeError(f: ActivationFrame, hidden: number): string | null {
+  return f.dims.length !== 3 || f.dims[0] !== 1 || f.dims[2] !== hidden ? `ERR_FRAME_SHAPE [${f.dims.join(', ')}]` : null;
+}
+
+/** Positions an activation frame carries ([1, positions, hidden]). */
+function positionsOf(f: ActivationFrame): number {
+  return f.dims[1] ?? 0;
 }
 
 /**
@@ -234,6 +266,7 @@ export class ReplicaCore {
       running: false,
       closed: false,
       lengths: new Map(),
+      sizes: new Map(),
       epoch: 0,
       resets: 0,
       loop: m.loop ?? null,
@@ -362,6 +395,7 @@ export class ReplicaCore {
     for (const k of [...s.history.keys()]) if (k >= step) s.history.delete(k);
     for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
     for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
+    for (const k of [...s.sizes.keys()]) if (k > step) s.sizes.delete(k);
     s.nextStep = step;
     s.taken = step - 1;
     // Stage 0 computes the undone steps again on the coordinator's tokens, where it has them already.
@@ -484,11 +518,22 @@ export class ReplicaCore {
       // recomputed step's frame the update that rolls this replica back: keep a
       // few frames of the previous stage until the update comes, then look again.
       if (f.stage === this.stage - 1) {
+        // Its shape now, not when an update places it; and a step computed here carries what it carried.
+        const known = s.sizes.get(f.step);
+        const shape = frameShapeError(f, this.manifest.model.hiddenSize);
+        if (shape !== null || (known !== undefined && positionsOf(f) !== known)) {
+          this.out.rejected(shape ?? `ERR_FRAME_SHAPE [${f.dims.join(', ')}]: step ${f.step} carried ${known} positions`);
+          return;
+        }
         s.strays.push({ from, frame: f });
-        // When too many wait, one goes (strayToDrop): a stranger cannot fill the memory, nor any number of
-        // flooders push out the route's senders' recomputed steps (sent once, never again).
-        if (s.strays.length > strayLimit(s.prev.length)) {
-          const [dropped] = s.strays.splice(strayToDrop(s, s.strays), 1);
+        // When too many wait, or they carry too many positions, one goes (strayToDrop) until they fit: a stranger
+        // cannot fill the memory, nor any number of flooders push out the route's senders' recomputed steps (sent
+        // once, never again).
+        const limit = strayPositionLimit(s.prev.length, this.manifest.model.maxPositions);
+        for (;;) {
+          const frames = s.strays.length > strayLimit(s.prev.length);
+          if (!frames && s.strays.reduce((n, x) => n + positionsOf(x.frame), 0) <= limit) break;
+          const [dropped] = s.strays.splice(strayToDrop(s, s.strays, frames ? 'frames' : 'positions'), 1);
           if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
             this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
         }
@@ -699,8 +744,9 @@ export class ReplicaCore {
       return;
     }
     const hidden = this.manifest.model.hiddenSize;
-    if (f.dims.length !== 3 || f.dims[0] !== 1 || f.dims[2] !== hidden) {
-      this.out.rejected(`ERR_FRAME_SHAPE [${f.dims.join(', ')}]`);
+    const shape = frameShapeError(f, hidden);
+    if (shape !== null) {
+      this.out.rejected(shape);
       return;
     }
     // What the session has left: no sender's frames for the steps to come may carry more positions than the model
@@ -796,6 +842,7 @@ export class ReplicaCore {
           }
         this.forgetVote(s, step);
         s.lengths.set(step, s.positions);
+        s.sizes.set(step, input.dims[1] as number);
         s.taken = step;
         s.fan.deadline.taken(performance.now());
         await this.compute(s, step, input, received, epoch);

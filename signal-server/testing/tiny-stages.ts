@@ -63,21 +63,32 @@ export function recordingReplica(s: TinyStages, stage: number): { core: ReplicaC
 }
 
 /**
- * Delivers to `core`, from peer `from`, stage `stage`'s output of one position for `step` (its data a function of
- * the step and `salt`: the same for every honest sender, another salt a liar's), as replica `replica` in `era`.
+ * Delivers to `core`, from peer `from`, stage `stage`'s output of `positions` positions (default one) for `step` (its
+ * data a function of the step and `salt`: the same for every honest sender, another salt a liar's), as replica
+ * `replica` in `era`.
  */
 export function sendHidden(
   core: ReplicaCore,
   from: string,
-  f: { sessionId: number; step: number; replica: number; era: number; hidden: number; stage?: number; salt?: number },
+  f: {
+    sessionId: number;
+    step: number;
+    replica: number;
+    era: number;
+    hidden: number;
+    stage?: number;
+    salt?: number;
+    positions?: number;
+  },
 ): void {
+  const positions = f.positions ?? 1;
   const frame: ActivationFrame = {
     sessionId: f.sessionId,
     step: f.step,
     stage: f.stage ?? 0,
     replica: f.replica,
-    dims: [1, 1, f.hidden],
-    data: Float32Array.from({ length: f.hidden }, (_, i) => Math.sin(i + f.step + (f.salt ?? 0))),
+    dims: [1, positions, f.hidden],
+    data: Float32Array.from({ length: positions * f.hidden }, (_, i) => Math.sin(i + f.step + (f.salt ?? 0))),
     era: f.era,
   };
   for (const m of encodeFrame(frame)) core.frame(from, m);
