@@ -41,6 +41,7 @@ export class SwarmMetrics implements SwarmObserver {
   readonly socketEventsDropped: Counter;
   readonly socketsRateLimited: Counter;
   readonly socketsRefused: Counter;
+  readonly httpSendTimeouts: Counter;
   private readonly hellosRefused: Counter<'code'>;
   private readonly fullRefusals: Counter<'judged'>;
   private readonly noShows: Counter<'why'>;
@@ -87,6 +88,11 @@ export class SwarmMetrics implements SwarmObserver {
     this.socketsRefused = new Counter({
       name: 'webswarm_sockets_refused_total',
       help: 'Socket.IO connections refused with ERR_RATE_LIMITED because their address held MAX_SOCKETS_PER_ADDRESS already or was past its byte budget',
+      registers,
+    });
+    this.httpSendTimeouts = new Counter({
+      name: 'webswarm_http_send_timeouts_total',
+      help: 'HTTP connections closed because their client read none of a response for the send timeout (60 s)',
       registers,
     });
     this.hellosRefused = new Counter({

@@ -27,6 +27,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { eventBytes, measuredParser } from './measured-parser.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
+import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
 import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
@@ -46,8 +47,11 @@ export interface ServedStages {
   readonly weightsUrl?: string;
 }
 
-/** Headers within 10 s, a whole request within 30 s (an API body has its own 10 s, bodyTimeoutMs). */
-export const DEFAULT_HTTP_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000 } as const;
+/**
+ * Headers within 10 s, a whole request within 30 s (an API body has its own 10 s, bodyTimeoutMs); a response's bytes
+ * taken by its client within 60 s of the last it took (send-timeout.ts).
+ */
+export const DEFAULT_HTTP_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000, sendMs: DEFAULT_SEND_TIMEOUT_MS } as const;
 
 export interface SignalServerOptions {
   /** 0 = any free port (tests). */
@@ -81,7 +85,7 @@ export interface SignalServerOptions {
    * and the connection closed): a client trickling headers a byte a second held a connection 63 s before, and one
    * trickling a body 300 s, so a few hundred of them held every file descriptor.
    */
-  readonly httpTimeouts?: { readonly headersMs: number; readonly requestMs: number };
+  readonly httpTimeouts?: { readonly headersMs: number; readonly requestMs: number; readonly sendMs?: number };
   /** Structured logs (pino); silent by default. */
   readonly logger?: Logger;
   /** Fraction of a replica's sessions after which it is spot-checked with a challenge step (default 0.1). */
@@ -233,6 +237,13 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
   );
+  // A client that stops reading its response is closed after sendMs, not held for as long as it keeps the connection.
+  watchSendTimeout(server, timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS, (socket) => {
+    metrics.httpSendTimeouts.inc();
+    log(
+      `closed a connection from ${socket.remoteAddress ?? 'an unknown address'}: its client read none of its response for ${(timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS) / 1000} s`,
+    );
+  });
   // WebSocket only (every page connects so): no long-polling requests to bound besides.
   // measuredParser: each event's size, and at most one binary attachment an event (measured-parser.ts).
   const io: SwarmServer = new Server(server, {

@@ -1,6 +1,7 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, relative, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -70,6 +71,14 @@ export function safeJoin(root: string, urlPath: string): string | null {
   return full === base || full.startsWith(base + sep) ? full : null;
 }
 
+/**
+ * Streams a file (or a range of it) into `res`. With pipeline, not pipe: a response closed before its end (its client
+ * gone, or closed by the send timeout, send-timeout.ts) closes the file; pipe left it open and paused.
+ */
+function streamFile(res: ServerResponse, path: string, range?: { start: number; end: number }): void {
+  pipeline(createReadStream(path, range), res, () => {});
+}
+
 /** Streams a file with its content type, or returns false when there is no such file. */
 export function sendFile(res: ServerResponse, path: string, cacheControl: string, headers: Record<string, string> = {}): boolean {
   if (!existsSync(path)) return false;
@@ -82,7 +91,7 @@ export function sendFile(res: ServerResponse, path: string, cacheControl: string
     'cache-control': cacheControl,
     ...headers,
   });
-  createReadStream(path).pipe(res);
+  streamFile(res, path);
   return true;
 }
 
@@ -179,7 +188,7 @@ export function sendFileRanged(
   if (range === null) {
     res.writeHead(200, { ...base, 'content-length': String(st.size) });
     if (req.method === 'HEAD') res.end();
-    else createReadStream(path).pipe(res);
+    else streamFile(res, path);
     return true;
   }
   res.writeHead(206, {
@@ -188,6 +197,6 @@ export function sendFileRanged(
     'content-length': String(range.end - range.start + 1),
   });
   if (req.method === 'HEAD') res.end();
-  else createReadStream(path, { start: range.start, end: range.end }).pipe(res);
+  else streamFile(res, path, { start: range.start, end: range.end });
   return true;
 }

@@ -1,0 +1,53 @@
+/**
+ * A send timeout for HTTP responses, as a web server's (nginx's `send_timeout`): a connection with bytes waiting to go
+ * out, none of which the client took for `sendMs`, is closed. Without it a client that asked for a response and read
+ * none of it held the response's bytes in the server's memory, and with an API request its concurrency slots, for as
+ * long as it kept the connection open: Node has no timeout on a response being written. Closing it ends the request
+ * as if the client had gone (an API generation is cancelled, its slots freed: completions.ts).
+ *
+ * Measured on the socket: what the kernel took (`bytesWritten` less what Node still holds) must grow while Node
+ * holds any. Only once the kernel's own buffers are full does Node hold bytes, so a client reading at any pace is
+ * never closed; one that reads nothing is closed `sendMs` after those buffers filled. Connections upgraded to a
+ * WebSocket (Socket.IO's) leave the watch: Engine.IO's pings time those out.
+ */
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** Seconds a response may wait for its client to read any of it (nginx's default). */
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
+
+interface Watched {
+  /** Bytes the kernel had taken at the last progress. */
+  sent: number;
+  /** When the kernel last took bytes, or Node held none. */
+  at: number;
+}
+
+/** Watches `server`'s connections until it closes; `onClose` hears of each connection it closes. */
+export function watchSendTimeout(server: Server, sendMs: number, onClose: (socket: Socket) => void = () => {}): void {
+  if (!(Number.isFinite(sendMs) && sendMs > 0)) throw new RangeError(`sendMs must be a positive number of ms, got ${sendMs}`);
+  const watched = new Map<Socket, Watched>();
+  server.on('connection', (socket: Socket) => {
+    watched.set(socket, { sent: 0, at: performance.now() });
+    socket.once('close', () => watched.delete(socket));
+  });
+  server.on('upgrade', (_req, socket: Socket) => watched.delete(socket));
+  const check = () => {
+    const now = performance.now();
+    for (const [socket, w] of watched) {
+      const held = socket.writableLength;
+      const sent = socket.bytesWritten - held;
+      if (held === 0 || sent > w.sent) {
+        w.sent = sent;
+        w.at = now;
+      } else if (now - w.at >= sendMs) {
+        watched.delete(socket);
+        socket.destroy();
+        onClose(socket);
+      }
+    }
+  };
+  const timer = setInterval(check, Math.min(1_000, Math.max(10, sendMs / 4)));
+  timer.unref();
+  server.once('close', () => clearInterval(timer));
+}
