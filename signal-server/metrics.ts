@@ -42,6 +42,7 @@ export class SwarmMetrics implements SwarmObserver {
   readonly socketsRateLimited: Counter;
   readonly socketsRefused: Counter;
   readonly httpSendTimeouts: Counter;
+  readonly tcpConnectionsRefused: Counter;
   private readonly hellosRefused: Counter<'code'>;
   private readonly fullRefusals: Counter<'judged'>;
   private readonly noShows: Counter<'why'>;
@@ -93,6 +94,11 @@ export class SwarmMetrics implements SwarmObserver {
     this.httpSendTimeouts = new Counter({
       name: 'webswarm_http_send_timeouts_total',
       help: 'HTTP connections closed because their client read none of a response for the send timeout (60 s)',
+      registers,
+    });
+    this.tcpConnectionsRefused = new Counter({
+      name: 'webswarm_tcp_connections_refused_total',
+      help: 'TCP connections closed as they opened because their address held twice MAX_SOCKETS_PER_ADDRESS already',
       registers,
     });
     this.hellosRefused = new Counter({

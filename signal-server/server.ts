@@ -31,6 +31,7 @@ import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
 import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
+import { limitConnections } from './tcp-connections.js';
 
 export type { ModelListing } from './http/routes.js';
 
@@ -253,6 +254,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     parser: measuredParser,
   });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
+  // TCP connections per address: its Socket.IO connections and as many again of HTTP (tcp-connections.ts).
+  const tcpHeld = new AddressSockets(2 * held.max, opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES);
+  limitConnections(server, tcpHeld, proxies, (address) => {
+    metrics.tcpConnectionsRefused.inc();
+    refusals.line(address, `closed a connection from ${address} as it opened: the address holds ${tcpHeld.max} already`);
+  });
   // Connections per address and bytes per address, counted as each connection opens and each packet arrives.
   const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;
   const connections = new ClientConnections({

@@ -1,0 +1,77 @@
+// Raw TCP connections that send nothing, against a real server on port 0: an address may hold twice
+// MAX_SOCKETS_PER_ADDRESS connections of any kind (here 2 × 4), one more is closed as it opens. Before, plain
+// connections were bounded only by the HTTP timeouts (each closed after 10 s without headers), so one address held
+// as many as it opened meanwhile. Each client comes from its own loopback address (127.0.0.x, not one of
+// LOCAL_ADDRESSES); a trusted proxy's connections are not counted.
+import { connect, type Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { scrapeMetrics } from '../testing/metrics-scrape.js';
+import { serverLog } from './testing/server-log.js';
+import { tinyServerForFile } from './testing/tiny-stages.js';
+
+const log = serverLog();
+const server = tinyServerForFile('webswarm-tcp-conns-', { logger: log.logger, maxSocketsPerAddress: 4 });
+const behindProxy = tinyServerForFile('webswarm-tcp-proxy-', { maxSocketsPerAddress: 4, trustedProxies: ['127.0.0.33'] });
+
+interface Raw {
+  readonly socket: Socket;
+  isOpen(): boolean;
+}
+
+/** A TCP connection to `url` from `address`, once connected; it sends nothing. */
+function open(url: string, address: string): Promise<Raw> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: Number(port), host: '127.0.0.1', localAddress: address });
+    let closed = false;
+    socket.once('close', () => (closed = true));
+    socket.once('error', () => {});
+    socket.once('connect', () => resolve({ socket, isOpen: () => !closed }));
+    socket.once('error', reject);
+  });
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 400));
+const refused = async (url: string) =>
+  (await scrapeMetrics(url, ['webswarm_tcp_connections_refused_total'])).webswarm_tcp_connections_refused_total;
+
+describe('TCP connections per address', () => {
+  it('the ninth from one address is closed as it opens; another address, and one after a place frees, are not', async () => {
+    const url = server().address().url;
+    const before = await refused(url);
+    const held = await Promise.all(Array.from({ length: 8 }, () => open(url, '127.0.0.31')));
+    const ninth = await open(url, '127.0.0.31');
+    const other = await open(url, '127.0.0.32');
+    await settle();
+    expect(held.map((c) => c.isOpen())).toEqual(Array(8).fill(true));
+    expect(ninth.isOpen()).toBe(false);
+    expect(other.isOpen()).toBe(true);
+    expect(await refused(url)).toBe(before + 1);
+    expect(log.lines.some((l) => l.includes('closed a connection from 127.0.0.31 as it opened: the address holds 8 already'))).toBe(true);
+    // A place given back when a connection closes.
+    held[0]?.socket.destroy();
+    await settle();
+    const again = await open(url, '127.0.0.31');
+    await settle();
+    expect(again.isOpen()).toBe(true);
+    // Pages from there still reach the server over HTTP once connections close: not locked out.
+    for (const c of [...held, again, other]) c.socket.destroy();
+    await settle();
+    const page = await open(url, '127.0.0.31');
+    page.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const text = await new Promise<string>((r) => {
+      let got = '';
+      page.socket.on('data', (b: Buffer) => (got += b.toString()));
+      page.socket.once('close', () => r(got));
+    });
+    expect(text).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it('a trusted proxy’s connections are not counted: every client behind it arrives from its address', async () => {
+    const url = behindProxy().address().url;
+    const many = await Promise.all(Array.from({ length: 12 }, () => open(url, '127.0.0.33')));
+    await settle();
+    expect(many.every((c) => c.isOpen())).toBe(true);
+    for (const c of many) c.socket.destroy();
+  });
+});
