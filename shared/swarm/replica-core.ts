@@ -66,11 +66,6 @@ interface SessionState {
   closed: boolean;
   /** The KV cache's length before each step, to roll back to. */
   readonly lengths: Map<number, number>;
-  /**
-   * Positions each step computed here carried: the same in every era and from every sender (a step's tokens are the
-   * prompt's, a chunk of it or one), so a stray of such a step must carry as many.
-   */
-  readonly sizes: Map<number, number>;
   /** Bumped by a roll-back: a compute that began before it is discarded. */
   epoch: number;
   /** Updates with resetFrom applied, reported with each digest. */
@@ -120,7 +115,8 @@ function eraAfter(a: number, b: number): boolean {
  * number of other peers can push them out. Of the rest, the peer with the most waiting goes first (frames, or
  * positions when `by` is 'positions': one large frame weighs more than a replacement's few small ones; on a tie, one
  * the route does not name as a sender, the last to start waiting): its oldest of this replica's era (a replacement's
- * replay, most of it steps already taken), else its newest (a newer era's steps: the lowest are needed first).
+ * replay, most of it steps already taken), else its newest (a newer era's steps: the lowest are needed first); by
+ * positions, of its largest frames.
  */
 function strayToDrop(
   s: { era: number; prev: readonly string[] },
@@ -149,7 +145,13 @@ function strayToDrop(
   // Map order is the order peers started waiting: a later one wins a tie, and an unnamed one wins over a named one.
   const rank = (from: string, n: number) => n * 2 + (s.prev.includes(from) ? 0 : 1);
   for (const [from, n] of count) if (rank(from, n) >= rank(busiest, most) || busiest === '') [busiest, most] = [from, n];
-  const mine = among.filter(({ x }) => x.from === busiest);
+  let mine = among.filter(({ x }) => x.from === busiest);
+  if (by === 'positions') {
+    // Its largest: a small frame would free almost nothing, and a sender's recomputed steps after its prompt would go
+    // one by one while every sender's copy of the prompt stayed (a red-team pass: steps with one copy left, no majority).
+    const largest = Math.max(...mine.map(({ x }) => positionsOf(x.frame)));
+    mine = mine.filter(({ x }) => positionsOf(x.frame) === largest);
+  }
   const same = mine.find(({ x }) => eraOf(s, x.frame) === 'same');
   return (same ?? mine.at(-1))?.i ?? 0;
 }
@@ -186,14 +188,15 @@ export function strayLimit(senders: number): number {
 
 /**
  * Positions a session's strays may carry together, for a route of `senders` previous-stage replicas: the model's
- * `maxPositions` for each of a majority of them (at least two). One sender's frames of one era are steps of one path,
- * so they carry at most the model's positions: this leaves room for a majority's recomputed steps after a roll-back
- * to the first step of a session as long as the model allows. Counting frames alone let 16–18 strays of the largest
- * frame wait in each session (18 MiB each at SmolLM's hidden 576 and 8 192 positions: 340 MiB a session, 5.4 GB over
- * a replica's 16 sessions); now twice the largest frame a session at r ≤ 3.
+ * `maxPositions` for each of a majority of them (at least two), and one for each stray the count allows. One sender's
+ * frames of one era are steps of one path, so they carry at most the model's positions: this leaves room for a
+ * majority's recomputed steps after a roll-back to the first step of a session as long as the model allows, its
+ * prompt's copies from the others dropped first (strayToDrop). Counting frames alone let 16–30 strays of the largest
+ * frame wait in each session (18 MiB each at SmolLM's hidden 576 and 8 192 positions: 340 MiB a session at r = 3,
+ * 5.4 GB over a replica's 16 sessions); now about twice the largest frame a session at r ≤ 3.
  */
 export function strayPositionLimit(senders: number, maxPositions: number): number {
-  return Math.max(2, Math.floor(senders / 2) + 1) * maxPositions;
+  return Math.max(2, Math.floor(senders / 2) + 1) * maxPositions + strayLimit(senders);
 }
 
 /** Why a previous stage's frame is not hidden states of this model ([1, positions, hidden]), or null. */
@@ -266,7 +269,6 @@ export class ReplicaCore {
       running: false,
       closed: false,
       lengths: new Map(),
-      sizes: new Map(),
       epoch: 0,
       resets: 0,
       loop: m.loop ?? null,
@@ -318,6 +320,7 @@ export class ReplicaCore {
       if (era === 'same' && s.prev[x.frame.replica] === x.from && x.frame.step > s.taken) this.accept(s, x.from, x.frame);
       else if (era === 'newer' || x.frame.step >= s.nextStep || s.prev[x.frame.replica] !== x.from) s.strays.push(x);
     }
+    this.trimStrays(s);
     for (const to of m.resendTo) {
       if (!s.next.includes(to)) continue;
       for (const [step, out] of [...s.history].sort((a, b) => a[0] - b[0])) {
@@ -395,7 +398,6 @@ export class ReplicaCore {
     for (const k of [...s.history.keys()]) if (k >= step) s.history.delete(k);
     for (const k of [...s.ready.keys()]) if (k >= step) s.ready.delete(k);
     for (const k of [...s.lengths.keys()]) if (k > step) s.lengths.delete(k);
-    for (const k of [...s.sizes.keys()]) if (k > step) s.sizes.delete(k);
     s.nextStep = step;
     s.taken = step - 1;
     // Stage 0 computes the undone steps again on the coordinator's tokens, where it has them already.
@@ -518,29 +520,34 @@ export class ReplicaCore {
       // recomputed step's frame the update that rolls this replica back: keep a
       // few frames of the previous stage until the update comes, then look again.
       if (f.stage === this.stage - 1) {
-        // Its shape now, not when an update places it; and a step computed here carries what it carried.
-        const known = s.sizes.get(f.step);
+        // Its shape now, not when an update places it.
         const shape = frameShapeError(f, this.manifest.model.hiddenSize);
-        if (shape !== null || (known !== undefined && positionsOf(f) !== known)) {
-          this.out.rejected(shape ?? `ERR_FRAME_SHAPE [${f.dims.join(', ')}]: step ${f.step} carried ${known} positions`);
+        if (shape !== null) {
+          this.out.rejected(shape);
           return;
         }
         s.strays.push({ from, frame: f });
-        // When too many wait, or they carry too many positions, one goes (strayToDrop) until they fit: a stranger
-        // cannot fill the memory, nor any number of flooders push out the route's senders' recomputed steps (sent
-        // once, never again).
-        const limit = strayPositionLimit(s.prev.length, this.manifest.model.maxPositions);
-        for (;;) {
-          const frames = s.strays.length > strayLimit(s.prev.length);
-          if (!frames && s.strays.reduce((n, x) => n + positionsOf(x.frame), 0) <= limit) break;
-          const [dropped] = s.strays.splice(strayToDrop(s, s.strays, frames ? 'frames' : 'positions'), 1);
-          if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
-            this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
-        }
+        this.trimStrays(s);
       } else this.out.rejected(`ERR_NOT_LINKED stage ${f.stage} replica ${f.replica}`);
       return;
     }
     this.accept(s, from, f);
+  }
+
+  /**
+   * When too many strays wait, or they carry too many positions, one goes (strayToDrop) until they fit: a stranger
+   * cannot fill the memory, nor any number of flooders push out the route's senders' recomputed steps (sent once,
+   * never again). Also after an update, whose route may have fewer senders.
+   */
+  private trimStrays(s: SessionState): void {
+    const limit = strayPositionLimit(s.prev.length, this.manifest.model.maxPositions);
+    for (;;) {
+      const frames = s.strays.length > strayLimit(s.prev.length);
+      if (!frames && s.strays.reduce((n, x) => n + positionsOf(x.frame), 0) <= limit) return;
+      const [dropped] = s.strays.splice(strayToDrop(s, s.strays, frames ? 'frames' : 'positions'), 1);
+      if (dropped !== undefined && !this.late(s, dropped.from, dropped.frame))
+        this.out.rejected(`ERR_NOT_LINKED stage ${dropped.frame.stage} replica ${dropped.frame.replica}`);
+    }
   }
 
   /** A late copy (see SessionState.taken): from the route's sender it claims to be, in this era, of a step already taken. */
@@ -842,7 +849,6 @@ export class ReplicaCore {
           }
         this.forgetVote(s, step);
         s.lengths.set(step, s.positions);
-        s.sizes.set(step, input.dims[1] as number);
         s.taken = step;
         s.fan.deadline.taken(performance.now());
         await this.compute(s, step, input, received, epoch);
