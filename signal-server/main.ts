@@ -155,7 +155,7 @@ export const SETTINGS = {
     env: 'MAX_SOCKETS_PER_ADDRESS',
     flag: 'max-sockets-per-address',
     fallback: String(DEFAULT_MAX_SOCKETS_PER_ADDRESS),
-    help: 'Socket.IO connections (tabs) one client address may hold at once (TCP connections: twice this), not counting LOCAL_ADDRESSES; 0 = no limit',
+    help: 'Socket.IO connections (tabs) one client address may hold at once (plain HTTP connections: twice this), not counting LOCAL_ADDRESSES; 0 = no limit',
   },
   localAddresses: {
     env: 'LOCAL_ADDRESSES',

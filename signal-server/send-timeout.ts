@@ -1,14 +1,15 @@
 /**
- * A send timeout for HTTP responses, as a web server's (nginx's `send_timeout`): a connection with bytes waiting to go
- * out, none of which the client took for `sendMs`, is closed. Without it a client that asked for a response and read
- * none of it held the response's bytes in the server's memory, and with an API request its concurrency slots, for as
- * long as it kept the connection open: Node has no timeout on a response being written. Closing it ends the request
- * as if the client had gone (an API generation is cancelled, its slots freed: completions.ts).
+ * A send timeout, as a web server's (nginx's `send_timeout`): a connection with bytes waiting to go out, none of which
+ * the kernel took for `sendMs`, is closed. Without it a client that asked for a response and read none of it held the
+ * response's bytes in the server's memory, and with an API request its concurrency slots, for as long as it kept the
+ * connection open: Node has no timeout on a response being written. Closing it ends the request as if the client had
+ * gone (an API generation is cancelled, its slots freed: completions.ts, pipelined-requests.ts).
  *
  * Measured on the socket: what the kernel took (`bytesWritten` less what Node still holds) must grow while Node
- * holds any. Only once the kernel's own buffers are full does Node hold bytes, so a client reading at any pace is
- * never closed; one that reads nothing is closed `sendMs` after those buffers filled. Connections upgraded to a
- * WebSocket (Socket.IO's) leave the watch: Engine.IO's pings time those out.
+ * holds any. Node holds bytes only once the kernel's buffers are full, and the kernel takes more only as a part of
+ * them frees (up to a third of the send buffer at a time), so a client reading steadily but very slowly (under about
+ * 20 KB/s on large buffers) can be closed, as with nginx. WebSockets too: one that reads nothing answers Engine.IO's
+ * pings without reading, and what the server sends it (feeds, relayed frames) would pile up.
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -31,7 +32,6 @@ export function watchSendTimeout(server: Server, sendMs: number, onClose: (socke
     watched.set(socket, { sent: 0, at: performance.now() });
     socket.once('close', () => watched.delete(socket));
   });
-  server.on('upgrade', (_req, socket: Socket) => watched.delete(socket));
   const check = () => {
     const now = performance.now();
     for (const [socket, w] of watched) {

@@ -16,7 +16,7 @@ import { Coordinator } from './coordinator/coordinator.js';
 import type { Fanout } from './coordinator/coordinator-types.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_BYTE_BUDGET, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
-import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
+import { addressKey, DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
@@ -27,6 +27,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { eventBytes, measuredParser } from './measured-parser.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
+import { boundPipelining, MAX_PIPELINED } from './pipelined-requests.js';
 import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
 import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
@@ -236,13 +237,22 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       // Node checks both every 30 s by default, which let a slow client keep its connection that much longer.
       connectionsCheckingInterval: Math.min(1_000, timeouts.headersMs),
     },
-    (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
+    // At most MAX_PIPELINED requests in flight a connection; a closed one's queued responses told (pipelined-requests.ts).
+    boundPipelining(
+      (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
+      (socket) => {
+        const address = socket.remoteAddress ?? 'unknown';
+        refusals.line(addressKey(address), `closed a connection from ${address}: over ${MAX_PIPELINED} requests in flight on it`);
+      },
+    ),
   );
-  // A client that stops reading its response is closed after sendMs, not held for as long as it keeps the connection.
+  // A client that stops reading is closed after sendMs, not held for as long as it keeps the connection.
   watchSendTimeout(server, timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS, (socket) => {
     metrics.httpSendTimeouts.inc();
-    log(
-      `closed a connection from ${socket.remoteAddress ?? 'an unknown address'}: its client read none of its response for ${(timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS) / 1000} s`,
+    const address = socket.remoteAddress ?? 'unknown';
+    refusals.line(
+      addressKey(address),
+      `closed a connection from ${address}: its client took none of what it was sent for ${(timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS) / 1000} s`,
     );
   });
   // WebSocket only (every page connects so): no long-polling requests to bound besides.
@@ -254,11 +264,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     parser: measuredParser,
   });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
-  // TCP connections per address: its Socket.IO connections and as many again of HTTP (tcp-connections.ts).
+  // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
   const tcpHeld = new AddressSockets(2 * held.max, opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES);
   limitConnections(server, tcpHeld, proxies, (address) => {
     metrics.tcpConnectionsRefused.inc();
-    refusals.line(address, `closed a connection from ${address} as it opened: the address holds ${tcpHeld.max} already`);
+    refusals.line(addressKey(address), `closed a connection from ${address} as it opened: the address holds ${tcpHeld.max} already`);
   });
   // Connections per address and bytes per address, counted as each connection opens and each packet arrives.
   const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;

@@ -5,6 +5,7 @@
 // LOCAL_ADDRESSES); a trusted proxy's connections are not counted.
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { scrapeMetrics } from '../testing/metrics-scrape.js';
 import { serverLog } from './testing/server-log.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
@@ -65,6 +66,31 @@ describe('TCP connections per address', () => {
       page.socket.once('close', () => r(got));
     });
     expect(text).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it('a connection upgraded to a WebSocket gives its place back: 4 Socket.IO connections and 8 plain ones stay open', async () => {
+    const url = server().address().url;
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(`${url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`, { localAddress: '127.0.0.34' });
+            ws.once('message', () => resolve(ws)); // Engine.IO's open packet
+            ws.once('error', reject);
+          }),
+      ),
+    );
+    const plain = await Promise.all(Array.from({ length: 8 }, () => open(url, '127.0.0.34')));
+    await settle();
+    expect(sockets.every((ws) => ws.readyState === WebSocket.OPEN)).toBe(true);
+    expect(plain.every((c) => c.isOpen())).toBe(true);
+    // The ninth plain one is over.
+    const ninth = await open(url, '127.0.0.34');
+    await settle();
+    expect(ninth.isOpen()).toBe(false);
+    for (const ws of sockets) ws.close();
+    for (const c of plain) c.socket.destroy();
   });
 
   it('a trusted proxy’s connections are not counted: every client behind it arrives from its address', async () => {

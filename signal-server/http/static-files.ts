@@ -72,11 +72,17 @@ export function safeJoin(root: string, urlPath: string): string | null {
 }
 
 /**
- * Streams a file (or a range of it) into `res`. With pipeline, not pipe: a response closed before its end (its client
- * gone, or closed by the send timeout, send-timeout.ts) closes the file; pipe left it open and paused.
+ * Streams a file (or a range of it) into `res`, opened once the response is the one its connection writes (a
+ * pipelined request's waits its turn, and one never written opens nothing). With pipeline, not pipe: a response
+ * closed before its end (its client gone, or closed by the send timeout, send-timeout.ts) closes the file; pipe left
+ * it open and paused.
  */
 function streamFile(res: ServerResponse, path: string, range?: { start: number; end: number }): void {
-  pipeline(createReadStream(path, range), res, () => {});
+  const start = () => {
+    if (!res.destroyed) pipeline(createReadStream(path, range), res, () => {});
+  };
+  if (res.socket !== null) start();
+  else res.once('socket', start);
 }
 
 /** Streams a file with its content type, or returns false when there is no such file. */
