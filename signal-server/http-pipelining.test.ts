@@ -4,12 +4,14 @@
 // two connections, for good; API requests queued behind a stalled response kept their concurrency slots for good, and
 // their address was answered 429 from then on. Now a connection may have 8 requests in flight (one more closes it),
 // a file is opened only when its response is the one being written, and a closed connection's queued responses close.
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { scrapeMetrics } from '../testing/metrics-scrape.js';
 import { MAX_PIPELINED } from './pipelined-requests.js';
+import { openFiles, rawTcp } from './testing/raw-tcp.js';
+import { serverLog } from './testing/server-log.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
 
 const SEND_MS = 1_000;
@@ -18,43 +20,22 @@ mkdirSync(join(webRoot, 'assets'));
 writeFileSync(join(webRoot, 'assets', 'big.bin'), Buffer.alloc(32 * 1024 * 1024, 7));
 writeFileSync(join(webRoot, 'assets', 'small.bin'), Buffer.alloc(256 * 1024, 3));
 afterAll(() => rmSync(webRoot, { recursive: true, force: true }));
+const log = serverLog();
 const server = tinyServerForFile('webswarm-pipelining-', {
+  logger: log.logger,
   webRoot,
   httpTimeouts: { headersMs: 5_000, requestMs: 10_000, sendMs: SEND_MS },
 });
 
+const pipeliningRefused = async () =>
+  (await scrapeMetrics(server().address().url, ['webswarm_http_pipelining_refused_total'])).webswarm_http_pipelining_refused_total;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
 /** An API request with a malformed body: answered 400 at once, once it holds its concurrency slot. */
 const badPost = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{';
 
-/** This process's open descriptors of the test's files (the server runs in it). */
-const openFiles = () =>
-  readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return readlinkSync(join('/proc/self/fd', fd)).includes('webswarm-pipelining-');
-    } catch {
-      return false;
-    }
-  }).length;
-
-interface Raw {
-  readonly socket: Socket;
-  text(): string;
-  readonly closed: Promise<void>;
-}
-
-async function raw(address: string, paused = false): Promise<Raw> {
-  const { port } = new URL(server().address().url);
-  const socket = connect({ port: Number(port), host: '127.0.0.1', localAddress: address });
-  socket.on('error', () => {});
-  let text = '';
-  socket.on('data', (b: Buffer) => (text += b.toString('latin1')));
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  await new Promise((r) => socket.once('connect', r));
-  if (paused) socket.pause();
-  return { socket, text: () => text, closed };
-}
+const filesOpen = () => openFiles('webswarm-pipelining-');
+const raw = (address: string, paused = false) => rawTcp(server().address().url, address, paused);
 
 /** One request on its own connection from `address`: the status line of its answer. */
 async function statusOf(address: string, request: string): Promise<string> {
@@ -76,20 +57,39 @@ describe('pipelined requests', () => {
     c.socket.destroy();
   });
 
+  it(`${MAX_PIPELINED} in flight behind a download nobody reads stay open; one more closes the connection, counted and logged`, async () => {
+    const before = await pipeliningRefused();
+    const eight = await raw('127.0.0.74', true);
+    eight.socket.write(get('/assets/big.bin') + get('/healthz').repeat(MAX_PIPELINED - 1));
+    const nine = await raw('127.0.0.75', true);
+    nine.socket.write(get('/assets/big.bin') + get('/healthz').repeat(MAX_PIPELINED));
+    await sleep(300);
+    expect(eight.socket.destroyed).toBe(false);
+    // A paused client sees the close once it reads.
+    nine.read(64 * 1024 * 1024);
+    await Promise.race([nine.closed, sleep(3_000)]);
+    expect(nine.isOpen()).toBe(false);
+    expect(await pipeliningRefused()).toBe(before + 1);
+    expect(log.lines.some((l) => l.includes(`closed a connection from 127.0.0.75: over ${MAX_PIPELINED} requests in flight on it`))).toBe(
+      true,
+    );
+    eight.socket.destroy();
+  });
+
   it('1 000 GETs of a file in one write, read by nobody: the connection is closed and no file stays open', async () => {
-    const before = openFiles();
+    const before = filesOpen();
     const c = await raw('127.0.0.72', true);
     c.socket.write(get('/assets/small.bin').repeat(1_000));
     await sleep(500);
     // Before: each of the 1 000 opened the file and read some of it; after the close their files stayed open.
-    const during = openFiles() - before;
+    const during = filesOpen() - before;
     c.socket.resume();
     await Promise.race([c.closed, sleep(5_000)]);
     await sleep(300);
-    console.log(`1 000 pipelined GETs: the file open ${during} times while queued, ${openFiles() - before} after the close`);
+    console.log(`1 000 pipelined GETs: the file open ${during} times while queued, ${filesOpen() - before} after the close`);
     expect(c.socket.destroyed).toBe(true);
     expect(during).toBeLessThanOrEqual(1);
-    expect(openFiles() - before).toBe(0);
+    expect(filesOpen() - before).toBeLessThanOrEqual(0);
   });
 
   it('API requests queued behind a response nobody reads give their slots back when the connection closes', async () => {

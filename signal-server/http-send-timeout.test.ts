@@ -1,12 +1,12 @@
 // A client that asks for a response and stops reading it, against a real server on port 0 (raw TCP): before, Node
 // held the response's bytes (and an API request's concurrency slots) for as long as the client kept the connection,
 // with no timeout; the file being sent stayed open. Now the send timeout (send-timeout.ts, here 1 s) closes it.
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scrapeMetrics } from '../testing/metrics-scrape.js';
+import { openFiles, type RawTcp, rawTcp } from './testing/raw-tcp.js';
 import { serverLog } from './testing/server-log.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
 
@@ -26,55 +26,17 @@ const server = tinyServerForFile('webswarm-send-timeout-', {
   httpTimeouts: { headersMs: 5_000, requestMs: 10_000, sendMs: SEND_MS },
 });
 
-interface Client {
-  readonly socket: Socket;
-  /** Bytes received so far. */
-  received(): number;
-  /** Reads `bytes` more (about: whole chunks), then pauses again. */
-  read(bytes: number): void;
-  /** Resolves with the ms from the request to the connection's close. */
-  readonly closed: Promise<number>;
-}
-
 /** Asks for the big file over a raw connection; `paused`: reads nothing of the answer. */
-function get(paused: boolean): Promise<Client> {
-  const { port } = new URL(server().address().url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1');
-    let got = 0;
-    let until = Number.POSITIVE_INFINITY;
-    const t0 = performance.now();
-    const closed = new Promise<number>((r) => socket.once('close', () => r(performance.now() - t0)));
-    socket.on('data', (b: Buffer) => {
-      got += b.byteLength;
-      if (got >= until) socket.pause();
-    });
-    socket.once('error', () => {});
-    socket.once('connect', () => {
-      socket.write('GET /assets/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-      if (paused) socket.pause();
-      const read = (bytes: number) => {
-        until = got + bytes;
-        socket.resume();
-      };
-      resolve({ socket, received: () => got, read, closed });
-    });
-    socket.once('error', reject);
-  });
+async function get(paused: boolean): Promise<RawTcp> {
+  const c = await rawTcp(server().address().url, '127.0.0.1', paused);
+  c.socket.write('GET /assets/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  return c;
 }
 
 const sendTimeouts = async () =>
   (await scrapeMetrics(server().address().url, ['webswarm_http_send_timeouts_total'])).webswarm_http_send_timeouts_total;
 
-/** This process's open file descriptors of the big file (the server runs in it). */
-const openFiles = () =>
-  readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return readlinkSync(join('/proc/self/fd', fd)).endsWith('big.bin');
-    } catch {
-      return false; // closed meanwhile (the listing's own descriptor)
-    }
-  }).length;
+const bigFilesOpen = () => openFiles('big.bin');
 
 describe('a response its client stops reading', () => {
   it('is closed after the send timeout, not held: the file it was sending is closed too', async () => {
@@ -84,7 +46,7 @@ describe('a response its client stops reading', () => {
     // Closed once the kernel's buffers filled and then 1 s passed with none of it read (checked every 250 ms).
     while ((await sendTimeouts()) < before + 3 && performance.now() - t0 < 15_000) await new Promise((r) => setTimeout(r, 100));
     const ms = performance.now() - t0;
-    const open = openFiles();
+    const open = bigFilesOpen();
     expect(await sendTimeouts()).toBe(before + 3);
     expect(ms).toBeGreaterThanOrEqual(SEND_MS);
     expect(ms).toBeLessThan(10_000);

@@ -43,6 +43,7 @@ export class SwarmMetrics implements SwarmObserver {
   readonly socketsRefused: Counter;
   readonly httpSendTimeouts: Counter;
   readonly tcpConnectionsRefused: Counter;
+  readonly httpPipeliningRefused: Counter;
   private readonly hellosRefused: Counter<'code'>;
   private readonly fullRefusals: Counter<'judged'>;
   private readonly noShows: Counter<'why'>;
@@ -99,6 +100,11 @@ export class SwarmMetrics implements SwarmObserver {
     this.tcpConnectionsRefused = new Counter({
       name: 'webswarm_tcp_connections_refused_total',
       help: 'TCP connections closed as they opened because their address held twice MAX_SOCKETS_PER_ADDRESS already',
+      registers,
+    });
+    this.httpPipeliningRefused = new Counter({
+      name: 'webswarm_http_pipelining_refused_total',
+      help: 'HTTP connections closed because a request came while 8 of theirs were in flight (pipelined)',
       registers,
     });
     this.hellosRefused = new Counter({

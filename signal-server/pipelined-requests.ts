@@ -7,8 +7,8 @@
  * their concurrency slots for good. Browsers do not pipeline.
  *
  * So a connection may have MAX_PIPELINED requests in flight (asked, not yet answered whole); one more closes it.
- * And when a connection closes, every response of it not yet ended is destroyed and emits `close`, as the one being
- * written does: what listens for a client going away (a file's stream, an API request's slots and cancellation)
+ * And when a connection closes, every response of it that has neither finished (its bytes handed to the kernel) nor
+ * closed is destroyed and emits `close`, as the one being written does: what listens for a client going away (a file's stream, an API request's slots and cancellation)
  * hears of it for queued responses too.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';

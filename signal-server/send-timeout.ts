@@ -14,7 +14,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 
-/** Seconds a response may wait for its client to read any of it (nginx's default). */
+/** Milliseconds a connection's waiting bytes may go untaken by its client (nginx's default, 60 s). */
 export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 interface Watched {

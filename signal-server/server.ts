@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
@@ -241,19 +241,21 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     boundPipelining(
       (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
       (socket) => {
-        const address = socket.remoteAddress ?? 'unknown';
-        refusals.line(addressKey(address), `closed a connection from ${address}: over ${MAX_PIPELINED} requests in flight on it`);
+        metrics.httpPipeliningRefused.inc();
+        closedLine(socket.remoteAddress, `over ${MAX_PIPELINED} requests in flight on it`);
       },
     ),
   );
+  /** A line about a connection the server closed, at most 10 an address (an IPv6 /64) per 10 s. */
+  const closedLine = (remote: string | undefined, why: string) => {
+    const address = remote ?? 'unknown';
+    refusals.line(addressKey(address), `closed a connection from ${address}: ${why}`);
+  };
   // A client that stops reading is closed after sendMs, not held for as long as it keeps the connection.
-  watchSendTimeout(server, timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS, (socket) => {
+  const sendMs = timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS;
+  watchSendTimeout(server, sendMs, (socket) => {
     metrics.httpSendTimeouts.inc();
-    const address = socket.remoteAddress ?? 'unknown';
-    refusals.line(
-      addressKey(address),
-      `closed a connection from ${address}: its client took none of what it was sent for ${(timeouts.sendMs ?? DEFAULT_SEND_TIMEOUT_MS) / 1000} s`,
-    );
+    closedLine(socket.remoteAddress, `its client took none of what it was sent for ${sendMs / 1000} s`);
   });
   // WebSocket only (every page connects so): no long-polling requests to bound besides.
   // measuredParser: each event's size, and at most one binary attachment an event (measured-parser.ts).
@@ -266,10 +268,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
   // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
   const tcpHeld = new AddressSockets(2 * held.max, opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES);
-  limitConnections(server, tcpHeld, proxies, (address) => {
+  const tcpPlaces = limitConnections(server, tcpHeld, proxies, (address) => {
     metrics.tcpConnectionsRefused.inc();
-    refusals.line(addressKey(address), `closed a connection from ${address} as it opened: the address holds ${tcpHeld.max} already`);
+    closedLine(address, `as it opened, the address holds ${tcpHeld.max} already`);
   });
+  // A WebSocket Engine.IO accepted is held to Socket.IO's count instead (any other upgrade keeps its place).
+  io.engine.on('connection', (raw: { request: { socket: Socket } }) => tcpPlaces.upgraded(raw.request.socket));
   // Connections per address and bytes per address, counted as each connection opens and each packet arrives.
   const byteOptions = opts.socketByteBudget ?? SOCKET_BYTE_BUDGET;
   const connections = new ClientConnections({

@@ -3,10 +3,10 @@
 // connections were bounded only by the HTTP timeouts (each closed after 10 s without headers), so one address held
 // as many as it opened meanwhile. Each client comes from its own loopback address (127.0.0.x, not one of
 // LOCAL_ADDRESSES); a trusted proxy's connections are not counted.
-import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { scrapeMetrics } from '../testing/metrics-scrape.js';
+import { rawTcp } from './testing/raw-tcp.js';
 import { serverLog } from './testing/server-log.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
 
@@ -14,23 +14,8 @@ const log = serverLog();
 const server = tinyServerForFile('webswarm-tcp-conns-', { logger: log.logger, maxSocketsPerAddress: 4 });
 const behindProxy = tinyServerForFile('webswarm-tcp-proxy-', { maxSocketsPerAddress: 4, trustedProxies: ['127.0.0.33'] });
 
-interface Raw {
-  readonly socket: Socket;
-  isOpen(): boolean;
-}
-
 /** A TCP connection to `url` from `address`, once connected; it sends nothing. */
-function open(url: string, address: string): Promise<Raw> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port: Number(port), host: '127.0.0.1', localAddress: address });
-    let closed = false;
-    socket.once('close', () => (closed = true));
-    socket.once('error', () => {});
-    socket.once('connect', () => resolve({ socket, isOpen: () => !closed }));
-    socket.once('error', reject);
-  });
-}
+const open = (url: string, address: string) => rawTcp(url, address);
 
 const settle = () => new Promise((r) => setTimeout(r, 400));
 const refused = async (url: string) =>
@@ -48,7 +33,7 @@ describe('TCP connections per address', () => {
     expect(ninth.isOpen()).toBe(false);
     expect(other.isOpen()).toBe(true);
     expect(await refused(url)).toBe(before + 1);
-    expect(log.lines.some((l) => l.includes('closed a connection from 127.0.0.31 as it opened: the address holds 8 already'))).toBe(true);
+    expect(log.lines.some((l) => l.includes('closed a connection from 127.0.0.31: as it opened, the address holds 8 already'))).toBe(true);
     // A place given back when a connection closes.
     held[0]?.socket.destroy();
     await settle();
@@ -91,6 +76,18 @@ describe('TCP connections per address', () => {
     expect(ninth.isOpen()).toBe(false);
     for (const ws of sockets) ws.close();
     for (const c of plain) c.socket.destroy();
+  });
+
+  it('an upgrade request to a path nobody serves keeps its place (a client ignoring the half-close would hold it)', async () => {
+    const url = server().address().url;
+    // Before: any upgrade request gave its place back, and 40 of them from one address were held past a limit of 8.
+    const upgrades = await Promise.all(Array.from({ length: 8 }, () => open(url, '127.0.0.35')));
+    for (const c of upgrades) c.socket.write('GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    await settle();
+    const plain = await open(url, '127.0.0.35');
+    await settle();
+    expect(plain.isOpen()).toBe(false);
+    for (const c of upgrades) c.socket.destroy();
   });
 
   it('a trusted proxy’s connections are not counted: every client behind it arrives from its address', async () => {
