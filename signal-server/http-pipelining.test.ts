@@ -4,28 +4,12 @@
 // two connections, for good; API requests queued behind a stalled response kept their concurrency slots for good, and
 // their address was answered 429 from then on. Now a connection may have 8 requests in flight (one more closes it),
 // a file is opened only when its response is the one being written, and a closed connection's queued responses close.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { scrapeMetrics } from '../testing/metrics-scrape.js';
 import { MAX_PIPELINED } from './pipelined-requests.js';
-import { openFiles, rawTcp } from './testing/raw-tcp.js';
-import { serverLog } from './testing/server-log.js';
-import { tinyServerForFile } from './testing/tiny-stages.js';
+import { assetServerForFile, openFiles, rawTcp } from './testing/raw-tcp.js';
 
-const SEND_MS = 1_000;
-const webRoot = mkdtempSync(join(tmpdir(), 'webswarm-pipelining-'));
-mkdirSync(join(webRoot, 'assets'));
-writeFileSync(join(webRoot, 'assets', 'big.bin'), Buffer.alloc(32 * 1024 * 1024, 7));
-writeFileSync(join(webRoot, 'assets', 'small.bin'), Buffer.alloc(256 * 1024, 3));
-afterAll(() => rmSync(webRoot, { recursive: true, force: true }));
-const log = serverLog();
-const server = tinyServerForFile('webswarm-pipelining-', {
-  logger: log.logger,
-  webRoot,
-  httpTimeouts: { headersMs: 5_000, requestMs: 10_000, sendMs: SEND_MS },
-});
+const { server, lines } = assetServerForFile('webswarm-pipelining-', { 'big.bin': 32 * 1024 * 1024, 'small.bin': 256 * 1024 }, 1_000);
 
 const pipeliningRefused = async () =>
   (await scrapeMetrics(server().address().url, ['webswarm_http_pipelining_refused_total'])).webswarm_http_pipelining_refused_total;
@@ -70,9 +54,7 @@ describe('pipelined requests', () => {
     await Promise.race([nine.closed, sleep(3_000)]);
     expect(nine.isOpen()).toBe(false);
     expect(await pipeliningRefused()).toBe(before + 1);
-    expect(log.lines.some((l) => l.includes(`closed a connection from 127.0.0.75: over ${MAX_PIPELINED} requests in flight on it`))).toBe(
-      true,
-    );
+    expect(lines.some((l) => l.includes(`closed a connection from 127.0.0.75: over ${MAX_PIPELINED} requests in flight on it`))).toBe(true);
     eight.socket.destroy();
   });
 

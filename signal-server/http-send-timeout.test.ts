@@ -1,30 +1,15 @@
 // A client that asks for a response and stops reading it, against a real server on port 0 (raw TCP): before, Node
 // held the response's bytes (and an API request's concurrency slots) for as long as the client kept the connection,
 // with no timeout; the file being sent stayed open. Now the send timeout (send-timeout.ts, here 1 s) closes it.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { scrapeMetrics } from '../testing/metrics-scrape.js';
-import { openFiles, type RawTcp, rawTcp } from './testing/raw-tcp.js';
-import { serverLog } from './testing/server-log.js';
-import { tinyServerForFile } from './testing/tiny-stages.js';
+import { assetServerForFile, openFiles, type RawTcp, rawTcp } from './testing/raw-tcp.js';
 
 const SEND_MS = 1_000;
 /** Far more than loopback's socket buffers take (a few MiB each way): Node itself holds the rest. */
 const BIG = 48 * 1024 * 1024;
 
-const webRoot = mkdtempSync(join(tmpdir(), 'webswarm-send-timeout-'));
-mkdirSync(join(webRoot, 'assets'));
-writeFileSync(join(webRoot, 'assets', 'big.bin'), Buffer.alloc(BIG, 7));
-afterAll(() => rmSync(webRoot, { recursive: true, force: true }));
-
-const log = serverLog();
-const server = tinyServerForFile('webswarm-send-timeout-', {
-  logger: log.logger,
-  webRoot,
-  httpTimeouts: { headersMs: 5_000, requestMs: 10_000, sendMs: SEND_MS },
-});
+const { server, lines } = assetServerForFile('webswarm-send-timeout-', { 'big.bin': BIG }, SEND_MS);
 
 /** Asks for the big file over a raw connection; `paused`: reads nothing of the answer. */
 async function get(paused: boolean): Promise<RawTcp> {
@@ -49,7 +34,7 @@ describe('a response its client stops reading', () => {
     expect(await sendTimeouts()).toBe(before + 3);
     expect(ms).toBeGreaterThanOrEqual(SEND_MS);
     expect(ms).toBeLessThan(10_000);
-    expect(log.lines.filter((l) => l.includes('took none of what it was sent for 1 s')).length).toBeGreaterThanOrEqual(3);
+    expect(lines.filter((l) => l.includes('took none of what it was sent for 1 s')).length).toBeGreaterThanOrEqual(3);
     // A paused client sees the close once it reads again: what the buffers held, not the file.
     for (const c of clients) c.read(BIG);
     await Promise.all(clients.map((c) => Promise.race([c.closed, new Promise((r) => setTimeout(r, 5_000))])));

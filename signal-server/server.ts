@@ -213,10 +213,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   if (opts.repartition !== undefined && opts.repartition.stageCache.trim() === '')
     throw new Error('repartition.stageCache is empty: name the folder where new partitions are built');
   // Connections held per client address (checked here: a bad limit throws before anything listens).
-  const held = new AddressSockets(
-    opts.maxSocketsPerAddress ?? DEFAULT_MAX_SOCKETS_PER_ADDRESS,
-    opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES,
-  );
+  const localAddresses = opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
+  const held = new AddressSockets(opts.maxSocketsPerAddress ?? DEFAULT_MAX_SOCKETS_PER_ADDRESS, localAddresses);
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
   const listings: ModelListing[] = opts.models.map((m) => ({
@@ -267,7 +265,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
   // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
-  const tcpHeld = new AddressSockets(2 * held.max, opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES);
+  const tcpHeld = new AddressSockets(2 * held.max, localAddresses);
   const tcpPlaces = limitConnections(server, tcpHeld, proxies, (address) => {
     metrics.tcpConnectionsRefused.inc();
     closedLine(address, `as it opened, the address holds ${tcpHeld.max} already`);
@@ -279,7 +277,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const connections = new ClientConnections({
     held,
     byteOptions,
-    localAddresses: opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES,
+    localAddresses,
     proxies,
     cutOff: (c, message) => {
       metrics.socketsRateLimited.inc();
@@ -294,7 +292,6 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   connections.attach(io);
   // Before every other middleware: what follows keys the client by this address.
-  const localAddresses = opts.localAddresses ?? DEFAULT_LOCAL_ADDRESSES;
   let toldOfProxy = false;
   io.use((socket, next) => {
     const forwarded = socket.handshake.headers['x-forwarded-for'];

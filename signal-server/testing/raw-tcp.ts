@@ -1,8 +1,32 @@
 // Raw TCP clients for the HTTP boundary's tests: a connection from a chosen loopback address that writes what it is
 // told and reads (or not) what the server sends, and the descriptors this process holds open on test files.
-import { readdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import type { SignalServer } from '../server.js';
+import { serverLog } from './server-log.js';
+import { tinyServerForFile } from './tiny-stages.js';
+
+/**
+ * A real server (tinyServerForFile) whose web root holds `assets` (name → bytes, served under /assets/), with a send
+ * timeout of `sendMs`, for the file's tests; its log's lines. The web root (a temporary folder named by `prefix`) is
+ * removed after them.
+ */
+export function assetServerForFile(
+  prefix: string,
+  assets: Readonly<Record<string, number>>,
+  sendMs: number,
+): { server: () => SignalServer; lines: readonly string[] } {
+  const webRoot = mkdtempSync(join(tmpdir(), prefix));
+  mkdirSync(join(webRoot, 'assets'));
+  for (const [name, bytes] of Object.entries(assets)) writeFileSync(join(webRoot, 'assets', name), Buffer.alloc(bytes, 7));
+  afterAll(() => rmSync(webRoot, { recursive: true, force: true }));
+  const log = serverLog();
+  const server = tinyServerForFile(prefix, { logger: log.logger, webRoot, httpTimeouts: { headersMs: 5_000, requestMs: 10_000, sendMs } });
+  return { server, lines: log.lines };
+}
 
 export interface RawTcp {
   readonly socket: Socket;
