@@ -4,7 +4,11 @@
 // owns. Against the reference runner (WASM in Node, the fused graphs): the
 // same greedy tokens and logits within the vote's tolerance through a prompt,
 // a wrong step rolled back, a multi-position step, a second session alongside
-// and closed, and sessions stepping at once (one replay for all of them).
+// and closed, sessions stepping at once (one replay for all of them), and a
+// row filled to its last position while others step. The rows here are 64
+// positions long (?capturePositions=64), not the model's 512: a call's work on
+// SwiftShader follows the rows' length, and a full row is 64 calls, not 512.
+// A volunteer's rows are the model's whole length (e2e/captured-swarm.spec.ts).
 // This is also the test that onnxruntime-web's graph-capture mend
 // (tools/patch-onnxruntime-web.ts) holds: without it the second run throws.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +32,10 @@ const WRONG_AT = 3;
 const LOAD_TIMEOUT_MS = 180_000;
 /** Keys and values of austen-2m's 6 layers, over its 3 stages: a session's KV tensors. */
 const KV_TENSORS = 2 * 6;
+/** Positions a captured row holds on this page. */
+const ROW = 64;
+/** How long a session's first step waits for a row on this page when all are held. */
+const ROW_WAIT_MS = 2_000;
 
 const golden = readGolden(MODEL);
 const prompts = golden.prompts.map((p) => p.ids);
@@ -37,6 +45,8 @@ let browser: Browser;
 let page: Page;
 /** The reference runner's greedy tokens and last-position logits after each, per prompt. */
 const reference: GreedyReference[] = [];
+/** The same for a prompt and tokens that fill a row: its last logits are at position ROW − 1. */
+let fullRow: GreedyReference;
 
 type Check = NonNullable<typeof window.webswarmCheck>;
 
@@ -45,12 +55,17 @@ beforeAll(async () => {
   server = await startTestServer([{ dir: goldenModelDir(MODEL), stages: STAGES, graph: 'fused' }], cacheRoot, { quiet: true });
   const { dir } = await ensureStages(goldenModelDir(MODEL), { stages: STAGES }, cacheRoot, { graph: 'fused' });
   for (const ids of prompts.slice(0, 2)) reference.push(await greedyReference(dir, ids, TOKENS));
+  // The third prompt carried on until its last fed position is the row's last.
+  const third = prompts[2] as number[];
+  fullRow = await greedyReference(dir, third, ROW - third.length + 1);
   browser = await launchChromium({ webgpu: true });
   page = await browser.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error') process.stderr.write(`[capture page] ${m.text()}\n`);
   });
-  await page.goto(`${server.address().url}/check?model=${MODEL}&backend=webgpu&capture=on`);
+  await page.goto(
+    `${server.address().url}/check?model=${MODEL}&backend=webgpu&capture=on&capturePositions=${ROW}&captureRowWaitMs=${ROW_WAIT_MS}`,
+  );
   await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
     timeout: LOAD_TIMEOUT_MS,
   });
@@ -142,10 +157,17 @@ describe('graph capture on WebGPU (SwiftShader)', () => {
   it('refuses a session past the rows it has, by name', async () => {
     // DEFAULT_CAPTURE_SLOTS rows: four sessions hold them, the fifth is refused and the others are untouched.
     for (const s of [20, 21, 22, 23]) await step(s, [1]);
+    const t0 = Date.now();
     await expect(step(24, [1])).rejects.toThrow(/all 4 captured rows are held/);
-    for (const s of [20, 21, 22, 23]) await page.evaluate((id) => (window.webswarmCheck as Check).release(id), s);
-    await step(24, [1]);
-    await page.evaluate(() => (window.webswarmCheck as Check).release(24));
+    // It waited for a row first (a volunteer's session closed while its step computes frees its row after).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(ROW_WAIT_MS - 100);
+    // A row freed while it waits is its: the step goes on.
+    const waiting = step(24, [1]);
+    await new Promise((r) => setTimeout(r, 300));
+    await page.evaluate(() => (window.webswarmCheck as Check).release(20));
+    await waiting;
+    for (const s of [21, 22, 23, 24]) await page.evaluate((id) => (window.webswarmCheck as Check).release(id), s);
+    expect((await stats()).sessions).toBe(0);
   });
 
   it("the check page's own generation runs as sessions of the captured stages, and frees them", async () => {
@@ -163,13 +185,33 @@ describe('graph capture on WebGPU (SwiftShader)', () => {
 
   it('refuses a step that cannot fit in a row whole, before computing any of it, and frees the row it took', async () => {
     const before = await stats();
-    const tooLong = Array.from({ length: 512 }, (_, i) => i % 2048);
+    const tooLong = Array.from({ length: ROW + 1 }, (_, i) => i % 2048);
     await expect(page.evaluate((ids) => (window.webswarmCheck as Check).stepStage(40, 0, ids), tooLong)).rejects.toThrow(
-      /512 positions after 0 pass the 511 a captured row holds/,
+      new RegExp(`${ROW + 1} positions after 0 pass the ${ROW} a captured row holds`),
     );
     const after = await stats();
     expect(after.calls).toBe(before.calls);
     expect(after.sessions).toBe(0);
+  });
+
+  it('holds a row to its last position; other rows stepping meanwhile leave what it holds, and a roll-back recomputes the last', async () => {
+    const prompt = prompts[2] as number[];
+    const n = fullRow.tokens.length;
+    // The prompt and the reference's tokens but the last, in one step: ROW positions, the row full.
+    const fed = [...prompt, ...fullRow.tokens.slice(0, n - 1)];
+    expect(fed.length).toBe(ROW);
+    agree(await step(50, fed), fullRow.logits[n - 1] as Float32Array, 'the last position of a full row');
+    await expect(step(50, [fullRow.tokens[n - 1] as number])).rejects.toThrow(
+      new RegExp(`1 positions after ${ROW} pass the ${ROW} a captured row holds`),
+    );
+    // Another session's calls: the full row writes over its last position in each, and nothing before it.
+    let logits = await step(51, prompts[0] as number[]);
+    for (let i = 0; i < 3; i++) logits = await step(51, [argmax(logits)]);
+    // The last position taken back and fed again: the same logits, from the positions the row still holds.
+    await page.evaluate(([s, p]) => (window.webswarmCheck as Check).truncate(s, p), [50, ROW - 1] as const);
+    agree(await step(50, [fullRow.tokens[n - 2] as number]), fullRow.logits[n - 1] as Float32Array, 'the last position again');
+    for (const s of [50, 51]) await page.evaluate((id) => (window.webswarmCheck as Check).release(id), s);
+    expect((await stats()).sessions).toBe(0);
   });
 
   it('gives no result after its device is lost (the last test: the page has no device after it)', async () => {

@@ -158,6 +158,8 @@ export interface E2eSwarmOptions {
   readonly dataPath?: 'main' | 'worker';
   /** The same per volunteer index. */
   readonly dataPathOf?: (index: number) => 'main' | 'worker';
+  /** Graph capture per volunteer index (?capture=); none when not given. */
+  readonly captureOf?: (index: number) => string | null;
 }
 
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
@@ -184,6 +186,7 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.faultOf === undefined ? {} : { faultOf: o.faultOf }),
     ...(o.dataPath === undefined ? {} : { dataPath: o.dataPath }),
     ...(o.dataPathOf === undefined ? {} : { dataPathOf: o.dataPathOf }),
+    ...(o.captureOf === undefined ? {} : { captureOf: o.captureOf }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   return {

@@ -96,6 +96,8 @@ export interface SwarmOptions {
   readonly dataPath?: 'main' | 'worker';
   /** The same per volunteer index (before dataPath). */
   readonly dataPathOf?: (index: number) => 'main' | 'worker';
+  /** Graph capture per volunteer index (?capture=: on, off or a number of sessions); none when not given. */
+  readonly captureOf?: (index: number) => string | null;
 }
 
 async function waitReady(page: Page): Promise<void> {
@@ -129,7 +131,11 @@ export async function startLocalSwarm(o: SwarmOptions): Promise<LocalSwarm> {
     const batch = o.batching === false ? '&batch=off' : '';
     const path = o.dataPathOf?.(index) ?? o.dataPath ?? process.env.WEBSWARM_DATAPATH;
     const datapath = path === 'main' || path === 'worker' ? `&datapath=${path}` : '';
-    await page.goto(`${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}${datapath}`);
+    const capture = o.captureOf?.(index) ?? null;
+    const captured = capture === null ? '' : `&capture=${encodeURIComponent(capture)}`;
+    await page.goto(
+      `${o.serverUrl}/volunteer?backend=${backend}${fault === null ? '' : `&fault=${fault}`}${trace}${batch}${datapath}${captured}`,
+    );
     await consent(page);
     pages.push(page);
     return page;

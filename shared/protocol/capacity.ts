@@ -19,6 +19,14 @@ export const MAX_OFFER_BYTES = 64 * GIB;
 /** Largest deviceMemory accepted in a report (browsers say at most 8; native clients may say more). */
 export const MAX_DEVICE_MEMORY_GIB = 4096;
 
+/** Sessions a replica keeps open at once; the coordinator never routes more to one replica (a further open is refused, not another dropped). */
+export const MAX_SESSIONS_PER_REPLICA = 16;
+
+/** A replica's session limit, as its ready may say it (StageReady.sessions): an integer in 1..MAX_SESSIONS_PER_REPLICA. */
+export function isSessionLimit(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_SESSIONS_PER_REPLICA;
+}
+
 type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -97,6 +97,11 @@ export interface StageReady {
   readonly stepMs: number;
   /** The partition of the assignment it loaded (StageAssignment.partition): a late ready for an older partition is ignored. */
   readonly partition?: string;
+  /**
+   * The most sessions it keeps open at once, in 1..MAX_SESSIONS_PER_REPLICA (absent: that many), where it holds
+   * fewer (a stage with graph capture: a row of KV cache a session). The coordinator routes it no more.
+   */
+  readonly sessions?: number;
 }
 
 /** WebRTC signalling data (SDP or ICE), relayed unread between linked peers. */

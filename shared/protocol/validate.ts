@@ -4,7 +4,7 @@
  */
 
 import { MAX_TOP_LOGITS, SCORED_ROW_LENGTH, scoredFormRows, scoredFormsFit, topCountOf, topFormFits } from '../vote/top-logits.js';
-import { parseCapacity } from './capacity.js';
+import { isSessionLimit, MAX_SESSIONS_PER_REPLICA, parseCapacity } from './capacity.js';
 import { isWireErrorCode } from './errors.js';
 import { FAULT_KINDS, isFaultKind } from './faults.js';
 import { MAX_MESSAGE_BYTES } from './frames.js';
@@ -82,11 +82,14 @@ export function parseReady(raw: unknown): Parsed<StageReady> {
     return bad('stepMs must be a number of ms in [0, 600000]');
   if (raw.partition !== undefined && !shortString(raw.partition))
     return bad('partition must be a short string (the key of the assignment)');
+  if (raw.sessions !== undefined && !isSessionLimit(raw.sessions))
+    return bad(`sessions must be an integer in [1, ${MAX_SESSIONS_PER_REPLICA}] (the most it keeps open at once)`);
   return ok({
     modelId: raw.modelId,
     stage: raw.stage,
     stepMs: raw.stepMs,
     ...(raw.partition === undefined ? {} : { partition: raw.partition }),
+    ...(raw.sessions === undefined ? {} : { sessions: raw.sessions }),
   });
 }
 

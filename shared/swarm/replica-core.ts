@@ -2,6 +2,7 @@ import type { StageManifest } from '../model/manifest.js';
 import type { SessionExecutor, TensorData } from '../model/pipeline.js';
 import type { Draw } from '../model/sampling.js';
 import { LOGITS_FROM_ALL } from '../model/stage-graph.js';
+import { isSessionLimit, MAX_SESSIONS_PER_REPLICA } from '../protocol/capacity.js';
 import { type ActivationFrame, encodeFrame, FrameAssembler } from '../protocol/frames.js';
 import type {
   MeshLoop,
@@ -161,8 +162,8 @@ function tokenInput(tokens: readonly number[]): TensorData {
   return { dtype: 'int64', dims: [1, tokens.length], data: BigInt64Array.from(tokens, (t) => BigInt(t)) };
 }
 
-/** Sessions a replica keeps open at once; the coordinator never routes more to one replica (a further open is refused, not another dropped). */
-export const MAX_SESSIONS_PER_REPLICA = 16;
+export { isSessionLimit, MAX_SESSIONS_PER_REPLICA } from '../protocol/capacity.js';
+
 /**
  * How long a replica waits, after a majority of its inputs agree without a
  * majority of identical values, for the remaining replicas before it takes the
@@ -218,6 +219,8 @@ function positionsOf(f: ActivationFrame): number {
 export class ReplicaCore {
   private readonly assemblers = new Map<string, FrameAssembler>();
   private challenges = 0;
+  /** Challenges run one at a time: a captured stage keeps one row of KV cache for them (captured-stages.ts). */
+  private challengeQueue: Promise<unknown> = Promise.resolve();
   private readonly sessions = new Map<number, SessionState>();
 
   constructor(
@@ -230,7 +233,12 @@ export class ReplicaCore {
     private readonly computeMs: () => number = () => 0,
     /** How far ahead of the next step a frame may be (the server's own replicas keep less). */
     private readonly maxStepsAhead = MAX_STEPS_AHEAD,
-  ) {}
+    /** Sessions it keeps open at once (its ready says so: a stage with graph capture holds fewer). */
+    readonly maxSessions = MAX_SESSIONS_PER_REPLICA,
+  ) {
+    if (!isSessionLimit(maxSessions))
+      throw new RangeError(`maxSessions must be an integer in 1..${MAX_SESSIONS_PER_REPLICA}, not ${maxSessions}`);
+  }
 
   /** Starts a session; false when it is for another stage. */
   open(m: SessionOpen): boolean {
@@ -244,12 +252,12 @@ export class ReplicaCore {
       });
       return false;
     }
-    if (this.sessions.size >= MAX_SESSIONS_PER_REPLICA && !this.sessions.has(m.sessionId)) {
+    if (this.sessions.size >= this.maxSessions && !this.sessions.has(m.sessionId)) {
       this.out.failed({
         sessionId: m.sessionId,
         step: 0,
         code: 'ERR_REPLICA_FULL',
-        message: `this replica keeps ${MAX_SESSIONS_PER_REPLICA} sessions open already`,
+        message: `this replica keeps ${this.maxSessions} sessions open already`,
       });
       return false;
     }
@@ -421,7 +429,13 @@ export class ReplicaCore {
    * the fingerprint of its output. Faults are not injected here: a liar that
    * answers challenges honestly is what the votes are for.
    */
-  async challenge(m: ParsedChallenge): Promise<number[]> {
+  challenge(m: ParsedChallenge): Promise<number[]> {
+    const run = this.challengeQueue.then(() => this.challengeNow(m));
+    this.challengeQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async challengeNow(m: ParsedChallenge): Promise<number[]> {
     if (m.stage !== this.stage) throw new Error(`stage ${m.stage} is not loaded here (stage ${this.stage} is)`);
     const entry = this.manifest.stages[this.stage];
     if (entry === undefined) throw new Error(`the manifest has no stage ${this.stage}`);

@@ -643,6 +643,7 @@ export class Cluster implements ClusterSeam {
         agreed: counts.agreed,
         disagreed: counts.disagreed,
         sessions: this.sessionsOf(v.id, here.get(v.id) ?? 0),
+        ...(v.sessionLimit === undefined ? {} : { sessionLimit: v.sessionLimit }),
       };
       const json = JSON.stringify(state);
       if (this.published.get(v.id) === json) continue;

@@ -35,6 +35,8 @@ const state = {
 describe("the cluster's messages", () => {
   it('reads what a server publishes', () => {
     expect(parseVolunteerState(state)).toEqual(state);
+    // A session limit its ready gave (a stage with graph capture): mirrored with it, so no server routes it more.
+    expect(parseVolunteerState({ ...state, sessionLimit: 3 })).toEqual({ ...state, sessionLimit: 3 });
     expect(parseBusMessage({ t: 'vol', proc: 3, v: state })).toEqual({ t: 'vol', proc: 3, v: state });
     expect(parseBusMessage({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 })).toEqual({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 });
     expect(
@@ -53,6 +55,7 @@ describe("the cluster's messages", () => {
     expect(parseVolunteerState({ ...state, stage: -1 })).toBeNull();
     expect(parseVolunteerState({ ...state, agreed: 1.5 })).toBeNull();
     expect(parseVolunteerState({ ...state, sessions: -1 })).toBeNull();
+    for (const sessionLimit of [0, 17, 2.5, '3', null]) expect(parseVolunteerState({ ...state, sessionLimit })).toBeNull();
     expect(parseVolunteerState({ ...state, id: 'x'.repeat(300) })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 0, v: state })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 70_000, v: state })).toBeNull();

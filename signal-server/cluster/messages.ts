@@ -6,6 +6,8 @@
  * protocol parsers (shared/protocol/validate.ts): the server that coordinates a
  * session parses them again when they arrive from the volunteer's server.
  */
+
+import { isSessionLimit } from '../../shared/protocol/capacity.js';
 import { FRAME_MAGIC } from '../../shared/protocol/frames.js';
 import { WANT_MAGIC } from '../../shared/swarm/fanout.js';
 import type { MirroredVolunteer } from '../coordinator/coordinator.js';
@@ -100,13 +102,28 @@ function proc(v: unknown): v is number {
 
 export function parseVolunteerState(raw: unknown): VolunteerState | null {
   if (!isObject(raw)) return null;
-  const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions } = raw;
+  const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions, sessionLimit } = raw;
   if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
   if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
   if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
   if (!(stepMs === null || (typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs >= 0))) return null;
   if (!uint(agreed) || !uint(disagreed) || !uint(sessions, 1_000_000)) return null;
-  return { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions };
+  if (sessionLimit !== undefined && !isSessionLimit(sessionLimit)) return null;
+  return {
+    id,
+    keys,
+    backend,
+    adapter,
+    stage,
+    ready,
+    stepMs,
+    proven,
+    joinedAt,
+    agreed,
+    disagreed,
+    sessions,
+    ...(sessionLimit === undefined ? {} : { sessionLimit }),
+  };
 }
 
 export function parseBusMessage(raw: unknown): BusMessage | null {

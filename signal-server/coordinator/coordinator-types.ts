@@ -221,4 +221,6 @@ export interface MirroredVolunteer {
   readonly proven: boolean;
   readonly joinedAt: number;
   readonly counts: AuditCounts;
+  /** The most sessions it keeps open at once, where its ready said fewer than MAX_SESSIONS_PER_REPLICA (Volunteer.sessionLimit). */
+  readonly sessionLimit?: number;
 }

@@ -32,6 +32,15 @@ describe('OpenSessions: what a volunteer was told, and its refusals as full judg
     expect(o.size).toBe(MAX_SESSIONS_PER_REPLICA - 1);
   });
 
+  it("judges against the volunteer's own limit where its ready gave one", () => {
+    const o = new OpenSessions();
+    const w = o.watch(link());
+    for (const id of [1, 2, 3]) w.send('session:open', open(id));
+    // A limit of 2 (a stage with graph capture): the third was sent while it held 2, its due; the second was not.
+    expect(o.refusedFull(3, 2)).toEqual({ held: 2, honest: true });
+    expect(o.refusedFull(2, 2)).toEqual({ held: 1, honest: false });
+  });
+
   it('counts a session opened again once, and knows nothing of a session never opened on it', () => {
     const o = new OpenSessions();
     const w = o.watch(link());

@@ -9,7 +9,7 @@ const MAX_JUDGED = 256;
 /** How a volunteer's "I am full" was judged: how many sessions it had been opened on when this one was sent. */
 export interface FullRefusal {
   readonly held: number;
-  /** It held MAX_SESSIONS_PER_REPLICA already: the refusal was its due, not a no-show. */
+  /** It held its limit already (MAX_SESSIONS_PER_REPLICA, or fewer where its ready said so): the refusal was its due, not a no-show. */
   readonly honest: boolean;
 }
 
@@ -20,8 +20,8 @@ export interface FullRefusal {
  * its link, in the order the volunteer gets them. So when the volunteer
  * refuses a session as full (`ERR_REPLICA_FULL`), its own server knows how
  * many sessions it had been opened on, and not closed, when that one was sent,
- * which is what the replica itself counted: a refusal with
- * MAX_SESSIONS_PER_REPLICA held is honest (a cluster's processes each counted
+ * which is what the replica itself counted: a refusal with its limit
+ * (MAX_SESSIONS_PER_REPLICA, or what its ready said) held is honest (a cluster's processes each counted
  * it a publication late), one with fewer is not.
  */
 export class OpenSessions {
@@ -60,10 +60,10 @@ export class OpenSessions {
    * It refused `sessionId` as full: judged against what it held when that was sent, and it holds it no more.
    * Undefined for a session never opened on it (its no-show, if any, stands).
    */
-  refusedFull(sessionId: number): FullRefusal | undefined {
+  refusedFull(sessionId: number, limit = MAX_SESSIONS_PER_REPLICA): FullRefusal | undefined {
     const held = this.open.get(sessionId);
     if (held === undefined) return undefined;
-    const verdict = { held, honest: held >= MAX_SESSIONS_PER_REPLICA };
+    const verdict = { held, honest: held >= limit };
     // Those sent after it found it not held: one fewer than counted.
     let after = false;
     for (const [id, n] of this.open) {

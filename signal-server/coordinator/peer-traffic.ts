@@ -1,9 +1,9 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } from '../../shared/protocol/messages.js';
-import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
+import { sessionLimitOf } from './registry.js';
 import { REPORT_EVENTS, reportTarget } from './report-allowance.js';
 import { refuse, type SwarmState } from './swarm-state.js';
 
@@ -120,11 +120,12 @@ export class PeerTraffic {
   failed(id: string, m: StepFailure): void {
     // Its own server judges a refusal as full, whichever server's session it names (see OpenSessions).
     if (m.code === 'ERR_REPLICA_FULL') {
-      const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId);
+      const limit = sessionLimitOf(this.s.registry.get(id));
+      const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId, limit);
       if (judged !== undefined) {
         for (const o of this.s.observers) o.onFullRefusal?.(judged.honest);
         this.s.log(
-          `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${MAX_SESSIONS_PER_REPLICA} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
+          `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${limit} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
         );
       }
     }

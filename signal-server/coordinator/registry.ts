@@ -1,3 +1,4 @@
+import { MAX_SESSIONS_PER_REPLICA } from '../../shared/protocol/capacity.js';
 import type { Backend } from '../../shared/protocol/messages.js';
 import { type Move, pickStage, pickStageFor, planRebalance } from './scheduler.js';
 import { canHold, type Stage } from './stage-assignment.js';
@@ -19,6 +20,17 @@ export interface Volunteer {
   readonly keys?: readonly string[];
   /** A volunteer of another server of a cluster, mirrored here: only its own server assigns it a stage. */
   readonly remote?: boolean;
+  /**
+   * The most sessions it keeps open at once, as its ready for the stage said (StageReady.sessions: a stage with
+   * graph capture holds a row a session); absent: MAX_SESSIONS_PER_REPLICA. A claim about itself alone: one that
+   * holds fewer than it says refuses the rest, and each refusal is its no-show.
+   */
+  sessionLimit?: number;
+}
+
+/** The most sessions `v` keeps open at once (route-picker.ts routes no more to it). */
+export function sessionLimitOf(v: Pick<Volunteer, 'sessionLimit'> | undefined): number {
+  return v?.sessionLimit ?? MAX_SESSIONS_PER_REPLICA;
 }
 
 /**
@@ -144,6 +156,7 @@ export class Registry {
       v.stage = to;
       v.ready = false;
       v.stepMs = null;
+      delete v.sessionLimit;
     }
     return moves;
   }
@@ -201,6 +214,7 @@ export class Registry {
         v.stage = m.to;
         v.ready = false;
         v.stepMs = null;
+        delete v.sessionLimit;
       }
     }
     return moves;

@@ -1,6 +1,6 @@
 import { serverPeerId } from '../../shared/protocol/messages.js';
-import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import { GenerationError } from './generation.js';
+import { sessionLimitOf } from './registry.js';
 import { reputation } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
 import type { RouteWait } from './session-runner.js';
@@ -25,7 +25,7 @@ export class RoutePicker {
     return this.queued;
   }
 
-  /** Sessions each volunteer is in now (in a cluster, on every server: a replica holds MAX_SESSIONS_PER_REPLICA). */
+  /** Sessions each volunteer is in now (in a cluster, on every server: a replica holds sessionLimitOf(v), at most MAX_SESSIONS_PER_REPLICA). */
   private load(): Map<string, number> {
     const n = this.sessionsHere();
     const cluster = this.s.cluster;
@@ -48,7 +48,7 @@ export class RoutePicker {
   private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
     return this.s.registry
       .readyReplicas(stage)
-      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < MAX_SESSIONS_PER_REPLICA)
+      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < sessionLimitOf(v))
       .map((v) => this.candidate(v.id));
   }
 

@@ -30,7 +30,7 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { decodeWant, isWant } from '../../shared/swarm/fanout.js';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
-import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { isSessionLimit, MAX_SESSIONS_PER_REPLICA, ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { buildVerifiedStage, type StageTensors } from '../../web/compute/stage-build.js';
 import { fetchStageWeights } from '../../web/compute/stage-weights.js';
 import { OrtExecutor } from '../reference/ort-executor.js';
@@ -88,6 +88,11 @@ export interface NodeVolunteerOptions {
   readonly backend?: Backend;
   /** Holds its answer to a challenge (computed at once) until this resolves: an answer sent late, on purpose. */
   readonly holdProof?: (stage: number) => Promise<void>;
+  /**
+   * What its ready says of the sessions it keeps open at once (StageReady.sessions; any value, for hostile tests);
+   * its replica holds that many where it is a session limit (1..16), else MAX_SESSIONS_PER_REPLICA. Absent: not said.
+   */
+  readonly sessions?: unknown;
 }
 
 /** How long a volunteer whose server went away waits before connecting again. */
@@ -140,6 +145,11 @@ export class NodeVolunteer {
   /** Why its replica dropped frames (the last 200): what a hostile peer's frames met. */
   readonly rejections: string[] = [];
   private core: ReplicaCore | null = null;
+  /** Sessions its replica holds now (opened, not closed), and the most it held at once. */
+  readonly openNow = new Set<number>();
+  mostOpen = 0;
+  /** Sessions its replica refused as full (ERR_REPLICA_FULL). */
+  fullRefusals = 0;
   /** The partition of its last assignment (null: the server names none). */
   partition: string | null = null;
   /** Assignments received, and the chain of their loads. */
@@ -216,6 +226,8 @@ export class NodeVolunteer {
     s.on('server:error', (e) => this.errors.push(e));
     s.on('session:open', (m) => {
       if (this.core === null || !this.core.open(m)) return;
+      this.openNow.add(m.sessionId);
+      this.mostOpen = Math.max(this.mostOpen, this.openNow.size);
       const unreached = options.unreached?.(m) ?? [];
       // As the page does: the fan-out asks around an assigned sender it joined without.
       if (unreached.length > 0) this.core.unreached(m.sessionId, unreached);
@@ -224,7 +236,10 @@ export class NodeVolunteer {
         s.emit('session:joined', unreached.length === 0 ? { sessionId: m.sessionId } : { sessionId: m.sessionId, unreached });
     });
     s.on('session:update', (m) => this.core?.update(m));
-    s.on('session:close', ({ sessionId }) => this.core?.close(sessionId));
+    s.on('session:close', ({ sessionId }) => {
+      this.openNow.delete(sessionId);
+      this.core?.close(sessionId);
+    });
     s.on('step:input', (m) => {
       if (m.step > (this.reportedUpTo.get(m.sessionId) ?? -1) + 1) this.inputsAhead += 1;
       this.core?.input(m);
@@ -280,7 +295,10 @@ export class NodeVolunteer {
           socket.emit('step:digest', this.options.tamper?.(m) ?? m);
         },
         logits: (m) => socket.emit('step:logits', this.options.tamperLogits?.(m) ?? m),
-        failed: (m) => socket.emit('step:failed', m),
+        failed: (m) => {
+          if (m.code === 'ERR_REPLICA_FULL') this.fullRefusals += 1;
+          socket.emit('step:failed', m);
+        },
         computed: () => {
           this.steps += 1;
           // The tab closes: its socket goes, and nothing more comes from it.
@@ -295,8 +313,13 @@ export class NodeVolunteer {
         },
       },
       this.options.fault ?? null,
+      undefined,
+      undefined,
+      isSessionLimit(this.options.sessions) ? this.options.sessions : MAX_SESSIONS_PER_REPLICA,
     );
-    socket.emit('volunteer:ready', { modelId, stage, stepMs: 1, ...echo });
+    this.openNow.clear();
+    const says = this.options.sessions === undefined ? {} : { sessions: this.options.sessions as number };
+    socket.emit('volunteer:ready', { modelId, stage, stepMs: 1, ...echo, ...says });
     this.ready = true;
   }
 

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { parseModelListings } from '../../shared/protocol/http.js';
+import type { CaptureOptions } from '../compute/captured-stages.js';
 import type { Progress } from '../compute/stage-loader.js';
 import { type LocalModel, loadLocalModel, pickBackend } from './run-model.js';
 
@@ -25,14 +26,30 @@ async function start(onProgress: (p: Progress) => void): Promise<LocalModel> {
   const listing = models.value.find((m) => wanted === null || m.modelId === wanted);
   if (listing === undefined) throw new Error(`model ${wanted ?? '(any)'} is not served here`);
   // ?batch=off: each session's step its own runtime call (benchmarks compare it with batching across sessions).
-  // ?capture=on: the stages run with graph capture (WebGPU, fused form).
+  // ?capture=on: the stages run with graph capture (WebGPU, fused form); &capturePositions=N: rows of N positions;
+  // &captureRowWaitMs=N: how long a session's first step waits for a row when all are held (default 0).
   return loadLocalModel(
     listing.baseUrl,
     await pickBackend(params.get('backend')),
     onProgress,
     params.get('batch') !== 'off',
-    params.get('capture') === 'on',
+    params.get('capture') === 'on' ? captureOptions(params) : null,
   );
+}
+
+/** A whole number from ?name=, or undefined where absent. */
+function wholeParam(params: URLSearchParams, name: string): number | undefined {
+  const raw = params.get(name);
+  if (raw === null) return undefined;
+  if (!/^\d+$/.test(raw)) throw new Error(`?${name}= must be a whole number, not ${raw}`);
+  return Number(raw);
+}
+
+/** The captured rows from ?capturePositions= (absent: the model's whole context) and ?captureRowWaitMs= (absent: 0). */
+function captureOptions(params: URLSearchParams): CaptureOptions {
+  const positions = wholeParam(params, 'capturePositions');
+  const rowWaitMs = wholeParam(params, 'captureRowWaitMs');
+  return { ...(positions === undefined ? {} : { positions }), ...(rowWaitMs === undefined ? {} : { rowWaitMs }) };
 }
 
 export function CheckApp() {

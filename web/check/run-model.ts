@@ -3,6 +3,7 @@ import { generate, mainOutput, PipelineSession, type StageExecutor, type TensorD
 import { argmax, GREEDY } from '../../shared/model/sampling.js';
 import { LOGITS_FROM_ALL } from '../../shared/model/stage-graph.js';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
+import type { CaptureOptions } from '../compute/captured-stages.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
@@ -61,8 +62,8 @@ export async function loadLocalModel(
   onProgress: (p: Progress) => void,
   /** False: each session's step is its own runtime call (batching across sessions off, for comparisons). */
   batching = true,
-  /** True: the stages run with graph capture (WebGPU, fused form: web/compute/captured-stages.ts). */
-  capture = false,
+  /** Rows to run the stages with graph capture (WebGPU, fused form: web/compute/captured-stages.ts); null: no capture. */
+  capture: CaptureOptions | null = null,
 ): Promise<LocalModel> {
   const manifest = await fetchManifest(baseUrl);
   const client = new ComputeClient();
@@ -106,7 +107,7 @@ export async function loadLocalModel(
   };
   /** A fresh pipeline session: stateless runs, or a session of the worker's caches under graph capture. */
   const session = <T>(f: (s: { forward(ids: readonly number[]): Promise<Float32Array> }) => Promise<T>): Promise<T> =>
-    capture ? inSession((id) => f({ forward: (ids) => step(id, [...ids]) })) : f(new PipelineSession(manifest, client));
+    capture !== null ? inSession((id) => f({ forward: (ids) => step(id, [...ids]) })) : f(new PipelineSession(manifest, client));
   return {
     manifest,
     backend,
@@ -117,7 +118,7 @@ export async function loadLocalModel(
     },
     async trace(ids) {
       const outputs: number[][] = [];
-      if (capture) {
+      if (capture !== null) {
         await inSession(async (id) => {
           let carry: TensorData = { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids, (i) => BigInt(i)) };
           for (let s = 0; s < manifest.stages.length; s++) {

@@ -12,9 +12,12 @@
 // all the rows, one position each. A session holds one row per stage; a row
 // whose session has nothing to compute this call is fed its own next
 // position, where it writes a key and value that nothing reads (its cache
-// holds the positions before) and that its next real step overwrites. A
-// prompt of P positions is P calls, one position each. A roll-back lowers the
-// row's count, as with the fused graph's growing buffers.
+// holds the positions before) and that its next real step overwrites; a full
+// row writes over its last position, which nothing reads again either (it can
+// take no further step, and a roll-back recomputes what it cuts). So a row
+// holds the model's whole context. A prompt of P positions is P calls, one
+// position each. A roll-back lowers the row's count, as with the fused
+// graph's growing buffers.
 //
 // Only the fused graph form (GroupQueryAttention) can run this way; the
 // non-captured path (StageSessions + CachingExecutor) stays the reference it
@@ -41,6 +44,11 @@ export interface CaptureOptions {
   readonly slots?: number;
   /** Positions a row holds (default and at most: the model's maxPositions). */
   readonly positions?: number;
+  /**
+   * How long a session's first step waits for a row when every row is held (default 0: refused at once). A
+   * volunteer waits: a session closed while its step computes gives its row back only once that step is over.
+   */
+  readonly rowWaitMs?: number;
 }
 
 /** A pending position of one row: its input at that position and where its output goes. */
@@ -87,6 +95,8 @@ class CapturedStage {
   private readonly inWidth: number;
   /** Positions each row holds now; -1 for a free row. */
   private readonly lengths: number[];
+  /** Steps waiting for a row to be freed (rowFreed). */
+  private readonly freedWaiters = new Set<() => void>();
   private readonly queue: RowStep[] = [];
   /** The calls under way, while rows wait (dispose waits for them before it frees their buffers). */
   private draining: Promise<void> | null = null;
@@ -176,6 +186,20 @@ class CapturedStage {
 
   free(row: number): void {
     this.lengths[row] = -1;
+    for (const wake of [...this.freedWaiters]) wake();
+  }
+
+  /** Resolves when a row is freed, or after `ms`. */
+  rowFreed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.freedWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.freedWaiters.add(wake);
+    });
   }
 
   length(row: number): number {
@@ -189,8 +213,8 @@ class CapturedStage {
   }
 
   /**
-   * Computes one position of a held row (the next after what it holds; the caller has checked that it fits: a row
-   * holds positions − 1); resolves with its output there.
+   * Computes one position of a held row (the next after what it holds; the caller has checked that it fits);
+   * resolves with its output there.
    */
   stepOne(row: number, input: BigInt64Array | Float32Array): Promise<Float32Array> {
     const lost = this.shared.loss.error(`stage ${this.index}`);
@@ -231,7 +255,8 @@ class CapturedStage {
       this.shared.loss.check(`stage ${this.index}`);
       const seqlens = new Int32Array(this.slots);
       for (let r = 0; r < this.slots; r++) {
-        // A row not stepping writes at its next position, past what it holds (never read, overwritten by its next step).
+        // A row not stepping writes at its next position, past what it holds (never read, overwritten by its next step);
+        // a full row at its last, which nothing reads again (see the top of this file).
         const held = Math.max(0, this.lengths[r] as number);
         seqlens[r] = Math.min(held, this.positions - 1);
       }
@@ -274,6 +299,7 @@ class CapturedStage {
   /** Refuses what waits, lets the call under way end, then frees the buffers and the session. */
   async dispose(): Promise<void> {
     for (const s of this.queue.splice(0)) s.reject(new ComputeError('ERR_RUN', `stage ${this.index} was closed`));
+    for (const wake of [...this.freedWaiters]) wake();
     await this.draining;
     for (const b of this.buffers) b.destroy();
     // A session that will not release (a lost device) is dropped all the same.
@@ -296,6 +322,7 @@ export class CapturedExecutor implements SessionExecutor {
     private readonly stages: Map<number, CapturedStage>,
     private readonly device: GPUDevice | null,
     private readonly shared: SharedRuns,
+    private readonly rowWaitMs: number,
   ) {}
 
   /** The stages on onnxruntime-web's WebGPU build, as the compute worker runs them (worker.ts). */
@@ -335,10 +362,12 @@ export class CapturedExecutor implements SessionExecutor {
       throw new ComputeError('ERR_SESSION_CREATE', `graph capture runs the fused graph form only, not ${manifest.graph}`);
     const slots = options.slots ?? DEFAULT_CAPTURE_SLOTS;
     const positions = options.positions ?? manifest.model.maxPositions;
+    const rowWaitMs = options.rowWaitMs ?? 0;
     if (!Number.isInteger(slots) || slots < 1 || slots > 64)
       throw new RangeError(`capture slots must be an integer in 1..64, not ${slots}`);
     if (!Number.isInteger(positions) || positions < 2 || positions > manifest.model.maxPositions)
       throw new RangeError(`capture positions must be an integer in 2..${manifest.model.maxPositions}, not ${positions}`);
+    if (!(rowWaitMs >= 0 && rowWaitMs <= 600_000)) throw new RangeError(`capture rowWaitMs must be in 0..600000, not ${rowWaitMs}`);
     const made = new Map<number, CapturedStage>();
     const shared = new SharedRuns();
     let gpu: GPUDevice | null = null;
@@ -369,7 +398,7 @@ export class CapturedExecutor implements SessionExecutor {
       for (const s of made.values()) void s.dispose();
       throw e;
     }
-    return new CapturedExecutor(manifest, made, gpu, shared);
+    return new CapturedExecutor(manifest, made, gpu, shared, rowWaitMs);
   }
 
   private stage(stage: number): CapturedStage {
@@ -394,20 +423,22 @@ export class CapturedExecutor implements SessionExecutor {
       let row = this.rows.get(key);
       const claimed = row === undefined;
       if (row === undefined) {
-        const free = s.claim();
+        let free = s.claim();
+        for (const until = Date.now() + this.rowWaitMs; free === null && Date.now() < until; free = s.claim())
+          await s.rowFreed(until - Date.now());
         if (free === null) throw new ComputeError('ERR_RUN', `stage ${stage}: all ${s.slots} captured rows are held by other sessions`);
         row = free;
         this.rows.set(key, row);
       }
       const start = s.length(row);
-      const room = s.positions - 1 - start;
+      const room = s.positions - start;
       const outs: Float32Array[] = [];
       try {
         // Refused whole before any call: a step that cannot fit would compute every position it can, then be undone.
         if (positions > room)
           throw new ComputeError(
             'ERR_RUN',
-            `stage ${stage}: ${positions} positions after ${start} pass the ${s.positions - 1} a captured row holds`,
+            `stage ${stage}: ${positions} positions after ${start} pass the ${s.positions} a captured row holds`,
           );
         for (let p = 0; p < positions; p++) {
           const at = input.data.subarray(p * width, (p + 1) * width) as BigInt64Array | Float32Array;

@@ -8,6 +8,7 @@ import {
   type TensorData,
 } from '../../shared/model/pipeline.js';
 import type { LogitsFrom } from '../../shared/model/stage-graph.js';
+import type { CaptureOptions } from './captured-stages.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
 import type { Backend, ComputeErrorCode, DeviceLoss, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
 import type { StageTensors } from './stage-build.js';
@@ -148,7 +149,7 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     manifest: StageManifest,
     stages: { index: number; bytes: ArrayBuffer }[],
     batching = true,
-    capture = false,
+    capture: CaptureOptions | null = null,
   ): Promise<void> {
     const buffers = stages.map((s) => s.bytes);
     const r = await this.call({ type: 'load', id: this.nextId++, backend, manifest, stages, batching, capture }, buffers);
@@ -168,7 +169,13 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
    * (transferred, not copied: the caller must not use them after) and checks
    * it against the manifest's sha256 before creating its session.
    */
-  async build(backend: Backend, manifest: StageManifest, stages: readonly StageTensors[], batching = true, capture = false): Promise<void> {
+  async build(
+    backend: Backend,
+    manifest: StageManifest,
+    stages: readonly StageTensors[],
+    batching = true,
+    capture: CaptureOptions | null = null,
+  ): Promise<void> {
     const buffers = new Set<ArrayBuffer>();
     for (const s of stages) for (const t of s.tensors) buffers.add(t.bytes.buffer as ArrayBuffer);
     const r = await this.call({ type: 'build', id: this.nextId++, backend, manifest, stages, batching, capture }, [...buffers]);

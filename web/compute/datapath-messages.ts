@@ -16,6 +16,8 @@ export type ToReplica =
       readonly fault: { readonly kind: FaultKind; readonly seed: number } | null;
       readonly share: number;
       readonly trace: boolean;
+      /** Sessions it keeps open at once (ReplicaCore.maxSessions; the ready says the same). */
+      readonly maxSessions: number;
     }
   /** The frames channel to `peer`, transferred to the worker at its creation (`link` numbers it): its frames are read and sent there. */
   | { readonly type: 'replica:channel'; readonly peer: string; readonly link: number; readonly channel: RTCDataChannel }

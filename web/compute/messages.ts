@@ -1,6 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeline.js';
 import type { LogitsFrom } from '../../shared/model/stage-graph.js';
+import type { CaptureOptions } from './captured-stages.js';
 import type { FromReplica, ToReplica } from './datapath-messages.js';
 import type { StageTensors } from './stage-build.js';
 
@@ -20,8 +21,8 @@ export type ToWorker =
       readonly stages: readonly { readonly index: number; readonly bytes: ArrayBuffer }[];
       /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
       readonly batching?: boolean;
-      /** True, on WebGPU with the fused form: the stages run with graph capture (captured-stages.ts). Default false. */
-      readonly capture?: boolean;
+      /** On WebGPU with the fused form: the stages run with graph capture (captured-stages.ts), with these rows. Default null: no capture. */
+      readonly capture?: CaptureOptions | null;
     }
   /** Like load, but the worker builds each stage's graph from the checkpoint tensors its volunteer fetched. */
   | {
@@ -32,8 +33,8 @@ export type ToWorker =
       readonly stages: readonly StageTensors[];
       /** False: every session's step is its own runtime call (batching across sessions off, for comparisons). */
       readonly batching?: boolean;
-      /** True, on WebGPU with the fused form: the stages run with graph capture (captured-stages.ts). Default false. */
-      readonly capture?: boolean;
+      /** On WebGPU with the fused form: the stages run with graph capture (captured-stages.ts), with these rows. Default null: no capture. */
+      readonly capture?: CaptureOptions | null;
     }
   /** Start the backend's runtime now (answered with done), while the weights download. */
   | { readonly type: 'prepare'; readonly id: number; readonly backend: Backend }

@@ -5,6 +5,7 @@
 // (stage-weights.ts), in the worker, which checks the result against the same
 // sha256 and keeps it for the next visit.
 import type { StageManifest } from '../../shared/model/manifest.js';
+import type { CaptureOptions } from './captured-stages.js';
 import type { ComputeClient } from './compute-client.js';
 import type { Backend } from './messages.js';
 import { readCachedStage, stageCacheStore } from './stage-cache.js';
@@ -31,6 +32,8 @@ export interface StageOpen {
   readonly manifest: StageManifest;
   readonly stage: number;
   readonly batching: boolean;
+  /** Rows for graph capture (WebGPU, fused form: captured-stages.ts); null: none. */
+  readonly capture: CaptureOptions | null;
 }
 
 /** Opens the stage in o.compute; null when it became moot. */
@@ -40,13 +43,13 @@ export async function openStage(o: StageOpen, hooks: StageOpenHooks): Promise<St
     const size = cached.bytes.byteLength;
     hooks.progress({ file: `stage ${o.stage}`, loadedBytes: size, totalBytes: size, fromCache: true });
     if (!hooks.loading()) return null;
-    await o.compute.load(o.backend, o.manifest, [{ index: o.stage, bytes: cached.bytes }], o.batching);
+    await o.compute.load(o.backend, o.manifest, [{ index: o.stage, bytes: cached.bytes }], o.batching, o.capture);
     return { from: 'cache' };
   }
   // Only this stage's tensors, by range requests from the model folder, each checked against the swarm's sha256.
   const weights = await fetchStageWeights(o.baseUrl, o.manifest, [o.stage], hooks.progress);
   if (!hooks.loading()) return null;
   // The worker builds the stage graph and checks it is byte-identical to the server's (the manifest's sha256).
-  await o.compute.build(o.backend, o.manifest, weights.stages, o.batching);
+  await o.compute.build(o.backend, o.manifest, weights.stages, o.batching, o.capture);
   return { from: 'tensors', rejected: cached.kind === 'rejected' ? cached.reason : null };
 }

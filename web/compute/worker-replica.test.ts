@@ -20,7 +20,7 @@ describe('the worker replica reports refused frames in batches', () => {
       (e) => events.push(e),
       () => ({ manifest, sessions }),
     );
-    replica.handle({ type: 'replica:start', stage: 1, fault: null, share: 1, trace: false });
+    replica.handle({ type: 'replica:start', stage: 1, fault: null, share: 1, trace: false, maxSessions: 16 });
     replica.handle({ type: 'replica:open', open: { sessionId: 3, stage: 1, replica: 0, prev: ['A'], next: ['C'], replayTo: 0 } });
     for (let i = 0; i < 10_000; i++) replica.handle({ type: 'replica:frame', peer: 'A', bytes: Uint8Array.of(i & 0xff, 1, 2) });
     const hidden = manifest.model.hiddenSize;

@@ -11,7 +11,7 @@ import { notBinary, rejectionCode } from '../../shared/protocol/frames.js';
 import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { faultBehaviour } from '../../shared/swarm/faults.js';
-import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { MAX_STEPS_AHEAD, ReplicaCore } from '../../shared/swarm/replica-core.js';
 import { StepTrace } from '../volunteer/step-trace.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
 
@@ -161,6 +161,8 @@ export class WorkerReplica {
       },
       m.fault === null ? null : faultBehaviour(m.fault.kind, m.fault.seed),
       () => this.lastComputeMs,
+      MAX_STEPS_AHEAD,
+      m.maxSessions,
     );
   }
 

@@ -81,11 +81,11 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       await warmedUp;
       let next: CachingExecutor | CapturedExecutor;
       let nextSessions: StageSessions | null = null;
-      if (m.capture === true) {
+      if (m.capture !== undefined && m.capture !== null) {
         if (m.backend !== 'webgpu')
           throw new ComputeError('ERR_BACKEND_UNAVAILABLE', `graph capture runs on WebGPU only, not ${m.backend}`);
         // Graph capture: each stage's step recorded once and replayed (captured-stages.ts); one row of KV cache a session.
-        next = await CapturedExecutor.forWebGpu(built, m.manifest);
+        next = await CapturedExecutor.forWebGpu(built, m.manifest, m.capture);
         await watchDevice(next);
       } else {
         nextSessions = await StageSessions.create(m.backend, built, m.manifest);

@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { freshFeeds, type TensorData } from '../../shared/model/pipeline.js';
+import { bufferLimitBytes } from '../../shared/protocol/capacity.js';
 import { rejectionCode } from '../../shared/protocol/frames.js';
 import {
   type ClientToServerEvents,
@@ -17,7 +18,8 @@ import { DelayLine } from '../../shared/swarm/delay-line.js';
 import { DutyCycle } from '../../shared/swarm/duty-cycle.js';
 import { FAULT_AFTER_STEPS, type FaultKind, faultBehaviour } from '../../shared/swarm/faults.js';
 import { FrameBatcher } from '../../shared/swarm/frame-batcher.js';
-import { ReplicaCore, type ReplicaOutputs } from '../../shared/swarm/replica-core.js';
+import { MAX_SESSIONS_PER_REPLICA, MAX_STEPS_AHEAD, ReplicaCore, type ReplicaOutputs } from '../../shared/swarm/replica-core.js';
+import { type CapturePlan, planCapture } from '../compute/capture-plan.js';
 import { ComputeClient, deviceLostText, WorkerError } from '../compute/compute-client.js';
 import type { Backend, DeviceLoss } from '../compute/messages.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
@@ -78,7 +80,12 @@ export interface ReplicaStatus {
   readonly channelsKept: number;
   /** The last loss of this tab's GPU device, and what the tab came back on; null while none was lost. */
   readonly deviceLoss: DeviceLossNote | null;
+  /** Graph capture (?capture=): the sessions its loaded stage holds with it, or why it runs without; null when not asked or before a stage. */
+  readonly capture: CaptureState | null;
 }
+
+/** What came of asking for graph capture for the loaded stage. */
+export type CaptureState = { readonly on: true; readonly sessions: number } | { readonly on: false; readonly why: string };
 
 /** A lost GPU device as the page tells it. */
 export interface DeviceLossNote extends Recovery {
@@ -98,9 +105,17 @@ export interface ReplicaOptions {
   readonly batching?: boolean;
   /** Where a step's data path runs (see worker-path.ts); default main. */
   readonly dataPath?: DataPath;
+  /**
+   * Graph capture on WebGPU (web/compute/captured-stages.ts; ?capture=on or ?capture=N): the most sessions to hold
+   * (null: as many as fit, capture-plan.ts); undefined: no capture. Ignored, and said in the status, where the tab
+   * computes on WASM or the model's form is not fused.
+   */
+  readonly captureSessions?: number | null | undefined;
 }
 
 const CLIENT_KEY = 'webswarm-client-key';
+/** The session of the step timed before ready, where the stage runs with graph capture. */
+const FIRST_STEP_SESSION = Number.MIN_SAFE_INTEGER;
 /** Tries at loading a stage before the volunteer shows an error, and the wait after the first (doubling). */
 const LOAD_ATTEMPTS = 3;
 const LOAD_RETRY_MS = 2_000;
@@ -161,6 +176,7 @@ export class VolunteerReplica {
   private readonly net = new DelayLine();
   private readonly trace: StepTrace | null;
   private readonly batching: boolean;
+  private readonly captureSessions: number | null | undefined;
   /** What the hello says this tab can hold, for the backend it computes on now (a lost GPU may move it to WASM). */
   private capacity: Promise<VolunteerCapacity | null>;
   /** This tab's GPU device losses: whether it comes back on WebGPU or WASM (device-loss.ts). */
@@ -177,6 +193,7 @@ export class VolunteerReplica {
     this.duty = new DutyCycle(options.share ?? 1);
     this.trace = options.trace ?? null;
     this.batching = options.batching ?? true;
+    this.captureSessions = options.captureSessions;
     this.status = {
       state: 'connecting',
       volunteerId: null,
@@ -197,6 +214,7 @@ export class VolunteerReplica {
       channelsMoved: 0,
       channelsKept: 0,
       deviceLoss: null,
+      capture: null,
     };
     this.prepared = this.prepareCompute();
     // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
@@ -382,8 +400,22 @@ export class VolunteerReplica {
       const manifest = await fetchManifest(a.baseUrl);
       const entry = manifest.stages[a.stage];
       if (entry === undefined) throw new Error(`the manifest has no stage ${a.stage}`);
+      const capture = await this.planCapture(manifest, a.stage);
+      this.update({
+        capture: capture === null ? null : capture.ok ? { on: true, sessions: capture.sessions } : { on: false, why: capture.why },
+      });
+      const captured = capture?.ok === true ? capture : null;
+      const maxSessions = captured?.sessions ?? MAX_SESSIONS_PER_REPLICA;
       const source = await openStage(
-        { compute, backend: this.status.backend, baseUrl: a.baseUrl, manifest, stage: a.stage, batching: this.batching },
+        {
+          compute,
+          backend: this.status.backend,
+          baseUrl: a.baseUrl,
+          manifest,
+          stage: a.stage,
+          batching: this.batching,
+          capture: captured?.options ?? null,
+        },
         {
           progress: (progress) => this.update({ progress }),
           loading: () => {
@@ -423,6 +455,7 @@ export class VolunteerReplica {
             fault: this.fault,
             share: this.duty.share,
             trace,
+            maxSessions,
           },
         );
         path.setNetDelay(this.net.delayMs);
@@ -439,9 +472,11 @@ export class VolunteerReplica {
           // A random seed: two faulty tabs must not tell the same lie by accident (that would be collusion).
           this.fault === null ? null : faultBehaviour(this.fault, Math.floor(Math.random() * 2 ** 31)),
           () => compute.lastComputeMs,
+          MAX_STEPS_AHEAD,
+          maxSessions,
         );
       }
-      const stepMs = await this.firstStep(manifest, a.stage);
+      const stepMs = await this.firstStep(manifest, a.stage, captured !== null);
       if (epoch !== this.epoch) return null;
       this.update({ state: 'ready', lastError: null });
       // The partition is echoed: a ready for a partition the server has since replaced is ignored there.
@@ -450,6 +485,8 @@ export class VolunteerReplica {
         stage: a.stage,
         stepMs,
         ...(a.partition === undefined ? {} : { partition: a.partition }),
+        // Said only where it holds fewer than any replica does: the coordinator routes it no more.
+        ...(maxSessions < MAX_SESSIONS_PER_REPLICA ? { sessions: maxSessions } : {}),
       });
       return null;
     } catch (e) {
@@ -504,16 +541,32 @@ export class VolunteerReplica {
    * second would only delay ready (a q4 stage of the 135M shape by a few
    * hundred ms on WASM). Its time, first-run costs included, is reported.
    */
-  private async firstStep(manifest: StageManifest, stage: number): Promise<number> {
+  private async firstStep(manifest: StageManifest, stage: number, captured: boolean): Promise<number> {
     const entry = manifest.stages[stage];
-    if (entry === undefined || this.compute === null) return 0;
+    const compute = this.compute;
+    if (entry === undefined || compute === null) return 0;
     const input: TensorData =
       stage === 0
         ? { dtype: 'int64', dims: [1, 1], data: new BigInt64Array(1) }
         : { dtype: 'float32', dims: [1, 1, manifest.model.hiddenSize], data: new Float32Array(manifest.model.hiddenSize) };
     const t0 = performance.now();
-    await this.compute.run(stage, freshFeeds(manifest, stage, input));
+    if (captured) {
+      // Captured stages run session steps only: a session of its own (an id no session or challenge has), freed after.
+      await compute.step(FIRST_STEP_SESSION, stage, input);
+      compute.release(FIRST_STEP_SESSION);
+    } else await compute.run(stage, freshFeeds(manifest, stage, input));
     return performance.now() - t0;
+  }
+
+  /**
+   * The captured rows for `stage` where capture was asked for (null where it was not): not ok, with the reason, on
+   * WASM or where no two rows fit.
+   */
+  private async planCapture(manifest: StageManifest, stage: number): Promise<CapturePlan | null> {
+    if (this.captureSessions === undefined) return null;
+    if (this.status.backend !== 'webgpu')
+      return { ok: false, why: `graph capture runs on WebGPU; this tab computes on ${this.status.backend}` };
+    return planCapture(manifest, stage, bufferLimitBytes('webgpu', await this.capacity) ?? Infinity, this.captureSessions);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-import { deviceLossText, stateText, usesText, weightsText } from './wording.js';
+import { captureText, deviceLossText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status }: { status: ReplicaStatus }) {
@@ -18,6 +18,11 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
             {usesText(status.backend)}
           </p>
           <p className="small">{status.adapter ?? 'no GPU adapter used'}</p>
+          {status.capture !== null && (
+            <p className="small" data-testid="capture">
+              {captureText(status.capture)}
+            </p>
+          )}
         </section>
         <section className="card">
           <h2>Stage held</h2>

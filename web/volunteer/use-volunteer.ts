@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseModelListings } from '../../shared/protocol/http.js';
 import type { FaultKind } from '../../shared/swarm/faults.js';
+import { parseCaptureParam } from '../compute/capture-plan.js';
 import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
@@ -41,6 +42,8 @@ export interface VolunteerSettings {
   readonly trace?: boolean;
   /** Where a step's data path runs (?datapath=main|worker); DEFAULT_DATA_PATH where the browser allows, when absent. */
   readonly dataPath?: DataPath;
+  /** ?capture= as given (capture-plan.ts parseCaptureParam); absent or null: no graph capture. */
+  readonly capture?: string | null;
 }
 
 /**
@@ -107,13 +110,27 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
   const [status, setStatus] = useState<ReplicaStatus | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const replica = useRef<VolunteerReplica | null>(null);
-  const { backend, fault, share, autoPause, model, trace, batching = true, dataPath = chooseDataPath(null, DEFAULT_DATA_PATH) } = settings;
+  const {
+    backend,
+    fault,
+    share,
+    autoPause,
+    model,
+    trace,
+    batching = true,
+    dataPath = chooseDataPath(null, DEFAULT_DATA_PATH),
+    capture = null,
+  } = settings;
 
   useEffect(() => {
     if (!active) return;
     let live = true;
+    let captureSessions: number | null | undefined;
     checkModelServed(model)
-      .then(() => chooseBackend(backend))
+      .then(() => {
+        captureSessions = parseCaptureParam(capture);
+        return chooseBackend(backend);
+      })
       .then(({ backend: b, adapter }) => {
         if (!live) return;
         const stamps = trace === true ? new StepTrace() : null;
@@ -124,6 +141,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
           trace: stamps,
           batching,
           dataPath,
+          captureSessions,
         });
         const r = replica.current;
         window.webswarmIceStats = () => r.iceStats();
@@ -138,7 +156,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model, trace, batching, dataPath]);
+  }, [active, backend, fault, share, autoPause, model, trace, batching, dataPath, capture]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

@@ -18,6 +18,8 @@ const SETTINGS = {
   autoPause: params.get('autopause') === '1',
   trace: params.get('trace') === '1',
   batching: params.get('batch') !== 'off',
+  // Graph capture on WebGPU (?capture=on, or a number of sessions): parsed when the volunteer starts, its error shown.
+  capture: params.get('capture'),
   // The per-token data path on the main thread or in the compute worker (where channels transfer).
   dataPath: chooseDataPath(params.get('datapath'), DEFAULT_DATA_PATH),
 };

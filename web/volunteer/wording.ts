@@ -7,7 +7,7 @@ import type { Backend } from '../compute/messages.js';
 import type { Progress } from '../compute/stage-loader.js';
 import type { BackendPlan } from './backend-plan.js';
 import { LOSS_WINDOW_MS, LOSSES_BEFORE_WASM } from './device-loss.js';
-import type { DeviceLossNote, ReplicaState } from './replica.js';
+import type { CaptureState, DeviceLossNote, ReplicaState } from './replica.js';
 
 /** The consent button: names the hardware the tab will really use. */
 export function consentLabel(plan: BackendPlan): string {
@@ -133,4 +133,9 @@ export function deviceLossText(note: DeviceLossNote): string {
     default:
       return note.why satisfies never;
   }
+}
+
+/** Graph capture as the status card says it: how many sessions the stage holds with it, or why it runs without. */
+export function captureText(c: CaptureState): string {
+  return c.on ? `graph capture: up to ${c.sessions} session${c.sessions === 1 ? '' : 's'} at once` : `graph capture off: ${c.why}`;
 }

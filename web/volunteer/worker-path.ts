@@ -8,7 +8,7 @@
 import type { SessionOpen, SessionUpdate, StepInput } from '../../shared/protocol/messages.js';
 import type { ParsedChallenge } from '../../shared/protocol/validate.js';
 import type { FaultKind } from '../../shared/swarm/faults.js';
-import { MAX_SESSIONS_PER_REPLICA, type ReplicaCore, type ReplicaOutputs } from '../../shared/swarm/replica-core.js';
+import type { ReplicaCore, ReplicaOutputs } from '../../shared/swarm/replica-core.js';
 import type { ComputeClient } from '../compute/compute-client.js';
 import type { ReplicaEvent } from '../compute/datapath-messages.js';
 import type { StepTrace } from './step-trace.js';
@@ -48,6 +48,8 @@ export interface WorkerPathOptions {
   readonly fault: FaultKind | null;
   readonly share: number;
   readonly trace: StepTrace | null;
+  /** Sessions it keeps open at once. */
+  readonly maxSessions: number;
 }
 
 export class WorkerDataPath implements ReplicaLike {
@@ -74,6 +76,7 @@ export class WorkerDataPath implements ReplicaLike {
       fault: o.fault === null ? null : { kind: o.fault, seed: Math.floor(Math.random() * 2 ** 31) },
       share: o.share,
       trace: o.trace !== null,
+      maxSessions: o.maxSessions,
     });
   }
 
@@ -113,8 +116,8 @@ export class WorkerDataPath implements ReplicaLike {
     };
     if (m.stage !== this.o.stage || m.stage >= this.o.stages)
       return fail('ERR_NOT_ASSIGNED', `stage ${m.stage} is not loaded here (stage ${this.o.stage} is)`);
-    if (this.sessions.size >= MAX_SESSIONS_PER_REPLICA && !this.sessions.has(m.sessionId))
-      return fail('ERR_REPLICA_FULL', `this replica keeps ${MAX_SESSIONS_PER_REPLICA} sessions open already`);
+    if (this.sessions.size >= this.o.maxSessions && !this.sessions.has(m.sessionId))
+      return fail('ERR_REPLICA_FULL', `this replica keeps ${this.o.maxSessions} sessions open already`);
     this.sessions.set(m.sessionId, m);
     this.compute.post({ type: 'replica:open', open: m });
     return true;
