@@ -64,7 +64,7 @@ beforeAll(async () => {
     if (m.type() === 'error') process.stderr.write(`[capture page] ${m.text()}\n`);
   });
   await page.goto(
-    `${server.address().url}/check?model=${MODEL}&backend=webgpu&capture=on&capturePositions=${ROW}&captureRowWaitMs=${ROW_WAIT_MS}`,
+    `${server.address().url}/check?model=${MODEL}&backend=webgpu&capture=on&capturePositions=${ROW}&captureRowWaitMs=${ROW_WAIT_MS}&captureReservedRows=1`,
   );
   await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
     timeout: LOAD_TIMEOUT_MS,
@@ -154,19 +154,22 @@ describe('graph capture on WebGPU (SwiftShader)', () => {
     expect((await stats()).sessions).toBe(0);
   });
 
-  it('refuses a session past the rows it has, by name', async () => {
-    // DEFAULT_CAPTURE_SLOTS rows: four sessions hold them, the fifth is refused and the others are untouched.
-    for (const s of [20, 21, 22, 23]) await step(s, [1]);
+  it("refuses a session past the rows it has, by name, keeping one for sessions below 0 (a replica's challenges)", async () => {
+    // DEFAULT_CAPTURE_SLOTS rows, one of them reserved: three sessions hold the others, the fourth is refused and the
+    // others are untouched.
+    for (const s of [20, 21, 22]) await step(s, [1]);
     const t0 = Date.now();
-    await expect(step(24, [1])).rejects.toThrow(/all 4 captured rows are held/);
-    // It waited for a row first (a volunteer's session closed while its step computes frees its row after).
+    await expect(step(23, [1])).rejects.toThrow(/all 3 captured rows are held/);
+    // It waited for a row first (a volunteer's session closed while it computes frees its row after).
     expect(Date.now() - t0).toBeGreaterThanOrEqual(ROW_WAIT_MS - 100);
-    // A row freed while it waits is its: the step goes on.
-    const waiting = step(24, [1]);
+    // A challenge (a session below 0) takes the reserved row at once, and its answer is the reference's.
+    agree(await step(-7, prompts[0] as number[]), (reference[0] as GreedyReference).logits[0] as Float32Array, 'a challenge');
+    // A row freed while a session waits is its: the step goes on.
+    const waiting = step(23, [1]);
     await new Promise((r) => setTimeout(r, 300));
     await page.evaluate(() => (window.webswarmCheck as Check).release(20));
     await waiting;
-    for (const s of [21, 22, 23, 24]) await page.evaluate((id) => (window.webswarmCheck as Check).release(id), s);
+    for (const s of [-7, 21, 22, 23]) await page.evaluate((id) => (window.webswarmCheck as Check).release(id), s);
     expect((await stats()).sessions).toBe(0);
   });
 

@@ -47,6 +47,34 @@ describe('a session limit in the ready', () => {
     expect(r.body.webswarm?.tokens).toEqual(expected);
   }, 60_000);
 
+  it('a ready volunteer that lowers its limit just before it refuses a session as full, and raises it after, is a no-show each time and evicted', async () => {
+    // Found by a review of the first version: the limit was taken from any ready, and a refusal judged against the
+    // limit when it came, so this volunteer refused 36 sessions over 6 requests and was never evicted.
+    const { url, server } = await swarm.start(1, 1, { routeWaitMs: 500, joinTimeoutMs: 1_500, stepTimeoutMs: 5_000 });
+    const [liar] = await swarm.joinAll(url, 1, 50, () => ({ sessions: 2, fault: { delayMs: 150, output: (_s, d) => d } }));
+    if (liar === undefined) throw new Error('no volunteer');
+    const modelId = server.coordinator?.modelInfo.modelId ?? '';
+    const honest = liar.socket.listeners('session:open');
+    liar.socket.removeAllListeners('session:open');
+    liar.socket.on('session:open', (m) => {
+      // Its first session it serves; the second it refuses, saying 1 session just before and 2 just after.
+      if (liar.openNow.size === 0) for (const f of honest) f(m);
+      else {
+        liar.socket.emit('volunteer:ready', { modelId, stage: 0, stepMs: 1, sessions: 1 });
+        liar.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_REPLICA_FULL', message: 'full' });
+        liar.socket.emit('volunteer:ready', { modelId, stage: 0, stepMs: 1, sessions: 2 });
+      }
+    });
+    for (let i = 0; i < 6 && !liar.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
+      const first = swarm.complete(url);
+      await expect.poll(() => liar.openNow.size, { timeout: WAIT_MS }).toBe(1);
+      await swarm.complete(url);
+      await first;
+    }
+    await expect.poll(() => liar.errors.some((e) => e.code === 'ERR_EVICTED'), { timeout: WAIT_MS }).toBe(true);
+    expect(liar.errors.at(-1)?.message).toMatch(/refused it as full, holding 1 sessions/);
+  }, 90_000);
+
   it('a volunteer that says it holds 4 sessions but refuses its first as full is a no-show each time, and evicted', async () => {
     const { url, server } = await swarm.start(1, 1, { routeWaitMs: 1_000, joinTimeoutMs: 2_000, stepTimeoutMs: 1_500 });
     const [liar] = await swarm.joinAll(url, 1, 40, () => ({ sessions: 4 }));

@@ -23,22 +23,27 @@ describe('OpenSessions: what a volunteer was told, and its refusals as full judg
     w.send('session:close', { sessionId: 1 });
     w.send('session:open', open(101));
     expect(l.sent.length).toBe(MAX_SESSIONS_PER_REPLICA + 3);
-    expect(o.refusedFull(100)).toEqual({ held: MAX_SESSIONS_PER_REPLICA, honest: true });
+    expect(o.refusedFull(100)).toEqual({ held: MAX_SESSIONS_PER_REPLICA, limit: MAX_SESSIONS_PER_REPLICA, honest: true });
     // Sent when 16 were counted, 100 among them, which it turned out not to hold.
-    expect(o.refusedFull(101)).toEqual({ held: MAX_SESSIONS_PER_REPLICA - 1, honest: false });
+    expect(o.refusedFull(101)).toEqual({ held: MAX_SESSIONS_PER_REPLICA - 1, limit: MAX_SESSIONS_PER_REPLICA, honest: false });
     expect(o.verdict(100)?.honest).toBe(true);
     expect(o.verdict(101)?.honest).toBe(false);
     // Refused sessions are not held: 15 open.
     expect(o.size).toBe(MAX_SESSIONS_PER_REPLICA - 1);
   });
 
-  it("judges against the volunteer's own limit where its ready gave one", () => {
-    const o = new OpenSessions();
+  it("judges against the volunteer's own limit when each session was sent, not when it refuses", () => {
+    let limit = 2;
+    const o = new OpenSessions(() => limit);
     const w = o.watch(link());
     for (const id of [1, 2, 3]) w.send('session:open', open(id));
     // A limit of 2 (a stage with graph capture): the third was sent while it held 2, its due; the second was not.
-    expect(o.refusedFull(3, 2)).toEqual({ held: 2, honest: true });
-    expect(o.refusedFull(2, 2)).toEqual({ held: 1, honest: false });
+    expect(o.refusedFull(3)).toEqual({ held: 2, limit: 2, honest: true });
+    // Its limit lowered afterwards changes nothing for a session sent before.
+    limit = 1;
+    expect(o.refusedFull(2)).toEqual({ held: 1, limit: 2, honest: false });
+    w.send('session:open', open(4));
+    expect(o.refusedFull(4)).toEqual({ held: 1, limit: 1, honest: true });
   });
 
   it('counts a session opened again once, and knows nothing of a session never opened on it', () => {
@@ -49,6 +54,6 @@ describe('OpenSessions: what a volunteer was told, and its refusals as full judg
     expect(o.size).toBe(1);
     expect(o.refusedFull(8)).toBeUndefined();
     expect(o.verdict(8)).toBeUndefined();
-    expect(o.refusedFull(7)).toEqual({ held: 0, honest: false });
+    expect(o.refusedFull(7)).toEqual({ held: 0, limit: MAX_SESSIONS_PER_REPLICA, honest: false });
   });
 });

@@ -9,6 +9,8 @@ const MAX_JUDGED = 256;
 /** How a volunteer's "I am full" was judged: how many sessions it had been opened on when this one was sent. */
 export interface FullRefusal {
   readonly held: number;
+  /** Its session limit when that session was sent. */
+  readonly limit: number;
   /** It held its limit already (MAX_SESSIONS_PER_REPLICA, or fewer where its ready said so): the refusal was its due, not a no-show. */
   readonly honest: boolean;
 }
@@ -25,9 +27,15 @@ export interface FullRefusal {
  * it a publication late), one with fewer is not.
  */
 export class OpenSessions {
-  /** Session id → sessions open on it before that one was sent. */
-  private readonly open = new Map<number, number>();
+  /** Session id → sessions open on it before that one was sent, and its limit then. */
+  private readonly open = new Map<number, { held: number; limit: number }>();
   private readonly judged = new Map<number, FullRefusal>();
+
+  /**
+   * `limit` is the volunteer's session limit now (sessionLimitOf): each session is judged against the limit in force
+   * when it was sent, so a volunteer cannot lower its limit just before it refuses one.
+   */
+  constructor(private readonly limit: () => number = () => MAX_SESSIONS_PER_REPLICA) {}
 
   /** `link`, seeing what is sent through it. */
   watch(link: VolunteerLink): VolunteerLink {
@@ -53,21 +61,21 @@ export class OpenSessions {
     // A session opened again (a replay, a repair) is the one it holds already: the replica takes it even when full.
     if (this.open.has(sessionId)) return;
     if (this.open.size >= MAX_OPEN) this.open.delete(this.open.keys().next().value as number);
-    this.open.set(sessionId, this.open.size);
+    this.open.set(sessionId, { held: this.open.size, limit: this.limit() });
   }
 
   /**
    * It refused `sessionId` as full: judged against what it held when that was sent, and it holds it no more.
    * Undefined for a session never opened on it (its no-show, if any, stands).
    */
-  refusedFull(sessionId: number, limit = MAX_SESSIONS_PER_REPLICA): FullRefusal | undefined {
-    const held = this.open.get(sessionId);
-    if (held === undefined) return undefined;
-    const verdict = { held, honest: held >= limit };
+  refusedFull(sessionId: number): FullRefusal | undefined {
+    const sent = this.open.get(sessionId);
+    if (sent === undefined) return undefined;
+    const verdict = { held: sent.held, limit: sent.limit, honest: sent.held >= sent.limit };
     // Those sent after it found it not held: one fewer than counted.
     let after = false;
     for (const [id, n] of this.open) {
-      if (after) this.open.set(id, n - 1);
+      if (after) this.open.set(id, { held: n.held - 1, limit: n.limit });
       else after = id === sessionId;
     }
     this.open.delete(sessionId);

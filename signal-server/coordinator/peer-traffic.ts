@@ -3,7 +3,6 @@ import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } fr
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
-import { sessionLimitOf } from './registry.js';
 import { REPORT_EVENTS, reportTarget } from './report-allowance.js';
 import { refuse, type SwarmState } from './swarm-state.js';
 
@@ -120,12 +119,11 @@ export class PeerTraffic {
   failed(id: string, m: StepFailure): void {
     // Its own server judges a refusal as full, whichever server's session it names (see OpenSessions).
     if (m.code === 'ERR_REPLICA_FULL') {
-      const limit = sessionLimitOf(this.s.registry.get(id));
-      const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId, limit);
+      const judged = this.s.members.get(id)?.opened?.refusedFull(m.sessionId);
       if (judged !== undefined) {
         for (const o of this.s.observers) o.onFullRefusal?.(judged.honest);
         this.s.log(
-          `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${limit} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
+          `volunteer ${id} refused session ${m.sessionId} as full, holding ${judged.held} of ${judged.limit} sessions: ${judged.honest ? 'its due' : 'not so, a no-show'}`,
         );
       }
     }

@@ -62,10 +62,11 @@ export class Readiness {
       refuse(this.s, id, 'ERR_NOT_ASSIGNED', `ready: ${m.modelId} stage ${m.stage} is not the stage assigned`);
       return;
     }
-    // Its word on how many sessions it holds is about itself alone (see Volunteer.sessionLimit).
+    if (v.ready || member.challenge !== null) return;
+    // Its word on how many sessions it holds is about itself alone (see Volunteer.sessionLimit), and taken only with
+    // the ready that loads the stage: a ready volunteer cannot change it between the sessions it is sent.
     if (m.sessions === undefined) delete v.sessionLimit;
     else v.sessionLimit = m.sessions;
-    if (v.ready || member.challenge !== null) return;
     this.challengeWithinBudget(member, m.stage);
   }
 

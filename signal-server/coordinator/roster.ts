@@ -10,6 +10,7 @@ import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
+import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
 import { assignment, established, type Member, refuse, type SwarmState } from './swarm-state.js';
@@ -93,7 +94,7 @@ export class Roster {
     // The id is the server's, never the client's: nobody can claim another volunteer's id.
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
-    const opened = new OpenSessions();
+    const opened = new OpenSessions(() => sessionLimitOf(this.s.registry.get(id)));
     this.s.members.set(id, {
       id,
       link: opened.watch(link),

@@ -27,7 +27,8 @@ async function start(onProgress: (p: Progress) => void): Promise<LocalModel> {
   if (listing === undefined) throw new Error(`model ${wanted ?? '(any)'} is not served here`);
   // ?batch=off: each session's step its own runtime call (benchmarks compare it with batching across sessions).
   // ?capture=on: the stages run with graph capture (WebGPU, fused form); &capturePositions=N: rows of N positions;
-  // &captureRowWaitMs=N: how long a session's first step waits for a row when all are held (default 0).
+  // &captureRowWaitMs=N: how long a session's first step waits for a row when all are held (default 0);
+  // &captureReservedRows=N: rows only sessions numbered below 0 take (default 0).
   return loadLocalModel(
     listing.baseUrl,
     await pickBackend(params.get('backend')),
@@ -45,11 +46,16 @@ function wholeParam(params: URLSearchParams, name: string): number | undefined {
   return Number(raw);
 }
 
-/** The captured rows from ?capturePositions= (absent: the model's whole context) and ?captureRowWaitMs= (absent: 0). */
+/** The captured rows from ?capturePositions= (absent: the model's whole context), ?captureRowWaitMs= and ?captureReservedRows= (absent: 0). */
 function captureOptions(params: URLSearchParams): CaptureOptions {
   const positions = wholeParam(params, 'capturePositions');
   const rowWaitMs = wholeParam(params, 'captureRowWaitMs');
-  return { ...(positions === undefined ? {} : { positions }), ...(rowWaitMs === undefined ? {} : { rowWaitMs }) };
+  const reservedRows = wholeParam(params, 'captureReservedRows');
+  return {
+    ...(positions === undefined ? {} : { positions }),
+    ...(rowWaitMs === undefined ? {} : { rowWaitMs }),
+    ...(reservedRows === undefined ? {} : { reservedRows }),
+  };
 }
 
 export function CheckApp() {

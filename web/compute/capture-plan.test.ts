@@ -11,7 +11,11 @@ const fused = (): StageManifest => ({ ...stages().manifest, graph: 'fused' });
 describe('planCapture', () => {
   it('a row a session and one for challenges, as many as asked, at most 16 sessions', () => {
     const m = fused();
-    expect(planCapture(m, 0, 2 ** 30, 3)).toEqual({ ok: true, sessions: 3, options: { slots: 4, rowWaitMs: CAPTURE_ROW_WAIT_MS } });
+    expect(planCapture(m, 0, 2 ** 30, 3)).toEqual({
+      ok: true,
+      sessions: 3,
+      options: { slots: 4, reservedRows: 1, rowWaitMs: CAPTURE_ROW_WAIT_MS },
+    });
     expect(planCapture(m, 1, 2 ** 30, null)).toMatchObject({ ok: true, sessions: 16, options: { slots: 17 } });
   });
 

@@ -12,12 +12,13 @@ import type { CaptureOptions } from './captured-stages.js';
 export const CAPTURE_ROWS_BUDGET_BYTES = 512 * 2 ** 20;
 /**
  * How long a session's first step waits for a row when every row is held: a
- * session closed while its step computes frees its row once that step is over
- * (ReplicaCore releases it then), and the coordinator may open the next one
- * before. A step's own time bounds it (the coordinator's step timeout is
- * longer).
+ * session closed while it computes frees its row once the inputs it had taken
+ * are computed (ReplicaCore releases it then; up to MAX_STEPS_AHEAD steps of a
+ * slow replica), and the coordinator may open the next one before. Twice the
+ * coordinator's default step timeout (30 s): a wait that long is the
+ * coordinator's to time out, not the tab's to fail.
  */
-export const CAPTURE_ROW_WAIT_MS = 10_000;
+export const CAPTURE_ROW_WAIT_MS = 60_000;
 
 /**
  * A page's ?capture= (the volunteer page, the widget's data-capture): absent or "off", no capture (undefined); "on",
@@ -37,7 +38,7 @@ export type CapturePlan =
       readonly ok: true;
       /** Sessions the replica keeps open at once (its ready says so). */
       readonly sessions: number;
-      /** The captured stage's options: one row a session, and one for the coordinator's challenges (run one at a time). */
+      /** The captured stage's options: one row a session, and one kept for the coordinator's challenges (run one at a time). */
       readonly options: CaptureOptions;
     }
   | { readonly ok: false; readonly why: string };
@@ -69,5 +70,5 @@ export function planCapture(manifest: StageManifest, stage: number, bufferLimit:
       ok: false,
       why: `stage ${stage} cannot hold two rows of ${m.maxPositions} positions (${rowLayerBytes} bytes a layer each, ${layers} layers; buffers up to ${bufferLimit} bytes, ${CAPTURE_ROWS_BUDGET_BYTES} bytes for the rows)`,
     };
-  return { ok: true, sessions: slots - 1, options: { slots, rowWaitMs: CAPTURE_ROW_WAIT_MS } };
+  return { ok: true, sessions: slots - 1, options: { slots, reservedRows: 1, rowWaitMs: CAPTURE_ROW_WAIT_MS } };
 }

@@ -49,6 +49,12 @@ export interface CaptureOptions {
    * volunteer waits: a session closed while its step computes gives its row back only once that step is over.
    */
   readonly rowWaitMs?: number;
+  /**
+   * Rows only sessions numbered below 0 may take (default 0): a replica's challenges and its step before ready
+   * (ReplicaCore numbers them so; the coordinator's sessions are unsigned). A challenge then never waits on the
+   * coordinator's sessions, nor a session on a challenge.
+   */
+  readonly reservedRows?: number;
 }
 
 /** A pending position of one row: its input at that position and where its output goes. */
@@ -176,12 +182,20 @@ class CapturedStage {
     this.buffers.push(this.readback);
   }
 
-  /** A free row, now the session's (its cache empty); null when every row is taken. */
-  claim(): number | null {
-    const row = this.lengths.indexOf(-1);
-    if (row < 0) return null;
-    this.lengths[row] = 0;
-    return row;
+  /**
+   * A free row, now the session's (its cache empty); null when every row it may take is taken. The last `reserved`
+   * rows are for sessions numbered below 0 (CaptureOptions.reservedRows), which take them first.
+   */
+  claim(session: number, reserved: number): number | null {
+    const general = this.slots - reserved;
+    const order = session < 0 ? [general, this.slots, 0, general] : [0, general];
+    for (let i = 0; i < order.length; i += 2)
+      for (let row = order[i] as number; row < (order[i + 1] as number); row++)
+        if (this.lengths[row] === -1) {
+          this.lengths[row] = 0;
+          return row;
+        }
+    return null;
   }
 
   free(row: number): void {
@@ -323,6 +337,7 @@ export class CapturedExecutor implements SessionExecutor {
     private readonly device: GPUDevice | null,
     private readonly shared: SharedRuns,
     private readonly rowWaitMs: number,
+    private readonly reservedRows: number,
   ) {}
 
   /** The stages on onnxruntime-web's WebGPU build, as the compute worker runs them (worker.ts). */
@@ -363,11 +378,14 @@ export class CapturedExecutor implements SessionExecutor {
     const slots = options.slots ?? DEFAULT_CAPTURE_SLOTS;
     const positions = options.positions ?? manifest.model.maxPositions;
     const rowWaitMs = options.rowWaitMs ?? 0;
+    const reservedRows = options.reservedRows ?? 0;
     if (!Number.isInteger(slots) || slots < 1 || slots > 64)
       throw new RangeError(`capture slots must be an integer in 1..64, not ${slots}`);
     if (!Number.isInteger(positions) || positions < 2 || positions > manifest.model.maxPositions)
       throw new RangeError(`capture positions must be an integer in 2..${manifest.model.maxPositions}, not ${positions}`);
     if (!(rowWaitMs >= 0 && rowWaitMs <= 600_000)) throw new RangeError(`capture rowWaitMs must be in 0..600000, not ${rowWaitMs}`);
+    if (!Number.isInteger(reservedRows) || reservedRows < 0 || reservedRows >= slots)
+      throw new RangeError(`capture reservedRows must be an integer in 0..${slots - 1} (fewer than the slots), not ${reservedRows}`);
     const made = new Map<number, CapturedStage>();
     const shared = new SharedRuns();
     let gpu: GPUDevice | null = null;
@@ -398,7 +416,7 @@ export class CapturedExecutor implements SessionExecutor {
       for (const s of made.values()) void s.dispose();
       throw e;
     }
-    return new CapturedExecutor(manifest, made, gpu, shared, rowWaitMs);
+    return new CapturedExecutor(manifest, made, gpu, shared, rowWaitMs, reservedRows);
   }
 
   private stage(stage: number): CapturedStage {
@@ -423,10 +441,13 @@ export class CapturedExecutor implements SessionExecutor {
       let row = this.rows.get(key);
       const claimed = row === undefined;
       if (row === undefined) {
-        let free = s.claim();
-        for (const until = Date.now() + this.rowWaitMs; free === null && Date.now() < until; free = s.claim())
+        let free = s.claim(session, this.reservedRows);
+        for (const until = Date.now() + this.rowWaitMs; free === null && Date.now() < until; free = s.claim(session, this.reservedRows))
           await s.rowFreed(until - Date.now());
-        if (free === null) throw new ComputeError('ERR_RUN', `stage ${stage}: all ${s.slots} captured rows are held by other sessions`);
+        if (free === null) {
+          const rows = session < 0 ? s.slots : s.slots - this.reservedRows;
+          throw new ComputeError('ERR_RUN', `stage ${stage}: all ${rows} captured rows are held by other sessions`);
+        }
         row = free;
         this.rows.set(key, row);
       }
