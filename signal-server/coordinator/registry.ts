@@ -28,6 +28,14 @@ export interface Volunteer {
   sessionLimit?: number;
 }
 
+/** Moves `v` to `stage`: it is ready there, and says what it holds there, only after its next ready and challenge. */
+function moveTo(v: Volunteer, stage: number): void {
+  v.stage = stage;
+  v.ready = false;
+  v.stepMs = null;
+  delete v.sessionLimit;
+}
+
 /** The most sessions `v` keeps open at once (route-picker.ts routes no more to it). */
 export function sessionLimitOf(v: Pick<Volunteer, 'sessionLimit'> | undefined): number {
   return v?.sessionLimit ?? MAX_SESSIONS_PER_REPLICA;
@@ -153,10 +161,7 @@ export class Registry {
       }
       if (to === v.stage && !newPartition) continue;
       moves.push({ volunteer: v.id, from: v.stage, to });
-      v.stage = to;
-      v.ready = false;
-      v.stepMs = null;
-      delete v.sessionLimit;
+      moveTo(v, to);
     }
     return moves;
   }
@@ -210,12 +215,7 @@ export class Registry {
     if (moves.length > 0) this.clients = null;
     for (const m of moves) {
       const v = this.volunteers.get(m.volunteer);
-      if (v !== undefined) {
-        v.stage = m.to;
-        v.ready = false;
-        v.stepMs = null;
-        delete v.sessionLimit;
-      }
+      if (v !== undefined) moveTo(v, m.to);
     }
     return moves;
   }

@@ -21,7 +21,7 @@ export const CAPTURE_ROWS_BUDGET_BYTES = 512 * 2 ** 20;
 export const CAPTURE_ROW_WAIT_MS = 60_000;
 
 /**
- * A page's ?capture= (the volunteer page, the widget's data-capture): absent or "off", no capture (undefined); "on",
+ * The volunteer page's ?capture=: absent or "off", no capture (undefined); "on",
  * as many sessions as fit (null); a number of sessions in 1..MAX_SESSIONS_PER_REPLICA. Anything else throws, naming it.
  */
 export function parseCaptureParam(raw: string | null): number | null | undefined {

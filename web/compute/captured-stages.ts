@@ -46,7 +46,8 @@ export interface CaptureOptions {
   readonly positions?: number;
   /**
    * How long a session's first step waits for a row when every row is held (default 0: refused at once). A
-   * volunteer waits: a session closed while its step computes gives its row back only once that step is over.
+   * volunteer waits: a session closed while it computes gives its row back only once the inputs it had taken are
+   * computed (capture-plan.ts CAPTURE_ROW_WAIT_MS).
    */
   readonly rowWaitMs?: number;
   /**
