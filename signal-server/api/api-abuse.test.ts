@@ -18,6 +18,8 @@ const QUEUE = 8;
 const ROUTE_WAIT_MS = 4_000;
 const BODY_TIMEOUT_MS = 1_000;
 const TEST_MS = 60_000;
+/** Tokens of each of the attacker's generations on the fallback: long beside an honest one's 8. */
+const ATTACK_TOKENS = 400;
 const servers: SignalServer[] = [];
 
 afterEach(async () => {
@@ -152,19 +154,30 @@ describe('one requester against everyone else', () => {
   );
 
   it(
-    'n choices beside a request of the same key: the 429 counts that one request, not its own choices, and says how many must end',
+    'n choices beside requests of the same key run in turns on the generations it has left: answered, never refused',
     async () => {
-      const url = await server();
-      const c = new AbortController();
-      // One generation of the key waits in the route queue (no volunteers) and holds a place.
-      const first = generate(url, 'sk-attacker', c.signal).catch(() => null);
-      await expect
-        .poll(async () => (await generate(url, 'sk-attacker', undefined, 4, DEFAULT_API_MAX_CONCURRENT)).message, { timeout: 5_000 })
-        .toBe(
-          `n = ${DEFAULT_API_MAX_CONCURRENT} choices are ${DEFAULT_API_MAX_CONCURRENT} generations: this client has 1 other generation running (at most ${DEFAULT_API_MAX_CONCURRENT} at once); send it when 1 of them has ended`,
-        );
-      c.abort();
-      await first;
+      const url = await server({ fallback: 'stage', fallbackMaxSessions: 16 });
+      const choices = async (n: number) => {
+        const res = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-attacker' },
+          body: JSON.stringify({ prompt: 'Emma', max_tokens: 4, n, temperature: 0 }),
+        });
+        const body = (await res.json()) as { choices?: { index: number; text: string }[] };
+        return { status: res.status, texts: body.choices?.map((c) => c.text) ?? [] };
+      };
+      // Alone: n = 8 (MAX_CHOICES) is twice what the key may run at once. Before: a 429 that no wait could cure.
+      const eight = await choices(8);
+      expect(eight.status).toBe(200);
+      expect(eight.texts).toHaveLength(8);
+      // Greedy: every choice is the same draw.
+      expect(new Set(eight.texts).size).toBe(1);
+      // Three of the key's four places held by bodies still arriving: n = 4 runs one choice at a time. Before: a 429.
+      const slow = Array.from({ length: DEFAULT_API_MAX_CONCURRENT - 1 }, () => slowBody(url, 'sk-attacker'));
+      await new Promise((r) => setTimeout(r, 300));
+      const four = await choices(4);
+      expect(four).toEqual({ status: 200, texts: eight.texts.slice(0, 4) });
+      for (const s of await Promise.all(slow)) expect(s.firstLine).toBe('HTTP/1.1 408 Request Timeout');
     },
     TEST_MS,
   );
@@ -191,22 +204,40 @@ describe('one requester against everyone else', () => {
   );
 
   it(
-    'hostile: with the fallback computing, one key holds at most half its sessions; another key is served',
+    'hostile: with the fallback computing, one key holds at most half its sessions, the rest in turns; another key is served meanwhile',
     async () => {
       // No volunteers: every stage is the server's, 4 sessions at once (FALLBACK_MAX_SESSIONS).
       const url = await server({ fallback: 'stage', fallbackMaxSessions: 4 });
-      const attack = await Promise.all(
-        Array.from({ length: DEFAULT_API_MAX_CONCURRENT }, () => generate(url, 'sk-attacker', undefined, 400)),
+      let ended = 0;
+      const attack = Array.from({ length: DEFAULT_API_MAX_CONCURRENT }, () =>
+        generate(url, 'sk-attacker', undefined, ATTACK_TOKENS).finally(() => {
+          ended += 1;
+        }),
       );
-      const refused = attack.filter((a) => a.status === 503);
-      // Two of its four are computed; the other two are refused at once, naming the share (before: all four took a seat).
-      expect(attack.filter((a) => a.status === 200)).toHaveLength(2);
-      expect(refused).toHaveLength(2);
-      for (const a of refused)
-        expect(a).toMatchObject({ code: 'ERR_BUSY', retryAfter: '5', message: expect.stringMatching(/at most 2 of 4 for one client/) });
-      // Whatever the attacker's two still hold, the two other seats are there for another client.
+      // Two of its four take a seat; the other two wait for those (before: refused at once, and a request of n = 3
+      // or a batch of 3 prompts could never be served while the fallback computed). The two other seats are there
+      // for another client, at once.
+      await new Promise((r) => setTimeout(r, 100));
       const honest = await Promise.all([generate(url, 'sk-honest', undefined, 8), generate(url, 'sk-honest', undefined, 8)]);
       expect(honest.map((a) => a.status)).toEqual([200, 200]);
+      expect(ended).toBeLessThanOrEqual(2);
+      // Each of the attacker's is served in its turn.
+      const answers = await Promise.all(attack);
+      expect(
+        answers.map((a) => a.status),
+        JSON.stringify(answers),
+      ).toEqual([200, 200, 200, 200]);
+      // One request of 3 generations (n = 3, or a batch of 3 prompts) is served in turns too. Before: a 503 "try again
+      // shortly" that no retry could cure, while the fallback computed.
+      for (const body of [{ prompt: 'Emma', n: 3 }, { prompt: ['Emma', 'Harriet', 'Mr. Knightley'] }]) {
+        const res = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-honest' },
+          body: JSON.stringify({ ...body, max_tokens: 4 }),
+        });
+        expect(res.status, JSON.stringify(body)).toBe(200);
+        expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(3);
+      }
     },
     TEST_MS,
   );

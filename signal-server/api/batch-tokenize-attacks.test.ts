@@ -289,11 +289,11 @@ describe('a batch of prompts, attacked', () => {
           // biome-ignore lint/suspicious/noExplicitAny: the last event checked field by field
           const last = all.at(-1) as any;
           // The field at fault named as a whole answer names it.
-          expect(last.error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error', param: 'prompt' });
+          expect(last.error).toMatchObject({ code: 'context_length_exceeded', type: 'invalid_request_error', param: 'prompt' });
           expect(last.error.message).toMatch(/^prompt\[3\]: /);
           expect(all.filter((c) => (c as { usage?: unknown }).usage !== undefined && (c as { usage: unknown }).usage !== null)).toEqual([]);
         } else {
-          expect(r.body.error).toMatchObject({ code: 'invalid_request', param: 'prompt' });
+          expect(r.body.error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
           expect(r.body.error.message).toMatch(/^prompt\[3\]: /);
         }
         await expectAllSlotsBack();

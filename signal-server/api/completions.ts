@@ -186,21 +186,6 @@ class EventStream {
   }
 }
 
-/**
- * Why n choices (or best_of candidates) found no room, once this request holds `held` slots: its own slots are not
- * "requests running already" (before, n = 5 alone at a limit of 4 was told 4 were running), and an n over the
- * limit can never fit. `what` names the count: "n = 3 choices", "best_of = 5 candidates".
- */
-function choicesRefused(n: number, what: string, held: number, access: AccessControl, identity: string): string {
-  const max = access.maxConcurrent;
-  const param = what.split(' ')[0] as string;
-  if (n > max)
-    return `${what} are ${n} generations, more than the ${max} one client may run at once (API_MAX_CONCURRENT): ask for ${param} ≤ ${max}`;
-  const others = access.runningOf(identity) - held;
-  const wait = n - (max - others);
-  return `${what} are ${n} generations: this client has ${others} other generation${others === 1 ? '' : 's'} running (at most ${max} at once); send it when ${wait} of them ha${wait === 1 ? 's' : 've'} ended`;
-}
-
 /** A prompt that ends on a whole character (text, or ids that finish their last one). */
 const WHOLE = { ids: 0, bytes: [] } as const;
 
@@ -237,48 +222,69 @@ function preparePrompts(p: CompletionParams | ChatParams, swarm: ApiSwarm, texts
 /** A batch's prompt the coordinator refused (too long for the model's positions), named by its place. */
 function namedInBatch(e: unknown, index: number): unknown {
   if (!(e instanceof GenerationError) || e.param !== 'prompt') return e;
-  return new GenerationError(e.code, `prompt[${index}]: ${e.message}`, e.param);
+  return new GenerationError(e.code, `prompt[${index}]: ${e.message}`, e.param, e.apiCode);
 }
 
-type SlotRefusal = { readonly status: number; readonly code: string; readonly message: string; readonly retryAfterS: number };
-
 /**
- * The lanes a request runs its prompts through, each holding `candidates` of the client's concurrent generations (n
- * choices, or best_of candidates, a generation each; the request holds one already): as many as API_MAX_CONCURRENT
- * has room for, up to one a prompt (one a prompt with no limit). A batch of P prompts does not ask for P ×
- * candidates at once (an evaluation tool's batches would all be refused): its prompts take turns. The first lane
- * must be had, as a single prompt's choices must; another is taken only where there is room for it now.
+ * The lanes a request runs its prompts through, and how many of a prompt's `candidates` generations (n choices, or
+ * best_of candidates) a lane runs at once: its width, the client's concurrent generations it holds (the request
+ * holds one already). The first lane takes as many as there is room for now, up to `candidates`, so a request never
+ * waits for its own choices: the rest take turns (before, n over what was left was refused, and an n over
+ * API_MAX_CONCURRENT could never be served). Another lane is taken, up to one a prompt, only where a whole one
+ * fits now. With no limit, a lane a prompt, each running all its candidates at once.
  */
-function holdLanes(
-  res: ServerResponse,
-  access: AccessControl,
-  identity: string,
-  candidates: number,
-  prompts: number,
-  counted: string,
-): number | SlotRefusal {
+function holdLanes(res: ServerResponse, access: AccessControl, identity: string, candidates: number, prompts: number): number[] {
   const max = access.maxConcurrent;
-  const wanted = max > 0 ? Math.max(1, Math.min(prompts, Math.floor(max / candidates))) : prompts;
+  if (max <= 0) return Array.from({ length: prompts }, () => candidates);
+  const width = Math.min(candidates, max);
+  const wanted = Math.max(1, Math.min(prompts, Math.floor(max / width)));
   // Held to the response's end, or the client's going away: one listener for them all (a batch may hold dozens).
   const held: (() => void)[] = [];
   res.once('close', () => {
     for (const release of held) release();
   });
+  const lanes: number[] = [];
   for (let lane = 0; lane < wanted; lane++) {
     const taken: (() => void)[] = [];
-    for (let i = lane === 0 ? 1 : 0; i < candidates; i++) {
+    for (let i = lane === 0 ? 1 : 0; i < width; i++) {
       const more = access.hold(identity);
-      if (!more.ok) {
-        if (lane === 0) return { ...more, message: choicesRefused(candidates, counted, 1 + taken.length, access, identity) };
-        // No room for another lane: the batch runs in those it has.
-        for (const release of taken) release();
-        return lane;
-      }
+      if (!more.ok) break;
       held.push(more.release);
       taken.push(more.release);
     }
+    if (lane === 0) lanes.push(1 + taken.length);
+    else if (taken.length === width) lanes.push(width);
+    else {
+      // No room for another whole lane: the batch runs in those it has.
+      for (const release of taken) release();
+      held.splice(held.length - taken.length, taken.length);
+      break;
+    }
   }
-  return wanted;
+  return lanes;
+}
+
+/**
+ * Runs `run(0)` … `run(count − 1)` with at most `width` at once, each next one in order as one ends; their results in
+ * order. Once one fails (or `signal` is aborted), none more begins, and the first failure is thrown.
+ */
+async function inTurns<T>(count: number, width: number, signal: AbortSignal, run: (i: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (next < count && !failed && !signal.aborted) {
+      const i = next++;
+      try {
+        results[i] = await run(i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(width, count)) }, worker));
+  return results;
 }
 
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
@@ -313,7 +319,8 @@ export async function handleOpenAiGeneration(
     prompts = preparePrompts(p, swarm, texts);
   } catch (e) {
     const param = p.kind === 'chat' ? 'messages' : 'prompt';
-    return sendApiError(res, 400, 'invalid_request_error', 'invalid_request', (e as Error).message, param);
+    const code = (e instanceof GenerationError ? e.apiCode : null) ?? 'invalid_request';
+    return sendApiError(res, 400, 'invalid_request_error', code, (e as Error).message, param);
   }
   // A batch counts as its prompts sent one by one against the rate limit (the request itself took one already):
   // else one request of 32 prompts would ask the swarm for 32 requests' work.
@@ -334,25 +341,15 @@ export async function handleOpenAiGeneration(
 
   const candidates = p.kind === 'completion' ? p.bestOf : p.n;
   const ranked = candidates > p.n;
-  const counted = ranked ? `best_of = ${candidates} candidates` : `n = ${p.n} choices`;
-  const lanes = holdLanes(res, ctx.access, identity, candidates, prompts.length, counted);
-  if (typeof lanes !== 'number') {
-    res.setHeader('retry-after', String(lanes.retryAfterS));
-    return sendApiError(res, lanes.status, 'rate_limit_error', lanes.code, lanes.message);
-  }
+  const lanes = holdLanes(res, ctx.access, identity, candidates, prompts.length);
 
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? (p.stream ? 'chat.completion.chunk' : 'chat.completion') : 'text_completion';
   const head = { id, object, created, model: modelId, ...(kind === 'chat' ? { system_fingerprint: null } : {}) };
-  const choiceOf = (index: number, piece: string, finish: 'stop' | 'length' | null, first: boolean, logprobs: ChunkLogprobs) =>
+  const choiceOf = (index: number, piece: string, finish: 'stop' | 'length' | null, logprobs: ChunkLogprobs) =>
     kind === 'chat'
-      ? {
-          index,
-          delta: first ? { role: 'assistant', content: piece } : finish !== null ? {} : { content: piece },
-          logprobs,
-          finish_reason: finish,
-        }
+      ? { index, delta: finish !== null ? {} : { content: piece }, logprobs, finish_reason: finish }
       : { index, text: piece, logprobs, finish_reason: finish };
   /** Every prompt's tokens (each counted once, whatever its choices) and every choice's. */
   const usageOf = (ds: readonly PromptDone[]) => {
@@ -365,7 +362,13 @@ export async function handleOpenAiGeneration(
   const cancel = new AbortController();
   // Each generation running listens for it (a session's own listener): a batch's lanes may run dozens at once, which
   // is no leak.
-  setMaxListeners(Math.max(defaultMaxListeners, lanes * candidates), cancel.signal);
+  setMaxListeners(
+    Math.max(
+      defaultMaxListeners,
+      lanes.reduce((a, w) => a + w, 0),
+    ),
+    cancel.signal,
+  );
   res.on('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
@@ -384,14 +387,18 @@ export async function handleOpenAiGeneration(
   /** Every prompt's choices begun so far (a cancelled request's log counts their tokens). */
   const begun: ChoiceState[] = [];
 
-  /** One prompt's choices (best_of candidates), each a generation of its own, streamed as they come. */
-  const runPrompt = async (prompt: Prompt): Promise<PromptDone> => {
+  /** One prompt's choices (best_of candidates), each a generation of its own, `width` at once, streamed as they come. */
+  const runPrompt = async (prompt: Prompt, width: number): Promise<PromptDone> => {
     const choices = Array.from(
       { length: candidates },
       (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt.text), ranked, prompt.unfinished.bytes),
     );
     begun.push(...choices);
-    /** One chunk of the stream, for one choice; a choice's first chunk carries the assistant's role. */
+    /**
+     * One chunk of the stream, for one choice. A chat choice's first is the assistant's role alone, as OpenAI's:
+     * clients that add up a stream (the openai package's) take the first chunk's content and log-probabilities once
+     * more, so a token sent with the role came out twice in their log-probabilities.
+     */
     const sendChunk = (
       stream: EventStream,
       choice: ChoiceState,
@@ -400,13 +407,16 @@ export async function handleOpenAiGeneration(
       extra: Record<string, unknown> = {},
       logprobs: ChunkLogprobs = null,
     ) => {
-      stream.send({
-        ...head,
-        // Each prompt's n choices follow the prompts' before (OpenAI's index: prompt × n + choice).
-        choices: [choiceOf(prompt.index * p.n + choice.index, piece, finish, !choice.started, logprobs)],
-        ...(p.streamUsage ? { usage: null } : {}),
-        ...extra,
-      });
+      // Each prompt's n choices follow the prompts' before (OpenAI's index: prompt × n + choice).
+      const index = prompt.index * p.n + choice.index;
+      const usage = p.streamUsage ? { usage: null } : {};
+      if (kind === 'chat' && !choice.started)
+        stream.send({
+          ...head,
+          choices: [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+          ...usage,
+        });
+      stream.send({ ...head, choices: [choiceOf(index, piece, finish, logprobs)], ...usage, ...extra });
       choice.started = true;
     };
     // echo: the prompt comes back first, scored by the swarm position by position (its first chunk when streamed).
@@ -503,7 +513,8 @@ export async function handleOpenAiGeneration(
       return c;
     };
     try {
-      return { prompt, choices, done: await Promise.all(choices.map(run)) };
+      // In index order: choice 0, which scores an echoed prompt for the others, begins first.
+      return { prompt, choices, done: await inTurns(choices.length, width, cancel.signal, (i) => run(choices[i] as ChoiceState)) };
     } catch (e) {
       throw prompts.length > 1 ? namedInBatch(e, prompt.index) : e;
     }
@@ -513,13 +524,13 @@ export async function handleOpenAiGeneration(
   const runAll = async (): Promise<PromptDone[]> => {
     const results: PromptDone[] = [];
     let next = 0;
-    const lane = async () => {
+    const lane = async (width: number) => {
       while (next < prompts.length && !cancel.signal.aborted) {
         const prompt = prompts[next++] as Prompt;
-        results[prompt.index] = await runPrompt(prompt);
+        results[prompt.index] = await runPrompt(prompt, width);
       }
     };
-    await Promise.all(Array.from({ length: lanes }, lane));
+    await Promise.all(lanes.map(lane));
     return results;
   };
 
@@ -528,7 +539,7 @@ export async function handleOpenAiGeneration(
     const finished = await runAll();
     const all = finished.flatMap((d) => d.done);
     const tokens = all.reduce((a, c) => a + c.tokens.length, 0);
-    const batch = prompts.length > 1 ? ` for ${prompts.length} prompts in ${lanes} lane${lanes === 1 ? '' : 's'}` : '';
+    const batch = prompts.length > 1 ? ` for ${prompts.length} prompts in ${lanes.length} lane${lanes.length === 1 ? '' : 's'}` : '';
     ctx.log(
       `${kind} ${id}: ${tokens} tokens${batch}${candidates > 1 ? ` in ${candidates} ${ranked ? `candidates, the best ${p.n} returned` : 'choices'}${batch === '' ? '' : ' each'}` : ''}, ${all.map((c) => c.finishReason).join('/')}, ${(performance.now() - t0).toFixed(0)} ms${p.stream ? ', streamed' : ''}`,
     );
@@ -553,9 +564,9 @@ export async function handleOpenAiGeneration(
     const status = statusOfGenerationError(code);
     if (status === 503 && !res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
     const type = status === 400 ? 'invalid_request_error' : 'server_error';
-    // A bad request found by the coordinator (a logit_bias id past the vocabulary, a prompt too long) has the
-    // code of every other bad body, so a client sees one code for one kind of mistake.
-    const apiCode = status === 400 ? 'invalid_request' : code;
+    // A bad request found by the coordinator (a logit_bias id past the vocabulary) has the code of every other bad
+    // body, so a client sees one code for one kind of mistake; one OpenAI names (a prompt too long), OpenAI's code.
+    const apiCode = (e instanceof GenerationError ? e.apiCode : null) ?? (status === 400 ? 'invalid_request' : code);
     // The field at fault, streamed or not (a batch's prompt past the positions is found once the stream has begun).
     const given = e instanceof GenerationError ? e.param : null;
     // A chat's prompt is its messages.

@@ -11,12 +11,12 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
-import { createSignalServer, type SignalServer } from '../server.js';
+import { createSignalServer, type SignalServer, type SignalServerOptions } from '../server.js';
 
 let cache: string;
 const servers: SignalServer[] = [];
 
-async function server(extra: { apiKeys?: string[]; ratePerMinute?: number; maxBodyBytes?: number } = {}): Promise<SignalServer> {
+async function server(extra: Partial<SignalServerOptions> = {}): Promise<SignalServer> {
   const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 2 }, cache);
   const s = createSignalServer({
     port: 0,
@@ -112,7 +112,7 @@ describe('the OpenAI-compatible API', () => {
       [
         () => c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }),
         400,
-        'invalid_request',
+        'unsupported_value',
         'messages[0].role',
       ],
     ];
@@ -154,6 +154,58 @@ describe('the OpenAI-compatible API', () => {
       expect(e?.code).toBe('ERR_NO_ROUTE');
       expect(e?.message).toMatch(/stage 0 of tiny-untied: 0 of 2 replicas ready/);
     }
+  });
+
+  it('streams a chat choice’s role alone first, as OpenAI does: the openai client adds up each token’s log-probability once', async () => {
+    // The server computes (the fallback): a stream's shape needs no volunteers.
+    const s = await server({ fallback: 'stage' });
+    const body = { model: 'tiny-untied', messages: [{ role: 'user' as const, content: 'Hello' }], max_tokens: 5, temperature: 0 };
+    const raw = await fetch(`${s.address().url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ ...body, stream: true, n: 2, logprobs: true }),
+    });
+    const chunks = (await raw.text())
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => JSON.parse(e.slice(6)) as { choices: { index: number; delta: Record<string, unknown>; logprobs: unknown }[] });
+    for (const index of [0, 1]) {
+      const own = chunks.flatMap((c) => c.choices).filter((c) => c.index === index);
+      expect(own[0], `choice ${index}`).toEqual({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
+      expect(own.slice(1).some((c) => 'role' in c.delta)).toBe(false);
+    }
+    // Before, the role came with the first token, and the client's final completion listed that token twice.
+    const streamed = await client(s)
+      .chat.completions.stream({ ...body, n: 2, logprobs: true, top_logprobs: 1 })
+      .finalChatCompletion();
+    const whole = await client(s).chat.completions.create({ ...body, n: 2, logprobs: true, top_logprobs: 1 });
+    expect(streamed.choices.map((c) => [c.message.content, c.logprobs?.content?.map((t) => t.token)])).toEqual(
+      whole.choices.map((c) => [c.message.content, c.logprobs?.content?.map((t) => t.token)]),
+    );
+    expect(whole.choices[0]?.logprobs?.content).toHaveLength(
+      whole.usage?.completion_tokens === undefined ? -1 : whole.usage.completion_tokens / 2,
+    );
+  });
+
+  it('answers a prompt past the model’s positions with OpenAI’s code, context_length_exceeded, streamed or not', async () => {
+    const s = await server({ fallback: 'stage' });
+    const long = 'Emma '.repeat(700);
+    for (const stream of [false, true]) {
+      const e = await client(s)
+        .completions.create({ model: 'tiny-untied', prompt: long, max_tokens: 4, stream })
+        .then(
+          () => null,
+          (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+        );
+      expect([e?.status, e?.code, e?.param]).toEqual([400, 'context_length_exceeded', 'prompt']);
+      expect(e?.message).toMatch(
+        /^400 prompt \(\d+ tokens\) \+ max_tokens \(4\) exceeds the model's maximum context length of \d+ tokens$/,
+      );
+    }
+    // In a batch, found before any prompt runs, and named by its place.
+    const batch = await fetch(`${s.address().url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: ['Emma', long] }) });
+    const error = ((await batch.json()) as { error: { code: string; message: string } }).error;
+    expect([batch.status, error.code]).toEqual([400, 'context_length_exceeded']);
+    expect(error.message).toMatch(/^prompt\[1\]: prompt \(/);
   });
 
   it('tokenizes a chat for a model without a chat template as /v1/chat/completions renders it: a "role: content" transcript', async () => {

@@ -66,6 +66,69 @@ describe('parameters the swarm does not support are refused by name (400)', () =
 
   it('accepts fields that change nothing in the answer (user, metadata, store)', () => {
     expect(refusal(chat({ user: 'u1', metadata: { a: 'b' }, store: false }))).toEqual(['accepted', null]);
+    expect(
+      refusal(chat({ service_tier: 'auto', prompt_cache_key: 'k', safety_identifier: 's', verbosity: 'low', stream_options: null })),
+    ).toEqual(['accepted', null]);
+    expect(refusal(completion({ user: 'u1', top_k: 5, max_completion_tokens: 3 }))).toEqual(['accepted', null]);
+  });
+
+  it('refuses a field OpenAI does not have, as OpenAI does: a typo or another server’s extension is never ignored', () => {
+    // Before, each was ignored: max_token gave 16 tokens, repetition_penalty and min_tokens the same greedy text.
+    expect(completion({ max_token: 100 })).toEqual({
+      status: 400,
+      code: 'unknown_parameter',
+      param: 'max_token',
+      message: 'Unrecognized request argument supplied: "max_token" (did you mean max_tokens?)',
+    });
+    for (const field of ['repetition_penalty', 'min_tokens', 'guided_json', 'min_p', 'prompt'])
+      expect(chat({ [field]: 5 }), field).toMatchObject({ status: 400, code: 'unknown_parameter', param: field });
+    for (const field of ['messages', 'top_logprobs'])
+      expect(completion({ [field]: 5 }), field).toMatchObject({ status: 400, code: 'unknown_parameter', param: field });
+    // A long or odd name is cut, never echoed whole.
+    const long = completion({ ['x'.repeat(5_000)]: 1 });
+    expect('status' in long && long.message.length).toBeLessThan(200);
+    expect(chat({ tempreature: 0 })).toMatchObject({ message: expect.stringMatching(/did you mean temperature\?\)$/) });
+  });
+
+  it('refuses a conversation that holds tool calls, naming the message (the swarm calls no tools)', () => {
+    const turns = (extra: Record<string, unknown>[]) => chat({ messages: [{ role: 'user', content: 'Hi' }, ...extra] });
+    expect(turns([{ role: 'tool', content: '42', tool_call_id: 'a' }])).toEqual({
+      status: 400,
+      code: 'unsupported_value',
+      param: 'messages[1].role',
+      message: 'messages[1] is a tool message: the swarm does not call tools',
+    });
+    const call = { id: 'a', type: 'function', function: { name: 'f', arguments: '{}' } };
+    expect(turns([{ role: 'assistant', content: null, tool_calls: [call] }])).toMatchObject({
+      status: 400,
+      code: 'unsupported_value',
+      param: 'messages[1].tool_calls',
+    });
+    // No call at all: the plain assistant message it is.
+    expect(turns([{ role: 'assistant', content: 'Hello', tool_calls: [] }])).toMatchObject({ kind: 'chat' });
+  });
+});
+
+describe('seed and top_p over OpenAI’s whole ranges', () => {
+  it('takes any int64 seed (Date.now(), -1), the sampler its 32 low bits', () => {
+    expect(chat({ seed: 1_700_000_000_000 })).toMatchObject({ seed: 1_700_000_000_000 % 2 ** 32 });
+    expect(chat({ seed: -1 })).toMatchObject({ seed: 2 ** 32 - 1 });
+    expect(chat({ seed: 2 ** 32 + 7 })).toMatchObject({ seed: 7 });
+    expect(completion({ seed: 123 })).toMatchObject({ seed: 123 });
+    for (const seed of [1.5, '1', 2 ** 64, Number.NaN])
+      expect(completion({ seed }), String(seed)).toMatchObject({ status: 400, param: 'seed' });
+  });
+
+  it('takes top_p 0 as the smallest nucleus: the most likely token alone (top_k 1)', () => {
+    expect(chat({ top_p: 0, temperature: 0.8 })).toMatchObject({ topP: 1, topK: 1, temperature: 0.8 });
+    expect(completion({ top_p: 0, top_k: 40 })).toMatchObject({ topP: 1, topK: 1 });
+    expect(completion({ top_p: 0.5, top_k: 40 })).toMatchObject({ topP: 0.5, topK: 40 });
+    for (const top_p of [-0.1, 1.01, '0'])
+      expect(completion({ top_p }), String(top_p)).toMatchObject({
+        status: 400,
+        param: 'top_p',
+        message: 'top_p must be a number in [0, 1]',
+      });
   });
 });
 
@@ -191,9 +254,13 @@ describe('best_of beside n (completions)', () => {
     expect(completion({ best_of: 2, n: 2, stream: true })).toMatchObject({ n: 2, bestOf: 2, stream: true });
   });
 
-  it('belongs to completions: a chat body with best_of changes nothing there (OpenAI has none)', () => {
-    expect(chat({ best_of: 3 })).toMatchObject({ n: 1 });
-    expect(chat({ best_of: 3 })).not.toHaveProperty('bestOf');
+  it('belongs to completions: a chat body with best_of is refused, as OpenAI refuses it', () => {
+    expect(chat({ best_of: 3 })).toEqual({
+      status: 400,
+      code: 'unknown_parameter',
+      param: 'best_of',
+      message: 'Unrecognized request argument supplied: "best_of"',
+    });
   });
 });
 
@@ -218,8 +285,9 @@ describe('echo (completions)', () => {
       param: 'max_tokens',
       message: `max_tokens must be an integer in [0, ${MAX_GENERATE_TOKENS}]`,
     });
-    // Chat has no echo: a chat body's echo changes nothing there, and max_tokens 0 stays refused.
-    expect(chat({ echo: true, max_tokens: 0 })).toMatchObject({ status: 400, param: 'max_tokens' });
+    // Chat has no echo (OpenAI refuses it there too), so no max_tokens of 0 either.
+    expect(chat({ echo: true })).toMatchObject({ status: 400, code: 'unknown_parameter', param: 'echo' });
+    expect(chat({ max_tokens: 0 })).toMatchObject({ status: 400, param: 'max_tokens' });
   });
 });
 

@@ -89,7 +89,7 @@ export interface ChatParams extends GenerationParams {
 /** A refused body: the message names the field; `param` is OpenAI's field name. */
 export interface BodyError {
   readonly status: 400 | 404;
-  readonly code: 'invalid_request' | 'model_not_found' | 'unsupported_parameter' | 'unsupported_value';
+  readonly code: 'invalid_request' | 'model_not_found' | 'unsupported_parameter' | 'unsupported_value' | 'unknown_parameter';
   readonly param: string | null;
   readonly message: string;
 }
@@ -139,15 +139,19 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   const temperature = b.temperature ?? 1;
   if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2))
     return bad('temperature', 'temperature must be a number in [0, 2]');
-  const topP = b.top_p ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) return bad('top_p', 'top_p must be a number in (0, 1]');
+  const rawTopP = b.top_p ?? 1;
+  if (typeof rawTopP !== 'number' || !(rawTopP >= 0 && rawTopP <= 1)) return bad('top_p', 'top_p must be a number in [0, 1]');
   const rawTopK = b.top_k ?? 0;
   if (typeof rawTopK !== 'number' || !Number.isInteger(rawTopK) || rawTopK < -1 || rawTopK > MAX_TOP_K)
     return bad('top_k', `top_k must be an integer in [-1, ${MAX_TOP_K}] (0 or -1: no limit)`);
-  const topK = Math.max(0, rawTopK);
-  const seed = b.seed ?? 0;
-  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
-    return bad('seed', 'seed must be an integer in [0, 2^32)');
+  // top_p 0 (OpenAI takes it) keeps the smallest nucleus there is, the most likely token alone: top_k 1.
+  const topP = rawTopP === 0 ? 1 : rawTopP;
+  const topK = rawTopP === 0 ? 1 : Math.max(0, rawTopK);
+  const rawSeed = b.seed ?? 0;
+  // OpenAI's seed is an int64 (clients send Date.now() or -1); the sampler's is 32 bits: the seed modulo 2^32.
+  if (typeof rawSeed !== 'number' || !Number.isInteger(rawSeed) || Math.abs(rawSeed) > 2 ** 63)
+    return bad('seed', 'seed must be an integer in [-2^63, 2^63)');
+  const seed = seedBits(rawSeed);
   const frequencyPenalty = penaltyOf(b, 'frequency_penalty');
   if (typeof frequencyPenalty !== 'number') return frequencyPenalty;
   const presencePenalty = penaltyOf(b, 'presence_penalty');
@@ -188,6 +192,11 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
     stream,
     streamUsage: so?.include_usage === true,
   };
+}
+
+/** An integer seed as the sampler's 32 bits: the seed modulo 2^32 (its two's complement's low bits), exact for any integer. */
+export function seedBits(seed: number): number {
+  return Number(BigInt.asUintN(32, BigInt(seed)));
 }
 
 function penaltyOf(b: Record<string, unknown>, name: 'frequency_penalty' | 'presence_penalty'): number | BodyError {
@@ -326,6 +335,12 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
     if (!isObject(m)) return bad(`messages[${i}]`, `messages[${i}] must be an object`);
     // "developer" is OpenAI's newer name for the system role.
     const role = m.role === 'developer' ? 'system' : m.role;
+    // A tool call's history: the swarm calls no tools, so no conversation of its own has one to replay.
+    if (role === 'tool' || role === 'function')
+      return unsupportedMessage(`messages[${i}].role`, `messages[${i}] is a ${role} message: the swarm does not call tools`);
+    for (const param of ['tool_calls', 'function_call'] as const)
+      if (m[param] !== undefined && m[param] !== null && !(Array.isArray(m[param]) && m[param].length === 0))
+        return unsupportedMessage(`messages[${i}].${param}`, `messages[${i}] holds ${param}: the swarm does not call tools`);
     if (role !== 'system' && role !== 'user' && role !== 'assistant')
       return bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user or assistant`);
     const content = contentText(m.content);
@@ -336,6 +351,8 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
   return messages;
 }
+
+const unsupportedMessage = (param: string, message: string): BodyError => ({ status: 400, code: 'unsupported_value', param, message });
 
 /** Chat's `logprobs` (a boolean) and `top_logprobs` (0..20, only with logprobs: true). */
 function chatLogprobs(b: Record<string, unknown>): number | null | BodyError {

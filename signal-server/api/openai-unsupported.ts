@@ -8,7 +8,7 @@
 
 /** A refused field: `param` is OpenAI's name for it. */
 export interface Unsupported {
-  readonly code: 'unsupported_parameter' | 'unsupported_value';
+  readonly code: 'unsupported_parameter' | 'unsupported_value' | 'unknown_parameter';
   readonly param: string;
   readonly message: string;
 }
@@ -42,8 +42,71 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
   completion: {},
 };
 
-/** The first field of a request body that asks for something the swarm does not do, or null. */
+/**
+ * Every field of OpenAI's request bodies (its OpenAPI description, CreateChatCompletionRequest and
+ * CreateCompletionRequest), and the extensions taken here: `top_k` (vLLM's and llama.cpp's), and
+ * `max_completion_tokens` on completions too. Any other field is refused, as OpenAI refuses it: ignored, a typo
+ * (`max_token`) or another server's extension (`repetition_penalty`, `min_tokens`) would give an answer that was not
+ * asked for, with nothing to say so.
+ */
+const KNOWN: Record<Endpoint, ReadonlySet<string>> = {
+  chat: new Set([
+    ...'audio frequency_penalty function_call functions logit_bias logprobs max_completion_tokens max_tokens messages'.split(' '),
+    ...'metadata modalities model moderation n parallel_tool_calls prediction presence_penalty prompt_cache_key'.split(' '),
+    ...'prompt_cache_options prompt_cache_retention reasoning_effort response_format safety_identifier seed'.split(' '),
+    ...'service_tier stop store stream stream_options temperature tool_choice tools top_logprobs top_p user verbosity'.split(' '),
+    ...'web_search_options top_k'.split(' '),
+  ]),
+  completion: new Set([
+    ...'best_of echo frequency_penalty logit_bias logprobs max_tokens model n presence_penalty prompt seed stop'.split(' '),
+    ...'stream stream_options suffix temperature top_p user top_k max_completion_tokens'.split(' '),
+  ]),
+};
+
+/** The known field a misspelt one is closest to (an edit or two away), if any. */
+function closest(field: string, endpoint: Endpoint): string | null {
+  let best: string | null = null;
+  let bestD = 3;
+  for (const k of KNOWN[endpoint]) {
+    const d = editDistance(field, k, bestD);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance of a and b, or `cap` once it is at least that (field names are short). */
+function editDistance(a: string, b: string, cap: number): number {
+  if (Math.abs(a.length - b.length) >= cap || a.length > 64) return cap;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return Math.min(prev[b.length] as number, cap);
+}
+
+/** The first field of a body, not null, that OpenAI's API does not have (nor the extensions taken here), or null. */
+export function unknownField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
+  for (const field of Object.keys(b)) {
+    // null is "not given", for any field: what clients that write every field of both endpoints send.
+    if (KNOWN[endpoint].has(field) || b[field] === null) continue;
+    const name = JSON.stringify(field.length > 64 ? `${field.slice(0, 64)}…` : field);
+    const near = closest(field, endpoint);
+    return {
+      code: 'unknown_parameter',
+      param: field.slice(0, 64),
+      message: `Unrecognized request argument supplied: ${name}${near === null ? '' : ` (did you mean ${near}?)`}`,
+    };
+  }
+  return null;
+}
+
+/** The first field of a request body that asks for something the swarm does not do, or that no API has, or null. */
 export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint): Unsupported | null {
+  const unknown = unknownField(b, endpoint);
+  if (unknown !== null) return unknown;
   for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
   return endpoint === 'chat' ? chatOnly(b) : completionOnly(b);
 }

@@ -225,7 +225,7 @@ describe('prompts of token ids from a hostile client', () => {
     expect(over.status).toBe(400);
     expect(over.json.error).toMatchObject({
       param: 'prompt',
-      message: `prompt (${positions} tokens) + max_tokens (1) exceeds the model's ${positions} positions`,
+      message: `prompt (${positions} tokens) + max_tokens (1) exceeds the model's maximum context length of ${positions} tokens`,
     });
     // A chat's prompt is its messages: the same refusal names them.
     const chat = await fetch(`${server.address().url}/v1/chat/completions`, {
@@ -236,7 +236,7 @@ describe('prompts of token ids from a hostile client', () => {
     expect(chat.status).toBe(400);
     expect(((await chat.json()) as Answer).error).toMatchObject({
       param: 'messages',
-      message: expect.stringMatching(/exceeds the model's \d+ positions$/),
+      message: expect.stringMatching(/exceeds the model's maximum context length of \d+ tokens$/),
     });
     healthy();
   });

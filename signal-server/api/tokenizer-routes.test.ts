@@ -216,7 +216,7 @@ describe("vLLM's tokenizer routes", () => {
       { messages: [{ role: 'tool', content: 'x' }] },
       400,
       'messages[0].role',
-      /must be system, developer, user or assistant/,
+      /^messages\[0\] is a tool message: the swarm does not call tools$/,
     );
     await refused('/tokenize', { messages: [] }, 400, 'messages', /^messages must be a list of 1\.\.64 messages$/);
     // The chat form's options: what /v1/chat/completions would not render is refused by name.

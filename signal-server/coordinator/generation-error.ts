@@ -6,6 +6,8 @@ export class GenerationError extends Error {
     message: string,
     /** The request field at fault, for a bad request (OpenAI's `param`). */
     readonly param: string | null = null,
+    /** OpenAI's own code for this error, where it has one (the HTTP API answers it instead of the generic one). */
+    readonly apiCode: string | null = null,
   ) {
     super(message);
   }
@@ -34,12 +36,17 @@ export function wireErrorOf(e: unknown): WireError {
   return e instanceof GenerationError ? { code: e.code, message: e.message } : { code: 'ERR_INTERNAL', message: INTERNAL_ERROR_MESSAGE };
 }
 
-/** Throws ERR_BAD_REQUEST (param `prompt`) when a prompt of `length` tokens and `maxTokens` more pass the model's positions. */
+/**
+ * Throws ERR_BAD_REQUEST (param `prompt`) when a prompt of `length` tokens and `maxTokens` more pass the model's
+ * positions, with OpenAI's code for it (`context_length_exceeded`, what clients look for to cut a conversation) and
+ * its words ("maximum context length", what others look for).
+ */
 export function checkPromptFits(length: number, maxTokens: number, maxPositions: number): void {
   if (length + maxTokens > maxPositions)
     throw new GenerationError(
       'ERR_BAD_REQUEST',
-      `prompt (${length} tokens) + max_tokens (${maxTokens}) exceeds the model's ${maxPositions} positions`,
+      `prompt (${length} tokens) + max_tokens (${maxTokens}) exceeds the model's maximum context length of ${maxPositions} tokens`,
       'prompt',
+      'context_length_exceeded',
     );
 }

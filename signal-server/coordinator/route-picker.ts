@@ -78,10 +78,13 @@ export class RoutePicker {
    * With the fallback: a route where the stages short of r ready volunteers
    * (from distinct clients, busy or not) are the server's (FALLBACK=stage), or
    * every stage is (FALLBACK=whole). Null when no stage is short, or another
-   * stage's volunteers are busy (the request waits); ERR_BUSY when the
-   * fallback has no room for another session.
+   * stage's volunteers are busy (the request waits); `share` when the session's
+   * client holds its share of the fallback's sessions already, or seats of a
+   * full fallback (it waits for one of its own to end: a request's n choices,
+   * a batch's prompts, are served in turns rather than refused); ERR_BUSY when
+   * the fallback has no room for a client that holds none of it.
    */
-  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | null {
+  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | { share: string } | null {
     const fallback = this.s.fallback;
     if (fallback === null) return null;
     const r = this.s.options.redundancy;
@@ -98,11 +101,13 @@ export class RoutePicker {
       }
     }
     const client = this.s.sessionClients.get(sessionId);
-    if (client !== undefined && fallback.busy < fallback.options.maxSessions && fallback.heldBy(client) >= fallback.perClient)
-      throw new GenerationError(
-        'ERR_BUSY',
-        `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${fallback.heldBy(client)} of the server's fallback sessions already (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client); try again shortly`,
-      );
+    const held = client === undefined ? 0 : fallback.heldBy(client);
+    const full = fallback.busy >= fallback.options.maxSessions;
+    // A client whose own sessions hold its share, or hold seats of a full fallback, waits for one of them to end.
+    if (held >= fallback.perClient || (full && held > 0))
+      return {
+        share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${held} of the server's fallback sessions (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client; ${fallback.busy} taken)`,
+      };
     if (!fallback.admit(sessionId, client))
       throw new GenerationError(
         'ERR_BUSY',
@@ -134,8 +139,9 @@ export class RoutePicker {
         );
         if (choice.ok) return choice.route;
         const served = this.fallbackRoute(sessionId, load);
-        if (served !== null) return served;
+        if (Array.isArray(served)) return served;
         if (Date.now() >= wait.until) {
+          if (served !== null) throw new GenerationError('ERR_BUSY', `${served.share} until its route wait ended; waited ${wait.ms} ms`);
           const ready = this.s.registry.readyReplicas(choice.stage).length;
           // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.
           const unloaded = chooseReplicas(this.candidates(choice.stage, new Set(), new Map()), r, this.s.random).length;
