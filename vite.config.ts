@@ -2,7 +2,8 @@ import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
 
 // Multi-page app: / (landing), /check (the model run in one tab), /volunteer,
-// /chat, /dashboard and /embed (the widget's frame). embed.js is built apart
+// /chat, /dashboard, /embed (the widget's frame) and /consent (the window
+// where the widget's consent is given). embed.js is built apart
 // (vite.embed.config.ts).
 export default defineConfig({
   root: 'web',
@@ -18,6 +19,7 @@ export default defineConfig({
         volunteer: 'web/volunteer/index.html',
         chat: 'web/chat/index.html',
         embed: 'web/embed/index.html',
+        consent: 'web/consent/index.html',
         dashboard: 'web/dashboard/index.html',
       },
     },

@@ -3,9 +3,12 @@
 // volunteer without the visitor's click on the swarm's own button: an
 // invisible 1×1 frame, a transparent frame over a decoy button, a visible
 // frame the host page "clicks" and messages, /volunteer?autostart=1, and
-// /volunteer framed by another site. None may register a volunteer, open a
-// socket, download a stage or start a worker. The trusted click inside the
-// swarm's visible frame, and the ordinary widget flow, still start one.
+// /volunteer framed by another site, a frame hidden by a CSS mask or shrunk by
+// a zoom (which the frame cannot see), keys steered into the frame while the
+// visitor types, the consent window opened by the host page itself. None may
+// register a volunteer, open a socket, download a stage or start a worker.
+// The visitor's click in the consent window that the frame's button opens
+// (web/embed/consent-window.ts), and the ordinary widget flow, still start one.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Page } from 'playwright-core';
@@ -32,6 +35,7 @@ window.fakeConsent = () => {
   f.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true, view: window }));
   f.dispatchEvent(new PointerEvent('pointerdown', { bubbles: true }));
   f.focus();
+  window.opened = window.open(window.SWARM + '/consent/?nonce=00000000-0000-4000-8000-000000000000&site=' + encodeURIComponent(location.origin), '_blank', 'popup');
   for (const m of [{ source: 'webswarm', type: 'resume' }, { source: 'webswarm', type: 'consent' }, { source: 'webswarm', type: 'start' }, 'donate', { type: 'click' }])
     f.contentWindow.postMessage(m, '*');
   window.fakes = (window.fakes || 0) + 1;
@@ -60,6 +64,18 @@ function hostPages(): Record<string, string> {
     // (d) /volunteer framed by another site (refused), next to /embed (allowed).
     '/frames-volunteer': page(`<iframe id="vol" src="${swarmUrl}/volunteer?backend=wasm" style="width:600px;height:300px"></iframe>
 <iframe id="emb" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`),
+    // Frames the frame cannot tell are hidden (IntersectionObserver v2 says visible): a CSS mask, and a zoom to a speck.
+    '/masked':
+      page(`<button id="decoy" style="position:absolute;left:20px;top:120px;width:320px;height:120px">Click here to win a prize!</button>
+<iframe id="f" src="${embed}" style="position:absolute;left:20px;top:120px;width:320px;height:120px;border:0;z-index:2;mask-image:linear-gradient(transparent,transparent);-webkit-mask-image:linear-gradient(transparent,transparent)"></iframe>`),
+    '/zoomed': page(`<iframe id="f" src="${embed}" style="width:320px;height:120px;border:0;zoom:0.05"></iframe>`),
+    // Keyjacking: a form with the frame between its fields; Tab from the first lands on the frame's button.
+    '/form': page(`<input id="a"><iframe id="f" src="${embed}" style="width:320px;height:120px;border:0"></iframe><input id="b">`),
+    // The host page opens the consent window itself, with a nonce of its own.
+    '/opens-window': page(
+      `<button id="open">open</button><iframe id="f" src="${embed}" style="width:320px;height:120px;border:0"></iframe>`,
+      'fake',
+    ),
     // (d) A cross-origin isolated host page (COEP require-corp) may still frame /embed.
     '/isolated': page(`<iframe id="emb" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`),
     // (e) The ordinary widget.
@@ -73,7 +89,8 @@ beforeAll(async () => {
   host = createServer((req, res) => {
     const pages = hostPages();
     const html = pages[req.url ?? ''];
-    if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(FAKE_SCRIPT);
+    if (req.url === '/host.js')
+      res.writeHead(200, { 'content-type': 'text/javascript' }).end(`window.SWARM = ${JSON.stringify(swarmUrl)};\n${FAKE_SCRIPT}`);
     else if (html === undefined) res.writeHead(404).end();
     else if (req.url === '/isolated')
       res
@@ -119,6 +136,24 @@ async function expectNothingStarts(seen: string[]): Promise<void> {
   expect(seen.filter((p) => STARTED.test(p))).toEqual([]);
 }
 
+/** The consent window that `act` (a click or keys in the frame) opens: a page of its own, at the swarm's /consent. */
+async function consentWindow(p: Page, act: () => Promise<unknown>): Promise<Page> {
+  const opened = p.context().waitForEvent('page', { timeout: 10_000 });
+  await act();
+  const w = await opened;
+  await w.waitForLoadState();
+  expect(new URL(w.url()).origin + new URL(w.url()).pathname).toBe(`${swarmUrl}/consent/`);
+  return w;
+}
+
+/** Confirms in the consent window, as the visitor would: a click on its own button once it is enabled. */
+async function confirm(w: Page): Promise<void> {
+  await expect.poll(() => w.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+  expect(await w.getByTestId('consent-window-site').textContent()).toBe(hostUrl);
+  await w.getByTestId('consent').click();
+  await expect.poll(() => w.getByTestId('consent-window-done').count()).toBe(1);
+}
+
 async function closeAndWaitGone(p: Page): Promise<void> {
   await p.context().close();
   await expect.poll(registered, { timeout: 10_000 }).toBe(0);
@@ -157,15 +192,23 @@ describe('consent cannot be skipped', () => {
     // The frame is ready to ask: its button is enabled.
     await expect.poll(() => frame.locator('button').first().isEnabled(), { timeout: 10_000 }).toBe(true);
     await p.evaluate(() => (window as unknown as { fakeConsent: () => void }).fakeConsent());
-    // From inside a trusted click on the host page too (the host page has user activation, not the frame).
-    await p.locator('#go').click();
+    // From inside a trusted click on the host page too (the host page has user activation, not the frame): it also
+    // opens the consent window itself, which has no frame to tell, and says so; its visitor cannot consent there.
+    const fake = await consentWindow(p, () => p.locator('#go').click());
     expect(await p.evaluate(() => (window as unknown as { fakes: number }).fakes)).toBe(2);
+    await expect.poll(() => fake.getByTestId('consent-window-refusal').textContent()).toMatch(/not opened by a webswarm widget/);
+    expect(await fake.getByTestId('consent').count()).toBe(0);
+    await fake.close();
     await expectNothingStarts(seen);
     expect(await frame.getByTestId('consent').textContent()).toBe("Donate this tab's CPU");
     expect(await frame.getByTestId('consent').isEnabled()).toBe(true);
 
-    // The visitor's own click inside the frame does start it.
-    await frame.getByTestId('consent').click();
+    // The visitor's own click inside the frame opens the swarm's window; a click there starts it.
+    const w = await consentWindow(p, () => frame.getByTestId('consent').click());
+    expect(await frame.getByTestId('consent-window').textContent()).toBe('Confirm in the webswarm window that opened.');
+    await p.waitForTimeout(1_000);
+    expect(await registered()).toBe(0);
+    await confirm(w);
     await expect.poll(registered, { timeout: READY_MS, interval: 500 }).toBe(1);
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
     await closeAndWaitGone(p);
@@ -200,11 +243,19 @@ describe('consent cannot be skipped', () => {
 
     await p.goto(`${hostUrl}/isolated`);
     expect(await p.evaluate(() => crossOriginIsolated)).toBe(true);
-    await expect.poll(() => p.frameLocator('#emb').getByTestId('consent').isVisible(), { timeout: 10_000 }).toBe(true);
+    const isolated = p.frameLocator('#emb');
+    await expect.poll(() => isolated.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    // Such a page keeps the windows it opens apart from it: the consent window cannot answer the frame, and both say so.
+    const w = await consentWindow(p, () => isolated.getByTestId('consent').click());
+    await expect.poll(() => w.getByTestId('consent-window-refusal').textContent()).toMatch(/Cross-Origin-Opener-Policy/);
+    await expect
+      .poll(() => isolated.getByTestId('consent-window').textContent(), { timeout: 5_000 })
+      .toMatch(/Cross-Origin-Opener-Policy.*volunteer from the swarm's own page/);
+    await expectNothingStarts(seen);
     await p.context().close();
   });
 
-  it('(e) the widget: Continue on the card, then the click inside the frame, gives a registered, ready volunteer', async () => {
+  it('(e) the widget: Continue on the card, then the click inside the frame and in the window it opens, gives a registered, ready volunteer', async () => {
     const p = await (await rig.browser.newContext()).newPage();
     const seen = swarmRequests(p);
     await p.goto(`${hostUrl}/widget`);
@@ -212,11 +263,62 @@ describe('consent cannot be skipped', () => {
     const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
     await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
     expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
-    await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
+    await confirm(await consentWindow(p, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click()));
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
     // Counted ready once its challenge step is answered: a round trip after the frame says so.
     await expect.poll(async () => (await fetchSwarmListing(swarmUrl)).list.map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
     await closeAndWaitGone(p);
+  });
+
+  it('(g) a frame hidden by a CSS mask, or zoomed to a speck, that the visitor clicks unseen: only a window of the swarm’s own opens, asking; nothing starts', async () => {
+    for (const path of ['/masked', '/zoomed']) {
+      const p = await (await rig.browser.newContext()).newPage();
+      const seen = swarmRequests(p);
+      await p.goto(`${hostUrl}${path}`);
+      const frame = p.frameLocator('#f');
+      // Chromium's IntersectionObserver v2 calls both frames visible, and the zoomed one's viewport stays 320×120:
+      // the frame's own checks let its button through (before, that click was the consent).
+      await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+      // Where the button is on screen: its place in the frame's viewport, scaled as the frame is drawn (a zoom too).
+      const outer = await p.locator('#f').boundingBox();
+      const inner = await frame.locator('body').evaluate(() => {
+        const r = (document.querySelector('[data-testid="consent"]') as HTMLElement).getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2, w: innerWidth, h: innerHeight };
+      });
+      if (outer === null) throw new Error(`no frame in ${path}`);
+      const at = { x: outer.x + (inner.x * outer.width) / inner.w, y: outer.y + (inner.y * outer.height) / inner.h };
+      const w = await consentWindow(p, () => p.mouse.click(at.x, at.y));
+      // The window shows the host's origin and asks with its own button, which no key reached: nothing focused on it.
+      await expect.poll(() => w.getByTestId('consent').isVisible(), { timeout: 10_000 }).toBe(true);
+      expect(await w.getByTestId('consent-window-site').textContent()).toBe(hostUrl);
+      expect(await w.evaluate(() => document.activeElement?.tagName)).toBe('BODY');
+      await expectNothingStarts(seen);
+      await w.close();
+      // Closed unanswered: the frame says so, and still nothing started.
+      await expect.poll(() => frame.getByTestId('consent-window').textContent(), { timeout: 5_000 }).toMatch(/closed without an answer/);
+      expect(await registered()).toBe(0);
+      await p.context().close();
+    }
+  });
+
+  it('(h) keys steered into the frame while the visitor types in the host’s form (Tab, then Space) start nothing: the window asks, and typing on does not answer it', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/form`);
+    const frame = p.frameLocator('#f');
+    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    await p.locator('#a').click();
+    await p.keyboard.type('Jane');
+    await p.keyboard.press('Tab');
+    // Before, this Space pressed the frame's button, and that was the consent.
+    const w = await consentWindow(p, () => p.keyboard.press('Space'));
+    // The visitor types on (the window has the focus now): no key reaches its button.
+    await w.keyboard.type(' Doe ');
+    await w.keyboard.press('Enter');
+    await w.keyboard.press('Space');
+    await expectNothingStarts(seen);
+    expect(await w.getByTestId('consent-window-done').count()).toBe(0);
+    await p.context().close();
   });
 
   it('(f) where the browser cannot tell whether a frame is covered (no IntersectionObserver v2), the transparent frame refuses by name and points to the own page, which still starts', async () => {

@@ -73,6 +73,16 @@ async function complete(): Promise<{ status: number; tokens?: number[] }> {
   return { status: res.status, ...(j.webswarm === undefined ? {} : { tokens: j.webswarm.tokens }) };
 }
 
+/** The consent window that `act` (the frame's button) opens, confirmed as the visitor would: its own button, clicked. */
+async function confirmInWindow(page: Page, act: () => Promise<unknown>): Promise<void> {
+  const opened = page.context().waitForEvent('page', { timeout: 10_000 });
+  await act();
+  const w = await opened;
+  await expect.poll(() => w.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+  await w.getByTestId('consent').click();
+  await expect.poll(() => w.getByTestId('consent-window-done').count()).toBe(1);
+}
+
 const ticks = async (page: Page) => Number(await page.locator('#ticks').textContent());
 
 describe('the embed widget on a cross-origin host page with a strict CSP', () => {
@@ -106,8 +116,9 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await expect.poll(() => frame.getByTestId('plan').textContent()).toBe('Runs on the CPU (WebAssembly)');
     await page.waitForTimeout(1000);
     expect(rig.server.coordinator?.registry.size).toBe(0);
-    // Consent, inside the frame: it registers and becomes ready, waiting for work.
-    await frame.getByRole('button', { name: "Donate this tab's CPU" }).click();
+    // Consent: the frame's button opens the swarm's own window, where the visitor confirms; the frame then registers
+    // and becomes ready, waiting for work.
+    await confirmInWindow(page, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click());
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Waiting for work');
     // The frame says ready as it tells the server, which counts it once its challenge step is answered: a round trip later.
     await expect.poll(() => rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
@@ -134,7 +145,16 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     expect((await complete()).status).toBe(503);
     expect(await frame.getByTestId('embed-steps').textContent()).toBe(String(TOKENS));
 
-    // The host page's script can resume it through the widget's handle.
+    // The host page's script cannot undo the visitor's own pause (before, its resume() did).
+    await page.evaluate(() => window.webswarmWidget?.resume());
+    await page.waitForTimeout(1_000);
+    expect(await frame.getByTestId('embed-state').textContent()).toBe('Paused');
+    expect(rig.server.coordinator?.registry.size).toBe(0);
+    // The visitor's resume does; and a pause the host page made, the host page may undo.
+    await frame.getByTestId('resume').click();
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
+    await page.evaluate(() => window.webswarmWidget?.pause());
+    await expect.poll(() => frame.getByTestId('embed-state').textContent()).toBe('Paused');
     await page.evaluate(() => window.webswarmWidget?.resume());
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
     expect(await complete()).toEqual({ status: 200, tokens: expected });
@@ -162,11 +182,13 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await page.goto(`${hostUrl}/unknown-model`);
     await page.getByRole('button', { name: 'Continue' }).click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
-    await frame.getByTestId('consent').click();
+    await confirmInWindow(page, () => frame.getByTestId('consent').click());
     await expect
       .poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 30_000 })
       .toBe(`Cannot start: this swarm serves ${E2E_MODEL}, not "gpt-4"`);
     expect(rig.server.coordinator?.registry.size).toBe(0);
+    // The host page hears that it failed (before, its widget said "starting" for ever).
+    await expect.poll(() => page.evaluate(() => window.webswarmWidget?.state)).toBe('failed');
     await page.close();
   });
 });

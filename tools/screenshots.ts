@@ -56,8 +56,11 @@ is asked before anything runs.</p>
     await site.screenshot({ path: `${OUT}/widget-consent.png` });
     await site.getByRole('button', { name: 'Continue', exact: true }).click();
     const frame = site.frameLocator('iframe[title="webswarm volunteer"]');
-    // The consent inside the swarm's frame, a trusted click as a visitor's.
+    // The consent: the frame's button opens the swarm's own window, and the visitor's click there (trusted) is it.
+    const opened = site.context().waitForEvent('page', { timeout: 30_000 });
     await frame.getByTestId('consent').click({ timeout: 30_000 });
+    const window = await opened;
+    await window.getByTestId('consent').click({ timeout: 30_000 });
     await frame.getByTestId('embed-state').filter({ hasText: 'Waiting for work' }).waitFor({ timeout: 120_000 });
     await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Emma', max_tokens: 32 }) });
     await site.waitForTimeout(1000);

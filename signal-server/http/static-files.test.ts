@@ -13,7 +13,7 @@ let base: string;
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'webswarm-static-'));
-  for (const page of ['', 'volunteer', 'chat', 'dashboard', 'embed', 'check']) {
+  for (const page of ['', 'volunteer', 'chat', 'dashboard', 'embed', 'consent', 'check']) {
     mkdirSync(join(root, page), { recursive: true });
     writeFileSync(join(root, page, 'index.html'), `<!doctype html><title>${page}</title>`);
   }
@@ -60,6 +60,17 @@ describe('serveWebApp framing headers', () => {
       expect(h.get('x-frame-options')).toBeNull();
       expect(h.get('cross-origin-resource-policy')).toBe('cross-origin');
       expect(h.get('cross-origin-embedder-policy')).toBe('require-corp');
+    },
+  );
+
+  it.each(['/consent', '/consent/'])(
+    '%s (the widget’s consent window) may be framed by nobody, and stays tied to the frame that opened it (no COOP same-origin)',
+    async (path) => {
+      const h = await headersOf(path);
+      expect(h.get('content-security-policy')).toBe("frame-ancestors 'none'");
+      expect(h.get('x-frame-options')).toBe('DENY');
+      // With same-origin, a window opened from a frame on another site's page is cut from it: the frame never hears.
+      expect(h.get('cross-origin-opener-policy')).toBe('unsafe-none');
     },
   );
 

@@ -51,9 +51,22 @@ export const ANY_ORIGIN_FRAMING: Record<string, string> = { 'cross-origin-resour
 /** The pages (relative to the web root) that other origins may frame. */
 const FRAMABLE_PAGES: ReadonlySet<string> = new Set(['embed/index.html']);
 
+/**
+ * The widget's consent window (/consent, web/embed/consent-window.ts): framed by nobody, and opened by the widget's
+ * frame, which it must be able to answer. With COOP same-origin, a window opened from a frame whose top page is
+ * another site's is cut from its opener (a browsing context group of its own), so the frame would never hear the
+ * consent: this page needs no cross-origin isolation, and goes without it.
+ */
+export const CONSENT_WINDOW_HEADERS: Record<string, string> = {
+  'content-security-policy': "frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'unsafe-none',
+};
+
 /** The framing headers for a file of the web app at `relPath` (relative to its root, '/'-separated). */
 export function framingHeaders(relPath: string): Record<string, string> {
   if (FRAMABLE_PAGES.has(relPath)) return ANY_ORIGIN_FRAMING;
+  if (relPath === 'consent/index.html') return CONSENT_WINDOW_HEADERS;
   return extname(relPath) === '.html' ? SAME_ORIGIN_FRAMING : {};
 }
 

@@ -1,10 +1,11 @@
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shortStateText } from '../volunteer/wording.js';
+import { consentWindowUrl, framingSite, isConsentGiven } from './consent-window.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -17,44 +18,116 @@ const SETTINGS = {
   autoPause: params.get('autopause') !== '0',
 };
 
+/** How often the frame looks whether the consent window it opened is still open. */
+const WINDOW_POLL_MS = 500;
+
+/** Where the frame stands with the consent window (consent-window.ts). */
+type Asking =
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'open'; readonly window: Window; readonly nonce: string }
+  | { readonly kind: 'blocked' }
+  | { readonly kind: 'closed' };
+
 /**
- * The volunteer inside the embed widget's frame: its own consent button, then
- * compact status with pause and resume. Being framed is not consent: the host
- * page's card is only a first step, and nothing the host page does (a message,
- * a synthesised click, an invisible frame) can press this frame's button.
+ * The volunteer inside the embed widget's frame: its own button, which opens
+ * the consent window (consent-window.ts), then compact status with pause and
+ * resume. Being framed is not consent: the host page's card is only a first
+ * step, and nothing the host page does (a message, a synthesised click, an
+ * invisible, masked or zoomed frame, keys steered into it) gives it: the
+ * visitor's click in a window of the swarm's own does. Opened as a page of its
+ * own (not framed), its button is the consent, as the volunteer page's is.
  */
 export function EmbedApp() {
   const [consented, setConsented] = useState(false);
+  const [asking, setAsking] = useState<Asking>({ kind: 'idle' });
   const plan = useBackendPlan(SETTINGS.backend);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
+  /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
+  const visitorPaused = useRef(false);
 
   // Pause and resume from the host page's widget: only from the window that framed this one, and only after consent here.
   useEffect(() => {
     const onMessage = (ev: MessageEvent) => {
       if (ev.source !== window.parent || !isHostToFrame(ev.data)) return;
       if (ev.data.type === 'pause') pause();
-      else resume();
+      else if (!visitorPaused.current) resume();
     };
     window.addEventListener('message', onMessage);
     return () => window.removeEventListener('message', onMessage);
   }, [pause, resume]);
 
-  // The host page hears the state and step count (nothing else leaves this frame).
+  // The consent window's answer: from the window this frame opened, of the swarm's origin, with its nonce.
   useEffect(() => {
-    if (!framed || status === null) return;
+    if (asking.kind !== 'open') return;
+    const onMessage = (ev: MessageEvent) => {
+      if (ev.source !== asking.window || ev.origin !== location.origin || !isConsentGiven(ev.data, asking.nonce)) return;
+      setAsking({ kind: 'idle' });
+      setConsented(true);
+    };
+    window.addEventListener('message', onMessage);
+    // Closed without an answer (or cut from this frame by the host page's Cross-Origin-Opener-Policy, which shows
+    // it closed here at once): ask again, or point to the swarm's own page.
+    const poll = setInterval(() => {
+      if (asking.window.closed) setAsking((a) => (a === asking ? { kind: 'closed' } : a));
+    }, WINDOW_POLL_MS);
+    return () => {
+      window.removeEventListener('message', onMessage);
+      clearInterval(poll);
+    };
+  }, [asking]);
+
+  const ask = useCallback(() => {
+    if (!framed) {
+      setConsented(true);
+      return;
+    }
+    const nonce = crypto.randomUUID();
+    const w = window.open(consentWindowUrl(location, nonce, framingSite()), '_blank', 'popup,width=520,height=560');
+    setAsking(w === null ? { kind: 'blocked' } : { kind: 'open', window: w, nonce });
+  }, []);
+  const pauseByVisitor = useCallback(() => {
+    visitorPaused.current = true;
+    pause();
+  }, [pause]);
+  const resumeByVisitor = useCallback(() => {
+    visitorPaused.current = false;
+    resume();
+  }, [resume]);
+
+  // The host page hears the state and step count (nothing else leaves this frame); `failed` where it cannot start.
+  useEffect(() => {
+    if (!framed || (status === null && failure === null)) return;
     const m: FrameStatus = {
       source: EMBED_SOURCE,
       type: 'status',
-      state: status.state,
-      steps: status.stepsComputed,
-      stage: status.stage,
-      backend: status.backend,
-      reputation: status.score?.reputation ?? null,
+      state: failure !== null ? 'failed' : (status?.state ?? 'starting'),
+      steps: status?.stepsComputed ?? 0,
+      stage: status?.stage ?? null,
+      backend: status?.backend ?? SETTINGS.backend ?? 'unknown',
+      reputation: status?.score?.reputation ?? null,
     };
     window.parent.postMessage(m, '*');
-  }, [status]);
+  }, [status, failure]);
 
-  if (!consented) return <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="embed consent" compact />;
+  if (!consented)
+    return (
+      <ConsentBox plan={plan} onConsent={ask} className="embed consent" compact>
+        {asking.kind !== 'idle' && (
+          <p className="small" role="status" data-testid="consent-window">
+            {asking.kind === 'open'
+              ? 'Confirm in the webswarm window that opened.'
+              : asking.kind === 'blocked'
+                ? 'The webswarm window cannot answer here (pop-ups blocked, or this site keeps its windows apart: Cross-Origin-Opener-Policy). Allow pop-ups, or '
+                : 'The webswarm window closed without an answer. Ask again, or '}
+            {asking.kind !== 'open' && (
+              <a href={`${location.origin}/volunteer/`} target="_blank" rel="noopener">
+                volunteer from the swarm's own page
+              </a>
+            )}
+          </p>
+        )}
+      </ConsentBox>
+    );
   const state = status?.state;
   return (
     <div className="embed">
@@ -75,7 +148,7 @@ export function EmbedApp() {
           {status != null && ` · ${hardwareText(status.backend)}`}
         </p>
       </div>
-      <PauseToggle state={state} pause={pause} resume={resume} />
+      <PauseToggle state={state} pause={pauseByVisitor} resume={resumeByVisitor} />
     </div>
   );
 }

@@ -7,9 +7,10 @@
  * until the visitor clicks Continue. Then it opens the volunteer in an iframe
  * served from the swarm's own origin (so the host page's scripts and headers
  * cannot reach it), which says what it would compute on and asks again with
- * its own button: that trusted click inside the swarm's visible frame is the
- * consent (web/volunteer/consent.ts), since this script runs in the host page
- * and anything it does the host page could fake. Then pause and resume. Its styles live in a shadow root
+ * its own button, which opens a window of the swarm's own where the visitor
+ * confirms (web/embed/consent-window.ts): this script runs in the host page
+ * and anything it does the host page could fake, and the host page can hide
+ * or shrink the frame in ways the frame cannot see, but not that window. Then pause and resume. Its styles live in a shadow root
  * (adopted style sheets, which a strict style-src allows), so that the host
  * page's CSS and the widget's cannot touch each other.
  *
@@ -83,7 +84,7 @@ p { margin: 0 0 10px; color: var(--muted); font-size: 13px; }
 button { font: inherit; border-radius: 6px; padding: 5px 12px; cursor: pointer; border: 1px solid var(--line); background: transparent; color: var(--fg); }
 button.yes { background: var(--accent); border-color: var(--accent); color: #fff; }
 button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
-iframe { display: block; width: 100%; height: 80px; border: 0; color-scheme: normal; }
+iframe { display: block; width: 100%; height: 120px; border: 0; color-scheme: normal; }
 .bar { display: flex; justify-content: space-between; align-items: center; font-size: 12px; color: var(--muted); }
 `;
 
@@ -122,7 +123,7 @@ function mountWidget(o: WidgetOptions): void {
       el('h2', "Donate this tab's computing power to webswarm?"),
       el(
         'p',
-        `While this page is open, your browser would run part of a language model for other people's prompts, on its GPU where it offers one, else on the CPU, using at most ${Math.round(o.maxShare * 100)} % of its time. Continue opens a frame from ${o.origin}; nothing runs until you click Donate in it.`,
+        `While this page is open, your browser would run part of a language model for other people's prompts, on its GPU where it offers one, else on the CPU, using at most ${Math.round(o.maxShare * 100)} % of its time. Continue opens a frame from ${o.origin}; nothing runs until you confirm in a window of ${o.origin} that its button opens.`,
       ),
       actions,
     );

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { consentWindowParams, consentWindowUrl, isConsentGiven, isNonce } from './consent-window.js';
+
+const NONCE = '3f2b8c1e-9a4d-4e6f-8b2a-1c3d5e7f9a0b';
+
+describe('the consent window’s link and answer', () => {
+  it('takes only a UUID nonce: the window of a link without one asks nothing', () => {
+    expect(isNonce(NONCE)).toBe(true);
+    for (const bad of ['', 'x', `${NONCE}0`, NONCE.toUpperCase(), null, 42]) expect(isNonce(bad), String(bad)).toBe(false);
+    expect(consentWindowParams('?site=https://a.example')).toBe(
+      'this window was not opened by a webswarm widget (its link has no valid nonce)',
+    );
+  });
+
+  it('shows the asking site as an http(s) origin only, never a script URL or a long text', () => {
+    const site = (s: string) => {
+      const p = consentWindowParams(`?nonce=${NONCE}&site=${encodeURIComponent(s)}`);
+      return typeof p === 'string' ? p : p.site;
+    };
+    expect(site('https://shop.example/some/page?q=1')).toBe('https://shop.example');
+    expect(site('http://localhost:8080')).toBe('http://localhost:8080');
+    expect(site('javascript:alert(1)')).toBeNull();
+    expect(site('data:text/html,hi')).toBeNull();
+    expect(site('not a url')).toBeNull();
+    expect(site(`https://${'a'.repeat(300)}.example`)).toBeNull();
+  });
+
+  it('carries the frame’s share, model and backend, and the nonce, to /consent on the frame’s own origin', () => {
+    const frame = new URL('https://swarm.example/embed?share=0.5&autopause=1&model=austen-2m&backend=wasm');
+    const url = new URL(consentWindowUrl(frame, NONCE, 'https://shop.example'));
+    expect(url.origin + url.pathname).toBe('https://swarm.example/consent/');
+    expect(Object.fromEntries(url.searchParams)).toEqual({
+      nonce: NONCE,
+      site: 'https://shop.example',
+      share: '0.5',
+      model: 'austen-2m',
+      backend: 'wasm',
+    });
+    expect(consentWindowParams(url.search)).toEqual({
+      nonce: NONCE,
+      site: 'https://shop.example',
+      share: '0.5',
+      model: 'austen-2m',
+      backend: 'wasm',
+    });
+  });
+
+  it('takes an answer only with the nonce the frame gave', () => {
+    expect(isConsentGiven({ source: 'webswarm', type: 'consent', nonce: NONCE }, NONCE)).toBe(true);
+    for (const m of [
+      { source: 'webswarm', type: 'consent', nonce: '00000000-0000-4000-8000-000000000000' },
+      { source: 'webswarm', type: 'consent' },
+      { source: 'other', type: 'consent', nonce: NONCE },
+      { source: 'webswarm', type: 'resume', nonce: NONCE },
+      'consent',
+      null,
+    ])
+      expect(isConsentGiven(m, NONCE), JSON.stringify(m)).toBe(false);
+  });
+});
