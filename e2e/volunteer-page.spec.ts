@@ -71,6 +71,32 @@ describe('the volunteer page', () => {
     await expect.poll(volunteersOnline).toBe(0);
   });
 
+  it('a link whose settings cannot run says so before asking; a tab the server refuses at hello asks again with a growing wait', async () => {
+    const context = await rig.browser.newContext();
+    const page = await context.newPage();
+    // Before, ?capture=foo said so only after the consent click, on a page with Pause and Leave disabled.
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&capture=foo`);
+    await expect
+      .poll(() => page.getByTestId('param-problems').textContent())
+      .toContain('?capture= must be on, off or a number of sessions in 1..16, not "foo"');
+    expect(await page.getByTestId('consent').count()).toBe(0);
+
+    // This server refuses injected faults at hello, after the socket connected. Before, the back-off started again at
+    // each connect, so the tab asked about three times a second for ever.
+    const sockets: number[] = [];
+    page.on('websocket', () => sockets.push(Date.now()));
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&fault=crash`);
+    await page.getByTestId('consent').click();
+    await expect.poll(() => page.getByTestId('last-error').textContent(), { timeout: 10_000 }).toContain('ERR_FAULTS_REFUSED');
+    const t0 = sockets[0] ?? Date.now();
+    await page.waitForTimeout(8_000 - (Date.now() - t0));
+    // Waits of 0.5, 1, 2, 4 s (each 0.5–1 × with jitter) after the first: at most 6 connections in 8 s (before: ~24).
+    expect(sockets.filter((t) => t - t0 < 8_000).length).toBeLessThanOrEqual(6);
+    expect(sockets.length).toBeGreaterThanOrEqual(2);
+    expect(await volunteersOnline()).toBe(0);
+    await context.close();
+  });
+
   it('tries the load again when its compute worker does not start the first time', async () => {
     const context = await rig.browser.newContext();
     const page = await context.newPage();

@@ -228,6 +228,10 @@ export class VolunteerReplica {
     });
     socket.on('volunteer:score', (score) => this.update({ score }));
     socket.on('volunteer:welcome', ({ volunteerId }) => {
+      // Welcomed: the back-off starts again. Not at connect, as before: a hello the server refuses (a fault on a
+      // production server, too many hellos from this address) comes after the connect, and the tab asked again
+      // about three times a second for ever.
+      this.retries = 0;
       this.mesh?.close();
       this.mesh = new PeerMesh(
         volunteerId,
@@ -305,9 +309,6 @@ export class VolunteerReplica {
       // Socket.IO retries by itself after a lost connection, but not when the server ended
       // the session (a restart): then retry here, with back-off and jitter.
       if (reason === 'io server disconnect') this.reconnectLater();
-    });
-    socket.on('connect', () => {
-      this.retries = 0;
     });
     // The server refused the connection itself (too many from this address, a page of another version): said here.
     socket.on('connect_error', (e) => {

@@ -76,7 +76,7 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
         </p>
       )}
       {status.lastError !== null && (
-        <p className="small" role="status">
+        <p className="small" role="status" data-testid="last-error">
           Last error: {status.lastError}
         </p>
       )}

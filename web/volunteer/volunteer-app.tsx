@@ -3,6 +3,7 @@ import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
 import { useBackendPlan } from './backend-plan.js';
 import { ConsentBox } from './consent-box.js';
+import { pageParamProblems } from './page-params.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
@@ -23,6 +24,8 @@ const SETTINGS = {
   // The per-token data path on the main thread or in the compute worker (where channels transfer).
   dataPath: chooseDataPath(params.get('datapath'), DEFAULT_DATA_PATH),
 };
+/** What this link asks that cannot run: said before the visitor is asked, and nothing is asked. */
+const PROBLEMS = pageParamProblems(params);
 
 export function VolunteerApp() {
   // Consent is the visitor's click on ConsentBox, nothing else: no URL parameter skips it.
@@ -30,6 +33,25 @@ export function VolunteerApp() {
   const plan = useBackendPlan(SETTINGS.backend);
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
 
+  if (!consented && PROBLEMS.length > 0)
+    return (
+      <main>
+        <h1>Volunteer this tab</h1>
+        <div role="alert" data-testid="param-problems">
+          <p>This link's settings cannot run:</p>
+          <ul>
+            {PROBLEMS.map((p) => (
+              <li key={p}>{p}</li>
+            ))}
+          </ul>
+        </div>
+        <p>
+          <a className="button" href="/volunteer/">
+            Volunteer with the default settings
+          </a>
+        </p>
+      </main>
+    );
   if (!consented) {
     return (
       <main>
@@ -51,7 +73,7 @@ export function VolunteerApp() {
       {status !== null && <StatusView status={status} />}
       <p className="row">
         <PauseToggle state={state} pause={pause} resume={resume} />
-        {state === 'left' ? (
+        {state === 'left' || (failure !== null && status === null) ? (
           <a className="button" href="/">
             Back to webswarm
           </a>
