@@ -10,6 +10,7 @@ const readiness = (stages: [number, number][], volunteers: number): SwarmReadine
   ready: stages.reduce((n, [r]) => n + r, 0),
   redundancy: 3,
   canAnswer: stages.every(([r]) => r >= 3),
+  fallback: 'off',
 });
 
 describe('progressLine', () => {

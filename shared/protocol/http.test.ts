@@ -24,6 +24,7 @@ const listing = (over: Record<string, unknown> = {}) => ({
   redundancy: 3,
   list: [volunteer()],
   apiKeyRequired: false,
+  fallback: 'stage',
   ...over,
 });
 
@@ -32,7 +33,7 @@ describe('parseSwarmListing', () => {
     expect(parseSwarmListing(listing())).toEqual({ ok: true, value: listing() });
     const gpu = volunteer({ id: 'g', stage: 1, backend: 'webgpu', adapter: 'swiftshader', state: 'busy', established: true });
     expect(parseSwarmListing(listing({ volunteers: 2, list: [volunteer(), gpu] }))).toMatchObject({ ok: true, value: { list: [{}, gpu] } });
-    const none = { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired: true };
+    const none = { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired: true, fallback: 'off' };
     expect(parseSwarmListing(none)).toEqual({ ok: true, value: none });
   });
 
@@ -49,6 +50,8 @@ describe('parseSwarmListing', () => {
     [listing({ replicasPerStage: [1, 'two'] }), '/api/swarm: replicasPerStage must be an array of counts'],
     [listing({ redundancy: 1.5 }), '/api/swarm: redundancy must be a count'],
     [listing({ apiKeyRequired: 'no' }), '/api/swarm: apiKeyRequired must be a boolean'],
+    [listing({ fallback: 'sometimes' }), '/api/swarm: fallback must be off, stage or whole'],
+    [listing({ fallback: undefined }), '/api/swarm: fallback must be off, stage or whole'],
     [listing({ list: {} }), '/api/swarm: list must be an array'],
     [listing({ list: [7] }), '/api/swarm: list[0] must be an object'],
     [listing({ list: [volunteer({ id: '' })] }), '/api/swarm: list[0].id must be a non-empty string'],

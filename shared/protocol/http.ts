@@ -24,6 +24,11 @@ export interface SwarmListing extends SwarmStatus {
   readonly list: readonly VolunteerView[];
   /** Generations need an API key (`API_KEYS` is set). */
   readonly apiKeyRequired: boolean;
+  /**
+   * FALLBACK: whether the server computes a stage short of r ready volunteers (`stage`), the whole request (`whole`),
+   * or never (`off`): a swarm short of volunteers still answers, labelled, unless it is `off`.
+   */
+  readonly fallback: 'off' | 'stage' | 'whole';
 }
 
 /** `GET /api/status`: p50 / p95 / p99 of one figure over a window (null with no data). */
@@ -124,6 +129,8 @@ export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
     return bad('/api/swarm: replicasPerStage must be an array of counts');
   if (!isCount(raw.redundancy)) return bad('/api/swarm: redundancy must be a count');
   if (typeof raw.apiKeyRequired !== 'boolean') return bad('/api/swarm: apiKeyRequired must be a boolean');
+  const fallback = raw.fallback;
+  if (fallback !== 'off' && fallback !== 'stage' && fallback !== 'whole') return bad('/api/swarm: fallback must be off, stage or whole');
   const list = raw.list;
   if (!Array.isArray(list) || list.length > MAX_LISTED) return bad('/api/swarm: list must be an array');
   const volunteers: VolunteerView[] = [];
@@ -138,6 +145,7 @@ export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
     redundancy: raw.redundancy,
     list: volunteers,
     apiKeyRequired: raw.apiKeyRequired,
+    fallback,
   });
 }
 

@@ -24,6 +24,7 @@ const body = (replicasPerStage: number[], list: VolunteerView[]) => ({
   redundancy: 3,
   list,
   apiKeyRequired: false,
+  fallback: 'off' as const,
 });
 
 describe('parseSwarmReadiness', () => {
@@ -41,6 +42,7 @@ describe('parseSwarmReadiness', () => {
         ready: 3,
         redundancy: 3,
         canAnswer: false,
+        fallback: 'off',
       },
     });
     list[4] = volunteer(2, 'ready');

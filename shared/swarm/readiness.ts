@@ -26,6 +26,8 @@ export interface SwarmReadiness {
    * a stage short of them waits, fails or is the server's (FALLBACK).
    */
   readonly canAnswer: boolean;
+  /** FALLBACK: where a stage is short, whether the server computes it meanwhile (`stage`, `whole`) or nobody does (`off`). */
+  readonly fallback: 'off' | 'stage' | 'whole';
 }
 
 /** Volunteers ready (or busy) and loading per stage of a listing; the swarm answers once every stage has r ready. */
@@ -45,6 +47,7 @@ export function swarmReadiness(listing: SwarmListing): SwarmReadiness {
     ready,
     redundancy: r,
     canAnswer: stages.length > 0 && stages.every((s) => s.ready >= r),
+    fallback: listing.fallback,
   };
 }
 

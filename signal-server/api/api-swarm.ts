@@ -33,7 +33,7 @@ export interface ApiSwarm {
   /** The served model's tokenizer: its special tokens and chat template, its vocabulary and positions. */
   tokenizerInfo(): ApiTokenizerInfo;
   /** Volunteers online and replicas per stage. */
-  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number };
+  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number; fallback: 'off' | 'stage' | 'whole' };
   /** Every volunteer with its stage, backend, state and record. */
   volunteers(): VolunteerView[];
   /** Service figures over the last 5 minutes and hour (GET /api/status). */

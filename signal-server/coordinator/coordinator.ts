@@ -300,9 +300,14 @@ export class Coordinator {
     return this.service.serviceStatus();
   }
 
-  /** Volunteers online, replicas per stage and the redundancy r, for the landing page. */
-  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number } {
-    return { volunteers: this.registry.size, replicasPerStage: this.registry.replicasPerStage(), redundancy: this.s.options.redundancy };
+  /** Volunteers online, replicas per stage, the redundancy r and whether the server computes what they cannot, for the landing page. */
+  status(): { volunteers: number; replicasPerStage: number[]; redundancy: number; fallback: 'off' | 'stage' | 'whole' } {
+    return {
+      volunteers: this.registry.size,
+      replicasPerStage: this.registry.replicasPerStage(),
+      redundancy: this.s.options.redundancy,
+      fallback: this.s.fallback?.mode ?? 'off',
+    };
   }
 
   /** Every volunteer with its stage, backend, state and audit counts. */

@@ -159,7 +159,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       const apiKeyRequired = ctx.access.requiresKey;
       const body: SwarmListing =
         ctx.swarm === null
-          ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired }
+          ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired, fallback: 'off' }
           : (() => {
               // At most DASHBOARD_REPLICAS_SHOWN a stage: an anonymous GET must not cost what the swarm's size is.
               const status = ctx.swarm.status();

@@ -3,12 +3,13 @@ import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
 import { readinessText } from './readiness-text.js';
 
-const swarm = (ready: number[], loading: number[], redundancy = 3): SwarmReadiness => ({
+const swarm = (ready: number[], loading: number[], redundancy = 3, fallback: SwarmReadiness['fallback'] = 'off'): SwarmReadiness => ({
   stages: ready.map((r, i) => ({ ready: r, loading: loading[i] ?? 0 })),
   volunteers: [...ready, ...loading].reduce((a, b) => a + b, 0),
   ready: ready.reduce((a, b) => a + b, 0),
   redundancy,
   canAnswer: ready.length > 0 && ready.every((r) => r >= redundancy),
+  fallback,
 });
 
 describe('readinessText', () => {
@@ -30,5 +31,17 @@ describe('readinessText', () => {
       '1 of 1 volunteer ready (per stage: 1): every stage has the 1 ready volunteer a route needs, the swarm answers now.',
     );
     expect(readinessText(swarm([], []))).toBe('No model is served here, so the swarm cannot answer.');
+  });
+
+  it('says that the server answers meanwhile where the fallback is on (before, it said the swarm could not answer)', () => {
+    expect(readinessText(swarm([1, 1, 0], [0, 0, 0], 3, 'stage'))).toBe(
+      '2 of 2 volunteers ready (per stage: 1 / 1 / 0): the swarm answers once every stage has the 3 ready volunteers a route needs (waiting for stages 0, 1, 2); meanwhile the server computes the stages short of them itself (answers labelled, not verified by volunteers).',
+    );
+    expect(readinessText(swarm([0, 0], [0, 0], 3, 'whole'))).toBe(
+      'No volunteers yet: the swarm answers once every stage has the 3 ready volunteers a route needs; meanwhile the server computes whole requests itself (answers labelled, not verified by volunteers).',
+    );
+    expect(readinessText(swarm([3, 3], [0, 0], 3, 'stage'))).toBe(
+      '6 of 6 volunteers ready (per stage: 3 / 3): every stage has the 3 ready volunteers a route needs, the swarm answers now.',
+    );
   });
 });
