@@ -21,7 +21,12 @@ export interface SwarmObserver {
   onNoShow?(why: NoShow): void;
 }
 
-/** Replica outputs of one token's votes: agreed with the majority, disagreed, or not yet answered when it was accepted. */
+/**
+ * Replica outputs of one token's votes: agreed with the majority, disagreed, or not yet answered when it was
+ * accepted. A stage the server computed (the fallback) asked no volunteer: its output is counted, the r − 1 seats
+ * no volunteer held are not missing (before, a token the server computed alone at r = 3 counted 6 missing votes, and
+ * the dashboard showed volunteers failing to answer when none was asked).
+ */
 export function voteCounts(votes: readonly StageVote[]): { agreed: number; disagreed: number; missing: number } {
   let agreed = 0;
   let disagreed = 0;
@@ -29,7 +34,7 @@ export function voteCounts(votes: readonly StageVote[]): { agreed: number; disag
   for (const v of votes) {
     agreed += v.agreed;
     disagreed += v.disagreed;
-    missing += Math.max(0, v.replicas - v.agreed - v.disagreed);
+    if (!v.server) missing += Math.max(0, v.replicas - v.agreed - v.disagreed);
   }
   return { agreed, disagreed, missing };
 }
