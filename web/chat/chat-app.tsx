@@ -5,7 +5,7 @@ import { connectSwarm, type SwarmSocket } from '../net/socket.js';
 import { promptKeyAction } from './prompt-keys.js';
 import { TokenOutput } from './token-output.js';
 import { VotePanel } from './vote-panel.js';
-import { isVerified, serverStages } from './votes.js';
+import { isVerified, serverShareText } from './votes.js';
 
 type RunState =
   | { readonly kind: 'running' }
@@ -107,7 +107,6 @@ export function ChatApp() {
 
   const tokens = run?.tokens ?? [];
   const verifiedCount = tokens.filter(isVerified).length;
-  const serverCount = tokens.filter((t) => serverStages(t).length > 0).length;
   const last = tokens.at(-1);
   const chosen = selected === null ? undefined : tokens[selected];
   return (
@@ -159,7 +158,7 @@ export function ChatApp() {
         {run?.state.kind === 'done' &&
           `done (${run.state.finishReason}): ${tokens.length} tokens, ${verifiedCount} verified by a majority at every stage` +
             (verifiedCount < tokens.length ? `; ${tokens.length - verifiedCount} not verified` : '') +
-            (serverCount > 0 ? ` (${serverCount} computed in part by the server: too few volunteers)` : '')}
+            serverShareText(tokens)}
         {run?.state.kind === 'failed' && `failed: ${run.state.code}: ${run.state.message}`}
         {run === null && serverError !== null && `failed: ${serverError.code}: ${serverError.message}`}
       </p>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { StageVote } from '../../shared/protocol/messages.js';
-import { isVerified, legendText, majorityOf, serverStages, stageVoteText, verdictText } from './votes.js';
+import { isVerified, legendText, majorityOf, serverShareText, serverStages, stageVoteText, verdictText } from './votes.js';
 
 const vote = (stage: number, agreed: number, disagreed: number, missing: number, replicas: number): StageVote => ({
   stage,
@@ -13,6 +13,18 @@ const vote = (stage: number, agreed: number, disagreed: number, missing: number,
 
 describe('tokens the server computed (the fallback)', () => {
   const served = (stage: number): StageVote => ({ stage, agreed: 1, disagreed: 0, missing: 0, replicas: 3, server: true });
+  it('are summed up apart: computed by the server alone, or in part (before, all of them "in part")', () => {
+    const alone = { votes: [served(0), served(1)] };
+    const part = { votes: [vote(0, 3, 0, 0, 3), served(1)] };
+    const none = { votes: [vote(0, 3, 0, 0, 3), vote(1, 3, 0, 0, 3)] };
+    expect(serverShareText([alone, alone, none])).toBe(' (2 computed by the server alone: too few volunteers)');
+    expect(serverShareText([alone, part, part])).toBe(
+      ' (1 computed by the server alone, 2 computed in part by the server: too few volunteers)',
+    );
+    expect(serverShareText([part])).toBe(' (1 computed in part by the server: too few volunteers)');
+    expect(serverShareText([none])).toBe('');
+  });
+
   it('are never green, and say which stages the server computed', () => {
     const t = { verified: false, redundancy: 3, votes: [vote(0, 3, 0, 0, 3), served(1), served(2)] };
     expect(isVerified(t)).toBe(false);

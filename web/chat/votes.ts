@@ -24,6 +24,26 @@ export function serverStages(t: Pick<TokenEvent, 'votes'>): number[] {
   return t.votes.filter((v) => v.server).map((v) => v.stage);
 }
 
+/**
+ * The run summary's note on the tokens the server computed (the fallback), empty when none: those it computed
+ * alone (every stage) told apart from those it computed in part (before, a run the server computed wholly said "in
+ * part").
+ */
+export function serverShareText(tokens: readonly Pick<TokenEvent, 'votes'>[]): string {
+  let alone = 0;
+  let part = 0;
+  for (const t of tokens) {
+    const n = serverStages(t).length;
+    if (n > 0 && n === t.votes.length) alone += 1;
+    else if (n > 0) part += 1;
+  }
+  const said = [
+    ...(alone > 0 ? [`${alone} computed by the server alone`] : []),
+    ...(part > 0 ? [`${part} computed in part by the server`] : []),
+  ];
+  return said.length === 0 ? '' : ` (${said.join(', ')}: too few volunteers)`;
+}
+
 /** One stage's vote in words: agreed, disagreed and late kept apart (a late replica is not a dissent). */
 export function stageVoteText(v: StageVote): string {
   if (v.server) return `stage ${v.stage}: computed by the server (fallback), not by volunteers`;
