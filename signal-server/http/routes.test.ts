@@ -3,7 +3,7 @@
 // wireErrorOf gives it, the one Socket.IO's chat:error uses too.
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseModelListings, parseSwarmListing } from '../../shared/protocol/http.js';
 import type { VolunteerView } from '../../shared/protocol/messages.js';
@@ -157,4 +157,26 @@ describe('errors of a generation', () => {
       expect(body.error.code).toBe(status === 400 ? 'invalid_request' : wireErrorOf(thrown).code);
     },
   );
+});
+
+describe('request targets', () => {
+  it('takes "//v1/…" as the path it is, not as a URL whose host is "v1" (before: refused naming /chat/completions)', async () => {
+    const { hostname, port } = new URL(url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(port), hostname, () =>
+        sock.write(
+          `POST //v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+        ),
+      );
+      let got = '';
+      sock.on('data', (d) => {
+        got += d.toString('utf8');
+      });
+      sock.on('end', () => resolve(got));
+      sock.on('error', reject);
+    });
+    // No API route has that path: a POST there is refused, naming the path as sent.
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
+    expect(answer).toContain('POST is not allowed on //v1/chat/completions');
+  });
 });

@@ -134,7 +134,9 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     let url: URL;
     try {
-      url = new URL(req.url ?? '/', 'http://localhost');
+      // The target is a path: "//v1/…" as a relative URL would name a host ("v1") and drop a part of the path.
+      const target = req.url ?? '/';
+      url = new URL(target.startsWith('/') ? `http://localhost${target}` : target, 'http://localhost');
     } catch {
       refusal(req, `400 ${describeValue(req.url ?? '', 200)}: not a URL path`);
       sendJson(res, 400, { error: { code: 'ERR_BAD_REQUEST', message: 'the request target is not a URL path' } });
