@@ -159,6 +159,25 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
     expect(await complete()).toEqual({ status: 200, tokens: expected });
 
+    // The host page hides the widget after consent (before, it went on computing, its Pause and Stop out of sight):
+    // a frame hidden for 3 s pauses, the host's resume() does not undo that, and shown again it resumes.
+    const widget = page.locator('[data-webswarm-widget]');
+    // Through the CSSOM: the host page's CSP refuses style attributes.
+    for (const [property, hide] of [
+      ['display', 'none'],
+      ['opacity', '0'],
+    ] as const) {
+      await widget.evaluate((el, kv) => (el as HTMLElement).style.setProperty(kv.k, kv.v), { k: property, v: hide });
+      await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 15_000, interval: 250 }).toBe('Paused');
+      await expect.poll(() => rig.server.coordinator?.registry.size).toBe(0);
+      await page.evaluate(() => window.webswarmWidget?.resume());
+      await page.waitForTimeout(1_000);
+      expect(await frame.getByTestId('embed-state').textContent(), property).toBe('Paused');
+      await widget.evaluate((el, k) => (el as HTMLElement).style.removeProperty(k), property);
+      await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 60_000, interval: 500 }).toBe('Waiting for work');
+    }
+    expect(await complete()).toEqual({ status: 200, tokens: expected });
+
     expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
     expect(errors).toEqual([]);
     await page.close();

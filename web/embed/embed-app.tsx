@@ -6,6 +6,7 @@ import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shortStateText } from '../volunteer/wording.js';
 import { consentWindowUrl, framingSite, isConsentGiven } from './consent-window.js';
+import { useFrameShown } from './frame-shown.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -17,6 +18,9 @@ const SETTINGS = {
   share: parseShare(params.get('share'), EMBED_DEFAULT_SHARE),
   autoPause: params.get('autopause') !== '0',
 };
+
+/** How long the frame may be hidden by its host page before it pauses (a page's own layout may cover it a moment). */
+export const HIDDEN_PAUSE_MS = 3_000;
 
 /** How often the frame looks whether the consent window it opened is still open. */
 const WINDOW_POLL_MS = 500;
@@ -44,13 +48,35 @@ export function EmbedApp() {
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
   /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
   const visitorPaused = useRef(false);
+  /** Paused because the host page hid the frame: undone when it shows again, and by nothing else. */
+  const hiddenPaused = useRef(false);
+  const [box, setBox] = useState<HTMLDivElement | null>(null);
+  const shown = useFrameShown(consented && framed ? box : null);
+
+  // After consent the frame computes only while its visitor can see it, and its Pause: hidden for HIDDEN_PAUSE_MS by
+  // the host page (display none, opacity 0, covered, off screen), it pauses; shown again, it resumes.
+  useEffect(() => {
+    if (shown === null) return;
+    if (!shown) {
+      const t = setTimeout(() => {
+        if (window.webswarmVolunteer?.state === 'paused') return;
+        hiddenPaused.current = true;
+        pause();
+      }, HIDDEN_PAUSE_MS);
+      return () => clearTimeout(t);
+    }
+    if (hiddenPaused.current) {
+      hiddenPaused.current = false;
+      if (!visitorPaused.current) resume();
+    }
+  }, [shown, pause, resume]);
 
   // Pause and resume from the host page's widget: only from the window that framed this one, and only after consent here.
   useEffect(() => {
     const onMessage = (ev: MessageEvent) => {
       if (ev.source !== window.parent || !isHostToFrame(ev.data)) return;
       if (ev.data.type === 'pause') pause();
-      else if (!visitorPaused.current) resume();
+      else if (!visitorPaused.current && !hiddenPaused.current) resume();
     };
     window.addEventListener('message', onMessage);
     return () => window.removeEventListener('message', onMessage);
@@ -91,6 +117,7 @@ export function EmbedApp() {
   }, [pause]);
   const resumeByVisitor = useCallback(() => {
     visitorPaused.current = false;
+    hiddenPaused.current = false;
     resume();
   }, [resume]);
 
@@ -130,7 +157,7 @@ export function EmbedApp() {
     );
   const state = status?.state;
   return (
-    <div className="embed">
+    <div className="embed" ref={setBox}>
       <div aria-live="polite">
         <p className="embed-line">
           <span className={`dot state-${state ?? 'connecting'}`} aria-hidden="true" />

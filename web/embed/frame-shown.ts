@@ -1,0 +1,51 @@
+import { useEffect, useState } from 'react';
+import { entryShown, MIN_SHOWN_RATIO } from '../volunteer/consent.js';
+
+/** IntersectionObserver v2's options (Chromium): `trackVisibility` reports occlusion, opacity and filters as `isVisible`. */
+interface VisibilityObserverInit extends IntersectionObserverInit {
+  readonly trackVisibility: boolean;
+  readonly delay: number;
+}
+
+/**
+ * How long without an animation frame counts as not drawn: the browser stops drawing a frame its page does not
+ * show (display none; Chromium throttles a hidden cross-origin frame's animation frames), and then reports no
+ * intersection change either.
+ */
+export const NOT_DRAWN_MS = 2_000;
+const CHECK_MS = 500;
+
+/**
+ * Whether `el` (the widget frame's content) is on screen, uncovered and opaque as far as the browser tells
+ * (consent.ts entryShown) and being drawn at all; null before the first measurement or without an element. The
+ * widget computes only while its visitor can see it and its Pause and Stop: a host page that hides the frame after
+ * consent (display none, opacity 0, a cover, off screen) pauses it.
+ */
+export function useFrameShown(el: HTMLElement | null): boolean | null {
+  const [seen, setSeen] = useState<boolean | null>(null);
+  const [drawn, setDrawn] = useState(true);
+  useEffect(() => {
+    if (el === null || typeof IntersectionObserver === 'undefined') {
+      setSeen(null);
+      return;
+    }
+    const options: VisibilityObserverInit = { threshold: [0, MIN_SHOWN_RATIO, 1], trackVisibility: true, delay: 100 };
+    const io = new IntersectionObserver((entries) => {
+      const e = entries[entries.length - 1];
+      if (e !== undefined) setSeen(entryShown(e));
+    }, options);
+    io.observe(el);
+    let last = performance.now();
+    let raf = requestAnimationFrame(function tick() {
+      last = performance.now();
+      raf = requestAnimationFrame(tick);
+    });
+    const check = setInterval(() => setDrawn(performance.now() - last < NOT_DRAWN_MS), CHECK_MS);
+    return () => {
+      io.disconnect();
+      cancelAnimationFrame(raf);
+      clearInterval(check);
+    };
+  }, [el]);
+  return seen === null ? null : seen && drawn;
+}
