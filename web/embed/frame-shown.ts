@@ -40,7 +40,9 @@ export function useFrameShown(el: HTMLElement | null): boolean | null {
       last = performance.now();
       raf = requestAnimationFrame(tick);
     });
-    const check = setInterval(() => setDrawn(performance.now() - last < NOT_DRAWN_MS), CHECK_MS);
+    // A page the visitor does not show at all (a background tab) draws nothing either: that is auto-pause's to judge
+    // (data-auto-pause), not this.
+    const check = setInterval(() => setDrawn(document.visibilityState === 'hidden' || performance.now() - last < NOT_DRAWN_MS), CHECK_MS);
     return () => {
       io.disconnect();
       cancelAnimationFrame(raf);
