@@ -318,6 +318,13 @@ describe('consent cannot be skipped', () => {
     await w.keyboard.type(' Doe ');
     await w.keyboard.press('Enter');
     await w.keyboard.press('Space');
+    // Nor does the next field's Tab, then Space or Enter on the button it lands on (a red-team pass: that consented):
+    // in the consent window only a pointer's click counts.
+    await p.waitForTimeout(600);
+    await w.getByTestId('consent').focus();
+    await w.keyboard.press('Space');
+    await w.keyboard.press('Enter');
+    await expect.poll(() => w.getByTestId('consent-refusal').textContent()).toContain('with the mouse or a touch');
     await expectNothingStarts(seen);
     expect(await w.getByTestId('consent-window-done').count()).toBe(0);
     await p.context().close();

@@ -243,6 +243,25 @@ describe('one requester against everyone else', () => {
   );
 
   it(
+    'n = 3 on the fallback, its first two outlasting the route wait: the third waits for them, not for the route wait',
+    async () => {
+      // A route wait far shorter than one generation (a red-team review: the third failed after it, the first two's
+      // work thrown away).
+      const url = await server({ fallback: 'stage', fallbackMaxSessions: 4, routeWaitMs: 100 });
+      for (const body of [{ prompt: 'Emma', n: 3 }, { prompt: ['Emma', 'Harriet', 'Mr. Knightley'] }]) {
+        const res = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-honest' },
+          body: JSON.stringify({ ...body, max_tokens: ATTACK_TOKENS }),
+        });
+        expect(res.status, JSON.stringify(body)).toBe(200);
+        expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(3);
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
     'hostile: a batch of prompts counts as its prompts against the rate limit (before, 32 prompts cost one request)',
     async () => {
       const url = await server({ fallback: 'stage', fallbackMaxSessions: 16, ratePerMinute: 5 });

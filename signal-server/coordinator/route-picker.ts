@@ -84,7 +84,11 @@ export class RoutePicker {
    * a batch's prompts, are served in turns rather than refused); ERR_BUSY when
    * the fallback has no room for a client that holds none of it.
    */
-  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | { share: string } | null {
+  private fallbackRoute(
+    sessionId: number,
+    load: Map<string, number>,
+    waiting = false,
+  ): string[][] | { share: string; held: number } | null {
     const fallback = this.s.fallback;
     if (fallback === null) return null;
     const r = this.s.options.redundancy;
@@ -104,8 +108,11 @@ export class RoutePicker {
     const held = client === undefined ? 0 : fallback.heldBy(client);
     const full = fallback.busy >= fallback.options.maxSessions;
     // A client whose own sessions hold its share, or hold seats of a full fallback, waits for one of them to end.
-    if (held >= fallback.perClient || (full && held > 0))
+    // One that waited already keeps waiting while the fallback is full, though its own ended meanwhile and another
+    // client's took the seat within a poll (it was refused at once then).
+    if (held >= fallback.perClient || (full && (held > 0 || waiting)))
       return {
+        held,
         share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${held} of the server's fallback sessions (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client; ${fallback.busy} taken)`,
       };
     if (!fallback.admit(sessionId, client))
@@ -127,6 +134,8 @@ export class RoutePicker {
     if (this.queued >= (this.s.options.maxQueued ?? DEFAULT_MAX_QUEUED))
       throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
     this.queued += 1;
+    /** Whether this session waited for its client's share of the fallback already. */
+    let shareWait = false;
     try {
       for (;;) {
         if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
@@ -138,9 +147,17 @@ export class RoutePicker {
           this.s.random,
         );
         if (choice.ok) return choice.route;
-        const served = this.fallbackRoute(sessionId, load);
+        const served = this.fallbackRoute(sessionId, load, shareWait);
+        if (served !== null && !Array.isArray(served)) shareWait = true;
         if (Array.isArray(served)) return served;
         if (Date.now() >= wait.until) {
+          // Waiting on its own client's fallback sessions, which are computing (each bounded by the step timeout):
+          // not timed out by the route wait, or a request of n = 3 whose first two outlast it failed with their work
+          // thrown away. Bounded: a client has at most API_MAX_CONCURRENT generations.
+          if (served !== null && !Array.isArray(served) && served.held > 0) {
+            await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));
+            continue;
+          }
           if (served !== null) throw new GenerationError('ERR_BUSY', `${served.share} until its route wait ended; waited ${wait.ms} ms`);
           const ready = this.s.registry.readyReplicas(choice.stage).length;
           // Would the stage field r distinct clients if nobody were busy? Then it is full, not short.

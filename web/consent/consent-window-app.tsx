@@ -75,7 +75,7 @@ export function ConsentWindowApp() {
         {PARAMS.model === null ? '' : ` (model ${PARAMS.model})`}. Several volunteers compute every block, and only what a majority agrees
         on is used. You can pause or stop it in the widget, or close the tab.
       </p>
-      <ConsentBox plan={plan} onConsent={give} className="consent">
+      <ConsentBox plan={plan} onConsent={give} className="consent" pointerOnly>
         <p className="small">Nothing runs unless you click this window's button.</p>
       </ConsentBox>
       <p>

@@ -102,13 +102,11 @@ export function EmbedApp() {
     };
   }, [asking]);
 
+  // Framed or not: /embed opened as a page of its own by another site (a pop-up under the cursor of a clicking game)
+  // asks in the consent window too.
   const ask = useCallback(() => {
-    if (!framed) {
-      setConsented(true);
-      return;
-    }
     const nonce = crypto.randomUUID();
-    const w = window.open(consentWindowUrl(location, nonce, framingSite()), '_blank', 'popup,width=520,height=560');
+    const w = window.open(consentWindowUrl(location, nonce, framed ? framingSite() : null), '_blank', 'popup,width=520,height=560');
     setAsking(w === null ? { kind: 'blocked' } : { kind: 'open', window: w, nonce });
   }, []);
   const pauseByVisitor = useCallback(() => {

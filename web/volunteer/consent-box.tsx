@@ -25,6 +25,7 @@ export function ConsentBox({
   onConsent,
   className,
   compact = false,
+  pointerOnly = false,
   children,
 }: {
   readonly plan: BackendPlan;
@@ -32,9 +33,11 @@ export function ConsentBox({
   readonly className?: string;
   /** The widget's small frame: the short wording. */
   readonly compact?: boolean;
+  /** Only a pointer's click counts (the widget's consent window: consent.ts pointerOnly). */
+  readonly pointerOnly?: boolean;
   readonly children?: ReactNode;
 }) {
-  const { ref, refusal, settling, clickRefusal, onClick } = useConsent(onConsent);
+  const { ref, refusal, settling, clickRefusal, onClick } = useConsent(onConsent, pointerOnly);
   const why = clickRefusal ?? (settling ? null : refusal);
   const ready = plan.kind === 'gpu' || plan.kind === 'cpu';
   return (

@@ -13,7 +13,7 @@ const OK: ConsentFacts = {
 };
 const REAL_CLICK = { isTrusted: true, userActivation: true };
 
-const code = (facts: Partial<ConsentFacts>, click?: { isTrusted: boolean; userActivation: boolean | null }) =>
+const code = (facts: Partial<ConsentFacts>, click?: { isTrusted: boolean; userActivation: boolean | null; keyboard?: boolean }) =>
   consentRefusal({ ...OK, ...facts }, click)?.code ?? null;
 
 describe('consentRefusal', () => {
@@ -30,6 +30,12 @@ describe('consentRefusal', () => {
   it('refuses a click without user activation, and trusts the click alone where the browser does not say', () => {
     expect(code({}, { isTrusted: true, userActivation: false })).toBe('ERR_NO_USER_ACTIVATION');
     expect(code({}, { isTrusted: true, userActivation: null })).toBeNull();
+  });
+
+  it('refuses a click made by a key where only a pointer counts (the widget’s consent window), and only there', () => {
+    expect(code({ pointerOnly: true }, { ...REAL_CLICK, keyboard: true })).toBe('ERR_KEYBOARD_CLICK');
+    expect(code({ pointerOnly: true }, { ...REAL_CLICK, keyboard: false })).toBeNull();
+    expect(code({}, { ...REAL_CLICK, keyboard: true })).toBeNull();
   });
 
   it('refuses while the page is hidden (a background tab)', () => {

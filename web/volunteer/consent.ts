@@ -26,6 +26,7 @@ export type ConsentRefusalCode =
   | 'ERR_SHOWN_TOO_BRIEFLY'
   | 'ERR_UNTRUSTED_CLICK'
   | 'ERR_NO_USER_ACTIVATION'
+  | 'ERR_KEYBOARD_CLICK'
   | 'ERR_VISIBILITY_UNKNOWN';
 
 export interface ConsentRefusal {
@@ -55,6 +56,11 @@ export interface ConsentFacts {
    * transparent or covered by the page around it looks shown by its geometry.
    */
   readonly visibilityKnown: boolean;
+  /**
+   * Only a pointer's click counts (the widget's consent window): keys the visitor types on another page, once its
+   * window takes the focus, would reach the button (Tab, then Space), so a click the keyboard made is refused there.
+   */
+  readonly pointerOnly?: boolean;
 }
 
 /** The click itself. */
@@ -63,6 +69,8 @@ export interface ConsentClick {
   readonly isTrusted: boolean;
   /** navigator.userActivation.isActive, or null where the browser does not say. */
   readonly userActivation: boolean | null;
+  /** Made by a key (Enter, Space: a click event's `detail` is 0), not by a pointer. */
+  readonly keyboard?: boolean;
 }
 
 /** Why the page may not start now, or null when it may; with a click, whether that click is consent. */
@@ -71,6 +79,11 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     return { code: 'ERR_UNTRUSTED_CLICK', message: 'that click came from a script, not from you' };
   if (click !== undefined && click.userActivation === false)
     return { code: 'ERR_NO_USER_ACTIVATION', message: 'the browser did not see you click this page' };
+  if (click !== undefined && click.keyboard === true && facts.pointerOnly === true)
+    return {
+      code: 'ERR_KEYBOARD_CLICK',
+      message: 'in this window, click the button with the mouse or a touch (keys typed on another page could press it)',
+    };
   if (!facts.pageVisible) return { code: 'ERR_PAGE_HIDDEN', message: 'this page is not on screen' };
   const { width, height } = facts.viewportPx;
   if (width < MIN_VIEWPORT_PX.width || height < MIN_VIEWPORT_PX.height)

@@ -16,7 +16,7 @@ const VISIBILITY_DELAY_MS = 100;
  * `ref` goes on that element (not on the button: a disabled button is drawn
  * half-transparent, which IntersectionObserver v2 would count as not visible).
  */
-export function useConsent(onConsent: () => void) {
+export function useConsent(onConsent: () => void, pointerOnly = false) {
   const [box, setBox] = useState<HTMLElement | null>(null);
   const [shownSinceMs, setShownSince] = useState<number | null>(null);
   /** Whether the observer has reported at all: until then "not shown" only means "not measured yet". */
@@ -65,6 +65,7 @@ export function useConsent(onConsent: () => void) {
     nowMs: performance.now(),
     framed: window.self !== window.top,
     visibilityKnown,
+    pointerOnly,
   });
   const refusal = consentRefusal(facts());
 
@@ -78,7 +79,11 @@ export function useConsent(onConsent: () => void) {
   }, [waitMs]);
 
   const onClick = (e: MouseEvent<HTMLElement>) => {
-    const r = consentRefusal(facts(), { isTrusted: e.nativeEvent.isTrusted, userActivation: navigator.userActivation?.isActive ?? null });
+    const r = consentRefusal(facts(), {
+      isTrusted: e.nativeEvent.isTrusted,
+      userActivation: navigator.userActivation?.isActive ?? null,
+      keyboard: e.detail === 0,
+    });
     setClickRefusal(r);
     if (r === null) onConsent();
   };
