@@ -99,6 +99,19 @@ function slowBody(url: string, key: string): Promise<{ firstLine: string; ms: nu
   });
 }
 
+/** One request of 3 generations, as n = 3 and as a batch of 3 prompts, each answered 200 with its 3 choices. */
+async function expectThreeServed(url: string, maxTokens: number): Promise<void> {
+  for (const body of [{ prompt: 'Emma', n: 3 }, { prompt: ['Emma', 'Harriet', 'Mr. Knightley'] }]) {
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-honest' },
+      body: JSON.stringify({ ...body, max_tokens: maxTokens }),
+    });
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(3);
+  }
+}
+
 describe('one requester against everyone else', () => {
   it(
     `hostile: a key with ${QUEUE} requests at once gets ${DEFAULT_API_MAX_CONCURRENT} places, the rest 429 at once; another key still gets a place in the queue; the chat page's socket shares the count; a client gone gives its place back`,
@@ -229,15 +242,7 @@ describe('one requester against everyone else', () => {
       ).toEqual([200, 200, 200, 200]);
       // One request of 3 generations (n = 3, or a batch of 3 prompts) is served in turns too. Before: a 503 "try again
       // shortly" that no retry could cure, while the fallback computed.
-      for (const body of [{ prompt: 'Emma', n: 3 }, { prompt: ['Emma', 'Harriet', 'Mr. Knightley'] }]) {
-        const res = await fetch(`${url}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-honest' },
-          body: JSON.stringify({ ...body, max_tokens: 4 }),
-        });
-        expect(res.status, JSON.stringify(body)).toBe(200);
-        expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(3);
-      }
+      await expectThreeServed(url, 4);
     },
     TEST_MS,
   );
@@ -248,15 +253,7 @@ describe('one requester against everyone else', () => {
       // A route wait far shorter than one generation (a red-team review: the third failed after it, the first two's
       // work thrown away).
       const url = await server({ fallback: 'stage', fallbackMaxSessions: 4, routeWaitMs: 100 });
-      for (const body of [{ prompt: 'Emma', n: 3 }, { prompt: ['Emma', 'Harriet', 'Mr. Knightley'] }]) {
-        const res = await fetch(`${url}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-honest' },
-          body: JSON.stringify({ ...body, max_tokens: ATTACK_TOKENS }),
-        });
-        expect(res.status, JSON.stringify(body)).toBe(200);
-        expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(3);
-      }
+      await expectThreeServed(url, ATTACK_TOKENS);
     },
     TEST_MS,
   );

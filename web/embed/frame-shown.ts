@@ -1,11 +1,6 @@
 import { useEffect, useState } from 'react';
-import { entryShown, MIN_SHOWN_RATIO } from '../volunteer/consent.js';
-
-/** IntersectionObserver v2's options (Chromium): `trackVisibility` reports occlusion, opacity and filters as `isVisible`. */
-interface VisibilityObserverInit extends IntersectionObserverInit {
-  readonly trackVisibility: boolean;
-  readonly delay: number;
-}
+import { entryShown } from '../volunteer/consent.js';
+import { observeShown } from '../volunteer/use-consent.js';
 
 /**
  * How long without an animation frame counts as not drawn: the browser stops drawing a frame its page does not
@@ -29,12 +24,7 @@ export function useFrameShown(el: HTMLElement | null): boolean | null {
       setSeen(null);
       return;
     }
-    const options: VisibilityObserverInit = { threshold: [0, MIN_SHOWN_RATIO, 1], trackVisibility: true, delay: 100 };
-    const io = new IntersectionObserver((entries) => {
-      const e = entries[entries.length - 1];
-      if (e !== undefined) setSeen(entryShown(e));
-    }, options);
-    io.observe(el);
+    const unobserve = observeShown(el, (e) => setSeen(entryShown(e)));
     let last = performance.now();
     let raf = requestAnimationFrame(function tick() {
       last = performance.now();
@@ -44,7 +34,7 @@ export function useFrameShown(el: HTMLElement | null): boolean | null {
     // (data-auto-pause), not this.
     const check = setInterval(() => setDrawn(document.visibilityState === 'hidden' || performance.now() - last < NOT_DRAWN_MS), CHECK_MS);
     return () => {
-      io.disconnect();
+      unobserve();
       cancelAnimationFrame(raf);
       clearInterval(check);
     };

@@ -10,6 +10,20 @@ interface VisibilityObserverInit extends IntersectionObserverInit {
 const VISIBILITY_DELAY_MS = 100;
 
 /**
+ * Observes `el` with IntersectionObserver v2 (occlusion, opacity and filters where the browser tells), calling `on`
+ * with the latest entry; the consent button's box and the widget frame's content after consent both use it.
+ */
+export function observeShown(el: Element, on: (e: IntersectionObserverEntry) => void): () => void {
+  const options: VisibilityObserverInit = { threshold: [0, MIN_SHOWN_RATIO, 1], trackVisibility: true, delay: VISIBILITY_DELAY_MS };
+  const io = new IntersectionObserver((entries) => {
+    const e = entries[entries.length - 1];
+    if (e !== undefined) on(e);
+  }, options);
+  io.observe(el);
+  return () => io.disconnect();
+}
+
+/**
  * Gathers the facts consent.ts judges, for the element that holds the
  * consent button and what it says: whether it has been on screen long enough,
  * the page's visibility and the viewport's size; and judges the click.
@@ -34,17 +48,12 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
       setObserved(true);
       return;
     }
-    const options: VisibilityObserverInit = { threshold: [0, MIN_SHOWN_RATIO, 1], trackVisibility: true, delay: VISIBILITY_DELAY_MS };
-    const io = new IntersectionObserver((entries) => {
-      const e = entries[entries.length - 1];
-      if (e === undefined) return;
+    return observeShown(box, (e) => {
       const shown = entryShown(e);
       setVisibilityKnown(typeof (e as { isVisible?: unknown }).isVisible === 'boolean');
       setShownSince((since) => (shown ? (since ?? e.time) : null));
       setObserved(true);
-    }, options);
-    io.observe(box);
-    return () => io.disconnect();
+    });
   }, [box]);
 
   // The other facts change without a render: the page hidden or shown, the frame resized.
