@@ -127,6 +127,7 @@ describe('one requester against everyone else', () => {
       expect(refused).not.toBe('late');
       for (const a of refused as Answer[]) {
         expect(a).toMatchObject({ status: 429, code: 'too_many_concurrent_requests', retryAfter: '1' });
+        expect(a.message).toContain(`${DEFAULT_API_MAX_CONCURRENT} generations of this client are running already`);
       }
       // Its chat page's socket counts with them.
       const page = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' });

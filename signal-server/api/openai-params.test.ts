@@ -117,6 +117,11 @@ describe('seed and top_p over OpenAI’s whole ranges', () => {
     expect(completion({ seed: 123 })).toMatchObject({ seed: 123 });
     for (const seed of [1.5, '1', 2 ** 64, Number.NaN])
       expect(completion({ seed }), String(seed)).toMatchObject({ status: 400, param: 'seed' });
+    // int64's largest, 9223372036854775807, parses as the double 2^63: a client's int64 is taken, and the message says so.
+    expect(JSON.parse('{"seed": 9223372036854775807}').seed).toBe(2 ** 63);
+    expect(chat({ seed: 2 ** 63 })).toMatchObject({ seed: 0 });
+    expect(chat({ seed: -(2 ** 63) })).toMatchObject({ seed: 0 });
+    expect(completion({ seed: 2 ** 64 })).toMatchObject({ message: expect.stringContaining('64-bit integer') });
   });
 
   it('takes top_p 0 as the smallest nucleus: the most likely token alone (top_k 1)', () => {
@@ -355,5 +360,16 @@ describe('prompt (completions): OpenAI’s four forms, a batch of several', () =
     expect(refused([[0.5]])).toBe('prompt[0] is 0.5: a token id is an integer ≥ 0');
     expect(refused([2 ** 53])).toBe(`prompt[0] is ${2 ** 53}: a token id is an integer ≥ 0`);
     expect(completion({ prompt: [2 ** 31] })).toMatchObject({ prompts: [{ ids: [2 ** 31] }] });
+  });
+});
+
+describe('model', () => {
+  it('absent or null is the served model (as every null field); a name not served is a 404 naming it', () => {
+    for (const model of [undefined, null, 'austen-2m']) {
+      expect('status' in chat({ model }), String(model)).toBe(false);
+      expect('status' in completion({ model }), String(model)).toBe(false);
+    }
+    for (const model of ['gpt-4', '', 7, ['austen-2m']])
+      expect(chat({ model }), JSON.stringify(model)).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
   });
 });

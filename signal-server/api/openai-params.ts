@@ -100,9 +100,9 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A body's `model`, when it names one, must be served here (404 otherwise); absent, the served model. */
+/** A body's `model`, when it names one, must be served here (404 otherwise); absent or null (as every field), the served model. */
 export function modelRefused(b: Record<string, unknown>, modelIds: readonly string[]): BodyError | null {
-  if (b.model === undefined || (typeof b.model === 'string' && modelIds.includes(b.model))) return null;
+  if (b.model === undefined || b.model === null || (typeof b.model === 'string' && modelIds.includes(b.model))) return null;
   return {
     status: 404,
     code: 'model_not_found',
@@ -149,8 +149,9 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   const topK = rawTopP === 0 ? 1 : Math.max(0, rawTopK);
   const rawSeed = b.seed ?? 0;
   // OpenAI's seed is an int64 (clients send Date.now() or -1); the sampler's is 32 bits: the seed modulo 2^32.
+  // JSON's numbers are doubles: int64's largest, 2^63 - 1, arrives as 2^63, so |seed| ≤ 2^63 is what an int64 can be.
   if (typeof rawSeed !== 'number' || !Number.isInteger(rawSeed) || Math.abs(rawSeed) > 2 ** 63)
-    return bad('seed', 'seed must be an integer in [-2^63, 2^63)');
+    return bad('seed', 'seed must be a 64-bit integer (|seed| ≤ 2^63); the sampler uses it modulo 2^32');
   const seed = seedBits(rawSeed);
   const frequencyPenalty = penaltyOf(b, 'frequency_penalty');
   if (typeof frequencyPenalty !== 'number') return frequencyPenalty;
