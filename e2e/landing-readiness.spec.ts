@@ -42,11 +42,30 @@ describe('the landing page', () => {
       .toBe('No volunteers yet: the swarm answers once every stage has the 1 ready volunteer a route needs.');
   });
 
-  it("at r = 2, one ready volunteer in the stage is not enough: it waits for the route's second", async () => {
+  it("at r = 2, one ready volunteer in the stage is not enough: it waits for the route's second, and the volunteer's page says why it idles", async () => {
     const cache = mkdtempSync(join(tmpdir(), 'webswarm-landing-r2-'));
     const server = await startTestServer([{ dir: goldenModelDir(E2E_MODEL), stages: 1 }], cache, { redundancy: 2, quiet: true });
-    const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: 1 });
+    const context = await rig.browser.newContext();
     try {
+      // The one volunteer, on its own page: ready, and told that its stage waits for a second volunteer (before, only
+      // "Ready, waiting for work").
+      const tab = await context.newPage();
+      await tab.goto(`${server.address().url}/volunteer?backend=wasm`);
+      await tab.getByTestId('consent').click();
+      await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 90_000 });
+      await expect
+        .poll(
+          () =>
+            tab
+              .getByTestId('idle-reason')
+              .textContent({ timeout: 1000 })
+              .catch(() => null),
+          { timeout: SEEN_WITHIN_MS * 3 },
+        )
+        .toBe(
+          "This tab's stage 0 has 1 of the 2 ready volunteers a route needs: until more volunteers join, requests wait for them, and this tab gets no work.",
+        );
+      expect(await tab.getByTestId('state').textContent()).toBe('Ready, waiting for work');
       const page = await rig.browser.newPage();
       await page.goto(`${server.address().url}/`);
       await expect
@@ -55,7 +74,7 @@ describe('the landing page', () => {
           '1 of 1 volunteer ready (per stage: 1): the swarm answers once every stage has the 2 ready volunteers a route needs (waiting for stage 0).',
         );
     } finally {
-      await swarm.close();
+      await context.close();
       await server.close();
       rmSync(cache, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 // The landing page's readiness sentence, for each state a swarm goes through.
 import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
-import { readinessText } from './readiness-text.js';
+import { idleReasonText, readinessText } from './readiness-text.js';
 
 const swarm = (ready: number[], loading: number[], redundancy = 3, fallback: SwarmReadiness['fallback'] = 'off'): SwarmReadiness => ({
   stages: ready.map((r, i) => ({ ready: r, loading: loading[i] ?? 0 })),
@@ -43,5 +43,30 @@ describe('readinessText', () => {
     expect(readinessText(swarm([3, 3], [0, 0], 3, 'stage'))).toBe(
       '6 of 6 volunteers ready (per stage: 3 / 3): every stage has the 3 ready volunteers a route needs, the swarm answers now.',
     );
+  });
+});
+
+describe('idleReasonText: why a ready volunteer gets no work (before, it only said "Ready, waiting for work")', () => {
+  it('names its own stage short of r, and who computes it meanwhile', () => {
+    expect(idleReasonText(swarm([3, 1, 3], []), 1)).toBe(
+      "This tab's stage 1 has 1 of the 3 ready volunteers a route needs: until more volunteers join, requests wait for them, and this tab gets no work.",
+    );
+    expect(idleReasonText(swarm([3, 2, 3], [], 3, 'stage'), 1)).toBe(
+      "This tab's stage 1 has 2 of the 3 ready volunteers a route needs: until more volunteers join, the server computes this stage itself (answers labelled, not verified by volunteers), and this tab gets no work.",
+    );
+    expect(idleReasonText(swarm([1, 3], [], 3, 'whole'), 0)).toContain('the server computes whole requests itself');
+  });
+
+  it('names other stages short where they stop every route of volunteers; none where the fallback stands in beside it', () => {
+    expect(idleReasonText(swarm([3, 1, 0], []), 0)).toBe(
+      'Stages 1, 2 have fewer than the 3 ready volunteers a route needs: until more volunteers join, requests wait for them, and this tab gets no work.',
+    );
+    expect(idleReasonText(swarm([3, 1], [], 3, 'whole'), 0)).toBe(
+      'Stage 1 has fewer than the 3 ready volunteers a route needs: until more volunteers join, the server computes whole requests itself, and this tab gets no work.',
+    );
+    expect(idleReasonText(swarm([3, 1], [], 3, 'stage'), 0)).toBeNull();
+    expect(idleReasonText(swarm([3, 3, 3], []), 2)).toBeNull();
+    // A stage the listing does not have (a re-cut model the page has not read yet): nothing said.
+    expect(idleReasonText(swarm([1, 1], []), 5)).toBeNull();
   });
 });

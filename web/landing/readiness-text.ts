@@ -3,8 +3,7 @@ import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
 /** The landing page's readiness sentence: how many volunteers are ready, per stage, and whether the swarm can answer. */
 export function readinessText(r: SwarmReadiness): string {
   if (r.stages.length === 0) return 'No model is served here, so the swarm cannot answer.';
-  // A route needs r ready replicas in every stage (README: "A majority of r, never of the route").
-  const needed = `the ${r.redundancy} ready volunteer${r.redundancy === 1 ? '' : 's'} a route needs`;
+  const needed = neededText(r);
   const rule = `the swarm answers once every stage has ${needed}`;
   // With the fallback on, a request is answered meanwhile, by the server: say so, and that volunteers did not verify it.
   const meanwhile =
@@ -14,6 +13,34 @@ export function readinessText(r: SwarmReadiness): string {
   if (r.volunteers === 0) return `No volunteers yet: ${rule}${meanwhile}.`;
   const counts = `${r.ready} of ${r.volunteers} volunteer${r.volunteers === 1 ? '' : 's'} ready (per stage: ${r.stages.map((s) => s.ready).join(' / ')})`;
   if (r.canAnswer) return `${counts}: every stage has ${needed}, the swarm answers now.`;
-  const waiting = r.stages.flatMap((s, i) => (s.ready < r.redundancy ? [i] : []));
+  const waiting = shortStages(r);
   return `${counts}: ${rule} (waiting for stage${waiting.length === 1 ? '' : 's'} ${waiting.join(', ')})${meanwhile}.`;
+}
+
+// A route needs r ready replicas in every stage (README: "A majority of r, never of the route").
+const neededText = (r: SwarmReadiness) => `the ${r.redundancy} ready volunteer${r.redundancy === 1 ? '' : 's'} a route needs`;
+const shortStages = (r: SwarmReadiness) => r.stages.flatMap((s, i) => (s.ready < r.redundancy ? [i] : []));
+
+/**
+ * Why a ready volunteer of `stage` gets no work while stages are short of r ready volunteers, or null when none is
+ * (then it waits for requests): its own stage short is computed by the server (FALLBACK=stage) or by nobody; another
+ * stage short stops every route of volunteers unless the server computes that stage beside them.
+ */
+export function idleReasonText(r: SwarmReadiness, stage: number): string | null {
+  const own = r.stages[stage];
+  const short = shortStages(r);
+  if (own === undefined || short.length === 0) return null;
+  const until = 'until more volunteers join';
+  if (own.ready < r.redundancy) {
+    const fallback =
+      r.fallback === 'off'
+        ? 'requests wait for them'
+        : `the server computes ${r.fallback === 'whole' ? 'whole requests' : 'this stage'} itself (answers labelled, not verified by volunteers)`;
+    return `This tab's stage ${stage} has ${own.ready} of ${neededText(r)}: ${until}, ${fallback}, and this tab gets no work.`;
+  }
+  // With FALLBACK=stage, this stage's volunteers compute beside the server's stand-in for the short one.
+  if (r.fallback === 'stage') return null;
+  const others = `Stage${short.length === 1 ? '' : 's'} ${short.join(', ')} ${short.length === 1 ? 'has' : 'have'} fewer than ${neededText(r)}`;
+  const meanwhile = r.fallback === 'whole' ? 'the server computes whole requests itself' : 'requests wait for them';
+  return `${others}: ${until}, ${meanwhile}, and this tab gets no work.`;
 }

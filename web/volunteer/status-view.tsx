@@ -3,7 +3,7 @@ import { agreementRate } from './use-volunteer.js';
 import { captureText, deviceLossText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
-export function StatusView({ status }: { status: ReplicaStatus }) {
+export function StatusView({ status, idleReason = null }: { status: ReplicaStatus; idleReason?: string | null }) {
   const rate = agreementRate(status);
   const p = status.progress;
   return (
@@ -11,6 +11,11 @@ export function StatusView({ status }: { status: ReplicaStatus }) {
       <p className={`badge state-${status.state}`} data-testid="state" data-state={status.state}>
         {stateText(status.state, status.openSessions)}
       </p>
+      {idleReason !== null && (
+        <p className="small" role="status" data-testid="idle-reason">
+          {idleReason}
+        </p>
+      )}
       <div className="cards" data-testid="volunteer-status">
         <section className="card">
           <h2>Computes on</h2>

@@ -1,6 +1,8 @@
 import { useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
+import { idleReasonText } from '../landing/readiness-text.js';
+import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from './backend-plan.js';
 import { ConsentBox } from './consent-box.js';
 import { pageParamProblems } from './page-params.js';
@@ -24,6 +26,8 @@ const SETTINGS = {
   // The per-token data path on the main thread or in the compute worker (where channels transfer).
   dataPath: chooseDataPath(params.get('datapath'), DEFAULT_DATA_PATH),
 };
+/** While the tab is ready and idle, /api/swarm again this often: whether its stage, or another, is short of volunteers. */
+const IDLE_POLL_MS = 5000;
 /** What this link asks that cannot run: said before the visitor is asked, and nothing is asked. */
 const PROBLEMS = pageParamProblems(params);
 
@@ -32,6 +36,9 @@ export function VolunteerApp() {
   const [consented, setConsented] = useState(false);
   const plan = useBackendPlan(SETTINGS.backend);
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
+  const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
+  const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);
+  const idleReason = idleStage !== null && readiness !== null ? idleReasonText(readiness, idleStage) : null;
 
   if (!consented && PROBLEMS.length > 0)
     return (
@@ -70,7 +77,7 @@ export function VolunteerApp() {
     <main>
       <h1>Volunteering</h1>
       {failure !== null && <p role="alert">Cannot start: {failure}</p>}
-      {status !== null && <StatusView status={status} />}
+      {status !== null && <StatusView status={status} idleReason={idleReason} />}
       <p className="row">
         <PauseToggle state={state} pause={pause} resume={resume} />
         {state === 'left' || (failure !== null && status === null) ? (
