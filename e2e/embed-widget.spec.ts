@@ -114,6 +114,11 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await proceed.click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
     await expect.poll(() => frame.getByTestId('plan').textContent()).toBe('Runs on the CPU (WebAssembly)');
+    // data-theme="dark": the transparent frame's text is light over the dark card (before, dark text on it), and the
+    // frame stays transparent.
+    expect(
+      await frame.locator('body').evaluate((b) => [b.className, getComputedStyle(b).color, getComputedStyle(b).backgroundColor]),
+    ).toEqual(['embedded dark', 'rgb(238, 241, 247)', 'rgba(0, 0, 0, 0)']);
     await page.waitForTimeout(1000);
     expect(rig.server.coordinator?.registry.size).toBe(0);
     // Consent: the frame's button opens the swarm's own window, where the visitor confirms; the frame then registers

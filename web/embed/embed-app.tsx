@@ -19,6 +19,18 @@ const SETTINGS = {
   autoPause: params.get('autopause') !== '0',
 };
 
+/**
+ * The widget card's theme (data-theme: light, dark, auto): the frame is transparent over the card, so its text takes
+ * the card's colours. `auto` follows the visitor's colour scheme, as the card does.
+ */
+function followTheme(theme: string | null): void {
+  const scheme = window.matchMedia('(prefers-color-scheme: dark)');
+  const apply = () => document.body.classList.toggle('dark', theme === 'dark' || (theme === 'auto' && scheme.matches));
+  apply();
+  if (theme === 'auto') scheme.addEventListener('change', apply);
+}
+followTheme(params.get('theme'));
+
 /** How long the frame may be hidden by its host page before it pauses (a page's own layout may cover it a moment). */
 export const HIDDEN_PAUSE_MS = 3_000;
 

@@ -137,7 +137,8 @@ function mountWidget(o: WidgetOptions): void {
 
   const start = () => {
     state = 'starting';
-    const q = new URLSearchParams({ share: String(o.maxShare), autopause: o.autoPause ? '1' : '0' });
+    // The theme too: the frame is transparent over the card, so its text must be the card's (dark on light, light on dark).
+    const q = new URLSearchParams({ share: String(o.maxShare), autopause: o.autoPause ? '1' : '0', theme: o.theme });
     if (o.model !== null) q.set('model', o.model);
     if (o.backend !== null) q.set('backend', o.backend);
     frame = el('iframe');
