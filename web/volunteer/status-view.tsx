@@ -1,6 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-import { captureText, deviceLossText, stateText, usesText, weightsText } from './wording.js';
+import { captureText, deviceLossText, stageHeldText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status, idleReason = null }: { status: ReplicaStatus; idleReason?: string | null }) {
@@ -32,7 +32,9 @@ export function StatusView({ status, idleReason = null }: { status: ReplicaStatu
         <section className="card">
           <h2>Stage held</h2>
           <p className="big">{status.stage === null ? '—' : `stage ${status.stage}`}</p>
-          <p className="small">{status.modelId ?? 'not assigned yet'}</p>
+          <p className="small" data-testid="stage-model">
+            {stageHeldText(status.state, status.stage, status.modelId)}
+          </p>
         </section>
         <section className="card">
           <h2>Weights</h2>

@@ -6,6 +6,7 @@ import {
   planShortText,
   planText,
   shortStateText,
+  stageHeldText,
   stateText,
   usesText,
   weightsText,
@@ -68,5 +69,15 @@ describe('what the volunteer page says', () => {
     expect(pinned).toContain('stays there: the GPU was lost 3 times within 10 minutes');
     expect(stateText('recovering', 0)).toBe('The GPU was lost: starting again');
     expect(shortStateText('recovering', 0)).toBe('GPU lost: starting again…');
+  });
+});
+
+describe('the Stage card', () => {
+  it('says the stage shown is the one held before while the connection is lost (before, shown as held)', () => {
+    expect(stageHeldText('ready', 1, 'austen-2m')).toBe('austen-2m');
+    expect(stageHeldText('connecting', 1, 'austen-2m')).toBe(
+      'austen-2m: held before the connection was lost; assigned again on reconnecting',
+    );
+    expect(stageHeldText('connecting', null, null)).toBe('not assigned yet');
   });
 });

@@ -101,6 +101,17 @@ const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
   recovering: 'GPU lost: starting again…',
 };
 
+/**
+ * The Stage card's line under the stage: the model, or, while the connection is lost, that the stage shown is the one
+ * held before (the server assigns one again on reconnecting, perhaps another).
+ */
+export function stageHeldText(state: ReplicaState, stage: number | null, modelId: string | null): string {
+  if (modelId === null) return 'not assigned yet';
+  return state === 'connecting' && stage !== null
+    ? `${modelId}: held before the connection was lost; assigned again on reconnecting`
+    : modelId;
+}
+
 /** The widget frame's one-line state. */
 export function shortStateText(state: ReplicaState, openSessions: number): string {
   if (state !== 'ready') return SHORT_TEXT[state];
