@@ -126,3 +126,48 @@ describe('the fallback across a partition switch', () => {
     expect(made.length).toBe(1);
   });
 });
+
+describe("the fallback's seats go in turn", () => {
+  it('a freed seat is the first waiting session’s, not a newcomer’s; a running session’s lost stage goes first; turns survive a switch', () => {
+    // maxSessions 4: one client holds at most 2.
+    const f = replicas([]);
+    expect([f.admit(1, 'a'), f.admit(2, 'a'), f.admit(3, 'b'), f.admit(4, 'c')]).toEqual([true, true, true, true]);
+    // Full: b's second session waits, then c's second.
+    f.wait(5, 'b');
+    f.wait(6, 'c');
+    f.wait(5, 'b'); // a second call keeps its place
+    expect(f.waiting).toBe(2);
+    f.release(1);
+    // The seat a's session gave back is b's waiting one's: not a newcomer's (d), not c's, which waits behind it.
+    expect(f.admit(7, 'd')).toBe(false);
+    expect(f.admit(6, 'c')).toBe(false);
+    expect(f.admit(5, 'b')).toBe(true);
+    expect(f.waiting).toBe(1);
+    f.release(2);
+    expect(f.admit(8, 'd')).toBe(false);
+    expect(f.admit(6, 'c')).toBe(true);
+    expect(f.waiting).toBe(0);
+    // A session waiting whose client holds its share keeps no seat from the others.
+    f.release(4);
+    f.wait(9, 'b');
+    expect(f.heldBy('b')).toBe(2);
+    expect(f.freeSeats(10)).toBe(1);
+    // A running session whose stage the fallback must take goes before the waiting (its work so far at stake).
+    f.wait(11, 'e');
+    expect(f.freeSeats(12)).toBe(0);
+    expect(f.admit(12, 'f')).toBe(false);
+    expect(f.admit(12, 'f', true)).toBe(true);
+    expect(f.admit(11, 'e')).toBe(false);
+    // A waiter that leaves (its request answered by volunteers, cancelled, timed out) gives its turn up.
+    f.unwait(11);
+    f.release(12);
+    expect(f.admit(13, 'g')).toBe(true);
+    // Turns carry over to the replicas of a new partition.
+    f.release(13);
+    f.wait(14, 'h');
+    f.release(3);
+    const next = replicas([]).succeeding(f);
+    expect(next.waiting).toBe(2);
+    expect(next.freeSeats(15)).toBe(2);
+  });
+});

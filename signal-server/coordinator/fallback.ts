@@ -105,6 +105,8 @@ export class ServerReplicas {
   private readonly admitted = new Set<number>();
   /** The client each admitted session is for, where it said. */
   private readonly owners = new Map<number, string>();
+  /** Sessions waiting for a seat, in the order they began to (each leaves on admission, or when its request ends). */
+  private readonly waiters: { readonly sessionId: number; readonly client: string | undefined }[] = [];
   private readonly executor: SerialExecutor;
   /** The replicas of the partition served before this one, while sessions they admitted still run. */
   private previous: ServerReplicas | null = null;
@@ -141,16 +143,52 @@ export class ServerReplicas {
   /**
    * A seat for `sessionId` (it may have one already), or false: maxSessions
    * sessions hold one, or `client`'s hold half of them (rounded up), so that
-   * one requester cannot take every seat of the server's compute.
+   * one requester cannot take every seat of the server's compute. Seats go in
+   * turn: a free seat is the first waiting session's (wait()) that may take
+   * one, not a newcomer's; `running` (a running session's stage lost to the
+   * fallback mid-generation, its work so far at stake) goes before them.
    */
-  admit(sessionId: number, client?: string): boolean {
+  admit(sessionId: number, client?: string, running = false): boolean {
     if (this.admitted.has(sessionId)) return true;
     if (this.retired) return false;
-    if (this.admitted.size >= this.options.maxSessions) return false;
     if (client !== undefined && this.heldBy(client) >= this.perClient) return false;
+    if (this.freeSeats(running ? undefined : sessionId) <= 0) return false;
     this.admitted.add(sessionId);
     if (client !== undefined) this.owners.set(sessionId, client);
+    this.unwait(sessionId);
     return true;
+  }
+
+  /**
+   * Seats free for `sessionId`: those no session holds, less those kept for the
+   * sessions waiting before it that could take one (their client below its
+   * share); every waiting one when it does not wait itself; none kept with
+   * `sessionId` undefined.
+   */
+  freeSeats(sessionId?: number): number {
+    let kept = 0;
+    if (sessionId !== undefined)
+      for (const w of this.waiters) {
+        if (w.sessionId === sessionId) break;
+        if (w.client === undefined || this.heldBy(w.client) < this.perClient) kept += 1;
+      }
+    return this.options.maxSessions - this.admitted.size - kept;
+  }
+
+  /** `sessionId` waits for a seat, after those waiting already (a second call keeps its place). */
+  wait(sessionId: number, client?: string): void {
+    if (!this.admitted.has(sessionId) && !this.waiters.some((w) => w.sessionId === sessionId)) this.waiters.push({ sessionId, client });
+  }
+
+  /** `sessionId` waits no more (admitted, answered, cancelled or timed out). */
+  unwait(sessionId: number): void {
+    const at = this.waiters.findIndex((w) => w.sessionId === sessionId);
+    if (at >= 0) this.waiters.splice(at, 1);
+  }
+
+  /** Sessions waiting for a seat. */
+  get waiting(): number {
+    return this.waiters.length;
   }
 
   /** The most seats one client's sessions hold at once. */
@@ -184,6 +222,8 @@ export class ServerReplicas {
     if (previous === null || previous === this) return this;
     previous.retired = true;
     previous.releaseIfIdle();
+    // Sessions waiting for a seat keep their turn on the new partition's replicas.
+    for (const w of previous.waiters.splice(0)) this.wait(w.sessionId, w.client);
     // Released at once (idle): the replicas it was still handing over from come here instead, or nothing would
     // ever release them (the coordinator releases sessions through the newest replicas only).
     let handing: ServerReplicas | null = previous;

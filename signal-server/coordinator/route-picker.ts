@@ -70,7 +70,7 @@ export class RoutePicker {
 
   /** The server replica of `stage` for a session, where the fallback is allowed and has room for it; null otherwise. */
   serverReplica(sessionId: number, stage: number): string | null {
-    if (this.s.fallback === null || !this.s.fallback.admit(sessionId, this.s.sessionClients.get(sessionId))) return null;
+    if (this.s.fallback === null || !this.s.fallback.admit(sessionId, this.s.sessionClients.get(sessionId), true)) return null;
     return serverPeerId(stage);
   }
 
@@ -80,9 +80,10 @@ export class RoutePicker {
    * every stage is (FALLBACK=whole). Null when no stage is short, or another
    * stage's volunteers are busy (the request waits); `share` when the session's
    * client holds its share of the fallback's sessions already, or seats of a
-   * full fallback (it waits for one of its own to end: a request's n choices,
-   * a batch's prompts, are served in turns rather than refused); ERR_BUSY when
-   * the fallback has no room for a client that holds none of it.
+   * full fallback (it waits for a seat in turn: a request's n choices, a
+   * batch's prompts, are served in turns rather than refused); ERR_BUSY when
+   * the fallback has no room for a client that holds none of it (seats kept
+   * for the sessions waiting count as taken).
    */
   private fallbackRoute(
     sessionId: number,
@@ -105,22 +106,22 @@ export class RoutePicker {
       }
     }
     const client = this.s.sessionClients.get(sessionId);
+    if (fallback.admit(sessionId, client)) return route;
     const held = client === undefined ? 0 : fallback.heldBy(client);
-    const full = fallback.busy >= fallback.options.maxSessions;
-    // A client whose own sessions hold its share, or hold seats of a full fallback, waits for one of them to end.
-    // One that waited already keeps waiting while the fallback is full, though its own ended meanwhile and another
-    // client's took the seat within a poll (it was refused at once then).
-    if (held >= fallback.perClient || (full && (held > 0 || waiting)))
+    // A client whose own sessions hold seats (its share, or of a full fallback) waits for a seat in turn: one of its
+    // own ends, or the seat freed goes to the first waiting session. One that waited already keeps its turn though
+    // its own ended meanwhile.
+    if (held > 0 || waiting) {
+      fallback.wait(sessionId, client);
       return {
         held,
-        share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${held} of the server's fallback sessions (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client; ${fallback.busy} taken)`,
+        share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${held} of the server's fallback sessions (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client; ${fallback.busy} taken, ${fallback.waiting} waiting)`,
       };
-    if (!fallback.admit(sessionId, client))
-      throw new GenerationError(
-        'ERR_BUSY',
-        `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}); try again shortly`,
-      );
-    return route;
+    }
+    throw new GenerationError(
+      'ERR_BUSY',
+      `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}${fallback.waiting > 0 ? `; ${fallback.waiting} waiting for a seat` : ''}); try again shortly`,
+    );
   }
 
   /**
@@ -173,6 +174,8 @@ export class RoutePicker {
       }
     } finally {
       this.queued -= 1;
+      // Its turn for a seat of the fallback, if it waited for one, ends with its wait (admitted already, or not).
+      this.s.fallback?.unwait(sessionId);
     }
   }
 }
