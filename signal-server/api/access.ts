@@ -117,7 +117,7 @@ export class AccessControl {
         ok: false,
         status: 429,
         code: 'too_many_concurrent_requests',
-        message: `${n} generations of this client are running already (at most ${max} at once; each choice of n and each prompt of a batch is one); send the next when one has ended`,
+        message: `${n} generations of this client are running already (at most ${max} at once; each choice, best_of candidate and prompt of a batch is one); send the next when one has ended`,
         retryAfterS: 1,
       };
     this.running.set(identity, n + 1);

@@ -225,6 +225,12 @@ function namedInBatch(e: unknown, index: number): unknown {
   return new GenerationError(e.code, `prompt[${index}]: ${e.message}`, e.param, e.apiCode);
 }
 
+/** A lane of a request: how many generations it runs at once, and the releases of those it holds beyond the request's own. */
+interface Lane {
+  readonly width: number;
+  readonly spare: (() => void)[];
+}
+
 /**
  * The lanes a request runs its prompts through, and how many of a prompt's `candidates` generations (n choices, or
  * best_of candidates) a lane runs at once: its width, the client's concurrent generations it holds (the request
@@ -233,9 +239,9 @@ function namedInBatch(e: unknown, index: number): unknown {
  * API_MAX_CONCURRENT could never be served). Another lane is taken, up to one a prompt, only where a whole one
  * fits now. With no limit, a lane a prompt, each running all its candidates at once.
  */
-function holdLanes(res: ServerResponse, access: AccessControl, identity: string, candidates: number, prompts: number): number[] {
+function holdLanes(res: ServerResponse, access: AccessControl, identity: string, candidates: number, prompts: number): Lane[] {
   const max = access.maxConcurrent;
-  if (max <= 0) return Array.from({ length: prompts }, () => candidates);
+  if (max <= 0) return Array.from({ length: prompts }, () => ({ width: candidates, spare: [] }));
   const width = Math.min(candidates, max);
   const wanted = Math.max(1, Math.min(prompts, Math.floor(max / width)));
   // Held to the response's end, or the client's going away: one listener for them all (a batch may hold dozens).
@@ -243,7 +249,7 @@ function holdLanes(res: ServerResponse, access: AccessControl, identity: string,
   res.once('close', () => {
     for (const release of held) release();
   });
-  const lanes: number[] = [];
+  const lanes: Lane[] = [];
   for (let lane = 0; lane < wanted; lane++) {
     const taken: (() => void)[] = [];
     for (let i = lane === 0 ? 1 : 0; i < width; i++) {
@@ -252,8 +258,8 @@ function holdLanes(res: ServerResponse, access: AccessControl, identity: string,
       held.push(more.release);
       taken.push(more.release);
     }
-    if (lane === 0) lanes.push(1 + taken.length);
-    else if (taken.length === width) lanes.push(width);
+    if (lane === 0) lanes.push({ width: 1 + taken.length, spare: taken });
+    else if (taken.length === width) lanes.push({ width, spare: taken });
     else {
       // No room for another whole lane: the batch runs in those it has.
       for (const release of taken) release();
@@ -266,9 +272,16 @@ function holdLanes(res: ServerResponse, access: AccessControl, identity: string,
 
 /**
  * Runs `run(0)` … `run(count − 1)` with at most `width` at once, each next one in order as one ends; their results in
- * order. Once one fails (or `signal` is aborted), none more begins, and the first failure is thrown.
+ * order. Once one fails (or `signal` is aborted), none more begins, and the first failure is thrown. `idle` is called
+ * as each of the `width` turns finds none left to begin (its generation slot may go back).
  */
-async function inTurns<T>(count: number, width: number, signal: AbortSignal, run: (i: number) => Promise<T>): Promise<T[]> {
+async function inTurns<T>(
+  count: number,
+  width: number,
+  signal: AbortSignal,
+  run: (i: number) => Promise<T>,
+  idle: () => void = () => {},
+): Promise<T[]> {
   const results: T[] = [];
   let next = 0;
   let failed = false;
@@ -282,6 +295,7 @@ async function inTurns<T>(count: number, width: number, signal: AbortSignal, run
         throw e;
       }
     }
+    idle();
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(width, count)) }, worker));
   return results;
@@ -365,7 +379,7 @@ export async function handleOpenAiGeneration(
   setMaxListeners(
     Math.max(
       defaultMaxListeners,
-      lanes.reduce((a, w) => a + w, 0),
+      lanes.reduce((a, l) => a + l.width, 0),
     ),
     cancel.signal,
   );
@@ -388,7 +402,7 @@ export async function handleOpenAiGeneration(
   const begun: ChoiceState[] = [];
 
   /** One prompt's choices (best_of candidates), each a generation of its own, `width` at once, streamed as they come. */
-  const runPrompt = async (prompt: Prompt, width: number): Promise<PromptDone> => {
+  const runPrompt = async (prompt: Prompt, width: number, idle: () => void): Promise<PromptDone> => {
     const choices = Array.from(
       { length: candidates },
       (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt.text), ranked, prompt.unfinished.bytes),
@@ -514,7 +528,8 @@ export async function handleOpenAiGeneration(
     };
     try {
       // In index order: choice 0, which scores an echoed prompt for the others, begins first.
-      return { prompt, choices, done: await inTurns(choices.length, width, cancel.signal, (i) => run(choices[i] as ChoiceState)) };
+      const done = await inTurns(choices.length, width, cancel.signal, (i) => run(choices[i] as ChoiceState), idle);
+      return { prompt, choices, done };
     } catch (e) {
       throw prompts.length > 1 ? namedInBatch(e, prompt.index) : e;
     }
@@ -524,11 +539,17 @@ export async function handleOpenAiGeneration(
   const runAll = async (): Promise<PromptDone[]> => {
     const results: PromptDone[] = [];
     let next = 0;
-    const lane = async (width: number) => {
+    const lane = async ({ width, spare }: Lane) => {
+      // A turn that ends with no prompt left to begin gives its slot back (before, held to the response's end): the
+      // client's other requests may run meanwhile.
+      const idle = () => {
+        if (next >= prompts.length) spare.pop()?.();
+      };
       while (next < prompts.length && !cancel.signal.aborted) {
         const prompt = prompts[next++] as Prompt;
-        results[prompt.index] = await runPrompt(prompt, width);
+        results[prompt.index] = await runPrompt(prompt, width, idle);
       }
+      for (const release of spare.splice(0)) release();
     };
     await Promise.all(lanes.map(lane));
     return results;
