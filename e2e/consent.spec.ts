@@ -270,6 +270,40 @@ describe('consent cannot be skipped', () => {
     await closeAndWaitGone(p);
   });
 
+  it('(i) in the consent window, nothing counts while another window is in front, nor for half a second after it comes back', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${hostUrl}/widget`);
+    await p.getByRole('button', { name: 'Continue', exact: true }).click();
+    const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
+    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    const w = await consentWindow(p, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click());
+    await expect.poll(() => w.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    // A window of the host's own opened over it takes the focus. Playwright keeps every page focused (its focus
+    // emulation), so the window's losing and getting back the focus are its own focus events, dispatched here.
+    await w.evaluate(() => window.dispatchEvent(new FocusEvent('blur')));
+    await expect.poll(() => w.getByTestId('consent-box').getAttribute('data-refusal')).toBe('ERR_NOT_IN_FRONT');
+    expect(await w.getByTestId('consent').isEnabled()).toBe(false);
+    // Closed from under the visitor's cursor: the focus comes back with the click meant for the host's window, which
+    // lands on the button (before, that click was the consent).
+    // Given back every 100 ms here (a host flipping its window), so that the click is one within half a second of it
+    // however slow this machine's round trips.
+    await w.evaluate(() => {
+      (window as unknown as { flip: number }).flip = window.setInterval(() => window.dispatchEvent(new FocusEvent('focus')), 100);
+      window.dispatchEvent(new FocusEvent('focus'));
+    });
+    await w.getByTestId('consent').click({ force: true, timeout: 2_000 });
+    expect(await w.getByTestId('consent-box').getAttribute('data-refusal')).toBe('ERR_IN_FRONT_TOO_BRIEFLY');
+    await w.getByTestId('consent').click({ force: true, timeout: 2_000 });
+    await w.evaluate(() => window.clearInterval((window as unknown as { flip: number }).flip));
+    await expectNothingStarts(seen);
+    expect(await w.getByTestId('consent-window-done').count()).toBe(0);
+    // Half a second in front: the visitor's own click is the consent.
+    await confirm(w);
+    await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
+    await closeAndWaitGone(p);
+  });
+
   it('(g) a frame hidden by a CSS mask, or zoomed to a speck, that the visitor clicks unseen: only a window of the swarm’s own opens, asking; nothing starts', async () => {
     for (const path of ['/masked', '/zoomed']) {
       const p = await (await rig.browser.newContext()).newPage();

@@ -38,6 +38,17 @@ describe('consentRefusal', () => {
     expect(code({}, { ...REAL_CLICK, keyboard: true })).toBeNull();
   });
 
+  it('in the consent window, refuses while another window is in front, and for half a second after it comes to the front', () => {
+    // A window of the host's own opened over it takes the focus; closed from under the visitor's cursor, it gives the
+    // focus back with the click that was meant for it.
+    expect(code({ pointerOnly: true, inFrontSinceMs: null }, REAL_CLICK)).toBe('ERR_NOT_IN_FRONT');
+    expect(code({ pointerOnly: true, inFrontSinceMs: SHOWN_AT + MIN_SHOWN_MS }, REAL_CLICK)).toBe('ERR_IN_FRONT_TOO_BRIEFLY');
+    expect(code({ pointerOnly: true, inFrontSinceMs: SHOWN_AT + 1 }, REAL_CLICK)).toBe('ERR_IN_FRONT_TOO_BRIEFLY');
+    expect(code({ pointerOnly: true, inFrontSinceMs: SHOWN_AT }, REAL_CLICK)).toBeNull();
+    // Elsewhere (a page or frame with no window of its own) focus is not judged.
+    expect(code({}, REAL_CLICK)).toBeNull();
+  });
+
   it('refuses while the page is hidden (a background tab)', () => {
     expect(code({ pageVisible: false }, REAL_CLICK)).toBe('ERR_PAGE_HIDDEN');
   });

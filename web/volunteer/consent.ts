@@ -27,6 +27,8 @@ export type ConsentRefusalCode =
   | 'ERR_UNTRUSTED_CLICK'
   | 'ERR_NO_USER_ACTIVATION'
   | 'ERR_KEYBOARD_CLICK'
+  | 'ERR_NOT_IN_FRONT'
+  | 'ERR_IN_FRONT_TOO_BRIEFLY'
   | 'ERR_VISIBILITY_UNKNOWN';
 
 export interface ConsentRefusal {
@@ -61,6 +63,12 @@ export interface ConsentFacts {
    * window takes the focus, would reach the button (Tab, then Space), so a click the keyboard made is refused there.
    */
   readonly pointerOnly?: boolean;
+  /**
+   * Where it counts (the widget's consent window, a window of its own): since when (performance.now() clock) the
+   * window has had the focus, null while it has not. A window the host page opens over it takes the focus; one it
+   * closes from under the visitor's cursor gives it back with the click meant for it, which lands on this button.
+   */
+  readonly inFrontSinceMs?: number | null;
 }
 
 /** The click itself. */
@@ -100,6 +108,10 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     };
   if (facts.shownSinceMs === null) return { code: 'ERR_NOT_SHOWN', message: 'this button is covered, transparent or off screen' };
   if (facts.nowMs - facts.shownSinceMs < MIN_SHOWN_MS) return { code: 'ERR_SHOWN_TOO_BRIEFLY', message: 'take a moment to read it first' };
+  if (facts.inFrontSinceMs === null)
+    return { code: 'ERR_NOT_IN_FRONT', message: 'another window is in front of this one: click here once, then read it' };
+  if (facts.inFrontSinceMs !== undefined && facts.nowMs - facts.inFrontSinceMs < MIN_SHOWN_MS)
+    return { code: 'ERR_IN_FRONT_TOO_BRIEFLY', message: 'this window came to the front just now: take a moment to read it first' };
   return null;
 }
 

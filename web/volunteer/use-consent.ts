@@ -39,6 +39,8 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
   /** Whether the observer's entries carry IntersectionObserver v2's isVisible (occlusion, opacity, filters). */
   const [visibilityKnown, setVisibilityKnown] = useState(false);
   const [, rerender] = useState(0);
+  /** pointerOnly (the consent window): since when it has had the focus, null while it has not. */
+  const [inFrontSinceMs, setInFrontSince] = useState<number | null>(() => (document.hasFocus() ? performance.now() : null));
 
   useEffect(() => {
     if (box === null) return;
@@ -55,6 +57,18 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
       setObserved(true);
     });
   }, [box]);
+
+  useEffect(() => {
+    if (!pointerOnly) return;
+    const front = () => setInFrontSince(performance.now());
+    const behind = () => setInFrontSince(null);
+    window.addEventListener('focus', front);
+    window.addEventListener('blur', behind);
+    return () => {
+      window.removeEventListener('focus', front);
+      window.removeEventListener('blur', behind);
+    };
+  }, [pointerOnly]);
 
   // The other facts change without a render: the page hidden or shown, the frame resized.
   useEffect(() => {
@@ -75,12 +89,14 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
     framed: window.self !== window.top,
     visibilityKnown,
     pointerOnly,
+    ...(pointerOnly ? { inFrontSinceMs } : {}),
   });
   const refusal = consentRefusal(facts());
 
-  // Enable the button once it has been shown for MIN_SHOWN_MS.
-  const waitMs =
-    refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' && shownSinceMs !== null ? MIN_SHOWN_MS - (performance.now() - shownSinceMs) : null;
+  // Enable the button once it has been shown (and, in the consent window, in front) for MIN_SHOWN_MS.
+  const since =
+    refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' ? shownSinceMs : refusal?.code === 'ERR_IN_FRONT_TOO_BRIEFLY' ? inFrontSinceMs : null;
+  const waitMs = since !== null ? MIN_SHOWN_MS - (performance.now() - since) : null;
   useEffect(() => {
     if (waitMs === null) return;
     const t = setTimeout(() => rerender((n) => n + 1), Math.max(0, waitMs) + 10);
@@ -100,6 +116,7 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
   // Nothing to tell the visitor in the first half second (or before the first measurement).
   const settling =
     refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' ||
+    refusal?.code === 'ERR_IN_FRONT_TOO_BRIEFLY' ||
     ((refusal?.code === 'ERR_NOT_SHOWN' || refusal?.code === 'ERR_VISIBILITY_UNKNOWN') && !observed);
   return { ref, refusal, settling, clickRefusal, onClick };
 }
