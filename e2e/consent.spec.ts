@@ -11,7 +11,7 @@
 // (web/embed/consent-window.ts), and the ordinary widget flow, still start one.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Page } from 'playwright-core';
+import type { FrameLocator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
@@ -154,6 +154,17 @@ async function confirm(w: Page): Promise<void> {
   await expect.poll(() => w.getByTestId('consent-window-done').count()).toBe(1);
 }
 
+/** The host page's widget, Continue clicked: its frame's button enabled, asking; what the page asked the swarm for. */
+async function widgetAsking(): Promise<{ p: Page; seen: string[]; frame: FrameLocator }> {
+  const p = await (await rig.browser.newContext()).newPage();
+  const seen = swarmRequests(p);
+  await p.goto(`${hostUrl}/widget`);
+  await p.getByRole('button', { name: 'Continue', exact: true }).click();
+  const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
+  await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+  return { p, seen, frame };
+}
+
 async function closeAndWaitGone(p: Page): Promise<void> {
   await p.context().close();
   await expect.poll(registered, { timeout: 10_000 }).toBe(0);
@@ -256,12 +267,7 @@ describe('consent cannot be skipped', () => {
   });
 
   it('(e) the widget: Continue on the card, then the click inside the frame and in the window it opens, gives a registered, ready volunteer', async () => {
-    const p = await (await rig.browser.newContext()).newPage();
-    const seen = swarmRequests(p);
-    await p.goto(`${hostUrl}/widget`);
-    await p.getByRole('button', { name: 'Continue', exact: true }).click();
-    const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
-    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    const { p, seen, frame } = await widgetAsking();
     expect(seen.filter((s) => STARTED.test(s))).toEqual([]);
     await confirm(await consentWindow(p, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click()));
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
@@ -271,12 +277,7 @@ describe('consent cannot be skipped', () => {
   });
 
   it('(i) in the consent window, nothing counts while another window is in front, nor for half a second after it comes back', async () => {
-    const p = await (await rig.browser.newContext()).newPage();
-    const seen = swarmRequests(p);
-    await p.goto(`${hostUrl}/widget`);
-    await p.getByRole('button', { name: 'Continue', exact: true }).click();
-    const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
-    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    const { p, seen, frame } = await widgetAsking();
     const w = await consentWindow(p, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click());
     await expect.poll(() => w.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
     // A window of the host's own opened over it takes the focus. Playwright keeps every page focused (its focus
