@@ -78,6 +78,8 @@ function hostPages(): Record<string, string> {
     ),
     // (d) A cross-origin isolated host page (COEP require-corp) may still frame /embed.
     '/isolated': page(`<iframe id="emb" src="${embed}" style="width:320px;height:100px;border:0"></iframe>`),
+    // (j) The widget's page as a frame in another site's page (the same server under another origin).
+    '/nested': page(`<iframe id="n" src="${viaUrl()}/widget" style="width:600px;height:400px;border:0"></iframe>`),
     // (e) The ordinary widget.
     '/widget': page(`<script src="${swarmUrl}/embed.js" data-model="${E2E_MODEL}" data-backend="wasm" data-max-share="1" async></script>`),
   };
@@ -163,6 +165,11 @@ async function widgetAsking(): Promise<{ p: Page; seen: string[]; frame: FrameLo
   const frame = p.frameLocator('iframe[title="webswarm volunteer"]');
   await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
   return { p, seen, frame };
+}
+
+/** The host server under another origin than hostUrl's (127.0.0.1 for localhost): a second site. */
+function viaUrl(): string {
+  return hostUrl.replace('//localhost:', '//127.0.0.1:');
 }
 
 async function closeAndWaitGone(p: Page): Promise<void> {
@@ -303,6 +310,22 @@ describe('consent cannot be skipped', () => {
     await confirm(w);
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: READY_MS, interval: 500 }).toBe('Waiting for work');
     await closeAndWaitGone(p);
+  });
+
+  it('(j) a widget placed by a site framed in another site’s page: the window names both (before, the top one alone)', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    await p.goto(`${hostUrl}/nested`);
+    const inner = p.frameLocator('#n');
+    await inner.getByRole('button', { name: 'Continue', exact: true }).click();
+    const frame = inner.frameLocator('iframe[title="webswarm volunteer"]');
+    await expect.poll(() => frame.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
+    const w = await consentWindow(p, () => frame.getByRole('button', { name: "Donate this tab's CPU" }).click());
+    expect(await w.getByTestId('consent-window-site').textContent()).toBe(hostUrl);
+    expect(await w.getByTestId('consent-window-via').textContent()).toBe(viaUrl());
+    expect(await w.locator('main p').first().textContent()).toMatch(
+      new RegExp(`^${hostUrl} shows the webswarm widget, placed by ${viaUrl()} in a frame on its page\\. If you donate, `),
+    );
+    await p.context().close();
   });
 
   it('(g) a frame hidden by a CSS mask, or zoomed to a speck, that the visitor clicks unseen: only a window of the swarm’s own opens, asking; nothing starts', async () => {

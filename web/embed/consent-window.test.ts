@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { consentWindowParams, consentWindowUrl, isConsentGiven, isNonce } from './consent-window.js';
+import { consentWindowParams, consentWindowUrl, framingSites, isConsentGiven, isNonce } from './consent-window.js';
 
 const NONCE = '3f2b8c1e-9a4d-4e6f-8b2a-1c3d5e7f9a0b';
 
@@ -27,7 +27,7 @@ describe('the consent window’s link and answer', () => {
 
   it('carries the frame’s share, model and backend, and the nonce, to /consent on the frame’s own origin', () => {
     const frame = new URL('https://swarm.example/embed?share=0.5&autopause=1&model=austen-2m&backend=wasm');
-    const url = new URL(consentWindowUrl(frame, NONCE, 'https://shop.example'));
+    const url = new URL(consentWindowUrl(frame, NONCE, { site: 'https://shop.example', via: null }));
     expect(url.origin + url.pathname).toBe('https://swarm.example/consent/');
     expect(Object.fromEntries(url.searchParams)).toEqual({
       nonce: NONCE,
@@ -39,10 +39,34 @@ describe('the consent window’s link and answer', () => {
     expect(consentWindowParams(url.search)).toEqual({
       nonce: NONCE,
       site: 'https://shop.example',
+      via: null,
       share: '0.5',
       model: 'austen-2m',
       backend: 'wasm',
     });
+  });
+
+  it('names the top page’s site, and the one that placed the widget where that is a frame of another site (before, the top one alone)', () => {
+    // location.ancestorOrigins: nearest first.
+    expect(framingSites(['https://shop.example'], '')).toEqual({ site: 'https://shop.example', via: null });
+    expect(framingSites(['https://ads.example', 'https://news.example'], '')).toEqual({
+      site: 'https://news.example',
+      via: 'https://ads.example',
+    });
+    expect(framingSites(['https://news.example', 'https://ads.example', 'https://news.example'], '')).toEqual({
+      site: 'https://news.example',
+      via: null,
+    });
+    // No ancestorOrigins (Firefox): the referrer's origin, nothing more known.
+    expect(framingSites(null, 'https://shop.example/page?x=1')).toEqual({ site: 'https://shop.example', via: null });
+    expect(framingSites(null, '')).toEqual({ site: null, via: null });
+    const url = new URL(
+      consentWindowUrl(new URL('https://swarm.example/embed'), NONCE, { site: 'https://news.example', via: 'https://ads.example' }),
+    );
+    expect(consentWindowParams(url.search)).toMatchObject({ site: 'https://news.example', via: 'https://ads.example' });
+    // Sanitised as the site is; the same as the site, not said twice.
+    expect(consentWindowParams(`?nonce=${NONCE}&site=https://a.example&via=javascript:alert(1)`)).toMatchObject({ via: null });
+    expect(consentWindowParams(`?nonce=${NONCE}&site=https://a.example&via=https://a.example/x`)).toMatchObject({ via: null });
   });
 
   it('takes an answer only with the nonce the frame gave', () => {

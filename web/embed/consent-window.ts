@@ -37,8 +37,10 @@ const MAX_SITE_CHARS = 200;
 /** What the consent window says and sends, from its URL (set by the frame that opened it). */
 export interface ConsentWindowParams {
   readonly nonce: string;
-  /** The origin of the site whose page frames the widget, as the frame's browser reported it; null when unknown. */
+  /** The origin of the site whose page frames the widget (the top page's), as the frame's browser reported it; null when unknown. */
   readonly site: string | null;
+  /** Where the widget's page is itself a frame in the site's page, that page's origin (the one that placed the widget); else null. */
+  readonly via: string | null;
   readonly share: string | null;
   readonly model: string | null;
   readonly backend: string | null;
@@ -49,24 +51,28 @@ export function consentWindowParams(search: string): ConsentWindowParams | strin
   const q = new URLSearchParams(search);
   const nonce = q.get('nonce');
   if (!isNonce(nonce)) return 'this window was not opened by a webswarm widget (its link has no valid nonce)';
-  const site = q.get('site');
-  let origin: string | null = null;
-  if (site !== null && site.length <= MAX_SITE_CHARS) {
-    try {
-      const u = new URL(site);
-      if (u.protocol === 'https:' || u.protocol === 'http:') origin = u.origin;
-    } catch {
-      origin = null;
-    }
-  }
-  return { nonce, site: origin, share: q.get('share'), model: q.get('model'), backend: q.get('backend') };
+  const site = originOf(q.get('site'));
+  const via = originOf(q.get('via'));
+  return { nonce, site, via: via === site ? null : via, share: q.get('share'), model: q.get('model'), backend: q.get('backend') };
 }
 
-/** The consent window's URL, for a frame at `here` (its own location) framed by `site`. */
-export function consentWindowUrl(here: Location | URL, nonce: string, site: string | null): string {
+/** An http(s) origin from a parameter, or null: never a script URL or a long text. */
+function originOf(v: string | null): string | null {
+  if (v === null || v.length > MAX_SITE_CHARS) return null;
+  try {
+    const u = new URL(v);
+    return u.protocol === 'https:' || u.protocol === 'http:' ? u.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The consent window's URL, for a frame at `here` (its own location) framed by `framing`'s pages. */
+export function consentWindowUrl(here: Location | URL, nonce: string, framing: FramingSites | null): string {
   const from = new URLSearchParams(here.search);
   const q = new URLSearchParams({ nonce });
-  if (site !== null) q.set('site', site);
+  if (framing?.site != null) q.set('site', framing.site);
+  if (framing?.via != null) q.set('via', framing.via);
   for (const k of ['share', 'model', 'backend']) {
     const v = from.get(k);
     if (v !== null) q.set(k, v);
@@ -74,13 +80,28 @@ export function consentWindowUrl(here: Location | URL, nonce: string, site: stri
   return new URL(`/consent/?${q}`, here.href).toString();
 }
 
-/** The origin of the site framing this document (the top one), as far as the browser tells, or null. */
-export function framingSite(): string | null {
-  const ancestors = location.ancestorOrigins;
-  if (ancestors !== undefined && ancestors.length > 0) return ancestors[ancestors.length - 1] ?? null;
-  try {
-    return document.referrer === '' ? null : new URL(document.referrer).origin;
-  } catch {
-    return null;
+/** The pages framing this document, as far as the browser tells: the top one's origin, and its parent's where that differs. */
+export interface FramingSites {
+  readonly site: string | null;
+  readonly via: string | null;
+}
+
+/** FramingSites from the frame's ancestors (nearest first, as location.ancestorOrigins), else its referrer. */
+export function framingSites(ancestors: readonly string[] | null, referrer: string): FramingSites {
+  if (ancestors !== null && ancestors.length > 0) {
+    const site = ancestors[ancestors.length - 1] ?? null;
+    const parent = ancestors[0] ?? null;
+    return { site, via: parent === site ? null : parent };
   }
+  try {
+    return { site: referrer === '' ? null : new URL(referrer).origin, via: null };
+  } catch {
+    return { site: null, via: null };
+  }
+}
+
+/** This frame's FramingSites (location.ancestorOrigins where the browser has it: Chromium, Safari). */
+export function framingSite(): FramingSites {
+  const a = location.ancestorOrigins;
+  return framingSites(a === undefined ? null : Array.from(a), document.referrer);
 }
