@@ -128,19 +128,31 @@ describe('the fallback over Socket.IO', () => {
     expect(vs.map((v) => v.steps)).toEqual([0, 0, 0]);
   });
 
-  it('under load the fallback refuses at once with 503 ERR_BUSY and Retry-After, and serves what it admitted', async () => {
-    const { url } = await start(2, 2, { fallback: 'stage', fallbackMaxSessions: 1 });
+  it('under load the fallback computes its sessions one at a time, the others waiting in turn: a client’s own in turns past the route wait, another’s refused after it with 503 ERR_BUSY and Retry-After', async () => {
+    const keys = ['sk-1', 'sk-2', 'sk-3', 'sk-4'];
+    // Each key a client (the swarm helper turns per-client limits off by default).
+    const { url } = await start(2, 2, { fallback: 'stage', fallbackMaxSessions: 1, routeWaitMs: 300, apiKeys: keys, apiMaxConcurrent: 4 });
     for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${80 + i}`);
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    const results = await Promise.all(Array.from({ length: 4 }, () => complete(url, 24)));
+    // One client's three: one seat, so in turns, each waiting past its route wait while its own computes.
+    const own = await Promise.all(Array.from({ length: 3 }, () => complete(url, 24, 'sk-1')));
+    expect(
+      own.map((r) => r.status),
+      JSON.stringify(own.map((r) => r.body.error?.message)),
+    ).toEqual([200, 200, 200]);
+    // Four clients' long ones at once: one is computed; the others wait their turn until their route wait ends
+    // (before, refused at once, so that clients holding seats kept them among themselves: a red-team pass).
+    const results = await Promise.all(keys.map((k) => complete(url, 200, k)));
     const busy = results.filter((r) => r.status === 503);
     expect(results.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(1);
     expect(busy.length).toBeGreaterThanOrEqual(1);
     for (const r of busy) {
       expect(r.body.error?.code).toBe('ERR_BUSY');
-      expect(r.body.error?.message).toMatch(/fallback computes 1 sessions already \(at most 1\)/);
+      expect(r.body.error?.message).toMatch(
+        /fallback computes 1 sessions already \(at most 1, 1 for one client; this client's requests hold 0; \d waiting for a seat\) until its route wait ended; waited 300 ms/,
+      );
       expect(r.retryAfter).not.toBeNull();
-      expect(r.ms).toBeLessThan(2_000);
+      expect(r.ms).toBeLessThan(5_000);
     }
   });
 });

@@ -61,7 +61,7 @@ export interface StartOptions {
   readonly iceTransportPolicy: IceTransportPolicy;
   /** Where a stage is short of volunteers: off (fail), stage (the server computes it), whole (the server computes the request). */
   readonly fallback: FallbackMode;
-  /** Sessions the server computes stages of at once; more are refused at once (503). */
+  /** Sessions the server computes stages of at once; more wait in turn up to the route wait (then 503). */
   readonly fallbackMaxSessions: number;
   /** Change the partition live when departures leave a stage short (on), or never (off). */
   readonly repartition: 'on' | 'off';
@@ -198,7 +198,7 @@ export const SETTINGS = {
     env: 'FALLBACK_MAX_SESSIONS',
     flag: 'fallback-max-sessions',
     fallback: String(DEFAULT_FALLBACK_MAX_SESSIONS),
-    help: 'sessions the server computes stages of at once; more are refused at once (503 ERR_BUSY, Retry-After)',
+    help: 'sessions the server computes stages of at once; more wait in turn, the least served client first, up to the route wait (then 503 ERR_BUSY, Retry-After)',
   },
   fallbackMaxBatch: {
     env: 'FALLBACK_MAX_BATCH',

@@ -122,7 +122,7 @@ export interface SignalServerOptions {
    * (503). Default off here; the server's FALLBACK setting defaults to stage.
    */
   readonly fallback?: FallbackMode;
-  /** Sessions the fallback computes at once (default 4); more are refused at once with 503 ERR_BUSY. */
+  /** Sessions the fallback computes at once (default 4); more wait in turn up to the route wait, then 503 ERR_BUSY. */
   readonly fallbackMaxSessions?: number;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;

@@ -128,46 +128,52 @@ describe('the fallback across a partition switch', () => {
 });
 
 describe("the fallback's seats go in turn", () => {
-  it('a freed seat is the first waiting session’s, not a newcomer’s; a running session’s lost stage goes first; turns survive a switch', () => {
+  it('a freed seat is the waiting session’s whose client holds the fewest, the first of those to wait; a running session’s lost stage goes first; turns survive a switch', () => {
     // maxSessions 4: one client holds at most 2.
     const f = replicas([]);
     expect([f.admit(1, 'a'), f.admit(2, 'a'), f.admit(3, 'b'), f.admit(4, 'c')]).toEqual([true, true, true, true]);
-    // Full: b's second session waits, then c's second.
+    // Full: b's second session waits, then c's second, then d's first.
     f.wait(5, 'b');
     f.wait(6, 'c');
+    f.wait(7, 'd');
     f.wait(5, 'b'); // a second call keeps its place
-    expect(f.waiting).toBe(2);
+    expect(f.waiting).toBe(3);
     f.release(1);
-    // The seat a's session gave back is b's waiting one's: not a newcomer's (d), not c's, which waits behind it.
-    expect(f.admit(7, 'd')).toBe(false);
-    expect(f.admit(6, 'c')).toBe(false);
+    // The seat a's session gave back is d's, which holds none (b and c hold one each): not b's, the first to wait,
+    // and not a newcomer's of a client that holds one (a).
+    expect(f.admit(8, 'a')).toBe(false);
+    expect(f.admit(5, 'b')).toBe(false);
+    expect(f.admit(7, 'd')).toBe(true);
+    f.release(2);
+    // Then b's, the first of those holding one to wait; c's behind it; a newcomer holding none (e) goes before both.
+    expect(f.freeSeats(6, 'c')).toBe(0);
+    expect(f.freeSeats(9, 'e')).toBe(1);
     expect(f.admit(5, 'b')).toBe(true);
     expect(f.waiting).toBe(1);
-    f.release(2);
-    expect(f.admit(8, 'd')).toBe(false);
-    expect(f.admit(6, 'c')).toBe(true);
-    expect(f.waiting).toBe(0);
-    // A session waiting whose client holds its share keeps no seat from the others.
+    // A session waiting whose client holds its share keeps no seat from the others; c's waiting one (c holds none
+    // now) keeps the seat c's first gave back from a newcomer of a client that holds none too.
     f.release(4);
-    f.wait(9, 'b');
+    f.wait(10, 'b');
     expect(f.heldBy('b')).toBe(2);
-    expect(f.freeSeats(10)).toBe(1);
-    // A running session whose stage the fallback must take goes before the waiting (its work so far at stake).
-    f.wait(11, 'e');
-    expect(f.freeSeats(12)).toBe(0);
-    expect(f.admit(12, 'f')).toBe(false);
-    expect(f.admit(12, 'f', true)).toBe(true);
-    expect(f.admit(11, 'e')).toBe(false);
-    // A waiter that leaves (its request answered by volunteers, cancelled, timed out) gives its turn up.
-    f.unwait(11);
-    f.release(12);
-    expect(f.admit(13, 'g')).toBe(true);
+    expect(f.freeSeats(6, 'c')).toBe(1);
+    expect(f.freeSeats(11, 'f')).toBe(0);
+    expect(f.admit(12, 'g')).toBe(false);
+    expect(f.admit(6, 'c')).toBe(true);
+    // A running session whose stage the fallback must take goes first (its work so far at stake), where a seat is free.
+    f.release(7);
+    f.wait(13, 'h');
+    expect(f.admit(14, 'i')).toBe(false);
+    expect(f.admit(14, 'i', true)).toBe(true);
+    expect(f.admit(15, 'j', true)).toBe(false);
+    // A waiter that leaves (answered by volunteers, cancelled, timed out) gives its turn up.
+    f.unwait(13);
+    f.release(14);
+    expect(f.admit(16, 'k')).toBe(true);
     // Turns carry over to the replicas of a new partition.
-    f.release(13);
-    f.wait(14, 'h');
-    f.release(3);
+    f.release(16);
+    f.wait(17, 'l');
     const next = replicas([]).succeeding(f);
     expect(next.waiting).toBe(2);
-    expect(next.freeSeats(15)).toBe(2);
+    expect(next.freeSeats(18, 'm')).toBe(2);
   });
 });

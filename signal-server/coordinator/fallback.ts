@@ -36,7 +36,7 @@ export const DEFAULT_FALLBACK_MAX_SESSIONS = 4;
 
 export interface FallbackOptions {
   readonly mode: Exclude<FallbackMode, 'off'>;
-  /** Sessions the server computes stages of at once; a request that would need one more is refused at once (ERR_BUSY). */
+  /** Sessions the server computes stages of at once; a request that would need one more waits in turn (freeSeats). */
   readonly maxSessions: number;
   /** The server's runner of the served stage files (made on first use; released, where it can be, once its partition is replaced and idle). */
   readonly executor: () => Promise<ReleasableExecutor>;
@@ -144,15 +144,17 @@ export class ServerReplicas {
    * A seat for `sessionId` (it may have one already), or false: maxSessions
    * sessions hold one, or `client`'s hold half of them (rounded up), so that
    * one requester cannot take every seat of the server's compute. Seats go in
-   * turn: a free seat is the first waiting session's (wait()) that may take
-   * one, not a newcomer's; `running` (a running session's stage lost to the
-   * fallback mid-generation, its work so far at stake) goes before them.
+   * turn (freeSeats): a free seat is the waiting session's (wait()) whose
+   * client holds the fewest, the first of those to wait; `running` (a running
+   * session's stage lost to the fallback mid-generation, its work so far at
+   * stake) goes before them.
    */
   admit(sessionId: number, client?: string, running = false): boolean {
     if (this.admitted.has(sessionId)) return true;
     if (this.retired) return false;
     if (client !== undefined && this.heldBy(client) >= this.perClient) return false;
-    if (this.freeSeats(running ? undefined : sessionId) <= 0) return false;
+    if (!running && this.freeSeats(sessionId, client) <= 0) return false;
+    if (running && this.admitted.size >= this.options.maxSessions) return false;
     this.admitted.add(sessionId);
     if (client !== undefined) this.owners.set(sessionId, client);
     this.unwait(sessionId);
@@ -160,24 +162,42 @@ export class ServerReplicas {
   }
 
   /**
-   * Seats free for `sessionId`: those no session holds, less those kept for the
-   * sessions waiting before it that could take one (their client below its
-   * share); every waiting one when it does not wait itself; none kept with
-   * `sessionId` undefined.
+   * Seats free for `sessionId` of `client`: those no session holds, less those
+   * kept for the waiting sessions before it that could take one (their client
+   * below its share). Before it: a session whose client holds fewer seats, or
+   * as many and began to wait earlier (a session not waiting comes after those
+   * of its rank). So a client that holds seats cannot pass them on to itself
+   * while one that holds none waits: a freed seat goes to the least served
+   * (a red-team pass: two keys resubmitting kept all four seats for as long as
+   * they liked, everyone else refused every time).
    */
-  freeSeats(sessionId?: number): number {
+  freeSeats(sessionId: number, client?: string): number {
+    const held = (c: string | undefined) => (c === undefined ? 0 : this.heldBy(c));
+    const mine = held(client);
+    const at = this.waiters.findIndex((w) => w.sessionId === sessionId);
     let kept = 0;
-    if (sessionId !== undefined)
-      for (const w of this.waiters) {
-        if (w.sessionId === sessionId) break;
-        if (w.client === undefined || this.heldBy(w.client) < this.perClient) kept += 1;
-      }
+    for (const [i, w] of this.waiters.entries()) {
+      if (w.sessionId === sessionId) continue;
+      const theirs = held(w.client);
+      if (theirs >= this.perClient) continue;
+      if (theirs < mine || (theirs === mine && (at < 0 || i < at))) kept += 1;
+    }
     return this.options.maxSessions - this.admitted.size - kept;
   }
 
   /** `sessionId` waits for a seat, after those waiting already (a second call keeps its place). */
   wait(sessionId: number, client?: string): void {
     if (!this.admitted.has(sessionId) && !this.waiters.some((w) => w.sessionId === sessionId)) this.waiters.push({ sessionId, client });
+  }
+
+  /** Whether another session of `client` waits for a seat before `sessionId` (false for a client not said). */
+  waitingBefore(sessionId: number, client?: string): boolean {
+    if (client === undefined) return false;
+    for (const w of this.waiters) {
+      if (w.sessionId === sessionId) return false;
+      if (w.client === client) return true;
+    }
+    return false;
   }
 
   /** `sessionId` waits no more (admitted, answered, cancelled or timed out). */

@@ -79,17 +79,11 @@ export class RoutePicker {
    * (from distinct clients, busy or not) are the server's (FALLBACK=stage), or
    * every stage is (FALLBACK=whole). Null when no stage is short, or another
    * stage's volunteers are busy (the request waits); `share` when the session's
-   * client holds its share of the fallback's sessions already, or seats of a
-   * full fallback (it waits for a seat in turn: a request's n choices, a
-   * batch's prompts, are served in turns rather than refused); ERR_BUSY when
-   * the fallback has no room for a client that holds none of it (seats kept
-   * for the sessions waiting count as taken).
+   * fallback has no seat for it now: it waits for one in turn (a request's n
+   * choices, a batch's prompts, are served in turns rather than refused);
+   * `own` when its client's own sessions compute or wait before it.
    */
-  private fallbackRoute(
-    sessionId: number,
-    load: Map<string, number>,
-    waiting = false,
-  ): string[][] | { share: string; held: number } | null {
+  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | { share: string; own: boolean } | null {
     const fallback = this.s.fallback;
     if (fallback === null) return null;
     const r = this.s.options.redundancy;
@@ -108,20 +102,15 @@ export class RoutePicker {
     const client = this.s.sessionClients.get(sessionId);
     if (fallback.admit(sessionId, client)) return route;
     const held = client === undefined ? 0 : fallback.heldBy(client);
-    // A client whose own sessions hold seats (its share, or of a full fallback) waits for a seat in turn: one of its
-    // own ends, or the seat freed goes to the first waiting session. One that waited already keeps its turn though
-    // its own ended meanwhile.
-    if (held > 0 || waiting) {
-      fallback.wait(sessionId, client);
-      return {
-        held,
-        share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and this client's requests hold ${held} of the server's fallback sessions (at most ${fallback.perClient} of ${fallback.options.maxSessions} for one client; ${fallback.busy} taken, ${fallback.waiting} waiting)`,
-      };
-    }
-    throw new GenerationError(
-      'ERR_BUSY',
-      `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}${fallback.waiting > 0 ? `; ${fallback.waiting} waiting for a seat` : ''}); try again shortly`,
-    );
+    // No seat now: the session waits for one in turn (the client holding the fewest first), until the route wait
+    // ends, or longer while its client's own sessions compute or wait before it (they will give a seat back).
+    // Before, a client that held none was refused at once, so the clients holding seats passed them among themselves
+    // for as long as they kept asking (a red-team pass: two keys kept all four, everyone else refused every time).
+    fallback.wait(sessionId, client);
+    return {
+      own: held > 0 || fallback.waitingBefore(sessionId, client),
+      share: `stage ${short[0]} of ${this.s.model.modelId} is short of volunteers, and the server's fallback computes ${fallback.busy} sessions already (at most ${fallback.options.maxSessions}, ${fallback.perClient} for one client; this client's requests hold ${held}; ${fallback.waiting} waiting for a seat)`,
+    };
   }
 
   /**
@@ -135,8 +124,6 @@ export class RoutePicker {
     if (this.queued >= (this.s.options.maxQueued ?? DEFAULT_MAX_QUEUED))
       throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
     this.queued += 1;
-    /** Whether this session waited for its client's share of the fallback already. */
-    let shareWait = false;
     try {
       for (;;) {
         if (signal?.aborted === true) throw new GenerationError('ERR_CANCELLED', 'the request was cancelled by its client');
@@ -148,14 +135,14 @@ export class RoutePicker {
           this.s.random,
         );
         if (choice.ok) return choice.route;
-        const served = this.fallbackRoute(sessionId, load, shareWait);
-        if (served !== null && !Array.isArray(served)) shareWait = true;
+        const served = this.fallbackRoute(sessionId, load);
         if (Array.isArray(served)) return served;
         if (Date.now() >= wait.until) {
-          // Waiting on its own client's fallback sessions, which are computing (each bounded by the step timeout):
+          // Waiting on its own client's fallback sessions, which are computing (each bounded by the step timeout) or
+          // wait for a seat before it (they will compute):
           // not timed out by the route wait, or a request of n = 3 whose first two outlast it failed with their work
           // thrown away. Bounded: a client has at most API_MAX_CONCURRENT generations.
-          if (served !== null && !Array.isArray(served) && served.held > 0) {
+          if (served !== null && !Array.isArray(served) && served.own) {
             await new Promise((resolve) => setTimeout(resolve, ROUTE_POLL_MS));
             continue;
           }

@@ -55,7 +55,8 @@ export interface HttpSwarm {
   readyCount(url: string): Promise<number>;
   /** `n` volunteers from 127.0.0.`base`…, each waited for until it has its stage, then all until ready. */
   joinAll(url: string, n: number, base: number, options?: (i: number) => NodeVolunteerOptions): Promise<NodeVolunteer[]>;
-  complete(url: string, maxTokens?: number): Promise<CompletionResult>;
+  /** POST /v1/completions of PROMPT, greedy; with `key`, as that API key. */
+  complete(url: string, maxTokens?: number, key?: string): Promise<CompletionResult>;
 }
 
 export function httpSwarm(name: string): HttpSwarm {
@@ -126,11 +127,11 @@ export function httpSwarm(name: string): HttpSwarm {
       await expect.poll(() => api.readyCount(url), { timeout: WAIT_MS }).toBe(n);
       return all;
     },
-    async complete(url, maxTokens = TOKENS) {
+    async complete(url, maxTokens = TOKENS, key) {
       const t0 = performance.now();
       const res = await fetch(`${url}/v1/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(key === undefined ? {} : { authorization: `Bearer ${key}` }) },
         body: JSON.stringify({ model: 'tiny-untied', prompt: PROMPT, max_tokens: maxTokens, temperature: 0 }),
       });
       return {
