@@ -66,6 +66,11 @@ describe('TRUSTED_PROXIES', () => {
     const spoofed = [];
     for (let i = 0; i < 3; i++) spoofed.push(await completeFrom(url, '127.0.0.161', `203.0.113.${i + 1}`));
     expect(spoofed).toEqual([503, 503, 429]);
+    // An IPv6 /64 is one client, as for sockets (a red-team pass: its addresses were one each, eight times the limit).
+    const v6 = [];
+    for (let i = 0; i < 3; i++) v6.push(await completeFrom(url, '127.0.0.1', `2001:db8:1:2::${i + 10}`));
+    expect(v6).toEqual([503, 503, 429]);
+    expect(await completeFrom(url, '127.0.0.1', '2001:db8:1:3::10')).toBe(503);
   });
 
   it('says in its log when a local connection carries X-Forwarded-For and no proxy is trusted', async () => {

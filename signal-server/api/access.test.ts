@@ -4,6 +4,12 @@ import { AccessControl, TOKENIZER_RATE_FACTOR } from './access.js';
 describe('AccessControl', () => {
   it('is open without keys and refuses a missing or wrong key when keys are set', () => {
     expect(new AccessControl({ apiKeys: [], ratePerMinute: 0 }).checkKey(null, '1.2.3.4')).toEqual({ ok: true, identity: 'addr:1.2.3.4' });
+    // An IPv6 /64 is one client, as for sockets and volunteers (before, each of its addresses was one).
+    const open = new AccessControl({ apiKeys: [], ratePerMinute: 0 });
+    for (const a of ['2001:db8:1:2::a1', '2001:db8:1:2:ffff::7', '2001:0db8:0001:0002:0:0:0:1'])
+      expect(open.checkKey(null, a), a).toEqual({ ok: true, identity: 'addr:2001:db8:1:2::/64' });
+    expect(open.checkKey(null, '2001:db8:1:3::a1')).toEqual({ ok: true, identity: 'addr:2001:db8:1:3::/64' });
+    expect(open.checkKey(null, '::ffff:1.2.3.4')).toEqual({ ok: true, identity: 'addr:1.2.3.4' });
     const a = new AccessControl({ apiKeys: ['k1', 'k2'], ratePerMinute: 0 });
     expect(a.checkKey(null, 'x')).toMatchObject({ ok: false, status: 401 });
     expect(a.checkKey('k3', 'x')).toMatchObject({ ok: false, status: 401, message: 'the API key is not valid' });

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { addressKey } from '../coordinator/identity.js';
 import { NO_PROXIES, type TrustedProxies } from '../http/client-address.js';
 import { KeyedBuckets } from '../keyed-buckets.js';
 
@@ -58,7 +59,10 @@ export class AccessControl {
 
   /** Checks a key as given (null = none); on success returns the identity to rate-limit. */
   checkKey(key: string | null, address: string): AccessDecision {
-    if (this.keys.size === 0) return { ok: true, identity: `addr:${address}` };
+    // Keyed by the address's client part, as sockets and volunteers are: an IPv6 /64 is one subscriber (before, each
+    // of its addresses was a client of its own: a red-team pass took eight times the rate limit and the fallback's
+    // seats of two clients with the addresses of one /64).
+    if (this.keys.size === 0) return { ok: true, identity: `addr:${addressKey(address)}` };
     if (key === null)
       return { ok: false, status: 401, code: 'invalid_api_key', message: 'an API key is required (Authorization: Bearer <key>)' };
     if (!this.keys.has(key)) return { ok: false, status: 401, code: 'invalid_api_key', message: 'the API key is not valid' };
