@@ -10,12 +10,14 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import { MAX_CHAT_MESSAGES, MAX_PROMPT_IDS, parseChatBody } from './openai-params.js';
-import { parseTokenizeBody } from './tokenizer-routes.js';
+import { parseTokenizeBody, tokenizerCalls } from './tokenizer-routes.js';
 
 const MODEL = 'austen-2m';
 const KEY = 'sk-tokenizer-test';
 /** The API's requests per minute: the tokenizer routes have TOKENIZER_RATE_FACTOR times that, apart (more than these tests call). */
 const RATE = 5;
+/** A key of its own for the large calls' test, which spends its whole allowance. */
+const LARGE_KEY = 'sk-tokenizer-large';
 const tokenizer = Tokenizer.fromJson(
   'tokenizer.json',
   readFileSync(`models/${MODEL}/tokenizer.json`, 'utf8'),
@@ -39,7 +41,7 @@ beforeAll(async () => {
     models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
     redundancy: 1,
     ratePerMinute: RATE,
-    apiKeys: [KEY],
+    apiKeys: [KEY, LARGE_KEY],
   });
   await server.ready;
   url = server.address().url;
@@ -260,5 +262,33 @@ describe("vLLM's tokenizer routes", () => {
     expect((await call('/tokenize', { prompt: 'Emma' })).status).toBe(200);
     expect((await call('/tokenizer_info')).status).toBe(200);
     expect(await models()).toBe(429);
+  });
+
+  it('count a large call as the calls its characters make (one a 1 000): 8 000 characters are 9 calls; a chat’s characters twice', async () => {
+    // The key's allowance: 20 × RATE = 100 calls a minute. Before, each of these counted one, and one address held the
+    // server's event loop with 20 of them a second.
+    const text = 'Emma Woodhouse, handsome, clever, and rich. '.repeat(200).slice(0, 8000);
+    const big = () => call('/tokenize', { prompt: text }, { key: LARGE_KEY });
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) statuses.push((await big()).status);
+    expect(statuses).toEqual(Array(11).fill(200));
+    const refused = await big();
+    expect(refused.status).toBe(429);
+    expect(refused.json.error).toMatchObject({
+      code: 'rate_limit_exceeded',
+      param: 'prompt',
+      message: expect.stringMatching(
+        /^this call counts as 9 tokenizer calls \(one a 1000 characters or token ids\): rate limit of 100 tokenizer calls per minute reached/,
+      ),
+    });
+    expect(refused.headers.get('retry-after')).not.toBeNull();
+  });
+
+  it('weigh a call by its size: text by its characters, a chat by its characters twice, /detokenize by its ids', () => {
+    expect(tokenizerCalls({ prompt: '' })).toBe(1);
+    expect(tokenizerCalls({ prompt: 'x'.repeat(999) })).toBe(1);
+    expect(tokenizerCalls({ prompt: 'x'.repeat(8000) })).toBe(9);
+    expect(tokenizerCalls({ messages: [{ role: 'user', content: 'x'.repeat(496) }], addGenerationPrompt: true })).toBe(2);
+    expect(tokenizerCalls({ tokens: Array(8000).fill(1) })).toBe(9);
   });
 });
