@@ -11,6 +11,8 @@ import { isTurnUrl, parseIceServers } from '../shared/protocol/validate.js';
 
 /** Default lifetime of TURN credentials made with TURN_SECRET: one hour. */
 export const DEFAULT_TURN_TTL_S = 3600;
+/** The longest TURN credential lifetime (a week): renewed at half of it by a timer, which Node caps at 2^31 ms. */
+export const MAX_TURN_TTL_S = 7 * 24 * 3600;
 
 export interface IceOptions {
   /** STUN and TURN servers, as configured (static credentials, if any, are passed on as they are). */
@@ -38,7 +40,11 @@ export function parseIceServersSetting(json: string, from: string): IceServer[] 
   try {
     raw = JSON.parse(json);
   } catch (e) {
-    throw new Error(`${from} must be JSON (a list of {urls, username?, credential?}): ${(e as Error).message}`);
+    // Where, never what: the parser's message quotes the text around the fault, which may be a credential.
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    throw new Error(
+      `${from} must be JSON (a list of {urls, username?, credential?}); it does not parse${at === undefined ? '' : ` at character ${at}`} (the value is not shown: it may hold a password)`,
+    );
   }
   const servers = parseIceServers(raw);
   if (!servers.ok) throw new Error(`${from} ${servers.reason}`);

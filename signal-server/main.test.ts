@@ -37,6 +37,33 @@ describe('server settings', () => {
     );
   });
 
+  it('refuse what an operator cannot have meant: blank or non-decimal numbers, an empty host, keys of separators only, no queue; a Redis URL not quoted', () => {
+    // Before: Number() read " " as 0 (the rate limit off, a random port) and took hex and exponents.
+    for (const [env, value] of [
+      ['RATE_LIMIT_PER_MINUTE', ' '],
+      ['PORT', '0x4700'],
+      ['PORT', '1e3'],
+      ['API_MAX_CONCURRENT', '4.0'],
+    ] as const)
+      expect(() => optionsFrom({ [env]: value }), `${env}=${value}`).toThrow(`${env} must be an integer`);
+    expect(() => optionsFrom({}, { port: '' })).toThrow('--port must be an integer from 0 to 65535, got ""');
+    expect(optionsFrom({ PORT: ' 9000 ' }).port).toBe(9000);
+    // Before: --host "" listened on every interface, the opposite of leaving it out.
+    expect(() => optionsFrom({}, { host: '' })).toThrow('--host must name an address to listen on (0.0.0.0 for every interface), got ""');
+    // Before: the API was open where its operator meant it keyed.
+    expect(() => optionsFrom({ API_KEYS: ' , ' })).toThrow('API_KEYS holds no key (only separators); leave it empty for an open API');
+    expect(optionsFrom({ API_KEYS: '' }).apiKeys).toEqual([]);
+    // Before: 0 was taken, and every request was refused as if the queue were full.
+    expect(() => optionsFrom({ MAX_QUEUED: '0' })).toThrow('MAX_QUEUED must be an integer ≥ 1, got "0"');
+    let message = '';
+    try {
+      optionsFrom({ REDIS_URL: 'redis:/:hunter2@10.0.0.5:6379' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toBe('REDIS_URL must be a redis:// or rediss:// URL (the value is not shown: it may hold a password)');
+  });
+
   it('check the ICE settings at start, naming the setting and never quoting the secret', () => {
     const turn = JSON.stringify([{ urls: 'turn:127.0.0.1:3478' }]);
     const o = optionsFrom({ ICE_SERVERS: turn, TURN_SECRET: 'north-wind', ICE_TRANSPORT_POLICY: 'relay' });
@@ -49,8 +76,21 @@ describe('server settings', () => {
     expect(() => optionsFrom({ ICE_TRANSPORT_POLICY: 'relay' })).toThrow(/relay needs a turn: or turns: URL in ICE_SERVERS/);
     expect(() => optionsFrom({ ICE_SERVERS: turn })).toThrow(/TURN URL but no username and credential, and TURN_SECRET is not set/);
     expect(() => optionsFrom({ ICE_SERVERS: turn, TURN_SECRET: 'north-wind', TURN_TTL_S: '5' })).toThrow(
-      'TURN_TTL_S must be an integer ≥ 60, got "5"',
+      'TURN_TTL_S must be an integer from 60 to 604800, got "5"',
     );
+    // Over a week: Node's timers cap at 2^31 ms, and a larger renewal fired at once, about 600 times a second.
+    expect(() => optionsFrom({ ICE_SERVERS: turn, TURN_SECRET: 'north-wind', TURN_TTL_S: '5000000' })).toThrow(
+      'TURN_TTL_S must be an integer from 60 to 604800, got "5000000"',
+    );
+    // A credential in malformed JSON is not quoted back (Node's parser quotes the text around the fault).
+    let parse = '';
+    try {
+      optionsFrom({ ICE_SERVERS: '[{"urls":"turn:x","username":"u","credential":SuperSecret99}]' });
+    } catch (e) {
+      parse = (e as Error).message;
+    }
+    expect(parse).toMatch(/^ICE_SERVERS must be JSON .*; it does not parse/);
+    expect(parse).not.toContain('Secre');
     let message = '';
     try {
       optionsFrom({ TURN_SECRET: 'north-wind' });

@@ -15,7 +15,7 @@ import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { TrustedProxies } from './http/client-address.js';
-import { DEFAULT_TURN_TTL_S, iceOptionsProblem, parseIceServersSetting } from './ice-config.js';
+import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { ensureStages, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
@@ -269,7 +269,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   };
   const int = (s: Setting, min: number, max = Number.MAX_SAFE_INTEGER): number => {
     const { value, from } = raw(s);
-    const n = Number(value);
+    // Decimal digits only: Number() reads " " and "" as 0, and takes "0x4700" and "1e3" (an operator's typo).
+    const n = /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
     if (!Number.isInteger(n) || n < min || n > max)
       throw new Error(
         `${from} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`}, got "${value}"`,
@@ -304,20 +305,31 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   const ice = {
     iceServers: parseIceServersSetting(servers.value, servers.from),
     turnSecret: secret === '' ? null : secret,
-    turnTtlS: int(SETTINGS.turnTtlS, 60),
+    // At most a week: the credentials are renewed at half their lifetime by a timer, which Node caps at 2^31 ms
+    // (a larger value fired at once, renewing them about 600 times a second).
+    turnTtlS: int(SETTINGS.turnTtlS, 60, MAX_TURN_TTL_S),
     iceTransportPolicy: oneOf(SETTINGS.iceTransportPolicy, ICE_TRANSPORT_POLICIES),
   };
   const iceProblem = iceOptionsProblem({ ...ice, transportPolicy: ice.iceTransportPolicy });
   if (iceProblem !== null) throw new Error(iceProblem);
   const redis = raw(SETTINGS.redisUrl);
+  // Never quoted: it may hold the password.
   if (redis.value !== '' && !/^rediss?:\/\/\S+$/.test(redis.value))
-    throw new Error(`${redis.from} must be a redis:// or rediss:// URL, got "${redis.value}"`);
+    throw new Error(`${redis.from} must be a redis:// or rediss:// URL (the value is not shown: it may hold a password)`);
+  const host = raw(SETTINGS.host);
+  // An empty flag would listen on every interface, the opposite of what leaving it out does.
+  if (host.value.trim() === '') throw new Error(`${host.from} must name an address to listen on (0.0.0.0 for every interface), got ""`);
+  const keys = raw(SETTINGS.apiKeys);
+  const apiKeys = list(SETTINGS.apiKeys);
+  // Set, but to separators only: the API would be open where its operator meant it keyed.
+  if (keys.value.trim() !== '' && apiKeys.length === 0 && keys.from !== `the default of ${SETTINGS.apiKeys.env}`)
+    throw new Error(`${keys.from} holds no key (only separators); leave it empty for an open API`);
   return {
     redisUrl: redis.value === '' ? null : redis.value,
     ...ice,
     // Named here: beyond 65535, Node's listen throws a message that names no setting.
     port: int(SETTINGS.port, 0, 65_535),
-    host: raw(SETTINGS.host).value,
+    host: host.value,
     model: raw(SETTINGS.model).value,
     stages: int(SETTINGS.stages, 1),
     weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
@@ -327,7 +339,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
     redundancy: int(SETTINGS.redundancy, 1),
     mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
-    apiKeys: list(SETTINGS.apiKeys),
+    apiKeys,
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),
     apiMaxConcurrent: int(SETTINGS.apiMaxConcurrent, 0),
     maxBodyBytes: int(SETTINGS.maxBodyBytes, 1024),
@@ -335,7 +347,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     logLevel: oneOf(SETTINGS.logLevel, LOG_LEVELS),
     logFormat: oneOf(SETTINGS.logFormat, LOG_FORMATS),
     spotCheckRate: fraction(SETTINGS.spotCheckRate),
-    maxQueued: int(SETTINGS.maxQueued, 0),
+    // At least one: 0 refused every request (each waits in the queue, however briefly, before its route).
+    maxQueued: int(SETTINGS.maxQueued, 1),
     fallback: oneOf(SETTINGS.fallback, FALLBACK_MODES),
     fallbackMaxSessions: int(SETTINGS.fallbackMaxSessions, 1),
     fallbackMaxBatch: int(SETTINGS.fallbackMaxBatch, 1),
