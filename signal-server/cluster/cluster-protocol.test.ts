@@ -78,4 +78,33 @@ describe('processes of another cluster protocol', () => {
     expect(r.status).toBe(200);
     expect(r.route).toEqual([[v.id]]);
   });
+
+  it('another partition of the model (STAGES differs) is left out by name, so no request mixes stages of both (before: a wrong answer, HTTP 200)', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const c = await startCluster(2, f.redisUrl, {
+      model: MODEL,
+      stages: 3,
+      stagesEach: [3, 2],
+      redundancy: 1,
+      cache: f.cache,
+      routeWaitMs: 1_000,
+      logger,
+      timings: { deadAfterMs: 15_000 },
+    });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    for (let i = 0; i < 3; i++) volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `three-stage-volunteer-${i}` }));
+    await until('a has its three ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 3);
+    await until('both say why they leave the other out', () => lines.filter((l) => l.includes('serves other settings')).length >= 2);
+    expect(lines.find((l) => l.includes(`process ${procOf(a)} serves other settings`))).toContain('STAGES, REDUNDANCY, WEIGHTS and GRAPH');
+    // b uses none of a's volunteers: its stage 0 (layers 0–1) would have run on a's stage 0 (layer 0) before.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.coordinator?.volunteers()).toEqual([]);
+    const onB = await complete(b, 'It is a truth', 4);
+    expect(onB.status).toBe(503);
+    const onA = await complete(a, 'It is a truth', 4);
+    expect(onA.status).toBe(200);
+    expect(onA.route).toHaveLength(3);
+  });
 });

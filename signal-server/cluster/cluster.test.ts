@@ -16,6 +16,7 @@ import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunt
 import { startRedisServer } from '../testing/redis-server.js';
 import { connectClient, helloVolunteer } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
+import { redacted } from './redis-link.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const STAGES = 3;
@@ -82,10 +83,21 @@ describe('several servers, one swarm', () => {
       host: '127.0.0.1',
       webRoot: null,
       models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
-      redisUrl: 'redis://127.0.0.1:1',
+      redisUrl: 'redis://:hunter2@127.0.0.1:1',
     });
-    await expect(server.ready).rejects.toThrow('cannot reach Redis at redis://127.0.0.1:1');
+    // The URL's password is not in the message (a stranger's pass found it in every log line naming Redis), nor is
+    // the prefix said twice.
+    const message = await server.ready.then(
+      () => '',
+      (e: unknown) => (e as Error).message,
+    );
+    expect(message).toMatch(/^cannot reach Redis at redis:\/\/\*\*\*@127\.0\.0\.1:1: /);
+    expect(message).not.toContain('hunter2');
+    expect(message.split('cannot reach Redis').length).toBe(2);
     await server.close();
+    expect(redacted('joined through redis://default:pw@10.0.0.5:6379 and rediss://u:p@h')).toBe(
+      'joined through redis://***@10.0.0.5:6379 and rediss://***@h',
+    );
   });
 
   it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {

@@ -42,7 +42,7 @@ import {
   sessionOfMessage,
   type VolunteerState,
 } from './messages.js';
-import { RedisLink } from './redis-link.js';
+import { RedisLink, redacted } from './redis-link.js';
 import { RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
 
@@ -148,6 +148,14 @@ export class Cluster implements ClusterSeam {
     return this.options.protocol ?? CLUSTER_PROTOCOL;
   }
 
+  /**
+   * What this process says it is, under its protocol key: the cluster protocol, then the swarm's settings
+   * (Coordinator.swarmSettings). A process that says another is left out: its volunteers run other layers.
+   */
+  private get said(): string {
+    return `${this.protocol} ${this.coordinator?.swarmSettings ?? ''}`;
+  }
+
   private get pub() {
     return this.redis.pub;
   }
@@ -176,7 +184,7 @@ export class Cluster implements ClusterSeam {
     this.coordinator = coordinator;
     await this.redis.connect();
     this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
-    await this.pub.set(this.key('protocol', this.proc), String(this.protocol));
+    await this.pub.set(this.key('protocol', this.proc), this.said);
     await this.heartbeat();
     const now = Date.now();
     let loaded = 0;
@@ -228,7 +236,7 @@ export class Cluster implements ClusterSeam {
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
     this.redis.sub.on('ready', resync);
-    this.options.log(`cluster: process ${this.proc} joined through ${this.options.url} (${this.peers.size} other processes)`);
+    this.options.log(`cluster: process ${this.proc} joined through ${redacted(this.options.url)} (${this.peers.size} other processes)`);
   }
 
   /** Leaves the cluster: the others drop this process's volunteers at once. */
@@ -269,7 +277,7 @@ export class Cluster implements ClusterSeam {
     // Another process took us for dead (our heartbeat lapsed, seen by it though perhaps not by us: a stall, a lost
     // connection) and removed our protocol and volunteers: said again, or it would leave us out for good.
     const said = await this.pub.get(this.key('protocol', this.proc));
-    if (said === null) await this.pub.set(this.key('protocol', this.proc), String(this.protocol));
+    if (said === null) await this.pub.set(this.key('protocol', this.proc), this.said);
     // Our heartbeat had lapsed: the others may have dropped our volunteers; publish them all again.
     if ((before === null || said === null) && this.published.size > 0) {
       this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
@@ -304,11 +312,15 @@ export class Cluster implements ClusterSeam {
         continue;
       }
       this.unsaid.delete(p);
-      if (protocol !== String(this.protocol)) {
+      if (protocol !== this.said) {
         this.incompatible.add(p);
         this.peers.delete(p);
+        const space = protocol.indexOf(' ');
+        const theirs = space < 0 ? protocol : protocol.slice(0, space);
         this.options.log(
-          `cluster: process ${p} speaks cluster protocol ${protocol} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
+          theirs === String(this.protocol)
+            ? `cluster: process ${p} serves other settings (${protocol.slice(space + 1).slice(0, 400)}) than this one (${this.coordinator?.swarmSettings ?? ''}): it is left out (its volunteers, which hold other layers, are not used here, nor this one's there); every process behind one URL must serve the same model with the same STAGES, REDUNDANCY, WEIGHTS and GRAPH`
+            : `cluster: process ${p} speaks cluster protocol ${theirs.slice(0, 20)} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
         );
         continue;
       }

@@ -8,6 +8,11 @@ const PROBLEM_LOG_MS = 5_000;
 
 export type RedisClient = ReturnType<typeof createClient>;
 
+/** A text with the user and password of any URL in it hidden (`redis://:secret@host` → `redis://***@host`): for logs. */
+export function redacted(text: string): string {
+  return text.replace(/(\/\/)[^@/\s]*@/g, '$1***@');
+}
+
 /**
  * A process's two connections to Redis (one publishes and reads, one
  * subscribes), its keys and its log of Redis's problems. Unreachable at start:
@@ -27,16 +32,27 @@ export class RedisLink {
     private readonly prefix: string,
     private readonly log: (line: string) => void,
   ) {
+    // The URL's password never reaches a log; a cause that is this message already is not repeated in it.
     const reconnectStrategy = (retries: number, cause: Error) =>
-      this.connected ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS) : new Error(`cannot reach Redis at ${url}: ${cause.message}`);
+      this.connected
+        ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS)
+        : cause.message.startsWith('cannot reach Redis at ')
+          ? new Error(redacted(cause.message))
+          : new Error(redacted(`cannot reach Redis at ${url}: ${cause.message}`));
     this.pub = createClient({ url, socket: { reconnectStrategy } });
     this.sub = this.pub.duplicate();
-    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${e.message}`));
+    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${redacted(e.message)}`));
   }
 
+  /** Connects both; a failure says where (the URL without its password) and why, once (a refused password too). */
   async connect(): Promise<void> {
-    await this.pub.connect();
-    await this.sub.connect();
+    try {
+      await this.pub.connect();
+      await this.sub.connect();
+    } catch (e) {
+      const m = (e as Error).message;
+      throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`));
+    }
     this.connected = true;
   }
 

@@ -315,6 +315,22 @@ export class Coordinator {
     return this.roster.volunteers();
   }
 
+  /**
+   * What processes of a cluster must share to share volunteers: the model, its stage files (their sha256 covers
+   * the layers each holds, the weights' precision and the graph's form) and r. A volunteer of stage s of another
+   * partition runs other layers: mixed, they gave a wrong answer with HTTP 200 (a stranger's pass).
+   */
+  get swarmSettings(): string {
+    const m = this.s.model.manifest;
+    return JSON.stringify({
+      model: m.modelId,
+      weights: m.weights,
+      graph: m.graph,
+      stages: m.stages.map((st) => `${st.layers.start}-${st.layers.end}:${st.sha256.slice(0, 16)}`),
+      redundancy: this.s.options.redundancy,
+    });
+  }
+
   get modelInfo(): { modelId: string; stages: number; redundancy: number } {
     return { modelId: this.s.model.modelId, stages: this.s.model.numStages, redundancy: this.s.options.redundancy };
   }

@@ -71,6 +71,8 @@ export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 3_000, publishMs
 export interface ClusterShape {
   readonly model: string;
   readonly stages: number;
+  /** Each server's own count of stages, where they differ (a misconfigured cluster); absent: `stages` for all. */
+  readonly stagesEach?: readonly number[];
   readonly redundancy: number;
   readonly routeWaitMs?: number;
   readonly cache: string;
@@ -89,14 +91,15 @@ let prefixes = 0;
 /** `n` servers of a new cluster on `redisUrl`; `prefix` is its Redis key prefix. */
 export async function startCluster(n: number, redisUrl: string, shape: ClusterShape): Promise<{ servers: SignalServer[]; prefix: string }> {
   const prefix = `attack${++prefixes}-${process.pid}`;
-  const { dir, manifest } = await ensureStages(shape.model, { stages: shape.stages }, shape.cache);
   const servers: SignalServer[] = [];
   for (let i = 0; i < n; i++) {
+    const stages = shape.stagesEach?.[i] ?? shape.stages;
+    const { dir, manifest } = await ensureStages(shape.model, { stages }, shape.cache);
     const server = createSignalServer({
       port: 0,
       host: '127.0.0.1',
       webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: shape.stages }) }],
+      models: [{ dir, manifest, key: partitionKey(3, { stages }) }],
       redundancy: shape.redundancy,
       routeWaitMs: shape.routeWaitMs ?? 10_000,
       joinTimeoutMs: 5_000,
