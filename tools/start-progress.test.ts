@@ -5,7 +5,7 @@ import type { SwarmReadiness } from '../shared/swarm/readiness.js';
 import { progressLine } from './start-progress.js';
 
 const readiness = (stages: [number, number][], volunteers: number): SwarmReadiness => ({
-  stages: stages.map(([ready, loading]) => ({ ready, loading })),
+  stages: stages.map(([ready, loading]) => ({ ready, loading, routable: ready })),
   volunteers,
   ready: stages.reduce((n, [r]) => n + r, 0),
   redundancy: 3,

@@ -22,6 +22,7 @@ const listing = (over: Record<string, unknown> = {}) => ({
   volunteers: 1,
   replicasPerStage: [1, 0],
   redundancy: 3,
+  routablePerStage: [1, 0],
   list: [volunteer()],
   apiKeyRequired: false,
   fallback: 'stage',
@@ -33,7 +34,15 @@ describe('parseSwarmListing', () => {
     expect(parseSwarmListing(listing())).toEqual({ ok: true, value: listing() });
     const gpu = volunteer({ id: 'g', stage: 1, backend: 'webgpu', adapter: 'swiftshader', state: 'busy', established: true });
     expect(parseSwarmListing(listing({ volunteers: 2, list: [volunteer(), gpu] }))).toMatchObject({ ok: true, value: { list: [{}, gpu] } });
-    const none = { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired: true, fallback: 'off' };
+    const none = {
+      volunteers: 0,
+      replicasPerStage: [],
+      redundancy: 0,
+      routablePerStage: [],
+      list: [],
+      apiKeyRequired: true,
+      fallback: 'off',
+    };
     expect(parseSwarmListing(none)).toEqual({ ok: true, value: none });
   });
 

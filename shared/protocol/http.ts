@@ -20,6 +20,8 @@ export interface ModelListing {
 export interface SwarmListing extends SwarmStatus {
   /** The configured replicas per stage r (0 when no model is served). */
   readonly redundancy: number;
+  /** Per stage, its ready volunteers from distinct clients: a route needs `redundancy` of them (one client's tabs count once). */
+  readonly routablePerStage: readonly number[];
   /** The volunteers online, with their stage, backend, state and record: at most DASHBOARD_REPLICAS_SHOWN a stage (ready or computing first). */
   readonly list: readonly VolunteerView[];
   /** Generations need an API key (`API_KEYS` is set). */
@@ -128,6 +130,9 @@ export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
   if (!Array.isArray(perStage) || perStage.length > MAX_LISTED || !perStage.every(isCount))
     return bad('/api/swarm: replicasPerStage must be an array of counts');
   if (!isCount(raw.redundancy)) return bad('/api/swarm: redundancy must be a count');
+  const routable = raw.routablePerStage;
+  if (!Array.isArray(routable) || routable.length !== perStage.length || !routable.every(isCount))
+    return bad('/api/swarm: routablePerStage must be an array of counts, one a stage');
   if (typeof raw.apiKeyRequired !== 'boolean') return bad('/api/swarm: apiKeyRequired must be a boolean');
   const fallback = raw.fallback;
   if (fallback !== 'off' && fallback !== 'stage' && fallback !== 'whole') return bad('/api/swarm: fallback must be off, stage or whole');
@@ -143,6 +148,7 @@ export function parseSwarmListing(raw: unknown): Parsed<SwarmListing> {
     volunteers: raw.volunteers,
     replicasPerStage: perStage,
     redundancy: raw.redundancy,
+    routablePerStage: routable,
     list: volunteers,
     apiKeyRequired: raw.apiKeyRequired,
     fallback,

@@ -18,10 +18,12 @@ const volunteer = (stage: number, state: VolunteerView['state']): VolunteerView 
   established: false,
 });
 
-const body = (replicasPerStage: number[], list: VolunteerView[]) => ({
+const body = (replicasPerStage: number[], list: VolunteerView[], routablePerStage?: number[]) => ({
   volunteers: list.length,
   replicasPerStage,
   redundancy: 3,
+  // Absent: every ready (or busy) volunteer a client of its own.
+  routablePerStage: routablePerStage ?? replicasPerStage.map((_, s) => list.filter((v) => v.stage === s && v.state !== 'loading').length),
   list,
   apiKeyRequired: false,
   fallback: 'off' as const,
@@ -34,9 +36,9 @@ describe('parseSwarmReadiness', () => {
       ok: true,
       value: {
         stages: [
-          { ready: 2, loading: 0 },
-          { ready: 1, loading: 1 },
-          { ready: 0, loading: 1 },
+          { ready: 2, loading: 0, routable: 2 },
+          { ready: 1, loading: 1, routable: 1 },
+          { ready: 0, loading: 1, routable: 0 },
         ],
         volunteers: 5,
         ready: 3,
@@ -52,6 +54,8 @@ describe('parseSwarmReadiness', () => {
       ['ready', 'busy', 'ready'].map((st, i) => ({ ...volunteer(stage, st as 'ready'), id: `v${stage}-${i}` })),
     );
     expect(parseSwarmReadiness(body([3, 3, 3], full))).toMatchObject({ ok: true, value: { ready: 9, canAnswer: true } });
+    // Three ready in every stage, but stage 1's of two clients: no route yet (a stranger's pass: "answers now", then 503s).
+    expect(parseSwarmReadiness(body([3, 3, 3], full, [3, 2, 3]))).toMatchObject({ ok: true, value: { ready: 9, canAnswer: false } });
   });
 
   it('an empty swarm, and a server with no model, cannot answer', () => {

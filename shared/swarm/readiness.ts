@@ -11,6 +11,8 @@ export interface StageReadiness {
   readonly ready: number;
   /** Assigned, still downloading or loading their stage. */
   readonly loading: number;
+  /** Of the ready, those of distinct clients (one client's tabs count once): a route needs r of them. */
+  readonly routable: number;
 }
 
 export interface SwarmReadiness {
@@ -21,7 +23,7 @@ export interface SwarmReadiness {
   /** REDUNDANCY: the ready replicas (of distinct clients) a route needs in every stage. */
   readonly redundancy: number;
   /**
-   * Every stage has `redundancy` ready volunteers: a request can get a route of
+   * Every stage has `redundancy` ready volunteers of distinct clients: a request can get a route of
    * volunteers now. One is not enough at r > 1: a route needs r per stage, and
    * a stage short of them waits, fails or is the server's (FALLBACK).
    */
@@ -32,7 +34,7 @@ export interface SwarmReadiness {
 
 /** Volunteers ready (or busy) and loading per stage of a listing; the swarm answers once every stage has r ready. */
 export function swarmReadiness(listing: SwarmListing): SwarmReadiness {
-  const stages = listing.replicasPerStage.map(() => ({ ready: 0, loading: 0 }));
+  const stages = listing.replicasPerStage.map((_, i) => ({ ready: 0, loading: 0, routable: listing.routablePerStage[i] ?? 0 }));
   for (const v of listing.list) {
     const stage = stages[v.stage];
     if (stage === undefined) continue; // parseSwarmListing refuses such a listing
@@ -46,7 +48,7 @@ export function swarmReadiness(listing: SwarmListing): SwarmReadiness {
     volunteers: listing.list.length,
     ready,
     redundancy: r,
-    canAnswer: stages.length > 0 && stages.every((s) => s.ready >= r),
+    canAnswer: stages.length > 0 && stages.every((s) => s.routable >= r),
     fallback: listing.fallback,
   };
 }

@@ -34,6 +34,8 @@ export interface ApiSwarm {
   tokenizerInfo(): ApiTokenizerInfo;
   /** Volunteers online and replicas per stage. */
   status(): { volunteers: number; replicasPerStage: number[]; redundancy: number; fallback: 'off' | 'stage' | 'whole' };
+  /** Per stage, its ready replicas from distinct clients: a route needs r of them. */
+  routablePerStage(): number[];
   /** Every volunteer with its stage, backend, state and record. */
   volunteers(): VolunteerView[];
   /** Service figures over the last 5 minutes and hour (GET /api/status). */

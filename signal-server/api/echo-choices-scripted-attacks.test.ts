@@ -35,6 +35,7 @@ const swarm: ApiSwarm = {
   encode: (text) => [...text].map((c) => c.charCodeAt(0)),
   tokenizerInfo: () => ({ specials: { eos: null, bos: null, pad: null, chatTemplate: null }, vocabSize: 256, maxPositions: 64 }),
   status: () => ({ volunteers: 2, replicasPerStage: [2], redundancy: 2, fallback: 'off' }),
+  routablePerStage: () => [2],
   volunteers: () => [],
   serviceStatus: () => ({
     modelId: 'm',

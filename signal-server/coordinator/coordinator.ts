@@ -300,6 +300,11 @@ export class Coordinator {
     return this.service.serviceStatus();
   }
 
+  /** Per stage, its ready replicas from distinct clients (RoutePicker.routable): a route needs r of them. */
+  routablePerStage(): number[] {
+    return Array.from({ length: this.s.model.numStages }, (_, s) => this.routes.routable(s));
+  }
+
   /** Volunteers online, replicas per stage, the redundancy r and whether the server computes what they cannot, for the landing page. */
   status(): { volunteers: number; replicasPerStage: number[]; redundancy: number; fallback: 'off' | 'stage' | 'whole' } {
     return {

@@ -62,6 +62,22 @@ export class RoutePicker {
     };
   }
 
+  /**
+   * Ready replicas of `stage` from distinct clients (no identity key shared), busy or not: at least r, and a route
+   * can have the stage. Counted greedily, so never more than a route could take; the landing page's "answers now"
+   * needs it (a stranger's pass: two ready tabs of one client were "2 of the 2 a route needs", every request 503).
+   */
+  routable(stage: number): number {
+    const taken = new Set<string>();
+    let n = 0;
+    for (const c of this.candidates(stage, new Set(), new Map())) {
+      if (c.keys.some((k) => taken.has(k))) continue;
+      for (const k of c.keys) taken.add(k);
+      n += 1;
+    }
+    return n;
+  }
+
   /** Spares for a stage of a running session, chosen by the route rules next to the replicas that stay. */
   spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[] {
     const beside = alongside.map((id) => this.candidate(id));

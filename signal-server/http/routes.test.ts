@@ -58,6 +58,7 @@ const failingSwarm: ApiSwarm = {
   encode: (text) => [...text].map((c) => c.charCodeAt(0)),
   tokenizerInfo: () => ({ specials: { eos: null, bos: null, pad: null, chatTemplate: null }, vocabSize: 256, maxPositions: 64 }),
   status: () => ({ volunteers: VOLUNTEERS.length, replicasPerStage: [1, 1], redundancy: 1, fallback: 'stage' }),
+  routablePerStage: () => [1, 1],
   volunteers: () => VOLUNTEERS,
   serviceStatus: () => ({
     modelId: 'm',
@@ -114,11 +115,19 @@ describe('the status routes', () => {
   it('GET /api/swarm is a SwarmListing', async () => {
     expect(parseSwarmListing(await getJson('/api/swarm'))).toEqual({
       ok: true,
-      value: { volunteers: 2, replicasPerStage: [1, 1], redundancy: 1, list: VOLUNTEERS, apiKeyRequired: false, fallback: 'stage' },
+      value: {
+        volunteers: 2,
+        replicasPerStage: [1, 1],
+        redundancy: 1,
+        routablePerStage: [1, 1],
+        list: VOLUNTEERS,
+        apiKeyRequired: false,
+        fallback: 'stage',
+      },
     });
     expect(parseSwarmListing(await getJson('/api/swarm', emptyUrl))).toEqual({
       ok: true,
-      value: { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired: false, fallback: 'off' },
+      value: { volunteers: 0, replicasPerStage: [], redundancy: 0, routablePerStage: [], list: [], apiKeyRequired: false, fallback: 'off' },
     });
   });
 

@@ -161,11 +161,16 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       const apiKeyRequired = ctx.access.requiresKey;
       const body: SwarmListing =
         ctx.swarm === null
-          ? { volunteers: 0, replicasPerStage: [], redundancy: 0, list: [], apiKeyRequired, fallback: 'off' }
+          ? { volunteers: 0, replicasPerStage: [], routablePerStage: [], redundancy: 0, list: [], apiKeyRequired, fallback: 'off' }
           : (() => {
               // At most DASHBOARD_REPLICAS_SHOWN a stage: an anonymous GET must not cost what the swarm's size is.
               const status = ctx.swarm.status();
-              return { ...status, list: volunteersShown(ctx.swarm.volunteers(), status.replicasPerStage.length).shown, apiKeyRequired };
+              return {
+                ...status,
+                routablePerStage: ctx.swarm.routablePerStage(),
+                list: volunteersShown(ctx.swarm.volunteers(), status.replicasPerStage.length).shown,
+                apiKeyRequired,
+              };
             })();
       sendJson(res, 200, body);
       return;

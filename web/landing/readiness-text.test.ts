@@ -3,12 +3,19 @@ import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
 import { idleReasonText, readinessText } from './readiness-text.js';
 
-const swarm = (ready: number[], loading: number[], redundancy = 3, fallback: SwarmReadiness['fallback'] = 'off'): SwarmReadiness => ({
-  stages: ready.map((r, i) => ({ ready: r, loading: loading[i] ?? 0 })),
+const swarm = (
+  ready: number[],
+  loading: number[],
+  redundancy = 3,
+  fallback: SwarmReadiness['fallback'] = 'off',
+  /** Ready of distinct clients per stage (absent: every ready one a client of its own). */
+  routable: number[] = ready,
+): SwarmReadiness => ({
+  stages: ready.map((r, i) => ({ ready: r, loading: loading[i] ?? 0, routable: routable[i] ?? r })),
   volunteers: [...ready, ...loading].reduce((a, b) => a + b, 0),
   ready: ready.reduce((a, b) => a + b, 0),
   redundancy,
-  canAnswer: ready.length > 0 && ready.every((r) => r >= redundancy),
+  canAnswer: ready.length > 0 && routable.every((r) => r >= redundancy),
   fallback,
 });
 
@@ -42,6 +49,17 @@ describe('readinessText', () => {
     );
     expect(readinessText(swarm([3, 3], [0, 0], 3, 'stage'))).toBe(
       '6 of 6 volunteers ready (per stage: 3 / 3): every stage has the 3 ready volunteers a route needs, the swarm answers now.',
+    );
+  });
+});
+
+describe('ready volunteers of one client', () => {
+  it('are not a route: the page waits, and says why (a stranger’s pass: two tabs of one address, "answers now", then 503s)', () => {
+    expect(readinessText(swarm([2], [0], 2, 'off', [1]))).toBe(
+      '2 of 2 volunteers ready (per stage: 2): the swarm answers once every stage has the 2 ready volunteers a route needs (waiting for stage 0; a route takes one volunteer a client, and some of those ready are one client’s).',
+    );
+    expect(idleReasonText(swarm([2], [0], 2, 'off', [1]), 0)).toBe(
+      "This tab's stage 0 has 1 of the 2 ready volunteers a route needs (of different clients: 2 ready): until more volunteers join, requests wait for them, and this tab gets no work.",
     );
   });
 });

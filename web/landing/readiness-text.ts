@@ -14,12 +14,16 @@ export function readinessText(r: SwarmReadiness): string {
   const counts = `${r.ready} of ${r.volunteers} volunteer${r.volunteers === 1 ? '' : 's'} ready (per stage: ${r.stages.map((s) => s.ready).join(' / ')})`;
   if (r.canAnswer) return `${counts}: every stage has ${needed}, the swarm answers now.`;
   const waiting = shortStages(r);
-  return `${counts}: ${rule} (waiting for stage${waiting.length === 1 ? '' : 's'} ${waiting.join(', ')})${meanwhile}.`;
+  // Ready enough, but some of them one client's (tabs of one browser, one address): a route takes one a client.
+  const oneClient = r.stages.some((s) => s.ready >= r.redundancy && s.routable < r.redundancy)
+    ? '; a route takes one volunteer a client, and some of those ready are one client’s'
+    : '';
+  return `${counts}: ${rule} (waiting for stage${waiting.length === 1 ? '' : 's'} ${waiting.join(', ')}${oneClient})${meanwhile}.`;
 }
 
 // A route needs r ready replicas in every stage (README: "A majority of r, never of the route").
 const neededText = (r: SwarmReadiness) => `the ${r.redundancy} ready volunteer${r.redundancy === 1 ? '' : 's'} a route needs`;
-const shortStages = (r: SwarmReadiness) => r.stages.flatMap((s, i) => (s.ready < r.redundancy ? [i] : []));
+const shortStages = (r: SwarmReadiness) => r.stages.flatMap((s, i) => (s.routable < r.redundancy ? [i] : []));
 
 /**
  * Why a ready volunteer of `stage` gets no work while stages are short of r ready volunteers, or null when none is
@@ -31,12 +35,12 @@ export function idleReasonText(r: SwarmReadiness, stage: number): string | null 
   const short = shortStages(r);
   if (own === undefined || short.length === 0) return null;
   const until = 'until more volunteers join';
-  if (own.ready < r.redundancy) {
+  if (own.routable < r.redundancy) {
     const fallback =
       r.fallback === 'off'
         ? 'requests wait for them'
         : `the server computes ${r.fallback === 'whole' ? 'whole requests' : 'this stage'} itself (answers labelled, not verified by volunteers)`;
-    return `This tab's stage ${stage} has ${own.ready} of ${neededText(r)}: ${until}, ${fallback}, and this tab gets no work.`;
+    return `This tab's stage ${stage} has ${own.routable} of ${neededText(r)}${own.ready > own.routable ? ` (of different clients: ${own.ready} ready)` : ''}: ${until}, ${fallback}, and this tab gets no work.`;
   }
   // With FALLBACK=stage, this stage's volunteers compute beside the server's stand-in for the short one.
   if (r.fallback === 'stage') return null;
