@@ -237,13 +237,26 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     },
     // At most MAX_PIPELINED requests in flight a connection; a closed one's queued responses told (pipelined-requests.ts).
     boundPipelining(
-      (req, res) => (routes === null ? res.writeHead(503).end() : routes(req, res)),
+      (req, res) => {
+        // The API's clients are keyed by this address too: behind an untrusted proxy, they all share one allowance.
+        tellOfProxy(req.socket.remoteAddress, req.headers['x-forwarded-for'], 'an HTTP request', 'share one API allowance');
+        return routes === null ? res.writeHead(503).end() : routes(req, res);
+      },
       (socket) => {
         metrics.httpPipeliningRefused.inc();
         closedLine(socket.remoteAddress, `over ${MAX_PIPELINED} requests in flight on it`);
       },
     ),
   );
+  /** Once a run: a local address (a reverse proxy here?) forwards for others while no proxy is trusted. */
+  let toldOfProxy = false;
+  function tellOfProxy(remote: string | undefined, forwarded: string | string[] | undefined, what: string, consequence: string): void {
+    if (toldOfProxy || forwarded === undefined || proxies.size > 0 || remote === undefined || !localAddresses.includes(remote)) return;
+    toldOfProxy = true;
+    log(
+      `${what} from ${remote} (one of LOCAL_ADDRESSES) carries X-Forwarded-For: if a reverse proxy runs here, set TRUSTED_PROXIES=${remote}, or everyone behind it ${consequence}`,
+    );
+  }
   /** A line about a connection the server closed, at most 10 an address (an IPv6 /64) per 10 s. */
   const closedLine = (remote: string | undefined, why: string) => {
     const address = remote ?? 'unknown';
@@ -292,16 +305,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   connections.attach(io);
   // Before every other middleware: what follows keys the client by this address.
-  let toldOfProxy = false;
   io.use((socket, next) => {
     const forwarded = socket.handshake.headers['x-forwarded-for'];
     socket.data.address = connections.of(socket.conn)?.address ?? proxies.clientAddress(socket.handshake.address, forwarded);
-    if (!toldOfProxy && forwarded !== undefined && proxies.size === 0 && localAddresses.includes(socket.handshake.address)) {
-      toldOfProxy = true;
-      log(
-        `a connection from ${socket.handshake.address} (one of LOCAL_ADDRESSES) carries X-Forwarded-For: if a reverse proxy runs here, set TRUSTED_PROXIES=${socket.handshake.address}, or everyone behind it is told apart by client key alone`,
-      );
-    }
+    tellOfProxy(socket.handshake.address, forwarded, 'a connection', 'are told apart by client key alone');
     next();
   });
   const access = new AccessControl({

@@ -91,4 +91,21 @@ describe('TRUSTED_PROXIES', () => {
     await expect.poll(() => vs.every((v) => v.stage !== null), { timeout: WAIT_MS }).toBe(true);
     expect(lines.filter((l) => l.includes('set TRUSTED_PROXIES=127.0.0.1'))).toHaveLength(1);
   });
+
+  it('says so for the HTTP API too, once: behind an untrusted proxy its clients share one allowance (before, said for sockets only)', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString('utf8').split('\n'));
+        done();
+      },
+    });
+    const { url } = await start(1, 3, { logger: createLogger('info', sink) });
+    for (let i = 0; i < 3; i++) await fetch(`${url}/v1/models`, { headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } });
+    await fetch(`${url}/v1/models`);
+    const told = lines.filter((l) => l.includes('set TRUSTED_PROXIES=127.0.0.1'));
+    expect(told).toHaveLength(1);
+    expect(told[0]).toContain('an HTTP request from 127.0.0.1 (one of LOCAL_ADDRESSES) carries X-Forwarded-For');
+    expect(told[0]).toContain('share one API allowance');
+  });
 });

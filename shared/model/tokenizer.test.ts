@@ -63,6 +63,28 @@ describe('tokenizer', () => {
     expect(austen.chatPrompt(chat, false)).toBe(rendered);
   });
 
+  it('refuses at load a chat template that cannot render one user message (before: every chat request a 400 blamed on its messages)', () => {
+    const json = readFileSync('models/austen-2m/tokenizer.json', 'utf8');
+    const config = JSON.parse(readFileSync('models/austen-2m/tokenizer_config.json', 'utf8')) as Record<string, unknown>;
+    const broken = JSON.stringify({ ...config, chat_template: '{% for m in messages %}{{ m.content }' });
+    expect(() => Tokenizer.fromJson('tokenizer.json', json, broken)).toThrowError(
+      /tokenizer_config\.json: its chat_template cannot render one user message, so no chat would be served: /,
+    );
+    // One that refuses some chats only (a rule of its own) loads; those chats are the requests' to fix.
+    const strict = JSON.stringify({
+      ...config,
+      chat_template:
+        "{% for m in messages %}{% if m.role == 'system' and not loop.first %}{{ raise_exception('system first') }}{% endif %}{{ m.content }}{% endfor %}",
+    });
+    const t = Tokenizer.fromJson('tokenizer.json', json, strict);
+    expect(() =>
+      t.chatPrompt([
+        { role: 'user', content: 'a' },
+        { role: 'system', content: 'b' },
+      ]),
+    ).toThrowError(/system first/);
+  });
+
   it('refuses a file that is not a tokenizer', () => {
     expect(() => Tokenizer.fromJson('t.json', '{"vocab": {}}', null)).toThrowError(ModelError);
     expect(() => Tokenizer.fromJson('t.json', 'not json', null)).toThrowError(/t.json: not JSON/);

@@ -48,8 +48,9 @@ export class Tokenizer {
     if (typeof json !== 'object' || json === null || typeof (json as { model?: unknown }).model !== 'object') {
       throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, 'has no "model" section; is it a Hugging Face tokenizer.json?');
     }
+    let t: Tokenizer;
     try {
-      return new Tokenizer(
+      t = new Tokenizer(
         TokenizerLoader.fromPreTrained({
           tokenizerJSON: json as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerJSON'],
           tokenizerConfig: config as Parameters<typeof TokenizerLoader.fromPreTrained>[0]['tokenizerConfig'],
@@ -59,6 +60,20 @@ export class Tokenizer {
     } catch (e) {
       throw new ModelError('ERR_MODEL_BAD_TOKENIZER', file, `cannot be loaded (${(e as Error).message})`);
     }
+    // A template that cannot render one user message renders no chat: the model folder's fault, said at load, not
+    // a 400 blamed on every request's messages (a stranger's pass).
+    if (t.special.chatTemplate !== null) {
+      try {
+        t.chatPrompt([{ role: 'user', content: 'Hello' }]);
+      } catch (e) {
+        throw new ModelError(
+          'ERR_MODEL_BAD_TOKENIZER',
+          'tokenizer_config.json',
+          `its chat_template cannot render one user message, so no chat would be served: ${(e as Error).message.replace(/^.*chat_template failed: /, '')}`,
+        );
+      }
+    }
+    return t;
   }
 
   /** Token ids of `text`, without special tokens added around it. */
