@@ -1,8 +1,10 @@
 // The server's settings: flags over the environment over the defaults, bad
 // values named, and README's settings table the same as SETTINGS.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { optionsFrom, SETTINGS } from './main.js';
+import { optionsFrom, SETTINGS, startServer } from './main.js';
 
 describe('server settings', () => {
   it('take a flag over the environment, and the environment over the default', () => {
@@ -114,5 +116,22 @@ describe('server settings', () => {
       s.fallback === '' ? '(empty)' : `\`${s.fallback}\``,
     ]);
     expect(fromReadme).toEqual(fromCode);
+  });
+
+  it('name STAGES and STAGE_CACHE where building the stages fails for them (before: "partition: cannot cut …", an ENOTDIR on a temporary file)', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'webswarm-main-'));
+    try {
+      const base = { ...optionsFrom({}), webRoot: tmp, stageCache: tmp };
+      await expect(startServer({ ...base, stages: 100 })).rejects.toThrow(
+        /^STAGES \(--stages\) is 100: .*cannot cut 6 layers into 100 stages/,
+      );
+      const file = join(tmp, 'a-file');
+      writeFileSync(file, 'x');
+      await expect(startServer({ ...base, stageCache: file })).rejects.toThrow(
+        `STAGE_CACHE (--stage-cache) ${file} cannot hold the stage files: `,
+      );
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
@@ -360,6 +361,15 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   };
 }
 
+/** A stage build's failure, naming the setting behind it where one is (STAGES, STAGE_CACHE); else as it came. */
+function settingOf(e: unknown, o: StartOptions): unknown {
+  if (e instanceof ModelError && e.code === 'ERR_MODEL_BAD_PARTITION') return new Error(`STAGES (--stages) is ${o.stages}: ${e.message}`);
+  const code = (e as NodeJS.ErrnoException).code;
+  if (typeof code === 'string' && ['ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EEXIST', 'ENAMETOOLONG'].includes(code))
+    return new Error(`STAGE_CACHE (--stage-cache) ${o.stageCache} cannot hold the stage files: ${(e as Error).message}`);
+  return e;
+}
+
 /** The logger a setting asks for, on stdout: `auto` is pretty when stdout is a terminal. */
 export function loggerFor(o: Pick<StartOptions, 'logLevel' | 'logFormat'>): Logger {
   return createLogger(o.logLevel, undefined, resolveLogFormat(o.logFormat, process.stdout.isTTY));
@@ -371,7 +381,9 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   const t0 = performance.now();
   const partition = { stages: o.stages };
   const choice = { weights: o.weights, graph: o.graph };
-  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice);
+  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice).catch((e: unknown) => {
+    throw settingOf(e, o);
+  });
   log(
     `${built ? 'built' : 'reused'} ${manifest.stages.length} ${manifest.weights} ${manifest.graph} stages of ${manifest.modelId} in ${(performance.now() - t0).toFixed(0)} ms (${dir})`,
   );

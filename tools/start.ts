@@ -17,6 +17,8 @@ import { watchProgress } from './start-progress.js';
 import { StatusLine } from './status-line.js';
 
 const USAGE = 'usage: npm start [-- --volunteers N] [--faulty N --fault KIND] [--port N --redundancy N --api-keys K1,K2 ... (see README)]';
+/** The most headless tabs npm start's local swarm opens on this machine. */
+const MAX_LOCAL_TABS = 64;
 
 const seconds = () => `${(performance.now() / 1000).toFixed(0)} s`;
 
@@ -34,8 +36,16 @@ runCli(async () => {
     log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
     options = { ...options, mode: 'demo' };
   }
-  const wanted = v.volunteers === undefined ? options.stages * options.redundancy : Number(v.volunteers);
-  if (!Number.isInteger(wanted) || wanted < 0 || wanted > 64) throw new Error(`--volunteers must be an integer in [0, 64]\n${USAGE}`);
+  const given = v.volunteers === undefined ? null : Number(v.volunteers);
+  if (given !== null && (!Number.isInteger(given) || given < 0 || given > MAX_LOCAL_TABS))
+    throw new Error(`--volunteers must be an integer in [0, ${MAX_LOCAL_TABS}]\n${USAGE}`);
+  // Not given: one tab a replica, at most MAX_LOCAL_TABS (before, STAGES × REDUNDANCY over it blamed --volunteers).
+  const full = options.stages * options.redundancy;
+  const wanted = given ?? Math.min(full, MAX_LOCAL_TABS);
+  if (given === null && full > MAX_LOCAL_TABS)
+    log(
+      `STAGES × REDUNDANCY is ${full}, more tabs than this machine's local swarm starts (${MAX_LOCAL_TABS}): starting ${MAX_LOCAL_TABS}; a stage short of r volunteers waits for more (or the fallback computes it)`,
+    );
   // Chromium first, before minutes of work: without it the server still starts, with no local tabs.
   let volunteers = wanted;
   if (volunteers > 0) {
