@@ -55,6 +55,10 @@ describe('server settings', () => {
     // Before: the API was open where its operator meant it keyed.
     expect(() => optionsFrom({ API_KEYS: ' , ' })).toThrow('API_KEYS holds no key (only separators); leave it empty for an open API');
     expect(optionsFrom({ API_KEYS: '' }).apiKeys).toEqual([]);
+    expect(() => optionsFrom({ LOCAL_ADDRESSES: 'not-an-ip' })).toThrow(
+      'LOCAL_ADDRESSES must list IP addresses (as 127.0.0.1, ::1), got "not-an-ip"',
+    );
+    expect(() => optionsFrom({}, { model: '' })).toThrow('--model must name a model folder, got ""');
     // Before: 0 was taken, and every request was refused as if the queue were full.
     expect(() => optionsFrom({ MAX_QUEUED: '0' })).toThrow('MAX_QUEUED must be an integer ≥ 1, got "0"');
     let message = '';

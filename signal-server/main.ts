@@ -4,6 +4,7 @@
  * README's table lists the same (main.test.ts keeps the two equal).
  */
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
@@ -320,6 +321,13 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   const host = raw(SETTINGS.host);
   // An empty flag would listen on every interface, the opposite of what leaving it out does.
   if (host.value.trim() === '') throw new Error(`${host.from} must name an address to listen on (0.0.0.0 for every interface), got ""`);
+  const locals = raw(SETTINGS.localAddresses);
+  const localAddresses = list(SETTINGS.localAddresses);
+  // Each an IP address as the socket reports it: another never matches, and this machine's tabs lose their exemption.
+  const notIp = localAddresses.find((a) => isIP(a) === 0);
+  if (notIp !== undefined) throw new Error(`${locals.from} must list IP addresses (as 127.0.0.1, ::1), got "${notIp.slice(0, 64)}"`);
+  const model = raw(SETTINGS.model);
+  if (model.value.trim() === '') throw new Error(`${model.from} must name a model folder, got ""`);
   const keys = raw(SETTINGS.apiKeys);
   const apiKeys = list(SETTINGS.apiKeys);
   // Set, but to separators only: the API would be open where its operator meant it keyed.
@@ -331,7 +339,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     // Named here: beyond 65535, Node's listen throws a message that names no setting.
     port: int(SETTINGS.port, 0, 65_535),
     host: host.value,
-    model: raw(SETTINGS.model).value,
+    model: model.value,
     stages: int(SETTINGS.stages, 1),
     weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
     graph: oneOf(SETTINGS.graph, GRAPH_FORMS),
@@ -356,7 +364,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     repartition: oneOf(SETTINGS.repartition, ['on', 'off'] as const),
     meshLoop: oneOf(SETTINGS.meshLoop, ['on', 'off'] as const) === 'on',
     fanout: oneOf(SETTINGS.fanout, FANOUT_MODES),
-    localAddresses: list(SETTINGS.localAddresses),
+    localAddresses,
     trustedProxies: proxies,
   };
 }
