@@ -328,6 +328,34 @@ describe('consent cannot be skipped', () => {
     await p.context().close();
   });
 
+  it('(k) a page that opens under a still mouse, clicked where it is (a fast clicking game): refused until the mouse moves onto the button', async () => {
+    const p = await (await rig.browser.newContext()).newPage();
+    const seen = swarmRequests(p);
+    await p.goto(`${swarmUrl}/volunteer?backend=wasm`);
+    const button = p.getByTestId('consent');
+    await expect.poll(() => button.isEnabled(), { timeout: 10_000 }).toBe(true);
+    const box = await button.boundingBox();
+    if (box === null) throw new Error('no consent button');
+    const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+    // The cursor rests where the button will be, and the page opens (again) under it.
+    await p.mouse.move(at.x, at.y);
+    await p.reload();
+    await expect.poll(() => button.isEnabled(), { timeout: 10_000 }).toBe(true);
+    // Clicked there, with no move onto the button since it was shown (before, that click was the consent).
+    await p.mouse.down();
+    await p.mouse.up();
+    await expect.poll(() => p.getByTestId('consent-refusal').textContent()).toContain('move the mouse onto the button');
+    await expectNothingStarts(seen);
+    // The visitor moves onto it (where it is now: the refusal's line moved it) and clicks: that is the consent.
+    const moved = await button.boundingBox();
+    if (moved === null) throw new Error('no consent button');
+    await p.mouse.move(moved.x + moved.width / 2 + 4, moved.y + moved.height / 2);
+    await p.mouse.down();
+    await p.mouse.up();
+    await expect.poll(registered, { timeout: 10_000 }).toBe(1);
+    await closeAndWaitGone(p);
+  });
+
   it('(g) a frame hidden by a CSS mask, or zoomed to a speck, that the visitor clicks unseen: only a window of the swarm’s own opens, asking; nothing starts', async () => {
     for (const path of ['/masked', '/zoomed']) {
       const p = await (await rig.browser.newContext()).newPage();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ConsentFacts, consentRefusal, entryShown, MIN_SHOWN_MS } from './consent.js';
+import { type ConsentClick, type ConsentFacts, consentRefusal, entryShown, MIN_SHOWN_MS } from './consent.js';
 
 const SHOWN_AT = 1_000;
 /** A visible, full-size page whose consent box has been on screen long enough. */
@@ -13,8 +13,7 @@ const OK: ConsentFacts = {
 };
 const REAL_CLICK = { isTrusted: true, userActivation: true };
 
-const code = (facts: Partial<ConsentFacts>, click?: { isTrusted: boolean; userActivation: boolean | null; keyboard?: boolean }) =>
-  consentRefusal({ ...OK, ...facts }, click)?.code ?? null;
+const code = (facts: Partial<ConsentFacts>, click?: ConsentClick) => consentRefusal({ ...OK, ...facts }, click)?.code ?? null;
 
 describe('consentRefusal', () => {
   it('accepts a trusted click with user activation on a visible, big enough box shown long enough', () => {
@@ -47,6 +46,19 @@ describe('consentRefusal', () => {
     expect(code({ pointerOnly: true, inFrontSinceMs: SHOWN_AT }, REAL_CLICK)).toBeNull();
     // Elsewhere (a page or frame with no window of its own) focus is not judged.
     expect(code({}, REAL_CLICK)).toBeNull();
+  });
+
+  it('counts a mouse click only once the mouse moved onto the button after it was shown (a page opened under a cursor clicking fast)', () => {
+    const mouse = { ...REAL_CLICK, pointerType: 'mouse' };
+    expect(code({ mouseMovedAtMs: null }, mouse)).toBe('ERR_MOUSE_NOT_MOVED');
+    expect(code({ mouseMovedAtMs: SHOWN_AT - 1 }, mouse)).toBe('ERR_MOUSE_NOT_MOVED');
+    expect(code({ mouseMovedAtMs: SHOWN_AT }, mouse)).toBeNull();
+    expect(code({ mouseMovedAtMs: SHOWN_AT + 200 }, mouse)).toBeNull();
+    // A touch or a pen has no hover to move; where moves are not tracked, nothing is judged.
+    expect(code({ mouseMovedAtMs: null }, { ...REAL_CLICK, pointerType: 'touch' })).toBeNull();
+    expect(code({ mouseMovedAtMs: null }, { ...REAL_CLICK, pointerType: 'pen' })).toBeNull();
+    expect(code({}, mouse)).toBeNull();
+    expect(consentRefusal({ ...OK, mouseMovedAtMs: null }, mouse)?.message).toContain('move the mouse onto the button');
   });
 
   it('refuses while the page is hidden (a background tab)', () => {

@@ -27,6 +27,7 @@ export type ConsentRefusalCode =
   | 'ERR_UNTRUSTED_CLICK'
   | 'ERR_NO_USER_ACTIVATION'
   | 'ERR_KEYBOARD_CLICK'
+  | 'ERR_MOUSE_NOT_MOVED'
   | 'ERR_NOT_IN_FRONT'
   | 'ERR_IN_FRONT_TOO_BRIEFLY'
   | 'ERR_VISIBILITY_UNKNOWN';
@@ -69,6 +70,12 @@ export interface ConsentFacts {
    * closes from under the visitor's cursor gives it back with the click meant for it, which lands on this button.
    */
   readonly inFrontSinceMs?: number | null;
+  /**
+   * When (performance.now() clock) a mouse last moved over the consent box, null if it has not; undefined where not
+   * tracked. A page opened under the cursor of a visitor clicking fast on another (a game) gets their next clicks
+   * where they land, without a move onto its button.
+   */
+  readonly mouseMovedAtMs?: number | null;
 }
 
 /** The click itself. */
@@ -79,6 +86,8 @@ export interface ConsentClick {
   readonly userActivation: boolean | null;
   /** Made by a key (Enter, Space: a click event's `detail` is 0), not by a pointer. */
   readonly keyboard?: boolean;
+  /** The pointer that made it (PointerEvent.pointerType: 'mouse', 'pen', 'touch'), where the browser says. */
+  readonly pointerType?: string;
 }
 
 /** Why the page may not start now, or null when it may; with a click, whether that click is consent. */
@@ -108,6 +117,17 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     };
   if (facts.shownSinceMs === null) return { code: 'ERR_NOT_SHOWN', message: 'this button is covered, transparent or off screen' };
   if (facts.nowMs - facts.shownSinceMs < MIN_SHOWN_MS) return { code: 'ERR_SHOWN_TOO_BRIEFLY', message: 'take a moment to read it first' };
+  // A mouse click counts once the mouse has moved onto the button since it was shown (a touch or a pen has no
+  // hover to move; a key's click is judged above).
+  if (
+    click?.pointerType === 'mouse' &&
+    facts.mouseMovedAtMs !== undefined &&
+    (facts.mouseMovedAtMs === null || facts.mouseMovedAtMs < facts.shownSinceMs)
+  )
+    return {
+      code: 'ERR_MOUSE_NOT_MOVED',
+      message: 'move the mouse onto the button, then click (a click where this page appeared under the mouse does not count)',
+    };
   if (facts.inFrontSinceMs === null)
     return { code: 'ERR_NOT_IN_FRONT', message: 'another window is in front of this one: click here once, then read it' };
   if (facts.inFrontSinceMs !== undefined && facts.nowMs - facts.inFrontSinceMs < MIN_SHOWN_MS)

@@ -1,4 +1,4 @@
-import { type MouseEvent, useCallback, useEffect, useState } from 'react';
+import { type MouseEvent, useCallback, useEffect, useRef, useState } from 'react';
 import { type ConsentFacts, type ConsentRefusal, consentRefusal, entryShown, MIN_SHOWN_MS, MIN_SHOWN_RATIO } from './consent.js';
 
 /** IntersectionObserver v2 (Chromium): reports occlusion, opacity and filters as `isVisible`. Not in TypeScript's DOM types yet. */
@@ -39,6 +39,8 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
   /** Whether the observer's entries carry IntersectionObserver v2's isVisible (occlusion, opacity, filters). */
   const [visibilityKnown, setVisibilityKnown] = useState(false);
   const [, rerender] = useState(0);
+  /** When a mouse last moved over the consent box (a ref: read at the click, no render for each move). */
+  const mouseMovedAt = useRef<number | null>(null);
   /** pointerOnly (the consent window): since when it has had the focus, null while it has not. */
   const [inFrontSinceMs, setInFrontSince] = useState<number | null>(() => (document.hasFocus() ? performance.now() : null));
 
@@ -69,6 +71,18 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
       window.removeEventListener('blur', behind);
     };
   }, [pointerOnly]);
+
+  // A mouse's move over the box. On the document: a disabled button gets no events of its own.
+  useEffect(() => {
+    if (box === null) return;
+    const moved = (e: PointerEvent) => {
+      if (e.pointerType !== 'mouse') return;
+      const r = box.getBoundingClientRect();
+      if (e.clientX >= r.left && e.clientX <= r.right && e.clientY >= r.top && e.clientY <= r.bottom) mouseMovedAt.current = e.timeStamp;
+    };
+    document.addEventListener('pointermove', moved, { capture: true, passive: true });
+    return () => document.removeEventListener('pointermove', moved, { capture: true });
+  }, [box]);
 
   // The other facts change without a render: the page hidden or shown, the frame resized.
   useEffect(() => {
@@ -104,11 +118,16 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
   }, [waitMs]);
 
   const onClick = (e: MouseEvent<HTMLElement>) => {
-    const r = consentRefusal(facts(), {
-      isTrusted: e.nativeEvent.isTrusted,
-      userActivation: navigator.userActivation?.isActive ?? null,
-      keyboard: e.detail === 0,
-    });
+    const pointerType = (e.nativeEvent as Partial<PointerEvent>).pointerType;
+    const r = consentRefusal(
+      { ...facts(), mouseMovedAtMs: mouseMovedAt.current },
+      {
+        isTrusted: e.nativeEvent.isTrusted,
+        userActivation: navigator.userActivation?.isActive ?? null,
+        keyboard: e.detail === 0,
+        ...(typeof pointerType === 'string' ? { pointerType } : {}),
+      },
+    );
     setClickRefusal(r);
     if (r === null) onConsent();
   };
