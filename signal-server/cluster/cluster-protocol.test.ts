@@ -13,10 +13,15 @@ const MODEL = 'fixtures/models/tiny-untied';
 const f = clusterTestFile('cluster-protocol');
 const { servers, volunteers } = f;
 
+/** A logger whose lines are kept, for what the servers say of each other. */
+function logLines() {
+  const lines: string[] = [];
+  return { lines, logger: createLogger('info', { write: (l: string) => void lines.push(l) }) };
+}
+
 describe('processes of another cluster protocol', () => {
   it('are left out, said once in the log: their volunteers are not routed to, and a request waits for its own', async () => {
-    const lines: string[] = [];
-    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const { lines, logger } = logLines();
     const c = await startCluster(3, f.redisUrl, {
       model: MODEL,
       stages: 1,
@@ -54,8 +59,7 @@ describe('processes of another cluster protocol', () => {
   });
 
   it('a live process another took for dead says its protocol again, and its volunteers are mirrored again', async () => {
-    const lines: string[] = [];
-    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const { lines, logger } = logLines();
     const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger });
     servers.push(...c.servers);
     const [a, b] = c.servers as [SignalServer, SignalServer];
@@ -80,8 +84,7 @@ describe('processes of another cluster protocol', () => {
   });
 
   it('another partition of the model (STAGES differs) is left out by name, so no request mixes stages of both (before: a wrong answer, HTTP 200)', async () => {
-    const lines: string[] = [];
-    const logger = createLogger('info', { write: (l: string) => void lines.push(l) });
+    const { lines, logger } = logLines();
     const c = await startCluster(2, f.redisUrl, {
       model: MODEL,
       stages: 3,

@@ -63,9 +63,9 @@ export class RoutePicker {
   }
 
   /**
-   * Ready replicas of `stage` from distinct clients (no identity key shared), busy or not: at least r, and a route
-   * can have the stage. Counted greedily, so never more than a route could take; the landing page's "answers now"
-   * needs it (a stranger's pass: two ready tabs of one client were "2 of the 2 a route needs", every request 503).
+   * Ready replicas of `stage` from distinct clients (no identity key shared), busy or not: a route takes one a
+   * client, so with fewer than r of them it cannot have the stage. Counted greedily in the candidates' order (no
+   * more than the largest such set); the landing page's "answers now" needs it (a stranger's pass: two ready tabs of one client were "2 of the 2 a route needs", every request 503).
    */
   routable(stage: number): number {
     const taken = new Set<string>();
