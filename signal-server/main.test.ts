@@ -1,6 +1,6 @@
 // The server's settings: flags over the environment over the defaults, bad
 // values named, and README's settings table the same as SETTINGS.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -134,6 +134,13 @@ describe('server settings', () => {
       await expect(startServer({ ...base, stageCache: file })).rejects.toThrow(
         `STAGE_CACHE (--stage-cache) ${file} cannot hold the stage files: `,
       );
+      // /proc refuses new folders with ENOENT, on which Node's recursive mkdirSync never returned (the start hung).
+      if (existsSync('/proc/self')) {
+        const proc = `/proc/webswarm-${process.pid}`;
+        await expect(startServer({ ...base, stageCache: proc })).rejects.toThrow(
+          `STAGE_CACHE (--stage-cache) ${proc} cannot hold the stage files: ${proc}: cannot be created (ENOENT) [ERR_STAGE_DIR]`,
+        );
+      }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

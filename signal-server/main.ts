@@ -373,7 +373,10 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
 function settingOf(e: unknown, o: StartOptions): unknown {
   if (e instanceof ModelError && e.code === 'ERR_MODEL_BAD_PARTITION') return new Error(`STAGES (--stages) is ${o.stages}: ${e.message}`);
   const code = (e as NodeJS.ErrnoException).code;
-  if (typeof code === 'string' && ['ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EEXIST', 'ENAMETOOLONG'].includes(code))
+  if (
+    typeof code === 'string' &&
+    ['ERR_STAGE_DIR', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EEXIST', 'ENAMETOOLONG'].includes(code)
+  )
     return new Error(`STAGE_CACHE (--stage-cache) ${o.stageCache} cannot hold the stage files: ${(e as Error).message}`);
   return e;
 }

@@ -16,7 +16,8 @@ export type ModelErrorCode =
   | 'ERR_MANIFEST_INVALID'
   | 'ERR_MANIFEST_SHA256'
   | 'ERR_MANIFEST_SIZE'
-  | 'ERR_MODEL_BAD_TOKENIZER';
+  | 'ERR_MODEL_BAD_TOKENIZER'
+  | 'ERR_STAGE_DIR';
 
 export class ModelError extends Error {
   readonly code: ModelErrorCode;

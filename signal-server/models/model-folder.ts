@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { buildStages } from '../../shared/model/build-stages.js';
 import { type ModelConfig, parseModelConfig } from '../../shared/model/config.js';
 import { ModelError } from '../../shared/model/errors.js';
@@ -168,7 +168,7 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   });
   const tmp = `${outDir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  makeFolders(tmp);
   for (const [name, bytes] of files) writeFileSync(join(tmp, name), bytes);
   writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
   // Each checkpoint tensor's sha256: what volunteers that fetch their layers from the model folder check against.
@@ -179,6 +179,32 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   rmSync(outDir, { recursive: true, force: true });
   renameSync(tmp, outDir);
   return manifest;
+}
+
+/**
+ * Creates `path` and the folders above it that are missing, one at a time. Not Node's `mkdirSync(…, { recursive:
+ * true })`: under a file system that refuses new folders with ENOENT (/proc) it never returned (STAGE_CACHE=/proc/x
+ * hung the server's start). Each failure names the folder it could not make.
+ */
+export function makeFolders(path: string): void {
+  const missing: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st !== undefined) {
+      if (!st.isDirectory()) throw new ModelError('ERR_STAGE_DIR', p, 'is not a folder');
+      break;
+    }
+    missing.push(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of missing.reverse()) {
+    try {
+      mkdirSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(p, { throwIfNoEntry: false })?.isDirectory() === true) continue;
+      throw new ModelError('ERR_STAGE_DIR', p, `cannot be created (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
 }
 
 /**
