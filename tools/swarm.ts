@@ -1,6 +1,7 @@
 /** npm run swarm -- --server URL --volunteers N [--backend wasm|webgpu]: adds headless volunteer tabs to a running server. */
 import { cliArgs, runCli } from './cli-args.js';
 import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
+import { checkServer } from './server-check.js';
 
 const USAGE = 'usage: npm run swarm -- --server http://127.0.0.1:8080 --volunteers N [--backend wasm|webgpu] [--faulty N --fault KIND]';
 
@@ -20,14 +21,16 @@ runCli(async () => {
   if (v.backend !== 'wasm' && v.backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu\n${USAGE}`);
   const backend = v.backend;
   const faultOf = faultsFromArgs(v.faulty, v.fault);
+  const server = await checkServer(v.server);
+  if (!server.ok) throw new Error(server.message);
   const swarm = await startLocalSwarm({
-    serverUrl: v.server,
+    serverUrl: server.url,
     volunteers: n,
     backendOf: () => backend,
     faultOf,
     log: (l) => process.stderr.write(`${l}\n`),
   });
-  process.stdout.write(`${n} volunteer tab(s) ready on ${v.server}; Ctrl-C to stop\n`);
+  process.stdout.write(`${n} volunteer tab(s) ready on ${server.url}; Ctrl-C to stop\n`);
   const stop = () => void swarm.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
