@@ -19,7 +19,8 @@ import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults
 import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
-import { ensureStages, stageDirName } from './models/model-folder.js';
+import { mirrorProblem } from './models/mirror-check.js';
+import { ensureStages, readTensorIndex, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
@@ -433,6 +434,14 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     logger,
   });
   await server.ready;
+  const mirror = o.weightsUrl;
+  if (mirror !== null && /^https?:/.test(mirror)) {
+    // Not awaited: a slow mirror delays no start. Its problem is said once, in the log the operator reads.
+    void mirrorProblem(mirror, readTensorIndex(dir).weightsFile, new URL(server.address().url).origin).then((problem) => {
+      if (problem !== null) logger.warn(`WEIGHTS_URL (--weights-url): ${problem}; volunteers cannot load their layers from it`);
+      else log(`WEIGHTS_URL (--weights-url) ${mirror} answers range requests for the model's weights`);
+    });
+  }
   return server;
 }
 

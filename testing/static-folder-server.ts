@@ -15,6 +15,8 @@ export interface StaticFolderOptions {
   readonly ignoreRange?: boolean;
   /** Leave Content-Range out of Access-Control-Expose-Headers (browsers then hide it from scripts). */
   readonly hideContentRange?: boolean;
+  /** Access-Control-Allow-Origin: `*` by default; null sends none (browsers then keep the answer from scripts). */
+  readonly allowOrigin?: string | null;
 }
 
 export interface StaticFolderServer {
@@ -45,8 +47,9 @@ function readBytes(path: string, start: number, end: number): Uint8Array {
 }
 
 export async function startStaticFolderServer(root: string, o: StaticFolderOptions = {}): Promise<StaticFolderServer> {
+  const allowOrigin = o.allowOrigin === undefined ? '*' : o.allowOrigin;
   const cors = {
-    'access-control-allow-origin': '*',
+    ...(allowOrigin === null ? {} : { 'access-control-allow-origin': allowOrigin }),
     'access-control-expose-headers': o.hideContentRange === true ? 'Content-Length' : 'Content-Range, Content-Length',
   };
   const state = { bytesSent: 0, log: [] as string[] };

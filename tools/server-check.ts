@@ -3,6 +3,8 @@
  * dead or wrong address came back as Playwright's navigation error, escape codes and a call log included.
  */
 
+import { fetchFailure } from '../signal-server/http/fetch-failure.js';
+
 /** How long the server has to answer GET /healthz. */
 export const SERVER_CHECK_TIMEOUT_MS = 5_000;
 
@@ -24,13 +26,7 @@ export async function checkServer(raw: string, timeoutMs = SERVER_CHECK_TIMEOUT_
   try {
     res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
   } catch (e) {
-    const cause = (e as { cause?: { code?: unknown } }).cause?.code;
-    const why =
-      (e as Error).name === 'TimeoutError'
-        ? `no answer in ${timeoutMs / 1000} s`
-        : typeof cause === 'string'
-          ? cause
-          : (e as Error).message;
+    const why = fetchFailure(e, timeoutMs);
     return { ok: false, message: `no webswarm server answers at ${base} (${why}): start one with npm start, or name it with --server` };
   }
   const body: unknown = await res.json().catch(() => null);
