@@ -82,6 +82,8 @@ export interface SignalServerOptions {
   readonly apiMaxConcurrent?: number;
   /** How long an API request's body may take to arrive (default 10 s; then 408). */
   readonly bodyTimeoutMs?: number;
+  /** How far (bytes not yet sent) a streamed answer's reader may fall behind before its generation stops (default 8 MiB). */
+  readonly streamBehindBytes?: number;
   /**
    * How long any HTTP request's headers, and the whole request, may take to arrive (default 10 s and 30 s; then 408
    * and the connection closed): a client trickling headers a byte a second held a connection 63 s before, and one
@@ -428,6 +430,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     tokenTexts: tokens?.texts ?? null,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     ...(opts.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: opts.bodyTimeoutMs }),
+    ...(opts.streamBehindBytes === undefined ? {} : { streamBehindBytes: opts.streamBehindBytes }),
     startedS: Math.floor(Date.now() / 1000),
     logger,
   });

@@ -24,6 +24,8 @@ export interface ApiContext {
   readonly maxBodyBytes: number;
   /** How long a request's body may take to arrive (DEFAULT_BODY_TIMEOUT_MS). */
   readonly bodyTimeoutMs?: number;
+  /** How far a streamed answer's reader may fall behind (DEFAULT_STREAM_BEHIND_BYTES). */
+  readonly streamBehindBytes?: number;
   readonly log: (line: string) => void;
 }
 
@@ -63,6 +65,13 @@ export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access:
  * its concurrent ones, for Node's 300 s request timeout.
  */
 export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+
+/**
+ * Bytes of a streamed answer waiting in the server for its reader, past which the generation stops with
+ * ERR_SLOW_READER: the swarm computes no faster than its slowest reader reads, and the server holds no more than this
+ * for one (a reader at 64 KB/s of a 27.8 MB batch had left about 23 MB waiting).
+ */
+export const DEFAULT_STREAM_BEHIND_BYTES = 8 * 1024 * 1024;
 
 class BodyTooLarge extends Error {}
 class BodyTimeout extends Error {}
@@ -166,10 +175,27 @@ export const RETRY_AFTER_S = 5;
 /** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
 class EventStream {
   private started = false;
-  constructor(private readonly res: ServerResponse) {}
+  private behind = false;
+  /** `behind` is called once, when the bytes waiting for the reader pass `behindBytes`; nothing more is sent but `last`. */
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly behindBytes: number,
+    private readonly onBehind: () => void,
+  ) {}
   send(data: unknown): void {
     // Another choice of the request failed (or the client went) and the response has ended: the rest is not wanted.
-    if (this.res.writableEnded || this.res.destroyed) return;
+    if (this.res.writableEnded || this.res.destroyed || this.behind) return;
+    this.write(data);
+    if (this.res.writableLength > this.behindBytes) {
+      this.behind = true;
+      this.onBehind();
+    }
+  }
+  /** The stream's last event (its error), sent whether or not the reader is behind. */
+  last(data: unknown): void {
+    if (!this.res.writableEnded && !this.res.destroyed) this.write(data);
+  }
+  private write(data: unknown): void {
     if (!this.started) {
       this.started = true;
       this.res.writeHead(200, {
@@ -180,6 +206,9 @@ class EventStream {
       });
     }
     this.res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  }
+  get isBehind(): boolean {
+    return this.behind;
   }
   get isStarted(): boolean {
     return this.started;
@@ -386,7 +415,9 @@ export async function handleOpenAiGeneration(
   res.on('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
-  const events = p.stream ? new EventStream(res) : null;
+  const behindBytes = ctx.streamBehindBytes ?? DEFAULT_STREAM_BEHIND_BYTES;
+  // A reader that falls that far behind stops the generation: it ends with ERR_SLOW_READER, after what it has not read.
+  const events = p.stream ? new EventStream(res, behindBytes, () => cancel.abort()) : null;
   const sampling = {
     temperature: p.temperature,
     topK: p.topK,
@@ -555,9 +586,29 @@ export async function handleOpenAiGeneration(
     return results;
   };
 
+  /** The end of a stream whose reader fell behind: its error, after what it has not read yet. */
+  const endBehind = (stream: EventStream) => {
+    const tokens = begun.reduce((a, c) => a + c.votes.length, 0);
+    ctx.log(`${kind} ${id}: stopped after ${tokens} tokens: its reader fell ${res.writableLength} bytes behind`);
+    stream.last({
+      error: {
+        message: `the stream's reader fell more than ${behindBytes} bytes behind; the generation stopped (read faster, or ask for fewer tokens, choices or log-probabilities at once)`,
+        type: 'server_error',
+        param: null,
+        code: 'ERR_SLOW_READER',
+      },
+    });
+    res.end();
+  };
+
   const t0 = performance.now();
   try {
     const finished = await runAll();
+    // Behind at the last token, or between prompts (no generation was running to be cancelled).
+    if (events?.isBehind === true) {
+      endBehind(events);
+      return;
+    }
     const all = finished.flatMap((d) => d.done);
     const tokens = all.reduce((a, c) => a + c.tokens.length, 0);
     const batch = prompts.length > 1 ? ` for ${prompts.length} prompts in ${lanes.length} lane${lanes.length === 1 ? '' : 's'}` : '';
@@ -576,6 +627,10 @@ export async function handleOpenAiGeneration(
     const { code, message } = wireErrorOf(e);
     // The other choices (and prompts) are not wanted any more.
     cancel.abort();
+    if (code === 'ERR_CANCELLED' && events?.isBehind === true) {
+      endBehind(events);
+      return;
+    }
     if (code === 'ERR_CANCELLED') {
       ctx.log(`${kind} ${id}: cancelled by the client after ${begun.reduce((a, c) => a + c.votes.length, 0)} tokens`);
       res.destroy();

@@ -38,6 +38,8 @@ export interface RoutesContext {
   readonly maxBodyBytes: number;
   /** How long an API request's body may take to arrive (absent: DEFAULT_BODY_TIMEOUT_MS). */
   readonly bodyTimeoutMs?: number;
+  /** How far a streamed answer's reader may fall behind (absent: DEFAULT_STREAM_BEHIND_BYTES). */
+  readonly streamBehindBytes?: number;
   /** Unix seconds when the server started: the `created` of the served models. */
   readonly startedS: number;
   readonly logger: Logger;
@@ -117,6 +119,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     access: ctx.access,
     maxBodyBytes: ctx.maxBodyBytes,
     ...(ctx.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: ctx.bodyTimeoutMs }),
+    ...(ctx.streamBehindBytes === undefined ? {} : { streamBehindBytes: ctx.streamBehindBytes }),
     log,
     createdS: ctx.startedS,
     countRequest: (route, status) => ctx.metrics.countRequest(route, status),

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { expect } from 'vitest';
 import type { FallbackMode } from '../coordinator/fallback.js';
+import type { Logger } from '../log.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
@@ -43,6 +44,9 @@ export async function startApiSwarm(
     /** The server's fallback (FALLBACK; off unless given). */
     fallback?: FallbackMode;
     volunteer?: (i: number) => NodeVolunteerOptions;
+    /** The server's bound on a streamed answer's unread bytes (its default unless given). */
+    streamBehindBytes?: number;
+    logger?: Logger;
   },
 ): Promise<ApiSwarm> {
   const cache = mkdtempSync(join(tmpdir(), prefix));
@@ -59,6 +63,8 @@ export async function startApiSwarm(
     ...(o.scoreRows === undefined ? {} : { scoreRows: o.scoreRows }),
     ...(o.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: o.stepTimeoutMs }),
     ...(o.fallback === undefined ? {} : { fallback: o.fallback }),
+    ...(o.streamBehindBytes === undefined ? {} : { streamBehindBytes: o.streamBehindBytes }),
+    ...(o.logger === undefined ? {} : { logger: o.logger }),
   });
   await server.ready;
   const volunteers = Array.from({ length: o.redundancy }, (_, i) => new NodeVolunteer(server.address().url, o.volunteer?.(i)));
