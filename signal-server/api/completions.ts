@@ -191,7 +191,7 @@ class EventStream {
       this.onBehind();
     }
   }
-  /** The stream's last event (its error), sent whether or not the reader is behind. */
+  /** The stream's last event (an error), sent whether or not the reader is behind. */
   last(data: unknown): void {
     if (!this.res.writableEnded && !this.res.destroyed) this.write(data);
   }
@@ -649,7 +649,7 @@ export async function handleOpenAiGeneration(
     const param = kind === 'chat' && given === 'prompt' ? 'messages' : given;
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
-      events.send({ error: { message, type, param, code: apiCode } });
+      events.last({ error: { message, type, param, code: apiCode } });
       res.end();
     } else sendApiError(res, status, type, apiCode, message, param);
   }
