@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../signal-server/log.js';
 import { optionsFrom, startServer } from '../signal-server/main.js';
 import type { SignalServer } from '../signal-server/server.js';
+import { freePort } from '../signal-server/testing/redis-server.js';
 import { checkServer } from './server-check.js';
 
 let server: SignalServer;
@@ -27,10 +28,7 @@ describe('npm run swarm asks the server first', () => {
   });
 
   it('a port nobody listens on: named, with what to do (before: Playwright’s navigation error with escape codes)', async () => {
-    const closed = createServer();
-    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((r) => closed.close(r));
+    const port = await freePort();
     const check = await checkServer(`http://127.0.0.1:${port}`);
     expect(check).toEqual({
       ok: false,

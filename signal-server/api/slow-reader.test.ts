@@ -28,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(() => s?.close());
 
-/** Sends BODY (as `count` prompts) over a raw socket; `take` gets what arrives. */
+/** POSTs `body` to /v1/completions over a raw socket; `take` gets what arrives. */
 function post(body: object, take: (chunk: Buffer) => void): Socket {
   const json = JSON.stringify(body);
   const { port } = new URL(s.server.address().url);

@@ -2,14 +2,13 @@
 // (testing/static-folder-server.ts, written apart from webswarm's server), told to misbehave the ways a volunteer's
 // layer fetch refuses (web/compute/range-fetch.ts; e2e/layer-fetch.spec.ts runs those in Chromium).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StaticFolderOptions, startStaticFolderServer } from '../../testing/static-folder-server.js';
 import { optionsFrom, startServer } from '../main.js';
 import type { SignalServer } from '../server.js';
+import { freePort } from '../testing/redis-server.js';
 import { serverLog } from '../testing/server-log.js';
 import { DEFAULT_MODEL, modelDir } from '../defaults.js';
 import { mirrorProblem } from './mirror-check.js';
@@ -24,14 +23,6 @@ async function problemWith(o: StaticFolderOptions, file = FILE): Promise<{ probl
   } finally {
     await mirror.close();
   }
-}
-
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('mirrorProblem', () => {
@@ -51,7 +42,7 @@ describe('mirrorProblem', () => {
     expect(other.problem).toBe(`${other.url} lets only pages of https://elsewhere.example read it (this server is ${ORIGIN})`);
     const missing = await problemWith({}, 'model-00001-of-00002.safetensors');
     expect(missing.problem).toBe(`${missing.url} answered HTTP 404`);
-    const port = await deadPort();
+    const port = await freePort();
     expect(await mirrorProblem(`http://127.0.0.1:${port}/m/`, FILE, ORIGIN)).toBe(
       `http://127.0.0.1:${port}/m/${FILE} cannot be reached (ECONNREFUSED)`,
     );
@@ -70,7 +61,7 @@ describe('the server at start', () => {
   });
 
   it('warns by name of a WEIGHTS_URL its volunteers cannot load from (before: only volunteers joining and leaving), and says a good one answers', async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const base = { ...optionsFrom({}), port: 0, host: '127.0.0.1', webRoot: tmp, stageCache: tmp };
     const dead = serverLog();
     servers.push(await startServer({ ...base, weightsUrl: `http://127.0.0.1:${port}/austen/` }, dead.logger));

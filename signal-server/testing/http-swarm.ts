@@ -126,9 +126,9 @@ export function httpSwarm(name: string): HttpSwarm {
       }
       // These n ready, whoever else is (counting all the ready passed by chance while a swarm already had some: a
       // member ready before, and the last of these not yet ready).
-      const ids = () => new Set(all.map((v) => v.id));
+      const ids = new Set(all.map((v) => v.id));
       await expect
-        .poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.ready && ids().has(v.id)).length, { timeout: WAIT_MS })
+        .poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.ready && ids.has(v.id)).length, { timeout: WAIT_MS })
         .toBe(n);
       return all;
     },
