@@ -34,6 +34,8 @@
  *   step by step vs MESH_AHEAD steps ahead, r = 1 and r = 3, against the reference runner a token at a time),
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
  *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
+ *   BENCH_FALLBACK_LOOP (default 1; 0 skips how long the fallback holds the server's event loop, its runners in their thread vs
+ *   on the main thread, bench/fallback-loop.ts),
  *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
  *   and Socket.IO round trips between Chromium tabs, with and without the background throttling flags, then both #11 targets
  *   against it in one run: austen-2m's and the SmolLM-135M-shaped model's token leg by leg, and the latter's distribution cost), BENCH_HOP_ROUND_TRIPS
@@ -67,6 +69,7 @@ import { benchColdStart } from './cold-start.js';
 import { benchContextGrowth } from './context-growth.js';
 import { benchDataPath } from './datapath.js';
 import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
+import { benchFallbackLoop } from './fallback-loop.js';
 import { benchFaults } from './faults.js';
 import { benchGpuBatching } from './gpu-batching.js';
 import { benchGraphs } from './graphs.js';
@@ -166,6 +169,7 @@ async function main(): Promise<void> {
     }
     if (process.env.BENCH_LAST_HEAD !== '0') await benchLastHead({ repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_TEXT_STREAM !== '0') benchTextStream({ repeats });
+    if (process.env.BENCH_FALLBACK_LOOP !== '0') await benchFallbackLoop({ repeats });
     if (process.env.BENCH_VOTE_COST !== '0') {
       benchVoteCost({ repeats: Math.max(repeats, 15) });
       benchSampling({ repeats: Math.max(repeats, 15) });

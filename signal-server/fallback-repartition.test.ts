@@ -3,11 +3,11 @@
 // fallback computes a stage of when a departure makes the swarm switch
 // partition. The request answers the reference's tokens (replayed on the new
 // partition if the switch comes first), and the old partition's fallback
-// runner (real onnxruntime sessions) is released, once, when no session uses
+// runner (real onnxruntime sessions in a thread) is released, once, when no session uses
 // it; the in-process test (coordinator/fallback-handover.test.ts) holds a
 // session across the switch deterministically.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { OrtExecutor } from './reference/ort-executor.js';
+import { ThreadExecutor } from './reference/thread-executor.js';
 import { httpSwarm } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 
@@ -23,8 +23,8 @@ describe('fallback and re-partition over Socket.IO', () => {
     "a request the fallback computes a stage of answers the reference's tokens across the switch; the old fallback runner is then released, once",
     async () => {
       // Observed, not replaced: every runner made of the whole model (3 stage files), and every release.
-      const create = vi.spyOn(OrtExecutor, 'create');
-      const release = vi.spyOn(OrtExecutor.prototype, 'release');
+      const create = vi.spyOn(ThreadExecutor, 'create');
+      const release = vi.spyOn(ThreadExecutor.prototype, 'release');
       const { server, url, expected } = await start(3, 2, {
         stepTimeoutMs: 20_000,
         fallback: 'stage',
@@ -54,16 +54,18 @@ describe('fallback and re-partition over Socket.IO', () => {
       expect([0, 1]).toContain(coordinator.replays);
       // The old partition's fallback runner: made of its 3 stage files, and released once the replayed session ended.
       const wholeModel = create.mock.results
-        .map((x, i) => ({ bytes: create.mock.calls[i]?.[0].length, value: x.value as Promise<OrtExecutor> }))
+        .map((x, i) => ({ bytes: create.mock.calls[i]?.[0].length, value: x.value as Promise<ThreadExecutor> }))
         .filter((x) => x.bytes === 3);
       const runners = await Promise.all(wholeModel.map((x) => x.value));
-      await expect.poll(() => release.mock.contexts.filter((c) => runners.includes(c as OrtExecutor)).length, { timeout: 10_000 }).toBe(1);
+      await expect
+        .poll(() => release.mock.contexts.filter((c) => runners.includes(c as ThreadExecutor)).length, { timeout: 10_000 })
+        .toBe(1);
       // Nothing else of the whole model was released: the challenge oracles and the new partition's runner live on.
       expect(coordinator.fallbackSessions).toBe(0);
       const again = await complete(url);
       expect(again.status).toBe(200);
       expect(again.body.webswarm?.tokens).toEqual(expected);
-      expect(release.mock.contexts.filter((c) => runners.includes(c as OrtExecutor)).length).toBe(1);
+      expect(release.mock.contexts.filter((c) => runners.includes(c as ThreadExecutor)).length).toBe(1);
     },
     TEST_MS,
   );

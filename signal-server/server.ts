@@ -30,7 +30,7 @@ import { type MetricsSource, SwarmMetrics } from './metrics.js';
 import { boundPipelining, MAX_PIPELINED } from './pipelined-requests.js';
 import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
-import { lazyOracle, partitionBuilder, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
+import { lazyOracle, partitionBuilder, type RunnerPlace, servedSizes, stageBaseUrl, stageRunner } from './stage-runners.js';
 import { StatusFeed } from './status-feed.js';
 import { limitConnections } from './tcp-connections.js';
 
@@ -126,6 +126,11 @@ export interface SignalServerOptions {
   readonly fallback?: FallbackMode;
   /** Sessions the fallback computes at once (default 4); more wait in turn up to the route wait, then 503 ERR_BUSY. */
   readonly fallbackMaxSessions?: number;
+  /**
+   * Where the first stage set's fallback and challenge runners compute (default thread: off the event loop); main only
+   * for bench/fallback-loop.ts's side-by-side with the way it was. Not a setting of `npm start`.
+   */
+  readonly runners?: RunnerPlace;
   /** The mesh loop: the last stage feeds stage 0 its tokens over the data channels, verified off the critical path (default on). */
   readonly meshLoop?: boolean;
   /** The most of a scored prompt's positions in one step (default maxScoreRows); 1: a position a step (CoordinatorOptions.scoreRows). */
@@ -364,7 +369,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
   // The first stage set's challenge runner (made on first use), given back when the server closes.
-  const firstOracle = firstModel === undefined ? null : lazyOracle(firstModel.dir);
+  const firstOracle = firstModel === undefined ? null : lazyOracle(firstModel.dir, opts.runners);
   // Joiners are placed on a stage they can hold (memory, largest buffer): the served stages' sizes.
   const sizes = firstModel === undefined ? undefined : servedSizes(firstModel);
   const coordinator =
@@ -403,7 +408,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                   fallback: {
                     mode: opts.fallback,
                     maxSessions: opts.fallbackMaxSessions ?? DEFAULT_FALLBACK_MAX_SESSIONS,
-                    executor: stageRunner(firstModel.dir),
+                    executor: stageRunner(firstModel.dir, opts.runners),
                     ...(opts.fallbackMaxBatch === undefined ? {} : { maxBatch: opts.fallbackMaxBatch }),
                   },
                 }),

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureStages } from './models/model-folder.js';
-import { OrtExecutor } from './reference/ort-executor.js';
+import { ThreadExecutor } from './reference/thread-executor.js';
 import { KEPT_PARTITIONS, partitionBuilder } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
@@ -113,22 +113,22 @@ describe('stage cache eviction', () => {
       const builder = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {});
       if (builder === null) throw new Error('no builder');
       const cut = (...ends: number[]) => ends.map((end, i) => ({ start: i === 0 ? 0 : (ends[i - 1] as number), end }));
-      const before = OrtExecutor.liveSessions;
+      const before = ThreadExecutor.live;
       const two = await builder.build(cut(2, 3));
       builder.switched?.(two);
       await two.oracle.make(0);
-      expect(OrtExecutor.liveSessions).toBe(before + 2); // one session per stage of the cut
+      expect(ThreadExecutor.live).toBe(before + 1); // the cut's oracle
       await builder.build(cut(3));
       const other = await builder.build(cut(1, 3));
       await builder.build(cut(1, 2, 3));
       await other.oracle.make(1);
-      expect(OrtExecutor.liveSessions).toBe(before + 4);
+      expect(ThreadExecutor.live).toBe(before + 2);
       // Served no more and not among the kept: evicted, and its runner released (before: held until the process ended).
       builder.switched?.(other);
-      await expect.poll(() => OrtExecutor.liveSessions).toBe(before + 2);
+      await expect.poll(() => ThreadExecutor.live).toBe(before + 1);
       await expect(two.oracle.make(0)).rejects.toThrow(/released/);
       await builder.release?.();
-      expect(OrtExecutor.liveSessions).toBe(before);
+      expect(ThreadExecutor.live).toBe(before);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -1,7 +1,8 @@
 /**
- * The server's own runners of a stage set (made on first use): the challenge
- * oracle volunteers must match to count as ready, the fallback's executor, and
- * for a re-partition both of these for any layer ranges, built into the stage cache.
+ * The server's own runners of a stage set (made on first use, each in a
+ * thread of its own): the challenge oracle volunteers must match to count as
+ * ready, the fallback's executor, and for a re-partition both of these for any
+ * layer ranges, built into the stage cache.
  */
 import { rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
@@ -13,15 +14,22 @@ import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordin
 import { ensureStages, loadStageSet, readTensorIndex, sourceFolderOf } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
 import { OrtExecutor } from './reference/ort-executor.js';
+import { ThreadExecutor } from './reference/thread-executor.js';
 
 /** The server's runner of a stage set, computing the challenge steps whose answers volunteers must match. */
-export function lazyOracle(dir: string): ChallengeOracle {
+export function lazyOracle(dir: string, where: RunnerPlace = 'thread'): ChallengeOracle {
   let oracle: Promise<ReferenceOracle> | null = null;
+  let executor: ServerRunner | null = null;
   let released = false;
   return {
     make: (stage, wanted) => {
       if (released) return Promise.reject(new Error(`the runner of ${dir} was released: no challenge for stage ${stage}`));
-      oracle ??= loadStageSet(dir).then(async (set) => new ReferenceOracle(set.manifest, await OrtExecutor.create(set.stageBytes)));
+      // A runner whose thread stopped (crashed) is made anew: without challenges no volunteer could become ready.
+      if (executor?.broken === true) [oracle, executor] = [null, null];
+      oracle ??= loadStageSet(dir).then(async (set) => {
+        executor = await makeRunner(set.stageBytes, where);
+        return new ReferenceOracle(set.manifest, executor);
+      });
       return oracle.then((o) => o.make(stage, wanted));
     },
     release: async () => {
@@ -36,8 +44,22 @@ export function lazyOracle(dir: string): ChallengeOracle {
 }
 
 /** The server's runner of a stage set for the fallback. */
-export function stageRunner(dir: string): () => Promise<OrtExecutor> {
-  return () => loadStageSet(dir).then((set) => OrtExecutor.create(set.stageBytes));
+export function stageRunner(dir: string, where: RunnerPlace = 'thread'): () => Promise<ServerRunner> {
+  return () => loadStageSet(dir).then((set) => makeRunner(set.stageBytes, where));
+}
+
+/**
+ * Where the server's runners compute: in the runner thread (ThreadExecutor,
+ * off the event loop), or on the main thread (OrtExecutor), as before it, for
+ * a benchmark's side-by-side (bench/fallback-loop.ts).
+ */
+export type RunnerPlace = 'thread' | 'main';
+
+/** A server's runner of a stage set. */
+export type ServerRunner = OrtExecutor | ThreadExecutor;
+
+function makeRunner(stageBytes: readonly Uint8Array[], where: RunnerPlace): Promise<ServerRunner> {
+  return where === 'thread' ? ThreadExecutor.create(stageBytes) : OrtExecutor.create(stageBytes);
 }
 
 /**
@@ -95,7 +117,7 @@ export function partitionBuilder(
     dirOf.delete(p);
     unserve(p.baseUrl);
     rmSync(dir, { recursive: true, force: true });
-    // Its oracle held the whole model in this process's WASM heap: a server that re-partitions for days would fill it.
+    // Its oracle's thread holds the whole model: a server that re-partitions for days would fill its memory.
     // A release that fails frees nothing more than not trying would: not a reason to stop the server.
     p.oracle.release?.().catch(() => {});
   };

@@ -10,8 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type Feeds, freshFeeds } from '../../shared/model/pipeline.js';
 import { ensureStages } from '../models/model-folder.js';
-import type { OrtExecutor } from '../reference/ort-executor.js';
-import { stageRunner } from '../stage-runners.js';
+import { type ServerRunner, stageRunner } from '../stage-runners.js';
 import { MODEL } from '../testing/http-swarm.js';
 import { type ServerReplicaOutputs, ServerReplicas } from './fallback.js';
 
@@ -27,8 +26,8 @@ afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
 const quiet: ServerReplicaOutputs = { frame() {}, joined() {}, digest() {}, logits() {}, failed() {}, rejected() {} };
 
-/** Server replicas whose runners (real OrtExecutors of the stage files) are kept in `made`. */
-function replicas(made: OrtExecutor[]): ServerReplicas {
+/** Server replicas whose runners (real runner-thread sessions of the stage files) are kept in `made`. */
+function replicas(made: ServerRunner[]): ServerReplicas {
   const make = stageRunner(dir);
   return new ServerReplicas(
     manifest,
@@ -52,7 +51,7 @@ function prefill(): Feeds {
 
 describe('the fallback across a partition switch', () => {
   it('the old runner serves the sessions it admitted to their end, then is released; the new one lives on', async () => {
-    const made: OrtExecutor[] = [];
+    const made: ServerRunner[] = [];
     const old = replicas(made);
     expect(old.admit(7)).toBe(true);
     const running = old.runner.run(0, prefill());
@@ -68,7 +67,7 @@ describe('the fallback across a partition switch', () => {
     next.release(7);
     expect(await old.runnerReleased).toBe(true);
     // Really released: its onnxruntime sessions run nothing more, and the old replicas refuse to.
-    await expect((made[0] as OrtExecutor).run(0, prefill())).rejects.toThrow();
+    await expect((made[0] as ServerRunner).run(0, prefill())).rejects.toThrow();
     await expect(old.runner.run(0, prefill())).rejects.toThrow('released');
     // The new replicas are untouched and compute on a runner of their own.
     expect(next.runnerReleased).toBeNull();
@@ -79,7 +78,7 @@ describe('the fallback across a partition switch', () => {
   });
 
   it('idle old replicas are released at the switch, and one that never made a runner makes none', async () => {
-    const made: OrtExecutor[] = [];
+    const made: ServerRunner[] = [];
     const used = replicas(made);
     used.admit(1);
     await used.runner.run(0, prefill());
@@ -94,7 +93,7 @@ describe('the fallback across a partition switch', () => {
   });
 
   it('a chain of switches while one session runs: released through the newest replicas, every old runner goes', async () => {
-    const made: OrtExecutor[] = [];
+    const made: ServerRunner[] = [];
     const a = replicas(made);
     a.admit(3);
     await a.runner.run(0, prefill());
@@ -111,7 +110,7 @@ describe('the fallback across a partition switch', () => {
   });
 
   it('a chain of switches where the middle replicas admitted nothing: the first one, still holding a session, is not lost', async () => {
-    const made: OrtExecutor[] = [];
+    const made: ServerRunner[] = [];
     const a = replicas(made);
     a.admit(5);
     await a.runner.run(0, prefill());

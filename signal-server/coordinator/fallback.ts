@@ -55,9 +55,11 @@ export interface ServerReplicaOutputs {
   rejected(from: string, reason: string): void;
 }
 
-/** A runner that may hold resources to give back (onnxruntime sessions: OrtExecutor.release). */
+/** A runner that may hold resources to give back (onnxruntime sessions: ThreadExecutor.release). */
 export interface ReleasableExecutor extends StageExecutor {
   release?(): Promise<void>;
+  /** True once it can run nothing more (its thread stopped): the next run makes another. */
+  readonly broken?: boolean;
 }
 
 /**
@@ -74,9 +76,7 @@ export class SerialExecutor implements StageExecutor {
 
   run(stage: number, feeds: Feeds, fetches?: Fetches): Promise<Feeds> {
     if (this.closed) return Promise.reject(new Error('the runner of a replaced partition was released'));
-    this.inner ??= this.make();
-    const inner = this.inner;
-    const run = this.queue.then(async () => (await inner).run(stage, feeds, fetches));
+    const run = this.queue.then(async () => (await this.current()).run(stage, feeds, fetches));
     this.queue = run.catch(() => {});
     return run;
   }
@@ -84,12 +84,18 @@ export class SerialExecutor implements StageExecutor {
   /** Releases the runner after the runs queued end; true when there was one to release (it is made on first use). */
   async close(): Promise<boolean> {
     this.closed = true;
-    const inner = this.inner;
-    if (inner === null) return false;
     await this.queue;
-    const executor = await inner.catch(() => null);
+    const executor = await this.inner?.catch(() => null);
     await executor?.release?.();
-    return executor !== null;
+    return executor !== undefined && executor !== null;
+  }
+
+  /** The runner, made on first use, and made again where the one made stopped (its thread crashed: the runs it held failed). */
+  private async current(): Promise<ReleasableExecutor> {
+    const made = await this.inner;
+    if (made !== undefined && made !== null && made.broken !== true) return made;
+    this.inner = this.make();
+    return this.inner;
   }
 }
 

@@ -51,6 +51,11 @@ export class OrtExecutor implements StageExecutor {
     return result;
   }
 
+  /** True once released: it runs nothing more. */
+  get broken(): boolean {
+    return this.released;
+  }
+
   /** Gives the sessions' memory back; once only (a second call does nothing). */
   async release(): Promise<void> {
     if (this.released) return;
