@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureStages } from './models/model-folder.js';
+import { ensureStages, loadStageSet } from './models/model-folder.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
-import { KEPT_PARTITIONS, partitionBuilder } from './stage-runners.js';
+import { KEPT_PARTITIONS, lazyOracle, partitionBuilder } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
 const cache = mkdtempSync(join(tmpdir(), 'webswarm-stage-runners-'));
@@ -131,6 +131,30 @@ describe('stage cache eviction', () => {
       expect(ThreadExecutor.live).toBe(before);
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lazyOracle', () => {
+  it('makes challenges again after its runner thread died (a crash): without them no volunteer could become ready', async () => {
+    const served = await ensureStages(MODEL, { stages: 3 }, cache);
+    const oracle = lazyOracle(served.dir);
+    try {
+      const before = await oracle.make(2);
+      expect(before.hidden.length).toBeGreaterThan(0);
+      // Another runner on the same thread, to reach the thread and kill it from outside.
+      const other = await ThreadExecutor.create((await loadStageSet(served.dir)).stageBytes);
+      const dead = other.worker;
+      await dead.terminate();
+      expect(other.broken).toBe(true);
+      const after = await oracle.make(2);
+      expect(after.stage).toBe(2);
+      expect(after.expected).toHaveLength(before.expected.length);
+      const next = await ThreadExecutor.create((await loadStageSet(served.dir)).stageBytes);
+      expect(next.worker).not.toBe(dead);
+      await next.release();
+    } finally {
+      await oracle.release?.();
     }
   });
 });
