@@ -37,7 +37,7 @@ export function ConsentBox({
   readonly pointerOnly?: boolean;
   readonly children?: ReactNode;
 }) {
-  const { ref, refusal, settling, clickRefusal, onClick } = useConsent(onConsent, pointerOnly);
+  const { ref, refusal, settling, clickRefusal, onClick, onPointerUp } = useConsent(onConsent, pointerOnly);
   const why = clickRefusal ?? (settling ? null : refusal);
   const ready = plan.kind === 'gpu' || plan.kind === 'cpu';
   return (
@@ -61,7 +61,17 @@ export function ConsentBox({
           </p>
         )}
       </div>
-      <button type="button" className="primary" data-testid="consent" disabled={!ready || refusal !== null} onClick={onClick}>
+      <button
+        type="button"
+        className="primary"
+        data-testid="consent"
+        disabled={!ready || refusal !== null}
+        onClick={onClick}
+        onPointerUp={onPointerUp}
+        // A touch held on it (the press that counts) opens no menu and selects no text.
+        onContextMenu={(e) => e.preventDefault()}
+        style={{ userSelect: 'none', WebkitUserSelect: 'none', WebkitTouchCallout: 'none' }}
+      >
         {consentLabel(plan)}
       </button>
     </div>

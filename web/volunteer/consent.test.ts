@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ConsentClick, type ConsentFacts, consentRefusal, entryShown, MIN_SHOWN_MS } from './consent.js';
+import { type ConsentClick, type ConsentFacts, consentRefusal, entryShown, MIN_HOLD_MS, MIN_SHOWN_MS } from './consent.js';
 
 const SHOWN_AT = 1_000;
 /** A visible, full-size page whose consent box has been on screen long enough. */
@@ -59,6 +59,25 @@ describe('consentRefusal', () => {
     expect(code({ mouseMovedAtMs: null }, { ...REAL_CLICK, pointerType: 'pen' })).toBeNull();
     expect(code({}, mouse)).toBeNull();
     expect(consentRefusal({ ...OK, mouseMovedAtMs: null }, mouse)?.message).toContain('move the mouse onto the button');
+  });
+
+  it('counts a touch or a pen only when pressed on the button once it was enabled, and held there (a page opened under a finger tapping fast)', () => {
+    const enabledAt = SHOWN_AT + MIN_SHOWN_MS;
+    for (const pointerType of ['touch', 'pen']) {
+      const tap = { ...REAL_CLICK, pointerType };
+      const press = (beganAtMs: number, heldMs: number) => ({ nowMs: beganAtMs + heldMs, press: { beganAtMs, heldMs } });
+      expect(code({ press: null }, tap)).toBe('ERR_PRESS_TOO_SHORT');
+      expect(code(press(enabledAt + 300, 80), tap)).toBe('ERR_PRESS_TOO_SHORT');
+      expect(code(press(enabledAt, MIN_HOLD_MS - 1), tap)).toBe('ERR_PRESS_TOO_SHORT');
+      // Begun before the button was enabled (while the page appeared under the finger), however long it is held.
+      expect(code(press(enabledAt - 1, 2 * MIN_HOLD_MS), tap)).toBe('ERR_PRESS_TOO_SHORT');
+      expect(code(press(enabledAt, MIN_HOLD_MS), tap)).toBeNull();
+      // Where presses are not tracked, nothing is judged.
+      expect(code({}, tap)).toBeNull();
+    }
+    // A mouse's click is judged by its move, never by how long it was held.
+    expect(code({ press: null, mouseMovedAtMs: SHOWN_AT }, { ...REAL_CLICK, pointerType: 'mouse' })).toBeNull();
+    expect(consentRefusal({ ...OK, press: null }, { ...REAL_CLICK, pointerType: 'touch' })?.message).toContain('hold it');
   });
 
   it('refuses while the page is hidden (a background tab)', () => {

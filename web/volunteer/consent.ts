@@ -16,6 +16,8 @@
 export const MIN_VIEWPORT_PX = { width: 100, height: 60 } as const;
 /** How long the button must have been on screen, unobscured, before a click counts (a frame shown just under the cursor does not). */
 export const MIN_SHOWN_MS = 500;
+/** How long a touch or a pen must be held on the button for its press to count (a tap in a game under the finger is shorter). */
+export const MIN_HOLD_MS = 600;
 /** The share of the button that must be inside the viewport. */
 export const MIN_SHOWN_RATIO = 0.95;
 
@@ -28,6 +30,7 @@ export type ConsentRefusalCode =
   | 'ERR_NO_USER_ACTIVATION'
   | 'ERR_KEYBOARD_CLICK'
   | 'ERR_MOUSE_NOT_MOVED'
+  | 'ERR_PRESS_TOO_SHORT'
   | 'ERR_NOT_IN_FRONT'
   | 'ERR_IN_FRONT_TOO_BRIEFLY'
   | 'ERR_VISIBILITY_UNKNOWN';
@@ -76,6 +79,13 @@ export interface ConsentFacts {
    * where they land, without a move onto its button.
    */
   readonly mouseMovedAtMs?: number | null;
+  /**
+   * The touch or pen press that made this click, where it began and ended on the button: when it began
+   * (performance.now() clock) and how long it was held; null if it did not begin and end there; undefined where not
+   * tracked. A page opened under the finger of a visitor tapping fast on another (a game) gets their next taps where
+   * they land; a tap is short, a deliberate press held.
+   */
+  readonly press?: { readonly beganAtMs: number; readonly heldMs: number } | null;
 }
 
 /** The click itself. */
@@ -117,8 +127,8 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     };
   if (facts.shownSinceMs === null) return { code: 'ERR_NOT_SHOWN', message: 'this button is covered, transparent or off screen' };
   if (facts.nowMs - facts.shownSinceMs < MIN_SHOWN_MS) return { code: 'ERR_SHOWN_TOO_BRIEFLY', message: 'take a moment to read it first' };
-  // A mouse click counts once the mouse has moved onto the button since it was shown (a touch or a pen has no
-  // hover to move; a key's click is judged above).
+  // A mouse click counts once the mouse has moved onto the button since it was shown; a touch or a pen, which has
+  // no hover to move, once pressed there and held (a key's click is judged above).
   if (
     click?.pointerType === 'mouse' &&
     facts.mouseMovedAtMs !== undefined &&
@@ -127,6 +137,15 @@ export function consentRefusal(facts: ConsentFacts, click?: ConsentClick): Conse
     return {
       code: 'ERR_MOUSE_NOT_MOVED',
       message: 'move the mouse onto the button, then click (a click where this page appeared under the mouse does not count)',
+    };
+  if (
+    (click?.pointerType === 'touch' || click?.pointerType === 'pen') &&
+    facts.press !== undefined &&
+    (facts.press === null || facts.press.beganAtMs < facts.shownSinceMs + MIN_SHOWN_MS || facts.press.heldMs < MIN_HOLD_MS)
+  )
+    return {
+      code: 'ERR_PRESS_TOO_SHORT',
+      message: 'press the button and hold it for a moment (a tap where this page appeared under your finger does not count)',
     };
   if (facts.inFrontSinceMs === null)
     return { code: 'ERR_NOT_IN_FRONT', message: 'another window is in front of this one: click here once, then read it' };

@@ -1,5 +1,13 @@
-import { type MouseEvent, useCallback, useEffect, useRef, useState } from 'react';
-import { type ConsentFacts, type ConsentRefusal, consentRefusal, entryShown, MIN_SHOWN_MS, MIN_SHOWN_RATIO } from './consent.js';
+import { type MouseEvent, type PointerEvent as ReactPointerEvent, useCallback, useEffect, useRef, useState } from 'react';
+import {
+  type ConsentClick,
+  type ConsentFacts,
+  type ConsentRefusal,
+  consentRefusal,
+  entryShown,
+  MIN_SHOWN_MS,
+  MIN_SHOWN_RATIO,
+} from './consent.js';
 
 /** IntersectionObserver v2 (Chromium): reports occlusion, opacity and filters as `isVisible`. Not in TypeScript's DOM types yet. */
 interface VisibilityObserverInit extends IntersectionObserverInit {
@@ -23,6 +31,15 @@ export function observeShown(el: Element, on: (e: IntersectionObserverEntry) => 
   return () => io.disconnect();
 }
 
+/** Whether a pointer event happened over the element's box. */
+function over(el: Element, e: { readonly clientX: number; readonly clientY: number }): boolean {
+  const r = el.getBoundingClientRect();
+  return e.clientX >= r.left && e.clientX <= r.right && e.clientY >= r.top && e.clientY <= r.bottom;
+}
+
+/** How long after a touch or pen press ended on the button a click is the one the browser makes of it. */
+const PRESS_CLICK_MS = 1_000;
+
 /**
  * Gathers the facts consent.ts judges, for the element that holds the
  * consent button and what it says: whether it has been on screen long enough,
@@ -41,6 +58,10 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
   const [, rerender] = useState(0);
   /** When a mouse last moved over the consent box (a ref: read at the click, no render for each move). */
   const mouseMovedAt = useRef<number | null>(null);
+  /** The touch or pen press begun on the consent box: its pointer and when (a ref, read when it ends). */
+  const press = useRef<{ readonly id: number; readonly at: number } | null>(null);
+  /** When a touch or pen press last ended on the button, judged there: the click the browser makes of it is not judged again. */
+  const pressEndedAt = useRef<number | null>(null);
   /** pointerOnly (the consent window): since when it has had the focus, null while it has not. */
   const [inFrontSinceMs, setInFrontSince] = useState<number | null>(() => (document.hasFocus() ? performance.now() : null));
 
@@ -72,16 +93,28 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
     };
   }, [pointerOnly]);
 
-  // A mouse's move over the box. On the document: a disabled button gets no events of its own.
+  // A mouse's move over the box, and a touch or pen press begun on it. On the document: a disabled button gets no
+  // mouse events of its own.
   useEffect(() => {
     if (box === null) return;
     const moved = (e: PointerEvent) => {
-      if (e.pointerType !== 'mouse') return;
-      const r = box.getBoundingClientRect();
-      if (e.clientX >= r.left && e.clientX <= r.right && e.clientY >= r.top && e.clientY <= r.bottom) mouseMovedAt.current = e.timeStamp;
+      if (e.pointerType === 'mouse' && over(box, e)) mouseMovedAt.current = e.timeStamp;
     };
-    document.addEventListener('pointermove', moved, { capture: true, passive: true });
-    return () => document.removeEventListener('pointermove', moved, { capture: true });
+    const down = (e: PointerEvent) => {
+      if (e.pointerType !== 'mouse') press.current = over(box, e) ? { id: e.pointerId, at: e.timeStamp } : null;
+    };
+    const cancelled = (e: PointerEvent) => {
+      if (press.current?.id === e.pointerId) press.current = null;
+    };
+    const options = { capture: true, passive: true } as const;
+    document.addEventListener('pointermove', moved, options);
+    document.addEventListener('pointerdown', down, options);
+    document.addEventListener('pointercancel', cancelled, options);
+    return () => {
+      document.removeEventListener('pointermove', moved, options);
+      document.removeEventListener('pointerdown', down, options);
+      document.removeEventListener('pointercancel', cancelled, options);
+    };
   }, [box]);
 
   // The other facts change without a render: the page hidden or shown, the frame resized.
@@ -117,9 +150,17 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
     return () => clearTimeout(t);
   }, [waitMs]);
 
+  const judge = (f: ConsentFacts, click: ConsentClick) => {
+    const r = consentRefusal(f, click);
+    setClickRefusal(r);
+    if (r === null) onConsent();
+  };
   const onClick = (e: MouseEvent<HTMLElement>) => {
     const pointerType = (e.nativeEvent as Partial<PointerEvent>).pointerType;
-    const r = consentRefusal(
+    // A touch's or a pen's click was judged when its press ended (onPointerUp), where how long it was held is known.
+    const ended = pressEndedAt.current;
+    if (pointerType === 'touch' || pointerType === 'pen' || (ended !== null && e.timeStamp - ended < PRESS_CLICK_MS)) return;
+    judge(
       { ...facts(), mouseMovedAtMs: mouseMovedAt.current },
       {
         isTrusted: e.nativeEvent.isTrusted,
@@ -128,8 +169,18 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
         ...(typeof pointerType === 'string' ? { pointerType } : {}),
       },
     );
-    setClickRefusal(r);
-    if (r === null) onConsent();
+  };
+  // A touch or pen press is judged as it ends: a long press makes no click in some browsers (a context menu instead).
+  const onPointerUp = (e: ReactPointerEvent<HTMLElement>) => {
+    if (e.pointerType === 'mouse' || box === null) return;
+    const began = press.current;
+    press.current = null;
+    pressEndedAt.current = e.timeStamp;
+    const onButton = began !== null && began.id === e.pointerId && over(box, e);
+    judge(
+      { ...facts(), press: onButton ? { beganAtMs: began.at, heldMs: e.timeStamp - began.at } : null },
+      { isTrusted: e.nativeEvent.isTrusted, userActivation: navigator.userActivation?.isActive ?? null, pointerType: e.pointerType },
+    );
   };
   const ref = useCallback((el: HTMLElement | null) => setBox(el), []);
   // Nothing to tell the visitor in the first half second (or before the first measurement).
@@ -137,5 +188,5 @@ export function useConsent(onConsent: () => void, pointerOnly = false) {
     refusal?.code === 'ERR_SHOWN_TOO_BRIEFLY' ||
     refusal?.code === 'ERR_IN_FRONT_TOO_BRIEFLY' ||
     ((refusal?.code === 'ERR_NOT_SHOWN' || refusal?.code === 'ERR_VISIBILITY_UNKNOWN') && !observed);
-  return { ref, refusal, settling, clickRefusal, onClick };
+  return { ref, refusal, settling, clickRefusal, onClick, onPointerUp };
 }
