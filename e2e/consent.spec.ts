@@ -177,6 +177,18 @@ function viaUrl(): string {
   return hostUrl.replace('//localhost:', '//127.0.0.1:');
 }
 
+/** The swarm's own volunteer page in a new context, its consent button enabled: where its middle is, what the page asked for. */
+async function ownPageEnabled(options: { readonly hasTouch?: boolean }) {
+  const p = await (await rig.browser.newContext(options)).newPage();
+  const seen = swarmRequests(p);
+  await p.goto(`${swarmUrl}/volunteer?backend=wasm`);
+  const button = p.getByTestId('consent');
+  await expect.poll(() => button.isEnabled(), { timeout: 10_000 }).toBe(true);
+  const box = await button.boundingBox();
+  if (box === null) throw new Error('no consent button');
+  return { p, seen, button, at: { x: box.x + box.width / 2, y: box.y + box.height / 2 } };
+}
+
 async function closeAndWaitGone(p: Page): Promise<void> {
   await p.context().close();
   await expect.poll(registered, { timeout: 10_000 }).toBe(0);
@@ -334,14 +346,7 @@ describe('consent cannot be skipped', () => {
   });
 
   it('(k) a page that opens under a still mouse, clicked where it is (a fast clicking game): refused until the mouse moves onto the button', async () => {
-    const p = await (await rig.browser.newContext()).newPage();
-    const seen = swarmRequests(p);
-    await p.goto(`${swarmUrl}/volunteer?backend=wasm`);
-    const button = p.getByTestId('consent');
-    await expect.poll(() => button.isEnabled(), { timeout: 10_000 }).toBe(true);
-    const box = await button.boundingBox();
-    if (box === null) throw new Error('no consent button');
-    const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+    const { p, seen, button, at } = await ownPageEnabled({});
     // The cursor rests where the button will be, and the page opens (again) under it.
     await p.mouse.move(at.x, at.y);
     await p.reload();
@@ -362,24 +367,18 @@ describe('consent cannot be skipped', () => {
   });
 
   it('(l) a page that opens under a finger tapping fast (a game): its taps are refused; a press held on the button consents', async () => {
-    const p = await (await rig.browser.newContext({ hasTouch: true })).newPage();
-    const seen = swarmRequests(p);
-    await p.goto(`${swarmUrl}/volunteer?backend=wasm`);
-    const button = p.getByTestId('consent');
-    await expect.poll(() => button.isEnabled(), { timeout: 10_000 }).toBe(true);
-    const box = await button.boundingBox();
-    if (box === null) throw new Error('no consent button');
+    const { p, seen, button, at } = await ownPageEnabled({ hasTouch: true });
     // Taps where the button is (before, the first was the consent).
-    for (let i = 0; i < 3; i++) await p.touchscreen.tap(box.x + box.width / 2, box.y + box.height / 2);
+    for (let i = 0; i < 3; i++) await p.touchscreen.tap(at.x, at.y);
     await expect.poll(() => p.getByTestId('consent-refusal').textContent()).toContain('hold it');
     await p.waitForTimeout(1_000);
     expect(await registered()).toBe(0);
     expect(seen.filter((path) => STARTED.test(path))).toEqual([]);
     // The visitor presses the button (where it is now: the refusal's line moved it) and holds it.
-    const at = await button.boundingBox();
-    if (at === null) throw new Error('no consent button');
+    const now = await button.boundingBox();
+    if (now === null) throw new Error('no consent button');
     const touch = await p.context().newCDPSession(p);
-    const point = { x: at.x + at.width / 2, y: at.y + at.height / 2 };
+    const point = { x: now.x + now.width / 2, y: now.y + now.height / 2 };
     await touch.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [point] });
     await p.waitForTimeout(800);
     await touch.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
