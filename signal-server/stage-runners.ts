@@ -1,8 +1,8 @@
 /**
- * The server's own runners of a stage set (made on first use, each in a
- * thread of its own): the challenge oracle volunteers must match to count as
- * ready, the fallback's executor, and for a re-partition both of these for any
- * layer ranges, built into the stage cache.
+ * The server's own runners of a stage set (made on first use, their sessions
+ * in the process's runner thread: thread-executor.ts): the challenge oracle
+ * volunteers must match to count as ready, the fallback's executor, and for a
+ * re-partition both of these for any layer ranges, built into the stage cache.
  */
 import { rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
@@ -117,7 +117,8 @@ export function partitionBuilder(
     dirOf.delete(p);
     unserve(p.baseUrl);
     rmSync(dir, { recursive: true, force: true });
-    // Its oracle's thread holds the whole model: a server that re-partitions for days would fill its memory.
+    // Its oracle's sessions hold the whole model in the runner thread's heap: a server that re-partitions for days
+    // would fill it.
     // A release that fails frees nothing more than not trying would: not a reason to stop the server.
     p.oracle.release?.().catch(() => {});
   };

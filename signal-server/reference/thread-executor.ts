@@ -116,9 +116,9 @@ function runnerThread(): RunnerThread {
 }
 
 export class ThreadExecutor implements StageExecutor {
-  /** Runners made in this process whose sessions are held (not released, their thread running). */
+  /** Runners of this process whose sessions are held (made or being made, not released, their thread running). */
   static get live(): number {
-    return [...live].filter((e) => !e.broken).length;
+    return shared?.users ?? 0;
   }
 
   private released = false;
@@ -147,9 +147,7 @@ export class ThreadExecutor implements StageExecutor {
       );
       if (reply.sessions === undefined || reply.names === undefined)
         throw new Error('the runner thread answered a creation without its sessions');
-      const executor = new ThreadExecutor(thread, reply.sessions, reply.names);
-      live.add(executor);
-      return executor;
+      return new ThreadExecutor(thread, reply.sessions, reply.names);
     } catch (e) {
       thread.unuse();
       throw e;
@@ -178,7 +176,6 @@ export class ThreadExecutor implements StageExecutor {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    live.delete(this);
     try {
       // A thread that stopped took the sessions with it.
       await this.thread.ask({ op: 'release', sessions: this.sessions }).catch((e: unknown) => {
@@ -194,5 +191,3 @@ export class ThreadExecutor implements StageExecutor {
     return this.thread.worker;
   }
 }
-
-const live = new Set<ThreadExecutor>();
