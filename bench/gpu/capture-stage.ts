@@ -30,6 +30,7 @@ import { capturedSessionOptions } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { median, printTable } from '../table.js';
+import { seededUniform } from './common.js';
 import { installDawn } from './web-row.js';
 
 const dir = process.argv[2] ?? '.cache/stages/austen-2m/r0-2_2-4_4-6-fused';
@@ -115,11 +116,7 @@ const times = {
 const worst = { static: 0, captured: 0 };
 let past: Record<string, Ort.Tensor> = {};
 for (const [p] of kvNames) past[p as string] = new ort.Tensor('float32', new Float32Array(0), [1, cfg.numKvHeads, 0, cfg.headDim]);
-let seed = 7;
-const random = () => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return (seed / 2 ** 31) * 2 - 1;
-};
+const random = seededUniform(7);
 for (let position = 0; position < STEPS; position++) {
   const x = Float32Array.from({ length: H }, random);
   const t0 = performance.now();

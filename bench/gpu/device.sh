@@ -17,7 +17,9 @@
 # SMOLLM_BUDGET_S / AUSTEN_BUDGET_S (240 / 60) are each model's BENCH_GPU_BUDGET_S,
 # SMOLLM_LIMIT_S / AUSTEN_LIMIT_S (400 / 120) the hard limits on each, then
 # bench/gpu/capture-stage.ts on one 135M-shaped stage (CAPTURE_STAGE_LIMIT_S, 90;
-# 0 skips it): about 10 minutes at most in all, inside one device call.
+# 0 skips it), then bench/gpu/native-stage.ts on a stage of each model (PROBE_LIMIT_S,
+# 120 each): about 12 minutes at most in all, inside one device call.
+# DEVICE_PARTS picks among bench, capture and probe (default: all three).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACK=.device-pack
@@ -41,6 +43,8 @@ pack() {
     --outfile="$PACK/bench-gpu.mjs"
   node_modules/.bin/esbuild bench/gpu/capture-stage.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
     --outfile="$PACK/capture-stage.mjs"
+  node_modules/.bin/esbuild bench/gpu/native-stage.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
+    --outfile="$PACK/native-stage.mjs"
   # The volunteer's runtime (onnxruntime-web's WebGPU build, bundled above) loads its WebAssembly from beside the bundle.
   tar -C node_modules/onnxruntime-web/dist -cf - ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm |
     xz -T0 -6 >"$PACK/web-runtime.tar.xz"
@@ -90,16 +94,25 @@ run() {
   # A lent machine's minutes are few and one try is all there is: each model's rows get a budget
   # (later rounds run only while they fit) and a hard limit, and every row is printed as it ends.
   local status=0
-  BENCH_GPU_BUDGET_S="${SMOLLM_BUDGET_S:-240}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
-    timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
-  BENCH_GPU_MODEL=models/austen-2m BENCH_GPU_BUDGET_S="${AUSTEN_BUDGET_S:-60}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
-    timeout "${AUSTEN_LIMIT_S:-120}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
+  local parts=" ${DEVICE_PARTS:-bench capture probe} "
+  if [[ $parts == *" bench "* ]]; then
+    BENCH_GPU_BUDGET_S="${SMOLLM_BUDGET_S:-240}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
+      timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
+    BENCH_GPU_MODEL=models/austen-2m BENCH_GPU_BUDGET_S="${AUSTEN_BUDGET_S:-60}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
+      timeout "${AUSTEN_LIMIT_S:-120}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
+  fi
   # One 135M-shaped stage's main-thread time in session.run with and without graph capture (capture-stage.ts).
   local fused
-  fused=$(find .cache/stages/smollm-135m-random -maxdepth 1 -type d -name '*-fused' 2>/dev/null | head -1)
-  if [ -n "$fused" ] && [ "${CAPTURE_STAGE_LIMIT_S:-90}" != 0 ]; then
+  fused=$(find .cache/stages/smollm-135m-random -maxdepth 1 -type d -name '*-fused' 2>/dev/null | head -1 || true)
+  if [[ $parts == *" capture "* ]] && [ -n "$fused" ] && [ "${CAPTURE_STAGE_LIMIT_S:-90}" != 0 ]; then
     STEPS="${CAPTURE_STAGE_STEPS:-40}" POSITIONS="${CAPTURE_STAGE_POSITIONS:-2048}" \
       timeout "${CAPTURE_STAGE_LIMIT_S:-90}" $node "$PACK/capture-stage.mjs" "$fused" 1 2>&1 | tee "$out/capture-stage.txt" || status=1
+  fi
+  # Where a stage step's time goes on onnxruntime-node's provider (native-stage.ts): the 135M-shaped stage 1 and austen-2m's.
+  if [[ $parts == *" probe "* ]]; then
+    OUT="$out" timeout "${PROBE_LIMIT_S:-120}" $node "$PACK/native-stage.mjs" 2>&1 | tee "$out/native-smollm.txt" || status=1
+    mkdir -p "$out/austen" && OUT="$out/austen" BENCH_GPU_MODEL=models/austen-2m timeout "${PROBE_LIMIT_S:-120}" \
+      $node "$PACK/native-stage.mjs" 2>&1 | tee "$out/native-austen.txt" || status=1
   fi
   return $status
 }

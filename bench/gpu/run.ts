@@ -11,6 +11,8 @@
  *   BENCH_GPU_MODEL    a Hugging Face model folder (default: a seeded random
  *                      SmolLM-135M-shaped checkpoint, written into .cache/bench-models)
  *   BENCH_GPU_STAGES   stages to cut it into (default 3)
+ *   BENCH_GPU_WEIGHTS  the stages' weight precision (f32, the default; f16, q8, q4:
+ *                      q8 and q4 run their MatMuls as onnxruntime's MatMulNBits)
  *   BENCH_GPU_TOKENS   decode tokens timed per row (default 32; 3 on SwiftShader)
  *   BENCH_GPU_ROUNDS   rounds of rows, the forms in turn, the quickest kept (default 3; SwiftShader rows once)
  *   BENCH_GPU_SWIFTSHADER  auto (default): without a GPU adapter, run the WebGPU rows
@@ -42,6 +44,7 @@ import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-
 
 import { median, printTable } from '../table.js';
 import { type BatchResult, decodeBatch, greedyForward } from './batch-rows.js';
+import { benchWeights } from './common.js';
 import { webRuntimeRow } from './web-row.js';
 
 /** The random checkpoint's seed (any fixed one: the figures are of speed, the tokens are compared between rows). */
@@ -316,8 +319,9 @@ async function main(): Promise<void> {
   const modelDir =
     process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models/smollm-135m-random', SMOLLM_135M_SHAPE, SMOLLM_SEED);
   const stages = Number(process.env.BENCH_GPU_STAGES ?? 3);
+  const weights = benchWeights();
   const dirs = new Map<GraphForm, string>();
-  for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(modelDir, { stages }, STAGE_CACHE, { graph: graph })).dir);
+  for (const graph of GRAPH_FORMS) dirs.set(graph, (await ensureStages(modelDir, { stages }, STAGE_CACHE, { graph, weights })).dir);
 
   let gpuEnv: NodeJS.ProcessEnv = process.env;
   const probe = adapterIn(gpuEnv);
@@ -411,7 +415,7 @@ async function main(): Promise<void> {
   if (skipped > 0) process.stdout.write(`BENCH_GPU_BUDGET_S=${budgetS}: ${skipped} rows of later rounds not run\n`);
   const model = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, number>;
   printTable(
-    `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens; medians over the timed tokens, the quickest of ${rounds} rounds${adapter === null ? '' : ` (WebGPU: ${gpuRounds})`}`,
+    `${modelDir}: ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${stages} stages, ${weights} weights; a volunteer's session options, KV cache on the device; prompt ${PROMPT_TOKENS} tokens; medians over the timed tokens, the quickest of ${rounds} rounds${adapter === null ? '' : ` (WebGPU: ${gpuRounds})`}`,
     ['provider', 'graph', 'ms per stage', 'ms/token', 'prompt ms', 'nodes on CPU', 'tokens'],
     rows,
   );

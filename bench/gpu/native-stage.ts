@@ -1,0 +1,195 @@
+/**
+ * Where a WebGPU stage step's time goes, on onnxruntime-node's WebGPU provider
+ * (the kernels of a volunteer's onnxruntime-web): one middle stage of a fused
+ * stage folder, fed random hidden states a position at a time, in sessions
+ * that differ in one option each, side by side in one run:
+ *
+ * - volunteer:     a volunteer's options (KV on the GPU, hidden states read back);
+ * - no validation, no robustness, neither: the same with the provider's
+ *                  validationMode disabled (what onnxruntime and Dawn check of
+ *                  each call), Dawn's robust buffer access off (bounds checks
+ *                  in every shader), or both;
+ * - hidden on GPU: the hidden states left on the GPU too (the step without its
+ *                  read back: what the read back's wait for the GPU costs);
+ * - profiled:      a volunteer's options with onnxruntime's profiler, whose
+ *                  WebGPU events carry each kernel's GPU time (timestamp queries):
+ *                  GPU time against the step's wall time.
+ *
+ *   node --import tsx bench/gpu/native-stage.ts [stage folder] [stage index]
+ *   (default: BENCH_GPU_MODEL, or the seeded SmolLM-135M-shaped checkpoint of
+ *   bench:gpu, cut into 3 fused stages of BENCH_GPU_WEIGHTS; stage 1). STEPS (40),
+ *   VARIANTS (the sessions beside the volunteer's, by name; default all). The profile is
+ *   written to $OUT (or the working directory).
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import type * as Ort from 'onnxruntime-web';
+import { parseManifest } from '../../shared/model/manifest.js';
+import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
+import { STAGE_CACHE } from '../../signal-server/defaults.js';
+import { ensureStages } from '../../signal-server/models/model-folder.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
+import { median, printTable } from '../table.js';
+import { benchWeights, seededUniform } from './common.js';
+
+const require = createRequire(join(resolve('bench/gpu'), 'package.json'));
+const ort = require('onnxruntime-node') as typeof Ort;
+const STEPS = Number(process.env.STEPS ?? 40);
+const WARMUP = 3;
+if (!Number.isInteger(STEPS) || STEPS <= WARMUP) throw new RangeError(`STEPS must be an integer above ${WARMUP}`);
+
+async function stageDir(): Promise<string> {
+  if (process.argv[2] !== undefined) return process.argv[2];
+  const model = process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models/smollm-135m-random', SMOLLM_135M_SHAPE, 135);
+  return (await ensureStages(model, { stages: 3 }, STAGE_CACHE, { graph: 'fused', weights: benchWeights() })).dir;
+}
+
+const dir = await stageDir();
+const stageIndex = Number(process.argv[3] ?? 1);
+const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
+const entry = manifest.stages[stageIndex];
+if (entry === undefined || stageIndex === 0 || stageIndex === manifest.stages.length - 1 || manifest.graph !== 'fused')
+  throw new RangeError(`${dir} stage ${stageIndex}: a middle stage of a fused stage folder is needed`);
+const bytes = readFileSync(join(dir, entry.file));
+const cfg = manifest.model;
+const H = cfg.hiddenSize;
+const layers = Array.from({ length: entry.layers.end - entry.layers.start }, (_, i) => entry.layers.start + i);
+const kvNames = layers.flatMap((l) => [
+  [STAGE_IO.pastKey(l), STAGE_IO.presentKey(l)] as const,
+  [STAGE_IO.pastValue(l), STAGE_IO.presentValue(l)] as const,
+]);
+const out = process.env.OUT ?? '.';
+const volunteer = stageSessionOptions('webgpu', entry) as Ort.InferenceSession.SessionOptions;
+const allOnGpu = Object.fromEntries(entry.outputs.map((o) => [o.name, 'gpu-buffer' as const]));
+
+/** A volunteer's options with options of onnxruntime-node's WebGPU provider. */
+function provider(o: { validationMode?: 'disabled'; enableRobustness?: boolean }): Ort.InferenceSession.SessionOptions {
+  return { ...volunteer, executionProviders: [{ name: 'webgpu', ...o } as Ort.InferenceSession.ExecutionProviderConfig] };
+}
+
+type Variant = 'volunteer' | 'no validation' | 'no robustness' | 'neither' | 'hidden on GPU' | 'profiled';
+const ALL: readonly Variant[] = ['volunteer', 'no validation', 'no robustness', 'neither', 'hidden on GPU', 'profiled'];
+/** VARIANTS: some of them, by name, separated by commas (volunteer always runs: the others are compared with it). */
+const VARIANTS: readonly Variant[] = ALL.filter(
+  (v) => v === 'volunteer' || process.env.VARIANTS === undefined || process.env.VARIANTS.split(',').includes(v),
+);
+const options: Record<Variant, Ort.InferenceSession.SessionOptions> = {
+  volunteer,
+  'no validation': provider({ validationMode: 'disabled' }),
+  'no robustness': provider({ enableRobustness: false }),
+  neither: provider({ validationMode: 'disabled', enableRobustness: false }),
+  'hidden on GPU': { ...volunteer, preferredOutputLocation: allOnGpu },
+  profiled: {
+    ...volunteer,
+    enableProfiling: true,
+    profileFilePrefix: join(out, 'native-stage-profile'),
+  } as Ort.InferenceSession.SessionOptions,
+};
+
+interface Run {
+  session: Ort.InferenceSession;
+  past: Record<string, Ort.Tensor>;
+  run: number[];
+  step: number[];
+  worst: number;
+}
+const runs = new Map<Variant, Run>();
+for (const v of VARIANTS) {
+  const session = await ort.InferenceSession.create(bytes, options[v]);
+  const past: Record<string, Ort.Tensor> = {};
+  for (const [p] of kvNames) past[p] = new ort.Tensor('float32', new Float32Array(0), [1, cfg.numKvHeads, 0, cfg.headDim]);
+  runs.set(v, { session, past, run: [], step: [], worst: 0 });
+}
+
+const random = seededUniform(7);
+for (let position = 0; position < STEPS; position++) {
+  const x = Float32Array.from({ length: H }, random);
+  let want: Float32Array | null = null;
+  // Each step in another order, so that no session always follows the same one (the GPU work a step leaves queued).
+  const turn = VARIANTS.map((_, i) => VARIANTS[(i + position) % VARIANTS.length] as Variant);
+  for (const v of turn) {
+    const r = runs.get(v) as Run;
+    const t0 = performance.now();
+    const o = await r.session.run({
+      [STAGE_IO.hiddenIn]: new ort.Tensor('float32', x, [1, 1, H]),
+      [FUSED_IO.seqlensK]: new ort.Tensor('int32', Int32Array.of(position), [1]),
+      [FUSED_IO.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(position + 1), []),
+      ...r.past,
+    });
+    const runMs = performance.now() - t0;
+    // Left on the GPU: not read (onnxruntime-node reads no WebGPU output back), so not compared.
+    if (v !== 'hidden on GPU') {
+      const hidden = (await (o[STAGE_IO.hiddenOut] as Ort.Tensor).getData()) as Float32Array;
+      if (want === null) want = hidden;
+      for (let i = 0; i < H; i++) r.worst = Math.max(r.worst, Math.abs((hidden[i] as number) - (want[i] as number)));
+    }
+    const stepMs = performance.now() - t0;
+    for (const t of Object.values(r.past)) t.dispose();
+    for (const [name, t] of Object.entries(o)) if (!name.startsWith('present.')) t.dispose();
+    r.past = {};
+    for (const [p, present] of kvNames) r.past[p] = o[present] as Ort.Tensor;
+    if (position >= WARMUP) {
+      r.run.push(runMs);
+      r.step.push(stepMs);
+    }
+  }
+}
+
+// The profile: onnxruntime's events for every run of the profiled session; the WebGPU provider adds each kernel's GPU time.
+const profiled = runs.get('profiled');
+let events: ProfileEvent[] = [];
+let kept = '';
+if (profiled !== undefined) {
+  await profiled.session.endProfiling();
+  // onnxruntime names the file after the prefix and the time it began.
+  const written = readdirSync(out)
+    .filter((f) => f.startsWith('native-stage-profile_') && f.endsWith('.json'))
+    .map((f) => join(out, f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (written === undefined) throw new Error(`onnxruntime wrote no profile into ${out}`);
+  kept = written;
+  events = JSON.parse(readFileSync(kept, 'utf8')) as ProfileEvent[];
+}
+interface ProfileEvent {
+  readonly cat?: string;
+  readonly name?: string;
+  readonly dur?: number;
+  readonly args?: Record<string, unknown>;
+}
+const byKind = new Map<string, { us: number; n: number }>();
+for (const e of events) {
+  if (typeof e.dur !== 'number') continue;
+  const op = typeof e.args?.op_name === 'string' ? e.args.op_name : (e.name ?? '').replace(/_[^_]*$/, '');
+  const key = `${e.cat ?? '?'} ${op}`;
+  const k = byKind.get(key) ?? { us: 0, n: 0 };
+  k.us += e.dur;
+  k.n++;
+  byKind.set(key, k);
+}
+const runsProfiled = STEPS + 0;
+printTable(
+  `${dir} stage ${stageIndex} (${layers.length} layers, hidden ${H}) on onnxruntime-node's WebGPU provider; ${STEPS - WARMUP} steps after ${WARMUP}, positions 0..${STEPS - 1}; sessions run in turn at each step, starting one later at the next`,
+  ['session', 'session.run ms', 'step ms (hidden read back)', 'max |diff| from the first read'],
+  VARIANTS.map((v) => {
+    const r = runs.get(v) as Run;
+    return [
+      v,
+      median(r.run).toFixed(2),
+      v === 'hidden on GPU' ? '—' : median(r.step).toFixed(2),
+      v === 'hidden on GPU' ? '—' : r.worst.toExponential(1),
+    ];
+  }),
+);
+if (profiled !== undefined)
+  printTable(
+    `the profiled session's events (${events.length} in ${kept}), summed by category and operator, per run (${runsProfiled} runs, warm-up included)`,
+    ['category operator', 'µs a run', 'events a run'],
+    [...byKind.entries()]
+      .sort((a, b) => b[1].us - a[1].us)
+      .slice(0, 30)
+      .map(([k, { us, n }]) => [k, (us / runsProfiled).toFixed(1), (n / runsProfiled).toFixed(1)]),
+  );
+process.exit(0);
