@@ -11,6 +11,9 @@
  *                  in every shader), or both;
  * - hidden on GPU: the hidden states left on the GPU too (the step without its
  *                  read back: what the read back's wait for the GPU costs);
+ * - new.* read back: every output fetched, the fused form's new.* too (20 on a
+ *                  10-layer stage), which a volunteer does not fetch: each is
+ *                  read back to the host, so the step shows what read backs cost;
  * - profiled:      a volunteer's options with onnxruntime's profiler, whose
  *                  WebGPU events carry each kernel's GPU time (timestamp queries):
  *                  GPU time against the step's wall time.
@@ -26,7 +29,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
-import { stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
@@ -64,14 +67,19 @@ const kvNames = layers.flatMap((l) => [
 const out = process.env.OUT ?? '.';
 const volunteer = stageSessionOptions('webgpu', entry) as Ort.InferenceSession.SessionOptions;
 const allOnGpu = Object.fromEntries(entry.outputs.map((o) => [o.name, 'gpu-buffer' as const]));
+/** What a volunteer fetches of a step: every output but the fused form's new.* (which only a captured path reads). */
+const fetches = stageFetches(
+  entry.outputs.map((o) => o.name),
+  undefined,
+);
 
 /** A volunteer's options with options of onnxruntime-node's WebGPU provider. */
 function provider(o: { validationMode?: 'disabled'; enableRobustness?: boolean }): Ort.InferenceSession.SessionOptions {
   return { ...volunteer, executionProviders: [{ name: 'webgpu', ...o } as Ort.InferenceSession.ExecutionProviderConfig] };
 }
 
-type Variant = 'volunteer' | 'no validation' | 'no robustness' | 'neither' | 'hidden on GPU' | 'profiled';
-const ALL: readonly Variant[] = ['volunteer', 'no validation', 'no robustness', 'neither', 'hidden on GPU', 'profiled'];
+type Variant = 'volunteer' | 'no validation' | 'no robustness' | 'neither' | 'hidden on GPU' | 'new.* read back' | 'profiled';
+const ALL: readonly Variant[] = ['volunteer', 'no validation', 'no robustness', 'neither', 'hidden on GPU', 'new.* read back', 'profiled'];
 /** VARIANTS: some of them, by name, separated by commas (volunteer always runs: the others are compared with it). */
 const VARIANTS: readonly Variant[] = ALL.filter(
   (v) => v === 'volunteer' || process.env.VARIANTS === undefined || process.env.VARIANTS.split(',').includes(v),
@@ -82,6 +90,7 @@ const options: Record<Variant, Ort.InferenceSession.SessionOptions> = {
   'no robustness': provider({ enableRobustness: false }),
   neither: provider({ validationMode: 'disabled', enableRobustness: false }),
   'hidden on GPU': { ...volunteer, preferredOutputLocation: allOnGpu },
+  'new.* read back': volunteer,
   profiled: {
     ...volunteer,
     enableProfiling: true,
@@ -113,12 +122,15 @@ for (let position = 0; position < STEPS; position++) {
   for (const v of turn) {
     const r = runs.get(v) as Run;
     const t0 = performance.now();
-    const o = await r.session.run({
-      [STAGE_IO.hiddenIn]: new ort.Tensor('float32', x, [1, 1, H]),
-      [FUSED_IO.seqlensK]: new ort.Tensor('int32', Int32Array.of(position), [1]),
-      [FUSED_IO.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(position + 1), []),
-      ...r.past,
-    });
+    const o = await r.session.run(
+      {
+        [STAGE_IO.hiddenIn]: new ort.Tensor('float32', x, [1, 1, H]),
+        [FUSED_IO.seqlensK]: new ort.Tensor('int32', Int32Array.of(position), [1]),
+        [FUSED_IO.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(position + 1), []),
+        ...r.past,
+      },
+      v === 'new.* read back' ? r.session.outputNames : fetches,
+    );
     const runMs = performance.now() - t0;
     // Left on the GPU: not read (onnxruntime-node reads no WebGPU output back), so not compared.
     if (v !== 'hidden on GPU') {
