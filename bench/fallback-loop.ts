@@ -5,7 +5,9 @@
  * and /healthz asked every 25 ms. The runners in their thread (the server as
  * it is) against the same runners on the main thread (as before
  * ThreadExecutor), side by side in one run, on austen-2m and the 6-layer
- * SmolLM-135M-shaped checkpoint. Medians over runs.
+ * SmolLM-135M-shaped checkpoint, plain and fused stage graphs (the fused
+ * form's decode steps feed KV slabs, made in memory shared with the thread).
+ * Medians over runs.
  *
  *   node --import tsx bench/fallback-loop.ts, or in npm run bench (BENCH_FALLBACK_LOOP=0 skips it)
  */
@@ -13,11 +15,19 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ensureStages, partitionKey } from '../signal-server/models/model-folder.js';
+import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
+import { ensureStages, stageDirName } from '../signal-server/models/model-folder.js';
 import { createSignalServer } from '../signal-server/server.js';
 import type { RunnerPlace } from '../signal-server/stage-runners.js';
 import { smollmSixLayers } from './batching.js';
 import { median, printTable } from './table.js';
+
+/** The stage graphs' forms (BENCH_FALLBACK_GRAPHS, comma-separated; default both): the fused form's decode steps feed KV slabs. */
+const GRAPHS: readonly GraphForm[] = (process.env.BENCH_FALLBACK_GRAPHS ?? GRAPH_FORMS.join(',')).split(',').map((g) => {
+  const form = GRAPH_FORMS.find((f) => f === g);
+  if (form === undefined) throw new RangeError(`BENCH_FALLBACK_GRAPHS: ${JSON.stringify(g)} is not one of ${GRAPH_FORMS.join(', ')}`);
+  return form;
+});
 
 /** About 350 of austen-2m's tokens. */
 const PROMPT_CHARS = 3150;
@@ -78,8 +88,8 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-fallback-loop-'));
   const rows: string[][] = [];
   try {
-    for (const m of models) {
-      const { dir, manifest } = await ensureStages(m.dir, { stages: 3 }, cache);
+    for (const { m, graph } of models.flatMap((m) => GRAPHS.map((graph) => ({ m, graph })))) {
+      const { dir, manifest } = await ensureStages(m.dir, { stages: 3 }, cache, { graph });
       const runs = new Map<RunnerPlace, Run[]>([
         ['main', []],
         ['thread', []],
@@ -90,7 +100,7 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
             port: 0,
             host: '127.0.0.1',
             webRoot: null,
-            models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 3 }) }],
+            models: [{ dir, manifest, key: stageDirName(manifest.model.numLayers, { stages: 3 }, { graph }) }],
             fallback: 'whole',
             routeWaitMs: 300,
             ratePerMinute: 0,
@@ -113,6 +123,7 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
         const med = (f: (x: Run) => number) => median(r.map(f)).toFixed(1);
         rows.push([
           m.label,
+          graph,
           String(r[0]?.promptTokens ?? 0),
           runners === 'thread' ? 'in the runner thread (now)' : 'on the main thread (before)',
           med((x) => x.loopMaxMs),
@@ -127,7 +138,7 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
   }
   printTable(
     `the fallback and the server's event loop: 2 requests × n = 2 at once, no volunteers (FALLBACK=whole, 3 stages), /healthz every ${PROBE_MS} ms; medians of ${o.repeats} runs`,
-    ['model', 'prompt tokens', 'runners', 'loop held, max ms', 'loop delay p99 ms', '/healthz max ms', 'both answered, ms'],
+    ['model', 'graph', 'prompt tokens', 'runners', 'loop held, max ms', 'loop delay p99 ms', '/healthz max ms', 'both answered, ms'],
     rows,
   );
 }

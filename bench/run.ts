@@ -35,7 +35,7 @@
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
  *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
  *   BENCH_FALLBACK_LOOP (default 1; 0 skips how long the fallback holds the server's event loop, its runners in their thread vs
- *   on the main thread, bench/fallback-loop.ts),
+ *   on the main thread, bench/fallback-loop.ts; BENCH_FALLBACK_GRAPHS: plain, fused, or both, the default),
  *   BENCH_HOP_FLOOR (default 1; 0 skips the floor under a distributed token, bench/hop-floor.ts: raw data-channel, MessageChannel
  *   and Socket.IO round trips between Chromium tabs, with and without the background throttling flags, then both #11 targets
  *   against it in one run: austen-2m's and the SmolLM-135M-shaped model's token leg by leg, and the latter's distribution cost), BENCH_HOP_ROUND_TRIPS
