@@ -72,7 +72,7 @@ function newPositions(outputs: KvFeeds, fresh: string, present: string, b: numbe
  * one more position each: the one they are views of, when they are its rows
  * in order (or one row alone, whatever it is a view of), else a new one.
  */
-function slabOf(ts: readonly Float32Tensor[], lengths: readonly number[], heads: number, hd: number): Slab {
+function slabOf(ts: readonly Float32Tensor[], lengths: readonly number[], heads: number, hd: number, alloc: HostArray): Slab {
   const need = Math.max(...lengths) + 1;
   const first = ts[0] as Float32Tensor;
   const t = first.dims[2] as number;
@@ -82,7 +82,7 @@ function slabOf(ts: readonly Float32Tensor[], lengths: readonly number[], heads:
   }
   const capacity = slabCapacity(need);
   // Fresh, never reused: rows' caches are views of it after the step.
-  const data = new Float32Array(ts.length * heads * capacity * hd);
+  const data = alloc(ts.length * heads * capacity * hd);
   for (const [i, r] of ts.entries()) padRow(r.data, r.dims[2] as number, lengths[i] as number, data, i, capacity, heads, hd);
   return { data, capacity };
 }
@@ -93,7 +93,18 @@ export interface SlabFeeds {
   readonly slabs: ReadonlyMap<string, Slab>;
 }
 
-export function gatherSlabs(cfg: ModelConfig, layers: { start: number; end: number }, stage: number, rows: readonly BatchRow[]): SlabFeeds {
+/** Makes a zeroed array of `length` floats for a slab (KvStageExecutor.hostArray). */
+export type HostArray = (length: number) => Float32Array;
+
+const plainArray: HostArray = (length) => new Float32Array(length);
+
+export function gatherSlabs(
+  cfg: ModelConfig,
+  layers: { start: number; end: number },
+  stage: number,
+  rows: readonly BatchRow[],
+  alloc: HostArray = plainArray,
+): SlabFeeds {
   const b = rows.length;
   const heads = cfg.numKvHeads;
   const hd = cfg.headDim;
@@ -108,6 +119,7 @@ export function gatherSlabs(cfg: ModelConfig, layers: { start: number; end: numb
         lengths,
         heads,
         hd,
+        alloc,
       );
       slabs.set(name, slab);
       feeds[name] = { dtype: 'float32', dims: [b, heads, slab.capacity, hd], data: slab.data };

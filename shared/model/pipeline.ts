@@ -75,6 +75,12 @@ export interface KvStageExecutor {
   run(stage: number, feeds: KvFeeds, fetches?: Fetches): Promise<KvFeeds>;
   /** Present where present.* stay on a device and that device can gather them: decode steps of caches there are batched too. */
   readonly device?: DeviceBatching;
+  /**
+   * Where the host KV slabs fed to it are best made (kv-slab.ts), when not in
+   * a plain array: a runner in another thread is handed memory made shared
+   * (SharedArrayBuffer) without a copy.
+   */
+  readonly hostArray?: (length: number) => Float32Array;
 }
 
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */

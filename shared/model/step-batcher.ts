@@ -224,7 +224,7 @@ export class StepBatcher {
     if (entry === undefined) throw new RangeError(`no stage ${stage}`);
     const cfg = this.manifest.model;
     const numStages = this.manifest.stages.length;
-    const { feeds, slabs } = gatherSlabs(cfg, entry.layers, stage, group);
+    const { feeds, slabs } = gatherSlabs(cfg, entry.layers, stage, group, this.inner.hostArray);
     const out = await this.inner.run(stage, feeds, slabFetches(entry, numStages));
     const rows = scatterSlabs(cfg, entry.layers, stage, numStages, group, slabs, out);
     this.count(group.length);

@@ -18,6 +18,7 @@ import {
   serverPeerId,
 } from '../../shared/protocol/messages.js';
 import { ReplicaCore } from '../../shared/swarm/replica-core.js';
+import { sharedFloat32Array } from '../reference/thread-executor.js';
 import type { VolunteerLink } from './coordinator.js';
 
 /** off: never; stage: the server computes the stages short of volunteers; whole: it computes every stage of such a request. */
@@ -68,6 +69,8 @@ export interface ReleasableExecutor extends StageExecutor {
  * sessions admitted, not by how many steps arrive at once.
  */
 export class SerialExecutor implements StageExecutor {
+  /** The KV slabs fed to the runner are made in shared memory: the runner thread reads them where they are. */
+  readonly hostArray = sharedFloat32Array;
   private queue: Promise<unknown> = Promise.resolve();
   private inner: Promise<ReleasableExecutor> | null = null;
   private closed = false;

@@ -115,6 +115,15 @@ function runnerThread(): RunnerThread {
   return shared;
 }
 
+/**
+ * A zeroed float array in shared memory: handed to the runner thread without
+ * a copy (KvStageExecutor.hostArray: the fallback's KV slabs, whose whole
+ * length every decode step feeds).
+ */
+export function sharedFloat32Array(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
+}
+
 export class ThreadExecutor implements StageExecutor {
   /** Runners of this process whose sessions are held (made or being made, not released, their thread running). */
   static get live(): number {
@@ -165,7 +174,9 @@ export class ThreadExecutor implements StageExecutor {
     const inputs = this.names.inputs[stage];
     const outputs = this.names.outputs[stage];
     if (session === undefined || inputs === undefined || outputs === undefined) throw new RangeError(`no stage ${stage}`);
-    // The feeds are copied, never moved: a caller keeps its KV cache and its carry.
+    // The feeds are copied, never moved: a caller keeps its KV cache and its carry. Shared memory (a KV slab made by
+    // sharedFloat32Array) is not copied: the thread reads it during the run, and the caller writes a slab's rows only
+    // after the run of those rows has answered.
     const reply = await this.thread.ask({ op: 'run', session, feeds: stageFeeds(inputs, feeds), fetches: stageFetches(outputs, fetches) });
     const result: Feeds = {};
     for (const [k, v] of Object.entries(reply.outputs ?? {})) result[k] = fromRuntime(k, v.type, v.dims, v.data);
