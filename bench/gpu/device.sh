@@ -19,7 +19,9 @@
 # bench/gpu/capture-stage.ts on one 135M-shaped stage (CAPTURE_STAGE_LIMIT_S, 90;
 # 0 skips it), then bench/gpu/native-stage.ts on a stage of each model (PROBE_LIMIT_S,
 # 120 each): about 12 minutes at most in all, inside one device call.
-# DEVICE_PARTS picks among bench, capture and probe (default: all three).
+# DEVICE_PARTS picks among bench, capture and probe (default: all three); DEVICE_WEIGHTS
+# lists the weight precisions the 135M-shaped model's rows run with (default f32; "f32 q4"
+# puts onnxruntime's MatMulNBits beside float32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACK=.device-pack
@@ -96,8 +98,13 @@ run() {
   local status=0
   local parts=" ${DEVICE_PARTS:-bench capture probe} "
   if [[ $parts == *" bench "* ]]; then
-    BENCH_GPU_BUDGET_S="${SMOLLM_BUDGET_S:-240}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
-      timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm.txt" || status=1
+    # The 135M-shaped model's rows for each weight precision asked (DEVICE_WEIGHTS, e.g. "f32 q4"; default f32), each with
+    # the budget and the limit of its own.
+    local w
+    for w in ${DEVICE_WEIGHTS:-f32}; do
+      BENCH_GPU_WEIGHTS="$w" BENCH_GPU_BUDGET_S="${SMOLLM_BUDGET_S:-240}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
+        timeout "${SMOLLM_LIMIT_S:-400}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/smollm-$w.txt" || status=1
+    done
     BENCH_GPU_MODEL=models/austen-2m BENCH_GPU_BUDGET_S="${AUSTEN_BUDGET_S:-60}" BENCH_GPU_ROW_TIMEOUT_S="${BENCH_GPU_ROW_TIMEOUT_S:-150}" \
       timeout "${AUSTEN_LIMIT_S:-120}" $node "$PACK/bench-gpu.mjs" 2>&1 | tee "$out/austen.txt" || status=1
   fi
