@@ -118,11 +118,15 @@ declare global {
       chunk(o: ChunkFields): ArrayBuffer;
       pour(dc: RTCDataChannel, messages: readonly (ArrayBuffer | string)[], deadlineMs?: number): Promise<boolean>;
       sentSome: number;
+      /** Every peer connection the page made (a spec's diagnostics). */
+      links: HostileLink[];
     };
   }
 }
 
 export interface HostileLink {
+  /** The stages whose frames came in on it. */
+  readonly received: ReadonlySet<number>;
   readonly sent: { sessionId: number; step: number; stage: number; replica: number; era: number; at: number } | null;
 }
 
