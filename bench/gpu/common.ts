@@ -1,12 +1,12 @@
 /** What the GPU benches share: the weights they build stages of, the hidden states they feed. */
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../shared/model/quantize.js';
+import { envChoices } from '../env.js';
 
 /** BENCH_GPU_WEIGHTS: the stages' weight precision (f32 where unset). */
 export function benchWeights(): WeightPrecision {
-  const raw = process.env.BENCH_GPU_WEIGHTS;
-  if (raw === undefined || raw === '') return 'f32';
-  const w = WEIGHT_PRECISIONS.find((p) => p === raw);
-  if (w === undefined) throw new RangeError(`BENCH_GPU_WEIGHTS must be one of ${WEIGHT_PRECISIONS.join(', ')}, not ${JSON.stringify(raw)}`);
+  const [w, ...more] = envChoices<WeightPrecision>('BENCH_GPU_WEIGHTS', WEIGHT_PRECISIONS, ['f32']);
+  if (w === undefined || more.length > 0)
+    throw new RangeError('BENCH_GPU_WEIGHTS: one precision a run (device.sh: DEVICE_WEIGHTS for several)');
   return w;
 }
 

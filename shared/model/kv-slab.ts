@@ -22,7 +22,7 @@
 // Positions are written only after the call succeeded, each in its own row.
 import type { ModelConfig } from './config.js';
 import type { StageEntry } from './manifest.js';
-import type { Feeds, Float32Tensor, KvFeeds } from './pipeline.js';
+import type { Feeds, Float32Tensor, HostArray, KvFeeds } from './pipeline.js';
 import { STAGE_IO, stageInputName, stageOutputName } from './stage-graph.js';
 import { FUSED_IO } from './stage-graph-fused.js';
 import { type BatchRow, float32, fusedPositions, padRow, sameBatch, stackInputs } from './step-batch.js';
@@ -92,9 +92,6 @@ export interface SlabFeeds {
   readonly feeds: Feeds;
   readonly slabs: ReadonlyMap<string, Slab>;
 }
-
-/** Makes a zeroed array of `length` floats for a slab (KvStageExecutor.hostArray). */
-export type HostArray = (length: number) => Float32Array;
 
 const plainArray: HostArray = (length) => new Float32Array(length);
 

@@ -80,8 +80,11 @@ export interface KvStageExecutor {
    * a plain array: a runner in another thread is handed memory made shared
    * (SharedArrayBuffer) without a copy.
    */
-  readonly hostArray?: (length: number) => Float32Array;
+  readonly hostArray?: HostArray;
 }
+
+/** Makes a zeroed array of `length` floats (KvStageExecutor.hostArray). */
+export type HostArray = (length: number) => Float32Array;
 
 /** A stage's main output (logits for the last, hidden states for the others), checked to be float32. */
 export function mainOutput(outputs: KvFeeds, stage: number, numStages: number): Extract<TensorData, { dtype: 'float32' }> {
