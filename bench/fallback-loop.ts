@@ -20,14 +20,11 @@ import { ensureStages, stageDirName } from '../signal-server/models/model-folder
 import { createSignalServer } from '../signal-server/server.js';
 import type { RunnerPlace } from '../signal-server/stage-runners.js';
 import { smollmSixLayers } from './batching.js';
+import { envChoices } from './env.js';
 import { median, printTable } from './table.js';
 
 /** The stage graphs' forms (BENCH_FALLBACK_GRAPHS, comma-separated; default both): the fused form's decode steps feed KV slabs. */
-const GRAPHS: readonly GraphForm[] = (process.env.BENCH_FALLBACK_GRAPHS ?? GRAPH_FORMS.join(',')).split(',').map((g) => {
-  const form = GRAPH_FORMS.find((f) => f === g);
-  if (form === undefined) throw new RangeError(`BENCH_FALLBACK_GRAPHS: ${JSON.stringify(g)} is not one of ${GRAPH_FORMS.join(', ')}`);
-  return form;
-});
+const GRAPHS: readonly GraphForm[] = envChoices('BENCH_FALLBACK_GRAPHS', GRAPH_FORMS, GRAPH_FORMS);
 
 /** About 350 of austen-2m's tokens. */
 const PROMPT_CHARS = 3150;
@@ -119,6 +116,7 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
       } finally {
         await Promise.all(servers.map((s) => s.server.close()));
       }
+      const answeredOnMain = median((runs.get('main') ?? []).map((x) => x.wallMs));
       for (const [runners, r] of runs) {
         const med = (f: (x: Run) => number) => median(r.map(f)).toFixed(1);
         rows.push([
@@ -130,6 +128,7 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
           med((x) => x.loopP99Ms),
           med((x) => x.healthzMaxMs),
           med((x) => x.wallMs),
+          `${(median(r.map((x) => x.wallMs)) / answeredOnMain).toFixed(3)}×`,
         ]);
       }
     }
@@ -138,7 +137,17 @@ export async function benchFallbackLoop(o: { repeats: number }): Promise<void> {
   }
   printTable(
     `the fallback and the server's event loop: 2 requests × n = 2 at once, no volunteers (FALLBACK=whole, 3 stages), /healthz every ${PROBE_MS} ms; medians of ${o.repeats} runs`,
-    ['model', 'graph', 'prompt tokens', 'runners', 'loop held, max ms', 'loop delay p99 ms', '/healthz max ms', 'both answered, ms'],
+    [
+      'model',
+      'graph',
+      'prompt tokens',
+      'runners',
+      'loop held, max ms',
+      'loop delay p99 ms',
+      '/healthz max ms',
+      'both answered, ms',
+      '÷ main thread',
+    ],
     rows,
   );
 }

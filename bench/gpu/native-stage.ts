@@ -37,6 +37,7 @@ import { ensureStages } from '../../signal-server/models/model-folder.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
 import { median, printTable } from '../table.js';
 import { benchWeights, seededUniform } from './common.js';
+import { type ProfileEvent, printProfile, summarizeProfile } from './profile.js';
 
 const require = createRequire(join(resolve('bench/gpu'), 'package.json'));
 const ort = require('onnxruntime-node') as typeof Ort;
@@ -152,8 +153,7 @@ for (let position = 0; position < STEPS; position++) {
 
 // The profile: onnxruntime's events for every run of the profiled session; the WebGPU provider adds each kernel's GPU time.
 const profiled = runs.get('profiled');
-let events: ProfileEvent[] = [];
-let kept = '';
+let profile: { file: string; events: ProfileEvent[] } | null = null;
 if (profiled !== undefined) {
   await profiled.session.endProfiling();
   // onnxruntime names the file after the prefix and the time it began.
@@ -162,26 +162,8 @@ if (profiled !== undefined) {
     .map((f) => join(out, f))
     .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (written === undefined) throw new Error(`onnxruntime wrote no profile into ${out}`);
-  kept = written;
-  events = JSON.parse(readFileSync(kept, 'utf8')) as ProfileEvent[];
+  profile = { file: written, events: JSON.parse(readFileSync(written, 'utf8')) as ProfileEvent[] };
 }
-interface ProfileEvent {
-  readonly cat?: string;
-  readonly name?: string;
-  readonly dur?: number;
-  readonly args?: Record<string, unknown>;
-}
-const byKind = new Map<string, { us: number; n: number }>();
-for (const e of events) {
-  if (typeof e.dur !== 'number') continue;
-  const op = typeof e.args?.op_name === 'string' ? e.args.op_name : (e.name ?? '').replace(/_[^_]*$/, '');
-  const key = `${e.cat ?? '?'} ${op}`;
-  const k = byKind.get(key) ?? { us: 0, n: 0 };
-  k.us += e.dur;
-  k.n++;
-  byKind.set(key, k);
-}
-const runsProfiled = STEPS + 0;
 printTable(
   `${dir} stage ${stageIndex} (${layers.length} layers, hidden ${H}) on onnxruntime-node's WebGPU provider; ${STEPS - WARMUP} steps after ${WARMUP}, positions 0..${STEPS - 1}; sessions run in turn at each step, starting one later at the next`,
   ['session', 'session.run ms', 'step ms (hidden read back)', 'max |diff| from the first read'],
@@ -195,13 +177,6 @@ printTable(
     ];
   }),
 );
-if (profiled !== undefined)
-  printTable(
-    `the profiled session's events (${events.length} in ${kept}), summed by category and operator, per run (${runsProfiled} runs, warm-up included)`,
-    ['category operator', 'µs a run', 'events a run'],
-    [...byKind.entries()]
-      .sort((a, b) => b[1].us - a[1].us)
-      .slice(0, 30)
-      .map(([k, { us, n }]) => [k, (us / runsProfiled).toFixed(1), (n / runsProfiled).toFixed(1)]),
-  );
+if (profile !== null)
+  printProfile(`the profiled session (${profile.events.length} events in ${profile.file})`, summarizeProfile(profile.events, WARMUP));
 process.exit(0);
