@@ -76,9 +76,10 @@ export interface KvStageExecutor {
   /** Present where present.* stay on a device and that device can gather them: decode steps of caches there are batched too. */
   readonly device?: DeviceBatching;
   /**
-   * Where the host KV slabs fed to it are best made (kv-slab.ts), when not in
-   * a plain array: a runner in another thread is handed memory made shared
-   * (SharedArrayBuffer) without a copy.
+   * Where the host KV arrays fed to it are best made (kv-slab.ts's slabs, a
+   * batch call's gathered pasts), when not in a plain array: a runner in
+   * another thread is handed memory made shared (SharedArrayBuffer) without a
+   * copy.
    */
   readonly hostArray?: HostArray;
 }

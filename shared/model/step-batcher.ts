@@ -210,8 +210,10 @@ export class StepBatcher {
   private reuse(name: string, length: number): Float32Array {
     let a = this.scratch.get(name);
     if (a === undefined || a.length < length) {
-      // With room to grow: the pasts grow by one position a step.
-      a = new Float32Array(Math.ceil(length * 1.5));
+      // With room to grow: the pasts grow by one position a step. Where the executor wants its host arrays (shared
+      // memory, for a runner in another thread): the next call is gathered only once this one has answered.
+      const room = Math.ceil(length * 1.5);
+      a = this.inner.hostArray?.(room) ?? new Float32Array(room);
       this.scratch.set(name, a);
     }
     return a.subarray(0, length);

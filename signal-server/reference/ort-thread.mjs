@@ -7,9 +7,11 @@
 // One thread serves every runner of the process (each a set of sessions).
 // Messages in: { id, op: 'create', stages: Uint8Array[], options } (answered
 // { id, sessions, names }), { id, op: 'run', session, feeds: { name: { dtype,
-// dims, data } }, fetches } (answered { id, outputs: { name: { type, dims,
-// data } } }, their buffers transferred), { id, op: 'release', sessions }
-// (answered { id }). A failure is answered { id, error }.
+// dims, data } }, fetches, shared } (answered { id, outputs: { name: { type,
+// dims, data } } }, their buffers transferred, but for the outputs `shared`
+// names: those are copied into shared memory, which the caller feeds back
+// without a copy), { id, op: 'release', sessions } (answered { id }). A
+// failure is answered { id, error }.
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-web';
 
@@ -36,7 +38,14 @@ async function create({ stages, options }) {
   return { sessions: ids, names: { inputs: made.map((s) => s.inputNames), outputs: made.map((s) => s.outputNames) } };
 }
 
-async function run({ session: id, feeds, fetches }) {
+/** A typed array's copy in a SharedArrayBuffer of its own. */
+function inSharedMemory(data) {
+  const copy = new data.constructor(new SharedArrayBuffer(data.byteLength));
+  copy.set(data);
+  return copy;
+}
+
+async function run({ session: id, feeds, fetches, shared = [] }) {
   const session = sessions.get(id);
   if (session === undefined) throw new RangeError(`no session ${id}`);
   const inputs = {};
@@ -45,6 +54,11 @@ async function run({ session: id, feeds, fetches }) {
   const outputs = {};
   const transfer = [];
   for (const [name, t] of Object.entries(out)) {
+    if (shared.includes(name) && ArrayBuffer.isView(t.data)) {
+      // A KV cache: the caller feeds it back next step, and shared memory crosses to this thread without a copy.
+      outputs[name] = { type: t.type, dims: t.dims, data: inSharedMemory(t.data) };
+      continue;
+    }
     // A view into a larger buffer is copied: transferring its buffer would move more than this output.
     const data = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength ? t.data : t.data.slice();
     outputs[name] = { type: t.type, dims: t.dims, data };

@@ -4,9 +4,10 @@
 // cannot take; runners sharing the thread, released one by one; the thread
 // stopping when idle; and a thread killed from outside (as a crash would)
 // fails the runs it held, and the fallback's SerialExecutor makes another
-// runner for the next. The fallback's KV slabs are in shared memory, read by
-// the thread where they are: sessions stepping together there give what each
-// gets alone on the main thread.
+// runner for the next. The fallback's KV arrays (the fused form's slabs, the
+// plain form's gathered pasts and the present.* the thread sends back) are in
+// shared memory, read by the thread where they are: sessions stepping
+// together there give what each gets alone on the main thread.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +19,12 @@ import {
   type Float32Tensor,
   freshFeeds,
   KvCache,
+  type KvStageExecutor,
   type StageExecutor,
   type TensorData,
 } from '../../shared/model/pipeline.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { GRAPH_FORMS } from '../../shared/model/stage-graph-fused.js';
 import { StepBatcher } from '../../shared/model/step-batcher.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { SerialExecutor } from '../coordinator/fallback.js';
@@ -196,61 +199,83 @@ describe('ThreadExecutor', () => {
     expect(made.every((e) => e.broken)).toBe(true);
   });
 
-  it("the fallback's KV slabs are shared with the thread, not copied: sessions stepping together give what each gets alone, bit for bit", async () => {
-    const fused = await ensureStages(goldenModelDir('austen-2m'), { stages: 3 }, cache, { graph: 'fused' });
-    const bytes = async () => (await loadStageSet(fused.dir)).stageBytes;
-    const serial = new SerialExecutor(async () => ThreadExecutor.create(await bytes()));
-    const local = await OrtExecutor.create(await bytes());
-    const m = fused.manifest;
-    const batcher = new StepBatcher(m, serial, 16);
-    const ids = (tokens: readonly number[]): TensorData => ({
-      dtype: 'int64',
-      dims: [1, tokens.length],
-      data: BigInt64Array.from(tokens, (t) => BigInt(t)),
-    });
-    const tok = (seed: number, i: number) => [(seed * 31 + i * 17) % m.model.vocabSize];
-    const prompts = [
-      [3, 14, 15, 92, 65, 35, 89, 79],
-      [2, 71, 82, 81, 82, 84, 59, 4, 52, 35, 36],
-    ];
-    const STEPS = 12;
-    try {
-      // The oracle: each session alone on the main thread, one call a step.
-      const want = await Promise.all(
-        prompts.map(async (p, k) => {
-          const alone = new CachingExecutor(m, local, { maxBatch: 1 });
-          const outs: Float32Array[] = [];
-          for (const input of [p, ...Array.from({ length: STEPS }, (_, i) => tok(k + 1, i))]) {
-            let carry: TensorData = ids(input);
-            for (let s = 0; s < m.stages.length; s++) carry = await alone.step(1, s, carry);
-            outs.push((carry as Float32Tensor).data.slice());
-          }
-          alone.dispose();
-          return outs;
-        }),
-      );
-      const caches = prompts.map(() => m.stages.map((e) => new KvCache(m.model, e.layers, 'fused')));
-      const step = async (k: number, input: readonly number[]) => {
-        let carry: TensorData = ids(input);
-        for (let s = 0; s < m.stages.length; s++) carry = await batcher.step(s, caches[k]?.[s] as KvCache, carry);
-        return (carry as Float32Tensor).data.slice();
+  it.each(GRAPH_FORMS)(
+    "%s graphs: the fallback's KV arrays are shared with the thread, not copied; sessions stepping together give what each gets alone, bit for bit",
+    async (graph) => {
+      const staged = await ensureStages(goldenModelDir('austen-2m'), { stages: 3 }, cache, { graph });
+      const bytes = async () => (await loadStageSet(staged.dir)).stageBytes;
+      const serial = new SerialExecutor(async () => ThreadExecutor.create(await bytes()));
+      // What the thread is handed of each decode step's KV feeds: made in shared memory, or copied to it.
+      const fed = { shared: 0, copied: 0 };
+      const spy: KvStageExecutor = {
+        hostArray: serial.hostArray,
+        run(stage, feeds, fetches) {
+          for (const [name, t] of Object.entries(feeds))
+            if (name.startsWith('past.') && t.dtype === 'float32' && t.data.length > 0)
+              fed[t.data.buffer instanceof SharedArrayBuffer ? 'shared' : 'copied']++;
+          return serial.run(stage, feeds as Feeds, fetches);
+        },
       };
-      const got = await Promise.all(prompts.map((p, k) => step(k, p)));
-      for (let i = 0; i < STEPS; i++) got.push(...(await Promise.all(prompts.map((_, k) => step(k, tok(k + 1, i))))));
-      for (const [j, logits] of got.entries()) {
-        const k = j % prompts.length;
-        const at = Math.floor(j / prompts.length);
-        const wanted = want[k]?.[at] ?? new Float32Array(0);
-        expect(Buffer.from(logits.buffer).equals(Buffer.from(wanted.buffer)), `session ${k}, step ${at}`).toBe(true);
+      const local = await OrtExecutor.create(await bytes());
+      const m = staged.manifest;
+      const batcher = new StepBatcher(m, spy, 16);
+      const ids = (tokens: readonly number[]): TensorData => ({
+        dtype: 'int64',
+        dims: [1, tokens.length],
+        data: BigInt64Array.from(tokens, (t) => BigInt(t)),
+      });
+      const tok = (seed: number, i: number) => [(seed * 31 + i * 17) % m.model.vocabSize];
+      // The plain form's rows share a call only at one length (its graph has no per-row lengths).
+      const prompts = [
+        [3, 14, 15, 92, 65, 35, 89, 79],
+        [2, 71, 82, 81, 82, 84, 59, 4, 52, 35, 36].slice(0, graph === 'plain' ? 8 : undefined),
+      ];
+      const STEPS = 12;
+      try {
+        // The oracle: each session alone on the main thread, one call a step.
+        const want = await Promise.all(
+          prompts.map(async (p, k) => {
+            const alone = new CachingExecutor(m, local, { maxBatch: 1 });
+            const outs: Float32Array[] = [];
+            for (const input of [p, ...Array.from({ length: STEPS }, (_, i) => tok(k + 1, i))]) {
+              let carry: TensorData = ids(input);
+              for (let s = 0; s < m.stages.length; s++) carry = await alone.step(1, s, carry);
+              outs.push((carry as Float32Tensor).data.slice());
+            }
+            alone.dispose();
+            return outs;
+          }),
+        );
+        const caches = prompts.map(() => m.stages.map((e) => new KvCache(m.model, e.layers, graph)));
+        const step = async (k: number, input: readonly number[]) => {
+          let carry: TensorData = ids(input);
+          for (let s = 0; s < m.stages.length; s++) carry = await batcher.step(s, caches[k]?.[s] as KvCache, carry);
+          return (carry as Float32Tensor).data.slice();
+        };
+        const got = await Promise.all(prompts.map((p, k) => step(k, p)));
+        for (let i = 0; i < STEPS; i++) got.push(...(await Promise.all(prompts.map((_, k) => step(k, tok(k + 1, i))))));
+        for (const [j, logits] of got.entries()) {
+          const k = j % prompts.length;
+          const at = Math.floor(j / prompts.length);
+          const wanted = want[k]?.[at] ?? new Float32Array(0);
+          expect(Buffer.from(logits.buffer).equals(Buffer.from(wanted.buffer)), `session ${k}, step ${at}`).toBe(true);
+        }
+        // Every decode step ran with the other session's, in one call a stage (the fused form's on slabs); the
+        // caches' rows of a layer in one shared buffer.
+        expect(batcher.stats).toMatchObject({
+          batchedSteps: 2 * STEPS * m.stages.length,
+          slabSteps: graph === 'fused' ? 2 * STEPS * m.stages.length : 0,
+        });
+        const past = (k: number) => caches[k]?.[1]?.feeds(1)[STAGE_IO.pastKey(m.stages[1]?.layers.start ?? 0)] as Float32Tensor;
+        expect(past(0).data.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(past(1).data.buffer).toBe(past(0).data.buffer);
+        // Every KV array the thread was handed (a slab, gathered pasts, a batch's present.* fed back) was shared memory.
+        expect(fed.copied).toBe(0);
+        expect(fed.shared).toBeGreaterThanOrEqual(2 * STEPS * m.stages.length);
+      } finally {
+        await serial.close();
+        await local.release();
       }
-      // Every decode step ran on slabs, the two sessions in one call a stage, in one shared buffer each layer.
-      expect(batcher.stats.slabSteps).toBe(2 * STEPS * m.stages.length);
-      const past = (k: number) => caches[k]?.[1]?.feeds(1)[STAGE_IO.pastKey(m.stages[1]?.layers.start ?? 0)] as Float32Tensor;
-      expect(past(0).data.buffer).toBeInstanceOf(SharedArrayBuffer);
-      expect(past(1).data.buffer).toBe(past(0).data.buffer);
-    } finally {
-      await serial.close();
-      await local.release();
-    }
-  });
+    },
+  );
 });

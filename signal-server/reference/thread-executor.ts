@@ -15,7 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Feeds, Fetches, StageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { isPresentOutput, stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
 
 /** How long the runner thread outlives its last runner, by default. */
 export const IDLE_STOP_MS = 60_000;
@@ -118,7 +118,7 @@ function runnerThread(): RunnerThread {
 /**
  * A zeroed float array in shared memory: handed to the runner thread without
  * a copy (KvStageExecutor.hostArray: the fallback's KV slabs, whose whole
- * length every decode step feeds).
+ * length every decode step feeds, and the pasts a batch call gathers).
  */
 export function sharedFloat32Array(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
@@ -174,10 +174,18 @@ export class ThreadExecutor implements StageExecutor {
     const inputs = this.names.inputs[stage];
     const outputs = this.names.outputs[stage];
     if (session === undefined || inputs === undefined || outputs === undefined) throw new RangeError(`no stage ${stage}`);
-    // The feeds are copied, never moved: a caller keeps its KV cache and its carry. Shared memory (a KV slab made by
-    // sharedFloat32Array) is not copied: the thread reads it during the run, and the caller writes a slab's rows only
-    // after the run of those rows has answered.
-    const reply = await this.thread.ask({ op: 'run', session, feeds: stageFeeds(inputs, feeds), fetches: stageFetches(outputs, fetches) });
+    // The feeds are copied, never moved: a caller keeps its KV cache and its carry. Shared memory is not copied: the
+    // thread reads it during the run. A caller never writes what a run it sent reads until that run has answered: a KV
+    // slab's rows (sharedFloat32Array), StepBatcher's gathered pasts. The present.* come back in shared memory (the
+    // thread copies them there), so that fed back as next step's past.* they cross without a copy.
+    const asked = stageFetches(outputs, fetches);
+    const reply = await this.thread.ask({
+      op: 'run',
+      session,
+      feeds: stageFeeds(inputs, feeds),
+      fetches: asked,
+      shared: asked.filter(isPresentOutput),
+    });
     const result: Feeds = {};
     for (const [k, v] of Object.entries(reply.outputs ?? {})) result[k] = fromRuntime(k, v.type, v.dims, v.data);
     return result;
