@@ -46,7 +46,7 @@ async function openCheck(page: Page, url: string): Promise<void> {
  * worker in one task); the decode rounds are timed in the page. Sessions get
  * fresh ids from `firstId` and are closed after.
  */
-async function decode(page: Page, prompts: readonly number[][], tokens: number, firstId: number) {
+export async function decode(page: Page, prompts: readonly number[][], tokens: number, firstId: number) {
   return page.evaluate(
     // No named function inside: tsx (esbuild's keepNames) would wrap it in a helper the page does not have.
     async ([all, n, first]) => {

@@ -25,6 +25,8 @@
  *   through a swarm of 3 tabs),
  *   BENCH_GPU_BATCHING (default 1; 0 skips batching across sessions on WebGPU, bench/gpu-batching.ts: one Chromium tab, 1 vs 4
  *   vs 8 sessions at once, batching on vs off; SwiftShader without a GPU; also skipped by BENCH_SWARM=0 or BENCH_WEBGPU=0),
+ *   BENCH_WEBGPU_BUILDS (default 1; 0 skips onnxruntime-web's JSPI and asyncify WebGPU builds side by side in one Chromium
+ *   tab, bench/webgpu-builds.ts: page open to ready, decode ms/token; also skipped by BENCH_SWARM=0 or BENCH_WEBGPU=0),
  *   BENCH_COLD_START (default 1; 0 skips the volunteer cold start: bytes per stage and page open to ready, which needs Chromium
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
@@ -86,6 +88,7 @@ import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 import { benchTextStream } from './text-stream.js';
 import { benchSampling, benchTopForms, benchVoteCost } from './vote-cost.js';
+import { benchWebgpuBuilds } from './webgpu-builds.js';
 
 const model = process.env.BENCH_MODEL ?? DEFAULT_MODEL;
 const tokens = Number(process.env.BENCH_TOKENS ?? 64);
@@ -235,6 +238,9 @@ async function main(): Promise<void> {
         repeats: Math.min(repeats, 3),
         concurrency: [4, 8],
       });
+    }
+    if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_WEBGPU !== '0' && process.env.BENCH_WEBGPU_BUILDS !== '0') {
+      await benchWebgpuBuilds({ modelDir: modelDir(model), stages: 3, tokens: Math.min(tokens, 12), repeats: Math.min(repeats, 3) });
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -1,5 +1,6 @@
-// One WebGPU replica (SwiftShader here) among WASM replicas of a stage: it
-// must agree with them on every step, and the answer must not change.
+// One WebGPU replica (SwiftShader here, onnxruntime-web's JSPI build) among
+// WASM replicas of a stage: it must agree with them on every step, and the
+// answer must not change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
@@ -20,6 +21,12 @@ describe('mixed backends', () => {
     const gpu = await e.swarm.pages[WEBGPU_INDEX]?.evaluate(() => window.webswarmVolunteer);
     expect(gpu?.backend).toBe('webgpu');
     expect(gpu?.stage).toBe(0);
+    // Chromium has JSPI: the WebGPU tab runs onnxruntime-web's JSPI build, the others its plain WASM build.
+    expect(gpu?.ortBuild).toBe('jspi');
+    const others = await Promise.all(
+      e.swarm.pages.filter((_, i) => i !== WEBGPU_INDEX).map((p) => p.evaluate(() => window.webswarmVolunteer?.ortBuild)),
+    );
+    expect(others).toEqual(others.map(() => 'wasm'));
     const expected = await e.expected(PROMPT, TOKENS);
     const { json } = await e.complete({ prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
     expect(json.webswarm.tokens).toEqual(expected);

@@ -1,5 +1,9 @@
 // A model's stages run in a real Chromium tab with onnxruntime-web, on WASM and
-// on WebGPU (SwiftShader here), against PyTorch's golden logits and tokens.
+// on WebGPU (SwiftShader here), against PyTorch's golden logits and tokens. On
+// WebGPU, both of onnxruntime-web's WebGPU builds: JSPI (what Chromium loads)
+// and asyncify (what a browser without JSPI loads: this Chromium's worker
+// script is served with JSPI's two functions deleted, since no flag of
+// Chromium 156 turns JSPI off); the two give the same outputs, bit for bit.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agrees, maxAbs, maxAbsDifference, RELATIVE_TOLERANCE } from '../shared/vote/tolerance.js';
 import type { SignalServer } from '../signal-server/server.js';
 import { goldenModelDir, lastRow, readGolden } from '../testing/golden.js';
+import { servedWithoutJspi } from '../tools/local-swarm.js';
 import { launchChromium, startTestServer } from './harness.js';
 
 /** WASM is the same kernels as the Node reference: the issue's 1e-4 bound holds. */
@@ -19,13 +24,18 @@ const STAGES = 3;
 let cacheRoot: string;
 let server: SignalServer;
 let browser: Browser;
-const traces: Record<'wasm' | 'webgpu', number[][][]> = { wasm: [], webgpu: [] };
+/** A backend, and on WebGPU the build: JSPI (as Chromium has it) or asyncify (as a browser without JSPI). */
+const RUNS = ['wasm', 'webgpu', 'webgpu without JSPI'] as const;
+type Run = (typeof RUNS)[number];
+const traces: Record<Run, number[][][]> = { wasm: [], webgpu: [], 'webgpu without JSPI': [] };
 
-async function openModel(backend: 'wasm' | 'webgpu'): Promise<Page> {
+async function openModel(run: Run): Promise<Page> {
+  const backend = run === 'wasm' ? 'wasm' : 'webgpu';
   const page = await browser.newPage();
   page.on('console', (m) => {
-    if (m.type() === 'error') process.stderr.write(`[${backend} page] ${m.text()}\n`);
+    if (m.type() === 'error') process.stderr.write(`[${run} page] ${m.text()}\n`);
   });
+  if (run === 'webgpu without JSPI') await servedWithoutJspi(page);
   await page.goto(`${server.address().url}/check?model=${MODEL}&backend=${backend}`);
   await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
     timeout: LOAD_TIMEOUT_MS,
@@ -47,17 +57,19 @@ afterAll(async () => {
   rmSync(cacheRoot, { recursive: true, force: true });
 });
 
-describe.each(['wasm', 'webgpu'] as const)(`${MODEL} in Chromium on %s`, (backend) => {
+describe.each(RUNS)(`${MODEL} in Chromium on %s`, (run) => {
   it('loads the verified stages on the asked backend', async () => {
-    const page = await openModel(backend);
+    const page = await openModel(run);
+    const backend = run === 'wasm' ? 'wasm' : 'webgpu';
     const status = (await page.getByTestId('status').textContent()) ?? '';
     expect(status).toContain(`${STAGES} stages on ${backend}`);
     if (backend === 'webgpu') expect(status.toLowerCase()).toContain('swiftshader');
+    if (backend === 'webgpu') expect(status).toContain(`onnxruntime-web's ${run === 'webgpu' ? 'jspi' : 'asyncify'} build`);
     const golden = readGolden(MODEL);
     for (const p of golden.prompts) {
       const outs = await page.evaluate((ids) => (window.webswarmCheck as NonNullable<typeof window.webswarmCheck>).trace(ids), p.ids);
       expect(outs).toHaveLength(STAGES);
-      traces[backend].push(outs);
+      traces[run].push(outs);
       const logits = outs[STAGES - 1] as number[];
       const diff = maxAbsDifference(logits, lastRow(p));
       if (backend === 'wasm') expect(diff, `"${p.text}"`).toBeLessThan(WASM_LOGIT_TOLERANCE);
@@ -71,12 +83,17 @@ describe.each(['wasm', 'webgpu'] as const)(`${MODEL} in Chromium on %s`, (backen
       n,
     ] as const);
     expect(r.tokens).toEqual(first.greedy.slice(0, n));
-    process.stdout.write(`${MODEL} ${backend}: ${r.msPerToken.toFixed(2)} ms per token (all ${STAGES} stages, one tab)\n`);
+    process.stdout.write(`${MODEL} ${run}: ${r.msPerToken.toFixed(2)} ms per token (all ${STAGES} stages, one tab)\n`);
     await page.close();
   });
 });
 
 describe('WebGPU against WASM', () => {
+  it("onnxruntime-web's two WebGPU builds give the same outputs, bit for bit", () => {
+    expect(traces.webgpu.length).toBeGreaterThan(0);
+    expect(traces['webgpu without JSPI']).toEqual(traces.webgpu);
+  });
+
   it('differs by far less than the vote tolerance, at every stage', () => {
     expect(traces.wasm.length).toBeGreaterThan(0);
     expect(traces.webgpu.length).toBe(traces.wasm.length);

@@ -75,6 +75,20 @@ export async function launchChromium(opts: { webgpu: boolean; extraArgs?: readon
   return chromium.launch({ executablePath: found.path, headless: true, args });
 }
 
+/**
+ * The tab's compute worker served as a browser without JSPI (Firefox and
+ * Safari today) runs it: WebAssembly.Suspending and .promising deleted before
+ * its first statement, so that it loads onnxruntime-web's asyncify WebGPU
+ * build (web/compute/ort-web.ts). No flag of Chromium 156 turns JSPI off.
+ */
+export async function servedWithoutJspi(page: Page): Promise<void> {
+  await page.route(/\/assets\/worker-[^/]*\.js$/, async (route) => {
+    const response = await route.fetch();
+    const body = `delete WebAssembly.Suspending;\ndelete WebAssembly.promising;\n${await response.text()}`;
+    await route.fulfill({ response, body });
+  });
+}
+
 export interface LocalSwarm {
   readonly pages: Page[];
   /** Opens one more volunteer tab (for churn tests and `npm run swarm`). */

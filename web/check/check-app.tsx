@@ -111,6 +111,7 @@ export function CheckApp() {
           <p data-testid="status">
             Ready: {status.model.manifest.modelId}, {status.model.manifest.stages.length} stages on {status.model.backend}
             {status.model.adapter !== null && ` (${status.model.adapter})`}
+            {status.model.backend === 'webgpu' && `, onnxruntime-web's ${status.model.build} build`}
           </p>
           <label>
             Prompt

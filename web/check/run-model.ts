@@ -6,6 +6,7 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { CaptureOptions } from '../compute/captured-stages.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
+import type { OrtBuild } from '../compute/ort-web.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
 import { fetchStageWeights } from '../compute/stage-weights.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
@@ -15,6 +16,8 @@ export interface LocalModel {
   readonly manifest: StageManifest;
   readonly backend: Backend;
   readonly adapter: string | null;
+  /** The onnxruntime-web build the stages run on (a WebGPU one on JSPI where the browser has it). */
+  readonly build: OrtBuild;
   readonly tokenizer: Tokenizer;
   /** The last position's logits [vocab] of a fresh session for `ids`, as a plain array (for automation). */
   forward(ids: number[]): Promise<number[]>;
@@ -112,6 +115,7 @@ export async function loadLocalModel(
     manifest,
     backend,
     adapter: client.adapter,
+    build: client.ortBuild ?? 'wasm',
     tokenizer,
     async forward(ids) {
       return Array.from(await session((s) => s.forward(ids)));

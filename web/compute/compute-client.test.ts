@@ -68,7 +68,7 @@ describe('ComputeClient', () => {
   it('matches answers to calls by id, in any order', async () => {
     const load = client.load('wasm', MANIFEST, []);
     expect(worker.sent[0]).toMatchObject({ type: 'load', id: 1, backend: 'wasm' });
-    worker.answer({ type: 'loaded', id: 1, backend: 'wasm', adapter: null });
+    worker.answer({ type: 'loaded', id: 1, backend: 'wasm', adapter: null, build: 'wasm' });
     await load;
     expect(client.backend).toBe('wasm');
     const first = client.run(0, feeds);

@@ -11,6 +11,7 @@ import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { CaptureOptions } from './captured-stages.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
 import type { Backend, ComputeErrorCode, DeviceLoss, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
+import type { OrtBuild } from './ort-web.js';
 import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {
@@ -57,6 +58,8 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
   private terminated = false;
   backend: Backend | null = null;
   adapter: string | null = null;
+  /** The onnxruntime-web build the loaded stages run on; null before a load. */
+  ortBuild: OrtBuild | null = null;
   /** Compute time of the last run, measured inside the worker. */
   lastComputeMs = 0;
   /** What the worker's replica reports (?datapath=worker); dropped while none listens. */
@@ -156,6 +159,7 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;
+    this.ortBuild = r.build;
   }
 
   /** Starts the backend's runtime in the worker now (a second or two of WebAssembly compilation), so that load or build is quick later. */
@@ -182,6 +186,7 @@ export class ComputeClient implements StageExecutor, SessionExecutor {
     if (r.type !== 'loaded') throw new WorkerError('ERR_BAD_MESSAGE', `expected loaded, got ${r.type}`);
     this.backend = r.backend;
     this.adapter = r.adapter;
+    this.ortBuild = r.build;
   }
 
   async step(session: number, stage: number, input: TensorData, logitsFrom?: LogitsFrom): Promise<Float32Tensor> {

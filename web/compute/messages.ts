@@ -3,6 +3,7 @@ import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeli
 import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { CaptureOptions } from './captured-stages.js';
 import type { FromReplica, ToReplica } from './datapath-messages.js';
+import type { OrtBuild } from './ort-web.js';
 import type { StageTensors } from './stage-build.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */
@@ -63,7 +64,14 @@ export type WorkerCall = Exclude<ToWorker, ToReplica>;
 
 /** Compute worker → main thread. */
 export type FromWorker =
-  | { readonly type: 'loaded'; readonly id: number; readonly backend: Backend; readonly adapter: string | null }
+  | {
+      readonly type: 'loaded';
+      readonly id: number;
+      readonly backend: Backend;
+      readonly adapter: string | null;
+      /** The onnxruntime-web build the stages run on (ort-web.ts ortBuildFor). */
+      readonly build: OrtBuild;
+    }
   | { readonly type: 'result'; readonly id: number; readonly outputs: Feeds; readonly computeMs: number }
   | { readonly type: 'stepped'; readonly id: number; readonly output: Float32Tensor; readonly computeMs: number }
   | { readonly type: 'done'; readonly id: number }

@@ -1,8 +1,11 @@
 // The only browser module that imports onnxruntime-web. A WASM volunteer
-// loads the plain WASM build (a 14 MB binary); only a WebGPU volunteer loads
-// the WebGPU build (27 MB, its asyncify binary is slower to start and to run
-// on the CPU). Both builds' CPU kernels are the same code, so replicas on
-// either agree.
+// loads the plain WASM build (a 14 MB binary); only a WebGPU volunteer loads a
+// WebGPU build: where the engine has JSPI (WebAssembly.Suspending and
+// WebAssembly.promising: Chromium 137 and later), the JSPI build (17 MB); else
+// the asyncify build (27 MB, whose binary is instrumented to unwind and rewind
+// its stack at every await: slower to start and to run). Both WebGPU builds
+// are the same kernels, with bit-identical outputs (e2e/stage-in-browser.spec.ts);
+// all builds' CPU kernels are the same code, so replicas on any agree.
 import type * as Ort from 'onnxruntime-web';
 import { KeyedSerial } from '../../shared/model/keyed-serial.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
@@ -57,8 +60,24 @@ export class LossLatch {
   }
 }
 
+/** The onnxruntime-web build a worker runs: the plain WASM build, or a WebGPU build on JSPI or on asyncify. */
+export type OrtBuild = 'wasm' | 'jspi' | 'asyncify';
+
+/** The WebGPU build for this engine's WebAssembly (`wasm`: the global one by default): JSPI where it has both functions. */
+export function webgpuBuild(wasm: object = WebAssembly): Exclude<OrtBuild, 'wasm'> {
+  const w = wasm as { Suspending?: unknown; promising?: unknown };
+  return typeof w.Suspending === 'function' && typeof w.promising === 'function' ? 'jspi' : 'asyncify';
+}
+
+/** The build a backend runs on here. */
+export function ortBuildFor(backend: Backend): OrtBuild {
+  return backend === 'webgpu' ? webgpuBuild() : 'wasm';
+}
+
 function ortFor(backend: Backend): Promise<OrtModule> {
-  return backend === 'webgpu' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
+  const build = ortBuildFor(backend);
+  if (build === 'jspi') return import('onnxruntime-web/jspi');
+  return build === 'asyncify' ? import('onnxruntime-web/webgpu') : import('onnxruntime-web/wasm');
 }
 
 /** The backend's onnxruntime-web build, set up once. */

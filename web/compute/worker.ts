@@ -8,7 +8,7 @@ import { CapturedExecutor } from './captured-stages.js';
 import { DeviceWatch } from './device-watch.js';
 import { NO_GPU_KV } from './gpu-kv.js';
 import type { FromWorker, ToWorker } from './messages.js';
-import { ComputeError, StageSessions } from './ort-web.js';
+import { ComputeError, ortBuildFor, StageSessions } from './ort-web.js';
 import { buildVerifiedStage } from './stage-build.js';
 import { keepStage, stageCacheStore } from './stage-cache.js';
 import type { TensorStore } from './tensor-store.js';
@@ -103,7 +103,13 @@ function start(m: Extract<ToWorker, { type: 'load' | 'build' }>, stages: Promise
       sessions = nextSessions;
       caches = next;
       manifest = m.manifest;
-      reply({ type: 'loaded', id: m.id, backend: m.backend, adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null });
+      reply({
+        type: 'loaded',
+        id: m.id,
+        backend: m.backend,
+        adapter: m.backend === 'webgpu' ? await webgpuAdapter() : null,
+        build: ortBuildFor(m.backend),
+      });
     })
     .catch((e: unknown) => fail(m.id, e));
 }

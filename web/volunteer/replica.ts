@@ -22,6 +22,7 @@ import { MAX_SESSIONS_PER_REPLICA, MAX_STEPS_AHEAD, ReplicaCore, type ReplicaOut
 import { type CapturePlan, planCapture } from '../compute/capture-plan.js';
 import { ComputeClient, deviceLostText, WorkerError } from '../compute/compute-client.js';
 import type { Backend, DeviceLoss } from '../compute/messages.js';
+import type { OrtBuild } from '../compute/ort-web.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { openStage, type StageSource } from '../compute/stage-open.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
@@ -82,6 +83,8 @@ export interface ReplicaStatus {
   readonly deviceLoss: DeviceLossNote | null;
   /** Graph capture (?capture=): the sessions its loaded stage holds with it, or why it runs without; null when not asked or before a stage. */
   readonly capture: CaptureState | null;
+  /** The onnxruntime-web build its loaded stage runs on (on WebGPU: JSPI where the browser has it, else asyncify); null before a stage. */
+  readonly ortBuild: OrtBuild | null;
 }
 
 /** What came of asking for graph capture for the loaded stage. */
@@ -215,6 +218,7 @@ export class VolunteerReplica {
       channelsKept: 0,
       deviceLoss: null,
       capture: null,
+      ortBuild: null,
     };
     this.prepared = this.prepareCompute();
     // What it can hold goes with its hello: the planner sizes stages to it (shared/protocol/capacity.ts).
@@ -439,7 +443,7 @@ export class VolunteerReplica {
         },
       );
       if (source === null) return null;
-      this.update({ stageSource: source });
+      this.update({ stageSource: source, ortBuild: compute.ortBuild });
       if (epoch !== this.epoch) return null;
       this.manifest = manifest;
       const trace = this.trace;
