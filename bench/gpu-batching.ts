@@ -33,7 +33,7 @@ export interface GpuBatchingOptions {
 
 type Check = NonNullable<typeof window.webswarmCheck>;
 
-async function openCheck(page: Page, url: string): Promise<void> {
+export async function openCheck(page: Page, url: string): Promise<void> {
   await page.goto(url);
   await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
     timeout: 180_000,

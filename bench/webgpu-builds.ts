@@ -24,7 +24,7 @@ import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { launchChromium, servedWithoutJspi } from '../tools/local-swarm.js';
-import { decode } from './gpu-batching.js';
+import { decode, openCheck } from './gpu-batching.js';
 import { median, printTable } from './table.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife';
@@ -37,12 +37,8 @@ async function open(browser: Browser, url: string, build: Build): Promise<{ page
   const page = await browser.newPage();
   if (build === 'asyncify') await servedWithoutJspi(page);
   const t0 = performance.now();
-  await page.goto(url);
-  await page.waitForFunction(() => window.webswarmCheck !== undefined || document.querySelector('[role=alert]') !== null, null, {
-    timeout: 300_000,
-  });
+  await openCheck(page, url);
   const readyMs = performance.now() - t0;
-  if ((await page.locator('[role=alert]').count()) > 0) throw new Error(`${url}: ${await page.locator('[role=alert]').textContent()}`);
   const got = await page.evaluate(() => window.webswarmCheck?.build);
   if (got !== build) throw new Error(`the tab meant for the ${build} build runs ${String(got)}`);
   return { page, readyMs };

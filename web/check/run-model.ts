@@ -84,6 +84,8 @@ export async function loadLocalModel(
   const tokenizer = Tokenizer.fromJson(`${baseUrl}/${manifest.tokenizer.file}`, tokJson, tokCfg);
   await prepared;
   await client.build(backend, manifest, weights.stages, batching, capture);
+  const build = client.ortBuild;
+  if (build === null) throw new Error('the compute worker loaded the stages without saying which onnxruntime-web build runs them');
   /** One step of a session through every stage, caches in the worker: the last position's logits, or every position's. */
   const step = async (session: number, ids: number[], everyRow = false): Promise<Float32Array> => {
     const last = manifest.stages.length - 1;
@@ -115,7 +117,7 @@ export async function loadLocalModel(
     manifest,
     backend,
     adapter: client.adapter,
-    build: client.ortBuild ?? 'wasm',
+    build,
     tokenizer,
     async forward(ids) {
       return Array.from(await session((s) => s.forward(ids)));
