@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { WeightPrecision } from '../shared/model/quantize.js';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
 import type { GraphForm } from '../shared/model/stage-graph-fused.js';
@@ -162,6 +162,32 @@ export interface E2eSwarmOptions {
   readonly captureOf?: (index: number) => string | null;
 }
 
+/** How long a tab the page calls ready may take to pass the server's challenge (DEFAULT_CHALLENGE_TIMEOUT_MS). */
+const PROVEN_TIMEOUT_MS = 60_000;
+
+/**
+ * Waits until the server counts each tab as ready. A tab says it is ready when
+ * its stage has loaded; the server routes it only once it has answered its
+ * challenge step, which a loaded machine may finish after the spec's first
+ * request (with FALLBACK on, that request was then computed by the server
+ * alone). A tab the server dropped (evicted, or gone) is not waited for.
+ */
+async function provenByServer(server: SignalServer, pages: readonly Page[]): Promise<void> {
+  const coordinator = server.coordinator;
+  if (coordinator === null) return;
+  const ids = (await Promise.all(pages.map((p) => p.evaluate(() => window.webswarmVolunteer?.volunteerId ?? null)))).filter(
+    (id): id is string => id !== null,
+  );
+  const deadline = performance.now() + PROVEN_TIMEOUT_MS;
+  for (;;) {
+    const views = new Map(coordinator.volunteers().map((v) => [v.id, v]));
+    const waiting = ids.filter((id) => views.get(id)?.ready === false);
+    if (waiting.length === 0) return;
+    if (performance.now() > deadline) throw new Error(`the server never counted ${waiting.join(', ')} as ready (no challenge passed)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-e2e-'));
   const dir = goldenModelDir(o.model ?? E2E_MODEL);
@@ -189,6 +215,14 @@ export async function startE2eSwarm(o: E2eSwarmOptions): Promise<E2eSwarm> {
     ...(o.captureOf === undefined ? {} : { captureOf: o.captureOf }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
+  try {
+    await provenByServer(server, swarm.pages);
+  } catch (e) {
+    await swarm.close();
+    await reference.close();
+    await server.close();
+    throw e;
+  }
   return {
     server,
     swarm,
