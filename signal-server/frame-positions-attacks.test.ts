@@ -55,6 +55,20 @@ describe("a previous stage's sender, hostile", () => {
     expect(rejected.filter((r) => r.includes('past the 0 the session has left'))).toHaveLength(3);
   });
 
+  it('cannot pass the bound while a step computes: a full prompt, and at once a full frame for the next step, computes the prompt alone (before, both: twice the positions)', async () => {
+    const { manifest } = stages();
+    const { core, digests, rejected } = recordingReplica(stages(), 1);
+    const { hiddenSize: hidden, maxPositions } = manifest.model;
+    open(core, 1);
+    for (const from of PREV) sendPositions(core, from, 1, 0, maxPositions, hidden);
+    // Step 0 is computing now (its vote taken, its positions not yet in the cache's count).
+    for (const from of PREV) sendPositions(core, from, 1, 1, maxPositions, hidden);
+    await until(() => digests.length >= 1, 'step 0 computed');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(digests.map((d) => d.step)).toEqual([0]);
+    expect(rejected.filter((r) => r.includes('past the 0 the session has left'))).toHaveLength(3);
+  });
+
   it('leaves honest one-position steps alone, up to the last position the model has', async () => {
     const { manifest } = stages();
     const { core, digests, rejected } = recordingReplica(stages(), 1);

@@ -48,6 +48,8 @@ interface SessionState {
   readonly history: Map<number, { dims: readonly number[]; data: Float32Array }>;
   /** Positions in this session's KV cache (which the executor keeps). */
   positions: number;
+  /** Positions of the step being computed now (0 when none): in no vote any more, and not yet in `positions`. */
+  computing: number;
   readonly ready: Map<number, TensorData>;
   readonly votes: Map<number, Quorum<Float32Array>>;
   /** Per step, the fingerprint of each counted frame by sender: reported with the digest. */
@@ -268,6 +270,7 @@ export class ReplicaCore {
       history: new Map(),
       strays: [],
       positions: 0,
+      computing: 0,
       ready: new Map(),
       votes: new Map(),
       received: new Map(),
@@ -771,9 +774,10 @@ export class ReplicaCore {
       return;
     }
     // What the session has left: no sender's frames for the steps to come may carry more positions than the model
-    // has after those computed. Without it one sender held up to 64 steps ahead of model-sized frames in every
-    // session (tens of MiB a session), and a replica computed past the model's positions.
-    const left = this.manifest.model.maxPositions - s.positions;
+    // has after those computed and the one computing. Without it one sender held up to 64 steps ahead of model-sized
+    // frames in every session (tens of MiB a session), and a replica computed past the model's positions (up to
+    // twice them with a full frame sent while the step before computed, before that step was counted).
+    const left = this.manifest.model.maxPositions - s.positions - s.computing;
     let held = 0;
     for (const [k, v] of s.votes) {
       const o = k >= s.nextStep ? v.outcome(from) : undefined;
@@ -865,7 +869,12 @@ export class ReplicaCore {
         s.lengths.set(step, s.positions);
         s.taken = step;
         s.fan.deadline.taken(performance.now());
-        await this.compute(s, step, input, received, epoch);
+        s.computing = input.dims[1] as number;
+        try {
+          await this.compute(s, step, input, received, epoch);
+        } finally {
+          s.computing = 0;
+        }
         // Rolled back meanwhile: nextStep was set by the roll-back.
         if (epoch === s.epoch) s.nextStep = step + 1;
         // The coordinator's tokens for a step computed meanwhile on a mesh token: not needed any more.
