@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import { type Feeds, freshFeeds } from '../../shared/model/pipeline.js';
+import { encodeFrame } from '../../shared/protocol/frames.js';
 import { ensureStages } from '../models/model-folder.js';
 import { type ServerRunner, stageRunner } from '../stage-runners.js';
 import { MODEL } from '../testing/http-swarm.js';
@@ -27,7 +28,7 @@ afterAll(() => rmSync(cache, { recursive: true, force: true }));
 const quiet: ServerReplicaOutputs = { frame() {}, joined() {}, digest() {}, logits() {}, failed() {}, rejected() {} };
 
 /** Server replicas whose runners (real runner-thread sessions of the stage files) are kept in `made`. */
-function replicas(made: ServerRunner[]): ServerReplicas {
+function replicas(made: ServerRunner[], outputs: ServerReplicaOutputs = quiet): ServerReplicas {
   const make = stageRunner(dir);
   return new ServerReplicas(
     manifest,
@@ -40,7 +41,7 @@ function replicas(made: ServerRunner[]): ServerReplicas {
         return e;
       },
     },
-    quiet,
+    outputs,
   );
 }
 
@@ -174,5 +175,29 @@ describe("the fallback's seats go in turn", () => {
     const next = replicas([]).succeeding(f);
     expect(next.waiting).toBe(2);
     expect(next.freeSeats(18, 'm')).toBe(2);
+  });
+});
+
+describe("the fallback's refusals", () => {
+  it('name the peer whose frame was refused, not the server replica alone (the log is keyed by its first word)', () => {
+    const refused: [string, string, string | null][] = [];
+    const r = replicas([], { ...quiet, rejected: (from, reason, sender) => refused.push([from, reason, sender]) });
+    r.link('server:1')?.send('session:open', { sessionId: 4, stage: 1, replica: 0, prev: ['vH'], next: [], replayTo: 0 });
+    // One value short of a position: no hidden state of this model.
+    const hidden = manifest.model.hiddenSize;
+    for (const m of encodeFrame({
+      sessionId: 4,
+      step: 0,
+      stage: 0,
+      replica: 0,
+      dims: [1, 1, hidden - 1],
+      data: new Float32Array(hidden - 1),
+    }))
+      r.frame('vH', 'server:1', m);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]?.[0]).toBe('server:1');
+    expect(refused[0]?.[1]).toMatch(/^ERR_FRAME_SHAPE/);
+    expect(refused[0]?.[2]).toBe('vH');
+    r.release(4);
   });
 });

@@ -53,7 +53,8 @@ export interface ServerReplicaOutputs {
   digest(from: string, m: StepDigest): void;
   logits(from: string, m: StepLogits): void;
   failed(from: string, m: StepFailure): void;
-  rejected(from: string, reason: string): void;
+  /** A refusal by the server replica `from`; `sender`: the peer whose message it refused, where the refusal came while it was delivered. */
+  rejected(from: string, reason: string, sender: string | null): void;
 }
 
 /** A runner that may hold resources to give back (onnxruntime sessions: ThreadExecutor.release). */
@@ -110,6 +111,8 @@ export function serverStageOf(id: string, stages: number): number | null {
 }
 
 export class ServerReplicas {
+  /** The peer whose frame is being delivered now (null between deliveries): named in the refusals it causes. */
+  private delivering: string | null = null;
   private readonly cores = new Map<number, ReplicaCore>();
   private readonly admitted = new Set<number>();
   /** The client each admitted session is for, where it said. */
@@ -295,7 +298,7 @@ export class ServerReplicas {
           logits: (m) => out.logits(id, m),
           failed: (m) => out.failed(id, m),
           computed: () => {},
-          rejected: (reason) => out.rejected(id, reason),
+          rejected: (reason) => out.rejected(id, reason, this.delivering),
         },
         null,
         () => 0,
@@ -333,7 +336,13 @@ export class ServerReplicas {
   frame(from: string, to: string, bytes: Uint8Array): boolean {
     const stage = serverStageOf(to, this.manifest.stages.length);
     if (stage === null) return false;
-    this.core(stage).frame(from, bytes);
+    // A refusal while it is delivered names its sender (the log's key: one flooder's lines are not another's).
+    this.delivering = from;
+    try {
+      this.core(stage).frame(from, bytes);
+    } finally {
+      this.delivering = null;
+    }
     return true;
   }
 }

@@ -25,8 +25,9 @@ export class PeerTraffic {
       logits: (from, m) => later(() => this.logits(from, m.sessionId, m.step, new Float32Array(m.logits), m.resets ?? 0)),
       failed: (from, m) => later(() => this.failed(from, m)),
       // Late or early honest frames are no news; what a stranger or a broken peer sends is.
-      rejected: (from, reason) => {
-        if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason)) this.s.log(`${from}: ERR_BAD_FRAME ${reason}`);
+      rejected: (from, reason, sender) => {
+        if (!/^ERR_(NOT_LINKED|STALE_STEP) /.test(reason))
+          this.s.log(sender === null ? `${from}: ERR_BAD_FRAME ${reason}` : `${sender}: ERR_BAD_FRAME to ${from}: ${reason}`);
       },
     });
   }
