@@ -191,9 +191,12 @@ describe('several prompts in one completions request', () => {
       const two = await post({ model: MODEL, prompt: PROMPTS[1], max_tokens: 2, n: 2 });
       expect(two.status, two.raw).toBe(200);
       expect(two.body.webswarm.choices.map((c: object) => Object.keys(c))).toEqual([
-        ['index', 'verified', 'tokens', 'route', 'server_stages', 'votes'],
-        ['index', 'verified', 'tokens', 'route', 'server_stages', 'votes'],
+        ['index', 'verified', 'seed', 'tokens', 'route', 'server_stages', 'votes'],
+        ['index', 'verified', 'seed', 'tokens', 'route', 'server_stages', 'votes'],
       ]);
+      // Choice i samples with the request's seed (drawn here: none was given) + i.
+      const [s0, s1] = two.body.webswarm.choices.map((c: { seed: number }) => c.seed);
+      expect(s1).toBe((s0 + 1) >>> 0);
     },
     TEST_MS,
   );

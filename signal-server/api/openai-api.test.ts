@@ -208,6 +208,29 @@ describe('the OpenAI-compatible API', () => {
     expect(error.message).toMatch(/^prompt\[1\]: prompt \(/);
   });
 
+  it('runs a chat that names no max_tokens to the end of the context, as OpenAI has no default cap there; completions stop at 16', async () => {
+    const s = await server({ fallback: 'whole' });
+    const c = client(s);
+    // A prompt near the 512 positions of tiny-untied, so that what is left is short: every position is used.
+    const content = 'Emma '.repeat(480);
+    const chat = await c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'user', content }], temperature: 0 });
+    const { prompt_tokens, completion_tokens } = chat.usage ?? { prompt_tokens: 0, completion_tokens: 0 };
+    expect(prompt_tokens).toBeGreaterThan(400);
+    if (chat.choices[0]?.finish_reason === 'length') expect(prompt_tokens + completion_tokens).toBe(512);
+    else expect(prompt_tokens + completion_tokens).toBeLessThan(512);
+    expect(completion_tokens).toBeGreaterThan(16);
+    // A prompt that fills the context is refused by name, as one with max_tokens 1 would be.
+    const full = await c.chat.completions.create({ model: 'tiny-untied', messages: [{ role: 'user', content: 'Emma '.repeat(700) }] }).then(
+      () => null,
+      (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+    );
+    expect([full?.status, full?.code]).toEqual([400, 'context_length_exceeded']);
+    expect(full?.message).toContain('+ max_tokens (1) exceeds');
+    const completion = await c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 0 });
+    if (completion.choices[0]?.finish_reason === 'length') expect(completion.usage?.completion_tokens).toBe(16);
+    else expect(completion.usage?.completion_tokens).toBeLessThan(16);
+  });
+
   it('tokenizes a chat for a model without a chat template as /v1/chat/completions renders it: a "role: content" transcript', async () => {
     const s = await server();
     const dir = 'fixtures/models/tiny-untied';

@@ -218,13 +218,24 @@ describe('log-probabilities', () => {
   });
 });
 
-describe('defaults of an absent field (README: 16 tokens, temperature 1, seed 0)', () => {
-  it('a body with only the prompt or the messages samples 16 tokens at temperature 1 with seed 0, one choice, no penalties', () => {
-    for (const p of [chat({}), completion({})]) {
-      expect(p).toMatchObject({ maxTokens: 16, temperature: 1, topP: 1, seed: 0, n: 1, frequencyPenalty: 0, presencePenalty: 0 });
-    }
-    // max_completion_tokens is chat's newer name for max_tokens.
-    expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5 });
+describe('defaults of an absent field (README: chat to the end of the context, completions 16 tokens; temperature 1; a drawn seed)', () => {
+  it('a body with only the prompt or the messages samples at temperature 1, one choice, no penalties; chat fits its tokens to the context, completions take 16', () => {
+    for (const p of [chat({}), completion({})])
+      expect(p).toMatchObject({ temperature: 1, topP: 1, n: 1, frequencyPenalty: 0, presencePenalty: 0 });
+    // OpenAI's chat has no default cap: as many as the context leaves, at most MAX_GENERATE_TOKENS (completions.ts).
+    expect(chat({})).toMatchObject({ maxTokens: MAX_GENERATE_TOKENS, fitToContext: true });
+    expect(completion({})).toMatchObject({ maxTokens: 16, fitToContext: false });
+    // max_completion_tokens is chat's newer name for max_tokens; either, given, is taken as it is.
+    expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5, fitToContext: false });
+    expect(chat({ max_tokens: 7 })).toMatchObject({ maxTokens: 7, fitToContext: false });
+    expect(chat({ max_tokens: null })).toMatchObject({ fitToContext: true });
+  });
+
+  it('draws a seed where none is given (a request asked again gives another draw), and takes one given as it is', () => {
+    const seeds = new Set(Array.from({ length: 20 }, () => (chat({}) as { seed: number }).seed));
+    expect(seeds.size).toBeGreaterThan(15);
+    for (const s of seeds) expect(Number.isInteger(s) && s >= 0 && s < 2 ** 32).toBe(true);
+    expect(chat({ seed: 0 })).toMatchObject({ seed: 0 });
   });
 });
 

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { GREEDY, samplingError } from '../../shared/model/sampling.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { describeValue } from '../../shared/protocol/json-shape.js';
@@ -17,6 +18,11 @@ export const MAX_TOP_K = 1 << 20;
 /** What both endpoints take, checked. */
 export interface GenerationParams {
   readonly maxTokens: number;
+  /**
+   * A chat request that named no max_tokens: as many tokens as the model's context leaves after the prompt, at most
+   * `maxTokens` (MAX_GENERATE_TOKENS), as OpenAI's chat has no default cap (its completions' default is 16, as here).
+   */
+  readonly fitToContext: boolean;
   readonly temperature: number;
   readonly topP: number;
   /**
@@ -130,7 +136,9 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   if (unsupported !== null) return { status: 400, ...unsupported };
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
   const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
-  const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? 16;
+  const asked = b.max_completion_tokens ?? b.max_tokens ?? null;
+  const fitToContext = asked === null && endpoint === 'chat';
+  const maxTokens = asked ?? (fitToContext ? MAX_GENERATE_TOKENS : 16);
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < least || maxTokens > MAX_GENERATE_TOKENS)
     return bad(
       'max_tokens',
@@ -147,7 +155,8 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   // top_p 0 (OpenAI takes it) keeps the smallest nucleus there is, the most likely token alone: top_k 1.
   const topP = rawTopP === 0 ? 1 : rawTopP;
   const topK = rawTopP === 0 ? 1 : Math.max(0, rawTopK);
-  const rawSeed = b.seed ?? 0;
+  // None given: one drawn for the request (as OpenAI's, a request asked again gives another draw); the response names it.
+  const rawSeed = b.seed ?? randomInt(0, 2 ** 32);
   // OpenAI's seed is an int64 (clients send Date.now() or -1); the sampler's is 32 bits: the seed modulo 2^32.
   // JSON's numbers are doubles: int64's largest, 2^63 - 1, arrives as 2^63, so |seed| ≤ 2^63 is what an int64 can be.
   if (typeof rawSeed !== 'number' || !Number.isInteger(rawSeed) || Math.abs(rawSeed) > 2 ** 63)
@@ -181,6 +190,7 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   if (so !== null && !stream) return bad('stream_options', 'stream_options is only allowed with stream: true');
   return {
     maxTokens,
+    fitToContext,
     temperature,
     topP,
     topK,

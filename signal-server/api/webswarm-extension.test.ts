@@ -28,7 +28,21 @@ describe('the webswarm extension', () => {
 
       const whole = (await (await post({})).json()) as { webswarm: Record<string, unknown> };
       const w = whole.webswarm;
-      expect(Object.keys(w).sort()).toEqual(['prompt_tokens', 'redundancy', 'route', 'server_stages', 'tokens', 'verified', 'votes']);
+      expect(Object.keys(w).sort()).toEqual([
+        'prompt_tokens',
+        'redundancy',
+        'route',
+        'seed',
+        'server_stages',
+        'tokens',
+        'verified',
+        'votes',
+      ]);
+      // The sampler's seed: the one given, or one drawn for the request (another each time).
+      expect(Number.isInteger(w.seed)).toBe(true);
+      const seedOf = async (extra: object) => ((await (await post(extra)).json()) as { webswarm: { seed: number } }).webswarm.seed;
+      expect(await seedOf({ seed: 2 ** 32 + 5 })).toBe(5);
+      expect(new Set([w.seed, await seedOf({}), await seedOf({})]).size).toBeGreaterThan(1);
       expect(w.redundancy).toBe(2);
       expect(w.verified).toBe(true);
       expect(w.tokens).toHaveLength(TOKENS);
@@ -55,7 +69,7 @@ describe('the webswarm extension', () => {
       }
       // The stream's last chunk carries the answer's summary: its verdict, route and server stages.
       const last = events.at(-1) as Record<string, unknown>;
-      expect(Object.keys(last).sort()).toEqual(['redundancy', 'route', 'server_stages', 'verified']);
+      expect(Object.keys(last).sort()).toEqual(['redundancy', 'route', 'seed', 'server_stages', 'verified']);
       // (Each request draws its own route.)
       expect(last).toMatchObject({ redundancy: 2, verified: true, server_stages: [] });
       expect((last.route as string[][]).map((r) => r.length)).toEqual([2, 2]);

@@ -97,6 +97,8 @@ export function wholeResponse(
     const c = a.completionOf(choice);
     return {
       ...(ranked ? { candidate: choice.index } : {}),
+      // The sampler's seed for this choice (the request's, or the one drawn for it, + the choice's index).
+      seed: (p.seed + choice.index) >>> 0,
       tokens: c.tokens,
       route: c.route,
       server_stages: serverStagesOf([...choice.promptVotes, ...choice.votes]),
