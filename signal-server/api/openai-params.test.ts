@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
-import { type BodyError, MAX_PROMPT_IDS, MAX_PROMPTS, parseChatBody, parseCompletionBody } from './openai-params.js';
+import { type BodyError, MAX_CHAT_MESSAGES, MAX_PROMPT_IDS, MAX_PROMPTS, parseChatBody, parseCompletionBody } from './openai-params.js';
 
 const MODELS = ['austen-2m'];
 const CHAT = { model: 'austen-2m', messages: [{ role: 'user', content: 'Good morning.' }] };
@@ -106,6 +106,30 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     });
     // No call at all: the plain assistant message it is.
     expect(turns([{ role: 'assistant', content: 'Hello', tool_calls: [] }])).toMatchObject({ kind: 'chat' });
+  });
+
+  it('takes an assistant turn without content (as OpenAI gives one back) as an empty turn; a user turn without it is refused', () => {
+    const turns = (extra: Record<string, unknown>[]) => chat({ messages: [{ role: 'user', content: 'Hi' }, ...extra] });
+    for (const m of [{ role: 'assistant', content: null }, { role: 'assistant' }, { role: 'assistant', content: null, refusal: null }])
+      expect(turns([m, { role: 'user', content: 'And?' }])).toMatchObject({
+        kind: 'chat',
+        messages: [
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: '' },
+          { role: 'user', content: 'And?' },
+        ],
+      });
+    expect(turns([{ role: 'user', content: null }])).toMatchObject({ status: 400, param: 'messages[1].content' });
+  });
+
+  it('takes a long conversation: up to MAX_CHAT_MESSAGES turns, MAX_PROMPT_CHARS in all', () => {
+    const turn = (i: number) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: 'a' });
+    expect(MAX_CHAT_MESSAGES).toBeGreaterThanOrEqual(512);
+    expect(chat({ messages: Array.from({ length: MAX_CHAT_MESSAGES }, (_, i) => turn(i)) })).toMatchObject({ kind: 'chat' });
+    expect(chat({ messages: Array.from({ length: MAX_CHAT_MESSAGES + 1 }, (_, i) => turn(i)) })).toMatchObject({
+      status: 400,
+      param: 'messages',
+    });
   });
 });
 
@@ -229,6 +253,9 @@ describe('defaults of an absent field (README: chat to the end of the context, c
     expect(chat({ max_completion_tokens: 5 })).toMatchObject({ maxTokens: 5, fitToContext: false });
     expect(chat({ max_tokens: 7 })).toMatchObject({ maxTokens: 7, fitToContext: false });
     expect(chat({ max_tokens: null })).toMatchObject({ fitToContext: true });
+    // Out of range, refused under the name the client used.
+    expect(chat({ max_completion_tokens: MAX_GENERATE_TOKENS + 1 })).toMatchObject({ status: 400, param: 'max_completion_tokens' });
+    expect(chat({ max_tokens: MAX_GENERATE_TOKENS + 1 })).toMatchObject({ status: 400, param: 'max_tokens' });
   });
 
   it('draws a seed where none is given (a request asked again gives another draw), and takes one given as it is', () => {

@@ -9,7 +9,7 @@ import { type Endpoint, unsupportedField } from './openai-unsupported.js';
 /** OpenAI allows up to 4 stop sequences. */
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_CHARS = 64;
-export const MAX_CHAT_MESSAGES = 64;
+export const MAX_CHAT_MESSAGES = 512;
 /** Most choices (`n`) a request may ask for: each is a generation of its own, and holds one of the client's concurrent ones. */
 export const MAX_CHOICES = 8;
 /** The largest top_k taken (any k at or above the vocabulary is no limit). */
@@ -137,12 +137,14 @@ function common(b: Record<string, unknown>, modelIds: readonly string[], endpoin
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
   const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
   const asked = b.max_completion_tokens ?? b.max_tokens ?? null;
+  // Named as the client named it (chat's newer max_completion_tokens, or max_tokens).
+  const field = b.max_completion_tokens === undefined || b.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens';
   const fitToContext = asked === null && endpoint === 'chat';
   const maxTokens = asked ?? (fitToContext ? MAX_GENERATE_TOKENS : 16);
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < least || maxTokens > MAX_GENERATE_TOKENS)
     return bad(
-      'max_tokens',
-      `max_tokens must be an integer in [${least}, ${MAX_GENERATE_TOKENS}]${least === 1 && maxTokens === 0 ? ' (0 only with echo: true)' : ''}`,
+      field,
+      `${field} must be an integer in [${least}, ${MAX_GENERATE_TOKENS}]${least === 1 && maxTokens === 0 ? ' (0 only with echo: true)' : ''}`,
     );
   const temperature = b.temperature ?? 1;
   if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2))
@@ -354,7 +356,9 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
         return unsupportedMessage(`messages[${i}].${param}`, `messages[${i}] holds ${param}: the swarm does not call tools`);
     if (role !== 'system' && role !== 'user' && role !== 'assistant')
       return bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user or assistant`);
-    const content = contentText(m.content);
+    // An assistant's turn may have no content (OpenAI's own responses give null beside a refusal or a tool call; a
+    // client replays them as they came): an empty turn.
+    const content = role === 'assistant' && (m.content === null || m.content === undefined) ? '' : contentText(m.content);
     if (content === null) return bad(`messages[${i}].content`, `messages[${i}].content must be a string or a list of text parts`);
     chars += content.length;
     messages.push({ role, content });

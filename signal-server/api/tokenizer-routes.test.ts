@@ -220,7 +220,7 @@ describe("vLLM's tokenizer routes", () => {
       'messages[0].role',
       /^messages\[0\] is a tool message: the swarm does not call tools$/,
     );
-    await refused('/tokenize', { messages: [] }, 400, 'messages', /^messages must be a list of 1\.\.64 messages$/);
+    await refused('/tokenize', { messages: [] }, 400, 'messages', /^messages must be a list of 1\.\.512 messages$/);
     // The chat form's options: what /v1/chat/completions would not render is refused by name.
     await refused('/tokenize', { messages: chat, add_generation_prompt: 'no' }, 400, 'add_generation_prompt', /must be a boolean/);
     await refused('/tokenize', { messages: chat, continue_final_message: 1 }, 400, 'continue_final_message', /must be a boolean/);
