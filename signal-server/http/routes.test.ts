@@ -188,4 +188,20 @@ describe('request targets', () => {
     expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
     expect(answer).toContain('POST is not allowed on //v1/chat/completions');
   });
+
+  it("answers an OpenAI path without its /v1 (a client's base URL set to the origin) with a 404 in OpenAI's shape naming /v1", async () => {
+    for (const [method, path] of [
+      ['POST', '/chat/completions'],
+      ['POST', '/completions'],
+      ['GET', '/models'],
+    ] as const) {
+      const res = await fetch(`${url}${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
+      expect(res.status, path).toBe(404);
+      const body = (await res.json()) as { error: Record<string, unknown> };
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', param: null, code: 'not_found' });
+      expect(body.error.message).toContain(`is /v1${path}`);
+    }
+    // The web app's own pages are untouched.
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
 });

@@ -109,6 +109,9 @@ export function tensorIndexesOf(models: readonly RoutedModel[], listings: readon
   return out;
 }
 
+/** OpenAI's API paths without their /v1 (a client's base URL set to the origin alone asks for these). */
+const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/embeddings', '/responses']);
+
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   const log = (line: string) => ctx.logger.info(line);
@@ -183,6 +186,19 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       res.setHeader('access-control-allow-origin', '*');
       if (ctx.swarm === null) sendJson(res, 503, { error: { code: 'ERR_NO_ROUTE', message: 'no model is served' } });
       else sendJson(res, 200, ctx.swarm.serviceStatus());
+      return;
+    }
+    // An OpenAI client whose base URL lacks /v1 asks for /chat/completions: told where the API is, in OpenAI's shape.
+    if (OPENAI_PATHS.has(path)) {
+      res.setHeader('access-control-allow-origin', '*');
+      sendJson(res, 404, {
+        error: {
+          message: `the OpenAI-compatible API is under /v1: ${path} is /v1${path} (set the client's base URL to this server's origin + /v1)`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'not_found',
+        },
+      });
       return;
     }
     if (req.method === 'OPTIONS' && ctx.folderFiles?.has(path) === true) {
