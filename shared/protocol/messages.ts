@@ -199,6 +199,12 @@ export interface SessionOpen {
    * replica that is there from the start.
    */
   readonly replayTo: number;
+  /**
+   * The most steps the session has (its prompt's and the tokens it may generate; absent from an older server). A
+   * server that relays the replica's reports to the session's server (a cluster) takes no more of them free of its
+   * socket's budget than that (cluster/remote-sessions.ts).
+   */
+  readonly steps?: number;
   /** The mesh loop of this session (absent: the coordinator alone feeds stage 0; see MeshLoop). */
   readonly loop?: MeshLoop;
   /** The session's era (see SessionUpdate.era); absent = 0. */

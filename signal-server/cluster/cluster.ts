@@ -560,6 +560,8 @@ export class Cluster implements ClusterSeam {
     const p = procOfSession(sessionId);
     // The mesh loop runs up to MESH_AHEAD steps past a session's last.
     const maxSteps = (this.coordinator?.maxPositions ?? 0) + MESH_AHEAD + 1;
+    // Only a last stage's replica owes logits (as on one server: generation.ts owesReport).
+    if (kind === 'logits' && this.coordinator?.onLastStage(volunteer) !== true) return false;
     return p !== this.proc && this.peers.has(p) && this.remote.admitFree(p, sessionId, volunteer, kind, step, maxSteps);
   }
 

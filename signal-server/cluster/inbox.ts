@@ -31,10 +31,15 @@ export function deliverToVolunteer(
     log(`cluster: process ${m.proc} sent ${m.event} for a session that is not its own`);
     return;
   }
-  if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to);
+  if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to, stepsOf(m.m.steps));
   else if (m.event === 'session:close') remote.closed(m.proc, sessionId, m.to);
   // The volunteer's own parsers check the rest, as for messages of its own server.
   (link.send as (event: string, m: unknown) => void)(m.event, m.m);
+}
+
+/** A session's steps as its server said them in its open (a positive integer), or undefined. */
+function stepsOf(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
 
 /** A report of another process's volunteer about one of our sessions (process `proc`): parsed again, then the coordinator's. */

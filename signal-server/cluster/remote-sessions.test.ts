@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { RemoteSessions } from './remote-sessions.js';
 
 describe('RemoteSessions', () => {
@@ -70,5 +71,19 @@ describe('RemoteSessions', () => {
     ]);
     r.closed(2, 131_073, 'a');
     expect(free(131_073, 'a', 'digest', 6)).toBe(true); // owed up to its end
+  });
+
+  it('bounds a session’s free reports by the steps its open said (and the mesh loop’s lead), open or closed; the model’s positions where it said none', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 7, 'a', 4);
+    r.opened(2, 8, 'a');
+    const free = (sessionId: number, step: number) => r.admitFree(2, sessionId, 'a', 'digest', step, 100);
+    const last = 4 + MESH_AHEAD;
+    expect([free(7, 0), free(7, last), free(7, last + 1)]).toEqual([true, true, false]);
+    // Said none (an older server): bounded by maxSteps alone, as before.
+    expect([free(8, 50), free(8, 99), free(8, 100)]).toEqual([true, true, false]);
+    r.closed(2, 7, 'a');
+    expect(r.admitFree(2, 7, 'a', 'logits', last + 1, 100)).toBe(false);
+    expect(r.admitFree(2, 7, 'a', 'logits', last, 100)).toBe(true);
   });
 });

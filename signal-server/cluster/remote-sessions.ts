@@ -1,3 +1,4 @@
+import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
 
 /** Sessions of another process tracked per process (to close them on its volunteers if it dies). */
@@ -7,6 +8,8 @@ const MAX_TRACKED_SESSIONS = 10_000;
  * reports: a coordinator still takes what a replica computed up to a session's end (it keeps its last 64 finished).
  */
 const MAX_CLOSED_SESSIONS = 1_024;
+/** Sessions whose steps are remembered (as many as are tracked and closed lately), the oldest forgotten first. */
+const MAX_STEPS_KNOWN = MAX_TRACKED_SESSIONS + MAX_CLOSED_SESSIONS;
 /** Free reports remembered (volunteer, session and kind → its latest free step), the oldest forgotten first. */
 const MAX_FREE_REPORTS = 50_000;
 
@@ -24,13 +27,22 @@ export class RemoteSessions {
   private readonly closedLately = new Set<string>();
   /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first. */
   private readonly freeLatest = new Map<string, number>();
+  /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
+  private readonly steps = new Map<string, number>();
 
   /** Sessions of other processes `volunteer` is in. */
   of(volunteer: string): number {
     return this.counts.get(volunteer) ?? 0;
   }
 
-  opened(proc: number, sessionId: number, volunteer: string): void {
+  /** `steps`: the steps the session has, as its server said them (SessionOpen.steps; undefined from an older one). */
+  opened(proc: number, sessionId: number, volunteer: string, steps?: number): void {
+    if (steps !== undefined) {
+      const key = `${proc} ${sessionId}`;
+      this.steps.delete(key);
+      this.steps.set(key, steps);
+      if (this.steps.size > MAX_STEPS_KNOWN) this.steps.delete(this.steps.keys().next().value as string);
+    }
     let sessions = this.byProc.get(proc);
     if (sessions === undefined) {
       sessions = new Map();
@@ -69,12 +81,16 @@ export class RemoteSessions {
   /**
    * Is this report of our volunteer owed to process `proc`'s session, and so free of its socket's event budget (as
    * report-allowance.ts makes an owed report on one server)? That process opened the session on it, and the step is
-   * later than every free one of that kind it made there, and below `maxSteps` (the model's positions: no session
-   * has more steps). The coordinating process alone knows the step being decided, so the lead it allows is not
-   * checked here: a session's free reports per replica and kind stay bounded by its steps, whatever the sender does.
+   * later than every free one of that kind it made there, and below the session's steps and the mesh loop's lead
+   * (SessionOpen.steps; `maxSteps`, the model's positions and the lead, where the open said none). The coordinating
+   * process alone knows the step being decided, so how far ahead of it a report is is not checked here: a session's
+   * free reports per replica and kind stay bounded by its steps, whatever the sender does (before the open said
+   * them, by the model's positions: a 2-token session let a replica send 1 000 reports free, 768 KiB each).
    */
   admitFree(proc: number, sessionId: number, volunteer: string, kind: ReportKind, step: number, maxSteps: number): boolean {
-    if (!Number.isSafeInteger(step) || step < 0 || step >= maxSteps || !this.opensOn(proc, sessionId, volunteer)) return false;
+    const said = this.steps.get(`${proc} ${sessionId}`);
+    const bound = said === undefined ? maxSteps : Math.min(maxSteps, said + MESH_AHEAD + 1);
+    if (!Number.isSafeInteger(step) || step < 0 || step >= bound || !this.opensOn(proc, sessionId, volunteer)) return false;
     const key = `${proc} ${sessionId} ${volunteer} ${kind}`;
     const latest = this.freeLatest.get(key);
     if (latest !== undefined && step <= latest) return false;

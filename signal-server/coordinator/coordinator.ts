@@ -151,6 +151,11 @@ export class Coordinator {
     return this.s.model.manifest.model.maxPositions;
   }
 
+  /** Whether volunteer `id` is assigned the model's last stage (the one whose replicas send logits). */
+  onLastStage(id: string): boolean {
+    return this.s.registry.get(id)?.stage === this.s.model.numStages - 1;
+  }
+
   // Volunteers (roster.ts) and their readiness (readiness.ts).
 
   /** A volunteer says hello: registered under an id of the server's, assigned a stage; or refused (faults, bans). */

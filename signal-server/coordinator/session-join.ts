@@ -53,6 +53,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
           prev: this.route[stage - 1] ?? [],
           next: this.route[stage + 1] ?? [],
           replayTo: 0,
+          steps: this.maxSteps,
           ...this.loopOf(stage),
           ...this.fanoutOf(stage),
           ...this.rowsOf(stage),

@@ -71,6 +71,7 @@ export abstract class SessionRepair extends StepVotes {
         prev,
         next,
         replayTo: step,
+        steps: this.maxSteps,
         ...this.loopOf(stage),
         ...this.fanoutOf(stage),
         ...this.rowsOf(stage),
