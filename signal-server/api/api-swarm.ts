@@ -59,6 +59,11 @@ export interface ApiGenerationRequest {
    */
   readonly unfinishedIds?: number;
   readonly maxTokens: number;
+  /**
+   * max_tokens was not given (a chat): as many tokens as the model's context leaves after the prompt, at most
+   * `maxTokens`; a prompt that fills the context asks for one, and is refused as too long.
+   */
+  readonly fitToContext?: boolean;
   readonly sampling: SamplingParams;
   /** The text ends before the first of these. */
   readonly stop?: readonly string[];

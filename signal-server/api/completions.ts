@@ -434,11 +434,6 @@ export async function handleOpenAiGeneration(
 
   /** One prompt's choices (best_of candidates), each a generation of its own, `width` at once, streamed as they come. */
   const runPrompt = async (prompt: Prompt, width: number, idle: () => void): Promise<PromptDone> => {
-    // A chat that named no max_tokens runs to the end of the model's context (at most MAX_GENERATE_TOKENS); a prompt
-    // that fills it asks for one token, and is refused by name as one too long.
-    const maxTokens = p.fitToContext
-      ? Math.max(1, Math.min(p.maxTokens, swarm.tokenizerInfo().maxPositions - swarm.encode(prompt.text).length))
-      : p.maxTokens;
     const choices = Array.from(
       { length: candidates },
       (_, i) => new ChoiceState(i, kind, p.logprobs, texts, codePoints(prompt.text), ranked, prompt.unfinished.bytes),
@@ -500,7 +495,9 @@ export async function handleOpenAiGeneration(
           {
             prompt: prompt.text,
             ...(prompt.ids === undefined ? {} : { promptIds: prompt.ids, unfinishedIds: prompt.unfinished.ids }),
-            maxTokens,
+            maxTokens: p.maxTokens,
+            // A chat that named no max_tokens runs to the end of the context (the coordinator knows the prompt's tokens).
+            ...(p.fitToContext ? { fitToContext: true } : {}),
             // Choice i samples with seed + i: n draws of one request differ, and each is reproducible alone.
             sampling: { ...sampling, seed: (p.seed + choice.index) >>> 0 },
             stop: p.stop,
@@ -542,10 +539,10 @@ export async function handleOpenAiGeneration(
       if (choice.index === 0) {
         first = generate(choice);
         c = await first;
-      } else if (sharesScores(choice) && maxTokens === 0) c = await (first as Promise<ApiCompletion>);
+      } else if (sharesScores(choice) && p.maxTokens === 0) c = await (first as Promise<ApiCompletion>);
       else c = await generate(choice);
       // The end-of-text draw that ended it counts in its mean log-probability (best_of), as its tokens do.
-      if (ranked && c.end !== undefined && !(sharesScores(choice) && maxTokens === 0)) choice.ended(c.end);
+      if (ranked && c.end !== undefined && !(sharesScores(choice) && p.maxTokens === 0)) choice.ended(c.end);
       if (sharesScores(choice)) await promptScored;
       if (events !== null) {
         sendEcho(events, choice);

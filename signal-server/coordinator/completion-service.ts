@@ -114,6 +114,11 @@ export class CompletionService {
     const r = this.s.options.redundancy;
     // Ids are checked against the vocabulary where every session starts (SessionRunner.runSession), as the settings are.
     const promptTokens = req.promptIds === undefined ? tokenizer.encode(req.prompt) : [...req.promptIds];
+    // No max_tokens given (a chat): what the context leaves after the prompt, at least one (a full prompt is refused).
+    const maxTokens =
+      req.fitToContext === true
+        ? Math.max(1, Math.min(req.maxTokens, this.s.model.manifest.model.maxPositions - promptTokens.length))
+        : req.maxTokens;
     // The prompt's last ids that begin a character it leaves unfinished: decoded ahead of the completion's.
     const before = req.promptIds?.slice(req.promptIds.length - (req.unfinishedIds ?? 0)) ?? [];
     const stream = new TextStream((ids) => tokenizer.decode(ids), req.stop ?? [], true, before);
@@ -123,7 +128,7 @@ export class CompletionService {
     const score = req.scorePrompt === true && promptTokens.length > 0;
     if (score) onScored?.({ position: 0, token: promptTokens[0] as number, logits: null, votes: [], verified: true, stepMs: 0 });
     // Nothing to compute: a one-token prompt scored, nothing generated (its id and settings checked as a session's are).
-    if (score && promptTokens.length === 1 && req.maxTokens === 0) {
+    if (score && promptTokens.length === 1 && maxTokens === 0) {
       checkPromptIds(promptTokens, this.s.model.manifest.model.vocabSize);
       checkSampling(req.sampling, this.s.model.manifest.model.vocabSize);
       stream.finish([]);
@@ -131,7 +136,7 @@ export class CompletionService {
     }
     const { result, route } = await this.runIds(
       promptTokens,
-      req.maxTokens,
+      maxTokens,
       req.sampling,
       req.signal,
       (token, rec, session) => {

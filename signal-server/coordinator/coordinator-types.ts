@@ -51,6 +51,11 @@ export interface CompletionRequest {
    */
   readonly unfinishedIds?: number;
   readonly maxTokens: number;
+  /**
+   * max_tokens was not given (a chat): as many tokens as the model's context leaves after the prompt, at most
+   * `maxTokens`; a prompt that fills the context asks for one, and is refused as too long.
+   */
+  readonly fitToContext?: boolean;
   readonly sampling: SamplingParams;
   /** Stop sequences: the text ends before the first one (at most 4, as OpenAI allows). */
   readonly stop?: readonly string[];

@@ -109,8 +109,8 @@ export function tensorIndexesOf(models: readonly RoutedModel[], listings: readon
   return out;
 }
 
-/** OpenAI's API paths without their /v1 (a client's base URL set to the origin alone asks for these). */
-const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/embeddings', '/responses']);
+/** The served OpenAI paths without their /v1 (a client's base URL set to the origin alone asks for these). */
+const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models']);
 
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
