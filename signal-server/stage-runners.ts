@@ -1,6 +1,7 @@
 /**
  * The server's own runners of a stage set (made on first use, their sessions
- * in the process's runner thread: thread-executor.ts): the challenge oracle
+ * in the process's runner thread: thread-executor.ts; their files read, and a
+ * re-partition's built, in a thread of their own: models/stage-files.ts): the challenge oracle
  * volunteers must match to count as ready, the fallback's executor, and for a
  * re-partition both of these for any layer ranges, built into the stage cache.
  */
@@ -11,8 +12,9 @@ import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import type { ModelSizes } from './coordinator/partition-planner.js';
 import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordinator/repartition.js';
-import { ensureStages, loadStageSet, readTensorIndex, sourceFolderOf } from './models/model-folder.js';
+import { readTensorIndex, sourceFolderOf } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
+import { ensureStagesOffThread, loadStageSetOffThread } from './models/stage-files.js';
 import { OrtExecutor } from './reference/ort-executor.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
 
@@ -26,7 +28,7 @@ export function lazyOracle(dir: string, where: RunnerPlace = 'thread'): Challeng
       if (released) return Promise.reject(new Error(`the runner of ${dir} was released: no challenge for stage ${stage}`));
       // A runner whose thread stopped (crashed) is made anew: without challenges no volunteer could become ready.
       if (executor?.broken === true) [oracle, executor] = [null, null];
-      oracle ??= loadStageSet(dir).then(async (set) => {
+      oracle ??= loadStageSetOffThread(dir).then(async (set) => {
         executor = await makeRunner(set.stageBytes, where);
         return new ReferenceOracle(set.manifest, executor);
       });
@@ -45,7 +47,7 @@ export function lazyOracle(dir: string, where: RunnerPlace = 'thread'): Challeng
 
 /** The server's runner of a stage set for the fallback. */
 export function stageRunner(dir: string, where: RunnerPlace = 'thread'): () => Promise<ServerRunner> {
-  return () => loadStageSet(dir).then((set) => makeRunner(set.stageBytes, where));
+  return () => loadStageSetOffThread(dir).then((set) => makeRunner(set.stageBytes, where));
 }
 
 /**
@@ -123,7 +125,7 @@ export function partitionBuilder(
     p.oracle.release?.().catch(() => {});
   };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
-    const { dir, manifest } = await ensureStages(folder, { ranges }, stageCache, choice);
+    const { dir, manifest } = await ensureStagesOffThread(folder, { ranges }, stageCache, choice);
     const key = basename(dir);
     const baseUrl = stageBaseUrl(manifest.modelId, key);
     serve({ dir, manifest }, baseUrl);

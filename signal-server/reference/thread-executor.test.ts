@@ -26,6 +26,7 @@ import {
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { GRAPH_FORMS } from '../../shared/model/stage-graph-fused.js';
 import { StepBatcher } from '../../shared/model/step-batcher.js';
+import { longestStall } from '../../testing/event-loop.js';
 import { goldenModelDir } from '../../testing/golden.js';
 import { SerialExecutor } from '../coordinator/fallback.js';
 import { ensureStages, loadStageSet } from '../models/model-folder.js';
@@ -65,24 +66,6 @@ async function chain(executor: StageExecutor, first: Feeds): Promise<Feeds[]> {
     if (hidden !== undefined && stage + 1 < manifest.stages.length) carry = freshFeeds(manifest, stage + 1, hidden);
   }
   return outs;
-}
-
-/** The longest the event loop went without a turn while `work` ran. */
-async function longestStall(work: () => Promise<unknown>): Promise<number> {
-  let last = performance.now();
-  let longest = 0;
-  const tick = setInterval(() => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-  }, 1);
-  try {
-    await work();
-  } finally {
-    clearInterval(tick);
-  }
-  // A loop held to the end never ran the tick at all.
-  return Math.max(longest, performance.now() - last);
 }
 
 describe('ThreadExecutor', () => {
