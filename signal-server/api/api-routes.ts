@@ -4,10 +4,19 @@ import { sendJson } from '../http/static-files.js';
 import type { Logger } from '../log.js';
 import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
 import { answerPreflight, setCorsHeaders } from './cors.js';
+import { answerNotStored, handleResponses } from './responses.js';
 import { handleTokenizerRoute, isTokenizerRoute, type TokenizerRoute } from './tokenizer-routes.js';
 
 /** The API's routes as metric labels: a fixed set, so that nobody can grow the metrics without bound. */
-export type ApiRoute = '/v1/models' | '/v1/models/{id}' | '/v1/completions' | '/v1/chat/completions' | TokenizerRoute | 'other';
+export type ApiRoute =
+  | '/v1/models'
+  | '/v1/models/{id}'
+  | '/v1/completions'
+  | '/v1/chat/completions'
+  | '/v1/responses'
+  | '/v1/responses/{id}'
+  | TokenizerRoute
+  | 'other';
 
 export interface ApiRoutesContext extends ApiContext {
   /** Unix seconds: the `created` of every served model. */
@@ -18,11 +27,20 @@ export interface ApiRoutesContext extends ApiContext {
 }
 
 const MODEL_PREFIX = '/v1/models/';
+const RESPONSE_PREFIX = '/v1/responses/';
 
 /** The route a path is, and the model id of /v1/models/{id} (URL-decoded; null when it does not decode). */
 export function apiRouteOf(path: string): { route: ApiRoute; modelId: string | null } {
-  if (path === '/v1/models' || path === '/v1/completions' || path === '/v1/chat/completions' || isTokenizerRoute(path))
+  if (
+    path === '/v1/models' ||
+    path === '/v1/completions' ||
+    path === '/v1/chat/completions' ||
+    path === '/v1/responses' ||
+    isTokenizerRoute(path)
+  )
     return { route: path, modelId: null };
+  // A stored response's (and its input items', its cancel's): none is stored here.
+  if (path.startsWith(RESPONSE_PREFIX) && path.length > RESPONSE_PREFIX.length) return { route: '/v1/responses/{id}', modelId: null };
   if (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length) {
     try {
       return { route: '/v1/models/{id}', modelId: decodeURIComponent(path.slice(MODEL_PREFIX.length)) };
@@ -62,6 +80,16 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
   };
   if (route === '/v1/completions' || route === '/v1/chat/completions') {
     handleOpenAiGeneration(req, res, route === '/v1/completions' ? 'completion' : 'chat', ctx).catch(failed);
+    return;
+  }
+  if (route === '/v1/responses') {
+    handleResponses(req, res, ctx).catch(failed);
+    return;
+  }
+  if (route === '/v1/responses/{id}') {
+    if (admitOrRefuse(req, res, ctx.access) === null) return;
+    req.resume();
+    answerNotStored(res);
     return;
   }
   if (isTokenizerRoute(route)) {

@@ -5,10 +5,11 @@ import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { jsonShapeProblem } from '../../shared/protocol/json-shape.js';
 import { wireErrorOf } from '../coordinator/generation.js';
 import { checkPromptFits, GenerationError } from '../coordinator/generation-error.js';
-import { ISOLATION_HEADERS, sendJson } from '../http/static-files.js';
+import { sendJson } from '../http/static-files.js';
 import type { AccessControl } from './access.js';
 import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
 import { ChoiceState, type ChunkLogprobs, serverStagesOf } from './choice-state.js';
+import { EventStream } from './event-stream.js';
 import { codePoints } from './logprob-shapes.js';
 import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
 import type { TokenTexts } from './token-text.js';
@@ -172,47 +173,19 @@ export function statusOfGenerationError(code: WireErrorCode): number {
 /** Seconds a client should wait before sending again after a 503: the swarm is busy or short of volunteers. */
 export const RETRY_AFTER_S = 5;
 
-/** Server-sent events, with the status line held back until the first event so that early failures keep their HTTP status. */
-class EventStream {
-  private started = false;
-  private behind = false;
-  /** `behind` is called once, when the bytes waiting for the reader pass `behindBytes`; nothing more is sent but `last`. */
-  constructor(
-    private readonly res: ServerResponse,
-    private readonly behindBytes: number,
-    private readonly onBehind: () => void,
-  ) {}
-  send(data: unknown): void {
-    // Another choice of the request failed (or the client went) and the response has ended: the rest is not wanted.
-    if (this.res.writableEnded || this.res.destroyed || this.behind) return;
-    this.write(data);
-    if (this.res.writableLength > this.behindBytes) {
-      this.behind = true;
-      this.onBehind();
-    }
-  }
-  /** The stream's last event (an error), sent whether or not the reader is behind. */
-  last(data: unknown): void {
-    if (!this.res.writableEnded && !this.res.destroyed) this.write(data);
-  }
-  private write(data: unknown): void {
-    if (!this.started) {
-      this.started = true;
-      this.res.writeHead(200, {
-        ...ISOLATION_HEADERS,
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        'x-accel-buffering': 'no',
-      });
-    }
-    this.res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
-  }
-  get isBehind(): boolean {
-    return this.behind;
-  }
-  get isStarted(): boolean {
-    return this.started;
-  }
+/**
+ * How a generation's failure is answered: its HTTP status, OpenAI's error type and code, and the field at fault
+ * (`promptParam`: what the endpoint calls its prompt).
+ */
+export function failureOf(e: unknown, code: WireErrorCode, promptParam: string) {
+  const status = statusOfGenerationError(code);
+  const type: ErrorType = status === 400 ? 'invalid_request_error' : 'server_error';
+  // A bad request found by the coordinator (a logit_bias id past the vocabulary) has the code of every other bad
+  // body, so a client sees one code for one kind of mistake; one OpenAI names (a prompt too long), OpenAI's code.
+  const apiCode = (e instanceof GenerationError ? e.apiCode : null) ?? (status === 400 ? 'invalid_request' : code);
+  // The field at fault, streamed or not (a batch's prompt past the positions is found once the stream has begun).
+  const given = e instanceof GenerationError ? e.param : null;
+  return { status, type, apiCode, param: given === 'prompt' ? promptParam : given };
 }
 
 /** A prompt that ends on a whole character (text, or ids that finish their last one). */
@@ -330,6 +303,35 @@ async function inTurns<T>(
   return results;
 }
 
+/**
+ * A generation's request taken in: a POST, its key and rate limit checked, one of its client's concurrent
+ * generations held until the response ends (or the client goes away), its JSON body read. Null once it was answered
+ * (refused).
+ */
+export async function admitGeneration(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: ApiContext,
+): Promise<{ readonly identity: string; readonly raw: unknown } | null> {
+  if (req.method !== 'POST') {
+    sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
+    return null;
+  }
+  const identity = admitOrRefuse(req, res, ctx.access);
+  if (identity === null) return null;
+  const slot = ctx.access.hold(identity);
+  if (!slot.ok) {
+    req.resume();
+    res.setHeader('retry-after', String(slot.retryAfterS));
+    sendApiError(res, slot.status, 'rate_limit_error', slot.code, slot.message);
+    return null;
+  }
+  // Held from the body's first byte to the response's end, or the client's going away.
+  res.once('close', slot.release);
+  const raw = await readJsonBody(req, res, ctx);
+  return raw === NO_BODY ? null : { identity, raw };
+}
+
 /** POST /v1/completions and POST /v1/chat/completions through the swarm, streamed or not. */
 export async function handleOpenAiGeneration(
   req: IncomingMessage,
@@ -337,19 +339,9 @@ export async function handleOpenAiGeneration(
   kind: 'completion' | 'chat',
   ctx: ApiContext,
 ): Promise<void> {
-  if (req.method !== 'POST') return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
-  const identity = admitOrRefuse(req, res, ctx.access);
-  if (identity === null) return;
-  const slot = ctx.access.hold(identity);
-  if (!slot.ok) {
-    req.resume();
-    res.setHeader('retry-after', String(slot.retryAfterS));
-    return sendApiError(res, slot.status, 'rate_limit_error', slot.code, slot.message);
-  }
-  // Held from the body's first byte to the response's end, or the client's going away.
-  res.once('close', slot.release);
-  const raw = await readJsonBody(req, res, ctx);
-  if (raw === NO_BODY) return;
+  const admitted = await admitGeneration(req, res, ctx);
+  if (admitted === null) return;
+  const { identity, raw } = admitted;
   const p: CompletionParams | ChatParams | BodyError =
     kind === 'chat' ? parseChatBody(raw, ctx.modelIds) : parseCompletionBody(raw, ctx.modelIds);
   if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
@@ -640,16 +632,8 @@ export async function handleOpenAiGeneration(
       return;
     }
     ctx.log(`${kind} ${id}: failed with ${code}: ${(e as Error).message}`);
-    const status = statusOfGenerationError(code);
+    const { status, type, apiCode, param } = failureOf(e, code, kind === 'chat' ? 'messages' : 'prompt');
     if (status === 503 && !res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
-    const type = status === 400 ? 'invalid_request_error' : 'server_error';
-    // A bad request found by the coordinator (a logit_bias id past the vocabulary) has the code of every other bad
-    // body, so a client sees one code for one kind of mistake; one OpenAI names (a prompt too long), OpenAI's code.
-    const apiCode = (e instanceof GenerationError ? e.apiCode : null) ?? (status === 400 ? 'invalid_request' : code);
-    // The field at fault, streamed or not (a batch's prompt past the positions is found once the stream has begun).
-    const given = e instanceof GenerationError ? e.param : null;
-    // A chat's prompt is its messages.
-    const param = kind === 'chat' && given === 'prompt' ? 'messages' : given;
     if (events?.isStarted === true) {
       // The status line has gone out: the error travels as an event, as OpenAI's streams carry one.
       events.last({ error: { message, type, param, code: apiCode } });

@@ -127,19 +127,26 @@ export function tokenIdsProblem(v: unknown, field: string, most: number): string
   return at < 0 ? null : `${field}[${at}] is ${v[at]}: a token id is an integer ≥ 0`;
 }
 
-type Common = Omit<GenerationParams, 'logprobs'>;
+export type Common = Omit<GenerationParams, 'logprobs'>;
 
-function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): Common | BodyError {
+/** What every generation endpoint's body holds, checked (the Responses API's has fewer of them: the rest keep their defaults). */
+export function common(b: Record<string, unknown>, modelIds: readonly string[], endpoint: Endpoint): Common | BodyError {
   const model = modelRefused(b, modelIds);
   if (model !== null) return model;
   const unsupported = unsupportedField(b, endpoint);
   if (unsupported !== null) return { status: 400, ...unsupported };
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
   const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
-  const asked = b.max_completion_tokens ?? b.max_tokens ?? null;
-  // Named as the client named it (chat's newer max_completion_tokens, or max_tokens).
-  const field = b.max_completion_tokens === undefined || b.max_completion_tokens === null ? 'max_tokens' : 'max_completion_tokens';
-  const fitToContext = asked === null && endpoint === 'chat';
+  const asked = endpoint === 'responses' ? (b.max_output_tokens ?? null) : (b.max_completion_tokens ?? b.max_tokens ?? null);
+  // Named as the client named it (chat's newer max_completion_tokens, or max_tokens; the Responses API's own).
+  const field =
+    endpoint === 'responses'
+      ? 'max_output_tokens'
+      : b.max_completion_tokens === undefined || b.max_completion_tokens === null
+        ? 'max_tokens'
+        : 'max_completion_tokens';
+  // A conversation (chat, Responses) with no cap runs to the end of the context.
+  const fitToContext = asked === null && endpoint !== 'completion';
   const maxTokens = asked ?? (fitToContext ? MAX_GENERATE_TOKENS : 16);
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < least || maxTokens > MAX_GENERATE_TOKENS)
     return bad(

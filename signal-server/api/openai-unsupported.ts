@@ -13,7 +13,7 @@ export interface Unsupported {
   readonly message: string;
 }
 
-export type Endpoint = 'chat' | 'completion';
+export type Endpoint = 'chat' | 'completion' | 'responses';
 
 const absent = (v: unknown) => v === undefined || v === null;
 
@@ -40,6 +40,13 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
     web_search_options: 'the swarm does not search the web',
   },
   completion: {},
+  responses: {
+    previous_response_id: 'responses are not stored here: send the whole conversation in input',
+    conversation: 'conversations are not stored here: send the whole conversation in input',
+    prompt: 'no stored prompt templates are served here',
+    reasoning: 'the model does not reason in hidden steps',
+    context_management: 'the context is not managed here: send what fits the model',
+  },
 };
 
 /**
@@ -60,6 +67,13 @@ const KNOWN: Record<Endpoint, ReadonlySet<string>> = {
   completion: new Set([
     ...'best_of echo frequency_penalty logit_bias logprobs max_tokens model n presence_penalty prompt seed stop'.split(' '),
     ...'stream stream_options suffix temperature top_p user top_k max_completion_tokens'.split(' '),
+  ]),
+  // CreateResponse's fields, and `seed` and `top_k` as on the other endpoints.
+  responses: new Set([
+    ...'background context_management conversation include input instructions max_output_tokens max_tool_calls'.split(' '),
+    ...'metadata model moderation parallel_tool_calls previous_response_id prompt prompt_cache_key prompt_cache_options'.split(' '),
+    ...'prompt_cache_retention reasoning safety_identifier service_tier store stream stream_options temperature text'.split(' '),
+    ...'tool_choice tools top_logprobs top_p truncation user seed top_k'.split(' '),
   ]),
 };
 
@@ -108,7 +122,7 @@ export function unsupportedField(b: Record<string, unknown>, endpoint: Endpoint)
   const unknown = unknownField(b, endpoint);
   if (unknown !== null) return unknown;
   for (const [param, what] of Object.entries(NEVER[endpoint])) if (!absent(b[param])) return notSupported(param, what);
-  return endpoint === 'chat' ? chatOnly(b) : completionOnly(b);
+  return endpoint === 'chat' ? chatOnly(b) : endpoint === 'completion' ? completionOnly(b) : responsesOnly(b);
 }
 
 function chatOnly(b: Record<string, unknown>): Unsupported | null {
@@ -129,5 +143,32 @@ function chatOnly(b: Record<string, unknown>): Unsupported | null {
 
 function completionOnly(b: Record<string, unknown>): Unsupported | null {
   if (!absent(b.suffix) && b.suffix !== '') return notSupported('suffix', 'the model does not insert text before a suffix');
+  return null;
+}
+
+function responsesOnly(b: Record<string, unknown>): Unsupported | null {
+  if (!absent(b.tools) && !(Array.isArray(b.tools) && b.tools.length === 0)) return notSupported('tools', 'the swarm does not call tools');
+  // With no tools, "auto" calls none either.
+  if (!absent(b.tool_choice) && b.tool_choice !== 'none' && b.tool_choice !== 'auto')
+    return notThisValue('tool_choice', 'tool_choice must be "none" or "auto": the swarm does not call tools');
+  const text = b.text;
+  if (!absent(text)) {
+    if (!isObject(text)) return notThisValue('text', 'text must be an object: {"format": {"type": "text"}}');
+    if (!absent(text.format) && !(isObject(text.format) && text.format.type === 'text'))
+      return notThisValue('text.format', 'text.format must be {"type": "text"}: the swarm does not constrain its output to JSON');
+    if (!absent(text.verbosity)) return notThisValue('text.verbosity', 'text.verbosity is not supported: the model has no such setting');
+  }
+  if (!absent(b.include) && !(Array.isArray(b.include) && b.include.length === 0))
+    return notThisValue(
+      'include',
+      'include must be empty: nothing more is offered on this endpoint (log-probabilities are, on /v1/chat/completions)',
+    );
+  if (!absent(b.top_logprobs) && b.top_logprobs !== 0)
+    return notThisValue('top_logprobs', 'top_logprobs is not offered on this endpoint: /v1/chat/completions gives log-probabilities');
+  if (!absent(b.truncation) && b.truncation !== 'disabled')
+    return notThisValue('truncation', 'truncation must be "disabled": the start of a conversation is never dropped silently here');
+  if (b.store === true)
+    return notThisValue('store', 'responses are not stored here (none can be retrieved later): send store: false or leave it out');
+  if (b.background === true) return notThisValue('background', 'responses are not run in the background here: nothing is stored to poll');
   return null;
 }
