@@ -194,12 +194,28 @@ describe('request targets', () => {
       ['POST', '/chat/completions'],
       ['POST', '/completions'],
       ['GET', '/models'],
+      ['POST', '/responses'],
     ] as const) {
       const res = await fetch(`${url}${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
       expect(res.status, path).toBe(404);
       const body = (await res.json()) as { error: Record<string, unknown> };
       expect(body.error).toMatchObject({ type: 'invalid_request_error', param: null, code: 'not_found' });
       expect(body.error.message).toContain(`is /v1${path}`);
+    }
+    // A browser's preflight there passes (its client sends Authorization), so the page reads the 404 above rather
+    // than a bare network error (before: a 404 without the CORS headers).
+    for (const path of ['/chat/completions', '/responses']) {
+      const pre = await fetch(`${url}${path}`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: 'https://example.com',
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type',
+        },
+      });
+      expect(pre.status, path).toBeLessThan(300);
+      expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
+      expect(pre.headers.get('access-control-allow-origin')).toBe('*');
     }
     // The web app's own pages are untouched.
     expect((await fetch(`${url}/healthz`)).status).toBe(200);

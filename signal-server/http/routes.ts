@@ -7,6 +7,7 @@ import { describeValue } from '../../shared/protocol/json-shape.js';
 import type { AccessControl } from '../api/access.js';
 import { type ApiRoutesContext, handleApi } from '../api/api-routes.js';
 import type { ApiSwarm } from '../api/api-swarm.js';
+import { answerPreflight, setCorsHeaders } from '../api/cors.js';
 import type { TokenTexts } from '../api/token-text.js';
 import { isTokenizerRoute } from '../api/tokenizer-routes.js';
 import type { Logger } from '../log.js';
@@ -110,7 +111,7 @@ export function tensorIndexesOf(models: readonly RoutedModel[], listings: readon
 }
 
 /** The served OpenAI paths without their /v1 (a client's base URL set to the origin alone asks for these). */
-const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models']);
+const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/responses']);
 
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
@@ -190,7 +191,13 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     }
     // An OpenAI client whose base URL lacks /v1 asks for /chat/completions: told where the API is, in OpenAI's shape.
     if (OPENAI_PATHS.has(path)) {
-      res.setHeader('access-control-allow-origin', '*');
+      setCorsHeaders(res);
+      // A browser asks first (its client sends an Authorization header): refused there, the page would see a bare
+      // network error rather than the 404 below that says where the API is.
+      if (req.method === 'OPTIONS') {
+        answerPreflight(req, res);
+        return;
+      }
       sendJson(res, 404, {
         error: {
           message: `the OpenAI-compatible API is under /v1: ${path} is /v1${path} (set the client's base URL to this server's origin + /v1)`,
