@@ -24,6 +24,23 @@ describe('tokenizer', () => {
     expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
   });
 
+  it("decodes the tokens as they are, whatever tokenizer_config.json's clean_up_tokenization_spaces says: text only grows", () => {
+    const json = readFileSync(`${dir}/tokenizer.json`, 'utf8');
+    const config = JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, 'utf8')) as Record<string, unknown>;
+    // Said true, or not said (the library's default is true): " " then "," was decoded "," (the space taken back).
+    for (const cleanup of [true, undefined]) {
+      const t = Tokenizer.fromJson('t.json', json, JSON.stringify({ ...config, clean_up_tokenization_spaces: cleanup }));
+      const ids = t.encode(" , ' s n't .");
+      let text = '';
+      for (let i = 1; i <= ids.length; i++) {
+        const next = t.decode(ids.slice(0, i));
+        expect(next.startsWith(text), `after ${i} of ${ids.length} ids`).toBe(true);
+        text = next;
+      }
+      expect(text).toBe(" , ' s n't .");
+    }
+  });
+
   it('keeps the special end-of-text token whole', () => {
     expect(tokenizer.encode('a<|endoftext|>b')).toContain(0);
   });

@@ -114,8 +114,14 @@ export class Tokenizer {
     };
   }
 
-  /** Text of `ids`; special tokens are kept so that nothing is hidden. */
+  /**
+   * Text of `ids`; special tokens are kept so that nothing is hidden. Spaces are never "cleaned up"
+   * (`clean_up_tokenization_spaces`, which the library applies when a tokenizer_config.json says so or says nothing:
+   * " ," becomes ","): a streamed answer is the text of its tokens so far, and that clean-up rewrote text already
+   * sent, after which the answer's text stopped growing and its stop sequences went unseen (as vLLM's streams, the
+   * text is the tokens' decoding as it is).
+   */
   decode(ids: readonly number[]): string {
-    return this.inner.decode([...ids], { skip_special_tokens: false });
+    return this.inner.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tokenizer } from '../../shared/model/tokenizer.js';
+import { goldenModelDir } from '../../testing/golden.js';
 import { TextStream } from './text-stream.js';
 
 // A toy decoder: each id is one piece of text; id 9 stands for half of a multi-byte character.
@@ -51,6 +52,39 @@ describe('TextStream', () => {
     const s = new TextStream(decode, []);
     expect(s.push([0, 9])).toBe('Hello');
     expect(s.push([0, 9, 8])).toBe('\uFFFDX');
+  });
+});
+
+describe('TextStream on a byte-level tokenizer (tiny-untied)', () => {
+  const dir = goldenModelDir('tiny-untied');
+  const json = readFileSync(`${dir}/tokenizer.json`, 'utf8');
+  const config = JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, 'utf8')) as Record<string, unknown>;
+  const t = Tokenizer.fromJson('t.json', json, JSON.stringify(config));
+  const decode = (ids: readonly number[]) => t.decode(ids);
+  // Ids 196 and 170 are the bytes C3 and A9: "é" split across two tokens.
+  const [c3, a9] = [196, 170];
+
+  it('a stop of U+FFFD does not fire on a character split across two tokens, and does on one left unfinished', () => {
+    expect([decode([c3]), decode([c3, a9])]).toEqual(['\uFFFD', 'é']);
+    const split = new TextStream(decode, ['\uFFFD']);
+    expect(split.push([c3])).toBe('');
+    expect(split.push([c3, a9])).toBe('é');
+    expect(split.stopped).toBe(false);
+    // C3 then a space: the character is never finished, its U+FFFD is the text's, and the stop ends it there.
+    const space = t.encode(' ')[0] as number;
+    const unfinished = new TextStream(decode, ['\uFFFD']);
+    expect(unfinished.push([c3])).toBe('');
+    expect(unfinished.push([c3, space])).toBe('');
+    expect([unfinished.stopped, unfinished.text]).toEqual([true, '']);
+  });
+
+  it("with clean_up_tokenization_spaces on in the model's config, the text keeps growing and a stop sequence is seen", () => {
+    const cleaning = Tokenizer.fromJson('t.json', json, JSON.stringify({ ...config, clean_up_tokenization_spaces: true }));
+    const ids = cleaning.encode(' , and , so');
+    const whole = streamAll(new TextStream((x) => cleaning.decode(x), []), ids);
+    expect(whole.text).toBe(' , and , so');
+    const stopped = streamAll(new TextStream((x) => cleaning.decode(x), [',']), ids);
+    expect([stopped.text, stopped.stopped, stopped.used]).toEqual([' ', true, 2]);
   });
 });
 

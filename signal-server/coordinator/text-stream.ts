@@ -63,17 +63,20 @@ export class TextStream {
     const text = this.textOf(this.withBefore(generated));
     // Decoding can in rare cases rewrite earlier characters; never take back what was shown.
     if (!text.startsWith(this.shown)) return '';
+    // A trailing U+FFFD may be the first bytes of a character the next token completes: held back, and not searched
+    // for a stop sequence (a stop of "\uFFFD" ended the text before an "é" split across two tokens).
+    let safe = text.length;
+    while (safe > this.shown.length && text[safe - 1] === '\uFFFD') safe--;
+    const whole = text.slice(0, safe);
     let stopAt = -1;
     for (const s of this.stops) {
-      const i = text.indexOf(s, this.skip.length);
+      const i = whole.indexOf(s, this.skip.length);
       if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
     }
     if (stopAt >= 0) {
       this.cut = text.slice(0, Math.max(stopAt, this.shown.length));
       return this.take(this.cut);
     }
-    let safe = text.length;
-    while (safe > this.shown.length && text[safe - 1] === '\uFFFD') safe--;
     // Hold back the longest ending that a stop sequence begins with.
     for (const s of this.stops) {
       for (let k = Math.min(s.length - 1, safe - this.shown.length); k > 0; k--) {
