@@ -257,6 +257,7 @@ export class Roster {
   mirror(link: VolunteerLink, v: MirroredVolunteer): void {
     const member = this.s.members.get(v.id);
     if (member !== undefined && !member.remote) return;
+    const before = member === undefined ? undefined : this.s.registry.get(v.id)?.stage;
     if (member === undefined) {
       this.s.members.set(v.id, {
         id: v.id,
@@ -274,6 +275,10 @@ export class Roster {
       });
     } else member.proven = v.proven;
     this.s.registry.mirror({ ...v, remote: true });
+    // Moved by its own server: it dropped its sessions of the stage it left, ours too, which fail over now as a move
+    // here fails them over. Before, its silence in them was struck once a session, and three strikes evicted and
+    // banned an honest volunteer that its server had moved (a departure there moves one: any churn did it).
+    if (before !== undefined && before !== v.stage) for (const session of this.s.sessions.values()) this.h.failOver(session, v.id);
     this.s.audit.set(v.id, v.counts);
     if (member === undefined) this.holdAddress(v.keys);
     this.s.options.statusChanged?.();

@@ -331,13 +331,17 @@ export class SessionRunner {
   noShow(id: string, sessionId: number, why: NoShow): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
-    // Another server's volunteer: its own server keeps its strikes over every server's sessions, and evicts it.
-    if (member.remote) this.s.cluster?.noShow(id, sessionId, why);
-    // "Full" is judged by the server the volunteer is connected to, which saw every session opened on it: with
-    // several servers each counts it a publication late, and an honest replica refuses the one too many.
+    // Another server's volunteer: its own server keeps its strikes over every server's sessions, and evicts it; this
+    // one judges nothing on its own sessions alone (before, it also counted them in a window of its own and evicted
+    // and banned a volunteer whose window over the cluster held far fewer misses). "Full" is judged there too: it saw
+    // every session opened on it (each server counts it a publication late, and an honest replica refuses the one
+    // too many).
+    if (member.remote) {
+      this.s.cluster?.noShow(id, sessionId, why);
+      return;
+    }
     let full = '';
     if (why === 'full') {
-      if (member.remote) return;
       const judged = member.opened?.verdict(sessionId);
       if (judged?.honest === true) return;
       full = judged === undefined ? ' (refused it as full)' : ` (refused it as full, holding ${judged.held} sessions)`;
@@ -345,7 +349,7 @@ export class SessionRunner {
     // One strike a session, however many ways it missed it.
     if (!member.noShows.miss(sessionId)) return;
     // Counted by the server the volunteer is connected to (another's strikes reach it through the cluster).
-    if (!member.remote) for (const o of this.s.observers) o.onNoShow?.(why);
+    for (const o of this.s.observers) o.onNoShow?.(why);
     const what =
       why === 'unreached'
         ? `was not reached by a majority of a neighbouring stage in session ${sessionId}`

@@ -1,0 +1,105 @@
+// Strikes against a volunteer of another process (several servers through a real redis-server, real Node
+// volunteers over Socket.IO): a volunteer its own process moved to another stage is failed over in the other
+// processes' sessions, not struck as silent; and only its own process judges its no-shows, over every process's
+// sessions. Both were red-team finds: an honest volunteer was evicted and banned cluster-wide.
+import { describe, expect, it } from 'vitest';
+import type { SignalServer } from '../server.js';
+import { clusterTestFile, complete, procOf, startCluster, until } from '../testing/cluster-servers.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { serverLog } from '../testing/server-log.js';
+import type { Cluster } from './cluster.js';
+import { procOfSession } from './messages.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const PROMPT = 'It is a truth universally acknowledged';
+const f = clusterTestFile('cluster-strikes');
+const { servers, volunteers } = f;
+
+describe('strikes against a volunteer of another process', () => {
+  it('one moved to another stage by its own process is failed over in the other process’s sessions: no strike, no eviction', async () => {
+    const log = serverLog();
+    const c = await startCluster(2, f.redisUrl, {
+      model: MODEL,
+      stages: 2,
+      redundancy: 3,
+      routeWaitMs: 5_000,
+      cache: f.cache,
+      logger: log.logger,
+    });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    // Slow enough that the sessions are still running when the departure moves a volunteer.
+    const slow = { fault: { delayMs: 40, output: (_s: number, d: Float32Array) => d } };
+    const all: NodeVolunteer[] = [];
+    const join = async (name: string, i: number) => {
+      const v = new NodeVolunteer(a.address().url, { clientKey: `strikes-${name}-${i}`, localAddress: `127.0.0.${110 + i}`, ...slow });
+      volunteers.push(v);
+      all.push(v);
+      await until(`both see ${name} ${i}`, () => c.servers.every((s) => s.coordinator?.status().volunteers === all.length));
+      return v;
+    };
+    // Emptiest stage first: 1 s0, 2 s1, 3 s0, 4 s1, 5 s0, the leaver s1 (3/3), 7 s0 (4/3).
+    const honest: NodeVolunteer[] = [];
+    for (let i = 1; i <= 5; i++) honest.push(await join('honest', i));
+    const leaver = await join('leaver', 6);
+    honest.push(await join('honest', 7));
+    const assigned = new Set<NodeVolunteer>();
+    for (const v of honest) v.socket.on('volunteer:assign', () => assigned.add(v));
+    await until('b sees all 7 ready', () => b.coordinator?.volunteers().filter((v) => v.ready).length === 7, 60_000);
+    expect(b.coordinator?.status().replicasPerStage).toEqual([4, 3]);
+    // Sessions of b, on a's volunteers.
+    const asked = Array.from({ length: 6 }, () => complete(b, PROMPT, 150));
+    await until('the sessions run', () => leaver.steps >= 30, 60_000);
+    // Stage 1 is short: a moves its newest stage-0 volunteer there, which drops its stage-0 sessions, b's too.
+    leaver.socket.disconnect();
+    await until('a moves a volunteer', () => assigned.size > 0, 10_000);
+    const moved = [...assigned][0] as NodeVolunteer;
+    const results = await Promise.all(asked);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const bans = (b.coordinator?.cluster as Cluster).bans;
+    expect({
+      results: results.map((r) => r.code ?? 'ok'),
+      evicted: moved.errors.map((e) => e.code).filter((code) => code === 'ERR_EVICTED' || code === 'ERR_BANNED'),
+      connected: moved.socket.connected,
+      banned: bans.banned('key:strikes-honest-7') || bans.banned(`key:${moved.id}`),
+      strikes: log.lines.filter((l) => l.includes(`${moved.id}`) && /sent too few|no-shows/.test(l)).length,
+    }).toEqual({ results: ['ok', 'ok', 'ok', 'ok', 'ok', 'ok'], evicted: [], connected: true, banned: false, strikes: 0 });
+  }, 240_000);
+
+  it('its no-shows are judged by its own process over every process’s sessions, not by one process on its own alone', async () => {
+    const log = serverLog();
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const bProc = procOf(b);
+    // It misses b's sessions only: 3 misses among 23 sessions, 2 in any 20 (a's window), 3 of 3 in b's own.
+    const v = new NodeVolunteer(a.address().url, {
+      clientKey: 'strikes-window-1',
+      localAddress: '127.0.0.131',
+      joins: (m) => procOfSession(m.sessionId) !== bProc,
+    });
+    volunteers.push(v);
+    await until('b sees it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    const codes: string[] = [];
+    const miss = async () => codes.push((await complete(b, 'It is', 1)).code ?? 'ok');
+    const serve = async (n: number) => {
+      for (let i = 0; i < n; i++) codes.push((await complete(a, 'It is', 1)).code ?? 'ok');
+    };
+    await miss();
+    await serve(10);
+    await miss();
+    await serve(10);
+    await miss();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const counted = log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`)).map((l) => /\((\d) of 3 no-shows/.exec(l)?.[1]);
+    const bans = (a.coordinator?.cluster as Cluster).bans;
+    // Counted once each, by a: 1, 2, 2 (the first fell out of its last 20 sessions); b counts none of its own.
+    expect(counted).toEqual(['1', '2', '2']);
+    expect({
+      served: codes.filter((x) => x === 'ok').length,
+      errors: v.errors.map((e) => e.code),
+      connected: v.socket.connected,
+      banned: bans.banned('key:strikes-window-1'),
+    }).toEqual({ served: 20, errors: [], connected: true, banned: false });
+  }, 180_000);
+});
