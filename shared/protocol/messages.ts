@@ -445,6 +445,17 @@ export const CLIENT_EVENTS = [
   'status:subscribe',
 ] as const satisfies readonly (keyof ClientToServerEvents)[];
 
+/** A session ends on a volunteer. */
+export interface SessionClose {
+  readonly sessionId: number;
+  /**
+   * How many steps the session ran: with several servers, the volunteer's own server takes its reports free of its
+   * socket's budget only up to these and the mesh loop's lead (before, up to the steps its open said: a session that
+   * ended early left every step it never ran owed). Absent from a server of before.
+   */
+  readonly steps?: number;
+}
+
 export interface ClientToServerEvents {
   'volunteer:hello': (m: VolunteerHello) => void;
   'volunteer:ready': (m: StageReady) => void;
@@ -482,7 +493,7 @@ export interface ServerToClientEvents {
   /** A frame's messages from a server replica of the route. */
   frame: (m: FrameIn) => void;
   'session:open': (m: SessionOpen) => void;
-  'session:close': (m: { readonly sessionId: number }) => void;
+  'session:close': (m: SessionClose) => void;
   'session:update': (m: SessionUpdate) => void;
   'step:input': (m: StepInput) => void;
   'chat:token': (m: TokenEvent) => void;

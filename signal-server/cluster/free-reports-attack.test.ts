@@ -72,6 +72,51 @@ describe("a volunteer's reports relayed to another server's session", () => {
     expect([200, 503]).toContain(result.status);
   });
 
+  it('once the session ended early, go free only up to the steps it ran (its close says them), not those its open said', async () => {
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const v = new NodeVolunteer(a.address().url, { clientKey: 'report-early-end-1', fault: { delayMs: 50, output: (_s, d) => d } });
+    volunteers.push(v);
+    await until('B counts it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    const opened: SessionOpen[] = [];
+    v.socket.on('session:open', (m: SessionOpen) => opened.push(m));
+    const closed = new Promise<number>((r) => v.socket.once('session:close', ({ sessionId }) => r(sessionId)));
+    // 480 tokens asked, the requester gone after a few.
+    const cancel = new AbortController();
+    const asked = fetch(`${b.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'It is', max_tokens: 480, temperature: 0 }),
+      signal: cancel.signal,
+    }).catch(() => null);
+    await until('a few steps ran', () => v.steps >= 3);
+    cancel.abort();
+    await asked;
+    const sessionId = await closed;
+    const said = opened[0]?.steps ?? 0;
+    expect(said).toBeGreaterThanOrEqual(480);
+    const inbox = await watchChannel(f.redisUrl, `${c.prefix}:proc:${procOf(b)}`);
+    const droppedBefore = await dropped(a);
+    let sent = 0;
+    const logits = new ArrayBuffer(VOCAB * 4);
+    for (let step = v.steps + 10; step < said; step++, sent += 2) {
+      v.socket.emit('step:digest', { sessionId, step, stage: 0, digest: [1], input: [1], received: [], resets: 0, computeMs: 1 });
+      v.socket.emit('step:logits', { sessionId, step, logits, resets: 0 });
+    }
+    await until('A drops the flood or cuts it off', () => !v.socket.connected || (inbox.counts.get('report') ?? 0) >= 400, 10_000).catch(
+      () => {},
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const seen = { relayed: inbox.counts.get('report') ?? 0, dropped: (await dropped(a)) - droppedBefore, connected: v.socket.connected };
+    await inbox.stop();
+    expect(sent).toBeGreaterThan(900);
+    // None past the steps it ran is free: A's budget (a burst of 400) drops the rest or cuts the socket off; before,
+    // all 934 went through ({"sent":934,"relayed":938,"dropped":0,"connected":true}).
+    expect(seen.relayed, JSON.stringify(seen)).toBeLessThan(sent / 2);
+    expect(seen.dropped > 0 || !seen.connected, JSON.stringify(seen)).toBe(true);
+  });
+
   it('take logits free only from a last stage’s replica, as one server does', async () => {
     const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 2, redundancy: 1, cache: f.cache });
     servers.push(...c.servers);

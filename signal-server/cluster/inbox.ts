@@ -32,9 +32,14 @@ export function deliverToVolunteer(
     return;
   }
   if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to, stepsOf(m.m.steps));
-  else if (m.event === 'session:close') remote.closed(m.proc, sessionId, m.to);
+  else if (m.event === 'session:close') remote.closed(m.proc, sessionId, m.to, stepsRunOf(m.m.steps));
   // The volunteer's own parsers check the rest, as for messages of its own server.
   (link.send as (event: string, m: unknown) => void)(m.event, m.m);
+}
+
+/** The steps a session ran as its server said them in its close (an integer ≥ 0), or undefined. */
+function stepsRunOf(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
 }
 
 /** A session's steps as its server said them in its open (a positive integer), or undefined. */

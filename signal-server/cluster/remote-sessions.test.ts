@@ -86,4 +86,21 @@ describe('RemoteSessions', () => {
     expect(r.admitFree(2, 7, 'a', 'logits', last + 1, 100)).toBe(false);
     expect(r.admitFree(2, 7, 'a', 'logits', last, 100)).toBe(true);
   });
+
+  it('once a session closed on a volunteer saying the steps it ran, bounds its free reports by those and the lead, not by what its open said', () => {
+    const r = new RemoteSessions();
+    // Opened for 480 steps, ended after 3 (the requester went away), on 'a'; 'b', replaced at step 1, closed then.
+    r.opened(2, 9, 'a', 480);
+    r.opened(2, 9, 'b', 480);
+    r.closed(2, 9, 'b', 1);
+    r.closed(2, 9, 'a', 3);
+    const free = (v: string, step: number) => r.admitFree(2, 9, v, 'digest', step, 1_000);
+    expect([free('a', 3 + MESH_AHEAD), free('a', 4 + MESH_AHEAD), free('a', 400)]).toEqual([true, false, false]);
+    // Each its own: b's close bounds b, not the session's other replicas.
+    expect([free('b', 1 + MESH_AHEAD), free('b', 2 + MESH_AHEAD)]).toEqual([true, false]);
+    // A close that said nothing (a process of before): the open's steps, as before.
+    r.opened(2, 10, 'a', 480);
+    r.closed(2, 10, 'a');
+    expect(r.admitFree(2, 10, 'a', 'digest', 400, 1_000)).toBe(true);
+  });
 });

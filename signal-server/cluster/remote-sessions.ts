@@ -23,8 +23,11 @@ export class RemoteSessions {
   private readonly byProc = new Map<number, Map<number, Set<string>>>();
   /** Our volunteer → sessions of other processes it is in. */
   private readonly counts = new Map<string, number>();
-  /** "proc sessionId volunteer" of sessions that closed on our volunteers, oldest first. */
-  private readonly closedLately = new Set<string>();
+  /**
+   * "proc sessionId volunteer" of sessions that closed on our volunteers, oldest first, with the steps the session
+   * had run when it closed there (its close said them; undefined from a process of before).
+   */
+  private readonly closedLately = new Map<string, number | undefined>();
   /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first. */
   private readonly freeLatest = new Map<string, number>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
@@ -59,13 +62,14 @@ export class RemoteSessions {
     sessions.set(sessionId, ids);
   }
 
-  closed(proc: number, sessionId: number, volunteer: string): void {
+  /** `ran`: the steps the session had run when it closed on `volunteer` (SessionClose.steps). */
+  closed(proc: number, sessionId: number, volunteer: string, ran?: number): void {
     const sessions = this.byProc.get(proc);
     const ids = sessions?.get(sessionId);
     if (ids?.delete(volunteer) === true) {
       this.count(volunteer, -1);
-      this.closedLately.add(`${proc} ${sessionId} ${volunteer}`);
-      if (this.closedLately.size > MAX_CLOSED_SESSIONS) this.closedLately.delete(this.closedLately.values().next().value as string);
+      this.closedLately.set(`${proc} ${sessionId} ${volunteer}`, ran);
+      if (this.closedLately.size > MAX_CLOSED_SESSIONS) this.closedLately.delete(this.closedLately.keys().next().value as string);
     }
     if (ids?.size === 0) sessions?.delete(sessionId);
   }
@@ -82,14 +86,18 @@ export class RemoteSessions {
    * Is this report of our volunteer owed to process `proc`'s session, and so free of its socket's event budget (as
    * report-allowance.ts makes an owed report on one server)? That process opened the session on it, and the step is
    * later than every free one of that kind it made there, and below the session's steps and the mesh loop's lead
-   * (SessionOpen.steps; `maxSteps`, the model's positions and the lead, where the open said none). The coordinating
-   * process alone knows the step being decided, so how far ahead of it a report is is not checked here: a session's
-   * free reports per replica and kind stay bounded by its steps, whatever the sender does (before the open said
-   * them, by the model's positions: a 2-token session let a replica send 1 000 reports free, 768 KiB each).
+   * (SessionOpen.steps; `maxSteps`, the model's positions and the lead, where the open said none), and once the
+   * session closed on it, below the steps it had run and the lead (SessionClose.steps). The coordinating process
+   * alone knows the step being decided, so how far ahead of it a report is is not checked here: a session's free
+   * reports per replica and kind stay bounded by its steps, whatever the sender does (before the open said them, by
+   * the model's positions: a 2-token session let a replica send 1 000 reports free, 768 KiB each; before the close
+   * said them, by the steps the open said: a session of 480 tokens ended after 3 let it send 934).
    */
   admitFree(proc: number, sessionId: number, volunteer: string, kind: ReportKind, step: number, maxSteps: number): boolean {
     const said = this.steps.get(`${proc} ${sessionId}`);
-    const bound = said === undefined ? maxSteps : Math.min(maxSteps, said + MESH_AHEAD + 1);
+    const ran = this.closedLately.get(`${proc} ${sessionId} ${volunteer}`);
+    let bound = said === undefined ? maxSteps : Math.min(maxSteps, said + MESH_AHEAD + 1);
+    if (ran !== undefined) bound = Math.min(bound, ran + MESH_AHEAD + 1);
     if (!Number.isSafeInteger(step) || step < 0 || step >= bound || !this.opensOn(proc, sessionId, volunteer)) return false;
     const key = `${proc} ${sessionId} ${volunteer} ${kind}`;
     const latest = this.freeLatest.get(key);

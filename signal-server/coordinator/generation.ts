@@ -270,7 +270,7 @@ export class GenerationSession extends SessionJoin {
       if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
       this.wait = null;
       this.awaitedJoins.forgetAll();
-      for (const id of this.members.keys()) this.transport.close(id, this.sessionId);
+      for (const id of this.members.keys()) this.closeOn(id);
     }
   }
 

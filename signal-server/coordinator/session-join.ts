@@ -84,7 +84,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
         tried.add(spare);
         this.retry?.link(stage, spare);
         if (this.swap(id, spare, false) === undefined) continue;
-        this.transport.close(id, this.sessionId);
+        this.closeOn(id);
         this.announce(stage, [spare]);
         this.retry?.log?.(`session ${this.sessionId}: ${id} of stage ${stage} did not join; ${spare} takes its place`);
         replaced += 1;

@@ -43,7 +43,7 @@ export abstract class SessionRepair extends StepVotes {
     if (stage === undefined) return false;
     // One that is still there (moved to another stage) hears it is out, as any replica replaced is: its server
     // counts the sessions sent it and not closed (OpenSessions, RemoteSessions), and it drops them with its stage.
-    this.transport.close(left, this.sessionId);
+    this.closeOn(left);
     this.announce(stage, [replacement], resetFrom);
     return true;
   }
@@ -145,7 +145,7 @@ export abstract class SessionRepair extends StepVotes {
       this.retry.link(stage, neu);
       if (this.swap(old, neu) === undefined) continue;
       newcomers.push(neu);
-      this.transport.close(old, this.sessionId);
+      this.closeOn(old);
     }
     this.retry.log?.(
       `session ${this.sessionId} step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}); retrying it on ${newcomers.join(', ')} in place of ${leaving.join(', ')}`,
@@ -209,7 +209,7 @@ export abstract class SessionRepair extends StepVotes {
       this.members.delete(id);
       this.joined.delete(id);
       this.awaitedJoins.takenOut(id);
-      this.transport.close(id, this.sessionId);
+      this.closeOn(id);
       this.replacements.push({ stage, left: id, joined: server, atStep: step });
     }
     this.current[stage] = [server];

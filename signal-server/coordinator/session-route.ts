@@ -36,6 +36,11 @@ export abstract class SessionRoute {
   /** The step being decided (-1 until the first begins), and per stage the fastest compute time reported for it. */
   protected currentStep = -1;
   protected stepCompute: number[] = [];
+
+  /** Ends the session on `volunteer`, saying how many steps it has run (the reports later than those and the lead are owed to nobody). */
+  protected closeOn(volunteer: string): void {
+    this.transport.close(volunteer, this.sessionId, Math.max(0, this.currentStep + 1));
+  }
   /** The session's sampling settings, known once it runs (the last stage samples with them in the mesh loop). */
   protected sampling: SamplingParams | null = null;
   protected maxSteps = 0;

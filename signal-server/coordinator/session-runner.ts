@@ -243,7 +243,7 @@ export class SessionRunner {
         open: (v, m) => send(v)?.send('session:open', m),
         update: (v, m) => send(v)?.send('session:update', m),
         input: (v, m) => send(v)?.send('step:input', m),
-        close: (v, id) => send(v)?.send('session:close', { sessionId: id }),
+        close: (v, id, steps) => send(v)?.send('session:close', { sessionId: id, steps }),
       },
       this.s.options.timeouts,
       this.s.audit,

@@ -14,7 +14,8 @@ export interface SessionTransport {
   open(volunteer: string, m: SessionOpen): void;
   update(volunteer: string, m: SessionUpdate): void;
   input(volunteer: string, m: StepInput): void;
-  close(volunteer: string, sessionId: number): void;
+  /** `steps`: how many steps the session ran (SessionClose.steps). */
+  close(volunteer: string, sessionId: number, steps: number): void;
 }
 
 /** Where a session finds spare replicas, and whom it reports misbehaviour to. */
