@@ -54,6 +54,24 @@ describe('tokenizer', () => {
     expect(Tokenizer.fromJson('t.json', json, null).special).toEqual({ eos: null, bos: null, pad: null, chatTemplate: null });
   });
 
+  it("gives a message's name to the chat template, and writes it in the plain transcript", () => {
+    const json = readFileSync(`${dir}/tokenizer.json`, 'utf8');
+    const template = "{% for m in messages %}{{ m['name'] if m['name'] is defined else m['role'] }}: {{ m['content'] }}\n{% endfor %}";
+    const t = Tokenizer.fromJson('t.json', json, JSON.stringify({ chat_template: template }));
+    expect(
+      t.chatPrompt(
+        [
+          { role: 'user', content: 'Hi', name: 'Harriet' },
+          { role: 'user', content: 'Yes' },
+        ],
+        false,
+      ),
+    ).toBe('Harriet: Hi\nuser: Yes\n');
+    expect(Tokenizer.fromJson('t.json', json, null).chatPrompt([{ role: 'user', content: 'Hi', name: 'Harriet' }])).toBe(
+      'user (Harriet): Hi\nassistant:',
+    );
+  });
+
   it('renders a chat without a template as a "role: content" transcript, the assistant\'s line last unless told not to', () => {
     const chat = [
       { role: 'system', content: 'At Hartfield.' },

@@ -5,6 +5,8 @@ import { ModelError } from './errors.js';
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant';
   readonly content: string;
+  /** A participant's name (OpenAI's `name`): the chat template reads it where it does; the plain transcript writes it. */
+  readonly name?: string;
 }
 
 /** A special token's text, or null (the library refuses to load a config that writes one in another form). */
@@ -89,12 +91,12 @@ export class Tokenizer {
    */
   chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
     if (this.inner.chat_template === undefined || this.inner.chat_template === null) {
-      const transcript = messages.map((m) => `${m.role}: ${m.content}`).join('\n');
+      const transcript = messages.map((m) => `${m.role}${m.name === undefined ? '' : ` (${m.name})`}: ${m.content}`).join('\n');
       return addGenerationPrompt ? `${transcript}\nassistant:` : transcript;
     }
     try {
       const out = this.inner.apply_chat_template(
-        messages.map((m) => ({ role: m.role, content: m.content })),
+        messages.map((m) => ({ role: m.role, content: m.content, ...(m.name === undefined ? {} : { name: m.name }) })),
         { tokenize: false, add_generation_prompt: addGenerationPrompt },
       );
       if (typeof out !== 'string') throw new Error('the template did not give text');

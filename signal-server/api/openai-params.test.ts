@@ -35,6 +35,8 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     ['prediction', { type: 'content', content: 'x' }, 'unsupported_parameter', null],
     ['reasoning_effort', 'high', 'unsupported_parameter', null],
     ['web_search_options', {}, 'unsupported_parameter', null],
+    // Accepted and changing nothing before (a red-team find).
+    ['verbosity', 'high', 'unsupported_parameter', null],
   ];
   const completionOnly: [string, unknown, BodyError['code'], unknown][] = [['suffix', ' the end', 'unsupported_parameter', '']];
 
@@ -66,9 +68,10 @@ describe('parameters the swarm does not support are refused by name (400)', () =
 
   it('accepts fields that change nothing in the answer (user, metadata, store)', () => {
     expect(refusal(chat({ user: 'u1', metadata: { a: 'b' }, store: false }))).toEqual(['accepted', null]);
-    expect(
-      refusal(chat({ service_tier: 'auto', prompt_cache_key: 'k', safety_identifier: 's', verbosity: 'low', stream_options: null })),
-    ).toEqual(['accepted', null]);
+    expect(refusal(chat({ service_tier: 'auto', prompt_cache_key: 'k', safety_identifier: 's', stream_options: null }))).toEqual([
+      'accepted',
+      null,
+    ]);
     expect(refusal(completion({ user: 'u1', top_k: 5, max_completion_tokens: 3 }))).toEqual(['accepted', null]);
   });
 
@@ -120,6 +123,24 @@ describe('parameters the swarm does not support are refused by name (400)', () =
         ],
       });
     expect(turns([{ role: 'user', content: null }])).toMatchObject({ status: 400, param: 'messages[1].content' });
+  });
+
+  it("carries a message's name to the chat template; refuses a property no message has, and an empty list of parts (red-team finds)", () => {
+    const one = (m: Record<string, unknown>) => chat({ messages: [m] });
+    expect(one({ role: 'user', content: 'Hi', name: 'Harriet' })).toMatchObject({
+      messages: [{ role: 'user', content: 'Hi', name: 'Harriet' }],
+    });
+    // Before, a typo was taken and changed nothing: refused as OpenAI refuses it.
+    expect(one({ role: 'user', content: 'Hi', nmae: 'Harriet' })).toMatchObject({
+      status: 400,
+      code: 'unknown_parameter',
+      param: 'messages[0].nmae',
+    });
+    for (const name of ['', 7, 'n'.repeat(65)])
+      expect(one({ role: 'user', content: 'Hi', name })).toMatchObject({ status: 400, param: 'messages[0].name' });
+    expect(one({ role: 'user', content: [] })).toMatchObject({ status: 400, param: 'messages[0].content' });
+    // What OpenAI's own answers carry when a client replays them.
+    expect(one({ role: 'assistant', content: 'Hello', refusal: null, tool_calls: [], audio: null })).toMatchObject({ kind: 'chat' });
   });
 
   it('takes a long conversation: up to MAX_CHAT_MESSAGES turns, MAX_PROMPT_CHARS in all', () => {

@@ -345,6 +345,20 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
   return { ...c, kind: 'chat', messages, logprobs };
 }
 
+/** A message's properties in OpenAI's API (an assistant's tool calls and refusal, a tool message's call id among them). */
+const MESSAGE_FIELDS: ReadonlySet<string> = new Set([
+  'role',
+  'content',
+  'name',
+  'refusal',
+  'tool_calls',
+  'function_call',
+  'tool_call_id',
+  'audio',
+]);
+/** The longest participant name taken. */
+const MAX_NAME_CHARS = 64;
+
 /** A chat's `messages` (chat completions', POST /tokenize's): 1..MAX_CHAT_MESSAGES of them, MAX_PROMPT_CHARS in all. */
 export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_CHAT_MESSAGES)
@@ -353,6 +367,15 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
   let chars = 0;
   for (const [i, m] of raw.entries()) {
     if (!isObject(m)) return bad(`messages[${i}]`, `messages[${i}] must be an object`);
+    // OpenAI refuses a message's other properties: taken, a typo (`nmae`) would change nothing and say nothing.
+    const unknown = Object.keys(m).find((k) => !MESSAGE_FIELDS.has(k));
+    if (unknown !== undefined)
+      return {
+        status: 400,
+        code: 'unknown_parameter',
+        param: `messages[${i}].${unknown.slice(0, 64)}`,
+        message: `messages[${i}] has a property no message has: ${JSON.stringify(unknown.slice(0, 64))} (a message has ${[...MESSAGE_FIELDS].join(', ')})`,
+      };
     // "developer" is OpenAI's newer name for the system role.
     const role = m.role === 'developer' ? 'system' : m.role;
     // A tool call's history: the swarm calls no tools, so no conversation of its own has one to replay.
@@ -366,9 +389,14 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
     // An assistant's turn may have no content (OpenAI's own responses give null beside a refusal or a tool call; a
     // client replays them as they came): an empty turn.
     const content = role === 'assistant' && (m.content === null || m.content === undefined) ? '' : contentText(m.content);
-    if (content === null) return bad(`messages[${i}].content`, `messages[${i}].content must be a string or a list of text parts`);
-    chars += content.length;
-    messages.push({ role, content });
+    // An empty list of parts is no content (OpenAI refuses it); an assistant's may be null instead.
+    if (content === null || (Array.isArray(m.content) && m.content.length === 0))
+      return bad(`messages[${i}].content`, `messages[${i}].content must be a string or a non-empty list of text parts`);
+    const name = m.name ?? null;
+    if (name !== null && (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS))
+      return bad(`messages[${i}].name`, `messages[${i}].name must be a string of 1..${MAX_NAME_CHARS} characters`);
+    chars += content.length + (name?.length ?? 0);
+    messages.push(name === null ? { role, content } : { role, content, name });
   }
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
   return messages;

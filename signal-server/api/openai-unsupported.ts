@@ -38,6 +38,7 @@ const NEVER: Record<Endpoint, Record<string, string>> = {
     prediction: 'predicted outputs are not used',
     reasoning_effort: 'the model does not reason in hidden steps',
     web_search_options: 'the swarm does not search the web',
+    verbosity: 'the model has no such setting',
   },
   completion: {},
   responses: {
