@@ -143,6 +143,13 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     expect(one({ role: 'assistant', content: 'Hello', refusal: null, tool_calls: [], audio: null })).toMatchObject({ kind: 'chat' });
   });
 
+  it('refuses max_tokens and max_completion_tokens that say different things (before, max_tokens was silently ignored); a body that is no object names no field', () => {
+    expect(chat({ max_tokens: 5, max_completion_tokens: 9 })).toMatchObject({ status: 400, param: 'max_tokens' });
+    expect(chat({ max_tokens: 5, max_completion_tokens: 5 })).toMatchObject({ kind: 'chat', maxTokens: 5 });
+    expect(parseChatBody([], ['austen-2m'])).toMatchObject({ status: 400, param: null });
+    expect(parseCompletionBody(null, ['austen-2m'])).toMatchObject({ status: 400, param: null });
+  });
+
   it('takes a long conversation: up to MAX_CHAT_MESSAGES turns, MAX_PROMPT_CHARS in all', () => {
     const turn = (i: number) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: 'a' });
     expect(MAX_CHAT_MESSAGES).toBeGreaterThanOrEqual(512);

@@ -102,6 +102,11 @@ export interface BodyError {
 
 export const bad = (param: string, message: string): BodyError => ({ status: 400, code: 'invalid_request', param, message });
 
+/** A body that is no JSON object: no field is at fault (OpenAI's `param` null). */
+export const NOT_AN_OBJECT: BodyError = { status: 400, code: 'invalid_request', param: null, message: 'the body must be a JSON object' };
+
+const absent = (v: unknown) => v === undefined || v === null;
+
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -137,6 +142,9 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   if (unsupported !== null) return { status: 400, ...unsupported };
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
   const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
+  // Both given, and apart: which one was meant is not ours to guess (before, max_tokens was silently ignored).
+  if (!absent(b.max_tokens) && !absent(b.max_completion_tokens) && b.max_tokens !== b.max_completion_tokens)
+    return bad('max_tokens', 'max_tokens and max_completion_tokens say different things: give one of them');
   const asked = endpoint === 'responses' ? (b.max_output_tokens ?? null) : (b.max_completion_tokens ?? b.max_tokens ?? null);
   // Named as the client named it (chat's newer max_completion_tokens, or max_tokens; the Responses API's own).
   const field =
@@ -297,7 +305,7 @@ function wellFormed(text: string): string {
 
 /** POST /v1/completions's body. */
 export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): CompletionParams | BodyError {
-  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  if (!isObject(raw)) return NOT_AN_OBJECT;
   const c = common(raw, modelIds, 'completion');
   if ('status' in c) return c;
   const logprobs = raw.logprobs ?? null;
@@ -335,7 +343,7 @@ function contentText(c: unknown): string | null {
 
 /** POST /v1/chat/completions's body. */
 export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatParams | BodyError {
-  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  if (!isObject(raw)) return NOT_AN_OBJECT;
   const c = common(raw, modelIds, 'chat');
   if ('status' in c) return c;
   const logprobs = chatLogprobs(raw);

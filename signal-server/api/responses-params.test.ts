@@ -82,7 +82,7 @@ describe('parseResponsesBody', () => {
       const p = parseResponsesBody(body, ['austen-2m']);
       return 'status' in p ? [p.code, p.param] : null;
     };
-    expect(refused(null)).toEqual(['invalid_request', '']);
+    expect(refused(null)).toEqual(['invalid_request', null]);
     expect(refused({ input: 7 })).toEqual(['invalid_request', 'input']);
     expect(refused({ input: [] })).toEqual(['invalid_request', 'input']);
     expect(refused({ input: ['x'] })).toEqual(['invalid_request', 'input[0]']);

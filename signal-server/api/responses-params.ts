@@ -2,7 +2,7 @@
 // system message before `input`'s messages. What the swarm cannot honour is refused by name (openai-unsupported.ts).
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
-import { type BodyError, bad, type ChatParams, common, isObject, MAX_CHAT_MESSAGES } from './openai-params.js';
+import { type BodyError, bad, type ChatParams, common, isObject, MAX_CHAT_MESSAGES, NOT_AN_OBJECT } from './openai-params.js';
 
 /** The most metadata pairs, and their keys' and values' lengths (OpenAI's limits). */
 export const MAX_METADATA_PAIRS = 16;
@@ -98,7 +98,7 @@ function parseMetadata(raw: unknown): Record<string, string> | null | BodyError 
 
 /** POST /v1/responses's body. */
 export function parseResponsesBody(raw: unknown, modelIds: readonly string[]): ResponsesParams | BodyError {
-  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  if (!isObject(raw)) return NOT_AN_OBJECT;
   const c = common(raw, modelIds, 'responses');
   if ('status' in c) return c;
   if (raw.input === undefined || raw.input === null) return bad('input', 'input is required: a string or a list of messages');

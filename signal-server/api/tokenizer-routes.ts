@@ -13,7 +13,16 @@ import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { GenerationError } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
 import { type ApiContext, admitOrRefuse, NO_BODY, readJsonBody, sendApiError } from './completions.js';
-import { type BodyError, bad, isObject, MAX_PROMPT_IDS, modelRefused, parseMessages, tokenIdsProblem } from './openai-params.js';
+import {
+  type BodyError,
+  bad,
+  isObject,
+  MAX_PROMPT_IDS,
+  modelRefused,
+  NOT_AN_OBJECT,
+  parseMessages,
+  tokenIdsProblem,
+} from './openai-params.js';
 
 export const TOKENIZER_ROUTES = ['/tokenize', '/detokenize', '/tokenizer_info'] as const;
 export type TokenizerRoute = (typeof TOKENIZER_ROUTES)[number];
@@ -46,7 +55,7 @@ const overrides = (raw: Record<string, unknown>, param: string) =>
  * (false only); optional `model`, `add_special_tokens` and `return_token_strs` (false only) in both.
  */
 export function parseTokenizeBody(raw: unknown, modelIds: readonly string[]): TokenizeInput | BodyError {
-  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  if (!isObject(raw)) return NOT_AN_OBJECT;
   const model = modelRefused(raw, modelIds);
   if (model !== null) return model;
   if (raw.add_special_tokens !== undefined && typeof raw.add_special_tokens !== 'boolean')
@@ -88,7 +97,7 @@ function falseOnly(raw: Record<string, unknown>, param: string, why: string): Bo
 
 /** POST /detokenize's body: `tokens` (1..MAX_PROMPT_IDS ids), optional `model`. */
 export function parseDetokenizeBody(raw: unknown, modelIds: readonly string[]): { tokens: number[] } | BodyError {
-  if (!isObject(raw)) return bad('', 'the body must be a JSON object');
+  if (!isObject(raw)) return NOT_AN_OBJECT;
   const model = modelRefused(raw, modelIds);
   if (model !== null) return model;
   const problem = tokenIdsProblem(raw.tokens, 'tokens', MAX_PROMPT_IDS);

@@ -217,6 +217,13 @@ describe('request targets', () => {
       expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
       expect(pre.headers.get('access-control-allow-origin')).toBe('*');
     }
+    // /v1 alone: OpenAI's shape too (before: the web app's 404).
+    const bare = await fetch(`${url}/v1`);
+    expect(bare.status).toBe(404);
+    expect(((await bare.json()) as { error: Record<string, unknown> }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'not_found',
+    });
     // The web app's own pages are untouched.
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });

@@ -150,7 +150,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       return;
     }
     const path = url.pathname;
-    if (path.startsWith('/v1/') || isTokenizerRoute(path)) {
+    // /v1 itself too: an OpenAI-shaped 404 (a client's base URL with the path cut off), as under it.
+    if (path === '/v1' || path.startsWith('/v1/') || isTokenizerRoute(path)) {
       handleApi(req, res, path, api);
       return;
     }
