@@ -12,18 +12,21 @@ export class EventStream {
     private readonly onBehind: () => void,
   ) {}
   /** One event; `event` names it (the Responses API's events are named, chat's and completions' are not). */
-  send(data: unknown, event?: string): void {
+  send(data: unknown, event?: string): boolean {
     // Another choice of the request failed (or the client went) and the response has ended: the rest is not wanted.
-    if (this.res.writableEnded || this.res.destroyed || this.behind) return;
+    if (this.res.writableEnded || this.res.destroyed || this.behind) return false;
     this.write(data, event);
     if (this.res.writableLength > this.behindBytes) {
       this.behind = true;
       this.onBehind();
     }
+    return true;
   }
-  /** The stream's last event (an error), sent whether or not the reader is behind. */
-  last(data: unknown, event?: string): void {
-    if (!this.res.writableEnded && !this.res.destroyed) this.write(data, event);
+  /** An event sent whether or not the reader is behind (the stream's end, or a bounded group of them); whether it went. */
+  last(data: unknown, event?: string): boolean {
+    if (this.res.writableEnded || this.res.destroyed) return false;
+    this.write(data, event);
+    return true;
   }
   private write(data: unknown, event?: string): void {
     if (!this.started) {

@@ -23,6 +23,8 @@ export interface GenerationParams {
    * `maxTokens` (MAX_GENERATE_TOKENS), as OpenAI's chat has no default cap (its completions' default is 16, as here).
    */
   readonly fitToContext: boolean;
+  /** The cap's field as the client named it (or would have): errors say it in the endpoint's words. */
+  readonly maxField: 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
   readonly temperature: number;
   readonly topP: number;
   /**
@@ -208,6 +210,7 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   return {
     maxTokens,
     fitToContext,
+    maxField: field,
     temperature,
     topP,
     topK,
@@ -353,6 +356,19 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
   return { ...c, kind: 'chat', messages, logprobs };
 }
 
+/** The first property of `value` (at `at` in the body) that is not among `known`, refused as OpenAI refuses it; or null. */
+export function unknownProperty(value: Record<string, unknown>, known: ReadonlySet<string>, at: string): BodyError | null {
+  const unknown = Object.keys(value).find((k) => !known.has(k));
+  if (unknown === undefined) return null;
+  const name = unknown.slice(0, 64);
+  return {
+    status: 400,
+    code: 'unknown_parameter',
+    param: `${at}.${name}`,
+    message: `Unrecognized request argument supplied: ${at}.${name} (${at} takes ${[...known].join(', ')})`,
+  };
+}
+
 /** A message's properties in OpenAI's API (an assistant's tool calls and refusal, a tool message's call id among them). */
 const MESSAGE_FIELDS: ReadonlySet<string> = new Set([
   'role',
@@ -376,14 +392,8 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
   for (const [i, m] of raw.entries()) {
     if (!isObject(m)) return bad(`messages[${i}]`, `messages[${i}] must be an object`);
     // OpenAI refuses a message's other properties: taken, a typo (`nmae`) would change nothing and say nothing.
-    const unknown = Object.keys(m).find((k) => !MESSAGE_FIELDS.has(k));
-    if (unknown !== undefined)
-      return {
-        status: 400,
-        code: 'unknown_parameter',
-        param: `messages[${i}].${unknown.slice(0, 64)}`,
-        message: `messages[${i}] has a property no message has: ${JSON.stringify(unknown.slice(0, 64))} (a message has ${[...MESSAGE_FIELDS].join(', ')})`,
-      };
+    const unknown = unknownProperty(m, MESSAGE_FIELDS, `messages[${i}]`);
+    if (unknown !== null) return unknown;
     // "developer" is OpenAI's newer name for the system role.
     const role = m.role === 'developer' ? 'system' : m.role;
     // A tool call's history: the swarm calls no tools, so no conversation of its own has one to replay.

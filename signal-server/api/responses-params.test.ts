@@ -99,6 +99,31 @@ describe('parseResponsesBody', () => {
     expect(refused({ input: 'x', reasoning: { effort: 'low' } })).toEqual(['unsupported_parameter', 'reasoning']);
     expect(refused({ input: 'x', top_logprobs: 3 })).toEqual(['unsupported_value', 'top_logprobs']);
     expect(refused({ input: 'x', stream_options: { include_obfuscation: false } })).toEqual(['invalid_request', 'stream_options']);
+    // Red-team finds: an item type no string (was a 500), a property no message has, no parts, a user's output_text,
+    // settings of the wrong type or with a typo inside, chat's stream option.
+    for (const type of [{ toString: 1 }, [{ toString: 'x' }]])
+      expect(refused({ input: [{ type, role: 'user', content: 'x' }] })).toEqual(['unsupported_value', 'input[0].type']);
+    expect(refused({ input: [{ role: 'user', content: 'x', nmae: 'Emma' }] })).toEqual(['unknown_parameter', 'input[0].nmae']);
+    expect(refused({ input: [{ role: 'user', content: [] }] })).toEqual(['invalid_request', 'input[0].content']);
+    expect(refused({ input: [{ role: 'user', content: [{ type: 'output_text', text: 'x' }] }] })).toEqual([
+      'invalid_request',
+      'input[0].content[0]',
+    ]);
+    expect(refused({ input: 'x', service_tier: 12 })).toEqual(['invalid_request', 'service_tier']);
+    expect(refused({ input: 'x', max_tool_calls: 'lots' })).toEqual(['invalid_request', 'max_tool_calls']);
+    expect(refused({ input: 'x', text: { format: { type: 'text' }, fromat: 1 } })).toEqual(['unknown_parameter', 'text.fromat']);
+    expect(refused({ input: 'x', text: { format: { type: 'text', strict: true } } })).toEqual(['unknown_parameter', 'text.format.strict']);
+    expect(refused({ input: 'x', stream: true, stream_options: { include_usage: true } })).toEqual([
+      'unknown_parameter',
+      'stream_options.include_usage',
+    ]);
+    expect(refused({ input: 'x', stream: true, stream_options: { include_obfuscation: 'no' } })).toEqual([
+      'invalid_request',
+      'stream_options.include_obfuscation',
+    ]);
+    expect(
+      refused({ input: 'x', stream: true, stream_options: { include_obfuscation: false }, service_tier: 'auto', max_tool_calls: 2 }),
+    ).toBeNull();
     expect(refused({ input: 'x', instructions: 'i'.repeat(7000), max_output_tokens: 5 })).toBeNull();
     expect(refused({ input: 'x'.repeat(1001), instructions: 'i'.repeat(7000) })).toEqual(['invalid_request', 'input']);
   });

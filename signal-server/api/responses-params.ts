@@ -1,8 +1,18 @@
 // POST /v1/responses's body (OpenAI's Responses API), checked and read as the chat it asks for: `instructions` a
 // system message before `input`'s messages. What the swarm cannot honour is refused by name (openai-unsupported.ts).
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import { describeValue } from '../../shared/protocol/json-shape.js';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
-import { type BodyError, bad, type ChatParams, common, isObject, MAX_CHAT_MESSAGES, NOT_AN_OBJECT } from './openai-params.js';
+import {
+  type BodyError,
+  bad,
+  type ChatParams,
+  common,
+  isObject,
+  MAX_CHAT_MESSAGES,
+  NOT_AN_OBJECT,
+  unknownProperty,
+} from './openai-params.js';
 
 /** The most metadata pairs, and their keys' and values' lengths (OpenAI's limits). */
 export const MAX_METADATA_PAIRS = 16;
@@ -27,13 +37,21 @@ export interface ResponsesParams {
 
 const unsupportedValue = (param: string, message: string): BodyError => ({ status: 400, code: 'unsupported_value', param, message });
 
-/** A content part's text: input_text (the user's), output_text (an earlier answer replayed), or a refusal replayed. */
-function partText(part: unknown): string | null {
+/**
+ * A content part's text: input_text (anyone's); for the assistant also output_text and a refusal (an earlier answer
+ * replayed), as OpenAI takes them.
+ */
+function partText(part: unknown, role: ChatMessage['role']): string | null {
   if (!isObject(part)) return null;
-  if ((part.type === 'input_text' || part.type === 'output_text') && typeof part.text === 'string') return part.text;
+  if (part.type === 'input_text' && typeof part.text === 'string') return part.text;
+  if (role !== 'assistant') return null;
+  if (part.type === 'output_text' && typeof part.text === 'string') return part.text;
   if (part.type === 'refusal' && typeof part.refusal === 'string') return part.refusal;
   return null;
 }
+
+/** An input message's properties: a message's, and those of an output message replayed (its id, status and phase). */
+const ITEM_FIELDS: ReadonlySet<string> = new Set(['type', 'role', 'content', 'id', 'status', 'phase']);
 
 /** One item of `input` as a chat message: a message (EasyInputMessage, or an output message replayed), or why not. */
 function inputMessage(item: unknown, i: number): ChatMessage | BodyError {
@@ -41,17 +59,20 @@ function inputMessage(item: unknown, i: number): ChatMessage | BodyError {
   if (!isObject(item)) return bad(at, `${at} must be an object`);
   const type = item.type ?? 'message';
   // Function calls and their outputs, reasoning, tool results: the swarm calls no tools, and holds no such items.
-  if (type !== 'message')
-    return unsupportedValue(`${at}.type`, `${at} is a ${JSON.stringify(String(type).slice(0, 40))} item: only messages are taken here`);
+  if (type !== 'message') return unsupportedValue(`${at}.type`, `${at} is a ${describeValue(type, 40)} item: only messages are taken here`);
+  // As on chat completions: a typo (`nmae`) would change nothing and say nothing.
+  const unknown = unknownProperty(item, ITEM_FIELDS, at);
+  if (unknown !== null) return unknown;
   const role = item.role === 'developer' ? 'system' : item.role;
   if (role !== 'system' && role !== 'user' && role !== 'assistant')
     return bad(`${at}.role`, `${at}.role must be system, developer, user or assistant`);
   const content = item.content;
   if (typeof content === 'string') return { role, content };
-  if (!Array.isArray(content)) return bad(`${at}.content`, `${at}.content must be a string or a list of text parts`);
+  if (!Array.isArray(content) || content.length === 0)
+    return bad(`${at}.content`, `${at}.content must be a string or a non-empty list of text parts`);
   let text = '';
   for (const [j, part] of content.entries()) {
-    const t = partText(part);
+    const t = partText(part, role);
     if (t !== null) {
       text += t;
       continue;
@@ -59,7 +80,10 @@ function inputMessage(item: unknown, i: number): ChatMessage | BodyError {
     const kind = isObject(part) && typeof part.type === 'string' ? part.type : null;
     if (kind !== null && /^input_(image|file|audio)$/.test(kind))
       return unsupportedValue(`${at}.content[${j}].type`, `${at}.content[${j}] is an ${kind} part: the model reads text only`);
-    return bad(`${at}.content[${j}]`, `${at}.content[${j}] must be an input_text or output_text part with its text`);
+    return bad(
+      `${at}.content[${j}]`,
+      `${at}.content[${j}] must be an input_text part with its text${role === 'assistant' ? ' (or an output_text or a refusal: an earlier answer)' : ''}`,
+    );
   }
   return { role, content: text };
 }
@@ -96,6 +120,32 @@ function parseMetadata(raw: unknown): Record<string, string> | null | BodyError 
   return Object.fromEntries(pairs) as Record<string, string>;
 }
 
+const SERVICE_TIERS = ['auto', 'default', 'flex', 'scale', 'priority'];
+
+/** Settings that change nothing here, checked all the same (a typo among them would otherwise say nothing). */
+function settingsProblem(raw: Record<string, unknown>): BodyError | null {
+  const tier = raw.service_tier ?? null;
+  if (tier !== null && !SERVICE_TIERS.includes(tier as string))
+    return bad('service_tier', `service_tier must be one of ${SERVICE_TIERS.join(', ')}`);
+  const calls = raw.max_tool_calls ?? null;
+  if (calls !== null && !(typeof calls === 'number' && Number.isSafeInteger(calls) && calls >= 1))
+    return bad('max_tool_calls', 'max_tool_calls must be an integer ≥ 1');
+  const nested: [string, unknown, ReadonlySet<string>][] = [
+    ['text', raw.text, new Set(['format', 'verbosity'])],
+    ['text.format', isObject(raw.text) ? raw.text.format : undefined, new Set(['type'])],
+    // OpenAI's Responses API has include_obfuscation here; include_usage is chat's (the usage always comes).
+    ['stream_options', raw.stream_options, new Set(['include_obfuscation'])],
+  ];
+  for (const [field, value, known] of nested) {
+    const unknown = isObject(value) ? unknownProperty(value, known, field) : null;
+    if (unknown !== null) return unknown;
+  }
+  const obfuscation = isObject(raw.stream_options) ? raw.stream_options.include_obfuscation : undefined;
+  if (obfuscation !== undefined && obfuscation !== null && typeof obfuscation !== 'boolean')
+    return bad('stream_options.include_obfuscation', 'stream_options.include_obfuscation must be a boolean');
+  return null;
+}
+
 /** POST /v1/responses's body. */
 export function parseResponsesBody(raw: unknown, modelIds: readonly string[]): ResponsesParams | BodyError {
   if (!isObject(raw)) return NOT_AN_OBJECT;
@@ -116,6 +166,8 @@ export function parseResponsesBody(raw: unknown, modelIds: readonly string[]): R
     if (raw[field] !== undefined && raw[field] !== null && typeof raw[field] !== 'string') return bad(field, `${field} must be a string`);
   if (raw.parallel_tool_calls !== undefined && raw.parallel_tool_calls !== null && typeof raw.parallel_tool_calls !== 'boolean')
     return bad('parallel_tool_calls', 'parallel_tool_calls must be a boolean');
+  const fields = settingsProblem(raw);
+  if (fields !== null) return fields;
   return {
     chat: { ...c, kind: 'chat', messages, logprobs: null },
     instructions: typeof instructions === 'string' ? instructions : null,

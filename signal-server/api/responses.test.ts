@@ -194,6 +194,17 @@ describe('POST /v1/responses', () => {
       ]);
       expect(a.body.error.message.length).toBeGreaterThan(10);
     }
+    // A conversation past the context: OpenAI's code, named in this endpoint's words (the coordinator says prompt and
+    // max_tokens), as chat names its own cap.
+    const long = await postRaw(url(), { input: 'Emma '.repeat(600), max_output_tokens: 5 });
+    expect([long.status, long.body.error.code, long.body.error.param]).toEqual([400, 'context_length_exceeded', 'input']);
+    expect(long.body.error.message).toMatch(/^input \(\d+ tokens\) \+ max_output_tokens \(5\) exceeds/);
+    const chat = await postRaw(`${s.server.address().url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'Emma '.repeat(600) }],
+      max_completion_tokens: 5,
+    });
+    expect([chat.status, chat.body.error.param]).toEqual([400, 'messages']);
+    expect(chat.body.error.message).toMatch(/^messages \(\d+ tokens\) \+ max_completion_tokens \(5\) exceeds/);
     const stored = await fetch(`${url()}/resp_0123`);
     expect(stored.status).toBe(404);
     expect(((await stored.json()) as { error: { message: string } }).error.message).toMatch(/not stored/);

@@ -8,7 +8,15 @@ import { wireErrorOf } from '../coordinator/generation.js';
 import { sendJson } from '../http/static-files.js';
 import type { ApiCompletion, ApiTokenUpdate } from './api-swarm.js';
 import { ChoiceState, serverStagesOf } from './choice-state.js';
-import { type ApiContext, admitGeneration, DEFAULT_STREAM_BEHIND_BYTES, failureOf, RETRY_AFTER_S, sendApiError } from './completions.js';
+import {
+  type ApiContext,
+  admitGeneration,
+  chargeChat,
+  DEFAULT_STREAM_BEHIND_BYTES,
+  failureOf,
+  RETRY_AFTER_S,
+  sendApiError,
+} from './completions.js';
 import { EventStream } from './event-stream.js';
 import { codePoints } from './logprob-shapes.js';
 import { parseResponsesBody, type ResponsesParams } from './responses-params.js';
@@ -95,6 +103,7 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
   const { identity, raw } = admitted;
   const p = parseResponsesBody(raw, ctx.modelIds);
   if ('status' in p) return sendApiError(res, p.status, 'invalid_request_error', p.code, p.message, p.param);
+  if (!chargeChat(res, ctx, identity, p.chat.messages.length, 'input')) return;
   const swarm = ctx.swarm;
   const texts = ctx.tokenTexts;
   if (swarm === null || texts === null) return sendApiError(res, 503, 'server_error', 'ERR_NO_ROUTE', 'no model is served');
@@ -118,11 +127,16 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
   const behindBytes = ctx.streamBehindBytes ?? DEFAULT_STREAM_BEHIND_BYTES;
   const events = p.chat.stream ? new EventStream(res, behindBytes, () => cancel.abort()) : null;
   let sequence = 0;
-  /** One named event: its type and sequence number first, as OpenAI's. */
-  const send = (type: string, data: Record<string, unknown>, last = false) => {
-    const event = { type, sequence_number: sequence++, ...data };
-    if (last) events?.last(event, type);
-    else events?.send(event, type);
+  /**
+   * One named event: its type and sequence number first, as OpenAI's; a number is spent only by an event written.
+   * The deltas are what a reader falls behind on (`send`, dropped once it is behind); the groups before the first
+   * and after the last, bounded by one answer's size (512 tokens at most), always go (`always`), so that a stream
+   * always ends with its one final event: a burst of them written in one turn counted as a reader behind, and the
+   * final event was dropped (a red-team find).
+   */
+  const send = (type: string, data: Record<string, unknown>, always = false) => {
+    const event = { type, sequence_number: sequence, ...data };
+    if (events !== null && (always ? events.last(event, type) : events.send(event, type))) sequence += 1;
   };
   const place = { item_id: itemId, output_index: 0, content_index: 0 };
   /** The events before the first delta, sent with it (not before: a request refused early keeps its HTTP status). */
@@ -131,10 +145,10 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
     if (opened) return;
     opened = true;
     const begun = responseObject(ids, p, 'in_progress');
-    send('response.created', { response: begun });
-    send('response.in_progress', { response: begun });
-    send('response.output_item.added', { output_index: 0, item: messageItem(itemId, 'in_progress', null) });
-    send('response.content_part.added', { ...place, part: textPart('') });
+    send('response.created', { response: begun }, true);
+    send('response.in_progress', { response: begun }, true);
+    send('response.output_item.added', { output_index: 0, item: messageItem(itemId, 'in_progress', null) }, true);
+    send('response.content_part.added', { ...place, part: textPart('') }, true);
   };
   /** The stream's last event once it failed: response.failed with the error (sent even to a reader behind). */
   const failed = (errorCode: string, errorMessage: string) => {
@@ -207,11 +221,11 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
     open();
     // What the deltas have not carried yet (none here: no stop sequence holds text back), then the parts' ends.
     if (c.text.length > choice.sent.length)
-      send('response.output_text.delta', { ...place, delta: c.text.slice(choice.sent.length), logprobs: [] });
-    send('response.output_text.done', { ...place, text: c.text, logprobs: [] });
-    send('response.content_part.done', { ...place, part: textPart(c.text) });
-    send('response.output_item.done', { output_index: 0, item });
-    send(status === 'completed' ? 'response.completed' : 'response.incomplete', { response: done });
+      send('response.output_text.delta', { ...place, delta: c.text.slice(choice.sent.length), logprobs: [] }, true);
+    send('response.output_text.done', { ...place, text: c.text, logprobs: [] }, true);
+    send('response.content_part.done', { ...place, part: textPart(c.text) }, true);
+    send('response.output_item.done', { output_index: 0, item }, true);
+    send(status === 'completed' ? 'response.completed' : 'response.incomplete', { response: done }, true);
     res.end();
   } catch (e) {
     const { code, message } = wireErrorOf(e);
@@ -226,11 +240,11 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
       return;
     }
     ctx.log(`responses ${ids.id}: failed with ${code}: ${message}`);
-    const f = failureOf(e, code, 'input');
-    if (events?.isStarted === true) failed(f.apiCode, message);
+    const f = failureOf(e, code, message, { prompt: 'input', max: 'max_output_tokens' });
+    if (events?.isStarted === true) failed(f.apiCode, f.message);
     else {
       if (f.status === 503) res.setHeader('retry-after', String(RETRY_AFTER_S));
-      sendApiError(res, f.status, f.type, f.apiCode, message, f.param);
+      sendApiError(res, f.status, f.type, f.apiCode, f.message, f.param);
     }
   }
 }

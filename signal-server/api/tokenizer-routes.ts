@@ -12,7 +12,7 @@ import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { GenerationError } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
-import { type ApiContext, admitOrRefuse, NO_BODY, readJsonBody, sendApiError } from './completions.js';
+import { type ApiContext, admitOrRefuse, NO_BODY, readJsonBody, refuseOverAllowance, sendApiError } from './completions.js';
 import {
   type BodyError,
   bad,
@@ -139,13 +139,10 @@ function chargeSize(res: ServerResponse, ctx: ApiContext, identity: string, call
   if (calls <= 1) return null;
   const more = ctx.access.take(identity, true, calls - 1);
   if (more.ok) return null;
-  if (more.retryAfterS !== undefined) res.setHeader('retry-after', String(more.retryAfterS));
-  sendApiError(
+  refuseOverAllowance(
     res,
-    429,
-    'rate_limit_error',
-    more.code,
-    `this call counts as ${calls} tokenizer calls (one a ${TOKENIZER_CHARS_PER_CALL} characters or token ids): ${more.message}`,
+    more,
+    `this call counts as ${calls} tokenizer calls (one a ${TOKENIZER_CHARS_PER_CALL} characters or token ids)`,
     param,
   );
   return 'refused';
