@@ -19,16 +19,16 @@ describe('stage files in a thread', () => {
   it('builds, finds cached and reads what model-folder.ts does on the main thread, byte for byte', async () => {
     const partition = { stages: 3 } as const;
     // A choice other than the default, to see it reach the thread.
-    const first = await ensureStagesOffThread(MODEL, partition, join(cache, 'thread'), { weights: 'q8' });
+    const first = await ensureStagesOffThread(MODEL, partition, join(cache, 'thread'), { weights: 'q8' }, 'thread');
     expect(first.built).toBe(true);
     expect(first.manifest.weights).toBe('q8');
-    const again = await ensureStagesOffThread(MODEL, partition, join(cache, 'thread'), { weights: 'q8' });
+    const again = await ensureStagesOffThread(MODEL, partition, join(cache, 'thread'), { weights: 'q8' }, 'thread');
     expect(again.built).toBe(false);
     expect(again.manifest).toEqual(first.manifest);
     const here = await ensureStages(MODEL, partition, join(cache, 'main'), { weights: 'q8' });
     expect(first.manifest).toEqual(here.manifest);
 
-    const set = await loadStageSetOffThread(first.dir);
+    const set = await loadStageSetOffThread(first.dir, 'thread');
     const oracle = await loadStageSet(here.dir);
     expect(set.manifest).toEqual(oracle.manifest);
     expect(set.stageBytes.map((b) => Buffer.from(b).equals(oracle.stageBytes[set.stageBytes.indexOf(b)] ?? new Uint8Array()))).toEqual([
@@ -42,7 +42,7 @@ describe('stage files in a thread', () => {
 
   it('throws what the main thread throws: a ModelError with its code, file and message', async () => {
     const missing = join(cache, 'no-such-model');
-    const there = await ensureStagesOffThread(missing, { stages: 2 }, cache).catch((e: unknown) => e);
+    const there = await ensureStagesOffThread(missing, { stages: 2 }, cache, {}, 'thread').catch((e: unknown) => e);
     const here = await ensureStages(missing, { stages: 2 }, cache).catch((e: unknown) => e);
     expect(there).toBeInstanceOf(ModelError);
     expect(here).toBeInstanceOf(ModelError);
@@ -56,7 +56,7 @@ describe('stage files in a thread', () => {
     const { dir, manifest } = await ensureStages(MODEL, { stages: 2 }, join(cache, 'tampered'));
     const file = manifest.stages[1]?.file ?? '';
     writeFileSync(join(dir, file), new Uint8Array(manifest.stages[1]?.sizeBytes ?? 0));
-    const tampered = await loadStageSetOffThread(dir).catch((e: unknown) => e);
+    const tampered = await loadStageSetOffThread(dir, 'thread').catch((e: unknown) => e);
     expect(tampered).toBeInstanceOf(ModelError);
     expect((tampered as ModelError).code).toBe('ERR_MANIFEST_SHA256');
     expect((tampered as ModelError).message).toContain(file);

@@ -3,13 +3,16 @@
  * HTTP. `ensureStages` reads and hashes the whole checkpoint even when the cut is cached, and `loadStageSet` reads
  * and hashes every stage file: on the SmolLM-135M-shaped checkpoint they held the server's event loop for 2.5 s at a
  * stretch (a re-partition's build) and 2.0 s (a cut already built), seconds in which no step of any session moved.
- * One thread per call, ended once it answers: these calls are rare (a re-partition, a runner's first load).
+ * One thread per call, ended once it answers: these calls are rare (a re-partition, a runner's first load). Small
+ * files are read where the call is (OFF_THREAD_BYTES).
  */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError, type ModelErrorCode } from '../../shared/model/errors.js';
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { Partition } from '../../shared/model/partition.js';
-import type { BuildChoice, StageSet } from './model-folder.js';
+import { type BuildChoice, ensureStages, loadStageSet, type StageSet } from './model-folder.js';
 
 /** What the thread is asked (one per thread). */
 export type StageFilesRequest =
@@ -35,23 +38,48 @@ export type StageFilesReply =
   | { readonly ok: true; readonly op: 'load'; readonly value: StageSet }
   | { readonly ok: false; readonly error: { readonly code?: ModelErrorCode; readonly file?: string; readonly message: string } };
 
-/** model-folder.ts's `ensureStages`, in a thread of its own. */
+/**
+ * Below this many bytes to read, the work stays on the calling thread: a thread's start (0.3–0.5 s here, most of it
+ * its TypeScript loader) costs more than reading them (austen-2m's 3 stages: 36–80 ms on the main thread, 330–490 in
+ * a thread), and it delayed a small model's first challenge past what its volunteers' budgets expect.
+ */
+export const OFF_THREAD_BYTES = 32 * 1024 * 1024;
+
+/** Where the work runs: `auto`, in a thread when it reads OFF_THREAD_BYTES or more; `thread`, always there (tests). */
+export type StageFilesPlace = 'auto' | 'thread';
+
+/** model-folder.ts's `ensureStages`, in a thread of its own when the checkpoint is large. */
 export async function ensureStagesOffThread(
   modelDir: string,
   partition: Partition,
   cacheRoot: string,
   choice: BuildChoice = {},
+  where: StageFilesPlace = 'auto',
 ): Promise<EnsuredStages> {
+  if (where === 'auto' && bytesIn(modelDir, (name) => name.endsWith('.safetensors')) < OFF_THREAD_BYTES)
+    return ensureStages(modelDir, partition, cacheRoot, choice);
   const reply = await inThread({ op: 'ensure', modelDir, partition, cacheRoot, choice });
   if (reply.op !== 'ensure') throw new Error(`the stage files' thread answered ${reply.op} to ensure`);
   return reply.value;
 }
 
-/** model-folder.ts's `loadStageSet`, in a thread of its own; the stage files' bytes are moved here, not copied. */
-export async function loadStageSetOffThread(dir: string): Promise<StageSet> {
+/** model-folder.ts's `loadStageSet`, in a thread of its own when the stages are large; their bytes are moved here, not copied. */
+export async function loadStageSetOffThread(dir: string, where: StageFilesPlace = 'auto'): Promise<StageSet> {
+  if (where === 'auto' && bytesIn(dir, (name) => name.endsWith('.onnx')) < OFF_THREAD_BYTES) return loadStageSet(dir);
   const reply = await inThread({ op: 'load', dir });
   if (reply.op !== 'load') throw new Error(`the stage files' thread answered ${reply.op} to load`);
   return reply.value;
+}
+
+/** The bytes of a folder's files that `wanted` names (0 for a folder that is not there: the work then says why). */
+function bytesIn(dir: string, wanted: (name: string) => boolean): number {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isFile() && wanted(e.name))
+      .reduce((a, e) => a + statSync(join(dir, e.name)).size, 0);
+  } catch {
+    return 0;
+  }
 }
 
 function inThread(request: StageFilesRequest): Promise<Extract<StageFilesReply, { ok: true }>> {
