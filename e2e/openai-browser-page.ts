@@ -38,6 +38,8 @@ window.runClient = async ({ baseURL, model, messages, maxTokens }) => {
   let streamed = '';
   const stream = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0, stream: true });
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? '';
+  // The Responses API, streamed through the SDK's helper, for the same conversation.
+  const answer = await client.responses.stream({ model, input: messages, max_output_tokens: maxTokens, temperature: 0 }).finalResponse();
   const retrieved = await client.models.retrieve(model);
   const unknown = await client.models.retrieve('gpt-4').then(
     () => null,
@@ -48,6 +50,7 @@ window.runClient = async ({ baseURL, model, messages, maxTokens }) => {
     tokens: whole.webswarm.tokens,
     logprobs: whole.choices[0].logprobs.content.length,
     streamed,
+    responses: { text: answer.output_text, tokens: answer.webswarm.tokens, status: answer.status },
     retrieved: retrieved.id,
     unknown,
   };
@@ -60,6 +63,8 @@ export interface ClientResult {
   readonly tokens: number[];
   readonly logprobs: number;
   readonly streamed: string;
+  /** The same conversation through /v1/responses (client.responses.stream(...).finalResponse()). */
+  readonly responses: { readonly text: string; readonly tokens: number[]; readonly status: string };
   readonly retrieved: string;
   readonly unknown: { name: string; status: number; code: string } | null;
 }

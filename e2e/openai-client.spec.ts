@@ -195,7 +195,7 @@ describe(`the openai client against a swarm of ${MODEL}`, () => {
 });
 
 describe('the openai package in a page of another origin', () => {
-  it('gets through the CORS preflight and completes a chat like the reference runner, streamed and not; an unknown model is its NotFoundError', async () => {
+  it('gets through the CORS preflight and completes a chat like the reference runner, streamed and not, and through the Responses API; an unknown model is its NotFoundError', async () => {
     const browser = e.swarm.pages[0]?.context().browser();
     if (browser === null || browser === undefined) throw new Error('the local swarm has no browser');
     const errors: string[] = [];
@@ -213,6 +213,8 @@ describe('the openai package in a page of another origin', () => {
       expect(r.content).toBe(decode(expected));
       expect(r.streamed).toBe(r.content);
       expect(r.logprobs).toBe(tokens);
+      // The Responses API in the browser, streamed, through its preflight: the same tokens.
+      expect(r.responses).toEqual({ text: decode(expected), tokens: expected, status: 'incomplete' });
       expect(r.retrieved).toBe(MODEL);
       expect(r.unknown).toEqual({ name: 'NotFoundError', status: 404, code: 'model_not_found' });
       expect(errors).toEqual([]);
