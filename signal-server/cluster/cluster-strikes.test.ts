@@ -13,6 +13,13 @@ import { procOfSession } from './messages.js';
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
 const f = clusterTestFile('cluster-strikes');
+
+/** A server's cluster seam (its bans), which a server started with REDIS_URL has. */
+function clusterOf(s: SignalServer): Cluster {
+  const cluster = s.coordinator?.cluster;
+  if (cluster === undefined || cluster === null) throw new Error('a server of the cluster has no cluster');
+  return cluster as Cluster;
+}
 const { servers, volunteers } = f;
 
 describe('strikes against a volunteer of another process', () => {
@@ -56,7 +63,7 @@ describe('strikes against a volunteer of another process', () => {
     const moved = [...assigned][0] as NodeVolunteer;
     const results = await Promise.all(asked);
     await new Promise((r) => setTimeout(r, 1_000));
-    const bans = (b.coordinator?.cluster as Cluster).bans;
+    const bans = clusterOf(b).bans;
     expect({
       results: results.map((r) => r.code ?? 'ok'),
       evicted: moved.errors.map((e) => e.code).filter((code) => code === 'ERR_EVICTED' || code === 'ERR_BANNED'),
@@ -92,7 +99,7 @@ describe('strikes against a volunteer of another process', () => {
     await miss();
     await new Promise((r) => setTimeout(r, 1_500));
     const counted = log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`)).map((l) => /\((\d) of 3 no-shows/.exec(l)?.[1]);
-    const bans = (a.coordinator?.cluster as Cluster).bans;
+    const bans = clusterOf(a).bans;
     // Counted once each, by a: 1, 2, 2 (the first fell out of its last 20 sessions); b counts none of its own.
     expect(counted).toEqual(['1', '2', '2']);
     expect({
