@@ -11,7 +11,7 @@ import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
 import { ChoiceState, type ChunkLogprobs, serverStagesOf } from './choice-state.js';
 import { EventStream } from './event-stream.js';
 import { codePoints } from './logprob-shapes.js';
-import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody } from './openai-params.js';
+import { type BodyError, type ChatParams, type CompletionParams, parseChatBody, parseCompletionBody, samplingOf } from './openai-params.js';
 import type { TokenTexts } from './token-text.js';
 import { type Prompt, type PromptDone, wholeResponse } from './whole-response.js';
 
@@ -440,14 +440,7 @@ export async function handleOpenAiGeneration(
   const behindBytes = ctx.streamBehindBytes ?? DEFAULT_STREAM_BEHIND_BYTES;
   // A reader that falls that far behind stops the generation: it ends with ERR_SLOW_READER, after what it has not read.
   const events = p.stream ? new EventStream(res, behindBytes, () => cancel.abort()) : null;
-  const sampling = {
-    temperature: p.temperature,
-    topK: p.topK,
-    topP: p.topP,
-    logitBias: p.logitBias,
-    frequencyPenalty: p.frequencyPenalty,
-    presencePenalty: p.presencePenalty,
-  };
+  const sampling = samplingOf(p);
   /** Whether a choice's tokens and the prompt it echoes were all verified (a choice after the first scored none itself). */
   const verifiedOf = (c: ApiCompletion, choice: ChoiceState) => c.verified && choice.promptVotes.every((v) => v.verified);
   const echo = p.kind === 'completion' && p.echo;

@@ -225,6 +225,18 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   };
 }
 
+/** The sampler's settings a body asked for, but its seed (each choice samples with its own: seed + its index). */
+export function samplingOf(p: GenerationParams) {
+  return {
+    temperature: p.temperature,
+    topK: p.topK,
+    topP: p.topP,
+    logitBias: p.logitBias,
+    frequencyPenalty: p.frequencyPenalty,
+    presencePenalty: p.presencePenalty,
+  };
+}
+
 /** An integer seed as the sampler's 32 bits: the seed modulo 2^32 (its two's complement's low bits), exact for any integer. */
 export function seedBits(seed: number): number {
   return Number(BigInt.asUintN(32, BigInt(seed)));

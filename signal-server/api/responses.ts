@@ -19,6 +19,7 @@ import {
 } from './completions.js';
 import { EventStream } from './event-stream.js';
 import { codePoints } from './logprob-shapes.js';
+import { samplingOf } from './openai-params.js';
 import { parseResponsesBody, type ResponsesParams } from './responses-params.js';
 
 type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
@@ -172,15 +173,7 @@ export async function handleResponses(req: IncomingMessage, res: ServerResponse,
         prompt,
         maxTokens: p.chat.maxTokens,
         ...(p.chat.fitToContext ? { fitToContext: true } : {}),
-        sampling: {
-          temperature: p.chat.temperature,
-          topK: p.chat.topK,
-          topP: p.chat.topP,
-          logitBias: p.chat.logitBias,
-          frequencyPenalty: p.chat.frequencyPenalty,
-          presencePenalty: p.chat.presencePenalty,
-          seed,
-        },
+        sampling: { ...samplingOf(p.chat), seed },
         stop: [],
         signal: cancel.signal,
         ...(ctx.access.limitsClients ? { client: identity } : {}),

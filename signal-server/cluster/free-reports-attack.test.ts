@@ -24,36 +24,39 @@ async function dropped(s: SignalServer): Promise<number> {
   return Number(text.match(/^webswarm_socket_events_dropped_total (\d+)/m)?.[1] ?? 'NaN');
 }
 
+/** Two servers and one volunteer on A, slowed (50 ms a step) so that a session of B stays live while it floods; ready at B. */
+async function slowVolunteerOnA(clientKey: string) {
+  // One stage: the volunteer is the last stage's replica, whose logits are owed too.
+  const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+  servers.push(...c.servers);
+  const [a, b] = c.servers as [SignalServer, SignalServer];
+  const v = new NodeVolunteer(a.address().url, { clientKey, fault: { delayMs: 50, output: (_s, d) => d } });
+  volunteers.push(v);
+  await until('B counts it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+  return { c, a, b, v };
+}
+
+/** Sends a digest and a full row of logits for each step in [from, to) of the session; the reports sent. */
+function flood(v: NodeVolunteer, sessionId: number, from: number, to: number): number {
+  const logits = new ArrayBuffer(VOCAB * 4);
+  let sent = 0;
+  for (let step = from; step < to; step++, sent += 2) {
+    v.socket.emit('step:digest', { sessionId, step, stage: 0, digest: [1], input: [1], received: [], resets: 0, computeMs: 1 });
+    v.socket.emit('step:logits', { sessionId, step, logits, resets: 0 });
+  }
+  return sent;
+}
+
 describe("a volunteer's reports relayed to another server's session", () => {
   it('go free only up to the steps the session has: a flood past them spends the socket’s budget, and the request is answered', async () => {
-    // One stage: the volunteer is the last stage's replica, whose logits are owed too.
-    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
-    servers.push(...c.servers);
-    const [a, b] = c.servers as [SignalServer, SignalServer];
-    // Slow enough that the session is live while the flood goes.
-    const v = new NodeVolunteer(a.address().url, { clientKey: 'report-flooder-1', fault: { delayMs: 50, output: (_s, d) => d } });
-    volunteers.push(v);
-    await until('B counts it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    const { c, a, b, v } = await slowVolunteerOnA('report-flooder-1');
     const maxPositions = b.coordinator?.maxPositions ?? 0;
     const inbox = await watchChannel(f.redisUrl, `${c.prefix}:proc:${procOf(b)}`);
     const opened: SessionOpen[] = [];
     let sent = 0;
     v.socket.once('session:open', (m: SessionOpen) => {
       opened.push(m);
-      const logits = new ArrayBuffer(VOCAB * 4);
-      for (let step = 50; step < maxPositions + 3; step++, sent += 2) {
-        v.socket.emit('step:digest', {
-          sessionId: m.sessionId,
-          step,
-          stage: 0,
-          digest: [1],
-          input: [1],
-          received: [],
-          resets: 0,
-          computeMs: 1,
-        });
-        v.socket.emit('step:logits', { sessionId: m.sessionId, step, logits, resets: 0 });
-      }
+      sent = flood(v, m.sessionId, 50, maxPositions + 3);
     });
     const result = await complete(b, 'It is a truth', TOKENS);
     // B's open says the session's steps: its prompt's and the tokens it may generate.
@@ -73,12 +76,7 @@ describe("a volunteer's reports relayed to another server's session", () => {
   });
 
   it('once the session ended early, go free only up to the steps it ran (its close says them), not those its open said', async () => {
-    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
-    servers.push(...c.servers);
-    const [a, b] = c.servers as [SignalServer, SignalServer];
-    const v = new NodeVolunteer(a.address().url, { clientKey: 'report-early-end-1', fault: { delayMs: 50, output: (_s, d) => d } });
-    volunteers.push(v);
-    await until('B counts it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    const { c, a, b, v } = await slowVolunteerOnA('report-early-end-1');
     const opened: SessionOpen[] = [];
     v.socket.on('session:open', (m: SessionOpen) => opened.push(m));
     const closed = new Promise<number>((r) => v.socket.once('session:close', ({ sessionId }) => r(sessionId)));
@@ -98,12 +96,7 @@ describe("a volunteer's reports relayed to another server's session", () => {
     expect(said).toBeGreaterThanOrEqual(480);
     const inbox = await watchChannel(f.redisUrl, `${c.prefix}:proc:${procOf(b)}`);
     const droppedBefore = await dropped(a);
-    let sent = 0;
-    const logits = new ArrayBuffer(VOCAB * 4);
-    for (let step = v.steps + 10; step < said; step++, sent += 2) {
-      v.socket.emit('step:digest', { sessionId, step, stage: 0, digest: [1], input: [1], received: [], resets: 0, computeMs: 1 });
-      v.socket.emit('step:logits', { sessionId, step, logits, resets: 0 });
-    }
+    const sent = flood(v, sessionId, v.steps + 10, said);
     await until('A drops the flood or cuts it off', () => !v.socket.connected || (inbox.counts.get('report') ?? 0) >= 400, 10_000).catch(
       () => {},
     );
