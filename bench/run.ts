@@ -35,6 +35,8 @@
  *   BENCH_SCORING (default 1; 0 skips scoring a prompt through the swarm (echo), bench/scoring.ts: its tokens sent to stage 0
  *   step by step vs MESH_AHEAD steps ahead, r = 1 and r = 3, against the reference runner a token at a time),
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
+ *   BENCH_STAGE_FILES (default 1; 0 skips stage files built and read on the main thread vs in a worker thread, and a chat
+ *   template's cost a message, bench/stage-files.ts),
  *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
  *   BENCH_FALLBACK_LOOP (default 1; 0 skips how long the fallback holds the server's event loop, its runners in their thread vs
  *   on the main thread, bench/fallback-loop.ts; BENCH_FALLBACK_GRAPHS: plain, fused, or both, the default),
@@ -84,6 +86,7 @@ import { benchSampledToken } from './sampled-token.js';
 import { benchScoring } from './scoring.js';
 import { benchSoak } from './soak.js';
 import { benchSocketFlood } from './socket-flood.js';
+import { benchStageFiles } from './stage-files.js';
 import { benchSwarm } from './swarm.js';
 import { median, printTable } from './table.js';
 import { benchTextStream } from './text-stream.js';
@@ -173,6 +176,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_LAST_HEAD !== '0') await benchLastHead({ repeats: Math.min(repeats, 3) });
     if (process.env.BENCH_TEXT_STREAM !== '0') benchTextStream({ repeats });
     if (process.env.BENCH_FALLBACK_LOOP !== '0') await benchFallbackLoop({ repeats });
+    if (process.env.BENCH_STAGE_FILES !== '0') await benchStageFiles({ repeats });
     if (process.env.BENCH_VOTE_COST !== '0') {
       benchVoteCost({ repeats: Math.max(repeats, 15) });
       benchSampling({ repeats: Math.max(repeats, 15) });

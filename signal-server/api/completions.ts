@@ -307,7 +307,7 @@ async function inTurns<T>(
 
 /**
  * The messages a chat may hold for the price of one request. Its template renders each on the event loop, whatever
- * it holds (about 0.2 ms a message on austen-2m's, 110–130 ms for 512): before, a chat of 512 empty messages cost one
+ * it holds (0.205 ms a message on austen-2m's, 105 ms for 512: bench/stage-files.ts): before, a chat of 512 empty messages cost one
  * request, so one client's allowance could hold the event loop for seconds a minute (a red-team find).
  */
 export const MESSAGES_PER_REQUEST = 64;

@@ -117,11 +117,11 @@ export const TOKENIZER_CHARS_PER_CALL = 1000;
 
 /**
  * What a chat's message weighs beyond its characters, in characters: its template renders each message whatever it
- * holds (about 0.2 ms a message on austen-2m's, 110–130 ms for 512 empty ones, where 1 000 characters of text
- * tokenize in 0.7 ms). Before, 512 empty messages counted as 5 calls and held the event loop 25 times longer per
- * call than text does (a red-team find).
+ * holds: 0.205 ms a message on austen-2m's, 105 ms for 512 empty ones, where 1 000 characters of text tokenize in
+ * 0.37 ms (bench/stage-files.ts), so a message costs what about 550 characters do. Before, 512 empty messages
+ * counted as 5 calls and held the event loop about 57 times longer per call than text does (a red-team find).
  */
-export const TOKENIZER_CHARS_PER_MESSAGE = 256;
+export const TOKENIZER_CHARS_PER_MESSAGE = 512;
 
 /** The calls one tokenizer call counts as: 1, and one more for each TOKENIZER_CHARS_PER_CALL of its size. */
 export function tokenizerCalls(input: TokenizeInput | { readonly tokens: readonly number[] }): number {

@@ -1,7 +1,7 @@
 /**
  * The body of stage-files.ts's worker thread: one request (workerData.request), one reply, then the thread ends.
  * Reading a checkpoint, hashing it, building stages and checking their sha256 take seconds for a model that needs a
- * swarm (2.0–2.5 s at a stretch for the SmolLM-135M-shaped one, measured on the main thread); here they hold no
+ * swarm (2.1–2.7 s at a stretch for the SmolLM-135M-shaped one on the main thread, bench/stage-files.ts); here they hold no
  * event loop that serves sockets and votes.
  */
 import { parentPort, workerData } from 'node:worker_threads';

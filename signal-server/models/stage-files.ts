@@ -1,8 +1,9 @@
 /**
  * Stage files built and read in a worker thread of their own, off the event loop that serves sockets, votes and
  * HTTP. `ensureStages` reads and hashes the whole checkpoint even when the cut is cached, and `loadStageSet` reads
- * and hashes every stage file: on the SmolLM-135M-shaped checkpoint they held the server's event loop for 2.5 s at a
- * stretch (a re-partition's build) and 2.0 s (a cut already built), seconds in which no step of any session moved.
+ * and hashes every stage file: on the SmolLM-135M-shaped checkpoint they held the server's event loop for 2.7 s at a
+ * stretch (a re-partition's build) and 2.1 s (a cut already built), seconds in which no step of any session moved;
+ * in the thread 44 ms and 21 ms (bench/stage-files.ts).
  * One thread per call, ended once it answers: these calls are rare (a re-partition, a runner's first load). Small
  * files are read where the call is (OFF_THREAD_BYTES).
  */
@@ -39,9 +40,9 @@ export type StageFilesReply =
   | { readonly ok: false; readonly error: { readonly code?: ModelErrorCode; readonly file?: string; readonly message: string } };
 
 /**
- * Below this many bytes to read, the work stays on the calling thread: a thread's start (0.3–0.5 s here, most of it
- * its TypeScript loader) costs more than reading them (austen-2m's 3 stages: 36–80 ms on the main thread, 330–490 in
- * a thread), and it delayed a small model's first challenge past what its volunteers' budgets expect.
+ * Below this many bytes to read, the work stays on the calling thread: a thread's start (most of it its TypeScript
+ * loader) costs more than reading them (austen-2m's 3 stages: 40 ms on the main thread, 405 in a thread, in
+ * bench/stage-files.ts), and it delayed a small model's first challenge past what its volunteers' budgets expect.
  */
 export const OFF_THREAD_BYTES = 32 * 1024 * 1024;
 
