@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AccessControl, TOKENIZER_RATE_FACTOR } from './access.js';
+import { AccessControl, LIGHT_RATE_FACTOR } from './access.js';
 
 describe('AccessControl', () => {
   it('is open without keys and refuses a missing or wrong key when keys are set', () => {
@@ -33,18 +33,18 @@ describe('AccessControl', () => {
     expect(a.take('a')).toMatchObject({ ok: false });
   });
 
-  it('gives the tokenizer routes an allowance of their own, TOKENIZER_RATE_FACTOR times larger, spent apart', () => {
+  it('gives the tokenizer routes an allowance of their own, LIGHT_RATE_FACTOR times larger, spent apart', () => {
     let t = 0;
     const a = new AccessControl({ apiKeys: [], ratePerMinute: 3 }, () => t);
     for (let i = 0; i < 3; i++) expect(a.take('a')).toMatchObject({ ok: true });
     expect(a.take('a')).toMatchObject({ ok: false, status: 429 });
     // The generations' allowance is spent; the tokenizer's is whole, and spending it leaves the other as it is.
-    for (let i = 0; i < 3 * TOKENIZER_RATE_FACTOR; i++) expect(a.take('a', true), `call ${i}`).toMatchObject({ ok: true });
+    for (let i = 0; i < 3 * LIGHT_RATE_FACTOR; i++) expect(a.take('a', true), `call ${i}`).toMatchObject({ ok: true });
     expect(a.take('a', true)).toMatchObject({
       ok: false,
       status: 429,
       retryAfterS: 1,
-      message: `rate limit of ${3 * TOKENIZER_RATE_FACTOR} tokenizer calls per minute reached; retry in 1 s`,
+      message: `rate limit of ${3 * LIGHT_RATE_FACTOR} tokenizer and listing calls per minute reached; retry in 1 s`,
     });
     t += 20_000;
     expect(a.take('a')).toMatchObject({ ok: true });

@@ -19,12 +19,14 @@ export interface AccessOptions {
 }
 
 /**
- * The tokenizer routes (/tokenize, /detokenize, /tokenizer_info) allow this many times the API's requests per
- * minute, from a bucket of their own: an evaluation tool tokenizes each request's context and continuation
+ * The light routes allow this many times the API's requests per minute, from a bucket of their own that the
+ * generations' never pays: the tokenizer routes (/tokenize, /detokenize, /tokenizer_info) and the listings
+ * (/v1/models, /v1/models/{id}, /v1/responses/{id}; chat front ends poll /v1/models, and before, each poll spent
+ * a generation's allowance). an evaluation tool tokenizes each request's context and continuation
  * apart (two calls a request, lm-evaluation-harness's remote tokenizer retrying three times at once and then
- * giving up), and a call costs the server at most a tokenization of MAX_PROMPT_CHARS characters (under 0.1 s).
+ * giving up), and a tokenizer call costs the server at most a tokenization of MAX_PROMPT_CHARS characters (under 0.1 s).
  */
-export const TOKENIZER_RATE_FACTOR = 20;
+export const LIGHT_RATE_FACTOR = 20;
 
 export type AccessDecision =
   | { readonly ok: true; readonly identity: string }
@@ -38,7 +40,7 @@ export type AccessDecision =
 export class AccessControl {
   private readonly keys: ReadonlySet<string>;
   private readonly buckets: KeyedBuckets | null;
-  private readonly tokenizerBuckets: KeyedBuckets | null;
+  private readonly lightBuckets: KeyedBuckets | null;
   /** Generations running per identity (only those with one or more: bounded by the requests in flight). */
   private readonly running = new Map<string, number>();
 
@@ -49,8 +51,8 @@ export class AccessControl {
     this.keys = new Set(o.apiKeys);
     // A minute's allowance at once, refilled continuously.
     this.buckets = o.ratePerMinute > 0 ? new KeyedBuckets({ burst: o.ratePerMinute, perMinute: o.ratePerMinute }, now) : null;
-    const tokenizerRate = o.ratePerMinute * TOKENIZER_RATE_FACTOR;
-    this.tokenizerBuckets = tokenizerRate > 0 ? new KeyedBuckets({ burst: tokenizerRate, perMinute: tokenizerRate }, now) : null;
+    const lightRate = o.ratePerMinute * LIGHT_RATE_FACTOR;
+    this.lightBuckets = lightRate > 0 ? new KeyedBuckets({ burst: lightRate, perMinute: lightRate }, now) : null;
   }
 
   get requiresKey(): boolean {
@@ -70,21 +72,21 @@ export class AccessControl {
   }
 
   /**
-   * Takes one request from `identity`'s allowance (the tokenizer routes' own, for `tokenizer`), or `batch`
+   * Takes one request from `identity`'s allowance (the light routes' own, for `light`), or `batch`
    * requests' at once (takeBatch, which refuses a batch larger than the allowance before it asks).
    */
-  take(identity: string, tokenizer = false, batch = 1): AccessDecision {
-    const buckets = tokenizer ? this.tokenizerBuckets : this.buckets;
+  take(identity: string, light = false, batch = 1): AccessDecision {
+    const buckets = light ? this.lightBuckets : this.buckets;
     if (buckets === null) return { ok: true, identity };
     const waitMs = buckets.take(identity, batch);
     if (waitMs === 0) return { ok: true, identity };
-    const limit = this.o.ratePerMinute * (tokenizer ? TOKENIZER_RATE_FACTOR : 1);
+    const limit = this.o.ratePerMinute * (light ? LIGHT_RATE_FACTOR : 1);
     const retryAfterS = Math.ceil(waitMs / 1000);
     return {
       ok: false,
       status: 429,
       code: 'rate_limit_exceeded',
-      message: `rate limit of ${limit} ${tokenizer ? 'tokenizer calls' : 'requests'} per minute reached; retry in ${retryAfterS} s`,
+      message: `rate limit of ${limit} ${light ? 'tokenizer and listing calls' : 'requests'} per minute reached; retry in ${retryAfterS} s`,
       retryAfterS,
     };
   }
@@ -156,20 +158,20 @@ export class AccessControl {
     return (this.o.maxConcurrent ?? 0) > 0;
   }
 
-  /** The key check, then the rate limit (the tokenizer routes' own, for `tokenizer`), for a request with `key` (null = none) from `address`. */
-  admitKey(key: string | null, address: string, tokenizer = false): AccessDecision {
+  /** The key check, then the rate limit (the light routes' own, for `light`), for a request with `key` (null = none) from `address`. */
+  admitKey(key: string | null, address: string, light = false): AccessDecision {
     const who = this.checkKey(key, address);
-    return who.ok ? this.take(who.identity, tokenizer) : who;
+    return who.ok ? this.take(who.identity, light) : who;
   }
 
-  /** The same for an HTTP request (Authorization: Bearer); `tokenizer` for the tokenizer routes. */
-  admit(req: IncomingMessage, tokenizer = false): AccessDecision {
+  /** The same for an HTTP request (Authorization: Bearer); `light` for the tokenizer routes and the listings. */
+  admit(req: IncomingMessage, light = false): AccessDecision {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
     return this.admitKey(
       m?.[1] ?? null,
       (this.o.proxies ?? NO_PROXIES).clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']),
-      tokenizer,
+      light,
     );
   }
 }

@@ -87,7 +87,7 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
     return;
   }
   if (route === '/v1/responses/{id}') {
-    if (admitOrRefuse(req, res, ctx.access) === null) return;
+    if (admitOrRefuse(req, res, ctx.access, true) === null) return;
     req.resume();
     answerNotStored(res);
     return;
@@ -98,13 +98,13 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
   }
   const get = req.method === 'GET' || req.method === 'HEAD';
   if (route === '/v1/models' && get) {
-    if (admitOrRefuse(req, res, ctx.access) === null) return;
+    if (admitOrRefuse(req, res, ctx.access, true) === null) return;
     // OpenAI's model list, so that existing clients can discover what is served.
     sendJson(res, 200, { object: 'list', data: ctx.modelIds.map((id) => modelObject(id, ctx.createdS)) });
     return;
   }
   if (route === '/v1/models/{id}' && get) {
-    if (admitOrRefuse(req, res, ctx.access) === null) return;
+    if (admitOrRefuse(req, res, ctx.access, true) === null) return;
     if (modelId !== null && ctx.modelIds.includes(modelId)) {
       sendJson(res, 200, modelObject(modelId, ctx.createdS));
       return;

@@ -44,9 +44,9 @@ export function sendApiError(
   sendJson(res, status, { error: { message, type, param, code } });
 }
 
-/** Checks the key and the rate limit (the tokenizer routes' own, for `tokenizer`); on refusal answers 401 or 429 (with Retry-After) and returns null, else the identity. */
-export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl, tokenizer = false): string | null {
-  const admitted = access.admit(req, tokenizer);
+/** Checks the key and the rate limit (the light routes' own, for `light`: tokenizer, listings); on refusal answers 401 or 429 (with Retry-After) and returns null, else the identity. */
+export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl, light = false): string | null {
+  const admitted = access.admit(req, light);
   if (admitted.ok) return admitted.identity;
   if (admitted.retryAfterS !== undefined) res.setHeader('retry-after', String(admitted.retryAfterS));
   req.resume();

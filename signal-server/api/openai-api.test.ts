@@ -12,6 +12,7 @@ import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/pr
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, type SignalServer, type SignalServerOptions } from '../server.js';
+import { LIGHT_RATE_FACTOR } from './access.js';
 
 let cache: string;
 const servers: SignalServer[] = [];
@@ -288,17 +289,31 @@ describe('the OpenAI-compatible API', () => {
     }
   });
 
-  it('rate-limits each key with 429 and Retry-After', async () => {
+  it('rate-limits each key with 429 and Retry-After; listing the models spends the light routes’ allowance, not the generations’', async () => {
     const s = await server({ apiKeys: ['sk-a', 'sk-b'], ratePerMinute: 2 });
     const c = client(s, 'sk-a');
-    await c.models.list();
-    await c.models.list();
-    await expect(c.models.list()).rejects.toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
-    const res = await fetch(`${s.address().url}/v1/models`, { headers: { authorization: 'Bearer sk-a' } });
+    // Chat front ends poll /v1/models: before, the third poll of a minute was refused, and each spent a generation.
+    for (let i = 0; i < 10; i++) expect((await c.models.list()).data, `list ${i}`).toHaveLength(1);
+    await c.models.retrieve('tiny-untied');
+    // A generation request is admitted (and then refused for its body) twice a minute: the listings spent none of that.
+    const generate = () =>
+      fetch(`${s.address().url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer sk-a', 'content-type': 'application/json' },
+        body: '{}',
+      });
+    expect((await generate()).status).toBe(400);
+    expect((await generate()).status).toBe(400);
+    const res = await generate();
     expect(res.status).toBe(429);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-    // Another key has its own allowance.
+    expect(await res.json()).toMatchObject({ error: { code: 'rate_limit_exceeded' } });
+    // The listings are bounded too, by their own allowance (LIGHT_RATE_FACTOR times the API's).
+    for (let i = 11; i < 2 * LIGHT_RATE_FACTOR; i++) await c.models.list();
+    await expect(c.models.list()).rejects.toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
+    // Another key has its own allowances.
     expect((await client(s, 'sk-b').models.list()).data).toHaveLength(1);
+    expect((await generate()).status).toBe(429);
   });
 
   it('answers CORS preflights so that other sites can call it, with the headers their client sends', async () => {

@@ -14,7 +14,7 @@ import { parseTokenizeBody, tokenizerCalls } from './tokenizer-routes.js';
 
 const MODEL = 'austen-2m';
 const KEY = 'sk-tokenizer-test';
-/** The API's requests per minute: the tokenizer routes have TOKENIZER_RATE_FACTOR times that, apart (more than these tests call). */
+/** The API's requests per minute: the tokenizer routes have LIGHT_RATE_FACTOR times that, apart (more than these tests call). */
 const RATE = 5;
 /** A key of its own for the large calls' test, which spends its whole allowance. */
 const LARGE_KEY = 'sk-tokenizer-large';
@@ -255,13 +255,15 @@ describe("vLLM's tokenizer routes", () => {
   });
 
   it('spend an allowance of their own: the API’s spent, they still answer, and the API’s is untouched by them', async () => {
-    const models = async () => (await call('/v1/models')).status;
+    // A generation request with an empty body is admitted (and then refused for its body): it spends the API's allowance.
+    const generate = async () => (await call('/v1/completions', {})).status;
     const statuses: number[] = [];
-    for (let i = 0; i <= RATE; i++) statuses.push(await models());
+    for (let i = 0; i <= RATE; i++) statuses.push(await generate());
+    expect(statuses.slice(0, RATE).every((st) => st === 400)).toBe(true);
     expect(statuses.at(-1)).toBe(429);
     expect((await call('/tokenize', { prompt: 'Emma' })).status).toBe(200);
     expect((await call('/tokenizer_info')).status).toBe(200);
-    expect(await models()).toBe(429);
+    expect(await generate()).toBe(429);
   });
 
   it('count a large call as the calls its characters make (one a 1 000): 8 000 characters are 9 calls; a chat’s characters twice', async () => {
@@ -278,7 +280,7 @@ describe("vLLM's tokenizer routes", () => {
       code: 'rate_limit_exceeded',
       param: 'prompt',
       message: expect.stringMatching(
-        /^this call counts as 9 tokenizer calls \(one a 1000 characters or token ids\): rate limit of 100 tokenizer calls per minute reached/,
+        /^this call counts as 9 tokenizer calls \(one a 1000 characters or token ids\): rate limit of 100 tokenizer and listing calls per minute reached/,
       ),
     });
     expect(refused.headers.get('retry-after')).not.toBeNull();

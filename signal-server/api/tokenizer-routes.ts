@@ -4,7 +4,7 @@
  * `local-completions` looks for them at its base URL and, when it finds them, needs no tokenizer of its own. The
  * ids are the ones /v1/completions runs for the same text, and for a chat (`messages`, vLLM's chat form) the ones
  * /v1/chat/completions runs: no special tokens are added, whatever `add_special_tokens` says (the completions add
- * none either). Keys as on /v1; the rate limit is their own (TOKENIZER_RATE_FACTOR times RATE_LIMIT_PER_MINUTE), so
+ * none either). Keys as on /v1; the rate limit is their own (LIGHT_RATE_FACTOR times RATE_LIMIT_PER_MINUTE), so
  * that tokenizing does not spend the generations' allowance.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -160,7 +160,7 @@ export async function handleTokenizerRoute(
     req.resume();
     return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', `use ${method} on ${route}`);
   }
-  // Their own allowance, TOKENIZER_RATE_FACTOR times the API's: a tool tokenizes each request's parts apart.
+  // Their own allowance, LIGHT_RATE_FACTOR times the API's: a tool tokenizes each request's parts apart.
   const identity = admitOrRefuse(req, res, ctx.access, true);
   if (identity === null) return;
   const swarm = ctx.swarm;
