@@ -65,6 +65,13 @@ describe('re-partition over Socket.IO', () => {
       const perStage = Array.from({ length: stages }, (_, s) => stayed.filter((v) => v.stage === s).length);
       for (const n of perStage) expect(n).toBeGreaterThanOrEqual(2);
       for (const v of stayed) expect(v.errors).toEqual([]);
+      // GET /api/models lists the partition served now (before, the configured one), and its manifest is there.
+      const listed = (await (await fetch(`${url}/api/models`)).json()) as { modelId: string; stages: number; baseUrl: string }[];
+      expect(listed).toHaveLength(1);
+      expect(listed[0]).toMatchObject({ modelId: coordinator.modelInfo.modelId, stages });
+      expect(listed[0]?.baseUrl).toMatch(new RegExp(`/${partition}$`));
+      const manifest = (await (await fetch(`${url}${listed[0]?.baseUrl}/manifest.json`)).json()) as { stages: unknown[] };
+      expect(manifest.stages).toHaveLength(stages);
       // The new partition serves new requests with the reference's tokens.
       const again = await complete(url);
       expect(again.status).toBe(200);
@@ -75,6 +82,7 @@ describe('re-partition over Socket.IO', () => {
       await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBe(2);
       await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(6);
       expect(coordinator.modelInfo.stages).toBe(3);
+      expect(((await (await fetch(`${url}/api/models`)).json()) as { stages: number }[])[0]?.stages).toBe(3);
       for (const v of [...stayed, back]) expect(v.partition).toBe('r0-1_1-2_2-3');
       const third = await complete(url);
       expect(third.status).toBe(200);

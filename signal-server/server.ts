@@ -17,6 +17,7 @@ import type { Fanout } from './coordinator/coordinator-types.js';
 import { EventBudget, type EventBudgetOptions, SOCKET_BYTE_BUDGET, SOCKET_EVENT_BUDGET } from './coordinator/event-budget.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, type FallbackMode } from './coordinator/fallback.js';
 import { addressKey, DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
+import type { PartitionBuilder } from './coordinator/repartition.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
@@ -342,7 +343,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
   const modelFiles = modelFilesOf(opts.models, listings);
   const tensorIndexes = tensorIndexesOf(opts.models, listings);
-  const builder =
+  const built =
     opts.repartition === undefined || cluster !== null || firstModel === undefined
       ? null
       : partitionBuilder(
@@ -366,6 +367,17 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             for (const k of [...tensorIndexes.keys()]) if (k.startsWith(`${baseUrl}/`)) tensorIndexes.delete(k);
           },
         );
+  // GET /api/models lists the partition served now: the landing page counts its stages, the check page loads them.
+  const builder: PartitionBuilder | null =
+    built === null
+      ? null
+      : {
+          ...built,
+          switched(p) {
+            built.switched?.(p);
+            listings[0] = { modelId: p.manifest.modelId, stages: p.manifest.stages.length, baseUrl: p.baseUrl };
+          },
+        };
   if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
   // The first stage set's challenge runner (made on first use), given back when the server closes.
