@@ -74,8 +74,9 @@ export interface ClusterOptions {
 /**
  * What processes of a cluster tell each other (messages.ts), by version: a process joins only with those of its
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
+ * 3: a volunteer's capacity published (every process must plan the same moves).
  */
-export const CLUSTER_PROTOCOL = 2;
+export const CLUSTER_PROTOCOL = 3;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
@@ -658,6 +659,8 @@ export class Cluster implements ClusterSeam {
         disagreed: counts.disagreed,
         sessions: this.sessionsOf(v.id, here.get(v.id) ?? 0),
         ...(v.sessionLimit === undefined ? {} : { sessionLimit: v.sessionLimit }),
+        ...(v.memoryBytes === undefined ? {} : { memoryBytes: v.memoryBytes }),
+        ...(v.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: v.bufferLimitBytes }),
       };
       const json = JSON.stringify(state);
       if (this.published.get(v.id) === json) continue;

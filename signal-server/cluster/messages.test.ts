@@ -37,6 +37,14 @@ describe("the cluster's messages", () => {
     expect(parseVolunteerState(state)).toEqual(state);
     // A session limit its ready gave (a stage with graph capture): mirrored with it, so no server routes it more.
     expect(parseVolunteerState({ ...state, sessionLimit: 3 })).toEqual({ ...state, sessionLimit: 3 });
+    // What it offers to hold: every server plans the cluster's moves with it.
+    const capacity = { memoryBytes: 2 ** 30, bufferLimitBytes: 100_000 };
+    expect(parseVolunteerState({ ...state, ...capacity })).toEqual({ ...state, ...capacity });
+    expect(parseVolunteerState({ ...state, memoryBytes: 2 ** 30, bufferLimitBytes: null })).toEqual({
+      ...state,
+      memoryBytes: 2 ** 30,
+      bufferLimitBytes: null,
+    });
     expect(parseBusMessage({ t: 'vol', proc: 3, v: state })).toEqual({ t: 'vol', proc: 3, v: state });
     expect(parseBusMessage({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 })).toEqual({ t: 'ban', proc: 1, key: 'key:abc', untilMs: 5 });
     expect(
@@ -56,6 +64,8 @@ describe("the cluster's messages", () => {
     expect(parseVolunteerState({ ...state, agreed: 1.5 })).toBeNull();
     expect(parseVolunteerState({ ...state, sessions: -1 })).toBeNull();
     for (const sessionLimit of [0, 17, 2.5, '3', null]) expect(parseVolunteerState({ ...state, sessionLimit })).toBeNull();
+    for (const memoryBytes of [-1, 1.5, '1', null]) expect(parseVolunteerState({ ...state, memoryBytes })).toBeNull();
+    for (const bufferLimitBytes of [-1, 1.5, '1']) expect(parseVolunteerState({ ...state, bufferLimitBytes })).toBeNull();
     expect(parseVolunteerState({ ...state, id: 'x'.repeat(300) })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 0, v: state })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 70_000, v: state })).toBeNull();

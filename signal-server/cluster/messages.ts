@@ -103,12 +103,18 @@ function proc(v: unknown): v is number {
 export function parseVolunteerState(raw: unknown): VolunteerState | null {
   if (!isObject(raw)) return null;
   const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions, sessionLimit } = raw;
+  const { memoryBytes, bufferLimitBytes } = raw;
   if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
   if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
   if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
   if (!(stepMs === null || (typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs >= 0))) return null;
   if (!uint(agreed) || !uint(disagreed) || !uint(sessions, 1_000_000)) return null;
   if (sessionLimit !== undefined && !isSessionLimit(sessionLimit)) return null;
+  if (
+    !(memoryBytes === undefined || uint(memoryBytes)) ||
+    !(bufferLimitBytes === undefined || bufferLimitBytes === null || uint(bufferLimitBytes))
+  )
+    return null;
   return {
     id,
     keys,
@@ -123,6 +129,8 @@ export function parseVolunteerState(raw: unknown): VolunteerState | null {
     disagreed,
     sessions,
     ...(sessionLimit === undefined ? {} : { sessionLimit }),
+    ...(memoryBytes === undefined ? {} : { memoryBytes }),
+    ...(bufferLimitBytes === undefined ? {} : { bufferLimitBytes }),
   };
 }
 

@@ -228,4 +228,11 @@ export interface MirroredVolunteer {
   readonly counts: AuditCounts;
   /** The most sessions it keeps open at once, where its ready said fewer than MAX_SESSIONS_PER_REPLICA (Volunteer.sessionLimit). */
   readonly sessionLimit?: number;
+  /**
+   * What it offers to hold (Volunteer.memoryBytes, Volunteer.bufferLimitBytes; absent: unknown). Every server plans the
+   * cluster's moves and carries out its own: a server that took another's volunteer for able to hold any stage planned
+   * moves the others did not, and a stage short of r stayed short (a red-team find).
+   */
+  readonly memoryBytes?: number;
+  readonly bufferLimitBytes?: number | null;
 }
