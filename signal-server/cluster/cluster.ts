@@ -216,8 +216,8 @@ export class Cluster implements ClusterSeam {
     });
     this.worker.on('error', (e: Error) => this.problem(`heartbeat thread: ${e.message}`));
     this.worker.unref();
-    await this.redis.sub.subscribe(this.key('bus'), (m) => this.onBus(m));
-    await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.onInbox(m), true);
+    await this.redis.sub.subscribe(this.key('bus'), (m) => this.guarded('a bus message', () => this.onBus(m)));
+    await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.guarded('an inbox message', () => this.onInbox(m)), true);
     await this.lookAround();
     coordinator.cluster = this;
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
@@ -259,6 +259,21 @@ export class Cluster implements ClusterSeam {
       await Promise.race([bye, new Promise((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]).finally(() => clearTimeout(timer));
     } finally {
       this.redis.destroy();
+    }
+  }
+
+  /**
+   * Handles one message from Redis; a failure (a bug) drops that message and is logged. A listener that throws
+   * leaves node-redis's subscribing connection broken for good, open but deaf to every later message of the bus
+   * and the inbox (they share it), while the heartbeat thread keeps the process alive in the others' eyes: its
+   * sessions' joins and reports never arrived, it struck the others' honest volunteers as no-shows, and they were
+   * evicted and banned (a red-team find).
+   */
+  private guarded(what: string, handle: () => void): void {
+    try {
+      handle();
+    } catch (e) {
+      this.problem(`${what} failed and was dropped: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
