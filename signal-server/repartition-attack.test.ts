@@ -43,8 +43,10 @@ function silentStranger(url: string, address: string): Client {
  * 4 honest volunteers (from 127.0.0.`first`…) on 2 stages × r = 2, no hold; one leaves: 3 clients cannot keep
  * 2 stages, so the swarm shrinks to one stage, and its 3 volunteers prove it.
  */
-async function shrunkSwarm(first: number) {
-  const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache(), holdMs: 0 } });
+async function shrunkSwarm(first: number, loadMs?: number) {
+  const { server, url, expected } = await start(2, 2, {
+    repartition: { stageCache: stageCache(), holdMs: 0, ...(loadMs === undefined ? {} : { loadMs }) },
+  });
   const coordinator = server.coordinator;
   if (coordinator === null) throw new Error('no coordinator');
   const vs: NodeVolunteer[] = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${first + i}`));
@@ -55,7 +57,7 @@ async function shrunkSwarm(first: number) {
   const plansAtSwitch = coordinator.plans;
   await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
   expect(coordinator.modelInfo.stages).toBe(1);
-  return { coordinator, url, expected, plansAtSwitch };
+  return { coordinator, url, expected, plansAtSwitch, vs };
 }
 
 describe('re-partition under attack', () => {
@@ -160,6 +162,34 @@ describe('re-partition under attack', () => {
       const r = await complete(url);
       expect(r.status).toBe(200);
       expect(r.body.webswarm?.tokens).toEqual(expected);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a volunteer that proved a stage and then never loads the one it is given is counted only until its load deadline: the planner cuts anew and the swarm serves',
+    async () => {
+      const LOAD_MS = 4_000;
+      const { coordinator, url, expected, vs } = await shrunkSwarm(130, LOAD_MS);
+      // One of the three proved the one-stage partition honestly; from now on it ignores every assignment.
+      const squatter = vs[1] as NodeVolunteer;
+      squatter.socket.off('volunteer:assign');
+      // A fourth client: 2 stages × r = 2 serve again, and the swarm switches back, the squatter on one of them.
+      volunteer(url, '127.0.0.139');
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 50 }).toBe(2);
+      expect(coordinator.modelInfo.stages).toBe(2);
+      // Its stage has one ready replica of r = 2 until the deadline; then the planner counts 3 clients and cuts one stage.
+      // Before, it was counted for as long as its socket stayed open, and every request was refused (no route).
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 50 }).toBe(3);
+      expect(coordinator.modelInfo.stages).toBe(1);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      // Not evicted (an honest tab may load slowly), and not counted again until it proves a stage.
+      expect(coordinator.registry.get(squatter.id as string)?.ready).toBe(false);
+      await new Promise((res) => setTimeout(res, LOAD_MS + 1_000));
+      expect(coordinator.repartitions).toBe(3);
     },
     TEST_MS,
   );

@@ -154,9 +154,10 @@ export interface SignalServerOptions {
   /**
    * Re-partition the model live where departures leave a stage short (REPARTITION): new partitions' stage
    * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl. holdMs:
-   * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS).
+   * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS); loadMs: how
+   * long a moved volunteer that proved a stage before is counted while it loads (default REPARTITION_LOAD_MS).
    */
-  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number };
+  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number; readonly loadMs?: number };
 }
 
 /** Default largest API request body. */
@@ -428,6 +429,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(builder === null ? {} : { repartition: builder }),
             ...(sizes === undefined ? {} : { sizes }),
             ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
+            ...(opts.repartition?.loadMs === undefined ? {} : { repartitionLoadMs: opts.repartition.loadMs }),
           },
           coordinatorLog,
         );

@@ -149,6 +149,8 @@ export interface CoordinatorOptions {
   readonly sizes?: ModelSizes;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
+  /** How long a moved volunteer that proved a stage before is counted by the planner while it loads (default REPARTITION_LOAD_MS). */
+  readonly repartitionLoadMs?: number;
   /**
    * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
    * sampled token straight to stage 0's, and the coordinator verifies every step

@@ -88,6 +88,7 @@ export class Coordinator {
     this.roster = new Roster(s, {
       failOver: (session, left) => this.runner.failOver(session, left),
       considerRepartition: (departure) => this.repartition.considerRepartition(departure),
+      expectLoad: (ids) => this.repartition.expectLoad(ids),
     });
     this.readiness = new Readiness(s, {
       expel: (id, code, reason, ban) => this.roster.expel(id, code, reason, ban),

@@ -8,6 +8,7 @@ import {
   type PartitionBuilder,
   plannedVolunteers,
   REPARTITION_HOLD_MS,
+  REPARTITION_LOAD_MS,
   ReplayOnNewPartition,
   rangesOf,
   type ServedPartition,
@@ -36,6 +37,8 @@ export class LiveRepartition {
   private switchedAt = Number.NEGATIVE_INFINITY;
   /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
   private recheckTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Moved volunteers that proved a stage before, each until its load deadline (REPARTITION_LOAD_MS). */
+  private readonly loading = new Map<string, ReturnType<typeof setTimeout>>();
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out since the start. */
@@ -59,6 +62,35 @@ export class LiveRepartition {
   /** Stops looking again later (the server is going away). */
   stop(): void {
     if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
+    for (const timer of this.loading.values()) clearTimeout(timer);
+    this.loading.clear();
+  }
+
+  /**
+   * Volunteers of this server were given a new stage to load (a move, a switch). Those the planner counts (they
+   * passed a challenge here once) must be ready within the load deadline; one that is not, is counted no more until
+   * it proves a stage again, and the planner looks anew (it is not evicted: an honest tab may load slowly).
+   */
+  expectLoad(ids: Iterable<string>): void {
+    if (this.s.options.repartition === undefined) return;
+    const ms = this.s.options.repartitionLoadMs ?? REPARTITION_LOAD_MS;
+    for (const id of ids) {
+      const member = this.s.members.get(id);
+      if (member === undefined || member.remote || !member.vouched) continue;
+      const before = this.loading.get(id);
+      if (before !== undefined) clearTimeout(before);
+      const stage = this.s.registry.get(id)?.stage;
+      const timer = setTimeout(() => {
+        this.loading.delete(id);
+        const v = this.s.registry.get(id);
+        if (this.s.closing || this.s.members.get(id) !== member || v === undefined || v.ready || member.proven) return;
+        member.vouched = false;
+        this.s.log(`volunteer ${id} did not load stage ${stage ?? '?'} within ${ms} ms: not counted when planning until it proves a stage`);
+        this.considerRepartition(true);
+      }, ms);
+      timer.unref?.();
+      this.loading.set(id, timer);
+    }
   }
 
   /**
@@ -190,6 +222,7 @@ export class LiveRepartition {
     this.s.registry.setFits(stagesOf(this.s.options.sizes ?? this.s.options.repartition?.sizes, rangesOf(p.manifest)));
     const moves = this.s.registry.assign(p.manifest.stages.length, stageOf, true);
     for (const move of moves) this.s.members.get(move.volunteer)?.link.send('volunteer:assign', assignment(this.s, move.to));
+    this.expectLoad(moves.map((m) => m.volunteer));
     this.s.log(
       `re-partitioned ${this.s.model.modelId} from ${from} to ${p.key}: replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
     );

@@ -37,6 +37,8 @@ export interface RosterHooks {
   failOver(session: GenerationSession, left: string): void;
   /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
   considerRepartition(departure: boolean): void;
+  /** Volunteers were given a new stage: the re-partitioner counts them only until their load deadline. */
+  expectLoad(ids: readonly string[]): void;
 }
 
 /**
@@ -160,6 +162,7 @@ export class Roster {
       for (const session of this.s.sessions.values()) this.h.failOver(session, move.volunteer);
       this.s.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
     }
+    this.h.expectLoad(moves.map((m) => m.volunteer));
   }
 
   /** Evicts a volunteer: tells it why, bans its keys when `ban`, and ends its connection. */
