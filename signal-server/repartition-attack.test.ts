@@ -5,9 +5,12 @@
 // HTTP API; tokens are compared with the reference runner's.
 import { io } from 'socket.io-client';
 import { describe, expect, it } from 'vitest';
+import { GREEDY } from '../shared/model/sampling.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { REPARTITION_HOLD_MS } from './coordinator/repartition.js';
-import { httpSwarm } from './testing/http-swarm.js';
+import { MAX_REPLAYS, REPARTITION_HOLD_MS } from './coordinator/repartition.js';
+import { ensureStages } from './models/model-folder.js';
+import { ReferenceRunner } from './reference/reference-runner.js';
+import { httpSwarm, MODEL, PROMPT } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
 import type { Client } from './testing/socket-client.js';
 
@@ -190,6 +193,55 @@ describe('re-partition under attack', () => {
       expect(coordinator.registry.get(squatter.id as string)?.ready).toBe(false);
       await new Promise((res) => setTimeout(res, LOAD_MS + 1_000));
       expect(coordinator.repartitions).toBe(3);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'one client leaving and coming back switches the partition twice a hold: a long request is replayed every time and answers the reference, since it moves on between replays',
+    async () => {
+      const HOLD_MS = 4_000;
+      const MAX_TOKENS = 300;
+      const { server, url } = await start(2, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache(), holdMs: HOLD_MS } });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const runner = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: 2 }, stageCache())).dir);
+      const expected = (await runner.generateIds(runner.tokenizer.encode(PROMPT), MAX_TOKENS, GREEDY)).tokens;
+      await runner.close();
+      // Honest volunteers that take 60 ms a step: the request runs past several holds.
+      const slow = { fault: { output: (_s: number, d: Float32Array) => d, delayMs: 60 } };
+      for (let i = 0; i < 3; i++) volunteer(url, `127.0.0.${200 + i}`, slow);
+      let attacker = volunteer(url, '127.0.0.210', slow);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      let done = false;
+      const request = complete(url, MAX_TOKENS).finally(() => {
+        done = true;
+      });
+      /** The attacker leaves once the request runs again: 3 clients cannot keep 2 stages × r = 2, a shrink at once. */
+      const leave = async () => {
+        await expect.poll(() => done || coordinator.activeSessions > 0, { timeout: READY_MS, interval: 50 }).toBe(true);
+        await new Promise((r) => setTimeout(r, 500));
+        const before = coordinator.repartitions;
+        await attacker.close();
+        await expect.poll(() => done || coordinator.repartitions === before + 1, { timeout: READY_MS, interval: 50 }).toBe(true);
+      };
+      // Twice: leave, come back and prove, and the switch back once the hold is over; then leave for good. 5 switches,
+      // each replaying the request. (The Node volunteers relay their frames through signalling, which bounds a frame at
+      // 16 KiB: on 2 stages a replay's prefill of many tokens does not pass between them, and that replay makes no
+      // progress until the next switch; on 1 stage none is needed. Tabs use data channels.)
+      for (let round = 0; round < 2 && !done; round++) {
+        await leave();
+        const before = coordinator.repartitions;
+        attacker = volunteer(url, '127.0.0.210', slow);
+        await expect.poll(() => done || coordinator.repartitions === before + 1, { timeout: READY_MS, interval: 50 }).toBe(true);
+      }
+      await leave();
+      const r = await request;
+      // Before, its fourth replay failed it (ERR_NO_ROUTE, "could not be replayed"), every token lost.
+      expect(coordinator.replays).toBeGreaterThan(MAX_REPLAYS);
+      expect(r.body.error).toBeUndefined();
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
     },
     TEST_MS,
   );

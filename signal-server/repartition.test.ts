@@ -50,7 +50,9 @@ describe('re-partition over Socket.IO', () => {
       // The log says the request is replayed, not (before) that it "could not be replayed" while replaying it.
       const replayed = lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '').filter((m) => m.startsWith('replaying a request'));
       expect(replayed).toHaveLength(1);
-      expect(replayed[0]).toMatch(/^replaying a request after \d+ tokens \(.+\) on the new partition \(replay 1 of at most 3\)$/);
+      expect(replayed[0]).toMatch(
+        /^replaying a request after \d+ tokens \(.+\) on the new partition \(replay 1; 1 of at most 3 in a row without a new token\)$/,
+      );
       expect(replayed[0]).not.toMatch(/could not be replayed/);
       // 5 volunteers hold at most 2 stages of r = 2; the planner cuts 2 unless the measured speeds make one faster.
       const stages = coordinator.modelInfo.stages;

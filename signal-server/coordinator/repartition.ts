@@ -54,7 +54,12 @@ export const REPARTITION_HOLD_MS = 30_000;
  */
 export const REPARTITION_LOAD_MS = 120_000;
 
-/** Sessions replayed after one request's re-partitions at most: a swarm that keeps changing fails the request instead. */
+/**
+ * Replays of one request in a row with no token (nor scored prompt position) accepted between them, at most: a swarm
+ * that keeps changing before the request moves on fails it instead. Counted in a row, not in all: before, a client
+ * that left and came back made two switches a hold (the shrink its departure forces waits for none), and every
+ * request running longer than about two holds failed at its fourth replay, its tokens lost (a red-team find).
+ */
 export const MAX_REPLAYS = 3;
 
 /**

@@ -130,8 +130,11 @@ export class SessionRunner {
     /** Prompt positions scored so far (from position 1). */
     let positions = 0;
     const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
+    /** Replays since the request last moved on (a token or a scored position accepted): MAX_REPLAYS in a row at most. */
+    let stalled = 0;
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
+      const progress = done.length + positions;
       // A fresh scored prompt's first positions in one step; a replay prefills what was scored, then goes on in chunks.
       const rows =
         scored !== undefined && positions === 0 && done.length === 0
@@ -176,10 +179,12 @@ export class SessionRunner {
         const replay =
           e instanceof ReplayOnNewPartition ||
           (e instanceof GenerationError && REPLAYED_FAILURES.has(e.code) && (this.h.repartitioning() || this.s.epoch !== epoch));
-        if (!replay || replays >= MAX_REPLAYS || signal?.aborted === true || this.s.closing) throw e;
+        if (done.length + positions > progress) stalled = 0;
+        if (!replay || stalled >= MAX_REPLAYS || signal?.aborted === true || this.s.closing) throw e;
+        stalled += 1;
         this.replays += 1;
         this.s.log(
-          `replaying a request after ${done.length} tokens (${replayReason(e)}) on the new partition (replay ${replays + 1} of at most ${MAX_REPLAYS})`,
+          `replaying a request after ${done.length} tokens (${replayReason(e)}) on the new partition (replay ${replays + 1}; ${stalled} of at most ${MAX_REPLAYS} in a row without a new token)`,
         );
       }
     }
