@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_KEPT_REQUESTS, quantile, ServiceStats } from './service-stats.js';
+import { seededRandom } from '../../shared/model/sampling.js';
+import { FIGURES_MAX_AGE_MS, MAX_KEPT_REQUESTS, quantile, ServiceStats } from './service-stats.js';
 
 describe('service figures', () => {
   it('nearest-rank quantiles', () => {
@@ -45,5 +46,49 @@ describe('service figures', () => {
     for (let i = 0; i < MAX_KEPT_REQUESTS + 500; i++)
       s.record({ ok: true, ttftMs: 1, msPerToken: [], tokens: 1, verifiedTokens: 1, serverTokens: 0 });
     expect(s.window(300).requests).toBe(MAX_KEPT_REQUESTS);
+  });
+
+  it('counts tokens’ ms within 1 % of the exact percentiles, and a full hour costs a GET little: they are counted, not kept and sorted', () => {
+    let now = 0;
+    const s = new ServiceStats(() => now);
+    const random = seededRandom(7);
+    const all: number[] = [];
+    // 4 000 generations of 511 tokens over the hour (17 times what a red-team pass made within its rate limit): before,
+    // each GET /api/status sorted the 2 million figures, once a window (1.3 s for the hour's here), a /metrics scrape ten times.
+    for (let i = 0; i < 4_000; i++) {
+      now = i * 900;
+      const ms = Array.from({ length: 511 }, () => 2 + 300 * random() ** 3);
+      all.push(...ms);
+      s.record({ ok: true, ttftMs: 50, msPerToken: ms, tokens: 512, verifiedTokens: 512, serverTokens: 0 });
+    }
+    const t0 = performance.now();
+    const hour = s.window(3600);
+    const ms = performance.now() - t0;
+    const exact = all.sort((a, b) => a - b);
+    for (const [q, got] of [
+      [0.5, hour.msPerToken.p50],
+      [0.95, hour.msPerToken.p95],
+      [0.99, hour.msPerToken.p99],
+    ] as const) {
+      const want = quantile(exact, q) as number;
+      expect(Math.abs((got as number) - want) / want, `p${q * 100}: ${got} against ${want}`).toBeLessThan(0.01);
+    }
+    // Generous (a loaded 2-core machine): 10–18 ms here, where the sort it replaces took 1 300.
+    expect(ms).toBeLessThan(200);
+  });
+
+  it('computes both windows at most once a second, and anew once a request ends', () => {
+    let now = 0;
+    const s = new ServiceStats(() => now);
+    s.record({ ok: true, ttftMs: 10, msPerToken: [5], tokens: 2, verifiedTokens: 2, serverTokens: 0 });
+    const first = s.windows();
+    now += FIGURES_MAX_AGE_MS - 1;
+    expect(s.windows()).toBe(first);
+    s.record({ ok: true, ttftMs: 10, msPerToken: [7], tokens: 2, verifiedTokens: 2, serverTokens: 0 });
+    const second = s.windows();
+    expect(second).not.toBe(first);
+    expect(second[0]?.requests).toBe(2);
+    now += FIGURES_MAX_AGE_MS;
+    expect(s.windows()).not.toBe(second);
   });
 });
