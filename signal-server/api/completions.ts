@@ -5,6 +5,7 @@ import type { WireErrorCode } from '../../shared/protocol/errors.js';
 import { jsonShapeProblem } from '../../shared/protocol/json-shape.js';
 import { wireErrorOf } from '../coordinator/generation.js';
 import { checkPromptFits, GenerationError } from '../coordinator/generation-error.js';
+import { sendJsonInPieces } from '../http/json-pieces.js';
 import { sendJson } from '../http/static-files.js';
 import type { AccessControl, AccessDecision } from './access.js';
 import type { ApiCompletion, ApiSwarm } from './api-swarm.js';
@@ -635,7 +636,8 @@ export async function handleOpenAiGeneration(
     );
     if (events === null) {
       const whole = wholeResponse(finished, p, kind, echo, verifiedOf);
-      sendJson(res, 200, { ...head, choices: whole.choices, usage: usageOf(finished), webswarm: whole.webswarm });
+      // In parts: with echo, log-probabilities and n choices of a batch, tens of MB that one JSON.stringify made on the event loop.
+      await sendJsonInPieces(res, 200, { ...head, choices: whole.choices, usage: usageOf(finished), webswarm: whole.webswarm });
       return;
     }
     if (p.streamUsage) events.send({ ...head, choices: [], usage: usageOf(finished) });
