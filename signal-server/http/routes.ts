@@ -116,6 +116,10 @@ const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   const log = (line: string) => ctx.logger.info(line);
+  // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
+  // thousand times a second wrote 15 MB of log a second before; under /v1 too, until a red-team pass found it).
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
+  const refusal = (req: IncomingMessage, line: string) => refusals.line(req.socket.remoteAddress ?? 'unknown', line);
   const api: ApiRoutesContext = {
     swarm: ctx.swarm,
     modelIds: ctx.listings.map((m) => m.modelId),
@@ -128,11 +132,8 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     createdS: ctx.startedS,
     countRequest: (route, status) => ctx.metrics.countRequest(route, status),
     logger: ctx.logger,
+    refusal,
   };
-  // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
-  // thousand times a second wrote 15 MB of log a second before).
-  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
-  const refusal = (req: IncomingMessage, line: string) => refusals.line(req.socket.remoteAddress ?? 'unknown', line);
   const notFound = (req: IncomingMessage, res: ServerResponse, path: string, message: string) => {
     refusal(req, `404 ${describeValue(path, 200)}`);
     sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: message.length > 300 ? `${message.slice(0, 300)}…` : message } });
