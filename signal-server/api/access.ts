@@ -168,10 +168,16 @@ export class AccessControl {
   admit(req: IncomingMessage, light = false): AccessDecision {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
-    return this.admitKey(
-      m?.[1] ?? null,
-      (this.o.proxies ?? NO_PROXIES).clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']),
-      light,
-    );
+    return this.admitKey(m?.[1] ?? null, this.addressOf(req), light);
+  }
+
+  /** The client's address of an HTTP request: a trusted proxy's X-Forwarded-For's, else the socket's. */
+  addressOf(req: IncomingMessage): string {
+    return (this.o.proxies ?? NO_PROXIES).clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for']);
+  }
+
+  /** Who an HTTP request comes from, as the rate limits count clients (an IPv6 /64 is one), keys aside: for its log lines. */
+  clientOf(req: IncomingMessage): string {
+    return addressKey(this.addressOf(req));
   }
 }

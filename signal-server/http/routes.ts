@@ -119,7 +119,9 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
   // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
   // thousand times a second wrote 15 MB of log a second before; under /v1 too, until a red-team pass found it).
   const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
-  const refusal = (req: IncomingMessage, line: string) => refusals.line(req.socket.remoteAddress ?? 'unknown', line);
+  // Keyed by the client as the rate limits know it (behind a trusted proxy, its X-Forwarded-For): keyed by the socket's
+  // address, one client's refusals behind a proxy used up every client's lines (a red-team find).
+  const refusal = (req: IncomingMessage, line: string) => refusals.line(ctx.access.clientOf(req), line);
   const api: ApiRoutesContext = {
     swarm: ctx.swarm,
     modelIds: ctx.listings.map((m) => m.modelId),
