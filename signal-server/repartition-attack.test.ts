@@ -48,7 +48,8 @@ function silentStranger(url: string, address: string): Client {
  */
 async function shrunkSwarm(first: number, loadMs?: number) {
   const { server, url, expected } = await start(2, 2, {
-    repartition: { stageCache: stageCache(), holdMs: 0, ...(loadMs === undefined ? {} : { loadMs }) },
+    repartition: { stageCache: stageCache(), holdMs: 0 },
+    ...(loadMs === undefined ? {} : { loadDeadlineMs: loadMs }),
   });
   const coordinator = server.coordinator;
   if (coordinator === null) throw new Error('no coordinator');
@@ -88,7 +89,7 @@ describe('re-partition under attack', () => {
   );
 
   it(
-    'a client that leaves and comes back at once buys no switch back before the hold is over: the shrunk partition serves meanwhile',
+    'a client that leaves and comes back at once buys no switch back: the shrunk partition serves, and goes back after the hold with a client that did not leave',
     async () => {
       const { server, url, expected } = await start(2, 2, { repartition: { stageCache: stageCache() } });
       const coordinator = server.coordinator;
@@ -100,20 +101,22 @@ describe('re-partition under attack', () => {
       await attacker.close();
       await expect.poll(() => coordinator.repartitions, { timeout: READY_MS, interval: 100 }).toBe(1);
       const shrunk = performance.now();
-      // Back at once, computing honestly: with it the configured partition would serve again.
+      // Back at once, computing honestly: with it the configured partition would serve again, but a client that
+      // proved a stage and left counts for no switch back for SWITCH_BACK_DISTRUST_MS (before, one client leaving and
+      // coming back made two switches a hold, each re-challenging everyone and replaying every request).
       volunteer(url, '127.0.0.88');
       await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
-      // Proven well within the hold (a tiny model), so only the hold can be what keeps the partition now.
       expect(performance.now() - shrunk).toBeLessThan(REPARTITION_HOLD_MS);
       expect(coordinator.repartitions).toBe(1);
       const r = await complete(url);
       expect(r.status).toBe(200);
       expect(r.body.webswarm?.tokens).toEqual(expected);
-      // Once the hold is over the swarm goes back by itself (nothing else happens to ask).
+      // Another client joins: the swarm goes back, but not before the hold is over.
+      volunteer(url, '127.0.0.89');
       await expect.poll(() => coordinator.repartitions, { timeout: REPARTITION_HOLD_MS + READY_MS, interval: 100 }).toBe(2);
       expect(performance.now() - shrunk).toBeGreaterThanOrEqual(REPARTITION_HOLD_MS - 1_000);
       expect(coordinator.modelInfo.stages).toBe(2);
-      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(5);
       const again = await complete(url);
       expect(again.status).toBe(200);
       expect(again.body.webswarm?.tokens).toEqual(expected);
@@ -198,7 +201,7 @@ describe('re-partition under attack', () => {
   );
 
   it(
-    'one client leaving and coming back switches the partition twice a hold: a long request is replayed every time and answers the reference, since it moves on between replays',
+    'a client of several addresses leaving and coming back switches the partition twice a hold: a long request is replayed every time and answers the reference, since it moves on between replays',
     async () => {
       const HOLD_MS = 4_000;
       const MAX_TOKENS = 300;
@@ -232,7 +235,8 @@ describe('re-partition under attack', () => {
       for (let round = 0; round < 2 && !done; round++) {
         await leave();
         const before = coordinator.repartitions;
-        attacker = volunteer(url, '127.0.0.210', slow);
+        // From another address each time: one that left counts for no switch back a while (SWITCH_BACK_DISTRUST_MS).
+        attacker = volunteer(url, `127.0.0.${211 + round}`, slow);
         await expect.poll(() => done || coordinator.repartitions === before + 1, { timeout: READY_MS, interval: 50 }).toBe(true);
       }
       await leave();

@@ -154,10 +154,12 @@ export interface SignalServerOptions {
   /**
    * Re-partition the model live where departures leave a stage short (REPARTITION): new partitions' stage
    * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl. holdMs:
-   * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS); loadMs: how
-   * long a moved volunteer that proved a stage before is counted while it loads (default REPARTITION_LOAD_MS).
+   * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS);
+   * distrustMs: how long a client that left or missed a load deadline is not counted for one (SWITCH_BACK_DISTRUST_MS).
    */
-  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number; readonly loadMs?: number };
+  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number; readonly distrustMs?: number };
+  /** How long a volunteer given a stage has to load it and be ready before it holds no seat (default LOAD_DEADLINE_MS; tests shorten it). */
+  readonly loadDeadlineMs?: number;
 }
 
 /** Default largest API request body. */
@@ -429,7 +431,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(builder === null ? {} : { repartition: builder }),
             ...(sizes === undefined ? {} : { sizes }),
             ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
-            ...(opts.repartition?.loadMs === undefined ? {} : { repartitionLoadMs: opts.repartition.loadMs }),
+            ...(opts.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: opts.loadDeadlineMs }),
+            ...(opts.repartition?.distrustMs === undefined ? {} : { switchBackDistrustMs: opts.repartition.distrustMs }),
           },
           coordinatorLog,
         );

@@ -74,7 +74,7 @@ export interface ClusterOptions {
 /**
  * What processes of a cluster tell each other (messages.ts), by version: a process joins only with those of its
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
- * 3: a volunteer's capacity published (every process must plan the same moves).
+ * 3: a volunteer's capacity and staleness published (every process must plan the same moves).
  */
 export const CLUSTER_PROTOCOL = 3;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
@@ -676,6 +676,7 @@ export class Cluster implements ClusterSeam {
         ...(v.sessionLimit === undefined ? {} : { sessionLimit: v.sessionLimit }),
         ...(v.memoryBytes === undefined ? {} : { memoryBytes: v.memoryBytes }),
         ...(v.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: v.bufferLimitBytes }),
+        ...(v.stale === true ? { stale: true } : {}),
       };
       const json = JSON.stringify(state);
       if (this.published.get(v.id) === json) continue;

@@ -37,6 +37,8 @@ describe("the cluster's messages", () => {
     expect(parseVolunteerState(state)).toEqual(state);
     // A session limit its ready gave (a stage with graph capture): mirrored with it, so no server routes it more.
     expect(parseVolunteerState({ ...state, sessionLimit: 3 })).toEqual({ ...state, sessionLimit: 3 });
+    // Not ready past its load deadline: no process counts it as a seat.
+    expect(parseVolunteerState({ ...state, ready: false, stale: true })).toEqual({ ...state, ready: false, stale: true });
     // What it offers to hold: every server plans the cluster's moves with it.
     const capacity = { memoryBytes: 2 ** 30, bufferLimitBytes: 100_000 };
     expect(parseVolunteerState({ ...state, ...capacity })).toEqual({ ...state, ...capacity });
@@ -66,6 +68,7 @@ describe("the cluster's messages", () => {
     for (const sessionLimit of [0, 17, 2.5, '3', null]) expect(parseVolunteerState({ ...state, sessionLimit })).toBeNull();
     for (const memoryBytes of [-1, 1.5, '1', null]) expect(parseVolunteerState({ ...state, memoryBytes })).toBeNull();
     for (const bufferLimitBytes of [-1, 1.5, '1']) expect(parseVolunteerState({ ...state, bufferLimitBytes })).toBeNull();
+    for (const stale of [false, 1, 'yes', null]) expect(parseVolunteerState({ ...state, stale })).toBeNull();
     expect(parseVolunteerState({ ...state, id: 'x'.repeat(300) })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 0, v: state })).toBeNull();
     expect(parseBusMessage({ t: 'vol', proc: 70_000, v: state })).toBeNull();

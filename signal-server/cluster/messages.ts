@@ -103,7 +103,7 @@ function proc(v: unknown): v is number {
 export function parseVolunteerState(raw: unknown): VolunteerState | null {
   if (!isObject(raw)) return null;
   const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions, sessionLimit } = raw;
-  const { memoryBytes, bufferLimitBytes } = raw;
+  const { memoryBytes, bufferLimitBytes, stale } = raw;
   if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
   if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
   if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
@@ -115,6 +115,7 @@ export function parseVolunteerState(raw: unknown): VolunteerState | null {
     !(bufferLimitBytes === undefined || bufferLimitBytes === null || uint(bufferLimitBytes))
   )
     return null;
+  if (!(stale === undefined || stale === true)) return null;
   return {
     id,
     keys,
@@ -131,6 +132,7 @@ export function parseVolunteerState(raw: unknown): VolunteerState | null {
     ...(sessionLimit === undefined ? {} : { sessionLimit }),
     ...(memoryBytes === undefined ? {} : { memoryBytes }),
     ...(bufferLimitBytes === undefined ? {} : { bufferLimitBytes }),
+    ...(stale === true ? { stale } : {}),
   };
 }
 

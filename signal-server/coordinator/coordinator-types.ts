@@ -149,8 +149,10 @@ export interface CoordinatorOptions {
   readonly sizes?: ModelSizes;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
-  /** How long a moved volunteer that proved a stage before is counted by the planner while it loads (default REPARTITION_LOAD_MS). */
-  readonly repartitionLoadMs?: number;
+  /** How long a volunteer given a stage has to load it and be ready before it holds no seat (default LOAD_DEADLINE_MS). */
+  readonly loadDeadlineMs?: number;
+  /** How long a client that left or missed a load deadline is not counted for a switch back (default SWITCH_BACK_DISTRUST_MS). */
+  readonly switchBackDistrustMs?: number;
   /**
    * The mesh loop (MESH_LOOP, default on): the last stage's replicas send each
    * sampled token straight to stage 0's, and the coordinator verifies every step
@@ -237,4 +239,6 @@ export interface MirroredVolunteer {
    */
   readonly memoryBytes?: number;
   readonly bufferLimitBytes?: number | null;
+  /** Not ready past its load deadline (Volunteer.stale): it holds no seat on any process. */
+  readonly stale?: boolean;
 }

@@ -88,7 +88,7 @@ export class Coordinator {
     this.roster = new Roster(s, {
       failOver: (session, left) => this.runner.failOver(session, left),
       considerRepartition: (departure) => this.repartition.considerRepartition(departure),
-      expectLoad: (ids) => this.repartition.expectLoad(ids),
+      distrust: (keys) => this.repartition.distrust(keys),
     });
     this.readiness = new Readiness(s, {
       expel: (id, code, reason, ban) => this.roster.expel(id, code, reason, ban),
@@ -97,6 +97,7 @@ export class Coordinator {
     this.repartition = new LiveRepartition(s, {
       move: (moves) => this.roster.move(moves),
       serverReplicas: (manifest, fallback) => this.traffic.serverReplicas(manifest, fallback),
+      expectLoad: (ids) => this.roster.expectLoad(ids),
     });
     this.runner = new SessionRunner(s, {
       pickRoute: (sessionId, signal, wait) => this.routes.pickRoute(sessionId, signal, wait),
@@ -263,6 +264,7 @@ export class Coordinator {
     for (const m of this.s.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
     this.roster.flushScores();
     this.repartition.stop();
+    this.roster.stop();
   }
 
   /**

@@ -8,7 +8,6 @@ import {
   type PartitionBuilder,
   plannedVolunteers,
   REPARTITION_HOLD_MS,
-  REPARTITION_LOAD_MS,
   ReplayOnNewPartition,
   rangesOf,
   type ServedPartition,
@@ -17,12 +16,26 @@ import {
 import type { Move } from './scheduler.js';
 import { assignment, type SwarmState } from './swarm-state.js';
 
+/**
+ * How long a client (each of its identity keys: its client key, its address) that proved a stage and then left, or
+ * missed a load deadline, is not counted for a switch back to the configured partition. Each switch back gave it a
+ * stage to hold, and the hold bounds only how often: before, one client that proved the shrunk partition's stage and
+ * then ignored its new assignment (or left, and came back as another volunteer) made the swarm switch back and
+ * shrink again cycle after cycle, a stage short of r ready replicas 70 % of the time (a red-team find). The shrunk
+ * partition serves meanwhile; the configured one comes back with clients that did neither.
+ */
+export const SWITCH_BACK_DISTRUST_MS = 10 * 60_000;
+/** Keys remembered at most (the oldest go first). */
+const MAX_DISTRUSTED = 10_000;
+
 /** What re-partitioning needs of the coordinator's other parts. */
 export interface RepartitionHooks {
   /** Moves volunteers to other stages of the partition served now. */
   move(moves: readonly Move[]): void;
   /** The server's own replicas of a partition's stages (the fallback). */
   serverReplicas(manifest: StageManifest, options: FallbackOptions): ServerReplicas;
+  /** Volunteers were given a stage to load: each holds its seat until its load deadline (Roster.expectLoad). */
+  expectLoad(ids: readonly string[]): void;
 }
 
 /**
@@ -37,8 +50,8 @@ export class LiveRepartition {
   private switchedAt = Number.NEGATIVE_INFINITY;
   /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
   private recheckTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Moved volunteers that proved a stage before, each until its load deadline (REPARTITION_LOAD_MS). */
-  private readonly loading = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Identity keys not counted for a switch back, until when (performance.now()): SWITCH_BACK_DISTRUST_MS. */
+  private readonly distrusted = new Map<string, number>();
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
   /** Re-partitions carried out since the start. */
@@ -59,38 +72,34 @@ export class LiveRepartition {
     return this.repartitioning;
   }
 
+  /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
+  distrust(keys: readonly string[]): void {
+    if (this.s.options.repartition === undefined) return;
+    const until = performance.now() + (this.s.options.switchBackDistrustMs ?? SWITCH_BACK_DISTRUST_MS);
+    for (const k of keys) {
+      this.distrusted.delete(k);
+      this.distrusted.set(k, until);
+    }
+    for (const k of this.distrusted.keys()) {
+      if (this.distrusted.size <= MAX_DISTRUSTED) break;
+      this.distrusted.delete(k);
+    }
+  }
+
+  private isDistrusted(keys: readonly string[]): boolean {
+    const now = performance.now();
+    return keys.some((k) => {
+      const until = this.distrusted.get(k);
+      if (until === undefined) return false;
+      if (until > now) return true;
+      this.distrusted.delete(k);
+      return false;
+    });
+  }
+
   /** Stops looking again later (the server is going away). */
   stop(): void {
     if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
-    for (const timer of this.loading.values()) clearTimeout(timer);
-    this.loading.clear();
-  }
-
-  /**
-   * Volunteers of this server were given a new stage to load (a move, a switch). Those the planner counts (they
-   * passed a challenge here once) must be ready within the load deadline; one that is not, is counted no more until
-   * it proves a stage again, and the planner looks anew (it is not evicted: an honest tab may load slowly).
-   */
-  expectLoad(ids: Iterable<string>): void {
-    if (this.s.options.repartition === undefined) return;
-    const ms = this.s.options.repartitionLoadMs ?? REPARTITION_LOAD_MS;
-    for (const id of ids) {
-      const member = this.s.members.get(id);
-      if (member === undefined || member.remote || !member.vouched) continue;
-      const before = this.loading.get(id);
-      if (before !== undefined) clearTimeout(before);
-      const stage = this.s.registry.get(id)?.stage;
-      const timer = setTimeout(() => {
-        this.loading.delete(id);
-        const v = this.s.registry.get(id);
-        if (this.s.closing || this.s.members.get(id) !== member || v === undefined || v.ready || member.proven) return;
-        member.vouched = false;
-        this.s.log(`volunteer ${id} did not load stage ${stage ?? '?'} within ${ms} ms: not counted when planning until it proves a stage`);
-        this.considerRepartition(true);
-      }, ms);
-      timer.unref?.();
-      this.loading.set(id, timer);
-    }
   }
 
   /**
@@ -170,12 +179,16 @@ export class LiveRepartition {
   /**
    * This server's volunteers as the planner sees them: those that passed a challenge here once (moved ones
    * still loading count; a stranger that never proved a stage would hold a seat it does not fill), or with
-   * `readyOnly` those ready now.
+   * `readyOnly` (a switch back) those ready now whose client did not leave or miss a load deadline lately.
    */
   private plannerView(readyOnly = false): PlannedVolunteer[] {
     const local = this.s.registry
       .all()
-      .filter((v) => v.remote !== true && (readyOnly ? v.ready : this.s.members.get(v.id)?.vouched === true));
+      .filter(
+        (v) =>
+          v.remote !== true &&
+          (readyOnly ? v.ready && !this.isDistrusted(this.s.members.get(v.id)?.keys ?? []) : this.s.members.get(v.id)?.vouched === true),
+      );
     return plannedVolunteers(
       local,
       rangesOf(this.s.model.manifest),
@@ -222,7 +235,7 @@ export class LiveRepartition {
     this.s.registry.setFits(stagesOf(this.s.options.sizes ?? this.s.options.repartition?.sizes, rangesOf(p.manifest)));
     const moves = this.s.registry.assign(p.manifest.stages.length, stageOf, true);
     for (const move of moves) this.s.members.get(move.volunteer)?.link.send('volunteer:assign', assignment(this.s, move.to));
-    this.expectLoad(moves.map((m) => m.volunteer));
+    this.h.expectLoad(moves.map((m) => m.volunteer));
     this.s.log(
       `re-partitioned ${this.s.model.modelId} from ${from} to ${p.key}: replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
     );

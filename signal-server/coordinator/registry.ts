@@ -26,6 +26,11 @@ export interface Volunteer {
    * holds fewer than it says refuses the rest, and each refusal is its no-show.
    */
   sessionLimit?: number;
+  /**
+   * Given a stage and not ready past its load deadline (LOAD_DEADLINE_MS): it holds no seat when the stages are
+   * balanced nor when newcomers are placed, until it is ready or moved. A cluster's process publishes it for its own.
+   */
+  stale?: boolean;
 }
 
 /** Moves `v` to `stage`: it is ready there, and says what it holds there, only after its next ready and challenge. */
@@ -34,6 +39,7 @@ function moveTo(v: Volunteer, stage: number): void {
   v.ready = false;
   v.stepMs = null;
   delete v.sessionLimit;
+  delete v.stale;
 }
 
 /** The most sessions `v` keeps open at once (route-picker.ts routes no more to it). */
@@ -172,6 +178,19 @@ export class Registry {
     if (v === undefined || v.stage !== stage) return false;
     v.ready = true;
     v.stepMs = stepMs;
+    if (v.stale === true) {
+      delete v.stale;
+      this.clients = null;
+    }
+    return true;
+  }
+
+  /** A volunteer of this server not ready past its load deadline: it holds no seat (Volunteer.stale). False: no change. */
+  markStale(id: string): boolean {
+    const v = this.volunteers.get(id);
+    if (v === undefined || v.ready || v.stale === true || v.remote === true) return false;
+    v.stale = true;
+    this.clients = null;
     return true;
   }
 
@@ -203,7 +222,9 @@ export class Registry {
     const mirrored = all.some((v) => v.remote === true);
     // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const assignment = new Map(all.map((v) => [v.id, v.stage]));
+    // One that never loaded what it was given holds no seat: before, a stranger that said hello and nothing more was
+    // moved into a stage a departure left short and held it there, every request refused (a red-team find).
+    const assignment = new Map(all.filter((v) => v.stale !== true).map((v) => [v.id, v.stage]));
     const canHold = (id: string, stage: number) => {
       const v = this.volunteers.get(id);
       return v === undefined || this.fitsStage(v, stage);
@@ -231,7 +252,7 @@ export class Registry {
     return counts;
   }
 
-  /** Distinct clients assigned to each stage (a volunteer sharing an identity key with one counted before counts once). */
+  /** Distinct clients holding a seat on each stage (a volunteer sharing an identity key with one counted before counts once; not a stale one). */
   clientsPerStage(): number[] {
     return [...this.clientView().counts];
   }
@@ -242,7 +263,7 @@ export class Registry {
     const counts = new Array<number>(this.stages).fill(0);
     for (const v of this.volunteers.values()) {
       const on = keysOn[v.stage];
-      if (on === undefined) continue;
+      if (on === undefined || v.stale === true) continue;
       const keys = v.keys ?? [];
       if (!keys.some((k) => on.has(k))) counts[v.stage] = (counts[v.stage] as number) + 1;
       for (const k of keys) on.add(k);

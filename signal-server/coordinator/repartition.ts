@@ -44,15 +44,6 @@ export interface PartitionBuilder {
  * switch back made it needed).
  */
 export const REPARTITION_HOLD_MS = 30_000;
-/**
- * How long a volunteer that passed a challenge here once has, after it is moved or the partition changes, to load
- * its new stage and say ready (then it is challenged): the planner counts it meanwhile, as one that will serve.
- * Past this it is not counted until it proves a stage again, and the planner looks anew; before, one that never
- * loaded again (a client that stops answering assignments, a tab that failed to load) held a seat of a stage for
- * as long as its socket stayed open, and the stage stayed short (a red-team find). Twice a replay's wait for the
- * new partition (REPLAY_ROUTE_WAIT_MS): a stage's download may take longer than a replay waits.
- */
-export const REPARTITION_LOAD_MS = 120_000;
 
 /**
  * Replays of one request in a row with no token (nor scored prompt position) accepted between them, at most: a swarm

@@ -10,6 +10,7 @@ import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
+import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -37,9 +38,21 @@ export interface RosterHooks {
   failOver(session: GenerationSession, left: string): void;
   /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
   considerRepartition(departure: boolean): void;
-  /** Volunteers were given a new stage: the re-partitioner counts them only until their load deadline. */
-  expectLoad(ids: readonly string[]): void;
+  /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
+  distrust(keys: readonly string[]): void;
 }
+
+/**
+ * How long a volunteer given a stage (at its hello, by a move, by a re-partition) has to load it and say ready
+ * (then it is challenged) while it holds a seat there. Past it, it holds none (Volunteer.stale): the stages are
+ * balanced and newcomers placed without it, and the re-partitioner no longer counts it (it is un-vouched until it
+ * proves a stage again). It is not evicted: an honest tab may load slowly, and is counted again once ready. Before,
+ * a stranger that said hello and nothing more was moved into a stage a departure left short and held it, every
+ * request refused; and one that proved a stage once and then ignored its new assignment (or a tab whose stage failed
+ * to load) held a stage short after a switch back (red-team finds). Twice a replay's wait for a new partition
+ * (REPLAY_ROUTE_WAIT_MS): a stage's download may take longer than a replay waits.
+ */
+export const LOAD_DEADLINE_MS = 120_000;
 
 /**
  * The volunteers of this server (and those of others mirrored here): hello,
@@ -49,6 +62,8 @@ export class Roster {
   private readonly localAddresses: readonly string[];
   /** Volunteers of this server cut off (their address's limit, a ban), until their transport tells they left. */
   private readonly cutOff = new WeakSet<Member>();
+  /** Volunteers of this server given a stage and not ready yet, each until its load deadline (LOAD_DEADLINE_MS). */
+  private readonly loading = new Map<string, ReturnType<typeof setTimeout>>();
   /** Each address's hellos (DEFAULT_HELLO_BUDGET). */
   private readonly hellos: KeyedBuckets;
 
@@ -119,6 +134,7 @@ export class Roster {
     }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', assignment(this.s, stage));
+    this.expectLoad([id]);
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
     this.s.log(
       `volunteer ${id} (${m.backend}${m.fault === null ? '' : `, fault ${m.fault}`}, from ${address}) joined: stage ${stage}; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
@@ -133,6 +149,11 @@ export class Roster {
     if (member === undefined) return;
     if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
     if (member.score.timer !== null) clearTimeout(member.score.timer);
+    const loading = this.loading.get(id);
+    if (loading !== undefined) clearTimeout(loading);
+    this.loading.delete(id);
+    // One that proved a stage and left: it may come back, but not to switch the swarm back (see LiveRepartition).
+    if (member.vouched) this.h.distrust(member.keys);
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
@@ -162,7 +183,54 @@ export class Roster {
       for (const session of this.s.sessions.values()) this.h.failOver(session, move.volunteer);
       this.s.log(`volunteer ${move.volunteer} moved from stage ${move.from} to ${move.to}`);
     }
-    this.h.expectLoad(moves.map((m) => m.volunteer));
+    this.expectLoad(moves.map((m) => m.volunteer));
+  }
+
+  /**
+   * Volunteers of this server were given a stage to load (a hello, a move, a switch): each holds its seat there
+   * until its load deadline; one not ready by then holds none (LOAD_DEADLINE_MS), and the stages are balanced anew.
+   */
+  expectLoad(ids: readonly string[]): void {
+    const ms = this.s.options.loadDeadlineMs ?? LOAD_DEADLINE_MS;
+    for (const id of ids) {
+      const member = this.s.members.get(id);
+      if (member === undefined || member.remote) continue;
+      this.armLoadDeadline(id, member, ms, ms);
+    }
+  }
+
+  /** Looks at `member` after `waitMs`: not ready, and no challenge of its ready pending, it holds no seat. */
+  private armLoadDeadline(id: string, member: Member, waitMs: number, deadlineMs: number): void {
+    const before = this.loading.get(id);
+    if (before !== undefined) clearTimeout(before);
+    const stage = this.s.registry.get(id)?.stage;
+    const timer = setTimeout(() => {
+      this.loading.delete(id);
+      if (this.s.closing || this.s.members.get(id) !== member) return;
+      // Its ready came and its challenge is pending (queued, computed, or with it): the deadline is for the load; the
+      // challenge's own timeout judges the answer. Before, an honest volunteer answering within that timeout was
+      // un-vouched all the same (a red-team find), and a swarm without spares switched back and forth.
+      if (member.challenge !== null) {
+        this.armLoadDeadline(id, member, this.s.options.challengeTimeoutMs ?? DEFAULT_CHALLENGE_TIMEOUT_MS, deadlineMs);
+        return;
+      }
+      if (!this.s.registry.markStale(id)) return;
+      const vouched = member.vouched;
+      member.vouched = false;
+      this.h.distrust(member.keys);
+      this.s.log(`volunteer ${id} did not load stage ${stage ?? '?'} within ${deadlineMs} ms: it holds no seat until it is ready`);
+      this.move(this.s.registry.rebalanceNow());
+      if (vouched) this.h.considerRepartition(true);
+      this.s.options.statusChanged?.();
+    }, waitMs);
+    timer.unref?.();
+    this.loading.set(id, timer);
+  }
+
+  /** Stops the load deadlines (the server is going away). */
+  stop(): void {
+    for (const timer of this.loading.values()) clearTimeout(timer);
+    this.loading.clear();
   }
 
   /** Evicts a volunteer: tells it why, bans its keys when `ban`, and ends its connection. */
