@@ -109,6 +109,8 @@ export interface SignalServerOptions {
   readonly trustedProxies?: readonly string[];
   /** Random source for routes and spot checks (tests seed it). */
   readonly random?: () => number;
+  /** Makes volunteer ids (default random UUIDs; tests that need an order of ids name them). */
+  readonly volunteerIds?: () => string;
   /** Inbound Socket.IO events per socket (default SOCKET_EVENT_BUDGET: 200/s, bursts of 400). */
   readonly socketEventBudget?: EventBudgetOptions;
   /** Inbound bytes per socket in events it is not owed (default SOCKET_BYTE_BUDGET: 16 MiB/s, bursts of 64 MiB). */
@@ -413,6 +415,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(opts.maxQueued === undefined ? {} : { maxQueued: opts.maxQueued }),
             ...(opts.localAddresses === undefined ? {} : { localAddresses: opts.localAddresses }),
             ...(opts.random === undefined ? {} : { random: opts.random }),
+            ...(opts.volunteerIds === undefined ? {} : { newId: opts.volunteerIds }),
             ...(opts.meshLoop === undefined ? {} : { meshLoop: opts.meshLoop }),
             ...(opts.scoreRows === undefined ? {} : { scoreRows: opts.scoreRows }),
             ...(opts.fanout === undefined ? {} : { fanout: opts.fanout }),

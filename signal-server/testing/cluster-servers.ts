@@ -84,6 +84,8 @@ export interface ClusterShape {
   readonly protocols?: readonly number[];
   /** Where the servers log (absent: nowhere). */
   readonly logger?: Logger;
+  /** Makes the volunteer ids of every server (absent: random UUIDs). */
+  readonly volunteerIds?: () => string;
 }
 
 let prefixes = 0;
@@ -116,6 +118,7 @@ export async function startCluster(n: number, redisUrl: string, shape: ClusterSh
       },
       ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
       ...(shape.logger === undefined ? {} : { logger: shape.logger }),
+      ...(shape.volunteerIds === undefined ? {} : { volunteerIds: shape.volunteerIds }),
     });
     servers.push(server);
     await server.ready;
