@@ -86,6 +86,8 @@ export interface ClusterShape {
   readonly logger?: Logger;
   /** Makes the volunteer ids of every server (absent: random UUIDs). */
   readonly volunteerIds?: () => string;
+  /** How long a volunteer given a stage has to be ready before it holds no seat (absent: LOAD_DEADLINE_MS). */
+  readonly loadDeadlineMs?: number;
 }
 
 let prefixes = 0;
@@ -119,6 +121,7 @@ export async function startCluster(n: number, redisUrl: string, shape: ClusterSh
       ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
       ...(shape.logger === undefined ? {} : { logger: shape.logger }),
       ...(shape.volunteerIds === undefined ? {} : { volunteerIds: shape.volunteerIds }),
+      ...(shape.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: shape.loadDeadlineMs }),
     });
     servers.push(server);
     await server.ready;
