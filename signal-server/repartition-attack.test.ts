@@ -3,44 +3,20 @@
 // onnxruntime from distinct 127.0.0.x addresses, and a stranger's raw
 // Socket.IO client that says hello and nothing more. Requests go over the
 // HTTP API; tokens are compared with the reference runner's.
-import { io } from 'socket.io-client';
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
-import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { MAX_REPLAYS, REPARTITION_HOLD_MS } from './coordinator/repartition.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
-import type { Client } from './testing/socket-client.js';
+import { silentStranger } from './testing/socket-client.js';
 
 const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('repartition-attack');
 
 /** How long a test waits for volunteers to load and prove their stages: generous, for 2 cores shared with other test runs. */
 const READY_MS = 90_000;
 const TEST_MS = 300_000;
-
-/** A stranger from `address` that says hello as a volunteer (claiming plenty of memory) and then nothing: it never loads, never says ready. */
-function silentStranger(url: string, address: string): Client {
-  const c = io(url, {
-    auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-    // The Node transport's option (socket.io-client's types know only the browser's): connect from this address.
-    ...{ localAddress: address },
-  }) as Client;
-  c.on('connect', () =>
-    c.emit('volunteer:hello', {
-      backend: 'wasm',
-      adapter: null,
-      fault: null,
-      clientKey: `stranger-${address.replaceAll('.', '-')}`,
-      capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
-    }),
-  );
-  return c;
-}
 
 /**
  * 4 honest volunteers (from 127.0.0.`first`…) on 2 stages × r = 2, no hold; one leaves: 3 clients cannot keep

@@ -4,39 +4,15 @@
 // a departure left short (the most recently joined moves first) and holding it there: 3 honest volunteers stood
 // ready on the other stage, and every request was refused (no route) for as long as the stranger's socket stayed.
 // With REPARTITION off, as with several servers (REDIS_URL), only re-balancing makes a departure good.
-import { io } from 'socket.io-client';
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { httpSwarm } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
-import type { Client } from './testing/socket-client.js';
+import { silentStranger } from './testing/socket-client.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('stale-seat');
 
 const READY_MS = 90_000;
 const LOAD_DEADLINE_MS = 3_000;
-
-/** A stranger from `address` that says hello as a volunteer and then nothing: it never loads, never says ready. */
-function silentStranger(url: string, address: string): Client {
-  const c = io(url, {
-    auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-    // The Node transport's option (socket.io-client's types know only the browser's): connect from this address.
-    ...{ localAddress: address },
-  }) as Client;
-  c.on('connect', () =>
-    c.emit('volunteer:hello', {
-      backend: 'wasm',
-      adapter: null,
-      fault: null,
-      clientKey: `stranger-${address.replaceAll('.', '-')}`,
-      capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
-    }),
-  );
-  return c;
-}
 
 describe('a seat held past the load deadline', () => {
   it('hostile: a stranger that never loads is moved into a short stage and holds it only until its deadline; then an honest spare moves and the swarm answers the reference', async () => {

@@ -4,16 +4,14 @@
 // compared with the reference runner's. Before, a stranger that said hello and nothing more was moved into the stage
 // a departure left short and held it there, on every process, while an honest volunteer stood spare (a red-team find
 // on one server; the same rule, published, here).
-import { io } from 'socket.io-client';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
-import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
 import { clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
-import type { Client } from '../testing/socket-client.js';
+import { silentStranger } from '../testing/socket-client.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const PROMPT = 'It is a truth universally acknowledged';
@@ -54,22 +52,7 @@ describe('a seat held past the load deadline, over a cluster', () => {
     await until('both processes see the five ready', () => ready(a) === 5 && ready(b) === 5, 90_000);
     expect(honest.map((v) => v.stage)).toEqual([0, 1, 0, 1, 0]);
     // The stranger, on b: stage 1 (fewer clients).
-    const stranger = io(b.address().url, {
-      auth: { protocol: PROTOCOL_VERSION, role: 'volunteer' },
-      transports: ['websocket'],
-      reconnection: false,
-      forceNew: true,
-      ...{ localAddress: '127.0.0.130' },
-    }) as Client;
-    stranger.on('connect', () =>
-      stranger.emit('volunteer:hello', {
-        backend: 'wasm',
-        adapter: null,
-        fault: null,
-        clientKey: 'stale-stranger',
-        capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
-      }),
-    );
+    const stranger = silentStranger(b.address().url, '127.0.0.130', 'stale-stranger');
     try {
       await until('both processes see the stranger', () => all(a) === 6 && all(b) === 6);
       // Stage 1's honest volunteer of b leaves: one ready there, and the stranger's seat until its deadline.

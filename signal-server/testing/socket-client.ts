@@ -23,6 +23,24 @@ export function connectClient(
   });
 }
 
+/**
+ * A stranger from `address` that says hello as a volunteer (claiming plenty of memory) and then nothing: it never
+ * loads, never says ready. Its client key is `clientKey`, or one made from the address.
+ */
+export function silentStranger(url: string, address: string, clientKey = `stranger-${address.replaceAll('.', '-')}`): Client {
+  const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'volunteer' }, address);
+  c.on('connect', () =>
+    c.emit('volunteer:hello', {
+      backend: 'wasm',
+      adapter: null,
+      fault: null,
+      clientKey,
+      capacity: { deviceMemoryGiB: 64, maxBufferBytes: null, maxStorageBindingBytes: null },
+    }),
+  );
+  return c;
+}
+
 /** The next `event` that `c` receives, or a rejection after EVENT_TIMEOUT_MS. */
 export function next<T>(c: Client, event: keyof ServerToClientEvents): Promise<T> {
   return new Promise((resolve, reject) => {
