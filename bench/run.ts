@@ -37,6 +37,8 @@
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
  *   BENCH_STAGE_FILES (default 1; 0 skips stage files built and read on the main thread vs in a worker thread, and a chat
  *   template's cost a message, bench/stage-files.ts),
+ *   BENCH_SERVER_COSTS (default 1; 0 skips the service figures counted vs sorted and a whole answer written in pieces vs at
+ *   once, on the event loop, bench/server-costs.ts),
  *   BENCH_TEXT_STREAM (default 1; 0 skips the coordinator's text stream, windowed vs every id decoded, bench/text-stream.ts),
  *   BENCH_FALLBACK_LOOP (default 1; 0 skips how long the fallback holds the server's event loop, its runners in their thread vs
  *   on the main thread, bench/fallback-loop.ts; BENCH_FALLBACK_GRAPHS: plain, fused, or both, the default),
@@ -84,6 +86,7 @@ import { benchRedundancy } from './redundancy.js';
 import { benchRepartition } from './repartition.js';
 import { benchSampledToken } from './sampled-token.js';
 import { benchScoring } from './scoring.js';
+import { benchServerCosts } from './server-costs.js';
 import { benchSoak } from './soak.js';
 import { benchSocketFlood } from './socket-flood.js';
 import { benchStageFiles } from './stage-files.js';
@@ -177,6 +180,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_TEXT_STREAM !== '0') benchTextStream({ repeats });
     if (process.env.BENCH_FALLBACK_LOOP !== '0') await benchFallbackLoop({ repeats });
     if (process.env.BENCH_STAGE_FILES !== '0') await benchStageFiles({ repeats });
+    if (process.env.BENCH_SERVER_COSTS !== '0') await benchServerCosts({ repeats });
     if (process.env.BENCH_VOTE_COST !== '0') {
       benchVoteCost({ repeats: Math.max(repeats, 15) });
       benchSampling({ repeats: Math.max(repeats, 15) });
