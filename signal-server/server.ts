@@ -343,13 +343,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
   const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
-  if (cluster !== null && opts.repartition !== undefined)
-    log('REPARTITION is not used with REDIS_URL: the servers of a cluster keep the partition they started with');
   // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
   const modelFiles = modelFilesOf(opts.models, listings);
   const tensorIndexes = tensorIndexesOf(opts.models, listings);
   const built =
-    opts.repartition === undefined || cluster !== null || firstModel === undefined
+    opts.repartition === undefined || firstModel === undefined
       ? null
       : partitionBuilder(
           firstModel,
@@ -383,7 +381,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             listings[0] = { modelId: p.manifest.modelId, stages: p.manifest.stages.length, baseUrl: p.baseUrl };
           },
         };
-  if (opts.repartition !== undefined && cluster === null && firstModel !== undefined && builder === null)
+  if (opts.repartition !== undefined && firstModel !== undefined && builder === null)
     log('REPARTITION is off: the model folder the stages were built from is not on this server');
   // The first stage set's challenge runner (made on first use), given back when the server closes.
   const firstOracle = firstModel === undefined ? null : lazyOracle(firstModel.dir, opts.runners);

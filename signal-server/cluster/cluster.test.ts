@@ -255,6 +255,8 @@ describe('several servers, one swarm', () => {
         agreed: 0,
         disagreed: 0,
         sessions: 0,
+        partition: a.coordinator?.partitionKey,
+        vouched: true,
       };
       await client.publish(`${prefix}:bus`, JSON.stringify({ t: 'vol', proc, v: ghost }));
       const seen = () => (a.coordinator?.status().volunteers ?? 0) + (b.coordinator?.status().volunteers ?? 0);

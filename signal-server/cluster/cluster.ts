@@ -20,6 +20,7 @@
  *   sessions made, and close its sessions on their own volunteers.
  */
 import { Worker } from 'node:worker_threads';
+import type { LayerRange } from '../../shared/model/stage-graph.js';
 import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
@@ -35,7 +36,9 @@ import {
   floatBytes,
   type InboxMessage,
   MAX_PROC,
+  type PartitionPlan,
   parseBusMessage,
+  parsePartitionPlan,
   parseVolunteerState,
   procOfSession,
   SESSIONS_PER_PROC,
@@ -74,9 +77,10 @@ export interface ClusterOptions {
 /**
  * What processes of a cluster tell each other (messages.ts), by version: a process joins only with those of its
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
- * 3: a volunteer's capacity and staleness published (every process must plan the same moves).
+ * 3: a volunteer's capacity and staleness published (every process must plan the same moves). 4: the partition a
+ * volunteer's stage is of, and whether it proved one once, published; the leader's re-partition plans.
  */
-export const CLUSTER_PROTOCOL = 3;
+export const CLUSTER_PROTOCOL = 4;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
@@ -95,6 +99,13 @@ export const RECORD_TTL_S = 24 * 3600;
 const STOP_TIMEOUT_MS = 2_000;
 /** Bans read from Redis at start, at most. */
 const MAX_LOADED_BANS = 100_000;
+/**
+ * How long another process's volunteers may be on another partition than this process's (a re-partition under way:
+ * one of the two has not switched yet, its stage files being built) before they are dropped here: while there are
+ * such, this process re-balances nothing (Registry.rebalance), and a process that never switches (its build failed)
+ * must not hold that off for good. Mirrored again when the two serve one partition.
+ */
+export const ELSEWHERE_LIMIT_MS = 120_000;
 
 interface Peer {
   readonly volunteers: Set<string>;
@@ -125,6 +136,12 @@ export class Cluster implements ClusterSeam {
   private readonly gone = new Map<string, number>();
   /** Live processes that did not say their protocol, by how many heartbeats in a row (UNSAID_ROUNDS). */
   private readonly unsaid = new Map<number, number>();
+  /** Each mirrored volunteer's last publication, and its process: mirrored again when this process's partition changes. */
+  private readonly states = new Map<string, { readonly p: number; readonly v: VolunteerState }>();
+  /** Mirrored volunteers on another partition than this process's, since when (Date.now(); ELSEWHERE_LIMIT_MS). */
+  private readonly elsewhereSince = new Map<string, number>();
+  /** The latest re-partition plan served (PartitionPlan.n): an older one that arrives late is ignored. */
+  private lastPlan = 0;
   /** Volunteers of a process that died, being dropped. */
   private readonly going = new Set<string>();
   private readonly restored = new Set<string>();
@@ -220,13 +237,23 @@ export class Cluster implements ClusterSeam {
     await this.redis.sub.subscribe(this.key('proc', this.proc), (m) => this.guarded('an inbox message', () => this.onInbox(m)), true);
     await this.lookAround();
     coordinator.cluster = this;
+    // The cluster re-partitioned before this process started: it serves that partition too (once built here).
+    const record = await this.pub.get(this.key('partition'));
+    const plan = record === null ? null : decode(record, parsePartitionPlan);
+    if (plan !== null) this.adopt(plan);
+    else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
     this.timers.push(
       setInterval(
         () =>
           void this.heartbeat()
             .then(() => this.lookAround())
-            .then(() => (this.closed ? undefined : coordinator.rebalance()))
+            .then(() => {
+              if (this.closed) return;
+              this.sweepElsewhere();
+              coordinator.rebalance();
+              coordinator.clusterTick();
+            })
             .catch((e: Error) => this.problem(`heartbeat failed: ${e.message}`)),
         heartbeatMs,
       ),
@@ -383,6 +410,8 @@ export class Cluster implements ClusterSeam {
     for (const id of peer.volunteers) this.going.add(id);
     for (const id of peer.volunteers) {
       this.going.delete(id);
+      this.states.delete(id);
+      this.elsewhereSince.delete(id);
       this.owner.delete(id);
       this.mirroredSessions.delete(id);
       this.fullUntil.delete(id);
@@ -399,6 +428,19 @@ export class Cluster implements ClusterSeam {
     if (c === null || c.localMember(v.id) !== undefined) return;
     const was = this.owner.get(v.id);
     if (was !== undefined && was !== p) return;
+    this.states.set(v.id, { p, v });
+    // Its stage is of another partition than this process serves (a re-partition under way): mirrored as not ready
+    // and holding no seat, for ELSEWHERE_LIMIT_MS at most.
+    const here = v.partition === c.partitionKey;
+    if (here) this.elsewhereSince.delete(v.id);
+    else {
+      const since = this.elsewhereSince.get(v.id) ?? Date.now();
+      this.elsewhereSince.set(v.id, since);
+      if (Date.now() - since > ELSEWHERE_LIMIT_MS) {
+        this.unmirror(p, v.id);
+        return;
+      }
+    }
     this.owner.set(v.id, p);
     this.mirroredSessions.set(v.id, v.sessions);
     this.peer(p).volunteers.add(v.id);
@@ -415,11 +457,51 @@ export class Cluster implements ClusterSeam {
       },
       disconnect: () => this.publish(this.key('proc', p), { t: 'disconnect', proc: this.proc, id: v.id }),
     };
-    c.mirror(link, { ...v, counts: { agreed: v.agreed, disagreed: v.disagreed } });
+    c.mirror(link, {
+      ...v,
+      counts: { agreed: v.agreed, disagreed: v.disagreed },
+      ready: v.ready && here,
+      vouched: v.vouched && here,
+      elsewhere: !here,
+    });
+  }
+
+  /** Drops a mirrored volunteer that did not leave (on another partition too long): its last state is kept. */
+  private unmirror(p: number, id: string): void {
+    if (this.owner.get(id) !== p) return;
+    this.owner.delete(id);
+    this.mirroredSessions.delete(id);
+    this.fullUntil.delete(id);
+    this.peers.get(p)?.volunteers.delete(id);
+    this.coordinator?.left(id);
+  }
+
+  /** Drops the volunteers that stayed on another partition than this process's past ELSEWHERE_LIMIT_MS. */
+  private sweepElsewhere(): void {
+    const now = Date.now();
+    for (const [id, since] of this.elsewhereSince) {
+      if (now - since <= ELSEWHERE_LIMIT_MS) continue;
+      const state = this.states.get(id);
+      if (state !== undefined) this.unmirror(state.p, id);
+    }
+  }
+
+  /** Serves a plan of the leader (or the record at start), unless a later one was served. */
+  private adopt(plan: PartitionPlan): void {
+    if (plan.n <= this.lastPlan) return;
+    this.lastPlan = plan.n;
+    this.coordinator?.adoptPlan(
+      plan.ranges.map(([start, end]) => ({ start, end })),
+      new Map(plan.stageOf),
+    );
   }
 
   /** A mirrored volunteer of process `p` left it. */
   private forget(p: number, id: string): void {
+    if (this.states.get(id)?.p === p) {
+      this.states.delete(id);
+      this.elsewhereSince.delete(id);
+    }
     if (this.owner.get(id) !== p) return;
     this.gone.set(id, Date.now());
     this.owner.delete(id);
@@ -476,6 +558,9 @@ export class Cluster implements ClusterSeam {
         return;
       case 'bye':
         this.dead(m.proc, 'it closed');
+        return;
+      case 'plan':
+        if (this.compatible.has(m.proc)) this.adopt(m);
         return;
       default:
         m satisfies never;
@@ -620,6 +705,28 @@ export class Cluster implements ClusterSeam {
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'challenge', proc: this.proc, id: volunteer });
   }
 
+  leads(): boolean {
+    return [...this.compatible].every((p) => p > this.proc);
+  }
+
+  publishPlan(ranges: readonly LayerRange[], stageOf: ReadonlyMap<string, number>): void {
+    if (this.closed) return;
+    const pairs = ranges.map((r) => [r.start, r.end] as const);
+    void (async () => {
+      const n = await this.pub.incr(this.key('partition-seq'));
+      this.lastPlan = Math.max(this.lastPlan, n);
+      // The record a process that starts later adopts (the placements are this moment's: not kept).
+      await this.pub.set(this.key('partition'), JSON.stringify({ n, ranges: pairs, stageOf: [] }));
+      this.publish(this.key('bus'), { t: 'plan', proc: this.proc, n, ranges: pairs, stageOf: [...stageOf] });
+    })().catch((e: Error) => this.problem(`re-partition plan not published: ${e.message}`));
+  }
+
+  partitionChanged(): void {
+    for (const [id, { p, v }] of [...this.states]) {
+      if (this.owner.has(id) || this.peers.has(p)) this.mirror(p, v);
+    }
+  }
+
   /** A volunteer's record is kept under its client key (its address is shared by many). */
   private recordKey(volunteer: string): string | null {
     const key = this.coordinator?.localMember(volunteer)?.keys.find((k) => k.startsWith('key:'));
@@ -651,6 +758,7 @@ export class Cluster implements ClusterSeam {
     if (c === null || this.closed) return;
     const seen = new Set<string>();
     const here = c.sessionsHere();
+    const partition = c.partitionKey;
     for (const v of c.registry.all()) {
       const member = c.localMember(v.id);
       if (member === undefined) continue;
@@ -677,6 +785,8 @@ export class Cluster implements ClusterSeam {
         ...(v.memoryBytes === undefined ? {} : { memoryBytes: v.memoryBytes }),
         ...(v.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: v.bufferLimitBytes }),
         ...(v.stale === true ? { stale: true } : {}),
+        partition,
+        vouched: member.vouched,
       };
       const json = JSON.stringify(state);
       if (this.published.get(v.id) === json) continue;

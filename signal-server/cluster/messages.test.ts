@@ -11,6 +11,7 @@ import {
   ownArrayBuffer,
   parseBusMessage,
   parseInboxMessage,
+  parsePartitionPlan,
   parseVolunteerState,
   procOfSession,
   SESSIONS_PER_PROC,
@@ -30,6 +31,8 @@ const state = {
   agreed: 12,
   disagreed: 1,
   sessions: 2,
+  partition: '0-2,2-4',
+  vouched: true,
 };
 
 describe("the cluster's messages", () => {
@@ -83,6 +86,61 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: 'yes' })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: 1, why: 'asleep' })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: -1, why: 'absent' })).toBeNull();
+  });
+
+  it("reads a leader's re-partition plan: contiguous ranges from layer 0, each volunteer once on one of their stages", () => {
+    const plan = {
+      t: 'plan',
+      proc: 2,
+      n: 7,
+      ranges: [
+        [0, 3],
+        [3, 4],
+      ],
+      stageOf: [
+        ['v1', 0],
+        ['v2', 1],
+      ],
+    };
+    expect(parseBusMessage(plan)).toEqual(plan);
+    expect(parsePartitionPlan({ n: 1, ranges: [[0, 4]], stageOf: [] })).toEqual({ n: 1, ranges: [[0, 4]], stageOf: [] });
+    for (const bad of [
+      { ranges: [[1, 4]] },
+      {
+        ranges: [
+          [0, 2],
+          [3, 4],
+        ],
+      },
+      {
+        ranges: [
+          [0, 2],
+          [2, 2],
+        ],
+      },
+      { ranges: [] },
+      { ranges: [[0, 2, 4]] },
+      { ranges: 'r0-4' },
+      { stageOf: [['v1', 2]] },
+      {
+        stageOf: [
+          ['v1', 0],
+          ['v1', 1],
+        ],
+      },
+      { stageOf: [['', 0]] },
+      { stageOf: [['v1', -1]] },
+      { stageOf: { v1: 0 } },
+      { n: -1 },
+      { n: 1.5 },
+    ])
+      expect(parseBusMessage({ ...plan, ...bad }), JSON.stringify(bad)).toBeNull();
+    // Without the partition its stage is of, or whether it proved one once: not read (protocol 4).
+    const { partition: _p, ...noPartition } = state;
+    const { vouched: _v, ...noVouched } = state;
+    expect(parseVolunteerState(noPartition)).toBeNull();
+    expect(parseVolunteerState(noVouched)).toBeNull();
+    expect(parseVolunteerState({ ...state, vouched: 'yes' })).toBeNull();
   });
 
   it('decodes JSON only, within a size', () => {

@@ -29,7 +29,26 @@ export type VolunteerState = Omit<MirroredVolunteer, 'counts'> & {
   readonly disagreed: number;
   /** Sessions it is in, on every server its own server knows of (a replica holds 16). */
   readonly sessions: number;
+  /** The partition its stage is of (rangesKey): another process's stage numbers mean nothing on another partition. */
+  readonly partition: string;
+  /** Passed a challenge on its server once (what the re-partition planner counts of a process's volunteers). */
+  readonly vouched: boolean;
 };
+
+/** Stages of a planned partition, at most (a stage is one layer at least). */
+const MAX_PLANNED_STAGES = 4096;
+/** Volunteers placed by one plan, at most. */
+const MAX_PLANNED_VOLUNTEERS = 200_000;
+
+/**
+ * A re-partition plan of the cluster's leader (LiveRepartition): the partition to serve, as layer ranges, and the
+ * stage of each volunteer of the cluster on it; `n` orders plans (a later one replaces an earlier).
+ */
+export interface PartitionPlan {
+  readonly n: number;
+  readonly ranges: readonly (readonly [number, number])[];
+  readonly stageOf: readonly (readonly [string, number])[];
+}
 
 /** Broadcast to every server (channel `<prefix>:bus`). */
 export type BusMessage =
@@ -37,7 +56,9 @@ export type BusMessage =
   | { readonly t: 'gone'; readonly proc: number; readonly id: string }
   | { readonly t: 'ban'; readonly proc: number; readonly key: string; readonly untilMs: number }
   /** A server closing: its volunteers are gone, its sessions over. */
-  | { readonly t: 'bye'; readonly proc: number };
+  | { readonly t: 'bye'; readonly proc: number }
+  /** The leader's re-partition plan: every process serves it (and moves its own volunteers as it places them). */
+  | ({ readonly t: 'plan'; readonly proc: number } & PartitionPlan);
 
 /** Server → volunteer events one server asks another to emit to a volunteer of its own. */
 export const RELAYED_EVENTS = ['session:open', 'session:update', 'session:close', 'step:input', 'signal', 'server:error'] as const;
@@ -103,7 +124,7 @@ function proc(v: unknown): v is number {
 export function parseVolunteerState(raw: unknown): VolunteerState | null {
   if (!isObject(raw)) return null;
   const { id, keys, backend, adapter, stage, ready, stepMs, proven, joinedAt, agreed, disagreed, sessions, sessionLimit } = raw;
-  const { memoryBytes, bufferLimitBytes, stale } = raw;
+  const { memoryBytes, bufferLimitBytes, stale, partition, vouched } = raw;
   if (!str(id) || !Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every(str)) return null;
   if (!oneOf(backend, ['wasm', 'webgpu'] as const) || !(adapter === null || str(adapter))) return null;
   if (!uint(stage, 4095) || typeof ready !== 'boolean' || typeof proven !== 'boolean' || !uint(joinedAt)) return null;
@@ -115,7 +136,7 @@ export function parseVolunteerState(raw: unknown): VolunteerState | null {
     !(bufferLimitBytes === undefined || bufferLimitBytes === null || uint(bufferLimitBytes))
   )
     return null;
-  if (!(stale === undefined || stale === true)) return null;
+  if (!(stale === undefined || stale === true) || !str(partition) || typeof vouched !== 'boolean') return null;
   return {
     id,
     keys,
@@ -129,6 +150,8 @@ export function parseVolunteerState(raw: unknown): VolunteerState | null {
     agreed,
     disagreed,
     sessions,
+    partition,
+    vouched,
     ...(sessionLimit === undefined ? {} : { sessionLimit }),
     ...(memoryBytes === undefined ? {} : { memoryBytes }),
     ...(bufferLimitBytes === undefined ? {} : { bufferLimitBytes }),
@@ -150,9 +173,39 @@ export function parseBusMessage(raw: unknown): BusMessage | null {
       return str(raw.key) && uint(raw.untilMs) ? { t: 'ban', proc: p, key: raw.key, untilMs: raw.untilMs } : null;
     case 'bye':
       return { t: 'bye', proc: p };
+    case 'plan': {
+      const plan = parsePartitionPlan(raw);
+      return plan === null ? null : { t: 'plan', proc: p, ...plan };
+    }
     default:
       return null;
   }
+}
+
+/**
+ * A partition plan (of a bus message, or the record in Redis): contiguous layer ranges from layer 0, each of one
+ * layer at least, and each volunteer placed once on one of their stages.
+ */
+export function parsePartitionPlan(raw: unknown): PartitionPlan | null {
+  if (!isObject(raw)) return null;
+  const { n, ranges, stageOf } = raw;
+  if (!uint(n) || !Array.isArray(ranges) || ranges.length === 0 || ranges.length > MAX_PLANNED_STAGES) return null;
+  if (!Array.isArray(stageOf) || stageOf.length > MAX_PLANNED_VOLUNTEERS) return null;
+  const parsedRanges: (readonly [number, number])[] = [];
+  let next = 0;
+  for (const r of ranges) {
+    if (!Array.isArray(r) || r.length !== 2 || r[0] !== next || !uint(r[1], 1_000_000) || r[1] <= next) return null;
+    parsedRanges.push([r[0], r[1]]);
+    next = r[1];
+  }
+  const seen = new Set<string>();
+  const parsedStages: (readonly [string, number])[] = [];
+  for (const e of stageOf) {
+    if (!Array.isArray(e) || e.length !== 2 || !str(e[0]) || !uint(e[1], parsedRanges.length - 1) || seen.has(e[0])) return null;
+    seen.add(e[0]);
+    parsedStages.push([e[0], e[1]]);
+  }
+  return { n, ranges: parsedRanges, stageOf: parsedStages };
 }
 
 /**

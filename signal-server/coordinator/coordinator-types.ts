@@ -1,5 +1,6 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { SamplingParams } from '../../shared/model/sampling.js';
+import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { Tokenizer } from '../../shared/model/tokenizer.js';
 import type {
   Backend,
@@ -216,6 +217,12 @@ export interface ClusterSeam {
   noShow(volunteer: string, sessionId: number, why: NoShow): void;
   /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
   sessionsOf(volunteer: string, here: number): number;
+  /** Does this server plan the cluster's re-partitions (the lowest-numbered live process)? */
+  leads(): boolean;
+  /** The leader's plan (LiveRepartition): published to the other servers, which serve it too; this one already does. */
+  publishPlan(ranges: readonly LayerRange[], stageOf: ReadonlyMap<string, number>): void;
+  /** This server serves another partition from now: the others' volunteers are mirrored again against it. */
+  partitionChanged(): void;
 }
 
 /** A volunteer of another server, as that server publishes it. */
@@ -241,4 +248,8 @@ export interface MirroredVolunteer {
   readonly bufferLimitBytes?: number | null;
   /** Not ready past its load deadline (Volunteer.stale): it holds no seat on any process. */
   readonly stale?: boolean;
+  /** Passed a challenge on its server once (Member.vouched): the re-partition planner counts it. Absent: `proven`. */
+  readonly vouched?: boolean;
+  /** Its server serves another partition than this one (Volunteer.elsewhere): mirrored, but not ready here. */
+  readonly elsewhere?: boolean;
 }

@@ -1,3 +1,5 @@
+import type { StageManifest } from '../../shared/model/manifest.js';
+import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { ChatMessage, TokenizerSpecials } from '../../shared/model/tokenizer.js';
 import type { ChallengeProof, StageReady, StepDigest, StepFailure, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
 import { Audit } from './audit.js';
@@ -20,6 +22,7 @@ import type { SwarmObserver } from './observer.js';
 import { PeerTraffic } from './peer-traffic.js';
 import { Readiness } from './readiness.js';
 import { Registry } from './registry.js';
+import { rangesKey, rangesOf } from './repartition.js';
 import { BanList } from './reputation.js';
 import { Roster } from './roster.js';
 import { RoutePicker } from './route-picker.js';
@@ -56,8 +59,11 @@ export class Coordinator {
   private readonly repartition: LiveRepartition;
   private readonly runner: SessionRunner;
   private readonly service: CompletionService;
+  /** The partition the operator configured (a re-partition serves others for a while). */
+  private readonly configured: StageManifest;
 
   constructor(model: ServedModelInfo, options: CoordinatorOptions, log: (line: string) => void) {
+    this.configured = model.manifest;
     this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
     this.audit = new Audit((id, counts, agreed) => this.roster.judge(id, counts, agreed));
     this.links = options.links ?? new Links();
@@ -329,12 +335,14 @@ export class Coordinator {
   }
 
   /**
-   * What processes of a cluster must share to share volunteers: the model, its stage files (their sha256 covers
-   * the layers each holds, the weights' precision and the graph's form) and r. A volunteer of stage s of another
-   * partition runs other layers: mixed, they gave a wrong answer with HTTP 200 (a stranger's pass).
+   * What processes of a cluster must share to share volunteers: the model, its configured stage files (their sha256
+   * covers the layers each holds, the weights' precision and the graph's form) and r. A volunteer of stage s of
+   * another partition runs other layers: mixed, they gave a wrong answer with HTTP 200 (a stranger's pass). The
+   * partition served now may differ for a while (a re-partition under way): each volunteer's publication says
+   * which one its stage is of (partitionKey), and one of another is not used (Volunteer.elsewhere).
    */
   get swarmSettings(): string {
-    const m = this.s.model.manifest;
+    const m = this.configured;
     return JSON.stringify({
       model: m.modelId,
       weights: m.weights,
@@ -342,6 +350,21 @@ export class Coordinator {
       stages: m.stages.map((st) => `${st.layers.start}-${st.layers.end}:${st.sha256.slice(0, 16)}`),
       redundancy: this.s.options.redundancy,
     });
+  }
+
+  /** The partition served now, as layer ranges ("0-10,10-20"). */
+  get partitionKey(): string {
+    return rangesKey(rangesOf(this.s.model.manifest));
+  }
+
+  /** The plan of a cluster's leader: this server serves its partition too (LiveRepartition.adopt). */
+  adoptPlan(ranges: readonly LayerRange[], stageOf: ReadonlyMap<string, number>): void {
+    this.repartition.adopt(ranges, stageOf);
+  }
+
+  /** A cluster's heartbeat: its leader looks again whether the configured partition serves (LiveRepartition.tick). */
+  clusterTick(): void {
+    this.repartition.tick();
   }
 
   get modelInfo(): { modelId: string; stages: number; redundancy: number } {
@@ -355,8 +378,11 @@ export class Coordinator {
     this.roster.mirror(link, v);
   }
 
-  /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */
-  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean } | undefined {
+  /**
+   * A volunteer of this server: its identity keys, whether it passed a challenge for its stage (`proven`) and on this
+   * server once (`vouched`); undefined for others.
+   */
+  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean; readonly vouched: boolean } | undefined {
     return this.roster.localMember(id);
   }
 

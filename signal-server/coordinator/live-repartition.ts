@@ -9,6 +9,7 @@ import {
   plannedVolunteers,
   REPARTITION_HOLD_MS,
   ReplayOnNewPartition,
+  rangesKey,
   rangesOf,
   type ServedPartition,
   sameRanges,
@@ -27,6 +28,14 @@ import { assignment, type SwarmState } from './swarm-state.js';
 export const SWITCH_BACK_DISTRUST_MS = 10 * 60_000;
 /** Keys remembered at most (the oldest go first). */
 const MAX_DISTRUSTED = 10_000;
+/** A cluster's leader looks again this long after it found the processes mid-switch (some not switched yet). */
+const SWITCHING_RECHECK_MS = 1_000;
+/**
+ * How long a process of a cluster that does not lead, after a departure that left a stage short, counts on the
+ * leader's plan (the departure reaches the leader through Redis; it plans, then publishes): requests that departure
+ * failed are replayed meanwhile, as on the process that builds (SessionRunner), rather than failed at once.
+ */
+const PLAN_WAIT_MS = 5_000;
 
 /** What re-partitioning needs of the coordinator's other parts. */
 export interface RepartitionHooks {
@@ -54,6 +63,16 @@ export class LiveRepartition {
   private readonly distrusted = new Map<string, number>();
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
   private readonly operatorRanges: readonly LayerRange[];
+  /** A plan of the cluster's leader to serve once the partition being built is served (the latest replaces others). */
+  private pendingPlan: {
+    readonly ranges: readonly LayerRange[];
+    readonly stageOf: ReadonlyMap<string, number>;
+    readonly why: string;
+  } | null = null;
+  /** A process of a cluster that does not lead counts on the leader's plan until then (performance.now(); PLAN_WAIT_MS). */
+  private awaitPlanUntil = Number.NEGATIVE_INFINITY;
+  /** Ready volunteers over the cluster when its leader last looked at a heartbeat (tick). */
+  private readyAtTick = -1;
   /** Re-partitions carried out since the start. */
   repartitions = 0;
   /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
@@ -67,9 +86,9 @@ export class LiveRepartition {
     s.registry.setFits(stagesOf(s.options.sizes ?? s.options.repartition?.sizes, this.operatorRanges));
   }
 
-  /** Whether a re-partition is being built now. */
+  /** Whether a re-partition is being built now (or, in a cluster, a departure here awaits the leader's plan). */
   get building(): boolean {
-    return this.repartitioning;
+    return this.repartitioning || performance.now() < this.awaitPlanUntil;
   }
 
   /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
@@ -112,6 +131,17 @@ export class LiveRepartition {
     const builder = this.s.options.repartition;
     const r = this.s.options.redundancy;
     if (builder === undefined || this.s.closing || this.repartitioning) return;
+    // A cluster's partition is planned by one process for all (the lowest-numbered live one), over every process's
+    // volunteers, and not while some processes still serve another partition than this one (mid-switch).
+    const cluster = this.s.cluster;
+    if (cluster !== null && !cluster.leads()) {
+      if (departure && this.stageShort()) this.awaitPlanUntil = performance.now() + PLAN_WAIT_MS;
+      return;
+    }
+    if (cluster !== null && this.s.registry.all().some((v) => v.elsewhere === true)) {
+      this.recheckLater(SWITCHING_RECHECK_MS);
+      return;
+    }
     const current = rangesOf(this.s.model.manifest);
     if (!sameRanges(current, this.operatorRanges)) {
       // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
@@ -124,17 +154,14 @@ export class LiveRepartition {
       else if (readyClients >= this.operatorRanges.length * r) {
         const back = this.plan(builder, this.operatorRanges, true);
         if (back.ok && back.kept) {
-          this.buildAndSwitch(builder, back.ranges, 'volunteers joined: back to the configured partition', true);
+          this.buildAndSwitch(builder, back.ranges, back.stageOf, 'volunteers joined: back to the configured partition', true);
           return;
         }
       }
     }
     // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
     if (!departure) return;
-    // Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route).
-    const clients = Array.from({ length: this.s.model.numStages }, () => new Set<string>());
-    for (const v of this.plannerView()) clients[v.stage]?.add(v.client);
-    if (clients.every((c) => c.size >= r)) return;
+    if (!this.stageShort()) return;
     const plan = this.plan(builder, rangesOf(this.s.model.manifest));
     if (!plan.ok) {
       this.s.log(`re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`);
@@ -142,9 +169,75 @@ export class LiveRepartition {
     }
     if (plan.kept) {
       this.h.move(this.s.registry.assign(this.s.model.numStages, plan.stageOf, false));
+      // The other processes move theirs.
+      this.s.cluster?.publishPlan(rangesOf(this.s.model.manifest), plan.stageOf);
       return;
     }
-    this.buildAndSwitch(builder, plan.ranges, `stages short (${this.s.registry.replicasPerStage().join('/')})`);
+    this.buildAndSwitch(builder, plan.ranges, plan.stageOf, `stages short (${this.s.registry.replicasPerStage().join('/')})`);
+  }
+
+  /** Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route). */
+  private stageShort(): boolean {
+    const clients = Array.from({ length: this.s.model.numStages }, () => new Set<string>());
+    for (const v of this.plannerView()) clients[v.stage]?.add(v.client);
+    return clients.some((c) => c.size < this.s.options.redundancy);
+  }
+
+  /**
+   * A cluster's heartbeat: its leader looks again whether the configured partition serves (volunteers prove their
+   * stages on other processes, out of sight of its readiness checks), when the count of ready volunteers changed.
+   */
+  tick(): void {
+    if (this.s.cluster?.leads() !== true) return;
+    const ready = this.s.registry.all().filter((v) => v.ready).length;
+    if (ready === this.readyAtTick) return;
+    this.readyAtTick = ready;
+    this.considerRepartition(false);
+  }
+
+  /**
+   * A plan of the cluster's leader (another process): the partition it serves now, and where each volunteer goes.
+   * This process serves it too, building its stage files (from its own stage cache) first where it is another.
+   */
+  adopt(ranges: readonly LayerRange[], stageOf: ReadonlyMap<string, number>, why?: string): void {
+    if (this.s.closing) return;
+    this.awaitPlanUntil = Number.NEGATIVE_INFINITY;
+    if (this.s.options.repartition === undefined) {
+      this.s.log(
+        `re-partition: the cluster's leader serves layers ${rangesKey(ranges)}, and this process cannot build them (REPARTITION is off here): its volunteers are not used by the others meanwhile`,
+      );
+      return;
+    }
+    this.pendingPlan = { ranges, stageOf, why: why ?? `the cluster's leader serves layers ${rangesKey(ranges)}` };
+    if (!this.repartitioning) this.servePending();
+  }
+
+  /** Serves the leader's latest plan (adopt), once any build under way is done. */
+  private servePending(): void {
+    const plan = this.pendingPlan;
+    const builder = this.s.options.repartition;
+    if (plan === null || builder === undefined || this.s.closing) return;
+    this.pendingPlan = null;
+    if (sameRanges(plan.ranges, rangesOf(this.s.model.manifest))) {
+      this.h.move(this.s.registry.assign(this.s.model.numStages, plan.stageOf, false));
+      return;
+    }
+    this.repartitioning = true;
+    this.s.log(`re-partition: ${plan.why}; building layers ${rangesKey(plan.ranges)}`);
+    builder
+      .build(plan.ranges)
+      .then((p) => {
+        this.repartitioning = false;
+        if (this.s.closing) return;
+        // A later plan came meanwhile: that one is served.
+        if (this.pendingPlan === null) this.switchPartition(p, plan.stageOf);
+        this.servePending();
+      })
+      .catch((e: unknown) => {
+        this.repartitioning = false;
+        this.s.log(`re-partition to layers ${rangesKey(plan.ranges)} (the cluster leader's) failed: ${(e as Error).message}`);
+        this.servePending();
+      });
   }
 
   /** Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile. */
@@ -155,10 +248,24 @@ export class LiveRepartition {
     }, ms);
   }
 
-  /** Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. */
-  private buildAndSwitch(builder: PartitionBuilder, ranges: readonly LayerRange[], why: string, readyOnly = false): void {
+  /**
+   * Builds the stage files of `ranges`, then switches to them if they still serve the volunteers there are then. A
+   * cluster's leader publishes its plan first, and every process (this one too) builds the cut and serves it.
+   */
+  private buildAndSwitch(
+    builder: PartitionBuilder,
+    ranges: readonly LayerRange[],
+    stageOf: ReadonlyMap<string, number>,
+    why: string,
+    readyOnly = false,
+  ): void {
+    if (this.s.cluster !== null) {
+      this.s.cluster.publishPlan(ranges, stageOf);
+      this.adopt(ranges, stageOf, why);
+      return;
+    }
     this.repartitioning = true;
-    const key = ranges.map((x) => `${x.start}-${x.end}`).join(',');
+    const key = rangesKey(ranges);
     this.s.log(`re-partition: ${why}; building layers ${key}`);
     builder
       .build(ranges)
@@ -177,20 +284,21 @@ export class LiveRepartition {
   }
 
   /**
-   * This server's volunteers as the planner sees them: those that passed a challenge here once (moved ones
-   * still loading count; a stranger that never proved a stage would hold a seat it does not fill), or with
-   * `readyOnly` (a switch back) those ready now whose client did not leave or miss a load deadline lately.
+   * The volunteers as the planner sees them (a cluster's leader: every process's, as each publishes them): those that
+   * passed a challenge on their server once (moved ones still loading count; a stranger that never proved a stage
+   * would hold a seat it does not fill), or with `readyOnly` (a switch back) those ready now whose client did not
+   * leave or miss a load deadline lately.
    */
   private plannerView(readyOnly = false): PlannedVolunteer[] {
-    const local = this.s.registry
+    const counted = this.s.registry
       .all()
       .filter(
         (v) =>
-          v.remote !== true &&
+          v.elsewhere !== true &&
           (readyOnly ? v.ready && !this.isDistrusted(this.s.members.get(v.id)?.keys ?? []) : this.s.members.get(v.id)?.vouched === true),
       );
     return plannedVolunteers(
-      local,
+      counted,
       rangesOf(this.s.model.manifest),
       (id) => this.s.members.get(id)?.keys ?? [],
       offeredBytes('wasm', null),
@@ -209,11 +317,7 @@ export class LiveRepartition {
    * of it and must pass a challenge on that stage before it counts as ready.
    */
   private switchPartition(p: ServedPartition, stageOf: ReadonlyMap<string, number>): void {
-    const from =
-      this.s.model.partition ??
-      rangesOf(this.s.model.manifest)
-        .map((x) => `${x.start}-${x.end}`)
-        .join(',');
+    const from = this.s.model.partition ?? rangesKey(rangesOf(this.s.model.manifest));
     this.s.model = { ...this.s.model, numStages: p.manifest.stages.length, baseUrl: p.baseUrl, manifest: p.manifest, partition: p.key };
     this.s.oracle = p.oracle;
     this.s.options.repartition?.switched?.(p);
@@ -239,6 +343,7 @@ export class LiveRepartition {
     this.s.log(
       `re-partitioned ${this.s.model.modelId} from ${from} to ${p.key}: replicas per stage ${this.s.registry.replicasPerStage().join('/')}`,
     );
+    this.s.cluster?.partitionChanged();
     this.s.options.statusChanged?.();
   }
 }

@@ -31,6 +31,12 @@ export interface Volunteer {
    * balanced nor when newcomers are placed, until it is ready or moved. A cluster's process publishes it for its own.
    */
   stale?: boolean;
+  /**
+   * A volunteer of another server of a cluster whose server serves another partition than this one (a re-partition
+   * is under way, and one of the two has not switched yet): its stage is of that partition. It holds no seat here,
+   * routes nothing, and while there is one the stages are not re-balanced here (see Registry.rebalance).
+   */
+  elsewhere?: boolean;
 }
 
 /** Moves `v` to `stage`: it is ready there, and says what it holds there, only after its next ready and challenge. */
@@ -219,6 +225,10 @@ export class Registry {
 
   private rebalance(): Move[] {
     const all = [...this.volunteers.values()];
+    // A cluster switching partitions: the processes that switched place their volunteers by the leader's plan, the
+    // others still serve the old partition. Balanced meanwhile against half the cluster, a process would move its
+    // volunteers off the stages the plan gave them (and back once the others switched).
+    if (all.some((v) => v.elsewhere === true)) return [];
     const mirrored = all.some((v) => v.remote === true);
     // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -248,7 +258,8 @@ export class Registry {
   /** Volunteers assigned to each stage (ready or not). */
   replicasPerStage(): number[] {
     const counts = new Array<number>(this.numStages).fill(0);
-    for (const v of this.volunteers.values()) if (v.stage < this.stages) counts[v.stage] = (counts[v.stage] as number) + 1;
+    for (const v of this.volunteers.values())
+      if (v.stage < this.stages && v.elsewhere !== true) counts[v.stage] = (counts[v.stage] as number) + 1;
     return counts;
   }
 
@@ -263,7 +274,7 @@ export class Registry {
     const counts = new Array<number>(this.stages).fill(0);
     for (const v of this.volunteers.values()) {
       const on = keysOn[v.stage];
-      if (on === undefined || v.stale === true) continue;
+      if (on === undefined || v.stale === true || v.elsewhere === true) continue;
       const keys = v.keys ?? [];
       if (!keys.some((k) => on.has(k))) counts[v.stage] = (counts[v.stage] as number) + 1;
       for (const k of keys) on.add(k);
@@ -274,7 +285,9 @@ export class Registry {
 
   /** Ready volunteers of a stage, longest-standing first. */
   readyReplicas(stage: number): Volunteer[] {
-    return [...this.volunteers.values()].filter((v) => v.stage === stage && v.ready).sort((a, b) => a.joinedAt - b.joinedAt);
+    return [...this.volunteers.values()]
+      .filter((v) => v.stage === stage && v.ready && v.elsewhere !== true)
+      .sort((a, b) => a.joinedAt - b.joinedAt);
   }
 
   all(): Volunteer[] {

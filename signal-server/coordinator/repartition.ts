@@ -80,6 +80,11 @@ export function sameRanges(a: readonly LayerRange[], b: readonly LayerRange[]): 
   return a.length === b.length && a.every((x, i) => x.start === b[i]?.start && x.end === b[i]?.end);
 }
 
+/** Layer ranges as one string ("0-10,10-20"): what a partition is called in logs and in a cluster. */
+export function rangesKey(ranges: readonly LayerRange[]): string {
+  return ranges.map((x) => `${x.start}-${x.end}`).join(',');
+}
+
 /** The layer ranges of a manifest's stages. */
 export function rangesOf(manifest: StageManifest): LayerRange[] {
   return manifest.stages.map((s) => ({ start: s.layers.start, end: s.layers.end }));

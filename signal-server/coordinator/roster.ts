@@ -328,7 +328,9 @@ export class Roster {
   mirror(link: VolunteerLink, v: MirroredVolunteer): void {
     const member = this.s.members.get(v.id);
     if (member !== undefined && !member.remote) return;
-    const before = member === undefined ? undefined : this.s.registry.get(v.id)?.stage;
+    const had = member === undefined ? undefined : this.s.registry.get(v.id);
+    const before = had === undefined ? undefined : { stage: had.stage, elsewhere: had.elsewhere === true, stale: had.stale === true };
+    const vouched = v.vouched ?? v.proven;
     if (member === undefined) {
       this.s.members.set(v.id, {
         id: v.id,
@@ -337,19 +339,30 @@ export class Roster {
         fault: null,
         remote: true,
         proven: v.proven,
-        vouched: v.proven,
+        vouched,
         challenge: null,
         noShows: new NoShowWindow(),
         silence: null,
         opened: null,
         score: { sentAt: -Infinity, timer: null, held: null },
       });
-    } else member.proven = v.proven;
+    } else {
+      // Missed a load deadline on its server (published stale): as one of this server's that did (armLoadDeadline),
+      // not counted for a switch back for a while, and the leader of a cluster's re-partitions looks again.
+      if (member.vouched && v.stale === true && before?.stale !== true && v.elsewhere !== true) {
+        this.h.distrust(member.keys);
+        queueMicrotask(() => this.h.considerRepartition(true));
+      }
+      member.proven = v.proven;
+      member.vouched = vouched;
+    }
     this.s.registry.mirror({ ...v, remote: true });
     // Moved by its own server: it dropped its sessions of the stage it left, ours too, which fail over now as a move
     // here fails them over. Before, its silence in them was struck once a session, and three strikes evicted and
-    // banned an honest volunteer that its server had moved (a departure there moves one: any churn did it).
-    if (before !== undefined && before !== v.stage) for (const session of this.s.sessions.values()) this.h.failOver(session, v.id);
+    // banned an honest volunteer that its server had moved (a departure there moves one: any churn did it). So too
+    // where its server (or this one) switched to another partition.
+    if (before !== undefined && (before.stage !== v.stage || (v.elsewhere === true && !before.elsewhere)))
+      for (const session of this.s.sessions.values()) this.h.failOver(session, v.id);
     this.s.audit.set(v.id, v.counts);
     if (member === undefined) this.holdAddress(v.keys);
     this.s.options.statusChanged?.();
@@ -381,10 +394,10 @@ export class Roster {
     }
   }
 
-  /** A volunteer of this server: its identity keys and whether it passed a challenge for its stage; undefined for others. */
-  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean } | undefined {
+  /** A volunteer of this server: its identity keys, whether it proved its stage and proved one here once; undefined for others. */
+  localMember(id: string): { readonly keys: readonly string[]; readonly proven: boolean; readonly vouched: boolean } | undefined {
     const m = this.s.members.get(id);
-    return m === undefined || m.remote ? undefined : { keys: m.keys, proven: m.proven };
+    return m === undefined || m.remote ? undefined : { keys: m.keys, proven: m.proven, vouched: m.vouched };
   }
 
   /** How this server reaches one of its own volunteers; undefined for volunteers of other servers. */

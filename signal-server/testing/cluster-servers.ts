@@ -88,6 +88,8 @@ export interface ClusterShape {
   readonly volunteerIds?: () => string;
   /** How long a volunteer given a stage has to be ready before it holds no seat (absent: LOAD_DEADLINE_MS). */
   readonly loadDeadlineMs?: number;
+  /** Re-partition live (REPARTITION), each server building into a stage cache of its own; absent: off. */
+  readonly repartition?: { readonly holdMs?: number; readonly distrustMs?: number };
 }
 
 let prefixes = 0;
@@ -96,37 +98,43 @@ let prefixes = 0;
 export async function startCluster(n: number, redisUrl: string, shape: ClusterShape): Promise<{ servers: SignalServer[]; prefix: string }> {
   const prefix = `attack${++prefixes}-${process.pid}`;
   const servers: SignalServer[] = [];
-  for (let i = 0; i < n; i++) {
-    const stages = shape.stagesEach?.[i] ?? shape.stages;
-    const { dir, manifest } = await ensureStages(shape.model, { stages }, shape.cache);
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages }) }],
-      redundancy: shape.redundancy,
-      routeWaitMs: shape.routeWaitMs ?? 10_000,
-      joinTimeoutMs: 5_000,
-      stepTimeoutMs: 30_000,
-      ratePerMinute: 0,
-      apiMaxConcurrent: 0,
-      spotCheckRate: 0,
-      redisUrl,
-      cluster: {
-        prefix,
-        ...CLUSTER_TIMINGS,
-        ...shape.timings,
-        ...(shape.protocols?.[i] === undefined ? {} : { protocol: shape.protocols[i] }),
-      },
-      ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
-      ...(shape.logger === undefined ? {} : { logger: shape.logger }),
-      ...(shape.volunteerIds === undefined ? {} : { volunteerIds: shape.volunteerIds }),
-      ...(shape.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: shape.loadDeadlineMs }),
-    });
-    servers.push(server);
-    await server.ready;
-  }
+  for (let i = 0; i < n; i++) servers.push(await joinCluster(prefix, i, redisUrl, shape));
   return { servers, prefix };
+}
+
+/** One more server of the cluster under `prefix` (the `i`th: its stage count and protocol from `shape`), ready. */
+export async function joinCluster(prefix: string, i: number, redisUrl: string, shape: ClusterShape): Promise<SignalServer> {
+  const stages = shape.stagesEach?.[i] ?? shape.stages;
+  const { dir, manifest } = await ensureStages(shape.model, { stages }, shape.cache);
+  const server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages }) }],
+    redundancy: shape.redundancy,
+    routeWaitMs: shape.routeWaitMs ?? 10_000,
+    joinTimeoutMs: 5_000,
+    stepTimeoutMs: 30_000,
+    ratePerMinute: 0,
+    apiMaxConcurrent: 0,
+    spotCheckRate: 0,
+    redisUrl,
+    cluster: {
+      prefix,
+      ...CLUSTER_TIMINGS,
+      ...shape.timings,
+      ...(shape.protocols?.[i] === undefined ? {} : { protocol: shape.protocols[i] }),
+    },
+    ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
+    ...(shape.logger === undefined ? {} : { logger: shape.logger }),
+    ...(shape.volunteerIds === undefined ? {} : { volunteerIds: shape.volunteerIds }),
+    ...(shape.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: shape.loadDeadlineMs }),
+    ...(shape.repartition === undefined
+      ? {}
+      : { repartition: { stageCache: join(shape.cache, `cuts-${prefix}-${i}`), ...shape.repartition } }),
+  });
+  await server.ready;
+  return server;
 }
 
 /** The cluster's number of `server` (its inbox channel is `<prefix>:proc:<n>`). */
