@@ -213,7 +213,7 @@ export const SETTINGS = {
     env: 'REPARTITION',
     flag: 'repartition',
     fallback: 'on',
-    help: 'on: when departures leave a stage short, volunteers move or the model is cut anew (requests in flight are replayed), and cut back once volunteers return; off: the partition never changes. Not with REDIS_URL',
+    help: 'on: when departures leave a stage short, volunteers move or the model is cut anew (requests in flight are replayed), and cut back once volunteers return; off: the partition never changes. With REDIS_URL, turn it on for every process',
   },
   meshLoop: {
     env: 'MESH_LOOP',

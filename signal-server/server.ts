@@ -155,7 +155,7 @@ export interface SignalServerOptions {
   readonly cluster?: Omit<ClusterOptions, 'url' | 'log'>;
   /**
    * Re-partition the model live where departures leave a stage short (REPARTITION): new partitions' stage
-   * files are built into this stage cache. Absent: the partition never changes. Not with redisUrl. holdMs:
+   * files are built into this stage cache (with redisUrl, one of this process's own). Absent: the partition never changes. holdMs:
    * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS);
    * distrustMs: how long a client that left or missed a load deadline is not counted for one (SWITCH_BACK_DISTRUST_MS).
    */
