@@ -234,7 +234,7 @@ export class Registry {
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // One that never loaded what it was given holds no seat: before, a stranger that said hello and nothing more was
     // moved into a stage a departure left short and held it there, every request refused (a red-team find).
-    const assignment = new Map(all.filter((v) => v.stale !== true).map((v) => [v.id, v.stage]));
+    const assignment = new Map(all.filter((v) => v.stale !== true && v.elsewhere !== true).map((v) => [v.id, v.stage]));
     const canHold = (id: string, stage: number) => {
       const v = this.volunteers.get(id);
       return v === undefined || this.fitsStage(v, stage);
