@@ -5,12 +5,18 @@
 // later adopts the cut from Redis. Before, the servers of a cluster kept the partition they started with: a departure
 // that left a stage short of r, with no spare anywhere, refused every request (503) until a volunteer came back.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
 import { createLogger } from '../log.js';
-import { ensureStages } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { type ClusterShape, clusterTestFile, complete, joinCluster, procOf, startCluster, until } from '../testing/cluster-servers.js';
+import {
+  type ClusterShape,
+  clusterTestFile,
+  complete,
+  joinCluster,
+  procOf,
+  referenceTokens,
+  startCluster,
+  until,
+} from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -25,10 +31,7 @@ const f = clusterTestFile('cluster-repartition');
 let expected: number[] = [];
 
 beforeAll(async () => {
-  const { dir } = await ensureStages(MODEL, { stages: 2 }, f.cache);
-  const reference = await ReferenceRunner.fromStageDir(dir);
-  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-  await reference.close();
+  [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, TOKENS);
 });
 
 const partitionOf = (s: SignalServer) => s.coordinator?.partitionKey;

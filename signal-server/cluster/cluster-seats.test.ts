@@ -4,11 +4,8 @@
 // servers joined by a real redis-server. A stage's majority must stay one of
 // distinct clients, whichever process a socket is connected to.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
-import { ensureStages } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { complete as ask, clusterTestFile, startCluster, until } from '../testing/cluster-servers.js';
+import { complete as ask, clusterTestFile, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -23,11 +20,7 @@ const f = clusterTestFile('cluster-seats');
 const { servers, volunteers } = f;
 
 beforeAll(async () => {
-  const { dir } = await ensureStages(MODEL, { stages: 1 }, f.cache);
-  const reference = await ReferenceRunner.fromStageDir(dir);
-  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-  expectedLong = (await reference.generateIds(reference.tokenizer.encode(PROMPT), LONG, GREEDY)).tokens;
-  await reference.close();
+  [expected = [], expectedLong = []] = await referenceTokens(MODEL, 1, f.cache, PROMPT, TOKENS, LONG);
 });
 
 describe('one client, one seat, over the processes of a cluster', () => {

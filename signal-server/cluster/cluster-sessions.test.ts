@@ -3,11 +3,8 @@
 // a real redis-server. One that names every neighbour unreachable, one that
 // never says it joined: the requests are answered with the reference tokens.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
-import { ensureStages } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
+import { clusterTestFile, complete, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -20,10 +17,7 @@ const f = clusterTestFile('cluster-sessions');
 const { servers, volunteers } = f;
 
 beforeAll(async () => {
-  const { dir } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
-  const reference = await ReferenceRunner.fromStageDir(dir);
-  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-  await reference.close();
+  [expected = []] = await referenceTokens(MODEL, STAGES, f.cache, PROMPT, TOKENS);
 });
 
 /** Three servers; volunteer i on server i % 3 (127.0.0.8i), each seen by all before the next joins; the first is `hostile`. */

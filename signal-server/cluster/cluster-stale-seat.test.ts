@@ -5,11 +5,8 @@
 // a departure left short and held it there, on every process, while an honest volunteer stood spare (a red-team find
 // on one server; the same rule, published, here).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
-import { ensureStages } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
+import { clusterTestFile, complete, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { silentStranger } from '../testing/socket-client.js';
 
@@ -21,10 +18,7 @@ const f = clusterTestFile('cluster-stale-seat');
 let expected: number[] = [];
 
 beforeAll(async () => {
-  const { dir } = await ensureStages(MODEL, { stages: 2 }, f.cache);
-  const reference = await ReferenceRunner.fromStageDir(dir);
-  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-  await reference.close();
+  [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, TOKENS);
 });
 
 describe('a seat held past the load deadline, over a cluster', () => {

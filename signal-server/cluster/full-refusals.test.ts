@@ -5,13 +5,10 @@
 // before. Real servers on port 0 (joined by a real redis-server), real-protocol
 // Node volunteers computing with onnxruntime; the liar speaks the protocol.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../../shared/model/sampling.js';
 import type { StepFailure } from '../../shared/protocol/messages.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
-import { ensureStages } from '../models/model-folder.js';
-import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { CLUSTER_TIMINGS, clusterTestFile, complete, startCluster, until } from '../testing/cluster-servers.js';
+import { CLUSTER_TIMINGS, clusterTestFile, complete, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
 import { httpSwarm } from '../testing/http-swarm.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import type { Cluster } from './cluster.js';
@@ -28,10 +25,7 @@ const { servers, volunteers } = f;
 const one = httpSwarm('full-refusals-one');
 
 beforeAll(async () => {
-  const { dir } = await ensureStages(MODEL, { stages: 1 }, f.cache);
-  const reference = await ReferenceRunner.fromStageDir(dir);
-  expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
-  await reference.close();
+  [expected = []] = await referenceTokens(MODEL, 1, f.cache, PROMPT, TOKENS);
 });
 
 /** Counts the refusals as full that `v` sends. */

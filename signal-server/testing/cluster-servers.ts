@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
+import { GREEDY } from '../../shared/model/sampling.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { decode, decodeInbox, parseBusMessage } from '../cluster/messages.js';
 import type { Logger } from '../log.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
 import type { NodeVolunteer } from './node-volunteer.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
@@ -186,6 +188,25 @@ export async function complete(
   });
   const body = (await res.json()) as { webswarm?: { tokens: number[]; route: string[][] }; error?: { code: string } };
   return { status: res.status, tokens: body.webswarm?.tokens, route: body.webswarm?.route, code: body.error?.code };
+}
+
+/** The reference runner's greedy tokens after `prompt`, `n` of them for each `n` of `counts`: what a cluster must answer. */
+export async function referenceTokens(
+  model: string,
+  stages: number,
+  cache: string,
+  prompt: string,
+  ...counts: number[]
+): Promise<number[][]> {
+  const { dir } = await ensureStages(model, { stages }, cache);
+  const reference = await ReferenceRunner.fromStageDir(dir);
+  try {
+    const out: number[][] = [];
+    for (const n of counts) out.push((await reference.generateIds(reference.tokenizer.encode(prompt), n, GREEDY)).tokens);
+    return out;
+  } finally {
+    await reference.close();
+  }
 }
 
 /** Resolves once `test` holds; throws naming `what` after `ms`. */
