@@ -1,4 +1,4 @@
-// Over the processes of a cluster (where re-partitioning is off, so only re-balancing makes a departure good), a
+// Over the processes of a cluster (re-partitioning off, so only re-balancing makes a departure good), a
 // volunteer given a stage holds a seat only until its load deadline, and its process publishes that it holds none:
 // real servers on port 0, a real redis-server, Node volunteers that compute, a raw Socket.IO stranger, tokens
 // compared with the reference runner's. Before, a stranger that said hello and nothing more was moved into the stage
