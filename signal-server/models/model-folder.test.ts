@@ -1,6 +1,6 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ModelError, type ModelErrorCode } from '../../shared/model/errors.js';
 import { parseSafetensors } from '../../shared/model/safetensors.js';
@@ -241,6 +241,20 @@ describe('the stage cache', () => {
     const rebuilt = await ensureStages(model, { stages: 2 }, cache);
     expect(rebuilt.built).toBe(true);
     expect(rebuilt.manifest.stages[1]?.sha256).not.toBe(first.manifest.stages[1]?.sha256);
+  });
+
+  it('two builds of one cut at once (processes of a cluster sharing the cache): the first complete one stays, and no temporary folder is left', async () => {
+    const cache = join(work, 'cache');
+    const a = ensureStages(model, { stages: 2 }, cache);
+    const b = ensureStages(model, { stages: 2 }, cache);
+    const first = await a;
+    const inode = statSync(first.dir).ino;
+    const second = await b;
+    // Before, the later build removed the folder the first had put there (and another process served) and put its own in its place.
+    expect(statSync(second.dir).ino).toBe(inode);
+    expect(second.manifest.stages.map((s) => s.sha256)).toEqual(first.manifest.stages.map((s) => s.sha256));
+    expect(readdirSync(dirname(first.dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect((await loadStageSet(first.dir)).manifest.stages).toHaveLength(2);
   });
 
   it('keeps the fused form beside the plain one, each reused as itself', async () => {

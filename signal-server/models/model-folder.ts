@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { buildStages } from '../../shared/model/build-stages.js';
@@ -150,8 +150,19 @@ export function stageDirName(numLayers: number, p: Partition, choice: BuildChoic
   return (choice.head ?? 'last') === 'last' ? form : `${form}-allpos`;
 }
 
-/** Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there. */
-export async function buildStagesToDir(model: ModelFolder, partition: Partition, outDir: string, choice: BuildChoice = {}): Promise<StageManifest> {
+/**
+ * Builds the stages of a model folder into `outDir` (manifest.json + files), replacing what was there, unless
+ * `finished` finds there, once the files are written, a complete build of the same stages that another process
+ * finished meanwhile: that one is kept. The processes of a cluster that share a stage cache build each new cut at
+ * once; before, the last to finish removed the folder another served and put its own in its place.
+ */
+export async function buildStagesToDir(
+  model: ModelFolder,
+  partition: Partition,
+  outDir: string,
+  choice: BuildChoice = {},
+  finished: () => Promise<StageManifest | null> = async () => null,
+): Promise<StageManifest> {
   const weights = choice.weights ?? 'f32';
   const graph = choice.graph ?? 'plain';
   const { manifest, files } = await buildStages({
@@ -166,8 +177,8 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
     partition,
     weights,
   });
-  const tmp = `${outDir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
+  // Of this build alone: builds of one cut by two processes, or two threads of one, never share it.
+  const tmp = `${outDir}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
   makeFolders(tmp);
   for (const [name, bytes] of files) writeFileSync(join(tmp, name), bytes);
   writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
@@ -176,8 +187,23 @@ export async function buildStagesToDir(model: ModelFolder, partition: Partition,
   writeFileSync(join(tmp, TENSOR_INDEX_FILE), `${JSON.stringify(tensorIndex)}\n`);
   // What the stages were built from: the hash decides whether to rebuild; the folder is what the server serves to volunteers.
   writeFileSync(join(tmp, 'source.json'), `${JSON.stringify({ sourceHash: model.sourceHash, modelDir: model.dir })}\n`);
+  const theirs = async (): Promise<StageManifest | null> => {
+    const done = await finished().catch(() => null);
+    if (done !== null) rmSync(tmp, { recursive: true, force: true });
+    return done;
+  };
+  const before = await theirs();
+  if (before !== null) return before;
   rmSync(outDir, { recursive: true, force: true });
-  renameSync(tmp, outDir);
+  try {
+    renameSync(tmp, outDir);
+  } catch (e) {
+    // Another process's build landed between the two: kept if complete.
+    const after = await theirs();
+    if (after !== null) return after;
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
   return manifest;
 }
 
@@ -224,18 +250,21 @@ export async function ensureStages(
   const model = readModelFolder(modelDir);
   const dir = join(resolve(cacheRoot), model.modelId, stageDirName(model.config.numLayers, partition, choice));
   const sourcePath = join(dir, 'source.json');
-  if (existsSync(sourcePath) && existsSync(join(dir, 'manifest.json')) && existsSync(join(dir, TENSOR_INDEX_FILE))) {
+  /** The stages in `dir`, where they are a complete build of these ones from this model folder. */
+  const cached = async (): Promise<StageManifest | null> => {
+    if (!existsSync(sourcePath) || !existsSync(join(dir, 'manifest.json')) || !existsSync(join(dir, TENSOR_INDEX_FILE))) return null;
     const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
-    if (source.sourceHash === model.sourceHash && sourceFolderOf(dir) === model.dir) {
-      const { manifest } = await loadStageSet(dir);
-      // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or
-      // form; so is one whose head is another (every position always, or a builder's before logits_from).
-      const last = manifest.stages[manifest.stages.length - 1];
-      const cachedHead = last === undefined ? 'all' : headPositionsOf(last.inputs);
-      if (manifest.weights === weights && manifest.graph === graph && cachedHead === head) return { dir, manifest, built: false };
-    }
-  }
-  return { dir, manifest: await buildStagesToDir(model, partition, dir, choice), built: true };
+    if (source.sourceHash !== model.sourceHash || sourceFolderOf(dir) !== model.dir) return null;
+    const { manifest } = await loadStageSet(dir);
+    // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or
+    // form; so is one whose head is another (every position always, or a builder's before logits_from).
+    const last = manifest.stages[manifest.stages.length - 1];
+    const cachedHead = last === undefined ? 'all' : headPositionsOf(last.inputs);
+    return manifest.weights === weights && manifest.graph === graph && cachedHead === head ? manifest : null;
+  };
+  const found = await cached();
+  if (found !== null) return { dir, manifest: found, built: false };
+  return { dir, manifest: await buildStagesToDir(model, partition, dir, choice, cached), built: true };
 }
 
 /** A stage directory, read and verified: every file present, of the right size and sha256. */
