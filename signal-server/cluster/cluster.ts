@@ -138,8 +138,12 @@ export class Cluster implements ClusterSeam {
   private readonly unsaid = new Map<number, number>();
   /** Each mirrored volunteer's last publication, and its process: mirrored again when this process's partition changes. */
   private readonly states = new Map<string, { readonly p: number; readonly v: VolunteerState }>();
-  /** Mirrored volunteers on another partition than this process's, since when (Date.now(); ELSEWHERE_LIMIT_MS). */
-  private readonly elsewhereSince = new Map<string, number>();
+  /**
+   * Processes whose volunteers are on another partition than this process's, since when (Date.now(); ELSEWHERE_LIMIT_MS):
+   * counted by process, not by volunteer, or each newcomer to a process that never switches would hold off re-balancing
+   * here for another ELSEWHERE_LIMIT_MS.
+   */
+  private readonly elsewhereSince = new Map<number, number>();
   /** The latest re-partition plan served (PartitionPlan.n): an older one that arrives late is ignored. */
   private lastPlan = 0;
   /** Volunteers of a process that died, being dropped. */
@@ -391,6 +395,7 @@ export class Cluster implements ClusterSeam {
     const c = this.coordinator;
     const peer = this.peers.get(p);
     this.peers.delete(p);
+    this.elsewhereSince.delete(p);
     // Its number may come back with another process: asked again then.
     this.compatible.delete(p);
     this.incompatible.delete(p);
@@ -411,7 +416,6 @@ export class Cluster implements ClusterSeam {
     for (const id of peer.volunteers) {
       this.going.delete(id);
       this.states.delete(id);
-      this.elsewhereSince.delete(id);
       this.owner.delete(id);
       this.mirroredSessions.delete(id);
       this.fullUntil.delete(id);
@@ -432,10 +436,10 @@ export class Cluster implements ClusterSeam {
     // Its stage is of another partition than this process serves (a re-partition under way): mirrored as not ready
     // and holding no seat, for ELSEWHERE_LIMIT_MS at most.
     const here = v.partition === c.partitionKey;
-    if (here) this.elsewhereSince.delete(v.id);
+    if (here) this.elsewhereSince.delete(p);
     else {
-      const since = this.elsewhereSince.get(v.id) ?? Date.now();
-      this.elsewhereSince.set(v.id, since);
+      const since = this.elsewhereSince.get(p) ?? Date.now();
+      this.elsewhereSince.set(p, since);
       if (Date.now() - since > ELSEWHERE_LIMIT_MS) {
         this.unmirror(p, v.id);
         return;
@@ -479,10 +483,10 @@ export class Cluster implements ClusterSeam {
   /** Drops the volunteers that stayed on another partition than this process's past ELSEWHERE_LIMIT_MS. */
   private sweepElsewhere(): void {
     const now = Date.now();
-    for (const [id, since] of this.elsewhereSince) {
+    for (const [p, since] of this.elsewhereSince) {
       if (now - since <= ELSEWHERE_LIMIT_MS) continue;
-      const state = this.states.get(id);
-      if (state !== undefined) this.unmirror(state.p, id);
+      const c = this.coordinator;
+      for (const id of [...(this.peers.get(p)?.volunteers ?? [])]) if (c?.registry.get(id)?.elsewhere === true) this.unmirror(p, id);
     }
   }
 
@@ -498,10 +502,7 @@ export class Cluster implements ClusterSeam {
 
   /** A mirrored volunteer of process `p` left it. */
   private forget(p: number, id: string): void {
-    if (this.states.get(id)?.p === p) {
-      this.states.delete(id);
-      this.elsewhereSince.delete(id);
-    }
+    if (this.states.get(id)?.p === p) this.states.delete(id);
     if (this.owner.get(id) !== p) return;
     this.gone.set(id, Date.now());
     this.owner.delete(id);
@@ -722,6 +723,8 @@ export class Cluster implements ClusterSeam {
   }
 
   partitionChanged(): void {
+    // Every process has its window again against the partition served here now.
+    this.elsewhereSince.clear();
     for (const [id, { p, v }] of [...this.states]) {
       if (this.owner.has(id) || this.peers.has(p)) this.mirror(p, v);
     }
