@@ -25,6 +25,8 @@ const ONE_STAGE = '0-3';
 const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 6;
 const HOLD_MS = 3_000;
+/** How long a process's volunteers may be on another partition than another process's (ELSEWHERE_LIMIT_MS, shortened). */
+const ELSEWHERE_MS = 5_000;
 /** Volunteers load and prove their stages: generous, for 2 cores shared with other test files. */
 const READY_MS = 90_000;
 const f = clusterTestFile('cluster-repartition');
@@ -120,5 +122,46 @@ describe('re-partition over a cluster', () => {
     for (const s of servers) await expectReference(s);
     // Never refused nor evicted (their only errors: signals to a peer whose session had ended at a switch).
     for (const v of four) expect(v.errors.filter((e) => e.code !== 'ERR_NOT_LINKED')).toEqual([]);
+  }, 300_000);
+
+  it('a process that cannot serve the cut (REPARTITION off there) is waited for ELSEWHERE_LIMIT_MS at most: then each side drops the volunteers of the other, and the leader serves the cut with its own', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
+    const c = await startCluster(2, f.redisUrl, {
+      model: MODEL,
+      stages: 2,
+      redundancy: 2,
+      routeWaitMs: 20_000,
+      cache: f.cache,
+      repartition: { holdMs: 60_000 },
+      repartitionEach: [true, false],
+      elsewhereLimitMs: ELSEWHERE_MS,
+      logger,
+    });
+    f.servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const vs: NodeVolunteer[] = [];
+    for (const [i, s] of [a, b, a, b].entries()) {
+      const v = new NodeVolunteer(s.address().url, { clientKey: `cluster-stuck-${i}`, localAddress: `127.0.0.${160 + i}` });
+      f.volunteers.push(v);
+      vs.push(v);
+      await until(`both processes see volunteer ${i}`, () => all(a) === i + 1 && all(b) === i + 1);
+    }
+    await until('both processes see the four ready', () => ready(a) === 4 && ready(b) === 4, READY_MS);
+    expect(vs.map((v) => v.stage)).toEqual([0, 1, 0, 1]);
+    await (vs[3] as NodeVolunteer).close();
+    await until('the leader serves the cut', () => partitionOf(a) === ONE_STAGE, 60_000);
+    const switched = performance.now();
+    await until('its two are ready on it', () => ready(a) === 2, READY_MS);
+    // b said why it does not follow, and serves the configured partition still; each mirrors the other's volunteer(s)
+    // as on another partition, for the limit.
+    const said = () => lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
+    expect(said().some((m) => m.includes(`the cluster's leader serves layers ${ONE_STAGE}, and this process cannot build them`))).toBe(
+      true,
+    );
+    expect(partitionOf(b)).toBe('0-2,2-3');
+    await until('each drops the other side', () => all(a) === 2 && all(b) === 1, ELSEWHERE_MS + 20_000);
+    expect(performance.now() - switched).toBeGreaterThan(ELSEWHERE_MS - 1_500);
+    await expectReference(a);
   }, 300_000);
 });

@@ -69,6 +69,8 @@ export interface ClusterOptions {
   readonly publishMs?: number;
   /** How often a process reads the others' volunteers again in full (default 30 s). */
   readonly resyncMs?: number;
+  /** How long another process's volunteers may be on another partition than this one's (default ELSEWHERE_LIMIT_MS). */
+  readonly elsewhereLimitMs?: number;
   /** The cluster protocol this process says it speaks (default CLUSTER_PROTOCOL; another only in tests). */
   readonly protocol?: number;
   readonly log: (line: string) => void;
@@ -160,6 +162,10 @@ export class Cluster implements ClusterSeam {
 
   constructor(private readonly options: ClusterOptions) {
     this.redis = new RedisLink(options.url, options.prefix ?? 'webswarm', options.log);
+  }
+
+  private get elsewhereLimitMs(): number {
+    return this.options.elsewhereLimitMs ?? ELSEWHERE_LIMIT_MS;
   }
 
   private get publishMs(): number {
@@ -440,7 +446,7 @@ export class Cluster implements ClusterSeam {
     else {
       const since = this.elsewhereSince.get(p) ?? Date.now();
       this.elsewhereSince.set(p, since);
-      if (Date.now() - since > ELSEWHERE_LIMIT_MS) {
+      if (Date.now() - since > this.elsewhereLimitMs) {
         this.unmirror(p, v.id);
         return;
       }
@@ -484,7 +490,7 @@ export class Cluster implements ClusterSeam {
   private sweepElsewhere(): void {
     const now = Date.now();
     for (const [p, since] of this.elsewhereSince) {
-      if (now - since <= ELSEWHERE_LIMIT_MS) continue;
+      if (now - since <= this.elsewhereLimitMs) continue;
       const c = this.coordinator;
       for (const id of [...(this.peers.get(p)?.volunteers ?? [])]) if (c?.registry.get(id)?.elsewhere === true) this.unmirror(p, id);
     }

@@ -92,6 +92,10 @@ export interface ClusterShape {
   readonly loadDeadlineMs?: number;
   /** Re-partition live (REPARTITION), each server building into a stage cache of its own; absent: off. */
   readonly repartition?: { readonly holdMs?: number; readonly distrustMs?: number };
+  /** Which servers re-partition, where not all of them do (a misconfigured cluster); absent: all, where `repartition` is set. */
+  readonly repartitionEach?: readonly boolean[];
+  /** How long a process's volunteers may be on another partition than another's before it drops them (ELSEWHERE_LIMIT_MS). */
+  readonly elsewhereLimitMs?: number;
 }
 
 let prefixes = 0;
@@ -126,12 +130,13 @@ export async function joinCluster(prefix: string, i: number, redisUrl: string, s
       ...CLUSTER_TIMINGS,
       ...shape.timings,
       ...(shape.protocols?.[i] === undefined ? {} : { protocol: shape.protocols[i] }),
+      ...(shape.elsewhereLimitMs === undefined ? {} : { elsewhereLimitMs: shape.elsewhereLimitMs }),
     },
     ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
     ...(shape.logger === undefined ? {} : { logger: shape.logger }),
     ...(shape.volunteerIds === undefined ? {} : { volunteerIds: shape.volunteerIds }),
     ...(shape.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: shape.loadDeadlineMs }),
-    ...(shape.repartition === undefined
+    ...(shape.repartition === undefined || shape.repartitionEach?.[i] === false
       ? {}
       : { repartition: { stageCache: join(shape.cache, `cuts-${prefix}-${i}`), ...shape.repartition } }),
   });
