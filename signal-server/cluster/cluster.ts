@@ -19,6 +19,7 @@
  *   drop its volunteers (their sessions fail over to spares), the links its
  *   sessions made, and close its sessions on their own volunteers.
  */
+import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
@@ -184,6 +185,14 @@ export class Cluster implements ClusterSeam {
     return `${this.protocol} ${this.coordinator?.swarmSettings ?? ''}`;
   }
 
+  /**
+   * Where the partition the cluster serves is recorded: under its configured settings (`said`), so that a cluster
+   * started again with other settings (another STAGES, say) never adopts a cut planned for those before.
+   */
+  private get partitionRecordKey(): string {
+    return this.key('partition', createHash('sha256').update(this.said).digest('hex').slice(0, 16));
+  }
+
   private get pub() {
     return this.redis.pub;
   }
@@ -248,7 +257,7 @@ export class Cluster implements ClusterSeam {
     await this.lookAround();
     coordinator.cluster = this;
     // The cluster re-partitioned before this process started: it serves that partition too (once built here).
-    const record = await this.pub.get(this.key('partition'));
+    const record = await this.pub.get(this.partitionRecordKey);
     const plan = record === null ? null : decode(record, parsePartitionPlan);
     if (plan !== null) this.adopt(plan);
     else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
@@ -723,7 +732,7 @@ export class Cluster implements ClusterSeam {
       const n = await this.pub.incr(this.key('partition-seq'));
       this.lastPlan = Math.max(this.lastPlan, n);
       // The record a process that starts later adopts (the placements are this moment's: not kept).
-      await this.pub.set(this.key('partition'), JSON.stringify({ n, ranges: pairs, stageOf: [] }));
+      await this.pub.set(this.partitionRecordKey, JSON.stringify({ n, ranges: pairs, stageOf: [] }));
       this.publish(this.key('bus'), { t: 'plan', proc: this.proc, n, ranges: pairs, stageOf: [...stageOf] });
     })().catch((e: Error) => this.problem(`re-partition plan not published: ${e.message}`));
   }
