@@ -286,6 +286,18 @@ export class Cluster implements ClusterSeam {
     this.options.log(`cluster: process ${this.proc} joined through ${redacted(this.options.url)} (${this.peers.size} other processes)`);
   }
 
+  /**
+   * Stops this process's part in the cluster without a word, as a crash does to the others: no `bye`, its keys left
+   * to expire, so they find it dead only when its heartbeat lapses (tests of a process that dies; `stop` says bye).
+   */
+  async halt(): Promise<void> {
+    if (this.closed) return;
+    this.redis.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.worker?.terminate();
+    this.redis.destroy();
+  }
+
   /** Leaves the cluster: the others drop this process's volunteers at once. */
   async stop(): Promise<void> {
     if (this.closed) return;
@@ -480,7 +492,9 @@ export class Cluster implements ClusterSeam {
       ...v,
       counts: { agreed: v.agreed, disagreed: v.disagreed },
       ready: v.ready && here,
-      vouched: v.vouched && here,
+      // As its process published it, elsewhere too: one that leaves mid-switch is a departure like any (distrusted,
+      // and planned for); the planner leaves out those on another partition itself.
+      vouched: v.vouched,
       elsewhere: !here,
     });
   }

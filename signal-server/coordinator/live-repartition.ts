@@ -71,6 +71,14 @@ export class LiveRepartition {
   } | null = null;
   /** A process of a cluster that does not lead counts on the leader's plan until then (performance.now(); PLAN_WAIT_MS). */
   private awaitPlanUntil = Number.NEGATIVE_INFINITY;
+  /**
+   * A departure came that no plan has looked at yet: while a partition was built, while the processes of a cluster
+   * were mid-switch, or on a process that did not lead then. Looked at when planning can be done (the next
+   * consideration, or a cluster's heartbeat once this process leads): a short stage is made good by the plan
+   * of then. Before, such a departure was dropped, and a stage it left short stayed short, every request refused
+   * (red-team finds: a client that left the moment its new assignment came, the leader dying or closing meanwhile).
+   */
+  private departed = false;
   /** Ready volunteers over the cluster when its leader last looked at a heartbeat (tick). */
   private readyAtTick = -1;
   /** Re-partitions carried out since the start. */
@@ -128,6 +136,7 @@ export class LiveRepartition {
    * files are built and the swarm switches to it (switchPartition).
    */
   considerRepartition(departure: boolean): void {
+    if (departure) this.departed = true;
     const builder = this.s.options.repartition;
     const r = this.s.options.redundancy;
     if (builder === undefined || this.s.closing || this.repartitioning) return;
@@ -142,6 +151,8 @@ export class LiveRepartition {
       this.recheckLater(SWITCHING_RECHECK_MS);
       return;
     }
+    const gone = this.departed;
+    this.departed = false;
     const current = rangesOf(this.s.model.manifest);
     if (!sameRanges(current, this.operatorRanges)) {
       // Re-partitioned before: back to the operator's partition as soon as it serves again (volunteers came back).
@@ -160,7 +171,7 @@ export class LiveRepartition {
       }
     }
     // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
-    if (!departure) return;
+    if (!gone) return;
     if (!this.stageShort()) return;
     const plan = this.plan(builder, rangesOf(this.s.model.manifest));
     if (!plan.ok) {
@@ -189,6 +200,10 @@ export class LiveRepartition {
    */
   tick(): void {
     if (this.s.cluster?.leads() !== true) return;
+    if (this.departed) {
+      this.considerRepartition(true);
+      return;
+    }
     const ready = this.s.registry.all().filter((v) => v.ready).length;
     if (ready === this.readyAtTick) return;
     this.readyAtTick = ready;
@@ -202,6 +217,8 @@ export class LiveRepartition {
   adopt(ranges: readonly LayerRange[], stageOf: ReadonlyMap<string, number>, why?: string): void {
     if (this.s.closing) return;
     this.awaitPlanUntil = Number.NEGATIVE_INFINITY;
+    // The leader's plan answers the departures this process saw before it (not those while it is built: they count).
+    if (this.s.cluster?.leads() === false) this.departed = false;
     if (this.s.options.repartition === undefined) {
       this.s.log(
         `re-partition: the cluster's leader serves layers ${rangesKey(ranges)}, and this process cannot build them (REPARTITION is off here): its volunteers are not used by the others meanwhile`,

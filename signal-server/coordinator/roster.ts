@@ -349,7 +349,7 @@ export class Roster {
     } else {
       // Missed a load deadline on its server (published stale): as one of this server's that did (armLoadDeadline),
       // not counted for a switch back for a while, and the leader of a cluster's re-partitions looks again.
-      if (member.vouched && v.stale === true && before?.stale !== true && v.elsewhere !== true) {
+      if (member.vouched && v.stale === true && before?.stale !== true) {
         this.h.distrust(member.keys);
         queueMicrotask(() => this.h.considerRepartition(true));
       }

@@ -1,0 +1,148 @@
+// Departures that reach a cluster's re-partitioning when it cannot plan: while the processes are mid-switch, while
+// the cut is being built, while the leader is dead and not yet found so. Real servers on port 0, a real
+// redis-server, Node volunteers that compute and speak Socket.IO (the attacker is one: it proves its stage honestly,
+// then leaves at the moment that hurts most), tokens compared with the reference runner's. Before, each such
+// departure was dropped, nothing looked again, and the stage it left short stayed short: every request refused for
+// as long as the red team watched (44–50 s), although a cut of fewer stages served the volunteers left.
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Cluster } from '../cluster/cluster.js';
+import { createLogger } from '../log.js';
+import type { SignalServer } from '../server.js';
+import { type ClusterShape, clusterTestFile, complete, procOf, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const PROMPT = 'It is a truth universally acknowledged';
+const TOKENS = 6;
+/** Volunteers load and prove their stages: generous, for 2 cores shared with other test files. */
+const READY_MS = 90_000;
+/** How long a test gives the swarm to answer again after the departure: the cut took about a second here. */
+const ANSWER_MS = 40_000;
+const f = clusterTestFile('cluster-repartition-attack');
+let expected: number[] = [];
+
+beforeAll(async () => {
+  [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, TOKENS);
+});
+
+const partitionOf = (s: SignalServer) => s.coordinator?.partitionKey;
+const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+const all = (s: SignalServer) => s.coordinator?.registry.all().length ?? 0;
+
+/** Servers logging into `lines`, re-partitioning, with a short hold: a cluster of `n` shaped so. */
+async function cluster(n: number, stages: number, lines: string[]): Promise<SignalServer[]> {
+  const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
+  const shape: ClusterShape = {
+    model: MODEL,
+    stages,
+    redundancy: 2,
+    routeWaitMs: 3_000,
+    cache: f.cache,
+    repartition: { holdMs: 2_000 },
+    logger,
+  };
+  const c = await startCluster(n, f.redisUrl, shape);
+  f.servers.push(...c.servers);
+  return c.servers;
+}
+
+/** Honest volunteers, one on each server of `on` in turn, each seen by every server of `servers` before the next. */
+async function volunteers(on: readonly SignalServer[], servers: readonly SignalServer[], name: string): Promise<NodeVolunteer[]> {
+  const vs: NodeVolunteer[] = [];
+  for (const [i, s] of on.entries()) {
+    const v = new NodeVolunteer(s.address().url, {
+      clientKey: `${name}-${i}`,
+      localAddress: `127.0.0.${vs.length + 100 + 10 * on.length}`,
+    });
+    f.volunteers.push(v);
+    vs.push(v);
+    await until(`every server sees volunteer ${i}`, () => servers.every((x) => all(x) === i + 1));
+  }
+  await until('every server sees them ready', () => servers.every((x) => ready(x) === on.length), READY_MS);
+  return vs;
+}
+
+/** Asks `s` every 2.5 s until it answers: the reference's tokens, within ANSWER_MS. */
+async function answersAgain(s: SignalServer): Promise<void> {
+  const t0 = Date.now();
+  const codes: string[] = [];
+  for (let i = 0; i < 20 && Date.now() - t0 < ANSWER_MS; i++) {
+    await new Promise((r) => setTimeout(r, 2_500));
+    const r = await complete(s, PROMPT, TOKENS);
+    codes.push(
+      `${r.status}${r.code === undefined ? '' : ` ${r.code}`} on ${partitionOf(s)} (${s.coordinator?.registry.replicasPerStage().join('/')})`,
+    );
+    if (r.status !== 200) continue;
+    expect(r.tokens).toEqual(expected);
+    return;
+  }
+  throw new Error(`no answer within ${ANSWER_MS} ms: ${codes.join('; ')}`);
+}
+
+describe('hostile: departures while a cluster cannot plan', () => {
+  for (const on of ['the other process', 'the leader'] as const)
+    it(`a client on ${on} that proved the cut's stage and leaves the moment the switch back reaches it: the leader cuts again`, async () => {
+      const lines: string[] = [];
+      const [a, b] = (await cluster(2, 2, lines)) as [SignalServer, SignalServer];
+      expect(procOf(a)).toBeLessThan(procOf(b));
+      const configured = partitionOf(a);
+      const side = on === 'the leader' ? 'a' : 'b';
+      const honest = await volunteers([a, b, a, b], [a, b], `switch-window-${side}`);
+      // One honest client leaves: one stage of all layers, three ready on it.
+      await (honest[3] as NodeVolunteer).close();
+      await until('every process serves the cut', () => partitionOf(a) === '0-3' && partitionOf(b) === '0-3', 60_000);
+      await until('three ready on it', () => ready(a) === 3 && ready(b) === 3, READY_MS);
+      // The attacker, a new client: proves the cut's stage (four ready: the swarm switches back after the hold), and
+      // disconnects as its process tells it to load a stage of the configured partition, mid-switch.
+      const x = new NodeVolunteer((on === 'the leader' ? a : b).address().url, {
+        clientKey: `switch-window-x-${side}`,
+        localAddress: '127.0.0.99',
+      });
+      f.volunteers.push(x);
+      let assigns = 0;
+      x.socket.on('volunteer:assign', () => {
+        if (++assigns === 2) x.socket.disconnect();
+      });
+      await until('every process switched back', () => partitionOf(a) === configured && partitionOf(b) === configured, READY_MS);
+      await until('both see the attacker gone', () => x.socket.disconnected && all(a) === 3 && all(b) === 3, 15_000);
+      // Three honest clients: 2 stages × r = 2 cannot serve, one stage can.
+      await answersAgain(a);
+      await answersAgain(b);
+      expect(partitionOf(a)).toBe('0-3');
+      for (const v of honest.slice(0, 3)) expect(v.errors.filter((e) => e.code !== 'ERR_NOT_LINKED')).toEqual([]);
+    }, 300_000);
+
+  it('a departure while the leader is dead and not yet found so: the next leader plans for it', async () => {
+    const lines: string[] = [];
+    const [a, b, c] = (await cluster(3, 2, lines)) as [SignalServer, SignalServer, SignalServer];
+    expect(procOf(a)).toBeLessThan(procOf(b));
+    // The leader a holds no volunteer; b and c two each.
+    const honest = await volunteers([b, c, b, c], [b, c], 'leader-crash');
+    // a crashes (no bye: the others find it dead when its heartbeat lapses, 3 s here); meanwhile one of c's goes.
+    await (a.coordinator?.cluster as Cluster).halt();
+    a.coordinator?.shutdown();
+    await new Promise((r) => setTimeout(r, 500));
+    await (honest[3] as NodeVolunteer).close();
+    await until('a is found dead', () => lines.some((l) => l.includes(`process ${procOf(a)} is gone`)), 15_000);
+    await answersAgain(b);
+    await answersAgain(c);
+    expect(partitionOf(b)).toBe('0-3');
+  }, 300_000);
+
+  it("the leader closes while the others build its cut: its volunteers' departures are planned for once the cut is served", async () => {
+    const lines: string[] = [];
+    const [a, b, c] = (await cluster(3, 3, lines)) as [SignalServer, SignalServer, SignalServer];
+    expect(procOf(a)).toBeLessThan(procOf(b));
+    const vs = await volunteers([a, b, a, b, c, b], [a, b, c], 'leader-close');
+    const configured = partitionOf(b);
+    // c's volunteer leaves: stages short; the moment the leader plans a cut for five, it closes (its two go).
+    await (vs[4] as NodeVolunteer).close();
+    await until('the leader plans', () => lines.some((l) => l.includes('re-partition: stages short')), 10_000);
+    await a.close();
+    await until('b and c serve another partition', () => partitionOf(b) !== configured && partitionOf(c) !== configured, 30_000);
+    // Three volunteers left, of three clients: one stage serves them.
+    await answersAgain(b);
+    await answersAgain(c);
+    expect(partitionOf(b)).toBe('0-3');
+  }, 300_000);
+});
