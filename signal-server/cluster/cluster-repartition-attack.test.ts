@@ -5,10 +5,18 @@
 // departure was dropped, nothing looked again, and the stage it left short stayed short: every request refused for
 // as long as the red team watched (44–50 s), although a cut of fewer stages served the volunteers left.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Cluster } from '../cluster/cluster.js';
 import { createLogger } from '../log.js';
 import type { SignalServer } from '../server.js';
-import { type ClusterShape, clusterTestFile, complete, procOf, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
+import {
+  type ClusterShape,
+  clusterOf,
+  clusterTestFile,
+  complete,
+  procOf,
+  referenceTokens,
+  startCluster,
+  until,
+} from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -119,7 +127,7 @@ describe('hostile: departures while a cluster cannot plan', () => {
     // The leader a holds no volunteer; b and c two each.
     const honest = await volunteers([b, c, b, c], [b, c], 'leader-crash');
     // a crashes (no bye: the others find it dead when its heartbeat lapses, 3 s here); meanwhile one of c's goes.
-    await (a.coordinator?.cluster as Cluster).halt();
+    await clusterOf(a).halt();
     a.coordinator?.shutdown();
     await new Promise((r) => setTimeout(r, 500));
     await (honest[3] as NodeVolunteer).close();

@@ -144,11 +144,16 @@ export async function joinCluster(prefix: string, i: number, redisUrl: string, s
   return server;
 }
 
-/** The cluster's number of `server` (its inbox channel is `<prefix>:proc:<n>`). */
-export function procOf(server: SignalServer): number {
+/** The cluster part of `server` (a server of a cluster). */
+export function clusterOf(server: SignalServer): Cluster {
   const cluster = server.coordinator?.cluster as Cluster | null | undefined;
   if (cluster === null || cluster === undefined) throw new Error('not a server of a cluster');
-  return cluster.proc;
+  return cluster;
+}
+
+/** The cluster's number of `server` (its inbox channel is `<prefix>:proc:<n>`). */
+export function procOf(server: SignalServer): number {
+  return clusterOf(server).proc;
 }
 
 /** Counts what arrives on a Redis channel (a process's inbox, the bus), by message type `t`. */
