@@ -36,6 +36,12 @@ const SWITCHING_RECHECK_MS = 1_000;
  * failed are replayed meanwhile, as on the process that builds (SessionRunner), rather than failed at once.
  */
 const PLAN_WAIT_MS = 5_000;
+/**
+ * How long a process that does not lead remembers a departure no plan answered (`departed`), for the case that it
+ * comes to lead (the leader died before it planned: found dead within DEFAULT_DEAD_AFTER_MS and a heartbeat). Older,
+ * the leader of then looked at it: a process that comes to lead much later must not shrink the partition for it.
+ */
+const DEPARTED_MEMORY_MS = 60_000;
 
 /** What re-partitioning needs of the coordinator's other parts. */
 export interface RepartitionHooks {
@@ -79,6 +85,8 @@ export class LiveRepartition {
    * (red-team finds: a client that left the moment its new assignment came, the leader dying or closing meanwhile).
    */
   private departed = false;
+  /** When `departed` was last set (performance.now()). */
+  private departedAt = Number.NEGATIVE_INFINITY;
   /** Ready volunteers over the cluster when its leader last looked at a heartbeat (tick). */
   private readyAtTick = -1;
   /** Re-partitions carried out since the start. */
@@ -136,7 +144,10 @@ export class LiveRepartition {
    * files are built and the swarm switches to it (switchPartition).
    */
   considerRepartition(departure: boolean): void {
-    if (departure) this.departed = true;
+    if (departure) {
+      this.departed = true;
+      this.departedAt = performance.now();
+    }
     const builder = this.s.options.repartition;
     const r = this.s.options.redundancy;
     if (builder === undefined || this.s.closing || this.repartitioning) return;
@@ -199,7 +210,10 @@ export class LiveRepartition {
    * stages on other processes, out of sight of its readiness checks), when the count of ready volunteers changed.
    */
   tick(): void {
-    if (this.s.cluster?.leads() !== true) return;
+    if (this.s.cluster?.leads() !== true) {
+      if (performance.now() - this.departedAt > DEPARTED_MEMORY_MS) this.departed = false;
+      return;
+    }
     if (this.departed) {
       this.considerRepartition(true);
       return;
