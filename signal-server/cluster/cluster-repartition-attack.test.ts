@@ -4,6 +4,7 @@
 // then leaves at the moment that hurts most), tokens compared with the reference runner's. Before, each such
 // departure was dropped, nothing looked again, and the stage it left short stayed short: every request refused for
 // as long as the red team watched (44–50 s), although a cut of fewer stages served the volunteers left.
+import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../log.js';
 import type { SignalServer } from '../server.js';
@@ -38,7 +39,7 @@ const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.r
 const all = (s: SignalServer) => s.coordinator?.registry.all().length ?? 0;
 
 /** Servers logging into `lines`, re-partitioning, with a short hold: a cluster of `n` shaped so. */
-async function cluster(n: number, stages: number, lines: string[]): Promise<SignalServer[]> {
+async function cluster(n: number, stages: number, lines: string[]): Promise<{ servers: SignalServer[]; prefix: string }> {
   const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
   const shape: ClusterShape = {
     model: MODEL,
@@ -51,7 +52,7 @@ async function cluster(n: number, stages: number, lines: string[]): Promise<Sign
   };
   const c = await startCluster(n, f.redisUrl, shape);
   f.servers.push(...c.servers);
-  return c.servers;
+  return c;
 }
 
 /** Honest volunteers, one on each server of `on` in turn, each seen by every server of `servers` before the next. */
@@ -91,7 +92,7 @@ describe('hostile: departures while a cluster cannot plan', () => {
   for (const on of ['the other process', 'the leader'] as const)
     it(`a client on ${on} that proved the cut's stage and leaves the moment the switch back reaches it: the leader cuts again`, async () => {
       const lines: string[] = [];
-      const [a, b] = (await cluster(2, 2, lines)) as [SignalServer, SignalServer];
+      const [a, b] = (await cluster(2, 2, lines)).servers as [SignalServer, SignalServer];
       expect(procOf(a)).toBeLessThan(procOf(b));
       const configured = partitionOf(a);
       const side = on === 'the leader' ? 'a' : 'b';
@@ -122,7 +123,7 @@ describe('hostile: departures while a cluster cannot plan', () => {
 
   it('a departure while the leader is dead and not yet found so: the next leader plans for it', async () => {
     const lines: string[] = [];
-    const [a, b, c] = (await cluster(3, 2, lines)) as [SignalServer, SignalServer, SignalServer];
+    const [a, b, c] = (await cluster(3, 2, lines)).servers as [SignalServer, SignalServer, SignalServer];
     expect(procOf(a)).toBeLessThan(procOf(b));
     // The leader a holds no volunteer; b and c two each.
     const honest = await volunteers([b, c, b, c], [b, c], 'leader-crash');
@@ -137,9 +138,39 @@ describe('hostile: departures while a cluster cannot plan', () => {
     expect(partitionOf(b)).toBe('0-3');
   }, 300_000);
 
+  it("a process's heartbeat lapses for a moment (a Redis blip): its volunteers leave no client distrusted, and once they are back the configured partition serves again", async () => {
+    const lines: string[] = [];
+    const { servers, prefix } = await cluster(2, 2, lines);
+    const [a, b] = servers as [SignalServer, SignalServer];
+    const configured = partitionOf(a);
+    await volunteers([a, b, a, b], [a, b], 'redis-blip');
+    // b's heartbeat key goes missing (deleted every 20 ms, for 5 s at most) until a takes b for dead.
+    const gone = () => lines.some((l) => l.includes(`process ${procOf(b)} is gone`));
+    const redis = createClient({ url: f.redisUrl });
+    await redis.connect();
+    try {
+      for (let i = 0; i < 250 && !gone(); i++) {
+        await redis.del(`${prefix}:alive:${procOf(b)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await redis.quit();
+    }
+    await until('a took b for dead', gone, 10_000);
+    // a dropped b's two volunteers (a stage short: the cut), b published them again, and they proved their stages.
+    // Before, a had distrusted them as clients that left: the cut served for 10 minutes (SWITCH_BACK_DISTRUST_MS).
+    await until(
+      'every process serves the configured partition again, the four ready',
+      () => [a, b].every((s) => partitionOf(s) === configured && ready(s) === 4),
+      60_000,
+    );
+    expect(a.coordinator?.repartitions).toBeGreaterThanOrEqual(2);
+    await answersAgain(a);
+  }, 300_000);
+
   it("the leader closes while the others build its cut: its volunteers' departures are planned for once the cut is served", async () => {
     const lines: string[] = [];
-    const [a, b, c] = (await cluster(3, 3, lines)) as [SignalServer, SignalServer, SignalServer];
+    const [a, b, c] = (await cluster(3, 3, lines)).servers as [SignalServer, SignalServer, SignalServer];
     expect(procOf(a)).toBeLessThan(procOf(b));
     const vs = await volunteers([a, b, a, b, c, b], [a, b, c], 'leader-close');
     const configured = partitionOf(b);

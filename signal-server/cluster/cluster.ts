@@ -446,7 +446,7 @@ export class Cluster implements ClusterSeam {
       this.owner.delete(id);
       this.mirroredSessions.delete(id);
       this.fullUntil.delete(id);
-      c.left(id);
+      c.left(id, true);
     }
     for (const [pair, n] of peer.links) {
       const [a = '', b = ''] = pair.split('\n');
@@ -506,7 +506,7 @@ export class Cluster implements ClusterSeam {
     this.mirroredSessions.delete(id);
     this.fullUntil.delete(id);
     this.peers.get(p)?.volunteers.delete(id);
-    this.coordinator?.left(id);
+    this.coordinator?.left(id, true);
   }
 
   /** Drops the volunteers that stayed on another partition than this process's past ELSEWHERE_LIMIT_MS. */

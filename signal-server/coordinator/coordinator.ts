@@ -181,9 +181,13 @@ export class Coordinator {
     this.readiness.proof(id, m);
   }
 
-  /** A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. */
-  left(id: string): void {
-    this.roster.left(id);
+  /**
+   * A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. `processGone`: a
+   * volunteer of another server of a cluster dropped because that server is gone (or stayed on another partition),
+   * not because the client left: it is not distrusted for a switch back (Roster.left).
+   */
+  left(id: string, processGone = false): void {
+    this.roster.left(id, processGone);
   }
 
   /** Has an established record: proven, and enough agreement (the server's own replicas always). Newcomers never outvote it. */

@@ -143,8 +143,11 @@ export class Roster {
     return id;
   }
 
-  /** A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. */
-  left(id: string): void {
+  /**
+   * A volunteer's connection ended: its sessions fail over, its record goes, the stages re-balance. `processGone`: a
+   * mirrored volunteer whose server is gone, not a client that left.
+   */
+  left(id: string, processGone = false): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
     if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
@@ -152,8 +155,10 @@ export class Roster {
     const loading = this.loading.get(id);
     if (loading !== undefined) clearTimeout(loading);
     this.loading.delete(id);
-    // One that proved a stage and left: it may come back, but not to switch the swarm back (see LiveRepartition).
-    if (member.vouched) this.h.distrust(member.keys);
+    // One that proved a stage and left: it may come back, but not to switch the swarm back (see LiveRepartition). Not
+    // the volunteers of a server of a cluster that died or blinked: they come back too, and before, one lost heartbeat
+    // kept the swarm on a cut of fewer stages for 10 minutes after they all came back ready (a red-team find).
+    if (member.vouched && !processGone) this.h.distrust(member.keys);
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
