@@ -27,6 +27,8 @@ const TOKENS = 6;
 const READY_MS = 90_000;
 /** How long a test gives the swarm to answer again after the departure: the cut took about a second here. */
 const ANSWER_MS = 40_000;
+/** How long the switch storm test's attacker cycles. */
+const STORM_MS = 25_000;
 const f = clusterTestFile('cluster-repartition-attack');
 let expected: number[] = [];
 
@@ -165,6 +167,43 @@ describe('hostile: departures while a cluster cannot plan', () => {
       60_000,
     );
     expect(a.coordinator?.repartitions).toBeGreaterThanOrEqual(2);
+    await answersAgain(a);
+  }, 300_000);
+
+  it('a switch storm by an attacker with a fresh identity each cycle: each flap doubles the hold before the next switch back', async () => {
+    const lines: string[] = [];
+    const [a, b] = (await cluster(2, 2, lines)).servers as [SignalServer, SignalServer];
+    const configured = partitionOf(a);
+    const honest = await volunteers([a, b, a, b], [a, b], 'storm-honest');
+    await (honest[3] as NodeVolunteer).close();
+    await until('the cut', () => partitionOf(a) === '0-3' && partitionOf(b) === '0-3', 60_000);
+    // Each cycle a new client (key and address): it proves the cut's stage, the swarm switches back after the hold,
+    // and it leaves the moment its process assigns it a stage of the configured partition: a shrink again.
+    const backAt: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < 20 && performance.now() - t0 < STORM_MS; i++) {
+      await until('three ready on the cut', () => partitionOf(a) === '0-3' && ready(a) === 3 && ready(b) === 3, READY_MS);
+      const x = new NodeVolunteer(b.address().url, { clientKey: `storm-attacker-${i}`, localAddress: `127.0.0.${30 + i}` });
+      f.volunteers.push(x);
+      let assigns = 0;
+      x.socket.on('volunteer:assign', () => {
+        if (++assigns !== 2) return;
+        backAt.push(performance.now() - t0);
+        x.socket.disconnect();
+      });
+      await until('the attacker joined', () => x.id !== null && b.coordinator?.registry.get(x.id) !== undefined, 20_000);
+      const left = () => x.socket.disconnected && all(a) === 3 && all(b) === 3;
+      await until('the attacker switched the swarm back and left', left, Math.max(1_000, STORM_MS - (performance.now() - t0))).catch(() =>
+        x.close(),
+      );
+    }
+    // Holds of 2, 4, 8 and 16 s (about 1 s each cycle to prove the stage on top): 4 switches back in STORM_MS at most.
+    // Before, one a hold: about 10 (58 switches a minute per process at this hold, the red team measured).
+    expect(backAt.length).toBeGreaterThanOrEqual(2);
+    expect(backAt.length).toBeLessThanOrEqual(4);
+    const gaps = backAt.slice(1).map((t, i) => t - (backAt[i] as number));
+    for (const [i, gap] of gaps.entries()) expect(gap).toBeGreaterThan(2_000 * 2 ** (i + 1) - 500);
+    expect(partitionOf(a)).not.toBe(configured);
     await answersAgain(a);
   }, 300_000);
 

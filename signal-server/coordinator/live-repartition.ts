@@ -28,6 +28,13 @@ import { assignment, type SwarmState } from './swarm-state.js';
 export const SWITCH_BACK_DISTRUST_MS = 10 * 60_000;
 /** Keys remembered at most (the oldest go first). */
 const MAX_DISTRUSTED = 10_000;
+/**
+ * A switch away from the configured partition within this long of a switch back to it is a flap: the hold before
+ * the next switch back doubles (HOLD_BACKOFF_MAX at most); one later (the configured partition held steady) resets it.
+ */
+const FLAP_WINDOW_MS = 5 * 60_000;
+/** The hold before a switch back grows to this many times REPARTITION_HOLD_MS at most. */
+const HOLD_BACKOFF_MAX = 16;
 /** A cluster's leader looks again this long after it found the processes mid-switch (some not switched yet). */
 const SWITCHING_RECHECK_MS = 1_000;
 /**
@@ -89,6 +96,10 @@ export class LiveRepartition {
   private departedAt = Number.NEGATIVE_INFINITY;
   /** Ready volunteers over the cluster when its leader last looked at a heartbeat (tick). */
   private readyAtTick = -1;
+  /** The hold before a switch back, in holds: doubled at each flap (FLAP_WINDOW_MS), 1 once the swarm held steady. */
+  private holdBackoff = 1;
+  /** When the swarm last switched back to the configured partition (performance.now()). */
+  private switchedBackAt = Number.NEGATIVE_INFINITY;
   /** Re-partitions carried out since the start. */
   repartitions = 0;
   /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
@@ -170,7 +181,8 @@ export class LiveRepartition {
       // Ready volunteers alone count: a hello costs nothing, and a stranger that never loads would otherwise
       // switch the swarm to a partition where its stage lacks r ready replicas (and re-challenge everyone).
       // Not before the hold is over, and no plan (seconds for a large swarm) while too few clients are ready.
-      const wait = this.switchedAt + (this.s.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) - performance.now();
+      const hold = (this.s.options.repartitionHoldMs ?? REPARTITION_HOLD_MS) * this.holdBackoff;
+      const wait = this.switchedAt + hold - performance.now();
       const readyClients = new Set(this.plannerView(true).map((v) => v.client)).size;
       if (wait > 0) this.recheckLater(wait);
       else if (readyClients >= this.operatorRanges.length * r) {
@@ -355,6 +367,13 @@ export class LiveRepartition {
     this.s.epoch += 1;
     this.repartitions += 1;
     this.switchedAt = performance.now();
+    // Switches back and forth cost every volunteer a load and a challenge, and every request in flight a replay. The
+    // distrust of clients that left (SWITCH_BACK_DISTRUST_MS) goes by identity: an attacker with a fresh client key
+    // and address each time, proving the cut's stage and leaving the moment the switch back reached it, forced about
+    // one switch a hold (58 a minute per process at a 2 s hold; a red-team find). Each flap doubles the hold instead.
+    if (sameRanges(rangesOf(p.manifest), this.operatorRanges)) this.switchedBackAt = this.switchedAt;
+    else if (this.switchedAt - this.switchedBackAt < FLAP_WINDOW_MS) this.holdBackoff = Math.min(this.holdBackoff * 2, HOLD_BACKOFF_MAX);
+    else this.holdBackoff = 1;
     const fallback = this.s.options.fallback;
     // The old partition's replicas hand over: their runner is released once the sessions they admitted end.
     if (fallback !== undefined)
