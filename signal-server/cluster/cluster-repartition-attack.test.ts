@@ -13,10 +13,14 @@ import {
   clusterOf,
   clusterTestFile,
   complete,
+  joinVolunteers,
+  partitionOf,
   procOf,
+  readyCount,
   referenceTokens,
   startCluster,
   until,
+  volunteerCount,
 } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
@@ -36,9 +40,8 @@ beforeAll(async () => {
   [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, TOKENS);
 });
 
-const partitionOf = (s: SignalServer) => s.coordinator?.partitionKey;
-const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
-const all = (s: SignalServer) => s.coordinator?.registry.all().length ?? 0;
+const ready = readyCount;
+const all = volunteerCount;
 
 /** Servers logging into `lines`, re-partitioning, with a short hold: a cluster of `n` shaped so. */
 async function cluster(n: number, stages: number, lines: string[]): Promise<{ servers: SignalServer[]; prefix: string }> {
@@ -58,19 +61,8 @@ async function cluster(n: number, stages: number, lines: string[]): Promise<{ se
 }
 
 /** Honest volunteers, one on each server of `on` in turn, each seen by every server of `servers` before the next. */
-async function volunteers(on: readonly SignalServer[], servers: readonly SignalServer[], name: string): Promise<NodeVolunteer[]> {
-  const vs: NodeVolunteer[] = [];
-  for (const [i, s] of on.entries()) {
-    const v = new NodeVolunteer(s.address().url, {
-      clientKey: `${name}-${i}`,
-      localAddress: `127.0.0.${vs.length + 100 + 10 * on.length}`,
-    });
-    f.volunteers.push(v);
-    vs.push(v);
-    await until(`every server sees volunteer ${i}`, () => servers.every((x) => all(x) === i + 1));
-  }
-  await until('every server sees them ready', () => servers.every((x) => ready(x) === on.length), READY_MS);
-  return vs;
+function volunteers(on: readonly SignalServer[], servers: readonly SignalServer[], name: string): Promise<NodeVolunteer[]> {
+  return joinVolunteers(f, on, servers, name, 100 + 10 * on.length, READY_MS);
 }
 
 /** Asks `s` every 2.5 s until it answers: the reference's tokens, within ANSWER_MS. */

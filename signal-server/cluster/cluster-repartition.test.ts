@@ -12,10 +12,14 @@ import {
   clusterTestFile,
   complete,
   joinCluster,
+  joinVolunteers,
+  partitionOf,
   procOf,
+  readyCount,
   referenceTokens,
   startCluster,
   until,
+  volunteerCount,
 } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 
@@ -36,9 +40,8 @@ beforeAll(async () => {
   [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, TOKENS);
 });
 
-const partitionOf = (s: SignalServer) => s.coordinator?.partitionKey;
-const ready = (s: SignalServer) => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
-const all = (s: SignalServer) => s.coordinator?.registry.all().length ?? 0;
+const ready = readyCount;
+const all = volunteerCount;
 
 async function expectReference(s: SignalServer): Promise<void> {
   const r = await complete(s, PROMPT, TOKENS);
@@ -67,14 +70,7 @@ describe('re-partition over a cluster', () => {
     expect(configured).toBe('0-2,2-3');
     expect(procOf(a)).toBeLessThan(procOf(b));
     // Four volunteers, on a, b, a, b: stages 0 1 0 1.
-    const honest: NodeVolunteer[] = [];
-    for (const [i, s] of [a, b, a, b].entries()) {
-      const v = new NodeVolunteer(s.address().url, { clientKey: `cluster-cut-${i}`, localAddress: `127.0.0.${140 + i}` });
-      f.volunteers.push(v);
-      honest.push(v);
-      await until(`both processes see volunteer ${i}`, () => all(a) === i + 1 && all(b) === i + 1);
-    }
-    await until('both processes see the four ready', () => ready(a) === 4 && ready(b) === 4, READY_MS);
+    const honest = await joinVolunteers(f, [a, b, a, b], [a, b], 'cluster-cut', 140, READY_MS);
     expect(honest.map((v) => v.stage)).toEqual([0, 1, 0, 1]);
     const configuredKey = honest[0]?.partition;
 
@@ -140,14 +136,7 @@ describe('re-partition over a cluster', () => {
     });
     f.servers.push(...c.servers);
     const [a, b] = c.servers as [SignalServer, SignalServer];
-    const vs: NodeVolunteer[] = [];
-    for (const [i, s] of [a, b, a, b].entries()) {
-      const v = new NodeVolunteer(s.address().url, { clientKey: `cluster-stuck-${i}`, localAddress: `127.0.0.${160 + i}` });
-      f.volunteers.push(v);
-      vs.push(v);
-      await until(`both processes see volunteer ${i}`, () => all(a) === i + 1 && all(b) === i + 1);
-    }
-    await until('both processes see the four ready', () => ready(a) === 4 && ready(b) === 4, READY_MS);
+    const vs = await joinVolunteers(f, [a, b, a, b], [a, b], 'cluster-stuck', 160, READY_MS);
     expect(vs.map((v) => v.stage)).toEqual([0, 1, 0, 1]);
     await (vs[3] as NodeVolunteer).close();
     await until('the leader serves the cut', () => partitionOf(a) === ONE_STAGE, 60_000);

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import { createSignalServer, type SignalServer } from '../server.js';
-import type { NodeVolunteer } from './node-volunteer.js';
+import { NodeVolunteer } from './node-volunteer.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
 /** What a cluster test file shares: its redis-server, its stage cache, and what each test started. */
@@ -217,6 +217,36 @@ export async function referenceTokens(
   } finally {
     await reference.close();
   }
+}
+
+/** The partition `s` serves now, as layer ranges ("0-2,2-3"). */
+export const partitionOf = (s: SignalServer): string | undefined => s.coordinator?.partitionKey;
+/** Volunteers ready on `s` (its own and the other processes' it mirrors). */
+export const readyCount = (s: SignalServer): number => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+/** Volunteers `s` knows of (its own and the other processes' it mirrors). */
+export const volunteerCount = (s: SignalServer): number => s.coordinator?.registry.all().length ?? 0;
+
+/**
+ * Honest volunteers of `f`, one on each server of `on` in turn (client keys `<name>-<i>`, addresses 127.0.0.<first + i>),
+ * each seen by every server of `servers` before the next joins; resolves once every server sees them all ready.
+ */
+export async function joinVolunteers(
+  f: ClusterTestFile,
+  on: readonly SignalServer[],
+  servers: readonly SignalServer[],
+  name: string,
+  first: number,
+  readyMs = 90_000,
+): Promise<NodeVolunteer[]> {
+  const vs: NodeVolunteer[] = [];
+  for (const [i, s] of on.entries()) {
+    const v = new NodeVolunteer(s.address().url, { clientKey: `${name}-${i}`, localAddress: `127.0.0.${first + i}` });
+    f.volunteers.push(v);
+    vs.push(v);
+    await until(`every server sees volunteer ${i}`, () => servers.every((x) => volunteerCount(x) === i + 1));
+  }
+  await until('every server sees them ready', () => servers.every((x) => readyCount(x) === on.length), readyMs);
+  return vs;
 }
 
 /** Resolves once `test` holds; throws naming `what` after `ms`. */
