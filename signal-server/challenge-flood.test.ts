@@ -141,4 +141,54 @@ describe('challenges a client can make the server compute', () => {
     },
     TEST_MS,
   );
+
+  it(
+    'the answer to a challenge a move withdrew while it was computed is dropped quietly; a proof of a challenge never sent is still refused',
+    async () => {
+      const { server, url } = await start(2, 2);
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      const hello = (address: string, key: string) => {
+        const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'volunteer' }, address);
+        c.on('connect', () => c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: key }));
+        return c;
+      };
+      // Two that say hello only (stages 0 and 1), then one that says ready on stage 0 and holds its challenge's answer.
+      const first = hello('127.0.0.81', 'withdrawn-first');
+      await expect.poll(() => coordinator.registry.size, { timeout: WAIT_MS }).toBe(1);
+      const second = hello('127.0.0.82', 'withdrawn-second');
+      await expect.poll(() => coordinator.registry.size, { timeout: WAIT_MS }).toBe(2);
+      // It says ready for its first assignment only, and keeps its answer.
+      const challenges: StageChallenge[] = [];
+      const errors: WireError[] = [];
+      const assigned: StageAssignment[] = [];
+      const held = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'volunteer' }, '127.0.0.83');
+      held.on('volunteer:assign', (a: StageAssignment) => {
+        assigned.push(a);
+        if (assigned.length === 1)
+          held.emit('volunteer:ready', {
+            modelId: a.modelId,
+            stage: a.stage,
+            stepMs: 1,
+            ...(a.partition === undefined ? {} : { partition: a.partition }),
+          });
+      });
+      held.on('volunteer:challenge', (m: StageChallenge) => challenges.push(m));
+      held.on('server:error', (e: WireError) => errors.push(e));
+      held.on('connect', () => held.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: 'withdrawn-held' }));
+      await expect.poll(() => challenges.length, { timeout: WAIT_MS }).toBe(1);
+      expect(assigned.map((a) => a.stage)).toEqual([0]);
+      // Stage 1's one leaves: the latest of stage 0 (the held one) moves there, its challenge withdrawn.
+      second.disconnect();
+      await expect.poll(() => assigned.map((a) => a.stage), { timeout: WAIT_MS }).toEqual([0, 1]);
+      // Its answer to the withdrawn challenge crosses the move: no error. Then a made-up id: refused.
+      held.emit('volunteer:proof', { challengeId: challenges[0]?.challengeId ?? 0, digest: [0] });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(errors).toEqual([]);
+      held.emit('volunteer:proof', { challengeId: (challenges[0]?.challengeId ?? 0) + 100, digest: [0] });
+      await expect.poll(() => errors.map((e) => e.code), { timeout: WAIT_MS }).toEqual(['ERR_BAD_MESSAGE']);
+      for (const c of [first, held]) c.disconnect();
+    },
+    TEST_MS,
+  );
 });

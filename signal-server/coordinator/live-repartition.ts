@@ -15,7 +15,7 @@ import {
   sameRanges,
 } from './repartition.js';
 import type { Move } from './scheduler.js';
-import { assignment, type SwarmState } from './swarm-state.js';
+import { assignment, type SwarmState, withdrawChallenge } from './swarm-state.js';
 
 /**
  * How long a client (each of its identity keys: its client key, its address) that proved a stage and then left, or
@@ -380,8 +380,7 @@ export class LiveRepartition {
       this.s.fallback = this.h.serverReplicas(p.manifest, { ...fallback, executor: p.executor }).succeeding(this.s.fallback);
     for (const member of this.s.members.values()) {
       if (member.remote) continue;
-      if (member.challenge?.timer != null) clearTimeout(member.challenge.timer);
-      member.challenge = null;
+      withdrawChallenge(member);
       member.proven = false;
     }
     const replay = new ReplayOnNewPartition(p.key);

@@ -140,6 +140,12 @@ export class Readiness {
     const member = this.s.members.get(id);
     const v = this.s.registry.get(id);
     const c = member?.challenge;
+    // The answer to a challenge a move or a switch withdrew while it was computed (ids are never reused, so never the
+    // one open now): nothing to judge, nothing wrong.
+    if (member !== undefined && member.withdrawn === m.challengeId) {
+      member.withdrawn = null;
+      return;
+    }
     if (
       member === undefined ||
       v === undefined ||

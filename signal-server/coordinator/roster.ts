@@ -14,7 +14,7 @@ import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
-import { assignment, established, type Member, refuse, type SwarmState } from './swarm-state.js';
+import { assignment, established, type Member, refuse, type SwarmState, withdrawChallenge } from './swarm-state.js';
 
 /** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
 export const MAX_VOLUNTEERS_PER_ADDRESS = 16;
@@ -121,6 +121,7 @@ export class Roster {
       proven: false,
       vouched: false,
       challenge: null,
+      withdrawn: null,
       noShows: new NoShowWindow(),
       silence: null,
       opened,
@@ -180,8 +181,7 @@ export class Roster {
       if (moved !== undefined) {
         moved.proven = false;
         // A challenge of the stage it leaves is no test of the new one: its ready for the new stage is challenged afresh.
-        if (moved.challenge?.timer != null) clearTimeout(moved.challenge.timer);
-        moved.challenge = null;
+        withdrawChallenge(moved);
         moved.link.send('volunteer:assign', assignment(this.s, move.to));
       }
       // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.
@@ -346,6 +346,7 @@ export class Roster {
         proven: v.proven,
         vouched,
         challenge: null,
+        withdrawn: null,
         noShows: new NoShowWindow(),
         silence: null,
         opened: null,

@@ -40,6 +40,11 @@ export interface Member {
     readonly sentAt: number;
     readonly timer: ReturnType<typeof setTimeout> | null;
   } | null;
+  /**
+   * Its last challenge withdrawn by a move or a switch of partition (`withdrawChallenge`): a proof of it that crossed
+   * the withdrawal is dropped quietly, not refused as a bad message (an honest race: a red-team run saw it).
+   */
+  withdrawn: number | null;
   /** Sessions it missed among its last ones (three evict it: `MAX_NO_SHOWS`). */
   readonly noShows: NoShowWindow;
   /** What its silence in its last session left for its next (SilentMembers.carry), or null. */
@@ -106,4 +111,12 @@ export function established(s: SwarmState, id: string): boolean {
 /** How to reach a route's member: a volunteer's link, or the server replica's. */
 export function linkOf(s: SwarmState, id: string): VolunteerLink | undefined {
   return isServerPeer(id) ? s.fallback?.link(id) : s.members.get(id)?.link;
+}
+
+/** Withdraws `member`'s open challenge (its stage or partition changed): its timer stops, a late proof of it is dropped. */
+export function withdrawChallenge(member: Member): void {
+  if (member.challenge === null) return;
+  if (member.challenge.timer !== null) clearTimeout(member.challenge.timer);
+  member.withdrawn = member.challenge.id;
+  member.challenge = null;
 }
