@@ -219,6 +219,13 @@ export async function referenceTokens(
   }
 }
 
+/**
+ * What an honest volunteer may be told across a switch of partition, and means no fault of its own: a signal to a peer
+ * whose session the switch ended, a report of such a session (the coordinator replays the request on the new partition).
+ * Never a refusal, a strike or an eviction.
+ */
+export const SWITCH_RACES: ReadonlySet<string> = new Set(['ERR_NOT_LINKED', 'ERR_UNKNOWN_SESSION']);
+
 /** The partition `s` serves now, as layer ranges ("0-2,2-3"). */
 export const partitionOf = (s: SignalServer): string | undefined => s.coordinator?.partitionKey;
 /** Volunteers ready on `s` (its own and the other processes' it mirrors). */
