@@ -423,6 +423,8 @@ export class Cluster implements ClusterSeam {
     const peer = this.peers.get(p);
     this.peers.delete(p);
     this.elsewhereSince.delete(p);
+    // Every last publication of its volunteers, those dropped for staying on another partition too.
+    for (const [id, state] of this.states) if (state.p === p) this.states.delete(id);
     // Its number may come back with another process: asked again then.
     this.compatible.delete(p);
     this.incompatible.delete(p);
@@ -442,7 +444,6 @@ export class Cluster implements ClusterSeam {
     for (const id of peer.volunteers) this.going.add(id);
     for (const id of peer.volunteers) {
       this.going.delete(id);
-      this.states.delete(id);
       this.owner.delete(id);
       this.mirroredSessions.delete(id);
       this.fullUntil.delete(id);
@@ -754,9 +755,7 @@ export class Cluster implements ClusterSeam {
   partitionChanged(): void {
     // Every process has its window again against the partition served here now.
     this.elsewhereSince.clear();
-    for (const [id, { p, v }] of [...this.states]) {
-      if (this.owner.has(id) || this.peers.has(p)) this.mirror(p, v);
-    }
+    for (const { p, v } of [...this.states.values()]) this.mirror(p, v);
   }
 
   /** A volunteer's record is kept under its client key (its address is shared by many). */

@@ -169,7 +169,7 @@ export class LiveRepartition {
       if (departure && this.stageShort()) this.awaitPlanUntil = performance.now() + PLAN_WAIT_MS;
       return;
     }
-    if (cluster !== null && this.s.registry.all().some((v) => v.elsewhere === true)) {
+    if (this.s.registry.switching) {
       this.recheckLater(SWITCHING_RECHECK_MS);
       return;
     }

@@ -218,6 +218,12 @@ export class Registry {
     this.clients = null;
   }
 
+  /** A cluster is switching partitions: volunteers of another process are on another partition than this one's. */
+  get switching(): boolean {
+    for (const v of this.volunteers.values()) if (v.elsewhere === true) return true;
+    return false;
+  }
+
   /** The moves that re-balance the stages now (a cluster asks from time to time: its servers assign stages at once). */
   rebalanceNow(): Move[] {
     return this.rebalance();
@@ -228,7 +234,7 @@ export class Registry {
     // A cluster switching partitions: the processes that switched place their volunteers by the leader's plan, the
     // others still serve the old partition. Balanced meanwhile against half the cluster, a process would move its
     // volunteers off the stages the plan gave them (and back once the others switched).
-    if (all.some((v) => v.elsewhere === true)) return [];
+    if (this.switching) return [];
     const mirrored = all.some((v) => v.remote === true);
     // In a cluster every server plans the same moves (in id order) and carries out those of its own volunteers.
     if (mirrored) all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

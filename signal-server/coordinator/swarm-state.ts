@@ -42,7 +42,7 @@ export interface Member {
   } | null;
   /**
    * Its last challenge withdrawn by a move or a switch of partition (`withdrawChallenge`): a proof of it that crossed
-   * the withdrawal is dropped quietly, not refused as a bad message (an honest race: a red-team run saw it).
+   * the withdrawal is dropped quietly, not refused as a bad message (an honest race a switch met in a CI run).
    */
   withdrawn: number | null;
   /** Sessions it missed among its last ones (three evict it: `MAX_NO_SHOWS`). */
