@@ -12,7 +12,7 @@ import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { DEFAULT_CHALLENGE_BUDGET } from './coordinator/readiness.js';
 import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
-import { type Client, connectClient } from './testing/socket-client.js';
+import { type Client, connectClient, silentStranger } from './testing/socket-client.js';
 
 const { start, joinAll } = httpSwarm('challenge-flood');
 
@@ -148,15 +148,10 @@ describe('challenges a client can make the server compute', () => {
       const { server, url } = await start(2, 2);
       const coordinator = server.coordinator;
       if (coordinator === null) throw new Error('no coordinator');
-      const hello = (address: string, key: string) => {
-        const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'volunteer' }, address);
-        c.on('connect', () => c.emit('volunteer:hello', { backend: 'wasm', adapter: null, fault: null, clientKey: key }));
-        return c;
-      };
       // Two that say hello only (stages 0 and 1), then one that says ready on stage 0 and holds its challenge's answer.
-      const first = hello('127.0.0.81', 'withdrawn-first');
+      const first = silentStranger(url, '127.0.0.81', 'withdrawn-first');
       await expect.poll(() => coordinator.registry.size, { timeout: WAIT_MS }).toBe(1);
-      const second = hello('127.0.0.82', 'withdrawn-second');
+      const second = silentStranger(url, '127.0.0.82', 'withdrawn-second');
       await expect.poll(() => coordinator.registry.size, { timeout: WAIT_MS }).toBe(2);
       // It says ready for its first assignment only, and keeps its answer.
       const challenges: StageChallenge[] = [];
