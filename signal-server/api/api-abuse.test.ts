@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WireError } from '../../shared/protocol/errors.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
+import { scrapeMetrics } from '../../testing/metrics-scrape.js';
 import { ensureStages, partitionKey } from '../models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, type SignalServer, type SignalServerOptions } from '../server.js';
 import { httpSwarm } from '../testing/http-swarm.js';
@@ -75,6 +76,18 @@ function generate(url: string, key: string, signal?: AbortSignal, maxTokens = 64
       ms: performance.now() - t0,
     };
   });
+}
+
+/** Waits (5 s at most) until the server's fallback computes `n` generations (its /metrics page). */
+async function fallbackSessions(url: string, n: number): Promise<void> {
+  const until = performance.now() + 5_000;
+  let now = Number.NaN;
+  while (performance.now() < until) {
+    now = (await scrapeMetrics(url, ['webswarm_fallback_sessions'])).webswarm_fallback_sessions;
+    if (now === n) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`the fallback computes ${now} generations, not ${n}, after 5 s`);
 }
 
 /** One completion, not streamed: its status and body. */
@@ -291,6 +304,9 @@ describe('one requester against everyone else', () => {
       await new Promise((r) => setTimeout(r, 50));
       // Another client holds the other seat meanwhile, as long.
       const other = generate(url, 'sk-other', undefined, ATTACK_TOKENS);
+      // Both seats held before the third starts (on a busy machine, 50 ms was not always enough for the other's, and
+      // the third then took a free seat at every try: nothing to refuse).
+      await fallbackSessions(url, 2);
       // A third asks again and again (bounded in count), to take the seat the first choice frees and hold it a while.
       let done = false;
       const tries: Answer[] = [];
