@@ -6,6 +6,8 @@
 declare const crypto: { readonly subtle: { digest(algorithm: 'SHA-256', data: Uint8Array): Promise<ArrayBuffer> } };
 declare const performance: { now(): number };
 declare class TextDecoder {
+  /** fatal: a byte sequence that is not `label` throws a TypeError (instead of U+FFFD). */
+  constructor(label?: 'utf-8', options?: { readonly fatal?: boolean });
   decode(input?: Uint8Array): string;
 }
 declare function setTimeout(callback: (...args: unknown[]) => void, ms?: number): unknown;

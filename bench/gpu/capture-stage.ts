@@ -26,7 +26,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
-import { capturedSessionOptions } from '../../shared/model/session-options.js';
+import { capturedSessionOptions, stageGraphFor } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { median, printTable } from '../table.js';
@@ -48,7 +48,7 @@ if (entry === undefined || stageIndex === 0 || stageIndex === manifest.stages.le
   throw new RangeError(`${dir} stage ${stageIndex}: a middle stage of a fused stage folder is needed`);
 if (!Number.isInteger(STEPS) || STEPS <= WARMUP || !Number.isInteger(POSITIONS) || POSITIONS <= STEPS)
   throw new RangeError(`STEPS must exceed ${WARMUP} and POSITIONS must exceed STEPS`);
-const bytes = new Uint8Array(readFileSync(join(dir, entry.file)));
+const bytes = stageGraphFor('webgpu', new Uint8Array(readFileSync(join(dir, entry.file))));
 const cfg = manifest.model;
 const H = cfg.hiddenSize;
 const layers = Array.from({ length: entry.layers.end - entry.layers.start }, (_, i) => entry.layers.start + i);

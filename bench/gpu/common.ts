@@ -1,5 +1,11 @@
-/** What the GPU benches share: the weights they build stages of, the hidden states they feed. */
+/** What the GPU benches share: the weights they build stages of, the stage they probe, the hidden states they feed. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseManifest, type StageEntry, type StageManifest } from '../../shared/model/manifest.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../shared/model/quantize.js';
+import { STAGE_CACHE } from '../../signal-server/defaults.js';
+import { ensureStages } from '../../signal-server/models/model-folder.js';
+import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
 import { envChoices } from '../env.js';
 
 /** BENCH_GPU_WEIGHTS: the stages' weight precision (f32 where unset). */
@@ -17,4 +23,32 @@ export function seededUniform(seed: number): () => number {
     s = (s * 1103515245 + 12345) % 2 ** 31;
     return (s / 2 ** 31) * 2 - 1;
   };
+}
+
+/** The stage a probe runs: its folder's manifest, its entry and index, its file's bytes as built. */
+export interface ProbedStage {
+  readonly dir: string;
+  readonly manifest: StageManifest;
+  readonly index: number;
+  readonly entry: StageEntry;
+  readonly file: Uint8Array;
+}
+
+/**
+ * A middle stage of a fused stage folder: the command line's (folder, then index; default 1), or stage 1 of
+ * BENCH_GPU_MODEL (default: the seeded SmolLM-135M-shaped checkpoint of bench:gpu) cut into 3 fused stages of
+ * BENCH_GPU_WEIGHTS.
+ */
+export async function middleStage(): Promise<ProbedStage> {
+  let dir = process.argv[2];
+  if (dir === undefined) {
+    const model = process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models/smollm-135m-random', SMOLLM_135M_SHAPE, 135);
+    dir = (await ensureStages(model, { stages: 3 }, STAGE_CACHE, { graph: 'fused', weights: benchWeights() })).dir;
+  }
+  const index = Number(process.argv[3] ?? 1);
+  const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
+  const entry = manifest.stages[index];
+  if (entry === undefined || index === 0 || index === manifest.stages.length - 1 || manifest.graph !== 'fused')
+    throw new RangeError(`${dir} stage ${index}: a middle stage of a fused stage folder is needed`);
+  return { dir, manifest, index, entry, file: new Uint8Array(readFileSync(join(dir, entry.file))) };
 }

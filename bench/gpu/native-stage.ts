@@ -4,7 +4,10 @@
  * stage folder, fed random hidden states a position at a time, in sessions
  * that differ in one option each, side by side in one run:
  *
- * - volunteer:     a volunteer's options (KV on the GPU, hidden states read back);
+ * - volunteer:     a volunteer's options (KV on the GPU, hidden states read back)
+ *                  on the graph a WebGPU volunteer loads (without new.*: stageGraphFor);
+ * - with new.*:    the same on the stage file as built: its new.* outputs' nodes
+ *                  (two GatherElements a layer) run at each step, not fetched;
  * - no validation, no robustness, neither: the same with the provider's
  *                  validationMode disabled (what onnxruntime and Dawn check of
  *                  each call), Dawn's robust buffer access off (bounds checks
@@ -28,15 +31,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type * as Ort from 'onnxruntime-web';
-import { parseManifest } from '../../shared/model/manifest.js';
-import { stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFetches, stageGraphFor, stageSessionOptions } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
-import { STAGE_CACHE } from '../../signal-server/defaults.js';
-import { ensureStages } from '../../signal-server/models/model-folder.js';
-import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
 import { median, printTable } from '../table.js';
-import { benchWeights, seededUniform } from './common.js';
+import { middleStage, seededUniform } from './common.js';
 import { type ProfileEvent, printProfile, summarizeProfile } from './profile.js';
 
 const require = createRequire(join(resolve('bench/gpu'), 'package.json'));
@@ -45,19 +44,9 @@ const STEPS = Number(process.env.STEPS ?? 40);
 const WARMUP = 3;
 if (!Number.isInteger(STEPS) || STEPS <= WARMUP) throw new RangeError(`STEPS must be an integer above ${WARMUP}`);
 
-async function stageDir(): Promise<string> {
-  if (process.argv[2] !== undefined) return process.argv[2];
-  const model = process.env.BENCH_GPU_MODEL ?? ensureRandomCheckpoint('.cache/bench-models/smollm-135m-random', SMOLLM_135M_SHAPE, 135);
-  return (await ensureStages(model, { stages: 3 }, STAGE_CACHE, { graph: 'fused', weights: benchWeights() })).dir;
-}
-
-const dir = await stageDir();
-const stageIndex = Number(process.argv[3] ?? 1);
-const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
-const entry = manifest.stages[stageIndex];
-if (entry === undefined || stageIndex === 0 || stageIndex === manifest.stages.length - 1 || manifest.graph !== 'fused')
-  throw new RangeError(`${dir} stage ${stageIndex}: a middle stage of a fused stage folder is needed`);
-const bytes = readFileSync(join(dir, entry.file));
+const { dir, manifest, index: stageIndex, entry, file } = await middleStage();
+/** The graph a WebGPU volunteer loads (without new.*: stageGraphFor); the whole file for the sessions with new.*. */
+const bytes = stageGraphFor('webgpu', file);
 const cfg = manifest.model;
 const H = cfg.hiddenSize;
 const layers = Array.from({ length: entry.layers.end - entry.layers.start }, (_, i) => entry.layers.start + i);
@@ -79,14 +68,34 @@ function provider(o: { validationMode?: 'disabled'; enableRobustness?: boolean }
   return { ...volunteer, executionProviders: [{ name: 'webgpu', ...o } as Ort.InferenceSession.ExecutionProviderConfig] };
 }
 
-type Variant = 'volunteer' | 'no validation' | 'no robustness' | 'neither' | 'hidden on GPU' | 'new.* read back' | 'profiled';
-const ALL: readonly Variant[] = ['volunteer', 'no validation', 'no robustness', 'neither', 'hidden on GPU', 'new.* read back', 'profiled'];
+type Variant =
+  | 'volunteer'
+  | 'with new.*'
+  | 'no validation'
+  | 'no robustness'
+  | 'neither'
+  | 'hidden on GPU'
+  | 'new.* read back'
+  | 'profiled';
+const ALL: readonly Variant[] = [
+  'volunteer',
+  'with new.*',
+  'no validation',
+  'no robustness',
+  'neither',
+  'hidden on GPU',
+  'new.* read back',
+  'profiled',
+];
+/** The sessions on the stage file as built (new.* computed); the others load a volunteer's graph. */
+const WHOLE_FILE: readonly Variant[] = ['with new.*', 'new.* read back'];
 /** VARIANTS: some of them, by name, separated by commas (volunteer always runs: the others are compared with it). */
 const VARIANTS: readonly Variant[] = ALL.filter(
   (v) => v === 'volunteer' || process.env.VARIANTS === undefined || process.env.VARIANTS.split(',').includes(v),
 );
 const options: Record<Variant, Ort.InferenceSession.SessionOptions> = {
   volunteer,
+  'with new.*': volunteer,
   'no validation': provider({ validationMode: 'disabled' }),
   'no robustness': provider({ enableRobustness: false }),
   neither: provider({ validationMode: 'disabled', enableRobustness: false }),
@@ -108,7 +117,7 @@ interface Run {
 }
 const runs = new Map<Variant, Run>();
 for (const v of VARIANTS) {
-  const session = await ort.InferenceSession.create(bytes, options[v]);
+  const session = await ort.InferenceSession.create(WHOLE_FILE.includes(v) ? file : bytes, options[v]);
   const past: Record<string, Ort.Tensor> = {};
   for (const [p] of kvNames) past[p] = new ort.Tensor('float32', new Float32Array(0), [1, cfg.numKvHeads, 0, cfg.headDim]);
   runs.set(v, { session, past, run: [], step: [], worst: 0 });

@@ -36,7 +36,7 @@ import type * as Ort from 'onnxruntime-web';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { CachingExecutor, type DeviceTensor, type KvFeeds, type KvStageExecutor } from '../../shared/model/pipeline.js';
 import { fromRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFeeds, stageFetches, stageGraphFor, stageSessionOptions } from '../../shared/model/session-options.js';
 import { GRAPH_FORMS, type GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
 import { ensureStages } from '../../signal-server/models/model-folder.js';
@@ -142,7 +142,8 @@ async function child(ep: Ep, dir: string, tokens: number, batch: number): Promis
   const manifest = parseManifest(join(dir, 'manifest.json'), JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')));
   const sessions: Ort.InferenceSession[] = [];
   for (const s of manifest.stages) {
-    const bytes = readFileSync(join(dir, s.file));
+    // The graph a volunteer on this backend loads (WebGPU: without new.*, stageGraphFor).
+    const bytes = stageGraphFor(ep, readFileSync(join(dir, s.file)));
     if (ep === 'webgpu') {
       // Where each node runs, from onnxruntime's verbose log (a probe session; the measured ones are below).
       const probe = await ort.InferenceSession.create(bytes, { ...stageSessionOptions(ep, s), logSeverityLevel: 0, logVerbosityLevel: 0 });

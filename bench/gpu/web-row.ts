@@ -29,12 +29,15 @@ async function capturedExecutor(
   });
 }
 
-/** navigator.gpu from Dawn's Node binding, as a browser has it (Node 20 has no navigator). */
-export function installDawn(): void {
+/**
+ * navigator.gpu from Dawn's Node binding, as a browser has it (Node 20 has no navigator). `dawn`: the binding's
+ * options (`backend=null`: an adapter that computes nothing, so that a step's time is its CPU side alone).
+ */
+export function installDawn(dawn: readonly string[] = []): void {
   const require = createRequire(join(resolve('bench/gpu'), 'package.json'));
   const { create, globals } = require('webgpu') as { create: (o: string[]) => GPU; globals: Record<string, unknown> };
   Object.assign(globalThis, globals);
-  Object.defineProperty(globalThis, 'navigator', { value: { gpu: create([]) }, configurable: true });
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu: create([...dawn]) }, configurable: true });
   // onnxruntime-web hands writeBuffer views of its shared WebAssembly memory, which dawn.node refuses ("Invalid
   // argument"): those are copied into an ordinary buffer first (PLATFORM.md). A browser takes them as they are, so the
   // copy is the harness's cost, not a volunteer's: only shared views are copied, into one scratch buffer kept between

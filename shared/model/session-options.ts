@@ -3,6 +3,7 @@
 // `npm run bench:gpu` (onnxruntime-node's WebGPU provider) use exactly these.
 import type { Backend } from '../protocol/messages.js';
 import type { StageEntry } from './manifest.js';
+import { pruneOutputs } from './onnx-prune.js';
 import type { TensorData } from './pipeline.js';
 import { LOGITS_FROM_LAST, logitsFromFeed, STAGE_IO } from './stage-graph.js';
 
@@ -35,6 +36,19 @@ export function stageSessionOptions(backend: Backend | 'cpu', stage: Pick<StageE
   if (backend !== 'webgpu') return { ...base, executionProviders: [backend] };
   const kv = stage.outputs.filter((o) => isPresentOutput(o.name)).map((o) => [o.name, 'gpu-buffer'] as const);
   return { ...base, executionProviders: [backend], preferredOutputLocation: Object.fromEntries(kv) };
+}
+
+/**
+ * The stage graph a session on `backend` loads, from its file's bytes (checked
+ * against the manifest before): on WebGPU without the fused form's new.*
+ * outputs and the nodes only they need (two GatherElements a layer, an
+ * Unsqueeze and an Expand a stage). Only WASM's slabs read new.*, and
+ * onnxruntime runs a graph's every node at each call, fetched or not. Each
+ * stage's output is the same, bit for bit (tested: onnx-prune.test.ts). The
+ * same bytes elsewhere, and for the plain form (it has no new.*).
+ */
+export function stageGraphFor(backend: Backend | 'cpu', bytes: Uint8Array): Uint8Array {
+  return backend === 'webgpu' ? pruneOutputs(bytes, isNewKvOutput).model : bytes;
 }
 
 /**

@@ -26,7 +26,7 @@ import type * as Ort from 'onnxruntime-web';
 import { KeyedSerial } from '../../shared/model/keyed-serial.js';
 import type { StageEntry, StageManifest } from '../../shared/model/manifest.js';
 import type { Float32Tensor, SessionExecutor, TensorData } from '../../shared/model/pipeline.js';
-import { capturedSessionOptions } from '../../shared/model/session-options.js';
+import { capturedSessionOptions, stageGraphFor } from '../../shared/model/session-options.js';
 import { LOGITS_FROM_ALL, type LogitsFrom, STAGE_IO, stageInputName, stageOutputName } from '../../shared/model/stage-graph.js';
 import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import type { BatchCounts } from '../../shared/model/step-batcher.js';
@@ -397,7 +397,7 @@ export class CapturedExecutor implements SessionExecutor {
         let session: Ort.InferenceSession;
         try {
           session = await ort.InferenceSession.create(
-            new Uint8Array(bytes),
+            stageGraphFor('webgpu', new Uint8Array(bytes)),
             capturedSessionOptions() as Ort.InferenceSession.SessionOptions,
           );
         } catch (e) {

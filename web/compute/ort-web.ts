@@ -12,7 +12,7 @@ import type { StageManifest } from '../../shared/model/manifest.js';
 import { GraphBuilder } from '../../shared/model/onnx-graph.js';
 import type { Feeds, Fetches, KvFeeds, KvStageExecutor, TensorData } from '../../shared/model/pipeline.js';
 import { fromRuntime, type RuntimeTensorClass, toRuntime } from '../../shared/model/runtime-tensors.js';
-import { stageFeeds, stageFetches, stageSessionOptions } from '../../shared/model/session-options.js';
+import { stageFeeds, stageFetches, stageGraphFor, stageSessionOptions } from '../../shared/model/session-options.js';
 import { ComputeError } from './compute-error.js';
 import { GpuKv, type GpuKvCounts, type GpuKvTensor, NO_GPU_KV } from './gpu-kv.js';
 import type { Backend } from './messages.js';
@@ -144,7 +144,10 @@ export class StageSessions {
       const entry = manifest.stages[index];
       if (entry === undefined) throw new ComputeError('ERR_NO_STAGE', `the manifest has no stage ${index}`);
       try {
-        s.sessions.set(index, await ort.InferenceSession.create(new Uint8Array(bytes), stageSessionOptions(backend, entry)));
+        s.sessions.set(
+          index,
+          await ort.InferenceSession.create(stageGraphFor(backend, new Uint8Array(bytes)), stageSessionOptions(backend, entry)),
+        );
       } catch (e) {
         throw new ComputeError('ERR_SESSION_CREATE', `stage ${index} on ${backend}: ${(e as Error).message}`);
       }
