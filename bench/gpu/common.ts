@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseManifest, type StageEntry, type StageManifest } from '../../shared/model/manifest.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../shared/model/quantize.js';
+import { STAGE_IO } from '../../shared/model/stage-graph.js';
+import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { STAGE_CACHE } from '../../signal-server/defaults.js';
 import { ensureStages } from '../../signal-server/models/model-folder.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../../testing/random-checkpoint.js';
@@ -51,4 +53,17 @@ export async function middleStage(): Promise<ProbedStage> {
   if (entry === undefined || index === 0 || index === manifest.stages.length - 1 || manifest.graph !== 'fused')
     throw new RangeError(`${dir} stage ${index}: a middle stage of a fused stage folder is needed`);
   return { dir, manifest, index, entry, file: new Uint8Array(readFileSync(join(dir, entry.file))) };
+}
+
+/** A runtime's tensor constructor (onnxruntime-node's or onnxruntime-web's). */
+export type TensorOf<T> = new (type: 'float32' | 'int32', data: Float32Array | Int32Array, dims: readonly number[]) => T;
+
+/** A fused middle stage's feeds for one position: hidden state `x`, the position (seqlens_k, total length), the past. */
+export function positionFeeds<T>(Tensor: TensorOf<T>, x: Float32Array, position: number, past: Record<string, T>): Record<string, T> {
+  return {
+    [STAGE_IO.hiddenIn]: new Tensor('float32', x, [1, 1, x.length]),
+    [FUSED_IO.seqlensK]: new Tensor('int32', Int32Array.of(position), [1]),
+    [FUSED_IO.totalSequenceLength]: new Tensor('int32', Int32Array.of(position + 1), []),
+    ...past,
+  };
 }

@@ -21,9 +21,8 @@
 import type * as Ort from 'onnxruntime-web';
 import { stageGraphFor, stageSessionOptions } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
-import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { median, printTable } from '../table.js';
-import { middleStage, seededUniform } from './common.js';
+import { middleStage, positionFeeds, seededUniform, type TensorOf } from './common.js';
 import { installDawn } from './web-row.js';
 
 const STEPS = Number(process.env.STEPS ?? 60);
@@ -35,6 +34,7 @@ installDawn(['backend=null']);
 const { runtimeFor } = await import('../../web/compute/ort-web.js');
 const ort = await runtimeFor('webgpu');
 const cfg = manifest.model;
+const Tensor = ort.Tensor as unknown as TensorOf<Ort.Tensor>;
 const H = cfg.hiddenSize;
 const kv: [string, string][] = [];
 for (let l = entry.layers.start; l < entry.layers.end; l++)
@@ -62,15 +62,7 @@ for (let position = 0; position < STEPS; position++) {
     const r = runs.get(name) as Run;
     const t0 = performance.now();
     // What a volunteer fetches: every output but new.* (KV left on the GPU, the hidden state read back).
-    const o = await r.session.run(
-      {
-        [STAGE_IO.hiddenIn]: new ort.Tensor('float32', x, [1, 1, H]),
-        [FUSED_IO.seqlensK]: new ort.Tensor('int32', Int32Array.of(position), [1]),
-        [FUSED_IO.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(position + 1), []),
-        ...r.past,
-      },
-      [STAGE_IO.hiddenOut, ...kv.map(([, present]) => present)],
-    );
+    const o = await r.session.run(positionFeeds(Tensor, x, position, r.past), [STAGE_IO.hiddenOut, ...kv.map(([, present]) => present)]);
     await (o[STAGE_IO.hiddenOut] as Ort.Tensor).getData();
     if (position >= WARMUP) r.ms.push(performance.now() - t0);
     for (const t of Object.values(r.past)) t.dispose();

@@ -33,9 +33,8 @@ import { join, resolve } from 'node:path';
 import type * as Ort from 'onnxruntime-web';
 import { stageFetches, stageGraphFor, stageSessionOptions } from '../../shared/model/session-options.js';
 import { STAGE_IO } from '../../shared/model/stage-graph.js';
-import { FUSED_IO } from '../../shared/model/stage-graph-fused.js';
 import { median, printTable } from '../table.js';
-import { middleStage, seededUniform } from './common.js';
+import { middleStage, positionFeeds, seededUniform, type TensorOf } from './common.js';
 import { type ProfileEvent, printProfile, summarizeProfile } from './profile.js';
 
 const require = createRequire(join(resolve('bench/gpu'), 'package.json'));
@@ -48,6 +47,7 @@ const { dir, manifest, index: stageIndex, entry, file } = await middleStage();
 /** The graph a WebGPU volunteer loads (without new.*: stageGraphFor); the whole file for the sessions with new.*. */
 const bytes = stageGraphFor('webgpu', file);
 const cfg = manifest.model;
+const Tensor = ort.Tensor as unknown as TensorOf<Ort.Tensor>;
 const H = cfg.hiddenSize;
 const layers = Array.from({ length: entry.layers.end - entry.layers.start }, (_, i) => entry.layers.start + i);
 const kvNames = layers.flatMap((l) => [
@@ -132,15 +132,7 @@ for (let position = 0; position < STEPS; position++) {
   for (const v of turn) {
     const r = runs.get(v) as Run;
     const t0 = performance.now();
-    const o = await r.session.run(
-      {
-        [STAGE_IO.hiddenIn]: new ort.Tensor('float32', x, [1, 1, H]),
-        [FUSED_IO.seqlensK]: new ort.Tensor('int32', Int32Array.of(position), [1]),
-        [FUSED_IO.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(position + 1), []),
-        ...r.past,
-      },
-      v === 'new.* read back' ? r.session.outputNames : fetches,
-    );
+    const o = await r.session.run(positionFeeds(Tensor, x, position, r.past), v === 'new.* read back' ? r.session.outputNames : fetches);
     const runMs = performance.now() - t0;
     // Left on the GPU: not read (onnxruntime-node reads no WebGPU output back), so not compared.
     if (v !== 'hidden on GPU') {
