@@ -31,6 +31,14 @@ if (!Number.isInteger(STEPS) || STEPS <= WARMUP) throw new RangeError(`STEPS mus
 
 const { dir, manifest, index, entry, file } = await middleStage();
 installDawn(['backend=null']);
+// Every compute dispatch counted (onnxruntime-web's WebGPU build dispatches directly, never indirectly).
+let dispatches = 0;
+const pass = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
+const dispatch = pass.dispatchWorkgroups;
+pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, x: number, y?: number, z?: number) {
+  dispatches++;
+  return dispatch.call(this, x, y, z);
+};
 const { runtimeFor } = await import('../../web/compute/ort-web.js');
 const ort = await runtimeFor('webgpu');
 const cfg = manifest.model;
@@ -44,6 +52,8 @@ interface Run {
   readonly session: Ort.InferenceSession;
   past: Record<string, Ort.Tensor>;
   readonly ms: number[];
+  /** Dispatches of each timed step. */
+  readonly dispatches: number[];
 }
 const graphs = { volunteer: stageGraphFor('webgpu', file), 'with new.*': file };
 const runs = new Map<string, Run>();
@@ -51,7 +61,7 @@ for (const [name, bytes] of Object.entries(graphs)) {
   const session = await ort.InferenceSession.create(bytes, stageSessionOptions('webgpu', entry) as Ort.InferenceSession.SessionOptions);
   const past: Record<string, Ort.Tensor> = {};
   for (const [p] of kv) past[p] = new ort.Tensor('float32', new Float32Array(0), [1, cfg.numKvHeads, 0, cfg.headDim]);
-  runs.set(name, { session, past, ms: [] });
+  runs.set(name, { session, past, ms: [], dispatches: [] });
 }
 
 const random = seededUniform(11);
@@ -61,10 +71,14 @@ for (let position = 0; position < STEPS; position++) {
   for (const name of order) {
     const r = runs.get(name) as Run;
     const t0 = performance.now();
+    const before = dispatches;
     // What a volunteer fetches: every output but new.* (KV left on the GPU, the hidden state read back).
     const o = await r.session.run(positionFeeds(Tensor, x, position, r.past), [STAGE_IO.hiddenOut, ...kv.map(([, present]) => present)]);
     await (o[STAGE_IO.hiddenOut] as Ort.Tensor).getData();
-    if (position >= WARMUP) r.ms.push(performance.now() - t0);
+    if (position >= WARMUP) {
+      r.ms.push(performance.now() - t0);
+      r.dispatches.push(dispatches - before);
+    }
     for (const t of Object.values(r.past)) t.dispose();
     r.past = {};
     for (const [p, present] of kv) r.past[p] = o[present] as Ort.Tensor;
@@ -74,10 +88,11 @@ for (let position = 0; position < STEPS; position++) {
 const base = median((runs.get('volunteer') as Run).ms);
 printTable(
   `${dir} stage ${index} (${entry.layers.end - entry.layers.start} layers) on onnxruntime-web's WebGPU build, Dawn's null adapter (the CPU's side of a step); ${STEPS - WARMUP} steps after ${WARMUP}, the sessions in turn`,
-  ['graph', 'nodes dropped', 'ms a step (median)', "÷ volunteer's"],
+  ['graph', 'nodes dropped', 'dispatches a step (median)', 'ms a step (median)', "÷ volunteer's"],
   [...runs.entries()].map(([name, r]) => [
     name,
     name === 'volunteer' ? String(2 * (entry.layers.end - entry.layers.start) + 2) : '0',
+    String(median(r.dispatches)),
     median(r.ms).toFixed(2),
     (median(r.ms) / base).toFixed(2),
   ]),
