@@ -2,13 +2,13 @@
 // a stage cache, served, and one served partition per cut (its oracle's runner
 // holds the whole model: a swarm switching back and forth must not load one
 // per switch).
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureStages, loadStageSet } from './models/model-folder.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
-import { KEPT_PARTITIONS, lazyOracle, partitionBuilder } from './stage-runners.js';
+import { KEEP_STALE_MS, KEPT_PARTITIONS, lazyOracle, partitionBuilder } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
 const cache = mkdtempSync(join(tmpdir(), 'webswarm-stage-runners-'));
@@ -129,6 +129,101 @@ describe('stage cache eviction', () => {
       await expect(two.oracle.make(0)).rejects.toThrow(/released/);
       await builder.release?.();
       expect(ThreadExecutor.live).toBe(before);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a stage cache two servers share (the processes of a cluster on one machine)', () => {
+  const cut = (...ends: number[]) => ends.map((end, i) => ({ start: i === 0 ? 0 : (ends[i - 1] as number), end }));
+  /** Three other cuts built and the last served: `builder` forgets every cut it had before. */
+  async function moveOn(builder: NonNullable<ReturnType<typeof partitionBuilder>>): Promise<void> {
+    await builder.build(cut(3));
+    await builder.build(cut(1, 3));
+    builder.switched?.(await builder.build(cut(1, 2, 3)));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  it('a server that forgets a cut leaves its folder while the other keeps it; the last to forget it removes it', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-shared-'));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const a = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {});
+      const b = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {});
+      if (a === null || b === null) throw new Error('no builder');
+      const folder = join(dirname(served.dir), 'r0-2_2-3');
+      // Both switch to the same cut (a plan every process follows); B serves it still when A has moved on.
+      a.switched?.(await a.build(cut(2, 3)));
+      b.switched?.(await b.build(cut(2, 3)));
+      await moveOn(a);
+      // Before: A removed the folder B served (its volunteers' downloads and B's challenge oracle found no files).
+      expect(existsSync(join(folder, 'manifest.json'))).toBe(true);
+      expect(readdirSync(folder).filter((f) => f.startsWith('.kept-by-'))).toHaveLength(1);
+      await moveOn(b);
+      expect(existsSync(folder)).toBe(false);
+      await a.release?.();
+      await b.release?.();
+      // Released builders leave no marks.
+      for (const d of readdirSync(dirname(served.dir)))
+        expect(
+          readdirSync(join(dirname(served.dir), d)).filter((f) => f.startsWith('.kept-by-')),
+          d,
+        ).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a stale mark (a server stopped without releasing) keeps nothing', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-stale-'));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const a = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {});
+      if (a === null) throw new Error('no builder');
+      const two = await a.build(cut(2, 3));
+      a.switched?.(two);
+      const folder = join(dirname(served.dir), two.key);
+      const stale = join(folder, '.kept-by-12345-deadbeef');
+      writeFileSync(stale, '');
+      const old = (Date.now() - KEEP_STALE_MS - 1_000) / 1000;
+      utimesSync(stale, old, old);
+      await moveOn(a);
+      expect(existsSync(folder)).toBe(false);
+      await a.release?.();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a kept cut whose folder is gone when asked for again is built anew and served again', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-gone-'));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const urls: string[] = [];
+      const unserved: string[] = [];
+      const a = partitionBuilder(
+        { ...served, modelDir: MODEL },
+        root,
+        (_s, url) => urls.push(url),
+        (url) => unserved.push(url),
+      );
+      if (a === null) throw new Error('no builder');
+      const two = await a.build(cut(2, 3));
+      a.switched?.(await a.build(cut(3)));
+      // Removed by hand, or by a server whose mark had gone stale.
+      rmSync(join(dirname(served.dir), two.key), { recursive: true, force: true });
+      const again = await a.build(cut(2, 3));
+      expect(again).not.toBe(two);
+      expect(again.key).toBe(two.key);
+      expect(existsSync(join(dirname(served.dir), again.key, 'manifest.json'))).toBe(true);
+      expect(unserved).toEqual([two.baseUrl]);
+      expect(urls.filter((u) => u === two.baseUrl)).toHaveLength(2);
+      // Before: the partition whose files were gone came back as it was; its oracle could load nothing.
+      await expect(two.oracle.make(0)).rejects.toThrow(/released/);
+      const challenge = await again.oracle.make(0);
+      expect(challenge.stage).toBe(0);
+      await a.release?.();
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

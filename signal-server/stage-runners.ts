@@ -5,8 +5,9 @@
  * volunteers must match to count as ready, the fallback's executor, and for a
  * re-partition both of these for any layer ranges, built into the stage cache.
  */
-import { rmSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import type { StageManifest } from '../shared/model/manifest.js';
 import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
@@ -81,6 +82,46 @@ export function servedSizes(served: { readonly dir: string; readonly manifest: S
 /** Served partitions (their oracles and runners) a builder keeps for switching back to. */
 export const KEPT_PARTITIONS = 3;
 
+/**
+ * A builder's mark in a cut's folder (`.kept-by-<builder>`): it keeps the cut
+ * (serves it, or may switch back to it without building it again). Several
+ * servers may share one stage cache (the processes of a cluster on one
+ * machine do, by default): one that forgets a cut removes its folder only
+ * where no other builder's mark is fresh.
+ */
+const KEEP_MARK = '.kept-by-';
+/** How often a builder renews its marks (their files' modification times). */
+export const KEEP_RENEW_MS = 60_000;
+/** A mark not renewed for this long is a stopped server's: it keeps nothing. */
+export const KEEP_STALE_MS = 5 * 60_000;
+
+/** Marks `dir` kept by `builder`, or renews its mark (a folder gone meanwhile is nobody's to mark). */
+function markKept(dir: string, builder: string): void {
+  try {
+    writeFileSync(join(dir, KEEP_MARK + builder), '');
+  } catch {
+    // The folder was removed (by an operator, or a builder whose mark had gone stale): the next build makes it anew.
+  }
+}
+
+/** Whether a builder other than `builder` keeps `dir` (a fresh mark). */
+function keptByOthers(dir: string, builder: string, now = Date.now()): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return false;
+  }
+  return names.some((name) => {
+    if (!name.startsWith(KEEP_MARK) || name === KEEP_MARK + builder) return false;
+    try {
+      return now - statSync(join(dir, name)).mtimeMs < KEEP_STALE_MS;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Where a stage set of a model is served: /models/<modelId>/<key>. */
 export function stageBaseUrl(modelId: string, key: string): string {
   return `/models/${encodeURIComponent(modelId)}/${key}`;
@@ -92,10 +133,11 @@ export function stageBaseUrl(modelId: string, key: string): string {
  * precision and graph form, and served (`serve`) before volunteers are sent
  * there. A cut that leaves the latest KEPT_PARTITIONS, and is neither the
  * configured one nor the one served now (`switched`), is no longer served
- * (`unserve`) and its directory is removed: every cut is a copy of the
- * weights, and cuts follow measured speeds, so at most KEPT_PARTITIONS + 2
- * cuts of this builder's are on disk. Null when the model folder is not on
- * this server.
+ * (`unserve`) and its directory is removed, unless another server sharing
+ * the stage cache keeps it (KEEP_MARK): every cut is a copy of the weights,
+ * and cuts follow measured speeds, so at most KEPT_PARTITIONS + 2 cuts of this
+ * builder's are on disk. A kept cut whose folder is gone when it is asked for
+ * again is built anew. Null when the model folder is not on this server.
  */
 export function partitionBuilder(
   served: { readonly dir: string; readonly manifest: StageManifest; readonly modelDir?: string },
@@ -113,12 +155,19 @@ export function partitionBuilder(
   const built = new Map<string, Promise<ServedPartition>>();
   let current: ServedPartition | null = null;
   const dirOf = new Map<ServedPartition, string>();
+  const self = `${process.pid}-${randomUUID().slice(0, 8)}`;
+  let renewing: ReturnType<typeof setInterval> | null = null;
+  const forget = (p: ServedPartition, dir: string): void => {
+    dirOf.delete(p);
+    unserve(p.baseUrl);
+    rmSync(join(dir, KEEP_MARK + self), { force: true });
+  };
   const evict = (p: ServedPartition): void => {
     const dir = dirOf.get(p);
     if (dir === undefined || dir === configured || p === current || built.has(cutOf(rangesOf(p.manifest)))) return;
-    dirOf.delete(p);
-    unserve(p.baseUrl);
-    rmSync(dir, { recursive: true, force: true });
+    forget(p, dir);
+    // Another server sharing this stage cache serves it, or may switch back to it: its to remove.
+    if (!keptByOthers(dir, self)) rmSync(dir, { recursive: true, force: true });
     // Its oracle's sessions hold the whole model in the runner thread's heap: a server that re-partitions for days
     // would fill it.
     // A release that fails frees nothing more than not trying would: not a reason to stop the server.
@@ -131,13 +180,27 @@ export function partitionBuilder(
     serve({ dir, manifest }, baseUrl);
     const p: ServedPartition = { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
     dirOf.set(p, resolve(dir));
+    markKept(dir, self);
+    renewing ??= setInterval(() => {
+      for (const d of dirOf.values()) markKept(d, self);
+    }, KEEP_RENEW_MS).unref();
     return p;
+  };
+  /** A kept cut's served partition, or null where its folder is gone (removed by another server or by hand). */
+  const stillThere = async (p: Promise<ServedPartition>): Promise<ServedPartition | null> => {
+    const served = await p;
+    const dir = dirOf.get(served);
+    if (dir === undefined || existsSync(join(dir, 'manifest.json'))) return served;
+    forget(served, dir);
+    served.oracle.release?.().catch(() => {});
+    return null;
   };
   return {
     sizes: modelSizesOf(readTensorIndex(served.dir), served.manifest.model.numLayers, served.manifest),
     build(ranges: readonly LayerRange[]): Promise<ServedPartition> {
       const cut = cutOf(ranges);
-      const p = built.get(cut) ?? make(ranges);
+      const kept = built.get(cut);
+      const p = kept === undefined ? make(ranges) : stillThere(kept).then((served) => served ?? make(ranges));
       // Most recently used last: the first is the one to forget.
       built.delete(cut);
       built.set(cut, p);
@@ -159,6 +222,9 @@ export function partitionBuilder(
       if (before !== null && before !== p) evict(before);
     },
     async release(): Promise<void> {
+      if (renewing !== null) clearInterval(renewing);
+      // Its marks go: another server sharing the stage cache may remove these cuts once it forgets them too.
+      for (const dir of dirOf.values()) rmSync(join(dir, KEEP_MARK + self), { force: true });
       const kept = await Promise.all([...built.values()].map((p) => p.catch(() => null)));
       await Promise.all([...kept, current].map((p) => p?.oracle.release?.()));
     },
