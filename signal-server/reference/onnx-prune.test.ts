@@ -115,6 +115,29 @@ describe('a WebGPU stage graph without new.* (onnx-prune.ts)', () => {
     }
   });
 
+  it('random damage to a stage file is pruned or refused by name, never another error (300 damaged copies)', () => {
+    const bytes = files[1] as Uint8Array;
+    let seed = 7;
+    const next = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    let refused = 0;
+    for (let i = 0; i < 300; i++) {
+      // The protobuf's structure is in its first bytes and between the weights: damage there, or cut the file short.
+      const copy = i % 3 === 0 ? bytes.slice(0, next(bytes.length)) : bytes.slice();
+      if (i % 3 !== 0) for (let k = 0; k <= next(8); k++) copy[next(i % 3 === 1 ? 4096 : copy.length)] = next(256);
+      try {
+        expect(pruneOutputs(copy, isNewKvOutput).model).toBeInstanceOf(Uint8Array);
+      } catch (e) {
+        expect(e, String(e)).toBeInstanceOf(RangeError);
+        expect(String(e)).toMatch(/not a well-formed ONNX model: .* at byte \d+/);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(50);
+  });
+
   it('refuses bytes that are not a well-formed model with a clear error, and names the place', () => {
     const bytes = files[0] as Uint8Array;
     // Cut inside the graph: its length runs past the end.
