@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { optionsFrom, SETTINGS, startServer } from './main.js';
+import { graphFor, optionsFrom, SETTINGS, startServer } from './main.js';
 
 describe('server settings', () => {
   it('take a flag over the environment, and the environment over the default', () => {
@@ -120,6 +120,27 @@ describe('server settings', () => {
       s.fallback === '' ? '(empty)' : `\`${s.fallback}\``,
     ]);
     expect(fromReadme).toEqual(fromCode);
+  });
+
+  it('GRAPH: auto by default, fused where the model has that form, plain where not (said in the log); a bad value named', () => {
+    expect(optionsFrom({}).graph).toBe('auto');
+    expect(optionsFrom({ GRAPH: 'plain' }).graph).toBe('plain');
+    expect(optionsFrom({ GRAPH: 'plain' }, { graph: 'fused' }).graph).toBe('fused');
+    expect(() => optionsFrom({ GRAPH: 'fast' })).toThrow('GRAPH must be one of auto, plain, fused, got "fast"');
+    const said: string[] = [];
+    // The default model: head size 32.
+    expect(graphFor('auto', 'models/austen-2m', (l) => said.push(l))).toBe('fused');
+    expect(said).toEqual([]);
+    // Head size 8: no fused form (onnxruntime's GroupQueryAttention needs a multiple of 16).
+    expect(graphFor('auto', 'fixtures/models/tiny-untied', (l) => said.push(l))).toBe('plain');
+    expect(said).toEqual([
+      'GRAPH=auto: plain stage graphs, this model has no fused form (head_dim 8 is not a multiple of 16, which GroupQueryAttention needs)',
+    ]);
+    // Named forms are taken as they are (fused on a model without it fails at the build, by name).
+    expect(graphFor('plain', 'models/austen-2m', () => {})).toBe('plain');
+    expect(graphFor('fused', 'fixtures/models/tiny-untied', () => {})).toBe('fused');
+    // A folder that cannot be read is the build's to name.
+    expect(graphFor('auto', '/nonexistent-webswarm-model', () => {})).toBe('plain');
   });
 
   it('name STAGES and STAGE_CACHE where building the stages fails for them (before: "partition: cannot cut …", an ENOTDIR on a temporary file)', async () => {

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
-import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
+import { fusedFormProblem, GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
 import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
@@ -20,7 +20,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { mirrorProblem } from './models/mirror-check.js';
-import { ensureStages, readTensorIndex, stageDirName } from './models/model-folder.js';
+import { ensureStages, readModelFolder, readTensorIndex, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
@@ -30,8 +30,11 @@ export interface StartOptions {
   readonly stages: number;
   /** How the stages store their weights, for the whole swarm: f32, f16, q8 or q4. */
   readonly weights: WeightPrecision;
-  /** The stage graphs' form for the whole swarm: plain operators (the reference) or onnxruntime's fused ones. */
-  readonly graph: GraphForm;
+  /**
+   * The stage graphs' form for the whole swarm: plain operators (the reference), onnxruntime's fused ones, or auto:
+   * fused where the model has a fused form, else plain (GRAPH_SETTINGS).
+   */
+  readonly graph: GraphSetting;
   readonly webRoot: string;
   readonly stageCache: string;
   /** Where volunteers fetch the model folder's weights from (a mirror with range requests and CORS); null = this server. */
@@ -105,8 +108,8 @@ export const SETTINGS = {
   graph: {
     env: 'GRAPH',
     flag: 'graph',
-    fallback: 'plain',
-    help: "stage graphs' form: plain ONNX operators, or fused (onnxruntime's GroupQueryAttention, SkipSimplifiedLayerNormalization; faster)",
+    fallback: 'auto',
+    help: "stage graphs' form: plain ONNX operators, fused (onnxruntime's GroupQueryAttention, SkipSimplifiedLayerNormalization; faster), or auto: fused where the model has that form (head size a multiple of 16), else plain",
   },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
@@ -343,7 +346,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     model: model.value,
     stages: int(SETTINGS.stages, 1),
     weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
-    graph: oneOf(SETTINGS.graph, GRAPH_FORMS),
+    graph: oneOf(SETTINGS.graph, GRAPH_SETTINGS),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
@@ -370,6 +373,26 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   };
 }
 
+/** GRAPH's values: a form, or auto (fused where the model has it). */
+export const GRAPH_SETTINGS = ['auto', ...GRAPH_FORMS] as const;
+export type GraphSetting = (typeof GRAPH_SETTINGS)[number];
+
+/**
+ * The form GRAPH names; for auto, fused where the model folder's config has a fused form (fusedFormProblem), else
+ * plain, said in the log. A model folder that cannot be read is left to the stage build, which names what is wrong.
+ */
+export function graphFor(setting: GraphSetting, folder: string, log: (line: string) => void): GraphForm {
+  if (setting !== 'auto') return setting;
+  let problem: string | null;
+  try {
+    problem = fusedFormProblem(readModelFolder(folder).config);
+  } catch {
+    return 'plain';
+  }
+  if (problem !== null) log(`GRAPH=auto: plain stage graphs, this model has no fused form (${problem})`);
+  return problem === null ? 'fused' : 'plain';
+}
+
 /** A stage build's failure, naming the setting behind it where one is (STAGES, STAGE_CACHE); else as it came. */
 function settingOf(e: unknown, o: StartOptions): unknown {
   if (e instanceof ModelError && e.code === 'ERR_MODEL_BAD_PARTITION') return new Error(`STAGES (--stages) is ${o.stages}: ${e.message}`);
@@ -392,7 +415,8 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
-  const choice = { weights: o.weights, graph: o.graph };
+  const graph = graphFor(o.graph, modelDir(o.model), log);
+  const choice = { weights: o.weights, graph };
   const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice).catch((e: unknown) => {
     throw settingOf(e, o);
   });
