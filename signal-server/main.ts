@@ -20,7 +20,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { mirrorProblem } from './models/mirror-check.js';
-import { ensureStages, readModelFolder, readTensorIndex, stageDirName } from './models/model-folder.js';
+import { ensureStages, readModelConfig, readTensorIndex, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 export interface StartOptions {
@@ -378,14 +378,14 @@ export const GRAPH_SETTINGS = ['auto', ...GRAPH_FORMS] as const;
 export type GraphSetting = (typeof GRAPH_SETTINGS)[number];
 
 /**
- * The form GRAPH names; for auto, fused where the model folder's config has a fused form (fusedFormProblem), else
- * plain, said in the log. A model folder that cannot be read is left to the stage build, which names what is wrong.
+ * The form GRAPH names; for auto, fused where the model folder's config.json (read alone, not the weights) has a fused
+ * form (fusedFormProblem), else plain, said in the log. A model folder that cannot be read is left to the stage build, which names what is wrong.
  */
 export function graphFor(setting: GraphSetting, folder: string, log: (line: string) => void): GraphForm {
   if (setting !== 'auto') return setting;
   let problem: string | null;
   try {
-    problem = fusedFormProblem(readModelFolder(folder).config);
+    problem = fusedFormProblem(readModelConfig(folder).config);
   } catch {
     return 'plain';
   }

@@ -109,15 +109,16 @@ interface NodeInfo {
 }
 
 function nodeInfo(buf: Uint8Array, node: Field): NodeInfo {
-  const info: NodeInfo = { inputs: [], outputs: [], subgraph: false };
+  const inputs: string[] = [];
+  const outputs: string[] = [];
   let subgraph = false;
   for (const f of fields(buf, node.body, node.end)) {
-    if (f.no === NODE_INPUT) info.inputs.push(text(buf, f));
-    else if (f.no === NODE_OUTPUT) info.outputs.push(text(buf, f));
+    if (f.no === NODE_INPUT) inputs.push(text(buf, f));
+    else if (f.no === NODE_OUTPUT) outputs.push(text(buf, f));
     else if (f.no === NODE_ATTRIBUTE && f.wire === LENGTH_DELIMITED)
       subgraph ||= fields(buf, f.body, f.end).some((a) => a.no === ATTRIBUTE_GRAPH || a.no === ATTRIBUTE_GRAPHS);
   }
-  return { ...info, subgraph };
+  return { inputs, outputs, subgraph };
 }
 
 /** What pruneOutputs removed. */

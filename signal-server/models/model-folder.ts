@@ -100,12 +100,18 @@ function readWeights(dir: string): { weightsFile: string; tensors: Map<string, T
   return { weightsFile: indexPath, tensors, weightBytes };
 }
 
+/** A model folder's config.json, read and checked alone (not its weights): its bytes and what they say. */
+export function readModelConfig(dirIn: string): { readonly config: ModelConfig; readonly bytes: Uint8Array } {
+  const dir = resolve(dirIn);
+  if (!existsSync(dir)) throw new ModelError('ERR_MODEL_FILE_MISSING', dir, 'model folder does not exist');
+  const bytes = readRequired(dir, 'config.json');
+  return { config: parseModelConfig(join(dir, 'config.json'), parseJsonFile(join(dir, 'config.json'), bytes)), bytes };
+}
+
 /** Reads config.json, model.safetensors and tokenizer.json (+ tokenizer_config.json if present). */
 export function readModelFolder(dirIn: string): ModelFolder {
   const dir = resolve(dirIn);
-  if (!existsSync(dir)) throw new ModelError('ERR_MODEL_FILE_MISSING', dir, 'model folder does not exist');
-  const configBytes = readRequired(dir, 'config.json');
-  const config = parseModelConfig(join(dir, 'config.json'), parseJsonFile(join(dir, 'config.json'), configBytes));
+  const { config, bytes: configBytes } = readModelConfig(dir);
   const { weightsFile, tensors, weightBytes } = readWeights(dir);
   const tokenizerJson = readRequired(dir, 'tokenizer.json');
   parseJsonFile(join(dir, 'tokenizer.json'), tokenizerJson);
