@@ -369,6 +369,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             for (const k of [...modelFiles.keys()]) if (k.startsWith(`${baseUrl}/`)) modelFiles.delete(k);
             for (const k of [...tensorIndexes.keys()]) if (k.startsWith(`${baseUrl}/`)) tensorIndexes.delete(k);
           },
+          (line) => logger.warn(line),
         );
   // GET /api/models lists the partition served now: the landing page counts its stages, the check page loads them.
   const builder: PartitionBuilder | null =

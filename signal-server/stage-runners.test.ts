@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ServedPartition } from './coordinator/repartition.js';
 import { ensureStages, loadStageSet } from './models/model-folder.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
 import { KEEP_STALE_MS, KEPT_PARTITIONS, lazyOracle, partitionBuilder } from './stage-runners.js';
@@ -227,6 +228,93 @@ describe('a stage cache two servers share (the processes of a cluster on one mac
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a stage cache with hostile timing and paths', () => {
+  const cut = (...ends: number[]) => ends.map((end, i) => ({ start: i === 0 ? 0 : (ends[i - 1] as number), end }));
+  type Builder = NonNullable<ReturnType<typeof partitionBuilder>>;
+
+  /**
+   * A fresh stage cache and a builder A that served r0-2_2-3 and built three cuts since (so that it forgets that cut
+   * the moment it switches away); `body` gets them, the cut, the last cut built but one (`other`) and the cache's model folder.
+   */
+  async function aboutToForget(
+    prefix: string,
+    body: (c: {
+      root: string;
+      served: Awaited<ReturnType<typeof ensureStages>>;
+      a: Builder;
+      two: ServedPartition;
+      other: ServedPartition;
+      models: string;
+    }) => Promise<void>,
+    warn?: (line: string) => void,
+  ): Promise<void> {
+    const root = mkdtempSync(join(tmpdir(), prefix));
+    try {
+      const served = await ensureStages(MODEL, { stages: 3 }, root);
+      const a = partitionBuilder(
+        { ...served, modelDir: MODEL },
+        root,
+        () => {},
+        () => {},
+        warn,
+      );
+      if (a === null) throw new Error('no builder');
+      const two = await a.build(cut(2, 3));
+      a.switched?.(two);
+      await a.build(cut(3));
+      const other = await a.build(cut(1, 3));
+      await a.build(cut(1, 2, 3));
+      await body({ root, served, a, two, other, models: dirname(served.dir) });
+      await a.release?.();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  it('a cut one server is checking is not removed under it by another forgetting it (before: the mark came after the check)', async () => {
+    await aboutToForget('webswarm-stage-race-', async ({ root, served, a, two, other, models }) => {
+      // B comes to that cut; A switches away at B's serve call: after B found the cut complete, before B goes on.
+      let aMoved = false;
+      const b = partitionBuilder({ ...served, modelDir: MODEL }, root, () => {
+        if (aMoved) return;
+        aMoved = true;
+        a.switched?.(other);
+      });
+      if (b === null) throw new Error('no builder');
+      b.switched?.(await b.build(cut(2, 3)));
+      expect(aMoved).toBe(true);
+      expect(existsSync(join(models, two.key, 'manifest.json')), 'B serves a cut whose folder A removed').toBe(true);
+      await b.release?.();
+    });
+  });
+
+  it('a cut folder that became a file: a switch forgets it with a warning (before: ENOTDIR thrown mid-switch), and asked for again it is built anew', async () => {
+    const warnings: string[] = [];
+    await aboutToForget(
+      'webswarm-stage-notdir-',
+      async ({ a, two, other, models }) => {
+        const folder = join(models, two.key);
+        rmSync(folder, { recursive: true });
+        writeFileSync(folder, 'not a folder');
+        // Leaving the served cut evicts it: the switch goes through.
+        expect(() => a.switched?.(other)).not.toThrow();
+        expect(
+          warnings.some((w) => w.includes(folder) && /ENOTDIR/.test(w)),
+          warnings.join('\n'),
+        ).toBe(true);
+        // The cut served now (r0-1_1-3) whose folder became a file is built anew when asked for again.
+        const kept = join(models, other.key);
+        rmSync(kept, { recursive: true });
+        writeFileSync(kept, 'not a folder');
+        const again = await a.build(cut(1, 3));
+        expect(again.key).toBe(other.key);
+        expect(existsSync(join(kept, 'manifest.json'))).toBe(true);
+      },
+      (line) => warnings.push(line),
+    );
   });
 });
 

@@ -13,7 +13,7 @@ import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import type { ModelSizes } from './coordinator/partition-planner.js';
 import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordinator/repartition.js';
-import { readTensorIndex, sourceFolderOf } from './models/model-folder.js';
+import { readTensorIndex, sourceFolderOf, stageDirName } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
 import { ensureStagesOffThread, loadStageSetOffThread } from './models/stage-files.js';
 import { OrtExecutor } from './reference/ort-executor.js';
@@ -104,6 +104,18 @@ function markKept(dir: string, builder: string): void {
   }
 }
 
+/**
+ * Removes a path, or says on stderr why it could not: a cache that is read-only, or a folder replaced by a file
+ * (rmSync's `force` forgives only ENOENT), must not stop a switch of partitions, which forgets cuts as it goes.
+ */
+function removeQuietly(path: string, warn: (line: string) => void): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch (e) {
+    warn(`stage cache: could not remove ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); left as it is`);
+  }
+}
+
 /** Whether a builder other than `builder` keeps `dir` (a fresh mark). */
 function keptByOthers(dir: string, builder: string, now = Date.now()): boolean {
   let names: string[];
@@ -144,6 +156,7 @@ export function partitionBuilder(
   stageCache: string,
   serve: (stages: { readonly dir: string; readonly manifest: StageManifest }, baseUrl: string) => void,
   unserve: (baseUrl: string) => void = () => {},
+  warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): PartitionBuilder | null {
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
@@ -157,24 +170,41 @@ export function partitionBuilder(
   const dirOf = new Map<ServedPartition, string>();
   const self = `${process.pid}-${randomUUID().slice(0, 8)}`;
   let renewing: ReturnType<typeof setInterval> | null = null;
+  const unmark = (dir: string): void => removeQuietly(join(dir, KEEP_MARK + self), warn);
   const forget = (p: ServedPartition, dir: string): void => {
     dirOf.delete(p);
     unserve(p.baseUrl);
-    rmSync(join(dir, KEEP_MARK + self), { force: true });
+    unmark(dir);
   };
   const evict = (p: ServedPartition): void => {
     const dir = dirOf.get(p);
     if (dir === undefined || dir === configured || p === current || built.has(cutOf(rangesOf(p.manifest)))) return;
     forget(p, dir);
     // Another server sharing this stage cache serves it, or may switch back to it: its to remove.
-    if (!keptByOthers(dir, self)) rmSync(dir, { recursive: true, force: true });
+    if (!keptByOthers(dir, self)) removeQuietly(dir, warn);
     // Its oracle's sessions hold the whole model in the runner thread's heap: a server that re-partitions for days
     // would fill it.
     // A release that fails frees nothing more than not trying would: not a reason to stop the server.
     p.oracle.release?.().catch(() => {});
   };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
-    const { dir, manifest } = await ensureStagesOffThread(folder, { ranges }, stageCache, choice);
+    // Marked before it is checked or built, and checked again once marked: another server sharing the stage cache
+    // that forgets this cut meanwhile sees the mark and leaves the folder, or removed it before the mark came, and
+    // the cut is built again; never served from a folder that is gone.
+    const expected = join(resolve(stageCache), served.manifest.modelId, stageDirName(served.manifest.model.numLayers, { ranges }, choice));
+    markKept(expected, self);
+    let ensured: { readonly dir: string; readonly manifest: StageManifest };
+    try {
+      for (let attempt = 1; ; attempt++) {
+        ensured = await ensureStagesOffThread(folder, { ranges }, stageCache, choice);
+        markKept(ensured.dir, self);
+        if (existsSync(join(ensured.dir, 'manifest.json')) || attempt === 3) break;
+      }
+    } catch (e) {
+      unmark(expected);
+      throw e;
+    }
+    const { dir, manifest } = ensured;
     const key = basename(dir);
     const baseUrl = stageBaseUrl(manifest.modelId, key);
     serve({ dir, manifest }, baseUrl);
@@ -224,7 +254,7 @@ export function partitionBuilder(
     async release(): Promise<void> {
       if (renewing !== null) clearInterval(renewing);
       // Its marks go: another server sharing the stage cache may remove these cuts once it forgets them too.
-      for (const dir of dirOf.values()) rmSync(join(dir, KEEP_MARK + self), { force: true });
+      for (const dir of dirOf.values()) unmark(dir);
       const kept = await Promise.all([...built.values()].map((p) => p.catch(() => null)));
       await Promise.all([...kept, current].map((p) => p?.oracle.release?.()));
     },

@@ -17,6 +17,8 @@ export interface StaticFolderOptions {
   readonly hideContentRange?: boolean;
   /** Access-Control-Allow-Origin: `*` by default; null sends none (browsers then keep the answer from scripts). */
   readonly allowOrigin?: string | null;
+  /** Send the first half of a range's body (its headers honest), then drop the connection, as a server that dies does. */
+  readonly breakOffRanges?: boolean;
 }
 
 export interface StaticFolderServer {
@@ -90,6 +92,12 @@ export async function startStaticFolderServer(root: string, o: StaticFolderOptio
     });
     if (req.method === 'HEAD') {
       res.end();
+      return;
+    }
+    if (o.breakOffRanges === true && status === 206) {
+      const half = bytes.subarray(0, Math.floor(bytes.byteLength / 2));
+      state.bytesSent += half.byteLength;
+      res.write(half, () => res.destroy());
       return;
     }
     state.bytesSent += bytes.byteLength;

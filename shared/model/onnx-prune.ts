@@ -64,11 +64,19 @@ function encodeVarint(value: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
-/** The fields of the message in buf[from, to). */
-function fields(buf: Uint8Array, from: number, to: number): Field[] {
+/**
+ * The most fields one message may have here: a stage graph has some thousands (nodes, initializers, inputs and
+ * outputs); a crafted file of two-byte fields would otherwise cost some 40 bytes of heap a byte of input.
+ */
+export const MAX_FIELDS = 1 << 20;
+
+/** The fields of the message in buf[from, to); `each`, where given, is called with each one instead of keeping them. */
+function fields(buf: Uint8Array, from: number, to: number, each?: (f: Field) => void): Field[] {
   const out: Field[] = [];
   let pos = from;
+  let count = 0;
   while (pos < to) {
+    if (++count > MAX_FIELDS) throw malformed(pos, `more than ${MAX_FIELDS} fields in one message`);
     const [tag, tagEnd] = varint(buf, pos, to);
     const no = Math.floor(tag / 8);
     const wire = tag % 8;
@@ -84,7 +92,9 @@ function fields(buf: Uint8Array, from: number, to: number): Field[] {
       end = after + length;
     } else throw malformed(pos, `wire type ${wire}`);
     if (end > to) throw malformed(pos, `field ${no} running past its message`);
-    out.push({ no, wire, start: pos, tagEnd, body, end });
+    const f = { no, wire, start: pos, tagEnd, body, end };
+    if (each === undefined) out.push(f);
+    else each(f);
     pos = end;
   }
   return out;
@@ -137,8 +147,11 @@ export interface Pruned {
  */
 export function pruneOutputs(model: Uint8Array, drop: (name: string) => boolean): Pruned {
   const unchanged = { model, outputs: 0, nodes: 0 };
-  const top = fields(model, 0, model.length);
-  const graphs = top.filter((f) => f.no === MODEL_GRAPH && f.wire === LENGTH_DELIMITED);
+  // The model's other fields are copied as they are: only the graph's place is kept.
+  const graphs: Field[] = [];
+  fields(model, 0, model.length, (f) => {
+    if (f.no === MODEL_GRAPH && f.wire === LENGTH_DELIMITED) graphs.push(f);
+  });
   if (graphs.length !== 1) return unchanged;
   const graph = graphs[0] as Field;
   const parts = fields(model, graph.body, graph.end);
@@ -175,14 +188,10 @@ export function pruneOutputs(model: Uint8Array, drop: (name: string) => boolean)
     out.set(bytes, at);
     at += bytes.length;
   };
-  for (const f of top) {
-    if (f !== graph) {
-      put(model.subarray(f.start, f.end));
-      continue;
-    }
-    put(graphTag);
-    put(length);
-    for (const k of kept) put(model.subarray(k.start, k.end));
-  }
+  put(model.subarray(0, graph.start));
+  put(graphTag);
+  put(length);
+  for (const k of kept) put(model.subarray(k.start, k.end));
+  put(model.subarray(graph.end));
   return { model: out, outputs, nodes: removed.size - outputs };
 }

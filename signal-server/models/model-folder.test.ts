@@ -1,4 +1,5 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,6 +7,7 @@ import { ModelError, type ModelErrorCode } from '../../shared/model/errors.js';
 import { parseSafetensors } from '../../shared/model/safetensors.js';
 import { type RawTensor, writeSafetensors } from '../../testing/safetensors-writer.js';
 import { buildStagesToDir, ensureStages, loadStageSet, readModelFolder } from './model-folder.js';
+import { JSON_LIMIT } from './read-whole-file.js';
 
 const SOURCE = 'fixtures/models/tiny-untied';
 let work: string;
@@ -118,6 +120,25 @@ describe('a model folder is refused with a named error', () => {
     const path = join(model, 'model.safetensors');
     writeFileSync(path, readFileSync(path).subarray(0, 5000));
     await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_SAFETENSORS', 'model.safetensors', /outside|does not fit/);
+  });
+
+  it('when config.json is a folder, a pipe or over its bound, or the shard index holds null (before: EISDIR naming no file, a start that hung, advice for weights, a TypeError)', async () => {
+    const config = join(model, 'config.json');
+    unlinkSync(config);
+    mkdirSync(config);
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', 'config.json', /is not a regular file/);
+    rmSync(config, { recursive: true });
+    // A pipe nobody writes to: opened without blocking, refused at once.
+    expect(spawnSync('mkfifo', [config]).status).toBe(0);
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', 'config.json', /is not a regular file/);
+    unlinkSync(config);
+    writeFileSync(config, '{}');
+    truncateSync(config, JSON_LIMIT.maxBytes + 1); // sparse: no disk taken
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_JSON', 'config.json', /more than 268435456: no JSON file/);
+    cpSync(join(SOURCE, 'config.json'), config);
+    unlinkSync(join(model, 'model.safetensors'));
+    writeFileSync(join(model, 'model.safetensors.index.json'), 'null');
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_BAD_JSON', 'model.safetensors.index.json', /has no weight_map object/);
   });
 
   it('when the partition does not fit the model', async () => {
@@ -241,6 +262,28 @@ describe('the stage cache', () => {
     const rebuilt = await ensureStages(model, { stages: 2 }, cache);
     expect(rebuilt.built).toBe(true);
     expect(rebuilt.manifest.stages[1]?.sha256).not.toBe(first.manifest.stages[1]?.sha256);
+  });
+
+  it('rebuilds a cached cut that cannot be read whole: a torn or null source.json, a stage file that no longer matches its sha256 (before: the start failed)', async () => {
+    const cache = join(work, 'cache');
+    const first = await ensureStages(model, { stages: 2 }, cache);
+    const damage: ((dir: string) => void)[] = [
+      (dir) => writeFileSync(join(dir, 'source.json'), '{"sourceHash": "ab'),
+      (dir) => writeFileSync(join(dir, 'source.json'), 'null\n'),
+      (dir) => {
+        const file = join(dir, first.manifest.stages[1]?.file as string);
+        const bytes = readFileSync(file);
+        bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 0xff;
+        writeFileSync(file, bytes);
+      },
+    ];
+    for (const harm of damage) {
+      harm(first.dir);
+      const again = await ensureStages(model, { stages: 2 }, cache);
+      expect(again.built).toBe(true);
+      expect(again.manifest).toEqual(first.manifest);
+      expect((await ensureStages(model, { stages: 2 }, cache)).built).toBe(false);
+    }
   });
 
   it('two builds of one cut at once (processes of a cluster sharing the cache): the first complete one stays, and no temporary folder is left', async () => {

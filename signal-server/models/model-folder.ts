@@ -9,7 +9,7 @@ import { type Partition, resolvePartition } from '../../shared/model/partition.j
 import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
-import { readWholeFile } from './read-whole-file.js';
+import { JSON_LIMIT, readWholeFile, WEIGHTS_LIMIT } from './read-whole-file.js';
 import { type HeadPositions, headPositionsOf } from '../../shared/model/stage-graph.js';
 import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { buildTensorIndex, parseTensorIndex, type TensorIndex, type WeightsEntryFile } from '../../shared/model/tensor-index.js';
@@ -30,7 +30,7 @@ export interface ModelFolder {
 function readRequired(dir: string, name: string): Uint8Array {
   const path = join(dir, name);
   if (!existsSync(path)) throw new ModelError('ERR_MODEL_FILE_MISSING', path, `${name} is missing from the model folder`);
-  return readWholeFile(path);
+  return readWholeFile(path, undefined, name.endsWith('.json') ? JSON_LIMIT : WEIGHTS_LIMIT);
 }
 
 function parseJsonFile(path: string, bytes: Uint8Array): unknown {
@@ -63,13 +63,18 @@ export function sourceFolderOf(stageDir: string): string | null {
   }
 }
 
+/** model.safetensors.index.json's weight_map, whatever the file holds (JSON null or a list included: undefined then). */
+function weightMapOf(path: string, bytes: Uint8Array): unknown {
+  const index = parseJsonFile(path, bytes);
+  return typeof index === 'object' && index !== null ? (index as { weight_map?: unknown }).weight_map : undefined;
+}
+
 /** Files of a Hugging Face model folder that volunteers may read: config, tokenizer, and the weights (one file, or the index and its shards). */
 export function modelFolderFiles(dirIn: string): string[] {
   const dir = resolve(dirIn);
   const files = ['config.json', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => existsSync(join(dir, f)));
   if (existsSync(join(dir, 'model.safetensors')) || !existsSync(join(dir, SHARD_INDEX))) return [...files, 'model.safetensors'];
-  const index = parseJsonFile(join(dir, SHARD_INDEX), readFileSync(join(dir, SHARD_INDEX))) as { weight_map?: unknown };
-  const map = index.weight_map;
+  const map = weightMapOf(join(dir, SHARD_INDEX), readRequired(dir, SHARD_INDEX));
   const shards = typeof map === 'object' && map !== null ? Object.values(map as Record<string, unknown>) : [];
   const names = new Set(shards.filter((f): f is string => typeof f === 'string' && /^[A-Za-z0-9._-]+\.safetensors$/.test(f)));
   return [...files, SHARD_INDEX, ...names];
@@ -83,8 +88,7 @@ function readWeights(dir: string): { weightsFile: string; tensors: Map<string, T
     const bytes = readRequired(dir, 'model.safetensors');
     return { weightsFile: single, tensors: parseSafetensors(single, bytes), weightBytes: [bytes] };
   }
-  const index = parseJsonFile(indexPath, readFileSync(indexPath)) as { weight_map?: unknown };
-  const map = index.weight_map;
+  const map = weightMapOf(indexPath, readRequired(dir, SHARD_INDEX));
   if (typeof map !== 'object' || map === null) throw new ModelError('ERR_MODEL_BAD_JSON', indexPath, 'has no weight_map object');
   const shards = [...new Set(Object.values(map as Record<string, unknown>))];
   const tensors = new Map<string, TensorInfo>();
@@ -116,7 +120,7 @@ export function readModelFolder(dirIn: string): ModelFolder {
   const tokenizerJson = readRequired(dir, 'tokenizer.json');
   parseJsonFile(join(dir, 'tokenizer.json'), tokenizerJson);
   const tcPath = join(dir, 'tokenizer_config.json');
-  const tokenizerConfigJson = existsSync(tcPath) ? readFileSync(tcPath) : null;
+  const tokenizerConfigJson = existsSync(tcPath) ? readWholeFile(tcPath, undefined, JSON_LIMIT) : null;
   if (tokenizerConfigJson !== null) parseJsonFile(tcPath, tokenizerConfigJson);
   const h = createHash('sha256');
   // In pieces: a hash takes at most 2 GiB per update, and checkpoints are bigger.
@@ -268,7 +272,8 @@ export async function ensureStages(
     const cachedHead = last === undefined ? 'all' : headPositionsOf(last.inputs);
     return manifest.weights === weights && manifest.graph === graph && cachedHead === head ? manifest : null;
   };
-  const found = await cached();
+  // A cache that cannot be read whole (a torn source.json, a file that no longer matches its sha256) is built again.
+  const found = await cached().catch(() => null);
   if (found !== null) return { dir, manifest: found, built: false };
   return { dir, manifest: await buildStagesToDir(model, partition, dir, choice, cached), built: true };
 }

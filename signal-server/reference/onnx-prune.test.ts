@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import { pruneOutputs } from '../../shared/model/onnx-prune.js';
+import { MAX_FIELDS, pruneOutputs } from '../../shared/model/onnx-prune.js';
 import { CachingExecutor, type Float32Tensor, type TensorData } from '../../shared/model/pipeline.js';
 import { isNewKvOutput, stageGraphFor } from '../../shared/model/session-options.js';
 import { goldenModelDir, readGolden } from '../../testing/golden.js';
@@ -154,5 +154,31 @@ describe('a WebGPU stage graph without new.* (onnx-prune.ts)', () => {
     // A name that is not UTF-8.
     const badName = Uint8Array.of(0x3a, 0x05, 0x62, 0x03, 0x0a, 0x01, 0xff);
     expect(() => pruneOutputs(badName, () => true)).toThrow(/a name that is not UTF-8 at byte 6/);
+  });
+
+  it('refuses a message of more than MAX_FIELDS fields, in the model or in its graph, before it holds them (a crafted file cost ~40× its size in heap)', () => {
+    // Two-byte fields (field 1, varint 0): a few MB of them were a few hundred MB of objects.
+    const tiny = (n: number) => {
+      const b = new Uint8Array(2 * n);
+      for (let i = 0; i < b.length; i += 2) b[i] = 0x08;
+      return b;
+    };
+    expect(() => pruneOutputs(tiny(MAX_FIELDS + 1), () => true)).toThrow(
+      new RegExp(`more than ${MAX_FIELDS} fields in one message at byte ${2 * MAX_FIELDS}`),
+    );
+    const inner = tiny(MAX_FIELDS + 1);
+    // The graph (field 7) holding them: its length as a varint.
+    const length: number[] = [];
+    for (let v = inner.length; ; v = Math.floor(v / 128)) {
+      length.push(v >= 128 ? (v % 128) | 0x80 : v);
+      if (v < 128) break;
+    }
+    const model = new Uint8Array(1 + length.length + inner.length);
+    model.set([0x3a, ...length]);
+    model.set(inner, 1 + length.length);
+    expect(() => pruneOutputs(model, () => true)).toThrow(/more than \d+ fields in one message/);
+    // At the bound, accepted: nothing to drop, the same bytes.
+    const atBound = tiny(MAX_FIELDS);
+    expect(pruneOutputs(atBound, () => true).model).toBe(atBound);
   });
 });

@@ -189,6 +189,11 @@ describe('bad input from the weights server', () => {
     expect(await refusal(load(austen, server, 0, null))).toBe('ERR_WEIGHTS_RANGE');
   });
 
+  it('refuses a body that breaks off mid-range by name (before: a bare TypeError "terminated")', async () => {
+    const server = await serve(austen.dir, { breakOffRanges: true });
+    expect(await refusal(load(austen, server, 1, null))).toBe('ERR_WEIGHTS_HTTP');
+  });
+
   function hostileFolder(bytes: Uint8Array): string {
     const dir = mkdtempSync(join(tmpdir(), 'webswarm-hostile-'));
     tmp.push(dir);

@@ -66,7 +66,14 @@ export async function readBody(
   let buf = new Uint8Array(limit.exactBytes ?? Math.min(cap, 64 * 1024));
   let got = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // The connection closed mid-body (fetch's "terminated"), or the stream failed otherwise.
+      throw new LayerFetchError('ERR_WEIGHTS_HTTP', `${url}: the body broke off after ${got} bytes (${(e as Error).message})`);
+    }
+    const { done, value } = chunk;
     if (done) break;
     if (got + value.byteLength > cap) {
       await reader.cancel();
