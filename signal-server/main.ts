@@ -23,6 +23,9 @@ import { mirrorProblem } from './models/mirror-check.js';
 import { ensureStages, readModelConfig, readTensorIndex, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
+/** Positions served by default where a model states more (llama.cpp's default context is 4 096; vLLM's the model's). */
+export const DEFAULT_CONTEXT = 8192;
+
 export interface StartOptions {
   readonly port: number;
   readonly host: string;
@@ -35,6 +38,8 @@ export interface StartOptions {
    * fused where the model has a fused form, else plain (GRAPH_SETTINGS).
    */
   readonly graph: GraphSetting;
+  /** Positions a session may hold, at most the model's max_position_embeddings; 0: the model's (contextFor). */
+  readonly context: number;
   readonly webRoot: string;
   readonly stageCache: string;
   /** Where volunteers fetch the model folder's weights from (a mirror with range requests and CORS); null = this server. */
@@ -110,6 +115,12 @@ export const SETTINGS = {
     flag: 'graph',
     fallback: 'auto',
     help: "stage graphs' form: plain ONNX operators, fused (onnxruntime's GroupQueryAttention, SkipSimplifiedLayerNormalization; faster), or auto: fused where the model has that form (head size a multiple of 16), else plain",
+  },
+  context: {
+    env: 'CONTEXT',
+    flag: 'context',
+    fallback: String(DEFAULT_CONTEXT),
+    help: "positions a session may hold (prompt and completion), at most the model's max_position_embeddings; 0 = the model's. Fused stage files carry rotary tables of this many rows, and a volunteer's KV buffers and graph capture are sized to it",
   },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
@@ -347,6 +358,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     stages: int(SETTINGS.stages, 1),
     weights: oneOf(SETTINGS.weights, WEIGHT_PRECISIONS),
     graph: oneOf(SETTINGS.graph, GRAPH_SETTINGS),
+    context: contextSetting(raw(SETTINGS.context), int(SETTINGS.context, 0)),
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
@@ -393,6 +405,29 @@ export function graphFor(setting: GraphSetting, folder: string, log: (line: stri
   return problem === null ? 'fused' : 'plain';
 }
 
+/** CONTEXT's value: 0 (the model's) or at least 2 positions (one is a prompt with no room for an answer). */
+function contextSetting(raw: { readonly from: string; readonly value: string }, n: number): number {
+  if (n === 1) throw new Error(`${raw.from} must be 0 (the model's own context) or at least 2 positions, got "${raw.value}"`);
+  return n;
+}
+
+/**
+ * The context the stages are built for (BuildChoice.context): `setting` positions, or the model's where it states
+ * fewer (or `setting` is 0), said in the log where it cuts the model's. A model folder that cannot be read is left to
+ * the stage build, which names what is wrong.
+ */
+export function contextFor(setting: number, folder: string, log: (line: string) => void): number | undefined {
+  let own: number;
+  try {
+    own = readModelConfig(folder).config.maxPositions;
+  } catch {
+    return undefined;
+  }
+  if (setting === 0 || setting >= own) return undefined;
+  log(`CONTEXT: serving ${setting} of the model's ${own} positions (CONTEXT=0 serves them all)`);
+  return setting;
+}
+
 /** A stage build's failure, naming the setting behind it where one is (STAGES, STAGE_CACHE); else as it came. */
 function settingOf(e: unknown, o: StartOptions): unknown {
   if (e instanceof ModelError && e.code === 'ERR_MODEL_BAD_PARTITION') return new Error(`STAGES (--stages) is ${o.stages}: ${e.message}`);
@@ -416,7 +451,8 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   const t0 = performance.now();
   const partition = { stages: o.stages };
   const graph = graphFor(o.graph, modelDir(o.model), log);
-  const choice = { weights: o.weights, graph };
+  const context = contextFor(o.context, modelDir(o.model), log);
+  const choice = { weights: o.weights, graph, ...(context === undefined ? {} : { context }) };
   const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice).catch((e: unknown) => {
     throw settingOf(e, o);
   });

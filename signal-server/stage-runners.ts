@@ -13,7 +13,7 @@ import type { LayerRange } from '../shared/model/stage-graph.js';
 import { type ChallengeOracle, ReferenceOracle } from './coordinator/challenge.js';
 import type { ModelSizes } from './coordinator/partition-planner.js';
 import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordinator/repartition.js';
-import { readTensorIndex, sourceFolderOf, stageDirName } from './models/model-folder.js';
+import { type BuildChoice, builtChoice, readModelConfig, readTensorIndex, sourceFolderOf, stageDirName } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
 import { ensureStagesOffThread, loadStageSetOffThread } from './models/stage-files.js';
 import { OrtExecutor } from './reference/ort-executor.js';
@@ -160,7 +160,17 @@ export function partitionBuilder(
 ): PartitionBuilder | null {
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
-  const choice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  // New cuts are built as the served one was: its precision, form and context (its maxPositions, where below the model's).
+  let choice: BuildChoice = { weights: served.manifest.weights, graph: served.manifest.graph };
+  try {
+    choice = builtChoice(
+      readModelConfig(folder).config,
+      { ...choice, context: served.manifest.model.maxPositions },
+      join(folder, 'config.json'),
+    );
+  } catch {
+    // A model folder that cannot be read now: the build names what is wrong.
+  }
   const configured = resolve(served.dir);
   // One served partition per cut, the latest few kept: a swarm that switches back and forth (volunteers leaving
   // and coming back) reuses its oracle, whose runner holds the whole model, instead of loading another at every

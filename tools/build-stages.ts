@@ -1,11 +1,11 @@
-/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--out DIR] */
+/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N] [--out DIR] */
 import { join } from 'node:path';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
-import { buildStagesToDir, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
+import { buildStagesToDir, builtChoice, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
 import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE, weightsFrom } from './cli-args.js';
 
 const USAGE =
-  'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--graph plain|fused] [--out DIR]';
+  'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N] [--out DIR]';
 
 runCli(async () => {
   const v = cliArgs(
@@ -15,6 +15,7 @@ runCli(async () => {
       layers: { type: 'string' },
       weights: { type: 'string' },
       graph: { type: 'string', default: 'plain' },
+      context: { type: 'string' },
       out: { type: 'string' },
     },
     USAGE,
@@ -26,16 +27,24 @@ runCli(async () => {
   const model = readModelFolder(modelDir(v.model as string));
   const partition = partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined });
   const weights = weightsFrom(v.weights as string | undefined);
-  const out =
-    (v.out as string | undefined) ??
-    join(STAGE_CACHE, model.modelId, stageDirName(model.config.numLayers, partition, { weights, graph: graph as GraphForm }));
-  const manifest = await buildStagesToDir(model, partition, out, { weights, graph: graph as GraphForm });
+  const contextArg = v.context as string | undefined;
+  const context = contextArg === undefined ? undefined : Number(contextArg);
+  if (contextArg !== undefined && !/^\d+$/.test(contextArg.trim()))
+    throw new Error(`--context must be a count of positions, got "${contextArg}"`);
+  // The server's CONTEXT: fewer positions than the model's, or the model's (0, or as many or more).
+  const choice = builtChoice(
+    model.config,
+    { weights, graph: graph as GraphForm, ...(context === undefined || context === 0 ? {} : { context }) },
+    join(model.dir, 'config.json'),
+  );
+  const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, stageDirName(model.config.numLayers, partition, choice));
+  const manifest = await buildStagesToDir(model, partition, out, choice);
   const ms = performance.now() - t0;
   for (const s of manifest.stages) {
     process.stdout.write(
       `${s.file}  layers [${s.layers.start}, ${s.layers.end})  ${(s.sizeBytes / 1e6).toFixed(2)} MB  sha256 ${s.sha256.slice(0, 16)}…\n`,
     );
   }
-  process.stdout.write(`built ${manifest.stages.length} ${weights} ${graph} stages of ${model.modelId} into ${out} in ${ms.toFixed(0)} ms
+  process.stdout.write(`built ${manifest.stages.length} ${weights} ${graph} stages of ${model.modelId} (${manifest.model.maxPositions} positions) into ${out} in ${ms.toFixed(0)} ms
 `);
 });

@@ -8,6 +8,8 @@ import { parseSafetensors } from '../../shared/model/safetensors.js';
 import { type RawTensor, writeSafetensors } from '../../testing/safetensors-writer.js';
 import { buildStagesToDir, ensureStages, loadStageSet, readModelFolder } from './model-folder.js';
 import { JSON_LIMIT } from './read-whole-file.js';
+import { GREEDY } from '../../shared/model/sampling.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
 
 const SOURCE = 'fixtures/models/tiny-untied';
 let work: string;
@@ -313,5 +315,57 @@ describe('the stage cache', () => {
     expect(fused.manifest.stages[0]?.inputs.map((i) => `${i.name}:${i.dtype}`)).toContain('seqlens_k:int32');
     expect((await ensureStages(model, { stages: 2 }, cache, { graph: 'fused' })).built).toBe(false);
     expect((await ensureStages(model, { stages: 2 }, cache, { graph: 'plain' })).built).toBe(false);
+  });
+});
+
+describe('a served context below the model’s (CONTEXT)', () => {
+  const GQA = 'fixtures/models/tiny-gqa-bias'; // max_position_embeddings 512, head_dim 16: it has a fused form
+
+  it('builds the stages for that many positions: the manifest, the fused form’s rotary tables, the cache’s folder; the same outputs bit for bit where both hold the position', async () => {
+    const cache = join(work, 'cache');
+    const full = await ensureStages(GQA, { stages: 2 }, cache, { graph: 'fused' });
+    const cut = await ensureStages(GQA, { stages: 2 }, cache, { graph: 'fused', context: 64 });
+    expect(full.manifest.model.maxPositions).toBe(512);
+    expect(cut.manifest.model.maxPositions).toBe(64);
+    expect(cut.dir.endsWith('-fused-ctx64')).toBe(true);
+    expect(full.dir.endsWith('-fused')).toBe(true);
+    // Each fused stage file carries cos and sin tables of maxPositions × head_dim/2 floats: 448 rows fewer each (and
+    // a few bytes of shorter length fields).
+    for (const [i, s] of cut.manifest.stages.entries()) {
+      const fewer = (full.manifest.stages[i]?.sizeBytes as number) - s.sizeBytes;
+      expect(fewer).toBeGreaterThanOrEqual(2 * (512 - 64) * 8 * 4);
+      expect(fewer).toBeLessThan(2 * (512 - 64) * 8 * 4 + 16);
+    }
+    // The model's own context, or more, is the model's: the same folder and stages as none.
+    for (const context of [512, 9000]) {
+      const same = await ensureStages(GQA, { stages: 2 }, cache, { graph: 'fused', context });
+      expect(same.dir).toBe(full.dir);
+      expect(same.built).toBe(false);
+    }
+    expect((await ensureStages(GQA, { stages: 2 }, cache, { graph: 'fused', context: 64 })).built).toBe(false);
+    await expectRefused(
+      () => ensureStages(GQA, { stages: 2 }, cache, { context: 1 }),
+      'ERR_MODEL_BAD_CONFIG',
+      'config.json',
+      /a served context of 1 positions: it must be an integer of at least 2/,
+    );
+    const a = await ReferenceRunner.fromStageDir(full.dir);
+    const b = await ReferenceRunner.fromStageDir(cut.dir);
+    try {
+      const sa = a.session();
+      const sb = b.session();
+      let ids = [5, 17, 250, 3, 99, 4, 8, 120, 7, 61];
+      for (let position = ids.length; position <= 63; position++) {
+        const la = await sa.forward(ids);
+        const lb = await sb.forward(ids);
+        expect(Buffer.from(lb.buffer, lb.byteOffset, lb.byteLength).equals(Buffer.from(la.buffer, la.byteOffset, la.byteLength))).toBe(true);
+        ids = [position % 200];
+      }
+      // The cut context's limit is the generation's.
+      await expect(b.generateIds([1, 2, 3], 62, GREEDY)).rejects.toThrow("exceeds the model's 64 positions");
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

@@ -151,13 +151,37 @@ export interface BuildChoice {
   readonly graph?: GraphForm;
   /** The LM head on the last position (default, the product's) or on every position (benches and tests only). */
   readonly head?: HeadPositions;
+  /**
+   * The positions a session may hold (prompt and completion), where fewer than the model's max_position_embeddings:
+   * the manifest's maxPositions, and so the fused form's rotary tables, the KV buffers sized to a full context and
+   * the API's limit. Undefined (or the model's own or more): the model's.
+   */
+  readonly context?: number;
 }
 
-/** A stage set's directory name: the partition's key, then the precision (not f32), the form (not plain) and "-allpos" for a head on every position. */
+/** `choice` as it is built for a model of `config` (read from `configPath`): a context the model's own or more is left out. */
+export function builtChoice(config: ModelConfig, choice: BuildChoice, configPath: string): BuildChoice {
+  const { context, ...rest } = choice;
+  if (context === undefined || context >= config.maxPositions) return rest;
+  if (!Number.isInteger(context) || context < 2)
+    throw new ModelError('ERR_MODEL_BAD_CONFIG', configPath, `a served context of ${context} positions: it must be an integer of at least 2`);
+  return { ...rest, context };
+}
+
+/** The model config a stage set of `choice` (builtChoice) is built with: max_position_embeddings cut to its context. */
+function servedConfig(config: ModelConfig, choice: BuildChoice): ModelConfig {
+  return choice.context === undefined ? config : { ...config, maxPositions: choice.context };
+}
+
+/**
+ * A stage set's directory name: the partition's key, then the precision (not f32), the form (not plain), "-ctx<N>"
+ * for a context below the model's (`choice` as builtChoice makes it) and "-allpos" for a head on every position.
+ */
 export function stageDirName(numLayers: number, p: Partition, choice: BuildChoice = {}): string {
   const key = partitionKey(numLayers, p, choice.weights ?? 'f32');
   const form = (choice.graph ?? 'plain') === 'plain' ? key : `${key}-${choice.graph}`;
-  return (choice.head ?? 'last') === 'last' ? form : `${form}-allpos`;
+  const context = choice.context === undefined ? form : `${form}-ctx${choice.context}`;
+  return (choice.head ?? 'last') === 'last' ? context : `${context}-allpos`;
 }
 
 /**
@@ -179,7 +203,7 @@ export async function buildStagesToDir(
     graph,
     head: choice.head ?? 'last',
     modelId: model.modelId,
-    config: model.config,
+    config: servedConfig(model.config, builtChoice(model.config, choice, join(model.dir, 'config.json'))),
     weightsFile: model.weightsFile,
     tensors: model.tensors,
     tokenizerJson: model.tokenizerJson,
@@ -252,12 +276,14 @@ export async function ensureStages(
   modelDir: string,
   partition: Partition,
   cacheRoot: string,
-  choice: BuildChoice = {},
+  asked: BuildChoice = {},
 ): Promise<{ dir: string; manifest: StageManifest; built: boolean }> {
+  const model = readModelFolder(modelDir);
+  const choice = builtChoice(model.config, asked, join(model.dir, 'config.json'));
   const weights = choice.weights ?? 'f32';
   const graph = choice.graph ?? 'plain';
   const head = choice.head ?? 'last';
-  const model = readModelFolder(modelDir);
+  const positions = servedConfig(model.config, choice).maxPositions;
   const dir = join(resolve(cacheRoot), model.modelId, stageDirName(model.config.numLayers, partition, choice));
   const sourcePath = join(dir, 'source.json');
   /** The stages in `dir`, where they are a complete build of these ones from this model folder. */
@@ -270,7 +296,9 @@ export async function ensureStages(
     // form; so is one whose head is another (every position always, or a builder's before logits_from).
     const last = manifest.stages[manifest.stages.length - 1];
     const cachedHead = last === undefined ? 'all' : headPositionsOf(last.inputs);
-    return manifest.weights === weights && manifest.graph === graph && cachedHead === head ? manifest : null;
+    return manifest.weights === weights && manifest.graph === graph && cachedHead === head && manifest.model.maxPositions === positions
+      ? manifest
+      : null;
   };
   // A cache that cannot be read whole (a torn source.json, a file that no longer matches its sha256) is built again.
   const found = await cached().catch(() => null);
