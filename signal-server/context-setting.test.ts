@@ -4,18 +4,51 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CHALLENGE_POSITIONS } from './coordinator/challenge.js';
 import { contextFor, DEFAULT_CONTEXT, optionsFrom } from './main.js';
-import { ensureStages, partitionKey } from './models/model-folder.js';
+import { type BuildChoice, ensureStages, MIN_CONTEXT, partitionKey } from './models/model-folder.js';
 import { createSignalServer } from './server.js';
 import { partitionBuilder } from './stage-runners.js';
+import { NodeVolunteer } from './testing/node-volunteer.js';
+
+/** A real server on port 0 over `model`'s stages in one, built for `context` positions, in a cache of its own. */
+async function serveCut(model: string, choice: BuildChoice) {
+  const cache = mkdtempSync(join(tmpdir(), 'webswarm-context-'));
+  const { dir, manifest } = await ensureStages(model, { stages: 1 }, cache, choice);
+  const server = createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
+    redundancy: 1,
+    routeWaitMs: 20_000,
+    ratePerMinute: 0,
+    spotCheckRate: 0,
+  });
+  const close = async () => {
+    await server.close();
+    rmSync(cache, { recursive: true, force: true });
+  };
+  return { cache, dir, manifest, server, close };
+}
 
 describe('CONTEXT', () => {
-  it('8192 by default, 0 for the model’s own; 1 and words refused by name', () => {
+  it('8192 by default, 0 for the model’s own; fewer than a challenge step’s positions, and words, refused by name', () => {
     expect(DEFAULT_CONTEXT).toBe(8192);
+    // A volunteer is ready once it answers a challenge step: a context shorter than one could never have a ready volunteer.
+    expect(MIN_CONTEXT).toBeGreaterThanOrEqual(CHALLENGE_POSITIONS);
     expect(optionsFrom({}).context).toBe(8192);
     expect(optionsFrom({ CONTEXT: '0' }).context).toBe(0);
     expect(optionsFrom({}, { context: '2048' }).context).toBe(2048);
-    expect(() => optionsFrom({ CONTEXT: '1' })).toThrow('CONTEXT must be 0 (the model\'s own context) or at least 2 positions, got "1"');
+    for (const few of ['1', '3'])
+      expect(() => optionsFrom({ CONTEXT: few })).toThrow(
+        `CONTEXT must be 0 (the model's own context) or at least ${MIN_CONTEXT} positions (a challenge step's), got "${few}"`,
+      );
+    expect(optionsFrom({ CONTEXT: String(MIN_CONTEXT) }).context).toBe(MIN_CONTEXT);
+    // Past what a number holds exactly: the bound is named (before: "an integer ≥ 0", which it is).
+    expect(() => optionsFrom({ CONTEXT: '99999999999999999999' })).toThrow(
+      'CONTEXT must be an integer from 0 to 9007199254740991, got "99999999999999999999"',
+    );
     expect(() => optionsFrom({ CONTEXT: 'all' })).toThrow('CONTEXT must be an integer ≥ 0, got "all"');
     expect(() => optionsFrom({}, { context: '-5' })).toThrow(/--context must be an integer ≥ 0, got "-5"/);
   });
@@ -34,16 +67,7 @@ describe('CONTEXT', () => {
   });
 
   it('a server over stages built for 48 positions: the API says 48 and refuses a longer request by OpenAI’s code; new cuts keep the context', async () => {
-    const cache = mkdtempSync(join(tmpdir(), 'webswarm-context-'));
-    const { dir, manifest } = await ensureStages('models/austen-2m', { stages: 1 }, cache, { context: 48 });
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(manifest.model.numLayers, { stages: 1 }) }],
-      redundancy: 1,
-      ratePerMinute: 0,
-    });
+    const { cache, dir, manifest, server, close } = await serveCut('models/austen-2m', { context: 48 });
     try {
       await server.ready;
       const url = server.address().url;
@@ -74,8 +98,30 @@ describe('CONTEXT', () => {
       expect(cut.key.endsWith('-ctx48')).toBe(true);
       await builder.release?.();
     } finally {
-      await server.close();
-      rmSync(cache, { recursive: true, force: true });
+      await close();
+    }
+  });
+});
+
+describe('the shortest context', () => {
+  it('MIN_CONTEXT on fused stages: a volunteer answers its challenge step, is ready, and a request that fits is served (before: 2 or 3 were accepted, and GroupQueryAttention refused the 4-position challenge: no volunteer was ever ready)', async () => {
+    const { manifest, server, close } = await serveCut('fixtures/models/tiny-gqa-bias', { graph: 'fused', context: MIN_CONTEXT });
+    expect(manifest.model.maxPositions).toBe(MIN_CONTEXT);
+    let v: NodeVolunteer | null = null;
+    try {
+      await server.ready;
+      const url = server.address().url;
+      v = new NodeVolunteer(url, { clientKey: 'shortest-context-volunteer' });
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: [5, 9, 11], max_tokens: 1, temperature: 0 }),
+      });
+      expect(res.status).toBe(200);
+      expect(v.ready).toBe(true);
+    } finally {
+      await v?.close();
+      await close();
     }
   });
 });

@@ -20,7 +20,7 @@ import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { mirrorProblem } from './models/mirror-check.js';
-import { ensureStages, readModelConfig, readTensorIndex, stageDirName } from './models/model-folder.js';
+import { ensureStages, MIN_CONTEXT, readModelConfig, readTensorIndex, stageDirName } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
 
 /** Positions served by default where a model states more (llama.cpp's default context is 4 096; vLLM's the model's). */
@@ -120,7 +120,7 @@ export const SETTINGS = {
     env: 'CONTEXT',
     flag: 'context',
     fallback: String(DEFAULT_CONTEXT),
-    help: "positions a session may hold (prompt and completion), at most the model's max_position_embeddings; 0 = the model's. Fused stage files carry rotary tables of this many rows, and a volunteer's KV buffers and graph capture are sized to it",
+    help: "positions a session may hold (prompt and completion), at most the model's max_position_embeddings, at least 4 (a challenge step's); 0 = the model's. Fused stage files carry rotary tables of this many rows, and a volunteer's KV buffers and graph capture are sized to it",
   },
   redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
@@ -290,7 +290,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     const n = /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
     if (!Number.isInteger(n) || n < min || n > max)
       throw new Error(
-        `${from} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`}, got "${value}"`,
+        `${from} must be an integer ${max === Number.MAX_SAFE_INTEGER && !(n > max) ? `≥ ${min}` : `from ${min} to ${max}`}, got "${value}"`,
       );
     return n;
   };
@@ -405,9 +405,12 @@ export function graphFor(setting: GraphSetting, folder: string, log: (line: stri
   return problem === null ? 'fused' : 'plain';
 }
 
-/** CONTEXT's value: 0 (the model's) or at least 2 positions (one is a prompt with no room for an answer). */
+/** CONTEXT's value: 0 (the model's) or at least MIN_CONTEXT positions (a challenge step's). */
 function contextSetting(raw: { readonly from: string; readonly value: string }, n: number): number {
-  if (n === 1) throw new Error(`${raw.from} must be 0 (the model's own context) or at least 2 positions, got "${raw.value}"`);
+  if (n > 0 && n < MIN_CONTEXT)
+    throw new Error(
+      `${raw.from} must be 0 (the model's own context) or at least ${MIN_CONTEXT} positions (a challenge step's), got "${raw.value}"`,
+    );
   return n;
 }
 

@@ -1,7 +1,7 @@
 /** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N] [--out DIR] */
 import { join } from 'node:path';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
-import { buildStagesToDir, builtChoice, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
+import { buildStagesToDir, builtChoice, MIN_CONTEXT, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
 import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE, weightsFrom } from './cli-args.js';
 
 const USAGE =
@@ -29,8 +29,11 @@ runCli(async () => {
   const weights = weightsFrom(v.weights as string | undefined);
   const contextArg = v.context as string | undefined;
   const context = contextArg === undefined ? undefined : Number(contextArg);
-  if (contextArg !== undefined && !/^\d+$/.test(contextArg.trim()))
-    throw new Error(`--context must be a count of positions, got "${contextArg}"`);
+  if (
+    contextArg !== undefined &&
+    (!/^\d+$/.test(contextArg.trim()) || !Number.isSafeInteger(context) || (context !== 0 && (context as number) < MIN_CONTEXT))
+  )
+    throw new Error(`--context must be 0 (the model's own) or a count of positions of at least ${MIN_CONTEXT}, got "${contextArg}"`);
   // The server's CONTEXT: fewer positions than the model's, or the model's (0, or as many or more).
   const choice = builtChoice(
     model.config,

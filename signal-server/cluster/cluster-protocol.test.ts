@@ -3,9 +3,9 @@
 // volunteers and dropping its messages as malformed. Real servers on port 0,
 // a real redis-server, real-protocol Node volunteers.
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import type { SignalServer } from '../server.js';
-import { clusterTestFile, complete, procOf, startCluster, until } from '../testing/cluster-servers.js';
+import { type ClusterShape, clusterTestFile, complete, procOf, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { CLUSTER_PROTOCOL } from './cluster.js';
 
@@ -17,6 +17,19 @@ const { servers, volunteers } = f;
 function logLines() {
   const lines: string[] = [];
   return { lines, logger: createLogger('info', { write: (l: string) => void lines.push(l) }) };
+}
+
+/** Two processes of one cluster that differ in `shape`'s way; nobody dies here (a starved heartbeat must not take one for dead). */
+function twoMisconfigured(shape: Pick<ClusterShape, 'stages' | 'stagesEach' | 'contextEach'>, logger: Logger) {
+  return startCluster(2, f.redisUrl, {
+    model: MODEL,
+    redundancy: 1,
+    cache: f.cache,
+    routeWaitMs: 1_000,
+    logger,
+    timings: { deadAfterMs: 15_000 },
+    ...shape,
+  });
 }
 
 describe('processes of another cluster protocol', () => {
@@ -85,22 +98,15 @@ describe('processes of another cluster protocol', () => {
 
   it('another partition of the model (STAGES differs) is left out by name, so no request mixes stages of both (before: a wrong answer, HTTP 200)', async () => {
     const { lines, logger } = logLines();
-    const c = await startCluster(2, f.redisUrl, {
-      model: MODEL,
-      stages: 3,
-      stagesEach: [3, 2],
-      redundancy: 1,
-      cache: f.cache,
-      routeWaitMs: 1_000,
-      logger,
-      timings: { deadAfterMs: 15_000 },
-    });
+    const c = await twoMisconfigured({ stages: 3, stagesEach: [3, 2] }, logger);
     servers.push(...c.servers);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     for (let i = 0; i < 3; i++) volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `three-stage-volunteer-${i}` }));
     await until('a has its three ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 3);
     await until('both say why they leave the other out', () => lines.filter((l) => l.includes('serves other settings')).length >= 2);
-    expect(lines.find((l) => l.includes(`process ${procOf(a)} serves other settings`))).toContain('STAGES, REDUNDANCY, WEIGHTS and GRAPH');
+    expect(lines.find((l) => l.includes(`process ${procOf(a)} serves other settings`))).toContain(
+      'STAGES, REDUNDANCY, WEIGHTS, GRAPH and CONTEXT',
+    );
     // b uses none of a's volunteers: its stage 0 (layers 0–1) would have run on a's stage 0 (layer 0) before.
     await new Promise((r) => setTimeout(r, 500));
     expect(b.coordinator?.volunteers()).toEqual([]);
@@ -109,5 +115,22 @@ describe('processes of another cluster protocol', () => {
     const onA = await complete(a, 'It is a truth', 4);
     expect(onA.status).toBe(200);
     expect(onA.route).toHaveLength(3);
+  });
+
+  it('a process serving another CONTEXT is left out by name, though its plain stage files are the same bytes (before: it took the other’s volunteers, built for 48 positions, for a 60-token prompt)', async () => {
+    const { lines, logger } = logLines();
+    const c = await twoMisconfigured({ stages: 1, contextEach: [48, undefined] }, logger);
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    // A plain graph holds no positions: the same files, so only the context tells the two apart.
+    expect(a.coordinator?.swarmSettings).not.toBe(b.coordinator?.swarmSettings);
+    volunteers.push(new NodeVolunteer(a.address().url, { clientKey: 'context-48-volunteer' }));
+    await until('a has its volunteer ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    await until('both say why they leave the other out', () => lines.filter((l) => l.includes('serves other settings')).length >= 2);
+    expect(lines.find((l) => l.includes(`process ${procOf(a)} serves other settings`))).toMatch(/context\\?":48.*GRAPH and CONTEXT/);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.coordinator?.volunteers()).toEqual([]);
+    expect((await complete(b, 'It is a truth', 4)).status).toBe(503);
+    expect((await complete(a, 'It is a truth', 4)).status).toBe(200);
   });
 });

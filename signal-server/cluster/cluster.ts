@@ -393,7 +393,7 @@ export class Cluster implements ClusterSeam {
         const theirs = space < 0 ? protocol : protocol.slice(0, space);
         this.options.log(
           theirs === String(this.protocol)
-            ? `cluster: process ${p} serves other settings (${protocol.slice(space + 1).slice(0, 400)}) than this one (${this.coordinator?.swarmSettings ?? ''}): it is left out (its volunteers, which hold other layers, are not used here, nor this one's there); every process behind one URL must serve the same model with the same STAGES, REDUNDANCY, WEIGHTS and GRAPH`
+            ? `cluster: process ${p} serves other settings (${protocol.slice(space + 1).slice(0, 400)}) than this one (${this.coordinator?.swarmSettings ?? ''}): it is left out (its volunteers, which hold other layers, are not used here, nor this one's there); every process behind one URL must serve the same model with the same STAGES, REDUNDANCY, WEIGHTS, GRAPH and CONTEXT`
             : `cluster: process ${p} speaks cluster protocol ${theirs.slice(0, 20)} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
         );
         continue;

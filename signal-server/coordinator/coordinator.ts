@@ -340,7 +340,8 @@ export class Coordinator {
 
   /**
    * What processes of a cluster must share to share volunteers: the model, its configured stage files (their sha256
-   * covers the layers each holds, the weights' precision and the graph's form) and r. A volunteer of stage s of
+   * covers the layers each holds, the weights' precision and the graph's form), the context they were built for
+   * (CONTEXT: a plain graph holds no positions, so its files are the same bytes at any context) and r. A volunteer of stage s of
    * another partition runs other layers: mixed, they gave a wrong answer with HTTP 200 (a stranger's pass). The
    * partition served now may differ for a while (a re-partition under way): each volunteer's publication says
    * which one its stage is of (partitionKey), and one of another is not used (Volunteer.elsewhere).
@@ -351,6 +352,7 @@ export class Coordinator {
       model: m.modelId,
       weights: m.weights,
       graph: m.graph,
+      context: m.model.maxPositions,
       stages: m.stages.map((st) => `${st.layers.start}-${st.layers.end}:${st.sha256.slice(0, 16)}`),
       redundancy: this.s.options.redundancy,
     });

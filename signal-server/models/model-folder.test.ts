@@ -344,10 +344,10 @@ describe('a served context below the model’s (CONTEXT)', () => {
     }
     expect((await ensureStages(GQA, { stages: 2 }, cache, { graph: 'fused', context: 64 })).built).toBe(false);
     await expectRefused(
-      () => ensureStages(GQA, { stages: 2 }, cache, { context: 1 }),
+      () => ensureStages(GQA, { stages: 2 }, cache, { context: 3 }),
       'ERR_MODEL_BAD_CONFIG',
       'config.json',
-      /a served context of 1 positions: it must be an integer of at least 2/,
+      /a served context of 3 positions: it must be an integer of at least 4 \(a challenge step's\)/,
     );
     const a = await ReferenceRunner.fromStageDir(full.dir);
     const b = await ReferenceRunner.fromStageDir(cut.dir);

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { buildStages } from '../../shared/model/build-stages.js';
+import { CHALLENGE_POSITIONS } from '../coordinator/challenge.js';
 import { type ModelConfig, parseModelConfig } from '../../shared/model/config.js';
 import { ModelError } from '../../shared/model/errors.js';
 import { parseManifest, type StageManifest } from '../../shared/model/manifest.js';
@@ -159,12 +160,23 @@ export interface BuildChoice {
   readonly context?: number;
 }
 
+/**
+ * The fewest positions a served context may have: a challenge step, which every volunteer must answer to be ready,
+ * spans CHALLENGE_POSITIONS (onnxruntime's GroupQueryAttention refuses positions past its rotary tables: with fewer,
+ * no volunteer of a fused stage could ever be ready).
+ */
+export const MIN_CONTEXT = CHALLENGE_POSITIONS;
+
 /** `choice` as it is built for a model of `config` (read from `configPath`): a context the model's own or more is left out. */
 export function builtChoice(config: ModelConfig, choice: BuildChoice, configPath: string): BuildChoice {
   const { context, ...rest } = choice;
   if (context === undefined || context >= config.maxPositions) return rest;
-  if (!Number.isInteger(context) || context < 2)
-    throw new ModelError('ERR_MODEL_BAD_CONFIG', configPath, `a served context of ${context} positions: it must be an integer of at least 2`);
+  if (!Number.isInteger(context) || context < MIN_CONTEXT)
+    throw new ModelError(
+      'ERR_MODEL_BAD_CONFIG',
+      configPath,
+      `a served context of ${context} positions: it must be an integer of at least ${MIN_CONTEXT} (a challenge step's)`,
+    );
   return { ...rest, context };
 }
 

@@ -75,6 +75,8 @@ export interface ClusterShape {
   readonly stages: number;
   /** Each server's own count of stages, where they differ (a misconfigured cluster); absent: `stages` for all. */
   readonly stagesEach?: readonly number[];
+  /** Each server's CONTEXT (BuildChoice.context), where they differ (a misconfigured cluster); absent: the model's. */
+  readonly contextEach?: readonly (number | undefined)[];
   readonly redundancy: number;
   readonly routeWaitMs?: number;
   readonly cache: string;
@@ -111,7 +113,8 @@ export async function startCluster(n: number, redisUrl: string, shape: ClusterSh
 /** One more server of the cluster under `prefix` (the `i`th: its stage count and protocol from `shape`), ready. */
 export async function joinCluster(prefix: string, i: number, redisUrl: string, shape: ClusterShape): Promise<SignalServer> {
   const stages = shape.stagesEach?.[i] ?? shape.stages;
-  const { dir, manifest } = await ensureStages(shape.model, { stages }, shape.cache);
+  const context = shape.contextEach?.[i];
+  const { dir, manifest } = await ensureStages(shape.model, { stages }, shape.cache, context === undefined ? {} : { context });
   const server = createSignalServer({
     port: 0,
     host: '127.0.0.1',
