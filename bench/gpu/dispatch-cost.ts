@@ -32,13 +32,67 @@ if (!Number.isInteger(STEPS) || STEPS <= WARMUP) throw new RangeError(`STEPS mus
 
 const { dir, manifest, index, entry, file } = await middleStage();
 installDawn(['backend=null']);
-// Every compute dispatch counted (onnxruntime-web's WebGPU build dispatches directly, never indirectly).
+// Every compute dispatch counted (onnxruntime-web's WebGPU build dispatches directly, never indirectly), and told
+// by its kernel: the storage buffers its WGSL binds, in order (onnxruntime's C++ WebGPU provider labels no pipeline).
 let dispatches = 0;
-const pass = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
+const gpu = globalThis as unknown as {
+  GPUComputePassEncoder: { prototype: GPUComputePassEncoder };
+  GPUDevice: { prototype: GPUDevice };
+};
+const pass = gpu.GPUComputePassEncoder.prototype;
+const device = gpu.GPUDevice.prototype;
+const wgslOf = new WeakMap<GPUShaderModule, string>();
+const kernelOf = new WeakMap<GPUComputePipeline, string>();
+const makeModule = device.createShaderModule;
+device.createShaderModule = function (this: GPUDevice, d: GPUShaderModuleDescriptor) {
+  const m = makeModule.call(this, d);
+  wgslOf.set(m, d.code);
+  return m;
+};
+/** "in, in → out, out": the storage buffers a kernel's WGSL reads and writes. */
+function bindings(wgsl: string): string {
+  const of = (access: string) => [...wgsl.matchAll(new RegExp(`var<storage,\\s*${access}>\\s+(\\w+)`, 'g'))].map((m) => m[1]).join(', ');
+  return `${of('read')} → ${of('read_write')}`;
+}
+const makePipeline = device.createComputePipeline;
+device.createComputePipeline = function (this: GPUDevice, d: GPUComputePipelineDescriptor) {
+  const p = makePipeline.call(this, d);
+  kernelOf.set(p, bindings(wgslOf.get(d.compute.module) ?? ''));
+  return p;
+};
+const makePipelineAsync = device.createComputePipelineAsync;
+device.createComputePipelineAsync = async function (this: GPUDevice, d: GPUComputePipelineDescriptor) {
+  const p = await makePipelineAsync.call(this, d);
+  kernelOf.set(p, bindings(wgslOf.get(d.compute.module) ?? ''));
+  return p;
+};
+let kernel = '?';
+const setPipeline = pass.setPipeline;
+pass.setPipeline = function (this: GPUComputePassEncoder, p: GPUComputePipeline) {
+  kernel = kernelOf.get(p) ?? '?';
+  return setPipeline.call(this, p);
+};
+/** The volunteer's graph's timed steps: dispatches by kernel, all steps together; null while another runs. */
+let byKernel: Map<string, number> | null = null;
+const volunteerKernels = new Map<string, number>();
 const dispatch = pass.dispatchWorkgroups;
 pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, x: number, y?: number, z?: number) {
   dispatches++;
+  if (byKernel !== null) byKernel.set(kernel, (byKernel.get(kernel) ?? 0) + 1);
   return dispatch.call(this, x, y, z);
+};
+/** What each kernel (as bindings names it) is, for the table: onnxruntime's WebGPU kernels of the fused form. */
+const KERNELS: Record<string, string> = {
+  'a, b → output': 'MatMul',
+  'x, skip, gamma → output, input_skip_bias_sum': 'SkipSimplifiedLayerNormalization',
+  'x, scale → y': 'SimplifiedLayerNormalization',
+  'packed_qkv, seqlens, cos_cache, sin_cache → query, key, val': 'GroupQueryAttention: q, k, v split, rotary',
+  'key, value, seqlen_k, past_key, past_value → present_key, present_value': 'GroupQueryAttention: KV copied in',
+  'key, value, seqlen_k → present_key, present_value': 'GroupQueryAttention: KV copied in (no past)',
+  'q, present_key, present_value, seqlens_k → out_split_vx, metadata': 'GroupQueryAttention: flash decode',
+  'input, metadata, seqlens_k → output': 'GroupQueryAttention: flash decode, reduced',
+  'x → y': 'unary (QuickGelu: Sigmoid·Mul fused)',
+  'input_a, input_b → output': 'binary (Mul, Add)',
 };
 const { runtimeFor } = await import('../../web/compute/ort-web.js');
 const ort = await runtimeFor('webgpu');
@@ -82,8 +136,10 @@ for (let position = 0; position < STEPS; position++) {
     const t0 = performance.now();
     const before = dispatches;
     // What a volunteer fetches: every output but new.* (KV left on the GPU, the hidden state read back).
+    byKernel = name === 'volunteer' && position >= WARMUP ? volunteerKernels : null;
     const o = await r.session.run(positionFeeds(Tensor, x, position, r.past), [STAGE_IO.hiddenOut, ...kv.map(([, present]) => present)]);
     await (o[STAGE_IO.hiddenOut] as Ort.Tensor).getData();
+    byKernel = null;
     if (position >= WARMUP) {
       r.ms.push(performance.now() - t0);
       r.dispatches.push(dispatches - before);
@@ -105,6 +161,14 @@ printTable(
     median(r.ms).toFixed(2),
     (median(r.ms) / base).toFixed(2),
   ]),
+);
+const timed = STEPS - WARMUP;
+printTable(
+  "The volunteer's step by kernel (told by the storage buffers its WGSL binds)",
+  ['kernel', 'bindings', 'dispatches a step'],
+  [...volunteerKernels.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => [KERNELS[k] ?? '?', k, (n / timed).toFixed(n % timed === 0 ? 0 : 2)]),
 );
 process.stdout.write(
   `the cut at load: ${Math.min(...pruneMs).toFixed(1)} ms for ${(file.length / 1e6).toFixed(1)} MB (${pruned.outputs} outputs, ${pruned.nodes} nodes)\n`,

@@ -296,36 +296,44 @@ describe('one requester against everyone else', () => {
         routeWaitMs: 100,
         apiKeys: ['sk-attacker', 'sk-honest', 'sk-other'],
       });
-      // Two requests of one client, not streamed: the second waits for the first (the client's share is one seat).
-      const request = () => complete(url, 'sk-honest', ATTACK_TOKENS);
-      const first = request();
-      await new Promise((r) => setTimeout(r, 50));
-      const honest = request();
-      await new Promise((r) => setTimeout(r, 50));
-      // Another client holds the other seat meanwhile, as long.
-      const other = generate(url, 'sk-other', undefined, ATTACK_TOKENS);
-      // Both seats held before the third starts (on a busy machine, 50 ms was not always enough for the other's, and
-      // the third then took a free seat at every try: nothing to refuse).
-      await fallbackSessions(url, 2);
-      // A third asks again and again (bounded in count), to take the seat the first choice frees and hold it a while.
-      let done = false;
-      const tries: Answer[] = [];
-      const hammer = (async () => {
-        for (let i = 0; i < 1000 && !done; i++) {
-          tries.push(await generate(url, 'sk-attacker', undefined, 40));
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
-      const answer = await honest;
-      done = true;
-      await hammer;
-      // The waiting request is served; the other client's wait for a seat ends with its route wait meanwhile. (Before, a freed seat
-      // was whoever's asked first; here the waiting request's poll, overdue while the server computed, came first
-      // anyway: the turn is proven in fallback-handover.test.ts, this shows it through the API.)
-      expect((await first).status).toBe(200);
-      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-      expect(answer.body.choices).toHaveLength(1);
-      expect((await other).status).toBe(200);
+      // The scenario needs the hammer to meet both seats held. On loaded cores a generation of austen-2m (some
+      // 400 ms of the server's compute) can end before the hammer's first try comes (CI, 2026-12-06: no try was
+      // refused); where no try met them, it is run again, three times at most.
+      let tries: Answer[] = [];
+      for (let attempt = 0; attempt < 3 && !tries.some((t) => t.status !== 200); attempt++) {
+        // Two requests of one client, not streamed: the second waits for the first (the client's share is one seat).
+        const request = () => complete(url, 'sk-honest', ATTACK_TOKENS);
+        const first = request();
+        await new Promise((r) => setTimeout(r, 50));
+        const honest = request();
+        await new Promise((r) => setTimeout(r, 50));
+        // Another client holds the other seat meanwhile, as long.
+        const other = generate(url, 'sk-other', undefined, ATTACK_TOKENS);
+        // Both seats held before the third starts (on a busy machine, 50 ms was not always enough for the other's, and
+        // the third then took a free seat at every try: nothing to refuse).
+        await fallbackSessions(url, 2);
+        // A third asks again and again (bounded in count), to take the seat the first choice frees and hold it a while.
+        let done = false;
+        tries = [];
+        const hammer = (async () => {
+          for (let i = 0; i < 1000 && !done; i++) {
+            tries.push(await generate(url, 'sk-attacker', undefined, 40));
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        })();
+        const answer = await honest;
+        done = true;
+        await hammer;
+        // The waiting request is served; the other client's wait for a seat ends with its route wait meanwhile. (Before, a freed seat
+        // was whoever's asked first; here the waiting request's poll, overdue while the server computed, came first
+        // anyway: the turn is proven in fallback-handover.test.ts, this shows it through the API.)
+        expect((await first).status).toBe(200);
+        expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+        expect(answer.body.choices).toHaveLength(1);
+        expect((await other).status).toBe(200);
+        // Every seat free again before another attempt.
+        await fallbackSessions(url, 0);
+      }
       const refused = tries.filter((t) => t.status !== 200);
       expect(refused.length).toBeGreaterThan(0);
       for (const t of refused) expect(t).toMatchObject({ status: 503, code: 'ERR_BUSY' });
