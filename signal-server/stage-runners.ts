@@ -105,8 +105,9 @@ function markKept(dir: string, builder: string): void {
 }
 
 /**
- * Removes a path, or says on stderr why it could not: a cache that is read-only, or a folder replaced by a file
- * (rmSync's `force` forgives only ENOENT), must not stop a switch of partitions, which forgets cuts as it goes.
+ * Removes a path, or says why it could not (`warn`: the server's log): a cache that is read-only, or a folder
+ * replaced by a file (rmSync's `force` forgives only ENOENT), must not stop a switch of partitions, which forgets
+ * cuts as it goes.
  */
 function removeQuietly(path: string, warn: (line: string) => void): void {
   try {
