@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
@@ -15,16 +16,13 @@ import { DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
 import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
-import { DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
+import { DEFAULT_CONTEXT, DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { TrustedProxies } from './http/client-address.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { mirrorProblem } from './models/mirror-check.js';
-import { ensureStages, MIN_CONTEXT, readModelConfig, readTensorIndex, stageDirName } from './models/model-folder.js';
+import { ensureStages, MIN_CONTEXT, readModelConfig, readTensorIndex } from './models/model-folder.js';
 import { createSignalServer, DEFAULT_API_MAX_CONCURRENT, DEFAULT_MAX_BODY_BYTES, type SignalServer } from './server.js';
-
-/** Positions served by default where a model states more (llama.cpp's default context is 4 096; vLLM's the model's). */
-export const DEFAULT_CONTEXT = 8192;
 
 export interface StartOptions {
   readonly port: number;
@@ -470,7 +468,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
       {
         manifest,
         dir,
-        key: stageDirName(manifest.model.numLayers, partition, choice),
+        key: basename(dir),
         modelDir: modelDir(o.model),
         ...(o.weightsUrl === null ? {} : { weightsUrl: o.weightsUrl }),
       },

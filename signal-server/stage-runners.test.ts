@@ -2,14 +2,14 @@
 // a stage cache, served, and one served partition per cut (its oracle's runner
 // holds the whole model: a swarm switching back and forth must not load one
 // per switch).
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ServedPartition } from './coordinator/repartition.js';
 import { ensureStages, loadStageSet } from './models/model-folder.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
-import { KEEP_STALE_MS, KEPT_PARTITIONS, lazyOracle, partitionBuilder } from './stage-runners.js';
+import { KEEP_STALE_MS, KEPT_PARTITIONS, lazyOracle, partitionBuilder, removeUnlessKept } from './stage-runners.js';
 import { MODEL } from './testing/http-swarm.js';
 
 const cache = mkdtempSync(join(tmpdir(), 'webswarm-stage-runners-'));
@@ -315,6 +315,40 @@ describe('a stage cache with hostile timing and paths', () => {
       },
       (line) => warnings.push(line),
     );
+  });
+});
+
+describe('removeUnlessKept: a cut another server marks while this one removes it', () => {
+  it('moves the folder aside, finds the mark there and puts it back whole; with no mark it is gone, nothing left aside', () => {
+    const root = mkdtempSync(join(tmpdir(), 'webswarm-stage-evict-'));
+    try {
+      const folder = join(root, 'r0-2_2-3');
+      mkdirSync(folder);
+      writeFileSync(join(folder, 'manifest.json'), '{}');
+      writeFileSync(join(folder, 'stage-0.onnx'), 'bytes');
+      const warnings: string[] = [];
+      // B marks it after A's first look (before: A's rmSync went on, and B served a folder that was going).
+      removeUnlessKept(
+        folder,
+        'a',
+        (l) => warnings.push(l),
+        () => writeFileSync(join(folder, '.kept-by-b'), ''),
+      );
+      expect(readdirSync(folder).sort()).toEqual(['.kept-by-b', 'manifest.json', 'stage-0.onnx']);
+      // B's mark there from the start: not touched.
+      removeUnlessKept(folder, 'a', (l) => warnings.push(l));
+      expect(existsSync(join(folder, 'manifest.json'))).toBe(true);
+      // A stale mark keeps nothing: removed, and nothing left beside it.
+      const old = (Date.now() - KEEP_STALE_MS - 1_000) / 1000;
+      utimesSync(join(folder, '.kept-by-b'), old, old);
+      removeUnlessKept(folder, 'a', (l) => warnings.push(l));
+      expect(readdirSync(root)).toEqual([]);
+      // Gone already (another removed it): nothing to say.
+      removeUnlessKept(folder, 'a', (l) => warnings.push(l));
+      expect(warnings).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -6,7 +6,7 @@
  * re-partition both of these for any layer ranges, built into the stage cache.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { StageManifest } from '../shared/model/manifest.js';
 import type { LayerRange } from '../shared/model/stage-graph.js';
@@ -117,6 +117,41 @@ function removeQuietly(path: string, warn: (line: string) => void): void {
   }
 }
 
+/**
+ * Removes a cut's folder that `builder` forgets, unless another builder keeps it (a fresh mark). The folder is moved
+ * aside first (one rename, whole), and its marks are read there: a builder that marks it after that finds it gone
+ * and builds it again (partitionBuilder's make); one whose mark came before the rename, and after a first look,
+ * is found in the moved folder, which is put back. So no builder serves a folder removed under it.
+ */
+export function removeUnlessKept(
+  dir: string,
+  builder: string,
+  warn: (line: string) => void,
+  /** Tests: what happens between the first look at the marks and the move (another builder marking, say). */
+  meanwhile: () => void = () => {},
+): void {
+  if (keptByOthers(dir, builder)) return;
+  meanwhile();
+  const aside = `${dir}.evicting-${builder}`;
+  try {
+    renameSync(dir, aside);
+  } catch (e) {
+    // Gone already (another removed it), or the system refuses: left as it is.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      warn(`stage cache: could not remove ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); left as it is`);
+    return;
+  }
+  if (keptByOthers(aside, builder)) {
+    try {
+      renameSync(aside, dir);
+      return;
+    } catch {
+      // A build put a new complete folder in its place meanwhile: that one is served; this one goes.
+    }
+  }
+  removeQuietly(aside, warn);
+}
+
 /** Whether a builder other than `builder` keeps `dir` (a fresh mark). */
 function keptByOthers(dir: string, builder: string, now = Date.now()): boolean {
   let names: string[];
@@ -161,17 +196,13 @@ export function partitionBuilder(
 ): PartitionBuilder | null {
   const folder = served.modelDir ?? sourceFolderOf(served.dir);
   if (folder === null) return null;
-  // New cuts are built as the served one was: its precision, form and context (its maxPositions, where below the model's).
-  let choice: BuildChoice = { weights: served.manifest.weights, graph: served.manifest.graph };
-  try {
-    choice = builtChoice(
-      readModelConfig(folder).config,
-      { ...choice, context: served.manifest.model.maxPositions },
-      join(folder, 'config.json'),
-    );
-  } catch {
-    // A model folder that cannot be read now: the build names what is wrong.
-  }
+  // New cuts are built as the served one was: its precision, form and context (its maxPositions, where below the
+  // model's), normalized at each build as ensureStages normalizes it (a folder that cannot be read then fails that build).
+  const asked: BuildChoice = {
+    weights: served.manifest.weights,
+    graph: served.manifest.graph,
+    context: served.manifest.model.maxPositions,
+  };
   const configured = resolve(served.dir);
   // One served partition per cut, the latest few kept: a swarm that switches back and forth (volunteers leaving
   // and coming back) reuses its oracle, whose runner holds the whole model, instead of loading another at every
@@ -191,30 +222,37 @@ export function partitionBuilder(
     const dir = dirOf.get(p);
     if (dir === undefined || dir === configured || p === current || built.has(cutOf(rangesOf(p.manifest)))) return;
     forget(p, dir);
-    // Another server sharing this stage cache serves it, or may switch back to it: its to remove.
-    if (!keptByOthers(dir, self)) removeQuietly(dir, warn);
+    removeUnlessKept(dir, self, warn);
     // Its oracle's sessions hold the whole model in the runner thread's heap: a server that re-partitions for days
     // would fill it.
     // A release that fails frees nothing more than not trying would: not a reason to stop the server.
     p.oracle.release?.().catch(() => {});
   };
   const make = async (ranges: readonly LayerRange[]): Promise<ServedPartition> => {
-    // Marked before it is checked or built, and checked again once marked: another server sharing the stage cache
-    // that forgets this cut meanwhile sees the mark and leaves the folder, or removed it before the mark came, and
-    // the cut is built again; never served from a folder that is gone.
+    const choice = builtChoice(readModelConfig(folder).config, asked, join(folder, 'config.json'));
+    // Marked before it is checked or built, and checked again once marked. Another server sharing the stage cache
+    // that forgets this cut takes its folder away whole first (removeUnlessKept), then looks for marks: one that
+    // finds this mark puts the folder back; one that took it before the mark came leaves this build to find it gone,
+    // and build it again.
     const expected = join(resolve(stageCache), served.manifest.modelId, stageDirName(served.manifest.model.numLayers, { ranges }, choice));
     markKept(expected, self);
-    let ensured: { readonly dir: string; readonly manifest: StageManifest };
+    let ensured: { readonly dir: string; readonly manifest: StageManifest } | null = null;
     try {
-      for (let attempt = 1; ; attempt++) {
-        ensured = await ensureStagesOffThread(folder, { ranges }, stageCache, choice);
-        markKept(ensured.dir, self);
-        if (existsSync(join(ensured.dir, 'manifest.json')) || attempt === 3) break;
+      for (let attempt = 1; attempt <= 3 && ensured === null; attempt++) {
+        const e = await ensureStagesOffThread(folder, { ranges }, stageCache, choice);
+        markKept(e.dir, self);
+        if (existsSync(join(e.dir, 'manifest.json'))) ensured = e;
       }
+      if (ensured === null)
+        throw new Error(
+          `stage cache: the cut ${cutOf(ranges)} was removed as often as it was built (3 times): another server sharing ${stageCache} keeps removing it`,
+        );
     } catch (e) {
       unmark(expected);
       throw e;
     }
+    // Named as the build names it (the same rules): where not, the mark made before is not this cut's.
+    if (resolve(ensured.dir) !== expected) unmark(expected);
     const { dir, manifest } = ensured;
     const key = basename(dir);
     const baseUrl = stageBaseUrl(manifest.modelId, key);

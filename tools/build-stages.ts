@@ -1,11 +1,12 @@
-/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N] [--out DIR] */
+/** npm run build-stages -- --model models/<id> (--stages N | --layers 0-2,2-4,...) [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N (default 8192; 0: the model's)] [--out DIR] */
 import { join } from 'node:path';
 import { GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
+import { DEFAULT_CONTEXT } from '../signal-server/defaults.js';
 import { buildStagesToDir, builtChoice, MIN_CONTEXT, readModelFolder, stageDirName } from '../signal-server/models/model-folder.js';
 import { cliArgs, modelDir, partitionFrom, runCli, STAGE_CACHE, weightsFrom } from './cli-args.js';
 
 const USAGE =
-  'usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N] [--out DIR]';
+  "usage: npm run build-stages -- --model models/<id> [--stages N | --layers 0-2,2-4] [--weights f32|f16|q8|q4] [--graph plain|fused] [--context N (default 8192; 0: the model's)] [--out DIR]";
 
 runCli(async () => {
   const v = cliArgs(
@@ -28,7 +29,8 @@ runCli(async () => {
   const partition = partitionFrom({ stages: v.stages as string | undefined, layers: v.layers as string | undefined });
   const weights = weightsFrom(v.weights as string | undefined);
   const contextArg = v.context as string | undefined;
-  const context = contextArg === undefined ? undefined : Number(contextArg);
+  // The server's default (CONTEXT), so that what this builds is the folder npm start looks for.
+  const context = contextArg === undefined ? DEFAULT_CONTEXT : Number(contextArg);
   if (
     contextArg !== undefined &&
     (!/^\d+$/.test(contextArg.trim()) || !Number.isSafeInteger(context) || (context !== 0 && (context as number) < MIN_CONTEXT))
@@ -37,7 +39,7 @@ runCli(async () => {
   // The server's CONTEXT: fewer positions than the model's, or the model's (0, or as many or more).
   const choice = builtChoice(
     model.config,
-    { weights, graph: graph as GraphForm, ...(context === undefined || context === 0 ? {} : { context }) },
+    { weights, graph: graph as GraphForm, ...(context === 0 ? {} : { context }) },
     join(model.dir, 'config.json'),
   );
   const out = (v.out as string | undefined) ?? join(STAGE_CACHE, model.modelId, stageDirName(model.config.numLayers, partition, choice));

@@ -5,6 +5,8 @@
  */
 export type ModelErrorCode =
   | 'ERR_MODEL_FILE_MISSING'
+  /** There, but not a regular file (a folder, a pipe), or the system will not open or read it (its errno named). */
+  | 'ERR_MODEL_FILE_UNREADABLE'
   | 'ERR_MODEL_BAD_JSON'
   | 'ERR_MODEL_UNSUPPORTED'
   | 'ERR_MODEL_BAD_CONFIG'

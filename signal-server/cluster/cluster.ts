@@ -81,9 +81,11 @@ export interface ClusterOptions {
  * What processes of a cluster tell each other (messages.ts), by version: a process joins only with those of its
  * own, since another's messages would be dropped as malformed. 2: bytes after a JSON header, refusals as full.
  * 3: a volunteer's capacity and staleness published (every process must plan the same moves). 4: the partition a
- * volunteer's stage is of, and whether it proved one once, published; the leader's re-partition plans.
+ * volunteer's stage is of, and whether it proved one once, published; the leader's re-partition plans. 5: the served
+ * context among the settings compared (swarmSettings): a process of 4 would be told apart as of other settings,
+ * not of another version.
  */
-export const CLUSTER_PROTOCOL = 4;
+export const CLUSTER_PROTOCOL = 5;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */

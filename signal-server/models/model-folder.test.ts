@@ -128,11 +128,11 @@ describe('a model folder is refused with a named error', () => {
     const config = join(model, 'config.json');
     unlinkSync(config);
     mkdirSync(config);
-    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', 'config.json', /is not a regular file/);
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_UNREADABLE', 'config.json', /is not a regular file/);
     rmSync(config, { recursive: true });
     // A pipe nobody writes to: opened without blocking, refused at once.
     expect(spawnSync('mkfifo', [config]).status).toBe(0);
-    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_MISSING', 'config.json', /is not a regular file/);
+    await expectRefused(() => readModelFolder(model), 'ERR_MODEL_FILE_UNREADABLE', 'config.json', /is not a regular file/);
     unlinkSync(config);
     writeFileSync(config, '{}');
     truncateSync(config, JSON_LIMIT.maxBytes + 1); // sparse: no disk taken
@@ -266,12 +266,17 @@ describe('the stage cache', () => {
     expect(rebuilt.manifest.stages[1]?.sha256).not.toBe(first.manifest.stages[1]?.sha256);
   });
 
-  it('rebuilds a cached cut that cannot be read whole: a torn or null source.json, a stage file that no longer matches its sha256 (before: the start failed)', async () => {
+  it('rebuilds a cached cut that cannot be read whole: a torn, null or pipe source.json, a stage file that no longer matches its sha256 (before: the start failed)', async () => {
     const cache = join(work, 'cache');
     const first = await ensureStages(model, { stages: 2 }, cache);
     const damage: ((dir: string) => void)[] = [
       (dir) => writeFileSync(join(dir, 'source.json'), '{"sourceHash": "ab'),
       (dir) => writeFileSync(join(dir, 'source.json'), 'null\n'),
+      // A pipe in its place: refused at once (before: read with readFileSync, the start waited on it for ever).
+      (dir) => {
+        unlinkSync(join(dir, 'source.json'));
+        expect(spawnSync('mkfifo', [join(dir, 'source.json')]).status).toBe(0);
+      },
       (dir) => {
         const file = join(dir, first.manifest.stages[1]?.file as string);
         const bytes = readFileSync(file);

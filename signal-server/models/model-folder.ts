@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { buildStages } from '../../shared/model/build-stages.js';
 import { CHALLENGE_POSITIONS } from '../coordinator/challenge.js';
@@ -54,10 +54,17 @@ export function readTensorIndex(stageDir: string): TensorIndex {
   return parseTensorIndex(path, parseJsonFile(path, readRequired(stageDir, TENSOR_INDEX_FILE)));
 }
 
+/** A stage directory's source.json, read as any JSON file of it is (a pipe or a folder in its place refused, never waited on). */
+function readSource(stageDir: string): { sourceHash?: unknown; modelDir?: unknown } {
+  const source = parseJsonFile(join(stageDir, 'source.json'), readRequired(stageDir, 'source.json'));
+  if (typeof source !== 'object' || source === null) throw new ModelError('ERR_MODEL_BAD_JSON', join(stageDir, 'source.json'), 'is not an object');
+  return source;
+}
+
 /** The model folder a stage directory was built from (its source.json), or null when it does not say or is gone. */
 export function sourceFolderOf(stageDir: string): string | null {
   try {
-    const source = JSON.parse(readFileSync(join(stageDir, 'source.json'), 'utf8')) as { modelDir?: unknown };
+    const source = readSource(stageDir);
     return typeof source.modelDir === 'string' && existsSync(source.modelDir) ? source.modelDir : null;
   } catch {
     return null;
@@ -301,7 +308,7 @@ export async function ensureStages(
   /** The stages in `dir`, where they are a complete build of these ones from this model folder. */
   const cached = async (): Promise<StageManifest | null> => {
     if (!existsSync(sourcePath) || !existsSync(join(dir, 'manifest.json')) || !existsSync(join(dir, TENSOR_INDEX_FILE))) return null;
-    const source = JSON.parse(readFileSync(sourcePath, 'utf8')) as { sourceHash?: unknown };
+    const source = readSource(dir);
     if (source.sourceHash !== model.sourceHash || sourceFolderOf(dir) !== model.dir) return null;
     const { manifest } = await loadStageSet(dir);
     // A cache written by a builder of another version, or by hand, is rebuilt rather than served as the wrong precision or
@@ -312,8 +319,13 @@ export async function ensureStages(
       ? manifest
       : null;
   };
-  // A cache that cannot be read whole (a torn source.json, a file that no longer matches its sha256) is built again.
-  const found = await cached().catch(() => null);
+  // A cache that cannot be read whole (a torn source.json, a file that no longer matches its sha256: a ModelError) is
+  // built again; any other failure (the system's: out of file handles, say) is the caller's, not a reason to replace a
+  // folder other servers sharing the cache may serve.
+  const found = await cached().catch((e: unknown) => {
+    if (e instanceof ModelError) return null;
+    throw e;
+  });
   if (found !== null) return { dir, manifest: found, built: false };
   return { dir, manifest: await buildStagesToDir(model, partition, dir, choice, cached), built: true };
 }

@@ -45,11 +45,11 @@ export function readWholeFile(path: string, chunkBytes = CHUNK_BYTES, limit: Siz
   try {
     fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
-    throw new ModelError('ERR_MODEL_FILE_MISSING', path, `cannot be opened (${errnoOf(e)})`);
+    throw new ModelError('ERR_MODEL_FILE_UNREADABLE', path, `cannot be opened (${errnoOf(e)})`);
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new ModelError('ERR_MODEL_FILE_MISSING', path, 'is not a regular file (a folder, a pipe or a device is in its place)');
+    if (!st.isFile()) throw new ModelError('ERR_MODEL_FILE_UNREADABLE', path, 'is not a regular file (a folder, a pipe or a device is in its place)');
     const size = st.size;
     if (size > limit.maxBytes) throw new ModelError(limit.code, path, `is ${size} bytes, more than ${limit.maxBytes}: ${limit.advice}`);
     const out = new Uint8Array(size);
@@ -59,7 +59,7 @@ export function readWholeFile(path: string, chunkBytes = CHUNK_BYTES, limit: Siz
       try {
         n = readSync(fd, out, at, Math.min(chunkBytes, size - at), at);
       } catch (e) {
-        throw new ModelError('ERR_MODEL_FILE_MISSING', path, `cannot be read (${errnoOf(e)}) after ${at} of ${size} bytes`);
+        throw new ModelError('ERR_MODEL_FILE_UNREADABLE', path, `cannot be read (${errnoOf(e)}) after ${at} of ${size} bytes`);
       }
       if (n === 0) throw new ModelError(limit.code, path, `ended after ${at} of ${size} bytes`);
       at += n;
