@@ -15,6 +15,7 @@ import type { ModelSizes } from './coordinator/partition-planner.js';
 import { type PartitionBuilder, rangesOf, type ServedPartition } from './coordinator/repartition.js';
 import { type BuildChoice, builtChoice, readModelConfig, readTensorIndex, sourceFolderOf, stageDirName } from './models/model-folder.js';
 import { modelSizesOf } from './models/model-sizes.js';
+import { errnoOf } from './models/read-whole-file.js';
 import { ensureStagesOffThread, loadStageSetOffThread } from './models/stage-files.js';
 import { OrtExecutor } from './reference/ort-executor.js';
 import { ThreadExecutor } from './reference/thread-executor.js';
@@ -113,7 +114,7 @@ function removeQuietly(path: string, warn: (line: string) => void): void {
   try {
     rmSync(path, { recursive: true, force: true });
   } catch (e) {
-    warn(`stage cache: could not remove ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); left as it is`);
+    warn(`stage cache: could not remove ${path} (${errnoOf(e)}); left as it is`);
   }
 }
 
@@ -137,8 +138,7 @@ export function removeUnlessKept(
     renameSync(dir, aside);
   } catch (e) {
     // Gone already (another removed it), or the system refuses: left as it is.
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
-      warn(`stage cache: could not remove ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); left as it is`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') warn(`stage cache: could not remove ${dir} (${errnoOf(e)}); left as it is`);
     return;
   }
   if (keptByOthers(aside, builder)) {
@@ -259,7 +259,6 @@ export function partitionBuilder(
     serve({ dir, manifest }, baseUrl);
     const p: ServedPartition = { key, manifest, baseUrl, oracle: lazyOracle(dir), executor: stageRunner(dir) };
     dirOf.set(p, resolve(dir));
-    markKept(dir, self);
     renewing ??= setInterval(() => {
       for (const d of dirOf.values()) markKept(d, self);
     }, KEEP_RENEW_MS).unref();

@@ -10,7 +10,7 @@ import { type Partition, resolvePartition } from '../../shared/model/partition.j
 import type { WeightPrecision } from '../../shared/model/quantize.js';
 import { parseSafetensors, type TensorInfo } from '../../shared/model/safetensors.js';
 import { sha256Hex } from '../../shared/model/sha256.js';
-import { JSON_LIMIT, readWholeFile, WEIGHTS_LIMIT } from './read-whole-file.js';
+import { errnoOf, JSON_LIMIT, readWholeFile, WEIGHTS_LIMIT } from './read-whole-file.js';
 import { type HeadPositions, headPositionsOf } from '../../shared/model/stage-graph.js';
 import type { GraphForm } from '../../shared/model/stage-graph-fused.js';
 import { buildTensorIndex, parseTensorIndex, type TensorIndex, type WeightsEntryFile } from '../../shared/model/tensor-index.js';
@@ -281,7 +281,7 @@ export function makeFolders(path: string): void {
       mkdirSync(p);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(p, { throwIfNoEntry: false })?.isDirectory() === true) continue;
-      throw new ModelError('ERR_STAGE_DIR', p, `cannot be created (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new ModelError('ERR_STAGE_DIR', p, `cannot be created (${errnoOf(e)})`);
     }
   }
 }

@@ -26,7 +26,8 @@ export const JSON_LIMIT: SizeLimit = {
   advice: 'no JSON file of a model is that large',
 };
 
-function errnoOf(e: unknown): string {
+/** What a file system call's error says in a log line: its errno code, or its message where it has none. */
+export function errnoOf(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 }
 
