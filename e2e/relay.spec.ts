@@ -1,5 +1,6 @@
-// A mesh relayed through TURN: Debian's coturn on loopback with a generated
-// secret, a server with ICE_TRANSPORT_POLICY=relay handing volunteers coturn
+// A mesh relayed through TURN: Debian's coturn on loopback with the shipped
+// deploy/turnserver.conf (relays to 127.0.0.1 allowed: every relay address is
+// there) and a generated secret, a server with ICE_TRANSPORT_POLICY=relay handing volunteers coturn
 // REST-API credentials, Chromium volunteers whose every data channel must go
 // through the relay (their selected candidate pairs, from getStats), and the
 // reference runner's tokens as the oracle. Then a wrong secret: the request
@@ -8,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IceOptions } from '../signal-server/ice-config.js';
+import { startTurnServer, type TurnServer } from '../testing/turn-server.js';
 import { type E2eSwarm, startE2eSwarm } from './harness.js';
-import { startTurnServer, type TurnServer } from './turn-server.js';
 
 const PROMPT = 'It is a truth universally acknowledged, that a single man';
 const TOKENS = 12;

@@ -1,10 +1,12 @@
-// Debian's coturn on loopback for the relayed-mesh spec: a generated config
-// (REST-API secret, no TLS, relaying between loopback peers) on a free port,
-// started and stopped by PID. tools/install-coturn.sh installs it.
+// Debian's coturn on loopback, for the relayed-mesh spec and the TURN attack
+// tests: deploy/turnserver.conf (the rules the project ships for operators)
+// or coturn's own defaults, with a generated secret, no TLS, listening and
+// relaying on 127.0.0.1 and ::1 on a free port; started and stopped by PID.
+// tools/install-coturn.sh installs it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +16,30 @@ const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 const PORT_TRIES = 10;
 
+/** The coturn settings the project ships for operators (README, Deployment: NAT traversal). */
+export const SHIPPED_TURN_CONFIG = 'deploy/turnserver.conf';
+
+export interface TurnServerOptions {
+  /**
+   * Start from deploy/turnserver.conf (its peer rules, no TCP relays), not
+   * from coturn's defaults (as README described it before that file:
+   * `use-auth-secret` and a realm).
+   */
+  readonly shipped: boolean;
+  /**
+   * Let relays reach 127.0.0.1 and ::1. A swarm's relayed channels need it
+   * here, where every relay address is on loopback (a deployment's are
+   * public); a test can also take loopback to stand for a private network.
+   */
+  readonly loopbackPeers: boolean;
+}
+
 export interface TurnServer {
   readonly port: number;
   /** `turn:127.0.0.1:<port>?transport=udp` */
   readonly url: string;
+  /** The realm its 401s name. */
+  readonly realm: string;
   /** What turnserver wrote so far (its log goes to stdout). */
   output(): string;
   close(): Promise<void>;
@@ -33,6 +55,16 @@ function turnserverPath(): string {
   return path;
 }
 
+async function udpFreeOn(type: 'udp4' | 'udp6', address: string, port: number): Promise<boolean> {
+  const udp = createSocket(type);
+  const free = await new Promise<boolean>((resolve) => {
+    udp.once('error', () => resolve(false));
+    udp.bind(port, address, () => resolve(true));
+  });
+  udp.close();
+  return free;
+}
+
 /** A port free on 127.0.0.1 for both TCP and UDP (turnserver listens on both). */
 async function freePort(): Promise<number> {
   for (let i = 0; i < PORT_TRIES; i++) {
@@ -41,12 +73,8 @@ async function freePort(): Promise<number> {
       tcp.once('error', reject);
       tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
     });
-    const udp = createSocket('udp4');
-    const udpFree = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(port, '127.0.0.1', () => resolve(true));
-    });
-    udp.close();
+    // turnserver listens on ::1 too (an IPv6 relay for the attack tests).
+    const udpFree = (await udpFreeOn('udp4', '127.0.0.1', port)) && (await udpFreeOn('udp6', '::1', port));
     await new Promise((resolve) => tcp.close(resolve));
     if (udpFree) return port;
   }
@@ -81,24 +109,26 @@ async function answersStun(port: number, timeoutMs: number): Promise<boolean> {
  * `static-auth-secret`): it accepts user names `expiry:anything` whose
  * password is base64(HMAC-SHA1(secret, user name)).
  */
-export async function startTurnServer(secret: string): Promise<TurnServer> {
+export async function startTurnServer(
+  secret: string,
+  options: TurnServerOptions = { shipped: true, loopbackPeers: true },
+): Promise<TurnServer> {
   const bin = turnserverPath();
   const dir = mkdtempSync(join(tmpdir(), 'webswarm-turn-'));
   const port = await freePort();
+  const realm = 'webswarm.test';
   const config = [
+    ...(options.shipped ? [readFileSync(SHIPPED_TURN_CONFIG, 'utf8')] : ['use-auth-secret', 'fingerprint', 'no-cli']),
+    ...(options.loopbackPeers ? ['allow-loopback-peers', 'allowed-peer-ip=127.0.0.1', 'allowed-peer-ip=::1'] : []),
     'listening-ip=127.0.0.1',
+    'listening-ip=::1',
     'relay-ip=127.0.0.1',
+    'relay-ip=::1',
     `listening-port=${port}`,
-    'realm=webswarm.test',
-    'use-auth-secret',
+    `realm=${realm}`,
     `static-auth-secret=${secret}`,
-    'fingerprint',
     'no-tls',
     'no-dtls',
-    'no-cli',
-    // coturn refuses peers on loopback by default; here both peers' relay addresses are 127.0.0.1.
-    'allow-loopback-peers',
-    'allowed-peer-ip=127.0.0.1',
     `pidfile=${join(dir, 'turnserver.pid')}`,
     `userdb=${join(dir, 'turndb')}`,
     'log-file=stdout',
@@ -137,5 +167,5 @@ export async function startTurnServer(secret: string): Promise<TurnServer> {
       throw new Error(`turnserver did not answer on 127.0.0.1:${port} within ${START_TIMEOUT_MS} ms:\n${out.slice(-2000)}`);
     }
   }
-  return { port, url: `turn:127.0.0.1:${port}?transport=udp`, output: () => out, close };
+  return { port, url: `turn:127.0.0.1:${port}?transport=udp`, realm, output: () => out, close };
 }
