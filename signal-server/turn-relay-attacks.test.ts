@@ -230,4 +230,24 @@ describe('TURN credentials in a stranger’s hands, against deploy/turnserver.co
     forged.close();
     expect(forged.code).toBe(401);
   });
+  it('an allocation made before its credential expired is refreshed after (a volunteer’s relayed links outlive TURN_TTL_S)', async () => {
+    // The server renews a volunteer's credentials at half their lifetime for the connections made after; the
+    // connections made before keep their allocation, whose refreshes coturn checks against the key it took then.
+    const creds = await strangersCredentials();
+    const volunteerId = creds.username.split(':')[1] ?? '';
+    const soon = turnCredentials(SECRET, volunteerId, Math.floor(Date.now() / 1000) + 2);
+    const a = await allocate(on(shipped, { username: soon.username, password: soon.credential }, 'udp'), UDP);
+    try {
+      expect(a.code, a.reason).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 3_100));
+      expect(await a.refresh(600)).toBe(200);
+      expect(await a.permit(PUBLIC_V4[0] ?? '')).toBe(200);
+    } finally {
+      a.close();
+    }
+    // A new allocation with it is refused by then.
+    const late = await allocate(on(shipped, { username: soon.username, password: soon.credential }, 'udp'), UDP);
+    late.close();
+    expect(late.code).toBe(401);
+  });
 });

@@ -16,6 +16,7 @@ const ANSWER_TIMEOUT_MS = 5_000;
 /** Method codes. */
 const ALLOCATE = 0x003;
 const CREATE_PERMISSION = 0x008;
+const REFRESH = 0x004;
 const CONNECT = 0x00a;
 /** A Send indication: method 0x006 in the indication class (0x0010). */
 const SEND_INDICATION = 0x016;
@@ -23,6 +24,7 @@ const SEND_INDICATION = 0x016;
 /** Attribute types. */
 const A = {
   username: 0x0006,
+  lifetime: 0x000d,
   messageIntegrity: 0x0008,
   errorCode: 0x0009,
   realm: 0x0014,
@@ -231,6 +233,8 @@ export interface Allocation {
   readonly reason: string;
   /** Permission to reach `ip` (any port) through the relay: 200, or the error code (403 for a forbidden peer). */
   permit(ip: string): Promise<number>;
+  /** Refreshes the allocation for `lifetimeS` more seconds (0 ends it): 200, or the error code. */
+  refresh(lifetimeS: number): Promise<number>;
   /** Asks the server to relay `data` from the allocation to `ip:port` (a Send indication; no answer comes). */
   send(ip: string, port: number, data: Buffer): void;
   /** On a TCP relay, asks the server to open a TCP connection to `ip:port` (RFC 6062 Connect): 200 once it did. */
@@ -271,6 +275,11 @@ export async function allocate(o: TurnClientOptions, transport: number, family: 
         (await channel.request(CREATE_PERMISSION, (id) => signed([{ type: A.xorPeerAddress, value: xorAddress(ip, 0, id) }]), key)).code,
       connect: async (ip, port) =>
         (await channel.request(CONNECT, (id) => signed([{ type: A.xorPeerAddress, value: xorAddress(ip, port, id) }]), key)).code,
+      refresh: async (lifetimeS) => {
+        const value = Buffer.alloc(4);
+        value.writeUInt32BE(lifetimeS);
+        return (await channel.request(REFRESH, () => signed([{ type: A.lifetime, value }]), key)).code;
+      },
       send: (ip, port, data) =>
         channel.indicate(SEND_INDICATION, (id) => [
           { type: A.xorPeerAddress, value: xorAddress(ip, port, id) },
