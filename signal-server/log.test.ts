@@ -1,7 +1,7 @@
 // Log formats: pino's JSON lines for machines, one short line a record for a
 // person at a terminal, and `auto` choosing by whether the output is a terminal.
 import { describe, expect, it } from 'vitest';
-import { createLogger, formatLogLine, resolveLogFormat } from './log.js';
+import { createLogger, formatLogLine, printable, resolveLogFormat } from './log.js';
 
 function capture(): { lines: string[]; write(chunk: string): void } {
   const lines: string[] = [];
@@ -24,6 +24,15 @@ describe('log formats', () => {
     );
     expect(line).toBe('13:04:05 WARN  slow replica stage=2 ids=["a"]\n');
     expect(formatLogLine('not json')).toBe('not json\n');
+  });
+
+  it('pretty writes a client’s control characters, line breaks and bidirectional overrides as escapes, other text as it is', () => {
+    expect(printable('a\nb\r\tc\u001b[2J\u0007\u007f\u0085\u2028\u2029\u202e\u2066 é 日本 “q”')).toBe(
+      'a\\nb\\r\\tc\\u001b[2J\\u0007\\u007f\\u0085\\u2028\\u2029\\u202e\\u2066 é 日本 “q”',
+    );
+    const line = formatLogLine(JSON.stringify({ level: 50, time: 0, msg: 'x\n00:00:00 ERROR forged', 'k\u001b': 'v\n' }));
+    expect(line.split('\n')).toHaveLength(2); // one line and its end
+    expect(line).toContain('x\\n00:00:00 ERROR forged k\\u001b=v\\n');
   });
 
   it('a pretty logger writes human lines and a json logger JSON lines to the same kind of sink', () => {

@@ -23,6 +23,24 @@ const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG'
 /** pino's own fields, not shown as extras in a pretty line. */
 const OWN_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'v']);
 
+/**
+ * Control characters (C0, DEL, C1), line and paragraph separators and bidirectional overrides, each of which a
+ * terminal would act on or a reader take for another line.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it finds
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * `text` with each unprintable character written as an escape (`\n`, `\u001b`): a pretty line holds client text
+ * (a volunteer's failure message, a partition name), and before, a newline in it started a line of the client's
+ * making ("12:00:00 ERROR …") and an ESC reached the operator's terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => NAMED_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** One of pino's JSON lines as `HH:MM:SS LEVEL message key=value…`; a line that is not such JSON is passed through. */
 export function formatLogLine(jsonLine: string): string {
   let record: unknown;
@@ -37,8 +55,8 @@ export function formatLogLine(jsonLine: string): string {
   const level = (typeof r.level === 'number' ? LEVEL_NAMES[r.level] : undefined) ?? String(r.level);
   const extras = Object.entries(r)
     .filter(([k]) => !OWN_FIELDS.has(k))
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-  return `${[time, level.padEnd(5), typeof r.msg === 'string' ? r.msg : '', ...extras].join(' ').trimEnd()}\n`;
+    .map(([k, v]) => `${printable(k)}=${typeof v === 'string' ? printable(v) : JSON.stringify(v)}`);
+  return `${[time, level.padEnd(5), typeof r.msg === 'string' ? printable(r.msg) : '', ...extras].join(' ').trimEnd()}\n`;
 }
 
 /**

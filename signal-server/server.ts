@@ -204,6 +204,7 @@ function senderOf(line: string): string | null {
   return (
     /^(\S+): ERR_[A-Z_]+ /.exec(line)?.[1] ??
     /^volunteer (\S+) failed step /.exec(line)?.[1] ??
+    /^volunteer (\S+): a ready for partition /.exec(line)?.[1] ??
     /^refused volunteer from (\S+): /.exec(line)?.[1] ??
     /^refused connection from (\S+): /.exec(line)?.[1] ??
     null

@@ -98,6 +98,10 @@ describe('several servers, one swarm', () => {
     expect(redacted('joined through redis://default:pw@10.0.0.5:6379 and rediss://u:p@h')).toBe(
       'joined through redis://***@10.0.0.5:6379 and rediss://***@h',
     );
+    // A password holding '@' (node-redis splits at the last one; before, the part after the first showed).
+    expect(redacted('cannot reach Redis at redis://:hunter@2sekrit-tail@127.0.0.1:1/0?x=a@b: refused')).toBe(
+      'cannot reach Redis at redis://***@127.0.0.1:1/0?x=a@b: refused',
+    );
   });
 
   it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {

@@ -8,9 +8,13 @@ const PROBLEM_LOG_MS = 5_000;
 
 export type RedisClient = ReturnType<typeof createClient>;
 
-/** A text with the user and password of any URL in it hidden (`redis://:secret@host` → `redis://***@host`): for logs. */
+/**
+ * A text with the user and password of any URL in it hidden (`redis://:secret@host` → `redis://***@host`): for logs.
+ * Up to the last `@` before the path, as node-redis reads a password holding one (before, `redis://:a@b@host` showed
+ * `b`).
+ */
 export function redacted(text: string): string {
-  return text.replace(/(\/\/)[^@/\s]*@/g, '$1***@');
+  return text.replace(/(\/\/)[^/\s]*@/g, '$1***@');
 }
 
 /**

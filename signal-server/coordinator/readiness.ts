@@ -1,4 +1,5 @@
 import type { WireErrorCode } from '../../shared/protocol/errors.js';
+import { describeValue } from '../../shared/protocol/json-shape.js';
 import type { ChallengeProof, StageReady } from '../../shared/protocol/messages.js';
 import { agreeFingerprints } from '../../shared/vote/fingerprint.js';
 import { KeyedBuckets, type KeyedBucketsOptions } from '../keyed-buckets.js';
@@ -55,7 +56,9 @@ export class Readiness {
     if (v === undefined || member === undefined) return;
     // A late ready for the partition before a re-partition: the volunteer is loading the new one.
     if (m.partition !== undefined && this.s.model.partition !== undefined && m.partition !== this.s.model.partition) {
-      this.s.log(`volunteer ${id}: a ready for partition ${m.partition}, not ${this.s.model.partition}: ignored`);
+      // The partition is the volunteer's own text: described, never echoed, and the line is limited per sender (server.ts's
+      // senderOf; before, a volunteer sending readies of any partition wrote a line each, 278 KiB/s from one address).
+      this.s.log(`volunteer ${id}: a ready for partition ${describeValue(m.partition)}, not ${this.s.model.partition}: ignored`);
       return;
     }
     if (m.modelId !== this.s.model.modelId || v.stage !== m.stage) {

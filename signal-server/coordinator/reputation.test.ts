@@ -21,4 +21,20 @@ describe('reputation', () => {
     expect(b.banned('k', 1000 + BAN_MS)).toBe(false);
     expect(b.banned('other', 1000)).toBe(false);
   });
+
+  it('forgets expired bans whose keys never come back, keeping the live ones (a client moving on to new addresses)', () => {
+    const b = new BanList();
+    // Ten minutes of evictions, a new key each second, for 10 hours: 36 000 bans, none of whose keys comes back.
+    const start = 1_000_000;
+    for (let i = 0; i < 36_000; i++) b.ban(`addr:10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, start + i * 1000);
+    // Only what is live (a ban lasts BAN_MS: 600 of them) and what expired since the last sweep is held.
+    expect(b.size).toBeLessThanOrEqual(4 * (BAN_MS / 1000));
+    const last = start + 35_999 * 1000;
+    expect(b.banned('addr:10.0.140.159', last)).toBe(true); // the last one
+    expect(b.banned(`addr:10.0.${(35_000 >> 8) & 255}.${35_000 & 255}`, last)).toBe(false); // banned 1 000 s before
+    // A ban for longer (a cluster's) is not swept before its time.
+    b.banUntil('long', last + 10 * BAN_MS, last);
+    for (let i = 0; i < 3000; i++) b.ban(`later-${i}`, last + BAN_MS + i);
+    expect(b.banned('long', last + 2 * BAN_MS)).toBe(true);
+  });
 });

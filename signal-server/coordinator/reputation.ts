@@ -21,17 +21,34 @@ export function shouldEvict(c: AuditCounts): boolean {
   return c.disagreed >= EVICT_AFTER_DISAGREEMENTS && reputation(c) < EVICT_BELOW_REPUTATION;
 }
 
-/** Client keys refused until a time (ms since the epoch). */
+/** Bans kept before the expired ones are swept out (then twice what is left, at least this). */
+const BAN_SWEEP_AT = 1024;
+
+/**
+ * Client keys refused until a time (ms since the epoch). An expired ban is
+ * dropped when its key comes back, and all of them whenever the list has
+ * doubled since the last sweep: before, a ban whose key never came back (a
+ * client that moves on to new addresses, each evicted once) stayed for good.
+ */
 export class BanList {
   private readonly until = new Map<string, number>();
+  private sweepAt = BAN_SWEEP_AT;
 
   ban(key: string, now = Date.now()): void {
-    this.banUntil(key, now + BAN_MS);
+    this.banUntil(key, now + BAN_MS, now);
   }
 
   /** Refuses `key` until `untilMs` (ms since the epoch), or longer if it is banned longer already. */
-  banUntil(key: string, untilMs: number): void {
+  banUntil(key: string, untilMs: number, now = Date.now()): void {
     this.until.set(key, Math.max(untilMs, this.until.get(key) ?? 0));
+    if (this.until.size < this.sweepAt) return;
+    for (const [k, t] of this.until) if (t <= now) this.until.delete(k);
+    this.sweepAt = Math.max(BAN_SWEEP_AT, 2 * this.until.size);
+  }
+
+  /** Bans held now, expired ones not yet swept included. */
+  get size(): number {
+    return this.until.size;
   }
 
   banned(key: string, now = Date.now()): boolean {
