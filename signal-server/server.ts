@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type RequestListener } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type RequestListener } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Server } from 'socket.io';
@@ -20,6 +20,7 @@ import { addressKey, DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import type { PartitionBuilder } from './coordinator/repartition.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
+import { PageOrigins } from './http/page-origins.js';
 import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
@@ -107,6 +108,11 @@ export interface SignalServerOptions {
   readonly localAddresses?: readonly string[];
   /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
   readonly trustedProxies?: readonly string[];
+  /**
+   * Origins whose web pages may connect as volunteers besides the server's own (ORIGINS; `*` = any): a page of
+   * another site is refused (ERR_FOREIGN_ORIGIN), a connection without an Origin (not a browser) is not.
+   */
+  readonly volunteerOrigins?: readonly string[];
   /** Random source for routes and spot checks (tests seed it). */
   readonly random?: () => number;
   /** Makes volunteer ids (default random UUIDs; tests that need an order of ids name them). */
@@ -291,6 +297,15 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     parser: measuredParser,
   });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
+  const pageOrigins = new PageOrigins(opts.volunteerOrigins ?? []);
+  // The Host the browser asked for: the handshake's own, or the one a trusted proxy says the client asked for.
+  const volunteerRefusal = (h: { address: string; headers: IncomingHttpHeaders }): string | null => {
+    const forwarded = h.headers['x-forwarded-host'];
+    return pageOrigins.refusal(h.headers.origin, [
+      h.headers.host,
+      proxies.trusts(h.address) && typeof forwarded === 'string' ? forwarded : undefined,
+    ]);
+  };
   // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
   const tcpHeld = new AddressSockets(2 * held.max, localAddresses);
   const tcpPlaces = limitConnections(server, tcpHeld, proxies, (address) => {
@@ -514,7 +529,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     });
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
-  if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access, netDelayMs);
+  if (coordinator !== null) bindSocketServer(io, coordinator, coordinatorLog, access, netDelayMs, volunteerRefusal);
   // After the handshake's check: a connection opened over its address's limit is told why (ClientConnections
   // closes it shortly, whatever it does).
   io.use((socket, next) => {

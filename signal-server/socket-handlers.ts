@@ -48,17 +48,22 @@ export function bindSocketServer(
   access?: AccessControl,
   /** The bench's one-way delay on every message to a volunteer (and told to it, for its own sends); 0 = none. */
   netDelayMs = 0,
+  /** Why the page that opened a handshake may not volunteer here (http/page-origins.ts), or null; absent: any may. */
+  volunteerRefusal: (handshake: SwarmSocket['handshake']) => string | null = () => null,
 ): void {
   io.use((socket, next) => {
-    const auth = parseHandshake(socket.handshake.auth);
-    if (!auth.ok) {
-      const code: WireErrorCode = /protocol/.test(auth.reason) ? 'ERR_PROTOCOL_VERSION' : 'ERR_BAD_HANDSHAKE';
-      log(`refused connection from ${socket.data.address}: ${auth.reason}`);
-      next(Object.assign(new Error(`${code}: ${auth.reason}`), { data: { code, message: auth.reason } }));
+    const refused = (code: WireErrorCode, reason: string) => {
+      log(`refused connection from ${socket.data.address}: ${reason}`);
+      next(Object.assign(new Error(`${code}: ${reason}`), { data: { code, message: reason } }));
       // Its connection holds a place of its address's (client-connections.ts) until it goes: closed if it stays.
       const conn = socket.conn;
       setTimeout(() => conn.close(), REFUSED_CLOSE_MS).unref();
-      return;
+    };
+    const auth = parseHandshake(socket.handshake.auth);
+    if (!auth.ok) return refused(/protocol/.test(auth.reason) ? 'ERR_PROTOCOL_VERSION' : 'ERR_BAD_HANDSHAKE', auth.reason);
+    if (auth.value.role === 'volunteer') {
+      const foreign = volunteerRefusal(socket.handshake);
+      if (foreign !== null) return refused('ERR_FOREIGN_ORIGIN', foreign);
     }
     socket.data.role = auth.value.role;
     socket.data.volunteerId = null;

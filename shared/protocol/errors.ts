@@ -7,7 +7,8 @@
  * differ from what it reported to the coordinator), ERR_INTERNAL (a failure of
  * the server itself, the same over Socket.IO and HTTP: the details stay in the
  * server's log), ERR_CAPACITY (a volunteer whose reported capacity holds no
- * stage of the partition served now).
+ * stage of the partition served now), ERR_FOREIGN_ORIGIN (a web page of
+ * another site tried to connect as a volunteer).
  */
 export const WIRE_ERROR_CODES = [
   'ERR_PROTOCOL_VERSION',
@@ -34,6 +35,7 @@ export const WIRE_ERROR_CODES = [
   'ERR_COMPUTE',
   'ERR_INTERNAL',
   'ERR_CAPACITY',
+  'ERR_FOREIGN_ORIGIN',
 ] as const;
 
 export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];

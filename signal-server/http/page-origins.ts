@@ -1,0 +1,92 @@
+/**
+ * Which web pages may connect as volunteers. A browser names the page that
+ * opens a WebSocket in its Origin header, and no page can change it; a web
+ * page of another site could otherwise run the volunteer's code (it is open
+ * source, and the model files answer any origin) and make its visitors
+ * volunteer without the swarm's consent (the consent box, the widget's
+ * consent window and the pause when hidden all live in the swarm's own
+ * pages), each visitor a client of its own address. Allowed: the server's own
+ * origin (the Host the handshake names, or a trusted proxy's
+ * X-Forwarded-Host), the origins ORIGINS lists, any with `*`, and
+ * connections without an Origin (not a browser page: Node volunteers,
+ * scripts; the same as before).
+ */
+
+/** ORIGINS's value meaning any origin. */
+export const ANY_ORIGIN = '*';
+
+export class PageOrigins {
+  private readonly listed: ReadonlySet<string>;
+  private readonly any: boolean;
+
+  /**
+   * @param entries origins (`https://swarm.example`, `http://localhost:5173`) or `*`
+   * @throws RangeError naming an entry that is not an http(s) origin
+   */
+  constructor(entries: readonly string[]) {
+    const listed = new Set<string>();
+    let any = false;
+    for (const raw of entries) {
+      const entry = raw.trim();
+      if (entry === ANY_ORIGIN) {
+        any = true;
+        continue;
+      }
+      let u: URL | null = null;
+      try {
+        u = new URL(entry);
+      } catch {
+        u = null;
+      }
+      // An origin is a scheme, a host and a port: a path, query or credentials mean something else was meant.
+      if (
+        u === null ||
+        (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+        u.pathname !== '/' ||
+        u.search !== '' ||
+        u.hash !== '' ||
+        u.username !== '' ||
+        u.password !== '' ||
+        /[?#]/.test(entry)
+      )
+        throw new RangeError(`"${entry}" is not an origin (scheme://host[:port], http or https, nothing after it)`);
+      listed.add(u.origin);
+    }
+    this.listed = listed;
+    this.any = any;
+  }
+
+  /**
+   * Why a page of `origin` may not connect as a volunteer to a server
+   * reached as `hosts` (the Host header, and X-Forwarded-Host where a trusted
+   * proxy sent it), or null when it may. `origin` undefined: not a browser.
+   */
+  refusal(origin: string | undefined, hosts: readonly (string | undefined)[]): string | null {
+    if (origin === undefined || this.any) return null;
+    let page: URL;
+    try {
+      page = new URL(origin);
+    } catch {
+      return `the page's origin ${JSON.stringify(origin.slice(0, 100))} is not a URL`;
+    }
+    if (page.protocol !== 'http:' && page.protocol !== 'https:')
+      return `a page of ${JSON.stringify(origin.slice(0, 100))} cannot volunteer`;
+    if (this.listed.has(page.origin)) return null;
+    for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
+    const named = hosts.filter((h): h is string => h !== undefined).map((h) => JSON.stringify(h.slice(0, 100)));
+    return `a page of ${page.origin} may not volunteer here: only this server's own pages may (reached as ${named.join(' or ') || 'no Host'}), and those ORIGINS lists`;
+  }
+}
+
+/** Whether `host` (a Host header: name or address, maybe a port) names the page's host and port. */
+function sameHost(page: URL, host: string): boolean {
+  // One value only (a proxy's list of hosts: the first is the client's), without spaces.
+  const first = host.split(',')[0]?.trim() ?? '';
+  if (first === '' || /[/\s@?#]/.test(first)) return false;
+  try {
+    // Read with the page's scheme, so that a default port written or left out compares equal.
+    return new URL(`${page.protocol}//${first}`).host === page.host;
+  } catch {
+    return false;
+  }
+}
