@@ -45,31 +45,17 @@ export class KeyedBuckets {
       b = { tokens: this.o.burst, at: t };
       if (this.buckets.size >= (this.o.maxKeys ?? DEFAULT_MAX_KEYS)) this.buckets.delete(this.buckets.keys().next().value as string);
     } else {
-      b.tokens = this.refilled(b, t);
+      b.tokens = Math.min(this.o.burst, b.tokens + ((t - b.at) / 60_000) * this.o.perMinute);
       b.at = t;
       // Moved to the end: the map's order is the order of last use.
       this.buckets.delete(key);
     }
     this.buckets.set(key, b);
-    const waitMs = this.waitFor(b.tokens, count);
-    if (waitMs === 0) b.tokens = Math.max(0, b.tokens - count);
-    return waitMs;
-  }
-
-  /** What take(key, count) would answer now, with nothing taken: 0 when the tokens are there, else the wait. */
-  wait(key: string, count = 1): number {
-    const b = this.buckets.get(key);
-    return b === undefined ? this.waitFor(this.o.burst, count) : this.waitFor(this.refilled(b, this.now()), count);
-  }
-
-  private refilled(b: Bucket, t: number): number {
-    return Math.min(this.o.burst, b.tokens + ((t - b.at) / 60_000) * this.o.perMinute);
-  }
-
-  private waitFor(tokens: number, count: number): number {
     // A hair under one is one: a refill timed to the millisecond falls short by float rounding only.
-    if (tokens >= count - EPSILON) return 0;
-    return count > this.o.burst ? Number.POSITIVE_INFINITY : ((count - tokens) / this.o.perMinute) * 60_000;
+    if (b.tokens < count - EPSILON)
+      return count > this.o.burst ? Number.POSITIVE_INFINITY : ((count - b.tokens) / this.o.perMinute) * 60_000;
+    b.tokens = Math.max(0, b.tokens - count);
+    return 0;
   }
 
   /** Keys tracked now. */

@@ -4,14 +4,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { graphFor, optionsFrom, SETTINGS, startServer } from './main.js';
+import { graphFor, MIN_API_KEY_CHARS, optionsFrom, SETTINGS, startServer } from './main.js';
 
 describe('server settings', () => {
   it('take a flag over the environment, and the environment over the default', () => {
     expect(optionsFrom({}).port).toBe(8080);
     expect(optionsFrom({ PORT: '9000' }).port).toBe(9000);
     expect(optionsFrom({ PORT: '9000' }, { port: '9100' }).port).toBe(9100);
-    expect(optionsFrom({ API_KEYS: ' sk-a, ,sk-b ' }).apiKeys).toEqual(['sk-a', 'sk-b']);
+    expect(optionsFrom({ API_KEYS: ' sk-aaaaaaaaaaaaaaaaaaaa, ,sk-bbbbbbbbbbbbbbbbbbbb ' }).apiKeys).toEqual([
+      'sk-aaaaaaaaaaaaaaaaaaaa',
+      'sk-bbbbbbbbbbbbbbbbbbbb',
+    ]);
     expect(optionsFrom({ WEBSWARM_MODE: '' }).mode).toBe('production');
     expect(optionsFrom({}).logFormat).toBe('auto');
     expect(optionsFrom({}).weights).toBe('f32');
@@ -54,6 +57,11 @@ describe('server settings', () => {
     expect(() => optionsFrom({}, { host: '' })).toThrow('--host must name an address to listen on (0.0.0.0 for every interface), got ""');
     // Before: the API was open where its operator meant it keyed.
     expect(() => optionsFrom({ API_KEYS: ' , ' })).toThrow('API_KEYS holds no key (only separators); leave it empty for an open API');
+    // A short key can be guessed (README's example was, 10 characters, by a red-team pass): refused at start, by place.
+    expect(() => optionsFrom({ API_KEYS: `${'k'.repeat(MIN_API_KEY_CHARS)},sk-local-1` })).toThrow(
+      `API_KEYS: key 2 has 10 characters; a key needs at least ${MIN_API_KEY_CHARS}`,
+    );
+    expect(optionsFrom({ API_KEYS: 'k'.repeat(MIN_API_KEY_CHARS) }).apiKeys).toHaveLength(1);
     expect(optionsFrom({ API_KEYS: '' }).apiKeys).toEqual([]);
     expect(() => optionsFrom({ LOCAL_ADDRESSES: 'not-an-ip' })).toThrow(
       'LOCAL_ADDRESSES must list IP addresses (as 127.0.0.1, ::1), got "not-an-ip"',

@@ -18,6 +18,7 @@ import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
 import { DEFAULT_CONTEXT, DEFAULT_MODEL, DEFAULT_STAGES, modelDir, STAGE_CACHE } from './defaults.js';
 import { TrustedProxies } from './http/client-address.js';
+import { PageOrigins } from './http/page-origins.js';
 import { DEFAULT_TURN_TTL_S, iceOptionsProblem, MAX_TURN_TTL_S, parseIceServersSetting } from './ice-config.js';
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevel, resolveLogFormat } from './log.js';
 import { mirrorProblem } from './models/mirror-check.js';
@@ -61,6 +62,7 @@ export interface StartOptions {
   readonly localAddresses: readonly string[];
   /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client. */
   readonly trustedProxies: readonly string[];
+  readonly origins: readonly string[];
   /** STUN/TURN servers handed to volunteers (RTCIceServer[]). */
   readonly iceServers: readonly IceServer[];
   /** coturn's static-auth-secret: TURN credentials are made per volunteer with it; null = none. Never logged. */
@@ -90,6 +92,9 @@ interface Setting {
   readonly fallback: string;
   readonly help: string;
 }
+
+/** The shortest API key API_KEYS takes: 20 random characters are beyond any guessing over HTTP. */
+export const MIN_API_KEY_CHARS = 20;
 
 /** Every server setting: environment variable, flag, default and meaning. */
 export const SETTINGS = {
@@ -139,7 +144,7 @@ export const SETTINGS = {
     env: 'API_KEYS',
     flag: 'api-keys',
     fallback: '',
-    help: 'comma-separated keys for the /v1 API (Authorization: Bearer); empty = open',
+    help: `comma-separated keys for the /v1 API (Authorization: Bearer), each at least ${MIN_API_KEY_CHARS} characters; empty = open`,
   },
   ratePerMinute: {
     env: 'RATE_LIMIT_PER_MINUTE',
@@ -183,6 +188,12 @@ export const SETTINGS = {
     flag: 'trusted-proxies',
     fallback: '',
     help: 'reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; empty = none',
+  },
+  origins: {
+    env: 'ORIGINS',
+    flag: 'origins',
+    fallback: '',
+    help: "origins whose pages may connect as volunteers besides this server's own (comma-separated, e.g. https://swarm.example; * = any); empty = its own only",
   },
   iceServers: {
     env: 'ICE_SERVERS',
@@ -315,6 +326,12 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   } catch (e) {
     throw new Error(`${raw(SETTINGS.trustedProxies).from}: ${(e as Error).message}`);
   }
+  const origins = list(SETTINGS.origins);
+  try {
+    new PageOrigins(origins);
+  } catch (e) {
+    throw new Error(`${raw(SETTINGS.origins).from}: ${(e as Error).message}`);
+  }
   const secret = raw(SETTINGS.turnSecret).value;
   const servers = raw(SETTINGS.iceServers);
   const ice = {
@@ -346,6 +363,14 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   // Set, but to separators only: the API would be open where its operator meant it keyed.
   if (keys.value.trim() !== '' && apiKeys.length === 0 && keys.from !== `the default of ${SETTINGS.apiKeys.env}`)
     throw new Error(`${keys.from} holds no key (only separators); leave it empty for an open API`);
+  // A wrong key costs a guesser one quick 401, and an address's allowance of them would only lock its honest
+  // clients out (a key that still worked for them would tell the guesser it was right): a key is safe by its
+  // length. A red-team pass found README's example key, 10 characters, among 300 guesses in 182 ms.
+  const short = apiKeys.findIndex((k) => k.length < MIN_API_KEY_CHARS);
+  if (short !== -1)
+    throw new Error(
+      `${keys.from}: key ${short + 1} has ${apiKeys[short]?.length} characters; a key needs at least ${MIN_API_KEY_CHARS} (random ones: \`openssl rand -hex 16\` makes 32), or it can be guessed`,
+    );
   return {
     redisUrl: redis.value === '' ? null : redis.value,
     ...ice,
@@ -380,6 +405,7 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     fanout: oneOf(SETTINGS.fanout, FANOUT_MODES),
     localAddresses,
     trustedProxies: proxies,
+    origins,
   };
 }
 
@@ -490,6 +516,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     fallbackMaxBatch: o.fallbackMaxBatch,
     localAddresses: o.localAddresses,
     trustedProxies: o.trustedProxies,
+    volunteerOrigins: o.origins,
     ice: { iceServers: o.iceServers, turnSecret: o.turnSecret, turnTtlS: o.turnTtlS, transportPolicy: o.iceTransportPolicy },
     ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),
     logger,

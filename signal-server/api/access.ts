@@ -28,15 +28,6 @@ export interface AccessOptions {
  */
 export const LIGHT_RATE_FACTOR = 20;
 
-/**
- * Requests with a missing or wrong API key one client address (an IPv6 /64 is one) may make: this many at once,
- * and as many again each minute. Past them every request from that address that needs a key is refused with 429,
- * the right key too: a right key answered apart from the wrong ones would let a guesser go on at full speed (a
- * red-team pass guessed 300 keys in 182 ms, each answered 401 before any allowance was spent, and found README's
- * example key). A client behind the same address as a guesser waits with it.
- */
-export const KEY_FAILURES_PER_MINUTE = 20;
-
 export type AccessDecision =
   | { readonly ok: true; readonly identity: string }
   | { readonly ok: false; readonly status: 401 | 429; readonly code: string; readonly message: string; readonly retryAfterS?: number };
@@ -50,8 +41,6 @@ export class AccessControl {
   private readonly keys: ReadonlySet<string>;
   private readonly buckets: KeyedBuckets | null;
   private readonly lightBuckets: KeyedBuckets | null;
-  /** Requests without a valid key, per client address (only where keys are required). */
-  private readonly keyFailures: KeyedBuckets;
   /** Generations running per identity (only those with one or more: bounded by the requests in flight). */
   private readonly running = new Map<string, number>();
 
@@ -64,7 +53,6 @@ export class AccessControl {
     this.buckets = o.ratePerMinute > 0 ? new KeyedBuckets({ burst: o.ratePerMinute, perMinute: o.ratePerMinute }, now) : null;
     const lightRate = o.ratePerMinute * LIGHT_RATE_FACTOR;
     this.lightBuckets = lightRate > 0 ? new KeyedBuckets({ burst: lightRate, perMinute: lightRate }, now) : null;
-    this.keyFailures = new KeyedBuckets({ burst: KEY_FAILURES_PER_MINUTE, perMinute: KEY_FAILURES_PER_MINUTE }, now);
   }
 
   get requiresKey(): boolean {
@@ -76,24 +64,11 @@ export class AccessControl {
     // Keyed by the address's client part, as sockets and volunteers are: an IPv6 /64 is one subscriber (before, each
     // of its addresses was a client of its own: a red-team pass took eight times the rate limit and the fallback's
     // seats of two clients with the addresses of one /64).
-    const client = `addr:${addressKey(address)}`;
-    if (this.keys.size === 0) return { ok: true, identity: client };
-    const waitMs = this.keyFailures.wait(client);
-    if (waitMs > 0) {
-      const retryAfterS = Math.ceil(waitMs / 1000);
-      return {
-        ok: false,
-        status: 429,
-        code: 'rate_limit_exceeded',
-        message: `more than ${KEY_FAILURES_PER_MINUTE} requests a minute from this address came without a valid API key; retry in ${retryAfterS} s`,
-        retryAfterS,
-      };
-    }
-    if (key !== null && this.keys.has(key)) return { ok: true, identity: `key:${key}` };
-    this.keyFailures.take(client);
+    if (this.keys.size === 0) return { ok: true, identity: `addr:${addressKey(address)}` };
     if (key === null)
       return { ok: false, status: 401, code: 'invalid_api_key', message: 'an API key is required (Authorization: Bearer <key>)' };
-    return { ok: false, status: 401, code: 'invalid_api_key', message: 'the API key is not valid' };
+    if (!this.keys.has(key)) return { ok: false, status: 401, code: 'invalid_api_key', message: 'the API key is not valid' };
+    return { ok: true, identity: `key:${key}` };
   }
 
   /**
