@@ -33,6 +33,10 @@ describe('log formats', () => {
     const line = formatLogLine(JSON.stringify({ level: 50, time: 0, msg: 'x\n00:00:00 ERROR forged', 'k\u001b': 'v\n' }));
     expect(line.split('\n')).toHaveLength(2); // one line and its end
     expect(line).toContain('x\\n00:00:00 ERROR forged k\\u001b=v\\n');
+    // Invisible ones too, and inside an extra that is an object (JSON.stringify keeps C1 and U+2028 as they are).
+    expect(printable('a\u200bb\u200ec\u200fd\u061ce\ufefff\u2060g')).toBe('a\\u200bb\\u200ec\\u200fd\\u061ce\\ufefff\\u2060g');
+    const object = formatLogLine(JSON.stringify({ level: 30, time: 0, msg: 'm', detail: { text: 'x\u009b2J\u202eevil\u2028y' } }));
+    expect(object).toContain('detail={"text":"x\\u009b2J\\u202eevil\\u2028y"}');
   });
 
   it('a pretty logger writes human lines and a json logger JSON lines to the same kind of sink', () => {

@@ -24,11 +24,12 @@ const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG'
 const OWN_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'v']);
 
 /**
- * Control characters (C0, DEL, C1), line and paragraph separators and bidirectional overrides, each of which a
- * terminal would act on or a reader take for another line.
+ * Control characters (C0, DEL, C1), line and paragraph separators, bidirectional marks and overrides, zero-width
+ * characters and the byte-order mark: each a terminal would act on, or a reader not see or take for another line.
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it finds
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNPRINTABLE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it finds
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]/g;
 
 const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
@@ -55,7 +56,7 @@ export function formatLogLine(jsonLine: string): string {
   const level = (typeof r.level === 'number' ? LEVEL_NAMES[r.level] : undefined) ?? String(r.level);
   const extras = Object.entries(r)
     .filter(([k]) => !OWN_FIELDS.has(k))
-    .map(([k, v]) => `${printable(k)}=${typeof v === 'string' ? printable(v) : JSON.stringify(v)}`);
+    .map(([k, v]) => `${printable(k)}=${printable(typeof v === 'string' ? v : JSON.stringify(v))}`);
   return `${[time, level.padEnd(5), typeof r.msg === 'string' ? printable(r.msg) : '', ...extras].join(' ').trimEnd()}\n`;
 }
 

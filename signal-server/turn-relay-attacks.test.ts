@@ -47,7 +47,22 @@ const FORBIDDEN_V4 = [
   '198.18.0.1',
   '255.255.255.255',
 ];
-const FORBIDDEN_V6 = ['::1', 'fe80::1', 'fd00::2', 'fc00::1', '64:ff9b::a00:1', '2001:db8::1', '2002:a00:1::1', '100::1'];
+const FORBIDDEN_V6 = [
+  '::1',
+  '::a00:1', // IPv4-compatible
+  '::ffff:0:a00:1', // SIIT
+  'fe80::1',
+  'fec0::1',
+  'fd00::2',
+  'fc00::1',
+  'fd00:ec2::254', // a cloud's metadata service over IPv6
+  '64:ff9b::a00:1',
+  '2001:db8::1',
+  '3fff::1',
+  '2002:a00:1::1',
+  '100::1',
+  '5f00::1',
+];
 /** Public addresses: a volunteer's peer may be any of them (nothing is sent to them: a permission sends no packet). */
 const PUBLIC_V4 = ['8.8.8.8', '93.184.216.34', '1.1.1.1'];
 const PUBLIC_V6 = ['2606:4700::1111', '2001:4860:4860::8888'];
@@ -213,7 +228,7 @@ describe('TURN credentials in a stranger’s hands, against deploy/turnserver.co
     }
   });
 
-  it('a credential works until its expiry only (TURN_TTL_S bounds what a harvested one is worth), and only with the server’s secret', async () => {
+  it('a new allocation needs a credential before its expiry, made with the server’s secret', async () => {
     const creds = await strangersCredentials();
     const volunteerId = creds.username.split(':')[1] ?? '';
     const live = await allocate(on(shipped, creds, 'udp'), UDP);

@@ -277,11 +277,14 @@ export function parseLogits(
   });
 }
 
+/** The longest step failure message kept (the rest is cut): a volunteer's own words, for the server's log. */
+export const MAX_FAILURE_MESSAGE = 1000;
+
 export function parseFailure(raw: unknown): Parsed<StepFailure> {
   if (!isObject(raw) || !uint(raw.sessionId, MAX_SESSION_ID) || !uint(raw.step, MAX_STEPS)) return bad('failure needs sessionId and step');
   if (!isWireErrorCode(raw.code)) return bad('failure code must be one of the wire error codes');
   if (raw.resets !== undefined && !uint(raw.resets, MAX_STEPS)) return bad('resets must be an unsigned integer');
-  const message = typeof raw.message === 'string' ? raw.message.slice(0, 1000) : '';
+  const message = typeof raw.message === 'string' ? raw.message.slice(0, MAX_FAILURE_MESSAGE) : '';
   return ok({
     sessionId: raw.sessionId,
     step: raw.step,

@@ -16,7 +16,7 @@ import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunt
 import { startRedisServer } from '../testing/redis-server.js';
 import { connectClient, helloVolunteer } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
-import { redacted } from './redis-link.js';
+import { redacted, redactedUrl } from './redis-link.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const STAGES = 3;
@@ -102,6 +102,21 @@ describe('several servers, one swarm', () => {
     expect(redacted('cannot reach Redis at redis://:hunter@2sekrit-tail@127.0.0.1:1/0?x=a@b: refused')).toBe(
       'cannot reach Redis at redis://***@127.0.0.1:1/0?x=a@b: refused',
     );
+    // A password holding a space or a tab (node-redis takes it) ends the pattern: the URL and its secrets are
+    // hidden by value, wherever they appear, decoded too.
+    for (const url of [
+      'redis://:correct horse battery@10.0.0.5:6379',
+      'redis://:tab\there-pw@10.0.0.5:6379',
+      'redis://user:p%40ss%20word@h:1/2',
+    ]) {
+      const secret = url.includes('horse') ? 'correct horse battery' : url.includes('tab') ? 'tab\there-pw' : 'p@ss word';
+      const line = redacted(`joined through ${url}; the server said: WRONGPASS ${secret} is wrong`, url);
+      expect(line, url).not.toContain(secret);
+      expect(line).toContain('***');
+    }
+    expect(redactedUrl('redis://:correct horse@10.0.0.5:6379/1')).toBe('redis://***@10.0.0.5:6379/1');
+    expect(redactedUrl('redis://10.0.0.5:6379')).toBe('redis://10.0.0.5:6379');
+    expect(redactedUrl('not a url :pw@')).toBe('(a URL that does not parse; not shown)');
   });
 
   it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {

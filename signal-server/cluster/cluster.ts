@@ -46,7 +46,7 @@ import {
   sessionOfMessage,
   type VolunteerState,
 } from './messages.js';
-import { RedisLink, redacted } from './redis-link.js';
+import { RedisLink, redactedUrl } from './redis-link.js';
 import { RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
 
@@ -285,7 +285,7 @@ export class Cluster implements ClusterSeam {
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
     this.redis.sub.on('ready', resync);
-    this.options.log(`cluster: process ${this.proc} joined through ${redacted(this.options.url)} (${this.peers.size} other processes)`);
+    this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
   }
 
   /**

@@ -11,10 +11,43 @@ export type RedisClient = ReturnType<typeof createClient>;
 /**
  * A text with the user and password of any URL in it hidden (`redis://:secret@host` → `redis://***@host`): for logs.
  * Up to the last `@` before the path, as node-redis reads a password holding one (before, `redis://:a@b@host` showed
- * `b`).
+ * `b`). With `url` (the REDIS_URL), that URL and its user name and password, as written and decoded, are hidden
+ * wherever they appear: a password may hold a space, which ends the pattern (`redis://:correct horse@host`).
  */
-export function redacted(text: string): string {
-  return text.replace(/(\/\/)[^/\s]*@/g, '$1***@');
+export function redacted(text: string, url?: string): string {
+  let out = text;
+  if (url !== undefined) {
+    out = out.split(url).join(redactedUrl(url));
+    for (const secret of secretsOf(url)) out = out.split(secret).join('***');
+  }
+  return out.replace(/(\/\/)[^/\s]*@/g, '$1***@');
+}
+
+/** A URL as a log may show it: scheme, host, port and path, `***@` for any user or password. */
+export function redactedUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '(a URL that does not parse; not shown)';
+  }
+  return `${u.protocol}//${u.username !== '' || u.password !== '' ? '***@' : ''}${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+}
+
+/** The user name and password of `url`, as written and decoded; short ones (under 4 characters) are left alone. */
+function secretsOf(url: string): string[] {
+  const written = /^[a-z][a-z0-9+.-]*:\/\/([^/]*)@/i.exec(url)?.[1] ?? '';
+  const parts = new Set<string>();
+  const colon = written.indexOf(':');
+  for (const part of colon === -1 ? [written] : [written.slice(0, colon), written.slice(colon + 1)]) {
+    parts.add(part);
+    try {
+      parts.add(decodeURIComponent(part));
+    } catch {
+      // not percent-encoded: as written only
+    }
+  }
+  return [...parts].filter((p) => p.length >= 4).sort((a, b) => b.length - a.length);
 }
 
 /**
@@ -41,11 +74,11 @@ export class RedisLink {
       this.connected
         ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS)
         : cause.message.startsWith('cannot reach Redis at ')
-          ? new Error(redacted(cause.message))
-          : new Error(redacted(`cannot reach Redis at ${url}: ${cause.message}`));
+          ? new Error(redacted(cause.message, url))
+          : new Error(redacted(`cannot reach Redis at ${url}: ${cause.message}`, url));
     this.pub = createClient({ url, socket: { reconnectStrategy } });
     this.sub = this.pub.duplicate();
-    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${redacted(e.message)}`));
+    for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${redacted(e.message, url)}`));
   }
 
   /** Connects both; a failure says where (the URL without its password) and why, once (a refused password too). */
@@ -55,7 +88,7 @@ export class RedisLink {
       await this.sub.connect();
     } catch (e) {
       const m = (e as Error).message;
-      throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`));
+      throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`, this.url));
     }
     this.connected = true;
   }

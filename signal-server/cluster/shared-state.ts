@@ -14,7 +14,7 @@ export class SharedBans extends BanList {
 
   override ban(key: string, now = Date.now()): void {
     const until = now + BAN_MS;
-    this.banUntil(key, until);
+    this.banUntil(key, until, now);
     this.share?.(key, until);
   }
 }

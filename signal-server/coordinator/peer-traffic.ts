@@ -1,5 +1,7 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
+import { describeValue } from '../../shared/protocol/json-shape.js';
 import { isServerPeer, packFrameMessages, type StepDigest, type StepFailure } from '../../shared/protocol/messages.js';
+import { MAX_FAILURE_MESSAGE } from '../../shared/protocol/validate.js';
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
@@ -129,7 +131,10 @@ export class PeerTraffic {
       }
     }
     if (this.forwarded(id, { event: 'step:failed', m })) return;
-    this.s.log(`volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${m.message}`);
+    // Its message is its own text: quoted (JSON), whole (at most MAX_FAILURE_MESSAGE characters, as parsed).
+    this.s.log(
+      `volunteer ${id} failed step ${m.step} of session ${m.sessionId}: ${m.code} ${describeValue(m.message, MAX_FAILURE_MESSAGE)}`,
+    );
     this.member(id, m.sessionId)?.onFailure(id, m.step, m.code, m.message, m.resets ?? 0);
   }
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SharedBans } from '../cluster/shared-state.js';
 import { BAN_MS, BanList, reputation, shouldEvict } from './reputation.js';
 
 describe('reputation', () => {
@@ -36,5 +37,10 @@ describe('reputation', () => {
     b.banUntil('long', last + 10 * BAN_MS, last);
     for (let i = 0; i < 3000; i++) b.ban(`later-${i}`, last + BAN_MS + i);
     expect(b.banned('long', last + 2 * BAN_MS)).toBe(true);
+    // A cluster's list sweeps by the clock it is given too (before, by Date.now(): live bans of a manual clock went).
+    const shared = new SharedBans();
+    shared.ban('victim', 1_000);
+    for (let i = 0; i < 1100; i++) shared.ban(`k${i}`, 1_000);
+    expect(shared.banned('victim', 1_001)).toBe(true);
   });
 });
