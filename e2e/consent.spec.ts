@@ -489,7 +489,8 @@ describe('consent cannot be skipped', () => {
     for (let i = 0; i < 3; i++) await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
     await expectNothingStarts(seen);
     const own = await clear.getByTestId('consent-own-page').getAttribute('href');
-    expect(own).toBe(`${swarmUrl}/volunteer/?backend=wasm`);
+    // With the frame's settings: its share (1 here, the page's default) and its pause while hidden (on by default).
+    expect(own).toBe(`${swarmUrl}/volunteer/?backend=wasm&autopause=1`);
     // The own page, in a tab of its own with the same observer: not framed, so the visitor's click starts it.
     const tab = await context.newPage();
     await tab.goto(own as string);

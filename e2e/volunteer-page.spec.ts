@@ -87,7 +87,12 @@ describe('the volunteer page', () => {
     // each connect, so the tab asked about three times a second for ever.
     const sockets: number[] = [];
     page.on('websocket', () => sockets.push(Date.now()));
-    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&fault=crash`);
+    await page.goto(`${rig.server.address().url}/volunteer?backend=wasm&fault=crash&share=0.5&autopause=1`);
+    // A link that makes the tab a liar says so before the click (before, nothing told the visitor), and so do its limits.
+    expect(await page.getByTestId('fault-warning').textContent()).toContain('deliberately faulty volunteer (?fault=crash)');
+    expect(await page.getByTestId('link-limits').textContent()).toBe(
+      'This link keeps the tab to at most 50 % of its time, and pauses it while the tab is hidden.',
+    );
     await page.getByTestId('consent').click();
     await expect.poll(() => page.getByTestId('last-error').textContent(), { timeout: 10_000 }).toContain('ERR_FAULTS_REFUSED');
     const t0 = sockets[0] ?? Date.now();

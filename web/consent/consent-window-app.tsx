@@ -4,13 +4,25 @@ import { type ConsentGiven, consentWindowParams } from '../embed/consent-window.
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE } from '../embed/messages.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
+import { volunteerPageUrl } from '../volunteer/page-params.js';
 
 const PARAMS = consentWindowParams(location.search);
 /** How long the thanks stay before the window closes itself. */
 const CLOSE_AFTER_MS = 1_500;
 
-/** The swarm's own page, where a visitor can volunteer when this window cannot reach the widget. */
-const OWN_PAGE = '/volunteer/';
+/**
+ * The swarm's own page, where a visitor can volunteer when this window cannot reach the widget: with the share and
+ * pause the widget promised, where this window's link is a widget's.
+ */
+const OWN_PAGE =
+  typeof PARAMS === 'string'
+    ? '/volunteer/'
+    : volunteerPageUrl(location.origin, {
+        model: PARAMS.model,
+        backend: PARAMS.backend,
+        share: parseShare(PARAMS.share, EMBED_DEFAULT_SHARE),
+        autoPause: PARAMS.autoPause,
+      });
 
 /** Whether `opener` is a document of the swarm's origin (the widget's frame): another origin's cannot be read. */
 function openedBySwarm(opener: Window | null): boolean {
@@ -81,7 +93,7 @@ export function ConsentWindowApp() {
         {PARAMS.model === null ? '' : ` (model ${PARAMS.model})`}. Several volunteers compute every block, and only what a majority agrees
         on is used. You can pause or stop it in the widget, or close the tab.
       </p>
-      <ConsentBox plan={plan} onConsent={give} className="consent" pointerOnly>
+      <ConsentBox plan={plan} onConsent={give} className="consent" pointerOnly ownPage={OWN_PAGE}>
         <p className="small">Nothing runs unless you click this window's button.</p>
       </ConsentBox>
       <p>

@@ -25,14 +25,15 @@ describe('the consent window’s link and answer', () => {
     expect(site(`https://${'a'.repeat(300)}.example`)).toBeNull();
   });
 
-  it('carries the frame’s share, model and backend, and the nonce, to /consent on the frame’s own origin', () => {
-    const frame = new URL('https://swarm.example/embed?share=0.5&autopause=1&model=austen-2m&backend=wasm');
+  it('carries the frame’s share, pause, model and backend, and the nonce, to /consent on the frame’s own origin', () => {
+    const frame = new URL('https://swarm.example/embed?share=0.5&autopause=0&model=austen-2m&backend=wasm');
     const url = new URL(consentWindowUrl(frame, NONCE, { site: 'https://shop.example', via: null }));
     expect(url.origin + url.pathname).toBe('https://swarm.example/consent/');
     expect(Object.fromEntries(url.searchParams)).toEqual({
       nonce: NONCE,
       site: 'https://shop.example',
       share: '0.5',
+      autopause: '0',
       model: 'austen-2m',
       backend: 'wasm',
     });
@@ -41,9 +42,17 @@ describe('the consent window’s link and answer', () => {
       site: 'https://shop.example',
       via: null,
       share: '0.5',
+      autoPause: false,
       model: 'austen-2m',
       backend: 'wasm',
     });
+  });
+
+  it('shows a model only when it is a model’s id: a host page cannot write its own sentences into the window (data-model)', () => {
+    const asked = (model: string) => consentWindowParams(`?nonce=${NONCE}&model=${encodeURIComponent(model)}`);
+    expect(asked('Qwen2.5-0.5B_x')).toMatchObject({ model: 'Qwen2.5-0.5B_x' });
+    for (const text of ['austen-2m). The swarm caps widget tabs at 5 %', 'a'.repeat(101), '', 'x/../y', '<b>'])
+      expect(asked(text), text).toBe('this window’s link names no model a swarm serves');
   });
 
   it('names the top page’s site, and the one that placed the widget where that is a frame of another site (before, the top one alone)', () => {

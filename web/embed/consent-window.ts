@@ -9,6 +9,7 @@
  * to that frame's origin (the swarm's) only, and the frame takes it only from
  * the window it opened, with the nonce it gave it.
  */
+import { isModelIdParam } from '../volunteer/page-params.js';
 import { EMBED_SOURCE } from './messages.js';
 
 /** The message the consent window sends its opener once the visitor clicked its button. */
@@ -42,6 +43,8 @@ export interface ConsentWindowParams {
   /** Where the widget's page is itself a frame in the site's page, that page's origin (the one that placed the widget); else null. */
   readonly via: string | null;
   readonly share: string | null;
+  /** The frame pauses while hidden (its `autopause`, on unless `0`). */
+  readonly autoPause: boolean;
   readonly model: string | null;
   readonly backend: string | null;
 }
@@ -53,7 +56,18 @@ export function consentWindowParams(search: string): ConsentWindowParams | strin
   if (!isNonce(nonce)) return 'this window was not opened by a webswarm widget (its link has no valid nonce)';
   const site = originOf(q.get('site'));
   const via = originOf(q.get('via'));
-  return { nonce, site, via: via === site ? null : via, share: q.get('share'), model: q.get('model'), backend: q.get('backend') };
+  // The host page chose the model (data-model): shown only when it is a model's id, never as text of its choosing.
+  const model = q.get('model');
+  if (model !== null && !isModelIdParam(model)) return 'this window’s link names no model a swarm serves';
+  return {
+    nonce,
+    site,
+    via: via === site ? null : via,
+    share: q.get('share'),
+    autoPause: q.get('autopause') !== '0',
+    model,
+    backend: q.get('backend'),
+  };
 }
 
 /** An http(s) origin from a parameter, or null: never a script URL or a long text. */
@@ -73,7 +87,7 @@ export function consentWindowUrl(here: Location | URL, nonce: string, framing: F
   const q = new URLSearchParams({ nonce });
   if (framing?.site != null) q.set('site', framing.site);
   if (framing?.via != null) q.set('via', framing.via);
-  for (const k of ['share', 'model', 'backend']) {
+  for (const k of ['share', 'autopause', 'model', 'backend']) {
     const v = from.get(k);
     if (v !== null) q.set(k, v);
   }

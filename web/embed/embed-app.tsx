@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
+import { volunteerPageUrl } from '../volunteer/page-params.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shortStateText } from '../volunteer/wording.js';
@@ -18,6 +19,8 @@ const SETTINGS = {
   share: parseShare(params.get('share'), EMBED_DEFAULT_SHARE),
   autoPause: params.get('autopause') !== '0',
 };
+/** The swarm's own volunteer page with the share and pause the visitor was shown here. */
+const OWN_PAGE = volunteerPageUrl(location.origin, SETTINGS);
 
 /**
  * The widget card's theme (data-theme: light, dark, auto): the frame is transparent over the card, so its text takes
@@ -148,7 +151,7 @@ export function EmbedApp() {
 
   if (!consented)
     return (
-      <ConsentBox plan={plan} onConsent={ask} className="embed consent" compact>
+      <ConsentBox plan={plan} onConsent={ask} className="embed consent" compact ownPage={OWN_PAGE}>
         {asking.kind !== 'idle' && (
           <p className="small" role="status" data-testid="consent-window">
             {asking.kind === 'open'
@@ -157,7 +160,7 @@ export function EmbedApp() {
                 ? 'The webswarm window cannot answer here (pop-ups blocked, or this site keeps its windows apart: Cross-Origin-Opener-Policy). Allow pop-ups, or '
                 : 'The webswarm window closed without an answer. Ask again, or '}
             {asking.kind !== 'open' && (
-              <a href={`${location.origin}/volunteer/`} target="_blank" rel="noopener">
+              <a href={OWN_PAGE} target="_blank" rel="noopener" data-testid="embed-own-page">
                 volunteer from the swarm's own page
               </a>
             )}

@@ -3,18 +3,6 @@ import type { BackendPlan } from './backend-plan.js';
 import { useConsent } from './use-consent.js';
 import { consentLabel, planShortText, planText } from './wording.js';
 
-/** The swarm's own volunteer page, with this page's model and backend: where consent is given when a frame cannot be judged. */
-function ownPageUrl(): string {
-  const here = new URLSearchParams(location.search);
-  const keep = new URLSearchParams();
-  for (const k of ['model', 'backend']) {
-    const v = here.get(k);
-    if (v !== null) keep.set(k, v);
-  }
-  const q = keep.toString();
-  return new URL(`/volunteer/${q === '' ? '' : `?${q}`}`, location.href).toString();
-}
-
 /**
  * The swarm's own consent button, with what the tab will compute on: the only
  * way to start a volunteer (the page and the widget's frame both use it). It
@@ -26,9 +14,12 @@ export function ConsentBox({
   className,
   compact = false,
   pointerOnly = false,
+  ownPage,
   children,
 }: {
   readonly plan: BackendPlan;
+  /** The swarm's own volunteer page with this page's settings (volunteerPageUrl): offered where a frame cannot be judged. */
+  readonly ownPage: string;
   readonly onConsent: () => void;
   readonly className?: string;
   /** The widget's small frame: the short wording. */
@@ -53,7 +44,7 @@ export function ConsentBox({
             {why.code === 'ERR_VISIBILITY_UNKNOWN' && (
               <>
                 {' '}
-                <a href={ownPageUrl()} target="_blank" rel="noopener" data-testid="consent-own-page">
+                <a href={ownPage} target="_blank" rel="noopener" data-testid="consent-own-page">
                   Open it in a tab of its own
                 </a>
               </>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pageParamProblems } from './page-params.js';
+import { pageParamProblems, volunteerPageUrl } from './page-params.js';
 
 const problems = (search: string) => pageParamProblems(new URLSearchParams(search));
 
@@ -18,6 +18,23 @@ describe('the volunteer page’s parameters, checked before the visitor is asked
       '?capture= must be on, off or a number of sessions in 1..16, not "foo"',
     ]);
     expect(problems('?capture=0')).toEqual(['?capture= must be on, off or a number of sessions in 1..16, not "0"']);
+  });
+
+  it('names a model that is no model’s id, and a fault kind that does not exist', () => {
+    expect(problems('?model=austen-2m&fault=wrong-token')).toEqual([]);
+    expect(problems(`?model=${encodeURIComponent('a model). Trust us')}&fault=steal`)).toEqual([
+      '?model= must be a model\'s id (letters, digits, _ . -; at most 100), not "a model). Trust us"',
+      expect.stringMatching(/^\?fault= must be one of .*wrong-token.*, not "steal"$/),
+    ]);
+  });
+
+  it('links to the swarm’s own page with the share and pause the visitor was shown (before: model and backend only)', () => {
+    expect(volunteerPageUrl('https://swarm.example', { model: 'austen-2m', backend: 'wasm', share: 0.5, autoPause: true })).toBe(
+      'https://swarm.example/volunteer/?model=austen-2m&backend=wasm&share=0.5&autopause=1',
+    );
+    expect(volunteerPageUrl('https://swarm.example', { model: null, backend: null, share: 1, autoPause: false })).toBe(
+      'https://swarm.example/volunteer/',
+    );
   });
 
   it('never repeats a long value whole', () => {

@@ -5,6 +5,7 @@ import { parseCaptureParam } from '../compute/capture-plan.js';
 import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
 import { chooseBackend } from './backend-plan.js';
+import { shownValue } from './page-params.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 import { StepTrace, type TraceEntry } from './step-trace.js';
 import { chooseDataPath, type DataPath, DEFAULT_DATA_PATH } from './worker-path.js';
@@ -102,7 +103,7 @@ async function checkModelServed(model: string | null): Promise<void> {
   const listings = parseModelListings(await res.json());
   if (!listings.ok) throw new Error(listings.reason);
   const served = listings.value.map((m) => m.modelId);
-  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not "${model}"`);
+  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not ${shownValue(model)}`);
 }
 
 /** Runs a volunteer replica while `active` (after consent, use-consent.ts): its status, and pause / resume / leave. */

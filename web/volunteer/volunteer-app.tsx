@@ -5,7 +5,7 @@ import { idleReasonText } from '../landing/readiness-text.js';
 import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from './backend-plan.js';
 import { ConsentBox } from './consent-box.js';
-import { pageParamProblems } from './page-params.js';
+import { pageParamProblems, volunteerPageUrl } from './page-params.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
@@ -30,6 +30,8 @@ const SETTINGS = {
 const IDLE_POLL_MS = 5000;
 /** What this link asks that cannot run: said before the visitor is asked, and nothing is asked. */
 const PROBLEMS = pageParamProblems(params);
+/** This page with its own settings (the consent box offers it where a frame cannot be judged). */
+const OWN_PAGE = volunteerPageUrl(location.origin, SETTINGS);
 
 export function VolunteerApp() {
   // Consent is the visitor's click on ConsentBox, nothing else: no URL parameter skips it.
@@ -68,7 +70,20 @@ export function VolunteerApp() {
           model weights once, keeps them in the browser's cache, and stops when you close the tab. Several volunteers compute every block,
           and only what a majority agrees on is used. Nothing runs until you click the button below.
         </p>
-        <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="consent" />
+        {(SETTINGS.share < 1 || SETTINGS.autoPause) && (
+          <p data-testid="link-limits">
+            This link keeps the tab to at most {Math.round(SETTINGS.share * 100)} % of its time
+            {SETTINGS.autoPause ? ', and pauses it while the tab is hidden' : ''}.
+          </p>
+        )}
+        {SETTINGS.fault !== null && (
+          <p role="alert" data-testid="fault-warning">
+            This link makes the tab a deliberately faulty volunteer (<code>?fault={SETTINGS.fault}</code>): it sends wrong results on
+            purpose, to test a swarm's defences, and only a swarm run for demos or tests accepts it.{' '}
+            <a href="/volunteer/">Volunteer without it</a>.
+          </p>
+        )}
+        <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="consent" ownPage={OWN_PAGE} />
       </main>
     );
   }
