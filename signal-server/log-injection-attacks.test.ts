@@ -3,35 +3,17 @@
 // another partition wrote a line each, echoing the partition (278 KiB/s of log from one address), and in the pretty
 // format (a terminal's) a newline in a volunteer's failure message started a record of its making and an ESC reached
 // the operator's terminal.
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { createLogger } from './log.js';
 import { REFUSAL_LOG_LIMIT } from './log-limiter.js';
+import { serverLog } from './testing/server-log.js';
 import { type Client, connectClient, next } from './testing/socket-client.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
 
-/** Every chunk the logger wrote, split in lines (json and pretty). */
-function sink(): { lines: string[]; stream: Writable } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(
-        ...chunk
-          .toString('utf8')
-          .split('\n')
-          .filter((l) => l !== ''),
-      );
-      done();
-    },
-  });
-  return { lines, stream };
-}
-
-const json = sink();
-const pretty = sink();
-const jsonServer = tinyServerForFile('webswarm-log-attacks-json-', { logger: createLogger('info', json.stream) });
-const prettyServer = tinyServerForFile('webswarm-log-attacks-pretty-', { logger: createLogger('info', pretty.stream, 'pretty') });
+const json = serverLog('info', 'json');
+const pretty = serverLog('info', 'pretty');
+const jsonServer = tinyServerForFile('webswarm-log-attacks-json-', { logger: json.logger });
+const prettyServer = tinyServerForFile('webswarm-log-attacks-pretty-', { logger: pretty.logger });
 
 /** An event the protocol does not name, sent as a stranger would. */
 const rawEmit = (c: Client, event: string, m: unknown) => (c as unknown as { emit(e: string, m: unknown): void }).emit(event, m);
@@ -130,7 +112,7 @@ describe('log lines a volunteer writes', () => {
     await (await fetch(`${url}/v1/%22,%22level%22:60,%22msg%22:%22STRANGER-JSON-FORGED3`)).text();
     rawEmit(c, '","level":60,"msg":"STRANGER-JSON-FORGED4', {});
     await sleep(500);
-    const mine = json.lines.slice(before);
+    const mine = json.lines.slice(before).filter((l) => l !== '');
     for (const l of mine) {
       const r = JSON.parse(l) as Record<string, unknown>;
       expect(r.level).toBe(30);

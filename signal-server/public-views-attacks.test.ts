@@ -2,16 +2,16 @@
 // paths, models, events, adapters and messages, then /metrics, /api/swarm, /api/status and the dashboard feed
 // searched for them (a red-team pass, 2026-12-06, found all of this holding; kept so that it goes on holding).
 // What these views do show (the swarm's traffic, second by second) is in README's "What is public".
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DashboardSnapshot } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { createLogger } from './log.js';
+import { serverLog } from './testing/server-log.js';
 import { type Client, connectClient, next } from './testing/socket-client.js';
 import { tinyServerForFile } from './testing/tiny-stages.js';
 
 const server = tinyServerForFile('webswarm-public-views-', { ratePerMinute: 0, apiMaxConcurrent: 0, routeWaitMs: 50 });
-const logLines: string[] = [];
+const log = serverLog('trace');
+const logLines = log.lines;
 const VICTIM_KEY = 'sk-victim-0123456789';
 /** A keyed API whose server computes (FALLBACK=whole), logging everything, to be searched. */
 const keyed = tinyServerForFile('webswarm-public-log-', {
@@ -19,15 +19,7 @@ const keyed = tinyServerForFile('webswarm-public-log-', {
   fallback: 'whole',
   redundancy: 1,
   ratePerMinute: 0,
-  logger: createLogger(
-    'trace',
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    }),
-  ),
+  logger: log.logger,
 });
 
 /** An event the protocol does not name, sent as a stranger would. */

@@ -1,9 +1,9 @@
 // Test helper: a server's log lines, as the tests read them.
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, type LogLevel } from '../log.js';
 
-/** The server's log lines, as the tests read them, and the logger that writes them. */
-export function serverLog(): { lines: string[]; logger: Logger } {
+/** The server's log lines, as the tests read them, and the logger that writes them (at `level`, in `format`). */
+export function serverLog(level: LogLevel = 'info', format: 'json' | 'pretty' = 'json'): { lines: string[]; logger: Logger } {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -11,5 +11,5 @@ export function serverLog(): { lines: string[]; logger: Logger } {
       done();
     },
   });
-  return { lines, logger: createLogger('info', sink) };
+  return { lines, logger: createLogger(level, sink, format) };
 }
