@@ -2,8 +2,9 @@
 // handshakes carrying the Origin header a browser sends (no page can change it). Before, any origin was given a
 // stage: a hostile site could run the volunteer's open code in its own pages and make its visitors volunteer
 // without the swarm's consent, each visitor a client of its own address (a red-team pass, 2026-12-06). Now only the
-// server's own pages (the Host the browser asked for; a trusted proxy's X-Forwarded-Host) and ORIGINS may;
-// connections without an Origin (Node volunteers) and requesters from anywhere connect as before.
+// origins ORIGINS lists, and pages reached by the server's address or localhost (the host the browser asked for; a
+// trusted proxy's X-Forwarded-Host), may: a name in the Host header proves nothing (DNS rebinding, a second pass).
+// Connections without an Origin (Node volunteers) and requesters from anywhere connect as before.
 import { io as connect } from 'socket.io-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
@@ -74,13 +75,23 @@ describe('pages of other origins as volunteers', () => {
     expect(await outcome(client(url, 'volunteer', { origin: 'https://evil.example' }))).toMatch(/^ERR_FOREIGN_ORIGIN/);
   });
 
-  it('behind a trusted proxy that sets X-Forwarded-Host, the host it names; from anyone else that header is not believed', async () => {
+  it('a hostile page at its own name re-pointed at the swarm’s address (DNS rebinding) is refused: a name must be listed', async () => {
+    const url = server().address().url;
+    const port = new URL(url).port;
+    // What a browser sends once the attacker's name resolves to the swarm: its own name in both headers.
+    const rebound = client(url, 'volunteer', { origin: `http://rebind.attacker.example:${port}`, host: `rebind.attacker.example:${port}` });
+    expect(await outcome(rebound)).toMatch(/^ERR_FOREIGN_ORIGIN: .*name this server's public origin in ORIGINS/);
+    // Listed, the public name is the server's own whatever the Host.
+    const named = client(listing().address().url, 'volunteer', { origin: 'https://partner.example', host: 'partner.example' });
+    expect((await helloVolunteer(named)).assign.stage).toBeGreaterThanOrEqual(0);
+  });
+
+  it('behind a trusted proxy, the address it names in X-Forwarded-Host; from anyone else that header is not believed', async () => {
     const url = proxied().address().url;
-    // The proxy (127.0.0.1, trusted) forwards a page of https://swarm.example, passing its Host on as X-Forwarded-Host.
-    const viaProxy = client(url, 'volunteer', { origin: 'https://swarm.example', 'x-forwarded-host': 'swarm.example' });
-    expect((await helloVolunteer(viaProxy)).assign.stage).toBeGreaterThanOrEqual(0);
+    // The proxy (127.0.0.1, trusted) forwards a page the visitor reached at http://10.0.0.5:8080.
+    const headers = { origin: 'http://10.0.0.5:8080', 'x-forwarded-host': '10.0.0.5:8080' };
+    expect((await helloVolunteer(client(url, 'volunteer', headers))).assign.stage).toBeGreaterThanOrEqual(0);
     // The same headers straight from a client that is no trusted proxy (server() trusts none).
-    const direct = client(server().address().url, 'volunteer', { origin: 'https://swarm.example', 'x-forwarded-host': 'swarm.example' });
-    expect(await outcome(direct)).toMatch(/^ERR_FOREIGN_ORIGIN/);
+    expect(await outcome(client(server().address().url, 'volunteer', headers))).toMatch(/^ERR_FOREIGN_ORIGIN/);
   });
 });

@@ -193,7 +193,7 @@ export const SETTINGS = {
     env: 'ORIGINS',
     flag: 'origins',
     fallback: '',
-    help: "origins whose pages may connect as volunteers besides this server's own (comma-separated, e.g. https://swarm.example; * = any); empty = its own only",
+    help: "this server's public origins, whose pages may connect as volunteers (comma-separated, e.g. https://swarm.example; * = any); pages reached by its address or localhost may always",
   },
   iceServers: {
     env: 'ICE_SERVERS',

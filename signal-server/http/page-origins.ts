@@ -5,12 +5,20 @@
  * source, and the model files answer any origin) and make its visitors
  * volunteer without the swarm's consent (the consent box, the widget's
  * consent window and the pause when hidden all live in the swarm's own
- * pages), each visitor a client of its own address. Allowed: the server's own
- * origin (the Host the handshake names, or a trusted proxy's
- * X-Forwarded-Host), the origins ORIGINS lists, any with `*`, and
- * connections without an Origin (not a browser page: Node volunteers,
- * scripts; the same as before).
+ * pages), each visitor a client of its own address.
+ *
+ * Allowed: the origins ORIGINS lists (the server's public ones), any with
+ * `*`, a page whose host is an IP address or `localhost` and is the host the
+ * browser asked for (the Host header, or a trusted proxy's
+ * X-Forwarded-Host), and connections without an Origin (not a browser page:
+ * Node volunteers, scripts). A page reached by a name is let in only when
+ * ORIGINS lists it: the Host header names whatever name the browser used,
+ * and any name can be pointed at the server (DNS rebinding: a hostile page's
+ * own name re-pointed at the swarm's address passed a Host comparison, as a
+ * red-team pass showed), while no hostile page can be served from the
+ * swarm's own IP address or from the visitor's localhost.
  */
+import { isIP } from 'node:net';
 
 /** ORIGINS's value meaning any origin. */
 export const ANY_ORIGIN = '*';
@@ -50,7 +58,7 @@ export class PageOrigins {
         /[?#]/.test(entry)
       )
         throw new RangeError(`"${entry}" is not an origin (scheme://host[:port], http or https, nothing after it)`);
-      listed.add(u.origin);
+      listed.add(withoutTrailingDot(u).origin);
     }
     this.listed = listed;
     this.any = any;
@@ -71,11 +79,26 @@ export class PageOrigins {
     }
     if (page.protocol !== 'http:' && page.protocol !== 'https:')
       return `a page of ${JSON.stringify(origin.slice(0, 100))} cannot volunteer`;
-    if (this.listed.has(page.origin)) return null;
-    for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
-    const named = hosts.filter((h): h is string => h !== undefined).map((h) => JSON.stringify(h.slice(0, 100)));
-    return `a page of ${page.origin} may not volunteer here: only this server's own pages may (reached as ${named.join(' or ') || 'no Host'}), and those ORIGINS lists`;
+    if (this.listed.has(withoutTrailingDot(page).origin)) return null;
+    if (isAddressOrLocalhost(page.hostname)) for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
+    if (this.listed.size === 0)
+      return `a page of ${page.origin} may not volunteer here: name this server's public origin in ORIGINS (a server reached by a name cannot tell its own from the name in the browser's Host header: any name can be pointed at it)`;
+    return `a page of ${page.origin} may not volunteer here: only ${[...this.listed].join(', ')} (ORIGINS) and pages reached by this server's address may`;
   }
+}
+
+/** The URL with one trailing dot of its host name dropped (`swarm.example.` is `swarm.example`). */
+function withoutTrailingDot(u: URL): URL {
+  if (!u.hostname.endsWith('.')) return u;
+  const v = new URL(u.href);
+  v.hostname = u.hostname.slice(0, -1);
+  return v;
+}
+
+/** An IP address (IPv6 in brackets, as URLs write it) or localhost: no hostile page can be served from one. */
+function isAddressOrLocalhost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return isIP(h) !== 0 || h === 'localhost';
 }
 
 /** Whether `host` (a Host header: name or address, maybe a port) names the page's host and port. */
