@@ -88,8 +88,9 @@ export function ConsentWindowApp() {
             , placed by <strong data-testid="consent-window-via">{PARAMS.via}</strong> in a frame on its page
           </>
         )}
-        . If you donate, the tab with that page (not this window) runs part of a language model for other people's prompts while it stays
-        open, using at most {share} % of its time
+        {PARAMS.hidden && <span data-testid="consent-window-hidden"> through a frame whose site your browser does not tell</span>}. If you
+        donate, the tab with that page (not this window) runs part of a language model for other people's prompts while it stays open, using
+        at most {share} % of its time
         {PARAMS.model === null ? '' : ` (model ${PARAMS.model})`}. Several volunteers compute every block, and only what a majority agrees
         on is used. You can pause or stop it in the widget, or close the tab.
       </p>

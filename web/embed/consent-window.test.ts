@@ -41,6 +41,7 @@ describe('the consent window’s link and answer', () => {
       nonce: NONCE,
       site: 'https://shop.example',
       via: null,
+      hidden: false,
       share: '0.5',
       autoPause: false,
       model: 'austen-2m',
@@ -66,6 +67,16 @@ describe('the consent window’s link and answer', () => {
       site: 'https://news.example',
       via: null,
     });
+    // A frame whose origin the browser hides ("null": an embedder with referrerpolicy=no-referrer): said, not dropped.
+    expect(framingSites(['null', 'https://news.example'], '')).toEqual({ site: 'https://news.example', via: null, hidden: true });
+    expect(framingSites(['https://ads.example', 'null', 'https://news.example'], '')).toEqual({
+      site: 'https://news.example',
+      via: 'https://ads.example',
+      hidden: true,
+    });
+    expect(framingSites(['null'], '')).toEqual({ site: null, via: null, hidden: true });
+    const hiddenUrl = consentWindowUrl(new URL('https://swarm.example/embed'), NONCE, framingSites(['null', 'https://news.example'], ''));
+    expect(consentWindowParams(new URL(hiddenUrl).search)).toMatchObject({ site: 'https://news.example', via: null, hidden: true });
     // No ancestorOrigins (Firefox): the referrer's origin, nothing more known.
     expect(framingSites(null, 'https://shop.example/page?x=1')).toEqual({ site: 'https://shop.example', via: null });
     expect(framingSites(null, '')).toEqual({ site: null, via: null });

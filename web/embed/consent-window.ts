@@ -42,6 +42,8 @@ export interface ConsentWindowParams {
   readonly site: string | null;
   /** Where the widget's page is itself a frame in the site's page, that page's origin (the one that placed the widget); else null. */
   readonly via: string | null;
+  /** A frame on the way whose origin the browser hides (FramingSites.hidden). */
+  readonly hidden: boolean;
   readonly share: string | null;
   /** The frame pauses while hidden (its `autopause`, on unless `0`). */
   readonly autoPause: boolean;
@@ -63,6 +65,7 @@ export function consentWindowParams(search: string): ConsentWindowParams | strin
     nonce,
     site,
     via: via === site ? null : via,
+    hidden: q.get('hidden') === '1',
     share: q.get('share'),
     autoPause: q.get('autopause') !== '0',
     model,
@@ -87,6 +90,7 @@ export function consentWindowUrl(here: Location | URL, nonce: string, framing: F
   const q = new URLSearchParams({ nonce });
   if (framing?.site != null) q.set('site', framing.site);
   if (framing?.via != null) q.set('via', framing.via);
+  if (framing?.hidden === true) q.set('hidden', '1');
   for (const k of ['share', 'autopause', 'model', 'backend']) {
     const v = from.get(k);
     if (v !== null) q.set(k, v);
@@ -98,14 +102,22 @@ export function consentWindowUrl(here: Location | URL, nonce: string, framing: F
 export interface FramingSites {
   readonly site: string | null;
   readonly via: string | null;
+  /**
+   * A frame between the top page and this one whose origin the browser hides (it says "null": an embedder that
+   * asks for no referrer, under the HTML standard's rules since 2025). The window says so rather than name only the
+   * sites it knows (before, such a frame was left out, and the window named the top page as the one asking).
+   */
+  readonly hidden?: boolean;
 }
 
 /** FramingSites from the frame's ancestors (nearest first, as location.ancestorOrigins), else its referrer. */
 export function framingSites(ancestors: readonly string[] | null, referrer: string): FramingSites {
   if (ancestors !== null && ancestors.length > 0) {
-    const site = ancestors[ancestors.length - 1] ?? null;
-    const parent = ancestors[0] ?? null;
-    return { site, via: parent === site ? null : parent };
+    const known = ancestors.map(originOf);
+    const site = known[known.length - 1] ?? null;
+    const parent = known[0] ?? null;
+    const hidden = known.some((o) => o === null);
+    return { site, via: parent === site ? null : parent, ...(hidden ? { hidden } : {}) };
   }
   try {
     return { site: referrer === '' ? null : new URL(referrer).origin, via: null };
