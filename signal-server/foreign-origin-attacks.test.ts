@@ -91,6 +91,12 @@ describe('pages of other origins as volunteers', () => {
     // The proxy (127.0.0.1, trusted) forwards a page the visitor reached at http://10.0.0.5:8080.
     const headers = { origin: 'http://10.0.0.5:8080', 'x-forwarded-host': '10.0.0.5:8080' };
     expect((await helloVolunteer(client(url, 'volunteer', headers))).assign.stage).toBeGreaterThanOrEqual(0);
+    // Behind the proxy, its X-Forwarded-Host is what the browser asked for, not the Host it sends its upstream: a page
+    // of that upstream address (one on the visitor's own machine, say) is not the swarm's.
+    const upstream = `http://${new URL(url).host}`;
+    expect(await outcome(client(url, 'volunteer', { origin: upstream, 'x-forwarded-host': 'swarm.example' }))).toMatch(
+      /^ERR_FOREIGN_ORIGIN/,
+    );
     // The same headers straight from a client that is no trusted proxy (server() trusts none).
     expect(await outcome(client(server().address().url, 'volunteer', headers))).toMatch(/^ERR_FOREIGN_ORIGIN/);
   });

@@ -298,13 +298,12 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   });
   const proxies = new TrustedProxies(opts.trustedProxies ?? []);
   const pageOrigins = new PageOrigins(opts.volunteerOrigins ?? []);
-  // The Host the browser asked for: the handshake's own, or the one a trusted proxy says the client asked for.
+  // The host the browser asked for: a trusted proxy's X-Forwarded-Host where it sends one (its own Host may be its
+  // upstream's, 127.0.0.1:8080, which a page on the visitor's own machine could name), else the handshake's Host.
   const volunteerRefusal = (h: { address: string; headers: IncomingHttpHeaders }): string | null => {
     const forwarded = h.headers['x-forwarded-host'];
-    return pageOrigins.refusal(h.headers.origin, [
-      h.headers.host,
-      proxies.trusts(h.address) && typeof forwarded === 'string' ? forwarded : undefined,
-    ]);
+    const asked = proxies.trusts(h.address) && typeof forwarded === 'string' ? forwarded : h.headers.host;
+    return pageOrigins.refusal(h.headers.origin, [asked]);
   };
   // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
   const tcpHeld = new AddressSockets(2 * held.max, localAddresses);

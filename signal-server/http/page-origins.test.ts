@@ -14,8 +14,13 @@ describe('PageOrigins', () => {
     expect(none.refusal('http://127.0.0.1', ['127.0.0.1:80'])).toBeNull(); // a default port written or left out
     // Behind a proxy that does not pass Host on, its X-Forwarded-Host (given only where the proxy is trusted).
     expect(none.refusal('http://10.0.0.5:8080', ['127.0.0.1:8080', '10.0.0.5:8080'])).toBeNull();
-    // Another port or address is another page.
-    expect(none.refusal('http://127.0.0.1:9999', ['127.0.0.1:8080'])).not.toBeNull();
+    // localhost's own names (browsers resolve *.localhost to loopback) with or without a trailing dot.
+    expect(none.refusal('http://app.localhost:8080', ['app.localhost:8080'])).toBeNull();
+    expect(none.refusal('http://localhost.:8080', ['localhost.:8080'])).toBeNull();
+    // Another port or address is another page, and the message says which host the browser asked for.
+    expect(none.refusal('http://127.0.0.1:9999', ['127.0.0.1:8080'])).toMatch(
+      /^a page of http:\/\/127\.0\.0\.1:9999 may not volunteer here: the browser asked for "127\.0\.0\.1:8080" .*list the origin in ORIGINS/,
+    );
     expect(none.refusal('http://127.0.0.2:8080', ['127.0.0.1:8080'])).not.toBeNull();
   });
 
@@ -58,6 +63,7 @@ describe('PageOrigins', () => {
       'ftp://a.example',
       'https://u:p@a.example',
       '**',
+      'https://*.swarm.example', // parses as a URL, and no browser sends it
     ])
       expect(() => new PageOrigins([bad]), bad).toThrow(new RegExp(`"${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" is not an origin`));
   });

@@ -55,9 +55,11 @@ export class PageOrigins {
         u.hash !== '' ||
         u.username !== '' ||
         u.password !== '' ||
-        /[?#]/.test(entry)
+        /[?#*]/.test(entry)
       )
-        throw new RangeError(`"${entry}" is not an origin (scheme://host[:port], http or https, nothing after it)`);
+        throw new RangeError(
+          `"${entry}" is not an origin (scheme://host[:port], http or https, nothing after it; no wildcards: list each origin, or * alone for any)`,
+        );
       listed.add(withoutTrailingDot(u).origin);
     }
     this.listed = listed;
@@ -80,7 +82,11 @@ export class PageOrigins {
     if (page.protocol !== 'http:' && page.protocol !== 'https:')
       return `a page of ${JSON.stringify(origin.slice(0, 100))} cannot volunteer`;
     if (this.listed.has(withoutTrailingDot(page).origin)) return null;
-    if (isAddressOrLocalhost(page.hostname)) for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
+    if (isAddressOrLocalhost(page.hostname)) {
+      for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
+      const seen = hosts.filter((h): h is string => h !== undefined).map((h) => JSON.stringify(h.slice(0, 100)));
+      return `a page of ${page.origin} may not volunteer here: the browser asked for ${seen.join(' or ') || 'no host'} (Host, or a trusted proxy's X-Forwarded-Host), not for that address; list the origin in ORIGINS`;
+    }
     if (this.listed.size === 0)
       return `a page of ${page.origin} may not volunteer here: name this server's public origin in ORIGINS (a server reached by a name cannot tell its own from the name in the browser's Host header: any name can be pointed at it)`;
     return `a page of ${page.origin} may not volunteer here: only ${[...this.listed].join(', ')} (ORIGINS) and pages reached by this server's address may`;
@@ -95,10 +101,13 @@ function withoutTrailingDot(u: URL): URL {
   return v;
 }
 
-/** An IP address (IPv6 in brackets, as URLs write it) or localhost: no hostile page can be served from one. */
+/**
+ * An IP address (IPv6 in brackets, as URLs write it), `localhost` or a name under it (browsers resolve `*.localhost`
+ * to loopback themselves): no hostile page can be served from one, as no name of the attacker's can become one.
+ */
 function isAddressOrLocalhost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  return isIP(h) !== 0 || h === 'localhost';
+  const h = hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  return isIP(h) !== 0 || h === 'localhost' || h.endsWith('.localhost');
 }
 
 /** Whether `host` (a Host header: name or address, maybe a port) names the page's host and port. */

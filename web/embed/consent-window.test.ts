@@ -49,11 +49,12 @@ describe('the consent window’s link and answer', () => {
     });
   });
 
-  it('shows a model only when it is a model’s id: a host page cannot write its own sentences into the window (data-model)', () => {
+  it('shows a model only when it is a plain model id: a host page cannot write its own sentences into the window (data-model)', () => {
     const asked = (model: string) => consentWindowParams(`?nonce=${NONCE}&model=${encodeURIComponent(model)}`);
     expect(asked('Qwen2.5-0.5B_x')).toMatchObject({ model: 'Qwen2.5-0.5B_x' });
-    for (const text of ['austen-2m). The swarm caps widget tabs at 5 %', 'a'.repeat(101), '', 'x/../y', '<b>'])
-      expect(asked(text), text).toBe('this window’s link names no model a swarm serves');
+    // Left out, the window still asks (the frame checks the name against the swarm's models before anything loads).
+    for (const text of ['austen-2m). The swarm caps widget tabs at 5 %', 'a'.repeat(101), '', 'x/../y', '<b>', 'modèle'])
+      expect(asked(text), text).toMatchObject({ nonce: NONCE, model: null });
   });
 
   it('names the top page’s site, and the one that placed the widget where that is a frame of another site (before, the top one alone)', () => {

@@ -58,9 +58,10 @@ export function consentWindowParams(search: string): ConsentWindowParams | strin
   if (!isNonce(nonce)) return 'this window was not opened by a webswarm widget (its link has no valid nonce)';
   const site = originOf(q.get('site'));
   const via = originOf(q.get('via'));
-  // The host page chose the model (data-model): shown only when it is a model's id, never as text of its choosing.
-  const model = q.get('model');
-  if (model !== null && !isModelIdParam(model)) return 'this window’s link names no model a swarm serves';
+  // The host page chose the model (data-model): shown only when it is a plain model id, never as text of its choosing
+  // (another name is left out; the frame checks it against the swarm's models before anything loads).
+  const named = q.get('model');
+  const model = named !== null && isModelIdParam(named) ? named : null;
   return {
     nonce,
     site,

@@ -16,9 +16,9 @@ export function shownValue(v: string): string {
 }
 
 /**
- * A model id as a link may name one: a folder's name, letters, digits, `_`, `.` and `-`, at most 100 characters.
- * Anything else is no model a swarm serves, and a page must not show it as one (a host page could otherwise write
- * its own sentences into the consent window's "(model …)").
+ * A model id plain enough to show as one: letters, digits, `_`, `.` and `-`, at most 100 characters (every model
+ * README names). The consent window leaves any other name out rather than show a host page's text as a model (a host
+ * page wrote its own sentences into "(model …)"); the frame still checks the name against the swarm's models.
  */
 export function isModelIdParam(v: string): boolean {
   return /^[\w.-]{1,100}$/.test(v);
@@ -32,9 +32,6 @@ export function pageParamProblems(q: URLSearchParams): string[] {
     if (v !== null && !allowed.includes(v)) problems.push(`?${name}= must be ${allowed.join(' or ')}, not ${shownValue(v)}`);
   };
   oneOf('backend', ['wasm', 'webgpu']);
-  const model = q.get('model');
-  if (model !== null && !isModelIdParam(model))
-    problems.push(`?model= must be a model's id (letters, digits, _ . -; at most 100), not ${shownValue(model)}`);
   const fault = q.get('fault');
   if (fault !== null && !isFaultKind(fault)) problems.push(`?fault= must be one of ${FAULT_KINDS.join(', ')}, not ${shownValue(fault)}`);
   oneOf('datapath', ['main', 'worker']);

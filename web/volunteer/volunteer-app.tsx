@@ -30,6 +30,13 @@ const SETTINGS = {
 const IDLE_POLL_MS = 5000;
 /** What this link asks that cannot run: said before the visitor is asked, and nothing is asked. */
 const PROBLEMS = pageParamProblems(params);
+/** What this link's ?share= and ?autopause= promise, said beside the button. */
+const LINK_LIMITS = `This link ${[
+  SETTINGS.share < 1 ? `keeps the tab to at most ${Math.round(SETTINGS.share * 100)} % of its time` : null,
+  SETTINGS.autoPause ? (SETTINGS.share < 1 ? 'pauses it while the tab is hidden' : 'pauses the tab while it is hidden') : null,
+]
+  .filter((p) => p !== null)
+  .join(', and ')}.`;
 /** This page with its own settings (the consent box offers it where a frame cannot be judged). */
 const OWN_PAGE = volunteerPageUrl(location.origin, SETTINGS);
 
@@ -70,17 +77,12 @@ export function VolunteerApp() {
           model weights once, keeps them in the browser's cache, and stops when you close the tab. Several volunteers compute every block,
           and only what a majority agrees on is used. Nothing runs until you click the button below.
         </p>
-        {(SETTINGS.share < 1 || SETTINGS.autoPause) && (
-          <p data-testid="link-limits">
-            This link keeps the tab to at most {Math.round(SETTINGS.share * 100)} % of its time
-            {SETTINGS.autoPause ? ', and pauses it while the tab is hidden' : ''}.
-          </p>
-        )}
+        {(SETTINGS.share < 1 || SETTINGS.autoPause) && <p data-testid="link-limits">{LINK_LIMITS}</p>}
         {SETTINGS.fault !== null && (
           <p role="alert" data-testid="fault-warning">
             This link makes the tab a deliberately faulty volunteer (<code>?fault={SETTINGS.fault}</code>): it sends wrong results on
             purpose, to test a swarm's defences, and only a swarm run for demos or tests accepts it.{' '}
-            <a href="/volunteer/">Volunteer without it</a>.
+            <a href={OWN_PAGE}>Volunteer without it</a>.
           </p>
         )}
         <ConsentBox plan={plan} onConsent={() => setConsented(true)} className="consent" ownPage={OWN_PAGE} />
