@@ -62,6 +62,7 @@ export interface StartOptions {
   readonly localAddresses: readonly string[];
   /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client. */
   readonly trustedProxies: readonly string[];
+  /** The server's public origins, whose pages may connect as volunteers (ORIGINS). */
   readonly origins: readonly string[];
   /** STUN/TURN servers handed to volunteers (RTCIceServer[]). */
   readonly iceServers: readonly IceServer[];

@@ -109,8 +109,9 @@ export interface SignalServerOptions {
   /** Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
   readonly trustedProxies?: readonly string[];
   /**
-   * Origins whose web pages may connect as volunteers besides the server's own (ORIGINS; `*` = any): a page of
-   * another site is refused (ERR_FOREIGN_ORIGIN), a connection without an Origin (not a browser) is not.
+   * The server's public origins, whose web pages may connect as volunteers (ORIGINS; `*` = any), besides pages reached
+   * by its address or localhost: any other page is refused (ERR_FOREIGN_ORIGIN), a connection without an Origin (not a
+   * browser) is not (http/page-origins.ts).
    */
   readonly volunteerOrigins?: readonly string[];
   /** Random source for routes and spot checks (tests seed it). */
@@ -303,7 +304,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const volunteerRefusal = (h: { address: string; headers: IncomingHttpHeaders }): string | null => {
     const forwarded = h.headers['x-forwarded-host'];
     const asked = proxies.trusts(h.address) && typeof forwarded === 'string' ? forwarded : h.headers.host;
-    return pageOrigins.refusal(h.headers.origin, [asked]);
+    return pageOrigins.refusal(h.headers.origin, asked);
   };
   // Plain HTTP connections per address: twice its Socket.IO connections (tcp-connections.ts).
   const tcpHeld = new AddressSockets(2 * held.max, localAddresses);

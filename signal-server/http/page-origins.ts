@@ -67,11 +67,11 @@ export class PageOrigins {
   }
 
   /**
-   * Why a page of `origin` may not connect as a volunteer to a server
-   * reached as `hosts` (the Host header, and X-Forwarded-Host where a trusted
-   * proxy sent it), or null when it may. `origin` undefined: not a browser.
+   * Why a page of `origin` may not connect as a volunteer to a server the
+   * browser asked for as `host` (the Host header, or a trusted proxy's
+   * X-Forwarded-Host), or null when it may. `origin` undefined: not a browser.
    */
-  refusal(origin: string | undefined, hosts: readonly (string | undefined)[]): string | null {
+  refusal(origin: string | undefined, host: string | undefined): string | null {
     if (origin === undefined || this.any) return null;
     let page: URL;
     try {
@@ -83,9 +83,9 @@ export class PageOrigins {
       return `a page of ${JSON.stringify(origin.slice(0, 100))} cannot volunteer`;
     if (this.listed.has(withoutTrailingDot(page).origin)) return null;
     if (isAddressOrLocalhost(page.hostname)) {
-      for (const host of hosts) if (host !== undefined && sameHost(page, host)) return null;
-      const seen = hosts.filter((h): h is string => h !== undefined).map((h) => JSON.stringify(h.slice(0, 100)));
-      return `a page of ${page.origin} may not volunteer here: the browser asked for ${seen.join(' or ') || 'no host'} (Host, or a trusted proxy's X-Forwarded-Host), not for that address; list the origin in ORIGINS`;
+      if (host !== undefined && sameHost(page, host)) return null;
+      const seen = host === undefined ? 'no host' : JSON.stringify(host.slice(0, 100));
+      return `a page of ${page.origin} may not volunteer here: the browser asked for ${seen} (Host, or a trusted proxy's X-Forwarded-Host), not for that address; list the origin in ORIGINS`;
     }
     if (this.listed.size === 0)
       return `a page of ${page.origin} may not volunteer here: name this server's public origin in ORIGINS (a server reached by a name cannot tell its own from the name in the browser's Host header: any name can be pointed at it)`;

@@ -14,14 +14,16 @@ const CLOSE_AFTER_MS = 1_500;
  * The swarm's own page, where a visitor can volunteer when this window cannot reach the widget: with the share and
  * pause the widget promised, where this window's link is a widget's.
  */
-const RAW = new URLSearchParams(location.search);
-const OWN_PAGE = volunteerPageUrl(location.origin, {
-  model: typeof PARAMS === 'string' ? null : PARAMS.model,
-  backend: typeof PARAMS === 'string' ? null : PARAMS.backend,
-  // Read from the link itself where it is no widget's: the share and pause promised are kept all the same.
-  share: parseShare(typeof PARAMS === 'string' ? RAW.get('share') : PARAMS.share, EMBED_DEFAULT_SHARE),
-  autoPause: typeof PARAMS === 'string' ? RAW.get('autopause') !== '0' : PARAMS.autoPause,
-});
+const OWN_PAGE = (() => {
+  // The share and pause from the link itself, also where it is no widget's (its nonce refused).
+  const q = new URLSearchParams(location.search);
+  return volunteerPageUrl(location.origin, {
+    model: typeof PARAMS === 'string' ? null : PARAMS.model,
+    backend: typeof PARAMS === 'string' ? null : PARAMS.backend,
+    share: parseShare(q.get('share'), EMBED_DEFAULT_SHARE),
+    autoPause: q.get('autopause') !== '0',
+  });
+})();
 
 /** Whether `opener` is a document of the swarm's origin (the widget's frame): another origin's cannot be read. */
 function openedBySwarm(opener: Window | null): boolean {
