@@ -25,8 +25,12 @@ import { E2E_MODEL, type OneStageRig, startOneStageRig } from './harness.js';
 const NO_START_MS = 2_500;
 const POLL_MS = 250;
 const READY_MS = 90_000;
-/** What a started volunteer requests: the socket, the manifest and stage, the compute worker, onnxruntime's wasm. */
-const STARTED = /^\/socket\.io\/|^\/models\/|^\/api\/models|\/assets\/worker-|\.wasm$/;
+/**
+ * What a started volunteer requests: the socket, the manifest and stage, the compute worker, onnxruntime's wasm. Not
+ * /api/models: the frame and the consent window read the list before asking, to refuse a model the swarm does not
+ * serve before the visitor is asked to consent to it.
+ */
+const STARTED = /^\/socket\.io\/|^\/models\/|\/assets\/worker-|\.wasm$/;
 
 let rig: OneStageRig;
 let swarmUrl: string;

@@ -32,12 +32,19 @@ setInterval(() => { ticks += 1; document.getElementById('ticks').textContent = S
 document.getElementById('host-button').addEventListener('click', () => { document.getElementById('clicked').textContent = 'yes'; });
 `;
 
-function hostPage(swarmUrl: string, model: string = E2E_MODEL): string {
+/** The widget's tag as a careless embedder writes it: a position, a theme and a share it does not know. */
+const ODD_ATTRIBUTES = 'data-position="middle" data-theme="purple" data-max-share="50"';
+
+function hostPage(
+  swarmUrl: string,
+  model: string = E2E_MODEL,
+  attributes = 'data-backend="wasm" data-max-share="1" data-position="bottom-left" data-theme="dark"',
+): string {
   return `<!doctype html><html><head><title>A host site</title></head><body>
 <h1>Someone else's site</h1><p>ticks: <span id="ticks">0</span></p>
 <button id="host-button">host button</button> <span id="clicked">no</span>
 <script src="/host.js"></script>
-<script src="${swarmUrl}/embed.js" data-model="${model}" data-backend="wasm" data-max-share="1" data-position="bottom-left" data-theme="dark" async></script>
+<script src="${swarmUrl}/embed.js" data-model="${model}" ${attributes} async></script>
 </body></html>`;
 }
 
@@ -48,6 +55,10 @@ beforeAll(async () => {
   host = createServer((req, res) => {
     const csp = `default-src 'none'; script-src 'self' ${swarmUrl}; frame-src ${swarmUrl}; style-src 'self'; connect-src 'self'; img-src 'self'`;
     if (req.url === '/host.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(HOST_SCRIPT);
+    else if (req.url === '/odd-attributes')
+      res
+        .writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp })
+        .end(hostPage(swarmUrl, E2E_MODEL, ODD_ATTRIBUTES));
     else if (req.url === '/' || req.url === '/unknown-model')
       res
         .writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp })
@@ -201,18 +212,44 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await page.close();
   });
 
-  it('says so, and computes nothing, when data-model names a model the swarm does not serve', async () => {
+  it('says so before consent, and computes nothing, when data-model names a model the swarm does not serve', async () => {
     const page = await rig.browser.newPage();
+    const warnings: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text());
+    });
     await page.goto(`${hostUrl}/unknown-model`);
     await page.getByRole('button', { name: 'Continue' }).click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
-    await confirmInWindow(page, () => frame.getByTestId('consent').click());
+    // Refused in the frame before the visitor is asked (before, the frame and the consent window asked to volunteer
+    // for "gpt-4", and the refusal came after the visitor's click): the button stays disabled, no window opens.
     await expect
-      .poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 30_000 })
+      .poll(() => frame.getByTestId('plan').textContent(), { timeout: 30_000 })
       .toBe(`Cannot start: this swarm serves ${E2E_MODEL}, not "gpt-4"`);
-    expect(rig.server.coordinator?.registry.size).toBe(0);
+    expect(await frame.getByTestId('consent').isDisabled()).toBe(true);
     // The host page hears that it failed (before, its widget said "starting" for ever).
     await expect.poll(() => page.evaluate(() => window.webswarmWidget?.state)).toBe('failed');
+    expect(rig.server.coordinator?.registry.size).toBe(0);
+    // Every attribute of the host page's tag is one the widget knows: nothing in the console.
+    expect(warnings.filter((w) => w.includes('webswarm'))).toEqual([]);
+    await page.close();
+  });
+
+  it('names in the console each data attribute it does not take as written, and the card promises what it uses', async () => {
+    const page = await rig.browser.newPage();
+    const warnings: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'warning') warnings.push(m.text());
+    });
+    await page.goto(`${hostUrl}/odd-attributes`);
+    const card = page.locator('[data-webswarm-widget]');
+    await expect.poll(() => card.getAttribute('data-position')).toBe('bottom-right');
+    expect(await card.locator('p').first().textContent()).toContain('using at most 100 % of its time');
+    expect(warnings).toEqual([
+      'webswarm embed.js: data-max-share="50" is outside 0.05–1 (a share of the time: 0.5 is half): 1 is used',
+      'webswarm embed.js: data-position="middle" is not one of bottom-right, bottom-left, top-right, top-left: bottom-right is used',
+      'webswarm embed.js: data-theme="purple" is not one of light, dark, auto: auto is used',
+    ]);
     await page.close();
   });
 });

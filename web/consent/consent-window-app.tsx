@@ -41,7 +41,7 @@ function openedBySwarm(opener: Window | null): boolean {
  */
 export function ConsentWindowApp() {
   const [done, setDone] = useState(false);
-  const plan = useBackendPlan(typeof PARAMS === 'string' ? null : PARAMS.backend);
+  const plan = useBackendPlan(typeof PARAMS === 'string' ? null : PARAMS.backend, typeof PARAMS === 'string' ? null : PARAMS.model);
   const opener = window.opener as Window | null;
   const ours = openedBySwarm(opener);
   if (typeof PARAMS === 'string' || opener === null || !ours) {

@@ -59,7 +59,7 @@ type Asking =
 export function EmbedApp() {
   const [consented, setConsented] = useState(false);
   const [asking, setAsking] = useState<Asking>({ kind: 'idle' });
-  const plan = useBackendPlan(SETTINGS.backend);
+  const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
   /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
   const visitorPaused = useRef(false);
@@ -134,20 +134,22 @@ export function EmbedApp() {
     resume();
   }, [resume]);
 
-  // The host page hears the state and step count (nothing else leaves this frame); `failed` where it cannot start.
+  // The host page hears the state and step count (nothing else leaves this frame); `failed` where it cannot start,
+  // before consent too (a model the swarm does not serve, WebGPU asked for and absent: the button stays disabled).
+  const cannotStart = failure !== null || plan.kind === 'failed';
   useEffect(() => {
-    if (!framed || (status === null && failure === null)) return;
+    if (!framed || (status === null && !cannotStart)) return;
     const m: FrameStatus = {
       source: EMBED_SOURCE,
       type: 'status',
-      state: failure !== null ? 'failed' : (status?.state ?? 'starting'),
+      state: cannotStart ? 'failed' : (status?.state ?? 'starting'),
       steps: status?.stepsComputed ?? 0,
       stage: status?.stage ?? null,
       backend: status?.backend ?? SETTINGS.backend ?? 'unknown',
       reputation: status?.score?.reputation ?? null,
     };
     window.parent.postMessage(m, '*');
-  }, [status, failure]);
+  }, [status, cannotStart]);
 
   if (!consented)
     return (
@@ -188,7 +190,7 @@ export function EmbedApp() {
           {status != null && ` · ${hardwareText(status.backend)}`}
         </p>
       </div>
-      <PauseToggle state={state} pause={pauseByVisitor} resume={resumeByVisitor} />
+      {failure === null && <PauseToggle state={state} pause={pauseByVisitor} resume={resumeByVisitor} />}
     </div>
   );
 }

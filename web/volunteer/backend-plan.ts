@@ -1,6 +1,8 @@
 import { useEffect, useState } from 'react';
+import { parseModelListings } from '../../shared/protocol/http.js';
 import type { Backend } from '../compute/messages.js';
 import { webgpuAdapter } from '../compute/webgpu.js';
+import { shownValue } from './page-params.js';
 
 /**
  * What this tab will compute on, found before consent without starting
@@ -20,12 +22,28 @@ export async function chooseBackend(asked: string | null): Promise<{ backend: Ba
   return adapter === null ? { backend: 'wasm', adapter: null } : { backend: 'webgpu', adapter };
 }
 
-/** The plan for `asked`, as a status union that starts at 'detecting'. */
-export function useBackendPlan(asked: string | null): BackendPlan {
+/** Refuses to start for a model the swarm does not serve (`model` null: the served one), naming what it serves. */
+export async function checkModelServed(model: string | null): Promise<void> {
+  if (model === null) return;
+  const res = await fetch('/api/models');
+  if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
+  const listings = parseModelListings(await res.json());
+  if (!listings.ok) throw new Error(listings.reason);
+  const served = listings.value.map((m) => m.modelId);
+  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not ${shownValue(model)}`);
+}
+
+/**
+ * The plan for `asked` and `model` (?model=, data-model), as a status union that starts at 'detecting': `failed`
+ * before consent where the tab could not start (a model the swarm does not serve, WebGPU asked for and absent), so
+ * the visitor is never asked to consent to what cannot run.
+ */
+export function useBackendPlan(asked: string | null, model: string | null): BackendPlan {
   const [plan, setPlan] = useState<BackendPlan>({ kind: 'detecting' });
   useEffect(() => {
     let live = true;
-    chooseBackend(asked)
+    checkModelServed(model)
+      .then(() => chooseBackend(asked))
       .then(({ adapter }) => {
         if (live) setPlan(adapter === null ? { kind: 'cpu', why: asked === 'wasm' ? 'asked' : 'no-adapter' } : { kind: 'gpu', adapter });
       })
@@ -35,6 +53,6 @@ export function useBackendPlan(asked: string | null): BackendPlan {
     return () => {
       live = false;
     };
-  }, [asked]);
+  }, [asked, model]);
   return plan;
 }

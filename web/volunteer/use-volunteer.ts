@@ -1,11 +1,9 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { parseModelListings } from '../../shared/protocol/http.js';
 import type { FaultKind } from '../../shared/swarm/faults.js';
 import { parseCaptureParam } from '../compute/capture-plan.js';
 import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
-import { chooseBackend } from './backend-plan.js';
-import { shownValue } from './page-params.js';
+import { checkModelServed, chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 import { StepTrace, type TraceEntry } from './step-trace.js';
 import { chooseDataPath, type DataPath, DEFAULT_DATA_PATH } from './worker-path.js';
@@ -93,17 +91,6 @@ function throttledStatus(show: (s: ReplicaStatus) => void): (s: ReplicaStatus) =
     if (timer !== null) clearTimeout(timer);
     flush();
   };
-}
-
-/** Refuses to start for a model the swarm does not serve, naming what it serves. */
-async function checkModelServed(model: string | null): Promise<void> {
-  if (model === null) return;
-  const res = await fetch('/api/models');
-  if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
-  const listings = parseModelListings(await res.json());
-  if (!listings.ok) throw new Error(listings.reason);
-  const served = listings.value.map((m) => m.modelId);
-  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not ${shownValue(model)}`);
 }
 
 /** Runs a volunteer replica while `active` (after consent, use-consent.ts): its status, and pause / resume / leave. */

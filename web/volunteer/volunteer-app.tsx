@@ -43,7 +43,7 @@ const OWN_PAGE = volunteerPageUrl(location.origin, SETTINGS);
 export function VolunteerApp() {
   // Consent is the visitor's click on ConsentBox, nothing else: no URL parameter skips it.
   const [consented, setConsented] = useState(false);
-  const plan = useBackendPlan(SETTINGS.backend);
+  const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
   const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
   const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);

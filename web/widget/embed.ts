@@ -20,21 +20,8 @@
  * most of the time to compute, 0.05–1, default 0.5), data-backend (wasm,
  * webgpu; default: WebGPU where there is an adapter).
  */
-import { parseShare } from '../../shared/swarm/duty-cycle.js';
-import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type HostToFrame, isFrameStatus } from '../embed/messages.js';
-
-const POSITIONS = ['bottom-right', 'bottom-left', 'top-right', 'top-left'] as const;
-type Position = (typeof POSITIONS)[number];
-
-interface WidgetOptions {
-  readonly origin: string;
-  readonly model: string | null;
-  readonly position: Position;
-  readonly theme: 'light' | 'dark' | 'auto';
-  readonly autoPause: boolean;
-  readonly maxShare: number;
-  readonly backend: 'wasm' | 'webgpu' | null;
-}
+import { EMBED_SOURCE, type HostToFrame, isFrameStatus } from '../embed/messages.js';
+import { hardwareWords, type WidgetOptions, widgetOptions } from './options.js';
 
 /** The host page's handle on the widget (window.webswarmWidget). */
 export interface WidgetHandle {
@@ -50,21 +37,6 @@ declare global {
   interface Window {
     webswarmWidget?: WidgetHandle;
   }
-}
-
-function optionsOf(script: HTMLScriptElement): WidgetOptions {
-  const d = script.dataset;
-  const position = POSITIONS.find((p) => p === d.position) ?? 'bottom-right';
-  const theme = d.theme === 'dark' || d.theme === 'light' ? d.theme : 'auto';
-  return {
-    origin: new URL(script.src, location.href).origin,
-    model: d.model ?? null,
-    position,
-    theme,
-    autoPause: d.autoPause !== 'false',
-    maxShare: parseShare(d.maxShare, EMBED_DEFAULT_SHARE),
-    backend: d.backend === 'wasm' || d.backend === 'webgpu' ? d.backend : null,
-  };
 }
 
 const CSS = `
@@ -123,7 +95,7 @@ function mountWidget(o: WidgetOptions): void {
       el('h2', "Donate this tab's computing power to webswarm?"),
       el(
         'p',
-        `While this page is open, your browser would run part of a language model for other people's prompts, on its GPU where it offers one, else on the CPU, using at most ${Math.round(o.maxShare * 100)} % of its time. Continue opens a frame from ${o.origin}; nothing runs until you confirm in a window of ${o.origin} that its button opens.`,
+        `While this page is open, your browser would run part of a language model for other people's prompts, ${hardwareWords(o.backend)}, using at most ${Math.round(o.maxShare * 100)} % of its time. Continue opens a frame from ${o.origin}; nothing runs until you confirm in a window of ${o.origin} that its button opens.`,
       ),
       actions,
     );
@@ -188,7 +160,8 @@ function main(): void {
   const script =
     (document.currentScript as HTMLScriptElement | null) ?? document.querySelector<HTMLScriptElement>('script[src$="/embed.js"]');
   if (script === null) return;
-  const o = optionsOf(script);
+  const { options: o, problems } = widgetOptions(script.dataset, new URL(script.src, location.href).origin);
+  for (const p of problems) console.warn(`webswarm embed.js: ${p}`);
   if (document.body === null) document.addEventListener('DOMContentLoaded', () => mountWidget(o), { once: true });
   else mountWidget(o);
 }
