@@ -107,6 +107,34 @@ describe('the chat page', () => {
     await page.close();
   });
 
+  it('says in its own words what its fields cannot hold, and sends nothing until they can', async () => {
+    const { page, wire } = await openChat();
+    const box = page.getByTestId('prompt');
+    const problem = page.getByTestId('input-problem');
+    await box.fill('');
+    expect(await problem.textContent()).toBe('Type a prompt first.');
+    expect(await page.getByTestId('send').isDisabled()).toBe(true);
+    await box.press('Enter');
+    await box.fill('Emma');
+    await page.getByLabel('Seed').fill('100000000000000000000');
+    expect(await problem.textContent()).toBe('Seed must be a whole number from 0 to 4294967295.');
+    await page.getByLabel('Seed').fill('7');
+    await page.getByLabel('Max tokens').fill('0');
+    expect(await problem.textContent()).toBe('Max tokens must be a whole number from 1 to 512.');
+    await box.press('Enter');
+    expect(await page.getByTestId('run-state').textContent(), 'no run, and no server refusal naming chat:generate').toBe('');
+    await page.getByLabel('Max tokens').fill(String(TOKENS));
+    expect(await problem.count()).toBe(0);
+    await box.press('Enter');
+    await done(page);
+    const sent = wire.sent.filter((p) => p.name === 'chat:generate').map((p) => p.payload as { seed: number; maxTokens: number });
+    expect(
+      sent.map((p) => [p.seed, p.maxTokens]),
+      'one request, once the fields held what may be sent',
+    ).toEqual([[7, TOKENS]]);
+    await page.close();
+  });
+
   it('keeps each run’s prompt with its output when the box is edited', async () => {
     const { page } = await openChat();
     const box = page.getByTestId('prompt');

@@ -2,6 +2,7 @@ import { type KeyboardEvent, useEffect, useRef, useState } from 'react';
 import { parseSwarmListing } from '../../shared/protocol/http.js';
 import type { SwarmStatus, TokenEvent } from '../../shared/protocol/messages.js';
 import { connectSwarm, type SwarmSocket } from '../net/socket.js';
+import { chatInputProblem } from './chat-input.js';
 import { promptKeyAction } from './prompt-keys.js';
 import { TokenOutput } from './token-output.js';
 import { VotePanel } from './vote-panel.js';
@@ -78,8 +79,9 @@ export function ChatApp() {
   }, []);
 
   const running = run?.state.kind === 'running';
+  const inputProblem = chatInputProblem({ prompt, maxTokens, temperature, seed });
   const send = () => {
-    if (running) return;
+    if (running || inputProblem !== null) return;
     const requestId = crypto.randomUUID();
     setRun({ requestId, prompt, tokens: [], state: { kind: 'running' } });
     setSelected(null);
@@ -143,9 +145,14 @@ export function ChatApp() {
           </label>
         )}
       </div>
-      <button type="button" data-testid="send" disabled={running} onClick={send}>
+      <button type="button" data-testid="send" disabled={running || inputProblem !== null} onClick={send}>
         Generate
       </button>
+      {inputProblem !== null && (
+        <p className="small" role="status" data-testid="input-problem">
+          {inputProblem}
+        </p>
+      )}
       <TokenOutput
         prompt={run?.prompt ?? ''}
         tokens={tokens}
