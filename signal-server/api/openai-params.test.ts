@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { type BodyError, MAX_CHAT_MESSAGES, MAX_PROMPT_IDS, MAX_PROMPTS, parseChatBody, parseCompletionBody } from './openai-params.js';
+import { parseResponsesBody } from './responses-params.js';
 
 const MODELS = ['austen-2m'];
 const CHAT = { model: 'austen-2m', messages: [{ role: 'user', content: 'Good morning.' }] };
@@ -73,6 +74,25 @@ describe('parameters the swarm does not support are refused by name (400)', () =
       null,
     ]);
     expect(refusal(completion({ user: 'u1', top_k: 5, max_completion_tokens: 3 }))).toEqual(['accepted', null]);
+  });
+
+  it('refuses a field of stream_options OpenAI does not have, as /v1/responses does (before, a misspelt include_usage left the stream without its usage)', () => {
+    for (const parse of [chat, completion]) {
+      expect(parse({ stream: true, stream_options: { include_usge: true } })).toEqual({
+        status: 400,
+        code: 'unknown_parameter',
+        param: 'stream_options.include_usge',
+        message:
+          'Unrecognized request argument supplied: stream_options.include_usge (stream_options takes include_usage, include_obfuscation)',
+      });
+      expect(refusal(parse({ stream: true, stream_options: { include_obfuscation: 'yes' } }))).toEqual([
+        400,
+        'invalid_request',
+        'stream_options.include_obfuscation',
+      ]);
+      const taken = parse({ stream: true, stream_options: { include_usage: true, include_obfuscation: false } });
+      expect('status' in taken ? taken : taken.streamUsage).toBe(true);
+    }
   });
 
   it('refuses a field OpenAI does not have, as OpenAI does: a typo or another server’s extension is never ignored', () => {
@@ -358,7 +378,17 @@ describe('echo (completions)', () => {
     });
     // Chat has no echo (OpenAI refuses it there too), so no max_tokens of 0 either.
     expect(chat({ echo: true })).toMatchObject({ status: 400, code: 'unknown_parameter', param: 'echo' });
-    expect(chat({ max_tokens: 0 })).toMatchObject({ status: 400, param: 'max_tokens' });
+    // …and its refusal does not point at one (before, chat's and the Responses API's said "0 only with echo: true").
+    expect(chat({ max_tokens: 0 })).toMatchObject({
+      status: 400,
+      param: 'max_tokens',
+      message: `max_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`,
+    });
+    expect(parseResponsesBody({ model: 'austen-2m', input: 'x', max_output_tokens: 0 }, MODELS)).toMatchObject({
+      status: 400,
+      param: 'max_output_tokens',
+      message: `max_output_tokens must be an integer in [1, ${MAX_GENERATE_TOKENS}]`,
+    });
   });
 });
 

@@ -161,7 +161,7 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < least || maxTokens > MAX_GENERATE_TOKENS)
     return bad(
       field,
-      `${field} must be an integer in [${least}, ${MAX_GENERATE_TOKENS}]${least === 1 && maxTokens === 0 ? ' (0 only with echo: true)' : ''}`,
+      `${field} must be an integer in [${least}, ${MAX_GENERATE_TOKENS}]${endpoint === 'completion' && least === 1 && maxTokens === 0 ? ' (0 only with echo: true)' : ''}`,
     );
   const temperature = b.temperature ?? 1;
   if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2))
@@ -205,6 +205,12 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   const so = b.stream_options ?? null;
   if (so !== null && (!isObject(so) || (so.include_usage !== undefined && typeof so.include_usage !== 'boolean')))
     return bad('stream_options', 'stream_options must be an object with an optional boolean include_usage');
+  // Refused, not ignored: a misspelt include_usage would otherwise leave the stream without its usage, and no word.
+  // include_obfuscation (OpenAI's padding of stream events) is taken and changes nothing: no padding is sent.
+  const soUnknown = so === null ? null : unknownProperty(so, STREAM_OPTIONS, 'stream_options');
+  if (soUnknown !== null) return soUnknown;
+  if (so !== null && so.include_obfuscation !== undefined && so.include_obfuscation !== null && typeof so.include_obfuscation !== 'boolean')
+    return bad('stream_options.include_obfuscation', 'stream_options.include_obfuscation must be a boolean');
   const stream = b.stream === true;
   if (so !== null && !stream) return bad('stream_options', 'stream_options is only allowed with stream: true');
   return {
@@ -367,6 +373,9 @@ export function parseChatBody(raw: unknown, modelIds: readonly string[]): ChatPa
   if (!Array.isArray(messages)) return messages;
   return { ...c, kind: 'chat', messages, logprobs };
 }
+
+/** stream_options' fields in OpenAI's completions and chat completions. */
+const STREAM_OPTIONS: ReadonlySet<string> = new Set(['include_usage', 'include_obfuscation']);
 
 /** The first property of `value` (at `at` in the body) that is not among `known`, refused as OpenAI refuses it; or null. */
 export function unknownProperty(value: Record<string, unknown>, known: ReadonlySet<string>, at: string): BodyError | null {
