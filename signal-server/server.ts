@@ -358,7 +358,10 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const first = listings[0];
   const firstModel = opts.models[0];
   const tokens = firstModel === undefined ? null : tokenizerOf(firstModel);
-  const cluster = opts.redisUrl === undefined || first === undefined ? null : new Cluster({ ...opts.cluster, url: opts.redisUrl, log });
+  const cluster =
+    opts.redisUrl === undefined || first === undefined
+      ? null
+      : new Cluster({ ...opts.cluster, url: opts.redisUrl, log, warn: (line) => logger.warn(line) });
   // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
   const modelFiles = modelFilesOf(opts.models, listings);
   const tensorIndexes = tensorIndexesOf(opts.models, listings);

@@ -119,6 +119,29 @@ describe('several servers, one swarm', () => {
     expect(redactedUrl('not a url :pw@')).toBe('(a URL that does not parse; not shown)');
   });
 
+  it('refuses to start, naming Redis, when Redis asks for a password the URL does not give', async () => {
+    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
+    const guarded = await startRedisServer({ password: 'sekrit-pw' });
+    try {
+      const server = createSignalServer({
+        port: 0,
+        host: '127.0.0.1',
+        webRoot: null,
+        models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+        redisUrl: guarded.url,
+      });
+      const message = await server.ready.then(
+        () => '',
+        (e: unknown) => (e as Error).message,
+      );
+      // Before: Redis's bare words ("NOAUTH Authentication required."), naming neither Redis nor where.
+      expect(message).toBe(`cannot reach Redis at ${guarded.url}: NOAUTH Authentication required.`);
+      await server.close();
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   it("serves a requester on one server with the volunteers of the others, and keeps a volunteer's record when its server goes", async () => {
     const [a, b, c] = (await cluster(3)) as [SignalServer, SignalServer, SignalServer];
     // 5 volunteers on b, 4 on c, none on a; each waits until a sees the one before (stages are balanced over all).

@@ -19,7 +19,7 @@
  *   drop its volunteers (their sessions fail over to spares), the links its
  *   sessions made, and close its sessions on their own volunteers.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import { type FrameIn, packFrameMessages } from '../../shared/protocol/messages.js';
@@ -46,7 +46,7 @@ import {
   sessionOfMessage,
   type VolunteerState,
 } from './messages.js';
-import { RedisLink, redactedUrl } from './redis-link.js';
+import { MAX_RECONNECT_MS, RedisLink, redactedUrl } from './redis-link.js';
 import { RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
 
@@ -75,6 +75,10 @@ export interface ClusterOptions {
   /** The cluster protocol this process says it speaks (default CLUSTER_PROTOCOL; another only in tests). */
   readonly protocol?: number;
   readonly log: (line: string) => void;
+  /** The longest wait between two attempts to reach a lost Redis (default MAX_RECONNECT_MS). */
+  readonly reconnectMaxMs?: number;
+  /** Where Redis's problems go (lost, unreachable, a failed publication): the server's warn level; `log` by default. */
+  readonly warn?: (line: string) => void;
 }
 
 /**
@@ -100,6 +104,12 @@ export const DEFAULT_DEAD_AFTER_MS = 5_000;
 export const STALL_LIMIT_MS = 30_000;
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
+/** Process numbers tried at start before giving up (each one held by a live process is passed over). */
+const MAX_NUMBER_TRIES = 64;
+/** Sets KEYS[1] to ARGV[1] where it is missing or lower (one step: two processes' raises cannot lower it). */
+const RAISE_COUNTER =
+  "local c = tonumber(redis.call('GET', KEYS[1]) or '0') if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
+
 /** How long a closing process tries to tell the others. */
 const STOP_TIMEOUT_MS = 2_000;
 /** Bans read from Redis at start, at most. */
@@ -159,12 +169,73 @@ export class Cluster implements ClusterSeam {
   private readonly compatible = new Set<number>();
   /** Processes found to speak another (told once in the log); their messages are ignored. */
   private readonly incompatible = new Set<number>();
+  /**
+   * What this process writes in its heartbeat key: a number's key that holds another's mark is taken. A number is
+   * unique while its process lives, even after Redis lost its data (restarted without persistence): there the
+   * counter starts again, and a newcomer that took a live process's number split the cluster without a word (an
+   * operator's find).
+   */
+  private readonly mark = randomUUID();
   /** The main thread's last beat (seconds), read by the heartbeat thread. */
   private readonly beat = new Int32Array(new SharedArrayBuffer(4));
   private worker: Worker | null = null;
 
   constructor(private readonly options: ClusterOptions) {
-    this.redis = new RedisLink(options.url, options.prefix ?? 'webswarm', options.log);
+    this.redis = new RedisLink(
+      options.url,
+      options.prefix ?? 'webswarm',
+      options.warn ?? options.log,
+      options.log,
+      options.reconnectMaxMs ?? MAX_RECONNECT_MS,
+    );
+  }
+
+  private get heartbeatMs(): number {
+    return this.options.heartbeatMs ?? 1000;
+  }
+
+  private get deadAfterMs(): number {
+    return this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+  }
+
+  /** How long after Redis came back the others' keys and lists may be missing (they say them again by then). */
+  private get settleMs(): number {
+    return this.deadAfterMs + this.redis.reconnectMaxMs;
+  }
+
+  /** Within settleMs of Redis coming back: no process is taken for dead, no volunteer for gone, for want of its key. */
+  private get settling(): boolean {
+    return performance.now() - this.redis.reconnectedAt < this.settleMs;
+  }
+
+  /**
+   * A number no live process holds, the counter's next, and above every number a live process holds: each raises
+   * the counter to the highest number it knows at every heartbeat (raiseCounter), and a number whose heartbeat key
+   * is there is passed over (claimed with NX). The counter is missing only in a new cluster or in a Redis that lost
+   * its data (a restart without persistence); there, before they reconnect, the live processes' keys are missing too
+   * (before, a newcomer took their numbers, every one in turn, and split the cluster without a word: an operator's
+   * find). So a number taken from a counter that was missing is kept only if no live process says it over the time
+   * their connections take to come back and beat; one that does overwrites the claim, and the next number is taken.
+   */
+  private async claimNumber(): Promise<number> {
+    for (let i = 0; i < MAX_NUMBER_TRIES; i++) {
+      const next = await this.pub.incr(this.key('proc-seq'));
+      const n = (next % MAX_PROC) + 1;
+      const key = this.key('alive', n);
+      const waitMs = next === 1 ? 2 * this.heartbeatMs + this.redis.reconnectMaxMs + 100 : 0;
+      const took = await this.pub.set(key, this.mark, { expiration: { type: 'PX', value: this.deadAfterMs + waitMs }, condition: 'NX' });
+      if (took === null) continue;
+      if (waitMs === 0) return n;
+      await new Promise((r) => setTimeout(r, waitMs));
+      if ((await this.pub.get(key)) === this.mark) return n;
+      this.options.log(`cluster: process number ${n} is a live process's (Redis lost its keys): taking another`);
+    }
+    throw new Error(`cluster: no free process number in ${MAX_NUMBER_TRIES} tries: live processes hold every one tried`);
+  }
+
+  /** The process counter raised to at least `n` (never lowered): what a newcomer takes next is above it. */
+  private async raiseCounter(n: number): Promise<void> {
+    await this.pub.eval(RAISE_COUNTER, { keys: [this.key('proc-seq')], arguments: [String(n)] });
   }
 
   private get elsewhereLimitMs(): number {
@@ -222,7 +293,7 @@ export class Cluster implements ClusterSeam {
   async start(coordinator: Coordinator): Promise<void> {
     this.coordinator = coordinator;
     await this.redis.connect();
-    this.proc = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
+    this.proc = await this.claimNumber();
     await this.pub.set(this.key('protocol', this.proc), this.said);
     await this.heartbeat();
     const now = Date.now();
@@ -246,8 +317,10 @@ export class Cluster implements ClusterSeam {
       workerData: {
         url: this.options.url,
         key: this.key('alive', this.proc),
-        intervalMs: this.options.heartbeatMs ?? 1000,
-        deadAfterMs: this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS,
+        mark: this.mark,
+        reconnectMaxMs: this.redis.reconnectMaxMs,
+        intervalMs: this.heartbeatMs,
+        deadAfterMs: this.deadAfterMs,
         stallLimitMs: STALL_LIMIT_MS,
         beat: this.beat.buffer,
       },
@@ -284,7 +357,12 @@ export class Cluster implements ClusterSeam {
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
-    this.redis.sub.on('ready', resync);
+    // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again.
+    this.redis.sub.on('ready', () => {
+      resync();
+      const t = setTimeout(resync, this.settleMs);
+      t.unref();
+    });
     this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
   }
 
@@ -343,19 +421,26 @@ export class Cluster implements ClusterSeam {
 
   private async heartbeat(): Promise<void> {
     if (this.closed) return;
-    const deadAfterMs = this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
     Atomics.store(this.beat, 0, Math.floor(Date.now() / 1000));
-    const before = await this.pub.set(this.key('alive', this.proc), String(Date.now()), {
-      expiration: { type: 'PX', value: deadAfterMs },
+    const before = await this.pub.set(this.key('alive', this.proc), this.mark, {
+      expiration: { type: 'PX', value: this.deadAfterMs },
       GET: true,
     });
     await this.pub.sAdd(this.key('procs'), String(this.proc));
+    // The counter at or above every number this process knows to be live (its own, its peers'): a Redis that lost
+    // the counter gives a newcomer none of theirs once any of them has beaten again. A counter's next is n + 1, so
+    // it is raised to n - 1 for the number n (numbers are the counter's next, mod MAX_PROC, plus one).
+    await this.raiseCounter(Math.max(this.proc, ...this.peers.keys()) - 1);
     // Another process took us for dead (our heartbeat lapsed, seen by it though perhaps not by us: a stall, a lost
     // connection) and removed our protocol and volunteers: said again, or it would leave us out for good.
     const said = await this.pub.get(this.key('protocol', this.proc));
     if (said === null) await this.pub.set(this.key('protocol', this.proc), this.said);
     // Our heartbeat had lapsed: the others may have dropped our volunteers; publish them all again.
-    if ((before === null || said === null) && this.published.size > 0) {
+    // Another's mark there: a newcomer drew our number while Redis had lost our key. Two processes of one number
+    // would take each other's sessions' messages: said loudly (a restart of either ends it).
+    if (before !== null && before !== this.mark)
+      this.problem(`another process holds this one's number ${this.proc} too (Redis lost its keys while it started): restart one of them`);
+    if ((before !== this.mark || said === null) && this.published.size > 0) {
       this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
       this.published.clear();
     }
@@ -369,9 +454,13 @@ export class Cluster implements ClusterSeam {
     const procs = [...new Set([...listed, ...this.peers.keys()])].filter((p) => Number.isInteger(p) && p >= 1 && p !== this.proc);
     if (procs.length === 0) return;
     const alive = await this.pub.mGet(procs.map((p) => this.key('alive', p)));
+    // Just after Redis came back the others' keys may be gone (expired during the outage, or lost with Redis's data):
+    // each says its own again once its connections are back. Until then no process is taken for dead (before, each
+    // dropped the others' volunteers and re-partitioned for stages short, with every volunteer still there).
+    const settling = this.settling;
     for (const [i, p] of procs.entries()) {
       if (alive[i] === null) {
-        this.dead(p, 'its heartbeat stopped');
+        if (!settling) this.dead(p, 'its heartbeat stopped');
         continue;
       }
       if (this.compatible.has(p) || this.incompatible.has(p)) continue;
@@ -565,7 +654,8 @@ export class Cluster implements ClusterSeam {
         // One that went meanwhile may still be in it: never brought back.
         if (!this.gone.has(v.id)) this.mirror(p, v);
       }
-      for (const id of before) if (!present.has(id)) this.forget(p, id);
+      // Just after Redis came back their list may be empty (lost with Redis's data) until they publish it again.
+      if (!this.settling) for (const id of before) if (!present.has(id)) this.forget(p, id);
     }
   }
 

@@ -7,14 +7,14 @@
 import { workerData } from 'node:worker_threads';
 import { createClient } from 'redis';
 
-const { url, key, intervalMs, deadAfterMs, stallLimitMs, beat } = workerData;
+const { url, key, mark, intervalMs, deadAfterMs, stallLimitMs, reconnectMaxMs, beat } = workerData;
 const mainBeat = new Int32Array(beat);
-const client = createClient({ url, socket: { reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000) } });
+const client = createClient({ url, socket: { reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, reconnectMaxMs) } });
 client.on('error', () => {});
 await client.connect();
 
 setInterval(() => {
   const sinceMainS = Math.floor(Date.now() / 1000) - Atomics.load(mainBeat, 0);
   if (sinceMainS * 1000 > stallLimitMs) return;
-  client.set(key, String(Date.now()), { expiration: { type: 'PX', value: deadAfterMs } }).catch(() => {});
+  client.set(key, mark, { expiration: { type: 'PX', value: deadAfterMs } }).catch(() => {});
 }, intervalMs);

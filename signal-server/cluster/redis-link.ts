@@ -2,7 +2,7 @@ import { createClient } from 'redis';
 import { type BusMessage, encodeMessage, type InboxMessage } from './messages.js';
 
 /** Longest wait between two attempts to reach a lost Redis. */
-const MAX_RECONNECT_MS = 2_000;
+export const MAX_RECONNECT_MS = 2_000;
 /** At most one line about Redis's problems this often. */
 const PROBLEM_LOG_MS = 5_000;
 
@@ -63,22 +63,46 @@ export class RedisLink {
   private connected = false;
   private lastProblemAt = Number.NEGATIVE_INFINITY;
   private problemsSuppressed = 0;
+  /** When a connection last came back after a loss (performance.now(); -Infinity: never lost). */
+  reconnectedAt = Number.NEGATIVE_INFINITY;
+  /** When it was lost, while it is (null: connected). */
+  private lostAt: number | null = null;
 
   constructor(
     readonly url: string,
     private readonly prefix: string,
+    /** Redis's problems: the server's warn level. */
     private readonly log: (line: string) => void,
+    /** Redis back after a loss: the server's info level. */
+    private readonly info: (line: string) => void = log,
+    /** The longest wait between two attempts to reach a lost Redis. */
+    readonly reconnectMaxMs = MAX_RECONNECT_MS,
   ) {
     // The URL's password never reaches a log; a cause that is this message already is not repeated in it.
     const reconnectStrategy = (retries: number, cause: Error) =>
       this.connected
-        ? Math.min(100 * 2 ** retries, MAX_RECONNECT_MS)
+        ? Math.min(100 * 2 ** retries, reconnectMaxMs)
         : cause.message.startsWith('cannot reach Redis at ')
           ? new Error(redacted(cause.message, url))
           : new Error(redacted(`cannot reach Redis at ${url}: ${cause.message}`, url));
     this.pub = createClient({ url, socket: { reconnectStrategy } });
     this.sub = this.pub.duplicate();
     for (const c of [this.pub, this.sub]) c.on('error', (e: Error) => this.problem(`redis: ${redacted(e.message, url)}`));
+    // Either connection lost: the other is too, most often (one Redis); the first back marks the return (its
+    // listeners run after this one's), and the line is written once both are back.
+    for (const c of [this.pub, this.sub]) {
+      c.on('reconnecting', () => {
+        if (this.connected) this.lostAt ??= performance.now();
+      });
+      c.on('ready', () => {
+        if (!this.connected || this.lostAt === null) return;
+        this.reconnectedAt = performance.now();
+        if (!this.pub.isReady || !this.sub.isReady) return;
+        const lostMs = performance.now() - this.lostAt;
+        this.lostAt = null;
+        this.info(`cluster: redis: connected again after ${(lostMs / 1000).toFixed(1)} s (${redactedUrl(url)})`);
+      });
+    }
   }
 
   /** Connects both; a failure says where (the URL without its password) and why, once (a refused password too). */
@@ -86,6 +110,9 @@ export class RedisLink {
     try {
       await this.pub.connect();
       await this.sub.connect();
+      // A Redis that wants a password answers the connection and refuses the first command (NOAUTH): asked here,
+      // so that it is said as this, naming where (before, the start failed with Redis's bare words).
+      await this.pub.ping();
     } catch (e) {
       const m = (e as Error).message;
       throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`, this.url));

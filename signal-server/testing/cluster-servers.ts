@@ -68,7 +68,7 @@ export function clusterTestFile(name: string): ClusterTestFile {
  * noticed: with 1 s, a process whose heartbeat thread was starved of the CPU for a second (unit files three at
  * once on two cores) was taken for dead in the middle of tests about something else.
  */
-export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 3_000, publishMs: 50, resyncMs: 500 };
+export const CLUSTER_TIMINGS = { heartbeatMs: 200, deadAfterMs: 3_000, publishMs: 50, resyncMs: 500, reconnectMaxMs: 300 };
 
 export interface ClusterShape {
   readonly model: string;

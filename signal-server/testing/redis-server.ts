@@ -41,12 +41,19 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+/**
+ * A redis-server on `port` (absent: a free one: a test restarts Redis, empty, on its port to lose its data), asking
+ * for `password` where one is given (its URL then holds none: a test adds it, or sees the refusal).
+ */
+export async function startRedisServer(o: { readonly port?: number; readonly password?: string } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'webswarm-redis-'));
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    [
+      ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+      ...(o.password === undefined ? [] : ['--requirepass', o.password]),
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';

@@ -1,0 +1,128 @@
+// Redis restarted without its data under a live cluster (an operator's find): real servers on port 0 joined by a
+// real redis-server on loopback that is stopped and started again, empty, on its port, with node volunteers
+// (real socket.io clients computing with onnxruntime).
+// - Before, the process counter started again with Redis's data: the next servers to start took the live ones'
+//   numbers (every one, in turn), and the cluster split without a word (their sessions' ids and inboxes are one).
+// - Before, each live server read the others' lists again as soon as Redis was back, found them empty, dropped
+//   every volunteer of the others and re-partitioned for stages short, with every volunteer still there.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { GREEDY } from '../../shared/model/sampling.js';
+import { ensureStages } from '../models/model-folder.js';
+import { ReferenceRunner } from '../reference/reference-runner.js';
+import type { SignalServer } from '../server.js';
+import { complete, joinCluster, procOf, startCluster } from '../testing/cluster-servers.js';
+import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
+import { serverLog } from '../testing/server-log.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const STAGES = 3;
+const PROMPT = 'It is a truth universally acknowledged';
+const TOKENS = 6;
+const WAIT_MS = 30_000;
+
+let redis: RedisServer;
+let cache = '';
+const servers: SignalServer[] = [];
+const volunteers: NodeVolunteer[] = [];
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-redis-restart-'));
+});
+afterEach(async () => {
+  for (const v of volunteers.splice(0)) await v.close();
+  for (const s of servers.splice(0)) await s.close();
+});
+afterAll(async () => {
+  await redis?.stop();
+  if (cache !== '') rmSync(cache, { recursive: true, force: true });
+});
+
+/** Redis stopped and started again on its port with nothing in it (no persistence: what a restart loses). */
+async function restartRedisEmpty(): Promise<void> {
+  const port = Number(new URL(redis.url).port);
+  await redis.stop();
+  redis = await startRedisServer({ port });
+}
+
+async function until(what: string, test: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + WAIT_MS; !test(); ) {
+    if (Date.now() > deadline) throw new Error(`not within ${WAIT_MS} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A production server's heartbeat (1 s; CLUSTER_TIMINGS' 200 ms hid the drop: the lists were said again first). */
+const SHAPE = {
+  model: MODEL,
+  stages: STAGES,
+  redundancy: 1,
+  routeWaitMs: 10_000,
+  timings: { heartbeatMs: 1000, deadAfterMs: 5_000, reconnectMaxMs: 2_000 },
+};
+
+describe('Redis restarted without its data under a live cluster', () => {
+  it('gives the servers that start after it numbers no live server holds', async () => {
+    const { servers: first, prefix } = await startCluster(2, redis.url, { ...SHAPE, cache });
+    servers.push(...first);
+    await restartRedisEmpty();
+    // At once, before the live servers' heartbeats said their numbers again, and once they have.
+    for (const i of [2, 3]) servers.push(await joinCluster(prefix, i, redis.url, { ...SHAPE, cache }));
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const i of [4, 5]) servers.push(await joinCluster(prefix, i, redis.url, { ...SHAPE, cache }));
+    const numbers = servers.map(procOf);
+    expect(new Set(numbers).size, `numbers ${numbers.join(', ')}`).toBe(6);
+  });
+
+  it('drops no volunteer of another server, and serves on, with a line that Redis was lost (warn) and one that it is back', async () => {
+    const reference = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: STAGES }, cache)).dir);
+    const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;
+    await reference.close();
+    const logA = serverLog('info');
+    const logB = serverLog('info');
+    const logs = [logA, logB];
+    const { servers: started, prefix } = await startCluster(1, redis.url, { ...SHAPE, cache, logger: logA.logger });
+    const b = await joinCluster(prefix, 1, redis.url, { ...SHAPE, cache, logger: logB.logger });
+    const a = started[0] as SignalServer;
+    servers.push(a, b);
+    // Every volunteer on a; b serves its requester with them.
+    for (let i = 0; i < STAGES; i++) volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `client-${i}` }));
+    const seenByB = () => b.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+    await until("b sees a's 3 volunteers ready", () => seenByB() === STAGES);
+    const before = await complete(b, PROMPT, TOKENS);
+    expect(before.tokens).toEqual(expected);
+
+    // Watched every 50 ms from the restart until Redis has been back for longer than the settling time.
+    let fewest = seenByB();
+    const watch = setInterval(() => {
+      fewest = Math.min(fewest, seenByB());
+    }, 50);
+    try {
+      await restartRedisEmpty();
+      const back = (lines: string[]) => lines.some((l) => l.includes('redis: connected again after'));
+      await until('both servers say Redis is back', () => logs.every((l) => back(l.lines)));
+      // The cluster's deadAfterMs (5 s) and the reconnection's longest wait (2 s), and a margin.
+      await new Promise((r) => setTimeout(r, 8_500));
+    } finally {
+      clearInterval(watch);
+    }
+    expect(fewest, "b never dropped a's volunteers").toBe(STAGES);
+    for (const l of logs) {
+      const text = l.lines.join('\n');
+      expect(text).not.toMatch(/re-partition|is gone|left/);
+      const records = l.lines.filter((x) => x.startsWith('{')).map((x) => JSON.parse(x) as { level: number; msg: string });
+      // Lost: warn (40); back: info (30).
+      expect(records.some((r) => r.level === 40 && r.msg.startsWith('cluster: redis: '))).toBe(true);
+      expect(records.find((r) => r.msg.includes('connected again after'))?.level).toBe(30);
+    }
+    const after = await complete(b, PROMPT, TOKENS);
+    expect(after.code).toBeUndefined();
+    expect(after.tokens).toEqual(expected);
+    const ours = new Set(volunteers.map((v) => v.id));
+    expect((after.route ?? []).flat().every((id) => ours.has(id))).toBe(true);
+  });
+});
