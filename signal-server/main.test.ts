@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { graphFor, MIN_API_KEY_CHARS, optionsFrom, SETTINGS, startServer } from './main.js';
+import { serverLog } from './testing/server-log.js';
 
 describe('server settings', () => {
   it('take a flag over the environment, and the environment over the default', () => {
@@ -76,6 +77,10 @@ describe('server settings', () => {
       message = (e as Error).message;
     }
     expect(message).toBe('REDIS_URL must be a redis:// or rediss:// URL (the value is not shown: it may hold a password)');
+    // A port that is not a number: before, "Invalid URL" once the stages were built, naming no setting.
+    expect(() => optionsFrom({ REDIS_URL: 'redis://127.0.0.1:abc' })).toThrow(
+      'REDIS_URL must be a redis:// or rediss:// URL (the value is not shown: it may hold a password)',
+    );
   });
 
   it('check the ICE settings at start, naming the setting and never quoting the secret', () => {
@@ -163,6 +168,16 @@ describe('server settings', () => {
       await expect(startServer({ ...base, stageCache: file })).rejects.toThrow(
         `STAGE_CACHE (--stage-cache) ${file} cannot hold the stage files: `,
       );
+      // A web root that is a file: refused by name (before, every page answered 404, and nothing was said); a folder
+      // with no index.html (this one) is served, and said (serverLog below).
+      await expect(startServer({ ...base, webRoot: file })).rejects.toThrow(
+        `WEB_ROOT (--web-root) ${file} is not a folder: name the built web app's (dist)`,
+      );
+      const { lines, logger } = serverLog('warn');
+      await expect(startServer({ ...base, stages: 100 }, logger)).rejects.toThrow(/^STAGES/);
+      expect(lines.filter((l) => l.includes('"level":40')).map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
+        `WEB_ROOT (--web-root) ${tmp} holds no index.html: the pages will answer 404 (npm run build writes them to dist)`,
+      ]);
       // /proc refuses new folders with ENOENT, on which Node's recursive mkdirSync never returned (the start hung).
       if (existsSync('/proc/self')) {
         const proc = `/proc/webswarm-${process.pid}`;

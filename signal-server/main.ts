@@ -3,9 +3,9 @@
  * environment (the flag wins); SETTINGS below is the list, with defaults.
  * README's table lists the same (main.test.ts keeps the two equal).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
@@ -347,7 +347,9 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   if (iceProblem !== null) throw new Error(iceProblem);
   const redis = raw(SETTINGS.redisUrl);
   // Never quoted: it may hold the password.
-  if (redis.value !== '' && !/^rediss?:\/\/\S+$/.test(redis.value))
+  // A URL that does not parse (a port that is not a number, say) failed only once the stages were built, as
+  // "Invalid URL", naming no setting.
+  if (redis.value !== '' && (!/^rediss?:\/\/\S+$/.test(redis.value) || !URL.canParse(redis.value)))
     throw new Error(`${redis.from} must be a redis:// or rediss:// URL (the value is not shown: it may hold a password)`);
   const host = raw(SETTINGS.host);
   // An empty flag would listen on every interface, the opposite of what leaving it out does.
@@ -476,6 +478,11 @@ export function loggerFor(o: Pick<StartOptions, 'logLevel' | 'logFormat'>): Logg
 export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)): Promise<SignalServer> {
   const log = (line: string) => logger.info(line);
   if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
+  if (!statSync(o.webRoot).isDirectory())
+    throw new Error(`WEB_ROOT (--web-root) ${o.webRoot} is not a folder: name the built web app's (dist)`);
+  // Served as it is (a folder of one's own pages may be meant), but said: every page would answer 404.
+  if (!existsSync(join(o.webRoot, 'index.html')))
+    logger.warn(`WEB_ROOT (--web-root) ${o.webRoot} holds no index.html: the pages will answer 404 (npm run build writes them to dist)`);
   const t0 = performance.now();
   const partition = { stages: o.stages };
   const graph = graphFor(o.graph, modelDir(o.model), log);

@@ -63,6 +63,40 @@ describe('/metrics', () => {
     expect(checkMetrics(text)).toEqual({ status: 0, output: '' });
   });
 
+  it('passes it too once requests were answered: the service figures per window, in seconds, by percentile', async () => {
+    // The server computes every stage (the fallback): answered requests give the windowed figures samples (before,
+    // promtool refused them: "ms" in a name, and a gauge with a quantile label; the first test answered nothing).
+    const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 1 }, cache);
+    const answering = createSignalServer({
+      port: 0,
+      host: '127.0.0.1',
+      webRoot: null,
+      models: [{ dir, manifest, key: partitionKey(3, { stages: 1 }) }],
+      redundancy: 1,
+      routeWaitMs: 50,
+      ratePerMinute: 0,
+      apiMaxConcurrent: 0,
+      fallback: 'stage',
+    });
+    try {
+      await answering.ready;
+      const url = answering.address().url;
+      for (let i = 0; i < 2; i++) {
+        const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: '{"prompt": "Emma", "max_tokens": 3}' });
+        expect(r.status).toBe(200);
+      }
+      const text = await (await fetch(`${url}/metrics`)).text();
+      expect(text).toMatch(/^webswarm_seconds_per_token\{window="300s",percentile="p50"\} \d/m);
+      expect(text).toMatch(/^webswarm_time_to_first_token_seconds\{window="3600s",percentile="p99"\} \d/m);
+      const ttft = Number(/^webswarm_time_to_first_token_seconds\{window="300s",percentile="p50"\} (\S+)$/m.exec(text)?.[1]);
+      expect(ttft, 'seconds, not milliseconds').toBeGreaterThan(0);
+      expect(ttft).toBeLessThan(30);
+      expect(checkMetrics(text)).toEqual({ status: 0, output: '' });
+    } finally {
+      await answering.close();
+    }
+  });
+
   it('names the process metrics once: webswarm_process_*, no doubled word, no gauge named like a counter', async () => {
     const text = await metrics();
     expect(text).toMatch(/^webswarm_process_resident_memory_bytes \d+/m);

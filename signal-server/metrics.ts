@@ -135,21 +135,32 @@ export class SwarmMetrics implements SwarmObserver {
         for (const v of coordinator?.volunteers() ?? []) this.inc({ backend: v.backend, stage: String(v.stage), state: v.state });
       },
     });
-    // The figures of /api/status, per window (5 min, 1 h): the service a status page shows.
+    // The figures of /api/status, per window (5 min, 1 h): the service a status page shows. In seconds, by
+    // `percentile` (p50, p95, p99): Prometheus keeps `quantile` for summaries and base units in names (promtool
+    // check metrics refused webswarm_ms_per_token{quantile="p50"} once a request was answered: an operator's find).
     const windowed = (name: string, help: string, pick: (w: WindowFigures) => Record<string, number | null>) =>
       new Gauge({
         name,
         help,
-        labelNames: ['window', 'quantile'],
+        labelNames: ['window', 'percentile'],
         registers,
         collect() {
           this.reset();
           for (const w of coordinator?.serviceStatus().windows ?? [])
-            for (const [quantile, v] of Object.entries(pick(w))) if (v !== null) this.set({ window: `${w.windowS}s`, quantile }, v);
+            for (const [percentile, ms] of Object.entries(pick(w)))
+              if (ms !== null) this.set({ window: `${w.windowS}s`, percentile }, ms / 1000);
         },
       });
-    windowed('webswarm_time_to_first_token_ms', 'Time to first token over the window (p50, p95, p99)', (w) => ({ ...w.ttftMs }));
-    windowed('webswarm_ms_per_token', 'ms per token after the first over the window (p50, p95, p99)', (w) => ({ ...w.msPerToken }));
+    windowed(
+      'webswarm_time_to_first_token_seconds',
+      'Time to first token over the window, in seconds, by percentile (p50, p95, p99)',
+      (w) => ({
+        ...w.ttftMs,
+      }),
+    );
+    windowed('webswarm_seconds_per_token', 'Seconds per token after the first over the window, by percentile (p50, p95, p99)', (w) => ({
+      ...w.msPerToken,
+    }));
     const ratio = (name: string, help: string, pick: (w: WindowFigures) => number | null) =>
       new Gauge({
         name,

@@ -13,6 +13,7 @@ import { buildWebApp } from './build-web.js';
 import { cliArgs, runCli } from './cli-args.js';
 import { ensureChromium } from './ensure-chromium.js';
 import { faultsFromArgs, startLocalSwarm } from './local-swarm.js';
+import { whenParentGone } from './parent-watch.js';
 import { watchProgress } from './start-progress.js';
 import { StatusLine } from './status-line.js';
 
@@ -36,7 +37,8 @@ runCli(async () => {
     log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
     options = { ...options, mode: 'demo' };
   }
-  const given = v.volunteers === undefined ? null : Number(v.volunteers);
+  // An empty value is no number (Number('') is 0: before, `--volunteers ''` started no tab and said nothing of it).
+  const given = v.volunteers === undefined ? null : v.volunteers.trim() === '' ? Number.NaN : Number(v.volunteers);
   if (given !== null && (!Number.isInteger(given) || given < 0 || given > MAX_LOCAL_TABS))
     throw new Error(`--volunteers must be an integer in [0, ${MAX_LOCAL_TABS}]\n${USAGE}`);
   // Not given: one tab a replica, at most MAX_LOCAL_TABS (before, STAGES × REDUNDANCY over it blamed --volunteers).
@@ -84,7 +86,10 @@ runCli(async () => {
   } else {
     log(`volunteer a tab: ${url}/volunteer   ·   run the model alone in a tab: ${url}/check`);
   }
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     void (async () => {
       await swarm?.close();
       await server.close();
@@ -93,4 +98,9 @@ runCli(async () => {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // npm (or whatever started this) ended without passing its signal on: stop as on SIGTERM, not run on orphaned.
+  whenParentGone(() => {
+    log('the process that started this server has ended: stopping');
+    stop();
+  });
 });

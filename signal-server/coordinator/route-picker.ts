@@ -138,7 +138,10 @@ export class RoutePicker {
   async pickRoute(sessionId: number, signal: AbortSignal | undefined, wait: RouteWait): Promise<string[][]> {
     const r = this.s.options.redundancy;
     if (this.queued >= (this.s.options.maxQueued ?? DEFAULT_MAX_QUEUED))
-      throw new GenerationError('ERR_BUSY', `${this.queued} requests are waiting for the swarm already; try again shortly`);
+      throw new GenerationError(
+        'ERR_BUSY',
+        `${this.queued} request${this.queued === 1 ? ' is' : 's are'} waiting for the swarm already; try again shortly`,
+      );
     this.queued += 1;
     try {
       for (;;) {
