@@ -87,20 +87,18 @@ runCli(async () => {
     log(`volunteer a tab: ${url}/volunteer   ·   run the model alone in a tab: ${url}/check`);
   }
   let stopping = false;
-  const stop = () => {
+  const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
+    log(`stopping (${why}): closing the volunteer tabs and the server`);
     void (async () => {
       await swarm?.close();
       await server.close();
       process.exit(0);
     })();
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
   // npm (or whatever started this) ended without passing its signal on: stop as on SIGTERM, not run on orphaned.
-  whenParentGone(() => {
-    log('the process that started this server has ended: stopping');
-    stop();
-  });
+  whenParentGone(() => stop('the process that started this server has ended'));
 });
