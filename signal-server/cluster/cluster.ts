@@ -106,9 +106,13 @@ export const STALL_LIMIT_MS = 30_000;
 export const RECORD_TTL_S = 24 * 3600;
 /** Process numbers tried at start before giving up (each one held by a live process is passed over). */
 const MAX_NUMBER_TRIES = 64;
-/** Sets KEYS[1] to ARGV[1] where it is missing or lower (one step: two processes' raises cannot lower it). */
-const RAISE_COUNTER =
-  "local c = tonumber(redis.call('GET', KEYS[1]) or '0') if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
+/** Sets KEYS[1] to ARGV[1] and KEYS[2] to ARGV[2] where missing or lower, and KEYS[3] for ARGV[3] ms (raiseCounters). */
+const RAISE_COUNTERS = [
+  "for i = 1, 2 do local c = tonumber(redis.call('GET', KEYS[i]) or '0') if c < tonumber(ARGV[i]) then redis.call('SET', KEYS[i], ARGV[i]) end end",
+  "redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) return 0",
+].join(' ');
+/** A newcomer's heartbeat key while it is not sure its number is free (claimNumber): never taken for a live process's. */
+const CLAIM_PREFIX = 'claim:';
 
 /** How long a closing process tries to tell the others. */
 const STOP_TIMEOUT_MS = 2_000;
@@ -176,6 +180,8 @@ export class Cluster implements ClusterSeam {
    * operator's find).
    */
   private readonly mark = randomUUID();
+  /** Each other process's mark, as its heartbeat key last held it (lookAround). */
+  private readonly marks = new Map<number, string>();
   /** The main thread's last beat (seconds), read by the heartbeat thread. */
   private readonly beat = new Int32Array(new SharedArrayBuffer(4));
   private worker: Worker | null = null;
@@ -198,9 +204,12 @@ export class Cluster implements ClusterSeam {
     return this.options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
   }
 
-  /** How long after Redis came back the others' keys and lists may be missing (they say them again by then). */
+  /**
+   * How long after Redis came back the others' keys and lists may be missing: their connections' longest wait, then
+   * twice the death limit (a process whose threads are starved of the CPU for a while says them again by then).
+   */
   private get settleMs(): number {
-    return this.deadAfterMs + this.redis.reconnectMaxMs;
+    return 2 * this.deadAfterMs + this.redis.reconnectMaxMs;
   }
 
   /** Within settleMs of Redis coming back: no process is taken for dead, no volunteer for gone, for want of its key. */
@@ -210,32 +219,48 @@ export class Cluster implements ClusterSeam {
 
   /**
    * A number no live process holds, the counter's next, and above every number a live process holds: each raises
-   * the counter to the highest number it knows at every heartbeat (raiseCounter), and a number whose heartbeat key
-   * is there is passed over (claimed with NX). The counter is missing only in a new cluster or in a Redis that lost
-   * its data (a restart without persistence); there, before they reconnect, the live processes' keys are missing too
-   * (before, a newcomer took their numbers, every one in turn, and split the cluster without a word: an operator's
-   * find). So a number taken from a counter that was missing is kept only if no live process says it over the time
-   * their connections take to come back and beat; one that does overwrites the claim, and the next number is taken.
+   * the counter to the highest number it knows at every heartbeat (raiseCounters), and says so in a key that lasts
+   * deadAfterMs; a number whose heartbeat key is there is passed over (claimed with NX). Where that key is missing
+   * (a new cluster, or a Redis that lost its data, a restart without persistence, before any live process beat
+   * again) the live processes' own keys may be missing too (before, a newcomer took their numbers, every one in
+   * turn, and split the cluster without a word: an operator's find). So a number taken then is claimed with a
+   * tentative mark and kept only if no live process says it over the time their connections take to come back and
+   * beat; one that does overwrites the claim, and another number is taken.
    */
   private async claimNumber(): Promise<number> {
+    const claim = `${CLAIM_PREFIX}${this.mark}`;
     for (let i = 0; i < MAX_NUMBER_TRIES; i++) {
-      const next = await this.pub.incr(this.key('proc-seq'));
-      const n = (next % MAX_PROC) + 1;
+      const unsure = (await this.pub.exists(this.key('proc-seq-live'))) === 0;
+      const n = ((await this.pub.incr(this.key('proc-seq'))) % MAX_PROC) + 1;
       const key = this.key('alive', n);
-      const waitMs = next === 1 ? 2 * this.heartbeatMs + this.redis.reconnectMaxMs + 100 : 0;
-      const took = await this.pub.set(key, this.mark, { expiration: { type: 'PX', value: this.deadAfterMs + waitMs }, condition: 'NX' });
+      const waitMs = unsure ? 2 * this.heartbeatMs + this.redis.reconnectMaxMs + 100 : 0;
+      const took = await this.pub.set(key, unsure ? claim : this.mark, {
+        expiration: { type: 'PX', value: this.deadAfterMs + waitMs },
+        condition: 'NX',
+      });
       if (took === null) continue;
-      if (waitMs === 0) return n;
+      if (!unsure) return n;
       await new Promise((r) => setTimeout(r, waitMs));
-      if ((await this.pub.get(key)) === this.mark) return n;
+      // Still ours: made our own (XX: unless it expired meanwhile, and then it is tried again).
+      if (
+        (await this.pub.get(key)) === claim &&
+        (await this.pub.set(key, this.mark, { expiration: { type: 'PX', value: this.deadAfterMs }, condition: 'XX' })) !== null
+      )
+        return n;
       this.options.log(`cluster: process number ${n} is a live process's (Redis lost its keys): taking another`);
     }
     throw new Error(`cluster: no free process number in ${MAX_NUMBER_TRIES} tries: live processes hold every one tried`);
   }
 
-  /** The process counter raised to at least `n` (never lowered): what a newcomer takes next is above it. */
-  private async raiseCounter(n: number): Promise<void> {
-    await this.pub.eval(RAISE_COUNTER, { keys: [this.key('proc-seq')], arguments: [String(n)] });
+  /**
+   * The process counter raised to at least `n`, and the plan counter to at least `plan` (never lowered; one step:
+   * two processes' raises cannot lower either), and the key that says a live process did so within deadAfterMs.
+   */
+  private async raiseCounters(n: number, plan: number): Promise<void> {
+    await this.pub.eval(RAISE_COUNTERS, {
+      keys: [this.key('proc-seq'), this.key('partition-seq'), this.key('proc-seq-live')],
+      arguments: [String(n), String(plan), String(this.deadAfterMs)],
+    });
   }
 
   private get elsewhereLimitMs(): number {
@@ -280,6 +305,11 @@ export class Cluster implements ClusterSeam {
 
   private key(...parts: (string | number)[]): string {
     return this.redis.key(...parts);
+  }
+
+  /** How many other processes this one serves with (their volunteers mirrored here): for tests. */
+  peerCount(): number {
+    return this.peers.size;
   }
 
   /** Unique among the cluster's processes: the process's number in the high bits. */
@@ -353,14 +383,14 @@ export class Cluster implements ClusterSeam {
       ),
     );
     this.timers.push(setInterval(() => this.publishVolunteers(), this.publishMs));
-    const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
+    const resync = (full = true) => void this.resync(full).catch((e: Error) => this.problem(`resync failed: ${e.message}`));
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again.
     this.redis.sub.on('ready', () => {
-      resync();
-      const t = setTimeout(resync, this.settleMs);
+      resync(!this.settling);
+      const t = setTimeout(() => resync(true), this.settleMs);
       t.unref();
     });
     this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
@@ -430,15 +460,16 @@ export class Cluster implements ClusterSeam {
     // The counter at or above every number this process knows to be live (its own, its peers'): a Redis that lost
     // the counter gives a newcomer none of theirs once any of them has beaten again. A counter's next is n + 1, so
     // it is raised to n - 1 for the number n (numbers are the counter's next, mod MAX_PROC, plus one).
-    await this.raiseCounter(Math.max(this.proc, ...this.peers.keys()) - 1);
+    // The plan counter too, to the latest plan served here: a plan numbered again from 1 would be ignored as old.
+    await this.raiseCounters(Math.max(this.proc, ...this.peers.keys()) - 1, this.lastPlan);
     // Another process took us for dead (our heartbeat lapsed, seen by it though perhaps not by us: a stall, a lost
     // connection) and removed our protocol and volunteers: said again, or it would leave us out for good.
     const said = await this.pub.get(this.key('protocol', this.proc));
     if (said === null) await this.pub.set(this.key('protocol', this.proc), this.said);
     // Our heartbeat had lapsed: the others may have dropped our volunteers; publish them all again.
-    // Another's mark there: a newcomer drew our number while Redis had lost our key. Two processes of one number
-    // would take each other's sessions' messages: said loudly (a restart of either ends it).
-    if (before !== null && before !== this.mark)
+    // Another's mark there (not a newcomer's tentative claim, which it gives up on seeing ours): two processes of
+    // one number would take each other's sessions' messages: said loudly (a restart of either ends it).
+    if (before !== null && before !== this.mark && !before.startsWith(CLAIM_PREFIX))
       this.problem(`another process holds this one's number ${this.proc} too (Redis lost its keys while it started): restart one of them`);
     if ((before !== this.mark || said === null) && this.published.size > 0) {
       this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
@@ -459,9 +490,20 @@ export class Cluster implements ClusterSeam {
     // dropped the others' volunteers and re-partitioned for stages short, with every volunteer still there).
     const settling = this.settling;
     for (const [i, p] of procs.entries()) {
-      if (alive[i] === null) {
+      const mark = alive[i] ?? null;
+      if (mark === null) {
         if (!settling) this.dead(p, 'its heartbeat stopped');
         continue;
+      }
+      // Another process's mark under a number we knew: the one we knew died (while Redis was away, say) and a
+      // newcomer took its number. The one we knew is dropped (its sessions here end), then the newcomer is met.
+      if (!mark.startsWith(CLAIM_PREFIX)) {
+        const known = this.marks.get(p);
+        this.marks.set(p, mark);
+        if (known !== undefined && known !== mark) {
+          this.dead(p, 'a new process took its number', false);
+          continue;
+        }
       }
       if (this.compatible.has(p) || this.incompatible.has(p)) continue;
       const protocol = await this.pub.get(this.key('protocol', p));
@@ -508,8 +550,11 @@ export class Cluster implements ClusterSeam {
     return peer;
   }
 
-  /** A process died or left: its volunteers go (their sessions here fail over), its links and sessions end. */
-  private dead(p: number, why: string): void {
+  /**
+   * A process died or left: its volunteers go (their sessions here fail over), its links and sessions end. Its keys
+   * are removed from Redis unless a new process holds its number already (`keys` false).
+   */
+  private dead(p: number, why: string, keys = true): void {
     const c = this.coordinator;
     const peer = this.peers.get(p);
     this.peers.delete(p);
@@ -520,12 +565,15 @@ export class Cluster implements ClusterSeam {
     this.compatible.delete(p);
     this.incompatible.delete(p);
     this.unsaid.delete(p);
-    void this.pub
-      .multi()
-      .sRem(this.key('procs'), String(p))
-      .del([this.key('vols', p), this.key('protocol', p)])
-      .exec()
-      .catch(() => {});
+    if (keys) {
+      this.marks.delete(p);
+      void this.pub
+        .multi()
+        .sRem(this.key('procs'), String(p))
+        .del([this.key('vols', p), this.key('protocol', p)])
+        .exec()
+        .catch(() => {});
+    }
     if (c === null) return;
     // Its sessions on our volunteers end: it coordinated them.
     for (const [sessionId, ids] of this.remote.endAll(p)) for (const id of ids) c.localLink(id)?.send('session:close', { sessionId });
@@ -637,7 +685,8 @@ export class Cluster implements ClusterSeam {
    * Reads every known process's volunteers again: pub/sub delivers at most once, so a message lost while a
    * connection was down (a volunteer that came or went) is made good here, after a reconnection and every RESYNC_MS.
    */
-  private async resync(): Promise<void> {
+  /** `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling). */
+  private async resync(full: boolean): Promise<void> {
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
     for (const p of [...this.peers.keys()]) {
@@ -655,7 +704,7 @@ export class Cluster implements ClusterSeam {
         if (!this.gone.has(v.id)) this.mirror(p, v);
       }
       // Just after Redis came back their list may be empty (lost with Redis's data) until they publish it again.
-      if (!this.settling) for (const id of before) if (!present.has(id)) this.forget(p, id);
+      if (full) for (const id of before) if (!present.has(id)) this.forget(p, id);
     }
   }
 
