@@ -22,15 +22,37 @@ export async function chooseBackend(asked: string | null): Promise<{ backend: Ba
   return adapter === null ? { backend: 'wasm', adapter: null } : { backend: 'webgpu', adapter };
 }
 
-/** Refuses to start for a model the swarm does not serve (`model` null: the served one), naming what it serves. */
-export async function checkModelServed(model: string | null): Promise<void> {
+/** A model the swarm does not serve: an answer, not a passing failure (checkModelServed). */
+class NotServed extends Error {}
+
+/** Tries of the model list before consent, and the wait before each again (a deploy's passing 502, say). */
+const LIST_TRIES = 3;
+const LIST_RETRY_MS = 1_000;
+
+/**
+ * Refuses to start for a model the swarm does not serve (`model` null: the served one), naming what it serves. A
+ * list that could not be read is tried again LIST_TRIES times in all (before consent it would leave the button
+ * disabled until a reload), then refused, saying why.
+ */
+export async function checkModelServed(model: string | null, tries = 1): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await checkModelServedOnce(model);
+    } catch (e) {
+      if (e instanceof NotServed || i >= tries) throw e;
+      await new Promise((r) => setTimeout(r, LIST_RETRY_MS * i));
+    }
+  }
+}
+
+async function checkModelServedOnce(model: string | null): Promise<void> {
   if (model === null) return;
   const res = await fetch('/api/models');
   if (!res.ok) throw new Error(`/api/models: HTTP ${res.status}`);
   const listings = parseModelListings(await res.json());
   if (!listings.ok) throw new Error(listings.reason);
   const served = listings.value.map((m) => m.modelId);
-  if (!served.includes(model)) throw new Error(`this swarm serves ${served.join(', ') || 'no model'}, not ${shownValue(model)}`);
+  if (!served.includes(model)) throw new NotServed(`this swarm serves ${served.join(', ') || 'no model'}, not ${shownValue(model)}`);
 }
 
 /**
@@ -42,7 +64,7 @@ export function useBackendPlan(asked: string | null, model: string | null): Back
   const [plan, setPlan] = useState<BackendPlan>({ kind: 'detecting' });
   useEffect(() => {
     let live = true;
-    checkModelServed(model)
+    checkModelServed(model, LIST_TRIES)
       .then(() => chooseBackend(asked))
       .then(({ adapter }) => {
         if (live) setPlan(adapter === null ? { kind: 'cpu', why: asked === 'wasm' ? 'asked' : 'no-adapter' } : { kind: 'gpu', adapter });
