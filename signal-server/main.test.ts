@@ -34,6 +34,17 @@ describe('server settings', () => {
     expect(() => optionsFrom({ WEBSWARM_MODE: 'prod' })).toThrow('WEBSWARM_MODE must be one of production, demo, test, got "prod"');
     expect(() => optionsFrom({ LOG_FORMAT: 'human' })).toThrow('LOG_FORMAT must be one of json, pretty, auto, got "human"');
     expect(() => optionsFrom({ SPOT_CHECK_RATE: '2' })).toThrow('SPOT_CHECK_RATE must be a number from 0 to 1, got "2"');
+    // Hexadecimal and binary, which Number() reads and the integer settings refuse (before, "0x1" was 1).
+    for (const v of ['0x1', '0b1', 'Infinity', '1,0'])
+      expect(() => optionsFrom({ SPOT_CHECK_RATE: v })).toThrow(`SPOT_CHECK_RATE must be a number from 0 to 1, got "${v}"`);
+    for (const [v, n] of [
+      ['0.25', 0.25],
+      ['1', 1],
+      ['.5', 0.5],
+      ['1e-1', 0.1],
+      [' 0 ', 0],
+    ] as const)
+      expect(optionsFrom({ SPOT_CHECK_RATE: v }).spotCheckRate).toBe(n);
     expect(optionsFrom({ LOCAL_ADDRESSES: ' 10.0.0.1 , ::1 ' }).localAddresses).toEqual(['10.0.0.1', '::1']);
     expect(optionsFrom({}).weightsUrl).toBeNull();
     expect(optionsFrom({ WEIGHTS_URL: 'https://mirror.example/SmolLM-135M' }).weightsUrl).toBe('https://mirror.example/SmolLM-135M/');

@@ -307,7 +307,8 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   const fraction = (s: Setting): number => {
     const { value, from } = raw(s);
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1)
+    // Written in decimal (Number() also reads "0x1" and "0b1", which the integer settings refuse).
+    if (!/^\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) || !Number.isFinite(n) || n < 0 || n > 1)
       throw new Error(`${from} must be a number from 0 to 1, got "${value}"`);
     return n;
   };

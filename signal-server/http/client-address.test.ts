@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TrustedProxies } from './client-address.js';
+import { addressBytes, TrustedProxies } from './client-address.js';
 
 describe('TrustedProxies', () => {
   const proxies = new TrustedProxies(['127.0.0.1', '10.0.0.0/8', 'fd00::/8']);
@@ -43,5 +43,25 @@ describe('TrustedProxies', () => {
     expect(() => new TrustedProxies(['fd00::/129'])).toThrow(/\/129/);
     expect(() => new TrustedProxies(['10.0.0.0/8/1'])).toThrow(/not an IP address/);
     expect(() => new TrustedProxies(['10.0.0.0/x'])).toThrow(/prefix length/);
+  });
+
+  it('refuses a range written from an address inside it (before, 10.0.0.1/8 trusted all of 10/8 without a word)', () => {
+    expect(() => new TrustedProxies(['10.0.0.1/8'])).toThrow(
+      'trusted proxy "10.0.0.1/8" has bits set past its /8: write the one address without /8, or the range from its first address',
+    );
+    expect(() => new TrustedProxies(['fd00::1/8'])).toThrow(/"fd00::1\/8" has bits set past its \/8/);
+    expect(() => new TrustedProxies(['10.3.0.0/15'])).toThrow(/bits set past its \/15/);
+    // Ranges from their first address, and single addresses with a full prefix, as before.
+    for (const ok of ['10.0.0.0/8', '10.2.0.0/15', '10.0.0.1/32', 'fd00::/8', '2001:db8::1/128', '::ffff:10.0.0.0/104', '0.0.0.0/0'])
+      expect(() => new TrustedProxies([ok]), ok).not.toThrow();
+  });
+
+  it('reads an IP address as its bytes, IPv6 with a dotted IPv4 tail too', () => {
+    expect(addressBytes('10.0.0.1')).toEqual([10, 0, 0, 1]);
+    expect(addressBytes('::ffff:1.2.3.4')).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]);
+    expect(addressBytes('2001:db8::1:2')).toEqual([32, 1, 13, 184, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2]);
+    expect(addressBytes('1:2:3:4:5:6:7:8')).toEqual([0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8]);
+    expect(addressBytes('fe80::1.2.3.4')).toEqual([254, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+    expect(addressBytes('proxy')).toBeNull();
   });
 });

@@ -9,6 +9,40 @@ function unmapped(address: string): string {
   return m === null ? address : (m[1] as string);
 }
 
+/** An IP address's bytes (4 or 16; an IPv6 address may end in dotted IPv4), or null when it is not one. */
+export function addressBytes(address: string): number[] | null {
+  const family = isIP(address);
+  if (family === 4) return address.split('.').map(Number);
+  if (family !== 6) return null;
+  let text = address.toLowerCase();
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  const tailBytes = v4 === null ? [] : (v4[1] as string).split('.').map(Number);
+  if (v4 !== null)
+    text = text
+      .slice(0, -(v4[1] as string).length)
+      .replace(/:$/, ':0:0')
+      .replace(/::0:0$/, '::');
+  const [head = '', tail] = text.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const bytes = groups.flatMap((g) => {
+    const n = Number.parseInt(g, 16);
+    return [n >> 8, n & 0xff];
+  });
+  if (tailBytes.length === 4) bytes.splice(12, 4, ...tailBytes);
+  return bytes;
+}
+
+/** Whether `address` has a bit set past the first `prefix` (a range not written from its first address). */
+export function hostBitsSet(address: string, prefix: number): boolean {
+  const bytes = addressBytes(address) ?? [];
+  return bytes.some((b, i) => {
+    const kept = Math.min(8, Math.max(0, prefix - i * 8));
+    return (b & (0xff >> kept)) !== 0;
+  });
+}
+
 /**
  * The reverse proxies (load balancers) whose `X-Forwarded-For` this server
  * believes. Behind them every connection comes from a proxy's address, so the
@@ -39,6 +73,12 @@ export class TrustedProxies {
       const prefix = /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
       if (!(prefix >= 0 && prefix <= (family === 4 ? 32 : 128)))
         throw new RangeError(`trusted proxy "${entry}": /${bits} is not a prefix length for IPv${family}`);
+      // A range written from an address inside it (10.0.0.1/8): a typo for the address alone or for the range's
+      // first address, and which one is not ours to guess (before, taken as the whole range without a word).
+      if (hostBitsSet(address, prefix))
+        throw new RangeError(
+          `trusted proxy "${entry}" has bits set past its /${bits}: write the one address without /${bits}, or the range from its first address`,
+        );
       this.list.addSubnet(address, prefix, type);
     }
     this.size = entries.length;
