@@ -854,6 +854,12 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
+  reachable(volunteer: string): boolean {
+    // Another process's, while Redis is away: nothing reaches it from here. Not routed (before, a new session took
+    // it, waited its join time for nothing, then fell back: an operator's find).
+    return !(this.redis.down && this.owner.has(volunteer));
+  }
+
   sessionsOf(volunteer: string, here: number): number {
     if (this.going.has(volunteer)) return Number.POSITIVE_INFINITY;
     const fullUntil = this.fullUntil.get(volunteer);

@@ -68,6 +68,11 @@ export class RedisLink {
   /** When it was lost, while it is (null: connected). */
   private lostAt: number | null = null;
 
+  /** Lost and not back yet: nothing reaches the other processes, nor comes from them. */
+  get down(): boolean {
+    return this.lostAt !== null;
+  }
+
   constructor(
     readonly url: string,
     private readonly prefix: string,

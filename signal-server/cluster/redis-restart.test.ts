@@ -109,6 +109,41 @@ describe('Redis restarted without its data under a live cluster', () => {
     }
   });
 
+  it("routes no new session to another server's volunteers while Redis is away: the fallback answers at once", async () => {
+    const shape = { ...SHAPE, cache, routeWaitMs: 1_000, fallback: 'stage' as const };
+    const { servers: started, prefix } = await startCluster(1, redis.url, shape);
+    const logB = serverLog('info');
+    const b = await joinCluster(prefix, 1, redis.url, { ...shape, logger: logB.logger });
+    const a = started[0] as SignalServer;
+    servers.push(a, b);
+    for (let i = 0; i < STAGES; i++) volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `client-${i}` }));
+    await until("b sees a's 3 volunteers ready", () => (b.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) === STAGES);
+    const port = Number(new URL(redis.url).port);
+    await redis.stop();
+    try {
+      // b's link is down once its sockets close (at once, on loopback).
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = performance.now();
+      const r = await complete(b, PROMPT, 2);
+      const ms = performance.now() - t0;
+      expect(r.code).toBeUndefined();
+      // Every stage computed by b itself, within its route wait (before: a's volunteers were routed, the session
+      // waited their join time, 5 s here, 30 s by default, and then fell back).
+      expect(
+        (r.route ?? []).flat().every((id) => id.startsWith('server')),
+        JSON.stringify(r.route),
+      ).toBe(true);
+      // (b's own replicas, the fallback's, all join: "3 of 3"; a's, routed before, none: "0 of 3 … in 5000 ms".)
+      expect(
+        logB.lines.filter((l) => / 0 of \d+ replicas joined in/.test(l)),
+        'no session waited for them',
+      ).toEqual([]);
+      expect(ms).toBeLessThan(4_900);
+    } finally {
+      redis = await startRedisServer({ port });
+    }
+  });
+
   it('drops no volunteer of another server, and serves on, with a line that Redis was lost (warn) and one that it is back', async () => {
     const reference = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: STAGES }, cache)).dir);
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;

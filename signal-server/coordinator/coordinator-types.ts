@@ -215,6 +215,8 @@ export interface ClusterSeam {
   challenge(volunteer: string): void;
   /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */
   noShow(volunteer: string, sessionId: number, why: NoShow): void;
+  /** Can a session of this server reach the volunteer now (another server's, not while Redis is away)? Else not routed. */
+  reachable(volunteer: string): boolean;
   /** Sessions a volunteer is in on all the servers, as far as is known, given the `here` of this one (infinite: it is going). */
   sessionsOf(volunteer: string, here: number): number;
   /** Does this server plan the cluster's re-partitions (the lowest-numbered live process)? */

@@ -48,7 +48,7 @@ export class RoutePicker {
   private candidates(stage: number, exclude: ReadonlySet<string> = new Set(), load = this.load()): Candidate[] {
     return this.s.registry
       .readyReplicas(stage)
-      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < sessionLimitOf(v))
+      .filter((v) => !exclude.has(v.id) && (load.get(v.id) ?? 0) < sessionLimitOf(v) && (this.s.cluster?.reachable(v.id) ?? true))
       .map((v) => this.candidate(v.id));
   }
 
