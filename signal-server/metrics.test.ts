@@ -27,10 +27,10 @@ function checkMetrics(text: string): { status: number | null; output: string } {
 let cache: string;
 let server: SignalServer;
 
-beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-metrics-'));
+/** A one-stage server of the tiny model, with no volunteers: the fallback's `mode` where given. */
+async function startTiny(fallback?: 'stage'): Promise<SignalServer> {
   const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 1 }, cache);
-  server = createSignalServer({
+  const s = createSignalServer({
     port: 0,
     host: '127.0.0.1',
     webRoot: null,
@@ -39,8 +39,15 @@ beforeAll(async () => {
     routeWaitMs: 50,
     ratePerMinute: 0,
     apiMaxConcurrent: 0,
+    ...(fallback === undefined ? {} : { fallback }),
   });
-  await server.ready;
+  await s.ready;
+  return s;
+}
+
+beforeAll(async () => {
+  cache = mkdtempSync(join(tmpdir(), 'webswarm-metrics-'));
+  server = await startTiny();
 });
 
 afterAll(async () => {
@@ -66,20 +73,8 @@ describe('/metrics', () => {
   it('passes it too once requests were answered: the service figures per window, in seconds, by percentile', async () => {
     // The server computes every stage (the fallback): answered requests give the windowed figures samples (before,
     // promtool refused them: "ms" in a name, and a gauge with a quantile label; the first test answered nothing).
-    const { dir, manifest } = await ensureStages('fixtures/models/tiny-untied', { stages: 1 }, cache);
-    const answering = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: 1 }) }],
-      redundancy: 1,
-      routeWaitMs: 50,
-      ratePerMinute: 0,
-      apiMaxConcurrent: 0,
-      fallback: 'stage',
-    });
+    const answering = await startTiny('stage');
     try {
-      await answering.ready;
       const url = answering.address().url;
       for (let i = 0; i < 2; i++) {
         const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: '{"prompt": "Emma", "max_tokens": 3}' });

@@ -5,18 +5,14 @@
 //   numbers (every one, in turn), and the cluster split without a word (their sessions' ids and inboxes are one).
 // - Before, each live server read the others' lists again as soon as Redis was back, found them empty, dropped
 //   every volunteer of the others and re-partitioned for stages short, with every volunteer still there.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createClient } from 'redis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { clusterOf, complete, joinCluster, procOf, startCluster } from '../testing/cluster-servers.js';
+import { clusterOf, clusterTestFile, complete, joinCluster, procOf, startCluster } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
-import { type RedisServer, startRedisServer } from '../testing/redis-server.js';
 import { serverLog } from '../testing/server-log.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -25,29 +21,17 @@ const PROMPT = 'It is a truth universally acknowledged';
 const TOKENS = 6;
 const WAIT_MS = 30_000;
 
-let redis: RedisServer;
+const f = clusterTestFile('redis-restart');
+const { servers, volunteers } = f;
 let cache = '';
-const servers: SignalServer[] = [];
-const volunteers: NodeVolunteer[] = [];
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-  cache = mkdtempSync(join(tmpdir(), 'webswarm-redis-restart-'));
-});
-afterEach(async () => {
-  for (const v of volunteers.splice(0)) await v.close();
-  for (const s of servers.splice(0)) await s.close();
-});
-afterAll(async () => {
-  await redis?.stop();
-  if (cache !== '') rmSync(cache, { recursive: true, force: true });
+beforeAll(() => {
+  cache = f.cache;
 });
 
 /** Redis stopped and started again on its port with nothing in it (no persistence: what a restart loses). */
 async function restartRedisEmpty(): Promise<void> {
-  const port = Number(new URL(redis.url).port);
-  await redis.stop();
-  redis = await startRedisServer({ port });
+  await f.stopRedis();
+  await f.startRedis();
 }
 
 async function until(what: string, test: () => boolean): Promise<void> {
@@ -69,14 +53,14 @@ const SHAPE = {
 describe('Redis restarted without its data under a live cluster', () => {
   it('gives the servers that start after it numbers no live server holds', async () => {
     const log = serverLog('info');
-    const { servers: first, prefix } = await startCluster(2, redis.url, { ...SHAPE, cache, logger: log.logger });
+    const { servers: first, prefix } = await startCluster(2, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
     servers.push(...first);
     await restartRedisEmpty();
     // At once, before the live servers' heartbeats said their numbers again, and once they have.
     // Two at once (a deploy): before the review, the second one's number, taken after the first's, was kept at once.
-    servers.push(...(await Promise.all([2, 3].map((i) => joinCluster(prefix, i, redis.url, { ...SHAPE, cache, logger: log.logger })))));
+    servers.push(...(await Promise.all([2, 3].map((i) => joinCluster(prefix, i, f.redisUrl, { ...SHAPE, cache, logger: log.logger })))));
     await new Promise((r) => setTimeout(r, 1500));
-    servers.push(...(await Promise.all([4, 5].map((i) => joinCluster(prefix, i, redis.url, { ...SHAPE, cache, logger: log.logger })))));
+    servers.push(...(await Promise.all([4, 5].map((i) => joinCluster(prefix, i, f.redisUrl, { ...SHAPE, cache, logger: log.logger })))));
     const numbers = servers.map(procOf);
     expect(new Set(numbers).size, `numbers ${numbers.join(', ')}`).toBe(6);
     // A newcomer's tentative claim, overwritten by the live owner, is no cause for alarm (before the review, the owner
@@ -86,11 +70,11 @@ describe('Redis restarted without its data under a live cluster', () => {
 
   it('drops a process whose number a new one took (it died while Redis was away), and meets the new one', async () => {
     const log = serverLog('info');
-    const { servers: started, prefix } = await startCluster(1, redis.url, { ...SHAPE, cache, logger: log.logger });
+    const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
     const a = started[0] as SignalServer;
     servers.push(a);
     // Another process, 77, as Redis holds one: its heartbeat key under a mark of its own, its settings as a's.
-    const raw = createClient({ url: redis.url });
+    const raw = createClient({ url: f.redisUrl });
     await raw.connect();
     try {
       const said = (await raw.get(`${prefix}:protocol:${procOf(a)}`)) as string;
@@ -111,15 +95,14 @@ describe('Redis restarted without its data under a live cluster', () => {
 
   it("routes no new session to another server's volunteers while Redis is away: the fallback answers at once", async () => {
     const shape = { ...SHAPE, cache, routeWaitMs: 1_000, fallback: 'stage' as const };
-    const { servers: started, prefix } = await startCluster(1, redis.url, shape);
+    const { servers: started, prefix } = await startCluster(1, f.redisUrl, shape);
     const logB = serverLog('info');
-    const b = await joinCluster(prefix, 1, redis.url, { ...shape, logger: logB.logger });
+    const b = await joinCluster(prefix, 1, f.redisUrl, { ...shape, logger: logB.logger });
     const a = started[0] as SignalServer;
     servers.push(a, b);
     for (let i = 0; i < STAGES; i++) volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `client-${i}` }));
     await until("b sees a's 3 volunteers ready", () => (b.coordinator?.volunteers().filter((v) => v.ready).length ?? 0) === STAGES);
-    const port = Number(new URL(redis.url).port);
-    await redis.stop();
+    await f.stopRedis();
     try {
       // b's link is down once its sockets close (at once, on loopback).
       await new Promise((r) => setTimeout(r, 500));
@@ -140,7 +123,7 @@ describe('Redis restarted without its data under a live cluster', () => {
       ).toEqual([]);
       expect(ms).toBeLessThan(4_900);
     } finally {
-      redis = await startRedisServer({ port });
+      await f.startRedis();
     }
   });
 
@@ -151,8 +134,8 @@ describe('Redis restarted without its data under a live cluster', () => {
     const logA = serverLog('info');
     const logB = serverLog('info');
     const logs = [logA, logB];
-    const { servers: started, prefix } = await startCluster(1, redis.url, { ...SHAPE, cache, logger: logA.logger });
-    const b = await joinCluster(prefix, 1, redis.url, { ...SHAPE, cache, logger: logB.logger });
+    const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: logA.logger });
+    const b = await joinCluster(prefix, 1, f.redisUrl, { ...SHAPE, cache, logger: logB.logger });
     const a = started[0] as SignalServer;
     servers.push(a, b);
     // Every volunteer on a; b serves its requester with them.

@@ -25,6 +25,9 @@ export interface ClusterTestFile {
   /** Servers and volunteers a test started: ended after it. */
   readonly servers: SignalServer[];
   readonly volunteers: NodeVolunteer[];
+  /** Stops the file's redis-server (an outage); `startRedis` brings one back on its port, empty (its data lost). */
+  stopRedis(): Promise<void>;
+  startRedis(): Promise<void>;
 }
 
 /**
@@ -60,6 +63,13 @@ export function clusterTestFile(name: string): ClusterTestFile {
     },
     servers,
     volunteers,
+    async stopRedis() {
+      await redis?.stop();
+    },
+    async startRedis() {
+      if (redis === null) throw new Error('the redis-server starts before the first test');
+      redis = await startRedisServer({ port: Number(new URL(redis.url).port) });
+    },
   };
 }
 
