@@ -48,6 +48,15 @@ function hostPage(
 </body></html>`;
 }
 
+/** The console warnings `page` logs from now on. */
+function consoleWarnings(page: Page): string[] {
+  const warnings: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'warning') warnings.push(m.text());
+  });
+  return warnings;
+}
+
 beforeAll(async () => {
   rig = await startOneStageRig({ routeWaitMs: 1500 });
   reference = await ReferenceRunner.fromStageDir((await ensureStages(goldenModelDir(E2E_MODEL), { stages: 1 }, rig.cache)).dir);
@@ -214,10 +223,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
 
   it('says so before consent, and computes nothing, when data-model names a model the swarm does not serve', async () => {
     const page = await rig.browser.newPage();
-    const warnings: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'warning') warnings.push(m.text());
-    });
+    const warnings = consoleWarnings(page);
     await page.goto(`${hostUrl}/unknown-model`);
     await page.getByRole('button', { name: 'Continue' }).click();
     const frame = page.frameLocator('iframe[title="webswarm volunteer"]');
@@ -237,10 +243,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
 
   it('names in the console each data attribute it does not take as written, and the card promises what it uses', async () => {
     const page = await rig.browser.newPage();
-    const warnings: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'warning') warnings.push(m.text());
-    });
+    const warnings = consoleWarnings(page);
     await page.goto(`${hostUrl}/odd-attributes`);
     const card = page.locator('[data-webswarm-widget]');
     await expect.poll(() => card.getAttribute('data-position')).toBe('bottom-right');

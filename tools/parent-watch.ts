@@ -14,12 +14,11 @@ const FIRST_PARENT = process.ppid;
  * is the parent (a shell between them outlived a SIGKILL of npm). The watch
  * does not keep the process alive.
  */
-export function whenParentGone(gone: () => void, everyMs = 1_000, parent = FIRST_PARENT): () => void {
+export function whenParentGone(gone: () => void, everyMs = 1_000, parent = FIRST_PARENT): void {
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
     gone();
   }, everyMs);
   timer.unref();
-  return () => clearInterval(timer);
 }

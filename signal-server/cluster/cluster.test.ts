@@ -75,22 +75,32 @@ function complete(s: SignalServer, maxTokens = TOKENS): ReturnType<typeof ask> {
   return ask(s, PROMPT, maxTokens);
 }
 
+/** A server of the test model on `redisUrl`, alone in its cluster. */
+async function serverOn(redisUrl: string, cluster?: { prefix: string } & typeof CLUSTER_TIMINGS): Promise<SignalServer> {
+  const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
+  return createSignalServer({
+    port: 0,
+    host: '127.0.0.1',
+    webRoot: null,
+    models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
+    redisUrl,
+    ...(cluster === undefined ? {} : { cluster }),
+  });
+}
+
+/** Why `server` did not start ('' if it did). */
+const startFailure = (server: SignalServer) =>
+  server.ready.then(
+    () => '',
+    (e: unknown) => (e as Error).message,
+  );
+
 describe('several servers, one swarm', () => {
   it('refuses to start, naming Redis, when Redis cannot be reached', async () => {
-    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
-      redisUrl: 'redis://:hunter2@127.0.0.1:1',
-    });
+    const server = await serverOn('redis://:hunter2@127.0.0.1:1');
     // The URL's password is not in the message (a stranger's pass found it in every log line naming Redis), nor is
     // the prefix said twice.
-    const message = await server.ready.then(
-      () => '',
-      (e: unknown) => (e as Error).message,
-    );
+    const message = await startFailure(server);
     expect(message).toMatch(/^cannot reach Redis at redis:\/\/\*\*\*@127\.0\.0\.1:1: /);
     expect(message).not.toContain('hunter2');
     expect(message.split('cannot reach Redis').length).toBe(2);
@@ -120,20 +130,10 @@ describe('several servers, one swarm', () => {
   });
 
   it('refuses to start, naming Redis, when Redis asks for a password the URL does not give', async () => {
-    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
     const guarded = await startRedisServer({ password: 'sekrit-pw' });
     try {
-      const server = createSignalServer({
-        port: 0,
-        host: '127.0.0.1',
-        webRoot: null,
-        models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
-        redisUrl: guarded.url,
-      });
-      const message = await server.ready.then(
-        () => '',
-        (e: unknown) => (e as Error).message,
-      );
+      const server = await serverOn(guarded.url);
+      const message = await startFailure(server);
       // Before: Redis's bare words ("NOAUTH Authentication required."), naming neither Redis nor where.
       expect(message).toBe(`cannot reach Redis at ${guarded.url}: NOAUTH Authentication required.`);
       await server.close();
@@ -244,15 +244,7 @@ describe('several servers, one swarm', () => {
 
   it('closes within seconds when its Redis has gone away', async () => {
     const own = await startRedisServer();
-    const { dir, manifest } = await ensureStages(MODEL, { stages: STAGES }, f.cache);
-    const server = createSignalServer({
-      port: 0,
-      host: '127.0.0.1',
-      webRoot: null,
-      models: [{ dir, manifest, key: partitionKey(3, { stages: STAGES }) }],
-      redisUrl: own.url,
-      cluster: { prefix: 'alone', ...CLUSTER_TIMINGS },
-    });
+    const server = await serverOn(own.url, { prefix: 'alone', ...CLUSTER_TIMINGS });
     await server.ready;
     await own.stop();
     const t0 = performance.now();

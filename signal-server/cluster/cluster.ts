@@ -684,8 +684,8 @@ export class Cluster implements ClusterSeam {
   /**
    * Reads every known process's volunteers again: pub/sub delivers at most once, so a message lost while a
    * connection was down (a volunteer that came or went) is made good here, after a reconnection and every RESYNC_MS.
+   * `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling).
    */
-  /** `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling). */
   private async resync(full: boolean): Promise<void> {
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);

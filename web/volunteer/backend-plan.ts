@@ -31,15 +31,15 @@ const LIST_RETRY_MS = 1_000;
 
 /**
  * Refuses to start for a model the swarm does not serve (`model` null: the served one), naming what it serves. A
- * list that could not be read is tried again LIST_TRIES times in all (before consent it would leave the button
+ * list that could not be read is tried again, LIST_TRIES times in all (before consent it would leave the button
  * disabled until a reload), then refused, saying why.
  */
-export async function checkModelServed(model: string | null, tries = 1): Promise<void> {
+async function checkModelServed(model: string | null): Promise<void> {
   for (let i = 1; ; i++) {
     try {
       return await checkModelServedOnce(model);
     } catch (e) {
-      if (e instanceof NotServed || i >= tries) throw e;
+      if (e instanceof NotServed || i >= LIST_TRIES) throw e;
       await new Promise((r) => setTimeout(r, LIST_RETRY_MS * i));
     }
   }
@@ -64,7 +64,7 @@ export function useBackendPlan(asked: string | null, model: string | null): Back
   const [plan, setPlan] = useState<BackendPlan>({ kind: 'detecting' });
   useEffect(() => {
     let live = true;
-    checkModelServed(model, LIST_TRIES)
+    checkModelServed(model)
       .then(() => chooseBackend(asked))
       .then(({ adapter }) => {
         if (live) setPlan(adapter === null ? { kind: 'cpu', why: asked === 'wasm' ? 'asked' : 'no-adapter' } : { kind: 'gpu', adapter });

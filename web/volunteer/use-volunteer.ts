@@ -3,7 +3,7 @@ import type { FaultKind } from '../../shared/swarm/faults.js';
 import { parseCaptureParam } from '../compute/capture-plan.js';
 import type { SelectedPair } from '../net/peers.js';
 import { connectSwarm } from '../net/socket.js';
-import { checkModelServed, chooseBackend } from './backend-plan.js';
+import { chooseBackend } from './backend-plan.js';
 import { type ReplicaStatus, VolunteerReplica } from './replica.js';
 import { StepTrace, type TraceEntry } from './step-trace.js';
 import { chooseDataPath, type DataPath, DEFAULT_DATA_PATH } from './worker-path.js';
@@ -33,7 +33,10 @@ export interface VolunteerSettings {
   readonly share: number;
   /** Pause while the page is hidden (another tab in front, the window minimised). */
   readonly autoPause: boolean;
-  /** The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves. */
+  /**
+   * The model this volunteer came for (?model=, the widget's data-model), or null for whatever the swarm serves:
+   * checked against the swarm's before consent (useBackendPlan).
+   */
   readonly model: string | null;
   /** False (?batch=off): each session's step is its own runtime call, for comparisons; default true. */
   readonly batching?: boolean;
@@ -103,7 +106,6 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
     fault,
     share,
     autoPause,
-    model,
     trace,
     batching = true,
     dataPath = chooseDataPath(null, DEFAULT_DATA_PATH),
@@ -114,7 +116,8 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
     if (!active) return;
     let live = true;
     let captureSessions: number | null | undefined;
-    checkModelServed(model)
+    // The model was checked against the swarm's before consent (useBackendPlan: the button waits for it).
+    Promise.resolve()
       .then(() => {
         captureSessions = parseCaptureParam(capture);
         return chooseBackend(backend);
@@ -144,7 +147,7 @@ export function useVolunteer(active: boolean, settings: VolunteerSettings) {
       replica.current?.leave();
       replica.current = null;
     };
-  }, [active, backend, fault, share, autoPause, model, trace, batching, dataPath, capture]);
+  }, [active, backend, fault, share, autoPause, trace, batching, dataPath, capture]);
 
   // Auto-pause: only a pause that the page's hiding caused is undone when it shows again.
   const pausedByHiding = useRef(false);

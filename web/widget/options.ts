@@ -8,8 +8,8 @@
 import { MIN_SHARE, parseShare } from '../../shared/swarm/duty-cycle.js';
 import { EMBED_DEFAULT_SHARE } from '../embed/messages.js';
 
-export const POSITIONS = ['bottom-right', 'bottom-left', 'top-right', 'top-left'] as const;
-export type Position = (typeof POSITIONS)[number];
+const POSITIONS = ['bottom-right', 'bottom-left', 'top-right', 'top-left'] as const;
+type Position = (typeof POSITIONS)[number];
 const THEMES = ['light', 'dark', 'auto'] as const;
 const BACKENDS = ['wasm', 'webgpu'] as const;
 const BOOLEANS = ['true', 'false'] as const;
@@ -45,10 +45,11 @@ export function widgetOptions(d: WidgetDataset, origin: string): { options: Widg
   };
   const share = parseShare(d.maxShare, EMBED_DEFAULT_SHARE);
   if (d.maxShare !== undefined) {
-    const n = d.maxShare.trim() === '' ? Number.NaN : Number(d.maxShare);
-    if (!Number.isFinite(n))
+    // parseShare's own reading, NaN where it is no number; kept to its range where it differs from the number written.
+    const read = parseShare(d.maxShare, Number.NaN);
+    if (Number.isNaN(read))
       problems.push(`data-max-share=${JSON.stringify(d.maxShare)} is not a number from ${MIN_SHARE} to 1: ${share} is used`);
-    else if (n < MIN_SHARE || n > 1)
+    else if (read !== Number(d.maxShare))
       problems.push(
         `data-max-share=${JSON.stringify(d.maxShare)} is outside ${MIN_SHARE}–1 (a share of the time: 0.5 is half): ${share} is used`,
       );
