@@ -24,7 +24,10 @@ describe('server settings', () => {
   });
 
   it('name the flag or variable a bad value came from', () => {
-    expect(() => optionsFrom({ REDUNDANCY: '0' })).toThrow('REDUNDANCY must be an integer ≥ 1, got "0"');
+    expect(() => optionsFrom({ REDUNDANCY: '0' })).toThrow('REDUNDANCY must be an integer from 1 to 32, got "0"');
+    // Before: taken, and no stage ever had enough volunteers (a volunteer links to the replicas of the stages beside its own).
+    expect(() => optionsFrom({ REDUNDANCY: '100' })).toThrow('REDUNDANCY must be an integer from 1 to 32, got "100"');
+    expect(optionsFrom({ REDUNDANCY: '32' }).redundancy).toBe(32);
     // Before: Node's "options.port should be >= 0 and < 65536", naming no setting.
     expect(() => optionsFrom({}, { port: '70000' })).toThrow('--port must be an integer from 0 to 65535, got "70000"');
     expect(() => optionsFrom({ PORT: 'abc' })).toThrow('PORT must be an integer from 0 to 65535, got "abc"');
@@ -74,6 +77,9 @@ describe('server settings', () => {
       `API_KEYS: key 2 has 10 characters; a key needs at least ${MIN_API_KEY_CHARS}`,
     );
     expect(optionsFrom({ API_KEYS: 'k'.repeat(MIN_API_KEY_CHARS) }).apiKeys).toHaveLength(1);
+    // Before: taken, and the two clients meant to hold a key each shared one rate limit.
+    const [a, b] = ['a', 'b'].map((c) => c.repeat(MIN_API_KEY_CHARS));
+    expect(() => optionsFrom({ API_KEYS: `${a},${b},${a}` })).toThrow('API_KEYS: key 3 is key 1 again; give each client a key of its own');
     expect(optionsFrom({ API_KEYS: '' }).apiKeys).toEqual([]);
     expect(() => optionsFrom({ LOCAL_ADDRESSES: 'not-an-ip' })).toThrow(
       'LOCAL_ADDRESSES must list IP addresses (as 127.0.0.1, ::1), got "not-an-ip"',

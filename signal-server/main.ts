@@ -12,6 +12,7 @@ import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
 import { fusedFormProblem, GRAPH_FORMS, type GraphForm } from '../shared/model/stage-graph-fused.js';
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
+import { MAX_REDUNDANCY } from '../shared/protocol/validate.js';
 import { DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
 import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
@@ -126,7 +127,7 @@ export const SETTINGS = {
     fallback: String(DEFAULT_CONTEXT),
     help: "positions a session may hold (prompt and completion), at most the model's max_position_embeddings, at least 4 (a challenge step's); 0 = the model's. Fused stage files carry rotary tables of this many rows, and a volunteer's KV buffers and graph capture are sized to it",
   },
-  redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step' },
+  redundancy: { env: 'REDUNDANCY', flag: 'redundancy', fallback: '3', help: 'replicas per stage that vote on every step (1 to 32)' },
   webRoot: { env: 'WEB_ROOT', flag: 'web-root', fallback: 'dist', help: 'the built web app' },
   stageCache: { env: 'STAGE_CACHE', flag: 'stage-cache', fallback: STAGE_CACHE, help: 'where built stage files are kept' },
   weightsUrl: {
@@ -370,6 +371,13 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
   // A wrong key costs a guesser one quick 401, and an address's allowance of them would only lock its honest
   // clients out (a key that still worked for them would tell the guesser it was right): a key is safe by its
   // length. A red-team pass found README's example key, 10 characters, among 300 guesses in 182 ms.
+  // A key written twice is one client's: the second client meant to have one of its own shares its rate limit
+  // and its generations at once, and cannot be told apart in the log or cut off alone.
+  const again = apiKeys.findIndex((k, i) => apiKeys.indexOf(k) !== i);
+  if (again !== -1)
+    throw new Error(
+      `${keys.from}: key ${again + 1} is key ${apiKeys.indexOf(apiKeys[again] ?? '') + 1} again; give each client a key of its own`,
+    );
   const short = apiKeys.findIndex((k) => k.length < MIN_API_KEY_CHARS);
   if (short !== -1)
     throw new Error(
@@ -389,7 +397,9 @@ export function optionsFrom(env: NodeJS.ProcessEnv, flags: Readonly<Record<strin
     webRoot: raw(SETTINGS.webRoot).value,
     stageCache: raw(SETTINGS.stageCache).value,
     weightsUrl: weightsUrlSetting(raw(SETTINGS.weightsUrl)),
-    redundancy: int(SETTINGS.redundancy, 1),
+    // A volunteer holds a WebRTC link to each replica of the stages beside its own, and reports at most twice
+    // this many unreached (shared/protocol/validate.ts); REDUNDANCY=100 was taken and no stage ever filled.
+    redundancy: int(SETTINGS.redundancy, 1, MAX_REDUNDANCY),
     mode: oneOf(SETTINGS.mode, ['production', 'demo', 'test'] as const),
     apiKeys,
     ratePerMinute: int(SETTINGS.ratePerMinute, 0),

@@ -157,8 +157,14 @@ export function parseSessionRef(raw: unknown): Parsed<{ sessionId: number }> {
   return ok({ sessionId: raw.sessionId });
 }
 
-/** Most neighbours a session:joined may name as unreached (two stages' replicas; redundancy stays far below). */
-export const MAX_UNREACHED = 64;
+/**
+ * Most replicas a stage may have (REDUNDANCY): a volunteer links to the
+ * replicas of the stages before and after its own, each a WebRTC connection.
+ */
+export const MAX_REDUNDANCY = 32;
+
+/** Most neighbours a session:joined may name as unreached: two stages' replicas. */
+export const MAX_UNREACHED = 2 * MAX_REDUNDANCY;
 
 export function parseSessionJoined(raw: unknown): Parsed<SessionJoined> {
   const ref = parseSessionRef(raw);

@@ -1,5 +1,6 @@
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/protocol/capacity.js';
 import type { Backend } from '../../shared/protocol/messages.js';
+import { MAX_REDUNDANCY } from '../../shared/protocol/validate.js';
 import { type Move, pickStage, pickStageFor, planRebalance } from './scheduler.js';
 import { canHold, type Stage } from './stage-assignment.js';
 
@@ -72,7 +73,8 @@ export class Registry {
     private stages: number,
     readonly redundancy: number,
   ) {
-    if (!Number.isInteger(redundancy) || redundancy < 1) throw new RangeError(`redundancy must be a positive integer, got ${redundancy}`);
+    if (!Number.isInteger(redundancy) || redundancy < 1 || redundancy > MAX_REDUNDANCY)
+      throw new RangeError(`redundancy must be an integer from 1 to ${MAX_REDUNDANCY}, got ${redundancy}`);
   }
 
   /** Stages of the partition served now (a re-partition changes it). */
