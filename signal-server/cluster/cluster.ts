@@ -182,6 +182,11 @@ export class Cluster implements ClusterSeam {
   private readonly mark = randomUUID();
   /** Each other process's mark, as its heartbeat key last held it (lookAround). */
   private readonly marks = new Map<number, string>();
+  /**
+   * When each other process's heartbeat key was last seen (lookAround): performance.now(), and the time Redis had
+   * been connected by then (RedisLink.connectedMs).
+   */
+  private readonly seen = new Map<number, { readonly at: number; readonly upMs: number }>();
   /** The main thread's last beat (seconds), read by the heartbeat thread. */
   private readonly beat = new Int32Array(new SharedArrayBuffer(4));
   private worker: Worker | null = null;
@@ -212,9 +217,25 @@ export class Cluster implements ClusterSeam {
     return 2 * this.deadAfterMs + this.redis.reconnectMaxMs;
   }
 
-  /** Within settleMs of Redis coming back: no process is taken for dead, no volunteer for gone, for want of its key. */
+  /** Within settleMs of Redis coming back: no volunteer is taken for gone for want of its process's list. */
   private get settling(): boolean {
     return performance.now() - this.redis.reconnectedAt < this.settleMs;
+  }
+
+  /**
+   * Whether a process whose heartbeat key is missing is dead. Where Redis was not lost since its key was last seen,
+   * the key expired on its own, deadAfterMs after its last beat: dead. Where it was, the key may have gone with
+   * Redis's data or expired during the outage, and the process says it again once its connection is back: dead
+   * only when Redis has been connected for settleMs since the key was last seen, in all. Counted in all, not from
+   * the last return: a Redis that came and went more often than that (a flapping one) kept every process alive for
+   * good, a crashed one too, with its volunteers routed and its sessions waited for.
+   */
+  private heartbeatLapsed(p: number): boolean {
+    const seen = this.seen.get(p);
+    // Never seen (a number in the set of processes whose key is gone): as it was before the last return.
+    if (seen === undefined) return !this.settling;
+    if (this.redis.reconnectedAt < seen.at) return true;
+    return this.redis.connectedMs() - seen.upMs >= this.settleMs;
   }
 
   /**
@@ -383,14 +404,16 @@ export class Cluster implements ClusterSeam {
       ),
     );
     this.timers.push(setInterval(() => this.publishVolunteers(), this.publishMs));
-    const resync = (full = true) => void this.resync(full).catch((e: Error) => this.problem(`resync failed: ${e.message}`));
-    this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
+    const resync = (full: boolean) => void this.resync(full).catch((e: Error) => this.problem(`resync failed: ${e.message}`));
+    // In full unless Redis came back lately (before, this one forgot while settling: it was called with no argument).
+    this.timers.push(setInterval(() => resync(!this.settling), this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again.
     this.redis.sub.on('ready', () => {
       resync(!this.settling);
-      const t = setTimeout(() => resync(true), this.settleMs);
+      // Unless Redis was lost and came back again meanwhile: that return's own read does it.
+      const t = setTimeout(() => resync(!this.settling), this.settleMs);
       t.unref();
     });
     this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
@@ -488,13 +511,14 @@ export class Cluster implements ClusterSeam {
     // Just after Redis came back the others' keys may be gone (expired during the outage, or lost with Redis's data):
     // each says its own again once its connections are back. Until then no process is taken for dead (before, each
     // dropped the others' volunteers and re-partitioned for stages short, with every volunteer still there).
-    const settling = this.settling;
+    const upMs = this.redis.connectedMs();
     for (const [i, p] of procs.entries()) {
       const mark = alive[i] ?? null;
       if (mark === null) {
-        if (!settling) this.dead(p, 'its heartbeat stopped');
+        if (this.heartbeatLapsed(p)) this.dead(p, 'its heartbeat stopped');
         continue;
       }
+      this.seen.set(p, { at: performance.now(), upMs });
       // Another process's mark under a number we knew: the one we knew died (while Redis was away, say) and a
       // newcomer took its number. The one we knew is dropped (its sessions here end), then the newcomer is met.
       if (!mark.startsWith(CLAIM_PREFIX)) {
@@ -567,6 +591,7 @@ export class Cluster implements ClusterSeam {
     this.unsaid.delete(p);
     if (keys) {
       this.marks.delete(p);
+      this.seen.delete(p);
       void this.pub
         .multi()
         .sRem(this.key('procs'), String(p))

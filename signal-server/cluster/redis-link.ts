@@ -67,6 +67,9 @@ export class RedisLink {
   reconnectedAt = Number.NEGATIVE_INFINITY;
   /** When it was lost, while it is (null: connected). */
   private lostAt: number | null = null;
+  /** Time connected before the current connection (ms), and when the current one came (null: lost, or never made). */
+  private upMsBefore = 0;
+  private upSince: number | null = null;
 
   /** Lost and not back yet: nothing reaches the other processes, nor comes from them. */
   get down(): boolean {
@@ -97,7 +100,10 @@ export class RedisLink {
     // listeners run after this one's), and the line is written once both are back.
     for (const c of [this.pub, this.sub]) {
       c.on('reconnecting', () => {
-        if (this.connected) this.lostAt ??= performance.now();
+        if (!this.connected || this.lostAt !== null) return;
+        this.lostAt = performance.now();
+        if (this.upSince !== null) this.upMsBefore += this.lostAt - this.upSince;
+        this.upSince = null;
       });
       c.on('ready', () => {
         if (!this.connected || this.lostAt === null) return;
@@ -105,6 +111,7 @@ export class RedisLink {
         if (!this.pub.isReady || !this.sub.isReady) return;
         const lostMs = performance.now() - this.lostAt;
         this.lostAt = null;
+        this.upSince = performance.now();
         this.info(`cluster: redis: connected again after ${(lostMs / 1000).toFixed(1)} s (${redactedUrl(url)})`);
       });
     }
@@ -123,6 +130,15 @@ export class RedisLink {
       throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`, this.url));
     }
     this.connected = true;
+    this.upSince = performance.now();
+  }
+
+  /**
+   * How long both connections have been up in all, outages left out (ms): what the others had to say their keys
+   * again in, where Redis comes and goes (a flapping Redis: time since the last return alone never grew long).
+   */
+  connectedMs(): number {
+    return this.upMsBefore + (this.upSince === null ? 0 : performance.now() - this.upSince);
   }
 
   /** Logs a problem with Redis at most once per PROBLEM_LOG_MS (an outage fails every message). */

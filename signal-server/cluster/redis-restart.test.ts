@@ -5,6 +5,8 @@
 //   numbers (every one, in turn), and the cluster split without a word (their sessions' ids and inboxes are one).
 // - Before, each live server read the others' lists again as soon as Redis was back, found them empty, dropped
 //   every volunteer of the others and re-partitioned for stages short, with every volunteer still there.
+// - Before, a Redis that came back more often than the settling time (12 s) kept a crashed server alive in the
+//   others' eyes for as long as it did so: each return started the settling again.
 import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
@@ -126,6 +128,31 @@ describe('Redis restarted without its data under a live cluster', () => {
       await f.startRedis();
     }
   });
+
+  it('finds a server that crashed dead while Redis comes and goes more often than the settling time, and no live one', async () => {
+    const logB = serverLog('info');
+    const { servers: started, prefix } = await startCluster(2, f.redisUrl, { ...SHAPE, cache });
+    const b = await joinCluster(prefix, 2, f.redisUrl, { ...SHAPE, cache, logger: logB.logger });
+    const [a, c] = started as [SignalServer, SignalServer];
+    servers.push(a, c, b);
+    await until('b meets a and c', () => clusterOf(b).peerCount() === 2);
+    const gone = (s: SignalServer) => logB.lines.some((l) => l.includes(`process ${procOf(s)} is gone`));
+    // a crashes: no bye, its heartbeat key left to expire.
+    await clusterOf(a).halt();
+    // Redis away for 1 s and back, empty, for 6 s (half the settling time), at most 8 times (about 60 s).
+    let rounds = 0;
+    for (; rounds < 8 && !gone(a); rounds++) {
+      await f.stopRedis();
+      await new Promise((r) => setTimeout(r, 1_000));
+      await f.startRedis();
+      await new Promise((r) => setTimeout(r, 6_000));
+    }
+    expect(gone(a), `a not found dead in ${rounds} rounds`).toBe(true);
+    // 12 s connected since a's key was last seen: the second or third return.
+    expect(rounds).toBeLessThanOrEqual(3);
+    expect(gone(c), 'c, alive all along, was taken for dead').toBe(false);
+    expect(clusterOf(b).peerCount()).toBe(1);
+  }, 120_000);
 
   it('drops no volunteer of another server, and serves on, with a line that Redis was lost (warn) and one that it is back', async () => {
     const reference = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: STAGES }, cache)).dir);
