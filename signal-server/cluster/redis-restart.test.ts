@@ -147,9 +147,10 @@ describe('Redis restarted without its data under a live cluster', () => {
       await f.startRedis();
       await new Promise((r) => setTimeout(r, 6_000));
     }
+    process.stderr.write(`flapping: a found dead after ${rounds} rounds\n`);
     expect(gone(a), `a not found dead in ${rounds} rounds`).toBe(true);
-    // 12 s connected since a's key was last seen: the second or third return.
-    expect(rounds).toBeLessThanOrEqual(3);
+    // 12 s connected since a's key was last seen: the third return here (a fourth allowed for a loaded machine).
+    expect(rounds).toBeLessThanOrEqual(4);
     expect(gone(c), 'c, alive all along, was taken for dead').toBe(false);
     expect(clusterOf(b).peerCount()).toBe(1);
   }, 120_000);
