@@ -12,7 +12,7 @@
 // cannot reach, are granted: the attack is real, and the test can fail.
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +20,8 @@ import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, IceConfig, ServerToClientEvents } from '../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
-import { allocate, TCP, type TurnClientOptions, UDP } from '../testing/turn-client.js';
-import { startTurnServer, type TurnServer } from '../testing/turn-server.js';
+import { type Allocation, allocate, TCP, type TurnClientOptions, UDP } from '../testing/turn-client.js';
+import { SHIPPED_TURN_CONFIG, startTurnServer, type TurnServer } from '../testing/turn-server.js';
 import { turnCredentials } from './ice-config.js';
 import { ensureStages, partitionKey } from './models/model-folder.js';
 import { createSignalServer, type SignalServer } from './server.js';
@@ -225,6 +225,43 @@ describe('TURN credentials in a stranger’s hands, against deploy/turnserver.co
       expect(got).toEqual(['through coturn’s defaults']);
     } finally {
       listener.close();
+    }
+  });
+
+  it('one credential holds at most user-quota relays at once (486 beyond); coturn’s defaults give it every one it asks for', async () => {
+    const quota = Number(/^user-quota=(\d+)$/m.exec(readFileSync(SHIPPED_TURN_CONFIG, 'utf8'))?.[1]);
+    expect(quota).toBe(128);
+    const creds = await strangersCredentials();
+    const held: Allocation[] = [];
+    try {
+      for (const turn of [shipped, defaults]) {
+        const codes: number[] = [];
+        for (let i = 0; i <= quota; i++) {
+          const a = await allocate(on(turn, creds, 'udp'), UDP);
+          held.push(a);
+          codes.push(a.code);
+        }
+        const granted = codes.filter((c) => c === 200).length;
+        if (turn === shipped) {
+          expect(granted).toBe(quota);
+          expect(codes.at(-1)).toBe(486); // Allocation Quota Reached
+        } else expect(granted).toBe(quota + 1);
+      }
+      // A relay given back makes room for another (coturn frees its place at its next sweep, about a second on).
+      const last = held[quota - 1];
+      expect(await last?.refresh(0)).toBe(200);
+      const t0 = performance.now();
+      let again = 0;
+      while (again !== 200 && performance.now() - t0 < 10_000) {
+        const a = await allocate(on(shipped, creds, 'udp'), UDP);
+        held.push(a);
+        again = a.code;
+        if (again !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      process.stderr.write(`quota freed after ${(performance.now() - t0).toFixed(0)} ms\n`);
+      expect(again).toBe(200);
+    } finally {
+      for (const a of held) a.close();
     }
   });
 
