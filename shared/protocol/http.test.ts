@@ -1,7 +1,7 @@
 // The status routes' bodies as the pages read them: a listing is accepted
 // whole, and anything else is refused naming the field.
 import { describe, expect, it } from 'vitest';
-import { parseModelListings, parseSwarmListing } from './http.js';
+import { parseModelListings, parseServiceStatus, parseSwarmListing } from './http.js';
 import type { VolunteerView } from './messages.js';
 
 const volunteer = (over: Partial<Record<keyof VolunteerView, unknown>> = {}) => ({
@@ -98,5 +98,28 @@ describe('parseModelListings', () => {
     [[{ ...model, baseUrl: '' }], '/api/models: [0].baseUrl must be a non-empty string'],
   ])('refuses %j: %s', (raw, reason) => {
     expect(parseModelListings(raw)).toEqual({ ok: false, reason });
+  });
+});
+
+describe('parseServiceStatus', () => {
+  const status = (over: Record<string, unknown> = {}) => ({
+    modelId: 'm',
+    redundancy: 3,
+    volunteers: 6,
+    readyPerStage: [3, 3],
+    routablePerStage: [3, 0],
+    fallback: { mode: 'stage', maxSessions: 4, sessions: 0 },
+    windows: [],
+    ...over,
+  });
+
+  it('accepts a status whole, and refuses routablePerStage missing, or not one count per stage', () => {
+    const parsed = parseServiceStatus(status());
+    expect(parsed.ok && parsed.value.routablePerStage).toEqual([3, 0]);
+    for (const routablePerStage of [undefined, [3], [3, -1], [3, 'x']])
+      expect(parseServiceStatus(status({ routablePerStage }))).toEqual({
+        ok: false,
+        reason: '/api/status: routablePerStage must be an array of counts, one per stage',
+      });
   });
 });

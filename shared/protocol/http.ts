@@ -61,6 +61,11 @@ export interface ServiceStatus {
   readonly volunteers: number;
   /** Volunteers ready (challenge passed) per stage now. */
   readonly readyPerStage: readonly number[];
+  /**
+   * Per stage, the ready volunteers a new route may take now: one per client, and only those this server can reach
+   * (while a cluster's Redis is away, its own). A route needs `redundancy` of them; below, the fallback computes.
+   */
+  readonly routablePerStage: readonly number[];
   /** The fallback: its mode (FALLBACK), the sessions it may compute at once, and those it computes now. */
   readonly fallback: { readonly mode: 'off' | 'stage' | 'whole'; readonly maxSessions: number; readonly sessions: number };
   /** Over the last 5 minutes, then the last hour. */
@@ -171,6 +176,9 @@ export function parseServiceStatus(raw: unknown): Parsed<ServiceStatus> {
   const ready = raw.readyPerStage;
   if (!Array.isArray(ready) || ready.length > MAX_LISTED || !ready.every(isCount))
     return bad('/api/status: readyPerStage must be an array of counts');
+  const routable = raw.routablePerStage;
+  if (!Array.isArray(routable) || routable.length !== ready.length || !routable.every(isCount))
+    return bad('/api/status: routablePerStage must be an array of counts, one per stage');
   const f = raw.fallback;
   if (!isObject(f) || (f.mode !== 'off' && f.mode !== 'stage' && f.mode !== 'whole') || !isCount(f.maxSessions) || !isCount(f.sessions))
     return bad('/api/status: fallback must hold mode (off, stage or whole), maxSessions and sessions');
@@ -202,6 +210,7 @@ export function parseServiceStatus(raw: unknown): Parsed<ServiceStatus> {
     redundancy: raw.redundancy,
     volunteers: raw.volunteers,
     readyPerStage: ready,
+    routablePerStage: routable,
     fallback: { mode: f.mode, maxSessions: f.maxSessions, sessions: f.sessions },
     windows,
   });

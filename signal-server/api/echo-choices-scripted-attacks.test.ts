@@ -42,6 +42,7 @@ const swarm: ApiSwarm = {
     redundancy: 2,
     volunteers: 2,
     readyPerStage: [2],
+    routablePerStage: [2],
     fallback: { mode: 'off', maxSessions: 0, sessions: 0 },
     windows: [],
   }),

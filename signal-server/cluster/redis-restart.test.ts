@@ -10,6 +10,7 @@
 import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
+import { parseServiceStatus } from '../../shared/protocol/http.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
@@ -108,6 +109,12 @@ describe('Redis restarted without its data under a live cluster', () => {
     try {
       // b's link is down once its sockets close (at once, on loopback).
       await new Promise((r) => setTimeout(r, 500));
+      // Its status page tells the volunteers listed from those a route may take (before, only the 3 ready).
+      const status = parseServiceStatus(await (await fetch(`${b.address().url}/api/status`)).json());
+      expect(status.ok && [status.value.readyPerStage, status.value.routablePerStage]).toEqual([
+        [1, 1, 1],
+        [0, 0, 0],
+      ]);
       const t0 = performance.now();
       const r = await complete(b, PROMPT, 2);
       const ms = performance.now() - t0;

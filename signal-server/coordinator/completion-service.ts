@@ -87,7 +87,8 @@ export class CompletionService {
   }
 
   /** What the service achieved over the last 5 minutes and hour, and the volunteers ready per stage now: for /api/status. */
-  serviceStatus(): ServiceStatus {
+  /** `routablePerStage`: RoutePicker.routable of each stage (the coordinator's). */
+  serviceStatus(routablePerStage: readonly number[]): ServiceStatus {
     const ready = new Array<number>(this.s.model.numStages).fill(0);
     for (const v of this.s.registry.all()) if (v.ready) ready[v.stage] = (ready[v.stage] ?? 0) + 1;
     return {
@@ -95,6 +96,7 @@ export class CompletionService {
       redundancy: this.s.options.redundancy,
       volunteers: this.s.registry.size,
       readyPerStage: ready,
+      routablePerStage,
       fallback: {
         mode: this.s.fallback?.mode ?? 'off',
         maxSessions: this.s.fallback?.options.maxSessions ?? 0,

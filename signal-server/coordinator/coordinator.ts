@@ -315,7 +315,7 @@ export class Coordinator {
 
   /** What the service achieved over the last 5 minutes and hour, and the volunteers ready per stage now: for /api/status. */
   serviceStatus(): ServiceStatus {
-    return this.service.serviceStatus();
+    return this.service.serviceStatus(this.routablePerStage());
   }
 
   /** Per stage, its ready replicas from distinct clients (RoutePicker.routable): a route needs r of them. */

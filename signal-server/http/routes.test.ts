@@ -65,6 +65,7 @@ const failingSwarm: ApiSwarm = {
     redundancy: 1,
     volunteers: VOLUNTEERS.length,
     readyPerStage: [1, 1],
+    routablePerStage: [1, 1],
     fallback: { mode: 'off', maxSessions: 0, sessions: 0 },
     windows: [],
   }),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ServiceStatus, WindowFigures } from '../../shared/protocol/http.js';
-import { fallbackText, figureRows, percent, percentilesText, windowName } from './figures.js';
+import { fallbackText, figureRows, percent, percentilesText, readyText, windowName } from './figures.js';
 
 const window = (over: Partial<WindowFigures>): WindowFigures => ({
   windowS: 300,
@@ -38,11 +38,28 @@ describe('the dashboard figures', () => {
       redundancy: 3,
       volunteers: 0,
       readyPerStage: [0],
+      routablePerStage: [0],
       fallback: { mode, maxSessions: 4, sessions: 1 },
       windows: [],
     });
     expect(fallbackText(s('off'))).toContain('fails');
     expect(fallbackText(s('stage'))).toBe('fallback stage: the server computes the stages short of volunteers; 1 of 4 sessions now');
     expect(fallbackText(s('whole'))).toContain('whole requests');
+  });
+
+  it('say how many ready volunteers a route may take, where fewer', () => {
+    const s = (ready: number[], routable: number[]): ServiceStatus => ({
+      modelId: 'm',
+      redundancy: 3,
+      volunteers: 9,
+      readyPerStage: ready,
+      routablePerStage: routable,
+      fallback: { mode: 'stage', maxSessions: 4, sessions: 0 },
+      windows: [],
+    });
+    expect(readyText(s([3, 3], [3, 3]))).toBe('volunteers ready per stage: 3 / 3');
+    expect(readyText(s([3, 3], [0, 3]))).toBe(
+      'volunteers ready per stage: 3 / 3 (a route may take 0 / 3 now, one per client and within reach)',
+    );
   });
 });

@@ -34,6 +34,16 @@ export function figureRows(windows: readonly WindowFigures[]): { label: string; 
   ];
 }
 
+/**
+ * The volunteers ready per stage, and those a new route may take where fewer (two tabs of one client count once;
+ * while a cluster's Redis is away, another server's volunteers are out of reach).
+ */
+export function readyText(s: ServiceStatus): string {
+  const ready = `volunteers ready per stage: ${s.readyPerStage.join(' / ')}`;
+  const fewer = s.routablePerStage.some((n, i) => n < (s.readyPerStage[i] ?? 0));
+  return fewer ? `${ready} (a route may take ${s.routablePerStage.join(' / ')} now, one per client and within reach)` : ready;
+}
+
 /** The fallback in one line: its mode and how busy it is. */
 export function fallbackText(s: ServiceStatus): string {
   const f = s.fallback;

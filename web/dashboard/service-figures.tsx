@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { parseServiceStatus, type ServiceStatus } from '../../shared/protocol/http.js';
-import { fallbackText, figureRows, windowName } from './figures.js';
+import { fallbackText, figureRows, readyText, windowName } from './figures.js';
 
 /** How often the figures are fetched again. */
 const REFRESH_MS = 5_000;
@@ -63,7 +63,7 @@ export function ServiceFigures() {
         </tbody>
       </table>
       <p className="small" data-testid="fallback">
-        {fallbackText(status)} · volunteers ready per stage: {status.readyPerStage.join(' / ')}
+        {fallbackText(status)} · {readyText(status)}
       </p>
     </section>
   );
