@@ -230,7 +230,7 @@ describe('TURN credentials in a stranger’s hands, against deploy/turnserver.co
 
   it('one credential holds at most user-quota relays at once (486 beyond); coturn’s defaults give it every one it asks for', async () => {
     const quota = Number(/^user-quota=(\d+)$/m.exec(readFileSync(SHIPPED_TURN_CONFIG, 'utf8'))?.[1]);
-    expect(quota).toBe(128);
+    expect(quota).toBe(256);
     const creds = await strangersCredentials();
     const held: Allocation[] = [];
     try {

@@ -1,16 +1,5 @@
-import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { startTurnServer, udpFreeOn } from './turn-server.js';
-
-async function tcpFreeOn(address: string, port: number): Promise<boolean> {
-  const tcp = createServer();
-  const free = await new Promise<boolean>((resolve) => {
-    tcp.once('error', () => resolve(false));
-    tcp.listen(port, address, () => resolve(true));
-  });
-  if (free) await new Promise((resolve) => tcp.close(resolve));
-  return free;
-}
+import { startTurnServer, tcpFreeOn, udpFreeOn } from './turn-server.js';
 
 describe('the loopback turnserver of the relay tests', () => {
   // A CI run failed when another process held port + 1, which coturn binds for

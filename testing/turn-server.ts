@@ -65,7 +65,17 @@ export async function udpFreeOn(type: 'udp4' | 'udp6', address: string, port: nu
   return free;
 }
 
-/** A port free on 127.0.0.1 for both TCP and UDP (turnserver listens on both). */
+export async function tcpFreeOn(address: string, port: number): Promise<boolean> {
+  const tcp = createServer();
+  const free = await new Promise<boolean>((resolve) => {
+    tcp.once('error', () => resolve(false));
+    tcp.listen(port, address, () => resolve(true));
+  });
+  if (free) await new Promise((resolve) => tcp.close(resolve));
+  return free;
+}
+
+/** A port free on 127.0.0.1 and ::1 for both TCP and UDP (turnserver listens on all four). */
 async function freePort(): Promise<number> {
   for (let i = 0; i < PORT_TRIES; i++) {
     const tcp = createServer();
@@ -74,9 +84,9 @@ async function freePort(): Promise<number> {
       tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as { port: number }).port));
     });
     // turnserver listens on ::1 too (an IPv6 relay for the attack tests).
-    const udpFree = (await udpFreeOn('udp4', '127.0.0.1', port)) && (await udpFreeOn('udp6', '::1', port));
+    const free = (await udpFreeOn('udp4', '127.0.0.1', port)) && (await udpFreeOn('udp6', '::1', port)) && (await tcpFreeOn('::1', port));
     await new Promise((resolve) => tcp.close(resolve));
-    if (udpFree) return port;
+    if (free) return port;
   }
   throw new Error(`no port free for both TCP and UDP on 127.0.0.1 in ${PORT_TRIES} tries`);
 }

@@ -230,12 +230,14 @@ export class Cluster implements ClusterSeam {
    * the last return: a Redis that came and went more often than that (a flapping one) kept every process alive for
    * good, a crashed one too, with its volunteers routed and its sessions waited for.
    */
-  private heartbeatLapsed(p: number): boolean {
+  private heartbeatLapsed(p: number, upMs: number): boolean {
     const seen = this.seen.get(p);
     // Never seen (a number in the set of processes whose key is gone): as it was before the last return.
     if (seen === undefined) return !this.settling;
-    if (this.redis.reconnectedAt < seen.at) return true;
-    return this.redis.connectedMs() - seen.upMs >= this.settleMs;
+    // Seen since the last return, and that return settled: its key expired on its own. (Within the settling, one
+    // read just after a return that kept Redis's data may have had little time left, its process not back yet.)
+    if (this.redis.reconnectedAt < seen.at && !this.settling) return true;
+    return upMs - seen.upMs >= this.settleMs;
   }
 
   /**
@@ -409,12 +411,23 @@ export class Cluster implements ClusterSeam {
     this.timers.push(setInterval(() => resync(!this.settling), this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
-    // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again.
+    // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again:
+    // once the latest return has settled (a later return, or the other connection's, moves that on; one timer waits).
+    let settled: ReturnType<typeof setTimeout> | null = null;
+    const whenSettled = () => {
+      if (this.closed) return;
+      const leftMs = this.settleMs - (performance.now() - this.redis.reconnectedAt);
+      if (leftMs <= 0) {
+        settled = null;
+        resync(true);
+        return;
+      }
+      settled = setTimeout(whenSettled, leftMs + 1);
+      settled.unref();
+    };
     this.redis.sub.on('ready', () => {
       resync(!this.settling);
-      // Unless Redis was lost and came back again meanwhile: that return's own read does it.
-      const t = setTimeout(() => resync(!this.settling), this.settleMs);
-      t.unref();
+      if (settled === null) whenSettled();
     });
     this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
   }
@@ -508,17 +521,19 @@ export class Cluster implements ClusterSeam {
     const procs = [...new Set([...listed, ...this.peers.keys()])].filter((p) => Number.isInteger(p) && p >= 1 && p !== this.proc);
     if (procs.length === 0) return;
     const alive = await this.pub.mGet(procs.map((p) => this.key('alive', p)));
+    // When the keys were read, and Redis's connected time by then: the loop below awaits (a read queued across an
+    // outage takes as long), and a key read before a loss must not count as seen after the return.
+    const read = { at: performance.now(), upMs: this.redis.connectedMs() };
     // Just after Redis came back the others' keys may be gone (expired during the outage, or lost with Redis's data):
     // each says its own again once its connections are back. Until then no process is taken for dead (before, each
     // dropped the others' volunteers and re-partitioned for stages short, with every volunteer still there).
-    const upMs = this.redis.connectedMs();
     for (const [i, p] of procs.entries()) {
       const mark = alive[i] ?? null;
       if (mark === null) {
-        if (this.heartbeatLapsed(p)) this.dead(p, 'its heartbeat stopped');
+        if (this.heartbeatLapsed(p, read.upMs)) this.dead(p, 'its heartbeat stopped');
         continue;
       }
-      this.seen.set(p, { at: performance.now(), upMs });
+      this.seen.set(p, read);
       // Another process's mark under a number we knew: the one we knew died (while Redis was away, say) and a
       // newcomer took its number. The one we knew is dropped (its sessions here end), then the newcomer is met.
       if (!mark.startsWith(CLAIM_PREFIX)) {
@@ -712,6 +727,7 @@ export class Cluster implements ClusterSeam {
    * `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling).
    */
   private async resync(full: boolean): Promise<void> {
+    const started = performance.now();
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
     for (const p of [...this.peers.keys()]) {
@@ -728,8 +744,11 @@ export class Cluster implements ClusterSeam {
         // One that went meanwhile may still be in it: never brought back.
         if (!this.gone.has(v.id)) this.mirror(p, v);
       }
-      // Just after Redis came back their list may be empty (lost with Redis's data) until they publish it again.
-      if (full) for (const id of before) if (!present.has(id)) this.forget(p, id);
+      // Just after Redis came back their list may be empty (lost with Redis's data) until they publish it again; a
+      // read queued while Redis was away is answered by the one that came back (before, a full read begun before a
+      // restart forgot every volunteer of the others from its empty lists: a test on a loaded machine).
+      const settled = !this.settling && this.redis.reconnectedAt < started;
+      if (full && settled) for (const id of before) if (!present.has(id)) this.forget(p, id);
     }
   }
 

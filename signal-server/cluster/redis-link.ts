@@ -67,7 +67,10 @@ export class RedisLink {
   reconnectedAt = Number.NEGATIVE_INFINITY;
   /** When it was lost, while it is (null: connected). */
   private lostAt: number | null = null;
-  /** Time connected before the current connection (ms), and when the current one came (null: lost, or never made). */
+  /**
+   * The commands' connection (pub: every read and write, the others' heartbeat keys among them): its time connected
+   * before the current connection (ms), and when the current one came (null: lost, or never made).
+   */
   private upMsBefore = 0;
   private upSince: number | null = null;
 
@@ -100,10 +103,7 @@ export class RedisLink {
     // listeners run after this one's), and the line is written once both are back.
     for (const c of [this.pub, this.sub]) {
       c.on('reconnecting', () => {
-        if (!this.connected || this.lostAt !== null) return;
-        this.lostAt = performance.now();
-        if (this.upSince !== null) this.upMsBefore += this.lostAt - this.upSince;
-        this.upSince = null;
+        if (this.connected) this.lostAt ??= performance.now();
       });
       c.on('ready', () => {
         if (!this.connected || this.lostAt === null) return;
@@ -111,10 +111,19 @@ export class RedisLink {
         if (!this.pub.isReady || !this.sub.isReady) return;
         const lostMs = performance.now() - this.lostAt;
         this.lostAt = null;
-        this.upSince = performance.now();
         this.info(`cluster: redis: connected again after ${(lostMs / 1000).toFixed(1)} s (${redactedUrl(url)})`);
       });
     }
+    // The commands' connection alone: the subscriber's (lost by itself where Redis's output buffer limit for
+    // subscribers cuts it) does not stop the others' keys being read.
+    this.pub.on('reconnecting', () => {
+      if (this.upSince === null) return;
+      this.upMsBefore += performance.now() - this.upSince;
+      this.upSince = null;
+    });
+    this.pub.on('ready', () => {
+      if (this.connected) this.upSince ??= performance.now();
+    });
   }
 
   /** Connects both; a failure says where (the URL without its password) and why, once (a refused password too). */
@@ -134,8 +143,8 @@ export class RedisLink {
   }
 
   /**
-   * How long both connections have been up in all, outages left out (ms): what the others had to say their keys
-   * again in, where Redis comes and goes (a flapping Redis: time since the last return alone never grew long).
+   * How long the commands' connection has been up in all, outages left out (ms): what the others had to say their
+   * keys again in, where Redis comes and goes (a flapping Redis: time since the last return alone never grew long).
    */
   connectedMs(): number {
     return this.upMsBefore + (this.upSince === null ? 0 : performance.now() - this.upSince);

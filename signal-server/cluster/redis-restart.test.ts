@@ -96,6 +96,36 @@ describe('Redis restarted without its data under a live cluster', () => {
     }
   });
 
+  it('takes a process whose key was read just after a return (Redis kept its data) for dead only once the return settled', async () => {
+    const log = serverLog('info');
+    const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
+    const a = started[0] as SignalServer;
+    servers.push(a);
+    const raw = createClient({ url: f.redisUrl });
+    await raw.connect();
+    try {
+      // Process 77, as in the test above: a's settings, its key under a mark of its own.
+      const said = (await raw.get(`${prefix}:protocol:${procOf(a)}`)) as string;
+      await raw.set(`${prefix}:alive:77`, 'mark-77', { expiration: { type: 'PX', value: 60_000 } });
+      await raw.set(`${prefix}:protocol:77`, said);
+      await raw.sAdd(`${prefix}:procs`, '77');
+      await until('a meets process 77', () => clusterOf(a).peerCount() === 1);
+      // Every connection of a's cut (Redis and its data stay): a reads 77's key again after its return, with 2.5 s
+      // left on it, and 77 (its connection slow to come back, its threads starved) says it no more.
+      await raw.set(`${prefix}:alive:77`, 'mark-77', { expiration: { type: 'PX', value: 2_500 } });
+      const cutAt = performance.now();
+      for (const type of ['normal', 'pubsub']) await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', type, 'SKIPME', 'yes']);
+      const gone = () => log.lines.some((l) => l.includes('process 77 is gone'));
+      // Before the review, 77 was dead as soon as its key ran out, about 3 s on: the return had not settled.
+      await new Promise((r) => setTimeout(r, 8_000));
+      expect(gone(), 'taken for dead within the settling').toBe(false);
+      await until('a finds 77 dead once the return has settled', gone);
+      process.stderr.write(`a key read after a return: found dead ${((performance.now() - cutAt) / 1000).toFixed(1)} s after the cut\n`);
+    } finally {
+      raw.destroy();
+    }
+  });
+
   it("routes no new session to another server's volunteers while Redis is away: the fallback answers at once", async () => {
     const shape = { ...SHAPE, cache, routeWaitMs: 1_000, fallback: 'stage' as const };
     const { servers: started, prefix } = await startCluster(1, f.redisUrl, shape);
