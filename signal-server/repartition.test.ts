@@ -94,6 +94,38 @@ describe('re-partition over Socket.IO', () => {
   );
 
   it(
+    'a swarm that stops filling short of 3 stages × r = 2 is cut anew once no volunteer joined for a while, and its volunteers answer, verified (before: every stage computed by the server, for good)',
+    async () => {
+      const lines: string[] = [];
+      const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
+      const { server, url, expected } = await start(3, 2, {
+        stepTimeoutMs: 20_000,
+        repartition: { stageCache: stageCache(), fillQuietMs: 5_000 },
+        fallback: 'stage',
+        logger,
+      });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      // 4 volunteers of 4 clients: a stage of the configured partition has 1 of the 2 it needs, and no one leaves.
+      const vs = Array.from({ length: 4 }, (_, i) => volunteer(url, `127.0.0.${40 + i}`));
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBeGreaterThanOrEqual(1);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      const stages = coordinator.modelInfo.stages;
+      expect(stages).toBeLessThan(3);
+      for (const v of vs) expect(v.partition).toBe(vs[0]?.partition);
+      const msgs = lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
+      expect(msgs.some((m) => /^re-partition: stages short \([\d/]+\), no volunteer joined for \d+ s; building layers /.test(m))).toBe(true);
+      const r = await complete(url);
+      expect(r.status).toBe(200);
+      expect(r.body.webswarm?.tokens).toEqual(expected);
+      expect(r.body.webswarm?.verified).toBe(true);
+      // No stage computed by the server.
+      expect(r.body.webswarm?.server_stages).toEqual([]);
+    },
+    TEST_MS,
+  );
+
+  it(
     "hostile capacity reports: malformed is refused with the field named, absurd is clamped, and one client's sockets count once when the partition changes",
     async () => {
       const { server, url, expected } = await start(3, 2, { stepTimeoutMs: 20_000, repartition: { stageCache: stageCache() } });

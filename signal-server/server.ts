@@ -166,7 +166,13 @@ export interface SignalServerOptions {
    * how long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS);
    * distrustMs: how long a client that left or missed a load deadline is not counted for one (SWITCH_BACK_DISTRUST_MS).
    */
-  readonly repartition?: { readonly stageCache: string; readonly holdMs?: number; readonly distrustMs?: number };
+  readonly repartition?: {
+    readonly stageCache: string;
+    readonly holdMs?: number;
+    readonly distrustMs?: number;
+    /** How long no volunteer proves a stage before a stage short of r clients is made good (default FILL_QUIET_MS). */
+    readonly fillQuietMs?: number;
+  };
   /** How long a volunteer given a stage has to load it and be ready before it holds no seat (default LOAD_DEADLINE_MS; tests shorten it). */
   readonly loadDeadlineMs?: number;
 }
@@ -452,6 +458,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
             ...(builder === null ? {} : { repartition: builder }),
             ...(sizes === undefined ? {} : { sizes }),
             ...(opts.repartition?.holdMs === undefined ? {} : { repartitionHoldMs: opts.repartition.holdMs }),
+            ...(opts.repartition?.fillQuietMs === undefined ? {} : { repartitionFillQuietMs: opts.repartition.fillQuietMs }),
             ...(opts.loadDeadlineMs === undefined ? {} : { loadDeadlineMs: opts.loadDeadlineMs }),
             ...(opts.repartition?.distrustMs === undefined ? {} : { switchBackDistrustMs: opts.repartition.distrustMs }),
           },

@@ -150,6 +150,8 @@ export interface CoordinatorOptions {
   readonly sizes?: ModelSizes;
   /** How long a partition serves before a switch back to the configured one (default REPARTITION_HOLD_MS). */
   readonly repartitionHoldMs?: number;
+  /** How long no volunteer proves a stage before joins may shrink a partition with a stage short (default FILL_QUIET_MS). */
+  readonly repartitionFillQuietMs?: number;
   /** How long a volunteer given a stage has to load it and be ready before it holds no seat (default LOAD_DEADLINE_MS). */
   readonly loadDeadlineMs?: number;
   /** How long a client that left or missed a load deadline is not counted for a switch back (default SWITCH_BACK_DISTRUST_MS). */

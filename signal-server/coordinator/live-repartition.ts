@@ -26,6 +26,15 @@ import { assignment, type SwarmState, withdrawChallenge } from './swarm-state.js
  * partition serves meanwhile; the configured one comes back with clients that did neither.
  */
 export const SWITCH_BACK_DISTRUST_MS = 10 * 60_000;
+/**
+ * How long no volunteer proves a stage (the swarm stopped filling) before a stage short of r clients is made good
+ * without a departure, as one would be. While volunteers still come, stages are short by nature, and a cut made
+ * then would cost each a load and a challenge again soon after. Before, joins never did: a swarm that stopped
+ * short of the configured stages × r (3 tabs for 3 stages × r = 3, or a server restarted under 2 tabs of a 2 × 2
+ * swarm that had shrunk to 1 stage) had every stage computed by the server, its volunteers idle, nothing verified
+ * (a volunteer's trial).
+ */
+export const FILL_QUIET_MS = 30_000;
 /** Keys remembered at most (the oldest go first). */
 const MAX_DISTRUSTED = 10_000;
 /**
@@ -100,6 +109,11 @@ export class LiveRepartition {
   private holdBackoff = 1;
   /** When the swarm last switched back to the configured partition (performance.now()). */
   private switchedBackAt = Number.NEGATIVE_INFINITY;
+  /** Volunteers the planner counted when last looked at, and since when (performance.now()): FILL_QUIET_MS. */
+  private counted = -1;
+  private countedSince = Number.NEGATIVE_INFINITY;
+  /** The last "no partition serves" said for joins (said again only when it changes: each proof asks). */
+  private unservedSaid: string | null = null;
   /** Re-partitions carried out since the start. */
   repartitions = 0;
   /** Partitions planned (each costs up to seconds for a large swarm, on the event loop). */
@@ -193,12 +207,18 @@ export class LiveRepartition {
         }
       }
     }
-    // Joins never shrink the partition: while a swarm fills up, its stages are short by nature.
-    if (!gone) return;
+    // Joins make a short stage good only once the swarm stopped filling (FILL_QUIET_MS).
+    const quietMs = this.quietMs();
     if (!this.stageShort()) return;
+    if (!gone && quietMs < this.fillQuietMs) {
+      this.recheckLater(this.fillQuietMs - quietMs);
+      return;
+    }
     const plan = this.plan(builder, rangesOf(this.s.model.manifest));
     if (!plan.ok) {
-      this.s.log(`re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`);
+      const line = `re-partition: a stage is short of ${r} volunteers, and no partition serves: ${plan.reason}`;
+      if (gone || line !== this.unservedSaid) this.s.log(line);
+      this.unservedSaid = line;
       return;
     }
     if (plan.kept) {
@@ -207,7 +227,28 @@ export class LiveRepartition {
       this.s.cluster?.publishPlan(rangesOf(this.s.model.manifest), plan.stageOf);
       return;
     }
-    this.buildAndSwitch(builder, plan.ranges, plan.stageOf, `stages short (${this.s.registry.replicasPerStage().join('/')})`);
+    const short = `stages short (${this.s.registry.replicasPerStage().join('/')})`;
+    this.buildAndSwitch(
+      builder,
+      plan.ranges,
+      plan.stageOf,
+      gone ? short : `${short}, no volunteer joined for ${Math.round(quietMs / 1000)} s`,
+    );
+  }
+
+  private get fillQuietMs(): number {
+    return this.s.options.repartitionFillQuietMs ?? FILL_QUIET_MS;
+  }
+
+  /** How long the volunteers the planner counts have stayed as many (ms): since the last that proved a stage, or left. */
+  private quietMs(): number {
+    const n = this.plannerView().length;
+    const now = performance.now();
+    if (n !== this.counted) {
+      this.counted = n;
+      this.countedSince = now;
+    }
+    return now - this.countedSince;
   }
 
   /** Short: fewer than r distinct clients on a stage (sockets of one client never make two replicas of a route). */
