@@ -81,6 +81,8 @@ export class LiveRepartition {
   private switchedAt = Number.NEGATIVE_INFINITY;
   /** Looks again later: once the hold is over (nothing else may happen meanwhile to ask), or after proofs. */
   private recheckTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When it fires (performance.now()). */
+  private recheckAt = Number.POSITIVE_INFINITY;
   /** Identity keys not counted for a switch back, until when (performance.now()): SWITCH_BACK_DISTRUST_MS. */
   private readonly distrusted = new Map<string, number>();
   /** The partition the operator configured: a re-partition returns to it once it serves again. */
@@ -324,9 +326,18 @@ export class LiveRepartition {
       });
   }
 
-  /** Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile. */
+  /**
+   * Considers a re-partition (a switch back) after `ms`, once for everything that asks meanwhile: at the earliest
+   * time asked for (a switch back's hold must not wait for a swarm's fill time, FILL_QUIET_MS, asked for before).
+   */
   recheckLater(ms: number): void {
-    this.recheckTimer ??= setTimeout(() => {
+    const at = performance.now() + ms;
+    if (this.recheckTimer !== null) {
+      if (this.recheckAt <= at) return;
+      clearTimeout(this.recheckTimer);
+    }
+    this.recheckAt = at;
+    this.recheckTimer = setTimeout(() => {
       this.recheckTimer = null;
       this.considerRepartition(false);
     }, ms);
