@@ -114,13 +114,42 @@ describe('re-partition over Socket.IO', () => {
       expect(stages).toBeLessThan(3);
       for (const v of vs) expect(v.partition).toBe(vs[0]?.partition);
       const msgs = lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
-      expect(msgs.some((m) => /^re-partition: stages short \([\d/]+\), no volunteer joined for \d+ s; building layers /.test(m))).toBe(true);
+      expect(
+        msgs.some((m) => /^re-partition: stages short \([\d/]+\), no volunteer newly proved a stage for \d+ s; building layers /.test(m)),
+      ).toBe(true);
       const r = await complete(url);
       expect(r.status).toBe(200);
       expect(r.body.webswarm?.tokens).toEqual(expected);
       expect(r.body.webswarm?.verified).toBe(true);
       // No stage computed by the server.
       expect(r.body.webswarm?.server_stages).toEqual([]);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'nor while a volunteer given a stage still loads it: the cut waits for its proof or its load deadline',
+    async () => {
+      const { server, url } = await start(3, 2, {
+        stepTimeoutMs: 20_000,
+        repartition: { stageCache: stageCache(), fillQuietMs: 2_000 },
+        loadDeadlineMs: 15_000,
+        fallback: 'stage',
+      });
+      const coordinator = server.coordinator;
+      if (coordinator === null) throw new Error('no coordinator');
+      // A tab that said hello and is still fetching its stage (it never will here), then 4 that load and prove theirs.
+      const slow = await helloVolunteer(connectClient(url, undefined, '127.0.0.50'));
+      const helloAt = performance.now();
+      for (let i = 0; i < 4; i++) volunteer(url, `127.0.0.${51 + i}`);
+      await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
+      // Past the fill time, within the slow one's load deadline: no cut (before the review, one 2 s after the last proof).
+      await new Promise((r) => setTimeout(r, Math.max(4_000, Math.min(8_000, 13_000 - (performance.now() - helloAt)))));
+      if (performance.now() - helloAt < 14_000) expect(coordinator.repartitions).toBe(0);
+      // Its deadline passed (it holds no seat): the cut.
+      await expect.poll(() => coordinator.repartitions, { timeout: READY_MS }).toBeGreaterThanOrEqual(1);
+      expect(performance.now() - helloAt).toBeGreaterThan(15_000);
+      slow.c.disconnect();
     },
     TEST_MS,
   );

@@ -162,6 +162,8 @@ export class LiveRepartition {
   /** Stops looking again later (the server is going away). */
   stop(): void {
     if (this.recheckTimer !== null) clearTimeout(this.recheckTimer);
+    this.recheckTimer = null;
+    this.recheckAt = Number.POSITIVE_INFINITY;
   }
 
   /**
@@ -211,9 +213,19 @@ export class LiveRepartition {
     }
     // Joins make a short stage good only once the swarm stopped filling (FILL_QUIET_MS).
     const quietMs = this.quietMs();
-    if (!this.stageShort()) return;
+    if (!this.stageShort()) {
+      this.unservedSaid = null;
+      return;
+    }
     if (!gone && quietMs < this.fillQuietMs) {
       this.recheckLater(this.fillQuietMs - quietMs);
+      return;
+    }
+    // Nor while a volunteer given a stage still loads it (a large stage's download may take longer than the fill
+    // time): until it proves it or its load deadline passes (stale). New hellos can put the cut off for as long as
+    // they come, which leaves the swarm as it was before joins made short stages good (the fallback computes them).
+    if (!gone && this.loading()) {
+      this.recheckLater(this.fillQuietMs);
       return;
     }
     const plan = this.plan(builder, rangesOf(this.s.model.manifest));
@@ -230,12 +242,23 @@ export class LiveRepartition {
       return;
     }
     const short = `stages short (${this.s.registry.replicasPerStage().join('/')})`;
-    this.buildAndSwitch(
-      builder,
-      plan.ranges,
-      plan.stageOf,
-      gone ? short : `${short}, no volunteer joined for ${Math.round(quietMs / 1000)} s`,
-    );
+    if (gone) this.buildAndSwitch(builder, plan.ranges, plan.stageOf, short);
+    else
+      this.buildAndSwitch(
+        builder,
+        plan.ranges,
+        plan.stageOf,
+        `${short}, no volunteer newly proved a stage for ${Math.round(quietMs / 1000)} s`,
+        false,
+        true,
+      );
+  }
+
+  /** A volunteer given a stage that it has not proved yet, within its load deadline. */
+  private loading(): boolean {
+    return this.s.registry
+      .all()
+      .some((v) => !v.ready && v.stale !== true && v.elsewhere !== true && this.s.members.get(v.id)?.vouched !== true);
   }
 
   private get fillQuietMs(): number {
@@ -267,6 +290,9 @@ export class LiveRepartition {
   tick(): void {
     if (this.s.cluster?.leads() !== true) {
       if (performance.now() - this.departedAt > DEPARTED_MEMORY_MS) this.departed = false;
+      // Looked at afresh should this process come to lead: the ready count of then, the fill time from then.
+      this.readyAtTick = -1;
+      this.counted = -1;
       return;
     }
     if (this.departed) {
@@ -331,6 +357,7 @@ export class LiveRepartition {
    * time asked for (a switch back's hold must not wait for a swarm's fill time, FILL_QUIET_MS, asked for before).
    */
   recheckLater(ms: number): void {
+    if (this.s.closing) return;
     const at = performance.now() + ms;
     if (this.recheckTimer !== null) {
       if (this.recheckAt <= at) return;
@@ -353,6 +380,8 @@ export class LiveRepartition {
     stageOf: ReadonlyMap<string, number>,
     why: string,
     readyOnly = false,
+    /** Not switched to if, once built, the partition served then has no stage short (proofs came meanwhile). */
+    unlessServed = false,
   ): void {
     if (this.s.cluster !== null) {
       this.s.cluster.publishPlan(ranges, stageOf);
@@ -367,6 +396,10 @@ export class LiveRepartition {
       .then((p) => {
         this.repartitioning = false;
         if (this.s.closing) return;
+        if (unlessServed && !this.stageShort()) {
+          this.s.log(`re-partition to layers ${key} left unserved: no stage is short any more`);
+          return;
+        }
         // Volunteers may have come and gone while the files were built: placed as they are now.
         const again = this.plan(builder, rangesOf(p.manifest), readyOnly);
         if (again.ok && again.kept) this.switchPartition(p, again.stageOf);
@@ -419,6 +452,8 @@ export class LiveRepartition {
     this.s.epoch += 1;
     this.repartitions += 1;
     this.switchedAt = performance.now();
+    // No cut for joins within the fill time of any switch (each volunteer proves its stage again meanwhile).
+    this.countedSince = this.switchedAt;
     // Switches back and forth cost every volunteer a load and a challenge, and every request in flight a replay. The
     // distrust of clients that left (SWITCH_BACK_DISTRUST_MS) goes by identity: an attacker with a fresh client key
     // and address each time, proving the cut's stage and leaving the moment the switch back reached it, forced about
