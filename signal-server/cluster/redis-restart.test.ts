@@ -44,6 +44,25 @@ async function until(what: string, test: () => boolean): Promise<void> {
   }
 }
 
+/**
+ * One server a, and another process, 77, as Redis holds one: its heartbeat key under `mark`, its settings as a's
+ * (written with `raw`, a plain client the caller destroys); returned once a has met it.
+ */
+async function serverBeside77(mark: string) {
+  const log = serverLog('info');
+  const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
+  const a = started[0] as SignalServer;
+  servers.push(a);
+  const raw = createClient({ url: f.redisUrl });
+  await raw.connect();
+  const said = (await raw.get(`${prefix}:protocol:${procOf(a)}`)) as string;
+  await raw.set(`${prefix}:alive:77`, mark, { expiration: { type: 'PX', value: 60_000 } });
+  await raw.set(`${prefix}:protocol:77`, said);
+  await raw.sAdd(`${prefix}:procs`, '77');
+  await until('a meets process 77', () => clusterOf(a).peerCount() === 1);
+  return { a, log, raw, prefix, said };
+}
+
 /** A production server's heartbeat (1 s; CLUSTER_TIMINGS' 200 ms hid the drop: the lists were said again first). */
 const SHAPE = {
   model: MODEL,
@@ -72,19 +91,8 @@ describe('Redis restarted without its data under a live cluster', () => {
   });
 
   it('drops a process whose number a new one took (it died while Redis was away), and meets the new one', async () => {
-    const log = serverLog('info');
-    const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
-    const a = started[0] as SignalServer;
-    servers.push(a);
-    // Another process, 77, as Redis holds one: its heartbeat key under a mark of its own, its settings as a's.
-    const raw = createClient({ url: f.redisUrl });
-    await raw.connect();
+    const { a, log, raw, prefix, said } = await serverBeside77('mark-of-the-first');
     try {
-      const said = (await raw.get(`${prefix}:protocol:${procOf(a)}`)) as string;
-      await raw.set(`${prefix}:alive:77`, 'mark-of-the-first', { expiration: { type: 'PX', value: 60_000 } });
-      await raw.set(`${prefix}:protocol:77`, said);
-      await raw.sAdd(`${prefix}:procs`, '77');
-      await until('a meets process 77', () => log.lines.some((l) => l.includes('"msg":"cluster: ')) && clusterOf(a).peerCount() === 1);
       // It died, and a newcomer took its number: another mark under it.
       await raw.set(`${prefix}:alive:77`, 'mark-of-the-newcomer', { expiration: { type: 'PX', value: 60_000 } });
       await until('a drops the one it knew', () => log.lines.some((l) => l.includes('process 77 is gone (a new process took its number)')));
@@ -97,19 +105,8 @@ describe('Redis restarted without its data under a live cluster', () => {
   });
 
   it('takes a process whose key was read just after a return (Redis kept its data) for dead only once the return settled', async () => {
-    const log = serverLog('info');
-    const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...SHAPE, cache, logger: log.logger });
-    const a = started[0] as SignalServer;
-    servers.push(a);
-    const raw = createClient({ url: f.redisUrl });
-    await raw.connect();
+    const { log, raw, prefix } = await serverBeside77('mark-77');
     try {
-      // Process 77, as in the test above: a's settings, its key under a mark of its own.
-      const said = (await raw.get(`${prefix}:protocol:${procOf(a)}`)) as string;
-      await raw.set(`${prefix}:alive:77`, 'mark-77', { expiration: { type: 'PX', value: 60_000 } });
-      await raw.set(`${prefix}:protocol:77`, said);
-      await raw.sAdd(`${prefix}:procs`, '77');
-      await until('a meets process 77', () => clusterOf(a).peerCount() === 1);
       // Every connection of a's cut (Redis and its data stay): a reads 77's key again after its return, with 2.5 s
       // left on it, and 77 (its connection slow to come back, its threads starved) says it no more.
       await raw.set(`${prefix}:alive:77`, 'mark-77', { expiration: { type: 'PX', value: 2_500 } });
