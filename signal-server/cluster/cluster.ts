@@ -520,7 +520,11 @@ export class Cluster implements ClusterSeam {
     const listed = (await this.pub.sMembers(this.key('procs'))).map(Number);
     const procs = [...new Set([...listed, ...this.peers.keys()])].filter((p) => Number.isInteger(p) && p >= 1 && p !== this.proc);
     if (procs.length === 0) return;
+    const losses = this.redis.losses;
     const alive = await this.pub.mGet(procs.map((p) => this.key('alive', p)));
+    // Read across a loss (answered by the Redis that came back, perhaps empty, maybe before its return was marked):
+    // no judgement on it; the next heartbeat reads again.
+    if (this.redis.down || this.redis.losses !== losses) return;
     // When the keys were read, and Redis's connected time by then: the loop below awaits (a read queued across an
     // outage takes as long), and a key read before a loss must not count as seen after the return.
     const read = { at: performance.now(), upMs: this.redis.connectedMs() };
@@ -727,7 +731,7 @@ export class Cluster implements ClusterSeam {
    * `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling).
    */
   private async resync(full: boolean): Promise<void> {
-    const started = performance.now();
+    const losses = this.redis.losses;
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
     for (const p of [...this.peers.keys()]) {
@@ -747,7 +751,7 @@ export class Cluster implements ClusterSeam {
       // Just after Redis came back their list may be empty (lost with Redis's data) until they publish it again; a
       // read queued while Redis was away is answered by the one that came back (before, a full read begun before a
       // restart forgot every volunteer of the others from its empty lists: a test on a loaded machine).
-      const settled = !this.settling && this.redis.reconnectedAt < started;
+      const settled = !this.settling && !this.redis.down && this.redis.losses === losses;
       if (full && settled) for (const id of before) if (!present.has(id)) this.forget(p, id);
     }
   }

@@ -65,6 +65,11 @@ export class RedisLink {
   private problemsSuppressed = 0;
   /** When a connection last came back after a loss (performance.now(); -Infinity: never lost). */
   reconnectedAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Losses since the start: a read that began before one was answered by the Redis that came back, perhaps empty
+   * (node-redis sends what waited as soon as it is connected, and its answer may come before 'ready' is emitted).
+   */
+  losses = 0;
   /** When it was lost, while it is (null: connected). */
   private lostAt: number | null = null;
   /**
@@ -103,7 +108,9 @@ export class RedisLink {
     // listeners run after this one's), and the line is written once both are back.
     for (const c of [this.pub, this.sub]) {
       c.on('reconnecting', () => {
-        if (this.connected) this.lostAt ??= performance.now();
+        if (!this.connected || this.lostAt !== null) return;
+        this.lostAt = performance.now();
+        this.losses += 1;
       });
       c.on('ready', () => {
         if (!this.connected || this.lostAt === null) return;
