@@ -406,9 +406,8 @@ export class Cluster implements ClusterSeam {
       ),
     );
     this.timers.push(setInterval(() => this.publishVolunteers(), this.publishMs));
-    const resync = (full: boolean) => void this.resync(full).catch((e: Error) => this.problem(`resync failed: ${e.message}`));
-    // In full unless Redis came back lately (before, this one forgot while settling: it was called with no argument).
-    this.timers.push(setInterval(() => resync(!this.settling), this.options.resyncMs ?? DEFAULT_RESYNC_MS));
+    const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
+    this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => this.published.clear());
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again:
@@ -419,14 +418,14 @@ export class Cluster implements ClusterSeam {
       const leftMs = this.settleMs - (performance.now() - this.redis.reconnectedAt);
       if (leftMs <= 0) {
         settled = null;
-        resync(true);
+        resync();
         return;
       }
       settled = setTimeout(whenSettled, leftMs + 1);
       settled.unref();
     };
     this.redis.sub.on('ready', () => {
-      resync(!this.settling);
+      resync();
       if (settled === null) whenSettled();
     });
     this.options.log(`cluster: process ${this.proc} joined through ${redactedUrl(this.options.url)} (${this.peers.size} other processes)`);
@@ -728,9 +727,10 @@ export class Cluster implements ClusterSeam {
   /**
    * Reads every known process's volunteers again: pub/sub delivers at most once, so a message lost while a
    * connection was down (a volunteer that came or went) is made good here, after a reconnection and every RESYNC_MS.
-   * `full`: volunteers missing from a process's list are forgotten (not just after Redis came back: settling).
+   * Volunteers missing from a process's list are forgotten only where no return of Redis is settling and none
+   * came during the read (just after one, the lists may be empty until their processes publish them again).
    */
-  private async resync(full: boolean): Promise<void> {
+  private async resync(): Promise<void> {
     const losses = this.redis.losses;
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
@@ -752,7 +752,7 @@ export class Cluster implements ClusterSeam {
       // read queued while Redis was away is answered by the one that came back (before, a full read begun before a
       // restart forgot every volunteer of the others from its empty lists: a test on a loaded machine).
       const settled = !this.settling && !this.redis.down && this.redis.losses === losses;
-      if (full && settled) for (const id of before) if (!present.has(id)) this.forget(p, id);
+      if (settled) for (const id of before) if (!present.has(id)) this.forget(p, id);
     }
   }
 

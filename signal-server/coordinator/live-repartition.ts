@@ -242,16 +242,9 @@ export class LiveRepartition {
       return;
     }
     const short = `stages short (${this.s.registry.replicasPerStage().join('/')})`;
-    if (gone) this.buildAndSwitch(builder, plan.ranges, plan.stageOf, short);
-    else
-      this.buildAndSwitch(
-        builder,
-        plan.ranges,
-        plan.stageOf,
-        `${short}, no volunteer newly proved a stage for ${Math.round(quietMs / 1000)} s`,
-        false,
-        true,
-      );
+    const why = gone ? short : `${short}, no volunteer newly proved a stage for ${Math.round(quietMs / 1000)} s`;
+    // A cut for joins is left unserved where proofs made it needless while it was built.
+    this.buildAndSwitch(builder, plan.ranges, plan.stageOf, why, false, !gone);
   }
 
   /** A volunteer given a stage that it has not proved yet, within its load deadline. */
