@@ -1,6 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-import { captureText, deviceLossText, stageHeldText, stateText, usesText, weightsText } from './wording.js';
+import { captureText, deviceLossText, refusedText, stageHeldText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status, idleReason = null }: { status: ReplicaStatus; idleReason?: string | null }) {
@@ -72,8 +72,12 @@ export function StatusView({ status, idleReason = null }: { status: ReplicaStatu
           <p className="big" data-testid="reputation">
             {status.score === null ? '—' : status.score.reputation.toFixed(2)}
           </p>
-          <p className="small">
-            {status.framesRejected > 0 ? `${status.framesRejected} bad frames refused` : 'from the coordinator’s votes'}
+          <p
+            className="small"
+            data-testid="refused"
+            title="Late frames are copies that came after their step was taken, or for a session this tab no longer holds: an honest swarm sends some. Bad frames are malformed, over budget or refused signals."
+          >
+            {refusedText(status.framesRejectedBy)}
           </p>
         </section>
       </div>

@@ -5,6 +5,7 @@ import {
   hardwareText,
   planShortText,
   planText,
+  refusedText,
   shortStateText,
   stageHeldText,
   stateText,
@@ -79,5 +80,14 @@ describe('the Stage card', () => {
       'austen-2m: held before the connection was lost; assigned again on reconnecting',
     );
     expect(stageHeldText('connecting', null, null)).toBe('not assigned yet');
+  });
+});
+
+describe('the Reputation card', () => {
+  it('tells the late frames an honest swarm sends from the bad ones (before, all were "bad frames refused")', () => {
+    expect(refusedText({})).toBe('from the coordinator’s votes');
+    expect(refusedText({ ERR_STALE_STEP: 3, ERR_FRAME_UNWANTED: 1 })).toBe('4 late frames ignored');
+    expect(refusedText({ ERR_FRAME_MAGIC: 1 })).toBe('1 bad frame refused');
+    expect(refusedText({ ERR_FRAME_CHECKSUM: 2, ERR_PEER_CHURN: 1, ERR_STALE_STEP: 1 })).toBe('3 bad frames refused, 1 late frame ignored');
   });
 });

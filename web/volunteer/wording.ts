@@ -150,3 +150,27 @@ export function deviceLossText(note: DeviceLossNote): string {
 export function captureText(c: CaptureState): string {
   return c.on ? `graph capture: up to ${c.sessions} session${c.sessions === 1 ? '' : 's'} at once` : `graph capture off: ${c.why}`;
 }
+
+/**
+ * Refusal codes an honest swarm makes too: a frame for a step already taken or rolled back (a slower replica's copy,
+ * a path since replaced: ERR_STALE_STEP), or for a session this tab no longer holds (closed, moved: ERR_FRAME_UNWANTED).
+ */
+const LATE_CODES: ReadonlySet<string> = new Set(['ERR_STALE_STEP', 'ERR_FRAME_UNWANTED']);
+
+/**
+ * The Reputation card's line: the frames and signals this tab refused, by reason code (ReplicaStatus.framesRejectedBy),
+ * the late ones of an honest swarm apart from the malformed, over-budget or hostile ones; else where the figure comes from.
+ */
+export function refusedText(by: Readonly<Record<string, number>>): string {
+  let late = 0;
+  let bad = 0;
+  for (const [code, n] of Object.entries(by)) {
+    if (LATE_CODES.has(code)) late += n;
+    else bad += n;
+  }
+  const parts = [
+    bad > 0 ? `${bad} bad frame${bad === 1 ? '' : 's'} refused` : null,
+    late > 0 ? `${late} late frame${late === 1 ? '' : 's'} ignored` : null,
+  ].filter((p) => p !== null);
+  return parts.length === 0 ? 'from the coordinator’s votes' : parts.join(', ');
+}
