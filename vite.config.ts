@@ -1,5 +1,17 @@
+import { statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
+
+/** Each onnxruntime-web build's WebAssembly binary in bytes: the pages say before consent what a click downloads. */
+function ortWasmBytes(): Record<'wasm' | 'jspi' | 'asyncify', number> {
+  const dist = (file: string) => statSync(createRequire(import.meta.url).resolve(`onnxruntime-web/${file}`)).size;
+  return {
+    wasm: dist('ort-wasm-simd-threaded.wasm'),
+    jspi: dist('ort-wasm-simd-threaded.jspi.wasm'),
+    asyncify: dist('ort-wasm-simd-threaded.asyncify.wasm'),
+  };
+}
 
 // Multi-page app: / (landing), /check (the model run in one tab), /volunteer,
 // /chat, /dashboard, /embed (the widget's frame) and /consent (the window
@@ -25,4 +37,5 @@ export default defineConfig({
     },
   },
   worker: { format: 'es' },
+  define: { __ORT_WASM_BYTES__: JSON.stringify(ortWasmBytes()) },
 });

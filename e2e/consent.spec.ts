@@ -11,7 +11,9 @@
 // (l), where a fast game's next click or tap lands on its button.
 // The visitor's click in the consent window that the frame's button opens
 // (web/embed/consent-window.ts), and the ordinary widget flow, still start one.
+import { statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { FrameLocator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +33,9 @@ const READY_MS = 90_000;
  * serve before the visitor is asked to consent to it.
  */
 const STARTED = /^\/socket\.io\/|^\/models\/|\/assets\/worker-|\.wasm$/;
+
+/** onnxruntime-web's WASM build's binary in megabytes, as the pages say it before consent. */
+const WASM_MB = (statSync(createRequire(import.meta.url).resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm')).size / 1e6).toFixed(1);
 
 let rig: OneStageRig;
 let swarmUrl: string;
@@ -161,6 +166,12 @@ async function consentWindow(p: Page, act: () => Promise<unknown>): Promise<Page
 async function confirm(w: Page): Promise<void> {
   await expect.poll(() => w.getByTestId('consent').isEnabled(), { timeout: 10_000 }).toBe(true);
   expect(await w.getByTestId('consent-window-site').textContent()).toBe(hostUrl);
+  // It says what the tab will download, in megabytes: the WASM build's binary (this browser has no WebGPU) and weights.
+  expect(await w.getByTestId('download-plan').textContent()).toMatch(
+    new RegExp(
+      `^about \\d+\\.\\d MB: onnxruntime's WebAssembly runtime \\(${WASM_MB} MB\\) and its part of the model's weights \\(\\d+\\.\\d MB\\)$`,
+    ),
+  );
   await w.getByTestId('consent').click();
   await expect.poll(() => w.getByTestId('consent-window-done').count()).toBe(1);
 }

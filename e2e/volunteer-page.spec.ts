@@ -3,8 +3,11 @@
 // "waiting for work" until a session runs, and keeps the weights shown while
 // paused; a load that fails once is tried again, and auto-pause takes a hidden
 // tab out of the swarm and brings it back when it shows again.
+import { statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseModelListings } from '../shared/protocol/http.js';
 import { type OneStageRig, startOneStageRig } from './harness.js';
 
 const READY_MS = 90_000;
@@ -20,6 +23,8 @@ async function volunteersOnline(): Promise<number> {
   return ((await res.json()) as { volunteers: number }).volunteers;
 }
 
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+
 const state = (page: Page) => page.evaluate(() => window.webswarmVolunteer?.state ?? null);
 
 describe('the volunteer page', () => {
@@ -34,9 +39,24 @@ describe('the volunteer page', () => {
     await expect.poll(() => page.getByTestId('plan').textContent()).toContain('no WebGPU adapter');
     expect(await page.getByTestId('plan').textContent()).toContain('CPU with WebAssembly');
     expect(await page.getByTestId('consent').textContent()).toBe("Donate this tab's CPU");
+    // What the click downloads, in megabytes: the WASM build's binary as onnxruntime-web ships it, and the one stage's weights
+    // (before, "a few megabytes": one click fetched 18.2 MB).
+    const runtime = mb(statSync(createRequire(import.meta.url).resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm')).size);
+    const listed = parseModelListings(await (await fetch(`${rig.server.address().url}/api/models`)).json());
+    if (!listed.ok) throw new Error(listed.reason);
+    const stageMb = mb(listed.value[0]?.stageBytes[0] ?? 0);
+    await expect
+      .poll(() => page.getByTestId('download-plan').textContent())
+      .toMatch(
+        new RegExp(
+          `^about \\d+\\.\\d MB: onnxruntime's WebAssembly runtime \\(${runtime} MB\\) and its part of the model's weights \\(${stageMb} MB\\)$`,
+        ),
+      );
     await page.getByTestId('consent').click();
     await page.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     expect(await page.getByTestId('backend').textContent()).toBe('CPU · WebAssembly');
+    // The weights it then downloaded are what it said.
+    expect(await page.getByTestId('download').textContent()).toBe(`${stageMb} MB downloaded`);
     expect(await page.getByTestId('state').textContent()).toBe('Ready, waiting for work');
     expect(await page.getByTestId('steps').textContent()).toBe('0');
 

@@ -4,6 +4,7 @@
 // during a generation until the partition must change.
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
+import { type ModelListing, parseModelListings } from '../shared/protocol/http.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { createLogger } from './log.js';
 import { ensureStages } from './models/model-folder.js';
@@ -26,6 +27,24 @@ async function readyStages(url: string): Promise<number[]> {
   return (await fetchSwarmListing(url)).list.filter((v) => v.ready).map((v) => v.stage);
 }
 
+/**
+ * GET /api/models's one listing, its stageBytes checked against the tensors.json it serves: each checkpoint tensor is
+ * downloaded by one stage's volunteers, a tied embedding by the first's and the last's.
+ */
+async function listedModel(url: string): Promise<ModelListing> {
+  const listed = parseModelListings(await (await fetch(`${url}/api/models`)).json());
+  if (!listed.ok) throw new Error(listed.reason);
+  expect(listed.value).toHaveLength(1);
+  const m = listed.value[0] as ModelListing;
+  const index = (await (await fetch(`${url}${m.baseUrl}/tensors.json`)).json()) as { tensors: { name: string; sizeBytes: number }[] };
+  const all = index.tensors.reduce((a, t) => a + t.sizeBytes, 0);
+  const embed = index.tensors.find((t) => t.name === 'model.embed_tokens.weight')?.sizeBytes ?? 0;
+  const tied = !index.tensors.some((t) => t.name === 'lm_head.weight');
+  expect(m.stageBytes.reduce((a, b) => a + b, 0)).toBe(all + (tied && m.stages > 1 ? embed : 0));
+  for (const b of m.stageBytes) expect(b).toBeGreaterThan(0);
+  return m;
+}
+
 describe('re-partition over Socket.IO', () => {
   it(
     'a volunteer leaves mid-generation and 3 stages × r = 2 cannot be kept: fewer stages, the running request answers the reference, and so do new ones; a join brings the configured partition back',
@@ -38,6 +57,8 @@ describe('re-partition over Socket.IO', () => {
       const vs: NodeVolunteer[] = Array.from({ length: 6 }, (_, i) => volunteer(url, `127.0.0.${20 + i}`));
       await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(6);
       expect(vs.map((v) => v.partition)).toEqual(vs.map(() => 'r0-1_1-2_2-3'));
+      const before = await listedModel(url);
+      expect(before.stageBytes).toHaveLength(3);
       // Stage 1 drops to one of r = 2 after two steps: no majority, no spare, nobody to move (5 < 3 × 2).
       const leaving = vs.find((v) => v.stage === 1) as NodeVolunteer;
       leaving.leaveAfter(2);
@@ -68,11 +89,12 @@ describe('re-partition over Socket.IO', () => {
       for (const n of perStage) expect(n).toBeGreaterThanOrEqual(2);
       for (const v of stayed) expect(v.errors).toEqual([]);
       // GET /api/models lists the partition served now (before, the configured one), and its manifest is there.
-      const listed = (await (await fetch(`${url}/api/models`)).json()) as { modelId: string; stages: number; baseUrl: string }[];
-      expect(listed).toHaveLength(1);
-      expect(listed[0]).toMatchObject({ modelId: coordinator.modelInfo.modelId, stages });
-      expect(listed[0]?.baseUrl).toMatch(new RegExp(`/${partition}$`));
-      const manifest = (await (await fetch(`${url}${listed[0]?.baseUrl}/manifest.json`)).json()) as { stages: unknown[] };
+      // Its stageBytes are the new stages' (what a volunteer of each downloads: the consent text says it).
+      const listed = await listedModel(url);
+      expect(listed).toMatchObject({ modelId: coordinator.modelInfo.modelId, stages });
+      expect(listed.stageBytes).toHaveLength(stages);
+      expect(listed.baseUrl).toMatch(new RegExp(`/${partition}$`));
+      const manifest = (await (await fetch(`${url}${listed.baseUrl}/manifest.json`)).json()) as { stages: unknown[] };
       expect(manifest.stages).toHaveLength(stages);
       // The new partition serves new requests with the reference's tokens.
       const again = await complete(url);

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { Server } from 'socket.io';
 import type { StageManifest } from '../shared/model/manifest.js';
+import type { TensorIndex } from '../shared/model/tensor-index.js';
 import { Tokenizer } from '../shared/model/tokenizer.js';
 import { MAX_NET_DELAY_MS } from '../shared/protocol/messages.js';
 import { AddressSockets, DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
@@ -21,7 +22,7 @@ import type { PartitionBuilder } from './coordinator/repartition.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { TrustedProxies } from './http/client-address.js';
 import { PageOrigins } from './http/page-origins.js';
-import { createRequestHandler, folderFilesOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
+import { createRequestHandler, folderFilesOf, listingOf, type ModelListing, modelFilesOf, tensorIndexesOf } from './http/routes.js';
 import { type IceOptions, iceOptionsProblem, LOCAL_ICE } from './ice-config.js';
 import { IceFeed } from './ice-feed.js';
 import type { KeyedBucketsOptions } from './keyed-buckets.js';
@@ -29,6 +30,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { eventBytes, measuredParser } from './measured-parser.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
+import { readTensorIndex } from './models/model-folder.js';
 import { boundPipelining, MAX_PIPELINED } from './pipelined-requests.js';
 import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
@@ -244,11 +246,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const held = new AddressSockets(opts.maxSocketsPerAddress ?? DEFAULT_MAX_SOCKETS_PER_ADDRESS, localAddresses);
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
-  const listings: ModelListing[] = opts.models.map((m) => ({
-    modelId: m.manifest.modelId,
-    stages: m.manifest.stages.length,
-    baseUrl: stageBaseUrl(m.manifest.modelId, m.key),
-  }));
+  // Each model's checkpoint tensors (its re-partitions' too: they are cut from the same checkpoint).
+  const checkpoints = opts.models.map((m) => readTensorIndex(m.dir));
+  const listings: ModelListing[] = opts.models.map((m, i) =>
+    listingOf(m.manifest, stageBaseUrl(m.manifest.modelId, m.key), checkpoints[i] as TensorIndex),
+  );
   // Socket.IO wraps the request listeners the server has when it attaches (passing on all but its own
   // path), so the listener is there first; the routes it calls need the coordinator, which needs Socket.IO.
   let routes: RequestListener | null = null;
@@ -378,7 +380,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           firstModel,
           opts.repartition.stageCache,
           (stages, baseUrl) => {
-            const listing = [{ modelId: stages.manifest.modelId, stages: stages.manifest.stages.length, baseUrl }];
+            const listing = [listingOf(stages.manifest, baseUrl, checkpoints[0] as TensorIndex)];
             const routed = [
               {
                 ...stages,
@@ -404,7 +406,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           ...built,
           switched(p) {
             built.switched?.(p);
-            listings[0] = { modelId: p.manifest.modelId, stages: p.manifest.stages.length, baseUrl: p.baseUrl };
+            listings[0] = listingOf(p.manifest, p.baseUrl, checkpoints[0] as TensorIndex);
           },
         };
   if (opts.repartition !== undefined && firstModel !== undefined && builder === null)

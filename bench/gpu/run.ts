@@ -227,7 +227,7 @@ async function webChild(dir: string, tokens: number, batch: number, capture: boo
   const t0 = performance.now();
   const r = await webRuntimeRow(manifest, stages, (k) => prompt(k, vocab), tokens, WARMUP_TOKENS, batch, capture);
   const result: RowResult = {
-    build: (await import('../../web/compute/ort-web.js')).webgpuBuild(),
+    build: (await import('../../web/compute/ort-build.js')).webgpuBuild(),
     stageMs: [],
     tokenMs: r.tokenMs,
     promptMs: null,
@@ -384,7 +384,7 @@ async function main(): Promise<void> {
   const answers = new Map<string, number[]>();
   const eps: Ep[] = adapter === null ? ['cpu'] : [...EPS];
   // The WebGPU build the worker's choice loads in this Node (the web rows run in children of the same Node).
-  const build = (await import('../../web/compute/ort-web.js')).webgpuBuild();
+  const build = (await import('../../web/compute/ort-build.js')).webgpuBuild();
   process.stdout.write(`node ${process.version}: onnxruntime-web's WebGPU rows load its ${build} build\n`);
   const only = rowFilter(process.env.BENCH_GPU_ROWS);
   // The forms in turn, several rounds, the quickest kept: other work on the machine only ever adds time.

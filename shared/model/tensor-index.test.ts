@@ -9,7 +9,7 @@ import { resolvePartition } from './partition.js';
 import { parseSafetensors, type TensorInfo } from './safetensors.js';
 import { sha256Hex } from './sha256.js';
 import { buildStageGraph } from './stage-graph.js';
-import { buildTensorIndex, parseTensorIndex, stageTensorNames } from './tensor-index.js';
+import { buildTensorIndex, parseTensorIndex, stageDownloadBytes, stageTensorNames } from './tensor-index.js';
 import { WeightReader } from './weights.js';
 
 function readFolder(id: string) {
@@ -57,6 +57,25 @@ describe('stageTensorNames', () => {
     expect(last).toContain('lm_head.weight');
     expect(last).not.toContain('model.embed_tokens.weight');
     expect(last).not.toContain('model.layers.0.mlp.up_proj.weight');
+  });
+});
+
+describe('stageDownloadBytes', () => {
+  it.each(GOLDEN_MODEL_IDS)('%s: every tensor is downloaded by one stage, a tied embedding by the first and the last', async (id) => {
+    const { config, tensors } = readFolder(id);
+    const index = await buildTensorIndex(id, 'model.safetensors', tensors);
+    const all = [...tensors.values()].reduce((a, t) => a + t.bytes.byteLength, 0);
+    const embed = tensors.get('model.embed_tokens.weight')?.bytes.byteLength ?? 0;
+    for (const stages of [1, 2, 3]) {
+      const bytes = stageDownloadBytes(
+        config,
+        resolvePartition(config.numLayers, { stages }).map((layers) => ({ layers })),
+        index,
+      );
+      expect(bytes).toHaveLength(stages);
+      for (const b of bytes) expect(b).toBeGreaterThan(0);
+      expect(bytes.reduce((a, b) => a + b, 0)).toBe(all + (config.tieWordEmbeddings && stages > 1 ? embed : 0));
+    }
   });
 });
 

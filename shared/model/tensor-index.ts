@@ -123,3 +123,18 @@ export function stageTensorNames(cfg: ModelConfig, stage: StageSpec): string[] {
   }
   return [...new Set(names)];
 }
+
+/**
+ * What a volunteer of each stage downloads the first time: the bytes of that stage's checkpoint tensors as `index`
+ * stores them (a tensor the index does not hold counts nothing here; the volunteer's fetch refuses it by name).
+ */
+export function stageDownloadBytes(
+  cfg: ModelConfig,
+  stages: readonly { readonly layers: StageSpec['layers'] }[],
+  index: TensorIndex,
+): number[] {
+  const size = new Map(index.tensors.map((t) => [t.name, t.sizeBytes]));
+  return stages.map((s, i) =>
+    stageTensorNames(cfg, { index: i, count: stages.length, layers: s.layers }).reduce((a, n) => a + (size.get(n) ?? 0), 0),
+  );
+}

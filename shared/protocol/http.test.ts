@@ -80,7 +80,7 @@ describe('parseSwarmListing', () => {
 });
 
 describe('parseModelListings', () => {
-  const model = { modelId: 'austen-2m', stages: 3, baseUrl: '/models/austen-2m/3-stages' };
+  const model = { modelId: 'austen-2m', stages: 3, baseUrl: '/models/austen-2m/3-stages', stageBytes: [1_500_000, 1_000_000, 1_500_000] };
 
   it('accepts the served models, or none', () => {
     expect(parseModelListings([model, { ...model, modelId: 'tiny', extra: true }])).toEqual({
@@ -96,6 +96,9 @@ describe('parseModelListings', () => {
     [[{ ...model, modelId: 7 }], '/api/models: [0].modelId must be a non-empty string'],
     [[{ ...model, stages: 0 }], '/api/models: [0].stages must be an integer ≥ 1'],
     [[{ ...model, baseUrl: '' }], '/api/models: [0].baseUrl must be a non-empty string'],
+    [[{ ...model, stageBytes: [1, 2] }], '/api/models: [0].stageBytes must list 3 byte counts, one a stage'],
+    [[{ ...model, stageBytes: [1, -2, 3] }], '/api/models: [0].stageBytes must list 3 byte counts, one a stage'],
+    [[{ ...model, stageBytes: null }], '/api/models: [0].stageBytes must list 3 byte counts, one a stage'],
   ])('refuses %j: %s', (raw, reason) => {
     expect(parseModelListings(raw)).toEqual({ ok: false, reason });
   });

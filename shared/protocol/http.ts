@@ -14,6 +14,8 @@ export interface ModelListing {
   readonly stages: number;
   /** Where its manifest.json and stage files are: `${baseUrl}/manifest.json`. */
   readonly baseUrl: string;
+  /** Per stage, the bytes of weights a volunteer of it downloads the first time (its checkpoint tensors as served). */
+  readonly stageBytes: readonly number[];
 }
 
 /** `GET /api/swarm`: the swarm as it stands. */
@@ -96,7 +98,9 @@ export function parseModelListings(raw: unknown): Parsed<ModelListing[]> {
     if (!isText(m.modelId)) return bad(`${at}.modelId must be a non-empty string`);
     if (!isCount(m.stages) || m.stages === 0) return bad(`${at}.stages must be an integer ≥ 1`);
     if (!isText(m.baseUrl)) return bad(`${at}.baseUrl must be a non-empty string`);
-    out.push({ modelId: m.modelId, stages: m.stages, baseUrl: m.baseUrl });
+    if (!Array.isArray(m.stageBytes) || m.stageBytes.length !== m.stages || !m.stageBytes.every(isCount))
+      return bad(`${at}.stageBytes must list ${m.stages} byte counts, one a stage`);
+    out.push({ modelId: m.modelId, stages: m.stages, baseUrl: m.baseUrl, stageBytes: m.stageBytes });
   }
   return ok(out);
 }

@@ -86,7 +86,7 @@ beforeAll(async () => {
   const json = readFileSync(`${goldenModelDir('tiny-untied')}/tokenizer.json`, 'utf8');
   const handler = createRequestHandler({
     swarm,
-    listings: [{ modelId: 'm', stages: 1, baseUrl: '/models/m/1-stages' }],
+    listings: [{ modelId: 'm', stages: 1, baseUrl: '/models/m/1-stages', stageBytes: [1000] }],
     access: new AccessControl({ apiKeys: [], ratePerMinute: 0, maxConcurrent: N }),
     metrics: new SwarmMetrics(null),
     webRoot: null,

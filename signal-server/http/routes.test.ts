@@ -42,7 +42,7 @@ const VOLUNTEERS: VolunteerView[] = [
     established: false,
   },
 ];
-const LISTINGS: ModelListing[] = [{ modelId: 'm', stages: 2, baseUrl: '/models/m/2-stages' }];
+const LISTINGS: ModelListing[] = [{ modelId: 'm', stages: 2, baseUrl: '/models/m/2-stages', stageBytes: [1000, 2000] }];
 
 /** What the next generation throws. */
 let failure: unknown = null;

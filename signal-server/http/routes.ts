@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { StageManifest } from '../../shared/model/manifest.js';
-import type { TensorIndex } from '../../shared/model/tensor-index.js';
+import { stageDownloadBytes, type TensorIndex } from '../../shared/model/tensor-index.js';
 import type { ModelListing, SwarmListing } from '../../shared/protocol/http.js';
 import { describeValue } from '../../shared/protocol/json-shape.js';
 import type { AccessControl } from '../api/access.js';
@@ -96,6 +96,16 @@ export function folderFilesOf(models: readonly RoutedModel[]): Map<string, strin
     }
   }
   return files;
+}
+
+/** A stage set's entry in GET /api/models: `index` is its tensor index (what each stage's volunteers download). */
+export function listingOf(manifest: StageManifest, baseUrl: string, index: TensorIndex): ModelListing {
+  return {
+    modelId: manifest.modelId,
+    stages: manifest.stages.length,
+    baseUrl,
+    stageBytes: stageDownloadBytes(manifest.model, manifest.stages, index),
+  };
 }
 
 /** Each stage set's tensor index (read from its directory), telling volunteers where the weights are: URL path → index. */

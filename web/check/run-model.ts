@@ -6,7 +6,7 @@ import { Tokenizer } from '../../shared/model/tokenizer.js';
 import type { CaptureOptions } from '../compute/captured-stages.js';
 import { ComputeClient } from '../compute/compute-client.js';
 import type { Backend, WorkerStats } from '../compute/messages.js';
-import type { OrtBuild } from '../compute/ort-web.js';
+import type { OrtBuild } from '../compute/ort-build.js';
 import { fetchManifest, fetchVerified, type Progress } from '../compute/stage-loader.js';
 import { fetchStageWeights } from '../compute/stage-weights.js';
 import { webgpuAdapter } from '../compute/webgpu.js';

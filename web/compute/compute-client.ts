@@ -11,7 +11,7 @@ import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { CaptureOptions } from './captured-stages.js';
 import type { ReplicaEvent, ToReplica } from './datapath-messages.js';
 import type { Backend, ComputeErrorCode, DeviceLoss, FromWorker, ToWorker, WorkerCall, WorkerStats } from './messages.js';
-import type { OrtBuild } from './ort-web.js';
+import type { OrtBuild } from './ort-build.js';
 import type { StageTensors } from './stage-build.js';
 
 export class WorkerError extends Error {

@@ -3,7 +3,7 @@ import type { Feeds, Float32Tensor, TensorData } from '../../shared/model/pipeli
 import type { LogitsFrom } from '../../shared/model/stage-graph.js';
 import type { CaptureOptions } from './captured-stages.js';
 import type { FromReplica, ToReplica } from './datapath-messages.js';
-import type { OrtBuild } from './ort-web.js';
+import type { OrtBuild } from './ort-build.js';
 import type { StageTensors } from './stage-build.js';
 
 /** Which onnxruntime-web execution provider runs the stages. */

@@ -3,7 +3,7 @@
 // the asyncify build. (Both builds load and agree bit for bit in Chromium:
 // e2e/stage-in-browser.spec.ts.)
 import { describe, expect, it } from 'vitest';
-import { ortBuildFor, webgpuBuild } from './ort-web.js';
+import { ortBuildFor, webgpuBuild } from './ort-build.js';
 
 const fn = () => {};
 

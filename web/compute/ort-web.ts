@@ -16,9 +16,10 @@ import { stageFeeds, stageFetches, stageGraphFor, stageSessionOptions } from '..
 import { ComputeError } from './compute-error.js';
 import { GpuKv, type GpuKvCounts, type GpuKvTensor, NO_GPU_KV } from './gpu-kv.js';
 import type { Backend } from './messages.js';
+import { ortBuildFor } from './ort-build.js';
 import { webgpuAdapter } from './webgpu.js';
 
-export { ComputeError };
+export { ComputeError, ortBuildFor };
 
 type OrtModule = typeof Ort;
 
@@ -58,20 +59,6 @@ export class LossLatch {
   async settle(): Promise<void> {
     await Promise.race([this.lost, new Promise((r) => setTimeout(r, LOSS_SETTLE_MS))]);
   }
-}
-
-/** The onnxruntime-web build a worker runs: the plain WASM build, or a WebGPU build on JSPI or on asyncify. */
-export type OrtBuild = 'wasm' | 'jspi' | 'asyncify';
-
-/** The WebGPU build for this engine's WebAssembly (`wasm`: the global one by default): JSPI where it has both functions. */
-export function webgpuBuild(wasm: object = WebAssembly): Exclude<OrtBuild, 'wasm'> {
-  const w = wasm as { Suspending?: unknown; promising?: unknown };
-  return typeof w.Suspending === 'function' && typeof w.promising === 'function' ? 'jspi' : 'asyncify';
-}
-
-/** The build a backend runs on here. */
-export function ortBuildFor(backend: Backend): OrtBuild {
-  return backend === 'webgpu' ? webgpuBuild() : 'wasm';
 }
 
 function ortFor(backend: Backend): Promise<OrtModule> {

@@ -5,6 +5,7 @@ import { EMBED_DEFAULT_SHARE, EMBED_SOURCE } from '../embed/messages.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { volunteerPageUrl } from '../volunteer/page-params.js';
+import { downloadText } from '../volunteer/wording.js';
 
 const PARAMS = consentWindowParams(location.search);
 /** How long the thanks stay before the window closes itself. */
@@ -92,8 +93,10 @@ export function ConsentWindowApp() {
         {PARAMS.hidden && <span data-testid="consent-window-hidden"> through a frame whose site your browser does not tell</span>}. If you
         donate, the tab with that page (not this window) runs part of a language model for other people's prompts while it stays open, using
         at most {share} % of its time
-        {PARAMS.model === null ? '' : ` (model ${PARAMS.model})`}. Several volunteers compute every block, and only what a majority agrees
-        on is used. You can pause or stop it in the widget, or close the tab.
+        {PARAMS.model === null ? '' : ` (model ${PARAMS.model})`}. The first time, it downloads{' '}
+        <span data-testid="download-plan">{downloadText(plan.kind === 'gpu' || plan.kind === 'cpu' ? plan.download : null)}</span>, and
+        keeps them in the browser's cache. Several volunteers compute every block, and only what a majority agrees on is used. You can pause
+        or stop it in the widget, or close the tab.
       </p>
       <ConsentBox plan={plan} onConsent={give} className="consent" pointerOnly ownPage={OWN_PAGE}>
         <p className="small">Nothing runs unless you click this window's button.</p>

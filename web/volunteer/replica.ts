@@ -22,7 +22,7 @@ import { MAX_SESSIONS_PER_REPLICA, MAX_STEPS_AHEAD, ReplicaCore, type ReplicaOut
 import { type CapturePlan, planCapture } from '../compute/capture-plan.js';
 import { ComputeClient, deviceLostText, WorkerError } from '../compute/compute-client.js';
 import type { Backend, DeviceLoss } from '../compute/messages.js';
-import type { OrtBuild } from '../compute/ort-web.js';
+import type { OrtBuild } from '../compute/ort-build.js';
 import { fetchManifest, type Progress } from '../compute/stage-loader.js';
 import { openStage, type StageSource } from '../compute/stage-open.js';
 import { webgpuAdapter } from '../compute/webgpu.js';

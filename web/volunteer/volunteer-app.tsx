@@ -9,6 +9,7 @@ import { pageParamProblems, volunteerPageUrl } from './page-params.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
 import { useVolunteer } from './use-volunteer.js';
+import { downloadText } from './wording.js';
 import { chooseDataPath, DEFAULT_DATA_PATH } from './worker-path.js';
 
 const params = new URLSearchParams(location.search);
@@ -73,9 +74,10 @@ export function VolunteerApp() {
       <main>
         <h1>Volunteer this tab</h1>
         <p>
-          webswarm runs one block of a language model's layers in this tab, for other people's prompts. It downloads a few megabytes of
-          model weights once, keeps them in the browser's cache, and stops when you close the tab. Several volunteers compute every block,
-          and only what a majority agrees on is used. Nothing runs until you click the button below.
+          webswarm runs one block of a language model's layers in this tab, for other people's prompts. The first time, it downloads{' '}
+          <span data-testid="download-plan">{downloadText(plan.kind === 'gpu' || plan.kind === 'cpu' ? plan.download : null)}</span>, and
+          keeps them in the browser's cache; it stops when you close the tab. Several volunteers compute every block, and only what a
+          majority agrees on is used. Nothing runs until you click the button below.
         </p>
         {(SETTINGS.share < 1 || SETTINGS.autoPause) && <p data-testid="link-limits">{LINK_LIMITS}</p>}
         {SETTINGS.fault !== null && (

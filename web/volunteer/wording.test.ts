@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   consentLabel,
   deviceLossText,
+  downloadText,
   hardwareText,
   planShortText,
   planText,
@@ -89,5 +90,21 @@ describe('the Reputation card', () => {
     expect(refusedText({ ERR_STALE_STEP: 3, ERR_FRAME_UNWANTED: 1 })).toBe('4 late frames ignored');
     expect(refusedText({ ERR_FRAME_MAGIC: 1 })).toBe('1 bad frame refused');
     expect(refusedText({ ERR_FRAME_CHECKSUM: 2, ERR_PEER_CHURN: 1, ERR_STALE_STEP: 1 })).toBe('3 bad frames refused, 1 late frame ignored');
+  });
+});
+
+describe('the download said before consent', () => {
+  it('gives the runtime and the weights in megabytes, the most a part takes where parts differ (before, "a few megabytes")', () => {
+    const one = { runtimeBytes: 14_239_897, weights: { least: 4_376_640, most: 4_376_640 } };
+    expect(downloadText(one)).toBe(
+      "about 18.6 MB: onnxruntime's WebAssembly runtime (14.2 MB) and its part of the model's weights (4.4 MB)",
+    );
+    expect(downloadText({ ...one, weights: { least: 1_000_000, most: 2_500_000 } })).toBe(
+      "up to 16.7 MB: onnxruntime's WebAssembly runtime (14.2 MB) and its part of the model's weights (1.0 to 2.5 MB, by the part it is given)",
+    );
+    expect(downloadText({ ...one, runtimeBytes: null })).toBe(
+      "onnxruntime's WebAssembly runtime and its part of the model's weights (4.4 MB)",
+    );
+    expect(downloadText(null)).toBe("onnxruntime's WebAssembly runtime and its part of the model's weights");
   });
 });

@@ -5,9 +5,25 @@
  */
 import type { Backend } from '../compute/messages.js';
 import type { Progress } from '../compute/stage-loader.js';
-import type { BackendPlan } from './backend-plan.js';
+import type { BackendPlan, DownloadPlan } from './backend-plan.js';
 import { LOSS_WINDOW_MS, LOSSES_BEFORE_WASM } from './device-loss.js';
 import type { CaptureState, DeviceLossNote, ReplicaState } from './replica.js';
+
+/** Bytes as the pages show them: megabytes, one decimal. */
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+
+/**
+ * Before the click: what the tab downloads the first time (then kept in the browser's cache): onnxruntime's
+ * WebAssembly runtime and its part of the model's weights, in megabytes where the page knows them (plan.download).
+ */
+export function downloadText(d: DownloadPlan | null | undefined): string {
+  const runtime = "onnxruntime's WebAssembly runtime";
+  if (d === null || d === undefined) return `${runtime} and its part of the model's weights`;
+  const { least, most } = d.weights;
+  const weights = `its part of the model's weights (${least === most ? `${mb(most)} MB` : `${mb(least)} to ${mb(most)} MB, by the part it is given`})`;
+  if (d.runtimeBytes === null) return `${runtime} and ${weights}`;
+  return `${least === most ? 'about' : 'up to'} ${mb(d.runtimeBytes + most)} MB: ${runtime} (${mb(d.runtimeBytes)} MB) and ${weights}`;
+}
 
 /** The consent button: names the hardware the tab will really use. */
 export function consentLabel(plan: BackendPlan): string {
@@ -120,7 +136,6 @@ export function shortStateText(state: ReplicaState, openSessions: number): strin
 
 /** The Weights card: the download, its reuse from the cache, and while paused what the cache keeps. */
 export function weightsText(p: Progress, state: ReplicaState): string {
-  const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
   if (p.loadedBytes < p.totalBytes)
     return state === 'paused'
       ? `download stopped at ${mb(p.loadedBytes)} of ${mb(p.totalBytes)} MB`
