@@ -147,7 +147,7 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 90_000, interval: 500 }).toBe('Waiting for work');
     // The frame says ready as it tells the server, which counts it once its challenge step is answered: a round trip later.
     await expect.poll(() => rig.server.coordinator?.volunteers().map((v) => [v.backend, v.state])).toEqual([['wasm', 'ready']]);
-    expect(await frame.getByTestId('embed-steps').locator('..').textContent()).toBe('0 steps · stage 0 · CPU');
+    expect(await frame.getByTestId('embed-steps').locator('..').textContent()).toBe('0 steps · stage 0 · CPU · at full speed');
 
     // It computes a real generation: the reference runner's tokens.
     const expected = (await reference.generateIds(reference.tokenizer.encode(PROMPT), TOKENS, GREEDY)).tokens;

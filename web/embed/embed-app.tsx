@@ -1,11 +1,13 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
+import { idleReasonText, idleShortText } from '../landing/readiness-text.js';
+import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { volunteerPageUrl } from '../volunteer/page-params.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
-import { hardwareText, shortStateText } from '../volunteer/wording.js';
+import { hardwareText, shareText, shortStateText } from '../volunteer/wording.js';
 import { consentWindowUrl, framingSite, isConsentGiven } from './consent-window.js';
 import { useFrameShown } from './frame-shown.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
@@ -34,6 +36,9 @@ function followTheme(theme: string | null): void {
 }
 followTheme(params.get('theme'));
 
+/** While the frame is ready and idle, /api/swarm again this often (as the volunteer page does). */
+const IDLE_POLL_MS = 5_000;
+
 /** How long the frame may be hidden by its host page before it pauses (a page's own layout may cover it a moment). */
 export const HIDDEN_PAUSE_MS = 3_000;
 
@@ -61,6 +66,13 @@ export function EmbedApp() {
   const [asking, setAsking] = useState<Asking>({ kind: 'idle' });
   const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
+  // Ready and idle: why it gets no work, where a stage is short of volunteers (the volunteer page's reason, shortened).
+  const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
+  const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);
+  const idle =
+    idleStage === null || readiness === null
+      ? null
+      : { short: idleShortText(readiness, idleStage), long: idleReasonText(readiness, idleStage) };
   /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
   const visitorPaused = useRef(false);
   /** Paused because the host page hid the frame: undone when it shows again, and by nothing else. */
@@ -176,18 +188,19 @@ export function EmbedApp() {
       <div aria-live="polite">
         <p className="embed-line">
           <span className={`dot state-${state ?? 'connecting'}`} aria-hidden="true" />
-          <span data-testid="embed-state">
+          <span data-testid="embed-state" title={idle?.long ?? undefined}>
             {failure !== null
               ? `Cannot start: ${failure}`
               : status === null
                 ? 'Starting…'
-                : shortStateText(status.state, status.openSessions)}
+                : (idle?.short ?? shortStateText(status.state, status.openSessions))}
           </span>
         </p>
         <p className="small embed-line" title={status?.score == null ? undefined : `reputation ${status.score.reputation.toFixed(2)}`}>
           <span data-testid="embed-steps">{status?.stepsComputed ?? 0}</span> steps
           {status?.stage !== null && status?.stage !== undefined && ` · stage ${status.stage}`}
           {status != null && ` · ${hardwareText(status.backend)}`}
+          {status != null && <span data-testid="embed-share">{` · ${shareText(status.share)}`}</span>}
         </p>
       </div>
       {failure === null && <PauseToggle state={state} pause={pauseByVisitor} resume={resumeByVisitor} />}

@@ -1,7 +1,7 @@
 // The landing page's readiness sentence, for each state a swarm goes through.
 import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
-import { idleReasonText, readinessText } from './readiness-text.js';
+import { idleReasonText, idleShortText, readinessText } from './readiness-text.js';
 
 const swarm = (
   ready: number[],
@@ -86,5 +86,16 @@ describe('idleReasonText: why a ready volunteer gets no work (before, it only sa
     expect(idleReasonText(swarm([3, 3, 3], []), 2)).toBeNull();
     // A stage the listing does not have (a re-cut model the page has not read yet): nothing said.
     expect(idleReasonText(swarm([1, 1], []), 5)).toBeNull();
+  });
+});
+
+describe('idleShortText: the widget line of idleReasonText', () => {
+  it('names the stage short and its count, or the other stages short; nothing where the long text says nothing', () => {
+    expect(idleShortText(swarm([3, 1, 3], []), 1)).toBe('No work yet: stage 1 has 1 of 3 volunteers');
+    expect(idleShortText(swarm([3, 1, 0], []), 0)).toBe('No work yet: stages 1, 2 short of volunteers');
+    expect(idleShortText(swarm([3, 1], [], 3, 'whole'), 0)).toBe('No work yet: stage 1 short of volunteers');
+    expect(idleShortText(swarm([3, 1], [], 3, 'stage'), 0)).toBeNull();
+    expect(idleShortText(swarm([3, 3, 3], []), 2)).toBeNull();
+    expect(idleShortText(swarm([1, 1], []), 5)).toBeNull();
   });
 });

@@ -31,20 +31,40 @@ const shortStages = (r: SwarmReadiness) => r.stages.flatMap((s, i) => (s.routabl
  * stage short stops every route of volunteers unless the server computes that stage beside them.
  */
 export function idleReasonText(r: SwarmReadiness, stage: number): string | null {
-  const own = r.stages[stage];
-  const short = shortStages(r);
-  if (own === undefined || short.length === 0) return null;
+  const why = idleReason(r, stage);
+  if (why === null) return null;
+  const own = why.own;
   const until = 'until more volunteers join';
-  if (own.routable < r.redundancy) {
+  if (why.kind === 'own') {
     const fallback =
       r.fallback === 'off'
         ? 'requests wait for them'
         : `the server computes ${r.fallback === 'whole' ? 'whole requests' : 'this stage'} itself (answers labelled, not verified by volunteers)`;
     return `This tab's stage ${stage} has ${own.routable} of ${neededText(r)}${own.ready > own.routable ? ` (of different clients: ${own.ready} ready)` : ''}: ${until}, ${fallback}, and this tab gets no work.`;
   }
-  // With FALLBACK=stage, this stage's volunteers compute beside the server's stand-in for the short one.
-  if (r.fallback === 'stage') return null;
+  const short = why.short;
   const others = `Stage${short.length === 1 ? '' : 's'} ${short.join(', ')} ${short.length === 1 ? 'has' : 'have'} fewer than ${neededText(r)}`;
   const meanwhile = r.fallback === 'whole' ? 'the server computes whole requests itself' : 'requests wait for them';
   return `${others}: ${until}, ${meanwhile}, and this tab gets no work.`;
+}
+
+/** Why a ready volunteer of `stage` gets no work: its own stage short of r, or others short with no stand-in; null when none. */
+function idleReason(
+  r: SwarmReadiness,
+  stage: number,
+): { readonly kind: 'own' | 'others'; readonly own: SwarmReadiness['stages'][number]; readonly short: number[] } | null {
+  const own = r.stages[stage];
+  const short = shortStages(r);
+  if (own === undefined || short.length === 0) return null;
+  if (own.routable < r.redundancy) return { kind: 'own', own, short };
+  // With FALLBACK=stage, this stage's volunteers compute beside the server's stand-in for the short one.
+  return r.fallback === 'stage' ? null : { kind: 'others', own, short };
+}
+
+/** idleReasonText for the widget's one line (the whole sentence is its title). */
+export function idleShortText(r: SwarmReadiness, stage: number): string | null {
+  const why = idleReason(r, stage);
+  if (why === null) return null;
+  if (why.kind === 'own') return `No work yet: stage ${stage} has ${why.own.routable} of ${r.redundancy} volunteers`;
+  return `No work yet: stage${why.short.length === 1 ? '' : 's'} ${why.short.join(', ')} short of volunteers`;
 }

@@ -1,6 +1,6 @@
 import type { ReplicaStatus } from './replica.js';
 import { agreementRate } from './use-volunteer.js';
-import { captureText, deviceLossText, refusedText, stageHeldText, stateText, usesText, weightsText } from './wording.js';
+import { captureText, deviceLossText, refusedText, shareText, stageHeldText, stateText, usesText, weightsText } from './wording.js';
 
 /** The volunteer's state as cards: backend, stage, download, steps, agreement and reputation. */
 export function StatusView({ status, idleReason = null }: { status: ReplicaStatus; idleReason?: string | null }) {
@@ -54,7 +54,7 @@ export function StatusView({ status, idleReason = null }: { status: ReplicaStatu
           <p className="big" data-testid="steps">
             {status.stepsComputed}
           </p>
-          <p className="small">{status.share < 1 ? `at most ${Math.round(status.share * 100)} % of the time` : 'at full speed'}</p>
+          <p className="small">{shareText(status.share)}</p>
         </section>
         <section className="card">
           <h2>Agreement</h2>

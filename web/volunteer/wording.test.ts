@@ -7,6 +7,7 @@ import {
   planShortText,
   planText,
   refusedText,
+  shareText,
   shortStateText,
   stageHeldText,
   stateText,
@@ -106,5 +107,13 @@ describe('the download said before consent', () => {
       "onnxruntime's WebAssembly runtime and its part of the model's weights (4.4 MB)",
     );
     expect(downloadText(null)).toBe("onnxruntime's WebAssembly runtime and its part of the model's weights");
+  });
+});
+
+describe('the share', () => {
+  it('says the most of its time the tab gives, or full speed', () => {
+    expect(shareText(0.5)).toBe('at most 50 % of the time');
+    expect(shareText(0.05)).toBe('at most 5 % of the time');
+    expect(shareText(1)).toBe('at full speed');
   });
 });

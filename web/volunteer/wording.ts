@@ -80,6 +80,11 @@ export function usesText(backend: Backend): string {
   return backend === 'webgpu' ? 'GPU · WebGPU' : 'CPU · WebAssembly';
 }
 
+/** The time the tab gives (?share=, data-share): what the visitor was promised, kept in sight after consent. */
+export function shareText(share: number): string {
+  return share < 1 ? `at most ${Math.round(share * 100)} % of the time` : 'at full speed';
+}
+
 /** usesText for the widget's one line: the hardware alone. */
 export function hardwareText(backend: Backend): 'GPU' | 'CPU' {
   return backend === 'webgpu' ? 'GPU' : 'CPU';
