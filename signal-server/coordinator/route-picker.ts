@@ -3,6 +3,7 @@ import { GenerationError } from './generation.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
+import { distinctClients } from './scheduler.js';
 import type { RouteWait } from './session-runner.js';
 import { established, type SwarmState } from './swarm-state.js';
 
@@ -78,6 +79,24 @@ export class RoutePicker {
     return n;
   }
 
+  /**
+   * Whether `stage` will field r distinct clients once the volunteers given it that proved a stage before (vouched)
+   * and load or prove it now, within their load deadline, are ready: beside its ready replicas, as after a switch to
+   * a new partition, where every volunteer proves its new stage again. A stranger that never proved a stage does not
+   * count (it may never load), nor does one past its load deadline (stale).
+   */
+  private readying(stage: number): boolean {
+    const loading = this.s.registry
+      .all()
+      .filter(
+        (v) => v.stage === stage && !v.ready && v.stale !== true && v.elsewhere !== true && this.s.members.get(v.id)?.vouched === true,
+      )
+      .map((v) => v.id);
+    if (loading.length === 0) return false;
+    const ready = this.candidates(stage, new Set(), new Map()).map((c) => c.id);
+    return distinctClients([...ready, ...loading], (id) => this.s.members.get(id)?.keys ?? []) >= this.s.options.redundancy;
+  }
+
   /** Spares for a stage of a running session, chosen by the route rules next to the replicas that stay. */
   spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[] {
     const beside = alongside.map((id) => this.candidate(id));
@@ -97,15 +116,23 @@ export class RoutePicker {
    * stage's volunteers are busy (the request waits); `share` when the session's
    * fallback has no seat for it now: it waits for one in turn (a request's n
    * choices, a batch's prompts, are served in turns rather than refused);
-   * `own` when its client's own sessions compute or wait before it.
+   * `own` when its client's own sessions compute or wait before it. With
+   * `readying` (a replay, for a while: RouteWait.readyingUntil), also null
+   * while a short stage's volunteers are proving it again (readying()): the
+   * request waits for them rather than leave that stage to the server.
    */
-  private fallbackRoute(sessionId: number, load: Map<string, number>): string[][] | { share: string; own: boolean } | null {
+  private fallbackRoute(
+    sessionId: number,
+    load: Map<string, number>,
+    readying = false,
+  ): string[][] | { share: string; own: boolean } | null {
     const fallback = this.s.fallback;
     if (fallback === null) return null;
     const r = this.s.options.redundancy;
     const stages = Array.from({ length: this.s.model.numStages }, (_, s) => s);
     const short = stages.filter((s) => chooseReplicas(this.candidates(s, new Set(), new Map()), r, this.s.random).length < r);
     if (short.length === 0) return null;
+    if (readying && short.some((s) => this.readying(s))) return null;
     const route: string[][] = [];
     for (const s of stages) {
       if (fallback.mode === 'whole' || short.includes(s)) route.push([serverPeerId(s)]);
@@ -154,7 +181,7 @@ export class RoutePicker {
           this.s.random,
         );
         if (choice.ok) return choice.route;
-        const served = this.fallbackRoute(sessionId, load);
+        const served = this.fallbackRoute(sessionId, load, wait.readyingUntil !== undefined && Date.now() < wait.readyingUntil);
         if (Array.isArray(served)) return served;
         if (Date.now() >= wait.until) {
           // Waiting on its own client's fallback sessions, which are computing (each bounded by the step timeout) or

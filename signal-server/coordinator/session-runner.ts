@@ -15,10 +15,21 @@ import { established, linkOf, type SwarmState } from './swarm-state.js';
 export const MAX_NO_SHOWS = 3;
 /** How long a replayed request waits for the new partition to serve (its volunteers load and prove their stages). */
 export const REPLAY_ROUTE_WAIT_MS = 60_000;
-/** A replay's route wait, from now: at least REPLAY_ROUTE_WAIT_MS. */
+/**
+ * How long, with the fallback on, a replay waits for the volunteers that load and prove a stage of the new partition
+ * again (they had proved one before) where they will give it r clients, rather than take the server for that stage
+ * (RouteWait.readyingUntil). A switch re-challenges every volunteer, so at the replay's first look no stage had r
+ * ready: before, the fallback took every stage at once and computed the rest of the request, labelled, while the
+ * volunteers were ready again a fraction of a second later (a volunteer's trial: one tab paused; in
+ * signal-server/pause-replay.test.ts one volunteer of 4 on 2 stages × r = 2 leaves, and the server computed 77 of
+ * 80 tokens). Past it, the fallback takes a stage still short, as before.
+ */
+export const REPLAY_READYING_WAIT_MS = 10_000;
+/** A replay's route wait, from now: at least REPLAY_ROUTE_WAIT_MS, and REPLAY_READYING_WAIT_MS of it for readying volunteers. */
 function replayWait(routeWaitMs: number): RouteWait {
   const ms = Math.max(routeWaitMs, REPLAY_ROUTE_WAIT_MS);
-  return { until: Date.now() + ms, ms };
+  const now = Date.now();
+  return { until: now + ms, ms, readyingUntil: now + Math.min(ms, REPLAY_READYING_WAIT_MS) };
 }
 
 /** The pause before another route is sought for a session whose replicas refused it as full. */
@@ -33,6 +44,12 @@ const REPLAYED_FAILURES: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>(['E
 export interface RouteWait {
   readonly until: number;
   readonly ms: number;
+  /**
+   * A replay's: until then (ms since the epoch), a stage short of r ready volunteers that volunteers given it, which
+   * proved a stage before, would bring to r clients once ready is waited for rather than given to the fallback
+   * (REPLAY_READYING_WAIT_MS). Absent: the fallback takes a short stage at once.
+   */
+  readonly readyingUntil?: number;
 }
 
 /**
