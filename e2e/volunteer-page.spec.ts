@@ -163,6 +163,31 @@ describe('the volunteer page', () => {
     await expect.poll(volunteersOnline).toBe(0);
   });
 
+  it('two tabs of one browser: each, idle, says a route takes one volunteer a client (before, the second idled unexplained)', async () => {
+    const context = await rig.browser.newContext();
+    const tabs = [await context.newPage(), await context.newPage()];
+    for (const tab of tabs) {
+      await tab.goto(`${rig.server.address().url}/volunteer?backend=wasm`);
+      await tab.getByTestId('consent').click();
+    }
+    for (const tab of tabs) await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
+    for (const tab of tabs)
+      await expect
+        .poll(
+          () =>
+            tab
+              .getByTestId('idle-reason')
+              .textContent({ timeout: 1000 })
+              .catch(() => null),
+          { timeout: 20_000 },
+        )
+        .toBe(
+          'Stage 0 has 2 ready volunteers of 1 client: a route takes one volunteer of each client (tabs of one browser, or of one network address, count as one), so this tab may wait while another of its client computes.',
+        );
+    await context.close();
+    await expect.poll(volunteersOnline).toBe(0);
+  });
+
   it('auto-pause takes a hidden tab out of the swarm and brings it back when it shows', async () => {
     const context = await rig.browser.newContext();
     const page = await context.newPage();

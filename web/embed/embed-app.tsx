@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
-import { idleReasonText, idleShortText } from '../landing/readiness-text.js';
+import { idleReasonText, idleShortText, sharedClientShortText, sharedClientText } from '../landing/readiness-text.js';
 import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
@@ -72,7 +72,10 @@ export function EmbedApp() {
   const idle =
     idleStage === null || readiness === null
       ? null
-      : { short: idleShortText(readiness, idleStage), long: idleReasonText(readiness, idleStage) };
+      : {
+          short: idleShortText(readiness, idleStage) ?? sharedClientShortText(readiness, idleStage),
+          long: idleReasonText(readiness, idleStage) ?? sharedClientText(readiness, idleStage),
+        };
   /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
   const visitorPaused = useRef(false);
   /** Paused because the host page hid the frame: undone when it shows again, and by nothing else. */

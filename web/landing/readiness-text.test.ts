@@ -1,7 +1,7 @@
 // The landing page's readiness sentence, for each state a swarm goes through.
 import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
-import { idleReasonText, idleShortText, readinessText } from './readiness-text.js';
+import { idleReasonText, idleShortText, readinessText, sharedClientShortText, sharedClientText } from './readiness-text.js';
 
 const swarm = (
   ready: number[],
@@ -97,5 +97,20 @@ describe('idleShortText: the widget line of idleReasonText', () => {
     expect(idleShortText(swarm([3, 1], [], 3, 'stage'), 0)).toBeNull();
     expect(idleShortText(swarm([3, 3, 3], []), 2)).toBeNull();
     expect(idleShortText(swarm([1, 1], []), 5)).toBeNull();
+  });
+});
+
+describe('sharedClientText: a ready volunteer that may wait for another of its client (before, unexplained)', () => {
+  it('says so where the stage holds more ready volunteers than clients, and nothing where a stage is short', () => {
+    expect(sharedClientText(swarm([3], [], 1, 'off', [2]), 0)).toBe(
+      'Stage 0 has 3 ready volunteers of 2 clients: a route takes one volunteer of each client (tabs of one browser, or of one network address, count as one), so this tab may wait while another of its client computes.',
+    );
+    expect(sharedClientShortText(swarm([2], [], 1, 'off', [1]), 0)).toBe('Waiting: 2 tabs of 1 client here');
+    // Every ready volunteer a client of its own: nothing to say.
+    expect(sharedClientText(swarm([3], [], 1), 0)).toBeNull();
+    expect(sharedClientShortText(swarm([3], [], 1), 0)).toBeNull();
+    // Its stage short: idleReasonText says why, this says nothing.
+    expect(sharedClientText(swarm([2], [], 2, 'off', [1]), 0)).toBeNull();
+    expect(sharedClientText(swarm([2], [], 1, 'off', [1]), 4)).toBeNull();
   });
 });

@@ -68,3 +68,24 @@ export function idleShortText(r: SwarmReadiness, stage: number): string | null {
   if (why.kind === 'own') return `No work yet: stage ${stage} has ${why.own.routable} of ${r.redundancy} volunteers`;
   return `No work yet: stage${why.short.length === 1 ? '' : 's'} ${why.short.join(', ')} short of volunteers`;
 }
+
+/**
+ * Why a ready volunteer of `stage` may wait while its stage is not short: it holds more ready volunteers than clients,
+ * and a route takes one volunteer a client (tabs of one browser, or of one address, count once), so some wait while
+ * others of their client compute. Null where every ready volunteer of the stage is a client of its own, or where
+ * idleReasonText has a reason.
+ */
+export function sharedClientText(r: SwarmReadiness, stage: number): string | null {
+  const own = r.stages[stage];
+  if (own === undefined || own.ready <= own.routable || idleReason(r, stage) !== null) return null;
+  const clients = `${own.routable} client${own.routable === 1 ? '' : 's'}`;
+  return `Stage ${stage} has ${own.ready} ready volunteers of ${clients}: a route takes one volunteer of each client (tabs of one browser, or of one network address, count as one), so this tab may wait while another of its client computes.`;
+}
+
+/** sharedClientText for the widget's one line. */
+export function sharedClientShortText(r: SwarmReadiness, stage: number): string | null {
+  const own = r.stages[stage];
+  return sharedClientText(r, stage) === null || own === undefined
+    ? null
+    : `Waiting: ${own.ready} tabs of ${own.routable} client${own.routable === 1 ? '' : 's'} here`;
+}

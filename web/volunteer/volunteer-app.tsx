@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
-import { idleReasonText } from '../landing/readiness-text.js';
+import { idleReasonText, sharedClientText } from '../landing/readiness-text.js';
 import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from './backend-plan.js';
 import { ConsentBox } from './consent-box.js';
@@ -48,7 +48,8 @@ export function VolunteerApp() {
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
   const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
   const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);
-  const idleReason = idleStage !== null && readiness !== null ? idleReasonText(readiness, idleStage) : null;
+  const idleReason =
+    idleStage !== null && readiness !== null ? (idleReasonText(readiness, idleStage) ?? sharedClientText(readiness, idleStage)) : null;
 
   if (!consented && PROBLEMS.length > 0)
     return (
