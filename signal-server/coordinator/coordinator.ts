@@ -112,6 +112,7 @@ export class Coordinator {
       expel: (id, code, reason, ban) => this.roster.expel(id, code, reason, ban),
       spotCheck: (ids) => this.readiness.spotCheck(ids),
       repartitioning: () => this.repartition.building,
+      handBackRoute: (route) => this.routes.handBackRoute(route),
     });
     this.service = new CompletionService(s, (...args) => this.runner.runIds(...args));
   }
@@ -138,6 +139,11 @@ export class Coordinator {
   /** Requests replayed on a new partition since the start. */
   get replays(): number {
     return this.runner.replays;
+  }
+
+  /** Requests whose stages the server computed handed back to volunteers mid-generation since the start (hand-back.ts). */
+  get handBacks(): number {
+    return this.runner.handBacks;
   }
 
   /** Steps rolled back because stage 0 computed on a mesh token the coordinator did not verify, over finished sessions. */

@@ -1,5 +1,6 @@
 import { serverPeerId } from '../../shared/protocol/messages.js';
 import { GenerationError } from './generation.js';
+import { servedStages } from './hand-back.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation } from './reputation.js';
 import { type Candidate, chooseReplicas, chooseRoute } from './route.js';
@@ -101,6 +102,30 @@ export class RoutePicker {
   spares(stage: number, exclude: ReadonlySet<string>, alongside: readonly string[]): string[] {
     const beside = alongside.map((id) => this.candidate(id));
     return chooseReplicas(this.candidates(stage, exclude), this.s.options.redundancy, this.s.random, beside).map((c) => c.id);
+  }
+
+  /**
+   * A route of volunteers for a running session whose `route` has stages the server computes (the fallback), to
+   * hand them back to (hand-back.ts): chosen as any new route is (chooseRoute over the ready replicas with room
+   * for another session, one a client, newcomers within their seats), the session's own replicas counted free (it
+   * ends as the new one begins). Null while a stage the server computes fields fewer than r distinct clients
+   * (looked at first, drawing nothing from the seeded random source), or any stage cannot field r with room.
+   */
+  handBackRoute(route: readonly (readonly string[])[]): string[][] | null {
+    const r = this.s.options.redundancy;
+    const served = servedStages(route);
+    if (served.length === 0 || served.some((s) => this.routable(s) < r)) return null;
+    const load = this.load();
+    for (const id of route.flat()) {
+      const n = load.get(id);
+      if (n !== undefined) load.set(id, n - 1);
+    }
+    const choice = chooseRoute(
+      Array.from({ length: this.s.model.numStages }, (_, s) => this.candidates(s, new Set(), load)),
+      r,
+      this.s.random,
+    );
+    return choice.ok ? choice.route : null;
   }
 
   /** The server replica of `stage` for a session, where the fallback is allowed and has room for it; null otherwise. */

@@ -5,6 +5,7 @@ import { majority } from '../../shared/vote/quorum.js';
 import { scoredFormRows, scoredFormsFit } from '../../shared/vote/top-logits.js';
 import { GenerationError, GenerationSession, type StepRecord } from './generation.js';
 import { checkPromptFits, RefusedAsFull } from './generation-error.js';
+import { MAX_HAND_BACKS, servedStages } from './hand-back.js';
 import { NO_SHOW_WINDOW } from './no-show-window.js';
 import { MAX_REPLAYS, ReplayOnNewPartition, replayReason } from './repartition.js';
 import type { GenerationResult, NoShow } from './session-types.js';
@@ -99,6 +100,8 @@ export interface RunnerHooks {
   spotCheck(ids: readonly string[]): void;
   /** Whether a re-partition is being built now (a failure under it is replayed). */
   repartitioning(): boolean;
+  /** A route of volunteers for a running session's route that has stages the server computes, or null (RoutePicker). */
+  handBackRoute(route: readonly (readonly string[])[]): string[][] | null;
 }
 
 /**
@@ -112,6 +115,8 @@ export class SessionRunner {
   private nextSessionId = 1;
   /** Requests replayed on a new partition since the start. */
   replays = 0;
+  /** Sessions whose stages the server computed that handed them back to volunteers, since the start (hand-back.ts). */
+  handBacks = 0;
   /** Steps rolled back because stage 0 computed on a mesh token the coordinator did not verify, over finished sessions. */
   meshRollBacks = 0;
   /** Steps of scored prompts whose tokens went to stage 0 before they began, over finished sessions. */
@@ -149,8 +154,15 @@ export class SessionRunner {
     const routeWait: RouteWait = { until: Date.now() + this.s.options.routeWaitMs, ms: this.s.options.routeWaitMs };
     /** Replays since the request last moved on (a token or a scored position accepted): MAX_REPLAYS in a row at most. */
     let stalled = 0;
+    /** Sessions of this request that handed the server's stages back to volunteers: MAX_HAND_BACKS at most. */
+    let handBacks = 0;
+    /** The route of volunteers the session in flight hands its server's stages back to, once set (at a token). */
+    const handBack: { route: string[][] | null } = { route: null };
     for (let replays = 0; ; replays++) {
       const epoch = this.s.epoch;
+      // The session before this one handed back: this one opens on the route chosen for it then.
+      const handedTo = handBack.route;
+      handBack.route = null;
       const progress = done.length + positions;
       // A fresh scored prompt's first positions in one step; a replay prefills what was scored, then goes on in chunks.
       const rows =
@@ -174,13 +186,30 @@ export class SessionRunner {
               return undefined;
             }
             done.push(token);
-            return onStep(token, rec, session);
+            const stop = onStep(token, rec, session);
+            if (stop === true || done.length >= maxTokens || handBacks >= MAX_HAND_BACKS) return stop;
+            // Once a token, at most: where every stage the server computes has r ready volunteers that a new route
+            // could take, this session ends here, and the next goes on from its tokens on that route.
+            handBack.route = this.handBackTo(session, epoch, signal);
+            return handBack.route !== null || stop;
           },
           client,
           resume.forced,
           rows,
           scored === undefined ? 1 : scoreChunk(this.s.model.manifest.model.vocabSize, this.s.options.scoreRows),
+          handedTo,
         );
+        // Set by the step callback during the session (narrowed to null here by the assignment before it).
+        const next = handBack.route as string[][] | null;
+        if (next !== null) {
+          handBacks += 1;
+          this.handBacks += 1;
+          const stages = servedStages(out.route);
+          this.s.log(
+            `handing stage${stages.length === 1 ? '' : 's'} ${stages.join(', ')} of a request back to volunteers after ${done.length} tokens (hand-back ${handBacks} of at most ${MAX_HAND_BACKS}; session ${out.session.sessionId} ends, the request goes on from its tokens on ${next.map((ids) => ids.join(' ')).join(' | ')})`,
+          );
+          continue;
+        }
         return { ...out, result: { ...out.result, tokens: [...done] } };
       } catch (e) {
         // Its replicas were full (another server's sessions counted late): another route, within the route wait.
@@ -192,16 +221,19 @@ export class SessionRunner {
           continue;
         }
         // Re-partitioned under it, or failed by the departure that re-partitions the model: the same request
-        // again on the new partition, its tokens so far prefilled.
-        const replay =
+        // again on the new partition, its tokens so far prefilled. So too where a session that took the server's
+        // stages back failed (its volunteers gone, the fallback's seats taken meanwhile): the fallback may take a
+        // stage again, rather than fail a request that would have gone on with the server.
+        const repartitioned =
           e instanceof ReplayOnNewPartition ||
           (e instanceof GenerationError && REPLAYED_FAILURES.has(e.code) && (this.h.repartitioning() || this.s.epoch !== epoch));
+        const replay = repartitioned || (e instanceof GenerationError && REPLAYED_FAILURES.has(e.code) && handedTo !== null);
         if (done.length + positions > progress) stalled = 0;
         if (!replay || stalled >= MAX_REPLAYS || signal?.aborted === true || this.s.closing) throw e;
         stalled += 1;
         this.replays += 1;
         this.s.log(
-          `replaying a request after ${done.length} tokens (${replayReason(e)}) on the new partition (replay ${replays + 1}; ${stalled} of at most ${MAX_REPLAYS} in a row without a new token)`,
+          `replaying a request after ${done.length} tokens (${replayReason(e)}) on ${repartitioned ? 'the new partition' : 'another route, after a hand-back'} (replay ${replays + 1}; ${stalled} of at most ${MAX_REPLAYS} in a row without a new token)`,
         );
       }
     }
@@ -223,6 +255,8 @@ export class SessionRunner {
     scoreRows: number,
     /** The most given tokens a step after step 0 (GenerationSession.run's chunk). */
     chunk: number,
+    /** A route chosen already (a hand-back's, chosen as a new route is, a moment before): no route is sought. */
+    chosen: string[][] | null = null,
   ): Promise<{ result: GenerationResult; route: string[][]; session: GenerationSession }> {
     if (this.s.closing) throw new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { manifest } = this.s.model;
@@ -234,7 +268,7 @@ export class SessionRunner {
     if (client !== undefined) this.s.sessionClients.set(sessionId, client);
     let route: string[][];
     try {
-      route = await this.h.pickRoute(sessionId, signal, routeWait);
+      route = chosen ?? (await this.h.pickRoute(sessionId, signal, routeWait));
     } catch (e) {
       this.s.fallback?.release(sessionId);
       this.s.sessionClients.delete(sessionId);
@@ -327,6 +361,18 @@ export class SessionRunner {
       if (this.s.finished.size > 64) this.s.finished.delete(this.s.finished.keys().next().value as number);
       this.h.spotCheck(session.route.flat());
     }
+  }
+
+  /**
+   * A route of volunteers to hand a running session's stages that the server computes back to (hand-back.ts), or
+   * null: none such, FALLBACK=whole (the operator's choice to have the server compute all of a request), a
+   * re-partition under way or done since the session began (its replay comes), the request cancelled or the
+   * server closing, or no route of volunteers by the rules of a new one.
+   */
+  private handBackTo(session: GenerationSession, epoch: number, signal: AbortSignal | undefined): string[][] | null {
+    if (this.s.fallback?.mode !== 'stage' || servedStages(session.route).length === 0) return null;
+    if (this.s.closing || signal?.aborted === true || this.s.epoch !== epoch || this.h.repartitioning()) return null;
+    return this.h.handBackRoute(session.route);
   }
 
   /** Links a replica joining `stage` of a session to its neighbours: the stages beside it, and the other end of the mesh loop. */
