@@ -194,13 +194,16 @@ export abstract class SessionRepair extends StepVotes {
    * volunteers): its replica replaces every volunteer of the stage, rebuilds
    * its KV cache from the agreed inputs and computes the step in flight; the
    * later stages roll back to before that step. False where the server may
-   * not (FALLBACK=off, or the fallback has no room).
+   * not (FALLBACK=off, or the fallback has no room). `short`: taken because its
+   * volunteers left with no spare, not because they failed the vote
+   * (keptByServer).
    */
-  serve(stage: number, why: string): boolean {
+  serve(stage: number, why: string, short = false): boolean {
     const ids = this.current[stage];
     if (ids === undefined || this.served(ids)) return false;
     const server = this.retry?.serve?.(stage) ?? null;
     if (server === null || this.members.has(server)) return false;
+    if (!short) this.keptByServer.add(stage);
     this.retry?.link(stage, server);
     const started = this.currentStep >= 0;
     const step = Math.max(0, this.currentStep);

@@ -19,6 +19,13 @@ export abstract class SessionRoute {
   protected readonly inputs: number[][] = [];
   /** Replicas that joined mid-generation, in the order they came. */
   readonly replacements: { readonly stage: number; readonly left: string; readonly joined: string; readonly atStep: number }[] = [];
+  /**
+   * Stages the server took because their volunteers failed the vote (no majority, silent, too few joined, no
+   * majority of inputs), not because they were short of volunteers: kept by the server to the end of the request,
+   * never handed back (hand-back.ts). Handed back, the same volunteers (sybils that draw a token of their own, a
+   * silent pair) would have the stage again: the fallback was the defence against them.
+   */
+  readonly keptByServer = new Set<number>();
   /** Replicas proven to have equivocated, with the step. */
   readonly equivocators: { readonly volunteer: string; readonly stage: number; readonly step: number }[] = [];
   protected readonly joined = new Set<string>();

@@ -365,12 +365,14 @@ export class SessionRunner {
 
   /**
    * A route of volunteers to hand a running session's stages that the server computes back to (hand-back.ts), or
-   * null: none such, FALLBACK=whole (the operator's choice to have the server compute all of a request), a
+   * null: none such, one the server took because its volunteers failed the vote (keptByServer: handed back, they
+   * would have it again), FALLBACK=whole (the operator's choice to have the server compute all of a request), a
    * re-partition under way or done since the session began (its replay comes), the request cancelled or the
    * server closing, or no route of volunteers by the rules of a new one.
    */
   private handBackTo(session: GenerationSession, epoch: number, signal: AbortSignal | undefined): string[][] | null {
-    if (this.s.fallback?.mode !== 'stage' || servedStages(session.route).length === 0) return null;
+    const served = servedStages(session.route);
+    if (this.s.fallback?.mode !== 'stage' || served.length === 0 || served.some((s) => session.keptByServer.has(s))) return null;
     if (this.s.closing || signal?.aborted === true || this.s.epoch !== epoch || this.h.repartitioning()) return null;
     return this.h.handBackRoute(session.route);
   }
@@ -446,7 +448,10 @@ export class SessionRunner {
     const staying = this.staying(session, stage, left);
     if (this.placeSpare(session, stage, left, staying, why)) return;
     // Too few left for a majority: the server computes the stage, where the operator allows it.
-    if (staying.length < majority(this.s.options.redundancy) && session.serve(stage, `replica ${left} ${why} and no spare is ready`))
+    if (
+      staying.length < majority(this.s.options.redundancy) &&
+      session.serve(stage, `replica ${left} ${why} and no spare is ready`, why === 'left')
+    )
       return;
     session.onLeft(left);
     this.s.log(
