@@ -248,12 +248,32 @@ export interface Allocation {
  * the realm and nonce; the request is sent again with them).
  */
 export async function allocate(o: TurnClientOptions, transport: number, family: 4 | 6 = 4): Promise<Allocation> {
+  for (let tries = 1; ; tries++) {
+    const a = await allocateOnce(o, transport, family);
+    // 437 Allocation Mismatch: the system gave this socket the port of an earlier one whose allocation the server
+    // still holds (a test that closed its socket without ending it); RFC 8656 has the client try another port.
+    if (a === 'mismatch') {
+      if (tries >= MISMATCH_TRIES) throw new Error(`the server answered 437 Allocation Mismatch ${tries} times, each from a new port`);
+      continue;
+    }
+    return a;
+  }
+}
+
+/** Allocate tries from new ports after a 437 Allocation Mismatch. */
+const MISMATCH_TRIES = 5;
+
+async function allocateOnce(o: TurnClientOptions, transport: number, family: 4 | 6): Promise<Allocation | 'mismatch'> {
   const channel = await Channel.open(o.host, o.port, o.over);
   const value4 = (b: number) => Buffer.from([b, 0, 0, 0]);
   const base: Attribute[] = [{ type: A.requestedTransport, value: value4(transport) }];
   if (family === 6) base.push({ type: A.requestedAddressFamily, value: value4(0x02) });
   try {
     const first = await channel.request(ALLOCATE, () => base, null);
+    if (first.code === 437) {
+      channel.close();
+      return 'mismatch';
+    }
     const realm = first.attributes.find((a) => a.type === A.realm)?.value;
     const nonce = first.attributes.find((a) => a.type === A.nonce)?.value;
     if (first.code !== 401 || realm === undefined || nonce === undefined)
