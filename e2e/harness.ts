@@ -74,6 +74,14 @@ export async function startTestServer(
 /** The model the swarm specs run: the default model (it ships in the repository). */
 export const E2E_MODEL = 'austen-2m';
 
+/** What a volunteer page says of why it idles (its idle-reason line), or null while it says nothing. */
+export function idleReasonOf(tab: Page): Promise<string | null> {
+  return tab
+    .getByTestId('idle-reason')
+    .textContent({ timeout: 1000 })
+    .catch(() => null);
+}
+
 /** A quiet server whose model is one stage wanting one replica, a Chromium, and a stage cache: for the specs of single pages. */
 export interface OneStageRig {
   readonly server: SignalServer;

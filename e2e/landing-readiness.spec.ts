@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { goldenModelDir } from '../testing/golden.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
-import { E2E_MODEL, type OneStageRig, startOneStageRig, startTestServer } from './harness.js';
+import { E2E_MODEL, idleReasonOf, type OneStageRig, startOneStageRig, startTestServer } from './harness.js';
 
 /** The page polls /api/swarm every 2 s. */
 const SEEN_WITHIN_MS = 10_000;
@@ -58,14 +58,7 @@ describe('the landing page', () => {
       await tab.getByTestId('consent').click();
       await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: 90_000 });
       await expect
-        .poll(
-          () =>
-            tab
-              .getByTestId('idle-reason')
-              .textContent({ timeout: 1000 })
-              .catch(() => null),
-          { timeout: SEEN_WITHIN_MS * 3 },
-        )
+        .poll(() => idleReasonOf(tab), { timeout: SEEN_WITHIN_MS * 3 })
         .toBe(
           "This tab's stage 0 has 1 of the 2 ready volunteers a route needs: until more volunteers join, requests wait for them, and this tab gets no work.",
         );

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseModelListings } from '../shared/protocol/http.js';
-import { type OneStageRig, startOneStageRig } from './harness.js';
+import { idleReasonOf, type OneStageRig, startOneStageRig } from './harness.js';
 
 const READY_MS = 90_000;
 let rig: OneStageRig;
@@ -173,14 +173,7 @@ describe('the volunteer page', () => {
     for (const tab of tabs) await tab.waitForFunction(() => window.webswarmVolunteer?.state === 'ready', null, { timeout: READY_MS });
     for (const tab of tabs)
       await expect
-        .poll(
-          () =>
-            tab
-              .getByTestId('idle-reason')
-              .textContent({ timeout: 1000 })
-              .catch(() => null),
-          { timeout: 20_000 },
-        )
+        .poll(() => idleReasonOf(tab), { timeout: 20_000 })
         .toBe(
           'Stage 0 has 2 ready volunteers of 1 client: a route takes one volunteer of each client (tabs of one browser, or of one network address, count as one), so this tab may wait while another of its client computes.',
         );
