@@ -67,6 +67,9 @@ describe('/metrics', () => {
     const text = await metrics();
     expect(text).toMatch(/^webswarm_generations_total\{outcome="ERR_NO_ROUTE"\} 1$/m);
     expect(text).toMatch(/^webswarm_http_requests_total\{route="\/v1\/models",status="200"\} 1$/m);
+    // The coordinator's counts of replays and hand-backs, none yet (their rises: repartition.test.ts, fallback-hand-back.test.ts).
+    expect(text).toMatch(/^webswarm_replays_total 0$/m);
+    expect(text).toMatch(/^webswarm_hand_backs_total 0$/m);
     expect(checkMetrics(text)).toEqual({ status: 0, output: '' });
   });
 

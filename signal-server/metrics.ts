@@ -12,6 +12,10 @@ export interface MetricsSource {
   readonly activeSessions: number;
   /** Generations the server computes stages of now (the fallback). */
   readonly fallbackSessions: number;
+  /** Requests replayed on a new route (a re-partition, a failure after a hand-back) since the start. */
+  readonly replays: number;
+  /** Requests that handed the stages the server computed back to volunteers mid-generation, since the start. */
+  readonly handBacks: number;
   observe(o: SwarmObserver): void;
   serviceStatus(): ServiceStatus;
 }
@@ -125,6 +129,27 @@ export class SwarmMetrics implements SwarmObserver {
       labelNames: ['why'],
       registers,
     });
+    // Counted by the coordinator: read as they stand at each scrape.
+    const counted = (name: string, help: string, read: (c: MetricsSource) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(coordinator === null ? 0 : read(coordinator));
+        },
+      });
+    counted(
+      'webswarm_replays_total',
+      'Requests replayed on a new route, their tokens so far prefilled: after a re-partition, or a hand-back whose volunteers failed',
+      (c) => c.replays,
+    );
+    counted(
+      'webswarm_hand_backs_total',
+      'Requests that handed the stages the server computed (the fallback) back to volunteers mid-generation',
+      (c) => c.handBacks,
+    );
     new Gauge({
       name: 'webswarm_volunteers',
       help: 'Volunteers online by backend, stage and state (loading, ready, busy)',

@@ -68,6 +68,7 @@ describe('re-partition over Socket.IO', () => {
       expect(r.body.webswarm?.tokens).toEqual(expected);
       expect(coordinator.repartitions).toBe(1);
       expect(coordinator.replays).toBe(1);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^webswarm_replays_total 1$/m);
       // The log says the request is replayed, not (before) that it "could not be replayed" while replaying it.
       const replayed = lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '').filter((m) => m.startsWith('replaying a request'));
       expect(replayed).toHaveLength(1);
