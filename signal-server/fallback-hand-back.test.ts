@@ -128,6 +128,10 @@ describe('the fallback hands a stage back to volunteers mid-generation (FALLBACK
       expect(r.body.webswarm?.tokens).toEqual(expected);
       const [after] = handedBackAfter(messages(), short);
       expect(handedBackAfter(messages(), short)).toHaveLength(1);
+      // An operator sees it in /metrics; a hand-back is no replay.
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toMatch(/^webswarm_hand_backs_total 1$/m);
+      expect(metrics).toMatch(/^webswarm_replays_total 0$/m);
       expect(after).toBeGreaterThan(0);
       expect(after).toBeLessThan(TOKENS);
       // Before the hand-back the server computed the short stage; after it, a majority of r volunteers at every
