@@ -4,94 +4,31 @@
 // volunteers of distinct clients that a new route could take, the request goes on on a route of volunteers
 // (coordinator/hand-back.ts), its tokens so far prefilled, and the tokens after it are verified. Before, the
 // server kept the stage for the rest of the request.
-import { afterAll, describe, expect, it } from 'vitest';
-import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import { describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../shared/swarm/faults.js';
 import type { TokenUpdate } from './coordinator/coordinator.js';
 import { MAX_HAND_BACKS } from './coordinator/hand-back.js';
-import { createLogger } from './log.js';
-import { ensureStages } from './models/model-folder.js';
-import { ReferenceRunner } from './reference/reference-runner.js';
-import { type CompletionBody, httpSwarm, MODEL, PROMPT } from './testing/http-swarm.js';
+import { PROMPT } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { heldProof, READY_MS, requestRan, serverStages, shortStageSwarm, slowed } from './testing/short-stage-swarm.js';
 
-const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('fallback-hand-back');
+const { volunteer, readyCount, complete, referenceTokens, start2x2: shortSwarm } = shortStageSwarm('fallback-hand-back');
 
-/** How long a test waits for volunteers to load and prove their stages: generous, for 2 busy cores. */
-const READY_MS = 90_000;
 /** How long a test waits for a hand-back once the volunteers it needs are ready. */
 const HAND_BACK_MS = 30_000;
 const TEST_MS = 240_000;
-
-let reference: ReferenceRunner | null = null;
-afterAll(async () => {
-  await reference?.close();
-});
-
-/** The reference runner's tokens of PROMPT on the 2-stage cut (greedy unless `sampling` says). */
-async function referenceTokens(n: number, sampling: SamplingParams = GREEDY): Promise<number[]> {
-  if (reference === null) {
-    const { dir } = await ensureStages(MODEL, { stages: 2 }, stageCache());
-    reference = await ReferenceRunner.fromStageDir(dir);
-  }
-  return (await reference.generateIds(reference.tokenizer.encode(PROMPT), n, sampling)).tokens;
-}
-
-/**
- * Honest outputs, each step of a volunteer waiting `slow.ms` (at first `ms`) first: the request outlasts the
- * volunteers' joins and proofs while the test waits for them (with room to spare on busy cores), and ends quickly
- * once the test sets it to 0.
- */
-function slowed(ms = 80): { fault: FaultBehaviour; slow: { ms: number } } {
-  const slow = { ms };
-  return {
-    slow,
-    fault: {
-      output: (_step, d) => d,
-      get delayMs() {
-        return slow.ms;
-      },
-    },
-  };
-}
-
-/**
- * A server of 2 stages × r = 2 with FALLBACK=stage, and 3 ready volunteers of 3 clients: one stage has one
- * volunteer, so the server computes it for a request.
- */
-async function shortSwarm(fault: FaultBehaviour) {
-  const lines: string[] = [];
-  const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
-  const { server, url } = await start(2, 2, { stepTimeoutMs: 20_000, fallback: 'stage', logger });
-  const coordinator = server.coordinator;
-  if (coordinator === null) throw new Error('no coordinator');
-  const vs: NodeVolunteer[] = [];
-  for (let i = 0; i < 3; i++) {
-    const v = volunteer(url, `127.0.0.${30 + i}`, { fault });
-    vs.push(v);
-    await expect.poll(() => v.stage, { timeout: READY_MS }).not.toBeNull();
-  }
-  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
-  const short = [0, 1].find((s) => vs.filter((v) => v.stage === s).length < 2) as number;
-  const messages = () => lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
-  return { url, coordinator, vs, short, messages };
-}
 
 /**
  * A fourth client, given the short stage, that holds its proof until `prove`: which lets it go once the request has
  * run a few tokens (the other stage's volunteers computed 5 steps).
  */
 async function lateVolunteer(url: string, short: number, fault: FaultBehaviour) {
-  let release = () => {};
-  const proved = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const late = volunteer(url, '127.0.0.40', { fault, holdProof: () => proved });
+  const held = heldProof();
+  const late = volunteer(url, '127.0.0.40', { fault, holdProof: held.holdProof });
   await expect.poll(() => late.stage, { timeout: READY_MS }).toBe(short);
   const prove = async (vs: readonly NodeVolunteer[]) => {
-    const others = vs.filter((v) => v.stage !== short);
-    await expect.poll(() => Math.min(...others.map((v) => v.steps)), { timeout: READY_MS }).toBeGreaterThanOrEqual(5);
-    release();
+    await requestRan(vs, short, 5);
+    held.release();
   };
   return { late, prove };
 }
@@ -102,11 +39,6 @@ function handedBackAfter(messages: readonly string[], stage: number): number[] {
     .map((m) => new RegExp(`^handing stage ${stage} of a request back to volunteers after (\\d+) tokens`).exec(m))
     .filter((m) => m !== null)
     .map((m) => Number(m[1]));
-}
-
-/** Stages the server computed, per token. */
-function serverStages(body: CompletionBody): number[][] {
-  return body.webswarm?.votes.map((v) => v.server_stages) ?? [];
 }
 
 describe('the fallback hands a stage back to volunteers mid-generation (FALLBACK=stage)', () => {

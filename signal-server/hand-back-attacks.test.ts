@@ -7,76 +7,14 @@
 //    reference runner's tokens, none `verified` that the server computed.
 // 2. A second socket of the short stage's own client (same address): placed on the other stage (or, were it placed
 //    beside its twin, not a second client), so no hand-back; the server keeps computing the stage.
-import { afterAll, describe, expect, it } from 'vitest';
-import { GREEDY } from '../shared/model/sampling.js';
-import type { FaultBehaviour } from '../shared/swarm/faults.js';
-import { createLogger } from './log.js';
-import { ensureStages } from './models/model-folder.js';
-import { ReferenceRunner } from './reference/reference-runner.js';
-import { type CompletionBody, httpSwarm, MODEL, PROMPT } from './testing/http-swarm.js';
+import { describe, expect, it } from 'vitest';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { heldProof, READY_MS, requestRan, serverStages, shortStageSwarm, slowed } from './testing/short-stage-swarm.js';
 
-const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('hand-back-attacks');
+const { volunteer, readyCount, complete, referenceTokens, start2x2: shortSwarm } = shortStageSwarm('hand-back-attacks');
 
-const READY_MS = 90_000;
 const HAND_BACK_MS = 30_000;
 const TEST_MS = 240_000;
-
-let reference: ReferenceRunner | null = null;
-afterAll(async () => {
-  await reference?.close();
-});
-
-async function referenceTokens(n: number): Promise<number[]> {
-  if (reference === null) {
-    const { dir } = await ensureStages(MODEL, { stages: 2 }, stageCache());
-    reference = await ReferenceRunner.fromStageDir(dir);
-  }
-  return (await reference.generateIds(reference.tokenizer.encode(PROMPT), n, GREEDY)).tokens;
-}
-
-/** Each step waits `slow.ms` first, then `change` (honest when absent) gives the output. */
-function slowed(ms: number, change?: (d: Float32Array) => Float32Array): { fault: FaultBehaviour; slow: { ms: number } } {
-  const slow = { ms };
-  return {
-    slow,
-    fault: {
-      output: (_step, d) => (change === undefined ? d : change(d)),
-      get delayMs() {
-        return slow.ms;
-      },
-    },
-  };
-}
-
-/** 2 stages × r = 2, FALLBACK=stage, 3 honest ready volunteers of 3 clients: the server computes the short stage. */
-async function shortSwarm(fault: FaultBehaviour) {
-  const lines: string[] = [];
-  const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
-  const { server, url } = await start(2, 2, { stepTimeoutMs: 20_000, fallback: 'stage', logger });
-  const coordinator = server.coordinator;
-  if (coordinator === null) throw new Error('no coordinator');
-  const vs: NodeVolunteer[] = [];
-  for (let i = 0; i < 3; i++) {
-    const v = volunteer(url, `127.0.0.${30 + i}`, { fault });
-    vs.push(v);
-    await expect.poll(() => v.stage, { timeout: READY_MS }).not.toBeNull();
-  }
-  await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(3);
-  const short = [0, 1].find((s) => vs.filter((v) => v.stage === s).length < 2) as number;
-  const messages = () => lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
-  return { url, coordinator, vs, short, messages };
-}
-
-/** Waits until the other stage's volunteers computed `steps` steps of the request. */
-async function requestRan(vs: readonly NodeVolunteer[], short: number, steps: number): Promise<void> {
-  const others = vs.filter((v) => v.stage !== short);
-  await expect.poll(() => Math.min(...others.map((v) => v.steps)), { timeout: READY_MS }).toBeGreaterThanOrEqual(steps);
-}
-
-function serverStages(body: CompletionBody): number[][] {
-  return body.webswarm?.votes.map((v) => v.server_stages) ?? [];
-}
 
 describe('hand-back attacks (FALLBACK=stage)', () => {
   it(
@@ -88,15 +26,12 @@ describe('hand-back attacks (FALLBACK=stage)', () => {
       const { url, coordinator, vs, short, messages } = await shortSwarm(fault);
       // The liar: honest challenges (it must become ready), then every output of a session moved far off.
       const liar = slowed(80, (d) => d.map((x) => x + 3));
-      let release = () => {};
-      const proved = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      const bait = volunteer(url, '127.0.0.60', { fault: liar.fault, holdProof: () => proved });
+      const held = heldProof();
+      const bait = volunteer(url, '127.0.0.60', { fault: liar.fault, holdProof: held.holdProof });
       await expect.poll(() => bait.stage, { timeout: READY_MS }).toBe(short);
       const request = complete(url, TOKENS);
       await requestRan(vs, short, 5);
-      release();
+      held.release();
       await expect.poll(() => coordinator.handBacks, { timeout: HAND_BACK_MS }).toBe(1);
       // The handed-back session has no majority at the short stage (no spare): the server takes it back.
       await expect

@@ -7,8 +7,9 @@ import { describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../shared/swarm/faults.js';
 import { REPLAY_READYING_WAIT_MS } from './coordinator/session-runner.js';
 import { createLogger } from './log.js';
-import { type CompletionBody, httpSwarm } from './testing/http-swarm.js';
+import { httpSwarm } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
+import { serverStages } from './testing/short-stage-swarm.js';
 
 const { start, volunteer, readyCount, complete, stageCache } = httpSwarm('pause-replay');
 
@@ -41,11 +42,6 @@ async function swarm(holdProof?: (i: number) => (stage: number) => Promise<void>
   await expect.poll(() => readyCount(url), { timeout: READY_MS }).toBe(4);
   const messages = () => lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
   return { url, coordinator, vs, messages };
-}
-
-/** Stages the server computed, per token. */
-function serverStages(body: CompletionBody): number[][] {
-  return body.webswarm?.votes.map((v) => v.server_stages) ?? [];
 }
 
 /** The tokens the request had when it was replayed (the log's "replaying a request after N tokens"). */
