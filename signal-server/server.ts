@@ -30,7 +30,7 @@ import { type Logger, silentLogger } from './log.js';
 import { LogLimiter, REFUSAL_LOG_LIMIT } from './log-limiter.js';
 import { eventBytes, measuredParser } from './measured-parser.js';
 import { type MetricsSource, SwarmMetrics } from './metrics.js';
-import { readTensorIndex } from './models/model-folder.js';
+import { TENSOR_INDEX_FILE } from './models/model-folder.js';
 import { boundPipelining, MAX_PIPELINED } from './pipelined-requests.js';
 import { DEFAULT_SEND_TIMEOUT_MS, watchSendTimeout } from './send-timeout.js';
 import { bindSocketServer, type SwarmServer } from './socket-handlers.js';
@@ -246,11 +246,18 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   const held = new AddressSockets(opts.maxSocketsPerAddress ?? DEFAULT_MAX_SOCKETS_PER_ADDRESS, localAddresses);
   const logger = opts.logger ?? silentLogger;
   const log = (line: string) => logger.info(line);
-  // Each model's checkpoint tensors (its re-partitions' too: they are cut from the same checkpoint).
-  const checkpoints = opts.models.map((m) => readTensorIndex(m.dir));
-  const listings: ModelListing[] = opts.models.map((m, i) =>
-    listingOf(m.manifest, stageBaseUrl(m.manifest.modelId, m.key), checkpoints[i] as TensorIndex),
-  );
+  // Where each model's stage set is served, and its tensor index (read once from its directory), served beside it.
+  // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
+  const places = opts.models.map((m) => ({ baseUrl: stageBaseUrl(m.manifest.modelId, m.key) }));
+  const tensorIndexes = tensorIndexesOf(opts.models, places);
+  const indexAt = (baseUrl: string) => tensorIndexes.get(`${baseUrl}/${TENSOR_INDEX_FILE}`) as TensorIndex;
+  const listings: ModelListing[] = opts.models.map((m, i) => {
+    const { baseUrl } = places[i] as { baseUrl: string };
+    return listingOf(m.manifest, baseUrl, indexAt(baseUrl));
+  });
+  // The first model's checkpoint tensors: its re-partitions' too (they are cut from the same checkpoint).
+  const firstPlace = places[0];
+  const checkpoint = firstPlace === undefined ? null : indexAt(firstPlace.baseUrl);
   // Socket.IO wraps the request listeners the server has when it attaches (passing on all but its own
   // path), so the listener is there first; the routes it calls need the coordinator, which needs Socket.IO.
   let routes: RequestListener | null = null;
@@ -370,9 +377,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     opts.redisUrl === undefined || first === undefined
       ? null
       : new Cluster({ ...opts.cluster, url: opts.redisUrl, log, warn: (line) => logger.warn(line) });
-  // The routes read these maps on every request: a re-partition's stage set is served by adding to them.
-  const modelFiles = modelFilesOf(opts.models, listings);
-  const tensorIndexes = tensorIndexesOf(opts.models, listings);
+  const modelFiles = modelFilesOf(opts.models, places);
   const built =
     opts.repartition === undefined || firstModel === undefined
       ? null
@@ -380,7 +385,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           firstModel,
           opts.repartition.stageCache,
           (stages, baseUrl) => {
-            const listing = [listingOf(stages.manifest, baseUrl, checkpoints[0] as TensorIndex)];
+            const place = [{ baseUrl }];
             const routed = [
               {
                 ...stages,
@@ -388,8 +393,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
                 ...(firstModel.weightsUrl === undefined ? {} : { weightsUrl: firstModel.weightsUrl }),
               },
             ];
-            for (const [k, v] of modelFilesOf(routed, listing)) modelFiles.set(k, v);
-            for (const [k, v] of tensorIndexesOf(routed, listing)) tensorIndexes.set(k, v);
+            for (const [k, v] of modelFilesOf(routed, place)) modelFiles.set(k, v);
+            for (const [k, v] of tensorIndexesOf(routed, place)) tensorIndexes.set(k, v);
           },
           (baseUrl) => {
             // An evicted cut's files are gone from the stage cache: no longer served.
@@ -406,7 +411,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
           ...built,
           switched(p) {
             built.switched?.(p);
-            listings[0] = listingOf(p.manifest, p.baseUrl, checkpoints[0] as TensorIndex);
+            if (checkpoint !== null) listings[0] = listingOf(p.manifest, p.baseUrl, checkpoint);
           },
         };
   if (opts.repartition !== undefined && firstModel !== undefined && builder === null)

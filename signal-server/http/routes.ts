@@ -53,7 +53,7 @@ export interface RoutesContext {
  */
 export function modelFilesOf(
   models: readonly { readonly manifest: StageManifest; readonly dir: string }[],
-  listings: readonly ModelListing[],
+  listings: readonly { readonly baseUrl: string }[],
 ): Map<string, string> {
   const files = new Map<string, string>();
   for (const [i, m] of models.entries()) {
@@ -109,7 +109,10 @@ export function listingOf(manifest: StageManifest, baseUrl: string, index: Tenso
 }
 
 /** Each stage set's tensor index (read from its directory), telling volunteers where the weights are: URL path → index. */
-export function tensorIndexesOf(models: readonly RoutedModel[], listings: readonly ModelListing[]): Map<string, TensorIndex> {
+export function tensorIndexesOf(
+  models: readonly RoutedModel[],
+  listings: readonly { readonly baseUrl: string }[],
+): Map<string, TensorIndex> {
   const out = new Map<string, TensorIndex>();
   for (const [i, m] of models.entries()) {
     const base = listings[i]?.baseUrl;
