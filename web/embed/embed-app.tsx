@@ -1,11 +1,10 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
-import { idleReasonText, idleShortText, sharedClientShortText, sharedClientText } from '../landing/readiness-text.js';
-import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from '../volunteer/backend-plan.js';
 import { ConsentBox } from '../volunteer/consent-box.js';
 import { volunteerPageUrl } from '../volunteer/page-params.js';
 import { PauseToggle } from '../volunteer/pause-toggle.js';
+import { useIdleReason } from '../volunteer/use-idle-reason.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shareText, shortStateText } from '../volunteer/wording.js';
 import { consentWindowUrl, framingSite, isConsentGiven } from './consent-window.js';
@@ -36,9 +35,6 @@ function followTheme(theme: string | null): void {
 }
 followTheme(params.get('theme'));
 
-/** While the frame is ready and idle, /api/swarm again this often (as the volunteer page does). */
-const IDLE_POLL_MS = 5_000;
-
 /** How long the frame may be hidden by its host page before it pauses (a page's own layout may cover it a moment). */
 export const HIDDEN_PAUSE_MS = 3_000;
 
@@ -66,16 +62,8 @@ export function EmbedApp() {
   const [asking, setAsking] = useState<Asking>({ kind: 'idle' });
   const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
-  // Ready and idle: why it gets no work, where a stage is short of volunteers (the volunteer page's reason, shortened).
-  const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
-  const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);
-  const idle =
-    idleStage === null || readiness === null
-      ? null
-      : {
-          short: idleShortText(readiness, idleStage) ?? sharedClientShortText(readiness, idleStage),
-          long: idleReasonText(readiness, idleStage) ?? sharedClientText(readiness, idleStage),
-        };
+  // Ready and idle: why it gets no work (the volunteer page's reason, shortened).
+  const idle = useIdleReason(status);
   /** The visitor paused in this frame: the host page's resume does not undo the visitor's own pause. */
   const visitorPaused = useRef(false);
   /** Paused because the host page hid the frame: undone when it shows again, and by nothing else. */

@@ -1,7 +1,7 @@
 // The landing page's readiness sentence, for each state a swarm goes through.
 import { describe, expect, it } from 'vitest';
 import type { SwarmReadiness } from '../../shared/swarm/readiness.js';
-import { idleReasonText, idleShortText, readinessText, sharedClientShortText, sharedClientText } from './readiness-text.js';
+import { idleReasonText, idleShortText, idleTexts, readinessText, sharedClientShortText, sharedClientText } from './readiness-text.js';
 
 const swarm = (
   ready: number[],
@@ -112,5 +112,16 @@ describe('sharedClientText: a ready volunteer that may wait for another of its c
     // Its stage short: idleReasonText says why, this says nothing.
     expect(sharedClientText(swarm([2], [], 2, 'off', [1]), 0)).toBeNull();
     expect(sharedClientText(swarm([2], [], 1, 'off', [1]), 4)).toBeNull();
+  });
+});
+
+describe('idleTexts: the page’s sentence and the widget’s line together', () => {
+  it('gives a short stage’s reason first, else the shared clients’, else nothing', () => {
+    expect(idleTexts(swarm([2], [], 2, 'off', [1]), 0)).toEqual({
+      long: idleReasonText(swarm([2], [], 2, 'off', [1]), 0),
+      short: 'No work yet: stage 0 has 1 of 2 volunteers',
+    });
+    expect(idleTexts(swarm([2], [], 1, 'off', [1]), 0)?.short).toBe('Waiting: 2 tabs of 1 client here');
+    expect(idleTexts(swarm([3], [], 1), 0)).toBeNull();
   });
 });

@@ -89,3 +89,14 @@ export function sharedClientShortText(r: SwarmReadiness, stage: number): string 
     ? null
     : `Waiting: ${own.ready} tabs of ${own.routable} client${own.routable === 1 ? '' : 's'} here`;
 }
+
+/**
+ * What a ready volunteer of `stage` that gets no work says of why, the volunteer page's sentence (`long`) and the
+ * widget's line (`short`): a stage short of volunteers, else its stage's ready volunteers of fewer clients; null when
+ * neither is so (it waits for requests).
+ */
+export function idleTexts(r: SwarmReadiness, stage: number): { readonly long: string; readonly short: string } | null {
+  const long = idleReasonText(r, stage) ?? sharedClientText(r, stage);
+  const short = idleShortText(r, stage) ?? sharedClientShortText(r, stage);
+  return long === null || short === null ? null : { long, short };
+}

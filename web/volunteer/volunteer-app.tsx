@@ -1,13 +1,12 @@
 import { useState } from 'react';
 import { parseShare } from '../../shared/swarm/duty-cycle.js';
 import { isFaultKind } from '../../shared/swarm/faults.js';
-import { idleReasonText, sharedClientText } from '../landing/readiness-text.js';
-import { useSwarmReadiness } from '../landing/use-readiness.js';
 import { useBackendPlan } from './backend-plan.js';
 import { ConsentBox } from './consent-box.js';
 import { pageParamProblems, volunteerPageUrl } from './page-params.js';
 import { PauseToggle } from './pause-toggle.js';
 import { StatusView } from './status-view.js';
+import { useIdleReason } from './use-idle-reason.js';
 import { useVolunteer } from './use-volunteer.js';
 import { downloadText } from './wording.js';
 import { chooseDataPath, DEFAULT_DATA_PATH } from './worker-path.js';
@@ -27,8 +26,6 @@ const SETTINGS = {
   // The per-token data path on the main thread or in the compute worker (where channels transfer).
   dataPath: chooseDataPath(params.get('datapath'), DEFAULT_DATA_PATH),
 };
-/** While the tab is ready and idle, /api/swarm again this often: whether its stage, or another, is short of volunteers. */
-const IDLE_POLL_MS = 5000;
 /** What this link asks that cannot run: said before the visitor is asked, and nothing is asked. */
 const PROBLEMS = pageParamProblems(params);
 /** What this link's ?share= and ?autopause= promise, said beside the button. */
@@ -46,10 +43,7 @@ export function VolunteerApp() {
   const [consented, setConsented] = useState(false);
   const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume, leave } = useVolunteer(consented, SETTINGS);
-  const idleStage = status?.state === 'ready' && status.openSessions === 0 ? status.stage : null;
-  const { readiness } = useSwarmReadiness(IDLE_POLL_MS, idleStage !== null);
-  const idleReason =
-    idleStage !== null && readiness !== null ? (idleReasonText(readiness, idleStage) ?? sharedClientText(readiness, idleStage)) : null;
+  const idleReason = useIdleReason(status)?.long ?? null;
 
   if (!consented && PROBLEMS.length > 0)
     return (
