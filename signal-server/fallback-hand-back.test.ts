@@ -81,6 +81,10 @@ describe('the fallback hands a stage back to volunteers mid-generation (FALLBACK
       expect(late.steps).toBeGreaterThan(0);
       // No replay counted (a hand-back follows new tokens) and no error.
       expect(coordinator.replays).toBe(0);
+      // The log tells the session that handed back as ended by the hand-back, not as a request stopped after
+      // `after` tokens; the session that finished the request says it ended with the rest of them.
+      const ended = messages().filter((m) => /^session \d+: \d+ tokens, /.test(m));
+      expect(ended).toEqual([expect.stringMatching(new RegExp(`^session \\d+: ${TOKENS - (after as number)} tokens, length$`))]);
       console.log(`hand-back after ${after} of ${TOKENS} tokens: the server computed stage ${short} of ${after} tokens`);
     },
     TEST_MS,

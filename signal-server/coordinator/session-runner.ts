@@ -210,6 +210,8 @@ export class SessionRunner {
           );
           continue;
         }
+        // Not for a session that hands back: the line above says it ended, and why.
+        this.s.log(`session ${out.session.sessionId}: ${out.result.tokens.length} tokens, ${out.result.finishReason}`);
         return { ...out, result: { ...out.result, tokens: [...done] } };
       } catch (e) {
         // Its replicas were full (another server's sessions counted late): another route, within the route wait.
@@ -346,7 +348,6 @@ export class SessionRunner {
         scoreRows,
         chunk,
       );
-      this.s.log(`session ${sessionId}: ${result.tokens.length} tokens, ${result.finishReason}`);
       return { result, route: session.route.map((ids) => [...ids]), session };
     } finally {
       signal?.removeEventListener('abort', cancel);
