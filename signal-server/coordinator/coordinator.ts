@@ -21,6 +21,7 @@ import { LiveRepartition } from './live-repartition.js';
 import type { SwarmObserver } from './observer.js';
 import { PeerTraffic } from './peer-traffic.js';
 import { Readiness } from './readiness.js';
+import { RecordMemory } from './record-memory.js';
 import { Registry } from './registry.js';
 import { rangesKey, rangesOf } from './repartition.js';
 import { BanList } from './reputation.js';
@@ -75,6 +76,7 @@ export class Coordinator {
       links: this.links,
       audit: this.audit,
       bans: options.bans ?? new BanList(),
+      records: new RecordMemory(),
       members: new Map(),
       sessions: new Map(),
       finished: new Map(),

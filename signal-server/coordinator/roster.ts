@@ -7,7 +7,7 @@ import type { AuditCounts } from './audit.js';
 import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
 import type { GenerationSession } from './generation.js';
 import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
-import { NoShowWindow } from './no-show-window.js';
+import { NO_SHOW_WINDOW, NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
 import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
@@ -112,6 +112,8 @@ export class Roster {
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     const opened = new OpenSessions(() => sessionLimitOf(this.s.registry.get(id)));
+    // Its record, where it left this server with its client key lately (a cluster's comes from Redis instead).
+    const resumed = this.s.cluster === null ? this.s.records.resume(keys) : undefined;
     this.s.members.set(id, {
       id,
       link: opened.watch(link),
@@ -122,7 +124,7 @@ export class Roster {
       vouched: false,
       challenge: null,
       withdrawn: null,
-      noShows: new NoShowWindow(),
+      noShows: resumed?.noShows ?? new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
@@ -131,10 +133,20 @@ export class Roster {
     const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
     if (stage === null) {
       this.s.members.delete(id);
+      if (resumed !== undefined) this.s.records.remember(keys, resumed);
       return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.s.registry));
     }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', assignment(this.s, stage));
+    if (resumed !== undefined) {
+      this.s.audit.set(id, resumed.counts);
+      const { agreed, disagreed } = resumed.counts;
+      this.s.log(
+        `volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed, ${resumed.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
+      );
+      // Its page shows the record it resumed, not a newcomer's.
+      this.sendScore(this.s.members.get(id) as Member, resumed.counts, true);
+    }
     this.expectLoad([id]);
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
     this.s.log(
@@ -163,8 +175,11 @@ export class Roster {
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
-    // Its record goes with it: a volunteer that comes back is a newcomer (or refused, if banned); in a cluster
-    // its record stays in Redis under its client key (../cluster/), and follows it to any server.
+    // Its record is remembered under its client key (record-memory.ts): a volunteer that comes back with it resumes
+    // its record (or is refused, if banned). In a cluster its record stays in Redis under its client key
+    // (../cluster/), and follows it to any server.
+    if (!member.remote && this.s.cluster === null)
+      this.s.records.remember(member.keys, { counts: this.s.audit.get(id), noShows: member.noShows });
     this.s.audit.forget(id);
     const moves = this.s.registry.leave(id);
     this.move(moves);
@@ -276,7 +291,9 @@ export class Roster {
     }
     this.s.cluster?.recorded(id, counts);
     this.sendScore(member, counts, !agreed);
-    if (shouldEvict(counts))
+    // At a disagreement only: a record resumed over the line (one evicted before, back after its ban) is evicted
+    // at its next disagreement, not at the agreement that follows its return.
+    if (!agreed && shouldEvict(counts))
       this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
   }
 

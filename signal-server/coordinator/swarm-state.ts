@@ -9,6 +9,7 @@ import type { Links } from './links.js';
 import type { NoShowWindow } from './no-show-window.js';
 import type { SwarmObserver } from './observer.js';
 import type { OpenSessions } from './open-sessions.js';
+import type { RecordMemory } from './record-memory.js';
 import type { Registry } from './registry.js';
 import { type BanList, reputation } from './reputation.js';
 import type { SilenceCarry } from './silent-members.js';
@@ -69,6 +70,8 @@ export interface SwarmState {
   readonly links: Links;
   readonly audit: Audit;
   readonly bans: BanList;
+  /** The records of volunteers that left this server, by client key (a server alone; a cluster keeps them in Redis). */
+  readonly records: RecordMemory;
   readonly members: Map<string, Member>;
   readonly sessions: Map<number, GenerationSession>;
   /** Recently finished sessions: late reports from stragglers for them are expected, not errors. */

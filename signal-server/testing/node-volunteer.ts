@@ -24,6 +24,7 @@ import {
   type StepDigest,
   type StepLogits,
   type VolunteerCapacity,
+  type VolunteerScore,
 } from '../../shared/protocol/messages.js';
 import { parseChallenge, parseFrameMessage } from '../../shared/protocol/validate.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version.js';
@@ -132,6 +133,8 @@ export class NodeVolunteer {
   /** Why its last stage load failed, if it did. */
   loadError: string | null = null;
   readonly errors: { code: string; message: string }[] = [];
+  /** The last score the coordinator sent it (its record as the page shows it), or null before one. */
+  lastScore: VolunteerScore | null = null;
   /** Sessions opened on it so far (joined or not). */
   sessionsOpened = 0;
   /** Steps it began (as stage 0) on the last stage's token, before the coordinator's: the mesh loop at work. */
@@ -224,6 +227,9 @@ export class NodeVolunteer {
     });
     s.on('volunteer:challenge', (raw) => void this.answer(raw));
     s.on('server:error', (e) => this.errors.push(e));
+    s.on('volunteer:score', (m) => {
+      this.lastScore = m;
+    });
     s.on('session:open', (m) => {
       if (this.core === null || !this.core.open(m)) return;
       this.openNow.add(m.sessionId);

@@ -1,0 +1,83 @@
+// A volunteer's record outlives its connection on one server (coordinator/record-memory.ts), over the real protocol:
+// a real server on port 0, Node volunteers that compute with onnxruntime and speak Socket.IO (distinct clients on
+// distinct 127.0.0.x addresses, each with its client key), requests over the HTTP API, the reference runner's tokens
+// the oracle. Before, the record went with the connection: a liar two disagreements short of eviction connected
+// again with its key and started clean, as often as it liked, and an honest volunteer that reloaded was a newcomer.
+import { describe, expect, it } from 'vitest';
+import type { FaultBehaviour } from '../shared/swarm/faults.js';
+import { fetchSwarmListing } from '../testing/swarm-listing.js';
+import { EVICT_AFTER_DISAGREEMENTS } from './coordinator/reputation.js';
+import { createLogger } from './log.js';
+import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
+import type { NodeVolunteer } from './testing/node-volunteer.js';
+
+const { start, volunteer, readyCount, complete } = httpSwarm('record-resume');
+
+/** Every output moved far off (challenges are answered honestly: it must become ready to lie). */
+const LIAR: FaultBehaviour = { delayMs: 0, output: (_step, d) => d.map((x) => x + 3) };
+
+/** The listing's entry of `v` (its counts, reputation and standing), once it has one. */
+async function listed(url: string, v: NodeVolunteer) {
+  return (await fetchSwarmListing(url)).list.find((x) => x.id === v.id);
+}
+
+/** A server whose log lines are kept, and its messages read back. */
+function logged() {
+  const lines: string[] = [];
+  const logger = createLogger('info', { write: (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l.length > 0)) });
+  return { logger, messages: () => lines.map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '') };
+}
+
+describe("a volunteer's record outlives its connection (one server)", () => {
+  it(`a liar that connects again with its key resumes its record: evicted at its ${EVICT_AFTER_DISAGREEMENTS}rd disagreement, not given a clean one`, async () => {
+    const { logger, messages } = logged();
+    const { url, expected } = await start(1, 3, { logger });
+    volunteer(url, '127.0.0.40');
+    volunteer(url, '127.0.0.41');
+    const liar = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0001', fault: LIAR });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    // Two tokens: its two outputs outvoted, two disagreements and none agreeing (reputation 0.25), one short.
+    const first = await complete(url, 2);
+    expect(first.body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    await expect.poll(async () => (await listed(url, liar))?.disagreed, { timeout: WAIT_MS }).toBe(2);
+    expect(liar.errors.map((e) => e.code)).not.toContain('ERR_EVICTED');
+    await liar.close();
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    // Back with the same key (and address): its record with it, before it has computed anything.
+    const again = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0001', fault: LIAR });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const resumed = await listed(url, again);
+    expect(resumed).toMatchObject({ agreed: 0, disagreed: 2, established: false });
+    expect(messages().some((m) => m.startsWith(`volunteer ${again.id} resumes its record (0 agreed, 2 disagreed`))).toBe(true);
+    // One more lie and it is out, its key and address banned (before: two more lies, and then as many again).
+    const second = await complete(url, 2);
+    expect(second.body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    await expect.poll(() => again.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    const banned = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0001', fault: LIAR });
+    await expect.poll(() => banned.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
+  });
+
+  it('an honest volunteer that reloads is established again once it proves its stage; another key from its address is not', async () => {
+    const { url, expected } = await start(1, 3);
+    const vs = [40, 41, 42].map((i) => volunteer(url, `127.0.0.${i}`, { clientKey: `honest-key-${i}` }));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    // Two requests of 6 tokens: 12 agreements each, established (10 at a reputation of 0.8 or more).
+    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => !v.established), { timeout: WAIT_MS }).toEqual([]);
+    const agreed = (await listed(url, vs[0] as NodeVolunteer))?.agreed ?? 0;
+    expect(agreed).toBeGreaterThanOrEqual(10);
+    await vs[0]?.close();
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    // The reload: same key, same address. Established as soon as it is ready, no request needed.
+    const reloaded = volunteer(url, '127.0.0.40', { clientKey: 'honest-key-40' });
+    await expect.poll(async () => (await listed(url, reloaded))?.established, { timeout: WAIT_MS }).toBe(true);
+    expect(await listed(url, reloaded)).toMatchObject({ agreed, disagreed: 0, ready: true });
+    // Its page is told the record it resumed.
+    await expect.poll(() => reloaded.lastScore?.agreed, { timeout: WAIT_MS }).toBe(agreed);
+    // Another client behind the same address (its own key) starts as a newcomer: a record never passes by address.
+    await reloaded.close();
+    const stranger = volunteer(url, '127.0.0.40', { clientKey: 'someone-else-40' });
+    await expect.poll(async () => (await listed(url, stranger))?.ready, { timeout: WAIT_MS }).toBe(true);
+    expect(await listed(url, stranger)).toMatchObject({ agreed: 0, disagreed: 0, established: false });
+  });
+});
