@@ -57,6 +57,25 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => banned.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
   });
 
+  it('a liar that opens its next connection before it closes the last starts with the open one’s record: evicted all the same', async () => {
+    const { url, expected } = await start(1, 3);
+    volunteer(url, '127.0.0.40');
+    volunteer(url, '127.0.0.41');
+    const liar = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0002', fault: LIAR });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    await expect.poll(async () => (await listed(url, liar))?.disagreed, { timeout: WAIT_MS }).toBe(2);
+    // Its next connection says hello while the first is still open (nothing is remembered yet)...
+    const next = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0002', fault: LIAR });
+    await expect.poll(async () => (await listed(url, next))?.ready, { timeout: WAIT_MS }).toBe(true);
+    expect(await listed(url, next)).toMatchObject({ agreed: 0, disagreed: 2 });
+    // ...then the first goes: the next lie evicts it, and bans its key.
+    await liar.close();
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+  });
+
   it('an honest volunteer that reloads is established again once it proves its stage; another key from its address is not', async () => {
     const { url, expected } = await start(1, 3);
     const vs = [40, 41, 42].map((i) => volunteer(url, `127.0.0.${i}`, { clientKey: `honest-key-${i}` }));

@@ -42,6 +42,22 @@ describe('RecordMemory: the records of volunteers that left, by client key', () 
     expect(m.resume(KEYS)?.noShows.count).toBe(2);
   });
 
+  it('a connection of its key still open: the new one starts with the worse of that record and the remembered one', () => {
+    const m = new RecordMemory();
+    // Nothing remembered yet (its last connection has not closed): the open one's record, copied.
+    const open = record(0, 2, [4]);
+    const first = m.resume(KEYS, [open]);
+    expect(first?.counts).toEqual({ agreed: 0, disagreed: 2 });
+    first?.noShows.miss(5);
+    expect(open.noShows.count).toBe(1);
+    // A worse remembered record wins over a better open one, and is taken.
+    m.remember(KEYS, record(0, 3));
+    expect(m.resume(KEYS, [record(20, 0)])?.counts).toEqual({ agreed: 0, disagreed: 3 });
+    expect(m.resume(KEYS)).toBeUndefined();
+    // No key, no record: an open connection's is not looked at.
+    expect(m.resume(['addr:203.0.113.5'], [open])).toBeUndefined();
+  });
+
   it('nothing to remember of a volunteer with no votes and no missed session', () => {
     const m = new RecordMemory();
     m.remember(KEYS, record(0, 0));

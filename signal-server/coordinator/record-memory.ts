@@ -57,14 +57,20 @@ export class RecordMemory {
     this.bound(now);
   }
 
-  /** The record a volunteer with these identity keys resumes (its client key's), if any: taken, so resumed once. */
-  resume(keys: readonly string[]): Remembered | undefined {
+  /**
+   * The record a volunteer with these identity keys starts with: its client key's, remembered (taken: resumed once),
+   * or the worst record of the connections of its key still open (`alongside`, copied: two tabs of one browser are one
+   * client), whichever is worse; undefined where there is neither. Before `alongside`, a liar kept a clean record by
+   * opening its next connection before it closed the last (nothing was remembered yet when the new one said hello).
+   */
+  resume(keys: readonly string[], alongside: readonly Remembered[] = []): Remembered | undefined {
     const key = clientKeyOf(keys);
     if (key === undefined) return undefined;
-    const e = this.live(key, this.now());
-    if (e === undefined) return undefined;
-    this.entries.delete(key);
-    return { counts: { ...e.counts }, noShows: e.noShows.copy() };
+    const remembered = this.live(key, this.now());
+    if (remembered !== undefined) this.entries.delete(key);
+    let found: Remembered | undefined = remembered;
+    for (const r of alongside) if (found === undefined || worse(r, found)) found = r;
+    return found === undefined ? undefined : { counts: { ...found.counts }, noShows: found.noShows.copy() };
   }
 
   private live(key: string, now: number): Entry | undefined {

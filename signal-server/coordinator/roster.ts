@@ -11,6 +11,7 @@ import { NO_SHOW_WINDOW, NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
 import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
+import type { Remembered } from './record-memory.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -112,8 +113,9 @@ export class Roster {
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     const opened = new OpenSessions(() => sessionLimitOf(this.s.registry.get(id)));
-    // Its record, where it left this server with its client key lately (a cluster's comes from Redis instead).
-    const resumed = this.s.cluster === null ? this.s.records.resume(keys) : undefined;
+    // Its record, where it left this server with its client key lately, or that of a connection of its key still
+    // open (record-memory.ts); a cluster's comes from Redis instead.
+    const resumed = this.s.cluster === null ? this.s.records.resume(keys, this.openRecords(keys)) : undefined;
     this.s.members.set(id, {
       id,
       link: opened.watch(link),
@@ -154,6 +156,14 @@ export class Roster {
     );
     this.s.options.statusChanged?.();
     return id;
+  }
+
+  /** The records of this server's connections with the client key among `keys` (none without one). */
+  private openRecords(keys: readonly string[]): Remembered[] {
+    const key = keys.find((k) => k.startsWith('key:'));
+    if (key === undefined) return [];
+    const open = [...this.s.members.values()].filter((m) => !m.remote && m.keys.includes(key));
+    return open.map((m) => ({ counts: this.s.audit.get(m.id), noShows: m.noShows }));
   }
 
   /**
