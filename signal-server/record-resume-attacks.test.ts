@@ -16,6 +16,9 @@ const { start, volunteer, readyCount, complete } = httpSwarm('record-resume');
 /** Every output moved far off (challenges are answered honestly: it must become ready to lie). */
 const LIAR: FaultBehaviour = { delayMs: 0, output: (_step, d) => d.map((x) => x + 3) };
 
+/** Honest, 600 ms slower a step than a liar (a liar can always answer first: it need not compute). */
+const SLOW_HONEST: FaultBehaviour = { delayMs: 600, output: (_step, d) => d };
+
 /** The listing's entry of `v` (its counts, reputation and standing), once it has one. */
 async function listed(url: string, v: NodeVolunteer) {
   return (await fetchSwarmListing(url)).list.find((x) => x.id === v.id);
@@ -57,7 +60,7 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => banned.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
   });
 
-  it('a liar that opens its next connection before it closes the last starts with the open one’s record: evicted all the same', async () => {
+  it('a liar that opens its next connection before it closes the last shares the open one’s record: evicted all the same', async () => {
     const { url, expected } = await start(1, 3);
     volunteer(url, '127.0.0.40');
     volunteer(url, '127.0.0.41');
@@ -74,6 +77,79 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
     expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
     await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+  });
+
+  it('a liar that lies and leaves before the honest reports come: its late disagreements count, and the third bans its key', async () => {
+    const { url, expected } = await start(1, 3);
+    volunteer(url, '127.0.0.40', { fault: SLOW_HONEST });
+    volunteer(url, '127.0.0.41', { fault: SLOW_HONEST });
+    const KEY = 'liar-leaves-0001';
+    // Each connection reports its first (lying) output and closes 50 ms later, long before the step is decided.
+    for (let i = 0; i < EVICT_AFTER_DISAGREEMENTS; i++) {
+      const v: NodeVolunteer = volunteer(url, '127.0.0.42', {
+        clientKey: KEY,
+        fault: LIAR,
+        tamper: (m) => {
+          setTimeout(() => v.socket.disconnect(), 50);
+          return m;
+        },
+      });
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+      expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+      expect(v.errors.map((e) => e.code)).not.toContain('ERR_BANNED');
+    }
+    // Its third late disagreement put its record over the line: its key and address are banned (before: every
+    // connection came back clean, never evicted, never banned; the lies counted under ids already gone).
+    const next = volunteer(url, '127.0.0.42', { clientKey: KEY, fault: LIAR });
+    await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
+  });
+
+  it('connections of one key opened before any lie share one record: the third lie among them evicts and cuts them all', async () => {
+    const { url } = await start(1, 3);
+    for (const i of [40, 41, 43]) volunteer(url, `127.0.0.${i}`);
+    const tabs = [42, 44, 45].map((i) => volunteer(url, `127.0.0.${i}`, { clientKey: 'liar-tabs-0001', fault: LIAR }));
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    const codes = () => tabs.flatMap((t) => t.errors.map((e) => e.code));
+    // One token a request: at most one of the tabs in a route (one client), one lie a request.
+    for (let i = 0; i < 40 && !codes().includes('ERR_EVICTED'); i++) await complete(url, 1);
+    expect(codes()).toContain('ERR_EVICTED');
+    // A step a request: the steps the tabs computed are the lies they told, 3 in all however they fell among them.
+    expect(tabs.reduce((n, t) => n + t.steps, 0)).toBe(EVICT_AFTER_DISAGREEMENTS);
+    // The others cut off with it (its key is banned), after 3 lies in all (before: 2 a tab, 6, and nobody evicted).
+    await expect
+      .poll(() => tabs.filter((t) => t.errors.some((e) => e.code === 'ERR_EVICTED' || e.code === 'ERR_BANNED')).length, {
+        timeout: WAIT_MS,
+      })
+      .toBe(3);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+  });
+
+  it("an honest tab's short-lived second tab leaves no stale record behind: the reload resumes what the first tab earned", async () => {
+    const { url, expected } = await start(1, 3);
+    volunteer(url, '127.0.0.40');
+    volunteer(url, '127.0.0.41');
+    let n = 0;
+    // One stray output at its very first step (a glitch), honest from then on.
+    const glitchOnce: FaultBehaviour = { delayMs: 0, output: (_s, d) => (n++ === 0 ? d.map((x) => x + 3) : d) };
+    const KEY = 'honest-tabs-0001';
+    const tab = volunteer(url, '127.0.0.42', { clientKey: KEY, fault: glitchOnce });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    await expect.poll(async () => (await listed(url, tab))?.disagreed, { timeout: WAIT_MS }).toBe(1);
+    // A second tab of the same browser says hello and is closed before it votes.
+    const second = volunteer(url, '127.0.0.43', { clientKey: KEY });
+    await expect.poll(() => second.id, { timeout: WAIT_MS }).not.toBeNull();
+    await second.close();
+    for (let i = 0; i < 3; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    await expect.poll(async () => (await listed(url, tab))?.established, { timeout: WAIT_MS }).toBe(true);
+    const earned = await listed(url, tab);
+    await tab.close();
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    const reloaded = volunteer(url, '127.0.0.42', { clientKey: KEY });
+    await expect.poll(async () => (await listed(url, reloaded))?.ready, { timeout: WAIT_MS }).toBe(true);
+    // Before: the second tab's copy of the early record (1 agreed, 1 disagreed) was kept, not established.
+    expect(await listed(url, reloaded)).toMatchObject({ agreed: earned?.agreed, disagreed: 1, established: true });
   });
 
   it('an honest volunteer that reloads is established again once it proves its stage; another key from its address is not', async () => {

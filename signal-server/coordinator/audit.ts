@@ -6,13 +6,26 @@ export interface AuditCounts {
   disagreed: number;
 }
 
+/** Connections that left whose late classifications still count (each into the record it had), at most. */
+export const DEPARTED_KEPT = 4096;
+
 /**
  * Classifies each replica's report once its step's vote is decided, also for
  * reports that arrive after the token was accepted (stragglers). Agreement is
  * always with the majority of the others, never with a volunteer's own claim.
+ *
+ * A volunteer's counts are its record: the connections of one client (its client key) share one (`share`), and one
+ * that leaves keeps counting into it for what its last steps are judged after it went (`forget`): a liar that lied
+ * and left before the honest reports came is counted all the same (before, its late disagreement made a fresh
+ * record under its gone id, which nothing read: a red-team find).
  */
 export class Audit {
   private readonly counts = new Map<string, AuditCounts>();
+  /**
+   * Connections that left, with the record their late classifications count into and their identity keys (oldest
+   * first, DEPARTED_KEPT).
+   */
+  private readonly departed = new Map<string, { readonly counts: AuditCounts; readonly keys: readonly string[] }>();
   private readonly classified = new WeakMap<object, Set<string>>();
 
   /** `onChange` hears of every new classification, and which (the coordinator judges reputation there). */
@@ -41,15 +54,31 @@ export class Audit {
 
   /** Counts one classification of a volunteer's output (made here, or by another server of a cluster). */
   credit(volunteer: string, agreed: boolean): void {
-    const c = this.of(volunteer);
+    const c = this.counts.get(volunteer) ?? this.departed.get(volunteer)?.counts ?? this.of(volunteer);
     if (agreed) c.agreed += 1;
     else c.disagreed += 1;
-    this.onChange(volunteer, this.get(volunteer), agreed);
+    this.onChange(volunteer, { ...c }, agreed);
   }
 
   /** Sets a volunteer's counts as the server that keeps its record says (a cluster), without judging it here. */
   set(volunteer: string, counts: AuditCounts): void {
-    this.counts.set(volunteer, { agreed: counts.agreed, disagreed: counts.disagreed });
+    const c = this.of(volunteer);
+    c.agreed = counts.agreed;
+    c.disagreed = counts.disagreed;
+  }
+
+  /**
+   * `volunteer` counts into `record` from now on: the record of its client (one its other connections count into,
+   * or one it left with before: record-memory.ts). Returned, so that the caller can keep it.
+   */
+  share(volunteer: string, record: AuditCounts): AuditCounts {
+    this.counts.set(volunteer, record);
+    return record;
+  }
+
+  /** The record `volunteer` counts into (the object itself: shared by its client's connections). */
+  recordOf(volunteer: string): AuditCounts {
+    return this.of(volunteer);
   }
 
   private of(volunteer: string): AuditCounts {
@@ -62,10 +91,26 @@ export class Audit {
   }
 
   get(volunteer: string): AuditCounts {
-    return { ...(this.counts.get(volunteer) ?? { agreed: 0, disagreed: 0 }) };
+    return { ...(this.counts.get(volunteer) ?? this.departed.get(volunteer)?.counts ?? { agreed: 0, disagreed: 0 }) };
   }
 
-  forget(volunteer: string): void {
+  /** The identity keys of `volunteer`, a connection that left (its late classifications still count); else undefined. */
+  departedKeys(volunteer: string): readonly string[] | undefined {
+    return this.departed.get(volunteer)?.keys;
+  }
+
+  /**
+   * `volunteer` (with these identity keys) left: what its last steps are judged after it went still counts into its
+   * record, for its DEPARTED_KEPT last departures.
+   */
+  forget(volunteer: string, keys: readonly string[] = []): void {
+    const c = this.counts.get(volunteer);
     this.counts.delete(volunteer);
+    if (c === undefined) return;
+    this.departed.set(volunteer, { counts: c, keys });
+    for (const id of this.departed.keys()) {
+      if (this.departed.size <= DEPARTED_KEPT) break;
+      this.departed.delete(id);
+    }
   }
 }

@@ -35,14 +35,6 @@ export class NoShowWindow {
     this.trim();
   }
 
-  /** A window of its own with the same sessions and strikes (a record resumed after a reconnect, record-memory.ts). */
-  copy(): NoShowWindow {
-    const c = new NoShowWindow();
-    for (const [id, missed] of this.sessions) c.sessions.set(id, missed);
-    c.missed = this.missed;
-    return c;
-  }
-
   private trim(): void {
     for (const [id, missed] of this.sessions) {
       if (this.sessions.size <= NO_SHOW_WINDOW) return;

@@ -11,7 +11,7 @@ import { NO_SHOW_WINDOW, NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
 import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
-import type { Remembered } from './record-memory.js';
+import { type ClientRecord, clientKeyOf } from './record-memory.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -113,9 +113,9 @@ export class Roster {
     const id = this.s.options.newId?.() ?? randomUUID();
     if (this.s.members.has(id)) return refuse('ERR_BAD_HANDSHAKE', 'that volunteer id is taken');
     const opened = new OpenSessions(() => sessionLimitOf(this.s.registry.get(id)));
-    // Its record, where it left this server with its client key lately, or that of a connection of its key still
-    // open (record-memory.ts); a cluster's comes from Redis instead.
-    const resumed = this.s.cluster === null ? this.s.records.resume(keys, this.openRecords(keys)) : undefined;
+    // Its client's record (record-memory.ts): the one a connection of its client key still open counts into (they
+    // share one), or the one it left this server with lately; a cluster's comes from Redis instead.
+    const kept = this.s.cluster === null ? this.clientRecord(keys) : undefined;
     this.s.members.set(id, {
       id,
       link: opened.watch(link),
@@ -126,7 +126,7 @@ export class Roster {
       vouched: false,
       challenge: null,
       withdrawn: null,
-      noShows: resumed?.noShows ?? new NoShowWindow(),
+      noShows: kept?.record.noShows ?? new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
@@ -135,19 +135,18 @@ export class Roster {
     const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
     if (stage === null) {
       this.s.members.delete(id);
-      if (resumed !== undefined) this.s.records.remember(keys, resumed);
+      if (kept?.open === false) this.s.records.remember(keys, kept.record);
       return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.s.registry));
     }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', assignment(this.s, stage));
-    if (resumed !== undefined) {
-      this.s.audit.set(id, resumed.counts);
-      const { agreed, disagreed } = resumed.counts;
+    if (kept !== undefined) {
+      const { agreed, disagreed } = this.s.audit.share(id, kept.record.counts);
       this.s.log(
-        `volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed, ${resumed.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
+        `volunteer ${id} ${kept.open ? "shares its client's record with its open connection" : 'resumes its record'} (${agreed} agreed, ${disagreed} disagreed, ${kept.record.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
       );
       // Its page shows the record it resumed, not a newcomer's.
-      this.sendScore(this.s.members.get(id) as Member, resumed.counts, true);
+      this.sendScore(this.s.members.get(id) as Member, { agreed, disagreed }, true);
     }
     this.expectLoad([id]);
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
@@ -158,12 +157,23 @@ export class Roster {
     return id;
   }
 
-  /** The records of this server's connections with the client key among `keys` (none without one). */
-  private openRecords(keys: readonly string[]): Remembered[] {
-    const key = keys.find((k) => k.startsWith('key:'));
-    if (key === undefined) return [];
-    const open = [...this.s.members.values()].filter((m) => !m.remote && m.keys.includes(key));
-    return open.map((m) => ({ counts: this.s.audit.get(m.id), noShows: m.noShows }));
+  /**
+   * The record of the client with these identity keys, if it has one here: that of a connection of its client key
+   * still open (`open`), else the one it left with lately (taken from the memory).
+   */
+  private clientRecord(keys: readonly string[]): { readonly record: ClientRecord; readonly open: boolean } | undefined {
+    const key = clientKeyOf(keys);
+    if (key === undefined) return undefined;
+    const sibling = this.openSibling(key);
+    if (sibling !== undefined) return { record: { counts: this.s.audit.recordOf(sibling.id), noShows: sibling.noShows }, open: true };
+    const record = this.s.records.resume(keys);
+    return record === undefined ? undefined : { record, open: false };
+  }
+
+  /** A connection of this server with client key `key` (`key:…`) open now. */
+  private openSibling(key: string): Member | undefined {
+    for (const m of this.s.members.values()) if (!m.remote && m.keys.includes(key)) return m;
+    return undefined;
   }
 
   /**
@@ -185,12 +195,17 @@ export class Roster {
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
-    // Its record is remembered under its client key (record-memory.ts): a volunteer that comes back with it resumes
-    // its record (or is refused, if banned). In a cluster its record stays in Redis under its client key
-    // (../cluster/), and follows it to any server.
-    if (!member.remote && this.s.cluster === null)
-      this.s.records.remember(member.keys, { counts: this.s.audit.get(id), noShows: member.noShows });
-    this.s.audit.forget(id);
+    // Its client's record, where this was its last connection here, is remembered under its client key
+    // (record-memory.ts): a volunteer that comes back with it resumes it (or is refused, if banned). In a cluster its
+    // record stays in Redis under its client key (../cluster/), and follows it to any server. Its last steps, judged
+    // after it went, still count into it (Audit.forget): so a record is remembered, empty or not, of one that proved a
+    // stage here (it may have been routed); of one that never did, only where not empty.
+    const key = clientKeyOf(member.keys);
+    const record = { counts: this.s.audit.recordOf(id), noShows: member.noShows };
+    const empty = record.counts.agreed + record.counts.disagreed === 0 && record.noShows.count === 0;
+    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && (member.vouched || !empty))
+      this.s.records.remember(member.keys, record);
+    this.s.audit.forget(id, member.keys);
     const moves = this.s.registry.leave(id);
     this.move(moves);
     this.s.log(`volunteer ${id} left; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`);
@@ -294,7 +309,19 @@ export class Roster {
   /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
   judge(id: string, counts: AuditCounts, agreed: boolean): void {
     const member = this.s.members.get(id);
-    if (member === undefined) return;
+    if (member === undefined) {
+      // A connection that left, judged on its last steps: its client's record counted it (a liar that lied and left
+      // before the honest reports came). Over the line, its keys are banned and its open connections cut off.
+      const who = this.s.audit.departedKeys(id);
+      if (!agreed && who !== undefined && shouldEvict(counts)) {
+        this.s.log(
+          `volunteer ${id} (gone) would be evicted: ${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed; its keys are banned`,
+        );
+        for (const k of who) this.s.bans.ban(k);
+        for (const k of who) this.cutBanned(k);
+      }
+      return;
+    }
     if (member.remote) {
       this.s.cluster?.audited(id, agreed);
       return;
