@@ -105,6 +105,65 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
   });
 
+  it('a liar that lies, leaves, and closes a never-proven second connection of its key before the vote lands: still banned at the third lie', async () => {
+    const { url, expected } = await start(1, 3);
+    const slower: FaultBehaviour = { delayMs: 3000, output: (_step, d) => d };
+    volunteer(url, '127.0.0.40', { fault: slower });
+    volunteer(url, '127.0.0.41', { fault: slower });
+    const KEY = 'liar-sibling-0001';
+    for (let i = 0; i < EVICT_AFTER_DISAGREEMENTS; i++) {
+      let fired = false;
+      const v: NodeVolunteer = volunteer(url, '127.0.0.42', {
+        clientKey: KEY,
+        fault: LIAR,
+        tamper: (m) => {
+          if (fired) return m;
+          fired = true;
+          // Lie, then leave; a second connection of its key, which never proves a stage, leaves after it, long before
+          // the honest reports decide the step. Before, nobody remembered the record the late vote counted into.
+          setTimeout(() => v.socket.disconnect(), 50);
+          const twin = volunteer(url, '127.0.0.43', { clientKey: KEY, challenges: 'never' });
+          setTimeout(() => void twin.close(), 600);
+          return m;
+        },
+      });
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+      expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    }
+    const next = volunteer(url, '127.0.0.42', { clientKey: KEY, fault: LIAR });
+    await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
+  });
+
+  it('two honest tabs of one browser: sessions missed count each tab its own, so 2 missed by one and 1 by the other evict neither', async () => {
+    const { logger, messages } = logged();
+    const { url } = await start(1, 3, { logger });
+    for (const i of [40, 41, 46]) volunteer(url, `127.0.0.${i}`);
+    const KEY = 'honest-tabs-0002';
+    // A tab throttled in the background misses its first two sessions; the other tab misses its first one.
+    const missedBy = new Set<number>();
+    const misses = (most: number) => {
+      const own = new Set<number>();
+      return (m: { sessionId: number }) => {
+        if (own.has(m.sessionId) || (own.size < most && !missedBy.has(m.sessionId))) {
+          own.add(m.sessionId);
+          missedBy.add(m.sessionId);
+          return false;
+        }
+        return true;
+      };
+    };
+    const a = volunteer(url, '127.0.0.44', { clientKey: KEY, joins: misses(2) });
+    const b = volunteer(url, '127.0.0.45', { clientKey: KEY, joins: misses(1) });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    const strikes = () => messages().filter((m) => /no-shows in its last/.test(m)).length;
+    for (let i = 0; i < 30 && strikes() < 3; i++) await complete(url, 1);
+    expect(strikes()).toBe(3);
+    // Before (one window for the key's tabs): the third strike among them evicted both and banned key and address.
+    expect([...a.errors, ...b.errors].map((e) => e.code)).toEqual([]);
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+  });
+
   it('connections of one key opened before any lie share one record: the third lie among them evicts and cuts them all', async () => {
     const { url } = await start(1, 3);
     for (const i of [40, 41, 43]) volunteer(url, `127.0.0.${i}`);

@@ -1,7 +1,15 @@
 import type { StageManifest } from '../../shared/model/manifest.js';
 import type { LayerRange } from '../../shared/model/stage-graph.js';
 import type { ChatMessage, TokenizerSpecials } from '../../shared/model/tokenizer.js';
-import type { ChallengeProof, StageReady, StepDigest, StepFailure, VolunteerHello, VolunteerView } from '../../shared/protocol/messages.js';
+import {
+  type ChallengeProof,
+  isServerPeer,
+  type StageReady,
+  type StepDigest,
+  type StepFailure,
+  type VolunteerHello,
+  type VolunteerView,
+} from '../../shared/protocol/messages.js';
 import { Audit } from './audit.js';
 import { CompletionService } from './completion-service.js';
 import type {
@@ -66,7 +74,10 @@ export class Coordinator {
   constructor(model: ServedModelInfo, options: CoordinatorOptions, log: (line: string) => void) {
     this.configured = model.manifest;
     this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
-    this.audit = new Audit((id, counts, agreed) => this.roster.judge(id, counts, agreed));
+    this.audit = new Audit(
+      (id, counts, agreed) => this.roster.judge(id, counts, agreed),
+      (id) => isServerPeer(id) || this.s.members.has(id),
+    );
     this.links = options.links ?? new Links();
     this.s = {
       model,

@@ -74,24 +74,59 @@ describe('Audit: one record for the connections of a client, counted into after 
     ]);
   });
 
-  it('a classification that comes after its connection left counts into its record, and names its keys', () => {
+  it('a classification that comes after its connection left mid-session counts into its record, and names its keys', () => {
     const audit = new Audit();
     const r = audit.recordOf('liar');
     audit.credit('liar', false);
-    audit.forget('liar', ['key:liar-0001', 'addr:203.0.113.5']);
+    audit.forget('liar', ['key:liar-0001', 'addr:203.0.113.5'], true);
+    expect(audit.awaits(r)).toBe(true);
     audit.credit('liar', false);
     // Into the record it left with (which its next connection may share), not a fresh one under its gone id.
     expect(r).toEqual({ agreed: 0, disagreed: 2 });
     expect(audit.get('liar')).toEqual({ agreed: 0, disagreed: 2 });
     expect(audit.departedKeys('liar')).toEqual(['key:liar-0001', 'addr:203.0.113.5']);
     expect(audit.departedKeys('someone')).toBeUndefined();
+    expect(audit.awaits({ agreed: 0, disagreed: 2 })).toBe(false);
   });
 
-  it(`bounded: the last ${DEPARTED_KEPT} departures are kept`, () => {
+  it('a classification of a connection gone outside a session (or no longer kept) counts nowhere and leaves no entry', () => {
+    const members = new Set(['honest']);
+    const judged: string[] = [];
+    const audit = new Audit(
+      (id) => judged.push(id),
+      (id) => members.has(id),
+    );
+    const r = audit.recordOf('left-idle');
+    audit.forget('left-idle', ['key:k'], false);
+    audit.credit('left-idle', false);
+    audit.credit('never-here', true);
+    audit.credit('honest', true);
+    expect(r).toEqual({ agreed: 0, disagreed: 0 });
+    expect(audit.departedKeys('left-idle')).toBeUndefined();
+    expect(judged).toEqual(['honest']);
+    expect(audit.get('never-here')).toEqual({ agreed: 0, disagreed: 0 });
+  });
+
+  it(`departures outside a session do not push a mid-session one out: ${DEPARTED_KEPT + 100} of them, and the liar's late vote still counts`, () => {
+    const audit = new Audit(
+      () => {},
+      () => false,
+    );
+    const r = audit.share('liar', { agreed: 5, disagreed: 2 });
+    audit.forget('liar', ['key:liar'], true);
+    for (let i = 0; i < DEPARTED_KEPT + 100; i++) {
+      audit.recordOf(`hello-${i}`);
+      audit.forget(`hello-${i}`, [`addr:10.0.${i >> 8}.${i & 255}`], false);
+    }
+    audit.credit('liar', false);
+    expect(r).toEqual({ agreed: 5, disagreed: 3 });
+  });
+
+  it(`bounded: the last ${DEPARTED_KEPT} departures mid-session are kept`, () => {
     const audit = new Audit();
     for (let i = 0; i < DEPARTED_KEPT + 10; i++) {
       audit.credit(`v${i}`, true);
-      audit.forget(`v${i}`, [`key:k${i}`]);
+      audit.forget(`v${i}`, [`key:k${i}`], true);
     }
     expect(audit.departedKeys('v9')).toBeUndefined();
     expect(audit.departedKeys('v10')).toEqual(['key:k10']);

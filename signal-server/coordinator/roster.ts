@@ -126,7 +126,9 @@ export class Roster {
       vouched: false,
       challenge: null,
       withdrawn: null,
-      noShows: kept?.record.noShows ?? new NoShowWindow(),
+      // Sessions missed count a connection's own (a tab throttled in the background is that tab): a window resumed
+      // with its record, a fresh one beside an open connection of its key.
+      noShows: kept?.open === false ? kept.record.noShows : new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
@@ -143,7 +145,9 @@ export class Roster {
     if (kept !== undefined) {
       const { agreed, disagreed } = this.s.audit.share(id, kept.record.counts);
       this.s.log(
-        `volunteer ${id} ${kept.open ? "shares its client's record with its open connection" : 'resumes its record'} (${agreed} agreed, ${disagreed} disagreed, ${kept.record.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
+        kept.open
+          ? `volunteer ${id} shares its client's record with its open connection (${agreed} agreed, ${disagreed} disagreed)`
+          : `volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed, ${kept.record.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
       );
       // Its page shows the record it resumed, not a newcomer's.
       this.sendScore(this.s.members.get(id) as Member, { agreed, disagreed }, true);
@@ -192,20 +196,25 @@ export class Roster {
     // the volunteers of a server of a cluster that died or blinked: they come back too, and before, one lost heartbeat
     // kept the swarm on a cut of fewer stages for 10 minutes after they all came back ready (a red-team find).
     if (member.vouched && !processGone) this.h.distrust(member.keys);
+    // In a running session's route: its last steps may be judged after it went (Audit.forget).
+    const midSession = [...this.s.sessions.values()].some((session) => session.route.some((ids) => ids.includes(id)));
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
     // Its client's record, where this was its last connection here, is remembered under its client key
     // (record-memory.ts): a volunteer that comes back with it resumes it (or is refused, if banned). In a cluster its
     // record stays in Redis under its client key (../cluster/), and follows it to any server. Its last steps, judged
-    // after it went, still count into it (Audit.forget): so a record is remembered, empty or not, of one that proved a
-    // stage here (it may have been routed); of one that never did, only where not empty.
+    // after it went, still count into it (Audit.forget): so a record is remembered, empty or not, where a connection
+    // that left mid-session still counts into it (this one, or one that left before it: a red-team find was a liar
+    // that lied, left, and closed its never-proven second connection before the vote landed), or of one that
+    // proved a stage here; of others, only where not empty.
     const key = clientKeyOf(member.keys);
     const record = { counts: this.s.audit.recordOf(id), noShows: member.noShows };
+    this.s.audit.forget(id, member.keys, midSession);
     const empty = record.counts.agreed + record.counts.disagreed === 0 && record.noShows.count === 0;
-    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && (member.vouched || !empty))
+    const kept = member.vouched || !empty || this.s.audit.awaits(record.counts);
+    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && kept)
       this.s.records.remember(member.keys, record);
-    this.s.audit.forget(id, member.keys);
     const moves = this.s.registry.leave(id);
     this.move(moves);
     this.s.log(`volunteer ${id} left; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`);
