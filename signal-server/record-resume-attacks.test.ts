@@ -164,6 +164,54 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
   });
 
+  it('a liar moved to another stage (an accomplice leaves to make it) just before it leaves: its late lies still count, banned at the third', async () => {
+    const { url, expected } = await start(2, 3);
+    const staged = async (v: NodeVolunteer) => {
+      await expect.poll(() => v.stage, { timeout: WAIT_MS }).not.toBeNull();
+      return v.stage as number;
+    };
+    // Stage 0: two honest and the accomplice; stage 1: three honest, 600 ms slower (one a spare), and the liar, which
+    // joins stage 1 last (its address, the accomplice's, is on stage 0): the one a rebalance moves.
+    expect(await staged(volunteer(url, '127.0.0.50'))).toBe(0);
+    expect(await staged(volunteer(url, '127.0.0.52', { fault: SLOW_HONEST }))).toBe(1);
+    expect(await staged(volunteer(url, '127.0.0.51'))).toBe(0);
+    expect(await staged(volunteer(url, '127.0.0.53', { fault: SLOW_HONEST }))).toBe(1);
+    let accomplice = volunteer(url, '127.0.0.60', { clientKey: 'accomplice-0001' });
+    expect(await staged(accomplice)).toBe(0);
+    expect(await staged(volunteer(url, '127.0.0.54', { fault: SLOW_HONEST }))).toBe(1);
+    const KEY = 'liar-moved-0001';
+    for (let round = 0; round < EVICT_AFTER_DISAGREEMENTS; round++) {
+      let fired = false;
+      const v: NodeVolunteer = volunteer(url, '127.0.0.60', {
+        clientKey: KEY,
+        fault: LIAR,
+        tamper: (m) => {
+          if (fired) return m;
+          fired = true;
+          // Its first lie sent: the accomplice leaves (stage 0 short: the liar, newest of stage 1, is moved there and
+          // out of the route, a spare taking its place with its report still in the vote), then the liar leaves.
+          const a = accomplice;
+          setTimeout(() => a.socket.disconnect(), 30);
+          setTimeout(() => v.socket.disconnect(), 150);
+          return m;
+        },
+      });
+      expect(await staged(v)).toBe(1);
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(7);
+      for (let i = 0; i < 8 && !fired; i++) expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+      expect(fired).toBe(true);
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+      if (round + 1 === EVICT_AFTER_DISAGREEMENTS) break;
+      expect(v.errors.map((e) => e.code)).not.toContain('ERR_BANNED');
+      accomplice = volunteer(url, '127.0.0.60', { clientKey: 'accomplice-0001' });
+      expect(await staged(accomplice)).toBe(0);
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(6);
+    }
+    // Before: 5 rounds, 5 lies, each counted nowhere, and the key came back clean every time.
+    const next = volunteer(url, '127.0.0.60', { clientKey: KEY });
+    await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
+  });
+
   it('connections of one key opened before any lie share one record: the third lie among them evicts and cuts them all', async () => {
     const { url } = await start(1, 3);
     for (const i of [40, 41, 43]) volunteer(url, `127.0.0.${i}`);

@@ -196,8 +196,11 @@ export class Roster {
     // the volunteers of a server of a cluster that died or blinked: they come back too, and before, one lost heartbeat
     // kept the swarm on a cut of fewer stages for 10 minutes after they all came back ready (a red-team find).
     if (member.vouched && !processGone) this.h.distrust(member.keys);
-    // In a running session's route: its last steps may be judged after it went (Audit.forget).
-    const midSession = [...this.s.sessions.values()].some((session) => session.route.some((ids) => ids.includes(id)));
+    // In a session's route, running or lately finished, now or before a replacement took it out (a move, a retry):
+    // its last steps may be judged after it went (Audit.forget). Before, only a member of a running route now: a liar
+    // moved to another stage (an accomplice's departure made it) just before it left was counted nowhere (a red-team
+    // find).
+    const midSession = [...this.s.sessions.values(), ...this.s.finished.values()].some((session) => session.involves(id));
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);

@@ -178,6 +178,11 @@ export abstract class SessionRoute {
     return [...new Set([...(stage === last ? (this.current[0] ?? []) : []), ...(stage === 0 ? (this.current[last] ?? []) : [])])];
   }
 
+  /** Was `volunteer` in this session's route: a member now, or one replaced (retried out, moved, gone)? */
+  involves(volunteer: string): boolean {
+    return this.members.has(volunteer) || this.replacements.some((r) => r.left === volunteer);
+  }
+
   /** Replicas that may not join this session: its members, and those that left it (retried out, gone). */
   notCandidates(): Set<string> {
     return new Set([...this.current.flat(), ...this.replacements.map((r) => r.left)]);
