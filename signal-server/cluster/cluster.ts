@@ -27,6 +27,7 @@ import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
 import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
+import { clientKeyOf } from '../coordinator/identity.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
@@ -955,7 +956,8 @@ export class Cluster implements ClusterSeam {
 
   /** A volunteer's record is kept under its client key (its address is shared by many). */
   private recordKey(volunteer: string): string | null {
-    const key = this.coordinator?.localMember(volunteer)?.keys.find((k) => k.startsWith('key:'));
+    const keys = this.coordinator?.localMember(volunteer)?.keys;
+    const key = keys === undefined ? undefined : clientKeyOf(keys);
     return key === undefined ? null : this.key('record', key.slice(4));
   }
 

@@ -16,6 +16,11 @@ export function identityKeys(clientKey: string | null, address: string, localAdd
   return keys;
 }
 
+/** The client key among a volunteer's identity keys (`key:…`), if it sent one. */
+export function clientKeyOf(keys: readonly string[]): string | undefined {
+  return keys.find((k) => k.startsWith('key:'));
+}
+
 /**
  * The part of an address that names one client: an IPv4 address (also when
  * IPv4-mapped), or an IPv6 /64 (one subscriber usually holds a whole /64, so

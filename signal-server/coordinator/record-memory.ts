@@ -1,4 +1,5 @@
 import type { AuditCounts } from './audit.js';
+import { clientKeyOf } from './identity.js';
 import type { NoShowWindow } from './no-show-window.js';
 
 /** How long a volunteer's record is remembered under its client key after it left (as a cluster keeps it in Redis). */
@@ -71,9 +72,4 @@ export class RecordMemory {
       this.entries.delete(k);
     }
   }
-}
-
-/** The client key among a volunteer's identity keys (`key:…`), if it sent one. */
-export function clientKeyOf(keys: readonly string[]): string | undefined {
-  return keys.find((k) => k.startsWith('key:'));
 }

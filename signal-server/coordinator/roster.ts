@@ -6,12 +6,12 @@ import { KeyedBuckets, type KeyedBucketsOptions } from '../keyed-buckets.js';
 import type { AuditCounts } from './audit.js';
 import type { MirroredVolunteer, VolunteerLink } from './coordinator-types.js';
 import type { GenerationSession } from './generation.js';
-import { DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
+import { clientKeyOf, DEFAULT_LOCAL_ADDRESSES, identityKeys } from './identity.js';
 import { NO_SHOW_WINDOW, NoShowWindow } from './no-show-window.js';
 import { OpenSessions } from './open-sessions.js';
 import { cannotHold } from './placement.js';
 import { DEFAULT_CHALLENGE_TIMEOUT_MS } from './readiness.js';
-import { type ClientRecord, clientKeyOf } from './record-memory.js';
+import type { ClientRecord } from './record-memory.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
@@ -116,7 +116,7 @@ export class Roster {
     // Its client's record (record-memory.ts): the one a connection of its client key still open counts into (they
     // share one), or the one it left this server with lately; a cluster's comes from Redis instead.
     const kept = this.s.cluster === null ? this.clientRecord(keys) : undefined;
-    this.s.members.set(id, {
+    const member: Member = {
       id,
       link: opened.watch(link),
       keys,
@@ -128,29 +128,30 @@ export class Roster {
       withdrawn: null,
       // Sessions missed count a connection's own (a tab throttled in the background is that tab): a window resumed
       // with its record, a fresh one beside an open connection of its key.
-      noShows: kept?.open === false ? kept.record.noShows : new NoShowWindow(),
+      noShows: kept?.resumed?.noShows ?? new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
-    });
+    };
+    this.s.members.set(id, member);
     const held = { bufferLimitBytes: bufferLimitBytes(m.backend, m.capacity), keys };
     const stage = this.s.registry.join(id, m.backend, m.adapter, Date.now(), offeredBytes(m.backend, m.capacity), held);
     if (stage === null) {
       this.s.members.delete(id);
-      if (kept?.open === false) this.s.records.remember(keys, kept.record);
+      if (kept?.resumed !== undefined) this.s.records.remember(keys, kept.resumed);
       return refuse('ERR_CAPACITY', cannotHold(offeredBytes(m.backend, m.capacity), held.bufferLimitBytes, this.s.registry));
     }
     link.send('volunteer:welcome', { volunteerId: id });
     link.send('volunteer:assign', assignment(this.s, stage));
     if (kept !== undefined) {
-      const { agreed, disagreed } = this.s.audit.share(id, kept.record.counts);
+      const { agreed, disagreed } = this.s.audit.share(id, kept.counts);
       this.s.log(
-        kept.open
+        kept.resumed === undefined
           ? `volunteer ${id} shares its client's record with its open connection (${agreed} agreed, ${disagreed} disagreed)`
-          : `volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed, ${kept.record.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
+          : `volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed, ${kept.resumed.noShows.count} of its last ${NO_SHOW_WINDOW} sessions missed)`,
       );
       // Its page shows the record it resumed, not a newcomer's.
-      this.sendScore(this.s.members.get(id) as Member, { agreed, disagreed }, true);
+      this.sendScore(member, { agreed, disagreed }, true);
     }
     this.expectLoad([id]);
     // No planning here: the planner counts proven volunteers only, and a hello proves nothing (its proof asks).
@@ -162,16 +163,16 @@ export class Roster {
   }
 
   /**
-   * The record of the client with these identity keys, if it has one here: that of a connection of its client key
-   * still open (`open`), else the one it left with lately (taken from the memory).
+   * The counts of the client with these identity keys, if it has a record here: those a connection of its client key
+   * still open counts into, else those of the record it left with lately (`resumed`, taken from the memory).
    */
-  private clientRecord(keys: readonly string[]): { readonly record: ClientRecord; readonly open: boolean } | undefined {
+  private clientRecord(keys: readonly string[]): { readonly counts: AuditCounts; readonly resumed?: ClientRecord } | undefined {
     const key = clientKeyOf(keys);
     if (key === undefined) return undefined;
     const sibling = this.openSibling(key);
-    if (sibling !== undefined) return { record: { counts: this.s.audit.recordOf(sibling.id), noShows: sibling.noShows }, open: true };
-    const record = this.s.records.resume(keys);
-    return record === undefined ? undefined : { record, open: false };
+    if (sibling !== undefined) return { counts: this.s.audit.recordOf(sibling.id) };
+    const resumed = this.s.records.resume(keys);
+    return resumed === undefined ? undefined : { counts: resumed.counts, resumed };
   }
 
   /** A connection of this server with client key `key` (`key:…`) open now. */
@@ -215,8 +216,8 @@ export class Roster {
     const record = { counts: this.s.audit.recordOf(id), noShows: member.noShows };
     this.s.audit.forget(id, member.keys, midSession);
     const empty = record.counts.agreed + record.counts.disagreed === 0 && record.noShows.count === 0;
-    const kept = member.vouched || !empty || this.s.audit.awaits(record.counts);
-    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && kept)
+    const worthKeeping = member.vouched || !empty || this.s.audit.awaits(record.counts);
+    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && worthKeeping)
       this.s.records.remember(member.keys, record);
     const moves = this.s.registry.leave(id);
     this.move(moves);
@@ -294,14 +295,19 @@ export class Roster {
   expel(id: string, code: WireErrorCode, reason: string, ban: boolean): void {
     const member = this.s.members.get(id);
     if (member === undefined) return;
-    if (ban) for (const k of member.keys) this.s.bans.ban(k);
     this.s.log(`volunteer ${id} evicted (${code}): ${reason}`);
     refuse(this.s, id, code === 'ERR_CHALLENGE_FAILED' || code === 'ERR_EQUIVOCATION' ? code : 'ERR_EVICTED', `evicted: ${reason}`);
     // The transport's disconnect handler calls left(): sessions fail over, stages re-balance.
     queueMicrotask(() => member.link.disconnect());
     // Told its own reason above; its siblings are told theirs.
     this.cutOff.add(member);
-    if (ban) for (const k of member.keys) this.cutBanned(k);
+    if (ban) this.ban(member.keys);
+  }
+
+  /** Bans these identity keys, and cuts off this server's volunteers that hold one of them. */
+  private ban(keys: readonly string[]): void {
+    for (const k of keys) this.s.bans.ban(k);
+    for (const k of keys) this.cutBanned(k);
   }
 
   /**
@@ -329,8 +335,7 @@ export class Roster {
         this.s.log(
           `volunteer ${id} (gone) would be evicted: ${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed; its keys are banned`,
         );
-        for (const k of who) this.s.bans.ban(k);
-        for (const k of who) this.cutBanned(k);
+        this.ban(who);
       }
       return;
     }
