@@ -3,10 +3,10 @@
 // distinct 127.0.0.x addresses, each with its client key), requests over the HTTP API, the reference runner's tokens
 // the oracle. Before, the record went with the connection: a liar two disagreements short of eviction connected
 // again with its key and started clean, as often as it liked, and an honest volunteer that reloaded was a newcomer.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { FaultBehaviour } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
-import { EVICT_AFTER_DISAGREEMENTS } from './coordinator/reputation.js';
+import { BanList, EVICT_AFTER_DISAGREEMENTS } from './coordinator/reputation.js';
 import { createLogger } from './log.js';
 import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
 import type { NodeVolunteer } from './testing/node-volunteer.js';
@@ -257,6 +257,39 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(async () => (await listed(url, reloaded))?.ready, { timeout: WAIT_MS }).toBe(true);
     // Before: the second tab's copy of the early record (1 agreed, 1 disagreed) was kept, not established.
     expect(await listed(url, reloaded)).toMatchObject({ agreed: earned?.agreed, disagreed: 1, established: true });
+  });
+
+  it('a liar back after its ban resumes its record over the line: evicted at its next disagreement, not at the agreement before it', async () => {
+    const { url, expected } = await start(1, 3);
+    volunteer(url, '127.0.0.40');
+    volunteer(url, '127.0.0.41');
+    const lying = { on: true };
+    const TOGGLED: FaultBehaviour = { delayMs: 0, output: (_step, d) => (lying.on ? d.map((x) => x + 3) : d) };
+    const liar = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0003', fault: TOGGLED });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect((await complete(url, 3)).body.webswarm?.tokens).toEqual(expected.slice(0, 3));
+    await expect.poll(() => liar.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    // Its 10-minute ban has run out: BanList.banned, the one clock a ban reads, says so (waiting 10 minutes is all
+    // this stands in for; the server, its record memory and every volunteer run as they do).
+    const expired = vi.spyOn(BanList.prototype, 'banned').mockReturnValue(false);
+    try {
+      lying.on = false;
+      const back = volunteer(url, '127.0.0.42', { clientKey: 'liar-key-0003', fault: TOGGLED });
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+      expect(await listed(url, back)).toMatchObject({ agreed: 0, disagreed: 3 });
+      // Honest for a request: its agreements count, and it stays (before: evicted at the first agreement, its record
+      // (1 agreed, 3 disagreed) still over the line).
+      expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+      await expect.poll(async () => (await listed(url, back))?.agreed, { timeout: WAIT_MS }).toBe(2);
+      expect(back.errors.map((e) => e.code)).toEqual([]);
+      // One lie more, and it is out again.
+      lying.on = true;
+      expect((await complete(url, 1)).body.webswarm?.tokens).toEqual(expected.slice(0, 1));
+      await expect.poll(() => back.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    } finally {
+      expired.mockRestore();
+    }
   });
 
   it('an honest volunteer that reloads is established again once it proves its stage; another key from its address is not', async () => {
