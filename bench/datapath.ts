@@ -14,6 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
+import { benchGraph } from './env.js';
 import { stepPathRows } from './step-path.js';
 import { type Measured, measure, referenceDecode, type SwarmBenchOptions } from './swarm.js';
 import { printTable } from './table.js';
@@ -24,7 +25,8 @@ const WARMUP_TOKENS = 128;
 export async function benchDataPath(o: SwarmBenchOptions): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-datapath-'));
   try {
-    const { dir, manifest } = await ensureStages(o.modelDir, { stages: o.stages }, cache);
+    const graph = benchGraph(o.modelDir, o.graph);
+    const { dir, manifest } = await ensureStages(o.modelDir, { stages: o.stages }, cache, { graph });
     const load0 = loadavg()[0] ?? 0;
     const { msPerToken: ref, tokens: expected } = await referenceDecode(dir, PROMPT, WARMUP_TOKENS, o.tokens, o.repeats);
     const base = { r: 1, delayMs: 0, tokens: o.tokens, repeats: o.repeats };
@@ -40,7 +42,7 @@ export async function benchDataPath(o: SwarmBenchOptions): Promise<void> {
     const load1 = loadavg()[0] ?? 0;
     const mainOf = (loop: boolean) => runs.find((x) => x.loop === loop && x.path === 'main')?.m.msPerToken ?? Number.NaN;
     printTable(
-      `data path: main thread vs compute worker, ${manifest.modelId}, ${o.stages} stages × r = 1 (WASM), greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${WARMUP_TOKENS} warm-up tokens, tokens checked equal to the reference every run; load average ${load0.toFixed(1)} → ${load1.toFixed(1)}`,
+      `data path: main thread vs compute worker, ${manifest.modelId}, ${o.stages} stages × r = 1 (WASM, ${graph} graphs), greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${WARMUP_TOKENS} warm-up tokens, tokens checked equal to the reference every run; load average ${load0.toFixed(1)} → ${load1.toFixed(1)}`,
       ['setup', 'ms/token', 'compute ms', '× reference', 'worker ÷ main'],
       [
         ['reference runner (1 process)', ref.toFixed(2), '—', '1.0', '—'],

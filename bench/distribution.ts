@@ -9,12 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GREEDY, type SamplingParams } from '../shared/model/sampling.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
 import { buildStagesToDir, ensureStages, readModelFolder } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
 import { type CheckpointShape, ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { startLocalServer } from '../tools/local-server.js';
 import { launchChromium, startLocalSwarm } from '../tools/local-swarm.js';
+import { benchGraph } from './env.js';
 import { referenceDecode } from './swarm.js';
 import { median, printTable } from './table.js';
 
@@ -34,6 +36,8 @@ export interface DistributionBenchOptions {
   readonly checkpoint?: { readonly dir: string; readonly shape: CheckpointShape; readonly seed: number; readonly label: string };
   /** Also a swarm row at these settings (the tokens checked equal to the reference runner's seeded ones). */
   readonly sampled?: SamplingParams;
+  /** The stage graphs' form; BENCH_GRAPH's (npm start's default, auto) where absent. */
+  readonly graph?: GraphForm;
 }
 
 /** What a run measured (ms/token, medians): the reference runner, one tab, the swarm, and the swarm's Σ stage compute. */
@@ -53,9 +57,10 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-dist-'));
   try {
     const t0 = performance.now();
-    await buildStagesToDir(readModelFolder(modelDir), { stages: o.stages }, join(cache, 'build-timed'));
+    const graph = benchGraph(modelDir, o.graph);
+    await buildStagesToDir(readModelFolder(modelDir), { stages: o.stages }, join(cache, 'build-timed'), { graph });
     const buildMs = performance.now() - t0;
-    const { dir, manifest } = await ensureStages(modelDir, { stages: o.stages }, cache);
+    const { dir, manifest } = await ensureStages(modelDir, { stages: o.stages }, cache, { graph });
 
     const { msPerToken: ref, tokens: expected, promptIds: ids } = await referenceDecode(dir, PROMPT, o.warmup, o.tokens, o.repeats);
     const runs: { label: string; sampling: SamplingParams; expected: readonly number[]; ms: number[] }[] = [
@@ -75,7 +80,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
     }
 
     // One tab, every stage in one worker (the /check page), then one tab per stage.
-    const server = await startLocalServer([{ dir: modelDir, stages: o.stages }], cache, { redundancy: 1, spotCheckRate: 0 });
+    const server = await startLocalServer([{ dir: modelDir, stages: o.stages, graph }], cache, { redundancy: 1, spotCheckRate: 0 });
     const tabMs: number[] = [];
     const computeMs: number[] = [];
     try {
@@ -118,7 +123,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
     const sw = median(runs[0]?.ms ?? []);
     const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];
     printTable(
-      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages, WASM, greedy where a row does not say otherwise, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
+      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages (${graph} graphs), WASM, greedy where a row does not say otherwise, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
       ['setup', 'ms/token', 'tokens/s', 'tokens/s ÷ one tab'],
       [
         row('reference runner (Node, 1 thread)', ref),

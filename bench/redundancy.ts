@@ -19,6 +19,7 @@ import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { PROCESS_KINDS } from './cpu.js';
 import { SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
+import { benchGraph } from './env.js';
 import { type Measured, measure, referenceDecode, type SwarmBenchOptions } from './swarm.js';
 import { median, printTable } from './table.js';
 
@@ -87,7 +88,8 @@ export function printRedundancy(title: string, rows: readonly RedundancyRow[]): 
 export async function benchRedundancy(o: SwarmBenchOptions): Promise<RedundancyRow[]> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-redundancy-'));
   try {
-    const { dir, manifest } = await ensureStages(o.modelDir, { stages: o.stages }, cache);
+    const graph = benchGraph(o.modelDir, o.graph);
+    const { dir, manifest } = await ensureStages(o.modelDir, { stages: o.stages }, cache, { graph });
     const { tokens: expected } = await referenceDecode(dir, PROMPT, 128, o.tokens, 1);
     const setups = [
       { r: 1, meshLoop: false, fanout: 'all' },
@@ -109,7 +111,7 @@ export async function benchRedundancy(o: SwarmBenchOptions): Promise<RedundancyR
     loads.push(loadavg()[0] as number);
     const rows = setups.map((s, i) => ({ ...s, runs: runs[i] ?? [] }));
     printRedundancy(
-      `redundancy, ${manifest.modelId}, ${o.stages} stages, ${o.tokens} tokens a run, load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`,
+      `redundancy, ${manifest.modelId}, ${o.stages} stages (${graph} graphs), ${o.tokens} tokens a run, load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`,
       rows,
     );
     return rows;

@@ -4,6 +4,8 @@
  *
  *   BENCH_MODEL (default austen-2m), BENCH_TOKENS (default 64), BENCH_REPEATS (default 5),
  *   BENCH_SWARM (default 1; 0 skips the swarm rows, which need a built web app and Chromium),
+ *   BENCH_GRAPH (auto, plain or fused: the stage graphs' form of the swarm rows (swarm, redundancy, distribution, data path,
+ *   hop floor) and their reference runner; default auto, npm start's GRAPH: fused where the model has that form),
  *   BENCH_GRAPHS (default 1; 0 skips plain vs fused graphs and context growth, and context growth with the KV cache on slabs vs
  *   as before on austen-2m and the SmolLM-135M-shaped checkpoint, 30 layers; BENCH_SWARM=0 keeps them out of Chromium),
  *   BENCH_WEBGPU (default 1; 0 skips the WebGPU tab rows: SwiftShader without a GPU, slow),

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { GREEDY } from '../shared/model/sampling.js';
+import type { GraphForm } from '../shared/model/stage-graph-fused.js';
 import type { TokenUpdate } from '../signal-server/coordinator/coordinator.js';
 import { ensureStages } from '../signal-server/models/model-folder.js';
 import { ReferenceRunner } from '../signal-server/reference/reference-runner.js';
@@ -18,6 +19,7 @@ import { startLocalServer } from '../tools/local-server.js';
 import { startLocalSwarm } from '../tools/local-swarm.js';
 import type { TraceEntry } from '../web/volunteer/step-trace.js';
 import { cpuMsByKind, type ProcessKind } from './cpu.js';
+import { benchGraph } from './env.js';
 import { type StageTrace, stepPathRows, type TracedRun } from './step-path.js';
 import { median, printTable } from './table.js';
 
@@ -33,6 +35,8 @@ export interface SwarmBenchOptions {
   readonly stages: number;
   readonly tokens: number;
   readonly repeats: number;
+  /** The stage graphs' form; BENCH_GRAPH's (npm start's default, auto) where absent: see bench/env.ts. */
+  readonly graph?: GraphForm;
 }
 
 export interface Setup {
@@ -95,7 +99,7 @@ export async function measure(o: SwarmBenchOptions, cache: string, s: Setup, exp
   // No spot checks: their challenge steps run on this process's onnxruntime, which the reference runner
   // also uses, and a session of it is not re-entrant (they failed each other mid-run).
   const tally = new Map<string, number>();
-  const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages }], cache, {
+  const server = await startLocalServer([{ dir: o.modelDir, stages: o.stages, graph: benchGraph(o.modelDir, o.graph) }], cache, {
     redundancy: s.r,
     netDelayMs: s.delayMs,
     meshLoop: s.meshLoop,
@@ -215,7 +219,8 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
   const cache = mkdtempSync(join(tmpdir(), 'webswarm-bench-swarm-'));
   try {
     const partition = { stages: o.stages };
-    const { dir, manifest } = await ensureStages(o.modelDir, partition, cache);
+    const graph = benchGraph(o.modelDir, o.graph);
+    const { dir, manifest } = await ensureStages(o.modelDir, partition, cache, { graph });
     const { msPerToken: refMedian, tokens: expected } = await referenceDecode(dir, PROMPT, WARMUP_TOKENS, o.tokens, o.repeats);
     const wanTokens = Math.min(o.tokens, 32);
     const wanRepeats = Math.min(o.repeats, 3);
@@ -237,7 +242,7 @@ export async function benchSwarm(o: SwarmBenchOptions): Promise<void> {
       (m.msPerToken / refMedian).toFixed(1),
     ];
     printTable(
-      `swarm vs reference, ${manifest.modelId}, greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${WARMUP_TOKENS} warm-up tokens (output checked equal to the reference every run)`,
+      `swarm vs reference, ${manifest.modelId}, ${graph} stage graphs, greedy, median of ${o.repeats} runs × ${o.tokens} tokens after ${WARMUP_TOKENS} warm-up tokens (output checked equal to the reference every run)`,
       ['setup', 'r', 'ms/token', 'tokens/s', '× reference'],
       [
         ['reference runner (1 process)', '—', refMedian.toFixed(2), (1000 / refMedian).toFixed(0), '1.0'],
