@@ -46,6 +46,8 @@ export interface DistributionResult {
   readonly tab: number;
   readonly swarm: number;
   readonly swarmComputeMs: number;
+  /** Each repeat's one tab ÷ swarm (ms/token), the two timed in turn seconds apart. */
+  readonly pairRatios: readonly number[];
 }
 
 export async function benchDistribution(o: DistributionBenchOptions): Promise<DistributionResult> {
@@ -79,12 +81,16 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
       });
     }
 
-    // One tab, every stage in one worker (the /check page), then one tab per stage.
+    // One tab, every stage in one worker (the /check page), and one tab per stage, both open at once and timed in
+    // turn: each repeat times the one tab and then the swarm, seconds apart, so that each pair's ratio is measured
+    // side by side (this machine's speed drifts by ±15 % between runs minutes apart). Idle, each costs the other little.
     const server = await startLocalServer([{ dir: modelDir, stages: o.stages, graph }], cache, { redundancy: 1, spotCheckRate: 0 });
     const tabMs: number[] = [];
+    const pairRatios: number[] = [];
     const computeMs: number[] = [];
     try {
       const browser = await launchChromium({ webgpu: false });
+      const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages });
       try {
         const page = await browser.newPage();
         await page.goto(`${server.address().url}/check?model=${manifest.modelId}&backend=wasm`);
@@ -94,27 +100,29 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
             ids,
             n,
           ] as const);
-        await time(o.warmup);
-        for (let i = 0; i < o.repeats; i++) tabMs.push(median(await time(o.tokens)));
-      } finally {
-        await browser.close();
-      }
-      const swarm = await startLocalSwarm({ serverUrl: server.address().url, volunteers: o.stages });
-      try {
         const coordinator = server.coordinator;
         if (coordinator === null) throw new Error('no coordinator');
+        await time(o.warmup);
         await coordinator.complete({ prompt: PROMPT, maxTokens: o.warmup, sampling: { ...GREEDY } });
-        for (let i = 0; i < o.repeats; i++)
+        for (let i = 0; i < o.repeats; i++) {
+          const tabRun = median(await time(o.tokens));
+          tabMs.push(tabRun);
           for (const run of runs) {
             const updates: TokenUpdate[] = [];
             const c = await coordinator.complete({ prompt: PROMPT, maxTokens: o.tokens, sampling: run.sampling }, (u) => updates.push(u));
             if (c.tokens.join() !== run.expected.join())
               throw new Error(`${run.label}: the swarm's tokens differ from the reference runner's`);
-            run.ms.push(median(updates.slice(1).map((u) => u.stepMs)));
-            if (run === runs[0]) computeMs.push(...updates.slice(1).map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
+            const ms = median(updates.slice(1).map((u) => u.stepMs));
+            run.ms.push(ms);
+            if (run === runs[0]) {
+              computeMs.push(...updates.slice(1).map((u) => u.computeMs.reduce((a, b) => a + b, 0)));
+              pairRatios.push(tabRun / ms);
+            }
           }
+        }
       } finally {
         await swarm.close();
+        await browser.close();
       }
     } finally {
       await server.close();
@@ -123,7 +131,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
     const sw = median(runs[0]?.ms ?? []);
     const row = (label: string, ms: number) => [label, ms.toFixed(1), (1000 / ms).toFixed(2), (tab / ms).toFixed(2)];
     printTable(
-      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages (${graph} graphs), WASM, greedy where a row does not say otherwise, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens; stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
+      `distribution cost: ${c?.label ?? `a SmolLM-135M-shaped random checkpoint (30 layers, hidden 576, 9/3 heads, SwiGLU 1536, vocabulary cut to 2048; seed ${SMOLLM_SHAPED_SEED})`}, ${o.stages} stages (${graph} graphs), WASM, greedy where a row does not say otherwise, median of ${o.repeats} runs × ${o.tokens} tokens after ${o.warmup} warm-up tokens, the one tab and the swarm timed in turn (each run's one tab ÷ swarm: ${pairRatios.map((x) => x.toFixed(2)).join(', ')}); stage build ${(buildMs / 1000).toFixed(1)} s; the swarm's tokens checked equal to the reference runner's`,
       ['setup', 'ms/token', 'tokens/s', 'tokens/s ÷ one tab'],
       [
         row('reference runner (Node, 1 thread)', ref),
@@ -131,7 +139,7 @@ export async function benchDistribution(o: DistributionBenchOptions): Promise<Di
         ...runs.map((run) => row(run.label, median(run.ms))),
       ],
     );
-    return { ref, tab, swarm: sw, swarmComputeMs: median(computeMs) };
+    return { ref, tab, swarm: sw, swarmComputeMs: median(computeMs), pairRatios };
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }

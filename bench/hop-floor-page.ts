@@ -6,16 +6,34 @@
  * echo (sends every message straight back).
  */
 
+/** The memory a 'stream' stand-in for a stage's compute reads through, in MB: about a SmolLM-135M-shaped stage's weights (30 layers in 3 stages at float32: 160 MB), far beyond any cache. */
+export const STREAM_MB = 160;
+
 /**
  * One ping-pong loop over an endpoint { send(bytes), onReply(f) }: `warm`
  * untimed round trips, then up to `n` timed ones, stopped at `deadlineMs`
  * (bounded in time as well as count); a reply lost for 5 s ends it. With
- * `busyMs`, the thread spins that long before each send, off the clock (a
- * stage's compute, in the ring).
+ * `busyMs`, the thread is busy that long before each send, off the clock (a
+ * stage's compute, in the ring): spinning on the clock ('spin'), or reading
+ * on through a buffer of STREAM_MB ('stream'), as a stage whose weights do
+ * not fit in the caches streams them from memory, evicting what the other
+ * threads of the hop had cached.
  */
 const PING_LOOP = `
 function spin(ms) { const end = performance.now() + ms; while (performance.now() < end); }
-async function pingLoop(ep, size, n, warm, deadlineMs, busyMs = 0) {
+let mem = null, at = 0, sink = 0;
+function stream(ms) {
+  if (mem === null) { mem = new Float64Array(${STREAM_MB} * 131072); mem.fill(1); }
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    let s = 0;
+    for (let k = 0; k < 16384; k += 8) s += mem[(at + k) % mem.length];
+    at = (at + 16384) % mem.length;
+    sink += s;
+  }
+}
+function busy(ms, how) { if (how === 'stream') stream(ms); else spin(ms); }
+async function pingLoop(ep, size, n, warm, deadlineMs, busyMs = 0, how = 'spin') {
   const buf = new Uint8Array(size);
   for (let i = 0; i < size; i++) buf[i] = i & 255;
   const rtts = [];
@@ -23,7 +41,7 @@ async function pingLoop(ep, size, n, warm, deadlineMs, busyMs = 0) {
   let resolve = null;
   ep.onReply(() => { const r = resolve; resolve = null; if (r) r(true); });
   for (let i = 0; i < warm + n && performance.now() < end; i++) {
-    spin(busyMs);
+    busy(busyMs, how);
     const got = new Promise((r) => { resolve = r; });
     const timer = setTimeout(() => { const r = resolve; resolve = null; if (r) r(false); }, 5000);
     const t0 = performance.now();
@@ -58,10 +76,10 @@ onmessage = (ev) => {
     const opened = () => postMessage({ type: 'open' });
     if (dc.readyState === 'open') opened(); else dc.onopen = opened;
   } else if (m.type === 'ring-follow') {
-    ring.in.onmessage = (e) => { spin(m.busyMs); ring.out.send(e.data); };
+    ring.in.onmessage = (e) => { busy(m.busyMs, m.how); ring.out.send(e.data); };
   } else if (m.type === 'ring-lead') {
     const lap = { send: (b) => ring.out.send(b), onReply: (f) => { ring.in.onmessage = f; } };
-    pingLoop(lap, m.size, m.n, m.warm, m.deadlineMs, m.busyMs).then((laps) => postMessage({ type: 'rtts', rtts: laps }));
+    pingLoop(lap, m.size, m.n, m.warm, m.deadlineMs, m.busyMs, m.how).then((laps) => postMessage({ type: 'rtts', rtts: laps }));
   } else if (m.type === 'dc') {
     const dc = m.dc;
     dc.binaryType = 'arraybuffer';
@@ -156,10 +174,10 @@ window.hop = {
   },
   async ringAccept(slot, answer) { await this.ringPcs[slot].setRemoteDescription({ type: 'answer', sdp: answer }); },
   async ringReady() { await Promise.all(this.ringOpen); },
-  ringFollow(busyMs) { this.ringWorker.postMessage({ type: 'ring-follow', busyMs }); },
-  async ringLead(size, busyMs, n, warm, deadlineMs) {
+  ringFollow(busyMs, how) { this.ringWorker.postMessage({ type: 'ring-follow', busyMs, how }); },
+  async ringLead(size, busyMs, how, n, warm, deadlineMs) {
     const got = nextMessage(this.ringWorker, 'rtts');
-    this.ringWorker.postMessage({ type: 'ring-lead', size, busyMs, n, warm, deadlineMs });
+    this.ringWorker.postMessage({ type: 'ring-lead', size, busyMs, how, n, warm, deadlineMs });
     return (await got).rtts;
   },
   async accept(answer) { await this.pc.setRemoteDescription({ type: 'answer', sdp: answer }); },

@@ -11,8 +11,10 @@
  * throttling flags, which the product cannot set for its volunteers.
  *
  * A ring of three tabs passes a message round as the mesh loop passes a
- * token, each worker spinning a stage's compute time before it forwards: the
- * hops as they cost when the tabs compute between them.
+ * token, each worker busy for a stage's compute time before it forwards:
+ * spinning, or reading through a stage's worth of weights in memory (which
+ * evicts what the hop's other threads had cached): the hops as they cost
+ * when the tabs compute between them.
  *
  * Then both #11 targets in one run against the best they allow here: Σ stage
  * compute + the 3 hops of a token at the floor (mesh loop: 0 → 1 and 1 → 2
@@ -30,7 +32,7 @@ import { DEFAULT_MODEL, modelDir } from '../signal-server/defaults.js';
 import { ensureRandomCheckpoint, SMOLLM_135M_SHAPE } from '../testing/random-checkpoint.js';
 import { launchChromium } from '../tools/local-swarm.js';
 import { benchDistribution, SMOLLM_SHAPED_DIR, SMOLLM_SHAPED_SEED } from './distribution.js';
-import { PAGE_HTML, WORKER_JS } from './hop-floor-page.js';
+import { PAGE_HTML, STREAM_MB, WORKER_JS } from './hop-floor-page.js';
 import { median, printTable } from './table.js';
 import { benchTokenBreakdown } from './token-breakdown.js';
 
@@ -56,12 +58,29 @@ export interface FloorOptions {
   readonly warm: number;
   readonly deadlineMs: number;
   readonly extraArgs: readonly string[];
-  /** The ring's spins: each tab's stand-in for a stage's compute (0: hops alone). */
-  readonly busyMs: readonly number[];
+  /** The ring's stand-ins for a stage's compute before each tab forwards (0 ms: hops alone): spinning, or streaming memory. */
+  readonly busy: readonly { readonly ms: number; readonly how: BusyHow }[];
 }
+
+/** How a ring tab is busy: spinning on the clock, or reading through STREAM_MB of memory (a stage's weights). */
+export type BusyHow = 'spin' | 'stream';
 
 /** The ring's payload: about a SmolLM-135M-shaped hidden state. */
 const RING_BYTES = 2048;
+
+/** The ring's rows: hops alone; busy as austen-2m's stage (1.5 ms, its weights in the caches); busy as a SmolLM-shaped stage (8 ms), spinning and streaming its weights. */
+const RING_BUSY: FloorOptions['busy'] = [
+  { ms: 0, how: 'spin' },
+  { ms: 1.5, how: 'spin' },
+  { ms: 8, how: 'spin' },
+  { ms: 8, how: 'stream' },
+];
+
+/** A ring row's name, which the summary finds its hops by. */
+function ringPath(ms: number, how: BusyHow): string {
+  const doing = how === 'stream' ? `reading through ${STREAM_MB} MB for` : 'spinning';
+  return `ring of 3 tabs, worker → worker, each ${doing} ${ms} ms before it forwards (lap − busy) ÷ 3`;
+}
 
 function quantile(xs: readonly number[], q: number): number {
   if (xs.length === 0) return Number.NaN;
@@ -142,11 +161,12 @@ export async function measureHopFloor(o: FloorOptions): Promise<{ rows: FloorRow
     await run('postMessage, page → its own worker', (...args) => a.evaluate(([s, n, w, d]) => window.hop.self(s, n, w, d), args));
     await run('Socket.IO, page → server on 127.0.0.1', (...args) => a.evaluate(([s, n, w, d]) => window.hop.socket(s, n, w, d), args));
     await ring([a, b, c]);
-    for (const busyMs of o.busyMs) {
-      for (const p of [b, c]) await p.evaluate((ms) => window.hop.ringFollow(ms), busyMs);
-      const laps = await a.evaluate(([s, ms, n, w, d]) => window.hop.ringLead(s, ms, n, w, d), [
+    for (const { ms: busyMs, how } of o.busy) {
+      for (const p of [b, c]) await p.evaluate(([ms, h]) => window.hop.ringFollow(ms, h), [busyMs, how] as const);
+      const laps = await a.evaluate(([s, ms, h, n, w, d]) => window.hop.ringLead(s, ms, h, n, w, d), [
         RING_BYTES,
         busyMs,
+        how,
         o.roundTrips,
         o.warm,
         o.deadlineMs,
@@ -154,7 +174,7 @@ export async function measureHopFloor(o: FloorOptions): Promise<{ rows: FloorRow
       // A lap: 3 hops and the two followers' spins (the leader spins before it starts the clock).
       const perHop = laps.map((x) => (x - 2 * busyMs) / 3);
       rows.push({
-        path: `ring of 3 tabs, worker → worker, each spinning ${busyMs} ms before it forwards (lap − spins) ÷ 3`,
+        path: ringPath(busyMs, how),
         size: RING_BYTES,
         median: median(perHop),
         p90: quantile(perHop, 0.9),
@@ -190,7 +210,7 @@ export async function benchHopFloor(o: HopFloorBenchOptions): Promise<void> {
   const load0 = loadavg()[0] ?? 0;
   const floors: { conditions: string; rows: FloorRow[] }[] = [];
   for (const extraArgs of [[], [...THROTTLE_FLAGS]])
-    floors.push(await measureHopFloor({ roundTrips: o.roundTrips, warm: 50, deadlineMs: 30_000, extraArgs, busyMs: [0, 1.5, 8] }));
+    floors.push(await measureHopFloor({ roundTrips: o.roundTrips, warm: 50, deadlineMs: 30_000, extraArgs, busy: RING_BUSY }));
   const load1 = loadavg()[0] ?? 0;
   for (const f of floors)
     printTable(
@@ -203,6 +223,11 @@ export async function benchHopFloor(o: HopFloorBenchOptions): Promise<void> {
   // A hidden state hop at the 2 KB figure (austen-2m's is 640 bytes), the mesh loop's token hop at 64 bytes.
   const floorOf = (_from: number, to: number) => (to === 0 ? worker(64) : worker(2048));
   const hops = 2 * worker(2048) + worker(64);
+  // A token's 3 hops as the ring measured them between busy tabs: austen-2m's stages as the 1.5 ms spin (its weights
+  // fit in the caches), the SmolLM-shaped model's as the 8 ms stream (its weights do not).
+  const ringHop = (ms: number, how: BusyHow) => base.find((r) => r.path === ringPath(ms, how))?.median ?? Number.NaN;
+  const austenBusyHops = 3 * ringHop(1.5, 'spin');
+  const smolBusyHops = 3 * ringHop(8, 'stream');
 
   const austen = await benchTokenBreakdown({
     label: DEFAULT_MODEL,
@@ -221,8 +246,8 @@ export async function benchHopFloor(o: HopFloorBenchOptions): Promise<void> {
   });
   const smol = await benchDistribution({ stages: 3, tokens: o.distTokens, repeats: o.distRepeats, warmup: 16 });
   printTable(
-    `the #11 targets in this run against the floor: 3 stages × r = 1, mesh loop, WASM; floor = Σ stage compute + 3 worker → worker hops at the floor (2 × 2 KB + 64 B: ${hops.toFixed(2)} ms); load average now ${(loadavg()[0] ?? 0).toFixed(1)}`,
-    ['target', 'measured', 'Σ stage compute ms', 'best at the floor', 'swarm ms/token', 'floor ms/token'],
+    `the #11 targets in this run against the floor: 3 stages × r = 1, mesh loop, WASM; floor = Σ stage compute + 3 worker → worker hops at the floor (2 × 2 KB + 64 B: ${hops.toFixed(2)} ms); busy ring = Σ stage compute + 3 hops of the ring of busy tabs (austen-2m: spinning 1.5 ms, ${austenBusyHops.toFixed(2)} ms; SmolLM-135M-shaped: reading through ${STREAM_MB} MB for 8 ms, ${smolBusyHops.toFixed(2)} ms); load average now ${(loadavg()[0] ?? 0).toFixed(1)}`,
+    ['target', 'measured', 'Σ stage compute ms', 'best at the floor', 'best with the busy ring', 'swarm ms/token', 'floor ms/token'],
     [
       // Against the reference runner on the swarm's own stages, and where they are fused, on plain ones too.
       ...[
@@ -233,14 +258,16 @@ export async function benchHopFloor(o: HopFloorBenchOptions): Promise<void> {
         `${(austen.msPerToken / refMs).toFixed(1)} ×`,
         `${austen.computeMs.toFixed(2)} (swarm)`,
         `${((austen.computeMs + hops) / refMs).toFixed(1)} ×`,
+        `${((austen.computeMs + austenBusyHops) / refMs).toFixed(1)} ×`,
         austen.msPerToken.toFixed(2),
         (austen.computeMs + hops).toFixed(2),
       ]),
       [
         'SmolLM-135M-shaped: swarm ≥ 0.9 × one tab',
-        `${(smol.tab / smol.swarm).toFixed(2)} ×`,
+        `${(smol.tab / smol.swarm).toFixed(2)} × (each run: ${smol.pairRatios.map((x) => x.toFixed(2)).join(', ')})`,
         `${smol.tab.toFixed(2)} (one tab); ${smol.swarmComputeMs.toFixed(2)} (swarm)`,
         `${(smol.tab / (smol.tab + hops)).toFixed(2)} ×`,
+        `${(smol.tab / (smol.tab + smolBusyHops)).toFixed(2)} ×`,
         smol.swarm.toFixed(2),
         (smol.tab + hops).toFixed(2),
       ],
@@ -255,8 +282,8 @@ declare global {
       ringLink(slot: 'in' | 'out', offer: string | null): Promise<string>;
       ringAccept(slot: 'out', answer: string): Promise<void>;
       ringReady(): Promise<void>;
-      ringFollow(busyMs: number): void;
-      ringLead: (size: number, busyMs: number, n: number, warm: number, deadlineMs: number) => Promise<number[]>;
+      ringFollow(busyMs: number, how: BusyHow): void;
+      ringLead: (size: number, busyMs: number, how: BusyHow, n: number, warm: number, deadlineMs: number) => Promise<number[]>;
       connect(mode: 'main' | 'worker', role: 'ping' | 'echo', offer: string | null): Promise<string>;
       accept(answer: string): Promise<void>;
       open(): Promise<void>;
