@@ -302,6 +302,6 @@ if (isMain) {
     tokens: Number(process.env.BENCH_TOKENS ?? 64),
     repeats: Number(process.env.BENCH_REPEATS ?? 3),
     distTokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
-    distRepeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
+    distRepeats: Number(process.env.BENCH_DIST_REPEATS ?? 5),
   });
 }

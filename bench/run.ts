@@ -33,7 +33,7 @@
  *   and writes a 215 MB SmolLM-135M-shaped checkpoint under .cache/), BENCH_COLD_REPEATS (default 3)
  *   BENCH_DISTRIBUTION (default 1; 0 skips the SmolLM-135M-shaped checkpoint through the stage builder, the reference
  *   runner, one tab and 3 tabs × r = 1: Chromium, the same checkpoint as the cold start's),
- *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 3),
+ *   BENCH_DIST_TOKENS (default 24), BENCH_DIST_REPEATS (default 5: the one tab and the swarm timed in turn, 5 pairs),
  *   BENCH_SCORING (default 1; 0 skips scoring a prompt through the swarm (echo), bench/scoring.ts: its tokens sent to stage 0
  *   step by step vs MESH_AHEAD steps ahead, r = 1 and r = 3, against the reference runner a token at a time),
  *   BENCH_DATAPATH (default 1; 0 skips the volunteer data path on the main thread vs in the compute worker, bench/datapath.ts),
@@ -224,7 +224,7 @@ async function main(): Promise<void> {
       await benchDistribution({
         stages: 3,
         tokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
-        repeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
+        repeats: Number(process.env.BENCH_DIST_REPEATS ?? 5),
         warmup: 16,
       });
     }
@@ -234,7 +234,7 @@ async function main(): Promise<void> {
         tokens,
         repeats: Math.min(repeats, 3),
         distTokens: Number(process.env.BENCH_DIST_TOKENS ?? 24),
-        distRepeats: Number(process.env.BENCH_DIST_REPEATS ?? 3),
+        distRepeats: Number(process.env.BENCH_DIST_REPEATS ?? 5),
       });
     }
     if (process.env.BENCH_SWARM !== '0' && process.env.BENCH_BATCHING !== '0') {
