@@ -10,7 +10,9 @@
 // dressed as owed reports (a valid sessionId and step, no report) for every
 // step of the window, for other sessions and for the finished session is
 // served no more than the budget and one of each kind a step, and the two
-// honest replicas of its stage still decide.
+// honest replicas of its stage still decide. A replica's join of a session
+// opened on it is owed too: a replica whose other events spent its budget
+// still joins (before: its join was dropped, ERR_NO_ROUTE after the join wait).
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
 import type { StepDigest } from '../shared/protocol/messages.js';
@@ -81,6 +83,30 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
     expect(owes(first.id as string, 'step:digest', edge, sessionId + 1000)).toBe(false);
     expect(owes('not-a-volunteer', 'step:digest', edge)).toBe(false);
     expect(owes(first.id as string, 'session:joined', edge)).toBe(false);
+  });
+
+  it('a replica whose budget its other events spent still joins the sessions opened on it (owed once); a join it does not owe is counted', async () => {
+    // The CI failure this comes from: two fast replicas of one stage relaying the mesh loop's frames over the socket
+    // spent their budgets, and their session:joined were dropped with the rest: 0 of 2 joined, ERR_NO_ROUTE after 30 s.
+    const { url, server, expected } = await start(1, 1, { socketEventBudget: { ratePerS: 1, burst: 40, maxDropped: 1_000_000 } });
+    const [v] = await joinAll(url, 1, 60);
+    if (v === undefined) throw new Error('no volunteer');
+    // Over its bucket: signalling to nobody, each one spent (and refused while there was budget to read it).
+    for (let k = 0; k < 60; k++) v.socket.emit('signal', { to: 'nobody', data: { sdp: 'x' } });
+    await expect.poll(async () => (await dropped(url)).dropped, { timeout: 10_000 }).toBeGreaterThan(0);
+    const t0 = performance.now();
+    const res = await complete(url);
+    expect(res.status, JSON.stringify(res.body.error)).toBe(200);
+    expect(res.body.webswarm?.tokens).toEqual(expected);
+    // Joined at once, not after the join timeout (30 s).
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    const c = server.coordinator;
+    if (c === null) throw new Error('no coordinator');
+    // A join of a session it is no replica of, or of one that ended, is not owed: the budget counts it.
+    const id = v.id as string;
+    expect(c.owesReport(id, 'session:joined', { sessionId: 10_000 })).toBe(false);
+    expect(c.owesReport(id, 'session:joined', { sessionId: 'x' })).toBe(false);
+    expect(c.owesReport(null, 'session:joined', { sessionId: 1 })).toBe(false);
   });
 
   it('a replica that repeats each digest 10 times and reports steps far ahead: those are counted, and it is cut off', async () => {

@@ -5,7 +5,7 @@ import { MAX_FAILURE_MESSAGE } from '../../shared/protocol/validate.js';
 import type { SessionReport } from './coordinator-types.js';
 import { type FallbackOptions, ServerReplicas } from './fallback.js';
 import type { GenerationSession } from './generation.js';
-import { REPORT_EVENTS, reportTarget } from './report-allowance.js';
+import { REPORT_EVENTS, reportTarget, sessionTarget } from './report-allowance.js';
 import { refuse, type SwarmState } from './swarm-state.js';
 
 /**
@@ -87,6 +87,14 @@ export class PeerTraffic {
    * so only the session and step are looked at.
    */
   owesReport(id: string | null, event: string, raw: unknown): boolean {
+    // A replica's join of a running session opened on it and not joined yet: owed once (SessionJoin.awaitsJoin).
+    // Before, a busy replica whose other events (signalling, relayed frames) had spent its budget lost its joins: a
+    // no-show strike, and a request failed with ERR_NO_ROUTE when its stage had no majority left. Sessions of
+    // another server of a cluster are still counted.
+    if (event === 'session:joined') {
+      const sessionId = sessionTarget(raw);
+      return id !== null && sessionId !== null && this.s.sessions.get(sessionId)?.awaitsJoin(id) === true;
+    }
     const kind = REPORT_EVENTS.get(event);
     if (id === null || kind === undefined) return false;
     const target = reportTarget(raw);

@@ -47,12 +47,17 @@ export class ReportAllowance {
   }
 }
 
+/** The session a raw session event names, read without trusting it (its handler validates the whole message). */
+export function sessionTarget(raw: unknown): number | null {
+  if (typeof raw !== 'object' || raw === null) return null;
+  const { sessionId } = raw as { sessionId?: unknown };
+  return typeof sessionId === 'number' && Number.isSafeInteger(sessionId) ? sessionId : null;
+}
+
 /** The session and step a raw report names, read without trusting it (its handler validates the whole message). */
 export function reportTarget(raw: unknown): { sessionId: number; step: number } | null {
-  if (typeof raw !== 'object' || raw === null) return null;
-  const { sessionId, step } = raw as { sessionId?: unknown; step?: unknown };
-  if (typeof sessionId !== 'number' || typeof step !== 'number' || !Number.isSafeInteger(sessionId) || !Number.isSafeInteger(step)) {
-    return null;
-  }
+  const sessionId = sessionTarget(raw);
+  const { step } = (raw ?? {}) as { step?: unknown };
+  if (sessionId === null || typeof step !== 'number' || !Number.isSafeInteger(step)) return null;
   return { sessionId, step };
 }

@@ -15,6 +15,15 @@ export abstract class SessionJoin extends MeshLoopChecks {
 
   private readonly unreached = new UnreachedReports();
 
+  /**
+   * Whether `volunteer` is a replica of this session that has not joined it yet: its `session:joined` is owed, work
+   * the server asked for (server.ts does not count it against the socket's event budget, as owed step reports), once
+   * a membership.
+   */
+  awaitsJoin(volunteer: string): boolean {
+    return this.members.has(volunteer) && !this.joined.has(volunteer);
+  }
+
   /** `volunteer` joined, without data channels to the neighbours in `unreached` (see UnreachedReports). */
   onJoined(volunteer: string, unreached: readonly string[] = []): void {
     const stage = this.members.get(volunteer);
