@@ -32,6 +32,31 @@ describe("reports owed to another process's sessions", () => {
     expect({ results, dropped, errors: v.errors }).toEqual({ results: results.map(() => 'ok'), dropped: '0', errors: [] });
   });
 
+  it("lets a replica whose other events spent its budget join another process's session at once", async () => {
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    let flooded = 0;
+    const v: NodeVolunteer = new NodeVolunteer(b.address().url, {
+      clientKey: 'busy-joiner-1',
+      // Right before it joins: over its bucket (bursts of 400), short of a flood (200 dropped), signalling to nobody.
+      joins: () => {
+        for (; flooded < 500; flooded++) v.socket.emit('signal', { to: 'nobody', data: { sdp: 'x' } });
+        return true;
+      },
+    });
+    volunteers.push(v);
+    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1);
+    const t0 = performance.now();
+    // Before: its join was dropped with the rest, and the request failed after the join wait (ERR_NO_ROUTE).
+    expect(await complete(a)).toBe('ok');
+    expect(performance.now() - t0).toBeLessThan(4_000);
+    expect(flooded).toBe(500);
+    const dropped = (await (await fetch(`${b.address().url}/metrics`)).text()).match(/^webswarm_socket_events_dropped_total (\d+)/m)?.[1];
+    expect(Number(dropped)).toBeGreaterThan(0);
+    expect(v.errors.map((e) => e.code)).not.toContain('ERR_RATE_LIMITED');
+  });
+
   it("forwards a replica's junk dressed as owed reports no further than its socket's budget allows", async () => {
     const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
     servers.push(...c.servers);

@@ -887,6 +887,11 @@ export class Cluster implements ClusterSeam {
     return p !== this.proc && this.peers.has(p) && this.remote.admitFree(p, sessionId, volunteer, kind, step, maxSteps);
   }
 
+  owesJoin(volunteer: string, sessionId: number): boolean {
+    const p = procOfSession(sessionId);
+    return p !== this.proc && this.peers.has(p) && this.remote.admitFreeJoin(p, sessionId, volunteer);
+  }
+
   audited(volunteer: string, agreed: boolean): void {
     const p = this.owner.get(volunteer);
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed });

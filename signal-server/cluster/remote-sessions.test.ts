@@ -103,4 +103,19 @@ describe('RemoteSessions', () => {
     r.closed(2, 10, 'a');
     expect(r.admitFree(2, 10, 'a', 'digest', 400, 1_000)).toBe(true);
   });
+
+  it('lets a volunteer join a session another process opened on it free once, and no session it is not in', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 2_000_001, 'a');
+    expect(r.admitFreeJoin(2, 2_000_001, 'a')).toBe(true);
+    // Once: a second join of it is counted, as is a join of a session another process or another volunteer holds.
+    expect(r.admitFreeJoin(2, 2_000_001, 'a')).toBe(false);
+    expect(r.admitFreeJoin(3, 2_000_001, 'a')).toBe(false);
+    expect(r.admitFreeJoin(2, 2_000_001, 'b')).toBe(false);
+    expect(r.admitFreeJoin(2, 2_000_002, 'a')).toBe(false);
+    // Closed on it: nothing left to join.
+    r.opened(2, 2_000_003, 'a');
+    r.closed(2, 2_000_003, 'a');
+    expect(r.admitFreeJoin(2, 2_000_003, 'a')).toBe(false);
+  });
 });

@@ -28,7 +28,7 @@ export class RemoteSessions {
    * had run when it closed there (its close said them; undefined from a process of before).
    */
   private readonly closedLately = new Map<string, number | undefined>();
-  /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first. */
+  /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first ("… join" → 0: its join went free). */
   private readonly freeLatest = new Map<string, number>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
   private readonly steps = new Map<string, number>();
@@ -104,6 +104,20 @@ export class RemoteSessions {
     if (latest !== undefined && step <= latest) return false;
     this.freeLatest.delete(key);
     this.freeLatest.set(key, step);
+    if (this.freeLatest.size > MAX_FREE_REPORTS) this.freeLatest.delete(this.freeLatest.keys().next().value as string);
+    return true;
+  }
+
+  /**
+   * Is our volunteer's `session:joined` of process `proc`'s session owed, and so free of its socket's event budget
+   * (as SessionJoin.awaitsJoin makes it on one server)? That process opened the session on it, open now, and no join
+   * of it went free before: once a session and volunteer.
+   */
+  admitFreeJoin(proc: number, sessionId: number, volunteer: string): boolean {
+    if (this.byProc.get(proc)?.get(sessionId)?.has(volunteer) !== true) return false;
+    const key = `${proc} ${sessionId} ${volunteer} join`;
+    if (this.freeLatest.has(key)) return false;
+    this.freeLatest.set(key, 0);
     if (this.freeLatest.size > MAX_FREE_REPORTS) this.freeLatest.delete(this.freeLatest.keys().next().value as string);
     return true;
   }

@@ -209,6 +209,8 @@ export interface ClusterSeam {
   forwardFrames(from: string, to: string, messages: readonly Uint8Array[]): Uint8Array[];
   /** Is this report (before it is parsed) one the volunteer owes a session another server coordinates? Then it is free. */
   owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean;
+  /** Is this `session:joined` one the volunteer owes a session another server opened on it (once)? Then it is free. */
+  owesJoin(volunteer: string, sessionId: number): boolean;
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
   audited(volunteer: string, agreed: boolean): void;
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */

@@ -87,13 +87,16 @@ export class PeerTraffic {
    * so only the session and step are looked at.
    */
   owesReport(id: string | null, event: string, raw: unknown): boolean {
-    // A replica's join of a running session opened on it and not joined yet: owed once (SessionJoin.awaitsJoin).
-    // Before, a busy replica whose other events (signalling, relayed frames) had spent its budget lost its joins: a
-    // no-show strike, and a request failed with ERR_NO_ROUTE when its stage had no majority left. Sessions of
-    // another server of a cluster are still counted.
+    // A replica's join of a running session opened on it and not joined yet: owed once (SessionJoin.awaitsJoin; for
+    // another server's session, the cluster's RemoteSessions.admitFreeJoin). Before, a busy replica whose other
+    // events (signalling, relayed frames) had spent its budget lost its joins: a no-show strike, and a request failed
+    // with ERR_NO_ROUTE when its stage had no majority left.
     if (event === 'session:joined') {
       const sessionId = sessionTarget(raw);
-      return id !== null && sessionId !== null && this.s.sessions.get(sessionId)?.awaitsJoin(id) === true;
+      if (id === null || sessionId === null) return false;
+      const session = this.s.sessions.get(sessionId);
+      if (session !== undefined) return session.awaitsJoin(id);
+      return this.s.cluster?.owesJoin(id, sessionId) ?? false;
     }
     const kind = REPORT_EVENTS.get(event);
     if (id === null || kind === undefined) return false;
