@@ -109,6 +109,31 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
     expect(c.owesReport(null, 'session:joined', { sessionId: 1 })).toBe(false);
   });
 
+  it('a replica that joins each session opened on it 600 times: one join is free, the rest counted, and it is cut off', async () => {
+    const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
+    let flooder: NodeVolunteer | null = null;
+    const all = await joinAll(url, 3, 70, (i) =>
+      i === 0
+        ? {
+            // Over the real protocol, right before its own join: the session it was opened on, again and again (the
+            // join of a session it is no replica of is not owed at all: the test above).
+            joins: (m) => {
+              for (let k = 0; k < 600; k++) flooder?.socket.emit('session:joined', { sessionId: m.sessionId });
+              return true;
+            },
+          }
+        : {},
+    );
+    flooder = all[0] ?? null;
+    expect(flooder?.stage).toBe(0);
+    const res = await complete(url, 8);
+    // Its only replica of stage 0 cut off: the request ends by name, never hangs.
+    if (res.status !== 200) expect(res.body.error?.code).toMatch(/^ERR_/);
+    await expect.poll(async () => (await dropped(url)).limited, { timeout: 15_000 }).toBe(1);
+    expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');
+    for (const v of all.slice(1)) expect(v.errors.map((e) => e.code)).not.toContain('ERR_RATE_LIMITED');
+  });
+
   it('a replica that repeats each digest 10 times and reports steps far ahead: those are counted, and it is cut off', async () => {
     const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
     let flooder: NodeVolunteer | null = null;

@@ -28,8 +28,10 @@ export class RemoteSessions {
    * had run when it closed there (its close said them; undefined from a process of before).
    */
   private readonly closedLately = new Map<string, number | undefined>();
-  /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first ("… join" → 0: its join went free). */
+  /** "proc sessionId volunteer kind" → the latest step reported for free, oldest first. */
   private readonly freeLatest = new Map<string, number>();
+  /** "proc sessionId volunteer" whose join went free, oldest first (as many as free reports). */
+  private readonly freeJoins = new Set<string>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
   private readonly steps = new Map<string, number>();
 
@@ -115,10 +117,10 @@ export class RemoteSessions {
    */
   admitFreeJoin(proc: number, sessionId: number, volunteer: string): boolean {
     if (this.byProc.get(proc)?.get(sessionId)?.has(volunteer) !== true) return false;
-    const key = `${proc} ${sessionId} ${volunteer} join`;
-    if (this.freeLatest.has(key)) return false;
-    this.freeLatest.set(key, 0);
-    if (this.freeLatest.size > MAX_FREE_REPORTS) this.freeLatest.delete(this.freeLatest.keys().next().value as string);
+    const key = `${proc} ${sessionId} ${volunteer}`;
+    if (this.freeJoins.has(key)) return false;
+    this.freeJoins.add(key);
+    if (this.freeJoins.size > MAX_FREE_REPORTS) this.freeJoins.delete(this.freeJoins.values().next().value as string);
     return true;
   }
 
