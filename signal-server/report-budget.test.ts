@@ -12,10 +12,12 @@
 // served no more than the budget and one of each kind a step, and the two
 // honest replicas of its stage still decide. A replica's join of a session
 // opened on it is owed too: a replica whose other events spent its budget
-// still joins (before: its join was dropped, ERR_NO_ROUTE after the join wait).
+// still joins (before: its join was dropped, ERR_NO_ROUTE after the join wait),
+// once a session: one that never joins and floods joins that fail to parse is
+// cut off (before: all of them went free).
 import { describe, expect, it } from 'vitest';
 import { GREEDY } from '../shared/model/sampling.js';
-import type { StepDigest } from '../shared/protocol/messages.js';
+import type { SessionJoined, StepDigest } from '../shared/protocol/messages.js';
 import { MESH_AHEAD } from '../shared/swarm/mesh-loop.js';
 import { budgetCounts as dropped } from '../testing/metrics-scrape.js';
 import { ensureStages } from './models/model-folder.js';
@@ -128,6 +130,32 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
     expect(flooder?.stage).toBe(0);
     const res = await complete(url, 8);
     // Its only replica of stage 0 cut off: the request ends by name, never hangs.
+    if (res.status !== 200) expect(res.body.error?.code).toMatch(/^ERR_/);
+    await expect.poll(async () => (await dropped(url)).limited, { timeout: 15_000 }).toBe(1);
+    expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');
+    for (const v of all.slice(1)) expect(v.errors.map((e) => e.code)).not.toContain('ERR_RATE_LIMITED');
+  });
+
+  it('a replica that never joins and sends joins that fail to parse: one is free, the rest counted, and it is cut off', async () => {
+    // Found by a red-team helper (2026-12-07): "owed" was "a member not joined yet", and a join that fails to parse
+    // records nothing, so every such join went free of both budgets for the whole session (826 MB in 8 s).
+    const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
+    let flooder: NodeVolunteer | null = null;
+    const pad = 'x'.repeat(16 * 1024);
+    const all = await joinAll(url, 3, 70, (i) =>
+      i === 0
+        ? {
+            joins: (m) => {
+              for (let k = 0; k < 600; k++)
+                flooder?.socket.emit('session:joined', { sessionId: m.sessionId, unreached: pad } as unknown as SessionJoined);
+              return false;
+            },
+          }
+        : {},
+    );
+    flooder = all[0] ?? null;
+    expect(flooder?.stage).toBe(0);
+    const res = await complete(url, 8);
     if (res.status !== 200) expect(res.body.error?.code).toMatch(/^ERR_/);
     await expect.poll(async () => (await dropped(url)).limited, { timeout: 15_000 }).toBe(1);
     expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');

@@ -112,7 +112,7 @@ export class RemoteSessions {
 
   /**
    * Is our volunteer's `session:joined` of process `proc`'s session owed, and so free of its socket's event budget
-   * (as SessionJoin.awaitsJoin makes it on one server)? That process opened the session on it, open now, and no join
+   * (as SessionJoin.admitFreeJoin makes it on one server)? That process opened the session on it, open now, and no join
    * of it went free before: once a session and volunteer.
    */
   admitFreeJoin(proc: number, sessionId: number, volunteer: string): boolean {

@@ -87,7 +87,7 @@ export class PeerTraffic {
    * so only the session and step are looked at.
    */
   owesReport(id: string | null, event: string, raw: unknown): boolean {
-    // A replica's join of a running session opened on it and not joined yet: owed once (SessionJoin.awaitsJoin; for
+    // A replica's join of a running session opened on it and not joined yet: owed once (SessionJoin.admitFreeJoin; for
     // another server's session, the cluster's RemoteSessions.admitFreeJoin). Before, a busy replica whose other
     // events (signalling, relayed frames) had spent its budget lost its joins: a no-show strike, and a request failed
     // with ERR_NO_ROUTE when its stage had no majority left.
@@ -95,7 +95,7 @@ export class PeerTraffic {
       const sessionId = sessionTarget(raw);
       if (id === null || sessionId === null) return false;
       const session = this.s.sessions.get(sessionId);
-      if (session !== undefined) return session.awaitsJoin(id);
+      if (session !== undefined) return session.admitFreeJoin(id);
       return this.s.cluster?.owesJoin(id, sessionId) ?? false;
     }
     const kind = REPORT_EVENTS.get(event);
