@@ -48,7 +48,7 @@ import {
   type VolunteerState,
 } from './messages.js';
 import { MAX_RECONNECT_MS, RedisLink, redactedUrl } from './redis-link.js';
-import { RemoteSessions } from './remote-sessions.js';
+import { PROGRESS_EVERY, RemoteSessions } from './remote-sessions.js';
 import { ClusterLinks, SharedBans } from './shared-state.js';
 
 /** A server replica's `frame` event (what the fallback sends a volunteer). */
@@ -88,9 +88,9 @@ export interface ClusterOptions {
  * 3: a volunteer's capacity and staleness published (every process must plan the same moves). 4: the partition a
  * volunteer's stage is of, and whether it proved one once, published; the leader's re-partition plans. 5: the served
  * context among the settings compared (swarmSettings): a process of 4 would be told apart as of other settings,
- * not of another version.
+ * not of another version. 6: where a session stands, told to its members' processes ('progress').
  */
-export const CLUSTER_PROTOCOL = 5;
+export const CLUSTER_PROTOCOL = 6;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
@@ -834,6 +834,9 @@ export class Cluster implements ClusterSeam {
       case 'noshow':
         if (procOfSession(m.sessionId) === m.proc) c.showedElsewhere(m.id, m.sessionId, m.why);
         return;
+      case 'progress':
+        if (procOfSession(m.sessionId) === m.proc) this.remote.progressed(m.proc, m.sessionId, m.step);
+        return;
       default:
         m satisfies never;
     }
@@ -930,6 +933,16 @@ export class Cluster implements ClusterSeam {
     // after that its count as published, which a session that came and went between two publications left unchanged.
     if (why === 'full' && p !== undefined) this.fullUntil.set(volunteer, Date.now() + FULL_MARK_PUBLICATIONS * this.publishMs);
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
+  }
+
+  stepBegan(sessionId: number, step: number, members: Iterable<string>): void {
+    if (step % PROGRESS_EVERY !== 0) return;
+    const procs = new Set<number>();
+    for (const id of members) {
+      const p = this.owner.get(id);
+      if (p !== undefined && p !== this.proc) procs.add(p);
+    }
+    for (const p of procs) this.publish(this.key('proc', p), { t: 'progress', proc: this.proc, sessionId, step });
   }
 
   challenge(volunteer: string): void {

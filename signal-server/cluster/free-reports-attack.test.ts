@@ -110,6 +110,35 @@ describe("a volunteer's reports relayed to another server's session", () => {
     expect(seen.dropped > 0 || !seen.connected, JSON.stringify(seen)).toBe(true);
   });
 
+  it('in a live long session, sent all at once: free only as far as B said the session stands, the rest spend A’s budget', async () => {
+    // Found by a red-team helper (2026-12-07): A could not see the step B was deciding, so every report up to the
+    // session's steps went free at once: a replica of a 400-token session sent 298 MB of logits in 8 s through
+    // Redis, nothing dropped. B now says where its session stands every PROGRESS_EVERY steps.
+    const { c, a, b, v } = await slowVolunteerOnA('report-burst-1');
+    const inbox = await watchChannel(f.redisUrl, `${c.prefix}:proc:${procOf(b)}`);
+    const droppedBefore = await dropped(a);
+    let sent = 0;
+    v.socket.once('session:open', (m: SessionOpen) => {
+      sent = flood(v, m.sessionId, 0, m.steps ?? 0);
+    });
+    const asked = complete(b, 'It is a truth', 400);
+    await expect.poll(async () => !v.socket.connected || (await dropped(a)) > droppedBefore, { timeout: 20_000 }).toBe(true);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const seen = {
+      sent,
+      relayed: inbox.counts.get('report') ?? 0,
+      dropped: (await dropped(a)) - droppedBefore,
+      connected: v.socket.connected,
+    };
+    await inbox.stop();
+    expect(sent, JSON.stringify(seen)).toBeGreaterThan(700);
+    // Past the first steps the flood was counted: dropped past the burst of 400, or the socket cut off, and not all
+    // of it reached B; before, all of it went through free ({"sent":790,"relayed":829,"dropped":0,"connected":true}).
+    expect(seen.dropped > 0 || !seen.connected, JSON.stringify(seen)).toBe(true);
+    expect(seen.relayed, JSON.stringify(seen)).toBeLessThan(sent);
+    expect([200, 503]).toContain((await asked).status);
+  });
+
   it('take logits free only from a last stage’s replica, as one server does', async () => {
     const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 2, redundancy: 1, cache: f.cache });
     servers.push(...c.servers);

@@ -60,6 +60,8 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage(noShow)).toEqual(noShow);
     // Refused as full: the volunteer's own process judges it.
     expect(parseInboxMessage({ ...noShow, why: 'full' })).toEqual({ ...noShow, why: 'full' });
+    const progress = { t: 'progress', proc: 2, sessionId: 131_073, step: 8 };
+    expect(parseInboxMessage(progress)).toEqual(progress);
   });
 
   it('refuses any other shape, field by field', () => {
@@ -86,6 +88,8 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: 'yes' })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: 1, why: 'asleep' })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: -1, why: 'absent' })).toBeNull();
+    for (const step of [-1, 1.5, '8', null, 2 ** 32]) expect(parseInboxMessage({ t: 'progress', proc: 2, sessionId: 1, step })).toBeNull();
+    expect(parseInboxMessage({ t: 'progress', proc: 2, sessionId: -1, step: 0 })).toBeNull();
   });
 
   it("reads a leader's re-partition plan: contiguous ranges from layer 0, each volunteer once on one of their stages", () => {

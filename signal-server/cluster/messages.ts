@@ -96,7 +96,9 @@ export type InboxMessage =
    */
   | { readonly t: 'frame'; readonly proc: number; readonly from: string; readonly to: string; readonly data: Uint8Array }
   /** `id`, a volunteer of the receiver, did not show up in `sessionId`, a session of the sender: a strike on its record. */
-  | { readonly t: 'noshow'; readonly proc: number; readonly id: string; readonly sessionId: number; readonly why: NoShow };
+  | { readonly t: 'noshow'; readonly proc: number; readonly id: string; readonly sessionId: number; readonly why: NoShow }
+  /** `sessionId`, a session of the sender with members among the receiver's volunteers, began deciding `step`. */
+  | { readonly t: 'progress'; readonly proc: number; readonly sessionId: number; readonly step: number };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -239,6 +241,10 @@ export function parseInboxMessage(raw: unknown, bytes?: Uint8Array): InboxMessag
     case 'noshow':
       return str(raw.id) && uint(raw.sessionId, 0xffffffff) && oneOf(raw.why, ['absent', 'unreached', 'full', 'silent'] as const)
         ? { t: 'noshow', proc: p, id: raw.id, sessionId: raw.sessionId, why: raw.why }
+        : null;
+    case 'progress':
+      return uint(raw.sessionId, 0xffffffff) && uint(raw.step, 0xffffffff)
+        ? { t: 'progress', proc: p, sessionId: raw.sessionId, step: raw.step }
         : null;
     default:
       return null;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
-import { RemoteSessions } from './remote-sessions.js';
+import { PROGRESS_EVERY, RemoteSessions } from './remote-sessions.js';
 
 describe('RemoteSessions', () => {
   it("counts each volunteer's sessions of other processes once, and ends a dead process's", () => {
@@ -80,7 +80,8 @@ describe('RemoteSessions', () => {
     const free = (sessionId: number, step: number) => r.admitFree(2, sessionId, 'a', 'digest', step, 100);
     const last = 4 + MESH_AHEAD;
     expect([free(7, 0), free(7, last), free(7, last + 1)]).toEqual([true, true, false]);
-    // Said none (an older server): bounded by maxSteps alone, as before.
+    // Said none (an older server): bounded by maxSteps alone, as before (where it stands said far enough on).
+    r.progressed(2, 8, 96);
     expect([free(8, 50), free(8, 99), free(8, 100)]).toEqual([true, true, false]);
     r.closed(2, 7, 'a');
     expect(r.admitFree(2, 7, 'a', 'logits', last + 1, 100)).toBe(false);
@@ -100,8 +101,26 @@ describe('RemoteSessions', () => {
     expect([free('b', 1 + MESH_AHEAD), free('b', 2 + MESH_AHEAD)]).toEqual([true, false]);
     // A close that said nothing (a process of before): the open's steps, as before.
     r.opened(2, 10, 'a', 480);
+    r.progressed(2, 10, 400);
     r.closed(2, 10, 'a');
     expect(r.admitFree(2, 10, 'a', 'digest', 400, 1_000)).toBe(true);
+  });
+
+  it('bounds free reports by where its process last said the session stands (and the lead, and 2 × PROGRESS_EVERY), never back', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 11, 'a', 400);
+    const free = (step: number) => r.admitFree(2, 11, 'a', 'digest', step, 1_000);
+    const slack = MESH_AHEAD + 1 + 2 * PROGRESS_EVERY;
+    // Before it said any: from step −1.
+    expect([free(slack - 1), free(slack)]).toEqual([true, false]);
+    r.progressed(2, 11, 40);
+    expect([free(40 + slack), free(41 + slack)]).toEqual([true, false]);
+    // An older word does not take it back; a session not open on our volunteers, or another process's, is not kept.
+    r.progressed(2, 11, 8);
+    r.progressed(3, 11, 300);
+    r.progressed(2, 12, 300);
+    r.opened(2, 12, 'a', 400);
+    expect([r.admitFree(2, 11, 'a', 'logits', 40 + slack, 1_000), r.admitFree(2, 12, 'a', 'digest', slack, 1_000)]).toEqual([true, false]);
   });
 
   it('lets a volunteer join a session another process opened on it free once, and no session it is not in', () => {

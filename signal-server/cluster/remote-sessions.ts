@@ -10,6 +10,12 @@ const MAX_TRACKED_SESSIONS = 10_000;
 const MAX_CLOSED_SESSIONS = 1_024;
 /** Sessions whose steps are remembered (as many as are tracked and closed lately), the oldest forgotten first. */
 const MAX_STEPS_KNOWN = MAX_TRACKED_SESSIONS + MAX_CLOSED_SESSIONS;
+/**
+ * A process tells the processes of its sessions' members where each session stands every PROGRESS_EVERY steps
+ * (Cluster.stepBegan): a report goes free only up to the step it said last, this many twice over, and the mesh
+ * loop's lead (RemoteSessions.admitFree). An honest replica is at most the lead past the step being decided.
+ */
+export const PROGRESS_EVERY = 4;
 /** Free reports remembered (volunteer, session and kind → its latest free step), the oldest forgotten first. */
 const MAX_FREE_REPORTS = 50_000;
 
@@ -32,6 +38,8 @@ export class RemoteSessions {
   private readonly freeLatest = new Map<string, number>();
   /** "proc sessionId volunteer" whose join went free, oldest first (as many as free reports). */
   private readonly freeJoins = new Set<string>();
+  /** "proc sessionId" → the step its server last said the session began deciding (progressed), oldest first. */
+  private readonly deciding = new Map<string, number>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
   private readonly steps = new Map<string, number>();
 
@@ -89,17 +97,20 @@ export class RemoteSessions {
    * report-allowance.ts makes an owed report on one server)? That process opened the session on it, and the step is
    * later than every free one of that kind it made there, and below the session's steps and the mesh loop's lead
    * (SessionOpen.steps; `maxSteps`, the model's positions and the lead, where the open said none), and once the
-   * session closed on it, below the steps it had run and the lead (SessionClose.steps). The coordinating process
-   * alone knows the step being decided, so how far ahead of it a report is is not checked here: a session's free
-   * reports per replica and kind stay bounded by its steps, whatever the sender does (before the open said them, by
-   * the model's positions: a 2-token session let a replica send 1 000 reports free, 768 KiB each; before the close
-   * said them, by the steps the open said: a session of 480 tokens ended after 3 let it send 934).
+   * session closed on it, below the steps it had run and the lead (SessionClose.steps), and at most the lead and
+   * 2 × PROGRESS_EVERY past the step that process last said the session began deciding (progressed; −1 before it
+   * said one). So a session's free reports per replica and kind stay bounded by its steps, whatever the sender does,
+   * and come no faster than the session decides them (before the open said them, by the model's positions: a
+   * 2-token session let a replica send 1 000 reports free, 768 KiB each; before the close said them, by the steps
+   * the open said: a session of 480 tokens ended after 3 let it send 934; before the process said where its session
+   * stood, a replica of a live 400-token session sent all its reports at once, 298 MB through Redis in 8 s).
    */
   admitFree(proc: number, sessionId: number, volunteer: string, kind: ReportKind, step: number, maxSteps: number): boolean {
     const said = this.steps.get(`${proc} ${sessionId}`);
     const ran = this.closedLately.get(`${proc} ${sessionId} ${volunteer}`);
     let bound = said === undefined ? maxSteps : Math.min(maxSteps, said + MESH_AHEAD + 1);
     if (ran !== undefined) bound = Math.min(bound, ran + MESH_AHEAD + 1);
+    bound = Math.min(bound, (this.deciding.get(`${proc} ${sessionId}`) ?? -1) + MESH_AHEAD + 2 + 2 * PROGRESS_EVERY);
     if (!Number.isSafeInteger(step) || step < 0 || step >= bound || !this.opensOn(proc, sessionId, volunteer)) return false;
     const key = `${proc} ${sessionId} ${volunteer} ${kind}`;
     const latest = this.freeLatest.get(key);
@@ -122,6 +133,16 @@ export class RemoteSessions {
     this.freeJoins.add(key);
     if (this.freeJoins.size > MAX_FREE_REPORTS) this.freeJoins.delete(this.freeJoins.values().next().value as string);
     return true;
+  }
+
+  /** Process `proc` says its session `sessionId`, open on some of our volunteers, began deciding `step`. */
+  progressed(proc: number, sessionId: number, step: number): void {
+    if (this.byProc.get(proc)?.has(sessionId) !== true) return;
+    const key = `${proc} ${sessionId}`;
+    const before = this.deciding.get(key) ?? -1;
+    this.deciding.delete(key);
+    this.deciding.set(key, Math.max(before, step));
+    if (this.deciding.size > MAX_STEPS_KNOWN) this.deciding.delete(this.deciding.keys().next().value as string);
   }
 
   /** Process `proc` is gone: its sessions end; returns them with the volunteers to tell. */

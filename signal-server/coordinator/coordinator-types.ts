@@ -209,6 +209,8 @@ export interface ClusterSeam {
   forwardFrames(from: string, to: string, messages: readonly Uint8Array[]): Uint8Array[];
   /** Is this report (before it is parsed) one the volunteer owes a session another server coordinates? Then it is free. */
   owesReport(volunteer: string, kind: ReportKind, sessionId: number, step: number): boolean;
+  /** Our session `sessionId` began deciding `step`: its members' servers hear it now and then (RemoteSessions.progressed). */
+  stepBegan(sessionId: number, step: number, members: Iterable<string>): void;
   /** Is this `session:joined` one the volunteer owes a session another server opened on it (once)? Then it is free. */
   owesJoin(volunteer: string, sessionId: number): boolean;
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */

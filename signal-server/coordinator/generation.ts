@@ -101,6 +101,7 @@ export class GenerationSession extends SessionJoin {
         const t0 = this.clock.now();
         const last = this.route.length - 1;
         this.currentStep = step;
+        this.retry?.stepBegan?.(step, this.members.keys());
         this.stepCompute = this.route.map(() => Number.POSITIVE_INFINITY);
         this.inputs[step] = [...input];
         this.stepStarted.set(step, t0);

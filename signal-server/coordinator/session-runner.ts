@@ -313,6 +313,7 @@ export class SessionRunner {
         takeOut: (id) => this.failOver(session, id, 'sent too few results'),
         refill: (id) => this.refill(session, id),
         showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
+        stepBegan: (step, members) => this.s.cluster?.stepBegan(sessionId, step, members),
         silenceBefore: (id) => this.s.members.get(id)?.silence ?? undefined,
         silenceAfter: (id, carry, before) => {
           const member = this.s.members.get(id);

@@ -46,6 +46,11 @@ export interface RetryHooks {
    * and what `silenceBefore` gave this session (null: nothing), for sessions it holds at once (`carriedOn`).
    */
   silenceAfter?(volunteer: string, carry: SilenceCarry | null, before: SilenceCarry | null): void;
+  /**
+   * The session began deciding `step`, with these members: in a cluster, the servers of its members on others hear
+   * where it stands now and then (Cluster.stepBegan), to bound the reports they let go free.
+   */
+  stepBegan?(step: number, members: Iterable<string>): void;
   /** A replica joined the session in time (its record of showing up). */
   showed?(volunteer: string): void;
   /** A replica is proven to misbehave (equivocation): the coordinator evicts it. */
