@@ -5,6 +5,7 @@ import { sendJson } from '../http/static-files.js';
 import type { Logger } from '../log.js';
 import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
 import { answerPreflight, setCorsHeaders } from './cors.js';
+import { unknownModelMessage } from './openai-params.js';
 import { answerNotStored, handleResponses } from './responses.js';
 import { handleTokenizerRoute, isTokenizerRoute, type TokenizerRoute } from './tokenizer-routes.js';
 
@@ -117,13 +118,12 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
       sendJson(res, 200, modelObject(modelId, ctx.createdS));
       return;
     }
-    const shown = (modelId ?? path.slice(MODEL_PREFIX.length)).slice(0, 100);
     sendApiError(
       res,
       404,
       'invalid_request_error',
       'model_not_found',
-      `The model ${JSON.stringify(shown)} does not exist here (served: ${ctx.modelIds.join(', ')})`,
+      unknownModelMessage(modelId ?? path.slice(MODEL_PREFIX.length), ctx.modelIds),
       'model',
     );
     return;

@@ -187,7 +187,9 @@ export function failureOf(e: unknown, code: WireErrorCode, message: string, fiel
   const apiCode = (e instanceof GenerationError ? e.apiCode : null) ?? (status === 400 ? 'invalid_request' : code);
   // The field at fault, streamed or not (a batch's prompt past the positions is found once the stream has begun).
   const given = e instanceof GenerationError ? e.param : null;
-  const worded = message.replace(/^prompt (\(\d+ tokens\)) \+ max_tokens /, `${fields.prompt} $1 + ${fields.max} `);
+  const worded = message.replace(/^prompt (\(\d+ tokens\)) (\+ max_tokens )?/, (_, tokens: string, cap?: string) =>
+    cap === undefined ? `${fields.prompt} ${tokens} ` : `${fields.prompt} ${tokens} + ${fields.max} `,
+  );
   return { status, type, apiCode, param: given === 'prompt' ? fields.prompt : given, message: worded };
 }
 

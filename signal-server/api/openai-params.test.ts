@@ -459,13 +459,41 @@ describe('prompt (completions): OpenAI’s four forms, a batch of several', () =
   });
 });
 
+describe('fields that name the caller or a cache', () => {
+  it('user, safety_identifier and prompt_cache_key are strings where given (as OpenAI checks them), on every endpoint', () => {
+    for (const field of ['user', 'safety_identifier', 'prompt_cache_key']) {
+      for (const v of ['u-1', null]) expect('status' in chat({ [field]: v }), `${field} ${v}`).toBe(false);
+      for (const v of [5, { id: 'u' }, ['u']]) {
+        expect(chat({ [field]: v }), `${field} ${JSON.stringify(v)}`).toMatchObject({
+          status: 400,
+          param: field,
+          message: `${field} must be a string`,
+        });
+        expect(completion({ [field]: v })).toMatchObject({ status: 400, param: field });
+      }
+    }
+  });
+});
+
 describe('model', () => {
-  it('absent or null is the served model (as every null field); a name not served is a 404 naming it', () => {
+  it('absent or null is the served model (as every null field); a name not served is a 404 naming it, a value of another type a 400', () => {
     for (const model of [undefined, null, 'austen-2m']) {
       expect('status' in chat({ model }), String(model)).toBe(false);
       expect('status' in completion({ model }), String(model)).toBe(false);
     }
-    for (const model of ['gpt-4', '', 7, ['austen-2m']])
-      expect(chat({ model }), JSON.stringify(model)).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
+    for (const model of ['gpt-4', ''])
+      expect(chat({ model }), JSON.stringify(model)).toMatchObject({
+        status: 404,
+        code: 'model_not_found',
+        param: 'model',
+        message: `The model ${JSON.stringify(model)} does not exist here (served: austen-2m)`,
+      });
+    for (const model of [7, ['austen-2m'], true])
+      expect(chat({ model }), JSON.stringify(model)).toMatchObject({
+        status: 400,
+        code: 'invalid_request',
+        param: 'model',
+        message: expect.stringMatching(/^model must be a string/),
+      });
   });
 });

@@ -113,16 +113,24 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A body's `model`, when it names one, must be served here (404 otherwise); absent or null (as every field), the served model. */
+/** Why a model the client named is none served here: one message for every route that names models (404). */
+export function unknownModelMessage(name: string, modelIds: readonly string[]): string {
+  return `The model ${describeValue(name, 100)} does not exist here (served: ${modelIds.join(', ')})`;
+}
+
+/**
+ * A body's `model`, when it names one, must be a string (400 otherwise, as OpenAI answers a field of the wrong type)
+ * naming a model served here (404 otherwise); absent or null (as every field), the served model.
+ */
 export function modelRefused(b: Record<string, unknown>, modelIds: readonly string[]): BodyError | null {
   if (b.model === undefined || b.model === null || (typeof b.model === 'string' && modelIds.includes(b.model))) return null;
-  return {
-    status: 404,
-    code: 'model_not_found',
-    param: 'model',
-    message: `model ${describeValue(b.model)} is not served here (served: ${modelIds.join(', ')})`,
-  };
+  if (typeof b.model !== 'string')
+    return bad('model', `model must be a string naming a served model (served: ${modelIds.join(', ')}), not ${describeValue(b.model)}`);
+  return { status: 404, code: 'model_not_found', param: 'model', message: unknownModelMessage(b.model, modelIds) };
 }
+
+/** Fields that name the caller or a cache and change nothing here: each, where given, must be a string as OpenAI's. */
+const NAMING_FIELDS = ['user', 'safety_identifier', 'prompt_cache_key'] as const;
 
 /** A list of 1..`most` token ids, each an integer ≥ 0 (whether the model has it, the coordinator checks), or why not. */
 export function tokenIdsProblem(v: unknown, field: string, most: number): string | null {
@@ -142,6 +150,7 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
   if (model !== null) return model;
   const unsupported = unsupportedField(b, endpoint);
   if (unsupported !== null) return { status: 400, ...unsupported };
+  for (const field of NAMING_FIELDS) if (!absent(b[field]) && typeof b[field] !== 'string') return bad(field, `${field} must be a string`);
   // With echo, a prompt may be scored and nothing generated (what evaluation harnesses ask for).
   const least = endpoint === 'completion' && b.echo === true ? 0 : 1;
   // Both given, and apart: which one was meant is not ours to guess (before, max_tokens was silently ignored).

@@ -162,8 +162,6 @@ export function parseResponsesBody(raw: unknown, modelIds: readonly string[]): R
   if (chars > MAX_PROMPT_CHARS) return bad('input', `instructions and input hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
   const metadata = parseMetadata(raw.metadata);
   if (isBodyError(metadata)) return metadata;
-  for (const field of ['user', 'safety_identifier', 'prompt_cache_key'] as const)
-    if (raw[field] !== undefined && raw[field] !== null && typeof raw[field] !== 'string') return bad(field, `${field} must be a string`);
   if (raw.parallel_tool_calls !== undefined && raw.parallel_tool_calls !== null && typeof raw.parallel_tool_calls !== 'boolean')
     return bad('parallel_tool_calls', 'parallel_tool_calls must be a boolean');
   const fields = settingsProblem(raw);

@@ -242,7 +242,7 @@ describe("vLLM's tokenizer routes", () => {
       'add_special_tokens',
       'add_special_tokens must be a boolean',
     );
-    await refused('/tokenize', { prompt: 'x', model: 'gpt-4' }, 404, 'model', /^model "gpt-4" is not served here/);
+    await refused('/tokenize', { prompt: 'x', model: 'gpt-4' }, 404, 'model', /^The model "gpt-4" does not exist here/);
     await refused('/tokenize', ['x'], 400, null, 'the body must be a JSON object');
     const notJson = await call('/tokenize', undefined, { raw: '{"prompt": ' });
     expect(notJson).toMatchObject({ status: 400, json: { error: { code: 'invalid_json' } } });

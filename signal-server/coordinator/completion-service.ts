@@ -3,6 +3,7 @@ import type { StageVote } from '../../shared/protocol/messages.js';
 import { majority } from '../../shared/vote/quorum.js';
 import type { Completion, CompletionRequest, ScoredToken, TokenUpdate } from './coordinator-types.js';
 import { GenerationError, wireErrorOf } from './generation.js';
+import { checkPromptLeavesRoom } from './generation-error.js';
 import { ServiceStats, type ServiceStatus } from './service-stats.js';
 import { checkPromptIds, checkSampling, type SessionRunner } from './session-runner.js';
 import type { SwarmState } from './swarm-state.js';
@@ -116,7 +117,8 @@ export class CompletionService {
     const r = this.s.options.redundancy;
     // Ids are checked against the vocabulary where every session starts (SessionRunner.runSession), as the settings are.
     const promptTokens = req.promptIds === undefined ? tokenizer.encode(req.prompt) : [...req.promptIds];
-    // No max_tokens given (a chat): what the context leaves after the prompt, at least one (a full prompt is refused).
+    // No max_tokens given (a chat): what the context leaves after the prompt; a prompt that leaves none is refused.
+    if (req.fitToContext === true) checkPromptLeavesRoom(promptTokens.length, this.s.model.manifest.model.maxPositions);
     const maxTokens =
       req.fitToContext === true
         ? Math.max(1, Math.min(req.maxTokens, this.s.model.manifest.model.maxPositions - promptTokens.length))

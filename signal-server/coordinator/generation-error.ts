@@ -50,3 +50,17 @@ export function checkPromptFits(length: number, maxTokens: number, maxPositions:
       'context_length_exceeded',
     );
 }
+
+/**
+ * The same for a request that gave no cap on its tokens (a chat runs to the end of the context): its prompt must
+ * leave room for one, and the message names the prompt alone (before, a `max_tokens` of 1 the client never sent).
+ */
+export function checkPromptLeavesRoom(length: number, maxPositions: number): void {
+  if (length >= maxPositions)
+    throw new GenerationError(
+      'ERR_BAD_REQUEST',
+      `prompt (${length} tokens) leaves no room for a completion in the model's maximum context length of ${maxPositions} tokens`,
+      'prompt',
+      'context_length_exceeded',
+    );
+}
