@@ -140,4 +140,42 @@ describe('log volume one address can write', () => {
     expect(mine.length).toBeGreaterThan(0);
     expect(mine.length).toBeLessThanOrEqual(4 * REFUSAL_LOG_LIMIT.maxLines);
   });
+
+  it('requester sockets of one address opened and closed in a loop, each sending unknown events: at most 10 lines for the address, then one "suppressed"', async () => {
+    // Found by a red-team helper (2026-12-07): such lines were limited per socket, so each new socket wrote 10 more:
+    // 48 750 lines (11.6 MB) in 10.5 s from one address.
+    const url = jsonServer().address().url;
+    const marker = 'STRANGER-CYCLE';
+    const before = json.lines.length;
+    const t0 = Date.now();
+    let sockets = 0;
+    const cycle = async (address: string, until: number) => {
+      while (Date.now() - t0 < until) {
+        const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' }, address);
+        clients.push(c);
+        if (
+          await next(c, 'connect' as never).then(
+            () => true,
+            () => false,
+          )
+        ) {
+          sockets += 1;
+          for (let i = 0; i < 12; i++) rawEmit(c, `${marker}-${address}-${i}`, {});
+          await sleep(30);
+        }
+        c.disconnect();
+      }
+    };
+    // Eight loops of one address for 3 s (bounded in time), one socket of another at the same time.
+    await Promise.all([...Array.from({ length: 8 }, () => cycle('127.0.0.77', 3_000)), cycle('127.0.0.78', 200)]);
+    await sleep(500);
+    const mine = json.lines.slice(before).filter((l) => l.includes(`${marker}-127.0.0.77`));
+    const other = json.lines.slice(before).filter((l) => l.includes(`${marker}-127.0.0.78`));
+    expect(sockets).toBeGreaterThan(40);
+    expect(mine.length, `${mine.length} lines from ${sockets} sockets`).toBeLessThanOrEqual(REFUSAL_LOG_LIMIT.maxLines);
+    // The other address is not silenced by the first one's flood.
+    expect(other.length).toBeGreaterThan(0);
+    // Its last socket gone, the address's count of what was suppressed.
+    await expect.poll(() => json.lines.slice(before).some((l) => /127\.0\.0\.77: \d+ more suppressed/.test(l))).toBe(true);
+  });
 });

@@ -31,4 +31,17 @@ describe('LogLimiter', () => {
     limiter.end('never seen');
     expect(lines).toEqual(['a0', 'a1', 'a2', 'b0', 'a: 2 more suppressed (at most 3 lines per 1 s)']);
   });
+
+  it('flush reports what was suppressed and keeps the window: the key finds no lines anew until it ends', () => {
+    const { limiter, lines, advance } = rig();
+    for (let i = 0; i < 5; i++) limiter.line('a', `a${i}`);
+    limiter.flush('a');
+    limiter.flush('a');
+    limiter.flush('never seen');
+    limiter.line('a', 'a5');
+    expect(lines).toEqual(['a0', 'a1', 'a2', 'a: 2 more suppressed (at most 3 lines per 1 s)']);
+    advance(1000);
+    limiter.line('a', 'a6');
+    expect(lines.slice(4)).toEqual(['a: 1 more suppressed (at most 3 lines per 1 s)', 'a6']);
+  });
 });

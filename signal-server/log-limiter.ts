@@ -57,6 +57,17 @@ export class LogLimiter {
     this.summarise(key, s);
   }
 
+  /**
+   * Reports what `key` had suppressed so far, keeping its window: for a key that outlives what it was about (an
+   * address whose last socket left comes back with a new one, and must not find its lines again).
+   */
+  flush(key: string): void {
+    const s = this.keys.get(key);
+    if (s === undefined) return;
+    this.summarise(key, s);
+    s.suppressed = 0;
+  }
+
   private summarise(key: string, s: KeyState): void {
     if (s.suppressed > 0)
       this.write(`${key}: ${s.suppressed} more suppressed (at most ${this.limit.maxLines} lines per ${this.limit.windowMs / 1000} s)`);

@@ -226,7 +226,9 @@ describe('the OpenAI-compatible API', () => {
       (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
     );
     expect([full?.status, full?.code]).toEqual([400, 'context_length_exceeded']);
-    expect(full?.message).toMatch(/messages \(\d+ tokens\) leaves no room for a completion in the model's maximum context length of 512 tokens$/);
+    expect(full?.message).toMatch(
+      /messages \(\d+ tokens\) leaves no room for a completion in the model's maximum context length of 512 tokens$/,
+    );
     expect(full?.message).not.toContain('max_tokens');
     const completion = await c.completions.create({ model: 'tiny-untied', prompt: 'Emma', temperature: 0 });
     if (completion.choices[0]?.finish_reason === 'length') expect(completion.usage?.completion_tokens).toBe(16);
