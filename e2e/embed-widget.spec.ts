@@ -188,9 +188,11 @@ describe('the embed widget on a cross-origin host page with a strict CSP', () =>
     // a frame hidden for 3 s pauses, the host's resume() does not undo that, and shown again it resumes.
     const widget = page.locator('[data-webswarm-widget]');
     // Through the CSSOM: the host page's CSP refuses style attributes.
+    // A zoom to a speck too (a red-team helper's, 2026-12-07: at 0.03, a 6 × 4 px frame, it computed on).
     for (const [property, hide] of [
       ['display', 'none'],
       ['opacity', '0'],
+      ['zoom', '0.03'],
     ] as const) {
       await widget.evaluate((el, kv) => (el as HTMLElement).style.setProperty(kv.k, kv.v), { k: property, v: hide });
       await expect.poll(() => frame.getByTestId('embed-state').textContent(), { timeout: 15_000, interval: 250 }).toBe('Paused');

@@ -65,7 +65,7 @@ export function ConsentWindowApp() {
   const site = PARAMS.site ?? 'A site you have open';
   const share = Math.round(parseShare(PARAMS.share, EMBED_DEFAULT_SHARE) * 100);
   const give = () => {
-    const m: ConsentGiven = { source: EMBED_SOURCE, type: 'consent', nonce: PARAMS.nonce };
+    const m: ConsentGiven = { source: EMBED_SOURCE, type: 'consent', nonce: PARAMS.nonce, scale: window.devicePixelRatio };
     // To the swarm's origin only: a page of another origin that opened this window hears nothing.
     opener.postMessage(m, location.origin);
     setDone(true);

@@ -91,10 +91,12 @@ describe('the consent window’s link and answer', () => {
   });
 
   it('takes an answer only with the nonce the frame gave', () => {
-    expect(isConsentGiven({ source: 'webswarm', type: 'consent', nonce: NONCE }, NONCE)).toBe(true);
+    expect(isConsentGiven({ source: 'webswarm', type: 'consent', nonce: NONCE, scale: 2 }, NONCE)).toBe(true);
     for (const m of [
-      { source: 'webswarm', type: 'consent', nonce: '00000000-0000-4000-8000-000000000000' },
-      { source: 'webswarm', type: 'consent' },
+      { source: 'webswarm', type: 'consent', nonce: '00000000-0000-4000-8000-000000000000', scale: 1 },
+      { source: 'webswarm', type: 'consent', scale: 1 },
+      // The consent window's scale: a devicePixelRatio a window can have.
+      ...[undefined, 0, -1, Number.NaN, 65, '1'].map((scale) => ({ source: 'webswarm', type: 'consent', nonce: NONCE, scale })),
       { source: 'other', type: 'consent', nonce: NONCE },
       { source: 'webswarm', type: 'resume', nonce: NONCE },
       'consent',

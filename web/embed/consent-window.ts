@@ -17,6 +17,24 @@ export interface ConsentGiven {
   readonly source: typeof EMBED_SOURCE;
   readonly type: 'consent';
   readonly nonce: string;
+  /**
+   * The consent window's devicePixelRatio: the screen's scale, as a window the host page cannot zoom sees it. The
+   * frame's own is that times every CSS zoom the host page puts on it (Chromium carries it into the frame), so a
+   * frame far smaller than this is one the host shrank to a speck (MIN_SHOWN_SCALE).
+   */
+  readonly scale: number;
+}
+
+/**
+ * After consent, a frame drawn at less than this share of the consent window's scale (its devicePixelRatio against
+ * ConsentGiven.scale) is not shown: a host page that zooms the widget to a few pixels pauses it, as one that hides
+ * it. Half: a visitor's own browser zoom of the host page down to 50 % still shows it.
+ */
+export const MIN_SHOWN_SCALE = 0.5;
+
+/** A scale a window can have (devicePixelRatio): finite, above 0, at most 64. */
+function isScale(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= 64;
 }
 
 /** A nonce is a UUID: the frame makes one for each window it opens. */
@@ -29,7 +47,7 @@ export function isNonce(v: unknown): v is string {
 export function isConsentGiven(v: unknown, nonce: string): v is ConsentGiven {
   if (typeof v !== 'object' || v === null) return false;
   const m = v as Record<string, unknown>;
-  return m.source === EMBED_SOURCE && m.type === 'consent' && m.nonce === nonce;
+  return m.source === EMBED_SOURCE && m.type === 'consent' && m.nonce === nonce && isScale(m.scale);
 }
 
 /** The most characters of the asking site's origin shown (an origin is short; a longer one is cut, never trusted). */

@@ -7,7 +7,7 @@ import { PauseToggle } from '../volunteer/pause-toggle.js';
 import { useIdleReason } from '../volunteer/use-idle-reason.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shareText, shortStateText } from '../volunteer/wording.js';
-import { consentWindowUrl, framingSite, isConsentGiven } from './consent-window.js';
+import { consentWindowUrl, framingSite, isConsentGiven, MIN_SHOWN_SCALE } from './consent-window.js';
 import { useFrameShown } from './frame-shown.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
@@ -59,6 +59,8 @@ type Asking =
  */
 export function EmbedApp() {
   const [consented, setConsented] = useState(false);
+  /** The consent window's scale (ConsentGiven.scale): the frame must be drawn at MIN_SHOWN_SCALE of it or more. */
+  const [consentScale, setConsentScale] = useState(1);
   const [asking, setAsking] = useState<Asking>({ kind: 'idle' });
   const plan = useBackendPlan(SETTINGS.backend, SETTINGS.model);
   const { status, failure, pause, resume } = useVolunteer(consented, SETTINGS);
@@ -69,10 +71,10 @@ export function EmbedApp() {
   /** Paused because the host page hid the frame: undone when it shows again, and by nothing else. */
   const hiddenPaused = useRef(false);
   const [box, setBox] = useState<HTMLDivElement | null>(null);
-  const shown = useFrameShown(consented && framed ? box : null);
+  const shown = useFrameShown(consented && framed ? box : null, MIN_SHOWN_SCALE * consentScale);
 
   // After consent the frame computes only while its visitor can see it, and its Pause: hidden for HIDDEN_PAUSE_MS by
-  // the host page (display none, opacity 0, covered, off screen), it pauses; shown again, it resumes.
+  // the host page (display none, opacity 0, covered, off screen, zoomed to a speck), it pauses; shown again, it resumes.
   useEffect(() => {
     if (shown === null) return;
     if (!shown) {
@@ -106,6 +108,7 @@ export function EmbedApp() {
     const onMessage = (ev: MessageEvent) => {
       if (ev.source !== asking.window || ev.origin !== location.origin || !isConsentGiven(ev.data, asking.nonce)) return;
       setAsking({ kind: 'idle' });
+      setConsentScale(ev.data.scale);
       setConsented(true);
     };
     window.addEventListener('message', onMessage);

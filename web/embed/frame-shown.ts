@@ -12,13 +12,15 @@ const CHECK_MS = 500;
 
 /**
  * Whether `el` (the widget frame's content) is on screen, uncovered and opaque as far as the browser tells
- * (consent.ts entryShown) and being drawn at all; null before the first measurement or without an element. The
- * widget computes only while its visitor can see it and its Pause and Stop: a host page that hides the frame after
- * consent (display none, opacity 0, a cover, off screen) pauses it.
+ * (consent.ts entryShown), being drawn at all, and drawn at `minScale` or more (the frame's devicePixelRatio, which
+ * a CSS zoom on it lowers); null before the first measurement or without an element. The widget computes only while
+ * its visitor can see it and its Pause and Stop: a host page that hides the frame after consent (display none,
+ * opacity 0, a cover, off screen, a zoom to a speck) pauses it.
  */
-export function useFrameShown(el: HTMLElement | null): boolean | null {
+export function useFrameShown(el: HTMLElement | null, minScale: number): boolean | null {
   const [seen, setSeen] = useState<boolean | null>(null);
   const [drawn, setDrawn] = useState(true);
+  const [scaled, setScaled] = useState(true);
   useEffect(() => {
     if (el === null || typeof IntersectionObserver === 'undefined') {
       setSeen(null);
@@ -32,12 +34,17 @@ export function useFrameShown(el: HTMLElement | null): boolean | null {
     });
     // A page the visitor does not show at all (a background tab) draws nothing either: that is auto-pause's to judge
     // (data-auto-pause), not this.
-    const check = setInterval(() => setDrawn(document.visibilityState === 'hidden' || performance.now() - last < NOT_DRAWN_MS), CHECK_MS);
+    const check = setInterval(() => {
+      setDrawn(document.visibilityState === 'hidden' || performance.now() - last < NOT_DRAWN_MS);
+      // Found by a red-team helper (2026-12-07): zoomed to 0.03 (a 6 × 4 px frame) after consent, it computed on;
+      // the browser reports such a frame visible and its viewport unchanged, but not its devicePixelRatio.
+      setScaled(window.devicePixelRatio >= minScale);
+    }, CHECK_MS);
     return () => {
       unobserve();
       cancelAnimationFrame(raf);
       clearInterval(check);
     };
-  }, [el]);
-  return seen === null ? null : seen && drawn;
+  }, [el, minScale]);
+  return seen === null ? null : seen && drawn && scaled;
 }
