@@ -3,7 +3,7 @@ import { describeValue } from '../../shared/protocol/json-shape.js';
 import { INTERNAL_ERROR_MESSAGE } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
 import type { Logger } from '../log.js';
-import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError } from './completions.js';
+import { type ApiContext, admitOrRefuse, handleOpenAiGeneration, sendApiError, sendMethodNotAllowed } from './completions.js';
 import { answerPreflight, setCorsHeaders } from './cors.js';
 import { unknownModelMessage } from './openai-params.js';
 import { answerNotStored, handleResponses } from './responses.js';
@@ -128,14 +128,9 @@ export function handleApi(req: IncomingMessage, res: ServerResponse, path: strin
     );
     return;
   }
-  const known = route !== 'other';
   // The path as the client wrote it, cut short: a 15 KB path came back whole in the message before.
   const shownPath = path.length > 200 ? `${path.slice(0, 200)}…` : path;
-  sendApiError(
-    res,
-    known ? 405 : 404,
-    'invalid_request_error',
-    known ? 'method_not_allowed' : 'not_found',
-    known ? `${req.method} is not allowed on ${shownPath}` : `${shownPath} is not an endpoint of this server`,
-  );
+  // What is left of the known routes are the model listings, asked with another method than theirs.
+  if (route !== 'other') sendMethodNotAllowed(res, ['GET', 'HEAD'], `${req.method} is not allowed on ${shownPath}`);
+  else sendApiError(res, 404, 'invalid_request_error', 'not_found', `${shownPath} is not an endpoint of this server`);
 }

@@ -45,6 +45,12 @@ export function sendApiError(
   sendJson(res, status, { error: { message, type, param, code } });
 }
 
+/** A 405 with the methods the route takes in `Allow` (RFC 9110 §15.5.6 asks for it), in OpenAI's error shape. */
+export function sendMethodNotAllowed(res: ServerResponse, allow: readonly string[], message: string): void {
+  res.setHeader('allow', allow.join(', '));
+  sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', message);
+}
+
 /** Checks the key and the rate limit (the light routes' own, for `light`: tokenizer, listings); on refusal answers 401 or 429 (with Retry-After) and returns null, else the identity. */
 export function admitOrRefuse(req: IncomingMessage, res: ServerResponse, access: AccessControl, light = false): string | null {
   const admitted = access.admit(req, light);
@@ -355,7 +361,7 @@ export async function admitGeneration(
   ctx: ApiContext,
 ): Promise<{ readonly identity: string; readonly raw: unknown } | null> {
   if (req.method !== 'POST') {
-    sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', 'use POST');
+    sendMethodNotAllowed(res, ['POST'], 'use POST');
     return null;
   }
   const identity = admitOrRefuse(req, res, ctx.access);

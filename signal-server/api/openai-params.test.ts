@@ -161,6 +161,19 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     expect(one({ role: 'user', content: [] })).toMatchObject({ status: 400, param: 'messages[0].content' });
     // What OpenAI's own answers carry when a client replays them.
     expect(one({ role: 'assistant', content: 'Hello', refusal: null, tool_calls: [], audio: null })).toMatchObject({ kind: 'chat' });
+    // An assistant's refusal parts (OpenAI's format has them), read as what it said; no other role's.
+    const refusal = [
+      { type: 'text', text: 'Well. ' },
+      { type: 'refusal', refusal: 'I cannot say.' },
+    ];
+    expect(one({ role: 'assistant', content: refusal })).toMatchObject({
+      messages: [{ role: 'assistant', content: 'Well. I cannot say.' }],
+    });
+    expect(one({ role: 'user', content: refusal })).toMatchObject({ status: 400, param: 'messages[0].content' });
+    expect(one({ role: 'assistant', content: [{ type: 'refusal', refusal: 5 }] })).toMatchObject({
+      status: 400,
+      param: 'messages[0].content',
+    });
   });
 
   it('refuses max_tokens and max_completion_tokens that say different things (before, max_tokens was silently ignored); a body that is no object names no field', () => {

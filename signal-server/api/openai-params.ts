@@ -359,14 +359,16 @@ export function parseCompletionBody(raw: unknown, modelIds: readonly string[]): 
   return { ...c, kind: 'completion', prompts, logprobs, echo, bestOf };
 }
 
-function contentText(c: unknown): string | null {
+function contentText(c: unknown, assistant: boolean): string | null {
   if (typeof c === 'string') return c;
-  // The list form: text parts only (the model reads text).
+  // The list form: text parts only (the model reads text), and an assistant's refusal parts (OpenAI's own answers
+  // carry them; a client replays them as they came), read as what it said.
   if (!Array.isArray(c)) return null;
   let out = '';
   for (const part of c) {
-    if (!isObject(part) || part.type !== 'text' || typeof part.text !== 'string') return null;
-    out += part.text;
+    if (isObject(part) && part.type === 'text' && typeof part.text === 'string') out += part.text;
+    else if (assistant && isObject(part) && part.type === 'refusal' && typeof part.refusal === 'string') out += part.refusal;
+    else return null;
   }
   return out;
 }
@@ -436,10 +438,14 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
       return bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user or assistant`);
     // An assistant's turn may have no content (OpenAI's own responses give null beside a refusal or a tool call; a
     // client replays them as they came): an empty turn.
-    const content = role === 'assistant' && (m.content === null || m.content === undefined) ? '' : contentText(m.content);
+    const assistant = role === 'assistant';
+    const content = assistant && (m.content === null || m.content === undefined) ? '' : contentText(m.content, assistant);
     // An empty list of parts is no content (OpenAI refuses it); an assistant's may be null instead.
     if (content === null || (Array.isArray(m.content) && m.content.length === 0))
-      return bad(`messages[${i}].content`, `messages[${i}].content must be a string or a non-empty list of text parts`);
+      return bad(
+        `messages[${i}].content`,
+        `messages[${i}].content must be a string or a non-empty list of text parts${assistant ? ' (and refusal parts)' : ''}`,
+      );
     const name = m.name ?? null;
     if (name !== null && (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS))
       return bad(`messages[${i}].name`, `messages[${i}].name must be a string of 1..${MAX_NAME_CHARS} characters`);

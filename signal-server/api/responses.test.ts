@@ -208,7 +208,13 @@ describe('POST /v1/responses', () => {
     const stored = await fetch(`${url()}/resp_0123`);
     expect(stored.status).toBe(404);
     expect(((await stored.json()) as { error: { message: string } }).error.message).toMatch(/not stored/);
-    expect((await fetch(url())).status).toBe(405);
+    const get = await fetch(url());
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    // The model listings take GET and HEAD alone, and say so.
+    for (const path of ['/v1/models', '/v1/models/tiny-untied']) {
+      const post = await fetch(`${s.server.address().url}${path}`, { method: 'POST' });
+      expect([post.status, post.headers.get('allow')], path).toEqual([405, 'GET, HEAD']);
+    }
     // Without /v1, named with it.
     const bare = await postRaw(`${s.server.address().url}/responses`, { input: 'x' });
     expect(bare.status).toBe(404);

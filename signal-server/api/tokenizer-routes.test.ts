@@ -247,8 +247,11 @@ describe("vLLM's tokenizer routes", () => {
     const notJson = await call('/tokenize', undefined, { raw: '{"prompt": ' });
     expect(notJson).toMatchObject({ status: 400, json: { error: { code: 'invalid_json' } } });
     // The methods vLLM takes, and the keys /v1 takes.
-    expect((await call('/tokenize', undefined, { method: 'GET' })).status).toBe(405);
-    expect((await call('/tokenizer_info', { x: 1 })).status).toBe(405);
+    // A 405 names the methods the route takes (RFC 9110 asks for Allow).
+    const get = await call('/tokenize', undefined, { method: 'GET' });
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    const post = await call('/tokenizer_info', { x: 1 });
+    expect([post.status, post.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
     for (const path of ['/tokenizer_info', '/tokenize'])
       expect((await call(path, path === '/tokenize' ? { prompt: 'x' } : undefined, { key: null })).status, path).toBe(401);
     expect((await call('/tokenize', { prompt: 'x' }, { key: 'sk-wrong' })).status).toBe(401);

@@ -12,7 +12,15 @@ import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { MAX_PROMPT_CHARS } from '../../shared/protocol/validate.js';
 import { GenerationError } from '../coordinator/generation-error.js';
 import { sendJson } from '../http/static-files.js';
-import { type ApiContext, admitOrRefuse, NO_BODY, readJsonBody, refuseOverAllowance, sendApiError } from './completions.js';
+import {
+  type ApiContext,
+  admitOrRefuse,
+  NO_BODY,
+  readJsonBody,
+  refuseOverAllowance,
+  sendApiError,
+  sendMethodNotAllowed,
+} from './completions.js';
 import {
   type BodyError,
   bad,
@@ -158,7 +166,7 @@ export async function handleTokenizerRoute(
   const method = route === '/tokenizer_info' ? 'GET' : 'POST';
   if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
     req.resume();
-    return sendApiError(res, 405, 'invalid_request_error', 'method_not_allowed', `use ${method} on ${route}`);
+    return sendMethodNotAllowed(res, method === 'GET' ? ['GET', 'HEAD'] : [method], `use ${method} on ${route}`);
   }
   // Their own allowance, LIGHT_RATE_FACTOR times the API's: a tool tokenizes each request's parts apart.
   const identity = admitOrRefuse(req, res, ctx.access, true);
