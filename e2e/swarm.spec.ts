@@ -122,6 +122,14 @@ describe(`a swarm of ${STAGES} stages × ${REDUNDANCY} replicas of ${MODEL} on W
       await expect.poll(() => page.getByTestId('online').textContent()).toContain(`${STAGES * REDUNDANCY} volunteers online`);
       expect(await page.locator('a[href="/chat"]').count()).toBe(1);
       expect(await page.locator('a[href="/volunteer"]').count()).toBe(1);
+      // Every endpoint of the API, no key where the server asks none, and what an unverified token is.
+      const api = await page.getByTestId('api').textContent();
+      for (const path of ['/v1/chat/completions', '/v1/completions', '/v1/responses', '/v1/models']) expect(api).toContain(path);
+      expect(api).not.toContain('API key');
+      expect(api).toContain('not verified');
+      // The chat page says it continues a text.
+      await page.goto(`${e.server.address().url}/chat`);
+      expect(await page.getByTestId('what-it-does').textContent()).toContain('The model continues your text');
     } finally {
       await browser.close();
     }

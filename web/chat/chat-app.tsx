@@ -114,6 +114,10 @@ export function ChatApp() {
   return (
     <main>
       <h1>webswarm chat</h1>
+      <p className="small" data-testid="what-it-does">
+        The model continues your text, one token at a time, each with the vote that verified it. Each Generate starts anew: for a
+        conversation in the model's chat template, use the API's <code>/v1/chat/completions</code>.
+      </p>
       <p data-testid="swarm">
         {swarm === null ? (
           'Connecting…'

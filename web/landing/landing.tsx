@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import { type ModelListing, parseModelListings } from '../../shared/protocol/http.js';
+import { type ModelListing, parseModelListings, parseSwarmListing } from '../../shared/protocol/http.js';
 import type { SwarmStatus } from '../../shared/protocol/messages.js';
 import { connectSwarm } from '../net/socket.js';
 import { ReadinessLine } from './readiness-line.js';
@@ -7,7 +7,15 @@ import { ReadinessLine } from './readiness-line.js';
 export function Landing() {
   const [models, setModels] = useState<readonly ModelListing[] | null>(null);
   const [swarm, setSwarm] = useState<SwarmStatus | null>(null);
+  const [keyRequired, setKeyRequired] = useState(false);
   useEffect(() => {
+    fetch('/api/swarm')
+      .then((r) => r.json() as Promise<unknown>)
+      .then((raw) => {
+        const parsed = parseSwarmListing(raw);
+        if (parsed.ok) setKeyRequired(parsed.value.apiKeyRequired);
+      })
+      .catch(() => {});
     fetch('/api/models')
       .then((r) => (r.ok ? (r.json() as Promise<unknown>) : []))
       .then((raw) => {
@@ -54,10 +62,12 @@ export function Landing() {
         </a>
       </p>
       <h2>Use it</h2>
-      <p>
+      <p data-testid="api">
         An OpenAI-compatible API: <code>POST {location.origin}/v1/chat/completions</code>, <code>/v1/completions</code>,{' '}
-        <code>GET /v1/models</code> — existing clients work with <code>baseURL = {location.origin}/v1</code>. Every token carries the vote
-        that verified it.
+        <code>/v1/responses</code>, <code>GET /v1/models</code> — existing clients work with <code>baseURL = {location.origin}/v1</code>
+        {keyRequired ? ' and an API key from this server’s operator (Authorization: Bearer …)' : ''}. Every token carries its vote: the
+        replicas of each stage that agreed on it, or, where the server computed a stage or a stage ran on one replica, a label that it is
+        not verified.
       </p>
       <p>Let your site's visitors volunteer with one script tag (they are asked first):</p>
       <pre data-testid="embed-snippet">{`<script src="${location.origin}/embed.js" data-model="${models?.[0]?.modelId ?? 'MODEL'}" async></script>`}</pre>
