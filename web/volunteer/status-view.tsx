@@ -31,7 +31,9 @@ export function StatusView({ status, idleReason = null }: { status: ReplicaStatu
         </section>
         <section className="card">
           <h2>Stage held</h2>
-          <p className="big">{status.stage === null ? '—' : `stage ${status.stage}`}</p>
+          <p className="big" data-testid="stage-held">
+            {status.stage === null || status.state === 'left' || status.state === 'evicted' ? '—' : `stage ${status.stage}`}
+          </p>
           <p className="small" data-testid="stage-model">
             {stageHeldText(status.state, status.stage, status.modelId)}
           </p>

@@ -82,6 +82,9 @@ describe('the Stage card', () => {
       'austen-2m: held before the connection was lost; assigned again on reconnecting',
     );
     expect(stageHeldText('connecting', null, null)).toBe('not assigned yet');
+    // Left or evicted: released, no longer held.
+    expect(stageHeldText('left', 0, 'austen-2m')).toBe('austen-2m, stage 0: released when you left');
+    expect(stageHeldText('evicted', 2, 'austen-2m')).toBe('austen-2m, stage 2: released when the swarm evicted this tab');
   });
 });
 

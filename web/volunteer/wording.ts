@@ -128,6 +128,9 @@ const SHORT_TEXT: Record<Exclude<ReplicaState, 'ready'>, string> = {
  */
 export function stageHeldText(state: ReplicaState, stage: number | null, modelId: string | null): string {
   if (modelId === null) return 'not assigned yet';
+  // Out of the swarm for good: the stage shown is the one it held, no longer (before, shown as held after Leave).
+  if ((state === 'left' || state === 'evicted') && stage !== null)
+    return `${modelId}, stage ${stage}: released when ${state === 'left' ? 'you left' : 'the swarm evicted this tab'}`;
   return state === 'connecting' && stage !== null
     ? `${modelId}: held before the connection was lost; assigned again on reconnecting`
     : modelId;
