@@ -137,6 +137,19 @@ export async function readJsonBody(
   res: ServerResponse,
   ctx: Pick<ApiContext, 'maxBodyBytes' | 'bodyTimeoutMs'>,
 ): Promise<unknown> {
+  // A compressed body is not read as JSON text: said by name (before, a gzip body was "not valid JSON").
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    req.resume();
+    sendApiError(
+      res,
+      415,
+      'invalid_request_error',
+      'unsupported_content_encoding',
+      `Content-Encoding ${JSON.stringify(encoding.slice(0, 40))} is not taken: send the JSON body uncompressed`,
+    );
+    return NO_BODY;
+  }
   let text: string;
   try {
     text = await readBody(req, ctx.maxBodyBytes, ctx.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);

@@ -133,6 +133,25 @@ describe('the OpenAI-compatible API', () => {
       type: 'invalid_request_error',
       code: 'invalid_json',
     });
+    // A compressed body is named as such (before: "not valid JSON"); identity is no compression.
+    const { gzipSync } = await import('node:zlib');
+    const body = JSON.stringify({ prompt: 'x', max_tokens: 1 });
+    const gz = await fetch(`${s.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(body),
+    });
+    expect(gz.status).toBe(415);
+    expect(((await gz.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'unsupported_content_encoding',
+      message: 'Content-Encoding "gzip" is not taken: send the JSON body uncompressed',
+    });
+    const identity = await fetch(`${s.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+      body,
+    });
+    expect(identity.status).not.toBe(415);
   });
 
   it('refuses a body over the limit with 413', async () => {
