@@ -141,7 +141,7 @@ describe('log volume one address can write', () => {
     expect(mine.length).toBeLessThanOrEqual(4 * REFUSAL_LOG_LIMIT.maxLines);
   });
 
-  it('requester sockets of one address opened and closed in a loop, each sending unknown events: at most 10 lines for the address, then one "suppressed"', async () => {
+  it('requester sockets of one address opened and closed in a loop, each sending unknown events: at most 10 lines for the address in its window', async () => {
     // Found by a red-team helper (2026-12-07): such lines were limited per socket, so each new socket wrote 10 more:
     // 48 750 lines (11.6 MB) in 10.5 s from one address.
     const url = jsonServer().address().url;
@@ -175,7 +175,5 @@ describe('log volume one address can write', () => {
     expect(mine.length, `${mine.length} lines from ${sockets} sockets`).toBeLessThanOrEqual(REFUSAL_LOG_LIMIT.maxLines);
     // The other address is not silenced by the first one's flood.
     expect(other.length).toBeGreaterThan(0);
-    // Its last socket gone, the address's count of what was suppressed.
-    await expect.poll(() => json.lines.slice(before).some((l) => /127\.0\.0\.77: \d+ more suppressed/.test(l))).toBe(true);
   });
 });

@@ -32,16 +32,17 @@ describe('LogLimiter', () => {
     expect(lines).toEqual(['a0', 'a1', 'a2', 'b0', 'a: 2 more suppressed (at most 3 lines per 1 s)']);
   });
 
-  it('flush reports what was suppressed and keeps the window: the key finds no lines anew until it ends', () => {
+  it('reports a key gone quiet with the next line of any key once its window is over, and forgets it', () => {
     const { limiter, lines, advance } = rig();
     for (let i = 0; i < 5; i++) limiter.line('a', `a${i}`);
-    limiter.flush('a');
-    limiter.flush('a');
-    limiter.flush('never seen');
+    advance(500);
+    limiter.line('b', 'b0');
+    expect(lines).toEqual(['a0', 'a1', 'a2', 'b0']);
+    advance(600);
+    limiter.line('c', 'c0');
+    expect(lines.slice(4)).toEqual(['a: 2 more suppressed (at most 3 lines per 1 s)', 'c0']);
+    // Forgotten: a's next window starts anew, and b (nothing suppressed) went without a line.
     limiter.line('a', 'a5');
-    expect(lines).toEqual(['a0', 'a1', 'a2', 'a: 2 more suppressed (at most 3 lines per 1 s)']);
-    advance(1000);
-    limiter.line('a', 'a6');
-    expect(lines.slice(4)).toEqual(['a: 1 more suppressed (at most 3 lines per 1 s)', 'a6']);
+    expect(lines.slice(6)).toEqual(['a5']);
   });
 });

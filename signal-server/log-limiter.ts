@@ -1,8 +1,10 @@
 /**
  * Bounds the log lines one sender can cause: at most `maxLines` per key (a
  * socket) in each window of `windowMs`; the rest are counted, and reported in
- * one summary line ("N more suppressed") when the key's next window opens or
- * the key ends. Pure: the clock is injected, and lines go to `write`.
+ * one summary line ("N more suppressed") when the key's next window opens, the
+ * key ends, or, for a key gone quiet, with the next line of any key once its
+ * window is over (at most one sweep a window). Pure: the clock is injected,
+ * and lines go to `write`.
  */
 export interface LogLimit {
   readonly maxLines: number;
@@ -23,6 +25,7 @@ const MAX_KEYS = 10_000;
 
 export class LogLimiter {
   private readonly keys = new Map<string, KeyState>();
+  private lastSweep = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly limit: LogLimit,
@@ -33,6 +36,7 @@ export class LogLimiter {
   /** Writes `line` unless `key` has used its lines in this window. */
   line(key: string, line: string): void {
     const t = this.now();
+    if (t - this.lastSweep >= this.limit.windowMs) this.sweep(t);
     let s = this.keys.get(key);
     if (s !== undefined && t - s.windowStart >= this.limit.windowMs) {
       this.summarise(key, s);
@@ -57,15 +61,14 @@ export class LogLimiter {
     this.summarise(key, s);
   }
 
-  /**
-   * Reports what `key` had suppressed so far, keeping its window: for a key that outlives what it was about (an
-   * address whose last socket left comes back with a new one, and must not find its lines again).
-   */
-  flush(key: string): void {
-    const s = this.keys.get(key);
-    if (s === undefined) return;
-    this.summarise(key, s);
-    s.suppressed = 0;
+  /** Every key whose window is over: its summary, and forgotten (a key that outlives its sockets, an address, too). */
+  private sweep(t: number): void {
+    this.lastSweep = t;
+    for (const [key, s] of this.keys)
+      if (t - s.windowStart >= this.limit.windowMs) {
+        this.keys.delete(key);
+        this.summarise(key, s);
+      }
   }
 
   private summarise(key: string, s: KeyState): void {

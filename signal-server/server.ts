@@ -371,8 +371,6 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     const address = io.sockets.sockets.get(sender)?.data.address;
     return address === undefined || localAddresses.includes(address) ? sender : addressKey(address);
   };
-  /** Sockets open per address key (not this machine's own): what its refusal lines suppressed is said with its last. */
-  const openPerAddress = new Map<string, number>();
   const coordinatorLog = (line: string) => {
     const sender = senderOf(line);
     if (sender === null) log(line);
@@ -550,19 +548,11 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
       statusSubscribed = true;
       statusFeed.subscribe(socket);
     });
-    const key = localAddresses.includes(socket.data.address) ? null : addressKey(socket.data.address);
-    if (key !== null) openPerAddress.set(key, (openPerAddress.get(key) ?? 0) + 1);
+    // An address's lines (refusalKey) outlive its sockets: their summary comes when its window is over, once (a
+    // summary as each socket left would be a line a socket again).
     socket.on('disconnect', () => {
       refusals.end(socket.id);
       if (socket.data.volunteerId !== null) refusals.end(socket.data.volunteerId);
-      if (key === null) return;
-      const left = (openPerAddress.get(key) ?? 1) - 1;
-      if (left > 0) openPerAddress.set(key, left);
-      else {
-        // What it had suppressed is said now, but its window goes on: a socket opened next has no lines anew.
-        openPerAddress.delete(key);
-        refusals.flush(key);
-      }
     });
   });
   // After the budget's middleware: an event over budget is dropped before it is parsed.
