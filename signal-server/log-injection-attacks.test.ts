@@ -3,6 +3,8 @@
 // another partition wrote a line each, echoing the partition (278 KiB/s of log from one address), and in the pretty
 // format (a terminal's) a newline in a volunteer's failure message started a record of its making and an ESC reached
 // the operator's terminal.
+
+import { io as connect } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../shared/protocol/version.js';
 import { REFUSAL_LOG_LIMIT } from './log-limiter.js';
@@ -13,6 +15,8 @@ import { tinyServerForFile } from './testing/tiny-stages.js';
 const json = serverLog('info', 'json');
 const pretty = serverLog('info', 'pretty');
 const jsonServer = tinyServerForFile('webswarm-log-attacks-json-', { logger: json.logger });
+/** Behind a proxy on 127.0.0.1 (X-Forwarded-For): clients of any address, IPv6 among them. */
+const proxiedServer = tinyServerForFile('webswarm-log-attacks-proxied-', { logger: json.logger, trustedProxies: ['127.0.0.1'] });
 const prettyServer = tinyServerForFile('webswarm-log-attacks-pretty-', { logger: pretty.logger });
 
 /** An event the protocol does not name, sent as a stranger would. */
@@ -175,5 +179,67 @@ describe('log volume one address can write', () => {
     expect(mine.length, `${mine.length} lines from ${sockets} sockets`).toBeLessThanOrEqual(REFUSAL_LOG_LIMIT.maxLines);
     // The other address is not silenced by the first one's flood.
     expect(other.length).toBeGreaterThan(0);
+  });
+
+  it('sockets of one address each flooding just past their event budget: the cut-off lines, at most 10 for the address', async () => {
+    // A red-team helper's (2026-12-07): each socket cut off wrote its line unlimited, 894 in 5 s from one address.
+    const url = jsonServer().address().url;
+    const before = json.lines.length;
+    const t0 = Date.now();
+    let cut = 0;
+    const cycle = async () => {
+      while (Date.now() - t0 < 3_000) {
+        const c = connectClient(url, { protocol: PROTOCOL_VERSION, role: 'requester' }, '127.0.0.91');
+        clients.push(c);
+        if (
+          await next(c, 'connect' as never).then(
+            () => true,
+            () => false,
+          )
+        ) {
+          const gone = new Promise<void>((r) => c.once('disconnect', () => r()));
+          // Past the burst (400) and the drops allowed (200): a flood, cut off.
+          for (let i = 0; i < 700; i++) rawEmit(c, 'status:subscribe', null);
+          await Promise.race([gone.then(() => (cut += 1)), sleep(1_500)]);
+        }
+        c.disconnect();
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, cycle));
+    await sleep(300);
+    const mine = json.lines.slice(before).filter((l) => l.includes('(127.0.0.91): ERR_RATE_LIMITED'));
+    expect(cut).toBeGreaterThan(20);
+    expect(mine.length, `${mine.length} lines for ${cut} sockets cut off`).toBeLessThanOrEqual(REFUSAL_LOG_LIMIT.maxLines);
+  });
+
+  it('handshakes refused from every address of one IPv6 /64: at most 10 lines for the /64', async () => {
+    // A red-team helper's (2026-12-07): keyed by the exact address, 3 936 lines in 3 s from one /64.
+    const url = proxiedServer().address().url;
+    const before = json.lines.length;
+    const t0 = Date.now();
+    let n = 0;
+    const loop = async (k: number) => {
+      while (Date.now() - t0 < 2_000) {
+        n += 1;
+        const c = connect(url, {
+          auth: { protocol: -1, role: 'volunteer' },
+          transports: ['websocket'],
+          reconnection: false,
+          forceNew: true,
+          extraHeaders: { 'x-forwarded-for': `2001:db8:1:2::${(k * 10_000 + n).toString(16)}` },
+        });
+        await new Promise<void>((r) => {
+          c.once('connect_error', () => r());
+          c.once('connect', () => r());
+          setTimeout(r, 1_000);
+        });
+        c.disconnect();
+      }
+    };
+    await Promise.all([0, 1, 2, 3].map(loop));
+    await sleep(300);
+    const mine = json.lines.slice(before).filter((l) => l.includes('refused connection from 2001:db8:1:2:'));
+    expect(n).toBeGreaterThan(40);
+    expect(mine.length, `${mine.length} lines for ${n} handshakes`).toBeLessThanOrEqual(REFUSAL_LOG_LIMIT.maxLines);
   });
 });
