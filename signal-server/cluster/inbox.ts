@@ -31,13 +31,13 @@ export function deliverToVolunteer(
     log(`cluster: process ${m.proc} sent ${m.event} for a session that is not its own`);
     return;
   }
-  if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to, stepsOf(m.m.steps));
+  if (m.event === 'session:open') remote.opened(m.proc, sessionId, m.to, stepsOf(m.m.steps), stepsRunOf(m.m.replayTo));
   else if (m.event === 'session:close') remote.closed(m.proc, sessionId, m.to, stepsRunOf(m.m.steps));
   // The volunteer's own parsers check the rest, as for messages of its own server.
   (link.send as (event: string, m: unknown) => void)(m.event, m.m);
 }
 
-/** The steps a session ran as its server said them in its close (an integer ≥ 0), or undefined. */
+/** The steps a session ran as its server said them in its close, or the step it is at in an open (an integer ≥ 0), or undefined. */
 function stepsRunOf(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
 }

@@ -121,6 +121,11 @@ describe('RemoteSessions', () => {
     r.progressed(2, 12, 300);
     r.opened(2, 12, 'a', 400);
     expect([r.admitFree(2, 11, 'a', 'logits', 40 + slack, 1_000), r.admitFree(2, 12, 'a', 'digest', slack, 1_000)]).toEqual([true, false]);
+    // A volunteer opened midway (a spare, a repair: SessionOpen.replayTo) replays the steps before, each owed, free
+    // (a review helper's find: only 11 of 300 were, with no member of the session here before).
+    r.opened(2, 13, 'n', 400, 300);
+    const replayed = Array.from({ length: 300 }, (_, step) => r.admitFree(2, 13, 'n', 'digest', step, 1_000));
+    expect(replayed.filter(Boolean)).toHaveLength(300);
   });
 
   it('lets a volunteer join a session another process opened on it free once, and no session it is not in', () => {

@@ -48,8 +48,12 @@ export class RemoteSessions {
     return this.counts.get(volunteer) ?? 0;
   }
 
-  /** `steps`: the steps the session has, as its server said them (SessionOpen.steps; undefined from an older one). */
-  opened(proc: number, sessionId: number, volunteer: string, steps?: number): void {
+  /**
+   * `steps`: the steps the session has, as its server said them (SessionOpen.steps; undefined from an older one);
+   * `at`: the step it is at, where the volunteer joins it midway (SessionOpen.replayTo: it replays the steps before,
+   * each report owed; before, with no member of the session here and no progress said yet, only 11 went free).
+   */
+  opened(proc: number, sessionId: number, volunteer: string, steps?: number, at?: number): void {
     if (steps !== undefined) {
       const key = `${proc} ${sessionId}`;
       this.steps.delete(key);
@@ -70,6 +74,7 @@ export class RemoteSessions {
     if (!ids.has(volunteer)) this.count(volunteer, 1);
     ids.add(volunteer);
     sessions.set(sessionId, ids);
+    if (at !== undefined) this.progressed(proc, sessionId, at);
   }
 
   /** `ran`: the steps the session had run when it closed on `volunteer` (SessionClose.steps). */
