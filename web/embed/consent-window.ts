@@ -28,9 +28,11 @@ export interface ConsentGiven {
 /**
  * After consent, a frame drawn at less than this share of the consent window's scale (its devicePixelRatio against
  * ConsentGiven.scale) is not shown: a host page that zooms the widget to a few pixels pauses it, as one that hides
- * it. Half: a visitor's own browser zoom of the host page down to 50 % still shows it.
+ * it. A quarter: the browser keeps a zoom per site, so the visitor's own zoom of the host page against the swarm's
+ * (a host page at 50 % and the swarm's at 150 %), or a window moved from a screen of density 2 to one of 1, still
+ * shows it (at a half, a review helper found honest widgets paused so).
  */
-export const MIN_SHOWN_SCALE = 0.5;
+export const MIN_SHOWN_SCALE = 0.25;
 
 /** A scale a window can have (devicePixelRatio): finite, above 0, at most 64. */
 function isScale(v: unknown): v is number {

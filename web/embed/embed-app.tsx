@@ -8,7 +8,7 @@ import { useIdleReason } from '../volunteer/use-idle-reason.js';
 import { useVolunteer } from '../volunteer/use-volunteer.js';
 import { hardwareText, shareText, shortStateText } from '../volunteer/wording.js';
 import { consentWindowUrl, framingSite, isConsentGiven, MIN_SHOWN_SCALE } from './consent-window.js';
-import { useFrameShown } from './frame-shown.js';
+import { HiddenClock, useFrameShown } from './frame-shown.js';
 import { EMBED_DEFAULT_SHARE, EMBED_SOURCE, type FrameStatus, isHostToFrame } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -37,6 +37,8 @@ followTheme(params.get('theme'));
 
 /** How long the frame may be hidden by its host page before it pauses (a page's own layout may cover it a moment). */
 export const HIDDEN_PAUSE_MS = 3_000;
+/** How often the frame adds up how long it was hidden and shown. */
+const HIDDEN_TICK_MS = 250;
 
 /** How often the frame looks whether the consent window it opened is still open. */
 const WINDOW_POLL_MS = 500;
@@ -73,23 +75,31 @@ export function EmbedApp() {
   const [box, setBox] = useState<HTMLDivElement | null>(null);
   const shown = useFrameShown(consented && framed ? box : null, MIN_SHOWN_SCALE * consentScale);
 
-  // After consent the frame computes only while its visitor can see it, and its Pause: hidden for HIDDEN_PAUSE_MS by
-  // the host page (display none, opacity 0, covered, off screen, zoomed to a speck), it pauses; shown again, it resumes.
+  // After consent the frame computes only while its visitor can see it, and its Pause: hidden for HIDDEN_PAUSE_MS in
+  // all by the host page (display none, opacity 0, covered, off screen, zoomed to a speck; shows shorter than that
+  // between do not count), it pauses; shown again for HIDDEN_PAUSE_MS on end, it resumes (HiddenClock).
+  const shownNow = useRef(shown);
+  shownNow.current = shown;
   useEffect(() => {
-    if (shown === null) return;
-    if (!shown) {
-      const t = setTimeout(() => {
-        if (window.webswarmVolunteer?.state === 'paused') return;
+    if (!consented || !framed) return;
+    const clock = new HiddenClock(HIDDEN_PAUSE_MS);
+    let last = performance.now();
+    const t = setInterval(() => {
+      const now = performance.now();
+      const dt = now - last;
+      last = now;
+      if (shownNow.current === null) return;
+      const act = clock.tick(shownNow.current, dt, hiddenPaused.current);
+      if (act === 'pause' && window.webswarmVolunteer?.state !== 'paused') {
         hiddenPaused.current = true;
         pause();
-      }, HIDDEN_PAUSE_MS);
-      return () => clearTimeout(t);
-    }
-    if (hiddenPaused.current) {
-      hiddenPaused.current = false;
-      if (!visitorPaused.current) resume();
-    }
-  }, [shown, pause, resume]);
+      } else if (act === 'resume') {
+        hiddenPaused.current = false;
+        if (!visitorPaused.current) resume();
+      }
+    }, HIDDEN_TICK_MS);
+    return () => clearInterval(t);
+  }, [consented, pause, resume]);
 
   // Pause and resume from the host page's widget: only from the window that framed this one, and only after consent here.
   useEffect(() => {

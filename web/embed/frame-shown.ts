@@ -48,3 +48,29 @@ export function useFrameShown(el: HTMLElement | null, minScale: number): boolean
   }, [el, minScale]);
   return seen === null ? null : seen && drawn && scaled;
 }
+
+/**
+ * When a frame the host page hides and shows pauses and resumes: it pauses once hidden for `limitMs` in all, a
+ * show shorter than `limitMs` not resetting that count, and resumes once shown for `limitMs` on end. Before, each
+ * show reset it: a host page that showed the widget half a second in every three kept it computing, hidden five
+ * sixths of the time (a review helper's find, 2026-12-07); now it must show it at least as long as it hides it.
+ */
+export class HiddenClock {
+  private hiddenMs = 0;
+  private shownMs = 0;
+
+  constructor(private readonly limitMs: number) {}
+
+  /** `dtMs` passed, the frame `shown` (or not) all along; `pausedHidden`: paused by this clock. What to do now. */
+  tick(shown: boolean, dtMs: number, pausedHidden: boolean): 'pause' | 'resume' | null {
+    if (shown) {
+      this.shownMs += dtMs;
+      if (this.shownMs < this.limitMs) return null;
+      this.hiddenMs = 0;
+      return pausedHidden ? 'resume' : null;
+    }
+    this.shownMs = 0;
+    this.hiddenMs += dtMs;
+    return !pausedHidden && this.hiddenMs >= this.limitMs ? 'pause' : null;
+  }
+}
