@@ -84,12 +84,21 @@ describe('ThreadExecutor', () => {
       const rounds = async (executor: StageExecutor) => {
         for (let k = 0; k < 4; k++) await chain(executor, prompt(200));
       };
-      const onMain = await longestStall(() => rounds(local));
-      const offMain = await longestStall(() => rounds(threaded));
       // On the main thread the runs hold the loop to their end (38 ms here for these 4 × 3 steps of 200
-      // positions); in the thread it waits only for messages (2 ms). Generous: a loaded CI machine deschedules.
-      expect(onMain).toBeGreaterThan(10);
-      expect(offMain).toBeLessThan(onMain / 2);
+      // positions); in the thread it waits only for messages (2 ms). Generous: a loaded CI machine deschedules, so
+      // the pair is measured up to 3 times and one pair must show it (a CI run once saw 14.5 ms off the main thread
+      // against 28.4 on it: another process's time slice); a thread that held the loop would fail all three.
+      const pairs: { onMain: number; offMain: number }[] = [];
+      for (let k = 0; k < 3; k++) {
+        const onMain = await longestStall(() => rounds(local));
+        const offMain = await longestStall(() => rounds(threaded));
+        pairs.push({ onMain, offMain });
+        if (onMain > 10 && offMain < onMain / 2) break;
+      }
+      expect(
+        pairs.some(({ onMain, offMain }) => onMain > 10 && offMain < onMain / 2),
+        JSON.stringify(pairs),
+      ).toBe(true);
     } finally {
       await local.release();
       await threaded.release();
