@@ -23,7 +23,7 @@ import { budgetCounts as dropped } from '../testing/metrics-scrape.js';
 import { ensureStages } from './models/model-folder.js';
 import { ReferenceRunner } from './reference/reference-runner.js';
 import { httpSwarm, MODEL, PROMPT, TOKENS } from './testing/http-swarm.js';
-import type { NodeVolunteer } from './testing/node-volunteer.js';
+import type { NodeVolunteer, NodeVolunteerOptions } from './testing/node-volunteer.js';
 
 const { start, complete, joinAll, stageCache } = httpSwarm('reportbudget');
 /** Tokens of the long generation: every volunteer owes about as many reports as the budget lets it send in all. */
@@ -112,26 +112,21 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
   });
 
   /**
-   * Three replicas of r = 1, the first of which sends `flood(sessionId)` right before its join of each session opened
-   * on it (and joins or not): the request ends by name, the flooder is cut off as a flood, the others are not.
+   * Three replicas of r = 1 (3 stages), the first of which (stage 0) floods as `hostile` makes it, given its socket;
+   * `tokens` are asked for: the request ends by name (its only replica of stage 0 cut off, it never hangs), the
+   * flooder is cut off as a flood, the honest replicas are not touched.
    */
-  async function joinFloodCutOff(flood: (sessionId: number, socket: NodeVolunteer['socket']) => void, joins: boolean): Promise<void> {
+  async function floodCutOff(
+    hostile: (socket: () => NodeVolunteer['socket'] | undefined) => NodeVolunteerOptions,
+    tokens: number,
+    base: number,
+  ): Promise<void> {
     const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
     let flooder: NodeVolunteer | null = null;
-    const all = await joinAll(url, 3, 70, (i) =>
-      i === 0
-        ? {
-            joins: (m) => {
-              if (flooder !== null) flood(m.sessionId, flooder.socket);
-              return joins;
-            },
-          }
-        : {},
-    );
+    const all = await joinAll(url, 3, base, (i) => (i === 0 ? hostile(() => flooder?.socket) : {}));
     flooder = all[0] ?? null;
     expect(flooder?.stage).toBe(0);
-    const res = await complete(url, 8);
-    // Its only replica of stage 0 cut off: the request ends by name, never hangs.
+    const res = await complete(url, tokens);
     if (res.status !== 200) expect(res.body.error?.code).toMatch(/^ERR_/);
     await expect.poll(async () => (await dropped(url)).limited, { timeout: 15_000 }).toBe(1);
     expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');
@@ -141,44 +136,48 @@ describe('step reports and the socket event budget (over Socket.IO)', () => {
   it('a replica that joins each session opened on it 600 times: one join is free, the rest counted, and it is cut off', async () => {
     // Over the real protocol, right before its own join: the session it was opened on, again and again (the join of a
     // session it is no replica of is not owed at all: the test above).
-    await joinFloodCutOff((sessionId, socket) => {
-      for (let k = 0; k < 600; k++) socket.emit('session:joined', { sessionId });
-    }, true);
+    await floodCutOff(
+      (socket) => ({
+        joins: (m) => {
+          for (let k = 0; k < 600; k++) socket()?.emit('session:joined', { sessionId: m.sessionId });
+          return true;
+        },
+      }),
+      8,
+      70,
+    );
   });
 
   it('a replica that never joins and sends joins that fail to parse: one is free, the rest counted, and it is cut off', async () => {
     // Found by a red-team helper (2026-12-07): "owed" was "a member not joined yet", and a join that fails to parse
     // records nothing, so every such join went free of both budgets for the whole session (826 MB in 8 s).
-    const pad = 'x'.repeat(16 * 1024);
-    await joinFloodCutOff((sessionId, socket) => {
-      for (let k = 0; k < 600; k++) socket.emit('session:joined', { sessionId, unreached: pad } as unknown as SessionJoined);
-    }, false);
+    const unreached = 'x'.repeat(16 * 1024);
+    await floodCutOff(
+      (socket) => ({
+        joins: (m) => {
+          for (let k = 0; k < 600; k++) socket()?.emit('session:joined', { sessionId: m.sessionId, unreached } as unknown as SessionJoined);
+          return false;
+        },
+      }),
+      8,
+      70,
+    );
   });
 
   it('a replica that repeats each digest 10 times and reports steps far ahead: those are counted, and it is cut off', async () => {
-    const { url } = await start(3, 1, { socketEventBudget: { ratePerS: 2, burst: 100, maxDropped: 10 }, stepTimeoutMs: 8_000 });
-    let flooder: NodeVolunteer | null = null;
-    const all = await joinAll(url, 3, 30, (i) =>
-      i === 0
-        ? {
-            tamper: (m) => {
-              for (let k = 0; k < 10; k++) flooder?.socket.emit('step:digest', m);
-              flooder?.socket.emit('step:digest', { ...m, step: m.step + 50 });
-              return m;
-            },
-          }
-        : {},
+    // 40 steps: 440 reports it does not owe, against a bucket of 100 (with r = 1 its own frames, over the relay, run
+    // out of budget too).
+    await floodCutOff(
+      (socket) => ({
+        tamper: (m) => {
+          for (let k = 0; k < 10; k++) socket()?.emit('step:digest', m);
+          socket()?.emit('step:digest', { ...m, step: m.step + 50 });
+          return m;
+        },
+      }),
+      40,
+      30,
     );
-    flooder = all[0] ?? null;
-    expect(flooder?.stage).toBe(0);
-    // 40 steps: 440 reports it does not owe, against a bucket of 100.
-    const res = await complete(url, 40);
-    // With r = 1 its own frames, over the relay, run out of budget too: the request ends by name, never hangs.
-    if (res.status !== 200) expect(res.body.error?.code).toMatch(/^ERR_/);
-    await expect.poll(async () => (await dropped(url)).limited, { timeout: 15_000 }).toBe(1);
-    expect(flooder?.errors.map((e) => e.code)).toContain('ERR_RATE_LIMITED');
-    // The honest replicas were not touched.
-    for (const v of all.slice(1)) expect(v.errors.map((e) => e.code)).not.toContain('ERR_RATE_LIMITED');
   });
 
   it('a replica of r = 3 sending junk dressed as owed reports (every step in the window, padded, other and finished sessions): served its budget and one of each kind a step, the other two decide', async () => {
