@@ -89,6 +89,11 @@ export class Quorum<T> {
   private readonly established: ((replica: string) => boolean) | null;
   private readonly outcomes = new Map<string, ReplicaOutcome<T>>();
 
+  /** Every outcome so far, in arrival order (a vote replaced before its majority is judged by the step's decided one). */
+  get outcomesSoFar(): readonly ReplicaOutcome<T>[] {
+    return [...this.outcomes.values()];
+  }
+
   /** What `replica` answered, if it has (a retry carries the answers of replicas that stay into the new vote). */
   outcome(replica: string): ReplicaOutcome<T> | undefined {
     return this.outcomes.get(replica);

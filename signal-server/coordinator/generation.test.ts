@@ -224,6 +224,12 @@ describe('a generation through replicas', () => {
       expect(r.error).toBeNull();
       expect(r.tokens).toEqual(expected);
       expect(r.replacements.map((x) => x.joined).sort()).toEqual(['s1spare', 's1spare2']);
+      // s1r0 and the honest s1r1 left for the spares (s1r2 stays, outvoted and evicted): the vote they left without a
+      // majority is judged against the retried one (before, neither was counted).
+      expect([r.audit.get('s1r0'), r.audit.get('s1r1')]).toEqual([
+        { agreed: 0, disagreed: 1 },
+        { agreed: 1, disagreed: 0 },
+      ]);
       expect(
         r.replacements.filter((x) => x.atStep !== 0 || x.stage !== 1),
         'replacements outside stage 1 at step 0',

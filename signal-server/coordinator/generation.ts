@@ -189,6 +189,7 @@ export class GenerationSession extends SessionJoin {
           step,
           digests.map((q) => (q.state.kind === 'agreed' ? q.state.value.out : undefined)),
         );
+        this.judgeSuperseded(step);
         const state = w.logits.state;
         if (state.kind !== 'agreed') throw new GenerationError('ERR_NO_QUORUM', `step ${step}: no agreed logits`);
         const isForced = step < plan.steps;

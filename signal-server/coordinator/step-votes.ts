@@ -55,6 +55,11 @@ export abstract class StepVotes extends SessionRoute {
   protected readonly heard = new Map<number, Map<string, { receiver: string; digest: readonly number[] }[]>>();
   /** Per step, the replicas that said their inputs had no majority. */
   protected readonly noQuorum = new Map<number, Set<string>>();
+  /**
+   * Per step, each stage's digest votes that a retry or the server's takeover started again before they had a
+   * majority (revote), judged against the step's decided output once there is one (judgeSuperseded).
+   */
+  private readonly superseded = new Map<number, { stage: number; vote: Quorum<StageReport> }[]>();
 
   /** Steps stage 0 computed before they began here (on the last stage's token, or a scored prompt's sent ahead). */
   protected readonly ahead = new Set<number>();
@@ -131,8 +136,49 @@ export abstract class StepVotes extends SessionRoute {
     for (const id of new Set(this.current.slice(stage).flat().concat(leaving))) this.heard.get(step)?.delete(id);
     const qs = this.digestsOf(step);
     const before = qs[stage];
-    for (let k = stage; k < qs.length; k++) qs[k] = this.digestQuorum(this.current[k] as string[]);
+    for (let k = stage; k < qs.length; k++) {
+      const old = qs[k];
+      if (old !== undefined && old.state.kind !== 'agreed') {
+        const list = this.superseded.get(step) ?? [];
+        list.push({ stage: k, vote: old });
+        this.superseded.set(step, list);
+      }
+      qs[k] = this.digestQuorum(this.current[k] as string[]);
+    }
     return before;
+  }
+
+  /**
+   * Once `step` is decided: the reports of its votes that started again before a majority (an established liar
+   * against two newcomers has none, and newcomers never outvote it) are judged against what each stage's new vote
+   * agreed on (a majority by the same rules, or the server's own replica), each replica once: the same input and
+   * another output is a disagreement, the same output an agreement. A report on another input is not judged (it
+   * computed on what its senders sent then). Before, such a liar was never classified: the server took the stage,
+   * and it lied again in the next session with its record whole. Replicas the new vote classified already are not
+   * judged again (a retry carries the answers of those that stay into it).
+   */
+  protected judgeSuperseded(step: number): void {
+    const replaced = this.superseded.get(step);
+    if (replaced === undefined) return;
+    this.superseded.delete(step);
+    const qs = this.digestsOf(step);
+    const judged = new Set<string>();
+    for (const { stage, vote } of replaced) {
+      const decided = qs[stage]?.state;
+      if (decided?.kind !== 'agreed') continue;
+      for (const id of [...decided.agreeing, ...decided.disagreeing]) judged.add(id);
+      for (const o of vote.outcomesSoFar) {
+        if (o.status !== 'fulfilled' || judged.has(o.replica) || this.served([o.replica])) continue;
+        if (!agreeFingerprints(o.value.input, decided.value.input)) continue;
+        judged.add(o.replica);
+        const agreed = agreeFingerprints(o.value.out, decided.value.out);
+        if (!agreed)
+          this.retry?.log?.(
+            `session ${this.sessionId} step ${step}: ${o.replica} of stage ${stage} reported another output than the one decided after its vote started again, on the same input (a disagreement)`,
+          );
+        this.audit.credit(o.replica, agreed);
+      }
+    }
   }
 
   protected digestsOf(step: number): Quorum<StageReport>[] {
@@ -141,7 +187,8 @@ export abstract class StepVotes extends SessionRoute {
       qs = this.route.map((ids) => this.digestQuorum(ids));
       this.digestVotes.set(step, qs);
       for (const old of this.digestVotes.keys()) if (old < step - KEPT_STEPS) this.digestVotes.delete(old);
-      for (const m of [this.own, this.heard, this.noQuorum]) for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
+      for (const m of [this.own, this.heard, this.noQuorum, this.superseded])
+        for (const old of m.keys()) if (old < step - KEPT_STEPS) m.delete(old);
     }
     return qs;
   }
