@@ -270,12 +270,17 @@ describe('sybils', () => {
     expect(JSON.stringify(r.body)).not.toContain(tokenizer.decode(attackers.slice(0, 2)));
   });
 
-  it('an established replica that turns liar against two honest newcomers: the server takes the stage, and its lie counts against it until the newcomers outvote it and it is evicted', async () => {
+  it.each([
+    ['names the input it was given', false],
+    ['names another input with each lie', true],
+  ])('an established replica that turns liar against two honest newcomers (%s): the server takes the stage, and its lie counts against it until the newcomers outvote it and it is evicted', async (_what, otherInput) => {
     const { url, expected } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage' });
-    // Honest until told, then noise on every output it reports (a real-protocol client computing its stage).
+    // Honest until told, then noise on every output it reports (a real-protocol client computing its stage); the
+    // second also names another input than it was sent, which a report on another input would not be judged for.
     let lying = false;
     const turncoat = volunteer(url, '127.0.0.14', {
       fault: { output: (_s, d) => (lying ? d.map((v, i) => v + 1 + (i % 7)) : d), delayMs: 0 },
+      tamper: (m) => (lying && otherInput ? { ...m, input: m.input.map((v) => v + 1000) } : m),
     });
     const honest = [volunteer(url, '127.0.0.15'), volunteer(url, '127.0.0.16')];
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);

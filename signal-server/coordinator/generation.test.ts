@@ -239,6 +239,62 @@ describe('a generation through replicas', () => {
     }
   });
 
+  it('a replica of a later stage that reported into a vote the retry started again is judged once for the step, by the new vote', async () => {
+    const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
+    /** Honest, waiting `delay(outputs so far, its last step)` ms before each compute. */
+    const delayed = (delay: (outputs: number, last: number) => number): FaultBehaviour => {
+      let outputs = 0;
+      let last = -1;
+      return {
+        output: (step, d) => {
+          outputs += 1;
+          last = step;
+          return d;
+        },
+        get delayMs() {
+          return delay(outputs, last);
+        },
+      };
+    };
+    /** Reports noise (after `delay` ms at its first step) but sends the next stage its honest frames. */
+    const reportsNoise = (seed: number, delay = 0): FaultBehaviour => {
+      const honest = new Map<number, Float32Array>();
+      let last = -1;
+      return {
+        output: (step, d) => {
+          honest.set(step, d);
+          last = step;
+          return d.map((v, i) => v + 0.5 + ((i * seed) % 5));
+        },
+        frames: (step, d) => honest.get(step) ?? d,
+        get delayMs() {
+          return last < 0 ? delay : 0;
+        },
+      };
+    };
+    try {
+      const r = await runInProcess({ ...roomy, meshLoop: false }, promptIds, 4, {
+        // Stage 1 splits at step 0 once s1r2 reports (1 s): stage 2 has computed by then.
+        s1r0: reportsNoise(3),
+        s1r2: reportsNoise(7, 1_000),
+        // s2r0 reports step 0 at once, into the vote the retry starts again, and its step 0 again 3 s late.
+        s2r0: delayed((n) => (n === 1 ? 3_000 : 0)),
+        // s2r1 and s2r2 report step 0 only after the retry, and decide it without s2r0.
+        s2r1: delayed((_n, last) => (last < 0 ? 1_500 : 0)),
+        s2r2: delayed((_n, last) => (last < 0 ? 1_500 : 0)),
+      });
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected.slice(0, 4));
+      // Its late report of step 0 lands in the new vote.
+      await new Promise((res) => setTimeout(res, 4_000));
+      // One agreement a step, as its stage's others (before, its old report counted too: 5 of 4 steps).
+      expect(r.audit.get('s2r0')).toEqual(r.audit.get('s2r1'));
+      expect(r.audit.get('s2r0')).toEqual({ agreed: 4, disagreed: 0 });
+    } finally {
+      await releaseInProcessSwarm(roomy);
+    }
+  });
+
   it('a retry still works when the route update reaches the next stage after the spares’ frames (as over WebRTC)', async () => {
     const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
     try {

@@ -3,14 +3,7 @@ import { drawnParts } from '../../shared/vote/drawn-forms.js';
 import { fingerprint } from '../../shared/vote/fingerprint.js';
 import type { Quorum } from '../../shared/vote/quorum.js';
 import { SessionRepair } from './session-repair.js';
-import { KEPT_STEPS } from './step-votes.js';
-
-/** The same numbers, bit for bit (token ids, logits a token was sampled from): no tolerance. */
-function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
-}
+import { KEPT_STEPS, sameValues } from './step-votes.js';
 
 /**
  * The mesh loop's checks: stage 0 computes on tokens the last stage sent it,

@@ -39,6 +39,13 @@ function sameFrame(a: readonly number[], b: readonly number[]): boolean {
   return (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) || agreeFingerprints([...a], [...b]);
 }
 
+/** The same numbers, bit for bit (token ids, logits a token was sampled from): no tolerance. */
+export function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
 /** How many steps' digest votes are kept for stragglers' late reports. */
 export const KEPT_STEPS = 64;
 
@@ -150,12 +157,19 @@ export abstract class StepVotes extends SessionRoute {
 
   /**
    * Once `step` is decided: the reports of its votes that started again before a majority (an established liar
-   * against two newcomers has none, and newcomers never outvote it) are judged against what each stage's new vote
-   * agreed on (a majority by the same rules, or the server's own replica), each replica once: the same input and
-   * another output is a disagreement, the same output an agreement. A report on another input is not judged (it
-   * computed on what its senders sent then). Before, such a liar was never classified: the server took the stage,
-   * and it lied again in the next session with its record whole. Replicas the new vote classified already are not
-   * judged again (a retry carries the answers of those that stay into it).
+   * against two newcomers has none, and newcomers never outvote it) by replicas no longer in their stage (they left
+   * for spares, or the server took the stage) are judged against what the stage's new vote agreed on (a majority by
+   * the same rules, or the server's own replica), each replica once: on the decided input, another output is a
+   * disagreement and the same output an agreement. Before, such a liar was never classified: the server took the
+   * stage, and it lied again in the next session with its record whole. Replicas still in the stage are judged by
+   * its new vote, whenever their report comes (a retry carries the answers of those that stay into it), never twice.
+   *
+   * The input a report names is its own claim. Where a majority (of r) of the old vote's reports name the decided
+   * input, its senders' frames were that input for every receiver (each takes the majority of its senders' frames),
+   * so a report naming another input is out of line, and a disagreement: before, a liar that named another input
+   * with its lie was not judged. Where they do not (the old vote computed on a token of the mesh loop since rolled
+   * back, or on frames of a stage since retried), a report on another input is not judged. Stage 0's inputs are
+   * token ids: the same only exactly (the tolerance of hidden states would take 5000 for 5004).
    */
   protected judgeSuperseded(step: number): void {
     const replaced = this.superseded.get(step);
@@ -167,16 +181,21 @@ export abstract class StepVotes extends SessionRoute {
       const decided = qs[stage]?.state;
       if (decided?.kind !== 'agreed') continue;
       for (const id of [...decided.agreeing, ...decided.disagreeing]) judged.add(id);
-      for (const o of vote.outcomesSoFar) {
-        if (o.status !== 'fulfilled' || judged.has(o.replica) || this.served([o.replica])) continue;
-        if (!agreeFingerprints(o.value.input, decided.value.input)) continue;
-        judged.add(o.replica);
-        const agreed = agreeFingerprints(o.value.out, decided.value.out);
+      const onDecided = (input: readonly number[]) =>
+        stage === 0 ? sameValues(input, decided.value.input) : agreeFingerprints([...input], decided.value.input);
+      const reports = vote.outcomesSoFar.flatMap((o) => (o.status === 'fulfilled' ? [{ id: o.replica, ...o.value }] : []));
+      const inLine = reports.filter((r) => onDecided(r.input)).length >= vote.threshold;
+      for (const r of reports) {
+        if (judged.has(r.id) || this.members.get(r.id) === stage || this.served([r.id])) continue;
+        const sameInput = onDecided(r.input);
+        if (!sameInput && !inLine) continue;
+        judged.add(r.id);
+        const agreed = sameInput && agreeFingerprints(r.out, decided.value.out);
         if (!agreed)
           this.retry?.log?.(
-            `session ${this.sessionId} step ${step}: ${o.replica} of stage ${stage} reported another output than the one decided after its vote started again, on the same input (a disagreement)`,
+            `session ${this.sessionId} step ${step}: ${r.id} of stage ${stage} reported ${sameInput ? 'another output than the one decided' : 'another input than a majority of its stage'} in a vote started again before its majority (a disagreement)`,
           );
-        this.audit.credit(o.replica, agreed);
+        this.audit.credit(r.id, agreed);
       }
     }
   }
