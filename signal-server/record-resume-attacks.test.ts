@@ -164,6 +164,30 @@ describe("a volunteer's record outlives its connection (one server)", () => {
     await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
   });
 
+  it('a tab two strikes short of eviction, closed beside another tab of its key: the next tab goes on from its strikes, and its first miss evicts the key', async () => {
+    const { logger, messages } = logged();
+    const { url } = await start(1, 3, { logger });
+    for (const i of [50, 51, 52]) volunteer(url, `127.0.0.${i}`);
+    const KEY = 'cycling-tabs-0003';
+    // One tab of the key stays open and joins; the others never join a session they are given.
+    const kept = volunteer(url, '127.0.0.53', { clientKey: KEY });
+    const first = volunteer(url, '127.0.0.54', { clientKey: KEY, joins: false });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    const strikesOf = (v: NodeVolunteer) => messages().filter((m) => m.startsWith(`volunteer ${v.id} did not join`)).length;
+    for (let i = 0; i < 40 && strikesOf(first) < 2; i++) await complete(url, 1);
+    expect(strikesOf(first)).toBe(2);
+    await first.close();
+    // Before, a fresh window beside the open tab: three more strikes, as often as it opened a tab.
+    const next = volunteer(url, '127.0.0.55', { clientKey: KEY, joins: false });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    for (let i = 0; i < 40 && strikesOf(next) < 1; i++) await complete(url, 1);
+    expect(strikesOf(next)).toBe(1);
+    await expect.poll(() => next.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_EVICTED');
+    expect(messages().some((m) => m.includes(`volunteer ${next.id} did not join`) && m.includes('(3 of 3 no-shows'))).toBe(true);
+    // The eviction bans the key: its open tab is cut off too.
+    await expect.poll(() => kept.errors.length, { timeout: WAIT_MS }).toBeGreaterThan(0);
+  });
+
   it('a liar moved to another stage (an accomplice leaves to make it) just before it leaves: its late lies still count, banned at the third', async () => {
     const { url, expected } = await start(2, 3);
     const staged = async (v: NodeVolunteer) => {

@@ -35,6 +35,14 @@ export class NoShowWindow {
     this.trim();
   }
 
+  /** Takes in `other`'s sessions (another connection's of the same client), each counted once, in their order. */
+  absorb(other: NoShowWindow): void {
+    for (const [id, missed] of other.sessions) {
+      if (missed) this.miss(id);
+      else this.showed(id);
+    }
+  }
+
   private trim(): void {
     for (const [id, missed] of this.sessions) {
       if (this.sessions.size <= NO_SHOW_WINDOW) return;

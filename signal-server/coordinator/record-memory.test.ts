@@ -56,6 +56,41 @@ describe('RecordMemory: the records of clients whose last connection left, by cl
   });
 });
 
+describe('RecordMemory: sessions missed by a connection that left beside another of its key', () => {
+  it("the key's next connection goes on from them, and so does the record remembered after its last; each session once", () => {
+    const m = new RecordMemory();
+    // A tab closed with two strikes while another tab of its key stays open: kept, not a fresh window for the next.
+    m.keepMissed(KEYS, record(0, 0, [3, 4]).noShows);
+    expect(m.keepsMissed(KEYS)).toBe(true);
+    expect(m.keepsMissed(['key:other-0002', 'addr:203.0.113.5'])).toBe(false);
+    const next = m.takeMissed(['key:tab-0001', 'addr:198.51.100.9']);
+    expect(next?.count).toBe(2);
+    expect(m.takeMissed(KEYS)).toBeUndefined();
+    // Two tabs closed one after the other: both windows kept, a session they both missed counted once.
+    m.keepMissed(KEYS, record(0, 0, [3, 4]).noShows);
+    m.keepMissed(KEYS, record(0, 0, [4, 5]).noShows);
+    // The last tab leaves with a record of its own: remembered with the kept strikes added.
+    m.remember(KEYS, record(9, 0, [6]));
+    expect(m.keepsMissed(KEYS)).toBe(false);
+    expect(m.resume(KEYS)?.noShows.count).toBe(4);
+    // A tab that missed nothing leaves nothing; nor does a connection without a key.
+    m.keepMissed(KEYS, new NoShowWindow());
+    m.keepMissed(['addr:203.0.113.5'], record(0, 0, [1]).noShows);
+    expect(m.missedSize).toBe(0);
+  });
+
+  it(`bounded and forgotten as records are: at most ${MAX_REMEMBERED}, for ${RECORD_MEMORY_MS / 3_600_000} h`, () => {
+    let now = 0;
+    const m = new RecordMemory(() => now);
+    for (let i = 0; i < MAX_REMEMBERED + 10; i++) m.keepMissed([`key:k${i}`], record(0, 0, [i]).noShows);
+    expect(m.missedSize).toBe(MAX_REMEMBERED);
+    expect(m.takeMissed(['key:k9'])).toBeUndefined();
+    expect(m.takeMissed(['key:k10'])?.count).toBe(1);
+    now += RECORD_MEMORY_MS;
+    expect(m.takeMissed(['key:k11'])).toBeUndefined();
+  });
+});
+
 describe('Audit: one record for the connections of a client, counted into after a connection left', () => {
   it('connections that share a record count into it together, and each is judged on the whole', () => {
     const judged: [string, number][] = [];

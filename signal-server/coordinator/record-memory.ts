@@ -17,8 +17,8 @@ export interface ClientRecord {
   readonly noShows: NoShowWindow;
 }
 
-interface Entry {
-  readonly record: ClientRecord;
+interface Entry<T> {
+  readonly value: T;
   readonly until: number;
 }
 
@@ -33,7 +33,15 @@ interface Entry {
  * address too. While a client has a connection open, its record lives with it (Roster: its connections share one).
  */
 export class RecordMemory {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<string, Entry<ClientRecord>>();
+  /**
+   * Per client key, the sessions missed by its connections that left while another of the key stayed open (a tab
+   * closed beside another): its next connection goes on from them (`takeMissed`), and so does the record remembered
+   * when its last connection leaves. Before, each new tab started with a clean window beside a sibling kept open, so
+   * a client could close a tab two strikes short of eviction and open another, as often as it liked, each strike a
+   * join timeout wasted; without a sibling the record remembered carried them already.
+   */
+  private readonly missed = new Map<string, Entry<NoShowWindow>>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -42,34 +50,65 @@ export class RecordMemory {
     return this.entries.size;
   }
 
-  /** The last connection of a client with these identity keys left with this record: kept under its client key. */
+  /** Windows of missed sessions kept now for clients with a connection open (expired ones not yet swept included). */
+  get missedSize(): number {
+    return this.missed.size;
+  }
+
+  /**
+   * The last connection of a client with these identity keys left with this record: kept under its client key, with
+   * the sessions missed by its connections that left before it (`keepMissed`) added to its own.
+   */
   remember(keys: readonly string[], record: ClientRecord): void {
     const key = clientKeyOf(keys);
     if (key === undefined) return;
-    const now = this.now();
-    this.entries.delete(key);
-    this.entries.set(key, { record, until: now + RECORD_MEMORY_MS });
-    this.bound(now);
+    const before = this.takeMissed(keys);
+    if (before !== undefined) record.noShows.absorb(before);
+    this.put(this.entries, key, record);
   }
 
   /** The record a volunteer with these identity keys resumes (its client key's), if any: taken, so resumed once. */
   resume(keys: readonly string[]): ClientRecord | undefined {
-    const key = clientKeyOf(keys);
-    if (key === undefined) return undefined;
-    const e = this.entries.get(key);
-    if (e === undefined) return undefined;
-    this.entries.delete(key);
-    return e.until > this.now() ? e.record : undefined;
+    return this.take(this.entries, clientKeyOf(keys));
   }
 
-  /**
-   * Every record is kept as long, so the order they were remembered in (a key remembered again moves to the end) is
-   * the order they expire in: the expired go from the front, then the oldest past MAX_REMEMBERED.
-   */
-  private bound(now: number): void {
-    for (const [k, e] of this.entries) {
-      if (e.until > now && this.entries.size <= MAX_REMEMBERED) return;
-      this.entries.delete(k);
+  /** A connection with these identity keys left, another of its key still open, having missed sessions in `window`. */
+  keepMissed(keys: readonly string[], window: NoShowWindow): void {
+    const key = clientKeyOf(keys);
+    if (key === undefined || window.count === 0) return;
+    const before = this.take(this.missed, key);
+    if (before !== undefined) window.absorb(before);
+    this.put(this.missed, key, window);
+  }
+
+  /** Whether sessions missed by connections of this client key that left beside another are kept (`keepMissed`). */
+  keepsMissed(keys: readonly string[]): boolean {
+    const key = clientKeyOf(keys);
+    return key !== undefined && this.missed.has(key);
+  }
+
+  /** The sessions missed by connections of this client key that left while another stayed open: taken, so once. */
+  takeMissed(keys: readonly string[]): NoShowWindow | undefined {
+    return this.take(this.missed, clientKeyOf(keys));
+  }
+
+  private put<T>(map: Map<string, Entry<T>>, key: string, value: T): void {
+    const now = this.now();
+    map.delete(key);
+    map.set(key, { value, until: now + RECORD_MEMORY_MS });
+    // Every entry is kept as long, so the order they were put in (a key put again moves to the end) is the order they
+    // expire in: the expired go from the front, then the oldest past MAX_REMEMBERED.
+    for (const [k, e] of map) {
+      if (e.until > now && map.size <= MAX_REMEMBERED) return;
+      map.delete(k);
     }
+  }
+
+  private take<T>(map: Map<string, Entry<T>>, key: string | undefined): T | undefined {
+    if (key === undefined) return undefined;
+    const e = map.get(key);
+    if (e === undefined) return undefined;
+    map.delete(key);
+    return e.until > this.now() ? e.value : undefined;
   }
 }

@@ -127,8 +127,9 @@ export class Roster {
       challenge: null,
       withdrawn: null,
       // Sessions missed count a connection's own (a tab throttled in the background is that tab): a window resumed
-      // with its record, a fresh one beside an open connection of its key.
-      noShows: kept?.resumed?.noShows ?? new NoShowWindow(),
+      // with its record; beside an open connection of its key, the one its connections that left before it missed
+      // (a tab closed and another opened goes on from it), else a fresh one.
+      noShows: kept?.resumed?.noShows ?? (kept !== undefined ? this.s.records.takeMissed(keys) : undefined) ?? new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },
@@ -217,8 +218,11 @@ export class Roster {
     this.s.audit.forget(id, member.keys, midSession);
     const empty = record.counts.agreed + record.counts.disagreed === 0 && record.noShows.count === 0;
     const worthKeeping = member.vouched || !empty || this.s.audit.awaits(record.counts);
-    if (!member.remote && this.s.cluster === null && key !== undefined && this.openSibling(key) === undefined && worthKeeping)
-      this.s.records.remember(member.keys, record);
+    if (!member.remote && this.s.cluster === null && key !== undefined) {
+      // Its sessions missed go on with the client's next connection, or into the record remembered after the last.
+      if (this.openSibling(key) !== undefined) this.s.records.keepMissed(member.keys, member.noShows);
+      else if (worthKeeping || this.s.records.keepsMissed(member.keys)) this.s.records.remember(member.keys, record);
+    }
     const moves = this.s.registry.leave(id);
     this.move(moves);
     this.s.log(`volunteer ${id} left; replicas per stage ${this.s.registry.replicasPerStage().join('/')}`);
