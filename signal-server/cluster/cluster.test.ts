@@ -2,6 +2,7 @@
 // by a real redis-server on loopback (tools/install-redis.sh), with node
 // volunteers (real socket.io clients computing with onnxruntime) connected to
 // chosen servers. The crash of a server process is processes.test.ts's; hostile volunteers are cluster-attack.test.ts's.
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
@@ -16,7 +17,7 @@ import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunt
 import { startRedisServer } from '../testing/redis-server.js';
 import { connectClient, helloVolunteer } from '../testing/socket-client.js';
 import { SESSIONS_PER_PROC } from './messages.js';
-import { redacted, redactedUrl } from './redis-link.js';
+import { CONNECT_DEADLINE_MS, redacted, redactedUrl } from './redis-link.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
 const STAGES = 3;
@@ -128,6 +129,35 @@ describe('several servers, one swarm', () => {
     expect(redactedUrl('redis://10.0.0.5:6379')).toBe('redis://10.0.0.5:6379');
     expect(redactedUrl('not a url :pw@')).toBe('(a URL that does not parse; not shown)');
   });
+
+  it(`refuses to start, naming Redis, when the port accepts and never answers (within ${CONNECT_DEADLINE_MS / 1000} s)`, async () => {
+    // A port that takes connections and says nothing: a paused Redis, another service, a port-forward whose end is gone.
+    const held = new Set<Socket>();
+    const mute = createServer((socket) => {
+      held.add(socket);
+      // Read what it is sent (and its end), answer nothing.
+      socket.resume();
+      socket.on('close', () => held.delete(socket));
+    });
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (mute.address() as AddressInfo).port;
+      const t0 = performance.now();
+      const server = await serverOn(`redis://:hunter2@127.0.0.1:${port}`);
+      const message = await startFailure(server);
+      // Before: no line and no end (an operator's start waited for good).
+      expect(message).toBe(
+        `cannot reach Redis at redis://***@127.0.0.1:${port}: no answer within ${CONNECT_DEADLINE_MS / 1000} s (the port accepts connections but says nothing: a paused Redis, or another service there?)`,
+      );
+      expect(performance.now() - t0).toBeLessThan(CONNECT_DEADLINE_MS + 5_000);
+      await server.close();
+      // Its connections were dropped: nothing left open on the mute port.
+      await expect.poll(() => held.size, { timeout: 5_000 }).toBe(0);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => mute.close(() => resolve()));
+    }
+  }, 30_000);
 
   it('refuses to start, naming Redis, when Redis asks for a password the URL does not give', async () => {
     const guarded = await startRedisServer({ password: 'sekrit-pw' });

@@ -3,6 +3,11 @@ import { type BusMessage, encodeMessage, type InboxMessage } from './messages.js
 
 /** Longest wait between two attempts to reach a lost Redis. */
 export const MAX_RECONNECT_MS = 2_000;
+/**
+ * How long a start waits for Redis to answer: a port that accepts the connection and never answers (a paused Redis,
+ * another service, a port-forward whose end is gone) kept a start waiting for good, saying nothing.
+ */
+export const CONNECT_DEADLINE_MS = 10_000;
 /** At most one line about Redis's problems this often. */
 const PROBLEM_LOG_MS = 5_000;
 
@@ -133,17 +138,39 @@ export class RedisLink {
     });
   }
 
-  /** Connects both; a failure says where (the URL without its password) and why, once (a refused password too). */
-  async connect(): Promise<void> {
-    try {
+  /**
+   * Connects both within `deadlineMs`; a failure says where (the URL without its password) and why, once (a refused
+   * password too, or no answer in time: then both connections are dropped, so nothing keeps the process waiting).
+   */
+  async connect(deadlineMs = CONNECT_DEADLINE_MS): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no answer within ${deadlineMs / 1000} s (the port accepts connections but says nothing: a paused Redis, or another service there?)`,
+            ),
+          ),
+        deadlineMs,
+      );
+    });
+    const connecting = (async () => {
       await this.pub.connect();
       await this.sub.connect();
       // A Redis that wants a password answers the connection and refuses the first command (NOAUTH): asked here,
       // so that it is said as this, naming where (before, the start failed with Redis's bare words).
       await this.pub.ping();
+    })();
+    try {
+      await Promise.race([connecting, silent]);
     } catch (e) {
+      connecting.catch(() => {});
+      for (const c of [this.pub, this.sub]) if (c.isOpen) c.destroy();
       const m = (e as Error).message;
       throw new Error(redacted(m.startsWith('cannot reach Redis at ') ? m : `cannot reach Redis at ${this.url}: ${m}`, this.url));
+    } finally {
+      clearTimeout(timer);
     }
     this.connected = true;
     this.upSince = performance.now();
