@@ -27,4 +27,20 @@ describe('log lines about refused requests behind a proxy', () => {
     expect(lines('noise-')).toBe(10);
     expect(lines('probe-')).toBe(3);
   });
+
+  it('each names the client it refused, as the limits know it: a missing page, a request the API refuses', async () => {
+    const ask = async (path: string, init: RequestInit) => {
+      const res = await fetch(`${server().address().url}${path}`, init);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    const from = (address: string) => ({ 'x-forwarded-for': address });
+    expect(await ask('/nowhere-to-be-found', { headers: from('192.0.2.41') })).toBe(404);
+    expect(
+      await ask('/v1/completions', { method: 'POST', headers: { ...from('192.0.2.42'), 'content-type': 'application/json' }, body: '{' }),
+    ).toBe(400);
+    // Before: "api request POST \"/v1/completions\": 400 in 1 ms", naming nobody.
+    expect(log.lines.filter((l) => l.includes('/nowhere-to-be-found') && l.includes('(from 192.0.2.41)'))).toHaveLength(1);
+    expect(log.lines.filter((l) => l.includes('api request POST') && l.includes('(from 192.0.2.42)'))).toHaveLength(1);
+  });
 });

@@ -134,7 +134,10 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
   const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
   // Keyed by the client as the rate limits know it (behind a trusted proxy, its X-Forwarded-For): keyed by the socket's
   // address, one client's refusals behind a proxy used up every client's lines (a red-team find).
-  const refusal = (req: IncomingMessage, line: string) => refusals.line(ctx.access.clientOf(req), line);
+  // The line names the client as the limits do (an operator reads who guesses keys or hits a limit there; before, a
+  // refused request's line named nobody, though the docs said refusals name their address).
+  const refusal = (req: IncomingMessage, line: string) =>
+    refusals.line(ctx.access.clientOf(req), `${line} (from ${ctx.access.addressOf(req)})`);
   const api: ApiRoutesContext = {
     swarm: ctx.swarm,
     modelIds: ctx.listings.map((m) => m.modelId),
