@@ -275,7 +275,7 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
     boundPipelining(
       (req, res) => {
         // The API's clients are keyed by this address too: behind an untrusted proxy, they all share one allowance.
-        tellOfProxy(req.socket.remoteAddress, req.headers['x-forwarded-for'], 'an HTTP request', 'share one API allowance');
+        tellOfProxy(req.socket.remoteAddress, req.headers['x-forwarded-for'], 'an HTTP request', 'shares one API allowance');
         return routes === null ? res.writeHead(503).end() : routes(req, res);
       },
       (socket) => {
@@ -289,7 +289,8 @@ export function createSignalServer(opts: SignalServerOptions): SignalServer {
   function tellOfProxy(remote: string | undefined, forwarded: string | string[] | undefined, what: string, consequence: string): void {
     if (toldOfProxy || forwarded === undefined || proxies.size > 0 || remote === undefined || !localAddresses.includes(remote)) return;
     toldOfProxy = true;
-    log(
+    // A warning: the operator's mistake, and LOG_LEVEL=warn must not hide it.
+    logger.warn(
       `${what} from ${remote} (one of LOCAL_ADDRESSES) carries X-Forwarded-For: if a reverse proxy runs here, set TRUSTED_PROXIES=${remote}, or everyone behind it ${consequence}`,
     );
   }

@@ -273,51 +273,54 @@ describe('sybils', () => {
   it.each([
     ['names the input it was given', false],
     ['names another input with each lie', true],
-  ])('an established replica that turns liar against two honest newcomers (%s): the server takes the stage, and its lie counts against it until the newcomers outvote it and it is evicted', async (_what, otherInput) => {
-    const { url, expected } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage' });
-    // Honest until told, then noise on every output it reports (a real-protocol client computing its stage); the
-    // second also names another input than it was sent, which a report on another input would not be judged for.
-    let lying = false;
-    const turncoat = volunteer(url, '127.0.0.14', {
-      fault: { output: (_s, d) => (lying ? d.map((v, i) => v + 1 + (i % 7)) : d), delayMs: 0 },
-      tamper: (m) => (lying && otherInput ? { ...m, input: m.input.map((v) => v + 1000) } : m),
-    });
-    const honest = [volunteer(url, '127.0.0.15'), volunteer(url, '127.0.0.16')];
-    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
-    await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
-    for (const h of honest) await h.close();
-    const newcomers = [volunteer(url, '127.0.0.17'), volunteer(url, '127.0.0.18')];
-    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    lying = true;
-    const record = async () => (await fetchSwarmListing(url)).list.find((v) => v.id === turncoat.id);
-    const before = await record();
-    expect(before?.established).toBe(true);
-    // Every answer is the reference's: the server's own stage while the liar is established, then the newcomers'
-    // majority. The liar's reports count against it each time, until it is evicted (before: never counted).
-    let served = 0;
-    let reqs = 0;
-    let disagreed = before?.disagreed ?? 0;
-    for (let i = 0; i < 12 && !turncoat.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
-      const r = await complete(url);
-      expect(r.status).toBe(200);
-      expect(r.body.webswarm?.tokens).toEqual(expected);
-      if ((r.body.webswarm?.server_stages ?? []).length > 0) served += 1;
-      reqs += 1;
-      const now = async () => (await record())?.disagreed ?? Number.POSITIVE_INFINITY;
-      await expect.poll(now, { timeout: WAIT_MS }).toBeGreaterThan(disagreed);
-      disagreed = await now();
-    }
-    // 12 agreements earned: 3 lies take it below the established line (the server's stage), 16 more evict it.
-    expect(served).toBeGreaterThan(0);
-    expect(reqs).toBeLessThanOrEqual(8);
-    expect(turncoat.errors.map((e) => e.code)).toContain('ERR_EVICTED');
-    // The honest newcomers were told only of sessions the server took from them: never evicted, never disagreeing.
-    expect(newcomers.flatMap((n) => n.errors.map((e) => e.code)).filter((c) => c === 'ERR_EVICTED' || c === 'ERR_BANNED')).toEqual([]);
-    const listed = (await fetchSwarmListing(url)).list.filter((v) => newcomers.some((n) => n.id === v.id));
-    expect(listed.map((v) => v.disagreed)).toEqual([0, 0]);
-    expect(listed.every((v) => v.established)).toBe(true);
-  });
+  ])(
+    'an established replica that turns liar against two honest newcomers (%s): the server takes the stage, and its lie counts against it until the newcomers outvote it and it is evicted',
+    async (_what, otherInput) => {
+      const { url, expected } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage' });
+      // Honest until told, then noise on every output it reports (a real-protocol client computing its stage); the
+      // second also names another input than it was sent, which a report on another input would not be judged for.
+      let lying = false;
+      const turncoat = volunteer(url, '127.0.0.14', {
+        fault: { output: (_s, d) => (lying ? d.map((v, i) => v + 1 + (i % 7)) : d), delayMs: 0 },
+        tamper: (m) => (lying && otherInput ? { ...m, input: m.input.map((v) => v + 1000) } : m),
+      });
+      const honest = [volunteer(url, '127.0.0.15'), volunteer(url, '127.0.0.16')];
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+      for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+      await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
+      for (const h of honest) await h.close();
+      const newcomers = [volunteer(url, '127.0.0.17'), volunteer(url, '127.0.0.18')];
+      await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+      lying = true;
+      const record = async () => (await fetchSwarmListing(url)).list.find((v) => v.id === turncoat.id);
+      const before = await record();
+      expect(before?.established).toBe(true);
+      // Every answer is the reference's: the server's own stage while the liar is established, then the newcomers'
+      // majority. The liar's reports count against it each time, until it is evicted (before: never counted).
+      let served = 0;
+      let reqs = 0;
+      let disagreed = before?.disagreed ?? 0;
+      for (let i = 0; i < 12 && !turncoat.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
+        const r = await complete(url);
+        expect(r.status).toBe(200);
+        expect(r.body.webswarm?.tokens).toEqual(expected);
+        if ((r.body.webswarm?.server_stages ?? []).length > 0) served += 1;
+        reqs += 1;
+        const now = async () => (await record())?.disagreed ?? Number.POSITIVE_INFINITY;
+        await expect.poll(now, { timeout: WAIT_MS }).toBeGreaterThan(disagreed);
+        disagreed = await now();
+      }
+      // 12 agreements earned: 3 lies take it below the established line (the server's stage), 16 more evict it.
+      expect(served).toBeGreaterThan(0);
+      expect(reqs).toBeLessThanOrEqual(8);
+      expect(turncoat.errors.map((e) => e.code)).toContain('ERR_EVICTED');
+      // The honest newcomers were told only of sessions the server took from them: never evicted, never disagreeing.
+      expect(newcomers.flatMap((n) => n.errors.map((e) => e.code)).filter((c) => c === 'ERR_EVICTED' || c === 'ERR_BANNED')).toEqual([]);
+      const listed = (await fetchSwarmListing(url)).list.filter((v) => newcomers.some((n) => n.id === v.id));
+      expect(listed.map((v) => v.disagreed)).toEqual([0, 0]);
+      expect(listed.every((v) => v.established)).toBe(true);
+    },
+  );
 });
 
 describe('equivocation', () => {

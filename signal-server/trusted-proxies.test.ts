@@ -106,6 +106,8 @@ describe('TRUSTED_PROXIES', () => {
     const told = lines.filter((l) => l.includes('set TRUSTED_PROXIES=127.0.0.1'));
     expect(told).toHaveLength(1);
     expect(told[0]).toContain('an HTTP request from 127.0.0.1 (one of LOCAL_ADDRESSES) carries X-Forwarded-For');
-    expect(told[0]).toContain('share one API allowance');
+    expect(told[0]).toContain('shares one API allowance');
+    // A warning (40): LOG_LEVEL=warn does not hide the operator's mistake (before, an info line).
+    expect((JSON.parse(told[0] as string) as { level: number }).level).toBe(40);
   });
 });

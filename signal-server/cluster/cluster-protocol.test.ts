@@ -63,6 +63,8 @@ describe('processes of another cluster protocol', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     expect(a.coordinator?.volunteers().map((x) => x.id)).toEqual([w.id]);
     expect(lines.filter((l) => l.includes(`process ${procOf(old)} speaks cluster protocol`)).length).toBe(2);
+    // Warnings (40): the cluster is split, and LOG_LEVEL=warn does not hide it (before, info lines).
+    for (const l of lines.filter((x) => x.includes('speaks cluster protocol'))) expect((JSON.parse(l) as { level: number }).level).toBe(40);
     // Served by b's volunteer, never by the old process's.
     for (let i = 0; i < 4; i++) {
       const r = await complete(a, 'It is a truth', 4);

@@ -202,6 +202,11 @@ export class Cluster implements ClusterSeam {
     );
   }
 
+  /** The server's warn level (`log` where it gives none). */
+  private warn(line: string): void {
+    (this.options.warn ?? this.options.log)(line);
+  }
+
   private get heartbeatMs(): number {
     return this.options.heartbeatMs ?? 1000;
   }
@@ -556,7 +561,7 @@ export class Cluster implements ClusterSeam {
         const rounds = (this.unsaid.get(p) ?? 0) + 1;
         this.unsaid.set(p, rounds);
         if (rounds === UNSAID_ROUNDS)
-          this.options.log(
+          this.warn(
             `cluster: process ${p} speaks cluster protocol 1 or none and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
           );
         continue;
@@ -567,7 +572,8 @@ export class Cluster implements ClusterSeam {
         this.peers.delete(p);
         const space = protocol.indexOf(' ');
         const theirs = space < 0 ? protocol : protocol.slice(0, space);
-        this.options.log(
+        // Warnings: the cluster is split, an operator's mistake that LOG_LEVEL=warn must not hide.
+        this.warn(
           theirs === String(this.protocol)
             ? `cluster: process ${p} serves other settings (${protocol.slice(space + 1).slice(0, 400)}) than this one (${this.coordinator?.swarmSettings ?? ''}): it is left out (its volunteers, which hold other layers, are not used here, nor this one's there); every process behind one URL must serve the same model with the same STAGES, REDUNDANCY, WEIGHTS, GRAPH and CONTEXT`
             : `cluster: process ${p} speaks cluster protocol ${theirs.slice(0, 20)} and this one ${this.protocol}: it is left out (its volunteers are not used here, nor this one's there); run one version of webswarm in a cluster`,
