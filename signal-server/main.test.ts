@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { graphFor, MIN_API_KEY_CHARS, optionsFrom, SETTINGS, startServer } from './main.js';
+import { graphFor, MIN_API_KEY_CHARS, meantSetting, optionsFrom, SETTINGS, startNotes, startServer } from './main.js';
 import { serverLog } from './testing/server-log.js';
 
 describe('server settings', () => {
@@ -190,6 +190,17 @@ describe('server settings', () => {
       await expect(startServer({ ...base, webRoot: file })).rejects.toThrow(
         `WEB_ROOT (--web-root) ${file} is not a folder: name the built web app's (dist)`,
       );
+      // A relative web root or model that is not there: named, with the working directory it was looked for in
+      // (before: "the web app is not built" for a start from another folder, where it was).
+      await expect(startServer({ ...base, webRoot: 'no-such-dist' })).rejects.toThrow(
+        `WEB_ROOT (--web-root) no-such-dist is missing (relative to the working directory, ${process.cwd()}: start from the repository's folder, or give an absolute path); npm run build writes the web app there`,
+      );
+      await expect(startServer({ ...base, model: 'no-such-model' })).rejects.toThrow(
+        /^MODEL \(--model\) no-such-model: no model folder at models\/no-such-model \(relative to the working directory, .*\); the models under models\/: .*austen-2m/,
+      );
+      await expect(startServer({ ...base, model: '/no/such/folder' })).rejects.toThrow(
+        'MODEL (--model) /no/such/folder: no model folder at /no/such/folder',
+      );
       const { lines, logger } = serverLog('warn');
       await expect(startServer({ ...base, stages: 100 }, logger)).rejects.toThrow(/^STAGES/);
       expect(lines.filter((l) => l.includes('"level":40')).map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
@@ -205,5 +216,70 @@ describe('server settings', () => {
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  });
+});
+
+describe('what a start tells its operator of its settings', () => {
+  it('an environment variable one typo from a setting is named with the setting it was likely meant as; common ones are not', () => {
+    expect(meantSetting('API_KEY')).toBe('API_KEYS');
+    expect(meantSetting('TRUSTED_PROXY')).toBe('TRUSTED_PROXIES');
+    expect(meantSetting('ORIGIN')).toBe('ORIGINS');
+    expect(meantSetting('REDIS')).toBe('REDIS_URL');
+    expect(meantSetting('MAX_SOCKETS_PER_IP')).toBe('MAX_SOCKETS_PER_ADDRESS');
+    expect(meantSetting('PROT')).toBe('PORT');
+    expect(meantSetting('WEBSWARM_PORT')).toBe('PORT');
+    expect(meantSetting('WEBSWARM_THING')).toBe('a setting');
+    // Settings themselves, and what shells, containers, CI and npm set: never.
+    for (const name of [
+      ...Object.values(SETTINGS).map((x) => x.env),
+      'PATH',
+      'HOME',
+      'HOSTNAME',
+      'PWD',
+      'OLDPWD',
+      'LANG',
+      'TERM',
+      'SHELL',
+      'USER',
+      'LOGNAME',
+      'TMPDIR',
+      'NODE_ENV',
+      'NODE_OPTIONS',
+      'NODE_EXTRA_CA_CERTS',
+      'CI',
+      'GITHUB_ACTIONS',
+      'DEBIAN_FRONTEND',
+      'SSL_CERT_FILE',
+      'INIT_CWD',
+      'COLOR',
+      'EDITOR',
+      'DISPLAY',
+      'npm_config_cache',
+      '_',
+    ])
+      expect(meantSetting(name), name).toBeUndefined();
+  });
+
+  it('says an open API (a warning beyond loopback), a typo, and a trusted proxy range that takes in everyone', () => {
+    const quiet = startNotes(
+      { PATH: '/bin', HOME: '/root' },
+      { host: '127.0.0.1', apiKeys: ['k'.repeat(MIN_API_KEY_CHARS)], trustedProxies: [] },
+    );
+    expect(quiet).toEqual({ warn: [], info: [] });
+    const local = startNotes({}, { host: '127.0.0.1', apiKeys: [], trustedProxies: ['10.0.0.0/8', '127.0.0.1'] });
+    expect(local.warn).toEqual([]);
+    expect(local.info).toEqual(['the API (/v1) is open to anyone who reaches this machine: no API_KEYS (--api-keys) set']);
+    // Before: API_KEY set, the API open, and not a word of either.
+    const open = startNotes(
+      { API_KEY: 'sk-0123456789abcdef0123456789' },
+      { host: '0.0.0.0', apiKeys: [], trustedProxies: ['0.0.0.0/0', '::/0'] },
+    );
+    expect(open.info).toEqual([]);
+    expect(open.warn).toEqual([
+      'the environment variable API_KEY is no setting of webswarm, and is not read: did you mean API_KEYS? (README.md, Configuration)',
+      'the API (/v1) is open to anyone who reaches 0.0.0.0: no API_KEYS (--api-keys) set',
+      "TRUSTED_PROXIES (--trusted-proxies) 0.0.0.0/0 trusts every address: a client there can name any address in X-Forwarded-For, past rate limits and bans; list the proxies' own addresses",
+      "TRUSTED_PROXIES (--trusted-proxies) ::/0 trusts every address: a client there can name any address in X-Forwarded-For, past rate limits and bans; list the proxies' own addresses",
+    ]);
   });
 });

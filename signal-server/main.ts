@@ -3,9 +3,9 @@
  * environment (the flag wins); SETTINGS below is the list, with defaults.
  * README's table lists the same (main.test.ts keeps the two equal).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { basename, join } from 'node:path';
+import { basename, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { DEFAULT_MAX_BATCH } from '../shared/model/pipeline.js';
@@ -469,6 +469,78 @@ export function contextFor(setting: number, folder: string, log: (line: string) 
   return setting;
 }
 
+/** Edits (insertions, deletions, substitutions, two neighbours swapped) that make `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const at = (i: number, j: number) => (d[i] as number[])[j] as number;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
+      (d[i] as number[])[j] = best;
+    }
+  return at(a.length, b.length);
+}
+
+/** The setting an environment variable that is none was likely meant as (API_KEY, TRUSTED_PROXY, ORIGIN), if any. */
+export function meantSetting(name: string): string | undefined {
+  if (!/^[A-Z][A-Z0-9_]{2,}$/.test(name)) return undefined;
+  const names = Object.values(SETTINGS).map((s) => s.env as string);
+  if (names.includes(name)) return undefined;
+  // Our own prefix: a setting of webswarm's, whatever follows.
+  if (name.startsWith('WEBSWARM_')) return names.find((n) => n === name.slice('WEBSWARM_'.length)) ?? 'a setting';
+  return names.find((n) => {
+    let common = 0;
+    while (common < Math.min(n.length, name.length) && n[common] === name[common]) common++;
+    // Short names one edit off (HOME is two from HOST, and no typo), longer ones two; or a long shared start that
+    // ends within two of the shorter name's end (TRUSTED_PROXY, MAX_SOCKETS_PER_IP; not HOSTNAME for HOST), or the
+    // setting's first words (REDIS for REDIS_URL).
+    return (
+      editDistance(n, name) <= (n.length <= 5 ? 1 : 2) ||
+      (common >= 6 && common >= Math.min(n.length, name.length) - 2) ||
+      (name.length >= 4 && n.startsWith(`${name}_`))
+    );
+  });
+}
+
+/**
+ * What a start should tell its operator of its settings before it serves: an environment variable that looks like a
+ * setting and is none (a typo: the setting it meant keeps its default, and API_KEY for API_KEYS leaves the API
+ * open), an open API (a warning where the server listens beyond loopback), and trusted proxies so wide that any
+ * client can name itself in X-Forwarded-For (past rate limits and bans).
+ */
+export function startNotes(
+  env: NodeJS.ProcessEnv,
+  o: Pick<StartOptions, 'host' | 'apiKeys' | 'trustedProxies'>,
+): {
+  readonly warn: readonly string[];
+  readonly info: readonly string[];
+} {
+  const warn: string[] = [];
+  const info: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    const meant = meantSetting(name);
+    if (meant === undefined) continue;
+    warn.push(
+      `the environment variable ${name} is no setting of webswarm, and is not read${meant === 'a setting' ? '' : `: did you mean ${meant}?`} (README.md, Configuration)`,
+    );
+  }
+  if (o.apiKeys.length === 0) {
+    const loopback = o.host === 'localhost' || o.host === '::1' || o.host.startsWith('127.');
+    (loopback ? info : warn).push(
+      `the API (/v1) is open to anyone who reaches ${loopback ? 'this machine' : `${o.host}`}: no API_KEYS (--api-keys) set`,
+    );
+  }
+  for (const entry of o.trustedProxies) {
+    const bits = /\/(\d+)$/.exec(entry.trim())?.[1];
+    if (bits !== undefined && Number(bits) < 8)
+      warn.push(
+        `TRUSTED_PROXIES (--trusted-proxies) ${entry} trusts ${Number(bits) === 0 ? 'every address' : 'a vast range'}: a client there can name any address in X-Forwarded-For, past rate limits and bans; list the proxies' own addresses`,
+      );
+  }
+  return { warn, info };
+}
+
 /** A stage build's failure, naming the setting behind it where one is (STAGES, STAGE_CACHE); else as it came. */
 function settingOf(e: unknown, o: StartOptions): unknown {
   if (e instanceof ModelError && e.code === 'ERR_MODEL_BAD_PARTITION') return new Error(`STAGES (--stages) is ${o.stages}: ${e.message}`);
@@ -488,12 +560,26 @@ export function loggerFor(o: Pick<StartOptions, 'logLevel' | 'logFormat'>): Logg
 
 export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)): Promise<SignalServer> {
   const log = (line: string) => logger.info(line);
-  if (!existsSync(o.webRoot)) throw new Error(`the web app is not built: ${o.webRoot} is missing (run npm run build)`);
+  // Relative paths are the working directory's: a start from elsewhere (a service with no working directory set)
+  // found neither, and was told the web app was not built (an operator's find).
+  const fromHere = (path: string) =>
+    isAbsolute(path)
+      ? ''
+      : ` (relative to the working directory, ${process.cwd()}: start from the repository's folder, or give an absolute path)`;
+  if (!existsSync(o.webRoot))
+    throw new Error(`WEB_ROOT (--web-root) ${o.webRoot} is missing${fromHere(o.webRoot)}; npm run build writes the web app there`);
   if (!statSync(o.webRoot).isDirectory())
     throw new Error(`WEB_ROOT (--web-root) ${o.webRoot} is not a folder: name the built web app's (dist)`);
   // Served as it is (a folder of one's own pages may be meant), but said: every page would answer 404.
   if (!existsSync(join(o.webRoot, 'index.html')))
     logger.warn(`WEB_ROOT (--web-root) ${o.webRoot} holds no index.html: the pages will answer 404 (npm run build writes them to dist)`);
+  const folder = modelDir(o.model);
+  if (!existsSync(folder)) {
+    const ids = existsSync('models') ? readdirSync('models', { withFileTypes: true }).filter((e) => e.isDirectory()) : [];
+    throw new Error(
+      `MODEL (--model) ${o.model}: no model folder at ${folder}${fromHere(folder)}${o.model.includes('/') ? '' : `; the models under models/: ${ids.map((e) => e.name).join(', ') || 'none'}`}`,
+    );
+  }
   const t0 = performance.now();
   const partition = { stages: o.stages };
   const graph = graphFor(o.graph, modelDir(o.model), log);
@@ -562,10 +648,16 @@ if (isMain) {
     process.exit(2);
   }
   const logger = loggerFor(options);
+  const notes = startNotes(process.env, options);
+  for (const line of notes.warn) logger.warn(line);
+  for (const line of notes.info) logger.info(line);
   startServer(options, logger)
     .then((s) => {
       logger.info({ url: s.address().url }, `webswarm listening on ${s.address().url}`);
-      const stop = () => void s.close().then(() => process.exit(0));
+      const stop = (signal: NodeJS.Signals) => {
+        logger.info(`stopping (${signal}): running requests end with ERR_SHUTTING_DOWN`);
+        void s.close().then(() => process.exit(0));
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     })

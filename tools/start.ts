@@ -8,7 +8,7 @@
  * signal-server/main.ts).
  */
 import { createLogger, type LineSink, resolveLogFormat } from '../signal-server/log.js';
-import { optionsFrom, SETTING_FLAGS, startServer } from '../signal-server/main.js';
+import { optionsFrom, SETTING_FLAGS, startNotes, startServer } from '../signal-server/main.js';
 import { buildWebApp } from './build-web.js';
 import { cliArgs, runCli } from './cli-args.js';
 import { ensureChromium } from './ensure-chromium.js';
@@ -32,6 +32,9 @@ runCli(async () => {
   const status = format === 'pretty' && process.stdout.isTTY ? new StatusLine(process.stdout) : null;
   const out: LineSink & { isTTY?: boolean } = status ?? process.stdout;
   const log = (line: string) => void out.write(`${line}\n`);
+  const notes = startNotes(process.env, options);
+  for (const line of notes.warn) log(`warning: ${line}`);
+  for (const line of notes.info) log(line);
   const faultOf = faultsFromArgs(v.faulty, v.fault);
   if (faultOf(0) !== null && options.mode === 'production') {
     log('fault injection asked for: the server runs in demo mode (WEBSWARM_MODE=demo)');
