@@ -198,6 +198,9 @@ describe('server settings', () => {
       await expect(startServer({ ...base, model: 'no-such-model' })).rejects.toThrow(
         /^MODEL \(--model\) no-such-model: no model folder at models\/no-such-model \(relative to the working directory, .*\); the models under models\/: .*austen-2m/,
       );
+      await expect(startServer({ ...base, redisUrl: 'redis://127.0.0.1:1' })).rejects.toThrow(
+        /^REDIS_URL \(--redis-url\): cannot reach Redis at redis:\/\/127\.0\.0\.1:1: /,
+      );
       await expect(startServer({ ...base, model: '/no/such/folder' })).rejects.toThrow(
         'MODEL (--model) /no/such/folder: no model folder at /no/such/folder',
       );

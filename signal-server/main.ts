@@ -14,6 +14,7 @@ import { fusedFormProblem, GRAPH_FORMS, type GraphForm } from '../shared/model/s
 import { ICE_TRANSPORT_POLICIES, type IceServer, type IceTransportPolicy } from '../shared/protocol/messages.js';
 import { MAX_REDUNDANCY } from '../shared/protocol/validate.js';
 import { DEFAULT_MAX_SOCKETS_PER_ADDRESS } from './address-sockets.js';
+import { editDistance, unknownOptionHint } from './closest-name.js';
 import { FANOUT_MODES, type Fanout } from './coordinator/coordinator-types.js';
 import { DEFAULT_FALLBACK_MAX_SESSIONS, FALLBACK_MODES, type FallbackMode } from './coordinator/fallback.js';
 import { DEFAULT_LOCAL_ADDRESSES } from './coordinator/identity.js';
@@ -469,19 +470,6 @@ export function contextFor(setting: number, folder: string, log: (line: string) 
   return setting;
 }
 
-/** Edits (insertions, deletions, substitutions, two neighbours swapped) that make `a` into `b`. */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  const at = (i: number, j: number) => (d[i] as number[])[j] as number;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) {
-      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
-      (d[i] as number[])[j] = best;
-    }
-  return at(a.length, b.length);
-}
-
 /** The setting an environment variable that is none was likely meant as (API_KEY, TRUSTED_PROXY, ORIGIN), if any. */
 export function meantSetting(name: string): string | undefined {
   if (!/^[A-Z][A-Z0-9_]{2,}$/.test(name)) return undefined;
@@ -626,7 +614,11 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
     ...(o.redisUrl === null ? {} : { redisUrl: o.redisUrl }),
     logger,
   });
-  await server.ready;
+  await server.ready.catch((e: unknown) => {
+    // Named by its setting, as every other start failure is.
+    const m = e instanceof Error ? e.message : String(e);
+    throw m.startsWith('cannot reach Redis at ') ? new Error(`REDIS_URL (--redis-url): ${m}`) : e;
+  });
   const mirror = o.weightsUrl;
   if (mirror !== null && /^https?:/.test(mirror)) {
     // Not awaited: a slow mirror delays no start. Its problem is said once, in the log the operator reads.
@@ -644,7 +636,7 @@ if (isMain) {
   try {
     options = optionsFrom(process.env, parseArgs({ options: SETTING_FLAGS, strict: true }).values);
   } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.stderr.write(`error: ${unknownOptionHint(e, Object.keys(SETTING_FLAGS), 'README.md, Configuration')}\n`);
     process.exit(2);
   }
   const logger = loggerFor(options);

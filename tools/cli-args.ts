@@ -2,7 +2,7 @@ import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { ModelError } from '../shared/model/errors.js';
 import { type Partition, parseRanges } from '../shared/model/partition.js';
 import { isWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecision } from '../shared/model/quantize.js';
-
+import { unknownOptionHint } from '../signal-server/closest-name.js';
 import { DEFAULT_STAGES } from '../signal-server/defaults.js';
 
 export { DEFAULT_MODEL, modelDir, STAGE_CACHE } from '../signal-server/defaults.js';
@@ -29,7 +29,7 @@ export function cliArgs<const O extends ParseArgsOptionsConfig>(options: O, usag
   try {
     return parseArgs({ options, allowPositionals: false, strict: true }).values;
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${usage}\n`);
+    process.stderr.write(`${unknownOptionHint(e, Object.keys(options))}\n\n${usage}\n`);
     process.exit(2);
   }
 }
