@@ -60,6 +60,9 @@ describe('CONTEXT', () => {
     expect(said).toEqual([]);
     expect(contextFor(128, 'models/austen-2m', (l) => said.push(l))).toBe(128);
     expect(said).toEqual(["CONTEXT: serving 128 of the model's 512 positions (CONTEXT=0 serves them all)"]);
+    // More than the model holds, asked for: served as the model's, and said (before, nothing was).
+    expect(contextFor(99_999, 'models/austen-2m', (l) => said.push(l))).toBeUndefined();
+    expect(said[1]).toBe("CONTEXT: 99999 is more than the model's 512 positions; serving its 512");
     // A folder that cannot be read is the build's to name.
     expect(contextFor(128, '/nonexistent-webswarm-model', () => {})).toBeUndefined();
   });

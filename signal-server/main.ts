@@ -465,6 +465,10 @@ export function contextFor(setting: number, folder: string, log: (line: string) 
   } catch {
     return undefined;
   }
+  // Asked for more than the model holds (not the default, which is meant for models that hold more): said, since
+  // README's table says "at most the model's" and the start serves the model's all the same (an operator's find).
+  if (setting > own && setting !== DEFAULT_CONTEXT)
+    log(`CONTEXT: ${setting} is more than the model's ${own} positions; serving its ${own}`);
   if (setting === 0 || setting >= own) return undefined;
   log(`CONTEXT: serving ${setting} of the model's ${own} positions (CONTEXT=0 serves them all)`);
   return setting;
