@@ -35,12 +35,32 @@ export class NoShowWindow {
     this.trim();
   }
 
-  /** Takes in `other`'s sessions (another connection's of the same client), each counted once, in their order. */
-  absorb(other: NoShowWindow): void {
-    for (const [id, missed] of other.sessions) {
-      if (missed) this.miss(id);
-      else this.showed(id);
+  /**
+   * Strikes among the last NO_SHOW_WINDOW sessions of this window and `other` together (another connection's of the
+   * same client: a session in both counts once, missed if either missed it). Sessions are told apart and ordered by
+   * their ids, which a server gives in increasing order: so an old window's misses fall out as the newer one serves.
+   */
+  countWith(other: NoShowWindow | undefined): number {
+    if (other === undefined) return this.count;
+    let count = 0;
+    for (const [, missed] of this.union(other).slice(-NO_SHOW_WINDOW)) if (missed) count += 1;
+    return count;
+  }
+
+  /** A window of this one's and `other`'s sessions together (as countWith counts them): the newest NO_SHOW_WINDOW. */
+  mergedWith(other: NoShowWindow): NoShowWindow {
+    const out = new NoShowWindow();
+    for (const [id, missed] of this.union(other)) {
+      if (missed) out.miss(id);
+      else out.showed(id);
     }
+    return out;
+  }
+
+  private union(other: NoShowWindow): [number, boolean][] {
+    const all = new Map(this.sessions);
+    for (const [id, missed] of other.sessions) all.set(id, missed || all.get(id) === true);
+    return [...all].sort((a, b) => a[0] - b[0]);
   }
 
   private trim(): void {

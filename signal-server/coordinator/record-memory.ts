@@ -36,10 +36,11 @@ export class RecordMemory {
   private readonly entries = new Map<string, Entry<ClientRecord>>();
   /**
    * Per client key, the sessions missed by its connections that left while another of the key stayed open (a tab
-   * closed beside another): its next connection goes on from them (`takeMissed`), and so does the record remembered
-   * when its last connection leaves. Before, each new tab started with a clean window beside a sibling kept open, so
-   * a client could close a tab two strikes short of eviction and open another, as often as it liked, each strike a
-   * join timeout wasted; without a sibling the record remembered carried them already.
+   * closed beside another): kept for the key, not handed to one connection, and judged with each of its connections'
+   * own (`missedBy`), and merged into the record remembered when its last connection leaves. Before, each new tab
+   * started with a clean window beside a sibling kept open, so a client could close a tab two strikes short of
+   * eviction and open another, as often as it liked, each strike a join timeout wasted; without a sibling the record
+   * remembered carried them already.
    */
   private readonly missed = new Map<string, Entry<NoShowWindow>>();
 
@@ -56,15 +57,14 @@ export class RecordMemory {
   }
 
   /**
-   * The last connection of a client with these identity keys left with this record: kept under its client key, with
-   * the sessions missed by its connections that left before it (`keepMissed`) added to its own.
+   * The last connection of a client with these identity keys left with this record: kept under its client key, its
+   * sessions missed merged with those its connections that left before it missed (`keepMissed`).
    */
   remember(keys: readonly string[], record: ClientRecord): void {
     const key = clientKeyOf(keys);
     if (key === undefined) return;
-    const before = this.takeMissed(keys);
-    if (before !== undefined) record.noShows.absorb(before);
-    this.put(this.entries, key, record);
+    const before = this.take(this.missed, key);
+    this.put(this.entries, key, before === undefined ? record : { ...record, noShows: record.noShows.mergedWith(before) });
   }
 
   /** The record a volunteer with these identity keys resumes (its client key's), if any: taken, so resumed once. */
@@ -77,19 +77,24 @@ export class RecordMemory {
     const key = clientKeyOf(keys);
     if (key === undefined || window.count === 0) return;
     const before = this.take(this.missed, key);
-    if (before !== undefined) window.absorb(before);
-    this.put(this.missed, key, window);
+    this.put(this.missed, key, before === undefined ? window : window.mergedWith(before));
   }
 
   /** Whether sessions missed by connections of this client key that left beside another are kept (`keepMissed`). */
   keepsMissed(keys: readonly string[]): boolean {
     const key = clientKeyOf(keys);
-    return key !== undefined && this.missed.has(key);
+    const e = key === undefined ? undefined : this.missed.get(key);
+    return e !== undefined && e.until > this.now();
   }
 
-  /** The sessions missed by connections of this client key that left while another stayed open: taken, so once. */
-  takeMissed(keys: readonly string[]): NoShowWindow | undefined {
-    return this.take(this.missed, clientKeyOf(keys));
+  /**
+   * The strikes a connection of this client is judged on: those of its own window (`own`) and of its client's
+   * connections that left beside it, together, among the last sessions (NoShowWindow.countWith).
+   */
+  missedBy(keys: readonly string[], own: NoShowWindow): number {
+    const key = clientKeyOf(keys);
+    const e = key === undefined ? undefined : this.missed.get(key);
+    return own.countWith(e !== undefined && e.until > this.now() ? e.value : undefined);
   }
 
   private put<T>(map: Map<string, Entry<T>>, key: string, value: T): void {

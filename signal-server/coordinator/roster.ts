@@ -127,9 +127,9 @@ export class Roster {
       challenge: null,
       withdrawn: null,
       // Sessions missed count a connection's own (a tab throttled in the background is that tab): a window resumed
-      // with its record; beside an open connection of its key, the one its connections that left before it missed
-      // (a tab closed and another opened goes on from it), else a fresh one.
-      noShows: kept?.resumed?.noShows ?? (kept !== undefined ? this.s.records.takeMissed(keys) : undefined) ?? new NoShowWindow(),
+      // with its record, a fresh one beside an open connection of its key (judged with those its key's connections
+      // that left beside it missed: RecordMemory.missedBy).
+      noShows: kept?.resumed?.noShows ?? new NoShowWindow(),
       silence: null,
       opened,
       score: { sentAt: -Infinity, timer: null, held: null },

@@ -428,13 +428,16 @@ export class SessionRunner {
         : why === 'silent'
           ? `joined session ${sessionId} and then sent too few results while its stage decided steps`
           : `did not join session ${sessionId}${full}`;
-    this.s.log(`volunteer ${id} ${what} (${member.noShows.count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
+    // With those its client's tabs that left beside it missed (record-memory.ts): closing a tab two strikes short of
+    // eviction and opening another no longer starts a clean count.
+    const count = this.s.records.missedBy(member.keys, member.noShows);
+    this.s.log(`volunteer ${id} ${what} (${count} of ${MAX_NO_SHOWS} no-shows in its last ${NO_SHOW_WINDOW} sessions)`);
     // Told both causes: a volunteer whose browser cannot make WebRTC connections (a firewall, no TURN) is the second.
-    if (member.noShows.count >= MAX_NO_SHOWS)
+    if (count >= MAX_NO_SHOWS)
       this.h.expel(
         id,
         'ERR_EVICTED',
-        `${member.noShows.count} of its last ${NO_SHOW_WINDOW} sessions not joined, joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections), or joined without sending results; last: ${what}`,
+        `${count} of its last ${NO_SHOW_WINDOW} sessions not joined, joined without a majority of a neighbouring stage reaching this volunteer over WebRTC (check that this browser can make WebRTC connections), or joined without sending results; last: ${what}`,
         true,
       );
   }

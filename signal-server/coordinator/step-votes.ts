@@ -168,8 +168,9 @@ export abstract class StepVotes extends SessionRoute {
    * input, its senders' frames were that input for every receiver (each takes the majority of its senders' frames),
    * so a report naming another input is out of line, and a disagreement: before, a liar that named another input
    * with its lie was not judged. Where they do not (the old vote computed on a token of the mesh loop since rolled
-   * back, or on frames of a stage since retried), a report on another input is not judged. Stage 0's inputs are
-   * token ids: the same only exactly (the tolerance of hidden states would take 5000 for 5004).
+   * back, or on frames of a stage since retried), a report on another input is not judged. Stage 0's input is the
+   * token ids this server sent, fingerprinted here and compared exactly (the tolerance of hidden states would take
+   * 5000 for 5004, and a member's claim could set it).
    */
   protected judgeSuperseded(step: number): void {
     const replaced = this.superseded.get(step);
@@ -178,11 +179,20 @@ export abstract class StepVotes extends SessionRoute {
     const qs = this.digestsOf(step);
     const judged = new Set<string>();
     for (const { stage, vote } of replaced) {
-      const decided = qs[stage]?.state;
-      if (decided?.kind !== 'agreed') continue;
+      const now = qs[stage];
+      const decided = now?.state;
+      if (now === undefined || decided?.kind !== 'agreed') continue;
       for (const id of [...decided.agreeing, ...decided.disagreeing]) judged.add(id);
+      // Against every member of the winning group, not its first answer alone: a first reporter at the tolerance's
+      // edge would otherwise push an honest leaver on another backend just past it.
+      const winners = decided.agreeing.flatMap((id) => {
+        const o = now.outcome(id);
+        return o?.status === 'fulfilled' ? [o.value] : [];
+      });
+      // Stage 0's input is what this server sent it, fingerprinted here: no member's claim sets it.
+      const sent = stage === 0 ? this.inputs[step] : undefined;
       const onDecided = (input: readonly number[]) =>
-        stage === 0 ? sameValues(input, decided.value.input) : agreeFingerprints([...input], decided.value.input);
+        sent !== undefined ? sameValues(input, fingerprint(sent)) : winners.some((w) => agreeFingerprints([...input], w.input));
       const reports = vote.outcomesSoFar.flatMap((o) => (o.status === 'fulfilled' ? [{ id: o.replica, ...o.value }] : []));
       const inLine = reports.filter((r) => onDecided(r.input)).length >= vote.threshold;
       for (const r of reports) {
@@ -190,7 +200,7 @@ export abstract class StepVotes extends SessionRoute {
         const sameInput = onDecided(r.input);
         if (!sameInput && !inLine) continue;
         judged.add(r.id);
-        const agreed = sameInput && agreeFingerprints(r.out, decided.value.out);
+        const agreed = sameInput && winners.some((w) => agreeFingerprints(r.out, w.out));
         if (!agreed)
           this.retry?.log?.(
             `session ${this.sessionId} step ${step}: ${r.id} of stage ${stage} reported ${sameInput ? 'another output than the one decided' : 'another input than a majority of its stage'} in a vote started again before its majority (a disagreement)`,
