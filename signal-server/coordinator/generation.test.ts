@@ -239,6 +239,24 @@ describe('a generation through replicas', () => {
     }
   });
 
+  it('a replica that lies at its first compute of a step, stays for the retry and answers honestly after the roll-back: its lie counts', async () => {
+    const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
+    let outputs = 0;
+    // Noise on its first output only: the mesh loop's roll-back has it compute the step again, honestly.
+    const once: FaultBehaviour = { output: (_s, d) => (++outputs === 1 ? d.map((v, i) => v + 1 + (i % 5)) : d), delayMs: 0 };
+    try {
+      const r = await runInProcess(roomy, promptIds, TOKENS, { s1r0: fault('noise', 31), s1r2: once });
+      expect(r.error).toBeNull();
+      expect(r.tokens).toEqual(expected);
+      // s1r0 and s1r1 left for the spares; s1r2 stayed and agreed at every step after.
+      expect(r.replacements.map((x) => x.left).sort()).toEqual(['s1r0', 's1r1']);
+      // Before: { agreed: TOKENS, disagreed: 0 }, its lie counted nowhere.
+      expect(r.audit.get('s1r2')).toEqual({ agreed: TOKENS, disagreed: 1 });
+    } finally {
+      await releaseInProcessSwarm(roomy);
+    }
+  });
+
   it('a replica of a later stage that reported into a vote the retry started again is judged once for the step, by the new vote', async () => {
     const roomy = await createInProcessSwarm(swarm.manifest, stageBytes, R, TIMEOUTS, 2);
     /** Honest, waiting `delay(outputs so far, its last step)` ms before each compute. */

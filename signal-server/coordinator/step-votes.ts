@@ -178,6 +178,7 @@ export abstract class StepVotes extends SessionRoute {
     this.superseded.delete(step);
     const qs = this.digestsOf(step);
     const judged = new Set<string>();
+    const twice = new Set<string>();
     for (const { stage, vote } of replaced) {
       const now = qs[stage];
       const decided = now?.state;
@@ -193,14 +194,30 @@ export abstract class StepVotes extends SessionRoute {
       const sent = stage === 0 ? this.inputs[step] : undefined;
       const onDecided = (input: readonly number[]) =>
         sent !== undefined ? sameValues(input, fingerprint(sent)) : winners.some((w) => agreeFingerprints([...input], w.input));
-      const reports = vote.outcomesSoFar.flatMap((o) => (o.status === 'fulfilled' ? [{ id: o.replica, ...o.value }] : []));
+      const reports = vote.outcomesSoFar.flatMap((o) => (o.status === 'fulfilled' ? [{ id: o.replica, report: o.value, ...o.value }] : []));
       const inLine = reports.filter((r) => onDecided(r.input)).length >= vote.threshold;
       for (const r of reports) {
-        if (judged.has(r.id) || this.members.get(r.id) === stage || this.served([r.id])) continue;
+        if (this.served([r.id])) continue;
         const sameInput = onDecided(r.input);
-        if (!sameInput && !inLine) continue;
-        judged.add(r.id);
         const agreed = sameInput && winners.some((w) => agreeFingerprints(r.out, w.out));
+        if (this.members.get(r.id) === stage) {
+          // Its answer carried into the new vote (a retry where stages do not run ahead): judged there.
+          const carried = now.outcome(r.id);
+          if (carried?.status === 'fulfilled' && carried.value === r.report) continue;
+          // One that stays computed the step again where stages run ahead (a roll-back): two outputs on one input is
+          // a lie once, whatever its new vote says (before, one that lied at its first compute and answered honestly
+          // after the roll-back was never counted: a red-team find). Its agreement is the new vote's to give.
+          if (sameInput && !agreed && !twice.has(r.id)) {
+            twice.add(r.id);
+            this.retry?.log?.(
+              `session ${this.sessionId} step ${step}: ${r.id} of stage ${stage} reported another output on the same input before its vote started again (a disagreement)`,
+            );
+            this.audit.credit(r.id, false);
+          }
+          continue;
+        }
+        if (judged.has(r.id) || (!sameInput && !inLine)) continue;
+        judged.add(r.id);
         if (!agreed)
           this.retry?.log?.(
             `session ${this.sessionId} step ${step}: ${r.id} of stage ${stage} reported ${sameInput ? 'another output than the one decided' : 'another input than a majority of its stage'} in a vote started again before its majority (a disagreement)`,
