@@ -94,6 +94,33 @@ describe('RecordMemory: sessions missed by a connection that left beside another
     expect(m.resume(KEYS)?.noShows.count).toBe(0);
   });
 
+  it('they fall out as any tab of the key serves: a clean tab that closes, or one still open, not only the one judged', () => {
+    const missed = (ids: number[]) => record(0, 0, ids).noShows;
+    const served = (from: number, to: number) => {
+      const w = new NoShowWindow();
+      for (let id = from; id <= to; id++) w.showed(id);
+      return w;
+    };
+    // A tab misses 10 and 11 and closes beside another; a second tab serves 12 to 41 cleanly and closes; a third
+    // misses 42: 1 of the key's last 20 (before: 3, and the third tab's miss evicted the key: a red-team find).
+    const closed = new RecordMemory();
+    closed.keepMissed(KEYS, missed([10, 11]));
+    closed.keepMissed(KEYS, served(12, 41));
+    expect(closed.missedBy(KEYS, missed([42]))).toBe(1);
+    // The same where the tab that serves stays open: each session it joins counts in the key's window.
+    const open = new RecordMemory();
+    open.keepMissed(KEYS, missed([10, 11]));
+    for (let id = 12; id <= 200; id++) open.showed(KEYS, id);
+    expect(open.missedBy(KEYS, missed([201]))).toBe(1);
+    // Another key's sessions touch nothing kept; a key with nothing kept keeps nothing of a clean tab.
+    open.showed(['key:other-0002'], 202);
+    expect(open.missedSize).toBe(1);
+    const none = new RecordMemory();
+    none.keepMissed(KEYS, served(1, 5));
+    none.showed(KEYS, 6);
+    expect(none.missedSize).toBe(0);
+  });
+
   it(`bounded and forgotten as records are: at most ${MAX_REMEMBERED}, for ${RECORD_MEMORY_MS / 3_600_000} h`, () => {
     let now = 0;
     const m = new RecordMemory(() => now);

@@ -72,10 +72,13 @@ export class RecordMemory {
     return this.take(this.entries, clientKeyOf(keys));
   }
 
-  /** A connection with these identity keys left, another of its key still open, having missed sessions in `window`. */
+  /**
+   * A connection with these identity keys left, another of its key still open, with its sessions in `window`: kept
+   * where it missed any, and merged where the key has misses kept (its sessions served push older misses out).
+   */
   keepMissed(keys: readonly string[], window: NoShowWindow): void {
     const key = clientKeyOf(keys);
-    if (key === undefined || window.count === 0) return;
+    if (key === undefined || (window.count === 0 && !this.keepsMissed(keys))) return;
     const before = this.take(this.missed, key);
     this.put(this.missed, key, before === undefined ? window : window.mergedWith(before));
   }
@@ -85,6 +88,13 @@ export class RecordMemory {
     const key = clientKeyOf(keys);
     const e = key === undefined ? undefined : this.missed.get(key);
     return e !== undefined && e.until > this.now();
+  }
+
+  /** A connection with these identity keys joined session `sessionId`: it counts in the key's kept window too. */
+  showed(keys: readonly string[], sessionId: number): void {
+    const key = clientKeyOf(keys);
+    const e = key === undefined ? undefined : this.missed.get(key);
+    if (e !== undefined && e.until > this.now()) e.value.showed(sessionId);
   }
 
   /**

@@ -312,7 +312,12 @@ export class SessionRunner {
         noShow: (id, why = 'absent') => this.noShow(id, sessionId, why),
         takeOut: (id) => this.failOver(session, id, 'sent too few results'),
         refill: (id) => this.refill(session, id),
-        showed: (id) => this.s.members.get(id)?.noShows.showed(sessionId),
+        showed: (id) => {
+          const member = this.s.members.get(id);
+          member?.noShows.showed(sessionId);
+          // The key's kept misses (record-memory.ts) fall out as any of its tabs serves, not only the one judged.
+          if (member !== undefined) this.s.records.showed(member.keys, sessionId);
+        },
         stepBegan: (step, members) => this.s.cluster?.stepBegan(sessionId, step, members),
         silenceBefore: (id) => this.s.members.get(id)?.silence ?? undefined,
         silenceAfter: (id, carry, before) => {

@@ -201,13 +201,20 @@ export abstract class StepVotes extends SessionRoute {
         const sameInput = onDecided(r.input);
         const agreed = sameInput && winners.some((w) => agreeFingerprints(r.out, w.out));
         if (this.members.get(r.id) === stage) {
-          // Its answer carried into the new vote (a retry where stages do not run ahead): judged there.
-          const carried = now.outcome(r.id);
-          if (carried?.status === 'fulfilled' && carried.value === r.report) continue;
           // One that stays computed the step again where stages run ahead (a roll-back): two outputs on one input is
-          // a lie once, whatever its new vote says (before, one that lied at its first compute and answered honestly
-          // after the roll-back was never counted: a red-team find). Its agreement is the new vote's to give.
-          if (sameInput && !agreed && !twice.has(r.id)) {
+          // a lie once (before, one that lied at its first compute and answered honestly after the roll-back was
+          // never counted: a red-team find). Its answer carried into the new vote (a retry where stages do not run
+          // ahead), or one the new vote counted against it already, is judged there. Compared with its own new
+          // report where it has one (the same input, bit for bit), else with the winners where its input is theirs
+          // bit for bit: inputs within the tolerance (spares on another backend) could grow apart in the output.
+          const again = now.outcome(r.id);
+          if (again?.status === 'fulfilled' && again.value === r.report) continue;
+          if (decided.disagreeing.includes(r.id) || twice.has(r.id)) continue;
+          const lied =
+            again?.status === 'fulfilled'
+              ? sameValues(r.input, again.value.input) && !agreeFingerprints(r.out, again.value.out)
+              : (sent !== undefined ? sameInput : winners.some((w) => sameValues(r.input, w.input))) && !agreed;
+          if (lied) {
             twice.add(r.id);
             this.retry?.log?.(
               `session ${this.sessionId} step ${step}: ${r.id} of stage ${stage} reported another output on the same input before its vote started again (a disagreement)`,
