@@ -36,14 +36,21 @@ export class NoShowWindow {
   }
 
   /**
-   * Strikes among the last NO_SHOW_WINDOW sessions of this window and `other` together (another connection's of the
-   * same client: a session in both counts once, missed if either missed it). Sessions are told apart and ordered by
-   * their ids, which a server gives in increasing order: so an old window's misses fall out as the newer one serves.
+   * This window's strikes (its own last NO_SHOW_WINDOW sessions), and those of `other` (the sessions its client's
+   * other connections missed) that are not this window's and are among the last NO_SHOW_WINDOW sessions of the two
+   * together. Sessions are ordered by their ids, which a server gives in increasing order: so `other`'s misses fall
+   * out as the client's connections serve, and this window's own never do before it serves (counting only the
+   * newest of the two together let a tab's own misses fall out as its sibling tabs served: a red-team find).
    */
   countWith(other: NoShowWindow | undefined): number {
     if (other === undefined) return this.count;
-    let count = 0;
-    for (const [, missed] of this.union(other).slice(-NO_SHOW_WINDOW)) if (missed) count += 1;
+    const newest = new Set(
+      this.union(other)
+        .slice(-NO_SHOW_WINDOW)
+        .map(([id]) => id),
+    );
+    let count = this.count;
+    for (const [id, missed] of other.sessions) if (missed && !this.sessions.has(id) && newest.has(id)) count += 1;
     return count;
   }
 

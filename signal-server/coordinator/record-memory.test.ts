@@ -121,6 +121,23 @@ describe('RecordMemory: sessions missed by a connection that left beside another
     expect(none.missedSize).toBe(0);
   });
 
+  it("a tab's own strikes never fall out as its sibling tabs serve: with a key's misses kept, a tab that misses all it is given is judged on them", () => {
+    const m = new RecordMemory();
+    // A throwaway tab missed session 1 and closed beside the others: the key has misses kept.
+    m.keepMissed(KEYS, record(0, 0, [1]).noShows);
+    // A sibling serves sessions 2 to 60; this tab misses each one in ten from 30 on.
+    const tab = new NoShowWindow();
+    const judged: number[] = [];
+    for (let id = 2; id <= 60; id++) {
+      if (id % 10 === 0 && id >= 30) {
+        tab.miss(id);
+        judged.push(m.missedBy(KEYS, tab));
+      } else m.showed(KEYS, id);
+    }
+    // Its third miss counts 3, as it does for a tab alone (before: at most 2, never evicted: a red-team find).
+    expect(judged).toEqual([1, 2, 3, 4]);
+  });
+
   it(`bounded and forgotten as records are: at most ${MAX_REMEMBERED}, for ${RECORD_MEMORY_MS / 3_600_000} h`, () => {
     let now = 0;
     const m = new RecordMemory(() => now);
