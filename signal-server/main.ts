@@ -520,7 +520,7 @@ export function startNotes(
   if (o.apiKeys.length === 0) {
     const loopback = o.host === 'localhost' || o.host === '::1' || o.host.startsWith('127.');
     (loopback ? info : warn).push(
-      `the API (/v1) is open to anyone who reaches ${loopback ? 'this machine' : `${o.host}`}: no API_KEYS (--api-keys) set`,
+      `the API (/v1) is open to anyone who reaches ${loopback ? 'this machine' : o.host}: no API_KEYS (--api-keys) set`,
     );
   }
   for (const entry of o.trustedProxies) {
@@ -574,10 +574,10 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
   }
   const t0 = performance.now();
   const partition = { stages: o.stages };
-  const graph = graphFor(o.graph, modelDir(o.model), log);
-  const context = contextFor(o.context, modelDir(o.model), log);
+  const graph = graphFor(o.graph, folder, log);
+  const context = contextFor(o.context, folder, log);
   const choice = { weights: o.weights, graph, ...(context === undefined ? {} : { context }) };
-  const { dir, manifest, built } = await ensureStages(modelDir(o.model), partition, o.stageCache, choice).catch((e: unknown) => {
+  const { dir, manifest, built } = await ensureStages(folder, partition, o.stageCache, choice).catch((e: unknown) => {
     throw settingOf(e, o);
   });
   log(
@@ -592,7 +592,7 @@ export async function startServer(o: StartOptions, logger: Logger = loggerFor(o)
         manifest,
         dir,
         key: basename(dir),
-        modelDir: modelDir(o.model),
+        modelDir: folder,
         ...(o.weightsUrl === null ? {} : { weightsUrl: o.weightsUrl }),
       },
     ],

@@ -85,16 +85,12 @@ export class RecordMemory {
 
   /** Whether sessions missed by connections of this client key that left beside another are kept (`keepMissed`). */
   keepsMissed(keys: readonly string[]): boolean {
-    const key = clientKeyOf(keys);
-    const e = key === undefined ? undefined : this.missed.get(key);
-    return e !== undefined && e.until > this.now();
+    return this.keptMissed(keys) !== undefined;
   }
 
   /** A connection with these identity keys joined session `sessionId`: it counts in the key's kept window too. */
   showed(keys: readonly string[], sessionId: number): void {
-    const key = clientKeyOf(keys);
-    const e = key === undefined ? undefined : this.missed.get(key);
-    if (e !== undefined && e.until > this.now()) e.value.showed(sessionId);
+    this.keptMissed(keys)?.showed(sessionId);
   }
 
   /**
@@ -102,9 +98,14 @@ export class RecordMemory {
    * connections that left beside it, together, among the last sessions (NoShowWindow.countWith).
    */
   missedBy(keys: readonly string[], own: NoShowWindow): number {
+    return own.countWith(this.keptMissed(keys));
+  }
+
+  /** The window kept for the client key among these identity keys (`keepMissed`), unless it has expired. */
+  private keptMissed(keys: readonly string[]): NoShowWindow | undefined {
     const key = clientKeyOf(keys);
     const e = key === undefined ? undefined : this.missed.get(key);
-    return own.countWith(e !== undefined && e.until > this.now() ? e.value : undefined);
+    return e !== undefined && e.until > this.now() ? e.value : undefined;
   }
 
   private put<T>(map: Map<string, Entry<T>>, key: string, value: T): void {

@@ -34,16 +34,16 @@ export interface StepWait {
   settleTimer: TimerHandle | null;
 }
 
-/** A receiver's fingerprint of a frame is the sender's own: the same bytes (NaN included), or within the tolerance. */
-function sameFrame(a: readonly number[], b: readonly number[]): boolean {
-  return (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) || agreeFingerprints([...a], [...b]);
-}
-
 /** The same numbers, bit for bit (token ids, logits a token was sampled from): no tolerance. */
 export function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
+}
+
+/** A receiver's fingerprint of a frame is the sender's own: the same bytes (NaN included), or within the tolerance. */
+function sameFrame(a: readonly number[], b: readonly number[]): boolean {
+  return sameValues(a, b) || agreeFingerprints([...a], [...b]);
 }
 
 /** How many steps' digest votes are kept for stragglers' late reports. */
@@ -162,7 +162,8 @@ export abstract class StepVotes extends SessionRoute {
    * the same rules, or the server's own replica), each replica once: on the decided input, another output is a
    * disagreement and the same output an agreement. Before, such a liar was never classified: the server took the
    * stage, and it lied again in the next session with its record whole. Replicas still in the stage are judged by
-   * its new vote, whenever their report comes (a retry carries the answers of those that stay into it), never twice.
+   * its new vote, whenever their report comes (a retry carries the answers of those that stay into it); only one
+   * that computed the step again (a roll-back) and gave another output on the same input counts a disagreement here.
    *
    * The input a report names is its own claim. Where a majority (of r) of the old vote's reports name the decided
    * input, its senders' frames were that input for every receiver (each takes the majority of its senders' frames),
@@ -191,9 +192,10 @@ export abstract class StepVotes extends SessionRoute {
         return o?.status === 'fulfilled' ? [o.value] : [];
       });
       // Stage 0's input is what this server sent it, fingerprinted here: no member's claim sets it.
-      const sent = stage === 0 ? this.inputs[step] : undefined;
+      const sentTokens = stage === 0 ? this.inputs[step] : undefined;
+      const sent = sentTokens === undefined ? undefined : fingerprint(sentTokens);
       const onDecided = (input: readonly number[]) =>
-        sent !== undefined ? sameValues(input, fingerprint(sent)) : winners.some((w) => agreeFingerprints([...input], w.input));
+        sent !== undefined ? sameValues(input, sent) : winners.some((w) => agreeFingerprints([...input], w.input));
       const reports = vote.outcomesSoFar.flatMap((o) => (o.status === 'fulfilled' ? [{ id: o.replica, report: o.value, ...o.value }] : []));
       const inLine = reports.filter((r) => onDecided(r.input)).length >= vote.threshold;
       for (const r of reports) {
