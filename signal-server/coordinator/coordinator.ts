@@ -106,6 +106,7 @@ export class Coordinator {
     this.routes = new RoutePicker(s);
     this.roster = new Roster(s, {
       failOver: (session, left) => this.runner.failOver(session, left),
+      leftUnjoined: (session, left) => this.runner.noShow(left, session.sessionId, 'absent'),
       considerRepartition: (departure) => this.repartition.considerRepartition(departure),
       distrust: (keys) => this.repartition.distrust(keys),
     });

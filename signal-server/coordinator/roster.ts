@@ -37,6 +37,8 @@ export const SCORE_EVERY_MS = 1000;
 export interface RosterHooks {
   /** A replica of a running session left or moved: another takes its place. */
   failOver(session: GenerationSession, left: string): void;
+  /** A replica left a session that waited for it to join: a no-show (SessionRunner.noShow). */
+  leftUnjoined(session: GenerationSession, left: string): void;
   /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
   considerRepartition(departure: boolean): void;
   /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
@@ -203,6 +205,13 @@ export class Roster {
     // moved to another stage (an accomplice's departure made it) just before it left was counted nowhere (a red-team
     // find).
     const midSession = [...this.s.sessions.values(), ...this.s.finished.values()].some((session) => session.involves(id));
+    // Given a session and gone before it joined: a no-show, counted into the record it leaves (a strike may evict
+    // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
+    // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
+    // ever. Not for a server of a cluster that went, another server's volunteer (its own server judges it), one
+    // evicted or cut off already, nor any while this server shuts down.
+    if (!processGone && !member.remote && !this.cutOff.has(member) && !this.s.closing)
+      for (const session of this.s.sessions.values()) if (session.awaitsJoinOf(id)) this.h.leftUnjoined(session, id);
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);

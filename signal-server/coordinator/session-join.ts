@@ -30,6 +30,17 @@ export abstract class SessionJoin extends MeshLoopChecks {
     return true;
   }
 
+  /**
+   * Whether the session waits for `volunteer` to join it now: a replica of the route opened before the first step
+   * (while SessionJoin waits), or a newcomer brought in since (NewcomerJoins), that has neither joined nor refused.
+   */
+  awaitsJoinOf(volunteer: string): boolean {
+    if (!this.members.has(volunteer)) return false;
+    // A newcomer counts as joined in the route from the start (SessionRoute.swap); its own join is awaited apart.
+    if (this.awaitedJoins.has(volunteer)) return true;
+    return this.joinChanged !== null && !this.joined.has(volunteer) && !this.refused.has(volunteer);
+  }
+
   /** `volunteer` joined, without data channels to the neighbours in `unreached` (see UnreachedReports). */
   onJoined(volunteer: string, unreached: readonly string[] = []): void {
     const stage = this.members.get(volunteer);
