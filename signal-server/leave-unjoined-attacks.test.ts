@@ -63,6 +63,36 @@ describe('a replica that leaves a session it was given before joining it', () =>
     await expect.poll(() => again.errors.map((e) => e.code), { timeout: WAIT_MS }).toContain('ERR_BANNED');
   });
 
+  it('is one no-show a departure, however many sessions waited for it: an honest tab closed in a burst is not evicted', async () => {
+    const { lines, logger } = serverLog();
+    const { url, expected } = await start(1, 3, { logger });
+    const messages = () => lines.filter((l) => l.length > 0).map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
+    for (const i of [80, 81]) volunteer(url, `127.0.0.${i}`);
+    const KEY = 'closed-in-a-burst-0003';
+    // The only third replica: in every route. Its user closes it as the third of a burst of requests opens on it.
+    const tab: NodeVolunteer = volunteer(url, '127.0.0.82', {
+      clientKey: KEY,
+      joins: (_m, n) => {
+        if (n === 2) void tab.close();
+        return false;
+      },
+    });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    const results = await Promise.all([0, 1, 2].map(() => complete(url, TOKENS)));
+    // The two that stay are a majority of each route: the reference runner's tokens.
+    for (const r of results) expect(r.body.webswarm?.tokens).toEqual(expected);
+    expect(tab.sessionsOpened).toBe(3);
+    const struck = messages().filter((m) => m.startsWith(`volunteer ${tab.id} did not join`));
+    // One strike (before this rule, one a session waiting: three, and the key evicted and banned).
+    expect(struck).toHaveLength(1);
+    const back = volunteer(url, '127.0.0.82', { clientKey: KEY });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect(back.errors).toEqual([]);
+    expect(messages().find((m) => m.startsWith(`volunteer ${back.id} resumes its record`))).toMatch(
+      /, 1 of its last 20 sessions missed\)$/,
+    );
+  });
+
   it('is a no-show as a spare brought into a running session: the strike goes with its key', async () => {
     const { lines, logger } = serverLog();
     const { url, expected } = await start(1, 3, { logger });

@@ -209,9 +209,12 @@ export class Roster {
     // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
     // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
     // ever. Not for a server of a cluster that went, another server's volunteer (its own server judges it), one
-    // evicted or cut off already, nor any while this server shuts down.
-    if (!processGone && !member.remote && !this.cutOff.has(member) && !this.s.closing)
-      for (const session of this.s.sessions.values()) if (session.awaitsJoinOf(id)) this.h.leftUnjoined(session, id);
+    // evicted or cut off already, nor any while this server shuts down. One strike a departure, however many sessions
+    // waited for it: an honest tab closed while a burst of requests was being opened on it must not be evicted for it.
+    if (!processGone && !member.remote && !this.cutOff.has(member) && !this.s.closing) {
+      const waited = [...this.s.sessions.values()].find((session) => session.awaitsJoinOf(id));
+      if (waited !== undefined) this.h.leftUnjoined(waited, id);
+    }
     this.s.members.delete(id);
     this.s.links.drop(id);
     for (const session of this.s.sessions.values()) this.h.failOver(session, id);
