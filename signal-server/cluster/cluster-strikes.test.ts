@@ -7,7 +7,7 @@ import type { SignalServer } from '../server.js';
 import { clusterTestFile, complete, procOf, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { serverLog } from '../testing/server-log.js';
-import type { Cluster } from './cluster.js';
+import { type Cluster, parseKeptSessions } from './cluster.js';
 import { procOfSession } from './messages.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -109,4 +109,47 @@ describe('strikes against a volunteer of another process', () => {
       banned: bans.banned('key:strikes-window-1'),
     }).toEqual({ served: 20, errors: [], connected: true, banned: false });
   }, 180_000);
+
+  it('a connection closed two strikes short: its key, back on the other process, takes them up, and its next miss evicts it', async () => {
+    const log = serverLog();
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const KEY = 'strikes-kept-1';
+    const connect = (s: SignalServer) => {
+      const v = new NodeVolunteer(s.address().url, { clientKey: KEY, localAddress: '127.0.0.132', joins: false });
+      volunteers.push(v);
+      return v;
+    };
+    const counted = (v: NodeVolunteer) =>
+      log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`)).map((l) => /\((\d) of 3 no-shows/.exec(l)?.[1]);
+    const first = connect(a);
+    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    await complete(a, 'It is', 1);
+    await complete(b, 'It is', 1);
+    await until('both strikes counted by a', () => counted(first).length === 2);
+    expect(counted(first)).toEqual(['1', '2']);
+    await first.close();
+    await until('both see it gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 0));
+    // Back with its key, on the other process.
+    const again = connect(b);
+    await until('b sees it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    await until('b takes up its key’s sessions', () =>
+      log.lines.some((l) => l.includes(`cluster: volunteer ${again.id} takes up its client's last sessions (2 of its last 20 missed)`)),
+    );
+    await complete(a, 'It is', 1);
+    await until('its strike counted by b', () => counted(again).length === 1);
+    // Before: a clean window on b, 1 of 3, and two more strikes for every connection it opened.
+    expect(counted(again)).toEqual(['3']);
+    await until('it is evicted', () => again.errors.some((e) => e.code === 'ERR_EVICTED'));
+    await until('its key is banned on a', () => clusterOf(a).bans.banned(`key:${KEY}`));
+  }, 180_000);
+
+  it('reads the sessions kept under a key strictly: malformed entries are left out', () => {
+    expect(parseKeptSessions(['12:1', '13:0', '14:2', '-1:1', '1e3:1', '15:1 ', '9999999999999999:1', '16:1'])).toEqual([
+      [12, true],
+      [13, false],
+      [16, true],
+    ]);
+  });
 });

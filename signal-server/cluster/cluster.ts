@@ -28,6 +28,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import { clientKeyOf } from '../coordinator/identity.js';
+import { NO_SHOW_WINDOW, type NoShowWindow } from '../coordinator/no-show-window.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
@@ -917,6 +918,25 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
+  keepNoShows(keys: readonly string[], window: NoShowWindow): void {
+    const k = this.noShowsKey(keys);
+    const entries = window.entries();
+    if (k === null || entries.length === 0 || this.closed) return;
+    // Ordered by when they were kept (a window's sessions in their order, NO_SHOW_WINDOW < 32), not by session id: a
+    // server's session ids all sort after those of the servers before it.
+    const at = Date.now() * 32;
+    void this.pub
+      .multi()
+      .zAdd(
+        k,
+        entries.map(([id, missed], i) => ({ score: at + i, value: `${id}:${missed ? 1 : 0}` })),
+      )
+      .zRemRangeByRank(k, 0, -2 * NO_SHOW_WINDOW - 1)
+      .expire(k, RECORD_TTL_S)
+      .exec()
+      .catch((e: Error) => this.problem(`sessions missed by a volunteer's client not written: ${e.message}`));
+  }
+
   reachable(volunteer: string): boolean {
     // Another process's, while Redis is away: nothing reaches it from here. Not routed (before, a new session took
     // it, waited its join time for nothing, then fell back: an operator's find).
@@ -985,8 +1005,33 @@ export class Cluster implements ClusterSeam {
     return key === undefined ? null : this.key('record', key.slice(4));
   }
 
-  /** A volunteer that comes back (to this process or after another died) finds its record again. */
+  /** Where the sessions its client's connections missed and joined are kept (a sorted set of `id:missed`). */
+  private noShowsKey(keys: readonly string[]): string | null {
+    const key = clientKeyOf(keys);
+    return key === undefined ? null : this.key('noshows', key.slice(4));
+  }
+
+  /**
+   * A volunteer that comes back (to this process or after another died) finds its record again, and the sessions
+   * its client's connections that left missed: before, each connection of a cluster started with none, so a client
+   * closed a connection two strikes short of eviction and opened another, as often as it liked.
+   */
   private restore(id: string): void {
+    const keys = this.coordinator?.localMember(id)?.keys;
+    const nk = keys === undefined ? null : this.noShowsKey(keys);
+    if (nk !== null)
+      this.pub
+        .zRange(nk, 0, -1)
+        .then((members) => {
+          const entries = parseKeptSessions(members);
+          if (entries.length < members.length) this.problem(`${members.length - entries.length} malformed entries under ${nk}: ignored`);
+          const count = entries.length === 0 ? undefined : this.coordinator?.resumeNoShows(id, entries);
+          if (count !== undefined)
+            this.options.log(
+              `cluster: volunteer ${id} takes up its client's last sessions (${count} of its last ${NO_SHOW_WINDOW} missed)`,
+            );
+        })
+        .catch(() => {});
     const k = this.recordKey(id);
     if (k === null) return;
     this.pub
@@ -1055,4 +1100,14 @@ export class Cluster implements ClusterSeam {
       this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
     }
   }
+}
+
+/** The sessions kept under a client key (`id:1` missed, `id:0` joined), oldest first; malformed entries are left out. */
+export function parseKeptSessions(members: readonly string[]): [number, boolean][] {
+  const out: [number, boolean][] = [];
+  for (const m of members) {
+    const match = /^(\d{1,15}):([01])$/.exec(m);
+    if (match !== null) out.push([Number(match[1]), match[2] === '1']);
+  }
+  return out;
 }

@@ -432,6 +432,17 @@ export class Coordinator {
     else this.runner.noShow(id, sessionId, why);
   }
 
+  /**
+   * A volunteer of this server takes up the sessions its client's connections that left missed and joined (kept by the
+   * cluster, oldest first): the count of its last sessions missed now, or undefined where it is not this server's.
+   */
+  resumeNoShows(id: string, older: readonly (readonly [number, boolean])[]): number | undefined {
+    const member = this.s.members.get(id);
+    if (member === undefined || member.remote) return undefined;
+    member.noShows.prepend(older);
+    return member.noShows.count;
+  }
+
   /** Another server banned `key`: this server's volunteers holding it are cut off. */
   cutBanned(key: string): void {
     this.roster.cutBanned(key);

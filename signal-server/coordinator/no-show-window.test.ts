@@ -39,4 +39,31 @@ describe('NoShowWindow', () => {
     }
     expect(most).toBe(2);
   });
+
+  it('takes up older sessions before its own (prepend): a session in both missed where either missed it, the newest NO_SHOW_WINDOW kept', () => {
+    const w = new NoShowWindow();
+    w.showed(7000);
+    w.miss(7001);
+    // Kept by a cluster, oldest first: 3 missed twice (two entries), 5 joined, 7000 missed by the one that left.
+    w.prepend([
+      [3, true],
+      [5, false],
+      [3, false],
+      [7000, true],
+    ]);
+    expect(w.entries()).toEqual([
+      [3, true],
+      [5, false],
+      [7000, true],
+      [7001, true],
+    ]);
+    expect(w.count).toBe(3);
+    // Its own sessions stay the newest: older ones fall out first (session ids of another server sort lower or higher).
+    const own = new NoShowWindow();
+    own.miss(1);
+    own.prepend(Array.from({ length: NO_SHOW_WINDOW }, (_, i) => [9000 + i, i === 0] as const));
+    expect(own.entries()).toHaveLength(NO_SHOW_WINDOW);
+    expect(own.entries().at(-1)).toEqual([1, true]);
+    expect(own.count).toBe(1);
+  });
 });

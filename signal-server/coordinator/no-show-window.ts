@@ -64,6 +64,32 @@ export class NoShowWindow {
     return out;
   }
 
+  /** Its sessions, oldest first, each with whether it was missed. */
+  entries(): [number, boolean][] {
+    return [...this.sessions];
+  }
+
+  /**
+   * Puts `older` (sessions its client's connections that left had, oldest first) before its own, a session in both
+   * missed where either missed it, and keeps the newest NO_SHOW_WINDOW: a connection of a cluster's server takes up
+   * the sessions its key's last connections, on any server, missed and joined.
+   */
+  prepend(older: Iterable<readonly [number, boolean]>): void {
+    const own = new Map(this.sessions);
+    const before = new Map<number, boolean>();
+    for (const [id, missed] of older) {
+      if (own.has(id)) own.set(id, missed || own.get(id) === true);
+      else before.set(id, missed || before.get(id) === true);
+    }
+    this.sessions.clear();
+    this.missed = 0;
+    for (const [id, missed] of [...before, ...own]) {
+      this.sessions.set(id, missed);
+      if (missed) this.missed += 1;
+    }
+    this.trim();
+  }
+
   private union(other: NoShowWindow): [number, boolean][] {
     const all = new Map(this.sessions);
     for (const [id, missed] of other.sessions) all.set(id, missed || all.get(id) === true);

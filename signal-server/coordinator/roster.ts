@@ -230,9 +230,11 @@ export class Roster {
     this.s.audit.forget(id, member.keys, midSession);
     const empty = record.counts.agreed + record.counts.disagreed === 0 && record.noShows.count === 0;
     const worthKeeping = member.vouched || !empty || this.s.audit.awaits(record.counts);
-    if (!member.remote && this.s.cluster === null && key !== undefined) {
+    if (!member.remote && key !== undefined) {
       // Its sessions missed go on with the client's next connection, or into the record remembered after the last.
-      if (this.openSibling(key) !== undefined) this.s.records.keepMissed(member.keys, member.noShows);
+      // In a cluster, they are kept in Redis under its client key, for its next connection on any server.
+      if (this.s.cluster !== null) this.s.cluster.keepNoShows(member.keys, member.noShows);
+      else if (this.openSibling(key) !== undefined) this.s.records.keepMissed(member.keys, member.noShows);
       else if (worthKeeping || this.s.records.keepsMissed(member.keys)) this.s.records.remember(member.keys, record);
     }
     const moves = this.s.registry.leave(id);
