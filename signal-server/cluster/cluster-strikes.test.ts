@@ -145,6 +145,43 @@ describe('strikes against a volunteer of another process', () => {
     await until('its key is banned on a', () => clusterOf(a).bans.banned(`key:${KEY}`));
   }, 180_000);
 
+  it('one that leaves as another process’s session waits for it to join: the miss is kept under its key, and three so kept evict its next connection at once', async () => {
+    const log = serverLog();
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const KEY = 'strikes-left-1';
+    // Never joins; given its third session (b's), it lets it wait a while and closes its connection.
+    const first: NodeVolunteer = new NodeVolunteer(a.address().url, {
+      clientKey: KEY,
+      localAddress: '127.0.0.133',
+      joins: (_m, n) => {
+        if (n === 2) setTimeout(() => void first.close(), 1_200);
+        return false;
+      },
+    });
+    volunteers.push(first);
+    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    await complete(a, 'It is', 1);
+    await complete(a, 'It is', 1);
+    const struck = () => log.lines.filter((l) => l.includes(`volunteer ${first.id} did not join`)).length;
+    await until('two strikes counted by a', () => struck() === 2);
+    // b's session: it leaves before b's join timeout (with no other volunteer, the request fails: ERR_NO_ROUTE).
+    expect((await complete(b, 'It is', 1)).code).toBe('ERR_NO_ROUTE');
+    await until('both see it gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 0));
+    const again = new NodeVolunteer(a.address().url, { clientKey: KEY, localAddress: '127.0.0.133' });
+    volunteers.push(again);
+    // Before: it took up 2 (b's session never counted) and was served sessions until its next miss.
+    await until(
+      'a takes up three',
+      () =>
+        log.lines.some((l) => l.includes(`cluster: volunteer ${again.id} takes up its client's last sessions (3 of its last 20 missed)`)),
+      60_000,
+    );
+    await until('it is evicted', () => again.errors.some((e) => e.code === 'ERR_EVICTED'));
+    await until('its key is banned on b', () => clusterOf(b).bans.banned(`key:${KEY}`));
+  }, 180_000);
+
   it('reads the sessions kept under a key strictly: malformed entries are left out', () => {
     expect(parseKeptSessions(['12:1', '13:0', '14:2', '-1:1', '1e3:1', '15:1 ', '9999999999999999:1', '16:1'])).toEqual([
       [12, true],

@@ -28,7 +28,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import { clientKeyOf } from '../coordinator/identity.js';
-import { NO_SHOW_WINDOW, type NoShowWindow } from '../coordinator/no-show-window.js';
+import { NO_SHOW_WINDOW } from '../coordinator/no-show-window.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
@@ -918,9 +918,8 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
-  keepNoShows(keys: readonly string[], window: NoShowWindow): void {
+  keepNoShows(keys: readonly string[], entries: readonly (readonly [number, boolean])[]): void {
     const k = this.noShowsKey(keys);
-    const entries = window.entries();
     if (k === null || entries.length === 0 || this.closed) return;
     // Ordered by when they were kept (a window's sessions in their order, NO_SHOW_WINDOW < 32), not by session id: a
     // server's session ids all sort after those of the servers before it.

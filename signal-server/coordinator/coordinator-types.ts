@@ -17,7 +17,6 @@ import type { ChallengeOracle } from './challenge.js';
 import type { FallbackOptions } from './fallback.js';
 import type { SessionTimeouts } from './generation.js';
 import type { Links } from './links.js';
-import type { NoShowWindow } from './no-show-window.js';
 import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
 import type { ReportKind } from './report-allowance.js';
@@ -218,8 +217,11 @@ export interface ClusterSeam {
   audited(volunteer: string, agreed: boolean): void;
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
   recorded(volunteer: string, counts: AuditCounts): void;
-  /** A volunteer of this server left: the sessions it missed and joined, kept under its client key for its next connection on any server. */
-  keepNoShows(keys: readonly string[], window: NoShowWindow): void;
+  /**
+   * A volunteer left: the sessions it missed and joined (oldest first), kept under its client key for its next
+   * connection on any server (its own server's whole window; another's, a session of its that waited for it).
+   */
+  keepNoShows(keys: readonly string[], sessions: readonly (readonly [number, boolean])[]): void;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
   /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */

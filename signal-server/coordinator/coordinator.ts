@@ -26,6 +26,7 @@ import type {
 import { GenerationError } from './generation.js';
 import { Links } from './links.js';
 import { LiveRepartition } from './live-repartition.js';
+import { NO_SHOW_WINDOW } from './no-show-window.js';
 import type { SwarmObserver } from './observer.js';
 import { PeerTraffic } from './peer-traffic.js';
 import { Readiness } from './readiness.js';
@@ -36,7 +37,7 @@ import { BanList } from './reputation.js';
 import { Roster } from './roster.js';
 import { RoutePicker } from './route-picker.js';
 import type { ServiceStatus } from './service-stats.js';
-import { SessionRunner } from './session-runner.js';
+import { MAX_NO_SHOWS, SessionRunner } from './session-runner.js';
 import type { NoShow } from './session-types.js';
 import { established, type SwarmState } from './swarm-state.js';
 
@@ -440,7 +441,12 @@ export class Coordinator {
     const member = this.s.members.get(id);
     if (member === undefined || member.remote) return undefined;
     member.noShows.prepend(older);
-    return member.noShows.count;
+    const count = member.noShows.count;
+    // Misses that add up to an eviction only together (a connection's, and a session of another server that waited
+    // for it as it left, written there): evicted at once, as the miss that made them so would have on one server.
+    if (count >= MAX_NO_SHOWS)
+      this.roster.expel(id, 'ERR_EVICTED', `${count} of its last ${NO_SHOW_WINDOW} sessions missed by its client's connections`, true);
+    return count;
   }
 
   /** Another server banned `key`: this server's volunteers holding it are cut off. */

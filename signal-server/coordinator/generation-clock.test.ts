@@ -385,6 +385,26 @@ describe('a generation session on a manual clock', () => {
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 
+  it('does not strike a replica that went before it joined with no spare to take its place (moved, or left: judged as it left)', async () => {
+    const { clock, hooks, session } = rig(8, { timeouts: TIMEOUTS });
+    const outcome = session
+      .run([1, 2, 3], 1, GREEDY, () => {})
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    session.onJoined('a');
+    session.onJoined('b');
+    // c is moved to another stage (or its connection closed) before it joined, with no spare: SessionRunner.failOver.
+    session.onLeft('c');
+    await clock.advance(JOIN_GRACE_MS);
+    // Before: struck as a no-show at the end of the round, for a move the server made.
+    expect(hooks.noShows).toEqual([]);
+    await clock.advance(TIMEOUTS.stepMs);
+    expect(await outcome).toBeInstanceOf(GenerationError);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
   it('strikes the replicas missing after the last join round too, not only those of the rounds before it', async () => {
     const { clock, hooks, session } = rig(7, { timeouts: TIMEOUTS, spares: ['s1', 's2', 's3'] });
     const outcome = session

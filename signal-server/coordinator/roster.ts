@@ -208,12 +208,15 @@ export class Roster {
     // Given a session and gone before it joined: a no-show, counted into the record it leaves (a strike may evict
     // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
     // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
-    // ever. Not for a server of a cluster that went, another server's volunteer (its own server judges it), one
-    // evicted or cut off already, nor any while this server shuts down. One strike a departure, however many sessions
-    // waited for it: an honest tab closed while a burst of requests was being opened on it must not be evicted for it.
-    if (!processGone && !member.remote && !this.cutOff.has(member) && !this.s.closing) {
+    // ever. Another server's volunteer has left there already: the miss is written to Redis under its client key,
+    // beside what its own server wrote as it left, for its key's next connection to take up. Not for a server of a
+    // cluster that went, one evicted or cut off already, nor any while this server shuts down. One strike a departure,
+    // however many sessions waited for it: an honest tab closed while a burst of requests was being opened on it must
+    // not be evicted for it.
+    if (!processGone && !this.cutOff.has(member) && !this.s.closing) {
       const waited = [...this.s.sessions.values()].find((session) => session.awaitsJoinOf(id));
-      if (waited !== undefined) this.h.leftUnjoined(waited, id);
+      if (waited !== undefined && member.remote) this.s.cluster?.keepNoShows(member.keys, [[waited.sessionId, true]]);
+      else if (waited !== undefined) this.h.leftUnjoined(waited, id);
     }
     this.s.members.delete(id);
     this.s.links.drop(id);
@@ -233,7 +236,7 @@ export class Roster {
     if (!member.remote && key !== undefined) {
       // Its sessions missed go on with the client's next connection, or into the record remembered after the last.
       // In a cluster, they are kept in Redis under its client key, for its next connection on any server.
-      if (this.s.cluster !== null) this.s.cluster.keepNoShows(member.keys, member.noShows);
+      if (this.s.cluster !== null) this.s.cluster.keepNoShows(member.keys, member.noShows.entries());
       else if (this.openSibling(key) !== undefined) this.s.records.keepMissed(member.keys, member.noShows);
       else if (worthKeeping || this.s.records.keepsMissed(member.keys)) this.s.records.remember(member.keys, record);
     }

@@ -95,15 +95,21 @@ export abstract class SessionJoin extends MeshLoopChecks {
         `session ${this.sessionId}: ${this.members.size - missing.length} of ${this.members.size} replicas joined in ${Math.round(this.clock.now() - t0)} ms`,
       );
       if (missing.length === 0) return;
+      // Not one that went (left, or moved by the server, with no spare to take its place): a departure is judged as
+      // it happens (Roster.left), and a move is the server's doing. Before, a volunteer moved out of a session that
+      // waited for it with no spare was struck as if it had not joined.
+      const judge = (id: string) => {
+        if (!this.departed.has(id)) this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
+      };
       if (round + 1 >= JOIN_ROUNDS) {
         // The last round's missing are no-shows too (no spare is tried after them).
-        for (const id of missing) this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
+        for (const id of missing) judge(id);
         break;
       }
       let replaced = 0;
       for (const id of missing) {
         const stage = this.members.get(id) as number;
-        this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
+        judge(id);
         const staying = (this.current[stage] as string[]).filter((x) => x !== id && this.joined.has(x));
         const spare = this.retry?.spares(stage, new Set([...tried, ...this.notCandidates()]), staying)[0];
         if (spare === undefined) continue;
