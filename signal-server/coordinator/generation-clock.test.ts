@@ -193,12 +193,7 @@ describe('a generation session on a manual clock', () => {
       { redundancy: 3, established: () => false },
       clock,
     );
-    const outcome = session
-      .run([1, 2, 3], 4, GREEDY, () => {})
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const outcome = outcomeOf(session, 4);
     expect(transport.opened).toEqual(['a', 'b', 'c']);
     session.onJoined('a');
     await clock.advance(1_000);
@@ -353,12 +348,7 @@ describe('a generation session on a manual clock', () => {
       ],
       stages: twoStages,
     });
-    const outcome = session
-      .run([1, 2, 3], 2, GREEDY, () => {})
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const outcome = outcomeOf(session, 2);
     for (const v of ['a', 'b', 'c', 'd', 'e', 'f']) session.onJoined(v);
     await clock.advance(0);
     // d of stage 1 leaves and no spare takes its place: its slot is dead. s1 in a's place (stage 0) cannot link to
@@ -387,12 +377,7 @@ describe('a generation session on a manual clock', () => {
 
   it('does not strike a replica that went before it joined with no spare to take its place (moved, or left: judged as it left)', async () => {
     const { clock, hooks, session } = rig(8, { timeouts: TIMEOUTS });
-    const outcome = session
-      .run([1, 2, 3], 1, GREEDY, () => {})
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const outcome = outcomeOf(session, 1);
     session.onJoined('a');
     session.onJoined('b');
     // c is moved to another stage (or its connection closed) before it joined, with no spare: SessionRunner.failOver.
@@ -407,12 +392,7 @@ describe('a generation session on a manual clock', () => {
 
   it('strikes the replicas missing after the last join round too, not only those of the rounds before it', async () => {
     const { clock, hooks, session } = rig(7, { timeouts: TIMEOUTS, spares: ['s1', 's2', 's3'] });
-    const outcome = session
-      .run([1, 2, 3], 1, GREEDY, () => {})
-      .then(
-        () => null,
-        (e: unknown) => e,
-      );
+    const outcome = outcomeOf(session, 1);
     session.onJoined('a');
     session.onJoined('b');
     // Three rounds, each JOIN_GRACE_MS after the majority: c, then its spare s1, then s1's spare s2 never join.
@@ -425,6 +405,16 @@ describe('a generation session on a manual clock', () => {
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 });
+
+/** Runs a greedy generation of `steps` tokens on the prompt [1, 2, 3], nobody joined yet: its error, or null. */
+function outcomeOf(session: GenerationSession, steps: number): Promise<unknown> {
+  return session
+    .run([1, 2, 3], steps, GREEDY, () => {})
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+}
 
 /** `n` tokens of the rig's answer (token 5). */
 const fives = (n: number) => Array.from({ length: n }, () => 5);
