@@ -22,6 +22,14 @@ function clusterOf(s: SignalServer): Cluster {
 }
 const { servers, volunteers } = f;
 
+/** `n` processes of one stage at `redundancy`, their log kept (each test's own). */
+async function oneStage(n: number, redundancy: number): Promise<{ log: ReturnType<typeof serverLog>; c: { servers: SignalServer[] } }> {
+  const log = serverLog();
+  const c = await startCluster(n, f.redisUrl, { model: MODEL, stages: 1, redundancy, cache: f.cache, logger: log.logger });
+  servers.push(...c.servers);
+  return { log, c };
+}
+
 describe('strikes against a volunteer of another process', () => {
   it('one moved to another stage by its own process is failed over in the other process’s sessions: no strike, no eviction', async () => {
     const log = serverLog();
@@ -74,9 +82,7 @@ describe('strikes against a volunteer of another process', () => {
   }, 240_000);
 
   it('its no-shows are judged by its own process over every process’s sessions, not by one process on its own alone', async () => {
-    const log = serverLog();
-    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
-    servers.push(...c.servers);
+    const { log, c } = await oneStage(2, 1);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     const bProc = procOf(b);
     // It misses b's sessions only: 3 misses among 23 sessions, 2 in any 20 (a's window), 3 of 3 in b's own.
@@ -111,9 +117,7 @@ describe('strikes against a volunteer of another process', () => {
   }, 180_000);
 
   it('a connection closed two strikes short: its key, back on the other process, takes them up, and its next miss evicts it', async () => {
-    const log = serverLog();
-    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
-    servers.push(...c.servers);
+    const { log, c } = await oneStage(2, 1);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     const KEY = 'strikes-kept-1';
     const connect = (s: SignalServer) => {
@@ -145,10 +149,8 @@ describe('strikes against a volunteer of another process', () => {
     await until('its key is banned on a', () => clusterOf(a).bans.banned(`key:${KEY}`));
   }, 180_000);
 
-  it('one that leaves as another process’s session waits for it to join: the miss is kept under its key, and three so kept evict its next connection at once', async () => {
-    const log = serverLog();
-    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache, logger: log.logger });
-    servers.push(...c.servers);
+  it('one that leaves as another process’s session waits for it to join: its own process strikes it (one strike a departure)', async () => {
+    const { log, c } = await oneStage(2, 1);
     const [a, b] = c.servers as [SignalServer, SignalServer];
     const KEY = 'strikes-left-1';
     // Never joins; given its third session (b's), it lets it wait a while and closes its connection.
@@ -164,29 +166,128 @@ describe('strikes against a volunteer of another process', () => {
     await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
     await complete(a, 'It is', 1);
     await complete(a, 'It is', 1);
-    const struck = () => log.lines.filter((l) => l.includes(`volunteer ${first.id} did not join`)).length;
-    await until('two strikes counted by a', () => struck() === 2);
-    // b's session: it leaves before b's join timeout (with no other volunteer, the request fails: ERR_NO_ROUTE).
+    const struck = () => log.lines.filter((l) => l.includes(`volunteer ${first.id} did not join`));
+    await until('two strikes counted by a', () => struck().length === 2);
+    // b's session: it leaves before b's join timeout (with no other volunteer, the request fails: ERR_NO_ROUTE). Its own
+    // process saw b's session opened on it and not answered: the third strike, evicted as it leaves, key banned.
     expect((await complete(b, 'It is', 1)).code).toBe('ERR_NO_ROUTE');
-    await until('both see it gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 0));
-    const again = new NodeVolunteer(a.address().url, { clientKey: KEY, localAddress: '127.0.0.133' });
-    volunteers.push(again);
-    // Before: it took up 2 (b's session never counted) and was served sessions until its next miss.
+    await until('a strikes it a third time', () => struck().length === 3);
+    expect(struck()[2]).toContain('(3 of 3 no-shows');
+    await until('its key is banned on b', () => clusterOf(b).bans.banned(`key:${KEY}`));
+    // Before: that miss was counted nowhere (b no longer held it, a held no such session).
+  }, 180_000);
+
+  it('an honest tab closed as a burst of requests of three processes opens on it: one strike, not three', async () => {
+    const { log, c } = await oneStage(3, 3);
+    const [a, b, d] = c.servers as [SignalServer, SignalServer, SignalServer];
+    for (const i of [1, 2])
+      volunteers.push(new NodeVolunteer(a.address().url, { clientKey: `strikes-burst-honest-${i}`, localAddress: `127.0.0.${150 + i}` }));
+    const KEY = 'strikes-burst-1';
+    // The only third replica: in every route. Its user closes it as the third request opens on it.
+    const tab: NodeVolunteer = new NodeVolunteer(a.address().url, {
+      clientKey: KEY,
+      localAddress: '127.0.0.155',
+      joins: (_m, n) => {
+        if (n === 2) void tab.close();
+        return false;
+      },
+    });
+    volunteers.push(tab);
+    await until('all see 3 ready', () => c.servers.every((s) => s.coordinator?.volunteers().filter((x) => x.ready).length === 3), 60_000);
+    const results = await Promise.all([a, b, d].map((s) => complete(s, 'It is', 4)));
+    expect(results.map((r) => r.code ?? 'ok')).toEqual(['ok', 'ok', 'ok']);
+    await until('all see it gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 2));
+    const back = new NodeVolunteer(b.address().url, { clientKey: KEY, localAddress: '127.0.0.155' });
+    volunteers.push(back);
+    await until('b sees it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 3, 60_000);
+    await until('b takes up its key’s sessions', () => log.lines.some((l) => l.includes(`cluster: volunteer ${back.id} takes up`)));
+    // Before (a miss written by each process whose session waited): 3 taken up, evicted and banned.
+    expect(log.lines.find((l) => l.includes(`cluster: volunteer ${back.id} takes up`))).toContain('(1 of its last 20 missed)');
+    expect(back.errors).toEqual([]);
+    expect(clusterOf(a).bans.banned(`key:${KEY}`)).toBe(false);
+  }, 240_000);
+
+  it('misses of tabs of one key on two processes add up: the connection that takes up three is evicted at once', async () => {
+    const { log, c } = await oneStage(2, 1);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const KEY = 'strikes-tabs-1';
+    const tab = (s: SignalServer, address: string) => {
+      const v = new NodeVolunteer(s.address().url, { clientKey: KEY, localAddress: address, joins: false });
+      volunteers.push(v);
+      return v;
+    };
+    const struck = (v: NodeVolunteer) => log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`)).length;
+    // Tab one, on a, misses 2; tab two, on b (open before tab one left: it took up nothing), misses 1.
+    const one = tab(a, '127.0.0.134');
+    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    await complete(a, 'It is', 1);
+    await complete(a, 'It is', 1);
+    await until('two strikes', () => struck(one) === 2);
+    const two = tab(b, '127.0.0.135');
+    await until('b sees it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 2, 60_000);
+    await one.close();
+    await until('both see one gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 1));
+    await complete(b, 'It is', 1);
+    await until('its strike', () => struck(two) === 1);
+    await two.close();
+    await until('both see two gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 0));
+    const three = tab(a, '127.0.0.136');
     await until(
       'a takes up three',
       () =>
-        log.lines.some((l) => l.includes(`cluster: volunteer ${again.id} takes up its client's last sessions (3 of its last 20 missed)`)),
+        log.lines.some((l) => l.includes(`cluster: volunteer ${three.id} takes up its client's last sessions (3 of its last 20 missed)`)),
       60_000,
     );
-    await until('it is evicted', () => again.errors.some((e) => e.code === 'ERR_EVICTED'));
+    await until('it is evicted at once', () => three.errors.some((e) => e.code === 'ERR_EVICTED'));
     await until('its key is banned on b', () => clusterOf(b).bans.banned(`key:${KEY}`));
   }, 180_000);
 
+  it('a tab of the key that took up its sessions and served none writes none back: it cannot age the key’s misses out', async () => {
+    const { log, c } = await oneStage(2, 1);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const KEY = 'strikes-recycle-1';
+    const struck = (v: NodeVolunteer) =>
+      log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`)).map((l) => /\((\d) of 3 no-shows/.exec(l)?.[1]);
+    const takesUp = (v: NodeVolunteer) => log.lines.find((l) => l.includes(`cluster: volunteer ${v.id} takes up`));
+    const tab = (s: SignalServer, joins = true) => {
+      const v = new NodeVolunteer(s.address().url, { clientKey: KEY, localAddress: '127.0.0.141', joins });
+      volunteers.push(v);
+      return v;
+    };
+    // Once: 20 sessions joined, then closed.
+    const clean = tab(a);
+    await until('ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    for (let i = 0; i < 20; i++) await complete(a, 'It is', 1);
+    await clean.close();
+    await until('gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 0));
+    // A volunteer of another key (the spare), and a tab of the key on b that misses 2.
+    volunteers.push(new NodeVolunteer(a.address().url, { clientKey: 'strikes-recycle-spare', localAddress: '127.0.0.142' }));
+    const hostile = tab(b, false);
+    await until('both ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 2, 60_000);
+    await until('it takes up', () => takesUp(hostile) !== undefined);
+    for (let i = 0; i < 40 && struck(hostile).length < 2; i++) await complete(i % 2 === 0 ? a : b, 'It is', 1);
+    expect(struck(hostile)).toEqual(['1', '2']);
+    // A "recycler" tab opened now takes up the 20 joined sessions, serves none, and closes after the hostile tab.
+    const recycler = tab(a);
+    await until('the recycler takes up', () => takesUp(recycler) !== undefined);
+    await hostile.close();
+    await until('the hostile tab gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 2));
+    await recycler.close();
+    await until('the recycler gone', () => c.servers.every((s) => s.coordinator?.status().volunteers === 1));
+    expect(recycler.sessionsOpened).toBe(0);
+    // The next tab takes up the 2 misses, and its first miss evicts it (before: the recycler wrote the 20 joined sessions
+    // back as the newest, the next tab took up 0, and was struck 1 of 3).
+    const again = tab(a, false);
+    await until('the next tab takes up', () => takesUp(again) !== undefined);
+    expect(takesUp(again)).toContain('(2 of its last 20 missed)');
+    for (let i = 0; i < 20 && struck(again).length < 1; i++) await complete(a, 'It is', 1);
+    expect(struck(again)).toEqual(['3']);
+    await until('it is evicted', () => again.errors.some((e) => e.code === 'ERR_EVICTED'));
+  }, 240_000);
+
   it('reads the sessions kept under a key strictly: malformed entries are left out', () => {
-    expect(parseKeptSessions(['12:1', '13:0', '14:2', '-1:1', '1e3:1', '15:1 ', '9999999999999999:1', '16:1'])).toEqual([
-      [12, true],
-      [13, false],
-      [16, true],
-    ]);
+    expect(
+      parseKeptSessions(['12:1:1765000000000', '13:0:1765000000001', '14:2:1', '-1:1:1', '1e3:1:1', '15:1 :1', '15:1', '16:1:9']),
+    ).toEqual([true, false, true]);
   });
 });

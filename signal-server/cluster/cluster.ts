@@ -104,6 +104,8 @@ export const DEFAULT_RESYNC_MS = 30_000;
 export const DEFAULT_DEAD_AFTER_MS = 5_000;
 /** A process whose main thread has not beaten for this long is let die (its heartbeat thread stops renewing). */
 export const STALL_LIMIT_MS = 30_000;
+/** The sessions kept under a client key in Redis (the newest), for its next connection (NoShowWindow.prepend). */
+const KEPT_SESSIONS = 2 * NO_SHOW_WINDOW;
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
 /** Process numbers tried at start before giving up (each one held by a live process is passed over). */
@@ -858,6 +860,8 @@ export class Cluster implements ClusterSeam {
     if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
     // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
     if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
+    // Joined or refused: that process no longer waits for it (awaitedElsewhere).
+    if (report.event === 'session:joined' || report.event === 'step:failed') this.remote.answered(p, report.m.sessionId, volunteer);
     if (report.event === 'step:logits') {
       const { logits, ...m } = report.m;
       this.publish(this.key('proc', p), {
@@ -918,22 +922,28 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
-  keepNoShows(keys: readonly string[], entries: readonly (readonly [number, boolean])[]): void {
+  keepNoShows(
+    keys: readonly string[],
+    sessions: readonly { readonly sessionId: number; readonly missed: boolean; readonly at: number }[],
+  ): void {
     const k = this.noShowsKey(keys);
-    if (k === null || entries.length === 0 || this.closed) return;
-    // Ordered by when they were kept (a window's sessions in their order, NO_SHOW_WINDOW < 32), not by session id: a
-    // server's session ids all sort after those of the servers before it.
-    const at = Date.now() * 32;
+    if (k === null || sessions.length === 0 || this.closed) return;
+    // Ordered by when each was recorded, by this process's clock (a process's session ids all sort after those of the
+    // processes before it, and a process that restarts gives them again).
     void this.pub
       .multi()
       .zAdd(
         k,
-        entries.map(([id, missed], i) => ({ score: at + i, value: `${id}:${missed ? 1 : 0}` })),
+        sessions.map((x) => ({ score: x.at, value: `${x.sessionId}:${x.missed ? 1 : 0}:${x.at}` })),
       )
-      .zRemRangeByRank(k, 0, -2 * NO_SHOW_WINDOW - 1)
+      .zRemRangeByRank(k, 0, -KEPT_SESSIONS - 1)
       .expire(k, RECORD_TTL_S)
       .exec()
       .catch((e: Error) => this.problem(`sessions missed by a volunteer's client not written: ${e.message}`));
+  }
+
+  awaitedElsewhere(volunteer: string): number | undefined {
+    return this.remote.awaiting(volunteer);
   }
 
   reachable(volunteer: string): boolean {
@@ -1020,17 +1030,17 @@ export class Cluster implements ClusterSeam {
     const nk = keys === undefined ? null : this.noShowsKey(keys);
     if (nk !== null)
       this.pub
-        .zRange(nk, 0, -1)
+        .zRange(nk, -KEPT_SESSIONS, -1)
         .then((members) => {
-          const entries = parseKeptSessions(members);
-          if (entries.length < members.length) this.problem(`${members.length - entries.length} malformed entries under ${nk}: ignored`);
-          const count = entries.length === 0 ? undefined : this.coordinator?.resumeNoShows(id, entries);
+          const missed = parseKeptSessions(members);
+          if (missed.length < members.length) this.problem(`${members.length - missed.length} malformed entries under ${nk}: ignored`);
+          const count = missed.length === 0 ? undefined : this.coordinator?.resumeNoShows(id, missed);
           if (count !== undefined)
             this.options.log(
               `cluster: volunteer ${id} takes up its client's last sessions (${count} of its last ${NO_SHOW_WINDOW} missed)`,
             );
         })
-        .catch(() => {});
+        .catch((e: Error) => this.problem(`sessions missed by the client of ${id} not read: ${e.message}`));
     const k = this.recordKey(id);
     if (k === null) return;
     this.pub
@@ -1101,12 +1111,12 @@ export class Cluster implements ClusterSeam {
   }
 }
 
-/** The sessions kept under a client key (`id:1` missed, `id:0` joined), oldest first; malformed entries are left out. */
-export function parseKeptSessions(members: readonly string[]): [number, boolean][] {
-  const out: [number, boolean][] = [];
+/** The sessions kept under a client key (`id:missed:at`, oldest first): whether each was missed; malformed ones left out. */
+export function parseKeptSessions(members: readonly string[]): boolean[] {
+  const out: boolean[] = [];
   for (const m of members) {
-    const match = /^(\d{1,15}):([01])$/.exec(m);
-    if (match !== null) out.push([Number(match[1]), match[2] === '1']);
+    const match = /^\d{1,15}:([01]):\d{1,15}$/.exec(m);
+    if (match !== null) out.push(match[1] === '1');
   }
   return out;
 }

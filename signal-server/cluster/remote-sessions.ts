@@ -38,6 +38,8 @@ export class RemoteSessions {
   private readonly freeLatest = new Map<string, number>();
   /** "proc sessionId volunteer" whose join went free, oldest first (as many as free reports). */
   private readonly freeJoins = new Set<string>();
+  /** "proc sessionId volunteer" of open sessions our volunteer joined or refused (answered): no longer waiting for it. */
+  private readonly answeredOn = new Set<string>();
   /** "proc sessionId" → the step its server last said the session began deciding (progressed), oldest first. */
   private readonly deciding = new Map<string, number>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
@@ -67,7 +69,10 @@ export class RemoteSessions {
     }
     if (sessions.size >= MAX_TRACKED_SESSIONS) {
       const oldest = sessions.keys().next().value as number;
-      for (const id of sessions.get(oldest) ?? []) this.count(id, -1);
+      for (const id of sessions.get(oldest) ?? []) {
+        this.count(id, -1);
+        this.answeredOn.delete(`${proc} ${oldest} ${id}`);
+      }
       sessions.delete(oldest);
     }
     const ids = sessions.get(sessionId) ?? new Set<string>();
@@ -81,6 +86,7 @@ export class RemoteSessions {
   closed(proc: number, sessionId: number, volunteer: string, ran?: number): void {
     const sessions = this.byProc.get(proc);
     const ids = sessions?.get(sessionId);
+    this.answeredOn.delete(`${proc} ${sessionId} ${volunteer}`);
     if (ids?.delete(volunteer) === true) {
       this.count(volunteer, -1);
       this.closedLately.set(`${proc} ${sessionId} ${volunteer}`, ran);
@@ -140,6 +146,19 @@ export class RemoteSessions {
     return true;
   }
 
+  /** Our volunteer joined process `proc`'s session `sessionId`, or refused it (a failure it sent there). */
+  answered(proc: number, sessionId: number, volunteer: string): void {
+    if (this.byProc.get(proc)?.get(sessionId)?.has(volunteer) === true) this.answeredOn.add(`${proc} ${sessionId} ${volunteer}`);
+  }
+
+  /** A session of another process open on our volunteer that it has neither joined nor refused (it waits for it), if any. */
+  awaiting(volunteer: string): number | undefined {
+    for (const [proc, sessions] of this.byProc)
+      for (const [sessionId, ids] of sessions)
+        if (ids.has(volunteer) && !this.answeredOn.has(`${proc} ${sessionId} ${volunteer}`)) return sessionId;
+    return undefined;
+  }
+
   /** Process `proc` says its session `sessionId`, open on some of our volunteers, began deciding `step`. */
   progressed(proc: number, sessionId: number, step: number): void {
     if (this.byProc.get(proc)?.has(sessionId) !== true) return;
@@ -155,7 +174,11 @@ export class RemoteSessions {
     const sessions = this.byProc.get(proc);
     this.byProc.delete(proc);
     if (sessions === undefined) return [];
-    for (const ids of sessions.values()) for (const id of ids) this.count(id, -1);
+    for (const [sessionId, ids] of sessions)
+      for (const id of ids) {
+        this.count(id, -1);
+        this.answeredOn.delete(`${proc} ${sessionId} ${id}`);
+      }
     return [...sessions];
   }
 

@@ -218,10 +218,15 @@ export interface ClusterSeam {
   /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
   recorded(volunteer: string, counts: AuditCounts): void;
   /**
-   * A volunteer left: the sessions it missed and joined (oldest first), kept under its client key for its next
-   * connection on any server (its own server's whole window; another's, a session of its that waited for it).
+   * A volunteer of this server left: the sessions it missed and joined (its own, oldest first, each with when it was
+   * recorded), kept under its client key for its next connection on any server.
    */
-  keepNoShows(keys: readonly string[], sessions: readonly (readonly [number, boolean])[]): void;
+  keepNoShows(
+    keys: readonly string[],
+    sessions: readonly { readonly sessionId: number; readonly missed: boolean; readonly at: number }[],
+  ): void;
+  /** A session of another server open on this server's volunteer that it has neither joined nor refused, if any. */
+  awaitedElsewhere(volunteer: string): number | undefined;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
   /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */

@@ -107,7 +107,7 @@ export class Coordinator {
     this.routes = new RoutePicker(s);
     this.roster = new Roster(s, {
       failOver: (session, left) => this.runner.failOver(session, left),
-      leftUnjoined: (session, left) => this.runner.noShow(left, session.sessionId, 'absent'),
+      leftUnjoined: (sessionId, left) => this.runner.noShow(left, sessionId, 'absent'),
       considerRepartition: (departure) => this.repartition.considerRepartition(departure),
       distrust: (keys) => this.repartition.distrust(keys),
     });
@@ -437,13 +437,13 @@ export class Coordinator {
    * A volunteer of this server takes up the sessions its client's connections that left missed and joined (kept by the
    * cluster, oldest first): the count of its last sessions missed now, or undefined where it is not this server's.
    */
-  resumeNoShows(id: string, older: readonly (readonly [number, boolean])[]): number | undefined {
+  resumeNoShows(id: string, older: readonly boolean[]): number | undefined {
     const member = this.s.members.get(id);
     if (member === undefined || member.remote) return undefined;
     member.noShows.prepend(older);
     const count = member.noShows.count;
-    // Misses that add up to an eviction only together (a connection's, and a session of another server that waited
-    // for it as it left, written there): evicted at once, as the miss that made them so would have on one server.
+    // Misses that add up to an eviction only together (tabs of its key on several servers): evicted at once, as the
+    // miss that made them so would have on one server.
     if (count >= MAX_NO_SHOWS)
       this.roster.expel(id, 'ERR_EVICTED', `${count} of its last ${NO_SHOW_WINDOW} sessions missed by its client's connections`, true);
     return count;

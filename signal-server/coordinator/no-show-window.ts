@@ -9,9 +9,16 @@
 export const NO_SHOW_WINDOW = 20;
 
 export class NoShowWindow {
-  /** Session id → missed; insertion order is the order the sessions came. */
+  /**
+   * Session id → missed; insertion order is the order the sessions came. Negative ids are sessions taken up from the
+   * client's connections that left (prepend).
+   */
   private readonly sessions = new Map<number, boolean>();
+  /** Session id → when its entry was recorded (Date.now()), for those of its own. */
+  private readonly at = new Map<number, number>();
   private missed = 0;
+  /** Sessions taken up so far (their ids, negated). */
+  private history = 0;
 
   /** Strikes among the last NO_SHOW_WINDOW sessions. */
   get count(): number {
@@ -23,6 +30,7 @@ export class NoShowWindow {
     if (this.sessions.get(sessionId) === true) return false;
     if (this.sessions.has(sessionId)) this.sessions.delete(sessionId);
     this.sessions.set(sessionId, true);
+    this.at.set(sessionId, Date.now());
     this.missed += 1;
     this.trim();
     return true;
@@ -32,6 +40,7 @@ export class NoShowWindow {
   showed(sessionId: number): void {
     if (this.sessions.has(sessionId)) return;
     this.sessions.set(sessionId, false);
+    this.at.set(sessionId, Date.now());
     this.trim();
   }
 
@@ -64,30 +73,32 @@ export class NoShowWindow {
     return out;
   }
 
-  /** Its sessions, oldest first, each with whether it was missed. */
-  entries(): [number, boolean][] {
-    return [...this.sessions];
+  /** Its own sessions (not those taken up), oldest first: each with whether it was missed, and when that was recorded. */
+  own(): { readonly sessionId: number; readonly missed: boolean; readonly at: number }[] {
+    return [...this.sessions]
+      .filter(([id]) => id >= 0)
+      .map(([sessionId, missed]) => ({ sessionId, missed, at: this.at.get(sessionId) ?? 0 }));
   }
 
   /**
-   * Puts `older` (sessions its client's connections that left had, oldest first) before its own, a session in both
-   * missed where either missed it, and keeps the newest NO_SHOW_WINDOW: a connection of a cluster's server takes up
-   * the sessions its key's last connections, on any server, missed and joined.
+   * Puts `older` (whether each of the sessions its client's connections that left had was missed, oldest first)
+   * before its own, and keeps the newest NO_SHOW_WINDOW: a connection of a cluster's server takes up what its key's
+   * last connections, on any server, missed and joined. They are history: never matched with a session of its own by
+   * id (a server that restarts gives ids again), nor counted its own (own: a connection that took them up and left
+   * must not write them again as newer than they are, or a tab that served nothing would age its key's misses out).
    */
-  prepend(older: Iterable<readonly [number, boolean]>): void {
-    const own = new Map(this.sessions);
-    const before = new Map<number, boolean>();
-    for (const [id, missed] of older) {
-      if (own.has(id)) own.set(id, missed || own.get(id) === true);
-      else before.set(id, missed || before.get(id) === true);
-    }
+  prepend(older: readonly boolean[]): void {
+    const own = [...this.sessions];
     this.sessions.clear();
     this.missed = 0;
-    for (const [id, missed] of [...before, ...own]) {
-      this.sessions.set(id, missed);
-      if (missed) this.missed += 1;
-    }
+    for (const missed of older) this.put(-++this.history, missed);
+    for (const [id, missed] of own) this.put(id, missed);
     this.trim();
+  }
+
+  private put(id: number, missed: boolean): void {
+    this.sessions.set(id, missed);
+    if (missed) this.missed += 1;
   }
 
   private union(other: NoShowWindow): [number, boolean][] {
@@ -100,6 +111,7 @@ export class NoShowWindow {
     for (const [id, missed] of this.sessions) {
       if (this.sessions.size <= NO_SHOW_WINDOW) return;
       this.sessions.delete(id);
+      this.at.delete(id);
       if (missed) this.missed -= 1;
     }
   }

@@ -38,7 +38,7 @@ export interface RosterHooks {
   /** A replica of a running session left or moved: another takes its place. */
   failOver(session: GenerationSession, left: string): void;
   /** A replica left a session that waited for it to join: a no-show (SessionRunner.noShow). */
-  leftUnjoined(session: GenerationSession, left: string): void;
+  leftUnjoined(sessionId: number, left: string): void;
   /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
   considerRepartition(departure: boolean): void;
   /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
@@ -208,15 +208,15 @@ export class Roster {
     // Given a session and gone before it joined: a no-show, counted into the record it leaves (a strike may evict
     // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
     // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
-    // ever. Another server's volunteer has left there already: the miss is written to Redis under its client key,
-    // beside what its own server wrote as it left, for its key's next connection to take up. Not for a server of a
-    // cluster that went, one evicted or cut off already, nor any while this server shuts down. One strike a departure,
-    // however many sessions waited for it: an honest tab closed while a burst of requests was being opened on it must
-    // not be evicted for it.
-    if (!processGone && !this.cutOff.has(member) && !this.s.closing) {
-      const waited = [...this.s.sessions.values()].find((session) => session.awaitsJoinOf(id));
-      if (waited !== undefined && member.remote) this.s.cluster?.keepNoShows(member.keys, [[waited.sessionId, true]]);
-      else if (waited !== undefined) this.h.leftUnjoined(waited, id);
+    // ever. A session of another server of a cluster counts too (this server saw it opened, and not answered): that
+    // one no longer holds the volunteer to judge it. Judged by the volunteer's own server only, and not for one
+    // evicted or cut off already, nor while this server shuts down. One strike a departure, however many sessions
+    // (on however many servers) waited for it: an honest tab closed while a burst of requests was being opened on it
+    // must not be evicted for it.
+    if (!member.remote && !this.cutOff.has(member) && !this.s.closing) {
+      const waited =
+        [...this.s.sessions.values()].find((session) => session.awaitsJoinOf(id))?.sessionId ?? this.s.cluster?.awaitedElsewhere(id);
+      if (waited !== undefined) this.h.leftUnjoined(waited, id);
     }
     this.s.members.delete(id);
     this.s.links.drop(id);
@@ -236,7 +236,7 @@ export class Roster {
     if (!member.remote && key !== undefined) {
       // Its sessions missed go on with the client's next connection, or into the record remembered after the last.
       // In a cluster, they are kept in Redis under its client key, for its next connection on any server.
-      if (this.s.cluster !== null) this.s.cluster.keepNoShows(member.keys, member.noShows.entries());
+      if (this.s.cluster !== null) this.s.cluster.keepNoShows(member.keys, member.noShows.own());
       else if (this.openSibling(key) !== undefined) this.s.records.keepMissed(member.keys, member.noShows);
       else if (worthKeeping || this.s.records.keepsMissed(member.keys)) this.s.records.remember(member.keys, record);
     }
