@@ -149,32 +149,76 @@ describe('strikes against a volunteer of another process', () => {
     await until('its key is banned on a', () => clusterOf(a).bans.banned(`key:${KEY}`));
   }, 180_000);
 
-  it('one that leaves as another process’s session waits for it to join: its own process strikes it (one strike a departure)', async () => {
-    const { log, c } = await oneStage(2, 1);
+  it.each([
+    ['silent', false],
+    ['after a "my inputs had no majority" failure (which b does not take for a refusal, and still waits)', true],
+  ])(
+    'one that leaves as another process’s session waits for it to join, %s: its own process strikes it',
+    async (_how, noQuorum) => {
+      const { log, c } = await oneStage(2, 1);
+      const [a, b] = c.servers as [SignalServer, SignalServer];
+      const KEY = `strikes-left-${noQuorum ? 2 : 1}`;
+      // Never joins; given its third session (b's), it lets it wait a while and closes its connection.
+      const first: NodeVolunteer = new NodeVolunteer(a.address().url, {
+        clientKey: KEY,
+        localAddress: '127.0.0.133',
+        joins: (m, n) => {
+          if (n !== 2) return false;
+          // Before, any failure marked b's session answered at a: a red-team find.
+          if (noQuorum)
+            first.socket.emit('step:failed', { sessionId: m.sessionId, step: 0, code: 'ERR_NO_QUORUM', message: 'no majority' });
+          setTimeout(() => void first.close(), 1_200);
+          return false;
+        },
+      });
+      volunteers.push(first);
+      await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+      await complete(a, 'It is', 1);
+      await complete(a, 'It is', 1);
+      const struck = () => log.lines.filter((l) => l.includes(`volunteer ${first.id} did not join`));
+      await until('two strikes counted by a', () => struck().length === 2);
+      // b's session: it leaves before b's join timeout (with no other volunteer, the request fails: ERR_NO_ROUTE). Its own
+      // process saw b's session opened on it and not answered: the third strike, evicted as it leaves, key banned.
+      expect((await complete(b, 'It is', 1)).code).toBe('ERR_NO_ROUTE');
+      await until('a strikes it a third time', () => struck().length === 3);
+      expect(struck()[2]).toContain('(3 of 3 no-shows');
+      await until('its key is banned on b', () => clusterOf(b).bans.banned(`key:${KEY}`));
+      // Before: that miss was counted nowhere (b no longer held it, a held no such session).
+    },
+    180_000,
+  );
+
+  it('one judged a no-show in one of another process’s sessions, which then leaves as a second waits for it: struck for the second', async () => {
+    const { log, c } = await oneStage(2, 3);
     const [a, b] = c.servers as [SignalServer, SignalServer];
-    const KEY = 'strikes-left-1';
-    // Never joins; given its third session (b's), it lets it wait a while and closes its connection.
-    const first: NodeVolunteer = new NodeVolunteer(a.address().url, {
-      clientKey: KEY,
-      localAddress: '127.0.0.133',
+    for (const i of [1, 2])
+      volunteers.push(
+        new NodeVolunteer(a.address().url, {
+          clientKey: `strikes-judged-honest-${i}`,
+          localAddress: `127.0.0.${180 + i}`,
+          fault: { delayMs: 300, output: (_s, d) => d },
+        }),
+      );
+    // Never joins; given its second session, it closes its connection 1.2 s later.
+    const v: NodeVolunteer = new NodeVolunteer(a.address().url, {
+      clientKey: 'strikes-judged-1',
+      localAddress: '127.0.0.185',
       joins: (_m, n) => {
-        if (n === 2) setTimeout(() => void first.close(), 1_200);
+        if (n === 1) setTimeout(() => void v.close(), 1_200);
         return false;
       },
     });
-    volunteers.push(first);
-    await until('a sees it ready', () => a.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
-    await complete(a, 'It is', 1);
-    await complete(a, 'It is', 1);
-    const struck = () => log.lines.filter((l) => l.includes(`volunteer ${first.id} did not join`));
-    await until('two strikes counted by a', () => struck().length === 2);
-    // b's session: it leaves before b's join timeout (with no other volunteer, the request fails: ERR_NO_ROUTE). Its own
-    // process saw b's session opened on it and not answered: the third strike, evicted as it leaves, key banned.
-    expect((await complete(b, 'It is', 1)).code).toBe('ERR_NO_ROUTE');
-    await until('a strikes it a third time', () => struck().length === 3);
-    expect(struck()[2]).toContain('(3 of 3 no-shows');
-    await until('its key is banned on b', () => clusterOf(b).bans.banned(`key:${KEY}`));
-    // Before: that miss was counted nowhere (b no longer held it, a held no such session).
+    volunteers.push(v);
+    await until('all see 3 ready', () => c.servers.every((s) => s.coordinator?.volunteers().filter((x) => x.ready).length === 3), 60_000);
+    const struck = () => log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`));
+    // b's long session X judges it a no-show (no spare: it stays in X's route), and goes on with the other two.
+    const x = complete(b, 'It is', 60);
+    await until('X struck it', () => struck().length === 1, 30_000);
+    const y = complete(b, 'It is', 1);
+    expect((await y).code).toBeUndefined();
+    expect((await x).code).toBeUndefined();
+    // Its departure is judged for Y, which waited for it (before, for X, judged already: no strike).
+    await until('struck for Y', () => struck().length === 2);
   }, 180_000);
 
   it('an honest tab closed as a burst of requests of three processes opens on it: one strike, not three', async () => {

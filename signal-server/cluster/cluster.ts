@@ -841,7 +841,11 @@ export class Cluster implements ClusterSeam {
         frameFromPeer(c, m, this.proc, this.owner.get(m.from), this.options.log);
         return;
       case 'noshow':
-        if (procOfSession(m.sessionId) === m.proc) c.showedElsewhere(m.id, m.sessionId, m.why);
+        if (procOfSession(m.sessionId) !== m.proc) return;
+        c.showedElsewhere(m.id, m.sessionId, m.why);
+        // Judged there: that session no longer waits for it (before, a departure named it, already struck, and the
+        // session that did wait for it went unjudged: a red-team find).
+        this.remote.answered(m.proc, m.sessionId, m.id);
         return;
       case 'progress':
         if (procOfSession(m.sessionId) === m.proc) this.remote.progressed(m.proc, m.sessionId, m.step);
@@ -860,8 +864,10 @@ export class Cluster implements ClusterSeam {
     if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
     // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
     if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
-    // Joined or refused: that process no longer waits for it (awaitedElsewhere).
-    if (report.event === 'session:joined' || report.event === 'step:failed') this.remote.answered(p, report.m.sessionId, volunteer);
+    // Joined or refused: that process no longer waits for it (awaitedElsewhere). Not "my inputs had no majority": that
+    // process takes it for evidence about the stage before, not a refusal, and still waits (a red-team find).
+    if (report.event === 'session:joined' || (report.event === 'step:failed' && report.m.code !== 'ERR_NO_QUORUM'))
+      this.remote.answered(p, report.m.sessionId, volunteer);
     if (report.event === 'step:logits') {
       const { logits, ...m } = report.m;
       this.publish(this.key('proc', p), {
@@ -944,6 +950,10 @@ export class Cluster implements ClusterSeam {
 
   awaitedElsewhere(volunteer: string): number | undefined {
     return this.remote.awaiting(volunteer);
+  }
+
+  moved(volunteer: string): void {
+    this.remote.dropped(volunteer);
   }
 
   reachable(volunteer: string): boolean {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MESH_AHEAD } from '../../shared/swarm/mesh-loop.js';
-import { PROGRESS_EVERY, RemoteSessions } from './remote-sessions.js';
+import { AWAITED_FOR_MS, PROGRESS_EVERY, RemoteSessions } from './remote-sessions.js';
 
 describe('RemoteSessions', () => {
   it("counts each volunteer's sessions of other processes once, and ends a dead process's", () => {
@@ -141,5 +141,34 @@ describe('RemoteSessions', () => {
     r.opened(2, 2_000_003, 'a');
     r.closed(2, 2_000_003, 'a');
     expect(r.admitFreeJoin(2, 2_000_003, 'a')).toBe(false);
+  });
+
+  it('says which session of another process waits for a volunteer to join: not once answered, judged, closed, moved, or long ago', () => {
+    const r = new RemoteSessions();
+    const t0 = Date.now();
+    r.opened(2, 2_000_001, 'a');
+    r.opened(2, 2_000_002, 'a');
+    r.opened(3, 3_000_001, 'a');
+    r.opened(2, 2_000_001, 'b');
+    expect(r.awaiting('a', t0)).toBe(2_000_001);
+    // Joined (or refused, or judged a no-show there): the next one waits.
+    r.answered(2, 2_000_001, 'a');
+    expect(r.awaiting('a', t0)).toBe(2_000_002);
+    // A repeated open of a session answered does not make it wait again.
+    r.opened(2, 2_000_001, 'a');
+    expect(r.awaiting('a', t0)).toBe(2_000_002);
+    r.closed(2, 2_000_002, 'a');
+    expect(r.awaiting('a', t0)).toBe(3_000_001);
+    // Opened longer than AWAITED_FOR_MS ago: given up there, or its close lost; not judged.
+    expect(r.awaiting('a', t0 + AWAITED_FOR_MS + 1_000)).toBeUndefined();
+    expect(r.endAll(3)).toHaveLength(1);
+    expect(r.awaiting('a', t0)).toBeUndefined();
+    // b moved to another stage drops its sessions; one that left is forgotten.
+    expect(r.awaiting('b', t0)).toBe(2_000_001);
+    r.dropped('b');
+    expect(r.awaiting('b', t0)).toBeUndefined();
+    r.opened(2, 2_000_005, 'c');
+    r.forget('c');
+    expect(r.awaiting('c', t0)).toBeUndefined();
   });
 });

@@ -16,6 +16,12 @@ const MAX_STEPS_KNOWN = MAX_TRACKED_SESSIONS + MAX_CLOSED_SESSIONS;
  * loop's lead (RemoteSessions.admitFree). An honest replica is at most the lead past the step being decided.
  */
 export const PROGRESS_EVERY = 4;
+/**
+ * How long after it was opened a session of another process is taken to wait for our volunteer to join it, at most
+ * (awaiting): 4 × the default join timeout. By then that process judged it or took it out (a close lost meanwhile
+ * must not have an honest tab struck when it closes, idle, much later).
+ */
+export const AWAITED_FOR_MS = 120_000;
 /** Free reports remembered (volunteer, session and kind → its latest free step), the oldest forgotten first. */
 const MAX_FREE_REPORTS = 50_000;
 
@@ -38,8 +44,11 @@ export class RemoteSessions {
   private readonly freeLatest = new Map<string, number>();
   /** "proc sessionId volunteer" whose join went free, oldest first (as many as free reports). */
   private readonly freeJoins = new Set<string>();
-  /** "proc sessionId volunteer" of open sessions our volunteer joined or refused (answered): no longer waiting for it. */
-  private readonly answeredOn = new Set<string>();
+  /**
+   * Our volunteer → the sessions of other processes opened on it that it has neither joined nor refused, nor been
+   * judged for there ("proc sessionId" → the session and when it was opened): those that wait for it (awaiting).
+   */
+  private readonly unanswered = new Map<string, Map<string, { readonly sessionId: number; readonly at: number }>>();
   /** "proc sessionId" → the step its server last said the session began deciding (progressed), oldest first. */
   private readonly deciding = new Map<string, number>();
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
@@ -71,12 +80,17 @@ export class RemoteSessions {
       const oldest = sessions.keys().next().value as number;
       for (const id of sessions.get(oldest) ?? []) {
         this.count(id, -1);
-        this.answeredOn.delete(`${proc} ${oldest} ${id}`);
+        this.answered(proc, oldest, id);
       }
       sessions.delete(oldest);
     }
     const ids = sessions.get(sessionId) ?? new Set<string>();
-    if (!ids.has(volunteer)) this.count(volunteer, 1);
+    if (!ids.has(volunteer)) {
+      this.count(volunteer, 1);
+      const waiting = this.unanswered.get(volunteer) ?? new Map<string, { readonly sessionId: number; readonly at: number }>();
+      waiting.set(`${proc} ${sessionId}`, { sessionId, at: Date.now() });
+      this.unanswered.set(volunteer, waiting);
+    }
     ids.add(volunteer);
     sessions.set(sessionId, ids);
     if (at !== undefined) this.progressed(proc, sessionId, at);
@@ -86,7 +100,7 @@ export class RemoteSessions {
   closed(proc: number, sessionId: number, volunteer: string, ran?: number): void {
     const sessions = this.byProc.get(proc);
     const ids = sessions?.get(sessionId);
-    this.answeredOn.delete(`${proc} ${sessionId} ${volunteer}`);
+    this.answered(proc, sessionId, volunteer);
     if (ids?.delete(volunteer) === true) {
       this.count(volunteer, -1);
       this.closedLately.set(`${proc} ${sessionId} ${volunteer}`, ran);
@@ -146,17 +160,28 @@ export class RemoteSessions {
     return true;
   }
 
-  /** Our volunteer joined process `proc`'s session `sessionId`, or refused it (a failure it sent there). */
+  /**
+   * Process `proc`'s session `sessionId` no longer waits for our volunteer to join it: it joined, refused it, was
+   * judged a no-show there, or the session closed on it.
+   */
   answered(proc: number, sessionId: number, volunteer: string): void {
-    if (this.byProc.get(proc)?.get(sessionId)?.has(volunteer) === true) this.answeredOn.add(`${proc} ${sessionId} ${volunteer}`);
+    const waiting = this.unanswered.get(volunteer);
+    waiting?.delete(`${proc} ${sessionId}`);
+    if (waiting?.size === 0) this.unanswered.delete(volunteer);
   }
 
-  /** A session of another process open on our volunteer that it has neither joined nor refused (it waits for it), if any. */
-  awaiting(volunteer: string): number | undefined {
-    for (const [proc, sessions] of this.byProc)
-      for (const [sessionId, ids] of sessions)
-        if (ids.has(volunteer) && !this.answeredOn.has(`${proc} ${sessionId} ${volunteer}`)) return sessionId;
+  /**
+   * A session of another process opened on our volunteer, within the last AWAITED_FOR_MS, that waits for it to join
+   * (unanswered), if any. One opened longer ago was given up there, or its close was lost (Redis away): not judged.
+   */
+  awaiting(volunteer: string, now = Date.now()): number | undefined {
+    for (const { sessionId, at } of this.unanswered.get(volunteer)?.values() ?? []) if (now - at <= AWAITED_FOR_MS) return sessionId;
     return undefined;
+  }
+
+  /** Our volunteer was moved to another stage: it drops its sessions, and none of them waits for it any more. */
+  dropped(volunteer: string): void {
+    this.unanswered.delete(volunteer);
   }
 
   /** Process `proc` says its session `sessionId`, open on some of our volunteers, began deciding `step`. */
@@ -177,14 +202,15 @@ export class RemoteSessions {
     for (const [sessionId, ids] of sessions)
       for (const id of ids) {
         this.count(id, -1);
-        this.answeredOn.delete(`${proc} ${sessionId} ${id}`);
+        this.answered(proc, sessionId, id);
       }
     return [...sessions];
   }
 
-  /** Our volunteer left: its count goes. */
+  /** Our volunteer left: its count goes, and what waited for it. */
   forget(volunteer: string): void {
     this.counts.delete(volunteer);
+    this.unanswered.delete(volunteer);
   }
 
   private count(volunteer: string, by: number): void {

@@ -227,6 +227,8 @@ export interface ClusterSeam {
   ): void;
   /** A session of another server open on this server's volunteer that it has neither joined nor refused, if any. */
   awaitedElsewhere(volunteer: string): number | undefined;
+  /** This server moved its volunteer to another stage: it drops its sessions, other servers' too (none waits for it). */
+  moved(volunteer: string): void;
   /** A volunteer of another server is due a spot check: its server challenges it. */
   challenge(volunteer: string): void;
   /** A volunteer of another server did not show up in a session of this one: its server keeps its strikes and evicts it. */

@@ -257,6 +257,7 @@ export class Roster {
         // A challenge of the stage it leaves is no test of the new one: its ready for the new stage is challenged afresh.
         withdrawChallenge(moved);
         moved.link.send('volunteer:assign', assignment(this.s, move.to));
+        if (!moved.remote) this.s.cluster?.moved(move.volunteer);
       }
       // It drops its old stage, and with it its sessions there: they fail over now, not after a step timeout.
       for (const session of this.s.sessions.values()) this.h.failOver(session, move.volunteer);
