@@ -107,7 +107,7 @@ export class Coordinator {
     this.routes = new RoutePicker(s);
     this.roster = new Roster(s, {
       failOver: (session, left) => this.runner.failOver(session, left),
-      leftUnjoined: (sessionId, left) => this.runner.noShow(left, sessionId, 'absent'),
+      leftUnjoined: (sessionId, left, why) => this.runner.noShow(left, sessionId, why),
       considerRepartition: (departure) => this.repartition.considerRepartition(departure),
       distrust: (keys) => this.repartition.distrust(keys),
     });

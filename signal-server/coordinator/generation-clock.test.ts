@@ -390,6 +390,26 @@ describe('a generation session on a manual clock', () => {
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 
+  it('says what a replica would be if it went now (Roster.left): unjoined or refused before the start, a no-show; joined, none', async () => {
+    const { clock, session } = rig(9, { timeouts: TIMEOUTS, route: [['a', 'b', 'c', 'd']] });
+    const outcome = outcomeOf(session, 1);
+    await clock.advance(0);
+    session.onJoined('a');
+    // c refuses (a departure before the others joined went unjudged: the round skips those that went), d as full.
+    session.onFailure('c', 0, 'ERR_NOT_LINKED', 'could not link');
+    session.onFailure('d', 0, 'ERR_REPLICA_FULL', 'this replica keeps 16 sessions open already');
+    // "My inputs had no majority" is no refusal: still waited for.
+    session.onFailure('b', 0, 'ERR_NO_QUORUM', 'no majority');
+    expect(['a', 'b', 'c', 'd', 'x'].map((v) => session.unjoinedAs(v))).toEqual([null, 'absent', 'absent', 'full', null]);
+    session.onJoined('b');
+    await clock.advance(TIMEOUTS.joinMs);
+    // Started: those joined are members that joined; the round judged the rest.
+    expect(['a', 'b'].map((v) => session.unjoinedAs(v))).toEqual([null, null]);
+    await clock.advance(TIMEOUTS.stepMs);
+    expect(await outcome).toBeInstanceOf(GenerationError);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
   it('strikes the replicas missing after the last join round too, not only those of the rounds before it', async () => {
     const { clock, hooks, session } = rig(7, { timeouts: TIMEOUTS, spares: ['s1', 's2', 's3'] });
     const outcome = outcomeOf(session, 1);

@@ -15,6 +15,7 @@ import type { ClientRecord } from './record-memory.js';
 import { sessionLimitOf } from './registry.js';
 import { reputation, shouldEvict } from './reputation.js';
 import type { Move } from './scheduler.js';
+import type { NoShow } from './session-types.js';
 import { assignment, established, type Member, refuse, type SwarmState, withdrawChallenge } from './swarm-state.js';
 
 /** Volunteers connected at once from one address (one IPv6 /64), other than this machine's. */
@@ -38,7 +39,7 @@ export interface RosterHooks {
   /** A replica of a running session left or moved: another takes its place. */
   failOver(session: GenerationSession, left: string): void;
   /** A replica left a session that waited for it to join: a no-show (SessionRunner.noShow). */
-  leftUnjoined(sessionId: number, left: string): void;
+  leftUnjoined(sessionId: number, left: string, why: NoShow): void;
   /** A departure (or a move) may leave a stage short: the re-partitioner looks. */
   considerRepartition(departure: boolean): void;
   /** A client that proved a stage left, or missed a load deadline: not counted for a switch back for a while. */
@@ -214,9 +215,10 @@ export class Roster {
     // (on however many servers) waited for it: an honest tab closed while a burst of requests was being opened on it
     // must not be evicted for it.
     if (!member.remote && !this.cutOff.has(member) && !this.s.closing) {
-      const waited =
-        [...this.s.sessions.values()].find((session) => session.awaitsJoinOf(id))?.sessionId ?? this.s.cluster?.awaitedElsewhere(id);
-      if (waited !== undefined) this.h.leftUnjoined(waited, id);
+      const here = [...this.s.sessions.values()].find((session) => session.unjoinedAs(id) !== null);
+      const elsewhere = here === undefined ? this.s.cluster?.awaitedElsewhere(id) : undefined;
+      if (here !== undefined) this.h.leftUnjoined(here.sessionId, id, here.unjoinedAs(id) ?? 'absent');
+      else if (elsewhere !== undefined) this.h.leftUnjoined(elsewhere, id, 'absent');
     }
     this.s.members.delete(id);
     this.s.links.drop(id);

@@ -1,6 +1,7 @@
 import type { TimerHandle } from '../../shared/clock.js';
 import { GenerationError, RefusedAsFull } from './generation-error.js';
 import { MeshLoopChecks } from './mesh-checks.js';
+import type { NoShow } from './session-types.js';
 import { UnreachedReports } from './unreached-reports.js';
 
 /** After every stage has a majority joined, how much longer the others are waited for before spares take their places. */
@@ -31,14 +32,18 @@ export abstract class SessionJoin extends MeshLoopChecks {
   }
 
   /**
-   * Whether the session waits for `volunteer` to join it now: a replica of the route opened before the first step
-   * (while SessionJoin waits), or a newcomer brought in since (NewcomerJoins), that has neither joined nor refused.
+   * What `volunteer` would be if it went now, unjoined: a no-show (`absent`, or `full` where it refused the session as
+   * full), where the session waits for it to join (a replica of the route opened before the first step, while
+   * SessionJoin waits, or a newcomer brought in since: NewcomerJoins), or it refused the session before its start and
+   * the join round has not judged it yet (a refusal, then a departure before the others joined, went unjudged); null
+   * otherwise.
    */
-  awaitsJoinOf(volunteer: string): boolean {
-    if (!this.members.has(volunteer)) return false;
+  unjoinedAs(volunteer: string): NoShow | null {
+    if (!this.members.has(volunteer)) return null;
     // A newcomer counts as joined in the route from the start (SessionRoute.swap); its own join is awaited apart.
-    if (this.awaitedJoins.has(volunteer)) return true;
-    return this.joinChanged !== null && !this.joined.has(volunteer) && !this.refused.has(volunteer);
+    if (this.awaitedJoins.has(volunteer)) return 'absent';
+    if (this.joinChanged === null || this.joined.has(volunteer)) return null;
+    return this.refusedFull.has(volunteer) ? 'full' : 'absent';
   }
 
   /** `volunteer` joined, without data channels to the neighbours in `unreached` (see UnreachedReports). */
