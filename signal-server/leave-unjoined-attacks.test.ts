@@ -127,4 +127,30 @@ describe('a replica that leaves a session it was given before joining it', () =>
       .poll(() => messages().find((m) => m.startsWith(`volunteer ${back.id} resumes its record`)), { timeout: WAIT_MS })
       .toMatch(/\(\d+ agreed, 0 disagreed, 1 of its last 20 sessions missed\)$/);
   });
+
+  it('is a no-show when it is evicted unbanned (a spot check left unanswered) as a session waits for it', async () => {
+    const { lines, logger } = serverLog();
+    const CHALLENGE_MS = 3_000;
+    const { url, expected } = await start(1, 3, { logger, spotCheckRate: 1, challengeTimeoutMs: CHALLENGE_MS });
+    const messages = () => lines.filter((l) => l.length > 0).map((l) => (JSON.parse(l) as { msg?: string }).msg ?? '');
+    for (const i of [100, 101]) volunteer(url, `127.0.0.${i}`);
+    const KEY = 'challenge-exit-0004';
+    // Joins its first session only; once proven, it answers no challenge (a red-team pass's way out).
+    const h: NodeVolunteer = volunteer(url, '127.0.0.102', { clientKey: KEY, joins: (_m, n) => n === 0 });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    h.socket.removeAllListeners('volunteer:challenge');
+    expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    // The spot check after that session is pending: a session opened 1.2 s before its timeout waits for it.
+    await new Promise((r) => setTimeout(r, CHALLENGE_MS - 1_200));
+    expect((await complete(url, 2)).body.webswarm?.tokens).toEqual(expected.slice(0, 2));
+    expect(h.sessionsOpened).toBe(2);
+    expect(messages().some((m) => m.startsWith(`volunteer ${h.id} evicted (ERR_CHALLENGE_FAILED)`))).toBe(true);
+    // Before: no strike, and back with its key it resumed 0 missed.
+    expect(messages().filter((m) => m.startsWith(`volunteer ${h.id} did not join`))).toHaveLength(1);
+    const back = volunteer(url, '127.0.0.102', { clientKey: KEY });
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    expect(messages().find((m) => m.startsWith(`volunteer ${back.id} resumes its record`))).toMatch(
+      /, 1 of its last 20 sessions missed\)$/,
+    );
+  }, 60_000);
 });

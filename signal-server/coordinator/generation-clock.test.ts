@@ -390,6 +390,31 @@ describe('a generation session on a manual clock', () => {
     expect(clock.pending, 'timers left behind').toBe(0);
   });
 
+  it('strikes a replica moved out with no spare before it joined once it held the session up JOIN_GRACE_MS, or had refused it', async () => {
+    const { clock, hooks, session } = rig(10, { timeouts: TIMEOUTS, route: [['a', 'b', 'c', 'd', 'e']] });
+    const outcome = outcomeOf(session, 1);
+    await clock.advance(0);
+    session.onJoined('a');
+    session.onFailure('d', 0, 'ERR_NOT_LINKED', 'could not link');
+    // Within the grace: b moved out while it linked is not struck; d, which refused, is.
+    await clock.advance(JOIN_GRACE_MS - 1);
+    session.onLeft('b');
+    session.onLeft('d');
+    expect(hooks.noShows).toEqual(['d']);
+    // c held the session up JOIN_GRACE_MS unjoined: moved out now (an accomplice's departure made it), a no-show.
+    await clock.advance(1);
+    session.onLeft('c');
+    expect(hooks.noShows).toEqual(['d', 'c']);
+    // Gone: nothing more to say of them at their departure (Roster.left), nor of them again at the round's end.
+    expect(['b', 'c', 'd'].map((v) => session.unjoinedAs(v))).toEqual([null, null, null]);
+    session.onJoined('e');
+    await clock.advance(TIMEOUTS.joinMs);
+    expect(hooks.noShows).toEqual(['d', 'c']);
+    await clock.advance(TIMEOUTS.stepMs);
+    expect(await outcome).toBeInstanceOf(GenerationError);
+    expect(clock.pending, 'timers left behind').toBe(0);
+  });
+
   it('says what a replica would be if it went now (Roster.left): unjoined or refused before the start, a no-show; joined, none', async () => {
     const { clock, session } = rig(9, { timeouts: TIMEOUTS, route: [['a', 'b', 'c', 'd']] });
     const outcome = outcomeOf(session, 1);

@@ -15,6 +15,8 @@ export abstract class SessionJoin extends MeshLoopChecks {
   private onAbort: ((e: GenerationError) => void) | null = null;
 
   private readonly unreached = new UnreachedReports();
+  /** When the route's replicas were opened (join). */
+  private joinBegan = 0;
   /** Replicas whose `session:joined` went free (admitFreeJoin). */
   private readonly freeJoins = new Set<string>();
 
@@ -39,11 +41,27 @@ export abstract class SessionJoin extends MeshLoopChecks {
    * otherwise.
    */
   unjoinedAs(volunteer: string): NoShow | null {
-    if (!this.members.has(volunteer)) return null;
+    // Moved out already (judged then: onLeft), or gone.
+    if (!this.members.has(volunteer) || this.departed.has(volunteer)) return null;
     // A newcomer counts as joined in the route from the start (SessionRoute.swap); its own join is awaited apart.
     if (this.awaitedJoins.has(volunteer)) return 'absent';
     if (this.joinChanged === null || this.joined.has(volunteer)) return null;
     return this.refusedFull.has(volunteer) ? 'full' : 'absent';
+  }
+
+  /**
+   * A replica left, or was moved out by the server, with no spare to take its place. One moved before the start that
+   * refused the session, or had held it up JOIN_GRACE_MS or more unjoined, is a no-show now (the join round skips those
+   * that went; one that left is judged as it leaves, Roster.left, and the strike here finds no member). Before, an
+   * accomplice's departure could have a replica that never joined moved out, unjudged (a red-team find); sooner than
+   * the grace, an honest replica moved while it linked is not struck.
+   */
+  override onLeft(volunteer: string): void {
+    if (this.joinChanged !== null && this.members.has(volunteer) && !this.joined.has(volunteer) && !this.departed.has(volunteer)) {
+      if (this.refused.has(volunteer)) this.retry?.noShow?.(volunteer, this.refusedFull.has(volunteer) ? 'full' : 'absent');
+      else if (this.clock.now() - this.joinBegan >= JOIN_GRACE_MS) this.retry?.noShow?.(volunteer, 'absent');
+    }
+    super.onLeft(volunteer);
   }
 
   /** `volunteer` joined, without data channels to the neighbours in `unreached` (see UnreachedReports). */
@@ -75,6 +93,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
    */
   protected async join(): Promise<void> {
     const t0 = this.clock.now();
+    this.joinBegan = t0;
     for (const [stage, ids] of this.route.entries()) {
       ids.forEach((id, replica) => {
         this.transport.open(id, {
