@@ -28,7 +28,7 @@ import { MAX_SESSIONS_PER_REPLICA } from '../../shared/swarm/replica-core.js';
 import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import { clientKeyOf } from '../coordinator/identity.js';
-import { NO_SHOW_WINDOW } from '../coordinator/no-show-window.js';
+import { NO_SHOW_WINDOW, type SessionShown } from '../coordinator/no-show-window.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
@@ -918,7 +918,7 @@ export class Cluster implements ClusterSeam {
   }
 
   recorded(volunteer: string, counts: AuditCounts): void {
-    const k = this.recordKey(volunteer);
+    const k = this.clientKey('record', this.coordinator?.localMember(volunteer)?.keys);
     if (k === null || this.closed) return;
     void this.pub
       .multi()
@@ -928,11 +928,8 @@ export class Cluster implements ClusterSeam {
       .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
   }
 
-  keepNoShows(
-    keys: readonly string[],
-    sessions: readonly { readonly sessionId: number; readonly missed: boolean; readonly at: number }[],
-  ): void {
-    const k = this.noShowsKey(keys);
+  keepNoShows(keys: readonly string[], sessions: readonly SessionShown[]): void {
+    const k = this.clientKey('noshows', keys);
     if (k === null || sessions.length === 0 || this.closed) return;
     // Ordered by when each was recorded, by this process's clock (a process's session ids all sort after those of the
     // processes before it, and a process that restarts gives them again).
@@ -1017,17 +1014,13 @@ export class Cluster implements ClusterSeam {
     for (const { p, v } of [...this.states.values()]) this.mirror(p, v);
   }
 
-  /** A volunteer's record is kept under its client key (its address is shared by many). */
-  private recordKey(volunteer: string): string | null {
-    const keys = this.coordinator?.localMember(volunteer)?.keys;
+  /**
+   * What is kept in Redis under a client key (its address is shared by many): its `record` (a hash of its counts), or
+   * the sessions its connections that left missed and joined (`noshows`, a sorted set of `id:missed:at`).
+   */
+  private clientKey(kind: 'record' | 'noshows', keys: readonly string[] | undefined): string | null {
     const key = keys === undefined ? undefined : clientKeyOf(keys);
-    return key === undefined ? null : this.key('record', key.slice(4));
-  }
-
-  /** Where the sessions its client's connections missed and joined are kept (a sorted set of `id:missed`). */
-  private noShowsKey(keys: readonly string[]): string | null {
-    const key = clientKeyOf(keys);
-    return key === undefined ? null : this.key('noshows', key.slice(4));
+    return key === undefined ? null : this.key(kind, key.slice(4));
   }
 
   /**
@@ -1037,7 +1030,7 @@ export class Cluster implements ClusterSeam {
    */
   private restore(id: string): void {
     const keys = this.coordinator?.localMember(id)?.keys;
-    const nk = keys === undefined ? null : this.noShowsKey(keys);
+    const nk = this.clientKey('noshows', keys);
     if (nk !== null)
       this.pub
         .zRange(nk, -KEPT_SESSIONS, -1)
@@ -1051,7 +1044,7 @@ export class Cluster implements ClusterSeam {
             );
         })
         .catch((e: Error) => this.problem(`sessions missed by the client of ${id} not read: ${e.message}`));
-    const k = this.recordKey(id);
+    const k = this.clientKey('record', keys);
     if (k === null) return;
     this.pub
       .hGetAll(k)

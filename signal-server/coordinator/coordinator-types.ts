@@ -17,6 +17,7 @@ import type { ChallengeOracle } from './challenge.js';
 import type { FallbackOptions } from './fallback.js';
 import type { SessionTimeouts } from './generation.js';
 import type { Links } from './links.js';
+import type { SessionShown } from './no-show-window.js';
 import type { ModelSizes } from './partition-planner.js';
 import type { PartitionBuilder } from './repartition.js';
 import type { ReportKind } from './report-allowance.js';
@@ -221,10 +222,7 @@ export interface ClusterSeam {
    * A volunteer of this server left: the sessions it missed and joined (its own, oldest first, each with when it was
    * recorded), kept under its client key for its next connection on any server.
    */
-  keepNoShows(
-    keys: readonly string[],
-    sessions: readonly { readonly sessionId: number; readonly missed: boolean; readonly at: number }[],
-  ): void;
+  keepNoShows(keys: readonly string[], sessions: readonly SessionShown[]): void;
   /** A session of another server open on this server's volunteer that it has neither joined nor refused, if any. */
   awaitedElsewhere(volunteer: string): number | undefined;
   /** This server moved its volunteer to another stage: it drops its sessions, other servers' too (none waits for it). */

@@ -8,6 +8,13 @@
  */
 export const NO_SHOW_WINDOW = 20;
 
+/** One of a connection's own sessions: whether it missed it, and when that was recorded (Date.now()). */
+export interface SessionShown {
+  readonly sessionId: number;
+  readonly missed: boolean;
+  readonly at: number;
+}
+
 export class NoShowWindow {
   /**
    * Session id → missed; insertion order is the order the sessions came. Negative ids are sessions taken up from the
@@ -74,7 +81,7 @@ export class NoShowWindow {
   }
 
   /** Its own sessions (not those taken up), oldest first: each with whether it was missed, and when that was recorded. */
-  own(): { readonly sessionId: number; readonly missed: boolean; readonly at: number }[] {
+  own(): SessionShown[] {
     return [...this.sessions]
       .filter(([id]) => id >= 0)
       .map(([sessionId, missed]) => ({ sessionId, missed, at: this.at.get(sessionId) ?? 0 }));

@@ -209,22 +209,24 @@ export class Roster {
     // Given a session and gone before it joined: a no-show, counted into the record it leaves (a strike may evict
     // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
     // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
-    // ever. A session of another server of a cluster counts too (this server saw it opened, and not answered): that
-    // one no longer holds the volunteer to judge it. Judged by the volunteer's own server only, and not while this
-    // server shuts down. One strike a departure, however many sessions
-    // (on however many servers) waited for it: an honest tab closed while a burst of requests was being opened on it
-    // must not be evicted for it.
-    // One cut off with its keys banned is judged already; one evicted without a ban (a challenge left unanswered) is
-    // not: before, that was a way out of a session unjudged (a red-team find). A session it was absent from before one
-    // it refused as full (which its own server may judge its due).
+    // ever. One strike a departure, however many sessions (on however many servers) waited for it: an honest tab
+    // closed while a burst of requests was being opened on it must not be evicted for it. A session it was absent from
+    // is judged before one it refused as full (which its own server may judge its due); a session of another server
+    // of a cluster (this server saw it opened, and not answered) after those here: that one no longer holds the
+    // volunteer to judge it. Judged by its own server only, not while this server shuts down, and not for one cut
+    // off with its keys banned (judged already); one evicted without a ban (a challenge left unanswered) is: before,
+    // that was a way out of a session unjudged (a red-team find).
     const banned = this.cutOff.has(member) && member.keys.some((k) => this.s.bans.banned(k));
     if (!member.remote && !banned && !this.s.closing) {
-      const sessions = [...this.s.sessions.values()];
-      const here =
-        sessions.find((session) => session.unjoinedAs(id) === 'absent') ?? sessions.find((session) => session.unjoinedAs(id) !== null);
-      const elsewhere = here === undefined ? this.s.cluster?.awaitedElsewhere(id) : undefined;
-      if (here !== undefined) this.h.leftUnjoined(here.sessionId, id, here.unjoinedAs(id) ?? 'absent');
-      else if (elsewhere !== undefined) this.h.leftUnjoined(elsewhere, id, 'absent');
+      let waited: { readonly sessionId: number; readonly why: NoShow } | undefined;
+      for (const session of this.s.sessions.values()) {
+        const why = session.unjoinedAs(id);
+        if (why !== null && (waited === undefined || why === 'absent')) waited = { sessionId: session.sessionId, why };
+        if (why === 'absent') break;
+      }
+      const elsewhere = waited === undefined ? this.s.cluster?.awaitedElsewhere(id) : undefined;
+      if (elsewhere !== undefined) waited = { sessionId: elsewhere, why: 'absent' };
+      if (waited !== undefined) this.h.leftUnjoined(waited.sessionId, id, waited.why);
     }
     this.s.members.delete(id);
     this.s.links.drop(id);

@@ -46,6 +46,11 @@ export abstract class SessionJoin extends MeshLoopChecks {
     // A newcomer counts as joined in the route from the start (SessionRoute.swap); its own join is awaited apart.
     if (this.awaitedJoins.has(volunteer)) return 'absent';
     if (this.joinChanged === null || this.joined.has(volunteer)) return null;
+    return this.refusalAs(volunteer);
+  }
+
+  /** What a replica of the route that did not join is, judged: refused as full (`full`, which its own server judges), or `absent`. */
+  private refusalAs(volunteer: string): NoShow {
     return this.refusedFull.has(volunteer) ? 'full' : 'absent';
   }
 
@@ -58,7 +63,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
    */
   override onLeft(volunteer: string): void {
     if (this.joinChanged !== null && this.members.has(volunteer) && !this.joined.has(volunteer) && !this.departed.has(volunteer)) {
-      if (this.refused.has(volunteer)) this.retry?.noShow?.(volunteer, this.refusedFull.has(volunteer) ? 'full' : 'absent');
+      if (this.refused.has(volunteer)) this.retry?.noShow?.(volunteer, this.refusalAs(volunteer));
       else if (this.clock.now() - this.joinBegan >= JOIN_GRACE_MS) this.retry?.noShow?.(volunteer, 'absent');
     }
     super.onLeft(volunteer);
@@ -123,7 +128,7 @@ export abstract class SessionJoin extends MeshLoopChecks {
       // it happens (Roster.left), and a move is the server's doing. Before, a volunteer moved out of a session that
       // waited for it with no spare was struck as if it had not joined.
       const judge = (id: string) => {
-        if (!this.departed.has(id)) this.retry?.noShow?.(id, this.refusedFull.has(id) ? 'full' : 'absent');
+        if (!this.departed.has(id)) this.retry?.noShow?.(id, this.refusalAs(id));
       };
       if (round + 1 >= JOIN_ROUNDS) {
         // The last round's missing are no-shows too (no spare is tried after them).
