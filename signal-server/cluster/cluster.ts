@@ -13,8 +13,10 @@
  *   One publishing connection per process keeps both directions in order (a
  *   link grant reaches the owner before the session:open that needs it).
  * - Bans are written to Redis and broadcast; each volunteer's record (agreed /
- *   disagreed) is kept by its own process and written through to Redis under
- *   its client key, so it survives a reconnection to any process.
+ *   disagreed) is kept by its own process, and each classification is added to
+ *   its client's record in Redis under its client key (with those of the
+ *   client's other connections, and of votes judged after a connection left),
+ *   so it survives a reconnection to any process.
  * - Each process keeps a heartbeat key; one whose key expires is dead: the others
  *   drop its volunteers (their sessions fail over to spares), the links its
  *   sessions made, and close its sessions on their own volunteers.
@@ -832,7 +834,9 @@ export class Cluster implements ClusterSeam {
         if (this.owner.get(m.from) === m.proc) reportToCoordinator(c, m, this.proc);
         return;
       case 'audit':
-        if (c.localMember(m.id) !== undefined) c.audit.credit(m.id, m.agreed);
+        // Ours, or ours that left in the middle of that process's session (it heard of the departure after its vote):
+        // it counts into the record it left with (Audit.forget), as on one server.
+        if (c.localMember(m.id) !== undefined || c.audit.departedKeys(m.id) !== undefined) c.audit.credit(m.id, m.agreed);
         return;
       case 'challenge':
         c.challengeAgain(m.id);
@@ -917,15 +921,30 @@ export class Cluster implements ClusterSeam {
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed });
   }
 
-  recorded(volunteer: string, counts: AuditCounts): void {
-    const k = this.clientKey('record', this.coordinator?.localMember(volunteer)?.keys);
-    if (k === null || this.closed) return;
-    void this.pub
+  recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
+    const k = this.clientKey('record', keys);
+    if (k === null || this.closed) return Promise.resolve(null);
+    // An increment, not the counts of one connection: a connection of the client on another server (open beside it,
+    // or since) and a vote that lands after a connection left both count into it. Before, each connection wrote its
+    // own counts over the last, so a liar's lie judged after it left, and a sibling tab's lies, were written over.
+    return this.pub
       .multi()
-      .hSet(k, { agreed: String(counts.agreed), disagreed: String(counts.disagreed) })
+      .hIncrBy(k, 'agreed', agreed ? 1 : 0)
+      .hIncrBy(k, 'disagreed', agreed ? 0 : 1)
       .expire(k, RECORD_TTL_S)
       .exec()
-      .catch((e: Error) => this.problem(`record of ${volunteer} not written: ${e.message}`));
+      .then((replies) => {
+        const [a, d] = replies;
+        return typeof a === 'number' && typeof d === 'number' ? { agreed: a, disagreed: d } : null;
+      })
+      .catch((e: Error) => {
+        this.problem(`a classification of a volunteer's client not written: ${e.message}`);
+        return null;
+      });
+  }
+
+  servesElsewhere(volunteer: string): boolean {
+    return this.remote.involves(volunteer);
   }
 
   keepNoShows(keys: readonly string[], sessions: readonly SessionShown[]): void {

@@ -48,6 +48,22 @@ describe('RemoteSessions', () => {
     expect([r.opensOn(2, 131_073, 'a'), r.opensOn(5, 0, 'v'), r.opensOn(5, 1_023, 'v')]).toEqual([false, true, true]);
   });
 
+  it('says whether a volunteer is in a session of another process, open or closed lately (its verdicts may still come)', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 131_073, 'a');
+    r.opened(2, 131_074, 'ba');
+    expect([r.involves('a'), r.involves('ba'), r.involves('b')]).toEqual([true, true, false]);
+    r.closed(2, 131_073, 'a');
+    expect(r.involves('a')).toBe(true);
+    for (let i = 0; i < 1_024; i++) {
+      r.opened(5, i, 'v');
+      r.closed(5, i, 'v');
+    }
+    expect([r.involves('a'), r.involves('v')]).toEqual([false, true]);
+    r.endAll(2);
+    expect(r.involves('ba')).toBe(false);
+  });
+
   it("lets a volunteer's report go free once a kind and step, only in a session opened on it, and below the steps a session can have", () => {
     const r = new RemoteSessions();
     r.opened(2, 131_073, 'a');

@@ -54,6 +54,13 @@ export class RemoteSessions {
   /** "proc sessionId" → the steps its server said the session has (SessionOpen.steps), oldest first. */
   private readonly steps = new Map<string, number>();
 
+  /** Is our volunteer in a session of another process, open or closed on it lately (its reports may still be judged)? */
+  involves(volunteer: string): boolean {
+    if (this.counts.has(volunteer)) return true;
+    for (const key of this.closedLately.keys()) if (key.endsWith(` ${volunteer}`)) return true;
+    return false;
+  }
+
   /** Sessions of other processes `volunteer` is in. */
   of(volunteer: string): number {
     return this.counts.get(volunteer) ?? 0;

@@ -216,8 +216,15 @@ export interface ClusterSeam {
   owesJoin(volunteer: string, sessionId: number): boolean;
   /** A vote here classified a volunteer of another server: its server keeps its record and judges it. */
   audited(volunteer: string, agreed: boolean): void;
-  /** A volunteer of this server was classified (by a vote here or elsewhere): its record, for when it comes back. */
-  recorded(volunteer: string, counts: AuditCounts): void;
+  /**
+   * A volunteer of this server was classified (by a vote here or elsewhere), or one that left (here, or of another
+   * server), after it went: one more into its client's record in Redis, which every server reads when a connection of
+   * the client says hello. Resolves to the record's counts after it (all the client's connections on every server,
+   * and those that left), or null where none is kept (no client key, Redis failed).
+   */
+  recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null>;
+  /** Is this server's volunteer in a session of another server, open or closed lately (judged there after it left)? */
+  servesElsewhere(volunteer: string): boolean;
   /**
    * A volunteer of this server left: the sessions it missed and joined (its own, oldest first, each with when it was
    * recorded), kept under its client key for its next connection on any server.

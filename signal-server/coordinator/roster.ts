@@ -204,8 +204,11 @@ export class Roster {
     // In a session's route, running or lately finished, now or before a replacement took it out (a move, a retry):
     // its last steps may be judged after it went (Audit.forget). Before, only a member of a running route now: a liar
     // moved to another stage (an accomplice's departure made it) just before it left was counted nowhere (a red-team
-    // find).
-    const midSession = [...this.s.sessions.values(), ...this.s.finished.values()].some((session) => session.involves(id));
+    // find). In a cluster, in another server's session too: that server may judge a step before it hears of the
+    // departure, and sends the verdict here (before, dropped: this server kept no record for it).
+    const midSession =
+      [...this.s.sessions.values(), ...this.s.finished.values()].some((session) => session.involves(id)) ||
+      (!member.remote && this.s.cluster?.servesElsewhere(id) === true);
     // Given a session and gone before it joined: a no-show, counted into the record it leaves (a strike may evict
     // it and ban its keys). Before, only a connection that stayed was one: a client could let every session it was
     // given wait up to the join grace, close the connection just before, and come back with its key, unjudged for
@@ -363,24 +366,58 @@ export class Roster {
       // A connection that left, judged on its last steps: its client's record counted it (a liar that lied and left
       // before the honest reports came). Over the line, its keys are banned and its open connections cut off.
       const who = this.s.audit.departedKeys(id);
-      if (!agreed && who !== undefined && shouldEvict(counts)) {
+      if (who === undefined) return;
+      if (!agreed && shouldEvict(counts)) {
         this.s.log(
           `volunteer ${id} (gone) would be evicted: ${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed; its keys are banned`,
         );
         this.ban(who);
       }
+      // In a cluster, into its client's record in Redis too (a volunteer of another server as well: this one knows
+      // its keys): before, only into the copy kept here, which the client's next connection never read.
+      this.countInCluster(id, who, agreed);
       return;
     }
     if (member.remote) {
       this.s.cluster?.audited(id, agreed);
       return;
     }
-    this.s.cluster?.recorded(id, counts);
+    this.countInCluster(id, member.keys, agreed);
     this.sendScore(member, counts, !agreed);
     // At a disagreement only: a record resumed over the line (one evicted before, back after its ban) is evicted
     // at its next disagreement, not at the agreement that follows its return.
     if (!agreed && shouldEvict(counts))
       this.expel(id, 'ERR_EVICTED', `${counts.disagreed} outputs that disagreed with the majority, ${counts.agreed} that agreed`, true);
+  }
+
+  /**
+   * In a cluster, counts a classification of `id` (this server's, or one that left) into its client's record in Redis,
+   * the sum of the client's connections on every server; a disagreement that puts that sum over the line evicts `id`
+   * and bans its keys, which cuts off the client's connections on every server. Before, each connection was judged
+   * on its own counts: tabs of one client on two servers lied twice each, unjudged.
+   */
+  private countInCluster(id: string, keys: readonly string[], agreed: boolean): void {
+    const cluster = this.s.cluster;
+    if (cluster === null) return;
+    void cluster.recorded(keys, agreed).then((sum) => {
+      if (sum === null) return;
+      const member = this.s.members.get(id);
+      // A connection shows (and is routed by) its client's record, as connections of one client share one on a server
+      // alone; never lowered (Redis lost its data, say).
+      const now = this.s.audit.get(id);
+      const more = sum.agreed + sum.disagreed > now.agreed + now.disagreed;
+      if (member !== undefined && !member.remote && more && sum.agreed >= now.agreed && sum.disagreed >= now.disagreed) {
+        this.s.audit.set(id, sum);
+        this.sendScore(member, sum, false);
+      }
+      if (agreed || !shouldEvict(sum) || this.s.closing) return;
+      const why = `${sum.disagreed} outputs of its client that disagreed with the majority, ${sum.agreed} that agreed (on every server)`;
+      if (member !== undefined && !member.remote && !this.cutOff.has(member)) this.expel(id, 'ERR_EVICTED', why, true);
+      else if (!keys.every((k) => this.s.bans.banned(k))) {
+        this.s.log(`volunteer ${id} would be evicted: ${why}; its keys are banned`);
+        this.ban(keys);
+      }
+    });
   }
 
   /** Sends every score still held back: the server is going away. */

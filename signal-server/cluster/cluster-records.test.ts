@@ -1,0 +1,118 @@
+// A client's record (its outputs that agreed and disagreed with the majority) in a cluster: several servers through a
+// real redis-server, real Node volunteers that compute with onnxruntime and speak Socket.IO, requests over the HTTP
+// API, the reference runner's tokens the oracle. Each test fails on the code before: a connection wrote its own
+// counts into Redis over the last, so a lie judged after its connection left, on any server, was written over (a liar
+// that lied and closed its tab before the honest reports came came back clean, as often as it liked), and tabs of
+// one client on two servers were each judged on their own lies.
+import { describe, expect, it } from 'vitest';
+import type { FaultBehaviour } from '../../shared/swarm/faults.js';
+import { EVICT_AFTER_DISAGREEMENTS } from '../coordinator/reputation.js';
+import type { SignalServer } from '../server.js';
+import { clusterOf, clusterTestFile, complete, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
+
+const MODEL = 'fixtures/models/tiny-untied';
+const PROMPT = 'It is a truth universally acknowledged';
+const f = clusterTestFile('cluster-records');
+const { servers, volunteers } = f;
+
+/** Every output moved far off (challenges are answered honestly: it must become ready to lie). */
+const LIAR: FaultBehaviour = { delayMs: 0, output: (_step, d) => d.map((x) => x + 3) };
+
+/** Honest, 600 ms slower a step than a liar (a liar can always answer first: it need not compute). */
+const SLOW_HONEST: FaultBehaviour = { delayMs: 600, output: (_step, d) => d };
+
+function join(s: SignalServer, address: string, options: NodeVolunteerOptions): NodeVolunteer {
+  const v = new NodeVolunteer(s.address().url, { localAddress: address, ...options });
+  volunteers.push(v);
+  return v;
+}
+
+const ready = (s: SignalServer): number => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
+
+describe("a client's record in a cluster", () => {
+  it.each([
+    ['of the other process', 1, undefined],
+    // Its process tells of the departure after the vote (publications 3 s apart): the coordinating process sends the
+    // verdict to the liar's process as to a volunteer still there, which counts it into the record the liar left with.
+    ['of the other process, which tells of its departure after the vote is decided,', 1, 3_000],
+    ['of the process that coordinates the request', 0, undefined],
+  ])(
+    `a liar %s that lies and leaves before the honest reports come: each late lie counts into its key's record, and the ${EVICT_AFTER_DISAGREEMENTS}rd bans its key on every process`,
+    async (_where, on, publishMs) => {
+      const c = await startCluster(2, f.redisUrl, {
+        model: MODEL,
+        stages: 1,
+        redundancy: 3,
+        cache: f.cache,
+        ...(publishMs === undefined ? {} : { timings: { publishMs } }),
+      });
+      servers.push(...c.servers);
+      const [a, b] = c.servers as [SignalServer, SignalServer];
+      const [expected = []] = await referenceTokens(MODEL, 1, f.cache, PROMPT, 2);
+      join(a, '127.0.0.150', { clientKey: `records-honest-${on}-${publishMs ?? 0}-1`, fault: SLOW_HONEST });
+      join(b, '127.0.0.151', { clientKey: `records-honest-${on}-${publishMs ?? 0}-2`, fault: SLOW_HONEST });
+      const KEY = `records-liar-leaves-${on}-${publishMs ?? 0}`;
+      const liarOn = c.servers[on] as SignalServer;
+      for (let i = 0; i < EVICT_AFTER_DISAGREEMENTS; i++) {
+        // Its first (lying) output reported, it closes 50 ms later, long before the step is decided; a's sessions.
+        const liar: NodeVolunteer = join(liarOn, '127.0.0.152', {
+          clientKey: KEY,
+          fault: LIAR,
+          tamper: (m) => {
+            setTimeout(() => liar.socket.disconnect(), 50);
+            return m;
+          },
+        });
+        await until('a sees 3 ready', () => ready(a) === 3, 60_000);
+        const answer = await complete(a, PROMPT, 2);
+        expect(answer.tokens).toEqual(expected);
+        await until('both see it gone', () => c.servers.every((s) => ready(s) === 2));
+        expect(liar.errors.map((e) => e.code)).not.toContain('ERR_BANNED');
+      }
+      // Its third late lie put its key's record over the line: banned on both processes (before: every connection
+      // came back clean, on either, never evicted).
+      await until('its key is banned on both', () => c.servers.every((s) => clusterOf(s).bans.banned(`key:${KEY}`)), 10_000);
+      const next = join(b, '127.0.0.152', { clientKey: KEY, fault: LIAR });
+      await until('its next connection is refused', () => next.errors.some((e) => e.code === 'ERR_BANNED'));
+    },
+    240_000,
+  );
+
+  it(`tabs of one client on two processes lie twice each: the client's ${EVICT_AFTER_DISAGREEMENTS}rd lie evicts one, and both are cut off`, async () => {
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 2, redundancy: 3, cache: f.cache });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const [expected = []] = await referenceTokens(MODEL, 2, f.cache, PROMPT, 1);
+    const KEY = 'records-two-tabs';
+    // Emptiest stage first: honest 1 s0, 2 s1, 3 s0, 4 s1, the tab on a s0, the tab on b s1.
+    const all: NodeVolunteer[] = [];
+    const add = async (s: SignalServer, address: string, options: NodeVolunteerOptions) => {
+      const v = join(s, address, options);
+      all.push(v);
+      await until('both see it', () => c.servers.every((x) => x.coordinator?.status().volunteers === all.length));
+      return v;
+    };
+    for (let i = 1; i <= 4; i++) await add(i % 2 === 0 ? b : a, `127.0.0.${160 + i}`, { clientKey: `records-honest-tab-${i}` });
+    const tabA = await add(a, '127.0.0.165', { clientKey: KEY, fault: LIAR });
+    const tabB = await add(b, '127.0.0.166', { clientKey: KEY, fault: LIAR });
+    await until('both see 6 ready', () => c.servers.every((s) => ready(s) === 6), 60_000);
+    expect(a.coordinator?.status().replicasPerStage).toEqual([3, 3]);
+    const stageOf = (v: NodeVolunteer) => a.coordinator?.volunteers().find((x) => x.id === v.id)?.stage;
+    expect([stageOf(tabA), stageOf(tabB)]).toEqual([0, 1]);
+    // Each request: one lie of each tab, outvoted in its stage. Two requests, four lies, two each.
+    const answers: (number[] | undefined)[] = [(await complete(a, PROMPT, 1)).tokens];
+    // Each tab shows its client's record as it stood after its own lie: the later one both lies (before: 1 and 1).
+    const disagreed = () =>
+      [tabA, tabB].map((t) => a.coordinator?.volunteers().find((x) => x.id === t.id)?.disagreed ?? -1).sort((x, y) => x - y);
+    await until('a lists the tabs with their client’s record', () => disagreed().join() === '1,2', 5_000);
+    answers.push((await complete(a, PROMPT, 1)).tokens);
+    expect(answers).toEqual([expected, expected]);
+    // Before: each tab two disagreements on its own counts, under the line, both still serving.
+    await until('both tabs are cut off', () => !tabA.socket.connected && !tabB.socket.connected, 10_000);
+    const codes = [...tabA.errors, ...tabB.errors].map((e) => e.code);
+    expect(codes.some((x) => x === 'ERR_EVICTED')).toBe(true);
+    expect(codes.every((x) => x === 'ERR_EVICTED' || x === 'ERR_BANNED')).toBe(true);
+    expect(c.servers.every((s) => clusterOf(s).bans.banned(`key:${KEY}`))).toBe(true);
+  }, 240_000);
+});
