@@ -6,6 +6,9 @@
  * window is over (at most one sweep a window). Pure: the clock is injected,
  * and lines go to `write`.
  */
+/** What a line may carry beside its message: fields of a JSON log line (an HTTP request's method, path, status). */
+export type LineFields = Readonly<Record<string, string | number>>;
+
 export interface LogLimit {
   readonly maxLines: number;
   readonly windowMs: number;
@@ -29,12 +32,12 @@ export class LogLimiter {
 
   constructor(
     private readonly limit: LogLimit,
-    private readonly write: (line: string) => void,
+    private readonly write: (line: string, fields?: LineFields) => void,
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  /** Writes `line` unless `key` has used its lines in this window. */
-  line(key: string, line: string): void {
+  /** Writes `line` (with its `fields`) unless `key` has used its lines in this window. */
+  line(key: string, line: string, fields?: LineFields): void {
     const t = this.now();
     if (t - this.lastSweep >= this.limit.windowMs) this.sweep(t);
     let s = this.keys.get(key);
@@ -49,7 +52,8 @@ export class LogLimiter {
     }
     if (s.lines < this.limit.maxLines) {
       s.lines += 1;
-      this.write(line);
+      if (fields === undefined) this.write(line);
+      else this.write(line, fields);
     } else s.suppressed += 1;
   }
 

@@ -40,7 +40,30 @@ describe('log lines about refused requests behind a proxy', () => {
       await ask('/v1/completions', { method: 'POST', headers: { ...from('192.0.2.42'), 'content-type': 'application/json' }, body: '{' }),
     ).toBe(400);
     // Before: "api request POST \"/v1/completions\": 400 in 1 ms", naming nobody.
-    expect(log.lines.filter((l) => l.includes('/nowhere-to-be-found') && l.includes('(from 192.0.2.41)'))).toHaveLength(1);
-    expect(log.lines.filter((l) => l.includes('api request POST') && l.includes('(from 192.0.2.42)'))).toHaveLength(1);
+    expect(log.lines.filter((l) => l.includes('/nowhere-to-be-found') && l.includes('"from":"192.0.2.41"'))).toHaveLength(1);
+    expect(log.lines.filter((l) => l.includes('"msg":"api request"') && l.includes('"from":"192.0.2.42"'))).toHaveLength(1);
+  });
+
+  it('are JSON lines with the fields of a served request: method, path, status (and ms for the API), and the client', async () => {
+    const ask = async (path: string, init: RequestInit) => {
+      const res = await fetch(`${server().address().url}${path}`, init);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    const from = { 'x-forwarded-for': '192.0.2.43' };
+    expect(await ask('/v1/models/no-such-model', { headers: from })).toBe(404);
+    expect(await ask('/missing-page', { method: 'HEAD', headers: from })).toBe(404);
+    expect(await ask('/v1/models', { headers: from })).toBe(200);
+    const records = log.lines
+      .filter((l) => l.includes('192.0.2.43') || l.includes('"path":"\\"/v1/models\\""'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .map(({ msg, method, path, status, ms, from }) => ({ msg, method, path, status, ms: typeof ms, from }));
+    // Before, a refusal's line was one sentence ("404 \"/missing-page\" (from 192.0.2.43)"): a JSON log's reader
+    // found no status in it, where a served request's line had one.
+    expect(records).toEqual([
+      { msg: 'api request', method: 'GET', path: '"/v1/models/no-such-model"', status: 404, ms: 'number', from: '192.0.2.43' },
+      { msg: 'http request', method: 'HEAD', path: '"/missing-page"', status: 404, ms: 'undefined', from: '192.0.2.43' },
+      { msg: 'api request', method: 'GET', path: '"/v1/models"', status: 200, ms: 'number', from: undefined },
+    ]);
   });
 });

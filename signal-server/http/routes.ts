@@ -11,7 +11,7 @@ import { answerPreflight, setCorsHeaders } from '../api/cors.js';
 import type { TokenTexts } from '../api/token-text.js';
 import { isTokenizerRoute } from '../api/tokenizer-routes.js';
 import type { Logger } from '../log.js';
-import { LogLimiter, REFUSAL_LOG_LIMIT } from '../log-limiter.js';
+import { type LineFields, LogLimiter, REFUSAL_LOG_LIMIT } from '../log-limiter.js';
 import type { SwarmMetrics } from '../metrics.js';
 import { modelFolderFiles, readTensorIndex, sourceFolderOf, TENSOR_INDEX_FILE } from '../models/model-folder.js';
 import { volunteersShown } from '../volunteers-shown.js';
@@ -129,15 +129,22 @@ const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
   const log = (line: string) => ctx.logger.info(line);
+  const logWith = (line: string, fields?: LineFields) => (fields === undefined ? ctx.logger.info(line) : ctx.logger.info(fields, line));
   // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
   // thousand times a second wrote 15 MB of log a second before; under /v1 too, until a red-team pass found it).
-  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, logWith);
   // Keyed by the client as the rate limits know it (behind a trusted proxy, its X-Forwarded-For): keyed by the socket's
   // address, one client's refusals behind a proxy used up every client's lines (a red-team find).
   // The line names the client as the limits do (an operator reads who guesses keys or hits a limit there; before, a
   // refused request's line named nobody, though the docs said refusals name their address).
-  const refusal = (req: IncomingMessage, line: string) =>
-    refusals.line(ctx.access.clientOf(req), `${line} (from ${ctx.access.addressOf(req)})`);
+  const refusal = (req: IncomingMessage, line: string, fields: LineFields) =>
+    refusals.line(ctx.access.clientOf(req), line, { ...fields, from: ctx.access.addressOf(req) });
+  /** A request's fields in a refusal's line: its method and path (cut short: the client's to choose), and the status. */
+  const requestFields = (req: IncomingMessage, path: string, status: number) => ({
+    method: req.method ?? '?',
+    path: describeValue(path, 200),
+    status,
+  });
   const api: ApiRoutesContext = {
     swarm: ctx.swarm,
     modelIds: ctx.listings.map((m) => m.modelId),
@@ -153,7 +160,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     refusal,
   };
   const notFound = (req: IncomingMessage, res: ServerResponse, path: string, message: string) => {
-    refusal(req, `404 ${describeValue(path, 200)}`);
+    refusal(req, 'http request', requestFields(req, path, 404));
     sendJson(res, 404, { error: { code: 'ERR_NOT_FOUND', message: message.length > 300 ? `${message.slice(0, 300)}…` : message } });
   };
 
@@ -164,7 +171,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
       const target = req.url ?? '/';
       url = new URL(target.startsWith('/') ? `http://localhost${target}` : target, 'http://localhost');
     } catch {
-      refusal(req, `400 ${describeValue(req.url ?? '', 200)}: not a URL path`);
+      refusal(req, 'http request', { ...requestFields(req, req.url ?? '', 400), error: 'not a URL path' });
       sendJson(res, 400, { error: { code: 'ERR_BAD_REQUEST', message: 'the request target is not a URL path' } });
       return;
     }
@@ -273,7 +280,7 @@ export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage,
     try {
       handle(req, res);
     } catch (e) {
-      refusal(req, `error serving ${describeValue(req.url ?? '', 200)}: ${(e as Error).message}`);
+      refusal(req, 'http request failed', { ...requestFields(req, req.url ?? '', 500), error: (e as Error).message });
       if (!res.headersSent) sendJson(res, 500, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
       else res.destroy();
     }
