@@ -149,6 +149,42 @@ describe('strikes against a volunteer of another process', () => {
     await until('its key is banned on a', () => clusterOf(a).bans.banned(`key:${KEY}`));
   }, 180_000);
 
+  it('a process that restarts keeps what its connected volunteers missed: one two strikes short, moved to the other process, is evicted at its next miss', async () => {
+    const { log, c } = await oneStage(2, 1);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const KEY = 'strikes-restart-1';
+    const v = new NodeVolunteer(b.address().url, {
+      clientKey: KEY,
+      localAddress: '127.0.0.134',
+      joins: false,
+      reconnect: () => a.address().url,
+    });
+    volunteers.push(v);
+    await until('b sees it ready', () => b.coordinator?.volunteers().filter((x) => x.ready).length === 1, 60_000);
+    const first = v.id;
+    await complete(b, 'It is', 1);
+    await complete(b, 'It is', 1);
+    const counted = (id: string | null) =>
+      log.lines.filter((l) => l.includes(`volunteer ${id} did not join`)).map((l) => /\((\d) of 3 no-shows/.exec(l)?.[1]);
+    await until('both strikes counted by b', () => counted(first).length === 2);
+    // b stops (a deploy, say) while it is connected; it connects again, to a.
+    servers.splice(servers.indexOf(b), 1);
+    await b.close();
+    await until(
+      'it is back, on a',
+      () => v.id !== first && a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true,
+      60_000,
+    );
+    await until('a takes up its key’s sessions', () =>
+      log.lines.some((l) => l.includes(`cluster: volunteer ${v.id} takes up its client's last sessions (2 of its last 20 missed)`)),
+    );
+    await complete(a, 'It is', 1);
+    // Before: b wrote nothing as it stopped (its connections ended after it had stopped writing), a clean window on a.
+    await until('its strike counted by a', () => counted(v.id).length === 1);
+    expect(counted(v.id)).toEqual(['3']);
+    await until('its key is banned', () => clusterOf(a).bans.banned(`key:${KEY}`));
+  }, 180_000);
+
   it.each([
     ['silent', false],
     ['after a "my inputs had no majority" failure (which b does not take for a refusal, and still waits)', true],

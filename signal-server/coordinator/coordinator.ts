@@ -293,6 +293,10 @@ export class Coordinator {
     const e = new GenerationError('ERR_SHUTTING_DOWN', 'the server is shutting down; send the request again once it is back');
     for (const session of this.s.sessions.values()) session.abort(e);
     for (const m of this.s.members.values()) if (m.challenge?.timer != null) clearTimeout(m.challenge.timer);
+    // In a cluster, each volunteer's sessions missed and joined are kept under its client key now, as when it leaves:
+    // its connection ends after the cluster has stopped writing (before, a restart of a server, a deploy, gave every
+    // volunteer connected to it a clean window on its next server).
+    for (const m of this.s.members.values()) if (!m.remote) this.s.cluster?.keepNoShows(m.keys, m.noShows.own());
     this.roster.flushScores();
     this.repartition.stop();
     this.roster.stop();
