@@ -4,6 +4,7 @@
 // counts into Redis over the last, so a lie judged after its connection left, on any server, was written over (a liar
 // that lied and closed its tab before the honest reports came came back clean, as often as it liked), and tabs of
 // one client on two servers were each judged on their own lies.
+import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import { EVICT_AFTER_DISAGREEMENTS } from '../coordinator/reputation.js';
@@ -26,6 +27,14 @@ function join(s: SignalServer, address: string, options: NodeVolunteerOptions): 
   const v = new NodeVolunteer(s.address().url, { localAddress: address, ...options });
   volunteers.push(v);
   return v;
+}
+
+/** Polls `test` (which may read Redis) every 100 ms until it holds, for 30 s at most. */
+async function untilAsync(what: string, test: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await test()); ) {
+    if (Date.now() > deadline) throw new Error(`not within 30000 ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 const ready = (s: SignalServer): number => s.coordinator?.volunteers().filter((v) => v.ready).length ?? 0;
@@ -78,6 +87,72 @@ describe("a client's record in a cluster", () => {
     },
     240_000,
   );
+
+  it(`Redis restarts empty under a liar two lies into its record: its process raises the record again, so its next connection resumes it and its ${EVICT_AFTER_DISAGREEMENTS}rd lie bans its key`, async () => {
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 3, cache: f.cache });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const [expected = []] = await referenceTokens(MODEL, 1, f.cache, PROMPT, 2);
+    join(a, '127.0.0.170', { clientKey: 'records-restart-honest-1' });
+    join(b, '127.0.0.171', { clientKey: 'records-restart-honest-2' });
+    const KEY = 'records-restart-liar';
+    const liar = join(a, '127.0.0.172', { clientKey: KEY, fault: LIAR });
+    await until('a sees 3 ready', () => ready(a) === 3, 60_000);
+    expect((await complete(a, PROMPT, 2)).tokens).toEqual(expected);
+    // Read with a client of its own each time (Redis goes away and comes back meanwhile).
+    const record = async (): Promise<Record<string, string>> => {
+      const raw = createClient({ url: f.redisUrl, socket: { reconnectStrategy: false } });
+      raw.on('error', () => {});
+      try {
+        await raw.connect();
+        return await raw.hGetAll(`${c.prefix}:records:${KEY}`);
+      } catch {
+        return {};
+      } finally {
+        raw.destroy();
+      }
+    };
+    await untilAsync('its two lies are in its record', async () => (await record()).disagreed === '2');
+    await f.stopRedis();
+    await f.startRedis();
+    // Before: nothing under its key until its next classification, which then counted from zero.
+    await untilAsync('a raises its record again', async () => (await record()).disagreed === '2');
+    const gone = liar.id;
+    await liar.close();
+    // Within the 12 s after Redis came back, a departure may be seen only at the next full read (README: Redis back).
+    await until('both see it gone', () => c.servers.every((s) => !s.coordinator?.volunteers().some((x) => x.id === gone)), 60_000);
+    const next = join(b, '127.0.0.172', { clientKey: KEY, fault: LIAR });
+    await until('both see 3 ready', () => c.servers.every((s) => ready(s) === 3), 60_000);
+    expect(b.coordinator?.volunteers().find((x) => x.id === next.id)).toMatchObject({ agreed: 0, disagreed: 2 });
+    expect((await complete(a, PROMPT, 2)).tokens).toEqual(expected);
+    await until('its key is banned on both', () => c.servers.every((s) => clusterOf(s).bans.banned(`key:${KEY}`)), 10_000);
+  }, 240_000);
+
+  it('a record written by the version before the sum (`record:`) is read where a client has no sum yet, and never over a sum', async () => {
+    const c = await startCluster(1, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+    servers.push(...c.servers);
+    const [a] = c.servers as [SignalServer];
+    const raw = createClient({ url: f.redisUrl });
+    await raw.connect();
+    try {
+      await raw.hSet(`${c.prefix}:record:records-legacy-1`, { agreed: '7', disagreed: '1' });
+      await raw.hSet(`${c.prefix}:record:records-legacy-2`, { agreed: '0', disagreed: '0' });
+      await raw.hSet(`${c.prefix}:records:records-legacy-2`, { disagreed: '2' });
+    } finally {
+      raw.destroy();
+    }
+    const old = join(a, '127.0.0.175', { clientKey: 'records-legacy-1' });
+    const summed = join(a, '127.0.0.176', { clientKey: 'records-legacy-2' });
+    const counts = (v: NodeVolunteer) => {
+      const x = a.coordinator?.volunteers().find((y) => y.id === v.id);
+      return x === undefined ? undefined : { agreed: x.agreed, disagreed: x.disagreed };
+    };
+    await until('both resume their records', () => counts(old)?.agreed === 7 && counts(summed)?.disagreed === 2);
+    expect([counts(old), counts(summed)]).toEqual([
+      { agreed: 7, disagreed: 1 },
+      { agreed: 0, disagreed: 2 },
+    ]);
+  }, 120_000);
 
   it(`tabs of one client on two processes lie twice each: the client's ${EVICT_AFTER_DISAGREEMENTS}rd lie evicts one, and both are cut off`, async () => {
     const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 2, redundancy: 3, cache: f.cache });

@@ -108,6 +108,14 @@ export const DEFAULT_DEAD_AFTER_MS = 5_000;
 export const STALL_LIMIT_MS = 30_000;
 /** The sessions kept under a client key in Redis (the newest), for its next connection (NoShowWindow.prepend). */
 const KEPT_SESSIONS = 2 * NO_SHOW_WINDOW;
+/** Raises a record hash's fields (KEYS[1]) to at least ARGV[1] agreed and ARGV[2] disagreed; kept ARGV[3] s from now. */
+const RAISE_RECORD = `for i, f in ipairs({'agreed', 'disagreed'}) do
+  local n = tonumber(ARGV[i])
+  if (tonumber(redis.call('HGET', KEYS[1], f)) or 0) < n then redis.call('HSET', KEYS[1], f, n) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1`;
+
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
 /** Process numbers tried at start before giving up (each one held by a live process is passed over). */
@@ -420,7 +428,10 @@ export class Cluster implements ClusterSeam {
     const resync = () => void this.resync().catch((e: Error) => this.problem(`resync failed: ${e.message}`));
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
-    this.pub.on('ready', () => this.published.clear());
+    this.pub.on('ready', () => {
+      this.published.clear();
+      this.raiseRecords();
+    });
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again:
     // once the latest return has settled (a later return, or the other connection's, moves that on; one timer waits).
     let settled: ReturnType<typeof setTimeout> | null = null;
@@ -922,7 +933,7 @@ export class Cluster implements ClusterSeam {
   }
 
   recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
-    const k = this.clientKey('record', keys);
+    const k = this.clientKey('records', keys);
     if (k === null || this.closed) return Promise.resolve(null);
     // An increment, not the counts of one connection: a connection of the client on another server (open beside it,
     // or since) and a vote that lands after a connection left both count into it. Before, each connection wrote its
@@ -1034,10 +1045,13 @@ export class Cluster implements ClusterSeam {
   }
 
   /**
-   * What is kept in Redis under a client key (its address is shared by many): its `record` (a hash of its counts), or
-   * the sessions its connections that left missed and joined (`noshows`, a sorted set of `id:missed:at`).
+   * What is kept in Redis under a client key (its address is shared by many): its `records` (a hash of its counts,
+   * the sum of its connections' classifications), or the sessions its connections that left missed and joined
+   * (`noshows`, a sorted set of `id:missed:at`). `record` is where a version before the sum wrote each connection's own
+   * counts over the last: read where the client has no sum yet, never written (such a process, beside this one in a
+   * rolling upgrade, would lower the sum).
    */
-  private clientKey(kind: 'record' | 'noshows', keys: readonly string[] | undefined): string | null {
+  private clientKey(kind: 'records' | 'record' | 'noshows', keys: readonly string[] | undefined): string | null {
     const key = keys === undefined ? undefined : clientKeyOf(keys);
     return key === undefined ? null : this.key(kind, key.slice(4));
   }
@@ -1063,13 +1077,17 @@ export class Cluster implements ClusterSeam {
             );
         })
         .catch((e: Error) => this.problem(`sessions missed by the client of ${id} not read: ${e.message}`));
-    const k = this.clientKey('record', keys);
-    if (k === null) return;
+    const k = this.clientKey('records', keys);
+    const legacy = this.clientKey('record', keys);
+    if (k === null || legacy === null) return;
     this.pub
       .hGetAll(k)
+      .then(async (h) => (Object.keys(h).length > 0 ? h : await this.pub.hGetAll(legacy)))
       .then((h) => {
-        const agreed = Number(h.agreed);
-        const disagreed = Number(h.disagreed);
+        if (h.agreed === undefined && h.disagreed === undefined) return;
+        // A field not there is 0 (as HINCRBY takes it: a record raised after Redis lost it holds only what was not 0).
+        const agreed = Number(h.agreed ?? 0);
+        const disagreed = Number(h.disagreed ?? 0);
         const c = this.coordinator;
         if (c === null || !Number.isSafeInteger(agreed) || !Number.isSafeInteger(disagreed) || agreed < 0 || disagreed < 0) return;
         const now = c.audit.get(id);
@@ -1077,7 +1095,25 @@ export class Cluster implements ClusterSeam {
         c.audit.set(id, { agreed, disagreed });
         this.options.log(`cluster: volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed)`);
       })
-      .catch(() => {});
+      .catch((e: Error) => this.problem(`the record of the client of ${id} not read: ${e.message}`));
+  }
+
+  /**
+   * After a lost connection Redis may have lost its data (a restart): each of our volunteers' client records is raised
+   * to at least what the volunteer holds here (its client's sum as it last stood), or the next increments would count
+   * from nothing (before, each connection wrote its own counts whole; a review of the sum found a liar's record lost).
+   */
+  private raiseRecords(): void {
+    const c = this.coordinator;
+    if (c === null || this.closed) return;
+    for (const v of c.registry.all()) {
+      const k = this.clientKey('records', c.localMember(v.id)?.keys);
+      const { agreed, disagreed } = c.audit.get(v.id);
+      if (k === null || agreed + disagreed === 0) continue;
+      this.pub
+        .eval(RAISE_RECORD, { keys: [k], arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)] })
+        .catch((e: Error) => this.problem(`the record of the client of ${v.id} not raised: ${e.message}`));
+    }
   }
 
   /** Publishes what changed about our volunteers since the last time. */
