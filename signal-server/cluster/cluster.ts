@@ -108,6 +108,23 @@ export const DEFAULT_DEAD_AFTER_MS = 5_000;
 export const STALL_LIMIT_MS = 30_000;
 /** The sessions kept under a client key in Redis (the newest), for its next connection (NoShowWindow.prepend). */
 const KEPT_SESSIONS = 2 * NO_SHOW_WINDOW;
+/**
+ * Adds ARGV[1] agreed and ARGV[2] disagreed to a client's record sum (KEYS[1]), kept ARGV[3] s from now, and returns its
+ * two fields (nil where not there). A client with no sum yet starts from the counts a version before the sum wrote
+ * (KEYS[2], `record:`): read once and left behind, they were lost (a review: a liar at 0 agreed, 2 disagreed there
+ * came back at 1 and 0 after one honest step). Increments of 0 create nothing (a read).
+ */
+const ADD_TO_RECORD = `if redis.call('EXISTS', KEYS[1]) == 0 then
+  local old = redis.call('HMGET', KEYS[2], 'agreed', 'disagreed')
+  if old[1] or old[2] then
+    redis.call('HSET', KEYS[1], 'agreed', tonumber(old[1]) or 0, 'disagreed', tonumber(old[2]) or 0)
+  end
+end
+if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'agreed', ARGV[1]) end
+if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'disagreed', ARGV[2]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return redis.call('HMGET', KEYS[1], 'agreed', 'disagreed')`;
+
 /** Raises a record hash's fields (KEYS[1]) to at least ARGV[1] agreed and ARGV[2] disagreed; kept ARGV[3] s from now. */
 const RAISE_RECORD = `for i, f in ipairs({'agreed', 'disagreed'}) do
   local n = tonumber(ARGV[i])
@@ -933,25 +950,28 @@ export class Cluster implements ClusterSeam {
   }
 
   recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
-    const k = this.clientKey('records', keys);
-    if (k === null || this.closed) return Promise.resolve(null);
     // An increment, not the counts of one connection: a connection of the client on another server (open beside it,
     // or since) and a vote that lands after a connection left both count into it. Before, each connection wrote its
     // own counts over the last, so a liar's lie judged after it left, and a sibling tab's lies, were written over.
-    return this.pub
-      .multi()
-      .hIncrBy(k, 'agreed', agreed ? 1 : 0)
-      .hIncrBy(k, 'disagreed', agreed ? 0 : 1)
-      .expire(k, RECORD_TTL_S)
-      .exec()
-      .then((replies) => {
-        const [a, d] = replies;
-        return typeof a === 'number' && typeof d === 'number' ? { agreed: a, disagreed: d } : null;
-      })
-      .catch((e: Error) => {
-        this.problem(`a classification of a volunteer's client not written: ${e.message}`);
-        return null;
-      });
+    return this.addToRecord(keys, agreed ? 1 : 0, agreed ? 0 : 1).catch((e: Error) => {
+      this.problem(`a classification of a volunteer's client not written: ${e.message}`);
+      return null;
+    });
+  }
+
+  /** Adds to the record sum of `keys`' client (ADD_TO_RECORD); its counts after, or null where it has none. */
+  private async addToRecord(keys: readonly string[] | undefined, agreed: number, disagreed: number): Promise<AuditCounts | null> {
+    const k = this.clientKey('records', keys);
+    const legacy = this.clientKey('record', keys);
+    if (k === null || legacy === null || this.closed) return null;
+    const reply = await this.pub.eval(ADD_TO_RECORD, {
+      keys: [k, legacy],
+      arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)],
+    });
+    if (!Array.isArray(reply) || (reply[0] === null && reply[1] === null)) return null;
+    // A field not there is 0 (as HINCRBY takes it: a record raised after Redis lost it holds only what was not 0).
+    const [a, d] = [Number(reply[0] ?? 0), Number(reply[1] ?? 0)];
+    return Number.isSafeInteger(a) && Number.isSafeInteger(d) && a >= 0 && d >= 0 ? { agreed: a, disagreed: d } : null;
   }
 
   servesElsewhere(volunteer: string): boolean {
@@ -1048,8 +1068,8 @@ export class Cluster implements ClusterSeam {
    * What is kept in Redis under a client key (its address is shared by many): its `records` (a hash of its counts,
    * the sum of its connections' classifications), or the sessions its connections that left missed and joined
    * (`noshows`, a sorted set of `id:missed:at`). `record` is where a version before the sum wrote each connection's own
-   * counts over the last: read where the client has no sum yet, never written (such a process, beside this one in a
-   * rolling upgrade, would lower the sum).
+   * counts over the last: where the client has no sum yet, its sum starts from it (ADD_TO_RECORD); never written here
+   * (such a process, beside this one in a rolling upgrade, would lower the sum).
    */
   private clientKey(kind: 'records' | 'record' | 'noshows', keys: readonly string[] | undefined): string | null {
     const key = keys === undefined ? undefined : clientKeyOf(keys);
@@ -1077,23 +1097,14 @@ export class Cluster implements ClusterSeam {
             );
         })
         .catch((e: Error) => this.problem(`sessions missed by the client of ${id} not read: ${e.message}`));
-    const k = this.clientKey('records', keys);
-    const legacy = this.clientKey('record', keys);
-    if (k === null || legacy === null) return;
-    this.pub
-      .hGetAll(k)
-      .then(async (h) => (Object.keys(h).length > 0 ? h : await this.pub.hGetAll(legacy)))
-      .then((h) => {
-        if (h.agreed === undefined && h.disagreed === undefined) return;
-        // A field not there is 0 (as HINCRBY takes it: a record raised after Redis lost it holds only what was not 0).
-        const agreed = Number(h.agreed ?? 0);
-        const disagreed = Number(h.disagreed ?? 0);
+    this.addToRecord(keys, 0, 0)
+      .then((counts) => {
         const c = this.coordinator;
-        if (c === null || !Number.isSafeInteger(agreed) || !Number.isSafeInteger(disagreed) || agreed < 0 || disagreed < 0) return;
+        if (c === null || counts === null) return;
         const now = c.audit.get(id);
         if (c.localMember(id) === undefined || now.agreed + now.disagreed > 0) return;
-        c.audit.set(id, { agreed, disagreed });
-        this.options.log(`cluster: volunteer ${id} resumes its record (${agreed} agreed, ${disagreed} disagreed)`);
+        c.audit.set(id, counts);
+        this.options.log(`cluster: volunteer ${id} resumes its record (${counts.agreed} agreed, ${counts.disagreed} disagreed)`);
       })
       .catch((e: Error) => this.problem(`the record of the client of ${id} not read: ${e.message}`));
   }

@@ -399,25 +399,31 @@ export class Roster {
   private countInCluster(id: string, keys: readonly string[], agreed: boolean): void {
     const cluster = this.s.cluster;
     if (cluster === null) return;
-    void cluster.recorded(keys, agreed).then((sum) => {
-      if (sum === null) return;
-      const member = this.s.members.get(id);
-      // A connection shows (and is routed by) its client's record, as connections of one client share one on a server
-      // alone; never lowered (Redis lost its data, say).
-      const now = this.s.audit.get(id);
-      const more = sum.agreed + sum.disagreed > now.agreed + now.disagreed;
-      if (member !== undefined && !member.remote && more && sum.agreed >= now.agreed && sum.disagreed >= now.disagreed) {
-        this.s.audit.set(id, sum);
-        this.sendScore(member, sum, false);
-      }
-      if (agreed || !shouldEvict(sum) || this.s.closing) return;
-      const why = `${sum.disagreed} outputs of its client that disagreed with the majority, ${sum.agreed} that agreed (on every server)`;
-      if (member !== undefined && !member.remote && !this.cutOff.has(member)) this.expel(id, 'ERR_EVICTED', why, true);
-      else if (!keys.every((k) => this.s.bans.banned(k))) {
-        this.s.log(`volunteer ${id} would be evicted: ${why}; its keys are banned`);
-        this.ban(keys);
-      }
-    });
+    void cluster
+      .recorded(keys, agreed)
+      .then((sum) => this.judgeSum(id, keys, agreed, sum))
+      .catch((e: Error) => this.s.log(`the record of volunteer ${id}'s client not judged: ${e.message}`));
+  }
+
+  /** After countInCluster: `sum` is the client's record on every server after one more classification of `id`. */
+  private judgeSum(id: string, keys: readonly string[], agreed: boolean, sum: AuditCounts | null): void {
+    if (sum === null || this.s.closing) return;
+    const member = this.s.members.get(id);
+    // A connection shows (and is routed by) its client's record, as connections of one client share one on a server
+    // alone; never lowered (Redis lost its data, say).
+    const now = this.s.audit.get(id);
+    const more = sum.agreed + sum.disagreed > now.agreed + now.disagreed;
+    if (member !== undefined && !member.remote && more && sum.agreed >= now.agreed && sum.disagreed >= now.disagreed) {
+      this.s.audit.set(id, sum);
+      this.sendScore(member, sum, false);
+    }
+    if (agreed || !shouldEvict(sum)) return;
+    const why = `${sum.disagreed} outputs of its client that disagreed with the majority, ${sum.agreed} that agreed (on every server)`;
+    if (member !== undefined && !member.remote && !this.cutOff.has(member)) this.expel(id, 'ERR_EVICTED', why, true);
+    else if (!keys.every((k) => this.s.bans.banned(k))) {
+      this.s.log(`volunteer ${id} would be evicted: ${why}; its keys are banned`);
+      this.ban(keys);
+    }
   }
 
   /** Sends every score still held back: the server is going away. */
