@@ -83,6 +83,10 @@ export const DEFAULT_STREAM_BEHIND_BYTES = 8 * 1024 * 1024;
 
 class BodyTooLarge extends Error {}
 class BodyTimeout extends Error {}
+class BodyNotUtf8 extends Error {}
+
+/** JSON text is UTF-8 (RFC 8259): a byte sequence that is not is refused, never replaced by U+FFFD and read. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -116,7 +120,12 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
     req.on('data', onData);
     req.on('end', () => {
       clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      // Before, bytes that are no UTF-8 were read as U+FFFD: the model answered a prompt the client never sent.
+      try {
+        resolve(UTF8.decode(Buffer.concat(chunks)));
+      } catch {
+        reject(new BodyNotUtf8('the body is not valid UTF-8 (JSON text is UTF-8)'));
+      }
     });
     req.on('error', fail);
   });
@@ -157,6 +166,7 @@ export async function readJsonBody(
     res.setHeader('connection', 'close');
     if (e instanceof BodyTooLarge) sendApiError(res, 413, 'invalid_request_error', 'body_too_large', e.message);
     else if (e instanceof BodyTimeout) sendApiError(res, 408, 'invalid_request_error', 'body_timeout', e.message);
+    else if (e instanceof BodyNotUtf8) sendApiError(res, 400, 'invalid_request_error', 'invalid_json', e.message);
     else sendApiError(res, 400, 'invalid_request_error', 'invalid_request', `the body could not be read: ${(e as Error).message}`);
     return NO_BODY;
   }

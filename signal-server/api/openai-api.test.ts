@@ -133,6 +133,17 @@ describe('the OpenAI-compatible API', () => {
       type: 'invalid_request_error',
       code: 'invalid_json',
     });
+    // Bytes that are no UTF-8 are refused (before: read as U+FFFD, and the model answered a prompt never sent).
+    const notUtf8 = await fetch(`${s.address().url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.concat([Buffer.from('{"prompt": "A'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('", "max_tokens": 1}')]),
+    });
+    expect(notUtf8.status).toBe(400);
+    expect(((await notUtf8.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'invalid_json',
+      message: 'the body is not valid UTF-8 (JSON text is UTF-8)',
+    });
     // A compressed body is named as such (before: "not valid JSON"); identity is no compression.
     const { gzipSync } = await import('node:zlib');
     const body = JSON.stringify({ prompt: 'x', max_tokens: 1 });

@@ -145,6 +145,40 @@ describe('parameters the swarm does not support are refused by name (400)', () =
     expect(turns([{ role: 'user', content: null }])).toMatchObject({ status: 400, param: 'messages[1].content' });
   });
 
+  it("reads an assistant's refusal (OpenAI's answers give it beside content null) as what it said; refuses audio, and a refusal elsewhere (a red-team find: dropped without a word)", () => {
+    const turns = (m: Record<string, unknown>) =>
+      chat({ messages: [{ role: 'user', content: 'Hi' }, m, { role: 'user', content: 'And?' }] });
+    expect(turns({ role: 'assistant', content: null, refusal: 'I will not say.' })).toMatchObject({
+      messages: [{}, { role: 'assistant', content: 'I will not say.' }, {}],
+    });
+    // As the part form reads it: content, then refusal.
+    expect(turns({ role: 'assistant', content: 'Well. ', refusal: 'No.' })).toMatchObject({
+      messages: [{}, { role: 'assistant', content: 'Well. No.' }, {}],
+    });
+    expect(turns({ role: 'assistant', content: null, audio: { id: 'audio_1' } })).toMatchObject({
+      status: 400,
+      code: 'unsupported_value',
+      param: 'messages[1].audio',
+    });
+    expect(turns({ role: 'assistant', content: '', audio: null })).toMatchObject({ kind: 'chat' });
+    expect(turns({ role: 'user', content: 'x', refusal: 'No.' })).toMatchObject({ status: 400, param: 'messages[1].refusal' });
+    expect(turns({ role: 'assistant', content: null, refusal: 7 })).toMatchObject({ status: 400, param: 'messages[1].refusal' });
+  });
+
+  it('refuses a stop sequence holding a lone UTF-16 surrogate, which no generated text can contain (before: accepted, never matched)', () => {
+    expect(completion({ stop: '\ud800' })).toMatchObject({
+      status: 400,
+      param: 'stop',
+      message: expect.stringMatching(/^stop holds a lone/),
+    });
+    expect(chat({ stop: ['ok', 'a\udc00'] })).toMatchObject({
+      status: 400,
+      param: 'stop',
+      message: expect.stringMatching(/^stop\[1\] holds/),
+    });
+    expect(completion({ stop: ['😀', 'é'] })).toMatchObject({ kind: 'completion', stop: ['😀', 'é'] });
+  });
+
   it("carries a message's name to the chat template; refuses a property no message has, and an empty list of parts (red-team finds)", () => {
     const one = (m: Record<string, unknown>) => chat({ messages: [m] });
     expect(one({ role: 'user', content: 'Hi', name: 'Harriet' })).toMatchObject({

@@ -210,6 +210,14 @@ export function common(b: Record<string, unknown>, modelIds: readonly string[], 
     !stop.every((s): s is string => typeof s === 'string' && s.length > 0 && s.length <= MAX_STOP_CHARS)
   )
     return bad('stop', `stop must be a string or up to ${MAX_STOP_SEQUENCES} strings of 1..${MAX_STOP_CHARS} characters`);
+  // A lone surrogate (JSON's "\uD800") is in no text the model can write: such a stop could never match (accepted
+  // before, it was silently dead).
+  const dead = stop.findIndex((x) => new RegExp(LONE_SURROGATE.source).test(x));
+  if (dead >= 0)
+    return bad(
+      'stop',
+      `${typeof rawStop === 'string' ? 'stop' : `stop[${dead}]`} holds a lone UTF-16 surrogate, which no generated text can contain`,
+    );
   if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') return bad('stream', 'stream must be a boolean');
   const so = b.stream_options ?? null;
   if (so !== null && (!isObject(so) || (so.include_usage !== undefined && typeof so.include_usage !== 'boolean')))
@@ -446,11 +454,19 @@ export function parseMessages(raw: unknown): ChatMessage[] | BodyError {
         `messages[${i}].content`,
         `messages[${i}].content must be a string or a non-empty list of text parts${assistant ? ' (and refusal parts)' : ''}`,
       );
+    // An assistant's refusal (OpenAI's own answers give it with content null; a client replays them as they came) is
+    // what it said, as a refusal part is: before, it was dropped without a word. Audio is none the swarm made.
+    const refusal = m.refusal ?? null;
+    if (refusal !== null && (!assistant || typeof refusal !== 'string'))
+      return bad(`messages[${i}].refusal`, `messages[${i}].refusal must be a string, and only on an assistant message`);
+    if (m.audio !== undefined && m.audio !== null)
+      return unsupportedMessage(`messages[${i}].audio`, `messages[${i}] holds audio: the swarm does not produce or read audio`);
+    const said = refusal === null ? content : content + refusal;
     const name = m.name ?? null;
     if (name !== null && (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_CHARS))
       return bad(`messages[${i}].name`, `messages[${i}].name must be a string of 1..${MAX_NAME_CHARS} characters`);
-    chars += content.length + (name?.length ?? 0);
-    messages.push(name === null ? { role, content } : { role, content, name });
+    chars += said.length + (name?.length ?? 0);
+    messages.push(name === null ? { role, content: said } : { role, content: said, name });
   }
   if (chars > MAX_PROMPT_CHARS) return bad('messages', `the messages hold ${chars} characters; at most ${MAX_PROMPT_CHARS}`);
   return messages;
