@@ -7,9 +7,9 @@
 import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
-import { EVICT_AFTER_DISAGREEMENTS } from '../coordinator/reputation.js';
+import { BAN_MS, EVICT_AFTER_DISAGREEMENTS } from '../coordinator/reputation.js';
 import type { SignalServer } from '../server.js';
-import { clusterOf, clusterTestFile, complete, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
+import { clusterOf, clusterTestFile, complete, joinCluster, referenceTokens, startCluster, until } from '../testing/cluster-servers.js';
 import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -193,4 +193,30 @@ describe("a client's record in a cluster", () => {
     expect(codes.every((x) => x === 'ERR_EVICTED' || x === 'ERR_BANNED')).toBe(true);
     expect(c.servers.every((s) => clusterOf(s).bans.banned(`key:${KEY}`))).toBe(true);
   }, 240_000);
+});
+
+describe('bans kept in Redis', () => {
+  it('hold only those in force: a ban that ended is taken out at the next ban (before, every ban stayed until a process started), and a process that starts later loads those in force', async () => {
+    const c = await startCluster(1, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+    servers.push(...c.servers);
+    const [a] = c.servers as [SignalServer];
+    const bans = clusterOf(a).bans;
+    // Six bans made 11 minutes ago (each 10 minutes long: ended), then one now.
+    for (let i = 0; i < 6; i++) bans.ban(`addr:198.51.100.${i}`, Date.now() - BAN_MS - 60_000);
+    bans.ban('key:records-banned-now');
+    const raw = createClient({ url: f.redisUrl });
+    await raw.connect();
+    try {
+      await untilAsync('the ban is written', async () => (await raw.zCard(`${c.prefix}:bans-until`)) > 0);
+      expect(await raw.zRange(`${c.prefix}:bans-until`, 0, -1)).toEqual(['key:records-banned-now']);
+    } finally {
+      raw.destroy();
+    }
+    const later = await joinCluster(c.prefix, 1, f.redisUrl, { model: MODEL, stages: 1, redundancy: 1, cache: f.cache });
+    servers.push(later);
+    expect([clusterOf(later).bans.banned('key:records-banned-now'), clusterOf(later).bans.banned('addr:198.51.100.0')]).toEqual([
+      true,
+      false,
+    ]);
+  }, 120_000);
 });

@@ -387,13 +387,29 @@ export class Cluster implements ClusterSeam {
     await this.heartbeat();
     const now = Date.now();
     let loaded = 0;
+    // Bans in force, each scored by when it ends; those that ended are taken out at every ban (before, a hash whose
+    // fields only a process's start swept: a running cluster kept every ban ever made, a review's find).
+    const bans = this.key('bans-until');
+    await this.pub.zRemRangeByScore(bans, '-inf', now);
+    for (const { value, score } of await this.pub.zRangeWithScores(bans, '+inf', now, {
+      BY: 'SCORE',
+      REV: true,
+      LIMIT: { offset: 0, count: MAX_LOADED_BANS },
+    }))
+      if (loaded++ < MAX_LOADED_BANS) this.bans.banUntil(value, score);
+    // Where a process of the version before wrote them.
     for (const [k, v] of Object.entries(await this.pub.hGetAll(this.key('bans')))) {
       const until = Number(v);
       if (!Number.isFinite(until) || until <= now) void this.pub.hDel(this.key('bans'), k);
       else if (loaded++ < MAX_LOADED_BANS) this.bans.banUntil(k, until);
     }
     this.bans.share = (k, until) => {
-      void this.pub.hSet(this.key('bans'), k, String(until));
+      void this.pub
+        .multi()
+        .zAdd(bans, { score: until, value: k })
+        .zRemRangeByScore(bans, '-inf', Date.now())
+        .exec()
+        .catch((e: Error) => this.problem(`a ban not written: ${e.message}`));
       this.publish(this.key('bus'), { t: 'ban', proc: this.proc, key: k, untilMs: until });
     };
     this.links.tell = (t, a, b) => {

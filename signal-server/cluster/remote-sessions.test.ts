@@ -23,6 +23,19 @@ describe('RemoteSessions', () => {
     expect(r.of('a')).toBe(0);
   });
 
+  it('forgets a volunteer that left from the sessions it was in: their close never reaches it (before, each stayed tracked)', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 2_000_001, 'a');
+    r.opened(2, 2_000_002, 'a');
+    r.opened(2, 2_000_002, 'b');
+    r.opened(3, 3_000_001, 'a');
+    expect(r.tracked).toBe(3);
+    r.forget('a');
+    expect([r.tracked, r.of('a'), r.of('b'), r.opensOn(2, 2_000_002, 'b'), r.opensOn(2, 2_000_001, 'a')]).toEqual([1, 0, 1, true, false]);
+    r.forget('b');
+    expect(r.tracked).toBe(0);
+  });
+
   it('keeps at most 10 000 sessions of a process, dropping the oldest with its counts', () => {
     const r = new RemoteSessions();
     for (let i = 0; i < 10_001; i++) r.opened(4, i, i === 0 ? 'first' : 'v');
