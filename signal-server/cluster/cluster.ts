@@ -78,6 +78,8 @@ export interface ClusterOptions {
   readonly elsewhereLimitMs?: number;
   /** The cluster protocol this process says it speaks (default CLUSTER_PROTOCOL; another only in tests). */
   readonly protocol?: number;
+  /** Clients whose records and sessions missed Redis keeps at most, the least lately written dropped (default KEPT_CLIENTS). */
+  readonly keptClients?: number;
   readonly log: (line: string) => void;
   /** The longest wait between two attempts to reach a lost Redis (default MAX_RECONNECT_MS). */
   readonly reconnectMaxMs?: number;
@@ -132,6 +134,27 @@ const RAISE_RECORD = `for i, f in ipairs({'agreed', 'disagreed'}) do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
+
+/**
+ * Clients (client keys) whose record and sessions missed Redis keeps, the least lately written dropped first: each key
+ * expires a day after its last write, but a client that takes a new key per connection made two a connection without
+ * bound (a review's find; a server alone keeps 8 192 records).
+ */
+export const KEPT_CLIENTS = 50_000;
+
+/**
+ * Marks client ARGV[1] written at ARGV[2] in the index KEYS[1]; past ARGV[3] clients, drops the least lately written
+ * with their keys (ARGV[1] with each prefix of ARGV[4..]).
+ */
+const TOUCH_CLIENT = `redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #gone, 2 do
+    for j = 4, #ARGV do redis.call('DEL', ARGV[j] .. gone[i]) end
+  end
+end
+return over`;
 
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
@@ -984,6 +1007,7 @@ export class Cluster implements ClusterSeam {
       keys: [k, legacy],
       arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)],
     });
+    if (agreed + disagreed > 0) this.touchClient(keys);
     if (!Array.isArray(reply) || (reply[0] === null && reply[1] === null)) return null;
     // A field not there is 0 (as HINCRBY takes it: a record raised after Redis lost it holds only what was not 0).
     const [a, d] = [Number(reply[0] ?? 0), Number(reply[1] ?? 0)];
@@ -1009,6 +1033,24 @@ export class Cluster implements ClusterSeam {
       .expire(k, RECORD_TTL_S)
       .exec()
       .catch((e: Error) => this.problem(`sessions missed by a volunteer's client not written: ${e.message}`));
+    this.touchClient(keys);
+  }
+
+  /** The client of `keys` was written to Redis now: its place in the index that bounds them (KEPT_CLIENTS). */
+  private touchClient(keys: readonly string[] | undefined): void {
+    const key = keys === undefined ? undefined : clientKeyOf(keys);
+    if (key === undefined || this.closed) return;
+    this.pub
+      .eval(TOUCH_CLIENT, {
+        keys: [this.key('clients')],
+        arguments: [
+          key.slice(4),
+          String(Date.now()),
+          String(this.options.keptClients ?? KEPT_CLIENTS),
+          ...(['records', 'record', 'noshows'] as const).map((kind) => `${this.key(kind)}:`),
+        ],
+      })
+      .catch((e: Error) => this.problem(`a client's place among those kept not written: ${e.message}`));
   }
 
   awaitedElsewhere(volunteer: string): number | undefined {

@@ -100,6 +100,8 @@ export interface ClusterShape {
   readonly logger?: Logger;
   /** Makes the volunteer ids of every server (absent: random UUIDs). */
   readonly volunteerIds?: () => string;
+  /** Clients whose records Redis keeps at most (absent: KEPT_CLIENTS). */
+  readonly keptClients?: number;
   /** How long a volunteer given a stage has to be ready before it holds no seat (absent: LOAD_DEADLINE_MS). */
   readonly loadDeadlineMs?: number;
   /** Re-partition live (REPARTITION), each server building into a stage cache of its own; absent: off. */
@@ -144,6 +146,7 @@ export async function joinCluster(prefix: string, i: number, redisUrl: string, s
       ...shape.timings,
       ...(shape.protocols?.[i] === undefined ? {} : { protocol: shape.protocols[i] }),
       ...(shape.elsewhereLimitMs === undefined ? {} : { elsewhereLimitMs: shape.elsewhereLimitMs }),
+      ...(shape.keptClients === undefined ? {} : { keptClients: shape.keptClients }),
     },
     ...(shape.fallback === undefined ? {} : { fallback: shape.fallback }),
     ...(shape.logger === undefined ? {} : { logger: shape.logger }),
