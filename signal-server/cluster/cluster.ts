@@ -102,6 +102,8 @@ const UNSAID_ROUNDS = 3;
 const FULL_MARK_PUBLICATIONS = 5;
 /** How long a volunteer that left is remembered as gone. */
 const GONE_MEMORY_MS = 60_000;
+/** What `published` holds for a volunteer to publish again (no state's JSON is empty). */
+const REPUBLISH = '';
 /** How often the others' volunteers are read again in full. */
 export const DEFAULT_RESYNC_MS = 30_000;
 /** A process whose heartbeat is this old is dead. */
@@ -197,7 +199,12 @@ export class Cluster implements ClusterSeam {
   private readonly peers = new Map<number, Peer>();
   /** Mirrored volunteer → the process it is connected to. */
   private readonly owner = new Map<string, number>();
-  /** Our volunteers as last published. */
+  /**
+   * Our volunteers as last published ('' where to publish again: REPUBLISH). An id stays here until its `gone` is
+   * published: before, a lost connection or a lapsed heartbeat cleared the map, and a volunteer that left before the
+   * next publication was never said gone nor taken out of our list in Redis: the others listed it (and routed to it)
+   * for good (a race found in a test of Redis's return).
+   */
   private readonly published = new Map<string, string>();
   /** Sessions of other processes open on our volunteers. */
   private readonly remote = new RemoteSessions();
@@ -485,7 +492,7 @@ export class Cluster implements ClusterSeam {
     this.timers.push(setInterval(resync, this.options.resyncMs ?? DEFAULT_RESYNC_MS));
     // After a lost connection: what we published meanwhile may be lost (publish it all again), and what the others did.
     this.pub.on('ready', () => {
-      this.published.clear();
+      this.republish();
       this.raiseRecords();
     });
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again:
@@ -586,7 +593,7 @@ export class Cluster implements ClusterSeam {
       this.problem(`another process holds this one's number ${this.proc} too (Redis lost its keys while it started): restart one of them`);
     if ((before !== this.mark || said === null) && this.published.size > 0) {
       this.options.log(`cluster: process ${this.proc}'s heartbeat lapsed; publishing its volunteers again`);
-      this.published.clear();
+      this.republish();
     }
   }
 
@@ -810,6 +817,7 @@ export class Cluster implements ClusterSeam {
    * came during the read (just after one, the lists may be empty until their processes publish them again).
    */
   private async resync(): Promise<void> {
+    await this.tidyOwnList();
     const losses = this.redis.losses;
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
@@ -1183,6 +1191,29 @@ export class Cluster implements ClusterSeam {
         .eval(RAISE_RECORD, { keys: [k], arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)] })
         .catch((e: Error) => this.problem(`the record of the client of ${v.id} not raised: ${e.message}`));
     }
+  }
+
+  /** Every volunteer of ours published again at the next publication, those that left meanwhile said gone. */
+  private republish(): void {
+    for (const id of this.published.keys()) this.published.set(id, REPUBLISH);
+  }
+
+  /**
+   * Makes our list in Redis what we published: an entry of a volunteer not ours (any more) is taken out and said
+   * gone (a Redis restored from a snapshot taken before it left, say, which the others would mirror for good), and
+   * one of ours missing from it (lost with Redis's data) is published again. An entry written after the read is
+   * in `published` before its write is sent, so it is never taken for stale.
+   */
+  private async tidyOwnList(): Promise<void> {
+    if (this.closed || this.redis.down) return;
+    const listed = new Set(await this.pub.hKeys(this.key('vols', this.proc)));
+    if (this.closed) return;
+    for (const id of listed) {
+      if (this.published.has(id)) continue;
+      void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
+      this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+    }
+    for (const [id, json] of this.published) if (json !== REPUBLISH && !listed.has(id)) this.published.set(id, REPUBLISH);
   }
 
   /** Publishes what changed about our volunteers since the last time. */

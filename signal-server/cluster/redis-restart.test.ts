@@ -7,6 +7,7 @@
 //   every volunteer of the others and re-partitioned for stages short, with every volunteer still there.
 // - Before, a Redis that came back more often than the settling time (12 s) kept a crashed server alive in the
 //   others' eyes for as long as it did so: each return started the settling again.
+import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GREEDY } from '../../shared/model/sampling.js';
@@ -14,7 +15,16 @@ import { parseServiceStatus } from '../../shared/protocol/http.js';
 import { ensureStages } from '../models/model-folder.js';
 import { ReferenceRunner } from '../reference/reference-runner.js';
 import type { SignalServer } from '../server.js';
-import { clusterOf, clusterTestFile, complete, joinCluster, procOf, startCluster } from '../testing/cluster-servers.js';
+import {
+  type CLUSTER_TIMINGS,
+  clusterOf,
+  clusterTestFile,
+  complete,
+  joinCluster,
+  procOf,
+  startCluster,
+  volunteerCount,
+} from '../testing/cluster-servers.js';
 import { NodeVolunteer } from '../testing/node-volunteer.js';
 import { serverLog } from '../testing/server-log.js';
 
@@ -61,6 +71,30 @@ async function serverBeside77(mark: string) {
   await raw.sAdd(`${prefix}:procs`, '77');
   await until('a meets process 77', () => clusterOf(a).peerCount() === 1);
   return { a, log, raw, prefix, said };
+}
+
+/** Whether `server` lists the volunteer `id` (ready, where `ready`). */
+function lists(server: SignalServer, id: string, ready = false): boolean {
+  return server.coordinator?.volunteers().some((v) => v.id === id && (v.ready || !ready)) === true;
+}
+
+/** Two servers of a new cluster serving one stage, and a volunteer on the first that the second lists ready. */
+async function twoServersAndAVolunteer(name: string, timings: Partial<typeof CLUSTER_TIMINGS> = {}) {
+  const log = serverLog('info');
+  const shape = { model: MODEL, stages: 1, redundancy: 1, cache, timings };
+  const { servers: started, prefix } = await startCluster(1, f.redisUrl, { ...shape, logger: log.logger });
+  const a = started[0] as SignalServer;
+  const b = await joinCluster(prefix, 1, f.redisUrl, shape);
+  servers.push(a, b);
+  const v = new NodeVolunteer(a.address().url, { clientKey: `${name}-client` });
+  volunteers.push(v);
+  await until("b lists a's volunteer ready", () => v.id !== null && lists(b, v.id, true));
+  const raw = createClient({ url: f.redisUrl });
+  await raw.connect();
+  const list = `${prefix}:vols:${procOf(a)}`;
+  /** Whether a's list in Redis holds `key`. */
+  const listed = async (key: string) => Number(await raw.hExists(list, key)) === 1;
+  return { a, b, v, id: v.id as string, log, raw, list, listed, prefix };
 }
 
 /** A production server's heartbeat (1 s; CLUSTER_TIMINGS' 200 ms hid the drop: the lists were said again first). */
@@ -188,6 +222,54 @@ describe('Redis restarted without its data under a live cluster', () => {
     expect(gone(c), 'c, alive all along, was taken for dead').toBe(false);
     expect(clusterOf(b).peerCount()).toBe(1);
   }, 120_000);
+
+  it('says gone a volunteer that left just after a lost connection came back (before, the others listed it for good)', async () => {
+    // Publications 3 s apart: the departure falls between the return and the next publication.
+    const { a, b, v, id, log, raw, listed } = await twoServersAndAVolunteer('lapse', { publishMs: 3_000 });
+    try {
+      // Every server's connection for commands cut (Redis and its data stay): a publishes its volunteers again
+      // once it is back. Before, it forgot what it had published, and one that left before the next publication was
+      // never said gone nor taken out of its list in Redis, where b read it again at every resync (an outage test
+      // left one listed, routed to and waited for, about one time in four).
+      const back = () => log.lines.filter((l) => l.includes('connected again after')).length;
+      await raw.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
+      await until("a's connection is back", () => back() > 0);
+      v.close();
+      await until('a forgets it', () => volunteerCount(a) === 0);
+      await until('b forgets it', () => !lists(b, id));
+      expect(await listed(id)).toBe(false);
+      // And stays so past several of b's resyncs (500 ms apart).
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(lists(b, id)).toBe(false);
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  it("takes out of a process's list in Redis a volunteer that is not its (a snapshot from before it left), which the others then drop", async () => {
+    const { b, id, raw, list, listed } = await twoServersAndAVolunteer('ghost');
+    try {
+      // What a Redis restored from a snapshot holds: a volunteer that left since (more than a minute ago: b has
+      // forgotten its departure), here a's live volunteer's state under another id. Before, it stayed in a's list for
+      // good, and b mirrored it from there at every resync: routed to, and waited for, a volunteer nowhere.
+      const ghost = randomUUID();
+      const state = (await raw.hGet(list, id)) as string;
+      await raw.hSet(list, ghost, state.replace(id, ghost));
+      const deadline = Date.now() + WAIT_MS;
+      while ((await listed(ghost)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await listed(ghost), 'a took the ghost out of its list').toBe(false);
+      await until('b lists no ghost', () => !lists(b, ghost));
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(lists(b, ghost)).toBe(false);
+      expect(lists(b, id, true), "a's volunteer stays").toBe(true);
+      // A's own entry, taken out of Redis (lost), is published again.
+      await raw.hDel(list, id);
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(await listed(id)).toBe(true);
+    } finally {
+      raw.destroy();
+    }
+  });
 
   it('drops no volunteer of another server, and serves on, with a line that Redis was lost (warn) and one that it is back', async () => {
     const reference = await ReferenceRunner.fromStageDir((await ensureStages(MODEL, { stages: STAGES }, cache)).dir);
