@@ -47,10 +47,15 @@ describe('ICE settings', () => {
     expect(() => parseIceServersSetting('[{urls:', 'ICE_SERVERS')).toThrow(/^ICE_SERVERS must be JSON/);
     expect(() => parseIceServersSetting('{"urls":"stun:a"}', '--ice-servers')).toThrow(/^--ice-servers must be a list/);
     expect(() => parseIceServersSetting('[{"urls":"http://a.example"}]', 'ICE_SERVERS')).toThrow(
-      'ICE_SERVERS server 0: "http://a.example" is not a stun:, stuns:, turn: or turns: URL',
+      'ICE_SERVERS server 1: "http://a.example" is not a stun:, stuns:, turn: or turns: URL',
     );
     expect(() => parseIceServersSetting('[{"urls":"turn:a","credential":7}]', 'ICE_SERVERS')).toThrow(/credential must be a string/);
     expect(() => parseIceServersSetting('[{"url":"turn:a"}]', 'ICE_SERVERS')).toThrow(/unknown field "url"/);
+    // Numbered as an operator counts them: the second server is server 2 (before, server 1, counted from 0).
+    expect(() => parseIceServersSetting('[{"urls":"stun:a"},{"urls":"ftp://b"}]', 'ICE_SERVERS')).toThrow(
+      /^ICE_SERVERS server 2: "ftp:\/\/b"/,
+    );
+    expect(iceOptionsProblem(options({ iceServers: [STUN, TURN] }))).toMatch(/^ICE_SERVERS server 2 has a TURN URL/);
     const secretJson = '[{"urls":"turn:a","username":"u","credential":"hunter2-secret","x":1}]';
     expect(() => parseIceServersSetting(secretJson, 'ICE_SERVERS')).toThrow();
     try {
@@ -64,7 +69,7 @@ describe('ICE settings', () => {
     expect(iceOptionsProblem(LOCAL_ICE)).toBeNull();
     expect(iceOptionsProblem(options({ transportPolicy: 'relay', iceServers: [STUN] }))).toMatch(/relay needs a turn: or turns: URL/);
     expect(iceOptionsProblem(options({ turnSecret: 's', iceServers: [STUN] }))).toMatch(/TURN_SECRET is set but ICE_SERVERS has no turn/);
-    expect(iceOptionsProblem(options({ iceServers: [TURN] }))).toMatch(/server 0 has a TURN URL but no username and credential/);
+    expect(iceOptionsProblem(options({ iceServers: [TURN] }))).toMatch(/server 1 has a TURN URL but no username and credential/);
     expect(iceOptionsProblem(options({ iceServers: [TURN], turnSecret: 's', transportPolicy: 'relay' }))).toBeNull();
     expect(iceOptionsProblem(options({ iceServers: [{ ...TURN, username: 'u', credential: 'p' }] }))).toBeNull();
     expect(iceOptionsProblem(options({ iceServers: [TURN], turnSecret: 's', turnTtlS: 1 }))).toMatch(/TURN_TTL_S/);

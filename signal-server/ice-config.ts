@@ -62,7 +62,7 @@ export function iceOptionsProblem(o: IceOptions): string | null {
   if (o.turnSecret !== null && !turn) return 'TURN_SECRET is set but ICE_SERVERS has no turn: or turns: URL to use it with';
   if (o.turnSecret === null) {
     const bare = o.iceServers.findIndex((s) => hasTurn(s) && (s.username === undefined || s.credential === undefined));
-    if (bare !== -1) return `ICE_SERVERS server ${bare} has a TURN URL but no username and credential, and TURN_SECRET is not set`;
+    if (bare !== -1) return `ICE_SERVERS server ${bare + 1} has a TURN URL but no username and credential, and TURN_SECRET is not set`;
   }
   if (!Number.isFinite(o.turnTtlS) || o.turnTtlS < 2) return `TURN_TTL_S must be at least 2 seconds, got ${o.turnTtlS}`;
   return null;

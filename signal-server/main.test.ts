@@ -107,7 +107,7 @@ describe('server settings', () => {
     expect(o.iceServers).toEqual([{ urls: ['turn:127.0.0.1:3478'] }]);
     expect(optionsFrom({})).toMatchObject({ iceServers: [], turnSecret: null, iceTransportPolicy: 'all' });
     expect(() => optionsFrom({ ICE_SERVERS: '[{"urls": stun}]' })).toThrow(/^ICE_SERVERS must be JSON/);
-    expect(() => optionsFrom({}, { 'ice-servers': '[{"urls":"https://x"}]' })).toThrow(/^--ice-servers server 0: "https:\/\/x" is not/);
+    expect(() => optionsFrom({}, { 'ice-servers': '[{"urls":"https://x"}]' })).toThrow(/^--ice-servers server 1: "https:\/\/x" is not/);
     expect(() => optionsFrom({ ICE_TRANSPORT_POLICY: 'turn' })).toThrow('ICE_TRANSPORT_POLICY must be one of all, relay, got "turn"');
     expect(() => optionsFrom({ ICE_TRANSPORT_POLICY: 'relay' })).toThrow(/relay needs a turn: or turns: URL in ICE_SERVERS/);
     expect(() => optionsFrom({ ICE_SERVERS: turn })).toThrow(/TURN URL but no username and credential, and TURN_SECRET is not set/);

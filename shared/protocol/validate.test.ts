@@ -141,7 +141,7 @@ describe('message validation', () => {
       [{ iceServers: {}, iceTransportPolicy: 'all' }, /iceServers must be a list/],
       [{ iceServers: [{ urls: [] }], iceTransportPolicy: 'all' }, /urls must be a URL or a list of 1\.\.8 URLs/],
       [{ iceServers: [{ urls: 'javascript:alert(1)' }], iceTransportPolicy: 'all' }, /is not a stun:, stuns:, turn: or turns: URL/],
-      [{ iceServers: [{ urls: 'turn:a.example' }], iceTransportPolicy: 'all' }, /server 0 has a TURN URL but no username and credential/],
+      [{ iceServers: [{ urls: 'turn:a.example' }], iceTransportPolicy: 'all' }, /server 1 has a TURN URL but no username and credential/],
       [{ iceServers: [{ ...turn, username: 'x'.repeat(300) }], iceTransportPolicy: 'all' }, /username must be a string of 1\.\.256/],
       [{ iceServers: Array(MAX_ICE_SERVERS + 1).fill({ urls: 'stun:a' }), iceTransportPolicy: 'all' }, /more than 16/],
     ];

@@ -342,27 +342,27 @@ export function isTurnUrl(url: string): boolean {
  * A list of RTCIceServer-shaped objects (`urls` a string or a list of
  * `stun:`/`stuns:`/`turn:`/`turns:` URLs, optional `username` and
  * `credential`); `urls` comes out as a list. Reasons never quote a user name
- * or credential.
+ * or credential, and number the servers from 1, as an operator counts them.
  */
 export function parseIceServers(raw: unknown): Parsed<IceServer[]> {
   if (!Array.isArray(raw)) return bad('must be a list of {urls, username?, credential?}');
   if (raw.length > MAX_ICE_SERVERS) return bad(`has ${raw.length} servers, more than ${MAX_ICE_SERVERS}`);
   const servers: IceServer[] = [];
   for (const [i, s] of raw.entries()) {
-    if (!isObject(s)) return bad(`server ${i} must be an object {urls, username?, credential?}`);
+    if (!isObject(s)) return bad(`server ${i + 1} must be an object {urls, username?, credential?}`);
     const extra = Object.keys(s).find((k) => k !== 'urls' && k !== 'username' && k !== 'credential');
-    if (extra !== undefined) return bad(`server ${i} has an unknown field ${JSON.stringify(extra.slice(0, 40))}`);
+    if (extra !== undefined) return bad(`server ${i + 1} has an unknown field ${JSON.stringify(extra.slice(0, 40))}`);
     const urls = typeof s.urls === 'string' ? [s.urls] : s.urls;
     if (!Array.isArray(urls) || urls.length === 0 || urls.length > MAX_ICE_URLS)
-      return bad(`server ${i}: urls must be a URL or a list of 1..${MAX_ICE_URLS} URLs`);
+      return bad(`server ${i + 1}: urls must be a URL or a list of 1..${MAX_ICE_URLS} URLs`);
     for (const u of urls)
       if (typeof u !== 'string' || u.length > MAX_STRING || !ICE_URL.test(u))
-        return bad(`server ${i}: ${JSON.stringify(String(u).slice(0, 80))} is not a stun:, stuns:, turn: or turns: URL`);
+        return bad(`server ${i + 1}: ${JSON.stringify(String(u).slice(0, 80))} is not a stun:, stuns:, turn: or turns: URL`);
     const server: { urls: string[]; username?: string; credential?: string } = { urls: urls as string[] };
     for (const k of ['username', 'credential'] as const) {
       const v = s[k];
       if (v === undefined) continue;
-      if (!shortString(v)) return bad(`server ${i}: ${k} must be a string of 1..${MAX_STRING} characters`);
+      if (!shortString(v)) return bad(`server ${i + 1}: ${k} must be a string of 1..${MAX_STRING} characters`);
       server[k] = v;
     }
     servers.push(server);
@@ -392,6 +392,6 @@ export function parseIceConfig(raw: unknown): Parsed<IceConfig> {
   if (!(ICE_TRANSPORT_POLICIES as readonly unknown[]).includes(policy))
     return bad(`iceTransportPolicy must be one of ${ICE_TRANSPORT_POLICIES.join(', ')}`);
   const bare = servers.value.findIndex((s) => s.urls.some(isTurnUrl) && (s.username === undefined || s.credential === undefined));
-  if (bare !== -1) return bad(`iceServers: server ${bare} has a TURN URL but no username and credential`);
+  if (bare !== -1) return bad(`iceServers: server ${bare + 1} has a TURN URL but no username and credential`);
   return ok({ iceServers: servers.value, iceTransportPolicy: policy as IceConfig['iceTransportPolicy'] });
 }
