@@ -113,12 +113,41 @@ export const STALL_LIMIT_MS = 30_000;
 /** The sessions kept under a client key in Redis (the newest), for its next connection (NoShowWindow.prepend). */
 const KEPT_SESSIONS = 2 * NO_SHOW_WINDOW;
 /**
+ * Clients (client keys) whose record and sessions missed Redis keeps, the least lately written dropped first: each key
+ * expires a day after its last write, but a client that takes a new key per connection made two a connection without
+ * bound (a review's find; a server alone keeps 8 192 records).
+ */
+export const KEPT_CLIENTS = 50_000;
+
+/**
+ * Lua: `touch(index, client, now, kept, prefixes)` marks `client` written at `now` in the sorted set `index`; past
+ * `kept` clients, drops the least lately written with their keys (the client with each of `prefixes`). Returns how
+ * many were dropped.
+ */
+const TOUCH = `local function touch(index, client, now, kept, prefixes)
+  redis.call('ZADD', index, now, client)
+  local over = redis.call('ZCARD', index) - tonumber(kept)
+  if over > 0 then
+    local gone = redis.call('ZPOPMIN', index, over)
+    for i = 1, #gone, 2 do
+      for _, prefix in ipairs(prefixes) do redis.call('DEL', prefix .. gone[i]) end
+    end
+  end
+  return over
+end
+`;
+
+/** Marks client ARGV[1] written at ARGV[2] in the index KEYS[1], keeping ARGV[3] at most (ARGV[4..]: the prefixes). */
+const TOUCH_CLIENT = `${TOUCH}return touch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], {unpack(ARGV, 4)})`;
+
+/**
  * Adds ARGV[1] agreed and ARGV[2] disagreed to a client's record sum (KEYS[1]), kept ARGV[3] s from now, and returns its
  * two fields (nil where not there). A client with no sum yet starts from the counts a version before the sum wrote
  * (KEYS[2], `record:`): read once and left behind, they were lost (a review: a liar at 0 agreed, 2 disagreed there
- * came back at 1 and 0 after one honest step). Increments of 0 create nothing (a read).
+ * came back at 1 and 0 after one honest step). Increments of 0 create nothing (a read); others mark the client written
+ * in the index KEYS[3] (ARGV[4..]: TOUCH_CLIENT's arguments), in the same call.
  */
-const ADD_TO_RECORD = `if redis.call('EXISTS', KEYS[1]) == 0 then
+const ADD_TO_RECORD = `${TOUCH}if redis.call('EXISTS', KEYS[1]) == 0 then
   local old = redis.call('HMGET', KEYS[2], 'agreed', 'disagreed')
   if old[1] or old[2] then
     redis.call('HSET', KEYS[1], 'agreed', tonumber(old[1]) or 0, 'disagreed', tonumber(old[2]) or 0)
@@ -127,6 +156,7 @@ end
 if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'agreed', ARGV[1]) end
 if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'disagreed', ARGV[2]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if ARGV[1] ~= '0' or ARGV[2] ~= '0' then touch(KEYS[3], ARGV[4], ARGV[5], ARGV[6], {unpack(ARGV, 7)}) end
 return redis.call('HMGET', KEYS[1], 'agreed', 'disagreed')`;
 
 /** Raises a record hash's fields (KEYS[1]) to at least ARGV[1] agreed and ARGV[2] disagreed; kept ARGV[3] s from now. */
@@ -136,27 +166,6 @@ const RAISE_RECORD = `for i, f in ipairs({'agreed', 'disagreed'}) do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
-
-/**
- * Clients (client keys) whose record and sessions missed Redis keeps, the least lately written dropped first: each key
- * expires a day after its last write, but a client that takes a new key per connection made two a connection without
- * bound (a review's find; a server alone keeps 8 192 records).
- */
-export const KEPT_CLIENTS = 50_000;
-
-/**
- * Marks client ARGV[1] written at ARGV[2] in the index KEYS[1]; past ARGV[3] clients, drops the least lately written
- * with their keys (ARGV[1] with each prefix of ARGV[4..]).
- */
-const TOUCH_CLIENT = `redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if over > 0 then
-  local gone = redis.call('ZPOPMIN', KEYS[1], over)
-  for i = 1, #gone, 2 do
-    for j = 4, #ARGV do redis.call('DEL', ARGV[j] .. gone[i]) end
-  end
-end
-return over`;
 
 /** How long a volunteer's record is kept in Redis after its last change. */
 export const RECORD_TTL_S = 24 * 3600;
@@ -1010,12 +1019,13 @@ export class Cluster implements ClusterSeam {
   private async addToRecord(keys: readonly string[] | undefined, agreed: number, disagreed: number): Promise<AuditCounts | null> {
     const k = this.clientKey('records', keys);
     const legacy = this.clientKey('record', keys);
-    if (k === null || legacy === null || this.closed) return null;
+    const touch = this.touchArguments(keys);
+    if (k === null || legacy === null || touch === null || this.closed) return null;
+    // One call: the record and the client's place among those kept (two, before).
     const reply = await this.pub.eval(ADD_TO_RECORD, {
-      keys: [k, legacy],
-      arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)],
+      keys: [k, legacy, this.key('clients')],
+      arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S), ...touch],
     });
-    if (agreed + disagreed > 0) this.touchClient(keys);
     if (!Array.isArray(reply) || (reply[0] === null && reply[1] === null)) return null;
     // A field not there is 0 (as HINCRBY takes it: a record raised after Redis lost it holds only what was not 0).
     const [a, d] = [Number(reply[0] ?? 0), Number(reply[1] ?? 0)];
@@ -1046,19 +1056,23 @@ export class Cluster implements ClusterSeam {
 
   /** The client of `keys` was written to Redis now: its place in the index that bounds them (KEPT_CLIENTS). */
   private touchClient(keys: readonly string[] | undefined): void {
-    const key = keys === undefined ? undefined : clientKeyOf(keys);
-    if (key === undefined || this.closed) return;
+    const touch = this.touchArguments(keys);
+    if (touch === null || this.closed) return;
     this.pub
-      .eval(TOUCH_CLIENT, {
-        keys: [this.key('clients')],
-        arguments: [
-          key.slice(4),
-          String(Date.now()),
-          String(this.options.keptClients ?? KEPT_CLIENTS),
-          ...(['records', 'record', 'noshows'] as const).map((kind) => `${this.key(kind)}:`),
-        ],
-      })
+      .eval(TOUCH_CLIENT, { keys: [this.key('clients')], arguments: touch })
       .catch((e: Error) => this.problem(`a client's place among those kept not written: ${e.message}`));
+  }
+
+  /** TOUCH_CLIENT's arguments for the client of `keys` written now, or null where it has no client key. */
+  private touchArguments(keys: readonly string[] | undefined): string[] | null {
+    const key = keys === undefined ? undefined : clientKeyOf(keys);
+    if (key === undefined) return null;
+    return [
+      key.slice(4),
+      String(Date.now()),
+      String(this.options.keptClients ?? KEPT_CLIENTS),
+      ...(['records', 'record', 'noshows'] as const).map((kind) => `${this.key(kind)}:`),
+    ];
   }
 
   awaitedElsewhere(volunteer: string): number | undefined {
