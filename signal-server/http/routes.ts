@@ -128,11 +128,10 @@ const OPENAI_PATHS = new Set(['/chat/completions', '/completions', '/models', '/
 
 /** The server's request handler: the API, /metrics, the status routes, model files and the web app. */
 export function createRequestHandler(ctx: RoutesContext): (req: IncomingMessage, res: ServerResponse) => void {
-  const log = (line: string) => ctx.logger.info(line);
-  const logWith = (line: string, fields?: LineFields) => (fields === undefined ? ctx.logger.info(line) : ctx.logger.info(fields, line));
+  const log = (line: string, fields?: LineFields) => (fields === undefined ? ctx.logger.info(line) : ctx.logger.info(fields, line));
   // A client's paths are its own to choose: their lines are limited per address and cut short (a 15 KB path a
   // thousand times a second wrote 15 MB of log a second before; under /v1 too, until a red-team pass found it).
-  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, logWith);
+  const refusals = new LogLimiter(REFUSAL_LOG_LIMIT, log);
   // Keyed by the client as the rate limits know it (behind a trusted proxy, its X-Forwarded-For): keyed by the socket's
   // address, one client's refusals behind a proxy used up every client's lines (a red-team find).
   // The line names the client as the limits do (an operator reads who guesses keys or hits a limit there; before, a
