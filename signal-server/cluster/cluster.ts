@@ -32,6 +32,7 @@ import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../
 import { clientKeyOf } from '../coordinator/identity.js';
 import { NO_SHOW_WINDOW, type SessionShown } from '../coordinator/no-show-window.js';
 import type { ReportKind } from '../coordinator/report-allowance.js';
+import { BAN_MS } from '../coordinator/reputation.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
 import {
@@ -40,7 +41,9 @@ import {
   decodeInbox,
   floatBytes,
   type InboxMessage,
+  MAX_OPEN_LISTED,
   MAX_PROC,
+  type OpenSession,
   type PartitionPlan,
   parseBusMessage,
   parsePartitionPlan,
@@ -93,15 +96,33 @@ export interface ClusterOptions {
  * 3: a volunteer's capacity and staleness published (every process must plan the same moves). 4: the partition a
  * volunteer's stage is of, and whether it proved one once, published; the leader's re-partition plans. 5: the served
  * context among the settings compared (swarmSettings): a process of 4 would be told apart as of other settings,
- * not of another version. 6: where a session stands, told to its members' processes ('progress').
+ * not of another version. 6: where a session stands, told to its members' processes ('progress'). 7: the sessions
+ * open on another process's volunteers, told to it every resync ('open'), which ends those whose close was lost.
  */
-export const CLUSTER_PROTOCOL = 6;
+export const CLUSTER_PROTOCOL = 7;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
 const FULL_MARK_PUBLICATIONS = 5;
 /** How long a volunteer that left is remembered as gone. */
 const GONE_MEMORY_MS = 60_000;
+/** Sessions and forwarded joins whose connection losses are kept (openedAtLoss, forwardedAtLoss). */
+const OUTAGE_MARKED = 4_096;
+
+/** Sets `k` in `map`, dropping the oldest past OUTAGE_MARKED. */
+function mark<K>(map: Map<K, number>, k: K, losses: number): void {
+  map.set(k, losses);
+  if (map.size > OUTAGE_MARKED) map.delete(map.keys().next().value as K);
+}
+
+function isObjectWithSessionId(m: unknown): m is { sessionId: number } {
+  return typeof m === 'object' && m !== null && typeof (m as { sessionId?: unknown }).sessionId === 'number';
+}
+
+/** How far before the last read's time (plus a ban's length) the next read of the bans begins: clocks may differ. */
+const BAN_READ_OVERLAP_MS = 2 * 60_000;
+/** Bans written again in one command (rewriteBans). */
+const BAN_WRITE_BATCH = 1_000;
 /** What `published` holds for a volunteer to publish again (no state's JSON is empty). */
 const REPUBLISH = '';
 /** How often the others' volunteers are read again in full. */
@@ -176,6 +197,9 @@ const RAISE_COUNTERS = [
   "for i = 1, 2 do local c = tonumber(redis.call('GET', KEYS[i]) or '0') if c < tonumber(ARGV[i]) then redis.call('SET', KEYS[i], ARGV[i]) end end",
   "redis.call('SET', KEYS[3], '1', 'PX', ARGV[3]) return 0",
 ].join(' ');
+/** The next plan number (KEYS[1], the counter) past the counter and past ARGV[1] (the latest plan served). */
+const NEXT_PLAN =
+  "local n = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])) + 1 redis.call('SET', KEYS[1], n) return n";
 /** A newcomer's heartbeat key while it is not sure its number is free (claimNumber): never taken for a live process's. */
 const CLAIM_PREFIX = 'claim:';
 
@@ -199,6 +223,8 @@ interface Peer {
 
 export class Cluster implements ClusterSeam {
   readonly bans = new SharedBans();
+  /** When the bans in Redis were last read (Date.now()), or null before the first read (readBans). */
+  private bansReadAt: number | null = null;
   readonly links = new ClusterLinks();
   /** This process's number in the cluster (1 … 65535), once started. */
   proc = 0;
@@ -217,6 +243,19 @@ export class Cluster implements ClusterSeam {
   private readonly published = new Map<string, string>();
   /** Sessions of other processes open on our volunteers. */
   private readonly remote = new RemoteSessions();
+  /**
+   * Sessions of this process opened on other processes' volunteers, and joins of ours forwarded to other processes,
+   * each with this process's connection losses then (OUTAGE_MARKED, the oldest dropped first). A session's messages
+   * cross Redis, whose pub/sub loses what it tells while a connection is down: a verdict of a no-show across a loss
+   * may be the loss's doing, not the volunteer's (see `noShow`).
+   */
+  private readonly openedAtLoss = new Map<number, number>();
+  /**
+   * Sessions of this process open on other processes' volunteers, as told to them (opened, not closed): process →
+   * session → its volunteers there. Told to each every resync (`open`), so that one that lost a close ends it.
+   */
+  private readonly openThere = new Map<number, Map<number, Set<string>>>();
+  private readonly forwardedAtLoss = new Map<string, number>();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
   /** Mirrored volunteers that refused a session as full here, and until when they count as full. */
@@ -425,17 +464,9 @@ export class Cluster implements ClusterSeam {
     await this.pub.set(this.key('protocol', this.proc), this.said);
     await this.heartbeat();
     const now = Date.now();
-    let loaded = 0;
-    // Bans in force, each scored by when it ends; those that ended are taken out at every ban (before, a hash whose
-    // fields only a process's start swept: a running cluster kept every ban ever made, a review's find).
     const bans = this.key('bans-until');
     await this.pub.zRemRangeByScore(bans, '-inf', now);
-    for (const { value, score } of await this.pub.zRangeWithScores(bans, '+inf', now, {
-      BY: 'SCORE',
-      REV: true,
-      LIMIT: { offset: 0, count: MAX_LOADED_BANS },
-    }))
-      if (loaded++ < MAX_LOADED_BANS) this.bans.banUntil(value, score);
+    let loaded = await this.readBans();
     // Where a process of the version before wrote them.
     for (const [k, v] of Object.entries(await this.pub.hGetAll(this.key('bans')))) {
       const until = Number(v);
@@ -476,10 +507,7 @@ export class Cluster implements ClusterSeam {
     await this.lookAround();
     coordinator.cluster = this;
     // The cluster re-partitioned before this process started: it serves that partition too (once built here).
-    const record = await this.pub.get(this.partitionRecordKey);
-    const plan = record === null ? null : decode(record, parsePartitionPlan);
-    if (plan !== null) this.adopt(plan);
-    else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
+    await this.readPlan();
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
     this.timers.push(
       setInterval(
@@ -503,6 +531,7 @@ export class Cluster implements ClusterSeam {
     this.pub.on('ready', () => {
       this.republish();
       this.raiseRecords();
+      this.rewriteBans();
     });
     // Read at once (mirroring only: below), then in full once the others have had time to publish theirs again:
     // once the latest return has settled (a later return, or the other connection's, moves that on; one timer waits).
@@ -695,6 +724,7 @@ export class Cluster implements ClusterSeam {
     const c = this.coordinator;
     const peer = this.peers.get(p);
     this.peers.delete(p);
+    this.openThere.delete(p);
     this.elsewhereSince.delete(p);
     // Every last publication of its volunteers, those dropped for staying on another partition too.
     for (const [id, state] of this.states) if (state.p === p) this.states.delete(id);
@@ -762,6 +792,10 @@ export class Cluster implements ClusterSeam {
           this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from: m.from, to: v.id, data });
           return;
         }
+        if (event === 'session:open' && isObjectWithSessionId(m)) {
+          if (!this.openedAtLoss.has(m.sessionId)) mark(this.openedAtLoss, m.sessionId, this.redis.down ? -1 : this.redis.losses);
+          this.toldOpen(p, m.sessionId, v.id, true);
+        } else if (event === 'session:close' && isObjectWithSessionId(m)) this.toldOpen(p, m.sessionId, v.id, false);
         this.publish(this.key('proc', p), { t: 'send', proc: this.proc, to: v.id, event, m } as InboxMessage);
       },
       disconnect: () => this.publish(this.key('proc', p), { t: 'disconnect', proc: this.proc, id: v.id }),
@@ -809,6 +843,9 @@ export class Cluster implements ClusterSeam {
 
   /** A mirrored volunteer of process `p` left it. */
   private forget(p: number, id: string): void {
+    // Its sessions here are no business of its process now (their close never reaches it).
+    for (const [sessionId, ids] of this.openThere.get(p) ?? [])
+      if (ids.delete(id) && ids.size === 0) this.openThere.get(p)?.delete(sessionId);
     if (this.states.get(id)?.p === p) this.states.delete(id);
     if (this.owner.get(id) !== p) return;
     this.gone.set(id, Date.now());
@@ -826,7 +863,13 @@ export class Cluster implements ClusterSeam {
    * came during the read (just after one, the lists may be empty until their processes publish them again).
    */
   private async resync(): Promise<void> {
+    this.tellOpen();
     await this.tidyOwnList();
+    // What the bus told while a connection was down is lost (pub/sub delivers at most once): the bans and the plan
+    // are read again from where they are written first (before, a ban told in a cut never reached this process, and
+    // a plan told in one split the cluster for good: red-team finds).
+    await this.readBans();
+    await this.readPlan();
     const losses = this.redis.losses;
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
@@ -920,7 +963,8 @@ export class Cluster implements ClusterSeam {
       case 'audit':
         // Ours, or ours that left in the middle of that process's session (it heard of the departure after its vote):
         // it counts into the record it left with (Audit.forget), as on one server.
-        if (c.localMember(m.id) !== undefined || c.audit.departedKeys(m.id) !== undefined) c.audit.credit(m.id, m.agreed);
+        // Counted into its client's record in Redis there already (Roster.judge): only its counts here change.
+        if (c.localMember(m.id) !== undefined || c.audit.departedKeys(m.id) !== undefined) c.audit.credit(m.id, m.agreed, true);
         return;
       case 'challenge':
         c.challengeAgain(m.id);
@@ -930,7 +974,14 @@ export class Cluster implements ClusterSeam {
         return;
       case 'noshow':
         if (procOfSession(m.sessionId) !== m.proc) return;
-        c.showedElsewhere(m.id, m.sessionId, m.why);
+        // Its join was forwarded there while this process's connection was down, or one was lost since: that process
+        // may never have heard it (before, an honest volunteer was struck for each join lost so, and evicted and
+        // banned at the third: a red-team find). A strike for a session it joined in time stands otherwise.
+        if (this.acrossLoss(this.forwardedAtLoss.get(`${m.proc} ${m.sessionId} ${m.id}`)))
+          this.options.log(
+            `volunteer ${m.id}'s no-show in session ${m.sessionId} of process ${m.proc} is not counted: its join was forwarded across a lost connection to Redis`,
+          );
+        else c.showedElsewhere(m.id, m.sessionId, m.why);
         // Judged there: that session no longer waits for it (before, a departure named it, already struck, and the
         // session that did wait for it went unjudged: a red-team find).
         this.remote.answered(m.proc, m.sessionId, m.id);
@@ -938,6 +989,16 @@ export class Cluster implements ClusterSeam {
       case 'progress':
         if (procOfSession(m.sessionId) === m.proc) this.remote.progressed(m.proc, m.sessionId, m.step);
         return;
+      case 'open': {
+        const open = new Map(m.sessions.map(([sessionId, ids]) => [sessionId, new Set(ids)]));
+        const ended = this.remote.keepOnly(m.proc, open);
+        for (const [sessionId, ids] of ended) for (const id of ids) c.localLink(id)?.send('session:close', { sessionId });
+        if (ended.length > 0)
+          this.options.log(
+            `cluster: process ${m.proc} runs ${ended.length} sessions no more whose close was lost: ended on this process's volunteers`,
+          );
+        return;
+      }
       default:
         m satisfies never;
     }
@@ -950,8 +1011,13 @@ export class Cluster implements ClusterSeam {
     // A session that process never opened on this volunteer is none of its business: the coordinator here
     // answers the made-up id (ERR_UNKNOWN_SESSION), and the process it names hears nothing (it has no budget for it).
     if (p === this.proc || !this.peers.has(p) || !this.remote.opensOn(p, report.m.sessionId, volunteer)) return false;
-    // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow).
-    if (report.event === 'session:joined') this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
+    // It showed up (a strike the coordinating process sends for this session still stands: NoShowWindow, unless the
+    // join was forwarded across a lost connection: onInbox 'noshow').
+    if (report.event === 'session:joined') {
+      this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
+      const key = `${p} ${report.m.sessionId} ${volunteer}`;
+      if (!this.forwardedAtLoss.has(key)) mark(this.forwardedAtLoss, key, this.redis.down ? -1 : this.redis.losses);
+    }
     // Joined or refused: that process no longer waits for it (awaitedElsewhere). Not "my inputs had no majority": that
     // process takes it for evidence about the stage before, not a refusal, and still waits (a red-team find).
     if (report.event === 'session:joined' || (report.event === 'step:failed' && report.m.code !== 'ERR_NO_QUORUM'))
@@ -1005,11 +1071,11 @@ export class Cluster implements ClusterSeam {
     if (p !== undefined) this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed });
   }
 
-  recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
+  recorded(keys: readonly string[], agreed: boolean | null): Promise<AuditCounts | null> {
     // An increment, not the counts of one connection: a connection of the client on another server (open beside it,
     // or since) and a vote that lands after a connection left both count into it. Before, each connection wrote its
     // own counts over the last, so a liar's lie judged after it left, and a sibling tab's lies, were written over.
-    return this.addToRecord(keys, agreed ? 1 : 0, agreed ? 0 : 1).catch((e: Error) => {
+    return this.addToRecord(keys, agreed === true ? 1 : 0, agreed === false ? 1 : 0).catch((e: Error) => {
       this.problem(`a classification of a volunteer's client not written: ${e.message}`);
       return null;
     });
@@ -1104,7 +1170,48 @@ export class Cluster implements ClusterSeam {
     // Refused as full: so it is here too for a few publications of its count (routes pass it by meanwhile), and
     // after that its count as published, which a session that came and went between two publications left unchanged.
     if (why === 'full' && p !== undefined) this.fullUntil.set(volunteer, Date.now() + FULL_MARK_PUBLICATIONS * this.publishMs);
-    if (p !== undefined) this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
+    if (p === undefined) return;
+    // This process's connection to Redis was lost while the session ran: what the volunteer said may be what was lost
+    // (its join, its reports, its refusal). Not sent: before, an honest volunteer was struck for each, and evicted and
+    // banned at the third (a red-team find).
+    if (this.acrossLoss(this.openedAtLoss.get(sessionId))) {
+      this.options.log(
+        `volunteer ${volunteer}'s no-show (${why}) in session ${sessionId} is not counted: this process's connection to Redis was lost while the session ran`,
+      );
+      return;
+    }
+    this.publish(this.key('proc', p), { t: 'noshow', proc: this.proc, id: volunteer, sessionId, why });
+  }
+
+  /** Session `sessionId` was opened (or closed) on `volunteer`, of process `p`, as told to it. */
+  private toldOpen(p: number, sessionId: number, volunteer: string, open: boolean): void {
+    let sessions = this.openThere.get(p);
+    if (sessions === undefined) {
+      if (!open) return;
+      sessions = new Map();
+      this.openThere.set(p, sessions);
+    }
+    const ids = sessions.get(sessionId) ?? new Set<string>();
+    if (open) {
+      ids.add(volunteer);
+      sessions.set(sessionId, ids);
+      // As many as the other process tracks of ours (it drops the oldest past them too).
+      if (sessions.size > MAX_OPEN_LISTED) sessions.delete(sessions.keys().next().value as number);
+    } else if (ids.delete(volunteer) && ids.size === 0) sessions.delete(sessionId);
+  }
+
+  /** Tells every other process which of this process's sessions are open on its volunteers (see `openThere`). */
+  private tellOpen(): void {
+    if (this.closed) return;
+    for (const p of this.compatible) {
+      const sessions = [...(this.openThere.get(p) ?? [])].map(([sessionId, ids]): OpenSession => [sessionId, [...ids]]);
+      this.publish(this.key('proc', p), { t: 'open', proc: this.proc, sessions });
+    }
+  }
+
+  /** Whether a connection was lost since `marked` (the losses then; -1: it was down), or is down now. */
+  private acrossLoss(marked: number | undefined): boolean {
+    return marked !== undefined && (marked < 0 || this.redis.down || this.redis.losses !== marked);
   }
 
   stepBegan(sessionId: number, step: number, members: Iterable<string>): void {
@@ -1130,7 +1237,10 @@ export class Cluster implements ClusterSeam {
     if (this.closed) return;
     const pairs = ranges.map((r) => [r.start, r.end] as const);
     void (async () => {
-      const n = await this.pub.incr(this.key('partition-seq'));
+      // Past every plan served here as well: a counter lost with Redis's data would number it again from 1, and the
+      // others would ignore it as old (their heartbeats raise the counter too, but a plan may come first).
+      const n = Number(await this.pub.eval(NEXT_PLAN, { keys: [this.key('partition-seq')], arguments: [String(this.lastPlan)] }));
+      if (!Number.isSafeInteger(n)) throw new Error(`the plan counter gave ${n}`);
       this.lastPlan = Math.max(this.lastPlan, n);
       // The record a process that starts later adopts (the placements are this moment's: not kept).
       await this.pub.set(this.partitionRecordKey, JSON.stringify({ n, ranges: pairs, stageOf: [] }));
@@ -1205,6 +1315,59 @@ export class Cluster implements ClusterSeam {
         .eval(RAISE_RECORD, { keys: [k], arguments: [String(agreed), String(disagreed), String(RECORD_TTL_S)] })
         .catch((e: Error) => this.problem(`the record of the client of ${v.id} not raised: ${e.message}`));
     }
+  }
+
+  /**
+   * Reads the bans in Redis (scored by when each ends): every one in force the first time, then those made since a
+   * little before the last read (BAN_READ_OVERLAP_MS: the processes' clocks may differ). A ban new here cuts off this
+   * process's volunteers that hold its key. Returns how many were read.
+   */
+  private async readBans(): Promise<number> {
+    const now = Date.now();
+    if (this.closed || this.redis.down) return 0;
+    const from = this.bansReadAt === null ? now : Math.max(now, this.bansReadAt + BAN_MS - BAN_READ_OVERLAP_MS);
+    const read = await this.pub.zRangeWithScores(this.key('bans-until'), '+inf', from, {
+      BY: 'SCORE',
+      REV: true,
+      LIMIT: { offset: 0, count: MAX_LOADED_BANS },
+    });
+    if (this.closed) return 0;
+    this.bansReadAt = now;
+    for (const { value, score } of read) {
+      const known = this.bans.banned(value);
+      this.bans.banUntil(value, score);
+      if (!known && this.bans.banned(value)) this.coordinator?.cutBanned(value);
+    }
+    return read.length;
+  }
+
+  /**
+   * After a lost connection: the bans in force known here are written to Redis again where it holds fewer than this
+   * process knows (a Redis that came back empty lost them, and a process started after it took every liar's key for
+   * clean). Each keeps the later end where Redis has it too.
+   */
+  private rewriteBans(): void {
+    const key = this.key('bans-until');
+    const held = this.bans.inForce().slice(0, MAX_LOADED_BANS);
+    if (held.length === 0 || this.closed) return;
+    void (async () => {
+      if ((await this.pub.zCard(key)) >= held.length) return;
+      for (let i = 0; i < held.length; i += BAN_WRITE_BATCH)
+        await this.pub.zAdd(
+          key,
+          held.slice(i, i + BAN_WRITE_BATCH).map(([value, score]) => ({ value, score })),
+          { comparison: 'GT' },
+        );
+    })().catch((e: Error) => this.problem(`the bans not written again: ${e.message}`));
+  }
+
+  /** Serves the partition record in Redis where it is a later plan than the one served here. */
+  private async readPlan(): Promise<void> {
+    if (this.closed) return;
+    const record = await this.pub.get(this.partitionRecordKey);
+    const plan = record === null ? null : decode(record, parsePartitionPlan);
+    if (plan !== null) this.adopt(plan);
+    else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
   }
 
   /** Every volunteer of ours published again at the next publication, those that left meanwhile said gone. */

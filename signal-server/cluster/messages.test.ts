@@ -8,6 +8,7 @@ import {
   encodeMessage,
   floatBytes,
   type InboxMessage,
+  MAX_OPEN_LISTED,
   ownArrayBuffer,
   parseBusMessage,
   parseInboxMessage,
@@ -90,6 +91,32 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: -1, why: 'absent' })).toBeNull();
     for (const step of [-1, 1.5, '8', null, 2 ** 32]) expect(parseInboxMessage({ t: 'progress', proc: 2, sessionId: 1, step })).toBeNull();
     expect(parseInboxMessage({ t: 'progress', proc: 2, sessionId: -1, step: 0 })).toBeNull();
+  });
+
+  it("reads a process's sessions open on the receiver's volunteers: session ids with volunteer ids, bounded", () => {
+    const open = {
+      t: 'open',
+      proc: 2,
+      sessions: [
+        [131_073, ['v1', 'v2']],
+        [131_074, []],
+      ],
+    };
+    expect(parseInboxMessage(open)).toEqual(open);
+    expect(parseInboxMessage({ t: 'open', proc: 2, sessions: [] })).toEqual({ t: 'open', proc: 2, sessions: [] });
+    for (const sessions of [
+      null,
+      {},
+      [[1]],
+      [[-1, ['v1']]],
+      [[1.5, ['v1']]],
+      [[1, 'v1']],
+      [[1, ['']]],
+      [[1, [7]]],
+      [[1, Array.from({ length: 257 }, (_, i) => `v${i}`)]],
+      Array.from({ length: MAX_OPEN_LISTED + 1 }, (_, i) => [i, []]),
+    ])
+      expect(parseInboxMessage({ t: 'open', proc: 2, sessions })).toBeNull();
   });
 
   it("reads a leader's re-partition plan: contiguous ranges from layer 0, each volunteer once on one of their stages", () => {

@@ -98,7 +98,20 @@ export type InboxMessage =
   /** `id`, a volunteer of the receiver, did not show up in `sessionId`, a session of the sender: a strike on its record. */
   | { readonly t: 'noshow'; readonly proc: number; readonly id: string; readonly sessionId: number; readonly why: NoShow }
   /** `sessionId`, a session of the sender with members among the receiver's volunteers, began deciding `step`. */
-  | { readonly t: 'progress'; readonly proc: number; readonly sessionId: number; readonly step: number };
+  | { readonly t: 'progress'; readonly proc: number; readonly sessionId: number; readonly step: number }
+  /**
+   * Every session of the sender open on the receiver's volunteers now, each with those volunteers (told every resync):
+   * the receiver ends those it holds open that are not among them, whose close was lost (Redis away).
+   */
+  | { readonly t: 'open'; readonly proc: number; readonly sessions: readonly OpenSession[] };
+
+/** A session open on some of the receiver's volunteers: its id and theirs. */
+export type OpenSession = readonly [sessionId: number, volunteers: readonly string[]];
+
+/** Sessions an `open` message lists at most (as many as a process tracks of another's). */
+export const MAX_OPEN_LISTED = 10_000;
+/** Volunteers of one session an `open` message lists at most. */
+const MAX_OPEN_MEMBERS = 256;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -246,6 +259,18 @@ export function parseInboxMessage(raw: unknown, bytes?: Uint8Array): InboxMessag
       return uint(raw.sessionId, 0xffffffff) && uint(raw.step, 0xffffffff)
         ? { t: 'progress', proc: p, sessionId: raw.sessionId, step: raw.step }
         : null;
+    case 'open': {
+      const listed = raw.sessions;
+      if (!Array.isArray(listed) || listed.length > MAX_OPEN_LISTED) return null;
+      const sessions: OpenSession[] = [];
+      for (const e of listed) {
+        if (!Array.isArray(e) || e.length !== 2 || !uint(e[0], 0xffffffff)) return null;
+        const ids: unknown = e[1];
+        if (!Array.isArray(ids) || ids.length > MAX_OPEN_MEMBERS || !ids.every(str)) return null;
+        sessions.push([e[0], ids]);
+      }
+      return { t: 'open', proc: p, sessions };
+    }
     default:
       return null;
   }

@@ -36,6 +36,26 @@ describe('RemoteSessions', () => {
     expect(r.tracked).toBe(0);
   });
 
+  it('ends the sessions a process says it no longer runs on our volunteers (their close was lost), and no other', () => {
+    const r = new RemoteSessions();
+    r.opened(2, 2_000_001, 'a');
+    r.opened(2, 2_000_001, 'b');
+    r.opened(2, 2_000_002, 'a');
+    r.opened(3, 3_000_001, 'a');
+    // Process 2 runs 2 000 001 on b alone now: a's place in it and 2 000 002 closed there.
+    const ended = r.keepOnly(2, new Map([[2_000_001, new Set(['b'])]]));
+    expect(ended).toEqual([
+      [2_000_001, ['a']],
+      [2_000_002, ['a']],
+    ]);
+    expect([r.of('a'), r.of('b'), r.opensOn(2, 2_000_002, 'a')]).toEqual([1, 1, true]);
+    // Said again: nothing more to end; another process's sessions untouched.
+    expect(r.keepOnly(2, new Map([[2_000_001, new Set(['b'])]]))).toEqual([]);
+    expect(r.keepOnly(2, new Map())).toEqual([[2_000_001, ['b']]]);
+    expect([r.of('a'), r.of('b'), r.tracked]).toEqual([1, 0, 1]);
+    expect(r.keepOnly(4, new Map())).toEqual([]);
+  });
+
   it('keeps at most 10 000 sessions of a process, dropping the oldest with its counts', () => {
     const r = new RemoteSessions();
     for (let i = 0; i < 10_001; i++) r.opened(4, i, i === 0 ? 'first' : 'v');

@@ -201,6 +201,22 @@ export class RemoteSessions {
     if (this.deciding.size > MAX_STEPS_KNOWN) this.deciding.delete(this.deciding.keys().next().value as string);
   }
 
+  /**
+   * Process `proc` says these are all its sessions open on our volunteers now (with ours in each): any other it
+   * opened here has closed there, its close lost (Redis away). Ends those; returns them with the volunteers to tell.
+   */
+  keepOnly(proc: number, open: ReadonlyMap<number, ReadonlySet<string>>): [sessionId: number, volunteers: string[]][] {
+    const sessions = this.byProc.get(proc);
+    const ended: [number, string[]][] = [];
+    for (const [sessionId, ids] of [...(sessions ?? [])]) {
+      const still = open.get(sessionId);
+      const gone = [...ids].filter((id) => still?.has(id) !== true);
+      for (const id of gone) this.closed(proc, sessionId, id);
+      if (gone.length > 0) ended.push([sessionId, gone]);
+    }
+    return ended;
+  }
+
   /** Process `proc` is gone: its sessions end; returns them with the volunteers to tell. */
   endAll(proc: number): [sessionId: number, volunteers: ReadonlySet<string>][] {
     const sessions = this.byProc.get(proc);

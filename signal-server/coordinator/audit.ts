@@ -31,7 +31,7 @@ export class Audit {
 
   /** `onChange` hears of every new classification, and which (the coordinator judges reputation there). */
   constructor(
-    private readonly onChange: (volunteer: string, counts: AuditCounts, agreed: boolean) => void = () => {},
+    private readonly onChange: (volunteer: string, counts: AuditCounts, agreed: boolean, counted: boolean) => void = () => {},
     /** Whether a classification of `volunteer`, neither counted here yet nor gone mid-session, makes it a record. */
     private readonly known: (volunteer: string) => boolean = () => true,
   ) {}
@@ -57,15 +57,18 @@ export class Audit {
     }
   }
 
-  /** Counts one classification of a volunteer's output (made here, or by another server of a cluster). */
-  credit(volunteer: string, agreed: boolean): void {
+  /**
+   * Counts one classification of a volunteer's output (made here, or by another server of a cluster: `counted`, it
+   * counted it into the client's record in Redis already).
+   */
+  credit(volunteer: string, agreed: boolean, counted = false): void {
     const c =
       this.counts.get(volunteer) ?? this.departed.get(volunteer)?.counts ?? (this.known(volunteer) ? this.of(volunteer) : undefined);
     // Gone, and not kept (it left outside a session, or long ago): before, a fresh record under its id, kept forever.
     if (c === undefined) return;
     if (agreed) c.agreed += 1;
     else c.disagreed += 1;
-    this.onChange(volunteer, { ...c }, agreed);
+    this.onChange(volunteer, { ...c }, agreed, counted);
   }
 
   /** Sets a volunteer's counts as the server that keeps its record says (a cluster), without judging it here. */

@@ -76,7 +76,7 @@ export class Coordinator {
     this.configured = model.manifest;
     this.registry = new Registry(model.modelId, model.numStages, options.redundancy);
     this.audit = new Audit(
-      (id, counts, agreed) => this.roster.judge(id, counts, agreed),
+      (id, counts, agreed, counted) => this.roster.judge(id, counts, agreed, counted),
       (id) => isServerPeer(id) || this.s.members.has(id),
     );
     this.links = options.links ?? new Links();

@@ -51,6 +51,11 @@ export class BanList {
     return this.until.size;
   }
 
+  /** The bans in force at `now`: each key with when its ban ends (ms since the epoch). */
+  inForce(now = Date.now()): [string, number][] {
+    return [...this.until].filter(([, t]) => t > now);
+  }
+
   banned(key: string, now = Date.now()): boolean {
     const t = this.until.get(key);
     if (t === undefined) return false;

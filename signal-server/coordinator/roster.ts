@@ -359,8 +359,11 @@ export class Roster {
     }
   }
 
-  /** Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. */
-  judge(id: string, counts: AuditCounts, agreed: boolean): void {
+  /**
+   * Tells a volunteer its score; evicts (and bans its keys) after repeated disagreement. `counted`: another server of
+   * a cluster classified it, and counted it into its client's record in Redis already.
+   */
+  judge(id: string, counts: AuditCounts, agreed: boolean, counted = false): void {
     const member = this.s.members.get(id);
     if (member === undefined) {
       // A connection that left, judged on its last steps: its client's record counted it (a liar that lied and left
@@ -375,14 +378,17 @@ export class Roster {
       }
       // In a cluster, into its client's record in Redis too (a volunteer of another server as well: this one knows
       // its keys): before, only into the copy kept here, which the client's next connection never read.
-      this.countInCluster(id, who, agreed);
+      if (!counted) void this.countInCluster(id, who, agreed);
       return;
     }
     if (member.remote) {
-      this.s.cluster?.audited(id, agreed);
+      // Into its client's record in Redis here, then told to its server: before, only told, and a verdict lost on the
+      // way (a connection to Redis down) was counted nowhere (a red-team find). Over the line, its keys are banned here.
+      const cluster = this.s.cluster;
+      void this.countInCluster(id, member.keys, agreed).finally(() => cluster?.audited(id, agreed));
       return;
     }
-    this.countInCluster(id, member.keys, agreed);
+    void this.countInCluster(id, member.keys, agreed, counted);
     this.sendScore(member, counts, !agreed);
     // At a disagreement only: a record resumed over the line (one evicted before, back after its ban) is evicted
     // at its next disagreement, not at the agreement that follows its return.
@@ -396,11 +402,11 @@ export class Roster {
    * and bans its keys, which cuts off the client's connections on every server. Before, each connection was judged
    * on its own counts: tabs of one client on two servers lied twice each, unjudged.
    */
-  private countInCluster(id: string, keys: readonly string[], agreed: boolean): void {
+  private countInCluster(id: string, keys: readonly string[], agreed: boolean, counted = false): Promise<void> {
     const cluster = this.s.cluster;
-    if (cluster === null) return;
-    void cluster
-      .recorded(keys, agreed)
+    if (cluster === null) return Promise.resolve();
+    return cluster
+      .recorded(keys, counted ? null : agreed)
       .then((sum) => this.judgeSum(id, keys, agreed, sum))
       .catch((e: Error) => this.s.log(`the record of volunteer ${id}'s client not judged: ${e.message}`));
   }
