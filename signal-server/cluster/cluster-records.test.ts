@@ -256,4 +256,42 @@ describe('what Redis keeps is bounded', () => {
       raw.destroy();
     }
   }, 120_000);
+
+  it("each process's counts of its volunteers are their clients' records in Redis, with votes on both processes at once (before, a verdict from the other counted twice)", async () => {
+    const c = await startCluster(2, f.redisUrl, { model: MODEL, stages: 1, redundancy: 3, routeWaitMs: 10_000, cache: f.cache });
+    servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const vs: [NodeVolunteer, SignalServer, string][] = [];
+    for (const [i, s] of [a, a, b, b].entries()) {
+      const key = `records-both-${i}`;
+      vs.push([join(s, `127.0.0.${160 + i}`, { clientKey: key, sessions: 4 }), s, key]);
+    }
+    await until('both see the four ready', () => ready(a) === 4 && ready(b) === 4, 90_000);
+    for (let round = 0; round < 3; round++) {
+      const rs = await Promise.all([complete(a, PROMPT, 8), complete(b, PROMPT, 8), complete(a, PROMPT, 8), complete(b, PROMPT, 8)]);
+      for (const r of rs) expect(r.code).toBeUndefined();
+    }
+    const raw = createClient({ url: f.redisUrl });
+    await raw.connect();
+    try {
+      const rows = async () => {
+        const out: string[] = [];
+        for (const [v, s, key] of vs) {
+          const rec = await raw.hGetAll(`${c.prefix}:records:${key}`);
+          const here = s.coordinator?.audit.get(v.id as string);
+          out.push(`${key}: here ${here?.agreed}/${here?.disagreed}, Redis ${rec.agreed ?? 0}/${rec.disagreed ?? 0}`);
+        }
+        return out;
+      };
+      const same = (r: string) => r.split(', Redis ')[0]?.split(' here ')[1] === r.split(', Redis ')[1];
+      const deadline = Date.now() + 10_000;
+      while (!(await rows()).every(same) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      const final = await rows();
+      for (const r of final) expect(same(r), r).toBe(true);
+      // Honest volunteers, every vote of both processes' 12 requests: some counted.
+      expect(final.every((r) => !r.includes('Redis 0/'))).toBe(true);
+    } finally {
+      raw.destroy();
+    }
+  }, 240_000);
 });

@@ -507,7 +507,7 @@ export class Cluster implements ClusterSeam {
     await this.lookAround();
     coordinator.cluster = this;
     // The cluster re-partitioned before this process started: it serves that partition too (once built here).
-    await this.readPlan();
+    await this.readPlan(false);
     const heartbeatMs = this.options.heartbeatMs ?? 1000;
     this.timers.push(
       setInterval(
@@ -869,7 +869,7 @@ export class Cluster implements ClusterSeam {
     // are read again from where they are written first (before, a ban told in a cut never reached this process, and
     // a plan told in one split the cluster for good: red-team finds).
     await this.readBans();
-    await this.readPlan();
+    await this.readPlan(true);
     const losses = this.redis.losses;
     const now = Date.now();
     for (const [id, at] of this.gone) if (now - at > GONE_MEMORY_MS) this.gone.delete(id);
@@ -963,8 +963,13 @@ export class Cluster implements ClusterSeam {
       case 'audit':
         // Ours, or ours that left in the middle of that process's session (it heard of the departure after its vote):
         // it counts into the record it left with (Audit.forget), as on one server.
-        // Counted into its client's record in Redis there already (Roster.judge): only its counts here change.
-        if (c.localMember(m.id) !== undefined || c.audit.departedKeys(m.id) !== undefined) c.audit.credit(m.id, m.agreed, true);
+        // Counted into its client's record in Redis there already (Roster.judge): its counts here are raised to that sum,
+        // never counted again (a vote here may have raised them to a sum holding it already: a review's find). Not
+        // counted there (Redis failed): counted here.
+        if (c.localMember(m.id) !== undefined || c.audit.departedKeys(m.id) !== undefined) {
+          if (m.sum === undefined) c.audit.credit(m.id, m.agreed);
+          else c.audit.raise(m.id, m.sum, m.agreed);
+        }
         return;
       case 'challenge':
         c.challengeAgain(m.id);
@@ -1066,16 +1071,17 @@ export class Cluster implements ClusterSeam {
     return p !== this.proc && this.peers.has(p) && this.remote.admitFreeJoin(p, sessionId, volunteer);
   }
 
-  audited(volunteer: string, agreed: boolean): void {
+  audited(volunteer: string, agreed: boolean, sum: AuditCounts | null): void {
     const p = this.owner.get(volunteer);
-    if (p !== undefined) this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed });
+    if (p !== undefined)
+      this.publish(this.key('proc', p), { t: 'audit', proc: this.proc, id: volunteer, agreed, ...(sum === null ? {} : { sum }) });
   }
 
-  recorded(keys: readonly string[], agreed: boolean | null): Promise<AuditCounts | null> {
+  recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
     // An increment, not the counts of one connection: a connection of the client on another server (open beside it,
     // or since) and a vote that lands after a connection left both count into it. Before, each connection wrote its
     // own counts over the last, so a liar's lie judged after it left, and a sibling tab's lies, were written over.
-    return this.addToRecord(keys, agreed === true ? 1 : 0, agreed === false ? 1 : 0).catch((e: Error) => {
+    return this.addToRecord(keys, agreed ? 1 : 0, agreed ? 0 : 1).catch((e: Error) => {
       this.problem(`a classification of a volunteer's client not written: ${e.message}`);
       return null;
     });
@@ -1242,9 +1248,12 @@ export class Cluster implements ClusterSeam {
       const n = Number(await this.pub.eval(NEXT_PLAN, { keys: [this.key('partition-seq')], arguments: [String(this.lastPlan)] }));
       if (!Number.isSafeInteger(n)) throw new Error(`the plan counter gave ${n}`);
       this.lastPlan = Math.max(this.lastPlan, n);
-      // The record a process that starts later adopts (the placements are this moment's: not kept).
-      await this.pub.set(this.partitionRecordKey, JSON.stringify({ n, ranges: pairs, stageOf: [] }));
-      this.publish(this.key('bus'), { t: 'plan', proc: this.proc, n, ranges: pairs, stageOf: [...stageOf] });
+      // The record a process that starts later adopts (without the placements: they are this moment's), and one that
+      // lost the bus's plan in a cut (with them: a follower that read the record first adopted the plan without them,
+      // and ignored the bus's of the same number, placing its volunteers against the leader's plan: a review's find).
+      const placed = [...stageOf];
+      await this.pub.set(this.partitionRecordKey, JSON.stringify({ n, ranges: pairs, stageOf: placed }));
+      this.publish(this.key('bus'), { t: 'plan', proc: this.proc, n, ranges: pairs, stageOf: placed });
     })().catch((e: Error) => this.problem(`re-partition plan not published: ${e.message}`));
   }
 
@@ -1351,7 +1360,8 @@ export class Cluster implements ClusterSeam {
     const held = this.bans.inForce().slice(0, MAX_LOADED_BANS);
     if (held.length === 0 || this.closed) return;
     void (async () => {
-      if ((await this.pub.zCard(key)) >= held.length) return;
+      // Those in force only: a snapshot restored from long ago holds ended ones no ban since has swept.
+      if ((await this.pub.zCount(key, Date.now(), '+inf')) >= held.length) return;
       for (let i = 0; i < held.length; i += BAN_WRITE_BATCH)
         await this.pub.zAdd(
           key,
@@ -1361,12 +1371,15 @@ export class Cluster implements ClusterSeam {
     })().catch((e: Error) => this.problem(`the bans not written again: ${e.message}`));
   }
 
-  /** Serves the partition record in Redis where it is a later plan than the one served here. */
-  private async readPlan(): Promise<void> {
+  /**
+   * Serves the partition record in Redis where it is a later plan than the one served here, with its placements
+   * (`placed`; at start they are another moment's, and left out).
+   */
+  private async readPlan(placed: boolean): Promise<void> {
     if (this.closed) return;
     const record = await this.pub.get(this.partitionRecordKey);
     const plan = record === null ? null : decode(record, parsePartitionPlan);
-    if (plan !== null) this.adopt(plan);
+    if (plan !== null) this.adopt(placed ? plan : { ...plan, stageOf: [] });
     else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
   }
 

@@ -261,6 +261,39 @@ describe('what the bus told while a connection was down', () => {
     expect(lastPlan(a)).toBe(3);
   });
 
+  it("a plan a follower reads from the partition record before the bus's (told late) is served with the leader's placements", async () => {
+    const shape = { model: MODEL, stages: 2, redundancy: 1, cache: f.cache, repartition: { holdMs: 600_000 } };
+    const c = await startCluster(2, f.redisUrl, shape);
+    f.servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const vs = await joinVolunteers(f, [b, b], [a, b], 'record-placed', 180, 90_000);
+    const ranges = (partitionOf(a) as string).split(',').map((r) => {
+      const [start = 0, end = 0] = r.split('-').map(Number);
+      return { start, end };
+    });
+    const stageOnB = (v: NodeVolunteer) => b.coordinator?.registry.get(v.id as string)?.stage;
+    const [v0, v1] = vs as [NodeVolunteer, NodeVolunteer];
+    // The leader's plan swaps the two volunteers' stages; its bus message comes 2 s late (a busy event loop), after
+    // b's resync read the record.
+    const want = new Map([
+      [v0.id as string, stageOnB(v1) as number],
+      [v1.id as string, stageOnB(v0) as number],
+    ]);
+    const link = (clusterOf(a) as unknown as { redis: { publish: Publish } }).redis;
+    const publish = link.publish.bind(link);
+    link.publish = (channel, m) => {
+      if (m.t === 'plan') setTimeout(() => publish(channel, m), 2_000);
+      else publish(channel, m);
+    };
+    try {
+      clusterOf(a).publishPlan(ranges, want);
+      // Before: b adopted the record's plan without placements, ignored the bus's of the same number, and kept them.
+      await until('b places them as the leader planned', () => vs.every((v) => stageOnB(v) === want.get(v.id as string)), 10_000);
+    } finally {
+      link.publish = publish;
+    }
+  });
+
   it('a re-partition plan told in a cut reaches the other process: both serve the cut and answer with the reference', async () => {
     const shape: ClusterShape = {
       model: MODEL,

@@ -87,6 +87,11 @@ describe("the cluster's messages", () => {
     expect(parseInboxMessage({ t: 'report', proc: 2, from: 'v1', event: 'chat:generate', m: {} })).toBeNull();
     expect(parseInboxMessage({ t: 'link', proc: 2, a: 'v1', b: 'v1' })).toBeNull();
     expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: 'yes' })).toBeNull();
+    // With the client's record after the sender counted it (Roster.judge): whole counts only.
+    const summed = { t: 'audit', proc: 2, id: 'v1', agreed: false, sum: { agreed: 4, disagreed: 1 } };
+    expect(parseInboxMessage(summed)).toEqual(summed);
+    for (const sum of [null, 3, { agreed: 4 }, { agreed: -1, disagreed: 0 }, { agreed: 1.5, disagreed: 0 }, { agreed: '4', disagreed: 0 }])
+      expect(parseInboxMessage({ t: 'audit', proc: 2, id: 'v1', agreed: false, sum })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: 1, why: 'asleep' })).toBeNull();
     expect(parseInboxMessage({ t: 'noshow', proc: 2, id: 'v1', sessionId: -1, why: 'absent' })).toBeNull();
     for (const step of [-1, 1.5, '8', null, 2 ** 32]) expect(parseInboxMessage({ t: 'progress', proc: 2, sessionId: 1, step })).toBeNull();

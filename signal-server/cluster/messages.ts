@@ -85,8 +85,17 @@ export type InboxMessage =
       readonly m: Record<string, unknown>;
       readonly bytes?: Uint8Array;
     }
-  /** A vote of the sender classified `id`, a volunteer of the receiver. */
-  | { readonly t: 'audit'; readonly proc: number; readonly id: string; readonly agreed: boolean }
+  /**
+   * A vote of the sender classified `id`, a volunteer of the receiver; `sum`: its client's record in Redis after the
+   * sender counted it there (absent: not counted, Redis failed).
+   */
+  | {
+      readonly t: 'audit';
+      readonly proc: number;
+      readonly id: string;
+      readonly agreed: boolean;
+      readonly sum?: { readonly agreed: number; readonly disagreed: number };
+    }
   /** Spot-check `id`, a volunteer of the receiver. */
   | { readonly t: 'challenge'; readonly proc: number; readonly id: string }
   /**
@@ -247,8 +256,14 @@ export function parseInboxMessage(raw: unknown, bytes?: Uint8Array): InboxMessag
       return str(raw.from) && oneOf(raw.event, REPORT_EVENTS) && isObject(raw.m)
         ? { t: 'report', proc: p, from: raw.from, event: raw.event, m: raw.m, ...(bytes === undefined ? {} : { bytes }) }
         : null;
-    case 'audit':
-      return str(raw.id) && typeof raw.agreed === 'boolean' ? { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed } : null;
+    case 'audit': {
+      if (!str(raw.id) || typeof raw.agreed !== 'boolean') return null;
+      const sum = raw.sum;
+      if (sum === undefined) return { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed };
+      return isObject(sum) && uint(sum.agreed) && uint(sum.disagreed)
+        ? { t: 'audit', proc: p, id: raw.id, agreed: raw.agreed, sum: { agreed: sum.agreed, disagreed: sum.disagreed } }
+        : null;
+    }
     case 'frame':
       return str(raw.from) && str(raw.to) && bytes !== undefined ? { t: 'frame', proc: p, from: raw.from, to: raw.to, data: bytes } : null;
     case 'noshow':

@@ -57,18 +57,31 @@ export class Audit {
     }
   }
 
-  /**
-   * Counts one classification of a volunteer's output (made here, or by another server of a cluster: `counted`, it
-   * counted it into the client's record in Redis already).
-   */
-  credit(volunteer: string, agreed: boolean, counted = false): void {
-    const c =
-      this.counts.get(volunteer) ?? this.departed.get(volunteer)?.counts ?? (this.known(volunteer) ? this.of(volunteer) : undefined);
-    // Gone, and not kept (it left outside a session, or long ago): before, a fresh record under its id, kept forever.
+  /** Counts one classification of a volunteer's output (made here, or by another server of a cluster). */
+  credit(volunteer: string, agreed: boolean): void {
+    const c = this.kept(volunteer);
     if (c === undefined) return;
     if (agreed) c.agreed += 1;
     else c.disagreed += 1;
-    this.onChange(volunteer, { ...c }, agreed, counted);
+    this.onChange(volunteer, { ...c }, agreed, false);
+  }
+
+  /**
+   * Another server of a cluster classified a volunteer of this one, and counted it into its client's record in
+   * Redis: `sum`, that record after it. Its counts here are raised to it (never lowered, never counted again).
+   */
+  raise(volunteer: string, sum: AuditCounts, agreed: boolean): void {
+    const c = this.kept(volunteer);
+    if (c === undefined) return;
+    c.agreed = Math.max(c.agreed, sum.agreed);
+    c.disagreed = Math.max(c.disagreed, sum.disagreed);
+    this.onChange(volunteer, { ...c }, agreed, true);
+  }
+
+  /** A volunteer's counts, kept where it left (in a session); undefined where it is gone and not kept. */
+  private kept(volunteer: string): AuditCounts | undefined {
+    // Gone, and not kept (it left outside a session, or long ago): before, a fresh record under its id, kept forever.
+    return this.counts.get(volunteer) ?? this.departed.get(volunteer)?.counts ?? (this.known(volunteer) ? this.of(volunteer) : undefined);
   }
 
   /** Sets a volunteer's counts as the server that keeps its record says (a cluster), without judging it here. */

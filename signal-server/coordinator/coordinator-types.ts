@@ -217,17 +217,17 @@ export interface ClusterSeam {
   /**
    * A vote here classified a volunteer of another server: its server keeps its connection's counts and judges them,
    * told after this one counted the classification into its client's record in Redis (`recorded`), so that a verdict
-   * lost on the way (Redis's pub/sub, a connection down) still counts there.
+   * lost on the way (Redis's pub/sub, a connection down) still counts there; `sum`: that record after it (null: not
+   * counted, Redis failed), which its server raises its counts to.
    */
-  audited(volunteer: string, agreed: boolean): void;
+  audited(volunteer: string, agreed: boolean, sum: AuditCounts | null): void;
   /**
    * A volunteer of this server was classified (by a vote here or elsewhere), or one that left (here, or of another
    * server), after it went: one more into its client's record in Redis, which every server reads when a connection of
    * the client says hello. Resolves to the record's counts after it (all the client's connections on every server,
-   * and those that left), or null where none is kept (no client key, Redis failed). `agreed` null: read only (a
-   * classification another server counted already).
+   * and those that left), or null where none is kept (no client key, Redis failed).
    */
-  recorded(keys: readonly string[], agreed: boolean | null): Promise<AuditCounts | null>;
+  recorded(keys: readonly string[], agreed: boolean): Promise<AuditCounts | null>;
   /** Is this server's volunteer in a session of another server, open or closed lately (judged there after it left)? */
   servesElsewhere(volunteer: string): boolean;
   /**

@@ -385,10 +385,11 @@ export class Roster {
       // Into its client's record in Redis here, then told to its server: before, only told, and a verdict lost on the
       // way (a connection to Redis down) was counted nowhere (a red-team find). Over the line, its keys are banned here.
       const cluster = this.s.cluster;
-      void this.countInCluster(id, member.keys, agreed).finally(() => cluster?.audited(id, agreed));
+      void this.countInCluster(id, member.keys, agreed).then((sum) => cluster?.audited(id, agreed, sum));
       return;
     }
-    void this.countInCluster(id, member.keys, agreed, counted);
+    // Counted into its client's record in Redis by the server that classified it, which sent the sum: judged here on it.
+    if (!counted) void this.countInCluster(id, member.keys, agreed);
     this.sendScore(member, counts, !agreed);
     // At a disagreement only: a record resumed over the line (one evicted before, back after its ban) is evicted
     // at its next disagreement, not at the agreement that follows its return.
@@ -402,13 +403,19 @@ export class Roster {
    * and bans its keys, which cuts off the client's connections on every server. Before, each connection was judged
    * on its own counts: tabs of one client on two servers lied twice each, unjudged.
    */
-  private countInCluster(id: string, keys: readonly string[], agreed: boolean, counted = false): Promise<void> {
+  private countInCluster(id: string, keys: readonly string[], agreed: boolean): Promise<AuditCounts | null> {
     const cluster = this.s.cluster;
-    if (cluster === null) return Promise.resolve();
+    if (cluster === null) return Promise.resolve(null);
     return cluster
-      .recorded(keys, counted ? null : agreed)
-      .then((sum) => this.judgeSum(id, keys, agreed, sum))
-      .catch((e: Error) => this.s.log(`the record of volunteer ${id}'s client not judged: ${e.message}`));
+      .recorded(keys, agreed)
+      .then((sum) => {
+        this.judgeSum(id, keys, agreed, sum);
+        return sum;
+      })
+      .catch((e: Error) => {
+        this.s.log(`the record of volunteer ${id}'s client not judged: ${e.message}`);
+        return null;
+      });
   }
 
   /** After countInCluster: `sum` is the client's record on every server after one more classification of `id`. */
