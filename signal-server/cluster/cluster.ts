@@ -31,7 +31,7 @@ import type { AuditCounts } from '../coordinator/audit.js';
 import type { ClusterSeam, Coordinator, SessionReport, VolunteerLink } from '../coordinator/coordinator.js';
 import { clientKeyOf } from '../coordinator/identity.js';
 import { NO_SHOW_WINDOW, type SessionShown } from '../coordinator/no-show-window.js';
-import type { ReportKind } from '../coordinator/report-allowance.js';
+import { type ReportKind, sessionTarget } from '../coordinator/report-allowance.js';
 import { BAN_MS } from '../coordinator/reputation.js';
 import type { NoShow } from '../coordinator/session-types.js';
 import { deliverToVolunteer, frameFromPeer, reportToCoordinator } from './inbox.js';
@@ -113,10 +113,6 @@ const OUTAGE_MARKED = 4_096;
 function mark<K>(map: Map<K, number>, k: K, losses: number): void {
   map.set(k, losses);
   if (map.size > OUTAGE_MARKED) map.delete(map.keys().next().value as K);
-}
-
-function isObjectWithSessionId(m: unknown): m is { sessionId: number } {
-  return typeof m === 'object' && m !== null && typeof (m as { sessionId?: unknown }).sessionId === 'number';
 }
 
 /** How far before the last read's time (plus a ban's length) the next read of the bans begins: clocks may differ. */
@@ -250,12 +246,12 @@ export class Cluster implements ClusterSeam {
    * may be the loss's doing, not the volunteer's (see `noShow`).
    */
   private readonly openedAtLoss = new Map<number, number>();
+  private readonly forwardedAtLoss = new Map<string, number>();
   /**
    * Sessions of this process open on other processes' volunteers, as told to them (opened, not closed): process →
    * session → its volunteers there. Told to each every resync (`open`), so that one that lost a close ends it.
    */
   private readonly openThere = new Map<number, Map<number, Set<string>>>();
-  private readonly forwardedAtLoss = new Map<string, number>();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
   /** Mirrored volunteers that refused a session as full here, and until when they count as full. */
@@ -792,10 +788,11 @@ export class Cluster implements ClusterSeam {
           this.publish(this.key('proc', p), { t: 'frame', proc: this.proc, from: m.from, to: v.id, data });
           return;
         }
-        if (event === 'session:open' && isObjectWithSessionId(m)) {
-          if (!this.openedAtLoss.has(m.sessionId)) mark(this.openedAtLoss, m.sessionId, this.redis.down ? -1 : this.redis.losses);
-          this.toldOpen(p, m.sessionId, v.id, true);
-        } else if (event === 'session:close' && isObjectWithSessionId(m)) this.toldOpen(p, m.sessionId, v.id, false);
+        const sessionId = event === 'session:open' || event === 'session:close' ? sessionTarget(m) : null;
+        if (sessionId !== null && event === 'session:open') {
+          if (!this.openedAtLoss.has(sessionId)) mark(this.openedAtLoss, sessionId, this.lossMark());
+          this.toldOpen(p, sessionId, v.id, true);
+        } else if (sessionId !== null) this.toldOpen(p, sessionId, v.id, false);
         this.publish(this.key('proc', p), { t: 'send', proc: this.proc, to: v.id, event, m } as InboxMessage);
       },
       disconnect: () => this.publish(this.key('proc', p), { t: 'disconnect', proc: this.proc, id: v.id }),
@@ -1021,7 +1018,7 @@ export class Cluster implements ClusterSeam {
     if (report.event === 'session:joined') {
       this.coordinator?.showedElsewhere(volunteer, report.m.sessionId, null);
       const key = `${p} ${report.m.sessionId} ${volunteer}`;
-      if (!this.forwardedAtLoss.has(key)) mark(this.forwardedAtLoss, key, this.redis.down ? -1 : this.redis.losses);
+      if (!this.forwardedAtLoss.has(key)) mark(this.forwardedAtLoss, key, this.lossMark());
     }
     // Joined or refused: that process no longer waits for it (awaitedElsewhere). Not "my inputs had no majority": that
     // process takes it for evidence about the stage before, not a refusal, and still waits (a red-team find).
@@ -1215,7 +1212,12 @@ export class Cluster implements ClusterSeam {
     }
   }
 
-  /** Whether a connection was lost since `marked` (the losses then; -1: it was down), or is down now. */
+  /** What `acrossLoss` later compares with: the connection losses so far, or -1 while a connection is down. */
+  private lossMark(): number {
+    return this.redis.down ? -1 : this.redis.losses;
+  }
+
+  /** Whether a connection was lost since `marked` (lossMark then), or is down now. */
   private acrossLoss(marked: number | undefined): boolean {
     return marked !== undefined && (marked < 0 || this.redis.down || this.redis.losses !== marked);
   }
@@ -1383,6 +1385,12 @@ export class Cluster implements ClusterSeam {
     else if (record !== null) this.problem('the partition record in Redis is malformed: ignored');
   }
 
+  /** Takes `id` out of our list in Redis and tells the others it is gone. */
+  private unlist(id: string): void {
+    void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
+    this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+  }
+
   /** Every volunteer of ours published again at the next publication, those that left meanwhile said gone. */
   private republish(): void {
     for (const id of this.published.keys()) this.published.set(id, REPUBLISH);
@@ -1400,8 +1408,7 @@ export class Cluster implements ClusterSeam {
     if (this.closed) return;
     for (const id of listed) {
       if (this.published.has(id)) continue;
-      void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
-      this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+      this.unlist(id);
     }
     for (const [id, json] of this.published) if (json !== REPUBLISH && !listed.has(id)) this.published.set(id, REPUBLISH);
   }
@@ -1453,8 +1460,7 @@ export class Cluster implements ClusterSeam {
       this.published.delete(id);
       this.restored.delete(id);
       this.remote.forget(id);
-      void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
-      this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+      this.unlist(id);
     }
   }
 }

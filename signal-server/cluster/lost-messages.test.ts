@@ -178,6 +178,40 @@ describe('what the bus told while a connection was down', () => {
     expect(r.tokens).toEqual(expected);
   }, 180_000);
 
+  it('a volunteer that never joins is excused only the session a cut crossed: its next three no-shows evict it and ban its key', async () => {
+    const log = serverLog('info');
+    const shape = { model: MODEL, stages: 1, redundancy: 1, routeWaitMs: 3_000, cache: f.cache, logger: log.logger };
+    const c = await startCluster(2, f.redisUrl, shape);
+    f.servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    // A hostile volunteer on b: it takes a's sessions and never says it joined.
+    const v = new NodeVolunteer(b.address().url, { clientKey: 'lost-silent-client', localAddress: '127.0.0.185', joins: false });
+    f.volunteers.push(v);
+    const seen = () => a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true;
+    await until('a sees it ready', seen, 60_000);
+    // The first session's open crosses a cut of the subscribers: its no-show is not counted.
+    const hook = await cutBefore(a, 'send', (m) => (m as { event?: string }).event === 'session:open');
+    try {
+      await complete(a, PROMPT, TOKENS);
+      expect(hook.cuts()).toBe(1);
+    } finally {
+      await hook.close();
+    }
+    await until('the excuse is said', () =>
+      log.lines.some((l) => l.includes(`volunteer ${v.id}'s no-show`) && l.includes('is not counted')),
+    );
+    // No loss since: each session it misses is a strike; the third evicts it.
+    for (let i = 0; i < 3 && !v.errors.some((e) => e.code === 'ERR_EVICTED'); i++) {
+      await until('a sees it ready', seen, 30_000);
+      await complete(a, PROMPT, TOKENS);
+    }
+    await until('it is evicted', () => v.errors.some((e) => e.code === 'ERR_EVICTED'));
+    const strikes = log.lines.filter((l) => l.includes(`volunteer ${v.id} did not join`));
+    expect(strikes).toHaveLength(3);
+    expect(strikes[2]).toMatch(/\(3 of 3 no-shows/);
+    await until('its key is banned on both', () => [a, b].every((s) => clusterOf(s).bans.banned('key:lost-silent-client')));
+  }, 180_000);
+
   it("a session's close lost in a cut is ended all the same: a volunteer that holds one session at a time serves the next requests on both processes", async () => {
     const shape = { model: MODEL, stages: 1, redundancy: 1, routeWaitMs: 3_000, cache: f.cache };
     const c = await startCluster(2, f.redisUrl, shape);
