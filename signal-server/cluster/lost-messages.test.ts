@@ -32,7 +32,7 @@ import {
   startCluster,
   until,
 } from '../testing/cluster-servers.js';
-import { NodeVolunteer } from '../testing/node-volunteer.js';
+import { NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 import { serverLog } from '../testing/server-log.js';
 
 const MODEL = 'fixtures/models/tiny-untied';
@@ -84,6 +84,29 @@ function cutBeforeReport(server: SignalServer, event: string) {
 
 /** Every output shifted by 3: a lie each step. */
 const LIAR: FaultBehaviour = { delayMs: 0, output: (_step, d) => d.map((x) => x + 3) };
+
+/**
+ * Two servers a and b of a new cluster serving one stage (r = 1), and one volunteer on b (with `options`) that a
+ * lists ready: a's requests run on it. `seen`: whether a lists it ready.
+ */
+async function volunteerOnB(clientKey: string, options: NodeVolunteerOptions) {
+  const log = serverLog('info');
+  const c = await startCluster(2, f.redisUrl, {
+    model: MODEL,
+    stages: 1,
+    redundancy: 1,
+    routeWaitMs: 3_000,
+    cache: f.cache,
+    logger: log.logger,
+  });
+  f.servers.push(...c.servers);
+  const [a, b] = c.servers as [SignalServer, SignalServer];
+  const v = new NodeVolunteer(b.address().url, { clientKey, ...options });
+  f.volunteers.push(v);
+  const seen = () => a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true;
+  await until('a sees it ready', seen, 60_000);
+  return { a, b, v, log, seen };
+}
 
 const answered = (v: NodeVolunteer) => v.id !== null || v.errors.length > 0;
 
@@ -143,16 +166,8 @@ describe('what the bus told while a connection was down', () => {
   });
 
   it('an honest volunteer whose joins are lost in cuts is never struck: it serves on, and answers with the reference', async () => {
-    const log = serverLog('info');
-    const shape = { model: MODEL, stages: 1, redundancy: 1, routeWaitMs: 3_000, cache: f.cache, logger: log.logger };
-    const c = await startCluster(2, f.redisUrl, shape);
-    f.servers.push(...c.servers);
-    const [a, b] = c.servers as [SignalServer, SignalServer];
-    // The one volunteer is b's; a's requests open their sessions on it, and b forwards its joins to a.
-    const v = new NodeVolunteer(b.address().url, { clientKey: 'lost-join-client', localAddress: '127.0.0.175' });
-    f.volunteers.push(v);
-    const seen = () => a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true;
-    await until('a sees it ready', seen, 60_000);
+    // a's requests open their sessions on b's volunteer, and b forwards its joins to a.
+    const { a, b, v, log, seen } = await volunteerOnB('lost-join-client', { localAddress: '127.0.0.175' });
     // Each join is lost: the subscribers are cut as b forwards it (three times: before, the third evicted it and
     // banned its key on both processes).
     const hook = await cutBeforeReport(b, 'session:joined');
@@ -179,16 +194,8 @@ describe('what the bus told while a connection was down', () => {
   }, 180_000);
 
   it('a volunteer that never joins is excused only the session a cut crossed: its next three no-shows evict it and ban its key', async () => {
-    const log = serverLog('info');
-    const shape = { model: MODEL, stages: 1, redundancy: 1, routeWaitMs: 3_000, cache: f.cache, logger: log.logger };
-    const c = await startCluster(2, f.redisUrl, shape);
-    f.servers.push(...c.servers);
-    const [a, b] = c.servers as [SignalServer, SignalServer];
     // A hostile volunteer on b: it takes a's sessions and never says it joined.
-    const v = new NodeVolunteer(b.address().url, { clientKey: 'lost-silent-client', localAddress: '127.0.0.185', joins: false });
-    f.volunteers.push(v);
-    const seen = () => a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true;
-    await until('a sees it ready', seen, 60_000);
+    const { a, b, v, log, seen } = await volunteerOnB('lost-silent-client', { localAddress: '127.0.0.185', joins: false });
     // The first session's open crosses a cut of the subscribers: its no-show is not counted.
     const hook = await cutBefore(a, 'send', (m) => (m as { event?: string }).event === 'session:open');
     try {
@@ -213,13 +220,7 @@ describe('what the bus told while a connection was down', () => {
   }, 180_000);
 
   it("a session's close lost in a cut is ended all the same: a volunteer that holds one session at a time serves the next requests on both processes", async () => {
-    const shape = { model: MODEL, stages: 1, redundancy: 1, routeWaitMs: 3_000, cache: f.cache };
-    const c = await startCluster(2, f.redisUrl, shape);
-    const [a, b] = c.servers as [SignalServer, SignalServer];
-    f.servers.push(a, b);
-    const v = new NodeVolunteer(b.address().url, { clientKey: 'lost-close-client', localAddress: '127.0.0.176', sessions: 1 });
-    f.volunteers.push(v);
-    await until('a sees it ready', () => a.coordinator?.volunteers().some((x) => x.id === v.id && x.ready) === true, 60_000);
+    const { a, b } = await volunteerOnB('lost-close-client', { localAddress: '127.0.0.176', sessions: 1 });
     // a's request runs on b's volunteer; the session's close, relayed through b, is lost.
     const hook = await cutBefore(a, 'send', (m) => (m as { event?: string }).event === 'session:close');
     try {
