@@ -123,6 +123,8 @@ const BAN_WRITE_BATCH = 1_000;
 const REPUBLISH = '';
 /** How often the others' volunteers are read again in full. */
 export const DEFAULT_RESYNC_MS = 30_000;
+/** Volunteers whose `gone` a process remembers saying again (notHere): cleared when full. */
+const MAX_RETOLD_GONE = 10_000;
 /** A process whose heartbeat is this old is dead. */
 export const DEFAULT_DEAD_AFTER_MS = 5_000;
 /** A process whose main thread has not beaten for this long is let die (its heartbeat thread stops renewing). */
@@ -237,6 +239,8 @@ export class Cluster implements ClusterSeam {
    * for good (a race found in a test of Redis's return).
    */
   private readonly published = new Map<string, string>();
+  /** Volunteers not here said gone again because another process sent to them (notHere), and when. */
+  private readonly retoldGone = new Map<string, number>();
   /** Sessions of other processes open on our volunteers. */
   private readonly remote = new RemoteSessions();
   /**
@@ -933,7 +937,8 @@ export class Cluster implements ClusterSeam {
     if (c === null || this.closed || this.incompatible.has(m.proc)) return;
     switch (m.t) {
       case 'send':
-        deliverToVolunteer(c, m, this.remote, this.options.log);
+        if (c.localLink(m.to) === undefined) this.notHere(m.to);
+        else deliverToVolunteer(c, m, this.remote, this.options.log);
         return;
       case 'disconnect':
         c.localLink(m.id)?.disconnect();
@@ -1389,6 +1394,22 @@ export class Cluster implements ClusterSeam {
   private unlist(id: string): void {
     void this.pub.hDel(this.key('vols', this.proc), id).catch(() => {});
     this.publish(this.key('bus'), { t: 'gone', proc: this.proc, id });
+  }
+
+  /**
+   * Another process sent to `id`, a volunteer not connected here: its `gone` was lost (a cut, or Redis away, as it was
+   * published), and that process still lists it, routes to it and waits for its join until its settling is over
+   * (before, for that long; a volunteer that left there a moment ago, not yet said gone, is said at the next
+   * publication). Said again, once a second at most for one volunteer.
+   */
+  private notHere(id: string): void {
+    if (this.published.has(id)) return;
+    const now = performance.now();
+    const at = this.retoldGone.get(id);
+    if (at !== undefined && now - at < 1000) return;
+    if (this.retoldGone.size >= MAX_RETOLD_GONE) this.retoldGone.clear();
+    this.retoldGone.set(id, now);
+    this.unlist(id);
   }
 
   /** Every volunteer of ours published again at the next publication, those that left meanwhile said gone. */

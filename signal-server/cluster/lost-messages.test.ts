@@ -15,11 +15,14 @@
 // - Before, a volunteer's join lost so was a no-show: an honest volunteer was struck for each, and evicted and banned
 //   at the third. A no-show across a lost connection (of the process that ran the session, or of the one that
 //   forwarded the join) is not counted now.
+// - Before, a volunteer whose `gone` was lost stayed listed, routed to and waited for, until the receiver's settling
+//   was over. A process sent a message for a volunteer not connected to it says it gone again now.
 import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
 import type { SignalServer } from '../server.js';
 import {
+  type CLUSTER_TIMINGS,
   type ClusterShape,
   clusterOf,
   clusterTestFile,
@@ -89,7 +92,7 @@ const LIAR: FaultBehaviour = { delayMs: 0, output: (_step, d) => d.map((x) => x 
  * Two servers a and b of a new cluster serving one stage (r = 1), and one volunteer on b (with `options`) that a
  * lists ready: a's requests run on it. `seen`: whether a lists it ready.
  */
-async function volunteerOnB(clientKey: string, options: NodeVolunteerOptions) {
+async function volunteerOnB(clientKey: string, options: NodeVolunteerOptions, timings?: Partial<typeof CLUSTER_TIMINGS>) {
   const log = serverLog('info');
   const c = await startCluster(2, f.redisUrl, {
     model: MODEL,
@@ -98,6 +101,7 @@ async function volunteerOnB(clientKey: string, options: NodeVolunteerOptions) {
     routeWaitMs: 3_000,
     cache: f.cache,
     logger: log.logger,
+    ...(timings === undefined ? {} : { timings }),
   });
   f.servers.push(...c.servers);
   const [a, b] = c.servers as [SignalServer, SignalServer];
@@ -237,6 +241,38 @@ describe('what the bus told while a connection was down', () => {
       expect(r.code).toBeUndefined();
       expect(r.tokens).toEqual(expected);
     }
+  }, 120_000);
+
+  it('a volunteer whose gone is lost in a cut is forgotten at the first message sent to it, not after the settling', async () => {
+    // Settling (2 × deadAfterMs + reconnectMaxMs) of 20 s: before, a listed a volunteer that left b for that long
+    // after a cut, routed its requests to it and waited for its join.
+    const { a, b, v } = await volunteerOnB('lost-gone-client', { localAddress: '127.0.0.186' }, { deadAfterMs: 10_000 });
+    const listed = () => a.coordinator?.volunteers().some((x) => x.id === v.id) === true;
+    const hook = await cutBefore(b, 'gone');
+    try {
+      await v.close();
+      await until('the gone was cut', () => hook.cuts() === 1);
+    } finally {
+      await hook.close();
+    }
+    const linkOf = (s: SignalServer) => (clusterOf(s) as unknown as { redis: { down: boolean } }).redis;
+    await until('both connections are back', () => !linkOf(a).down && !linkOf(b).down);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(listed()).toBe(true);
+    // a's request opens its session on v, through b: b says it gone again, and a forgets it.
+    const started = performance.now();
+    const first = complete(a, PROMPT, TOKENS);
+    await until('a forgets it', () => !listed(), 8_000);
+    expect(performance.now() - started).toBeLessThan(8_000);
+    const r1 = await first;
+    expect(r1.tokens === undefined ? r1.code : r1.tokens).toBeDefined();
+    // A volunteer that joins b then serves a's requests with the reference's tokens.
+    const w = new NodeVolunteer(b.address().url, { clientKey: 'lost-gone-client-2', localAddress: '127.0.0.187' });
+    f.volunteers.push(w);
+    await until('a sees the new one ready', () => a.coordinator?.volunteers().some((x) => x.id === w.id && x.ready) === true, 60_000);
+    const r2 = await complete(a, PROMPT, TOKENS);
+    expect(r2.code).toBeUndefined();
+    expect(r2.tokens).toEqual(expected);
   }, 120_000);
 
   it("a liar's lie judged on another process counts into its client's record though the verdict is lost in a cut", async () => {
