@@ -41,6 +41,8 @@ import {
   decodeInbox,
   floatBytes,
   type InboxMessage,
+  type LinkedPair,
+  MAX_LINKS_LISTED,
   MAX_OPEN_LISTED,
   MAX_PROC,
   type OpenSession,
@@ -98,8 +100,9 @@ export interface ClusterOptions {
  * context among the settings compared (swarmSettings): a process of 4 would be told apart as of other settings,
  * not of another version. 6: where a session stands, told to its members' processes ('progress'). 7: the sessions
  * open on another process's volunteers, told to it every resync ('open'), which ends those whose close was lost.
+ * 8: the links of a process's sessions with another's volunteers, told to it every resync ('links').
  */
-export const CLUSTER_PROTOCOL = 7;
+export const CLUSTER_PROTOCOL = 8;
 /** Heartbeats a live process may go without saying its protocol before it is said to be of a version before them. */
 const UNSAID_ROUNDS = 3;
 /** A volunteer that refused a session of this process as full counts as full for this many of its publications. */
@@ -256,6 +259,11 @@ export class Cluster implements ClusterSeam {
    * session → its volunteers there. Told to each every resync (`open`), so that one that lost a close ends it.
    */
   private readonly openThere = new Map<number, Map<number, Set<string>>>();
+  /**
+   * Links this process's sessions hold with other processes' volunteers, as told to them (linked, not unlinked):
+   * process → "a\nb" → count. Told to each every resync (`links`), so that one that lost a link or unlink makes good.
+   */
+  private readonly linksThere = new Map<number, Map<string, number>>();
   /** Sessions each mirrored volunteer is in, as its process last published. */
   private readonly mirroredSessions = new Map<string, number>();
   /** Mirrored volunteers that refused a session as full here, and until when they count as full. */
@@ -483,8 +491,11 @@ export class Cluster implements ClusterSeam {
       this.publish(this.key('bus'), { t: 'ban', proc: this.proc, key: k, untilMs: until });
     };
     this.links.tell = (t, a, b) => {
-      for (const p of new Set([this.owner.get(a), this.owner.get(b)]))
-        if (p !== undefined) this.publish(this.key('proc', p), { t, proc: this.proc, a, b });
+      for (const p of new Set([this.owner.get(a), this.owner.get(b)])) {
+        if (p === undefined) continue;
+        this.toldLink(p, `${a}\n${b}`, t === 'link' ? 1 : -1);
+        this.publish(this.key('proc', p), { t, proc: this.proc, a, b });
+      }
     };
     // The heartbeat thread keeps this process alive in the others' eyes while its main thread is held up to
     // STALL_LIMIT_MS; it stops with the process.
@@ -725,6 +736,7 @@ export class Cluster implements ClusterSeam {
     const peer = this.peers.get(p);
     this.peers.delete(p);
     this.openThere.delete(p);
+    this.linksThere.delete(p);
     this.elsewhereSince.delete(p);
     // Every last publication of its volunteers, those dropped for staying on another partition too.
     for (const [id, state] of this.states) if (state.p === p) this.states.delete(id);
@@ -847,6 +859,8 @@ export class Cluster implements ClusterSeam {
     // Its sessions here are no business of its process now (their close never reaches it).
     for (const [sessionId, ids] of this.openThere.get(p) ?? [])
       if (ids.delete(id) && ids.size === 0) this.openThere.get(p)?.delete(sessionId);
+    const told = this.linksThere.get(p);
+    for (const pair of told?.keys() ?? []) if (pair.split('\n').includes(id)) told?.delete(pair);
     if (this.states.get(id)?.p === p) this.states.delete(id);
     if (this.owner.get(id) !== p) return;
     this.gone.set(id, Date.now());
@@ -865,6 +879,7 @@ export class Cluster implements ClusterSeam {
    */
   private async resync(): Promise<void> {
     this.tellOpen();
+    this.tellLinks();
     await this.tidyOwnList();
     // What the bus told while a connection was down is lost (pub/sub delivers at most once): the bans and the plan
     // are read again from where they are written first (before, a ban told in a cut never reached this process, and
@@ -957,6 +972,30 @@ export class Cluster implements ClusterSeam {
           if (n > 1) links.set(pair, n - 1);
           else links.delete(pair);
         }
+        return;
+      }
+      case 'links': {
+        // What the sender's sessions hold now: a link or unlink of them lost in a cut is made good (before, a lost
+        // unlink left the pair free to signal each other for as long as both stayed, a lost link kept a session's
+        // replicas from connecting).
+        const held = this.peer(m.proc).links;
+        const told = new Map(m.pairs.map(([a, b, n]) => [`${a}\n${b}`, n]));
+        let mended = 0;
+        for (const pair of new Set([...held.keys(), ...told.keys()])) {
+          const [a = '', b = ''] = pair.split('\n');
+          const n = held.get(pair) ?? 0;
+          const want = told.get(pair) ?? 0;
+          if (want === n || (want > n && c.localMember(a) === undefined && c.localMember(b) === undefined)) continue;
+          for (let i = n; i < want; i++) this.links.linkFromPeer(a, b);
+          for (let i = want; i < n; i++) this.links.unlinkFromPeer(a, b);
+          if (want > 0) held.set(pair, want);
+          else held.delete(pair);
+          mended++;
+        }
+        if (mended > 0)
+          this.options.log(
+            `cluster: process ${m.proc}'s links with this process's volunteers made good (${mended} pairs: a link or unlink was lost)`,
+          );
         return;
       }
       case 'report':
@@ -1214,6 +1253,34 @@ export class Cluster implements ClusterSeam {
     for (const p of this.compatible) {
       const sessions = [...(this.openThere.get(p) ?? [])].map(([sessionId, ids]): OpenSession => [sessionId, [...ids]]);
       this.publish(this.key('proc', p), { t: 'open', proc: this.proc, sessions });
+    }
+  }
+
+  private toldLink(p: number, pair: string, by: 1 | -1): void {
+    let pairs = this.linksThere.get(p);
+    if (pairs === undefined) {
+      pairs = new Map();
+      this.linksThere.set(p, pairs);
+    }
+    const n = (pairs.get(pair) ?? 0) + by;
+    if (n > 0) pairs.set(pair, n);
+    else pairs.delete(pair);
+  }
+
+  /** Tells every other process which links this process's sessions hold with its volunteers (see `linksThere`). */
+  private tellLinks(): void {
+    if (this.closed) return;
+    for (const p of this.compatible) {
+      const told = this.linksThere.get(p) ?? new Map<string, number>();
+      if (told.size > MAX_LINKS_LISTED) {
+        this.problem(`${told.size} links with process ${p}'s volunteers, over the ${MAX_LINKS_LISTED} a resync tells: not told`);
+        continue;
+      }
+      const pairs = [...told].map(([pair, n]): LinkedPair => {
+        const [a = '', b = ''] = pair.split('\n');
+        return [a, b, n];
+      });
+      this.publish(this.key('proc', p), { t: 'links', proc: this.proc, pairs });
     }
   }
 

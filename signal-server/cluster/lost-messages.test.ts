@@ -17,6 +17,8 @@
 //   forwarded the join) is not counted now.
 // - Before, a volunteer whose `gone` was lost stayed listed, routed to and waited for, until the receiver's settling
 //   was over. A process sent a message for a volunteer not connected to it says it gone again now.
+// - Before, a lost unlink left two volunteers free to signal each other through their server for as long as both
+//   stayed. Each process tells the others the links its sessions hold with their volunteers at every resync now.
 import { createClient } from 'redis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../../shared/swarm/faults.js';
@@ -273,6 +275,36 @@ describe('what the bus told while a connection was down', () => {
     const r2 = await complete(a, PROMPT, TOKENS);
     expect(r2.code).toBeUndefined();
     expect(r2.tokens).toEqual(expected);
+  }, 120_000);
+
+  it("a session's unlink lost in a cut is made good: its two volunteers may signal each other no more", async () => {
+    // a's sessions run on two volunteers of b, one a stage: each links them for signalling, through b.
+    const shape = { model: MODEL, stages: 2, redundancy: 1, cache: f.cache };
+    const c = await startCluster(2, f.redisUrl, shape);
+    f.servers.push(...c.servers);
+    const [a, b] = c.servers as [SignalServer, SignalServer];
+    const [v1, v2] = (await joinVolunteers(f, [b, b], [a, b], 'lost-unlink-client', 188)) as [NodeVolunteer, NodeVolunteer];
+    const hook = await cutBefore(a, 'unlink');
+    try {
+      const r = await complete(a, PROMPT, TOKENS);
+      expect(r.tokens).toEqual(expected);
+      await until('the unlink was cut', () => hook.cuts() >= 1);
+    } finally {
+      await hook.close();
+    }
+    const linked = () => b.coordinator?.links.linked(v1.id ?? '', v2.id ?? '') === true;
+    // Before: b held the pair linked for as long as both stayed, and relayed whatever one signalled the other.
+    await until('b unlinks them', () => !linked(), 10_000);
+    const probes: unknown[] = [];
+    v2.socket.on('signal', (m: { from: string; data: unknown }) => {
+      if (m.from === v1.id) probes.push(m.data);
+    });
+    v1.socket.emit('signal', { to: v2.id ?? '', data: { probe: 1 } });
+    await until('the signal is refused', () => v1.errors.some((e) => e.code === 'ERR_NOT_LINKED'));
+    expect(probes).toEqual([]);
+    // And the next session links them again: served with the reference's tokens.
+    const next = await complete(a, PROMPT, TOKENS);
+    expect(next.tokens).toEqual(expected);
   }, 120_000);
 
   it("a liar's lie judged on another process counts into its client's record though the verdict is lost in a cut", async () => {

@@ -8,6 +8,7 @@ import {
   encodeMessage,
   floatBytes,
   type InboxMessage,
+  MAX_LINKS_LISTED,
   MAX_OPEN_LISTED,
   ownArrayBuffer,
   parseBusMessage,
@@ -122,6 +123,33 @@ describe("the cluster's messages", () => {
       Array.from({ length: MAX_OPEN_LISTED + 1 }, (_, i) => [i, []]),
     ])
       expect(parseInboxMessage({ t: 'open', proc: 2, sessions })).toBeNull();
+  });
+
+  it("reads a process's links with the receiver's volunteers: two volunteer ids and a count each, bounded", () => {
+    const links = {
+      t: 'links',
+      proc: 2,
+      pairs: [
+        ['v1', 'v2', 1],
+        ['v3', 'v1', 4],
+      ],
+    };
+    expect(parseInboxMessage(links)).toEqual(links);
+    expect(parseInboxMessage({ t: 'links', proc: 2, pairs: [] })).toEqual({ t: 'links', proc: 2, pairs: [] });
+    for (const pairs of [
+      null,
+      {},
+      [['v1', 'v2']],
+      [['v1', 'v1', 1]],
+      [['v1', 'v2', 0]],
+      [['v1', 'v2', 1.5]],
+      [['v1', 'v2', MAX_OPEN_LISTED + 1]],
+      [['', 'v2', 1]],
+      [['v1', 7, 1]],
+      [['v1', 'v2', 1, 'x']],
+      Array.from({ length: MAX_LINKS_LISTED + 1 }, (_, i) => [`a${i}`, `b${i}`, 1]),
+    ])
+      expect(parseInboxMessage({ t: 'links', proc: 2, pairs })).toBeNull();
   });
 
   it("reads a leader's re-partition plan: contiguous ranges from layer 0, each volunteer once on one of their stages", () => {

@@ -112,7 +112,18 @@ export type InboxMessage =
    * Every session of the sender open on the receiver's volunteers now, each with those volunteers (told every resync):
    * the receiver ends those it holds open that are not among them, whose close was lost (Redis away).
    */
-  | { readonly t: 'open'; readonly proc: number; readonly sessions: readonly OpenSession[] };
+  | { readonly t: 'open'; readonly proc: number; readonly sessions: readonly OpenSession[] }
+  /**
+   * Every link the sender's sessions hold now with one of the receiver's volunteers, each with its count (told every
+   * resync): the receiver makes what it holds of the sender's links these, where a link or unlink was lost.
+   */
+  | { readonly t: 'links'; readonly proc: number; readonly pairs: readonly LinkedPair[] };
+
+/** A pair of volunteers linked for signalling, and by how many of the sender's sessions (no more than it tracks). */
+export type LinkedPair = readonly [a: string, b: string, n: number];
+
+/** Pairs a `links` message lists at most (a process with more tells none: a list cut short would unlink the rest). */
+export const MAX_LINKS_LISTED = 20_000;
 
 /** A session open on some of the receiver's volunteers: its id and theirs. */
 export type OpenSession = readonly [sessionId: number, volunteers: readonly string[]];
@@ -285,6 +296,17 @@ export function parseInboxMessage(raw: unknown, bytes?: Uint8Array): InboxMessag
         sessions.push([e[0], ids]);
       }
       return { t: 'open', proc: p, sessions };
+    }
+    case 'links': {
+      const listed = raw.pairs;
+      if (!Array.isArray(listed) || listed.length > MAX_LINKS_LISTED) return null;
+      const pairs: LinkedPair[] = [];
+      for (const e of listed) {
+        if (!Array.isArray(e) || e.length !== 3 || !str(e[0]) || !str(e[1]) || e[0] === e[1] || !uint(e[2], MAX_OPEN_LISTED) || e[2] < 1)
+          return null;
+        pairs.push([e[0], e[1], e[2]]);
+      }
+      return { t: 'links', proc: p, pairs };
     }
     default:
       return null;

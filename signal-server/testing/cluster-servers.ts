@@ -184,10 +184,11 @@ export async function watchChannel(
   await client.subscribe(
     channel,
     (m) => {
-      // An inbox message with bytes (decodeInbox) or JSON; "?" for anything else. The sessions a process tells the
-      // others every resync ('open') are left out: a test's count would hang on how many resyncs it saw.
+      // An inbox message with bytes (decodeInbox) or JSON; "?" for anything else. The sessions and links a process
+      // tells the others every resync ('open', 'links') are left out: a test's count would hang on how many resyncs
+      // it saw.
       const t = (decodeInbox(m) ?? decode(m.toString('utf8'), parseBusMessage))?.t;
-      if (t === 'open') return;
+      if (t === 'open' || t === 'links') return;
       bytes += m.byteLength;
       const k = typeof t === 'string' ? t : '?';
       counts.set(k, (counts.get(k) ?? 0) + 1);
