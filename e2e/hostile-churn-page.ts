@@ -12,7 +12,7 @@
 /** Installs `window.__churn` in the page; call before the page's first RTCPeerConnection. */
 export const CHURN_HOOKS = `(() => {
   if (window.__churn) return;
-  const c = { pcs: [], ws: null, peers: [], counts: { framesClosed: 0, framesRemade: 0, remakeRefused: 0, ordinaryClosed: 0, pcsClosed: 0, offersSent: 0 } };
+  const c = { pcs: [], ws: null, peers: [], holding: false, held: [], counts: { framesClosed: 0, framesRemade: 0, remakeRefused: 0, ordinaryClosed: 0, pcsClosed: 0, offersSent: 0, transceiverRequests: 0, answersHeld: 0 } };
   window.__churn = c;
   const Base = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends Base {
@@ -34,8 +34,14 @@ export const CHURN_HOOKS = `(() => {
     if (typeof data === 'string' && data.startsWith('42["signal"')) {
       c.ws = this;
       try {
-        const to = JSON.parse(data.slice(2))[1].to;
-        if (typeof to === 'string' && !c.peers.includes(to)) c.peers.push(to);
+        const m = JSON.parse(data.slice(2))[1];
+        if (typeof m.to === 'string' && !c.peers.includes(m.to)) c.peers.push(m.to);
+        // The page's own answers, held back while it asks for transceivers (see transceivers).
+        if (c.holding && m.data && m.data.type === 'answer') {
+          c.held.push(data);
+          c.counts.answersHeld += 1;
+          return;
+        }
       } catch {}
     }
     return wsSend.call(this, data);
@@ -106,6 +112,27 @@ export const CHURN_HOOKS = `(() => {
       await sleep(1000 / ratePerS);
     }
   };
+  /**
+   * Asks the linked peer named only for a video transceiver n times through the server's relay (the real signal
+   * event, simple-peer's own shape), ratePerS a second, its page's answers held back meanwhile and only the latest
+   * let go after: on a simple-peer initiator that took them, each added a transceiver to one pending offer, which
+   * grew past what the server's socket takes (1 MiB), and the server closed that tab's connection.
+   */
+  c.transceivers = async (n, ratePerS, only) => {
+    if (c.ws === null) throw new Error('the page has sent no signal yet');
+    c.holding = true;
+    try {
+      for (let i = 0; i < n && c.ws.readyState === WebSocket.OPEN; i++) {
+        wsSend.call(c.ws, '42' + JSON.stringify(['signal', { to: only, data: { type: 'transceiverRequest', transceiverRequest: { kind: 'video' } } }]));
+        c.counts.transceiverRequests += 1;
+        if (i % 10 === 9) await sleep(10000 / ratePerS);
+      }
+    } finally {
+      c.holding = false;
+      const last = c.held.splice(0).pop();
+      if (last !== undefined && c.ws.readyState === WebSocket.OPEN) wsSend.call(c.ws, last);
+    }
+  };
 })();`;
 
 export interface ChurnCounts {
@@ -115,6 +142,8 @@ export interface ChurnCounts {
   readonly ordinaryClosed: number;
   readonly pcsClosed: number;
   readonly offersSent: number;
+  readonly transceiverRequests: number;
+  readonly answersHeld: number;
 }
 
 /** What CHURN_HOOKS installs, as the spec's page.evaluate calls see it. */
@@ -126,6 +155,7 @@ declare global {
       closeFrames(rounds: number, gapMs: number): Promise<void>;
       closeOrdinary(rounds: number, gapMs: number): Promise<void>;
       churn(durationMs: number, ratePerS: number, only?: string): Promise<void>;
+      transceivers(n: number, ratePerS: number, only: string): Promise<void>;
     };
   }
 }

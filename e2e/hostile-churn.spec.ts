@@ -3,7 +3,8 @@
 // joins and computes as any other, but during a generation closes only its
 // `webswarm-frames` channels (and makes new ones with the same id), or only
 // simple-peer's, or destroys every connection and sends fresh offers through
-// the server's relay as fast as its own event budget allows. Its neighbours are
+// the server's relay as fast as its own event budget allows, or asks one
+// neighbour for video transceivers through it. Its neighbours are
 // the three honest tabs of stage 1, of both data paths. r = 3: the two honest
 // replicas of stage 0 are a majority without it, so a frame of its lost in the
 // churn costs no step. Real Chromium tabs, a real server on port 0; the
@@ -43,6 +44,8 @@ interface HonestView {
   readonly state: string;
   readonly lastError: string | null;
   readonly churned: number;
+  /** Signals of its neighbours refused as not a data channel's (ERR_BAD_SIGNAL). */
+  readonly badSignals: number;
   readonly links: Links | null;
 }
 
@@ -79,6 +82,7 @@ function view(): Promise<HonestView[]> {
         state: s?.state ?? 'none',
         lastError: s?.lastError ?? null,
         churned: s?.framesRejectedBy.ERR_PEER_CHURN ?? 0,
+        badSignals: s?.framesRejectedBy.ERR_BAD_SIGNAL ?? 0,
         links,
       };
     }),
@@ -121,6 +125,7 @@ async function underAttack(name: string, attack: () => Promise<ChurnCounts | und
       signals: (a.links?.signalsSent ?? 0) - (b?.links?.signalsSent ?? 0),
       linked: a.links?.linked ?? -1,
       churned: a.churned - (b?.churned ?? 0),
+      badSignals: a.badSignals - (b?.badSignals ?? 0),
       state: a.state,
       lastError: a.lastError,
     };
@@ -204,5 +209,26 @@ describe('a hostile neighbour closes its data channels again and again', () => {
     // The victim made a few of the connections asked for, and counted the rest as refused.
     const v = (await view()).find((x) => x.volunteerId === victim);
     expect(v?.churned).toBeGreaterThan(0);
+  });
+
+  it('asking the neighbour that offers to it for 950 video transceivers at 180/s, its answers held back: no honest tab cut, each request refused, the reference tokens', async () => {
+    // Of each pair the smaller id offers, and simple-peer's offering side took these requests: the victim is the
+    // stage-1 tab of the smallest id (before, one that offered to the hostile tab sent a 3.9 MB offer, and the
+    // server closed its socket: 3 runs of 4 in a red-team pass).
+    const victim = (await view())
+      .filter((x) => TARGETS.includes(x.index))
+      .map((x) => x.volunteerId ?? '')
+      .sort()[0];
+    const before = (await view()).find((x) => x.volunteerId === victim);
+    await underAttack('transceivers', () =>
+      rig.hostile.evaluate(async (only) => {
+        await window.__churn?.transceivers(950, 180, only);
+        return window.__churn?.counts;
+      }, victim ?? ''),
+    );
+    const c = await rig.hostile.evaluate(() => window.__churn?.counts);
+    expect(c?.transceiverRequests).toBe(950);
+    const v = (await view()).find((x) => x.volunteerId === victim);
+    expect((v?.badSignals ?? 0) - (before?.badSignals ?? 0)).toBeGreaterThanOrEqual(100);
   });
 });

@@ -6,16 +6,20 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { IceConfig } from '../../shared/protocol/messages.js';
 import { ERR_ICE_NO_CANDIDATES } from './ice-watch.js';
-import { type ChannelHandoff, LOCAL_ICE_CONFIG, type PeerLike, PeerMesh, type SelectedPair } from './peers.js';
+import { type ChannelHandoff, LOCAL_ICE_CONFIG, MAX_PEER_CANDIDATES, type PeerLike, PeerMesh, type SelectedPair } from './peers.js';
 
 const LINGER_MS = 1_000;
 
 type Handler = (...args: never[]) => void;
 
+/** An offer or answer: its SDP names the fake peer that made it. */
 interface Sdp {
   readonly type: 'offer' | 'answer';
-  readonly peer: number;
+  readonly sdp: string;
 }
+
+const sdp = (type: Sdp['type'], peer: number): Sdp => ({ type, sdp: `fake peer ${peer}` });
+const peerOf = (d: Sdp): number => Number(d.sdp.slice('fake peer '.length));
 
 /** A network of fake peers: an offer names its peer, the answer connects the two. */
 class FakeNet {
@@ -40,6 +44,8 @@ class FakePeer implements PeerLike {
   /** Its data channel closed and the peer has not noticed yet: `connected` still, and send throws (as a browser's does). */
   closing = false;
   partner: FakePeer | null = null;
+  /** Every signal given to it, as given. */
+  readonly signals: unknown[] = [];
   private readonly handlers = new Map<string, Handler[]>();
   private readonly frames: RTCDataChannel | null;
 
@@ -50,7 +56,7 @@ class FakePeer implements PeerLike {
     readonly ice: IceConfig,
     readonly owner: string,
   ) {
-    if (initiator) queueMicrotask(() => this.emit('signal', { type: 'offer', peer: id } satisfies Sdp));
+    if (initiator) queueMicrotask(() => this.emit('signal', sdp('offer', id)));
     this.frames = net.frames ? ({ label: `frames of peer ${id}` } as unknown as RTCDataChannel) : null;
   }
 
@@ -83,12 +89,14 @@ class FakePeer implements PeerLike {
 
   signal(data: unknown): void {
     if (this.destroyed) return;
+    this.signals.push(data);
     const d = data as Sdp;
-    const other = this.net.peers[d.peer];
+    if (d.type !== 'offer' && d.type !== 'answer') return;
+    const other = this.net.peers[peerOf(d)];
     if (other === undefined || other.destroyed) return;
     if (d.type === 'offer' && !this.initiator) {
       this.partner = other;
-      queueMicrotask(() => this.emit('signal', { type: 'answer', peer: this.id } satisfies Sdp));
+      queueMicrotask(() => this.emit('signal', sdp('answer', this.id)));
     } else if (d.type === 'answer' && this.initiator && other.partner === this) {
       this.partner = other;
       queueMicrotask(() => {
@@ -180,8 +188,74 @@ describe('PeerMesh', () => {
     b.need(1, ['a']);
     for (const data of [null, 'offer', 7, [{ type: 'offer' }]]) expect(() => b.signal('a', data)).not.toThrow();
     await flush();
-    expect(refused).toEqual(['b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN', 'b:ERR_PEER_CHURN']);
+    expect(refused).toEqual(['b:ERR_BAD_SIGNAL', 'b:ERR_BAD_SIGNAL', 'b:ERR_BAD_SIGNAL', 'b:ERR_BAD_SIGNAL']);
     expect(net.peers).toHaveLength(0);
+  });
+
+  it("hostile: requests for media transceivers or renegotiation, and malformed offers and candidates, never reach the connection (each made simple-peer's initiator offer again)", async () => {
+    const a = mesh('a');
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    const peer = net.peers[0] as FakePeer;
+    expect(peer.initiator).toBe(true);
+    const given = peer.signals.length;
+    refused.length = 0;
+    const junk: unknown[] = [
+      { type: 'transceiverRequest', transceiverRequest: { kind: 'video' } },
+      { transceiverRequest: { kind: 'video' } },
+      { type: 'renegotiate', renegotiate: true },
+      { renegotiate: true },
+      { type: 'offer' },
+      { type: 'answer', sdp: 'x'.repeat(16 * 1024 + 1) },
+      { type: 'answer', sdp: 7 },
+      { type: 'candidate' },
+      { type: 'candidate', candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host' } },
+      { type: 'candidate', candidate: { candidate: 'c', sdpMLineIndex: -1 } },
+      { type: 'candidate', candidate: { candidate: 'c', sdpMLineIndex: 0, sdpMid: 7 } },
+      { type: 'candidate', candidate: { candidate: 'x'.repeat(1025), sdpMid: '0' } },
+      { sdp: 'v=0', candidate: { candidate: 'c', sdpMid: '0' } },
+    ];
+    for (const data of junk) expect(() => a.signal('b', data)).not.toThrow();
+    await flush();
+    expect(refused).toEqual(junk.map(() => 'a:ERR_BAD_SIGNAL'));
+    expect(peer.signals).toHaveLength(given);
+    expect(peer.connected).toBe(true);
+  });
+
+  it('hostile: a candidate is passed on rebuilt (its other fields left behind), and no more than MAX_PEER_CANDIDATES of them for one connection', async () => {
+    const a = mesh('a');
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    const peer = net.peers[0] as FakePeer;
+    const given = peer.signals.length;
+    refused.length = 0;
+    const line = 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host';
+    a.signal('b', { type: 'candidate', candidate: { candidate: line, sdpMLineIndex: 0, sdpMid: '0', extra: 'x' }, more: 1 });
+    expect(peer.signals.slice(given)).toEqual([{ type: 'candidate', candidate: { candidate: line, sdpMLineIndex: 0, sdpMid: '0' } }]);
+    for (let i = 1; i < MAX_PEER_CANDIDATES + 50; i++)
+      a.signal('b', { type: 'candidate', candidate: { candidate: line, sdpMLineIndex: null, sdpMid: '0' } });
+    expect(peer.signals.length - given).toBe(MAX_PEER_CANDIDATES);
+    expect(refused).toEqual(['a:ERR_BAD_SIGNAL']);
+  });
+
+  it('a signal the connection throws on fails that connection, by name, never the caller', async () => {
+    const a = mesh('a');
+    const b = mesh('b');
+    a.need(1, ['b']);
+    b.need(1, ['a']);
+    await Promise.all([a.connect('b'), b.connect('a')]);
+    const peer = net.peers[0] as FakePeer;
+    refused.length = 0;
+    peer.signal = () => {
+      throw new Error('cannot signal after peer is destroyed');
+    };
+    expect(() => a.signal('b', { type: 'answer', sdp: 'v=0' })).not.toThrow();
+    expect(refused).toEqual(['a:ERR_BAD_SIGNAL']);
+    expect(peer.destroyed).toBe(true);
   });
 
   it('opens one channel per pair, offered by the smaller id, and sends what was queued while it opened first, in order', async () => {
@@ -508,7 +582,7 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
     b.need(1, ['a']);
     // A stranger's initiator peers, whose offers b answers: one each time, as a hostile tab would send them.
     const offers = Array.from({ length: 100 }, () => net.create(true, LOCAL_ICE_CONFIG, 'a'));
-    for (const o of offers) b.signal('a', { type: 'offer', peer: o.id } satisfies Sdp);
+    for (const o of offers) b.signal('a', sdp('offer', o.id));
     await flush();
     const made = () => net.peers.filter((p) => p.owner === 'b').length;
     expect(made()).toBe(4);
@@ -532,7 +606,7 @@ describe('PeerMesh hand-off of frames channels (the data path in the compute wor
     await Promise.all([a.connect('b'), b.connect('a')]);
     const before = a.counts;
     const stranger = net.create(true, LOCAL_ICE_CONFIG, 'b');
-    for (let i = 0; i < 50; i++) a.signal('b', { type: 'offer', peer: stranger.id } satisfies Sdp);
+    for (let i = 0; i < 50; i++) a.signal('b', sdp('offer', stranger.id));
     await flush();
     expect(a.counts).toEqual(before);
     expect(refused).toEqual(Array.from({ length: 50 }, () => 'a:ERR_PEER_CHURN'));

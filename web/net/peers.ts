@@ -123,6 +123,8 @@ interface PeerEntry {
   handed: boolean;
   /** Open, and handed off: frames for it go there. */
   moved: boolean;
+  /** ICE candidates the peer sent for this connection. */
+  candidates: number;
 }
 
 interface Waiter {
@@ -160,6 +162,55 @@ function sendAll(peer: PeerLike, messages: readonly Uint8Array[]): boolean {
 
 function isOffer(data: unknown): boolean {
   return typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'offer';
+}
+
+/** A neighbour's signal that is not what a data channel's connection sends (counted under this code). */
+export const ERR_BAD_SIGNAL = 'ERR_BAD_SIGNAL';
+
+/** What simple-peer signals for a data channel: an offer or an answer, or one ICE candidate. */
+export type PeerSignal =
+  | { readonly type: 'offer' | 'answer'; readonly sdp: string }
+  | {
+      readonly type: 'candidate';
+      readonly candidate: { readonly candidate: string; readonly sdpMLineIndex: number | null; readonly sdpMid: string | null };
+    };
+
+/** An offer's or answer's SDP at most: a data channel's is about 1 KB, and the server relays 16 KiB of signal at most. */
+const MAX_SDP_CHARS = 16 * 1024;
+/** An ICE candidate's line at most (a browser's are about 100 characters). */
+const MAX_CANDIDATE_CHARS = 1024;
+/** ICE candidates one connection takes from its peer: a browser gathers a few for each interface and ICE server. */
+export const MAX_PEER_CANDIDATES = 100;
+
+/**
+ * A neighbour's relayed signal as simple-peer's data channels send it, rebuilt field by field, or why it is not one.
+ * Its requests to renegotiate or for a media transceiver are never a data channel's: before, each request made the
+ * connection's initiator add a video transceiver and offer again (simple-peer does so unasked), and about 950 of them
+ * an offer of 3.9 MB, for which the server closed the honest tab's socket (a red-team find). A candidate that names
+ * neither its line nor its media id threw out of the socket's handler (RTCIceCandidate's constructor).
+ */
+export function peerSignal(data: unknown): PeerSignal | string {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return 'a signal that is not an object';
+  const d = data as Record<string, unknown>;
+  if (d.type === 'offer' || d.type === 'answer') {
+    if (typeof d.sdp !== 'string' || d.sdp.length === 0 || d.sdp.length > MAX_SDP_CHARS)
+      return `an ${d.type} whose sdp is not a string of 1 to ${MAX_SDP_CHARS} characters`;
+    return { type: d.type, sdp: d.sdp };
+  }
+  if (d.type === 'candidate') {
+    const c = d.candidate;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) return 'a candidate signal without a candidate';
+    const { candidate, sdpMLineIndex, sdpMid } = c as Record<string, unknown>;
+    if (typeof candidate !== 'string' || candidate.length > MAX_CANDIDATE_CHARS)
+      return `a candidate that is not a string of at most ${MAX_CANDIDATE_CHARS} characters`;
+    const line = typeof sdpMLineIndex === 'number' && Number.isInteger(sdpMLineIndex) && sdpMLineIndex >= 0 && sdpMLineIndex < 65_536;
+    const mid = typeof sdpMid === 'string' && sdpMid.length <= 256;
+    if ((!line && sdpMLineIndex != null) || (!mid && sdpMid != null) || (!line && !mid))
+      return 'a candidate without a valid sdpMLineIndex or sdpMid';
+    return { type: 'candidate', candidate: { candidate, sdpMLineIndex: line ? sdpMLineIndex : null, sdpMid: mid ? sdpMid : null } };
+  }
+  const kind = typeof d.type === 'string' ? `of type ${JSON.stringify(d.type.slice(0, 40))}` : 'without a type';
+  return `a signal ${kind}: a data channel's are offers, answers and candidates`;
 }
 
 /**
@@ -251,11 +302,13 @@ export class PeerMesh {
   }
 
   /** A signalling message relayed from `from`. */
-  signal(from: string, data: unknown): void {
+  signal(from: string, raw: unknown): void {
     if (this.closed) return;
-    // WebRTC's signals are objects; simple-peer reads a field of whatever it is given, and null threw in this tab.
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-      this.rejected(from, `${ERR_PEER_CHURN} a signal from ${from} that is not an object`);
+    // Only what simple-peer signals for a data channel reaches it, rebuilt (it reads fields of whatever it is given:
+    // null threw in this tab, and requests for media transceivers made it offer again and again: see peerSignal).
+    const data = peerSignal(raw);
+    if (typeof data === 'string') {
+      this.rejected(from, `${ERR_BAD_SIGNAL} ${data}, from ${from}`);
       return;
     }
     // Of each pair the smaller id offers (simple-peer's other side asks the initiator to renegotiate, never offers):
@@ -278,7 +331,19 @@ export class PeerMesh {
       return;
     }
     if (isOffer(data) && !e.initiator) e.offered = true;
-    e.peer.signal(data);
+    if (data.type === 'candidate' && ++e.candidates > MAX_PEER_CANDIDATES) {
+      if (e.candidates === MAX_PEER_CANDIDATES + 1)
+        this.rejected(from, `${ERR_BAD_SIGNAL} more than ${MAX_PEER_CANDIDATES} ICE candidates from ${from} for one connection`);
+      return;
+    }
+    try {
+      e.peer.signal(data);
+    } catch (err) {
+      // What the browser refuses of a well-formed signal fails this connection, never the socket's handler.
+      this.rejected(from, `${ERR_BAD_SIGNAL} a signal from ${from} the connection refused: ${(err as Error).message}`);
+      this.drop(from, e);
+      return;
+    }
     // A channel a neighbour opens before this side's session:open arrives must not stay forever if none does.
     if (!this.needed(from)) this.linger(from);
   }
@@ -471,7 +536,7 @@ export class PeerMesh {
     const initiator = this.myId < remote;
     const peer = this.createPeer({ initiator, ice: this.ice });
     this.opened += 1;
-    const e: PeerEntry = { peer, initiator, pending: held, offered: false, handed: false, moved: false };
+    const e: PeerEntry = { peer, initiator, pending: held, offered: false, handed: false, moved: false, candidates: 0 };
     this.peers.set(remote, e);
     const current = () => this.peers.get(remote) === e;
     // The frames channel can be transferred only in the task that created it: now, or never.
