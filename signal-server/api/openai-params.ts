@@ -260,7 +260,10 @@ export function samplingOf(p: GenerationParams) {
   };
 }
 
-/** An integer seed as the sampler's 32 bits: the seed modulo 2^32 (its two's complement's low bits), exact for any integer. */
+/**
+ * An integer seed as the sampler's 32 bits: the seed modulo 2^32 (its two's complement's low bits), exact for the
+ * integer given. JSON.parse has rounded one past 2^53 to a double before it comes here (README says so).
+ */
 export function seedBits(seed: number): number {
   return Number(BigInt.asUintN(32, BigInt(seed)));
 }
