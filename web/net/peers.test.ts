@@ -182,6 +182,16 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** Meshes a and b with their channel open: a offers, and `peer` is a's side of it. */
+async function connectedPair(): Promise<{ a: PeerMesh; b: PeerMesh; peer: FakePeer }> {
+  const a = mesh('a');
+  const b = mesh('b');
+  a.need(1, ['b']);
+  b.need(1, ['a']);
+  await Promise.all([a.connect('b'), b.connect('a')]);
+  return { a, b, peer: net.peers[0] as FakePeer };
+}
+
 describe('PeerMesh', () => {
   it('hostile: a relayed signal that is not an object (null threw inside simple-peer in the receiving tab) is refused by name and opens nothing', async () => {
     const b = mesh('b');
@@ -193,12 +203,7 @@ describe('PeerMesh', () => {
   });
 
   it("hostile: requests for media transceivers or renegotiation, and malformed offers and candidates, never reach the connection (each made simple-peer's initiator offer again)", async () => {
-    const a = mesh('a');
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
-    const peer = net.peers[0] as FakePeer;
+    const { a, peer } = await connectedPair();
     expect(peer.initiator).toBe(true);
     const given = peer.signals.length;
     refused.length = 0;
@@ -225,12 +230,7 @@ describe('PeerMesh', () => {
   });
 
   it('hostile: a candidate is passed on rebuilt (its other fields left behind), and no more than MAX_PEER_CANDIDATES of them for one connection', async () => {
-    const a = mesh('a');
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
-    const peer = net.peers[0] as FakePeer;
+    const { a, peer } = await connectedPair();
     const given = peer.signals.length;
     refused.length = 0;
     const line = 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host';
@@ -243,12 +243,7 @@ describe('PeerMesh', () => {
   });
 
   it('a signal the connection throws on fails that connection, by name, never the caller', async () => {
-    const a = mesh('a');
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
-    const peer = net.peers[0] as FakePeer;
+    const { a, peer } = await connectedPair();
     refused.length = 0;
     peer.signal = () => {
       throw new Error('cannot signal after peer is destroyed');
@@ -273,12 +268,7 @@ describe('PeerMesh', () => {
   });
 
   it('says a send failed, and throws nothing, when the channel closed under a peer that still says it is connected', async () => {
-    const a = mesh('a');
-    const b = mesh('b');
-    a.need(1, ['b']);
-    b.need(1, ['a']);
-    await Promise.all([a.connect('b'), b.connect('a')]);
-    const peer = net.peers[0] as FakePeer;
+    const { a, peer } = await connectedPair();
     peer.closing = true;
     expect(peer.connected).toBe(true);
     expect(() => a.send('b', [msg('1')])).not.toThrow();
