@@ -369,7 +369,7 @@ describe('drawn forms of logits', () => {
     expect(checked).toBe(1200);
   });
 
-  it('majorityDraw: the token `needed` draws name; newcomers alone do not outvote a record, nor does it win alone', () => {
+  it('majorityDraw: the token `needed` draws name; newcomers never decide between records, nor does one win alone', () => {
     expect(majorityDraw([7, 9, 7], 2)).toEqual({ token: 7, at: [0, 2] });
     expect(majorityDraw([7, 9, 8], 2)).toBeNull();
     expect(majorityDraw([7, null, null], 2)).toBeNull();
@@ -378,8 +378,13 @@ describe('drawn forms of logits', () => {
     expect(majorityDraw([9, null, 9], 2, [false, true, false])).toEqual({ token: 9, at: [0, 2] });
     // Two newcomers against an established replica's other draw: contested (the step fails), not either's token.
     expect(majorityDraw([9, 7, 9], 2, [false, true, false])).toBe('contested');
-    // With an established replica in the group, or none standing elsewhere, the majority wins.
-    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toEqual({ token: 9, at: [0, 2] });
+    // An established replica and a newcomer against another established replica: contested too (before, the
+    // newcomer decided between the two: a colluder's and its newcomer's token was served as verified).
+    expect(majorityDraw([9, 7, 9], 2, [true, true, false])).toBe('contested');
+    // With a strict majority of the established replicas in the group, or none standing elsewhere, the majority wins.
+    expect(majorityDraw([9, 7, 9], 2, [true, false, true])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([9, 7, 9], 2, [true, true, true])).toEqual({ token: 9, at: [0, 2] });
+    expect(majorityDraw([9, 7, 9], 2, [true, false, false])).toEqual({ token: 9, at: [0, 2] });
     expect(majorityDraw([9, 7, 9], 2)).toEqual({ token: 9, at: [0, 2] });
     // At r = 5, three of five.
     expect(majorityDraw([1, 2, 1, 2, 1], 3)).toEqual({ token: 1, at: [0, 2, 4] });

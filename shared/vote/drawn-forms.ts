@@ -1,5 +1,5 @@
 import { type Draw, drawToken, type SamplingParams } from '../model/sampling.js';
-import { type Combine, elementwiseMedian, majorityIdentical } from './quorum.js';
+import { type Combine, elementwiseMedian, establishedDecide, majorityIdentical } from './quorum.js';
 import { RELATIVE_TOLERANCE } from './tolerance.js';
 import {
   agreedTokens,
@@ -203,12 +203,12 @@ export const CONTESTED_DRAW = -2;
 
 /**
  * The token that `needed` of the replicas' `draws` name (a null draw is none), with the indices of those that name
- * it; `'contested'` where such a token is only newcomers' and an established replica (`established`, index by
- * index) drew another; else null. Newcomers never outvote an established replica (quorum.ts), and within the
- * tolerance two colluding newcomers can move their values to draw a token of their choosing (a helper had it
- * served in 35–70 % of steps at temperatures 1 to 0.1); nor does an established replica win alone (one liar among
- * honest newcomers had its draw served). So a contested draw is decided by neither: the stage is retried on other
- * replicas, or the step fails by name.
+ * it; `'contested'` where such a token lacks a strict majority of the established replicas' draws (`established`,
+ * index by index: establishedDecide); else null. Newcomers never decide between established replicas (quorum.ts),
+ * and within the tolerance two colluding newcomers can move their values to draw a token of their choosing (a
+ * helper had it served in 35–70 % of steps at temperatures 1 to 0.1); nor does an established replica win alone
+ * (one liar among honest newcomers had its draw served). So a contested draw is decided by neither: the stage is
+ * retried on other replicas, or the step fails by name.
  */
 export function majorityDraw(
   draws: readonly (number | null)[],
@@ -220,11 +220,11 @@ export function majorityDraw(
     if (t !== null) by.set(t, [...(by.get(t) ?? []), i]);
   });
   const isEstablished = (i: number) => established?.[i] === true;
-  const standsElsewhere = (token: number) => draws.some((t, i) => t !== null && t !== token && isEstablished(i));
+  const all = draws.filter((t, i) => t !== null && isEstablished(i)).length;
   let contested = false;
   for (const [token, at] of by) {
     if (at.length < needed) continue;
-    if (at.some(isEstablished) || !standsElsewhere(token)) return { token, at };
+    if (establishedDecide(at.filter(isEstablished).length, all)) return { token, at };
     contested = true;
   }
   return contested ? 'contested' : null;

@@ -151,6 +151,67 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
     expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['n1', 'e'] });
   });
 
+  it('a newcomer never decides between two established replicas: an established one and a newcomer do not outvote another (contested)', () => {
+    // The red-team find: a colluder with a record (e1) and its newcomer in the minority's seat (n) against an honest
+    // established replica (e2). Before, e1 and n won: their value served as verified.
+    const established = (r: string) => r.startsWith('e');
+    const q = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established });
+    q.add(ok('e1', far));
+    q.add(ok('n', far));
+    // Two of three agree, but e2 is still to answer: no decision.
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('e2', base));
+    expect(q.state.kind).toBe('no-majority');
+    // The honest established replica and the newcomer against the colluder: contested as well (symmetric).
+    const r = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established });
+    r.add(ok('e2', base));
+    r.add(ok('n', base));
+    r.add(ok('e1', far));
+    expect(r.state.kind).toBe('no-majority');
+  });
+
+  it('a strict majority of the established replicas decides with newcomers beside it; one that failed is not counted', () => {
+    const established = (r: string) => r.startsWith('e');
+    const q = new Quorum(['e1', 'e2', 'e3', 'n1', 'n2'], agreeTensors, { established });
+    q.add(ok('n1', far));
+    q.add(ok('n2', far));
+    q.add(ok('e1', far));
+    // Three of five, but one of three established: not yet.
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('e2', base));
+    q.add(ok('e3', base));
+    // Two of three established and two newcomers against them: the established majority is short of three of five.
+    expect(q.state.kind).toBe('no-majority');
+    const r = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established });
+    r.add({ status: 'timeout', replica: 'e1' });
+    r.add(ok('e2', base));
+    r.add(ok('n', base));
+    expect(r.state).toMatchObject({ kind: 'agreed', agreeing: ['e2', 'n'] });
+    const all = new Quorum(['e1', 'e2', 'e3'], agreeTensors, { established });
+    all.add(ok('e1', far));
+    all.add(ok('e2', base));
+    all.add(ok('e3', base));
+    expect(all.state).toMatchObject({ kind: 'agreed', agreeing: ['e2', 'e3'], disagreeing: ['e1'] });
+  });
+
+  it('expire: established replicas still to answer are counted as timed out only where a group has the majority already', () => {
+    const established = (r: string) => r.startsWith('e');
+    const q = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established });
+    q.add(ok('e2', base));
+    // One answer: nothing is waited on only by e1, so nothing changes (a silent stage waits for the step's timeout).
+    expect(q.expire(established)).toBe(false);
+    expect(q.state.kind).toBe('pending');
+    q.add(ok('n', base));
+    expect(q.state.kind).toBe('pending');
+    expect(q.expire(established)).toBe(true);
+    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['e2', 'n'], disagreeing: ['e1'] });
+    // Where the two answers split, expiring the silent one leaves a tie between established and newcomer: none wins.
+    const split = new Quorum(['e1', 'e2', 'e3'], agreeTensors, { established });
+    split.add(ok('e1', base));
+    split.add(ok('e2', far));
+    expect(split.expire(established)).toBe(false);
+  });
+
   it('an established replica that went away does not block the newcomers', () => {
     const established = (r: string) => r === 'e';
     const q = new Quorum(['e', 'n1', 'n2'], agreeTensors, { established });

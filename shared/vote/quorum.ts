@@ -35,9 +35,9 @@ export interface QuorumOptions<T> {
   /** Makes the accepted value from every agreeing value (in arrival order); default: the first one. */
   readonly combine?: Combine<T>;
   /**
-   * Replicas with an established record. When the vote has any, a group made
-   * only of newcomers cannot win while an established replica is still to answer
-   * or has answered something else: newcomers never outvote an established replica.
+   * Replicas with an established record. When the vote has any, a group wins
+   * only with a strict majority of those that answered or are still to answer
+   * (establishedDecide): newcomers confirm, never decide between established replicas.
    */
   readonly established?: (replica: string) => boolean;
 }
@@ -56,6 +56,19 @@ export type Combine<T> = (
 /** ⌊r/2⌋ + 1: the smallest strict majority of r replicas. */
 export function majority(replicas: number): number {
   return Math.floor(replicas / 2) + 1;
+}
+
+/**
+ * Whether answers that `inGroup` of the vote's `all` established replicas (those that answered, or are still to)
+ * gave may decide it: only with a strict majority of them, so newcomers confirm and never decide, and a group of
+ * newcomers alone decides only where there is no established replica. Before, a group with one established replica
+ * won against another outside it: a colluder that had earned its record honestly, beside a colluding newcomer in the
+ * minority's seat (which a lone newcomer always takes), served its text as verified in 7 requests of 12 at r = 3,
+ * and the honest replica outvoted lost its own standing (a red-team find). Between established replicas that split
+ * evenly the vote is contested: the stage is retried on spares (or the fallback), never decided by a newcomer.
+ */
+export function establishedDecide(inGroup: number, all: number): boolean {
+  return all === 0 || inGroup >= majority(all);
 }
 
 /**
@@ -145,26 +158,31 @@ export class Quorum<T> {
     return true;
   }
 
-  /**
-   * Whether a group may win: a group with an established member may; one of
-   * newcomers only when no established replica is still to answer or stands
-   * outside it.
-   */
-  private eligible(group: readonly number[]): boolean {
+  /** The established replicas in a group, outside it (answered), and still to answer (null: a group of none yet). */
+  private establishedAround(group: readonly number[] | null): { inGroup: number; outside: number; pending: number } | null {
     const est = this.established;
-    if (est === null || group.some((i) => est(this.replicaAt(i)))) return true;
-    if ([...this.pending].some(est)) return false;
-    return !this.answers.some((a, i) => !group.includes(i) && est(a.replica));
+    if (est === null) return null;
+    const members = group ?? [];
+    return {
+      inGroup: members.filter((i) => est(this.replicaAt(i))).length,
+      outside: this.answers.filter((a, i) => !members.includes(i) && est(a.replica)).length,
+      pending: [...this.pending].filter(est).length,
+    };
+  }
+
+  /** Whether a group may win: with a strict majority of the established replicas (establishedDecide). */
+  private eligible(group: readonly number[]): boolean {
+    const e = this.establishedAround(group);
+    return e === null || establishedDecide(e.inGroup, e.inGroup + e.outside + e.pending);
   }
 
   /** Whether a group could still win once the pending replicas answer (null: a group of pending replicas only). */
   private possible(group: readonly number[] | null): boolean {
     const size = group?.length ?? 0;
     if (size + this.pending.size < this.needed) return false;
-    const est = this.established;
-    if (est === null || group === null || group.some((i) => est(this.replicaAt(i)))) return true;
-    // A newcomers' group still wins if a pending established replica can join it and none stands elsewhere.
-    return !this.answers.some((a, i) => !group.includes(i) && est(a.replica));
+    const e = this.establishedAround(group);
+    // At best every pending established replica joins it (one that fails lowers the bar by no more than that).
+    return e === null || e.inGroup + e.pending + e.outside === 0 || e.inGroup + e.pending > e.outside;
   }
 
   private replicaAt(i: number): string {
@@ -259,6 +277,18 @@ export class Quorum<T> {
     if (!hope) {
       this.decided = { kind: 'no-majority', clusters: cliques.map((c) => c.map((i) => this.replicaAt(i))), failed: [...this.failed] };
     }
+  }
+
+  /**
+   * Counts the pending replicas `which` picks as timed out, where a group of agreeing answers has the majority's
+   * size already (so the vote waits on nothing else: it is decided, either way, without them); else changes
+   * nothing. Returns whether it counted any.
+   */
+  expire(which: (replica: string) => boolean): boolean {
+    if (this.decided.kind !== 'pending' || !this.cliques().some((c) => c.length >= this.needed)) return false;
+    const late = [...this.pending].filter(which);
+    for (const replica of late) this.add({ status: 'timeout', replica });
+    return late.length > 0;
   }
 
   /**

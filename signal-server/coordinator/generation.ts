@@ -91,6 +91,7 @@ export class GenerationSession extends SessionJoin {
       resolve: () => {},
       settleExpired: false,
       settleTimer: null,
+      stallTimer: null,
     });
     try {
       await this.join();
@@ -150,6 +151,8 @@ export class GenerationSession extends SessionJoin {
             continue;
           }
           if (w.settleTimer !== null) this.clock.clearTimeout(w.settleTimer);
+          if (w.stallTimer !== null) this.clock.clearTimeout(w.stallTimer);
+          w.stallTimer = null;
           // Stage 0 computed on a mesh token that is not the verified one: every stage goes back to before this step.
           if (this.meshMiss(step)) {
             this.rollBackPipeline(step);
@@ -171,7 +174,7 @@ export class GenerationSession extends SessionJoin {
             throw new GenerationError(
               'ERR_NO_QUORUM',
               failing.stage === last && this.contested(step, w)
-                ? `step ${step}: newcomers among the last stage's replicas drew another token than an established replica (newcomers never outvote an established replica, nor does it win alone), and no spare replicas could retry it`
+                ? `step ${step}: newcomers among the last stage's replicas drew another token than an established replica (newcomers never decide between established replicas, nor does one win alone), and no spare replicas could retry it`
                 : failing.culprits.size === 0
                   ? `step ${step}: the ${n} replicas of stage ${failing.stage} did not agree (a majority of ${this.needed} of ${this.policy.redundancy} is needed), and no spare replicas could retry it`
                   : failing.stage === last
@@ -270,6 +273,7 @@ export class GenerationSession extends SessionJoin {
       this.judgeSilence(false);
       this.carrySilence();
       if (this.wait?.w.settleTimer != null) this.clock.clearTimeout(this.wait.w.settleTimer);
+      if (this.wait?.w.stallTimer != null) this.clock.clearTimeout(this.wait.w.stallTimer);
       this.wait = null;
       this.awaitedJoins.forgetAll();
       for (const id of this.members.keys()) this.closeOn(id);
