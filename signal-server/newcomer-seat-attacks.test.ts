@@ -38,25 +38,35 @@ function colluders(target: readonly number[]) {
   return { fault, watch, state };
 }
 
+/**
+ * Two honest volunteers (their step delay in `honestFault`, 0 at first) and the first colluder, established over two
+ * requests; then the second, a newcomer. `newcomer`: whether the second is still one.
+ */
+async function setUp(log: ReturnType<typeof serverLog>) {
+  const { url, expected, tokenizer } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage', logger: log.logger });
+  expect(expected.length).toBeGreaterThanOrEqual(3);
+  const c = colluders(tokenizer.encode(' I am the captain now and so on'));
+  const honestFault: { -readonly [K in keyof FaultBehaviour]: FaultBehaviour[K] } = { delayMs: 0, output: (_step, d) => d };
+  const honest = [volunteer(url, '127.0.0.111', { fault: honestFault }), volunteer(url, '127.0.0.112', { fault: honestFault })];
+  const a1 = volunteer(url, '127.0.0.166', { fault: c.fault, sessions: 1 });
+  c.watch('a1', a1);
+  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+  // The first earns its record honestly: all three established.
+  for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+  await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
+  const a2 = volunteer(url, '127.0.0.167', { fault: c.fault, sessions: 1 });
+  c.watch('a2', a2);
+  await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
+  // They lie while the second is a newcomer (after that the two are established: a majority of the route's
+  // established replicas whenever both are drawn, which is the trust boundary's f, not probation's).
+  const newcomer = async () => (await fetchSwarmListing(url)).list.some((v) => v.id === a2.id && !v.established);
+  return { url, expected, c, honest, honestFault, newcomer };
+}
+
 describe("an established colluder and its newcomer in the minority's seat", () => {
   it('never outvote an established replica: every answer is the reference, the honest ones keep a clean record', async () => {
     const log = serverLog('info');
-    const { url, expected, tokenizer } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage', logger: log.logger });
-    expect(expected.length).toBeGreaterThanOrEqual(3);
-    const c = colluders(tokenizer.encode(' I am the captain now and so on'));
-    const honest = [volunteer(url, '127.0.0.111'), volunteer(url, '127.0.0.112')];
-    const a1 = volunteer(url, '127.0.0.166', { fault: c.fault, sessions: 1 });
-    c.watch('a1', a1);
-    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
-    // The first earns its record honestly: all three established.
-    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
-    await expect.poll(async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).length, { timeout: WAIT_MS }).toBe(3);
-    const a2 = volunteer(url, '127.0.0.167', { fault: c.fault, sessions: 1 });
-    c.watch('a2', a2);
-    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(4);
-    // They lie while the second is a newcomer (after that the two are established: a majority of the route's
-    // established replicas whenever both are drawn, which is the trust boundary's f, not probation's).
-    const newcomer = async () => (await fetchSwarmListing(url)).list.some((v) => v.id === a2.id && !v.established);
+    const { url, expected, c, honest, newcomer } = await setUp(log);
     const served: string[] = [];
     let requests = 0;
     for (; requests < 12 && (await newcomer()); requests++) {
@@ -77,5 +87,22 @@ describe("an established colluder and its newcomer in the minority's seat", () =
       expect(v?.disagreed, `honest ${h.id}`).toBe(0);
       expect(v?.established, `honest ${h.id}`).toBe(true);
     }
+  }, 240_000);
+
+  it('answering at once beside an honest established replica slower than the silence limit: the server computes the stage, never their text', async () => {
+    // A review's find against a first version, which counted established replicas still to answer after the silence
+    // limit as timed out: the pair, answering at once, then outvoted the slow honest one.
+    const log = serverLog('info');
+    const { url, expected, c, honestFault, newcomer } = await setUp(log);
+    honestFault.delayMs = 6_000;
+    for (let i = 0; i < 4 && c.state.paired === 0 && (await newcomer()); i++) {
+      c.state.lying = true;
+      const r = await complete(url, 2);
+      c.state.lying = false;
+      expect(r.status, JSON.stringify(r.body.error)).toBe(200);
+      expect(r.body.webswarm?.tokens, `request ${i}`).toEqual(expected.slice(0, 2));
+    }
+    expect(c.state.paired).toBeGreaterThan(0);
+    expect(log.lines.some((l) => /established replicas did not all answer within \d+ ms; the server computes stage 0/.test(l))).toBe(true);
   }, 240_000);
 });

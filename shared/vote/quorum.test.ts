@@ -194,22 +194,23 @@ describe('quorum: the majority of r, newcomers and values a minority cannot move
     expect(all.state).toMatchObject({ kind: 'agreed', agreeing: ['e2', 'e3'], disagreeing: ['e1'] });
   });
 
-  it('expire: established replicas still to answer are counted as timed out only where a group has the majority already', () => {
+  it('waitsOnlyOn: open only for established replicas still to answer, with a group of the majority already', () => {
     const established = (r: string) => r.startsWith('e');
     const q = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established });
     q.add(ok('e2', base));
-    // One answer: nothing is waited on only by e1, so nothing changes (a silent stage waits for the step's timeout).
-    expect(q.expire(established)).toBe(false);
-    expect(q.state.kind).toBe('pending');
+    // One answer: no group of the majority yet.
+    expect(q.waitsOnlyOn(established)).toBe(false);
     q.add(ok('n', base));
     expect(q.state.kind).toBe('pending');
-    expect(q.expire(established)).toBe(true);
-    expect(q.state).toMatchObject({ kind: 'agreed', agreeing: ['e2', 'n'], disagreeing: ['e1'] });
-    // Where the two answers split, expiring the silent one leaves a tie between established and newcomer: none wins.
-    const split = new Quorum(['e1', 'e2', 'e3'], agreeTensors, { established });
-    split.add(ok('e1', base));
-    split.add(ok('e2', far));
-    expect(split.expire(established)).toBe(false);
+    expect(q.waitsOnlyOn(established)).toBe(true);
+    q.add(ok('e1', base));
+    expect(q.state.kind).toBe('agreed');
+    expect(q.waitsOnlyOn(established)).toBe(false);
+    // A newcomer still to answer: not only established ones.
+    const r = new Quorum(['e1', 'e2', 'n'], agreeTensors, { established, needed: 2 });
+    r.add(ok('e1', base));
+    r.add(ok('e2', far));
+    expect(r.waitsOnlyOn(established)).toBe(false);
   });
 
   it('an established replica that went away does not block the newcomers', () => {

@@ -280,15 +280,12 @@ export class Quorum<T> {
   }
 
   /**
-   * Counts the pending replicas `which` picks as timed out, where a group of agreeing answers has the majority's
-   * size already (so the vote waits on nothing else: it is decided, either way, without them); else changes
-   * nothing. Returns whether it counted any.
+   * Whether the vote is still open only for replicas `which` picks: a group of agreeing answers has the majority's
+   * size already, and every replica still to answer is one of them (established replicas a decision waits on).
    */
-  expire(which: (replica: string) => boolean): boolean {
-    if (this.decided.kind !== 'pending' || !this.cliques().some((c) => c.length >= this.needed)) return false;
-    const late = [...this.pending].filter(which);
-    for (const replica of late) this.add({ status: 'timeout', replica });
-    return late.length > 0;
+  waitsOnlyOn(which: (replica: string) => boolean): boolean {
+    if (this.decided.kind !== 'pending' || this.pending.size === 0 || ![...this.pending].every(which)) return false;
+    return this.cliques().some((c) => c.length >= this.needed);
   }
 
   /**

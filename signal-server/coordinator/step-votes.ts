@@ -32,7 +32,7 @@ export interface StepWait {
   /** Set once the logits had SETTLE_MS to settle after their majority. */
   settleExpired: boolean;
   settleTimer: TimerHandle | null;
-  /** Set while established replicas still to answer hold one of the step's votes back (expireStalled). */
+  /** Set while established replicas still to answer hold one of the step's votes back (serveStalled). */
   stallTimer: TimerHandle | null;
 }
 
@@ -364,7 +364,7 @@ export abstract class StepVotes extends SessionRoute {
   /** A step is decided once the last stage's logits (settled) and every stage's fingerprints have a majority (or cannot). */
   protected checkDecided(): void {
     if (this.wait === null) return;
-    this.expireStalled();
+    this.serveStalled();
     const w = this.wait.w;
     const logits = w.logits.state;
     // Agreed logits that may still move (a majority, but not of identical values) get SETTLE_MS for the others to come.
@@ -380,28 +380,31 @@ export abstract class StepVotes extends SessionRoute {
   /**
    * A vote of the step in wait wins only with a strict majority of its established replicas, those still to answer
    * counted (quorum.ts: before, a colluder with a record and its newcomer outvoted an honest established replica),
-   * so one that stays silent holds it back: each still to answer once the step has run for its stage's silence
-   * limit (SilentMembers.limitMs, 5 s at least; half the step's timeout at most) is counted as timed out where a
-   * group has the majority's size already, and the vote is decided without it. A silent established replica costs a step that long, not the step's timeout; an
-   * honest one that slow is outvoted only where the others agree without it.
+   * so one that stays silent holds it back. Once the step has run for the stage's silence limit (SilentMembers.limitMs,
+   * 5 s at least; half the step's timeout at most) with a group of the majority's size waiting only on established
+   * replicas, the server computes the stage (the fallback, where FALLBACK allows; else the step's timeout comes).
+   * Never the answers in: a first version counted the silent ones as timed out, and colluders that answered at once
+   * won against an honest established replica slower than the limit, or against spares a retry had just brought
+   * (a review's finds), and the replicas that answered went unheard and were struck.
    */
-  private expireStalled(): void {
+  private serveStalled(): void {
     const wait = this.wait;
     if (wait === null) return;
     const now = this.clock.now();
     const began = this.stepStarted.get(wait.step) ?? now;
     const votes: [number, Quorum<Float32Array> | Quorum<StageReport>][] = [
-      [this.current.length - 1, wait.w.logits],
       ...(this.digestVotes.get(wait.step) ?? []).map((q, stage): [number, Quorum<StageReport>] => [stage, q]),
+      [this.current.length - 1, wait.w.logits],
     ];
     let next = Number.POSITIVE_INFINITY;
     for (const [stage, q] of votes) {
-      if (q.state.kind !== 'pending' || !q.missing.some((id) => this.policy.established(id))) continue;
-      const due = began + Math.min(this.silence.limitMs(stage), this.timeouts.stepMs / 2);
-      // Only where a group has the majority's size (Quorum.expire): a stage silent as a whole waits for the step's
-      // timeout, and the server takes it then (serveLagging).
-      if (now < due) next = Math.min(next, due);
-      else q.expire((id) => this.policy.established(id));
+      if (!q.waitsOnlyOn((id) => this.policy.established(id))) continue;
+      const limit = Math.min(this.silence.limitMs(stage), this.timeouts.stepMs / 2);
+      if (now < began + limit) next = Math.min(next, began + limit);
+      else if (
+        this.serve(stage, `step ${wait.step}: stage ${stage}'s established replicas did not all answer within ${Math.round(limit)} ms`)
+      )
+        return;
     }
     if (next === Number.POSITIVE_INFINITY || wait.w.stallTimer !== null) return;
     wait.w.stallTimer = this.clock.setTimeout(() => {
@@ -409,6 +412,9 @@ export abstract class StepVotes extends SessionRoute {
       if (this.wait?.w === wait.w) this.checkDecided();
     }, next - now);
   }
+
+  /** The server takes `stage` over (session-repair.ts); false where it may not. */
+  abstract serve(stage: number, why: string, short?: boolean): boolean;
 
   /** Whether the step in wait is decided: a stage split, or the logits done (settled) and every stage's fingerprints voted. */
   protected decidedNow(): boolean {
