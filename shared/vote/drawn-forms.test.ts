@@ -386,6 +386,9 @@ describe('drawn forms of logits', () => {
     expect(majorityDraw([9, 7, 9], 2, [true, true, true])).toEqual({ token: 9, at: [0, 2] });
     expect(majorityDraw([9, 7, 9], 2, [true, false, false])).toEqual({ token: 9, at: [0, 2] });
     expect(majorityDraw([9, 7, 9], 2)).toEqual({ token: 9, at: [0, 2] });
+    // Established replicas still to answer count: 2 of the 3 that drew, but of 4 in the vote, is no majority of them.
+    expect(majorityDraw([9, 9, 7, 9], 3, [true, true, true, false])).toEqual({ token: 9, at: [0, 1, 3] });
+    expect(majorityDraw([9, 9, 7, 9], 3, [true, true, true, false], 4)).toBe('contested');
     // At r = 5, three of five.
     expect(majorityDraw([1, 2, 1, 2, 1], 3)).toEqual({ token: 1, at: [0, 2, 4] });
     expect(majorityDraw([1, 2, 1, 2, 3], 3)).toBeNull();

@@ -142,7 +142,7 @@ const middle = (xs: readonly number[]): number => elementwiseMedian(xs.map((x) =
  * names another token wins nothing and voids no honest majority.
  */
 export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Array> {
-  return (forms, needed, established) => {
+  return (forms, needed, established, establishedInVote) => {
     const first = forms[0];
     if (first === undefined) throw new RangeError('nothing to combine');
     const parts = forms.map(drawnParts);
@@ -150,6 +150,7 @@ export function medianOfDrawn(p: SamplingParams, u: number): Combine<Float32Arra
       forms.map((f) => ownDraw(f, p, u)),
       needed,
       established,
+      establishedInVote,
     );
     const same = majorityIdentical(forms, needed);
     // A bit-identical majority is taken whole where its draw is the counted majority's.
@@ -214,13 +215,19 @@ export function majorityDraw(
   draws: readonly (number | null)[],
   needed: number,
   established?: readonly boolean[],
+  /** The vote's established replicas that answered or are still to (a review had a draw of 2 of 4 win as 2 of 3). */
+  establishedInVote = 0,
 ): { readonly token: number; readonly at: readonly number[] } | 'contested' | null {
   const by = new Map<number, number[]>();
   draws.forEach((t, i) => {
     if (t !== null) by.set(t, [...(by.get(t) ?? []), i]);
   });
   const isEstablished = (i: number) => established?.[i] === true;
-  const all = draws.filter((t, i) => t !== null && isEstablished(i)).length;
+  // Those outside the draws (answered otherwise, or still to answer) and those whose draw counts: a refuted claim
+  // (null) stands nowhere.
+  const members = draws.filter((_, i) => isEstablished(i)).length;
+  const counted = draws.filter((t, i) => t !== null && isEstablished(i)).length;
+  const all = Math.max(0, establishedInVote - members) + counted;
   let contested = false;
   for (const [token, at] of by) {
     if (at.length < needed) continue;

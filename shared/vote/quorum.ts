@@ -51,6 +51,8 @@ export type Combine<T> = (
   values: readonly T[],
   needed: number,
   established?: readonly boolean[],
+  /** The vote's established replicas that answered or are still to (at least those among `values`). */
+  establishedInVote?: number,
 ) => { readonly value: T; readonly exact: boolean };
 
 /** ⌊r/2⌋ + 1: the smallest strict majority of r replicas. */
@@ -170,6 +172,12 @@ export class Quorum<T> {
     };
   }
 
+  /** The vote's established replicas that answered with a value or are still to answer. */
+  establishedInVote(): number {
+    const e = this.establishedAround(null);
+    return e === null ? 0 : e.outside + e.pending;
+  }
+
   /** Whether a group may win: with a strict majority of the established replicas (establishedDecide). */
   private eligible(group: readonly number[]): boolean {
     const e = this.establishedAround(group);
@@ -253,7 +261,7 @@ export class Quorum<T> {
           const values = members.map((i) => (this.answers[i] as { value: T }).value);
           const est = this.established;
           const flags = members.map((i) => est?.(this.replicaAt(i)) === true);
-          this.made = { of: members.length, ...this.combine(values, this.needed, flags) };
+          this.made = { of: members.length, ...this.combine(values, this.needed, flags, this.establishedInVote()) };
         }
         value = this.made.value;
         settled = this.made.exact || this.pending.size === 0;

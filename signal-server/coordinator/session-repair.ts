@@ -136,6 +136,13 @@ export abstract class SessionRepair extends StepVotes {
     });
     const leaving = worstFirst.slice(0, count);
     const staying = ids.filter((id) => !leaving.includes(id));
+    // An established replica that leaves while another stays: the new vote would forget its answer, and the one that
+    // stays (its answer carried) would be the only established replica beside newcomer spares, which it and one
+    // colluding spare outvote (a review's find, against the rule that newcomers never decide between established
+    // replicas): the server computes the stage instead, or the step fails by name.
+    const isEst = (id: string) => this.policy.established(id);
+    if (leaving.some(isEst) && staying.some(isEst))
+      return this.serve(stage, `step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}) between established replicas`);
     const spares = this.retry.spares(stage, this.notCandidates(), staying);
     if (spares.length < count)
       return this.serve(stage, `step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}) and too few spares are ready`);

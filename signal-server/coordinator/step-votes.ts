@@ -480,7 +480,7 @@ export abstract class StepVotes extends SessionRoute {
       draws.push(token);
       established.push(this.policy.established(id));
     }
-    const won = majorityDraw(draws, this.neededAt(this.current.length - 1), established);
+    const won = majorityDraw(draws, this.neededAt(this.current.length - 1), established, vote.establishedInVote());
     return won === null || won === 'contested' ? won : won.token;
   }
 
