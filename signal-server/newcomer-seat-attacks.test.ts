@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { FaultBehaviour } from '../shared/swarm/faults.js';
 import { fetchSwarmListing } from '../testing/swarm-listing.js';
 import { httpSwarm, WAIT_MS } from './testing/http-swarm.js';
-import { type NodeVolunteer, spellingLogits } from './testing/node-volunteer.js';
+import { type NodeVolunteer, type NodeVolunteerOptions, spellingLogits } from './testing/node-volunteer.js';
 import { serverLog } from './testing/server-log.js';
 
 const { start, volunteer, readyCount, complete } = httpSwarm('newcomer-seat');
@@ -62,6 +62,62 @@ async function setUp(log: ReturnType<typeof serverLog>) {
   const newcomer = async () => (await fetchSwarmListing(url)).list.some((v) => v.id === a2.id && !v.established);
   return { url, expected, c, honest, honestFault, newcomer };
 }
+
+describe('a retry after established replicas split', () => {
+  it('never leaves the colluder as the only established replica beside newcomer spares: the server computes the stage', async () => {
+    // Routes drawn at random 0 take the first candidates: the colluder C (most agreements), the honest X (fewer), and
+    // the first newcomer, the colluder's A. They lie wherever two colluders are in one session: C and A split the vote
+    // with X. A review's find: the retry took out A and then X (the worse record), kept C's answer, and brought the
+    // newcomers S (a colluding sybil) and T as spares; C and S, 1 of 1 established, decided.
+    const log = serverLog('info');
+    const { url, expected, tokenizer } = await start(1, 3, { routeWaitMs: 1_000, fallback: 'stage', logger: log.logger, random: () => 0 });
+    const spell = spellingLogits(tokenizer.encode(' I am the captain now and so on'));
+    const session = new Map<string, number>();
+    const state = { lying: false };
+    const colluding = (name: string): NodeVolunteerOptions => ({
+      sessions: 1,
+      fault: {
+        delayMs: 0,
+        output: (step, d, isLogits) => {
+          const mine = session.get(name);
+          const together = [...session].filter(([, id]) => id === mine).length >= 2;
+          return state.lying && together ? spell.output(step, d, isLogits) : d;
+        },
+      },
+    });
+    const join = (name: string, address: string, options: NodeVolunteerOptions = {}) => {
+      const v = volunteer(url, address, options);
+      v.socket.on('session:open', (m: { sessionId: number }) => session.set(name, m.sessionId));
+      return v;
+    };
+    const established = async () => (await fetchSwarmListing(url)).list.filter((v) => v.established).map((v) => v.id);
+    const c = join('c', '127.0.0.171', colluding('c'));
+    const y = join('y', '127.0.0.172');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(2);
+    const z = join('z', '127.0.0.173');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    for (let i = 0; i < 2; i++) expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    // X joins as a newcomer and earns its record beside C and Y; then Y and Z go: C and X are the established ones.
+    await z.close();
+    const x = join('x', '127.0.0.174');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(3);
+    for (let i = 0; i < 4 && !(await established()).includes(x.id ?? ''); i++)
+      expect((await complete(url)).body.webswarm?.tokens).toEqual(expected);
+    expect(await established()).toContain(x.id);
+    await y.close();
+    join('a', '127.0.0.175', colluding('a'));
+    join('s', '127.0.0.176', colluding('s'));
+    join('t', '127.0.0.177');
+    await expect.poll(() => readyCount(url), { timeout: WAIT_MS }).toBe(5);
+    expect((await established()).sort()).toEqual([c.id, x.id].sort());
+    state.lying = true;
+    const r = await complete(url, 3);
+    state.lying = false;
+    expect(r.status, JSON.stringify(r.body.error)).toBe(200);
+    expect(r.body.webswarm?.tokens).toEqual(expected.slice(0, 3));
+    expect(log.lines.some((l) => l.includes('between established replicas; the server computes stage 0'))).toBe(true);
+  }, 240_000);
+});
 
 describe("an established colluder and its newcomer in the minority's seat", () => {
   it('never outvote an established replica: every answer is the reference, the honest ones keep a clean record', async () => {

@@ -67,7 +67,7 @@ export function majority(replicas: number): number {
  * won against another outside it: a colluder that had earned its record honestly, beside a colluding newcomer in the
  * minority's seat (which a lone newcomer always takes), served its text as verified in 7 requests of 12 at r = 3,
  * and the honest replica outvoted lost its own standing (a red-team find). Between established replicas that split
- * evenly the vote is contested: the stage is retried on spares (or the fallback), never decided by a newcomer.
+ * evenly the vote is contested: the server computes the stage (session-repair.ts), never a newcomer decides it.
  */
 export function establishedDecide(inGroup: number, all: number): boolean {
   return all === 0 || inGroup >= majority(all);

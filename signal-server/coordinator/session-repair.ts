@@ -128,7 +128,8 @@ export abstract class SessionRepair extends StepVotes {
     if (this.served(ids)) return false;
     const count = Math.max(majority(ids.length), culprits.size);
     // Proven equivocators first, then newcomers before established replicas, then the worst record.
-    const est = (id: string) => Number(this.policy.established(id));
+    const isEst = (id: string) => this.policy.established(id);
+    const est = (id: string) => Number(isEst(id));
     const worstFirst = [...ids].sort((a, b) => {
       const ca = this.audit.get(a);
       const cb = this.audit.get(b);
@@ -140,7 +141,6 @@ export abstract class SessionRepair extends StepVotes {
     // stays (its answer carried) would be the only established replica beside newcomer spares, which it and one
     // colluding spare outvote (a review's find, against the rule that newcomers never decide between established
     // replicas): the server computes the stage instead, or the step fails by name.
-    const isEst = (id: string) => this.policy.established(id);
     if (leaving.some(isEst) && staying.some(isEst))
       return this.serve(stage, `step ${step}: stage ${stage} had no majority (${this.votesOn(stage, step)}) between established replicas`);
     const spares = this.retry.spares(stage, this.notCandidates(), staying);
